@@ -1,0 +1,133 @@
+// The kernel set every backend implements, and the memory interface it owns.
+//
+// The model is written once as a sequence of calls into this interface; nothing above it knows which
+// chip runs. All pointers passed to kernels are device pointers returned by allocate() (host memory
+// for the CPU backend). Tensors are dense, row-major, fp32.
+//
+// Conventions, shared by every kernel:
+//   B batch, T sequence length, C channels, NH heads, hs = C / NH, V vocabulary, N = rows (often B*T),
+//   OC output channels. Weights of linear layers are [OC, C] (PyTorch nn.Linear layout).
+//   Backward kernels ACCUMULATE (+=) into every gradient they write, so callers zero gradients once
+//   per step and gradient accumulation and residual branches need no extra code. The only exception
+//   is cross_entropy_backward, which overwrites its output.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace switchyard::backend {
+
+// Hyper-parameters of one AdamW update (decoupled weight decay, as torch.optim.AdamW).
+struct AdamWStep {
+  float learning_rate = 0;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float epsilon = 1e-8f;
+  float weight_decay = 0;
+  int step = 1;            // 1-based step count, for bias correction
+  float grad_scale = 1.0f; // gradients are multiplied by this first (global-norm clipping)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Registry name, e.g. "cpu".
+  virtual std::string name() const = 0;
+  // One line describing the device this backend runs on.
+  virtual std::string description() const = 0;
+
+  // ---- memory ----
+  // Allocates `bytes` of device memory (64-byte aligned); throws Error naming the size on failure.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* ptr) = 0;
+  virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void fill_zero(void* ptr, size_t bytes) = 0;
+  // Waits for all queued work (no-op where kernels run synchronously).
+  virtual void synchronize() {}
+
+  // ---- forward and backward kernels ----
+
+  // out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]. tokens[B,T] are already range-checked.
+  virtual void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                               int B, int T, int C) = 0;
+  // dwte[V,C] += scatter of dout by token; dwpe[T,C] += sum over batch of dout.
+  virtual void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                                int B, int T, int C) = 0;
+
+  // out[N,C] = (inp - mean) * rstd * weight + bias, per row; mean[N] and rstd[N] are saved for the
+  // backward pass. epsilon 1e-5 as torch.nn.LayerNorm.
+  virtual void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* weight, const float* bias, int N, int C) = 0;
+  virtual void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                                  const float* inp, const float* weight, const float* mean,
+                                  const float* rstd, int N, int C) = 0;
+
+  // out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be null).
+  virtual void matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
+                              int N, int C, int OC) = 0;
+  // dinp[N,C] += dout @ weight; dweight[OC,C] += dout^T @ inp; dbias[OC] += column sums of dout.
+  // dbias may be null (no bias); dinp may be null (gradient not needed, e.g. for input tokens).
+  virtual void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, int N, int C, int OC) = 0;
+
+  // Causal multi-head self-attention. qkv[B,T,3C] holds q, k, v side by side, each [NH, hs] per
+  // position (Hugging Face GPT-2 order). att[B,NH,T,T] receives the softmax probabilities (entries
+  // above the diagonal are zero) for the backward pass; out[B,T,C] the heads' outputs concatenated.
+  // Scores are scaled by 1/sqrt(hs).
+  virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
+                                 int NH) = 0;
+  // dqkv[B,T,3C] += gradient of out with respect to qkv. scratch holds B*NH*T*T floats.
+  virtual void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
+                                  const float* att, int B, int T, int C, int NH) = 0;
+
+  // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  virtual void gelu_forward(float* out, const float* inp, size_t N) = 0;
+  virtual void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) = 0;
+
+  // out[N] = a + b.
+  virtual void residual_forward(float* out, const float* a, const float* b, size_t N) = 0;
+  // dst[N] += src: the backward pass of a residual add, used for each branch.
+  virtual void accumulate(float* dst, const float* src, size_t N) = 0;
+
+  // losses[N] = -log softmax(logits[n, :V])[targets[n]].
+  virtual void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
+                                     int N, int V) = 0;
+  // dlogits[N,V] = (softmax(logits) - onehot(targets)) * dloss. Overwrites; dlogits may alias logits.
+  virtual void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
+                                      float dloss, int N, int V) = 0;
+
+  // Sum of squares of x[N] in double precision (for the global gradient norm).
+  virtual double sum_of_squares(const float* x, size_t N) = 0;
+
+  // One AdamW update of params[N] from grads[N] * step.grad_scale, moments m[N] and v[N].
+  virtual void adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
+                            const AdamWStep& step) = 0;
+
+  // ---- generation with a KV cache ----
+
+  // One decoding position for a batch of sequences: qkv[B,3C] is the new position's projection.
+  // Writes its k and v into k_cache and v_cache ([B, NH, max_T, hs]) at `pos`, then attends q over
+  // positions 0..pos and writes out[B,C].
+  virtual void attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B,
+                                int pos, int max_T, int C, int NH) = 0;
+};
+
+// A backend the registry knows, whether or not it can run here.
+struct BackendInfo {
+  std::string name;
+  bool available = false;
+  std::string detail;  // device description when available, otherwise why not
+};
+
+// Every backend built into this binary.
+std::vector<BackendInfo> list_backends();
+// Creates a backend by name; throws Error for an unknown name (listing the known ones) or one that
+// cannot run on this machine (saying why).
+std::unique_ptr<Backend> create_backend(const std::string& name);
+
+}  // namespace switchyard::backend

@@ -1,0 +1,20 @@
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+
+namespace switchyard::backend {
+
+std::vector<BackendInfo> list_backends() {
+  std::vector<BackendInfo> backends;
+  backends.push_back({"cpu", true, cpu::describe_host_cpu()});
+  return backends;
+}
+
+std::unique_ptr<Backend> create_backend(const std::string& name) {
+  if (name == "cpu") return std::make_unique<cpu::CpuBackend>();
+  std::string known;
+  for (const BackendInfo& info : list_backends()) known += (known.empty() ? "" : ", ") + info.name;
+  fail("unknown device '{}' (this build knows: {})", name, known);
+}
+
+}  // namespace switchyard::backend
