@@ -1,0 +1,168 @@
+// switchyard bench train|generate: measured speed and memory of the engine on a model, with the
+// bounds this machine sets (GEMM rate for training, memory bandwidth for generation).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/model_source.h"
+#include "core/error.h"
+#include "core/memory_bandwidth.h"
+#include "core/process_stats.h"
+#include "core/rng.h"
+#include "model/device_buffer.h"
+
+namespace switchyard::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchFlags {
+  ModelSource source;
+  int batch = 4;
+  int seq = 64;
+  int steps = 5;
+  int warmup = 1;
+  int tokens = 64;
+  bool json = false;
+};
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
+// GFLOP/s of the backend's own matmul on a large square product: the rate the step's FLOPs are
+// compared against.
+double measure_gemm_gflops(backend::Backend& backend) {
+  const int n = 1024;
+  model::DeviceBuffer a(backend, size_t{n} * n), b(backend, size_t{n} * n), c(backend, size_t{n} * n);
+  std::vector<float> host(size_t{n} * n);
+  Rng rng(7);
+  for (float& x : host) x = rng.uniform() - 0.5f;
+  backend.copy_to_device(a.get(), host.data(), host.size() * sizeof(float));
+  backend.copy_to_device(b.get(), host.data(), host.size() * sizeof(float));
+  double best_ms = 1e30;
+  for (int rep = 0; rep < 6; ++rep) {
+    auto t0 = Clock::now();
+    backend.matmul_forward(c.get(), a.get(), b.get(), nullptr, n, n, n);
+    backend.synchronize();
+    best_ms = std::min(best_ms, ms_since(t0));
+  }
+  return 2.0 * n * n * n / (best_ms * 1e6);
+}
+
+void print_json_line(const nlohmann::json& json) { std::printf("%s\n", json.dump().c_str()); }
+
+void run_bench_train(const BenchFlags& f) {
+  OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
+  model::Gpt& gpt = *opened.model;
+  const model::GptConfig& config = gpt.config();
+  require(f.seq <= config.max_seq_len, "--seq {} exceeds the model's context of {}", f.seq, config.max_seq_len);
+  const size_t BT = static_cast<size_t>(f.batch) * f.seq;
+  std::vector<int32_t> tokens(BT), targets(BT);
+  Rng rng(f.source.seed);
+  for (size_t i = 0; i < BT; ++i) {
+    tokens[i] = static_cast<int32_t>(rng.next_u64() % config.vocab_size);
+    targets[i] = static_cast<int32_t>(rng.next_u64() % config.vocab_size);
+  }
+  model::AdamWConfig adamw;
+  std::vector<double> step_ms;
+  for (int step = 0; step < f.warmup + f.steps; ++step) {
+    auto t0 = Clock::now();
+    gpt.zero_grad();
+    float loss = gpt.forward(tokens.data(), targets.data(), f.batch, f.seq);
+    gpt.backward();
+    float norm = gpt.gradient_norm();
+    gpt.adamw_step(adamw, 6e-4f, step + 1, norm > 1.0f ? 1.0f / norm : 1.0f);
+    gpt.backend().synchronize();
+    double ms = ms_since(t0);
+    bool warm = step < f.warmup;
+    if (!warm) step_ms.push_back(ms);
+    std::fprintf(stderr, "%s step %d: %.1f ms, loss %.4f\n", warm ? "warmup" : "bench", step + 1, ms, loss);
+  }
+  std::sort(step_ms.begin(), step_ms.end());
+  double ms = step_ms[step_ms.size() / 2];  // median: robust to a busy machine
+  double flops = config.training_flops_per_token(f.seq) * static_cast<double>(BT);
+  double gemm_gflops = measure_gemm_gflops(gpt.backend());
+  double bound_ms = flops / (gemm_gflops * 1e6);
+  double peak_mib = peak_rss_bytes() / 1048576.0;
+  std::printf("train %s on %s: batch %d x seq %d: %.1f ms/step, %.1f tokens/s, %.1f GFLOP/s; "
+              "GEMM rate %.1f GFLOP/s gives a bound of %.1f ms (%.2fx); peak RSS %.0f MiB\n",
+              f.source.model.c_str(), opened.backend->name().c_str(), f.batch, f.seq, ms, BT / (ms / 1000),
+              flops / (ms * 1e6), gemm_gflops, bound_ms, ms / bound_ms, peak_mib);
+  if (f.json) {
+    print_json_line({{"mode", "train"},          {"model", f.source.model},
+                     {"device", opened.backend->name()}, {"batch", f.batch},
+                     {"seq", f.seq},             {"steps", f.steps},
+                     {"ms_per_step", ms},        {"tokens_per_s", BT / (ms / 1000)},
+                     {"gflops", flops / (ms * 1e6)}, {"flops_per_step", flops},
+                     {"gemm_gflops", gemm_gflops}, {"gemm_bound_ms", bound_ms},
+                     {"ratio_to_gemm_bound", ms / bound_ms}, {"peak_rss_mib", peak_mib}});
+  }
+}
+
+void run_bench_generate(const BenchFlags& f) {
+  OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
+  model::Gpt& gpt = *opened.model;
+  const model::GptConfig& config = gpt.config();
+  require(f.tokens < config.max_seq_len, "--tokens {} must be below the model's context of {}", f.tokens,
+          config.max_seq_len);
+  gpt.start_decoding(1);
+  int32_t token = 0;
+  std::vector<float> logits = gpt.decode(&token, 0);  // first position: warms caches and allocations
+  auto t0 = Clock::now();
+  for (int pos = 1; pos <= f.tokens; ++pos) {
+    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    logits = gpt.decode(&token, pos);
+  }
+  double ms_per_token = ms_since(t0) / f.tokens;
+  // Weights read per token: every parameter except the position table (one row of it is read).
+  double weight_bytes = 4.0 * static_cast<double>(config.num_parameters() -
+                                                  int64_t{config.max_seq_len - 1} * config.channels);
+  double bandwidth = measure_read_bandwidth();
+  double bound_tokens_per_s = bandwidth / weight_bytes;
+  double tokens_per_s = 1000.0 / ms_per_token;
+  double peak_mib = peak_rss_bytes() / 1048576.0;
+  std::printf("generate %s on %s: batch 1, %d tokens: %.2f ms/token, %.1f tokens/s; memory read %.1f GB/s "
+              "over %.0f MB of weights bounds it at %.1f tokens/s (%.0f%% of bound); peak RSS %.0f MiB\n",
+              f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token, tokens_per_s,
+              bandwidth / 1e9, weight_bytes / 1e6, bound_tokens_per_s, 100 * tokens_per_s / bound_tokens_per_s,
+              peak_mib);
+  if (f.json) {
+    print_json_line({{"mode", "generate"},        {"model", f.source.model},
+                     {"device", opened.backend->name()}, {"tokens", f.tokens},
+                     {"ms_per_token", ms_per_token}, {"tokens_per_s", tokens_per_s},
+                     {"read_bandwidth_gbs", bandwidth / 1e9}, {"weight_bytes", weight_bytes},
+                     {"bound_tokens_per_s", bound_tokens_per_s},
+                     {"fraction_of_bound", tokens_per_s / bound_tokens_per_s},
+                     {"peak_rss_mib", peak_mib}});
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto flags = std::make_shared<BenchFlags>();
+  CLI::App* bench = app.add_subcommand("bench", "measure training or generation speed");
+  bench->require_subcommand(1);
+  CLI::App* train = bench->add_subcommand("train", "time forward + backward + AdamW steps on random tokens");
+  add_model_flags(train, flags->source);
+  train->add_option("--batch", flags->batch, "batch size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  train->add_option("--seq", flags->seq, "sequence length")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  train->add_option("--steps", flags->steps, "timed steps")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  train->add_option("--warmup", flags->warmup, "untimed steps first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  train->add_flag("--json", flags->json, "print one JSON object as the last line");
+  train->callback([flags] { run_bench_train(*flags); });
+
+  CLI::App* generate = bench->add_subcommand("generate", "time greedy decoding with the KV cache, batch 1");
+  add_model_flags(generate, flags->source);
+  generate->add_option("--tokens", flags->tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  generate->add_flag("--json", flags->json, "print one JSON object as the last line");
+  generate->callback([flags] { run_bench_generate(*flags); });
+}
+
+}  // namespace switchyard::cli

@@ -1,0 +1,86 @@
+#include "cli/model_source.h"
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+
+#include "cli/vocab_dir.h"
+#include "core/error.h"
+#include "model/checkpoint.h"
+
+namespace switchyard::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool has_gpt2_vocab(const fs::path& dir) {
+  return (fs::exists(dir / "encoder.json") && fs::exists(dir / "vocab.bpe")) ||
+         (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt"));
+}
+
+}  // namespace
+
+bool is_checkpoint_dir(const std::string& model) {
+  return model.find('/') != std::string::npos || fs::is_directory(model);
+}
+
+OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
+  require(!source.model.empty(), "no model given: pass --model with a preset ({}) or a checkpoint directory",
+          fmt::join(model::preset_names(), ", "));
+  OpenedModel opened;
+  model::GptConfig config;
+  std::string tokenizer_name = source.tokenizer;
+  if (is_checkpoint_dir(source.model)) {
+    config = model::read_config(source.model);
+    opened.from_checkpoint = true;
+    auto info = model::read_switchyard_info(source.model);
+    if (tokenizer_name.empty() && info.contains("tokenizer")) tokenizer_name = info["tokenizer"];
+  } else {
+    config = model::preset(source.model);
+  }
+  if (tokenizer_name.empty()) tokenizer_name = config.vocab_size == 256 ? "byte" : "gpt2";
+  require(tokenizer_name == "gpt2" || tokenizer_name == "byte",
+          "unknown tokenizer '{}' (expected gpt2 or byte)", tokenizer_name);
+  opened.info["tokenizer"] = tokenizer_name;
+
+  opened.backend = backend::create_backend(source.device);
+  opened.model = std::make_unique<model::Gpt>(*opened.backend, config);
+  if (opened.from_checkpoint) {
+    model::load_weights(*opened.model, source.model);
+  } else {
+    opened.model->init_random(source.seed);
+  }
+
+  if (load_tokenizer) {
+    if (tokenizer_name == "byte") {
+      opened.tokenizer = tokenizer::make_byte_tokenizer();
+    } else {
+      std::string dir = opened.from_checkpoint && source.vocab_dir.empty() && has_gpt2_vocab(source.model)
+                            ? source.model
+                            : find_gpt2_vocab_dir(source.vocab_dir);
+      opened.tokenizer = tokenizer::load_gpt2_tokenizer(dir);
+    }
+    require(opened.tokenizer->vocab_size() <= config.vocab_size,
+            "the {} tokenizer has {} tokens but the model's vocabulary is only {}", tokenizer_name,
+            opened.tokenizer->vocab_size(), config.vocab_size);
+  }
+  return opened;
+}
+
+void add_model_flags(CLI::App* command, ModelSource& source, bool model_required) {
+  auto* model = command->add_option("--model", source.model,
+                                    "model preset (gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m, tiny) "
+                                    "or checkpoint directory (config.json + model.safetensors)");
+  if (model_required) model->required();
+  command->add_option("--device", source.device, "backend to run on (see `switchyard devices`)")
+      ->capture_default_str();
+  command->add_option("--tokenizer", source.tokenizer, "gpt2 or byte (default: from the model)")
+      ->check(CLI::IsMember({"gpt2", "byte"}));
+  command->add_option("--vocab", source.vocab_dir,
+                      "directory with GPT-2's encoder.json + vocab.bpe (default: $SWITCHYARD_GPT2_VOCAB "
+                      "or ../shared/data/gpt2)");
+  command->add_option("--seed", source.seed, "seed for a preset's random initialisation")
+      ->capture_default_str();
+}
+
+}  // namespace switchyard::cli

@@ -1,0 +1,43 @@
+// Opens what the model-using subcommands need from their --model/--device/--tokenizer flags: a
+// backend, a model (a preset initialised from a seed, or a checkpoint directory) and its tokenizer.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "model/gpt.h"
+#include "tokenizer/tokenizer.h"
+
+namespace CLI {
+class App;
+}
+
+namespace switchyard::cli {
+
+struct ModelSource {
+  std::string model;      // preset name or checkpoint directory
+  std::string device = "cpu";
+  std::string tokenizer;  // "gpt2", "byte" or empty (decided by the checkpoint or preset)
+  std::string vocab_dir;  // GPT-2 vocabulary files; empty: the usual places
+  uint64_t seed = 1337;   // initialisation seed for presets
+};
+
+struct OpenedModel {
+  std::unique_ptr<backend::Backend> backend;
+  std::unique_ptr<model::Gpt> model;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null unless requested
+  bool from_checkpoint = false;
+  std::map<std::string, std::string> info;  // what to write into config.json's "switchyard" section
+};
+
+// True when `model` names a directory rather than a preset.
+bool is_checkpoint_dir(const std::string& model);
+// Throws Error naming the problem (unknown preset, missing checkpoint, unknown device, ...).
+OpenedModel open_model(const ModelSource& source, bool load_tokenizer);
+
+// Adds --model, --device, --tokenizer, --vocab and --seed to a subcommand.
+void add_model_flags(CLI::App* command, ModelSource& source, bool model_required = true);
+
+}  // namespace switchyard::cli

@@ -1,0 +1,188 @@
+#include "model/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/safetensors.h"
+
+namespace switchyard::model {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kConfigFile = "config.json";
+constexpr const char* kWeightsFile = "model.safetensors";
+constexpr const char* kStateFile = "training_state.safetensors";
+constexpr const char* kPrefix = "transformer.";
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot open {}: {}", path, fs::exists(path) ? "unreadable" : "no such file");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::exception& e) {
+    fail("{} is not valid JSON: {}", path, e.what());
+  }
+}
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Buffers Hugging Face keeps beside the weights (attention masks) and the tied LM head.
+bool is_ignorable(const std::string& name) {
+  return name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight";
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) fail("cannot write {}", path);
+    out << text;
+    if (!out) fail("cannot write {}", path);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) fail("cannot write {}: {}", path, ec.message());
+}
+
+}  // namespace
+
+GptConfig read_config(const std::string& directory) {
+  std::string path = (fs::path(directory) / kConfigFile).string();
+  if (!fs::is_directory(directory)) fail("model directory {} does not exist", directory);
+  try {
+    return config_from_json(read_json_file(path));
+  } catch (const Error& e) {
+    std::string message = e.what();
+    if (message.starts_with("config.json")) fail("{}{}", path, message.substr(11));
+    throw;
+  }
+}
+
+std::map<std::string, std::string> read_switchyard_info(const std::string& directory) {
+  nlohmann::json json = read_json_file((fs::path(directory) / kConfigFile).string());
+  std::map<std::string, std::string> info;
+  if (json.contains("switchyard") && json["switchyard"].is_object()) {
+    for (auto& [key, value] : json["switchyard"].items()) {
+      info[key] = value.is_string() ? value.get<std::string>() : value.dump();
+    }
+  }
+  return info;
+}
+
+void load_weights(Gpt& model, const std::string& directory) {
+  std::string path = (fs::path(directory) / kWeightsFile).string();
+  SafetensorsFile file = SafetensorsFile::open(path);
+  const ParameterLayout& layout = model.layout();
+  std::vector<float> values(layout.total(), 0.0f);
+  std::set<std::string> loaded;
+
+  for (const TensorInfo& info : file.tensors()) {
+    std::string name = info.name.starts_with(kPrefix) ? info.name.substr(12) : info.name;
+    if (is_ignorable(name)) continue;
+    const ParameterTensor* target = layout.find(name);
+    if (!target) fail("{}: unexpected tensor '{}' (not part of a GPT-2 model)", path, info.name);
+    if (!loaded.insert(name).second) fail("{}: tensor '{}' appears twice", path, name);
+    std::vector<int64_t> expected = target->shape;
+    if (target->hf_transposed) std::swap(expected[0], expected[1]);
+    if (info.shape != expected) {
+      fail("{}: tensor '{}' has shape {}, but config.json implies {}", path, info.name,
+           shape_string(info.shape), shape_string(expected));
+    }
+    std::vector<float> data = file.read_f32(info.name);
+    float* out = values.data() + target->offset;
+    if (target->hf_transposed) {
+      // File [in, out] -> memory [out, in].
+      const int64_t rows_in = expected[0], cols_out = expected[1];
+      for (int64_t i = 0; i < rows_in; ++i)
+        for (int64_t o = 0; o < cols_out; ++o) out[o * rows_in + i] = data[i * cols_out + o];
+    } else {
+      std::copy(data.begin(), data.end(), out);
+    }
+  }
+  for (const ParameterTensor& t : layout.tensors()) {
+    if (!loaded.contains(t.name)) fail("{}: missing tensor '{}'", path, t.name);
+  }
+  model.parameters_from_host(values);
+}
+
+void save_model(const Gpt& model, const std::string& directory,
+                const std::map<std::string, std::string>& info) {
+  std::error_code ec;
+  fs::create_directories(directory, ec);
+  if (ec) fail("cannot create model directory {}: {}", directory, ec.message());
+  nlohmann::json config = config_to_json(model.config());
+  if (!info.empty()) config["switchyard"] = info;
+  write_text_file((fs::path(directory) / kConfigFile).string(), config.dump(2) + "\n");
+
+  const ParameterLayout& layout = model.layout();
+  std::vector<float> values = model.parameters_to_host();
+  SafetensorsWriter writer;
+  writer.set_metadata("format", "pt");
+  std::vector<float> transposed;
+  for (const ParameterTensor& t : layout.tensors()) {
+    const float* data = values.data() + t.offset;
+    std::vector<int64_t> shape = t.shape;
+    if (t.hf_transposed) {
+      const int64_t rows_out = shape[0], cols_in = shape[1];
+      transposed.resize(t.numel);
+      for (int64_t o = 0; o < rows_out; ++o)
+        for (int64_t i = 0; i < cols_in; ++i) transposed[i * rows_out + o] = data[o * cols_in + i];
+      data = transposed.data();
+      std::swap(shape[0], shape[1]);
+    }
+    writer.add_f32(kPrefix + t.name, shape, data);
+  }
+  writer.write((fs::path(directory) / kWeightsFile).string());
+}
+
+void save_training_state(const Gpt& model, const std::string& directory, const TrainingState& state) {
+  SafetensorsWriter writer;
+  const int64_t n = static_cast<int64_t>(model.layout().total());
+  std::vector<float> m = model.adam_m_to_host(), v = model.adam_v_to_host();
+  writer.add_f32("adam_m", {n}, m.data());
+  writer.add_f32("adam_v", {n}, v.data());
+  writer.set_metadata("step", std::to_string(state.step));
+  for (const auto& [key, value] : state.values) writer.set_metadata(key, value);
+  writer.write((fs::path(directory) / kStateFile).string());
+}
+
+TrainingState load_training_state(Gpt& model, const std::string& directory) {
+  std::string path = (fs::path(directory) / kStateFile).string();
+  SafetensorsFile file = SafetensorsFile::open(path);
+  const size_t n = model.layout().total();
+  for (const char* name : {"adam_m", "adam_v"}) {
+    const TensorInfo* info = file.find(name);
+    if (!info) fail("{}: missing tensor '{}'", path, name);
+    if (info->numel() != static_cast<int64_t>(n)) {
+      fail("{}: tensor '{}' has {} values, the model has {} parameters", path, name, info->numel(), n);
+    }
+  }
+  model.adam_state_from_host(file.read_f32("adam_m"), file.read_f32("adam_v"));
+  TrainingState state;
+  state.values = file.metadata();
+  auto it = state.values.find("step");
+  if (it == state.values.end()) fail("{}: missing metadata 'step'", path);
+  try {
+    state.step = std::stoi(it->second);
+  } catch (const std::exception&) {
+    fail("{}: metadata 'step' = '{}' is not a number", path, it->second);
+  }
+  if (state.step < 0) fail("{}: metadata 'step' = {} is negative", path, state.step);
+  state.values.erase("step");
+  return state;
+}
+
+}  // namespace switchyard::model

@@ -1,0 +1,42 @@
+// Model checkpoints as Hugging Face GPT-2 directories: config.json + model.safetensors.
+//
+// Tensor names are Hugging Face's GPT-2 names (with or without the "transformer." prefix on load;
+// written with it, as transformers' save_pretrained does). Linear weights are Conv1D [in, out] in the
+// file and transposed to [out, in] in memory. F32, F16 and BF16 tensors are accepted on load.
+//
+// A training checkpoint adds training_state.safetensors: AdamW moments, the step, the data loader's
+// position and the run's settings, so a resumed run continues exactly where it stopped.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/gpt.h"
+#include "model/gpt_config.h"
+
+namespace switchyard::model {
+
+// Reads and validates <dir>/config.json. Throws Error naming the file and the problem.
+GptConfig read_config(const std::string& directory);
+// Reads <dir>/config.json's "switchyard" section (tokenizer name and other run facts), or an empty
+// map if there is none.
+std::map<std::string, std::string> read_switchyard_info(const std::string& directory);
+
+// Loads <dir>/model.safetensors into `model`, whose config must equal the directory's config.json.
+// Throws Error for a missing, unknown or wrongly shaped tensor, or a tensor of another dtype.
+void load_weights(Gpt& model, const std::string& directory);
+// Writes config.json (with `info` as its "switchyard" section) and model.safetensors (fp32).
+void save_model(const Gpt& model, const std::string& directory,
+                const std::map<std::string, std::string>& info);
+
+struct TrainingState {
+  int step = 0;  // optimizer steps completed
+  std::map<std::string, std::string> values;  // loader position, rng state, settings
+};
+// Writes <dir>/training_state.safetensors (moments and state).
+void save_training_state(const Gpt& model, const std::string& directory, const TrainingState& state);
+// Loads the moments into `model` and returns the state. Throws Error if missing or inconsistent.
+TrainingState load_training_state(Gpt& model, const std::string& directory);
+
+}  // namespace switchyard::model

@@ -1,0 +1,94 @@
+// The GPT-2 model written once against the backend kernel set: forward, backward, AdamW and
+// single-position decoding with a KV cache.
+//
+// Owns four parameter-sized allocations (parameters, gradients, AdamW m and v; the moments are only
+// allocated on the first optimizer step), the activations of the largest batch seen so far, the
+// backward pass's per-layer scratch (reused across layers), and the KV cache when generating.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/device_buffer.h"
+#include "model/gpt_config.h"
+#include "model/parameter_layout.h"
+
+namespace switchyard::model {
+
+struct AdamWConfig {
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float epsilon = 1e-8f;
+  float weight_decay = 0.1f;
+};
+
+class Gpt {
+ public:
+  Gpt(backend::Backend& backend, const GptConfig& config);
+
+  const GptConfig& config() const { return config_; }
+  const ParameterLayout& layout() const { return layout_; }
+  backend::Backend& backend() const { return backend_; }
+
+  // GPT-2's initialisation: weights normal(0, 0.02), residual projections (attn.c_proj, mlp.c_proj)
+  // normal(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm gains 1 and shifts 0. Deterministic per seed.
+  void init_random(uint64_t seed);
+
+  // Whole parameter vector in layout order (ParameterLayout offsets), to and from the host.
+  std::vector<float> parameters_to_host() const;
+  void parameters_from_host(const std::vector<float>& values);
+  std::vector<float> gradients_to_host() const;
+  // AdamW moments (zeros before the first step).
+  std::vector<float> adam_m_to_host() const;
+  std::vector<float> adam_v_to_host() const;
+  void adam_state_from_host(const std::vector<float>& m, const std::vector<float>& v);
+
+  // Forward pass over tokens[B*T] (host memory). With targets[B*T], computes the per-position losses
+  // and returns their mean; without, returns NaN. Throws Error if B*T do not fit the model (T beyond
+  // n_positions) or a token or target is outside the vocabulary.
+  float forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // Logits [B,T,V] of the last forward pass, copied to the host (valid until backward()).
+  std::vector<float> logits_to_host() const;
+  // Per-position losses [B,T] of the last forward pass with targets.
+  std::vector<float> losses_to_host() const;
+
+  void zero_grad();
+  // Adds the gradient of (mean loss of the last forward * loss_scale) to the gradients. The last
+  // forward must have had targets. Use loss_scale = 1/accumulation_steps for gradient accumulation.
+  void backward(float loss_scale = 1.0f);
+  // L2 norm of all gradients.
+  float gradient_norm() const;
+  // One AdamW step (step is 1-based); gradients are multiplied by grad_scale first.
+  void adamw_step(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale = 1.0f);
+
+  // Prepares a KV cache for B sequences (any previous cache is dropped).
+  void start_decoding(int B);
+  // Feeds tokens[B] at position `pos` (0-based, < n_positions) and returns logits [B,V] for the next
+  // position. Positions must be fed in order 0, 1, 2, ... after start_decoding.
+  std::vector<float> decode(const int32_t* tokens, int pos);
+
+ private:
+  struct Activations;
+  struct Scratch;
+  void ensure_activations(int B, int T);
+  void check_tokens(const int32_t* tokens, size_t count, const char* what) const;
+
+  backend::Backend& backend_;
+  GptConfig config_;
+  ParameterLayout layout_;
+  DeviceBuffer params_, grads_, adam_m_, adam_v_;
+  std::shared_ptr<Activations> acts_;
+  std::shared_ptr<Scratch> scratch_;
+  int last_B_ = 0, last_T_ = 0;
+  bool last_has_targets_ = false;
+  bool logits_valid_ = false;
+
+  // Decoding state.
+  int decode_B_ = 0;
+  int decode_next_pos_ = 0;
+  DeviceBuffer k_cache_, v_cache_, decode_acts_, decode_tokens_;
+};
+
+}  // namespace switchyard::model

@@ -1,0 +1,22 @@
+// Picks the next token from logits: greedy at temperature 0, otherwise softmax(logits / temperature)
+// restricted to the top-k tokens and then to the smallest set whose probability reaches top_p.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/rng.h"
+
+namespace switchyard::model {
+
+struct SamplingOptions {
+  float temperature = 1.0f;  // 0: greedy
+  int top_k = 0;             // 0: no limit
+  float top_p = 1.0f;        // 1: no limit
+};
+
+// Throws Error for a negative temperature, negative top_k or top_p outside (0, 1].
+void validate(const SamplingOptions& options);
+int32_t sample_token(std::span<const float> logits, const SamplingOptions& options, Rng& rng);
+
+}  // namespace switchyard::model

@@ -1,0 +1,13 @@
+// Draws the training log (log.jsonl) as an SVG loss curve: training loss per step as a line,
+// validation losses as dots.
+#pragma once
+
+#include <string>
+
+namespace switchyard::train {
+
+// Reads `log_path` and writes `svg_path`. Lines that are not step or validation records are skipped;
+// throws Error only if the SVG cannot be written.
+void write_loss_curve(const std::string& log_path, const std::string& svg_path);
+
+}  // namespace switchyard::train
