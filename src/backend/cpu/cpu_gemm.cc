@@ -1,0 +1,87 @@
+// fp32 matrix products for the CPU backend: oneDNN's sgemm for real matrices, and a weight-streaming
+// loop for the few-row products of decoding, where sgemm's packing costs more than it saves.
+#include <oneapi/dnnl/dnnl.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#include <cstddef>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "core/error.h"
+
+namespace switchyard::backend::cpu {
+
+void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {  // empty sum: C = beta * C; oneDNN rejects K == 0 in some versions
+    for (int m = 0; m < M; ++m) {
+      float* c = C + static_cast<size_t>(m) * ldc;
+      for (int n = 0; n < N; ++n) c[n] = beta == 0.0f ? 0.0f : beta * c[n];
+    }
+    return;
+  }
+  const dnnl_status_t status =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // Only inconsistent leading dimensions fail, which is a bug here rather than a user's mistake, but
+  // a silent wrong answer would be worse than an error.
+  require(status == dnnl_success, "oneDNN sgemm failed (status {}) for M={} N={} K={}",
+          static_cast<int>(status), M, N, K);
+}
+
+namespace {
+
+// out[n, o0..o0+R) for all N rows against R consecutive weight rows: R independent accumulators hide
+// the FMA latency, and the R weight rows (R * C floats) stay in L1 while the N input rows pass.
+template <int R>
+inline void gemv_block(float* out, const float* inp, const float* weight, int N, int C, int OC, int o0,
+                       bool accumulate) {
+  const float* w[R];
+  for (int r = 0; r < R; ++r) w[r] = weight + static_cast<size_t>(o0 + r) * C;
+  for (int n = 0; n < N; ++n) {
+    const float* x = inp + static_cast<size_t>(n) * C;
+    float sums[R];
+    int c = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    // GCC does not vectorise the R-way reduction below by itself, so the main loop is explicit.
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (; c + 8 <= C; c += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + c);
+      for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + c), xv, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+      const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+      sums[r] = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
+    }
+#else
+    for (int r = 0; r < R; ++r) sums[r] = 0.0f;
+#endif
+    for (int r = 0; r < R; ++r) {
+      float tail = 0.0f;
+#pragma omp simd reduction(+ : tail)
+      for (int k = c; k < C; ++k) tail += w[r][k] * x[k];
+      sums[r] += tail;
+    }
+    float* o = out + static_cast<size_t>(n) * OC + o0;
+    for (int r = 0; r < R; ++r) o[r] = accumulate ? o[r] + sums[r] : sums[r];
+  }
+}
+
+}  // namespace
+
+void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC,
+               bool accumulate) {
+  constexpr int kRows = 8;
+  const int blocks = OC / kRows;
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(OC) * C > kParallelThreshold)
+  for (int blk = 0; blk < blocks; ++blk) {
+    gemv_block<kRows>(out, inp, weight, N, C, OC, blk * kRows, accumulate);
+  }
+  for (int o = blocks * kRows; o < OC; ++o) gemv_block<1>(out, inp, weight, N, C, OC, o, accumulate);
+}
+
+}  // namespace switchyard::backend::cpu

@@ -1,0 +1,540 @@
+// The CPU kernel set as function templates over the scalar type.
+//
+// CpuBackend calls the float instantiations. The double instantiations exist so that tests can check
+// every backward pass against central finite differences, which float rounding would drown. Each
+// kernel is a plain function over raw pointers, with the shapes and layout of backend/backend.h;
+// loops are OpenMP-parallel over independent rows and written so that the compiler vectorises the
+// inner loop. Nothing here allocates or throws: CpuBackend validates arguments before calling.
+//
+// Backward kernels accumulate (+=) into gradients, except cross_entropy_backward (see backend.h).
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+namespace switchyard::backend::cpu {
+
+// Loops shorter than this run on one thread: waking the team costs more than the work.
+inline constexpr size_t kParallelThreshold = 1 << 15;
+// Matrix products with at most this many rows go to gemv_rows (weight streaming) instead of sgemm.
+inline constexpr int kGemvMaxRows = 4;
+
+// ---- matrix products ----
+
+// C[M,N] = alpha * op(A) @ op(B) + beta * C, all row-major; op(X) is X or X^T as trans_* says. With
+// beta == 0, C is not read. fp32 through oneDNN's sgemm (cpu_gemm.cc).
+void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc);
+
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ out when accumulate) for small N: reads each weight row
+// once for all N rows, so decoding streams the weights at memory bandwidth (cpu_gemm.cc).
+void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC,
+               bool accumulate);
+
+// The same contract as sgemm, by plain loops: the double path of the tests and the reference that
+// the oneDNN path is checked against.
+template <typename T>
+void reference_gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
+                    const T* B, int ldb, T beta, T* C, int ldc) {
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(M) * N * K > kParallelThreshold)
+  for (int m = 0; m < M; ++m) {
+    for (int n = 0; n < N; ++n) {
+      T acc = 0;
+      for (int k = 0; k < K; ++k) {
+        const T a = trans_a ? A[static_cast<size_t>(k) * lda + m] : A[static_cast<size_t>(m) * lda + k];
+        const T b = trans_b ? B[static_cast<size_t>(n) * ldb + k] : B[static_cast<size_t>(k) * ldb + n];
+        acc += a * b;
+      }
+      T& c = C[static_cast<size_t>(m) * ldc + n];
+      c = beta == T(0) ? alpha * acc : alpha * acc + beta * c;
+    }
+  }
+}
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+          int ldb, T beta, T* C, int ldc) {
+  if constexpr (std::is_same_v<T, float>) {
+    sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  } else {
+    reference_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+}
+
+// ---- elementwise math ----
+
+// exp for the softmaxes and GELU. float: a polynomial that the compiler vectorises (glibc's expf is
+// not vectorised without -ffast-math), relative error about 1e-7 (float rounding). double: std::exp,
+// so the finite-difference tests see exact derivatives.
+template <typename T>
+inline T exp_vec(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2; ln 2 split in two for accuracy.
+    x = std::min(std::max(x, -87.0f), 88.0f);
+    const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+    const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    float p = 1.0f / 5040.0f;  // Taylor series of exp(r) to degree 7 (truncation < 6e-9)
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+    return p * scale;
+  } else {
+    return std::exp(x);
+  }
+}
+
+// ---- encoder ----
+
+// out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]. tokens[B,T] in [0, V).
+template <typename T>
+void encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C) {
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold)
+  for (int bt = 0; bt < B * T_; ++bt) {
+    T* o = out + static_cast<size_t>(bt) * C;
+    const T* e = wte + static_cast<size_t>(tokens[bt]) * C;
+    const T* p = wpe + static_cast<size_t>(bt % T_) * C;
+#pragma omp simd
+    for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+  }
+}
+
+// dwte[V,C] += dout[b,t,:] for each token; dwpe[T,C] += sum over b of dout[b,t,:]. Threads split the
+// channels, so repeated tokens never race.
+template <typename T>
+void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_, int C) {
+  constexpr int kBlock = 64;
+  const int blocks = (C + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold)
+  for (int blk = 0; blk < blocks; ++blk) {
+    const int c0 = blk * kBlock;
+    const int c1 = std::min(C, c0 + kBlock);
+    for (int bt = 0; bt < B * T_; ++bt) {
+      const T* d = dout + static_cast<size_t>(bt) * C;
+      T* w = dwte + static_cast<size_t>(tokens[bt]) * C;
+      T* p = dwpe + static_cast<size_t>(bt % T_) * C;
+#pragma omp simd
+      for (int c = c0; c < c1; ++c) {
+        w[c] += d[c];
+        p[c] += d[c];
+      }
+    }
+  }
+}
+
+// ---- layernorm ----
+
+// out[N,C] = (inp - mean) * rstd * weight + bias per row, biased variance, epsilon 1e-5 (as torch).
+// mean[N] and rstd[N] are saved for the backward pass.
+template <typename T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int N,
+                       int C) {
+  constexpr T kEps = T(1e-5);
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * C > kParallelThreshold)
+  for (int n = 0; n < N; ++n) {
+    const T* x = inp + static_cast<size_t>(n) * C;
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < C; ++c) sum += x[c];
+    const T m = sum / C;
+    T var = 0;  // two passes: no cancellation when |mean| >> std
+#pragma omp simd reduction(+ : var)
+    for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
+    const T s = T(1) / std::sqrt(var / C + kEps);
+    T* o = out + static_cast<size_t>(n) * C;
+#pragma omp simd
+    for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+    mean[n] = m;
+    rstd[n] = s;
+  }
+}
+
+// dinp[N,C] += ..., dweight[C] += sum_n norm * dout, dbias[C] += sum_n dout, with norm = (x-mean)*rstd.
+// dinp per row in parallel, then the parameter gradients with threads splitting the channels.
+template <typename T>
+void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                        const T* mean, const T* rstd, int N, int C) {
+  const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int n = 0; n < N; ++n) {
+    const T* x = inp + static_cast<size_t>(n) * C;
+    const T* d = dout + static_cast<size_t>(n) * C;
+    const T m = mean[n];
+    const T s = rstd[n];
+    // dL/dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = weight * dout.
+    T dnorm_mean = 0;
+    T dnorm_norm_mean = 0;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+    for (int c = 0; c < C; ++c) {
+      const T dnorm = weight[c] * d[c];
+      dnorm_mean += dnorm;
+      dnorm_norm_mean += dnorm * (x[c] - m) * s;
+    }
+    dnorm_mean /= C;
+    dnorm_norm_mean /= C;
+    T* dx = dinp + static_cast<size_t>(n) * C;
+#pragma omp simd
+    for (int c = 0; c < C; ++c) {
+      const T norm = (x[c] - m) * s;
+      dx[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
+    }
+  }
+  constexpr int kBlock = 64;
+  const int blocks = (C + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int blk = 0; blk < blocks; ++blk) {
+    const int c0 = blk * kBlock;
+    const int c1 = std::min(C, c0 + kBlock);
+    for (int n = 0; n < N; ++n) {
+      const T* x = inp + static_cast<size_t>(n) * C;
+      const T* d = dout + static_cast<size_t>(n) * C;
+      const T m = mean[n];
+      const T s = rstd[n];
+#pragma omp simd
+      for (int c = c0; c < c1; ++c) {
+        dweight[c] += (x[c] - m) * s * d[c];
+        dbias[c] += d[c];
+      }
+    }
+  }
+}
+
+// ---- linear layers ----
+
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be null).
+template <typename T>
+void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (N <= kGemvMaxRows) {
+      gemv_rows(out, inp, weight, N, C, OC, false);
+    } else {
+      gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
+    }
+  } else {
+    gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
+  }
+  if (bias == nullptr) return;
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold)
+  for (int n = 0; n < N; ++n) {
+    T* o = out + static_cast<size_t>(n) * OC;
+#pragma omp simd
+    for (int oc = 0; oc < OC; ++oc) o[oc] += bias[oc];
+  }
+}
+
+// dinp[N,C] += dout[N,OC] @ weight[OC,C] (skipped when dinp is null);
+// dweight[OC,C] += dout^T @ inp[N,C]; dbias[OC] += column sums of dout (skipped when null).
+template <typename T>
+void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     int N, int C, int OC) {
+  if (dinp != nullptr) gemm<T>(false, false, N, C, OC, 1, dout, OC, weight, C, 1, dinp, C);
+  gemm<T>(true, false, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C);
+  if (dbias == nullptr) return;
+  constexpr int kBlock = 256;
+  const int blocks = (OC + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold)
+  for (int blk = 0; blk < blocks; ++blk) {
+    const int o0 = blk * kBlock;
+    const int o1 = std::min(OC, o0 + kBlock);
+    for (int n = 0; n < N; ++n) {
+      const T* d = dout + static_cast<size_t>(n) * OC;
+#pragma omp simd
+      for (int oc = o0; oc < o1; ++oc) dbias[oc] += d[oc];
+    }
+  }
+}
+
+// ---- attention ----
+
+template <typename T>
+inline T dot(const T* a, const T* b, int n) {
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int i = 0; i < n; ++i) acc += a[i] * b[i];
+  return acc;
+}
+
+// Causal self-attention. qkv[B,T,3C] = q | k | v, each [NH, hs] per position; att[B,NH,T,T] gets the
+// softmax probabilities (zero above the diagonal); out[B,T,C] the heads' outputs side by side.
+template <typename T>
+void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int NH) {
+  const int hs = C / NH;
+  const T scale = T(1) / std::sqrt(static_cast<T>(hs));
+  const size_t C3 = static_cast<size_t>(3) * C;
+#pragma omp parallel for collapse(3) schedule(static) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold)
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      for (int t = 0; t < T_; ++t) {
+        const T* base = qkv + static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
+        const T* q = base + t * C3;
+        T* a = att + ((static_cast<size_t>(b) * NH + h) * T_ + t) * T_;
+        T max_score = -std::numeric_limits<T>::infinity();
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const T s = dot(q, base + t2 * C3 + C, hs) * scale;
+          a[t2] = s;
+          max_score = std::max(max_score, s);
+        }
+        T sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const T e = exp_vec(a[t2] - max_score);
+          a[t2] = e;
+          sum += e;
+        }
+        const T inv = T(1) / sum;
+#pragma omp simd
+        for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
+        for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
+        T* o = out + (static_cast<size_t>(b) * T_ + t) * C + static_cast<size_t>(h) * hs;
+        for (int i = 0; i < hs; ++i) o[i] = 0;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const T* v = base + t2 * C3 + 2 * static_cast<size_t>(C);
+          const T w = a[t2];
+#pragma omp simd
+          for (int i = 0; i < hs; ++i) o[i] += w * v[i];
+        }
+      }
+    }
+  }
+}
+
+// dqkv[B,T,3C] += gradient of attention_forward's out. scratch[B,NH,T,T] holds d(att) and then
+// d(preatt) in place. Threads split (b, head) pairs: each owns its columns of dqkv, so no races.
+template <typename T>
+void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B, int T_,
+                        int C, int NH) {
+  const int hs = C / NH;
+  const T scale = T(1) / std::sqrt(static_cast<T>(hs));
+  const size_t C3 = static_cast<size_t>(3) * C;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold)
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      const size_t head = static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
+      const T* base = qkv + head;
+      T* dbase = dqkv + head;
+      for (int t = 0; t < T_; ++t) {
+        const size_t row = ((static_cast<size_t>(b) * NH + h) * T_ + t) * T_;
+        const T* a = att + row;
+        T* da = scratch + row;
+        const T* d = dout + (static_cast<size_t>(b) * T_ + t) * C + static_cast<size_t>(h) * hs;
+        // out = sum_t2 a[t2] v[t2]: d(att)[t2] = d . v[t2], dv[t2] += a[t2] d.
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const T* v = base + t2 * C3 + 2 * static_cast<size_t>(C);
+          T* dv = dbase + t2 * C3 + 2 * static_cast<size_t>(C);
+          da[t2] = dot(d, v, hs);
+          const T w = a[t2];
+#pragma omp simd
+          for (int i = 0; i < hs; ++i) dv[i] += w * d[i];
+        }
+        // Softmax: d(preatt)[t2] = a[t2] (d(att)[t2] - sum_j a[j] d(att)[j]); the 1/sqrt(hs) folded in.
+        T weighted = 0;
+#pragma omp simd reduction(+ : weighted)
+        for (int t2 = 0; t2 <= t; ++t2) weighted += a[t2] * da[t2];
+#pragma omp simd
+        for (int t2 = 0; t2 <= t; ++t2) da[t2] = a[t2] * (da[t2] - weighted) * scale;
+        // preatt[t2] = q . k[t2]: dq += dpre[t2] k[t2], dk[t2] += dpre[t2] q.
+        const T* q = base + t * C3;
+        T* dq = dbase + t * C3;
+        for (int t2 = 0; t2 <= t; ++t2) {
+          const T* k = base + t2 * C3 + C;
+          T* dk = dbase + t2 * C3 + C;
+          const T w = da[t2];
+#pragma omp simd
+          for (int i = 0; i < hs; ++i) {
+            dq[i] += w * k[i];
+            dk[i] += w * q[i];
+          }
+        }
+      }
+    }
+  }
+}
+
+// One decoding position. qkv[B,3C] is the new position's projection; its k and v are stored into
+// k_cache, v_cache [B,NH,max_T,hs] at pos, then q attends over positions 0..pos into out[B,C].
+// Online softmax (running max and sum, rescaling the partial output when the max grows), so no
+// buffer of scores is needed.
+template <typename T>
+void attention_decode(T* out, const T* qkv, T* k_cache, T* v_cache, int B, int pos, int max_T, int C,
+                      int NH) {
+  const int hs = C / NH;
+  const T scale = T(1) / std::sqrt(static_cast<T>(hs));
+#pragma omp parallel for collapse(2) schedule(static) if (static_cast<size_t>(B) * (pos + 1) * C > kParallelThreshold)
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      const T* q = qkv + static_cast<size_t>(b) * 3 * C + static_cast<size_t>(h) * hs;
+      const size_t cache = (static_cast<size_t>(b) * NH + h) * max_T * hs;
+      T* kc = k_cache + cache;
+      T* vc = v_cache + cache;
+      std::memcpy(kc + static_cast<size_t>(pos) * hs, q + C, sizeof(T) * hs);
+      std::memcpy(vc + static_cast<size_t>(pos) * hs, q + 2 * static_cast<size_t>(C), sizeof(T) * hs);
+      T* o = out + static_cast<size_t>(b) * C + static_cast<size_t>(h) * hs;
+      for (int i = 0; i < hs; ++i) o[i] = 0;
+      T max_score = -std::numeric_limits<T>::infinity();
+      T sum = 0;
+      for (int t2 = 0; t2 <= pos; ++t2) {
+        const T s = dot(q, kc + static_cast<size_t>(t2) * hs, hs) * scale;
+        if (s > max_score) {
+          const T shrink = exp_vec(max_score - s);  // exp(-inf) = 0 on the first position
+          sum *= shrink;
+#pragma omp simd
+          for (int i = 0; i < hs; ++i) o[i] *= shrink;
+          max_score = s;
+        }
+        const T w = exp_vec(s - max_score);
+        sum += w;
+        const T* v = vc + static_cast<size_t>(t2) * hs;
+#pragma omp simd
+        for (int i = 0; i < hs; ++i) o[i] += w * v[i];
+      }
+      const T inv = T(1) / sum;
+#pragma omp simd
+      for (int i = 0; i < hs; ++i) o[i] *= inv;
+    }
+  }
+}
+
+// ---- GELU ----
+
+// GELU, tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). Written as x * sigmoid(2u)
+// (the same function, since 0.5 (1 + tanh(u)) = sigmoid(2u)), which needs only exp and vectorises.
+// Returns s = sigmoid(2u) and, computed directly rather than as 1 - s (which cancels), 1 - s.
+template <typename T>
+inline void gelu_sigmoid(T x, T& s, T& one_minus_s) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+  const T u = kSqrt2OverPi * (x + T(0.044715) * x * x * x);
+  const T e = exp_vec(std::min(T(-2) * u, T(80)));  // capped: e * s stays finite (and exact enough)
+  s = T(1) / (T(1) + e);
+  one_minus_s = e * s;
+}
+
+// out[N] = gelu(inp[N]).
+template <typename T>
+void gelu_forward(T* out, const T* inp, size_t N) {
+#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+  for (size_t i = 0; i < N; ++i) {
+    T s, one_minus_s;
+    gelu_sigmoid(inp[i], s, one_minus_s);
+    out[i] = inp[i] * s;
+  }
+}
+
+// dinp[N] += gelu'(inp) * dout, the exact derivative of the tanh form:
+// d/dx [x s] = s + x s (1 - s) 2 u'(x), s = sigmoid(2u), u'(x) = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+template <typename T>
+void gelu_backward(T* dinp, const T* inp, const T* dout, size_t N) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+  for (size_t i = 0; i < N; ++i) {
+    const T x = inp[i];
+    T s, one_minus_s;
+    gelu_sigmoid(x, s, one_minus_s);
+    const T du = kSqrt2OverPi * (T(1) + T(3 * 0.044715) * x * x);
+    dinp[i] += (s + T(2) * x * s * one_minus_s * du) * dout[i];
+  }
+}
+
+// ---- residual ----
+
+// out[N] = a + b.
+template <typename T>
+void residual_forward(T* out, const T* a, const T* b, size_t N) {
+#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+  for (size_t i = 0; i < N; ++i) out[i] = a[i] + b[i];
+}
+
+// dst[N] += src.
+template <typename T>
+void accumulate(T* dst, const T* src, size_t N) {
+#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+  for (size_t i = 0; i < N; ++i) dst[i] += src[i];
+}
+
+// ---- loss ----
+
+// losses[N] = -log softmax(logits[n, :V])[targets[n]] = logsumexp(logits[n]) - logits[n, target].
+template <typename T>
+void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V) {
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold)
+  for (int n = 0; n < N; ++n) {
+    const T* l = logits + static_cast<size_t>(n) * V;
+    T max_logit = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : max_logit)
+    for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
+    losses[n] = std::log(sum) + max_logit - l[targets[n]];
+  }
+}
+
+// dlogits[N,V] = (softmax(logits) - onehot(targets)) * dloss; overwrites. dlogits may be logits
+// itself: each element is read before the same element is written.
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, T dloss, int N,
+                            int V) {
+#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold)
+  for (int n = 0; n < N; ++n) {
+    const T* l = logits + static_cast<size_t>(n) * V;
+    T* d = dlogits + static_cast<size_t>(n) * V;
+    T max_logit = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : max_logit)
+    for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
+    T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
+    const T scale = dloss / sum;
+    // omp simd: exact aliasing (d == l) is safe lane by lane, and it spares a runtime overlap check
+    // that would fall back to scalar code in the in-place case.
+#pragma omp simd
+    for (int i = 0; i < V; ++i) d[i] = exp_vec(l[i] - max_logit) * scale;
+    d[targets[n]] -= dloss;
+  }
+}
+
+// ---- optimizer ----
+
+// Sum of x[N]^2, accumulated in double.
+template <typename T>
+double sum_of_squares(const T* x, size_t N) {
+  double acc = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : acc) if (N > kParallelThreshold)
+  for (size_t i = 0; i < N; ++i) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+  return acc;
+}
+
+// One AdamW step as torch.optim.AdamW (decoupled weight decay), with g = grads * grad_scale:
+// p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+template <typename T>
+void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learning_rate, double beta1,
+                  double beta2, double epsilon, double weight_decay, int step, double grad_scale) {
+  const T decay = static_cast<T>(1.0 - learning_rate * weight_decay);
+  const T step_size = static_cast<T>(learning_rate / (1.0 - std::pow(beta1, step)));
+  const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)));
+  const T b1 = static_cast<T>(beta1);
+  const T b2 = static_cast<T>(beta2);
+  const T eps = static_cast<T>(epsilon);
+  const T gs = static_cast<T>(grad_scale);
+#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+  for (size_t i = 0; i < N; ++i) {
+    const T g = grads[i] * gs;
+    const T mi = b1 * m[i] + (T(1) - b1) * g;
+    const T vi = b2 * v[i] + (T(1) - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    params[i] = params[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + eps);
+  }
+}
+
+}  // namespace switchyard::backend::cpu
