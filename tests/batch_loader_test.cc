@@ -237,6 +237,21 @@ TEST_F(BatchLoaderTest, PrepareTextSplitsAtTheRightToken) {
   EXPECT_EQ(half.train_tokens, 5u);
 }
 
+TEST_F(BatchLoaderTest, PrepareTextWithTheLibraryByteTokenizer) {
+  using namespace std::string_literals;
+  const std::string text = "The quick brown fox\n\xc3\xa9\x00\xff"s;  // 24 bytes, one of them NUL
+  ASSERT_EQ(text.size(), 24u);
+  write_text("in.txt", text);
+  const auto tok = tokenizer::make_byte_tokenizer();
+  const PreparedData out = prepare_text(path("in.txt"), *tok, path("o"), 0.25);
+  ASSERT_EQ(out.train_tokens + out.val_tokens, text.size());
+  EXPECT_EQ(out.val_tokens, 6u);  // 24 * 0.25
+  std::vector<uint16_t> all = read_shard(out.train_path);
+  const std::vector<uint16_t> val = read_shard(out.val_path);
+  all.insert(all.end(), val.begin(), val.end());
+  for (size_t i = 0; i < text.size(); ++i) EXPECT_EQ(all[i], static_cast<unsigned char>(text[i])) << i;
+}
+
 TEST_F(BatchLoaderTest, PrepareTextKeepsOneTokenOnEachSide) {
   write_text("two.txt", "ab");
   TestByteTokenizer tok;
