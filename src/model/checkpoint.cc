@@ -82,28 +82,23 @@ std::map<std::string, std::string> read_switchyard_info(const std::string& direc
   return info;
 }
 
-void load_weights(Gpt& model, const std::string& directory) {
-  std::string path = (fs::path(directory) / kWeightsFile).string();
-  SafetensorsFile file = SafetensorsFile::open(path);
-  const ParameterLayout& layout = model.layout();
+std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsFile& file,
+                                   const std::string& prefix) {
   std::vector<float> values(layout.total(), 0.0f);
-  std::set<std::string> loaded;
-
-  for (const TensorInfo& info : file.tensors()) {
-    std::string name = info.name.starts_with(kPrefix) ? info.name.substr(12) : info.name;
-    if (is_ignorable(name)) continue;
-    const ParameterTensor* target = layout.find(name);
-    if (!target) fail("{}: unexpected tensor '{}' (not part of a GPT-2 model)", path, info.name);
-    if (!loaded.insert(name).second) fail("{}: tensor '{}' appears twice", path, name);
-    std::vector<int64_t> expected = target->shape;
-    if (target->hf_transposed) std::swap(expected[0], expected[1]);
-    if (info.shape != expected) {
-      fail("{}: tensor '{}' has shape {}, but config.json implies {}", path, info.name,
-           shape_string(info.shape), shape_string(expected));
+  for (const ParameterTensor& t : layout.tensors()) {
+    std::string name = prefix + t.name;
+    const TensorInfo* info = file.find(name);
+    if (!info && prefix.empty()) info = file.find(kPrefix + t.name);
+    if (!info) fail("{}: missing tensor '{}'", file.source(), name);
+    std::vector<int64_t> expected = t.shape;
+    if (t.hf_transposed) std::swap(expected[0], expected[1]);
+    if (info->shape != expected) {
+      fail("{}: tensor '{}' has shape {}, but the model config implies {}", file.source(), info->name,
+           shape_string(info->shape), shape_string(expected));
     }
-    std::vector<float> data = file.read_f32(info.name);
-    float* out = values.data() + target->offset;
-    if (target->hf_transposed) {
+    std::vector<float> data = file.read_f32(info->name);
+    float* out = values.data() + t.offset;
+    if (t.hf_transposed) {
       // File [in, out] -> memory [out, in].
       const int64_t rows_in = expected[0], cols_out = expected[1];
       for (int64_t i = 0; i < rows_in; ++i)
@@ -112,10 +107,23 @@ void load_weights(Gpt& model, const std::string& directory) {
       std::copy(data.begin(), data.end(), out);
     }
   }
-  for (const ParameterTensor& t : layout.tensors()) {
-    if (!loaded.contains(t.name)) fail("{}: missing tensor '{}'", path, t.name);
+  return values;
+}
+
+void load_weights(Gpt& model, const std::string& directory) {
+  SafetensorsFile file = SafetensorsFile::open((fs::path(directory) / kWeightsFile).string());
+  const ParameterLayout& layout = model.layout();
+  // Every tensor in the file must be one the model knows (or a buffer Hugging Face adds).
+  std::set<std::string> seen;
+  for (const TensorInfo& info : file.tensors()) {
+    std::string name = info.name.starts_with(kPrefix) ? info.name.substr(12) : info.name;
+    if (is_ignorable(name)) continue;
+    if (!layout.find(name)) {
+      fail("{}: unexpected tensor '{}' (not part of a GPT-2 model)", file.source(), info.name);
+    }
+    if (!seen.insert(name).second) fail("{}: tensor '{}' appears twice", file.source(), name);
   }
-  model.parameters_from_host(values);
+  model.parameters_from_host(read_hf_tensors(layout, file, ""));
 }
 
 void save_model(const Gpt& model, const std::string& directory,

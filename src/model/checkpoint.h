@@ -14,6 +14,7 @@
 
 #include "model/gpt.h"
 #include "model/gpt_config.h"
+#include "model/safetensors.h"
 
 namespace switchyard::model {
 
@@ -23,6 +24,10 @@ GptConfig read_config(const std::string& directory);
 // map if there is none.
 std::map<std::string, std::string> read_switchyard_info(const std::string& directory);
 
+// The parameter vector (ParameterLayout order) from the tensors named `prefix` + Hugging Face name
+// (for an empty prefix, also "transformer." + name). Throws Error for a missing or misshapen tensor.
+std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsFile& file,
+                                   const std::string& prefix);
 // Loads <dir>/model.safetensors into `model`, whose config must equal the directory's config.json.
 // Throws Error for a missing, unknown or wrongly shaped tensor, or a tensor of another dtype.
 void load_weights(Gpt& model, const std::string& directory);

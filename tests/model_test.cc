@@ -1,0 +1,310 @@
+// GPT model above the kernels: configuration, parameter counts and FLOPs, checkpoints (round trip,
+// Hugging Face layout, bad files), gradient accumulation, the KV cache and sampling.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/checkpoint.h"
+#include "model/gpt.h"
+#include "model/safetensors.h"
+#include "model/sampler.h"
+#include "train/lr_schedule.h"
+
+namespace switchyard {
+namespace {
+
+namespace fs = std::filesystem;
+
+model::GptConfig small_config() {
+  model::GptConfig c;
+  c.max_seq_len = 11;
+  c.vocab_size = 37;
+  c.num_layers = 2;
+  c.num_heads = 3;
+  c.channels = 18;
+  return c;
+}
+
+fs::path temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("switchyard_model_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = static_cast<int32_t>(rng.next_u64() % vocab);
+  return t;
+}
+
+TEST(GptConfig, PresetsHaveThePublishedSizes) {
+  EXPECT_EQ(model::preset("gpt2-124m").num_parameters(), 124439808);
+  EXPECT_EQ(model::preset("gpt2-350m").num_parameters(), 354823168);
+  EXPECT_EQ(model::preset("gpt2-774m").num_parameters(), 774030080);
+  EXPECT_EQ(model::preset("gpt2-1558m").num_parameters(), 1557611200);
+  int64_t tiny = model::preset("tiny").num_parameters();
+  EXPECT_GT(tiny, 500000);
+  EXPECT_LT(tiny, 1500000);
+  EXPECT_THROW(model::preset("gpt5"), Error);
+  try {
+    model::preset("gpt5");
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gpt2-124m"), std::string::npos);
+  }
+}
+
+TEST(GptConfig, ParameterLayoutCoversEveryParameter) {
+  model::GptConfig c = small_config();
+  model::ParameterLayout layout(c);
+  size_t sum = 0;
+  for (const auto& t : layout.tensors()) sum += t.numel;
+  EXPECT_EQ(int64_t(sum), c.num_parameters());
+  EXPECT_EQ(layout.tensors().size(), size_t(2 + 12 * c.num_layers + 2));
+}
+
+TEST(GptConfig, ForwardFlopsMatchAHandCount) {
+  model::GptConfig c;
+  c.max_seq_len = 8, c.vocab_size = 10, c.num_layers = 1, c.num_heads = 2, c.channels = 4;
+  // Per token: qkv 4x12, proj 4x4, fc 4x16, fc_proj 16x4 = 192 multiply-adds; LM head 4x10 = 40;
+  // attention with T = 3: average 2 keys, q.k and att.v each 4 multiply-adds per key = 16.
+  EXPECT_DOUBLE_EQ(c.forward_flops_per_token(3), 2.0 * (192 + 40 + 16));
+}
+
+TEST(GptConfig, JsonRoundTripAndErrors) {
+  model::GptConfig c = small_config();
+  model::GptConfig back = model::config_from_json(model::config_to_json(c));
+  EXPECT_EQ(back.channels, c.channels);
+  EXPECT_EQ(back.max_seq_len, c.max_seq_len);
+  nlohmann::json bad = model::config_to_json(c);
+  bad["n_head"] = 5;  // 18 is not divisible by 5
+  EXPECT_THROW(model::config_from_json(bad), Error);
+  bad = model::config_to_json(c);
+  bad.erase("n_embd");
+  EXPECT_THROW(model::config_from_json(bad), Error);
+  bad = model::config_to_json(c);
+  bad["model_type"] = "llama";
+  EXPECT_THROW(model::config_from_json(bad), Error);
+  bad = model::config_to_json(c);
+  bad["n_layer"] = "two";
+  EXPECT_THROW(model::config_from_json(bad), Error);
+}
+
+TEST(Gpt, RejectsTokensOutsideTheVocabularyAndLongSequences) {
+  auto backend = backend::create_backend("cpu");
+  model::Gpt gpt(*backend, small_config());
+  gpt.init_random(1);
+  std::vector<int32_t> tokens = random_tokens(6, 37, 2);
+  tokens[4] = 37;
+  EXPECT_THROW(gpt.forward(tokens.data(), nullptr, 2, 3), Error);
+  tokens[4] = -1;
+  EXPECT_THROW(gpt.forward(tokens.data(), nullptr, 2, 3), Error);
+  std::vector<int32_t> long_tokens = random_tokens(12, 37, 3);
+  EXPECT_THROW(gpt.forward(long_tokens.data(), nullptr, 1, 12), Error);
+}
+
+TEST(Gpt, GradientAccumulationEqualsOneLargeBatch) {
+  auto backend = backend::create_backend("cpu");
+  model::Gpt gpt(*backend, small_config());
+  gpt.init_random(5);
+  const int B = 4, T = 7;
+  std::vector<int32_t> x = random_tokens(B * T, 37, 6), y = random_tokens(B * T, 37, 7);
+  gpt.zero_grad();
+  gpt.forward(x.data(), y.data(), B, T);
+  gpt.backward();
+  std::vector<float> full = gpt.gradients_to_host();
+  gpt.zero_grad();
+  for (int half = 0; half < 2; ++half) {
+    gpt.forward(x.data() + half * 2 * T, y.data() + half * 2 * T, 2, T);
+    gpt.backward(0.5f);
+  }
+  std::vector<float> accumulated = gpt.gradients_to_host();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < full.size(); ++i) {
+    diff += std::pow(double(full[i]) - accumulated[i], 2);
+    norm += double(full[i]) * full[i];
+  }
+  EXPECT_GT(norm, 0);
+  EXPECT_LT(std::sqrt(diff / norm), 1e-5);
+}
+
+TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {
+  auto backend = backend::create_backend("cpu");
+  model::GptConfig c = small_config();
+  model::Gpt gpt(*backend, c);
+  gpt.init_random(9);
+  const int T = c.max_seq_len;
+  std::vector<int32_t> x = random_tokens(2 * T, c.vocab_size, 10);
+  gpt.forward(x.data(), nullptr, 2, T);
+  std::vector<float> logits = gpt.logits_to_host();
+  gpt.start_decoding(2);
+  for (int pos = 0; pos < T; ++pos) {
+    int32_t step_tokens[2] = {x[pos], x[T + pos]};
+    std::vector<float> step = gpt.decode(step_tokens, pos);
+    for (int b = 0; b < 2; ++b)
+      for (int v = 0; v < c.vocab_size; ++v)
+        EXPECT_NEAR(step[b * c.vocab_size + v], logits[(size_t(b) * T + pos) * c.vocab_size + v], 1e-4)
+            << "b " << b << " pos " << pos << " v " << v;
+  }
+  int32_t more[2] = {0, 0};
+  EXPECT_THROW(gpt.decode(more, T), Error);  // beyond the context
+}
+
+TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {
+  auto backend = backend::create_backend("cpu");
+  model::GptConfig c = small_config();
+  model::Gpt gpt(*backend, c);
+  gpt.init_random(11);
+  fs::path dir = temp_dir("roundtrip");
+  model::save_model(gpt, dir.string(), {{"tokenizer", "byte"}});
+
+  // The file holds Conv1D [in, out] weights under transformer.* names.
+  model::SafetensorsFile file = model::SafetensorsFile::open((dir / "model.safetensors").string());
+  const model::TensorInfo* qkv = file.find("transformer.h.1.attn.c_attn.weight");
+  ASSERT_NE(qkv, nullptr);
+  EXPECT_EQ(qkv->shape, (std::vector<int64_t>{c.channels, 3 * c.channels}));
+  std::vector<float> params = gpt.parameters_to_host();
+  std::vector<float> file_qkv = file.read_f32("transformer.h.1.attn.c_attn.weight");
+  size_t offset = gpt.layout().layers[1].qkv_w;
+  // Element [in = 2, out = 5] of the file is row 5, column 2 of our [out, in] matrix.
+  EXPECT_EQ(file_qkv[2 * 3 * c.channels + 5], params[offset + 5 * c.channels + 2]);
+
+  model::Gpt loaded(*backend, model::read_config(dir.string()));
+  model::load_weights(loaded, dir.string());
+  EXPECT_EQ(loaded.parameters_to_host(), params);
+  EXPECT_EQ(model::read_switchyard_info(dir.string()).at("tokenizer"), "byte");
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
+  auto backend = backend::create_backend("cpu");
+  model::GptConfig c = small_config();
+  model::Gpt gpt(*backend, c);
+  gpt.init_random(12);
+  fs::path dir = temp_dir("half");
+  model::save_model(gpt, dir.string(), {});
+  model::SafetensorsFile full = model::SafetensorsFile::open((dir / "model.safetensors").string());
+  // Rewrite as bf16 under bare names, the way published GPT-2 directories name tensors.
+  model::SafetensorsWriter writer;
+  for (const model::TensorInfo& t : full.tensors()) {
+    std::vector<float> values = full.read_f32(t.name);
+    std::vector<uint16_t> bf16(values.size());
+    for (size_t i = 0; i < values.size(); ++i) bf16[i] = float_to_bf16(values[i]);
+    writer.add(t.name.substr(std::string("transformer.").size()), DType::kBF16, t.shape, bf16.data());
+  }
+  std::vector<float> mask(c.max_seq_len * c.max_seq_len, 1.0f);
+  writer.add_f32("h.0.attn.bias", {1, 1, c.max_seq_len, c.max_seq_len}, mask.data());  // HF buffer
+  writer.write((dir / "model.safetensors").string());
+  model::Gpt loaded(*backend, c);
+  model::load_weights(loaded, dir.string());
+  std::vector<float> want = gpt.parameters_to_host(), got = loaded.parameters_to_host();
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], bf16_to_float(float_to_bf16(want[i])));
+  fs::remove_all(dir);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Checkpoint, BadCheckpointsGiveClearErrors) {
+  auto backend = backend::create_backend("cpu");
+  model::GptConfig c = small_config();
+  model::Gpt gpt(*backend, c);
+  gpt.init_random(13);
+  fs::path dir = temp_dir("bad");
+  model::save_model(gpt, dir.string(), {});
+
+  EXPECT_NE(error_of([&] { model::read_config((dir / "nope").string()); }).find("does not exist"), std::string::npos);
+
+  // A config.json that disagrees with the tensors.
+  model::GptConfig wider = c;
+  wider.channels = 21;
+  model::Gpt other(*backend, wider);
+  std::string message = error_of([&] { model::load_weights(other, dir.string()); });
+  EXPECT_NE(message.find("shape"), std::string::npos) << message;
+
+  // Truncated weights.
+  fs::path weights = dir / "model.safetensors";
+  auto size = fs::file_size(weights);
+  fs::resize_file(weights, size - 100);
+  message = error_of([&] { model::load_weights(gpt, dir.string()); });
+  EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+
+  // A corrupt config.json.
+  std::ofstream(dir / "config.json") << "{\"n_layer\": 2,";
+  message = error_of([&] { model::read_config(dir.string()); });
+  EXPECT_NE(message.find("not valid JSON"), std::string::npos) << message;
+
+  // A missing tensor and an unexpected one.
+  model::save_model(gpt, dir.string(), {});
+  model::SafetensorsFile full = model::SafetensorsFile::open(weights.string());
+  model::SafetensorsWriter writer;
+  for (const model::TensorInfo& t : full.tensors()) {
+    if (t.name == "transformer.ln_f.bias") continue;
+    writer.add(t.name, t.dtype, t.shape, full.raw(t.name).data());
+  }
+  writer.write(weights.string());
+  message = error_of([&] { model::load_weights(gpt, dir.string()); });
+  EXPECT_NE(message.find("missing tensor 'ln_f.bias'"), std::string::npos) << message;
+  float extra = 1;
+  writer.add("transformer.h.9.mystery", DType::kF32, {1}, &extra);
+  writer.write(weights.string());
+  message = error_of([&] { model::load_weights(gpt, dir.string()); });
+  EXPECT_NE(message.find("unexpected tensor"), std::string::npos) << message;
+  fs::remove_all(dir);
+}
+
+TEST(Sampler, GreedyTopKAndTopP) {
+  std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f};
+  Rng rng(1);
+  EXPECT_EQ(model::sample_token(logits, {0.0f, 0, 1.0f}, rng), 1);
+  // top-k 1 is greedy whatever the temperature.
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(model::sample_token(logits, {1.0f, 1, 1.0f}, rng), 1);
+  // top-k 2 never picks the two least likely tokens; both others appear.
+  int counts[4] = {};
+  for (int i = 0; i < 2000; ++i) counts[model::sample_token(logits, {1.0f, 2, 1.0f}, rng)]++;
+  EXPECT_EQ(counts[0] + counts[2], 0);
+  EXPECT_GT(counts[1], 800);
+  EXPECT_GT(counts[3], 800);
+  // Sampling without limits follows softmax: token 0 has probability e^0 / sum.
+  int zero = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) zero += model::sample_token(logits, {1.0f, 0, 1.0f}, rng) == 0;
+  double sum = 1 + std::exp(3.0) + std::exp(1.0) + std::exp(2.9);
+  EXPECT_NEAR(zero / double(n), 1 / sum, 0.01);
+  // top-p 0.5: the most likely token has probability 0.48, so the nucleus is {1, 3}.
+  for (int i = 0; i < 200; ++i) {
+    int t = model::sample_token(logits, {1.0f, 0, 0.5f}, rng);
+    EXPECT_TRUE(t == 1 || t == 3);
+  }
+  EXPECT_THROW(model::validate({-1.0f, 0, 1.0f}), Error);
+  EXPECT_THROW(model::validate({1.0f, 0, 0.0f}), Error);
+}
+
+TEST(LrSchedule, WarmupThenCosineToTheMinimum) {
+  train::LrSchedule s{1.0f, 0.1f, 4, 15};
+  EXPECT_FLOAT_EQ(s.at(0), 0.25f);
+  EXPECT_FLOAT_EQ(s.at(3), 1.0f);
+  EXPECT_FLOAT_EQ(s.at(4), 1.0f);
+  EXPECT_NEAR(s.at(14), 0.1f, 1e-6);
+  EXPECT_NEAR(s.at(9), 0.55f, 1e-6);  // half way down the cosine
+}
+
+}  // namespace
+}  // namespace switchyard
