@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds Switchyard in Release and runs the whole test suite with ctest.
+# SANITIZE=1 also builds and runs the tests under AddressSanitizer + UndefinedBehaviorSanitizer
+# (build-asan/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh
+ctest --test-dir build --output-on-failure -j "$(nproc)"
+
+if [[ "${SANITIZE:-0}" == "1" ]]; then
+  BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo scripts/build.sh -DSWITCHYARD_SANITIZE=ON
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$(nproc)"
+fi
