@@ -1,0 +1,181 @@
+// End-to-end tests of the switchyard command: training with exact resume, evaluation, generation,
+// and clear errors with a non-zero exit for bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "data/token_shard.h"
+
+namespace switchyard {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  std::string command = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, "popen failed"};
+  std::string output;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+  int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+nlohmann::json last_json_line(const std::string& output) {
+  std::istringstream lines(output);
+  std::string line, last;
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line[0] == '{') last = line;
+  }
+  return nlohmann::json::parse(last);
+}
+
+std::vector<double> logged_losses(const fs::path& log) {
+  std::vector<double> losses;
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto record = nlohmann::json::parse(line);
+    if (record.contains("loss")) losses.push_back(record["loss"].get<double>());
+  }
+  return losses;
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("switchyard_cli_test_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    text_ = (dir_ / "corpus.txt").string();
+    std::ofstream out(text_);
+    for (int i = 0; i < 400; ++i) out << "To be, or not to be, that is the question " << i % 17 << ".\n";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string train_args(const std::string& out, int steps) const {
+    return "train --model tiny --data " + text_ + " --out " + out + " --batch 2 --seq 32 --steps " +
+           std::to_string(steps) + " --warmup 2 --lr 1e-3 --eval-windows 4";
+  }
+
+  fs::path dir_;
+  std::string text_;
+};
+
+TEST_F(Cli, TrainingResumesExactlyWhereItStopped) {
+  Result full = run(train_args(path("full"), 6));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+  EXPECT_NE(full.output.find("step 6/6"), std::string::npos) << full.output;
+  EXPECT_TRUE(fs::exists(path("full/model.safetensors")));
+  EXPECT_TRUE(fs::exists(path("full/training_state.safetensors")));
+  EXPECT_TRUE(fs::exists(path("full/loss.svg")));
+  std::vector<double> want = logged_losses(path("full/log.jsonl"));
+  ASSERT_EQ(want.size(), 6u);
+
+  // A tiny time limit stops after the first step with a checkpoint; --resume finishes the run.
+  Result first = run(train_args(path("split"), 6) + " --time-limit 0.000001");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("time limit"), std::string::npos) << first.output;
+  Result rest = run(train_args(path("split"), 6) + " --resume");
+  ASSERT_EQ(rest.exit_code, 0) << rest.output;
+  std::vector<double> got = logged_losses(path("split/log.jsonl"));
+  ASSERT_EQ(got.size(), 6u);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "step " << i + 1;
+
+  // Resuming with different settings is refused.
+  Result changed = run("train --data " + text_ + " --out " + path("split") + " --batch 3 --seq 32 --steps 6 --resume");
+  EXPECT_NE(changed.exit_code, 0);
+  EXPECT_NE(changed.output.find("--batch"), std::string::npos) << changed.output;
+}
+
+TEST_F(Cli, EvalAndGenerateFromACheckpoint) {
+  ASSERT_EQ(run(train_args(path("m"), 3)).exit_code, 0);
+  Result eval = run("eval --model " + path("m") + " --data " + path("m/data/val.bin") + " --seq 16 --json");
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  nlohmann::json e = last_json_line(eval.output);
+  double loss = e["loss"];
+  EXPECT_GT(loss, 0.5);
+  EXPECT_LT(loss, 6.0);  // byte vocabulary: ln(256) = 5.55 at chance
+  EXPECT_NEAR(e["perplexity"].get<double>(), std::exp(loss), 1e-6 * std::exp(loss));
+  size_t val_tokens = data::read_shard(path("m/data/val.bin")).size();
+  EXPECT_EQ(e["tokens"].get<size_t>(), (val_tokens - 1) / 16 * 16);
+
+  Result a = run("generate --model " + path("m") + " --prompt 'To be' -n 20 --seed 3");
+  Result b = run("generate --model " + path("m") + " --prompt 'To be' -n 20 --seed 3");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(a.output.substr(0, 25), b.output.substr(0, 25));
+  EXPECT_EQ(a.output.rfind("To be", 0), 0u);
+  EXPECT_NE(a.output.find("tokens/s"), std::string::npos);
+}
+
+TEST_F(Cli, BadInputGetsAClearErrorAndNonZeroExit) {
+  struct Case {
+    std::string args, expected;
+  };
+  // A shard whose tokens do not fit the byte vocabulary, and a truncated one.
+  std::vector<int32_t> big = {1, 2, 300, 4, 5};
+  data::write_shard(path("oov.bin"), big);
+  std::vector<int32_t> ok(100, 7);
+  data::write_shard(path("short.bin"), ok);
+  fs::resize_file(path("short.bin"), fs::file_size(path("short.bin")) - 10);
+  std::string long_prompt(300, 'x');
+
+  std::vector<Case> cases = {
+      {"", "subcommand"},
+      {"train --model gpt9 --data " + text_ + " --out " + path("x"), "unknown model preset 'gpt9'"},
+      {"train --model tiny --device tpu7 --data " + text_ + " --out " + path("x"), "unknown device 'tpu7'"},
+      {"train --model tiny --data " + text_ + " --out " + path("x") + " --frobnicate", "frobnicate"},
+      {"train --model tiny --data " + text_ + " --out " + path("x") + " --batch zero", "batch"},
+      {"train --model tiny --data " + path("missing.txt") + " --out " + path("x"), "missing.txt"},
+      {"train --model tiny --data " + path("oov.bin") + " --out " + path("x"), "vocab"},
+      {"train --model tiny --data " + text_ + " --out " + path("x") + " --seq 999", "context"},
+      {"train --data " + text_ + " --out " + path("nothing") + " --resume", "no checkpoint"},
+      {"eval --model tiny --data " + path("short.bin"), "truncated"},
+      {"eval --model " + path("no_such_dir") + " --data " + path("oov.bin"), "no_such_dir"},
+      {"generate --model tiny --prompt " + long_prompt, "prompt is 300 tokens"},
+      {"generate --model tiny --prompt hi --top-p 1.5", "top-p"},
+  };
+  for (const Case& c : cases) {
+    Result r = run(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.expected), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("terminate called"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(Cli, DevicesListsTheCpu) {
+  Result r = run("devices");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("cpu"), std::string::npos);
+}
+
+TEST_F(Cli, BenchPrintsOneJsonObject) {
+  Result r = run("bench train --model tiny --batch 2 --seq 16 --steps 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  nlohmann::json j = last_json_line(r.output);
+  for (const char* key : {"ms_per_step", "tokens_per_s", "gflops", "peak_rss_mib"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+    EXPECT_GT(j[key].get<double>(), 0) << key;
+  }
+}
+
+}  // namespace
+}  // namespace switchyard
