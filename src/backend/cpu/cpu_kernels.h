@@ -18,6 +18,13 @@
 #include <limits>
 #include <type_traits>
 
+// Files that only call the kernels may be compiled without OpenMP; its pragmas are inert there, since
+// the instances they link to are compiled in cpu_kernels.cc with it.
+#ifndef _OPENMP
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+#endif
+
 namespace switchyard::backend::cpu {
 
 // Loops shorter than this run on one thread: waking the team costs more than the work.
@@ -537,4 +544,40 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
   }
 }
 
+// Every kernel is instantiated for float and double once, in cpu_kernels.cc, which the build compiles
+// with OpenMP and the native ISA; other translation units (tests included) link to those copies
+// instead of instantiating their own with whatever flags they were built with.
+#define SWITCHYARD_CPU_KERNEL_INSTANCES(PREFIX, T)                                                  \
+  PREFIX template void reference_gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, \
+                                         T, T*, int);                                            \
+  PREFIX template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*,    \
+                               int);                                                             \
+  PREFIX template void encoder_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int);   \
+  PREFIX template void encoder_backward<T>(T*, T*, const T*, const int32_t*, int, int, int);        \
+  PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);    \
+  PREFIX template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
+                                             const T*, int, int);                                \
+  PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);          \
+  PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int); \
+  PREFIX template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                  \
+  PREFIX template void attention_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int,   \
+                                             int);                                               \
+  PREFIX template void attention_decode<T>(T*, const T*, T*, T*, int, int, int, int, int);          \
+  PREFIX template void gelu_forward<T>(T*, const T*, size_t);                                       \
+  PREFIX template void gelu_backward<T>(T*, const T*, const T*, size_t);                            \
+  PREFIX template void residual_forward<T>(T*, const T*, const T*, size_t);                         \
+  PREFIX template void accumulate<T>(T*, const T*, size_t);                                         \
+  PREFIX template void cross_entropy_forward<T>(T*, const T*, const int32_t*, int, int);            \
+  PREFIX template void cross_entropy_backward<T>(T*, const T*, const int32_t*, T, int, int);        \
+  PREFIX template double sum_of_squares<T>(const T*, size_t);                                       \
+  PREFIX template void adamw_update<T>(T*, const T*, T*, T*, size_t, double, double, double, double, \
+                                       double, int, double);
+
+SWITCHYARD_CPU_KERNEL_INSTANCES(extern, float)
+SWITCHYARD_CPU_KERNEL_INSTANCES(extern, double)
+
 }  // namespace switchyard::backend::cpu
+
+#ifndef _OPENMP
+#pragma GCC diagnostic pop
+#endif
