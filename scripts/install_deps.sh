@@ -6,7 +6,9 @@ set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config libdnnl-dev libpcre2-dev nlohmann-json3-dev
           libcli11-dev libfmt-dev libgtest-dev)
 if [[ "${1:-}" == "--with-torch" ]]; then
-  packages+=(python3-torch python3-numpy python3-regex)
+  # OpenBLAS: Debian's torch multiplies through the system libblas.so.3, which is otherwise the slow
+  # netlib reference BLAS; the peer benchmark must not be handicapped by it.
+  packages+=(python3-torch python3-numpy python3-regex libopenblas0-pthread)
 fi
 
 missing=()

@@ -33,8 +33,8 @@ class GPT2Config:
 PRESETS = {
     # The 124M-parameter GPT-2 (the smallest released model).
     "gpt2-124m": GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
-    # A toy model for quick runs; same shape rules, tiny sizes.
-    "tiny": GPT2Config(n_layer=2, n_head=4, n_embd=128, vocab_size=256, n_positions=256),
+    # Switchyard's `tiny` preset (src/model/gpt_config.cc): about 0.85M parameters, byte vocabulary.
+    "tiny": GPT2Config(n_layer=4, n_head=4, n_embd=128, vocab_size=256, n_positions=256),
 }
 
 
