@@ -194,6 +194,13 @@ def random_cases(count, seed):
         else:
             data = b"".join(rng.choice(fragments) for _ in range(n))
         cases.append((f"random_{k}", data))
+    # Long chunks over tiny alphabets: many equal pairs, so the order of merges within a rank and
+    # across ranks decides the result.
+    alphabets = [b"ab", b"aab", b"est", b"0123", b"01", b" \n", "\u00e9e".encode(), b"\x80a"]
+    for k in range(4 * len(alphabets)):
+        alphabet = alphabets[k % len(alphabets)]
+        n = rng.randrange(100, 600)
+        cases.append((f"random_long_{k}", bytes(rng.choice(alphabet) for _ in range(n))))
     return cases
 
 

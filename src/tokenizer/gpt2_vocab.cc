@@ -47,18 +47,23 @@ std::unordered_map<std::string, int32_t> read_encoder(const fs::path& path, Gpt2
   std::vector<bool> seen(size, false);
   std::string bytes;
   for (const auto& [token, value] : json.items()) {
-    require(value.is_number_integer() && value.get<int64_t>() >= 0 &&
-                value.get<int64_t>() < static_cast<int64_t>(size),
-            "{}: token {}: expected an integer id in [0, {}) (the ids must be 0..N-1 for N tokens), "
-            "got {}",
-            path.string(), nlohmann::json(token).dump(), size, value.dump());
+    // Checked with `if` rather than require() so that the message arguments are built only on error.
+    if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+        value.get<int64_t>() >= static_cast<int64_t>(size)) {
+      fail("{}: token {}: expected an integer id in [0, {}) (the ids must be 0..N-1 for N tokens), "
+           "got {}",
+           path.string(), nlohmann::json(token).dump(), size, value.dump());
+    }
     const auto id = static_cast<int32_t>(value.get<int64_t>());
-    require(!seen[id], "{}: id {} is given to more than one token (second: {})", path.string(), id,
-            nlohmann::json(token).dump());
-    require(!token.empty(), "{}: the empty string is not a valid token", path.string());
-    require(vocab_token_to_bytes(token, bytes),
-            "{}: token {} contains a character outside GPT-2's 256-character byte alphabet",
-            path.string(), nlohmann::json(token).dump());
+    if (seen[id]) {
+      fail("{}: id {} is given to more than one token (second: {})", path.string(), id,
+           nlohmann::json(token).dump());
+    }
+    if (token.empty()) fail("{}: the empty string is not a valid token", path.string());
+    if (!vocab_token_to_bytes(token, bytes)) {
+      fail("{}: token {} contains a character outside GPT-2's 256-character byte alphabet",
+           path.string(), nlohmann::json(token).dump());
+    }
     seen[id] = true;
     vocab.token_bytes[id] = bytes;
     ids.emplace(token, id);
@@ -81,13 +86,16 @@ void read_merges(const fs::path& path, const std::unordered_map<std::string, int
     const size_t space = line.find(' ');
     const bool two_parts = space != std::string_view::npos && space > 0 && space + 1 < line.size() &&
                            line.find(' ', space + 1) == std::string_view::npos;
-    require(two_parts, "{}:{}: expected two tokens separated by one space, got \"{}\"",
-            path.string(), line_number, line);
+    if (!two_parts) {
+      fail("{}:{}: expected two tokens separated by one space, got \"{}\"", path.string(),
+           line_number, line);
+    }
     const std::string left(line.substr(0, space)), right(line.substr(space + 1));
     const auto find = [&](const std::string& token) {
       const auto it = ids.find(token);
-      require(it != ids.end(), "{}:{}: token \"{}\" is not in {}", path.string(), line_number, token,
-              vocab.encoder_path);
+      if (it == ids.end()) {
+        fail("{}:{}: token \"{}\" is not in {}", path.string(), line_number, token, vocab.encoder_path);
+      }
       return it->second;
     };
     const int32_t left_id = find(left), right_id = find(right), result = find(left + right);
@@ -123,8 +131,10 @@ Gpt2Vocab load_gpt2_vocab(const std::string& directory) {
     token_name.clear();
     append_utf8(byte_to_vocab_char(static_cast<uint8_t>(b)), token_name);
     const auto it = ids.find(token_name);
-    require(it != ids.end(), "{}: the one-byte token for byte 0x{:02X} (\"{}\") is missing",
-            vocab.encoder_path, b, token_name);
+    if (it == ids.end()) {
+      fail("{}: the one-byte token for byte 0x{:02X} (\"{}\") is missing", vocab.encoder_path, b,
+           token_name);
+    }
     vocab.byte_token[b] = it->second;
   }
   if (const auto it = ids.find("<|endoftext|>"); it != ids.end()) vocab.end_of_text = it->second;

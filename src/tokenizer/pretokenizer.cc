@@ -132,19 +132,21 @@ struct Gpt2Pretokenizer::Impl {
   }
 };
 
-Gpt2Pretokenizer::Gpt2Pretokenizer() : impl_(std::make_unique<Impl>()) {
+Gpt2Pretokenizer::Gpt2Pretokenizer(bool use_jit) : impl_(std::make_unique<Impl>()) {
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPattern), PCRE2_ZERO_TERMINATED,
                               PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
-  require(impl_->code != nullptr, "GPT-2 pre-tokenizer: PCRE2 cannot compile the pattern at offset {}: {}",
-          error_offset, pcre2_message(error_code));
+  if (impl_->code == nullptr) {
+    fail("GPT-2 pre-tokenizer: PCRE2 cannot compile the pattern at offset {}: {}", error_offset,
+         pcre2_message(error_code));
+  }
   impl_->match_data = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
   impl_->match_context = pcre2_match_context_create(nullptr);
   require(impl_->match_data != nullptr && impl_->match_context != nullptr,
           "GPT-2 pre-tokenizer: out of memory creating PCRE2 match data");
   // JIT is optional (PCRE2 may be built without it); the interpreter gives the same matches.
-  if (pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0) {
+  if (use_jit && pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0) {
     impl_->jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr);
     if (impl_->jit_stack != nullptr) {
       pcre2_jit_stack_assign(impl_->match_context, nullptr, impl_->jit_stack);
@@ -172,8 +174,10 @@ void Gpt2Pretokenizer::split(std::string_view text, std::vector<Chunk>& chunks) 
                             : pcre2_match(impl.code, data, subject.size(), offset, PCRE2_NO_UTF_CHECK,
                                           impl.match_data, impl.match_context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
-    require(rc >= 0, "GPT-2 pre-tokenizer: PCRE2 failed matching at byte {} of {}: {}", offset,
-            subject.size(), pcre2_message(rc));
+    if (rc < 0) {
+      fail("GPT-2 pre-tokenizer: PCRE2 failed matching at byte {} of {}: {}", offset, subject.size(),
+           pcre2_message(rc));
+    }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(impl.match_data);
     const size_t begin = ovector[0], end = ovector[1];
     // Every alternative of the pattern consumes at least one character.

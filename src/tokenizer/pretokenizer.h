@@ -33,8 +33,9 @@ struct Chunk {
 
 class Gpt2Pretokenizer {
  public:
-  // Compiles the pattern; throws Error if PCRE2 cannot.
-  Gpt2Pretokenizer();
+  // Compiles the pattern; throws Error if PCRE2 cannot. The JIT is used when PCRE2 has one, unless
+  // use_jit is false (the interpreter gives the same chunks, more slowly; tests compare the two).
+  explicit Gpt2Pretokenizer(bool use_jit = true);
   ~Gpt2Pretokenizer();
   Gpt2Pretokenizer(const Gpt2Pretokenizer&) = delete;
   Gpt2Pretokenizer& operator=(const Gpt2Pretokenizer&) = delete;
