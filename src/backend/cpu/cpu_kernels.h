@@ -18,11 +18,12 @@
 #include <limits>
 #include <type_traits>
 
-// Files that only call the kernels may be compiled without OpenMP; its pragmas are inert there, since
-// the instances they link to are compiled in cpu_kernels.cc with it.
-#ifndef _OPENMP
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunknown-pragmas"
+// `#pragma omp ...` spelled so that files compiled without OpenMP (which only call the kernels and link
+// to the instances in cpu_kernels.cc, compiled with it) see nothing rather than an unknown pragma.
+#ifdef _OPENMP
+#define SWITCHYARD_OMP(...) _Pragma(#__VA_ARGS__)
+#else
+#define SWITCHYARD_OMP(...)
 #endif
 
 namespace switchyard::backend::cpu {
@@ -49,7 +50,7 @@ void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, 
 template <typename T>
 void reference_gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
                     const T* B, int ldb, T beta, T* C, int ldc) {
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(M) * N * K > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(M) * N * K > kParallelThreshold))
   for (int m = 0; m < M; ++m) {
     for (int n = 0; n < N; ++n) {
       T acc = 0;
@@ -106,12 +107,12 @@ inline T exp_vec(T x) {
 // out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]. tokens[B,T] in [0, V).
 template <typename T>
 void encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C) {
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold))
   for (int bt = 0; bt < B * T_; ++bt) {
     T* o = out + static_cast<size_t>(bt) * C;
     const T* e = wte + static_cast<size_t>(tokens[bt]) * C;
     const T* p = wpe + static_cast<size_t>(bt % T_) * C;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
     for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
   }
 }
@@ -122,7 +123,7 @@ template <typename T>
 void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_, int C) {
   constexpr int kBlock = 64;
   const int blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold))
   for (int blk = 0; blk < blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = std::min(C, c0 + kBlock);
@@ -130,7 +131,7 @@ void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, in
       const T* d = dout + static_cast<size_t>(bt) * C;
       T* w = dwte + static_cast<size_t>(tokens[bt]) * C;
       T* p = dwpe + static_cast<size_t>(bt % T_) * C;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
       for (int c = c0; c < c1; ++c) {
         w[c] += d[c];
         p[c] += d[c];
@@ -147,19 +148,19 @@ template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int N,
                        int C) {
   constexpr T kEps = T(1e-5);
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * C > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * C > kParallelThreshold))
   for (int n = 0; n < N; ++n) {
     const T* x = inp + static_cast<size_t>(n) * C;
     T sum = 0;
-#pragma omp simd reduction(+ : sum)
+SWITCHYARD_OMP(omp simd reduction(+ : sum))
     for (int c = 0; c < C; ++c) sum += x[c];
     const T m = sum / C;
     T var = 0;  // two passes: no cancellation when |mean| >> std
-#pragma omp simd reduction(+ : var)
+SWITCHYARD_OMP(omp simd reduction(+ : var))
     for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
     const T s = T(1) / std::sqrt(var / C + kEps);
     T* o = out + static_cast<size_t>(n) * C;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
     for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
     mean[n] = m;
     rstd[n] = s;
@@ -172,7 +173,7 @@ template <typename T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                         const T* mean, const T* rstd, int N, int C) {
   const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
-#pragma omp parallel for schedule(static) if (parallel)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     const T* x = inp + static_cast<size_t>(n) * C;
     const T* d = dout + static_cast<size_t>(n) * C;
@@ -181,7 +182,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     // dL/dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = weight * dout.
     T dnorm_mean = 0;
     T dnorm_norm_mean = 0;
-#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+SWITCHYARD_OMP(omp simd reduction(+ : dnorm_mean, dnorm_norm_mean))
     for (int c = 0; c < C; ++c) {
       const T dnorm = weight[c] * d[c];
       dnorm_mean += dnorm;
@@ -190,7 +191,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
     dnorm_mean /= C;
     dnorm_norm_mean /= C;
     T* dx = dinp + static_cast<size_t>(n) * C;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
     for (int c = 0; c < C; ++c) {
       const T norm = (x[c] - m) * s;
       dx[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
@@ -198,7 +199,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   }
   constexpr int kBlock = 64;
   const int blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (parallel)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (parallel))
   for (int blk = 0; blk < blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = std::min(C, c0 + kBlock);
@@ -207,7 +208,7 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
       const T* d = dout + static_cast<size_t>(n) * C;
       const T m = mean[n];
       const T s = rstd[n];
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
       for (int c = c0; c < c1; ++c) {
         dweight[c] += (x[c] - m) * s * d[c];
         dbias[c] += d[c];
@@ -231,10 +232,10 @@ void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N,
     gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
   }
   if (bias == nullptr) return;
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold))
   for (int n = 0; n < N; ++n) {
     T* o = out + static_cast<size_t>(n) * OC;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
     for (int oc = 0; oc < OC; ++oc) o[oc] += bias[oc];
   }
 }
@@ -249,13 +250,13 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   if (dbias == nullptr) return;
   constexpr int kBlock = 256;
   const int blocks = (OC + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold))
   for (int blk = 0; blk < blocks; ++blk) {
     const int o0 = blk * kBlock;
     const int o1 = std::min(OC, o0 + kBlock);
     for (int n = 0; n < N; ++n) {
       const T* d = dout + static_cast<size_t>(n) * OC;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
       for (int oc = o0; oc < o1; ++oc) dbias[oc] += d[oc];
     }
   }
@@ -266,7 +267,7 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 template <typename T>
 inline T dot(const T* a, const T* b, int n) {
   T acc = 0;
-#pragma omp simd reduction(+ : acc)
+SWITCHYARD_OMP(omp simd reduction(+ : acc))
   for (int i = 0; i < n; ++i) acc += a[i] * b[i];
   return acc;
 }
@@ -278,7 +279,7 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int N
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
   const size_t C3 = static_cast<size_t>(3) * C;
-#pragma omp parallel for collapse(3) schedule(static) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for collapse(3) schedule(static) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       for (int t = 0; t < T_; ++t) {
@@ -292,14 +293,14 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int N
           max_score = std::max(max_score, s);
         }
         T sum = 0;
-#pragma omp simd reduction(+ : sum)
+SWITCHYARD_OMP(omp simd reduction(+ : sum))
         for (int t2 = 0; t2 <= t; ++t2) {
           const T e = exp_vec(a[t2] - max_score);
           a[t2] = e;
           sum += e;
         }
         const T inv = T(1) / sum;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
         for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
         for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
         T* o = out + (static_cast<size_t>(b) * T_ + t) * C + static_cast<size_t>(h) * hs;
@@ -307,7 +308,7 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int N
         for (int t2 = 0; t2 <= t; ++t2) {
           const T* v = base + t2 * C3 + 2 * static_cast<size_t>(C);
           const T w = a[t2];
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) o[i] += w * v[i];
         }
       }
@@ -323,7 +324,7 @@ void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const 
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
   const size_t C3 = static_cast<size_t>(3) * C;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for collapse(2) schedule(dynamic, 1) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const size_t head = static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
@@ -340,14 +341,14 @@ void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const 
           T* dv = dbase + t2 * C3 + 2 * static_cast<size_t>(C);
           da[t2] = dot(d, v, hs);
           const T w = a[t2];
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) dv[i] += w * d[i];
         }
         // Softmax: d(preatt)[t2] = a[t2] (d(att)[t2] - sum_j a[j] d(att)[j]); the 1/sqrt(hs) folded in.
         T weighted = 0;
-#pragma omp simd reduction(+ : weighted)
+SWITCHYARD_OMP(omp simd reduction(+ : weighted))
         for (int t2 = 0; t2 <= t; ++t2) weighted += a[t2] * da[t2];
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
         for (int t2 = 0; t2 <= t; ++t2) da[t2] = a[t2] * (da[t2] - weighted) * scale;
         // preatt[t2] = q . k[t2]: dq += dpre[t2] k[t2], dk[t2] += dpre[t2] q.
         const T* q = base + t * C3;
@@ -356,7 +357,7 @@ void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const 
           const T* k = base + t2 * C3 + C;
           T* dk = dbase + t2 * C3 + C;
           const T w = da[t2];
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) {
             dq[i] += w * k[i];
             dk[i] += w * q[i];
@@ -376,7 +377,7 @@ void attention_decode(T* out, const T* qkv, T* k_cache, T* v_cache, int B, int p
                       int NH) {
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-#pragma omp parallel for collapse(2) schedule(static) if (static_cast<size_t>(B) * (pos + 1) * C > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for collapse(2) schedule(static) if (static_cast<size_t>(B) * (pos + 1) * C > kParallelThreshold))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const T* q = qkv + static_cast<size_t>(b) * 3 * C + static_cast<size_t>(h) * hs;
@@ -394,18 +395,18 @@ void attention_decode(T* out, const T* qkv, T* k_cache, T* v_cache, int B, int p
         if (s > max_score) {
           const T shrink = exp_vec(max_score - s);  // exp(-inf) = 0 on the first position
           sum *= shrink;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) o[i] *= shrink;
           max_score = s;
         }
         const T w = exp_vec(s - max_score);
         sum += w;
         const T* v = vc + static_cast<size_t>(t2) * hs;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
         for (int i = 0; i < hs; ++i) o[i] += w * v[i];
       }
       const T inv = T(1) / sum;
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
       for (int i = 0; i < hs; ++i) o[i] *= inv;
     }
   }
@@ -428,7 +429,7 @@ inline void gelu_sigmoid(T x, T& s, T& one_minus_s) {
 // out[N] = gelu(inp[N]).
 template <typename T>
 void gelu_forward(T* out, const T* inp, size_t N) {
-#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) {
     T s, one_minus_s;
     gelu_sigmoid(inp[i], s, one_minus_s);
@@ -441,7 +442,7 @@ void gelu_forward(T* out, const T* inp, size_t N) {
 template <typename T>
 void gelu_backward(T* dinp, const T* inp, const T* dout, size_t N) {
   constexpr T kSqrt2OverPi = T(0.7978845608028654);
-#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) {
     const T x = inp[i];
     T s, one_minus_s;
@@ -456,14 +457,14 @@ void gelu_backward(T* dinp, const T* inp, const T* dout, size_t N) {
 // out[N] = a + b.
 template <typename T>
 void residual_forward(T* out, const T* a, const T* b, size_t N) {
-#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) out[i] = a[i] + b[i];
 }
 
 // dst[N] += src.
 template <typename T>
 void accumulate(T* dst, const T* src, size_t N) {
-#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) dst[i] += src[i];
 }
 
@@ -472,14 +473,14 @@ void accumulate(T* dst, const T* src, size_t N) {
 // losses[N] = -log softmax(logits[n, :V])[targets[n]] = logsumexp(logits[n]) - logits[n, target].
 template <typename T>
 void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V) {
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold))
   for (int n = 0; n < N; ++n) {
     const T* l = logits + static_cast<size_t>(n) * V;
     T max_logit = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : max_logit)
+SWITCHYARD_OMP(omp simd reduction(max : max_logit))
     for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
     T sum = 0;
-#pragma omp simd reduction(+ : sum)
+SWITCHYARD_OMP(omp simd reduction(+ : sum))
     for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
     losses[n] = std::log(sum) + max_logit - l[targets[n]];
   }
@@ -490,20 +491,20 @@ void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, i
 template <typename T>
 void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, T dloss, int N,
                             int V) {
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold))
   for (int n = 0; n < N; ++n) {
     const T* l = logits + static_cast<size_t>(n) * V;
     T* d = dlogits + static_cast<size_t>(n) * V;
     T max_logit = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : max_logit)
+SWITCHYARD_OMP(omp simd reduction(max : max_logit))
     for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
     T sum = 0;
-#pragma omp simd reduction(+ : sum)
+SWITCHYARD_OMP(omp simd reduction(+ : sum))
     for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
     const T scale = dloss / sum;
     // omp simd: exact aliasing (d == l) is safe lane by lane, and it spares a runtime overlap check
     // that would fall back to scalar code in the in-place case.
-#pragma omp simd
+SWITCHYARD_OMP(omp simd)
     for (int i = 0; i < V; ++i) d[i] = exp_vec(l[i] - max_logit) * scale;
     d[targets[n]] -= dloss;
   }
@@ -515,7 +516,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
 template <typename T>
 double sum_of_squares(const T* x, size_t N) {
   double acc = 0;
-#pragma omp parallel for simd schedule(static) reduction(+ : acc) if (N > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for simd schedule(static) reduction(+ : acc) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
   return acc;
 }
@@ -533,7 +534,7 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
   const T b2 = static_cast<T>(beta2);
   const T eps = static_cast<T>(epsilon);
   const T gs = static_cast<T>(grad_scale);
-#pragma omp parallel for simd schedule(static) if (N > kParallelThreshold)
+SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) {
     const T g = grads[i] * gs;
     const T mi = b1 * m[i] + (T(1) - b1) * g;
@@ -577,7 +578,3 @@ SWITCHYARD_CPU_KERNEL_INSTANCES(extern, float)
 SWITCHYARD_CPU_KERNEL_INSTANCES(extern, double)
 
 }  // namespace switchyard::backend::cpu
-
-#ifndef _OPENMP
-#pragma GCC diagnostic pop
-#endif
