@@ -1,6 +1,7 @@
 #include "tokenizer/gpt2_tokenizer.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "core/error.h"
 
@@ -59,6 +60,10 @@ void Gpt2Tokenizer::encode_chunk(std::string_view chunk, std::vector<int32_t>& o
 // wait for the next round even when their rank is lower, exactly as in the reference. A stale
 // candidate is recognised by its ids: a symbol's id only ever changes into a longer token.
 void Gpt2Tokenizer::apply_merges(std::string_view chunk, std::vector<int32_t>& out) const {
+  // Symbols are indexed with int32_t; a chunk is one run of letters, digits, spaces or symbols.
+  require(chunk.size() <= static_cast<size_t>(INT32_MAX),
+          "GPT-2 tokenizer: a chunk of {} bytes (one unbroken run of letters, digits, spaces or "
+          "symbols) is too long; at most {} bytes are supported", chunk.size(), INT32_MAX);
   const auto n = static_cast<int32_t>(chunk.size());
   std::vector<Symbol>& symbols = symbols_;
   symbols.resize(static_cast<size_t>(n));
