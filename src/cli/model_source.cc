@@ -3,7 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 
-#include "cli/vocab_dir.h"
+#include "tokenizer/tokenize_text.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
 
@@ -57,7 +57,7 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     } else {
       std::string dir = opened.from_checkpoint && source.vocab_dir.empty() && has_gpt2_vocab(source.model)
                             ? source.model
-                            : find_gpt2_vocab_dir(source.vocab_dir);
+                            : tokenizer::find_gpt2_vocab_directory(source.vocab_dir);
       opened.tokenizer = tokenizer::load_gpt2_tokenizer(dir);
     }
     require(opened.tokenizer->vocab_size() <= config.vocab_size,

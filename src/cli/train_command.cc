@@ -30,6 +30,9 @@ void run_train(TrainFlags& flags) {
   if (o.resume) flags.source.model = o.out_dir;  // the checkpoint decides the architecture
   OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/true);
   o.model_info = opened.info;
+  const model::GptConfig& c = opened.model->config();
+  // Shape mistakes are reported before the (possibly long) tokenisation of the data.
+  require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
 
   // A text file is tokenised once into out/data/{train,val}.bin; shards are used as they are.
   bool is_text = flags.data.size() == 1 && !flags.data[0].ends_with(".bin");
@@ -51,7 +54,6 @@ void run_train(TrainFlags& flags) {
     o.train_shards = flags.data;
     o.val_shard = flags.val_data;
   }
-  const model::GptConfig& c = opened.model->config();
   std::fprintf(stderr, "model: %d layers, %d heads, %d channels, vocabulary %d, context %d (%.2fM parameters) on %s\n",
                c.num_layers, c.num_heads, c.channels, c.vocab_size, c.max_seq_len,
                c.num_parameters() / 1e6, opened.backend->description().c_str());
