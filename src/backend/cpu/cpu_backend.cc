@@ -35,6 +35,7 @@ void check_shape(bool ok, const char* kernel, const char* expected) {
 
 template <typename Fn>
 void split_bytes(size_t bytes, Fn&& fn) {
+  if (bytes == 0) return;  // pointers may be null then, and memcpy/memset must not see them
   if (bytes < kParallelCopyBytes) {
     fn(size_t{0}, bytes);
     return;

@@ -36,8 +36,7 @@ namespace {
 // out[n, o0..o0+R) for all N rows against R consecutive weight rows: R independent accumulators hide
 // the FMA latency, and the R weight rows (R * C floats) stay in L1 while the N input rows pass.
 template <int R>
-inline void gemv_block(float* out, const float* inp, const float* weight, int N, int C, int OC, int o0,
-                       bool accumulate) {
+inline void gemv_block(float* out, const float* inp, const float* weight, int N, int C, int OC, int o0) {
   const float* w[R];
   for (int r = 0; r < R; ++r) w[r] = weight + static_cast<size_t>(o0 + r) * C;
   for (int n = 0; n < N; ++n) {
@@ -67,21 +66,20 @@ inline void gemv_block(float* out, const float* inp, const float* weight, int N,
       sums[r] += tail;
     }
     float* o = out + static_cast<size_t>(n) * OC + o0;
-    for (int r = 0; r < R; ++r) o[r] = accumulate ? o[r] + sums[r] : sums[r];
+    for (int r = 0; r < R; ++r) o[r] = sums[r];
   }
 }
 
 }  // namespace
 
-void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC,
-               bool accumulate) {
+void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC) {
   constexpr int kRows = 8;
   const int blocks = OC / kRows;
 #pragma omp parallel for schedule(static) if (static_cast<size_t>(OC) * C > kParallelThreshold)
   for (int blk = 0; blk < blocks; ++blk) {
-    gemv_block<kRows>(out, inp, weight, N, C, OC, blk * kRows, accumulate);
+    gemv_block<kRows>(out, inp, weight, N, C, OC, blk * kRows);
   }
-  for (int o = blocks * kRows; o < OC; ++o) gemv_block<1>(out, inp, weight, N, C, OC, o, accumulate);
+  for (int o = blocks * kRows; o < OC; ++o) gemv_block<1>(out, inp, weight, N, C, OC, o);
 }
 
 }  // namespace switchyard::backend::cpu

@@ -40,10 +40,9 @@ inline constexpr int kGemvMaxRows = 4;
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc);
 
-// out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ out when accumulate) for small N: reads each weight row
-// once for all N rows, so decoding streams the weights at memory bandwidth (cpu_gemm.cc).
-void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC,
-               bool accumulate);
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T for small N: reads each weight row once for all N rows, so
+// decoding streams the weights at memory bandwidth (cpu_gemm.cc).
+void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC);
 
 // The same contract as sgemm, by plain loops: the double path of the tests and the reference that
 // the oneDNN path is checked against.
@@ -224,7 +223,7 @@ template <typename T>
 void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC) {
   if constexpr (std::is_same_v<T, float>) {
     if (N <= kGemvMaxRows) {
-      gemv_rows(out, inp, weight, N, C, OC, false);
+      gemv_rows(out, inp, weight, N, C, OC);
     } else {
       gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
     }
