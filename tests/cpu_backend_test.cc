@@ -1,6 +1,8 @@
 // CpuBackend through the virtual Backend interface: memory, every kernel end to end on small shapes
 // (against the double-precision kernel templates, which cpu_kernels_test checks independently),
 // argument errors, and the registry.
+#include "backend/cpu/cpu_backend.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,7 +13,6 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -44,7 +45,8 @@ class DeviceBuffer {
     ptr_ = static_cast<float*>(backend_.allocate(count * sizeof(float)));
     backend_.fill_zero(ptr_, count * sizeof(float));
   }
-  DeviceBuffer(Backend& backend, const std::vector<float>& host) : DeviceBuffer(backend, host.size()) {
+  DeviceBuffer(Backend& backend, const std::vector<float>& host)
+      : DeviceBuffer(backend, host.size()) {
     backend_.copy_to_device(ptr_, host.data(), host.size() * sizeof(float));
   }
   ~DeviceBuffer() { backend_.release(ptr_); }
@@ -75,7 +77,8 @@ TEST(CpuBackend, NameAndDescription) {
 
 TEST(CpuBackend, MemoryIsAlignedCopiedAndZeroed) {
   cpu::CpuBackend backend;
-  for (const size_t bytes : {size_t{1}, size_t{100}, size_t{64} << 20}) {  // the last copies in parallel
+  for (const size_t bytes :
+       {size_t{1}, size_t{100}, size_t{64} << 20}) {  // the last copies in parallel
     void* ptr = backend.allocate(bytes);
     EXPECT_EQ(reinterpret_cast<uintptr_t>(ptr) % 64, 0u);
     std::vector<unsigned char> src(bytes), back(bytes, 0xAB);
@@ -125,9 +128,10 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
                            w_h = random_floats(OC * C, 5), b_h = random_floats(OC, 6),
                            dy_h = random_floats(N * C, 7);
 
-  DeviceBuffer wte(be, wte_h), wpe(be, wpe_h), lnw(be, lnw_h), lnb(be, lnb_h), w(be, w_h), bias(be, b_h);
-  DeviceBuffer x(be, N * C), ln(be, N * C), mean(be, N), rstd(be, N), qkv(be, N * OC), att(be, B * NH * T * T),
-      y(be, N * C), g(be, N * C), r(be, N * C);
+  DeviceBuffer wte(be, wte_h), wpe(be, wpe_h), lnw(be, lnw_h), lnb(be, lnb_h), w(be, w_h),
+      bias(be, b_h);
+  DeviceBuffer x(be, N * C), ln(be, N * C), mean(be, N), rstd(be, N), qkv(be, N * OC),
+      att(be, B * NH * T * T), y(be, N * C), g(be, N * C), r(be, N * C);
   be.encoder_forward(x.get(), tokens.data(), wte.get(), wpe.get(), B, T, C);
   be.layernorm_forward(ln.get(), mean.get(), rstd.get(), x.get(), lnw.get(), lnb.get(), N, C);
   be.matmul_forward(qkv.get(), ln.get(), w.get(), bias.get(), N, C, OC);
@@ -140,9 +144,11 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   std::vector<double> xd(N * C), lnd(N * C), meand(N), rstdd(N), qkvd(N * OC), attd(B * NH * T * T),
       yd(N * C), gd(N * C), rd(N * C);
   const auto wted = to_double(wte_h), wped = to_double(wpe_h), lnwd = to_double(lnw_h),
-             lnbd = to_double(lnb_h), wd = to_double(w_h), bd = to_double(b_h), dyd = to_double(dy_h);
+             lnbd = to_double(lnb_h), wd = to_double(w_h), bd = to_double(b_h),
+             dyd = to_double(dy_h);
   cpu::encoder_forward(xd.data(), tokens.data(), wted.data(), wped.data(), B, T, C);
-  cpu::layernorm_forward(lnd.data(), meand.data(), rstdd.data(), xd.data(), lnwd.data(), lnbd.data(), N, C);
+  cpu::layernorm_forward(lnd.data(), meand.data(), rstdd.data(), xd.data(), lnwd.data(),
+                         lnbd.data(), N, C);
   cpu::matmul_forward(qkvd.data(), lnd.data(), wd.data(), bd.data(), N, C, OC);
   cpu::attention_forward(yd.data(), attd.data(), qkvd.data(), B, T, C, NH);
   cpu::gelu_forward(gd.data(), yd.data(), N * C);
@@ -154,8 +160,9 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   EXPECT_LT(max_rel_error(r.read(), rd), 1e-5);
 
   // Backward through the same kernels, from dy at the residual's output.
-  DeviceBuffer dy(be, dy_h), dg(be, N * C), dx(be, N * C), dqkv(be, N * OC), scratch(be, B * NH * T * T),
-      dln(be, N * C), dw(be, OC * C), db(be, OC), dlnw(be, C), dlnb(be, C), dwte(be, V * C), dwpe(be, T * C);
+  DeviceBuffer dy(be, dy_h), dg(be, N * C), dx(be, N * C), dqkv(be, N * OC),
+      scratch(be, B * NH * T * T), dln(be, N * C), dw(be, OC * C), db(be, OC), dlnw(be, C),
+      dlnb(be, C), dwte(be, V * C), dwpe(be, T * C);
   be.accumulate(dg.get(), dy.get(), N * C);  // residual: both branches get dy
   be.accumulate(dx.get(), dy.get(), N * C);
   DeviceBuffer dyy(be, N * C);
@@ -166,14 +173,16 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
                         rstd.get(), N, C);
   be.encoder_backward(dwte.get(), dwpe.get(), dx.get(), tokens.data(), B, T, C);
 
-  std::vector<double> dgd(dyd), dxd(dyd), dyyd(N * C, 0.0), dqkvd(N * OC, 0.0), scratchd(attd.size()),
-      dlnd(N * C, 0.0), dwd(OC * C, 0.0), dbd(OC, 0.0), dlnwd(C, 0.0), dlnbd(C, 0.0), dwted(V * C, 0.0),
-      dwped(T * C, 0.0);
+  std::vector<double> dgd(dyd), dxd(dyd), dyyd(N * C, 0.0), dqkvd(N * OC, 0.0),
+      scratchd(attd.size()), dlnd(N * C, 0.0), dwd(OC * C, 0.0), dbd(OC, 0.0), dlnwd(C, 0.0),
+      dlnbd(C, 0.0), dwted(V * C, 0.0), dwped(T * C, 0.0);
   cpu::gelu_backward(dyyd.data(), yd.data(), dgd.data(), N * C);
-  cpu::attention_backward(dqkvd.data(), scratchd.data(), dyyd.data(), qkvd.data(), attd.data(), B, T, C, NH);
-  cpu::matmul_backward(dlnd.data(), dwd.data(), dbd.data(), dqkvd.data(), lnd.data(), wd.data(), N, C, OC);
-  cpu::layernorm_backward(dxd.data(), dlnwd.data(), dlnbd.data(), dlnd.data(), xd.data(), lnwd.data(),
-                          meand.data(), rstdd.data(), N, C);
+  cpu::attention_backward(dqkvd.data(), scratchd.data(), dyyd.data(), qkvd.data(), attd.data(), B,
+                          T, C, NH);
+  cpu::matmul_backward(dlnd.data(), dwd.data(), dbd.data(), dqkvd.data(), lnd.data(), wd.data(), N,
+                       C, OC);
+  cpu::layernorm_backward(dxd.data(), dlnwd.data(), dlnbd.data(), dlnd.data(), xd.data(),
+                          lnwd.data(), meand.data(), rstdd.data(), N, C);
   cpu::encoder_backward(dwted.data(), dwped.data(), dxd.data(), tokens.data(), B, T, C);
   EXPECT_LT(max_rel_error(dqkv.read(), dqkvd), 1e-4);
   EXPECT_LT(max_rel_error(dw.read(), dwd), 1e-4);
@@ -208,8 +217,8 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   be.adamw_update(w.get(), dw.get(), m.get(), v.get(), dw_h.size(), step);
   std::vector<double> wd2 = wd, md(wd.size(), 0.0), vd(wd.size(), 0.0);
   const auto dw_d = to_double(dw_h);
-  cpu::adamw_update(wd2.data(), dw_d.data(), md.data(), vd.data(), wd.size(), 1e-3, 0.9, 0.95, 1e-8, 0.1, 1,
-                    0.5);
+  cpu::adamw_update(wd2.data(), dw_d.data(), md.data(), vd.data(), wd.size(), 1e-3, 0.9, 0.95, 1e-8,
+                    0.1, 1, 0.5);
   EXPECT_LT(max_rel_error(w.read(), wd2), 1e-6);
 }
 
@@ -220,19 +229,21 @@ TEST(CpuBackend, DecodeThroughInterfaceMatchesForward) {
   DeviceBuffer qkv(backend, qkv_h), out(backend, B * T * C), att(backend, B * NH * T * T);
   backend.attention_forward(out.get(), att.get(), qkv.get(), B, T, C, NH);
   const std::vector<float> full = out.read();
-  DeviceBuffer k_cache(backend, B * NH * max_T * (C / NH)), v_cache(backend, B * NH * max_T * (C / NH)),
-      step(backend, B * 3 * C), dec(backend, B * C);
+  DeviceBuffer k_cache(backend, B * NH * max_T * (C / NH)),
+      v_cache(backend, B * NH * max_T * (C / NH)), step(backend, B * 3 * C), dec(backend, B * C);
   for (int pos = 0; pos < T; ++pos) {
     for (int b = 0; b < B; ++b) {
-      backend.copy_to_device(step.get() + b * 3 * C, qkv_h.data() + (b * T + pos) * 3 * C, 3 * C * sizeof(float));
+      backend.copy_to_device(step.get() + b * 3 * C, qkv_h.data() + (b * T + pos) * 3 * C,
+                             3 * C * sizeof(float));
     }
-    backend.attention_decode(dec.get(), step.get(), k_cache.get(), v_cache.get(), B, pos, max_T, C, NH);
+    backend.attention_decode(dec.get(), step.get(), k_cache.get(), v_cache.get(), B, pos, max_T, C,
+                             NH);
     const std::vector<float> got = dec.read();
     for (int b = 0; b < B; ++b)
       for (int c = 0; c < C; ++c) EXPECT_NEAR(got[b * C + c], full[(b * T + pos) * C + c], 1e-5);
   }
-  EXPECT_THROW(backend.attention_decode(dec.get(), step.get(), k_cache.get(), v_cache.get(), B, max_T,
-                                        max_T, C, NH),
+  EXPECT_THROW(backend.attention_decode(dec.get(), step.get(), k_cache.get(), v_cache.get(), B,
+                                        max_T, max_T, C, NH),
                Error);
 }
 
@@ -247,10 +258,12 @@ TEST(CpuBackend, BadArgumentsAreErrors) {
     EXPECT_NE(std::string(e.what()).find("target 5"), std::string::npos) << e.what();
   }
   EXPECT_THROW(backend.attention_forward(buf.data(), buf.data(), buf.data(), 1, 2, 10, 3), Error);
-  EXPECT_THROW(backend.matmul_forward(buf.data(), buf.data(), buf.data(), nullptr, -1, 2, 2), Error);
+  EXPECT_THROW(backend.matmul_forward(buf.data(), buf.data(), buf.data(), nullptr, -1, 2, 2),
+               Error);
   AdamWStep step;
   step.step = 0;
-  EXPECT_THROW(backend.adamw_update(buf.data(), buf.data(), buf.data(), buf.data(), 4, step), Error);
+  EXPECT_THROW(backend.adamw_update(buf.data(), buf.data(), buf.data(), buf.data(), 4, step),
+               Error);
 }
 
 TEST(Registry, CreatesCpuAndRejectsUnknownNames) {

@@ -1,6 +1,8 @@
 // The CPU kernel templates: forward passes against direct formulas (and PyTorch numbers where a
 // formula could share a mistake with the kernel), every backward pass against central finite
 // differences in double precision, float against double, and the accumulate-into-gradients rule.
+#include "backend/cpu/cpu_kernels.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <tuple>
 #include <vector>
 
-#include "backend/cpu/cpu_kernels.h"
 #include "core/rng.h"
 
 namespace cpu = switchyard::backend::cpu;
@@ -80,7 +81,8 @@ void expect_grad(const Vec& accumulated, const Vec& prior, const Vec& numeric, c
 // encoder
 
 TEST(CpuKernels, EncoderForwardAndGradients) {
-  const std::vector<int32_t> tokens = {3, 0, 12, 3, 3, 7, 1, 12, 5, 0};  // repeats: scatter must add
+  const std::vector<int32_t> tokens = {3, 0, 12, 3, 3,
+                                       7, 1, 12, 5, 0};  // repeats: scatter must add
   Vec wte = random_vec(kV * kC, 1), wpe = random_vec(kT * kC, 2), w = random_vec(kB * kT * kC, 3);
   Vec out(kB * kT * kC);
   cpu::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
@@ -107,8 +109,8 @@ TEST(CpuKernels, LayernormForwardMatchesFormula) {
   Vec inp = random_vec(kN * kC, 10, 3.0), weight = random_vec(kC, 11), bias = random_vec(kC, 12);
   for (int c = 0; c < kC; ++c) inp[c] += 100.0;  // a row with a large mean
   Vec out(kN * kC), mean(kN), rstd(kN);
-  cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(), bias.data(),
-                         kN, kC);
+  cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), weight.data(),
+                         bias.data(), kN, kC);
   for (int n = 0; n < kN; ++n) {
     double m = 0, var = 0;
     for (int c = 0; c < kC; ++c) m += inp[n * kC + c] / kC;
@@ -116,8 +118,8 @@ TEST(CpuKernels, LayernormForwardMatchesFormula) {
     EXPECT_NEAR(mean[n], m, 1e-12);
     EXPECT_NEAR(rstd[n], 1.0 / std::sqrt(var + 1e-5), 1e-10);
     for (int c = 0; c < kC; ++c) {
-      EXPECT_NEAR(out[n * kC + c], (inp[n * kC + c] - m) / std::sqrt(var + 1e-5) * weight[c] + bias[c],
-                  1e-10);
+      EXPECT_NEAR(out[n * kC + c],
+                  (inp[n * kC + c] - m) / std::sqrt(var + 1e-5) * weight[c] + bias[c], 1e-10);
     }
   }
 }
@@ -145,7 +147,8 @@ TEST(CpuKernels, LayernormBackwardMatchesFiniteDifferences) {
 // matmul
 
 TEST(CpuKernels, MatmulForwardMatchesDirectSum) {
-  const Vec inp = random_vec(kN * kC, 30), weight = random_vec(kOC * kC, 31), bias = random_vec(kOC, 32);
+  const Vec inp = random_vec(kN * kC, 30), weight = random_vec(kOC * kC, 31),
+            bias = random_vec(kOC, 32);
   Vec out(kN * kOC);
   cpu::matmul_forward(out.data(), inp.data(), weight.data(), bias.data(), kN, kC, kOC);
   for (int n = 0; n < kN; ++n) {
@@ -168,27 +171,29 @@ TEST(CpuKernels, MatmulBackwardMatchesFiniteDifferences) {
   const Vec p_inp = random_vec(inp.size(), 44), p_w = random_vec(weight.size(), 45),
             p_b = random_vec(kOC, 46);
   Vec dinp = p_inp, dweight = p_w, dbias = p_b;
-  cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), w.data(), inp.data(), weight.data(),
-                       kN, kC, kOC);
+  cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), w.data(), inp.data(),
+                       weight.data(), kN, kC, kOC);
   expect_grad(dinp, p_inp, numeric_grad(inp, loss), "dinp");
   expect_grad(dweight, p_w, numeric_grad(weight, loss), "dweight");
   expect_grad(dbias, p_b, numeric_grad(bias, loss), "dbias");
 
   // Null dinp and dbias: only dweight is written, and it matches the same gradient.
   Vec dweight2 = p_w;
-  cpu::matmul_backward<double>(nullptr, dweight2.data(), nullptr, w.data(), inp.data(), weight.data(),
-                               kN, kC, kOC);
+  cpu::matmul_backward<double>(nullptr, dweight2.data(), nullptr, w.data(), inp.data(),
+                               weight.data(), kN, kC, kOC);
   EXPECT_EQ(dweight2, dweight);
 }
 
 // oneDNN's sgemm and the few-row GEMV path against the double loops, on odd shapes.
 TEST(CpuKernels, FloatMatmulMatchesDoubleOnOddShapes) {
-  struct Shape { int N, C, OC; };
+  struct Shape {
+    int N, C, OC;
+  };
   for (const Shape s : {Shape{1, 13, 7}, Shape{2, 67, 33}, Shape{3, 5, 1}, Shape{4, 100, 9},
                         Shape{5, 17, 29}, Shape{37, 129, 65}, Shape{1, 768, 50}}) {
     for (const bool with_bias : {true, false}) {
-      SCOPED_TRACE(testing::Message() << "N=" << s.N << " C=" << s.C << " OC=" << s.OC
-                                      << " bias=" << with_bias);
+      SCOPED_TRACE(testing::Message()
+                   << "N=" << s.N << " C=" << s.C << " OC=" << s.OC << " bias=" << with_bias);
       const Vec inp = random_vec(s.N * s.C, 50), weight = random_vec(s.OC * s.C, 51),
                 bias = random_vec(s.OC, 52), dout = random_vec(s.N * s.OC, 53);
       Vec out(s.N * s.OC), dinp(s.N * s.C, 0.5), dweight(s.OC * s.C, -0.25), dbias(s.OC, 1.0);
@@ -201,8 +206,8 @@ TEST(CpuKernels, FloatMatmulMatchesDoubleOnOddShapes) {
       cpu::matmul_forward(out_f.data(), inp_f.data(), weight_f.data(),
                           with_bias ? bias_f.data() : nullptr, s.N, s.C, s.OC);
       EXPECT_LT(rel_error(out_f, out), 1e-5);
-      cpu::matmul_backward(dinp.data(), dweight.data(), with_bias ? dbias.data() : nullptr, dout.data(),
-                           inp.data(), weight.data(), s.N, s.C, s.OC);
+      cpu::matmul_backward(dinp.data(), dweight.data(), with_bias ? dbias.data() : nullptr,
+                           dout.data(), inp.data(), weight.data(), s.N, s.C, s.OC);
       cpu::matmul_backward(dinp_f.data(), dweight_f.data(), with_bias ? dbias_f.data() : nullptr,
                            dout_f.data(), inp_f.data(), weight_f.data(), s.N, s.C, s.OC);
       EXPECT_LT(rel_error(dinp_f, dinp), 1e-5);
@@ -221,11 +226,14 @@ TEST(CpuKernels, SgemmHonoursTransposesAndBeta) {
         // Lay A out as [M,K] or [K,M] and B as [K,N] or [N,K], as the flags say.
         std::vector<float> af(M * K), bf(K * N);
         for (int m = 0; m < M; ++m)
-          for (int k = 0; k < K; ++k) af[ta ? k * M + m : m * K + k] = static_cast<float>(a[m * K + k]);
+          for (int k = 0; k < K; ++k)
+            af[ta ? k * M + m : m * K + k] = static_cast<float>(a[m * K + k]);
         for (int k = 0; k < K; ++k)
-          for (int n = 0; n < N; ++n) bf[tb ? n * K + k : k * N + n] = static_cast<float>(b[k * N + n]);
+          for (int n = 0; n < N; ++n)
+            bf[tb ? n * K + k : k * N + n] = static_cast<float>(b[k * N + n]);
         std::vector<float> c = to_float(c0);
-        cpu::sgemm(ta, tb, M, N, K, 2.0f, af.data(), ta ? M : K, bf.data(), tb ? K : N, beta, c.data(), N);
+        cpu::sgemm(ta, tb, M, N, K, 2.0f, af.data(), ta ? M : K, bf.data(), tb ? K : N, beta,
+                   c.data(), N);
         for (int m = 0; m < M; ++m) {
           for (int n = 0; n < N; ++n) {
             double s = 0;
@@ -249,7 +257,9 @@ Vec naive_attention(const Vec& qkv, int B, int T, int C, int NH) {
   Vec out(B * T * C, 0.0);
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
-      auto at = [&](int t, int part, int i) { return qkv[(b * T + t) * 3 * C + part * C + h * hs + i]; };
+      auto at = [&](int t, int part, int i) {
+        return qkv[(b * T + t) * 3 * C + part * C + h * hs + i];
+      };
       for (int t = 0; t < T; ++t) {
         Vec p(t + 1);
         double total = 0;
@@ -303,7 +313,8 @@ TEST(CpuKernels, AttentionBackwardMatchesFiniteDifferences) {
   loss();
   const Vec prior = random_vec(qkv.size(), 82);
   Vec dqkv = prior;
-  cpu::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), kB, kT, kC, kNH);
+  cpu::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), kB, kT, kC,
+                          kNH);
   expect_grad(dqkv, prior, numeric_grad(qkv, loss), "dqkv");
 }
 
@@ -318,10 +329,12 @@ TEST(CpuKernels, AttentionDecodeReproducesForward) {
     Vec step(kB * 3 * kC), dec(kB * kC);
     for (int b = 0; b < kB; ++b)
       for (int i = 0; i < 3 * kC; ++i) step[b * 3 * kC + i] = qkv[(b * kT + pos) * 3 * kC + i];
-    cpu::attention_decode(dec.data(), step.data(), k_cache.data(), v_cache.data(), kB, pos, max_T, kC, kNH);
+    cpu::attention_decode(dec.data(), step.data(), k_cache.data(), v_cache.data(), kB, pos, max_T,
+                          kC, kNH);
     std::vector<float> dec_f(dec.size());
     const std::vector<float> step_f = to_float(step);
-    cpu::attention_decode(dec_f.data(), step_f.data(), kf.data(), vf.data(), kB, pos, max_T, kC, kNH);
+    cpu::attention_decode(dec_f.data(), step_f.data(), kf.data(), vf.data(), kB, pos, max_T, kC,
+                          kNH);
     Vec expected(kB * kC);
     for (int b = 0; b < kB; ++b)
       for (int c = 0; c < kC; ++c) expected[b * kC + c] = out[(b * kT + pos) * kC + c];
@@ -337,7 +350,7 @@ TEST(CpuKernels, GeluMatchesPyTorch) {
   // torch.nn.functional.gelu(x, approximate='tanh') in float64 (PyTorch 1.13).
   const Vec x = {-3.0, -1.0, -0.25, 0.0, 0.5, 1.5, 4.0};
   const Vec expected = {-0.0036373920817729943, -0.15880800939172324, -0.100324649298315, 0.0,
-                        0.34571400982514394,   1.3995715769802328,   3.9999297540518075};
+                        0.34571400982514394,    1.3995715769802328,   3.9999297540518075};
   Vec out(x.size());
   cpu::gelu_forward(out.data(), x.data(), x.size());
   for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(out[i], expected[i], 1e-15) << x[i];
@@ -451,10 +464,11 @@ TEST(CpuKernels, AdamWMatchesPyTorchOverTwoSteps) {
   int step = 0;
   for (const auto& [g, pe, me, ve] : {std::tie(g1, p1, m1, v1), std::tie(g2, p2, m2, v2)}) {
     ++step;
-    cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), 3, 0.1, 0.9, 0.95, 1e-8, 0.1, step, 0.5);
-    const std::vector<float> gf = to_float(g);
-    cpu::adamw_update(pf.data(), gf.data(), mf.data(), vf.data(), 3, 0.1, 0.9, 0.95, 1e-8, 0.1, step,
+    cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), 3, 0.1, 0.9, 0.95, 1e-8, 0.1, step,
                       0.5);
+    const std::vector<float> gf = to_float(g);
+    cpu::adamw_update(pf.data(), gf.data(), mf.data(), vf.data(), 3, 0.1, 0.9, 0.95, 1e-8, 0.1,
+                      step, 0.5);
     for (int i = 0; i < 3; ++i) {
       EXPECT_NEAR(p[i], pe[i], 1e-14) << "step " << step << " i " << i;
       EXPECT_NEAR(m[i], me[i], 1e-15);
@@ -470,35 +484,39 @@ TEST(CpuKernels, AdamWMatchesPyTorchOverTwoSteps) {
 TEST(CpuKernels, FloatInstantiationsAgreeWithDouble) {
   const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
   const Vec qkv = random_vec(kB * kT * 3 * kC, 140), dout = random_vec(kB * kT * kC, 141);
-  const Vec x = random_vec(kB * kT * kC, 142, 3.0), lw = random_vec(kC, 143), lb = random_vec(kC, 144);
+  const Vec x = random_vec(kB * kT * kC, 142, 3.0), lw = random_vec(kC, 143),
+            lb = random_vec(kC, 144);
   const Vec wte = random_vec(kV * kC, 145), wpe = random_vec(kT * kC, 146);
   const int N = kB * kT;
 
   // attention forward and backward
   Vec out(N * kC), att(kB * kNH * kT * kT), scratch(att.size()), dqkv(qkv.size(), 0.0);
   cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
-  cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), kB, kT, kC, kNH);
-  std::vector<float> out_f(out.size()), att_f(att.size()), scratch_f(att.size()), dqkv_f(qkv.size(), 0.0f);
+  cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), kB, kT,
+                          kC, kNH);
+  std::vector<float> out_f(out.size()), att_f(att.size()), scratch_f(att.size()),
+      dqkv_f(qkv.size(), 0.0f);
   const std::vector<float> qkv_f = to_float(qkv), dout_f = to_float(dout);
   cpu::attention_forward(out_f.data(), att_f.data(), qkv_f.data(), kB, kT, kC, kNH);
-  cpu::attention_backward(dqkv_f.data(), scratch_f.data(), dout_f.data(), qkv_f.data(), att_f.data(), kB,
-                          kT, kC, kNH);
+  cpu::attention_backward(dqkv_f.data(), scratch_f.data(), dout_f.data(), qkv_f.data(),
+                          att_f.data(), kB, kT, kC, kNH);
   EXPECT_LT(rel_error(out_f, out), 1e-5);
   EXPECT_LT(rel_error(att_f, att), 1e-5);
   EXPECT_LT(rel_error(dqkv_f, dqkv), 1e-5);
 
   // layernorm forward and backward
   Vec ln(N * kC), mean(N), rstd(N), dx(N * kC, 0.0), dw(kC, 0.0), db(kC, 0.0);
-  cpu::layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), lw.data(), lb.data(), N, kC);
-  cpu::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), lw.data(), mean.data(),
-                          rstd.data(), N, kC);
+  cpu::layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), lw.data(), lb.data(), N,
+                         kC);
+  cpu::layernorm_backward(dx.data(), dw.data(), db.data(), dout.data(), x.data(), lw.data(),
+                          mean.data(), rstd.data(), N, kC);
   std::vector<float> ln_f(ln.size()), mean_f(N), rstd_f(N), dx_f(dx.size(), 0.0f), dw_f(kC, 0.0f),
       db_f(kC, 0.0f);
   const std::vector<float> x_f = to_float(x), lw_f = to_float(lw), lb_f = to_float(lb);
-  cpu::layernorm_forward(ln_f.data(), mean_f.data(), rstd_f.data(), x_f.data(), lw_f.data(), lb_f.data(),
-                         N, kC);
-  cpu::layernorm_backward(dx_f.data(), dw_f.data(), db_f.data(), dout_f.data(), x_f.data(), lw_f.data(),
-                          mean_f.data(), rstd_f.data(), N, kC);
+  cpu::layernorm_forward(ln_f.data(), mean_f.data(), rstd_f.data(), x_f.data(), lw_f.data(),
+                         lb_f.data(), N, kC);
+  cpu::layernorm_backward(dx_f.data(), dw_f.data(), db_f.data(), dout_f.data(), x_f.data(),
+                          lw_f.data(), mean_f.data(), rstd_f.data(), N, kC);
   EXPECT_LT(rel_error(ln_f, ln), 1e-5);
   EXPECT_LT(rel_error(dx_f, dx), 1e-5);
   EXPECT_LT(rel_error(dw_f, dw), 1e-5);
@@ -540,7 +558,8 @@ TEST(CpuKernels, FloatExpIsAccurate) {
 TEST(CpuKernels, BackwardKernelsAccumulate) {
   // Calling each backward pass twice from zero gives twice the gradient of one call.
   const std::vector<int32_t> tokens = {1, 1, 3, 4, 5, 6, 7, 8, 9, 1};
-  const Vec x = random_vec(kN * kC, 150), w = random_vec(kOC * kC, 151), dout = random_vec(kN * kOC, 152);
+  const Vec x = random_vec(kN * kC, 150), w = random_vec(kOC * kC, 151),
+            dout = random_vec(kN * kOC, 152);
   const Vec qkv = random_vec(kB * kT * 3 * kC, 153), dattn = random_vec(kB * kT * kC, 154);
   double tolerance = 1e-12;  // double; float rounds the second sum
   auto twice = [&](const std::function<void()>& run_once, const std::function<Vec()>& read) {
@@ -548,47 +567,80 @@ TEST(CpuKernels, BackwardKernelsAccumulate) {
     const Vec once = read();
     run_once();
     const Vec two = read();
-    for (size_t i = 0; i < once.size(); ++i) EXPECT_NEAR(two[i], 2.0 * once[i], tolerance * (1 + std::abs(once[i])));
+    for (size_t i = 0; i < once.size(); ++i)
+      EXPECT_NEAR(two[i], 2.0 * once[i], tolerance * (1 + std::abs(once[i])));
   };
   {  // matmul: all three gradients
     Vec dinp(x.size(), 0.0), dweight(w.size(), 0.0), dbias(kOC, 0.0);
-    twice([&] { cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(),
-                                          x.data(), w.data(), kN, kC, kOC); },
-          [&] { Vec all = dinp; all.insert(all.end(), dweight.begin(), dweight.end());
-                all.insert(all.end(), dbias.begin(), dbias.end()); return all; });
+    twice(
+        [&] {
+          cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), x.data(),
+                               w.data(), kN, kC, kOC);
+        },
+        [&] {
+          Vec all = dinp;
+          all.insert(all.end(), dweight.begin(), dweight.end());
+          all.insert(all.end(), dbias.begin(), dbias.end());
+          return all;
+        });
   }
   {  // float matmul (oneDNN, beta = 1)
     tolerance = 1e-6;
     std::vector<float> dinp(x.size(), 0.0f), dweight(w.size(), 0.0f), dbias(kOC, 0.0f);
     const std::vector<float> xf = to_float(x), wf = to_float(w), df = to_float(dout);
-    twice([&] { cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), df.data(), xf.data(),
-                                          wf.data(), kN, kC, kOC); },
-          [&] { Vec all(dinp.begin(), dinp.end()); all.insert(all.end(), dweight.begin(), dweight.end());
-                all.insert(all.end(), dbias.begin(), dbias.end()); return all; });
+    twice(
+        [&] {
+          cpu::matmul_backward(dinp.data(), dweight.data(), dbias.data(), df.data(), xf.data(),
+                               wf.data(), kN, kC, kOC);
+        },
+        [&] {
+          Vec all(dinp.begin(), dinp.end());
+          all.insert(all.end(), dweight.begin(), dweight.end());
+          all.insert(all.end(), dbias.begin(), dbias.end());
+          return all;
+        });
   }
   {  // layernorm
     tolerance = 1e-12;
     const Vec lw = random_vec(kC, 155), lb = random_vec(kC, 156);
     Vec out(x.size()), mean(kN), rstd(kN), dx(x.size(), 0.0), dw(kC, 0.0), db(kC, 0.0);
     const Vec d = random_vec(x.size(), 157);
-    cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), lw.data(), lb.data(), kN, kC);
-    twice([&] { cpu::layernorm_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), lw.data(),
-                                             mean.data(), rstd.data(), kN, kC); },
-          [&] { Vec all = dx; all.insert(all.end(), dw.begin(), dw.end());
-                all.insert(all.end(), db.begin(), db.end()); return all; });
+    cpu::layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), lw.data(), lb.data(), kN,
+                           kC);
+    twice(
+        [&] {
+          cpu::layernorm_backward(dx.data(), dw.data(), db.data(), d.data(), x.data(), lw.data(),
+                                  mean.data(), rstd.data(), kN, kC);
+        },
+        [&] {
+          Vec all = dx;
+          all.insert(all.end(), dw.begin(), dw.end());
+          all.insert(all.end(), db.begin(), db.end());
+          return all;
+        });
   }
   {  // attention
     Vec out(kB * kT * kC), att(kB * kNH * kT * kT), scratch(att.size()), dqkv(qkv.size(), 0.0);
     cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
-    twice([&] { cpu::attention_backward(dqkv.data(), scratch.data(), dattn.data(), qkv.data(),
-                                             att.data(), kB, kT, kC, kNH); },
-          [&] { return dqkv; });
+    twice(
+        [&] {
+          cpu::attention_backward(dqkv.data(), scratch.data(), dattn.data(), qkv.data(), att.data(),
+                                  kB, kT, kC, kNH);
+        },
+        [&] { return dqkv; });
   }
   {  // gelu and encoder
     Vec dg(x.size(), 0.0), dwte(kV * kC, 0.0), dwpe(kT * kC, 0.0);
     const Vec d = random_vec(kB * kT * kC, 158);
     twice([&] { cpu::gelu_backward(dg.data(), x.data(), x.data(), x.size()); }, [&] { return dg; });
-    twice([&] { cpu::encoder_backward(dwte.data(), dwpe.data(), d.data(), tokens.data(), kB, kT, kC); },
-          [&] { Vec all = dwte; all.insert(all.end(), dwpe.begin(), dwpe.end()); return all; });
+    twice(
+        [&] {
+          cpu::encoder_backward(dwte.data(), dwpe.data(), d.data(), tokens.data(), kB, kT, kC);
+        },
+        [&] {
+          Vec all = dwte;
+          all.insert(all.end(), dwpe.begin(), dwpe.end());
+          return all;
+        });
   }
 }

@@ -16,10 +16,12 @@ namespace {
 
 void print_table(const std::vector<backend::BackendInfo>& backends) {
   size_t name_width = std::string("device").size();
-  for (const backend::BackendInfo& info : backends) name_width = std::max(name_width, info.name.size());
+  for (const backend::BackendInfo& info : backends)
+    name_width = std::max(name_width, info.name.size());
   fmt::print("{:<{}}  {:<9}  {}\n", "device", name_width, "available", "detail");
   for (const backend::BackendInfo& info : backends) {
-    fmt::print("{:<{}}  {:<9}  {}\n", info.name, name_width, info.available ? "yes" : "no", info.detail);
+    fmt::print("{:<{}}  {:<9}  {}\n", info.name, name_width, info.available ? "yes" : "no",
+               info.detail);
   }
 }
 
@@ -34,7 +36,8 @@ void print_json(const std::vector<backend::BackendInfo>& backends) {
 }  // namespace
 
 void add_devices_command(CLI::App& app) {
-  CLI::App* command = app.add_subcommand("devices", "List the backends built in and whether each can run here");
+  CLI::App* command =
+      app.add_subcommand("devices", "List the backends built in and whether each can run here");
   // Shared with the callback, which runs after parsing, when this function's locals are gone.
   auto json = std::make_shared<bool>(false);
   command->add_flag("--json", *json, "Print a JSON array of {name, available, detail}");

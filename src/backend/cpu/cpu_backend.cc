@@ -69,8 +69,9 @@ void* CpuBackend::allocate(size_t bytes) {
   // process die later when it touches the pages, and sanitizer allocators abort on absurd sizes.
   const size_t physical = physical_memory_bytes();
   if ((bytes > physical && physical != 0) || bytes > SIZE_MAX - kAlignment) {
-    fail("out of host memory: could not allocate {} bytes ({:.2f} GiB); this machine has {:.2f} GiB",
-         bytes, gib(bytes), gib(physical));
+    fail(
+        "out of host memory: could not allocate {} bytes ({:.2f} GiB); this machine has {:.2f} GiB",
+        bytes, gib(bytes), gib(physical));
   }
   const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
   void* ptr = std::aligned_alloc(kAlignment, rounded);
@@ -93,7 +94,8 @@ void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
 }
 
 void CpuBackend::fill_zero(void* ptr, size_t bytes) {
-  split_bytes(bytes, [&](size_t begin, size_t n) { std::memset(static_cast<char*>(ptr) + begin, 0, n); });
+  split_bytes(bytes,
+              [&](size_t begin, size_t n) { std::memset(static_cast<char*>(ptr) + begin, 0, n); });
 }
 
 void CpuBackend::encoder_forward(float* out, const int32_t* tokens, const float* wte,
@@ -121,8 +123,8 @@ void CpuBackend::layernorm_backward(float* dinp, float* dweight, float* dbias, c
   cpu::layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
 }
 
-void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight, const float* bias,
-                                int N, int C, int OC) {
+void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight,
+                                const float* bias, int N, int C, int OC) {
   check_shape(N >= 0 && C >= 0 && OC >= 0, "matmul_forward", "N, C, OC >= 0");
   cpu::matmul_forward(out, inp, weight, bias, N, C, OC);
 }
@@ -140,8 +142,9 @@ void CpuBackend::attention_forward(float* out, float* att, const float* qkv, int
   cpu::attention_forward(out, att, qkv, B, T, C, NH);
 }
 
-void CpuBackend::attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                                    const float* att, int B, int T, int C, int NH) {
+void CpuBackend::attention_backward(float* dqkv, float* scratch, const float* dout,
+                                    const float* qkv, const float* att, int B, int T, int C,
+                                    int NH) {
   check_shape(B >= 0 && T >= 0 && NH > 0 && C > 0 && C % NH == 0, "attention_backward",
               "B, T >= 0 and C a positive multiple of NH");
   cpu::attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH);
@@ -159,7 +162,9 @@ void CpuBackend::residual_forward(float* out, const float* a, const float* b, si
   cpu::residual_forward(out, a, b, N);
 }
 
-void CpuBackend::accumulate(float* dst, const float* src, size_t N) { cpu::accumulate(dst, src, N); }
+void CpuBackend::accumulate(float* dst, const float* src, size_t N) {
+  cpu::accumulate(dst, src, N);
+}
 
 namespace {
 void check_targets(const char* kernel, const int32_t* targets, int N, int V) {
@@ -190,16 +195,16 @@ void CpuBackend::adamw_update(float* params, const float* grads, float* m, float
   require(step.step >= 1, "cpu adamw_update: step must be >= 1 (1-based), got {}", step.step);
   require(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1,
           "cpu adamw_update: betas must be in [0, 1), got {} and {}", step.beta1, step.beta2);
-  cpu::adamw_update(params, grads, m, v, N, step.learning_rate, step.beta1, step.beta2, step.epsilon,
-                    step.weight_decay, step.step, step.grad_scale);
+  cpu::adamw_update(params, grads, m, v, N, step.learning_rate, step.beta1, step.beta2,
+                    step.epsilon, step.weight_decay, step.step, step.grad_scale);
 }
 
-void CpuBackend::attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B,
-                                  int pos, int max_T, int C, int NH) {
+void CpuBackend::attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache,
+                                  int B, int pos, int max_T, int C, int NH) {
   check_shape(B >= 0 && NH > 0 && C > 0 && C % NH == 0, "attention_decode",
               "B >= 0 and C a positive multiple of NH");
-  require(pos >= 0 && pos < max_T, "cpu attention_decode: position {} is outside the KV cache [0, {})",
-          pos, max_T);
+  require(pos >= 0 && pos < max_T,
+          "cpu attention_decode: position {} is outside the KV cache [0, {})", pos, max_T);
   cpu::attention_decode(out, qkv, k_cache, v_cache, B, pos, max_T, C, NH);
 }
 

@@ -37,8 +37,8 @@ class CpuBackend final : public Backend {
                        int T, int C) override;
   void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
                         int T, int C) override;
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                         const float* bias, int N, int C) override;
+  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                         const float* weight, const float* bias, int N, int C) override;
   void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, const float* weight, const float* mean,
                           const float* rstd, int N, int C) override;
@@ -61,8 +61,8 @@ class CpuBackend final : public Backend {
   double sum_of_squares(const float* x, size_t N) override;
   void adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
                     const AdamWStep& step) override;
-  void attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B, int pos,
-                        int max_T, int C, int NH) override;
+  void attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B,
+                        int pos, int max_T, int C, int NH) override;
 };
 
 }  // namespace switchyard::backend::cpu

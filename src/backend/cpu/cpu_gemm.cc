@@ -1,5 +1,6 @@
-// fp32 matrix products for the CPU backend: oneDNN's sgemm for real matrices, and a weight-streaming
-// loop for the few-row products of decoding, where sgemm's packing costs more than it saves.
+// fp32 matrix products for the CPU backend: oneDNN's sgemm for real matrices, and a
+// weight-streaming loop for the few-row products of decoding, where sgemm's packing costs more than
+// it saves.
 #include <oneapi/dnnl/dnnl.h>
 
 #if defined(__AVX2__)
@@ -23,20 +24,22 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
     }
     return;
   }
-  const dnnl_status_t status =
-      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  // Only inconsistent leading dimensions fail, which is a bug here rather than a user's mistake, but
-  // a silent wrong answer would be worse than an error.
+  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha,
+                                          A, lda, B, ldb, beta, C, ldc);
+  // Only inconsistent leading dimensions fail, which is a bug here rather than a user's mistake,
+  // but a silent wrong answer would be worse than an error.
   require(status == dnnl_success, "oneDNN sgemm failed (status {}) for M={} N={} K={}",
           static_cast<int>(status), M, N, K);
 }
 
 namespace {
 
-// out[n, o0..o0+R) for all N rows against R consecutive weight rows: R independent accumulators hide
-// the FMA latency, and the R weight rows (R * C floats) stay in L1 while the N input rows pass.
+// out[n, o0..o0+R) for all N rows against R consecutive weight rows: R independent accumulators
+// hide the FMA latency, and the R weight rows (R * C floats) stay in L1 while the N input rows
+// pass.
 template <int R>
-inline void gemv_block(float* out, const float* inp, const float* weight, int N, int C, int OC, int o0) {
+inline void gemv_block(float* out, const float* inp, const float* weight, int N, int C, int OC,
+                       int o0) {
   const float* w[R];
   for (int r = 0; r < R; ++r) w[r] = weight + static_cast<size_t>(o0 + r) * C;
   for (int n = 0; n < N; ++n) {
@@ -52,7 +55,8 @@ inline void gemv_block(float* out, const float* inp, const float* weight, int N,
       for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(w[r] + c), xv, acc[r]);
     }
     for (int r = 0; r < R; ++r) {
-      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
+      const __m128 half =
+          _mm_add_ps(_mm256_castps256_ps128(acc[r]), _mm256_extractf128_ps(acc[r], 1));
       const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
       sums[r] = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1)));
     }
@@ -75,7 +79,7 @@ inline void gemv_block(float* out, const float* inp, const float* weight, int N,
 void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC) {
   constexpr int kRows = 8;
   const int blocks = OC / kRows;
-#pragma omp parallel for schedule(static) if (static_cast<size_t>(OC) * C > kParallelThreshold)
+#pragma omp parallel for schedule(static) if (static_cast <size_t>(OC) * C > kParallelThreshold)
   for (int blk = 0; blk < blocks; ++blk) {
     gemv_block<kRows>(out, inp, weight, N, C, OC, blk * kRows);
   }

@@ -1,10 +1,11 @@
 // The CPU kernel set as function templates over the scalar type.
 //
-// CpuBackend calls the float instantiations. The double instantiations exist so that tests can check
-// every backward pass against central finite differences, which float rounding would drown. Each
-// kernel is a plain function over raw pointers, with the shapes and layout of backend/backend.h;
-// loops are OpenMP-parallel over independent rows and written so that the compiler vectorises the
-// inner loop. Nothing here allocates or throws: CpuBackend validates arguments before calling.
+// CpuBackend calls the float instantiations. The double instantiations exist so that tests can
+// check every backward pass against central finite differences, which float rounding would drown.
+// Each kernel is a plain function over raw pointers, with the shapes and layout of
+// backend/backend.h; loops are OpenMP-parallel over independent rows and written so that the
+// compiler vectorises the inner loop. Nothing here allocates or throws: CpuBackend validates
+// arguments before calling.
 //
 // Backward kernels accumulate (+=) into gradients, except cross_entropy_backward (see backend.h).
 #pragma once
@@ -18,12 +19,16 @@
 #include <limits>
 #include <type_traits>
 
-// `#pragma omp ...` spelled so that files compiled without OpenMP (which only call the kernels and link
-// to the instances in cpu_kernels.cc, compiled with it) see nothing rather than an unknown pragma.
+// `#pragma omp ...` spelled so that files compiled without OpenMP (which only call the kernels and
+// link to the instances in cpu_kernels.cc, compiled with it) see nothing rather than an unknown
+// pragma. SWITCHYARD_OMP_FOR(clauses) is `#pragma omp parallel for clauses`.
 #ifdef _OPENMP
 #define SWITCHYARD_OMP(...) _Pragma(#__VA_ARGS__)
+#define SWITCHYARD_OMP_STRING(...) #__VA_ARGS__
+#define SWITCHYARD_OMP_FOR(...) _Pragma(SWITCHYARD_OMP_STRING(omp parallel for __VA_ARGS__))
 #else
 #define SWITCHYARD_OMP(...)
+#define SWITCHYARD_OMP_FOR(...)
 #endif
 
 namespace switchyard::backend::cpu {
@@ -49,13 +54,16 @@ void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, 
 template <typename T>
 void reference_gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda,
                     const T* B, int ldb, T beta, T* C, int ldc) {
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(M) * N * K > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(M) * N * K > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int m = 0; m < M; ++m) {
     for (int n = 0; n < N; ++n) {
       T acc = 0;
       for (int k = 0; k < K; ++k) {
-        const T a = trans_a ? A[static_cast<size_t>(k) * lda + m] : A[static_cast<size_t>(m) * lda + k];
-        const T b = trans_b ? B[static_cast<size_t>(n) * ldb + k] : B[static_cast<size_t>(k) * ldb + n];
+        const T a =
+            trans_a ? A[static_cast<size_t>(k) * lda + m] : A[static_cast<size_t>(m) * lda + k];
+        const T b =
+            trans_b ? B[static_cast<size_t>(n) * ldb + k] : B[static_cast<size_t>(k) * ldb + n];
         acc += a * b;
       }
       T& c = C[static_cast<size_t>(m) * ldc + n];
@@ -77,8 +85,8 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
 // ---- elementwise math ----
 
 // exp for the softmaxes and GELU. float: a polynomial that the compiler vectorises (glibc's expf is
-// not vectorised without -ffast-math), relative error about 1e-7 (float rounding). double: std::exp,
-// so the finite-difference tests see exact derivatives.
+// not vectorised without -ffast-math), relative error about 1e-7 (float rounding). double:
+// std::exp, so the finite-difference tests see exact derivatives.
 template <typename T>
 inline T exp_vec(T x) {
   if constexpr (std::is_same_v<T, float>) {
@@ -105,24 +113,28 @@ inline T exp_vec(T x) {
 
 // out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]. tokens[B,T] in [0, V).
 template <typename T>
-void encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_, int C) {
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold))
+void encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_,
+                     int C) {
+  const bool parallel = static_cast<size_t>(B) * T_ * C > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int bt = 0; bt < B * T_; ++bt) {
     T* o = out + static_cast<size_t>(bt) * C;
     const T* e = wte + static_cast<size_t>(tokens[bt]) * C;
     const T* p = wpe + static_cast<size_t>(bt % T_) * C;
-SWITCHYARD_OMP(omp simd)
+    SWITCHYARD_OMP(omp simd)
     for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
   }
 }
 
-// dwte[V,C] += dout[b,t,:] for each token; dwpe[T,C] += sum over b of dout[b,t,:]. Threads split the
-// channels, so repeated tokens never race.
+// dwte[V,C] += dout[b,t,:] for each token; dwpe[T,C] += sum over b of dout[b,t,:]. Threads split
+// the channels, so repeated tokens never race.
 template <typename T>
-void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_, int C) {
+void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_,
+                      int C) {
   constexpr int kBlock = 64;
   const int blocks = (C + kBlock - 1) / kBlock;
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(B) * T_ * C > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(B) * T_ * C > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int blk = 0; blk < blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = std::min(C, c0 + kBlock);
@@ -130,7 +142,7 @@ SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(B) * T_
       const T* d = dout + static_cast<size_t>(bt) * C;
       T* w = dwte + static_cast<size_t>(tokens[bt]) * C;
       T* p = dwpe + static_cast<size_t>(bt % T_) * C;
-SWITCHYARD_OMP(omp simd)
+      SWITCHYARD_OMP(omp simd)
       for (int c = c0; c < c1; ++c) {
         w[c] += d[c];
         p[c] += d[c];
@@ -144,35 +156,37 @@ SWITCHYARD_OMP(omp simd)
 // out[N,C] = (inp - mean) * rstd * weight + bias per row, biased variance, epsilon 1e-5 (as torch).
 // mean[N] and rstd[N] are saved for the backward pass.
 template <typename T>
-void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int N,
-                       int C) {
+void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
+                       int N, int C) {
   constexpr T kEps = T(1e-5);
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * C > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     const T* x = inp + static_cast<size_t>(n) * C;
     T sum = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : sum))
+    SWITCHYARD_OMP(omp simd reduction(+ : sum))
     for (int c = 0; c < C; ++c) sum += x[c];
     const T m = sum / C;
     T var = 0;  // two passes: no cancellation when |mean| >> std
-SWITCHYARD_OMP(omp simd reduction(+ : var))
+    SWITCHYARD_OMP(omp simd reduction(+ : var))
     for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
     const T s = T(1) / std::sqrt(var / C + kEps);
     T* o = out + static_cast<size_t>(n) * C;
-SWITCHYARD_OMP(omp simd)
+    SWITCHYARD_OMP(omp simd)
     for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
     mean[n] = m;
     rstd[n] = s;
   }
 }
 
-// dinp[N,C] += ..., dweight[C] += sum_n norm * dout, dbias[C] += sum_n dout, with norm = (x-mean)*rstd.
-// dinp per row in parallel, then the parameter gradients with threads splitting the channels.
+// dinp[N,C] += ..., dweight[C] += sum_n norm * dout, dbias[C] += sum_n dout, with norm =
+// (x-mean)*rstd. dinp per row in parallel, then the parameter gradients with threads splitting the
+// channels.
 template <typename T>
 void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
                         const T* mean, const T* rstd, int N, int C) {
   const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
-SWITCHYARD_OMP(omp parallel for schedule(static) if (parallel))
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     const T* x = inp + static_cast<size_t>(n) * C;
     const T* d = dout + static_cast<size_t>(n) * C;
@@ -181,7 +195,7 @@ SWITCHYARD_OMP(omp parallel for schedule(static) if (parallel))
     // dL/dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = weight * dout.
     T dnorm_mean = 0;
     T dnorm_norm_mean = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : dnorm_mean, dnorm_norm_mean))
+    SWITCHYARD_OMP(omp simd reduction(+ : dnorm_mean, dnorm_norm_mean))
     for (int c = 0; c < C; ++c) {
       const T dnorm = weight[c] * d[c];
       dnorm_mean += dnorm;
@@ -190,7 +204,7 @@ SWITCHYARD_OMP(omp simd reduction(+ : dnorm_mean, dnorm_norm_mean))
     dnorm_mean /= C;
     dnorm_norm_mean /= C;
     T* dx = dinp + static_cast<size_t>(n) * C;
-SWITCHYARD_OMP(omp simd)
+    SWITCHYARD_OMP(omp simd)
     for (int c = 0; c < C; ++c) {
       const T norm = (x[c] - m) * s;
       dx[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
@@ -198,7 +212,7 @@ SWITCHYARD_OMP(omp simd)
   }
   constexpr int kBlock = 64;
   const int blocks = (C + kBlock - 1) / kBlock;
-SWITCHYARD_OMP(omp parallel for schedule(static) if (parallel))
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int blk = 0; blk < blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = std::min(C, c0 + kBlock);
@@ -207,7 +221,7 @@ SWITCHYARD_OMP(omp parallel for schedule(static) if (parallel))
       const T* d = dout + static_cast<size_t>(n) * C;
       const T m = mean[n];
       const T s = rstd[n];
-SWITCHYARD_OMP(omp simd)
+      SWITCHYARD_OMP(omp simd)
       for (int c = c0; c < c1; ++c) {
         dweight[c] += (x[c] - m) * s * d[c];
         dbias[c] += d[c];
@@ -231,10 +245,11 @@ void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N,
     gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
   }
   if (bias == nullptr) return;
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(N) * OC > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     T* o = out + static_cast<size_t>(n) * OC;
-SWITCHYARD_OMP(omp simd)
+    SWITCHYARD_OMP(omp simd)
     for (int oc = 0; oc < OC; ++oc) o[oc] += bias[oc];
   }
 }
@@ -249,13 +264,14 @@ void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   if (dbias == nullptr) return;
   constexpr int kBlock = 256;
   const int blocks = (OC + kBlock - 1) / kBlock;
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(N) * OC > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int blk = 0; blk < blocks; ++blk) {
     const int o0 = blk * kBlock;
     const int o1 = std::min(OC, o0 + kBlock);
     for (int n = 0; n < N; ++n) {
       const T* d = dout + static_cast<size_t>(n) * OC;
-SWITCHYARD_OMP(omp simd)
+      SWITCHYARD_OMP(omp simd)
       for (int oc = o0; oc < o1; ++oc) dbias[oc] += d[oc];
     }
   }
@@ -266,19 +282,20 @@ SWITCHYARD_OMP(omp simd)
 template <typename T>
 inline T dot(const T* a, const T* b, int n) {
   T acc = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : acc))
+  SWITCHYARD_OMP(omp simd reduction(+ : acc))
   for (int i = 0; i < n; ++i) acc += a[i] * b[i];
   return acc;
 }
 
-// Causal self-attention. qkv[B,T,3C] = q | k | v, each [NH, hs] per position; att[B,NH,T,T] gets the
-// softmax probabilities (zero above the diagonal); out[B,T,C] the heads' outputs side by side.
+// Causal self-attention. qkv[B,T,3C] = q | k | v, each [NH, hs] per position; att[B,NH,T,T] gets
+// the softmax probabilities (zero above the diagonal); out[B,T,C] the heads' outputs side by side.
 template <typename T>
 void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int NH) {
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
   const size_t C3 = static_cast<size_t>(3) * C;
-SWITCHYARD_OMP(omp parallel for collapse(3) schedule(static) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(collapse(3) schedule(static) if (parallel))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       for (int t = 0; t < T_; ++t) {
@@ -292,14 +309,14 @@ SWITCHYARD_OMP(omp parallel for collapse(3) schedule(static) if (static_cast<siz
           max_score = std::max(max_score, s);
         }
         T sum = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : sum))
+        SWITCHYARD_OMP(omp simd reduction(+ : sum))
         for (int t2 = 0; t2 <= t; ++t2) {
           const T e = exp_vec(a[t2] - max_score);
           a[t2] = e;
           sum += e;
         }
         const T inv = T(1) / sum;
-SWITCHYARD_OMP(omp simd)
+        SWITCHYARD_OMP(omp simd)
         for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
         for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
         T* o = out + (static_cast<size_t>(b) * T_ + t) * C + static_cast<size_t>(h) * hs;
@@ -307,7 +324,7 @@ SWITCHYARD_OMP(omp simd)
         for (int t2 = 0; t2 <= t; ++t2) {
           const T* v = base + t2 * C3 + 2 * static_cast<size_t>(C);
           const T w = a[t2];
-SWITCHYARD_OMP(omp simd)
+          SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) o[i] += w * v[i];
         }
       }
@@ -318,12 +335,13 @@ SWITCHYARD_OMP(omp simd)
 // dqkv[B,T,3C] += gradient of attention_forward's out. scratch[B,NH,T,T] holds d(att) and then
 // d(preatt) in place. Threads split (b, head) pairs: each owns its columns of dqkv, so no races.
 template <typename T>
-void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B, int T_,
-                        int C, int NH) {
+void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
+                        int T_, int C, int NH) {
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
   const size_t C3 = static_cast<size_t>(3) * C;
-SWITCHYARD_OMP(omp parallel for collapse(2) schedule(dynamic, 1) if (static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(collapse(2) schedule(dynamic, 1) if (parallel))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const size_t head = static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
@@ -340,14 +358,15 @@ SWITCHYARD_OMP(omp parallel for collapse(2) schedule(dynamic, 1) if (static_cast
           T* dv = dbase + t2 * C3 + 2 * static_cast<size_t>(C);
           da[t2] = dot(d, v, hs);
           const T w = a[t2];
-SWITCHYARD_OMP(omp simd)
+          SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) dv[i] += w * d[i];
         }
-        // Softmax: d(preatt)[t2] = a[t2] (d(att)[t2] - sum_j a[j] d(att)[j]); the 1/sqrt(hs) folded in.
+        // Softmax: d(preatt)[t2] = a[t2] (d(att)[t2] - sum_j a[j] d(att)[j]); the 1/sqrt(hs) folded
+        // in.
         T weighted = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : weighted))
+        SWITCHYARD_OMP(omp simd reduction(+ : weighted))
         for (int t2 = 0; t2 <= t; ++t2) weighted += a[t2] * da[t2];
-SWITCHYARD_OMP(omp simd)
+        SWITCHYARD_OMP(omp simd)
         for (int t2 = 0; t2 <= t; ++t2) da[t2] = a[t2] * (da[t2] - weighted) * scale;
         // preatt[t2] = q . k[t2]: dq += dpre[t2] k[t2], dk[t2] += dpre[t2] q.
         const T* q = base + t * C3;
@@ -356,7 +375,7 @@ SWITCHYARD_OMP(omp simd)
           const T* k = base + t2 * C3 + C;
           T* dk = dbase + t2 * C3 + C;
           const T w = da[t2];
-SWITCHYARD_OMP(omp simd)
+          SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) {
             dq[i] += w * k[i];
             dk[i] += w * q[i];
@@ -372,11 +391,12 @@ SWITCHYARD_OMP(omp simd)
 // Online softmax (running max and sum, rescaling the partial output when the max grows), so no
 // buffer of scores is needed.
 template <typename T>
-void attention_decode(T* out, const T* qkv, T* k_cache, T* v_cache, int B, int pos, int max_T, int C,
-                      int NH) {
+void attention_decode(T* out, const T* qkv, T* k_cache, T* v_cache, int B, int pos, int max_T,
+                      int C, int NH) {
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-SWITCHYARD_OMP(omp parallel for collapse(2) schedule(static) if (static_cast<size_t>(B) * (pos + 1) * C > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(B) * (pos + 1) * C > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(collapse(2) schedule(static) if (parallel))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const T* q = qkv + static_cast<size_t>(b) * 3 * C + static_cast<size_t>(h) * hs;
@@ -384,7 +404,8 @@ SWITCHYARD_OMP(omp parallel for collapse(2) schedule(static) if (static_cast<siz
       T* kc = k_cache + cache;
       T* vc = v_cache + cache;
       std::memcpy(kc + static_cast<size_t>(pos) * hs, q + C, sizeof(T) * hs);
-      std::memcpy(vc + static_cast<size_t>(pos) * hs, q + 2 * static_cast<size_t>(C), sizeof(T) * hs);
+      std::memcpy(vc + static_cast<size_t>(pos) * hs, q + 2 * static_cast<size_t>(C),
+                  sizeof(T) * hs);
       T* o = out + static_cast<size_t>(b) * C + static_cast<size_t>(h) * hs;
       for (int i = 0; i < hs; ++i) o[i] = 0;
       T max_score = -std::numeric_limits<T>::infinity();
@@ -394,18 +415,18 @@ SWITCHYARD_OMP(omp parallel for collapse(2) schedule(static) if (static_cast<siz
         if (s > max_score) {
           const T shrink = exp_vec(max_score - s);  // exp(-inf) = 0 on the first position
           sum *= shrink;
-SWITCHYARD_OMP(omp simd)
+          SWITCHYARD_OMP(omp simd)
           for (int i = 0; i < hs; ++i) o[i] *= shrink;
           max_score = s;
         }
         const T w = exp_vec(s - max_score);
         sum += w;
         const T* v = vc + static_cast<size_t>(t2) * hs;
-SWITCHYARD_OMP(omp simd)
+        SWITCHYARD_OMP(omp simd)
         for (int i = 0; i < hs; ++i) o[i] += w * v[i];
       }
       const T inv = T(1) / sum;
-SWITCHYARD_OMP(omp simd)
+      SWITCHYARD_OMP(omp simd)
       for (int i = 0; i < hs; ++i) o[i] *= inv;
     }
   }
@@ -413,9 +434,10 @@ SWITCHYARD_OMP(omp simd)
 
 // ---- GELU ----
 
-// GELU, tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). Written as x * sigmoid(2u)
-// (the same function, since 0.5 (1 + tanh(u)) = sigmoid(2u)), which needs only exp and vectorises.
-// Returns s = sigmoid(2u) and, computed directly rather than as 1 - s (which cancels), 1 - s.
+// GELU, tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). Written as x *
+// sigmoid(2u) (the same function, since 0.5 (1 + tanh(u)) = sigmoid(2u)), which needs only exp and
+// vectorises. Returns s = sigmoid(2u) and, computed directly rather than as 1 - s (which cancels),
+// 1 - s.
 template <typename T>
 inline void gelu_sigmoid(T x, T& s, T& one_minus_s) {
   constexpr T kSqrt2OverPi = T(0.7978845608028654);
@@ -428,7 +450,7 @@ inline void gelu_sigmoid(T x, T& s, T& one_minus_s) {
 // out[N] = gelu(inp[N]).
 template <typename T>
 void gelu_forward(T* out, const T* inp, size_t N) {
-SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
+  SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) {
     T s, one_minus_s;
     gelu_sigmoid(inp[i], s, one_minus_s);
@@ -441,7 +463,7 @@ SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold
 template <typename T>
 void gelu_backward(T* dinp, const T* inp, const T* dout, size_t N) {
   constexpr T kSqrt2OverPi = T(0.7978845608028654);
-SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
+  SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) {
     const T x = inp[i];
     T s, one_minus_s;
@@ -456,14 +478,14 @@ SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold
 // out[N] = a + b.
 template <typename T>
 void residual_forward(T* out, const T* a, const T* b, size_t N) {
-SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
+  SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) out[i] = a[i] + b[i];
 }
 
 // dst[N] += src.
 template <typename T>
 void accumulate(T* dst, const T* src, size_t N) {
-SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
+  SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) dst[i] += src[i];
 }
 
@@ -472,14 +494,15 @@ SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold
 // losses[N] = -log softmax(logits[n, :V])[targets[n]] = logsumexp(logits[n]) - logits[n, target].
 template <typename T>
 void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V) {
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(N) * V > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     const T* l = logits + static_cast<size_t>(n) * V;
     T max_logit = -std::numeric_limits<T>::infinity();
-SWITCHYARD_OMP(omp simd reduction(max : max_logit))
+    SWITCHYARD_OMP(omp simd reduction(max : max_logit))
     for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
     T sum = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : sum))
+    SWITCHYARD_OMP(omp simd reduction(+ : sum))
     for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
     losses[n] = std::log(sum) + max_logit - l[targets[n]];
   }
@@ -490,20 +513,21 @@ SWITCHYARD_OMP(omp simd reduction(+ : sum))
 template <typename T>
 void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets, T dloss, int N,
                             int V) {
-SWITCHYARD_OMP(omp parallel for schedule(static) if (static_cast<size_t>(N) * V > kParallelThreshold))
+  const bool parallel = static_cast<size_t>(N) * V > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     const T* l = logits + static_cast<size_t>(n) * V;
     T* d = dlogits + static_cast<size_t>(n) * V;
     T max_logit = -std::numeric_limits<T>::infinity();
-SWITCHYARD_OMP(omp simd reduction(max : max_logit))
+    SWITCHYARD_OMP(omp simd reduction(max : max_logit))
     for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
     T sum = 0;
-SWITCHYARD_OMP(omp simd reduction(+ : sum))
+    SWITCHYARD_OMP(omp simd reduction(+ : sum))
     for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
     const T scale = dloss / sum;
     // omp simd: exact aliasing (d == l) is safe lane by lane, and it spares a runtime overlap check
     // that would fall back to scalar code in the in-place case.
-SWITCHYARD_OMP(omp simd)
+    SWITCHYARD_OMP(omp simd)
     for (int i = 0; i < V; ++i) d[i] = exp_vec(l[i] - max_logit) * scale;
     d[targets[n]] -= dloss;
   }
@@ -515,7 +539,8 @@ SWITCHYARD_OMP(omp simd)
 template <typename T>
 double sum_of_squares(const T* x, size_t N) {
   double acc = 0;
-SWITCHYARD_OMP(omp parallel for simd schedule(static) reduction(+ : acc) if (N > kParallelThreshold))
+  const bool parallel = N > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(simd schedule(static) reduction(+ : acc) if (parallel))
   for (size_t i = 0; i < N; ++i) acc += static_cast<double>(x[i]) * static_cast<double>(x[i]);
   return acc;
 }
@@ -524,8 +549,9 @@ SWITCHYARD_OMP(omp parallel for simd schedule(static) reduction(+ : acc) if (N >
 // p *= 1 - lr wd; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
 // p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 template <typename T>
-void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learning_rate, double beta1,
-                  double beta2, double epsilon, double weight_decay, int step, double grad_scale) {
+void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learning_rate,
+                  double beta1, double beta2, double epsilon, double weight_decay, int step,
+                  double grad_scale) {
   const T decay = static_cast<T>(1.0 - learning_rate * weight_decay);
   const T step_size = static_cast<T>(learning_rate / (1.0 - std::pow(beta1, step)));
   const T inv_sqrt_bc2 = static_cast<T>(1.0 / std::sqrt(1.0 - std::pow(beta2, step)));
@@ -533,7 +559,7 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
   const T b2 = static_cast<T>(beta2);
   const T eps = static_cast<T>(epsilon);
   const T gs = static_cast<T>(grad_scale);
-SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold))
+  SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
   for (size_t i = 0; i < N; ++i) {
     const T g = grads[i] * gs;
     const T mi = b1 * m[i] + (T(1) - b1) * g;
@@ -544,34 +570,35 @@ SWITCHYARD_OMP(omp parallel for simd schedule(static) if (N > kParallelThreshold
   }
 }
 
-// Every kernel is instantiated for float and double once, in cpu_kernels.cc, which the build compiles
-// with OpenMP and the native ISA; other translation units (tests included) link to those copies
-// instead of instantiating their own with whatever flags they were built with.
-#define SWITCHYARD_CPU_KERNEL_INSTANCES(PREFIX, T)                                                  \
-  PREFIX template void reference_gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, \
-                                         T, T*, int);                                            \
-  PREFIX template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*,    \
-                               int);                                                             \
-  PREFIX template void encoder_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int);   \
-  PREFIX template void encoder_backward<T>(T*, T*, const T*, const int32_t*, int, int, int);        \
-  PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);    \
-  PREFIX template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,    \
-                                             const T*, int, int);                                \
-  PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);          \
-  PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int); \
-  PREFIX template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                  \
-  PREFIX template void attention_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int,   \
-                                             int);                                               \
-  PREFIX template void attention_decode<T>(T*, const T*, T*, T*, int, int, int, int, int);          \
-  PREFIX template void gelu_forward<T>(T*, const T*, size_t);                                       \
-  PREFIX template void gelu_backward<T>(T*, const T*, const T*, size_t);                            \
-  PREFIX template void residual_forward<T>(T*, const T*, const T*, size_t);                         \
-  PREFIX template void accumulate<T>(T*, const T*, size_t);                                         \
-  PREFIX template void cross_entropy_forward<T>(T*, const T*, const int32_t*, int, int);            \
-  PREFIX template void cross_entropy_backward<T>(T*, const T*, const int32_t*, T, int, int);        \
-  PREFIX template double sum_of_squares<T>(const T*, size_t);                                       \
-  PREFIX template void adamw_update<T>(T*, const T*, T*, T*, size_t, double, double, double, double, \
-                                       double, int, double);
+// Every kernel is instantiated for float and double once, in cpu_kernels.cc, which the build
+// compiles with OpenMP and the native ISA; other translation units (tests included) link to those
+// copies instead of instantiating their own with whatever flags they were built with.
+#define SWITCHYARD_CPU_KERNEL_INSTANCES(PREFIX, T)                                                \
+  PREFIX template void reference_gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*,   \
+                                         int, T, T*, int);                                        \
+  PREFIX template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*, \
+                               int);                                                              \
+  PREFIX template void encoder_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int); \
+  PREFIX template void encoder_backward<T>(T*, T*, const T*, const int32_t*, int, int, int);      \
+  PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);  \
+  PREFIX template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
+                                             const T*, int, int);                                 \
+  PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);        \
+  PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int,     \
+                                          int);                                                   \
+  PREFIX template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                \
+  PREFIX template void attention_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int, \
+                                             int);                                                \
+  PREFIX template void attention_decode<T>(T*, const T*, T*, T*, int, int, int, int, int);        \
+  PREFIX template void gelu_forward<T>(T*, const T*, size_t);                                     \
+  PREFIX template void gelu_backward<T>(T*, const T*, const T*, size_t);                          \
+  PREFIX template void residual_forward<T>(T*, const T*, const T*, size_t);                       \
+  PREFIX template void accumulate<T>(T*, const T*, size_t);                                       \
+  PREFIX template void cross_entropy_forward<T>(T*, const T*, const int32_t*, int, int);          \
+  PREFIX template void cross_entropy_backward<T>(T*, const T*, const int32_t*, T, int, int);      \
+  PREFIX template double sum_of_squares<T>(const T*, size_t);                                     \
+  PREFIX template void adamw_update<T>(T*, const T*, T*, T*, size_t, double, double, double,      \
+                                       double, double, int, double);
 
 SWITCHYARD_CPU_KERNEL_INSTANCES(extern, float)
 SWITCHYARD_CPU_KERNEL_INSTANCES(extern, double)

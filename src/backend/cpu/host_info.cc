@@ -50,7 +50,8 @@ CpuInfo read_cpuinfo() {
   return info;
 }
 
-// The widest vector instruction set the CPU offers, as the kernels compiled with -march=native see it.
+// The widest vector instruction set the CPU offers, as the kernels compiled with -march=native see
+// it.
 std::string isa_level() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
@@ -76,13 +77,15 @@ std::string describe_host_cpu() {
   const CpuInfo info = read_cpuinfo();
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGE_SIZE);
-  const double memory_gib =
-      pages > 0 && page_size > 0 ? static_cast<double>(pages) * page_size / (1024.0 * 1024.0 * 1024.0) : 0;
-  const int logical = info.logical > 0 ? info.logical : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  const double memory_gib = pages > 0 && page_size > 0 ? static_cast<double>(pages) * page_size /
+                                                             (1024.0 * 1024.0 * 1024.0)
+                                                       : 0;
+  const int logical =
+      info.logical > 0 ? info.logical : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   const int physical = info.physical > 0 ? info.physical : logical;
   return fmt::format("{}, {} cores / {} threads, {}, {:.1f} GiB RAM, {} OpenMP threads",
-                     info.model.empty() ? "unknown CPU" : info.model, physical, logical, isa_level(),
-                     memory_gib, omp_get_max_threads());
+                     info.model.empty() ? "unknown CPU" : info.model, physical, logical,
+                     isa_level(), memory_gib, omp_get_max_threads());
 }
 
 }  // namespace switchyard::backend::cpu
