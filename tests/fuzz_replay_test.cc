@@ -38,7 +38,8 @@ std::vector<std::vector<uint8_t>> safetensors_seeds(Rng& rng) {
       36, rng));
   seeds.push_back(safetensors_bytes(
       R"({"x":{"dtype":"I32","shape":[3],"data_offsets":[0,12]},"y":{"dtype":"U16","shape":[],"data_offsets":[12,14]},)"
-      R"("z":{"dtype":"I64","shape":[0,5],"data_offsets":[14,14]}}  )",
+      R"("z":{"dtype":"I64","shape":[0,5],"data_offsets":[14,14]},)"
+      R"("zz":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[14,14]}})",
       14, rng));
   seeds.push_back(safetensors_bytes("{}", 0, rng));
   return seeds;

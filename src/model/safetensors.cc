@@ -169,6 +169,9 @@ void check_no_overlap(const std::vector<TensorInfo>& tensors, const std::string&
 }  // namespace
 
 int64_t TensorInfo::numel() const {
+  // A zero dimension first: the other dimensions alone may overflow (parse() allows that when the
+  // tensor is empty).
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   return n;

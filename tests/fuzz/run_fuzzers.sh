@@ -52,7 +52,8 @@ safetensors("mixed", [("a", "BF16", [2], b"\x80\x3f\xc0\x3f"),
                       ("b", "F16", [1, 2], b"\x00\x3c\x00\xc0"),
                       ("c", "I32", [], struct.pack("<i", -5)),
                       ("d", "U16", [0, 4], b""),
-                      ("e", "I64", [1], struct.pack("<q", 1 << 40))])
+                      ("e", "I64", [1], struct.pack("<q", 1 << 40)),
+                      ("f", "F32", [1 << 32, 1 << 32, 0], b"")])
 
 def shard(name, tokens):
     header = struct.pack("<3i", 20240520, 1, len(tokens)) + b"\0" * (4 * 253)
