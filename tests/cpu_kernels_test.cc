@@ -552,7 +552,37 @@ TEST(CpuKernels, FloatExpIsAccurate) {
     const double expected = std::exp(static_cast<double>(x));
     ASSERT_NEAR(cpu::exp_vec(x) / expected, 1.0, 4e-7) << x;
   }
-  EXPECT_EQ(cpu::exp_vec(-std::numeric_limits<float>::infinity()) < 1e-37f, true);
+  EXPECT_LT(cpu::exp_vec(-std::numeric_limits<float>::infinity()), 1e-37f);
+  EXPECT_LT(cpu::exp_vec(-1e30f), 1e-37f);
+  EXPECT_GT(cpu::exp_vec(1e30f), 1e38f);
+}
+
+// exp_vec clamps its input, so the kernels that use it must carry a NaN through themselves: a
+// diverged run has to show NaN, not a plausible loss.
+TEST(CpuKernels, NanInputsGiveNanOutputs) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> logits(2 * 9, 0.5f), losses(2), dlogits(logits.size());
+  logits[4] = nan;
+  const std::vector<int32_t> targets = {1, 2};
+  cpu::cross_entropy_forward(losses.data(), logits.data(), targets.data(), 2, 9);
+  EXPECT_TRUE(std::isnan(losses[0]));
+  EXPECT_FALSE(std::isnan(losses[1]));
+  cpu::cross_entropy_backward(dlogits.data(), logits.data(), targets.data(), 1.0f, 2, 9);
+  EXPECT_TRUE(std::isnan(dlogits[0]));
+  EXPECT_FALSE(std::isnan(dlogits[9]));
+
+  std::vector<float> qkv(1 * 2 * 3 * 4, 0.25f), out(2 * 4), att(2 * 2 * 2);
+  qkv[0] = nan;  // q of position 0, head 0
+  cpu::attention_forward(out.data(), att.data(), qkv.data(), 1, 2, 4, 2);
+  EXPECT_TRUE(std::isnan(out[0]));
+  EXPECT_FALSE(std::isnan(out[2]));  // head 1 is untouched
+
+  std::vector<float> x = {nan, 1.0f}, g(2), dg(2, 0.0f), ones(2, 1.0f);
+  cpu::gelu_forward(g.data(), x.data(), 2);
+  cpu::gelu_backward(dg.data(), x.data(), ones.data(), 2);
+  EXPECT_TRUE(std::isnan(g[0]));
+  EXPECT_TRUE(std::isnan(dg[0]));
+  EXPECT_FALSE(std::isnan(g[1]));
 }
 
 TEST(CpuKernels, BackwardKernelsAccumulate) {

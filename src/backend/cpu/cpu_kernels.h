@@ -85,15 +85,28 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
 // ---- elementwise math ----
 
 // exp for the softmaxes and GELU. float: a polynomial that the compiler vectorises (glibc's expf is
-// not vectorised without -ffast-math), relative error about 1e-7 (float rounding). double:
-// std::exp, so the finite-difference tests see exact derivatives.
+// not vectorised without -ffast-math), relative error about 2e-7. Inputs are clamped to [-87, 88],
+// so -inf gives ~1e-38 and +inf ~1.7e38, and a NaN input does NOT give NaN: callers that must
+// propagate NaN add `x * 0` terms themselves. double: std::exp, so the finite-difference tests see
+// exact derivatives.
 template <typename T>
 inline T exp_vec(T x) {
   if constexpr (std::is_same_v<T, float>) {
-    // exp(x) = 2^n * exp(r), n = round(x / ln 2), |r| <= ln(2) / 2; ln 2 split in two for accuracy.
-    x = std::min(std::max(x, -87.0f), 88.0f);
-    const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-    const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    // Everything is branch-free arithmetic: GCC 12 threads jumps through float selects (and will
+    // not vectorise std::floor under -ftrapping-math), which would leave these loops scalar. Clamp
+    // on the bits, mapped to integers that order like the floats they encode.
+    const int32_t bits = std::bit_cast<int32_t>(x);
+    const int32_t ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF);
+    constexpr int32_t kLow = std::bit_cast<int32_t>(-87.0f) ^ 0x7FFFFFFF;
+    constexpr int32_t kHigh = std::bit_cast<int32_t>(88.0f);
+    const int32_t clamped = std::min(std::max(ordered, kLow), kHigh);
+    const float y = std::bit_cast<float>(clamped ^ ((clamped >> 31) & 0x7FFFFFFF));
+    // exp(y) = 2^n exp(r), n = round(y / ln 2), |r| <= ln(2) / 2, ln 2 split in two for accuracy.
+    // Adding 1.5 * 2^23 rounds to an integer, which then sits in the low mantissa bits.
+    const float shifted = y * 1.44269504088896341f + 12582912.0f;
+    const int32_t ni = std::bit_cast<int32_t>(shifted) - 0x4B400000;
+    const float n = shifted - 12582912.0f;
+    const float r = (y - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
     float p = 1.0f / 5040.0f;  // Taylor series of exp(r) to degree 7 (truncation < 6e-9)
     p = p * r + 1.0f / 720.0f;
     p = p * r + 1.0f / 120.0f;
@@ -102,7 +115,7 @@ inline T exp_vec(T x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+    const float scale = std::bit_cast<float>((ni + 127) << 23);
     return p * scale;
   } else {
     return std::exp(x);
@@ -309,13 +322,15 @@ void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int N
           max_score = std::max(max_score, s);
         }
         T sum = 0;
-        SWITCHYARD_OMP(omp simd reduction(+ : sum))
+        T poison = 0;  // NaN if a score is NaN or infinite: exp_vec would hide it
+        SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
         for (int t2 = 0; t2 <= t; ++t2) {
           const T e = exp_vec(a[t2] - max_score);
+          poison += a[t2] * T(0);
           a[t2] = e;
           sum += e;
         }
-        const T inv = T(1) / sum;
+        const T inv = T(1) / sum + poison;
         SWITCHYARD_OMP(omp simd)
         for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
         for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
@@ -442,7 +457,11 @@ template <typename T>
 inline void gelu_sigmoid(T x, T& s, T& one_minus_s) {
   constexpr T kSqrt2OverPi = T(0.7978845608028654);
   const T u = kSqrt2OverPi * (x + T(0.044715) * x * x * x);
-  const T e = exp_vec(std::min(T(-2) * u, T(80)));  // capped: e * s stays finite (and exact enough)
+  // e * s below must stay finite: float's exp_vec caps at exp(88); std::exp needs a cap (the
+  // double path is not vectorised, so the branch costs nothing that matters).
+  T arg = T(-2) * u;
+  if constexpr (!std::is_same_v<T, float>) arg = std::min(arg, T(700));
+  const T e = exp_vec(arg);
   s = T(1) / (T(1) + e);
   one_minus_s = e * s;
 }
@@ -502,9 +521,13 @@ void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, i
     SWITCHYARD_OMP(omp simd reduction(max : max_logit))
     for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
     T sum = 0;
-    SWITCHYARD_OMP(omp simd reduction(+ : sum))
-    for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
-    losses[n] = std::log(sum) + max_logit - l[targets[n]];
+    T poison = 0;  // NaN if any logit is NaN or infinite: exp_vec would hide it
+    SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
+    for (int i = 0; i < V; ++i) {
+      sum += exp_vec(l[i] - max_logit);
+      poison += l[i] * T(0);
+    }
+    losses[n] = std::log(sum) + max_logit - l[targets[n]] + poison;
   }
 }
 
@@ -522,9 +545,13 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
     SWITCHYARD_OMP(omp simd reduction(max : max_logit))
     for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
     T sum = 0;
-    SWITCHYARD_OMP(omp simd reduction(+ : sum))
-    for (int i = 0; i < V; ++i) sum += exp_vec(l[i] - max_logit);
-    const T scale = dloss / sum;
+    T poison = 0;  // NaN if any logit is NaN or infinite: exp_vec would hide it
+    SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
+    for (int i = 0; i < V; ++i) {
+      sum += exp_vec(l[i] - max_logit);
+      poison += l[i] * T(0);
+    }
+    const T scale = dloss / sum + poison;
     // omp simd: exact aliasing (d == l) is safe lane by lane, and it spares a runtime overlap check
     // that would fall back to scalar code in the in-place case.
     SWITCHYARD_OMP(omp simd)
