@@ -1,0 +1,128 @@
+#include "plan/evidence.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+
+namespace switchyard::plan {
+
+namespace {
+
+double positive_number(const nlohmann::json& json, const char* key, const std::string& what) {
+  if (!json.contains(key)) fail("{}: missing field '{}'", what, key);
+  const nlohmann::json& v = json.at(key);
+  if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0) {
+    fail("{}: field '{}' must be a positive number, got {}", what, key, v.dump());
+  }
+  return v.get<double>();
+}
+
+}  // namespace
+
+const char* evidence_name(EvidenceKind kind) {
+  switch (kind) {
+    case EvidenceKind::kMeasured: return "measured";
+    case EvidenceKind::kSimulated: return "simulated";
+    case EvidenceKind::kRoofline: return "roofline";
+  }
+  return "?";
+}
+
+StepEvidence parse_evidence(const nlohmann::json& json, const std::string& chip, const std::string& what) {
+  if (!json.is_object()) fail("{}: expected a `bench train --json` object", what);
+  if (json.contains("mode") && json["mode"] != "train") {
+    fail("{}: mode {} is not a training benchmark (expected \"train\")", what, json["mode"].dump());
+  }
+  StepEvidence e;
+  e.origin = what;
+  e.chip = chip;
+  if (e.chip.empty()) {
+    if (!json.contains("chip") || !json["chip"].is_string()) {
+      fail("{}: no chip named: pass CHIP=FILE or add a \"chip\" field", what);
+    }
+    e.chip = json["chip"].get<std::string>();
+  }
+  if (!json.contains("model") || !json["model"].is_string()) fail("{}: missing string field 'model'", what);
+  e.model = json["model"].get<std::string>();
+  e.batch = static_cast<int64_t>(positive_number(json, "batch", what));
+  e.seq = static_cast<int64_t>(positive_number(json, "seq", what));
+  if (json.contains("simulated_ms_per_step")) {
+    e.kind = EvidenceKind::kSimulated;
+    e.ms_per_step = positive_number(json, "simulated_ms_per_step", what);
+  } else {
+    e.kind = EvidenceKind::kMeasured;
+    e.ms_per_step = positive_number(json, "ms_per_step", what);
+  }
+  e.flops_per_step = positive_number(json, "flops_per_step", what);
+  return e;
+}
+
+StepEvidence load_evidence(const std::string& spec) {
+  std::string chip, path = spec;
+  if (size_t eq = spec.find('='); eq != std::string::npos) {
+    chip = spec.substr(0, eq);
+    path = spec.substr(eq + 1);
+    require(!chip.empty() && !path.empty(), "--measured '{}': expected CHIP=FILE or FILE", spec);
+  }
+  std::ifstream in(path);
+  if (!in) fail("cannot open measurement file {}", path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  std::string text = buffer.str();
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error&) {
+    // The bench prints a human line first and the JSON object last: take the last non-empty line.
+    std::string last;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find_first_not_of(" \t\r") != std::string::npos) last = line;
+    }
+    try {
+      json = nlohmann::json::parse(last);
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("{}: no JSON object found (expected the output of `switchyard bench train --json`): {}",
+           path, e.what());
+    }
+  }
+  return parse_evidence(json, chip, path);
+}
+
+ComputeRate choose_rate(const Catalog& catalog, const ChipSpec& chip, const std::string& model_name,
+                        const std::vector<StepEvidence>& evidence, double assumed_mfu) {
+  for (EvidenceKind kind : {EvidenceKind::kMeasured, EvidenceKind::kSimulated}) {
+    const StepEvidence* best = nullptr;
+    for (const StepEvidence& e : evidence) {
+      if (e.kind != kind || e.chip != chip.name) continue;
+      if (!best || (e.model == model_name && best->model != model_name)) best = &e;
+    }
+    if (best) {
+      ComputeRate rate;
+      rate.kind = kind;
+      rate.flops_per_second = best->flops_per_second();
+      rate.detail = fmt::format("{} {} of {} (B={}, T={}): {:.1f} ms/step, {:.3g} TFLOP/s{}",
+                                evidence_name(kind), best->origin, best->model, best->batch, best->seq,
+                                best->ms_per_step, rate.flops_per_second / 1e12,
+                                best->model == model_name ? "" : "; other model, FLOP rate carried over");
+      return rate;
+    }
+  }
+  ComputeRate rate;
+  rate.kind = EvidenceKind::kRoofline;
+  const FamilyEfficiency* family = catalog.family(chip.family);
+  double mfu = family ? family->mfu.value : assumed_mfu;
+  rate.flops_per_second = chip.bf16_tflops.value * 1e12 * mfu;
+  rate.detail = family ? fmt::format("roofline: {:g} TFLOPS bf16 x MFU {:.2f} ({} family)",
+                                     chip.bf16_tflops.value, mfu, chip.family)
+                       : fmt::format("roofline: {:g} TFLOPS bf16 x assumed MFU {:.2f} (no published "
+                                     "figure for the {} family)",
+                                     chip.bf16_tflops.value, mfu, chip.family);
+  return rate;
+}
+
+}  // namespace switchyard::plan

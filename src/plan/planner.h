@@ -1,0 +1,68 @@
+// The planner: for each chip and instance type, and each cluster size, the cheapest parallel layout
+// that fits in memory, its step time, tokens/s, wall time, dollars and energy for a training run.
+//
+// Layouts are data parallelism over every chip, optionally with ZeRO-1 (optimizer state sharded over
+// the replicas), activation recomputation, and tensor parallelism inside an instance. The first
+// layout that fits is taken in this order: smallest tensor-parallel degree, then plain, ZeRO-1,
+// ZeRO-1 with recomputation; within it the largest micro-batch (a power of two, at most the global
+// batch) that fits.
+//
+// Step time per optimizer step = accumulation steps x (compute + tensor-parallel all-reduces) +
+// the part of the gradient all-reduce that the last backward pass does not hide (backward is 2/3 of
+// the compute). Compute = model FLOPs / (chip FLOP rate from the best evidence), x 4/3 with
+// recomputation (one more forward pass).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "plan/catalog.h"
+#include "plan/evidence.h"
+#include "plan/workload.h"
+
+namespace switchyard::plan {
+
+struct PlanRequest {
+  DecoderShape shape;
+  int64_t seq_len = 1024;
+  double tokens = 0;                  // tokens to train on
+  std::vector<std::string> chips;     // empty: every chip in the catalog
+  int64_t max_chips = 1024;
+  std::optional<double> deadline_hours;
+  double global_batch_tokens = 524288;  // tokens per optimizer step (GPT-2's 0.5M)
+  double assumed_mfu = 0.35;            // for families without a stated MFU, labelled as assumed
+  double memory_fraction = 0.9;         // usable share of device memory (runtime, fragmentation)
+  double link_latency_s = 5e-6;         // per ring step inside an instance
+  double network_latency_s = 20e-6;     // per ring step between instances
+  Precision precision = mixed_bf16();
+  std::vector<StepEvidence> evidence;
+};
+
+struct PlanRow {
+  std::string chip, instance;
+  int64_t instances = 0, chips = 0;
+  int64_t tensor_parallel = 1, data_parallel = 1;
+  bool zero1 = false, recompute = false;
+  int64_t micro_batch = 0, accumulation = 0;
+  bool fits = false;
+  std::string why_not;  // when !fits
+  double memory_per_chip = 0, memory_capacity = 0;  // bytes
+  double tokens_per_step = 0;
+  double compute_s = 0, tp_comm_s = 0, dp_comm_s = 0, exposed_dp_comm_s = 0, step_s = 0;
+  double tokens_per_s = 0, hours = 0, dollars = 0, dollars_per_billion_tokens = 0, energy_kwh = 0;
+  double price_per_hour = 0;
+  EvidenceKind evidence = EvidenceKind::kRoofline;
+  std::string evidence_detail;
+  bool pareto = false;  // no other fitting row is both cheaper and faster
+
+  std::string layout() const;  // "DP=16 TP=1 ZeRO-1 recompute mb=4"
+};
+
+// Every configuration, fitting ones first (cheapest, then fastest), then those that do not fit.
+// Throws Error for tokens <= 0, max_chips < 1, an unknown chip, or a deadline that no fitting
+// configuration meets (naming the fastest one).
+std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& request);
+
+}  // namespace switchyard::plan

@@ -1,0 +1,548 @@
+// The planner: FLOP and parameter counts against hand counts, memory estimates against what the
+// engine really allocates on the CPU backend, collective times against their closed forms, plans
+// that are deterministic and sensible, the shipped catalogs and validation, and clear errors.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/gpt.h"
+#include "plan/catalog.h"
+#include "plan/collectives.h"
+#include "plan/evidence.h"
+#include "plan/planner.h"
+#include "plan/report.h"
+#include "plan/validation.h"
+#include "plan/workload.h"
+
+namespace switchyard::plan {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kCatalogDir = std::string(SWITCHYARD_TEST_DATA) + "/../../data/catalog";
+
+Catalog repo_catalog() {
+  return load_catalog(kCatalogDir + "/chips.json", kCatalogDir + "/instances.json");
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+// ---- FLOPs and parameters ----
+
+TEST(PlanWorkload, Gpt2FlopsEqualHandCountAndEngine) {
+  model::GptConfig tiny = model::preset("tiny");  // T=256, V=256, L=4, NH=4, C=128
+  DecoderShape s = shape_from_gpt(tiny, "tiny");
+  // Per layer: 2 x (3C^2 + C^2 + 4C^2 + 4C^2) = 24 C^2 = 393,216 for the products and
+  // 2 x 2 x C x (T + 1) / 2 = 256 x 257 = 65,792 for causal attention at T = 256;
+  // 4 layers plus the LM head 2 x C x V = 65,536.
+  const double hand = 4.0 * (393216.0 + 65792.0) + 65536.0;
+  EXPECT_DOUBLE_EQ(forward_flops_per_token(s, 256), hand);
+  EXPECT_DOUBLE_EQ(training_flops_per_token(s, 256), 3.0 * hand);
+  EXPECT_DOUBLE_EQ(training_flops_per_token(s, 100), tiny.training_flops_per_token(100));
+}
+
+TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
+  DecoderShape s = shape_from_json(json{{"name", "toy"}, {"layers", 2}, {"hidden", 64}, {"heads", 4},
+                                        {"kv_heads", 2}, {"vocab", 100}, {"ffn", 96}, {"gated", true}},
+                                   "test");
+  // qkv width 64 + 2 x 2 x 16 = 128; products 2 x (64x128 + 64x64 + 3x64x96) = 61,440 per layer;
+  // attention at T = 10: 2 x 64 x 11 = 1,408 per layer; head 2 x 64 x 100 = 12,800.
+  EXPECT_DOUBLE_EQ(forward_flops_per_token(s, 10), 2 * (61440.0 + 1408.0) + 12800.0);
+  // Parameters: 2 layers x (64x128 + 64x64 + 3x64x96 + 2x64 norm gains) + untied 2 x 100 x 64 + 64.
+  EXPECT_EQ(num_parameters(s), 2 * (8192 + 4096 + 18432 + 128) + 12800 + 64);
+}
+
+TEST(PlanWorkload, GenericFormulaAgreesWithGptConfigForGpt2Shapes) {
+  for (const std::string& name : {std::string("tiny"), std::string("gpt2-124m"), std::string("gpt2-1558m")}) {
+    model::GptConfig config = model::preset(name);
+    DecoderShape exact = shape_from_gpt(config, name);
+    DecoderShape generic = exact;
+    generic.gpt.reset();  // use the generic formulas on the same shape
+    EXPECT_EQ(num_parameters(generic), config.num_parameters()) << name;
+    EXPECT_NEAR(forward_flops_per_token(generic, 777) / config.forward_flops_per_token(777), 1.0, 1e-12) << name;
+  }
+  EXPECT_EQ(num_parameters(shape_from_gpt(model::preset("gpt2-124m"), "x")), 124439808);
+}
+
+// ---- memory against the engine's own allocations ----
+
+// Forwards every call to a CpuBackend and tallies live and peak bytes. (CpuBackend is final, so the
+// count wraps it instead of deriving from it.)
+class CountingBackend final : public backend::Backend {
+ public:
+  std::string name() const override { return "counting-cpu"; }
+  std::string description() const override { return cpu_.description(); }
+  void* allocate(size_t bytes) override {
+    void* p = cpu_.allocate(bytes);
+    sizes_[p] = bytes;
+    live_ += bytes;
+    peak_ = std::max(peak_, live_);
+    return p;
+  }
+  void release(void* ptr) override {
+    live_ -= sizes_.at(ptr);
+    sizes_.erase(ptr);
+    cpu_.release(ptr);
+  }
+  void copy_to_device(void* d, const void* s, size_t n) override { cpu_.copy_to_device(d, s, n); }
+  void copy_to_host(void* d, const void* s, size_t n) override { cpu_.copy_to_host(d, s, n); }
+  void fill_zero(void* p, size_t n) override { cpu_.fill_zero(p, n); }
+  void encoder_forward(float* o, const int32_t* t, const float* wte, const float* wpe, int B, int T, int C) override {
+    cpu_.encoder_forward(o, t, wte, wpe, B, T, C);
+  }
+  void encoder_backward(float* dwte, float* dwpe, const float* d, const int32_t* t, int B, int T, int C) override {
+    cpu_.encoder_backward(dwte, dwpe, d, t, B, T, C);
+  }
+  void layernorm_forward(float* o, float* m, float* r, const float* i, const float* w, const float* b, int N,
+                         int C) override {
+    cpu_.layernorm_forward(o, m, r, i, w, b, N, C);
+  }
+  void layernorm_backward(float* di, float* dw, float* db, const float* d, const float* i, const float* w,
+                          const float* m, const float* r, int N, int C) override {
+    cpu_.layernorm_backward(di, dw, db, d, i, w, m, r, N, C);
+  }
+  void matmul_forward(float* o, const float* i, const float* w, const float* b, int N, int C, int OC) override {
+    cpu_.matmul_forward(o, i, w, b, N, C, OC);
+  }
+  void matmul_backward(float* di, float* dw, float* db, const float* d, const float* i, const float* w, int N, int C,
+                       int OC) override {
+    cpu_.matmul_backward(di, dw, db, d, i, w, N, C, OC);
+  }
+  void attention_forward(float* o, float* a, const float* qkv, int B, int T, int C, int NH) override {
+    cpu_.attention_forward(o, a, qkv, B, T, C, NH);
+  }
+  void attention_backward(float* dqkv, float* s, const float* d, const float* qkv, const float* a, int B, int T,
+                          int C, int NH) override {
+    cpu_.attention_backward(dqkv, s, d, qkv, a, B, T, C, NH);
+  }
+  void gelu_forward(float* o, const float* i, size_t N) override { cpu_.gelu_forward(o, i, N); }
+  void gelu_backward(float* di, const float* i, const float* d, size_t N) override { cpu_.gelu_backward(di, i, d, N); }
+  void residual_forward(float* o, const float* a, const float* b, size_t N) override { cpu_.residual_forward(o, a, b, N); }
+  void accumulate(float* d, const float* s, size_t N) override { cpu_.accumulate(d, s, N); }
+  void cross_entropy_forward(float* l, const float* lo, const int32_t* t, int N, int V) override {
+    cpu_.cross_entropy_forward(l, lo, t, N, V);
+  }
+  void cross_entropy_backward(float* d, const float* lo, const int32_t* t, float dl, int N, int V) override {
+    cpu_.cross_entropy_backward(d, lo, t, dl, N, V);
+  }
+  double sum_of_squares(const float* x, size_t N) override { return cpu_.sum_of_squares(x, N); }
+  void adamw_update(float* p, const float* g, float* m, float* v, size_t N, const backend::AdamWStep& s) override {
+    cpu_.adamw_update(p, g, m, v, N, s);
+  }
+  void attention_decode(float* o, const float* qkv, float* k, float* v, int B, int pos, int maxT, int C,
+                        int NH) override {
+    cpu_.attention_decode(o, qkv, k, v, B, pos, maxT, C, NH);
+  }
+
+  size_t peak() const { return peak_; }
+  size_t live() const { return live_; }
+
+ private:
+  backend::cpu::CpuBackend cpu_;
+  std::map<void*, size_t> sizes_;
+  size_t live_ = 0, peak_ = 0;
+};
+
+// One training step (forward, backward, AdamW) on the CPU backend; returns the peak bytes allocated.
+size_t engine_peak_bytes(const model::GptConfig& config, int B, int T) {
+  CountingBackend backend;
+  {
+    model::Gpt gpt(backend, config);
+    gpt.init_random(3);
+    std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
+    Rng rng(5);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      tokens[i] = static_cast<int32_t>(rng.next_u64() % config.vocab_size);
+      targets[i] = static_cast<int32_t>(rng.next_u64() % config.vocab_size);
+    }
+    gpt.zero_grad();
+    float loss = gpt.forward(tokens.data(), targets.data(), B, T);
+    EXPECT_TRUE(std::isfinite(loss));
+    gpt.backward();
+    gpt.adamw_step(model::AdamWConfig{}, 1e-3f, 1);
+  }
+  EXPECT_EQ(backend.live(), 0u);  // everything released again
+  return backend.peak();
+}
+
+double planner_bytes(const model::GptConfig& config, int B, int T) {
+  MemoryLayout layout;
+  layout.micro_batch = B;
+  layout.seq_len = T;
+  return estimate_memory(shape_from_gpt(config, "test"), engine_fp32(), layout).total();
+}
+
+TEST(PlanMemory, EstimateMatchesEngineAllocationOnCpu) {
+  struct Case {
+    model::GptConfig config;
+    int B, T;
+  };
+  const Case cases[] = {
+      {model::preset("tiny"), 2, 64},
+      {model::preset("tiny"), 1, 256},                 // attention matrix dominates
+      {model::GptConfig{128, 512, 2, 2, 64}, 4, 32},    // logits dominate
+  };
+  for (const Case& c : cases) {
+    double engine = static_cast<double>(engine_peak_bytes(c.config, c.B, c.T));
+    double estimate = planner_bytes(c.config, c.B, c.T);
+    EXPECT_NEAR(estimate / engine, 1.0, 0.05)
+        << "C=" << c.config.channels << " B=" << c.B << " T=" << c.T << ": engine " << engine << " bytes, planner "
+        << estimate;
+  }
+}
+
+TEST(PlanMemory, ShardingAndRecomputationReduceWhatTheyShould) {
+  DecoderShape s = shape_from_gpt(model::preset("gpt2-350m"), "gpt2-350m");
+  MemoryLayout base;
+  base.micro_batch = 4;
+  base.seq_len = 1024;
+  base.data_parallel = 8;
+  MemoryEstimate plain = estimate_memory(s, mixed_bf16(), base);
+  const double P = static_cast<double>(num_parameters(s));
+  EXPECT_DOUBLE_EQ(plain.parameters, 2 * P);
+  EXPECT_DOUBLE_EQ(plain.gradients, 2 * P);
+  EXPECT_DOUBLE_EQ(plain.optimizer, 12 * P);
+  MemoryLayout z = base;
+  z.zero1 = true;
+  EXPECT_DOUBLE_EQ(estimate_memory(s, mixed_bf16(), z).optimizer, 12 * P / 8);
+  MemoryLayout rc = base;
+  rc.recompute = true;
+  EXPECT_LT(estimate_memory(s, mixed_bf16(), rc).activations, plain.activations / 5);
+  MemoryLayout tp = base;
+  tp.tensor_parallel = 4;
+  MemoryEstimate split = estimate_memory(s, mixed_bf16(), tp);
+  EXPECT_NEAR(split.parameters, plain.parameters / 4, 1);
+  EXPECT_NEAR(split.activations / plain.activations, 0.25, 0.01);
+}
+
+// ---- collectives ----
+
+TEST(PlanCollectives, RingMatchesClosedForm) {
+  // 2 (n - 1) / n x S / B: 2 x 7/8 x 1 GB / 1 GB/s.
+  EXPECT_DOUBLE_EQ(ring_allreduce_seconds(1e9, 8, 1e9), 1.75);
+  EXPECT_DOUBLE_EQ(ring_allreduce_seconds(1e9, 8, 1e9, 1e-3), 1.75 + 14e-3);
+  EXPECT_DOUBLE_EQ(ring_reduce_scatter_seconds(4e9, 4, 2e9), 1.5);
+  EXPECT_EQ(ring_allreduce_seconds(1e9, 1, 1e9), 0.0);
+  // Large n tends to 2 S / B.
+  EXPECT_NEAR(ring_allreduce_seconds(1e9, 100000, 1e9), 2.0, 1e-4);
+}
+
+TEST(PlanCollectives, HierarchicalMatchesClosedForm) {
+  HierarchicalLinks links;
+  links.intra_bytes_per_second = 100e9;
+  links.inter_bytes_per_second = 10e9;
+  // Intra: 2 x 7/8 x 8 GB / 100 GB/s = 0.14 s; inter on a 1 GB shard: 2 x 3/4 x 1 GB / 10 GB/s = 0.15 s.
+  EXPECT_NEAR(hierarchical_allreduce_seconds(8e9, 8, 4, links), 0.29, 1e-12);
+  EXPECT_DOUBLE_EQ(hierarchical_allreduce_seconds(8e9, 1, 4, links), ring_allreduce_seconds(8e9, 4, 10e9));
+  EXPECT_DOUBLE_EQ(hierarchical_allreduce_seconds(8e9, 8, 1, links), ring_allreduce_seconds(8e9, 8, 100e9));
+}
+
+// ---- catalogs ----
+
+TEST(PlanCatalog, ShippedCatalogsHaveEveryRequiredChipAndInstanceWithSources) {
+  Catalog catalog = repo_catalog();
+  for (const char* chip : {"h100", "h200", "b200", "mi300x", "tpu-v5e", "tpu-v5p", "trn1", "trn2"}) {
+    const ChipSpec& c = catalog.chip(chip);
+    for (const Figure* f : {&c.bf16_tflops, &c.memory_gib, &c.memory_gbs, &c.chip_to_chip_gbs}) {
+      EXPECT_FALSE(f->source.empty()) << chip;
+      EXPECT_FALSE(f->date.empty()) << chip;
+    }
+  }
+  for (const char* name : {"trn1.32xlarge", "trn2.48xlarge", "p5.48xlarge", "p5en.48xlarge"}) {
+    bool found = false;
+    for (const InstanceSpec& i : catalog.instances) {
+      if (i.name != name) continue;
+      found = true;
+      EXPECT_FALSE(i.price_per_hour.source.empty());
+      EXPECT_FALSE(i.price_per_hour.date.empty());
+    }
+    EXPECT_TRUE(found) << name;
+  }
+  EXPECT_DOUBLE_EQ(catalog.chip("trn1").bf16_tflops.value, 190);
+  EXPECT_EQ(catalog.instances_of("h100").size(), 1u);
+}
+
+json minimal_chips() {
+  json figure = {{"value", 100}, {"source", "test"}, {"date", "2026-01"}};
+  return {{"chips",
+           {{{"name", "x1"},
+             {"display", "X1"},
+             {"family", "xf"},
+             {"bf16_tflops", figure},
+             {"memory_gib", figure},
+             {"memory_gbs", figure},
+             {"chip_to_chip_gbs", figure}}}}};
+}
+
+TEST(PlanCatalog, MalformedCatalogsGetClearErrors) {
+  fs::path dir = fs::temp_directory_path() / "switchyard_plan_test";
+  fs::create_directories(dir);
+  std::ofstream(dir / "bad.json") << "{\"chips\": [";
+  EXPECT_NE(error_of([&] { load_catalog((dir / "bad.json").string(), (dir / "bad.json").string()); })
+                .find("malformed JSON"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { read_json_file((dir / "missing.json").string()); }).find("cannot open"), std::string::npos);
+
+  Catalog c;
+  json chips = minimal_chips();
+  chips["chips"][0].erase("memory_gbs");
+  std::string e = error_of([&] { parse_chips(chips, "chips.json", c); });
+  EXPECT_NE(e.find("chips.json: chips[0] (x1): missing field 'memory_gbs'"), std::string::npos) << e;
+
+  chips = minimal_chips();
+  chips["chips"][0]["bf16_tflops"]["value"] = -3;
+  e = error_of([&] { parse_chips(chips, "chips.json", c); });
+  EXPECT_NE(e.find("bf16_tflops: 'value' must be positive"), std::string::npos) << e;
+
+  chips = minimal_chips();
+  chips["chips"][0]["bf16_tflops"].erase("source");
+  e = error_of([&] { parse_chips(chips, "chips.json", c); });
+  EXPECT_NE(e.find("missing field 'source'"), std::string::npos) << e;
+
+  Catalog ok;
+  parse_chips(minimal_chips(), "chips.json", ok);
+  json inst = {{"instances",
+                {{{"name", "i1"},
+                  {"chip", "nope"},
+                  {"chips", 8},
+                  {"price_per_hour", {{"value", 1}, {"source", "s"}, {"date", "d"}}},
+                  {"region", "r"},
+                  {"network_gbps", {{"value", 100}, {"source", "s"}, {"date", "d"}}}}}}};
+  parse_instances(inst, "instances.json", ok);
+  e = error_of([&] { ok.validate(); });
+  EXPECT_NE(e.find("names chip 'nope', which is not in the chip catalog"), std::string::npos) << e;
+  inst["instances"][0]["chips"] = 0;
+  e = error_of([&] { parse_instances(inst, "instances.json", ok); });
+  EXPECT_NE(e.find("'chips' must be a positive integer"), std::string::npos) << e;
+}
+
+// ---- plans ----
+
+PlanRequest gpt2_request(double tokens) {
+  PlanRequest r;
+  r.shape = shape_from_gpt(model::preset("gpt2-124m"), "gpt2-124m");
+  r.seq_len = 1024;
+  r.tokens = tokens;
+  r.max_chips = 64;
+  return r;
+}
+
+TEST(PlanPlanner, DeterministicCheapestFirstAndParetoMarked) {
+  Catalog catalog = repo_catalog();
+  PlanRequest r = gpt2_request(1e10);
+  std::vector<PlanRow> a = make_plan(catalog, r), b = make_plan(catalog, r);
+  EXPECT_EQ(plan_to_json(a).dump(), plan_to_json(b).dump());
+  ASSERT_FALSE(a.empty());
+  ASSERT_TRUE(a.front().fits);
+  EXPECT_TRUE(a.front().pareto);  // the cheapest is always on the front
+  double last = 0;
+  int pareto = 0;
+  for (const PlanRow& row : a) {
+    if (!row.fits) continue;
+    EXPECT_GE(row.dollars, last);
+    last = row.dollars;
+    pareto += row.pareto;
+    EXPECT_NEAR(row.dollars, row.hours * row.price_per_hour, 1e-6 * row.dollars);
+    EXPECT_NEAR(row.dollars_per_billion_tokens, row.dollars / 10.0, 1e-9 * row.dollars);
+  }
+  EXPECT_GE(pareto, 2);
+  // Chips without a priced instance are listed as not fitting, with the reason.
+  bool tpu_listed = false;
+  for (const PlanRow& row : a) {
+    if (row.chip == "tpu-v5e") {
+      tpu_listed = true;
+      EXPECT_FALSE(row.fits);
+      EXPECT_NE(row.why_not.find("no priced instance"), std::string::npos) << row.why_not;
+    }
+  }
+  EXPECT_TRUE(tpu_listed);
+}
+
+TEST(PlanPlanner, OneInstanceThroughputFollowsTheRoofline) {
+  Catalog catalog = repo_catalog();
+  PlanRequest r = gpt2_request(1e9);
+  r.chips = {"h100"};
+  r.max_chips = 8;
+  std::vector<PlanRow> rows = make_plan(catalog, r);
+  ASSERT_EQ(rows.size(), 1u);
+  const PlanRow& row = rows[0];
+  ASSERT_TRUE(row.fits);
+  EXPECT_EQ(row.evidence, EvidenceKind::kRoofline);
+  const double per_chip = 989.4e12 * catalog.family("hopper")->mfu.value /
+                          model::preset("gpt2-124m").training_flops_per_token(1024);
+  // Eight chips at the roofline rate; communication can only slow it down, and only a little here.
+  EXPECT_LE(row.tokens_per_s, 8 * per_chip * (1 + 1e-9));
+  EXPECT_GE(row.tokens_per_s, 0.9 * 8 * per_chip);
+  EXPECT_NEAR(row.hours, 1e9 / row.tokens_per_s / 3600, 1e-9);
+  EXPECT_NEAR(row.energy_kwh, 8 * 700 * row.hours / 1000, 1e-9);
+}
+
+TEST(PlanPlanner, ModelsTooLargeAreListedAsNotFittingWithWhy) {
+  Catalog catalog = repo_catalog();
+  PlanRequest r;
+  r.shape = shape_from_json(json{{"name", "gpt3-175b"}, {"layers", 96}, {"hidden", 12288}, {"heads", 96},
+                                 {"vocab", 50257}, {"ffn", 49152}, {"tied_embeddings", true}},
+                            "test");
+  r.seq_len = 2048;
+  r.tokens = 1e9;
+  r.chips = {"trn1"};
+  r.max_chips = 16;
+  std::vector<PlanRow> rows = make_plan(catalog, r);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_FALSE(rows[0].fits);
+  EXPECT_NE(rows[0].why_not.find("GiB per chip"), std::string::npos) << rows[0].why_not;
+  // 175e9 parameters x 16 bytes over 16 chips is ~163 GiB each, far above 32 GiB.
+  EXPECT_GT(rows[0].memory_per_chip, 150.0 * (1 << 30));
+}
+
+TEST(PlanPlanner, ImpossibleRequestsGetClearErrors) {
+  Catalog catalog = repo_catalog();
+  PlanRequest r = gpt2_request(0);
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--tokens must be positive"), std::string::npos);
+  r = gpt2_request(-5);
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--tokens must be positive"), std::string::npos);
+  r = gpt2_request(1e9);
+  r.chips = {"h999"};
+  std::string e = error_of([&] { make_plan(catalog, r); });
+  EXPECT_NE(e.find("unknown chip 'h999'"), std::string::npos) << e;
+  EXPECT_NE(e.find("trn1"), std::string::npos) << e;  // lists the known chips
+  r = gpt2_request(1e12);
+  r.deadline_hours = 0.001;
+  e = error_of([&] { make_plan(catalog, r); });
+  EXPECT_NE(e.find("no configuration meets the deadline"), std::string::npos) << e;
+  r = gpt2_request(1e9);
+  r.max_chips = 0;
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--max-chips"), std::string::npos);
+}
+
+TEST(PlanPlanner, DeadlineKeepsOnlyConfigurationsThatMeetIt) {
+  Catalog catalog = repo_catalog();
+  PlanRequest r = gpt2_request(1e10);
+  r.deadline_hours = 2.0;
+  for (const PlanRow& row : make_plan(catalog, r)) {
+    if (row.fits) EXPECT_LE(row.hours, 2.0);
+  }
+}
+
+TEST(PlanEvidence, MeasuredAndSimulatedRunsReplaceTheRoofline) {
+  Catalog catalog = repo_catalog();
+  json bench = {{"mode", "train"}, {"model", "gpt2-124m"}, {"device", "cuda"}, {"batch", 8}, {"seq", 1024},
+                {"ms_per_step", 100.0}, {"flops_per_step", 8 * 1024 * 7.5e8}};
+  StepEvidence measured = parse_evidence(bench, "h100", "bench.json");
+  EXPECT_EQ(measured.kind, EvidenceKind::kMeasured);
+  EXPECT_DOUBLE_EQ(measured.flops_per_second(), 8 * 1024 * 7.5e8 * 10);
+  json sim = bench;
+  sim["simulated_ms_per_step"] = 50.0;
+  StepEvidence simulated = parse_evidence(sim, "trn2", "sim.json");
+  EXPECT_EQ(simulated.kind, EvidenceKind::kSimulated);
+  EXPECT_DOUBLE_EQ(simulated.ms_per_step, 50.0);
+
+  PlanRequest r = gpt2_request(1e9);
+  r.chips = {"h100", "trn2", "h200"};
+  r.evidence = {measured, simulated};
+  std::map<std::string, EvidenceKind> kinds;
+  for (const PlanRow& row : make_plan(catalog, r)) kinds[row.chip] = row.evidence;
+  EXPECT_EQ(kinds["h100"], EvidenceKind::kMeasured);
+  EXPECT_EQ(kinds["trn2"], EvidenceKind::kSimulated);
+  EXPECT_EQ(kinds["h200"], EvidenceKind::kRoofline);
+
+  json bad = bench;
+  bad.erase("flops_per_step");
+  EXPECT_NE(error_of([&] { parse_evidence(bad, "h100", "b.json"); }).find("missing field 'flops_per_step'"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { parse_evidence(bench, "", "b.json"); }).find("no chip named"), std::string::npos);
+  r.evidence = {parse_evidence(bench, "h999", "b.json")};
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("unknown chip 'h999'"), std::string::npos);
+}
+
+TEST(PlanReport, JsonCsvAndSvgCarryTheConfigurations) {
+  Catalog catalog = repo_catalog();
+  std::vector<PlanRow> rows = make_plan(catalog, gpt2_request(1e10));
+  json array = plan_to_json(rows);
+  ASSERT_TRUE(array.is_array());
+  for (const json& o : array) {
+    for (const char* key : {"chip", "chips", "instances", "hours", "dollars", "tokens_per_s", "evidence"}) {
+      EXPECT_TRUE(o.contains(key)) << key;
+    }
+  }
+  std::string csv = plan_to_csv(rows);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), static_cast<long>(rows.size()) + 1);
+  std::string svg = plan_to_svg(rows, "test");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("<polyline"), std::string::npos);  // the Pareto front
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+}
+
+// ---- validation against published measurements ----
+
+TEST(PlanValidation, PublishedRunsArePredictedWithinTwentyPercent) {
+  Catalog catalog = repo_catalog();
+  std::vector<PublishedRun> runs = parse_published(read_json_file(kCatalogDir + "/published.json"), "published.json");
+  ValidationReport report = validate_published(catalog, runs);
+  EXPECT_GE(report.rows.size(), 8u);
+  EXPECT_GE(report.families, 2);
+  EXPECT_LE(report.mape, 20.0);
+  EXPECT_LE(report.loo_mape, 20.0);
+  for (const ValidationRow& row : report.rows) {
+    EXPECT_FALSE(row.run.source.empty());
+    EXPECT_GT(row.measured_mfu, 0.1) << row.run.name;
+    EXPECT_LT(row.measured_mfu, 0.7) << row.run.name;
+  }
+}
+
+// ---- the command ----
+
+TEST(PlanCli, PrintsOneJsonArrayAndRejectsBadInput) {
+  if (!fs::exists(SWITCHYARD_CLI)) GTEST_SKIP() << "CLI not built";
+  auto run = [](const std::string& args, int* code) {
+    std::string cmd = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
+    int status = pclose(pipe);
+    *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return out;
+  };
+  int code = 0;
+  std::string out = run("plan --model gpt2-124m --tokens 1e9 --max-chips 32 --json --catalog-dir " + kCatalogDir, &code);
+  ASSERT_EQ(code, 0) << out;
+  json array = json::parse(out);
+  ASSERT_TRUE(array.is_array());
+  EXPECT_TRUE(array[0]["fits"].get<bool>());
+  out = run("plan --model gpt2-124m --tokens 0 --catalog-dir " + kCatalogDir, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("--tokens"), std::string::npos) << out;
+  out = run("plan --model gpt2-124m --tokens 1e9 --chips nope --catalog-dir " + kCatalogDir, &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("unknown chip 'nope'"), std::string::npos) << out;
+  out = run("plan validate --catalog-dir " + kCatalogDir, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("mean absolute percentage error"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace switchyard::plan
