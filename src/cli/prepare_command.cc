@@ -4,7 +4,7 @@
 #include <string>
 
 #include "cli/commands.h"
-#include "cli/vocab_dir.h"
+#include "tokenizer/tokenize_text.h"
 #include "core/error.h"
 #include "data/text_to_shards.h"
 #include "tokenizer/tokenizer.h"
@@ -24,7 +24,7 @@ struct PrepareFlags {
 void run_prepare(const PrepareFlags& flags) {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer =
       flags.tokenizer == "byte" ? tokenizer::make_byte_tokenizer()
-                                : tokenizer::load_gpt2_tokenizer(find_gpt2_vocab_dir(flags.vocab));
+                                : tokenizer::load_gpt2_tokenizer(tokenizer::find_gpt2_vocab_directory(flags.vocab));
   const data::PreparedData prepared =
       data::prepare_text(flags.input, *tokenizer, flags.out, flags.val_fraction);
   std::printf("tokenizer %s (vocabulary %d)\n", tokenizer->name().c_str(), tokenizer->vocab_size());

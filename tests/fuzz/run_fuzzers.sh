@@ -14,12 +14,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${2:-$root/build-fuzz}"
 jobs="${FUZZ_JOBS:-2}"
 
-# Every library is compiled with coverage instrumentation (fuzzer-no-link) and the sanitizers, not
-# just the fuzz target's own file: the parsers live in the libraries, and without this libFuzzer
-# would see no coverage there and fuzz blindly.
-flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# tests/CMakeLists.txt compiles each fuzzer together with its parser's sources, instrumented.
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DSWITCHYARD_BUILD_FUZZERS=ON -DCMAKE_CXX_FLAGS="$flags" >/dev/null
+  -DSWITCHYARD_BUILD_FUZZERS=ON >/dev/null
 cmake --build "$build" --target safetensors_fuzzer token_shard_fuzzer -j"$jobs"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/switchyard_fuzz.XXXXXX")"
