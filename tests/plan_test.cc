@@ -207,6 +207,8 @@ TEST(PlanMemory, EstimateMatchesEngineAllocationOnCpu) {
   for (const Case& c : cases) {
     double engine = static_cast<double>(engine_peak_bytes(c.config, c.B, c.T));
     double estimate = planner_bytes(c.config, c.B, c.T);
+    std::printf("C=%d B=%d T=%d: engine peak %.0f bytes, planner %.0f (ratio %.4f)\n", c.config.channels, c.B,
+                c.T, engine, estimate, estimate / engine);
     EXPECT_NEAR(estimate / engine, 1.0, 0.05)
         << "C=" << c.config.channels << " B=" << c.B << " T=" << c.T << ": engine " << engine << " bytes, planner "
         << estimate;
@@ -442,7 +444,9 @@ TEST(PlanPlanner, DeadlineKeepsOnlyConfigurationsThatMeetIt) {
   PlanRequest r = gpt2_request(1e10);
   r.deadline_hours = 2.0;
   for (const PlanRow& row : make_plan(catalog, r)) {
-    if (row.fits) EXPECT_LE(row.hours, 2.0);
+    if (row.fits) {
+      EXPECT_LE(row.hours, 2.0);
+    }
   }
 }
 
