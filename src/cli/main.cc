@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   switchyard::cli::add_eval_command(app);
   switchyard::cli::add_generate_command(app);
   switchyard::cli::add_bench_command(app);
+  switchyard::cli::add_neuron_command(app);
   switchyard::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,177 @@
+#include "neuron/gemm_kernel.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace switchyard::neuron {
+
+namespace {
+
+constexpr int64_t kTileK = 128;  // partitions of the PE array
+constexpr int64_t kTileM = 128;  // PE array columns
+constexpr int64_t kTileN = 512;  // one PSUM bank of fp32
+constexpr int kPsumBuffers = 4;   // accumulate in one bank while earlier ones drain
+constexpr int kOutputBuffers = 4;
+constexpr int kStoreQueues = 2;   // the last queues carry stores; the rest carry loads
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
+              const GemmOptions& options) {
+  require(a.memory() == Memory::kHbm && b.memory() == Memory::kHbm && c.memory() == Memory::kHbm,
+          "gemm: A, B and C must be HBM tensors");
+  require(a.free_dims() == 1 && b.free_dims() == 1 && c.free_dims() == 1,
+          "gemm: A, B and C must be 2-D views");
+  const int64_t M = a.partitions();
+  const int64_t K = a.free_size();
+  const int64_t N = b.free_size();
+  require(b.partitions() == K, "gemm: A is {}x{} but B has {} rows (expected {})", M, K,
+          b.partitions(), K);
+  require(c.partitions() == M && c.free_size() == N, "gemm: C is {}x{}, expected {}x{}",
+          c.partitions(), c.free_size(), M, N);
+  const Dtype dt = options.compute_dtype;
+  require(dt != Dtype::kI32, "gemm: compute dtype must be a float type");
+
+  const std::string previous_kernel = core.kernel();
+  core.set_kernel("gemm");
+  const CoreConfig& cfg = core.config();
+  // Loads and stores on separate queues, so a store waiting for its tile never holds up a load.
+  const int load_queues =
+      cfg.dma_queues > kStoreQueues ? cfg.dma_queues - kStoreQueues : cfg.dma_queues;
+  const int store_queues = cfg.dma_queues > kStoreQueues ? kStoreQueues : cfg.dma_queues;
+  const int first_store_queue = cfg.dma_queues > kStoreQueues ? load_queues : 0;
+
+  GemmPlan plan;
+  plan.m_tiles = ceil_div(M, kTileM);
+  plan.k_tiles = ceil_div(K, kTileK);
+  plan.n_tiles = ceil_div(N, kTileN);
+  const int64_t esize = dtype_bytes(dt);
+  const int64_t b_panel_bytes = plan.k_tiles * kTileN * esize;
+  const int64_t a_tile_row_bytes = plan.k_tiles * kTileM * esize;  // per M tile in a block
+  const int64_t out_bytes = kOutputBuffers * kTileN * dtype_bytes(c.dtype());
+  // Per-allocation alignment slack.
+  const int64_t slack = 64 * 8;
+  const int64_t free = core.sbuf_largest_free();
+  auto needed = [&](int64_t block, int a_buffers) {
+    return a_buffers * block * a_tile_row_bytes + 2 * b_panel_bytes + out_bytes + slack;
+  };
+  for (int a_buffers : {2, 1}) {
+    for (int64_t block = plan.m_tiles; block >= 1; --block) {
+      if (needed(block, a_buffers) <= free) {
+        plan.m_block_tiles = block;
+        plan.a_buffers = a_buffers;
+        break;
+      }
+    }
+    if (plan.m_block_tiles > 0) break;
+  }
+  if (plan.m_block_tiles == 0) {
+    core.set_kernel(previous_kernel);
+    fail("gemm: K = {} does not fit: one M tile of A^T and two B panels need {} bytes per SBUF "
+         "partition, {} are free",
+         K, needed(1, 1), free);
+  }
+  // Several A blocks only pay off when each is fully used; even out the block sizes.
+  const int64_t blocks = ceil_div(plan.m_tiles, plan.m_block_tiles);
+  plan.m_block_tiles = ceil_div(plan.m_tiles, blocks);
+  if (blocks == 1) plan.a_buffers = 1;
+  plan.sbuf_bytes_per_partition = needed(plan.m_block_tiles, plan.a_buffers) - slack;
+
+  const int64_t block_cols = plan.m_block_tiles * kTileM;
+  std::vector<View> a_buf;
+  for (int i = 0; i < plan.a_buffers; ++i)
+    a_buf.push_back(core.sbuf_alloc(kTileK, {plan.k_tiles * block_cols}, dt,
+                                    "gemm.aT" + std::to_string(i)));
+  std::vector<View> b_buf;
+  for (int i = 0; i < 2; ++i)
+    b_buf.push_back(core.sbuf_alloc(kTileK, {plan.k_tiles * kTileN}, dt,
+                                    "gemm.b" + std::to_string(i)));
+  std::vector<View> psum;
+  for (int i = 0; i < kPsumBuffers; ++i)
+    psum.push_back(core.psum_alloc(kTileM, {kTileN}, Dtype::kF32, "gemm.acc" + std::to_string(i)));
+  std::vector<View> out;
+  for (int i = 0; i < kOutputBuffers; ++i)
+    out.push_back(core.sbuf_alloc(kTileM, {kTileN}, c.dtype(), "gemm.c" + std::to_string(i)));
+
+  int next_load = 0;
+  int next_store = 0;
+  auto load_queue = [&] { return next_load++ % load_queues; };
+  auto store_queue = [&] { return first_store_queue + next_store++ % store_queues; };
+  auto k_size = [&](int64_t kt) { return std::min(kTileK, K - kt * kTileK); };
+  auto m_size = [&](int64_t mt) { return std::min(kTileM, M - mt * kTileM); };
+  auto n_size = [&](int64_t nt) { return std::min(kTileN, N - nt * kTileN); };
+  auto block_tiles = [&](int64_t block) {
+    return std::min(plan.m_block_tiles, plan.m_tiles - block * plan.m_block_tiles);
+  };
+  // A^T tile (kt, local m tile j) of buffer `buf`.
+  auto a_tile = [&](int buf, int64_t kt, int64_t j, int64_t mt) {
+    return a_buf[buf].rows(0, k_size(kt)).cols(kt * block_cols + j * kTileM, m_size(mt));
+  };
+  auto b_tile = [&](int buf, int64_t kt, int64_t nt) {
+    return b_buf[buf].rows(0, k_size(kt)).cols(kt * kTileN, n_size(nt));
+  };
+  auto load_a_block = [&](int64_t block) {
+    int buf = static_cast<int>(block % plan.a_buffers);
+    for (int64_t j = 0; j < block_tiles(block); ++j) {
+      int64_t mt = block * plan.m_block_tiles + j;
+      for (int64_t kt = 0; kt < plan.k_tiles; ++kt) {
+        View src = a.rows(mt * kTileM, m_size(mt)).cols(kt * kTileK, k_size(kt)).transposed();
+        core.dma_copy(a_tile(buf, kt, j, mt), src, load_queue());
+      }
+    }
+  };
+  auto load_b_panel = [&](int64_t step, int64_t nt) {
+    int buf = static_cast<int>(step % 2);
+    for (int64_t kt = 0; kt < plan.k_tiles; ++kt) {
+      View src = b.rows(kt * kTileK, k_size(kt)).cols(nt * kTileN, n_size(nt));
+      core.dma_copy(b_tile(buf, kt, nt), src, load_queue());
+    }
+  };
+
+  const int64_t steps = blocks * plan.n_tiles;
+  int64_t output_tile = 0;
+  load_b_panel(0, 0);
+  load_a_block(0);
+  for (int64_t step = 0; step < steps; ++step) {
+    const int64_t block = step / plan.n_tiles;
+    const int64_t nt = step % plan.n_tiles;
+    if (nt == 0 && block > 0 && plan.a_buffers == 1) load_a_block(block);
+    // Prefetch the next B panel (and, at a block's start, the next A block) before computing.
+    if (step + 1 < steps) load_b_panel(step + 1, (step + 1) % plan.n_tiles);
+    if (nt == 0 && plan.a_buffers == 2 && block + 1 < blocks) load_a_block(block + 1);
+    const int a_index = static_cast<int>(block % plan.a_buffers);
+    const int bb = static_cast<int>(step % 2);
+    for (int64_t j = 0; j < block_tiles(block); ++j) {
+      const int64_t mt = block * plan.m_block_tiles + j;
+      const View acc = psum[output_tile % kPsumBuffers].rows(0, m_size(mt)).cols(0, n_size(nt));
+      for (int64_t kt = 0; kt < plan.k_tiles; ++kt) {
+        core.matmul(acc, a_tile(a_index, kt, j, mt), b_tile(bb, kt, nt), kt == 0,
+                    kt == plan.k_tiles - 1);
+      }
+      const View staged = out[output_tile % kOutputBuffers].rows(0, m_size(mt)).cols(0, n_size(nt));
+      // Split PSUM evacuation between VectorE and ScalarE so neither becomes the bottleneck.
+      if (output_tile % 2 == 0) {
+        core.tensor_copy(staged, acc, Engine::kVector);
+      } else {
+        core.activation(staged, Activation::kIdentity, acc);
+      }
+      core.dma_copy(c.rows(mt * kTileM, m_size(mt)).cols(nt * kTileN, n_size(nt)), staged,
+                    store_queue());
+      ++output_tile;
+    }
+  }
+
+  for (const View& v : out) core.release(v);
+  for (const View& v : psum) core.release(v);
+  for (const View& v : b_buf) core.release(v);
+  for (const View& v : a_buf) core.release(v);
+  core.set_kernel(previous_kernel);
+  return plan;
+}
+
+}  // namespace switchyard::neuron

@@ -1,0 +1,49 @@
+// Operation codes of the simulated instruction set (NKI names in comments).
+#pragma once
+
+namespace switchyard::neuron {
+
+// Compute engines. DMA queues are numbered separately (0 .. CoreConfig::dma_queues - 1).
+enum class Engine { kTensor, kVector, kScalar, kGpSimd };
+inline constexpr int kComputeEngines = 4;
+const char* engine_name(Engine engine);  // "TensorE", "VectorE", "ScalarE", "GpSimd"
+
+// Arithmetic/logic ops of VectorE and GpSimd (nl.add, nl.subtract, ...). Comparisons give 1 or 0.
+enum class AluOp {
+  kBypass,  // no operation: the first operand passes through (second op of tensor_scalar)
+  kAdd,
+  kSubtract,
+  kMultiply,
+  kDivide,
+  kMax,
+  kMin,
+  kPow,
+  kIsEqual,
+  kNotEqual,
+  kIsGreater,
+  kIsGreaterEqual,
+  kIsLess,
+  kIsLessEqual,
+};
+const char* alu_op_name(AluOp op);
+float apply_alu(AluOp op, float a, float b);
+
+// ScalarE activation functions (nl.exp, nl.tanh, ...).
+enum class Activation {
+  kIdentity,
+  kExp,
+  kLog,
+  kTanh,
+  kGeluTanh,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's gelu
+  kSilu,
+  kSigmoid,
+  kRelu,
+  kSqrt,
+  kRsqrt,
+  kReciprocal,
+  kSquare,
+};
+const char* activation_name(Activation function);
+float apply_activation(Activation function, float x);
+
+}  // namespace switchyard::neuron
