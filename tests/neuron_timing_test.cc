@@ -1,0 +1,183 @@
+// Simulated timing reproduces the published cost figures (simulated time is deterministic, so
+// these are exact checks of the model, not of the machine running the tests).
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "neuron/cost_model.h"
+#include "neuron/neuron_core.h"
+
+namespace switchyard::neuron {
+namespace {
+
+View filled(NeuronCore& core, int64_t partitions, std::vector<int64_t> shape, Dtype dtype,
+            const char* name) {
+  View v = core.sbuf_alloc(partitions, shape, dtype, name);
+  core.write(v, std::vector<float>(static_cast<size_t>(v.elements()), 0.5f));
+  return v;
+}
+
+// TensorE cycles per matmul in steady state (many independent matmuls back to back).
+double matmul_cycles(const CoreConfig& config, Dtype dtype, int64_t n) {
+  NeuronCore core(config);
+  View st = filled(core, 128, {128}, dtype, "st");
+  View mv = filled(core, 128, {n}, dtype, "mv");
+  std::vector<View> acc;
+  for (int i = 0; i < 8; ++i) acc.push_back(core.psum_alloc(128, {n}, Dtype::kF32, "acc"));
+  const int count = 64;
+  for (int i = 0; i < count; ++i) core.matmul(acc[i % 8], st, mv, true, true);
+  RunStats s = core.stats();
+  return s.engines[0].busy_cycles / count;
+}
+
+TEST(NeuronTiming, MatmulBf16CostsAboutNCycles) {
+  double cycles = matmul_cycles(trn1_config(), Dtype::kBF16, 512);
+  EXPECT_NEAR(cycles, 512, 0.05 * 512);
+  // A single matmul: 512 cycles plus the first LoadStationary (a quarter of 128 cycles).
+  NeuronCore core(trn1_config());
+  View st = filled(core, 128, {128}, Dtype::kBF16, "st");
+  View mv = filled(core, 128, {512}, Dtype::kBF16, "mv");
+  View acc = core.psum_alloc(128, {512}, Dtype::kF32, "acc");
+  core.matmul(acc, st, mv, true, true);
+  EXPECT_NEAR(core.now_ns() * trn1_config().tensor_ghz, 512 + 32, 1e-6);
+  // Achieved rate in steady state is the published per-core peak (~92 TFLOPS on trn1).
+  double tflops = 2.0 * 128 * 128 * 512 / (cycles / trn1_config().tensor_ghz) / 1e3;
+  EXPECT_NEAR(tflops, 91.75, 0.05 * 91.75);
+}
+
+TEST(NeuronTiming, MatmulFp32IsFourTimesSlowerAndSmallNHasAFloor) {
+  EXPECT_NEAR(matmul_cycles(trn1_config(), Dtype::kF32, 512), 4 * 512, 0.05 * 4 * 512);
+  EXPECT_NEAR(matmul_cycles(trn1_config(), Dtype::kBF16, 16), 64, 0.05 * 64);
+  // fp8 doubles the rate on trn2 only.
+  EXPECT_NEAR(matmul_cycles(trn2_config(), Dtype::kF8E4M3, 512), 256, 0.05 * 256);
+  EXPECT_NEAR(matmul_cycles(trn1_config(), Dtype::kF8E4M3, 512), 512, 0.05 * 512);
+}
+
+TEST(NeuronTiming, VectorOpCostsNPlusFixedOverhead) {
+  NeuronCore core(trn1_config());
+  View in = filled(core, 128, {2048}, Dtype::kF32, "in");
+  View out = core.sbuf_alloc(128, {2048}, Dtype::kF32, "out");
+  core.tensor_copy(out, in);
+  const double ghz = trn1_config().vector_ghz;
+  EXPECT_NEAR(core.last_timing().end_ns - core.last_timing().start_ns, 2048 / ghz, 1e-6);
+  EXPECT_NEAR(core.now_ns() * ghz, 2048 + cost::kVectorFixedLatencyCycles, 1e-6);
+  // Two inputs: ~2N.
+  View b = filled(core, 128, {2048}, Dtype::kF32, "b");
+  core.tensor_tensor(out, in, AluOp::kAdd, b);
+  EXPECT_NEAR((core.last_timing().end_ns - core.last_timing().start_ns) * ghz, 4096, 1e-6);
+  // Small ops hit the minimum issue interval.
+  core.tensor_copy(out.cols(0, 8), in.cols(0, 8));
+  EXPECT_NEAR((core.last_timing().end_ns - core.last_timing().start_ns) * ghz,
+              cost::kVectorMinIssueCycles, 1e-6);
+}
+
+TEST(NeuronTiming, ScalarActivationCostsMaxOf64AndN) {
+  NeuronCore core(trn1_config());
+  View in = filled(core, 128, {1000}, Dtype::kF32, "in");
+  View out = core.sbuf_alloc(128, {1000}, Dtype::kF32, "out");
+  core.activation(out, Activation::kExp, in);
+  const double ghz = trn1_config().scalar_ghz;
+  EXPECT_NEAR((core.last_timing().end_ns - core.last_timing().start_ns) * ghz, 1000, 1e-6);
+  core.activation(out.cols(0, 10), Activation::kExp, in.cols(0, 10));
+  EXPECT_NEAR((core.last_timing().end_ns - core.last_timing().start_ns) * ghz, 64, 1e-6);
+}
+
+// Achieved bandwidth of `count` back-to-back transfers of `bytes` each on one DMA queue.
+double queue_gbps(int64_t bytes, int count) {
+  NeuronCore core(trn1_config());
+  int64_t cols = bytes / 4 / 128;
+  View src = core.hbm_alloc({128, cols * count}, Dtype::kF32, "src");
+  core.write(src, std::vector<float>(static_cast<size_t>(128 * cols * count), 1.0f));
+  View dst = core.sbuf_alloc(128, {cols * count}, Dtype::kF32, "dst");
+  for (int i = 0; i < count; ++i)
+    core.dma_copy(dst.cols(i * cols, cols), src.cols(i * cols, cols), /*queue=*/3);
+  return static_cast<double>(bytes) * count / core.last_timing().end_ns;
+}
+
+TEST(NeuronTiming, DmaReachesQueueBandwidthFrom32KiB) {
+  const double bw = trn1_config().dma_queue_gbps;
+  EXPECT_NEAR(queue_gbps(32 * 1024, 32), bw, 0.01 * bw);
+  EXPECT_NEAR(queue_gbps(256 * 1024, 8), bw, 0.01 * bw);
+  EXPECT_LT(queue_gbps(4 * 1024, 32), 0.2 * bw);
+  EXPECT_LT(queue_gbps(16 * 1024, 32), 0.6 * bw);
+}
+
+TEST(NeuronTiming, DmaQueuesShareTheCoresHbmBandwidth) {
+  // 16 queues x ~29 GB/s exceed trn1's 410 GB/s per-core HBM share: HBM is the limit.
+  NeuronCore core(trn1_config());
+  const int64_t cols = 2048;  // 1 MiB per transfer
+  View src = core.hbm_alloc({128, cols * 64}, Dtype::kF32, "src");
+  core.write(src, std::vector<float>(static_cast<size_t>(128 * cols * 64), 1.0f));
+  std::vector<View> tiles;
+  for (int i = 0; i < 64; ++i) tiles.push_back(core.sbuf_alloc(128, {cols / 16}, Dtype::kF32, "t"));
+  // 64 independent 64 KiB transfers spread over the 16 queues.
+  for (int i = 0; i < 64; ++i) core.dma_copy(tiles[i], src.cols(i * cols, cols / 16), i % 16);
+  const double bytes = 64.0 * 128 * (cols / 16) * 4;
+  const double gbps = bytes / core.now_ns();
+  EXPECT_LE(gbps, trn1_config().hbm_core_gbps() * 1.001);
+  EXPECT_GT(gbps, trn1_config().hbm_core_gbps() * 0.85);
+  RunStats s = core.stats();
+  EXPECT_EQ(s.hbm_read_bytes, static_cast<int64_t>(bytes));
+}
+
+TEST(NeuronTiming, ReadWaitsForWriteAndWriteWaitsForRead) {
+  NeuronCore core(trn1_config());
+  View src = core.hbm_alloc({128, 8192}, Dtype::kF32, "src");
+  core.write(src, std::vector<float>(128 * 8192, 1.0f));
+  View t = core.sbuf_alloc(128, {8192}, Dtype::kF32, "t");
+  View out = core.sbuf_alloc(128, {8192}, Dtype::kF32, "out");
+  core.dma_copy(t, src);
+  InstructionTiming load = core.last_timing();
+  core.tensor_copy(out, t);  // RAW: waits for the DMA's data
+  InstructionTiming copy = core.last_timing();
+  EXPECT_GE(copy.start_ns, load.done_ns);
+  core.dma_copy(t, src);  // WAR: may not overwrite t before the copy has read it
+  InstructionTiming reload = core.last_timing();
+  EXPECT_GE(reload.start_ns, copy.end_ns);
+  core.tensor_copy(out, t);  // WAW on out and RAW on t
+  EXPECT_GE(core.last_timing().start_ns, reload.done_ns);
+  // An independent op on another tile does not wait.
+  View other = core.sbuf_alloc(128, {64}, Dtype::kF32, "other");
+  core.memset(other, 0.0f, Engine::kScalar);
+  EXPECT_LT(core.last_timing().start_ns, reload.start_ns);
+}
+
+TEST(NeuronTiming, EnginesOverlapExceptV2PortConflicts) {
+  for (bool v2 : {true, false}) {
+    NeuronCore core(v2 ? trn1_config() : trn2_config());
+    View a = filled(core, 128, {4096}, Dtype::kF32, "a");
+    View b = filled(core, 128, {4096}, Dtype::kF32, "b");
+    View c = filled(core, 128, {4096}, Dtype::kF32, "c");
+    View oa = core.sbuf_alloc(128, {4096}, Dtype::kF32, "oa");
+    View ob = core.sbuf_alloc(128, {4096}, Dtype::kF32, "ob");
+    View oc = core.sbuf_alloc(128, {4096}, Dtype::kF32, "oc");
+    core.tensor_scalar(oa, a, AluOp::kAdd, 1.0f, AluOp::kBypass, 0.0f, Engine::kVector);
+    InstructionTiming vec = core.last_timing();
+    core.activation(ob, Activation::kExp, b);  // ScalarE on SBUF: overlaps on both
+    EXPECT_LT(core.last_timing().start_ns, vec.end_ns);
+    core.tensor_scalar(oc, c, AluOp::kAdd, 1.0f, AluOp::kBypass, 0.0f, Engine::kGpSimd);
+    if (v2) {
+      EXPECT_GE(core.last_timing().start_ns, vec.end_ns);  // shares the SBUF port with VectorE
+    } else {
+      EXPECT_LT(core.last_timing().start_ns, vec.end_ns);
+    }
+  }
+}
+
+TEST(NeuronTiming, StatsReportBusyTimesAndHighWaterMarks) {
+  NeuronCore core(trn1_config());
+  View st = filled(core, 128, {128}, Dtype::kBF16, "st");
+  View mv = filled(core, 128, {512}, Dtype::kBF16, "mv");
+  View acc = core.psum_alloc(128, {512}, Dtype::kF32, "acc");
+  core.matmul(acc, st, mv, true, true);
+  RunStats s = core.stats();
+  EXPECT_EQ(s.matmul_flops, 2.0 * 128 * 128 * 512);
+  EXPECT_EQ(s.sbuf_high_water_bytes, 256 + 1024);
+  EXPECT_EQ(s.psum_high_water_bytes, 2048);
+  EXPECT_NEAR(s.engines[0].utilization, 1.0, 1e-9);
+  EXPECT_EQ(s.engines[0].instructions, 1);
+  EXPECT_EQ(s.engines.size(), 4u + 16u);
+}
+
+}  // namespace
+}  // namespace switchyard::neuron
