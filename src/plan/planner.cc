@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <tuple>
 
 #include "core/error.h"
@@ -88,24 +89,28 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
 
 PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec& inst, int64_t instances,
                  const ComputeRate& rate) {
-  PlanRow row;
-  row.chip = chip.name;
-  row.instance = inst.name;
-  row.instances = instances;
-  row.chips = instances * inst.chips;
-  row.memory_capacity = chip.memory_gib.value * kGiB;
-  const double usable = row.memory_capacity * r.memory_fraction;
+  PlanRow base;
+  base.chip = chip.name;
+  base.instance = inst.name;
+  base.instances = instances;
+  base.chips = instances * inst.chips;
+  base.memory_capacity = chip.memory_gib.value * kGiB;
+  base.evidence = rate.kind;
+  base.evidence_detail = rate.detail;
+  const double usable = base.memory_capacity * r.memory_fraction;
   double smallest_need = 0;
+  std::optional<PlanRow> best;
   for (int64_t tp = 1; tp <= inst.chips; tp *= 2) {
     if (inst.chips % tp != 0 || r.shape.heads % tp != 0 || r.shape.kv_heads % tp != 0) continue;
     for (const Option& option : kOptions) {
       MemoryLayout layout;
       layout.seq_len = r.seq_len;
       layout.tensor_parallel = tp;
-      layout.data_parallel = row.chips / tp;
+      layout.data_parallel = base.chips / tp;
       layout.zero1 = option.zero1;
       layout.recompute = option.recompute;
-      const double per_replica_micro_cap = r.global_batch_tokens / (static_cast<double>(r.seq_len) * layout.data_parallel);
+      const double per_replica_micro_cap =
+          r.global_batch_tokens / (static_cast<double>(r.seq_len) * layout.data_parallel);
       int64_t max_micro = std::max<int64_t>(1, static_cast<int64_t>(std::floor(per_replica_micro_cap)));
       max_micro = std::min<int64_t>(max_micro, 64);
       double used = 0;
@@ -116,6 +121,7 @@ PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
         if (smallest_need == 0 || need < smallest_need) smallest_need = need;
         continue;
       }
+      PlanRow row = base;
       row.fits = true;
       row.tensor_parallel = tp;
       row.data_parallel = layout.data_parallel;
@@ -124,17 +130,17 @@ PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
       row.micro_batch = mb;
       row.memory_per_chip = used;
       fill_timing(r, chip, inst, rate, row);
-      return row;
+      // Same instances, same price: the fastest layout is the cheapest. Ties keep the simpler one.
+      if (!best || row.tokens_per_s > best->tokens_per_s * (1 + 1e-12)) best = row;
     }
   }
-  row.why_not = fmt::format(
+  if (best) return *best;
+  base.why_not = fmt::format(
       "needs {:.1f} GiB per chip even with TP={}, ZeRO-1, recomputation and micro-batch 1; "
       "{:.0f}% of {:g} GiB is usable",
       smallest_need / kGiB, inst.chips, 100 * r.memory_fraction, chip.memory_gib.value);
-  row.memory_per_chip = smallest_need;
-  row.evidence = rate.kind;
-  row.evidence_detail = rate.detail;
-  return row;
+  base.memory_per_chip = smallest_need;
+  return base;
 }
 
 }  // namespace

@@ -2,10 +2,11 @@
 // that fits in memory, its step time, tokens/s, wall time, dollars and energy for a training run.
 //
 // Layouts are data parallelism over every chip, optionally with ZeRO-1 (optimizer state sharded over
-// the replicas), activation recomputation, and tensor parallelism inside an instance. The first
-// layout that fits is taken in this order: smallest tensor-parallel degree, then plain, ZeRO-1,
-// ZeRO-1 with recomputation; within it the largest micro-batch (a power of two, at most the global
-// batch) that fits.
+// the replicas), activation recomputation, and tensor parallelism inside an instance. Every
+// combination (tensor-parallel degree a power of two dividing the instance and the heads; plain,
+// ZeRO-1, ZeRO-1 with recomputation) is tried with the largest micro-batch that fits (a power of
+// two, at most 64 and at most the global batch per replica); the fastest wins, which for a fixed
+// set of instances is also the cheapest. Ties keep the simpler layout.
 //
 // Step time per optimizer step = accumulation steps x (compute + tensor-parallel all-reduces) +
 // the part of the gradient all-reduce that the last backward pass does not hide (backward is 2/3 of
