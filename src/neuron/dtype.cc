@@ -1,5 +1,6 @@
 #include "neuron/dtype.h"
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -119,6 +120,23 @@ float fp8_e5m2_to_float(uint8_t bits) {
   return sign * decode_small_float(code, 2, 15);
 }
 
+namespace {
+
+template <float (*Decode)(uint8_t)>
+const float* decode_table() {
+  static const std::array<float, 256> table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < 256; ++i) t[i] = Decode(static_cast<uint8_t>(i));
+    return t;
+  }();
+  return table.data();
+}
+
+}  // namespace
+
+const float* const kFp8E4M3Values = decode_table<fp8_e4m3_to_float>();
+const float* const kFp8E5M2Values = decode_table<fp8_e5m2_to_float>();
+
 int32_t float_to_int32(float value) {
   if (std::isnan(value)) return std::numeric_limits<int32_t>::min();
   double rounded = std::nearbyint(static_cast<double>(value));
@@ -127,7 +145,7 @@ int32_t float_to_int32(float value) {
   return static_cast<int32_t>(rounded);
 }
 
-float load_element(Dtype dtype, const uint8_t* bytes) {
+float load_element_slow(Dtype dtype, const uint8_t* bytes) {
   switch (dtype) {
     case Dtype::kF32: {
       float v;
@@ -155,7 +173,7 @@ float load_element(Dtype dtype, const uint8_t* bytes) {
   return 0.0f;
 }
 
-void store_element(Dtype dtype, uint8_t* bytes, float value) {
+void store_element_slow(Dtype dtype, uint8_t* bytes, float value) {
   switch (dtype) {
     case Dtype::kF32: std::memcpy(bytes, &value, 4); return;
     case Dtype::kBF16: {

@@ -14,7 +14,9 @@
 // in int32), so a kernel that reads memory it never wrote gets NaN.
 #pragma once
 
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace switchyard::neuron {
@@ -40,8 +42,45 @@ int32_t float_to_int32(float value);
 // The value `value` becomes when stored as `dtype` and read back.
 float round_to(Dtype dtype, float value);
 
-// Decodes one element stored at `bytes` / encodes `value` into it (rounding as above).
-float load_element(Dtype dtype, const uint8_t* bytes);
-void store_element(Dtype dtype, uint8_t* bytes, float value);
+// Decodes one element stored at `bytes` / encodes `value` into it (rounding as above). Inline
+// with fp32 and bf16 fast paths: every simulated instruction moves its operands through these.
+float load_element_slow(Dtype dtype, const uint8_t* bytes);
+// Every fp8 code decoded (index = the byte).
+extern const float* const kFp8E4M3Values;
+extern const float* const kFp8E5M2Values;
+void store_element_slow(Dtype dtype, uint8_t* bytes, float value);
+
+inline float load_element(Dtype dtype, const uint8_t* bytes) {
+  if (dtype == Dtype::kF32) {
+    float v;
+    std::memcpy(&v, bytes, 4);
+    return v;
+  }
+  if (dtype == Dtype::kBF16) {
+    uint16_t v;
+    std::memcpy(&v, bytes, 2);
+    return std::bit_cast<float>(static_cast<uint32_t>(v) << 16);
+  }
+  if (dtype == Dtype::kF8E4M3) return kFp8E4M3Values[*bytes];
+  if (dtype == Dtype::kF8E5M2) return kFp8E5M2Values[*bytes];
+  return load_element_slow(dtype, bytes);
+}
+
+inline void store_element(Dtype dtype, uint8_t* bytes, float value) {
+  if (dtype == Dtype::kF32) {
+    std::memcpy(bytes, &value, 4);
+    return;
+  }
+  if (dtype == Dtype::kBF16) {
+    // Round to nearest even; NaN stays a (quiet) NaN. Same result as core's float_to_bf16.
+    uint32_t bits = std::bit_cast<uint32_t>(value);
+    uint16_t out = (bits & 0x7FFFFFFF) > 0x7F800000
+                       ? static_cast<uint16_t>((bits >> 16) | 0x40)
+                       : static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
+    std::memcpy(bytes, &out, 2);
+    return;
+  }
+  store_element_slow(dtype, bytes, value);
+}
 
 }  // namespace switchyard::neuron

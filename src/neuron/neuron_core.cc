@@ -22,14 +22,25 @@ int64_t extent_bytes(const View& v, bool include_rows) {
   return (last + 1) * dtype_bytes(v.dtype());
 }
 
+// Contiguous runs get a loop with a constant stride, which the compiler vectorises.
 template <Dtype D>
 void load_run(const uint8_t* src, int64_t n, int64_t stride_bytes, float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = load_element(D, src + i * stride_bytes);
+  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32 ? 4 : D == Dtype::kBF16 || D == Dtype::kF16 ? 2 : 1;
+  if (stride_bytes == kSize) {
+    for (int64_t i = 0; i < n; ++i) out[i] = load_element(D, src + i * kSize);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = load_element(D, src + i * stride_bytes);
+  }
 }
 
 template <Dtype D>
 void store_run(uint8_t* dst, int64_t n, int64_t stride_bytes, const float* in) {
-  for (int64_t i = 0; i < n; ++i) store_element(D, dst + i * stride_bytes, in[i]);
+  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32 ? 4 : D == Dtype::kBF16 || D == Dtype::kF16 ? 2 : 1;
+  if (stride_bytes == kSize) {
+    for (int64_t i = 0; i < n; ++i) store_element(D, dst + i * kSize, in[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) store_element(D, dst + i * stride_bytes, in[i]);
+  }
 }
 
 using LoadRun = void (*)(const uint8_t*, int64_t, int64_t, float*);
