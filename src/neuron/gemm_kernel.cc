@@ -1,6 +1,7 @@
 #include "neuron/gemm_kernel.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,7 @@ constexpr int64_t kTileM = 128;  // PE array columns
 constexpr int64_t kTileN = 512;  // one PSUM bank of fp32
 constexpr int kPsumBuffers = 4;   // accumulate in one bank while earlier ones drain
 constexpr int kOutputBuffers = 4;
-constexpr int kStoreQueues = 2;   // the last queues carry stores; the rest carry loads
+constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers waste queue time
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -41,10 +42,17 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
   core.set_kernel("gemm");
   const CoreConfig& cfg = core.config();
   // Loads and stores on separate queues, so a store waiting for its tile never holds up a load.
-  const int load_queues =
-      cfg.dma_queues > kStoreQueues ? cfg.dma_queues - kStoreQueues : cfg.dma_queues;
-  const int store_queues = cfg.dma_queues > kStoreQueues ? kStoreQueues : cfg.dma_queues;
-  const int first_store_queue = cfg.dma_queues > kStoreQueues ? load_queues : 0;
+  // Enough store queues that storing an output tile takes less time than computing the next
+  // one (k_tiles matmuls of 512 columns), at least 2 and at most half the queues.
+  const int64_t k_tiles = (K + kTileK - 1) / kTileK;
+  const double tile_compute_ns = static_cast<double>(k_tiles) * kTileN / cfg.tensor_ghz;
+  const double tile_store_ns =
+      static_cast<double>(kTileM * kTileN * dtype_bytes(c.dtype())) / cfg.dma_queue_gbps;
+  int store_queues = static_cast<int>(std::ceil(1.5 * tile_store_ns / tile_compute_ns));
+  store_queues = std::clamp(store_queues, 2, std::max(1, cfg.dma_queues / 2));
+  if (cfg.dma_queues < 2) store_queues = cfg.dma_queues;
+  const int load_queues = cfg.dma_queues > 1 ? cfg.dma_queues - store_queues : 1;
+  const int first_store_queue = cfg.dma_queues > 1 ? load_queues : 0;
 
   GemmPlan plan;
   plan.m_tiles = ceil_div(M, kTileM);
@@ -160,8 +168,15 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
       } else {
         core.activation(staged, Activation::kIdentity, acc);
       }
-      core.dma_copy(c.rows(mt * kTileM, m_size(mt)).cols(nt * kTileN, n_size(nt)), staged,
-                    store_queue());
+      // Split the store by partitions over the store queues, in pieces of at least 32 KiB.
+      const View dst = c.rows(mt * kTileM, m_size(mt)).cols(nt * kTileN, n_size(nt));
+      const int64_t tile_bytes = m_size(mt) * n_size(nt) * dtype_bytes(c.dtype());
+      const int64_t pieces = std::clamp<int64_t>(tile_bytes / kMinDmaBytes, 1, store_queues);
+      const int64_t rows_per_piece = (m_size(mt) + pieces - 1) / pieces;
+      for (int64_t r = 0; r < m_size(mt); r += rows_per_piece) {
+        const int64_t rows = std::min(rows_per_piece, m_size(mt) - r);
+        core.dma_copy(dst.rows(r, rows), staged.rows(r, rows), store_queue());
+      }
       ++output_tile;
     }
   }
