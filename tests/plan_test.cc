@@ -64,8 +64,14 @@ TEST(PlanWorkload, Gpt2FlopsEqualHandCountAndEngine) {
 }
 
 TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
-  DecoderShape s = shape_from_json(json{{"name", "toy"}, {"layers", 2}, {"hidden", 64}, {"heads", 4},
-                                        {"kv_heads", 2}, {"vocab", 100}, {"ffn", 96}, {"gated", true}},
+  DecoderShape s = shape_from_json(json{{"name", "toy"},
+                                        {"layers", 2},
+                                        {"hidden", 64},
+                                        {"heads", 4},
+                                        {"kv_heads", 2},
+                                        {"vocab", 100},
+                                        {"ffn", 96},
+                                        {"gated", true}},
                                    "test");
   // qkv width 64 + 2 x 2 x 16 = 128; products 2 x (64x128 + 64x64 + 3x64x96) = 61,440 per layer;
   // attention at T = 10: 2 x 64 x 11 = 1,408 per layer; head 2 x 64 x 100 = 12,800.
@@ -75,13 +81,16 @@ TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
 }
 
 TEST(PlanWorkload, GenericFormulaAgreesWithGptConfigForGpt2Shapes) {
-  for (const std::string& name : {std::string("tiny"), std::string("gpt2-124m"), std::string("gpt2-1558m")}) {
+  for (const std::string& name :
+       {std::string("tiny"), std::string("gpt2-124m"), std::string("gpt2-1558m")}) {
     model::GptConfig config = model::preset(name);
     DecoderShape exact = shape_from_gpt(config, name);
     DecoderShape generic = exact;
     generic.gpt.reset();  // use the generic formulas on the same shape
     EXPECT_EQ(num_parameters(generic), config.num_parameters()) << name;
-    EXPECT_NEAR(forward_flops_per_token(generic, 777) / config.forward_flops_per_token(777), 1.0, 1e-12) << name;
+    EXPECT_NEAR(forward_flops_per_token(generic, 777) / config.forward_flops_per_token(777), 1.0,
+                1e-12)
+        << name;
   }
   EXPECT_EQ(num_parameters(shape_from_gpt(model::preset("gpt2-124m"), "x")), 124439808);
 }
@@ -109,50 +118,60 @@ class CountingBackend final : public backend::Backend {
   void copy_to_device(void* d, const void* s, size_t n) override { cpu_.copy_to_device(d, s, n); }
   void copy_to_host(void* d, const void* s, size_t n) override { cpu_.copy_to_host(d, s, n); }
   void fill_zero(void* p, size_t n) override { cpu_.fill_zero(p, n); }
-  void encoder_forward(float* o, const int32_t* t, const float* wte, const float* wpe, int B, int T, int C) override {
+  void encoder_forward(float* o, const int32_t* t, const float* wte, const float* wpe, int B, int T,
+                       int C) override {
     cpu_.encoder_forward(o, t, wte, wpe, B, T, C);
   }
-  void encoder_backward(float* dwte, float* dwpe, const float* d, const int32_t* t, int B, int T, int C) override {
+  void encoder_backward(float* dwte, float* dwpe, const float* d, const int32_t* t, int B, int T,
+                        int C) override {
     cpu_.encoder_backward(dwte, dwpe, d, t, B, T, C);
   }
-  void layernorm_forward(float* o, float* m, float* r, const float* i, const float* w, const float* b, int N,
-                         int C) override {
+  void layernorm_forward(float* o, float* m, float* r, const float* i, const float* w,
+                         const float* b, int N, int C) override {
     cpu_.layernorm_forward(o, m, r, i, w, b, N, C);
   }
-  void layernorm_backward(float* di, float* dw, float* db, const float* d, const float* i, const float* w,
-                          const float* m, const float* r, int N, int C) override {
+  void layernorm_backward(float* di, float* dw, float* db, const float* d, const float* i,
+                          const float* w, const float* m, const float* r, int N, int C) override {
     cpu_.layernorm_backward(di, dw, db, d, i, w, m, r, N, C);
   }
-  void matmul_forward(float* o, const float* i, const float* w, const float* b, int N, int C, int OC) override {
+  void matmul_forward(float* o, const float* i, const float* w, const float* b, int N, int C,
+                      int OC) override {
     cpu_.matmul_forward(o, i, w, b, N, C, OC);
   }
-  void matmul_backward(float* di, float* dw, float* db, const float* d, const float* i, const float* w, int N, int C,
-                       int OC) override {
+  void matmul_backward(float* di, float* dw, float* db, const float* d, const float* i,
+                       const float* w, int N, int C, int OC) override {
     cpu_.matmul_backward(di, dw, db, d, i, w, N, C, OC);
   }
-  void attention_forward(float* o, float* a, const float* qkv, int B, int T, int C, int NH) override {
+  void attention_forward(float* o, float* a, const float* qkv, int B, int T, int C,
+                         int NH) override {
     cpu_.attention_forward(o, a, qkv, B, T, C, NH);
   }
-  void attention_backward(float* dqkv, float* s, const float* d, const float* qkv, const float* a, int B, int T,
-                          int C, int NH) override {
+  void attention_backward(float* dqkv, float* s, const float* d, const float* qkv, const float* a,
+                          int B, int T, int C, int NH) override {
     cpu_.attention_backward(dqkv, s, d, qkv, a, B, T, C, NH);
   }
   void gelu_forward(float* o, const float* i, size_t N) override { cpu_.gelu_forward(o, i, N); }
-  void gelu_backward(float* di, const float* i, const float* d, size_t N) override { cpu_.gelu_backward(di, i, d, N); }
-  void residual_forward(float* o, const float* a, const float* b, size_t N) override { cpu_.residual_forward(o, a, b, N); }
+  void gelu_backward(float* di, const float* i, const float* d, size_t N) override {
+    cpu_.gelu_backward(di, i, d, N);
+  }
+  void residual_forward(float* o, const float* a, const float* b, size_t N) override {
+    cpu_.residual_forward(o, a, b, N);
+  }
   void accumulate(float* d, const float* s, size_t N) override { cpu_.accumulate(d, s, N); }
   void cross_entropy_forward(float* l, const float* lo, const int32_t* t, int N, int V) override {
     cpu_.cross_entropy_forward(l, lo, t, N, V);
   }
-  void cross_entropy_backward(float* d, const float* lo, const int32_t* t, float dl, int N, int V) override {
+  void cross_entropy_backward(float* d, const float* lo, const int32_t* t, float dl, int N,
+                              int V) override {
     cpu_.cross_entropy_backward(d, lo, t, dl, N, V);
   }
   double sum_of_squares(const float* x, size_t N) override { return cpu_.sum_of_squares(x, N); }
-  void adamw_update(float* p, const float* g, float* m, float* v, size_t N, const backend::AdamWStep& s) override {
+  void adamw_update(float* p, const float* g, float* m, float* v, size_t N,
+                    const backend::AdamWStep& s) override {
     cpu_.adamw_update(p, g, m, v, N, s);
   }
-  void attention_decode(float* o, const float* qkv, float* k, float* v, int B, int pos, int maxT, int C,
-                        int NH) override {
+  void attention_decode(float* o, const float* qkv, float* k, float* v, int B, int pos, int maxT,
+                        int C, int NH) override {
     cpu_.attention_decode(o, qkv, k, v, B, pos, maxT, C, NH);
   }
 
@@ -165,7 +184,8 @@ class CountingBackend final : public backend::Backend {
   size_t live_ = 0, peak_ = 0;
 };
 
-// One training step (forward, backward, AdamW) on the CPU backend; returns the peak bytes allocated.
+// One training step (forward, backward, AdamW) on the CPU backend; returns the peak bytes
+// allocated.
 size_t engine_peak_bytes(const model::GptConfig& config, int B, int T) {
   CountingBackend backend;
   {
@@ -201,17 +221,17 @@ TEST(PlanMemory, EstimateMatchesEngineAllocationOnCpu) {
   };
   const Case cases[] = {
       {model::preset("tiny"), 2, 64},
-      {model::preset("tiny"), 1, 256},                 // attention matrix dominates
-      {model::GptConfig{128, 512, 2, 2, 64}, 4, 32},    // logits dominate
+      {model::preset("tiny"), 1, 256},                // attention matrix dominates
+      {model::GptConfig{128, 512, 2, 2, 64}, 4, 32},  // logits dominate
   };
   for (const Case& c : cases) {
     double engine = static_cast<double>(engine_peak_bytes(c.config, c.B, c.T));
     double estimate = planner_bytes(c.config, c.B, c.T);
-    std::printf("C=%d B=%d T=%d: engine peak %.0f bytes, planner %.0f (ratio %.4f)\n", c.config.channels, c.B,
-                c.T, engine, estimate, estimate / engine);
+    std::printf("C=%d B=%d T=%d: engine peak %.0f bytes, planner %.0f (ratio %.4f)\n",
+                c.config.channels, c.B, c.T, engine, estimate, estimate / engine);
     EXPECT_NEAR(estimate / engine, 1.0, 0.05)
-        << "C=" << c.config.channels << " B=" << c.B << " T=" << c.T << ": engine " << engine << " bytes, planner "
-        << estimate;
+        << "C=" << c.config.channels << " B=" << c.B << " T=" << c.T << ": engine " << engine
+        << " bytes, planner " << estimate;
   }
 }
 
@@ -255,17 +275,21 @@ TEST(PlanCollectives, HierarchicalMatchesClosedForm) {
   HierarchicalLinks links;
   links.intra_bytes_per_second = 100e9;
   links.inter_bytes_per_second = 10e9;
-  // Intra: 2 x 7/8 x 8 GB / 100 GB/s = 0.14 s; inter on a 1 GB shard: 2 x 3/4 x 1 GB / 10 GB/s = 0.15 s.
+  // Intra: 2 x 7/8 x 8 GB / 100 GB/s = 0.14 s; inter on a 1 GB shard: 2 x 3/4 x 1 GB / 10 GB/s =
+  // 0.15 s.
   EXPECT_NEAR(hierarchical_allreduce_seconds(8e9, 8, 4, links), 0.29, 1e-12);
-  EXPECT_DOUBLE_EQ(hierarchical_allreduce_seconds(8e9, 1, 4, links), ring_allreduce_seconds(8e9, 4, 10e9));
-  EXPECT_DOUBLE_EQ(hierarchical_allreduce_seconds(8e9, 8, 1, links), ring_allreduce_seconds(8e9, 8, 100e9));
+  EXPECT_DOUBLE_EQ(hierarchical_allreduce_seconds(8e9, 1, 4, links),
+                   ring_allreduce_seconds(8e9, 4, 10e9));
+  EXPECT_DOUBLE_EQ(hierarchical_allreduce_seconds(8e9, 8, 1, links),
+                   ring_allreduce_seconds(8e9, 8, 100e9));
 }
 
 // ---- catalogs ----
 
 TEST(PlanCatalog, ShippedCatalogsHaveEveryRequiredChipAndInstanceWithSources) {
   Catalog catalog = repo_catalog();
-  for (const char* chip : {"h100", "h200", "b200", "mi300x", "tpu-v5e", "tpu-v5p", "trn1", "trn2"}) {
+  for (const char* chip :
+       {"h100", "h200", "b200", "mi300x", "tpu-v5e", "tpu-v5p", "trn1", "trn2"}) {
     const ChipSpec& c = catalog.chip(chip);
     for (const Figure* f : {&c.bf16_tflops, &c.memory_gib, &c.memory_gbs, &c.chip_to_chip_gbs}) {
       EXPECT_FALSE(f->source.empty()) << chip;
@@ -302,16 +326,19 @@ TEST(PlanCatalog, MalformedCatalogsGetClearErrors) {
   fs::path dir = fs::temp_directory_path() / "switchyard_plan_test";
   fs::create_directories(dir);
   std::ofstream(dir / "bad.json") << "{\"chips\": [";
-  EXPECT_NE(error_of([&] { load_catalog((dir / "bad.json").string(), (dir / "bad.json").string()); })
-                .find("malformed JSON"),
+  EXPECT_NE(error_of([&] {
+              load_catalog((dir / "bad.json").string(), (dir / "bad.json").string());
+            }).find("malformed JSON"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { read_json_file((dir / "missing.json").string()); }).find("cannot open"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_json_file((dir / "missing.json").string()); }).find("cannot open"),
+            std::string::npos);
 
   Catalog c;
   json chips = minimal_chips();
   chips["chips"][0].erase("memory_gbs");
   std::string e = error_of([&] { parse_chips(chips, "chips.json", c); });
-  EXPECT_NE(e.find("chips.json: chips[0] (x1): missing field 'memory_gbs'"), std::string::npos) << e;
+  EXPECT_NE(e.find("chips.json: chips[0] (x1): missing field 'memory_gbs'"), std::string::npos)
+      << e;
 
   chips = minimal_chips();
   chips["chips"][0]["bf16_tflops"]["value"] = -3;
@@ -404,8 +431,13 @@ TEST(PlanPlanner, OneInstanceThroughputFollowsTheRoofline) {
 TEST(PlanPlanner, ModelsTooLargeAreListedAsNotFittingWithWhy) {
   Catalog catalog = repo_catalog();
   PlanRequest r;
-  r.shape = shape_from_json(json{{"name", "gpt3-175b"}, {"layers", 96}, {"hidden", 12288}, {"heads", 96},
-                                 {"vocab", 50257}, {"ffn", 49152}, {"tied_embeddings", true}},
+  r.shape = shape_from_json(json{{"name", "gpt3-175b"},
+                                 {"layers", 96},
+                                 {"hidden", 12288},
+                                 {"heads", 96},
+                                 {"vocab", 50257},
+                                 {"ffn", 49152},
+                                 {"tied_embeddings", true}},
                             "test");
   r.seq_len = 2048;
   r.tokens = 1e9;
@@ -422,9 +454,11 @@ TEST(PlanPlanner, ModelsTooLargeAreListedAsNotFittingWithWhy) {
 TEST(PlanPlanner, ImpossibleRequestsGetClearErrors) {
   Catalog catalog = repo_catalog();
   PlanRequest r = gpt2_request(0);
-  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--tokens must be positive"), std::string::npos);
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--tokens must be positive"),
+            std::string::npos);
   r = gpt2_request(-5);
-  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--tokens must be positive"), std::string::npos);
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--tokens must be positive"),
+            std::string::npos);
   r = gpt2_request(1e9);
   r.chips = {"h999"};
   std::string e = error_of([&] { make_plan(catalog, r); });
@@ -452,8 +486,13 @@ TEST(PlanPlanner, DeadlineKeepsOnlyConfigurationsThatMeetIt) {
 
 TEST(PlanEvidence, MeasuredAndSimulatedRunsReplaceTheRoofline) {
   Catalog catalog = repo_catalog();
-  json bench = {{"mode", "train"}, {"model", "gpt2-124m"}, {"device", "cuda"}, {"batch", 8}, {"seq", 1024},
-                {"ms_per_step", 100.0}, {"flops_per_step", 8 * 1024 * 7.5e8}};
+  json bench = {{"mode", "train"},
+                {"model", "gpt2-124m"},
+                {"device", "cuda"},
+                {"batch", 8},
+                {"seq", 1024},
+                {"ms_per_step", 100.0},
+                {"flops_per_step", 8 * 1024 * 7.5e8}};
   StepEvidence measured = parse_evidence(bench, "h100", "bench.json");
   EXPECT_EQ(measured.kind, EvidenceKind::kMeasured);
   EXPECT_DOUBLE_EQ(measured.flops_per_second(), 8 * 1024 * 7.5e8 * 10);
@@ -474,11 +513,15 @@ TEST(PlanEvidence, MeasuredAndSimulatedRunsReplaceTheRoofline) {
 
   json bad = bench;
   bad.erase("flops_per_step");
-  EXPECT_NE(error_of([&] { parse_evidence(bad, "h100", "b.json"); }).find("missing field 'flops_per_step'"),
+  EXPECT_NE(error_of([&] {
+              parse_evidence(bad, "h100", "b.json");
+            }).find("missing field 'flops_per_step'"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { parse_evidence(bench, "", "b.json"); }).find("no chip named"), std::string::npos);
+  EXPECT_NE(error_of([&] { parse_evidence(bench, "", "b.json"); }).find("no chip named"),
+            std::string::npos);
   r.evidence = {parse_evidence(bench, "h999", "b.json")};
-  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("unknown chip 'h999'"), std::string::npos);
+  EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("unknown chip 'h999'"),
+            std::string::npos);
 }
 
 TEST(PlanReport, JsonCsvAndSvgCarryTheConfigurations) {
@@ -487,7 +530,8 @@ TEST(PlanReport, JsonCsvAndSvgCarryTheConfigurations) {
   json array = plan_to_json(rows);
   ASSERT_TRUE(array.is_array());
   for (const json& o : array) {
-    for (const char* key : {"chip", "chips", "instances", "hours", "dollars", "tokens_per_s", "evidence"}) {
+    for (const char* key :
+         {"chip", "chips", "instances", "hours", "dollars", "tokens_per_s", "evidence"}) {
       EXPECT_TRUE(o.contains(key)) << key;
     }
   }
@@ -503,7 +547,8 @@ TEST(PlanReport, JsonCsvAndSvgCarryTheConfigurations) {
 
 TEST(PlanValidation, PublishedRunsArePredictedWithinTwentyPercent) {
   Catalog catalog = repo_catalog();
-  std::vector<PublishedRun> runs = parse_published(read_json_file(kCatalogDir + "/published.json"), "published.json");
+  std::vector<PublishedRun> runs =
+      parse_published(read_json_file(kCatalogDir + "/published.json"), "published.json");
   ValidationReport report = validate_published(catalog, runs);
   EXPECT_GE(report.rows.size(), 8u);
   EXPECT_GE(report.families, 2);
@@ -532,7 +577,9 @@ TEST(PlanCli, PrintsOneJsonArrayAndRejectsBadInput) {
     return out;
   };
   int code = 0;
-  std::string out = run("plan --model gpt2-124m --tokens 1e9 --max-chips 32 --json --catalog-dir " + kCatalogDir, &code);
+  std::string out =
+      run("plan --model gpt2-124m --tokens 1e9 --max-chips 32 --json --catalog-dir " + kCatalogDir,
+          &code);
   ASSERT_EQ(code, 0) << out;
   json array = json::parse(out);
   ASSERT_TRUE(array.is_array());

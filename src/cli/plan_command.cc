@@ -42,7 +42,8 @@ plan::Catalog open_catalog(const PlanFlags& f) {
     dir = plan::default_catalog_dir();
   }
   std::string chips = f.chips_catalog.empty() ? dir + "/chips.json" : f.chips_catalog;
-  std::string instances = f.instances_catalog.empty() ? dir + "/instances.json" : f.instances_catalog;
+  std::string instances =
+      f.instances_catalog.empty() ? dir + "/instances.json" : f.instances_catalog;
   return plan::load_catalog(chips, instances);
 }
 
@@ -58,7 +59,8 @@ plan::DecoderShape open_shape(const std::string& model, int64_t* default_seq) {
     }
     return shape;
   }
-  model::GptConfig config = is_checkpoint_dir(model) ? model::read_config(model) : model::preset(model);
+  model::GptConfig config =
+      is_checkpoint_dir(model) ? model::read_config(model) : model::preset(model);
   *default_seq = config.max_seq_len;
   return plan::shape_from_gpt(config, model);
 }
@@ -101,10 +103,11 @@ void run_plan(const PlanFlags& f) {
   } else if (f.csv) {
     std::printf("%s", plan::plan_to_csv(rows).c_str());
   } else {
-    std::printf("plan for %s: %.4g tokens at T=%lld, %.3g model FLOPs per token (%s parameters)\n",
-                f.model.c_str(), f.tokens, static_cast<long long>(request.seq_len),
-                plan::training_flops_per_token(request.shape, request.seq_len),
-                fmt::format("{:.3g}", static_cast<double>(plan::num_parameters(request.shape))).c_str());
+    std::printf(
+        "plan for %s: %.4g tokens at T=%lld, %.3g model FLOPs per token (%s parameters)\n",
+        f.model.c_str(), f.tokens, static_cast<long long>(request.seq_len),
+        plan::training_flops_per_token(request.shape, request.seq_len),
+        fmt::format("{:.3g}", static_cast<double>(plan::num_parameters(request.shape))).c_str());
     std::printf("%s", plan::format_table(rows).c_str());
   }
 }
@@ -113,7 +116,8 @@ void run_validate(const PlanFlags& f) {
   plan::Catalog catalog = open_catalog(f);
   std::string path = f.published;
   if (path.empty()) {
-    path = (f.catalog_dir.empty() ? plan::default_catalog_dir() : f.catalog_dir) + "/published.json";
+    path =
+        (f.catalog_dir.empty() ? plan::default_catalog_dir() : f.catalog_dir) + "/published.json";
   }
   std::vector<plan::PublishedRun> runs = plan::parse_published(plan::read_json_file(path), path);
   plan::ValidationReport report = plan::validate_published(catalog, runs);
@@ -126,7 +130,8 @@ void run_validate(const PlanFlags& f) {
                       {"measured_tokens_per_s_per_chip", r.run.tokens_per_s_per_chip},
                       {"predicted_tokens_per_s_per_chip", r.predicted},
                       {"error_pct", r.error_pct},
-                      {"loo_predicted_tokens_per_s_per_chip", r.has_loo ? nlohmann::json(r.loo_predicted) : nullptr},
+                      {"loo_predicted_tokens_per_s_per_chip",
+                       r.has_loo ? nlohmann::json(r.loo_predicted) : nullptr},
                       {"loo_error_pct", r.has_loo ? nlohmann::json(r.loo_error_pct) : nullptr},
                       {"measured_mfu", r.measured_mfu},
                       {"source", r.run.source}});
@@ -143,37 +148,52 @@ void run_validate(const PlanFlags& f) {
 }
 
 void add_catalog_flags(CLI::App* cmd, PlanFlags& f) {
-  cmd->add_option("--catalog-dir", f.catalog_dir, "directory with chips.json, instances.json, published.json");
-  cmd->add_option("--chips-catalog", f.chips_catalog, "chip catalog JSON (overrides --catalog-dir)");
-  cmd->add_option("--instances-catalog", f.instances_catalog, "instance catalog JSON (overrides --catalog-dir)");
+  cmd->add_option("--catalog-dir", f.catalog_dir,
+                  "directory with chips.json, instances.json, published.json");
+  cmd->add_option("--chips-catalog", f.chips_catalog,
+                  "chip catalog JSON (overrides --catalog-dir)");
+  cmd->add_option("--instances-catalog", f.instances_catalog,
+                  "instance catalog JSON (overrides --catalog-dir)");
 }
 
 }  // namespace
 
 void add_plan_command(CLI::App& app) {
   auto flags = std::make_shared<PlanFlags>();
-  CLI::App* cmd = app.add_subcommand("plan", "time, chips and dollars to train a model on each chip");
+  CLI::App* cmd =
+      app.add_subcommand("plan", "time, chips and dollars to train a model on each chip");
   cmd->require_subcommand(0, 1);
-  cmd->add_option("--model", flags->model, "GPT-2 preset, checkpoint directory, or decoder-shape JSON file");
+  cmd->add_option("--model", flags->model,
+                  "GPT-2 preset, checkpoint directory, or decoder-shape JSON file");
   cmd->add_option("--tokens", flags->tokens, "tokens to train on (e.g. 1e10)");
-  cmd->add_option("--chips", flags->chips, "chips to consider (default: all in the catalog)")->delimiter(',');
-  cmd->add_option("--max-chips", flags->max_chips, "largest cluster, in chips")->capture_default_str();
-  cmd->add_option("--deadline", flags->deadline, "keep only configurations finishing within this many hours");
-  cmd->add_option("--seq", flags->seq, "sequence length (default: the model's context)");
-  cmd->add_option("--global-batch", flags->global_batch, "tokens per optimizer step")->capture_default_str();
-  cmd->add_option("--measured", flags->measured,
-                  "CHIP=FILE from `bench train --json` (or a trn sim run with simulated_ms_per_step); repeatable");
-  cmd->add_option("--precision", flags->precision, "bf16 (mixed, fused attention) or fp32 (the engine today)")
+  cmd->add_option("--chips", flags->chips, "chips to consider (default: all in the catalog)")
+      ->delimiter(',');
+  cmd->add_option("--max-chips", flags->max_chips, "largest cluster, in chips")
       ->capture_default_str();
-  cmd->add_option("--assumed-mfu", flags->assumed_mfu, "MFU for chip families without a published figure")
+  cmd->add_option("--deadline", flags->deadline,
+                  "keep only configurations finishing within this many hours");
+  cmd->add_option("--seq", flags->seq, "sequence length (default: the model's context)");
+  cmd->add_option("--global-batch", flags->global_batch, "tokens per optimizer step")
+      ->capture_default_str();
+  cmd->add_option("--measured", flags->measured,
+                  "CHIP=FILE from `bench train --json` (or a trn sim run with "
+                  "simulated_ms_per_step); repeatable");
+  cmd->add_option("--precision", flags->precision,
+                  "bf16 (mixed, fused attention) or fp32 (the engine today)")
+      ->capture_default_str();
+  cmd->add_option("--assumed-mfu", flags->assumed_mfu,
+                  "MFU for chip families without a published figure")
       ->capture_default_str();
   cmd->add_flag("--json", flags->json, "print one JSON array of configurations");
   cmd->add_flag("--csv", flags->csv, "print CSV");
-  cmd->add_option("--svg", flags->svg, "write cost against time (Pareto front marked) to this SVG file");
+  cmd->add_option("--svg", flags->svg,
+                  "write cost against time (Pareto front marked) to this SVG file");
   add_catalog_flags(cmd, *flags);
 
-  CLI::App* validate = cmd->add_subcommand("validate", "predictions beside published training throughputs");
-  validate->add_option("--published", flags->published, "published measurements JSON (default: catalog's published.json)");
+  CLI::App* validate =
+      cmd->add_subcommand("validate", "predictions beside published training throughputs");
+  validate->add_option("--published", flags->published,
+                       "published measurements JSON (default: catalog's published.json)");
   validate->add_flag("--json", flags->json, "print JSON");
   add_catalog_flags(validate, *flags);
   validate->callback([flags] { run_validate(*flags); });

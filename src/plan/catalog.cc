@@ -44,7 +44,8 @@ Figure figure_field(const json& object, const char* key, const std::string& wher
   const json& v = member(value, "value", at);
   if (!v.is_number()) fail("{}: 'value' must be a number, got {}", at, v.dump());
   f.value = v.get<double>();
-  if (!std::isfinite(f.value) || f.value <= 0) fail("{}: 'value' must be positive, got {}", at, v.dump());
+  if (!std::isfinite(f.value) || f.value <= 0)
+    fail("{}: 'value' must be positive, got {}", at, v.dump());
   f.source = string_field(value, "source", at);
   f.date = string_field(value, "date", at);
   if (value.contains("note")) {
@@ -54,7 +55,8 @@ Figure figure_field(const json& object, const char* key, const std::string& wher
   return f;
 }
 
-std::optional<Figure> optional_figure(const json& object, const char* key, const std::string& where) {
+std::optional<Figure> optional_figure(const json& object, const char* key,
+                                      const std::string& where) {
   if (!object.contains(key) || object.at(key).is_null()) return std::nullopt;
   return figure_field(object, key, where);
 }
@@ -197,7 +199,8 @@ Catalog load_catalog(const std::string& chips_path, const std::string& instances
 std::string default_catalog_dir() {
   namespace fs = std::filesystem;
   std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("SWITCHYARD_CATALOG_DIR"); env && *env) candidates.emplace_back(env);
+  if (const char* env = std::getenv("SWITCHYARD_CATALOG_DIR"); env && *env)
+    candidates.emplace_back(env);
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n > 0) {
@@ -213,9 +216,10 @@ std::string default_catalog_dir() {
     if (fs::is_regular_file(p / "chips.json", ec)) return fs::weakly_canonical(p).string();
     looked += (looked.empty() ? "" : ", ") + p.string();
   }
-  fail("cannot find the catalog directory (looked in {}); pass --catalog-dir or set "
-       "SWITCHYARD_CATALOG_DIR",
-       looked);
+  fail(
+      "cannot find the catalog directory (looked in {}); pass --catalog-dir or set "
+      "SWITCHYARD_CATALOG_DIR",
+      looked);
 }
 
 }  // namespace switchyard::plan

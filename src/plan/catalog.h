@@ -1,10 +1,10 @@
 // Hardware and price catalogs for the planner: chips, the instances that hold them, and the
 // efficiency (model-FLOPs utilisation) stated per chip family for roofline estimates.
 //
-// Catalogs are JSON files (data/catalog/chips.json and instances.json in the repository; the user may
-// pass others). Every figure is an object {"value", "source", "date"} with an optional "note" (used to
-// record where sources disagree), so a number never travels without where it came from. Loading
-// validates everything and throws Error naming the file, the entry and the field at fault.
+// Catalogs are JSON files (data/catalog/chips.json and instances.json in the repository; the user
+// may pass others). Every figure is an object {"value", "source", "date"} with an optional "note"
+// (used to record where sources disagree), so a number never travels without where it came from.
+// Loading validates everything and throws Error naming the file, the entry and the field at fault.
 #pragma once
 
 #include <map>
@@ -37,17 +37,17 @@ struct ChipSpec {
   Figure bf16_tflops;   // dense (no sparsity)
   std::optional<Figure> fp8_tflops;
   std::optional<Figure> fp32_tflops;
-  Figure memory_gib;     // device memory per chip
-  Figure memory_gbs;     // device memory bandwidth, GB/s
+  Figure memory_gib;        // device memory per chip
+  Figure memory_gbs;        // device memory bandwidth, GB/s
   Figure chip_to_chip_gbs;  // aggregate chip-to-chip bandwidth per chip, GB/s, as published
   bool chip_to_chip_bidirectional = true;  // whether the published figure counts both directions
   std::optional<Figure> power_w;  // board/chip power (TDP) in watts; absent where unpublished
 };
 
 struct InstanceSpec {
-  std::string name;  // "p5.48xlarge"
-  std::string chip;  // key into the chips
-  int chips = 0;     // accelerators per instance
+  std::string name;       // "p5.48xlarge"
+  std::string chip;       // key into the chips
+  int chips = 0;          // accelerators per instance
   Figure price_per_hour;  // on-demand USD per instance-hour
   std::string region;
   Figure network_gbps;  // instance network bandwidth between instances, Gbit/s

@@ -4,7 +4,8 @@
 
 namespace switchyard::plan {
 
-double ring_reduce_scatter_seconds(double bytes, int64_t n, double bytes_per_second, double latency_s) {
+double ring_reduce_scatter_seconds(double bytes, int64_t n, double bytes_per_second,
+                                   double latency_s) {
   require(n >= 1, "collective needs at least one participant, got {}", n);
   require(bytes >= 0, "collective size must be >= 0 bytes, got {}", bytes);
   if (n == 1) return 0.0;
@@ -20,9 +21,11 @@ double ring_allreduce_seconds(double bytes, int64_t n, double bytes_per_second, 
 double hierarchical_allreduce_seconds(double bytes, int64_t per_instance, int64_t instances,
                                       const HierarchicalLinks& links) {
   require(per_instance >= 1 && instances >= 1,
-          "hierarchical all-reduce needs positive group sizes, got {} x {}", per_instance, instances);
-  double intra = 2.0 * ring_reduce_scatter_seconds(bytes, per_instance, links.intra_bytes_per_second,
-                                                   links.intra_latency_s);
+          "hierarchical all-reduce needs positive group sizes, got {} x {}", per_instance,
+          instances);
+  double intra =
+      2.0 * ring_reduce_scatter_seconds(bytes, per_instance, links.intra_bytes_per_second,
+                                        links.intra_latency_s);
   double inter = ring_allreduce_seconds(bytes / static_cast<double>(per_instance), instances,
                                         links.inter_bytes_per_second, links.inter_latency_s);
   return intra + inter;

@@ -1,9 +1,10 @@
 // Time of the collectives a data- or tensor-parallel step needs, from the ring formulas.
 //
 // A ring all-reduce of S bytes over n participants sends 2 (n - 1) / n * S bytes out of every
-// participant (a reduce-scatter then an all-gather, each (n - 1) / n * S), in 2 (n - 1) steps, so it
-// takes 2 (n - 1) / n * S / B + 2 (n - 1) * latency with B the per-participant unidirectional
-// bandwidth. ZeRO-1's reduce-scatter of gradients plus all-gather of parameters moves the same bytes.
+// participant (a reduce-scatter then an all-gather, each (n - 1) / n * S), in 2 (n - 1) steps, so
+// it takes 2 (n - 1) / n * S / B + 2 (n - 1) * latency with B the per-participant unidirectional
+// bandwidth. ZeRO-1's reduce-scatter of gradients plus all-gather of parameters moves the same
+// bytes.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,8 @@ namespace switchyard::plan {
 
 // Seconds for a ring all-reduce of `bytes` over `n` participants, each sending at
 // `bytes_per_second`, with `latency_s` per ring step. Zero for n == 1.
-double ring_allreduce_seconds(double bytes, int64_t n, double bytes_per_second, double latency_s = 0);
+double ring_allreduce_seconds(double bytes, int64_t n, double bytes_per_second,
+                              double latency_s = 0);
 // Seconds for a ring reduce-scatter or all-gather (half an all-reduce).
 double ring_reduce_scatter_seconds(double bytes, int64_t n, double bytes_per_second,
                                    double latency_s = 0);

@@ -25,14 +25,18 @@ double positive_number(const nlohmann::json& json, const char* key, const std::s
 
 const char* evidence_name(EvidenceKind kind) {
   switch (kind) {
-    case EvidenceKind::kMeasured: return "measured";
-    case EvidenceKind::kSimulated: return "simulated";
-    case EvidenceKind::kRoofline: return "roofline";
+    case EvidenceKind::kMeasured:
+      return "measured";
+    case EvidenceKind::kSimulated:
+      return "simulated";
+    case EvidenceKind::kRoofline:
+      return "roofline";
   }
   return "?";
 }
 
-StepEvidence parse_evidence(const nlohmann::json& json, const std::string& chip, const std::string& what) {
+StepEvidence parse_evidence(const nlohmann::json& json, const std::string& chip,
+                            const std::string& what) {
   if (!json.is_object()) fail("{}: expected a `bench train --json` object", what);
   if (json.contains("mode") && json["mode"] != "train") {
     fail("{}: mode {} is not a training benchmark (expected \"train\")", what, json["mode"].dump());
@@ -46,7 +50,8 @@ StepEvidence parse_evidence(const nlohmann::json& json, const std::string& chip,
     }
     e.chip = json["chip"].get<std::string>();
   }
-  if (!json.contains("model") || !json["model"].is_string()) fail("{}: missing string field 'model'", what);
+  if (!json.contains("model") || !json["model"].is_string())
+    fail("{}: missing string field 'model'", what);
   e.model = json["model"].get<std::string>();
   e.batch = static_cast<int64_t>(positive_number(json, "batch", what));
   e.seq = static_cast<int64_t>(positive_number(json, "seq", what));
@@ -105,10 +110,11 @@ ComputeRate choose_rate(const Catalog& catalog, const ChipSpec& chip, const std:
       ComputeRate rate;
       rate.kind = kind;
       rate.flops_per_second = best->flops_per_second();
-      rate.detail = fmt::format("{} {} of {} (B={}, T={}): {:.1f} ms/step, {:.3g} TFLOP/s{}",
-                                evidence_name(kind), best->origin, best->model, best->batch, best->seq,
-                                best->ms_per_step, rate.flops_per_second / 1e12,
-                                best->model == model_name ? "" : "; other model, FLOP rate carried over");
+      rate.detail =
+          fmt::format("{} {} of {} (B={}, T={}): {:.1f} ms/step, {:.3g} TFLOP/s{}",
+                      evidence_name(kind), best->origin, best->model, best->batch, best->seq,
+                      best->ms_per_step, rate.flops_per_second / 1e12,
+                      best->model == model_name ? "" : "; other model, FLOP rate carried over");
       return rate;
     }
   }
@@ -119,9 +125,10 @@ ComputeRate choose_rate(const Catalog& catalog, const ChipSpec& chip, const std:
   rate.flops_per_second = chip.bf16_tflops.value * 1e12 * mfu;
   rate.detail = family ? fmt::format("roofline: {:g} TFLOPS bf16 x MFU {:.2f} ({} family)",
                                      chip.bf16_tflops.value, mfu, chip.family)
-                       : fmt::format("roofline: {:g} TFLOPS bf16 x assumed MFU {:.2f} (no published "
-                                     "figure for the {} family)",
-                                     chip.bf16_tflops.value, mfu, chip.family);
+                       : fmt::format(
+                             "roofline: {:g} TFLOPS bf16 x assumed MFU {:.2f} (no published "
+                             "figure for the {} family)",
+                             chip.bf16_tflops.value, mfu, chip.family);
   return rate;
 }
 

@@ -1,10 +1,11 @@
-// Step-time evidence for the planner, best first: measured (`switchyard bench train --json` on a real
-// chip), simulated (the same JSON from a trn1-sim / trn2-sim run, with `simulated_ms_per_step`), and
-// roofline (the chip's dense bf16 peak times its family's stated model-FLOPs utilisation).
+// Step-time evidence for the planner, best first: measured (`switchyard bench train --json` on a
+// real chip), simulated (the same JSON from a trn1-sim / trn2-sim run, with
+// `simulated_ms_per_step`), and roofline (the chip's dense bf16 peak times its family's stated
+// model-FLOPs utilisation).
 //
 // Measured and simulated runs are reduced to the model-FLOP rate they achieved on one chip
-// (flops_per_step / step time); the planner applies that rate to the planned model, and says so when
-// the run was of another model.
+// (flops_per_step / step time); the planner applies that rate to the planned model, and says so
+// when the run was of another model.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +27,9 @@ struct StepEvidence {
   std::string model;   // the bench's "model" (preset name or checkpoint path)
   std::string origin;  // file it came from
   int64_t batch = 0, seq = 0;
-  double ms_per_step = 0;     // measured, or simulated when kind == kSimulated
-  double flops_per_step = 0;  // model FLOPs of the step (GptConfig::training_flops_per_token * B * T)
+  double ms_per_step = 0;  // measured, or simulated when kind == kSimulated
+  double flops_per_step =
+      0;  // model FLOPs of the step (GptConfig::training_flops_per_token * B * T)
   double flops_per_second() const { return flops_per_step / (ms_per_step / 1000.0); }
 };
 

@@ -20,8 +20,8 @@ struct Option {
 constexpr Option kOptions[] = {{false, false}, {true, false}, {true, true}};
 
 // Largest power-of-two micro-batch (>= 1) whose memory fits; 0 if even 1 does not.
-int64_t largest_micro_batch(const DecoderShape& shape, const Precision& precision, MemoryLayout layout,
-                            double capacity, int64_t max_micro, double* used) {
+int64_t largest_micro_batch(const DecoderShape& shape, const Precision& precision,
+                            MemoryLayout layout, double capacity, int64_t max_micro, double* used) {
   int64_t best = 0;
   for (int64_t mb = 1; mb <= max_micro; mb *= 2) {
     layout.micro_batch = mb;
@@ -39,7 +39,8 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   const double T = static_cast<double>(r.seq_len);
   const double tokens_per_micro = static_cast<double>(row.micro_batch) * T;
   const double replica_tokens = tokens_per_micro * static_cast<double>(row.data_parallel);
-  row.accumulation = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(r.global_batch_tokens / replica_tokens)));
+  row.accumulation =
+      std::max<int64_t>(1, static_cast<int64_t>(std::ceil(r.global_batch_tokens / replica_tokens)));
   row.tokens_per_step = replica_tokens * static_cast<double>(row.accumulation);
 
   const double flops_micro = tokens_per_micro * training_flops_per_token(s, r.seq_len) /
@@ -47,20 +48,24 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   row.compute_s = flops_micro / rate.flops_per_second * (row.recompute ? 4.0 / 3.0 : 1.0);
 
   // Chip-to-chip links: a ring uses one direction of each link.
-  const double link_bytes_per_s = chip.chip_to_chip_gbs.value * 1e9 /
-                                  (chip.chip_to_chip_bidirectional ? 2.0 : 1.0);
+  const double link_bytes_per_s =
+      chip.chip_to_chip_gbs.value * 1e9 / (chip.chip_to_chip_bidirectional ? 2.0 : 1.0);
   // Tensor parallelism (Megatron style): two all-reduces of the layer's activations forward and two
   // backward per layer (three forward with recomputation).
   if (row.tensor_parallel > 1) {
-    const double bytes = tokens_per_micro * static_cast<double>(s.hidden) * r.precision.activation_bytes;
-    const double per = ring_allreduce_seconds(bytes, row.tensor_parallel, link_bytes_per_s, r.link_latency_s);
+    const double bytes =
+        tokens_per_micro * static_cast<double>(s.hidden) * r.precision.activation_bytes;
+    const double per =
+        ring_allreduce_seconds(bytes, row.tensor_parallel, link_bytes_per_s, r.link_latency_s);
     row.tp_comm_s = static_cast<double>(s.layers) * (row.recompute ? 6.0 : 4.0) * per;
   }
   // Gradient all-reduce (or ZeRO-1 reduce-scatter + all-gather: the same bytes), once per step.
-  const double grad_bytes = static_cast<double>(num_parameters(s)) / row.tensor_parallel * r.precision.grad_bytes;
+  const double grad_bytes =
+      static_cast<double>(num_parameters(s)) / row.tensor_parallel * r.precision.grad_bytes;
   if (row.data_parallel > 1) {
     if (row.instances == 1) {
-      row.dp_comm_s = ring_allreduce_seconds(grad_bytes, row.data_parallel, link_bytes_per_s, r.link_latency_s);
+      row.dp_comm_s =
+          ring_allreduce_seconds(grad_bytes, row.data_parallel, link_bytes_per_s, r.link_latency_s);
     } else {
       HierarchicalLinks links;
       links.intra_bytes_per_second = link_bytes_per_s;
@@ -68,12 +73,14 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
       links.intra_latency_s = r.link_latency_s;
       links.inter_latency_s = r.network_latency_s;
       const int64_t per_instance = inst.chips / row.tensor_parallel;
-      row.dp_comm_s = hierarchical_allreduce_seconds(grad_bytes, per_instance, row.instances, links);
+      row.dp_comm_s =
+          hierarchical_allreduce_seconds(grad_bytes, per_instance, row.instances, links);
     }
   }
   const double hidden_by_backward = row.compute_s * (2.0 / 3.0);
   row.exposed_dp_comm_s = std::max(0.0, row.dp_comm_s - hidden_by_backward);
-  row.step_s = static_cast<double>(row.accumulation) * (row.compute_s + row.tp_comm_s) + row.exposed_dp_comm_s;
+  row.step_s = static_cast<double>(row.accumulation) * (row.compute_s + row.tp_comm_s) +
+               row.exposed_dp_comm_s;
 
   row.tokens_per_s = row.tokens_per_step / row.step_s;
   row.hours = r.tokens / row.tokens_per_s / 3600.0;
@@ -81,14 +88,15 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   row.dollars = row.hours * row.price_per_hour;
   row.dollars_per_billion_tokens = row.dollars / r.tokens * 1e9;
   // Chip power only (no host, network or cooling); unknown where the catalog has no power figure.
-  row.energy_kwh = chip.power_w ? static_cast<double>(row.chips) * chip.power_w->value * row.hours / 1000.0
-                                : std::nan("");
+  row.energy_kwh = chip.power_w
+                       ? static_cast<double>(row.chips) * chip.power_w->value * row.hours / 1000.0
+                       : std::nan("");
   row.evidence = rate.kind;
   row.evidence_detail = rate.detail;
 }
 
-PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec& inst, int64_t instances,
-                 const ComputeRate& rate) {
+PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec& inst,
+                 int64_t instances, const ComputeRate& rate) {
   PlanRow base;
   base.chip = chip.name;
   base.instance = inst.name;
@@ -111,7 +119,8 @@ PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
       layout.recompute = option.recompute;
       const double per_replica_micro_cap =
           r.global_batch_tokens / (static_cast<double>(r.seq_len) * layout.data_parallel);
-      int64_t max_micro = std::max<int64_t>(1, static_cast<int64_t>(std::floor(per_replica_micro_cap)));
+      int64_t max_micro =
+          std::max<int64_t>(1, static_cast<int64_t>(std::floor(per_replica_micro_cap)));
       max_micro = std::min<int64_t>(max_micro, 64);
       double used = 0;
       int64_t mb = largest_micro_batch(r.shape, r.precision, layout, usable, max_micro, &used);
@@ -162,11 +171,13 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
           r.global_batch_tokens);
   require(!r.deadline_hours || *r.deadline_hours > 0, "--deadline must be positive hours, got {}",
           r.deadline_hours.value_or(0));
-  require(r.assumed_mfu > 0 && r.assumed_mfu <= 1, "assumed MFU must be in (0, 1], got {}", r.assumed_mfu);
+  require(r.assumed_mfu > 0 && r.assumed_mfu <= 1, "assumed MFU must be in (0, 1], got {}",
+          r.assumed_mfu);
   r.shape.validate();
   if (r.shape.gpt) {
-    require(r.seq_len <= r.shape.gpt->max_seq_len, "sequence length {} exceeds the model's context of {}",
-            r.seq_len, r.shape.gpt->max_seq_len);
+    require(r.seq_len <= r.shape.gpt->max_seq_len,
+            "sequence length {} exceeds the model's context of {}", r.seq_len,
+            r.shape.gpt->max_seq_len);
   }
   for (const StepEvidence& e : r.evidence) catalog.chip(e.chip);  // unknown chips are errors
 
@@ -228,15 +239,19 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
     for (const PlanRow& row : rows) {
       if (row.fits && (!fastest || row.hours < fastest->hours)) fastest = &row;
     }
-    require(fastest != nullptr, "no configuration fits in memory, so none meets the deadline of {} h",
+    require(fastest != nullptr,
+            "no configuration fits in memory, so none meets the deadline of {} h",
             *r.deadline_hours);
     if (fastest->hours > *r.deadline_hours) {
-      fail("no configuration meets the deadline of {:g} h: the fastest within --max-chips {} is {} x {} "
-           "({} chips) at {:.1f} h",
-           *r.deadline_hours, r.max_chips, fastest->instances, fastest->instance, fastest->chips,
-           fastest->hours);
+      fail(
+          "no configuration meets the deadline of {:g} h: the fastest within --max-chips {} is {} "
+          "x {} "
+          "({} chips) at {:.1f} h",
+          *r.deadline_hours, r.max_chips, fastest->instances, fastest->instance, fastest->chips,
+          fastest->hours);
     }
-    std::erase_if(rows, [&](const PlanRow& row) { return row.fits && row.hours > *r.deadline_hours; });
+    std::erase_if(rows,
+                  [&](const PlanRow& row) { return row.fits && row.hours > *r.deadline_hours; });
   }
 
   std::stable_sort(rows.begin(), rows.end(), [](const PlanRow& a, const PlanRow& b) {

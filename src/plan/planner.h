@@ -1,8 +1,8 @@
 // The planner: for each chip and instance type, and each cluster size, the cheapest parallel layout
 // that fits in memory, its step time, tokens/s, wall time, dollars and energy for a training run.
 //
-// Layouts are data parallelism over every chip, optionally with ZeRO-1 (optimizer state sharded over
-// the replicas), activation recomputation, and tensor parallelism inside an instance. Every
+// Layouts are data parallelism over every chip, optionally with ZeRO-1 (optimizer state sharded
+// over the replicas), activation recomputation, and tensor parallelism inside an instance. Every
 // combination (tensor-parallel degree a power of two dividing the instance and the heads; plain,
 // ZeRO-1, ZeRO-1 with recomputation) is tried with the largest micro-batch that fits (a power of
 // two, at most 64 and at most the global batch per replica); the fastest wins, which for a fixed
@@ -28,8 +28,8 @@ namespace switchyard::plan {
 struct PlanRequest {
   DecoderShape shape;
   int64_t seq_len = 1024;
-  double tokens = 0;                  // tokens to train on
-  std::vector<std::string> chips;     // empty: every chip in the catalog
+  double tokens = 0;               // tokens to train on
+  std::vector<std::string> chips;  // empty: every chip in the catalog
   int64_t max_chips = 1024;
   std::optional<double> deadline_hours;
   double global_batch_tokens = 524288;  // tokens per optimizer step (GPT-2's 0.5M)
@@ -48,7 +48,7 @@ struct PlanRow {
   bool zero1 = false, recompute = false;
   int64_t micro_batch = 0, accumulation = 0;
   bool fits = false;
-  std::string why_not;  // when !fits
+  std::string why_not;                              // when !fits
   double memory_per_chip = 0, memory_capacity = 0;  // bytes
   double tokens_per_step = 0;
   double compute_s = 0, tp_comm_s = 0, dp_comm_s = 0, exposed_dp_comm_s = 0, step_s = 0;

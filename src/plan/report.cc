@@ -24,11 +24,20 @@ std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -49,11 +58,13 @@ std::string format_table(const std::vector<PlanRow>& rows) {
                    "$/Btok", "kWh", "pareto", "evidence"});
   for (const PlanRow& r : rows) {
     if (!r.fits) continue;
-    cells.push_back({r.chip, r.instance, std::to_string(r.instances), std::to_string(r.chips), r.layout(),
-                     fmt::format("{:.1f}", r.memory_per_chip / kGiB), human_count(r.tokens_per_s),
-                     fmt::format("{:.2f}", r.hours), fmt::format("{:.0f}", r.dollars),
-                     fmt::format("{:.2f}", r.dollars_per_billion_tokens), std::isnan(r.energy_kwh) ? std::string("-") : fmt::format("{:.0f}", r.energy_kwh),
-                     r.pareto ? "*" : "", evidence_name(r.evidence)});
+    cells.push_back(
+        {r.chip, r.instance, std::to_string(r.instances), std::to_string(r.chips), r.layout(),
+         fmt::format("{:.1f}", r.memory_per_chip / kGiB), human_count(r.tokens_per_s),
+         fmt::format("{:.2f}", r.hours), fmt::format("{:.0f}", r.dollars),
+         fmt::format("{:.2f}", r.dollars_per_billion_tokens),
+         std::isnan(r.energy_kwh) ? std::string("-") : fmt::format("{:.0f}", r.energy_kwh),
+         r.pareto ? "*" : "", evidence_name(r.evidence)});
   }
   std::vector<size_t> width(cells[0].size(), 0);
   for (const auto& row : cells) {
@@ -72,7 +83,8 @@ std::string format_table(const std::vector<PlanRow>& rows) {
   std::vector<std::string> seen;
   out += "\nevidence:\n";
   for (const PlanRow& r : rows) {
-    if (std::find(seen.begin(), seen.end(), r.chip) != seen.end() || r.evidence_detail.empty()) continue;
+    if (std::find(seen.begin(), seen.end(), r.chip) != seen.end() || r.evidence_detail.empty())
+      continue;
     seen.push_back(r.chip);
     out += fmt::format("  {}: {}\n", r.chip, r.evidence_detail);
   }
@@ -128,7 +140,8 @@ nlohmann::json plan_to_json(const std::vector<PlanRow>& rows) {
     o["price_per_hour"] = r.price_per_hour;
     o["dollars"] = r.dollars;
     o["dollars_per_billion_tokens"] = r.dollars_per_billion_tokens;
-    o["energy_kwh"] = std::isnan(r.energy_kwh) ? nlohmann::json(nullptr) : nlohmann::json(r.energy_kwh);
+    o["energy_kwh"] =
+        std::isnan(r.energy_kwh) ? nlohmann::json(nullptr) : nlohmann::json(r.energy_kwh);
     o["pareto"] = r.pareto;
     array.push_back(o);
   }
@@ -142,17 +155,18 @@ std::string plan_to_csv(const std::vector<PlanRow>& rows) {
       "energy_kwh,pareto,evidence,note\n";
   for (const PlanRow& r : rows) {
     if (r.fits) {
-      out += fmt::format("{},{},{},{},true,{},{},{},{},{},{},{:.3f},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{},{}\n",
-                         csv_field(r.chip), csv_field(r.instance), r.instances, r.chips,
-                         csv_field(r.layout()), r.tensor_parallel, r.data_parallel, r.zero1, r.recompute,
-                         r.micro_batch, r.memory_per_chip / kGiB, r.tokens_per_s, r.hours, r.dollars,
-                         r.dollars_per_billion_tokens,
-                         std::isnan(r.energy_kwh) ? std::string() : fmt::format("{:.6g}", r.energy_kwh), r.pareto,
-                         evidence_name(r.evidence),
-                         csv_field(r.evidence_detail));
+      out += fmt::format(
+          "{},{},{},{},true,{},{},{},{},{},{},{:.3f},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{},{}\n",
+          csv_field(r.chip), csv_field(r.instance), r.instances, r.chips, csv_field(r.layout()),
+          r.tensor_parallel, r.data_parallel, r.zero1, r.recompute, r.micro_batch,
+          r.memory_per_chip / kGiB, r.tokens_per_s, r.hours, r.dollars,
+          r.dollars_per_billion_tokens,
+          std::isnan(r.energy_kwh) ? std::string() : fmt::format("{:.6g}", r.energy_kwh), r.pareto,
+          evidence_name(r.evidence), csv_field(r.evidence_detail));
     } else {
-      out += fmt::format("{},{},{},{},false,,,,,,,,,,,,,,{},{}\n", csv_field(r.chip), csv_field(r.instance),
-                         r.instances, r.chips, evidence_name(r.evidence), csv_field(r.why_not));
+      out += fmt::format("{},{},{},{},false,,,,,,,,,,,,,,{},{}\n", csv_field(r.chip),
+                         csv_field(r.instance), r.instances, r.chips, evidence_name(r.evidence),
+                         csv_field(r.why_not));
     }
   }
   return out;
@@ -177,71 +191,90 @@ std::string plan_to_svg(const std::vector<PlanRow>& rows, const std::string& tit
   if (lx1 <= lx0) lx1 = lx0 + 1;
   if (ly1 <= ly0) ly1 = ly0 + 1;
   const double W = 900, H = 600, left = 90, right = 200, top = 50, bottom = 70;
-  auto X = [&](double h) { return left + (std::log10(h) - lx0) / (lx1 - lx0) * (W - left - right); };
-  auto Y = [&](double d) { return H - bottom - (std::log10(d) - ly0) / (ly1 - ly0) * (H - top - bottom); };
+  auto X = [&](double h) {
+    return left + (std::log10(h) - lx0) / (lx1 - lx0) * (W - left - right);
+  };
+  auto Y = [&](double d) {
+    return H - bottom - (std::log10(d) - ly0) / (ly1 - ly0) * (H - top - bottom);
+  };
 
   std::vector<std::string> chips;
   for (const PlanRow* p : points) {
     if (std::find(chips.begin(), chips.end(), p->chip) == chips.end()) chips.push_back(p->chip);
   }
-  const char* palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+  const char* palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                           "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
   auto color = [&](const std::string& chip) {
     size_t i = std::find(chips.begin(), chips.end(), chip) - chips.begin();
     return palette[i % 8];
   };
 
   std::string s = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" "
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" "
+      "font-family=\"sans-serif\" "
       "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
       W, H);
   s += fmt::format("<text x=\"{}\" y=\"25\" font-size=\"15\">{}</text>\n", left, xml_escape(title));
   for (double e = lx0; e <= lx1; e += 1) {
     double x = X(std::pow(10, e));
-    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"#ddd\"/>\n", x, top, x, H - bottom);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x, H - bottom + 18, std::pow(10, e));
+    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"#ddd\"/>\n", x,
+                     top, x, H - bottom);
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x,
+                     H - bottom + 18, std::pow(10, e));
   }
   for (double e = ly0; e <= ly1; e += 1) {
     double y = Y(std::pow(10, e));
-    s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n", left, y, W - right, y);
-    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">${:g}</text>\n", left - 6, y + 4, std::pow(10, e));
+    s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
+                     left, y, W - right, y);
+    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">${:g}</text>\n", left - 6,
+                     y + 4, std::pow(10, e));
   }
-  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">wall time (hours, log scale)</text>\n",
-                   (left + W - right) / 2, H - 20);
-  s += fmt::format("<text x=\"20\" y=\"{}\" transform=\"rotate(-90 20 {})\" text-anchor=\"middle\">total cost "
-                   "(USD, log scale)</text>\n",
-                   (top + H - bottom) / 2, (top + H - bottom) / 2);
+  s += fmt::format(
+      "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">wall time (hours, log scale)</text>\n",
+      (left + W - right) / 2, H - 20);
+  s += fmt::format(
+      "<text x=\"20\" y=\"{}\" transform=\"rotate(-90 20 {})\" text-anchor=\"middle\">total cost "
+      "(USD, log scale)</text>\n",
+      (top + H - bottom) / 2, (top + H - bottom) / 2);
 
   // Pareto front, fastest to cheapest.
   std::vector<const PlanRow*> front;
   for (const PlanRow* p : points) {
     if (p->pareto) front.push_back(p);
   }
-  std::sort(front.begin(), front.end(), [](const PlanRow* a, const PlanRow* b) { return a->hours < b->hours; });
+  std::sort(front.begin(), front.end(),
+            [](const PlanRow* a, const PlanRow* b) { return a->hours < b->hours; });
   if (front.size() > 1) {
     std::string path;
-    for (const PlanRow* p : front) path += fmt::format("{:.1f},{:.1f} ", X(p->hours), Y(p->dollars));
-    s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\" "
-                     "stroke-dasharray=\"5,3\"/>\n",
-                     path);
+    for (const PlanRow* p : front)
+      path += fmt::format("{:.1f},{:.1f} ", X(p->hours), Y(p->dollars));
+    s += fmt::format(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"black\" stroke-width=\"1.5\" "
+        "stroke-dasharray=\"5,3\"/>\n",
+        path);
   }
   for (const PlanRow* p : points) {
-    s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\" stroke=\"{}\" "
-                     "stroke-width=\"1.5\"><title>{} x {} ({} chips, {}): {:.2f} h, ${:.0f}</title></circle>\n",
-                     X(p->hours), Y(p->dollars), p->pareto ? 6 : 4, p->pareto ? color(p->chip) : "white",
-                     color(p->chip), p->instances, xml_escape(p->instance), p->chips, xml_escape(p->layout()),
-                     p->hours, p->dollars);
+    s += fmt::format(
+        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" fill=\"{}\" stroke=\"{}\" "
+        "stroke-width=\"1.5\"><title>{} x {} ({} chips, {}): {:.2f} h, ${:.0f}</title></circle>\n",
+        X(p->hours), Y(p->dollars), p->pareto ? 6 : 4, p->pareto ? color(p->chip) : "white",
+        color(p->chip), p->instances, xml_escape(p->instance), p->chips, xml_escape(p->layout()),
+        p->hours, p->dollars);
   }
   for (const PlanRow* p : front) {
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"10\">{}x{}</text>\n", X(p->hours) + 8,
-                     Y(p->dollars) - 6, p->instances, xml_escape(p->instance));
+    s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"10\">{}x{}</text>\n",
+                     X(p->hours) + 8, Y(p->dollars) - 6, p->instances, xml_escape(p->instance));
   }
   double ly = top + 10;
   for (const std::string& chip : chips) {
-    s += fmt::format("<circle cx=\"{}\" cy=\"{:.1f}\" r=\"5\" fill=\"{}\"/><text x=\"{}\" y=\"{:.1f}\">{}</text>\n",
-                     W - right + 20, ly, color(chip), W - right + 32, ly + 4, xml_escape(chip));
+    s += fmt::format(
+        "<circle cx=\"{}\" cy=\"{:.1f}\" r=\"5\" fill=\"{}\"/><text x=\"{}\" "
+        "y=\"{:.1f}\">{}</text>\n",
+        W - right + 20, ly, color(chip), W - right + 32, ly + 4, xml_escape(chip));
     ly += 20;
   }
-  s += fmt::format("<text x=\"{}\" y=\"{:.1f}\">filled, dashed: Pareto front</text>\n", W - right + 14, ly + 10);
+  s += fmt::format("<text x=\"{}\" y=\"{:.1f}\">filled, dashed: Pareto front</text>\n",
+                   W - right + 14, ly + 10);
   s += "</svg>\n";
   return s;
 }

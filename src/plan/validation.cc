@@ -47,7 +47,8 @@ std::vector<PublishedRun> parse_published(const nlohmann::json& json, const std:
     run.chips = o["chips"].get<int64_t>();
     if (!o.contains("model")) fail("{}: missing field 'model'", where);
     run.shape = shape_from_json(o["model"], where + ".model");
-    if (!o.contains("seq_len") || !o["seq_len"].is_number_integer() || o["seq_len"].get<int64_t>() <= 0) {
+    if (!o.contains("seq_len") || !o["seq_len"].is_number_integer() ||
+        o["seq_len"].get<int64_t>() <= 0) {
       fail("{}: field 'seq_len' must be a positive integer", where);
     }
     run.seq_len = o["seq_len"].get<int64_t>();
@@ -55,10 +56,10 @@ std::vector<PublishedRun> parse_published(const nlohmann::json& json, const std:
     if (per_chip == sequences) {
       fail("{}: give exactly one of 'tokens_per_s_per_chip' and 'sequences_per_s'", where);
     }
-    run.tokens_per_s_per_chip =
-        per_chip ? number_field(o, "tokens_per_s_per_chip", where)
-                 : number_field(o, "sequences_per_s", where) * static_cast<double>(run.seq_len) /
-                       static_cast<double>(run.chips);
+    run.tokens_per_s_per_chip = per_chip ? number_field(o, "tokens_per_s_per_chip", where)
+                                         : number_field(o, "sequences_per_s", where) *
+                                               static_cast<double>(run.seq_len) /
+                                               static_cast<double>(run.chips);
     run.source = text_field(o, "source", where);
     run.date = text_field(o, "date", where);
     if (o.contains("note") && o["note"].is_string()) run.note = o["note"].get<std::string>();
@@ -74,8 +75,9 @@ ValidationReport validate_published(const Catalog& catalog, const std::vector<Pu
   for (const PublishedRun& run : runs) {
     const ChipSpec& chip = catalog.chip(run.chip);
     const FamilyEfficiency* family = catalog.family(chip.family);
-    require(family != nullptr, "published run '{}': chip {} (family {}) has no stated MFU in the catalog",
-            run.name, chip.name, chip.family);
+    require(family != nullptr,
+            "published run '{}': chip {} (family {}) has no stated MFU in the catalog", run.name,
+            chip.name, chip.family);
     families.insert(chip.family);
     ValidationRow row;
     row.run = run;
@@ -101,7 +103,8 @@ ValidationReport validate_published(const Catalog& catalog, const std::vector<Pu
     const double peak = catalog.chip(row.run.chip).bf16_tflops.value * 1e12;
     row.has_loo = true;
     row.loo_predicted = peak * (sum / count) / row.flops_per_token;
-    row.loo_error_pct = 100.0 * (row.loo_predicted - row.run.tokens_per_s_per_chip) / row.run.tokens_per_s_per_chip;
+    row.loo_error_pct =
+        100.0 * (row.loo_predicted - row.run.tokens_per_s_per_chip) / row.run.tokens_per_s_per_chip;
   }
   double total = 0, loo_total = 0;
   int loo_count = 0;
@@ -119,18 +122,21 @@ ValidationReport validate_published(const Catalog& catalog, const std::vector<Pu
 }
 
 std::string format_validation(const ValidationReport& report) {
-  std::string out = fmt::format("{:<34} {:<5} {:>5} {:>12} {:>12} {:>8} {:>12} {:>8} {:>6}\n", "run", "chip",
-                                "chips", "measured", "predicted", "error", "leave-1-out", "error", "MFU");
+  std::string out =
+      fmt::format("{:<34} {:<5} {:>5} {:>12} {:>12} {:>8} {:>12} {:>8} {:>6}\n", "run", "chip",
+                  "chips", "measured", "predicted", "error", "leave-1-out", "error", "MFU");
   for (const ValidationRow& r : report.rows) {
-    out += fmt::format("{:<34} {:<5} {:>5} {:>12.1f} {:>12.1f} {:>+7.1f}% {:>12} {:>8} {:>5.1f}%\n", r.run.name,
-                       r.run.chip, r.run.chips, r.run.tokens_per_s_per_chip, r.predicted, r.error_pct,
-                       r.has_loo ? fmt::format("{:.1f}", r.loo_predicted) : "-",
-                       r.has_loo ? fmt::format("{:+.1f}%", r.loo_error_pct) : "-", 100 * r.measured_mfu);
+    out += fmt::format(
+        "{:<34} {:<5} {:>5} {:>12.1f} {:>12.1f} {:>+7.1f}% {:>12} {:>8} {:>5.1f}%\n", r.run.name,
+        r.run.chip, r.run.chips, r.run.tokens_per_s_per_chip, r.predicted, r.error_pct,
+        r.has_loo ? fmt::format("{:.1f}", r.loo_predicted) : "-",
+        r.has_loo ? fmt::format("{:+.1f}%", r.loo_error_pct) : "-", 100 * r.measured_mfu);
   }
   out += "(tokens/s per chip; MFU = measured model FLOPs / dense bf16 peak)\n";
-  out += fmt::format("mean absolute percentage error: {:.1f}% over {} runs on {} chip families "
-                     "(leave-one-out: {:.1f}%)\n",
-                     report.mape, report.rows.size(), report.families, report.loo_mape);
+  out += fmt::format(
+      "mean absolute percentage error: {:.1f}% over {} runs on {} chip families "
+      "(leave-one-out: {:.1f}%)\n",
+      report.mape, report.rows.size(), report.families, report.loo_mape);
   out += "sources:\n";
   for (const ValidationRow& r : report.rows) {
     out += fmt::format("  {}: {} ({}){}\n", r.run.name, r.run.source, r.run.date,

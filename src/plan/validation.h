@@ -2,9 +2,9 @@
 // published measurements (data/catalog/published.json), and the mean absolute percentage error.
 //
 // The prediction for a run is the planner's roofline rate: chip dense bf16 peak x the family's MFU
-// from the chip catalog, divided by the model's training FLOPs per token. Because the family MFUs are
-// themselves derived from published runs, the report also gives a leave-one-out prediction: the MFU
-// is the mean of the *other* runs on that family, so that no run predicts itself.
+// from the chip catalog, divided by the model's training FLOPs per token. Because the family MFUs
+// are themselves derived from published runs, the report also gives a leave-one-out prediction: the
+// MFU is the mean of the *other* runs on that family, so that no run predicts itself.
 #pragma once
 
 #include <cstdint>

@@ -15,11 +15,13 @@ int64_t int_field(const nlohmann::json& json, const char* key, const std::string
     fail("{}: missing field '{}'", where, key);
   }
   const nlohmann::json& v = json.at(key);
-  if (!v.is_number_integer()) fail("{}: field '{}' must be an integer, got {}", where, key, v.dump());
+  if (!v.is_number_integer())
+    fail("{}: field '{}' must be an integer, got {}", where, key, v.dump());
   return v.get<int64_t>();
 }
 
-bool bool_field(const nlohmann::json& json, const char* key, const std::string& where, bool fallback) {
+bool bool_field(const nlohmann::json& json, const char* key, const std::string& where,
+                bool fallback) {
   if (!json.contains(key)) return fallback;
   const nlohmann::json& v = json.at(key);
   if (!v.is_boolean()) fail("{}: field '{}' must be true or false, got {}", where, key, v.dump());
@@ -56,7 +58,8 @@ void DecoderShape::validate() const {
   require(layers > 0, "{}: layers must be positive, got {}", what, layers);
   require(hidden > 0, "{}: hidden must be positive, got {}", what, hidden);
   require(heads > 0, "{}: heads must be positive, got {}", what, heads);
-  require(hidden % heads == 0, "{}: hidden ({}) must be divisible by heads ({})", what, hidden, heads);
+  require(hidden % heads == 0, "{}: hidden ({}) must be divisible by heads ({})", what, hidden,
+          heads);
   require(kv_heads > 0 && kv_heads <= heads && heads % kv_heads == 0,
           "{}: kv_heads ({}) must divide heads ({})", what, kv_heads, heads);
   require(vocab > 0, "{}: vocab must be positive, got {}", what, vocab);
@@ -150,7 +153,8 @@ MemoryEstimate estimate_memory(const DecoderShape& s, const Precision& p, const 
   require(m.micro_batch > 0, "micro batch must be positive, got {}", m.micro_batch);
   require(m.seq_len > 0, "sequence length must be positive, got {}", m.seq_len);
   require(m.tensor_parallel > 0 && m.data_parallel > 0,
-          "parallel degrees must be positive (tensor {}, data {})", m.tensor_parallel, m.data_parallel);
+          "parallel degrees must be positive (tensor {}, data {})", m.tensor_parallel,
+          m.data_parallel);
   const double params = static_cast<double>(num_parameters(s)) / m.tensor_parallel;
   const double tokens = static_cast<double>(m.micro_batch) * m.seq_len;
   const double t = static_cast<double>(m.tensor_parallel);

@@ -19,10 +19,10 @@ struct DecoderShape {
   int64_t layers = 0;
   int64_t hidden = 0;
   int64_t heads = 0;
-  int64_t kv_heads = 0;       // grouped-query attention; equals heads for multi-head attention
+  int64_t kv_heads = 0;  // grouped-query attention; equals heads for multi-head attention
   int64_t vocab = 0;
-  int64_t ffn = 0;            // FFN inner size
-  bool gated = false;         // SwiGLU-style: three FFN matrices instead of two
+  int64_t ffn = 0;     // FFN inner size
+  bool gated = false;  // SwiGLU-style: three FFN matrices instead of two
   bool tied_embeddings = true;
   int64_t learned_positions = 0;  // rows of a learned position table (0: rotary/ALiBi)
   bool biases = false;            // linear layers carry biases (GPT-2)
@@ -51,9 +51,9 @@ double training_flops_per_token(const DecoderShape& shape, int64_t T);
 
 // How the state and activations are stored.
 struct Precision {
-  double param_bytes = 4;        // working copy of the weights
+  double param_bytes = 4;  // working copy of the weights
   double grad_bytes = 4;
-  double optimizer_bytes = 8;    // AdamW m and v (plus an fp32 master copy in mixed precision)
+  double optimizer_bytes = 8;  // AdamW m and v (plus an fp32 master copy in mixed precision)
   double activation_bytes = 4;
   bool stores_attention_matrix = true;  // false with fused (flash) attention
 };
@@ -69,13 +69,15 @@ struct MemoryLayout {
   int64_t tensor_parallel = 1;  // chips sharing each layer (weights and activations split)
   int64_t data_parallel = 1;    // replicas (ZeRO-1 shards the optimizer over them)
   bool zero1 = false;
-  bool recompute = false;       // keep only each layer's input; recompute the rest in backward
+  bool recompute = false;  // keep only each layer's input; recompute the rest in backward
 };
 
 // Bytes per chip, by kind.
 struct MemoryEstimate {
   double parameters = 0, gradients = 0, optimizer = 0, activations = 0, backward_scratch = 0;
-  double total() const { return parameters + gradients + optimizer + activations + backward_scratch; }
+  double total() const {
+    return parameters + gradients + optimizer + activations + backward_scratch;
+  }
 };
 
 // Mirrors what model::Gpt allocates (one allocation each for parameters, gradients, AdamW m and v,
