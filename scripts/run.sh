@@ -23,8 +23,8 @@ scripts/build.sh
 out=runs/tiny
 bin=build/switchyard
 echo "== training the tiny preset on $text (byte tokenizer; checkpoint, log and loss curve in $out)"
-$bin train --model tiny --data "$text" --out "$out" --batch 16 --seq 128 --steps 2000 --warmup 100 \
-  --lr 2e-3 --eval-every 250 --eval-windows 40 --time-limit "${TRAIN_SECONDS:-240}"
+$bin train --model tiny --data "$text" --out "$out" --batch 16 --seq 128 --steps 1200 --warmup 60 \
+  --lr 2e-3 --eval-every 200 --eval-windows 40 --log-every 50 --time-limit "${TRAIN_SECONDS:-300}"
 echo "== evaluating on the held-out 10%"
 $bin eval --model "$out" --data "$out/data/val.bin" --seq 128
 echo "== sampling"

@@ -68,6 +68,7 @@ void run_generate(const GenerateFlags& flags) {
   }
   auto t_end = std::chrono::steady_clock::now();
   std::printf("\n");
+  std::fflush(stdout);  // the text ends before the statistics on stderr begin
   double prompt_s = std::chrono::duration<double>(t_prompt - t0).count();
   double gen_s = std::chrono::duration<double>(t_end - t_prompt).count();
   if (hit_context) std::fprintf(stderr, "stopped at the model's context of %d tokens\n", context);
