@@ -5,6 +5,6 @@ namespace switchyard {
 
 // Bytes per second reading a buffer much larger than the caches, with one thread per hardware
 // thread; the best of a few passes.
-double measure_read_bandwidth(double buffer_mib = 512, int passes = 3);
+double measure_read_bandwidth(double buffer_mib = 512, int passes = 8);
 
 }  // namespace switchyard
