@@ -1,5 +1,7 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include "backend/cpu/cpu_adamw.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -195,6 +197,10 @@ void CpuBackend::adamw_update(float* params, const float* grads, float* m, float
   require(step.step >= 1, "cpu adamw_update: step must be >= 1 (1-based), got {}", step.step);
   require(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1,
           "cpu adamw_update: betas must be in [0, 1), got {} and {}", step.beta1, step.beta2);
+  if (adamw_update_streaming(params, grads, m, v, N, step.learning_rate, step.beta1, step.beta2,
+                             step.epsilon, step.weight_decay, step.step, step.grad_scale)) {
+    return;
+  }
   cpu::adamw_update(params, grads, m, v, N, step.learning_rate, step.beta1, step.beta2,
                     step.epsilon, step.weight_decay, step.step, step.grad_scale);
 }

@@ -1,0 +1,20 @@
+// AdamW over large fp32 tensors with non-temporal stores.
+//
+// The update streams seven arrays through memory (reads p, g, m, v; writes p, m, v), far more than
+// any cache holds, so it runs at memory bandwidth. Ordinary stores first read each destination line
+// (read-for-ownership); streaming stores skip that, cutting the traffic by three arrays' worth. The
+// arithmetic is cpu::adamw_update's, float operation for float operation (that kernel may let the
+// compiler fuse multiply-adds, so the two agree to a few ulps, not bit for bit).
+#pragma once
+
+#include <cstddef>
+
+namespace switchyard::backend::cpu {
+
+// Returns false (doing nothing) when this build has no AVX2 or the arrays are not 32-byte aligned;
+// the caller then uses cpu::adamw_update.
+bool adamw_update_streaming(float* params, const float* grads, float* m, float* v, size_t N,
+                            float learning_rate, float beta1, float beta2, float epsilon,
+                            float weight_decay, int step, float grad_scale);
+
+}  // namespace switchyard::backend::cpu
