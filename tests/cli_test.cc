@@ -152,6 +152,7 @@ TEST_F(Cli, BadInputGetsAClearErrorAndNonZeroExit) {
       {"eval --model " + path("no_such_dir") + " --data " + path("oov.bin"), "no_such_dir"},
       {"generate --model tiny --prompt " + long_prompt, "prompt is 300 tokens"},
       {"generate --model tiny --prompt hi --top-p 1.5", "top-p"},
+      {"bench train --model tiny --n-embd 130 --n-head 4", "divisible"},
   };
   for (const Case& c : cases) {
     Result r = run(c.args);
@@ -159,6 +160,19 @@ TEST_F(Cli, BadInputGetsAClearErrorAndNonZeroExit) {
     EXPECT_NE(r.output.find(c.expected), std::string::npos) << c.args << "\n" << r.output;
     EXPECT_EQ(r.output.find("terminate called"), std::string::npos) << r.output;
   }
+}
+
+TEST_F(Cli, PresetShapesCanBeChangedByFlags) {
+  Result r = run("train --model tiny --n-layer 1 --n-embd 48 --n-head 3 --n-positions 40 --data " + text_ +
+                 " --out " + path("custom") + " --batch 2 --seq 40 --steps 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream config(path("custom/config.json"));
+  nlohmann::json c = nlohmann::json::parse(config);
+  EXPECT_EQ(c["n_layer"], 1);
+  EXPECT_EQ(c["n_embd"], 48);
+  EXPECT_EQ(c["n_head"], 3);
+  EXPECT_EQ(c["n_positions"], 40);
+  EXPECT_EQ(c["vocab_size"], 256);
 }
 
 TEST_F(Cli, DevicesListsTheCpu) {

@@ -31,12 +31,23 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   model::GptConfig config;
   std::string tokenizer_name = source.tokenizer;
   if (is_checkpoint_dir(source.model)) {
+    require(source.layers == 0 && source.heads == 0 && source.channels == 0 && source.context == 0 &&
+                source.vocab_size == 0,
+            "--n-layer/--n-head/--n-embd/--n-positions/--vocab-size change a preset; the checkpoint {} "
+            "has its own config.json",
+            source.model);
     config = model::read_config(source.model);
     opened.from_checkpoint = true;
     auto info = model::read_switchyard_info(source.model);
     if (tokenizer_name.empty() && info.contains("tokenizer")) tokenizer_name = info["tokenizer"];
   } else {
     config = model::preset(source.model);
+    if (source.layers > 0) config.num_layers = source.layers;
+    if (source.heads > 0) config.num_heads = source.heads;
+    if (source.channels > 0) config.channels = source.channels;
+    if (source.context > 0) config.max_seq_len = source.context;
+    if (source.vocab_size > 0) config.vocab_size = source.vocab_size;
+    config.validate();
   }
   if (tokenizer_name.empty()) tokenizer_name = config.vocab_size == 256 ? "byte" : "gpt2";
   require(tokenizer_name == "gpt2" || tokenizer_name == "byte",
@@ -81,6 +92,12 @@ void add_model_flags(CLI::App* command, ModelSource& source, bool model_required
                       "or ../shared/data/gpt2)");
   command->add_option("--seed", source.seed, "seed for a preset's random initialisation")
       ->capture_default_str();
+  // Any other size: start from a preset and change its shape.
+  command->add_option("--n-layer", source.layers, "override the preset's number of layers")->check(CLI::Range(1, 4096));
+  command->add_option("--n-head", source.heads, "override the preset's number of heads")->check(CLI::Range(1, 4096));
+  command->add_option("--n-embd", source.channels, "override the preset's channels")->check(CLI::Range(1, 1 << 16));
+  command->add_option("--n-positions", source.context, "override the preset's context length")->check(CLI::Range(1, 1 << 20));
+  command->add_option("--vocab-size", source.vocab_size, "override the preset's vocabulary size")->check(CLI::Range(1, 65536));
 }
 
 }  // namespace switchyard::cli

@@ -22,6 +22,8 @@ struct ModelSource {
   std::string tokenizer;  // "gpt2", "byte" or empty (decided by the checkpoint or preset)
   std::string vocab_dir;  // GPT-2 vocabulary files; empty: the usual places
   uint64_t seed = 1337;   // initialisation seed for presets
+  // Overrides of a preset's shape (0: keep the preset's value).
+  int layers = 0, heads = 0, channels = 0, context = 0, vocab_size = 0;
 };
 
 struct OpenedModel {
@@ -37,7 +39,8 @@ bool is_checkpoint_dir(const std::string& model);
 // Throws Error naming the problem (unknown preset, missing checkpoint, unknown device, ...).
 OpenedModel open_model(const ModelSource& source, bool load_tokenizer);
 
-// Adds --model, --device, --tokenizer, --vocab and --seed to a subcommand.
+// Adds --model, --device, --tokenizer, --vocab, --seed and the shape overrides (--n-layer, --n-head,
+// --n-embd, --n-positions, --vocab-size) to a subcommand.
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required = true);
 
 }  // namespace switchyard::cli
