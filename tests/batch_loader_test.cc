@@ -3,6 +3,8 @@
 #include "data/batch_loader.h"
 
 #include <gtest/gtest.h>
+
+#include "temp_dir_test_base.h"
 #include <unistd.h>
 
 #include <filesystem>
@@ -43,19 +45,8 @@ class TestByteTokenizer : public tokenizer::Tokenizer {
   int offset_;
 };
 
-class BatchLoaderTest : public ::testing::Test {
+class BatchLoaderTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("switchyard_batch_loader_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   // A shard whose token i is base + i, so every batch can be checked against its position.
   std::string make_shard(const std::string& name, int count, int base) const {
     std::vector<int32_t> tokens(count);
@@ -94,7 +85,6 @@ class BatchLoaderTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
 };
 
 TEST_F(BatchLoaderTest, ServesConsecutiveBatchesSkipsSmallShardsAndWraps) {

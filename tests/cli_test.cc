@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/token_shard.h"
+#include "temp_dir_test_base.h"
 
 namespace switchyard {
 namespace {
@@ -59,24 +60,19 @@ std::vector<double> logged_losses(const fs::path& log) {
   return losses;
 }
 
-class Cli : public ::testing::Test {
+class Cli : public TempDirTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("switchyard_cli_test_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    text_ = (dir_ / "corpus.txt").string();
+    TempDirTest::SetUp();
+    text_ = path("corpus.txt");
     std::ofstream out(text_);
     for (int i = 0; i < 400; ++i) out << "To be, or not to be, that is the question " << i % 17 << ".\n";
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
   std::string train_args(const std::string& out, int steps) const {
     return "train --model tiny --data " + text_ + " --out " + out + " --batch 2 --seq 32 --steps " +
            std::to_string(steps) + " --warmup 2 --lr 1e-3 --eval-windows 4";
   }
 
-  fs::path dir_;
   std::string text_;
 };
 

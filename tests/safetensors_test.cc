@@ -3,6 +3,8 @@
 #include "model/safetensors.h"
 
 #include <gtest/gtest.h>
+
+#include "temp_dir_test_base.h"
 #include <unistd.h>
 
 #include <cmath>
@@ -52,22 +54,12 @@ void expect_parse_error(const std::string& header, const std::vector<uint8_t>& d
   expect_error([&] { SafetensorsFile::parse(file_bytes(header, data), "crafted.st"); }, parts);
 }
 
-class SafetensorsTest : public ::testing::Test {
+class SafetensorsTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("switchyard_safetensors_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
   static std::vector<uint8_t> read_bytes(const std::string& p) {
     std::ifstream in(p, std::ios::binary);
     return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }
-  fs::path dir_;
 };
 
 TEST_F(SafetensorsTest, RoundTripsEveryDtypeAndMetadata) {

@@ -2,6 +2,8 @@
 #include "data/token_shard.h"
 
 #include <gtest/gtest.h>
+
+#include "temp_dir_test_base.h"
 #include <unistd.h>
 
 #include <cstring>
@@ -18,19 +20,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TokenShardTest : public ::testing::Test {
+class TokenShardTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("switchyard_token_shard_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   void write_bytes(const std::string& p, const std::vector<uint8_t>& bytes) const {
     std::ofstream out(p, std::ios::binary);
     out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
@@ -67,7 +58,6 @@ class TokenShardTest : public ::testing::Test {
     }
   }
 
-  fs::path dir_;
 };
 
 TEST_F(TokenShardTest, WritesTheExactByteLayout) {
