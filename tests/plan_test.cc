@@ -412,7 +412,7 @@ TEST(PlanPlanner, DeterministicCheapestFirstAndParetoMarked) {
 TEST(PlanPlanner, OneInstanceThroughputFollowsTheRoofline) {
   Catalog catalog = repo_catalog();
   PlanRequest r = gpt2_request(1e9);
-  r.chips = {"h100"};
+  r.chips = {"h100", "h100"};  // a chip named twice is planned once
   r.max_chips = 8;
   std::vector<PlanRow> rows = make_plan(catalog, r);
   ASSERT_EQ(rows.size(), 1u);

@@ -185,7 +185,10 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
   if (r.chips.empty()) {
     for (const ChipSpec& c : catalog.chips) chips.push_back(&c);
   } else {
-    for (const std::string& name : r.chips) chips.push_back(&catalog.chip(name));
+    for (const std::string& name : r.chips) {
+      const ChipSpec* chip = &catalog.chip(name);
+      if (std::find(chips.begin(), chips.end(), chip) == chips.end()) chips.push_back(chip);
+    }
   }
 
   std::vector<PlanRow> rows;

@@ -114,7 +114,7 @@ nlohmann::json plan_to_json(const std::vector<PlanRow>& rows) {
                         {"evidence_detail", r.evidence_detail}};
     if (!r.fits) {
       o["why_not"] = r.why_not;
-      o["memory_gib_per_chip_needed"] = r.memory_per_chip / kGiB;
+      if (r.memory_per_chip > 0) o["memory_gib_per_chip_needed"] = r.memory_per_chip / kGiB;
       // Keep the documented keys present (null: not applicable) so consumers need no special case.
       for (const char* key : {"hours", "dollars", "tokens_per_s"}) o[key] = nullptr;
       array.push_back(o);
@@ -215,19 +215,30 @@ std::string plan_to_svg(const std::vector<PlanRow>& rows, const std::string& tit
       "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
       W, H);
   s += fmt::format("<text x=\"{}\" y=\"25\" font-size=\"15\">{}</text>\n", left, xml_escape(title));
+  // Decades get a grid line and a label; 2x and 5x get a lighter line and a small label.
   for (double e = lx0; e <= lx1; e += 1) {
-    double x = X(std::pow(10, e));
-    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"#ddd\"/>\n", x,
-                     top, x, H - bottom);
-    s += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x,
-                     H - bottom + 18, std::pow(10, e));
+    for (double m : {1.0, 2.0, 5.0}) {
+      const double v = m * std::pow(10, e);
+      if (std::log10(v) > lx1 + 1e-9) break;
+      const double x = X(v);
+      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"{}\"/>\n", x,
+                       top, x, H - bottom, m == 1.0 ? "#ccc" : "#eee");
+      s += fmt::format(
+          "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\">{:g}</text>\n", x,
+          H - bottom + 18, m == 1.0 ? 12 : 9, v);
+    }
   }
   for (double e = ly0; e <= ly1; e += 1) {
-    double y = Y(std::pow(10, e));
-    s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>\n",
-                     left, y, W - right, y);
-    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">${:g}</text>\n", left - 6,
-                     y + 4, std::pow(10, e));
+    for (double m : {1.0, 2.0, 5.0}) {
+      const double v = m * std::pow(10, e);
+      if (std::log10(v) > ly1 + 1e-9) break;
+      const double y = Y(v);
+      s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"{}\"/>\n",
+                       left, y, W - right, y, m == 1.0 ? "#ccc" : "#eee");
+      s += fmt::format(
+          "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"{}\">${:g}</text>\n",
+          left - 6, y + 4, m == 1.0 ? 12 : 9, v);
+    }
   }
   s += fmt::format(
       "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">wall time (hours, log scale)</text>\n",
