@@ -36,7 +36,8 @@ class NeuronCli : public ::testing::Test {
 
 TEST_F(NeuronCli, BenchMatmulJson) {
   std::string trace = ::testing::TempDir() + "neuron_cli_trace.json";
-  CliRun r = run_cli("neuron bench matmul --target trn2 --shape 256x256x512 --json --trace " + trace);
+  CliRun r =
+      run_cli("neuron bench matmul --target trn2 --shape 256x256x512 --json --trace " + trace);
   ASSERT_EQ(r.status, 0) << r.output;
   std::string trimmed = r.output.substr(0, r.output.find_last_not_of('\n') + 1);
   std::string last = trimmed.substr(trimmed.rfind('\n') + 1);

@@ -27,7 +27,7 @@ std::vector<Code> finite_values(int exponent_bits, int mantissa_bits, bool ieee_
   for (int field = 0; field <= max_field; ++field) {
     for (int frac = 0; frac < (1 << mantissa_bits); ++frac) {
       int code = (field << mantissa_bits) | frac;
-      if (ieee_special && field == max_field) continue;                  // inf / NaN
+      if (ieee_special && field == max_field) continue;  // inf / NaN
       if (!ieee_special && field == max_field && frac == (1 << mantissa_bits) - 1) continue;  // NaN
       double v = field == 0 ? std::ldexp(frac, 1 - bias - mantissa_bits)
                             : std::ldexp(frac + (1 << mantissa_bits), field - bias - mantissa_bits);
@@ -66,8 +66,8 @@ TEST(NeuronDtype, Fp8E4m3MatchesBruteForceReference) {
   // Exact ties: every midpoint between neighbours goes to the even code.
   for (size_t i = 0; i + 1 < values.size(); ++i) {
     float mid = static_cast<float>((values[i].value + values[i + 1].value) / 2);
-    float expect = static_cast<float>((values[i].code & 1) == 0 ? values[i].value
-                                                                : values[i + 1].value);
+    float expect =
+        static_cast<float>((values[i].code & 1) == 0 ? values[i].value : values[i + 1].value);
     ASSERT_EQ(round_to(Dtype::kF8E4M3, mid), expect) << "midpoint " << mid;
   }
 }
@@ -80,8 +80,8 @@ TEST(NeuronDtype, Fp8E4m3SaturatesAndKeepsNaN) {
   EXPECT_TRUE(std::isnan(round_to(Dtype::kF8E4M3, NAN)));
   EXPECT_EQ(round_to(Dtype::kF8E4M3, std::ldexp(1.0f, -9)), std::ldexp(1.0f, -9));  // min subnormal
   EXPECT_EQ(round_to(Dtype::kF8E4M3, std::ldexp(1.0f, -10)), 0.0f);  // tie to even (zero)
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1.0625f), 1.0f);                 // tie 1 | 1.125 -> 1
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1.1875f), 1.25f);                // tie 1.125 | 1.25 -> 1.25
+  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1.0625f), 1.0f);                // tie 1 | 1.125 -> 1
+  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1.1875f), 1.25f);               // tie 1.125 | 1.25 -> 1.25
   EXPECT_TRUE(std::isnan(fp8_e4m3_to_float(0x7F)));
   EXPECT_TRUE(std::isnan(fp8_e4m3_to_float(0xFF)));  // fresh memory reads as NaN
 }

@@ -45,7 +45,8 @@ TEST(NeuronIsa, DmaCopyCastsAndTransposes) {
   core.dma_copy(t, a.transposed());
   std::vector<float> got = core.read(t);
   for (int r = 0; r < 16; ++r)
-    for (int c = 0; c < 8; ++c) ASSERT_EQ(got[c * 16 + r], round_to(Dtype::kBF16, values[r * 8 + c]));
+    for (int c = 0; c < 8; ++c)
+      ASSERT_EQ(got[c * 16 + r], round_to(Dtype::kBF16, values[r * 8 + c]));
   // Back to HBM as fp32 (exact: bf16 fits in fp32).
   View back = core.hbm_alloc({8, 16}, Dtype::kF32, "back");
   core.dma_copy(back, t);
@@ -105,7 +106,8 @@ std::vector<double> reference_matmul(const std::vector<float>& s, const std::vec
   std::vector<double> out(static_cast<size_t>(M) * N, 0.0);
   for (int k = 0; k < K; ++k)
     for (int m = 0; m < M; ++m)
-      for (int n = 0; n < N; ++n) out[m * N + n] += static_cast<double>(s[k * M + m]) * v[k * N + n];
+      for (int n = 0; n < N; ++n)
+        out[m * N + n] += static_cast<double>(s[k * M + m]) * v[k * N + n];
   return out;
 }
 
@@ -175,19 +177,30 @@ TEST(NeuronIsa, TransposeThroughPsum) {
 
 double reference_activation(Activation f, double x) {
   switch (f) {
-    case Activation::kIdentity: return x;
-    case Activation::kExp: return std::exp(x);
-    case Activation::kLog: return std::log(x);
-    case Activation::kTanh: return std::tanh(x);
+    case Activation::kIdentity:
+      return x;
+    case Activation::kExp:
+      return std::exp(x);
+    case Activation::kLog:
+      return std::log(x);
+    case Activation::kTanh:
+      return std::tanh(x);
     case Activation::kGeluTanh:
       return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-    case Activation::kSilu: return x / (1 + std::exp(-x));
-    case Activation::kSigmoid: return 1 / (1 + std::exp(-x));
-    case Activation::kRelu: return x > 0 ? x : 0;
-    case Activation::kSqrt: return std::sqrt(x);
-    case Activation::kRsqrt: return 1 / std::sqrt(x);
-    case Activation::kReciprocal: return 1 / x;
-    case Activation::kSquare: return x * x;
+    case Activation::kSilu:
+      return x / (1 + std::exp(-x));
+    case Activation::kSigmoid:
+      return 1 / (1 + std::exp(-x));
+    case Activation::kRelu:
+      return x > 0 ? x : 0;
+    case Activation::kSqrt:
+      return std::sqrt(x);
+    case Activation::kRsqrt:
+      return 1 / std::sqrt(x);
+    case Activation::kReciprocal:
+      return 1 / x;
+    case Activation::kSquare:
+      return x * x;
   }
   return 0;
 }
@@ -203,10 +216,10 @@ TEST(NeuronIsa, ActivationFunctionsWithScaleBiasAndReduce) {
   core.write(bias, b);
   View out = core.sbuf_alloc(P, {F}, Dtype::kF32, "out");
   View sums = core.sbuf_alloc(P, {1}, Dtype::kF32, "sums");
-  for (Activation f : {Activation::kIdentity, Activation::kExp, Activation::kLog,
-                       Activation::kTanh, Activation::kGeluTanh, Activation::kSilu,
-                       Activation::kSigmoid, Activation::kRelu, Activation::kSqrt,
-                       Activation::kRsqrt, Activation::kReciprocal, Activation::kSquare}) {
+  for (Activation f :
+       {Activation::kIdentity, Activation::kExp, Activation::kLog, Activation::kTanh,
+        Activation::kGeluTanh, Activation::kSilu, Activation::kSigmoid, Activation::kRelu,
+        Activation::kSqrt, Activation::kRsqrt, Activation::kReciprocal, Activation::kSquare}) {
     bool positive_only = f == Activation::kLog || f == Activation::kSqrt || f == Activation::kRsqrt;
     float scale = positive_only ? 0.0f : 0.5f;  // log/sqrt/rsqrt of 0*x + (|b| + 1)
     View bias_in = bias;
@@ -257,15 +270,32 @@ TEST(NeuronIsa, VectorOps) {
       for (int i = 0; i < P * F; ++i) {
         float ref = 0;
         switch (op) {
-          case AluOp::kAdd: ref = x[i] + y[i]; break;
-          case AluOp::kSubtract: ref = x[i] - y[i]; break;
-          case AluOp::kMultiply: ref = x[i] * y[i]; break;
-          case AluOp::kDivide: ref = x[i] / y[i]; break;
-          case AluOp::kMax: ref = std::max(x[i], y[i]); break;
-          case AluOp::kMin: ref = std::min(x[i], y[i]); break;
-          case AluOp::kIsGreater: ref = x[i] > y[i] ? 1.0f : 0.0f; break;
-          case AluOp::kIsLessEqual: ref = x[i] <= y[i] ? 1.0f : 0.0f; break;
-          default: break;
+          case AluOp::kAdd:
+            ref = x[i] + y[i];
+            break;
+          case AluOp::kSubtract:
+            ref = x[i] - y[i];
+            break;
+          case AluOp::kMultiply:
+            ref = x[i] * y[i];
+            break;
+          case AluOp::kDivide:
+            ref = x[i] / y[i];
+            break;
+          case AluOp::kMax:
+            ref = std::max(x[i], y[i]);
+            break;
+          case AluOp::kMin:
+            ref = std::min(x[i], y[i]);
+            break;
+          case AluOp::kIsGreater:
+            ref = x[i] > y[i] ? 1.0f : 0.0f;
+            break;
+          case AluOp::kIsLessEqual:
+            ref = x[i] <= y[i] ? 1.0f : 0.0f;
+            break;
+          default:
+            break;
         }
         ASSERT_EQ(got[i], ref) << alu_op_name(op);
       }

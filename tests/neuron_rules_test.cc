@@ -19,8 +19,8 @@ void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
   } catch (const Error& e) {
     std::string message = e.what();
     for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "message: " << message
-                                                        << "\nmissing: " << part;
+      EXPECT_NE(message.find(part), std::string::npos)
+          << "message: " << message << "\nmissing: " << part;
     return;
   }
   ADD_FAILURE() << "expected an Error mentioning " << parts.front();
@@ -63,22 +63,28 @@ TEST_F(NeuronRules, MatmulLimits) {
   View wide = core.psum_alloc(128, {1024}, Dtype::kF32, "wide");
   expect_error([&] { core.matmul(acc.cols(0, 64), st, mv.cols(0, 64), true, true); },
                {"matmul", "M = 129 exceeds 128"});
-  expect_error([&] { core.matmul(acc, st.cols(0, 128), mv, true, true); },
-               {"N = 513 exceeds 512"});
-  expect_error([&] { core.matmul(acc.rows(0, 128).cols(0, 64), st.cols(0, 128).rows(0, 64),
-                                 mv.cols(0, 64), true, true); },
-               {"stationary has K = 64 partitions but moving has 128"});
+  expect_error([&] { core.matmul(acc, st.cols(0, 128), mv, true, true); }, {"N = 513 exceeds 512"});
+  expect_error(
+      [&] {
+        core.matmul(acc.rows(0, 128).cols(0, 64), st.cols(0, 128).rows(0, 64), mv.cols(0, 64), true,
+                    true);
+      },
+      {"stationary has K = 64 partitions but moving has 128"});
   expect_error([&] { core.matmul(acc16.cols(0, 64), st.cols(0, 128), mv.cols(0, 64), true, true); },
                {"must be an fp32 PSUM tile"});
   expect_error([&] { core.matmul(acc.cols(0, 64), st.cols(0, 128), mv32, true, true); },
                {"same dtype"});
-  expect_error([&] { core.matmul(acc.cols(0, 64), ints.cols(0, 64).rows(0, 128), ints, true, true); },
-               {"not int32"});
-  expect_error([&] { core.matmul(wide.cols(256, 512), st.cols(0, 128), mv.cols(0, 512), true, true); },
-               {"crosses a PSUM bank boundary"});
-  expect_error([&] { core.matmul(acc.rows(0, 64).cols(0, 64), st.cols(0, 128), mv.cols(0, 64),
-                                 true, true); },
-               {"must be [M = 128, N = 64]"});
+  expect_error(
+      [&] { core.matmul(acc.cols(0, 64), ints.cols(0, 64).rows(0, 128), ints, true, true); },
+      {"not int32"});
+  expect_error(
+      [&] { core.matmul(wide.cols(256, 512), st.cols(0, 128), mv.cols(0, 512), true, true); },
+      {"crosses a PSUM bank boundary"});
+  expect_error(
+      [&] {
+        core.matmul(acc.rows(0, 64).cols(0, 64), st.cols(0, 128), mv.cols(0, 64), true, true);
+      },
+      {"must be [M = 128, N = 64]"});
 }
 
 TEST_F(NeuronRules, AccumulationGroups) {
@@ -98,6 +104,7 @@ TEST_F(NeuronRules, AccumulationGroups) {
   core.matmul(bank(0), st, mv, false, true);  // closes group 0
   core.tensor_copy(out, bank(0));
   EXPECT_EQ(core.read(out)[0], 256.0f);  // 2 matmuls x K = 128 ones
+  expect_error([&] { core.release(acc); }, {"release of PSUM tile 'acc'", "still open"});
 }
 
 TEST_F(NeuronRules, NinthOpenGroupIsRejected) {
@@ -134,8 +141,7 @@ TEST_F(NeuronRules, EngineAndMemoryConstraints) {
   expect_error([&] { core.dma_gather(t, h, idx); }, {"must be an int32 [P, 1] tile"});
   View col = filled_sbuf(128, {1}, Dtype::kF32, "col");
   expect_error([&] { core.tensor_copy(col.broadcast(0, 16), t); }, {"broadcast"});
-  expect_error([&] { core.dma_copy(t, h.pattern(100, {128, 16}, {{16, 1}})); },
-               {"reaches byte"});
+  expect_error([&] { core.dma_copy(t, h.pattern(100, {128, 16}, {{16, 1}})); }, {"reaches byte"});
   core.release(t);
   expect_error([&] { core.tensor_copy(ps, t); }, {"released"});
 }

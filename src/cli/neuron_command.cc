@@ -43,9 +43,10 @@ GemmShape parse_shape(const std::string& text) {
   while (true) {
     size_t x = text.find('x', start);
     std::string part = text.substr(start, x == std::string::npos ? std::string::npos : x - start);
-    require(!part.empty() && part.size() <= 9 &&
-                std::all_of(part.begin(), part.end(), [](char ch) { return ch >= '0' && ch <= '9'; }),
-            "bad --shape '{}': expected MxKxN with positive integers, e.g. 4096x4096x4096", text);
+    require(
+        !part.empty() && part.size() <= 9 &&
+            std::all_of(part.begin(), part.end(), [](char ch) { return ch >= '0' && ch <= '9'; }),
+        "bad --shape '{}': expected MxKxN with positive integers, e.g. 4096x4096x4096", text);
     dims.push_back(std::stoll(part));
     if (x == std::string::npos) break;
     start = x + 1;
@@ -62,11 +63,10 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
   GemmShape shape = parse_shape(f.shape);
   Dtype dtype = neuron::parse_dtype(f.dtype);
   require(neuron::is_float(dtype), "--dtype must be a float type (bf16, fp16, fp32, fp8)");
-  Dtype out_dtype = f.out_dtype == "auto"
-                        ? (dtype == Dtype::kF32 ? Dtype::kF32
-                           : dtype == Dtype::kF16 ? Dtype::kF16
-                                                  : Dtype::kBF16)
-                        : neuron::parse_dtype(f.out_dtype);
+  Dtype out_dtype = f.out_dtype == "auto" ? (dtype == Dtype::kF32   ? Dtype::kF32
+                                             : dtype == Dtype::kF16 ? Dtype::kF16
+                                                                    : Dtype::kBF16)
+                                          : neuron::parse_dtype(f.out_dtype);
 
   neuron::NeuronCore core(config);
   core.record_trace(!f.trace.empty());
@@ -87,8 +87,7 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
   neuron::GemmOptions options;
   options.compute_dtype = dtype;
   neuron::GemmPlan plan = neuron::gemm(core, c, a, b, options);
-  double wall_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   // Reference in double from the rounded inputs as stored in HBM: every element when the
   // product is small, otherwise a fixed random sample of output elements.
@@ -115,16 +114,17 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
 
   neuron::RunStats stats = core.stats();
   const double peak = config.peak_tflops(dtype);
-  const double percent = 100.0 * stats.tflops / peak;
+  const double percent = stats.percent_of_peak(config, dtype);
   if (!f.trace.empty()) core.write_trace(f.trace);
 
   fmt::print("neuron bench matmul: {} ({}), C[{}x{}] = A[{}x{}] @ B[{}x{}], {} inputs, {} output\n",
              config.target, config.core_name, shape.m, shape.n, shape.m, shape.k, shape.k, shape.n,
              neuron::dtype_name(dtype), neuron::dtype_name(out_dtype));
-  fmt::print("  plan: {} x {} x {} tiles (M x K x N), {} M tiles per resident A block, {} A "
-             "buffer(s), {} bytes of SBUF per partition\n",
-             plan.m_tiles, plan.k_tiles, plan.n_tiles, plan.m_block_tiles, plan.a_buffers,
-             plan.sbuf_bytes_per_partition);
+  fmt::print(
+      "  plan: {} x {} x {} tiles (M x K x N), {} M tiles per resident A block, {} A "
+      "buffer(s), {} bytes of SBUF per partition\n",
+      plan.m_tiles, plan.k_tiles, plan.n_tiles, plan.m_block_tiles, plan.a_buffers,
+      plan.sbuf_bytes_per_partition);
   fmt::print("  simulated time   {:.2f} us ({} instructions)\n", stats.total_ns / 1e3,
              stats.instructions);
   fmt::print("  throughput       {:.2f} TFLOPS = {:.1f}% of the {:.0f} TFLOPS {} peak\n",
@@ -199,8 +199,9 @@ void add_neuron_command(CLI::App& app) {
   bench->add_option("--target", flags->target, "trn1 (NeuronCore-v2) or trn2 (NeuronCore-v3)");
   bench->add_option("--shape", flags->shape, "MxKxN, e.g. 4096x4096x4096")->required();
   bench->add_option("--dtype", flags->dtype, "Input dtype: bf16, fp16, fp32, fp8 (e4m3), fp8_e5m2");
-  bench->add_option("--out-dtype", flags->out_dtype, "Output dtype (default: bf16 for 8/16-bit "
-                                                     "inputs, fp32 for fp32)");
+  bench->add_option("--out-dtype", flags->out_dtype,
+                    "Output dtype (default: bf16 for 8/16-bit "
+                    "inputs, fp32 for fp32)");
   bench->add_option("--trace", flags->trace, "Write a Chrome trace-event JSON (Perfetto) here");
   bench->add_option("--seed", flags->seed, "Random seed of the inputs");
   bench->add_flag("--json", flags->json, "Print one JSON object on the last line");

@@ -23,9 +23,9 @@ inline constexpr int64_t kMatmulFp8V3Divisor = 2;
 inline constexpr int64_t kLoadStationarySpeedup = 4;
 
 // VectorE. ~N cycles for one input tensor, ~2N for two (perf guide).
-inline constexpr int64_t kVectorMinIssueCycles = 64;     // minimum issue interval (perf guide)
+inline constexpr int64_t kVectorMinIssueCycles = 64;       // minimum issue interval (perf guide)
 inline constexpr int64_t kVectorFixedLatencyCycles = 100;  // fixed overhead when dependent
-inline constexpr int64_t kVectorReciprocalFactor = 8;    // reciprocal 8N (perf guide)
+inline constexpr int64_t kVectorReciprocalFactor = 8;      // reciprocal 8N (perf guide)
 // bf16 tensor_reduce add/max: N/2 (perf guide).
 inline constexpr int64_t kVectorBf16ReduceDivisor = 2;
 // v3 fast mode: 4x for bf16/fp16 (perf guide); 2x for other dtypes (arch: 512 vs 256 elements

@@ -24,7 +24,16 @@ void DependencyTracker::on_release(int32_t id, Memory memory, const Region& whol
   for (const Record& r : records_[id]) done = std::max(done, r.done);
   records_[id].clear();
   records_[id].shrink_to_fit();
-  if (done > 0.0) retired_.push_back(Retired{memory, whole, done});
+  if (done <= 0.0) return;
+  // Kernels allocate the same tiles at the same offsets again and again: keep one barrier per
+  // region.
+  for (Retired& r : retired_) {
+    if (r.memory == memory && r.region.contains(whole) && whole.contains(r.region)) {
+      r.done = std::max(r.done, done);
+      return;
+    }
+  }
+  retired_.push_back(Retired{memory, whole, done});
 }
 
 double DependencyTracker::ready_time(const Accesses& accesses) const {

@@ -23,9 +23,7 @@ namespace switchyard::neuron {
 struct Region {
   int32_t allocation = -1;
   int64_t p0 = 0, p1 = 0, b0 = 0, b1 = 0;
-  bool overlaps(const Region& o) const {
-    return p0 < o.p1 && o.p0 < p1 && b0 < o.b1 && o.b0 < b1;
-  }
+  bool overlaps(const Region& o) const { return p0 < o.p1 && o.p0 < p1 && b0 < o.b1 && o.b0 < b1; }
   bool contains(const Region& o) const {
     return p0 <= o.p0 && o.p1 <= p1 && b0 <= o.b0 && o.b1 <= b1;
   }

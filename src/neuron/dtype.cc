@@ -13,24 +13,36 @@ namespace switchyard::neuron {
 
 int dtype_bytes(Dtype dtype) {
   switch (dtype) {
-    case Dtype::kF32: return 4;
-    case Dtype::kBF16: return 2;
-    case Dtype::kF16: return 2;
-    case Dtype::kF8E4M3: return 1;
-    case Dtype::kF8E5M2: return 1;
-    case Dtype::kI32: return 4;
+    case Dtype::kF32:
+      return 4;
+    case Dtype::kBF16:
+      return 2;
+    case Dtype::kF16:
+      return 2;
+    case Dtype::kF8E4M3:
+      return 1;
+    case Dtype::kF8E5M2:
+      return 1;
+    case Dtype::kI32:
+      return 4;
   }
   return 0;
 }
 
 const char* dtype_name(Dtype dtype) {
   switch (dtype) {
-    case Dtype::kF32: return "float32";
-    case Dtype::kBF16: return "bfloat16";
-    case Dtype::kF16: return "float16";
-    case Dtype::kF8E4M3: return "float8_e4m3";
-    case Dtype::kF8E5M2: return "float8_e5m2";
-    case Dtype::kI32: return "int32";
+    case Dtype::kF32:
+      return "float32";
+    case Dtype::kBF16:
+      return "bfloat16";
+    case Dtype::kF16:
+      return "float16";
+    case Dtype::kF8E4M3:
+      return "float8_e4m3";
+    case Dtype::kF8E5M2:
+      return "float8_e5m2";
+    case Dtype::kI32:
+      return "int32";
   }
   return "?";
 }
@@ -59,7 +71,7 @@ uint32_t encode_small_float(float magnitude, int mantissa_bits, int min_exponent
   if (magnitude == 0.0f) return 0;
   int exponent;
   std::frexp(magnitude, &exponent);  // magnitude = f * 2^exponent, f in [0.5, 1)
-  exponent -= 1;                      // magnitude = 1.x * 2^exponent
+  exponent -= 1;                     // magnitude = 1.x * 2^exponent
   if (exponent < min_exponent) exponent = min_exponent;  // subnormal: fixed quantum
   // Quantum (unit in the last place) for this binade; scaling by a power of two is exact, and
   // nearbyint rounds to nearest even under the default rounding mode.
@@ -162,8 +174,10 @@ float load_element_slow(Dtype dtype, const uint8_t* bytes) {
       std::memcpy(&v, bytes, 2);
       return fp16_to_float(v);
     }
-    case Dtype::kF8E4M3: return fp8_e4m3_to_float(*bytes);
-    case Dtype::kF8E5M2: return fp8_e5m2_to_float(*bytes);
+    case Dtype::kF8E4M3:
+      return fp8_e4m3_to_float(*bytes);
+    case Dtype::kF8E5M2:
+      return fp8_e5m2_to_float(*bytes);
     case Dtype::kI32: {
       int32_t v;
       std::memcpy(&v, bytes, 4);
@@ -175,7 +189,9 @@ float load_element_slow(Dtype dtype, const uint8_t* bytes) {
 
 void store_element_slow(Dtype dtype, uint8_t* bytes, float value) {
   switch (dtype) {
-    case Dtype::kF32: std::memcpy(bytes, &value, 4); return;
+    case Dtype::kF32:
+      std::memcpy(bytes, &value, 4);
+      return;
     case Dtype::kBF16: {
       uint16_t v = float_to_bf16(value);
       std::memcpy(bytes, &v, 2);
@@ -186,8 +202,12 @@ void store_element_slow(Dtype dtype, uint8_t* bytes, float value) {
       std::memcpy(bytes, &v, 2);
       return;
     }
-    case Dtype::kF8E4M3: *bytes = float_to_fp8_e4m3(value); return;
-    case Dtype::kF8E5M2: *bytes = float_to_fp8_e5m2(value); return;
+    case Dtype::kF8E4M3:
+      *bytes = float_to_fp8_e4m3(value);
+      return;
+    case Dtype::kF8E5M2:
+      *bytes = float_to_fp8_e5m2(value);
+      return;
     case Dtype::kI32: {
       int32_t v = float_to_int32(value);
       std::memcpy(bytes, &v, 4);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "neuron/tile_pool.h"
 
 namespace switchyard::neuron {
 
@@ -14,9 +15,10 @@ namespace {
 constexpr int64_t kTileK = 128;  // partitions of the PE array
 constexpr int64_t kTileM = 128;  // PE array columns
 constexpr int64_t kTileN = 512;  // one PSUM bank of fp32
-constexpr int kPsumBuffers = 4;   // accumulate in one bank while earlier ones drain
+constexpr int kPsumBuffers = 4;  // accumulate in one bank while earlier ones drain
 constexpr int kOutputBuffers = 4;
 constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers waste queue time
+constexpr int64_t kMaxLoadPieces = 4;         // B tiles split over at most 4 queues
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -38,8 +40,8 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
   const Dtype dt = options.compute_dtype;
   require(dt != Dtype::kI32, "gemm: compute dtype must be a float type");
 
-  const std::string previous_kernel = core.kernel();
-  core.set_kernel("gemm");
+  KernelScope scope(core, "gemm");
+  TilePool pool(core);
   const CoreConfig& cfg = core.config();
   // Loads and stores on separate queues, so a store waiting for its tile never holds up a load.
   // Enough store queues that storing an output tile takes less time than computing the next
@@ -79,10 +81,10 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
     if (plan.m_block_tiles > 0) break;
   }
   if (plan.m_block_tiles == 0) {
-    core.set_kernel(previous_kernel);
-    fail("gemm: K = {} does not fit: one M tile of A^T and two B panels need {} bytes per SBUF "
-         "partition, {} are free",
-         K, needed(1, 1), free);
+    fail(
+        "gemm: K = {} does not fit: one M tile of A^T and two B panels need {} bytes per SBUF "
+        "partition, {} are free",
+        K, needed(1, 1), free);
   }
   // Several A blocks only pay off when each is fully used; even out the block sizes.
   const int64_t blocks = ceil_div(plan.m_tiles, plan.m_block_tiles);
@@ -93,18 +95,17 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
   const int64_t block_cols = plan.m_block_tiles * kTileM;
   std::vector<View> a_buf;
   for (int i = 0; i < plan.a_buffers; ++i)
-    a_buf.push_back(core.sbuf_alloc(kTileK, {plan.k_tiles * block_cols}, dt,
-                                    "gemm.aT" + std::to_string(i)));
+    a_buf.push_back(
+        pool.sbuf(kTileK, {plan.k_tiles * block_cols}, dt, "gemm.aT" + std::to_string(i)));
   std::vector<View> b_buf;
   for (int i = 0; i < 2; ++i)
-    b_buf.push_back(core.sbuf_alloc(kTileK, {plan.k_tiles * kTileN}, dt,
-                                    "gemm.b" + std::to_string(i)));
+    b_buf.push_back(pool.sbuf(kTileK, {plan.k_tiles * kTileN}, dt, "gemm.b" + std::to_string(i)));
   std::vector<View> psum;
   for (int i = 0; i < kPsumBuffers; ++i)
-    psum.push_back(core.psum_alloc(kTileM, {kTileN}, Dtype::kF32, "gemm.acc" + std::to_string(i)));
+    psum.push_back(pool.psum(kTileM, {kTileN}, Dtype::kF32, "gemm.acc" + std::to_string(i)));
   std::vector<View> out;
   for (int i = 0; i < kOutputBuffers; ++i)
-    out.push_back(core.sbuf_alloc(kTileM, {kTileN}, c.dtype(), "gemm.c" + std::to_string(i)));
+    out.push_back(pool.sbuf(kTileM, {kTileN}, c.dtype(), "gemm.c" + std::to_string(i)));
 
   int next_load = 0;
   int next_store = 0;
@@ -136,8 +137,17 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
   auto load_b_panel = [&](int64_t step, int64_t nt) {
     int buf = static_cast<int>(step % 2);
     for (int64_t kt = 0; kt < plan.k_tiles; ++kt) {
-      View src = b.rows(kt * kTileK, k_size(kt)).cols(nt * kTileN, n_size(nt));
-      core.dma_copy(b_tile(buf, kt, nt), src, load_queue());
+      const View src = b.rows(kt * kTileK, k_size(kt)).cols(nt * kTileN, n_size(nt));
+      const View dst = b_tile(buf, kt, nt);
+      // Spread each tile over several queues in pieces of at least 32 KiB: the first panel
+      // arrives sooner, and no piece is small enough to waste queue time.
+      const int64_t bytes = k_size(kt) * n_size(nt) * esize;
+      const int64_t pieces = std::clamp<int64_t>(bytes / kMinDmaBytes, 1, kMaxLoadPieces);
+      const int64_t rows_per_piece = (k_size(kt) + pieces - 1) / pieces;
+      for (int64_t r = 0; r < k_size(kt); r += rows_per_piece) {
+        const int64_t rows = std::min(rows_per_piece, k_size(kt) - r);
+        core.dma_copy(dst.rows(r, rows), src.rows(r, rows), load_queue());
+      }
     }
   };
 
@@ -181,12 +191,7 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
     }
   }
 
-  for (const View& v : out) core.release(v);
-  for (const View& v : psum) core.release(v);
-  for (const View& v : b_buf) core.release(v);
-  for (const View& v : a_buf) core.release(v);
-  core.set_kernel(previous_kernel);
-  return plan;
+  return plan;  // the pool releases the tiles, the scope restores the kernel name
 }
 
 }  // namespace switchyard::neuron

@@ -23,8 +23,8 @@ struct GemmOptions {
 // What gemm() chose, for reports and tests.
 struct GemmPlan {
   int64_t m_tiles = 0, k_tiles = 0, n_tiles = 0;
-  int64_t m_block_tiles = 0;   // M tiles whose A^T stays resident per block
-  int a_buffers = 0;           // 2 when the next block's A loads during this block
+  int64_t m_block_tiles = 0;  // M tiles whose A^T stays resident per block
+  int a_buffers = 0;          // 2 when the next block's A loads during this block
   int64_t sbuf_bytes_per_partition = 0;
 };
 

@@ -25,33 +25,38 @@ void scalar_block(float* c, int64_t ldc, const float* s, int64_t lds, const floa
 #if defined(__AVX2__) && defined(__FMA__)
 // 6 rows x 16 columns of c held in 12 registers across the whole k loop. Named variables, not
 // an array: GCC keeps an array of vectors on the stack.
+// clang-format off
 void block_6x16(float* c, int64_t ldc, const float* s, int64_t lds, const float* v, int64_t ldv,
                 int K) {
-#define SY_LOAD_ROW(i)                           \
-  __m256 c##i##0 = _mm256_loadu_ps(c + i * ldc); \
-  __m256 c##i##1 = _mm256_loadu_ps(c + i * ldc + 8);
-  SY_LOAD_ROW(0) SY_LOAD_ROW(1) SY_LOAD_ROW(2) SY_LOAD_ROW(3) SY_LOAD_ROW(4) SY_LOAD_ROW(5)
-#undef SY_LOAD_ROW
+#define SY_LOAD_ROW(i)                                \
+  __m256 c##i##0 = _mm256_loadu_ps(c + (i) * ldc);    \
+  __m256 c##i##1 = _mm256_loadu_ps(c + (i) * ldc + 8)
+#define SY_FMA_ROW(i)                                 \
+  do {                                                \
+    const __m256 a = _mm256_broadcast_ss(sr + (i));   \
+    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);        \
+    c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);        \
+  } while (0)
+#define SY_STORE_ROW(i)                               \
+  _mm256_storeu_ps(c + (i) * ldc, c##i##0);           \
+  _mm256_storeu_ps(c + (i) * ldc + 8, c##i##1)
+  SY_LOAD_ROW(0); SY_LOAD_ROW(1); SY_LOAD_ROW(2);
+  SY_LOAD_ROW(3); SY_LOAD_ROW(4); SY_LOAD_ROW(5);
   for (int k = 0; k < K; ++k) {
     const float* vr = v + k * ldv;
     const __m256 b0 = _mm256_loadu_ps(vr);
     const __m256 b1 = _mm256_loadu_ps(vr + 8);
     const float* sr = s + k * lds;
-#define SY_FMA_ROW(i)                                  \
-  {                                                    \
-    const __m256 a = _mm256_broadcast_ss(sr + i);      \
-    c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);         \
-    c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);         \
+    SY_FMA_ROW(0); SY_FMA_ROW(1); SY_FMA_ROW(2);
+    SY_FMA_ROW(3); SY_FMA_ROW(4); SY_FMA_ROW(5);
   }
-    SY_FMA_ROW(0) SY_FMA_ROW(1) SY_FMA_ROW(2) SY_FMA_ROW(3) SY_FMA_ROW(4) SY_FMA_ROW(5)
+  SY_STORE_ROW(0); SY_STORE_ROW(1); SY_STORE_ROW(2);
+  SY_STORE_ROW(3); SY_STORE_ROW(4); SY_STORE_ROW(5);
+#undef SY_LOAD_ROW
 #undef SY_FMA_ROW
-  }
-#define SY_STORE_ROW(i)                      \
-  _mm256_storeu_ps(c + i * ldc, c##i##0);    \
-  _mm256_storeu_ps(c + i * ldc + 8, c##i##1);
-  SY_STORE_ROW(0) SY_STORE_ROW(1) SY_STORE_ROW(2) SY_STORE_ROW(3) SY_STORE_ROW(4) SY_STORE_ROW(5)
 #undef SY_STORE_ROW
 }
+// clang-format on
 
 // Up to 5 remaining rows x 16 columns.
 void block_rx16(float* c, int64_t ldc, const float* s, int64_t lds, const float* v, int64_t ldv,

@@ -25,7 +25,9 @@ int64_t extent_bytes(const View& v, bool include_rows) {
 // Contiguous runs get a loop with a constant stride, which the compiler vectorises.
 template <Dtype D>
 void load_run(const uint8_t* src, int64_t n, int64_t stride_bytes, float* out) {
-  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32 ? 4 : D == Dtype::kBF16 || D == Dtype::kF16 ? 2 : 1;
+  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32    ? 4
+                            : D == Dtype::kBF16 || D == Dtype::kF16 ? 2
+                                                                    : 1;
   if (stride_bytes == kSize) {
     for (int64_t i = 0; i < n; ++i) out[i] = load_element(D, src + i * kSize);
   } else {
@@ -35,7 +37,9 @@ void load_run(const uint8_t* src, int64_t n, int64_t stride_bytes, float* out) {
 
 template <Dtype D>
 void store_run(uint8_t* dst, int64_t n, int64_t stride_bytes, const float* in) {
-  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32 ? 4 : D == Dtype::kBF16 || D == Dtype::kF16 ? 2 : 1;
+  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32    ? 4
+                            : D == Dtype::kBF16 || D == Dtype::kF16 ? 2
+                                                                    : 1;
   if (stride_bytes == kSize) {
     for (int64_t i = 0; i < n; ++i) store_element(D, dst + i * kSize, in[i]);
   } else {
@@ -48,24 +52,36 @@ using StoreRun = void (*)(uint8_t*, int64_t, int64_t, const float*);
 
 LoadRun load_run_for(Dtype d) {
   switch (d) {
-    case Dtype::kF32: return load_run<Dtype::kF32>;
-    case Dtype::kBF16: return load_run<Dtype::kBF16>;
-    case Dtype::kF16: return load_run<Dtype::kF16>;
-    case Dtype::kF8E4M3: return load_run<Dtype::kF8E4M3>;
-    case Dtype::kF8E5M2: return load_run<Dtype::kF8E5M2>;
-    case Dtype::kI32: return load_run<Dtype::kI32>;
+    case Dtype::kF32:
+      return load_run<Dtype::kF32>;
+    case Dtype::kBF16:
+      return load_run<Dtype::kBF16>;
+    case Dtype::kF16:
+      return load_run<Dtype::kF16>;
+    case Dtype::kF8E4M3:
+      return load_run<Dtype::kF8E4M3>;
+    case Dtype::kF8E5M2:
+      return load_run<Dtype::kF8E5M2>;
+    case Dtype::kI32:
+      return load_run<Dtype::kI32>;
   }
   return nullptr;
 }
 
 StoreRun store_run_for(Dtype d) {
   switch (d) {
-    case Dtype::kF32: return store_run<Dtype::kF32>;
-    case Dtype::kBF16: return store_run<Dtype::kBF16>;
-    case Dtype::kF16: return store_run<Dtype::kF16>;
-    case Dtype::kF8E4M3: return store_run<Dtype::kF8E4M3>;
-    case Dtype::kF8E5M2: return store_run<Dtype::kF8E5M2>;
-    case Dtype::kI32: return store_run<Dtype::kI32>;
+    case Dtype::kF32:
+      return store_run<Dtype::kF32>;
+    case Dtype::kBF16:
+      return store_run<Dtype::kBF16>;
+    case Dtype::kF16:
+      return store_run<Dtype::kF16>;
+    case Dtype::kF8E4M3:
+      return store_run<Dtype::kF8E4M3>;
+    case Dtype::kF8E5M2:
+      return store_run<Dtype::kF8E5M2>;
+    case Dtype::kI32:
+      return store_run<Dtype::kI32>;
   }
   return nullptr;
 }
@@ -148,8 +164,8 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
             memory == Memory::kSbuf ? "SBUF" : "PSUM", name, bytes, allocator.free_bytes(),
             allocator.capacity(), allocator.largest_free());
     std::vector<uint8_t>& mem_bytes = memory == Memory::kSbuf ? sbuf_ : psum_;
-    int64_t pbytes = memory == Memory::kSbuf ? config_.sbuf_partition_bytes
-                                              : config_.psum_partition_bytes;
+    int64_t pbytes =
+        memory == Memory::kSbuf ? config_.sbuf_partition_bytes : config_.psum_partition_bytes;
     for (int64_t p = 0; p < config_.partitions; ++p) {
       std::memset(mem_bytes.data() + p * pbytes + a.offset, 0xFF, static_cast<size_t>(bytes));
     }
@@ -176,13 +192,13 @@ View NeuronCore::hbm_alloc(const std::vector<int64_t>& shape, Dtype dtype,
                   dtype, name);
 }
 
-View NeuronCore::sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape,
-                            Dtype dtype, const std::string& name) {
+View NeuronCore::sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+                            const std::string& name) {
   return allocate(Memory::kSbuf, partitions, free_shape, dtype, name);
 }
 
-View NeuronCore::psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape,
-                            Dtype dtype, const std::string& name) {
+View NeuronCore::psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+                            const std::string& name) {
   return allocate(Memory::kPsum, partitions, free_shape, dtype, name);
 }
 
@@ -191,11 +207,17 @@ void NeuronCore::release(const View& view) {
           "release: the view belongs to no allocation of this core");
   Allocation& a = allocations_[view.allocation()];
   require(a.live, "release: '{}' was already released", a.name);
+  for (const Region& g : open_groups_) {
+    require(g.allocation != view.allocation(),
+            "kernel '{}': release of PSUM tile '{}' while an accumulation group in it is still "
+            "open (its last matmul had stop=false)",
+            kernels_[kernel_], a.name);
+  }
   a.live = false;
-  Region whole = a.memory == Memory::kHbm
-                     ? Region{view.allocation(), 0, 1, a.offset, a.offset + a.bytes}
-                     : Region{view.allocation(), 0, config_.partitions, a.offset,
-                              a.offset + a.bytes};
+  Region whole =
+      a.memory == Memory::kHbm
+          ? Region{view.allocation(), 0, 1, a.offset, a.offset + a.bytes}
+          : Region{view.allocation(), 0, config_.partitions, a.offset, a.offset + a.bytes};
   deps_.on_release(view.allocation(), a.memory, whole);
   if (a.memory == Memory::kHbm) {
     hbm_allocator_.release(a.offset);
@@ -236,11 +258,12 @@ void NeuronCore::check_view(const char* op, const char* role, const View& v, boo
   }
   if (v.memory() == Memory::kHbm) {
     if (written && v.partition_stride() == 0 && v.partitions() > 1)
-      rule_error(op, fmt::format("{} is written through a broadcast (stride 0) row dimension", what));
+      rule_error(op,
+                 fmt::format("{} is written through a broadcast (stride 0) row dimension", what));
     int64_t end = v.offset_bytes() + extent_bytes(v, true);
     if (v.offset_bytes() < 0 || end > a.bytes)
-      rule_error(op, fmt::format("{} reaches byte {} of an HBM tensor of {} bytes", what, end,
-                                 a.bytes));
+      rule_error(
+          op, fmt::format("{} reaches byte {} of an HBM tensor of {} bytes", what, end, a.bytes));
   } else {
     if (v.partition_start() < 0 || v.partition_start() + v.partitions() > a.partitions)
       rule_error(op, fmt::format("{} covers partitions {}..{} but the tile has {}", what,
@@ -278,7 +301,9 @@ void NeuronCore::check_engine_operand(const char* op, const char* role, Engine e
   // 64 or 96.
   int64_t start = v.partition_start();
   int64_t count = v.partitions();
-  bool aligned = count > 64 ? start == 0 : count > 32 ? (start == 0 || start == 64) : start % 32 == 0;
+  bool aligned = count > 64   ? start == 0
+                 : count > 32 ? (start == 0 || start == 64)
+                              : start % 32 == 0;
   if (!aligned)
     rule_error(op, fmt::format("{}: a tile of {} partitions cannot start at partition {} (over 64 "
                                "partitions start at 0; 33-64 at 0 or 64; up to 32 at 0/32/64/96)",

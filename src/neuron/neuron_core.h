@@ -36,10 +36,10 @@ namespace switchyard::neuron {
 inline constexpr int kAnyQueue = -1;
 
 struct EngineStats {
-  std::string name;          // "TensorE", ..., "DMA3"
-  double busy_ns = 0;        // time spent executing instructions
-  double busy_cycles = 0;    // busy_ns at the engine's clock (DMA queues: TensorE clock)
-  double utilization = 0;    // busy_ns / total_ns
+  std::string name;        // "TensorE", ..., "DMA3"
+  double busy_ns = 0;      // time spent executing instructions
+  double busy_cycles = 0;  // busy_ns at the engine's clock (DMA queues: TensorE clock)
+  double utilization = 0;  // busy_ns / total_ns
   int64_t instructions = 0;
 };
 
@@ -52,17 +52,22 @@ struct InstructionTiming {
 };
 
 struct RunStats {
-  double total_ns = 0;  // when the last instruction's result is visible
+  double total_ns = 0;               // when the last instruction's result is visible
   std::vector<EngineStats> engines;  // TensorE, VectorE, ScalarE, GpSimd, then each DMA queue
   int64_t instructions = 0;
   int64_t hbm_read_bytes = 0;
   int64_t hbm_write_bytes = 0;
-  double hbm_gbps = 0;        // (read + write) / total_ns
-  double matmul_flops = 0;    // 2*K*M*N summed over matmuls (transposes excluded)
-  double tflops = 0;          // matmul_flops / total_ns
+  double hbm_gbps = 0;                // (read + write) / total_ns
+  double matmul_flops = 0;            // 2*K*M*N summed over matmuls (transposes excluded)
+  double tflops = 0;                  // matmul_flops / total_ns
   int64_t sbuf_high_water_bytes = 0;  // per partition
   int64_t psum_high_water_bytes = 0;  // per partition
   int64_t hbm_high_water_bytes = 0;
+
+  // tflops as a percentage of the core's published peak for matmul inputs of `dtype`.
+  double percent_of_peak(const CoreConfig& config, Dtype dtype) const {
+    return 100.0 * tflops / config.peak_tflops(dtype);
+  }
 };
 
 class NeuronCore {
@@ -104,8 +109,7 @@ class NeuronCore {
   void dma_copy(const View& dst, const View& src, int queue = kAnyQueue);
   // Embedding gather: dst row p = table row indices[p] (table: HBM view whose rows are the
   // table rows; indices: SBUF int32 [P, 1]; dst: SBUF [P, row size]).
-  void dma_gather(const View& dst, const View& table, const View& indices,
-                  int queue = kAnyQueue);
+  void dma_gather(const View& dst, const View& table, const View& indices, int queue = kAnyQueue);
   // Scatter: table row indices[p] = (or += with accumulate) src row p, in partition order.
   void dma_scatter(const View& table, const View& src, const View& indices, bool accumulate,
                    int queue = kAnyQueue);
@@ -119,8 +123,9 @@ class NeuronCore {
   // out[F, P] = in[P, F]^T through the PE array (P, F <= 128; out in PSUM).
   void transpose(const View& out, const View& in);
 
-  // ---- ScalarE: out = func(in * scale + bias); with reduce_out ([P, 1]), also the free-axis sum
-  // of the outputs (fp32, before rounding to out's dtype).
+  // ---- ScalarE: out = func(in * scale + bias), scale and bias immediates or [P, 1] columns.
+  // activation_reduce also writes reduce_out ([P, 1]) = the free-axis sum of the outputs (in fp32,
+  // before rounding to out's dtype).
   void activation(const View& out, Activation function, const View& in, Operand scale = 1.0f,
                   Operand bias = 0.0f);
   void activation_reduce(const View& out, Activation function, const View& in,
@@ -146,7 +151,8 @@ class NeuronCore {
 
   // ---- GpSimd.
   // out[p, i0..i3] = base + partition_step * p + sum_d free_steps[d] * i_d (p counts from 0).
-  void iota(const View& out, float base, float partition_step, const std::vector<float>& free_steps);
+  void iota(const View& out, float base, float partition_step,
+            const std::vector<float>& free_steps);
   // out = (base + partition_step * p + sum_d free_steps[d] * i_d) cmp 0 ? in : fill, with cmp one
   // of the comparison AluOps (a causal mask: p - i >= 0).
   void affine_select(const View& out, const View& in, float base, float partition_step,
@@ -199,8 +205,8 @@ class NeuronCore {
   void scatter_bytes(const View& view, const uint8_t* in);
   std::vector<float> load_operand(const Operand& s, int64_t partitions) const;
 
-  void activation_impl(const View& out, Activation function, const View& in,
-                       const View* reduce_out, Operand scale, Operand bias);
+  void activation_impl(const View& out, Activation function, const View& in, const View* reduce_out,
+                       Operand scale, Operand bias);
   // Scheduling.
   int track_of(Engine engine) const { return static_cast<int>(engine); }
   int queue_track(int queue);

@@ -24,8 +24,9 @@ void NeuronCore::dma_copy(const View& dst, const View& src, int queue) {
   check_view(op, "destination", dst, true);
   check_view(op, "source", src, false);
   if (dst.memory() == Memory::kPsum || src.memory() == Memory::kPsum)
-    rule_error(op, "DMA endpoints must be in HBM or SBUF, not PSUM (evacuate PSUM with VectorE or "
-                   "ScalarE)");
+    rule_error(op,
+               "DMA endpoints must be in HBM or SBUF, not PSUM (evacuate PSUM with VectorE or "
+               "ScalarE)");
   if (queue != kAnyQueue && (queue < 0 || queue >= config_.dma_queues))
     rule_error(op, fmt::format("DMA queue {} does not exist (this core has queues 0..{})", queue,
                                config_.dma_queues - 1));

@@ -19,10 +19,9 @@ bool is_comparison(AluOp op) {
 
 // Shared checks of an elementwise instruction: the engine may run it, every operand is valid for
 // it, and all operands cover the same partitions count with the same free size as out.
-#define SY_REQUIRE_ENGINE(op, engine, allowed)                                                 \
-  do {                                                                                         \
-    if (!(allowed))                                                                            \
-      rule_error(op, fmt::format("{} cannot run {}", engine_name(engine), op));                \
+#define SY_REQUIRE_ENGINE(op, engine, allowed)                                                \
+  do {                                                                                        \
+    if (!(allowed)) rule_error(op, fmt::format("{} cannot run {}", engine_name(engine), op)); \
   } while (0)
 
 void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const View& b,
@@ -36,8 +35,7 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
   for (const View* v : {&a, &b}) {
     if (v->partitions() != out.partitions() || v->free_size() != out.free_size())
       rule_error(op, fmt::format("operand {} does not match out {} ({} x {} elements)",
-                                 v->describe(), out.describe(), out.partitions(),
-                                 out.free_size()));
+                                 v->describe(), out.describe(), out.partitions(), out.free_size()));
   }
   int64_t n = out.elements();
   std::vector<float> x(static_cast<size_t>(n));
@@ -201,8 +199,8 @@ void NeuronCore::select(const View& out, const View& predicate, const View& on_t
   check_engine_operand(op, "on_false", engine, on_false, false);
   for (const View* v : {&predicate, &on_true, &on_false}) {
     if (v->partitions() != out.partitions() || v->free_size() != out.free_size())
-      rule_error(op, fmt::format("operand {} does not match out {}", v->describe(),
-                                 out.describe()));
+      rule_error(op,
+                 fmt::format("operand {} does not match out {}", v->describe(), out.describe()));
   }
   int64_t n = out.elements();
   std::vector<float> c(static_cast<size_t>(n));

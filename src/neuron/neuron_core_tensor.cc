@@ -42,8 +42,8 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
     rule_error(op, fmt::format("stationary free size M = {} exceeds {}", M, config_.pe_cols));
   int64_t max_n = config_.psum_bank_bytes / 4;
   if (N > max_n)
-    rule_error(op, fmt::format("moving free size N = {} exceeds {} (one PSUM bank of fp32)", N,
-                               max_n));
+    rule_error(op,
+               fmt::format("moving free size N = {} exceeds {} (one PSUM bank of fp32)", N, max_n));
   if (out.partitions() != M || out.free_size() != N)
     rule_error(op, fmt::format("out {} must be [M = {}, N = {}]", out.describe(), M, N));
   int64_t first_byte = out.offset_bytes();
@@ -62,8 +62,8 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   auto group = std::find_if(open_groups_.begin(), open_groups_.end(), same);
   for (const Region& g : open_groups_) {
     if (!same(g) && g.overlaps(out_region))
-      rule_error(op, fmt::format("out {} overlaps a different open accumulation group",
-                                 out.describe()));
+      rule_error(
+          op, fmt::format("out {} overlaps a different open accumulation group", out.describe()));
   }
   if (start) {
     if (group == open_groups_.end()) {
@@ -129,8 +129,8 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
 
   Accesses stationary_access;
   stationary_access.read(region_of(stationary));
-  double load_start = std::max({deps_.ready_time(stationary_access), stationary_loader_free_,
-                                last_multiply_start_});
+  double load_start = std::max(
+      {deps_.ready_time(stationary_access), stationary_loader_free_, last_multiply_start_});
   double load_end = load_start + load_ns;
   Accesses acc;
   acc.read(region_of(stationary));
@@ -200,8 +200,8 @@ void NeuronCore::transpose(const View& out, const View& in) {
   acc.write(out_region);
   double ghz = config_.tensor_ghz;
   int track = track_of(Engine::kTensor);
-  double load_start = std::max({deps_.ready_time(acc), stationary_loader_free_,
-                                last_multiply_start_});
+  double load_start =
+      std::max({deps_.ready_time(acc), stationary_loader_free_, last_multiply_start_});
   double load_end = load_start + load_cycles / ghz;
   double previous_end = track_free_[track];
   double multiply_start = std::max(load_end, previous_end);

@@ -14,10 +14,14 @@ namespace switchyard::neuron {
 
 double NeuronCore::engine_ghz(Engine engine) const {
   switch (engine) {
-    case Engine::kTensor: return config_.tensor_ghz;
-    case Engine::kVector: return config_.vector_ghz;
-    case Engine::kScalar: return config_.scalar_ghz;
-    case Engine::kGpSimd: return config_.gpsimd_ghz;
+    case Engine::kTensor:
+      return config_.tensor_ghz;
+    case Engine::kVector:
+      return config_.vector_ghz;
+    case Engine::kScalar:
+      return config_.scalar_ghz;
+    case Engine::kGpSimd:
+      return config_.gpsimd_ghz;
   }
   return 1.0;
 }
@@ -85,7 +89,8 @@ double NeuronCore::elementwise_cycles(const char* op, Engine engine, int64_t n, 
       }
       return std::max(static_cast<double>(cost::kVectorMinIssueCycles), cycles);
     }
-    case Engine::kTensor: break;
+    case Engine::kTensor:
+      break;
   }
   rule_error(op, "TensorE does not run elementwise instructions");
 }
@@ -102,10 +107,10 @@ void NeuronCore::schedule_elementwise(const char* op, Engine engine, const Acces
     bool touches_psum = false;
     for (int i = 0; i < accesses.num_reads; ++i)
       (allocations_[accesses.reads[i].allocation].memory == Memory::kPsum ? touches_psum
-                                                                         : touches_sbuf) = true;
+                                                                          : touches_sbuf) = true;
     for (int i = 0; i < accesses.num_writes; ++i)
       (allocations_[accesses.writes[i].allocation].memory == Memory::kPsum ? touches_psum
-                                                                          : touches_sbuf) = true;
+                                                                           : touches_sbuf) = true;
     // v2: VectorE and GpSimd share the SBUF port; VectorE and ScalarE share the PSUM port.
     if (touches_sbuf && (engine == Engine::kVector || engine == Engine::kGpSimd))
       ports |= kSbufSharedPort;
@@ -161,8 +166,8 @@ RunStats NeuronCore::stats() const {
   }
   s.hbm_read_bytes = hbm_read_bytes_;
   s.hbm_write_bytes = hbm_write_bytes_;
-  s.hbm_gbps = total_ns_ > 0 ? static_cast<double>(hbm_read_bytes_ + hbm_write_bytes_) / total_ns_
-                             : 0.0;
+  s.hbm_gbps =
+      total_ns_ > 0 ? static_cast<double>(hbm_read_bytes_ + hbm_write_bytes_) / total_ns_ : 0.0;
   s.matmul_flops = matmul_flops_;
   s.tflops = total_ns_ > 0 ? matmul_flops_ / total_ns_ / 1e3 : 0.0;
   s.sbuf_high_water_bytes = sbuf_allocator_.high_water();
@@ -183,12 +188,17 @@ void NeuronCore::write_trace(const std::string& path) const {
     } else {
       name = "TensorE LoadStationary";
     }
-    events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", 0}, {"tid", t},
-                      {"args", {{"name", name}}}});
-    events.push_back({{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", 0}, {"tid", t},
+    events.push_back(
+        {{"ph", "M"}, {"name", "thread_name"}, {"pid", 0}, {"tid", t}, {"args", {{"name", name}}}});
+    events.push_back({{"ph", "M"},
+                      {"name", "thread_sort_index"},
+                      {"pid", 0},
+                      {"tid", t},
                       {"args", {{"sort_index", t}}}});
   }
-  events.push_back({{"ph", "M"}, {"name", "process_name"}, {"pid", 0},
+  events.push_back({{"ph", "M"},
+                    {"name", "process_name"},
+                    {"pid", 0},
                     {"args", {{"name", fmt::format("{} {}", config_.target, config_.core_name)}}}});
   for (const TraceEvent& e : trace_) {
     events.push_back({{"ph", "X"},

@@ -8,9 +8,12 @@ namespace switchyard::neuron {
 
 const char* memory_name(Memory memory) {
   switch (memory) {
-    case Memory::kHbm: return "hbm";
-    case Memory::kSbuf: return "sbuf";
-    case Memory::kPsum: return "psum";
+    case Memory::kHbm:
+      return "hbm";
+    case Memory::kSbuf:
+      return "sbuf";
+    case Memory::kPsum:
+      return "psum";
   }
   return "?";
 }
@@ -129,8 +132,8 @@ View View::transposed() const {
 View View::pattern(int64_t element_offset, Dim rows, const std::vector<Dim>& free) const {
   require(memory_ == Memory::kHbm, "pattern: only HBM views take raw access patterns, got {}",
           describe());
-  require(free.size() <= kMaxFreeDims, "pattern: at most {} free dimensions, got {}",
-          kMaxFreeDims, free.size());
+  require(free.size() <= kMaxFreeDims, "pattern: at most {} free dimensions, got {}", kMaxFreeDims,
+          free.size());
   require(element_offset >= 0 && rows.size >= 1 && rows.stride >= 0,
           "pattern: offset and strides must be non-negative and sizes positive");
   View v = *this;
