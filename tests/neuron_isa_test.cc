@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "neuron/neuron_core.h"
+#include "neuron/tile_pool.h"
 
 namespace switchyard::neuron {
 namespace {
@@ -373,6 +374,28 @@ TEST(NeuronIsa, IotaSelectAndAffineSelect) {
         ASSERT_TRUE(std::isinf(got[p * F + f]) && got[p * F + f] < 0);
       }
     }
+}
+
+TEST(NeuronIsa, KernelScopeAndTilePoolRestoreState) {
+  NeuronCore core(trn1_config());
+  const int64_t free_before = core.sbuf_largest_free();
+  {
+    KernelScope scope(core, "inner");
+    TilePool pool(core);
+    View a = pool.sbuf(128, {1024}, Dtype::kF32, "a");
+    pool.psum(128, {512}, Dtype::kF32, "p");
+    EXPECT_EQ(core.kernel(), "inner");
+    EXPECT_EQ(core.sbuf_largest_free(), free_before - 4096);
+    try {
+      core.tensor_copy(a.rows(16, 16), a.rows(0, 16));
+      FAIL() << "expected an Error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("kernel 'inner'"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(core.kernel(), "main");
+  EXPECT_EQ(core.sbuf_largest_free(), free_before);
+  EXPECT_EQ(core.psum_largest_free(), 16384);
 }
 
 }  // namespace

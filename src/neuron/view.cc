@@ -1,6 +1,7 @@
 #include "neuron/view.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 
@@ -158,15 +159,16 @@ View View::bitcast(Dtype dtype) const {
 }
 
 std::string View::describe() const {
-  std::string shape;
-  for (int d = 0; d < free_dims_; ++d) shape += fmt::format("{}{}", d ? "x" : "", free_[d].size);
-  if (free_dims_ == 0) shape = "1";
+  // fmt::join rather than string appends: GCC 12 warns (-Wrestrict, a false positive) on those.
+  std::vector<int64_t> shape = free_shape();
+  if (shape.empty()) shape.push_back(1);
   if (memory_ == Memory::kHbm) {
-    return fmt::format("hbm[{} rows, {} {} @{}]", partitions_, shape, dtype_name(dtype_),
-                       offset_bytes_);
+    return fmt::format("hbm[{} rows, {} {} @{}]", partitions_, fmt::join(shape, "x"),
+                       dtype_name(dtype_), offset_bytes_);
   }
   return fmt::format("{}[{}:{}, {} {} @{}]", memory_name(memory_), partition_start_,
-                     partition_start_ + partitions_, shape, dtype_name(dtype_), offset_bytes_);
+                     partition_start_ + partitions_, fmt::join(shape, "x"), dtype_name(dtype_),
+                     offset_bytes_);
 }
 
 }  // namespace switchyard::neuron
