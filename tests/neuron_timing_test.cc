@@ -2,6 +2,10 @@
 // these are exact checks of the model, not of the machine running the tests).
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "neuron/cost_model.h"
@@ -177,6 +181,31 @@ TEST(NeuronTiming, StatsReportBusyTimesAndHighWaterMarks) {
   EXPECT_NEAR(s.engines[0].utilization, 1.0, 1e-9);
   EXPECT_EQ(s.engines[0].instructions, 1);
   EXPECT_EQ(s.engines.size(), 4u + 16u);
+}
+
+TEST(NeuronTiming, TraceHasATrackPerEngineAndQueueAndNamedSlices) {
+  NeuronCore core(trn2_config());
+  core.record_trace(true);
+  core.set_kernel("k1");
+  View h = core.hbm_alloc({128, 64}, Dtype::kF32, "h");
+  core.write(h, std::vector<float>(128 * 64, 1.0f));
+  View t = core.sbuf_alloc(128, {64}, Dtype::kF32, "t");
+  core.dma_copy(t, h, 5);
+  core.tensor_copy(t, t);
+  const std::string path = ::testing::TempDir() + "neuron_trace_test.json";
+  core.write_trace(path);
+  nlohmann::json doc = nlohmann::json::parse(std::ifstream(path));
+  std::set<std::string> tracks;
+  std::vector<std::pair<std::string, int>> slices;
+  for (const auto& e : doc["traceEvents"]) {
+    if (e["ph"] == "M" && e["name"] == "thread_name") tracks.insert(e["args"]["name"]);
+    if (e["ph"] == "X") slices.emplace_back(e["name"], e["tid"]);
+  }
+  EXPECT_EQ(tracks.size(), 4u + 16u + 1u);  // engines, DMA queues, LoadStationary
+  EXPECT_TRUE(tracks.count("VectorE") && tracks.count("DMA queue 15"));
+  ASSERT_EQ(slices.size(), 2u);
+  EXPECT_EQ(slices[0], std::make_pair(std::string("k1.dma_copy"), kComputeEngines + 5));
+  EXPECT_EQ(slices[1], std::make_pair(std::string("k1.tensor_copy"), 1));
 }
 
 }  // namespace
