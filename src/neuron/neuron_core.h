@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <vector>
@@ -195,6 +196,10 @@ class NeuronCore {
   void check_engine_operand(const char* op, const char* role, Engine engine, const View& view,
                             bool written) const;
   void check_psum_closed(const char* op, const char* role, const View& view) const;
+  // Checks the per-partition scalar operands ([P, 1] columns; immediates need nothing) of an
+  // instruction writing `out`, and records them as reads in `accesses`.
+  void read_scalar_operands(const char* op, const char* role, Engine engine, const View& out,
+                            std::initializer_list<const Operand*> operands, Accesses& accesses) const;
   Region region_of(const View& view) const;
   uint8_t* element_base(const View& view, int64_t partition) const;
   // Gathers a view's elements into fp32 (partition-major) / scatters with rounding.

@@ -61,6 +61,19 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
   schedule_elementwise(op, engine, acc, cycles);
 }
 
+void NeuronCore::read_scalar_operands(const char* op, const char* role, Engine engine,
+                                      const View& out, std::initializer_list<const Operand*> operands,
+                                      Accesses& accesses) const {
+  for (const Operand* s : operands) {
+    if (!s->is_view()) continue;
+    check_engine_operand(op, role, engine, s->view(), false);
+    if (s->view().partitions() != out.partitions() || s->view().free_size() != 1)
+      rule_error(op, fmt::format("{} {} must be [{}, 1]", role, s->view().describe(),
+                                 out.partitions()));
+    accesses.read(region_of(s->view()));
+  }
+}
+
 void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Operand s0, AluOp op1,
                                Operand s1, Engine engine) {
   const char* op = "tensor_scalar";
@@ -71,14 +84,7 @@ void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Opera
     rule_error(op, fmt::format("in {} does not match out {}", in.describe(), out.describe()));
   Accesses acc;
   acc.read(region_of(in));
-  for (const Operand* s : {&s0, &s1}) {
-    if (!s->is_view()) continue;
-    check_engine_operand(op, "scalar operand", engine, s->view(), false);
-    if (s->view().partitions() != out.partitions() || s->view().free_size() != 1)
-      rule_error(op, fmt::format("scalar operand {} must be [{}, 1]", s->view().describe(),
-                                 out.partitions()));
-    acc.read(region_of(s->view()));
-  }
+  read_scalar_operands(op, "scalar operand", engine, out, {&s0, &s1}, acc);
   acc.write(region_of(out));
   int64_t P = out.partitions();
   int64_t F = out.free_size();
@@ -309,14 +315,7 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
     rule_error(op, fmt::format("in {} does not match out {}", in.describe(), out.describe()));
   Accesses acc;
   acc.read(region_of(in));
-  for (const Operand* s : {&scale, &bias}) {
-    if (!s->is_view()) continue;
-    check_engine_operand(op, "scale/bias", engine, s->view(), false);
-    if (s->view().partitions() != out.partitions() || s->view().free_size() != 1)
-      rule_error(op, fmt::format("scale/bias operand {} must be [{}, 1]", s->view().describe(),
-                                 out.partitions()));
-    acc.read(region_of(s->view()));
-  }
+  read_scalar_operands(op, "scale/bias operand", engine, out, {&scale, &bias}, acc);
   if (reduce_out) {
     check_engine_operand(op, "reduce_out", engine, *reduce_out, true);
     if (reduce_out->partitions() != out.partitions() || reduce_out->free_size() != 1)
