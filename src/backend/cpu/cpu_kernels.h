@@ -510,6 +510,28 @@ void accumulate(T* dst, const T* src, size_t N) {
 
 // ---- loss ----
 
+// The row statistics a softmax needs: its maximum, the sum of exp(l - max), and `poison`, which is
+// NaN if any logit is NaN or infinite (exp_vec clamps its input and would hide them) and 0 otherwise.
+template <typename T>
+struct SoftmaxRow {
+  T max_logit, sum, poison;
+};
+
+template <typename T>
+inline SoftmaxRow<T> softmax_row(const T* l, int V) {
+  T max_logit = -std::numeric_limits<T>::infinity();
+  SWITCHYARD_OMP(omp simd reduction(max : max_logit))
+  for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
+  T sum = 0;
+  T poison = 0;
+  SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
+  for (int i = 0; i < V; ++i) {
+    sum += exp_vec(l[i] - max_logit);
+    poison += l[i] * T(0);
+  }
+  return {max_logit, sum, poison};
+}
+
 // losses[N] = -log softmax(logits[n, :V])[targets[n]] = logsumexp(logits[n]) - logits[n, target].
 template <typename T>
 void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, int N, int V) {
@@ -517,16 +539,7 @@ void cross_entropy_forward(T* losses, const T* logits, const int32_t* targets, i
   SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
     const T* l = logits + static_cast<size_t>(n) * V;
-    T max_logit = -std::numeric_limits<T>::infinity();
-    SWITCHYARD_OMP(omp simd reduction(max : max_logit))
-    for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
-    T sum = 0;
-    T poison = 0;  // NaN if any logit is NaN or infinite: exp_vec would hide it
-    SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
-    for (int i = 0; i < V; ++i) {
-      sum += exp_vec(l[i] - max_logit);
-      poison += l[i] * T(0);
-    }
+    const auto [max_logit, sum, poison] = softmax_row(l, V);
     losses[n] = std::log(sum) + max_logit - l[targets[n]] + poison;
   }
 }
@@ -541,16 +554,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
   for (int n = 0; n < N; ++n) {
     const T* l = logits + static_cast<size_t>(n) * V;
     T* d = dlogits + static_cast<size_t>(n) * V;
-    T max_logit = -std::numeric_limits<T>::infinity();
-    SWITCHYARD_OMP(omp simd reduction(max : max_logit))
-    for (int i = 0; i < V; ++i) max_logit = std::max(max_logit, l[i]);
-    T sum = 0;
-    T poison = 0;  // NaN if any logit is NaN or infinite: exp_vec would hide it
-    SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
-    for (int i = 0; i < V; ++i) {
-      sum += exp_vec(l[i] - max_logit);
-      poison += l[i] * T(0);
-    }
+    const auto [max_logit, sum, poison] = softmax_row(l, V);
     const T scale = dloss / sum + poison;
     // omp simd: exact aliasing (d == l) is safe lane by lane, and it spares a runtime overlap check
     // that would fall back to scalar code in the in-place case.
