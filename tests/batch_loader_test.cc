@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include "temp_dir_test_base.h"
 #include <unistd.h>
 
@@ -58,20 +60,6 @@ class BatchLoaderTest : public TempDirTest {
   void write_text(const std::string& name, const std::string& text) const {
     std::ofstream out(path(name), std::ios::binary);
     out << text;
-  }
-
-  template <typename Fn>
-  static void expect_error(Fn fn, const std::vector<std::string>& parts) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an Error mentioning '" << parts.front() << "'";
-    } catch (const Error& e) {
-      const std::string message = e.what();
-      for (const std::string& part : parts) {
-        EXPECT_NE(message.find(part), std::string::npos)
-            << "message '" << message << "' does not mention '" << part << "'";
-      }
-    }
   }
 
   // Checks one batch against the base + offset pattern of make_shard.

@@ -2,6 +2,8 @@
 // Hugging Face layout, bad files), gradient accumulation, the KV cache and sampling.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -211,15 +213,6 @@ TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
   std::vector<float> want = gpt.parameters_to_host(), got = loaded.parameters_to_host();
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], bf16_to_float(float_to_bf16(want[i])));
   fs::remove_all(dir);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Checkpoint, BadCheckpointsGiveClearErrors) {

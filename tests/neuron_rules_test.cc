@@ -2,6 +2,8 @@
 // instruction and the rule.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <string>
 #include <vector>
 
@@ -10,21 +12,6 @@
 
 namespace switchyard::neuron {
 namespace {
-
-// Runs `fn`, expecting an Error whose message contains every string in `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "message: " << message << "\nmissing: " << part;
-    return;
-  }
-  ADD_FAILURE() << "expected an Error mentioning " << parts.front();
-}
 
 class NeuronRules : public ::testing::Test {
  protected:

@@ -3,6 +3,8 @@
 // that are deterministic and sensible, the shipped catalogs and validation, and clear errors.
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include <sys/wait.h>
 
 #include <cmath>
@@ -37,16 +39,6 @@ const std::string kCatalogDir = std::string(SWITCHYARD_TEST_DATA) + "/../../data
 
 Catalog repo_catalog() {
   return load_catalog(kCatalogDir + "/chips.json", kCatalogDir + "/instances.json");
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
 }
 
 // ---- FLOPs and parameters ----

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include "temp_dir_test_base.h"
 #include <unistd.h>
 
@@ -31,20 +33,6 @@ std::vector<uint8_t> file_bytes(const std::string& header, const std::vector<uin
   bytes.insert(bytes.end(), header.begin(), header.end());
   bytes.insert(bytes.end(), data.begin(), data.end());
   return bytes;
-}
-
-template <typename Fn>
-void expect_error(Fn fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an Error mentioning '" << parts.front() << "'";
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "message '" << message << "' does not mention '" << part << "'";
-    }
-  }
 }
 
 // Parses `header` + `data` and expects an Error naming the source and mentioning `parts`.

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "expect_error.h"
+
 #include "temp_dir_test_base.h"
 #include <unistd.h>
 
@@ -41,21 +43,6 @@ class TokenShardTest : public TempDirTest {
       for (int b = 0; b < 4; ++b) bytes[4 * f + b] = static_cast<uint8_t>(v >> (8 * b));
     }
     return bytes;
-  }
-
-  // Expects `fn` to throw Error whose message contains every one of `parts`.
-  template <typename Fn>
-  static void expect_error(Fn fn, const std::vector<std::string>& parts) {
-    try {
-      fn();
-      ADD_FAILURE() << "expected an Error mentioning '" << parts.front() << "'";
-    } catch (const Error& e) {
-      const std::string message = e.what();
-      for (const std::string& part : parts) {
-        EXPECT_NE(message.find(part), std::string::npos)
-            << "message '" << message << "' does not mention '" << part << "'";
-      }
-    }
   }
 
 };
