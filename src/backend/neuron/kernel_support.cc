@@ -1,0 +1,34 @@
+#include "backend/neuron/kernel_support.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace switchyard::backend::neuron {
+
+std::vector<FlatBlock> flat_blocks(int64_t n, int64_t max_cols) {
+  require(n >= 0 && max_cols >= 1, "flat_blocks: bad size {} or block width {}", n, max_cols);
+  std::vector<FlatBlock> blocks;
+  const int64_t body_cols = n / kPartitions;
+  for (int64_t c = 0; c < body_cols; c += max_cols) {
+    blocks.push_back({c, kPartitions, std::min(max_cols, body_cols - c), body_cols});
+  }
+  const int64_t tail = n - body_cols * kPartitions;
+  for (int64_t c = 0; c < tail; c += max_cols) {
+    const int64_t cols = std::min(max_cols, tail - c);
+    blocks.push_back({body_cols * kPartitions + c, 1, cols, cols});
+  }
+  return blocks;
+}
+
+View block_view(const View& flat, const FlatBlock& block) {
+  return flat.pattern(block.offset, Dim{block.rows, block.row_stride}, {Dim{block.cols, 1}});
+}
+
+View broadcast_rows(const View& row, int64_t partitions) {
+  require(row.memory() == Memory::kHbm && row.partitions() == 1 && row.free_dims() == 1,
+          "broadcast_rows: expected one HBM row, got {}", row.describe());
+  return row.pattern(0, Dim{partitions, 0}, {Dim{row.free_size(), 1}});
+}
+
+}  // namespace switchyard::backend::neuron

@@ -1,0 +1,61 @@
+// Shared pieces of the trn1-sim / trn2-sim backend's tile programs.
+//
+// Every kernel of the backend kernel set (backend.h) is a free function that issues a tile program
+// on a simulated NeuronCore: it reads its inputs from HBM views, computes in SBUF/PSUM and writes
+// its outputs back to HBM views, with the semantics backend.h gives the kernel (backward kernels
+// accumulate). HBM views may be bf16 or fp32 (the backend chooses what the hardware would store;
+// DMA casts on the way in and out). `compute` names the dtype of activation tiles in SBUF and of
+// matmul operands: kBF16 as the hardware would run, or kF32 for the fp32 parity mode. Statistics,
+// PSUM accumulators and optimizer state are always fp32.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "neuron/neuron_core.h"
+#include "neuron/tile_pool.h"
+
+namespace switchyard::backend::neuron {
+
+using ::switchyard::neuron::Activation;
+using ::switchyard::neuron::AluOp;
+using ::switchyard::neuron::Dim;
+using ::switchyard::neuron::Dtype;
+using ::switchyard::neuron::Engine;
+using ::switchyard::neuron::kAnyQueue;
+using ::switchyard::neuron::KernelScope;
+using ::switchyard::neuron::Memory;
+using ::switchyard::neuron::NeuronCore;
+using ::switchyard::neuron::Operand;
+using ::switchyard::neuron::TilePool;
+using ::switchyard::neuron::View;
+
+inline constexpr int64_t kPartitions = 128;      // SBUF/PSUM partitions, PE array rows
+inline constexpr int64_t kPsumBankFloats = 512;  // one 2 KiB PSUM bank of fp32 per partition
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A piece of a flat N-element tensor seen as [rows, cols]: rows of `cols` contiguous elements,
+// `row_stride` elements apart, starting at element `offset`.
+struct FlatBlock {
+  int64_t offset = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_stride = 0;
+};
+
+// Covers N elements with blocks for elementwise kernels: the first 128 * (N / 128) elements as a
+// [128, N / 128] array split into column ranges of at most max_cols, then the remainder (fewer
+// than 128 elements) as one row. The order and shapes depend only on N and max_cols, so every
+// operand of an elementwise kernel is cut the same way.
+std::vector<FlatBlock> flat_blocks(int64_t n, int64_t max_cols);
+
+// The HBM view of `block` within `flat`, an HBM view whose elements are contiguous (a 1-D tensor,
+// or a 2-D one with rows packed back to back).
+View block_view(const View& flat, const FlatBlock& block);
+
+// An HBM row [1, n] read by every one of `partitions` rows (row stride 0), for loading a weight or
+// bias vector into all partitions with one DMA.
+View broadcast_rows(const View& row, int64_t partitions);
+
+}  // namespace switchyard::backend::neuron
