@@ -5,6 +5,7 @@
 // single "free at" time could not. Within a bucket, bandwidth is first come, first served.
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 namespace switchyard::neuron {
@@ -18,10 +19,15 @@ class BandwidthLedger {
   // `rate_bytes_per_ns`; returns when its last byte has moved.
   double book(double start_ns, double bytes, double rate_bytes_per_ns);
 
+  // Drops the bookings of buckets that end before `ns`, when no transfer can start before it any
+  // more (a fence), so a long run keeps a bounded ledger.
+  void forget_before(double ns);
+
  private:
   double capacity_per_bucket_;
   double bucket_ns_;
-  std::vector<double> used_;  // bytes booked per bucket
+  size_t first_bucket_ = 0;   // bucket number of used_[0]
+  std::vector<double> used_;  // bytes booked per bucket, from first_bucket_ on
 };
 
 }  // namespace switchyard::neuron

@@ -82,4 +82,9 @@ void DependencyTracker::commit(const Accesses& accesses, double read_done, doubl
   }
 }
 
+void DependencyTracker::clear() {
+  for (std::vector<Record>& records : records_) records.clear();
+  retired_.clear();
+}
+
 }  // namespace switchyard::neuron

@@ -52,6 +52,9 @@ class DependencyTracker {
   // Records a scheduled instruction: its reads are finished at `read_done`, its writes visible
   // at `write_done`.
   void commit(const Accesses& accesses, double read_done, double write_done);
+  // Forgets every record: after a fence no instruction can start before the fenced work is done,
+  // so earlier accesses constrain nothing.
+  void clear();
 
  private:
   struct Record {

@@ -127,7 +127,7 @@ void NeuronCore::set_kernel(std::string name) {
 }
 
 View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<int64_t>& free_shape,
-                          Dtype dtype, const std::string& name) {
+                          Dtype dtype, const std::string& name, uint8_t* external) {
   const char* mem = memory_name(memory);
   require(free_shape.size() <= kMaxFreeDims, "{} tile '{}': at most {} free dimensions, got {}",
           mem, name, kMaxFreeDims, free_shape.size());
@@ -150,7 +150,11 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
             "block {} bytes)",
             name, a.bytes, hbm_allocator_.free_bytes(), hbm_allocator_.capacity(),
             hbm_allocator_.largest_free());
-    a.hbm_data.assign(static_cast<size_t>(a.bytes), 0xFF);  // NaN in every float dtype
+    if (external) {
+      a.hbm_external = external;
+    } else {
+      a.hbm_data.assign(static_cast<size_t>(a.bytes), 0xFF);  // NaN in every float dtype
+    }
   } else {
     require(partitions >= 1 && partitions <= config_.partitions,
             "{} tile '{}': partition count {} must be in 1..{}", mem, name, partitions,
@@ -183,13 +187,24 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
 
 View NeuronCore::hbm_alloc(const std::vector<int64_t>& shape, Dtype dtype,
                            const std::string& name) {
+  return hbm_tensor(shape, dtype, name, nullptr);
+}
+
+View NeuronCore::hbm_attach(void* data, const std::vector<int64_t>& shape, Dtype dtype,
+                            const std::string& name) {
+  require(data != nullptr, "HBM tensor '{}': attach needs memory, got a null pointer", name);
+  return hbm_tensor(shape, dtype, name, static_cast<uint8_t*>(data));
+}
+
+View NeuronCore::hbm_tensor(const std::vector<int64_t>& shape, Dtype dtype, const std::string& name,
+                            uint8_t* external) {
   require(!shape.empty() && shape.size() <= kMaxFreeDims + 1,
           "HBM tensor '{}': needs 1 to {} dimensions, got {}", name, kMaxFreeDims + 1,
           shape.size());
   require(shape[0] >= 1, "HBM tensor '{}': every dimension must be >= 1", name);
-  if (shape.size() == 1) return allocate(Memory::kHbm, 1, shape, dtype, name);
+  if (shape.size() == 1) return allocate(Memory::kHbm, 1, shape, dtype, name, external);
   return allocate(Memory::kHbm, shape[0], std::vector<int64_t>(shape.begin() + 1, shape.end()),
-                  dtype, name);
+                  dtype, name, external);
 }
 
 View NeuronCore::sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
@@ -222,6 +237,7 @@ void NeuronCore::release(const View& view) {
   if (a.memory == Memory::kHbm) {
     hbm_allocator_.release(a.offset);
     std::vector<uint8_t>().swap(a.hbm_data);
+    a.hbm_external = nullptr;
   } else if (a.memory == Memory::kSbuf) {
     sbuf_allocator_.release(a.offset);
   } else {
@@ -334,7 +350,7 @@ uint8_t* NeuronCore::element_base(const View& v, int64_t p) const {
   int64_t esize = dtype_bytes(v.dtype());
   switch (v.memory()) {
     case Memory::kHbm:
-      return const_cast<uint8_t*>(a.hbm_data.data()) + v.offset_bytes() +
+      return const_cast<Allocation&>(a).hbm_bytes() + v.offset_bytes() +
              p * v.partition_stride() * esize;
     case Memory::kSbuf:
       return const_cast<uint8_t*>(sbuf_.data()) +

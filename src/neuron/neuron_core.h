@@ -94,6 +94,12 @@ class NeuronCore {
                   const std::string& name);
   View psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
                   const std::string& name);
+  // HBM tensor like hbm_alloc whose bytes are the caller's `data` (which must outlive the
+  // allocation): for a backend whose device memory already holds the tensor in this dtype, so
+  // that a kernel reads and writes it in place. Takes HBM capacity like any tensor; its contents
+  // are the caller's, not NaN.
+  View hbm_attach(void* data, const std::vector<int64_t>& shape, Dtype dtype,
+                  const std::string& name);
   // Frees the allocation `view` belongs to; later instructions using it throw.
   void release(const View& view);
   const std::string& allocation_name(const View& view) const;
@@ -159,6 +165,10 @@ class NeuronCore {
   void affine_select(const View& out, const View& in, float base, float partition_step,
                      const std::vector<float>& free_steps, AluOp cmp, float fill);
 
+  // A kernel-launch boundary: every instruction issued after the fence starts once everything
+  // issued before it is done (as when a host launches kernels one after another).
+  void fence();
+
   // ---- Results.
   double now_ns() const { return total_ns_; }
   const InstructionTiming& last_timing() const { return last_timing_; }
@@ -175,7 +185,9 @@ class NeuronCore {
     int64_t bytes = 0;   // per partition (SBUF/PSUM) or total (HBM)
     int64_t partitions = 0;
     bool live = false;
-    std::vector<uint8_t> hbm_data;  // HBM only
+    std::vector<uint8_t> hbm_data;     // HBM only: owned bytes
+    uint8_t* hbm_external = nullptr;   // HBM only: the caller's bytes (hbm_attach)
+    uint8_t* hbm_bytes() { return hbm_external ? hbm_external : hbm_data.data(); }
   };
   struct TraceEvent {
     int32_t kernel;
@@ -189,7 +201,9 @@ class NeuronCore {
   static constexpr unsigned kPsumSharedPort = 2;
 
   View allocate(Memory memory, int64_t partitions, const std::vector<int64_t>& free_shape,
-                Dtype dtype, const std::string& name);
+                Dtype dtype, const std::string& name, uint8_t* external = nullptr);
+  View hbm_tensor(const std::vector<int64_t>& shape, Dtype dtype, const std::string& name,
+                  uint8_t* external);
   // Rule checks.
   [[noreturn]] void rule_error(const char* op, const std::string& message) const;
   void check_view(const char* op, const char* role, const View& view, bool written) const;

@@ -56,6 +56,15 @@ double NeuronCore::schedule(const char* op, int track, const Accesses& accesses,
   return end;
 }
 
+void NeuronCore::fence() {
+  for (double& free_at : track_free_) free_at = std::max(free_at, total_ns_);
+  for (double& free_at : port_free_) free_at = std::max(free_at, total_ns_);
+  stationary_loader_free_ = std::max(stationary_loader_free_, total_ns_);
+  last_multiply_start_ = std::max(last_multiply_start_, total_ns_);
+  deps_.clear();
+  hbm_ledger_.forget_before(total_ns_);
+}
+
 void NeuronCore::trace(const char* op, int track, double start_ns, double end_ns) {
   if (trace_on_) trace_.push_back(TraceEvent{kernel_, track, op, start_ns, end_ns});
 }
