@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,23 @@ struct AdamWStep {
   float weight_decay = 0;
   int step = 1;            // 1-based step count, for bias correction
   float grad_scale = 1.0f; // gradients are multiplied by this first (global-norm clipping)
+};
+
+// Where a simulator backend's simulated device time went, summed over all work so far. Callers
+// take the difference of two reports to time a span of work (one training step, say).
+struct SimulationReport {
+  std::string target;       // "trn2"
+  std::string core;         // "NeuronCore-v3"
+  int cores_per_chip = 1;   // the simulated core is one of these; a chip runs that many copies
+  double total_ns = 0;      // simulated time of all work issued so far
+  struct Engine {
+    std::string name;       // "TensorE", "VectorE", "ScalarE", "GpSimd", "DMA0", ...
+    double busy_ns = 0;
+  };
+  std::vector<Engine> engines;
+  double hbm_bytes = 0;     // read + written
+  double matmul_flops = 0;
+  double peak_tflops = 0;   // per core, for the dtype the backend's matmuls use
 };
 
 class Backend {
@@ -49,6 +67,14 @@ class Backend {
   virtual void fill_zero(void* ptr, size_t bytes) = 0;
   // Waits for all queued work (no-op where kernels run synchronously).
   virtual void synchronize() {}
+
+  // ---- simulators only ----
+  // The simulated time so far; nullopt on real devices.
+  virtual std::optional<SimulationReport> simulation_report() const { return std::nullopt; }
+  // Starts recording every simulated instruction for a Chrome trace (Perfetto) written to `path`
+  // by finish_trace(). Real devices throw Error.
+  virtual void start_trace();
+  virtual void finish_trace(const std::string& path);
 
   // ---- forward and backward kernels ----
 
@@ -76,9 +102,10 @@ class Backend {
                                const float* inp, const float* weight, int N, int C, int OC) = 0;
 
   // Causal multi-head self-attention. qkv[B,T,3C] holds q, k, v side by side, each [NH, hs] per
-  // position (Hugging Face GPT-2 order). att[B,NH,T,T] receives the softmax probabilities (entries
-  // above the diagonal are zero) for the backward pass; out[B,T,C] the heads' outputs concatenated.
-  // Scores are scaled by 1/sqrt(hs).
+  // position (Hugging Face GPT-2 order); out[B,T,C] receives the heads' outputs concatenated.
+  // Scores are scaled by 1/sqrt(hs). att (B*NH*T*T floats) is the backend's record for the
+  // backward pass: the CPU backend stores the softmax probabilities there (entries above the
+  // diagonal zero); flash-style backends store only per-row softmax statistics and recompute.
   virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                  int NH) = 0;
   // dqkv[B,T,3C] += gradient of out with respect to qkv. scratch holds B*NH*T*T floats.
