@@ -63,16 +63,24 @@ struct Reference {
   }
 };
 
-// Tolerances per backend: fp32 backends are held to the engine's fp32 bar.
+// Tolerances per backend: fp32 backends are held to the engine's fp32 bar; the NeuronCore
+// simulator in fp32 mode to 1e-4; in bf16 mode (bf16 activations and matmul operands, fp32 master
+// weights) to what bf16 allows: loss within 1e-2, logits and gradients within 2e-2.
 struct Tolerance {
-  double logits = 1e-5, loss = 1e-5, grads = 1e-4, adamw_losses = 1e-5;
+  double logits = 1e-5, loss = 1e-5, grads = 1e-4, adamw_losses = 1e-5, params = 1e-5;
 };
+
+Tolerance tolerance_for(const std::string& backend) {
+  if (backend.ends_with("-sim")) return {2e-2, 1e-2, 2e-2, 1e-2, 1e-2};
+  if (backend.ends_with("-sim-fp32")) return {1e-4, 1e-4, 1e-4, 1e-4, 1e-4};
+  return {};
+}
 
 class Gpt2Parity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Gpt2Parity, MatchesPyTorch) {
   Reference ref(kReference);
-  Tolerance tol;
+  const Tolerance tol = tolerance_for(GetParam());
   auto backend = backend::create_backend(GetParam());
   model::Gpt gpt(*backend, ref.config);
   gpt.parameters_from_host(model::read_hf_tensors(gpt.layout(), ref.file, ""));
@@ -114,7 +122,7 @@ TEST_P(Gpt2Parity, MatchesPyTorch) {
   }
   std::vector<float> want_params = model::read_hf_tensors(gpt.layout(), ref.file, "params_after_adamw.");
   double params_error = relative_error(gpt.parameters_to_host(), want_params);
-  EXPECT_LT(params_error, 1e-5);
+  EXPECT_LT(params_error, tol.params);
   std::printf("%s relative errors: logits %.2e, loss %.2e, worst gradient %.2e, worst AdamW loss %.2e, "
               "parameters after AdamW %.2e\n",
               GetParam().c_str(), logits_error, std::abs(loss - want_loss) / std::abs(want_loss),

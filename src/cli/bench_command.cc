@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +15,7 @@
 #include "core/memory_bandwidth.h"
 #include "core/process_stats.h"
 #include "core/rng.h"
+#include "backend/simulated_span.h"
 #include "model/device_buffer.h"
 
 namespace switchyard::cli {
@@ -29,6 +32,7 @@ struct BenchFlags {
   int warmup = 1;
   int tokens = 64;
   bool json = false;
+  std::string trace;  // simulator devices: Chrome trace of the last timed step
 };
 
 double ms_since(Clock::time_point start) {
@@ -57,6 +61,33 @@ double measure_gemm_gflops(backend::Backend& backend) {
 
 void print_json_line(const nlohmann::json& json) { std::printf("%s\n", json.dump().c_str()); }
 
+// Simulator devices: the simulated step beside the wall-clock time of simulating it (the host's
+// GEMM bound says nothing about a simulated chip, so it is not measured).
+void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, const backend::SimulatedSpan& sim,
+                            double wall_ms, double flops) {
+  const size_t BT = static_cast<size_t>(f.batch) * f.seq;
+  const backend::SimulationReport report = *opened.backend->simulation_report();
+  double peak_mib = peak_rss_bytes() / 1048576.0;
+  std::printf("train %s on %s: batch %d x seq %d: %.1f ms/step of wall time to simulate; peak RSS %.0f MiB\n",
+              f.source.model.c_str(), opened.backend->name().c_str(), f.batch, f.seq, wall_ms, peak_mib);
+  std::printf("  %s\n", backend::describe_span(sim, report, "step").c_str());
+  if (!f.trace.empty()) std::printf("  trace of the last step: %s\n", f.trace.c_str());
+  if (f.json) {
+    nlohmann::json utilization = nlohmann::json::object();
+    for (const auto& e : sim.engines) utilization[e.name] = e.utilization;
+    print_json_line({{"mode", "train"}, {"model", f.source.model}, {"device", opened.backend->name()},
+                     {"batch", f.batch}, {"seq", f.seq}, {"steps", f.steps},
+                     {"ms_per_step", wall_ms}, {"tokens_per_s", BT / (wall_ms / 1000)},
+                     {"flops_per_step", flops}, {"peak_rss_mib", peak_mib},
+                     {"simulated_ms_per_step", sim.ms},
+                     {"simulated_tokens_per_s_per_core", sim.tokens_per_s_per_core},
+                     {"simulated_tokens_per_s_per_chip", sim.tokens_per_s_per_chip},
+                     {"cores_per_chip", sim.cores_per_chip}, {"utilization", utilization},
+                     {"bottleneck", sim.bottleneck}, {"simulated_tflops", sim.tflops},
+                     {"percent_of_peak", sim.percent_of_peak}, {"simulated_hbm_gbps", sim.hbm_gbps}});
+  }
+}
+
 void run_bench_train(const BenchFlags& f) {
   OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
   model::Gpt& gpt = *opened.model;
@@ -71,7 +102,14 @@ void run_bench_train(const BenchFlags& f) {
   }
   model::AdamWConfig adamw;
   std::vector<double> step_ms;
+  backend::SimulatedClock sim_clock(gpt.backend());
+  std::optional<backend::SimulatedSpan> sim_step;
+  require(f.trace.empty() || sim_clock.active(), "--trace needs a simulator device (trn1-sim, trn2-sim), not '{}'",
+          gpt.backend().name());
   for (int step = 0; step < f.warmup + f.steps; ++step) {
+    const bool last = step == f.warmup + f.steps - 1;
+    if (last && !f.trace.empty()) gpt.backend().start_trace();
+    sim_clock.restart();
     auto t0 = Clock::now();
     gpt.zero_grad();
     float loss = gpt.forward(tokens.data(), targets.data(), f.batch, f.seq);
@@ -82,11 +120,18 @@ void run_bench_train(const BenchFlags& f) {
     double ms = ms_since(t0);
     bool warm = step < f.warmup;
     if (!warm) step_ms.push_back(ms);
+    // Simulated time is deterministic: every timed step costs the same, so keep the last.
+    if (!warm) sim_step = sim_clock.lap(static_cast<double>(BT));
     std::fprintf(stderr, "%s step %d: %.1f ms, loss %.4f\n", warm ? "warmup" : "bench", step + 1, ms, loss);
+    if (last && !f.trace.empty()) gpt.backend().finish_trace(f.trace);
   }
   std::sort(step_ms.begin(), step_ms.end());
   double ms = step_ms[step_ms.size() / 2];  // median: robust to a busy machine
   double flops = config.training_flops_per_token(f.seq) * static_cast<double>(BT);
+  if (sim_step) {
+    report_simulated_train(f, opened, *sim_step, ms, flops);
+    return;
+  }
   double gemm_gflops = measure_gemm_gflops(gpt.backend());
   double bound_ms = flops / (gemm_gflops * 1e6);
   double peak_mib = peak_rss_bytes() / 1048576.0;
@@ -114,12 +159,27 @@ void run_bench_generate(const BenchFlags& f) {
   gpt.start_decoding(1);
   int32_t token = 0;
   std::vector<float> logits = gpt.decode(&token, 0);  // first position: warms caches and allocations
+  backend::SimulatedClock sim_clock(gpt.backend());
   auto t0 = Clock::now();
   for (int pos = 1; pos <= f.tokens; ++pos) {
     token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     logits = gpt.decode(&token, pos);
   }
   double ms_per_token = ms_since(t0) / f.tokens;
+  if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(f.tokens)) {
+    const backend::SimulationReport report = *opened.backend->simulation_report();
+    std::printf("generate %s on %s: batch 1, %d tokens: %.1f ms/token of wall time to simulate\n  %s\n",
+                f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token,
+                backend::describe_span(*sim, report, (std::to_string(f.tokens) + " tokens").c_str()).c_str());
+    if (f.json) {
+      print_json_line({{"mode", "generate"}, {"model", f.source.model}, {"device", opened.backend->name()},
+                       {"tokens", f.tokens}, {"ms_per_token", ms_per_token},
+                       {"simulated_ms_per_token", sim->ms / f.tokens},
+                       {"simulated_tokens_per_s_per_core", sim->tokens_per_s_per_core},
+                       {"bottleneck", sim->bottleneck}, {"simulated_hbm_gbps", sim->hbm_gbps}});
+    }
+    return;
+  }
   // Weights read per token: every parameter except the position table (one row of it is read).
   double weight_bytes = 4.0 * static_cast<double>(config.num_parameters() -
                                                   int64_t{config.max_seq_len - 1} * config.channels);
@@ -156,6 +216,7 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--steps", flags->steps, "timed steps")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   train->add_option("--warmup", flags->warmup, "untimed steps first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   train->add_flag("--json", flags->json, "print one JSON object as the last line");
+  train->add_option("--trace", flags->trace, "simulator devices: write a Chrome trace (Perfetto) of the last step");
   train->callback([flags] { run_bench_train(*flags); });
 
   CLI::App* generate = bench->add_subcommand("generate", "time greedy decoding with the KV cache, batch 1");

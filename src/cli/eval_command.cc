@@ -1,9 +1,11 @@
 // switchyard eval: mean next-token cross-entropy and perplexity of a model on a shard or text file.
 #include <cstdio>
+#include <optional>
 #include <memory>
 
 #include <nlohmann/json.hpp>
 
+#include "backend/simulated_span.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
 #include "core/error.h"
@@ -48,19 +50,21 @@ void run_eval(const EvalFlags& flags) {
            config.vocab_size);
     }
   }
+  backend::SimulatedClock sim_clock(*opened.backend);
   train::EvalResult result = train::evaluate(*opened.model, tokens, T, flags.max_windows, flags.batch);
   std::printf("loss %.6f  perplexity %.4f  (%zu windows of %d tokens, %zu tokens predicted)\n", result.loss,
               result.perplexity, result.windows, T, result.tokens);
-  if (flags.json) {
-    std::printf("%s\n", nlohmann::json{{"loss", result.loss},
-                                       {"perplexity", result.perplexity},
-                                       {"tokens", result.tokens},
-                                       {"windows", result.windows},
-                                       {"seq", T},
-                                       {"device", opened.backend->name()}}
-                            .dump()
-                            .c_str());
+  nlohmann::json json{{"loss", result.loss},       {"perplexity", result.perplexity}, {"tokens", result.tokens},
+                      {"windows", result.windows}, {"seq", T},                        {"device", opened.backend->name()}};
+  const double tokens_processed = static_cast<double>(result.windows) * T;
+  if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(tokens_processed)) {
+    const backend::SimulationReport report = *opened.backend->simulation_report();
+    std::printf("%s\n", backend::describe_span(*sim, report, "evaluation").c_str());
+    json["simulated_ms"] = sim->ms;
+    json["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;
+    json["simulated_tokens_per_s_per_chip"] = sim->tokens_per_s_per_chip;
   }
+  if (flags.json) std::printf("%s\n", json.dump().c_str());
 }
 
 }  // namespace

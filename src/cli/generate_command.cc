@@ -1,10 +1,13 @@
 // switchyard generate: prompt in, streamed text out, with a KV cache.
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <memory>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
+#include "backend/simulated_span.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
 #include "core/error.h"
@@ -48,6 +51,7 @@ void run_generate(const GenerateFlags& flags) {
   std::vector<float> logits;
   for (size_t i = 0; i < prompt.size(); ++i) logits = gpt.decode(&prompt[i], static_cast<int>(i));
   auto t_prompt = std::chrono::steady_clock::now();
+  backend::SimulatedClock sim_clock(gpt.backend());  // simulator devices: time the generated tokens
 
   int pos = static_cast<int>(prompt.size());
   int generated = 0;
@@ -74,13 +78,17 @@ void run_generate(const GenerateFlags& flags) {
   if (hit_context) std::fprintf(stderr, "stopped at the model's context of %d tokens\n", context);
   std::fprintf(stderr, "prompt: %zu tokens in %.2f s; generated %d tokens in %.2f s (%.1f tokens/s)\n",
                prompt.size(), prompt_s, generated, gen_s, generated > 0 ? generated / gen_s : 0.0);
-  if (flags.json) {
-    std::printf("%s\n", nlohmann::json{{"prompt_tokens", prompt.size()},
-                                       {"generated_tokens", generated},
-                                       {"tokens_per_s", gen_s > 0 ? generated / gen_s : 0.0}}
-                            .dump()
-                            .c_str());
+  nlohmann::json json{{"prompt_tokens", prompt.size()},
+                      {"generated_tokens", generated},
+                      {"tokens_per_s", gen_s > 0 ? generated / gen_s : 0.0}};
+  // The last sampled token is not decoded, so generated - 1 decode steps ran after the prompt.
+  if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(std::max(generated - 1, 0))) {
+    const backend::SimulationReport report = *gpt.backend().simulation_report();
+    std::fprintf(stderr, "%s\n", backend::describe_span(*sim, report, "generation").c_str());
+    json["simulated_ms"] = sim->ms;
+    json["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;
   }
+  if (flags.json) std::printf("%s\n", json.dump().c_str());
 }
 
 }  // namespace

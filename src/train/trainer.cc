@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "backend/simulated_span.h"
 #include "core/error.h"
 #include "data/batch_loader.h"
 #include "data/token_shard.h"
@@ -121,7 +123,11 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
                  eval.loss, eval.perplexity, eval.tokens);
   };
 
+  // On a simulator device every step also reports its simulated time on the chip.
+  backend::SimulatedClock sim_clock(model.backend());
+  double sim_ms_total = 0;
   for (; step < o.steps; ++step) {
+    sim_clock.restart();
     auto t0 = std::chrono::steady_clock::now();
     model.zero_grad();
     double loss_sum = 0;
@@ -143,13 +149,19 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
     result.last_loss = loss;
-    log << nlohmann::json{{"step", step + 1},       {"loss", loss}, {"lr", lr},
-                          {"grad_norm", norm},      {"ms", ms},
-                          {"tokens_per_s", tokens_per_step / (ms / 1000.0)}}
-               .dump()
-        << "\n";
+    nlohmann::json entry{{"step", step + 1},  {"loss", loss}, {"lr", lr},
+                         {"grad_norm", norm}, {"ms", ms},   {"tokens_per_s", tokens_per_step / (ms / 1000.0)}};
+    std::string sim_text;
+    if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(static_cast<double>(tokens_per_step))) {
+      entry["simulated_ms"] = sim->ms;
+      entry["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;
+      entry["simulated_tokens_per_s_per_chip"] = sim->tokens_per_s_per_chip;
+      sim_ms_total += sim->ms;
+      sim_text = fmt::format(" | sim {:.2f} ms, {:.0f} tok/s/core", sim->ms, sim->tokens_per_s_per_core);
+    }
+    log << entry.dump() << "\n";
     progress.update(step, static_cast<double>(tokens_per_step) * (step + 1 - first_step),
-                    fmt::format("loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms", loss, lr, norm, ms));
+                    fmt::format("loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms{}", loss, lr, norm, ms, sim_text));
 
     bool last = step + 1 == o.steps;
     bool out_of_time = o.time_limit_s > 0 && progress.elapsed_seconds() >= o.time_limit_s;
@@ -176,6 +188,14 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
   result.tokens_per_s = result.seconds > 0 ? tokens_per_step * (step - first_step) / result.seconds : 0;
   std::fprintf(stderr, "trained %d steps in %s (%.0f tokens/s); checkpoint in %s\n", step - first_step,
                format_duration(result.seconds).c_str(), result.tokens_per_s, o.out_dir.c_str());
+  if (sim_clock.active() && step > first_step) {
+    const backend::SimulationReport report = *model.backend().simulation_report();
+    const double sim_s = sim_ms_total / 1000.0;
+    result.simulated_seconds = sim_s;
+    std::fprintf(stderr, "simulated %s %s: %.3f s for those steps, %.0f tokens/s per core, %.0f per chip (%d cores)\n",
+                 report.target.c_str(), report.core.c_str(), sim_s, tokens_per_step * (step - first_step) / sim_s,
+                 tokens_per_step * (step - first_step) / sim_s * report.cores_per_chip, report.cores_per_chip);
+  }
   return result;
 }
 

@@ -40,6 +40,7 @@ struct TrainResult {
   float val_loss = -1;  // < 0 when no validation ran
   double seconds = 0;
   double tokens_per_s = 0;
+  double simulated_seconds = 0;  // simulator devices: simulated time of the steps run
 };
 
 // Trains `model` in place. With options.resume, first loads weights, optimizer state and data

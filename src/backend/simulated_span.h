@@ -1,0 +1,55 @@
+// What a span of work cost on a simulator backend: the difference of two SimulationReports,
+// put in the terms people compare chips by (time per step, tokens/s per core and per chip,
+// engine utilisation and the busiest engine).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace switchyard::backend {
+
+struct SimulatedSpan {
+  double ms = 0;
+  double tokens_per_s_per_core = 0;
+  // Every core of the chip running its own copy of the same work (data parallel).
+  double tokens_per_s_per_chip = 0;
+  int cores_per_chip = 1;
+  struct Engine {
+    std::string name;
+    double busy_ms = 0;
+    double utilization = 0;  // busy / span
+  };
+  // TensorE, VectorE, ScalarE, GpSimd, then "DMA" (the queues' busy time averaged over queues).
+  std::vector<Engine> engines;
+  std::string bottleneck;  // the engine with the highest utilisation
+  double hbm_gbps = 0;
+  double tflops = 0;
+  double percent_of_peak = 0;
+};
+
+SimulatedSpan simulated_span(const SimulationReport& before, const SimulationReport& after,
+                             double tokens);
+
+// Measures spans of work on `backend`; does nothing on real devices.
+class SimulatedClock {
+ public:
+  explicit SimulatedClock(const Backend& backend);
+  bool active() const { return start_.has_value(); }
+  // The span since construction or the last restart(); nullopt on real devices.
+  std::optional<SimulatedSpan> lap(double tokens) const;
+  void restart();
+
+ private:
+  const Backend& backend_;
+  std::optional<SimulationReport> start_;
+};
+
+// "simulated trn2: 12.34 ms/step, 20747 tokens/s per core, 165976 per chip (8 cores); TensorE 41%,
+// VectorE 22%, ..., bound by DMA".
+std::string describe_span(const SimulatedSpan& span, const SimulationReport& report,
+                          const char* unit);
+
+}  // namespace switchyard::backend
