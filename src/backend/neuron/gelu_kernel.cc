@@ -1,0 +1,185 @@
+#include "backend/neuron/gelu_kernel.h"
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace switchyard::backend::neuron {
+
+namespace {
+
+using ::switchyard::neuron::dtype_bytes;
+using ::switchyard::neuron::dtype_name;
+using ::switchyard::neuron::is_float;
+
+constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers cost a 32 KiB one's queue time
+constexpr float kSqrt2OverPi = 0.7978845608028654f;
+constexpr float kCubic = 0.044715f;
+
+// Loads round-robin over most DMA queues, stores over the rest, so that a store waiting for its
+// block never holds up the next block's loads queued behind it.
+class DmaQueues {
+ public:
+  explicit DmaQueues(const NeuronCore& core) {
+    const int n = core.config().dma_queues;
+    stores_ = n >= 4 ? n / 4 : 0;  // three loads per store in the backward pass
+    loads_ = n - stores_;
+  }
+  int load() { return next_load_++ % loads_; }
+  int store() { return stores_ == 0 ? load() : loads_ + next_store_++ % stores_; }
+  int loads() const { return loads_; }
+  int stores() const { return std::max(stores_, 1); }
+
+ private:
+  int loads_ = 1, stores_ = 0, next_load_ = 0, next_store_ = 0;
+};
+
+// dst <- src split by rows into pieces of at least 32 KiB (at most `max_pieces`), each on the
+// queue `next_queue()` names.
+template <typename NextQueue>
+void split_copy(NeuronCore& core, const View& dst, const View& src, int max_pieces,
+                NextQueue&& next_queue) {
+  const int64_t rows = dst.partitions();
+  const int64_t bytes =
+      dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
+  const int64_t pieces =
+      std::clamp<int64_t>(bytes / kMinDmaBytes, 1, std::min<int64_t>(max_pieces, rows));
+  const int64_t per_piece = ceil_div(rows, pieces);
+  for (int64_t r = 0; r < rows; r += per_piece) {
+    const int64_t n = std::min(per_piece, rows - r);
+    core.dma_copy(dst.rows(r, n), src.rows(r, n), next_queue());
+  }
+}
+
+void require_compute(const char* kernel, Dtype compute) {
+  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
+          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, dtype_name(compute));
+}
+
+// An HBM float tensor of n elements stored back to back.
+void require_flat(const char* kernel, const char* name, const View& v, int64_t n) {
+  const bool contiguous = v.free_dims() == 1 && v.free_dim(0).stride == 1 &&
+                          (v.partitions() == 1 || v.partition_stride() == v.free_size());
+  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && contiguous && v.elements() == n,
+          "{}: {} must be an HBM float tensor of {} contiguous elements, got {}", kernel, name, n,
+          v.describe());
+}
+
+// SBUF shape that holds the largest block.
+struct BlockShape {
+  int64_t partitions = 1;
+  int64_t cols = 1;
+};
+BlockShape largest(const std::vector<FlatBlock>& blocks) {
+  BlockShape s;
+  for (const FlatBlock& b : blocks) {
+    s.partitions = std::max(s.partitions, b.rows);
+    s.cols = std::max(s.cols, b.cols);
+  }
+  return s;
+}
+
+}  // namespace
+
+void gelu_forward(NeuronCore& core, const View& out, const View& inp, Dtype compute) {
+  const char* kName = "gelu_forward";
+  require_compute(kName, compute);
+  const int64_t n = inp.elements();
+  require_flat(kName, "inp", inp, n);
+  require_flat(kName, "out", out, n);
+  if (n == 0) return;
+
+  KernelScope scope(core, kName);
+  TilePool pool(core);
+  DmaQueues queues(core);
+  const std::vector<FlatBlock> blocks = flat_blocks(n, kGeluBlockCols);
+  const BlockShape shape = largest(blocks);
+  std::array<View, 2> x, y;
+  for (int i = 0; i < 2; ++i) {
+    x[i] = pool.sbuf(shape.partitions, {shape.cols}, compute, "gelu.x" + std::to_string(i));
+    y[i] = pool.sbuf(shape.partitions, {shape.cols}, compute, "gelu.y" + std::to_string(i));
+  }
+  auto tile = [&](const std::array<View, 2>& buf, size_t i) {
+    return buf[i % 2].rows(0, blocks[i].rows).cols(0, blocks[i].cols);
+  };
+  auto load = [&](size_t i) {
+    split_copy(core, tile(x, i), block_view(inp, blocks[i]), queues.loads(),
+               [&] { return queues.load(); });
+  };
+  load(0);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (i + 1 < blocks.size()) load(i + 1);
+    core.activation(tile(y, i), Activation::kGeluTanh, tile(x, i));
+    split_copy(core, block_view(out, blocks[i]), tile(y, i), queues.stores(),
+               [&] { return queues.store(); });
+  }
+}
+
+void gelu_backward(NeuronCore& core, const View& dinp, const View& inp, const View& dout,
+                   Dtype compute) {
+  const char* kName = "gelu_backward";
+  require_compute(kName, compute);
+  const int64_t n = inp.elements();
+  require_flat(kName, "inp", inp, n);
+  require_flat(kName, "dout", dout, n);
+  require_flat(kName, "dinp", dinp, n);
+  if (n == 0) return;
+
+  KernelScope scope(core, kName);
+  TilePool pool(core);
+  DmaQueues queues(core);
+  const std::vector<FlatBlock> blocks = flat_blocks(n, kGeluBlockCols);
+  const BlockShape shape = largest(blocks);
+  // Inputs and scratch are double buffered, so block i + 1's chain never waits for block i's
+  // scratch to be read.
+  constexpr int kX = 0, kDout = 1, kDinp = 2, kSquare = 3, kInner = 4, kSig = 5, kSigNeg = 6,
+                kSlope = 7, kTiles = 8;
+  std::array<std::array<View, kTiles>, 2> buf;
+  static const char* const kNames[kTiles] = {"x", "dout", "dinp", "x2", "inner", "s", "one_minus_s", "slope"};
+  // An fp32 dinp keeps its precision: the running sum is taken in fp32.
+  const Dtype sum_dtype = dinp.dtype() == Dtype::kF32 ? Dtype::kF32 : compute;
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < kTiles; ++k)
+      buf[i][k] = pool.sbuf(shape.partitions, {shape.cols}, k == kDinp ? sum_dtype : compute,
+                            std::string("gelu.") + kNames[k] + std::to_string(i));
+  auto tile = [&](size_t i, int k) {
+    return buf[i % 2][k].rows(0, blocks[i].rows).cols(0, blocks[i].cols);
+  };
+  auto load = [&](size_t i) {
+    auto q = [&] { return queues.load(); };
+    split_copy(core, tile(i, kX), block_view(inp, blocks[i]), queues.loads(), q);
+    split_copy(core, tile(i, kDout), block_view(dout, blocks[i]), queues.loads(), q);
+    split_copy(core, tile(i, kDinp), block_view(dinp, blocks[i]), queues.loads(), q);
+  };
+  const float two_k = 2.0f * kSqrt2OverPi;
+  load(0);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (i + 1 < blocks.size()) load(i + 1);
+    const View x = tile(i, kX), d = tile(i, kDout), acc = tile(i, kDinp);
+    const View x2 = tile(i, kSquare), inner = tile(i, kInner), s = tile(i, kSig),
+               one_minus_s = tile(i, kSigNeg), slope = tile(i, kSlope);
+    core.activation(x2, Activation::kSquare, x);
+    // inner = x (1 + 0.044715 x^2); s = sigmoid(2k inner), 1 - s = sigmoid(-2k inner).
+    core.tensor_scalar(inner, x2, AluOp::kMultiply, kCubic, AluOp::kAdd, 1.0f);
+    core.tensor_tensor(inner, inner, AluOp::kMultiply, x);
+    core.activation(s, Activation::kSigmoid, inner, two_k);
+    core.activation(one_minus_s, Activation::kSigmoid, inner, -two_k);
+    // slope = 1 + x y'(x) (1 - s), y'(x) = 2k (1 + 3 * 0.044715 x^2).
+    core.tensor_scalar(slope, x2, AluOp::kMultiply, 3.0f * kCubic * two_k, AluOp::kAdd, two_k,
+                       Engine::kGpSimd);
+    core.tensor_tensor(slope, slope, AluOp::kMultiply, x, Engine::kGpSimd);
+    core.tensor_tensor(slope, slope, AluOp::kMultiply, one_minus_s);
+    core.activation(slope, Activation::kIdentity, slope, 1.0f, 1.0f);
+    // dinp += dout * s * slope.
+    core.tensor_tensor(s, s, AluOp::kMultiply, d);
+    core.tensor_tensor(slope, slope, AluOp::kMultiply, s);
+    core.tensor_tensor(acc, acc, AluOp::kAdd, slope, Engine::kGpSimd);
+    split_copy(core, block_view(dinp, blocks[i]), acc, queues.stores(),
+               [&] { return queues.store(); });
+  }
+}
+
+}  // namespace switchyard::backend::neuron

@@ -1,0 +1,304 @@
+#include "backend/neuron/layernorm_kernel.h"
+
+#include <algorithm>
+#include <array>
+#include <string>
+
+#include "core/error.h"
+
+namespace switchyard::backend::neuron {
+
+namespace {
+
+using ::switchyard::neuron::dtype_bytes;
+using ::switchyard::neuron::dtype_name;
+using ::switchyard::neuron::is_float;
+
+constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers cost a 32 KiB one's queue time
+
+// Loads round-robin over most DMA queues, stores over the rest, so that a store waiting for its
+// tile never holds up the next tile's loads queued behind it.
+class DmaQueues {
+ public:
+  explicit DmaQueues(const NeuronCore& core) {
+    const int n = core.config().dma_queues;
+    stores_ = n >= 4 ? n * 3 / 8 : 0;
+    loads_ = n - stores_;
+  }
+  int load() { return next_load_++ % loads_; }
+  int store() { return stores_ == 0 ? load() : loads_ + next_store_++ % stores_; }
+  int loads() const { return loads_; }
+  int stores() const { return std::max(stores_, 1); }
+
+ private:
+  int loads_ = 1, stores_ = 0, next_load_ = 0, next_store_ = 0;
+};
+
+// dst <- src split by rows into pieces of at least 32 KiB (at most `max_pieces`), each on the
+// queue `next_queue()` names: one big tile then arrives at several queues' bandwidth.
+template <typename NextQueue>
+void split_copy(NeuronCore& core, const View& dst, const View& src, int max_pieces,
+                NextQueue&& next_queue) {
+  const int64_t rows = dst.partitions();
+  const int64_t bytes =
+      dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
+  const int64_t pieces = std::clamp<int64_t>(bytes / kMinDmaBytes, 1, std::min<int64_t>(max_pieces, rows));
+  const int64_t per_piece = ceil_div(rows, pieces);
+  for (int64_t r = 0; r < rows; r += per_piece) {
+    const int64_t n = std::min(per_piece, rows - r);
+    core.dma_copy(dst.rows(r, n), src.rows(r, n), next_queue());
+  }
+}
+
+void require_compute(const char* kernel, Dtype compute) {
+  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
+          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, dtype_name(compute));
+}
+
+// An HBM [rows, cols] float tensor whose rows are contiguous.
+void require_matrix(const char* kernel, const char* name, const View& v, int64_t rows,
+                    int64_t cols) {
+  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && v.free_dims() == 1 &&
+              v.free_dim(0).stride == 1 && v.partitions() == rows && v.free_size() == cols,
+          "{}: {} must be an HBM float tensor [{}, {}] with contiguous rows, got {}", kernel, name,
+          rows, cols, v.describe());
+}
+
+// One HBM row of n contiguous float elements.
+void require_row(const char* kernel, const char* name, const View& v, int64_t n) {
+  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && v.partitions() == 1 &&
+              v.free_dims() == 1 && v.free_dim(0).stride == 1 && v.free_size() == n,
+          "{}: {} must be one contiguous HBM float row of {} elements, got {}", kernel, name, n,
+          v.describe());
+}
+
+// Per-row statistics of N rows live in SBUF as [128, tiles] fp32 columns (row t * 128 + p at
+// partition p, column t); these move them between that layout and a flat HBM row with at most
+// two DMAs (the full tiles, then the last partial one).
+void copy_stats(NeuronCore& core, const View& hbm, const View& tile, int64_t n, bool to_hbm,
+                int queue) {
+  const int64_t full = n / kPartitions;
+  const int64_t rest = n % kPartitions;
+  if (full > 0) {
+    const View h = hbm.pattern(0, Dim{kPartitions, 1}, {Dim{full, kPartitions}});
+    const View s = tile.cols(0, full);
+    to_hbm ? core.dma_copy(h, s, queue) : core.dma_copy(s, h, queue);
+  }
+  if (rest > 0) {
+    const View h = hbm.pattern(full * kPartitions, Dim{rest, 1}, {Dim{1, 1}});
+    const View s = tile.rows(0, rest).cols(full, 1);
+    to_hbm ? core.dma_copy(h, s, queue) : core.dma_copy(s, h, queue);
+  }
+}
+
+}  // namespace
+
+void layernorm_forward(NeuronCore& core, const View& out, const View& mean, const View& rstd,
+                       const View& inp, const View& weight, const View& bias, Dtype compute) {
+  const char* kName = "layernorm_forward";
+  require_compute(kName, compute);
+  const int64_t N = inp.partitions();
+  const int64_t C = inp.free_size();
+  require(N >= 1 && C >= 1, "{}: inp must have at least one row and column, got {}", kName,
+          inp.describe());
+  require_matrix(kName, "inp", inp, N, C);
+  require_matrix(kName, "out", out, N, C);
+  require_row(kName, "mean", mean, N);
+  require_row(kName, "rstd", rstd, N);
+  require_row(kName, "weight", weight, C);
+  require_row(kName, "bias", bias, C);
+
+  KernelScope scope(core, kName);
+  TilePool pool(core);
+  DmaQueues queues(core);
+  const int64_t P = std::min(N, kPartitions);
+  const int64_t tiles = ceil_div(N, kPartitions);
+  auto rows_of = [&](int64_t t) { return std::min(kPartitions, N - t * kPartitions); };
+  auto load_queue = [&] { return queues.load(); };
+  auto store_queue = [&] { return queues.store(); };
+
+  std::array<View, 2> x, y;
+  for (int i = 0; i < 2; ++i) {
+    x[i] = pool.sbuf(P, {C}, compute, "layernorm.x" + std::to_string(i));
+    y[i] = pool.sbuf(P, {C}, compute, "layernorm.y" + std::to_string(i));
+  }
+  auto load_x = [&](int64_t t) {
+    split_copy(core, x[t % 2].rows(0, rows_of(t)), inp.rows(t * kPartitions, rows_of(t)),
+               queues.loads(), load_queue);
+  };
+  load_x(0);  // the first tile's statistics do not wait for weight and bias
+  const View w = pool.sbuf(P, {C}, compute, "layernorm.weight");
+  const View b = pool.sbuf(P, {C}, compute, "layernorm.bias");
+  core.dma_copy(w, broadcast_rows(weight, P), queues.load());
+  core.dma_copy(b, broadcast_rows(bias, P), queues.load());
+  // fp32 statistics, one column per row tile.
+  const View sum = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum");
+  const View neg_mean = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.neg_mean");
+  const View sq_sum = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sq_sum");
+  const View mean_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.mean");
+  const View rstd_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.rstd");
+  const View shift = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.shift");  // -mean * rstd
+
+  const float inv_c = 1.0f / static_cast<float>(C);
+  for (int64_t t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) load_x(t + 1);
+    const int64_t r = rows_of(t);
+    const View xt = x[t % 2].rows(0, r);
+    const View yt = y[t % 2].rows(0, r);
+    auto col = [&](const View& v) { return v.rows(0, r).cols(t, 1); };
+    core.tensor_reduce(col(sum), AluOp::kAdd, xt);
+    core.tensor_scalar(col(neg_mean), col(sum), AluOp::kMultiply, -inv_c);
+    core.tensor_scalar(col(mean_all), col(sum), AluOp::kMultiply, inv_c, AluOp::kBypass, 0.0f,
+                       Engine::kGpSimd);
+    // sum (x - mean)^2 in one ScalarE pass (the squares themselves are scratch), then
+    // rstd = 1 / sqrt(var + eps).
+    core.activation_reduce(yt, Activation::kSquare, xt, col(sq_sum), 1.0f, col(neg_mean));
+    core.activation(col(rstd_all), Activation::kRsqrt, col(sq_sum), inv_c, kLayerNormEpsilon);
+    core.tensor_tensor(col(shift), col(neg_mean), AluOp::kMultiply, col(rstd_all));
+    // y = (x * rstd - mean * rstd) * weight + bias, over ScalarE, VectorE and GpSimd.
+    core.activation(yt, Activation::kIdentity, xt, col(rstd_all), col(shift));
+    core.tensor_tensor(yt, yt, AluOp::kMultiply, w.rows(0, r));
+    core.tensor_tensor(yt, yt, AluOp::kAdd, b.rows(0, r), Engine::kGpSimd);
+    split_copy(core, out.rows(t * kPartitions, r), yt, queues.stores(), store_queue);
+  }
+  copy_stats(core, mean, mean_all, N, true, queues.store());
+  copy_stats(core, rstd, rstd_all, N, true, queues.store());
+}
+
+void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
+                        const View& dout, const View& inp, const View& weight, const View& mean,
+                        const View& rstd, Dtype compute) {
+  const char* kName = "layernorm_backward";
+  require_compute(kName, compute);
+  const int64_t N = inp.partitions();
+  const int64_t C = inp.free_size();
+  require(N >= 1 && C >= 1, "{}: inp must have at least one row and column, got {}", kName,
+          inp.describe());
+  require_matrix(kName, "inp", inp, N, C);
+  require_matrix(kName, "dout", dout, N, C);
+  require_matrix(kName, "dinp", dinp, N, C);
+  require_row(kName, "weight", weight, C);
+  require_row(kName, "dweight", dweight, C);
+  require_row(kName, "dbias", dbias, C);
+  require_row(kName, "mean", mean, N);
+  require_row(kName, "rstd", rstd, N);
+
+  KernelScope scope(core, kName);
+  TilePool pool(core);
+  DmaQueues queues(core);
+  const int64_t P = std::min(N, kPartitions);
+  const int64_t tiles = ceil_div(N, kPartitions);
+  auto rows_of = [&](int64_t t) { return std::min(kPartitions, N - t * kPartitions); };
+  auto load_queue = [&] { return queues.load(); };
+  auto store_queue = [&] { return queues.store(); };
+
+  // gd holds [dout * xhat | dout] side by side, so one run of matmuls against a ones column sums
+  // both over the tile's rows: dweight's and dbias's increments as one [1, 2C] row.
+  std::array<View, 2> gd, x, dx;
+  // An fp32 dinp keeps its precision: the running sum is taken in fp32.
+  const Dtype sum_dtype = dinp.dtype() == Dtype::kF32 ? Dtype::kF32 : compute;
+  for (int i = 0; i < 2; ++i) {
+    gd[i] = pool.sbuf(P, {2 * C}, compute, "layernorm.gd" + std::to_string(i));
+    x[i] = pool.sbuf(P, {C}, compute, "layernorm.x" + std::to_string(i));
+    dx[i] = pool.sbuf(P, {C}, sum_dtype, "layernorm.dinp" + std::to_string(i));
+  }
+  auto load_tile = [&](int64_t t) {
+    const int64_t r = rows_of(t);
+    const int64_t r0 = t * kPartitions;
+    split_copy(core, gd[t % 2].rows(0, r).cols(C, C), dout.rows(r0, r), queues.loads(),
+               load_queue);
+    split_copy(core, x[t % 2].rows(0, r), inp.rows(r0, r), queues.loads(), load_queue);
+    split_copy(core, dx[t % 2].rows(0, r), dinp.rows(r0, r), queues.loads(), load_queue);
+  };
+
+  // Row statistics for all tiles (unused lanes of the last column zeroed, not left NaN).
+  const View mean_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.mean");
+  const View rstd_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.rstd");
+  if (N % kPartitions != 0 && tiles > 1) {
+    core.memset(mean_all, 0.0f, Engine::kGpSimd);
+    core.memset(rstd_all, 0.0f, Engine::kGpSimd);
+  }
+  copy_stats(core, mean, mean_all, N, false, queues.load());
+  copy_stats(core, rstd, rstd_all, N, false, queues.load());
+  load_tile(0);
+  const View w = pool.sbuf(P, {C}, compute, "layernorm.weight");
+  core.dma_copy(w, broadcast_rows(weight, P), queues.load());
+  const View ones = pool.sbuf(P, {1}, compute, "layernorm.ones");
+  core.memset(ones, 1.0f, Engine::kGpSimd);
+  // The existing parameter gradients, [dweight | dbias] in fp32, updated once at the end.
+  const View params = pool.sbuf(1, {2 * C}, Dtype::kF32, "layernorm.dparams");
+  core.dma_copy(params.cols(0, C), dweight, queues.load());
+  core.dma_copy(params.cols(C, C), dbias, queues.load());
+
+  const float inv_c = 1.0f / static_cast<float>(C);
+  const View shift = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.shift");  // -mean * rstd
+  core.tensor_scalar(shift, mean_all, AluOp::kMultiply, -1.0f);
+  core.tensor_tensor(shift, shift, AluOp::kMultiply, rstd_all);
+  const View neg_rstd_c = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.neg_rstd_c");
+  core.tensor_scalar(neg_rstd_c, rstd_all, AluOp::kMultiply, -inv_c);
+  const View s1 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum_dnorm_rstd");
+  const View s2 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum_dnorm_xhat");
+  const View c1 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.c1");
+  const View c2 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.c2");
+  const View xhat = pool.sbuf(P, {C}, compute, "layernorm.xhat");
+  const View dnorm = pool.sbuf(P, {C}, compute, "layernorm.dnorm");
+  const View tmp = pool.sbuf(P, {C}, compute, "layernorm.tmp");
+
+  // Column sums accumulate across all row tiles in PSUM when every 512-column chunk of the
+  // [1, 2C] row can keep its accumulation group open (at most 8 groups, one bank each);
+  // otherwise each tile's sums are closed and added into `params` at once.
+  const int64_t chunks = ceil_div(2 * C, kPsumBankFloats);
+  const bool resident = chunks <= core.config().psum_banks;
+  const View acc =
+      pool.psum(1, {resident ? 2 * C : 2 * kPsumBankFloats}, Dtype::kF32, "layernorm.dparams_acc");
+  auto chunk_cols = [&](int64_t k) { return std::min(kPsumBankFloats, 2 * C - k * kPsumBankFloats); };
+  auto acc_chunk = [&](int64_t k) {
+    return acc.cols(resident ? k * kPsumBankFloats : (k % 2) * kPsumBankFloats, chunk_cols(k));
+  };
+
+  for (int64_t t = 0; t < tiles; ++t) {
+    if (t + 1 < tiles) load_tile(t + 1);
+    const int64_t r = rows_of(t);
+    const View g = gd[t % 2].rows(0, r).cols(0, C);
+    const View d = gd[t % 2].rows(0, r).cols(C, C);
+    const View xt = x[t % 2].rows(0, r);
+    const View dxt = dx[t % 2].rows(0, r);
+    const View xh = xhat.rows(0, r);
+    const View dn = dnorm.rows(0, r);
+    const View tp = tmp.rows(0, r);
+    auto col = [&](const View& v) { return v.rows(0, r).cols(t, 1); };
+
+    core.activation(xh, Activation::kIdentity, xt, col(rstd_all), col(shift));
+    core.tensor_tensor(dn, d, AluOp::kMultiply, w.rows(0, r));
+    core.tensor_tensor(g, d, AluOp::kMultiply, xh, Engine::kGpSimd);
+    // s2 = sum dnorm * xhat; then dnorm is scaled by rstd in place, s1 = sum rstd * dnorm.
+    core.tensor_tensor(tp, dn, AluOp::kMultiply, xh);
+    core.tensor_reduce(col(s2), AluOp::kAdd, tp);
+    core.activation_reduce(dn, Activation::kIdentity, dn, col(s1), col(rstd_all), 0.0f);
+    core.tensor_scalar(col(c2), col(s2), AluOp::kMultiply, col(neg_rstd_c));
+    core.tensor_scalar(col(c1), col(s1), AluOp::kMultiply, -inv_c, AluOp::kBypass, 0.0f,
+                       Engine::kGpSimd);
+    // dinp += rstd * dnorm - rstd * s1 / C - xhat * rstd * s2 / C.
+    core.tensor_scalar(tp, xh, AluOp::kMultiply, col(c2), AluOp::kAdd, col(c1));
+    core.tensor_tensor(tp, tp, AluOp::kAdd, dn, Engine::kGpSimd);
+    core.tensor_tensor(dxt, dxt, AluOp::kAdd, tp);
+    split_copy(core, dinp.rows(t * kPartitions, r), dxt, queues.stores(), store_queue);
+
+    const View ones_r = ones.rows(0, r);
+    for (int64_t k = 0; k < chunks; ++k) {
+      const View moving = gd[t % 2].rows(0, r).cols(k * kPsumBankFloats, chunk_cols(k));
+      if (resident) {
+        core.matmul(acc_chunk(k), ones_r, moving, t == 0, t == tiles - 1);
+      } else {
+        core.matmul(acc_chunk(k), ones_r, moving, true, true);
+        const View p = params.cols(k * kPsumBankFloats, chunk_cols(k));
+        core.tensor_tensor(p, p, AluOp::kAdd, acc_chunk(k));
+      }
+    }
+  }
+  if (resident) core.tensor_tensor(params, params, AluOp::kAdd, acc);
+  core.dma_copy(dweight, params.cols(0, C), queues.store());
+  core.dma_copy(dbias, params.cols(C, C), queues.store());
+}
+
+}  // namespace switchyard::backend::neuron

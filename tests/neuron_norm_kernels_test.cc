@@ -1,0 +1,463 @@
+// The trn*-sim backend's layernorm, gelu, residual and encoder tile programs against the CPU
+// kernel templates (cpu_kernels.h) run in double on the same (rounded) inputs: fp32 tensors with
+// fp32 compute agree to fp32 rounding, bf16 activations with bf16 compute to bf16 rounding.
+// Backward kernels are checked to accumulate into pre-filled gradients. The gpt2-124m-sized cases
+// print their simulated time and the host time of the call.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/neuron/embedding_kernel.h"
+#include "backend/neuron/gelu_kernel.h"
+#include "backend/neuron/layernorm_kernel.h"
+#include "backend/neuron/residual_kernel.h"
+#include "core/rng.h"
+#include "expect_error.h"
+#include "neuron/config.h"
+
+namespace switchyard::backend::neuron {
+namespace {
+
+namespace cpu = ::switchyard::backend::cpu;
+using ::switchyard::neuron::trn1_config;
+using ::switchyard::neuron::trn2_config;
+
+// How the backend stores activations and computes: fp32 parity mode or the bf16 hardware mode.
+struct Mode {
+  Dtype act;      // HBM dtype of activations and activation gradients
+  Dtype compute;  // SBUF tile dtype
+  double tol;     // relative error bound against the double reference
+  const char* name;
+};
+constexpr Mode kFp32{Dtype::kF32, Dtype::kF32, 1e-5, "fp32"};
+constexpr Mode kBf16{Dtype::kBF16, Dtype::kBF16, 1e-2, "bf16"};
+
+using Host = std::vector<double>;
+
+// HBM tensor of `shape` filled with normal(shift, scale) values.
+View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, Dtype dtype,
+                   const std::string& name, Rng& rng, float scale = 1.0f, float shift = 0.0f) {
+  View v = core.hbm_alloc(shape, dtype, name);
+  std::vector<float> values(static_cast<size_t>(v.elements()));
+  for (float& x : values) x = shift + scale * rng.normal();
+  core.write(v, values);
+  return v;
+}
+
+// A tensor's stored values (after rounding to its dtype), in double.
+Host read(const NeuronCore& core, const View& v) {
+  std::vector<float> f = core.read(v);
+  return Host(f.begin(), f.end());
+}
+
+// ||actual - expected|| / ||expected||.
+double relative_error(const Host& actual, const Host& expected) {
+  EXPECT_EQ(actual.size(), expected.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < actual.size() && i < expected.size(); ++i) {
+    diff += (actual[i] - expected[i]) * (actual[i] - expected[i]);
+    norm += expected[i] * expected[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+std::string label(const Mode& mode, const std::string& what) {
+  return std::string(mode.name) + " " + what;
+}
+
+// ---- layernorm ----
+
+void check_layernorm_forward(const Mode& mode, int64_t N, int64_t C) {
+  SCOPED_TRACE(label(mode, "layernorm_forward N=" + std::to_string(N) + " C=" + std::to_string(C)));
+  NeuronCore core(trn2_config());
+  Rng rng(11);
+  View inp = random_tensor(core, {N, C}, mode.act, "inp", rng, 2.0f, 0.7f);
+  View weight = random_tensor(core, {C}, Dtype::kF32, "weight", rng, 0.5f, 1.0f);
+  View bias = random_tensor(core, {C}, Dtype::kF32, "bias", rng, 0.3f);
+  View out = core.hbm_alloc({N, C}, mode.act, "out");
+  View mean = core.hbm_alloc({N}, Dtype::kF32, "mean");
+  View rstd = core.hbm_alloc({N}, Dtype::kF32, "rstd");
+  layernorm_forward(core, out, mean, rstd, inp, weight, bias, mode.compute);
+
+  Host x = read(core, inp), w = read(core, weight), b = read(core, bias);
+  Host ref(static_cast<size_t>(N * C)), ref_mean(static_cast<size_t>(N)), ref_rstd(ref_mean.size());
+  cpu::layernorm_forward<double>(ref.data(), ref_mean.data(), ref_rstd.data(), x.data(), w.data(),
+                                 b.data(), static_cast<int>(N), static_cast<int>(C));
+  EXPECT_LT(relative_error(read(core, out), ref), mode.tol);
+  // Statistics are fp32 whatever the mode (from the rounded inputs the kernel saw).
+  EXPECT_LT(relative_error(read(core, mean), ref_mean), 1e-5);
+  EXPECT_LT(relative_error(read(core, rstd), ref_rstd), 1e-5);
+}
+
+TEST(NeuronLayerNorm, ForwardMatchesCpuReference) {
+  check_layernorm_forward(kFp32, 39, 54);   // one partial tile
+  check_layernorm_forward(kFp32, 300, 200); // two full tiles and a partial one
+  check_layernorm_forward(kBf16, 39, 54);
+  check_layernorm_forward(kBf16, 257, 768);
+}
+
+void check_layernorm_backward(const Mode& mode, int64_t N, int64_t C) {
+  SCOPED_TRACE(label(mode, "layernorm_backward N=" + std::to_string(N) + " C=" + std::to_string(C)));
+  NeuronCore core(trn2_config());
+  Rng rng(12);
+  View inp = random_tensor(core, {N, C}, mode.act, "inp", rng, 1.5f, -0.4f);
+  View dout = random_tensor(core, {N, C}, mode.act, "dout", rng);
+  View weight = random_tensor(core, {C}, Dtype::kF32, "weight", rng, 0.5f, 1.0f);
+  // Pre-filled gradients: the kernel must add to them.
+  View dinp = random_tensor(core, {N, C}, mode.act, "dinp", rng);
+  View dweight = random_tensor(core, {C}, Dtype::kF32, "dweight", rng);
+  View dbias = random_tensor(core, {C}, Dtype::kF32, "dbias", rng);
+  // The statistics the forward pass would have saved, in fp32.
+  Host x = read(core, inp), w = read(core, weight);
+  Host fwd(static_cast<size_t>(N * C)), m(static_cast<size_t>(N)), s(m.size());
+  Host zero_bias(static_cast<size_t>(C), 0.0);
+  cpu::layernorm_forward<double>(fwd.data(), m.data(), s.data(), x.data(), w.data(),
+                                 zero_bias.data(), static_cast<int>(N), static_cast<int>(C));
+  View mean = core.hbm_alloc({1, N}, Dtype::kF32, "mean");
+  View rstd = core.hbm_alloc({1, N}, Dtype::kF32, "rstd");
+  core.write(mean, std::vector<float>(m.begin(), m.end()));
+  core.write(rstd, std::vector<float>(s.begin(), s.end()));
+
+  Host ref_dinp = read(core, dinp), ref_dw = read(core, dweight), ref_db = read(core, dbias);
+  Host d = read(core, dout), mh = read(core, mean), sh = read(core, rstd);
+  layernorm_backward(core, dinp, dweight, dbias, dout, inp, weight, mean, rstd, mode.compute);
+  cpu::layernorm_backward<double>(ref_dinp.data(), ref_dw.data(), ref_db.data(), d.data(), x.data(),
+                                  w.data(), mh.data(), sh.data(), static_cast<int>(N),
+                                  static_cast<int>(C));
+  EXPECT_LT(relative_error(read(core, dinp), ref_dinp), mode.tol);
+  // Parameter gradients are fp32 sums of products of compute-dtype tiles.
+  const double param_tol = mode.compute == Dtype::kF32 ? 1e-5 : 5e-3;
+  EXPECT_LT(relative_error(read(core, dweight), ref_dw), param_tol);
+  EXPECT_LT(relative_error(read(core, dbias), ref_db), param_tol);
+}
+
+TEST(NeuronLayerNorm, BackwardAccumulatesLikeCpuReference) {
+  check_layernorm_backward(kFp32, 39, 54);
+  check_layernorm_backward(kFp32, 300, 200);
+  check_layernorm_backward(kBf16, 39, 54);
+  check_layernorm_backward(kBf16, 257, 768);
+}
+
+TEST(NeuronLayerNorm, BackwardWideRowsSumOutsidePsum) {
+  // 2C > 8 PSUM banks of 512: the column sums are closed per tile and added in SBUF.
+  check_layernorm_backward(kFp32, 130, 2100);
+}
+
+TEST(NeuronLayerNorm, RejectsBadShapes) {
+  NeuronCore core(trn1_config());
+  View inp = core.hbm_alloc({10, 8}, Dtype::kF32, "inp");
+  View out = core.hbm_alloc({10, 9}, Dtype::kF32, "out");
+  View good_out = core.hbm_alloc({10, 8}, Dtype::kF32, "good_out");
+  View stat = core.hbm_alloc({10}, Dtype::kF32, "stat");
+  View short_stat = core.hbm_alloc({9}, Dtype::kF32, "short_stat");
+  View w = core.hbm_alloc({8}, Dtype::kF32, "w");
+  View wide_w = core.hbm_alloc({2, 8}, Dtype::kF32, "wide_w");
+  expect_error([&] { layernorm_forward(core, out, stat, stat, inp, w, w, Dtype::kF32); },
+               {"layernorm_forward", "out", "[10, 8]"});
+  expect_error([&] { layernorm_forward(core, good_out, short_stat, stat, inp, w, w, Dtype::kF32); },
+               {"layernorm_forward", "mean", "10 elements"});
+  expect_error([&] { layernorm_forward(core, good_out, stat, stat, inp, wide_w, w, Dtype::kF32); },
+               {"layernorm_forward", "weight"});
+  expect_error([&] { layernorm_forward(core, good_out, stat, stat, inp, w, w, Dtype::kF16); },
+               {"layernorm_forward", "compute dtype", "float16"});
+  expect_error(
+      [&] { layernorm_backward(core, good_out, w, w, out, inp, w, stat, stat, Dtype::kF32); },
+      {"layernorm_backward", "dout", "[10, 8]"});
+}
+
+// ---- gelu ----
+
+void check_gelu(const Mode& mode, int64_t n) {
+  SCOPED_TRACE(label(mode, "gelu n=" + std::to_string(n)));
+  NeuronCore core(trn2_config());
+  Rng rng(13);
+  View inp = random_tensor(core, {n}, mode.act, "inp", rng, 2.5f);
+  View out = core.hbm_alloc({n}, mode.act, "out");
+  View dout = random_tensor(core, {n}, mode.act, "dout", rng);
+  View dinp = random_tensor(core, {n}, mode.act, "dinp", rng);  // accumulated into
+  Host x = read(core, inp), d = read(core, dout), ref_dinp = read(core, dinp);
+  gelu_forward(core, out, inp, mode.compute);
+  gelu_backward(core, dinp, inp, dout, mode.compute);
+
+  Host ref_out(x.size());
+  cpu::gelu_forward<double>(ref_out.data(), x.data(), x.size());
+  cpu::gelu_backward<double>(ref_dinp.data(), x.data(), d.data(), x.size());
+  EXPECT_LT(relative_error(read(core, out), ref_out), mode.tol);
+  EXPECT_LT(relative_error(read(core, dinp), ref_dinp), mode.tol);
+}
+
+TEST(NeuronGelu, ForwardAndBackwardMatchCpuReference) {
+  check_gelu(kFp32, 1);
+  check_gelu(kFp32, 1000);              // a [128, 7] block and a tail row
+  check_gelu(kFp32, 128 * 3000 + 77);   // two blocks (2048 + 952 columns) and a tail
+  check_gelu(kBf16, 1000);
+  check_gelu(kBf16, 128 * 3000 + 77);
+}
+
+TEST(NeuronGelu, BackwardIsExactDerivativeAtLargeArguments) {
+  // Where sigmoid saturates, 1 - s must not cancel: gelu'(x) -> 1 for large x, 0 for large -x.
+  NeuronCore core(trn2_config());
+  const std::vector<float> xs = {-12.0f, -6.0f, -3.0f, -1.0f, 0.0f, 0.5f, 3.0f, 6.0f, 12.0f};
+  const int64_t n = static_cast<int64_t>(xs.size());
+  View inp = core.hbm_alloc({n}, Dtype::kF32, "inp");
+  View dout = core.hbm_alloc({n}, Dtype::kF32, "dout");
+  View dinp = core.hbm_alloc({n}, Dtype::kF32, "dinp");
+  core.write(inp, xs);
+  core.write(dout, std::vector<float>(xs.size(), 1.0f));
+  core.write(dinp, std::vector<float>(xs.size(), 0.0f));
+  gelu_backward(core, dinp, inp, dout, Dtype::kF32);
+  Host x(xs.begin(), xs.end()), ones(xs.size(), 1.0), ref(xs.size(), 0.0);
+  cpu::gelu_backward<double>(ref.data(), x.data(), ones.data(), x.size());
+  Host got = read(core, dinp);
+  for (size_t i = 0; i < xs.size(); ++i) EXPECT_NEAR(got[i], ref[i], 1e-6) << "x = " << xs[i];
+}
+
+TEST(NeuronGelu, RejectsBadShapes) {
+  NeuronCore core(trn1_config());
+  View a = core.hbm_alloc({100}, Dtype::kF32, "a");
+  View b = core.hbm_alloc({99}, Dtype::kF32, "b");
+  View ids = core.hbm_alloc({100}, Dtype::kI32, "ids");
+  expect_error([&] { gelu_forward(core, b, a, Dtype::kF32); }, {"gelu_forward", "out", "100"});
+  expect_error([&] { gelu_backward(core, a, a, ids, Dtype::kF32); },
+               {"gelu_backward", "dout", "float"});
+  expect_error([&] { gelu_forward(core, a, a, Dtype::kI32); }, {"gelu_forward", "compute dtype"});
+}
+
+// ---- residual ----
+
+void check_residual(const Mode& mode, int64_t n) {
+  SCOPED_TRACE(label(mode, "residual n=" + std::to_string(n)));
+  NeuronCore core(trn2_config());
+  Rng rng(14);
+  View a = random_tensor(core, {n}, mode.act, "a", rng);
+  View b = random_tensor(core, {n}, mode.act, "b", rng);
+  View out = core.hbm_alloc({n}, mode.act, "out");
+  View dst = random_tensor(core, {n}, mode.act, "dst", rng);
+  // An fp32 destination with a compute-dtype source, as a parameter gradient would be.
+  View dst32 = random_tensor(core, {n}, Dtype::kF32, "dst32", rng);
+  Host ha = read(core, a), hb = read(core, b), ref_dst = read(core, dst), ref_dst32 = read(core, dst32);
+  residual_forward(core, out, a, b, mode.compute);
+  accumulate(core, dst, a, mode.compute);
+  accumulate(core, dst32, b, mode.compute);
+
+  Host ref_out(ha.size());
+  cpu::residual_forward<double>(ref_out.data(), ha.data(), hb.data(), ha.size());
+  cpu::accumulate<double>(ref_dst.data(), ha.data(), ha.size());
+  cpu::accumulate<double>(ref_dst32.data(), hb.data(), hb.size());
+  EXPECT_LT(relative_error(read(core, out), ref_out), mode.tol);
+  EXPECT_LT(relative_error(read(core, dst), ref_dst), mode.tol);
+  EXPECT_LT(relative_error(read(core, dst32), ref_dst32), 1e-6);  // summed in fp32
+}
+
+TEST(NeuronResidual, AddAndAccumulateMatchCpuReference) {
+  check_residual(kFp32, 5);
+  check_residual(kFp32, 128 * 9000 + 100);  // blocks of 4096, 4096, 808 columns and a tail
+  check_residual(kBf16, 1000);
+  check_residual(kBf16, 128 * 9000 + 100);
+}
+
+TEST(NeuronResidual, RejectsBadShapes) {
+  NeuronCore core(trn1_config());
+  View a = core.hbm_alloc({64}, Dtype::kF32, "a");
+  View b = core.hbm_alloc({65}, Dtype::kF32, "b");
+  View m = core.hbm_alloc({8, 8}, Dtype::kF32, "m");
+  expect_error([&] { residual_forward(core, a, a, b, Dtype::kF32); },
+               {"residual_forward", "b", "64 contiguous elements"});
+  expect_error([&] { accumulate(core, a, b, Dtype::kBF16); }, {"accumulate", "src"});
+  // A strided view is not flat.
+  expect_error([&] { accumulate(core, m.cols(0, 4), m.cols(4, 4), Dtype::kF32); },
+               {"accumulate", "dst", "contiguous"});
+  accumulate(core, m, a, Dtype::kF32);  // a 2-D tensor of 64 elements is fine
+}
+
+// ---- encoder ----
+
+struct EncoderCase {
+  int B, T, C, V, max_t;
+};
+
+void check_encoder(const Mode& mode, const EncoderCase& e, uint64_t seed) {
+  SCOPED_TRACE(label(mode, "encoder B=" + std::to_string(e.B) + " T=" + std::to_string(e.T) +
+                               " C=" + std::to_string(e.C) + " V=" + std::to_string(e.V)));
+  NeuronCore core(trn2_config());
+  Rng rng(seed);
+  const int64_t n = static_cast<int64_t>(e.B) * e.T;
+  View tokens = core.hbm_alloc({n, 1}, Dtype::kI32, "tokens");
+  std::vector<float> ids(static_cast<size_t>(n));
+  for (float& id : ids) id = static_cast<float>(rng.next_u64() % static_cast<uint64_t>(e.V));
+  core.write(tokens, ids);
+  std::vector<int32_t> tok(ids.begin(), ids.end());
+  View wte = random_tensor(core, {e.V, e.C}, Dtype::kF32, "wte", rng);
+  View wpe = random_tensor(core, {e.max_t, e.C}, Dtype::kF32, "wpe", rng);
+  View out = core.hbm_alloc({n, e.C}, mode.act, "out");
+  View dout = random_tensor(core, {n, e.C}, mode.act, "dout", rng);
+  View dwte = random_tensor(core, {e.V, e.C}, Dtype::kF32, "dwte", rng);
+  View dwpe = random_tensor(core, {e.max_t, e.C}, Dtype::kF32, "dwpe", rng);
+  Host hwte = read(core, wte), hwpe = read(core, wpe), d = read(core, dout);
+  Host ref_dwte = read(core, dwte), ref_dwpe = read(core, dwpe);
+
+  encoder_forward(core, out, tokens, wte, wpe, e.B, e.T, mode.compute);
+  encoder_backward(core, dwte, dwpe, dout, tokens, e.B, e.T, mode.compute);
+
+  Host ref_out(static_cast<size_t>(n * e.C));
+  cpu::encoder_forward<double>(ref_out.data(), tok.data(), hwte.data(), hwpe.data(), e.B, e.T, e.C);
+  // Rows of dwpe from T on are not the kernel's: the reference leaves them too.
+  cpu::encoder_backward<double>(ref_dwte.data(), ref_dwpe.data(), d.data(), tok.data(), e.B, e.T,
+                                e.C);
+  EXPECT_LT(relative_error(read(core, out), ref_out), mode.tol);
+  // Gradients are summed in fp32 from the compute-dtype dout the kernel read.
+  EXPECT_LT(relative_error(read(core, dwte), ref_dwte), 1e-6);
+  EXPECT_LT(relative_error(read(core, dwpe), ref_dwpe), 1e-6);
+}
+
+TEST(NeuronEncoder, ForwardAndBackwardMatchCpuReference) {
+  check_encoder(kFp32, {3, 13, 54, 211, 16}, 21);    // positions gathered by computed index
+  check_encoder(kFp32, {4, 64, 96, 1000, 64}, 22);   // one shared position tile of two runs
+  check_encoder(kFp32, {2, 200, 40, 50, 256}, 23);   // two position blocks, runs per tile
+  check_encoder(kFp32, {300, 1, 8, 17, 4}, 24);      // T = 1: every row is position 0
+  check_encoder(kFp32, {3, 150, 3000, 40, 150}, 25); // batches summed in chunks of two
+  check_encoder(kBf16, {3, 13, 54, 211, 16}, 26);
+  check_encoder(kBf16, {4, 64, 96, 1000, 64}, 27);
+}
+
+TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
+  // The simulator's accumulating scatter adds rows in partition order, so duplicates in one
+  // instruction all land (no lost updates).
+  NeuronCore core(trn2_config());
+  View table = core.hbm_alloc({4, 3}, Dtype::kF32, "table");
+  core.write(table, std::vector<float>(12, 1.0f));
+  View src = core.sbuf_alloc(5, {3}, Dtype::kF32, "src");
+  core.write(src, std::vector<float>{1, 2, 3, 10, 20, 30, 100, 200, 300, 5, 5, 5, 7, 7, 7});
+  View idx = core.sbuf_alloc(5, {1}, Dtype::kI32, "idx");
+  core.write(idx, std::vector<float>{2, 2, 0, 2, 0});
+  core.dma_scatter(table, src, idx, /*accumulate=*/true);
+  EXPECT_EQ(core.read(table), (std::vector<float>{108, 208, 308, 1, 1, 1, 17, 28, 39, 1, 1, 1}));
+
+  // Through the kernel: 200 rows over 3 tokens, so every tile repeats each token many times.
+  NeuronCore core2(trn2_config());
+  const int B = 2, T = 100, C = 5;
+  View tokens = core2.hbm_alloc({B * T, 1}, Dtype::kI32, "tokens");
+  std::vector<float> ids(B * T);
+  for (int i = 0; i < B * T; ++i) ids[i] = static_cast<float>(i % 3);
+  core2.write(tokens, ids);
+  View dout = core2.hbm_alloc({B * T, C}, Dtype::kF32, "dout");
+  core2.write(dout, std::vector<float>(B * T * C, 1.0f));
+  View dwte = core2.hbm_alloc({3, C}, Dtype::kF32, "dwte");
+  core2.write(dwte, std::vector<float>(3 * C, 0.5f));
+  View dwpe = core2.hbm_alloc({T, C}, Dtype::kF32, "dwpe");
+  core2.write(dwpe, std::vector<float>(T * C, 0.0f));
+  encoder_backward(core2, dwte, dwpe, dout, tokens, B, T, Dtype::kF32);
+  Host got = read(core2, dwte);
+  for (int v = 0; v < 3; ++v) {
+    const double count = (B * T - v + 2) / 3;  // rows i < 200 with i % 3 == v
+    for (int c = 0; c < C; ++c) EXPECT_EQ(got[v * C + c], 0.5 + count) << "token " << v;
+  }
+  for (double x : read(core2, dwpe)) EXPECT_EQ(x, 2.0);
+}
+
+TEST(NeuronEncoder, RejectsBadShapes) {
+  NeuronCore core(trn1_config());
+  View tokens = core.hbm_alloc({6, 1}, Dtype::kI32, "tokens");
+  View float_tokens = core.hbm_alloc({6, 1}, Dtype::kF32, "float_tokens");
+  View wte = core.hbm_alloc({10, 4}, Dtype::kF32, "wte");
+  View wpe = core.hbm_alloc({2, 4}, Dtype::kF32, "wpe");
+  View out = core.hbm_alloc({6, 4}, Dtype::kF32, "out");
+  View narrow_wte = core.hbm_alloc({10, 5}, Dtype::kF32, "narrow_wte");
+  expect_error([&] { encoder_forward(core, out, float_tokens, wte, wpe, 2, 3, Dtype::kF32); },
+               {"encoder_forward", "tokens", "int32"});
+  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 2, 3, Dtype::kF32); },
+               {"encoder_forward", "wpe", ">= 3"});
+  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 3, Dtype::kF32); },
+               {"encoder_forward", "tokens", "9"});
+  expect_error([&] { encoder_backward(core, narrow_wte, wpe, out, tokens, 3, 2, Dtype::kF32); },
+               {"encoder_backward", "dwte", "4]"});
+  // Token ids outside the table are caught by the gather.
+  core.write(tokens, std::vector<float>{0, 1, 2, 3, 4, 10});
+  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 2, Dtype::kF32); },
+               {"index 10", "wte"});
+}
+
+// ---- gpt2-124m sizes: simulated time and host time (printed, not asserted) ----
+
+template <typename Fn>
+void report(NeuronCore& core, const char* what, Fn&& fn) {
+  const double start_ns = core.now_ns();
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  const double wall_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[gpt2-124m trn2 bf16] %-40s simulated %8.2f us   host %7.1f ms\n", what,
+              (core.now_ns() - start_ns) / 1000.0, wall_ms);
+}
+
+TEST(NeuronNormKernels, Gpt2SizedTimings) {
+  const int B = 4, T = 64, C = 768, V = 50257, N = B * T;
+  const Dtype act = Dtype::kBF16, compute = Dtype::kBF16;
+  {
+    NeuronCore core(trn2_config());
+    Rng rng(31);
+    View inp = random_tensor(core, {N, C}, act, "inp", rng);
+    View w = random_tensor(core, {C}, Dtype::kF32, "w", rng, 0.1f, 1.0f);
+    View b = random_tensor(core, {C}, Dtype::kF32, "b", rng, 0.1f);
+    View out = core.hbm_alloc({N, C}, act, "out");
+    View mean = core.hbm_alloc({N}, Dtype::kF32, "mean");
+    View rstd = core.hbm_alloc({N}, Dtype::kF32, "rstd");
+    report(core, "layernorm_forward N=256 C=768",
+           [&] { layernorm_forward(core, out, mean, rstd, inp, w, b, compute); });
+    View dout = random_tensor(core, {N, C}, act, "dout", rng);
+    View dinp = random_tensor(core, {N, C}, act, "dinp", rng);
+    View dw = random_tensor(core, {C}, Dtype::kF32, "dw", rng);
+    View db = random_tensor(core, {C}, Dtype::kF32, "db", rng);
+    report(core, "layernorm_backward N=256 C=768", [&] {
+      layernorm_backward(core, dinp, dw, db, dout, inp, w, mean, rstd, compute);
+    });
+    View a2 = random_tensor(core, {N, C}, act, "a2", rng);
+    report(core, "residual_forward N=256*768",
+           [&] { residual_forward(core, out, inp, a2, compute); });
+    report(core, "accumulate N=256*768", [&] { accumulate(core, dinp, a2, compute); });
+    for (double x : read(core, dinp)) ASSERT_TRUE(std::isfinite(x));
+  }
+  {
+    NeuronCore core(trn2_config());
+    Rng rng(32);
+    const int64_t n = int64_t{N} * 4 * C;
+    View inp = random_tensor(core, {n}, act, "inp", rng);
+    View out = core.hbm_alloc({n}, act, "out");
+    View dout = random_tensor(core, {n}, act, "dout", rng);
+    View dinp = random_tensor(core, {n}, act, "dinp", rng);
+    report(core, "gelu_forward N=256*3072", [&] { gelu_forward(core, out, inp, compute); });
+    report(core, "gelu_backward N=256*3072",
+           [&] { gelu_backward(core, dinp, inp, dout, compute); });
+    for (double x : read(core, dinp)) ASSERT_TRUE(std::isfinite(x));
+  }
+  {
+    NeuronCore core(trn2_config());
+    Rng rng(33);
+    View tokens = core.hbm_alloc({N, 1}, Dtype::kI32, "tokens");
+    std::vector<float> ids(N);
+    for (float& id : ids) id = static_cast<float>(rng.next_u64() % V);
+    core.write(tokens, ids);
+    View wte = core.hbm_alloc({V, C}, Dtype::kF32, "wte");
+    core.write(wte, std::vector<float>(static_cast<size_t>(V) * C, 0.01f));
+    View wpe = random_tensor(core, {1024, C}, Dtype::kF32, "wpe", rng);
+    View out = core.hbm_alloc({N, C}, act, "out");
+    View dout = random_tensor(core, {N, C}, act, "dout", rng);
+    View dwte = core.hbm_alloc({V, C}, Dtype::kF32, "dwte");
+    core.write(dwte, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
+    View dwpe = core.hbm_alloc({1024, C}, Dtype::kF32, "dwpe");
+    core.write(dwpe, std::vector<float>(1024 * C, 0.0f));
+    report(core, "encoder_forward B=4 T=64 C=768",
+           [&] { encoder_forward(core, out, tokens, wte, wpe, B, T, compute); });
+    report(core, "encoder_backward B=4 T=64 C=768 V=50257",
+           [&] { encoder_backward(core, dwte, dwpe, dout, tokens, B, T, compute); });
+    for (double x : read(core, out)) ASSERT_TRUE(std::isfinite(x));
+  }
+}
+
+}  // namespace
+}  // namespace switchyard::backend::neuron
