@@ -36,4 +36,33 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
 void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, const View& qkv,
                         const View& lse, int B, int T, int C, int NH, Dtype compute);
 
+// Pieces shared with the decode kernel (attention_decode_kernel.cc); not for other callers.
+namespace attention_detail {
+
+inline constexpr int64_t kKeyBlock = 512;     // keys per score block: one PSUM bank of fp32
+inline constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers waste queue time
+
+// Round-robin over the core's DMA queues.
+class QueueRing {
+ public:
+  explicit QueueRing(int queues) : queues_(queues) {}
+  int operator()() { return next_++ % queues_; }
+  int size() const { return queues_; }
+
+ private:
+  int queues_;
+  int next_ = 0;
+};
+
+// Checks B, T (or max_T), C, NH and the compute dtype of an attention kernel.
+void check_sizes(const char* kernel, int B, int T, int C, int NH, Dtype compute);
+// Requires `view` to be a contiguous HBM [rows, cols] tensor.
+void require_matrix(const char* kernel, const char* what, const View& view, int64_t rows,
+                    int64_t cols);
+// Issues dst <- src as several DMAs split along free dimension `dim` (present in both views
+// with the same size), in pieces of at least kMinDmaBytes over at most all queues.
+void dma_split(NeuronCore& core, const View& dst, const View& src, int dim, QueueRing& queues);
+
+}  // namespace attention_detail
+
 }  // namespace switchyard::backend::neuron
