@@ -1,0 +1,34 @@
+// The linear layer (backend.h matmul_forward / matmul_backward) as tile programs.
+//
+// Every product is a GEMM streamed through TensorE: out[M, N] (+)= A^T[K, M]^T @ B[K, N] with K
+// on the 128 partitions, M <= 128 output rows per matmul (the stationary operand) and N <= 512
+// output columns (the moving operand, one PSUM bank of fp32). The operand that fits stays resident
+// in SBUF; the other is streamed k-tile by k-tile, several steps ahead of TensorE and spread over
+// all DMA queues, while up to four output tiles accumulate over the whole K in open PSUM groups.
+// At gpt2-124m sizes (N = B*T = 256 rows) every linear layer is bound by reading the fp32 weight
+// (or, for dweight, reading and writing the fp32 gradient) from HBM, so the program's job is to
+// read each of those exactly once and keep the HBM busy from start to end.
+//
+// Shapes: N rows (tokens), C input channels, OC output channels; 2-D HBM views [rows, cols].
+// Activations (inp, out, dout, dinp) may be bf16 or fp32 in HBM; weight, bias and their gradients
+// are normally fp32 (any float dtype works: DMA casts on the way). `compute` (kBF16 or kF32) is
+// the dtype of the matmul operands in SBUF; PSUM accumulation is fp32.
+#pragma once
+
+#include "backend/neuron/kernel_support.h"
+
+namespace switchyard::backend::neuron {
+
+// out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[1, OC]. `bias` may be an empty View() (no
+// bias). The bias joins each output tile's PSUM accumulation group as one extra matmul of a ones
+// row against the bias row (in bf16 as a hi + lo pair of rows, so it is exact to ~2^-16).
+void linear_forward(NeuronCore& core, const View& out, const View& inp, const View& weight,
+                    const View& bias, Dtype compute);
+
+// dinp[N, C] += dout[N, OC] @ weight[OC, C]; dweight[OC, C] += dout^T @ inp[N, C];
+// dbias[1, OC] += column sums of dout. All three accumulate into what the views hold. `dinp`
+// and `dbias` may be empty View()s (not needed).
+void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
+                     const View& dout, const View& inp, const View& weight, Dtype compute);
+
+}  // namespace switchyard::backend::neuron
