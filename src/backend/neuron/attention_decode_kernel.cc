@@ -118,10 +118,10 @@ void attention_decode(NeuronCore& core, const View& out, const View& qkv, const 
                 0, queues);
     }
     if (rest > 0) {
-      core.dma_copy(v.rows(0, rest).slice(0, full, 1),
-                    v_cache.pattern(g0 * row + full * kPartitions * hs, Dim{rest, hs},
-                                    {Dim{gn, row}, Dim{hs, 1}}),
-                    queues());
+      dma_split(core, v.rows(0, rest).slice(0, full, 1),
+                v_cache.pattern(g0 * row + full * kPartitions * hs, Dim{rest, hs},
+                                {Dim{gn, row}, Dim{hs, 1}}),
+                -1, queues);
     }
   };
 

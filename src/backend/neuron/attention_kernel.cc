@@ -37,14 +37,18 @@ void require_matrix(const char* kernel, const char* what, const View& view, int6
 }
 
 void dma_split(NeuronCore& core, const View& dst, const View& src, int dim, QueueRing& queues) {
-  const int64_t n = dst.free_dim(dim).size;
+  const int64_t n = dim < 0 ? dst.partitions() : dst.free_dim(dim).size;
   const int64_t bytes =
       dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
   const int64_t per_unit = std::max<int64_t>(1, bytes / n);
   const int64_t per_piece = std::max(ceil_div(kMinDmaBytes, per_unit), ceil_div(n, queues.size()));
   for (int64_t i = 0; i < n; i += per_piece) {
     const int64_t count = std::min(per_piece, n - i);
-    core.dma_copy(dst.slice(dim, i, count), src.slice(dim, i, count), queues());
+    if (dim < 0) {
+      core.dma_copy(dst.rows(i, count), src.rows(i, count), queues());
+    } else {
+      core.dma_copy(dst.slice(dim, i, count), src.slice(dim, i, count), queues());
+    }
   }
 }
 
@@ -64,7 +68,9 @@ constexpr int64_t kSlack = 64 * 64;  // per-partition alignment slack of the poo
 // of the block is the slice starting at column kMaskDiagonal - (q0 - k0).
 constexpr int64_t kMaskDiagonal = 384;
 constexpr int64_t kMaskCols = kMaskDiagonal + kKeyBlock;
-constexpr float kMaskFill = -1e30f;  // exp() of it, scaled, is exactly 0; no inf - inf
+// Added to the scores -scale * q.k: masked entries never win the row minimum and exp(nb - fill)
+// is exactly 0, with no inf - inf.
+constexpr float kMaskFill = 1e30f;
 
 View make_causal_mask(NeuronCore& core, TilePool& pool, const std::string& name) {
   const View mask = pool.sbuf(kPartitions, {kMaskCols}, Dtype::kF32, name);
@@ -86,6 +92,14 @@ void require_lse(const char* kernel, const View& lse, int64_t n) {
           lse.describe());
   require(lse.dtype() == Dtype::kF32, "{}: lse must be float32, got {}", kernel,
           dtype_name(lse.dtype()));
+}
+
+// Bytes a PSUM tile of `bytes` takes when tiles are packed into 2 KiB banks: the next power of
+// two (tiles of at most a bank never straddle one).
+int64_t psum_footprint(int64_t bytes) {
+  int64_t p = 64;
+  while (p < bytes) p *= 2;
+  return p;
 }
 
 // Heads per group so that two groups' inputs (double buffering) fit in `free` bytes per
@@ -117,33 +131,39 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
   const int64_t full_chunks = T / kPartitions;
   const int64_t tail = T - full_chunks * kPartitions;
 
-  // Fixed tiles: the causal mask and two rotating sets of per-block work tiles.
+  // The causal mask, and R slots of per-block tiles: key blocks go through a software pipeline,
+  // stage 1 (scores, mask, max, exp) of block i issued before stage 2 (P^T, P V, output) of block
+  // i - R + 1, so that each engine's in-order queue has independent work while one block's chain
+  // of dependent instructions runs. R is what PSUM holds, at most 8.
   const View mask = make_causal_mask(core, pool, "attn_fwd.mask");
-  struct Work {
-    View s;     // masked scores [128, 512] fp32
-    View p;     // probabilities [128, 512]
-    View pt;    // P^T chunks [128, 4 x 128]
+  const int64_t max_nk = std::min<int64_t>(kKeyBlock, T);
+  const int64_t max_mq = std::min<int64_t>(kPartitions, T);
+  const int64_t pt_cols = ceil_div(max_nk, kPartitions) * max_mq;
+  const int64_t slot_psum =
+      psum_footprint(max_nk * 4) + psum_footprint(pt_cols * e) + psum_footprint(hs * 4);
+  const int64_t R = std::clamp<int64_t>(core.config().psum_partition_bytes / slot_psum - 1, 2, 8);
+  struct Slot {
+    View s;     // masked scores [128, max_nk] fp32
+    View p;     // probabilities [128, max_nk]
+    View pt;    // P^T chunks [128, pt_cols]
     View o;     // running output [128, hs] fp32 (only with several key blocks)
-    View cols;  // per-row fp32 columns: 0 block max, 1 corr, 2 block sum
+    View cols;  // per-row fp32 columns: 0 block max, 1 corr, 2 block sum, 3 1 / l
+    View s_ps, pt_ps, o_ps;
   };
-  std::vector<Work> work;
-  std::vector<View> state;  // per head: running nb (cols 0-1) and l (cols 2-3), ping-pong
-  for (int i = 0; i < 2; ++i) {
+  std::vector<Slot> slots;
+  for (int64_t i = 0; i < R; ++i) {
     const std::string n = "attn_fwd." + std::to_string(i);
-    work.push_back({pool.sbuf(kPartitions, {kKeyBlock}, Dtype::kF32, n + ".s"),
-                    pool.sbuf(kPartitions, {kKeyBlock}, compute, n + ".p"),
-                    pool.sbuf(kPartitions, {kKeyBlock}, compute, n + ".pt"),
-                    pool.sbuf(kPartitions, {hs}, Dtype::kF32, n + ".o"),
-                    pool.sbuf(kPartitions, {3}, Dtype::kF32, n + ".cols")});
-    state.push_back(pool.sbuf(kPartitions, {4}, Dtype::kF32, n + ".state"));
+    slots.push_back({pool.sbuf(kPartitions, {max_nk}, Dtype::kF32, n + ".s"),
+                     pool.sbuf(kPartitions, {max_nk}, compute, n + ".p"),
+                     pool.sbuf(kPartitions, {pt_cols}, compute, n + ".pt"),
+                     pool.sbuf(kPartitions, {hs}, Dtype::kF32, n + ".o"),
+                     pool.sbuf(kPartitions, {4}, Dtype::kF32, n + ".cols"),
+                     pool.psum(kPartitions, {max_nk}, Dtype::kF32, n + ".ps.s"),
+                     pool.psum(kPartitions, {pt_cols}, compute, n + ".ps.pt"),
+                     pool.psum(kPartitions, {hs}, Dtype::kF32, n + ".ps.o")});
   }
-  std::vector<View> s_ps, pt_ps, o_ps;
-  for (int i = 0; i < 2; ++i) {
-    const std::string n = "attn_fwd.ps" + std::to_string(i);
-    s_ps.push_back(pool.psum(kPartitions, {kKeyBlock}, Dtype::kF32, n + ".s"));
-    pt_ps.push_back(pool.psum(kPartitions, {kKeyBlock}, compute, n + ".pt"));
-    o_ps.push_back(pool.psum(kPartitions, {hs}, Dtype::kF32, n + ".o"));
-  }
+  // Running nb and l of the head whose blocks are in stage 1 (cols 0-1 and 2-3, ping-pong).
+  const View state = pool.sbuf(kPartitions, {4}, Dtype::kF32, "attn_fwd.state");
 
   // Per head: Q^T and K^T [hs, T], V [128, chunks, hs], an output column block [128, hs] and
   // two fp32 statistics columns, each double buffered.
@@ -191,20 +211,27 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
                 0, queues);
     }
     if (tail > 0) {
-      core.dma_copy(v.rows(0, tail).slice(0, full_chunks, 1),
-                    qkv.pattern(base + 2 * C + full_chunks * kPartitions * C3, Dim{tail, C3},
-                                {Dim{u.gn * hs, 1}}),
-                    queues());
+      dma_split(core, v.rows(0, tail).slice(0, full_chunks, 1),
+                qkv.pattern(base + 2 * C + full_chunks * kPartitions * C3, Dim{tail, C3},
+                            {Dim{u.gn * hs, 1}}),
+                -1, queues);
     }
   };
 
-  int64_t step = 0;   // key blocks processed (rotates work tiles and PSUM)
+  struct Step {
+    int64_t h, kb, k0, nk, blocks;
+  };
   int64_t staged = 0;  // query tiles staged (rotates the output staging tiles)
   load(units[0], inputs[0]);
   for (size_t ui = 0; ui < units.size(); ++ui) {
     const Unit& u = units[ui];
     const Inputs& in = inputs[ui % 2];
     if (ui + 1 < units.size()) load(units[ui + 1], inputs[(ui + 1) % 2]);
+    // Scores come out as -scale * q.k: the row minimum is then directly nb = -scale * max, the
+    // exp's bias, and the mask's fill is +1e30.
+    const View qt_all = in.qt.slice(0, 0, u.gn);
+    core.tensor_scalar(qt_all, qt_all, AluOp::kMultiply, -scale, AluOp::kBypass, 0.0f,
+                       Engine::kGpSimd);
     for (int64_t qt = 0; qt < chunks; ++qt) {
       const int64_t q0 = qt * kPartitions;
       const int64_t mq = std::min(kPartitions, T - q0);
@@ -214,104 +241,110 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
       const View l_all = stats_l[staged % 2].rows(0, mq);
       const View nb_all = stats_nb[staged % 2].rows(0, mq);
       ++staged;
-      for (int64_t h = 0; h < u.gn; ++h) {
-        const View q_t = head_cols(in.qt, h, q0, mq);  // [hs, mq]
-        const View st = state[h % 2].rows(0, mq);
-        View o_final;
-        for (int64_t kb = 0; kb < blocks; ++kb, ++step) {
-          const Work& w = work[step % 2];
+      std::vector<Step> steps;
+      for (int64_t h = 0; h < u.gn; ++h)
+        for (int64_t kb = 0; kb < blocks; ++kb) {
           const int64_t k0 = kb * kKeyBlock;
-          const int64_t nk = std::min(kKeyBlock, kend - k0);
-          const bool last = kb + 1 == blocks;
-          auto col = [&](int64_t i) { return w.cols.rows(0, mq).cols(i, 1); };
-          // Running statistics nb = -scale * max and l = sum of exp: the last block writes them
-          // where the lse step reads them, earlier ones alternate between two state columns.
-          const View nb_prev = kb == 0 ? View() : st.cols((kb - 1) % 2, 1);
-          const View nb_next = last ? nb_all.cols(h, 1) : st.cols(kb % 2, 1);
-          const View l_prev = kb == 0 ? View() : st.cols(2 + (kb - 1) % 2, 1);
-          const View l_next = last ? l_all.cols(h, 1) : st.cols(2 + kb % 2, 1);
-
-          // Scores S = Q K^T for this key block, into one PSUM bank.
-          const View s = s_ps[step % 2].rows(0, mq).cols(0, nk);
-          core.matmul(s, q_t, head_cols(in.kt, h, k0, nk), true, true);
-          View src = s;
-          if (k0 + nk - 1 > q0) {  // crosses the diagonal: add the causal mask on evacuation
-            const int64_t d = q0 - k0;  // 0, 128, 256 or 384
-            src = w.s.rows(0, mq).cols(0, nk);
-            core.tensor_tensor(src, s, AluOp::kAdd,
-                               mask.rows(0, mq).cols(kMaskDiagonal - d, nk));
-          }
-          // nb = -scale * running max; P = exp(scale * S + nb) with its row sum fused in.
-          const View mb = col(0);
-          core.tensor_reduce(mb, AluOp::kMax, src);
-          if (kb == 0) {
-            core.tensor_scalar(nb_next, mb, AluOp::kMultiply, -scale);
-          } else {
-            core.tensor_scalar(nb_next, mb, AluOp::kMultiply, -scale, AluOp::kMin, nb_prev);
-          }
-          const View p = w.p.rows(0, mq).cols(0, nk);
-          core.activation_reduce(p, Activation::kExp, src, kb == 0 ? l_next : col(2), scale,
-                                 nb_next);
-          if (kb > 0) {
-            // corr = exp(scale * (old max - new max)); l = l * corr + this block's sum.
-            core.activation(col(1), Activation::kExp, nb_prev, -1.0f, nb_next);
-            core.tensor_scalar(l_next, l_prev, AluOp::kMultiply, col(1), AluOp::kAdd, col(2));
-          }
-          // P^T per 128-key chunk through TensorE, then O_block = P V.
-          const int64_t nc = ceil_div(nk, kPartitions);
-          const int64_t full = nk / kPartitions;
-          const View pt = pt_ps[step % 2];
-          for (int64_t c = 0; c < nc; ++c) {
-            const int64_t ck = std::min(kPartitions, nk - c * kPartitions);
-            core.transpose(pt.rows(0, ck).cols(c * mq, mq), p.cols(c * kPartitions, ck));
-          }
-          if (full > 0) {
-            core.tensor_copy(w.pt.cols(0, full * mq), pt.cols(0, full * mq), Engine::kScalar);
-          }
-          if (full < nc) {
-            const int64_t ck = nk - full * kPartitions;
-            core.tensor_copy(w.pt.rows(0, ck).cols(full * mq, mq), pt.rows(0, ck).cols(full * mq, mq),
-                             Engine::kScalar);
-          }
-          const View o = o_ps[step % 2].rows(0, mq);
-          for (int64_t c = 0; c < nc; ++c) {
-            const int64_t ck = std::min(kPartitions, nk - c * kPartitions);
-            const View v = in.v.rows(0, ck).slice(0, k0 / kPartitions + c, 1).slice(1, h * hs, hs);
-            core.matmul(o, w.pt.rows(0, ck).cols(c * mq, mq), v, c == 0, c + 1 == nc);
-          }
-          // Running output: O = O * corr + O_block (only when there are several blocks).
-          if (blocks == 1) {
-            o_final = o;
-          } else {
-            const View acc = w.o.rows(0, mq);
-            if (kb == 0) {
-              core.tensor_copy(acc, o, Engine::kVector);
-            } else {
-              // The running output lives in the previous block's work set.
-              const View prev = work[(step - 1) % 2].o.rows(0, mq);
-              core.tensor_scalar(prev, prev, AluOp::kMultiply, col(1), AluOp::kBypass, 0.0f,
-                                 Engine::kGpSimd);
-              core.tensor_tensor(acc, prev, AluOp::kAdd, o);
-            }
-            o_final = acc;
-          }
+          steps.push_back({h, kb, k0, std::min(kKeyBlock, kend - k0), blocks});
         }
-        // out = O / l, into this head's columns of the staging tile.
-        core.tensor_scalar(out_tile.cols(h * hs, hs), o_final, AluOp::kDivide, l_all.cols(h, 1));
+
+      // Stage 1: S' = -scale Q K^T, masked; nb = min(nb, rowmin S'); P = exp(nb - S') with its
+      // row sum; with several blocks, corr = exp(nb_new - nb_old) and l = l * corr + sum.
+      auto stage1 = [&](size_t i) {
+        const Step& st = steps[i];
+        const Slot& w = slots[i % R];
+        const bool last = st.kb + 1 == st.blocks;
+        auto col = [&](int64_t c) { return w.cols.rows(0, mq).cols(c, 1); };
+        const View nb_prev = st.kb == 0 ? View() : state.rows(0, mq).cols((st.kb - 1) % 2, 1);
+        const View nb_next = last ? nb_all.cols(st.h, 1) : state.rows(0, mq).cols(st.kb % 2, 1);
+        const View l_prev = st.kb == 0 ? View() : state.rows(0, mq).cols(2 + (st.kb - 1) % 2, 1);
+        const View l_next = last ? l_all.cols(st.h, 1) : state.rows(0, mq).cols(2 + st.kb % 2, 1);
+        const View s = w.s_ps.rows(0, mq).cols(0, st.nk);
+        core.matmul(s, head_cols(in.qt, st.h, q0, mq), head_cols(in.kt, st.h, st.k0, st.nk), true,
+                    true);
+        View src = s;
+        if (st.k0 + st.nk - 1 > q0) {  // crosses the diagonal: add the mask on evacuation
+          src = w.s.rows(0, mq).cols(0, st.nk);
+          core.tensor_tensor(src, s, AluOp::kAdd,
+                             mask.rows(0, mq).cols(kMaskDiagonal - (q0 - st.k0), st.nk));
+        }
+        if (st.kb == 0) {
+          core.tensor_reduce(nb_next, AluOp::kMin, src);
+        } else {
+          core.tensor_reduce(col(0), AluOp::kMin, src);
+          core.tensor_tensor(nb_next, col(0), AluOp::kMin, nb_prev);
+        }
+        core.activation_reduce(w.p.rows(0, mq).cols(0, st.nk), Activation::kExp, src,
+                               st.kb == 0 ? l_next : col(2), -1.0f, nb_next);
+        if (st.kb > 0) {
+          core.activation(col(1), Activation::kExp, nb_prev, -1.0f, nb_next);
+          core.tensor_scalar(l_next, l_prev, AluOp::kMultiply, col(1), AluOp::kAdd, col(2));
+        }
+        if (last) core.reciprocal(col(3), l_next, Engine::kGpSimd);
+      };
+      // Stage 2: P^T per 128-key chunk through TensorE, O_block = P V, the running output
+      // O = O * corr + O_block, and after the last block out = O / l.
+      auto stage2 = [&](size_t i) {
+        const Step& st = steps[i];
+        const Slot& w = slots[i % R];
+        auto col = [&](int64_t c) { return w.cols.rows(0, mq).cols(c, 1); };
+        const View p = w.p.rows(0, mq);
+        const int64_t nc = ceil_div(st.nk, kPartitions);
+        const int64_t full = st.nk / kPartitions;
+        for (int64_t c = 0; c < nc; ++c) {
+          const int64_t ck = std::min(kPartitions, st.nk - c * kPartitions);
+          core.transpose(w.pt_ps.rows(0, ck).cols(c * mq, mq), p.cols(c * kPartitions, ck));
+        }
+        if (full > 0) {
+          core.tensor_copy(w.pt.cols(0, full * mq), w.pt_ps.cols(0, full * mq), Engine::kScalar);
+        }
+        if (full < nc) {
+          const int64_t ck = st.nk - full * kPartitions;
+          core.tensor_copy(w.pt.rows(0, ck).cols(full * mq, mq),
+                           w.pt_ps.rows(0, ck).cols(full * mq, mq), Engine::kScalar);
+        }
+        const View o = w.o_ps.rows(0, mq);
+        for (int64_t c = 0; c < nc; ++c) {
+          const int64_t ck = std::min(kPartitions, st.nk - c * kPartitions);
+          const View v =
+              in.v.rows(0, ck).slice(0, st.k0 / kPartitions + c, 1).slice(1, st.h * hs, hs);
+          core.matmul(o, w.pt.rows(0, ck).cols(c * mq, mq), v, c == 0, c + 1 == nc);
+        }
+        View o_final = o;
+        if (st.blocks > 1) {
+          const View acc = w.o.rows(0, mq);
+          if (st.kb == 0) {
+            core.tensor_copy(acc, o, Engine::kVector);
+          } else {
+            const View prev = slots[(i - 1) % R].o.rows(0, mq);  // the previous block's
+            core.tensor_scalar(prev, prev, AluOp::kMultiply, col(1), AluOp::kBypass, 0.0f,
+                               Engine::kGpSimd);
+            core.tensor_tensor(acc, prev, AluOp::kAdd, o);
+          }
+          o_final = acc;
+        }
+        if (st.kb + 1 == st.blocks) {
+          core.activation(out_tile.cols(st.h * hs, hs), Activation::kIdentity, o_final, col(3));
+        }
+      };
+      const size_t skew = static_cast<size_t>(R - 1);
+      for (size_t i = 0; i < steps.size() + skew; ++i) {
+        if (i < steps.size()) stage1(i);
+        if (i >= skew) stage2(i - skew);
       }
+
       // lse = ln(l) + scale * max = ln(l) - nb, for all heads of the group at once.
       const View lse_tile = l_all.cols(0, u.gn);
       core.activation(lse_tile, Activation::kLog, lse_tile);
       core.tensor_tensor(lse_tile, lse_tile, AluOp::kSubtract, nb_all.cols(0, u.gn),
                          Engine::kGpSimd);
-      core.dma_copy(out.rows(u.b * T + q0, mq).cols(u.g0 * hs, u.gn * hs),
-                    out_tile.cols(0, u.gn * hs), queues());
+      dma_split(core, out.rows(u.b * T + q0, mq).cols(u.g0 * hs, u.gn * hs),
+                out_tile.cols(0, u.gn * hs), -1, queues);
       core.dma_copy(lse.pattern((u.b * NH + u.g0) * T + q0, Dim{mq, 1}, {Dim{u.gn, T}}), lse_tile,
                     queues());
     }
   }
 }
-
 
 void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, const View& qkv,
                         const View& lse, int B, int T, int C, int NH, Dtype compute) {
@@ -340,14 +373,13 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
   // SBUF: per query tile (double buffered) the full rows of P, P*dP, P*D (fp32) and dS; per head
   // (double buffered) Q^T, K^T, V^T, dO^T, natural Q, K, dO, the fp32 gradient accumulators
   // and -lse.
-  auto work_bytes = [&](int64_t t) {
-    return t * (2 * e + 8) + kKeyBlock * 4 + st_per_bank * kPartitions * e + 16;
-  };
+  auto work_bytes = [&](int64_t t) { return t * (2 * e + 8) + 64; };
   auto head_bytes = [&](int64_t t) {
     const int64_t c = ceil_div(t, kPartitions);
     return 4 * t * e + 3 * c * hs * e + 3 * c * hs * 4 + c * 4;
   };
-  const int64_t free = core.sbuf_largest_free() - kSlack - kMaskCols * 4;
+  const int64_t free =
+      core.sbuf_largest_free() - kSlack - 2 * st_per_bank * kPartitions * e;
   const int64_t per_head = head_bytes(T);
   const int64_t G = heads_per_group(NH, per_head, free - 2 * work_bytes(T));
   if (G < 1) {
@@ -360,27 +392,6 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
          name, T, 2 * work_bytes(T) + 2 * per_head, free, hs, dtype_name(compute), fits);
   }
 
-  const View mask = make_causal_mask(core, pool, "attn_bwd.mask");
-  struct Work {
-    View p;     // [128, T] probabilities
-    View pdp;   // [128, T] fp32 P * dP
-    View pd;    // [128, T] fp32 P * D
-    View ds;    // [128, T] dS (scaled by 1/sqrt(hs))
-    View s;     // [128, 512] fp32 masked scores
-    View dst;   // [128, st_per_bank x 128] dS^T chunks
-    View d;     // [128, 1] fp32 D = rowsum(P * dP)
-  };
-  std::vector<Work> work;
-  for (int i = 0; i < 2; ++i) {
-    const std::string n = "attn_bwd." + std::to_string(i);
-    work.push_back({pool.sbuf(kPartitions, {T}, compute, n + ".p"),
-                    pool.sbuf(kPartitions, {T}, Dtype::kF32, n + ".pdp"),
-                    pool.sbuf(kPartitions, {T}, Dtype::kF32, n + ".pd"),
-                    pool.sbuf(kPartitions, {T}, compute, n + ".ds"),
-                    pool.sbuf(kPartitions, {kKeyBlock}, Dtype::kF32, n + ".s"),
-                    pool.sbuf(kPartitions, {st_per_bank * kPartitions}, compute, n + ".dsT"),
-                    pool.sbuf(kPartitions, {1}, Dtype::kF32, n + ".D")});
-  }
   struct Inputs {
     View qt, kt, vt, dot;  // [hs, G, T]; V^T pre-scaled by 1/sqrt(hs)
     View qk;               // [128, chunks, 2, G * hs] natural Q and K
@@ -400,17 +411,6 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
                       pool.sbuf(kPartitions, {chunks, 3, G * hs}, Dtype::kF32, n + ".acc"),
                       pool.sbuf(kPartitions, {chunks, G}, Dtype::kF32, n + ".nlse")});
   }
-  std::vector<View> s_ps, dp_ps;
-  for (int i = 0; i < 2; ++i) {
-    s_ps.push_back(pool.psum(kPartitions, {kKeyBlock}, Dtype::kF32, "attn_bwd.ps.s"));
-    dp_ps.push_back(pool.psum(kPartitions, {kKeyBlock}, Dtype::kF32, "attn_bwd.ps.dp"));
-  }
-  const View dv_ps = pool.psum(kPartitions, {kv_per_bank * hs}, Dtype::kF32, "attn_bwd.ps.dv");
-  const View dk_ps = pool.psum(kPartitions, {kv_per_bank * hs}, Dtype::kF32, "attn_bwd.ps.dk");
-  const View dst_ps =
-      pool.psum(kPartitions, {st_per_bank * kPartitions}, compute, "attn_bwd.ps.dsT");
-  const View dq_ps = pool.psum(kPartitions, {hs}, Dtype::kF32, "attn_bwd.ps.dq");
-
   struct Unit {
     int64_t b, g0, gn;
   };
@@ -429,9 +429,9 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
                 src.pattern(offset, Dim{kPartitions, width}, free), 0, queues);
     }
     if (tail > 0) {
-      core.dma_copy(dst.rows(0, tail).slice(0, full_chunks, 1),
-                    src.pattern(offset + full_chunks * kPartitions * width, Dim{tail, width}, inner),
-                    queues());
+      dma_split(core, dst.rows(0, tail).slice(0, full_chunks, 1),
+                src.pattern(offset + full_chunks * kPartitions * width, Dim{tail, width}, inner), -1,
+                queues);
     }
   };
   auto acc_rows = [&](const Unit& u, const Inputs& in, bool store) {
@@ -449,8 +449,8 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
                 acc.slice(0, 0, full_chunks), 0, queues);
     }
     if (tail > 0) {
-      core.dma_copy(dqkv.pattern(offset + full_chunks * kPartitions * C3, Dim{tail, C3}, inner),
-                    acc.rows(0, tail).slice(0, full_chunks, 1), queues());
+      dma_split(core, dqkv.pattern(offset + full_chunks * kPartitions * C3, Dim{tail, C3}, inner),
+                acc.rows(0, tail).slice(0, full_chunks, 1), -1, queues);
     }
   };
   auto load = [&](const Unit& u, const Inputs& in) {
@@ -483,8 +483,55 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
     }
   };
 
-  int64_t step = 0;  // key blocks processed (rotates the score PSUM banks)
-  int64_t row = 0;   // (query tile, head) rows processed (rotates the work tiles)
+  // Rows go through a software pipeline like the forward pass's: stage 1 of row i (P, dP, D and
+  // dS for one head's query tile) is issued before stage 2 of row i - R + 1 (the per-chunk
+  // gradient matmuls and their evacuation). Slots hold stage 1's full rows; stage 2 alternates
+  // between two sets of PSUM tiles where they fit.
+  const int64_t max_nk = std::min<int64_t>(kKeyBlock, T);
+  const int64_t psum_bytes = core.config().psum_partition_bytes;
+  const int64_t set_psum = 2 * psum_footprint(kv_per_bank * hs * 4) + psum_footprint(st_per_bank * kPartitions * e) +
+                           psum_footprint(hs * 4);
+  const int64_t slot_psum = 2 * psum_footprint(max_nk * 4);
+  const int64_t sets = psum_bytes - 2 * set_psum >= 2 * slot_psum ? 2 : 1;
+  const int64_t sbuf_left = free - 2 * G * per_head;
+  const int64_t R = std::clamp<int64_t>(
+      std::min((psum_bytes - sets * set_psum) / slot_psum, sbuf_left / work_bytes(T)), 2, 4);
+  struct Slot {
+    View p;     // [128, T] probabilities
+    View pdp;   // [128, T] fp32 P * dP
+    View pd;    // [128, T] fp32 P * D
+    View ds;    // [128, T] dS (scaled by 1/sqrt(hs))
+    View d;     // [128, 1] fp32 D = rowsum(P * dP)
+    View s_ps, dp_ps;  // [128, max_nk] fp32 scores and dP of one key block
+  };
+  std::vector<Slot> slots;
+  for (int64_t i = 0; i < R; ++i) {
+    const std::string n = "attn_bwd." + std::to_string(i);
+    slots.push_back({pool.sbuf(kPartitions, {T}, compute, n + ".p"),
+                     pool.sbuf(kPartitions, {T}, Dtype::kF32, n + ".pdp"),
+                     pool.sbuf(kPartitions, {T}, Dtype::kF32, n + ".pd"),
+                     pool.sbuf(kPartitions, {T}, compute, n + ".ds"),
+                     pool.sbuf(kPartitions, {1}, Dtype::kF32, n + ".D"),
+                     pool.psum(kPartitions, {max_nk}, Dtype::kF32, n + ".ps.s"),
+                     pool.psum(kPartitions, {max_nk}, Dtype::kF32, n + ".ps.dp")});
+  }
+  struct GradSet {
+    View dv_ps, dk_ps;  // [128, kv_per_bank x hs] fp32
+    View dst_ps;        // [128, st_per_bank x 128] dS^T chunks
+    View dq_ps;         // [128, hs] fp32
+    View dst;           // SBUF copy of dst_ps
+  };
+  std::vector<GradSet> grad_sets;
+  for (int64_t i = 0; i < sets; ++i) {
+    const std::string n = "attn_bwd.grad" + std::to_string(i);
+    grad_sets.push_back({pool.psum(kPartitions, {kv_per_bank * hs}, Dtype::kF32, n + ".ps.dv"),
+                         pool.psum(kPartitions, {kv_per_bank * hs}, Dtype::kF32, n + ".ps.dk"),
+                         pool.psum(kPartitions, {st_per_bank * kPartitions}, compute,
+                                   n + ".ps.dsT"),
+                         pool.psum(kPartitions, {hs}, Dtype::kF32, n + ".ps.dq"),
+                         pool.sbuf(kPartitions, {st_per_bank * kPartitions}, compute, n + ".dsT")});
+  }
+
   load(units[0], inputs[0]);
   for (size_t ui = 0; ui < units.size(); ++ui) {
     const Unit& u = units[ui];
@@ -496,38 +543,46 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
       const int64_t kend = q0 + mq;  // keys past the last query row are all masked
       const int64_t blocks = ceil_div(kend, kKeyBlock);
       const int64_t kchunks = ceil_div(kend, kPartitions);
-      for (int64_t h = 0; h < u.gn; ++h, ++row) {
-        const Work& w = work[row % 2];
+
+      // Stage 1 for head h: P = exp(scale S - lse) (zeroed above the diagonal by affine_select),
+      // P * dP' per key block (dP' = dO (scale V)^T); D = rowsum(P dP'); dS' = P dP' - P D, which
+      // is scale * P (dP - D).
+      auto stage1 = [&](int64_t h) {
+        const Slot& w = slots[h % R];
         const View p = w.p.rows(0, mq);
         const View pdp = w.pdp.rows(0, mq);
-        const View ds = w.ds.rows(0, mq);
         const View nlse = in.nlse.rows(0, mq).slice(0, qt, 1).slice(1, h, 1);
-        // P = exp(scale S - lse) and P * dP' (dP' = dO (scale V)^T) per key block.
-        for (int64_t kb = 0; kb < blocks; ++kb, ++step) {
+        for (int64_t kb = 0; kb < blocks; ++kb) {
           const int64_t k0 = kb * kKeyBlock;
           const int64_t nk = std::min(kKeyBlock, kend - k0);
-          const View s = s_ps[step % 2].rows(0, mq).cols(0, nk);
-          const View dp = dp_ps[step % 2].rows(0, mq).cols(0, nk);
+          const View s = w.s_ps.rows(0, mq).cols(0, nk);
+          const View dp = w.dp_ps.rows(0, mq).cols(0, nk);
           core.matmul(s, head_cols(in.qt, h, q0, mq), head_cols(in.kt, h, k0, nk), true, true);
           core.matmul(dp, head_cols(in.dot, h, q0, mq), head_cols(in.vt, h, k0, nk), true, true);
-          View src = s;
-          if (k0 + nk - 1 > q0) {
-            src = w.s.rows(0, mq).cols(0, nk);
-            core.tensor_tensor(src, s, AluOp::kAdd,
-                               mask.rows(0, mq).cols(kMaskDiagonal - (q0 - k0), nk));
+          const View pb = p.cols(k0, nk);
+          core.activation(pb, Activation::kExp, s, scale, nlse);
+          if (k0 + nk - 1 > q0) {  // crosses the diagonal: keep key k0 + j <= query q0 + p
+            core.affine_select(pb, pb, static_cast<float>(q0 - k0), 1.0f, {-1.0f},
+                               AluOp::kIsGreaterEqual, 0.0f);
           }
-          core.activation(p.cols(k0, nk), Activation::kExp, src, scale, nlse);
-          core.tensor_tensor(pdp.cols(k0, nk), p.cols(k0, nk), AluOp::kMultiply, dp);
+          core.tensor_tensor(pdp.cols(k0, nk), pb, AluOp::kMultiply, dp);
         }
-        // D = rowsum(P dP'); dS' = P dP' - P D = scale * P (dP - D).
         const View d = w.d.rows(0, mq);
         core.tensor_reduce(d, AluOp::kAdd, pdp.cols(0, kend));
-        core.activation(w.pd.rows(0, mq).cols(0, kend), Activation::kIdentity, p.cols(0, kend), d);
-        core.tensor_tensor(ds.cols(0, kend), pdp.cols(0, kend), AluOp::kSubtract,
-                           w.pd.rows(0, mq).cols(0, kend), Engine::kGpSimd);
-        // Per 128-key chunk: dV = P^T dO, dK = dS'^T Q (into PSUM, added to the accumulators a
-        // bank at a time), dQ = dS' K accumulated over all chunks in one PSUM group.
-        const View dq = dq_ps.rows(0, mq);
+        const View pd = w.pd.rows(0, mq).cols(0, kend);
+        core.activation(pd, Activation::kIdentity, p.cols(0, kend), d);
+        core.tensor_tensor(w.ds.rows(0, mq).cols(0, kend), pdp.cols(0, kend), AluOp::kSubtract, pd,
+                           Engine::kGpSimd);
+      };
+      // Stage 2 for head h, per 128-key chunk: dV = P^T dO, dK = dS'^T Q (into PSUM, added to
+      // the accumulators a bank at a time), dQ = dS' K accumulated over all chunks in one PSUM
+      // group.
+      auto stage2 = [&](int64_t h) {
+        const Slot& w = slots[h % R];
+        const GradSet& gs = grad_sets[h % sets];
+        const View p = w.p.rows(0, mq);
+        const View ds = w.ds.rows(0, mq);
+        const View dq = gs.dq_ps.rows(0, mq);
         const View q_nat = in.qk.rows(0, mq).slice(0, qt, 1).slice(1, 0, 1).slice(2, h * hs, hs);
         const View do_nat = in.dout.rows(0, mq).slice(0, qt, 1).slice(1, h * hs, hs);
         const int64_t per_batch = std::min(kv_per_bank, st_per_bank);
@@ -536,11 +591,11 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
           for (int64_t c = c0; c < c0 + n; ++c) {
             const int64_t ck = std::min(kPartitions, kend - c * kPartitions);
             const int64_t j = c - c0;
-            core.matmul(dv_ps.rows(0, ck).cols(j * hs, hs), p.cols(c * kPartitions, ck), do_nat,
-                        true, true);
-            core.matmul(dk_ps.rows(0, ck).cols(j * hs, hs), ds.cols(c * kPartitions, ck), q_nat,
-                        true, true);
-            core.transpose(dst_ps.rows(0, ck).cols(j * mq, mq), ds.cols(c * kPartitions, ck));
+            core.matmul(gs.dv_ps.rows(0, ck).cols(j * hs, hs), p.cols(c * kPartitions, ck),
+                        do_nat, true, true);
+            core.matmul(gs.dk_ps.rows(0, ck).cols(j * hs, hs), ds.cols(c * kPartitions, ck),
+                        q_nat, true, true);
+            core.transpose(gs.dst_ps.rows(0, ck).cols(j * mq, mq), ds.cols(c * kPartitions, ck));
           }
           // Accumulate: whole chunks in one instruction each, a partial last chunk on its own.
           const int64_t whole = std::min(n, (kend - c0 * kPartitions) / kPartitions);
@@ -549,34 +604,39 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
                 2, h * hs, hs);
           };
           if (whole > 0) {
+            core.tensor_copy(gs.dst.cols(0, whole * mq), gs.dst_ps.cols(0, whole * mq),
+                             Engine::kScalar);
             for (int64_t which : {2, 1}) {
               const View a = acc_view(which, c0, whole, kPartitions);
-              const View ps = (which == 2 ? dv_ps : dk_ps).cols(0, whole * hs);
+              const View ps = (which == 2 ? gs.dv_ps : gs.dk_ps).cols(0, whole * hs);
               core.tensor_tensor(a, a, AluOp::kAdd, ps);
             }
-            core.tensor_copy(w.dst.cols(0, whole * mq), dst_ps.cols(0, whole * mq),
-                             Engine::kScalar);
           }
           if (whole < n) {
             const int64_t ck = kend - (c0 + whole) * kPartitions;
+            core.tensor_copy(gs.dst.rows(0, ck).cols(whole * mq, mq),
+                             gs.dst_ps.rows(0, ck).cols(whole * mq, mq), Engine::kScalar);
             for (int64_t which : {2, 1}) {
               const View a = acc_view(which, c0 + whole, 1, ck);
-              const View ps = (which == 2 ? dv_ps : dk_ps).rows(0, ck).cols(whole * hs, hs);
+              const View ps = (which == 2 ? gs.dv_ps : gs.dk_ps).rows(0, ck).cols(whole * hs, hs);
               core.tensor_tensor(a, a, AluOp::kAdd, ps);
             }
-            core.tensor_copy(w.dst.rows(0, ck).cols(whole * mq, mq),
-                             dst_ps.rows(0, ck).cols(whole * mq, mq), Engine::kScalar);
           }
           for (int64_t c = c0; c < c0 + n; ++c) {
             const int64_t ck = std::min(kPartitions, kend - c * kPartitions);
             const View k_nat =
                 in.qk.rows(0, ck).slice(0, c, 1).slice(1, 1, 1).slice(2, h * hs, hs);
-            core.matmul(dq, w.dst.rows(0, ck).cols((c - c0) * mq, mq), k_nat, c == 0,
+            core.matmul(dq, gs.dst.rows(0, ck).cols((c - c0) * mq, mq), k_nat, c == 0,
                         c + 1 == kchunks);
           }
         }
         const View acc_dq = in.acc.rows(0, mq).slice(0, qt, 1).slice(1, 0, 1).slice(2, h * hs, hs);
         core.tensor_tensor(acc_dq, acc_dq, AluOp::kAdd, dq);
+      };
+      const int64_t skew = R - 1;
+      for (int64_t i = 0; i < u.gn + skew; ++i) {
+        if (i < u.gn) stage1(i);
+        if (i >= skew) stage2(i - skew);
       }
     }
     acc_rows(u, in, true);

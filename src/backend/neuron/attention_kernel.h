@@ -60,7 +60,8 @@ void check_sizes(const char* kernel, int B, int T, int C, int NH, Dtype compute)
 void require_matrix(const char* kernel, const char* what, const View& view, int64_t rows,
                     int64_t cols);
 // Issues dst <- src as several DMAs split along free dimension `dim` (present in both views
-// with the same size), in pieces of at least kMinDmaBytes over at most all queues.
+// with the same size; -1 splits the rows), in pieces of at least kMinDmaBytes over at most all
+// queues.
 void dma_split(NeuronCore& core, const View& dst, const View& src, int dim, QueueRing& queues);
 
 }  // namespace attention_detail
