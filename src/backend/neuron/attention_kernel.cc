@@ -141,7 +141,7 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
   const int64_t pt_cols = ceil_div(max_nk, kPartitions) * max_mq;
   const int64_t slot_psum =
       psum_footprint(max_nk * 4) + psum_footprint(pt_cols * e) + psum_footprint(hs * 4);
-  const int64_t R = std::clamp<int64_t>(core.config().psum_partition_bytes / slot_psum - 1, 2, 8);
+  const int64_t R = std::clamp<int64_t>(core.config().psum_partition_bytes / slot_psum - 1, 3, 8);
   struct Slot {
     View s;     // masked scores [128, max_nk] fp32
     View p;     // probabilities [128, max_nk]
@@ -221,17 +221,20 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
   struct Step {
     int64_t h, kb, k0, nk, blocks;
   };
+  // Scores come out as -scale * q.k: the row minimum is then directly nb = -scale * max, the
+  // exp's bias, and the mask's fill is +1e30.
+  auto scale_q = [&](const Unit& u, const Inputs& in) {
+    const View qt_all = in.qt.slice(0, 0, u.gn);
+    core.tensor_scalar(qt_all, qt_all, AluOp::kMultiply, -scale, AluOp::kBypass, 0.0f,
+                       Engine::kGpSimd);
+  };
   int64_t staged = 0;  // query tiles staged (rotates the output staging tiles)
   load(units[0], inputs[0]);
   for (size_t ui = 0; ui < units.size(); ++ui) {
     const Unit& u = units[ui];
     const Inputs& in = inputs[ui % 2];
     if (ui + 1 < units.size()) load(units[ui + 1], inputs[(ui + 1) % 2]);
-    // Scores come out as -scale * q.k: the row minimum is then directly nb = -scale * max, the
-    // exp's bias, and the mask's fill is +1e30.
-    const View qt_all = in.qt.slice(0, 0, u.gn);
-    core.tensor_scalar(qt_all, qt_all, AluOp::kMultiply, -scale, AluOp::kBypass, 0.0f,
-                       Engine::kGpSimd);
+    if (ui == 0) scale_q(u, in);
     for (int64_t qt = 0; qt < chunks; ++qt) {
       const int64_t q0 = qt * kPartitions;
       const int64_t mq = std::min(kPartitions, T - q0);
@@ -250,6 +253,26 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
 
       // Stage 1: S' = -scale Q K^T, masked; nb = min(nb, rowmin S'); P = exp(nb - S') with its
       // row sum; with several blocks, corr = exp(nb_new - nb_old) and l = l * corr + sum.
+      // Stage 1a issues the scores and the mask; stage 1b (one step behind, so that VectorE has
+      // an independent instruction while the mask's result becomes visible) the rest.
+      auto scores = [&](size_t i) {
+        const Step& st = steps[i];
+        const Slot& w = slots[i % R];
+        const View s = w.s_ps.rows(0, mq).cols(0, st.nk);
+        if (st.k0 + st.nk - 1 <= q0) return s;
+        return w.s.rows(0, mq).cols(0, st.nk);  // crosses the diagonal: masked copy in SBUF
+      };
+      auto stage1a = [&](size_t i) {
+        const Step& st = steps[i];
+        const Slot& w = slots[i % R];
+        const View s = w.s_ps.rows(0, mq).cols(0, st.nk);
+        core.matmul(s, head_cols(in.qt, st.h, q0, mq), head_cols(in.kt, st.h, st.k0, st.nk), true,
+                    true);
+        if (st.k0 + st.nk - 1 > q0) {
+          core.tensor_tensor(scores(i), s, AluOp::kAdd,
+                             mask.rows(0, mq).cols(kMaskDiagonal - (q0 - st.k0), st.nk));
+        }
+      };
       auto stage1 = [&](size_t i) {
         const Step& st = steps[i];
         const Slot& w = slots[i % R];
@@ -259,15 +282,7 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
         const View nb_next = last ? nb_all.cols(st.h, 1) : state.rows(0, mq).cols(st.kb % 2, 1);
         const View l_prev = st.kb == 0 ? View() : state.rows(0, mq).cols(2 + (st.kb - 1) % 2, 1);
         const View l_next = last ? l_all.cols(st.h, 1) : state.rows(0, mq).cols(2 + st.kb % 2, 1);
-        const View s = w.s_ps.rows(0, mq).cols(0, st.nk);
-        core.matmul(s, head_cols(in.qt, st.h, q0, mq), head_cols(in.kt, st.h, st.k0, st.nk), true,
-                    true);
-        View src = s;
-        if (st.k0 + st.nk - 1 > q0) {  // crosses the diagonal: add the mask on evacuation
-          src = w.s.rows(0, mq).cols(0, st.nk);
-          core.tensor_tensor(src, s, AluOp::kAdd,
-                             mask.rows(0, mq).cols(kMaskDiagonal - (q0 - st.k0), st.nk));
-        }
+        const View src = scores(i);
         if (st.kb == 0) {
           core.tensor_reduce(nb_next, AluOp::kMin, src);
         } else {
@@ -327,11 +342,16 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
           core.activation(out_tile.cols(st.h * hs, hs), Activation::kIdentity, o_final, col(3));
         }
       };
+      // Stage 1b runs one step behind stage 1a, stage 2 R - 2 steps behind stage 1b; slot i % R
+      // is free again once stage 2 of step i - R has been issued.
       const size_t skew = static_cast<size_t>(R - 1);
       for (size_t i = 0; i < steps.size() + skew; ++i) {
-        if (i < steps.size()) stage1(i);
         if (i >= skew) stage2(i - skew);
+        if (i < steps.size()) stage1a(i);
+        if (i >= 1 && i - 1 < steps.size()) stage1(i - 1);
       }
+      // The next group's Q^T scaling, on GpSimd ahead of this tile's lse step.
+      if (qt + 1 == chunks && ui + 1 < units.size()) scale_q(units[ui + 1], inputs[(ui + 1) % 2]);
 
       // lse = ln(l) + scale * max = ln(l) - nb, for all heads of the group at once.
       const View lse_tile = l_all.cols(0, u.gn);
@@ -635,8 +655,8 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
       };
       const int64_t skew = R - 1;
       for (int64_t i = 0; i < u.gn + skew; ++i) {
-        if (i < u.gn) stage1(i);
         if (i >= skew) stage2(i - skew);
+        if (i < u.gn) stage1(i);
       }
     }
     acc_rows(u, in, true);
