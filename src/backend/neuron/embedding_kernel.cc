@@ -20,13 +20,13 @@ constexpr int64_t kMaxRows = int64_t{1} << 22;
 // fp32 elements per partition of one batch-sum tile in encoder_backward (32 KiB).
 constexpr int64_t kBatchSumFloats = 8192;
 
-// Loads round-robin over most DMA queues, stores (and scatters) over the rest, so that a store
-// waiting for its tile never holds up the next tile's loads queued behind it.
+// Loads round-robin over some DMA queues, stores over the others (`store_share` of them), so
+// that a store waiting for its tile never holds up the next tile's loads queued behind it.
 class DmaQueues {
  public:
-  explicit DmaQueues(const NeuronCore& core) {
+  DmaQueues(const NeuronCore& core, double store_share) {
     const int n = core.config().dma_queues;
-    stores_ = n >= 4 ? n * 3 / 8 : 0;
+    stores_ = n >= 2 ? std::clamp(static_cast<int>(n * store_share + 0.5), 1, n - 1) : 0;
     loads_ = n - stores_;
   }
   int load() { return next_load_++ % loads_; }
@@ -52,6 +52,23 @@ void split_copy(NeuronCore& core, const View& dst, const View& src, int max_piec
   for (int64_t r = 0; r < rows; r += per_piece) {
     const int64_t n = std::min(per_piece, rows - r);
     core.dma_copy(dst.rows(r, n), src.rows(r, n), next_queue());
+  }
+}
+
+// dst <- table rows named by ids, split by partitions like split_copy: each piece of the
+// gather runs on its own queue.
+template <typename NextQueue>
+void split_gather(NeuronCore& core, const View& dst, const View& table, const View& ids,
+                  int max_pieces, NextQueue&& next_queue) {
+  const int64_t rows = dst.partitions();
+  const int64_t bytes =
+      dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(table.dtype()));
+  const int64_t pieces =
+      std::clamp<int64_t>(bytes / kMinDmaBytes, 1, std::min<int64_t>(max_pieces, rows));
+  const int64_t per_piece = ceil_div(rows, pieces);
+  for (int64_t r = 0; r < rows; r += per_piece) {
+    const int64_t n = std::min(per_piece, rows - r);
+    core.dma_gather(dst.rows(r, n), table, ids.rows(r, n), next_queue());
   }
 }
 
@@ -119,7 +136,7 @@ void encoder_forward(NeuronCore& core, const View& out, const View& tokens, cons
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core);
+  DmaQueues queues(core, 0.5);  // a gather per store
   const int64_t P = std::min(n, kPartitions);
   const int64_t tiles = ceil_div(n, kPartitions);
   auto rows_of = [&](int64_t t) { return std::min(kPartitions, n - t * kPartitions); };
@@ -147,7 +164,8 @@ void encoder_forward(NeuronCore& core, const View& out, const View& tokens, cons
       for (int64_t i = 0; i < r;) {
         const int64_t p = (r0 + i) % T;
         const int64_t len = std::min(r - i, T - p);
-        core.dma_copy(dst.rows(i, len), wpe.rows(p, len), queues.load());
+        split_copy(core, dst.rows(i, len), wpe.rows(p, len), queues.loads(),
+                   [&] { return queues.load(); });
         i += len;
       }
       return;
@@ -162,12 +180,13 @@ void encoder_forward(NeuronCore& core, const View& out, const View& tokens, cons
                        Engine::kGpSimd);
     core.tensor_scalar(ids_r, bt, AluOp::kMultiply, -static_cast<float>(T), AluOp::kAdd, rw,
                        Engine::kGpSimd);
-    core.dma_gather(dst, wpe, ids_r, queues.load());
+    split_gather(core, dst, wpe, ids_r, queues.loads(), [&] { return queues.load(); });
   };
 
   auto gather_tile = [&](int64_t t) {
     const int64_t r = rows_of(t);
-    core.dma_gather(emb[t % 2].rows(0, r), wte, ids.rows(0, r).cols(t, 1), queues.load());
+    split_gather(core, emb[t % 2].rows(0, r), wte, ids.rows(0, r).cols(t, 1), queues.loads(),
+                 [&] { return queues.load(); });
     if (!shared_positions) build_positions(pos[t % 2].rows(0, r), t * kPartitions, r);
   };
   if (shared_positions) build_positions(pos[0], 0, P);
@@ -196,14 +215,16 @@ void encoder_backward(NeuronCore& core, const View& dwte, const View& dwpe, cons
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core);
+  DmaQueues queues(core, 0.5);  // a scatter per load
   const int64_t P = std::min(n, kPartitions);
   const int64_t tiles = ceil_div(n, kPartitions);
   auto rows_of = [&](int64_t t) { return std::min(kPartitions, n - t * kPartitions); };
   const View ids = load_token_ids(core, pool, tokens, n, queues.load());
 
   // dwte: each row tile of dout is scattered onto its tokens' rows with accumulation; the DMA
-  // adds rows in partition order, so a token repeated within a tile adds up.
+  // adds rows in partition order, so a token repeated within a tile adds up. The scatters are
+  // one per tile: they read and write the same table, so they run one after another whatever
+  // queues they are on.
   std::array<View, 2> d;
   for (int i = 0; i < 2; ++i) d[i] = pool.sbuf(P, {C}, compute, "encoder.dout" + std::to_string(i));
   auto load_tile = [&](int64_t t) {

@@ -19,13 +19,13 @@ constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers cost a 32 KiB 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
 
-// Loads round-robin over most DMA queues, stores over the rest, so that a store waiting for its
-// block never holds up the next block's loads queued behind it.
+// Loads round-robin over some DMA queues, stores over the others (`store_share` of them), so
+// that a store waiting for its block never holds up the next block's loads queued behind it.
 class DmaQueues {
  public:
-  explicit DmaQueues(const NeuronCore& core) {
+  DmaQueues(const NeuronCore& core, double store_share) {
     const int n = core.config().dma_queues;
-    stores_ = n >= 4 ? n / 4 : 0;  // three loads per store in the backward pass
+    stores_ = n >= 2 ? std::clamp(static_cast<int>(n * store_share + 0.5), 1, n - 1) : 0;
     loads_ = n - stores_;
   }
   int load() { return next_load_++ % loads_; }
@@ -94,7 +94,7 @@ void gelu_forward(NeuronCore& core, const View& out, const View& inp, Dtype comp
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core);
+  DmaQueues queues(core, 0.5);  // one load per store
   const std::vector<FlatBlock> blocks = flat_blocks(n, kGeluBlockCols);
   const BlockShape shape = largest(blocks);
   std::array<View, 2> x, y;
@@ -130,23 +130,28 @@ void gelu_backward(NeuronCore& core, const View& dinp, const View& inp, const Vi
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core);
-  const std::vector<FlatBlock> blocks = flat_blocks(n, kGeluBlockCols);
+  DmaQueues queues(core, 0.25);  // three loads per store
+  const std::vector<FlatBlock> blocks = flat_blocks(n, kGeluBackwardBlockCols);
   const BlockShape shape = largest(blocks);
-  // Inputs and scratch are double buffered, so block i + 1's chain never waits for block i's
-  // scratch to be read.
-  constexpr int kX = 0, kDout = 1, kDinp = 2, kSquare = 3, kInner = 4, kSig = 5, kSigNeg = 6,
-                kSlope = 7, kTiles = 8;
-  std::array<std::array<View, kTiles>, 2> buf;
-  static const char* const kNames[kTiles] = {"x", "dout", "dinp", "x2", "inner", "s", "one_minus_s", "slope"};
+  // Three blocks are in flight, each at a different stage of its chain (x^2 and the
+  // polynomials; x (1 + a x^2), x y'(x) and the sigmoids; the products and the store): stage 1
+  // of block i is issued before stage 2 of block i - 1 and stage 3 of block i - 2, so that each
+  // in-order engine has independent work while it waits for another engine's result. Inputs
+  // are in a ring of four buffers (the next block loads meanwhile), scratch in a ring of three.
+  constexpr int kStages = 3;
+  enum Tile { kX, kDout, kDinp, kSquare, kInner, kSig, kSigNeg, kSlope, kTiles };
+  static const char* const kNames[kTiles] = {"x",     "dout", "dinp",        "x2",
+                                             "inner", "s",    "one_minus_s", "slope"};
+  auto ring = [](int k) { return k < kSquare ? kStages + 1 : kStages; };
   // An fp32 dinp keeps its precision: the running sum is taken in fp32.
   const Dtype sum_dtype = dinp.dtype() == Dtype::kF32 ? Dtype::kF32 : compute;
-  for (int i = 0; i < 2; ++i)
-    for (int k = 0; k < kTiles; ++k)
+  std::array<std::array<View, kTiles>, kStages + 1> buf;
+  for (int k = 0; k < kTiles; ++k)
+    for (int i = 0; i < ring(k); ++i)
       buf[i][k] = pool.sbuf(shape.partitions, {shape.cols}, k == kDinp ? sum_dtype : compute,
                             std::string("gelu.") + kNames[k] + std::to_string(i));
   auto tile = [&](size_t i, int k) {
-    return buf[i % 2][k].rows(0, blocks[i].rows).cols(0, blocks[i].cols);
+    return buf[i % ring(k)][k].rows(0, blocks[i].rows).cols(0, blocks[i].cols);
   };
   auto load = [&](size_t i) {
     auto q = [&] { return queues.load(); };
@@ -155,30 +160,43 @@ void gelu_backward(NeuronCore& core, const View& dinp, const View& inp, const Vi
     split_copy(core, tile(i, kDinp), block_view(dinp, blocks[i]), queues.loads(), q);
   };
   const float two_k = 2.0f * kSqrt2OverPi;
+  auto stage = [&](int k, size_t i) {
+    const View x = tile(i, kX), d = tile(i, kDout), acc = tile(i, kDinp), x2 = tile(i, kSquare),
+               inner = tile(i, kInner), s = tile(i, kSig), one_minus_s = tile(i, kSigNeg),
+               slope = tile(i, kSlope);
+    if (k == 0) {
+      // slope = y'(x) = 2k (1 + 3 * 0.044715 x^2); inner = 1 + 0.044715 x^2.
+      core.activation(x2, Activation::kSquare, x);
+      core.tensor_scalar(slope, x2, AluOp::kMultiply, 3.0f * kCubic * two_k, AluOp::kAdd, two_k,
+                         Engine::kGpSimd);
+      core.tensor_scalar(inner, x2, AluOp::kMultiply, kCubic, AluOp::kAdd, 1.0f);
+    } else if (k == 1) {
+      // inner = x + 0.044715 x^3, slope = x y'(x); s = sigmoid(2k inner) and 1 - s, taken as
+      // sigmoid(-2k inner) rather than by a cancelling subtraction.
+      core.tensor_tensor(inner, inner, AluOp::kMultiply, x);
+      core.tensor_tensor(slope, slope, AluOp::kMultiply, x, Engine::kGpSimd);
+      core.activation(s, Activation::kSigmoid, inner, two_k);
+      core.activation(one_minus_s, Activation::kSigmoid, inner, -two_k);
+    } else {
+      // dinp += dout * s * (1 + x y'(x) (1 - s)).
+      core.tensor_tensor(s, s, AluOp::kMultiply, d);
+      core.tensor_tensor(slope, slope, AluOp::kMultiply, one_minus_s);
+      core.activation(slope, Activation::kIdentity, slope, 1.0f, 1.0f);
+      core.tensor_tensor(slope, slope, AluOp::kMultiply, s);
+      core.tensor_tensor(acc, acc, AluOp::kAdd, slope, Engine::kGpSimd);
+      split_copy(core, block_view(dinp, blocks[i]), acc, queues.stores(),
+                 [&] { return queues.store(); });
+    }
+  };
+  const int64_t count = static_cast<int64_t>(blocks.size());
   load(0);
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    if (i + 1 < blocks.size()) load(i + 1);
-    const View x = tile(i, kX), d = tile(i, kDout), acc = tile(i, kDinp);
-    const View x2 = tile(i, kSquare), inner = tile(i, kInner), s = tile(i, kSig),
-               one_minus_s = tile(i, kSigNeg), slope = tile(i, kSlope);
-    core.activation(x2, Activation::kSquare, x);
-    // inner = x (1 + 0.044715 x^2); s = sigmoid(2k inner), 1 - s = sigmoid(-2k inner).
-    core.tensor_scalar(inner, x2, AluOp::kMultiply, kCubic, AluOp::kAdd, 1.0f);
-    core.tensor_tensor(inner, inner, AluOp::kMultiply, x);
-    core.activation(s, Activation::kSigmoid, inner, two_k);
-    core.activation(one_minus_s, Activation::kSigmoid, inner, -two_k);
-    // slope = 1 + x y'(x) (1 - s), y'(x) = 2k (1 + 3 * 0.044715 x^2).
-    core.tensor_scalar(slope, x2, AluOp::kMultiply, 3.0f * kCubic * two_k, AluOp::kAdd, two_k,
-                       Engine::kGpSimd);
-    core.tensor_tensor(slope, slope, AluOp::kMultiply, x, Engine::kGpSimd);
-    core.tensor_tensor(slope, slope, AluOp::kMultiply, one_minus_s);
-    core.activation(slope, Activation::kIdentity, slope, 1.0f, 1.0f);
-    // dinp += dout * s * slope.
-    core.tensor_tensor(s, s, AluOp::kMultiply, d);
-    core.tensor_tensor(slope, slope, AluOp::kMultiply, s);
-    core.tensor_tensor(acc, acc, AluOp::kAdd, slope, Engine::kGpSimd);
-    split_copy(core, block_view(dinp, blocks[i]), acc, queues.stores(),
-               [&] { return queues.store(); });
+  for (int64_t step = 0; step < count + kStages - 1; ++step) {
+    // The buffers block step + 1 loads into were last used by block step - 3, done last step.
+    if (step + 1 < count) load(static_cast<size_t>(step + 1));
+    for (int k = 0; k < kStages; ++k) {
+      const int64_t i = step - k;
+      if (i >= 0 && i < count) stage(k, static_cast<size_t>(i));
+    }
   }
 }
 

@@ -16,13 +16,13 @@ using ::switchyard::neuron::is_float;
 
 constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers cost a 32 KiB one's queue time
 
-// Loads round-robin over most DMA queues, stores over the rest, so that a store waiting for its
-// tile never holds up the next tile's loads queued behind it.
+// Loads round-robin over some DMA queues, stores over the others (`store_share` of them), so
+// that a store waiting for its tile never holds up the next tile's loads queued behind it.
 class DmaQueues {
  public:
-  explicit DmaQueues(const NeuronCore& core) {
+  DmaQueues(const NeuronCore& core, double store_share) {
     const int n = core.config().dma_queues;
-    stores_ = n >= 4 ? n * 3 / 8 : 0;
+    stores_ = n >= 2 ? std::clamp(static_cast<int>(n * store_share + 0.5), 1, n - 1) : 0;
     loads_ = n - stores_;
   }
   int load() { return next_load_++ % loads_; }
@@ -110,27 +110,32 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core);
+  DmaQueues queues(core, 0.5);  // one load per store
   const int64_t P = std::min(N, kPartitions);
   const int64_t tiles = ceil_div(N, kPartitions);
   auto rows_of = [&](int64_t t) { return std::min(kPartitions, N - t * kPartitions); };
   auto load_queue = [&] { return queues.load(); };
   auto store_queue = [&] { return queues.store(); };
 
-  std::array<View, 2> x, y;
-  for (int i = 0; i < 2; ++i) {
-    x[i] = pool.sbuf(P, {C}, compute, "layernorm.x" + std::to_string(i));
-    y[i] = pool.sbuf(P, {C}, compute, "layernorm.y" + std::to_string(i));
-  }
+  // x is triple buffered: tile t + 1's statistics are issued before tile t's output (so each
+  // in-order engine has independent work while it waits on another), and tile t + 2 loads
+  // meanwhile.
+  std::array<View, 3> x;
+  std::array<View, 2> y;
+  for (int i = 0; i < 3; ++i) x[i] = pool.sbuf(P, {C}, compute, "layernorm.x" + std::to_string(i));
+  for (int i = 0; i < 2; ++i) y[i] = pool.sbuf(P, {C}, compute, "layernorm.y" + std::to_string(i));
+  const View squares = pool.sbuf(P, {C}, compute, "layernorm.squares");  // scratch
   auto load_x = [&](int64_t t) {
-    split_copy(core, x[t % 2].rows(0, rows_of(t)), inp.rows(t * kPartitions, rows_of(t)),
+    split_copy(core, x[t % 3].rows(0, rows_of(t)), inp.rows(t * kPartitions, rows_of(t)),
                queues.loads(), load_queue);
   };
   load_x(0);  // the first tile's statistics do not wait for weight and bias
+  if (tiles > 1) load_x(1);
   const View w = pool.sbuf(P, {C}, compute, "layernorm.weight");
   const View b = pool.sbuf(P, {C}, compute, "layernorm.bias");
-  core.dma_copy(w, broadcast_rows(weight, P), queues.load());
-  core.dma_copy(b, broadcast_rows(bias, P), queues.load());
+  // A broadcast writes every partition: split it like any big load.
+  split_copy(core, w, broadcast_rows(weight, P), queues.loads(), load_queue);
+  split_copy(core, b, broadcast_rows(bias, P), queues.loads(), load_queue);
   // fp32 statistics, one column per row tile.
   const View sum = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum");
   const View neg_mean = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.neg_mean");
@@ -140,11 +145,9 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
   const View shift = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.shift");  // -mean * rstd
 
   const float inv_c = 1.0f / static_cast<float>(C);
-  for (int64_t t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles) load_x(t + 1);
+  auto statistics = [&](int64_t t) {
     const int64_t r = rows_of(t);
-    const View xt = x[t % 2].rows(0, r);
-    const View yt = y[t % 2].rows(0, r);
+    const View xt = x[t % 3].rows(0, r);
     auto col = [&](const View& v) { return v.rows(0, r).cols(t, 1); };
     core.tensor_reduce(col(sum), AluOp::kAdd, xt);
     core.tensor_scalar(col(neg_mean), col(sum), AluOp::kMultiply, -inv_c);
@@ -152,14 +155,26 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
                        Engine::kGpSimd);
     // sum (x - mean)^2 in one ScalarE pass (the squares themselves are scratch), then
     // rstd = 1 / sqrt(var + eps).
-    core.activation_reduce(yt, Activation::kSquare, xt, col(sq_sum), 1.0f, col(neg_mean));
+    core.activation_reduce(squares.rows(0, r), Activation::kSquare, xt, col(sq_sum), 1.0f,
+                           col(neg_mean));
     core.activation(col(rstd_all), Activation::kRsqrt, col(sq_sum), inv_c, kLayerNormEpsilon);
     core.tensor_tensor(col(shift), col(neg_mean), AluOp::kMultiply, col(rstd_all));
+  };
+  auto output = [&](int64_t t) {
+    const int64_t r = rows_of(t);
+    const View yt = y[t % 2].rows(0, r);
+    auto col = [&](const View& v) { return v.rows(0, r).cols(t, 1); };
     // y = (x * rstd - mean * rstd) * weight + bias, over ScalarE, VectorE and GpSimd.
-    core.activation(yt, Activation::kIdentity, xt, col(rstd_all), col(shift));
+    core.activation(yt, Activation::kIdentity, x[t % 3].rows(0, r), col(rstd_all), col(shift));
     core.tensor_tensor(yt, yt, AluOp::kMultiply, w.rows(0, r));
     core.tensor_tensor(yt, yt, AluOp::kAdd, b.rows(0, r), Engine::kGpSimd);
     split_copy(core, out.rows(t * kPartitions, r), yt, queues.stores(), store_queue);
+  };
+  statistics(0);
+  for (int64_t t = 0; t < tiles; ++t) {
+    if (t + 2 < tiles) load_x(t + 2);  // into the buffer tile t - 1 has finished with
+    if (t + 1 < tiles) statistics(t + 1);
+    output(t);
   }
   copy_stats(core, mean, mean_all, N, true, queues.store());
   copy_stats(core, rstd, rstd_all, N, true, queues.store());
@@ -185,7 +200,7 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core);
+  DmaQueues queues(core, 0.25);  // three loads per store
   const int64_t P = std::min(N, kPartitions);
   const int64_t tiles = ceil_div(N, kPartitions);
   auto rows_of = [&](int64_t t) { return std::min(kPartitions, N - t * kPartitions); };
@@ -222,7 +237,7 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   copy_stats(core, rstd, rstd_all, N, false, queues.load());
   load_tile(0);
   const View w = pool.sbuf(P, {C}, compute, "layernorm.weight");
-  core.dma_copy(w, broadcast_rows(weight, P), queues.load());
+  split_copy(core, w, broadcast_rows(weight, P), queues.loads(), load_queue);
   const View ones = pool.sbuf(P, {1}, compute, "layernorm.ones");
   core.memset(ones, 1.0f, Engine::kGpSimd);
   // The existing parameter gradients, [dweight | dbias] in fp32, updated once at the end.
@@ -245,8 +260,9 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   const View tmp = pool.sbuf(P, {C}, compute, "layernorm.tmp");
 
   // Column sums accumulate across all row tiles in PSUM when every 512-column chunk of the
-  // [1, 2C] row can keep its accumulation group open (at most 8 groups, one bank each);
-  // otherwise each tile's sums are closed and added into `params` at once.
+  // [1, 2C] row can keep its accumulation group open (at most 8 groups, one bank each): each
+  // group starts from the existing gradients (an fp32 matmul by a 1x1 one), so the end is one
+  // PSUM -> SBUF copy. Otherwise each tile's sums are closed and added into `params` at once.
   const int64_t chunks = ceil_div(2 * C, kPsumBankFloats);
   const bool resident = chunks <= core.config().psum_banks;
   const View acc =
@@ -255,6 +271,12 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   auto acc_chunk = [&](int64_t k) {
     return acc.cols(resident ? k * kPsumBankFloats : (k % 2) * kPsumBankFloats, chunk_cols(k));
   };
+  if (resident) {
+    const View one = pool.sbuf(1, {1}, Dtype::kF32, "layernorm.one");
+    core.memset(one, 1.0f, Engine::kGpSimd);
+    for (int64_t k = 0; k < chunks; ++k)
+      core.matmul(acc_chunk(k), one, params.cols(k * kPsumBankFloats, chunk_cols(k)), true, false);
+  }
 
   for (int64_t t = 0; t < tiles; ++t) {
     if (t + 1 < tiles) load_tile(t + 1);
@@ -288,7 +310,7 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
     for (int64_t k = 0; k < chunks; ++k) {
       const View moving = gd[t % 2].rows(0, r).cols(k * kPsumBankFloats, chunk_cols(k));
       if (resident) {
-        core.matmul(acc_chunk(k), ones_r, moving, t == 0, t == tiles - 1);
+        core.matmul(acc_chunk(k), ones_r, moving, false, t == tiles - 1);
       } else {
         core.matmul(acc_chunk(k), ones_r, moving, true, true);
         const View p = params.cols(k * kPsumBankFloats, chunk_cols(k));
@@ -296,7 +318,13 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
       }
     }
   }
-  if (resident) core.tensor_tensor(params, params, AluOp::kAdd, acc);
+  if (resident) {
+    // Evacuate PSUM on VectorE and ScalarE, half each.
+    const int64_t half = C;
+    core.tensor_copy(params.cols(0, half), acc.cols(0, half));
+    core.activation(params.cols(half, 2 * C - half), Activation::kIdentity,
+                    acc.cols(half, 2 * C - half));
+  }
   core.dma_copy(dweight, params.cols(0, C), queues.store());
   core.dma_copy(dbias, params.cols(C, C), queues.store());
 }

@@ -19,13 +19,13 @@ using ::switchyard::neuron::is_float;
 constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers cost a 32 KiB one's queue time
 constexpr int64_t kMinSplitCols = 512;       // narrower adds are not worth a second engine
 
-// Loads (two per store) round-robin over most DMA queues, stores over the rest, so that a store
-// waiting for its block never holds up the next block's loads queued behind it.
+// Loads round-robin over some DMA queues, stores over the others (`store_share` of them), so
+// that a store waiting for its tile never holds up the next tile's loads queued behind it.
 class DmaQueues {
  public:
-  explicit DmaQueues(const NeuronCore& core) {
+  DmaQueues(const NeuronCore& core, double store_share) {
     const int n = core.config().dma_queues;
-    stores_ = n >= 3 ? n / 3 : 0;
+    stores_ = n >= 2 ? std::clamp(static_cast<int>(n * store_share + 0.5), 1, n - 1) : 0;
     loads_ = n - stores_;
   }
   int load() { return next_load_++ % loads_; }
@@ -76,8 +76,11 @@ void add_flat(NeuronCore& core, const char* name, const View& out, const View& a
   if (n == 0) return;
   KernelScope scope(core, name);
   TilePool pool(core);
-  DmaQueues queues(core);
-  const std::vector<FlatBlock> blocks = flat_blocks(n, kResidualBlockCols);
+  DmaQueues queues(core, 1.0 / 3);  // two loads per store
+  // At least a few blocks where the tensor allows, so that loads, adds and stores overlap.
+  const int64_t width =
+      std::clamp<int64_t>(ceil_div(n / kPartitions, 4), kMinSplitCols, kResidualBlockCols);
+  const std::vector<FlatBlock> blocks = flat_blocks(n, width);
   int64_t partitions = 1, cols = 1;
   for (const FlatBlock& blk : blocks) {
     partitions = std::max(partitions, blk.rows);
