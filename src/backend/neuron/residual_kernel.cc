@@ -77,10 +77,7 @@ void add_flat(NeuronCore& core, const char* name, const View& out, const View& a
   KernelScope scope(core, name);
   TilePool pool(core);
   DmaQueues queues(core, 1.0 / 3);  // two loads per store
-  // At least a few blocks where the tensor allows, so that loads, adds and stores overlap.
-  const int64_t width =
-      std::clamp<int64_t>(ceil_div(n / kPartitions, 4), kMinSplitCols, kResidualBlockCols);
-  const std::vector<FlatBlock> blocks = flat_blocks(n, width);
+  const std::vector<FlatBlock> blocks = flat_blocks(n, kResidualBlockCols);
   int64_t partitions = 1, cols = 1;
   for (const FlatBlock& blk : blocks) {
     partitions = std::max(partitions, blk.rows);

@@ -1,7 +1,7 @@
 // Residual add and gradient accumulation as NeuronCore tile programs (backend.h semantics).
 //
 // Elementwise over flat tensors cut by flat_blocks into [128, F] blocks (F up to
-// kResidualBlockCols, and small enough for a few blocks to overlap) plus a tail row: both operands of a block load spread over several DMA
+// kResidualBlockCols) plus a tail row: both operands of a block load spread over several DMA
 // queues, the next block's loads are issued before this block's add, and each add is split by
 // columns between VectorE and GpSimd in proportion to their throughput for the tile dtype.
 #pragma once
