@@ -1,6 +1,8 @@
 #include "neuron/matmul_kernel.h"
 
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -23,17 +25,22 @@ void scalar_block(float* c, int64_t ldc, const float* s, int64_t lds, const floa
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
-// 6 rows x 16 columns of c held in 12 registers across the whole k loop. Named variables, not
-// an array: GCC keeps an array of vectors on the stack.
+constexpr int kRows = 6;   // rows of c per register block
+constexpr int kCols = 16;  // columns of c per register block (two 8-float vectors)
+
+// 6 rows x 16 columns of c held in 12 registers across the whole k loop, from packed operands:
+// sp holds the block's 6 stationary columns as [K][6], vp the 16 moving columns as [K][16], so
+// both stream through consecutive addresses (the unpacked rows are 2^n bytes apart and thrash a
+// few L1 sets). Named variables, not an array: GCC keeps an array of vectors on the stack.
 // clang-format off
-void block_6x16(float* c, int64_t ldc, const float* s, int64_t lds, const float* v, int64_t ldv,
-                int K) {
+void block_6x16(float* c, int64_t ldc, const float* sp, const float* vp, int K,
+                const float* next_c) {
 #define SY_LOAD_ROW(i)                                \
   __m256 c##i##0 = _mm256_loadu_ps(c + (i) * ldc);    \
   __m256 c##i##1 = _mm256_loadu_ps(c + (i) * ldc + 8)
 #define SY_FMA_ROW(i)                                 \
   do {                                                \
-    const __m256 a = _mm256_broadcast_ss(sr + (i));   \
+    const __m256 a = _mm256_broadcast_ss(sp + (i));   \
     c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);        \
     c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);        \
   } while (0)
@@ -42,11 +49,12 @@ void block_6x16(float* c, int64_t ldc, const float* s, int64_t lds, const float*
   _mm256_storeu_ps(c + (i) * ldc + 8, c##i##1)
   SY_LOAD_ROW(0); SY_LOAD_ROW(1); SY_LOAD_ROW(2);
   SY_LOAD_ROW(3); SY_LOAD_ROW(4); SY_LOAD_ROW(5);
-  for (int k = 0; k < K; ++k) {
-    const float* vr = v + k * ldv;
-    const __m256 b0 = _mm256_loadu_ps(vr);
-    const __m256 b1 = _mm256_loadu_ps(vr + 8);
-    const float* sr = s + k * lds;
+  // The next block's rows of c are 16 KiB apart in PSUM and conflict in the caches: fetch them
+  // while this block computes.
+  for (int i = 0; i < kRows; ++i) _mm_prefetch(reinterpret_cast<const char*>(next_c + i * ldc), _MM_HINT_T0);
+  for (int k = 0; k < K; ++k, sp += kRows, vp += kCols) {
+    const __m256 b0 = _mm256_load_ps(vp);
+    const __m256 b1 = _mm256_load_ps(vp + 8);
     SY_FMA_ROW(0); SY_FMA_ROW(1); SY_FMA_ROW(2);
     SY_FMA_ROW(3); SY_FMA_ROW(4); SY_FMA_ROW(5);
   }
@@ -58,29 +66,47 @@ void block_6x16(float* c, int64_t ldc, const float* s, int64_t lds, const float*
 }
 // clang-format on
 
-// Up to 5 remaining rows x 16 columns.
-void block_rx16(float* c, int64_t ldc, const float* s, int64_t lds, const float* v, int64_t ldv,
-                int rows, int K) {
-  __m256 acc[5][2];
-  for (int i = 0; i < rows; ++i) {
+// The last ROWS (< 6) rows x 16 columns (stationary unpacked, moving packed as [K][16]); a
+// template so the accumulators stay in registers.
+template <int ROWS>
+void block_tail_x16(float* c, int64_t ldc, const float* s, int64_t lds, const float* vp, int K) {
+  __m256 acc[ROWS][2];
+  for (int i = 0; i < ROWS; ++i) {
     acc[i][0] = _mm256_loadu_ps(c + i * ldc);
     acc[i][1] = _mm256_loadu_ps(c + i * ldc + 8);
   }
   for (int k = 0; k < K; ++k) {
-    const float* vr = v + k * ldv;
-    __m256 b0 = _mm256_loadu_ps(vr);
-    __m256 b1 = _mm256_loadu_ps(vr + 8);
-    for (int i = 0; i < rows; ++i) {
-      __m256 a = _mm256_broadcast_ss(s + k * lds + i);
+    const __m256 b0 = _mm256_load_ps(vp + k * kCols);
+    const __m256 b1 = _mm256_load_ps(vp + k * kCols + 8);
+    for (int i = 0; i < ROWS; ++i) {
+      const __m256 a = _mm256_broadcast_ss(s + k * lds + i);
       acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
     }
   }
-  for (int i = 0; i < rows; ++i) {
+  for (int i = 0; i < ROWS; ++i) {
     _mm256_storeu_ps(c + i * ldc, acc[i][0]);
     _mm256_storeu_ps(c + i * ldc + 8, acc[i][1]);
   }
 }
+
+void block_rx16(float* c, int64_t ldc, const float* s, int64_t lds, const float* vp, int rows,
+                int K) {
+  switch (rows) {
+    case 1: return block_tail_x16<1>(c, ldc, s, lds, vp, K);
+    case 2: return block_tail_x16<2>(c, ldc, s, lds, vp, K);
+    case 3: return block_tail_x16<3>(c, ldc, s, lds, vp, K);
+    case 4: return block_tail_x16<4>(c, ldc, s, lds, vp, K);
+    default: return block_tail_x16<5>(c, ldc, s, lds, vp, K);
+  }
+}
+
+// Packing buffers, reused across calls (the simulator calls this for every matmul).
+struct PackBuffers {
+  std::vector<float> s;  // [M / 6][K][6]
+  float* v = nullptr;    // [K][16], 32-byte aligned
+  std::vector<float> v_storage;
+};
 #endif
 
 }  // namespace
@@ -88,11 +114,38 @@ void block_rx16(float* c, int64_t ldc, const float* s, int64_t lds, const float*
 void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
                        int64_t ldv, int M, int N, int K) {
 #if defined(__AVX2__) && defined(__FMA__)
-  int n_vec = N / 16 * 16;
-  for (int n0 = 0; n0 < n_vec; n0 += 16) {
-    int m0 = 0;
-    for (; m0 + 6 <= M; m0 += 6) block_6x16(c + m0 * ldc + n0, ldc, s + m0, lds, v + n0, ldv, K);
-    if (m0 < M) block_rx16(c + m0 * ldc + n0, ldc, s + m0, lds, v + n0, ldv, M - m0, K);
+  thread_local PackBuffers buffers;
+  const int panels = M / kRows;
+  const int m_full = panels * kRows;
+  const int n_vec = N / kCols * kCols;
+  if (n_vec > 0 && panels > 0) {
+    buffers.s.resize(static_cast<size_t>(panels) * K * kRows);
+    float* sp = buffers.s.data();
+    for (int p = 0; p < panels; ++p)
+      for (int k = 0; k < K; ++k)
+        for (int i = 0; i < kRows; ++i) *sp++ = s[k * lds + p * kRows + i];
+  }
+  if (n_vec > 0) {
+    const size_t floats = static_cast<size_t>(K) * kCols + 8;
+    if (buffers.v_storage.size() < floats) {
+      buffers.v_storage.resize(floats);
+      const uintptr_t base = reinterpret_cast<uintptr_t>(buffers.v_storage.data());
+      buffers.v = reinterpret_cast<float*>((base + 31) & ~uintptr_t{31});
+    }
+  }
+  for (int n0 = 0; n0 < n_vec; n0 += kCols) {
+    float* vp = buffers.v;
+    for (int k = 0; k < K; ++k) {
+      _mm256_store_ps(vp + k * kCols, _mm256_loadu_ps(v + k * ldv + n0));
+      _mm256_store_ps(vp + k * kCols + 8, _mm256_loadu_ps(v + k * ldv + n0 + 8));
+    }
+    for (int p = 0; p < panels; ++p) {
+      // Prefetch target: the next panel's rows, or the first panel's in the next strip.
+      const float* next_c = p + 1 < panels ? c + (p + 1) * kRows * ldc + n0 : c + n0 + kCols;
+      block_6x16(c + p * kRows * ldc + n0, ldc,
+                 buffers.s.data() + static_cast<size_t>(p) * K * kRows, vp, K, next_c);
+    }
+    if (m_full < M) block_rx16(c + m_full * ldc + n0, ldc, s + m_full, lds, vp, M - m_full, K);
   }
   if (n_vec < N) scalar_block(c, ldc, s, lds, v, ldv, 0, M, n_vec, N, K);
 #else

@@ -119,12 +119,16 @@ void run_gemm(NeuronCore& core, const GemmJob& job) {
   // at most half the ring, so the next block accumulates while this one drains.
   const int64_t psum_slots = kPsumBanks - (has_sums ? 1 : 0);
   const int64_t groups = psum_slots / 2;
-  const bool stat_resident = k_tiles * M * es <= kResidentBytes;
-  const bool mov_resident = k_tiles * N * es <= kResidentBytes;
-  // A streamed moving operand is read once if every block covers all of M (all tokens, as in
-  // the forward pass and dinp); a streamed stationary one if every block covers all of N.
+  // The bigger operand in HBM (the weight, or dout of a wide layer) streams through once, in
+  // blocks of output tiles that cover all of the other dimension; the smaller one stays resident
+  // in SBUF when it fits (otherwise it streams too, once per block). Streaming the big one, rather
+  // than loading it whole first, lets TensorE start on the first block as soon as it arrives.
+  const int64_t stat_hbm = K * M * dtype_bytes(job.stationary.hbm.dtype());
+  const int64_t mov_hbm = K * N * dtype_bytes(job.moving.hbm.dtype());
+  const bool n_outer = mov_hbm >= stat_hbm;  // the moving operand streams
+  const bool stat_resident = n_outer && k_tiles * M * es <= kResidentBytes;
+  const bool mov_resident = !n_outer && k_tiles * N * es <= kResidentBytes;
   int64_t bm, bn;
-  const bool n_outer = !mov_resident;
   if (n_outer) {
     bm = std::min(m_tiles, groups);
     bn = std::min(n_tiles, std::max<int64_t>(1, groups / bm));
@@ -334,12 +338,13 @@ void run_gemm(NeuronCore& core, const GemmJob& job) {
       const int64_t ms = m_size(mt);
       const int64_t ns = n_size(nt);
       const View acc = psum[(tile_counter + i) % psum_slots].rows(0, ms).cols(0, ns);
-      if (first && has_bias) {
+      core.matmul(acc, stationary_tile(s, b, kt, mt), moving_tile(s, b, kt, nt), first,
+                  last && !has_bias);
+      // The bias rows close the group: their preparation has the whole K loop to finish.
+      if (last && has_bias) {
         const View rows = bias_tiles[bi % bias_sets].cols((nt - b.n0) * kTileN, ns);
-        core.matmul(acc, ones_rows.cols(0, ms), rows, true, false);
+        core.matmul(acc, ones_rows.cols(0, ms), rows, false, true);
       }
-      core.matmul(acc, stationary_tile(s, b, kt, mt), moving_tile(s, b, kt, nt),
-                  first && !has_bias, last);
     }
     if (has_sums && b.n0 == 0) {
       for (int64_t mt = b.m0; mt < b.m0 + b.mc; ++mt) {
