@@ -8,31 +8,25 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-constexpr int64_t kFillCols =
-    4096; // 16 KiB of fp32 per partition: 2 MiB per DMA'd block
+constexpr int64_t kFillCols = 4096;  // 16 KiB of fp32 per partition: 2 MiB per DMA'd block
 
-} // namespace
+}  // namespace
 
-int64_t contiguous_elements(const View &view, const char *kernel,
-                            const char *name) {
+int64_t contiguous_elements(const View& view, const char* kernel, const char* name) {
   bool contiguous = view.memory() == Memory::kHbm && view.free_dims() >= 1;
   int64_t stride = 1;
   for (int d = view.free_dims() - 1; contiguous && d >= 0; --d) {
-    contiguous =
-        view.free_dim(d).size == 1 || view.free_dim(d).stride == stride;
+    contiguous = view.free_dim(d).size == 1 || view.free_dim(d).stride == stride;
     stride *= view.free_dim(d).size;
   }
-  contiguous = contiguous &&
-               (view.partitions() == 1 || view.partition_stride() == stride);
-  require(contiguous,
-          "{}: {} must be an HBM tensor with contiguous elements, got {}",
-          kernel, name, view.describe());
+  contiguous = contiguous && (view.partitions() == 1 || view.partition_stride() == stride);
+  require(contiguous, "{}: {} must be an HBM tensor with contiguous elements, got {}", kernel, name,
+          view.describe());
   return view.elements();
 }
 
 std::vector<FlatBlock> contiguous_blocks(int64_t n, int64_t max_cols) {
-  require(n >= 0 && max_cols >= 1,
-          "contiguous_blocks: bad size {} or block width {}", n, max_cols);
+  require(n >= 0 && max_cols >= 1, "contiguous_blocks: bad size {} or block width {}", n, max_cols);
   std::vector<FlatBlock> blocks;
   const int64_t chunk = kPartitions * max_cols;
   int64_t offset = 0;
@@ -50,11 +44,11 @@ std::vector<FlatBlock> contiguous_blocks(int64_t n, int64_t max_cols) {
   return blocks;
 }
 
-DmaSpreader::DmaSpreader(NeuronCore &core, int first_queue, int queues)
+DmaSpreader::DmaSpreader(NeuronCore& core, int first_queue, int queues)
     : core_(core), first_queue_(first_queue), queues_(std::max(1, queues)) {
   require(first_queue >= 0 && first_queue + queues_ <= core.config().dma_queues,
-          "DmaSpreader: queues {}..{} do not exist (the core has {})",
-          first_queue, first_queue + queues_ - 1, core.config().dma_queues);
+          "DmaSpreader: queues {}..{} do not exist (the core has {})", first_queue,
+          first_queue + queues_ - 1, core.config().dma_queues);
 }
 
 int DmaSpreader::next_queue() {
@@ -63,12 +57,12 @@ int DmaSpreader::next_queue() {
   return queue;
 }
 
-void DmaSpreader::copy(const View &dst, const View &src) {
+void DmaSpreader::copy(const View& dst, const View& src) {
   const int64_t rows = dst.partitions();
-  const int64_t bytes = dst.elements() * std::max(dtype_bytes(dst.dtype()),
-                                                  dtype_bytes(src.dtype()));
-  const int64_t pieces = std::clamp<int64_t>(bytes / kMinPieceBytes, 1,
-                                             std::min<int64_t>(queues_, rows));
+  const int64_t bytes =
+      dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
+  const int64_t pieces =
+      std::clamp<int64_t>(bytes / kMinPieceBytes, 1, std::min<int64_t>(queues_, rows));
   const int64_t rows_per_piece = ceil_div(rows, pieces);
   for (int64_t r = 0; r < rows; r += rows_per_piece) {
     const int64_t count = std::min(rows_per_piece, rows - r);
@@ -76,24 +70,21 @@ void DmaSpreader::copy(const View &dst, const View &src) {
   }
 }
 
-void fill_zero(NeuronCore &core, const View &dst) {
+void fill_zero(NeuronCore& core, const View& dst) {
   const int64_t n = contiguous_elements(dst, "fill_zero", "dst");
   const std::vector<FlatBlock> blocks = contiguous_blocks(n, kFillCols);
-  if (blocks.empty())
-    return;
+  if (blocks.empty()) return;
   int64_t tile_cols = 0;
-  for (const FlatBlock &b : blocks)
-    tile_cols = std::max(tile_cols, b.cols);
+  for (const FlatBlock& b : blocks) tile_cols = std::max(tile_cols, b.cols);
 
   KernelScope scope(core, "fill_zero");
   TilePool pool(core);
   // In dst's dtype, so every DMA is a plain byte copy.
-  const View zeros =
-      pool.sbuf(kPartitions, {tile_cols}, dst.dtype(), "fill_zero.zeros");
+  const View zeros = pool.sbuf(kPartitions, {tile_cols}, dst.dtype(), "fill_zero.zeros");
   core.memset(zeros, 0.0f, Engine::kGpSimd);
   DmaSpreader dma(core, 0, core.config().dma_queues);
-  for (const FlatBlock &b : blocks)
+  for (const FlatBlock& b : blocks)
     dma.copy(block_view(dst, b), zeros.rows(0, b.rows).cols(0, b.cols));
 }
 
-} // namespace switchyard::backend::neuron
+}  // namespace switchyard::backend::neuron
