@@ -138,7 +138,11 @@ std::vector<std::string> runnable_backends() {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllBackends, Gpt2Parity, ::testing::ValuesIn(runnable_backends()),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& info) {
+                           std::string name = info.param;  // test names allow only [A-Za-z0-9_]
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace switchyard

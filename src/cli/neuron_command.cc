@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/neuron_kernel_bench.h"
+#include "cli/neuron_report.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "neuron/gemm_kernel.h"
@@ -113,8 +115,6 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
   const double rel_error = max_abs_ref > 0 ? max_abs_error / max_abs_ref : max_abs_error;
 
   neuron::RunStats stats = core.stats();
-  const double peak = config.peak_tflops(dtype);
-  const double percent = stats.percent_of_peak(config, dtype);
   if (!f.trace.empty()) core.write_trace(f.trace);
 
   fmt::print("neuron bench matmul: {} ({}), C[{}x{}] = A[{}x{}] @ B[{}x{}], {} inputs, {} output\n",
@@ -125,65 +125,19 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
       "buffer(s), {} bytes of SBUF per partition\n",
       plan.m_tiles, plan.k_tiles, plan.n_tiles, plan.m_block_tiles, plan.a_buffers,
       plan.sbuf_bytes_per_partition);
-  fmt::print("  simulated time   {:.2f} us ({} instructions)\n", stats.total_ns / 1e3,
-             stats.instructions);
-  fmt::print("  throughput       {:.2f} TFLOPS = {:.1f}% of the {:.0f} TFLOPS {} peak\n",
-             stats.tflops, percent, peak, neuron::dtype_name(dtype));
-  fmt::print("  HBM traffic      {:.1f} MiB read, {:.1f} MiB written, {:.1f} GB/s\n",
-             stats.hbm_read_bytes / 1048576.0, stats.hbm_write_bytes / 1048576.0, stats.hbm_gbps);
-  fmt::print("  SBUF high water  {} bytes per partition; PSUM {} bytes per partition\n",
-             stats.sbuf_high_water_bytes, stats.psum_high_water_bytes);
   fmt::print("  check            max |C - ref| / max |ref| = {:.3e} over {} elements ({})\n",
              rel_error, checks, full ? "all" : "random sample");
-  fmt::print("  simulation wall  {:.2f} s\n", wall_s);
-  fmt::print("  engine       busy us   util   instructions\n");
-  double dma_busy = 0;
-  int64_t dma_count = 0;
-  for (const neuron::EngineStats& e : stats.engines) {
-    if (e.name.rfind("DMA", 0) == 0) {
-      dma_busy += e.busy_ns;
-      dma_count += e.instructions;
-      continue;
-    }
-    fmt::print("  {:<10} {:>10.2f} {:>6.1f}% {:>12}\n", e.name, e.busy_ns / 1e3,
-               100.0 * e.utilization, e.instructions);
-  }
-  fmt::print("  {:<10} {:>10.2f} {:>6.1f}% {:>12}   (average over {} queues)\n", "DMA",
-             dma_busy / 1e3 / config.dma_queues,
-             stats.total_ns > 0 ? 100.0 * dma_busy / config.dma_queues / stats.total_ns : 0.0,
-             dma_count, config.dma_queues);
-  if (!f.trace.empty()) fmt::print("  trace            {}\n", f.trace);
-
+  print_neuron_run(config, stats, dtype, wall_s, f.trace);
   if (f.json) {
-    nlohmann::json busy = nlohmann::json::object();
-    nlohmann::json util = nlohmann::json::object();
-    for (const neuron::EngineStats& e : stats.engines) {
-      busy[e.name] = e.busy_cycles;
-      util[e.name] = e.utilization;
-    }
-    nlohmann::json out = {
-        {"target", config.target},
-        {"m", shape.m},
-        {"k", shape.k},
-        {"n", shape.n},
-        {"dtype", neuron::dtype_name(dtype)},
-        {"out_dtype", neuron::dtype_name(out_dtype)},
-        {"simulated_us", stats.total_ns / 1e3},
-        {"tflops", stats.tflops},
-        {"peak_tflops", peak},
-        {"percent_of_peak", percent},
-        {"busy_cycles", busy},
-        {"utilization", util},
-        {"hbm_read_bytes", stats.hbm_read_bytes},
-        {"hbm_write_bytes", stats.hbm_write_bytes},
-        {"hbm_gbps", stats.hbm_gbps},
-        {"sbuf_high_water_bytes", stats.sbuf_high_water_bytes},
-        {"psum_high_water_bytes", stats.psum_high_water_bytes},
-        {"instructions", stats.instructions},
-        {"max_relative_error", rel_error},
-        {"checked_elements", checks},
-        {"wall_seconds", wall_s},
-    };
+    nlohmann::json out = neuron_run_json(config, stats, dtype, wall_s);
+    out.update({{"kernel", "matmul"},
+                {"m", shape.m},
+                {"k", shape.k},
+                {"n", shape.n},
+                {"dtype", neuron::dtype_name(dtype)},
+                {"out_dtype", neuron::dtype_name(out_dtype)},
+                {"max_relative_error", rel_error},
+                {"checked_elements", checks}});
     std::printf("%s\n", out.dump().c_str());
   }
 }
@@ -195,9 +149,12 @@ void add_neuron_command(CLI::App& app) {
   neuron->require_subcommand(1);
   CLI::App* bench = neuron->add_subcommand("bench", "Run a kernel on the simulated NeuronCore");
   auto flags = std::make_shared<NeuronBenchFlags>();
-  bench->add_option("kernel", flags->kernel, "Kernel to run (matmul)")->required();
+  bench->add_option("kernel", flags->kernel, "Kernel to run: matmul, or a model kernel:\n" + model_kernel_usage())
+      ->required();
   bench->add_option("--target", flags->target, "trn1 (NeuronCore-v2) or trn2 (NeuronCore-v3)");
-  bench->add_option("--shape", flags->shape, "MxKxN, e.g. 4096x4096x4096")->required();
+  bench->add_option("--shape", flags->shape,
+                    "matmul: MxKxN, e.g. 4096x4096x4096; model kernels: see the kernel list (default: "
+                    "gpt2-124m's shape at batch 4, sequence 64)");
   bench->add_option("--dtype", flags->dtype, "Input dtype: bf16, fp16, fp32, fp8 (e4m3), fp8_e5m2");
   bench->add_option("--out-dtype", flags->out_dtype,
                     "Output dtype (default: bf16 for 8/16-bit "
@@ -206,9 +163,22 @@ void add_neuron_command(CLI::App& app) {
   bench->add_option("--seed", flags->seed, "Random seed of the inputs");
   bench->add_flag("--json", flags->json, "Print one JSON object on the last line");
   bench->callback([flags] {
-    require(flags->kernel == "matmul", "unknown neuron bench kernel '{}' (expected matmul)",
-            flags->kernel);
-    run_bench_matmul(*flags);
+    if (flags->kernel == "matmul") {
+      require(!flags->shape.empty(), "neuron bench matmul needs --shape MxKxN, e.g. 4096x4096x4096");
+      run_bench_matmul(*flags);
+      return;
+    }
+    require(is_model_kernel(flags->kernel), "unknown neuron bench kernel '{}'; known: matmul and\n{}",
+            flags->kernel, model_kernel_usage());
+    ModelKernelBench bench;
+    bench.kernel = flags->kernel;
+    bench.target = flags->target;
+    bench.shape = flags->shape;
+    bench.dtype = flags->dtype;
+    bench.trace = flags->trace;
+    bench.seed = flags->seed;
+    bench.json = flags->json;
+    run_model_kernel_bench(bench);
   });
 }
 

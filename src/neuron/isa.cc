@@ -148,4 +148,61 @@ float apply_activation(Activation function, float x) {
   return x;
 }
 
+
+namespace {
+
+// Applies f elementwise; a scalar second operand is hoisted so the loop vectorises.
+template <typename F>
+void each(float* a, const float* b, int64_t b_stride, int64_t n, F f) {
+  if (b_stride == 0) {
+    const float s = *b;
+    for (int64_t i = 0; i < n; ++i) a[i] = f(a[i], s);
+  } else {
+    for (int64_t i = 0; i < n; ++i) a[i] = f(a[i], b[i * b_stride]);
+  }
+}
+
+template <typename F>
+void each(float* x, int64_t n, float scale, float bias, F f) {
+  for (int64_t i = 0; i < n; ++i) x[i] = f(x[i] * scale + bias);
+}
+
+}  // namespace
+
+void apply_alu(AluOp op, float* a, const float* b, int64_t b_stride, int64_t n) {
+  switch (op) {
+    case AluOp::kBypass:
+      return;
+    case AluOp::kAdd:
+      return each(a, b, b_stride, n, [](float x, float y) { return x + y; });
+    case AluOp::kSubtract:
+      return each(a, b, b_stride, n, [](float x, float y) { return x - y; });
+    case AluOp::kMultiply:
+      return each(a, b, b_stride, n, [](float x, float y) { return x * y; });
+    case AluOp::kDivide:
+      return each(a, b, b_stride, n, [](float x, float y) { return x / y; });
+    default:  // the rest are rare in kernels: one element at a time
+      return each(a, b, b_stride, n, [op](float x, float y) { return apply_alu(op, x, y); });
+  }
+}
+
+void apply_activation(Activation function, float* x, int64_t n, float scale, float bias) {
+  switch (function) {
+    case Activation::kIdentity:
+      return each(x, n, scale, bias, [](float v) { return v; });
+    case Activation::kSquare:
+      return each(x, n, scale, bias, [](float v) { return v * v; });
+    case Activation::kSqrt:
+      return each(x, n, scale, bias, [](float v) { return std::sqrt(v); });
+    case Activation::kRsqrt:
+      return each(x, n, scale, bias, [](float v) { return 1.0f / std::sqrt(v); });
+    case Activation::kReciprocal:
+      return each(x, n, scale, bias, [](float v) { return 1.0f / v; });
+    case Activation::kExp:
+      return each(x, n, scale, bias, [](float v) { return std::exp(v); });
+    default:
+      return each(x, n, scale, bias, [function](float v) { return apply_activation(function, v); });
+  }
+}
+
 }  // namespace switchyard::neuron

@@ -1,6 +1,8 @@
 // Operation codes of the simulated instruction set (NKI names in comments).
 #pragma once
 
+#include <cstdint>
+
 namespace switchyard::neuron {
 
 // Compute engines. DMA queues are numbered separately (0 .. CoreConfig::dma_queues - 1).
@@ -27,6 +29,9 @@ enum class AluOp {
 };
 const char* alu_op_name(AluOp op);
 float apply_alu(AluOp op, float a, float b);
+// a[i] = op(a[i], b[i * b_stride]) for i < n (b_stride 0: one scalar for all): the same results
+// as apply_alu, with the op chosen once per array rather than per element.
+void apply_alu(AluOp op, float* a, const float* b, int64_t b_stride, int64_t n);
 
 // ScalarE activation functions (nl.exp, nl.tanh, ...).
 enum class Activation {
@@ -45,5 +50,7 @@ enum class Activation {
 };
 const char* activation_name(Activation function);
 float apply_activation(Activation function, float x);
+// x[i] = function(x[i] * scale + bias) for i < n, as apply_activation.
+void apply_activation(Activation function, float* x, int64_t n, float scale, float bias);
 
 }  // namespace switchyard::neuron

@@ -175,6 +175,7 @@ class NeuronCore {
   RunStats stats() const;
   // Chrome trace-event JSON of the instructions issued while record_trace(true) was on.
   void record_trace(bool on) { trace_on_ = on; }
+  void clear_trace() { trace_.clear(); }
   void write_trace(const std::string& path) const;
 
  private:

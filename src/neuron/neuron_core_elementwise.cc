@@ -42,7 +42,7 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
   std::vector<float> y(static_cast<size_t>(n));
   load(a, x.data());
   load(b, y.data());
-  for (int64_t i = 0; i < n; ++i) x[i] = apply_alu(alu, x[i], y[i]);
+  apply_alu(alu, x.data(), y.data(), 1, n);
   store(out, x.data());
 
   Accesses acc;
@@ -93,10 +93,8 @@ void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Opera
   std::vector<float> a = load_operand(s0, P);
   std::vector<float> b = load_operand(s1, P);
   for (int64_t p = 0; p < P; ++p) {
-    for (int64_t f = 0; f < F; ++f) {
-      float& e = x[p * F + f];
-      e = apply_alu(op1, apply_alu(op0, e, a[p]), b[p]);
-    }
+    apply_alu(op0, x.data() + p * F, &a[p], 0, F);
+    apply_alu(op1, x.data() + p * F, &b[p], 0, F);
   }
   store(out, x.data());
   schedule_elementwise(op, engine, acc, elementwise_cycles(op, engine, F, 1, {&out, &in}, true));
@@ -332,10 +330,12 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
   std::vector<float> b = load_operand(bias, P);
   std::vector<float> sums(static_cast<size_t>(P), 0.0f);
   for (int64_t p = 0; p < P; ++p) {
-    for (int64_t f = 0; f < F; ++f) {
-      float& e = x[p * F + f];
-      e = apply_activation(function, e * a[p] + b[p]);
-      sums[p] += e;
+    float* row = x.data() + p * F;
+    apply_activation(function, row, F, a[p], b[p]);
+    if (reduce_out) {
+      float sum = 0.0f;  // in order, as the engine accumulates
+      for (int64_t f = 0; f < F; ++f) sum += row[f];
+      sums[p] = sum;
     }
   }
   store(out, x.data());
