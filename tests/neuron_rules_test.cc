@@ -131,6 +131,11 @@ TEST_F(NeuronRules, EngineAndMemoryConstraints) {
   expect_error([&] { core.dma_copy(t, h.pattern(100, {128, 16}, {{16, 1}})); }, {"reaches byte"});
   core.release(t);
   expect_error([&] { core.tensor_copy(ps, t); }, {"released"});
+  // The released tile's slot goes to the next allocation; the old view still may not be used.
+  View reused = filled_sbuf(128, {16}, Dtype::kF32, "reused");
+  expect_error([&] { core.tensor_copy(ps, t); }, {"'(released)'", "was released"});
+  expect_error([&] { core.release(t); }, {"was already released"});
+  core.tensor_copy(ps, reused);
 }
 
 TEST_F(NeuronRules, CapacityFailsAtOnceWithSizes) {

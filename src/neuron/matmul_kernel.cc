@@ -106,7 +106,23 @@ struct PackBuffers {
   std::vector<float> s;  // [M / 6][K][6]
   float* v = nullptr;    // [K][16], 32-byte aligned
   std::vector<float> v_storage;
+  void reserve_moving(int K) {
+    const size_t floats = static_cast<size_t>(K) * kCols + 8;
+    if (v_storage.size() < floats) {
+      v_storage.resize(floats);
+      const uintptr_t base = reinterpret_cast<uintptr_t>(v_storage.data());
+      v = reinterpret_cast<float*>((base + 31) & ~uintptr_t{31});
+    }
+  }
 };
+
+PackBuffers& buffers_of_this_thread() {
+  thread_local PackBuffers buffers;
+  return buffers;
+}
+
+// 2 * M * N * K from which a product is split between threads.
+constexpr int64_t kMinThreadedFlops = int64_t{1} << 21;
 #endif
 
 }  // namespace
@@ -114,7 +130,7 @@ struct PackBuffers {
 void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
                        int64_t ldv, int M, int N, int K) {
 #if defined(__AVX2__) && defined(__FMA__)
-  thread_local PackBuffers buffers;
+  PackBuffers& buffers = buffers_of_this_thread();
   const int panels = M / kRows;
   const int m_full = panels * kRows;
   const int n_vec = N / kCols * kCols;
@@ -126,15 +142,18 @@ void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const
         for (int i = 0; i < kRows; ++i) *sp++ = s[k * lds + p * kRows + i];
   }
   if (n_vec > 0) {
-    const size_t floats = static_cast<size_t>(K) * kCols + 8;
-    if (buffers.v_storage.size() < floats) {
-      buffers.v_storage.resize(floats);
-      const uintptr_t base = reinterpret_cast<uintptr_t>(buffers.v_storage.data());
-      buffers.v = reinterpret_cast<float*>((base + 31) & ~uintptr_t{31});
-    }
+    // Every thread that may take a strip gets its moving-operand buffer before the loop.
+#pragma omp parallel if (static_cast<int64_t>(M) * N * K >= kMinThreadedFlops / 2)
+    buffers_of_this_thread().reserve_moving(K);
   }
+  const float* s_packed = buffers.s.data();
+  // Column strips are independent: share them between threads when the product is big enough
+  // to repay waking them (a full 128x128x512 instruction is ~17 MFLOP).
+  const bool threaded = static_cast<int64_t>(M) * N * K >= kMinThreadedFlops / 2;
+#pragma omp parallel for schedule(static) if (threaded)
   for (int n0 = 0; n0 < n_vec; n0 += kCols) {
-    float* vp = buffers.v;
+    PackBuffers& local = buffers_of_this_thread();
+    float* vp = local.v;
     for (int k = 0; k < K; ++k) {
       _mm256_store_ps(vp + k * kCols, _mm256_loadu_ps(v + k * ldv + n0));
       _mm256_store_ps(vp + k * kCols + 8, _mm256_loadu_ps(v + k * ldv + n0 + 8));
@@ -142,8 +161,8 @@ void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const
     for (int p = 0; p < panels; ++p) {
       // Prefetch target: the next panel's rows, or the first panel's in the next strip.
       const float* next_c = p + 1 < panels ? c + (p + 1) * kRows * ldc + n0 : c + n0 + kCols;
-      block_6x16(c + p * kRows * ldc + n0, ldc,
-                 buffers.s.data() + static_cast<size_t>(p) * K * kRows, vp, K, next_c);
+      block_6x16(c + p * kRows * ldc + n0, ldc, s_packed + static_cast<size_t>(p) * K * kRows,
+                 vp, K, next_c);
     }
     if (m_full < M) block_rx16(c + m_full * ldc + n0, ldc, s + m_full, lds, vp, M - m_full, K);
   }

@@ -8,7 +8,9 @@ namespace switchyard::neuron {
 // c[m * ldc + n] += sum over k of s[k * lds + m] * v[k * ldv + n], for m < M, n < N, k < K,
 // each element accumulated in fp32 in ascending k with fused multiply-adds (products of bf16,
 // fp16 and fp8 values are exact in fp32, so only the sums round). Register-blocked for speed: the
-// whole GPT-2 step runs on the simulator.
+// whole GPT-2 step runs on the simulator. Big products share their column strips between OpenMP
+// threads; every element is still summed by one thread in the same order, so results do not
+// depend on the thread count.
 void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
                        int64_t ldv, int M, int N, int K);
 

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "neuron/parallel.h"
 
 namespace switchyard::neuron {
 
@@ -153,6 +154,7 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
     if (external) {
       a.hbm_external = external;
     } else {
+      a.hbm_data = take_spare_hbm_buffer(a.bytes);
       a.hbm_data.assign(static_cast<size_t>(a.bytes), 0xFF);  // NaN in every float dtype
     }
   } else {
@@ -174,14 +176,25 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
       std::memset(mem_bytes.data() + p * pbytes + a.offset, 0xFF, static_cast<size_t>(bytes));
     }
   }
-  int32_t id = static_cast<int32_t>(allocations_.size());
+  int32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+    a.generation = (allocations_[slot].generation + 1) & (INT32_MAX >> kSlotBits);
+  } else {
+    require(allocations_.size() <= static_cast<size_t>(kSlotMask),
+            "allocation '{}': more than {} allocations are live at once", name, kSlotMask + 1);
+    slot = static_cast<int32_t>(allocations_.size());
+    allocations_.emplace_back();
+  }
+  const int32_t id = a.generation << kSlotBits | slot;
   Region whole = memory == Memory::kHbm
-                     ? Region{id, 0, 1, a.offset, a.offset + a.bytes}
-                     : Region{id, 0, config_.partitions, a.offset, a.offset + a.bytes};
-  deps_.on_allocate(id, memory, whole);
+                     ? Region{slot, 0, 1, a.offset, a.offset + a.bytes}
+                     : Region{slot, 0, config_.partitions, a.offset, a.offset + a.bytes};
+  deps_.on_allocate(slot, memory, whole);
   int64_t view_offset = memory == Memory::kHbm ? 0 : a.offset;
   int64_t row_stride = memory == Memory::kHbm ? elements : 0;
-  allocations_.push_back(std::move(a));
+  allocations_[slot] = std::move(a);
   return View::whole(memory, id, dtype, view_offset, partitions, row_stride, free_shape);
 }
 
@@ -218,38 +231,78 @@ View NeuronCore::psum_alloc(int64_t partitions, const std::vector<int64_t>& free
 }
 
 void NeuronCore::release(const View& view) {
-  require(view.allocation() >= 0 && view.allocation() < static_cast<int32_t>(allocations_.size()),
+  require(view.allocation() >= 0 && slot_of(view.allocation()) < static_cast<int32_t>(allocations_.size()),
           "release: the view belongs to no allocation of this core");
-  Allocation& a = allocations_[view.allocation()];
-  require(a.live, "release: '{}' was already released", a.name);
+  const int32_t slot = slot_of(view.allocation());
+  Allocation& a = allocations_[slot];
+  require(find_allocation(view.allocation()) != nullptr, "release: '{}' was already released",
+          allocation_name(view));
   for (const Region& g : open_groups_) {
-    require(g.allocation != view.allocation(),
+    require(g.allocation != slot,
             "kernel '{}': release of PSUM tile '{}' while an accumulation group in it is still "
             "open (its last matmul had stop=false)",
             kernels_[kernel_], a.name);
   }
   a.live = false;
-  Region whole =
-      a.memory == Memory::kHbm
-          ? Region{view.allocation(), 0, 1, a.offset, a.offset + a.bytes}
-          : Region{view.allocation(), 0, config_.partitions, a.offset, a.offset + a.bytes};
-  deps_.on_release(view.allocation(), a.memory, whole);
+  Region whole = a.memory == Memory::kHbm
+                     ? Region{slot, 0, 1, a.offset, a.offset + a.bytes}
+                     : Region{slot, 0, config_.partitions, a.offset, a.offset + a.bytes};
+  deps_.on_release(slot, a.memory, whole);
   if (a.memory == Memory::kHbm) {
     hbm_allocator_.release(a.offset);
-    std::vector<uint8_t>().swap(a.hbm_data);
+    keep_spare_hbm_buffer(std::move(a.hbm_data));
+    a.hbm_data = {};
     a.hbm_external = nullptr;
   } else if (a.memory == Memory::kSbuf) {
     sbuf_allocator_.release(a.offset);
   } else {
     psum_allocator_.release(a.offset);
   }
+  free_slots_.push_back(slot);
+}
+
+const NeuronCore::Allocation* NeuronCore::find_allocation(int32_t id) const {
+  if (id < 0 || slot_of(id) >= static_cast<int32_t>(allocations_.size())) return nullptr;
+  const Allocation& a = allocations_[slot_of(id)];
+  if (!a.live || a.generation != id >> kSlotBits) return nullptr;
+  return &a;
+}
+
+std::vector<uint8_t> NeuronCore::take_spare_hbm_buffer(int64_t bytes) {
+  // Best fit: the smallest spare that holds `bytes`.
+  auto best = spare_hbm_buffers_.end();
+  for (auto it = spare_hbm_buffers_.begin(); it != spare_hbm_buffers_.end(); ++it) {
+    if (static_cast<int64_t>(it->capacity()) >= bytes &&
+        (best == spare_hbm_buffers_.end() || it->capacity() < best->capacity()))
+      best = it;
+  }
+  if (best == spare_hbm_buffers_.end()) return {};
+  std::vector<uint8_t> buffer = std::move(*best);
+  spare_hbm_buffers_.erase(best);
+  return buffer;
+}
+
+void NeuronCore::keep_spare_hbm_buffer(std::vector<uint8_t> buffer) {
+  // Enough spares for the tensors one kernel launch stages; beyond that the largest go back.
+  constexpr size_t kMaxSpareBuffers = 16;
+  if (buffer.capacity() == 0) return;
+  spare_hbm_buffers_.push_back(std::move(buffer));
+  if (spare_hbm_buffers_.size() > kMaxSpareBuffers) {
+    auto smallest = std::min_element(
+        spare_hbm_buffers_.begin(), spare_hbm_buffers_.end(),
+        [](const auto& x, const auto& y) { return x.capacity() < y.capacity(); });
+    spare_hbm_buffers_.erase(smallest);
+  }
 }
 
 const std::string& NeuronCore::allocation_name(const View& view) const {
   static const std::string kNone = "(none)";
-  if (view.allocation() < 0 || view.allocation() >= static_cast<int32_t>(allocations_.size()))
-    return kNone;
-  return allocations_[view.allocation()].name;
+  static const std::string kReleased = "(released)";
+  const int32_t id = view.allocation();
+  if (id < 0 || slot_of(id) >= static_cast<int32_t>(allocations_.size())) return kNone;
+  const Allocation& a = allocations_[slot_of(id)];
+  // A released allocation keeps its name until its slot is reused.
+  return a.generation == id >> kSlotBits ? a.name : kReleased;
 }
 
 void NeuronCore::rule_error(const char* op, const std::string& message) const {
@@ -257,39 +310,42 @@ void NeuronCore::rule_error(const char* op, const std::string& message) const {
 }
 
 void NeuronCore::check_view(const char* op, const char* role, const View& v, bool written) const {
-  if (v.allocation() < 0 || v.allocation() >= static_cast<int32_t>(allocations_.size()))
+  if (v.allocation() < 0 || slot_of(v.allocation()) >= static_cast<int32_t>(allocations_.size()))
     rule_error(op, fmt::format("{} is not a view of any allocation on this core", role));
-  const Allocation& a = allocations_[v.allocation()];
-  std::string what = fmt::format("{} '{}' {}", role, a.name, v.describe());
-  if (!a.live) rule_error(op, fmt::format("{} uses an allocation that was released", what));
+  const Allocation* found = find_allocation(v.allocation());
+  // Formatted only for an error: this check runs for every operand of every instruction.
+  auto what = [&] { return fmt::format("{} '{}' {}", role, allocation_name(v), v.describe()); };
+  if (found == nullptr)
+    rule_error(op, fmt::format("{} uses an allocation that was released", what()));
+  const Allocation& a = *found;
   if (v.memory() != a.memory)
-    rule_error(op, fmt::format("{} claims memory {} but its allocation is in {}", what,
+    rule_error(op, fmt::format("{} claims memory {} but its allocation is in {}", what(),
                                memory_name(v.memory()), memory_name(a.memory)));
-  if (v.partitions() < 1) rule_error(op, fmt::format("{} has no partitions", what));
+  if (v.partitions() < 1) rule_error(op, fmt::format("{} has no partitions", what()));
   for (int d = 0; d < v.free_dims(); ++d) {
     if (v.free_dim(d).size < 1 || v.free_dim(d).stride < 0)
-      rule_error(op, fmt::format("{} free dimension {} needs size >= 1 and stride >= 0", what, d));
+      rule_error(op, fmt::format("{} free dimension {} needs size >= 1 and stride >= 0", what(), d));
     if (written && v.free_dim(d).stride == 0 && v.free_dim(d).size > 1)
-      rule_error(op, fmt::format("{} is written through a broadcast (stride 0) dimension", what));
+      rule_error(op, fmt::format("{} is written through a broadcast (stride 0) dimension", what()));
   }
   if (v.memory() == Memory::kHbm) {
     if (written && v.partition_stride() == 0 && v.partitions() > 1)
       rule_error(op,
-                 fmt::format("{} is written through a broadcast (stride 0) row dimension", what));
+                 fmt::format("{} is written through a broadcast (stride 0) row dimension", what()));
     int64_t end = v.offset_bytes() + extent_bytes(v, true);
     if (v.offset_bytes() < 0 || end > a.bytes)
       rule_error(
-          op, fmt::format("{} reaches byte {} of an HBM tensor of {} bytes", what, end, a.bytes));
+          op, fmt::format("{} reaches byte {} of an HBM tensor of {} bytes", what(), end, a.bytes));
   } else {
     if (v.partition_start() < 0 || v.partition_start() + v.partitions() > a.partitions)
-      rule_error(op, fmt::format("{} covers partitions {}..{} but the tile has {}", what,
+      rule_error(op, fmt::format("{} covers partitions {}..{} but the tile has {}", what(),
                                  v.partition_start(), v.partition_start() + v.partitions() - 1,
                                  a.partitions));
     int64_t end = v.offset_bytes() + extent_bytes(v, false);
     if (v.offset_bytes() < a.offset || end > a.offset + a.bytes)
       rule_error(op, fmt::format("{} reaches bytes {}..{} of each partition but the tile holds "
                                  "bytes {}..{}",
-                                 what, v.offset_bytes(), end, a.offset, a.offset + a.bytes));
+                                 what(), v.offset_bytes(), end, a.offset, a.offset + a.bytes));
   }
 }
 
@@ -307,12 +363,12 @@ void NeuronCore::check_psum_closed(const char* op, const char* role, const View&
 void NeuronCore::check_engine_operand(const char* op, const char* role, Engine engine,
                                       const View& v, bool written) const {
   check_view(op, role, v, written);
-  std::string what = fmt::format("{} '{}' {}", role, allocation_name(v), v.describe());
+  auto what = [&] { return fmt::format("{} '{}' {}", role, allocation_name(v), v.describe()); };
   if (v.memory() == Memory::kHbm)
-    rule_error(op, fmt::format("{}: {} cannot access HBM (move data with a DMA first)", what,
+    rule_error(op, fmt::format("{}: {} cannot access HBM (move data with a DMA first)", what(),
                                engine_name(engine)));
   if (engine == Engine::kGpSimd && v.memory() == Memory::kPsum)
-    rule_error(op, fmt::format("{}: GpSimd cannot access PSUM", what));
+    rule_error(op, fmt::format("{}: GpSimd cannot access PSUM", what()));
   // Partition start alignment: > 64 partitions start at 0; 33..64 at 0 or 64; <= 32 at 0, 32,
   // 64 or 96.
   int64_t start = v.partition_start();
@@ -323,30 +379,30 @@ void NeuronCore::check_engine_operand(const char* op, const char* role, Engine e
   if (!aligned)
     rule_error(op, fmt::format("{}: a tile of {} partitions cannot start at partition {} (over 64 "
                                "partitions start at 0; 33-64 at 0 or 64; up to 32 at 0/32/64/96)",
-                               what, count, start));
+                               what(), count, start));
   if (engine != Engine::kTensor) {
     int64_t limit = v.memory() == Memory::kPsum ? 4096 : 65536;
     if (v.free_size() > limit)
       rule_error(op, fmt::format("{}: free size {} exceeds the {} limit of {} elements per "
                                  "partition for {}",
-                                 what, v.free_size(), memory_name(v.memory()), limit,
+                                 what(), v.free_size(), memory_name(v.memory()), limit,
                                  engine_name(engine)));
   }
   if (!written) check_psum_closed(op, role, v);
 }
 
 Region NeuronCore::region_of(const View& v) const {
-  const Allocation& a = allocations_[v.allocation()];
+  const Allocation& a = allocation_of(v);
   if (v.memory() == Memory::kHbm) {
     int64_t b0 = a.offset + v.offset_bytes();
-    return Region{v.allocation(), 0, 1, b0, b0 + extent_bytes(v, true)};
+    return Region{slot_of(v.allocation()), 0, 1, b0, b0 + extent_bytes(v, true)};
   }
-  return Region{v.allocation(), v.partition_start(), v.partition_start() + v.partitions(),
+  return Region{slot_of(v.allocation()), v.partition_start(), v.partition_start() + v.partitions(),
                 v.offset_bytes(), v.offset_bytes() + extent_bytes(v, false)};
 }
 
 uint8_t* NeuronCore::element_base(const View& v, int64_t p) const {
-  const Allocation& a = allocations_[v.allocation()];
+  const Allocation& a = allocation_of(v);
   int64_t esize = dtype_bytes(v.dtype());
   switch (v.memory()) {
     case Memory::kHbm:
@@ -362,28 +418,57 @@ uint8_t* NeuronCore::element_base(const View& v, int64_t p) const {
   return nullptr;
 }
 
+namespace {
+
+// Whether each partition (row) of the view is one run of consecutive elements.
+bool rows_contiguous(const View& v) {
+  int64_t expected = 1;
+  for (int d = v.free_dims() - 1; d >= 0; --d) {
+    if (v.free_dim(d).size > 1 && v.free_dim(d).stride != expected) return false;
+    expected *= v.free_dim(d).size;
+  }
+  return true;
+}
+
+// Whether writes to different partitions of the view can never touch the same bytes (always true
+// in SBUF/PSUM; for HBM rows, when a row's extent fits within the row stride).
+bool partitions_disjoint(const View& v) {
+  if (v.memory() != Memory::kHbm || v.partitions() == 1) return true;
+  int64_t last = 0;
+  for (int d = 0; d < v.free_dims(); ++d) last += (v.free_dim(d).size - 1) * v.free_dim(d).stride;
+  return v.partition_stride() > last;
+}
+
+}  // namespace
+
 void NeuronCore::load(const View& v, float* out) const {
   LoadRun run = load_run_for(v.dtype());
-  int64_t esize = dtype_bytes(v.dtype());
-  for (int64_t p = 0; p < v.partitions(); ++p) {
+  const int64_t esize = dtype_bytes(v.dtype());
+  const int64_t per_partition = v.free_size();
+  for_each_partition(v.partitions(), v.elements(), [&](int64_t p) {
     const uint8_t* base = element_base(v, p);
+    float* dst = out + p * per_partition;
     for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
-      run(base + offset * esize, n, stride * esize, out);
-      out += n;
+      run(base + offset * esize, n, stride * esize, dst);
+      dst += n;
     });
-  }
+  });
 }
 
 void NeuronCore::store(const View& v, const float* values) {
   StoreRun run = store_run_for(v.dtype());
-  int64_t esize = dtype_bytes(v.dtype());
-  for (int64_t p = 0; p < v.partitions(); ++p) {
+  const int64_t esize = dtype_bytes(v.dtype());
+  const int64_t per_partition = v.free_size();
+  // Rows that share bytes are written in order, by one thread.
+  const int64_t threaded_elements = partitions_disjoint(v) ? v.elements() : 0;
+  for_each_partition(v.partitions(), threaded_elements, [&](int64_t p) {
     uint8_t* base = element_base(v, p);
+    const float* src = values + p * per_partition;
     for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
-      run(base + offset * esize, n, stride * esize, values);
-      values += n;
+      run(base + offset * esize, n, stride * esize, src);
+      src += n;
     });
-  }
+  });
 }
 
 void NeuronCore::gather_bytes(const View& v, uint8_t* out) const {
@@ -418,11 +503,36 @@ void NeuronCore::scatter_bytes(const View& v, const uint8_t* in) {
   }
 }
 
+bool NeuronCore::copy_rows_directly(const View& dst, const View& src) {
+  if (dst.dtype() != src.dtype() || !rows_contiguous(dst) || !rows_contiguous(src) ||
+      !partitions_disjoint(dst))
+    return false;
+  // Only copies with an SBUF end: SBUF tiles never share bytes with each other or with HBM. Two
+  // HBM tensors may (a backend can attach the same memory twice), and rows of one tile may
+  // overlap when a kernel shifts data within it; those go through the staged copy, which reads
+  // everything before writing anything.
+  if (dst.allocation() == src.allocation() ||
+      (dst.memory() != Memory::kSbuf && src.memory() != Memory::kSbuf))
+    return false;
+  const int64_t row_bytes = dst.free_size() * dtype_bytes(dst.dtype());
+  for_each_partition(dst.partitions(), dst.elements(), [&](int64_t p) {
+    std::memmove(element_base(dst, p), element_base(src, p), static_cast<size_t>(row_bytes));
+  });
+  return true;
+}
+
 std::vector<float> NeuronCore::read(const View& view) const {
-  check_view("host read", "view", view, false);
   std::vector<float> out(static_cast<size_t>(view.elements()));
-  load(view, out.data());
+  read(view, out);
   return out;
+}
+
+void NeuronCore::read(const View& view, std::span<float> out) const {
+  check_view("host read", "view", view, false);
+  require(static_cast<int64_t>(out.size()) == view.elements(),
+          "host read of '{}' {}: room for {} values, the view holds {}", allocation_name(view),
+          view.describe(), out.size(), view.elements());
+  load(view, out.data());
 }
 
 void NeuronCore::write(const View& view, std::span<const float> values) {
@@ -431,6 +541,12 @@ void NeuronCore::write(const View& view, std::span<const float> values) {
           "host write to '{}' {}: got {} values, the view holds {}", allocation_name(view),
           view.describe(), values.size(), view.elements());
   store(view, values.data());
+}
+
+std::span<float> NeuronCore::scratch(int index, int64_t n) const {
+  std::vector<float>& buffer = scratch_[static_cast<size_t>(index)];
+  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+  return {buffer.data(), static_cast<size_t>(n)};
 }
 
 std::vector<float> NeuronCore::load_operand(const Operand& s, int64_t partitions) const {

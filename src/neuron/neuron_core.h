@@ -18,6 +18,7 @@
 // The host-side read()/write() move data without taking simulated time.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <initializer_list>
 #include <span>
@@ -109,6 +110,7 @@ class NeuronCore {
 
   // Host access (no simulated time): values as fp32, partition-major then free dims row-major.
   std::vector<float> read(const View& view) const;
+  void read(const View& view, std::span<float> out) const;  // out holds view.elements() values
   void write(const View& view, std::span<const float> values);  // rounds to the view's dtype
 
   // ---- DMA (queue 0 .. dma_queues-1, or kAnyQueue). Endpoints in HBM or SBUF; dtype cast allowed.
@@ -186,10 +188,24 @@ class NeuronCore {
     int64_t bytes = 0;   // per partition (SBUF/PSUM) or total (HBM)
     int64_t partitions = 0;
     bool live = false;
+    int32_t generation = 0;            // bumped each time the slot is reused
     std::vector<uint8_t> hbm_data;     // HBM only: owned bytes
     uint8_t* hbm_external = nullptr;   // HBM only: the caller's bytes (hbm_attach)
     uint8_t* hbm_bytes() { return hbm_external ? hbm_external : hbm_data.data(); }
   };
+  // A view's allocation id is generation << kSlotBits | slot. Slots of released allocations are
+  // reused (a long training run makes millions of allocations), and the generation tells a view
+  // of the released allocation from one of the slot's new tenant.
+  static constexpr int kSlotBits = 16;
+  static constexpr int32_t kSlotMask = (1 << kSlotBits) - 1;
+  static int32_t slot_of(int32_t id) { return id & kSlotMask; }
+  // The allocation `id` names, or nullptr if it names none (never allocated, or released and its
+  // slot reused).
+  const Allocation* find_allocation(int32_t id) const;
+  // The allocation of a view that check_view has accepted.
+  const Allocation& allocation_of(const View& v) const { return allocations_[slot_of(v.allocation())]; }
+  std::vector<uint8_t> take_spare_hbm_buffer(int64_t bytes);
+  void keep_spare_hbm_buffer(std::vector<uint8_t> buffer);
   struct TraceEvent {
     int32_t kernel;
     int32_t track;
@@ -223,7 +239,14 @@ class NeuronCore {
   // Raw element bytes of a view, in the same order (bit-exact copies).
   void gather_bytes(const View& view, uint8_t* out) const;
   void scatter_bytes(const View& view, const uint8_t* in);
+  // dst = src partition by partition when both are same-dtype views whose rows are contiguous
+  // runs in different allocations; false (nothing copied) otherwise.
+  bool copy_rows_directly(const View& dst, const View& src);
   std::vector<float> load_operand(const Operand& s, int64_t partitions) const;
+  // Uninitialised fp32 working storage for an instruction's operands: buffer `index` (0..3) of
+  // `n` values, reused by every instruction so that none allocates. An instruction uses distinct
+  // indices for buffers it holds at once; the span lives until the next call with that index.
+  std::span<float> scratch(int index, int64_t n) const;
 
   void activation_impl(const View& out, Activation function, const View& in, const View* reduce_out,
                        Operand scale, Operand bias);
@@ -245,7 +268,12 @@ class NeuronCore {
   int32_t kernel_ = 0;
   int64_t instruction_count_ = 0;
 
-  std::vector<Allocation> allocations_;
+  std::vector<Allocation> allocations_;  // by slot
+  std::vector<int32_t> free_slots_;
+  mutable std::array<std::vector<float>, 4> scratch_;
+  // Owned HBM buffers of released tensors, kept for the next allocations: a fresh buffer per
+  // kernel launch would cost page faults on every launch.
+  std::vector<std::vector<uint8_t>> spare_hbm_buffers_;
   RangeAllocator hbm_allocator_;
   RangeAllocator sbuf_allocator_;
   RangeAllocator psum_allocator_;

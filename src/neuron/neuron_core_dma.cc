@@ -37,12 +37,15 @@ void NeuronCore::dma_copy(const View& dst, const View& src, int queue) {
                                src.partitions(), src.free_size()));
   // Functional copy: bit-exact when the dtypes agree, otherwise through fp32 with rounding.
   int64_t n = src.elements();
-  if (src.dtype() == dst.dtype()) {
-    std::vector<uint8_t> bytes(static_cast<size_t>(n * dtype_bytes(src.dtype())));
-    gather_bytes(src, bytes.data());
-    scatter_bytes(dst, bytes.data());
+  if (copy_rows_directly(dst, src)) {
+    // Done without staging.
+  } else if (src.dtype() == dst.dtype()) {
+    std::span<float> words = scratch(0, (n * dtype_bytes(src.dtype()) + 3) / 4);
+    uint8_t* bytes = reinterpret_cast<uint8_t*>(words.data());
+    gather_bytes(src, bytes);
+    scatter_bytes(dst, bytes);
   } else {
-    std::vector<float> values(static_cast<size_t>(n));
+    std::span<float> values = scratch(1, n);
     load(src, values.data());
     store(dst, values.data());
   }
@@ -77,7 +80,7 @@ void NeuronCore::dma_gather(const View& dst, const View& table, const View& indi
                                dst.describe(), indices.partitions(), table.free_size()));
   if (queue != kAnyQueue && (queue < 0 || queue >= config_.dma_queues))
     rule_error(op, fmt::format("DMA queue {} does not exist", queue));
-  std::vector<float> row(static_cast<size_t>(table.free_size()));
+  std::span<float> row = scratch(0, table.free_size());
   for (int64_t p = 0; p < indices.partitions(); ++p) {
     int32_t index;
     std::memcpy(&index, element_base(indices, p), 4);
@@ -113,8 +116,8 @@ void NeuronCore::dma_scatter(const View& table, const View& src, const View& ind
   if (queue != kAnyQueue && (queue < 0 || queue >= config_.dma_queues))
     rule_error(op, fmt::format("DMA queue {} does not exist", queue));
   int64_t f = src.free_size();
-  std::vector<float> row(static_cast<size_t>(f));
-  std::vector<float> current(static_cast<size_t>(f));
+  std::span<float> row = scratch(0, f);
+  std::span<float> current = scratch(1, f);
   for (int64_t p = 0; p < indices.partitions(); ++p) {
     int32_t index;
     std::memcpy(&index, element_base(indices, p), 4);

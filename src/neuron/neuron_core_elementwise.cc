@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "neuron/cost_model.h"
 #include "neuron/neuron_core.h"
+#include "neuron/parallel.h"
 
 namespace switchyard::neuron {
 
@@ -38,11 +39,14 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
                                  v->describe(), out.describe(), out.partitions(), out.free_size()));
   }
   int64_t n = out.elements();
-  std::vector<float> x(static_cast<size_t>(n));
-  std::vector<float> y(static_cast<size_t>(n));
+  std::span<float> x = scratch(0, n);
+  std::span<float> y = scratch(1, n);
   load(a, x.data());
   load(b, y.data());
-  apply_alu(alu, x.data(), y.data(), 1, n);
+  const int64_t F = out.free_size();
+  for_each_partition(out.partitions(), n, [&](int64_t p) {
+    apply_alu(alu, x.data() + p * F, y.data() + p * F, 1, F);
+  });
   store(out, x.data());
 
   Accesses acc;
@@ -88,14 +92,14 @@ void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Opera
   acc.write(region_of(out));
   int64_t P = out.partitions();
   int64_t F = out.free_size();
-  std::vector<float> x(static_cast<size_t>(P * F));
+  std::span<float> x = scratch(0, P * F);
   load(in, x.data());
   std::vector<float> a = load_operand(s0, P);
   std::vector<float> b = load_operand(s1, P);
-  for (int64_t p = 0; p < P; ++p) {
+  for_each_partition(P, P * F, [&](int64_t p) {
     apply_alu(op0, x.data() + p * F, &a[p], 0, F);
     apply_alu(op1, x.data() + p * F, &b[p], 0, F);
-  }
+  });
   store(out, x.data());
   schedule_elementwise(op, engine, acc, elementwise_cycles(op, engine, F, 1, {&out, &in}, true));
 }
@@ -120,8 +124,8 @@ void NeuronCore::tensor_reduce(const View& out, AluOp alu, const View& in, int a
                                "dimensions)",
                                out.describe(), in.partitions(), outer, in.describe(), reduced));
   int64_t P = in.partitions();
-  std::vector<float> x(static_cast<size_t>(P * F));
-  std::vector<float> r(static_cast<size_t>(P * outer));
+  std::span<float> x = scratch(0, P * F);
+  std::span<float> r = scratch(1, P * outer);
   load(in, x.data());
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t o = 0; o < outer; ++o) {
@@ -152,7 +156,7 @@ void NeuronCore::tensor_copy(const View& out, const View& in, Engine engine) {
   check_engine_operand(op, "in", engine, in, false);
   if (in.partitions() != out.partitions() || in.free_size() != out.free_size())
     rule_error(op, fmt::format("in {} does not match out {}", in.describe(), out.describe()));
-  std::vector<float> x(static_cast<size_t>(in.elements()));
+  std::span<float> x = scratch(0, in.elements());
   load(in, x.data());
   store(out, x.data());
   Accesses acc;
@@ -169,7 +173,7 @@ void NeuronCore::reciprocal(const View& out, const View& in, Engine engine) {
   check_engine_operand(op, "in", engine, in, false);
   if (in.partitions() != out.partitions() || in.free_size() != out.free_size())
     rule_error(op, fmt::format("in {} does not match out {}", in.describe(), out.describe()));
-  std::vector<float> x(static_cast<size_t>(in.elements()));
+  std::span<float> x = scratch(0, in.elements());
   load(in, x.data());
   for (float& e : x) e = 1.0f / e;
   store(out, x.data());
@@ -185,7 +189,8 @@ void NeuronCore::memset(const View& out, float value, Engine engine) {
   const char* op = "memset";
   SY_REQUIRE_ENGINE(op, engine, engine != Engine::kTensor);
   check_engine_operand(op, "out", engine, out, true);
-  std::vector<float> x(static_cast<size_t>(out.elements()), value);
+  std::span<float> x = scratch(0, out.elements());
+  std::fill(x.begin(), x.end(), value);
   store(out, x.data());
   Accesses acc;
   acc.write(region_of(out));
@@ -207,9 +212,9 @@ void NeuronCore::select(const View& out, const View& predicate, const View& on_t
                  fmt::format("operand {} does not match out {}", v->describe(), out.describe()));
   }
   int64_t n = out.elements();
-  std::vector<float> c(static_cast<size_t>(n));
-  std::vector<float> t(static_cast<size_t>(n));
-  std::vector<float> f(static_cast<size_t>(n));
+  std::span<float> c = scratch(0, n);
+  std::span<float> t = scratch(1, n);
+  std::span<float> f = scratch(2, n);
   load(predicate, c.data());
   load(on_true, t.data());
   load(on_false, f.data());
@@ -280,7 +285,7 @@ void NeuronCore::affine_select(const View& out, const View& in, float base, floa
     rule_error(op, fmt::format("needs one step per free dimension of out {} ({}), got {}",
                                out.describe(), out.free_dims(), free_steps.size()));
   std::vector<double> values = affine_values(out, base, partition_step, free_steps);
-  std::vector<float> x(static_cast<size_t>(in.elements()));
+  std::span<float> x = scratch(0, in.elements());
   load(in, x.data());
   for (size_t i = 0; i < x.size(); ++i) {
     if (apply_alu(cmp, static_cast<float>(values[i]), 0.0f) == 0.0f) x[i] = fill;
@@ -324,12 +329,13 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
   if (reduce_out) acc.write(region_of(*reduce_out));
   int64_t P = out.partitions();
   int64_t F = out.free_size();
-  std::vector<float> x(static_cast<size_t>(P * F));
+  std::span<float> x = scratch(0, P * F);
   load(in, x.data());
   std::vector<float> a = load_operand(scale, P);
   std::vector<float> b = load_operand(bias, P);
-  std::vector<float> sums(static_cast<size_t>(P), 0.0f);
-  for (int64_t p = 0; p < P; ++p) {
+  std::span<float> sums = scratch(1, P);
+  std::fill(sums.begin(), sums.end(), 0.0f);
+  for_each_partition(P, P * F, [&](int64_t p) {
     float* row = x.data() + p * F;
     apply_activation(function, row, F, a[p], b[p]);
     if (reduce_out) {
@@ -337,7 +343,7 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
       for (int64_t f = 0; f < F; ++f) sum += row[f];
       sums[p] = sum;
     }
-  }
+  });
   store(out, x.data());
   if (reduce_out) store(*reduce_out, sums.data());
   double cycles = elementwise_cycles(op, engine, F, 1, {&out, &in}, false);

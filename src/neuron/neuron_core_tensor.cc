@@ -81,8 +81,8 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   }
 
   // Functional: fp32 copies of the operands, accumulate into PSUM.
-  std::vector<float> s(static_cast<size_t>(K * M));
-  std::vector<float> v(static_cast<size_t>(K * N));
+  std::span<float> s = scratch(0, K * M);
+  std::span<float> v = scratch(1, K * N);
   load(stationary, s.data());
   load(moving, v.data());
   bool direct = out.free_dims() >= 1;
@@ -106,7 +106,8 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
     matmul_accumulate(c, ldc, s.data(), M, v.data(), N, static_cast<int>(M), static_cast<int>(N),
                       static_cast<int>(K));
   } else {
-    std::vector<float> c(static_cast<size_t>(M * N), 0.0f);
+    std::span<float> c = scratch(2, M * N);
+    std::fill(c.begin(), c.end(), 0.0f);
     if (!start) load(out, c.data());
     matmul_accumulate(c.data(), N, s.data(), M, v.data(), N, static_cast<int>(M),
                       static_cast<int>(N), static_cast<int>(K));
@@ -182,8 +183,8 @@ void NeuronCore::transpose(const View& out, const View& in) {
     if (g.overlaps(out_region))
       rule_error(op, fmt::format("out {} overlaps an open accumulation group", out.describe()));
   }
-  std::vector<float> a(static_cast<size_t>(P * F));
-  std::vector<float> t(static_cast<size_t>(P * F));
+  std::span<float> a = scratch(0, P * F);
+  std::span<float> t = scratch(1, P * F);
   load(in, a.data());
   for (int64_t p = 0; p < P; ++p)
     for (int64_t f = 0; f < F; ++f) t[f * P + p] = a[p * F + f];

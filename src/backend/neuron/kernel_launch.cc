@@ -1,6 +1,5 @@
 #include "backend/neuron/kernel_launch.h"
 
-#include <cstring>
 #include <span>
 
 #include "core/error.h"
@@ -78,8 +77,8 @@ View Launch::activation_out(float* data, std::vector<int64_t> shape, const char*
 void Launch::finish() {
   for (const Tensor& t : tensors_) {
     if (!t.staged || !t.output) continue;
-    std::vector<float> values = core_.read(t.view);
-    std::memcpy(const_cast<void*>(t.data), values.data(), values.size() * sizeof(float));
+    core_.read(t.view, std::span<float>(static_cast<float*>(const_cast<void*>(t.data)),
+                                        static_cast<size_t>(t.elements)));
   }
   core_.fence();
 }

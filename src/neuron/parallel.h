@@ -1,0 +1,21 @@
+// Threading of the simulator's functional work: big instructions (and big host copies) spread
+// their partitions over the OpenMP threads. Each partition's values are computed by one thread
+// in the same order as without threads, so results never depend on the thread count.
+#pragma once
+
+#include <cstdint>
+
+namespace switchyard::neuron {
+
+// Instructions moving at least this many elements use every thread; smaller ones are not worth
+// waking the threads for.
+inline constexpr int64_t kThreadedElements = 32768;
+
+// fn(p) for p in [0, partitions), threaded when `elements` (the whole instruction's) is big.
+template <typename Fn>
+void for_each_partition(int64_t partitions, int64_t elements, Fn&& fn) {
+#pragma omp parallel for schedule(static) if (elements >= kThreadedElements)
+  for (int64_t p = 0; p < partitions; ++p) fn(p);
+}
+
+}  // namespace switchyard::neuron
