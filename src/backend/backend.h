@@ -46,6 +46,7 @@ struct SimulationReport {
   std::vector<Engine> engines;
   double hbm_bytes = 0;     // read + written
   double matmul_flops = 0;
+  int64_t instructions = 0;  // issued so far, over all engines and DMA queues
   double peak_tflops = 0;   // per core, for the dtype the backend's matmuls use
 };
 

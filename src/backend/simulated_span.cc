@@ -14,6 +14,7 @@ SimulatedSpan simulated_span(const SimulationReport& before, const SimulationRep
   const double ns = after.total_ns - before.total_ns;
   span.ms = ns / 1e6;
   span.cores_per_chip = after.cores_per_chip;
+  span.instructions = after.instructions - before.instructions;
   if (ns > 0) {
     span.tokens_per_s_per_core = tokens / (ns * 1e-9);
     span.tokens_per_s_per_chip = span.tokens_per_s_per_core * after.cores_per_chip;

@@ -28,6 +28,7 @@ struct SimulatedSpan {
   double hbm_gbps = 0;
   double tflops = 0;
   double percent_of_peak = 0;
+  int64_t instructions = 0;  // simulated instructions issued in the span
 };
 
 SimulatedSpan simulated_span(const SimulationReport& before, const SimulationReport& after,

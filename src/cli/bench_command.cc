@@ -84,7 +84,8 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
                      {"simulated_tokens_per_s_per_chip", sim.tokens_per_s_per_chip},
                      {"cores_per_chip", sim.cores_per_chip}, {"utilization", utilization},
                      {"bottleneck", sim.bottleneck}, {"simulated_tflops", sim.tflops},
-                     {"percent_of_peak", sim.percent_of_peak}, {"simulated_hbm_gbps", sim.hbm_gbps}});
+                     {"percent_of_peak", sim.percent_of_peak}, {"simulated_hbm_gbps", sim.hbm_gbps},
+                     {"simulated_instructions_per_step", sim.instructions}});
   }
 }
 

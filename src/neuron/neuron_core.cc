@@ -549,9 +549,14 @@ std::span<float> NeuronCore::scratch(int index, int64_t n) const {
   return {buffer.data(), static_cast<size_t>(n)};
 }
 
-std::vector<float> NeuronCore::load_operand(const Operand& s, int64_t partitions) const {
-  std::vector<float> out(static_cast<size_t>(partitions), s.value());
-  if (s.is_view()) load(s.view(), out.data());  // checked by the instruction: [partitions, 1]
+std::span<float> NeuronCore::load_operand(const Operand& s, int64_t partitions,
+                                          int scratch_index) const {
+  std::span<float> out = scratch(scratch_index, partitions);
+  if (s.is_view()) {
+    load(s.view(), out.data());  // checked by the instruction: [partitions, 1]
+  } else {
+    std::fill(out.begin(), out.end(), s.value());
+  }
   return out;
 }
 

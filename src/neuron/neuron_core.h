@@ -242,7 +242,8 @@ class NeuronCore {
   // dst = src partition by partition when both are same-dtype views whose rows are contiguous
   // runs in different allocations; false (nothing copied) otherwise.
   bool copy_rows_directly(const View& dst, const View& src);
-  std::vector<float> load_operand(const Operand& s, int64_t partitions) const;
+  // A per-partition scalar operand as `partitions` values, in scratch buffer `scratch_index`.
+  std::span<float> load_operand(const Operand& s, int64_t partitions, int scratch_index) const;
   // Uninitialised fp32 working storage for an instruction's operands: buffer `index` (0..3) of
   // `n` values, reused by every instruction so that none allocates. An instruction uses distinct
   // indices for buffers it holds at once; the span lives until the next call with that index.
@@ -258,7 +259,7 @@ class NeuronCore {
   void trace(const char* op, int track, double start_ns, double end_ns);
   double engine_ghz(Engine engine) const;
   double elementwise_cycles(const char* op, Engine engine, int64_t n, int inputs,
-                            const std::vector<const View*>& operands, bool fast_mode_eligible);
+                            std::initializer_list<const View*> operands, bool fast_mode_eligible);
   void schedule_elementwise(const char* op, Engine engine, const Accesses& accesses, double cycles);
   void schedule_dma(const char* op, int queue, const Accesses& accesses, int64_t bytes,
                     int64_t hbm_read, int64_t hbm_write, double efficiency);

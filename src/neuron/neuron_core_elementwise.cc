@@ -94,8 +94,8 @@ void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Opera
   int64_t F = out.free_size();
   std::span<float> x = scratch(0, P * F);
   load(in, x.data());
-  std::vector<float> a = load_operand(s0, P);
-  std::vector<float> b = load_operand(s1, P);
+  std::span<float> a = load_operand(s0, P, 1);
+  std::span<float> b = load_operand(s1, P, 2);
   for_each_partition(P, P * F, [&](int64_t p) {
     apply_alu(op0, x.data() + p * F, &a[p], 0, F);
     apply_alu(op1, x.data() + p * F, &b[p], 0, F);
@@ -331,8 +331,8 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
   int64_t F = out.free_size();
   std::span<float> x = scratch(0, P * F);
   load(in, x.data());
-  std::vector<float> a = load_operand(scale, P);
-  std::vector<float> b = load_operand(bias, P);
+  std::span<float> a = load_operand(scale, P, 2);
+  std::span<float> b = load_operand(bias, P, 3);
   std::span<float> sums = scratch(1, P);
   std::fill(sums.begin(), sums.end(), 0.0f);
   for_each_partition(P, P * F, [&](int64_t p) {

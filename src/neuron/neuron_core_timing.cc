@@ -70,7 +70,7 @@ void NeuronCore::trace(const char* op, int track, double start_ns, double end_ns
 }
 
 double NeuronCore::elementwise_cycles(const char* op, Engine engine, int64_t n, int inputs,
-                                      const std::vector<const View*>& operands,
+                                      std::initializer_list<const View*> operands,
                                       bool fast_mode_eligible) {
   // An innermost stride over 16 bytes halves SBUF/PSUM bandwidth (perf guide).
   int64_t stride_factor = 1;

@@ -133,6 +133,7 @@ std::optional<SimulationReport> NeuronSimBackend::simulation_report() const {
   for (const auto& engine : stats.engines) report.engines.push_back({engine.name, engine.busy_ns});
   report.hbm_bytes = static_cast<double>(stats.hbm_read_bytes + stats.hbm_write_bytes);
   report.matmul_flops = stats.matmul_flops;
+  report.instructions = stats.instructions;
   report.peak_tflops = config.peak_tflops(compute_);
   return report;
 }

@@ -1,0 +1,129 @@
+// `switchyard neuron bench` (matmul and the model kernels) and `bench train` on a simulated device,
+// end to end: JSON output, traces and clear errors.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+
+namespace {
+
+struct CliRun {
+  int status;
+  std::string output;
+};
+
+CliRun run_cli(const std::string& args) {
+  std::string command = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
+  CliRun r{0, ""};
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, ""};
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.output.append(buffer.data(), n);
+  r.status = pclose(pipe);
+  return r;
+}
+
+class NeuronCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(SWITCHYARD_CLI)) GTEST_SKIP() << "CLI not built";
+  }
+};
+
+TEST_F(NeuronCli, BenchMatmulJson) {
+  std::string trace = ::testing::TempDir() + "neuron_cli_trace.json";
+  CliRun r =
+      run_cli("neuron bench matmul --target trn2 --shape 256x256x512 --json --trace " + trace);
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string trimmed = r.output.substr(0, r.output.find_last_not_of('\n') + 1);
+  std::string last = trimmed.substr(trimmed.rfind('\n') + 1);
+  nlohmann::json j = nlohmann::json::parse(last);
+  EXPECT_GT(j["simulated_us"].get<double>(), 0);
+  EXPECT_GT(j["tflops"].get<double>(), 0);
+  EXPECT_LE(j["percent_of_peak"].get<double>(), 100);
+  EXPECT_GT(j["busy_cycles"]["TensorE"].get<double>(), 0);
+  EXPECT_LT(j["max_relative_error"].get<double>(), 4e-3);
+  nlohmann::json t = nlohmann::json::parse(std::ifstream(trace));
+  bool saw_matmul = false;
+  for (const auto& e : t["traceEvents"]) saw_matmul |= e.value("name", "") == "gemm.matmul";
+  EXPECT_TRUE(saw_matmul);
+}
+
+nlohmann::json last_json_line(const std::string& output) {
+  std::string trimmed = output.substr(0, output.find_last_not_of('\n') + 1);
+  return nlohmann::json::parse(trimmed.substr(trimmed.rfind('\n') + 1));
+}
+
+TEST_F(NeuronCli, BenchModelKernelsJson) {
+  // Small shapes of every kind of kernel (the defaults are gpt2-124m's and take longer).
+  const std::pair<const char*, const char*> kernels[] = {
+      {"linear_backward", "128x64x192"}, {"layernorm", "128x64"},
+      {"gelu_backward", "8192"},         {"attention_backward", "2x32x64x2"},
+      {"cross_entropy", "128x1000"},     {"embedding_backward", "2x32x64x1000"},
+      {"adamw", "100000"}};
+  for (const auto& [kernel, shape] : kernels) {
+    SCOPED_TRACE(kernel);
+    CliRun r = run_cli(std::string("neuron bench ") + kernel + " --target trn1 --shape " + shape +
+                       " --json");
+    ASSERT_EQ(r.status, 0) << r.output;
+    nlohmann::json j = last_json_line(r.output);
+    EXPECT_EQ(j["kernel"], kernel);
+    EXPECT_GT(j["simulated_us"].get<double>(), 0);
+    EXPECT_GE(j["tflops"].get<double>(), 0);
+    EXPECT_LE(j["percent_of_peak"].get<double>(), 100);
+    double busy = 0;
+    for (const auto& [engine, cycles] : j["busy_cycles"].items()) busy += cycles.get<double>();
+    EXPECT_GT(busy, 0);
+  }
+}
+
+TEST_F(NeuronCli, BenchTrainOnASimulatedDevice) {
+  std::string trace = ::testing::TempDir() + "neuron_cli_step_trace.json";
+  CliRun r = run_cli(
+      "bench train --model tiny --device trn2-sim --batch 2 --seq 16 --steps 1 --warmup 1 --json "
+      "--trace " + trace);
+  ASSERT_EQ(r.status, 0) << r.output;
+  nlohmann::json j = last_json_line(r.output);
+  EXPECT_EQ(j["device"], "trn2-sim");
+  EXPECT_GT(j["ms_per_step"].get<double>(), 0);
+  const double simulated_ms = j["simulated_ms_per_step"].get<double>();
+  EXPECT_GT(simulated_ms, 0);
+  EXPECT_GT(j["simulated_instructions_per_step"].get<int64_t>(), 0);
+  EXPECT_NEAR(j["simulated_tokens_per_s_per_core"].get<double>(), 2 * 16 / (simulated_ms / 1e3),
+              1e-6 * j["simulated_tokens_per_s_per_core"].get<double>());
+  EXPECT_GT(j["utilization"]["TensorE"].get<double>(), 0);
+  EXPECT_LE(j["utilization"]["DMA"].get<double>(), 1.0);
+  nlohmann::json t = nlohmann::json::parse(std::ifstream(trace));
+  bool saw_adamw = false;
+  for (const auto& e : t["traceEvents"]) saw_adamw |= e.value("name", "").rfind("adamw", 0) == 0;
+  EXPECT_TRUE(saw_adamw);
+}
+
+TEST_F(NeuronCli, ClearErrors) {
+  CliRun r = run_cli("neuron bench matmul --target trn9 --shape 128x128x128");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("unknown NeuronCore target 'trn9'"), std::string::npos) << r.output;
+  r = run_cli("neuron bench matmul --target trn1 --shape 128x12a");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("bad --shape '128x12a'"), std::string::npos) << r.output;
+  r = run_cli("neuron bench matmul --target trn1 --shape 128x100000x128");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("does not fit"), std::string::npos) << r.output;
+  r = run_cli("neuron bench softmax --target trn1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("unknown neuron bench kernel 'softmax'"), std::string::npos) << r.output;
+  r = run_cli("neuron bench layernorm --target trn1 --shape 128");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("NxC"), std::string::npos) << r.output;
+  r = run_cli("neuron bench matmul --target trn1 --shape 128x128x128 --dtype int4");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("unknown dtype 'int4'"), std::string::npos) << r.output;
+}
+
+}  // namespace
