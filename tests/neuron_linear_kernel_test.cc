@@ -254,7 +254,7 @@ TEST(NeuronLinearKernel, BadShapesAreClearErrors) {
   expect_error([&] { linear_forward(core, out, three_d, weight, bias, Dtype::kF32); },
                {"inp must be a 2-D HBM tensor"});
   expect_error([&] { linear_forward(core, out, inp, weight, bias, Dtype::kF16); },
-               {"compute dtype must be bf16 or fp32"});
+               {"compute dtype must be bfloat16 or float32"});
   expect_error([&] { linear_forward(core, out, View(), weight, bias, Dtype::kF32); },
                {"inp is missing"});
 

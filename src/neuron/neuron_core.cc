@@ -441,34 +441,48 @@ bool partitions_disjoint(const View& v) {
 
 }  // namespace
 
-void NeuronCore::load(const View& v, float* out) const {
+void NeuronCore::load_partition(const View& v, int64_t p, float* out) const {
   LoadRun run = load_run_for(v.dtype());
   const int64_t esize = dtype_bytes(v.dtype());
-  const int64_t per_partition = v.free_size();
-  for_each_partition(v.partitions(), v.elements(), [&](int64_t p) {
-    const uint8_t* base = element_base(v, p);
-    float* dst = out + p * per_partition;
-    for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
-      run(base + offset * esize, n, stride * esize, dst);
-      dst += n;
-    });
+  const uint8_t* base = element_base(v, p);
+  for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
+    run(base + offset * esize, n, stride * esize, out);
+    out += n;
   });
 }
 
-void NeuronCore::store(const View& v, const float* values) {
+void NeuronCore::store_partition(const View& v, int64_t p, const float* values) {
   StoreRun run = store_run_for(v.dtype());
   const int64_t esize = dtype_bytes(v.dtype());
+  uint8_t* base = element_base(v, p);
+  for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
+    run(base + offset * esize, n, stride * esize, values);
+    values += n;
+  });
+}
+
+void NeuronCore::load(const View& v, float* out) const {
+  const int64_t per_partition = v.free_size();
+  for_each_partition(v.partitions(), v.elements(),
+                     [&](int64_t p) { load_partition(v, p, out + p * per_partition); });
+}
+
+void NeuronCore::store(const View& v, const float* values) {
   const int64_t per_partition = v.free_size();
   // Rows that share bytes are written in order, by one thread.
   const int64_t threaded_elements = partitions_disjoint(v) ? v.elements() : 0;
-  for_each_partition(v.partitions(), threaded_elements, [&](int64_t p) {
-    uint8_t* base = element_base(v, p);
-    const float* src = values + p * per_partition;
-    for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
-      run(base + offset * esize, n, stride * esize, src);
-      src += n;
-    });
-  });
+  for_each_partition(v.partitions(), threaded_elements,
+                     [&](int64_t p) { store_partition(v, p, values + p * per_partition); });
+}
+
+bool NeuronCore::rowwise_safe(const View& out, std::initializer_list<const View*> inputs) {
+  for (const View* in : inputs) {
+    if (in->memory() != out.memory() || in->partition_start() == out.partition_start()) continue;
+    const bool disjoint = in->partition_start() + in->partitions() <= out.partition_start() ||
+                          out.partition_start() + out.partitions() <= in->partition_start();
+    if (!disjoint) return false;
+  }
+  return true;
 }
 
 void NeuronCore::gather_bytes(const View& v, uint8_t* out) const {

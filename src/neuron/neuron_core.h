@@ -236,6 +236,21 @@ class NeuronCore {
   // Gathers a view's elements into fp32 (partition-major) / scatters with rounding.
   void load(const View& view, float* out) const;
   void store(const View& view, const float* values);
+  // The same for partition (row) p of the view alone.
+  void load_partition(const View& view, int64_t p, float* out) const;
+  void store_partition(const View& view, int64_t p, const float* values);
+  // Whether an elementwise instruction may load, compute and store one partition at a time
+  // (while the row is in the host's cache) and give the same result as loading every input
+  // first: true unless an input shares physical partitions with `out` at a different index.
+  // Engine operands are in SBUF/PSUM, where partitions never share bytes.
+  static bool rowwise_safe(const View& out, std::initializer_list<const View*> inputs);
+  // The functional part of an elementwise instruction writing `out`: row(p) reads partition p of
+  // the inputs and leaves out's row p in result + p * out.free_size(); then it is stored. Fused
+  // per partition when rowwise_safe, otherwise every row is computed before any is stored.
+  // Defined in neuron_core_elementwise.cc, its only user.
+  template <typename RowFn>
+  void compute_rows(const View& out, std::initializer_list<const View*> inputs,
+                    const float* result, RowFn&& row);
   // Raw element bytes of a view, in the same order (bit-exact copies).
   void gather_bytes(const View& view, uint8_t* out) const;
   void scatter_bytes(const View& view, const uint8_t* in);

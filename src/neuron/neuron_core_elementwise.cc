@@ -25,6 +25,21 @@ bool is_comparison(AluOp op) {
     if (!(allowed)) rule_error(op, fmt::format("{} cannot run {}", engine_name(engine), op)); \
   } while (0)
 
+template <typename RowFn>
+void NeuronCore::compute_rows(const View& out, std::initializer_list<const View*> inputs,
+                              const float* result, RowFn&& row) {
+  const int64_t F = out.free_size();
+  if (rowwise_safe(out, inputs)) {
+    for_each_partition(out.partitions(), out.elements(), [&](int64_t p) {
+      row(p);
+      store_partition(out, p, result + p * F);
+    });
+  } else {
+    for_each_partition(out.partitions(), out.elements(), row);
+    store(out, result);
+  }
+}
+
 void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const View& b,
                                Engine engine) {
   const char* op = "tensor_tensor";
@@ -38,16 +53,15 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
       rule_error(op, fmt::format("operand {} does not match out {} ({} x {} elements)",
                                  v->describe(), out.describe(), out.partitions(), out.free_size()));
   }
-  int64_t n = out.elements();
+  const int64_t n = out.elements();
+  const int64_t F = out.free_size();
   std::span<float> x = scratch(0, n);
   std::span<float> y = scratch(1, n);
-  load(a, x.data());
-  load(b, y.data());
-  const int64_t F = out.free_size();
-  for_each_partition(out.partitions(), n, [&](int64_t p) {
+  compute_rows(out, {&a, &b}, x.data(), [&](int64_t p) {
+    load_partition(a, p, x.data() + p * F);
+    load_partition(b, p, y.data() + p * F);
     apply_alu(alu, x.data() + p * F, y.data() + p * F, 1, F);
   });
-  store(out, x.data());
 
   Accesses acc;
   acc.read(region_of(a));
@@ -93,14 +107,13 @@ void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Opera
   int64_t P = out.partitions();
   int64_t F = out.free_size();
   std::span<float> x = scratch(0, P * F);
-  load(in, x.data());
   std::span<float> a = load_operand(s0, P, 1);
   std::span<float> b = load_operand(s1, P, 2);
-  for_each_partition(P, P * F, [&](int64_t p) {
+  compute_rows(out, {&in}, x.data(), [&](int64_t p) {
+    load_partition(in, p, x.data() + p * F);
     apply_alu(op0, x.data() + p * F, &a[p], 0, F);
     apply_alu(op1, x.data() + p * F, &b[p], 0, F);
   });
-  store(out, x.data());
   schedule_elementwise(op, engine, acc, elementwise_cycles(op, engine, F, 1, {&out, &in}, true));
 }
 
@@ -330,13 +343,13 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
   int64_t P = out.partitions();
   int64_t F = out.free_size();
   std::span<float> x = scratch(0, P * F);
-  load(in, x.data());
   std::span<float> a = load_operand(scale, P, 2);
   std::span<float> b = load_operand(bias, P, 3);
   std::span<float> sums = scratch(1, P);
   std::fill(sums.begin(), sums.end(), 0.0f);
-  for_each_partition(P, P * F, [&](int64_t p) {
+  compute_rows(out, {&in}, x.data(), [&](int64_t p) {
     float* row = x.data() + p * F;
+    load_partition(in, p, row);
     apply_activation(function, row, F, a[p], b[p]);
     if (reduce_out) {
       float sum = 0.0f;  // in order, as the engine accumulates
@@ -344,7 +357,6 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
       sums[p] = sum;
     }
   });
-  store(out, x.data());
   if (reduce_out) store(*reduce_out, sums.data());
   double cycles = elementwise_cycles(op, engine, F, 1, {&out, &in}, false);
   if (reduce_out) cycles += cost::kScalarReduceCycles;

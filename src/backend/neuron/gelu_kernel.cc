@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/neuron/dma_queues.h"
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
@@ -15,59 +16,10 @@ using ::switchyard::neuron::dtype_bytes;
 using ::switchyard::neuron::dtype_name;
 using ::switchyard::neuron::is_float;
 
-constexpr int64_t kMinDmaBytes = 32 * 1024;  // smaller transfers cost a 32 KiB one's queue time
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
 
-// Loads round-robin over some DMA queues, stores over the others (`store_share` of them), so
-// that a store waiting for its block never holds up the next block's loads queued behind it.
-class DmaQueues {
- public:
-  DmaQueues(const NeuronCore& core, double store_share) {
-    const int n = core.config().dma_queues;
-    stores_ = n >= 2 ? std::clamp(static_cast<int>(n * store_share + 0.5), 1, n - 1) : 0;
-    loads_ = n - stores_;
-  }
-  int load() { return next_load_++ % loads_; }
-  int store() { return stores_ == 0 ? load() : loads_ + next_store_++ % stores_; }
-  int loads() const { return loads_; }
-  int stores() const { return std::max(stores_, 1); }
-
- private:
-  int loads_ = 1, stores_ = 0, next_load_ = 0, next_store_ = 0;
-};
-
-// dst <- src split by rows into pieces of at least 32 KiB (at most `max_pieces`), each on the
-// queue `next_queue()` names.
-template <typename NextQueue>
-void split_copy(NeuronCore& core, const View& dst, const View& src, int max_pieces,
-                NextQueue&& next_queue) {
-  const int64_t rows = dst.partitions();
-  const int64_t bytes =
-      dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
-  const int64_t pieces =
-      std::clamp<int64_t>(bytes / kMinDmaBytes, 1, std::min<int64_t>(max_pieces, rows));
-  const int64_t per_piece = ceil_div(rows, pieces);
-  for (int64_t r = 0; r < rows; r += per_piece) {
-    const int64_t n = std::min(per_piece, rows - r);
-    core.dma_copy(dst.rows(r, n), src.rows(r, n), next_queue());
-  }
-}
-
-void require_compute(const char* kernel, Dtype compute) {
-  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
-          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, dtype_name(compute));
-}
-
 // An HBM float tensor of n elements stored back to back.
-void require_flat(const char* kernel, const char* name, const View& v, int64_t n) {
-  const bool contiguous = v.free_dims() == 1 && v.free_dim(0).stride == 1 &&
-                          (v.partitions() == 1 || v.partition_stride() == v.free_size());
-  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && contiguous && v.elements() == n,
-          "{}: {} must be an HBM float tensor of {} contiguous elements, got {}", kernel, name, n,
-          v.describe());
-}
-
 // SBUF shape that holds the largest block.
 struct BlockShape {
   int64_t partitions = 1;

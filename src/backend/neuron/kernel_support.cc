@@ -6,6 +6,9 @@
 
 namespace switchyard::backend::neuron {
 
+using ::switchyard::neuron::dtype_name;
+using ::switchyard::neuron::is_float;
+
 std::vector<FlatBlock> flat_blocks(int64_t n, int64_t max_cols) {
   require(n >= 0 && max_cols >= 1, "flat_blocks: bad size {} or block width {}", n, max_cols);
   std::vector<FlatBlock> blocks;
@@ -29,6 +32,19 @@ View broadcast_rows(const View& row, int64_t partitions) {
   require(row.memory() == Memory::kHbm && row.partitions() == 1 && row.free_dims() == 1,
           "broadcast_rows: expected one HBM row, got {}", row.describe());
   return row.pattern(0, Dim{partitions, 0}, {Dim{row.free_size(), 1}});
+}
+
+void require_compute(const char* kernel, Dtype compute) {
+  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
+          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, dtype_name(compute));
+}
+
+void require_flat(const char* kernel, const char* name, const View& v, int64_t n) {
+  const bool contiguous = v.free_dims() == 1 && v.free_dim(0).stride == 1 &&
+                          (v.partitions() == 1 || v.partition_stride() == v.free_size());
+  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && contiguous && v.elements() == n,
+          "{}: {} must be an HBM float tensor of {} contiguous elements, got {}", kernel, name, n,
+          v.describe());
 }
 
 }  // namespace switchyard::backend::neuron

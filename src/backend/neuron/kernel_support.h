@@ -54,6 +54,12 @@ std::vector<FlatBlock> flat_blocks(int64_t n, int64_t max_cols);
 // or a 2-D one with rows packed back to back).
 View block_view(const View& flat, const FlatBlock& block);
 
+// Argument checks shared by the kernels; each throws an Error naming the kernel and the operand.
+// `compute` must be kBF16 or kF32.
+void require_compute(const char* kernel, Dtype compute);
+// `v` must be an HBM float tensor of n contiguous elements (1-D, or rows packed back to back).
+void require_flat(const char* kernel, const char* name, const View& v, int64_t n);
+
 // An HBM row [1, n] read by every one of `partitions` rows (row stride 0), for loading a weight or
 // bias vector into all partitions with one DMA.
 View broadcast_rows(const View& row, int64_t partitions);

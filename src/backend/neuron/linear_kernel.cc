@@ -407,11 +407,6 @@ void require_shape(const char* kernel, const char* name, const View& v, int64_t 
           kernel, name, v.partitions(), v.free_size(), expected, rows, cols);
 }
 
-void require_compute(const char* kernel, Dtype compute) {
-  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
-          "{}: compute dtype must be bf16 or fp32, got {}", kernel, dtype_name(compute));
-}
-
 bool present(const View& v) { return v.allocation() >= 0; }
 
 }  // namespace
