@@ -37,9 +37,22 @@ struct Bench {
   Dtype compute;      // SBUF tiles and matmul operands
   Dtype activations;  // activations in HBM
   Rng rng;
+  // Host time spent making inputs, which the reported simulation wall time leaves out.
+  double setup_seconds = 0;
+
+  // Adds the lifetime of the scope to setup_seconds.
+  struct SetupTimer {
+    explicit SetupTimer(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+    ~SetupTimer() {
+      total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    }
+    double& total_;
+    std::chrono::steady_clock::time_point start_;
+  };
 
   View random(std::vector<int64_t> shape, Dtype dtype, const char* name, float scale = 1.0f,
               float offset = 0.0f) {
+    SetupTimer timer(setup_seconds);
     View v = core.hbm_alloc(shape, dtype, name);
     std::vector<float> values(static_cast<size_t>(v.elements()));
     for (float& x : values) x = offset + scale * rng.normal();
@@ -47,11 +60,13 @@ struct Bench {
     return v;
   }
   View zeros(std::vector<int64_t> shape, Dtype dtype, const char* name) {
+    SetupTimer timer(setup_seconds);
     View v = core.hbm_alloc(shape, dtype, name);
     core.write(v, std::vector<float>(static_cast<size_t>(v.elements()), 0.0f));
     return v;
   }
   View tokens(int64_t n, int64_t vocab, const char* name) {
+    SetupTimer timer(setup_seconds);
     View v = core.hbm_alloc({n, 1}, Dtype::kI32, name);
     std::vector<float> values(static_cast<size_t>(n));
     for (float& x : values) x = static_cast<float>(rng.next_u64() % static_cast<uint64_t>(vocab));
@@ -148,8 +163,11 @@ const std::vector<KernelSpec>& kernel_specs() {
          const int B = b.dim(0), T = b.dim(1), C = b.dim(2), NH = b.dim(3);
          View qkv = b.random({int64_t{B} * T, 3 * C}, b.activations, "qkv");
          View lse = b.core.hbm_alloc({int64_t{B} * NH * T}, Dtype::kF32, "lse");
-         b.core.write(lse, attention_statistics(b.core.config(), b.core.read(qkv), B, T, C, NH,
-                                                b.compute, b.activations));
+         {
+           Bench::SetupTimer timer(b.setup_seconds);
+           b.core.write(lse, attention_statistics(b.core.config(), b.core.read(qkv), B, T, C, NH,
+                                                  b.compute, b.activations));
+         }
          k::attention_backward(b.core, b.zeros({int64_t{B} * T, 3 * C}, b.activations, "dqkv"),
                                b.random({int64_t{B} * T, C}, b.activations, "dout", 0.01f), qkv, lse,
                                B, T, C, NH, b.compute);
@@ -251,7 +269,8 @@ void run_model_kernel_bench(const ModelKernelBench& f) {
   core.record_trace(!f.trace.empty());
   const auto t0 = std::chrono::steady_clock::now();
   spec->run(bench);
-  const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double wall_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - bench.setup_seconds;
   const neuron::RunStats stats = core.stats();
   if (!f.trace.empty()) core.write_trace(f.trace);
 

@@ -420,16 +420,6 @@ uint8_t* NeuronCore::element_base(const View& v, int64_t p) const {
 
 namespace {
 
-// Whether each partition (row) of the view is one run of consecutive elements.
-bool rows_contiguous(const View& v) {
-  int64_t expected = 1;
-  for (int d = v.free_dims() - 1; d >= 0; --d) {
-    if (v.free_dim(d).size > 1 && v.free_dim(d).stride != expected) return false;
-    expected *= v.free_dim(d).size;
-  }
-  return true;
-}
-
 // Whether writes to different partitions of the view can never touch the same bytes (always true
 // in SBUF/PSUM; for HBM rows, when a row's extent fits within the row stride).
 bool partitions_disjoint(const View& v) {
@@ -485,52 +475,73 @@ bool NeuronCore::rowwise_safe(const View& out, std::initializer_list<const View*
   return true;
 }
 
+void NeuronCore::gather_partition_bytes(const View& v, int64_t p, uint8_t* out) const {
+  const int64_t esize = dtype_bytes(v.dtype());
+  const uint8_t* base = element_base(v, p);
+  for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
+    if (stride == 1) {
+      std::memcpy(out, base + offset * esize, static_cast<size_t>(n * esize));
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(out + i * esize, base + (offset + i * stride) * esize, esize);
+    }
+    out += n * esize;
+  });
+}
+
+void NeuronCore::scatter_partition_bytes(const View& v, int64_t p, const uint8_t* in) {
+  const int64_t esize = dtype_bytes(v.dtype());
+  uint8_t* base = element_base(v, p);
+  for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
+    if (stride == 1) {
+      std::memmove(base + offset * esize, in, static_cast<size_t>(n * esize));
+    } else {
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(base + (offset + i * stride) * esize, in + i * esize, esize);
+    }
+    in += n * esize;
+  });
+}
+
 void NeuronCore::gather_bytes(const View& v, uint8_t* out) const {
-  int64_t esize = dtype_bytes(v.dtype());
-  for (int64_t p = 0; p < v.partitions(); ++p) {
-    const uint8_t* base = element_base(v, p);
-    for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
-      if (stride == 1) {
-        std::memcpy(out, base + offset * esize, static_cast<size_t>(n * esize));
-      } else {
-        for (int64_t i = 0; i < n; ++i)
-          std::memcpy(out + i * esize, base + (offset + i * stride) * esize, esize);
-      }
-      out += n * esize;
-    });
-  }
+  const int64_t row_bytes = v.free_size() * dtype_bytes(v.dtype());
+  for (int64_t p = 0; p < v.partitions(); ++p) gather_partition_bytes(v, p, out + p * row_bytes);
 }
 
 void NeuronCore::scatter_bytes(const View& v, const uint8_t* in) {
-  int64_t esize = dtype_bytes(v.dtype());
-  for (int64_t p = 0; p < v.partitions(); ++p) {
-    uint8_t* base = element_base(v, p);
-    for_each_run(v, [&](int64_t offset, int64_t n, int64_t stride) {
-      if (stride == 1) {
-        std::memmove(base + offset * esize, in, static_cast<size_t>(n * esize));
-      } else {
-        for (int64_t i = 0; i < n; ++i)
-          std::memcpy(base + (offset + i * stride) * esize, in + i * esize, esize);
-      }
-      in += n * esize;
-    });
-  }
+  const int64_t row_bytes = v.free_size() * dtype_bytes(v.dtype());
+  for (int64_t p = 0; p < v.partitions(); ++p) scatter_partition_bytes(v, p, in + p * row_bytes);
 }
 
-bool NeuronCore::copy_rows_directly(const View& dst, const View& src) {
-  if (dst.dtype() != src.dtype() || !rows_contiguous(dst) || !rows_contiguous(src) ||
-      !partitions_disjoint(dst))
-    return false;
+bool NeuronCore::copy_by_partition(const View& dst, const View& src) {
   // Only copies with an SBUF end: SBUF tiles never share bytes with each other or with HBM. Two
   // HBM tensors may (a backend can attach the same memory twice), and rows of one tile may
   // overlap when a kernel shifts data within it; those go through the staged copy, which reads
   // everything before writing anything.
   if (dst.allocation() == src.allocation() ||
-      (dst.memory() != Memory::kSbuf && src.memory() != Memory::kSbuf))
+      (dst.memory() != Memory::kSbuf && src.memory() != Memory::kSbuf) ||
+      !partitions_disjoint(dst))
     return false;
-  const int64_t row_bytes = dst.free_size() * dtype_bytes(dst.dtype());
+  const bool same_dtype = dst.dtype() == src.dtype();
+  const bool contiguous = same_dtype && dst.rows_contiguous() && src.rows_contiguous();
+  const int64_t F = dst.free_size();
+  const int64_t row_bytes = F * dtype_bytes(dst.dtype());
+  // Room for every row, so that threads never share a row buffer.
+  const int64_t staging_floats =
+      contiguous ? 0 : same_dtype ? (dst.partitions() * row_bytes + 3) / 4 : dst.partitions() * F;
+  std::span<float> staging = scratch(1, staging_floats);
   for_each_partition(dst.partitions(), dst.elements(), [&](int64_t p) {
-    std::memmove(element_base(dst, p), element_base(src, p), static_cast<size_t>(row_bytes));
+    if (contiguous) {
+      std::memmove(element_base(dst, p), element_base(src, p), static_cast<size_t>(row_bytes));
+    } else if (same_dtype) {  // bit-exact, also for NaN payloads and large int32 values
+      uint8_t* row = reinterpret_cast<uint8_t*>(staging.data()) + p * row_bytes;
+      gather_partition_bytes(src, p, row);
+      scatter_partition_bytes(dst, p, row);
+    } else {
+      float* row = staging.data() + p * F;
+      load_partition(src, p, row);
+      store_partition(dst, p, row);
+    }
   });
   return true;
 }

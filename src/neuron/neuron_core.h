@@ -244,19 +244,28 @@ class NeuronCore {
   // first: true unless an input shares physical partitions with `out` at a different index.
   // Engine operands are in SBUF/PSUM, where partitions never share bytes.
   static bool rowwise_safe(const View& out, std::initializer_list<const View*> inputs);
-  // The functional part of an elementwise instruction writing `out`: row(p) reads partition p of
-  // the inputs and leaves out's row p in result + p * out.free_size(); then it is stored. Fused
-  // per partition when rowwise_safe, otherwise every row is computed before any is stored.
+  // The functional part of an elementwise instruction writing `out`: row(p, dst) reads partition
+  // p of the inputs and writes out's row p, as fp32 values, to dst: out's own memory when out is
+  // fp32 and that is safe, otherwise result + p * out.free_size(), stored (rounded) afterwards.
+  // Fused per partition when rowwise_safe, otherwise every row is computed before any is stored.
   // Defined in neuron_core_elementwise.cc, its only user.
   template <typename RowFn>
-  void compute_rows(const View& out, std::initializer_list<const View*> inputs,
-                    const float* result, RowFn&& row);
+  void compute_rows(const View& out, std::initializer_list<const View*> inputs, float* result,
+                    RowFn&& row);
+  // Row p of `in` as fp32 values: its own memory when it is fp32 and contiguous, otherwise
+  // loaded into `staging`.
+  const float* input_row(const View& in, int64_t p, float* staging) const;
+  // Row p of `in` written to dst as fp32 values (nothing to do when dst already is that row).
+  void load_row(const View& in, int64_t p, float* dst) const;
   // Raw element bytes of a view, in the same order (bit-exact copies).
   void gather_bytes(const View& view, uint8_t* out) const;
   void scatter_bytes(const View& view, const uint8_t* in);
-  // dst = src partition by partition when both are same-dtype views whose rows are contiguous
-  // runs in different allocations; false (nothing copied) otherwise.
-  bool copy_rows_directly(const View& dst, const View& src);
+  void gather_partition_bytes(const View& view, int64_t p, uint8_t* out) const;
+  void scatter_partition_bytes(const View& view, int64_t p, const uint8_t* in);
+  // dst = src (with a dtype cast) one partition at a time, while its row is in cache, when one end
+  // is in SBUF and the two are different allocations (so no row can overwrite another's source);
+  // false, with nothing copied, otherwise.
+  bool copy_by_partition(const View& dst, const View& src);
   // A per-partition scalar operand as `partitions` values, in scratch buffer `scratch_index`.
   std::span<float> load_operand(const Operand& s, int64_t partitions, int scratch_index) const;
   // Uninitialised fp32 working storage for an instruction's operands: buffer `index` (0..3) of

@@ -37,8 +37,8 @@ void NeuronCore::dma_copy(const View& dst, const View& src, int queue) {
                                src.partitions(), src.free_size()));
   // Functional copy: bit-exact when the dtypes agree, otherwise through fp32 with rounding.
   int64_t n = src.elements();
-  if (copy_rows_directly(dst, src)) {
-    // Done without staging.
+  if (copy_by_partition(dst, src)) {
+    // Done row by row.
   } else if (src.dtype() == dst.dtype()) {
     std::span<float> words = scratch(0, (n * dtype_bytes(src.dtype()) + 3) / 4);
     uint8_t* bytes = reinterpret_cast<uint8_t*>(words.data());

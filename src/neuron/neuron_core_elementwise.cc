@@ -1,6 +1,7 @@
 // NeuronCore: ScalarE, VectorE and GpSimd instructions. All compute in fp32 and round the result
 // to the output dtype; costs follow cost_model.h.
 #include <cmath>
+#include <cstring>
 
 #include "core/error.h"
 #include "neuron/cost_model.h"
@@ -27,17 +28,43 @@ bool is_comparison(AluOp op) {
 
 template <typename RowFn>
 void NeuronCore::compute_rows(const View& out, std::initializer_list<const View*> inputs,
-                              const float* result, RowFn&& row) {
+                              float* result, RowFn&& row) {
   const int64_t F = out.free_size();
-  if (rowwise_safe(out, inputs)) {
-    for_each_partition(out.partitions(), out.elements(), [&](int64_t p) {
-      row(p);
-      store_partition(out, p, result + p * F);
-    });
-  } else {
-    for_each_partition(out.partitions(), out.elements(), row);
+  if (!rowwise_safe(out, inputs)) {
+    for_each_partition(out.partitions(), out.elements(),
+                       [&](int64_t p) { row(p, result + p * F); });
     store(out, result);
+    return;
   }
+  // An fp32 output needs no rounding: rows are computed in place in SBUF/PSUM, unless that
+  // could overwrite an input before it is read (an input in the same tile, other than a first
+  // input that is exactly the output).
+  bool direct = out.dtype() == Dtype::kF32 && out.rows_contiguous();
+  bool first = true;
+  for (const View* in : inputs) {
+    if (in->allocation() == out.allocation() && !(first && in->same_pattern(out))) direct = false;
+    first = false;
+  }
+  for_each_partition(out.partitions(), out.elements(), [&](int64_t p) {
+    if (direct) {
+      row(p, reinterpret_cast<float*>(element_base(out, p)));
+    } else {
+      row(p, result + p * F);
+      store_partition(out, p, result + p * F);
+    }
+  });
+}
+
+const float* NeuronCore::input_row(const View& in, int64_t p, float* staging) const {
+  if (in.dtype() == Dtype::kF32 && in.rows_contiguous())
+    return reinterpret_cast<const float*>(element_base(in, p));
+  load_partition(in, p, staging);
+  return staging;
+}
+
+void NeuronCore::load_row(const View& in, int64_t p, float* dst) const {
+  const float* src = input_row(in, p, dst);
+  if (src != dst) std::memmove(dst, src, static_cast<size_t>(in.free_size()) * sizeof(float));
 }
 
 void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const View& b,
@@ -57,10 +84,10 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
   const int64_t F = out.free_size();
   std::span<float> x = scratch(0, n);
   std::span<float> y = scratch(1, n);
-  compute_rows(out, {&a, &b}, x.data(), [&](int64_t p) {
-    load_partition(a, p, x.data() + p * F);
-    load_partition(b, p, y.data() + p * F);
-    apply_alu(alu, x.data() + p * F, y.data() + p * F, 1, F);
+  compute_rows(out, {&a, &b}, x.data(), [&](int64_t p, float* row) {
+    const float* b_row = input_row(b, p, y.data() + p * F);
+    load_row(a, p, row);
+    apply_alu(alu, row, b_row, 1, F);
   });
 
   Accesses acc;
@@ -109,10 +136,10 @@ void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Opera
   std::span<float> x = scratch(0, P * F);
   std::span<float> a = load_operand(s0, P, 1);
   std::span<float> b = load_operand(s1, P, 2);
-  compute_rows(out, {&in}, x.data(), [&](int64_t p) {
-    load_partition(in, p, x.data() + p * F);
-    apply_alu(op0, x.data() + p * F, &a[p], 0, F);
-    apply_alu(op1, x.data() + p * F, &b[p], 0, F);
+  compute_rows(out, {&in}, x.data(), [&](int64_t p, float* row) {
+    load_row(in, p, row);
+    apply_alu(op0, row, &a[p], 0, F);
+    apply_alu(op1, row, &b[p], 0, F);
   });
   schedule_elementwise(op, engine, acc, elementwise_cycles(op, engine, F, 1, {&out, &in}, true));
 }
@@ -347,9 +374,8 @@ void NeuronCore::activation_impl(const View& out, Activation function, const Vie
   std::span<float> b = load_operand(bias, P, 3);
   std::span<float> sums = scratch(1, P);
   std::fill(sums.begin(), sums.end(), 0.0f);
-  compute_rows(out, {&in}, x.data(), [&](int64_t p) {
-    float* row = x.data() + p * F;
-    load_partition(in, p, row);
+  compute_rows(out, {&in}, x.data(), [&](int64_t p, float* row) {
+    load_row(in, p, row);
     apply_activation(function, row, F, a[p], b[p]);
     if (reduce_out) {
       float sum = 0.0f;  // in order, as the engine accumulates

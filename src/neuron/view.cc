@@ -171,4 +171,25 @@ std::string View::describe() const {
                      offset_bytes_);
 }
 
+bool View::rows_contiguous() const {
+  int64_t expected = 1;
+  for (int d = free_dims_ - 1; d >= 0; --d) {
+    if (free_[d].size > 1 && free_[d].stride != expected) return false;
+    expected *= free_[d].size;
+  }
+  return true;
+}
+
+bool View::same_pattern(const View& o) const {
+  if (memory_ != o.memory_ || allocation_ != o.allocation_ || dtype_ != o.dtype_ ||
+      offset_bytes_ != o.offset_bytes_ || partition_start_ != o.partition_start_ ||
+      partitions_ != o.partitions_ || partition_stride_ != o.partition_stride_ ||
+      free_dims_ != o.free_dims_)
+    return false;
+  for (int d = 0; d < free_dims_; ++d) {
+    if (free_[d].size != o.free_[d].size || free_[d].stride != o.free_[d].stride) return false;
+  }
+  return true;
+}
+
 }  // namespace switchyard::neuron

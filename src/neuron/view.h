@@ -46,6 +46,10 @@ class View {
   std::vector<int64_t> free_shape() const;
   int64_t free_size() const;  // elements per partition
   int64_t elements() const { return partitions_ * free_size(); }
+  // Whether each partition's elements are one run of consecutive elements.
+  bool rows_contiguous() const;
+  // Whether `other` addresses exactly the same elements in the same order and dtype.
+  bool same_pattern(const View& other) const;
 
   // Sub-views. Each checks its arguments against this view's shape and throws Error otherwise.
   View rows(int64_t start, int64_t count) const;  // partition (row) sub-range
