@@ -15,21 +15,12 @@
 #include "model/gpt.h"
 #include "model/safetensors.h"
 
+#include "relative_error.h"
+
 namespace switchyard {
 namespace {
 
 const std::string kReference = std::string(SWITCHYARD_TEST_DATA) + "/gpt2_reference.safetensors";
-
-// Norm of the difference over the norm of the reference.
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
-}
 
 struct Reference {
   model::SafetensorsFile file;

@@ -15,6 +15,7 @@
 #include "backend/neuron/attention_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "relative_error.h"
 #include "neuron/config.h"
 
 namespace switchyard::backend::neuron {
@@ -35,17 +36,6 @@ std::vector<float> random_values(size_t n, uint64_t seed, float stddev) {
 }
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-// ||got - ref|| / ||ref||.
-double relative_error(const std::vector<float>& got, const std::vector<double>& ref) {
-  EXPECT_EQ(got.size(), ref.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff += (got[i] - ref[i]) * (got[i] - ref[i]);
-    norm += ref[i] * ref[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 // lse[b, h, t] = log sum_{j <= t} exp(q_t . k_j / sqrt(hs)), straight from the definition.
 std::vector<double> reference_lse(const std::vector<double>& qkv, const Shape& s) {

@@ -14,6 +14,7 @@
 #include "backend/neuron/linear_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "relative_error.h"
 #include "neuron/config.h"
 
 namespace switchyard::backend::neuron {
@@ -41,17 +42,6 @@ View upload(NeuronCore& core, std::vector<int64_t> shape, Dtype dtype,
 }
 
 std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-// ||got - want|| / ||want||.
-double relative_error(const std::vector<float>& got, const std::vector<double>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    diff += (got[i] - want[i]) * (got[i] - want[i]);
-    norm += want[i] * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 // One linear layer's tensors on the host, and the CPU reference of its passes in double.
 struct Layer {

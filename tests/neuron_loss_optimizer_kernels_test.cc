@@ -16,6 +16,7 @@
 #include "backend/neuron/optimizer_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "relative_error.h"
 #include "neuron/config.h"
 
 namespace switchyard::backend::neuron {
@@ -38,17 +39,6 @@ View upload(NeuronCore& core, const std::vector<int64_t>& shape, Dtype dtype,
 }
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
-
-// ||got - ref|| / ||ref||.
-double relative_error(const std::vector<float>& got, const std::vector<double>& ref) {
-  EXPECT_EQ(got.size(), ref.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    diff += (got[i] - ref[i]) * (got[i] - ref[i]);
-    norm += ref[i] * ref[i];
-  }
-  return std::sqrt(diff / norm);
-}
 
 std::vector<int32_t> random_targets(int N, int V, uint64_t seed) {
   Rng rng(seed);

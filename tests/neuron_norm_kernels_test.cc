@@ -19,6 +19,7 @@
 #include "backend/neuron/residual_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "relative_error.h"
 #include "neuron/config.h"
 
 namespace switchyard::backend::neuron {
@@ -54,17 +55,6 @@ View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, Dtype dt
 Host read(const NeuronCore& core, const View& v) {
   std::vector<float> f = core.read(v);
   return Host(f.begin(), f.end());
-}
-
-// ||actual - expected|| / ||expected||.
-double relative_error(const Host& actual, const Host& expected) {
-  EXPECT_EQ(actual.size(), expected.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < actual.size() && i < expected.size(); ++i) {
-    diff += (actual[i] - expected[i]) * (actual[i] - expected[i]);
-    norm += expected[i] * expected[i];
-  }
-  return std::sqrt(diff / norm);
 }
 
 std::string label(const Mode& mode, const std::string& what) {

@@ -13,21 +13,12 @@
 #include "backend/backend.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "relative_error.h"
 #include "model/gpt.h"
 #include "temp_dir_test_base.h"
 
 namespace switchyard {
 namespace {
-
-double relative_error(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    diff += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    norm += double(want[i]) * want[i];
-  }
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
-}
 
 // Big enough for several row tiles (B*T = 160 > 128) and a vocabulary of several chunks' edge.
 model::GptConfig small_config() {
