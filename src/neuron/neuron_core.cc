@@ -108,8 +108,8 @@ NeuronCore::NeuronCore(CoreConfig config)
       sbuf_allocator_(config_.sbuf_partition_bytes),
       psum_allocator_(config_.psum_partition_bytes, config_.psum_bank_bytes),
       hbm_ledger_(config_.hbm_core_gbps(), kHbmBucketNs) {
-  sbuf_.assign(static_cast<size_t>(config_.partitions * config_.sbuf_partition_bytes), 0xFF);
-  psum_.assign(static_cast<size_t>(config_.partitions * config_.psum_partition_bytes), 0xFF);
+  sbuf_.assign(static_cast<size_t>(config_.partitions * sbuf_host_stride()), 0xFF);
+  psum_.assign(static_cast<size_t>(config_.partitions * psum_host_stride()), 0xFF);
   int tracks = kComputeEngines + config_.dma_queues;
   track_free_.assign(tracks, 0.0);
   track_busy_.assign(tracks, 0.0);
@@ -171,7 +171,7 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
             allocator.capacity(), allocator.largest_free());
     std::vector<uint8_t>& mem_bytes = memory == Memory::kSbuf ? sbuf_ : psum_;
     int64_t pbytes =
-        memory == Memory::kSbuf ? config_.sbuf_partition_bytes : config_.psum_partition_bytes;
+        memory == Memory::kSbuf ? sbuf_host_stride() : psum_host_stride();
     for (int64_t p = 0; p < config_.partitions; ++p) {
       std::memset(mem_bytes.data() + p * pbytes + a.offset, 0xFF, static_cast<size_t>(bytes));
     }
@@ -410,10 +410,10 @@ uint8_t* NeuronCore::element_base(const View& v, int64_t p) const {
              p * v.partition_stride() * esize;
     case Memory::kSbuf:
       return const_cast<uint8_t*>(sbuf_.data()) +
-             (v.partition_start() + p) * config_.sbuf_partition_bytes + v.offset_bytes();
+             (v.partition_start() + p) * sbuf_host_stride() + v.offset_bytes();
     case Memory::kPsum:
       return const_cast<uint8_t*>(psum_.data()) +
-             (v.partition_start() + p) * config_.psum_partition_bytes + v.offset_bytes();
+             (v.partition_start() + p) * psum_host_stride() + v.offset_bytes();
   }
   return nullptr;
 }

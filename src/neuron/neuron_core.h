@@ -302,8 +302,14 @@ class NeuronCore {
   RangeAllocator hbm_allocator_;
   RangeAllocator sbuf_allocator_;
   RangeAllocator psum_allocator_;
-  std::vector<uint8_t> sbuf_;  // partitions x sbuf_partition_bytes
-  std::vector<uint8_t> psum_;  // partitions x psum_partition_bytes
+  // Host bytes between consecutive partitions of SBUF / PSUM: the partition size plus padding.
+  // Partitions of a power-of-two multiple of 4 KiB apart map the same elements of every row to
+  // the same few host cache sets, which halved the speed of the matmul kernel writing PSUM rows.
+  static constexpr int64_t kHostPartitionPadding = 256;
+  int64_t sbuf_host_stride() const { return config_.sbuf_partition_bytes + kHostPartitionPadding; }
+  int64_t psum_host_stride() const { return config_.psum_partition_bytes + kHostPartitionPadding; }
+  std::vector<uint8_t> sbuf_;  // partitions x sbuf_host_stride()
+  std::vector<uint8_t> psum_;  // partitions x psum_host_stride()
 
   // Open PSUM accumulation groups (exact out regions).
   std::vector<Region> open_groups_;

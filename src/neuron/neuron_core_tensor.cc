@@ -99,7 +99,7 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   }
   if (direct) {
     float* c = reinterpret_cast<float*>(element_base(flat, 0));
-    int64_t ldc = config_.psum_partition_bytes / 4;
+    int64_t ldc = psum_host_stride() / 4;
     if (start) {
       for (int64_t m = 0; m < M; ++m) std::fill(c + m * ldc, c + m * ldc + N, 0.0f);
     }
