@@ -1,5 +1,6 @@
 #include "neuron/matmul_kernel.h"
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -12,13 +13,18 @@ namespace switchyard::neuron {
 
 namespace {
 
+// Operand elements: fp32 values, or bf16 bit patterns (the upper half of an fp32).
+inline float to_f32(float x) { return x; }
+inline float to_f32(uint16_t bf16) { return std::bit_cast<float>(static_cast<uint32_t>(bf16) << 16); }
+
 // One output element at a time; used for edges (and everywhere without AVX2/FMA).
-void scalar_block(float* c, int64_t ldc, const float* s, int64_t lds, const float* v, int64_t ldv,
+template <typename T>
+void scalar_block(float* c, int64_t ldc, const T* s, int64_t lds, const T* v, int64_t ldv,
                   int m0, int m1, int n0, int n1, int K) {
   for (int m = m0; m < m1; ++m) {
     for (int n = n0; n < n1; ++n) {
       float acc = c[m * ldc + n];
-      for (int k = 0; k < K; ++k) acc = std::fma(s[k * lds + m], v[k * ldv + n], acc);
+      for (int k = 0; k < K; ++k) acc = std::fma(to_f32(s[k * lds + m]), to_f32(v[k * ldv + n]), acc);
       c[m * ldc + n] = acc;
     }
   }
@@ -68,8 +74,8 @@ void block_6x16(float* c, int64_t ldc, const float* sp, const float* vp, int K,
 
 // The last ROWS (< 6) rows x 16 columns (stationary unpacked, moving packed as [K][16]); a
 // template so the accumulators stay in registers.
-template <int ROWS>
-void block_tail_x16(float* c, int64_t ldc, const float* s, int64_t lds, const float* vp, int K) {
+template <int ROWS, typename T>
+void block_tail_x16(float* c, int64_t ldc, const T* s, int64_t lds, const float* vp, int K) {
   __m256 acc[ROWS][2];
   for (int i = 0; i < ROWS; ++i) {
     acc[i][0] = _mm256_loadu_ps(c + i * ldc);
@@ -79,7 +85,7 @@ void block_tail_x16(float* c, int64_t ldc, const float* s, int64_t lds, const fl
     const __m256 b0 = _mm256_load_ps(vp + k * kCols);
     const __m256 b1 = _mm256_load_ps(vp + k * kCols + 8);
     for (int i = 0; i < ROWS; ++i) {
-      const __m256 a = _mm256_broadcast_ss(s + k * lds + i);
+      const __m256 a = _mm256_set1_ps(to_f32(s[k * lds + i]));
       acc[i][0] = _mm256_fmadd_ps(a, b0, acc[i][0]);
       acc[i][1] = _mm256_fmadd_ps(a, b1, acc[i][1]);
     }
@@ -90,14 +96,15 @@ void block_tail_x16(float* c, int64_t ldc, const float* s, int64_t lds, const fl
   }
 }
 
-void block_rx16(float* c, int64_t ldc, const float* s, int64_t lds, const float* vp, int rows,
+template <typename T>
+void block_rx16(float* c, int64_t ldc, const T* s, int64_t lds, const float* vp, int rows,
                 int K) {
   switch (rows) {
-    case 1: return block_tail_x16<1>(c, ldc, s, lds, vp, K);
-    case 2: return block_tail_x16<2>(c, ldc, s, lds, vp, K);
-    case 3: return block_tail_x16<3>(c, ldc, s, lds, vp, K);
-    case 4: return block_tail_x16<4>(c, ldc, s, lds, vp, K);
-    default: return block_tail_x16<5>(c, ldc, s, lds, vp, K);
+    case 1: return block_tail_x16<1, T>(c, ldc, s, lds, vp, K);
+    case 2: return block_tail_x16<2, T>(c, ldc, s, lds, vp, K);
+    case 3: return block_tail_x16<3, T>(c, ldc, s, lds, vp, K);
+    case 4: return block_tail_x16<4, T>(c, ldc, s, lds, vp, K);
+    default: return block_tail_x16<5, T>(c, ldc, s, lds, vp, K);
   }
 }
 
@@ -123,12 +130,24 @@ PackBuffers& buffers_of_this_thread() {
 
 // 2 * M * N * K from which a product is split between threads.
 constexpr int64_t kMinThreadedFlops = int64_t{1} << 21;
+
+// 16 consecutive moving-operand elements as fp32 into vp[0..16).
+inline void pack_16(float* vp, const float* v) {
+  _mm256_store_ps(vp, _mm256_loadu_ps(v));
+  _mm256_store_ps(vp + 8, _mm256_loadu_ps(v + 8));
+}
+inline void pack_16(float* vp, const uint16_t* v) {
+  const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(v));
+  const __m256i lo = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(bits)), 16);
+  const __m256i hi = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(bits, 1)), 16);
+  _mm256_store_ps(vp, _mm256_castsi256_ps(lo));
+  _mm256_store_ps(vp + 8, _mm256_castsi256_ps(hi));
+}
 #endif
 
-}  // namespace
-
-void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
-                       int64_t ldv, int M, int N, int K) {
+template <typename T>
+void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, const T* v,
+                            int64_t ldv, int M, int N, int K) {
 #if defined(__AVX2__) && defined(__FMA__)
   PackBuffers& buffers = buffers_of_this_thread();
   const int panels = M / kRows;
@@ -139,7 +158,7 @@ void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const
     float* sp = buffers.s.data();
     for (int p = 0; p < panels; ++p)
       for (int k = 0; k < K; ++k)
-        for (int i = 0; i < kRows; ++i) *sp++ = s[k * lds + p * kRows + i];
+        for (int i = 0; i < kRows; ++i) *sp++ = to_f32(s[k * lds + p * kRows + i]);
   }
   if (n_vec > 0) {
     // Every thread that may take a strip gets its moving-operand buffer before the loop.
@@ -154,10 +173,7 @@ void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const
   for (int n0 = 0; n0 < n_vec; n0 += kCols) {
     PackBuffers& local = buffers_of_this_thread();
     float* vp = local.v;
-    for (int k = 0; k < K; ++k) {
-      _mm256_store_ps(vp + k * kCols, _mm256_loadu_ps(v + k * ldv + n0));
-      _mm256_store_ps(vp + k * kCols + 8, _mm256_loadu_ps(v + k * ldv + n0 + 8));
-    }
+    for (int k = 0; k < K; ++k) pack_16(vp + k * kCols, v + k * ldv + n0);
     for (int p = 0; p < panels; ++p) {
       // Prefetch target: the next panel's rows, or the first panel's in the next strip.
       const float* next_c = p + 1 < panels ? c + (p + 1) * kRows * ldc + n0 : c + n0 + kCols;
@@ -170,6 +186,18 @@ void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const
 #else
   scalar_block(c, ldc, s, lds, v, ldv, 0, M, 0, N, K);
 #endif
+}
+
+}  // namespace
+
+void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
+                       int64_t ldv, int M, int N, int K) {
+  matmul_accumulate_impl(c, ldc, s, lds, v, ldv, M, N, K);
+}
+
+void matmul_accumulate_bf16(float* c, int64_t ldc, const uint16_t* s, int64_t lds,
+                            const uint16_t* v, int64_t ldv, int M, int N, int K) {
+  matmul_accumulate_impl(c, ldc, s, lds, v, ldv, M, N, K);
 }
 
 }  // namespace switchyard::neuron

@@ -13,5 +13,9 @@ namespace switchyard::neuron {
 // depend on the thread count.
 void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
                        int64_t ldv, int M, int N, int K);
+// The same with bf16 operands (bit patterns), widened exactly to fp32 as they are packed, so the
+// simulator multiplies bf16 tiles where they lie in SBUF without an fp32 copy of each.
+void matmul_accumulate_bf16(float* c, int64_t ldc, const uint16_t* s, int64_t lds,
+                            const uint16_t* v, int64_t ldv, int M, int N, int K);
 
 }  // namespace switchyard::neuron

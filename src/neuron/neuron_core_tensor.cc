@@ -80,37 +80,40 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
                                allocation_name(out), out.describe()));
   }
 
-  // Functional: fp32 copies of the operands, accumulate into PSUM.
-  std::span<float> s = scratch(0, K * M);
-  std::span<float> v = scratch(1, K * N);
-  load(stationary, s.data());
-  load(moving, v.data());
-  bool direct = out.free_dims() >= 1;
-  View flat = out;
-  if (direct) {
-    for (int d = 0; d + 1 < out.free_dims(); ++d) {
-      if (out.free_dim(d).stride != out.free_dim(d + 1).stride * out.free_dim(d + 1).size)
-        direct = false;
+  // Functional: the product in fp32, accumulated into PSUM. bf16 and fp32 operands whose rows
+  // are contiguous are read where they lie in SBUF; others through fp32 copies.
+  const int Mi = static_cast<int>(M), Ni = static_cast<int>(N), Ki = static_cast<int>(K);
+  auto multiply = [&](float* c, int64_t ldc) {
+    const bool in_place = stationary.rows_contiguous() && moving.rows_contiguous();
+    if (in_place && stationary.dtype() == Dtype::kBF16) {
+      const int64_t ld = sbuf_host_stride() / 2;
+      matmul_accumulate_bf16(c, ldc, reinterpret_cast<const uint16_t*>(element_base(stationary, 0)),
+                             ld, reinterpret_cast<const uint16_t*>(element_base(moving, 0)), ld,
+                             Mi, Ni, Ki);
+    } else if (in_place && stationary.dtype() == Dtype::kF32) {
+      const int64_t ld = sbuf_host_stride() / 4;
+      matmul_accumulate(c, ldc, reinterpret_cast<const float*>(element_base(stationary, 0)), ld,
+                        reinterpret_cast<const float*>(element_base(moving, 0)), ld, Mi, Ni, Ki);
+    } else {
+      std::span<float> s = scratch(0, K * M);
+      std::span<float> v = scratch(1, K * N);
+      load(stationary, s.data());
+      load(moving, v.data());
+      matmul_accumulate(c, ldc, s.data(), M, v.data(), N, Mi, Ni, Ki);
     }
-    if (direct) {
-      flat = out.flatten();
-      direct = flat.free_dim(0).stride == 1 || flat.free_dim(0).size == 1;
-    }
-  }
-  if (direct) {
-    float* c = reinterpret_cast<float*>(element_base(flat, 0));
-    int64_t ldc = psum_host_stride() / 4;
+  };
+  if (out.rows_contiguous()) {
+    float* c = reinterpret_cast<float*>(element_base(out, 0));
+    const int64_t ldc = psum_host_stride() / 4;
     if (start) {
       for (int64_t m = 0; m < M; ++m) std::fill(c + m * ldc, c + m * ldc + N, 0.0f);
     }
-    matmul_accumulate(c, ldc, s.data(), M, v.data(), N, static_cast<int>(M), static_cast<int>(N),
-                      static_cast<int>(K));
+    multiply(c, ldc);
   } else {
     std::span<float> c = scratch(2, M * N);
     std::fill(c.begin(), c.end(), 0.0f);
     if (!start) load(out, c.data());
-    matmul_accumulate(c.data(), N, s.data(), M, v.data(), N, static_cast<int>(M),
-                      static_cast<int>(N), static_cast<int>(K));
+    multiply(c.data(), N);
     store(out, c.data());
   }
   if (stop) open_groups_.erase(group);
