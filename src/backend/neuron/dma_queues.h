@@ -34,17 +34,29 @@ class DmaQueues {
 };
 
 
-// dst <- src split by rows into pieces of at least 32 KiB (at most `max_pieces`), each on the
-// queue `next_queue()` names.
+// Rows per piece when a transfer of `rows` rows moving `bytes` bytes is cut into pieces of at least
+// `min_piece_bytes` (at most `max_pieces` of them, and at most one per row).
+inline int64_t rows_per_piece(int64_t rows, int64_t bytes, int max_pieces,
+                              int64_t min_piece_bytes = kMinDmaBytes) {
+  const int64_t pieces =
+      std::clamp<int64_t>(bytes / min_piece_bytes, 1, std::min<int64_t>(max_pieces, rows));
+  return ceil_div(rows, pieces);
+}
+
+// Bytes a DMA between views of these dtypes moves: the wider side's.
+inline int64_t transfer_bytes(const View& dst, const View& src) {
+  return dst.elements() * std::max(::switchyard::neuron::dtype_bytes(dst.dtype()),
+                                   ::switchyard::neuron::dtype_bytes(src.dtype()));
+}
+
+// dst <- src split by rows into pieces of at least `min_piece_bytes` (at most `max_pieces`), each
+// on the queue `next_queue()` names.
 template <typename NextQueue>
 void split_copy(NeuronCore& core, const View& dst, const View& src, int max_pieces,
-                NextQueue&& next_queue) {
+                NextQueue&& next_queue, int64_t min_piece_bytes = kMinDmaBytes) {
   const int64_t rows = dst.partitions();
-  const int64_t bytes =
-      dst.elements() * std::max(::switchyard::neuron::dtype_bytes(dst.dtype()), ::switchyard::neuron::dtype_bytes(src.dtype()));
-  const int64_t pieces =
-      std::clamp<int64_t>(bytes / kMinDmaBytes, 1, std::min<int64_t>(max_pieces, rows));
-  const int64_t per_piece = ceil_div(rows, pieces);
+  const int64_t per_piece =
+      rows_per_piece(rows, transfer_bytes(dst, src), max_pieces, min_piece_bytes);
   for (int64_t r = 0; r < rows; r += per_piece) {
     const int64_t n = std::min(per_piece, rows - r);
     core.dma_copy(dst.rows(r, n), src.rows(r, n), next_queue());
@@ -57,11 +69,7 @@ template <typename NextQueue>
 void split_gather(NeuronCore& core, const View& dst, const View& table, const View& ids,
                   int max_pieces, NextQueue&& next_queue) {
   const int64_t rows = dst.partitions();
-  const int64_t bytes =
-      dst.elements() * std::max(::switchyard::neuron::dtype_bytes(dst.dtype()), ::switchyard::neuron::dtype_bytes(table.dtype()));
-  const int64_t pieces =
-      std::clamp<int64_t>(bytes / kMinDmaBytes, 1, std::min<int64_t>(max_pieces, rows));
-  const int64_t per_piece = ceil_div(rows, pieces);
+  const int64_t per_piece = rows_per_piece(rows, transfer_bytes(dst, table), max_pieces);
   for (int64_t r = 0; r < rows; r += per_piece) {
     const int64_t n = std::min(per_piece, rows - r);
     core.dma_gather(dst.rows(r, n), table, ids.rows(r, n), next_queue());

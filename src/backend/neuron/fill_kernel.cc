@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "backend/neuron/dma_queues.h"
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
@@ -58,16 +59,7 @@ int DmaSpreader::next_queue() {
 }
 
 void DmaSpreader::copy(const View& dst, const View& src) {
-  const int64_t rows = dst.partitions();
-  const int64_t bytes =
-      dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
-  const int64_t pieces =
-      std::clamp<int64_t>(bytes / kMinPieceBytes, 1, std::min<int64_t>(queues_, rows));
-  const int64_t rows_per_piece = ceil_div(rows, pieces);
-  for (int64_t r = 0; r < rows; r += rows_per_piece) {
-    const int64_t count = std::min(rows_per_piece, rows - r);
-    core_.dma_copy(dst.rows(r, count), src.rows(r, count), next_queue());
-  }
+  split_copy(core_, dst, src, queues_, [this] { return next_queue(); }, kMinPieceBytes);
 }
 
 void fill_zero(NeuronCore& core, const View& dst) {
