@@ -160,11 +160,6 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
       for (int k = 0; k < K; ++k)
         for (int i = 0; i < kRows; ++i) *sp++ = to_f32(s[k * lds + p * kRows + i]);
   }
-  if (n_vec > 0) {
-    // Every thread that may take a strip gets its moving-operand buffer before the loop.
-#pragma omp parallel if (static_cast<int64_t>(M) * N * K >= kMinThreadedFlops / 2)
-    buffers_of_this_thread().reserve_moving(K);
-  }
   const float* s_packed = buffers.s.data();
   // Column strips are independent: share them between threads when the product is big enough
   // to repay waking them (a full 128x128x512 instruction is ~17 MFLOP).
@@ -172,6 +167,7 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
 #pragma omp parallel for schedule(static) if (threaded)
   for (int n0 = 0; n0 < n_vec; n0 += kCols) {
     PackBuffers& local = buffers_of_this_thread();
+    local.reserve_moving(K);
     float* vp = local.v;
     for (int k = 0; k < K; ++k) pack_16(vp + k * kCols, v + k * ldv + n0);
     for (int p = 0; p < panels; ++p) {
