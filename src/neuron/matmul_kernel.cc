@@ -1,5 +1,6 @@
 #include "neuron/matmul_kernel.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -145,9 +146,14 @@ inline void pack_16(float* vp, const uint16_t* v) {
 }
 #endif
 
+// Sets c[m * ldc + n] = 0 for m < M, n0 <= n < n1.
+void zero_columns(float* c, int64_t ldc, int M, int n0, int n1) {
+  for (int m = 0; m < M; ++m) std::fill(c + m * ldc + n0, c + m * ldc + n1, 0.0f);
+}
+
 template <typename T>
 void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, const T* v,
-                            int64_t ldv, int M, int N, int K) {
+                            int64_t ldv, int M, int N, int K, bool overwrite) {
 #if defined(__AVX2__) && defined(__FMA__)
   PackBuffers& buffers = buffers_of_this_thread();
   const int panels = M / kRows;
@@ -168,6 +174,8 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
   for (int n0 = 0; n0 < n_vec; n0 += kCols) {
     PackBuffers& local = buffers_of_this_thread();
     local.reserve_moving(K);
+    // Each thread clears the strip it is about to accumulate, so the rows are in its cache.
+    if (overwrite) zero_columns(c, ldc, M, n0, n0 + kCols);
     float* vp = local.v;
     for (int k = 0; k < K; ++k) pack_16(vp + k * kCols, v + k * ldv + n0);
     for (int p = 0; p < panels; ++p) {
@@ -178,8 +186,12 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
     }
     if (m_full < M) block_rx16(c + m_full * ldc + n0, ldc, s + m_full, lds, vp, M - m_full, K);
   }
-  if (n_vec < N) scalar_block(c, ldc, s, lds, v, ldv, 0, M, n_vec, N, K);
+  if (n_vec < N) {
+    if (overwrite) zero_columns(c, ldc, M, n_vec, N);
+    scalar_block(c, ldc, s, lds, v, ldv, 0, M, n_vec, N, K);
+  }
 #else
+  if (overwrite) zero_columns(c, ldc, M, 0, N);
   scalar_block(c, ldc, s, lds, v, ldv, 0, M, 0, N, K);
 #endif
 }
@@ -187,13 +199,13 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
 }  // namespace
 
 void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
-                       int64_t ldv, int M, int N, int K) {
-  matmul_accumulate_impl(c, ldc, s, lds, v, ldv, M, N, K);
+                       int64_t ldv, int M, int N, int K, bool overwrite) {
+  matmul_accumulate_impl(c, ldc, s, lds, v, ldv, M, N, K, overwrite);
 }
 
 void matmul_accumulate_bf16(float* c, int64_t ldc, const uint16_t* s, int64_t lds,
-                            const uint16_t* v, int64_t ldv, int M, int N, int K) {
-  matmul_accumulate_impl(c, ldc, s, lds, v, ldv, M, N, K);
+                            const uint16_t* v, int64_t ldv, int M, int N, int K, bool overwrite) {
+  matmul_accumulate_impl(c, ldc, s, lds, v, ldv, M, N, K, overwrite);
 }
 
 }  // namespace switchyard::neuron

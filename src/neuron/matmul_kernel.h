@@ -11,11 +11,14 @@ namespace switchyard::neuron {
 // whole GPT-2 step runs on the simulator. Big products share their column strips between OpenMP
 // threads; every element is still summed by one thread in the same order, so results do not
 // depend on the thread count.
+// With `overwrite`, c = the product instead (c's old values are not read: a PSUM accumulation
+// group's first matmul).
 void matmul_accumulate(float* c, int64_t ldc, const float* s, int64_t lds, const float* v,
-                       int64_t ldv, int M, int N, int K);
+                       int64_t ldv, int M, int N, int K, bool overwrite = false);
 // The same with bf16 operands (bit patterns), widened exactly to fp32 as they are packed, so the
 // simulator multiplies bf16 tiles where they lie in SBUF without an fp32 copy of each.
 void matmul_accumulate_bf16(float* c, int64_t ldc, const uint16_t* s, int64_t lds,
-                            const uint16_t* v, int64_t ldv, int M, int N, int K);
+                            const uint16_t* v, int64_t ldv, int M, int N, int K,
+                            bool overwrite = false);
 
 }  // namespace switchyard::neuron

@@ -83,37 +83,34 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   // Functional: the product in fp32, accumulated into PSUM. bf16 and fp32 operands whose rows
   // are contiguous are read where they lie in SBUF; others through fp32 copies.
   const int Mi = static_cast<int>(M), Ni = static_cast<int>(N), Ki = static_cast<int>(K);
-  auto multiply = [&](float* c, int64_t ldc) {
+  auto multiply = [&](float* c, int64_t ldc, bool overwrite) {
     const bool in_place = stationary.rows_contiguous() && moving.rows_contiguous();
     if (in_place && stationary.dtype() == Dtype::kBF16) {
       const int64_t ld = sbuf_host_stride() / 2;
       matmul_accumulate_bf16(c, ldc, reinterpret_cast<const uint16_t*>(element_base(stationary, 0)),
                              ld, reinterpret_cast<const uint16_t*>(element_base(moving, 0)), ld,
-                             Mi, Ni, Ki);
+                             Mi, Ni, Ki, overwrite);
     } else if (in_place && stationary.dtype() == Dtype::kF32) {
       const int64_t ld = sbuf_host_stride() / 4;
       matmul_accumulate(c, ldc, reinterpret_cast<const float*>(element_base(stationary, 0)), ld,
-                        reinterpret_cast<const float*>(element_base(moving, 0)), ld, Mi, Ni, Ki);
+                        reinterpret_cast<const float*>(element_base(moving, 0)), ld, Mi, Ni, Ki,
+                        overwrite);
     } else {
       std::span<float> s = scratch(0, K * M);
       std::span<float> v = scratch(1, K * N);
       load(stationary, s.data());
       load(moving, v.data());
-      matmul_accumulate(c, ldc, s.data(), M, v.data(), N, Mi, Ni, Ki);
+      matmul_accumulate(c, ldc, s.data(), M, v.data(), N, Mi, Ni, Ki, overwrite);
     }
   };
   if (out.rows_contiguous()) {
     float* c = reinterpret_cast<float*>(element_base(out, 0));
-    const int64_t ldc = psum_host_stride() / 4;
-    if (start) {
-      for (int64_t m = 0; m < M; ++m) std::fill(c + m * ldc, c + m * ldc + N, 0.0f);
-    }
-    multiply(c, ldc);
+    multiply(c, psum_host_stride() / 4, /*overwrite=*/start);
   } else {
     std::span<float> c = scratch(2, M * N);
     std::fill(c.begin(), c.end(), 0.0f);
     if (!start) load(out, c.data());
-    multiply(c.data(), N);
+    multiply(c.data(), N, /*overwrite=*/false);
     store(out, c.data());
   }
   if (stop) open_groups_.erase(group);
