@@ -168,9 +168,10 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
   }
   const float* s_packed = buffers.s.data();
   // Column strips are independent: share them between threads when the product is big enough
-  // to repay waking them (a full 128x128x512 instruction is ~17 MFLOP).
+  // to repay waking them (a full 128x128x512 instruction is ~17 MFLOP), two strips at a time as
+  // threads come free (see parallel.h).
   const bool threaded = static_cast<int64_t>(M) * N * K >= kMinThreadedFlops / 2;
-#pragma omp parallel for schedule(static) if (threaded)
+#pragma omp parallel for schedule(dynamic, 2) if (threaded)
   for (int n0 = 0; n0 < n_vec; n0 += kCols) {
     PackBuffers& local = buffers_of_this_thread();
     local.reserve_moving(K);

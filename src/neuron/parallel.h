@@ -12,9 +12,12 @@ namespace switchyard::neuron {
 inline constexpr int64_t kThreadedElements = 32768;
 
 // fn(p) for p in [0, partitions), threaded when `elements` (the whole instruction's) is big.
+// Partitions are handed out in chunks as threads come free, not split in fixed halves: on a
+// shared host one thread is often briefly descheduled, and the other then does its work instead
+// of waiting for it at the barrier.
 template <typename Fn>
 void for_each_partition(int64_t partitions, int64_t elements, Fn&& fn) {
-#pragma omp parallel for schedule(static) if (elements >= kThreadedElements)
+#pragma omp parallel for schedule(dynamic, 8) if (elements >= kThreadedElements)
   for (int64_t p = 0; p < partitions; ++p) fn(p);
 }
 
