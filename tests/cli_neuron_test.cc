@@ -121,6 +121,9 @@ TEST_F(NeuronCli, ClearErrors) {
   r = run_cli("neuron bench layernorm --target trn1 --shape 128");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("NxC"), std::string::npos) << r.output;
+  r = run_cli("neuron bench gelu --target trn1 --shape 1024 --dtype fp8");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--dtype for gelu must be bf16 or fp32"), std::string::npos) << r.output;
   r = run_cli("neuron bench matmul --target trn1 --shape 128x128x128 --dtype int4");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("unknown dtype 'int4'"), std::string::npos) << r.output;

@@ -37,17 +37,17 @@ void NeuronCore::dma_copy(const View& dst, const View& src, int queue) {
                                src.partitions(), src.free_size()));
   // Functional copy: bit-exact when the dtypes agree, otherwise through fp32 with rounding.
   int64_t n = src.elements();
-  if (copy_by_partition(dst, src)) {
-    // Done row by row.
-  } else if (src.dtype() == dst.dtype()) {
-    std::span<float> words = scratch(0, (n * dtype_bytes(src.dtype()) + 3) / 4);
-    uint8_t* bytes = reinterpret_cast<uint8_t*>(words.data());
-    gather_bytes(src, bytes);
-    scatter_bytes(dst, bytes);
-  } else {
-    std::span<float> values = scratch(1, n);
-    load(src, values.data());
-    store(dst, values.data());
+  if (!copy_by_partition(dst, src)) {  // staged: everything is read before anything is written
+    if (src.dtype() == dst.dtype()) {
+      std::span<float> words = scratch(0, (n * dtype_bytes(src.dtype()) + 3) / 4);
+      uint8_t* bytes = reinterpret_cast<uint8_t*>(words.data());
+      gather_bytes(src, bytes);
+      scatter_bytes(dst, bytes);
+    } else {
+      std::span<float> values = scratch(1, n);
+      load(src, values.data());
+      store(dst, values.data());
+    }
   }
 
   Accesses acc;

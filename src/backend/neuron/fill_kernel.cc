@@ -14,13 +14,9 @@ constexpr int64_t kFillCols = 4096;  // 16 KiB of fp32 per partition: 2 MiB per 
 }  // namespace
 
 int64_t contiguous_elements(const View& view, const char* kernel, const char* name) {
-  bool contiguous = view.memory() == Memory::kHbm && view.free_dims() >= 1;
-  int64_t stride = 1;
-  for (int d = view.free_dims() - 1; contiguous && d >= 0; --d) {
-    contiguous = view.free_dim(d).size == 1 || view.free_dim(d).stride == stride;
-    stride *= view.free_dim(d).size;
-  }
-  contiguous = contiguous && (view.partitions() == 1 || view.partition_stride() == stride);
+  const bool contiguous =
+      view.memory() == Memory::kHbm && view.free_dims() >= 1 && view.rows_contiguous() &&
+      (view.partitions() == 1 || view.partition_stride() == view.free_size());
   require(contiguous, "{}: {} must be an HBM tensor with contiguous elements, got {}", kernel, name,
           view.describe());
   return view.elements();
