@@ -318,6 +318,48 @@ TEST(CpuKernels, AttentionBackwardMatchesFiniteDifferences) {
   expect_grad(dqkv, prior, numeric_grad(qkv, loss), "dqkv");
 }
 
+// Sequences longer than one row block (cpu::kAttentionBlock): every block's products reach back
+// over the earlier blocks' keys. Checked against the naive loops, by directional derivatives of the
+// double path, and float (oneDNN) against double.
+TEST(CpuKernels, AttentionAcrossRowBlocks) {
+  const int B = 1, T = 2 * cpu::kAttentionBlock + 3, C = 12, NH = 3;
+  Vec qkv = random_vec(B * T * 3 * C, 83, 2.0);
+  const Vec w = random_vec(B * T * C, 84);
+  Vec out(B * T * C), att(B * NH * T * T), scratch(att.size(), 7.0);
+  cpu::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+  const Vec expected = naive_attention(qkv, B, T, C, NH);
+  EXPECT_LT(rel_error(out, expected), 1e-12);
+
+  Vec dqkv(qkv.size(), 0.0);
+  cpu::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), B, T, C,
+                          NH);
+  auto loss = [&](const Vec& x) {
+    Vec o(out.size()), a(att.size());
+    cpu::attention_forward(o.data(), a.data(), x.data(), B, T, C, NH);
+    return dot(o, w);
+  };
+  for (uint64_t seed = 85; seed < 88; ++seed) {
+    const Vec dir = random_vec(qkv.size(), seed);
+    const double h = 1e-5;
+    Vec plus = qkv, minus = qkv;
+    for (size_t i = 0; i < qkv.size(); ++i) {
+      plus[i] += h * dir[i];
+      minus[i] -= h * dir[i];
+    }
+    const double numeric = (loss(plus) - loss(minus)) / (2 * h);
+    EXPECT_NEAR(dot(dqkv, dir), numeric, 1e-7 * std::max(1.0, std::abs(numeric))) << "seed " << seed;
+  }
+
+  const std::vector<float> qkv_f = to_float(qkv), w_f = to_float(w);
+  std::vector<float> out_f(out.size()), att_f(att.size()), scratch_f(att.size()),
+      dqkv_f(qkv.size(), 0.0f);
+  cpu::attention_forward(out_f.data(), att_f.data(), qkv_f.data(), B, T, C, NH);
+  cpu::attention_backward(dqkv_f.data(), scratch_f.data(), w_f.data(), qkv_f.data(), att_f.data(),
+                          B, T, C, NH);
+  EXPECT_LT(rel_error(out_f, expected), 1e-5);
+  EXPECT_LT(rel_error(dqkv_f, dqkv), 1e-5);
+}
+
 TEST(CpuKernels, AttentionDecodeReproducesForward) {
   const int max_T = kT + 3;  // a cache longer than the sequence
   const Vec qkv = random_vec(kB * kT * 3 * kC, 90, 2.0);

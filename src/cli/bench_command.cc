@@ -39,8 +39,10 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-// GFLOP/s of the backend's own matmul on a large square product (best of several, so a passing
-// disturbance on a shared machine does not lower it): the rate the step's FLOPs are compared against.
+// GFLOP/s of the backend's fastest matrix product on a large square problem (best of several runs,
+// so a passing disturbance on a shared machine does not lower it): the rate the step's FLOPs are
+// compared against. Both the forward product and the weight-gradient product of matmul_backward
+// are tried, since backends may route them through different GEMM implementations.
 double measure_gemm_gflops(backend::Backend& backend) {
   const int n = 2048;
   model::DeviceBuffer a(backend, size_t{n} * n), b(backend, size_t{n} * n), c(backend, size_t{n} * n);
@@ -49,10 +51,15 @@ double measure_gemm_gflops(backend::Backend& backend) {
   for (float& x : host) x = rng.uniform() - 0.5f;
   backend.copy_to_device(a.get(), host.data(), host.size() * sizeof(float));
   backend.copy_to_device(b.get(), host.data(), host.size() * sizeof(float));
+  backend.copy_to_device(c.get(), host.data(), host.size() * sizeof(float));
   double best_ms = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
+  for (int rep = 0; rep < 10; ++rep) {
     auto t0 = Clock::now();
-    backend.matmul_forward(c.get(), a.get(), b.get(), nullptr, n, n, n);
+    if (rep % 2 == 0) {
+      backend.matmul_forward(c.get(), a.get(), b.get(), nullptr, n, n, n);
+    } else {
+      backend.matmul_backward(nullptr, c.get(), nullptr, a.get(), b.get(), b.get(), n, n, n);
+    }
     backend.synchronize();
     best_ms = std::min(best_ms, ms_since(t0));
   }
@@ -60,6 +67,25 @@ double measure_gemm_gflops(backend::Backend& backend) {
 }
 
 void print_json_line(const nlohmann::json& json) { std::printf("%s\n", json.dump().c_str()); }
+
+// Prints where the timed steps went, kernel by kernel (time per step, share of the median step,
+// calls per step), and returns the same as {kernel: ms per step}.
+nlohmann::json report_kernel_times(const backend::ProfilingBackend& profiler, int steps,
+                                   double step_ms) {
+  nlohmann::json per_step = nlohmann::json::object();
+  double total = 0;
+  std::printf("%-24s %10s %7s %9s\n", "kernel", "ms/step", "share", "calls");
+  for (const backend::KernelTime& t : profiler.kernel_times()) {
+    const double ms = t.ms / steps;
+    total += ms;
+    per_step[t.kernel] = ms;
+    std::printf("%-24s %10.2f %6.1f%% %9lld\n", t.kernel.c_str(), ms, 100 * ms / step_ms,
+                static_cast<long long>(t.calls / steps));
+  }
+  std::printf("%-24s %10.2f %6.1f%%  (the rest of the step is host code between kernels)\n",
+              "all kernels", total, 100 * total / step_ms);
+  return per_step;
+}
 
 // Simulator devices: the simulated step beside the wall-clock time of simulating it (the host's
 // GEMM bound says nothing about a simulated chip, so it is not measured).
@@ -109,6 +135,7 @@ void run_bench_train(const BenchFlags& f) {
           gpt.backend().name());
   for (int step = 0; step < f.warmup + f.steps; ++step) {
     const bool last = step == f.warmup + f.steps - 1;
+    if (opened.profiler && step == f.warmup) opened.profiler->reset();
     if (last && !f.trace.empty()) gpt.backend().start_trace();
     sim_clock.restart();
     auto t0 = Clock::now();
@@ -133,7 +160,9 @@ void run_bench_train(const BenchFlags& f) {
     report_simulated_train(f, opened, *sim_step, ms, flops);
     return;
   }
-  double gemm_gflops = measure_gemm_gflops(gpt.backend());
+  nlohmann::json kernels = nlohmann::json::object();
+  if (opened.profiler) kernels = report_kernel_times(*opened.profiler, f.steps, ms);
+  double gemm_gflops = measure_gemm_gflops(*opened.backend);
   double bound_ms = flops / (gemm_gflops * 1e6);
   double peak_mib = peak_rss_bytes() / 1048576.0;
   std::printf("train %s on %s: batch %d x seq %d: %.1f ms/step, %.1f tokens/s, %.1f GFLOP/s; "
@@ -141,13 +170,15 @@ void run_bench_train(const BenchFlags& f) {
               f.source.model.c_str(), opened.backend->name().c_str(), f.batch, f.seq, ms, BT / (ms / 1000),
               flops / (ms * 1e6), gemm_gflops, bound_ms, ms / bound_ms, peak_mib);
   if (f.json) {
-    print_json_line({{"mode", "train"},          {"model", f.source.model},
-                     {"device", opened.backend->name()}, {"batch", f.batch},
-                     {"seq", f.seq},             {"steps", f.steps},
-                     {"ms_per_step", ms},        {"tokens_per_s", BT / (ms / 1000)},
-                     {"gflops", flops / (ms * 1e6)}, {"flops_per_step", flops},
-                     {"gemm_gflops", gemm_gflops}, {"gemm_bound_ms", bound_ms},
-                     {"ratio_to_gemm_bound", ms / bound_ms}, {"peak_rss_mib", peak_mib}});
+    nlohmann::json result = {{"mode", "train"},          {"model", f.source.model},
+                             {"device", opened.backend->name()}, {"batch", f.batch},
+                             {"seq", f.seq},             {"steps", f.steps},
+                             {"ms_per_step", ms},        {"tokens_per_s", BT / (ms / 1000)},
+                             {"gflops", flops / (ms * 1e6)}, {"flops_per_step", flops},
+                             {"gemm_gflops", gemm_gflops}, {"gemm_bound_ms", bound_ms},
+                             {"ratio_to_gemm_bound", ms / bound_ms}, {"peak_rss_mib", peak_mib}};
+    if (opened.profiler) result["kernel_ms_per_step"] = kernels;
+    print_json_line(result);
   }
 }
 
@@ -217,6 +248,8 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--steps", flags->steps, "timed steps")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   train->add_option("--warmup", flags->warmup, "untimed steps first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   train->add_flag("--json", flags->json, "print one JSON object as the last line");
+  train->add_flag("--profile", flags->source.profile,
+                  "time every kernel call and print where the step goes (waits for the device after each)");
   train->add_option("--trace", flags->trace, "simulator devices: write a Chrome trace (Perfetto) of the last step");
   train->callback([flags] { run_bench_train(*flags); });
 

@@ -55,7 +55,12 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   opened.info["tokenizer"] = tokenizer_name;
 
   opened.backend = backend::create_backend(source.device);
-  opened.model = std::make_unique<model::Gpt>(*opened.backend, config);
+  backend::Backend* device = opened.backend.get();
+  if (source.profile) {
+    opened.profiler = std::make_unique<backend::ProfilingBackend>(*opened.backend);
+    device = opened.profiler.get();
+  }
+  opened.model = std::make_unique<model::Gpt>(*device, config);
   if (opened.from_checkpoint) {
     model::load_weights(*opened.model, source.model);
   } else {

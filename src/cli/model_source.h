@@ -7,6 +7,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "backend/profiling_backend.h"
 #include "model/gpt.h"
 #include "tokenizer/tokenizer.h"
 
@@ -24,10 +25,13 @@ struct ModelSource {
   uint64_t seed = 1337;   // initialisation seed for presets
   // Overrides of a preset's shape (0: keep the preset's value).
   int layers = 0, heads = 0, channels = 0, context = 0, vocab_size = 0;
+  // Run the model through a ProfilingBackend that times every kernel call.
+  bool profile = false;
 };
 
 struct OpenedModel {
   std::unique_ptr<backend::Backend> backend;
+  std::unique_ptr<backend::ProfilingBackend> profiler;  // wraps `backend` when source.profile
   std::unique_ptr<model::Gpt> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null unless requested
   bool from_checkpoint = false;

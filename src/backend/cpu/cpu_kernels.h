@@ -45,6 +45,11 @@ inline constexpr int kGemvMaxRows = 4;
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc);
 
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be null) through a cached oneDNN
+// matmul primitive (cpu_gemm.cc).
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                    int C, int OC);
+
 // out[N,OC] = inp[N,C] @ weight[OC,C]^T for small N: reads each weight row once for all N rows, so
 // decoding streams the weights at memory bandwidth (cpu_gemm.cc).
 void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC);
@@ -249,11 +254,11 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 template <typename T>
 void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC) {
   if constexpr (std::is_same_v<T, float>) {
-    if (N <= kGemvMaxRows) {
-      gemv_rows(out, inp, weight, N, C, OC);
-    } else {
-      gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
+    if (N > kGemvMaxRows) {
+      linear_forward(out, inp, weight, bias, N, C, OC);
+      return;
     }
+    gemv_rows(out, inp, weight, N, C, OC);
   } else {
     gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
   }
@@ -300,102 +305,103 @@ inline T dot(const T* a, const T* b, int n) {
   return acc;
 }
 
+// Attention works on row blocks of this many query positions: a block's products need keys up to
+// its last row only, so little of the masked upper triangle is computed.
+inline constexpr int kAttentionBlock = 64;
+
 // Causal self-attention. qkv[B,T,3C] = q | k | v, each [NH, hs] per position; att[B,NH,T,T] gets
 // the softmax probabilities (zero above the diagonal); out[B,T,C] the heads' outputs side by side.
+// Per (batch, head) and block of query rows: scores = scale * Q K^T and out = att V are small
+// matrix products over the strided head columns of qkv; the softmax runs row by row in between.
 template <typename T>
 void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int NH) {
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-  const size_t C3 = static_cast<size_t>(3) * C;
+  const int C3 = 3 * C;
   const bool parallel = static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold;
-  SWITCHYARD_OMP_FOR(collapse(3) schedule(static) if (parallel))
+  SWITCHYARD_OMP_FOR(collapse(2) schedule(dynamic, 1) if (parallel))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
-      for (int t = 0; t < T_; ++t) {
-        const T* base = qkv + static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
-        const T* q = base + t * C3;
-        T* a = att + ((static_cast<size_t>(b) * NH + h) * T_ + t) * T_;
-        T max_score = -std::numeric_limits<T>::infinity();
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const T s = dot(q, base + t2 * C3 + C, hs) * scale;
-          a[t2] = s;
-          max_score = std::max(max_score, s);
-        }
-        T sum = 0;
-        T poison = 0;  // NaN if a score is NaN or infinite: exp_vec would hide it
-        SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const T e = exp_vec(a[t2] - max_score);
-          poison += a[t2] * T(0);
-          a[t2] = e;
-          sum += e;
-        }
-        const T inv = T(1) / sum + poison;
-        SWITCHYARD_OMP(omp simd)
-        for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
-        for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
-        T* o = out + (static_cast<size_t>(b) * T_ + t) * C + static_cast<size_t>(h) * hs;
-        for (int i = 0; i < hs; ++i) o[i] = 0;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const T* v = base + t2 * C3 + 2 * static_cast<size_t>(C);
-          const T w = a[t2];
+      const T* q = qkv + static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
+      const T* k = q + C;
+      const T* v = q + 2 * static_cast<size_t>(C);
+      T* o = out + static_cast<size_t>(b) * T_ * C + static_cast<size_t>(h) * hs;
+      T* head_att = att + (static_cast<size_t>(b) * NH + h) * T_ * T_;
+      for (int r0 = 0; r0 < T_; r0 += kAttentionBlock) {
+        const int r1 = std::min(T_, r0 + kAttentionBlock), rows = r1 - r0;
+        T* block = head_att + static_cast<size_t>(r0) * T_;
+        gemm<T>(false, true, rows, r1, hs, scale, q + static_cast<size_t>(r0) * C3, C3, k, C3, 0,
+                block, T_);
+        for (int t = r0; t < r1; ++t) {
+          T* a = head_att + static_cast<size_t>(t) * T_;
+          T max_score = -std::numeric_limits<T>::infinity();
+          for (int t2 = 0; t2 <= t; ++t2) max_score = std::max(max_score, a[t2]);
+          T sum = 0;
+          T poison = 0;  // NaN if a score is NaN or infinite: exp_vec would hide it
+          SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
+          for (int t2 = 0; t2 <= t; ++t2) {
+            const T e = exp_vec(a[t2] - max_score);
+            poison += a[t2] * T(0);
+            a[t2] = e;
+            sum += e;
+          }
+          const T inv = T(1) / sum + poison;
           SWITCHYARD_OMP(omp simd)
-          for (int i = 0; i < hs; ++i) o[i] += w * v[i];
+          for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
+          for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
         }
+        gemm<T>(false, false, rows, hs, r1, 1, block, T_, v, C3, 0,
+                o + static_cast<size_t>(r0) * C, C);
       }
     }
   }
 }
 
 // dqkv[B,T,3C] += gradient of attention_forward's out. scratch[B,NH,T,T] holds d(att) and then
-// d(preatt) in place. Threads split (b, head) pairs: each owns its columns of dqkv, so no races.
+// d(scores) in place. Per (batch, head) and block of query rows, as in the forward pass:
+//   d(att) = dout V^T, dV += att^T dout, d(scores) = att * (d(att) - rowsum(att * d(att))) * scale,
+//   dQ += d(scores) K, dK += d(scores)^T Q.
+// Threads split (batch, head) pairs: each owns its columns of dqkv, so no races.
 template <typename T>
 void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
                         int T_, int C, int NH) {
   const int hs = C / NH;
   const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-  const size_t C3 = static_cast<size_t>(3) * C;
+  const int C3 = 3 * C;
   const bool parallel = static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold;
   SWITCHYARD_OMP_FOR(collapse(2) schedule(dynamic, 1) if (parallel))
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const size_t head = static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
-      const T* base = qkv + head;
-      T* dbase = dqkv + head;
-      for (int t = 0; t < T_; ++t) {
-        const size_t row = ((static_cast<size_t>(b) * NH + h) * T_ + t) * T_;
-        const T* a = att + row;
-        T* da = scratch + row;
-        const T* d = dout + (static_cast<size_t>(b) * T_ + t) * C + static_cast<size_t>(h) * hs;
-        // out = sum_t2 a[t2] v[t2]: d(att)[t2] = d . v[t2], dv[t2] += a[t2] d.
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const T* v = base + t2 * C3 + 2 * static_cast<size_t>(C);
-          T* dv = dbase + t2 * C3 + 2 * static_cast<size_t>(C);
-          da[t2] = dot(d, v, hs);
-          const T w = a[t2];
+      const T* q = qkv + head;
+      const T* k = q + C;
+      const T* v = q + 2 * static_cast<size_t>(C);
+      T* dq = dqkv + head;
+      T* dk = dq + C;
+      T* dv = dq + 2 * static_cast<size_t>(C);
+      const T* d = dout + static_cast<size_t>(b) * T_ * C + static_cast<size_t>(h) * hs;
+      const size_t head_att = (static_cast<size_t>(b) * NH + h) * T_ * T_;
+      for (int r0 = 0; r0 < T_; r0 += kAttentionBlock) {
+        const int r1 = std::min(T_, r0 + kAttentionBlock), rows = r1 - r0;
+        const T* a_block = att + head_att + static_cast<size_t>(r0) * T_;
+        T* da_block = scratch + head_att + static_cast<size_t>(r0) * T_;
+        const T* d_block = d + static_cast<size_t>(r0) * C;
+        gemm<T>(false, true, rows, r1, hs, 1, d_block, C, v, C3, 0, da_block, T_);
+        gemm<T>(true, false, r1, hs, rows, 1, a_block, T_, d_block, C, 1, dv, C3);
+        for (int t = r0; t < r1; ++t) {
+          const T* a = att + head_att + static_cast<size_t>(t) * T_;
+          T* da = scratch + head_att + static_cast<size_t>(t) * T_;
+          T weighted = 0;
+          SWITCHYARD_OMP(omp simd reduction(+ : weighted))
+          for (int t2 = 0; t2 <= t; ++t2) weighted += a[t2] * da[t2];
           SWITCHYARD_OMP(omp simd)
-          for (int i = 0; i < hs; ++i) dv[i] += w * d[i];
+          for (int t2 = 0; t2 <= t; ++t2) da[t2] = a[t2] * (da[t2] - weighted) * scale;
+          for (int t2 = t + 1; t2 < r1; ++t2) da[t2] = 0;  // masked: no gradient
         }
-        // Softmax: d(preatt)[t2] = a[t2] (d(att)[t2] - sum_j a[j] d(att)[j]); the 1/sqrt(hs) folded
-        // in.
-        T weighted = 0;
-        SWITCHYARD_OMP(omp simd reduction(+ : weighted))
-        for (int t2 = 0; t2 <= t; ++t2) weighted += a[t2] * da[t2];
-        SWITCHYARD_OMP(omp simd)
-        for (int t2 = 0; t2 <= t; ++t2) da[t2] = a[t2] * (da[t2] - weighted) * scale;
-        // preatt[t2] = q . k[t2]: dq += dpre[t2] k[t2], dk[t2] += dpre[t2] q.
-        const T* q = base + t * C3;
-        T* dq = dbase + t * C3;
-        for (int t2 = 0; t2 <= t; ++t2) {
-          const T* k = base + t2 * C3 + C;
-          T* dk = dbase + t2 * C3 + C;
-          const T w = da[t2];
-          SWITCHYARD_OMP(omp simd)
-          for (int i = 0; i < hs; ++i) {
-            dq[i] += w * k[i];
-            dk[i] += w * q[i];
-          }
-        }
+        gemm<T>(false, false, rows, hs, r1, 1, da_block, T_, k, C3, 1,
+                dq + static_cast<size_t>(r0) * C3, C3);
+        gemm<T>(true, false, r1, hs, rows, 1, da_block, T_, q + static_cast<size_t>(r0) * C3, C3,
+                1, dk, C3);
       }
     }
   }
