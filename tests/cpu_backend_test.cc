@@ -167,7 +167,8 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   be.accumulate(dx.get(), dy.get(), N * C);
   DeviceBuffer dyy(be, N * C);
   be.gelu_backward(dyy.get(), y.get(), dg.get(), N * C);
-  be.attention_backward(dqkv.get(), scratch.get(), dyy.get(), qkv.get(), att.get(), B, T, C, NH);
+  be.attention_backward(dqkv.get(), scratch.get(), dyy.get(), y.get(), qkv.get(), att.get(), B, T, C,
+                        NH);
   be.matmul_backward(dln.get(), dw.get(), db.get(), dqkv.get(), ln.get(), w.get(), N, C, OC);
   be.layernorm_backward(dx.get(), dlnw.get(), dlnb.get(), dln.get(), x.get(), lnw.get(), mean.get(),
                         rstd.get(), N, C);

@@ -138,9 +138,9 @@ class CountingBackend final : public backend::Backend {
                          int NH) override {
     cpu_.attention_forward(o, a, qkv, B, T, C, NH);
   }
-  void attention_backward(float* dqkv, float* s, const float* d, const float* qkv, const float* a,
-                          int B, int T, int C, int NH) override {
-    cpu_.attention_backward(dqkv, s, d, qkv, a, B, T, C, NH);
+  void attention_backward(float* dqkv, float* s, const float* d, const float* o, const float* qkv,
+                          const float* a, int B, int T, int C, int NH) override {
+    cpu_.attention_backward(dqkv, s, d, o, qkv, a, B, T, C, NH);
   }
   void gelu_forward(float* o, const float* i, size_t N) override { cpu_.gelu_forward(o, i, N); }
   void gelu_backward(float* di, const float* i, const float* d, size_t N) override {

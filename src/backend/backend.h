@@ -2,7 +2,15 @@
 //
 // The model is written once as a sequence of calls into this interface; nothing above it knows which
 // chip runs. All pointers passed to kernels are device pointers returned by allocate() (host memory
-// for the CPU backend). Tensors are dense, row-major, fp32.
+// for the CPU backend). Tensors are dense and row-major.
+//
+// Element types: parameters, parameter gradients, AdamW moments, LayerNorm statistics (mean, rstd),
+// losses and the attention record are fp32. Every other tensor (activations, their gradients,
+// logits, the KV cache) is an *activation tensor*, stored in the backend's activation type:
+// activation_bytes() says its size (4: fp32; 2: bf16 on mixed-precision devices). Activation
+// tensors are passed as float* whatever their type; only the backend reads or writes them, and
+// the host moves them with activations_to_host / activations_from_host, which convert to and from
+// fp32.
 //
 // Conventions, shared by every kernel:
 //   B batch, T sequence length, C channels, NH heads, hs = C / NH, V vocabulary, N = rows (often B*T),
@@ -69,6 +77,27 @@ class Backend {
   // Waits for all queued work (no-op where kernels run synchronously).
   virtual void synchronize() {}
 
+  // ---- element types and sizes the model plans its memory with ----
+  // Bytes per element of activation tensors (see the header comment).
+  virtual size_t activation_bytes() const { return sizeof(float); }
+  // `count` activation elements between the device and host fp32 arrays (converting when the
+  // activation type is not fp32).
+  virtual void activations_to_host(float* dst, const float* src, size_t count) {
+    copy_to_host(dst, src, count * sizeof(float));
+  }
+  virtual void activations_from_host(float* dst, const float* src, size_t count) {
+    copy_to_device(dst, src, count * sizeof(float));
+  }
+  // fp32 elements of the record attention_forward keeps for attention_backward (`att`), and of the
+  // scratch attention_backward uses, for B sequences of T positions and NH heads. The defaults
+  // hold the full T x T probabilities; flash-style backends keep per-row statistics only.
+  virtual size_t attention_record_floats(int B, int T, int NH) const {
+    return static_cast<size_t>(B) * NH * T * T;
+  }
+  virtual size_t attention_scratch_floats(int B, int T, int NH) const {
+    return attention_record_floats(B, T, NH);
+  }
+
   // ---- simulators only ----
   // The simulated time so far; nullopt on real devices.
   virtual std::optional<SimulationReport> simulation_report() const { return std::nullopt; }
@@ -104,14 +133,16 @@ class Backend {
 
   // Causal multi-head self-attention. qkv[B,T,3C] holds q, k, v side by side, each [NH, hs] per
   // position (Hugging Face GPT-2 order); out[B,T,C] receives the heads' outputs concatenated.
-  // Scores are scaled by 1/sqrt(hs). att (B*NH*T*T floats) is the backend's record for the
-  // backward pass: the CPU backend stores the softmax probabilities there (entries above the
+  // Scores are scaled by 1/sqrt(hs). att (attention_record_floats) is the backend's record for
+  // the backward pass: the CPU backend stores the softmax probabilities there (entries above the
   // diagonal zero); flash-style backends store only per-row softmax statistics and recompute.
   virtual void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                  int NH) = 0;
-  // dqkv[B,T,3C] += gradient of out with respect to qkv. scratch holds B*NH*T*T floats.
-  virtual void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                                  const float* att, int B, int T, int C, int NH) = 0;
+  // dqkv[B,T,3C] += gradient of out with respect to qkv, given dout (the gradient of out) and
+  // out itself. scratch holds attention_scratch_floats.
+  virtual void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                                  const float* qkv, const float* att, int B, int T, int C,
+                                  int NH) = 0;
 
   // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
   virtual void gelu_forward(float* out, const float* inp, size_t N) = 0;
@@ -119,6 +150,21 @@ class Backend {
 
   // out[N] = a + b.
   virtual void residual_forward(float* out, const float* a, const float* b, size_t N) = 0;
+
+  // ---- fused forms: the same results as the kernels they combine, in fewer passes ----
+  // residual[N,C] = a + b, then out = layernorm(residual) with mean and rstd as layernorm_forward.
+  virtual void residual_layernorm_forward(float* residual, float* out, float* mean, float* rstd,
+                                          const float* a, const float* b, const float* weight,
+                                          const float* bias, int N, int C) {
+    residual_forward(residual, a, b, static_cast<size_t>(N) * C);
+    layernorm_forward(out, mean, rstd, residual, weight, bias, N, C);
+  }
+  // pre[N,OC] = inp @ weight^T + bias (kept for the backward pass), out = gelu(pre).
+  virtual void matmul_gelu_forward(float* pre, float* out, const float* inp, const float* weight,
+                                   const float* bias, int N, int C, int OC) {
+    matmul_forward(pre, inp, weight, bias, N, C, OC);
+    gelu_forward(out, pre, static_cast<size_t>(N) * OC);
+  }
   // dst[N] += src: the backward pass of a residual add, used for each branch.
   virtual void accumulate(float* dst, const float* src, size_t N) = 0;
 

@@ -27,6 +27,14 @@ void ProfilingBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
   timed("copy_to_host", [&] { inner_.copy_to_host(dst, src, bytes); });
 }
 
+void ProfilingBackend::activations_to_host(float* dst, const float* src, size_t count) {
+  timed("activations_to_host", [&] { inner_.activations_to_host(dst, src, count); });
+}
+
+void ProfilingBackend::activations_from_host(float* dst, const float* src, size_t count) {
+  timed("activations_from_host", [&] { inner_.activations_from_host(dst, src, count); });
+}
+
 void ProfilingBackend::fill_zero(void* ptr, size_t bytes) {
   timed("fill_zero", [&] { inner_.fill_zero(ptr, bytes); });
 }
@@ -73,10 +81,10 @@ void ProfilingBackend::attention_forward(float* out, float* att, const float* qk
 }
 
 void ProfilingBackend::attention_backward(float* dqkv, float* scratch, const float* dout,
-                                          const float* qkv, const float* att, int B, int T, int C,
+                                          const float* out, const float* qkv, const float* att, int B, int T, int C,
                                           int NH) {
   timed("attention_backward",
-        [&] { inner_.attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH); });
+        [&] { inner_.attention_backward(dqkv, scratch, dout, out, qkv, att, B, T, C, NH); });
 }
 
 void ProfilingBackend::gelu_forward(float* out, const float* inp, size_t N) {
@@ -89,6 +97,22 @@ void ProfilingBackend::gelu_backward(float* dinp, const float* inp, const float*
 
 void ProfilingBackend::residual_forward(float* out, const float* a, const float* b, size_t N) {
   timed("residual_forward", [&] { inner_.residual_forward(out, a, b, N); });
+}
+
+void ProfilingBackend::residual_layernorm_forward(float* residual, float* out, float* mean,
+                                                  float* rstd, const float* a, const float* b,
+                                                  const float* weight, const float* bias, int N,
+                                                  int C) {
+  timed("residual_layernorm_forward", [&] {
+    inner_.residual_layernorm_forward(residual, out, mean, rstd, a, b, weight, bias, N, C);
+  });
+}
+
+void ProfilingBackend::matmul_gelu_forward(float* pre, float* out, const float* inp,
+                                           const float* weight, const float* bias, int N, int C,
+                                           int OC) {
+  timed("matmul_gelu_forward",
+        [&] { inner_.matmul_gelu_forward(pre, out, inp, weight, bias, N, C, OC); });
 }
 
 void ProfilingBackend::accumulate(float* dst, const float* src, size_t N) {

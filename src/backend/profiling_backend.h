@@ -43,6 +43,15 @@ class ProfilingBackend final : public Backend {
   }
   void start_trace() override { inner_.start_trace(); }
   void finish_trace(const std::string& path) override { inner_.finish_trace(path); }
+  size_t activation_bytes() const override { return inner_.activation_bytes(); }
+  void activations_to_host(float* dst, const float* src, size_t count) override;
+  void activations_from_host(float* dst, const float* src, size_t count) override;
+  size_t attention_record_floats(int B, int T, int NH) const override {
+    return inner_.attention_record_floats(B, T, NH);
+  }
+  size_t attention_scratch_floats(int B, int T, int NH) const override {
+    return inner_.attention_scratch_floats(B, T, NH);
+  }
 
   void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
                        int T, int C) override;
@@ -59,11 +68,17 @@ class ProfilingBackend final : public Backend {
                        const float* inp, const float* weight, int N, int C, int OC) override;
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override;
-  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                          const float* att, int B, int T, int C, int NH) override;
+  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                          const float* qkv, const float* att, int B, int T, int C,
+                          int NH) override;
   void gelu_forward(float* out, const float* inp, size_t N) override;
   void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) override;
   void residual_forward(float* out, const float* a, const float* b, size_t N) override;
+  void residual_layernorm_forward(float* residual, float* out, float* mean, float* rstd,
+                                  const float* a, const float* b, const float* weight,
+                                  const float* bias, int N, int C) override;
+  void matmul_gelu_forward(float* pre, float* out, const float* inp, const float* weight,
+                           const float* bias, int N, int C, int OC) override;
   void accumulate(float* dst, const float* src, size_t N) override;
   void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int N,
                              int V) override;

@@ -10,16 +10,22 @@ namespace switchyard::model {
 
 namespace {
 
-// Hands out consecutive 64-byte-aligned float ranges of one allocation: the caller first reserves
-// every range (recording offsets), then allocates once and resolves the offsets to pointers.
+// Hands out consecutive 64-byte-aligned ranges of one allocation: the caller first reserves every
+// range (recording offsets), then allocates once and resolves the offsets to pointers. Ranges are
+// counted in elements of a given size: 4 bytes for fp32 tensors and token ids, the backend's
+// activation_bytes() for activation tensors.
 class BufferPlan {
  public:
-  size_t reserve(size_t floats) {
+  size_t reserve(size_t elements, size_t element_bytes) {
     size_t offset = total_;
-    total_ += (floats + 15) / 16 * 16;
+    total_ += (elements * element_bytes + 63) / 64 * 64;
     return offset;
   }
-  size_t total() const { return total_; }
+  size_t floats() const { return total_ / sizeof(float); }
+  // The tensor at byte `offset` of an allocation starting at `base`.
+  static float* at(float* base, size_t offset) {
+    return reinterpret_cast<float*>(reinterpret_cast<char*>(base) + offset);
+  }
 
  private:
   size_t total_ = 0;
@@ -125,76 +131,82 @@ void Gpt::check_tokens(const int32_t* tokens, size_t count, const char* what) co
 
 void Gpt::ensure_activations(int B, int T) {
   if (acts_ && acts_->B == B && acts_->T == T) return;
-  const size_t C = config_.channels, NH = config_.num_heads, V = config_.vocab_size;
+  const size_t C = config_.channels, V = config_.vocab_size;
   const size_t BT = static_cast<size_t>(B) * T;
+  const size_t act = backend_.activation_bytes(), f32 = sizeof(float);
+  const size_t att_record = backend_.attention_record_floats(B, T, config_.num_heads);
   acts_.reset();  // free the old buffers before allocating new ones
   auto acts = std::make_shared<Activations>();
   acts->B = B;
   acts->T = T;
 
   BufferPlan plan;
-  size_t tokens = plan.reserve(BT), targets = plan.reserve(BT), encoded = plan.reserve(BT * C);
+  size_t tokens = plan.reserve(BT, f32), targets = plan.reserve(BT, f32),
+         encoded = plan.reserve(BT * C, act);
   struct LayerOffsets {
     size_t ln1, ln1_mean, ln1_rstd, qkv, atty, att, attn_proj, residual2;
     size_t ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fc_proj, residual3;
   };
   std::vector<LayerOffsets> offsets(config_.num_layers);
   for (LayerOffsets& o : offsets) {
-    o.ln1 = plan.reserve(BT * C);
-    o.ln1_mean = plan.reserve(BT);
-    o.ln1_rstd = plan.reserve(BT);
-    o.qkv = plan.reserve(BT * 3 * C);
-    o.atty = plan.reserve(BT * C);
-    o.att = plan.reserve(static_cast<size_t>(B) * NH * T * T);
-    o.attn_proj = plan.reserve(BT * C);
-    o.residual2 = plan.reserve(BT * C);
-    o.ln2 = plan.reserve(BT * C);
-    o.ln2_mean = plan.reserve(BT);
-    o.ln2_rstd = plan.reserve(BT);
-    o.fch = plan.reserve(BT * 4 * C);
-    o.fch_gelu = plan.reserve(BT * 4 * C);
-    o.fc_proj = plan.reserve(BT * C);
-    o.residual3 = plan.reserve(BT * C);
+    o.ln1 = plan.reserve(BT * C, act);
+    o.ln1_mean = plan.reserve(BT, f32);
+    o.ln1_rstd = plan.reserve(BT, f32);
+    o.qkv = plan.reserve(BT * 3 * C, act);
+    o.atty = plan.reserve(BT * C, act);
+    o.att = plan.reserve(att_record, f32);
+    o.attn_proj = plan.reserve(BT * C, act);
+    o.residual2 = plan.reserve(BT * C, act);
+    o.ln2 = plan.reserve(BT * C, act);
+    o.ln2_mean = plan.reserve(BT, f32);
+    o.ln2_rstd = plan.reserve(BT, f32);
+    o.fch = plan.reserve(BT * 4 * C, act);
+    o.fch_gelu = plan.reserve(BT * 4 * C, act);
+    o.fc_proj = plan.reserve(BT * C, act);
+    o.residual3 = plan.reserve(BT * C, act);
   }
-  size_t lnf = plan.reserve(BT * C), lnf_mean = plan.reserve(BT), lnf_rstd = plan.reserve(BT);
-  size_t logits = plan.reserve(BT * V), losses = plan.reserve(BT);
+  size_t lnf = plan.reserve(BT * C, act), lnf_mean = plan.reserve(BT, f32),
+         lnf_rstd = plan.reserve(BT, f32);
+  size_t logits = plan.reserve(BT * V, act), losses = plan.reserve(BT, f32);
 
-  acts->buffer = DeviceBuffer(backend_, plan.total());
+  acts->buffer = DeviceBuffer(backend_, plan.floats());
   float* base = acts->buffer.get();
-  acts->tokens = reinterpret_cast<int32_t*>(base + tokens);
-  acts->targets = reinterpret_cast<int32_t*>(base + targets);
-  acts->encoded = base + encoded;
+  auto at = [base](size_t offset) { return BufferPlan::at(base, offset); };
+  acts->tokens = reinterpret_cast<int32_t*>(at(tokens));
+  acts->targets = reinterpret_cast<int32_t*>(at(targets));
+  acts->encoded = at(encoded);
   for (const LayerOffsets& o : offsets) {
-    acts->layers.push_back({base + o.ln1, base + o.ln1_mean, base + o.ln1_rstd, base + o.qkv,
-                            base + o.atty, base + o.att, base + o.attn_proj, base + o.residual2,
-                            base + o.ln2, base + o.ln2_mean, base + o.ln2_rstd, base + o.fch,
-                            base + o.fch_gelu, base + o.fc_proj, base + o.residual3});
+    acts->layers.push_back({at(o.ln1), at(o.ln1_mean), at(o.ln1_rstd), at(o.qkv), at(o.atty),
+                            at(o.att), at(o.attn_proj), at(o.residual2), at(o.ln2),
+                            at(o.ln2_mean), at(o.ln2_rstd), at(o.fch), at(o.fch_gelu),
+                            at(o.fc_proj), at(o.residual3)});
   }
-  acts->lnf = base + lnf;
-  acts->lnf_mean = base + lnf_mean;
-  acts->lnf_rstd = base + lnf_rstd;
-  acts->logits = base + logits;
-  acts->losses = base + losses;
+  acts->lnf = at(lnf);
+  acts->lnf_mean = at(lnf_mean);
+  acts->lnf_rstd = at(lnf_rstd);
+  acts->logits = at(logits);
+  acts->losses = at(losses);
   acts_ = std::move(acts);
 
   scratch_.reset();
   auto scratch = std::make_shared<Scratch>();
   BufferPlan splan;
-  size_t d_residual = splan.reserve(BT * C), d_ln = splan.reserve(BT * C),
-         d_qkv = splan.reserve(BT * 3 * C), d_atty = splan.reserve(BT * C),
-         d_att = splan.reserve(static_cast<size_t>(B) * NH * T * T),
-         d_fch = splan.reserve(BT * 4 * C), d_fch_gelu = splan.reserve(BT * 4 * C),
-         d_lnf = splan.reserve(BT * C);
-  scratch->buffer = DeviceBuffer(backend_, splan.total());
+  size_t d_residual = splan.reserve(BT * C, act), d_ln = splan.reserve(BT * C, act),
+         d_qkv = splan.reserve(BT * 3 * C, act), d_atty = splan.reserve(BT * C, act),
+         d_att = splan.reserve(backend_.attention_scratch_floats(B, T, config_.num_heads), f32),
+         d_fch = splan.reserve(BT * 4 * C, act), d_fch_gelu = splan.reserve(BT * 4 * C, act),
+         d_lnf = splan.reserve(BT * C, act);
+  scratch->buffer = DeviceBuffer(backend_, splan.floats());
   float* s = scratch->buffer.get();
-  scratch->d_residual = s + d_residual;
-  scratch->d_ln = s + d_ln;
-  scratch->d_qkv = s + d_qkv;
-  scratch->d_atty = s + d_atty;
-  scratch->d_att = s + d_att;
-  scratch->d_fch = s + d_fch;
-  scratch->d_fch_gelu = s + d_fch_gelu;
-  scratch->d_lnf = s + d_lnf;
+  auto sat = [s](size_t offset) { return BufferPlan::at(s, offset); };
+  scratch->d_residual = sat(d_residual);
+  scratch->d_ln = sat(d_ln);
+  scratch->d_qkv = sat(d_qkv);
+  scratch->d_atty = sat(d_atty);
+  scratch->d_att = sat(d_att);
+  scratch->d_fch = sat(d_fch);
+  scratch->d_fch_gelu = sat(d_fch_gelu);
+  scratch->d_lnf = sat(d_lnf);
   scratch_ = std::move(scratch);
 }
 
@@ -215,23 +227,37 @@ float Gpt::forward(const int32_t* tokens, const int32_t* targets, int B, int T) 
   if (targets) k.copy_to_device(a.targets, targets, BT * sizeof(int32_t));
 
   k.encoder_forward(a.encoded, a.tokens, p + layout_.wte, p + layout_.wpe, B, T, C);
+  // Each residual add is fused with the LayerNorm that reads its result: the block's ln2, and the
+  // next block's ln1 (or ln_f after the last block).
+  const int L = config_.num_layers;
+  if (L > 0) {
+    const Activations::Layer& h0 = a.layers[0];
+    k.layernorm_forward(h0.ln1, h0.ln1_mean, h0.ln1_rstd, a.encoded, p + layout_.layers[0].ln1_w,
+                        p + layout_.layers[0].ln1_b, BT, C);
+  } else {
+    k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.encoded, p + layout_.lnf_w,
+                        p + layout_.lnf_b, BT, C);
+  }
   const float* x = a.encoded;  // the residual stream entering each block
-  for (int l = 0; l < config_.num_layers; ++l) {
+  for (int l = 0; l < L; ++l) {
     const LayerOffsets& w = layout_.layers[l];
     const Activations::Layer& h = a.layers[l];
-    k.layernorm_forward(h.ln1, h.ln1_mean, h.ln1_rstd, x, p + w.ln1_w, p + w.ln1_b, BT, C);
     k.matmul_forward(h.qkv, h.ln1, p + w.qkv_w, p + w.qkv_b, BT, C, 3 * C);
     k.attention_forward(h.atty, h.att, h.qkv, B, T, C, NH);
     k.matmul_forward(h.attn_proj, h.atty, p + w.attn_proj_w, p + w.attn_proj_b, BT, C, C);
-    k.residual_forward(h.residual2, x, h.attn_proj, BT * C);
-    k.layernorm_forward(h.ln2, h.ln2_mean, h.ln2_rstd, h.residual2, p + w.ln2_w, p + w.ln2_b, BT, C);
-    k.matmul_forward(h.fch, h.ln2, p + w.fc_w, p + w.fc_b, BT, C, 4 * C);
-    k.gelu_forward(h.fch_gelu, h.fch, BT * 4 * C);
+    k.residual_layernorm_forward(h.residual2, h.ln2, h.ln2_mean, h.ln2_rstd, x, h.attn_proj,
+                                 p + w.ln2_w, p + w.ln2_b, BT, C);
+    k.matmul_gelu_forward(h.fch, h.fch_gelu, h.ln2, p + w.fc_w, p + w.fc_b, BT, C, 4 * C);
     k.matmul_forward(h.fc_proj, h.fch_gelu, p + w.fc_proj_w, p + w.fc_proj_b, BT, 4 * C, C);
-    k.residual_forward(h.residual3, h.residual2, h.fc_proj, BT * C);
+    const bool last = l + 1 == L;
+    const Activations::Layer* next = last ? nullptr : &a.layers[l + 1];
+    k.residual_layernorm_forward(
+        h.residual3, last ? a.lnf : next->ln1, last ? a.lnf_mean : next->ln1_mean,
+        last ? a.lnf_rstd : next->ln1_rstd, h.residual2, h.fc_proj,
+        p + (last ? layout_.lnf_w : layout_.layers[l + 1].ln1_w),
+        p + (last ? layout_.lnf_b : layout_.layers[l + 1].ln1_b), BT, C);
     x = h.residual3;
   }
-  k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, x, p + layout_.lnf_w, p + layout_.lnf_b, BT, C);
   k.matmul_forward(a.logits, a.lnf, p + layout_.wte, nullptr, BT, C, V);
   last_B_ = B;
   last_T_ = T;
@@ -249,7 +275,7 @@ float Gpt::forward(const int32_t* tokens, const int32_t* targets, int B, int T) 
 std::vector<float> Gpt::logits_to_host() const {
   require(acts_ != nullptr && logits_valid_, "no logits: run a forward pass first");
   std::vector<float> values(static_cast<size_t>(last_B_) * last_T_ * config_.vocab_size);
-  backend_.copy_to_host(values.data(), acts_->logits, values.size() * sizeof(float));
+  backend_.activations_to_host(values.data(), acts_->logits, values.size());
   return values;
 }
 
@@ -308,7 +334,7 @@ void Gpt::backward(float loss_scale) {
     k.matmul_backward(s.d_atty, g + w.attn_proj_w, g + w.attn_proj_b, s.d_residual, h.atty,
                       p + w.attn_proj_w, BT, C, C);
     zero(s.d_qkv, BT * 3 * C);
-    k.attention_backward(s.d_qkv, s.d_att, s.d_atty, h.qkv, h.att, B, T, C, NH);
+    k.attention_backward(s.d_qkv, s.d_att, s.d_atty, h.atty, h.qkv, h.att, B, T, C, NH);
     zero(s.d_ln, BT * C);
     k.matmul_backward(s.d_ln, g + w.qkv_w, g + w.qkv_b, s.d_qkv, h.ln1, p + w.qkv_w, BT, C, 3 * C);
     k.layernorm_backward(s.d_residual, g + w.ln1_w, g + w.ln1_b, s.d_ln, x, p + w.ln1_w, h.ln1_mean,
@@ -342,16 +368,41 @@ void Gpt::adamw_step(const AdamWConfig& adamw, float learning_rate, int step, fl
                         adam_v_.get() + split, total - split, update);
 }
 
+namespace {
+
+// The single-position buffers of decode(), in one allocation of `floats()` floats.
+struct DecodePlan {
+  size_t x, ln, attn_proj, atty, residual, fc_proj, qkv, fch, fch_gelu, logits, mean, rstd;
+  BufferPlan plan;
+  DecodePlan(size_t B, size_t C, size_t V, size_t act) {
+    const size_t BC = B * C;
+    x = plan.reserve(BC, act);
+    ln = plan.reserve(BC, act);
+    attn_proj = plan.reserve(BC, act);
+    atty = plan.reserve(BC, act);
+    residual = plan.reserve(BC, act);
+    fc_proj = plan.reserve(BC, act);
+    qkv = plan.reserve(3 * BC, act);
+    fch = plan.reserve(4 * BC, act);
+    fch_gelu = plan.reserve(4 * BC, act);
+    logits = plan.reserve(B * V, act);
+    mean = plan.reserve(B, sizeof(float));
+    rstd = plan.reserve(B, sizeof(float));
+  }
+};
+
+}  // namespace
+
 void Gpt::start_decoding(int B) {
   require(B > 0, "batch size must be positive, got {}", B);
   const size_t C = config_.channels, L = config_.num_layers, maxT = config_.max_seq_len,
-               V = config_.vocab_size;
+               V = config_.vocab_size, act = backend_.activation_bytes();
   k_cache_ = DeviceBuffer();
   v_cache_ = DeviceBuffer();
-  k_cache_ = DeviceBuffer(backend_, L * B * maxT * C);
-  v_cache_ = DeviceBuffer(backend_, L * B * maxT * C);
-  // x, ln, mean, rstd, qkv, atty, proj, fch, fch_gelu, lnf, logits: laid out in decode().
-  decode_acts_ = DeviceBuffer(backend_, B * (C * 6 + 3 * C + 8 * C + 2 + V) + 64);
+  const size_t cache_floats = (L * B * maxT * C * act + sizeof(float) - 1) / sizeof(float);
+  k_cache_ = DeviceBuffer(backend_, cache_floats);
+  v_cache_ = DeviceBuffer(backend_, cache_floats);
+  decode_acts_ = DeviceBuffer(backend_, DecodePlan(B, C, V, act).plan.floats());
   decode_tokens_ = DeviceBuffer(backend_, B);
   decode_B_ = B;
   decode_next_pos_ = 0;
@@ -368,45 +419,39 @@ std::vector<float> Gpt::decode(const int32_t* tokens, int pos) {
   check_tokens(tokens, B, "token");
   backend::Backend& k = backend_;
   const float* p = params_.get();
+  const size_t act = k.activation_bytes();
+  const DecodePlan plan(B, C, V, act);
   float* base = decode_acts_.get();
+  auto at = [base](size_t offset) { return BufferPlan::at(base, offset); };
+  float *x = at(plan.x), *ln = at(plan.ln), *attn_proj = at(plan.attn_proj), *atty = at(plan.atty),
+        *residual = at(plan.residual), *fc_proj = at(plan.fc_proj), *qkv = at(plan.qkv),
+        *fch = at(plan.fch), *fch_gelu = at(plan.fch_gelu), *logits = at(plan.logits),
+        *mean = at(plan.mean), *rstd = at(plan.rstd);
   const size_t BC = static_cast<size_t>(B) * C;
-  float* x = base;
-  float* ln = x + BC;
-  float* attn_proj = ln + BC;
-  float* atty = attn_proj + BC;
-  float* residual = atty + BC;
-  float* fc_proj = residual + BC;
-  float* qkv = fc_proj + BC;
-  float* fch = qkv + 3 * BC;
-  float* fch_gelu = fch + 4 * BC;
-  float* mean = fch_gelu + 4 * BC;
-  float* rstd = mean + B;
-  float* logits = rstd + B;
   int32_t* device_tokens = reinterpret_cast<int32_t*>(decode_tokens_.get());
   k.copy_to_device(device_tokens, tokens, B * sizeof(int32_t));
 
   // Each sequence has one position here, so the embedding is wte[token] + wpe[pos].
   k.encoder_forward(x, device_tokens, p + layout_.wte, p + layout_.wpe + static_cast<size_t>(pos) * C,
                     B, 1, C);
-  const size_t layer_cache = static_cast<size_t>(B) * maxT * C;
+  const size_t layer_cache_bytes = static_cast<size_t>(B) * maxT * C * act;
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerOffsets& w = layout_.layers[l];
     k.layernorm_forward(ln, mean, rstd, x, p + w.ln1_w, p + w.ln1_b, B, C);
     k.matmul_forward(qkv, ln, p + w.qkv_w, p + w.qkv_b, B, C, 3 * C);
-    k.attention_decode(atty, qkv, k_cache_.get() + l * layer_cache, v_cache_.get() + l * layer_cache,
-                       B, pos, maxT, C, NH);
+    k.attention_decode(atty, qkv, BufferPlan::at(k_cache_.get(), l * layer_cache_bytes),
+                       BufferPlan::at(v_cache_.get(), l * layer_cache_bytes), B, pos, maxT, C, NH);
     k.matmul_forward(attn_proj, atty, p + w.attn_proj_w, p + w.attn_proj_b, B, C, C);
-    k.residual_forward(residual, x, attn_proj, BC);
-    k.layernorm_forward(ln, mean, rstd, residual, p + w.ln2_w, p + w.ln2_b, B, C);
-    k.matmul_forward(fch, ln, p + w.fc_w, p + w.fc_b, B, C, 4 * C);
-    k.gelu_forward(fch_gelu, fch, 4 * BC);
+    k.residual_layernorm_forward(residual, ln, mean, rstd, x, attn_proj, p + w.ln2_w, p + w.ln2_b,
+                                 B, C);
+    k.matmul_gelu_forward(fch, fch_gelu, ln, p + w.fc_w, p + w.fc_b, B, C, 4 * C);
     k.matmul_forward(fc_proj, fch_gelu, p + w.fc_proj_w, p + w.fc_proj_b, B, 4 * C, C);
     k.residual_forward(x, residual, fc_proj, BC);
   }
   k.layernorm_forward(ln, mean, rstd, x, p + layout_.lnf_w, p + layout_.lnf_b, B, C);
   k.matmul_forward(logits, ln, p + layout_.wte, nullptr, B, C, V);
   std::vector<float> host(static_cast<size_t>(B) * V);
-  k.copy_to_host(host.data(), logits, host.size() * sizeof(float));
+  k.activations_to_host(host.data(), logits, host.size());
   decode_next_pos_ = pos + 1;
   return host;
 }

@@ -145,6 +145,7 @@ void CpuBackend::attention_forward(float* out, float* att, const float* qkv, int
 }
 
 void CpuBackend::attention_backward(float* dqkv, float* scratch, const float* dout,
+                                    const float* /*out: the record holds the probabilities*/,
                                     const float* qkv, const float* att, int B, int T, int C,
                                     int NH) {
   check_shape(B >= 0 && T >= 0 && NH > 0 && C > 0 && C % NH == 0, "attention_backward",

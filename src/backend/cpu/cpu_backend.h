@@ -48,8 +48,9 @@ class CpuBackend final : public Backend {
                        const float* inp, const float* weight, int N, int C, int OC) override;
   void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                          int NH) override;
-  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv,
-                          const float* att, int B, int T, int C, int NH) override;
+  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
+                          const float* qkv, const float* att, int B, int T, int C,
+                          int NH) override;
   void gelu_forward(float* out, const float* inp, size_t N) override;
   void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) override;
   void residual_forward(float* out, const float* a, const float* b, size_t N) override;

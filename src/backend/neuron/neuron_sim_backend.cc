@@ -237,6 +237,7 @@ void NeuronSimBackend::attention_forward(float* out, float* att, const float* qk
 }
 
 void NeuronSimBackend::attention_backward(float* dqkv, float* scratch, const float* dout,
+                                          const float* /*out: recomputed on the core*/,
                                           const float* qkv, const float* att, int B, int T, int C,
                                           int NH) {
   Launch l(*core_, activations_);
