@@ -54,7 +54,7 @@ struct Reference {
   }
 };
 
-// Tolerances per backend: fp32 backends are held to the engine's fp32 bar; the NeuronCore
+// Tolerances per backend: the CPU backend is held to the engine's fp32 bar; the NeuronCore
 // simulator in fp32 mode to 1e-4; in bf16 mode (bf16 activations and matmul operands, fp32 master
 // weights) to what bf16 allows: loss within 1e-2, logits and gradients within 2e-2.
 struct Tolerance {
@@ -63,6 +63,10 @@ struct Tolerance {
 
 Tolerance tolerance_for(const std::string& backend) {
   if (backend.ends_with("-sim")) return {2e-2, 1e-2, 2e-2, 1e-2, 1e-2};
+  // The CUDA backend's bars (issue 4): fp32 mode within 1e-4; bf16 mode within 2e-2, and the ten
+  // AdamW losses within 1e-2.
+  if (backend == "cuda") return {2e-2, 2e-2, 2e-2, 1e-2, 2e-2};
+  if (backend == "cuda-fp32") return {1e-4, 1e-4, 1e-4, 1e-4, 1e-4};
   if (backend.ends_with("-sim-fp32")) return {1e-4, 1e-4, 1e-4, 1e-4, 1e-4};
   return {};
 }

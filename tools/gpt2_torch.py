@@ -28,6 +28,9 @@ class GPT2Config:
     vocab_size: int
     n_positions: int
     layer_norm_epsilon: float = 1e-5
+    # Full-sequence attention through F.scaled_dot_product_attention (flash kernels on GPUs) instead
+    # of the explicit softmax: the same function, as the GPU peer benchmark runs it.
+    sdpa: bool = False
 
 
 PRESETS = {
@@ -56,6 +59,7 @@ class Attention(nn.Module):
         super().__init__()
         assert cfg.n_embd % cfg.n_head == 0, "n_embd must be a multiple of n_head"
         self.n_head = cfg.n_head
+        self.sdpa = cfg.sdpa
         self.c_attn = Conv1D(cfg.n_embd, 3 * cfg.n_embd)
         self.c_proj = Conv1D(cfg.n_embd, cfg.n_embd)
 
@@ -72,6 +76,9 @@ class Attention(nn.Module):
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
         P = k.shape[2] - T
+        if self.sdpa and P == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)), (k, v)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # [B, NH, T, P+T]
         if T > 1:
             # Query i sits at position P+i and may see keys 0..P+i.

@@ -98,6 +98,10 @@ class Backend {
     return attention_record_floats(B, T, NH);
   }
 
+  // Most device memory held at once so far (allocations and the backend's own scratch), on
+  // devices with memory of their own; nullopt where device memory is host memory.
+  virtual std::optional<size_t> device_memory_peak_bytes() const { return std::nullopt; }
+
   // ---- simulators only ----
   // The simulated time so far; nullopt on real devices.
   virtual std::optional<SimulationReport> simulation_report() const { return std::nullopt; }

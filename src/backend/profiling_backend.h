@@ -44,6 +44,9 @@ class ProfilingBackend final : public Backend {
   void start_trace() override { inner_.start_trace(); }
   void finish_trace(const std::string& path) override { inner_.finish_trace(path); }
   size_t activation_bytes() const override { return inner_.activation_bytes(); }
+  std::optional<size_t> device_memory_peak_bytes() const override {
+    return inner_.device_memory_peak_bytes();
+  }
   void activations_to_host(float* dst, const float* src, size_t count) override;
   void activations_from_host(float* dst, const float* src, size_t count) override;
   size_t attention_record_floats(int B, int T, int NH) const override {

@@ -3,11 +3,30 @@
 #include "backend/neuron/neuron_sim_backend.h"
 #include "core/error.h"
 
+#if SWITCHYARD_WITH_CUDA
+#include "backend/cuda/cuda_registry.h"
+#endif
+
 namespace switchyard::backend {
+
+namespace {
+
+// What `switchyard devices` says about the CUDA devices in a build without the CUDA toolkit.
+constexpr const char* kCudaNotBuilt =
+    "not in this build: it was compiled without the CUDA toolkit (install nvcc, e.g. in "
+    "/usr/local/cuda, and rebuild)";
+
+}  // namespace
 
 std::vector<BackendInfo> list_backends() {
   std::vector<BackendInfo> backends;
   backends.push_back({"cpu", true, cpu::describe_host_cpu()});
+#if SWITCHYARD_WITH_CUDA
+  for (BackendInfo& info : cuda::list_cuda_backends()) backends.push_back(std::move(info));
+#else
+  backends.push_back({"cuda", false, kCudaNotBuilt});
+  backends.push_back({"cuda-fp32", false, kCudaNotBuilt});
+#endif
   for (const std::string& name : neuron::sim_device_names()) {
     backends.push_back({name, true, neuron::describe_sim_device(name)});
   }
@@ -16,6 +35,13 @@ std::vector<BackendInfo> list_backends() {
 
 std::unique_ptr<Backend> create_backend(const std::string& name) {
   if (name == "cpu") return std::make_unique<cpu::CpuBackend>();
+  if (name == "cuda" || name == "cuda-fp32") {
+#if SWITCHYARD_WITH_CUDA
+    return cuda::create_cuda_backend(name);
+#else
+    fail("device '{}' is {}", name, kCudaNotBuilt);
+#endif
+  }
   std::string target;
   neuron::SimPrecision precision;
   if (neuron::parse_sim_device(name, target, precision)) {

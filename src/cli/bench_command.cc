@@ -42,23 +42,27 @@ double ms_since(Clock::time_point start) {
 // GFLOP/s of the backend's fastest matrix product on a large square problem (best of several runs,
 // so a passing disturbance on a shared machine does not lower it): the rate the step's FLOPs are
 // compared against. Both the forward product and the weight-gradient product of matmul_backward
-// are tried, since backends may route them through different GEMM implementations.
+// are tried, since backends may route them through different GEMM implementations. GPUs get a
+// problem big enough to fill them.
 double measure_gemm_gflops(backend::Backend& backend) {
-  const int n = 2048;
-  model::DeviceBuffer a(backend, size_t{n} * n), b(backend, size_t{n} * n), c(backend, size_t{n} * n);
-  std::vector<float> host(size_t{n} * n);
+  const int n = backend.device_memory_peak_bytes() ? 8192 : 2048;
+  const size_t count = static_cast<size_t>(n) * n;
+  model::DeviceBuffer weights(backend, count), inputs(backend, count), outputs(backend, count),
+      weight_grads(backend, count);
+  std::vector<float> host(count);
   Rng rng(7);
   for (float& x : host) x = rng.uniform() - 0.5f;
-  backend.copy_to_device(a.get(), host.data(), host.size() * sizeof(float));
-  backend.copy_to_device(b.get(), host.data(), host.size() * sizeof(float));
-  backend.copy_to_device(c.get(), host.data(), host.size() * sizeof(float));
+  backend.copy_to_device(weights.get(), host.data(), count * sizeof(float));
+  backend.activations_from_host(inputs.get(), host.data(), count);
+  backend.activations_from_host(outputs.get(), host.data(), count);
   double best_ms = 1e30;
   for (int rep = 0; rep < 10; ++rep) {
     auto t0 = Clock::now();
     if (rep % 2 == 0) {
-      backend.matmul_forward(c.get(), a.get(), b.get(), nullptr, n, n, n);
+      backend.matmul_forward(outputs.get(), inputs.get(), weights.get(), nullptr, n, n, n);
     } else {
-      backend.matmul_backward(nullptr, c.get(), nullptr, a.get(), b.get(), b.get(), n, n, n);
+      backend.matmul_backward(nullptr, weight_grads.get(), nullptr, outputs.get(), inputs.get(),
+                              weights.get(), n, n, n);
     }
     backend.synchronize();
     best_ms = std::min(best_ms, ms_since(t0));
@@ -162,9 +166,13 @@ void run_bench_train(const BenchFlags& f) {
   }
   nlohmann::json kernels = nlohmann::json::object();
   if (opened.profiler) kernels = report_kernel_times(*opened.profiler, f.steps, ms);
+  const std::optional<size_t> device_peak = opened.backend->device_memory_peak_bytes();
   double gemm_gflops = measure_gemm_gflops(*opened.backend);
   double bound_ms = flops / (gemm_gflops * 1e6);
   double peak_mib = peak_rss_bytes() / 1048576.0;
+  if (device_peak) {
+    std::printf("peak device memory of the training steps: %.0f MiB\n", *device_peak / 1048576.0);
+  }
   std::printf("train %s on %s: batch %d x seq %d: %.1f ms/step, %.1f tokens/s, %.1f GFLOP/s; "
               "GEMM rate %.1f GFLOP/s gives a bound of %.1f ms (%.2fx); peak RSS %.0f MiB\n",
               f.source.model.c_str(), opened.backend->name().c_str(), f.batch, f.seq, ms, BT / (ms / 1000),
@@ -178,6 +186,7 @@ void run_bench_train(const BenchFlags& f) {
                              {"gemm_gflops", gemm_gflops}, {"gemm_bound_ms", bound_ms},
                              {"ratio_to_gemm_bound", ms / bound_ms}, {"peak_rss_mib", peak_mib}};
     if (opened.profiler) result["kernel_ms_per_step"] = kernels;
+    if (device_peak) result["peak_device_mib"] = *device_peak / 1048576.0;
     print_json_line(result);
   }
 }
@@ -212,12 +221,27 @@ void run_bench_generate(const BenchFlags& f) {
     }
     return;
   }
+  const double tokens_per_s = 1000.0 / ms_per_token;
+  if (std::optional<size_t> device_peak = opened.backend->device_memory_peak_bytes()) {
+    // A GPU streams the weights from its own memory: the host's bandwidth bounds nothing here.
+    std::printf("generate %s on %s: batch 1, %d tokens: %.3f ms/token, %.1f tokens/s; peak device "
+                "memory %.0f MiB\n",
+                f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token,
+                tokens_per_s, *device_peak / 1048576.0);
+    if (f.json) {
+      print_json_line({{"mode", "generate"}, {"model", f.source.model},
+                       {"device", opened.backend->name()}, {"tokens", f.tokens},
+                       {"ms_per_token", ms_per_token}, {"tokens_per_s", tokens_per_s},
+                       {"peak_device_mib", *device_peak / 1048576.0},
+                       {"peak_rss_mib", peak_rss_bytes() / 1048576.0}});
+    }
+    return;
+  }
   // Weights read per token: every parameter except the position table (one row of it is read).
   double weight_bytes = 4.0 * static_cast<double>(config.num_parameters() -
                                                   int64_t{config.max_seq_len - 1} * config.channels);
   double bandwidth = measure_read_bandwidth();
   double bound_tokens_per_s = bandwidth / weight_bytes;
-  double tokens_per_s = 1000.0 / ms_per_token;
   double peak_mib = peak_rss_bytes() / 1048576.0;
   std::printf("generate %s on %s: batch 1, %d tokens: %.2f ms/token, %.1f tokens/s; memory read %.1f GB/s "
               "over %.0f MB of weights bounds it at %.1f tokens/s (%.0f%% of bound); peak RSS %.0f MiB\n",

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One GPU session's checks, in one call on a lent GPU machine (see scripts/gpu_pack.sh, which makes
+# the bundle here): unpacks the prebuilt binaries, runs the CUDA test suite and the PyTorch parity
+# suite on the GPU, compute-sanitizer memcheck over the kernel tests, then bench/compare_cuda.sh.
+# Logs go to $OUT (or ./gpu-out); a summary is printed last.
+#
+# Usage on the GPU machine, from the repository root:  scripts/gpu_check.sh [tests|bench|all]
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+what="${1:-all}"
+out="${OUT:-$root/gpu-out}"
+mkdir -p "$out"
+tar -xJf .gpu/bundle.tar.xz || { echo "error: no .gpu/bundle.tar.xz (run scripts/gpu_pack.sh)" >&2; exit 1; }
+# The binaries were built in /work/main; their tests find data through that path.
+if [[ "$root" != /work/main && ! -e /work/main ]]; then mkdir -p /work && ln -s "$root" /work/main; fi
+
+# cuBLASLt from the toolkit, or from the CUDA wheels PyTorch brings. Only Switchyard's own binaries
+# get the bundle's libraries (PyTorch keeps its own), through a wrapper for scripts that call it.
+libs="$root/.gpu/lib"
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+         $(python3 -c 'import nvidia.cublas, os; print(os.path.join(os.path.dirname(nvidia.cublas.__file__), "lib"))' 2>/dev/null); do
+  if [[ -e "$d/libcublasLt.so.13" ]]; then libs="$libs:$d"; break; fi
+done
+run() { LD_LIBRARY_PATH="$libs" "$@"; }
+printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$libs" "$root/build/switchyard" > .gpu/switchyard
+chmod +x .gpu/switchyard
+summary=()
+step() {  # step NAME CMD...: runs CMD with the bundle's libraries, logs to $out/NAME.log
+  local name="$1"; shift
+  echo "== $name: $*"
+  local start=$SECONDS
+  if run "$@" > "$out/$name.log" 2>&1; then summary+=("PASS $name ($((SECONDS - start)) s)")
+  else summary+=("FAIL $name ($((SECONDS - start)) s): see $name.log"); fi
+  tail -n 25 "$out/$name.log"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+run build/switchyard devices
+if [[ "$what" == tests || "$what" == all ]]; then
+  step cuda_backend_test build/tests/cuda_backend_test
+  step parity build/tests/gpt2_parity_test --gtest_filter='*cuda*'
+  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
+    build/tests/cuda_backend_test --gtest_filter='*:-*Training*:*Determin*'
+fi
+if [[ "$what" == bench || "$what" == all ]]; then
+  echo "== compare_cuda"
+  SWITCHYARD_BIN="$root/.gpu/switchyard" bench/compare_cuda.sh 2>&1 | tee "$out/compare_cuda.log"
+  if [[ ${PIPESTATUS[0]} -eq 0 ]]; then summary+=("PASS compare_cuda"); else summary+=("FAIL compare_cuda"); fi
+  step profile build/switchyard bench train --model gpt2-124m --device cuda --batch 16 --seq 1024 \
+    --steps 3 --warmup 2 --profile
+fi
+printf '%s\n' "${summary[@]}"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Packs what a GPU session runs on a lent GPU machine that has CUDA and PyTorch but none of
+# Switchyard's build dependencies: the CUDA-enabled binaries built here and the shared libraries
+# they need, into .gpu/bundle.tar.xz (ignored by git; carried to the machine with the working tree).
+# scripts/gpu_check.sh unpacks and runs it there.
+#
+# Usage: scripts/gpu_pack.sh            (builds build/ first if needed; needs nvcc here)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh
+binaries=(build/switchyard build/tests/cuda_backend_test build/tests/gpt2_parity_test)
+for b in "${binaries[@]}"; do
+  [[ -x "$b" ]] || { echo "error: $b was not built (is nvcc installed?)" >&2; exit 1; }
+done
+grep -q "CUDA backend" <(build/switchyard devices) || true
+rm -rf .gpu && mkdir -p .gpu/lib
+# Every shared library of the binaries except the C/C++ runtime and the CUDA driver, which the GPU
+# machine has in newer versions.
+for lib in $(ldd "${binaries[@]}" | awk '/=> \//{print $3}' | sort -u); do
+  case "$(basename "$lib")" in
+    libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|libdl.so*|libpthread.so*|librt.so*|libcuda.so*) ;;
+    *) cp -L "$lib" .gpu/lib/ ;;
+  esac
+done
+tar -cJf .gpu/bundle.tar.xz "${binaries[@]}" .gpu/lib
+rm -rf .gpu/lib
+ls -la .gpu/bundle.tar.xz
+grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude

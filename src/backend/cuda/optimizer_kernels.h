@@ -1,0 +1,39 @@
+// Optimizer CUDA kernels: the AdamW update and the sum of squares behind global-norm clipping.
+//
+// Both run over fp32 tensors of any length (size_t) and any element alignment, with 16-byte
+// accesses where the pointers allow them.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "backend/cuda/cuda_types.h"
+
+namespace switchyard::backend::cuda {
+
+// One AdamW step over params[N] (fp32 master weights), as torch.optim.AdamW (decoupled weight
+// decay) and in cpu::adamw_update's exact form and order, with g = grads * grad_scale:
+//   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
+//   params = params * (1 - lr wd) - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+// The step-dependent factors are computed on the host in double and rounded to float, as the CPU
+// does. Each float operation is rounded separately (no fused multiply-adds), so the result is that
+// formula's unfused evaluation bit for bit; the CPU build may fuse multiply-adds, so CPU and GPU
+// agree to a few ulps, not bit for bit. step is 1-based and must be >= 1; betas in [0, 1). If shadow
+// is non-null it also receives the updated params rounded to bf16 (the copy the matmuls read). One
+// pass: reads params, grads, m, v; writes params, m, v and shadow.
+void adamw_update(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
+                  float learning_rate, float beta1, float beta2, float epsilon, float weight_decay,
+                  int step, float grad_scale, cudaStream_t stream);
+
+// Scratch bytes sum_of_squares needs for N elements (0 for N = 0).
+size_t sum_of_squares_workspace_bytes(size_t N);
+
+// *result (a device double) = the sum of x[i]^2 over N floats, accumulated in double.
+// Deterministic: a fixed grid (a function of N alone) writes per-block partial sums to `workspace`
+// (sum_of_squares_workspace_bytes(N) bytes, 8-byte aligned), which one block then adds in a fixed
+// order. N = 0 writes 0. The caller copies *result to the host.
+void sum_of_squares(double* result, const float* x, size_t N, void* workspace,
+                    cudaStream_t stream);
+
+}  // namespace switchyard::backend::cuda
