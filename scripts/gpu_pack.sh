@@ -12,17 +12,16 @@ binaries=(build/switchyard build/tests/cuda_backend_test build/tests/gpt2_parity
 for b in "${binaries[@]}"; do
   [[ -x "$b" ]] || { echo "error: $b was not built (is nvcc installed?)" >&2; exit 1; }
 done
-grep -q "CUDA backend" <(build/switchyard devices) || true
 rm -rf .gpu && mkdir -p .gpu/lib
-# Every shared library of the binaries except the C/C++ runtime and the CUDA driver, which the GPU
-# machine has in newer versions.
+# Every shared library of the binaries except the C/C++ runtime (the GPU machine's is newer) and
+# the CUDA libraries (it has its own, matching its driver; cuBLASLt alone is 500 MB).
 for lib in $(ldd "${binaries[@]}" | awk '/=> \//{print $3}' | sort -u); do
   case "$(basename "$lib")" in
-    libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|libdl.so*|libpthread.so*|librt.so*|libcuda.so*) ;;
+    libc.so*|libm.so*|libstdc++.so*|libgcc_s.so*|libdl.so*|libpthread.so*|librt.so*) ;;
+    libcuda.so*|libcudart.so*|libcublas*.so*|libcudnn*.so*|libnccl.so*) ;;  # the GPU machine has its own
     *) cp -L "$lib" .gpu/lib/ ;;
   esac
 done
 tar -cJf .gpu/bundle.tar.xz "${binaries[@]}" .gpu/lib
 rm -rf .gpu/lib
 ls -la .gpu/bundle.tar.xz
-grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude

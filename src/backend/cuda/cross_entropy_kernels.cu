@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/elementwise_kernels.h"  // device helpers
+#include "backend/cuda/device_helpers.cuh"
 
 namespace switchyard::backend::cuda {
 namespace {

@@ -1,6 +1,6 @@
 #include "backend/cuda/cuda_matmul.h"
 
-#include <cublasLt.h>
+#include "backend/cuda/cublaslt_library.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -14,8 +14,8 @@ namespace {
 
 void check_cublas(cublasStatus_t status, const char* what) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  fail("cuBLASLt {} failed: {} ({})", what, cublasLtGetStatusString(status),
-       cublasLtGetStatusName(status));
+  fail("cuBLASLt {} failed: {} ({})", what, cublaslt().status_string(status),
+       cublaslt().status_name(status));
 }
 
 cudaDataType_t data_type(MatrixType type) {
@@ -33,7 +33,7 @@ uint32_t alignment(const void* p) {
 
 template <typename T>
 void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const T& value) {
-  check_cublas(cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value)),
+  check_cublas(cublaslt().desc_set_attribute(desc, attribute, &value, sizeof(value)),
                "matmul descriptor");
 }
 
@@ -45,20 +45,21 @@ struct Matmul::Plan {
   cublasLtMatmulAlgo_t algo{};
   bool has_algo = false;
   ~Plan() {
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (desc) cublasLtMatmulDescDestroy(desc);
+    const CublasLt& lt = cublaslt();
+    if (a) lt.layout_destroy(a);
+    if (b) lt.layout_destroy(b);
+    if (d) lt.layout_destroy(d);
+    if (desc) lt.desc_destroy(desc);
   }
 };
 
 Matmul::Matmul(cudaStream_t stream) : stream_(stream) {
   cublasLtHandle_t handle = nullptr;
-  check_cublas(cublasLtCreate(&handle), "initialisation");
+  check_cublas(cublaslt().create(&handle), "initialisation");
   handle_ = handle;
   const cudaError_t status = cudaMalloc(&workspace_, kWorkspaceBytes);
   if (status != cudaSuccess) {
-    cublasLtDestroy(handle);
+    cublaslt().destroy(handle);
     check_cuda(status, "allocation of the 32 MiB cuBLASLt workspace");
   }
   workspace_bytes_ = kWorkspaceBytes;
@@ -67,7 +68,7 @@ Matmul::Matmul(cudaStream_t stream) : stream_(stream) {
 Matmul::~Matmul() {
   for (auto& [key, plan] : plans_) delete plan;
   if (workspace_) cudaFree(workspace_);
-  if (handle_) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
+  if (handle_) cublaslt().destroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
 Matmul::Plan* Matmul::plan_for(const GemmCall& c, const Key& key) {
@@ -75,7 +76,7 @@ Matmul::Plan* Matmul::plan_for(const GemmCall& c, const Key& key) {
   if (it != plans_.end()) return it->second;
   auto* plan = new Plan;
   plans_[key] = plan;  // owned from here on, even if planning throws
-  check_cublas(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+  check_cublas(cublaslt().desc_create(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                "matmul descriptor");
   const cublasOperation_t op_a = c.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = c.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -96,19 +97,19 @@ Matmul::Plan* Matmul::plan_for(const GemmCall& c, const Key& key) {
     }
   }
   // Stored shapes: A is m x k (k x m when transposed), B is k x n (n x k when transposed).
-  check_cublas(cublasLtMatrixLayoutCreate(&plan->a, data_type(c.a_type), c.trans_a ? c.k : c.m,
+  check_cublas(cublaslt().layout_create(&plan->a, data_type(c.a_type), c.trans_a ? c.k : c.m,
                                           c.trans_a ? c.m : c.k, c.lda),
                "matrix layout");
-  check_cublas(cublasLtMatrixLayoutCreate(&plan->b, data_type(c.b_type), c.trans_b ? c.n : c.k,
+  check_cublas(cublaslt().layout_create(&plan->b, data_type(c.b_type), c.trans_b ? c.n : c.k,
                                           c.trans_b ? c.k : c.n, c.ldb),
                "matrix layout");
-  check_cublas(cublasLtMatrixLayoutCreate(&plan->d, data_type(c.d_type), c.m, c.n, c.ldd),
+  check_cublas(cublaslt().layout_create(&plan->d, data_type(c.d_type), c.m, c.n, c.ldd),
                "matrix layout");
 
   cublasLtMatmulPreference_t preference = nullptr;
-  check_cublas(cublasLtMatmulPreferenceCreate(&preference), "matmul preference");
+  check_cublas(cublaslt().preference_create(&preference), "matmul preference");
   auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t attribute, auto value) {
-    check_cublas(cublasLtMatmulPreferenceSetAttribute(preference, attribute, &value, sizeof(value)),
+    check_cublas(cublaslt().preference_set_attribute(preference, attribute, &value, sizeof(value)),
                  "matmul preference");
   };
   set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, static_cast<uint64_t>(workspace_bytes_));
@@ -118,10 +119,10 @@ Matmul::Plan* Matmul::plan_for(const GemmCall& c, const Key& key) {
   set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, alignment(c.d));
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+  const cublasStatus_t status = cublaslt().algo_get_heuristic(
       static_cast<cublasLtHandle_t>(handle_), plan->desc, plan->a, plan->b, plan->d, plan->d,
       preference, 1, &result, &found);
-  cublasLtMatmulPreferenceDestroy(preference);
+  cublaslt().preference_destroy(preference);
   if (status != CUBLAS_STATUS_NOT_SUPPORTED) check_cublas(status, "algorithm search");
   plan->has_algo = status == CUBLAS_STATUS_SUCCESS && found > 0 &&
                    result.state == CUBLAS_STATUS_SUCCESS;
@@ -152,7 +153,7 @@ bool Matmul::run(const GemmCall& c) {
     }
   }
   const float alpha = 1.0f;
-  check_cublas(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), plan->desc, &alpha, c.a,
+  check_cublas(cublaslt().matmul(static_cast<cublasLtHandle_t>(handle_), plan->desc, &alpha, c.a,
                               plan->a, c.b, plan->b, &c.beta, c.d, plan->d, c.d, plan->d,
                               &plan->algo, workspace_, workspace_bytes_, stream_),
                "matmul");

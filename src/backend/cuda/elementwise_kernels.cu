@@ -1,6 +1,7 @@
 #include "backend/cuda/elementwise_kernels.h"
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_helpers.cuh"
 
 namespace switchyard::backend::cuda {
 namespace {
@@ -64,13 +65,6 @@ struct Convert {
   static constexpr int kInputs = 1;
   static constexpr bool kReadsOut = false;
   __device__ float operator()(float, float a, float) const { return a; }
-};
-
-struct Fill {
-  static constexpr int kInputs = 0;
-  static constexpr bool kReadsOut = false;
-  float value;
-  __device__ float operator()(float, float, float) const { return value; }
 };
 
 // out[i] = op(out[i], a[i], b[i]) for i < n. With `vector`, every pointer is 16-byte aligned and
@@ -233,22 +227,12 @@ void convert_to_bf16(bf16* dst, const float* src, size_t N, cudaStream_t stream)
   launch_map<Convert, bf16, float>("convert_to_bf16", {}, dst, src, nullptr, N, stream);
 }
 
-void convert_to_float(float* dst, const bf16* src, size_t N, cudaStream_t stream) {
-  launch_map<Convert, float, bf16>("convert_to_float", {}, dst, src, nullptr, N, stream);
-}
-
-template <typename Act>
-void fill(Act* dst, float value, size_t N, cudaStream_t stream) {
-  launch_map<Fill, Act, Act>("fill", Fill{value}, dst, nullptr, nullptr, N, stream);
-}
-
 #define SWITCHYARD_ELEMENTWISE_INSTANCES(Act)                                                    \
   template void gelu_forward<Act>(Act*, const Act*, size_t, cudaStream_t);                       \
   template void gelu_backward<Act>(Act*, const Act*, const Act*, size_t, cudaStream_t);          \
   template void residual_forward<Act>(Act*, const Act*, const Act*, size_t, cudaStream_t);       \
   template void accumulate<Act>(Act*, const Act*, size_t, cudaStream_t);                         \
-  template void bias_backward<Act>(float*, const Act*, int, int, void*, cudaStream_t);           \
-  template void fill<Act>(Act*, float, size_t, cudaStream_t);
+  template void bias_backward<Act>(float*, const Act*, int, int, void*, cudaStream_t);
 
 SWITCHYARD_ELEMENTWISE_INSTANCES(float)
 SWITCHYARD_ELEMENTWISE_INSTANCES(bf16)

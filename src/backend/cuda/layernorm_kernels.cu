@@ -1,7 +1,7 @@
 #include "backend/cuda/layernorm_kernels.h"
 
 #include "backend/cuda/cuda_check.h"
-#include "backend/cuda/elementwise_kernels.h"  // device helpers
+#include "backend/cuda/device_helpers.cuh"
 
 namespace switchyard::backend::cuda {
 namespace {
@@ -231,7 +231,9 @@ __global__ void __launch_bounds__(kRowThreadsPerBlock)
     }
     device::load_pack_checked(dx_row, c, C, dx_vector, dx);
 #pragma unroll
-    for (int k = 0; k < kPack; ++k) dx[k] += (dnorm[k] - mean_dnorm - norm[k] * mean_dnorm_norm) * s;
+    for (int k = 0; k < kPack; ++k) {
+      dx[k] += (dnorm[k] - mean_dnorm - norm[k] * mean_dnorm_norm) * s;
+    }
     device::store_pack_checked(dx_row, c, C, dx_vector, dx);
   }
 }

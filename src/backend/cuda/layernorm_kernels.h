@@ -17,9 +17,10 @@
 namespace switchyard::backend::cuda {
 
 // out[N,C] = (inp - mean) * rstd * weight[C] + bias[C] per row, with mean and biased variance
-// computed in two passes in fp32 (accurate for rows whose mean is large next to their spread) and
-// rstd = 1 / sqrt(var + 1e-5) as torch.nn.LayerNorm. Writes mean[N] and rstd[N] (fp32) unless they
-// are null. out may be inp (each element is read before the same thread overwrites it).
+// computed in fp32 by the corrected two-pass algorithm (accurate for rows whose mean is large next
+// to their spread) and rstd = 1 / sqrt(var + 1e-5) as torch.nn.LayerNorm. Writes mean[N] and
+// rstd[N] (fp32) unless they are null. out may be inp (each element is read before the same thread
+// overwrites it).
 template <typename Act>
 void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* weight,
                        const float* bias, int N, int C, cudaStream_t stream);

@@ -15,13 +15,14 @@ namespace switchyard::backend::cuda {
 // One AdamW step over params[N] (fp32 master weights), as torch.optim.AdamW (decoupled weight
 // decay) and in cpu::adamw_update's exact form and order, with g = grads * grad_scale:
 //   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
-//   params = params * (1 - lr wd) - lr / (1 - beta1^step) * m / (sqrt(v) / sqrt(1 - beta2^step) + eps)
+//   params = params (1 - lr wd) - step_size m / (sqrt(v) inv_sqrt_bc2 + eps),
+//   step_size = lr / (1 - beta1^step), inv_sqrt_bc2 = 1 / sqrt(1 - beta2^step).
 // The step-dependent factors are computed on the host in double and rounded to float, as the CPU
 // does. Each float operation is rounded separately (no fused multiply-adds), so the result is that
 // formula's unfused evaluation bit for bit; the CPU build may fuse multiply-adds, so CPU and GPU
-// agree to a few ulps, not bit for bit. step is 1-based and must be >= 1; betas in [0, 1). If shadow
-// is non-null it also receives the updated params rounded to bf16 (the copy the matmuls read). One
-// pass: reads params, grads, m, v; writes params, m, v and shadow.
+// agree to a few ulps, not bit for bit. step is 1-based and must be >= 1; betas in [0, 1). If
+// shadow is non-null it also receives the updated params rounded to bf16 (the copy the matmuls
+// read). One pass: reads params, grads, m, v; writes params, m, v and shadow.
 void adamw_update(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
                   float learning_rate, float beta1, float beta2, float epsilon, float weight_decay,
                   int step, float grad_scale, cudaStream_t stream);
