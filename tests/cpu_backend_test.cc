@@ -16,16 +16,12 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "random_data.h"
 
 namespace switchyard::backend {
 namespace {
 
-std::vector<float> random_floats(size_t n, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = 2.0f * rng.uniform() - 1.0f;
-  return v;
-}
+using switchyard::random_floats;
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 

@@ -15,7 +15,9 @@
 #include "core/rng.h"
 #include "expect_error.h"
 #include "model/gpt.h"
+#include "random_data.h"
 #include "relative_error.h"
+#include "training_run.h"
 
 namespace switchyard {
 namespace {
@@ -37,20 +39,6 @@ TEST(CudaBackend, SaysWhyItCannotRunWhereThereIsNoGpu) {
     expect_error([&] { backend::create_backend(device); }, {device});
     EXPECT_NE(error_of([&] { backend::create_backend(device); }).find(reason), std::string::npos);
   }
-}
-
-std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f, float offset = 0) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = offset + scale * (2.0f * rng.uniform() - 1.0f);
-  return v;
-}
-
-std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> v(n);
-  for (int32_t& t : v) t = static_cast<int32_t>(rng.next_u64() % vocab);
-  return v;
 }
 
 // One tensor on a backend: fp32 tensors (parameters, gradients, statistics, losses) move with
@@ -426,43 +414,20 @@ model::GptConfig small_config() {
   return c;
 }
 
-struct StepResult {
-  float loss = 0;
-  std::vector<float> logits, grads, later_losses, decode_logits;
-};
-
-StepResult run_steps(const std::string& device) {
-  auto backend = backend::create_backend(device);
-  model::Gpt gpt(*backend, small_config());
-  gpt.init_random(5);
-  const int B = 3, T = 67;
-  const std::vector<int32_t> inputs = random_tokens(B * T, 301, 6), targets = random_tokens(B * T, 301, 7);
-  StepResult r;
-  r.loss = gpt.forward(inputs.data(), targets.data(), B, T);
-  r.logits = gpt.logits_to_host();
-  gpt.zero_grad();
-  gpt.backward();
-  r.grads = gpt.gradients_to_host();
-  model::AdamWConfig adamw;
-  for (int step = 1; step <= 5; ++step) {
-    if (step > 1) {
-      r.later_losses.push_back(gpt.forward(inputs.data(), targets.data(), B, T));
-      gpt.zero_grad();
-      gpt.backward();
-    }
-    gpt.adamw_step(adamw, 1e-3f, step, 1.0f / std::max(1.0f, gpt.gradient_norm()));
-  }
-  gpt.start_decoding(1);
-  for (int pos = 0; pos < 6; ++pos) {
-    std::vector<float> logits = gpt.decode(&inputs[pos], pos);
-    r.decode_logits.insert(r.decode_logits.end(), logits.begin(), logits.end());
-  }
-  return r;
+// T = 67: more than one attention tile, and not a multiple of any tile size.
+TrainingRun run_steps(const std::string& device) {
+  TrainingPlan plan;
+  plan.config = small_config();
+  plan.B = 3;
+  plan.T = 67;
+  plan.adamw_steps = 5;
+  plan.decode_positions = 6;
+  return run_training(device, plan);
 }
 
 TEST_P(CudaKernels, TrainingStepsMatchTheCpuBackendAndRepeatExactly) {
-  const StepResult cpu = run_steps("cpu");
-  const StepResult gpu = run_steps(GetParam());
+  const TrainingRun cpu = run_steps("cpu");
+  const TrainingRun gpu = run_steps(GetParam());
   const double tol = bf16() ? 2e-2 : 1e-4;
   EXPECT_NEAR(gpu.loss, cpu.loss, tol * std::abs(cpu.loss));
   EXPECT_LT(relative_error(gpu.logits, cpu.logits), tol);
@@ -473,7 +438,7 @@ TEST_P(CudaKernels, TrainingStepsMatchTheCpuBackendAndRepeatExactly) {
   }
   EXPECT_LT(relative_error(gpu.decode_logits, cpu.decode_logits), tol);
   // Deterministic: a second run gives the same bits.
-  const StepResult again = run_steps(GetParam());
+  const TrainingRun again = run_steps(GetParam());
   EXPECT_EQ(again.loss, gpu.loss);
   EXPECT_EQ(again.later_losses, gpu.later_losses);
   EXPECT_EQ(again.grads, gpu.grads);

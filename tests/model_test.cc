@@ -16,6 +16,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "random_data.h"
 #include "model/checkpoint.h"
 #include "model/gpt.h"
 #include "model/safetensors.h"
@@ -42,13 +43,6 @@ fs::path temp_dir(const std::string& name) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
-}
-
-std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = static_cast<int32_t>(rng.next_u64() % vocab);
-  return t;
 }
 
 TEST(GptConfig, PresetsHaveThePublishedSizes) {

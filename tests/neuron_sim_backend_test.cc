@@ -16,9 +16,12 @@
 #include "relative_error.h"
 #include "model/gpt.h"
 #include "temp_dir_test_base.h"
+#include "training_run.h"
 
 namespace switchyard {
 namespace {
+
+using StepResult = TrainingRun;
 
 // Big enough for several row tiles (B*T = 160 > 128) and a vocabulary of several chunks' edge.
 model::GptConfig small_config() {
@@ -31,45 +34,13 @@ model::GptConfig small_config() {
   return c;
 }
 
-struct StepResult {
-  float loss = 0;
-  std::vector<float> logits, grads, later_losses, decode_logits;
-};
-
-// One forward/backward, then three AdamW steps, then greedy decoding of a few positions.
+// B*T = 160 tokens: several row tiles of 128.
 StepResult run_step(const std::string& device) {
-  auto backend = backend::create_backend(device);
-  model::Gpt gpt(*backend, small_config());
-  gpt.init_random(21);
-  const int B = 4, T = 40;
-  std::vector<int32_t> inputs(B * T), targets(B * T);
-  Rng rng(3);
-  for (int i = 0; i < B * T; ++i) {
-    inputs[i] = static_cast<int32_t>(rng.next_u64() % 300);
-    targets[i] = static_cast<int32_t>(rng.next_u64() % 300);
-  }
-  StepResult r;
-  r.loss = gpt.forward(inputs.data(), targets.data(), B, T);
-  r.logits = gpt.logits_to_host();
-  gpt.zero_grad();
-  gpt.backward();
-  r.grads = gpt.gradients_to_host();
-  model::AdamWConfig adamw;
-  adamw.weight_decay = 0.1f;
-  for (int step = 1; step <= 3; ++step) {
-    if (step > 1) {
-      r.later_losses.push_back(gpt.forward(inputs.data(), targets.data(), B, T));
-      gpt.zero_grad();
-      gpt.backward();
-    }
-    gpt.adamw_step(adamw, 1e-3f, step, 1.0f / std::max(1.0f, gpt.gradient_norm()));
-  }
-  gpt.start_decoding(1);
-  for (int pos = 0; pos < 5; ++pos) {
-    std::vector<float> logits = gpt.decode(&inputs[pos], pos);
-    r.decode_logits.insert(r.decode_logits.end(), logits.begin(), logits.end());
-  }
-  return r;
+  TrainingPlan plan;
+  plan.config = small_config();
+  plan.B = 4;
+  plan.T = 40;
+  return run_training(device, plan);
 }
 
 TEST(NeuronSimBackend, Fp32ModeMatchesTheCpuBackend) {

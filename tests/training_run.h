@@ -1,0 +1,62 @@
+// A short training run through the model on any backend, recorded for comparing backends: one
+// forward and backward pass (loss, logits, every gradient), further AdamW steps on the same batch
+// (their losses), then greedy decoding of a few positions (their logits).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/gpt.h"
+#include "random_data.h"
+
+namespace switchyard {
+
+struct TrainingRun {
+  float loss = 0;
+  std::vector<float> logits, grads, later_losses, decode_logits;
+};
+
+struct TrainingPlan {
+  model::GptConfig config;
+  int B = 2, T = 16;
+  int adamw_steps = 3;  // the first uses the recorded gradients; each later one records a loss
+  float weight_decay = 0.1f;
+  int decode_positions = 5;
+  uint64_t init_seed = 21, data_seed = 3;
+};
+
+inline TrainingRun run_training(const std::string& device, const TrainingPlan& plan) {
+  auto backend = backend::create_backend(device);
+  model::Gpt gpt(*backend, plan.config);
+  gpt.init_random(plan.init_seed);
+  const size_t n = static_cast<size_t>(plan.B) * plan.T;
+  const std::vector<int32_t> inputs = random_tokens(n, plan.config.vocab_size, plan.data_seed),
+                             targets = random_tokens(n, plan.config.vocab_size, plan.data_seed + 1);
+  TrainingRun r;
+  r.loss = gpt.forward(inputs.data(), targets.data(), plan.B, plan.T);
+  r.logits = gpt.logits_to_host();
+  gpt.zero_grad();
+  gpt.backward();
+  r.grads = gpt.gradients_to_host();
+  model::AdamWConfig adamw;
+  adamw.weight_decay = plan.weight_decay;
+  for (int step = 1; step <= plan.adamw_steps; ++step) {
+    if (step > 1) {
+      r.later_losses.push_back(gpt.forward(inputs.data(), targets.data(), plan.B, plan.T));
+      gpt.zero_grad();
+      gpt.backward();
+    }
+    gpt.adamw_step(adamw, 1e-3f, step, 1.0f / std::max(1.0f, gpt.gradient_norm()));
+  }
+  gpt.start_decoding(1);
+  for (int pos = 0; pos < plan.decode_positions; ++pos) {
+    const std::vector<float> logits = gpt.decode(&inputs[pos], pos);
+    r.decode_logits.insert(r.decode_logits.end(), logits.begin(), logits.end());
+  }
+  return r;
+}
+
+}  // namespace switchyard
