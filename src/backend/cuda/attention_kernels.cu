@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_helpers.cuh"
 
 namespace switchyard::backend::cuda {
 
@@ -56,19 +57,8 @@ constexpr int kDecodeKeysPerStep = 4;
 // D = rowsum(dout * out): rows (one warp each) per block.
 constexpr int kRowDotWarps = 8;
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
-
-template <typename Act>
-__device__ __forceinline__ Act from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ bf16 from_float<bf16>(float x) {
-  return __float2bfloat16(x);  // round to nearest even
-}
+using device::from_float;  // rounds to nearest even
+using device::to_float;
 
 // Sum over the kGroup lanes of a row group. Butterfly (xor) order: every lane gets the same bits,
 // so the lanes of a group agree on scores and softmax statistics.
