@@ -11,7 +11,7 @@ cd "$root"
 what="${1:-all}"
 out="${OUT:-$root/gpu-out}"
 mkdir -p "$out"
-tar -xJf .gpu/bundle.tar.xz || { echo "error: no .gpu/bundle.tar.xz (run scripts/gpu_pack.sh)" >&2; exit 1; }
+tar -xzf .gpu/bundle.tar.gz || { echo "error: no .gpu/bundle.tar.gz (run scripts/gpu_pack.sh)" >&2; exit 1; }
 # The binaries were built in /work/main; their tests find data through that path.
 if [[ "$root" != /work/main && ! -e /work/main ]]; then mkdir -p /work && ln -s "$root" /work/main; fi
 
@@ -26,28 +26,33 @@ run() { LD_LIBRARY_PATH="$libs" "$@"; }
 printf '#!/bin/sh\nLD_LIBRARY_PATH="%s" exec "%s" "$@"\n' "$libs" "$root/build/switchyard" > .gpu/switchyard
 chmod +x .gpu/switchyard
 summary=()
-step() {  # step NAME CMD...: runs CMD with the bundle's libraries, logs to $out/NAME.log
-  local name="$1"; shift
+# step NAME SECONDS CMD...: runs CMD with the bundle's libraries for at most SECONDS (a hang must
+# not eat the session's few minutes of GPU time), logs to $out/NAME.log.
+step() {
+  local name="$1" limit="$2"; shift 2
   echo "== $name: $*"
-  local start=$SECONDS
-  if run "$@" > "$out/$name.log" 2>&1; then summary+=("PASS $name ($((SECONDS - start)) s)")
-  else summary+=("FAIL $name ($((SECONDS - start)) s): see $name.log"); fi
+  local start=$SECONDS status=0
+  run timeout "$limit" "$@" > "$out/$name.log" 2>&1 || status=$?
+  if (( status == 0 )); then summary+=("PASS $name ($((SECONDS - start)) s)")
+  elif (( status == 124 )); then summary+=("TIMEOUT $name after $limit s: see $name.log")
+  else summary+=("FAIL $name (exit $status, $((SECONDS - start)) s): see $name.log"); fi
   tail -n 25 "$out/$name.log"
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 run build/switchyard devices
 if [[ "$what" == tests || "$what" == all ]]; then
-  step cuda_backend_test build/tests/cuda_backend_test
-  step parity build/tests/gpt2_parity_test --gtest_filter='*cuda*'
-  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 \
+  step cuda_backend_test 120 build/tests/cuda_backend_test
+  step parity 60 build/tests/gpt2_parity_test --gtest_filter='*cuda*'
+  step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
     build/tests/cuda_backend_test --gtest_filter='*:-*Training*:*Determin*'
 fi
 if [[ "$what" == bench || "$what" == all ]]; then
   echo "== compare_cuda"
-  SWITCHYARD_BIN="$root/.gpu/switchyard" bench/compare_cuda.sh 2>&1 | tee "$out/compare_cuda.log"
+  SWITCHYARD_BIN="$root/.gpu/switchyard" timeout 420 bench/compare_cuda.sh 2>&1 |
+    tee "$out/compare_cuda.log"
   if [[ ${PIPESTATUS[0]} -eq 0 ]]; then summary+=("PASS compare_cuda"); else summary+=("FAIL compare_cuda"); fi
-  step profile build/switchyard bench train --model gpt2-124m --device cuda --batch 16 --seq 1024 \
+  step profile 120 build/switchyard bench train --model gpt2-124m --device cuda --batch 16 --seq 1024 \
     --steps 3 --warmup 2 --profile
 fi
 printf '%s\n' "${summary[@]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what a GPU session runs on a lent GPU machine that has CUDA and PyTorch but none of
 # Switchyard's build dependencies: the CUDA-enabled binaries built here and the shared libraries
-# they need, into .gpu/bundle.tar.xz (ignored by git; carried to the machine with the working tree).
+# they need, into .gpu/bundle.tar.gz (ignored by git; carried to the machine with the working tree).
 # scripts/gpu_check.sh unpacks and runs it there.
 #
 # Usage: scripts/gpu_pack.sh            (builds build/ first if needed; needs nvcc here)
@@ -22,6 +22,6 @@ for lib in $(ldd "${binaries[@]}" | awk '/=> \//{print $3}' | sort -u); do
     *) cp -L "$lib" .gpu/lib/ ;;
   esac
 done
-tar -cJf .gpu/bundle.tar.xz "${binaries[@]}" .gpu/lib
+tar -czf .gpu/bundle.tar.gz "${binaries[@]}" .gpu/lib
 rm -rf .gpu/lib
-ls -la .gpu/bundle.tar.xz
+ls -la .gpu/bundle.tar.gz
