@@ -246,28 +246,22 @@ void CudaBackend::layernorm_backward(float* dinp, float* dweight, float* dbias, 
                                                     stream_));
 }
 
+const void* CudaBackend::weights_for_products(const float* weights) {
+  return bf16_mode() ? static_cast<const void*>(shadow_of(weights)) : weights;
+}
+
 // Row-major out[N,OC] = inp[N,C] @ weight[OC,C]^T is, column-major, out^T[OC,N] = W^T' inp^T:
 // A is the weight matrix read transposed (m = OC, k = C), B the inputs (n = N).
 bool CudaBackend::linear(float* out, const float* inp, const float* weight, const float* bias,
                          int N, int C, int OC, float* gelu_pre) {
   const MatrixType type = bf16_mode() ? MatrixType::kBF16 : MatrixType::kF32;
-  GemmCall call;
-  call.trans_a = true;
-  call.m = OC;
-  call.n = N;
-  call.k = C;
-  call.a = bf16_mode() ? static_cast<const void*>(shadow_of(weight)) : weight;
-  call.lda = C;
-  call.a_type = type;
-  call.b = inp;
-  call.ldb = C;
-  call.b_type = type;
-  call.d = out;
-  call.ldd = OC;
-  call.d_type = type;
+  GemmCall call{.trans_a = true, .m = OC, .n = N, .k = C,
+                .a = weights_for_products(weight), .lda = C, .a_type = type,
+                .b = inp, .ldb = C, .b_type = type,
+                .d = out, .ldd = OC, .d_type = type};
   if (bias) {
     call.epilogue = Epilogue::kBias;
-    call.bias = bf16_mode() ? static_cast<const void*>(shadow_of(bias)) : bias;
+    call.bias = weights_for_products(bias);
   }
   if (gelu_pre) {
     // cuBLASLt's GELU is the tanh form; it is used where bf16 rounding dwarfs any difference from
@@ -301,39 +295,16 @@ void CudaBackend::matmul_backward(float* dinp, float* dweight, float* dbias, con
   const MatrixType type = bf16_mode() ? MatrixType::kBF16 : MatrixType::kF32;
   if (dinp) {
     // dinp^T[C,N] += W^T[C,OC] dout^T[OC,N]: the row-major weight is W^T column-major.
-    GemmCall call;
-    call.m = C;
-    call.n = N;
-    call.k = OC;
-    call.a = bf16_mode() ? static_cast<const void*>(shadow_of(weight)) : weight;
-    call.lda = C;
-    call.a_type = type;
-    call.b = dout;
-    call.ldb = OC;
-    call.b_type = type;
-    call.d = dinp;
-    call.ldd = C;
-    call.d_type = type;
-    call.beta = 1;
-    matmul_->run(call);
+    matmul_->run({.m = C, .n = N, .k = OC,
+                  .a = weights_for_products(weight), .lda = C, .a_type = type,
+                  .b = dout, .ldb = OC, .b_type = type,
+                  .d = dinp, .ldd = C, .d_type = type, .beta = 1});
   }
   // dW^T[C,OC] += inp^T[C,N] dout[N,OC]; dW stays fp32 (a parameter gradient) in both modes.
-  GemmCall call;
-  call.trans_b = true;
-  call.m = C;
-  call.n = OC;
-  call.k = N;
-  call.a = inp;
-  call.lda = C;
-  call.a_type = type;
-  call.b = dout;
-  call.ldb = OC;
-  call.b_type = type;
-  call.d = dweight;
-  call.ldd = C;
-  call.d_type = MatrixType::kF32;
-  call.beta = 1;
-  matmul_->run(call);
+  matmul_->run({.trans_b = true, .m = C, .n = OC, .k = N,
+                .a = inp, .lda = C, .a_type = type,
+                .b = dout, .ldb = OC, .b_type = type,
+                .d = dweight, .ldd = C, .d_type = MatrixType::kF32, .beta = 1});
   if (dbias) {
     void* ws = workspace(bias_backward_workspace_bytes(N, OC));
     SWITCHYARD_WITH_ACT(cuda::bias_backward<Act>(dbias, act<Act>(dout), N, OC, ws, stream_));

@@ -104,6 +104,9 @@ class CudaBackend final : public Backend {
   void invalidate_shadow(const void* ptr);
   // The bf16 copy of fp32 parameters at `weights`, made or refreshed as needed.
   const bf16* shadow_of(const float* weights);
+  // What the matrix products read for parameters at `weights`: their bf16 copy in bf16 mode, the
+  // fp32 values themselves otherwise.
+  const void* weights_for_products(const float* weights);
   // Device scratch of at least `bytes`, shared by all kernels (grown, never shrunk).
   void* workspace(size_t bytes);
   // cudaMalloc and cudaFree that keep the memory accounts; allocation failures say what was
