@@ -1,0 +1,1626 @@
+// Checks every kernel of the CUDA backend (src/backend/cuda/*_kernels.cu) on the host, through the
+// CUDA emulator (README.md): each kernel against an independent reference (the CPU backend's
+// kernels instantiated in double, or a plain loop), on awkward sizes and alignments, and the
+// properties the kernel headers promise (accumulation, in-place forms, bit-exact or
+// alignment-independent results, determinism, which attention path runs). Prints one line per
+// check and exits 1 if any fails.
+//
+// Usage: kernel_checks [--quick] [section...]
+//   sections: emulator elementwise layernorm cross_entropy encoder optimizer attention (default
+//   all); --quick runs fewer sizes, still every kernel, instantiation and path (for the slow
+//   ThreadSanitizer build).
+#include <cuda_bf16.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+// Built without OpenMP, the CPU kernels leave their `parallel` flags unused.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-variable"
+#include "backend/cpu/cpu_kernels.h"
+#pragma GCC diagnostic pop
+#include "backend/cuda/attention_kernels.h"
+#include "backend/cuda/cross_entropy_kernels.h"
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/elementwise_kernels.h"
+#include "backend/cuda/encoder_kernels.h"
+#include "backend/cuda/layernorm_kernels.h"
+#include "backend/cuda/optimizer_kernels.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "emulator.h"
+
+// The double instances of the CPU kernels, the references below. cpu_kernels.h declares all its
+// instances extern (cpu_kernels.cc holds them, and needs oneDNN for the float ones); instantiating
+// the double ones here needs nothing but the header.
+namespace switchyard::backend::cpu {
+SWITCHYARD_CPU_KERNEL_INSTANCES(, double)
+}  // namespace switchyard::backend::cpu
+
+// The emulated cudaGetLastError behind the backend's error checks (cuda_check.cc needs the CUDA
+// runtime library, which the emulator replaces).
+namespace switchyard::backend::cuda {
+
+void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) fail("CUDA {} failed: error {}", what, static_cast<int>(status));
+}
+
+void check_launch(const char* kernel) {
+  const std::string error = emu::take_launch_error();
+  if (!error.empty()) fail("CUDA kernel {} could not run: {}", kernel, error);
+}
+
+}  // namespace switchyard::backend::cuda
+
+namespace {
+
+namespace cpu = switchyard::backend::cpu;
+namespace cuda = switchyard::backend::cuda;
+using cuda::bf16;
+
+bool g_quick = false;
+
+// The full list of cases, or under --quick the short one, which still runs every kernel, every
+// instantiation that differs in its synchronisation, and every path once.
+template <typename T>
+std::vector<T> cases(std::initializer_list<T> full, std::initializer_list<T> quick) {
+  return g_quick ? std::vector<T>(quick) : std::vector<T>(full);
+}
+
+// ---- element types ----
+
+template <typename T>
+constexpr const char* type_name() {
+  return std::is_same_v<T, float> ? "f32" : "bf16";
+}
+
+// Unit roundoff of float: the relative error of one float operation.
+constexpr double kF32 = 0x1p-24;
+
+// The relative tolerance of a value stored as T after float arithmetic: one ulp of T (its
+// rounding is at most half an ulp, a bound that near-ties reach).
+template <typename T>
+constexpr double storage_tolerance() {
+  return std::is_same_v<T, float> ? 0x1p-23 : 0x1p-7;
+}
+
+uint16_t bits_of(bf16 x) { return static_cast<__nv_bfloat16_raw>(x).x; }
+
+bf16 bf16_from_bits(uint16_t u) {
+  __nv_bfloat16_raw raw;
+  raw.x = u;
+  return bf16(raw);
+}
+
+double to_double(float x) { return x; }
+double to_double(bf16 x) { return switchyard::bf16_to_float(bits_of(x)); }
+double to_double(double x) { return x; }
+
+// x rounded to T to nearest even (through float for bf16, with the repository's own conversion).
+template <typename T>
+T from_double(double x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return static_cast<float>(x);
+  } else {
+    return bf16_from_bits(switchyard::float_to_bf16(static_cast<float>(x)));
+  }
+}
+
+// x as a kernel stores it: rounded to float (its arithmetic) and then to T.
+template <typename T>
+double stored(double x) {
+  return to_double(from_double<T>(static_cast<float>(x)));
+}
+
+double ulp_f32(double x) {
+  const float f = static_cast<float>(std::fabs(x));
+  return std::nextafter(f, std::numeric_limits<float>::infinity()) - f;
+}
+
+// ---- device-like memory ----
+
+// One tensor as a kernel sees it: `offset` elements past a 256-byte boundary (0: 16-byte aligned;
+// otherwise only element-aligned, like a view into the middle of a buffer), filled with 0xff
+// bytes (NaN in float and bf16) so that elements a kernel should write but does not stand out.
+// Under AddressSanitizer the allocation ends at the last element, so any access past it is
+// reported; otherwise guard bytes after it must come back untouched.
+template <typename T>
+class Buffer {
+ public:
+  explicit Buffer(size_t n, size_t offset = 0) : n_(n), offset_(offset) {
+    bytes_ = (offset + n) * sizeof(T) + kGuardBytes;
+    raw_ = static_cast<unsigned char*>(::operator new(bytes_, std::align_val_t(256)));
+    std::memset(raw_, 0xff, bytes_ - kGuardBytes);
+    std::memset(raw_ + bytes_ - kGuardBytes, kGuard, kGuardBytes);
+  }
+  template <typename U>
+  Buffer(const std::vector<U>& values, size_t offset) : Buffer(values.size(), offset) {
+    for (size_t i = 0; i < n_; ++i) {
+      if constexpr (std::is_integral_v<T>) {
+        data()[i] = values[i];
+      } else {
+        data()[i] = from_double<T>(to_double(values[i]));
+      }
+    }
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  ~Buffer() { ::operator delete(raw_, std::align_val_t(256)); }
+
+  T* data() { return reinterpret_cast<T*>(raw_) + offset_; }
+  const T* data() const { return reinterpret_cast<const T*>(raw_) + offset_; }
+  size_t size() const { return n_; }
+  T& operator[](size_t i) { return data()[i]; }
+
+  std::vector<double> values() const {
+    std::vector<double> v(n_);
+    for (size_t i = 0; i < n_; ++i) v[i] = to_double(data()[i]);
+    return v;
+  }
+  void copy_from(const Buffer& other) { std::memcpy(data(), other.data(), n_ * sizeof(T)); }
+  bool same_bits(const Buffer& other) const {
+    return n_ == other.n_ && std::memcmp(data(), other.data(), n_ * sizeof(T)) == 0;
+  }
+  bool guard_intact() const {
+    for (size_t i = bytes_ - kGuardBytes; i < bytes_; ++i) {
+      if (raw_[i] != kGuard) return false;
+    }
+    return true;
+  }
+
+ private:
+#ifdef __SANITIZE_ADDRESS__
+  static constexpr size_t kGuardBytes = 0;
+#else
+  static constexpr size_t kGuardBytes = 64;
+#endif
+  static constexpr unsigned char kGuard = 0xa5;
+  size_t n_, offset_, bytes_;
+  unsigned char* raw_;
+};
+
+std::vector<double> random_values(size_t n, double lo, double hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+template <typename T>
+std::vector<double> rounded(std::vector<double> v) {
+  for (auto& x : v) x = to_double(from_double<T>(x));
+  return v;
+}
+
+// ---- comparing and reporting ----
+
+// The worst element of got against want, in units of its tolerance: |got - want| / tol(i).
+// A NaN where the reference has none, or none where it has one, is infinitely bad.
+struct Worst {
+  double ratio = 0;
+  size_t index = 0;
+  double got = 0, want = 0;
+};
+
+template <typename Tol>
+Worst compare(const std::vector<double>& got, const std::vector<double>& want, Tol tol) {
+  Worst w;
+  if (got.size() != want.size()) {
+    w.ratio = INFINITY;
+    return w;
+  }
+  for (size_t i = 0; i < want.size(); ++i) {
+    double r;
+    if (std::isnan(want[i]) || std::isnan(got[i])) {
+      r = std::isnan(want[i]) && std::isnan(got[i]) ? 0 : INFINITY;
+    } else if (got[i] == want[i]) {
+      r = 0;
+    } else {
+      const double t = tol(i);
+      r = t > 0 ? std::fabs(got[i] - want[i]) / t : INFINITY;
+      if (std::isnan(r)) r = INFINITY;
+    }
+    if (r > w.ratio || (i == 0 && r == 0)) w = {r, i, got[i], want[i]};
+  }
+  return w;
+}
+
+Worst compare(const std::vector<double>& got, const std::vector<double>& want, double rtol,
+              double atol) {
+  return compare(got, want, [&](size_t i) { return atol + rtol * std::fabs(want[i]); });
+}
+
+// What one check found: every requirement that failed, or a summary of how close it came.
+class Verdict {
+ public:
+  void require(bool ok, const std::string& what) {
+    if (!ok) fail(what);
+  }
+  void within(const Worst& w, const std::string& what) {
+    if (w.ratio > 1) {
+      fail(fmt::format("{} off by {:.3g}x its tolerance at [{}]: got {:.9g}, want {:.9g}", what,
+                       w.ratio, w.index, w.got, w.want));
+    }
+    if (w.ratio >= worst_ || worst_what_.empty()) {
+      worst_ = w.ratio;
+      worst_what_ = what;
+    }
+  }
+  void note(const std::string& text) { notes_.push_back(text); }
+  bool ok() const { return failures_.empty(); }
+  std::string detail() const {
+    std::string out;
+    for (const auto& f : ok() ? notes_ : failures_) out += (out.empty() ? "" : "; ") + f;
+    if (ok() && !worst_what_.empty()) {
+      out += (out.empty() ? "" : "; ") +
+             (worst_ == 0 ? std::string("all exact")
+                          : fmt::format("worst {:.2f} of tolerance ({})", worst_, worst_what_));
+    }
+    return out;
+  }
+
+ private:
+  void fail(const std::string& what) {
+    if (std::find(failures_.begin(), failures_.end(), what) == failures_.end()) {
+      failures_.push_back(what);
+    }
+  }
+
+  std::vector<std::string> failures_, notes_;
+  double worst_ = 0;
+  std::string worst_what_;
+};
+
+int g_passed = 0;
+int g_failed = 0;
+
+// Runs one check and prints its line. An exception (check_launch's Error, for one) fails it.
+void check(const std::string& name, const std::function<void(Verdict&)>& body) {
+  Verdict v;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    body(v);
+  } catch (const std::exception& e) {
+    v.require(false, std::string("threw: ") + e.what());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  (v.ok() ? g_passed : g_failed)++;
+  fmt::print("{} {:<60} {} ({:.1f} s)\n", v.ok() ? "PASS" : "FAIL", name, v.detail(), seconds);
+  std::fflush(stdout);
+}
+
+// ---- the emulator itself ----
+
+// Launches a lambda as a kernel, as preprocess.py's rewrite does.
+template <typename Kernel, typename... Args>
+void run_kernel(const char* name, dim3 grid, dim3 block, size_t bytes, Kernel kernel,
+                Args... args) {
+  emu::launch(name, __FILE__, __LINE__, grid, block, bytes, nullptr, kernel, args...);
+}
+
+void check_emulator() {
+  check("emulator: shuffles (xor, down, up, idx; widths 32 and 8)", [](Verdict& v) {
+    constexpr int kThreads = 64, kKinds = 8;
+    std::vector<double> got(kThreads * kKinds);
+    run_kernel(
+        "shuffles", 1, kThreads, 0,
+        [](double* out) {
+          const int t = threadIdx.x;
+          const float f = 100.0f + t;
+          const double d = 1000.0 + t;
+          double* o = out + t * kKinds;
+          o[0] = __shfl_xor_sync(emu::kFullMask, f, 5);
+          o[1] = __shfl_xor_sync(emu::kFullMask, d, 16, 8);  // later group: own value
+          o[2] = __shfl_down_sync(emu::kFullMask, f, 3);
+          o[3] = __shfl_down_sync(emu::kFullMask, d, 3, 8);
+          o[4] = __shfl_up_sync(emu::kFullMask, f, 2);
+          o[5] = __shfl_up_sync(emu::kFullMask, d, 2, 8);
+          o[6] = __shfl_sync(emu::kFullMask, f, 7);
+          o[7] = __shfl_sync(emu::kFullMask, d, 13, 8);
+        },
+        got.data());
+    v.require(emu::take_launch_error().empty(), "launch error");
+    for (int t = 0; t < kThreads; ++t) {
+      const int warp = t / 32 * 32, lane = t % 32, group = lane / 8 * 8;
+      auto f = [&](int l) { return 100.0 + warp + l; };
+      auto d = [&](int l) { return 1000.0 + warp + l; };
+      const double want[kKinds] = {f(lane ^ 5),
+                                   d((lane ^ 16) < group + 8 ? lane ^ 16 : lane),
+                                   f(lane + 3 < 32 ? lane + 3 : lane),
+                                   d(lane % 8 + 3 < 8 ? lane + 3 : lane),
+                                   f(lane >= 2 ? lane - 2 : lane),
+                                   d(lane % 8 >= 2 ? lane - 2 : lane),
+                                   f(7),
+                                   d(group + 13 % 8)};
+      for (int k = 0; k < kKinds; ++k) {
+        v.require(got[t * kKinds + k] == want[k], fmt::format("thread {} kind {}", t, k));
+      }
+    }
+  });
+
+  check("emulator: __syncthreads orders shared memory", [](Verdict& v) {
+    constexpr int kThreads = 256;
+    std::vector<int> got(kThreads);
+    run_kernel(
+        "barrier", 1, kThreads, kThreads * sizeof(int),
+        [](int* out) {
+          int* s = emu::dynamic_shared<int>();
+          const int t = threadIdx.x;
+          int sum = 0;
+          for (int round = 0; round < 4; ++round) {
+            s[t] = t * (round + 1);
+            __syncthreads();
+            sum += s[(t + 1 + round) % kThreads];
+            __syncthreads();
+          }
+          out[t] = sum;
+        },
+        got.data());
+    v.require(emu::take_launch_error().empty(), "launch error");
+    for (int t = 0; t < kThreads; ++t) {
+      int want = 0;
+      for (int round = 0; round < 4; ++round) want += (t + 1 + round) % kThreads * (round + 1);
+      v.require(got[t] == want, fmt::format("thread {}", t));
+    }
+  });
+
+  check("emulator: shared memory is poisoned before every block", [](Verdict& v) {
+    std::vector<uint32_t> got(2 * 64 * 2);
+    run_kernel(
+        "poison", 2, 64, 64 * sizeof(uint32_t),
+        [](uint32_t* out) {
+          static uint32_t tile[64];
+          emu::touch_static_shared(&tile, sizeof(tile));
+          uint32_t* dynamic = emu::dynamic_shared<uint32_t>();
+          const int t = threadIdx.x;
+          uint32_t* o = out + (blockIdx.x * 64 + t) * 2;
+          o[0] = tile[t];  // read before any thread of this block writes
+          o[1] = dynamic[t];
+          __syncthreads();
+          tile[t] = 7;
+          dynamic[t] = 7;
+        },
+        got.data());
+    v.require(emu::take_launch_error().empty(), "launch error");
+    v.require(std::all_of(got.begin(), got.end(), [](uint32_t x) { return x == 0xffffffffu; }),
+              "a read before any write did not see 0xff bytes");
+  });
+
+  // Provokes each error the emulator reports; none may pass silently.
+  emu::error_state().quiet = true;
+  auto refused = [](const char* what, const std::function<void()>& launch) {
+    check(fmt::format("emulator: reports {}", what), [&](Verdict& v) {
+      launch();
+      v.require(!emu::take_launch_error().empty(), "not reported");
+    });
+  };
+  auto nothing = [](int*) {};
+  refused("a block of 2048 threads",
+          [&] { run_kernel("big block", 1, 2048, 0, nothing, nullptr); });
+  refused("a grid with y = 70000",
+          [&] { run_kernel("big grid", dim3(1, 70000), 32, 0, nothing, nullptr); });
+  refused("48 KiB + 1 of dynamic shared memory",
+          [&] { run_kernel("big smem", 1, 32, 48 * 1024 + 1, nothing, nullptr); });
+  refused("static + dynamic shared memory over 48 KiB", [&] {
+    run_kernel(
+        "big static", 1, 32, 16 * 1024,
+        [](int*) {
+          static float tile[10 * 1024];
+          emu::touch_static_shared(&tile, sizeof(tile));
+        },
+        nullptr);
+  });
+  refused("a block larger than __launch_bounds__", [&] {
+    run_kernel(
+        "bounds", 1, 128, 0, [](int*) { emu::check_launch_bounds(64, "bounds"); }, nullptr);
+  });
+  refused("a shuffle that a returned lane misses", [&] {
+    run_kernel(
+        "early return", 1, 32, 0,
+        [](int* out) {
+          if (threadIdx.x == 5) return;
+          out[threadIdx.x] = __shfl_xor_sync(emu::kFullMask, static_cast<int>(threadIdx.x), 1);
+        },
+        std::vector<int>(32).data());
+  });
+  refused("lanes in different warp operations", [&] {
+    run_kernel(
+        "divergent", 1, 32, 0,
+        [](int* out) {
+          if (threadIdx.x < 16) {
+            out[threadIdx.x] = __shfl_xor_sync(emu::kFullMask, 1, 1);
+          } else {
+            __syncwarp();
+          }
+        },
+        std::vector<int>(32).data());
+  });
+  emu::error_state().quiet = false;
+}
+
+// ---- elementwise_kernels.cu ----
+
+// Special inputs first (huge, zero, tiny, NaN), then random ones in [-6, 6].
+std::vector<double> gelu_inputs(size_t n, uint32_t seed) {
+  std::vector<double> x = random_values(n, -6, 6, seed);
+  const double special[] = {-100, 100, 0, -9, 9, -1e-3, NAN, -0.75};
+  for (size_t i = 0; i < n && i < std::size(special); ++i) x[i] = special[i];
+  return x;
+}
+
+// Pointer offsets (in elements) of an elementwise call: all 16-byte aligned (the vector path),
+// all misaligned, and mixed (the scalar path, with aligned pointers among them).
+struct Offsets {
+  size_t out, a, b;
+};
+const Offsets kElementwiseOffsets[] = {{0, 0, 0}, {1, 1, 1}, {0, 3, 0}, {2, 0, 1}};
+
+std::string offsets_name() {
+  std::string s;
+  for (const auto& o : kElementwiseOffsets) {
+    s += fmt::format("{}{}/{}/{}", s.empty() ? "" : " ", o.out, o.a, o.b);
+  }
+  return s;
+}
+
+template <typename Act>
+void check_gelu(size_t n) {
+  const double u = storage_tolerance<Act>();
+  const std::vector<double> x = rounded<Act>(gelu_inputs(n, 11 + n));
+  std::vector<double> want(n), dgelu(n, 0.0), ones(n, 1.0);
+  cpu::gelu_forward<double>(want.data(), x.data(), n);
+  cpu::gelu_backward<double>(dgelu.data(), x.data(), ones.data(), n);
+  check(fmt::format("gelu_forward {} N={} offsets {} + in place", type_name<Act>(), n,
+                    offsets_name()),
+        [&](Verdict& v) {
+          // float evaluation of a function with condition number k = |x g'(x) / g(x)| loses
+          // about k ulps; the result is then rounded to Act.
+          auto tol = [&](size_t i) {
+            const double k = want[i] != 0 ? std::fabs(x[i] * dgelu[i] / want[i]) : 1;
+            return (u + 8 * kF32 * (1 + k)) * std::fabs(want[i]) + 1e-30;
+          };
+          std::unique_ptr<Buffer<Act>> first;
+          for (const auto& o : kElementwiseOffsets) {
+            Buffer<Act> in(x, o.a), out(n, o.out);
+            cuda::gelu_forward<Act>(out.data(), in.data(), n, nullptr);
+            v.within(compare(out.values(), want, tol), fmt::format("offsets {}/{}", o.out, o.a));
+            v.require(out.guard_intact(), "wrote past the end");
+            if (!first) {
+              first = std::make_unique<Buffer<Act>>(n);
+              first->copy_from(out);
+            }
+            v.require(out.same_bits(*first), "vector and scalar paths differ");
+            Buffer<Act> io(x, o.a);
+            cuda::gelu_forward<Act>(io.data(), io.data(), n, nullptr);
+            v.require(io.same_bits(*first), "in place differs");
+          }
+        });
+  check(fmt::format("gelu_backward {} N={} (accumulates; dinp == dout too)", type_name<Act>(), n),
+        [&](Verdict& v) {
+          const std::vector<double> dout = rounded<Act>(random_values(n, -1, 1, 12 + n));
+          const std::vector<double> dinp0 = rounded<Act>(random_values(n, -1, 1, 13 + n));
+          std::vector<double> want_d = dinp0, want_alias = dout;
+          cpu::gelu_backward<double>(want_d.data(), x.data(), dout.data(), n);
+          cpu::gelu_backward<double>(want_alias.data(), x.data(), dout.data(), n);
+          // The terms of g'(x) are O(1): a few float roundings of |dout|, then one of Act.
+          auto tol_for = [&](const std::vector<double>& w) {
+            return [&](size_t i) { return u * std::fabs(w[i]) + 1e-6 * std::fabs(dout[i]); };
+          };
+          std::unique_ptr<Buffer<Act>> first;
+          for (const auto& o : kElementwiseOffsets) {
+            Buffer<Act> in(x, o.a), d(dout, o.b), dinp(dinp0, o.out);
+            cuda::gelu_backward<Act>(dinp.data(), in.data(), d.data(), n, nullptr);
+            v.within(compare(dinp.values(), want_d, tol_for(want_d)),
+                     fmt::format("offsets {}/{}/{}", o.out, o.a, o.b));
+            v.require(dinp.guard_intact(), "wrote past the end");
+            if (!first) {
+              first = std::make_unique<Buffer<Act>>(n);
+              first->copy_from(dinp);
+            }
+            v.require(dinp.same_bits(*first), "vector and scalar paths differ");
+            Buffer<Act> alias(dout, o.b);
+            cuda::gelu_backward<Act>(alias.data(), in.data(), alias.data(), n, nullptr);
+            v.within(compare(alias.values(), want_alias, tol_for(want_alias)), "dinp == dout");
+          }
+        });
+}
+
+// residual_forward and accumulate add in float and round once to Act: bit-exact.
+template <typename Act>
+void check_adds(size_t n) {
+  const std::vector<double> a = rounded<Act>(random_values(n, -6, 6, 21 + n));
+  const std::vector<double> b = rounded<Act>(random_values(n, -6, 6, 22 + n));
+  std::vector<double> sum(n);
+  cpu::residual_forward<double>(sum.data(), a.data(), b.data(), n);
+  for (auto& s : sum) s = stored<Act>(s);
+  check(
+      fmt::format("residual_forward {} N={} (bit-exact; out == a, out == b)", type_name<Act>(), n),
+      [&](Verdict& v) {
+        for (const auto& o : kElementwiseOffsets) {
+          Buffer<Act> x(a, o.a), y(b, o.b), out(n, o.out);
+          cuda::residual_forward<Act>(out.data(), x.data(), y.data(), n, nullptr);
+          v.within(compare(out.values(), sum, 0, 0),
+                   fmt::format("offsets {}/{}/{}", o.out, o.a, o.b));
+          v.require(out.guard_intact(), "wrote past the end");
+          cuda::residual_forward<Act>(x.data(), x.data(), y.data(), n, nullptr);
+          v.within(compare(x.values(), sum, 0, 0), "out == a");
+          Buffer<Act> x2(a, o.a);
+          cuda::residual_forward<Act>(y.data(), x2.data(), y.data(), n, nullptr);
+          v.within(compare(y.values(), sum, 0, 0), "out == b");
+        }
+      });
+  check(fmt::format("accumulate {} N={} (bit-exact)", type_name<Act>(), n), [&](Verdict& v) {
+    for (const auto& o : kElementwiseOffsets) {
+      Buffer<Act> dst(a, o.out), src(b, o.a);
+      cuda::accumulate<Act>(dst.data(), src.data(), n, nullptr);
+      v.within(compare(dst.values(), sum, 0, 0), fmt::format("offsets {}/{}", o.out, o.a));
+      v.require(dst.guard_intact(), "wrote past the end");
+    }
+  });
+}
+
+template <typename Act>
+void check_bias_backward(int N, int OC) {
+  check(fmt::format("bias_backward {} N={} OC={} (accumulates; alignment-independent, "
+                    "repeatable)",
+                    type_name<Act>(), N, OC),
+        [&](Verdict& v) {
+          const size_t n = static_cast<size_t>(N) * OC;
+          const std::vector<double> dout = rounded<Act>(random_values(n, -1, 1, 31 + N + OC));
+          const std::vector<double> dbias0 = rounded<float>(random_values(OC, -1, 1, 32 + OC));
+          std::vector<double> want = dbias0, magnitude(OC);
+          for (int c = 0; c < OC; ++c) magnitude[c] = std::fabs(dbias0[c]);
+          for (int r = 0; r < N; ++r) {
+            for (int c = 0; c < OC; ++c) {
+              want[c] += dout[static_cast<size_t>(r) * OC + c];
+              magnitude[c] += std::fabs(dout[static_cast<size_t>(r) * OC + c]);
+            }
+          }
+          // A float sum of N terms: at most about log2(N) roundings of the running magnitude in
+          // the kernel's tree of partial sums; N of them would be the sequential worst case.
+          auto tol = [&](size_t c) { return 4 * kF32 * (2 + std::log2(N + 1.0)) * magnitude[c]; };
+          const size_t ws = cuda::bias_backward_workspace_bytes(N, OC);
+          std::unique_ptr<Buffer<float>> first;
+          for (size_t offset : {0, 1, 0}) {  // the second aligned run checks repeatability
+            Buffer<Act> d(dout, offset);
+            Buffer<float> dbias(dbias0, offset);
+            Buffer<unsigned char> work(ws, 4 * offset);  // any alignment of 4
+            cuda::bias_backward<Act>(dbias.data(), d.data(), N, OC, work.data(), nullptr);
+            v.within(compare(dbias.values(), want, tol), fmt::format("offset {}", offset));
+            v.require(dbias.guard_intact() && work.guard_intact(), "wrote past the end");
+            if (!first) {
+              first = std::make_unique<Buffer<float>>(OC);
+              first->copy_from(dbias);
+            }
+            v.require(dbias.same_bits(*first), "results depend on alignment or run");
+          }
+          v.note(fmt::format("chunks: {}", ws / sizeof(float) / OC));
+        });
+}
+
+void check_convert_to_bf16(size_t n) {
+  check(fmt::format("convert_to_bf16 N={} (bit-exact vs core/dtype; ties, inf, NaN, subnormal)", n),
+        [&](Verdict& v) {
+          std::vector<double> x = random_values(n, -3, 3, 41 + n);
+          for (size_t i = 0; i < n; ++i) x[i] = std::ldexp(x[i], static_cast<int>(i % 61) - 30);
+          const double special[] = {1 + 0x1p-8,   1 + 3 * 0x1p-8, -(1 + 0x1p-8), 0x1p-130,
+                                    -0.0,         INFINITY,       -INFINITY,     NAN,
+                                    3.4028235e38, 3.3961776e38};
+          for (size_t i = 0; i < n && i < std::size(special); ++i) x[i] = special[i];
+          for (const auto& o : kElementwiseOffsets) {
+            Buffer<float> src(x, o.a);
+            Buffer<bf16> dst(n, o.out);
+            cuda::convert_to_bf16(dst.data(), src.data(), n, nullptr);
+            v.require(dst.guard_intact(), "wrote past the end");
+            size_t wrong = 0, first_wrong = 0;
+            for (size_t i = 0; i < n; ++i) {
+              const float f = src[i];
+              const bool ok = std::isnan(f) ? std::isnan(to_double(dst[i]))
+                                            : bits_of(dst[i]) == switchyard::float_to_bf16(f);
+              if (!ok && wrong++ == 0) first_wrong = i;
+            }
+            v.require(wrong == 0, fmt::format("offsets {}/{}: {} elements differ, first [{}] {}",
+                                              o.out, o.a, wrong, first_wrong, x[first_wrong]));
+          }
+        });
+}
+
+void check_elementwise() {
+  for (size_t n : cases<size_t>({1, 7, 8, 9, 1000, 4099}, {9, 4099})) {
+    check_gelu<float>(n);
+    check_gelu<bf16>(n);
+    check_adds<float>(n);
+    check_adds<bf16>(n);
+    check_convert_to_bf16(n);
+  }
+  for (int N : cases({1, 3, 65, 200, 1100}, {3, 200})) {
+    for (int OC : cases({1, 7, 54, 300, 768}, {7, 300})) {
+      check_bias_backward<float>(N, OC);
+      check_bias_backward<bf16>(N, OC);
+    }
+  }
+  if (!g_quick) check_bias_backward<float>(65600, 9);  // the most chunks (1010) and grid rows
+  check("bias_backward N=0 / OC=0 (no launch, no workspace)", [](Verdict& v) {
+    v.require(cuda::bias_backward_workspace_bytes(0, 5) == 0, "workspace for N=0");
+    v.require(cuda::bias_backward_workspace_bytes(5, 0) == 0, "workspace for OC=0");
+    const long long before = emu::counters().launches;
+    cuda::bias_backward<float>(nullptr, nullptr, 0, 5, nullptr, nullptr);
+    cuda::bias_backward<float>(nullptr, nullptr, 5, 0, nullptr, nullptr);
+    cuda::gelu_forward<float>(nullptr, nullptr, 0, nullptr);
+    v.require(emu::counters().launches == before, "launched");
+  });
+}
+
+// ---- layernorm_kernels.cu ----
+
+// Rows of three kinds (n % 3): centred, far from zero (mean 1000, so the mean's rounding matters),
+// and offset (-50); every other row has a spread of 0.01 instead of 1 (ill-conditioned).
+std::vector<double> layernorm_rows(int N, int C, uint32_t seed, double spread) {
+  std::vector<double> x = random_values(static_cast<size_t>(N) * C, -spread, spread, seed);
+  for (int n = 0; n < N; ++n) {
+    const double offset = n % 3 == 1 ? 1000 : n % 3 == 2 ? -50 : 0;
+    const double scale = n % 2 ? 0.01 : 1;
+    for (int c = 0; c < C; ++c) {
+      double& e = x[static_cast<size_t>(n) * C + c];
+      e = offset + scale * e;
+    }
+  }
+  return x;
+}
+
+// Pointer offsets of a layernorm call: (activations, outputs, weight, bias).
+struct LayernormOffsets {
+  size_t in, out, weight, bias;
+};
+const LayernormOffsets kLayernormOffsets[] = {{0, 0, 0, 0}, {1, 1, 1, 1}, {0, 3, 0, 2}};
+
+// Tolerances of layernorm_forward's results against the double reference: the float mean is off
+// by about an ulp of itself, which moves every output by s |w| ulp(m); rstd comes from a float sum
+// of C squares; the last operations round a few times more.
+struct LayernormTolerance {
+  std::vector<double> out, mean, rstd;
+};
+
+template <typename Act>
+LayernormTolerance layernorm_tolerance(const std::vector<double>& x, const std::vector<double>& w,
+                                       const std::vector<double>& b, const std::vector<double>& out,
+                                       const std::vector<double>& mean,
+                                       const std::vector<double>& rstd, int N, int C) {
+  LayernormTolerance t{std::vector<double>(out.size()), std::vector<double>(N),
+                       std::vector<double>(N)};
+  const double sum_error = kF32 * (8 + 2 * std::sqrt(static_cast<double>(C)));
+  for (int n = 0; n < N; ++n) {
+    const double m = mean[n], s = rstd[n];
+    t.mean[n] = 2 * ulp_f32(m) + sum_error / s;
+    t.rstd[n] = sum_error * s;
+    for (int c = 0; c < C; ++c) {
+      const size_t i = static_cast<size_t>(n) * C + c;
+      const double norm_w = std::fabs((x[i] - m) * s * w[c]);
+      t.out[i] = s * std::fabs(w[c]) * t.mean[n] + norm_w * sum_error +
+                 4 * kF32 * (std::fabs(b[c]) + std::fabs(out[i])) +
+                 storage_tolerance<Act>() * std::fabs(out[i]);
+    }
+  }
+  return t;
+}
+
+template <typename Act>
+void check_layernorm_forward(int N, int C) {
+  const size_t n = static_cast<size_t>(N) * C;
+  const std::vector<double> x = rounded<Act>(layernorm_rows(N, C, 51 + C, 2));
+  const std::vector<double> w = rounded<float>(random_values(C, 0.5, 1.5, 52 + C));
+  const std::vector<double> b = rounded<float>(random_values(C, -1, 1, 53 + C));
+  std::vector<double> out(n), mean(N), rstd(N);
+  cpu::layernorm_forward<double>(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
+                                 N, C);
+  const LayernormTolerance tol = layernorm_tolerance<Act>(x, w, b, out, mean, rstd, N, C);
+  auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
+
+  check(
+      fmt::format("layernorm_forward {} N={} C={} (alignments, null stats, in place)",
+                  type_name<Act>(), N, C),
+      [&](Verdict& v) {
+        std::unique_ptr<Buffer<Act>> first;
+        std::unique_ptr<Buffer<float>> first_mean, first_rstd;
+        for (const auto& o : kLayernormOffsets) {
+          Buffer<Act> in(x, o.in), y(n, o.out);
+          Buffer<float> weight(w, o.weight), bias(b, o.bias), m(N, o.out), s(N, o.out);
+          cuda::layernorm_forward<Act>(y.data(), m.data(), s.data(), in.data(), weight.data(),
+                                       bias.data(), N, C, nullptr);
+          const std::string at = fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.bias);
+          v.within(compare(y.values(), out, within(tol.out)), "out, " + at);
+          v.within(compare(m.values(), mean, within(tol.mean)), "mean, " + at);
+          v.within(compare(s.values(), rstd, within(tol.rstd)), "rstd, " + at);
+          v.require(y.guard_intact() && m.guard_intact() && s.guard_intact(), "wrote past the end");
+          if (!first) {
+            first = std::make_unique<Buffer<Act>>(n);
+            first_mean = std::make_unique<Buffer<float>>(N);
+            first_rstd = std::make_unique<Buffer<float>>(N);
+            first->copy_from(y);
+            first_mean->copy_from(m);
+            first_rstd->copy_from(s);
+          }
+          v.require(y.same_bits(*first) && m.same_bits(*first_mean) && s.same_bits(*first_rstd),
+                    "results depend on alignment (" + at + ")");
+          Buffer<Act> y2(n, o.out);
+          cuda::layernorm_forward<Act>(y2.data(), nullptr, nullptr, in.data(), weight.data(),
+                                       bias.data(), N, C, nullptr);
+          v.require(y2.same_bits(*first), "null mean and rstd change out");
+          cuda::layernorm_forward<Act>(in.data(), nullptr, nullptr, in.data(), weight.data(),
+                                       bias.data(), N, C, nullptr);
+          v.require(in.same_bits(*first), "in place (out == inp) differs");
+        }
+      });
+
+  check(
+      fmt::format("residual_layernorm_forward {} N={} C={} (== add + layernorm, bit for bit)",
+                  type_name<Act>(), N, C),
+      [&](Verdict& v) {
+        const std::vector<double> a = rounded<Act>(random_values(n, -2, 2, 54 + C));
+        std::vector<double> bb(n), sum(n);
+        for (size_t i = 0; i < n; ++i) bb[i] = to_double(from_double<Act>(x[i] - a[i]));
+        cpu::residual_forward<double>(sum.data(), a.data(), bb.data(), n);
+        for (auto& e : sum) e = stored<Act>(e);
+        Buffer<float> weight(w, 0), bias(b, 0);
+        // The plain layernorm of the stored sum: what the fused kernel must equal.
+        Buffer<Act> res_plain(sum, 0), y_plain(n, 0);
+        Buffer<float> m_plain(N), s_plain(N);
+        cuda::layernorm_forward<Act>(y_plain.data(), m_plain.data(), s_plain.data(),
+                                     res_plain.data(), weight.data(), bias.data(), N, C, nullptr);
+        for (const auto& o : kLayernormOffsets) {
+          const std::string at = fmt::format("offsets {}/{}", o.in, o.out);
+          Buffer<Act> ba(a, o.in), bb_(bb, o.in), res(n, o.out), y(n, o.out);
+          Buffer<float> m(N, o.out), s(N, o.out);
+          Buffer<float> wo(w, o.weight), bo(b, o.bias);
+          cuda::residual_layernorm_forward<Act>(res.data(), y.data(), m.data(), s.data(), ba.data(),
+                                                bb_.data(), wo.data(), bo.data(), N, C, nullptr);
+          v.within(compare(res.values(), sum, 0, 0), "residual, " + at);
+          v.require(y.same_bits(y_plain) && m.same_bits(m_plain) && s.same_bits(s_plain),
+                    "out, mean or rstd differ from layernorm_forward of the residual, " + at);
+          v.require(res.guard_intact() && y.guard_intact(), "wrote past the end");
+          // In place: the residual stream is a or b.
+          Buffer<Act> y2(n, o.out), y3(n, o.out);
+          cuda::residual_layernorm_forward<Act>(ba.data(), y2.data(), nullptr, nullptr, ba.data(),
+                                                bb_.data(), wo.data(), bo.data(), N, C, nullptr);
+          v.require(ba.same_bits(res) && y2.same_bits(y_plain), "residual == a differs, " + at);
+          Buffer<Act> ba2(a, o.in);
+          cuda::residual_layernorm_forward<Act>(bb_.data(), y3.data(), nullptr, nullptr, ba2.data(),
+                                                bb_.data(), wo.data(), bo.data(), N, C, nullptr);
+          v.require(bb_.same_bits(res) && y3.same_bits(y_plain), "residual == b differs, " + at);
+        }
+      });
+}
+
+template <typename Act>
+void check_layernorm_backward(int N, int C) {
+  check(
+      fmt::format("layernorm_backward {} N={} C={} (accumulates; alignment-independent, "
+                  "repeatable)",
+                  type_name<Act>(), N, C),
+      [&](Verdict& v) {
+        const size_t n = static_cast<size_t>(N) * C;
+        const std::vector<double> x = rounded<Act>(layernorm_rows(N, C, 61 + C, 2));
+        const std::vector<double> w = rounded<float>(random_values(C, 0.5, 1.5, 62 + C));
+        const std::vector<double> b = rounded<float>(random_values(C, -1, 1, 63 + C));
+        const std::vector<double> dout = rounded<Act>(random_values(n, -1, 1, 64 + C));
+        const std::vector<double> dinp0 = rounded<Act>(random_values(n, -1, 1, 65 + C));
+        const std::vector<double> dw0 = rounded<float>(random_values(C, -1, 1, 66 + C));
+        const std::vector<double> db0 = rounded<float>(random_values(C, -1, 1, 67 + C));
+        // The saved statistics are inputs: those of the kernel's own forward pass.
+        Buffer<Act> in0(x, 0), y0(n, 0);
+        Buffer<float> weight0(w, 0), bias0(b, 0), m0(N), s0(N);
+        cuda::layernorm_forward<Act>(y0.data(), m0.data(), s0.data(), in0.data(), weight0.data(),
+                                     bias0.data(), N, C, nullptr);
+        const std::vector<double> mean = m0.values(), rstd = s0.values();
+        std::vector<double> dinp = dinp0, dw = dw0, db = db0;
+        cpu::layernorm_backward<double>(dinp.data(), dw.data(), db.data(), dout.data(), x.data(),
+                                        w.data(), mean.data(), rstd.data(), N, C);
+        // dinp: float sums of C terms (the two row means) scaled by rstd, then one rounding to
+        // Act. dweight, dbias: float sums of N terms.
+        const double sum_error = kF32 * (8 + 2 * std::sqrt(static_cast<double>(C)));
+        std::vector<double> tol_dinp(n), tol_dw(C), tol_db(C);
+        for (int c = 0; c < C; ++c) {
+          tol_dw[c] = std::fabs(dw0[c]);
+          tol_db[c] = std::fabs(db0[c]);
+        }
+        for (int r = 0; r < N; ++r) {
+          double m1 = 0, m2 = 0;
+          for (int c = 0; c < C; ++c) {
+            const size_t i = static_cast<size_t>(r) * C + c;
+            const double norm = (x[i] - mean[r]) * rstd[r];
+            m1 += std::fabs(w[c] * dout[i]) / C;
+            m2 += std::fabs(w[c] * dout[i] * norm) / C;
+            tol_dw[c] += std::fabs(norm * dout[i]);
+            tol_db[c] += std::fabs(dout[i]);
+          }
+          for (int c = 0; c < C; ++c) {
+            const size_t i = static_cast<size_t>(r) * C + c;
+            const double norm = (x[i] - mean[r]) * rstd[r];
+            tol_dinp[i] =
+                rstd[r] * sum_error * (std::fabs(w[c] * dout[i]) + m1 + std::fabs(norm) * m2) +
+                (4 * kF32 + storage_tolerance<Act>()) * std::fabs(dinp[i]);
+          }
+        }
+        const double rows_error = kF32 * (8 + N / 4.0);
+        for (int c = 0; c < C; ++c) {
+          tol_dw[c] *= rows_error;
+          tol_db[c] *= rows_error;
+        }
+        auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
+        const size_t ws = cuda::layernorm_backward_workspace_bytes(N, C);
+        std::unique_ptr<Buffer<Act>> first;
+        std::unique_ptr<Buffer<float>> first_dw, first_db;
+        const LayernormOffsets runs[] = {kLayernormOffsets[0], kLayernormOffsets[1],
+                                         kLayernormOffsets[2], kLayernormOffsets[0]};
+        for (const auto& o : runs) {
+          const std::string at = fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.bias);
+          Buffer<Act> in(x, o.in), d(dout, o.in), dx(dinp0, o.out);
+          Buffer<float> weight(w, o.weight), m(mean, o.bias), s(rstd, o.bias);
+          Buffer<float> dweight(dw0, o.weight), dbias(db0, o.bias);
+          Buffer<unsigned char> work(ws, 4 * o.out);
+          cuda::layernorm_backward<Act>(dx.data(), dweight.data(), dbias.data(), d.data(),
+                                        in.data(), weight.data(), m.data(), s.data(), N, C,
+                                        work.data(), nullptr);
+          v.within(compare(dx.values(), dinp, within(tol_dinp)), "dinp, " + at);
+          v.within(compare(dweight.values(), dw, within(tol_dw)), "dweight, " + at);
+          v.within(compare(dbias.values(), db, within(tol_db)), "dbias, " + at);
+          v.require(dx.guard_intact() && dweight.guard_intact() && dbias.guard_intact() &&
+                        work.guard_intact(),
+                    "wrote past the end");
+          if (!first) {
+            first = std::make_unique<Buffer<Act>>(n);
+            first_dw = std::make_unique<Buffer<float>>(C);
+            first_db = std::make_unique<Buffer<float>>(C);
+            first->copy_from(dx);
+            first_dw->copy_from(dweight);
+            first_db->copy_from(dbias);
+          }
+          v.require(
+              dx.same_bits(*first) && dweight.same_bits(*first_dw) && dbias.same_bits(*first_db),
+              "results depend on alignment or run (" + at + ")");
+        }
+      });
+}
+
+void check_layernorm() {
+  // One of every register-cache size (C up to 2048 in packs of 256: 1, 2, 3, 4, 6, 8) and the
+  // uncached path (C > 2048); 17 rows fill two blocks of 8 and one row of a third.
+  for (int C : cases({1, 7, 54, 255, 256, 768, 1600, 2048, 2056, 3000}, {7, 768, 1600, 3000})) {
+    const int N = 17;
+    check_layernorm_forward<float>(N, C);
+    check_layernorm_forward<bf16>(N, C);
+    check_layernorm_backward<float>(N, C);
+    check_layernorm_backward<bf16>(N, C);
+  }
+  if (!g_quick) check_layernorm_backward<float>(200, 54);  // several chunks of rows
+}
+
+// ---- cross_entropy_kernels.cu ----
+
+template <typename Act>
+void check_cross_entropy(int N, int V, double spread, bool poisoned) {
+  const std::string name = fmt::format("cross_entropy {} N={} V={}{}", type_name<Act>(), N, V,
+                                       poisoned       ? " (NaN, +inf, -inf rows)"
+                                       : spread > 100 ? " (logits near 1e4)"
+                                                      : "");
+  const size_t n = static_cast<size_t>(N) * V;
+  std::vector<double> logits = random_values(n, -8, 8, 71 + V);
+  for (size_t i = 0; i < n; ++i) logits[i] += i % 97 == 0 ? 20 : spread > 100 ? spread : 0;
+  if (poisoned) {  // rows 0, 1, 2 each hold one non-finite logit, away from their target
+    logits[V / 2] = NAN;
+    logits[V + V / 3] = INFINITY;
+    logits[2 * static_cast<size_t>(V) + V / 4] = -INFINITY;
+  }
+  logits = rounded<Act>(logits);
+  std::vector<int32_t> targets(N);
+  std::mt19937 rng(72 + V);
+  for (int r = 0; r < N; ++r) targets[r] = std::uniform_int_distribution<int>(0, V - 1)(rng);
+  targets[0] = V - 1;
+  if (poisoned) {
+    targets[0] = V / 2 == 0 ? 1 : 0;
+    targets[1] = V - 1;
+    targets[2] = 0;
+  }
+  const double dloss = static_cast<float>(1.0 / 7);
+  std::vector<double> loss(N), dlogits(n);
+  cpu::cross_entropy_forward<double>(loss.data(), logits.data(), targets.data(), N, V);
+  cpu::cross_entropy_backward<double>(dlogits.data(), logits.data(), targets.data(), dloss, N, V);
+  // Float sums of V exponentials (each within a few ulps), a log, and additions of values as
+  // large as the row's maximum and target logit.
+  const double sum_error = kF32 * (16 + 2 * std::log2(V + 1.0));
+  std::vector<double> tol_loss(N), tol_d(n);
+  for (int r = 0; r < N; ++r) {
+    double max = -INFINITY;
+    for (int c = 0; c < V; ++c) max = std::max(max, logits[static_cast<size_t>(r) * V + c]);
+    tol_loss[r] = sum_error * (1 + std::fabs(max) + std::fabs(loss[r]) +
+                               std::fabs(logits[static_cast<size_t>(r) * V + targets[r]]));
+    for (int c = 0; c < V; ++c) {
+      const size_t i = static_cast<size_t>(r) * V + c;
+      const double p = dlogits[i] + (c == targets[r] ? dloss : 0);  // softmax * dloss
+      tol_d[i] = sum_error * std::fabs(p) + 4 * kF32 * dloss +
+                 storage_tolerance<Act>() * std::fabs(dlogits[i]);
+    }
+  }
+  auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
+  check(name + " forward", [&](Verdict& v) {
+    Buffer<int32_t> t(targets, 0);
+    for (size_t offset : {0, 1, 3}) {
+      Buffer<Act> x(logits, offset);
+      Buffer<float> losses(N, offset);
+      cuda::cross_entropy_forward<Act>(losses.data(), x.data(), t.data(), N, V, nullptr);
+      v.within(compare(losses.values(), loss, within(tol_loss)), fmt::format("offset {}", offset));
+      v.require(losses.guard_intact(), "wrote past the end");
+    }
+  });
+  check(name + " backward (in place == out of place)", [&](Verdict& v) {
+    Buffer<int32_t> t(targets, 0);
+    for (size_t offset : {0, 1, 3}) {
+      Buffer<Act> x(logits, offset);
+      for (size_t out_offset : {offset, offset + 2}) {  // same alignment (packs), or not
+        Buffer<Act> d(n, out_offset);
+        cuda::cross_entropy_backward<Act>(d.data(), x.data(), t.data(), static_cast<float>(dloss),
+                                          N, V, nullptr);
+        v.within(compare(d.values(), dlogits, within(tol_d)),
+                 fmt::format("offsets {}/{}", out_offset, offset));
+        v.require(d.guard_intact(), "wrote past the end");
+        if (out_offset == offset) {
+          Buffer<Act> io(logits, offset);
+          cuda::cross_entropy_backward<Act>(io.data(), io.data(), t.data(),
+                                            static_cast<float>(dloss), N, V, nullptr);
+          v.require(io.same_bits(d), fmt::format("in place differs, offset {}", offset));
+        }
+      }
+    }
+  });
+}
+
+// ---- encoder_kernels.cu ----
+
+template <typename Act>
+void check_encoder(int B, int T, int C, int V, bool one_token) {
+  const int count = B * T;
+  const size_t n = static_cast<size_t>(count) * C;
+  std::vector<int32_t> tokens(count);
+  std::mt19937 rng(81 + C);
+  for (auto& t : tokens) t = one_token ? V - 1 : std::uniform_int_distribution<int>(0, V - 1)(rng);
+  const std::vector<double> wte =
+      rounded<float>(random_values(static_cast<size_t>(V) * C, -1, 1, 82 + C));
+  const std::vector<double> wpe =
+      rounded<float>(random_values(static_cast<size_t>(T) * C, -1, 1, 83 + C));
+  const std::string name = fmt::format("encoder {} B={} T={} C={} V={}{}", type_name<Act>(), B, T,
+                                       C, V, one_token ? " (one token)" : "");
+  check(name + " forward (bit-exact)", [&](Verdict& v) {
+    std::vector<double> want(n);
+    cpu::encoder_forward<double>(want.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+    for (auto& e : want) e = stored<Act>(e);
+    Buffer<int32_t> tok(tokens, 0);
+    for (size_t offset : {0, 1}) {
+      Buffer<float> e(wte, offset), p(wpe, 1 - offset);
+      Buffer<Act> out(n, offset);
+      cuda::encoder_forward<Act>(out.data(), tok.data(), e.data(), p.data(), B, T, C, nullptr);
+      v.within(compare(out.values(), want, 0, 0), fmt::format("offset {}", offset));
+      v.require(out.guard_intact(), "wrote past the end");
+    }
+  });
+  check(name + " backward (accumulates; bit-exact in the CPU's order)", [&](Verdict& v) {
+    const std::vector<double> dout = rounded<Act>(random_values(n, -1, 1, 84 + C));
+    const std::vector<double> dwte0 = rounded<float>(random_values(wte.size(), -1, 1, 85 + C));
+    const std::vector<double> dwpe0 = rounded<float>(random_values(wpe.size(), -1, 1, 86 + C));
+    std::vector<double> dwte = dwte0, dwpe = dwpe0;
+    cpu::encoder_backward<double>(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
+    // The contract: float sums in position order (b * T + t), as the CPU kernel adds them.
+    std::vector<float> exact_wte(dwte0.begin(), dwte0.end()), exact_wpe(dwpe0.begin(), dwpe0.end());
+    for (int bt = 0; bt < count; ++bt) {
+      for (int c = 0; c < C; ++c) {
+        const float d = static_cast<float>(dout[static_cast<size_t>(bt) * C + c]);
+        exact_wte[static_cast<size_t>(tokens[bt]) * C + c] += d;
+        exact_wpe[static_cast<size_t>(bt % T) * C + c] += d;
+      }
+    }
+    const std::vector<double> want_wte(exact_wte.begin(), exact_wte.end());
+    const std::vector<double> want_wpe(exact_wpe.begin(), exact_wpe.end());
+    const double sum_error = kF32 * (2 + count);
+    Buffer<int32_t> tok(tokens, 0);
+    const size_t ws = cuda::encoder_backward_workspace_bytes(B, T);
+    for (size_t offset : {0, 1}) {
+      Buffer<Act> d(dout, offset);
+      Buffer<float> gw(dwte0, offset), gp(dwpe0, offset);
+      Buffer<unsigned char> work(ws, 3 * offset);  // any alignment
+      cuda::encoder_backward<Act>(gw.data(), gp.data(), d.data(), tok.data(), B, T, C, work.data(),
+                                  nullptr);
+      const std::string at = fmt::format("offset {}", offset);
+      v.within(compare(gw.values(), want_wte, 0, 0), "dwte, " + at);
+      v.within(compare(gp.values(), want_wpe, 0, 0), "dwpe, " + at);
+      v.within(compare(gw.values(), dwte, sum_error, sum_error), "dwte vs double, " + at);
+      v.within(compare(gp.values(), dwpe, sum_error, sum_error), "dwpe vs double, " + at);
+      v.require(gw.guard_intact() && gp.guard_intact() && work.guard_intact(),
+                "wrote past the end");
+    }
+  });
+}
+
+// ---- optimizer_kernels.cu ----
+
+struct AdamWSettings {
+  float lr = 3e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, wd = 0.1f, grad_scale = 0.7f;
+};
+
+// The documented formula in float, one rounding per operation (this file is built with
+// -ffp-contract=off), factors from double as the kernel's host code computes them.
+void adamw_reference_float(std::vector<float>& p, const std::vector<float>& g,
+                           std::vector<float>& m, std::vector<float>& v, int step,
+                           const AdamWSettings& s) {
+  const double lr = s.lr, wd = s.wd;
+  const float decay = static_cast<float>(1.0 - lr * wd);
+  const float step_size = static_cast<float>(lr / (1.0 - std::pow(double(s.beta1), step)));
+  const float inv_sqrt_bc2 =
+      static_cast<float>(1.0 / std::sqrt(1.0 - std::pow(double(s.beta2), step)));
+  const float one_minus_b1 = 1.0f - s.beta1, one_minus_b2 = 1.0f - s.beta2;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const float gi = g[i] * s.grad_scale;
+    const float first = s.beta1 * m[i];
+    const float mi = first + one_minus_b1 * gi;
+    const float scaled = one_minus_b2 * gi;
+    const float vi = s.beta2 * v[i] + scaled * gi;
+    const float denom = std::sqrt(vi) * inv_sqrt_bc2 + s.eps;
+    const float decayed = p[i] * decay;
+    p[i] = decayed - step_size * mi / denom;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+void check_adamw(size_t n) {
+  check(fmt::format("adamw_update N={} x3 steps (bit-exact unfused; shadow; alignments)", n),
+        [&](Verdict& verdict) {
+          const AdamWSettings s;
+          std::vector<double> g = random_values(n, -1, 1, 91 + n);
+          for (size_t i = 0; i < n; i += 5) g[i] *= 1e-6;  // tiny gradients: v near zero
+          g = rounded<float>(g);
+          const std::vector<double> p0 = rounded<float>(random_values(n, -1, 1, 92 + n));
+          const std::vector<double> m0 = rounded<float>(random_values(n, -0.1, 0.1, 93 + n));
+          const std::vector<double> v0 = rounded<float>(random_values(n, 0, 0.01, 94 + n));
+          std::vector<float> fp(p0.begin(), p0.end()), fm(m0.begin(), m0.end()),
+              fv(v0.begin(), v0.end());
+          const std::vector<float> fg(g.begin(), g.end());
+          std::vector<double> dp = p0, dm = m0, dv = v0;
+          // Against double, each element is allowed a few roundings of the terms it is made of
+          // per step (m and v cancel: the result can be far smaller than its terms).
+          std::vector<double> tol_p(n), tol_m(n), tol_v(n);
+          for (int step = 1; step <= 3; ++step) {
+            adamw_reference_float(fp, fg, fm, fv, step, s);
+            const std::vector<double> before = dp;
+            for (size_t i = 0; i < n; ++i) {
+              const double gs = std::fabs(g[i]) * s.grad_scale;
+              tol_m[i] += 8 * kF32 * (std::fabs(dm[i]) + gs);
+              tol_v[i] += 8 * kF32 * (std::fabs(dv[i]) + gs * gs);
+            }
+            cpu::adamw_update<double>(dp.data(), g.data(), dm.data(), dv.data(), n, s.lr, s.beta1,
+                                      s.beta2, s.eps, s.wd, step, s.grad_scale);
+            for (size_t i = 0; i < n; ++i) {
+              tol_p[i] += 8 * kF32 * (std::fabs(before[i]) + std::fabs(dp[i] - before[i]));
+            }
+          }
+          auto within = [](const std::vector<double>& t) {
+            return [&t](size_t i) { return t[i]; };
+          };
+          const std::vector<double> want_p(fp.begin(), fp.end()), want_m(fm.begin(), fm.end()),
+              want_v(fv.begin(), fv.end());
+          // (params, grads, m, v) offsets, and the shadow's: null, aligned, 2 and 8 bytes past.
+          struct Run {
+            size_t p, g, m, v;
+            int shadow;  // -1: no shadow
+          };
+          const Run runs[] = {{0, 0, 0, 0, -1}, {0, 0, 0, 0, 0}, {1, 1, 1, 1, 1},
+                              {0, 0, 0, 2, 0},  {0, 0, 0, 0, 4}, {0, 0, 0, 0, 1}};
+          for (const Run& r : runs) {
+            const std::string at =
+                fmt::format("offsets {}/{}/{}/{} shadow {}", r.p, r.g, r.m, r.v, r.shadow);
+            Buffer<float> p(p0, r.p), gr(g, r.g), m(m0, r.m), v(v0, r.v);
+            Buffer<bf16> shadow(n, r.shadow < 0 ? 0 : r.shadow);
+            for (int step = 1; step <= 3; ++step) {
+              cuda::adamw_update(p.data(), gr.data(), m.data(), v.data(),
+                                 r.shadow < 0 ? nullptr : shadow.data(), n, s.lr, s.beta1, s.beta2,
+                                 s.eps, s.wd, step, s.grad_scale, nullptr);
+            }
+            verdict.within(compare(p.values(), want_p, 0, 0), "params, " + at);
+            verdict.within(compare(m.values(), want_m, 0, 0), "m, " + at);
+            verdict.within(compare(v.values(), want_v, 0, 0), "v, " + at);
+            verdict.within(compare(p.values(), dp, within(tol_p)), "params vs double, " + at);
+            verdict.within(compare(m.values(), dm, within(tol_m)), "m vs double, " + at);
+            verdict.within(compare(v.values(), dv, within(tol_v)), "v vs double, " + at);
+            if (r.shadow >= 0) {
+              size_t wrong = 0;
+              for (size_t i = 0; i < n; ++i) {
+                wrong += bits_of(shadow[i]) != switchyard::float_to_bf16(p[i]);
+              }
+              verdict.require(wrong == 0, fmt::format("{} shadow elements are not params "
+                                                      "rounded to bf16, {}",
+                                                      wrong, at));
+            }
+            verdict.require(
+                p.guard_intact() && m.guard_intact() && v.guard_intact() && shadow.guard_intact(),
+                "wrote past the end");
+          }
+        });
+}
+
+void check_sum_of_squares(size_t n) {
+  check(fmt::format("sum_of_squares N={} (double accumulation; repeatable)", n), [&](Verdict& v) {
+    const std::vector<double> x = rounded<float>(random_values(n, -2, 2, 101 + n));
+    // A plain sequential loop in long double: the double kernels' own sequential sum would be
+    // less accurate (N roundings) than the kernel's tree of partial sums it is checked against.
+    long double sum = 0;
+    for (double e : x) sum += static_cast<long double>(e) * e;
+    const double want = static_cast<double>(sum);
+    // Squares of floats are exact in double; a positive sum through a chain of k additions is
+    // within k roundings: a few dozen per thread, then the warp, block and partials trees.
+    const double tol = 0x1p-53 * (64 + 4 * std::log2(n + 1.0)) * want;
+    const size_t ws = cuda::sum_of_squares_workspace_bytes(n);
+    v.require(n > 0 || ws == 0, "workspace for N=0");
+    std::unique_ptr<Buffer<double>> first;
+    for (size_t offset : {0, 1, 0}) {
+      Buffer<float> in(x, offset);
+      Buffer<double> result(1), work(ws / sizeof(double));
+      cuda::sum_of_squares(result.data(), in.data(), n, ws ? work.data() : nullptr, nullptr);
+      v.within(compare(result.values(), {want}, 0, tol), fmt::format("offset {}", offset));
+      v.require(result.guard_intact() && work.guard_intact(), "wrote past the end");
+      if (offset == 0) {
+        if (first) v.require(result.same_bits(*first), "not repeatable");
+        first = std::make_unique<Buffer<double>>(1);
+        first->copy_from(result);
+      }
+    }
+    v.note(fmt::format("partial sums: {}", ws / sizeof(double)));
+  });
+}
+
+void check_cross_entropy_all() {
+  for (int V : cases({1, 2, 13, 211, 1000, 50257}, {13, 1000})) {
+    check_cross_entropy<float>(3, V, 0, false);
+    check_cross_entropy<bf16>(3, V, 0, false);
+  }
+  check_cross_entropy<float>(4, 50, 0, true);
+  check_cross_entropy<bf16>(4, 50, 0, true);
+  check_cross_entropy<float>(2, 300, 1e4, false);
+}
+
+void check_encoder_all() {
+  struct Case {
+    int B, T, C, V;
+    bool one_token;
+  };
+  const Case cases[] = {{3, 5, 1, 11, false},    {3, 5, 54, 11, false},  {2, 7, 768, 5, false},
+                        {4, 25, 20, 1000, true}, {2, 3, 1100, 3, false}, {1, 1, 8, 2, false},
+                        {4, 64, 72, 50, false}};
+  for (const Case& c : cases) {
+    check_encoder<float>(c.B, c.T, c.C, c.V, c.one_token);
+    check_encoder<bf16>(c.B, c.T, c.C, c.V, c.one_token);
+  }
+  check("encoder B*T=0 (no launch, no workspace)", [](Verdict& v) {
+    v.require(cuda::encoder_backward_workspace_bytes(0, 5) == 0, "workspace for B=0");
+    const long long before = emu::counters().launches;
+    cuda::encoder_forward<float>(nullptr, nullptr, nullptr, nullptr, 0, 5, 8, nullptr);
+    cuda::encoder_backward<float>(nullptr, nullptr, nullptr, nullptr, 0, 5, 8, nullptr, nullptr);
+    v.require(emu::counters().launches == before, "launched");
+  });
+}
+
+void check_optimizer() {
+  for (size_t n : cases<size_t>({1, 5, 8, 1000, 4097}, {5, 1000})) check_adamw(n);
+  for (size_t n : cases<size_t>({0, 1, 5, 1000, 100003, 1200007}, {0, 5, 100003})) {
+    check_sum_of_squares(n);
+  }
+  if (!g_quick) check_sum_of_squares(4194311);  // the most blocks (1024), several quads a thread
+}
+
+// ---- attention_kernels.cu ----
+
+// The causal attention of qkv[B,T,3C] in double: out and the probabilities from the CPU kernel;
+// from a plain loop, lse = log sum exp of each row's scaled scores, the largest score magnitude
+// scale sum_i |q_i k_i| (the size of a score's rounding error, in ulps), and for every output
+// element the sum of the magnitudes of the terms it adds up (sum_j P_tj |v_j|), the scale of its
+// rounding errors.
+struct AttentionForward {
+  std::vector<double> out, att, lse, magnitude;
+  double score_magnitude = 0;
+};
+
+AttentionForward attention_forward_reference(const std::vector<double>& qkv, int B, int T, int C,
+                                             int NH) {
+  const int hs = C / NH;
+  const size_t C3 = 3 * static_cast<size_t>(C);
+  AttentionForward r;
+  r.out.resize(static_cast<size_t>(B) * T * C);
+  r.magnitude.assign(r.out.size(), 0.0);
+  r.att.resize(static_cast<size_t>(B) * NH * T * T);
+  r.lse.resize(static_cast<size_t>(B) * NH * T);
+  cpu::attention_forward<double>(r.out.data(), r.att.data(), qkv.data(), B, T, C, NH);
+  const double scale = 1 / std::sqrt(static_cast<double>(hs));
+  std::vector<double> scores(T);
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      const double* P = &r.att[(static_cast<size_t>(b) * NH + h) * T * T];
+      for (int t = 0; t < T; ++t) {
+        const double* q = &qkv[(static_cast<size_t>(b) * T + t) * C3 + h * hs];
+        double* mag = &r.magnitude[(static_cast<size_t>(b) * T + t) * C + h * hs];
+        double max = -INFINITY;
+        for (int j = 0; j <= t; ++j) {
+          const double* k = &qkv[(static_cast<size_t>(b) * T + j) * C3 + C + h * hs];
+          const double* v = k + C;
+          double dot = 0, dot_magnitude = 0;
+          for (int i = 0; i < hs; ++i) {
+            dot += q[i] * k[i];
+            dot_magnitude += std::fabs(q[i] * k[i]);
+            mag[i] += P[static_cast<size_t>(t) * T + j] * std::fabs(v[i]);
+          }
+          scores[j] = dot * scale;
+          max = std::max(max, scores[j]);
+          r.score_magnitude = std::max(r.score_magnitude, dot_magnitude * scale);
+        }
+        double sum = 0;
+        for (int j = 0; j <= t; ++j) sum += std::exp(scores[j] - max);
+        r.lse[(static_cast<size_t>(b) * NH + h) * T + t] = max + std::log(sum);
+      }
+    }
+  }
+  return r;
+}
+
+// The gradient of the forward pass for dout as attention_backward must compute it from the
+// forward output it is given, and the magnitudes of its terms. The CPU kernel gives the exact
+// gradient; it is corrected for the row dot products D = rowsum(dout * out) being formed from the
+// stored (rounded) out rather than the exact one: with P the probabilities and dD = D_exact -
+// D_stored, the kernel's dS = P (dP - D_stored) adds P dD to the exact dS, so dq_t gains
+// scale dD_t sum_j P_tj k_j and dk_j gains scale sum_t P_tj dD_t q_t. Magnitudes: dS_tj is made
+// of P_tj (|dP_tj| + |D_t|); dq_t of scale sum_j |dS_tj| |k_j|, dk_j of scale sum_t |dS_tj| |q_t|,
+// dv_j of sum_t P_tj |dout_t|.
+struct AttentionBackward {
+  std::vector<double> dqkv, magnitude;
+};
+
+AttentionBackward attention_backward_reference(const std::vector<double>& qkv,
+                                               const std::vector<double>& dout,
+                                               const AttentionForward& fwd,
+                                               const std::vector<double>& stored_out, int B, int T,
+                                               int C, int NH) {
+  const int hs = C / NH;
+  const size_t C3 = 3 * static_cast<size_t>(C);
+  AttentionBackward r;
+  r.dqkv.assign(qkv.size(), 0.0);
+  r.magnitude.assign(qkv.size(), 0.0);
+  std::vector<double> scratch(fwd.att.size());
+  cpu::attention_backward<double>(r.dqkv.data(), scratch.data(), dout.data(), qkv.data(),
+                                  fwd.att.data(), B, T, C, NH);
+  const double scale = 1 / std::sqrt(static_cast<double>(hs));
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      const double* P = &fwd.att[(static_cast<size_t>(b) * NH + h) * T * T];
+      for (int t = 0; t < T; ++t) {
+        const size_t row = (static_cast<size_t>(b) * T + t) * C + h * hs;
+        const size_t qt = (static_cast<size_t>(b) * T + t) * C3 + h * hs;
+        double dd = 0, d_stored = 0;
+        for (int i = 0; i < hs; ++i) {
+          dd += dout[row + i] * (fwd.out[row + i] - stored_out[row + i]);
+          d_stored += dout[row + i] * stored_out[row + i];
+        }
+        for (int j = 0; j <= t; ++j) {
+          const double p = P[static_cast<size_t>(t) * T + j];
+          const size_t kj = (static_cast<size_t>(b) * T + j) * C3 + C + h * hs;
+          double dp = 0;
+          for (int i = 0; i < hs; ++i) dp += dout[row + i] * qkv[kj + C + i];
+          const double w = scale * dd * p;
+          const double ds_magnitude = scale * p * (std::fabs(dp) + std::fabs(d_stored));
+          for (int i = 0; i < hs; ++i) {
+            r.dqkv[qt + i] += w * qkv[kj + i];
+            r.dqkv[kj + i] += w * qkv[qt + i];
+            r.magnitude[qt + i] += ds_magnitude * std::fabs(qkv[kj + i]);
+            r.magnitude[kj + i] += ds_magnitude * std::fabs(qkv[qt + i]);
+            r.magnitude[kj + C + i] += p * std::fabs(dout[row + i]);
+          }
+        }
+      }
+    }
+  }
+  return r;
+}
+
+// Columns [part * C, part * C + C) of every row of a [rows, 3C] tensor: q, k or v.
+std::vector<double> qkv_part(const std::vector<double>& x, int C, int part) {
+  const size_t rows = x.size() / (3 * static_cast<size_t>(C));
+  std::vector<double> out;
+  out.reserve(rows * C);
+  for (size_t r = 0; r < rows; ++r) {
+    out.insert(out.end(), x.begin() + r * 3 * C + part * C, x.begin() + r * 3 * C + part * C + C);
+  }
+  return out;
+}
+
+// How close attention results must come: per element, `element` of its own size plus
+// `magnitude` of the magnitudes of the terms it sums (the usual bound on a sum's rounding
+// error), and on the whole tensor a relative L2 error of `l2`. f32: fp32 sums of up to T terms;
+// each probability carries the absolute error of its score (a few roundings of
+// `score_magnitude`), which exp turns into a relative one. bf16: exact inputs, but the
+// tensor-core paths round P (and dS) to bf16 before multiplying (2^-9 of each term), and outputs
+// are stored in bf16. lse is fp32 on both paths: `element` relative plus `lse` absolute.
+struct AttentionTolerance {
+  double element, magnitude, l2, lse;
+};
+
+template <typename Act>
+AttentionTolerance attention_tolerance(int T, double score_magnitude) {
+  const double m = kF32 * (16 + 2 * score_magnitude + std::sqrt(static_cast<double>(T)));
+  if constexpr (std::is_same_v<Act, float>) {
+    return {4 * kF32, m, m, m};
+  } else {
+    return {storage_tolerance<Act>(), 0x1p-7, 6e-3, m};
+  }
+}
+
+void attention_close(Verdict& v, const std::vector<double>& got, const std::vector<double>& want,
+                     const std::vector<double>& magnitude, const AttentionTolerance& tol,
+                     const std::string& what) {
+  double num = 0, den = 0, mag = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+    mag += magnitude[i] * magnitude[i];
+  }
+  Worst l2;  // relative to the terms' magnitudes where the result itself is (nearly) zero
+  l2.ratio = std::sqrt(num / std::max(den, 0.01 * mag)) / tol.l2;
+  if (std::isnan(l2.ratio)) l2.ratio = INFINITY;
+  v.within(l2, what + " (relative L2)");
+  v.within(compare(got, want,
+                   [&](size_t i) {
+                     return tol.element * std::fabs(want[i]) + tol.magnitude * magnitude[i];
+                   }),
+           what);
+}
+
+template <typename Act>
+void check_attention(int B, int T, int C, int NH, double qscale, size_t offset, uint32_t seed) {
+  const int hs = C / NH;
+  const size_t nqkv = static_cast<size_t>(B) * T * 3 * C, nout = static_cast<size_t>(B) * T * C;
+  const bool bf = std::is_same_v<Act, bf16>;
+  // The dispatch attention_kernels.h documents: tensor cores for bf16, hs % 16 == 0 and 16-byte
+  // aligned tensors, up to hs 128 forward and 64 backward.
+  const bool mma_forward = bf && hs % 16 == 0 && hs <= 128 && offset % 8 == 0;
+  const bool mma_backward = bf && hs % 16 == 0 && hs <= 64 && offset % 8 == 0;
+  std::vector<double> qkv = random_values(nqkv, -1.7, 1.7, seed);
+  for (auto& x : qkv) x *= qscale;
+  qkv = rounded<Act>(qkv);
+  const std::vector<double> dout = rounded<Act>(random_values(nout, -1, 1, seed + 1));
+  const AttentionForward ref = attention_forward_reference(qkv, B, T, C, NH);
+  const AttentionTolerance tol = attention_tolerance<Act>(T, ref.score_magnitude);
+  const std::string shape =
+      fmt::format("{} B={} T={} C={} NH={} (hs {}{}{})", type_name<Act>(), B, T, C, NH, hs,
+                  qscale > 1 ? ", peaky" : "", offset ? ", misaligned" : "");
+  Buffer<Act> in(qkv, offset), d(dout, offset), out(nout, offset);
+  Buffer<float> lse(static_cast<size_t>(B) * NH * T);
+  bool forward_ok = false;
+  check(fmt::format("attention_forward {} [{}]", shape, mma_forward ? "mma" : "simt"),
+        [&](Verdict& v) {
+          const long long mma_before = emu::counters().mma_calls;
+          cuda::attention_forward<Act>(out.data(), lse.data(), in.data(), B, T, C, NH, nullptr);
+          const bool used_mma = emu::counters().mma_calls > mma_before;
+          v.require(used_mma == mma_forward,
+                    fmt::format("ran the {} path", used_mma ? "tensor-core" : "SIMT"));
+          attention_close(v, out.values(), ref.out, ref.magnitude, tol, "out");
+          v.within(compare(lse.values(), ref.lse, 4 * kF32, tol.lse), "lse");
+          v.require(out.guard_intact() && lse.guard_intact(), "wrote past the end");
+          forward_ok = v.ok();
+        });
+  check(fmt::format("attention_backward {} [{}] (accumulates; deterministic)", shape,
+                    mma_backward ? "mma" : "simt"),
+        [&](Verdict& v) {
+          if (!forward_ok) {
+            v.require(false, "skipped: the forward pass failed");
+            return;
+          }
+          const AttentionBackward want =
+              attention_backward_reference(qkv, dout, ref, out.values(), B, T, C, NH);
+          const size_t ws = cuda::attention_backward_workspace_bytes(B, T, NH);
+          const std::vector<double> zero(nqkv, 0.0);
+          Buffer<Act> g(zero, offset), g2(zero, offset);
+          Buffer<unsigned char> work(ws);
+          const long long mma_before = emu::counters().mma_calls;
+          cuda::attention_backward<Act>(g.data(), work.data(), d.data(), out.data(), in.data(),
+                                        lse.data(), B, T, C, NH, nullptr);
+          const bool used_mma = emu::counters().mma_calls > mma_before;
+          v.require(used_mma == mma_backward,
+                    fmt::format("ran the {} path", used_mma ? "tensor-core" : "SIMT"));
+          const std::vector<double> got = g.values();
+          const char* names[] = {"dq", "dk", "dv"};
+          for (int part = 0; part < 3; ++part) {
+            attention_close(v, qkv_part(got, C, part), qkv_part(want.dqkv, C, part),
+                            qkv_part(want.magnitude, C, part), tol, names[part]);
+          }
+          v.require(g.guard_intact() && work.guard_intact(), "wrote past the end");
+          cuda::attention_backward<Act>(g2.data(), work.data(), d.data(), out.data(), in.data(),
+                                        lse.data(), B, T, C, NH, nullptr);
+          v.require(g2.same_bits(g), "a second run gives different bits");
+          // Accumulation: onto a nonzero dqkv, the same increments, rounded once more.
+          const std::vector<double> init = rounded<Act>(random_values(nqkv, -1, 1, seed + 2));
+          Buffer<Act> acc(init, offset);
+          cuda::attention_backward<Act>(acc.data(), work.data(), d.data(), out.data(), in.data(),
+                                        lse.data(), B, T, C, NH, nullptr);
+          std::vector<double> sum(nqkv);
+          for (size_t i = 0; i < nqkv; ++i) sum[i] = init[i] + got[i];
+          const Worst accumulated = compare(acc.values(), sum, [&](size_t i) {
+            return storage_tolerance<Act>() * (std::fabs(init[i]) + std::fabs(got[i]));
+          });
+          v.require(accumulated.ratio <= 1,
+                    fmt::format("accumulating onto a nonzero dqkv is off by {:.3g}x at [{}]",
+                                accumulated.ratio, accumulated.index));
+        });
+}
+
+template <typename Act>
+void check_attention_decode(int B, int pos, int max_T, int C, int NH, uint32_t seed) {
+  check(fmt::format("attention_decode {} B={} pos={} max_T={} C={} NH={} (hs {})", type_name<Act>(),
+                    B, pos, max_T, C, NH, C / NH),
+        [&](Verdict& v) {
+          const size_t ncache = static_cast<size_t>(B) * max_T * C;
+          const std::vector<double> k0 = rounded<Act>(random_values(ncache, -1.7, 1.7, seed));
+          const std::vector<double> v0 = rounded<Act>(random_values(ncache, -1.7, 1.7, seed + 1));
+          const std::vector<double> qkv =
+              rounded<Act>(random_values(static_cast<size_t>(B) * 3 * C, -1.7, 1.7, seed + 2));
+          std::vector<double> want(static_cast<size_t>(B) * C), want_k = k0, want_v = v0;
+          cpu::attention_decode<double>(want.data(), qkv.data(), want_k.data(), want_v.data(), B,
+                                        pos, max_T, C, NH);
+          // The largest score magnitude and, per output, the magnitudes of its terms, as above.
+          const int hs = C / NH;
+          double score_magnitude = 0;
+          std::vector<double> magnitude(want.size(), 0.0), scores(pos + 1);
+          for (int b = 0; b < B; ++b) {
+            for (int h = 0; h < NH; ++h) {
+              const size_t cache = (static_cast<size_t>(b) * NH + h) * max_T * hs;
+              const double* q = &qkv[static_cast<size_t>(b) * 3 * C + h * hs];
+              double max = -INFINITY, sum = 0;
+              for (int t = 0; t <= pos; ++t) {
+                double dot = 0, dot_magnitude = 0;
+                for (int i = 0; i < hs; ++i) {
+                  dot += q[i] * want_k[cache + t * hs + i];
+                  dot_magnitude += std::fabs(q[i] * want_k[cache + t * hs + i]);
+                }
+                scores[t] = dot / std::sqrt(static_cast<double>(hs));
+                max = std::max(max, scores[t]);
+                score_magnitude =
+                    std::max(score_magnitude, dot_magnitude / std::sqrt(static_cast<double>(hs)));
+              }
+              for (int t = 0; t <= pos; ++t) sum += std::exp(scores[t] - max);
+              for (int t = 0; t <= pos; ++t) {
+                const double p = std::exp(scores[t] - max) / sum;
+                for (int i = 0; i < hs; ++i) {
+                  magnitude[static_cast<size_t>(b) * C + h * hs + i] +=
+                      p * std::fabs(want_v[cache + t * hs + i]);
+                }
+              }
+            }
+          }
+          Buffer<Act> kc(k0, 0), vc(v0, 0), in(qkv, 0), out(want.size(), 0);
+          cuda::attention_decode<Act>(out.data(), in.data(), kc.data(), vc.data(), B, pos, max_T, C,
+                                      NH, nullptr);
+          v.within(compare(kc.values(), want_k, 0, 0), "k_cache (only row pos written)");
+          v.within(compare(vc.values(), want_v, 0, 0), "v_cache (only row pos written)");
+          attention_close(v, out.values(), want, magnitude,
+                          attention_tolerance<Act>(pos + 1, score_magnitude), "out");
+          v.require(out.guard_intact() && kc.guard_intact() && vc.guard_intact(),
+                    "wrote past the end");
+        });
+}
+
+void check_attention_all() {
+  struct Case {
+    int B, T, C, NH;
+    double qscale;
+    size_t offset;
+    bool quick;  // also run under --quick
+  };
+  // Every head-size bucket of the SIMT kernels (32, 64, 128), head sizes that are and are not
+  // multiples of 16, T of 1, below a tile, a few tiles with a ragged last one; peaky softmaxes
+  // (large scores) test the online rescaling; an offset of one element forces the SIMT path.
+  const Case f32_cases[] = {
+      {2, 13, 54, 3, 1, 0, true},    {1, 131, 36, 2, 1, 0, false}, {1, 1, 54, 3, 1, 0, true},
+      {2, 70, 128, 2, 1, 0, true},   {1, 67, 256, 2, 1, 0, true},  {1, 40, 3, 3, 1, 0, false},
+      {1, 33, 66, 2, 1, 0, false},   {1, 29, 200, 2, 1, 0, false}, {1, 45, 54, 3, 4, 0, false},
+      {1, 131, 128, 2, 1, 1, false}, {1, 1024, 64, 1, 1, 0, false}};
+  const Case bf16_cases[] = {
+      {2, 13, 128, 2, 1, 0, true},   {1, 131, 128, 2, 1, 0, true}, {1, 70, 256, 2, 1, 0, true},
+      {2, 67, 48, 3, 1, 0, false},   {1, 1, 160, 2, 1, 0, false},  {1, 64, 96, 1, 3, 0, false},
+      {2, 13, 54, 3, 1, 0, true},    {1, 131, 36, 2, 1, 0, false}, {1, 131, 128, 2, 1, 1, true},
+      {2, 200, 128, 2, 2, 0, false}, {1, 1024, 64, 1, 1, 0, false}};
+  uint32_t seed = 1000;
+  for (const Case& c : f32_cases) {
+    seed += 10;
+    if (c.quick || !g_quick) check_attention<float>(c.B, c.T, c.C, c.NH, c.qscale, c.offset, seed);
+  }
+  for (const Case& c : bf16_cases) {
+    seed += 10;
+    if (c.quick || !g_quick) check_attention<bf16>(c.B, c.T, c.C, c.NH, c.qscale, c.offset, seed);
+  }
+  struct Decode {
+    int B, pos, max_T, C, NH;
+    bool quick;
+  };
+  const Decode f32_decode[] = {{2, 0, 8, 54, 3, false},       {2, 5, 8, 54, 3, true},
+                               {1, 37, 40, 128, 2, true},     {1, 100, 101, 256, 2, true},
+                               {1, 1023, 1024, 64, 1, false}, {2, 70, 90, 3, 3, false}};
+  const Decode bf16_decode[] = {
+      {2, 37, 64, 128, 2, true}, {1, 1023, 1024, 128, 1, false}, {2, 5, 8, 54, 3, false}};
+  for (const Decode& c : f32_decode) {
+    seed += 10;
+    if (c.quick || !g_quick) check_attention_decode<float>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
+  }
+  for (const Decode& c : bf16_decode) {
+    seed += 10;
+    if (c.quick || !g_quick) check_attention_decode<bf16>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
+  }
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> sections;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      g_quick = true;
+    } else {
+      sections.push_back(arg);
+    }
+  }
+  struct Section {
+    const char* name;
+    void (*run)();
+  };
+  const Section all[] = {
+      {"emulator", check_emulator},       {"elementwise", check_elementwise},
+      {"layernorm", check_layernorm},     {"cross_entropy", check_cross_entropy_all},
+      {"encoder", check_encoder_all},     {"optimizer", check_optimizer},
+      {"attention", check_attention_all},
+  };
+  for (const auto& s : sections) {
+    bool known = false;
+    for (const auto& a : all) known |= s == a.name;
+    if (!known) {
+      fmt::print(stderr, "kernel_checks: unknown section '{}'\n", s);
+      return 2;
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  for (const auto& a : all) {
+    if (!sections.empty() &&
+        std::find(sections.begin(), sections.end(), a.name) == sections.end()) {
+      continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    fmt::print("== {}\n", a.name);
+    a.run();
+    fmt::print("   ({:.1f} s)\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  check("every launch was followed by check_launch", [](Verdict& v) {
+    v.require(emu::counters().unchecked_launches == 0,
+              fmt::format("{} launches were not", emu::counters().unchecked_launches.load()));
+  });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  fmt::print("{}: {} checks passed, {} failed; {} launches, {} blocks in {:.1f} s\n",
+             g_failed ? "FAILED" : "PASSED", g_passed, g_failed, emu::counters().launches.load(),
+             emu::counters().blocks.load(), seconds);
+  return g_failed ? 1 : 0;
+}
