@@ -436,12 +436,16 @@ TEST_P(CudaKernels, TrainingStepsMatchTheCpuBackendAndRepeatExactly) {
   for (size_t i = 0; i < cpu.later_losses.size(); ++i) {
     EXPECT_NEAR(gpu.later_losses[i], cpu.later_losses[i], (bf16() ? 1e-2 : 1e-4) * cpu.later_losses[i]);
   }
+  EXPECT_LT(relative_error(gpu.step_losses, cpu.step_losses), bf16() ? 1e-2 : 1e-4);
+  EXPECT_LT(relative_error(gpu.step_norms, cpu.step_norms), tol);
   EXPECT_LT(relative_error(gpu.decode_logits, cpu.decode_logits), tol);
   // Deterministic: a second run gives the same bits.
   const TrainingRun again = run_steps(GetParam());
   EXPECT_EQ(again.loss, gpu.loss);
   EXPECT_EQ(again.later_losses, gpu.later_losses);
   EXPECT_EQ(again.grads, gpu.grads);
+  EXPECT_EQ(again.step_losses, gpu.step_losses);
+  EXPECT_EQ(again.step_norms, gpu.step_norms);
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaKernels, ::testing::Values("cuda-fp32", "cuda"),

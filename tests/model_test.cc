@@ -1,5 +1,6 @@
 // GPT model above the kernels: configuration, parameter counts and FLOPs, checkpoints (round trip,
-// Hugging Face layout, bad files), gradient accumulation, the KV cache and sampling.
+// Hugging Face layout, bad files), gradient accumulation, training steps that keep their statistics
+// on the device, the KV cache and sampling.
 #include <gtest/gtest.h>
 
 #include "expect_error.h"
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/backend.h"
+#include "backend/gradient_clipping.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "random_data.h"
@@ -133,6 +135,43 @@ TEST(Gpt, GradientAccumulationEqualsOneLargeBatch) {
   }
   EXPECT_GT(norm, 0);
   EXPECT_LT(std::sqrt(diff / norm), 1e-5);
+}
+
+// begin_step / forward_backward / finish_step keep the loss and the gradient norm on the device;
+// they must do exactly what the step's pieces do with the clipping factor worked out on the host.
+TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
+  auto backend = backend::create_backend("cpu");
+  model::Gpt pieces(*backend, small_config()), fused(*backend, small_config());
+  pieces.init_random(5);
+  fused.init_random(5);
+  const int B = 4, T = 7, half = B / 2;
+  const std::vector<int32_t> x = random_tokens(B * T, 37, 6), y = random_tokens(B * T, 37, 7);
+  model::AdamWConfig adamw;
+  for (int step = 1; step <= 3; ++step) {
+    pieces.zero_grad();
+    double loss = 0;
+    for (int micro = 0; micro < 2; ++micro) {
+      loss += 0.5 * pieces.forward(x.data() + micro * half * T, y.data() + micro * half * T, half, T);
+      pieces.backward(0.5f);
+    }
+    const float norm = pieces.gradient_norm();
+    // Clipping on in steps 1 and 3 (at half the norm), off in step 2.
+    const float clip = step == 2 ? 0.0f : 0.5f * norm;
+    pieces.adamw_step(adamw, 1e-2f, step, backend::clip_scale(norm, clip));
+
+    fused.begin_step();
+    for (int micro = 0; micro < 2; ++micro) {
+      fused.forward_backward(x.data() + micro * half * T, y.data() + micro * half * T, half, T, 0.5f);
+    }
+    const model::Gpt::StepResult result = fused.finish_step(adamw, 1e-2f, step, clip);
+    EXPECT_EQ(result.grad_norm, norm) << "step " << step;
+    EXPECT_NEAR(result.loss, loss, 1e-6 * loss) << "step " << step;
+    EXPECT_EQ(fused.parameters_to_host(), pieces.parameters_to_host()) << "step " << step;
+  }
+  model::Gpt fresh(*backend, small_config());
+  expect_error([&] { fresh.forward_backward(x.data(), y.data(), B, T); }, {"begin_step"});
+  fresh.begin_step();
+  expect_error([&] { fresh.forward_backward(x.data(), nullptr, B, T); }, {"targets"});
 }
 
 TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {

@@ -52,6 +52,8 @@ TEST(NeuronSimBackend, Fp32ModeMatchesTheCpuBackend) {
   ASSERT_EQ(sim.later_losses.size(), cpu.later_losses.size());
   for (size_t i = 0; i < cpu.later_losses.size(); ++i)
     EXPECT_NEAR(sim.later_losses[i], cpu.later_losses[i], 1e-4 * std::abs(cpu.later_losses[i]));
+  EXPECT_LT(relative_error(sim.step_losses, cpu.step_losses), 1e-4);
+  EXPECT_LT(relative_error(sim.step_norms, cpu.step_norms), 1e-4);
   EXPECT_LT(relative_error(sim.decode_logits, cpu.decode_logits), 1e-4);
 }
 
@@ -65,6 +67,8 @@ TEST(NeuronSimBackend, Bf16ModeStaysWithinBf16OfTheCpuBackend) {
   EXPECT_LT(relative_error(sim.grads, cpu.grads), 2e-2);
   for (size_t i = 0; i < cpu.later_losses.size(); ++i)
     EXPECT_NEAR(sim.later_losses[i], cpu.later_losses[i], 1e-2 * std::abs(cpu.later_losses[i]));
+  EXPECT_LT(relative_error(sim.step_losses, cpu.step_losses), 1e-2);
+  EXPECT_LT(relative_error(sim.step_norms, cpu.step_norms), 2e-2);
   EXPECT_LT(relative_error(sim.decode_logits, cpu.decode_logits), 2e-2);
 }
 

@@ -17,12 +17,17 @@ namespace switchyard {
 struct TrainingRun {
   float loss = 0;
   std::vector<float> logits, grads, later_losses, decode_logits;
+  // Steps through Gpt::begin_step .. finish_step (two micro-batches each, clipped): their losses
+  // and gradient norms, worked out on the device.
+  std::vector<float> step_losses, step_norms;
 };
 
 struct TrainingPlan {
   model::GptConfig config;
   int B = 2, T = 16;
   int adamw_steps = 3;  // the first uses the recorded gradients; each later one records a loss
+  int device_steps = 2;  // then whole steps with the statistics kept on the device
+  float clip = 0.5f;
   float weight_decay = 0.1f;
   int decode_positions = 5;
   uint64_t init_seed = 21, data_seed = 3;
@@ -50,6 +55,18 @@ inline TrainingRun run_training(const std::string& device, const TrainingPlan& p
       gpt.backward();
     }
     gpt.adamw_step(adamw, 1e-3f, step, 1.0f / std::max(1.0f, gpt.gradient_norm()));
+  }
+  for (int step = 1; step <= plan.device_steps; ++step) {
+    gpt.begin_step();
+    const int half = plan.B / 2;  // B >= 2: two micro-batches of B / 2 sequences each
+    for (int micro = 0; micro < 2; ++micro) {
+      const size_t at = static_cast<size_t>(micro) * half * plan.T;
+      gpt.forward_backward(inputs.data() + at, targets.data() + at, half, plan.T, 0.5f);
+    }
+    const model::Gpt::StepResult result =
+        gpt.finish_step(adamw, 1e-3f, plan.adamw_steps + step, plan.clip);
+    r.step_losses.push_back(result.loss);
+    r.step_norms.push_back(result.grad_norm);
   }
   gpt.start_decoding(1);
   for (int pos = 0; pos < plan.decode_positions; ++pos) {

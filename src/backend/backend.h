@@ -186,6 +186,19 @@ class Backend {
   virtual void adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
                             const AdamWStep& step) = 0;
 
+  // ---- a training step's statistics, kept in device memory until the step is done ----
+  // `total` points to one double in device memory. On a GPU these queue work and return, so a
+  // step needs no copy back to the host until it ends; the defaults go through the host.
+  // *total += scale * (sum of x[N]), summed in double (the loss of a micro-batch).
+  virtual void accumulate_sum(double* total, const float* x, size_t N, double scale);
+  // *total = sum of squares of x[N] in double, as sum_of_squares.
+  virtual void sum_of_squares_to(double* total, const float* x, size_t N);
+  // adamw_update with the gradients also scaled by clip_scale(global_norm(*grad_sum_of_squares),
+  // clip): global-norm clipping from a norm that never leaves the device.
+  virtual void adamw_update_clipped(float* params, const float* grads, float* m, float* v, size_t N,
+                                    const AdamWStep& step, const double* grad_sum_of_squares,
+                                    float clip);
+
   // ---- generation with a KV cache ----
 
   // One decoding position for a batch of sequences: qkv[B,3C] is the new position's projection.

@@ -140,6 +140,22 @@ void ProfilingBackend::adamw_update(float* params, const float* grads, float* m,
   timed("adamw_update", [&] { inner_.adamw_update(params, grads, m, v, N, step); });
 }
 
+void ProfilingBackend::accumulate_sum(double* total, const float* x, size_t N, double scale) {
+  timed("accumulate_sum", [&] { inner_.accumulate_sum(total, x, N, scale); });
+}
+
+void ProfilingBackend::sum_of_squares_to(double* total, const float* x, size_t N) {
+  timed("sum_of_squares", [&] { inner_.sum_of_squares_to(total, x, N); });
+}
+
+void ProfilingBackend::adamw_update_clipped(float* params, const float* grads, float* m, float* v,
+                                            size_t N, const AdamWStep& step,
+                                            const double* grad_sum_of_squares, float clip) {
+  timed("adamw_update", [&] {
+    inner_.adamw_update_clipped(params, grads, m, v, N, step, grad_sum_of_squares, clip);
+  });
+}
+
 void ProfilingBackend::attention_decode(float* out, const float* qkv, float* k_cache,
                                         float* v_cache, int B, int pos, int max_T, int C, int NH) {
   timed("attention_decode",

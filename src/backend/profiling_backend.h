@@ -90,6 +90,11 @@ class ProfilingBackend final : public Backend {
   double sum_of_squares(const float* x, size_t N) override;
   void adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
                     const AdamWStep& step) override;
+  void accumulate_sum(double* total, const float* x, size_t N, double scale) override;
+  void sum_of_squares_to(double* total, const float* x, size_t N) override;
+  void adamw_update_clipped(float* params, const float* grads, float* m, float* v, size_t N,
+                            const AdamWStep& step, const double* grad_sum_of_squares,
+                            float clip) override;
   void attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B,
                         int pos, int max_T, int C, int NH) override;
 

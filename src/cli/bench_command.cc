@@ -143,12 +143,9 @@ void run_bench_train(const BenchFlags& f) {
     if (last && !f.trace.empty()) gpt.backend().start_trace();
     sim_clock.restart();
     auto t0 = Clock::now();
-    gpt.zero_grad();
-    float loss = gpt.forward(tokens.data(), targets.data(), f.batch, f.seq);
-    gpt.backward();
-    float norm = gpt.gradient_norm();
-    gpt.adamw_step(adamw, 6e-4f, step + 1, norm > 1.0f ? 1.0f / norm : 1.0f);
-    gpt.backend().synchronize();
+    gpt.begin_step();
+    gpt.forward_backward(tokens.data(), targets.data(), f.batch, f.seq);
+    const float loss = gpt.finish_step(adamw, 6e-4f, step + 1, /*clip=*/1.0f).loss;
     double ms = ms_since(t0);
     bool warm = step < f.warmup;
     if (!warm) step_ms.push_back(ms);

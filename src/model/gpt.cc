@@ -3,12 +3,16 @@
 #include <cmath>
 #include <limits>
 
+#include "backend/gradient_clipping.h"
 #include "core/error.h"
 #include "core/rng.h"
 
 namespace switchyard::model {
 
 namespace {
+
+// The two doubles of Gpt::step_stats_.
+constexpr size_t kStepLoss = 0, kStepGradSumOfSquares = 1;
 
 // Hands out consecutive 64-byte-aligned ranges of one allocation: the caller first reserves every
 // range (recording offsets), then allocates once and resolves the offsets to pointers. Ranges are
@@ -211,6 +215,15 @@ void Gpt::ensure_activations(int B, int T) {
 }
 
 float Gpt::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  run_forward(tokens, targets, B, T);
+  if (!targets) return std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> losses = losses_to_host();
+  double sum = 0;
+  for (float value : losses) sum += value;
+  return static_cast<float>(sum / static_cast<double>(losses.size()));
+}
+
+void Gpt::run_forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
   require(B > 0, "batch size must be positive, got {}", B);
   require(T > 0 && T <= config_.max_seq_len,
           "sequence length {} does not fit the model (n_positions = {})", T, config_.max_seq_len);
@@ -263,13 +276,7 @@ float Gpt::forward(const int32_t* tokens, const int32_t* targets, int B, int T) 
   last_T_ = T;
   last_has_targets_ = targets != nullptr;
   logits_valid_ = true;
-  if (!targets) return std::numeric_limits<float>::quiet_NaN();
-
-  k.cross_entropy_forward(a.losses, a.logits, a.targets, BT, V);
-  std::vector<float> losses = losses_to_host();
-  double sum = 0;
-  for (float value : losses) sum += value;
-  return static_cast<float>(sum / static_cast<double>(BT));
+  if (targets) k.cross_entropy_forward(a.losses, a.logits, a.targets, BT, V);
 }
 
 std::vector<float> Gpt::logits_to_host() const {
@@ -344,10 +351,15 @@ void Gpt::backward(float loss_scale) {
 }
 
 float Gpt::gradient_norm() const {
-  return static_cast<float>(std::sqrt(backend_.sum_of_squares(grads_.get(), layout_.total())));
+  return backend::global_norm(backend_.sum_of_squares(grads_.get(), layout_.total()));
 }
 
 void Gpt::adamw_step(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale) {
+  update_parameters(adamw, learning_rate, step, grad_scale, nullptr, 0.0f);
+}
+
+void Gpt::update_parameters(const AdamWConfig& adamw, float learning_rate, int step,
+                            float grad_scale, const double* grad_sum_of_squares, float clip) {
   require(step >= 1, "optimizer step must be >= 1, got {}", step);
   if (!adam_m_.get()) {
     adam_m_ = DeviceBuffer(backend_, layout_.total());
@@ -360,12 +372,50 @@ void Gpt::adamw_step(const AdamWConfig& adamw, float learning_rate, int step, fl
   update.epsilon = adamw.epsilon;
   update.step = step;
   update.grad_scale = grad_scale;
-  const size_t split = layout_.decay_end(), total = layout_.total();
-  update.weight_decay = adamw.weight_decay;
-  backend_.adamw_update(params_.get(), grads_.get(), adam_m_.get(), adam_v_.get(), split, update);
-  update.weight_decay = 0.0f;
-  backend_.adamw_update(params_.get() + split, grads_.get() + split, adam_m_.get() + split,
-                        adam_v_.get() + split, total - split, update);
+  auto run = [&](size_t begin, size_t end, float weight_decay) {
+    update.weight_decay = weight_decay;
+    float* p = params_.get() + begin;
+    const float* g = grads_.get() + begin;
+    float* m = adam_m_.get() + begin;
+    float* v = adam_v_.get() + begin;
+    if (grad_sum_of_squares) {
+      backend_.adamw_update_clipped(p, g, m, v, end - begin, update, grad_sum_of_squares, clip);
+    } else {
+      backend_.adamw_update(p, g, m, v, end - begin, update);
+    }
+  };
+  const size_t split = layout_.decay_end();
+  run(0, split, adamw.weight_decay);
+  run(split, layout_.total(), 0.0f);
+}
+
+void Gpt::begin_step() {
+  if (!step_stats_.get()) step_stats_ = DeviceBuffer(backend_, 2 * sizeof(double) / sizeof(float));
+  zero_grad();
+  backend_.fill_zero(step_stats_.get(), 2 * sizeof(double));
+}
+
+void Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                           float loss_scale) {
+  require(step_stats_.get() != nullptr, "forward_backward needs begin_step first");
+  require(targets != nullptr, "forward_backward needs targets");
+  run_forward(tokens, targets, B, T);
+  double* stats = reinterpret_cast<double*>(step_stats_.get());
+  const size_t BT = static_cast<size_t>(B) * T;
+  backend_.accumulate_sum(stats + kStepLoss, acts_->losses, BT,
+                          static_cast<double>(loss_scale) / static_cast<double>(BT));
+  backward(loss_scale);
+}
+
+Gpt::StepResult Gpt::finish_step(const AdamWConfig& adamw, float learning_rate, int step,
+                                 float clip) {
+  require(step_stats_.get() != nullptr, "finish_step needs begin_step first");
+  double* stats = reinterpret_cast<double*>(step_stats_.get());
+  backend_.sum_of_squares_to(stats + kStepGradSumOfSquares, grads_.get(), layout_.total());
+  update_parameters(adamw, learning_rate, step, 1.0f, stats + kStepGradSumOfSquares, clip);
+  double host[2];
+  backend_.copy_to_host(host, stats, sizeof(host));
+  return {static_cast<float>(host[kStepLoss]), backend::global_norm(host[kStepGradSumOfSquares])};
 }
 
 namespace {

@@ -63,6 +63,22 @@ class Gpt {
   // One AdamW step (step is 1-based); gradients are multiplied by grad_scale first.
   void adamw_step(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale = 1.0f);
 
+  // ---- training steps whose loss and gradient norm stay on the device until the step ends ----
+  // begin_step(), forward_backward() for each micro-batch, then finish_step(): nothing in between
+  // copies back to the host, so a GPU never waits for it inside a step. The same arithmetic as
+  // zero_grad, forward, backward, gradient_norm and adamw_step with clip_scale's grad_scale.
+  struct StepResult {
+    float loss;       // mean over the step's micro-batches of their mean loss (loss_scale-weighted)
+    float grad_norm;  // global L2 norm of the gradients, before clipping
+  };
+  void begin_step();
+  // forward with targets then backward(loss_scale); adds loss_scale * the mean loss to the step's.
+  void forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                        float loss_scale = 1.0f);
+  // Global-norm clipping at `clip` (0: none) and one AdamW step; then reads the step's loss and
+  // gradient norm back, the step's one wait for the device.
+  StepResult finish_step(const AdamWConfig& adamw, float learning_rate, int step, float clip);
+
   // Prepares a KV cache for B sequences (any previous cache is dropped).
   void start_decoding(int B);
   // Feeds tokens[B] at position `pos` (0-based, < n_positions) and returns logits [B,V] for the next
@@ -73,12 +89,20 @@ class Gpt {
   struct Activations;
   struct Scratch;
   void ensure_activations(int B, int T);
+  // The forward pass up to the per-position losses (when there are targets), without reading back.
+  void run_forward(const int32_t* tokens, const int32_t* targets, int B, int T);
+  // AdamW over all parameters (weight decay on the matrices only); with grad_sum_of_squares
+  // (device memory), clipped at `clip` on the device.
+  void update_parameters(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale,
+                         const double* grad_sum_of_squares, float clip);
   void check_tokens(const int32_t* tokens, size_t count, const char* what) const;
 
   backend::Backend& backend_;
   GptConfig config_;
   ParameterLayout layout_;
   DeviceBuffer params_, grads_, adam_m_, adam_v_;
+  // Two device doubles: the step's loss so far and the gradients' sum of squares.
+  DeviceBuffer step_stats_;
   std::shared_ptr<Activations> acts_;
   std::shared_ptr<Scratch> scratch_;
   int last_B_ = 0, last_T_ = 0;

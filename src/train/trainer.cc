@@ -129,23 +129,21 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
   for (; step < o.steps; ++step) {
     sim_clock.restart();
     auto t0 = std::chrono::steady_clock::now();
-    model.zero_grad();
-    double loss_sum = 0;
+    // The loss and gradient norm stay on the device until finish_step, so the device never waits
+    // for the host inside a step; a diverged step is caught right after it (and not saved).
+    model.begin_step();
     for (int micro = 0; micro < o.grad_accum; ++micro) {
       loader.next_batch(inputs, targets);
-      loss_sum += model.forward(inputs.data(), targets.data(), o.batch, o.seq);
-      model.backward(1.0f / static_cast<float>(o.grad_accum));
+      model.forward_backward(inputs.data(), targets.data(), o.batch, o.seq,
+                             1.0f / static_cast<float>(o.grad_accum));
     }
-    float loss = static_cast<float>(loss_sum / o.grad_accum);
+    const float lr = schedule.at(step);
+    const model::Gpt::StepResult stats = model.finish_step(o.adamw, lr, step + 1, o.clip);
+    const float loss = stats.loss, norm = stats.grad_norm;
     if (!std::isfinite(loss)) {
       progress.finish();
       fail("training diverged: loss is {} at step {} (try a lower --lr)", loss, step + 1);
     }
-    float norm = model.gradient_norm();
-    float grad_scale = (o.clip > 0 && norm > o.clip) ? o.clip / norm : 1.0f;
-    float lr = schedule.at(step);
-    model.adamw_step(o.adamw, lr, step + 1, grad_scale);
-    model.backend().synchronize();
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
     result.last_loss = loss;

@@ -38,6 +38,7 @@
 #include "backend/cuda/encoder_kernels.h"
 #include "backend/cuda/layernorm_kernels.h"
 #include "backend/cuda/optimizer_kernels.h"
+#include "backend/gradient_clipping.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "emulator.h"
@@ -1135,7 +1136,7 @@ void check_adamw(size_t n) {
             for (int step = 1; step <= 3; ++step) {
               cuda::adamw_update(p.data(), gr.data(), m.data(), v.data(),
                                  r.shadow < 0 ? nullptr : shadow.data(), n, s.lr, s.beta1, s.beta2,
-                                 s.eps, s.wd, step, s.grad_scale, nullptr);
+                                 s.eps, s.wd, step, s.grad_scale, nullptr, 0.0f, nullptr);
             }
             verdict.within(compare(p.values(), want_p, 0, 0), "params, " + at);
             verdict.within(compare(m.values(), want_m, 0, 0), "m, " + at);
@@ -1159,6 +1160,81 @@ void check_adamw(size_t n) {
         });
 }
 
+// The clipping factor from a device-resident sum of squares must be exactly the one the host
+// works out from the same sum (gradient_clipping.h), so the update is the host-scaled one, bit
+// for bit: clipped, not clipped, clipping off, and a NaN norm (not clipped).
+void check_adamw_clipped(size_t n) {
+  check(fmt::format("adamw_update N={} clipped by a device norm (bit-identical to host scale)", n),
+        [&](Verdict& verdict) {
+          const AdamWSettings s;
+          const std::vector<double> g = rounded<float>(random_values(n, -1, 1, 95 + n));
+          const std::vector<double> p0 = rounded<float>(random_values(n, -1, 1, 96 + n));
+          struct Case {
+            double sum_of_squares;
+            float clip;
+          };
+          const Case cases_[] = {{9.0, 1.0f}, {0.25, 1.0f}, {1e6, 0.0f}, {2.0, 1.3f},
+                                 {std::numeric_limits<double>::quiet_NaN(), 1.0f}};
+          for (const Case& c : cases_) {
+            const float scale =
+                s.grad_scale *
+                switchyard::backend::clip_scale(switchyard::backend::global_norm(c.sum_of_squares),
+                                                c.clip);
+            const std::string at = fmt::format("sum {} clip {} (scale {})", c.sum_of_squares,
+                                               c.clip, scale);
+            const std::vector<double> zeros(n, 0.0);
+            Buffer<float> want_p(p0, 0), want_m(zeros, 0), want_v(zeros, 0), gr(g, 1);
+            cuda::adamw_update(want_p.data(), gr.data(), want_m.data(), want_v.data(), nullptr, n,
+                               s.lr, s.beta1, s.beta2, s.eps, s.wd, 1, scale, nullptr, 0.0f,
+                               nullptr);
+            Buffer<float> p(p0, 0), m(zeros, 0), v(zeros, 0);
+            Buffer<double> norm_sq(std::vector<double>{c.sum_of_squares}, 0);
+            cuda::adamw_update(p.data(), gr.data(), m.data(), v.data(), nullptr, n, s.lr, s.beta1,
+                               s.beta2, s.eps, s.wd, 1, s.grad_scale, norm_sq.data(), c.clip,
+                               nullptr);
+            verdict.require(p.same_bits(want_p) && m.same_bits(want_m) && v.same_bits(want_v),
+                            "update differs from the host-scaled one, " + at);
+            verdict.require(p.guard_intact() && m.guard_intact() && v.guard_intact(),
+                            "wrote past the end");
+          }
+        });
+}
+
+// *total += scale * sum(x): the same two-phase tree as sum_of_squares, added to what is there.
+void check_accumulate_sum(size_t n) {
+  check(fmt::format("accumulate_sum N={} (double accumulation; adds; repeatable)", n),
+        [&](Verdict& v) {
+          const std::vector<double> x = rounded<float>(random_values(n, -2, 3, 103 + n));
+          const double start = 0.25, scale = 0.5;
+          long double sum = 0, magnitude = 0;
+          for (double e : x) {
+            sum += e;
+            magnitude += std::fabs(e);
+          }
+          const double want = static_cast<double>(start + scale * sum);
+          // As sum_of_squares, with the rounding bound of a sum of mixed signs taken on the sum
+          // of magnitudes, then the scale and the addition of `start`.
+          const double tol =
+              0x1p-53 * ((64 + 4 * std::log2(n + 1.0)) * scale * static_cast<double>(magnitude) +
+                         4 * std::fabs(want));
+          const size_t ws = cuda::sum_workspace_bytes(n);
+          std::unique_ptr<Buffer<double>> first;
+          for (size_t offset : {0, 1, 0}) {
+            Buffer<float> in(x, offset);
+            Buffer<double> total(std::vector<double>{start}, 0), work(ws / sizeof(double));
+            cuda::accumulate_sum(total.data(), in.data(), n, scale, ws ? work.data() : nullptr,
+                                 nullptr);
+            v.within(compare(total.values(), {want}, 0, tol), fmt::format("offset {}", offset));
+            v.require(total.guard_intact() && work.guard_intact(), "wrote past the end");
+            if (offset == 0) {
+              if (first) v.require(total.same_bits(*first), "not repeatable");
+              first = std::make_unique<Buffer<double>>(1);
+              first->copy_from(total);
+            }
+          }
+        });
+}
+
 void check_sum_of_squares(size_t n) {
   check(fmt::format("sum_of_squares N={} (double accumulation; repeatable)", n), [&](Verdict& v) {
     const std::vector<double> x = rounded<float>(random_values(n, -2, 2, 101 + n));
@@ -1170,7 +1246,7 @@ void check_sum_of_squares(size_t n) {
     // Squares of floats are exact in double; a positive sum through a chain of k additions is
     // within k roundings: a few dozen per thread, then the warp, block and partials trees.
     const double tol = 0x1p-53 * (64 + 4 * std::log2(n + 1.0)) * want;
-    const size_t ws = cuda::sum_of_squares_workspace_bytes(n);
+    const size_t ws = cuda::sum_workspace_bytes(n);
     v.require(n > 0 || ws == 0, "workspace for N=0");
     std::unique_ptr<Buffer<double>> first;
     for (size_t offset : {0, 1, 0}) {
@@ -1222,8 +1298,10 @@ void check_encoder_all() {
 
 void check_optimizer() {
   for (size_t n : cases<size_t>({1, 5, 8, 1000, 4097}, {5, 1000})) check_adamw(n);
+  for (size_t n : cases<size_t>({7, 4097}, {7})) check_adamw_clipped(n);
   for (size_t n : cases<size_t>({0, 1, 5, 1000, 100003, 1200007}, {0, 5, 100003})) {
     check_sum_of_squares(n);
+    check_accumulate_sum(n);
   }
   if (!g_quick) check_sum_of_squares(4194311);  // the most blocks (1024), several quads a thread
 }

@@ -42,6 +42,7 @@ CudaBackend::CudaBackend(CudaPrecision precision) : precision_(precision) {
   check_cuda(cudaSetDevice(0), "device selection");
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream creation");
   matmul_ = std::make_unique<Matmul>(stream_);
+  staging_ = std::make_unique<PinnedStaging>(stream_);
   live_bytes_ = peak_bytes_ = Matmul::kWorkspaceBytes;
   sum_result_ = static_cast<double*>(device_alloc(sizeof(double), "the sum-of-squares result"));
   description_ = info.detail + (bf16_mode() ? ", bf16 compute, fp32 master weights"
@@ -50,6 +51,7 @@ CudaBackend::CudaBackend(CudaPrecision precision) : precision_(precision) {
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  staging_.reset();
   matmul_.reset();
   for (auto& [ptr, a] : allocations_) {
     if (a.shadow) cudaFree(a.shadow);
@@ -149,6 +151,7 @@ void* CudaBackend::workspace(size_t bytes) {
 void CudaBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
   invalidate_shadow(dst);
+  if (staging_->upload(dst, src, bytes)) return;
   check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "copy to device");
   // The host buffer may be reused as soon as this returns.
   check_cuda(cudaStreamSynchronize(stream_), "copy to device");
@@ -381,15 +384,34 @@ void CudaBackend::cross_entropy_backward(float* dlogits, const float* logits,
 
 double CudaBackend::sum_of_squares(const float* x, size_t N) {
   if (N == 0) return 0.0;
-  void* ws = workspace(sum_of_squares_workspace_bytes(N));
-  cuda::sum_of_squares(sum_result_, x, N, ws, stream_);
+  sum_of_squares_to(sum_result_, x, N);
   double result = 0;
   copy_to_host(&result, sum_result_, sizeof(double));
   return result;
 }
 
+void CudaBackend::sum_of_squares_to(double* total, const float* x, size_t N) {
+  cuda::sum_of_squares(total, x, N, workspace(sum_workspace_bytes(N)), stream_);
+}
+
+void CudaBackend::accumulate_sum(double* total, const float* x, size_t N, double scale) {
+  cuda::accumulate_sum(total, x, N, scale, workspace(sum_workspace_bytes(N)), stream_);
+}
+
 void CudaBackend::adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
                                const AdamWStep& step) {
+  adamw(params, grads, m, v, N, step, nullptr, 0.0f);
+}
+
+void CudaBackend::adamw_update_clipped(float* params, const float* grads, float* m, float* v,
+                                       size_t N, const AdamWStep& step,
+                                       const double* grad_sum_of_squares, float clip) {
+  require(grad_sum_of_squares != nullptr, "cuda adamw_update_clipped: no gradient norm given");
+  adamw(params, grads, m, v, N, step, grad_sum_of_squares, clip);
+}
+
+void CudaBackend::adamw(float* params, const float* grads, float* m, float* v, size_t N,
+                        const AdamWStep& step, const double* grad_sum_of_squares, float clip) {
   require(step.step >= 1, "cuda adamw_update: step must be >= 1 (1-based), got {}", step.step);
   require(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1,
           "cuda adamw_update: betas must be in [0, 1), got {} and {}", step.beta1, step.beta2);
@@ -403,7 +425,8 @@ void CudaBackend::adamw_update(float* params, const float* grads, float* m, floa
              static_cast<size_t>(reinterpret_cast<const char*>(params) - it->first) / sizeof(float);
   }
   cuda::adamw_update(params, grads, m, v, shadow, N, step.learning_rate, step.beta1, step.beta2,
-                     step.epsilon, step.weight_decay, step.step, step.grad_scale, stream_);
+                     step.epsilon, step.weight_decay, step.step, step.grad_scale,
+                     grad_sum_of_squares, clip, stream_);
 }
 
 #undef SWITCHYARD_WITH_ACT

@@ -3,7 +3,9 @@
 // Matrix products go through cuBLASLt (cuda_matmul.h) with the bias, and in bf16 mode the GELU,
 // fused into the product's epilogue; everything else is this folder's kernels (*_kernels.cu).
 // All work is queued on one stream; the host waits only where the interface hands a value back
-// (copies to the host, sum_of_squares) or on synchronize().
+// (copies to the host, sum_of_squares), on synchronize(), and for large copies to the device
+// (small ones, such as a batch's tokens, are staged in page-locked memory and do not wait). A
+// training step (Gpt::begin_step .. finish_step) therefore waits once, at its end.
 //
 // Precision. "cuda" is bf16 mixed precision: activations are stored as bf16 (activation_bytes()
 // is 2) and matrix products read bf16 operands; parameters, their gradients and AdamW's moments
@@ -25,6 +27,7 @@
 #include "backend/backend.h"
 #include "backend/cuda/cuda_matmul.h"
 #include "backend/cuda/cuda_types.h"
+#include "backend/cuda/pinned_staging.h"
 
 namespace switchyard::backend::cuda {
 
@@ -88,6 +91,11 @@ class CudaBackend final : public Backend {
   double sum_of_squares(const float* x, size_t N) override;
   void adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
                     const AdamWStep& step) override;
+  void accumulate_sum(double* total, const float* x, size_t N, double scale) override;
+  void sum_of_squares_to(double* total, const float* x, size_t N) override;
+  void adamw_update_clipped(float* params, const float* grads, float* m, float* v, size_t N,
+                            const AdamWStep& step, const double* grad_sum_of_squares,
+                            float clip) override;
   void attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B,
                         int pos, int max_T, int C, int NH) override;
 
@@ -117,11 +125,15 @@ class CudaBackend final : public Backend {
   // epilogue was asked for and cuBLASLt has none (nothing was done).
   bool linear(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
               int OC, float* gelu_pre);
+  // adamw_update, clipped by the norm at grad_sum_of_squares when that is not null.
+  void adamw(float* params, const float* grads, float* m, float* v, size_t N,
+             const AdamWStep& step, const double* grad_sum_of_squares, float clip);
 
   CudaPrecision precision_;
   std::string description_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Matmul> matmul_;
+  std::unique_ptr<PinnedStaging> staging_;
   std::map<const char*, Allocation> allocations_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;

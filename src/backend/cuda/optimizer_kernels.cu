@@ -5,6 +5,7 @@
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_helpers.cuh"
+#include "backend/gradient_clipping.h"
 
 namespace switchyard::backend::cuda {
 namespace {
@@ -50,9 +51,15 @@ __device__ __forceinline__ unsigned bf16_bits(float x) {
 
 // Thread work items are quads of 4 elements; with `vector` (params, grads, m, v 16-byte aligned,
 // shadow 8-byte aligned or null) a whole quad moves in 16-byte accesses (8 for shadow).
+// With grad_sum_of_squares (a device double), the gradients are also scaled by the clipping
+// factor of that norm, worked out by every thread from the same value, so identically.
 __global__ void __launch_bounds__(kThreads)
     adamw_kernel(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
-                 AdamWFactors f, bool vector) {
+                 AdamWFactors f, bool vector, const double* grad_sum_of_squares, float clip) {
+  if (grad_sum_of_squares != nullptr) {
+    f.grad_scale =
+        __fmul_rn(f.grad_scale, clip_scale(global_norm(*grad_sum_of_squares), clip));
+  }
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t quads = (N + kQuad - 1) / kQuad;
   for (size_t q = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; q < quads;
@@ -89,7 +96,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// ---- sum of squares ----
+// ---- sums over a tensor: of squares (the gradient norm) and plain (a micro-batch's loss) ----
 
 // Blocks of phase 1: about 4 quads per thread, at most kMaxSumBlocks. A function of N alone, so
 // which thread adds which elements (and so the rounding of the sum) never depends on the GPU.
@@ -116,9 +123,16 @@ __device__ __forceinline__ double block_sum(double value) {
   return value;
 }
 
-// Phase 1: partials[block] = the block's sum of squares over its grid-stride quads.
+template <bool kSquares>
+__device__ __forceinline__ double term(float x) {
+  const double d = static_cast<double>(x);
+  return kSquares ? d * d : d;
+}
+
+// Phase 1: partials[block] = the block's sum of terms over its grid-stride quads.
+template <bool kSquares>
 __global__ void __launch_bounds__(kThreads)
-    sum_of_squares_partials_kernel(double* partials, const float* x, size_t N, bool vector) {
+    sum_partials_kernel(double* partials, const float* x, size_t N, bool vector) {
   const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   const size_t quads = (N + kQuad - 1) / kQuad;
   double acc = 0.0;
@@ -127,33 +141,50 @@ __global__ void __launch_bounds__(kThreads)
     const size_t i = q * kQuad;
     if (vector && i + kQuad <= N) {
       const float4 x4 = *reinterpret_cast<const float4*>(x + i);
-      acc += static_cast<double>(x4.x) * static_cast<double>(x4.x);
-      acc += static_cast<double>(x4.y) * static_cast<double>(x4.y);
-      acc += static_cast<double>(x4.z) * static_cast<double>(x4.z);
-      acc += static_cast<double>(x4.w) * static_cast<double>(x4.w);
+      acc += term<kSquares>(x4.x);
+      acc += term<kSquares>(x4.y);
+      acc += term<kSquares>(x4.z);
+      acc += term<kSquares>(x4.w);
     } else {
       const size_t end = i + kQuad < N ? i + kQuad : N;
-      for (size_t k = i; k < end; ++k) acc += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+      for (size_t k = i; k < end; ++k) acc += term<kSquares>(x[k]);
     }
   }
   const double total = block_sum(acc);
   if (threadIdx.x == 0) partials[blockIdx.x] = total;
 }
 
-// Phase 2 (one block): *result = the sum of partials[0, count) in a fixed order; 0 when empty.
+// Phase 2 (one block): the sum S of partials[0, count) in a fixed order (0 when empty), then
+// *result = S, or *result += scale * S with `accumulate`.
 __global__ void __launch_bounds__(kThreads)
-    sum_of_squares_total_kernel(double* result, const double* partials, size_t count) {
+    sum_total_kernel(double* result, const double* partials, size_t count, double scale,
+                     bool accumulate) {
   double acc = 0.0;
   for (size_t i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
   const double total = block_sum(acc);
-  if (threadIdx.x == 0) *result = total;
+  if (threadIdx.x == 0) *result = accumulate ? *result + scale * total : total;
+}
+
+template <bool kSquares>
+void sum(double* result, const float* x, size_t N, double scale, bool accumulate, void* workspace,
+         cudaStream_t stream) {
+  const size_t blocks = sum_blocks(N);
+  double* partials = static_cast<double*>(workspace);
+  if (blocks > 0) {
+    sum_partials_kernel<kSquares><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+        partials, x, N, device::aligned16(x));
+    check_launch(kSquares ? "sum_of_squares (partial sums)" : "accumulate_sum (partial sums)");
+  }
+  sum_total_kernel<<<1, kThreads, 0, stream>>>(result, partials, blocks, scale, accumulate);
+  check_launch(kSquares ? "sum_of_squares (total)" : "accumulate_sum (total)");
 }
 
 }  // namespace
 
 void adamw_update(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
                   float learning_rate, float beta1, float beta2, float epsilon, float weight_decay,
-                  int step, float grad_scale, cudaStream_t stream) {
+                  int step, float grad_scale, const double* grad_sum_of_squares, float clip,
+                  cudaStream_t stream) {
   if (N == 0) return;
   // As cpu::adamw_update: factors in double from the float hyper-parameters, then rounded.
   const double lr = learning_rate, wd = weight_decay;
@@ -172,24 +203,21 @@ void adamw_update(float* params, const float* grads, float* m, float* v, bf16* s
                       device::aligned16(m) && device::aligned16(v) &&
                       reinterpret_cast<uintptr_t>(shadow) % 8 == 0;
   const size_t quads = (N + kQuad - 1) / kQuad;
-  adamw_kernel<<<device::flat_blocks(quads, kThreads), kThreads, 0, stream>>>(params, grads, m, v,
-                                                                              shadow, N, f, vector);
+  adamw_kernel<<<device::flat_blocks(quads, kThreads), kThreads, 0, stream>>>(
+      params, grads, m, v, shadow, N, f, vector, grad_sum_of_squares, clip);
   check_launch("adamw_update");
 }
 
-size_t sum_of_squares_workspace_bytes(size_t N) { return sum_blocks(N) * sizeof(double); }
+size_t sum_workspace_bytes(size_t N) { return sum_blocks(N) * sizeof(double); }
 
 void sum_of_squares(double* result, const float* x, size_t N, void* workspace,
                     cudaStream_t stream) {
-  const size_t blocks = sum_blocks(N);
-  double* partials = static_cast<double*>(workspace);
-  if (blocks > 0) {
-    sum_of_squares_partials_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-        partials, x, N, device::aligned16(x));
-    check_launch("sum_of_squares (partial sums)");
-  }
-  sum_of_squares_total_kernel<<<1, kThreads, 0, stream>>>(result, partials, blocks);
-  check_launch("sum_of_squares (total)");
+  sum<true>(result, x, N, 1.0, false, workspace, stream);
+}
+
+void accumulate_sum(double* total, const float* x, size_t N, double scale, void* workspace,
+                    cudaStream_t stream) {
+  sum<false>(total, x, N, scale, true, workspace, stream);
 }
 
 }  // namespace switchyard::backend::cuda

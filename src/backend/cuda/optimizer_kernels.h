@@ -1,4 +1,5 @@
-// Optimizer CUDA kernels: the AdamW update and the sum of squares behind global-norm clipping.
+// Optimizer CUDA kernels: the AdamW update, the sum of squares behind global-norm clipping, and
+// the plain sum that adds up a training step's loss on the device.
 //
 // Both run over fp32 tensors of any length (size_t) and any element alignment, with 16-byte
 // accesses where the pointers allow them.
@@ -22,19 +23,27 @@ namespace switchyard::backend::cuda {
 // formula's unfused evaluation bit for bit; the CPU build may fuse multiply-adds, so CPU and GPU
 // agree to a few ulps, not bit for bit. step is 1-based and must be >= 1; betas in [0, 1). If
 // shadow is non-null it also receives the updated params rounded to bf16 (the copy the matmuls
-// read). One pass: reads params, grads, m, v; writes params, m, v and shadow.
+// read). With grad_sum_of_squares (a device double; may be null) g is further multiplied by
+// clip_scale(global_norm(*grad_sum_of_squares), clip) (gradient_clipping.h), so clipping needs
+// no trip to the host. One pass: reads params, grads, m, v; writes params, m, v and shadow.
 void adamw_update(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
                   float learning_rate, float beta1, float beta2, float epsilon, float weight_decay,
-                  int step, float grad_scale, cudaStream_t stream);
+                  int step, float grad_scale, const double* grad_sum_of_squares, float clip,
+                  cudaStream_t stream);
 
-// Scratch bytes sum_of_squares needs for N elements (0 for N = 0).
-size_t sum_of_squares_workspace_bytes(size_t N);
+// Scratch bytes sum_of_squares and accumulate_sum need for N elements (0 for N = 0).
+size_t sum_workspace_bytes(size_t N);
 
 // *result (a device double) = the sum of x[i]^2 over N floats, accumulated in double.
 // Deterministic: a fixed grid (a function of N alone) writes per-block partial sums to `workspace`
-// (sum_of_squares_workspace_bytes(N) bytes, 8-byte aligned), which one block then adds in a fixed
-// order. N = 0 writes 0. The caller copies *result to the host.
+// (sum_workspace_bytes(N) bytes, 8-byte aligned), which one block then adds in a fixed order.
+// N = 0 writes 0.
 void sum_of_squares(double* result, const float* x, size_t N, void* workspace,
+                    cudaStream_t stream);
+
+// *total (a device double) += scale * (the sum of x[N], accumulated in double), in the same fixed
+// order as sum_of_squares, so deterministic.
+void accumulate_sum(double* total, const float* x, size_t N, double scale, void* workspace,
                     cudaStream_t stream);
 
 }  // namespace switchyard::backend::cuda
