@@ -1,6 +1,6 @@
-// GPT model above the kernels: configuration, parameter counts and FLOPs, checkpoints (round trip,
-// Hugging Face layout, bad files), gradient accumulation, training steps that keep their statistics
-// on the device, the KV cache and sampling.
+// GPT model above the kernels: the initialisation stream, configuration, parameter counts and
+// FLOPs, checkpoints (round trip, Hugging Face layout, bad files), gradient accumulation, training
+// steps that keep their statistics on the device, the KV cache and sampling.
 #include <gtest/gtest.h>
 
 #include "expect_error.h"
@@ -97,6 +97,32 @@ TEST(GptConfig, JsonRoundTripAndErrors) {
   bad = model::config_to_json(c);
   bad["n_layer"] = "two";
   EXPECT_THROW(model::config_from_json(bad), Error);
+}
+
+// The stream weight initialisation draws from, pinned against an independent computation
+// (splitmix64 and Box-Muller in Python), and its parallel fill equal to drawing one at a time.
+TEST(Rng, NormalStreamIsPinnedAndFillNormalDrawsTheSameValues) {
+  Rng pinned(7);
+  EXPECT_FLOAT_EQ(pinned.normal(), 1.3649922974572282f);
+  EXPECT_FLOAT_EQ(pinned.normal(), -0.39652397525381783f);
+  EXPECT_FLOAT_EQ(pinned.normal(), 0.004498526159832091f);
+
+  const size_t n = 200003;  // above the threshold for the parallel loop
+  Rng one_by_one(11), filled(11);
+  std::vector<float> want(n), got(n);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(filled.normal(), one_by_one.normal());
+  for (float& x : want) x = one_by_one.normal() * 0.02f;
+  filled.fill_normal(got.data(), n, 0.02f);
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(filled.state(), one_by_one.state());
+  EXPECT_EQ(filled.next_u64(), one_by_one.next_u64());
+  double mean = 0, square = 0;
+  for (float x : got) {
+    mean += x / 0.02 / n;
+    square += (x / 0.02) * (x / 0.02) / n;
+  }
+  EXPECT_NEAR(mean, 0.0, 0.01);
+  EXPECT_NEAR(square, 1.0, 0.02);
 }
 
 TEST(Gpt, RejectsTokensOutsideTheVocabularyAndLongSequences) {

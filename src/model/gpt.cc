@@ -1,5 +1,6 @@
 #include "model/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -73,11 +74,8 @@ void Gpt::init_random(uint64_t seed) {
     bool is_gain = t.name.find("ln_") != std::string::npos && t.name.ends_with(".weight");
     bool is_bias = t.name.ends_with(".bias");
     bool is_residual_proj = t.name.ends_with("c_proj.weight");
-    for (size_t i = 0; i < t.numel; ++i) {
-      if (is_gain) p[i] = 1.0f;
-      else if (is_bias) p[i] = 0.0f;
-      else p[i] = rng.normal() * (is_residual_proj ? residual_std : 0.02f);
-    }
+    if (is_gain) std::fill(p, p + t.numel, 1.0f);
+    else if (!is_bias) rng.fill_normal(p, t.numel, is_residual_proj ? residual_std : 0.02f);
   }
   parameters_from_host(values);
 }
