@@ -105,6 +105,20 @@ TEST_F(NeuronCli, BenchTrainOnASimulatedDevice) {
   EXPECT_TRUE(saw_adamw);
 }
 
+// On a simulator --profile times the host's simulation of each kernel.
+TEST_F(NeuronCli, BenchTrainProfileOnASimulatedDevice) {
+  CliRun r = run_cli(
+      "bench train --model tiny --device trn2-sim --batch 2 --seq 16 --steps 1 --warmup 1 --json "
+      "--profile");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("all kernels"), std::string::npos) << r.output;
+  nlohmann::json j = last_json_line(r.output);
+  EXPECT_GT(j["simulated_ms_per_step"].get<double>(), 0);
+  ASSERT_TRUE(j.contains("kernel_ms_per_step")) << r.output;
+  EXPECT_GT(j["kernel_ms_per_step"].value("matmul_backward", 0.0), 0);
+  EXPECT_GT(j["kernel_ms_per_step"].value("adamw_update", 0.0), 0);
+}
+
 TEST_F(NeuronCli, ClearErrors) {
   CliRun r = run_cli("neuron bench matmul --target trn9 --shape 128x128x128");
   EXPECT_NE(r.status, 0);

@@ -177,6 +177,24 @@ TEST_F(Cli, DevicesListsTheCpu) {
   EXPECT_NE(r.output.find("cpu"), std::string::npos);
 }
 
+// --profile: a table of where the step went, and the same per kernel in the JSON, adding up to no
+// more than the step.
+TEST_F(Cli, BenchTrainProfileTimesEveryKernel) {
+  Result r = run("bench train --model tiny --batch 2 --seq 16 --steps 2 --profile --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("all kernels"), std::string::npos) << r.output;
+  nlohmann::json j = last_json_line(r.output);
+  ASSERT_TRUE(j.contains("kernel_ms_per_step")) << r.output;
+  double total = 0;
+  for (const auto& [kernel, ms] : j["kernel_ms_per_step"].items()) total += ms.get<double>();
+  for (const char* kernel : {"matmul_forward", "matmul_backward", "adamw_update", "sum_of_squares",
+                             "attention_forward", "cross_entropy_backward"}) {
+    EXPECT_GT(j["kernel_ms_per_step"].value(kernel, 0.0), 0) << kernel;
+  }
+  EXPECT_GT(total, 0);
+  EXPECT_LE(total, 1.05 * j["ms_per_step"].get<double>());
+}
+
 TEST_F(Cli, BenchPrintsOneJsonObject) {
   Result r = run("bench train --model tiny --batch 2 --seq 16 --steps 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -94,7 +94,7 @@ nlohmann::json report_kernel_times(const backend::ProfilingBackend& profiler, in
 // Simulator devices: the simulated step beside the wall-clock time of simulating it (the host's
 // GEMM bound says nothing about a simulated chip, so it is not measured).
 void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, const backend::SimulatedSpan& sim,
-                            double wall_ms, double flops) {
+                            double wall_ms, double flops, const nlohmann::json& kernels) {
   const size_t BT = static_cast<size_t>(f.batch) * f.seq;
   const backend::SimulationReport report = *opened.backend->simulation_report();
   double peak_mib = peak_rss_bytes() / 1048576.0;
@@ -105,7 +105,7 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
   if (f.json) {
     nlohmann::json utilization = nlohmann::json::object();
     for (const auto& e : sim.engines) utilization[e.name] = e.utilization;
-    print_json_line({{"mode", "train"}, {"model", f.source.model}, {"device", opened.backend->name()},
+    nlohmann::json result = {{"mode", "train"}, {"model", f.source.model}, {"device", opened.backend->name()},
                      {"batch", f.batch}, {"seq", f.seq}, {"steps", f.steps},
                      {"ms_per_step", wall_ms}, {"tokens_per_s", BT / (wall_ms / 1000)},
                      {"flops_per_step", flops}, {"peak_rss_mib", peak_mib},
@@ -115,7 +115,9 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
                      {"cores_per_chip", sim.cores_per_chip}, {"utilization", utilization},
                      {"bottleneck", sim.bottleneck}, {"simulated_tflops", sim.tflops},
                      {"percent_of_peak", sim.percent_of_peak}, {"simulated_hbm_gbps", sim.hbm_gbps},
-                     {"simulated_instructions_per_step", sim.instructions}});
+                     {"simulated_instructions_per_step", sim.instructions}};
+    if (opened.profiler) result["kernel_ms_per_step"] = kernels;
+    print_json_line(result);
   }
 }
 
@@ -157,12 +159,14 @@ void run_bench_train(const BenchFlags& f) {
   std::sort(step_ms.begin(), step_ms.end());
   double ms = step_ms[step_ms.size() / 2];  // median: robust to a busy machine
   double flops = config.training_flops_per_token(f.seq) * static_cast<double>(BT);
-  if (sim_step) {
-    report_simulated_train(f, opened, *sim_step, ms, flops);
-    return;
-  }
+  // With --profile: where the wall time of the steps went (on a simulator, the host time of
+  // simulating each kernel).
   nlohmann::json kernels = nlohmann::json::object();
   if (opened.profiler) kernels = report_kernel_times(*opened.profiler, f.steps, ms);
+  if (sim_step) {
+    report_simulated_train(f, opened, *sim_step, ms, flops, kernels);
+    return;
+  }
   const std::optional<size_t> device_peak = opened.backend->device_memory_peak_bytes();
   double gemm_gflops = measure_gemm_gflops(*opened.backend);
   double bound_ms = flops / (gemm_gflops * 1e6);
