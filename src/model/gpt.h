@@ -65,8 +65,9 @@ class Gpt {
 
   // ---- training steps whose loss and gradient norm stay on the device until the step ends ----
   // begin_step(), forward_backward() for each micro-batch, then finish_step(): nothing in between
-  // copies back to the host, so a GPU never waits for it inside a step. The same arithmetic as
-  // zero_grad, forward, backward, gradient_norm and adamw_step with clip_scale's grad_scale.
+  // copies back to the host, so a GPU never waits for it inside a step. The gradients, norm and
+  // update are exactly those of zero_grad, forward, backward, gradient_norm and adamw_step with
+  // clip_scale's grad_scale; the loss is the same up to the order in which it is summed.
   struct StepResult {
     float loss;       // mean over the step's micro-batches of their mean loss (loss_scale-weighted)
     float grad_norm;  // global L2 norm of the gradients, before clipping
