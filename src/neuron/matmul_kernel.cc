@@ -112,14 +112,14 @@ void block_rx16(float* c, int64_t ldc, const T* s, int64_t lds, const float* vp,
 // Packing buffers, reused across calls (the simulator calls this for every matmul).
 struct PackBuffers {
   std::vector<float> s;  // [M / 6][K][6]
-  float* v = nullptr;    // [K][16], 32-byte aligned
+  float* v = nullptr;    // [K][16], 64-byte aligned (whole AVX-512 vectors)
   std::vector<float> v_storage;
   void reserve_moving(int K) {
-    const size_t floats = static_cast<size_t>(K) * kCols + 8;
+    const size_t floats = static_cast<size_t>(K) * kCols + 16;
     if (v_storage.size() < floats) {
       v_storage.resize(floats);
       const uintptr_t base = reinterpret_cast<uintptr_t>(v_storage.data());
-      v = reinterpret_cast<float*>((base + 31) & ~uintptr_t{31});
+      v = reinterpret_cast<float*>((base + 63) & ~uintptr_t{63});
     }
   }
 };
@@ -151,9 +151,81 @@ void zero_columns(float* c, int64_t ldc, int M, int n0, int n1) {
   for (int m = 0; m < M; ++m) std::fill(c + m * ldc + n0, c + m * ldc + n1, 0.0f);
 }
 
+#if defined(__AVX512F__)
+// AVX-512, for products whose M is a multiple of 8 and N of 32 (a full 128-partition instruction
+// over a PSUM bank): 8 rows x 32 columns of c in 16 registers, from the stationary operand packed
+// as [panel][K][8] and the moving one as [K][32]. Each element is still one fused multiply-add
+// per k in ascending k, so the results are bit for bit those of the AVX2 blocks; in a
+// 128x512x128 bf16 instruction it ran 15-19% faster than them here (Zen 4, both cores).
+constexpr int kRows512 = 8;
+constexpr int kCols512 = 32;
+
+// clang-format off
+void block_8x32(float* c, int64_t ldc, const float* sp, const float* vp, int K) {
+#define SY_LOAD(i) \
+  __m512 c##i##0 = _mm512_loadu_ps(c + (i) * ldc), c##i##1 = _mm512_loadu_ps(c + (i) * ldc + 16)
+#define SY_FMA(i)                                   \
+  do {                                              \
+    const __m512 a = _mm512_set1_ps(sp[i]);         \
+    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);      \
+    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);      \
+  } while (0)
+#define SY_STORE(i)                                 \
+  _mm512_storeu_ps(c + (i) * ldc, c##i##0);         \
+  _mm512_storeu_ps(c + (i) * ldc + 16, c##i##1)
+  SY_LOAD(0); SY_LOAD(1); SY_LOAD(2); SY_LOAD(3);
+  SY_LOAD(4); SY_LOAD(5); SY_LOAD(6); SY_LOAD(7);
+  for (int k = 0; k < K; ++k, sp += kRows512, vp += kCols512) {
+    const __m512 b0 = _mm512_load_ps(vp), b1 = _mm512_load_ps(vp + 16);
+    SY_FMA(0); SY_FMA(1); SY_FMA(2); SY_FMA(3);
+    SY_FMA(4); SY_FMA(5); SY_FMA(6); SY_FMA(7);
+  }
+  SY_STORE(0); SY_STORE(1); SY_STORE(2); SY_STORE(3);
+  SY_STORE(4); SY_STORE(5); SY_STORE(6); SY_STORE(7);
+#undef SY_LOAD
+#undef SY_FMA
+#undef SY_STORE
+}
+// clang-format on
+
+template <typename T>
+void matmul_accumulate_512(float* c, int64_t ldc, const T* s, int64_t lds, const T* v,
+                           int64_t ldv, int M, int N, int K, bool overwrite) {
+  PackBuffers& buffers = buffers_of_this_thread();
+  const int panels = M / kRows512;
+  buffers.s.resize(static_cast<size_t>(M) * K);
+  float* sp = buffers.s.data();
+  for (int p = 0; p < panels; ++p)
+    for (int k = 0; k < K; ++k)
+      for (int i = 0; i < kRows512; ++i) *sp++ = to_f32(s[k * lds + p * kRows512 + i]);
+  const float* s_packed = buffers.s.data();
+  const bool threaded = static_cast<int64_t>(M) * N * K >= kMinThreadedFlops / 2;
+#pragma omp parallel for schedule(dynamic, 1) if (threaded)
+  for (int n0 = 0; n0 < N; n0 += kCols512) {
+    PackBuffers& local = buffers_of_this_thread();
+    local.reserve_moving(2 * K);  // room for [K][32]
+    if (overwrite) zero_columns(c, ldc, M, n0, n0 + kCols512);
+    float* vp = local.v;
+    for (int k = 0; k < K; ++k) {
+      pack_16(vp + k * kCols512, v + k * ldv + n0);
+      pack_16(vp + k * kCols512 + 16, v + k * ldv + n0 + 16);
+    }
+    for (int p = 0; p < panels; ++p) {
+      block_8x32(c + p * kRows512 * ldc + n0, ldc, s_packed + static_cast<size_t>(p) * K * kRows512,
+                 vp, K);
+    }
+  }
+}
+#endif
+
 template <typename T>
 void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, const T* v,
                             int64_t ldv, int M, int N, int K, bool overwrite) {
+#if defined(__AVX512F__)
+  if (M > 0 && N > 0 && M % kRows512 == 0 && N % kCols512 == 0) {
+    return matmul_accumulate_512(c, ldc, s, lds, v, ldv, M, N, K, overwrite);
+  }
+#endif
 #if defined(__AVX2__) && defined(__FMA__)
   PackBuffers& buffers = buffers_of_this_thread();
   const int panels = M / kRows;
