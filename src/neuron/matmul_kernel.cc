@@ -146,6 +146,15 @@ inline void pack_16(float* vp, const uint16_t* v) {
 }
 #endif
 
+// The first panels * ROWS stationary columns as [panel][K][ROWS] fp32, so that a register block
+// reads its ROWS values of each k from consecutive addresses.
+template <int ROWS, typename T>
+void pack_stationary(float* out, const T* s, int64_t lds, int panels, int K) {
+  for (int p = 0; p < panels; ++p)
+    for (int k = 0; k < K; ++k)
+      for (int i = 0; i < ROWS; ++i) *out++ = to_f32(s[k * lds + p * ROWS + i]);
+}
+
 // Sets c[m * ldc + n] = 0 for m < M, n0 <= n < n1.
 void zero_columns(float* c, int64_t ldc, int M, int n0, int n1) {
   for (int m = 0; m < M; ++m) std::fill(c + m * ldc + n0, c + m * ldc + n1, 0.0f);
@@ -194,10 +203,7 @@ void matmul_accumulate_512(float* c, int64_t ldc, const T* s, int64_t lds, const
   PackBuffers& buffers = buffers_of_this_thread();
   const int panels = M / kRows512;
   buffers.s.resize(static_cast<size_t>(M) * K);
-  float* sp = buffers.s.data();
-  for (int p = 0; p < panels; ++p)
-    for (int k = 0; k < K; ++k)
-      for (int i = 0; i < kRows512; ++i) *sp++ = to_f32(s[k * lds + p * kRows512 + i]);
+  pack_stationary<kRows512>(buffers.s.data(), s, lds, panels, K);
   const float* s_packed = buffers.s.data();
   const bool threaded = static_cast<int64_t>(M) * N * K >= kMinThreadedFlops / 2;
 #pragma omp parallel for schedule(dynamic, 1) if (threaded)
@@ -233,10 +239,7 @@ void matmul_accumulate_impl(float* c, int64_t ldc, const T* s, int64_t lds, cons
   const int n_vec = N / kCols * kCols;
   if (n_vec > 0 && panels > 0) {
     buffers.s.resize(static_cast<size_t>(panels) * K * kRows);
-    float* sp = buffers.s.data();
-    for (int p = 0; p < panels; ++p)
-      for (int k = 0; k < K; ++k)
-        for (int i = 0; i < kRows; ++i) *sp++ = to_f32(s[k * lds + p * kRows + i]);
+    pack_stationary<kRows>(buffers.s.data(), s, lds, panels, K);
   }
   const float* s_packed = buffers.s.data();
   // Column strips are independent: share them between threads when the product is big enough
