@@ -111,7 +111,7 @@ void block_rx16(float* c, int64_t ldc, const T* s, int64_t lds, const float* vp,
 
 // Packing buffers, reused across calls (the simulator calls this for every matmul).
 struct PackBuffers {
-  std::vector<float> s;  // [M / 6][K][6]
+  std::vector<float> s;  // stationary panels: [M / 6][K][6], or [M / 8][K][8] for AVX-512
   float* v = nullptr;    // [K][16], 64-byte aligned (whole AVX-512 vectors)
   std::vector<float> v_storage;
   void reserve_moving(int K) {
@@ -164,8 +164,9 @@ void zero_columns(float* c, int64_t ldc, int M, int n0, int n1) {
 // AVX-512, for products whose M is a multiple of 8 and N of 32 (a full 128-partition instruction
 // over a PSUM bank): 8 rows x 32 columns of c in 16 registers, from the stationary operand packed
 // as [panel][K][8] and the moving one as [K][32]. Each element is still one fused multiply-add
-// per k in ascending k, so the results are bit for bit those of the AVX2 blocks; in a
-// 128x512x128 bf16 instruction it ran 15-19% faster than them here (Zen 4, both cores).
+// per k in ascending k, so the results are bit for bit those of the AVX2 blocks. On a
+// 128x512x128 bf16 instruction it ran 10-25% faster than them on one Zen 4 core; on both cores
+// the gain was within the VM's noise (BENCHMARKS.md).
 constexpr int kRows512 = 8;
 constexpr int kCols512 = 32;
 
