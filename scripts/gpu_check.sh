@@ -44,8 +44,9 @@ run build/switchyard devices
 if [[ "$what" == tests || "$what" == all ]]; then
   step cuda_backend_test 120 build/tests/cuda_backend_test
   step parity 60 build/tests/gpt2_parity_test --gtest_filter='*cuda*'
+  # ClearErrors provokes an out-of-memory error on purpose, which memcheck would report.
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
-    build/tests/cuda_backend_test --gtest_filter='*:-*Training*:*Determin*'
+    build/tests/cuda_backend_test --gtest_filter='*:-*Training*:*Determin*:*ClearErrors*'
 fi
 if [[ "$what" == bench || "$what" == all ]]; then
   echo "== compare_cuda"

@@ -304,7 +304,10 @@ void Gpt::backward(float loss_scale) {
   Activations& a = *acts_;
   Scratch& s = *scratch_;
   backend::Backend& k = backend_;
-  auto zero = [&](float* ptr, size_t floats) { k.fill_zero(ptr, floats * sizeof(float)); };
+  // Activation gradients are stored in the backend's activation type (bf16 on mixed-precision
+  // devices), so a buffer of n elements holds n * activation_bytes() bytes.
+  const size_t act = k.activation_bytes();
+  auto zero = [&](float* ptr, size_t elements) { k.fill_zero(ptr, elements * act); };
 
   // Loss = mean over BT positions, so each position's loss has weight loss_scale / BT. The logits
   // buffer becomes dlogits in place: the forward values are not needed after this.
