@@ -2,10 +2,14 @@
 #include <cstdio>
 #include <exception>
 
+#include "backend/cpu/thread_budget.h"
 #include "cli/commands.h"
+#include "cli/openmp_environment.h"
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  switchyard::cli::ensure_openmp_wait_policy(argv);
+  switchyard::backend::cpu::apply_thread_budget();
   CLI::App app{"Switchyard: train and serve GPT-class models on CPUs, GPUs and NeuronCores"};
   app.require_subcommand(1);
   switchyard::cli::add_devices_command(app);

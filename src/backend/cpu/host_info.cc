@@ -1,5 +1,4 @@
 // describe_host_cpu(): what the CPU backend runs on, for `switchyard devices` and run reports.
-#include <omp.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -8,6 +7,7 @@
 #include <utility>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/thread_budget.h"
 #include "core/error.h"
 
 namespace switchyard::backend::cpu {
@@ -83,9 +83,10 @@ std::string describe_host_cpu() {
   const int logical =
       info.logical > 0 ? info.logical : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   const int physical = info.physical > 0 ? info.physical : logical;
-  return fmt::format("{}, {} cores / {} threads, {}, {:.1f} GiB RAM, {} OpenMP threads",
+  const ThreadBudget budget = current_thread_budget();
+  return fmt::format("{}, {} cores / {} threads, {}, {:.1f} GiB RAM, {} OpenMP thread{} ({}; {} waiting)",
                      info.model.empty() ? "unknown CPU" : info.model, physical, logical,
-                     isa_level(), memory_gib, omp_get_max_threads());
+                     isa_level(), memory_gib, budget.threads, budget.threads == 1 ? "" : "s", budget.reason, openmp_wait_policy());
 }
 
 }  // namespace switchyard::backend::cpu

@@ -1,0 +1,77 @@
+// The CPU thread budget: cgroup parsing and the choice between affinity, quota and OMP_NUM_THREADS.
+#include "backend/cpu/thread_budget.h"
+
+#include <gtest/gtest.h>
+
+namespace switchyard::backend::cpu {
+namespace {
+
+TEST(ThreadBudget, ReadsCgroupV2CpuMax) {
+  EXPECT_FALSE(cgroup_v2_quota("max 100000\n").has_value());
+  EXPECT_DOUBLE_EQ(*cgroup_v2_quota("150000 100000\n"), 1.5);
+  EXPECT_DOUBLE_EQ(*cgroup_v2_quota("200000 50000"), 4.0);
+  EXPECT_FALSE(cgroup_v2_quota("").has_value());
+  EXPECT_FALSE(cgroup_v2_quota("garbage").has_value());
+}
+
+TEST(ThreadBudget, ReadsCgroupV1Quota) {
+  EXPECT_FALSE(cgroup_v1_quota("-1\n", "100000\n").has_value());
+  EXPECT_DOUBLE_EQ(*cgroup_v1_quota("250000\n", "100000\n"), 2.5);
+  EXPECT_FALSE(cgroup_v1_quota("", "").has_value());
+}
+
+TEST(ThreadBudget, FindsTheControllersCgroup) {
+  const char* hybrid =
+      "9:name=systemd:/user.slice\n4:memory:/box/7\n2:cpu,cpuacct:/box/7\n0::/user.slice\n";
+  EXPECT_EQ(*cgroup_path(hybrid, "cpu"), "/box/7");
+  EXPECT_EQ(*cgroup_path(hybrid, "cpuacct"), "/box/7");
+  EXPECT_EQ(*cgroup_path(hybrid, ""), "/user.slice");
+  EXPECT_FALSE(cgroup_path(hybrid, "cpuset").has_value());
+  EXPECT_EQ(*cgroup_path("0::/\n", ""), "/");
+}
+
+TEST(ThreadBudget, TakesTheTightestLimit) {
+  CpuLimits limits;
+  limits.online = 16;
+  limits.affinity = 16;
+  ThreadBudget b = decide_threads(limits);
+  EXPECT_EQ(b.threads, 16);
+  EXPECT_EQ(b.reason, "16 CPUs online");
+
+  limits.affinity = 4;
+  b = decide_threads(limits);
+  EXPECT_EQ(b.threads, 4);
+  EXPECT_EQ(b.reason, "4 of 16 CPUs in the affinity mask");
+
+  // A quota of 2.5 CPUs allows two whole threads: a third would be throttled.
+  limits.quota = 2.5;
+  b = decide_threads(limits);
+  EXPECT_EQ(b.threads, 2);
+  EXPECT_EQ(b.reason, "cgroup CPU quota of 2.5 CPUs");
+
+  // Under one CPU still runs one thread; a quota above the mask changes nothing.
+  limits.quota = 0.5;
+  EXPECT_EQ(decide_threads(limits).threads, 1);
+  limits.quota = 8;
+  EXPECT_EQ(decide_threads(limits).threads, 4);
+
+  // The user's OMP_NUM_THREADS wins.
+  limits.omp_num_threads = 3;
+  b = decide_threads(limits);
+  EXPECT_EQ(b.threads, 3);
+  EXPECT_EQ(b.reason, "OMP_NUM_THREADS=3");
+}
+
+TEST(ThreadBudget, ReadsThisProcess) {
+  const CpuLimits limits = read_cpu_limits();
+  EXPECT_GE(limits.online, 1);
+  EXPECT_GE(limits.affinity, 1);
+  EXPECT_LE(limits.affinity, limits.online);
+  if (limits.quota) EXPECT_GT(*limits.quota, 0.0);
+  const ThreadBudget applied = apply_thread_budget();
+  EXPECT_GE(applied.threads, 1);
+  EXPECT_EQ(current_thread_budget().threads, applied.threads);
+}
+
+}  // namespace
+}  // namespace switchyard::backend::cpu
