@@ -208,10 +208,12 @@ std::string format_table(const std::vector<PlanRow>& rows, const std::string& he
                      format_dollars(r.dollars), fmt::format("{:.2f}", r.dollars_per_billion_tokens),
                      energy, r.pareto ? "yes" : "no", r.evidence_label()});
   }
-  if (cells.size() > 1) out += aligned(cells);
-  out +=
-      "(batch: tokens per optimizer step; pareto: no other plan is both cheaper and faster; kWh: "
-      "chip power only)\n";
+  if (cells.size() > 1) {
+    out += aligned(cells);
+    out +=
+        "(batch: tokens per optimizer step; pareto: no other plan is both cheaper and faster; "
+        "kWh: chip power only)\n";
+  }
   if (!notes.empty()) out += "\nnotes:\n" + notes.format();
 
   // Evidence, once per chip: where each chip's throughput came from.
@@ -245,6 +247,8 @@ std::string format_table(const std::vector<PlanRow>& rows, const std::string& he
       if (r.instances > 0) {
         out +=
             fmt::format("  {} x {} ({} chips): {}\n", r.instances, r.instance, r.chips, r.why_not);
+      } else if (r.instance != "-") {
+        out += fmt::format("  {} ({}): {}\n", r.chip, r.instance, r.why_not);
       } else {
         out += fmt::format("  {}: {}\n", r.chip, r.why_not);
       }
@@ -456,7 +460,7 @@ std::string plan_to_svg(const std::vector<PlanRow>& rows, const std::string& tit
   s += fmt::format("<text x=\"{}\" y=\"{:.1f}\">filled, dashed: Pareto front</text>\n",
                    W - right + 14, ly + 10);
   if (any_changed_batch) {
-    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\">dotted ring: global batch changed</text>\n",
+    s += fmt::format("<text x=\"{}\" y=\"{:.1f}\">dotted ring: batch changed</text>\n",
                      W - right + 14, ly + 28);
   }
   s += "</svg>\n";
