@@ -334,15 +334,15 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
       if (row.planned() && (!fastest || row.hours < fastest->hours)) fastest = &row;
     }
     require(fastest != nullptr,
-            "no configuration fits in memory on a priced instance, so none meets the deadline of "
-            "{}",
-            format_duration(*r.deadline_hours));
+            "no configuration fits in memory on a priced instance, so none meets --deadline {:g} "
+            "({})",
+            *r.deadline_hours, format_duration(*r.deadline_hours));
     if (fastest->hours > *r.deadline_hours) {
       fail(
-          "no configuration meets the deadline of {}: the fastest within --max-chips {} is {} x {} "
-          "({} chips) at {}",
-          format_duration(*r.deadline_hours), r.max_chips, fastest->instances, fastest->instance,
-          fastest->chips, format_duration(fastest->hours));
+          "no configuration meets --deadline {:g} ({}): the fastest within "
+          "--max-chips {} is {} x {} ({} chips) at {}",
+          *r.deadline_hours, format_duration(*r.deadline_hours), r.max_chips, fastest->instances,
+          fastest->instance, fastest->chips, format_duration(fastest->hours));
     }
     std::erase_if(
         rows, [&](const PlanRow& row) { return row.planned() && row.hours > *r.deadline_hours; });
