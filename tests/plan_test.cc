@@ -12,6 +12,10 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -26,6 +30,7 @@
 #include "plan/evidence.h"
 #include "plan/planner.h"
 #include "plan/report.h"
+#include "plan/units.h"
 #include "plan/validation.h"
 #include "plan/workload.h"
 
@@ -276,6 +281,37 @@ TEST(PlanCollectives, HierarchicalMatchesClosedForm) {
                    ring_allreduce_seconds(8e9, 8, 100e9));
 }
 
+// ---- units ----
+
+TEST(PlanUnits, DurationsUseTheUnitThatFits) {
+  const double s = 1.0 / 3600;                  // one second, in hours
+  EXPECT_EQ(format_duration(0.02), "1.2 min");  // never "0.02 h"
+  EXPECT_EQ(format_duration(3.4), "3.4 h");
+  EXPECT_EQ(format_duration(2.1 * 24), "2.1 d");
+  EXPECT_EQ(format_duration(45 * s), "45 s");
+  EXPECT_EQ(format_duration(3.25 * s), "3.2 s");
+  EXPECT_EQ(format_duration(41.5 / 60), "41.5 min");
+  EXPECT_EQ(format_duration(150 * 24), "150 d");
+  // The unit is chosen after rounding: no "60 s", "60.0 min" or "24.0 h".
+  EXPECT_EQ(format_duration(59.7 * s), "1.0 min");
+  EXPECT_EQ(format_duration(59.97 / 60), "1.0 h");
+  EXPECT_EQ(format_duration(23.96), "1.0 d");
+  EXPECT_EQ(format_duration(std::nan("")), "n/a");
+}
+
+TEST(PlanUnits, DollarsAndGroupedDigits) {
+  EXPECT_EQ(format_dollars(24.754), "$24.75");
+  EXPECT_EQ(format_dollars(0.4), "$0.40");
+  EXPECT_EQ(format_dollars(99.996), "$100");
+  EXPECT_EQ(format_dollars(150.2), "$150");
+  EXPECT_EQ(format_dollars(12345.6), "$12,346");
+  EXPECT_EQ(group_digits(1048576), "1,048,576");
+  EXPECT_EQ(group_digits(524288), "524,288");
+  EXPECT_EQ(group_digits(999), "999");
+  EXPECT_EQ(group_digits(1000), "1,000");
+  EXPECT_EQ(group_digits(-1234), "-1,234");
+}
+
 // ---- catalogs ----
 
 TEST(PlanCatalog, ShippedCatalogsHaveEveryRequiredChipAndInstanceWithSources) {
@@ -359,6 +395,53 @@ TEST(PlanCatalog, MalformedCatalogsGetClearErrors) {
   EXPECT_NE(e.find("'chips' must be a positive integer"), std::string::npos) << e;
 }
 
+TEST(PlanCatalog, FamilyMeasuredOnMustNameChipsOfTheFamily) {
+  json figure = {{"value", 0.3}, {"source", "test"}, {"date", "2026-01"}};
+  json chips = minimal_chips();
+  chips["families"] = {{{"family", "xf"}, {"mfu", figure}, {"measured_on", {"x9"}}}};
+  Catalog c;
+  parse_chips(chips, "chips.json", c);
+  EXPECT_NE(
+      error_of([&] { c.validate(); }).find("measured_on chip 'x9', which is not in the catalog"),
+      std::string::npos);
+  chips["families"] = {{{"family", "yf"}, {"mfu", figure}, {"measured_on", {"x1"}}}};
+  Catalog other;
+  parse_chips(chips, "chips.json", other);
+  EXPECT_NE(error_of([&] { other.validate(); }).find("which is of family 'xf'"), std::string::npos);
+  chips["families"] = {{{"family", "xf"}, {"mfu", figure}, {"measured_on", "x1"}}};
+  Catalog bad;
+  EXPECT_NE(error_of([&] {
+              parse_chips(chips, "chips.json", bad);
+            }).find("field 'measured_on' must be an array"),
+            std::string::npos);
+}
+
+// The chips a family's MFU names as its source are exactly the chips of that family with published
+// runs, and the MFU is (to its two stated digits) the mean of those runs' MFUs.
+TEST(PlanCatalog, FamilyMeasuredOnAgreesWithThePublishedRuns) {
+  Catalog catalog = repo_catalog();
+  std::vector<PublishedRun> runs =
+      parse_published(read_json_file(kCatalogDir + "/published.json"), "published.json");
+  ValidationReport report = validate_published(catalog, runs);
+  ASSERT_FALSE(catalog.families.empty());
+  for (const FamilyEfficiency& family : catalog.families) {
+    std::set<std::string> with_runs;
+    double sum = 0;
+    int count = 0;
+    for (const ValidationRow& row : report.rows) {
+      if (catalog.chip(row.run.chip).family != family.family) continue;
+      with_runs.insert(row.run.chip);
+      sum += row.measured_mfu;
+      ++count;
+    }
+    EXPECT_EQ(std::set<std::string>(family.measured_on.begin(), family.measured_on.end()),
+              with_runs)
+        << family.family;
+    ASSERT_GT(count, 0) << family.family;
+    EXPECT_NEAR(family.mfu.value, sum / count, 0.005) << family.family;
+  }
+}
+
 // ---- plans ----
 
 PlanRequest gpt2_request(double tokens) {
@@ -376,12 +459,12 @@ TEST(PlanPlanner, DeterministicCheapestFirstAndParetoMarked) {
   std::vector<PlanRow> a = make_plan(catalog, r), b = make_plan(catalog, r);
   EXPECT_EQ(plan_to_json(a).dump(), plan_to_json(b).dump());
   ASSERT_FALSE(a.empty());
-  ASSERT_TRUE(a.front().fits);
+  ASSERT_TRUE(a.front().planned());
   EXPECT_TRUE(a.front().pareto);  // the cheapest is always on the front
   double last = 0;
   int pareto = 0;
   for (const PlanRow& row : a) {
-    if (!row.fits) continue;
+    if (!row.planned()) continue;
     EXPECT_GE(row.dollars, last);
     last = row.dollars;
     pareto += row.pareto;
@@ -389,19 +472,20 @@ TEST(PlanPlanner, DeterministicCheapestFirstAndParetoMarked) {
     EXPECT_NEAR(row.dollars_per_billion_tokens, row.dollars / 10.0, 1e-9 * row.dollars);
   }
   EXPECT_GE(pareto, 2);
-  // Chips without a priced instance are listed as not fitting, with the reason.
+  // Chips without a priced instance are listed as such, with whether the model fits their memory.
   bool tpu_listed = false;
   for (const PlanRow& row : a) {
     if (row.chip == "tpu-v5e") {
       tpu_listed = true;
-      EXPECT_FALSE(row.fits);
+      EXPECT_EQ(row.status, RowStatus::kNoPrice);
+      EXPECT_TRUE(row.fits);
       EXPECT_NE(row.why_not.find("no priced instance"), std::string::npos) << row.why_not;
     }
   }
   EXPECT_TRUE(tpu_listed);
 }
 
-TEST(PlanPlanner, OneInstanceThroughputFollowsTheRoofline) {
+TEST(PlanPlanner, OneInstanceThroughputIsPeakTimesThePublishedMfu) {
   Catalog catalog = repo_catalog();
   PlanRequest r = gpt2_request(1e9);
   r.chips = {"h100", "h100"};  // a chip named twice is planned once
@@ -409,8 +493,8 @@ TEST(PlanPlanner, OneInstanceThroughputFollowsTheRoofline) {
   std::vector<PlanRow> rows = make_plan(catalog, r);
   ASSERT_EQ(rows.size(), 1u);
   const PlanRow& row = rows[0];
-  ASSERT_TRUE(row.fits);
-  EXPECT_EQ(row.evidence, EvidenceKind::kRoofline);
+  ASSERT_TRUE(row.planned());
+  EXPECT_EQ(row.evidence, EvidenceKind::kPublished);  // the hopper MFU comes from H100 runs
   const double per_chip = 989.4e12 * catalog.family("hopper")->mfu.value /
                           model::preset("gpt2-124m").training_flops_per_token(1024);
   // Eight chips at the roofline rate; communication can only slow it down, and only a little here.
@@ -437,8 +521,13 @@ TEST(PlanPlanner, ModelsTooLargeAreListedAsNotFittingWithWhy) {
   r.max_chips = 16;
   std::vector<PlanRow> rows = make_plan(catalog, r);
   ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].status, RowStatus::kOutOfMemory);
   EXPECT_FALSE(rows[0].fits);
-  EXPECT_NE(rows[0].why_not.find("GiB per chip"), std::string::npos) << rows[0].why_not;
+  // Needed against usable: 90% of trn1's 32 GiB.
+  EXPECT_NE(rows[0].why_not.find("GiB per chip at the least"), std::string::npos)
+      << rows[0].why_not;
+  EXPECT_NE(rows[0].why_not.find("28.8 GiB usable (90% of 32 GiB)"), std::string::npos)
+      << rows[0].why_not;
   // 175e9 parameters x 16 bytes over 16 chips is ~163 GiB each, far above 32 GiB.
   EXPECT_GT(rows[0].memory_per_chip, 150.0 * (1 << 30));
 }
@@ -459,7 +548,10 @@ TEST(PlanPlanner, ImpossibleRequestsGetClearErrors) {
   r = gpt2_request(1e12);
   r.deadline_hours = 0.001;
   e = error_of([&] { make_plan(catalog, r); });
-  EXPECT_NE(e.find("no configuration meets the deadline"), std::string::npos) << e;
+  EXPECT_NE(e.find("no configuration meets --deadline 0.001 (3.6 s): the fastest within "
+                   "--max-chips 64 is "),
+            std::string::npos)
+      << e;
   r = gpt2_request(1e9);
   r.max_chips = 0;
   EXPECT_NE(error_of([&] { make_plan(catalog, r); }).find("--max-chips"), std::string::npos);
@@ -470,7 +562,7 @@ TEST(PlanPlanner, DeadlineKeepsOnlyConfigurationsThatMeetIt) {
   PlanRequest r = gpt2_request(1e10);
   r.deadline_hours = 2.0;
   for (const PlanRow& row : make_plan(catalog, r)) {
-    if (row.fits) {
+    if (row.planned()) {
       EXPECT_LE(row.hours, 2.0);
     }
   }
@@ -501,7 +593,7 @@ TEST(PlanEvidence, MeasuredAndSimulatedRunsReplaceTheRoofline) {
   for (const PlanRow& row : make_plan(catalog, r)) kinds[row.chip] = row.evidence;
   EXPECT_EQ(kinds["h100"], EvidenceKind::kMeasured);
   EXPECT_EQ(kinds["trn2"], EvidenceKind::kSimulated);
-  EXPECT_EQ(kinds["h200"], EvidenceKind::kRoofline);
+  EXPECT_EQ(kinds["h200"], EvidenceKind::kBorrowed);  // no H200 run: H100's published MFU
 
   json bad = bench;
   bad.erase("flops_per_step");
@@ -519,11 +611,12 @@ TEST(PlanEvidence, MeasuredAndSimulatedRunsReplaceTheRoofline) {
 TEST(PlanReport, JsonCsvAndSvgCarryTheConfigurations) {
   Catalog catalog = repo_catalog();
   std::vector<PlanRow> rows = make_plan(catalog, gpt2_request(1e10));
-  json array = plan_to_json(rows);
-  ASSERT_TRUE(array.is_array());
-  for (const json& o : array) {
-    for (const char* key :
-         {"chip", "chips", "instances", "hours", "dollars", "tokens_per_s", "evidence"}) {
+  json plan = plan_to_json(rows);
+  ASSERT_TRUE(plan["plans"].is_array());
+  ASSERT_EQ(plan["plans"].size(), rows.size());
+  for (const json& o : plan["plans"]) {
+    for (const char* key : {"chip", "chips", "instances", "status", "fits", "hours", "time",
+                            "dollars", "tokens_per_s", "evidence", "evidence_label"}) {
       EXPECT_TRUE(o.contains(key)) << key;
     }
   }
@@ -533,6 +626,330 @@ TEST(PlanReport, JsonCsvAndSvgCarryTheConfigurations) {
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("<polyline"), std::string::npos);  // the Pareto front
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
+}
+
+TEST(PlanEvidence, FamilyMfuIsPublishedOnItsOwnChipAndBorrowedOnTheRest) {
+  Catalog catalog = repo_catalog();
+  ComputeRate trn1 = choose_rate(catalog, catalog.chip("trn1"), "gpt2-124m", {}, 0.35);
+  EXPECT_EQ(trn1.kind, EvidenceKind::kPublished);
+  EXPECT_EQ(trn1.label(), "published");
+  EXPECT_DOUBLE_EQ(trn1.flops_per_second, 190e12 * 0.30);
+
+  ComputeRate trn2 = choose_rate(catalog, catalog.chip("trn2"), "gpt2-124m", {}, 0.35);
+  EXPECT_EQ(trn2.kind, EvidenceKind::kBorrowed);
+  EXPECT_EQ(trn2.source_chips, std::vector<std::string>{"trn1"});
+  EXPECT_EQ(trn2.label(), "borrowed:trn1");
+  EXPECT_STREQ(evidence_name(trn2.kind), "borrowed-from-another-chip");
+  EXPECT_DOUBLE_EQ(trn2.flops_per_second, 667e12 * 0.30);
+  EXPECT_NE(trn2.detail.find("borrowed from trn1"), std::string::npos) << trn2.detail;
+  EXPECT_NE(trn2.detail.find("no published trn2 run"), std::string::npos) << trn2.detail;
+
+  ComputeRate b200 = choose_rate(catalog, catalog.chip("b200"), "gpt2-124m", {}, 0.35);
+  EXPECT_EQ(b200.kind, EvidenceKind::kRoofline);
+  EXPECT_DOUBLE_EQ(b200.flops_per_second, 2250e12 * 0.35);
+  EXPECT_NE(b200.detail.find("assumed MFU 0.35"), std::string::npos) << b200.detail;
+
+  // A family figure that names no chip it was measured on is no evidence: roofline.
+  Catalog unnamed = catalog;
+  for (FamilyEfficiency& f : unnamed.families) f.measured_on.clear();
+  EXPECT_EQ(choose_rate(unnamed, unnamed.chip("trn1"), "gpt2-124m", {}, 0.35).kind,
+            EvidenceKind::kRoofline);
+}
+
+// gpt2-124m at T = 1024 on trn2, up to 1024 chips: 64 instances give 1024 replicas, each taking at
+// least one sequence, so the step is 1024 x 1024 = 1,048,576 tokens, twice the 524,288 requested.
+std::vector<PlanRow> trn2_to_1024_chips() {
+  PlanRequest r = gpt2_request(1e10);
+  r.chips = {"trn2"};
+  r.max_chips = 1024;
+  return make_plan(repo_catalog(), r);
+}
+
+const PlanRow& row_with_chips(const std::vector<PlanRow>& rows, int64_t chips) {
+  for (const PlanRow& row : rows) {
+    if (row.chips == chips) return row;
+  }
+  throw std::runtime_error(fmt::format("no row with {} chips", chips));
+}
+
+TEST(PlanPlanner, LayoutsThatCannotStepSoSmallChangeTheBatchAndSaySo) {
+  std::vector<PlanRow> rows = trn2_to_1024_chips();
+  const PlanRow& big = row_with_chips(rows, 1024);
+  ASSERT_TRUE(big.planned());
+  EXPECT_EQ(big.data_parallel, 1024);
+  EXPECT_EQ(big.micro_batch, 1);
+  EXPECT_DOUBLE_EQ(big.requested_batch_tokens, 524288);
+  EXPECT_DOUBLE_EQ(big.tokens_per_step, 1024.0 * 1024.0);
+  EXPECT_TRUE(big.batch_changed());
+  EXPECT_EQ(big.batch_note,
+            "global batch 1,048,576 tokens, not the requested 524,288: 1024 data-parallel "
+            "replicas x micro-batch 1 x T=1024 is the smallest step 1024 chips can take");
+  // 512 chips take exactly the requested batch.
+  const PlanRow& half = row_with_chips(rows, 512);
+  EXPECT_DOUBLE_EQ(half.tokens_per_step, 524288);
+  EXPECT_FALSE(half.batch_changed());
+  EXPECT_TRUE(half.batch_note.empty());
+
+  // A batch that is no whole number of micro-steps is rounded up: 20,000 tokens on 16 trn1 chips
+  // is two steps of 16,384 (whatever the layout, replicas x micro-batch x T is 16,384 here).
+  PlanRequest r = gpt2_request(1e9);
+  r.chips = {"trn1"};
+  r.max_chips = 16;
+  r.global_batch_tokens = 20000;
+  std::vector<PlanRow> small = make_plan(repo_catalog(), r);
+  ASSERT_TRUE(small[0].planned());
+  EXPECT_EQ(small[0].accumulation, 2);
+  EXPECT_DOUBLE_EQ(small[0].tokens_per_step, 32768);
+  EXPECT_NE(small[0].batch_note.find("global batch 32,768 tokens, not the requested 20,000: "
+                                     "rounded up to 2 accumulation steps"),
+            std::string::npos)
+      << small[0].batch_note;
+}
+
+TEST(PlanPlanner, NoPriceIsNotDoesNotFit) {
+  Catalog catalog = repo_catalog();
+  // gpt2-124m: b200 fits but has no priced instance; one trn1.32xlarge is over --max-chips 8.
+  PlanRequest r = gpt2_request(1e9);
+  r.chips = {"b200", "trn1"};
+  r.max_chips = 8;
+  std::vector<PlanRow> rows = make_plan(catalog, r);
+  ASSERT_EQ(rows.size(), 2u);
+  std::map<std::string, const PlanRow*> by_chip;
+  for (const PlanRow& row : rows) by_chip[row.chip] = &row;
+  EXPECT_EQ(by_chip["b200"]->status, RowStatus::kNoPrice);
+  EXPECT_TRUE(by_chip["b200"]->fits);
+  // 162 GiB usable: 90% of the 180 GiB in the catalog.
+  EXPECT_NE(by_chip["b200"]->why_not.find("162.0 GiB usable (90% of 180 GiB)"), std::string::npos)
+      << by_chip["b200"]->why_not;
+  EXPECT_EQ(by_chip["trn1"]->status, RowStatus::kOverMaxChips);
+  std::string text = format_table(rows);
+  EXPECT_EQ(text.rfind("no plan: ", 0), 0u) << text;
+  EXPECT_NE(text.find("\nno price (fits in memory, but no instance in the instance catalog has a "
+                      "price):\n  b200: needs "),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nover --max-chips:\n  trn1 (trn1.32xlarge): one trn1.32xlarge has 16 "
+                      "chips"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("does not fit"), std::string::npos) << text;
+  json plan = plan_to_json(rows);
+  EXPECT_TRUE(plan["cheapest"].is_null());
+  for (const json& o : plan["plans"]) {
+    if (o["chip"] == "b200") {
+      EXPECT_EQ(o["status"], "no-price");
+      EXPECT_EQ(o["fits"], true);
+      EXPECT_TRUE(o["hours"].is_null());
+    } else {
+      EXPECT_EQ(o["status"], "over-max-chips");
+      EXPECT_TRUE(o["fits"].is_null());  // not checked
+    }
+  }
+
+  // GPT-3 175B fits neither: both are "does not fit", the unpriced one saying so as well.
+  r.shape = shape_from_json(json{{"name", "gpt3-175b"},
+                                 {"layers", 96},
+                                 {"hidden", 12288},
+                                 {"heads", 96},
+                                 {"vocab", 50257},
+                                 {"ffn", 49152}},
+                            "test");
+  r.seq_len = 2048;
+  r.max_chips = 16;
+  rows = make_plan(catalog, r);
+  ASSERT_EQ(rows.size(), 2u);
+  for (const PlanRow& row : rows) {
+    EXPECT_EQ(row.status, RowStatus::kOutOfMemory) << row.chip;
+    EXPECT_FALSE(row.fits);
+    // 175e9 parameters in bf16 with bf16 gradients alone are 650 GiB over a 16-chip ZeRO-1
+    // replica (no tensor parallelism without an instance); with TP=16 on trn1, over 40 GiB each.
+    EXPECT_GT(row.memory_per_chip, row.memory_usable) << row.chip;
+  }
+  text = format_table(rows);
+  EXPECT_EQ(text.find("\nno price ("), std::string::npos) << text;
+  EXPECT_NE(text.find("\ndoes not fit in memory:\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("  b200: needs "), std::string::npos) << text;
+  EXPECT_NE(text.find("no priced instance with b200"), std::string::npos) << text;
+  EXPECT_NE(text.find("  1 x trn1.32xlarge (16 chips): needs "), std::string::npos) << text;
+}
+
+// Splits a text-table line into cells (runs of non-spaces; "57 s" becomes two cells).
+std::vector<std::string> words(const std::string& line) {
+  std::vector<std::string> out;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(prefix, 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(PlanReport, BorrowedEvidenceAndChangedBatchInTextAndJson) {
+  std::vector<PlanRow> rows = trn2_to_1024_chips();
+  const PlanRow& big = row_with_chips(rows, 1024);
+  const std::string text = format_table(rows);
+
+  // The 64 x trn2.48xlarge row: batch 1,048,576 with a note, energy n/a with a note, borrowed.
+  std::string line;
+  std::istringstream lines(text);
+  for (std::string l; std::getline(lines, l);) {
+    std::vector<std::string> w = words(l);
+    if (w.size() > 3 && w[0] == "trn2" && w[2] == "64") line = l;
+  }
+  ASSERT_FALSE(line.empty()) << text;
+  std::vector<std::string> w = words(line);
+  EXPECT_EQ(w.back(), "borrowed:trn1") << line;
+  auto batch = std::find(w.begin(), w.end(), "1,048,576");
+  ASSERT_NE(batch, w.end()) << line;
+  const std::string batch_ref = *(batch + 1);
+  auto energy = std::find(w.begin(), w.end(), "n/a");
+  ASSERT_NE(energy, w.end()) << line;
+  const std::string energy_ref = *(energy + 1);
+  EXPECT_NE(line.find("  " + format_duration(big.hours) + "  "), std::string::npos) << line;
+  EXPECT_NE(line.find("  " + format_dollars(big.dollars) + "  "), std::string::npos) << line;
+  EXPECT_EQ(line_starting(text, "  " + batch_ref + " "), "  " + batch_ref + " " + big.batch_note);
+  EXPECT_EQ(line_starting(text, "  " + energy_ref + " "),
+            "  " + energy_ref + " kWh n/a: no published power figure for trn2 in the chip catalog");
+  EXPECT_EQ(line_starting(text, "  trn2: "), "  trn2: " + big.evidence_detail);
+  // A row that kept the batch has no note on it.
+  std::istringstream again(text);
+  for (std::string l; std::getline(again, l);) {
+    std::vector<std::string> v = words(l);
+    if (v.size() > 6 && v[0] == "trn2" && v[2] == "16") {
+      auto it = std::find(v.begin(), v.end(), "524,288");
+      ASSERT_NE(it, v.end()) << l;
+      EXPECT_NE((it + 1)->front(), '[') << l;
+    }
+  }
+
+  json plan = plan_to_json(rows);
+  const json* o = nullptr;
+  for (const json& p : plan["plans"]) {
+    if (p["chips"] == 1024) o = &p;
+  }
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ((*o)["status"], "planned");
+  EXPECT_EQ((*o)["evidence"], "borrowed-from-another-chip");
+  EXPECT_EQ((*o)["evidence_label"], "borrowed:trn1");
+  EXPECT_EQ((*o)["evidence_source_chips"], json::array({"trn1"}));
+  EXPECT_EQ((*o)["batch_tokens_requested"].get<double>(), 524288);
+  EXPECT_EQ((*o)["batch_tokens"].get<double>(), 1048576);
+  EXPECT_EQ((*o)["batch_changed"], true);
+  EXPECT_EQ((*o)["batch_note"], big.batch_note);
+  EXPECT_TRUE((*o)["energy_kwh"].is_null());
+  EXPECT_EQ((*o)["energy_note"], "no published power figure for trn2 in the chip catalog");
+  EXPECT_EQ((*o)["time"], format_duration(big.hours));
+  EXPECT_NEAR((*o)["hours"].get<double>(), 1e10 / big.tokens_per_s / 3600, 1e-12);
+  for (const json& p : plan["plans"]) {
+    if (p["chips"] == 512) {
+      EXPECT_EQ(p["batch_changed"], false);
+      EXPECT_TRUE(p["batch_note"].is_null());
+    }
+  }
+
+  // CSV: the same fields, every line as many columns as the header.
+  std::string csv = plan_to_csv(rows);
+  std::istringstream csv_lines(csv);
+  std::string header;
+  std::getline(csv_lines, header);
+  auto columns = [](const std::string& l) {
+    std::vector<std::string> cells(1);
+    bool quoted = false;
+    for (size_t i = 0; i < l.size(); ++i) {
+      char c = l[i];
+      if (c == '"') {
+        if (quoted && i + 1 < l.size() && l[i + 1] == '"') {
+          cells.back() += '"';
+          ++i;
+        } else {
+          quoted = !quoted;
+        }
+      } else if (c == ',' && !quoted) {
+        cells.emplace_back();
+      } else {
+        cells.back() += c;
+      }
+    }
+    return cells;
+  };
+  std::vector<std::string> names = columns(header);
+  auto col = [&](const char* name) {
+    return static_cast<size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+  };
+  int checked = 0;
+  for (std::string l; std::getline(csv_lines, l);) {
+    std::vector<std::string> cells = columns(l);
+    ASSERT_EQ(cells.size(), names.size()) << l;
+    if (cells[col("chips")] != "1024") continue;
+    ++checked;
+    EXPECT_EQ(cells[col("batch_tokens")], "1048576");
+    EXPECT_EQ(cells[col("batch_changed")], "true");
+    EXPECT_EQ(cells[col("batch_note")], big.batch_note);
+    EXPECT_EQ(cells[col("evidence")], "borrowed-from-another-chip");
+    EXPECT_EQ(cells[col("evidence_source_chips")], "trn1");
+    EXPECT_EQ(cells[col("energy_kwh")], "");
+    EXPECT_EQ(cells[col("energy_note")], "no published power figure for trn2 in the chip catalog");
+    EXPECT_EQ(cells[col("time")], format_duration(big.hours));
+  }
+  EXPECT_EQ(checked, 1);
+}
+
+TEST(PlanReport, SummaryNamesTheCheapestAndTheFastest) {
+  PlanRequest r = gpt2_request(1e10);
+  r.max_chips = 1024;
+  std::vector<PlanRow> rows = make_plan(repo_catalog(), r);
+  const PlanRow *cheapest = nullptr, *fastest = nullptr;
+  for (const PlanRow& row : rows) {
+    if (!row.planned()) continue;
+    if (!cheapest || row.dollars < cheapest->dollars) cheapest = &row;
+    if (!fastest || row.hours < fastest->hours) fastest = &row;
+  }
+  ASSERT_NE(cheapest, nullptr);
+  ASSERT_NE(cheapest, fastest);
+  PlanSummary summary = summarize(rows);
+  EXPECT_EQ(summary.cheapest, cheapest);
+  EXPECT_EQ(summary.fastest, fastest);
+  auto describe = [](const PlanRow& p) {
+    std::string s = fmt::format("{}, {} x {} ({} chips), {}, {}, evidence {}", p.chip, p.instances,
+                                p.instance, p.chips, format_duration(p.hours),
+                                format_dollars(p.dollars), p.evidence_label());
+    if (p.batch_changed()) {
+      s += fmt::format(", global batch {} tokens (requested 524,288)",
+                       group_digits(p.tokens_per_step));
+    }
+    return s;
+  };
+  const std::string line = "cheapest: " + describe(*cheapest) + "; fastest: " + describe(*fastest);
+  EXPECT_EQ(summary_line(rows), line);
+  const std::string text = format_table(rows, "heading");
+  EXPECT_EQ(text.substr(0, text.find('\n')), line);
+  EXPECT_EQ(text.substr(line.size() + 1, 8), "heading\n");
+  json plan = plan_to_json(rows);
+  EXPECT_EQ(plan["summary"], line);
+  EXPECT_EQ(plan["cheapest"]["dollars"].get<double>(), cheapest->dollars);
+  EXPECT_EQ(plan["fastest"]["hours"].get<double>(), fastest->hours);
+  int cheapest_flags = 0, fastest_flags = 0;
+  for (const json& o : plan["plans"]) {
+    cheapest_flags += o.value("cheapest", false);
+    fastest_flags += o.value("fastest", false);
+  }
+  EXPECT_EQ(cheapest_flags, 1);
+  EXPECT_EQ(fastest_flags, 1);
+  std::string svg = plan_to_svg(rows, "t");
+  EXPECT_NE(svg.find("(cheapest)"), std::string::npos);
+  EXPECT_NE(svg.find("(fastest)"), std::string::npos);
+  EXPECT_NE(svg.find("trn2 (borrowed:trn1)"), std::string::npos);
+
+  // One planned row is both.
+  r.chips = {"h100"};
+  r.max_chips = 8;
+  rows = make_plan(repo_catalog(), r);
+  EXPECT_EQ(summary_line(rows), "cheapest and fastest: " + describe(rows[0]));
 }
 
 // ---- validation against published measurements ----
@@ -573,9 +990,21 @@ TEST(PlanCli, PrintsOneJsonArrayAndRejectsBadInput) {
       run("plan --model gpt2-124m --tokens 1e9 --max-chips 32 --json --catalog-dir " + kCatalogDir,
           &code);
   ASSERT_EQ(code, 0) << out;
-  json array = json::parse(out);
-  ASSERT_TRUE(array.is_array());
-  EXPECT_TRUE(array[0]["fits"].get<bool>());
+  json plan = json::parse(out);
+  ASSERT_TRUE(plan["plans"].is_array());
+  EXPECT_EQ(plan["plans"][0]["status"], "planned");
+  EXPECT_EQ(plan["summary"].get<std::string>().rfind("cheapest: ", 0), 0u) << plan["summary"];
+  // Text: the summary first; chips without a price apart from those that do not fit; no time
+  // written as a fraction of an hour.
+  out = run("plan --model gpt2-124m --tokens 1e10 --catalog-dir " + kCatalogDir, &code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_EQ(out.rfind("cheapest: ", 0), 0u) << out;
+  EXPECT_NE(out.find("; fastest: "), std::string::npos) << out;
+  EXPECT_NE(out.find("\nplan for gpt2-124m: "), std::string::npos) << out;
+  EXPECT_NE(out.find("\nno price (fits in memory"), std::string::npos) << out;
+  EXPECT_EQ(out.find("does not fit"), std::string::npos) << out;
+  EXPECT_FALSE(std::regex_search(out, std::regex(" 0\\.[0-9]+ h\\b"))) << out;
+  EXPECT_NE(out.find(" borrowed:trn1\n"), std::string::npos) << out;
   out = run("plan --model gpt2-124m --tokens 0 --catalog-dir " + kCatalogDir, &code);
   EXPECT_EQ(code, 1);
   EXPECT_NE(out.find("--tokens"), std::string::npos) << out;

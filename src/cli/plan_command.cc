@@ -14,6 +14,7 @@
 #include "plan/catalog.h"
 #include "plan/planner.h"
 #include "plan/report.h"
+#include "plan/units.h"
 #include "plan/validation.h"
 
 namespace switchyard::cli {
@@ -103,12 +104,13 @@ void run_plan(const PlanFlags& f) {
   } else if (f.csv) {
     std::printf("%s", plan::plan_to_csv(rows).c_str());
   } else {
-    std::printf(
-        "plan for %s: %.4g tokens at T=%lld, %.3g model FLOPs per token (%s parameters)\n",
-        f.model.c_str(), f.tokens, static_cast<long long>(request.seq_len),
+    std::string heading = fmt::format(
+        "plan for {}: {:.4g} tokens at T={}, global batch {} tokens requested, {:.3g} model FLOPs "
+        "per token ({:.3g} parameters)",
+        f.model, f.tokens, request.seq_len, plan::group_digits(request.global_batch_tokens),
         plan::training_flops_per_token(request.shape, request.seq_len),
-        fmt::format("{:.3g}", static_cast<double>(plan::num_parameters(request.shape))).c_str());
-    std::printf("%s", plan::format_table(rows).c_str());
+        static_cast<double>(plan::num_parameters(request.shape)));
+    std::printf("%s", plan::format_table(rows, heading).c_str());
   }
 }
 
@@ -184,7 +186,8 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--assumed-mfu", flags->assumed_mfu,
                   "MFU for chip families without a published figure")
       ->capture_default_str();
-  cmd->add_flag("--json", flags->json, "print one JSON array of configurations");
+  cmd->add_flag("--json", flags->json,
+                "print one JSON object: the summary, the cheapest and fastest plans, every row");
   cmd->add_flag("--csv", flags->csv, "print CSV");
   cmd->add_option("--svg", flags->svg,
                   "write cost against time (Pareto front marked) to this SVG file");

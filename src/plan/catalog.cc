@@ -113,6 +113,18 @@ void Catalog::validate() const {
     require(f.mfu.value > 0 && f.mfu.value <= 1,
             "chip catalog: family '{}' has MFU {} (expected a fraction in (0, 1])", f.family,
             f.mfu.value);
+    for (const std::string& name : f.measured_on) {
+      const ChipSpec* chip = nullptr;
+      for (const ChipSpec& c : chips) {
+        if (c.name == name) chip = &c;
+      }
+      require(chip != nullptr,
+              "chip catalog: family '{}' is measured_on chip '{}', which is not in the catalog",
+              f.family, name);
+      require(chip->family == f.family,
+              "chip catalog: family '{}' is measured_on chip '{}', which is of family '{}'",
+              f.family, name, chip->family);
+    }
   }
 }
 
@@ -125,6 +137,15 @@ void parse_chips(const json& root, const std::string& what, Catalog& catalog) {
       FamilyEfficiency f;
       f.family = string_field(families[i], "family", where);
       f.mfu = figure_field(families[i], "mfu", where);
+      if (families[i].contains("measured_on")) {
+        const json& chips = array_field(families[i], "measured_on", where);
+        for (const json& chip : chips) {
+          if (!chip.is_string() || chip.get<std::string>().empty()) {
+            fail("{}: 'measured_on' must list chip names, got {}", where, chip.dump());
+          }
+          f.measured_on.push_back(chip.get<std::string>());
+        }
+      }
       catalog.families.push_back(std::move(f));
     }
   }

@@ -24,10 +24,13 @@ struct Figure {
   std::string note;    // disagreements between sources, conventions (empty if none)
 };
 
-// Model-FLOPs utilisation assumed for roofline estimates on a chip family, with its justification.
+// Model-FLOPs utilisation for a chip family, with its justification. `measured_on` names the chips
+// whose published runs the figure comes from: for those chips it is same-chip evidence, for the
+// rest of the family it is borrowed from them. Empty when the catalog does not say.
 struct FamilyEfficiency {
   std::string family;
   Figure mfu;  // fraction of the dense bf16 peak, e.g. 0.41
+  std::vector<std::string> measured_on;
 };
 
 struct ChipSpec {
@@ -64,12 +67,14 @@ class Catalog {
   // Null when the family has no stated efficiency.
   const FamilyEfficiency* family(const std::string& name) const;
   std::vector<const InstanceSpec*> instances_of(const std::string& chip) const;
-  // Checks cross references (instance -> chip) and duplicate names; throws Error.
+  // Checks cross references (instance -> chip, family measured_on -> chip of that family) and
+  // duplicate names; throws Error.
   void validate() const;
 };
 
 // Parse catalogs from JSON; `what` names the source in error messages (usually the file path).
-// chips.json: {"families": [{"family", "mfu": Figure}], "chips": [ChipSpec fields]}.
+// chips.json: {"families": [{"family", "mfu": Figure, "measured_on"?: [chip]}],
+//              "chips": [ChipSpec fields]}.
 // instances.json: {"instances": [InstanceSpec fields]}.
 void parse_chips(const nlohmann::json& json, const std::string& what, Catalog& catalog);
 void parse_instances(const nlohmann::json& json, const std::string& what, Catalog& catalog);

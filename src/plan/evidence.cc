@@ -1,5 +1,6 @@
 #include "plan/evidence.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -29,10 +30,28 @@ const char* evidence_name(EvidenceKind kind) {
       return "measured";
     case EvidenceKind::kSimulated:
       return "simulated";
+    case EvidenceKind::kPublished:
+      return "published-same-chip";
+    case EvidenceKind::kBorrowed:
+      return "borrowed-from-another-chip";
     case EvidenceKind::kRoofline:
       return "roofline";
   }
   return "?";
+}
+
+std::string evidence_label(EvidenceKind kind, const std::vector<std::string>& source_chips) {
+  switch (kind) {
+    case EvidenceKind::kPublished:
+      return "published";
+    case EvidenceKind::kBorrowed: {
+      std::string label = "borrowed:";
+      for (size_t i = 0; i < source_chips.size(); ++i) label += (i ? "+" : "") + source_chips[i];
+      return label;
+    }
+    default:
+      return evidence_name(kind);
+  }
 }
 
 StepEvidence parse_evidence(const nlohmann::json& json, const std::string& chip,
@@ -119,16 +138,44 @@ ComputeRate choose_rate(const Catalog& catalog, const ChipSpec& chip, const std:
     }
   }
   ComputeRate rate;
-  rate.kind = EvidenceKind::kRoofline;
   const FamilyEfficiency* family = catalog.family(chip.family);
-  double mfu = family ? family->mfu.value : assumed_mfu;
-  rate.flops_per_second = chip.bf16_tflops.value * 1e12 * mfu;
-  rate.detail = family ? fmt::format("roofline: {:g} TFLOPS bf16 x MFU {:.2f} ({} family)",
-                                     chip.bf16_tflops.value, mfu, chip.family)
-                       : fmt::format(
-                             "roofline: {:g} TFLOPS bf16 x assumed MFU {:.2f} (no published "
-                             "figure for the {} family)",
-                             chip.bf16_tflops.value, mfu, chip.family);
+  const double peak = chip.bf16_tflops.value;
+  if (!family) {
+    rate.kind = EvidenceKind::kRoofline;
+    rate.flops_per_second = peak * 1e12 * assumed_mfu;
+    rate.detail = fmt::format(
+        "roofline: {:g} TFLOPS bf16 x assumed MFU {:.2f} (--assumed-mfu; no published run for the "
+        "{} family)",
+        peak, assumed_mfu, chip.family);
+    return rate;
+  }
+  rate.flops_per_second = peak * 1e12 * family->mfu.value;
+  std::string sources;
+  for (const std::string& name : family->measured_on)
+    sources += (sources.empty() ? "" : ", ") + name;
+  const bool same_chip = std::find(family->measured_on.begin(), family->measured_on.end(),
+                                   chip.name) != family->measured_on.end();
+  if (family->measured_on.empty()) {
+    rate.kind = EvidenceKind::kRoofline;
+    rate.detail = fmt::format(
+        "roofline: {:g} TFLOPS bf16 x MFU {:.2f} stated for the {} family, which names no chip "
+        "it was measured on",
+        peak, family->mfu.value, chip.family);
+  } else if (same_chip) {
+    rate.kind = EvidenceKind::kPublished;
+    rate.source_chips = {chip.name};
+    rate.detail = fmt::format(
+        "published: {:g} TFLOPS bf16 x MFU {:.2f}, the {} family's figure from published runs on "
+        "{}",
+        peak, family->mfu.value, chip.family, sources);
+  } else {
+    rate.kind = EvidenceKind::kBorrowed;
+    rate.source_chips = family->measured_on;
+    rate.detail = fmt::format(
+        "borrowed from {}: {:g} TFLOPS bf16 x MFU {:.2f}, the {} family's figure from published "
+        "runs on {}; no published {} run",
+        sources, peak, family->mfu.value, chip.family, sources, chip.name);
+  }
   return rate;
 }
 

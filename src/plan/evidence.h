@@ -1,7 +1,12 @@
-// Step-time evidence for the planner, best first: measured (`switchyard bench train --json` on a
-// real chip), simulated (the same JSON from a trn1-sim / trn2-sim run, with
-// `simulated_ms_per_step`), and roofline (the chip's dense bf16 peak times its family's stated
-// model-FLOPs utilisation).
+// Step-time evidence for the planner, best first:
+//   measured   `switchyard bench train --json` on the chip itself;
+//   simulated  the same JSON from a trn1-sim / trn2-sim run, with `simulated_ms_per_step`;
+//   published  the chip's dense bf16 peak x its family's model-FLOPs utilisation, where that
+//              utilisation comes from published runs on this very chip (the family's measured_on);
+//   borrowed   the same, but the published runs were on another chip of the family (trn2 from trn1,
+//              H200 from H100), whose name travels with the figure;
+//   roofline   no evidence: peak x an MFU that no run in the catalog backs (--assumed-mfu, or a
+//              family figure that names no chips).
 //
 // Measured and simulated runs are reduced to the model-FLOP rate they achieved on one chip
 // (flops_per_step / step time); the planner applies that rate to the planned model, and says so
@@ -18,8 +23,12 @@
 
 namespace switchyard::plan {
 
-enum class EvidenceKind { kMeasured, kSimulated, kRoofline };
+enum class EvidenceKind { kMeasured, kSimulated, kPublished, kBorrowed, kRoofline };
+// The name in JSON and CSV: "measured", "simulated", "published-same-chip",
+// "borrowed-from-another-chip", "roofline".
 const char* evidence_name(EvidenceKind kind);
+// The short form for tables: "measured", "simulated", "published", "borrowed:trn1", "roofline".
+std::string evidence_label(EvidenceKind kind, const std::vector<std::string>& source_chips);
 
 struct StepEvidence {
   EvidenceKind kind = EvidenceKind::kMeasured;
@@ -46,11 +55,15 @@ StepEvidence load_evidence(const std::string& spec);
 struct ComputeRate {
   EvidenceKind kind = EvidenceKind::kRoofline;
   double flops_per_second = 0;
-  std::string detail;  // e.g. "roofline: 989.4 TFLOPS bf16 x MFU 0.41 (hopper family)"
+  std::vector<std::string>
+      source_chips;    // published and borrowed: the chips the MFU was measured on
+  std::string detail;  // e.g. "published: 989.4 TFLOPS bf16 x MFU 0.39 of published h100 runs ..."
+  std::string label() const { return evidence_label(kind, source_chips); }
 };
 // Best evidence for the chip: a measured run of the same model, then any measured run, then the
-// same for simulated runs, then the roofline (family MFU, or `assumed_mfu` labelled as assumed when
-// the family has none). Deterministic: among equals, the first given wins.
+// same for simulated runs, then the family MFU (published when the chip is among the family's
+// measured_on, borrowed when it is not), then `assumed_mfu` (roofline). Deterministic: among
+// equals, the first given wins.
 ComputeRate choose_rate(const Catalog& catalog, const ChipSpec& chip, const std::string& model_name,
                         const std::vector<StepEvidence>& evidence, double assumed_mfu);
 

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "plan/collectives.h"
+#include "plan/units.h"
 
 namespace switchyard::plan {
 
@@ -42,6 +43,23 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   row.accumulation =
       std::max<int64_t>(1, static_cast<int64_t>(std::ceil(r.global_batch_tokens / replica_tokens)));
   row.tokens_per_step = replica_tokens * static_cast<double>(row.accumulation);
+  row.requested_batch_tokens = r.global_batch_tokens;
+  if (row.tokens_per_step != r.global_batch_tokens) {
+    const std::string step = fmt::format("{} data-parallel replicas x micro-batch {} x T={}",
+                                         row.data_parallel, row.micro_batch, r.seq_len);
+    row.batch_note =
+        replica_tokens > r.global_batch_tokens
+            ? fmt::format(
+                  "global batch {} tokens, not the requested {}: {} is the smallest step {} "
+                  "chips can take",
+                  group_digits(row.tokens_per_step), group_digits(r.global_batch_tokens), step,
+                  row.chips)
+            : fmt::format(
+                  "global batch {} tokens, not the requested {}: rounded up to {} accumulation "
+                  "steps of {}",
+                  group_digits(row.tokens_per_step), group_digits(r.global_batch_tokens),
+                  row.accumulation, step);
+  }
 
   const double flops_micro = tokens_per_micro * training_flops_per_token(s, r.seq_len) /
                              static_cast<double>(row.tensor_parallel);
@@ -91,30 +109,99 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   row.energy_kwh = chip.power_w
                        ? static_cast<double>(row.chips) * chip.power_w->value * row.hours / 1000.0
                        : std::nan("");
+  if (!chip.power_w) {
+    row.energy_note =
+        fmt::format("no published power figure for {} in the chip catalog", chip.name);
+  }
+}
+
+// A row for `chip` before any layout is chosen: names, evidence and memory figures.
+PlanRow base_row(const PlanRequest& r, const ChipSpec& chip, const ComputeRate& rate) {
+  PlanRow row;
+  row.chip = chip.name;
+  row.memory_capacity = chip.memory_gib.value * kGiB;
+  row.memory_usable = row.memory_capacity * r.memory_fraction;
+  row.requested_batch_tokens = r.global_batch_tokens;
   row.evidence = rate.kind;
+  row.evidence_source_chips = rate.source_chips;
   row.evidence_detail = rate.detail;
+  return row;
+}
+
+std::string describe_layout(int64_t dp, int64_t tp, const Option& option) {
+  std::string s = fmt::format("DP={} TP={}", dp, tp);
+  if (option.zero1) s += " ZeRO-1";
+  if (option.recompute) s += " recompute";
+  return s + " mb=1";
+}
+
+// Memory at micro-batch 1 for the (tensor-parallel, data-parallel) degrees given, each with every
+// option, in order: the first layout that fits, or else the one that needs the least.
+struct MemoryCheck {
+  bool fits = false;
+  double need = 0;  // bytes per chip
+  std::string layout;
+};
+MemoryCheck check_memory(const PlanRequest& r, double usable,
+                         const std::vector<std::pair<int64_t, int64_t>>& tp_dp) {
+  MemoryCheck least;
+  for (auto [tp, dp] : tp_dp) {
+    for (const Option& option : kOptions) {
+      MemoryLayout layout;
+      layout.seq_len = r.seq_len;
+      layout.micro_batch = 1;
+      layout.tensor_parallel = tp;
+      layout.data_parallel = dp;
+      layout.zero1 = option.zero1;
+      layout.recompute = option.recompute;
+      const double need = estimate_memory(r.shape, r.precision, layout).total();
+      MemoryCheck check{need <= usable, need, describe_layout(dp, tp, option)};
+      if (check.fits) return check;
+      if (least.layout.empty() || need < least.need) least = check;
+    }
+  }
+  return least;
+}
+
+std::string memory_sentence(const MemoryCheck& check, const PlanRow& row, double fraction) {
+  return fmt::format("needs {:.1f} GiB per chip{} ({}); {:.1f} GiB usable ({:.0f}% of {:g} GiB)",
+                     check.need / kGiB, check.fits ? "" : " at the least", check.layout,
+                     row.memory_usable / kGiB, 100 * fraction, row.memory_capacity / kGiB);
+}
+
+// A chip that no instance in the catalog holds: it has no price, but whether the model fits in its
+// memory is still worth saying. No instance means no known group for tensor parallelism, so this
+// checks data parallelism alone, on one chip and on --max-chips chips (ZeRO-1 shards further).
+PlanRow unpriced_row(const PlanRequest& r, const ChipSpec& chip, const ComputeRate& rate) {
+  PlanRow row = base_row(r, chip, rate);
+  row.instance = std::string(1, '-');  // (a literal trips a false GCC 12 -Wrestrict warning)
+  const MemoryCheck check = check_memory(r, row.memory_usable, {{1, 1}, {1, r.max_chips}});
+  row.fits = check.fits;
+  row.status = check.fits ? RowStatus::kNoPrice : RowStatus::kOutOfMemory;
+  row.memory_per_chip = check.need;
+  row.why_not = fmt::format("{}; no priced instance with {} in the instance catalog",
+                            memory_sentence(check, row, r.memory_fraction), chip.name);
+  return row;
 }
 
 PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec& inst,
                  int64_t instances, const ComputeRate& rate) {
-  PlanRow base;
-  base.chip = chip.name;
+  PlanRow base = base_row(r, chip, rate);
   base.instance = inst.name;
   base.instances = instances;
   base.chips = instances * inst.chips;
-  base.memory_capacity = chip.memory_gib.value * kGiB;
-  base.evidence = rate.kind;
-  base.evidence_detail = rate.detail;
-  const double usable = base.memory_capacity * r.memory_fraction;
-  double smallest_need = 0;
-  std::optional<PlanRow> best;
+  std::vector<std::pair<int64_t, int64_t>> tp_dp;  // every tensor-parallel degree that divides
   for (int64_t tp = 1; tp <= inst.chips; tp *= 2) {
     if (inst.chips % tp != 0 || r.shape.heads % tp != 0 || r.shape.kv_heads % tp != 0) continue;
+    tp_dp.emplace_back(tp, base.chips / tp);
+  }
+  std::optional<PlanRow> best;
+  for (auto [tp, dp] : tp_dp) {
     for (const Option& option : kOptions) {
       MemoryLayout layout;
       layout.seq_len = r.seq_len;
       layout.tensor_parallel = tp;
-      layout.data_parallel = base.chips / tp;
+      layout.data_parallel = dp;
       layout.zero1 = option.zero1;
       layout.recompute = option.recompute;
       const double per_replica_micro_cap =
@@ -123,17 +210,14 @@ PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
           std::max<int64_t>(1, static_cast<int64_t>(std::floor(per_replica_micro_cap)));
       max_micro = std::min<int64_t>(max_micro, 64);
       double used = 0;
-      int64_t mb = largest_micro_batch(r.shape, r.precision, layout, usable, max_micro, &used);
-      if (mb == 0) {
-        layout.micro_batch = 1;
-        double need = estimate_memory(r.shape, r.precision, layout).total();
-        if (smallest_need == 0 || need < smallest_need) smallest_need = need;
-        continue;
-      }
+      int64_t mb =
+          largest_micro_batch(r.shape, r.precision, layout, base.memory_usable, max_micro, &used);
+      if (mb == 0) continue;
       PlanRow row = base;
+      row.status = RowStatus::kPlanned;
       row.fits = true;
       row.tensor_parallel = tp;
-      row.data_parallel = layout.data_parallel;
+      row.data_parallel = dp;
       row.zero1 = option.zero1;
       row.recompute = option.recompute;
       row.micro_batch = mb;
@@ -144,18 +228,31 @@ PlanRow plan_one(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
     }
   }
   if (best) return *best;
-  base.why_not = fmt::format(
-      "needs {:.1f} GiB per chip even with TP={}, ZeRO-1, recomputation and micro-batch 1; "
-      "{:.0f}% of {:g} GiB is usable",
-      smallest_need / kGiB, inst.chips, 100 * r.memory_fraction, chip.memory_gib.value);
-  base.memory_per_chip = smallest_need;
+  const MemoryCheck check = check_memory(r, base.memory_usable, tp_dp);
+  base.status = RowStatus::kOutOfMemory;
+  base.memory_per_chip = check.need;
+  base.why_not = memory_sentence(check, base, r.memory_fraction);
   return base;
 }
 
 }  // namespace
 
+const char* status_name(RowStatus status) {
+  switch (status) {
+    case RowStatus::kPlanned:
+      return "planned";
+    case RowStatus::kNoPrice:
+      return "no-price";
+    case RowStatus::kOutOfMemory:
+      return "out-of-memory";
+    case RowStatus::kOverMaxChips:
+      return "over-max-chips";
+  }
+  return "?";
+}
+
 std::string PlanRow::layout() const {
-  if (!fits) return "-";
+  if (!planned()) return "-";
   std::string s = fmt::format("DP={} TP={}", data_parallel, tensor_parallel);
   if (zero1) s += " ZeRO-1";
   if (recompute) s += " recompute";
@@ -196,20 +293,14 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
     ComputeRate rate = choose_rate(catalog, *chip, r.shape.name, r.evidence, r.assumed_mfu);
     std::vector<const InstanceSpec*> instances = catalog.instances_of(chip->name);
     if (instances.empty()) {
-      PlanRow row;
-      row.chip = chip->name;
-      row.instance = std::string(1, '-');
-      row.why_not = fmt::format("no priced instance with {} in the instance catalog", chip->name);
-      row.evidence = rate.kind;
-      row.evidence_detail = rate.detail;
-      rows.push_back(row);
+      rows.push_back(unpriced_row(r, *chip, rate));
       continue;
     }
     for (const InstanceSpec* inst : instances) {
       if (inst->chips > r.max_chips) {
-        PlanRow row;
-        row.chip = chip->name;
+        PlanRow row = base_row(r, *chip, rate);
         row.instance = inst->name;
+        row.status = RowStatus::kOverMaxChips;
         row.why_not = fmt::format("one {} has {} chips, more than --max-chips {}", inst->name,
                                   inst->chips, r.max_chips);
         rows.push_back(row);
@@ -221,13 +312,13 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
     }
   }
 
-  // Pareto front over the fitting rows: nothing else is at most as expensive and at most as slow,
+  // Pareto front over the planned rows: nothing else is at most as expensive and at most as slow,
   // and strictly better in one of the two.
   for (PlanRow& a : rows) {
-    if (!a.fits) continue;
+    if (!a.planned()) continue;
     a.pareto = true;
     for (const PlanRow& b : rows) {
-      if (&a == &b || !b.fits) continue;
+      if (&a == &b || !b.planned()) continue;
       bool no_worse = b.dollars <= a.dollars && b.hours <= a.hours;
       bool better = b.dollars < a.dollars || b.hours < a.hours;
       if (no_worse && better) {
@@ -240,26 +331,26 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
   if (r.deadline_hours) {
     const PlanRow* fastest = nullptr;
     for (const PlanRow& row : rows) {
-      if (row.fits && (!fastest || row.hours < fastest->hours)) fastest = &row;
+      if (row.planned() && (!fastest || row.hours < fastest->hours)) fastest = &row;
     }
     require(fastest != nullptr,
-            "no configuration fits in memory, so none meets the deadline of {} h",
-            *r.deadline_hours);
+            "no configuration fits in memory on a priced instance, so none meets --deadline {:g} "
+            "({})",
+            *r.deadline_hours, format_duration(*r.deadline_hours));
     if (fastest->hours > *r.deadline_hours) {
       fail(
-          "no configuration meets the deadline of {:g} h: the fastest within --max-chips {} is {} "
-          "x {} "
-          "({} chips) at {:.1f} h",
-          *r.deadline_hours, r.max_chips, fastest->instances, fastest->instance, fastest->chips,
-          fastest->hours);
+          "no configuration meets --deadline {:g} ({}): the fastest within "
+          "--max-chips {} is {} x {} ({} chips) at {}",
+          *r.deadline_hours, format_duration(*r.deadline_hours), r.max_chips, fastest->instances,
+          fastest->instance, fastest->chips, format_duration(fastest->hours));
     }
-    std::erase_if(rows,
-                  [&](const PlanRow& row) { return row.fits && row.hours > *r.deadline_hours; });
+    std::erase_if(
+        rows, [&](const PlanRow& row) { return row.planned() && row.hours > *r.deadline_hours; });
   }
 
   std::stable_sort(rows.begin(), rows.end(), [](const PlanRow& a, const PlanRow& b) {
-    if (a.fits != b.fits) return a.fits;
-    if (a.fits) {
+    if (a.planned() != b.planned()) return a.planned();
+    if (a.planned()) {
       return std::tie(a.dollars, a.hours, a.chip, a.instance, a.instances) <
              std::tie(b.dollars, b.hours, b.chip, b.instance, b.instances);
     }
