@@ -120,6 +120,7 @@ TEST_F(Cli, EvalAndGenerateFromACheckpoint) {
   EXPECT_EQ(a.output.substr(0, 25), b.output.substr(0, 25));
   EXPECT_EQ(a.output.rfind("To be", 0), 0u);
   EXPECT_NE(a.output.find("tokens/s"), std::string::npos);
+  EXPECT_EQ(a.output.find("untrained"), std::string::npos) << a.output;  // a checkpoint is no preset
 }
 
 TEST_F(Cli, BadInputGetsAClearErrorAndNonZeroExit) {
@@ -135,7 +136,7 @@ TEST_F(Cli, BadInputGetsAClearErrorAndNonZeroExit) {
   std::string long_prompt(300, 'x');
 
   std::vector<Case> cases = {
-      {"", "subcommand"},
+      {"", "no command given"},
       {"train --model gpt9 --data " + text_ + " --out " + path("x"), "unknown model preset 'gpt9'"},
       {"train --model tiny --device tpu7 --data " + text_ + " --out " + path("x"), "unknown device 'tpu7'"},
       {"train --model tiny --data " + text_ + " --out " + path("x") + " --frobnicate", "frobnicate"},

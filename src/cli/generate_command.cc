@@ -26,9 +26,19 @@ struct GenerateFlags {
   bool json = false;
 };
 
+// A preset starts from random weights: say so before its noise is taken for a broken model.
+void warn_untrained(const ModelSource& source) {
+  std::fprintf(stderr,
+               "warning: '%s' is a preset with random, untrained weights, so the text is noise; train one "
+               "(switchyard train --model %s --data TEXT --out DIR) and pass --model DIR, or pass any "
+               "checkpoint directory\n",
+               source.model.c_str(), source.model.c_str());
+}
+
 void run_generate(const GenerateFlags& flags) {
   model::validate(flags.sampling);
   OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/true);
+  if (!opened.from_checkpoint) warn_untrained(flags.source);
   model::Gpt& gpt = *opened.model;
   const tokenizer::Tokenizer& tok = *opened.tokenizer;
   const int context = gpt.config().max_seq_len;

@@ -1,11 +1,26 @@
 // switchyard: train, evaluate, sample and benchmark GPT-class models on the available chips.
+//
+// Exit status: 0 on success (and for --help), 1 when a command fails while running (a missing file,
+// an unknown preset, a model that does not fit, ...), 2 for a mistake in the command line itself.
+// Every failure prints one line starting with "error:" on stderr.
 #include <cstdio>
 #include <exception>
 
 #include "backend/cpu/thread_budget.h"
 #include "cli/commands.h"
 #include "cli/openmp_environment.h"
+#include "cli/usage_error.h"
 #include "core/error.h"
+
+namespace {
+
+int report_runtime_error(const char* message) {
+  std::fflush(stdout);  // what the command printed so far comes before the error
+  std::fprintf(stderr, "error: %s\n", message);
+  return 1;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   switchyard::cli::ensure_openmp_wait_policy(argv);
@@ -24,15 +39,14 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help: the help text on stdout
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", switchyard::cli::describe_usage_error(app, e).c_str());
+    return switchyard::cli::kUsageExitCode;
   } catch (const switchyard::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return report_runtime_error(e.what());
   } catch (const std::exception& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return report_runtime_error(e.what());
   }
   return 0;
 }

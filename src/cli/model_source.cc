@@ -1,6 +1,7 @@
 #include "cli/model_source.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 
 #include "tokenizer/tokenize_text.h"
@@ -41,6 +42,10 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     auto info = model::read_switchyard_info(source.model);
     if (tokenizer_name.empty() && info.contains("tokenizer")) tokenizer_name = info["tokenizer"];
   } else {
+    const std::vector<std::string> presets = model::preset_names();
+    require(std::find(presets.begin(), presets.end(), source.model) != presets.end(),
+            "unknown model preset '{}' (known: {}), and no checkpoint directory of that name",
+            source.model, fmt::join(presets, ", "));
     config = model::preset(source.model);
     if (source.layers > 0) config.num_layers = source.layers;
     if (source.heads > 0) config.num_heads = source.heads;

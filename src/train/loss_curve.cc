@@ -1,8 +1,8 @@
 #include "train/loss_curve.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
-#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,57 +17,162 @@ struct Point {
   double step, loss;
 };
 
-}  // namespace
-
-void write_loss_curve(const std::string& log_path, const std::string& svg_path) {
+struct Series {
   std::vector<Point> train, val;
+};
+
+Series read_log(const std::string& log_path) {
+  Series series;
   std::ifstream in(log_path);
   std::string line;
   while (std::getline(in, line)) {
     nlohmann::json record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!record.is_object() || !record.contains("step")) continue;
+    if (!record.is_object() || !record.contains("step") || !record["step"].is_number()) continue;
     if (record.contains("loss") && record["loss"].is_number()) {
-      train.push_back({record["step"].get<double>(), record["loss"].get<double>()});
+      series.train.push_back({record["step"].get<double>(), record["loss"].get<double>()});
     } else if (record.contains("val_loss") && record["val_loss"].is_number()) {
-      val.push_back({record["step"].get<double>(), record["val_loss"].get<double>()});
+      series.val.push_back({record["step"].get<double>(), record["val_loss"].get<double>()});
     }
   }
-  if (train.empty()) return;
+  return series;
+}
 
-  double max_step = 1, lo = train[0].loss, hi = train[0].loss;
-  for (const auto* series : {&train, &val}) {
-    for (const Point& p : *series) {
+// The plot area inside the SVG and the data ranges it maps (the first and last ticks).
+struct Frame {
+  static constexpr double kWidth = 720, kHeight = 420;
+  static constexpr double kLeft = 72, kRight = 24, kTop = 40, kBottom = 56;
+  double x_lo, x_hi, y_lo, y_hi;
+
+  double x(double step) const { return kLeft + (kWidth - kLeft - kRight) * (step - x_lo) / (x_hi - x_lo); }
+  double y(double loss) const { return kTop + (kHeight - kTop - kBottom) * (y_hi - loss) / (y_hi - y_lo); }
+  double plot_right() const { return kWidth - kRight; }
+  double plot_bottom() const { return kHeight - kBottom; }
+};
+
+std::string draw_axes(const Frame& f, const std::vector<double>& x_ticks, const std::vector<double>& y_ticks) {
+  std::string svg;
+  const double x_step = x_ticks[1] - x_ticks[0], y_step = y_ticks[1] - y_ticks[0];
+  for (double v : y_ticks) {
+    svg += fmt::format(
+        "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>"
+        "<text class=\"tick-y\" x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n",
+        Frame::kLeft, f.plot_right(), f.y(v), f.y(v), Frame::kLeft - 6, f.y(v) + 4, format_tick(v, y_step));
+  }
+  for (double v : x_ticks) {
+    svg += fmt::format(
+        "<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{}\" y2=\"{}\" stroke=\"#e0e0e0\"/>"
+        "<text class=\"tick-x\" x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n",
+        f.x(v), f.x(v), Frame::kTop, f.plot_bottom(), f.x(v), f.plot_bottom() + 16, format_tick(v, x_step));
+  }
+  svg += fmt::format("<polyline fill=\"none\" stroke=\"black\" points=\"{0},{1} {0},{2} {3},{2}\"/>\n",
+                     Frame::kLeft, Frame::kTop, f.plot_bottom(), f.plot_right());
+  const double x_mid = (Frame::kLeft + f.plot_right()) / 2, y_mid = (Frame::kTop + f.plot_bottom()) / 2;
+  svg += fmt::format("<text class=\"axis-label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">step</text>\n", x_mid,
+                     Frame::kHeight - 14);
+  svg += fmt::format(
+      "<text class=\"axis-label\" x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">"
+      "loss (nats/token)</text>\n",
+      y_mid);
+  return svg;
+}
+
+constexpr const char* kTrainStyle = "fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\"";
+constexpr const char* kValStyle = "fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\" stroke-dasharray=\"6 4\"";
+constexpr const char* kValMarker = "fill=\"white\" stroke=\"#d62728\" stroke-width=\"1.5\"";
+
+std::string draw_series(const Frame& f, const Series& s) {
+  std::string svg = fmt::format("<polyline class=\"train\" {} points=\"", kTrainStyle);
+  for (const Point& p : s.train) svg += fmt::format("{:.1f},{:.1f} ", f.x(p.step), f.y(p.loss));
+  svg += "\"/>\n";
+  if (s.val.empty()) return svg;
+  svg += fmt::format("<polyline class=\"validation\" {} points=\"", kValStyle);
+  for (const Point& p : s.val) svg += fmt::format("{:.1f},{:.1f} ", f.x(p.step), f.y(p.loss));
+  svg += "\"/>\n";
+  for (const Point& p : s.val) {
+    svg += fmt::format("<circle class=\"validation\" cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" {}/>\n", f.x(p.step),
+                       f.y(p.loss), kValMarker);
+  }
+  return svg;
+}
+
+// Top right, inside the plot: a sample of each line and its marks beside its name.
+std::string draw_legend(const Frame& f, bool has_val) {
+  const double x = f.plot_right() - 130, y = Frame::kTop + 8;
+  std::string svg = fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"122\" height=\"{}\" fill=\"white\" stroke=\"#999\"/>\n", x, y,
+      has_val ? 44 : 24);
+  svg += fmt::format(
+      "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" {3}/><text class=\"legend\" x=\"{4}\" y=\"{5}\">"
+      "train</text>\n",
+      x + 8, x + 40, y + 12, kTrainStyle, x + 48, y + 16);
+  if (has_val) {
+    svg += fmt::format(
+        "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" {3}/><circle cx=\"{4}\" cy=\"{2}\" r=\"4\" {5}/>"
+        "<text class=\"legend\" x=\"{6}\" y=\"{7}\">validation</text>\n",
+        x + 8, x + 40, y + 32, kValStyle, x + 24, kValMarker, x + 48, y + 36);
+  }
+  return svg;
+}
+
+}  // namespace
+
+std::vector<double> nice_ticks(double lo, double hi, int target, double min_step) {
+  if (!(hi > lo)) {  // one value (or none): a unit-wide range around it
+    lo -= 0.5;
+    hi = lo + 1;
+  }
+  const double rough = (hi - lo) / std::max(target, 1);
+  const double magnitude = std::pow(10.0, std::floor(std::log10(rough)));
+  double step = 10 * magnitude;
+  for (double mantissa : {1.0, 2.0, 2.5, 5.0}) {
+    if (mantissa * magnitude >= rough * (1 - 1e-9)) {
+      step = mantissa * magnitude;
+      break;
+    }
+  }
+  step = std::max(step, min_step);
+  // Integer multiples of the step, so that 0.1 + 0.2 never shows up as 0.30000000000000004.
+  const auto first = static_cast<int64_t>(std::floor(lo / step + 1e-9));
+  const auto last = std::max(first + 1, static_cast<int64_t>(std::ceil(hi / step - 1e-9)));
+  std::vector<double> ticks;
+  for (int64_t i = first; i <= last; ++i) ticks.push_back(static_cast<double>(i) * step);
+  return ticks;
+}
+
+std::string format_tick(double value, double step) {
+  const int exponent = static_cast<int>(std::floor(std::log10(step) + 1e-9));
+  const double mantissa = step / std::pow(10.0, exponent);
+  const int decimals = std::max(0, -exponent + (std::abs(mantissa - 2.5) < 1e-6 ? 1 : 0));
+  if (std::abs(value) < 0.5 * std::pow(10.0, -decimals)) value = 0;  // "0.0", never "-0.0"
+  return fmt::format("{:.{}f}", value, decimals);
+}
+
+void write_loss_curve(const std::string& log_path, const std::string& svg_path) {
+  const Series series = read_log(log_path);
+  if (series.train.empty()) return;
+
+  double max_step = 1, lo = series.train[0].loss, hi = lo;
+  for (const std::vector<Point>* points : {&series.train, &series.val}) {
+    for (const Point& p : *points) {
       max_step = std::max(max_step, p.step);
       lo = std::min(lo, p.loss);
       hi = std::max(hi, p.loss);
     }
   }
-  if (hi - lo < 1e-6) hi = lo + 1;
-  const double W = 720, H = 400, left = 60, right = 20, top = 30, bottom = 40;
-  auto x = [&](double step) { return left + (W - left - right) * step / max_step; };
-  auto y = [&](double loss) { return top + (H - top - bottom) * (hi - loss) / (hi - lo); };
+  const std::vector<double> x_ticks = nice_ticks(0, max_step, 6, /*min_step=*/1);  // steps are whole
+  const std::vector<double> y_ticks = nice_ticks(lo, hi, 5);
+  const Frame frame{x_ticks.front(), x_ticks.back(), y_ticks.front(), y_ticks.back()};
 
   std::string svg = fmt::format(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" "
       "font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      "<text x=\"{}\" y=\"18\">Switchyard training loss</text>\n",
-      W, H, left);
-  for (int i = 0; i <= 4; ++i) {
-    double loss = lo + (hi - lo) * i / 4.0;
-    svg += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#ddd\"/>"
-                       "<text x=\"5\" y=\"{:.1f}\">{:.3f}</text>\n",
-                       left, W - right, y(loss), y(loss), y(loss) + 4, loss);
-  }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\">step (last {})</text>\n", W / 2 - 40, H - 10, max_step);
-  svg += "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"";
-  for (const Point& p : train) svg += fmt::format("{:.1f},{:.1f} ", x(p.step), y(p.loss));
-  svg += "\"/>\n";
-  for (const Point& p : val) {
-    svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"#d62728\"/>\n", x(p.step), y(p.loss));
-  }
-  svg += fmt::format("<text x=\"{}\" y=\"18\" fill=\"#1f77b4\">train</text><text x=\"{}\" y=\"18\" "
-                     "fill=\"#d62728\">validation</text>\n</svg>\n",
-                     W - 170, W - 120);
+      "<text class=\"title\" x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">Switchyard training "
+      "loss</text>\n",
+      Frame::kWidth, Frame::kHeight, (Frame::kLeft + frame.plot_right()) / 2);
+  svg += draw_axes(frame, x_ticks, y_ticks);
+  svg += draw_series(frame, series);
+  svg += draw_legend(frame, !series.val.empty());
+  svg += "</svg>\n";
   std::ofstream out(svg_path, std::ios::trunc);
   if (!out) fail("cannot write {}", svg_path);
   out << svg;
