@@ -67,7 +67,9 @@ TEST(ThreadBudget, ReadsThisProcess) {
   EXPECT_GE(limits.online, 1);
   EXPECT_GE(limits.affinity, 1);
   EXPECT_LE(limits.affinity, limits.online);
-  if (limits.quota) EXPECT_GT(*limits.quota, 0.0);
+  if (limits.quota) {
+    EXPECT_GT(*limits.quota, 0.0);
+  }
   const ThreadBudget applied = apply_thread_budget();
   EXPECT_GE(applied.threads, 1);
   EXPECT_EQ(current_thread_budget().threads, applied.threads);
