@@ -107,11 +107,12 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
   StopSignals signals;
   o.stop_requested = [] { return StopSignals::requested(); };
   const train::TrainResult result = train::train(*opened.model, o);
+  const std::string resume_command = program_name() + " train --out " + shell_quote(o.out_dir) + " --resume";
+  if (result.timed_out) std::fprintf(stderr, "continue with: %s\n", resume_command.c_str());
   if (!result.stopped) return 0;
   const int signal = StopSignals::received();
-  std::fprintf(stderr, "stopped by %s at step %d of %d with a checkpoint in %s; continue with: %s train --out %s --resume\n",
-               StopSignals::name(signal), result.steps_done, o.steps, o.out_dir.c_str(), program_name().c_str(),
-               shell_quote(o.out_dir).c_str());
+  std::fprintf(stderr, "stopped by %s at step %d of %d with a checkpoint in %s; continue with: %s\n",
+               StopSignals::name(signal), result.steps_done, o.steps, o.out_dir.c_str(), resume_command.c_str());
   return StopSignals::exit_code(signal);
 }
 
