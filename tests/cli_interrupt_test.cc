@@ -351,6 +351,11 @@ TEST_F(CliInterrupt, OlderCheckpointsResumeWithTheirFlagsGiven) {
   EXPECT_NE(bare.output().find("does not record its run's settings"), std::string::npos) << bare.output();
   EXPECT_NE(bare.output().find("--data"), std::string::npos) << bare.output();
 
+  // The schedule and shape it keeps in its training state are taken from there: only --data is needed.
+  Process again({SWITCHYARD_CLI, "train", "--out", path("old"), "--resume", "--data", text_}, path("again.txt"));
+  ASSERT_EQ(again.wait(), 0) << again.output();
+  EXPECT_NE(again.output().find("is complete (step 10 of 10)"), std::string::npos) << again.output();
+
   std::vector<std::string> args = train_args(path("old"), 15, 0);
   args.push_back("--resume");
   Process given(args, path("given.txt"));

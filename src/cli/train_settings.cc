@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "model/checkpoint.h"
 
 namespace switchyard::cli {
 
@@ -104,6 +105,68 @@ std::vector<std::string> changeable_flags(TrainFlags& flags) {
   return names;
 }
 
+// What the checkpoint says about the run, taken into the flags not given.
+struct Recorded {
+  int checkpoint_step = -1;
+  int steps = 0;                     // the run's length as recorded
+  std::vector<std::string> refused;  // given flags that differ from the record and may not
+};
+
+// config.json's record of every flag.
+Recorded take_run_record(TrainFlags& flags, const std::set<std::string>& given, const nlohmann::json& section,
+                         const std::string& checkpoint_dir) {
+  Recorded r;
+  r.steps = flags.options.steps;
+  const nlohmann::json& run = section.at("run");
+  auto step = section.find("step");
+  require(step != section.end() && step->is_number_integer(),
+          "{}/config.json records the run's settings but not its step", checkpoint_dir);
+  r.checkpoint_step = step->get<int>();
+  for (const Setting& s : settings_of(flags)) {
+    auto recorded = run.find(s.name);
+    if (recorded == run.end()) continue;  // a setting newer than the checkpoint keeps its default
+    try {
+      if (s.name == "steps") r.steps = recorded->get<int>();
+      if (!given.contains(s.name)) {
+        s.set(*recorded);
+      } else if (s.on_resume == OnResume::kFixed && s.get() != *recorded) {
+        r.refused.push_back(fmt::format("--{} {} (the run has {})", s.name, s.text(s.get()), s.text(*recorded)));
+      }
+    } catch (const nlohmann::json::exception&) {
+      fail("{}/config.json: the recorded setting '{}' = {} is not valid", checkpoint_dir, s.name, recorded->dump());
+    }
+  }
+  return r;
+}
+
+// Checkpoints from before settings were recorded keep a few in training_state.safetensors, under
+// the trainer's names (batch, seq, grad_accum, steps, lr, warmup); the flags not given take them,
+// and the trainer checks the given ones against them.
+Recorded take_older_state(TrainFlags& flags, const std::set<std::string>& given, const std::string& checkpoint_dir) {
+  const std::map<std::string, std::string> state = model::read_training_state_values(checkpoint_dir);
+  Recorded r;
+  r.steps = flags.options.steps;
+  for (const Setting& s : settings_of(flags)) {
+    const std::string key = s.name == "grad-accum" ? "grad_accum" : s.name;
+    auto it = state.find(key);
+    if (it == state.end() || key == "step") continue;
+    try {
+      if (key == "steps") r.steps = std::stoi(it->second);
+      if (!given.contains(s.name)) s.set(nlohmann::json::parse(it->second));
+    } catch (const std::exception&) {
+      fail("{}/training_state.safetensors: '{}' = '{}' is not a valid --{}", checkpoint_dir, key, it->second, s.name);
+    }
+  }
+  auto step = state.find("step");
+  require(step != state.end(), "{}/training_state.safetensors has no step", checkpoint_dir);
+  try {
+    r.checkpoint_step = std::stoi(step->second);
+  } catch (const std::exception&) {
+    fail("{}/training_state.safetensors: step '{}' is not a number", checkpoint_dir, step->second);
+  }
+  return r;
+}
+
 }  // namespace
 
 void make_paths_absolute(TrainFlags& flags) {
@@ -125,55 +188,37 @@ ResumePlan take_recorded_settings(TrainFlags& flags, const std::set<std::string>
                                   const nlohmann::json& section, const std::string& checkpoint_dir) {
   ResumePlan plan;
   auto run = section.find("run");
-  if (run == section.end() || !run->is_object()) {
+  plan.recorded = run != section.end() && run->is_object();
+  if (!plan.recorded) {
     require(!flags.data.empty(),
             "--resume: the checkpoint in {} does not record its run's settings (an older version wrote "
             "it); give the flags of that run again, at least --data",
             checkpoint_dir);
     plan.notes.push_back(fmt::format(
         "note: the checkpoint in {} does not record its run's settings (an older version wrote it): "
-        "using the flags given and defaults for the rest; batch, seq, grad-accum, lr and warmup are "
-        "checked against it, and the next checkpoint records them all",
+        "batch, seq, grad-accum, steps, lr and warmup come from its training state, the rest from the "
+        "flags given and defaults; the next checkpoint records them all",
         checkpoint_dir));
-    return plan;
   }
-  plan.recorded = true;
-  auto step = section.find("step");
-  require(step != section.end() && step->is_number_integer(),
-          "{}/config.json records the run's settings but not its step", checkpoint_dir);
-  plan.checkpoint_step = step->get<int>();
-
-  std::vector<std::string> refused;
-  int recorded_steps = flags.options.steps;
-  for (const Setting& s : settings_of(flags)) {
-    auto recorded = run->find(s.name);
-    if (recorded == run->end()) continue;  // a setting newer than the checkpoint keeps its default
-    try {
-      if (s.name == "steps") recorded_steps = recorded->get<int>();
-      if (!given.contains(s.name)) {
-        s.set(*recorded);
-      } else if (s.on_resume == OnResume::kFixed && s.get() != *recorded) {
-        refused.push_back(fmt::format("--{} {} (the run has {})", s.name, s.text(s.get()), s.text(*recorded)));
-      }
-    } catch (const nlohmann::json::exception&) {
-      fail("{}/config.json: the recorded setting '{}' = {} is not valid", checkpoint_dir, s.name, recorded->dump());
-    }
-  }
+  Recorded recorded = plan.recorded ? take_run_record(flags, given, section, checkpoint_dir)
+                                    : take_older_state(flags, given, checkpoint_dir);
+  plan.checkpoint_step = recorded.checkpoint_step;
   const int steps = flags.options.steps;
   if (given.contains("steps") && steps <= plan.checkpoint_step) {
-    refused.push_back(fmt::format("--steps {} (the checkpoint is already at step {}; give more than that)", steps, plan.checkpoint_step));
+    recorded.refused.push_back(fmt::format("--steps {} (the checkpoint is already at step {}; give more than that)",
+                                           steps, plan.checkpoint_step));
   }
-  require(refused.empty(),
+  require(recorded.refused.empty(),
           "cannot resume the run in {} with other settings: {}. On --resume only {} may change; start a "
           "new run in another --out to change the rest",
-          checkpoint_dir, fmt::join(refused, ", "), fmt::join(changeable_flags(flags), ", "));
+          checkpoint_dir, fmt::join(recorded.refused, ", "), fmt::join(changeable_flags(flags), ", "));
 
   if (steps <= plan.checkpoint_step) {
     plan.complete = true;
-  } else if (steps != recorded_steps) {
+  } else if (steps != recorded.steps) {
     plan.notes.push_back(fmt::format("{} the run from {} to {} steps: the learning-rate schedule now ends at step {}",
-                                     steps > recorded_steps ? "extending" : "shortening", recorded_steps,
-                                     steps, steps));
+                                     steps > recorded.steps ? "extending" : "shortening", recorded.steps, steps,
+                                     steps));
   }
   return plan;
 }

@@ -38,7 +38,7 @@ nlohmann::json record_settings(TrainFlags& flags);
 struct ResumePlan {
   bool recorded = false;      // the checkpoint records its run's settings (older ones do not)
   bool complete = false;      // the run already reached its last step; nothing to do
-  int checkpoint_step = -1;   // -1 when not recorded
+  int checkpoint_step = -1;   // the step of the checkpoint being resumed
   std::vector<std::string> notes;  // lines to show before training (a changed length, ...)
 };
 

@@ -204,4 +204,9 @@ TrainingState load_training_state(Gpt& model, const std::string& directory) {
   return state;
 }
 
+std::map<std::string, std::string> read_training_state_values(const std::string& directory) {
+  recover_file_set(directory);
+  return SafetensorsFile::open((fs::path(directory) / kStateFile).string()).metadata();
+}
+
 }  // namespace switchyard::model

@@ -53,5 +53,7 @@ void save_training_checkpoint(const Gpt& model, const std::string& directory, co
                               const TrainingState& state);
 // Loads the moments into `model` and returns the state. Throws Error if missing or inconsistent.
 TrainingState load_training_state(Gpt& model, const std::string& directory);
+// The state's values (and "step") without a model. Reads the whole file.
+std::map<std::string, std::string> read_training_state_values(const std::string& directory);
 
 }  // namespace switchyard::model
