@@ -114,7 +114,7 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
 
   // An uninterrupted run evaluates every eval_every steps before the last, and at the last.
   auto evaluates_at = [&](int step) {
-    return step == o.steps || (o.eval_every > 0 && step % o.eval_every == 0);
+    return step > 0 && (step == o.steps || (o.eval_every > 0 && step % o.eval_every == 0));
   };
   const std::string log_path = (fs::path(o.out_dir) / "log.jsonl").string();
   const int first_step = o.resume ? load_checkpoint(model, o, loader) : 0;
@@ -125,7 +125,7 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     const LogCut cut = cut_log_back(log_path, first_step, evaluates_at(first_step));
     if (cut.validation_at_step) last_eval_step = first_step;
     if (cut.training_lines != first_step) {
-      std::fprintf(stderr, "note: %s holds %d of the %d steps before the checkpoint (an older version lost lines when killed)\n",
+      std::fprintf(stderr, "note: %s holds %d of the %d training steps up to the checkpoint; the others are lost\n",
                    log_path.c_str(), cut.training_lines, first_step);
     }
   }
