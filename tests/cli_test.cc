@@ -86,11 +86,13 @@ TEST_F(Cli, TrainingResumesExactlyWhereItStopped) {
   std::vector<double> want = logged_losses(path("full/log.jsonl"));
   ASSERT_EQ(want.size(), 6u);
 
-  // A tiny time limit stops after the first step with a checkpoint; --resume finishes the run.
+  // A tiny time limit stops after the first step with a checkpoint; --resume finishes the run (the
+  // run's recorded time limit would stop it again, so the resume lifts it).
   Result first = run(train_args(path("split"), 6) + " --time-limit 0.000001");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   EXPECT_NE(first.output.find("time limit"), std::string::npos) << first.output;
-  Result rest = run(train_args(path("split"), 6) + " --resume");
+  EXPECT_NE(first.output.find("continue with: "), std::string::npos) << first.output;
+  Result rest = run(train_args(path("split"), 6) + " --resume --time-limit 0");
   ASSERT_EQ(rest.exit_code, 0) << rest.output;
   std::vector<double> got = logged_losses(path("split/log.jsonl"));
   ASSERT_EQ(got.size(), 6u);

@@ -1,12 +1,23 @@
 // switchyard train: trains a model (a preset from scratch, or a checkpoint) on a text file or shards.
+//
+// SIGINT or SIGTERM stops the run after the step in progress with a checkpoint, and exits 130 or 143
+// with the command that continues it; `train --out DIR --resume` takes the run's settings from its
+// checkpoint (train_settings.h).
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/model_source.h"
+#include "cli/stop_signals.h"
+#include "cli/train_settings.h"
 #include "core/error.h"
 #include "data/text_to_shards.h"
 #include "model/checkpoint.h"
+#include "model/file_set_commit.h"
 #include "train/trainer.h"
 
 namespace switchyard::cli {
@@ -15,49 +26,94 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TrainFlags {
-  ModelSource source;
-  std::vector<std::string> data;
-  std::string val_data;
-  double val_fraction = 0.1;
-  train::TrainOptions options;
-};
+// How this program was started (argv[0]), for a command line the user can paste.
+std::string program_name() {
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  std::string first;
+  if (std::getline(cmdline, first, '\0') && !first.empty()) return first;
+  return "switchyard";
+}
 
-void run_train(TrainFlags& flags) {
+// `text` as one word for a POSIX shell.
+std::string shell_quote(const std::string& text) {
+  const bool plain = !text.empty() && text.find_first_not_of(
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-./=:,+@%") == std::string::npos;
+  if (plain) return text;
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+// Fills o.train_shards and o.val_shard: a text file is tokenised once into out/data/{train,val}.bin
+// (a resumed run finds them there); shards are used as they are.
+void prepare_data(TrainFlags& flags, const tokenizer::Tokenizer& tokenizer) {
   train::TrainOptions& o = flags.options;
-  require(!(o.resume && fs::exists(fs::path(o.out_dir) / "config.json") == false),
-          "--resume: no checkpoint in {} (config.json is missing)", o.out_dir);
-  if (o.resume) flags.source.model = o.out_dir;  // the checkpoint decides the architecture
-  OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/true);
+  const bool is_text = flags.data.size() == 1 && !flags.data[0].ends_with(".bin");
+  if (!is_text) {
+    o.train_shards = flags.data;
+    o.val_shard = flags.val_data;
+    return;
+  }
+  fs::path data_dir = fs::path(o.out_dir) / "data";
+  data::PreparedData prepared;
+  if (o.resume && fs::exists(data_dir / "train.bin")) {
+    prepared.train_path = (data_dir / "train.bin").string();
+    prepared.val_path = (data_dir / "val.bin").string();
+  } else {
+    prepared = data::prepare_text(flags.data[0], tokenizer, data_dir.string(), flags.val_fraction);
+    std::fprintf(stderr, "tokenised %s with the %s tokenizer: %zu training and %zu validation tokens\n",
+                 flags.data[0].c_str(), tokenizer.name().c_str(), prepared.train_tokens, prepared.val_tokens);
+  }
+  o.train_shards = {prepared.train_path};
+  o.val_shard = prepared.val_path;
+}
+
+// Runs the training; returns the process's exit status (0, or 128 + the signal that stopped it).
+int run_train(TrainFlags& flags, const std::set<std::string>& given) {
+  train::TrainOptions& o = flags.options;
+  make_paths_absolute(flags);
+  if (o.resume) {
+    model::recover_file_set(o.out_dir);  // a checkpoint committed just before a crash counts
+    require(fs::exists(fs::path(o.out_dir) / "config.json"), "--resume: no checkpoint in {} (config.json is missing)",
+            o.out_dir);
+    ResumePlan plan = take_recorded_settings(flags, given, model::read_switchyard_section(o.out_dir), o.out_dir);
+    if (plan.complete) {
+      std::fprintf(stderr, "the run in %s is complete (step %d of %d); give --steps above %d to train it further\n",
+                   o.out_dir.c_str(), plan.checkpoint_step, o.steps, plan.checkpoint_step);
+      return 0;
+    }
+    for (const std::string& note : plan.notes) std::fprintf(stderr, "%s\n", note.c_str());
+  } else if (flags.data.empty()) {
+    throw CLI::RequiredError("--data");
+  }
+  ModelSource source = flags.source;
+  if (o.resume) {  // the checkpoint decides the architecture; the device and tokenizer are the run's
+    source.model = o.out_dir;
+    source.layers = source.heads = source.channels = source.context = source.vocab_size = 0;
+  }
+  o.seed = flags.source.seed;
+  o.run_settings = record_settings(flags);
+
+  OpenedModel opened = open_model(source, /*load_tokenizer=*/true);
   o.model_info = opened.info;
   const model::GptConfig& c = opened.model->config();
   // Shape mistakes are reported before the (possibly long) tokenisation of the data.
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
-
-  // A text file is tokenised once into out/data/{train,val}.bin; shards are used as they are.
-  bool is_text = flags.data.size() == 1 && !flags.data[0].ends_with(".bin");
-  if (is_text) {
-    fs::path data_dir = fs::path(o.out_dir) / "data";
-    data::PreparedData prepared;
-    if (o.resume && fs::exists(data_dir / "train.bin")) {
-      prepared.train_path = (data_dir / "train.bin").string();
-      prepared.val_path = (data_dir / "val.bin").string();
-    } else {
-      prepared = data::prepare_text(flags.data[0], *opened.tokenizer, data_dir.string(), flags.val_fraction);
-      std::fprintf(stderr, "tokenised %s with the %s tokenizer: %zu training and %zu validation tokens\n",
-                   flags.data[0].c_str(), opened.tokenizer->name().c_str(), prepared.train_tokens,
-                   prepared.val_tokens);
-    }
-    o.train_shards = {prepared.train_path};
-    if (o.val_shard.empty()) o.val_shard = prepared.val_path;
-  } else {
-    o.train_shards = flags.data;
-    o.val_shard = flags.val_data;
-  }
+  prepare_data(flags, *opened.tokenizer);
   std::fprintf(stderr, "model: %d layers, %d heads, %d channels, vocabulary %d, context %d (%.2fM parameters) on %s\n",
                c.num_layers, c.num_heads, c.channels, c.vocab_size, c.max_seq_len,
                c.num_parameters() / 1e6, opened.backend->description().c_str());
-  train::train(*opened.model, o);
+
+  StopSignals signals;
+  o.stop_requested = [] { return StopSignals::requested(); };
+  const train::TrainResult result = train::train(*opened.model, o);
+  const std::string resume_command = program_name() + " train --out " + shell_quote(o.out_dir) + " --resume";
+  if (result.timed_out) std::fprintf(stderr, "continue with: %s\n", resume_command.c_str());
+  if (!result.stopped) return 0;
+  const int signal = StopSignals::received();
+  std::fprintf(stderr, "stopped by %s at step %d of %d with a checkpoint in %s; continue with: %s\n",
+               StopSignals::name(signal), result.steps_done, o.steps, o.out_dir.c_str(), resume_command.c_str());
+  return StopSignals::exit_code(signal);
 }
 
 }  // namespace
@@ -67,7 +123,7 @@ void add_train_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("train", "train a model on a text file or token shards");
   add_model_flags(cmd, flags->source, /*model_required=*/false);
   train::TrainOptions& o = flags->options;
-  cmd->add_option("--data", flags->data, "a UTF-8 text file, or one or more .bin token shards")->required();
+  cmd->add_option("--data", flags->data, "a UTF-8 text file, or one or more .bin token shards (required unless --resume)");
   cmd->add_option("--val-data", flags->val_data, "validation .bin shard (text input splits its own)");
   cmd->add_option("--val-fraction", flags->val_fraction, "share of a text file kept for validation")
       ->check(CLI::Range(0.0, 0.5))->capture_default_str();
@@ -75,7 +131,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--batch", o.batch, "sequences per micro-batch")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   cmd->add_option("--seq", o.seq, "tokens per sequence")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--grad-accum", o.grad_accum, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  cmd->add_option("--steps", o.steps, "optimizer steps")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  cmd->add_option("--steps", o.steps, "optimizer steps (on --resume: may change, to more than the checkpoint's step)")
+      ->check(CLI::Range(1, 1 << 30))->capture_default_str();
   cmd->add_option("--lr", o.lr, "peak learning rate")->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--min-lr-ratio", o.min_lr_ratio, "final learning rate as a share of the peak")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd->add_option("--warmup", o.warmup, "linear warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
@@ -85,16 +142,25 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--clip", o.clip, "global gradient-norm clip (0: off)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--eval-every", o.eval_every, "steps between validation losses (0: at the end only)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--eval-windows", o.eval_windows, "validation windows per evaluation")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-  cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints (0: at the end only)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints (0: none by step count)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--checkpoint-minutes", o.checkpoint_minutes, "minutes of wall time between checkpoints (0: none by time)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--time-limit", o.time_limit_s, "stop after this many seconds, with a checkpoint (0: none)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--log-every", o.log_every, "progress line cadence when stderr is not a terminal")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-  cmd->add_flag("--resume", o.resume, "continue the run checkpointed in --out");
+  cmd->add_flag("--resume", o.resume, "continue the run checkpointed in --out, with its recorded settings");
   cmd->callback([flags, cmd] {
-    flags->options.seed = flags->source.seed;
     if (flags->source.model.empty() && !flags->options.resume) {
       throw CLI::RequiredError("--model");
     }
-    run_train(*flags);
+    std::set<std::string> given;  // long names of the flags on the command line
+    for (const CLI::Option* option : cmd->get_options()) {
+      if (option->count() > 0 && !option->get_lnames().empty()) given.insert(option->get_lnames().front());
+    }
+    const int status = run_train(*flags, given);
+    if (status != 0) {
+      std::fflush(nullptr);
+      std::exit(status);
+    }
   });
 }
 

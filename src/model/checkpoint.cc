@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/file_set_commit.h"
 #include "model/safetensors.h"
 
 namespace switchyard::model {
@@ -45,16 +46,37 @@ bool is_ignorable(const std::string& name) {
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) fail("cannot write {}", path);
-    out << text;
-    if (!out) fail("cannot write {}", path);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.flush();
+  if (!out) fail("cannot write {}", path);
+}
+
+// config.json and model.safetensors, staged in `commit`.
+void stage_model(const Gpt& model, FileSetCommit& commit, const nlohmann::json& info) {
+  nlohmann::json config = config_to_json(model.config());
+  if (!info.empty()) config["switchyard"] = info;
+  write_text_file(commit.stage(kConfigFile), config.dump(2) + "\n");
+
+  const ParameterLayout& layout = model.layout();
+  std::vector<float> values = model.parameters_to_host();
+  SafetensorsWriter writer;
+  writer.set_metadata("format", "pt");
+  std::vector<float> transposed;
+  for (const ParameterTensor& t : layout.tensors()) {
+    const float* data = values.data() + t.offset;
+    std::vector<int64_t> shape = t.shape;
+    if (t.hf_transposed) {
+      const int64_t rows_out = shape[0], cols_in = shape[1];
+      transposed.resize(t.numel);
+      for (int64_t o = 0; o < rows_out; ++o)
+        for (int64_t i = 0; i < cols_in; ++i) transposed[i * rows_out + o] = data[o * cols_in + i];
+      data = transposed.data();
+      std::swap(shape[0], shape[1]);
+    }
+    writer.add_f32(kPrefix + t.name, shape, data);
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) fail("cannot write {}: {}", path, ec.message());
+  writer.write_in_place(commit.stage(kWeightsFile));
 }
 
 }  // namespace
@@ -62,6 +84,7 @@ void write_text_file(const std::string& path, const std::string& text) {
 GptConfig read_config(const std::string& directory) {
   std::string path = (fs::path(directory) / kConfigFile).string();
   if (!fs::is_directory(directory)) fail("model directory {} does not exist", directory);
+  recover_file_set(directory);
   try {
     return config_from_json(read_json_file(path));
   } catch (const Error& e) {
@@ -71,13 +94,18 @@ GptConfig read_config(const std::string& directory) {
   }
 }
 
-std::map<std::string, std::string> read_switchyard_info(const std::string& directory) {
+nlohmann::json read_switchyard_section(const std::string& directory) {
+  recover_file_set(directory);
   nlohmann::json json = read_json_file((fs::path(directory) / kConfigFile).string());
+  auto it = json.find("switchyard");
+  return it != json.end() && it->is_object() ? *it : nlohmann::json::object();
+}
+
+std::map<std::string, std::string> read_switchyard_info(const std::string& directory) {
   std::map<std::string, std::string> info;
-  if (json.contains("switchyard") && json["switchyard"].is_object()) {
-    for (auto& [key, value] : json["switchyard"].items()) {
-      info[key] = value.is_string() ? value.get<std::string>() : value.dump();
-    }
+  const nlohmann::json section = read_switchyard_section(directory);
+  for (auto& [key, value] : section.items()) {
+    info[key] = value.is_string() ? value.get<std::string>() : value.dump();
   }
   return info;
 }
@@ -111,6 +139,7 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
 }
 
 void load_weights(Gpt& model, const std::string& directory) {
+  recover_file_set(directory);
   SafetensorsFile file = SafetensorsFile::open((fs::path(directory) / kWeightsFile).string());
   const ParameterLayout& layout = model.layout();
   // Every tensor in the file must be one the model knows (or a buffer Hugging Face adds).
@@ -128,35 +157,15 @@ void load_weights(Gpt& model, const std::string& directory) {
 
 void save_model(const Gpt& model, const std::string& directory,
                 const std::map<std::string, std::string>& info) {
-  std::error_code ec;
-  fs::create_directories(directory, ec);
-  if (ec) fail("cannot create model directory {}: {}", directory, ec.message());
-  nlohmann::json config = config_to_json(model.config());
-  if (!info.empty()) config["switchyard"] = info;
-  write_text_file((fs::path(directory) / kConfigFile).string(), config.dump(2) + "\n");
-
-  const ParameterLayout& layout = model.layout();
-  std::vector<float> values = model.parameters_to_host();
-  SafetensorsWriter writer;
-  writer.set_metadata("format", "pt");
-  std::vector<float> transposed;
-  for (const ParameterTensor& t : layout.tensors()) {
-    const float* data = values.data() + t.offset;
-    std::vector<int64_t> shape = t.shape;
-    if (t.hf_transposed) {
-      const int64_t rows_out = shape[0], cols_in = shape[1];
-      transposed.resize(t.numel);
-      for (int64_t o = 0; o < rows_out; ++o)
-        for (int64_t i = 0; i < cols_in; ++i) transposed[i * rows_out + o] = data[o * cols_in + i];
-      data = transposed.data();
-      std::swap(shape[0], shape[1]);
-    }
-    writer.add_f32(kPrefix + t.name, shape, data);
-  }
-  writer.write((fs::path(directory) / kWeightsFile).string());
+  FileSetCommit commit(directory);
+  stage_model(model, commit, info.empty() ? nlohmann::json::object() : nlohmann::json(info));
+  commit.commit();
 }
 
-void save_training_state(const Gpt& model, const std::string& directory, const TrainingState& state) {
+void save_training_checkpoint(const Gpt& model, const std::string& directory, const nlohmann::json& info,
+                              const TrainingState& state) {
+  FileSetCommit commit(directory);
+  stage_model(model, commit, info);
   SafetensorsWriter writer;
   const int64_t n = static_cast<int64_t>(model.layout().total());
   std::vector<float> m = model.adam_m_to_host(), v = model.adam_v_to_host();
@@ -164,10 +173,12 @@ void save_training_state(const Gpt& model, const std::string& directory, const T
   writer.add_f32("adam_v", {n}, v.data());
   writer.set_metadata("step", std::to_string(state.step));
   for (const auto& [key, value] : state.values) writer.set_metadata(key, value);
-  writer.write((fs::path(directory) / kStateFile).string());
+  writer.write_in_place(commit.stage(kStateFile));
+  commit.commit();
 }
 
 TrainingState load_training_state(Gpt& model, const std::string& directory) {
+  recover_file_set(directory);
   std::string path = (fs::path(directory) / kStateFile).string();
   SafetensorsFile file = SafetensorsFile::open(path);
   const size_t n = model.layout().total();
@@ -191,6 +202,11 @@ TrainingState load_training_state(Gpt& model, const std::string& directory) {
   if (state.step < 0) fail("{}: metadata 'step' = {} is negative", path, state.step);
   state.values.erase("step");
   return state;
+}
+
+std::map<std::string, std::string> read_training_state_values(const std::string& directory) {
+  recover_file_set(directory);
+  return SafetensorsFile::open((fs::path(directory) / kStateFile).string()).metadata();
 }
 
 }  // namespace switchyard::model

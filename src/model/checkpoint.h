@@ -6,11 +6,17 @@
 //
 // A training checkpoint adds training_state.safetensors: AdamW moments, the step, the data loader's
 // position and the run's settings, so a resumed run continues exactly where it stopped.
+//
+// Checkpoints are written through FileSetCommit (file_set_commit.h): a crash at any instant leaves
+// the previous checkpoint or the new one, whole. Every reader here first finishes or discards a
+// commit that a crash interrupted, so it never sees a mix.
 #pragma once
 
 #include <map>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "model/gpt.h"
 #include "model/gpt_config.h"
@@ -21,8 +27,10 @@ namespace switchyard::model {
 // Reads and validates <dir>/config.json. Throws Error naming the file and the problem.
 GptConfig read_config(const std::string& directory);
 // Reads <dir>/config.json's "switchyard" section (tokenizer name and other run facts), or an empty
-// map if there is none.
+// map if there is none. Values that are not strings come as their JSON text.
 std::map<std::string, std::string> read_switchyard_info(const std::string& directory);
+// The same section as JSON (an empty object if there is none).
+nlohmann::json read_switchyard_section(const std::string& directory);
 
 // The parameter vector (ParameterLayout order) from the tensors named `prefix` + Hugging Face name
 // (for an empty prefix, also "transformer." + name). Throws Error for a missing or misshapen tensor.
@@ -31,7 +39,7 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
 // Loads <dir>/model.safetensors into `model`, whose config must equal the directory's config.json.
 // Throws Error for a missing, unknown or wrongly shaped tensor, or a tensor of another dtype.
 void load_weights(Gpt& model, const std::string& directory);
-// Writes config.json (with `info` as its "switchyard" section) and model.safetensors (fp32).
+// Writes config.json (with `info` as its "switchyard" section) and model.safetensors (fp32), as one set.
 void save_model(const Gpt& model, const std::string& directory,
                 const std::map<std::string, std::string>& info);
 
@@ -39,9 +47,13 @@ struct TrainingState {
   int step = 0;  // optimizer steps completed
   std::map<std::string, std::string> values;  // loader position, rng state, settings
 };
-// Writes <dir>/training_state.safetensors (moments and state).
-void save_training_state(const Gpt& model, const std::string& directory, const TrainingState& state);
+// Writes config.json (with the JSON object `info` as its "switchyard" section), model.safetensors
+// and training_state.safetensors (moments and `state`) as one set.
+void save_training_checkpoint(const Gpt& model, const std::string& directory, const nlohmann::json& info,
+                              const TrainingState& state);
 // Loads the moments into `model` and returns the state. Throws Error if missing or inconsistent.
 TrainingState load_training_state(Gpt& model, const std::string& directory);
+// The state's values (and "step") without a model. Reads the whole file.
+std::map<std::string, std::string> read_training_state_values(const std::string& directory);
 
 }  // namespace switchyard::model

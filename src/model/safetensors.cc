@@ -297,6 +297,23 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
 }
 
 void SafetensorsWriter::write(const std::string& path) const {
+  const std::string tmp = path + ".tmp";
+  try {
+    write_file(tmp, path, /*sync=*/true);
+  } catch (const Error&) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rename_errno = errno;
+    ::unlink(tmp.c_str());
+    fail("safetensors {}: cannot rename {} into place: {}", path, tmp, std::strerror(rename_errno));
+  }
+}
+
+void SafetensorsWriter::write_in_place(const std::string& path) const { write_file(path, path, /*sync=*/false); }
+
+void SafetensorsWriter::write_file(const std::string& file, const std::string& path, bool sync) const {
   std::vector<const Entry*> sorted;
   for (const Entry& e : entries_) sorted.push_back(&e);
   std::sort(sorted.begin(), sorted.end(),
@@ -325,9 +342,8 @@ void SafetensorsWriter::write(const std::string& path) const {
   std::vector<uint8_t> prefix(8);
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(static_cast<uint64_t>(header.size()) >> (8 * i));
 
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  require(fd >= 0, "safetensors {}: cannot create {}: {}", path, tmp, std::strerror(errno));
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  require(fd >= 0, "safetensors {}: cannot create {}: {}", path, file, std::strerror(errno));
   auto write_all = [&](const void* data, size_t size) {
     const char* p = static_cast<const char*>(data);
     while (size > 0) {
@@ -341,19 +357,11 @@ void SafetensorsWriter::write(const std::string& path) const {
   };
   bool ok = write_all(prefix.data(), prefix.size()) && write_all(header.data(), header.size());
   for (const Entry* e : sorted) ok = ok && write_all(e->data.data(), e->data.size());
-  // fsync before the rename so that a crash cannot leave a complete-looking but empty checkpoint.
-  ok = ok && ::fsync(fd) == 0;
+  // write(): fsync before the rename so that a crash cannot leave a complete-looking but empty file.
+  ok = ok && (!sync || ::fsync(fd) == 0);
   const int saved_errno = errno;
   ok = (::close(fd) == 0) && ok;
-  if (!ok) {
-    ::unlink(tmp.c_str());
-    fail("safetensors {}: write failed: {}", path, std::strerror(saved_errno));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int rename_errno = errno;
-    ::unlink(tmp.c_str());
-    fail("safetensors {}: cannot rename {} into place: {}", path, tmp, std::strerror(rename_errno));
-  }
+  if (!ok) fail("safetensors {}: write failed: {}", path, std::strerror(saved_errno));
 }
 
 }  // namespace switchyard::model

@@ -61,8 +61,14 @@ class SafetensorsWriter {
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
   // Writes atomically (to a temporary file, then renamed); throws Error naming the path on failure.
   void write(const std::string& path) const;
+  // Writes `path` itself, without a temporary or fsync: for a file staged by FileSetCommit, which
+  // syncs and installs the whole set.
+  void write_in_place(const std::string& path) const;
 
  private:
+  // Writes the file `file`; errors name `path`, the file the caller means.
+  void write_file(const std::string& file, const std::string& path, bool sync) const;
+
   struct Entry {
     std::string name;
     DType dtype;

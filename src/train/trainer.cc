@@ -4,10 +4,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "backend/simulated_span.h"
@@ -19,6 +19,7 @@
 #include "train/loss_curve.h"
 #include "train/lr_schedule.h"
 #include "train/progress.h"
+#include "train/run_log.h"
 
 namespace switchyard::train {
 
@@ -27,6 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 // Settings that must not change across a resume: a different value would silently change the run.
+// (The number of steps may change: the schedule is fitted to the new length.)
 std::map<std::string, std::string> run_settings(const TrainOptions& o) {
   return {{"batch", std::to_string(o.batch)},       {"seq", std::to_string(o.seq)},
           {"grad_accum", std::to_string(o.grad_accum)}, {"steps", std::to_string(o.steps)},
@@ -46,15 +48,43 @@ size_t parse_size(const std::map<std::string, std::string>& values, const std::s
 
 void save_checkpoint(const model::Gpt& model, const TrainOptions& o, int steps_done,
                      const data::LoaderPosition& position) {
-  model::save_model(model, o.out_dir, o.model_info);
+  nlohmann::json info = o.model_info;
+  info["step"] = steps_done;
+  if (o.run_settings.is_object()) info["run"] = o.run_settings;
   model::TrainingState state;
   state.step = steps_done;
   state.values = run_settings(o);
   state.values["loader_shard"] = std::to_string(position.shard);
   state.values["loader_offset"] = std::to_string(position.offset);
   state.values["loader_epoch"] = std::to_string(position.epoch);
-  model::save_training_state(model, o.out_dir, state);
+  model::save_training_checkpoint(model, o.out_dir, info, state);
 }
+
+// Loads the checkpoint in o.out_dir into `model` and `loader`; returns its step.
+int load_checkpoint(model::Gpt& model, const TrainOptions& o, data::BatchLoader& loader) {
+  model::load_weights(model, o.out_dir);
+  model::TrainingState state = model::load_training_state(model, o.out_dir);
+  std::vector<std::string> differences;
+  for (const auto& [key, value] : run_settings(o)) {
+    auto it = state.values.find(key);
+    if (key != "steps" && it != state.values.end() && it->second != value) {
+      differences.push_back(fmt::format("--{} {} (the checkpoint has {})",
+                                        key == "grad_accum" ? "grad-accum" : key, value, it->second));
+    }
+  }
+  require(differences.empty(), "cannot resume from {} with other settings: {}", o.out_dir,
+          fmt::join(differences, ", "));
+  data::LoaderPosition position;
+  position.shard = parse_size(state.values, "loader_shard", o.out_dir);
+  position.offset = parse_size(state.values, "loader_offset", o.out_dir);
+  position.epoch = parse_size(state.values, "loader_epoch", o.out_dir);
+  loader.seek(position);
+  require(state.step <= o.steps, "--steps {}: the checkpoint in {} is already at step {}", o.steps,
+          o.out_dir, state.step);
+  return state.step;
+}
+
+bool stop_requested(const TrainOptions& o) { return o.stop_requested && o.stop_requested(); }
 
 }  // namespace
 
@@ -82,60 +112,89 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     }
   }
 
-  int first_step = 0;
+  // An uninterrupted run evaluates every eval_every steps before the last, and at the last.
+  auto evaluates_at = [&](int step) {
+    return step > 0 && (step == o.steps || (o.eval_every > 0 && step % o.eval_every == 0));
+  };
+  const std::string log_path = (fs::path(o.out_dir) / "log.jsonl").string();
+  const int first_step = o.resume ? load_checkpoint(model, o, loader) : 0;
+  int last_eval_step = -1, last_checkpoint_step = o.resume ? first_step : -1;
   if (o.resume) {
-    model::load_weights(model, o.out_dir);
-    model::TrainingState state = model::load_training_state(model, o.out_dir);
-    for (const auto& [key, value] : run_settings(o)) {
-      auto it = state.values.find(key);
-      if (it != state.values.end() && it->second != value) {
-        fail("cannot resume from {}: it was trained with --{} {}, this run asks for {}", o.out_dir,
-             key == "grad_accum" ? "grad-accum" : key, it->second, value);
-      }
+    // The log may run past the checkpoint (a crash) or hold an evaluation the uninterrupted run
+    // would not have made (a time limit's); both go, so that what follows continues it exactly.
+    const LogCut cut = cut_log_back(log_path, first_step, evaluates_at(first_step));
+    if (cut.validation_at_step) last_eval_step = first_step;
+    if (cut.training_lines != first_step) {
+      std::fprintf(stderr, "note: %s holds %d of the %d training steps up to the checkpoint; the others are lost\n",
+                   log_path.c_str(), cut.training_lines, first_step);
     }
-    data::LoaderPosition position;
-    position.shard = parse_size(state.values, "loader_shard", o.out_dir);
-    position.offset = parse_size(state.values, "loader_offset", o.out_dir);
-    position.epoch = parse_size(state.values, "loader_epoch", o.out_dir);
-    loader.seek(position);
-    first_step = state.step;
-    require(first_step <= o.steps, "checkpoint in {} is at step {}, beyond --steps {}", o.out_dir,
-            first_step, o.steps);
   }
-
-  std::string log_path = (fs::path(o.out_dir) / "log.jsonl").string();
-  std::ofstream log(log_path, o.resume ? std::ios::app : std::ios::trunc);
-  if (!log) fail("cannot write {}", log_path);
+  RunLog log(log_path, o.resume);
 
   LrSchedule schedule{o.lr, o.lr * o.min_lr_ratio, o.warmup, o.steps};
   const size_t tokens_per_step = static_cast<size_t>(o.batch) * o.seq * o.grad_accum;
   ProgressLine progress(first_step, o.steps, o.log_every);
   std::vector<int32_t> inputs, targets;
   TrainResult result;
-  int step = first_step;
+  result.first_step = first_step;
+  int step = first_step;  // optimizer steps completed
   auto run_eval = [&](int at_step) {
+    last_eval_step = at_step;
     if (val_tokens.empty()) return;
     EvalResult eval = evaluate(model, val_tokens, o.seq, o.eval_windows, o.batch);
     result.val_loss = static_cast<float>(eval.loss);
-    log << nlohmann::json{{"step", at_step}, {"val_loss", eval.loss}}.dump() << "\n" << std::flush;
+    log.write(nlohmann::json{{"step", at_step}, {"val_loss", eval.loss}});
     progress.finish();
     std::fprintf(stderr, "step %d: validation loss %.4f (perplexity %.2f, %zu tokens)\n", at_step,
                  eval.loss, eval.perplexity, eval.tokens);
   };
+  auto checkpoint_clock = std::chrono::steady_clock::now();
+  auto checkpoint = [&] {
+    log.sync();  // the log reaches the checkpoint's step before the checkpoint exists
+    save_checkpoint(model, o, step, loader.position());
+    last_checkpoint_step = step;
+    checkpoint_clock = std::chrono::steady_clock::now();
+  };
+  auto checkpoint_due = [&] {
+    if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) return true;
+    const double minutes =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - checkpoint_clock).count() / 60.0;
+    return o.checkpoint_minutes > 0 && minutes >= o.checkpoint_minutes;
+  };
+
+  // A checkpoint of an interrupted run can predate the evaluation at its own step; make it now.
+  if (step < o.steps && evaluates_at(step) && last_eval_step != step) run_eval(step);
 
   // On a simulator device every step also reports its simulated time on the chip.
   backend::SimulatedClock sim_clock(model.backend());
   double sim_ms_total = 0;
-  for (; step < o.steps; ++step) {
+  while (step < o.steps) {
+    if (stop_requested(o)) {
+      result.stopped = true;
+      break;
+    }
     sim_clock.restart();
     auto t0 = std::chrono::steady_clock::now();
     // The loss and gradient norm stay on the device until finish_step, so the device never waits
     // for the host inside a step; a diverged step is caught right after it (and not saved).
+    // A stop between micro-batches abandons the step: nothing of it reaches the parameters before
+    // finish_step, so rewinding the data position is all it takes.
+    const data::LoaderPosition step_start = loader.position();
     model.begin_step();
+    bool abandoned = false;
     for (int micro = 0; micro < o.grad_accum; ++micro) {
+      if (micro > 0 && stop_requested(o)) {
+        abandoned = true;
+        break;
+      }
       loader.next_batch(inputs, targets);
       model.forward_backward(inputs.data(), targets.data(), o.batch, o.seq,
                              1.0f / static_cast<float>(o.grad_accum));
+    }
+    if (abandoned) {
+      loader.seek(step_start);
+      result.stopped = true;
+      break;
     }
     const float lr = schedule.at(step);
     const model::Gpt::StepResult stats = model.finish_step(o.adamw, lr, step + 1, o.clip);
@@ -145,9 +204,10 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
       fail("training diverged: loss is {} at step {} (try a lower --lr)", loss, step + 1);
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    ++step;
 
     result.last_loss = loss;
-    nlohmann::json entry{{"step", step + 1},  {"loss", loss}, {"lr", lr},
+    nlohmann::json entry{{"step", step},  {"loss", loss}, {"lr", lr},
                          {"grad_norm", norm}, {"ms", ms},   {"tokens_per_s", tokens_per_step / (ms / 1000.0)}};
     std::string sim_text;
     if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(static_cast<double>(tokens_per_step))) {
@@ -157,28 +217,30 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
       sim_ms_total += sim->ms;
       sim_text = fmt::format(" | sim {:.2f} ms, {:.0f} tok/s/core", sim->ms, sim->tokens_per_s_per_core);
     }
-    log << entry.dump() << "\n";
-    progress.update(step, static_cast<double>(tokens_per_step) * (step + 1 - first_step),
+    log.write(entry);
+    progress.update(step - 1, static_cast<double>(tokens_per_step) * (step - first_step),
                     fmt::format("loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms{}", loss, lr, norm, ms, sim_text));
 
-    bool last = step + 1 == o.steps;
-    bool out_of_time = o.time_limit_s > 0 && progress.elapsed_seconds() >= o.time_limit_s;
-    if (o.eval_every > 0 && (step + 1) % o.eval_every == 0 && !last) run_eval(step + 1);
-    if (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0 && !last) {
-      save_checkpoint(model, o, step + 1, loader.position());
+    if (step == o.steps) break;  // the end of the run evaluates and checkpoints below
+    if (stop_requested(o)) {  // skip this step's evaluation: a resumed run makes it first
+      result.stopped = true;
+      break;
     }
-    if (out_of_time && !last) {
+    if (evaluates_at(step)) run_eval(step);
+    if (checkpoint_due()) checkpoint();
+    if (o.time_limit_s > 0 && progress.elapsed_seconds() >= o.time_limit_s) {
       progress.finish();
-      std::fprintf(stderr, "time limit of %.0f s reached after step %d of %d\n", o.time_limit_s,
-                   step + 1, o.steps);
-      ++step;
+      std::fprintf(stderr, "time limit of %.0f s reached after step %d of %d\n", o.time_limit_s, step,
+                   o.steps);
+      result.timed_out = true;
       break;
     }
   }
   progress.finish();
-  log.flush();
-  if (step > first_step || !o.resume) run_eval(step);
-  save_checkpoint(model, o, step, loader.position());
+  // The last step is evaluated; so is a time limit's stop, to show where the run got to.
+  if ((step == o.steps || result.timed_out) && last_eval_step != step) run_eval(step);
+  if (last_checkpoint_step != step) checkpoint();
+  log.sync();
   write_loss_curve(log_path, (fs::path(o.out_dir) / "loss.svg").string());
 
   result.steps_done = step;

@@ -1,11 +1,19 @@
 // The training loop: AdamW with warmup + cosine schedule, global-norm clipping, gradient
 // accumulation, periodic validation and checkpoints, exact resume, progress line and JSON-lines log.
+//
+// A run can be stopped at any time and resumed to the same numbers: checkpoints are atomic sets
+// (model/file_set_commit.h) written every checkpoint_every steps, every checkpoint_minutes and when
+// the run ends or is asked to stop; log.jsonl reaches each checkpoint before it is committed, and a
+// resumed run cuts the log back to its checkpoint before appending (train/run_log.h).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "model/gpt.h"
 
@@ -18,7 +26,8 @@ struct TrainOptions {
   int batch = 8;
   int seq = 128;
   int grad_accum = 1;     // micro-batches per optimizer step
-  int steps = 1000;       // total optimizer steps of the run (a resumed run counts the earlier ones)
+  int steps = 1000;       // total optimizer steps of the run (a resumed run counts the earlier ones;
+                          // it may end later or earlier than the run it resumes, past its checkpoint)
   float lr = 6e-4f;
   float min_lr_ratio = 0.1f;
   int warmup = 0;
@@ -27,15 +36,27 @@ struct TrainOptions {
   uint64_t seed = 1337;
   int eval_every = 0;     // steps between validation losses; 0: only at the end
   int eval_windows = 20;
-  int checkpoint_every = 0;  // steps between checkpoints; 0: only at the end
+  int checkpoint_every = 0;         // steps between checkpoints; 0: none by step count
+  double checkpoint_minutes = 10;   // wall-clock minutes between checkpoints; 0: none by time
   double time_limit_s = 0;   // stop (and checkpoint) after this much wall time; 0: no limit
   int log_every = 10;        // progress line cadence when stderr is not a terminal
   bool resume = false;       // continue from the checkpoint in out_dir
   std::map<std::string, std::string> model_info;  // written into config.json (tokenizer, ...)
+  // Written into config.json's "switchyard" section as "run" (with "step", the checkpoint's step):
+  // whatever the caller needs to resume the run without being told its settings again.
+  nlohmann::json run_settings;
+  // Polled before each micro-batch. Once it returns true the run abandons the step in progress
+  // (the model and data position are still those of the last whole step), writes a checkpoint and
+  // returns with TrainResult::stopped set. A signal handler's flag belongs here; the library
+  // installs no handlers.
+  std::function<bool()> stop_requested;
 };
 
 struct TrainResult {
-  int steps_done = 0;
+  int first_step = 0;   // where this run started (the checkpoint's step when resuming)
+  int steps_done = 0;   // optimizer steps completed in all, and the step of the last checkpoint
+  bool stopped = false;     // stop_requested ended the run before options.steps
+  bool timed_out = false;   // time_limit_s ended the run before options.steps
   float last_loss = 0;
   float val_loss = -1;  // < 0 when no validation ran
   double seconds = 0;
@@ -44,7 +65,8 @@ struct TrainResult {
 };
 
 // Trains `model` in place. With options.resume, first loads weights, optimizer state and data
-// position from options.out_dir and checks that the run's settings match.
+// position from options.out_dir and checks that the settings that shape the numbers (batch, seq,
+// grad-accum, lr, warmup) match; every mismatch is named in one Error.
 TrainResult train(model::Gpt& model, const TrainOptions& options);
 
 }  // namespace switchyard::train
