@@ -128,7 +128,7 @@ TEST(FuzzReplay, SafetensorsParseAcceptsOrThrowsError) {
         for (const auto& t : file.tensors()) {
           ASSERT_LE(t.begin, t.end);
           ASSERT_EQ(file.raw(t.name).size(), t.end - t.begin);
-          ASSERT_EQ(static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype), t.end - t.begin);
+          ASSERT_EQ(static_cast<uint64_t>(t.numel()) * dtype_bytes(t.dtype), t.end - t.begin);
           if (t.dtype == DType::kF32 || t.dtype == DType::kF16 || t.dtype == DType::kBF16) {
             ASSERT_EQ(file.read_f32(t.name).size(), static_cast<size_t>(t.numel()));
           }

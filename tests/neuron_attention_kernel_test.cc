@@ -67,12 +67,12 @@ struct ForwardResult {
 };
 
 // Forward on random qkv with HBM tensors of `hbm` dtype and `compute` tiles.
-ForwardResult run_forward(const Shape& s, Dtype hbm, Dtype compute, uint64_t seed) {
+ForwardResult run_forward(const Shape& s, DType hbm, DType compute, uint64_t seed) {
   NeuronCore core(trn2_config());
   const int64_t N = int64_t{s.B} * s.T;
   View qkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, hbm, "qkv");
   View out = core.hbm_alloc({N, int64_t{s.C}}, hbm, "out");
-  View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, Dtype::kF32, "lse");
+  View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, DType::kF32, "lse");
   core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), seed, 1.0f));
   attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, compute);
 
@@ -83,20 +83,20 @@ ForwardResult run_forward(const Shape& s, Dtype hbm, Dtype compute, uint64_t see
   const ForwardResult r{relative_error(core.read(out), ref_out),
                         relative_error(core.read(lse), reference_lse(x, s))};
   std::printf("forward B=%d T=%d C=%d NH=%d %s: relative error out %.2e, lse %.2e\n", s.B, s.T,
-              s.C, s.NH, dtype_name(compute), r.out_error, r.lse_error);
+              s.C, s.NH, nki_dtype_name(compute), r.out_error, r.lse_error);
   return r;
 }
 
 // Backward with dqkv pre-filled with non-zero values (it must accumulate); lse is the exact one
 // from double precision, or the kernel forward's with `use_kernel_lse`.
-double run_backward(const Shape& s, Dtype hbm, Dtype compute, uint64_t seed,
+double run_backward(const Shape& s, DType hbm, DType compute, uint64_t seed,
                     bool use_kernel_lse = false) {
   NeuronCore core(trn2_config());
   const int64_t N = int64_t{s.B} * s.T;
   View qkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, hbm, "qkv");
   View dqkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, hbm, "dqkv");
   View dout = core.hbm_alloc({N, int64_t{s.C}}, hbm, "dout");
-  View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, Dtype::kF32, "lse");
+  View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, DType::kF32, "lse");
   core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), seed, 1.0f));
   core.write(dout, random_values(static_cast<size_t>(dout.elements()), seed + 1, 1.0f));
   core.write(dqkv, random_values(static_cast<size_t>(dqkv.elements()), seed + 2, 0.5f));
@@ -120,36 +120,36 @@ double run_backward(const Shape& s, Dtype hbm, Dtype compute, uint64_t seed,
                                   s.T, s.C, s.NH);
   const double error = relative_error(core.read(dqkv), ref);
   std::printf("backward B=%d T=%d C=%d NH=%d %s: relative error dqkv %.2e\n", s.B, s.T, s.C, s.NH,
-              dtype_name(compute), error);
+              nki_dtype_name(compute), error);
   return error;
 }
 
 TEST(NeuronAttention, ForwardParitySizesFp32) {
-  const ForwardResult r = run_forward({3, 13, 54, 3}, Dtype::kF32, Dtype::kF32, 1);
+  const ForwardResult r = run_forward({3, 13, 54, 3}, DType::kF32, DType::kF32, 1);
   EXPECT_LT(r.out_error, 1e-6);
   EXPECT_LT(r.lse_error, 1e-6);
 }
 
 TEST(NeuronAttention, ForwardParitySizesBf16) {
-  const ForwardResult r = run_forward({3, 13, 54, 3}, Dtype::kBF16, Dtype::kBF16, 2);
+  const ForwardResult r = run_forward({3, 13, 54, 3}, DType::kBF16, DType::kBF16, 2);
   EXPECT_LT(r.out_error, 1e-2);
   EXPECT_LT(r.lse_error, 1e-2);
 }
 
 TEST(NeuronAttention, ForwardMultiTileFp32) {
   // Three query tiles (the last of 44 rows), many heads per group.
-  const ForwardResult r = run_forward({2, 300, 256, 4}, Dtype::kF32, Dtype::kF32, 3);
+  const ForwardResult r = run_forward({2, 300, 256, 4}, DType::kF32, DType::kF32, 3);
   EXPECT_LT(r.out_error, 1e-6);
   EXPECT_LT(r.lse_error, 1e-6);
 }
 
 TEST(NeuronAttention, ForwardTwoKeyBlocksOnlineSoftmax) {
   // T = 1024: two key blocks of 512, so the running max, sum and output are rescaled.
-  const ForwardResult r = run_forward({1, 1024, 128, 2}, Dtype::kF32, Dtype::kF32, 4);
+  const ForwardResult r = run_forward({1, 1024, 128, 2}, DType::kF32, DType::kF32, 4);
   EXPECT_LT(r.out_error, 1e-6);
   EXPECT_LT(r.lse_error, 1e-6);
   // Odd length with a partial last block and chunk, in bf16.
-  const ForwardResult q = run_forward({1, 700, 36, 2}, Dtype::kBF16, Dtype::kBF16, 5);
+  const ForwardResult q = run_forward({1, 700, 36, 2}, DType::kBF16, DType::kBF16, 5);
   EXPECT_LT(q.out_error, 1e-2);
   EXPECT_LT(q.lse_error, 1e-2);
 }
@@ -158,11 +158,11 @@ TEST(NeuronAttention, ForwardScoresFarApartStayFinite) {
   // Large scores (|q . k| / sqrt(hs) in the hundreds): exp needs the running max.
   NeuronCore core(trn1_config());
   const Shape s{1, 20, 8, 1};
-  View qkv = core.hbm_alloc({20, 24}, Dtype::kF32, "qkv");
-  View out = core.hbm_alloc({20, 8}, Dtype::kF32, "out");
-  View lse = core.hbm_alloc({20}, Dtype::kF32, "lse");
+  View qkv = core.hbm_alloc({20, 24}, DType::kF32, "qkv");
+  View out = core.hbm_alloc({20, 8}, DType::kF32, "out");
+  View lse = core.hbm_alloc({20}, DType::kF32, "lse");
   core.write(qkv, random_values(20 * 24, 9, 30.0f));
-  attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, Dtype::kF32);
+  attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, DType::kF32);
   const std::vector<double> x = to_double(core.read(qkv));
   std::vector<double> ref(20 * 8), att(400);
   cpu::attention_forward<double>(ref.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
@@ -171,29 +171,29 @@ TEST(NeuronAttention, ForwardScoresFarApartStayFinite) {
 }
 
 TEST(NeuronAttention, BackwardParitySizesAccumulatesFp32) {
-  EXPECT_LT(run_backward({3, 13, 54, 3}, Dtype::kF32, Dtype::kF32, 10), 1e-5);
+  EXPECT_LT(run_backward({3, 13, 54, 3}, DType::kF32, DType::kF32, 10), 1e-5);
 }
 
 TEST(NeuronAttention, BackwardParitySizesBf16) {
-  EXPECT_LT(run_backward({3, 13, 54, 3}, Dtype::kBF16, Dtype::kBF16, 11), 1e-2);
+  EXPECT_LT(run_backward({3, 13, 54, 3}, DType::kBF16, DType::kBF16, 11), 1e-2);
 }
 
 TEST(NeuronAttention, BackwardMultiTileFp32) {
-  EXPECT_LT(run_backward({2, 300, 128, 2}, Dtype::kF32, Dtype::kF32, 12), 1e-5);
+  EXPECT_LT(run_backward({2, 300, 128, 2}, DType::kF32, DType::kF32, 12), 1e-5);
 }
 
 TEST(NeuronAttention, BackwardLongSequenceWithForwardLse) {
   // T = 1024, hs = 64: eight query tiles, two key blocks, several PSUM evacuations per row.
-  EXPECT_LT(run_backward({1, 1024, 128, 2}, Dtype::kF32, Dtype::kF32, 13, true), 1e-5);
+  EXPECT_LT(run_backward({1, 1024, 128, 2}, DType::kF32, DType::kF32, 13, true), 1e-5);
 }
 
 TEST(NeuronAttention, BackwardOddLongBf16WithForwardLse) {
-  EXPECT_LT(run_backward({2, 333, 90, 5}, Dtype::kBF16, Dtype::kBF16, 14, true), 1e-2);
+  EXPECT_LT(run_backward({2, 333, 90, 5}, DType::kBF16, DType::kBF16, 14, true), 1e-2);
 }
 
 // Decode at `pos` with caches pre-filled for positions < pos and NaN-free junk beyond.
-double run_decode(int B, int pos, int max_T, int C, int NH, Dtype hbm, Dtype cache_dtype,
-                  Dtype compute, uint64_t seed, double* cache_error) {
+double run_decode(int B, int pos, int max_T, int C, int NH, DType hbm, DType cache_dtype,
+                  DType compute, uint64_t seed, double* cache_error) {
   NeuronCore core(trn2_config());
   const int hs = C / NH;
   const int64_t rows = int64_t{B} * NH * max_T;
@@ -224,16 +224,16 @@ double run_decode(int B, int pos, int max_T, int C, int NH, Dtype hbm, Dtype cac
   *cache_error = relative_error(got_caches, caches);
   const double error = relative_error(core.read(out), ref);
   std::printf("decode B=%d pos=%d C=%d NH=%d %s: relative error out %.2e\n", B, pos, C, NH,
-              dtype_name(compute), error);
+              nki_dtype_name(compute), error);
   return error;
 }
 
 TEST(NeuronAttention, DecodeParitySizesFp32) {
   double cache_error = 1;
-  EXPECT_LT(run_decode(3, 12, 13, 54, 3, Dtype::kF32, Dtype::kF32, Dtype::kF32, 20, &cache_error),
+  EXPECT_LT(run_decode(3, 12, 13, 54, 3, DType::kF32, DType::kF32, DType::kF32, 20, &cache_error),
             1e-6);
   EXPECT_EQ(cache_error, 0.0);  // the new k, v written exactly, nothing else touched
-  EXPECT_LT(run_decode(3, 0, 13, 54, 3, Dtype::kF32, Dtype::kF32, Dtype::kF32, 21, &cache_error),
+  EXPECT_LT(run_decode(3, 0, 13, 54, 3, DType::kF32, DType::kF32, DType::kF32, 21, &cache_error),
             1e-6);
   EXPECT_EQ(cache_error, 0.0);
 }
@@ -241,12 +241,12 @@ TEST(NeuronAttention, DecodeParitySizesFp32) {
 TEST(NeuronAttention, DecodeLongCacheManyGroupsBf16Cache) {
   // 4 x 12 = 48 pairs in one group; pos 700: two score blocks and six P^T chunks.
   double cache_error = 1;
-  EXPECT_LT(run_decode(4, 700, 1024, 768, 12, Dtype::kF32, Dtype::kBF16, Dtype::kF32, 22,
+  EXPECT_LT(run_decode(4, 700, 1024, 768, 12, DType::kF32, DType::kBF16, DType::kF32, 22,
                        &cache_error),
             1e-5);
   EXPECT_EQ(cache_error, 0.0);
   // 2 x 50 = 100 pairs: two groups of 50.
-  EXPECT_LT(run_decode(2, 130, 200, 200, 50, Dtype::kBF16, Dtype::kBF16, Dtype::kBF16, 23,
+  EXPECT_LT(run_decode(2, 130, 200, 200, 50, DType::kBF16, DType::kBF16, DType::kBF16, 23,
                        &cache_error),
             1e-2);
   EXPECT_EQ(cache_error, 0.0);
@@ -254,49 +254,49 @@ TEST(NeuronAttention, DecodeLongCacheManyGroupsBf16Cache) {
 
 TEST(NeuronAttention, BadShapesAreErrors) {
   NeuronCore core(trn2_config());
-  View qkv = core.hbm_alloc({26, 162}, Dtype::kF32, "qkv");
-  View out = core.hbm_alloc({26, 54}, Dtype::kF32, "out");
-  View lse = core.hbm_alloc({78}, Dtype::kF32, "lse");
-  View short_lse = core.hbm_alloc({77}, Dtype::kF32, "short_lse");
-  expect_error([&] { attention_forward(core, out, lse, qkv, 2, 13, 54, 4, Dtype::kF32); },
+  View qkv = core.hbm_alloc({26, 162}, DType::kF32, "qkv");
+  View out = core.hbm_alloc({26, 54}, DType::kF32, "out");
+  View lse = core.hbm_alloc({78}, DType::kF32, "lse");
+  View short_lse = core.hbm_alloc({77}, DType::kF32, "short_lse");
+  expect_error([&] { attention_forward(core, out, lse, qkv, 2, 13, 54, 4, DType::kF32); },
                {"attention_forward", "C = 54", "NH = 4"});
-  expect_error([&] { attention_forward(core, out, lse, qkv, 2, 13, 258, 1, Dtype::kF32); },
+  expect_error([&] { attention_forward(core, out, lse, qkv, 2, 13, 258, 1, DType::kF32); },
                {"head size", "258", "128"});
-  expect_error([&] { attention_forward(core, out, lse, qkv, 2, 13, 54, 3, Dtype::kI32); },
+  expect_error([&] { attention_forward(core, out, lse, qkv, 2, 13, 54, 3, DType::kI32); },
                {"compute dtype"});
-  expect_error([&] { attention_forward(core, out, lse, out, 2, 13, 54, 3, Dtype::kF32); },
+  expect_error([&] { attention_forward(core, out, lse, out, 2, 13, 54, 3, DType::kF32); },
                {"attention_forward", "qkv is [26, 54], expected [26, 162]"});
-  expect_error([&] { attention_forward(core, out, short_lse, qkv, 2, 13, 54, 3, Dtype::kF32); },
+  expect_error([&] { attention_forward(core, out, short_lse, qkv, 2, 13, 54, 3, DType::kF32); },
                {"lse", "78"});
-  expect_error([&] { attention_backward(core, qkv, qkv, qkv, lse, 2, 13, 54, 3, Dtype::kF32); },
+  expect_error([&] { attention_backward(core, qkv, qkv, qkv, lse, 2, 13, 54, 3, DType::kF32); },
                {"attention_backward", "dout is [26, 162], expected [26, 54]"});
-  expect_error([&] { attention_backward(core, qkv, out, qkv, short_lse, 2, 13, 54, 3, Dtype::kF32); },
+  expect_error([&] { attention_backward(core, qkv, out, qkv, short_lse, 2, 13, 54, 3, DType::kF32); },
                {"attention_backward", "lse", "78"});
 
-  View k_cache = core.hbm_alloc({2 * 3 * 16, 18}, Dtype::kBF16, "k_cache");
-  View dqkv = core.hbm_alloc({2, 162}, Dtype::kF32, "dec_qkv");
-  View dout = core.hbm_alloc({2, 54}, Dtype::kF32, "dec_out");
+  View k_cache = core.hbm_alloc({2 * 3 * 16, 18}, DType::kBF16, "k_cache");
+  View dqkv = core.hbm_alloc({2, 162}, DType::kF32, "dec_qkv");
+  View dout = core.hbm_alloc({2, 54}, DType::kF32, "dec_out");
   expect_error(
-      [&] { attention_decode(core, dout, dqkv, k_cache, k_cache, 2, 16, 16, 54, 3, Dtype::kF32); },
+      [&] { attention_decode(core, dout, dqkv, k_cache, k_cache, 2, 16, 16, 54, 3, DType::kF32); },
       {"attention_decode", "pos = 16", "max_T = 16"});
   expect_error(
-      [&] { attention_decode(core, dout, dqkv, k_cache, k_cache, 2, 3, 17, 54, 3, Dtype::kF32); },
+      [&] { attention_decode(core, dout, dqkv, k_cache, k_cache, 2, 3, 17, 54, 3, DType::kF32); },
       {"attention_decode", "k_cache is [96, 18], expected [102, 18]"});
 }
 
 TEST(NeuronAttention, TooLongSequencesAreErrors) {
   NeuronCore core(trn2_config());
   const int T = 20000;
-  View qkv = core.hbm_alloc({T, 192}, Dtype::kF32, "qkv");
-  View dqkv = core.hbm_alloc({T, 192}, Dtype::kF32, "dqkv");
-  View out = core.hbm_alloc({T, 64}, Dtype::kF32, "out");
-  View lse = core.hbm_alloc({T}, Dtype::kF32, "lse");
-  expect_error([&] { attention_backward(core, dqkv, out, qkv, lse, 1, T, 64, 1, Dtype::kF32); },
+  View qkv = core.hbm_alloc({T, 192}, DType::kF32, "qkv");
+  View dqkv = core.hbm_alloc({T, 192}, DType::kF32, "dqkv");
+  View out = core.hbm_alloc({T, 64}, DType::kF32, "out");
+  View lse = core.hbm_alloc({T}, DType::kF32, "lse");
+  expect_error([&] { attention_backward(core, dqkv, out, qkv, lse, 1, T, 64, 1, DType::kF32); },
                {"attention_backward", "T = 20000 is too long", "T up to about"});
-  View qkv2 = core.hbm_alloc({2 * T, 192}, Dtype::kF32, "qkv2");
-  View out2 = core.hbm_alloc({2 * T, 64}, Dtype::kF32, "out2");
-  View lse2 = core.hbm_alloc({2 * T}, Dtype::kF32, "lse2");
-  expect_error([&] { attention_forward(core, out2, lse2, qkv2, 1, 2 * T, 64, 1, Dtype::kF32); },
+  View qkv2 = core.hbm_alloc({2 * T, 192}, DType::kF32, "qkv2");
+  View out2 = core.hbm_alloc({2 * T, 64}, DType::kF32, "out2");
+  View lse2 = core.hbm_alloc({2 * T}, DType::kF32, "lse2");
+  expect_error([&] { attention_forward(core, out2, lse2, qkv2, 1, 2 * T, 64, 1, DType::kF32); },
                {"attention_forward", "T = 40000 is too long"});
 }
 
@@ -305,11 +305,11 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   const Shape s{4, 64, 768, 12};
   NeuronCore core(trn2_config());
   const int64_t N = int64_t{s.B} * s.T;
-  View qkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, Dtype::kBF16, "qkv");
-  View dqkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, Dtype::kBF16, "dqkv");
-  View out = core.hbm_alloc({N, int64_t{s.C}}, Dtype::kBF16, "out");
-  View dout = core.hbm_alloc({N, int64_t{s.C}}, Dtype::kBF16, "dout");
-  View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, Dtype::kF32, "lse");
+  View qkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, DType::kBF16, "qkv");
+  View dqkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, DType::kBF16, "dqkv");
+  View out = core.hbm_alloc({N, int64_t{s.C}}, DType::kBF16, "out");
+  View dout = core.hbm_alloc({N, int64_t{s.C}}, DType::kBF16, "dout");
+  View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, DType::kF32, "lse");
   core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), 30, 1.0f));
   core.write(dout, random_values(static_cast<size_t>(dout.elements()), 31, 1.0f));
   core.write(dqkv, std::vector<float>(static_cast<size_t>(dqkv.elements()), 0.0f));
@@ -318,12 +318,12 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
 
   if (std::getenv("ATTN_TRACE")) core.record_trace(true);
   auto t0 = Clock::now();
-  attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, Dtype::kBF16);
+  attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, DType::kBF16);
   const double fwd_host = ms(Clock::now() - t0);
   const double fwd_ns = core.now_ns();
   const int64_t fwd_instr = core.stats().instructions;
   t0 = Clock::now();
-  attention_backward(core, dqkv, dout, qkv, lse, s.B, s.T, s.C, s.NH, Dtype::kBF16);
+  attention_backward(core, dqkv, dout, qkv, lse, s.B, s.T, s.C, s.NH, DType::kBF16);
   const double bwd_host = ms(Clock::now() - t0);
   const ::switchyard::neuron::RunStats st = core.stats();
   const double bwd_ns = st.total_ns - fwd_ns;
@@ -331,15 +331,15 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
 
   NeuronCore dec(trn2_config());
   const int max_T = 1024, pos = 1023, hs = s.C / s.NH;
-  View dq = dec.hbm_alloc({s.B, 3 * int64_t{s.C}}, Dtype::kBF16, "qkv");
-  View dout1 = dec.hbm_alloc({s.B, int64_t{s.C}}, Dtype::kBF16, "out");
-  View kc = dec.hbm_alloc({int64_t{s.B} * s.NH * max_T, hs}, Dtype::kBF16, "k_cache");
-  View vc = dec.hbm_alloc({int64_t{s.B} * s.NH * max_T, hs}, Dtype::kBF16, "v_cache");
+  View dq = dec.hbm_alloc({s.B, 3 * int64_t{s.C}}, DType::kBF16, "qkv");
+  View dout1 = dec.hbm_alloc({s.B, int64_t{s.C}}, DType::kBF16, "out");
+  View kc = dec.hbm_alloc({int64_t{s.B} * s.NH * max_T, hs}, DType::kBF16, "k_cache");
+  View vc = dec.hbm_alloc({int64_t{s.B} * s.NH * max_T, hs}, DType::kBF16, "v_cache");
   dec.write(dq, random_values(static_cast<size_t>(dq.elements()), 32, 1.0f));
   dec.write(kc, random_values(static_cast<size_t>(kc.elements()), 33, 1.0f));
   dec.write(vc, random_values(static_cast<size_t>(vc.elements()), 34, 1.0f));
   t0 = Clock::now();
-  attention_decode(dec, dout1, dq, kc, vc, s.B, pos, max_T, s.C, s.NH, Dtype::kBF16);
+  attention_decode(dec, dout1, dq, kc, vc, s.B, pos, max_T, s.C, s.NH, DType::kBF16);
   const double dec_host = ms(Clock::now() - t0);
 
   std::printf("gpt2-124m attention on trn2 (bf16), B=4 T=64 C=768 NH=12:\n");

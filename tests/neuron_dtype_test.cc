@@ -60,7 +60,7 @@ TEST(NeuronDtype, Fp8E4m3MatchesBruteForceReference) {
   Rng rng(11);
   for (int i = 0; i < 20000; ++i) {
     float x = std::ldexp(rng.uniform() * 2 - 1, static_cast<int>(rng.next_u64() % 24) - 12);
-    ASSERT_EQ(round_to(Dtype::kF8E4M3, x), static_cast<float>(reference_round(values, x, false)))
+    ASSERT_EQ(round_to(DType::kF8E4M3, x), static_cast<float>(reference_round(values, x, false)))
         << "x = " << x;
   }
   // Exact ties: every midpoint between neighbours goes to the even code.
@@ -68,20 +68,20 @@ TEST(NeuronDtype, Fp8E4m3MatchesBruteForceReference) {
     float mid = static_cast<float>((values[i].value + values[i + 1].value) / 2);
     float expect =
         static_cast<float>((values[i].code & 1) == 0 ? values[i].value : values[i + 1].value);
-    ASSERT_EQ(round_to(Dtype::kF8E4M3, mid), expect) << "midpoint " << mid;
+    ASSERT_EQ(round_to(DType::kF8E4M3, mid), expect) << "midpoint " << mid;
   }
 }
 
 TEST(NeuronDtype, Fp8E4m3SaturatesAndKeepsNaN) {
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 448.0f), 448.0f);
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 470.0f), 448.0f);
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1e9f), 448.0f);
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, -INFINITY), -448.0f);
-  EXPECT_TRUE(std::isnan(round_to(Dtype::kF8E4M3, NAN)));
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, std::ldexp(1.0f, -9)), std::ldexp(1.0f, -9));  // min subnormal
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, std::ldexp(1.0f, -10)), 0.0f);  // tie to even (zero)
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1.0625f), 1.0f);                // tie 1 | 1.125 -> 1
-  EXPECT_EQ(round_to(Dtype::kF8E4M3, 1.1875f), 1.25f);               // tie 1.125 | 1.25 -> 1.25
+  EXPECT_EQ(round_to(DType::kF8E4M3, 448.0f), 448.0f);
+  EXPECT_EQ(round_to(DType::kF8E4M3, 470.0f), 448.0f);
+  EXPECT_EQ(round_to(DType::kF8E4M3, 1e9f), 448.0f);
+  EXPECT_EQ(round_to(DType::kF8E4M3, -INFINITY), -448.0f);
+  EXPECT_TRUE(std::isnan(round_to(DType::kF8E4M3, NAN)));
+  EXPECT_EQ(round_to(DType::kF8E4M3, std::ldexp(1.0f, -9)), std::ldexp(1.0f, -9));  // min subnormal
+  EXPECT_EQ(round_to(DType::kF8E4M3, std::ldexp(1.0f, -10)), 0.0f);  // tie to even (zero)
+  EXPECT_EQ(round_to(DType::kF8E4M3, 1.0625f), 1.0f);                // tie 1 | 1.125 -> 1
+  EXPECT_EQ(round_to(DType::kF8E4M3, 1.1875f), 1.25f);               // tie 1.125 | 1.25 -> 1.25
   EXPECT_TRUE(std::isnan(fp8_e4m3_to_float(0x7F)));
   EXPECT_TRUE(std::isnan(fp8_e4m3_to_float(0xFF)));  // fresh memory reads as NaN
 }
@@ -92,47 +92,47 @@ TEST(NeuronDtype, Fp8E5m2MatchesBruteForceReference) {
   Rng rng(12);
   for (int i = 0; i < 20000; ++i) {
     float x = std::ldexp(rng.uniform() * 2 - 1, static_cast<int>(rng.next_u64() % 40) - 20);
-    ASSERT_EQ(round_to(Dtype::kF8E5M2, x), static_cast<float>(reference_round(values, x, true)))
+    ASSERT_EQ(round_to(DType::kF8E5M2, x), static_cast<float>(reference_round(values, x, true)))
         << "x = " << x;
   }
-  EXPECT_EQ(round_to(Dtype::kF8E5M2, 61439.0f), 57344.0f);
-  EXPECT_TRUE(std::isinf(round_to(Dtype::kF8E5M2, 61440.0f)));  // tie goes to even: infinity
-  EXPECT_TRUE(std::isinf(round_to(Dtype::kF8E5M2, -INFINITY)));
-  EXPECT_TRUE(std::isnan(round_to(Dtype::kF8E5M2, NAN)));
-  EXPECT_EQ(round_to(Dtype::kF8E5M2, std::ldexp(1.0f, -16)), std::ldexp(1.0f, -16));
+  EXPECT_EQ(round_to(DType::kF8E5M2, 61439.0f), 57344.0f);
+  EXPECT_TRUE(std::isinf(round_to(DType::kF8E5M2, 61440.0f)));  // tie goes to even: infinity
+  EXPECT_TRUE(std::isinf(round_to(DType::kF8E5M2, -INFINITY)));
+  EXPECT_TRUE(std::isnan(round_to(DType::kF8E5M2, NAN)));
+  EXPECT_EQ(round_to(DType::kF8E5M2, std::ldexp(1.0f, -16)), std::ldexp(1.0f, -16));
   EXPECT_TRUE(std::isnan(fp8_e5m2_to_float(0xFF)));
 }
 
 TEST(NeuronDtype, Bf16AndFp16RoundToNearestEven) {
-  EXPECT_EQ(round_to(Dtype::kBF16, 1.0f + std::ldexp(1.0f, -8)), 1.0f);
-  EXPECT_EQ(round_to(Dtype::kBF16, 1.0f + 3 * std::ldexp(1.0f, -8)), 1.0f + std::ldexp(1.0f, -6));
-  EXPECT_EQ(round_to(Dtype::kF16, 1.0f + std::ldexp(1.0f, -11)), 1.0f);
-  EXPECT_EQ(round_to(Dtype::kF16, 1.0f + 3 * std::ldexp(1.0f, -11)), 1.0f + std::ldexp(1.0f, -9));
-  EXPECT_TRUE(std::isinf(round_to(Dtype::kF16, 65520.0f)));
-  EXPECT_EQ(round_to(Dtype::kF16, 65519.0f), 65504.0f);
+  EXPECT_EQ(round_to(DType::kBF16, 1.0f + std::ldexp(1.0f, -8)), 1.0f);
+  EXPECT_EQ(round_to(DType::kBF16, 1.0f + 3 * std::ldexp(1.0f, -8)), 1.0f + std::ldexp(1.0f, -6));
+  EXPECT_EQ(round_to(DType::kF16, 1.0f + std::ldexp(1.0f, -11)), 1.0f);
+  EXPECT_EQ(round_to(DType::kF16, 1.0f + 3 * std::ldexp(1.0f, -11)), 1.0f + std::ldexp(1.0f, -9));
+  EXPECT_TRUE(std::isinf(round_to(DType::kF16, 65520.0f)));
+  EXPECT_EQ(round_to(DType::kF16, 65519.0f), 65504.0f);
   // bf16 against the brute-force reference over a range of binades.
   std::vector<Code> values = finite_values(8, 7, true);
   Rng rng(13);
   for (int i = 0; i < 5000; ++i) {
     float x = std::ldexp(rng.uniform() * 2 - 1, static_cast<int>(rng.next_u64() % 40) - 20);
-    ASSERT_EQ(round_to(Dtype::kBF16, x), static_cast<float>(reference_round(values, x, true)));
+    ASSERT_EQ(round_to(DType::kBF16, x), static_cast<float>(reference_round(values, x, true)));
   }
 }
 
 TEST(NeuronDtype, Int32RoundsHalfEvenAndSaturates) {
-  EXPECT_EQ(round_to(Dtype::kI32, 2.5f), 2.0f);
-  EXPECT_EQ(round_to(Dtype::kI32, 3.5f), 4.0f);
-  EXPECT_EQ(round_to(Dtype::kI32, -2.5f), -2.0f);
+  EXPECT_EQ(round_to(DType::kI32, 2.5f), 2.0f);
+  EXPECT_EQ(round_to(DType::kI32, 3.5f), 4.0f);
+  EXPECT_EQ(round_to(DType::kI32, -2.5f), -2.0f);
   EXPECT_EQ(float_to_int32(3e9f), std::numeric_limits<int32_t>::max());
   EXPECT_EQ(float_to_int32(-3e9f), std::numeric_limits<int32_t>::min());
   EXPECT_EQ(float_to_int32(NAN), std::numeric_limits<int32_t>::min());
 }
 
 TEST(NeuronDtype, ParsesNamesAndRejectsUnknown) {
-  EXPECT_EQ(parse_dtype("bf16"), Dtype::kBF16);
-  EXPECT_EQ(parse_dtype("fp8"), Dtype::kF8E4M3);
-  EXPECT_EQ(parse_dtype("float8_e5m2"), Dtype::kF8E5M2);
-  EXPECT_EQ(dtype_bytes(Dtype::kF8E5M2), 1);
+  EXPECT_EQ(parse_dtype("bf16"), DType::kBF16);
+  EXPECT_EQ(parse_dtype("fp8"), DType::kF8E4M3);
+  EXPECT_EQ(parse_dtype("float8_e5m2"), DType::kF8E5M2);
+  EXPECT_EQ(dtype_bytes(DType::kF8E5M2), 1);
   EXPECT_THROW(parse_dtype("fp4"), Error);
 }
 

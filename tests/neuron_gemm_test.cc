@@ -18,7 +18,7 @@ struct Result {
   GemmPlan plan;
 };
 
-Result run_gemm(const CoreConfig& config, int64_t M, int64_t K, int64_t N, Dtype in, Dtype out,
+Result run_gemm(const CoreConfig& config, int64_t M, int64_t K, int64_t N, DType in, DType out,
                 int64_t check_rows = -1) {
   NeuronCore core(config);
   View a = core.hbm_alloc({M, K}, in, "A");
@@ -53,7 +53,7 @@ Result run_gemm(const CoreConfig& config, int64_t M, int64_t K, int64_t N, Dtype
 }
 
 TEST(NeuronGemm, ExactWithEdgeTilesFp32Output) {
-  Result r = run_gemm(trn1_config(), 200, 300, 700, Dtype::kBF16, Dtype::kF32);
+  Result r = run_gemm(trn1_config(), 200, 300, 700, DType::kBF16, DType::kF32);
   EXPECT_LT(r.max_error, 1e-6);  // only fp32 summation order differs
   EXPECT_EQ(r.plan.m_tiles, 2);
   EXPECT_EQ(r.plan.k_tiles, 3);
@@ -61,13 +61,13 @@ TEST(NeuronGemm, ExactWithEdgeTilesFp32Output) {
 }
 
 TEST(NeuronGemm, Bf16OutputAndOtherDtypes) {
-  EXPECT_LT(run_gemm(trn2_config(), 130, 129, 513, Dtype::kBF16, Dtype::kBF16).max_error, 4e-3);
-  EXPECT_LT(run_gemm(trn2_config(), 64, 256, 128, Dtype::kF8E4M3, Dtype::kF32).max_error, 1e-6);
-  EXPECT_LT(run_gemm(trn1_config(), 96, 64, 100, Dtype::kF32, Dtype::kF32).max_error, 1e-6);
+  EXPECT_LT(run_gemm(trn2_config(), 130, 129, 513, DType::kBF16, DType::kBF16).max_error, 4e-3);
+  EXPECT_LT(run_gemm(trn2_config(), 64, 256, 128, DType::kF8E4M3, DType::kF32).max_error, 1e-6);
+  EXPECT_LT(run_gemm(trn1_config(), 96, 64, 100, DType::kF32, DType::kF32).max_error, 1e-6);
 }
 
 TEST(NeuronGemm, SimulatedEfficiencyIsHighButNotAbovePeak) {
-  Result r = run_gemm(trn1_config(), 1024, 1024, 1024, Dtype::kBF16, Dtype::kBF16, 16);
+  Result r = run_gemm(trn1_config(), 1024, 1024, 1024, DType::kBF16, DType::kBF16, 16);
   EXPECT_LT(r.max_error, 4e-3);
   double percent = 100 * r.stats.tflops / trn1_config().peak_tflops_bf16;
   EXPECT_LE(percent, 100.0);
@@ -78,16 +78,16 @@ TEST(NeuronGemm, SimulatedEfficiencyIsHighButNotAbovePeak) {
 
 TEST(NeuronGemm, RejectsShapesThatDoNotFit) {
   NeuronCore core(trn1_config());
-  View a = core.hbm_alloc({128, 40000}, Dtype::kBF16, "A");
-  View b = core.hbm_alloc({40000, 128}, Dtype::kBF16, "B");
-  View c = core.hbm_alloc({128, 128}, Dtype::kBF16, "C");
+  View a = core.hbm_alloc({128, 40000}, DType::kBF16, "A");
+  View b = core.hbm_alloc({40000, 128}, DType::kBF16, "B");
+  View c = core.hbm_alloc({128, 128}, DType::kBF16, "C");
   try {
     gemm(core, c, a, b);
     FAIL() << "expected an Error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("K = 40000 does not fit"), std::string::npos) << e.what();
   }
-  View wrong = core.hbm_alloc({64, 128}, Dtype::kBF16, "wrong");
+  View wrong = core.hbm_alloc({64, 128}, DType::kBF16, "wrong");
   EXPECT_THROW(gemm(core, c, a, wrong), Error);
 }
 

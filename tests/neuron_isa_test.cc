@@ -19,37 +19,37 @@ std::vector<float> random_values(size_t n, uint64_t seed, float scale = 1.0f) {
   return v;
 }
 
-std::vector<float> rounded(std::vector<float> v, Dtype dtype) {
+std::vector<float> rounded(std::vector<float> v, DType dtype) {
   for (float& x : v) x = round_to(dtype, x);
   return v;
 }
 
 TEST(NeuronIsa, FreshMemoryReadsAsNaN) {
   NeuronCore core(trn1_config());
-  View t = core.sbuf_alloc(128, {64}, Dtype::kBF16, "t");
+  View t = core.sbuf_alloc(128, {64}, DType::kBF16, "t");
   for (float x : core.read(t)) ASSERT_TRUE(std::isnan(x));
-  View h = core.hbm_alloc({4, 4}, Dtype::kF32, "h");
+  View h = core.hbm_alloc({4, 4}, DType::kF32, "h");
   for (float x : core.read(h)) ASSERT_TRUE(std::isnan(x));
   // An instruction reading unwritten memory propagates NaN.
-  View out = core.sbuf_alloc(128, {64}, Dtype::kF32, "out");
+  View out = core.sbuf_alloc(128, {64}, DType::kF32, "out");
   core.tensor_scalar(out, t, AluOp::kMultiply, 0.0f);
   for (float x : core.read(out)) ASSERT_TRUE(std::isnan(x));
 }
 
 TEST(NeuronIsa, DmaCopyCastsAndTransposes) {
   NeuronCore core(trn1_config());
-  View a = core.hbm_alloc({16, 8}, Dtype::kF32, "a");
+  View a = core.hbm_alloc({16, 8}, DType::kF32, "a");
   std::vector<float> values = random_values(128, 1);
   core.write(a, values);
   // HBM [16, 8] fp32 -> SBUF [8, 16] bf16 transposed.
-  View t = core.sbuf_alloc(8, {16}, Dtype::kBF16, "t");
+  View t = core.sbuf_alloc(8, {16}, DType::kBF16, "t");
   core.dma_copy(t, a.transposed());
   std::vector<float> got = core.read(t);
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 8; ++c)
-      ASSERT_EQ(got[c * 16 + r], round_to(Dtype::kBF16, values[r * 8 + c]));
+      ASSERT_EQ(got[c * 16 + r], round_to(DType::kBF16, values[r * 8 + c]));
   // Back to HBM as fp32 (exact: bf16 fits in fp32).
-  View back = core.hbm_alloc({8, 16}, Dtype::kF32, "back");
+  View back = core.hbm_alloc({8, 16}, DType::kF32, "back");
   core.dma_copy(back, t);
   EXPECT_EQ(core.read(back), got);
 }
@@ -57,13 +57,13 @@ TEST(NeuronIsa, DmaCopyCastsAndTransposes) {
 TEST(NeuronIsa, DmaCopyFourDimensionalPattern) {
   NeuronCore core(trn1_config());
   // HBM tensor [2, 3, 4, 5, 6]; take every other element of the last dim and dims 1..3 ranges.
-  View x = core.hbm_alloc({2, 3, 4, 5, 6}, Dtype::kF32, "x");
+  View x = core.hbm_alloc({2, 3, 4, 5, 6}, DType::kF32, "x");
   std::vector<float> values(2 * 3 * 4 * 5 * 6);
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
   core.write(x, values);
   View src = x.slice(3, 1, 3, 2).slice(1, 1, 2).slice(0, 1, 2);  // [2, 2 x 2 x 5 x 3]
   ASSERT_EQ(src.free_size(), 2 * 2 * 5 * 3);
-  View t = core.sbuf_alloc(2, {2, 2, 5, 3}, Dtype::kF32, "t");
+  View t = core.sbuf_alloc(2, {2, 2, 5, 3}, DType::kF32, "t");
   core.dma_copy(t, src);
   std::vector<float> got = core.read(t);
   size_t k = 0;
@@ -77,18 +77,18 @@ TEST(NeuronIsa, DmaCopyFourDimensionalPattern) {
 
 TEST(NeuronIsa, GatherAndScatterAddByRowIndex) {
   NeuronCore core(trn1_config());
-  View table = core.hbm_alloc({10, 4}, Dtype::kBF16, "wte");
-  std::vector<float> values = rounded(random_values(40, 2), Dtype::kBF16);
+  View table = core.hbm_alloc({10, 4}, DType::kBF16, "wte");
+  std::vector<float> values = rounded(random_values(40, 2), DType::kBF16);
   core.write(table, values);
-  View idx = core.sbuf_alloc(3, {1}, Dtype::kI32, "idx");
+  View idx = core.sbuf_alloc(3, {1}, DType::kI32, "idx");
   core.write(idx, std::vector<float>{7, 0, 7});
-  View rows = core.sbuf_alloc(3, {4}, Dtype::kF32, "rows");
+  View rows = core.sbuf_alloc(3, {4}, DType::kF32, "rows");
   core.dma_gather(rows, table, idx);
   std::vector<float> got = core.read(rows);
   for (int p = 0; p < 3; ++p)
     for (int c = 0; c < 4; ++c) ASSERT_EQ(got[p * 4 + c], values[(p == 1 ? 0 : 7) * 4 + c]);
 
-  View grad = core.hbm_alloc({10, 4}, Dtype::kF32, "grad");
+  View grad = core.hbm_alloc({10, 4}, DType::kF32, "grad");
   core.write(grad, std::vector<float>(40, 1.0f));
   core.dma_scatter(grad, rows, idx, /*accumulate=*/true);
   std::vector<float> g = core.read(grad);
@@ -112,7 +112,7 @@ std::vector<double> reference_matmul(const std::vector<float>& s, const std::vec
   return out;
 }
 
-void check_matmul(Dtype dtype, double tolerance) {
+void check_matmul(DType dtype, double tolerance) {
   NeuronCore core(trn2_config());
   const int K = 128, M = 96, N = 200;
   View st = core.sbuf_alloc(K, {M}, dtype, "st");
@@ -121,7 +121,7 @@ void check_matmul(Dtype dtype, double tolerance) {
   std::vector<float> v = rounded(random_values(K * N, 4), dtype);
   core.write(st, s);
   core.write(mv, v);
-  View acc = core.psum_alloc(M, {N}, Dtype::kF32, "acc");
+  View acc = core.psum_alloc(M, {N}, DType::kF32, "acc");
   core.matmul(acc, st, mv, /*start=*/true, /*stop=*/false);
   core.matmul(acc, st, mv, /*start=*/false, /*stop=*/true);  // accumulates: 2x
   std::vector<double> ref = reference_matmul(s, v, K, M, N);
@@ -129,29 +129,29 @@ void check_matmul(Dtype dtype, double tolerance) {
   double max_ref = 0;
   for (double r : ref) max_ref = std::max(max_ref, std::fabs(2 * r));
   for (size_t i = 0; i < ref.size(); ++i)
-    ASSERT_NEAR(got[i], 2 * ref[i], tolerance * max_ref) << dtype_name(dtype) << " element " << i;
+    ASSERT_NEAR(got[i], 2 * ref[i], tolerance * max_ref) << nki_dtype_name(dtype) << " element " << i;
 }
 
 TEST(NeuronIsa, MatmulAccumulatesInFp32ForEachInputDtype) {
-  check_matmul(Dtype::kBF16, 1e-6);
-  check_matmul(Dtype::kF16, 1e-6);
-  check_matmul(Dtype::kF8E4M3, 1e-6);
-  check_matmul(Dtype::kF8E5M2, 1e-6);
-  check_matmul(Dtype::kF32, 1e-6);
+  check_matmul(DType::kBF16, 1e-6);
+  check_matmul(DType::kF16, 1e-6);
+  check_matmul(DType::kF8E4M3, 1e-6);
+  check_matmul(DType::kF8E5M2, 1e-6);
+  check_matmul(DType::kF32, 1e-6);
 }
 
 TEST(NeuronIsa, MatmulOnPartialAndStridedViews) {
   NeuronCore core(trn1_config());
   const int K = 40, M = 33, N = 17;
-  View st_tile = core.sbuf_alloc(128, {128}, Dtype::kBF16, "st");
-  View mv_tile = core.sbuf_alloc(128, {64}, Dtype::kBF16, "mv");
-  std::vector<float> s = rounded(random_values(128 * 128, 5), Dtype::kBF16);
-  std::vector<float> v = rounded(random_values(128 * 64, 6), Dtype::kBF16);
+  View st_tile = core.sbuf_alloc(128, {128}, DType::kBF16, "st");
+  View mv_tile = core.sbuf_alloc(128, {64}, DType::kBF16, "mv");
+  std::vector<float> s = rounded(random_values(128 * 128, 5), DType::kBF16);
+  std::vector<float> v = rounded(random_values(128 * 64, 6), DType::kBF16);
   core.write(st_tile, s);
   core.write(mv_tile, v);
   View st = st_tile.rows(0, K).cols(10, M);
   View mv = mv_tile.rows(0, K).slice(0, 1, N, 2);  // every other column
-  View acc_tile = core.psum_alloc(128, {2, 32}, Dtype::kF32, "acc");
+  View acc_tile = core.psum_alloc(128, {2, 32}, DType::kF32, "acc");
   View acc = acc_tile.rows(0, M).slice(1, 0, N).slice(0, 1, 1);
   core.matmul(acc, st, mv, true, true);
   std::vector<float> got = core.read(acc);
@@ -166,10 +166,10 @@ TEST(NeuronIsa, MatmulOnPartialAndStridedViews) {
 
 TEST(NeuronIsa, TransposeThroughPsum) {
   NeuronCore core(trn1_config());
-  View in = core.sbuf_alloc(50, {70}, Dtype::kBF16, "in");
-  std::vector<float> v = rounded(random_values(50 * 70, 7), Dtype::kBF16);
+  View in = core.sbuf_alloc(50, {70}, DType::kBF16, "in");
+  std::vector<float> v = rounded(random_values(50 * 70, 7), DType::kBF16);
   core.write(in, v);
-  View out = core.psum_alloc(70, {50}, Dtype::kF32, "out");
+  View out = core.psum_alloc(70, {50}, DType::kF32, "out");
   core.transpose(out, in);
   std::vector<float> got = core.read(out);
   for (int p = 0; p < 50; ++p)
@@ -209,14 +209,14 @@ double reference_activation(Activation f, double x) {
 TEST(NeuronIsa, ActivationFunctionsWithScaleBiasAndReduce) {
   NeuronCore core(trn1_config());
   const int P = 16, F = 40;
-  View in = core.sbuf_alloc(P, {F}, Dtype::kF32, "in");
+  View in = core.sbuf_alloc(P, {F}, DType::kF32, "in");
   std::vector<float> x = random_values(P * F, 8);
   core.write(in, x);
-  View bias = core.sbuf_alloc(P, {1}, Dtype::kF32, "bias");
+  View bias = core.sbuf_alloc(P, {1}, DType::kF32, "bias");
   std::vector<float> b = random_values(P, 9, 0.1f);
   core.write(bias, b);
-  View out = core.sbuf_alloc(P, {F}, Dtype::kF32, "out");
-  View sums = core.sbuf_alloc(P, {1}, Dtype::kF32, "sums");
+  View out = core.sbuf_alloc(P, {F}, DType::kF32, "out");
+  View sums = core.sbuf_alloc(P, {1}, DType::kF32, "sums");
   for (Activation f :
        {Activation::kIdentity, Activation::kExp, Activation::kLog, Activation::kTanh,
         Activation::kGeluTanh, Activation::kSilu, Activation::kSigmoid, Activation::kRelu,
@@ -247,22 +247,22 @@ TEST(NeuronIsa, ActivationFunctionsWithScaleBiasAndReduce) {
     }
   }
   // Output rounding: identity into bf16 equals round-to-nearest-even of the fp32 value.
-  View out16 = core.sbuf_alloc(P, {F}, Dtype::kBF16, "out16");
+  View out16 = core.sbuf_alloc(P, {F}, DType::kBF16, "out16");
   core.activation(out16, Activation::kIdentity, in, 3.0f);
   std::vector<float> got = core.read(out16);
-  for (int i = 0; i < P * F; ++i) ASSERT_EQ(got[i], round_to(Dtype::kBF16, x[i] * 3.0f));
+  for (int i = 0; i < P * F; ++i) ASSERT_EQ(got[i], round_to(DType::kBF16, x[i] * 3.0f));
 }
 
 TEST(NeuronIsa, VectorOps) {
   NeuronCore core(trn1_config());
   const int P = 8, F = 12;
-  View a = core.sbuf_alloc(P, {F}, Dtype::kF32, "a");
-  View b = core.sbuf_alloc(P, {F}, Dtype::kF32, "b");
+  View a = core.sbuf_alloc(P, {F}, DType::kF32, "a");
+  View b = core.sbuf_alloc(P, {F}, DType::kF32, "b");
   std::vector<float> x = random_values(P * F, 10);
   std::vector<float> y = random_values(P * F, 11);
   core.write(a, x);
   core.write(b, y);
-  View out = core.sbuf_alloc(P, {F}, Dtype::kF32, "out");
+  View out = core.sbuf_alloc(P, {F}, DType::kF32, "out");
   for (AluOp op : {AluOp::kAdd, AluOp::kSubtract, AluOp::kMultiply, AluOp::kDivide, AluOp::kMax,
                    AluOp::kMin, AluOp::kIsGreater, AluOp::kIsLessEqual}) {
     for (Engine engine : {Engine::kVector, Engine::kGpSimd}) {
@@ -303,17 +303,17 @@ TEST(NeuronIsa, VectorOps) {
     }
   }
   // tensor_scalar: (x - column) * 2, with a per-partition column operand.
-  View col = core.sbuf_alloc(P, {1}, Dtype::kF32, "col");
+  View col = core.sbuf_alloc(P, {1}, DType::kF32, "col");
   std::vector<float> c = random_values(P, 12);
   core.write(col, c);
-  View out16 = core.sbuf_alloc(P, {F}, Dtype::kBF16, "out16");
+  View out16 = core.sbuf_alloc(P, {F}, DType::kBF16, "out16");
   core.tensor_scalar(out16, a, AluOp::kSubtract, col, AluOp::kMultiply, 2.0f);
   std::vector<float> got = core.read(out16);
   for (int p = 0; p < P; ++p)
     for (int f = 0; f < F; ++f)
-      ASSERT_EQ(got[p * F + f], round_to(Dtype::kBF16, (x[p * F + f] - c[p]) * 2.0f));
+      ASSERT_EQ(got[p * F + f], round_to(DType::kBF16, (x[p * F + f] - c[p]) * 2.0f));
   // tensor_reduce over the innermost axis of [P, 3, 4] and over everything.
-  View r3 = core.sbuf_alloc(P, {3}, Dtype::kF32, "r3");
+  View r3 = core.sbuf_alloc(P, {3}, DType::kF32, "r3");
   core.tensor_reduce(r3, AluOp::kMax, a.split(0, 4), 1);
   got = core.read(r3);
   for (int p = 0; p < P; ++p)
@@ -330,10 +330,10 @@ TEST(NeuronIsa, VectorOps) {
     ASSERT_NEAR(got[p], s, 1e-5);
   }
   // tensor_copy with cast, reciprocal, memset.
-  View h = core.sbuf_alloc(P, {F}, Dtype::kF16, "h");
+  View h = core.sbuf_alloc(P, {F}, DType::kF16, "h");
   core.tensor_copy(h, a);
   got = core.read(h);
-  for (int i = 0; i < P * F; ++i) ASSERT_EQ(got[i], round_to(Dtype::kF16, x[i]));
+  for (int i = 0; i < P * F; ++i) ASSERT_EQ(got[i], round_to(DType::kF16, x[i]));
   core.reciprocal(out, a);
   got = core.read(out);
   for (int i = 0; i < P * F; ++i) ASSERT_EQ(got[i], 1.0f / x[i]);
@@ -344,21 +344,21 @@ TEST(NeuronIsa, VectorOps) {
 TEST(NeuronIsa, IotaSelectAndAffineSelect) {
   NeuronCore core(trn1_config());
   const int P = 6, F = 5;
-  View io = core.sbuf_alloc(P, {F}, Dtype::kI32, "iota");
+  View io = core.sbuf_alloc(P, {F}, DType::kI32, "iota");
   core.iota(io, 3.0f, 10.0f, {1.0f});
   std::vector<float> got = core.read(io);
   for (int p = 0; p < P; ++p)
     for (int f = 0; f < F; ++f) ASSERT_EQ(got[p * F + f], 3 + 10 * p + f);
 
-  View pred = core.sbuf_alloc(P, {F}, Dtype::kF32, "pred");
-  View a = core.sbuf_alloc(P, {F}, Dtype::kF32, "a");
-  View b = core.sbuf_alloc(P, {F}, Dtype::kF32, "b");
+  View pred = core.sbuf_alloc(P, {F}, DType::kF32, "pred");
+  View a = core.sbuf_alloc(P, {F}, DType::kF32, "a");
+  View b = core.sbuf_alloc(P, {F}, DType::kF32, "b");
   std::vector<float> pv(P * F), av = random_values(P * F, 13), bv = random_values(P * F, 14);
   for (int i = 0; i < P * F; ++i) pv[i] = i % 3 == 0 ? 1.0f : 0.0f;
   core.write(pred, pv);
   core.write(a, av);
   core.write(b, bv);
-  View out = core.sbuf_alloc(P, {F}, Dtype::kF32, "out");
+  View out = core.sbuf_alloc(P, {F}, DType::kF32, "out");
   core.select(out, pred, a, b);
   got = core.read(out);
   for (int i = 0; i < P * F; ++i) ASSERT_EQ(got[i], pv[i] != 0 ? av[i] : bv[i]);
@@ -382,8 +382,8 @@ TEST(NeuronIsa, KernelScopeAndTilePoolRestoreState) {
   {
     KernelScope scope(core, "inner");
     TilePool pool(core);
-    View a = pool.sbuf(128, {1024}, Dtype::kF32, "a");
-    pool.psum(128, {512}, Dtype::kF32, "p");
+    View a = pool.sbuf(128, {1024}, DType::kF32, "a");
+    pool.psum(128, {512}, DType::kF32, "p");
     EXPECT_EQ(core.kernel(), "inner");
     EXPECT_EQ(core.sbuf_largest_free(), free_before - 4096);
     try {

@@ -34,7 +34,7 @@ std::vector<float> random_values(int64_t n, uint64_t seed, float scale = 1.0f) {
   return v;
 }
 
-View upload(NeuronCore& core, std::vector<int64_t> shape, Dtype dtype,
+View upload(NeuronCore& core, std::vector<int64_t> shape, DType dtype,
             const std::vector<float>& values, const char* name) {
   View v = core.hbm_alloc(shape, dtype, name);
   core.write(v, values);
@@ -74,17 +74,17 @@ struct Layer {
 };
 
 struct Dtypes {
-  Dtype activations;  // inp, out, dout, dinp in HBM
-  Dtype compute;
+  DType activations;  // inp, out, dout, dinp in HBM
+  DType compute;
 };
-constexpr Dtypes kFp32{Dtype::kF32, Dtype::kF32};
-constexpr Dtypes kBf16{Dtype::kBF16, Dtype::kBF16};
+constexpr Dtypes kFp32{DType::kF32, DType::kF32};
+constexpr Dtypes kBf16{DType::kBF16, DType::kBF16};
 
 double forward_error(const CoreConfig& config, const Layer& layer, Dtypes dt) {
   NeuronCore core(config);
   View inp = upload(core, {layer.N, layer.C}, dt.activations, layer.inp, "inp");
-  View weight = upload(core, {layer.OC, layer.C}, Dtype::kF32, layer.weight, "weight");
-  View bias = layer.bias ? upload(core, {layer.OC}, Dtype::kF32, layer.b, "bias") : View();
+  View weight = upload(core, {layer.OC, layer.C}, DType::kF32, layer.weight, "weight");
+  View bias = layer.bias ? upload(core, {layer.OC}, DType::kF32, layer.b, "bias") : View();
   View out = core.hbm_alloc({layer.N, layer.OC}, dt.activations, "out");
   linear_forward(core, out, inp, weight, bias, dt.compute);
   return relative_error(core.read(out), layer.forward());
@@ -101,13 +101,13 @@ BackwardErrors backward_errors(const CoreConfig& config, const Layer& layer, Dty
   NeuronCore core(config);
   View dout = upload(core, {layer.N, layer.OC}, dt.activations, layer.dout, "dout");
   View inp = upload(core, {layer.N, layer.C}, dt.activations, layer.inp, "inp");
-  View weight = upload(core, {layer.OC, layer.C}, Dtype::kF32, layer.weight, "weight");
+  View weight = upload(core, {layer.OC, layer.C}, DType::kF32, layer.weight, "weight");
   std::vector<float> dinp0 = random_values(int64_t{layer.N} * layer.C, 91);
   std::vector<float> dw0 = random_values(int64_t{layer.OC} * layer.C, 92, 0.1f);
   std::vector<float> db0 = random_values(layer.OC, 93);
   View dinp = with_dinp ? upload(core, {layer.N, layer.C}, dt.activations, dinp0, "dinp") : View();
-  View dweight = upload(core, {layer.OC, layer.C}, Dtype::kF32, dw0, "dweight");
-  View dbias = with_dbias ? upload(core, {layer.OC}, Dtype::kF32, db0, "dbias") : View();
+  View dweight = upload(core, {layer.OC, layer.C}, DType::kF32, dw0, "dweight");
+  View dbias = with_dbias ? upload(core, {layer.OC}, DType::kF32, db0, "dbias") : View();
   // The reference starts from the starting values as stored (bf16 dinp is rounded).
   std::vector<double> want_dinp = with_dinp ? widen(core.read(dinp)) : std::vector<double>();
   std::vector<double> want_dw = widen(dw0), want_db = widen(db0);
@@ -149,11 +149,11 @@ TEST(NeuronLinearKernel, ForwardBiasKeepsFp32PrecisionInBf16) {
   Layer layer(20, 30, 40, true, 6);
   for (float& w : layer.weight) w *= 1e-4f;
   NeuronCore core(trn2_config());
-  View inp = upload(core, {20, 30}, Dtype::kBF16, layer.inp, "inp");
-  View weight = upload(core, {40, 30}, Dtype::kF32, layer.weight, "weight");
-  View bias = upload(core, {40}, Dtype::kF32, layer.b, "bias");
-  View out = core.hbm_alloc({20, 40}, Dtype::kF32, "out");  // fp32 output: no final rounding
-  linear_forward(core, out, inp, weight, bias, Dtype::kBF16);
+  View inp = upload(core, {20, 30}, DType::kBF16, layer.inp, "inp");
+  View weight = upload(core, {40, 30}, DType::kF32, layer.weight, "weight");
+  View bias = upload(core, {40}, DType::kF32, layer.b, "bias");
+  View out = core.hbm_alloc({20, 40}, DType::kF32, "out");  // fp32 output: no final rounding
+  linear_forward(core, out, inp, weight, bias, DType::kBF16);
   EXPECT_LT(relative_error(core.read(out), layer.forward()), 2e-5);
 }
 
@@ -167,7 +167,7 @@ TEST(NeuronLinearKernel, ForwardMultiTileAndStreamedWeight) {
 
 TEST(NeuronLinearKernel, BackwardOddShapes) {
   for (const Dtypes& dt : {kFp32, kBf16}) {
-    const double tol = dt.compute == Dtype::kF32 ? 1e-6 : 1e-2;
+    const double tol = dt.compute == DType::kF32 ? 1e-6 : 1e-2;
     BackwardErrors e = backward_errors(trn2_config(), Layer(39, 54, 162, true, 10), dt);
     EXPECT_LT(e.dinp, tol);
     EXPECT_LT(e.dweight, tol);
@@ -205,15 +205,15 @@ TEST(NeuronLinearKernel, BackwardAccumulatesTwice) {
   // Two calls add the gradient twice on top of the starting values.
   Layer layer(50, 40, 30, true, 16);
   NeuronCore core(trn2_config());
-  View dout = upload(core, {50, 30}, Dtype::kF32, layer.dout, "dout");
-  View inp = upload(core, {50, 40}, Dtype::kF32, layer.inp, "inp");
-  View weight = upload(core, {30, 40}, Dtype::kF32, layer.weight, "weight");
+  View dout = upload(core, {50, 30}, DType::kF32, layer.dout, "dout");
+  View inp = upload(core, {50, 40}, DType::kF32, layer.inp, "inp");
+  View weight = upload(core, {30, 40}, DType::kF32, layer.weight, "weight");
   std::vector<float> ones_dinp(50 * 40, 1.0f), ones_dw(30 * 40, 2.0f), ones_db(30, 3.0f);
-  View dinp = upload(core, {50, 40}, Dtype::kF32, ones_dinp, "dinp");
-  View dweight = upload(core, {30, 40}, Dtype::kF32, ones_dw, "dweight");
-  View dbias = upload(core, {30}, Dtype::kF32, ones_db, "dbias");
+  View dinp = upload(core, {50, 40}, DType::kF32, ones_dinp, "dinp");
+  View dweight = upload(core, {30, 40}, DType::kF32, ones_dw, "dweight");
+  View dbias = upload(core, {30}, DType::kF32, ones_db, "dbias");
   for (int i = 0; i < 2; ++i)
-    linear_backward(core, dinp, dweight, dbias, dout, inp, weight, Dtype::kF32);
+    linear_backward(core, dinp, dweight, dbias, dout, inp, weight, DType::kF32);
   std::vector<double> want_dinp = widen(ones_dinp), want_dw = widen(ones_dw),
                       want_db = widen(ones_db);
   for (int i = 0; i < 2; ++i) layer.backward(&want_dinp, &want_dw, &want_db);
@@ -224,48 +224,48 @@ TEST(NeuronLinearKernel, BackwardAccumulatesTwice) {
 
 TEST(NeuronLinearKernel, BadShapesAreClearErrors) {
   NeuronCore core(trn2_config());
-  View inp = core.hbm_alloc({8, 16}, Dtype::kF32, "inp");
-  View weight = core.hbm_alloc({24, 16}, Dtype::kF32, "weight");
-  View out = core.hbm_alloc({8, 24}, Dtype::kF32, "out");
-  View bias = core.hbm_alloc({24}, Dtype::kF32, "bias");
-  View wrong_weight = core.hbm_alloc({24, 15}, Dtype::kF32, "wrong_weight");
-  View wrong_out = core.hbm_alloc({8, 23}, Dtype::kF32, "wrong_out");
-  View wrong_bias = core.hbm_alloc({25}, Dtype::kF32, "wrong_bias");
-  View ints = core.hbm_alloc({8, 16}, Dtype::kI32, "ints");
-  View three_d = core.hbm_alloc({8, 4, 4}, Dtype::kF32, "three_d");
-  expect_error([&] { linear_forward(core, out, inp, wrong_weight, bias, Dtype::kF32); },
+  View inp = core.hbm_alloc({8, 16}, DType::kF32, "inp");
+  View weight = core.hbm_alloc({24, 16}, DType::kF32, "weight");
+  View out = core.hbm_alloc({8, 24}, DType::kF32, "out");
+  View bias = core.hbm_alloc({24}, DType::kF32, "bias");
+  View wrong_weight = core.hbm_alloc({24, 15}, DType::kF32, "wrong_weight");
+  View wrong_out = core.hbm_alloc({8, 23}, DType::kF32, "wrong_out");
+  View wrong_bias = core.hbm_alloc({25}, DType::kF32, "wrong_bias");
+  View ints = core.hbm_alloc({8, 16}, DType::kI32, "ints");
+  View three_d = core.hbm_alloc({8, 4, 4}, DType::kF32, "three_d");
+  expect_error([&] { linear_forward(core, out, inp, wrong_weight, bias, DType::kF32); },
                {"linear_forward", "weight is 24x15", "C = 16"});
-  expect_error([&] { linear_forward(core, wrong_out, inp, weight, bias, Dtype::kF32); },
+  expect_error([&] { linear_forward(core, wrong_out, inp, weight, bias, DType::kF32); },
                {"linear_forward", "out is 8x23", "[N, OC] = 8x24"});
-  expect_error([&] { linear_forward(core, out, inp, weight, wrong_bias, Dtype::kF32); },
+  expect_error([&] { linear_forward(core, out, inp, weight, wrong_bias, DType::kF32); },
                {"bias is 1x25", "[1, OC] = 1x24"});
-  expect_error([&] { linear_forward(core, out, ints, weight, bias, Dtype::kF32); },
+  expect_error([&] { linear_forward(core, out, ints, weight, bias, DType::kF32); },
                {"inp must be a float tensor"});
-  expect_error([&] { linear_forward(core, out, three_d, weight, bias, Dtype::kF32); },
+  expect_error([&] { linear_forward(core, out, three_d, weight, bias, DType::kF32); },
                {"inp must be a 2-D HBM tensor"});
-  expect_error([&] { linear_forward(core, out, inp, weight, bias, Dtype::kF16); },
+  expect_error([&] { linear_forward(core, out, inp, weight, bias, DType::kF16); },
                {"compute dtype must be bfloat16 or float32"});
-  expect_error([&] { linear_forward(core, out, View(), weight, bias, Dtype::kF32); },
+  expect_error([&] { linear_forward(core, out, View(), weight, bias, DType::kF32); },
                {"inp is missing"});
 
-  View dout = core.hbm_alloc({8, 24}, Dtype::kF32, "dout");
-  View dinp = core.hbm_alloc({8, 16}, Dtype::kF32, "dinp");
-  View dweight = core.hbm_alloc({24, 16}, Dtype::kF32, "dweight");
-  View short_inp = core.hbm_alloc({7, 16}, Dtype::kF32, "short_inp");
+  View dout = core.hbm_alloc({8, 24}, DType::kF32, "dout");
+  View dinp = core.hbm_alloc({8, 16}, DType::kF32, "dinp");
+  View dweight = core.hbm_alloc({24, 16}, DType::kF32, "dweight");
+  View short_inp = core.hbm_alloc({7, 16}, DType::kF32, "short_inp");
   expect_error(
-      [&] { linear_backward(core, dinp, dweight, bias, dout, short_inp, weight, Dtype::kF32); },
+      [&] { linear_backward(core, dinp, dweight, bias, dout, short_inp, weight, DType::kF32); },
       {"linear_backward", "inp has 7 rows", "N = 8"});
   expect_error(
-      [&] { linear_backward(core, dinp, wrong_weight, bias, dout, inp, weight, Dtype::kF32); },
+      [&] { linear_backward(core, dinp, wrong_weight, bias, dout, inp, weight, DType::kF32); },
       {"dweight is 24x15", "[OC, C] = 24x16"});
   expect_error(
-      [&] { linear_backward(core, wrong_out, dweight, bias, dout, inp, weight, Dtype::kF32); },
+      [&] { linear_backward(core, wrong_out, dweight, bias, dout, inp, weight, DType::kF32); },
       {"dinp is 8x23", "[N, C] = 8x16"});
   expect_error(
-      [&] { linear_backward(core, dinp, dweight, wrong_bias, dout, inp, weight, Dtype::kF32); },
+      [&] { linear_backward(core, dinp, dweight, wrong_bias, dout, inp, weight, DType::kF32); },
       {"dbias is 1x25"});
   expect_error(
-      [&] { linear_backward(core, dinp, View(), bias, dout, inp, weight, Dtype::kF32); },
+      [&] { linear_backward(core, dinp, View(), bias, dout, inp, weight, DType::kF32); },
       {"dweight is missing"});
 }
 
@@ -287,17 +287,17 @@ TEST(NeuronLinearKernel, Gpt2SizesOnTrn2) {
   for (const Shape& s : shapes) {
     const Layer layer(N, s.C, s.OC, s.bias, 20);
     NeuronCore core(trn2_config());
-    View inp = upload(core, {N, s.C}, Dtype::kBF16, layer.inp, "inp");
-    View weight = upload(core, {s.OC, s.C}, Dtype::kF32, layer.weight, "weight");
-    View bias = s.bias ? upload(core, {s.OC}, Dtype::kF32, layer.b, "bias") : View();
-    View out = core.hbm_alloc({N, s.OC}, Dtype::kBF16, "out");
-    View dout = upload(core, {N, s.OC}, Dtype::kBF16, layer.dout, "dout");
-    View dinp = upload(core, {N, s.C}, Dtype::kBF16, std::vector<float>(static_cast<size_t>(N) * s.C, 0.0f),
+    View inp = upload(core, {N, s.C}, DType::kBF16, layer.inp, "inp");
+    View weight = upload(core, {s.OC, s.C}, DType::kF32, layer.weight, "weight");
+    View bias = s.bias ? upload(core, {s.OC}, DType::kF32, layer.b, "bias") : View();
+    View out = core.hbm_alloc({N, s.OC}, DType::kBF16, "out");
+    View dout = upload(core, {N, s.OC}, DType::kBF16, layer.dout, "dout");
+    View dinp = upload(core, {N, s.C}, DType::kBF16, std::vector<float>(static_cast<size_t>(N) * s.C, 0.0f),
                        "dinp");
-    View dweight = upload(core, {s.OC, s.C}, Dtype::kF32,
+    View dweight = upload(core, {s.OC, s.C}, DType::kF32,
                           std::vector<float>(static_cast<size_t>(s.OC) * s.C, 0.0f), "dweight");
     View dbias =
-        s.bias ? upload(core, {s.OC}, Dtype::kF32, std::vector<float>(s.OC, 0.0f), "dbias")
+        s.bias ? upload(core, {s.OC}, DType::kF32, std::vector<float>(s.OC, 0.0f), "dbias")
                : View();
 
     // Host cost: wall time and this process's CPU time (the machine may be shared).
@@ -323,19 +323,19 @@ TEST(NeuronLinearKernel, Gpt2SizesOnTrn2) {
           "%4.1f%% of bf16 peak, HBM %5.1f MB at %5.1f GB/s, %lld instructions; host %.2f s "
           "wall, %.2f s CPU\n",
           s.name, pass, N, s.C, s.OC, ns / 1e3, 100 * tensor_busy / ns,
-          100 * flops / ns / 1e3 / trn2_config().peak_tflops(Dtype::kBF16), bytes / 1e6,
+          100 * flops / ns / 1e3 / trn2_config().peak_tflops(DType::kBF16), bytes / 1e6,
           bytes / ns, static_cast<long long>(after.instructions - before.instructions), wall_s,
           cpu_s);
     };
     RunStats before = core.stats();
     double t0 = core.now_ns();
     HostTimer timer;
-    linear_forward(core, out, inp, weight, bias, Dtype::kBF16);
+    linear_forward(core, out, inp, weight, bias, DType::kBF16);
     report("forward", t0, before, timer);
     before = core.stats();
     t0 = core.now_ns();
     timer = HostTimer();
-    linear_backward(core, dinp, dweight, dbias, dout, inp, weight, Dtype::kBF16);
+    linear_backward(core, dinp, dweight, dbias, dout, inp, weight, DType::kBF16);
     report("backward", t0, before, timer);
 
     // Sampled check: a few rows of out and dinp, a few rows of dweight, all of dbias.

@@ -31,7 +31,7 @@ std::vector<float> normal_values(size_t n, float scale, uint64_t seed) {
   return v;
 }
 
-View upload(NeuronCore& core, const std::vector<int64_t>& shape, Dtype dtype,
+View upload(NeuronCore& core, const std::vector<int64_t>& shape, DType dtype,
             const std::vector<float>& values, const char* name) {
   View view = core.hbm_alloc(shape, dtype, name);
   core.write(view, values);
@@ -48,19 +48,19 @@ std::vector<int32_t> random_targets(int N, int V, uint64_t seed) {
 }
 
 View upload_targets(NeuronCore& core, const std::vector<int32_t>& targets) {
-  return upload(core, {static_cast<int64_t>(targets.size()), 1}, Dtype::kI32,
+  return upload(core, {static_cast<int64_t>(targets.size()), 1}, DType::kI32,
                 std::vector<float>(targets.begin(), targets.end()), "targets");
 }
 
 // ---- cross entropy ----
 
-double forward_error(int N, int V, Dtype hbm, Dtype compute, uint64_t seed) {
+double forward_error(int N, int V, DType hbm, DType compute, uint64_t seed) {
   NeuronCore core(trn2_config());
   const View logits =
       upload(core, {N, V}, hbm, normal_values(static_cast<size_t>(N) * V, 3.0f, seed), "logits");
   const std::vector<int32_t> targets = random_targets(N, V, seed + 1);
   const View target_view = upload_targets(core, targets);
-  const View losses = upload(core, {N}, Dtype::kF32, std::vector<float>(N, 123.0f), "losses");
+  const View losses = upload(core, {N}, DType::kF32, std::vector<float>(N, 123.0f), "losses");
   cross_entropy_forward(core, losses, logits, target_view, N, V, compute);
 
   const std::vector<double> stored = to_double(core.read(logits));  // as rounded in HBM
@@ -69,7 +69,7 @@ double forward_error(int N, int V, Dtype hbm, Dtype compute, uint64_t seed) {
   return relative_error(core.read(losses), ref);
 }
 
-double backward_error(int N, int V, Dtype hbm, Dtype compute, float dloss, bool in_place,
+double backward_error(int N, int V, DType hbm, DType compute, float dloss, bool in_place,
                       uint64_t seed) {
   NeuronCore core(trn2_config());
   const size_t n = static_cast<size_t>(N) * V;
@@ -89,87 +89,87 @@ double backward_error(int N, int V, Dtype hbm, Dtype compute, float dloss, bool 
 }
 
 TEST(NeuronCrossEntropy, ForwardFp32OddSizes) {
-  EXPECT_LT(forward_error(39, 211, Dtype::kF32, Dtype::kF32, 1), 1e-6);
-  EXPECT_LT(forward_error(1, 2, Dtype::kF32, Dtype::kF32, 2), 1e-6);
+  EXPECT_LT(forward_error(39, 211, DType::kF32, DType::kF32, 1), 1e-6);
+  EXPECT_LT(forward_error(1, 2, DType::kF32, DType::kF32, 2), 1e-6);
 }
 
 TEST(NeuronCrossEntropy, ForwardFp32ManyChunksAndRowTiles) {
-  EXPECT_LT(forward_error(5, 50257, Dtype::kF32, Dtype::kF32, 3), 1e-6);   // 7 chunks
-  EXPECT_LT(forward_error(300, 9000, Dtype::kF32, Dtype::kF32, 4), 1e-6);  // 3 row tiles
+  EXPECT_LT(forward_error(5, 50257, DType::kF32, DType::kF32, 3), 1e-6);   // 7 chunks
+  EXPECT_LT(forward_error(300, 9000, DType::kF32, DType::kF32, 4), 1e-6);  // 3 row tiles
 }
 
 TEST(NeuronCrossEntropy, VocabularyBeyond2To17GathersInGroups) {
   // 128 * V > 2^24: element indices are formed per group of 64 rows to stay exact in fp32.
-  EXPECT_LT(forward_error(65, 131073, Dtype::kF32, Dtype::kF32, 23), 1e-6);
-  EXPECT_LT(backward_error(65, 131073, Dtype::kF32, Dtype::kF32, 0.5f, true, 24), 1e-5);
+  EXPECT_LT(forward_error(65, 131073, DType::kF32, DType::kF32, 23), 1e-6);
+  EXPECT_LT(backward_error(65, 131073, DType::kF32, DType::kF32, 0.5f, true, 24), 1e-5);
 }
 
 TEST(NeuronCrossEntropy, ForwardBf16) {
-  EXPECT_LT(forward_error(39, 211, Dtype::kBF16, Dtype::kBF16, 5), 1e-2);
-  EXPECT_LT(forward_error(5, 50257, Dtype::kBF16, Dtype::kBF16, 6), 1e-2);
+  EXPECT_LT(forward_error(39, 211, DType::kBF16, DType::kBF16, 5), 1e-2);
+  EXPECT_LT(forward_error(5, 50257, DType::kBF16, DType::kBF16, 6), 1e-2);
 }
 
 TEST(NeuronCrossEntropy, BackwardFp32OverwritesOutput) {
-  EXPECT_LT(backward_error(39, 211, Dtype::kF32, Dtype::kF32, 1.0f / 39, false, 7), 1e-5);
-  EXPECT_LT(backward_error(300, 9000, Dtype::kF32, Dtype::kF32, 0.25f, false, 8), 1e-5);
+  EXPECT_LT(backward_error(39, 211, DType::kF32, DType::kF32, 1.0f / 39, false, 7), 1e-5);
+  EXPECT_LT(backward_error(300, 9000, DType::kF32, DType::kF32, 0.25f, false, 8), 1e-5);
 }
 
 TEST(NeuronCrossEntropy, BackwardFp32InPlace) {
   // V = 211: the row tile stays in SBUF between the passes; V = 50257 in fp32 does not fit, so
   // one chunk per tile is read a second time from the HBM being overwritten.
-  EXPECT_LT(backward_error(39, 211, Dtype::kF32, Dtype::kF32, 1.0f / 39, true, 9), 1e-5);
-  EXPECT_LT(backward_error(5, 50257, Dtype::kF32, Dtype::kF32, 0.2f, true, 10), 1e-5);
-  EXPECT_LT(backward_error(130, 50257, Dtype::kF32, Dtype::kF32, 0.01f, true, 11), 1e-5);
+  EXPECT_LT(backward_error(39, 211, DType::kF32, DType::kF32, 1.0f / 39, true, 9), 1e-5);
+  EXPECT_LT(backward_error(5, 50257, DType::kF32, DType::kF32, 0.2f, true, 10), 1e-5);
+  EXPECT_LT(backward_error(130, 50257, DType::kF32, DType::kF32, 0.01f, true, 11), 1e-5);
 }
 
 TEST(NeuronCrossEntropy, BackwardNegativeAndZeroScale) {
-  EXPECT_LT(backward_error(39, 211, Dtype::kF32, Dtype::kF32, -0.5f, false, 12), 1e-5);
+  EXPECT_LT(backward_error(39, 211, DType::kF32, DType::kF32, -0.5f, false, 12), 1e-5);
   NeuronCore core(trn2_config());
-  const View logits = upload(core, {3, 5}, Dtype::kF32, normal_values(15, 1.0f, 13), "logits");
+  const View logits = upload(core, {3, 5}, DType::kF32, normal_values(15, 1.0f, 13), "logits");
   const View targets = upload_targets(core, {0, 4, 2});
-  const View dlogits = upload(core, {3, 5}, Dtype::kF32, std::vector<float>(15, 7.0f), "dlogits");
-  cross_entropy_backward(core, dlogits, logits, targets, 0.0f, 3, 5, Dtype::kF32);
+  const View dlogits = upload(core, {3, 5}, DType::kF32, std::vector<float>(15, 7.0f), "dlogits");
+  cross_entropy_backward(core, dlogits, logits, targets, 0.0f, 3, 5, DType::kF32);
   for (float x : core.read(dlogits)) EXPECT_EQ(x, 0.0f);
 }
 
 TEST(NeuronCrossEntropy, BackwardBf16InPlace) {
-  EXPECT_LT(backward_error(39, 211, Dtype::kBF16, Dtype::kBF16, 1.0f / 39, true, 14), 1e-2);
-  EXPECT_LT(backward_error(5, 50257, Dtype::kBF16, Dtype::kBF16, 0.2f, true, 15), 1e-2);
+  EXPECT_LT(backward_error(39, 211, DType::kBF16, DType::kBF16, 1.0f / 39, true, 14), 1e-2);
+  EXPECT_LT(backward_error(5, 50257, DType::kBF16, DType::kBF16, 0.2f, true, 15), 1e-2);
 }
 
 TEST(NeuronCrossEntropy, RejectsBadShapesAndTargets) {
   NeuronCore core(trn2_config());
-  const View logits = upload(core, {4, 10}, Dtype::kF32, normal_values(40, 1.0f, 16), "logits");
+  const View logits = upload(core, {4, 10}, DType::kF32, normal_values(40, 1.0f, 16), "logits");
   const View targets = upload_targets(core, {1, 2, 3, 9});
-  const View losses = core.hbm_alloc({4}, Dtype::kF32, "losses");
-  expect_error([&] { cross_entropy_forward(core, losses, logits, targets, 4, 11, Dtype::kF32); },
+  const View losses = core.hbm_alloc({4}, DType::kF32, "losses");
+  expect_error([&] { cross_entropy_forward(core, losses, logits, targets, 4, 11, DType::kF32); },
                {"cross_entropy_forward", "logits", "V = 11"});
-  expect_error([&] { cross_entropy_forward(core, losses, logits, targets, 5, 10, Dtype::kF32); },
+  expect_error([&] { cross_entropy_forward(core, losses, logits, targets, 5, 10, DType::kF32); },
                {"cross_entropy_forward", "N = 5"});
-  const View short_losses = core.hbm_alloc({3}, Dtype::kF32, "short_losses");
+  const View short_losses = core.hbm_alloc({3}, DType::kF32, "short_losses");
   expect_error(
-      [&] { cross_entropy_forward(core, short_losses, logits, targets, 4, 10, Dtype::kF32); },
+      [&] { cross_entropy_forward(core, short_losses, logits, targets, 4, 10, DType::kF32); },
       {"losses", "3 elements", "N = 4"});
-  const View float_targets = core.hbm_alloc({4, 1}, Dtype::kF32, "float_targets");
+  const View float_targets = core.hbm_alloc({4, 1}, DType::kF32, "float_targets");
   expect_error(
-      [&] { cross_entropy_forward(core, losses, logits, float_targets, 4, 10, Dtype::kF32); },
+      [&] { cross_entropy_forward(core, losses, logits, float_targets, 4, 10, DType::kF32); },
       {"targets", "int32"});
-  expect_error([&] { cross_entropy_forward(core, losses, logits, targets, 4, 10, Dtype::kI32); },
+  expect_error([&] { cross_entropy_forward(core, losses, logits, targets, 4, 10, DType::kI32); },
                {"compute dtype"});
-  const View small_dlogits = core.hbm_alloc({4, 9}, Dtype::kF32, "dlogits");
+  const View small_dlogits = core.hbm_alloc({4, 9}, DType::kF32, "dlogits");
   expect_error(
       [&] {
-        cross_entropy_backward(core, small_dlogits, logits, targets, 1.0f, 4, 10, Dtype::kF32);
+        cross_entropy_backward(core, small_dlogits, logits, targets, 1.0f, 4, 10, DType::kF32);
       },
       {"cross_entropy_backward", "dlogits"});
   for (int32_t bad : {10, -1}) {
     const View bad_targets = upload_targets(core, {1, bad, 3, 0});
     expect_error(
-        [&] { cross_entropy_forward(core, losses, logits, bad_targets, 4, 10, Dtype::kF32); },
+        [&] { cross_entropy_forward(core, losses, logits, bad_targets, 4, 10, DType::kF32); },
         {"target", std::to_string(bad), "row 1", "[0, V = 10)"});
     expect_error(
         [&] {
-          cross_entropy_backward(core, logits, logits, bad_targets, 1.0f, 4, 10, Dtype::kF32);
+          cross_entropy_backward(core, logits, logits, bad_targets, 1.0f, 4, 10, DType::kF32);
         },
         {"cross_entropy_backward", "row 1"});
   }
@@ -180,7 +180,7 @@ TEST(NeuronCrossEntropy, RejectsBadShapesAndTargets) {
 double squares_error(int64_t n, uint64_t seed) {
   NeuronCore core(trn2_config());
   const std::vector<float> values = normal_values(static_cast<size_t>(n), 0.5f, seed);
-  const View x = upload(core, {n}, Dtype::kF32, values, "x");
+  const View x = upload(core, {n}, DType::kF32, values, "x");
   const double got = sum_of_squares(core, x);
   const double ref = cpu::sum_of_squares(to_double(values).data(), static_cast<size_t>(n));
   return std::fabs(got - ref) / ref;
@@ -201,11 +201,11 @@ TEST(NeuronSumOfSquares, BeyondOneRoundOfPartialColumns) {
 TEST(NeuronSumOfSquares, TwoDimensionalAndBf16Inputs) {
   NeuronCore core(trn2_config());
   const std::vector<float> values = normal_values(39 * 54, 1.0f, 22);
-  const View x = upload(core, {39, 54}, Dtype::kBF16, values, "x");
+  const View x = upload(core, {39, 54}, DType::kBF16, values, "x");
   const std::vector<double> stored = to_double(core.read(x));
   const double ref = cpu::sum_of_squares(stored.data(), stored.size());
   EXPECT_NEAR(sum_of_squares(core, x), ref, 1e-5 * ref);
-  const View ints = core.hbm_alloc({8}, Dtype::kI32, "ints");
+  const View ints = core.hbm_alloc({8}, DType::kI32, "ints");
   expect_error([&] { sum_of_squares(core, ints); }, {"sum_of_squares", "float"});
   const View strided = x.cols(0, 10);
   expect_error([&] { sum_of_squares(core, strided); }, {"sum_of_squares", "contiguous"});
@@ -227,10 +227,10 @@ double adamw_error(const AdamWCase& c, uint64_t seed) {
   std::vector<float> m = normal_values(n, 0.01f, seed + 2);
   std::vector<float> v = normal_values(n, 0.001f, seed + 3);
   for (float& x : v) x = x * x;
-  const View pv = upload(core, {c.n}, Dtype::kF32, p, "params");
-  const View gv = upload(core, {c.n}, Dtype::kF32, g, "grads");
-  const View mv = upload(core, {c.n}, Dtype::kF32, m, "m");
-  const View vv = upload(core, {c.n}, Dtype::kF32, v, "v");
+  const View pv = upload(core, {c.n}, DType::kF32, p, "params");
+  const View gv = upload(core, {c.n}, DType::kF32, g, "grads");
+  const View mv = upload(core, {c.n}, DType::kF32, m, "m");
+  const View vv = upload(core, {c.n}, DType::kF32, v, "v");
   adamw_update(core, pv, gv, mv, vv, c.n, c.step);
 
   std::vector<double> rp = to_double(p), rg = to_double(g), rm = to_double(m), rv = to_double(v);
@@ -267,11 +267,11 @@ TEST(NeuronAdamW, MatchesReferenceOnOddSizes) {
 
 TEST(NeuronAdamW, RejectsBadInput) {
   NeuronCore core(trn2_config());
-  const View a = core.hbm_alloc({100}, Dtype::kF32, "a");
-  const View b = core.hbm_alloc({100}, Dtype::kF32, "b");
-  const View c = core.hbm_alloc({100}, Dtype::kF32, "c");
-  const View shorter = core.hbm_alloc({99}, Dtype::kF32, "shorter");
-  const View half = core.hbm_alloc({100}, Dtype::kBF16, "half");
+  const View a = core.hbm_alloc({100}, DType::kF32, "a");
+  const View b = core.hbm_alloc({100}, DType::kF32, "b");
+  const View c = core.hbm_alloc({100}, DType::kF32, "c");
+  const View shorter = core.hbm_alloc({99}, DType::kF32, "shorter");
+  const View half = core.hbm_alloc({100}, DType::kBF16, "half");
   AdamWStep step;
   expect_error([&] { adamw_update(core, a, b, c, shorter, 100, step); },
                {"adamw_update", "v", "99 elements", "N = 100"});
@@ -290,7 +290,7 @@ TEST(NeuronFillZero, ZeroesExactlyTheView) {
   NeuronCore core(trn2_config());
   const int64_t n = int64_t{128} * 4096 * 2 + 128 * 5 + 3;
   const int64_t margin = 1000;
-  const View whole = upload(core, {n + 2 * margin}, Dtype::kF32,
+  const View whole = upload(core, {n + 2 * margin}, DType::kF32,
                             std::vector<float>(static_cast<size_t>(n + 2 * margin), 5.0f), "whole");
   const View dst = whole.pattern(margin, Dim{1, 0}, {Dim{n, 1}});
   fill_zero(core, dst);
@@ -299,7 +299,7 @@ TEST(NeuronFillZero, ZeroesExactlyTheView) {
     const float expected = i >= margin && i < margin + n ? 0.0f : 5.0f;
     ASSERT_EQ(got[static_cast<size_t>(i)], expected) << "element " << i;
   }
-  const View small = upload(core, {39, 54}, Dtype::kBF16, std::vector<float>(39 * 54, 2.0f), "s");
+  const View small = upload(core, {39, 54}, DType::kBF16, std::vector<float>(39 * 54, 2.0f), "s");
   fill_zero(core, small);
   for (float x : core.read(small)) ASSERT_EQ(x, 0.0f);
   expect_error([&] { fill_zero(core, small.cols(0, 7)); }, {"fill_zero", "contiguous"});
@@ -323,16 +323,16 @@ void print_run(const char* what, NeuronCore& core, double start_ns, double host_
 
 TEST(NeuronLossOptimizerTiming, Gpt2CrossEntropy) {
   const int N = 256, V = 50257;
-  for (Dtype dtype : {Dtype::kBF16, Dtype::kF32}) {
+  for (DType dtype : {DType::kBF16, DType::kF32}) {
     NeuronCore core(trn2_config());
     const View logits =
         upload(core, {N, V}, dtype, normal_values(static_cast<size_t>(N) * V, 2.0f, 40), "logits");
     const View targets = upload_targets(core, random_targets(N, V, 41));
-    const View losses = core.hbm_alloc({N}, Dtype::kF32, "losses");
+    const View losses = core.hbm_alloc({N}, DType::kF32, "losses");
     double t0 = core.now_ns();
     double host =
         host_seconds([&] { cross_entropy_forward(core, losses, logits, targets, N, V, dtype); });
-    print_run(dtype == Dtype::kBF16 ? "cross_entropy_forward bf16 256x50257"
+    print_run(dtype == DType::kBF16 ? "cross_entropy_forward bf16 256x50257"
                                     : "cross_entropy_forward fp32 256x50257",
               core, t0, host);
     NeuronCore core2(trn2_config());
@@ -342,7 +342,7 @@ TEST(NeuronLossOptimizerTiming, Gpt2CrossEntropy) {
     t0 = core2.now_ns();
     host = host_seconds(
         [&] { cross_entropy_backward(core2, logits2, logits2, targets2, 1.0f / N, N, V, dtype); });
-    print_run(dtype == Dtype::kBF16 ? "cross_entropy_backward bf16 256x50257 in place"
+    print_run(dtype == DType::kBF16 ? "cross_entropy_backward bf16 256x50257 in place"
                                     : "cross_entropy_backward fp32 256x50257 in place",
               core2, t0, host);
   }
@@ -360,12 +360,12 @@ TEST(NeuronLossOptimizerTiming, Gpt2AdamWAndSumOfSquares) {
       host[i] = offset + scale * static_cast<float>(static_cast<int64_t>(i % 2001) - 1000);
   };
   fill(1e-3f, 0.0f);
-  const View p = upload(core, {N}, Dtype::kF32, host, "params");
+  const View p = upload(core, {N}, DType::kF32, host, "params");
   fill(1e-4f, 0.0f);
-  const View g = upload(core, {N}, Dtype::kF32, host, "grads");
-  const View m = upload(core, {N}, Dtype::kF32, host, "m");
+  const View g = upload(core, {N}, DType::kF32, host, "grads");
+  const View m = upload(core, {N}, DType::kF32, host, "m");
   fill(0.0f, 1e-6f);
-  const View v = upload(core, {N}, Dtype::kF32, host, "v");
+  const View v = upload(core, {N}, DType::kF32, host, "v");
   std::vector<float>().swap(host);
 
   double t0 = core.now_ns();

@@ -31,18 +31,18 @@ using ::switchyard::neuron::trn2_config;
 
 // How the backend stores activations and computes: fp32 parity mode or the bf16 hardware mode.
 struct Mode {
-  Dtype act;      // HBM dtype of activations and activation gradients
-  Dtype compute;  // SBUF tile dtype
+  DType act;      // HBM dtype of activations and activation gradients
+  DType compute;  // SBUF tile dtype
   double tol;     // relative error bound against the double reference
   const char* name;
 };
-constexpr Mode kFp32{Dtype::kF32, Dtype::kF32, 1e-5, "fp32"};
-constexpr Mode kBf16{Dtype::kBF16, Dtype::kBF16, 1e-2, "bf16"};
+constexpr Mode kFp32{DType::kF32, DType::kF32, 1e-5, "fp32"};
+constexpr Mode kBf16{DType::kBF16, DType::kBF16, 1e-2, "bf16"};
 
 using Host = std::vector<double>;
 
 // HBM tensor of `shape` filled with normal(shift, scale) values.
-View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, Dtype dtype,
+View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, DType dtype,
                    const std::string& name, Rng& rng, float scale = 1.0f, float shift = 0.0f) {
   View v = core.hbm_alloc(shape, dtype, name);
   std::vector<float> values(static_cast<size_t>(v.elements()));
@@ -68,11 +68,11 @@ void check_layernorm_forward(const Mode& mode, int64_t N, int64_t C) {
   NeuronCore core(trn2_config());
   Rng rng(11);
   View inp = random_tensor(core, {N, C}, mode.act, "inp", rng, 2.0f, 0.7f);
-  View weight = random_tensor(core, {C}, Dtype::kF32, "weight", rng, 0.5f, 1.0f);
-  View bias = random_tensor(core, {C}, Dtype::kF32, "bias", rng, 0.3f);
+  View weight = random_tensor(core, {C}, DType::kF32, "weight", rng, 0.5f, 1.0f);
+  View bias = random_tensor(core, {C}, DType::kF32, "bias", rng, 0.3f);
   View out = core.hbm_alloc({N, C}, mode.act, "out");
-  View mean = core.hbm_alloc({N}, Dtype::kF32, "mean");
-  View rstd = core.hbm_alloc({N}, Dtype::kF32, "rstd");
+  View mean = core.hbm_alloc({N}, DType::kF32, "mean");
+  View rstd = core.hbm_alloc({N}, DType::kF32, "rstd");
   layernorm_forward(core, out, mean, rstd, inp, weight, bias, mode.compute);
 
   Host x = read(core, inp), w = read(core, weight), b = read(core, bias);
@@ -98,19 +98,19 @@ void check_layernorm_backward(const Mode& mode, int64_t N, int64_t C) {
   Rng rng(12);
   View inp = random_tensor(core, {N, C}, mode.act, "inp", rng, 1.5f, -0.4f);
   View dout = random_tensor(core, {N, C}, mode.act, "dout", rng);
-  View weight = random_tensor(core, {C}, Dtype::kF32, "weight", rng, 0.5f, 1.0f);
+  View weight = random_tensor(core, {C}, DType::kF32, "weight", rng, 0.5f, 1.0f);
   // Pre-filled gradients: the kernel must add to them.
   View dinp = random_tensor(core, {N, C}, mode.act, "dinp", rng);
-  View dweight = random_tensor(core, {C}, Dtype::kF32, "dweight", rng);
-  View dbias = random_tensor(core, {C}, Dtype::kF32, "dbias", rng);
+  View dweight = random_tensor(core, {C}, DType::kF32, "dweight", rng);
+  View dbias = random_tensor(core, {C}, DType::kF32, "dbias", rng);
   // The statistics the forward pass would have saved, in fp32.
   Host x = read(core, inp), w = read(core, weight);
   Host fwd(static_cast<size_t>(N * C)), m(static_cast<size_t>(N)), s(m.size());
   Host zero_bias(static_cast<size_t>(C), 0.0);
   cpu::layernorm_forward<double>(fwd.data(), m.data(), s.data(), x.data(), w.data(),
                                  zero_bias.data(), static_cast<int>(N), static_cast<int>(C));
-  View mean = core.hbm_alloc({1, N}, Dtype::kF32, "mean");
-  View rstd = core.hbm_alloc({1, N}, Dtype::kF32, "rstd");
+  View mean = core.hbm_alloc({1, N}, DType::kF32, "mean");
+  View rstd = core.hbm_alloc({1, N}, DType::kF32, "rstd");
   core.write(mean, std::vector<float>(m.begin(), m.end()));
   core.write(rstd, std::vector<float>(s.begin(), s.end()));
 
@@ -122,7 +122,7 @@ void check_layernorm_backward(const Mode& mode, int64_t N, int64_t C) {
                                   static_cast<int>(C));
   EXPECT_LT(relative_error(read(core, dinp), ref_dinp), mode.tol);
   // Parameter gradients are fp32 sums of products of compute-dtype tiles.
-  const double param_tol = mode.compute == Dtype::kF32 ? 1e-5 : 5e-3;
+  const double param_tol = mode.compute == DType::kF32 ? 1e-5 : 5e-3;
   EXPECT_LT(relative_error(read(core, dweight), ref_dw), param_tol);
   EXPECT_LT(relative_error(read(core, dbias), ref_db), param_tol);
 }
@@ -141,23 +141,23 @@ TEST(NeuronLayerNorm, BackwardWideRowsSumOutsidePsum) {
 
 TEST(NeuronLayerNorm, RejectsBadShapes) {
   NeuronCore core(trn1_config());
-  View inp = core.hbm_alloc({10, 8}, Dtype::kF32, "inp");
-  View out = core.hbm_alloc({10, 9}, Dtype::kF32, "out");
-  View good_out = core.hbm_alloc({10, 8}, Dtype::kF32, "good_out");
-  View stat = core.hbm_alloc({10}, Dtype::kF32, "stat");
-  View short_stat = core.hbm_alloc({9}, Dtype::kF32, "short_stat");
-  View w = core.hbm_alloc({8}, Dtype::kF32, "w");
-  View wide_w = core.hbm_alloc({2, 8}, Dtype::kF32, "wide_w");
-  expect_error([&] { layernorm_forward(core, out, stat, stat, inp, w, w, Dtype::kF32); },
+  View inp = core.hbm_alloc({10, 8}, DType::kF32, "inp");
+  View out = core.hbm_alloc({10, 9}, DType::kF32, "out");
+  View good_out = core.hbm_alloc({10, 8}, DType::kF32, "good_out");
+  View stat = core.hbm_alloc({10}, DType::kF32, "stat");
+  View short_stat = core.hbm_alloc({9}, DType::kF32, "short_stat");
+  View w = core.hbm_alloc({8}, DType::kF32, "w");
+  View wide_w = core.hbm_alloc({2, 8}, DType::kF32, "wide_w");
+  expect_error([&] { layernorm_forward(core, out, stat, stat, inp, w, w, DType::kF32); },
                {"layernorm_forward", "out", "[10, 8]"});
-  expect_error([&] { layernorm_forward(core, good_out, short_stat, stat, inp, w, w, Dtype::kF32); },
+  expect_error([&] { layernorm_forward(core, good_out, short_stat, stat, inp, w, w, DType::kF32); },
                {"layernorm_forward", "mean", "10 elements"});
-  expect_error([&] { layernorm_forward(core, good_out, stat, stat, inp, wide_w, w, Dtype::kF32); },
+  expect_error([&] { layernorm_forward(core, good_out, stat, stat, inp, wide_w, w, DType::kF32); },
                {"layernorm_forward", "weight"});
-  expect_error([&] { layernorm_forward(core, good_out, stat, stat, inp, w, w, Dtype::kF16); },
+  expect_error([&] { layernorm_forward(core, good_out, stat, stat, inp, w, w, DType::kF16); },
                {"layernorm_forward", "compute dtype", "float16"});
   expect_error(
-      [&] { layernorm_backward(core, good_out, w, w, out, inp, w, stat, stat, Dtype::kF32); },
+      [&] { layernorm_backward(core, good_out, w, w, out, inp, w, stat, stat, DType::kF32); },
       {"layernorm_backward", "dout", "[10, 8]"});
 }
 
@@ -195,13 +195,13 @@ TEST(NeuronGelu, BackwardIsExactDerivativeAtLargeArguments) {
   NeuronCore core(trn2_config());
   const std::vector<float> xs = {-12.0f, -6.0f, -3.0f, -1.0f, 0.0f, 0.5f, 3.0f, 6.0f, 12.0f};
   const int64_t n = static_cast<int64_t>(xs.size());
-  View inp = core.hbm_alloc({n}, Dtype::kF32, "inp");
-  View dout = core.hbm_alloc({n}, Dtype::kF32, "dout");
-  View dinp = core.hbm_alloc({n}, Dtype::kF32, "dinp");
+  View inp = core.hbm_alloc({n}, DType::kF32, "inp");
+  View dout = core.hbm_alloc({n}, DType::kF32, "dout");
+  View dinp = core.hbm_alloc({n}, DType::kF32, "dinp");
   core.write(inp, xs);
   core.write(dout, std::vector<float>(xs.size(), 1.0f));
   core.write(dinp, std::vector<float>(xs.size(), 0.0f));
-  gelu_backward(core, dinp, inp, dout, Dtype::kF32);
+  gelu_backward(core, dinp, inp, dout, DType::kF32);
   Host x(xs.begin(), xs.end()), ones(xs.size(), 1.0), ref(xs.size(), 0.0);
   cpu::gelu_backward<double>(ref.data(), x.data(), ones.data(), x.size());
   Host got = read(core, dinp);
@@ -210,13 +210,13 @@ TEST(NeuronGelu, BackwardIsExactDerivativeAtLargeArguments) {
 
 TEST(NeuronGelu, RejectsBadShapes) {
   NeuronCore core(trn1_config());
-  View a = core.hbm_alloc({100}, Dtype::kF32, "a");
-  View b = core.hbm_alloc({99}, Dtype::kF32, "b");
-  View ids = core.hbm_alloc({100}, Dtype::kI32, "ids");
-  expect_error([&] { gelu_forward(core, b, a, Dtype::kF32); }, {"gelu_forward", "out", "100"});
-  expect_error([&] { gelu_backward(core, a, a, ids, Dtype::kF32); },
+  View a = core.hbm_alloc({100}, DType::kF32, "a");
+  View b = core.hbm_alloc({99}, DType::kF32, "b");
+  View ids = core.hbm_alloc({100}, DType::kI32, "ids");
+  expect_error([&] { gelu_forward(core, b, a, DType::kF32); }, {"gelu_forward", "out", "100"});
+  expect_error([&] { gelu_backward(core, a, a, ids, DType::kF32); },
                {"gelu_backward", "dout", "float"});
-  expect_error([&] { gelu_forward(core, a, a, Dtype::kI32); }, {"gelu_forward", "compute dtype"});
+  expect_error([&] { gelu_forward(core, a, a, DType::kI32); }, {"gelu_forward", "compute dtype"});
 }
 
 // ---- residual ----
@@ -230,7 +230,7 @@ void check_residual(const Mode& mode, int64_t n) {
   View out = core.hbm_alloc({n}, mode.act, "out");
   View dst = random_tensor(core, {n}, mode.act, "dst", rng);
   // An fp32 destination with a compute-dtype source, as a parameter gradient would be.
-  View dst32 = random_tensor(core, {n}, Dtype::kF32, "dst32", rng);
+  View dst32 = random_tensor(core, {n}, DType::kF32, "dst32", rng);
   Host ha = read(core, a), hb = read(core, b), ref_dst = read(core, dst), ref_dst32 = read(core, dst32);
   residual_forward(core, out, a, b, mode.compute);
   accumulate(core, dst, a, mode.compute);
@@ -254,16 +254,16 @@ TEST(NeuronResidual, AddAndAccumulateMatchCpuReference) {
 
 TEST(NeuronResidual, RejectsBadShapes) {
   NeuronCore core(trn1_config());
-  View a = core.hbm_alloc({64}, Dtype::kF32, "a");
-  View b = core.hbm_alloc({65}, Dtype::kF32, "b");
-  View m = core.hbm_alloc({8, 8}, Dtype::kF32, "m");
-  expect_error([&] { residual_forward(core, a, a, b, Dtype::kF32); },
+  View a = core.hbm_alloc({64}, DType::kF32, "a");
+  View b = core.hbm_alloc({65}, DType::kF32, "b");
+  View m = core.hbm_alloc({8, 8}, DType::kF32, "m");
+  expect_error([&] { residual_forward(core, a, a, b, DType::kF32); },
                {"residual_forward", "b", "64 contiguous elements"});
-  expect_error([&] { accumulate(core, a, b, Dtype::kBF16); }, {"accumulate", "src"});
+  expect_error([&] { accumulate(core, a, b, DType::kBF16); }, {"accumulate", "src"});
   // A strided view is not flat.
-  expect_error([&] { accumulate(core, m.cols(0, 4), m.cols(4, 4), Dtype::kF32); },
+  expect_error([&] { accumulate(core, m.cols(0, 4), m.cols(4, 4), DType::kF32); },
                {"accumulate", "dst", "contiguous"});
-  accumulate(core, m, a, Dtype::kF32);  // a 2-D tensor of 64 elements is fine
+  accumulate(core, m, a, DType::kF32);  // a 2-D tensor of 64 elements is fine
 }
 
 // ---- encoder ----
@@ -278,17 +278,17 @@ void check_encoder(const Mode& mode, const EncoderCase& e, uint64_t seed) {
   NeuronCore core(trn2_config());
   Rng rng(seed);
   const int64_t n = static_cast<int64_t>(e.B) * e.T;
-  View tokens = core.hbm_alloc({n, 1}, Dtype::kI32, "tokens");
+  View tokens = core.hbm_alloc({n, 1}, DType::kI32, "tokens");
   std::vector<float> ids(static_cast<size_t>(n));
   for (float& id : ids) id = static_cast<float>(rng.next_u64() % static_cast<uint64_t>(e.V));
   core.write(tokens, ids);
   std::vector<int32_t> tok(ids.begin(), ids.end());
-  View wte = random_tensor(core, {e.V, e.C}, Dtype::kF32, "wte", rng);
-  View wpe = random_tensor(core, {e.max_t, e.C}, Dtype::kF32, "wpe", rng);
+  View wte = random_tensor(core, {e.V, e.C}, DType::kF32, "wte", rng);
+  View wpe = random_tensor(core, {e.max_t, e.C}, DType::kF32, "wpe", rng);
   View out = core.hbm_alloc({n, e.C}, mode.act, "out");
   View dout = random_tensor(core, {n, e.C}, mode.act, "dout", rng);
-  View dwte = random_tensor(core, {e.V, e.C}, Dtype::kF32, "dwte", rng);
-  View dwpe = random_tensor(core, {e.max_t, e.C}, Dtype::kF32, "dwpe", rng);
+  View dwte = random_tensor(core, {e.V, e.C}, DType::kF32, "dwte", rng);
+  View dwpe = random_tensor(core, {e.max_t, e.C}, DType::kF32, "dwpe", rng);
   Host hwte = read(core, wte), hwpe = read(core, wpe), d = read(core, dout);
   Host ref_dwte = read(core, dwte), ref_dwpe = read(core, dwpe);
 
@@ -320,11 +320,11 @@ TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
   // The simulator's accumulating scatter adds rows in partition order, so duplicates in one
   // instruction all land (no lost updates).
   NeuronCore core(trn2_config());
-  View table = core.hbm_alloc({4, 3}, Dtype::kF32, "table");
+  View table = core.hbm_alloc({4, 3}, DType::kF32, "table");
   core.write(table, std::vector<float>(12, 1.0f));
-  View src = core.sbuf_alloc(5, {3}, Dtype::kF32, "src");
+  View src = core.sbuf_alloc(5, {3}, DType::kF32, "src");
   core.write(src, std::vector<float>{1, 2, 3, 10, 20, 30, 100, 200, 300, 5, 5, 5, 7, 7, 7});
-  View idx = core.sbuf_alloc(5, {1}, Dtype::kI32, "idx");
+  View idx = core.sbuf_alloc(5, {1}, DType::kI32, "idx");
   core.write(idx, std::vector<float>{2, 2, 0, 2, 0});
   core.dma_scatter(table, src, idx, /*accumulate=*/true);
   EXPECT_EQ(core.read(table), (std::vector<float>{108, 208, 308, 1, 1, 1, 17, 28, 39, 1, 1, 1}));
@@ -332,17 +332,17 @@ TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
   // Through the kernel: 200 rows over 3 tokens, so every tile repeats each token many times.
   NeuronCore core2(trn2_config());
   const int B = 2, T = 100, C = 5;
-  View tokens = core2.hbm_alloc({B * T, 1}, Dtype::kI32, "tokens");
+  View tokens = core2.hbm_alloc({B * T, 1}, DType::kI32, "tokens");
   std::vector<float> ids(B * T);
   for (int i = 0; i < B * T; ++i) ids[i] = static_cast<float>(i % 3);
   core2.write(tokens, ids);
-  View dout = core2.hbm_alloc({B * T, C}, Dtype::kF32, "dout");
+  View dout = core2.hbm_alloc({B * T, C}, DType::kF32, "dout");
   core2.write(dout, std::vector<float>(B * T * C, 1.0f));
-  View dwte = core2.hbm_alloc({3, C}, Dtype::kF32, "dwte");
+  View dwte = core2.hbm_alloc({3, C}, DType::kF32, "dwte");
   core2.write(dwte, std::vector<float>(3 * C, 0.5f));
-  View dwpe = core2.hbm_alloc({T, C}, Dtype::kF32, "dwpe");
+  View dwpe = core2.hbm_alloc({T, C}, DType::kF32, "dwpe");
   core2.write(dwpe, std::vector<float>(T * C, 0.0f));
-  encoder_backward(core2, dwte, dwpe, dout, tokens, B, T, Dtype::kF32);
+  encoder_backward(core2, dwte, dwpe, dout, tokens, B, T, DType::kF32);
   Host got = read(core2, dwte);
   for (int v = 0; v < 3; ++v) {
     const double count = (B * T - v + 2) / 3;  // rows i < 200 with i % 3 == v
@@ -353,23 +353,23 @@ TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
 
 TEST(NeuronEncoder, RejectsBadShapes) {
   NeuronCore core(trn1_config());
-  View tokens = core.hbm_alloc({6, 1}, Dtype::kI32, "tokens");
-  View float_tokens = core.hbm_alloc({6, 1}, Dtype::kF32, "float_tokens");
-  View wte = core.hbm_alloc({10, 4}, Dtype::kF32, "wte");
-  View wpe = core.hbm_alloc({2, 4}, Dtype::kF32, "wpe");
-  View out = core.hbm_alloc({6, 4}, Dtype::kF32, "out");
-  View narrow_wte = core.hbm_alloc({10, 5}, Dtype::kF32, "narrow_wte");
-  expect_error([&] { encoder_forward(core, out, float_tokens, wte, wpe, 2, 3, Dtype::kF32); },
+  View tokens = core.hbm_alloc({6, 1}, DType::kI32, "tokens");
+  View float_tokens = core.hbm_alloc({6, 1}, DType::kF32, "float_tokens");
+  View wte = core.hbm_alloc({10, 4}, DType::kF32, "wte");
+  View wpe = core.hbm_alloc({2, 4}, DType::kF32, "wpe");
+  View out = core.hbm_alloc({6, 4}, DType::kF32, "out");
+  View narrow_wte = core.hbm_alloc({10, 5}, DType::kF32, "narrow_wte");
+  expect_error([&] { encoder_forward(core, out, float_tokens, wte, wpe, 2, 3, DType::kF32); },
                {"encoder_forward", "tokens", "int32"});
-  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 2, 3, Dtype::kF32); },
+  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 2, 3, DType::kF32); },
                {"encoder_forward", "wpe", ">= 3"});
-  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 3, Dtype::kF32); },
+  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 3, DType::kF32); },
                {"encoder_forward", "tokens", "9"});
-  expect_error([&] { encoder_backward(core, narrow_wte, wpe, out, tokens, 3, 2, Dtype::kF32); },
+  expect_error([&] { encoder_backward(core, narrow_wte, wpe, out, tokens, 3, 2, DType::kF32); },
                {"encoder_backward", "dwte", "4]"});
   // Token ids outside the table are caught by the gather.
   core.write(tokens, std::vector<float>{0, 1, 2, 3, 4, 10});
-  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 2, Dtype::kF32); },
+  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 2, DType::kF32); },
                {"index 10", "wte"});
 }
 
@@ -399,22 +399,22 @@ void report(NeuronCore& core, const char* what, Fn&& fn) {
 
 TEST(NeuronNormKernels, Gpt2SizedTimings) {
   const int B = 4, T = 64, C = 768, V = 50257, N = B * T;
-  const Dtype act = Dtype::kBF16, compute = Dtype::kBF16;
+  const DType act = DType::kBF16, compute = DType::kBF16;
   {
     NeuronCore core(trn2_config());
     Rng rng(31);
     View inp = random_tensor(core, {N, C}, act, "inp", rng);
-    View w = random_tensor(core, {C}, Dtype::kF32, "w", rng, 0.1f, 1.0f);
-    View b = random_tensor(core, {C}, Dtype::kF32, "b", rng, 0.1f);
+    View w = random_tensor(core, {C}, DType::kF32, "w", rng, 0.1f, 1.0f);
+    View b = random_tensor(core, {C}, DType::kF32, "b", rng, 0.1f);
     View out = core.hbm_alloc({N, C}, act, "out");
-    View mean = core.hbm_alloc({N}, Dtype::kF32, "mean");
-    View rstd = core.hbm_alloc({N}, Dtype::kF32, "rstd");
+    View mean = core.hbm_alloc({N}, DType::kF32, "mean");
+    View rstd = core.hbm_alloc({N}, DType::kF32, "rstd");
     report(core, "layernorm_forward N=256 C=768",
            [&] { layernorm_forward(core, out, mean, rstd, inp, w, b, compute); });
     View dout = random_tensor(core, {N, C}, act, "dout", rng);
     View dinp = random_tensor(core, {N, C}, act, "dinp", rng);
-    View dw = random_tensor(core, {C}, Dtype::kF32, "dw", rng);
-    View db = random_tensor(core, {C}, Dtype::kF32, "db", rng);
+    View dw = random_tensor(core, {C}, DType::kF32, "dw", rng);
+    View db = random_tensor(core, {C}, DType::kF32, "db", rng);
     report(core, "layernorm_backward N=256 C=768", [&] {
       layernorm_backward(core, dinp, dw, db, dout, inp, w, mean, rstd, compute);
     });
@@ -440,18 +440,18 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
   {
     NeuronCore core(trn2_config());
     Rng rng(33);
-    View tokens = core.hbm_alloc({N, 1}, Dtype::kI32, "tokens");
+    View tokens = core.hbm_alloc({N, 1}, DType::kI32, "tokens");
     std::vector<float> ids(N);
     for (float& id : ids) id = static_cast<float>(rng.next_u64() % V);
     core.write(tokens, ids);
-    View wte = core.hbm_alloc({V, C}, Dtype::kF32, "wte");
+    View wte = core.hbm_alloc({V, C}, DType::kF32, "wte");
     core.write(wte, std::vector<float>(static_cast<size_t>(V) * C, 0.01f));
-    View wpe = random_tensor(core, {1024, C}, Dtype::kF32, "wpe", rng);
+    View wpe = random_tensor(core, {1024, C}, DType::kF32, "wpe", rng);
     View out = core.hbm_alloc({N, C}, act, "out");
     View dout = random_tensor(core, {N, C}, act, "dout", rng);
-    View dwte = core.hbm_alloc({V, C}, Dtype::kF32, "dwte");
+    View dwte = core.hbm_alloc({V, C}, DType::kF32, "dwte");
     core.write(dwte, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
-    View dwpe = core.hbm_alloc({1024, C}, Dtype::kF32, "dwpe");
+    View dwpe = core.hbm_alloc({1024, C}, DType::kF32, "dwpe");
     core.write(dwpe, std::vector<float>(1024 * C, 0.0f));
     report(core, "encoder_forward B=4 T=64 C=768",
            [&] { encoder_forward(core, out, tokens, wte, wpe, B, T, compute); });

@@ -16,7 +16,7 @@ namespace {
 class NeuronRules : public ::testing::Test {
  protected:
   NeuronRules() : core(trn1_config()) { core.set_kernel("rules_kernel"); }
-  View filled_sbuf(int64_t partitions, std::vector<int64_t> shape, Dtype dtype,
+  View filled_sbuf(int64_t partitions, std::vector<int64_t> shape, DType dtype,
                    const std::string& name) {
     View v = core.sbuf_alloc(partitions, shape, dtype, name);
     core.write(v, std::vector<float>(static_cast<size_t>(v.elements()), 1.0f));
@@ -26,8 +26,8 @@ class NeuronRules : public ::testing::Test {
 };
 
 TEST_F(NeuronRules, PartitionStartAlignment) {
-  View t = filled_sbuf(128, {16}, Dtype::kF32, "t");
-  View o = core.sbuf_alloc(128, {16}, Dtype::kF32, "o");
+  View t = filled_sbuf(128, {16}, DType::kF32, "t");
+  View o = core.sbuf_alloc(128, {16}, DType::kF32, "o");
   // Allowed: <= 32 partitions at 0/32/64/96; 33-64 at 0 or 64; > 64 at 0.
   core.tensor_copy(o.rows(96, 32), t.rows(32, 32));
   core.tensor_copy(o.rows(64, 64), t.rows(0, 64));
@@ -41,13 +41,13 @@ TEST_F(NeuronRules, PartitionStartAlignment) {
 }
 
 TEST_F(NeuronRules, MatmulLimits) {
-  View st = filled_sbuf(128, {129}, Dtype::kBF16, "st");
-  View mv = filled_sbuf(128, {513}, Dtype::kBF16, "mv");
-  View mv32 = filled_sbuf(128, {64}, Dtype::kF32, "mv32");
-  View ints = filled_sbuf(128, {64}, Dtype::kI32, "ints");
-  View acc = core.psum_alloc(128, {512}, Dtype::kF32, "acc");
-  View acc16 = core.psum_alloc(128, {512}, Dtype::kBF16, "acc16");
-  View wide = core.psum_alloc(128, {1024}, Dtype::kF32, "wide");
+  View st = filled_sbuf(128, {129}, DType::kBF16, "st");
+  View mv = filled_sbuf(128, {513}, DType::kBF16, "mv");
+  View mv32 = filled_sbuf(128, {64}, DType::kF32, "mv32");
+  View ints = filled_sbuf(128, {64}, DType::kI32, "ints");
+  View acc = core.psum_alloc(128, {512}, DType::kF32, "acc");
+  View acc16 = core.psum_alloc(128, {512}, DType::kBF16, "acc16");
+  View wide = core.psum_alloc(128, {1024}, DType::kF32, "wide");
   expect_error([&] { core.matmul(acc.cols(0, 64), st, mv.cols(0, 64), true, true); },
                {"matmul", "M = 129 exceeds 128"});
   expect_error([&] { core.matmul(acc, st.cols(0, 128), mv, true, true); }, {"N = 513 exceeds 512"});
@@ -75,10 +75,10 @@ TEST_F(NeuronRules, MatmulLimits) {
 }
 
 TEST_F(NeuronRules, AccumulationGroups) {
-  View st = filled_sbuf(128, {128}, Dtype::kBF16, "st");
-  View mv = filled_sbuf(128, {64}, Dtype::kBF16, "mv");
-  View acc = core.psum_alloc(128, {8, 512}, Dtype::kF32, "acc");  // all 8 banks
-  View out = core.sbuf_alloc(128, {64}, Dtype::kF32, "out");
+  View st = filled_sbuf(128, {128}, DType::kBF16, "st");
+  View mv = filled_sbuf(128, {64}, DType::kBF16, "mv");
+  View acc = core.psum_alloc(128, {8, 512}, DType::kF32, "acc");  // all 8 banks
+  View out = core.sbuf_alloc(128, {64}, DType::kF32, "out");
   auto bank = [&](int i) { return acc.slice(0, i, 1).flatten().cols(0, 64); };
   expect_error([&] { core.matmul(bank(0), st, mv, /*start=*/false, true); },
                {"no open accumulation group"});
@@ -95,28 +95,28 @@ TEST_F(NeuronRules, AccumulationGroups) {
 }
 
 TEST_F(NeuronRules, NinthOpenGroupIsRejected) {
-  View st = filled_sbuf(128, {128}, Dtype::kBF16, "st");
-  View mv = filled_sbuf(128, {32}, Dtype::kBF16, "mv");
-  View acc = core.psum_alloc(128, {16, 32}, Dtype::kF32, "acc");  // two groups per bank
+  View st = filled_sbuf(128, {128}, DType::kBF16, "st");
+  View mv = filled_sbuf(128, {32}, DType::kBF16, "mv");
+  View acc = core.psum_alloc(128, {16, 32}, DType::kF32, "acc");  // two groups per bank
   for (int i = 0; i < 8; ++i) core.matmul(acc.slice(0, i, 1).flatten(), st, mv, true, false);
   expect_error([&] { core.matmul(acc.slice(0, 8, 1).flatten(), st, mv, true, false); },
                {"9th accumulation group", "at most 8"});
 }
 
 TEST_F(NeuronRules, FreeSizeLimits) {
-  View big = filled_sbuf(128, {65537}, Dtype::kBF16, "big");
+  View big = filled_sbuf(128, {65537}, DType::kBF16, "big");
   expect_error([&] { core.tensor_copy(big, big); },
                {"free size 65537 exceeds the sbuf limit of 65536"});
-  View ps = core.psum_alloc(128, {5000}, Dtype::kBF16, "ps");
-  View small = core.sbuf_alloc(128, {5000}, Dtype::kBF16, "small");
+  View ps = core.psum_alloc(128, {5000}, DType::kBF16, "ps");
+  View small = core.sbuf_alloc(128, {5000}, DType::kBF16, "small");
   expect_error([&] { core.tensor_copy(small, ps); },
                {"free size 5000 exceeds the psum limit of 4096"});
 }
 
 TEST_F(NeuronRules, EngineAndMemoryConstraints) {
-  View t = filled_sbuf(128, {16}, Dtype::kF32, "t");
-  View ps = core.psum_alloc(128, {16}, Dtype::kF32, "ps");
-  View h = core.hbm_alloc({128, 16}, Dtype::kF32, "h");
+  View t = filled_sbuf(128, {16}, DType::kF32, "t");
+  View ps = core.psum_alloc(128, {16}, DType::kF32, "ps");
+  View h = core.hbm_alloc({128, 16}, DType::kF32, "h");
   expect_error([&] { core.tensor_copy(ps, t, Engine::kGpSimd); }, {"GpSimd cannot access PSUM"});
   expect_error([&] { core.tensor_copy(t, h); }, {"cannot access HBM"});
   expect_error([&] { core.dma_copy(ps, h); }, {"dma_copy", "not PSUM"});
@@ -124,34 +124,34 @@ TEST_F(NeuronRules, EngineAndMemoryConstraints) {
   expect_error([&] { core.dma_copy(t, h, 16); }, {"DMA queue 16 does not exist"});
   expect_error([&] { core.tensor_tensor(t, t, AluOp::kAdd, t, Engine::kScalar); },
                {"ScalarE cannot run tensor_tensor"});
-  View idx = filled_sbuf(128, {1}, Dtype::kF32, "idx");
+  View idx = filled_sbuf(128, {1}, DType::kF32, "idx");
   expect_error([&] { core.dma_gather(t, h, idx); }, {"must be an int32 [P, 1] tile"});
-  View col = filled_sbuf(128, {1}, Dtype::kF32, "col");
+  View col = filled_sbuf(128, {1}, DType::kF32, "col");
   expect_error([&] { core.tensor_copy(col.broadcast(0, 16), t); }, {"broadcast"});
   expect_error([&] { core.dma_copy(t, h.pattern(100, {128, 16}, {{16, 1}})); }, {"reaches byte"});
   core.release(t);
   expect_error([&] { core.tensor_copy(ps, t); }, {"released"});
   // The released tile's slot goes to the next allocation; the old view still may not be used.
-  View reused = filled_sbuf(128, {16}, Dtype::kF32, "reused");
+  View reused = filled_sbuf(128, {16}, DType::kF32, "reused");
   expect_error([&] { core.tensor_copy(ps, t); }, {"'(released)'", "was released"});
   expect_error([&] { core.release(t); }, {"was already released"});
   core.tensor_copy(ps, reused);
 }
 
 TEST_F(NeuronRules, CapacityFailsAtOnceWithSizes) {
-  expect_error([&] { core.sbuf_alloc(128, {200000}, Dtype::kF8E4M3, "huge"); },
+  expect_error([&] { core.sbuf_alloc(128, {200000}, DType::kF8E4M3, "huge"); },
                {"SBUF allocation 'huge'", "200000 bytes per partition", "180224"});
-  View a = core.sbuf_alloc(128, {40000}, Dtype::kF32, "a");  // 160000 bytes
-  expect_error([&] { core.sbuf_alloc(128, {8000}, Dtype::kF32, "b"); },
+  View a = core.sbuf_alloc(128, {40000}, DType::kF32, "a");  // 160000 bytes
+  expect_error([&] { core.sbuf_alloc(128, {8000}, DType::kF32, "b"); },
                {"32000 bytes per partition", "20224 of 180224"});
   core.release(a);
-  core.sbuf_alloc(128, {8000}, Dtype::kF32, "b");  // fits after release
-  for (int i = 0; i < 8; ++i) core.psum_alloc(128, {512}, Dtype::kF32, "bank");
-  expect_error([&] { core.psum_alloc(128, {1}, Dtype::kF32, "ninth"); },
+  core.sbuf_alloc(128, {8000}, DType::kF32, "b");  // fits after release
+  for (int i = 0; i < 8; ++i) core.psum_alloc(128, {512}, DType::kF32, "bank");
+  expect_error([&] { core.psum_alloc(128, {1}, DType::kF32, "ninth"); },
                {"PSUM allocation 'ninth'", "0 of 16384"});
-  expect_error([&] { core.hbm_alloc({5LL << 30}, Dtype::kF32, "weights"); },
+  expect_error([&] { core.hbm_alloc({5LL << 30}, DType::kF32, "weights"); },
                {"HBM allocation 'weights'", "21474836480 bytes"});
-  expect_error([&] { core.sbuf_alloc(129, {4}, Dtype::kF32, "tall"); }, {"must be in 1..128"});
+  expect_error([&] { core.sbuf_alloc(129, {4}, DType::kF32, "tall"); }, {"must be in 1..128"});
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 namespace switchyard::neuron {
 namespace {
 
-View filled(NeuronCore& core, int64_t partitions, std::vector<int64_t> shape, Dtype dtype,
+View filled(NeuronCore& core, int64_t partitions, std::vector<int64_t> shape, DType dtype,
             const char* name) {
   View v = core.sbuf_alloc(partitions, shape, dtype, name);
   core.write(v, std::vector<float>(static_cast<size_t>(v.elements()), 0.5f));
@@ -23,12 +23,12 @@ View filled(NeuronCore& core, int64_t partitions, std::vector<int64_t> shape, Dt
 }
 
 // TensorE cycles per matmul in steady state (many independent matmuls back to back).
-double matmul_cycles(const CoreConfig& config, Dtype dtype, int64_t n) {
+double matmul_cycles(const CoreConfig& config, DType dtype, int64_t n) {
   NeuronCore core(config);
   View st = filled(core, 128, {128}, dtype, "st");
   View mv = filled(core, 128, {n}, dtype, "mv");
   std::vector<View> acc;
-  for (int i = 0; i < 8; ++i) acc.push_back(core.psum_alloc(128, {n}, Dtype::kF32, "acc"));
+  for (int i = 0; i < 8; ++i) acc.push_back(core.psum_alloc(128, {n}, DType::kF32, "acc"));
   const int count = 64;
   for (int i = 0; i < count; ++i) core.matmul(acc[i % 8], st, mv, true, true);
   RunStats s = core.stats();
@@ -36,13 +36,13 @@ double matmul_cycles(const CoreConfig& config, Dtype dtype, int64_t n) {
 }
 
 TEST(NeuronTiming, MatmulBf16CostsAboutNCycles) {
-  double cycles = matmul_cycles(trn1_config(), Dtype::kBF16, 512);
+  double cycles = matmul_cycles(trn1_config(), DType::kBF16, 512);
   EXPECT_NEAR(cycles, 512, 0.05 * 512);
   // A single matmul: 512 cycles plus the first LoadStationary (a quarter of 128 cycles).
   NeuronCore core(trn1_config());
-  View st = filled(core, 128, {128}, Dtype::kBF16, "st");
-  View mv = filled(core, 128, {512}, Dtype::kBF16, "mv");
-  View acc = core.psum_alloc(128, {512}, Dtype::kF32, "acc");
+  View st = filled(core, 128, {128}, DType::kBF16, "st");
+  View mv = filled(core, 128, {512}, DType::kBF16, "mv");
+  View acc = core.psum_alloc(128, {512}, DType::kF32, "acc");
   core.matmul(acc, st, mv, true, true);
   EXPECT_NEAR(core.now_ns() * trn1_config().tensor_ghz, 512 + 32, 1e-6);
   // Achieved rate in steady state is the published per-core peak (~92 TFLOPS on trn1).
@@ -51,23 +51,23 @@ TEST(NeuronTiming, MatmulBf16CostsAboutNCycles) {
 }
 
 TEST(NeuronTiming, MatmulFp32IsFourTimesSlowerAndSmallNHasAFloor) {
-  EXPECT_NEAR(matmul_cycles(trn1_config(), Dtype::kF32, 512), 4 * 512, 0.05 * 4 * 512);
-  EXPECT_NEAR(matmul_cycles(trn1_config(), Dtype::kBF16, 16), 64, 0.05 * 64);
+  EXPECT_NEAR(matmul_cycles(trn1_config(), DType::kF32, 512), 4 * 512, 0.05 * 4 * 512);
+  EXPECT_NEAR(matmul_cycles(trn1_config(), DType::kBF16, 16), 64, 0.05 * 64);
   // fp8 doubles the rate on trn2 only.
-  EXPECT_NEAR(matmul_cycles(trn2_config(), Dtype::kF8E4M3, 512), 256, 0.05 * 256);
-  EXPECT_NEAR(matmul_cycles(trn1_config(), Dtype::kF8E4M3, 512), 512, 0.05 * 512);
+  EXPECT_NEAR(matmul_cycles(trn2_config(), DType::kF8E4M3, 512), 256, 0.05 * 256);
+  EXPECT_NEAR(matmul_cycles(trn1_config(), DType::kF8E4M3, 512), 512, 0.05 * 512);
 }
 
 TEST(NeuronTiming, VectorOpCostsNPlusFixedOverhead) {
   NeuronCore core(trn1_config());
-  View in = filled(core, 128, {2048}, Dtype::kF32, "in");
-  View out = core.sbuf_alloc(128, {2048}, Dtype::kF32, "out");
+  View in = filled(core, 128, {2048}, DType::kF32, "in");
+  View out = core.sbuf_alloc(128, {2048}, DType::kF32, "out");
   core.tensor_copy(out, in);
   const double ghz = trn1_config().vector_ghz;
   EXPECT_NEAR(core.last_timing().end_ns - core.last_timing().start_ns, 2048 / ghz, 1e-6);
   EXPECT_NEAR(core.now_ns() * ghz, 2048 + cost::kVectorFixedLatencyCycles, 1e-6);
   // Two inputs: ~2N.
-  View b = filled(core, 128, {2048}, Dtype::kF32, "b");
+  View b = filled(core, 128, {2048}, DType::kF32, "b");
   core.tensor_tensor(out, in, AluOp::kAdd, b);
   EXPECT_NEAR((core.last_timing().end_ns - core.last_timing().start_ns) * ghz, 4096, 1e-6);
   // Small ops hit the minimum issue interval.
@@ -78,8 +78,8 @@ TEST(NeuronTiming, VectorOpCostsNPlusFixedOverhead) {
 
 TEST(NeuronTiming, ScalarActivationCostsMaxOf64AndN) {
   NeuronCore core(trn1_config());
-  View in = filled(core, 128, {1000}, Dtype::kF32, "in");
-  View out = core.sbuf_alloc(128, {1000}, Dtype::kF32, "out");
+  View in = filled(core, 128, {1000}, DType::kF32, "in");
+  View out = core.sbuf_alloc(128, {1000}, DType::kF32, "out");
   core.activation(out, Activation::kExp, in);
   const double ghz = trn1_config().scalar_ghz;
   EXPECT_NEAR((core.last_timing().end_ns - core.last_timing().start_ns) * ghz, 1000, 1e-6);
@@ -91,9 +91,9 @@ TEST(NeuronTiming, ScalarActivationCostsMaxOf64AndN) {
 double queue_gbps(int64_t bytes, int count) {
   NeuronCore core(trn1_config());
   int64_t cols = bytes / 4 / 128;
-  View src = core.hbm_alloc({128, cols * count}, Dtype::kF32, "src");
+  View src = core.hbm_alloc({128, cols * count}, DType::kF32, "src");
   core.write(src, std::vector<float>(static_cast<size_t>(128 * cols * count), 1.0f));
-  View dst = core.sbuf_alloc(128, {cols * count}, Dtype::kF32, "dst");
+  View dst = core.sbuf_alloc(128, {cols * count}, DType::kF32, "dst");
   for (int i = 0; i < count; ++i)
     core.dma_copy(dst.cols(i * cols, cols), src.cols(i * cols, cols), /*queue=*/3);
   return static_cast<double>(bytes) * count / core.last_timing().end_ns;
@@ -111,10 +111,10 @@ TEST(NeuronTiming, DmaQueuesShareTheCoresHbmBandwidth) {
   // 16 queues x ~29 GB/s exceed trn1's 410 GB/s per-core HBM share: HBM is the limit.
   NeuronCore core(trn1_config());
   const int64_t cols = 2048;  // 1 MiB per transfer
-  View src = core.hbm_alloc({128, cols * 64}, Dtype::kF32, "src");
+  View src = core.hbm_alloc({128, cols * 64}, DType::kF32, "src");
   core.write(src, std::vector<float>(static_cast<size_t>(128 * cols * 64), 1.0f));
   std::vector<View> tiles;
-  for (int i = 0; i < 64; ++i) tiles.push_back(core.sbuf_alloc(128, {cols / 16}, Dtype::kF32, "t"));
+  for (int i = 0; i < 64; ++i) tiles.push_back(core.sbuf_alloc(128, {cols / 16}, DType::kF32, "t"));
   // 64 independent 64 KiB transfers spread over the 16 queues.
   for (int i = 0; i < 64; ++i) core.dma_copy(tiles[i], src.cols(i * cols, cols / 16), i % 16);
   const double bytes = 64.0 * 128 * (cols / 16) * 4;
@@ -127,10 +127,10 @@ TEST(NeuronTiming, DmaQueuesShareTheCoresHbmBandwidth) {
 
 TEST(NeuronTiming, ReadWaitsForWriteAndWriteWaitsForRead) {
   NeuronCore core(trn1_config());
-  View src = core.hbm_alloc({128, 8192}, Dtype::kF32, "src");
+  View src = core.hbm_alloc({128, 8192}, DType::kF32, "src");
   core.write(src, std::vector<float>(128 * 8192, 1.0f));
-  View t = core.sbuf_alloc(128, {8192}, Dtype::kF32, "t");
-  View out = core.sbuf_alloc(128, {8192}, Dtype::kF32, "out");
+  View t = core.sbuf_alloc(128, {8192}, DType::kF32, "t");
+  View out = core.sbuf_alloc(128, {8192}, DType::kF32, "out");
   core.dma_copy(t, src);
   InstructionTiming load = core.last_timing();
   core.tensor_copy(out, t);  // RAW: waits for the DMA's data
@@ -142,7 +142,7 @@ TEST(NeuronTiming, ReadWaitsForWriteAndWriteWaitsForRead) {
   core.tensor_copy(out, t);  // WAW on out and RAW on t
   EXPECT_GE(core.last_timing().start_ns, reload.done_ns);
   // An independent op on another tile does not wait.
-  View other = core.sbuf_alloc(128, {64}, Dtype::kF32, "other");
+  View other = core.sbuf_alloc(128, {64}, DType::kF32, "other");
   core.memset(other, 0.0f, Engine::kScalar);
   EXPECT_LT(core.last_timing().start_ns, reload.start_ns);
 }
@@ -150,12 +150,12 @@ TEST(NeuronTiming, ReadWaitsForWriteAndWriteWaitsForRead) {
 TEST(NeuronTiming, EnginesOverlapExceptV2PortConflicts) {
   for (bool v2 : {true, false}) {
     NeuronCore core(v2 ? trn1_config() : trn2_config());
-    View a = filled(core, 128, {4096}, Dtype::kF32, "a");
-    View b = filled(core, 128, {4096}, Dtype::kF32, "b");
-    View c = filled(core, 128, {4096}, Dtype::kF32, "c");
-    View oa = core.sbuf_alloc(128, {4096}, Dtype::kF32, "oa");
-    View ob = core.sbuf_alloc(128, {4096}, Dtype::kF32, "ob");
-    View oc = core.sbuf_alloc(128, {4096}, Dtype::kF32, "oc");
+    View a = filled(core, 128, {4096}, DType::kF32, "a");
+    View b = filled(core, 128, {4096}, DType::kF32, "b");
+    View c = filled(core, 128, {4096}, DType::kF32, "c");
+    View oa = core.sbuf_alloc(128, {4096}, DType::kF32, "oa");
+    View ob = core.sbuf_alloc(128, {4096}, DType::kF32, "ob");
+    View oc = core.sbuf_alloc(128, {4096}, DType::kF32, "oc");
     core.tensor_scalar(oa, a, AluOp::kAdd, 1.0f, AluOp::kBypass, 0.0f, Engine::kVector);
     InstructionTiming vec = core.last_timing();
     core.activation(ob, Activation::kExp, b);  // ScalarE on SBUF: overlaps on both
@@ -171,9 +171,9 @@ TEST(NeuronTiming, EnginesOverlapExceptV2PortConflicts) {
 
 TEST(NeuronTiming, StatsReportBusyTimesAndHighWaterMarks) {
   NeuronCore core(trn1_config());
-  View st = filled(core, 128, {128}, Dtype::kBF16, "st");
-  View mv = filled(core, 128, {512}, Dtype::kBF16, "mv");
-  View acc = core.psum_alloc(128, {512}, Dtype::kF32, "acc");
+  View st = filled(core, 128, {128}, DType::kBF16, "st");
+  View mv = filled(core, 128, {512}, DType::kBF16, "mv");
+  View acc = core.psum_alloc(128, {512}, DType::kF32, "acc");
   core.matmul(acc, st, mv, true, true);
   RunStats s = core.stats();
   EXPECT_EQ(s.matmul_flops, 2.0 * 128 * 128 * 512);
@@ -188,12 +188,12 @@ TEST(NeuronTiming, FenceStartsLaterWorkAfterEverythingBefore) {
   // Two independent DMAs overlap on separate queues; after a fence the second waits for the first.
   for (bool fenced : {false, true}) {
     NeuronCore core(trn2_config());
-    View a = core.hbm_alloc({128, 512}, Dtype::kF32, "a");
-    View b = core.hbm_alloc({128, 512}, Dtype::kF32, "b");
+    View a = core.hbm_alloc({128, 512}, DType::kF32, "a");
+    View b = core.hbm_alloc({128, 512}, DType::kF32, "b");
     core.write(a, std::vector<float>(128 * 512, 1.0f));
     core.write(b, std::vector<float>(128 * 512, 2.0f));
-    View ta = core.sbuf_alloc(128, {512}, Dtype::kF32, "ta");
-    View tb = core.sbuf_alloc(128, {512}, Dtype::kF32, "tb");
+    View ta = core.sbuf_alloc(128, {512}, DType::kF32, "ta");
+    View tb = core.sbuf_alloc(128, {512}, DType::kF32, "tb");
     core.dma_copy(ta, a, 0);
     const double first_done = core.now_ns();
     if (fenced) core.fence();
@@ -210,9 +210,9 @@ TEST(NeuronTiming, AttachedHbmTensorsAreTheCallersMemory) {
   NeuronCore core(trn1_config());
   std::vector<float> host(4 * 8);
   for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i);
-  View t = core.hbm_attach(host.data(), {4, 8}, Dtype::kF32, "host");
+  View t = core.hbm_attach(host.data(), {4, 8}, DType::kF32, "host");
   EXPECT_EQ(core.read(t.rows(1, 1)), std::vector<float>(host.begin() + 8, host.begin() + 16));
-  View tile = core.sbuf_alloc(4, {8}, Dtype::kF32, "tile");
+  View tile = core.sbuf_alloc(4, {8}, DType::kF32, "tile");
   core.dma_copy(tile, t);
   core.tensor_scalar(tile, tile, AluOp::kMultiply, 2.0f);
   core.dma_copy(t, tile);
@@ -225,12 +225,12 @@ TEST(NeuronTiming, FencedRunsKeepTheirTimingOverManyKernels) {
   // The same kernel launched repeatedly with fences in between costs the same each time (the
   // ledger and dependency records forgotten at a fence must not change later timings).
   NeuronCore core(trn2_config());
-  View src = core.hbm_alloc({128, 4096}, Dtype::kBF16, "src");
+  View src = core.hbm_alloc({128, 4096}, DType::kBF16, "src");
   core.write(src, std::vector<float>(128 * 4096, 1.0f));
   std::vector<double> durations;
   for (int launch = 0; launch < 5; ++launch) {
     const double start = core.now_ns();
-    View tile = core.sbuf_alloc(128, {4096}, Dtype::kBF16, "tile");
+    View tile = core.sbuf_alloc(128, {4096}, DType::kBF16, "tile");
     for (int q = 0; q < 4; ++q) core.dma_copy(tile.cols(q * 1024, 1024), src.cols(q * 1024, 1024), q);
     core.release(tile);
     core.fence();
@@ -243,9 +243,9 @@ TEST(NeuronTiming, TraceHasATrackPerEngineAndQueueAndNamedSlices) {
   NeuronCore core(trn2_config());
   core.record_trace(true);
   core.set_kernel("k1");
-  View h = core.hbm_alloc({128, 64}, Dtype::kF32, "h");
+  View h = core.hbm_alloc({128, 64}, DType::kF32, "h");
   core.write(h, std::vector<float>(128 * 64, 1.0f));
-  View t = core.sbuf_alloc(128, {64}, Dtype::kF32, "t");
+  View t = core.sbuf_alloc(128, {64}, DType::kF32, "t");
   core.dma_copy(t, h, 5);
   core.tensor_copy(t, t);
   const std::string path = ::testing::TempDir() + "neuron_trace_test.json";

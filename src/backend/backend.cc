@@ -1,47 +1,122 @@
 #include "backend/backend.h"
 
+#include <cmath>
 #include <vector>
 
 #include "backend/gradient_clipping.h"
+#include "backend/host_fallback.h"
 #include "core/error.h"
 
 namespace switchyard::backend {
 
-void Backend::start_trace() {
-  fail("device '{}' is not a simulator: --trace needs trn1-sim or trn2-sim", name());
+const char* op_name(OpKind kind) {
+  switch (kind) {
+#define SWITCHYARD_OP_NAME(Op, name) \
+  case OpKind::k##Op:                \
+    return #name;
+    SWITCHYARD_OPS(SWITCHYARD_OP_NAME)
+#undef SWITCHYARD_OP_NAME
+  }
+  return "?";
 }
 
-void Backend::finish_trace(const std::string& path) {
-  fail("device '{}' is not a simulator: --trace needs trn1-sim or trn2-sim", name());
+namespace ops {
+float AttentionSpec::effective_scale() const {
+  return scale != 0.0f ? scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+}
+}  // namespace ops
+
+bool Backend::supports(OpKind, std::span<const DType>) const { return false; }
+
+// ---- default ops: composites compose, everything else runs the CPU reference ----
+
+void Backend::run(const ops::LinearGelu& op) {
+  run(ops::Linear{.out = op.pre, .inp = op.inp, .weight = op.weight, .bias = op.bias});
+  run(ops::Gelu{.out = op.out, .inp = op.pre});
 }
 
-// The defaults below read the device values to the host and write them back: right where device
-// memory is host memory, and correct (if not round-trip free) everywhere else.
-
-void Backend::accumulate_sum(double* total, const float* x, size_t N, double scale) {
-  std::vector<float> values(N);
-  if (N > 0) copy_to_host(values.data(), x, N * sizeof(float));
-  double sum = 0;
-  for (float value : values) sum += value;
-  double current = 0;
-  copy_to_host(&current, total, sizeof(double));
-  current += scale * sum;
-  copy_to_device(total, &current, sizeof(double));
+void Backend::run(const ops::AddLayerNorm& op) {
+  run(ops::Add{.out = op.residual, .a = op.a, .b = op.b});
+  run(ops::LayerNorm{.out = op.out, .mean = op.mean, .rstd = op.rstd, .inp = op.residual,
+                     .weight = op.weight, .bias = op.bias, .epsilon = op.epsilon});
 }
 
-void Backend::sum_of_squares_to(double* total, const float* x, size_t N) {
-  const double sum = sum_of_squares(x, N);
-  copy_to_device(total, &sum, sizeof(double));
+#define SWITCHYARD_HOST_RUN(Op, name) \
+  void Backend::run(const ops::Op& op) { run_on_host(op); }
+SWITCHYARD_HOST_RUN(Embedding, embedding)
+SWITCHYARD_HOST_RUN(EmbeddingBackward, embedding_backward)
+SWITCHYARD_HOST_RUN(LayerNorm, layernorm)
+SWITCHYARD_HOST_RUN(LayerNormBackward, layernorm_backward)
+SWITCHYARD_HOST_RUN(Linear, linear)
+SWITCHYARD_HOST_RUN(LinearBackward, linear_backward)
+SWITCHYARD_HOST_RUN(Gelu, gelu)
+SWITCHYARD_HOST_RUN(GeluBackward, gelu_backward)
+SWITCHYARD_HOST_RUN(Add, add)
+SWITCHYARD_HOST_RUN(Accumulate, accumulate)
+SWITCHYARD_HOST_RUN(Cast, cast)
+SWITCHYARD_HOST_RUN(Attention, attention)
+SWITCHYARD_HOST_RUN(AttentionBackward, attention_backward)
+SWITCHYARD_HOST_RUN(KvCacheWrite, kv_cache_write)
+SWITCHYARD_HOST_RUN(PagedAttention, paged_attention)
+SWITCHYARD_HOST_RUN(AttentionDecode, attention_decode)
+SWITCHYARD_HOST_RUN(CrossEntropy, cross_entropy)
+SWITCHYARD_HOST_RUN(CrossEntropyBackward, cross_entropy_backward)
+SWITCHYARD_HOST_RUN(SumOfSquares, sum_of_squares)
+SWITCHYARD_HOST_RUN(AccumulateSum, accumulate_sum)
+SWITCHYARD_HOST_RUN(AdamW, adamw)
+#undef SWITCHYARD_HOST_RUN
+
+// ---- simulators ----
+
+std::optional<SimulationReport> simulation_report(const Backend& backend) {
+  const SimulatorBackend* simulator = backend.simulator();
+  if (!simulator) return std::nullopt;
+  return simulator->simulation_report();
 }
 
-void Backend::adamw_update_clipped(float* params, const float* grads, float* m, float* v, size_t N,
-                                   const AdamWStep& step, const double* grad_sum_of_squares,
-                                   float clip) {
-  double sum = 0;
-  copy_to_host(&sum, grad_sum_of_squares, sizeof(double));
-  AdamWStep clipped = step;
-  clipped.grad_scale = step.grad_scale * clip_scale(global_norm(sum), clip);
-  adamw_update(params, grads, m, v, N, clipped);
+SimulatorBackend& require_simulator(Backend& backend, const char* what) {
+  SimulatorBackend* simulator = backend.simulator();
+  require(simulator != nullptr, "device '{}' is not a simulator: {} needs trn1-sim or trn2-sim",
+          backend.name(), what);
+  return *simulator;
+}
+
+// ---- host copies ----
+
+std::vector<float> to_host_f32(Backend& backend, const Tensor& t) {
+  require(t.is_contiguous(), "to_host_f32: {} is not dense", t.describe());
+  const size_t count = static_cast<size_t>(t.numel());
+  std::vector<float> values(count);
+  if (count == 0) return values;
+  if (t.dtype == DType::kF32) {
+    backend.copy_to_host(values.data(), t.data, count * sizeof(float));
+    return values;
+  }
+  require(t.dtype == DType::kBF16 || t.dtype == DType::kF16, "to_host_f32: {} is not a float",
+          t.describe());
+  std::vector<uint16_t> bits(count);
+  backend.copy_to_host(bits.data(), t.data, count * sizeof(uint16_t));
+  for (size_t i = 0; i < count; ++i) {
+    values[i] = t.dtype == DType::kBF16 ? bf16_to_float(bits[i]) : fp16_to_float(bits[i]);
+  }
+  return values;
+}
+
+void from_host_f32(Backend& backend, const Tensor& t, const float* values) {
+  require(t.is_contiguous(), "from_host_f32: {} is not dense", t.describe());
+  const size_t count = static_cast<size_t>(t.numel());
+  if (count == 0) return;
+  if (t.dtype == DType::kF32) {
+    backend.copy_to_device(t.data, values, count * sizeof(float));
+    return;
+  }
+  require(t.dtype == DType::kBF16 || t.dtype == DType::kF16, "from_host_f32: {} is not a float",
+          t.describe());
+  std::vector<uint16_t> bits(count);
+  for (size_t i = 0; i < count; ++i) {
+    bits[i] = t.dtype == DType::kBF16 ? float_to_bf16(values[i]) : float_to_fp16(values[i]);
+  }
+  backend.copy_to_device(t.data, bits.data(), count * sizeof(uint16_t));
 }
 
 }  // namespace switchyard::backend

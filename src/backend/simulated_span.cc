@@ -47,14 +47,14 @@ SimulatedSpan simulated_span(const SimulationReport& before, const SimulationRep
 }
 
 SimulatedClock::SimulatedClock(const Backend& backend)
-    : backend_(backend), start_(backend.simulation_report()) {}
+    : backend_(backend), start_(simulation_report(backend)) {}
 
 std::optional<SimulatedSpan> SimulatedClock::lap(double tokens) const {
   if (!start_) return std::nullopt;
-  return simulated_span(*start_, *backend_.simulation_report(), tokens);
+  return simulated_span(*start_, *simulation_report(backend_), tokens);
 }
 
-void SimulatedClock::restart() { start_ = backend_.simulation_report(); }
+void SimulatedClock::restart() { start_ = simulation_report(backend_); }
 
 std::string describe_span(const SimulatedSpan& span, const SimulationReport& report,
                           const char* unit) {

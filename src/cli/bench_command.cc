@@ -45,24 +45,26 @@ double ms_since(Clock::time_point start) {
 // are tried, since backends may route them through different GEMM implementations. GPUs get a
 // problem big enough to fill them.
 double measure_gemm_gflops(backend::Backend& backend) {
-  const int n = backend.device_memory_peak_bytes() ? 8192 : 2048;
+  const int64_t n = backend.device_memory_peak_bytes() ? 8192 : 2048;
   const size_t count = static_cast<size_t>(n) * n;
+  const backend::Precision precision = backend.precision();
   model::DeviceBuffer weights(backend, count), inputs(backend, count), outputs(backend, count),
       weight_grads(backend, count);
+  const Tensor w = Tensor::dense(weights.get(), precision.matmul_weights, {n, n});
+  const Tensor x = Tensor::dense(inputs.get(), precision.activations, {n, n});
+  const Tensor y = Tensor::dense(outputs.get(), precision.activations, {n, n});
+  const Tensor dw = Tensor::dense(weight_grads.get(), DType::kF32, {n, n});
   std::vector<float> host(count);
   Rng rng(7);
-  for (float& x : host) x = rng.uniform() - 0.5f;
-  backend.copy_to_device(weights.get(), host.data(), count * sizeof(float));
-  backend.activations_from_host(inputs.get(), host.data(), count);
-  backend.activations_from_host(outputs.get(), host.data(), count);
+  for (float& value : host) value = rng.uniform() - 0.5f;
+  for (const Tensor& t : {w, x, y}) backend::from_host_f32(backend, t, host.data());
   double best_ms = 1e30;
   for (int rep = 0; rep < 10; ++rep) {
     auto t0 = Clock::now();
     if (rep % 2 == 0) {
-      backend.matmul_forward(outputs.get(), inputs.get(), weights.get(), nullptr, n, n, n);
+      backend.run(backend::ops::Linear{.out = y, .inp = x, .weight = w});
     } else {
-      backend.matmul_backward(nullptr, weight_grads.get(), nullptr, outputs.get(), inputs.get(),
-                              weights.get(), n, n, n);
+      backend.run(backend::ops::LinearBackward{.dweight = dw, .dout = y, .inp = x, .weight = w});
     }
     backend.synchronize();
     best_ms = std::min(best_ms, ms_since(t0));
@@ -96,7 +98,7 @@ nlohmann::json report_kernel_times(const backend::ProfilingBackend& profiler, in
 void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, const backend::SimulatedSpan& sim,
                             double wall_ms, double flops, const nlohmann::json& kernels) {
   const size_t BT = static_cast<size_t>(f.batch) * f.seq;
-  const backend::SimulationReport report = *opened.backend->simulation_report();
+  const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
   double peak_mib = peak_rss_bytes() / 1048576.0;
   std::printf("train %s on %s: batch %d x seq %d: %.1f ms/step of wall time to simulate; peak RSS %.0f MiB\n",
               f.source.model.c_str(), opened.backend->name().c_str(), f.batch, f.seq, wall_ms, peak_mib);
@@ -142,7 +144,7 @@ void run_bench_train(const BenchFlags& f) {
   for (int step = 0; step < f.warmup + f.steps; ++step) {
     const bool last = step == f.warmup + f.steps - 1;
     if (opened.profiler && step == f.warmup) opened.profiler->reset();
-    if (last && !f.trace.empty()) gpt.backend().start_trace();
+    if (last && !f.trace.empty()) backend::require_simulator(gpt.backend(), "--trace").start_trace();
     sim_clock.restart();
     auto t0 = Clock::now();
     gpt.begin_step();
@@ -154,7 +156,7 @@ void run_bench_train(const BenchFlags& f) {
     // Simulated time is deterministic: every timed step costs the same, so keep the last.
     if (!warm) sim_step = sim_clock.lap(static_cast<double>(BT));
     std::fprintf(stderr, "%s step %d: %.1f ms, loss %.4f\n", warm ? "warmup" : "bench", step + 1, ms, loss);
-    if (last && !f.trace.empty()) gpt.backend().finish_trace(f.trace);
+    if (last && !f.trace.empty()) backend::require_simulator(gpt.backend(), "--trace").finish_trace(f.trace);
   }
   std::sort(step_ms.begin(), step_ms.end());
   double ms = step_ms[step_ms.size() / 2];  // median: robust to a busy machine
@@ -209,7 +211,7 @@ void run_bench_generate(const BenchFlags& f) {
   }
   double ms_per_token = ms_since(t0) / f.tokens;
   if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(f.tokens)) {
-    const backend::SimulationReport report = *opened.backend->simulation_report();
+    const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
     std::printf("generate %s on %s: batch 1, %d tokens: %.1f ms/token of wall time to simulate\n  %s\n",
                 f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token,
                 backend::describe_span(*sim, report, (std::to_string(f.tokens) + " tokens").c_str()).c_str());

@@ -58,7 +58,7 @@ void run_eval(const EvalFlags& flags) {
                       {"windows", result.windows}, {"seq", T},                        {"device", opened.backend->name()}};
   const double tokens_processed = static_cast<double>(result.windows) * T;
   if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(tokens_processed)) {
-    const backend::SimulationReport report = *opened.backend->simulation_report();
+    const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
     std::printf("%s\n", backend::describe_span(*sim, report, "evaluation").c_str());
     json["simulated_ms"] = sim->ms;
     json["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;

@@ -93,7 +93,7 @@ void run_generate(const GenerateFlags& flags) {
                       {"tokens_per_s", gen_s > 0 ? generated / gen_s : 0.0}};
   // The last sampled token is not decoded, so generated - 1 decode steps ran after the prompt.
   if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(std::max(generated - 1, 0))) {
-    const backend::SimulationReport report = *gpt.backend().simulation_report();
+    const backend::SimulationReport report = *backend::simulation_report(gpt.backend());
     std::fprintf(stderr, "%s\n", backend::describe_span(*sim, report, "generation").c_str());
     json["simulated_ms"] = sim->ms;
     json["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;

@@ -60,15 +60,16 @@ GemmShape parse_shape(const std::string& text) {
 }
 
 void run_bench_matmul(const NeuronBenchFlags& f) {
-  using neuron::Dtype;
+  using neuron::DType;
   neuron::CoreConfig config = neuron::config_for_target(f.target);
   GemmShape shape = parse_shape(f.shape);
-  Dtype dtype = neuron::parse_dtype(f.dtype);
-  require(neuron::is_float(dtype), "--dtype must be a float type (bf16, fp16, fp32, fp8)");
-  Dtype out_dtype = f.out_dtype == "auto" ? (dtype == Dtype::kF32   ? Dtype::kF32
-                                             : dtype == Dtype::kF16 ? Dtype::kF16
-                                                                    : Dtype::kBF16)
-                                          : neuron::parse_dtype(f.out_dtype);
+  DType dtype = parse_dtype(f.dtype);
+  require(neuron::is_storable(dtype) && is_float(dtype),
+          "--dtype must be a float type the NeuronCore holds (bf16, fp16, fp32, fp8)");
+  DType out_dtype = f.out_dtype == "auto" ? (dtype == DType::kF32   ? DType::kF32
+                                             : dtype == DType::kF16 ? DType::kF16
+                                                                    : DType::kBF16)
+                                          : parse_dtype(f.out_dtype);
 
   neuron::NeuronCore core(config);
   core.record_trace(!f.trace.empty());
@@ -119,7 +120,7 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
 
   fmt::print("neuron bench matmul: {} ({}), C[{}x{}] = A[{}x{}] @ B[{}x{}], {} inputs, {} output\n",
              config.target, config.core_name, shape.m, shape.n, shape.m, shape.k, shape.k, shape.n,
-             neuron::dtype_name(dtype), neuron::dtype_name(out_dtype));
+             nki_dtype_name(dtype), nki_dtype_name(out_dtype));
   fmt::print(
       "  plan: {} x {} x {} tiles (M x K x N), {} M tiles per resident A block, {} A "
       "buffer(s), {} bytes of SBUF per partition\n",
@@ -134,8 +135,8 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
                 {"m", shape.m},
                 {"k", shape.k},
                 {"n", shape.n},
-                {"dtype", neuron::dtype_name(dtype)},
-                {"out_dtype", neuron::dtype_name(out_dtype)},
+                {"dtype", nki_dtype_name(dtype)},
+                {"out_dtype", nki_dtype_name(out_dtype)},
                 {"max_relative_error", rel_error},
                 {"checked_elements", checks}});
     std::printf("%s\n", out.dump().c_str());

@@ -26,7 +26,7 @@ namespace switchyard::cli {
 namespace {
 
 namespace k = ::switchyard::backend::neuron;
-using neuron::Dtype;
+using neuron::DType;
 using neuron::NeuronCore;
 using neuron::View;
 
@@ -34,8 +34,8 @@ using neuron::View;
 struct Bench {
   NeuronCore& core;
   std::vector<int64_t> dims;
-  Dtype compute;      // SBUF tiles and matmul operands
-  Dtype activations;  // activations in HBM
+  DType compute;      // SBUF tiles and matmul operands
+  DType activations;  // activations in HBM
   Rng rng;
   // Host time spent making inputs, which the reported simulation wall time leaves out.
   double setup_seconds = 0;
@@ -50,7 +50,7 @@ struct Bench {
     std::chrono::steady_clock::time_point start_;
   };
 
-  View random(std::vector<int64_t> shape, Dtype dtype, const char* name, float scale = 1.0f,
+  View random(std::vector<int64_t> shape, DType dtype, const char* name, float scale = 1.0f,
               float offset = 0.0f) {
     SetupTimer timer(setup_seconds);
     View v = core.hbm_alloc(shape, dtype, name);
@@ -59,7 +59,7 @@ struct Bench {
     core.write(v, values);
     return v;
   }
-  View zeros(std::vector<int64_t> shape, Dtype dtype, const char* name) {
+  View zeros(std::vector<int64_t> shape, DType dtype, const char* name) {
     SetupTimer timer(setup_seconds);
     View v = core.hbm_alloc(shape, dtype, name);
     core.write(v, std::vector<float>(static_cast<size_t>(v.elements()), 0.0f));
@@ -67,7 +67,7 @@ struct Bench {
   }
   View tokens(int64_t n, int64_t vocab, const char* name) {
     SetupTimer timer(setup_seconds);
-    View v = core.hbm_alloc({n, 1}, Dtype::kI32, name);
+    View v = core.hbm_alloc({n, 1}, DType::kI32, name);
     std::vector<float> values(static_cast<size_t>(n));
     for (float& x : values) x = static_cast<float>(rng.next_u64() % static_cast<uint64_t>(vocab));
     core.write(v, values);
@@ -86,12 +86,12 @@ struct KernelSpec {
 // Per-row log-sum-exp of a causal attention forward pass, computed on a scratch core so the
 // backward benchmark's core runs only the backward kernel.
 std::vector<float> attention_statistics(const neuron::CoreConfig& config, const std::vector<float>& qkv,
-                                        int B, int T, int C, int NH, Dtype compute, Dtype activations) {
+                                        int B, int T, int C, int NH, DType compute, DType activations) {
   NeuronCore scratch(config);
   View q = scratch.hbm_alloc({int64_t{B} * T, 3 * C}, activations, "qkv");
   scratch.write(q, qkv);
   View out = scratch.hbm_alloc({int64_t{B} * T, C}, activations, "out");
-  View lse = scratch.hbm_alloc({int64_t{B} * NH * T}, Dtype::kF32, "lse");
+  View lse = scratch.hbm_alloc({int64_t{B} * NH * T}, DType::kF32, "lse");
   k::attention_forward(scratch, out, lse, q, B, T, C, NH, compute);
   return scratch.read(lse);
 }
@@ -102,36 +102,36 @@ const std::vector<KernelSpec>& kernel_specs() {
        [](Bench& b) {
          k::linear_forward(b.core, b.zeros({b.dims[0], b.dims[2]}, b.activations, "out"),
                            b.random({b.dims[0], b.dims[1]}, b.activations, "inp"),
-                           b.random({b.dims[2], b.dims[1]}, Dtype::kF32, "weight", 0.02f),
-                           b.random({b.dims[2]}, Dtype::kF32, "bias", 0.02f), b.compute);
+                           b.random({b.dims[2], b.dims[1]}, DType::kF32, "weight", 0.02f),
+                           b.random({b.dims[2]}, DType::kF32, "bias", 0.02f), b.compute);
        }},
       {"linear_backward", "NxCxOC", "256x768x3072",
        [](Bench& b) {
          k::linear_backward(b.core, b.zeros({b.dims[0], b.dims[1]}, b.activations, "dinp"),
-                            b.zeros({b.dims[2], b.dims[1]}, Dtype::kF32, "dweight"),
-                            b.zeros({b.dims[2]}, Dtype::kF32, "dbias"),
+                            b.zeros({b.dims[2], b.dims[1]}, DType::kF32, "dweight"),
+                            b.zeros({b.dims[2]}, DType::kF32, "dbias"),
                             b.random({b.dims[0], b.dims[2]}, b.activations, "dout", 0.01f),
                             b.random({b.dims[0], b.dims[1]}, b.activations, "inp"),
-                            b.random({b.dims[2], b.dims[1]}, Dtype::kF32, "weight", 0.02f), b.compute);
+                            b.random({b.dims[2], b.dims[1]}, DType::kF32, "weight", 0.02f), b.compute);
        }},
       {"layernorm", "NxC", "256x768",
        [](Bench& b) {
          k::layernorm_forward(b.core, b.zeros({b.dims[0], b.dims[1]}, b.activations, "out"),
-                              b.zeros({b.dims[0]}, Dtype::kF32, "mean"), b.zeros({b.dims[0]}, Dtype::kF32, "rstd"),
+                              b.zeros({b.dims[0]}, DType::kF32, "mean"), b.zeros({b.dims[0]}, DType::kF32, "rstd"),
                               b.random({b.dims[0], b.dims[1]}, b.activations, "inp"),
-                              b.random({b.dims[1]}, Dtype::kF32, "weight", 0.1f, 1.0f),
-                              b.random({b.dims[1]}, Dtype::kF32, "bias", 0.1f), b.compute);
+                              b.random({b.dims[1]}, DType::kF32, "weight", 0.1f, 1.0f),
+                              b.random({b.dims[1]}, DType::kF32, "bias", 0.1f), b.compute);
        }},
       {"layernorm_backward", "NxC", "256x768",
        [](Bench& b) {
          k::layernorm_backward(b.core, b.zeros({b.dims[0], b.dims[1]}, b.activations, "dinp"),
-                               b.zeros({b.dims[1]}, Dtype::kF32, "dweight"),
-                               b.zeros({b.dims[1]}, Dtype::kF32, "dbias"),
+                               b.zeros({b.dims[1]}, DType::kF32, "dweight"),
+                               b.zeros({b.dims[1]}, DType::kF32, "dbias"),
                                b.random({b.dims[0], b.dims[1]}, b.activations, "dout", 0.01f),
                                b.random({b.dims[0], b.dims[1]}, b.activations, "inp"),
-                               b.random({b.dims[1]}, Dtype::kF32, "weight", 0.1f, 1.0f),
-                               b.random({b.dims[0]}, Dtype::kF32, "mean", 0.1f),
-                               b.random({b.dims[0]}, Dtype::kF32, "rstd", 0.1f, 1.0f), b.compute);
+                               b.random({b.dims[1]}, DType::kF32, "weight", 0.1f, 1.0f),
+                               b.random({b.dims[0]}, DType::kF32, "mean", 0.1f),
+                               b.random({b.dims[0]}, DType::kF32, "rstd", 0.1f, 1.0f), b.compute);
        }},
       {"gelu", "N", "786432",
        [](Bench& b) {
@@ -154,7 +154,7 @@ const std::vector<KernelSpec>& kernel_specs() {
        [](Bench& b) {
          const int B = b.dim(0), T = b.dim(1), C = b.dim(2), NH = b.dim(3);
          k::attention_forward(b.core, b.zeros({int64_t{B} * T, C}, b.activations, "out"),
-                              b.zeros({int64_t{B} * NH * T}, Dtype::kF32, "lse"),
+                              b.zeros({int64_t{B} * NH * T}, DType::kF32, "lse"),
                               b.random({int64_t{B} * T, 3 * C}, b.activations, "qkv"), B, T, C, NH,
                               b.compute);
        }},
@@ -162,7 +162,7 @@ const std::vector<KernelSpec>& kernel_specs() {
        [](Bench& b) {
          const int B = b.dim(0), T = b.dim(1), C = b.dim(2), NH = b.dim(3);
          View qkv = b.random({int64_t{B} * T, 3 * C}, b.activations, "qkv");
-         View lse = b.core.hbm_alloc({int64_t{B} * NH * T}, Dtype::kF32, "lse");
+         View lse = b.core.hbm_alloc({int64_t{B} * NH * T}, DType::kF32, "lse");
          {
            Bench::SetupTimer timer(b.setup_seconds);
            b.core.write(lse, attention_statistics(b.core.config(), b.core.read(qkv), B, T, C, NH,
@@ -175,7 +175,7 @@ const std::vector<KernelSpec>& kernel_specs() {
       {"cross_entropy", "NxV", "256x50257",
        [](Bench& b) {
          const int N = b.dim(0), V = b.dim(1);
-         k::cross_entropy_forward(b.core, b.zeros({N}, Dtype::kF32, "losses"),
+         k::cross_entropy_forward(b.core, b.zeros({N}, DType::kF32, "losses"),
                                   b.random({N, V}, b.activations, "logits"), b.tokens(N, V, "targets"),
                                   N, V, b.compute);
        }},
@@ -191,14 +191,14 @@ const std::vector<KernelSpec>& kernel_specs() {
          const int B = b.dim(0), T = b.dim(1);
          k::encoder_forward(b.core, b.zeros({int64_t{B} * T, b.dims[2]}, b.activations, "out"),
                             b.tokens(int64_t{B} * T, b.dims[3], "tokens"),
-                            b.random({b.dims[3], b.dims[2]}, Dtype::kF32, "wte", 0.02f),
-                            b.random({T, b.dims[2]}, Dtype::kF32, "wpe", 0.01f), B, T, b.compute);
+                            b.random({b.dims[3], b.dims[2]}, DType::kF32, "wte", 0.02f),
+                            b.random({T, b.dims[2]}, DType::kF32, "wpe", 0.01f), B, T, b.compute);
        }},
       {"embedding_backward", "BxTxCxV", "4x64x768x50257",
        [](Bench& b) {
          const int B = b.dim(0), T = b.dim(1);
-         k::encoder_backward(b.core, b.zeros({b.dims[3], b.dims[2]}, Dtype::kF32, "dwte"),
-                             b.zeros({T, b.dims[2]}, Dtype::kF32, "dwpe"),
+         k::encoder_backward(b.core, b.zeros({b.dims[3], b.dims[2]}, DType::kF32, "dwte"),
+                             b.zeros({T, b.dims[2]}, DType::kF32, "dwpe"),
                              b.random({int64_t{B} * T, b.dims[2]}, b.activations, "dout", 0.01f),
                              b.tokens(int64_t{B} * T, b.dims[3], "tokens"), B, T, b.compute);
        }},
@@ -209,9 +209,9 @@ const std::vector<KernelSpec>& kernel_specs() {
          step.weight_decay = 0.1f;
          step.step = 10;
          const int64_t n = b.dims[0];
-         k::adamw_update(b.core, b.random({n}, Dtype::kF32, "params", 0.02f),
-                         b.random({n}, Dtype::kF32, "grads", 0.001f), b.random({n}, Dtype::kF32, "m", 1e-4f),
-                         b.random({n}, Dtype::kF32, "v", 1e-8f, 2e-8f), n, step);
+         k::adamw_update(b.core, b.random({n}, DType::kF32, "params", 0.02f),
+                         b.random({n}, DType::kF32, "grads", 0.001f), b.random({n}, DType::kF32, "m", 1e-4f),
+                         b.random({n}, DType::kF32, "v", 1e-8f, 2e-8f), n, step);
        }},
   };
   return specs;
@@ -260,7 +260,7 @@ void run_model_kernel_bench(const ModelKernelBench& f) {
   require(spec != nullptr, "unknown neuron bench kernel '{}'; known: matmul and\n{}", f.kernel, model_kernel_usage());
   const std::string shape = f.shape.empty() ? spec->example : f.shape;
   require(f.dtype == "bf16" || f.dtype == "fp32", "--dtype for {} must be bf16 or fp32, got '{}'", f.kernel, f.dtype);
-  const Dtype dtype = f.dtype == "bf16" ? Dtype::kBF16 : Dtype::kF32;
+  const DType dtype = f.dtype == "bf16" ? DType::kBF16 : DType::kF32;
   const neuron::CoreConfig config = neuron::config_for_target(f.target);
   NeuronCore core(config);
   Bench bench{core, parse_dims(shape, *spec), dtype, dtype, Rng(f.seed)};

@@ -5,12 +5,12 @@
 namespace switchyard::cli {
 
 void print_neuron_run(const neuron::CoreConfig& config, const neuron::RunStats& stats,
-                      neuron::Dtype peak_dtype, double wall_s, const std::string& trace) {
+                      neuron::DType peak_dtype, double wall_s, const std::string& trace) {
   fmt::print("  simulated time   {:.2f} us ({} instructions)\n", stats.total_ns / 1e3,
              stats.instructions);
   fmt::print("  throughput       {:.2f} TFLOPS = {:.1f}% of the {:.0f} TFLOPS {} peak\n",
              stats.tflops, stats.percent_of_peak(config, peak_dtype),
-             config.peak_tflops(peak_dtype), neuron::dtype_name(peak_dtype));
+             config.peak_tflops(peak_dtype), nki_dtype_name(peak_dtype));
   fmt::print("  HBM traffic      {:.1f} MiB read, {:.1f} MiB written, {:.1f} GB/s ({:.0f}% of the "
              "core's {:.1f} GB/s)\n",
              stats.hbm_read_bytes / 1048576.0, stats.hbm_write_bytes / 1048576.0, stats.hbm_gbps,
@@ -38,7 +38,7 @@ void print_neuron_run(const neuron::CoreConfig& config, const neuron::RunStats& 
 }
 
 nlohmann::json neuron_run_json(const neuron::CoreConfig& config, const neuron::RunStats& stats,
-                               neuron::Dtype peak_dtype, double wall_s) {
+                               neuron::DType peak_dtype, double wall_s) {
   nlohmann::json busy = nlohmann::json::object();
   nlohmann::json util = nlohmann::json::object();
   for (const neuron::EngineStats& e : stats.engines) {

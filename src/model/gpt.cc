@@ -36,7 +36,59 @@ class BufferPlan {
   size_t total_ = 0;
 };
 
+using backend::ops::AttentionSpec;
+namespace ops = backend::ops;
+
+Tensor f32(const float* data, std::initializer_list<int64_t> shape) {
+  return Tensor::dense(data, DType::kF32, shape);
+}
+Tensor i32(const int32_t* data, std::initializer_list<int64_t> shape) {
+  return Tensor::dense(data, DType::kI32, shape);
+}
+Tensor f64(const double* data) { return Tensor::dense(data, DType::kF64, {1}); }
+int64_t i64(size_t n) { return static_cast<int64_t>(n); }
+
+// q, k and v of GPT-2's packed projection [N, 3C] (q | k | v, each [NH, hs] per row) as [N, NH, hs]
+// views with rows of 3C.
+struct QkvViews {
+  Tensor q, k, v;
+};
+QkvViews qkv_views(const Tensor& qkv, int C, int NH) {
+  const int64_t N = qkv.shape[0], hs = C / NH;
+  QkvViews views;
+  Tensor* parts[] = {&views.q, &views.k, &views.v};
+  for (int i = 0; i < 3; ++i) {
+    Tensor t = Tensor::dense(qkv.data, qkv.dtype, {N, NH, hs});
+    t.strides[0] = 3 * static_cast<int64_t>(C);
+    t.data = static_cast<char*>(t.data) + static_cast<int64_t>(i) * C * dtype_bytes(qkv.dtype);
+    *parts[i] = t;
+  }
+  return views;
+}
+
+AttentionSpec attention_spec(const GptConfig& config) {
+  return {.heads = config.num_heads, .kv_heads = config.num_heads,
+          .head_dim = config.channels / config.num_heads};
+}
+
 }  // namespace
+
+Tensor Gpt::act(const float* data, std::initializer_list<int64_t> shape) const {
+  return Tensor::dense(data, backend_.precision().activations, shape);
+}
+
+Tensor Gpt::weight(size_t offset, int64_t rows, int64_t cols) const {
+  if (!weight_copy_.get()) return f32(params_.get() + offset, {rows, cols});
+  const uint16_t* copy = reinterpret_cast<const uint16_t*>(weight_copy_.get());
+  return Tensor::dense(copy + offset, backend_.precision().matmul_weights, {rows, cols});
+}
+
+void Gpt::refresh_weight_copy() {
+  if (!weight_copy_.get()) return;
+  const int64_t n = i64(layout_.total());
+  backend_.run(ops::Cast{.out = Tensor::dense(weight_copy_.get(), backend_.precision().matmul_weights, {n}),
+                         .inp = f32(params_.get(), {n})});
+}
 
 // Forward activations for a batch of B sequences of T tokens; everything the backward pass reads.
 struct Gpt::Activations {
@@ -47,6 +99,7 @@ struct Gpt::Activations {
   int B = 0, T = 0;
   DeviceBuffer buffer;
   int32_t *tokens, *targets;
+  int32_t* positions;  // t for the t-th token of each sequence: what the position embedding reads
   float* encoded;
   std::vector<Layer> layers;
   float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses;
@@ -63,6 +116,12 @@ Gpt::Gpt(backend::Backend& backend, const GptConfig& config)
   config_.validate();
   params_ = DeviceBuffer(backend_, layout_.total());
   grads_ = DeviceBuffer(backend_, layout_.total());
+  // Backends whose products read bf16 weights get a bf16 copy of the parameters, refreshed by
+  // every optimizer step (and on load).
+  const DType weights = backend_.precision().matmul_weights;
+  if (weights != DType::kF32) {
+    weight_copy_ = DeviceBuffer(backend_, (storage_bytes(weights, i64(layout_.total())) + 3) / 4);
+  }
 }
 
 void Gpt::init_random(uint64_t seed) {
@@ -90,6 +149,7 @@ void Gpt::parameters_from_host(const std::vector<float>& values) {
   require(values.size() == layout_.total(), "parameter vector has {} values, the model needs {}",
           values.size(), layout_.total());
   backend_.copy_to_device(params_.get(), values.data(), values.size() * sizeof(float));
+  refresh_weight_copy();
 }
 
 std::vector<float> Gpt::gradients_to_host() const {
@@ -135,8 +195,8 @@ void Gpt::ensure_activations(int B, int T) {
   if (acts_ && acts_->B == B && acts_->T == T) return;
   const size_t C = config_.channels, V = config_.vocab_size;
   const size_t BT = static_cast<size_t>(B) * T;
-  const size_t act = backend_.activation_bytes(), f32 = sizeof(float);
-  const size_t att_record = backend_.attention_record_floats(B, T, config_.num_heads);
+  const size_t act = dtype_bytes(backend_.precision().activations), f32 = sizeof(float);
+  const size_t att_record = backend_.attention_record_floats(attention_spec(config_), B, T);
   acts_.reset();  // free the old buffers before allocating new ones
   auto acts = std::make_shared<Activations>();
   acts->B = B;
@@ -144,7 +204,7 @@ void Gpt::ensure_activations(int B, int T) {
 
   BufferPlan plan;
   size_t tokens = plan.reserve(BT, f32), targets = plan.reserve(BT, f32),
-         encoded = plan.reserve(BT * C, act);
+         positions = plan.reserve(BT, f32), encoded = plan.reserve(BT * C, act);
   struct LayerOffsets {
     size_t ln1, ln1_mean, ln1_rstd, qkv, atty, att, attn_proj, residual2;
     size_t ln2, ln2_mean, ln2_rstd, fch, fch_gelu, fc_proj, residual3;
@@ -176,6 +236,10 @@ void Gpt::ensure_activations(int B, int T) {
   auto at = [base](size_t offset) { return BufferPlan::at(base, offset); };
   acts->tokens = reinterpret_cast<int32_t*>(at(tokens));
   acts->targets = reinterpret_cast<int32_t*>(at(targets));
+  acts->positions = reinterpret_cast<int32_t*>(at(positions));
+  std::vector<int32_t> host_positions(BT);
+  for (size_t i = 0; i < BT; ++i) host_positions[i] = static_cast<int32_t>(i % T);
+  backend_.copy_to_device(acts->positions, host_positions.data(), BT * sizeof(int32_t));
   acts->encoded = at(encoded);
   for (const LayerOffsets& o : offsets) {
     acts->layers.push_back({at(o.ln1), at(o.ln1_mean), at(o.ln1_rstd), at(o.qkv), at(o.atty),
@@ -195,7 +259,7 @@ void Gpt::ensure_activations(int B, int T) {
   BufferPlan splan;
   size_t d_residual = splan.reserve(BT * C, act), d_ln = splan.reserve(BT * C, act),
          d_qkv = splan.reserve(BT * 3 * C, act), d_atty = splan.reserve(BT * C, act),
-         d_att = splan.reserve(backend_.attention_scratch_floats(B, T, config_.num_heads), f32),
+         d_att = splan.reserve(backend_.attention_scratch_floats(attention_spec(config_), B, T), f32),
          d_fch = splan.reserve(BT * 4 * C, act), d_fch_gelu = splan.reserve(BT * 4 * C, act),
          d_lnf = splan.reserve(BT * C, act);
   scratch->buffer = DeviceBuffer(backend_, splan.floats());
@@ -237,51 +301,80 @@ void Gpt::run_forward(const int32_t* tokens, const int32_t* targets, int B, int 
   k.copy_to_device(a.tokens, tokens, BT * sizeof(int32_t));
   if (targets) k.copy_to_device(a.targets, targets, BT * sizeof(int32_t));
 
-  k.encoder_forward(a.encoded, a.tokens, p + layout_.wte, p + layout_.wpe, B, T, C);
+  const int64_t N = i64(BT);
+  const Tensor tokens_t = i32(a.tokens, {N});
+  k.run(ops::Embedding{.out = act(a.encoded, {N, C}), .ids = tokens_t,
+                       .table = f32(p + layout_.wte, {V, C}),
+                       .position_ids = i32(a.positions, {N}),
+                       .position_table = f32(p + layout_.wpe, {config_.max_seq_len, C})});
+  auto layernorm = [&](float* out, float* mean, float* rstd, const float* inp, size_t w_off,
+                       size_t b_off) {
+    k.run(ops::LayerNorm{.out = act(out, {N, C}), .mean = f32(mean, {N}), .rstd = f32(rstd, {N}),
+                         .inp = act(inp, {N, C}), .weight = f32(p + w_off, {C}),
+                         .bias = f32(p + b_off, {C})});
+  };
   // Each residual add is fused with the LayerNorm that reads its result: the block's ln2, and the
   // next block's ln1 (or ln_f after the last block).
   const int L = config_.num_layers;
   if (L > 0) {
     const Activations::Layer& h0 = a.layers[0];
-    k.layernorm_forward(h0.ln1, h0.ln1_mean, h0.ln1_rstd, a.encoded, p + layout_.layers[0].ln1_w,
-                        p + layout_.layers[0].ln1_b, BT, C);
+    layernorm(h0.ln1, h0.ln1_mean, h0.ln1_rstd, a.encoded, layout_.layers[0].ln1_w,
+              layout_.layers[0].ln1_b);
   } else {
-    k.layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, a.encoded, p + layout_.lnf_w,
-                        p + layout_.lnf_b, BT, C);
+    layernorm(a.lnf, a.lnf_mean, a.lnf_rstd, a.encoded, layout_.lnf_w, layout_.lnf_b);
   }
+  const AttentionSpec spec = attention_spec(config_);
   const float* x = a.encoded;  // the residual stream entering each block
   for (int l = 0; l < L; ++l) {
     const LayerOffsets& w = layout_.layers[l];
     const Activations::Layer& h = a.layers[l];
-    k.matmul_forward(h.qkv, h.ln1, p + w.qkv_w, p + w.qkv_b, BT, C, 3 * C);
-    k.attention_forward(h.atty, h.att, h.qkv, B, T, C, NH);
-    k.matmul_forward(h.attn_proj, h.atty, p + w.attn_proj_w, p + w.attn_proj_b, BT, C, C);
-    k.residual_layernorm_forward(h.residual2, h.ln2, h.ln2_mean, h.ln2_rstd, x, h.attn_proj,
-                                 p + w.ln2_w, p + w.ln2_b, BT, C);
-    k.matmul_gelu_forward(h.fch, h.fch_gelu, h.ln2, p + w.fc_w, p + w.fc_b, BT, C, 4 * C);
-    k.matmul_forward(h.fc_proj, h.fch_gelu, p + w.fc_proj_w, p + w.fc_proj_b, BT, 4 * C, C);
+    const Tensor qkv = act(h.qkv, {N, 3 * C});
+    k.run(ops::Linear{.out = qkv, .inp = act(h.ln1, {N, C}), .weight = weight(w.qkv_w, 3 * C, C),
+                      .bias = f32(p + w.qkv_b, {3 * C})});
+    const QkvViews views = qkv_views(qkv, C, NH);
+    k.run(ops::Attention{.out = act(h.atty, {N, C}),
+                         .record = f32(h.att, {i64(backend_.attention_record_floats(spec, B, T))}),
+                         .q = views.q, .k = views.k, .v = views.v, .batch = B, .seq = T,
+                         .spec = spec});
+    k.run(ops::Linear{.out = act(h.attn_proj, {N, C}), .inp = act(h.atty, {N, C}),
+                      .weight = weight(w.attn_proj_w, C, C), .bias = f32(p + w.attn_proj_b, {C})});
+    k.run(ops::AddLayerNorm{.residual = act(h.residual2, {N, C}), .out = act(h.ln2, {N, C}),
+                            .mean = f32(h.ln2_mean, {N}), .rstd = f32(h.ln2_rstd, {N}),
+                            .a = act(x, {N, C}), .b = act(h.attn_proj, {N, C}),
+                            .weight = f32(p + w.ln2_w, {C}), .bias = f32(p + w.ln2_b, {C})});
+    k.run(ops::LinearGelu{.pre = act(h.fch, {N, 4 * C}), .out = act(h.fch_gelu, {N, 4 * C}),
+                          .inp = act(h.ln2, {N, C}), .weight = weight(w.fc_w, 4 * C, C),
+                          .bias = f32(p + w.fc_b, {4 * C})});
+    k.run(ops::Linear{.out = act(h.fc_proj, {N, C}), .inp = act(h.fch_gelu, {N, 4 * C}),
+                      .weight = weight(w.fc_proj_w, C, 4 * C), .bias = f32(p + w.fc_proj_b, {C})});
     const bool last = l + 1 == L;
     const Activations::Layer* next = last ? nullptr : &a.layers[l + 1];
-    k.residual_layernorm_forward(
-        h.residual3, last ? a.lnf : next->ln1, last ? a.lnf_mean : next->ln1_mean,
-        last ? a.lnf_rstd : next->ln1_rstd, h.residual2, h.fc_proj,
-        p + (last ? layout_.lnf_w : layout_.layers[l + 1].ln1_w),
-        p + (last ? layout_.lnf_b : layout_.layers[l + 1].ln1_b), BT, C);
+    const size_t next_w = last ? layout_.lnf_w : layout_.layers[l + 1].ln1_w;
+    const size_t next_b = last ? layout_.lnf_b : layout_.layers[l + 1].ln1_b;
+    k.run(ops::AddLayerNorm{.residual = act(h.residual3, {N, C}),
+                            .out = act(last ? a.lnf : next->ln1, {N, C}),
+                            .mean = f32(last ? a.lnf_mean : next->ln1_mean, {N}),
+                            .rstd = f32(last ? a.lnf_rstd : next->ln1_rstd, {N}),
+                            .a = act(h.residual2, {N, C}), .b = act(h.fc_proj, {N, C}),
+                            .weight = f32(p + next_w, {C}), .bias = f32(p + next_b, {C})});
     x = h.residual3;
   }
-  k.matmul_forward(a.logits, a.lnf, p + layout_.wte, nullptr, BT, C, V);
+  k.run(ops::Linear{.out = act(a.logits, {N, V}), .inp = act(a.lnf, {N, C}),
+                    .weight = weight(layout_.wte, V, C)});
   last_B_ = B;
   last_T_ = T;
   last_has_targets_ = targets != nullptr;
   logits_valid_ = true;
-  if (targets) k.cross_entropy_forward(a.losses, a.logits, a.targets, BT, V);
+  if (targets) {
+    k.run(ops::CrossEntropy{.losses = f32(a.losses, {N}), .logits = act(a.logits, {N, V}),
+                            .targets = i32(a.targets, {N})});
+  }
 }
 
 std::vector<float> Gpt::logits_to_host() const {
   require(acts_ != nullptr && logits_valid_, "no logits: run a forward pass first");
-  std::vector<float> values(static_cast<size_t>(last_B_) * last_T_ * config_.vocab_size);
-  backend_.activations_to_host(values.data(), acts_->logits, values.size());
-  return values;
+  const int64_t rows = static_cast<int64_t>(last_B_) * last_T_;
+  return backend::to_host_f32(backend_, act(acts_->logits, {rows, config_.vocab_size}));
 }
 
 std::vector<float> Gpt::losses_to_host() const {
@@ -304,24 +397,43 @@ void Gpt::backward(float loss_scale) {
   Activations& a = *acts_;
   Scratch& s = *scratch_;
   backend::Backend& k = backend_;
+  const int64_t N = i64(BT);
   // Activation gradients are stored in the backend's activation type (bf16 on mixed-precision
   // devices), so a buffer of n elements holds n * activation_bytes() bytes.
-  const size_t act = k.activation_bytes();
-  auto zero = [&](float* ptr, size_t elements) { k.fill_zero(ptr, elements * act); };
+  const size_t act_bytes = dtype_bytes(k.precision().activations);
+  auto zero = [&](float* ptr, size_t elements) { k.fill_zero(ptr, elements * act_bytes); };
+  auto linear_backward = [&](float* dinp, size_t w_off, size_t b_off, const float* dout,
+                             const float* inp, int64_t in, int64_t out, bool has_bias) {
+    k.run(ops::LinearBackward{.dinp = act(dinp, {N, in}), .dweight = f32(g + w_off, {out, in}),
+                              .dbias = has_bias ? f32(g + b_off, {out}) : Tensor{},
+                              .dout = act(dout, {N, out}), .inp = act(inp, {N, in}),
+                              .weight = weight(w_off, out, in)});
+  };
+  auto layernorm_backward = [&](float* dinp, size_t w_off, size_t b_off, const float* dout,
+                                const float* inp, const float* mean, const float* rstd) {
+    k.run(ops::LayerNormBackward{.dinp = act(dinp, {N, C}), .dweight = f32(g + w_off, {C}),
+                                 .dbias = f32(g + b_off, {C}), .dout = act(dout, {N, C}),
+                                 .inp = act(inp, {N, C}), .weight = f32(p + w_off, {C}),
+                                 .mean = f32(mean, {N}), .rstd = f32(rstd, {N})});
+  };
 
   // Loss = mean over BT positions, so each position's loss has weight loss_scale / BT. The logits
   // buffer becomes dlogits in place: the forward values are not needed after this.
-  float* dlogits = a.logits;
-  k.cross_entropy_backward(dlogits, a.logits, a.targets, loss_scale / static_cast<float>(BT), BT, V);
+  const Tensor logits = act(a.logits, {N, V});
+  k.run(ops::CrossEntropyBackward{.dlogits = logits, .logits = logits,
+                                  .targets = i32(a.targets, {N}),
+                                  .dloss = loss_scale / static_cast<float>(BT)});
   logits_valid_ = false;
   zero(s.d_lnf, BT * C);
-  k.matmul_backward(s.d_lnf, g + layout_.wte, nullptr, dlogits, a.lnf, p + layout_.wte, BT, C, V);
+  linear_backward(s.d_lnf, layout_.wte, 0, a.logits, a.lnf, C, V, false);
 
   const float* last_x = config_.num_layers > 0 ? a.layers.back().residual3 : a.encoded;
   zero(s.d_residual, BT * C);
-  k.layernorm_backward(s.d_residual, g + layout_.lnf_w, g + layout_.lnf_b, s.d_lnf, last_x,
-                       p + layout_.lnf_w, a.lnf_mean, a.lnf_rstd, BT, C);
+  layernorm_backward(s.d_residual, layout_.lnf_w, layout_.lnf_b, s.d_lnf, last_x, a.lnf_mean,
+                     a.lnf_rstd);
 
+  const AttentionSpec spec = attention_spec(config_);
+  const int64_t record = i64(k.attention_record_floats(spec, B, T));
   // d_residual carries the gradient of the residual stream; each block adds its branches to it.
   for (int l = config_.num_layers - 1; l >= 0; --l) {
     const LayerOffsets& w = layout_.layers[l];
@@ -329,30 +441,43 @@ void Gpt::backward(float loss_scale) {
     const float* x = l == 0 ? a.encoded : a.layers[l - 1].residual3;
 
     zero(s.d_fch_gelu, BT * 4 * C);
-    k.matmul_backward(s.d_fch_gelu, g + w.fc_proj_w, g + w.fc_proj_b, s.d_residual, h.fch_gelu,
-                      p + w.fc_proj_w, BT, 4 * C, C);
+    linear_backward(s.d_fch_gelu, w.fc_proj_w, w.fc_proj_b, s.d_residual, h.fch_gelu, 4 * C, C,
+                    true);
     zero(s.d_fch, BT * 4 * C);
-    k.gelu_backward(s.d_fch, h.fch, s.d_fch_gelu, BT * 4 * C);
+    k.run(ops::GeluBackward{.dinp = act(s.d_fch, {N, 4 * C}), .inp = act(h.fch, {N, 4 * C}),
+                            .dout = act(s.d_fch_gelu, {N, 4 * C})});
     zero(s.d_ln, BT * C);
-    k.matmul_backward(s.d_ln, g + w.fc_w, g + w.fc_b, s.d_fch, h.ln2, p + w.fc_w, BT, C, 4 * C);
-    k.layernorm_backward(s.d_residual, g + w.ln2_w, g + w.ln2_b, s.d_ln, h.residual2, p + w.ln2_w,
-                         h.ln2_mean, h.ln2_rstd, BT, C);
+    linear_backward(s.d_ln, w.fc_w, w.fc_b, s.d_fch, h.ln2, C, 4 * C, true);
+    layernorm_backward(s.d_residual, w.ln2_w, w.ln2_b, s.d_ln, h.residual2, h.ln2_mean,
+                       h.ln2_rstd);
 
     zero(s.d_atty, BT * C);
-    k.matmul_backward(s.d_atty, g + w.attn_proj_w, g + w.attn_proj_b, s.d_residual, h.atty,
-                      p + w.attn_proj_w, BT, C, C);
+    linear_backward(s.d_atty, w.attn_proj_w, w.attn_proj_b, s.d_residual, h.atty, C, C, true);
     zero(s.d_qkv, BT * 3 * C);
-    k.attention_backward(s.d_qkv, s.d_att, s.d_atty, h.atty, h.qkv, h.att, B, T, C, NH);
+    const QkvViews views = qkv_views(act(h.qkv, {N, 3 * C}), C, NH);
+    const QkvViews grads = qkv_views(act(s.d_qkv, {N, 3 * C}), C, NH);
+    k.run(ops::AttentionBackward{
+        .dq = grads.q, .dk = grads.k, .dv = grads.v,
+        .scratch = f32(s.d_att, {i64(k.attention_scratch_floats(spec, B, T))}),
+        .dout = act(s.d_atty, {N, C}), .out = act(h.atty, {N, C}), .record = f32(h.att, {record}),
+        .q = views.q, .k = views.k, .v = views.v, .batch = B, .seq = T, .spec = spec});
     zero(s.d_ln, BT * C);
-    k.matmul_backward(s.d_ln, g + w.qkv_w, g + w.qkv_b, s.d_qkv, h.ln1, p + w.qkv_w, BT, C, 3 * C);
-    k.layernorm_backward(s.d_residual, g + w.ln1_w, g + w.ln1_b, s.d_ln, x, p + w.ln1_w, h.ln1_mean,
-                         h.ln1_rstd, BT, C);
+    linear_backward(s.d_ln, w.qkv_w, w.qkv_b, s.d_qkv, h.ln1, C, 3 * C, true);
+    layernorm_backward(s.d_residual, w.ln1_w, w.ln1_b, s.d_ln, x, h.ln1_mean, h.ln1_rstd);
   }
-  k.encoder_backward(g + layout_.wte, g + layout_.wpe, s.d_residual, a.tokens, B, T, C);
+  k.run(ops::EmbeddingBackward{.dtable = f32(g + layout_.wte, {V, C}),
+                               .dposition_table = f32(g + layout_.wpe, {config_.max_seq_len, C}),
+                               .dout = act(s.d_residual, {N, C}), .ids = i32(a.tokens, {N}),
+                               .position_ids = i32(a.positions, {N})});
 }
 
 float Gpt::gradient_norm() const {
-  return backend::global_norm(backend_.sum_of_squares(grads_.get(), layout_.total()));
+  DeviceBuffer total(backend_, sizeof(double) / sizeof(float));
+  const double* sum = reinterpret_cast<const double*>(total.get());
+  backend_.run(ops::SumOfSquares{.total = f64(sum), .x = f32(grads_.get(), {i64(layout_.total())})});
+  double host = 0;
+  backend_.copy_to_host(&host, sum, sizeof(double));
+  return backend::global_norm(host);
 }
 
 void Gpt::adamw_step(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale) {
@@ -373,17 +498,19 @@ void Gpt::update_parameters(const AdamWConfig& adamw, float learning_rate, int s
   update.epsilon = adamw.epsilon;
   update.step = step;
   update.grad_scale = grad_scale;
+  const DType copy_dtype = backend_.precision().matmul_weights;
   auto run = [&](size_t begin, size_t end, float weight_decay) {
     update.weight_decay = weight_decay;
-    float* p = params_.get() + begin;
-    const float* g = grads_.get() + begin;
-    float* m = adam_m_.get() + begin;
-    float* v = adam_v_.get() + begin;
-    if (grad_sum_of_squares) {
-      backend_.adamw_update_clipped(p, g, m, v, end - begin, update, grad_sum_of_squares, clip);
-    } else {
-      backend_.adamw_update(p, g, m, v, end - begin, update);
+    const int64_t n = i64(end - begin);
+    Tensor copy;
+    if (weight_copy_.get()) {
+      copy = Tensor::dense(reinterpret_cast<uint16_t*>(weight_copy_.get()) + begin, copy_dtype, {n});
     }
+    backend_.run(ops::AdamW{.params = f32(params_.get() + begin, {n}),
+                            .grads = f32(grads_.get() + begin, {n}),
+                            .m = f32(adam_m_.get() + begin, {n}), .v = f32(adam_v_.get() + begin, {n}),
+                            .grad_sum_of_squares = grad_sum_of_squares ? f64(grad_sum_of_squares) : Tensor{},
+                            .params_copy = copy, .step = update, .clip = clip});
   };
   const size_t split = layout_.decay_end();
   run(0, split, adamw.weight_decay);
@@ -403,8 +530,8 @@ void Gpt::forward_backward(const int32_t* tokens, const int32_t* targets, int B,
   run_forward(tokens, targets, B, T);
   double* stats = reinterpret_cast<double*>(step_stats_.get());
   const size_t BT = static_cast<size_t>(B) * T;
-  backend_.accumulate_sum(stats + kStepLoss, acts_->losses, BT,
-                          static_cast<double>(loss_scale) / static_cast<double>(BT));
+  backend_.run(ops::AccumulateSum{.total = f64(stats + kStepLoss), .x = f32(acts_->losses, {i64(BT)}),
+                                  .scale = static_cast<double>(loss_scale) / static_cast<double>(BT)});
   backward(loss_scale);
 }
 
@@ -412,7 +539,8 @@ Gpt::StepResult Gpt::finish_step(const AdamWConfig& adamw, float learning_rate, 
                                  float clip) {
   require(step_stats_.get() != nullptr, "finish_step needs begin_step first");
   double* stats = reinterpret_cast<double*>(step_stats_.get());
-  backend_.sum_of_squares_to(stats + kStepGradSumOfSquares, grads_.get(), layout_.total());
+  backend_.run(ops::SumOfSquares{.total = f64(stats + kStepGradSumOfSquares),
+                                 .x = f32(grads_.get(), {i64(layout_.total())})});
   update_parameters(adamw, learning_rate, step, 1.0f, stats + kStepGradSumOfSquares, clip);
   double host[2];
   backend_.copy_to_host(host, stats, sizeof(host));
@@ -447,14 +575,14 @@ struct DecodePlan {
 void Gpt::start_decoding(int B) {
   require(B > 0, "batch size must be positive, got {}", B);
   const size_t C = config_.channels, L = config_.num_layers, maxT = config_.max_seq_len,
-               V = config_.vocab_size, act = backend_.activation_bytes();
+               V = config_.vocab_size, act = dtype_bytes(backend_.precision().activations);
   k_cache_ = DeviceBuffer();
   v_cache_ = DeviceBuffer();
   const size_t cache_floats = (L * B * maxT * C * act + sizeof(float) - 1) / sizeof(float);
   k_cache_ = DeviceBuffer(backend_, cache_floats);
   v_cache_ = DeviceBuffer(backend_, cache_floats);
   decode_acts_ = DeviceBuffer(backend_, DecodePlan(B, C, V, act).plan.floats());
-  decode_tokens_ = DeviceBuffer(backend_, B);
+  decode_tokens_ = DeviceBuffer(backend_, 2 * B);  // tokens, then their positions
   decode_B_ = B;
   decode_next_pos_ = 0;
 }
@@ -470,39 +598,62 @@ std::vector<float> Gpt::decode(const int32_t* tokens, int pos) {
   check_tokens(tokens, B, "token");
   backend::Backend& k = backend_;
   const float* p = params_.get();
-  const size_t act = k.activation_bytes();
-  const DecodePlan plan(B, C, V, act);
+  const size_t act_bytes = dtype_bytes(k.precision().activations);
+  const DecodePlan plan(B, C, V, act_bytes);
   float* base = decode_acts_.get();
   auto at = [base](size_t offset) { return BufferPlan::at(base, offset); };
   float *x = at(plan.x), *ln = at(plan.ln), *attn_proj = at(plan.attn_proj), *atty = at(plan.atty),
         *residual = at(plan.residual), *fc_proj = at(plan.fc_proj), *qkv = at(plan.qkv),
         *fch = at(plan.fch), *fch_gelu = at(plan.fch_gelu), *logits = at(plan.logits),
         *mean = at(plan.mean), *rstd = at(plan.rstd);
-  const size_t BC = static_cast<size_t>(B) * C;
   int32_t* device_tokens = reinterpret_cast<int32_t*>(decode_tokens_.get());
   k.copy_to_device(device_tokens, tokens, B * sizeof(int32_t));
 
   // Each sequence has one position here, so the embedding is wte[token] + wpe[pos].
-  k.encoder_forward(x, device_tokens, p + layout_.wte, p + layout_.wpe + static_cast<size_t>(pos) * C,
-                    B, 1, C);
-  const size_t layer_cache_bytes = static_cast<size_t>(B) * maxT * C * act;
+  const int64_t Bn = B;
+  const std::vector<int32_t> positions(static_cast<size_t>(B), pos);
+  int32_t* device_positions = device_tokens + B;
+  k.copy_to_device(device_positions, positions.data(), B * sizeof(int32_t));
+  k.run(ops::Embedding{.out = act(x, {Bn, C}), .ids = i32(device_tokens, {Bn}),
+                       .table = f32(p + layout_.wte, {V, C}), .position_ids = i32(device_positions, {Bn}),
+                       .position_table = f32(p + layout_.wpe, {maxT, C})});
+  const AttentionSpec spec = attention_spec(config_);
+  const int hs = C / NH;
+  auto layernorm = [&](float* out, const float* inp, size_t w_off, size_t b_off) {
+    k.run(ops::LayerNorm{.out = act(out, {Bn, C}), .mean = f32(mean, {Bn}), .rstd = f32(rstd, {Bn}),
+                         .inp = act(inp, {Bn, C}), .weight = f32(p + w_off, {C}),
+                         .bias = f32(p + b_off, {C})});
+  };
+  const size_t layer_cache_bytes = static_cast<size_t>(B) * maxT * C * act_bytes;
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerOffsets& w = layout_.layers[l];
-    k.layernorm_forward(ln, mean, rstd, x, p + w.ln1_w, p + w.ln1_b, B, C);
-    k.matmul_forward(qkv, ln, p + w.qkv_w, p + w.qkv_b, B, C, 3 * C);
-    k.attention_decode(atty, qkv, BufferPlan::at(k_cache_.get(), l * layer_cache_bytes),
-                       BufferPlan::at(v_cache_.get(), l * layer_cache_bytes), B, pos, maxT, C, NH);
-    k.matmul_forward(attn_proj, atty, p + w.attn_proj_w, p + w.attn_proj_b, B, C, C);
-    k.residual_layernorm_forward(residual, ln, mean, rstd, x, attn_proj, p + w.ln2_w, p + w.ln2_b,
-                                 B, C);
-    k.matmul_gelu_forward(fch, fch_gelu, ln, p + w.fc_w, p + w.fc_b, B, C, 4 * C);
-    k.matmul_forward(fc_proj, fch_gelu, p + w.fc_proj_w, p + w.fc_proj_b, B, 4 * C, C);
-    k.residual_forward(x, residual, fc_proj, BC);
+    layernorm(ln, x, w.ln1_w, w.ln1_b);
+    const Tensor qkv_t = act(qkv, {Bn, 3 * C});
+    k.run(ops::Linear{.out = qkv_t, .inp = act(ln, {Bn, C}), .weight = weight(w.qkv_w, 3 * C, C),
+                      .bias = f32(p + w.qkv_b, {3 * C})});
+    const QkvViews views = qkv_views(qkv_t, C, NH);
+    k.run(ops::AttentionDecode{
+        .out = act(atty, {Bn, C}), .q = views.q, .k = views.k, .v = views.v,
+        .k_cache = act(BufferPlan::at(k_cache_.get(), l * layer_cache_bytes), {Bn, NH, maxT, hs}),
+        .v_cache = act(BufferPlan::at(v_cache_.get(), l * layer_cache_bytes), {Bn, NH, maxT, hs}),
+        .pos = pos, .spec = spec});
+    k.run(ops::Linear{.out = act(attn_proj, {Bn, C}), .inp = act(atty, {Bn, C}),
+                      .weight = weight(w.attn_proj_w, C, C), .bias = f32(p + w.attn_proj_b, {C})});
+    k.run(ops::AddLayerNorm{.residual = act(residual, {Bn, C}), .out = act(ln, {Bn, C}),
+                            .mean = f32(mean, {Bn}), .rstd = f32(rstd, {Bn}), .a = act(x, {Bn, C}),
+                            .b = act(attn_proj, {Bn, C}), .weight = f32(p + w.ln2_w, {C}),
+                            .bias = f32(p + w.ln2_b, {C})});
+    k.run(ops::LinearGelu{.pre = act(fch, {Bn, 4 * C}), .out = act(fch_gelu, {Bn, 4 * C}),
+                          .inp = act(ln, {Bn, C}), .weight = weight(w.fc_w, 4 * C, C),
+                          .bias = f32(p + w.fc_b, {4 * C})});
+    k.run(ops::Linear{.out = act(fc_proj, {Bn, C}), .inp = act(fch_gelu, {Bn, 4 * C}),
+                      .weight = weight(w.fc_proj_w, C, 4 * C), .bias = f32(p + w.fc_proj_b, {C})});
+    k.run(ops::Add{.out = act(x, {Bn, C}), .a = act(residual, {Bn, C}), .b = act(fc_proj, {Bn, C})});
   }
-  k.layernorm_forward(ln, mean, rstd, x, p + layout_.lnf_w, p + layout_.lnf_b, B, C);
-  k.matmul_forward(logits, ln, p + layout_.wte, nullptr, B, C, V);
-  std::vector<float> host(static_cast<size_t>(B) * V);
-  k.activations_to_host(host.data(), logits, host.size());
+  layernorm(ln, x, layout_.lnf_w, layout_.lnf_b);
+  k.run(ops::Linear{.out = act(logits, {Bn, V}), .inp = act(ln, {Bn, C}),
+                    .weight = weight(layout_.wte, V, C)});
+  std::vector<float> host = backend::to_host_f32(k, act(logits, {Bn, V}));
   decode_next_pos_ = pos + 1;
   return host;
 }

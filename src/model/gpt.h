@@ -7,10 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/tensor.h"
 #include "model/device_buffer.h"
 #include "model/gpt_config.h"
 #include "model/parameter_layout.h"
@@ -97,11 +99,20 @@ class Gpt {
   void update_parameters(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale,
                          const double* grad_sum_of_squares, float clip);
   void check_tokens(const int32_t* tokens, size_t count, const char* what) const;
+  // An activation of this backend's activation dtype over model memory.
+  Tensor act(const float* data, std::initializer_list<int64_t> shape) const;
+  // The [rows, cols] matrix at parameter offset `offset` as the products read it: fp32, or its
+  // copy in the backend's matmul weight dtype.
+  Tensor weight(size_t offset, int64_t rows, int64_t cols) const;
+  // Rewrites the weight copy from the fp32 parameters (after a load).
+  void refresh_weight_copy();
 
   backend::Backend& backend_;
   GptConfig config_;
   ParameterLayout layout_;
   DeviceBuffer params_, grads_, adam_m_, adam_v_;
+  // The parameters in Precision::matmul_weights, where that is not fp32 (bf16 devices).
+  DeviceBuffer weight_copy_;
   // Two device doubles: the step's loss so far and the gradients' sum of squares.
   DeviceBuffer step_stats_;
   std::shared_ptr<Activations> acts_;

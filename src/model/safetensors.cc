@@ -91,7 +91,7 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, size_t data_
   require(dtype.is_string(), "{}: 'dtype' is a JSON {} (expected a string)", where, dtype.type_name());
   const std::string dtype_text = dtype.get<std::string>();
   try {
-    info.dtype = dtype_from_name(dtype_text);
+    info.dtype = dtype_from_safetensors_name(dtype_text);
   } catch (const Error&) {
     fail("{}: unknown dtype '{}' (expected one of F32, F16, BF16, I32, U16, I64)", where, dtype_text);
   }
@@ -130,7 +130,7 @@ TensorInfo parse_tensor(const std::string& name, const json& entry, size_t data_
   info.end = static_cast<size_t>(end);
 
   // Compare without forming numel * size, which could overflow for an absurd shape.
-  const uint64_t element_bytes = static_cast<uint64_t>(dtype_size(info.dtype));
+  const uint64_t element_bytes = static_cast<uint64_t>(dtype_bytes(info.dtype));
   const uint64_t span = end - begin;
   const bool matches = static_cast<uint64_t>(numel) <= span / element_bytes &&
                        static_cast<uint64_t>(numel) * element_bytes == span;
@@ -274,7 +274,7 @@ std::vector<float> SafetensorsFile::read_f32(const std::string& name) const {
       break;
     default:
       fail("safetensors {}: tensor '{}' has dtype {} (expected F32, F16 or BF16 to read as fp32)",
-           source_, name, dtype_name(t->dtype));
+           source_, name, safetensors_dtype_name(t->dtype));
   }
   return out;
 }
@@ -286,7 +286,7 @@ void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<in
     require(e.name != name, "safetensors writer: tensor '{}' added twice", name);
   }
   const int64_t numel = checked_numel(shape, fmt::format("safetensors writer: tensor '{}'", name));
-  const size_t element_bytes = static_cast<size_t>(dtype_size(dtype));
+  const size_t element_bytes = static_cast<size_t>(dtype_bytes(dtype));
   require(static_cast<uint64_t>(numel) <= std::numeric_limits<size_t>::max() / element_bytes,
           "safetensors writer: tensor '{}' with shape {} is too large", name, shape_string(shape));
   const size_t bytes = static_cast<size_t>(numel) * element_bytes;
@@ -329,7 +329,7 @@ void SafetensorsWriter::write_file(const std::string& file, const std::string& p
     for (const Entry* e : sorted) {
       if (header.size() > 1) header += ',';
       header += fmt::format("{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
-                            json(e->name).dump(), dtype_name(e->dtype), fmt::join(e->shape, ","),
+                            json(e->name).dump(), safetensors_dtype_name(e->dtype), fmt::join(e->shape, ","),
                             offset, offset + e->data.size());
       offset += e->data.size();
     }

@@ -66,8 +66,8 @@ CoreConfig config_for_target(const std::string& target) {
   fail("unknown NeuronCore target '{}' (expected trn1 or trn2)", target);
 }
 
-double CoreConfig::peak_tflops(Dtype dtype) const {
-  if (dtype == Dtype::kF32) return peak_tflops_fp32;
+double CoreConfig::peak_tflops(DType dtype) const {
+  if (dtype == DType::kF32) return peak_tflops_fp32;
   if (is_fp8(dtype)) return peak_tflops_fp8;
   return peak_tflops_bf16;
 }

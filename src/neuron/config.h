@@ -59,7 +59,7 @@ struct CoreConfig {
   int64_t hbm_core_bytes() const { return hbm_chip_bytes / cores_per_chip; }
   double hbm_core_gbps() const { return hbm_chip_gbps / cores_per_chip; }
   // Published peak for matmuls whose inputs have this dtype.
-  double peak_tflops(Dtype dtype) const;
+  double peak_tflops(DType dtype) const;
 };
 
 CoreConfig trn1_config();

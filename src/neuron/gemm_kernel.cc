@@ -37,8 +37,8 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
           b.partitions(), K);
   require(c.partitions() == M && c.free_size() == N, "gemm: C is {}x{}, expected {}x{}",
           c.partitions(), c.free_size(), M, N);
-  const Dtype dt = options.compute_dtype;
-  require(dt != Dtype::kI32, "gemm: compute dtype must be a float type");
+  const DType dt = options.compute_dtype;
+  require(dt != DType::kI32, "gemm: compute dtype must be a float type");
 
   KernelScope scope(core, "gemm");
   TilePool pool(core);
@@ -102,7 +102,7 @@ GemmPlan gemm(NeuronCore& core, const View& c, const View& a, const View& b,
     b_buf.push_back(pool.sbuf(kTileK, {plan.k_tiles * kTileN}, dt, "gemm.b" + std::to_string(i)));
   std::vector<View> psum;
   for (int i = 0; i < kPsumBuffers; ++i)
-    psum.push_back(pool.psum(kTileM, {kTileN}, Dtype::kF32, "gemm.acc" + std::to_string(i)));
+    psum.push_back(pool.psum(kTileM, {kTileN}, DType::kF32, "gemm.acc" + std::to_string(i)));
   std::vector<View> out;
   for (int i = 0; i < kOutputBuffers; ++i)
     out.push_back(pool.sbuf(kTileM, {kTileN}, c.dtype(), "gemm.c" + std::to_string(i)));

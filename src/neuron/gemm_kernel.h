@@ -17,7 +17,7 @@ namespace switchyard::neuron {
 
 struct GemmOptions {
   // dtype of the operand tiles in SBUF (the DMA casts from A's and B's HBM dtype).
-  Dtype compute_dtype = Dtype::kBF16;
+  DType compute_dtype = DType::kBF16;
 };
 
 // What gemm() chose, for reports and tests.

@@ -24,10 +24,10 @@ int64_t extent_bytes(const View& v, bool include_rows) {
 }
 
 // Contiguous runs get a loop with a constant stride, which the compiler vectorises.
-template <Dtype D>
+template <DType D>
 void load_run(const uint8_t* src, int64_t n, int64_t stride_bytes, float* out) {
-  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32    ? 4
-                            : D == Dtype::kBF16 || D == Dtype::kF16 ? 2
+  constexpr int64_t kSize = D == DType::kF32 || D == DType::kI32    ? 4
+                            : D == DType::kBF16 || D == DType::kF16 ? 2
                                                                     : 1;
   if (stride_bytes == kSize) {
     for (int64_t i = 0; i < n; ++i) out[i] = load_element(D, src + i * kSize);
@@ -36,10 +36,10 @@ void load_run(const uint8_t* src, int64_t n, int64_t stride_bytes, float* out) {
   }
 }
 
-template <Dtype D>
+template <DType D>
 void store_run(uint8_t* dst, int64_t n, int64_t stride_bytes, const float* in) {
-  constexpr int64_t kSize = D == Dtype::kF32 || D == Dtype::kI32    ? 4
-                            : D == Dtype::kBF16 || D == Dtype::kF16 ? 2
+  constexpr int64_t kSize = D == DType::kF32 || D == DType::kI32    ? 4
+                            : D == DType::kBF16 || D == DType::kF16 ? 2
                                                                     : 1;
   if (stride_bytes == kSize) {
     for (int64_t i = 0; i < n; ++i) store_element(D, dst + i * kSize, in[i]);
@@ -51,40 +51,42 @@ void store_run(uint8_t* dst, int64_t n, int64_t stride_bytes, const float* in) {
 using LoadRun = void (*)(const uint8_t*, int64_t, int64_t, float*);
 using StoreRun = void (*)(uint8_t*, int64_t, int64_t, const float*);
 
-LoadRun load_run_for(Dtype d) {
+LoadRun load_run_for(DType d) {
   switch (d) {
-    case Dtype::kF32:
-      return load_run<Dtype::kF32>;
-    case Dtype::kBF16:
-      return load_run<Dtype::kBF16>;
-    case Dtype::kF16:
-      return load_run<Dtype::kF16>;
-    case Dtype::kF8E4M3:
-      return load_run<Dtype::kF8E4M3>;
-    case Dtype::kF8E5M2:
-      return load_run<Dtype::kF8E5M2>;
-    case Dtype::kI32:
-      return load_run<Dtype::kI32>;
+    case DType::kF32:
+      return load_run<DType::kF32>;
+    case DType::kBF16:
+      return load_run<DType::kBF16>;
+    case DType::kF16:
+      return load_run<DType::kF16>;
+    case DType::kF8E4M3:
+      return load_run<DType::kF8E4M3>;
+    case DType::kF8E5M2:
+      return load_run<DType::kF8E5M2>;
+    case DType::kI32:
+      return load_run<DType::kI32>;
+    default:
+      fail("the simulated NeuronCore has no {} memory", nki_dtype_name(d));
   }
-  return nullptr;
 }
 
-StoreRun store_run_for(Dtype d) {
+StoreRun store_run_for(DType d) {
   switch (d) {
-    case Dtype::kF32:
-      return store_run<Dtype::kF32>;
-    case Dtype::kBF16:
-      return store_run<Dtype::kBF16>;
-    case Dtype::kF16:
-      return store_run<Dtype::kF16>;
-    case Dtype::kF8E4M3:
-      return store_run<Dtype::kF8E4M3>;
-    case Dtype::kF8E5M2:
-      return store_run<Dtype::kF8E5M2>;
-    case Dtype::kI32:
-      return store_run<Dtype::kI32>;
+    case DType::kF32:
+      return store_run<DType::kF32>;
+    case DType::kBF16:
+      return store_run<DType::kBF16>;
+    case DType::kF16:
+      return store_run<DType::kF16>;
+    case DType::kF8E4M3:
+      return store_run<DType::kF8E4M3>;
+    case DType::kF8E5M2:
+      return store_run<DType::kF8E5M2>;
+    case DType::kI32:
+      return store_run<DType::kI32>;
+    default:
+      fail("the simulated NeuronCore has no {} memory", nki_dtype_name(d));
   }
-  return nullptr;
 }
 
 // Calls fn(row_base_offset_elements, count, stride_elements) for each innermost run of a view's
@@ -128,8 +130,10 @@ void NeuronCore::set_kernel(std::string name) {
 }
 
 View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<int64_t>& free_shape,
-                          Dtype dtype, const std::string& name, uint8_t* external) {
+                          DType dtype, const std::string& name, uint8_t* external) {
   const char* mem = memory_name(memory);
+  require(is_storable(dtype), "{} tile '{}': the NeuronCore's memories hold no {} elements", mem,
+          name, nki_dtype_name(dtype));
   require(free_shape.size() <= kMaxFreeDims, "{} tile '{}': at most {} free dimensions, got {}",
           mem, name, kMaxFreeDims, free_shape.size());
   int64_t elements = 1;
@@ -198,18 +202,18 @@ View NeuronCore::allocate(Memory memory, int64_t partitions, const std::vector<i
   return View::whole(memory, id, dtype, view_offset, partitions, row_stride, free_shape);
 }
 
-View NeuronCore::hbm_alloc(const std::vector<int64_t>& shape, Dtype dtype,
+View NeuronCore::hbm_alloc(const std::vector<int64_t>& shape, DType dtype,
                            const std::string& name) {
   return hbm_tensor(shape, dtype, name, nullptr);
 }
 
-View NeuronCore::hbm_attach(void* data, const std::vector<int64_t>& shape, Dtype dtype,
+View NeuronCore::hbm_attach(void* data, const std::vector<int64_t>& shape, DType dtype,
                             const std::string& name) {
   require(data != nullptr, "HBM tensor '{}': attach needs memory, got a null pointer", name);
   return hbm_tensor(shape, dtype, name, static_cast<uint8_t*>(data));
 }
 
-View NeuronCore::hbm_tensor(const std::vector<int64_t>& shape, Dtype dtype, const std::string& name,
+View NeuronCore::hbm_tensor(const std::vector<int64_t>& shape, DType dtype, const std::string& name,
                             uint8_t* external) {
   require(!shape.empty() && shape.size() <= kMaxFreeDims + 1,
           "HBM tensor '{}': needs 1 to {} dimensions, got {}", name, kMaxFreeDims + 1,
@@ -220,12 +224,12 @@ View NeuronCore::hbm_tensor(const std::vector<int64_t>& shape, Dtype dtype, cons
                   dtype, name, external);
 }
 
-View NeuronCore::sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+View NeuronCore::sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, DType dtype,
                             const std::string& name) {
   return allocate(Memory::kSbuf, partitions, free_shape, dtype, name);
 }
 
-View NeuronCore::psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+View NeuronCore::psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, DType dtype,
                             const std::string& name) {
   return allocate(Memory::kPsum, partitions, free_shape, dtype, name);
 }

@@ -67,7 +67,7 @@ struct RunStats {
   int64_t hbm_high_water_bytes = 0;
 
   // tflops as a percentage of the core's published peak for matmul inputs of `dtype`.
-  double percent_of_peak(const CoreConfig& config, Dtype dtype) const {
+  double percent_of_peak(const CoreConfig& config, DType dtype) const {
     return 100.0 * tflops / config.peak_tflops(dtype);
   }
 };
@@ -87,19 +87,19 @@ class NeuronCore {
   // ---- Memory. Allocation beyond capacity throws at once, saying what was asked and what is free.
   // HBM tensor of `shape` (1 to 5 dims; the first is the row dimension of the returned view, a
   // 1-D tensor is one row).
-  View hbm_alloc(const std::vector<int64_t>& shape, Dtype dtype, const std::string& name);
+  View hbm_alloc(const std::vector<int64_t>& shape, DType dtype, const std::string& name);
   // SBUF / PSUM tile of `partitions` (<= 128) x free_shape (up to 4 dims). The tile's bytes are
   // reserved in every partition. PSUM tiles of at most one bank (2 KiB per partition) never
   // straddle a bank boundary; larger ones start on a bank boundary.
-  View sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+  View sbuf_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, DType dtype,
                   const std::string& name);
-  View psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+  View psum_alloc(int64_t partitions, const std::vector<int64_t>& free_shape, DType dtype,
                   const std::string& name);
   // HBM tensor like hbm_alloc whose bytes are the caller's `data` (which must outlive the
   // allocation): for a backend whose device memory already holds the tensor in this dtype, so
   // that a kernel reads and writes it in place. Takes HBM capacity like any tensor; its contents
   // are the caller's, not NaN.
-  View hbm_attach(void* data, const std::vector<int64_t>& shape, Dtype dtype,
+  View hbm_attach(void* data, const std::vector<int64_t>& shape, DType dtype,
                   const std::string& name);
   // Frees the allocation `view` belongs to; later instructions using it throw.
   void release(const View& view);
@@ -218,8 +218,8 @@ class NeuronCore {
   static constexpr unsigned kPsumSharedPort = 2;
 
   View allocate(Memory memory, int64_t partitions, const std::vector<int64_t>& free_shape,
-                Dtype dtype, const std::string& name, uint8_t* external = nullptr);
-  View hbm_tensor(const std::vector<int64_t>& shape, Dtype dtype, const std::string& name,
+                DType dtype, const std::string& name, uint8_t* external = nullptr);
+  View hbm_tensor(const std::vector<int64_t>& shape, DType dtype, const std::string& name,
                   uint8_t* external);
   // Rule checks.
   [[noreturn]] void rule_error(const char* op, const std::string& message) const;

@@ -73,7 +73,7 @@ void NeuronCore::dma_gather(const View& dst, const View& table, const View& indi
   if (table.memory() != Memory::kHbm || dst.memory() != Memory::kSbuf ||
       indices.memory() != Memory::kSbuf)
     rule_error(op, "gather reads an HBM table into SBUF with SBUF indices");
-  if (indices.dtype() != Dtype::kI32 || indices.free_size() != 1)
+  if (indices.dtype() != DType::kI32 || indices.free_size() != 1)
     rule_error(op, fmt::format("indices {} must be an int32 [P, 1] tile", indices.describe()));
   if (indices.partitions() != dst.partitions() || dst.free_size() != table.free_size())
     rule_error(op, fmt::format("destination {} must be [{} indices, {} table columns]",
@@ -108,7 +108,7 @@ void NeuronCore::dma_scatter(const View& table, const View& src, const View& ind
   if (table.memory() != Memory::kHbm || src.memory() != Memory::kSbuf ||
       indices.memory() != Memory::kSbuf)
     rule_error(op, "scatter writes SBUF rows into an HBM table with SBUF indices");
-  if (indices.dtype() != Dtype::kI32 || indices.free_size() != 1)
+  if (indices.dtype() != DType::kI32 || indices.free_size() != 1)
     rule_error(op, fmt::format("indices {} must be an int32 [P, 1] tile", indices.describe()));
   if (indices.partitions() != src.partitions() || src.free_size() != table.free_size())
     rule_error(op, fmt::format("source {} must be [{} indices, {} table columns]", src.describe(),

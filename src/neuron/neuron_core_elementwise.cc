@@ -39,7 +39,7 @@ void NeuronCore::compute_rows(const View& out, std::initializer_list<const View*
   // An fp32 output needs no rounding: rows are computed in place in SBUF/PSUM, unless that
   // could overwrite an input before it is read (an input in the same tile, other than a first
   // input that is exactly the output).
-  bool direct = out.dtype() == Dtype::kF32 && out.rows_contiguous();
+  bool direct = out.dtype() == DType::kF32 && out.rows_contiguous();
   bool first = true;
   for (const View* in : inputs) {
     if (in->allocation() == out.allocation() && !(first && in->same_pattern(out))) direct = false;
@@ -56,7 +56,7 @@ void NeuronCore::compute_rows(const View& out, std::initializer_list<const View*
 }
 
 const float* NeuronCore::input_row(const View& in, int64_t p, float* staging) const {
-  if (in.dtype() == Dtype::kF32 && in.rows_contiguous())
+  if (in.dtype() == DType::kF32 && in.rows_contiguous())
     return reinterpret_cast<const float*>(element_base(in, p));
   load_partition(in, p, staging);
   return staging;
@@ -98,7 +98,7 @@ void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp alu, const 
   // Exception (perf guide): bf16 SBUF tensor_tensor add/subtract/multiply streams at N, not 2N.
   bool bf16_sbuf = true;
   for (const View* v : {&out, &a, &b})
-    bf16_sbuf = bf16_sbuf && v->dtype() == Dtype::kBF16 && v->memory() == Memory::kSbuf;
+    bf16_sbuf = bf16_sbuf && v->dtype() == DType::kBF16 && v->memory() == Memory::kSbuf;
   if (engine == Engine::kVector && bf16_sbuf &&
       (alu == AluOp::kAdd || alu == AluOp::kSubtract || alu == AluOp::kMultiply)) {
     cycles = elementwise_cycles(op, engine, out.free_size(), 1, {&out, &a, &b}, false);
@@ -181,7 +181,7 @@ void NeuronCore::tensor_reduce(const View& out, AluOp alu, const View& in, int a
   acc.write(region_of(out));
   double cycles = elementwise_cycles(op, engine, F, 1, {&in}, false);
   // Exception (perf guide): bf16 tensor_reduce add/max at N/2.
-  if (engine == Engine::kVector && in.dtype() == Dtype::kBF16 &&
+  if (engine == Engine::kVector && in.dtype() == DType::kBF16 &&
       (alu == AluOp::kAdd || alu == AluOp::kMax)) {
     cycles = std::max(static_cast<double>(cost::kVectorMinIssueCycles),
                       cycles / cost::kVectorBf16ReduceDivisor);

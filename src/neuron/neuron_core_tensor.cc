@@ -11,7 +11,7 @@ namespace switchyard::neuron {
 
 namespace {
 
-bool is_matmul_dtype(Dtype d) { return d != Dtype::kI32; }
+bool is_matmul_dtype(DType d) { return d != DType::kI32; }
 
 }  // namespace
 
@@ -21,7 +21,7 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   check_engine_operand(op, "out", Engine::kTensor, out, true);
   check_engine_operand(op, "stationary", Engine::kTensor, stationary, false);
   check_engine_operand(op, "moving", Engine::kTensor, moving, false);
-  if (out.memory() != Memory::kPsum || out.dtype() != Dtype::kF32)
+  if (out.memory() != Memory::kPsum || out.dtype() != DType::kF32)
     rule_error(op, fmt::format("out {} must be an fp32 PSUM tile", out.describe()));
   if (stationary.memory() != Memory::kSbuf || moving.memory() != Memory::kSbuf)
     rule_error(op, "stationary and moving operands must be in SBUF");
@@ -30,7 +30,7 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   bool both_fp8 = is_fp8(stationary.dtype()) && is_fp8(moving.dtype());
   if (stationary.dtype() != moving.dtype() && !both_fp8)
     rule_error(op, fmt::format("stationary ({}) and moving ({}) must have the same dtype",
-                               dtype_name(stationary.dtype()), dtype_name(moving.dtype())));
+                               nki_dtype_name(stationary.dtype()), nki_dtype_name(moving.dtype())));
   int64_t K = stationary.partitions();
   int64_t M = stationary.free_size();
   int64_t N = moving.free_size();
@@ -85,12 +85,12 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
   const int Mi = static_cast<int>(M), Ni = static_cast<int>(N), Ki = static_cast<int>(K);
   auto multiply = [&](float* c, int64_t ldc, bool overwrite) {
     const bool in_place = stationary.rows_contiguous() && moving.rows_contiguous();
-    if (in_place && stationary.dtype() == Dtype::kBF16) {
+    if (in_place && stationary.dtype() == DType::kBF16) {
       const int64_t ld = sbuf_host_stride() / 2;
       matmul_accumulate_bf16(c, ldc, reinterpret_cast<const uint16_t*>(element_base(stationary, 0)),
                              ld, reinterpret_cast<const uint16_t*>(element_base(moving, 0)), ld,
                              Mi, Ni, Ki, overwrite);
-    } else if (in_place && stationary.dtype() == Dtype::kF32) {
+    } else if (in_place && stationary.dtype() == DType::kF32) {
       const int64_t ld = sbuf_host_stride() / 4;
       matmul_accumulate(c, ldc, reinterpret_cast<const float*>(element_base(stationary, 0)), ld,
                         reinterpret_cast<const float*>(element_base(moving, 0)), ld, Mi, Ni, Ki,
@@ -117,10 +117,10 @@ void NeuronCore::matmul(const View& out, const View& stationary, const View& mov
 
   // Timing: MultiplyMoving max(N, 64) cycles (4x for fp32, half for fp8 on v3); LoadStationary
   // a quarter of a multiply of the stationary's size, overlapping the previous multiply.
-  Dtype dtype = moving.dtype();
+  DType dtype = moving.dtype();
   auto multiply_cycles = [&](int64_t n) {
     double cycles = static_cast<double>(std::max(n, cost::kMatmulMinCycles));
-    if (dtype == Dtype::kF32) cycles *= cost::kMatmulFp32Factor;
+    if (dtype == DType::kF32) cycles *= cost::kMatmulFp32Factor;
     if (both_fp8 && config_.fp8_double_rate) cycles /= cost::kMatmulFp8V3Divisor;
     return cycles;
   };
@@ -164,10 +164,10 @@ void NeuronCore::transpose(const View& out, const View& in) {
   check_engine_operand(op, "in", Engine::kTensor, in, false);
   if (out.memory() != Memory::kPsum || in.memory() != Memory::kSbuf)
     rule_error(op, "TensorE transposes an SBUF tile into PSUM");
-  if (in.dtype() == Dtype::kI32 || (out.dtype() != Dtype::kF32 && out.dtype() != in.dtype()))
+  if (in.dtype() == DType::kI32 || (out.dtype() != DType::kF32 && out.dtype() != in.dtype()))
     rule_error(op, fmt::format("transpose of {} into {}: input must be a float type and out "
                                "fp32 or the input's dtype",
-                               dtype_name(in.dtype()), dtype_name(out.dtype())));
+                               nki_dtype_name(in.dtype()), nki_dtype_name(out.dtype())));
   int64_t P = in.partitions();
   int64_t F = in.free_size();
   if (P > config_.pe_rows || F > config_.pe_cols)
@@ -192,9 +192,9 @@ void NeuronCore::transpose(const View& out, const View& in) {
 
   // Timing: a matmul with the input as stationary and an identity [P, P] as moving.
   double cycles = static_cast<double>(std::max(P, cost::kMatmulMinCycles));
-  if (in.dtype() == Dtype::kF32) cycles *= cost::kMatmulFp32Factor;
+  if (in.dtype() == DType::kF32) cycles *= cost::kMatmulFp32Factor;
   double load_cycles = static_cast<double>(std::max(F, cost::kMatmulMinCycles)) *
-                       (in.dtype() == Dtype::kF32 ? cost::kMatmulFp32Factor : 1) /
+                       (in.dtype() == DType::kF32 ? cost::kMatmulFp32Factor : 1) /
                        cost::kLoadStationarySpeedup;
   Accesses acc;
   acc.read(region_of(in));

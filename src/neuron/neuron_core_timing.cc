@@ -84,7 +84,7 @@ double NeuronCore::elementwise_cycles(const char* op, Engine engine, int64_t n, 
       stride_factor = cost::kWideStrideFactor;
     if (inner != 1) contiguous = false;
     if (v->memory() != Memory::kSbuf) all_sbuf = false;
-    if (v->dtype() != Dtype::kBF16 && v->dtype() != Dtype::kF16) all_16bit = false;
+    if (v->dtype() != DType::kBF16 && v->dtype() != DType::kF16) all_16bit = false;
   }
   switch (engine) {
     case Engine::kScalar:

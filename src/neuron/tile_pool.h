@@ -41,12 +41,12 @@ class TilePool {
   TilePool(const TilePool&) = delete;
   TilePool& operator=(const TilePool&) = delete;
 
-  View sbuf(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+  View sbuf(int64_t partitions, const std::vector<int64_t>& free_shape, DType dtype,
             const std::string& name) {
     tiles_.push_back(core_.sbuf_alloc(partitions, free_shape, dtype, name));
     return tiles_.back();
   }
-  View psum(int64_t partitions, const std::vector<int64_t>& free_shape, Dtype dtype,
+  View psum(int64_t partitions, const std::vector<int64_t>& free_shape, DType dtype,
             const std::string& name) {
     tiles_.push_back(core_.psum_alloc(partitions, free_shape, dtype, name));
     return tiles_.back();

@@ -19,7 +19,7 @@ const char* memory_name(Memory memory) {
   return "?";
 }
 
-View View::whole(Memory memory, int32_t allocation, Dtype dtype, int64_t offset_bytes,
+View View::whole(Memory memory, int32_t allocation, DType dtype, int64_t offset_bytes,
                  int64_t partitions, int64_t partition_stride,
                  const std::vector<int64_t>& free_shape) {
   require(free_shape.size() <= kMaxFreeDims, "a tile has at most {} free dimensions, got {}",
@@ -150,9 +150,9 @@ View View::pattern(int64_t element_offset, Dim rows, const std::vector<Dim>& fre
   return v;
 }
 
-View View::bitcast(Dtype dtype) const {
+View View::bitcast(DType dtype) const {
   require(dtype_bytes(dtype) == dtype_bytes(dtype_), "bitcast: {} and {} differ in size",
-          dtype_name(dtype_), dtype_name(dtype));
+          nki_dtype_name(dtype_), nki_dtype_name(dtype));
   View v = *this;
   v.dtype_ = dtype;
   return v;
@@ -164,10 +164,10 @@ std::string View::describe() const {
   if (shape.empty()) shape.push_back(1);
   if (memory_ == Memory::kHbm) {
     return fmt::format("hbm[{} rows, {} {} @{}]", partitions_, fmt::join(shape, "x"),
-                       dtype_name(dtype_), offset_bytes_);
+                       nki_dtype_name(dtype_), offset_bytes_);
   }
   return fmt::format("{}[{}:{}, {} {} @{}]", memory_name(memory_), partition_start_,
-                     partition_start_ + partitions_, fmt::join(shape, "x"), dtype_name(dtype_),
+                     partition_start_ + partitions_, fmt::join(shape, "x"), nki_dtype_name(dtype_),
                      offset_bytes_);
 }
 

@@ -33,7 +33,7 @@ class View {
 
   Memory memory() const { return memory_; }
   int32_t allocation() const { return allocation_; }  // id within its NeuronCore
-  Dtype dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }
   // First partition (SBUF/PSUM; always 0 for HBM, whose row offset is folded into offset_bytes).
   int64_t partition_start() const { return partition_start_; }
   int64_t partitions() const { return partitions_; }
@@ -68,20 +68,20 @@ class View {
   // and up to four free dimensions.
   View pattern(int64_t element_offset, Dim rows, const std::vector<Dim>& free) const;
   // Reinterprets the same bytes as another dtype of the same size in bytes.
-  View bitcast(Dtype dtype) const;
+  View bitcast(DType dtype) const;
 
   // "sbuf[0:128, 4x512 bfloat16 @1024]".
   std::string describe() const;
 
   // Used by NeuronCore to create views of fresh allocations.
-  static View whole(Memory memory, int32_t allocation, Dtype dtype, int64_t offset_bytes,
+  static View whole(Memory memory, int32_t allocation, DType dtype, int64_t offset_bytes,
                     int64_t partitions, int64_t partition_stride,
                     const std::vector<int64_t>& free_shape);
 
  private:
   Memory memory_ = Memory::kSbuf;
   int32_t allocation_ = -1;
-  Dtype dtype_ = Dtype::kF32;
+  DType dtype_ = DType::kF32;
   int64_t offset_bytes_ = 0;
   int64_t partition_start_ = 0;
   int64_t partitions_ = 0;

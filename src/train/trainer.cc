@@ -249,7 +249,7 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
   std::fprintf(stderr, "trained %d steps in %s (%.0f tokens/s); checkpoint in %s\n", step - first_step,
                format_duration(result.seconds).c_str(), result.tokens_per_s, o.out_dir.c_str());
   if (sim_clock.active() && step > first_step) {
-    const backend::SimulationReport report = *model.backend().simulation_report();
+    const backend::SimulationReport report = *backend::simulation_report(model.backend());
     const double sim_s = sim_ms_total / 1000.0;
     result.simulated_seconds = sim_s;
     std::fprintf(stderr, "simulated %s %s: %.3f s for those steps, %.0f tokens/s per core, %.0f per chip (%d cores)\n",

@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& tensor : file.tensors()) {
       const auto raw = file.raw(tensor.name);
       if (raw.size() != tensor.end - tensor.begin) __builtin_trap();
-      if (static_cast<uint64_t>(tensor.numel()) * switchyard::dtype_size(tensor.dtype) != raw.size()) {
+      if (static_cast<uint64_t>(tensor.numel()) * switchyard::dtype_bytes(tensor.dtype) != raw.size()) {
         __builtin_trap();
       }
       if (tensor.dtype == switchyard::DType::kF32 || tensor.dtype == switchyard::DType::kF16 ||

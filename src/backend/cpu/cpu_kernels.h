@@ -127,43 +127,49 @@ inline T exp_vec(T x) {
   }
 }
 
-// ---- encoder ----
+// ---- embeddings ----
 
-// out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]. tokens[B,T] in [0, V).
+// out[N,C] = table[ids[n], :] (+ position_table[position_ids[n], :] when position_table is not
+// null). Also gathers rows: out[r] = table[ids[r]].
 template <typename T>
-void encoder_forward(T* out, const int32_t* tokens, const T* wte, const T* wpe, int B, int T_,
-                     int C) {
-  const bool parallel = static_cast<size_t>(B) * T_ * C > kParallelThreshold;
+void embedding_forward(T* out, const int32_t* ids, const T* table, const int32_t* position_ids,
+                       const T* position_table, int N, int C) {
+  const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
   SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
-  for (int bt = 0; bt < B * T_; ++bt) {
-    T* o = out + static_cast<size_t>(bt) * C;
-    const T* e = wte + static_cast<size_t>(tokens[bt]) * C;
-    const T* p = wpe + static_cast<size_t>(bt % T_) * C;
-    SWITCHYARD_OMP(omp simd)
-    for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+  for (int n = 0; n < N; ++n) {
+    T* o = out + static_cast<size_t>(n) * C;
+    const T* e = table + static_cast<size_t>(ids[n]) * C;
+    if (position_table) {
+      const T* p = position_table + static_cast<size_t>(position_ids[n]) * C;
+      SWITCHYARD_OMP(omp simd)
+      for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+    } else {
+      std::memcpy(o, e, sizeof(T) * C);
+    }
   }
 }
 
-// dwte[V,C] += dout[b,t,:] for each token; dwpe[T,C] += sum over b of dout[b,t,:]. Threads split
-// the channels, so repeated tokens never race.
+// dtable[ids[n], :] += dout[n, :]; dposition_table[position_ids[n], :] += dout[n, :] when
+// dposition_table is not null. Threads split the channels, so repeated ids never race.
 template <typename T>
-void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, int B, int T_,
-                      int C) {
+void embedding_backward(T* dtable, T* dposition_table, const T* dout, const int32_t* ids,
+                        const int32_t* position_ids, int N, int C) {
   constexpr int kBlock = 64;
   const int blocks = (C + kBlock - 1) / kBlock;
-  const bool parallel = static_cast<size_t>(B) * T_ * C > kParallelThreshold;
+  const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
   SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int blk = 0; blk < blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = std::min(C, c0 + kBlock);
-    for (int bt = 0; bt < B * T_; ++bt) {
-      const T* d = dout + static_cast<size_t>(bt) * C;
-      T* w = dwte + static_cast<size_t>(tokens[bt]) * C;
-      T* p = dwpe + static_cast<size_t>(bt % T_) * C;
+    for (int n = 0; n < N; ++n) {
+      const T* d = dout + static_cast<size_t>(n) * C;
+      T* w = dtable + static_cast<size_t>(ids[n]) * C;
       SWITCHYARD_OMP(omp simd)
-      for (int c = c0; c < c1; ++c) {
-        w[c] += d[c];
-        p[c] += d[c];
+      for (int c = c0; c < c1; ++c) w[c] += d[c];
+      if (dposition_table) {
+        T* p = dposition_table + static_cast<size_t>(position_ids[n]) * C;
+        SWITCHYARD_OMP(omp simd)
+        for (int c = c0; c < c1; ++c) p[c] += d[c];
       }
     }
   }
@@ -171,12 +177,13 @@ void encoder_backward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens, in
 
 // ---- layernorm ----
 
-// out[N,C] = (inp - mean) * rstd * weight + bias per row, biased variance, epsilon 1e-5 (as torch).
+// out[N,C] = (inp - mean) * rstd * weight + bias per row, biased variance (as torch), rstd =
+// 1 / sqrt(variance + epsilon).
 // mean[N] and rstd[N] are saved for the backward pass.
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
-                       int N, int C) {
-  constexpr T kEps = T(1e-5);
+                       int N, int C, T epsilon = T(1e-5)) {
+  const T kEps = epsilon;
   const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
   SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
@@ -308,150 +315,6 @@ inline T dot(const T* a, const T* b, int n) {
 // Attention works on row blocks of this many query positions: a block's products need keys up to
 // its last row only, so little of the masked upper triangle is computed.
 inline constexpr int kAttentionBlock = 64;
-
-// Causal self-attention. qkv[B,T,3C] = q | k | v, each [NH, hs] per position; att[B,NH,T,T] gets
-// the softmax probabilities (zero above the diagonal); out[B,T,C] the heads' outputs side by side.
-// Per (batch, head) and block of query rows: scores = scale * Q K^T and out = att V are small
-// matrix products over the strided head columns of qkv; the softmax runs row by row in between.
-template <typename T>
-void attention_forward(T* out, T* att, const T* qkv, int B, int T_, int C, int NH) {
-  const int hs = C / NH;
-  const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-  const int C3 = 3 * C;
-  const bool parallel = static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold;
-  SWITCHYARD_OMP_FOR(collapse(2) schedule(dynamic, 1) if (parallel))
-  for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < NH; ++h) {
-      const T* q = qkv + static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
-      const T* k = q + C;
-      const T* v = q + 2 * static_cast<size_t>(C);
-      T* o = out + static_cast<size_t>(b) * T_ * C + static_cast<size_t>(h) * hs;
-      T* head_att = att + (static_cast<size_t>(b) * NH + h) * T_ * T_;
-      for (int r0 = 0; r0 < T_; r0 += kAttentionBlock) {
-        const int r1 = std::min(T_, r0 + kAttentionBlock), rows = r1 - r0;
-        T* block = head_att + static_cast<size_t>(r0) * T_;
-        gemm<T>(false, true, rows, r1, hs, scale, q + static_cast<size_t>(r0) * C3, C3, k, C3, 0,
-                block, T_);
-        for (int t = r0; t < r1; ++t) {
-          T* a = head_att + static_cast<size_t>(t) * T_;
-          T max_score = -std::numeric_limits<T>::infinity();
-          for (int t2 = 0; t2 <= t; ++t2) max_score = std::max(max_score, a[t2]);
-          T sum = 0;
-          T poison = 0;  // NaN if a score is NaN or infinite: exp_vec would hide it
-          SWITCHYARD_OMP(omp simd reduction(+ : sum, poison))
-          for (int t2 = 0; t2 <= t; ++t2) {
-            const T e = exp_vec(a[t2] - max_score);
-            poison += a[t2] * T(0);
-            a[t2] = e;
-            sum += e;
-          }
-          const T inv = T(1) / sum + poison;
-          SWITCHYARD_OMP(omp simd)
-          for (int t2 = 0; t2 <= t; ++t2) a[t2] *= inv;
-          for (int t2 = t + 1; t2 < T_; ++t2) a[t2] = 0;
-        }
-        gemm<T>(false, false, rows, hs, r1, 1, block, T_, v, C3, 0,
-                o + static_cast<size_t>(r0) * C, C);
-      }
-    }
-  }
-}
-
-// dqkv[B,T,3C] += gradient of attention_forward's out. scratch[B,NH,T,T] holds d(att) and then
-// d(scores) in place. Per (batch, head) and block of query rows, as in the forward pass:
-//   d(att) = dout V^T, dV += att^T dout, d(scores) = att * (d(att) - rowsum(att * d(att))) * scale,
-//   dQ += d(scores) K, dK += d(scores)^T Q.
-// Threads split (batch, head) pairs: each owns its columns of dqkv, so no races.
-template <typename T>
-void attention_backward(T* dqkv, T* scratch, const T* dout, const T* qkv, const T* att, int B,
-                        int T_, int C, int NH) {
-  const int hs = C / NH;
-  const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-  const int C3 = 3 * C;
-  const bool parallel = static_cast<size_t>(B) * T_ * T_ * C > kParallelThreshold;
-  SWITCHYARD_OMP_FOR(collapse(2) schedule(dynamic, 1) if (parallel))
-  for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < NH; ++h) {
-      const size_t head = static_cast<size_t>(b) * T_ * C3 + static_cast<size_t>(h) * hs;
-      const T* q = qkv + head;
-      const T* k = q + C;
-      const T* v = q + 2 * static_cast<size_t>(C);
-      T* dq = dqkv + head;
-      T* dk = dq + C;
-      T* dv = dq + 2 * static_cast<size_t>(C);
-      const T* d = dout + static_cast<size_t>(b) * T_ * C + static_cast<size_t>(h) * hs;
-      const size_t head_att = (static_cast<size_t>(b) * NH + h) * T_ * T_;
-      for (int r0 = 0; r0 < T_; r0 += kAttentionBlock) {
-        const int r1 = std::min(T_, r0 + kAttentionBlock), rows = r1 - r0;
-        const T* a_block = att + head_att + static_cast<size_t>(r0) * T_;
-        T* da_block = scratch + head_att + static_cast<size_t>(r0) * T_;
-        const T* d_block = d + static_cast<size_t>(r0) * C;
-        gemm<T>(false, true, rows, r1, hs, 1, d_block, C, v, C3, 0, da_block, T_);
-        gemm<T>(true, false, r1, hs, rows, 1, a_block, T_, d_block, C, 1, dv, C3);
-        for (int t = r0; t < r1; ++t) {
-          const T* a = att + head_att + static_cast<size_t>(t) * T_;
-          T* da = scratch + head_att + static_cast<size_t>(t) * T_;
-          T weighted = 0;
-          SWITCHYARD_OMP(omp simd reduction(+ : weighted))
-          for (int t2 = 0; t2 <= t; ++t2) weighted += a[t2] * da[t2];
-          SWITCHYARD_OMP(omp simd)
-          for (int t2 = 0; t2 <= t; ++t2) da[t2] = a[t2] * (da[t2] - weighted) * scale;
-          for (int t2 = t + 1; t2 < r1; ++t2) da[t2] = 0;  // masked: no gradient
-        }
-        gemm<T>(false, false, rows, hs, r1, 1, da_block, T_, k, C3, 1,
-                dq + static_cast<size_t>(r0) * C3, C3);
-        gemm<T>(true, false, r1, hs, rows, 1, da_block, T_, q + static_cast<size_t>(r0) * C3, C3,
-                1, dk, C3);
-      }
-    }
-  }
-}
-
-// One decoding position. qkv[B,3C] is the new position's projection; its k and v are stored into
-// k_cache, v_cache [B,NH,max_T,hs] at pos, then q attends over positions 0..pos into out[B,C].
-// Online softmax (running max and sum, rescaling the partial output when the max grows), so no
-// buffer of scores is needed.
-template <typename T>
-void attention_decode(T* out, const T* qkv, T* k_cache, T* v_cache, int B, int pos, int max_T,
-                      int C, int NH) {
-  const int hs = C / NH;
-  const T scale = T(1) / std::sqrt(static_cast<T>(hs));
-  const bool parallel = static_cast<size_t>(B) * (pos + 1) * C > kParallelThreshold;
-  SWITCHYARD_OMP_FOR(collapse(2) schedule(static) if (parallel))
-  for (int b = 0; b < B; ++b) {
-    for (int h = 0; h < NH; ++h) {
-      const T* q = qkv + static_cast<size_t>(b) * 3 * C + static_cast<size_t>(h) * hs;
-      const size_t cache = (static_cast<size_t>(b) * NH + h) * max_T * hs;
-      T* kc = k_cache + cache;
-      T* vc = v_cache + cache;
-      std::memcpy(kc + static_cast<size_t>(pos) * hs, q + C, sizeof(T) * hs);
-      std::memcpy(vc + static_cast<size_t>(pos) * hs, q + 2 * static_cast<size_t>(C),
-                  sizeof(T) * hs);
-      T* o = out + static_cast<size_t>(b) * C + static_cast<size_t>(h) * hs;
-      for (int i = 0; i < hs; ++i) o[i] = 0;
-      T max_score = -std::numeric_limits<T>::infinity();
-      T sum = 0;
-      for (int t2 = 0; t2 <= pos; ++t2) {
-        const T s = dot(q, kc + static_cast<size_t>(t2) * hs, hs) * scale;
-        if (s > max_score) {
-          const T shrink = exp_vec(max_score - s);  // exp(-inf) = 0 on the first position
-          sum *= shrink;
-          SWITCHYARD_OMP(omp simd)
-          for (int i = 0; i < hs; ++i) o[i] *= shrink;
-          max_score = s;
-        }
-        const T w = exp_vec(s - max_score);
-        sum += w;
-        const T* v = vc + static_cast<size_t>(t2) * hs;
-        SWITCHYARD_OMP(omp simd)
-        for (int i = 0; i < hs; ++i) o[i] += w * v[i];
-      }
-      const T inv = T(1) / sum;
-      SWITCHYARD_OMP(omp simd)
-      for (int i = 0; i < hs; ++i) o[i] *= inv;
-    }
-  }
-}
 
 // ---- GELU ----
 
@@ -615,18 +478,16 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
                                          int, T, T*, int);                                        \
   PREFIX template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*, \
                                int);                                                              \
-  PREFIX template void encoder_forward<T>(T*, const int32_t*, const T*, const T*, int, int, int); \
-  PREFIX template void encoder_backward<T>(T*, T*, const T*, const int32_t*, int, int, int);      \
-  PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int);  \
+  PREFIX template void embedding_forward<T>(T*, const int32_t*, const T*, const int32_t*,         \
+                                            const T*, int, int);                                  \
+  PREFIX template void embedding_backward<T>(T*, T*, const T*, const int32_t*, const int32_t*,    \
+                                             int, int);                                           \
+  PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, T);\
   PREFIX template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
                                              const T*, int, int);                                 \
   PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);        \
   PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int,     \
                                           int);                                                   \
-  PREFIX template void attention_forward<T>(T*, T*, const T*, int, int, int, int);                \
-  PREFIX template void attention_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int, \
-                                             int);                                                \
-  PREFIX template void attention_decode<T>(T*, const T*, T*, T*, int, int, int, int, int);        \
   PREFIX template void gelu_forward<T>(T*, const T*, size_t);                                     \
   PREFIX template void gelu_backward<T>(T*, const T*, const T*, size_t);                          \
   PREFIX template void residual_forward<T>(T*, const T*, const T*, size_t);                       \

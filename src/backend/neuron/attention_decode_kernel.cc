@@ -25,7 +25,7 @@ constexpr int64_t kSlack = 64 * 64;  // per-partition alignment slack of the poo
 
 void attention_decode(NeuronCore& core, const View& out, const View& qkv, const View& k_cache,
                       const View& v_cache, int B, int pos, int max_T, int C, int NH,
-                      Dtype compute) {
+                      DType compute) {
   const char* name = "attention_decode";
   attention_detail::check_sizes(name, B, max_T, C, NH, compute);
   require(pos >= 0 && pos < max_T, "{}: pos = {} must be in [0, max_T = {})", name, pos, max_T);
@@ -91,17 +91,17 @@ void attention_decode(NeuronCore& core, const View& out, const View& qkv, const 
     core.memset(buf.back().qblk, 0.0f, Engine::kGpSimd);
     core.memset(buf.back().ptblk, 0.0f, Engine::kGpSimd);
   }
-  const View scores = pool.sbuf(kPartitions, {L}, Dtype::kF32, "attn_dec.s");
+  const View scores = pool.sbuf(kPartitions, {L}, DType::kF32, "attn_dec.s");
   const View probs = pool.sbuf(kPartitions, {L}, compute, "attn_dec.p");
-  const View cols = pool.sbuf(kPartitions, {3}, Dtype::kF32, "attn_dec.cols");
+  const View cols = pool.sbuf(kPartitions, {3}, DType::kF32, "attn_dec.cols");
   const View stage = pool.sbuf(kPartitions, {hs}, out.dtype(), "attn_dec.out");
   std::vector<View> s_ps;
   for (int i = 0; i < 2; ++i)
-    s_ps.push_back(pool.psum(kPartitions, {kKeyBlock}, Dtype::kF32, "attn_dec.ps.s"));
+    s_ps.push_back(pool.psum(kPartitions, {kKeyBlock}, DType::kF32, "attn_dec.ps.s"));
   const int64_t pt_per_bank = core.config().psum_bank_bytes / (G * e);
   const View pt_ps = pool.psum(kPartitions, {std::min(chunks, pt_per_bank) * G}, compute,
                                "attn_dec.ps.pT");
-  const View o_ps = pool.psum(kPartitions, {hs}, Dtype::kF32, "attn_dec.ps.o");
+  const View o_ps = pool.psum(kPartitions, {hs}, DType::kF32, "attn_dec.ps.o");
 
   const int64_t groups = ceil_div(BH, G);
   auto load = [&](int64_t g0, int64_t gn, const Buffers& bf) {

@@ -22,6 +22,6 @@ namespace switchyard::backend::neuron {
 // out[b, h] = softmax_{j <= pos}(q_bh . k_bhj / sqrt(hs)) v_bhj.
 void attention_decode(NeuronCore& core, const View& out, const View& qkv, const View& k_cache,
                       const View& v_cache, int B, int pos, int max_T, int C, int NH,
-                      Dtype compute);
+                      DType compute);
 
 }  // namespace switchyard::backend::neuron

@@ -11,14 +11,14 @@ namespace switchyard::backend::neuron {
 
 namespace attention_detail {
 
-void check_sizes(const char* kernel, int B, int T, int C, int NH, Dtype compute) {
+void check_sizes(const char* kernel, int B, int T, int C, int NH, DType compute) {
   require(B >= 1 && T >= 1 && C >= 1 && NH >= 1, "{}: B = {}, T = {}, C = {}, NH = {} must all be >= 1",
           kernel, B, T, C, NH);
   require(C % NH == 0, "{}: C = {} is not divisible by NH = {}", kernel, C, NH);
   require(C / NH <= kPartitions, "{}: head size C / NH = {} exceeds {} (the PE array's rows)",
           kernel, C / NH, kPartitions);
-  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
-          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, dtype_name(compute));
+  require(compute == DType::kBF16 || compute == DType::kF32,
+          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, nki_dtype_name(compute));
 }
 
 void require_matrix(const char* kernel, const char* what, const View& view, int64_t rows,
@@ -32,8 +32,8 @@ void require_matrix(const char* kernel, const char* what, const View& view, int6
   require(view.free_dim(0).stride == 1 && (rows == 1 || view.partition_stride() == cols),
           "{}: {} {} must be contiguous (rows of {} elements back to back)", kernel, what,
           view.describe(), cols);
-  require(view.dtype() == Dtype::kBF16 || view.dtype() == Dtype::kF32,
-          "{}: {} must be bfloat16 or float32, got {}", kernel, what, dtype_name(view.dtype()));
+  require(view.dtype() == DType::kBF16 || view.dtype() == DType::kF32,
+          "{}: {} must be bfloat16 or float32, got {}", kernel, what, nki_dtype_name(view.dtype()));
 }
 
 void dma_split(NeuronCore& core, const View& dst, const View& src, int dim, QueueRing& queues) {
@@ -73,7 +73,7 @@ constexpr int64_t kMaskCols = kMaskDiagonal + kKeyBlock;
 constexpr float kMaskFill = 1e30f;
 
 View make_causal_mask(NeuronCore& core, TilePool& pool, const std::string& name) {
-  const View mask = pool.sbuf(kPartitions, {kMaskCols}, Dtype::kF32, name);
+  const View mask = pool.sbuf(kPartitions, {kMaskCols}, DType::kF32, name);
   core.memset(mask, 0.0f, Engine::kGpSimd);
   core.affine_select(mask, mask, static_cast<float>(kMaskDiagonal), 1.0f, {-1.0f},
                      AluOp::kIsGreaterEqual, kMaskFill);
@@ -90,8 +90,8 @@ void require_lse(const char* kernel, const View& lse, int64_t n) {
               lse.free_size() == n && lse.free_dim(0).stride == 1,
           "{}: lse must be one contiguous HBM row of B*NH*T = {} values, got {}", kernel, n,
           lse.describe());
-  require(lse.dtype() == Dtype::kF32, "{}: lse must be float32, got {}", kernel,
-          dtype_name(lse.dtype()));
+  require(lse.dtype() == DType::kF32, "{}: lse must be float32, got {}", kernel,
+          nki_dtype_name(lse.dtype()));
 }
 
 // Bytes a PSUM tile of `bytes` takes when tiles are packed into 2 KiB banks: the next power of
@@ -113,7 +113,7 @@ int64_t heads_per_group(int64_t NH, int64_t per_head, int64_t free) {
 }  // namespace
 
 void attention_forward(NeuronCore& core, const View& out, const View& lse, const View& qkv, int B,
-                       int T, int C, int NH, Dtype compute) {
+                       int T, int C, int NH, DType compute) {
   const char* name = "attention_forward";
   check_sizes(name, B, T, C, NH, compute);
   require_matrix(name, "qkv", qkv, int64_t{B} * T, 3 * int64_t{C});
@@ -153,17 +153,17 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
   std::vector<Slot> slots;
   for (int64_t i = 0; i < R; ++i) {
     const std::string n = "attn_fwd." + std::to_string(i);
-    slots.push_back({pool.sbuf(kPartitions, {max_nk}, Dtype::kF32, n + ".s"),
+    slots.push_back({pool.sbuf(kPartitions, {max_nk}, DType::kF32, n + ".s"),
                      pool.sbuf(kPartitions, {max_nk}, compute, n + ".p"),
                      pool.sbuf(kPartitions, {pt_cols}, compute, n + ".pt"),
-                     pool.sbuf(kPartitions, {hs}, Dtype::kF32, n + ".o"),
-                     pool.sbuf(kPartitions, {4}, Dtype::kF32, n + ".cols"),
-                     pool.psum(kPartitions, {max_nk}, Dtype::kF32, n + ".ps.s"),
+                     pool.sbuf(kPartitions, {hs}, DType::kF32, n + ".o"),
+                     pool.sbuf(kPartitions, {4}, DType::kF32, n + ".cols"),
+                     pool.psum(kPartitions, {max_nk}, DType::kF32, n + ".ps.s"),
                      pool.psum(kPartitions, {pt_cols}, compute, n + ".ps.pt"),
-                     pool.psum(kPartitions, {hs}, Dtype::kF32, n + ".ps.o")});
+                     pool.psum(kPartitions, {hs}, DType::kF32, n + ".ps.o")});
   }
   // Running nb and l of the head whose blocks are in stage 1 (cols 0-1 and 2-3, ping-pong).
-  const View state = pool.sbuf(kPartitions, {4}, Dtype::kF32, "attn_fwd.state");
+  const View state = pool.sbuf(kPartitions, {4}, DType::kF32, "attn_fwd.state");
 
   // Per head: Q^T and K^T [hs, T], V [128, chunks, hs], an output column block [128, hs] and
   // two fp32 statistics columns, each double buffered.
@@ -185,8 +185,8 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
                       pool.sbuf(hs, {G, T}, compute, n + ".kT"),
                       pool.sbuf(kPartitions, {chunks, G * hs}, compute, n + ".v")});
     stage.push_back(pool.sbuf(kPartitions, {G * hs}, out.dtype(), n + ".out"));
-    stats_l.push_back(pool.sbuf(kPartitions, {G}, Dtype::kF32, n + ".l"));
-    stats_nb.push_back(pool.sbuf(kPartitions, {G}, Dtype::kF32, n + ".nb"));
+    stats_l.push_back(pool.sbuf(kPartitions, {G}, DType::kF32, n + ".l"));
+    stats_nb.push_back(pool.sbuf(kPartitions, {G}, DType::kF32, n + ".nb"));
   }
 
   struct Unit {
@@ -367,7 +367,7 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
 }
 
 void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, const View& qkv,
-                        const View& lse, int B, int T, int C, int NH, Dtype compute) {
+                        const View& lse, int B, int T, int C, int NH, DType compute) {
   const char* name = "attention_backward";
   check_sizes(name, B, T, C, NH, compute);
   require_matrix(name, "dqkv", dqkv, int64_t{B} * T, 3 * int64_t{C});
@@ -409,7 +409,7 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
     fail("{}: T = {} is too long: a query tile's full rows of P and dP and one head's inputs "
          "need {} bytes per SBUF partition (double buffered) but {} are free; with hs = {} and "
          "{} tiles T up to about {} fits",
-         name, T, 2 * work_bytes(T) + 2 * per_head, free, hs, dtype_name(compute), fits);
+         name, T, 2 * work_bytes(T) + 2 * per_head, free, hs, nki_dtype_name(compute), fits);
   }
 
   struct Inputs {
@@ -428,8 +428,8 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
                       pool.sbuf(hs, {G, T}, compute, n + ".doT"),
                       pool.sbuf(kPartitions, {chunks, 2, G * hs}, compute, n + ".qk"),
                       pool.sbuf(kPartitions, {chunks, G * hs}, compute, n + ".do"),
-                      pool.sbuf(kPartitions, {chunks, 3, G * hs}, Dtype::kF32, n + ".acc"),
-                      pool.sbuf(kPartitions, {chunks, G}, Dtype::kF32, n + ".nlse")});
+                      pool.sbuf(kPartitions, {chunks, 3, G * hs}, DType::kF32, n + ".acc"),
+                      pool.sbuf(kPartitions, {chunks, G}, DType::kF32, n + ".nlse")});
   }
   struct Unit {
     int64_t b, g0, gn;
@@ -528,12 +528,12 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
   for (int64_t i = 0; i < R; ++i) {
     const std::string n = "attn_bwd." + std::to_string(i);
     slots.push_back({pool.sbuf(kPartitions, {T}, compute, n + ".p"),
-                     pool.sbuf(kPartitions, {T}, Dtype::kF32, n + ".pdp"),
-                     pool.sbuf(kPartitions, {T}, Dtype::kF32, n + ".pd"),
+                     pool.sbuf(kPartitions, {T}, DType::kF32, n + ".pdp"),
+                     pool.sbuf(kPartitions, {T}, DType::kF32, n + ".pd"),
                      pool.sbuf(kPartitions, {T}, compute, n + ".ds"),
-                     pool.sbuf(kPartitions, {1}, Dtype::kF32, n + ".D"),
-                     pool.psum(kPartitions, {max_nk}, Dtype::kF32, n + ".ps.s"),
-                     pool.psum(kPartitions, {max_nk}, Dtype::kF32, n + ".ps.dp")});
+                     pool.sbuf(kPartitions, {1}, DType::kF32, n + ".D"),
+                     pool.psum(kPartitions, {max_nk}, DType::kF32, n + ".ps.s"),
+                     pool.psum(kPartitions, {max_nk}, DType::kF32, n + ".ps.dp")});
   }
   struct GradSet {
     View dv_ps, dk_ps;  // [128, kv_per_bank x hs] fp32
@@ -544,11 +544,11 @@ void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, co
   std::vector<GradSet> grad_sets;
   for (int64_t i = 0; i < sets; ++i) {
     const std::string n = "attn_bwd.grad" + std::to_string(i);
-    grad_sets.push_back({pool.psum(kPartitions, {kv_per_bank * hs}, Dtype::kF32, n + ".ps.dv"),
-                         pool.psum(kPartitions, {kv_per_bank * hs}, Dtype::kF32, n + ".ps.dk"),
+    grad_sets.push_back({pool.psum(kPartitions, {kv_per_bank * hs}, DType::kF32, n + ".ps.dv"),
+                         pool.psum(kPartitions, {kv_per_bank * hs}, DType::kF32, n + ".ps.dk"),
                          pool.psum(kPartitions, {st_per_bank * kPartitions}, compute,
                                    n + ".ps.dsT"),
-                         pool.psum(kPartitions, {hs}, Dtype::kF32, n + ".ps.dq"),
+                         pool.psum(kPartitions, {hs}, DType::kF32, n + ".ps.dq"),
                          pool.sbuf(kPartitions, {st_per_bank * kPartitions}, compute, n + ".dsT")});
   }
 

@@ -26,7 +26,7 @@ namespace switchyard::backend::neuron {
 // out[B*T, C] = causal softmax(q k^T / sqrt(hs)) v per head, heads side by side;
 // lse[b, h, t] = log sum_{j <= t} exp(q_t . k_j / sqrt(hs)) (natural log).
 void attention_forward(NeuronCore& core, const View& out, const View& lse, const View& qkv, int B,
-                       int T, int C, int NH, Dtype compute);
+                       int T, int C, int NH, DType compute);
 
 // dqkv[B*T, 3C] += the gradient of attention_forward's out with respect to qkv, given dout and
 // the lse the forward pass saved. P is recomputed as exp(scale * q k^T - lse); with
@@ -34,7 +34,7 @@ void attention_forward(NeuronCore& core, const View& out, const View& lse, const
 // bounds T; the error says the limit), dS = P (dP - D), dV = P^T dO, dK = scale dS^T Q,
 // dQ = scale dS K.
 void attention_backward(NeuronCore& core, const View& dqkv, const View& dout, const View& qkv,
-                        const View& lse, int B, int T, int C, int NH, Dtype compute);
+                        const View& lse, int B, int T, int C, int NH, DType compute);
 
 // Pieces shared with the decode kernel (attention_decode_kernel.cc); not for other callers.
 namespace attention_detail {
@@ -55,7 +55,7 @@ class QueueRing {
 };
 
 // Checks B, T (or max_T), C, NH and the compute dtype of an attention kernel.
-void check_sizes(const char* kernel, int B, int T, int C, int NH, Dtype compute);
+void check_sizes(const char* kernel, int B, int T, int C, int NH, DType compute);
 // Requires `view` to be a contiguous HBM [rows, cols] tensor.
 void require_matrix(const char* kernel, const char* what, const View& view, int64_t rows,
                     int64_t cols);

@@ -29,7 +29,7 @@ int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 // Logits-shaped operand: HBM [N, V] with contiguous rows.
 void check_matrix(const char* kernel, const char* name, const View& view, int N, int V) {
   require(view.memory() == Memory::kHbm && view.partitions() == N && view.free_size() == V &&
-              (view.dtype() == Dtype::kF32 || view.dtype() == Dtype::kBF16),
+              (view.dtype() == DType::kF32 || view.dtype() == DType::kBF16),
           "{}: {} must be an fp32 or bf16 HBM tensor [N = {}, V = {}], got {}", kernel, name, N, V,
           view.describe());
   contiguous_elements(view, kernel, name);
@@ -108,21 +108,21 @@ struct Outputs {
 };
 
 void cross_entropy(NeuronCore& core, const char* kernel, const Outputs& out, const View& logits,
-                   const View& targets, int N, int V, Dtype compute) {
+                   const View& targets, int N, int V, DType compute) {
   const bool backward = out.dlogits != nullptr;
   require(N >= 0 && V >= 1, "{}: needs N >= 0 and V >= 1, got N = {} and V = {}", kernel, N, V);
-  require(compute == Dtype::kF32 || compute == Dtype::kBF16,
-          "{}: compute dtype must be float32 or bfloat16, got {}", kernel, dtype_name(compute));
+  require(compute == DType::kF32 || compute == DType::kBF16,
+          "{}: compute dtype must be float32 or bfloat16, got {}", kernel, nki_dtype_name(compute));
   check_matrix(kernel, "logits", logits, N, V);
-  require(targets.dtype() == Dtype::kI32, "{}: targets must be int32, got {} ({})", kernel,
-          dtype_name(targets.dtype()), targets.describe());
+  require(targets.dtype() == DType::kI32, "{}: targets must be int32, got {} ({})", kernel,
+          nki_dtype_name(targets.dtype()), targets.describe());
   const View target_col = as_column(kernel, "targets", targets, N);
   View loss_col;
   if (backward) {
     check_matrix(kernel, "dlogits", *out.dlogits, N, V);
   } else {
     require(is_float(out.losses->dtype()), "{}: losses must be a float tensor, got {}", kernel,
-            dtype_name(out.losses->dtype()));
+            nki_dtype_name(out.losses->dtype()));
     loss_col = as_column(kernel, "losses", *out.losses, N);
   }
   // Rows whose element indices (row * V + target) stay exact in fp32, gathered per group.
@@ -150,7 +150,7 @@ void cross_entropy(NeuronCore& core, const char* kernel, const Outputs& out, con
   // SBUF: chunk buffers take what the fixed tiles leave, up to every chunk of a row tile and one
   // more (backward: the next tile's first chunk loads while the output pass runs).
   const int64_t chunk_bytes = round_up(width * dtype_bytes(compute), 64);
-  const int64_t scratch_bytes = round_up(width * dtype_bytes(Dtype::kBF16), 64);
+  const int64_t scratch_bytes = round_up(width * dtype_bytes(DType::kBF16), 64);
   const int64_t small_bytes = 2 * 4 * round_up(chunks * 4, 64) + 2 * 12 * 64;
   const int64_t room =
       core.sbuf_largest_free() - 2 * scratch_bytes - small_bytes - kAllocationSlack;
@@ -168,7 +168,7 @@ void cross_entropy(NeuronCore& core, const char* kernel, const Outputs& out, con
   // ScalarE's exp output in the statistics pass is not needed, only its fused row sum.
   std::array<View, 2> scratch;
   for (int i = 0; i < 2; ++i)
-    scratch[i] = pool.sbuf(kPartitions, {width}, Dtype::kBF16, fmt::format("ce.exp{}", i));
+    scratch[i] = pool.sbuf(kPartitions, {width}, DType::kBF16, fmt::format("ce.exp{}", i));
   // Per-tile statistics, double-buffered so a tile's merge overlaps the next tile's chunks.
   struct TileState {
     View chunk_max, neg_chunk_max, chunk_sum, weights;                     // [128, chunks]
@@ -177,9 +177,9 @@ void cross_entropy(NeuronCore& core, const char* kernel, const Outputs& out, con
   std::array<TileState, 2> state;
   for (int i = 0; i < 2; ++i) {
     auto wide = [&](const char* name) {
-      return pool.sbuf(kPartitions, {chunks}, Dtype::kF32, fmt::format("ce.{}{}", name, i));
+      return pool.sbuf(kPartitions, {chunks}, DType::kF32, fmt::format("ce.{}{}", name, i));
     };
-    auto column = [&](const char* name, Dtype dtype = Dtype::kF32) {
+    auto column = [&](const char* name, DType dtype = DType::kF32) {
       return pool.sbuf(kPartitions, {1}, dtype, fmt::format("ce.{}{}", name, i));
     };
     TileState& s = state[i];
@@ -191,19 +191,19 @@ void cross_entropy(NeuronCore& core, const char* kernel, const Outputs& out, con
     s.neg_row_max = column("neg_row_max");
     s.sum = column("sum");
     s.lse = column("lse");
-    s.target_i = column("target", Dtype::kI32);
-    s.index = column("index", Dtype::kI32);
+    s.target_i = column("target", DType::kI32);
+    s.index = column("index", DType::kI32);
     s.picked = column("picked");
     s.result = column("result");  // forward: the losses; backward: the exp bias
   }
   // (p - group start) * V for every partition, once: added to the targets it gives each row's
   // element index within its group's rows of logits.
-  const View row_base = pool.sbuf(kPartitions, {1}, Dtype::kF32, "ce.row_base");
+  const View row_base = pool.sbuf(kPartitions, {1}, DType::kF32, "ce.row_base");
   for (int64_t g0 = 0; g0 < kPartitions; g0 += group)
     core.iota(row_base.rows(g0, group), 0.0f, static_cast<float>(V), {0.0f});
   View neg_dloss;
   if (backward) {
-    neg_dloss = pool.sbuf(kPartitions, {1}, Dtype::kF32, "ce.neg_dloss");
+    neg_dloss = pool.sbuf(kPartitions, {1}, DType::kF32, "ce.neg_dloss");
     core.memset(neg_dloss, -out.dloss, Engine::kGpSimd);
   }
 
@@ -331,14 +331,14 @@ void cross_entropy(NeuronCore& core, const char* kernel, const Outputs& out, con
 }  // namespace
 
 void cross_entropy_forward(NeuronCore& core, const View& losses, const View& logits,
-                           const View& targets, int N, int V, Dtype compute) {
+                           const View& targets, int N, int V, DType compute) {
   Outputs out;
   out.losses = &losses;
   cross_entropy(core, "cross_entropy_forward", out, logits, targets, N, V, compute);
 }
 
 void cross_entropy_backward(NeuronCore& core, const View& dlogits, const View& logits,
-                            const View& targets, float dloss, int N, int V, Dtype compute) {
+                            const View& targets, float dloss, int N, int V, DType compute) {
   Outputs out;
   out.dlogits = &dlogits;
   out.dloss = dloss;

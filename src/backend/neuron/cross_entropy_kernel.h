@@ -20,13 +20,13 @@ namespace switchyard::backend::neuron {
 //   targets  HBM int32, N contiguous elements ([N, 1] or [1, N]), each in [0, V) (checked: Error)
 //   compute  dtype of the logits chunks in SBUF (kBF16 or kF32); statistics are fp32.
 void cross_entropy_forward(NeuronCore& core, const View& losses, const View& logits,
-                           const View& targets, int N, int V, Dtype compute);
+                           const View& targets, int N, int V, DType compute);
 
 // dlogits[N, V] = (softmax(logits) - onehot(targets)) * dloss. Overwrites dlogits (no +=), which
 // may be the very same HBM view as logits (in place): every chunk is read before it is written.
 // Chunks that fit in SBUF stay there between the statistics pass and the output pass (all of them
 // for bf16 chunks at V = 50257); the others are read from HBM a second time.
 void cross_entropy_backward(NeuronCore& core, const View& dlogits, const View& logits,
-                            const View& targets, float dloss, int N, int V, Dtype compute);
+                            const View& targets, float dloss, int N, int V, DType compute);
 
 }  // namespace switchyard::backend::neuron

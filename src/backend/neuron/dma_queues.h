@@ -45,8 +45,8 @@ inline int64_t rows_per_piece(int64_t rows, int64_t bytes, int max_pieces,
 
 // Bytes a DMA between views of these dtypes moves: the wider side's.
 inline int64_t transfer_bytes(const View& dst, const View& src) {
-  return dst.elements() * std::max(::switchyard::neuron::dtype_bytes(dst.dtype()),
-                                   ::switchyard::neuron::dtype_bytes(src.dtype()));
+  return dst.elements() * std::max(::switchyard::dtype_bytes(dst.dtype()),
+                                   ::switchyard::dtype_bytes(src.dtype()));
 }
 
 // dst <- src split by rows into pieces of at least `min_piece_bytes` (at most `max_pieces`), each

@@ -11,9 +11,9 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-using ::switchyard::neuron::dtype_bytes;
-using ::switchyard::neuron::dtype_name;
-using ::switchyard::neuron::is_float;
+using ::switchyard::dtype_bytes;
+using ::switchyard::nki_dtype_name;
+using ::switchyard::is_float;
 
 // Positions are computed in fp32 on GpSimd: exact while row numbers stay far below 2^24.
 constexpr int64_t kMaxRows = int64_t{1} << 22;
@@ -39,7 +39,7 @@ int64_t check_tokens(const char* kernel, const View& tokens, const View& rows_vi
           kMaxRows);
   const bool contiguous = tokens.free_dims() == 1 && tokens.free_dim(0).stride == 1 &&
                           (tokens.partitions() == 1 || tokens.partition_stride() == tokens.free_size());
-  require(tokens.memory() == Memory::kHbm && tokens.dtype() == Dtype::kI32 && contiguous &&
+  require(tokens.memory() == Memory::kHbm && tokens.dtype() == DType::kI32 && contiguous &&
               tokens.elements() == n,
           "{}: tokens must be an HBM int32 tensor of B * T = {} contiguous ids, got {}", kernel, n,
           tokens.describe());
@@ -52,7 +52,7 @@ int64_t check_tokens(const char* kernel, const View& tokens, const View& rows_vi
 // each tile's gather or scatter indexes with one column. Two DMAs at most.
 View load_token_ids(NeuronCore& core, TilePool& pool, const View& tokens, int64_t n, int queue) {
   const int64_t tiles = ceil_div(n, kPartitions);
-  const View ids = pool.sbuf(std::min(n, kPartitions), {tiles}, Dtype::kI32, "encoder.token_ids");
+  const View ids = pool.sbuf(std::min(n, kPartitions), {tiles}, DType::kI32, "encoder.token_ids");
   const int64_t full = n / kPartitions;
   const int64_t rest = n % kPartitions;
   if (full > 0)
@@ -67,7 +67,7 @@ View load_token_ids(NeuronCore& core, TilePool& pool, const View& tokens, int64_
 }  // namespace
 
 void encoder_forward(NeuronCore& core, const View& out, const View& tokens, const View& wte,
-                     const View& wpe, int B, int T, Dtype compute) {
+                     const View& wpe, int B, int T, DType compute) {
   const char* kName = "encoder_forward";
   require_compute(kName, compute);
   const int64_t C = check_tokens(kName, tokens, out, B, T);
@@ -94,10 +94,10 @@ void encoder_forward(NeuronCore& core, const View& out, const View& tokens, cons
       pos[i] = pool.sbuf(P, {C}, compute, "encoder.pos" + std::to_string(i));
   }
   if (shared_positions) pos[1] = pos[0];
-  const View row_centred = pool.sbuf(P, {1}, Dtype::kF32, "encoder.row_centred");
-  const View row = pool.sbuf(P, {1}, Dtype::kF32, "encoder.row");
-  const View batch = pool.sbuf(P, {1}, Dtype::kI32, "encoder.batch");
-  const View pos_ids = pool.sbuf(P, {1}, Dtype::kI32, "encoder.pos_ids");
+  const View row_centred = pool.sbuf(P, {1}, DType::kF32, "encoder.row_centred");
+  const View row = pool.sbuf(P, {1}, DType::kF32, "encoder.row");
+  const View batch = pool.sbuf(P, {1}, DType::kI32, "encoder.batch");
+  const View pos_ids = pool.sbuf(P, {1}, DType::kI32, "encoder.pos_ids");
 
   // dst[i] = wpe[(r0 + i) % T] for i < r.
   auto build_positions = [&](const View& dst, int64_t r0, int64_t r) {
@@ -146,7 +146,7 @@ void encoder_forward(NeuronCore& core, const View& out, const View& tokens, cons
 }
 
 void encoder_backward(NeuronCore& core, const View& dwte, const View& dwpe, const View& dout,
-                      const View& tokens, int B, int T, Dtype compute) {
+                      const View& tokens, int B, int T, DType compute) {
   const char* kName = "encoder_backward";
   require_compute(kName, compute);
   const int64_t C = check_tokens(kName, tokens, dout, B, T);
@@ -188,8 +188,8 @@ void encoder_backward(NeuronCore& core, const View& dwte, const View& dwpe, cons
   const int64_t M0 = std::min<int64_t>(T, kPartitions);
   std::array<View, 2> part;
   for (int i = 0; i < 2; ++i)
-    part[i] = pool.sbuf(M0, {batch_chunk * C}, Dtype::kF32, "encoder.batch_rows" + std::to_string(i));
-  const View acc = pool.sbuf(M0, {C}, Dtype::kF32, "encoder.dwpe");
+    part[i] = pool.sbuf(M0, {batch_chunk * C}, DType::kF32, "encoder.batch_rows" + std::to_string(i));
+  const View acc = pool.sbuf(M0, {C}, DType::kF32, "encoder.dwpe");
   int64_t step = 0;
   for (int64_t t0 = 0; t0 < T; t0 += kPartitions) {
     const int64_t M = std::min<int64_t>(kPartitions, T - t0);

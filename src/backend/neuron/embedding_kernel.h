@@ -19,11 +19,11 @@ namespace switchyard::backend::neuron {
 // [0, V); wte: HBM [V, C]; wpe: HBM [maxT, C] with maxT >= T; out: HBM [B*T, C]. `compute` is the
 // dtype of the row tiles in SBUF (kBF16 or kF32).
 void encoder_forward(NeuronCore& core, const View& out, const View& tokens, const View& wte,
-                     const View& wpe, int B, int T, Dtype compute);
+                     const View& wpe, int B, int T, DType compute);
 
 // dwte[tokens[b*T + t]] += dout[b*T + t] (repeated tokens add up) and dwpe[t] += sum over b of
 // dout[b*T + t]. dwte: HBM [V, C], dwpe: HBM [maxT, C] (rows T.. untouched), dout: HBM [B*T, C].
 void encoder_backward(NeuronCore& core, const View& dwte, const View& dwpe, const View& dout,
-                      const View& tokens, int B, int T, Dtype compute);
+                      const View& tokens, int B, int T, DType compute);
 
 }  // namespace switchyard::backend::neuron

@@ -12,9 +12,9 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-using ::switchyard::neuron::dtype_bytes;
-using ::switchyard::neuron::dtype_name;
-using ::switchyard::neuron::is_float;
+using ::switchyard::dtype_bytes;
+using ::switchyard::nki_dtype_name;
+using ::switchyard::is_float;
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
@@ -36,7 +36,7 @@ BlockShape largest(const std::vector<FlatBlock>& blocks) {
 
 }  // namespace
 
-void gelu_forward(NeuronCore& core, const View& out, const View& inp, Dtype compute) {
+void gelu_forward(NeuronCore& core, const View& out, const View& inp, DType compute) {
   const char* kName = "gelu_forward";
   require_compute(kName, compute);
   const int64_t n = inp.elements();
@@ -71,7 +71,7 @@ void gelu_forward(NeuronCore& core, const View& out, const View& inp, Dtype comp
 }
 
 void gelu_backward(NeuronCore& core, const View& dinp, const View& inp, const View& dout,
-                   Dtype compute) {
+                   DType compute) {
   const char* kName = "gelu_backward";
   require_compute(kName, compute);
   const int64_t n = inp.elements();
@@ -96,7 +96,7 @@ void gelu_backward(NeuronCore& core, const View& dinp, const View& inp, const Vi
                                              "inner", "s",    "one_minus_s", "slope"};
   auto ring = [](int k) { return k < kSquare ? kStages + 1 : kStages; };
   // An fp32 dinp keeps its precision: the running sum is taken in fp32.
-  const Dtype sum_dtype = dinp.dtype() == Dtype::kF32 ? Dtype::kF32 : compute;
+  const DType sum_dtype = dinp.dtype() == DType::kF32 ? DType::kF32 : compute;
   std::array<std::array<View, kTiles>, kStages + 1> buf;
   for (int k = 0; k < kTiles; ++k)
     for (int i = 0; i < ring(k); ++i)

@@ -19,10 +19,10 @@ inline constexpr int64_t kGeluBackwardBlockCols = 1024;
 
 // out[N] = gelu(inp[N]); out and inp are HBM views of N contiguous elements (bf16 or fp32).
 // `compute` is the dtype of the tiles in SBUF (kBF16 or kF32).
-void gelu_forward(NeuronCore& core, const View& out, const View& inp, Dtype compute);
+void gelu_forward(NeuronCore& core, const View& out, const View& inp, DType compute);
 
 // dinp[N] += gelu'(inp) * dout, all HBM views of N contiguous elements.
 void gelu_backward(NeuronCore& core, const View& dinp, const View& inp, const View& dout,
-                   Dtype compute);
+                   DType compute);
 
 }  // namespace switchyard::backend::neuron

@@ -16,7 +16,7 @@ int64_t element_count(const std::vector<int64_t>& shape) {
 
 }  // namespace
 
-Launch::Launch(NeuronCore& core, Dtype activations) : core_(core), activations_(activations) {}
+Launch::Launch(NeuronCore& core, DType activations) : core_(core), activations_(activations) {}
 
 Launch::~Launch() {
   for (auto it = tensors_.rbegin(); it != tensors_.rend(); ++it) {
@@ -28,7 +28,7 @@ Launch::~Launch() {
   }
 }
 
-View Launch::present(const void* data, std::vector<int64_t> shape, Dtype dtype, const char* name,
+View Launch::present(const void* data, std::vector<int64_t> shape, DType dtype, const char* name,
                      bool staged, bool output, bool load) {
   const int64_t elements = element_count(shape);
   for (Tensor& t : tensors_) {
@@ -56,21 +56,21 @@ View Launch::present(const void* data, std::vector<int64_t> shape, Dtype dtype, 
 }
 
 View Launch::fp32(const float* data, std::vector<int64_t> shape, const char* name) {
-  return present(data, std::move(shape), Dtype::kF32, name, false, false, false);
+  return present(data, std::move(shape), DType::kF32, name, false, false, false);
 }
 
 View Launch::int32(const int32_t* data, std::vector<int64_t> shape, const char* name) {
-  return present(data, std::move(shape), Dtype::kI32, name, false, false, false);
+  return present(data, std::move(shape), DType::kI32, name, false, false, false);
 }
 
 View Launch::activation_in(const float* data, std::vector<int64_t> shape, const char* name) {
-  const bool staged = activations_ != Dtype::kF32;
+  const bool staged = activations_ != DType::kF32;
   return present(data, std::move(shape), activations_, name, staged, false, true);
 }
 
 View Launch::activation_out(float* data, std::vector<int64_t> shape, const char* name,
                             bool accumulate) {
-  const bool staged = activations_ != Dtype::kF32;
+  const bool staged = activations_ != DType::kF32;
   return present(data, std::move(shape), activations_, name, staged, true, accumulate);
 }
 

@@ -20,7 +20,7 @@ namespace switchyard::backend::neuron {
 class Launch {
  public:
   // `activations`: the HBM dtype of activations and activation gradients (kBF16 or kF32).
-  Launch(NeuronCore& core, Dtype activations);
+  Launch(NeuronCore& core, DType activations);
   ~Launch();  // frees the launch's HBM tensors, also when the kernel threw
   Launch(const Launch&) = delete;
   Launch& operator=(const Launch&) = delete;
@@ -46,10 +46,10 @@ class Launch {
     bool staged = false;  // a copy in another dtype (bf16 activations), not the memory itself
     bool output = false;
   };
-  View present(const void* data, std::vector<int64_t> shape, Dtype dtype, const char* name,
+  View present(const void* data, std::vector<int64_t> shape, DType dtype, const char* name,
                bool staged, bool output, bool load);
   NeuronCore& core_;
-  Dtype activations_;
+  DType activations_;
   std::vector<Tensor> tensors_;
 };
 

@@ -6,8 +6,8 @@
 
 namespace switchyard::backend::neuron {
 
-using ::switchyard::neuron::dtype_name;
-using ::switchyard::neuron::is_float;
+using ::switchyard::nki_dtype_name;
+using ::switchyard::is_float;
 
 std::vector<FlatBlock> flat_blocks(int64_t n, int64_t max_cols) {
   require(n >= 0 && max_cols >= 1, "flat_blocks: bad size {} or block width {}", n, max_cols);
@@ -34,9 +34,9 @@ View broadcast_rows(const View& row, int64_t partitions) {
   return row.pattern(0, Dim{partitions, 0}, {Dim{row.free_size(), 1}});
 }
 
-void require_compute(const char* kernel, Dtype compute) {
-  require(compute == Dtype::kBF16 || compute == Dtype::kF32,
-          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, dtype_name(compute));
+void require_compute(const char* kernel, DType compute) {
+  require(compute == DType::kBF16 || compute == DType::kF32,
+          "{}: compute dtype must be bfloat16 or float32, got {}", kernel, nki_dtype_name(compute));
 }
 
 void require_flat(const char* kernel, const char* name, const View& v, int64_t n) {

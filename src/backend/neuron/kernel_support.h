@@ -20,7 +20,7 @@ namespace switchyard::backend::neuron {
 using ::switchyard::neuron::Activation;
 using ::switchyard::neuron::AluOp;
 using ::switchyard::neuron::Dim;
-using ::switchyard::neuron::Dtype;
+using ::switchyard::neuron::DType;
 using ::switchyard::neuron::Engine;
 using ::switchyard::neuron::kAnyQueue;
 using ::switchyard::neuron::KernelScope;
@@ -56,7 +56,7 @@ View block_view(const View& flat, const FlatBlock& block);
 
 // Argument checks shared by the kernels; each throws an Error naming the kernel and the operand.
 // `compute` must be kBF16 or kF32.
-void require_compute(const char* kernel, Dtype compute);
+void require_compute(const char* kernel, DType compute);
 // `v` must be an HBM float tensor of n contiguous elements (1-D, or rows packed back to back).
 void require_flat(const char* kernel, const char* name, const View& v, int64_t n);
 

@@ -11,9 +11,9 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-using ::switchyard::neuron::dtype_bytes;
-using ::switchyard::neuron::dtype_name;
-using ::switchyard::neuron::is_float;
+using ::switchyard::dtype_bytes;
+using ::switchyard::nki_dtype_name;
+using ::switchyard::is_float;
 
 
 // An HBM [rows, cols] float tensor whose rows are contiguous.
@@ -55,7 +55,7 @@ void copy_stats(NeuronCore& core, const View& hbm, const View& tile, int64_t n, 
 }  // namespace
 
 void layernorm_forward(NeuronCore& core, const View& out, const View& mean, const View& rstd,
-                       const View& inp, const View& weight, const View& bias, Dtype compute) {
+                       const View& inp, const View& weight, const View& bias, DType compute) {
   const char* kName = "layernorm_forward";
   require_compute(kName, compute);
   const int64_t N = inp.partitions();
@@ -98,12 +98,12 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
   split_copy(core, w, broadcast_rows(weight, P), queues.loads(), load_queue);
   split_copy(core, b, broadcast_rows(bias, P), queues.loads(), load_queue);
   // fp32 statistics, one column per row tile.
-  const View sum = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum");
-  const View neg_mean = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.neg_mean");
-  const View sq_sum = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sq_sum");
-  const View mean_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.mean");
-  const View rstd_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.rstd");
-  const View shift = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.shift");  // -mean * rstd
+  const View sum = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.sum");
+  const View neg_mean = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.neg_mean");
+  const View sq_sum = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.sq_sum");
+  const View mean_all = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.mean");
+  const View rstd_all = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.rstd");
+  const View shift = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.shift");  // -mean * rstd
 
   const float inv_c = 1.0f / static_cast<float>(C);
   auto statistics = [&](int64_t t) {
@@ -143,7 +143,7 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
 
 void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
                         const View& dout, const View& inp, const View& weight, const View& mean,
-                        const View& rstd, Dtype compute) {
+                        const View& rstd, DType compute) {
   const char* kName = "layernorm_backward";
   require_compute(kName, compute);
   const int64_t N = inp.partitions();
@@ -172,7 +172,7 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   // both over the tile's rows: dweight's and dbias's increments as one [1, 2C] row.
   std::array<View, 2> gd, x, dx;
   // An fp32 dinp keeps its precision: the running sum is taken in fp32.
-  const Dtype sum_dtype = dinp.dtype() == Dtype::kF32 ? Dtype::kF32 : compute;
+  const DType sum_dtype = dinp.dtype() == DType::kF32 ? DType::kF32 : compute;
   for (int i = 0; i < 2; ++i) {
     gd[i] = pool.sbuf(P, {2 * C}, compute, "layernorm.gd" + std::to_string(i));
     x[i] = pool.sbuf(P, {C}, compute, "layernorm.x" + std::to_string(i));
@@ -188,8 +188,8 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   };
 
   // Row statistics for all tiles (unused lanes of the last column zeroed, not left NaN).
-  const View mean_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.mean");
-  const View rstd_all = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.rstd");
+  const View mean_all = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.mean");
+  const View rstd_all = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.rstd");
   if (N % kPartitions != 0 && tiles > 1) {
     core.memset(mean_all, 0.0f, Engine::kGpSimd);
     core.memset(rstd_all, 0.0f, Engine::kGpSimd);
@@ -202,20 +202,20 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   const View ones = pool.sbuf(P, {1}, compute, "layernorm.ones");
   core.memset(ones, 1.0f, Engine::kGpSimd);
   // The existing parameter gradients, [dweight | dbias] in fp32, updated once at the end.
-  const View params = pool.sbuf(1, {2 * C}, Dtype::kF32, "layernorm.dparams");
+  const View params = pool.sbuf(1, {2 * C}, DType::kF32, "layernorm.dparams");
   core.dma_copy(params.cols(0, C), dweight, queues.load());
   core.dma_copy(params.cols(C, C), dbias, queues.load());
 
   const float inv_c = 1.0f / static_cast<float>(C);
-  const View shift = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.shift");  // -mean * rstd
+  const View shift = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.shift");  // -mean * rstd
   core.tensor_scalar(shift, mean_all, AluOp::kMultiply, -1.0f);
   core.tensor_tensor(shift, shift, AluOp::kMultiply, rstd_all);
-  const View neg_rstd_c = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.neg_rstd_c");
+  const View neg_rstd_c = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.neg_rstd_c");
   core.tensor_scalar(neg_rstd_c, rstd_all, AluOp::kMultiply, -inv_c);
-  const View s1 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum_dnorm_rstd");
-  const View s2 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.sum_dnorm_xhat");
-  const View c1 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.c1");
-  const View c2 = pool.sbuf(P, {tiles}, Dtype::kF32, "layernorm.c2");
+  const View s1 = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.sum_dnorm_rstd");
+  const View s2 = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.sum_dnorm_xhat");
+  const View c1 = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.c1");
+  const View c2 = pool.sbuf(P, {tiles}, DType::kF32, "layernorm.c2");
   const View xhat = pool.sbuf(P, {C}, compute, "layernorm.xhat");
   const View dnorm = pool.sbuf(P, {C}, compute, "layernorm.dnorm");
   const View tmp = pool.sbuf(P, {C}, compute, "layernorm.tmp");
@@ -227,13 +227,13 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   const int64_t chunks = ceil_div(2 * C, kPsumBankFloats);
   const bool resident = chunks <= core.config().psum_banks;
   const View acc =
-      pool.psum(1, {resident ? 2 * C : 2 * kPsumBankFloats}, Dtype::kF32, "layernorm.dparams_acc");
+      pool.psum(1, {resident ? 2 * C : 2 * kPsumBankFloats}, DType::kF32, "layernorm.dparams_acc");
   auto chunk_cols = [&](int64_t k) { return std::min(kPsumBankFloats, 2 * C - k * kPsumBankFloats); };
   auto acc_chunk = [&](int64_t k) {
     return acc.cols(resident ? k * kPsumBankFloats : (k % 2) * kPsumBankFloats, chunk_cols(k));
   };
   if (resident) {
-    const View one = pool.sbuf(1, {1}, Dtype::kF32, "layernorm.one");
+    const View one = pool.sbuf(1, {1}, DType::kF32, "layernorm.one");
     core.memset(one, 1.0f, Engine::kGpSimd);
     for (int64_t k = 0; k < chunks; ++k)
       core.matmul(acc_chunk(k), one, params.cols(k * kPsumBankFloats, chunk_cols(k)), true, false);

@@ -19,7 +19,7 @@ inline constexpr float kLayerNormEpsilon = 1e-5f;
 // in the backend) receive the row statistics. inp and out are HBM [N, C] views; weight and bias
 // 1-row views of C elements. `compute` is the dtype of the row tiles in SBUF (kBF16 or kF32).
 void layernorm_forward(NeuronCore& core, const View& out, const View& mean, const View& rstd,
-                       const View& inp, const View& weight, const View& bias, Dtype compute);
+                       const View& inp, const View& weight, const View& bias, DType compute);
 
 // Accumulates the gradients of layernorm_forward:
 //   dinp[N,C] += rstd * (dnorm - mean_c(dnorm) - xhat * mean_c(dnorm * xhat)),
@@ -28,6 +28,6 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
 // saved. Shapes as in layernorm_forward; dweight and dbias are 1-row views of C elements.
 void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
                         const View& dout, const View& inp, const View& weight, const View& mean,
-                        const View& rstd, Dtype compute);
+                        const View& rstd, DType compute);
 
 }  // namespace switchyard::backend::neuron

@@ -10,8 +10,8 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-using ::switchyard::neuron::dtype_bytes;
-using ::switchyard::neuron::dtype_name;
+using ::switchyard::dtype_bytes;
+using ::switchyard::nki_dtype_name;
 
 constexpr int64_t kTileK = kPartitions;      // contraction rows of one matmul (PE array rows)
 constexpr int64_t kTileM = kPartitions;      // output rows of one matmul (PE array columns)
@@ -89,7 +89,7 @@ struct GemmJob {
   bool accumulate = false;
   View bias;         // HBM [1, N] added to every output row, or empty
   View column_sums;  // HBM [1, M] += sums over K of the stationary operand (dbias), or empty
-  Dtype compute = Dtype::kBF16;
+  DType compute = DType::kBF16;
 };
 
 // A block of output tiles that accumulate together while K streams: m tiles [m0, m0 + mc) by
@@ -101,7 +101,7 @@ struct Block {
 void run_gemm(NeuronCore& core, const GemmJob& job) {
   TilePool pool(core);
   DmaSpreader dma(core);
-  const Dtype dt = job.compute;
+  const DType dt = job.compute;
   const int64_t es = dtype_bytes(dt);
   const int64_t K = job.stationary.k();
   const int64_t M = job.stationary.x();
@@ -189,7 +189,7 @@ void run_gemm(NeuronCore& core, const GemmJob& job) {
   // Output tiles. Accumulating: the previous values are loaded `old_ahead` blocks early into
   // the tile the evacuation adds into and stores from (two spare blocks of tiles, as above).
   // Otherwise: staging tiles for the cast from PSUM, two blocks' worth.
-  const Dtype out_dt = job.out.dtype();
+  const DType out_dt = job.out.dtype();
   const int64_t tiles_per_block = bm * bn;
   int64_t old_ahead = 0;
   if (job.accumulate) {
@@ -204,15 +204,15 @@ void run_gemm(NeuronCore& core, const GemmJob& job) {
   std::vector<View> widened;  // fp32 PSUM copies for the ScalarE + GpSimd accumulate path
   if (job.accumulate) {
     for (int i = 0; i < 2; ++i)
-      widened.push_back(pool.sbuf(kTileM, {kTileN}, Dtype::kF32, job.name + ".widened"));
+      widened.push_back(pool.sbuf(kTileM, {kTileN}, DType::kF32, job.name + ".widened"));
   }
   std::vector<View> psum;
   for (int64_t i = 0; i < psum_slots; ++i)
-    psum.push_back(pool.psum(kTileM, {kTileN}, Dtype::kF32, job.name + ".acc"));
+    psum.push_back(pool.psum(kTileM, {kTileN}, DType::kF32, job.name + ".acc"));
 
   // Bias: each block's bias columns as matmul rows. In fp32 one row; in bf16 two, hi = bf16(b)
   // and lo = bf16(b - hi), against a ones row each, so the sum keeps ~16 bits of the fp32 bias.
-  const int64_t bias_rows = dt == Dtype::kF32 ? 1 : 2;
+  const int64_t bias_rows = dt == DType::kF32 ? 1 : 2;
   const int64_t bias_sets = has_bias ? prefetch / k_tiles + 3 : 0;
   std::vector<View> bias_tiles, bias_wide, bias_lo;
   View ones_rows;
@@ -221,7 +221,7 @@ void run_gemm(NeuronCore& core, const GemmJob& job) {
       bias_tiles.push_back(pool.sbuf(bias_rows, {mov_cols}, dt, job.name + ".bias"));
     if (bias_rows == 2) {
       for (int i = 0; i < 2; ++i) {
-        bias_wide.push_back(pool.sbuf(1, {mov_cols}, Dtype::kF32, job.name + ".bias_f32"));
+        bias_wide.push_back(pool.sbuf(1, {mov_cols}, DType::kF32, job.name + ".bias_f32"));
         bias_lo.push_back(pool.sbuf(1, {mov_cols}, dt, job.name + ".bias_lo"));
       }
     }
@@ -267,8 +267,8 @@ void run_gemm(NeuronCore& core, const GemmJob& job) {
     }
   };
   if (has_sums) {
-    sums_psum = pool.psum(kTileM, {kTileN}, Dtype::kF32, job.name + ".sums_acc");
-    sums_acc = pool.sbuf(kTileM, {m_tiles}, Dtype::kF32, job.name + ".sums");
+    sums_psum = pool.psum(kTileM, {kTileN}, DType::kF32, job.name + ".sums_acc");
+    sums_acc = pool.sbuf(kTileM, {m_tiles}, DType::kF32, job.name + ".sums");
     ones_col = pool.sbuf(kTileK, {1}, dt, job.name + ".ones_col");
     core.memset(ones_col, 1.0f, Engine::kGpSimd);
     sums_transfer(false);
@@ -397,7 +397,7 @@ void require_matrix(const char* kernel, const char* name, const View& v) {
   require(v.allocation() >= 0, "{}: {} is missing (an empty View)", kernel, name);
   require(v.memory() == Memory::kHbm && v.free_dims() == 1,
           "{}: {} must be a 2-D HBM tensor [rows, cols], got {}", kernel, name, v.describe());
-  require(v.dtype() != Dtype::kI32, "{}: {} must be a float tensor, got int32", kernel, name);
+  require(v.dtype() != DType::kI32, "{}: {} must be a float tensor, got int32", kernel, name);
 }
 
 void require_shape(const char* kernel, const char* name, const View& v, int64_t rows,
@@ -412,7 +412,7 @@ bool present(const View& v) { return v.allocation() >= 0; }
 }  // namespace
 
 void linear_forward(NeuronCore& core, const View& out, const View& inp, const View& weight,
-                    const View& bias, Dtype compute) {
+                    const View& bias, DType compute) {
   const char* kernel = "linear_forward";
   require_compute(kernel, compute);
   require_matrix(kernel, "inp", inp);
@@ -437,7 +437,7 @@ void linear_forward(NeuronCore& core, const View& out, const View& inp, const Vi
 }
 
 void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
-                     const View& dout, const View& inp, const View& weight, Dtype compute) {
+                     const View& dout, const View& inp, const View& weight, DType compute) {
   const char* kernel = "linear_backward";
   require_compute(kernel, compute);
   require_matrix(kernel, "dout", dout);

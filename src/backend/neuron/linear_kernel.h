@@ -23,12 +23,12 @@ namespace switchyard::backend::neuron {
 // bias). The bias joins each output tile's PSUM accumulation group as one extra matmul of a ones
 // row against the bias row (in bf16 as a hi + lo pair of rows, so it is exact to ~2^-16).
 void linear_forward(NeuronCore& core, const View& out, const View& inp, const View& weight,
-                    const View& bias, Dtype compute);
+                    const View& bias, DType compute);
 
 // dinp[N, C] += dout[N, OC] @ weight[OC, C]; dweight[OC, C] += dout^T @ inp[N, C];
 // dbias[1, OC] += column sums of dout. All three accumulate into what the views hold. `dinp`
 // and `dbias` may be empty View()s (not needed).
 void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
-                     const View& dout, const View& inp, const View& weight, Dtype compute);
+                     const View& dout, const View& inp, const View& weight, DType compute);
 
 }  // namespace switchyard::backend::neuron

@@ -66,7 +66,7 @@ std::string describe_sim_device(const std::string& name) {
 NeuronSimBackend::NeuronSimBackend(const std::string& target, SimPrecision precision)
     : target_(target),
       precision_(precision),
-      compute_(precision == SimPrecision::kBf16 ? Dtype::kBF16 : Dtype::kF32),
+      compute_(precision == SimPrecision::kBf16 ? DType::kBF16 : DType::kF32),
       activations_(compute_),
       core_(std::make_unique<NeuronCore>(::switchyard::neuron::config_for_target(target))) {}
 

@@ -76,8 +76,8 @@ class NeuronSimBackend final : public Backend {
  private:
   std::string target_;
   SimPrecision precision_;
-  Dtype compute_;      // matmul operands and activation tiles
-  Dtype activations_;  // activations in HBM
+  DType compute_;      // matmul operands and activation tiles
+  DType activations_;  // activations in HBM
   std::unique_ptr<NeuronCore> core_;
   // Rows of `cols` floats from `row0` to the end of its device allocation: the extent of a table
   // (the token embedding) whose row count the kernel interface does not pass.

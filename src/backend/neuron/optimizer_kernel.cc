@@ -30,8 +30,8 @@ constexpr int64_t kAdamWColsStep = 256;
 constexpr int64_t kAllocationSlack = 64 * 32;  // alignment of every tile, generously
 
 void require_fp32(const View& view, const char* kernel, const char* name) {
-  require(view.dtype() == Dtype::kF32, "{}: {} must be fp32, got {} ({})", kernel, name,
-          dtype_name(view.dtype()), view.describe());
+  require(view.dtype() == DType::kF32, "{}: {} must be fp32, got {} ({})", kernel, name,
+          nki_dtype_name(view.dtype()), view.describe());
 }
 
 }  // namespace
@@ -39,7 +39,7 @@ void require_fp32(const View& view, const char* kernel, const char* name) {
 double sum_of_squares(NeuronCore& core, const View& x) {
   const int64_t n = contiguous_elements(x, "sum_of_squares", "x");
   require(is_float(x.dtype()), "sum_of_squares: x must be a float tensor, got {}",
-          dtype_name(x.dtype()));
+          nki_dtype_name(x.dtype()));
   const std::vector<FlatBlock> blocks = contiguous_blocks(n, kSquaresCols);
   if (blocks.empty()) return 0.0;
   const int64_t block_count = static_cast<int64_t>(blocks.size());
@@ -49,16 +49,16 @@ double sum_of_squares(NeuronCore& core, const View& x) {
   TilePool pool(core);
   std::vector<View> buf;
   for (int i = 0; i < kSquaresBuffers; ++i)
-    buf.push_back(pool.sbuf(kPartitions, {kSquaresCols}, Dtype::kF32,
+    buf.push_back(pool.sbuf(kPartitions, {kSquaresCols}, DType::kF32,
                             "sum_of_squares.x" + std::to_string(i)));
   // Tail blocks cover fewer partitions; zeros elsewhere keep their columns summable.
   const View partial =
-      pool.sbuf(kPartitions, {partial_cols}, Dtype::kF32, "sum_of_squares.partial");
-  const View running = pool.sbuf(kPartitions, {1}, Dtype::kF32, "sum_of_squares.running");
-  const View folded = pool.sbuf(kPartitions, {1}, Dtype::kF32, "sum_of_squares.folded");
-  const View ones = pool.sbuf(kPartitions, {1}, Dtype::kF32, "sum_of_squares.ones");
-  const View total_psum = pool.psum(1, {1}, Dtype::kF32, "sum_of_squares.total_psum");
-  const View total = pool.sbuf(1, {1}, Dtype::kF32, "sum_of_squares.total");
+      pool.sbuf(kPartitions, {partial_cols}, DType::kF32, "sum_of_squares.partial");
+  const View running = pool.sbuf(kPartitions, {1}, DType::kF32, "sum_of_squares.running");
+  const View folded = pool.sbuf(kPartitions, {1}, DType::kF32, "sum_of_squares.folded");
+  const View ones = pool.sbuf(kPartitions, {1}, DType::kF32, "sum_of_squares.ones");
+  const View total_psum = pool.psum(1, {1}, DType::kF32, "sum_of_squares.total_psum");
+  const View total = pool.sbuf(1, {1}, DType::kF32, "sum_of_squares.total");
   core.memset(partial, 0.0f, Engine::kGpSimd);
   core.memset(running, 0.0f, Engine::kGpSimd);
   core.memset(ones, 1.0f, Engine::kGpSimd);
@@ -88,7 +88,7 @@ double sum_of_squares(NeuronCore& core, const View& x) {
   fold();
   core.matmul(total_psum, ones, running, true, true);
   core.tensor_copy(total, total_psum);
-  const View result = core.hbm_alloc({1}, Dtype::kF32, "sum_of_squares.result");
+  const View result = core.hbm_alloc({1}, DType::kF32, "sum_of_squares.result");
   core.dma_copy(result, total, loads.next_queue());
   const float value = core.read(result)[0];
   core.release(result);
@@ -129,7 +129,7 @@ void adamw_update(NeuronCore& core, const View& params, const View& grads, const
 
   KernelScope scope(core, kernel);
   TilePool pool(core);
-  const int64_t per_col = kAdamWSets * kAdamWTiles * dtype_bytes(Dtype::kF32);
+  const int64_t per_col = kAdamWSets * kAdamWTiles * dtype_bytes(DType::kF32);
   int64_t cols = (core.sbuf_largest_free() - kAllocationSlack) / per_col;
   cols = std::min(kAdamWMaxCols, cols / kAdamWColsStep * kAdamWColsStep);
   require(cols >= kAdamWColsStep, "{}: needs {} bytes of SBUF per partition, {} are free", kernel,
@@ -143,7 +143,7 @@ void adamw_update(NeuronCore& core, const View& params, const View& grads, const
   for (int s = 0; s < kAdamWSets; ++s)
     for (int i = 0; i < kAdamWTiles; ++i)
       tiles[s][i] =
-          pool.sbuf(kPartitions, {cols}, Dtype::kF32, fmt::format("adamw.{}{}", tile_names[i], s));
+          pool.sbuf(kPartitions, {cols}, DType::kF32, fmt::format("adamw.{}{}", tile_names[i], s));
 
   // Loads (16 bytes per element) and stores (12) on separate queues in that proportion, so a
   // store waiting for its block's arithmetic never holds up a later block's loads.

@@ -13,9 +13,9 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-using ::switchyard::neuron::dtype_bytes;
-using ::switchyard::neuron::dtype_name;
-using ::switchyard::neuron::is_float;
+using ::switchyard::dtype_bytes;
+using ::switchyard::nki_dtype_name;
+using ::switchyard::is_float;
 
 constexpr int64_t kMinSplitCols = 512;       // narrower adds are not worth a second engine
 
@@ -23,7 +23,7 @@ constexpr int64_t kMinSplitCols = 512;       // narrower adds are not worth a se
 // out = a + b over flat tensors (out may be a: accumulate). a's tiles, which hold the sums, are
 // `sum_dtype`; b's are `compute`.
 void add_flat(NeuronCore& core, const char* name, const View& out, const View& a, const View& b,
-              Dtype compute, Dtype sum_dtype) {
+              DType compute, DType sum_dtype) {
   const int64_t n = a.elements();
   if (n == 0) return;
   KernelScope scope(core, name);
@@ -43,7 +43,7 @@ void add_flat(NeuronCore& core, const char* name, const View& out, const View& a
   // VectorE adds two bf16 SBUF tensors at one element per cycle (two cycles for fp32); GpSimd
   // at two cycles per element on its faster clock. Each takes its share of a block's columns.
   const auto& cfg = core.config();
-  const bool bf16 = compute == Dtype::kBF16 && sum_dtype == Dtype::kBF16;
+  const bool bf16 = compute == DType::kBF16 && sum_dtype == DType::kBF16;
   const double vector_rate = cfg.vector_ghz / (bf16 ? 1.0 : 2.0);
   const double gpsimd_rate = cfg.gpsimd_ghz / 2.0;
   const double vector_share = vector_rate / (vector_rate + gpsimd_rate);
@@ -77,7 +77,7 @@ void add_flat(NeuronCore& core, const char* name, const View& out, const View& a
 }  // namespace
 
 void residual_forward(NeuronCore& core, const View& out, const View& a, const View& b,
-                      Dtype compute) {
+                      DType compute) {
   const char* kName = "residual_forward";
   require_compute(kName, compute);
   const int64_t n = a.elements();
@@ -87,14 +87,14 @@ void residual_forward(NeuronCore& core, const View& out, const View& a, const Vi
   add_flat(core, kName, out, a, b, compute, compute);
 }
 
-void accumulate(NeuronCore& core, const View& dst, const View& src, Dtype compute) {
+void accumulate(NeuronCore& core, const View& dst, const View& src, DType compute) {
   const char* kName = "accumulate";
   require_compute(kName, compute);
   const int64_t n = dst.elements();
   require_flat(kName, "dst", dst, n);
   require_flat(kName, "src", src, n);
   // An fp32 destination (a parameter gradient) keeps its precision: the sum is taken in fp32.
-  add_flat(core, kName, dst, dst, src, compute, dst.dtype() == Dtype::kF32 ? Dtype::kF32 : compute);
+  add_flat(core, kName, dst, dst, src, compute, dst.dtype() == DType::kF32 ? DType::kF32 : compute);
 }
 
 }  // namespace switchyard::backend::neuron

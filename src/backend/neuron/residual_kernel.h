@@ -15,9 +15,9 @@ inline constexpr int64_t kResidualBlockCols = 4096;
 // out[N] = a[N] + b[N]: HBM views of N contiguous elements each (bf16 or fp32). `compute` is the
 // dtype of the tiles in SBUF (kBF16 or kF32).
 void residual_forward(NeuronCore& core, const View& out, const View& a, const View& b,
-                      Dtype compute);
+                      DType compute);
 
 // dst[N] += src[N] (the backward pass of a residual add, for each branch).
-void accumulate(NeuronCore& core, const View& dst, const View& src, Dtype compute);
+void accumulate(NeuronCore& core, const View& dst, const View& src, DType compute);
 
 }  // namespace switchyard::backend::neuron

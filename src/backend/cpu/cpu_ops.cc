@@ -1,0 +1,536 @@
+// CpuBackend's ops: check the operands, then run the float kernels.
+#include <climits>
+#include <cstring>
+
+#include "backend/cpu/attention_kernels.h"
+#include "backend/cpu/cpu_adamw.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/gradient_clipping.h"
+#include "core/error.h"
+
+namespace switchyard::backend::cpu {
+namespace {
+
+// ---- operand checks: each names the op and the operand ----
+
+int to_int(int64_t n, const char* op, const char* what) {
+  require(n >= 0 && n <= INT_MAX, "cpu {}: {} has {} elements along a dimension, more than {}", op,
+          what, n, INT_MAX);
+  return static_cast<int>(n);
+}
+
+void require_dtype(const Tensor& t, DType dtype, const char* op, const char* what) {
+  require(t.dtype == dtype, "cpu {}: {} must be {}, got {}", op, what, dtype_name(dtype),
+          t.describe());
+}
+
+// A dense tensor of `dtype`, as T*.
+template <typename T>
+T* dense(const Tensor& t, DType dtype, const char* op, const char* what) {
+  require(!t.empty(), "cpu {}: {} is missing", op, what);
+  require_dtype(t, dtype, op, what);
+  require(t.is_contiguous(), "cpu {}: {} must be dense, got {}", op, what, t.describe());
+  return static_cast<T*>(t.data);
+}
+float* f32(const Tensor& t, const char* op, const char* what) {
+  return dense<float>(t, DType::kF32, op, what);
+}
+// nullptr when the optional operand is absent.
+float* optional_f32(const Tensor& t, const char* op, const char* what) {
+  return t.empty() ? nullptr : f32(t, op, what);
+}
+const int32_t* i32(const Tensor& t, const char* op, const char* what) {
+  return dense<int32_t>(t, DType::kI32, op, what);
+}
+
+void require_numel(const Tensor& t, int64_t n, const char* op, const char* what) {
+  require(t.numel() == n, "cpu {}: {} must have {} elements, got {}", op, what, n, t.describe());
+}
+
+// [rows, cols] of a 2-D operand, checked against what the others imply (-1: not yet known).
+void require_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* what) {
+  require(t.rank == 2 && (rows < 0 || t.shape[0] == rows) && (cols < 0 || t.shape[1] == cols),
+          "cpu {}: {} must be [{}, {}], got {}", op, what, rows < 0 ? "*" : std::to_string(rows),
+          cols < 0 ? "*" : std::to_string(cols), t.describe());
+}
+
+void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, const char* what) {
+  for (int64_t i = 0; i < n; ++i) {
+    require(ids[i] >= 0 && ids[i] < limit, "cpu {}: {} {} at row {} is outside [0, {})", op, what,
+            ids[i], i, limit);
+  }
+}
+
+// A q/k/v-style view [N, heads, head_dim] with dense heads and rows of stride >= heads*head_dim.
+void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
+                        const char* what) {
+  require_dtype(t, DType::kF32, op, what);
+  require(t.rank == 3 && t.shape[0] == rows && t.shape[1] == heads && t.shape[2] == head_dim &&
+              t.strides[2] == 1 && t.strides[1] == head_dim &&
+              t.strides[0] >= static_cast<int64_t>(heads) * head_dim,
+          "cpu {}: {} must be a [{}, {}, {}] view with dense heads, got {}", op, what, rows, heads,
+          head_dim, t.describe());
+}
+
+void require_spec(const ops::AttentionSpec& spec, const char* op) {
+  require(spec.heads > 0 && spec.kv_heads > 0 && spec.head_dim > 0 &&
+              spec.heads % spec.kv_heads == 0 && spec.window >= 0,
+          "cpu {}: heads {} must be a positive multiple of kv_heads {}, head_dim {} positive and "
+          "window {} >= 0",
+          op, spec.heads, spec.kv_heads, spec.head_dim, spec.window);
+}
+
+// Row stride of an attention output [N, heads * head_dim].
+int64_t output_stride(const Tensor& out, int64_t rows, int width, const char* op,
+                      const char* what) {
+  require_dtype(out, DType::kF32, op, what);
+  require(out.rank == 2 && out.shape[0] == rows && out.shape[1] == width && out.strides[1] == 1,
+          "cpu {}: {} must be [{}, {}] with dense rows, got {}", op, what, rows, width,
+          out.describe());
+  return out.strides[0];
+}
+
+AttentionGeometry geometry(const ops::AttentionSpec& spec, int batch, int seq, const Tensor& q,
+                           const Tensor& k, const Tensor& v, int64_t ldo) {
+  AttentionGeometry g;
+  g.batch = batch;
+  g.seq = seq;
+  g.heads = spec.heads;
+  g.kv_heads = spec.kv_heads;
+  g.head_dim = spec.head_dim;
+  g.window = spec.window;
+  g.ldq = q.strides[0];
+  g.ldk = k.strides[0];
+  g.ldv = v.strides[0];
+  g.ldo = ldo;
+  return g;
+}
+
+}  // namespace
+
+bool CpuBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
+  for (DType d : dtypes) {
+    const bool ok = d == DType::kF32 || d == DType::kI32 || d == DType::kF64 ||
+                    (d == DType::kBF16 && (kind == OpKind::kCast || kind == OpKind::kAdamW));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// ---- embeddings ----
+
+void CpuBackend::run(const ops::Embedding& op) {
+  const char* name = "embedding";
+  const Tensor& table = op.table;
+  require_matrix(table, -1, -1, name, "table");
+  const int64_t N = op.ids.numel(), C = table.shape[1];
+  require_matrix(op.out, N, C, name, "out");
+  const int32_t* ids = i32(op.ids, name, "ids");
+  require_ids(ids, N, table.shape[0], name, "id");
+  const int32_t* position_ids = nullptr;
+  const float* position_table = nullptr;
+  if (!op.position_table.empty()) {
+    require_matrix(op.position_table, -1, C, name, "position_table");
+    position_ids = i32(op.position_ids, name, "position_ids");
+    require_numel(op.position_ids, N, name, "position_ids");
+    require_ids(position_ids, N, op.position_table.shape[0], name, "position");
+    position_table = f32(op.position_table, name, "position_table");
+  }
+  embedding_forward(f32(op.out, name, "out"), ids, f32(table, name, "table"), position_ids,
+                    position_table, to_int(N, name, "ids"), to_int(C, name, "table"));
+}
+
+void CpuBackend::run(const ops::EmbeddingBackward& op) {
+  const char* name = "embedding_backward";
+  require_matrix(op.dtable, -1, -1, name, "dtable");
+  const int64_t N = op.ids.numel(), C = op.dtable.shape[1];
+  require_matrix(op.dout, N, C, name, "dout");
+  const int32_t* ids = i32(op.ids, name, "ids");
+  require_ids(ids, N, op.dtable.shape[0], name, "id");
+  const int32_t* position_ids = nullptr;
+  float* dposition_table = optional_f32(op.dposition_table, name, "dposition_table");
+  if (dposition_table) {
+    require_matrix(op.dposition_table, -1, C, name, "dposition_table");
+    position_ids = i32(op.position_ids, name, "position_ids");
+    require_numel(op.position_ids, N, name, "position_ids");
+    require_ids(position_ids, N, op.dposition_table.shape[0], name, "position");
+  }
+  embedding_backward(f32(op.dtable, name, "dtable"), dposition_table, f32(op.dout, name, "dout"),
+                     ids, position_ids, to_int(N, name, "ids"), to_int(C, name, "dtable"));
+}
+
+// ---- normalisation ----
+
+void CpuBackend::run(const ops::LayerNorm& op) {
+  const char* name = "layernorm";
+  require_matrix(op.inp, -1, -1, name, "inp");
+  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
+  require(C > 0, "cpu layernorm: rows must have channels, got {}", op.inp.describe());
+  require_matrix(op.out, N, C, name, "out");
+  require_numel(op.mean, N, name, "mean");
+  require_numel(op.rstd, N, name, "rstd");
+  require_numel(op.weight, C, name, "weight");
+  require_numel(op.bias, C, name, "bias");
+  layernorm_forward(f32(op.out, name, "out"), f32(op.mean, name, "mean"),
+                    f32(op.rstd, name, "rstd"), f32(op.inp, name, "inp"),
+                    f32(op.weight, name, "weight"), f32(op.bias, name, "bias"),
+                    to_int(N, name, "inp"), to_int(C, name, "inp"), op.epsilon);
+}
+
+void CpuBackend::run(const ops::LayerNormBackward& op) {
+  const char* name = "layernorm_backward";
+  require_matrix(op.inp, -1, -1, name, "inp");
+  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
+  require(C > 0, "cpu layernorm_backward: rows must have channels, got {}", op.inp.describe());
+  require_matrix(op.dinp, N, C, name, "dinp");
+  require_matrix(op.dout, N, C, name, "dout");
+  require_numel(op.mean, N, name, "mean");
+  require_numel(op.rstd, N, name, "rstd");
+  require_numel(op.weight, C, name, "weight");
+  require_numel(op.dweight, C, name, "dweight");
+  require_numel(op.dbias, C, name, "dbias");
+  layernorm_backward(f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
+                     f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
+                     f32(op.inp, name, "inp"), f32(op.weight, name, "weight"),
+                     f32(op.mean, name, "mean"), f32(op.rstd, name, "rstd"),
+                     to_int(N, name, "inp"), to_int(C, name, "inp"));
+}
+
+void CpuBackend::run(const ops::AddLayerNorm& op) { Backend::run(op); }
+
+// ---- linear layers ----
+
+void CpuBackend::run(const ops::Linear& op) {
+  const char* name = "linear";
+  require_matrix(op.weight, -1, -1, name, "weight");
+  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
+  require_matrix(op.inp, -1, C, name, "inp");
+  const int64_t N = op.inp.shape[0];
+  require_matrix(op.out, N, OC, name, "out");
+  if (!op.bias.empty()) require_numel(op.bias, OC, name, "bias");
+  matmul_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"),
+                 f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"),
+                 to_int(N, name, "inp"), to_int(C, name, "weight"), to_int(OC, name, "weight"));
+}
+
+void CpuBackend::run(const ops::LinearBackward& op) {
+  const char* name = "linear_backward";
+  require_matrix(op.weight, -1, -1, name, "weight");
+  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
+  require_matrix(op.inp, -1, C, name, "inp");
+  const int64_t N = op.inp.shape[0];
+  require_matrix(op.dout, N, OC, name, "dout");
+  require_matrix(op.dweight, OC, C, name, "dweight");
+  if (!op.dinp.empty()) require_matrix(op.dinp, N, C, name, "dinp");
+  if (!op.dbias.empty()) require_numel(op.dbias, OC, name, "dbias");
+  matmul_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
+                  optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
+                  f32(op.inp, name, "inp"), f32(op.weight, name, "weight"), to_int(N, name, "inp"),
+                  to_int(C, name, "weight"), to_int(OC, name, "weight"));
+}
+
+void CpuBackend::run(const ops::LinearGelu& op) { Backend::run(op); }
+
+// ---- elementwise ----
+
+void CpuBackend::run(const ops::Gelu& op) {
+  require_numel(op.out, op.inp.numel(), "gelu", "out");
+  gelu_forward(f32(op.out, "gelu", "out"), f32(op.inp, "gelu", "inp"),
+               static_cast<size_t>(op.inp.numel()));
+}
+
+void CpuBackend::run(const ops::GeluBackward& op) {
+  const char* name = "gelu_backward";
+  require_numel(op.dinp, op.inp.numel(), name, "dinp");
+  require_numel(op.dout, op.inp.numel(), name, "dout");
+  gelu_backward(f32(op.dinp, name, "dinp"), f32(op.inp, name, "inp"), f32(op.dout, name, "dout"),
+                static_cast<size_t>(op.inp.numel()));
+}
+
+void CpuBackend::run(const ops::Add& op) {
+  require_numel(op.b, op.a.numel(), "add", "b");
+  require_numel(op.out, op.a.numel(), "add", "out");
+  residual_forward(f32(op.out, "add", "out"), f32(op.a, "add", "a"), f32(op.b, "add", "b"),
+                   static_cast<size_t>(op.a.numel()));
+}
+
+void CpuBackend::run(const ops::Accumulate& op) {
+  require_numel(op.dst, op.src.numel(), "accumulate", "dst");
+  accumulate(f32(op.dst, "accumulate", "dst"), f32(op.src, "accumulate", "src"),
+             static_cast<size_t>(op.src.numel()));
+}
+
+void CpuBackend::run(const ops::Cast& op) {
+  const char* name = "cast";
+  require_numel(op.out, op.inp.numel(), name, "out");
+  require(op.out.is_contiguous() && op.inp.is_contiguous(), "cpu cast: operands must be dense");
+  const size_t n = static_cast<size_t>(op.inp.numel());
+  if (op.out.dtype == op.inp.dtype && (op.out.dtype == DType::kF32 || op.out.dtype == DType::kBF16)) {
+    std::memcpy(op.out.data, op.inp.data, op.out.bytes());
+    return;
+  }
+  if (op.inp.dtype == DType::kF32 && op.out.dtype == DType::kBF16) {
+    const float* in = static_cast<const float*>(op.inp.data);
+    uint16_t* out = static_cast<uint16_t*>(op.out.data);
+    SWITCHYARD_OMP_FOR(schedule(static) if (n > kParallelThreshold))
+    for (size_t i = 0; i < n; ++i) out[i] = float_to_bf16(in[i]);
+    return;
+  }
+  if (op.inp.dtype == DType::kBF16 && op.out.dtype == DType::kF32) {
+    const uint16_t* in = static_cast<const uint16_t*>(op.inp.data);
+    float* out = static_cast<float*>(op.out.data);
+    SWITCHYARD_OMP_FOR(schedule(static) if (n > kParallelThreshold))
+    for (size_t i = 0; i < n; ++i) out[i] = bf16_to_float(in[i]);
+    return;
+  }
+  fail("cpu cast: from {} to {} is not supported (fp32 and bf16 only)", op.inp.describe(),
+       op.out.describe());
+}
+
+// ---- attention ----
+
+void CpuBackend::run(const ops::Attention& op) {
+  const char* name = "attention";
+  require_spec(op.spec, name);
+  const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
+  const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
+  require_heads_view(op.q, N, H, hd, name, "q");
+  require_heads_view(op.k, N, KV, hd, name, "k");
+  require_heads_view(op.v, N, KV, hd, name, "v");
+  const int64_t ldo = output_stride(op.out, N, H * hd, name, "out");
+  require(op.record.numel() >= static_cast<int64_t>(attention_record_floats(op.spec, op.batch, op.seq)),
+          "cpu attention: the record must hold [batch, heads, seq, seq] fp32, got {}",
+          op.record.describe());
+  const float* sinks = optional_f32(op.sinks, name, "sinks");
+  if (sinks) require_numel(op.sinks, H, name, "sinks");
+  attention_forward(static_cast<float*>(op.out.data), f32(op.record, name, "record"),
+                    static_cast<const float*>(op.q.data), static_cast<const float*>(op.k.data),
+                    static_cast<const float*>(op.v.data), sinks,
+                    geometry(op.spec, op.batch, op.seq, op.q, op.k, op.v, ldo),
+                    op.spec.effective_scale());
+}
+
+void CpuBackend::run(const ops::AttentionBackward& op) {
+  const char* name = "attention_backward";
+  require_spec(op.spec, name);
+  const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
+  const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
+  require_heads_view(op.q, N, H, hd, name, "q");
+  require_heads_view(op.k, N, KV, hd, name, "k");
+  require_heads_view(op.v, N, KV, hd, name, "v");
+  require_heads_view(op.dq, N, H, hd, name, "dq");
+  require_heads_view(op.dk, N, KV, hd, name, "dk");
+  require_heads_view(op.dv, N, KV, hd, name, "dv");
+  require(op.dq.strides[0] == op.q.strides[0] && op.dk.strides[0] == op.k.strides[0] &&
+              op.dv.strides[0] == op.v.strides[0],
+          "cpu attention_backward: dq, dk, dv must be laid out as q, k, v");
+  const int64_t ldo = output_stride(op.dout, N, H * hd, name, "dout");
+  const size_t probabilities = attention_record_floats(op.spec, op.batch, op.seq);
+  require(op.record.numel() >= static_cast<int64_t>(probabilities) &&
+              op.scratch.numel() >= static_cast<int64_t>(probabilities),
+          "cpu attention_backward: record and scratch must hold [batch, heads, seq, seq] fp32");
+  const float* sinks = optional_f32(op.sinks, name, "sinks");
+  float* dsinks = optional_f32(op.dsinks, name, "dsinks");
+  require(!sinks || (op.sinks.numel() == H && dsinks && op.dsinks.numel() == H),
+          "cpu attention_backward: sinks and dsinks must both hold {} values", H);
+  attention_backward(static_cast<float*>(op.dq.data), static_cast<float*>(op.dk.data),
+                     static_cast<float*>(op.dv.data), dsinks, f32(op.scratch, name, "scratch"),
+                     static_cast<const float*>(op.dout.data), f32(op.record, name, "record"),
+                     static_cast<const float*>(op.q.data), static_cast<const float*>(op.k.data),
+                     static_cast<const float*>(op.v.data), sinks,
+                     geometry(op.spec, op.batch, op.seq, op.q, op.k, op.v, ldo),
+                     op.spec.effective_scale());
+}
+
+void CpuBackend::run(const ops::AttentionDecode& op) {
+  const char* name = "attention_decode";
+  require_spec(op.spec, name);
+  require(op.spec.heads == op.spec.kv_heads && op.spec.window == 0,
+          "cpu attention_decode: the dense cache is for full multi-head attention");
+  const int H = op.spec.heads, hd = op.spec.head_dim;
+  require(op.k_cache.rank == 4 && op.k_cache.shape[1] == H && op.k_cache.shape[3] == hd,
+          "cpu attention_decode: k_cache must be [B, {}, max_seq, {}], got {}", H, hd,
+          op.k_cache.describe());
+  const int64_t B = op.k_cache.shape[0], max_T = op.k_cache.shape[2];
+  require_heads_view(op.q, B, H, hd, name, "q");
+  require_heads_view(op.k, B, H, hd, name, "k");
+  require_heads_view(op.v, B, H, hd, name, "v");
+  require_numel(op.v_cache, op.k_cache.numel(), name, "v_cache");
+  require(op.pos >= 0 && op.pos < max_T, "cpu attention_decode: position {} is outside the KV cache [0, {})",
+          op.pos, max_T);
+  const int64_t ldo = output_stride(op.out, B, H * hd, name, "out");
+  attention_decode(static_cast<float*>(op.out.data), ldo, static_cast<const float*>(op.q.data),
+                   op.q.strides[0], static_cast<const float*>(op.k.data), op.k.strides[0],
+                   static_cast<const float*>(op.v.data), op.v.strides[0],
+                   f32(op.k_cache, name, "k_cache"), f32(op.v_cache, name, "v_cache"),
+                   to_int(B, name, "q"), op.pos, to_int(max_T, name, "k_cache"), H, hd);
+}
+
+namespace {
+
+// [blocks, block_size, kv_heads, head_dim]
+void require_cache(const Tensor& cache, int kv_heads, int head_dim, const char* op,
+                   const char* what) {
+  require(cache.rank == 4 && cache.shape[2] == kv_heads && cache.shape[3] == head_dim &&
+              cache.shape[1] > 0 && cache.shape[1] <= 256,
+          "cpu {}: {} must be [blocks, block_size <= 256, {}, {}], got {}", op, what, kv_heads,
+          head_dim, cache.describe());
+  f32(cache, op, what);
+}
+
+}  // namespace
+
+void CpuBackend::run(const ops::KvCacheWrite& op) {
+  const char* name = "kv_cache_write";
+  require(op.k_cache.rank == 4, "cpu kv_cache_write: k_cache must be 4-D, got {}",
+          op.k_cache.describe());
+  const int KV = static_cast<int>(op.k_cache.shape[2]), hd = static_cast<int>(op.k_cache.shape[3]);
+  require_cache(op.k_cache, KV, hd, name, "k_cache");
+  require_cache(op.v_cache, KV, hd, name, "v_cache");
+  require(op.v_cache.shape[0] == op.k_cache.shape[0] && op.v_cache.shape[1] == op.k_cache.shape[1],
+          "cpu kv_cache_write: k_cache and v_cache differ");
+  const int64_t N = op.slots.numel();
+  require_heads_view(op.k, N, KV, hd, name, "k");
+  require_heads_view(op.v, N, KV, hd, name, "v");
+  const int32_t* slots = i32(op.slots, name, "slots");
+  const int64_t capacity = op.k_cache.shape[0] * op.k_cache.shape[1];
+  for (int64_t n = 0; n < N; ++n) {
+    require(slots[n] < capacity, "cpu kv_cache_write: slot {} of row {} is beyond the cache's {}",
+            slots[n], n, capacity);
+  }
+  kv_cache_write(static_cast<float*>(op.k_cache.data), static_cast<float*>(op.v_cache.data),
+                 static_cast<const float*>(op.k.data), op.k.strides[0],
+                 static_cast<const float*>(op.v.data), op.v.strides[0], slots,
+                 to_int(N, name, "slots"), KV, hd);
+}
+
+void CpuBackend::run(const ops::PagedAttention& op) {
+  const char* name = "paged_attention";
+  require_spec(op.spec, name);
+  const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
+  require_cache(op.k_cache, KV, hd, name, "k_cache");
+  require_cache(op.v_cache, KV, hd, name, "v_cache");
+  const int64_t N = op.q.rank > 0 ? op.q.shape[0] : 0;
+  require_heads_view(op.q, N, H, hd, name, "q");
+  const int64_t ldo = output_stride(op.out, N, H * hd, name, "out");
+  require(op.block_tables.rank == 2, "cpu paged_attention: block_tables must be [sequences, "
+          "blocks], got {}", op.block_tables.describe());
+  const int S = to_int(op.block_tables.shape[0], name, "block_tables");
+  const int max_blocks = to_int(op.block_tables.shape[1], name, "block_tables");
+  const int32_t* tables = i32(op.block_tables, name, "block_tables");
+  const int32_t* starts = i32(op.query_start, name, "query_start");
+  const int32_t* contexts = i32(op.context_len, name, "context_len");
+  require_numel(op.query_start, S + 1, name, "query_start");
+  require_numel(op.context_len, S, name, "context_len");
+  const int bs = static_cast<int>(op.k_cache.shape[1]);
+  const int64_t blocks = op.k_cache.shape[0];
+  require(starts[0] == 0 && starts[S] == N, "cpu paged_attention: query_start must run from 0 to {} "
+          "rows, got {} to {}", N, starts[0], starts[S]);
+  for (int s = 0; s < S; ++s) {
+    const int rows = starts[s + 1] - starts[s], ctx = contexts[s];
+    require(rows >= 0 && ctx >= rows && ctx <= static_cast<int64_t>(max_blocks) * bs,
+            "cpu paged_attention: sequence {} has {} query rows and a context of {} (at most {})",
+            s, rows, ctx, static_cast<int64_t>(max_blocks) * bs);
+    if (rows == 0) continue;
+    const int first = ctx - rows;
+    const int lo = op.spec.window > 0 ? std::max(0, first - op.spec.window + 1) : 0;
+    for (int blk = lo / bs; blk <= (ctx - 1) / bs; ++blk) {
+      const int32_t id = tables[static_cast<size_t>(s) * max_blocks + blk];
+      require(id >= 0 && id < blocks, "cpu paged_attention: sequence {} needs block {} of its "
+              "table, which holds {} (the cache has {} blocks)", s, blk, id, blocks);
+    }
+  }
+  const float* sinks = optional_f32(op.sinks, name, "sinks");
+  if (sinks) require_numel(op.sinks, H, name, "sinks");
+  PagedGeometry g;
+  g.heads = H;
+  g.kv_heads = KV;
+  g.head_dim = hd;
+  g.window = op.spec.window;
+  g.block_size = bs;
+  g.sequences = S;
+  g.max_blocks = max_blocks;
+  g.ldq = op.q.strides[0];
+  g.ldo = ldo;
+  paged_attention(static_cast<float*>(op.out.data), static_cast<const float*>(op.q.data),
+                  static_cast<const float*>(op.k_cache.data),
+                  static_cast<const float*>(op.v_cache.data), tables, starts, contexts, sinks, g,
+                  op.spec.effective_scale());
+}
+
+// ---- loss ----
+
+void CpuBackend::run(const ops::CrossEntropy& op) {
+  const char* name = "cross_entropy";
+  require_matrix(op.logits, -1, -1, name, "logits");
+  const int64_t N = op.logits.shape[0], V = op.logits.shape[1];
+  require(V > 0, "cpu cross_entropy: logits must have a vocabulary, got {}", op.logits.describe());
+  require_numel(op.losses, N, name, "losses");
+  require_numel(op.targets, N, name, "targets");
+  const int32_t* targets = i32(op.targets, name, "targets");
+  require_ids(targets, N, V, name, "target");
+  cross_entropy_forward(f32(op.losses, name, "losses"), f32(op.logits, name, "logits"), targets,
+                        to_int(N, name, "logits"), to_int(V, name, "logits"));
+}
+
+void CpuBackend::run(const ops::CrossEntropyBackward& op) {
+  const char* name = "cross_entropy_backward";
+  require_matrix(op.logits, -1, -1, name, "logits");
+  const int64_t N = op.logits.shape[0], V = op.logits.shape[1];
+  require(V > 0, "cpu cross_entropy_backward: logits must have a vocabulary, got {}",
+          op.logits.describe());
+  require_matrix(op.dlogits, N, V, name, "dlogits");
+  require_numel(op.targets, N, name, "targets");
+  const int32_t* targets = i32(op.targets, name, "targets");
+  require_ids(targets, N, V, name, "target");
+  cross_entropy_backward(f32(op.dlogits, name, "dlogits"), f32(op.logits, name, "logits"), targets,
+                         op.dloss, to_int(N, name, "logits"), to_int(V, name, "logits"));
+}
+
+// ---- optimizer and step statistics ----
+
+void CpuBackend::run(const ops::SumOfSquares& op) {
+  double* total = dense<double>(op.total, DType::kF64, "sum_of_squares", "total");
+  *total = sum_of_squares(f32(op.x, "sum_of_squares", "x"), static_cast<size_t>(op.x.numel()));
+}
+
+void CpuBackend::run(const ops::AccumulateSum& op) {
+  double* total = dense<double>(op.total, DType::kF64, "accumulate_sum", "total");
+  const float* x = f32(op.x, "accumulate_sum", "x");
+  double sum = 0;
+  for (int64_t i = 0; i < op.x.numel(); ++i) sum += x[i];
+  *total += op.scale * sum;
+}
+
+void CpuBackend::run(const ops::AdamW& op) {
+  const char* name = "adamw";
+  const ops::AdamWStep& step = op.step;
+  require(step.step >= 1, "cpu adamw: step must be >= 1 (1-based), got {}", step.step);
+  require(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1,
+          "cpu adamw: betas must be in [0, 1), got {} and {}", step.beta1, step.beta2);
+  const int64_t N = op.params.numel();
+  for (const Tensor* t : {&op.grads, &op.m, &op.v}) require_numel(*t, N, name, "grads, m and v");
+  float* params = f32(op.params, name, "params");
+  const float* grads = f32(op.grads, name, "grads");
+  float* m = f32(op.m, name, "m");
+  float* v = f32(op.v, name, "v");
+  float grad_scale = step.grad_scale;
+  if (!op.grad_sum_of_squares.empty()) {
+    const double* sum = dense<double>(op.grad_sum_of_squares, DType::kF64, name,
+                                      "grad_sum_of_squares");
+    grad_scale *= clip_scale(global_norm(*sum), op.clip);
+  }
+  const size_t n = static_cast<size_t>(N);
+  if (!adamw_update_streaming(params, grads, m, v, n, step.learning_rate, step.beta1, step.beta2,
+                              step.epsilon, step.weight_decay, step.step, grad_scale)) {
+    adamw_update(params, grads, m, v, n, step.learning_rate, step.beta1, step.beta2, step.epsilon,
+                 step.weight_decay, step.step, grad_scale);
+  }
+  if (!op.params_copy.empty()) {
+    require_numel(op.params_copy, N, name, "params_copy");
+    run(ops::Cast{.out = op.params_copy, .inp = op.params});
+  }
+}
+
+}  // namespace switchyard::backend::cpu

@@ -1,0 +1,69 @@
+// Running an op with the CPU reference on the host, for a backend that does not implement it.
+//
+// Where device memory is host memory the reference runs on the tensors in place. Elsewhere every
+// operand is staged: the device ranges the operands cover are merged where they overlap (q, k and
+// v as views of one projection; an output that aliases an input), each merged range is copied to
+// the host once (bf16 and fp16 widened to fp32, which the reference computes in), the operands are
+// re-pointed into those copies with their strides kept, the reference runs, and the ranges an
+// output touches are copied back (narrowed again).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace switchyard::backend {
+
+// The CPU backend every fallback runs on.
+Backend& host_reference_backend();
+
+// Host copies of the device memory a set of operands covers.
+class HostStaging {
+ public:
+  explicit HostStaging(Backend& device) : device_(device) {}
+  // Registers the memory `t` covers, and whether the op writes it.
+  void add(const Tensor& t, ops::Access access);
+  // Copies every registered range to the host.
+  void load();
+  // `t` re-pointed into its host copy (fp32 where the device holds bf16 or fp16).
+  Tensor host_view(const Tensor& t) const;
+  // Copies the written ranges back to the device.
+  void store();
+
+ private:
+  struct Range {
+    uintptr_t begin = 0, end = 0;  // device bytes [begin, end)
+    DType dtype = DType::kU8;      // element type of the memory (the first operand's)
+    bool written = false;
+    std::vector<uint8_t> host;     // widened to fp32 for bf16 and fp16
+  };
+  const Range& range_of(uintptr_t address) const;
+  static bool widens(DType dtype) { return dtype == DType::kBF16 || dtype == DType::kF16; }
+
+  Backend& device_;
+  std::vector<Range> ranges_;
+};
+
+template <typename Op>
+void Backend::run_on_host(const Op& op) {
+  on_host_fallback(OpTraits<Op>::kind);
+  Backend& reference = host_reference_backend();
+  if (device_memory_is_host_memory()) {
+    reference.run(op);
+    return;
+  }
+  HostStaging staging(*this);
+  op.for_each_tensor([&](const Tensor& t, ops::Access access) { staging.add(t, access); });
+  staging.load();
+  Op host = op;
+  // `host` is this function's own copy, so re-pointing its operands in place is sound.
+  host.for_each_tensor([&](const Tensor& t, ops::Access) {
+    const_cast<Tensor&>(t) = staging.host_view(t);
+  });
+  reference.run(host);
+  staging.store();
+}
+
+}  // namespace switchyard::backend

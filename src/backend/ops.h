@@ -1,0 +1,409 @@
+// The op list: every kernel a model can ask a backend for, written once.
+//
+// An op is a plain struct of typed tensor references (core/tensor.h) and a small spec; a call is
+// `backend.run(ops::Linear{...})`. SWITCHYARD_OPS below lists them; the Backend interface, the
+// profiling wrapper and the host fallback are generated from that one list, so adding an op means
+// its struct here, its CPU reference (backend/cpu) and only the backends that accelerate it.
+//
+// Conventions, shared by every op:
+//   N rows (tokens of a flat batch), C channels, OC output channels, V vocabulary. A linear
+//   layer's weight is [OC, C] (PyTorch nn.Linear layout). Activations and their gradients are in
+//   the backend's activation dtype (Backend::precision()); parameters, their gradients and AdamW
+//   moments are fp32; statistics (means, reciprocal deviations, losses, attention records) are
+//   fp32; step totals are fp64; token ids, positions and block tables are int32.
+//   Backward ops ACCUMULATE (+=) into every gradient they write, so callers zero gradients once per
+//   step and residual branches and gradient accumulation need no extra code. The only exception
+//   is CrossEntropyBackward, which overwrites its output.
+//   An empty Tensor (data == nullptr) marks an optional operand that is absent.
+//
+// for_each_tensor(f) calls f(tensor, access) for every operand, present or not, so that generic
+// code (the host fallback, profiling) can move and describe them without knowing the op.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace switchyard::backend::ops {
+
+enum class Access { kRead, kWrite, kReadWrite };
+
+// ---- embeddings ----
+
+// out[N, C] = table[ids[n], :] + position_table[position_ids[n], :] (the second term only when
+// position_table is present). Also a row gather: out[r] = table[ids[r]] selects rows of any
+// activation. ids (and position_ids) are range-checked by the caller.
+struct Embedding {
+  Tensor out;             // [N, C] activation
+  Tensor ids;             // [N] int32
+  Tensor table;           // [rows, C] fp32 parameter, or an activation when gathering rows
+  Tensor position_ids;    // [N] int32, optional
+  Tensor position_table;  // [positions, C] fp32, optional
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(ids, Access::kRead), f(table, Access::kRead);
+    f(position_ids, Access::kRead), f(position_table, Access::kRead);
+  }
+};
+
+// dtable[ids[n], :] += dout[n, :]; dposition_table[position_ids[n], :] += dout[n, :].
+struct EmbeddingBackward {
+  Tensor dtable;           // [rows, C] fp32
+  Tensor dposition_table;  // [positions, C] fp32, optional
+  Tensor dout;             // [N, C] activation
+  Tensor ids;              // [N] int32
+  Tensor position_ids;     // [N] int32, optional
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dtable, Access::kReadWrite), f(dposition_table, Access::kReadWrite);
+    f(dout, Access::kRead), f(ids, Access::kRead), f(position_ids, Access::kRead);
+  }
+};
+
+// ---- normalisation ----
+
+// out[N, C] = (inp - mean) * rstd * weight + bias per row (torch.nn.LayerNorm); mean[N] and
+// rstd[N] are kept for the backward pass.
+struct LayerNorm {
+  Tensor out, mean, rstd;  // [N, C] activation; [N] fp32; [N] fp32
+  Tensor inp;              // [N, C] activation
+  Tensor weight, bias;     // [C] fp32
+  float epsilon = 1e-5f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(mean, Access::kWrite), f(rstd, Access::kWrite);
+    f(inp, Access::kRead), f(weight, Access::kRead), f(bias, Access::kRead);
+  }
+};
+
+// dinp += d/dinp, dweight += d/dweight, dbias += d/dbias of LayerNorm given dout.
+struct LayerNormBackward {
+  Tensor dinp, dweight, dbias;  // [N, C] activation; [C] fp32; [C] fp32
+  Tensor dout, inp;             // [N, C] activation
+  Tensor weight, mean, rstd;    // [C]; [N]; [N] fp32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dinp, Access::kReadWrite), f(dweight, Access::kReadWrite), f(dbias, Access::kReadWrite);
+    f(dout, Access::kRead), f(inp, Access::kRead), f(weight, Access::kRead);
+    f(mean, Access::kRead), f(rstd, Access::kRead);
+  }
+};
+
+// residual = a + b, then out = LayerNorm(residual): the same results as Add then LayerNorm.
+struct AddLayerNorm {
+  Tensor residual, out, mean, rstd;  // [N, C], [N, C] activations; [N], [N] fp32
+  Tensor a, b;                       // [N, C] activations
+  Tensor weight, bias;               // [C] fp32
+  float epsilon = 1e-5f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(residual, Access::kWrite), f(out, Access::kWrite), f(mean, Access::kWrite);
+    f(rstd, Access::kWrite), f(a, Access::kRead), f(b, Access::kRead);
+    f(weight, Access::kRead), f(bias, Access::kRead);
+  }
+};
+
+// ---- linear layers ----
+
+// out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC]. weight is fp32 or, on backends that
+// compute in bf16, a bf16 copy (Backend::precision().matmul_weights); bias is fp32.
+struct Linear {
+  Tensor out;     // [N, OC] activation
+  Tensor inp;     // [N, C] activation
+  Tensor weight;  // [OC, C]
+  Tensor bias;    // [OC], optional
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(inp, Access::kRead), f(weight, Access::kRead), f(bias, Access::kRead);
+  }
+};
+
+// dinp[N, C] += dout @ weight; dweight[OC, C] += dout^T @ inp; dbias[OC] += column sums of dout.
+// dinp and dbias are optional.
+struct LinearBackward {
+  Tensor dinp;     // [N, C] activation, optional
+  Tensor dweight;  // [OC, C] fp32
+  Tensor dbias;    // [OC] fp32, optional
+  Tensor dout;     // [N, OC] activation
+  Tensor inp;      // [N, C] activation
+  Tensor weight;   // [OC, C], as Linear's
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dinp, Access::kReadWrite), f(dweight, Access::kReadWrite), f(dbias, Access::kReadWrite);
+    f(dout, Access::kRead), f(inp, Access::kRead), f(weight, Access::kRead);
+  }
+};
+
+// pre = Linear(inp), out = Gelu(pre); pre is kept for the backward pass.
+struct LinearGelu {
+  Tensor pre, out;  // [N, OC] activations
+  Tensor inp;       // [N, C] activation
+  Tensor weight;    // [OC, C]
+  Tensor bias;      // [OC], optional
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(pre, Access::kWrite), f(out, Access::kWrite), f(inp, Access::kRead);
+    f(weight, Access::kRead), f(bias, Access::kRead);
+  }
+};
+
+// ---- elementwise ----
+
+// out = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the tanh approximation GPT-2 uses.
+struct Gelu {
+  Tensor out, inp;  // same shape, activations
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(inp, Access::kRead);
+  }
+};
+
+// dinp += gelu'(inp) * dout.
+struct GeluBackward {
+  Tensor dinp, inp, dout;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dinp, Access::kReadWrite), f(inp, Access::kRead), f(dout, Access::kRead);
+  }
+};
+
+// out = a + b (out may alias a or b).
+struct Add {
+  Tensor out, a, b;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(a, Access::kRead), f(b, Access::kRead);
+  }
+};
+
+// dst += src: the backward pass of a residual add.
+struct Accumulate {
+  Tensor dst, src;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dst, Access::kReadWrite), f(src, Access::kRead);
+  }
+};
+
+// out = inp converted to out's dtype (fp32 <-> bf16, rounding to nearest even), same shape.
+struct Cast {
+  Tensor out, inp;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(inp, Access::kRead);
+  }
+};
+
+// ---- attention ----
+
+// Heads and masking of one attention layer. A query at position p attends to positions
+// (p - window, p] (all of [0, p] when window is 0). Grouped-query attention: query head h reads
+// key-value head h / (heads / kv_heads). With sinks, each head's softmax denominator also holds
+// exp(sinks[h]) (a learned logit that takes probability and gives no value).
+struct AttentionSpec {
+  int heads = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  int window = 0;      // 0: full causal attention
+  float scale = 0.0f;  // scores are q.k * scale; 0 means 1/sqrt(head_dim)
+  float effective_scale() const;
+};
+
+// Causal self-attention over B windows of T tokens each (training and evaluation). q [B*T,
+// heads, head_dim], k and v [B*T, kv_heads, head_dim] are views whose rows may be strided (q, k
+// and v side by side in one packed projection); the last two dimensions are dense. out [B*T,
+// heads * head_dim]. record is the backend's own record for the backward pass
+// (Backend::attention_record_floats fp32 values).
+struct Attention {
+  Tensor out;
+  Tensor record;
+  Tensor q, k, v;
+  Tensor sinks;  // [heads] fp32, optional
+  int batch = 0, seq = 0;
+  AttentionSpec spec;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(record, Access::kWrite), f(q, Access::kRead);
+    f(k, Access::kRead), f(v, Access::kRead), f(sinks, Access::kRead);
+  }
+};
+
+// dq, dk, dv (views like q, k, v) += gradients given dout and the forward's out and record;
+// dsinks += the sinks' gradient when sinks are present. scratch holds
+// Backend::attention_scratch_floats fp32 values.
+struct AttentionBackward {
+  Tensor dq, dk, dv, dsinks;
+  Tensor scratch;
+  Tensor dout, out, record;
+  Tensor q, k, v, sinks;
+  int batch = 0, seq = 0;
+  AttentionSpec spec;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dq, Access::kReadWrite), f(dk, Access::kReadWrite), f(dv, Access::kReadWrite);
+    f(dsinks, Access::kReadWrite), f(scratch, Access::kReadWrite), f(dout, Access::kRead);
+    f(out, Access::kRead), f(record, Access::kRead), f(q, Access::kRead), f(k, Access::kRead);
+    f(v, Access::kRead), f(sinks, Access::kRead);
+  }
+};
+
+// Stores new keys and values into a paged cache: row n of k and v goes to slot slots[n] (block
+// slots[n] / block_size, offset slots[n] % block_size); a negative slot skips the row.
+struct KvCacheWrite {
+  Tensor k_cache, v_cache;  // [blocks, block_size, kv_heads, head_dim] activations
+  Tensor k, v;              // [N, kv_heads, head_dim] views, rows may be strided
+  Tensor slots;             // [N] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(k_cache, Access::kReadWrite), f(v_cache, Access::kReadWrite), f(k, Access::kRead);
+    f(v, Access::kRead), f(slots, Access::kRead);
+  }
+};
+
+// Attention of a flat batch's queries over a paged cache (prefill chunks and decode steps). The
+// rows of sequence s are [query_start[s], query_start[s + 1]); its context holds context_len[s]
+// tokens (the new ones included, already written by KvCacheWrite), so its last row is at
+// position context_len[s] - 1 and its rows' positions run consecutively up to it. Position p of s
+// lives in block block_tables[s, p / block_size] at offset p % block_size; entries for positions
+// a sliding window no longer needs may be -1 and are never read.
+struct PagedAttention {
+  Tensor out;                // [N, heads * head_dim] activation
+  Tensor q;                  // [N, heads, head_dim] view
+  Tensor k_cache, v_cache;   // [blocks, block_size, kv_heads, head_dim]
+  Tensor block_tables;       // [S, max_blocks_per_sequence] int32
+  Tensor query_start;        // [S + 1] int32
+  Tensor context_len;        // [S] int32
+  Tensor sinks;              // [heads] fp32, optional
+  int max_query_len = 0;     // host-side bounds of the metadata above, for launch sizing
+  int max_context_len = 0;
+  AttentionSpec spec;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(q, Access::kRead), f(k_cache, Access::kRead);
+    f(v_cache, Access::kRead), f(block_tables, Access::kRead), f(query_start, Access::kRead);
+    f(context_len, Access::kRead), f(sinks, Access::kRead);
+  }
+};
+
+// One decoding position for B sequences with a dense cache (GPT-2's layout: each layer's cache
+// is [B, heads, max_seq, head_dim]): writes the position's k and v at `pos`, then attends q over
+// positions 0..pos. Used until decoding moves to the paged cache (KvCacheWrite, PagedAttention).
+struct AttentionDecode {
+  Tensor out;               // [B, heads * head_dim] activation
+  Tensor q, k, v;           // [B, heads, head_dim] views of the new position's projection
+  Tensor k_cache, v_cache;  // [B, heads, max_seq, head_dim] activations
+  int pos = 0;
+  AttentionSpec spec;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(q, Access::kRead), f(k, Access::kRead), f(v, Access::kRead);
+    f(k_cache, Access::kReadWrite), f(v_cache, Access::kReadWrite);
+  }
+};
+
+// ---- loss ----
+
+// losses[n] = -log softmax(logits[n, :])[targets[n]].
+struct CrossEntropy {
+  Tensor losses;   // [N] fp32
+  Tensor logits;   // [N, V] activation
+  Tensor targets;  // [N] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(losses, Access::kWrite), f(logits, Access::kRead), f(targets, Access::kRead);
+  }
+};
+
+// dlogits = (softmax(logits) - onehot(targets)) * dloss. Overwrites; dlogits may alias logits.
+struct CrossEntropyBackward {
+  Tensor dlogits, logits, targets;
+  float dloss = 1.0f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dlogits, Access::kWrite), f(logits, Access::kRead), f(targets, Access::kRead);
+  }
+};
+
+// ---- optimizer and step statistics ----
+
+// total[0] = sum of x^2, in double precision.
+struct SumOfSquares {
+  Tensor total;  // [1] fp64
+  Tensor x;      // [N] fp32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(total, Access::kWrite), f(x, Access::kRead);
+  }
+};
+
+// total[0] += scale * sum of x, in double precision (a micro-batch's loss).
+struct AccumulateSum {
+  Tensor total;  // [1] fp64
+  Tensor x;      // [N] fp32
+  double scale = 1.0;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(total, Access::kReadWrite), f(x, Access::kRead);
+  }
+};
+
+// Hyper-parameters of one AdamW update (decoupled weight decay, as torch.optim.AdamW).
+struct AdamWStep {
+  float learning_rate = 0;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float epsilon = 1e-8f;
+  float weight_decay = 0;
+  int step = 1;             // 1-based, for bias correction
+  float grad_scale = 1.0f;  // gradients are multiplied by this first
+};
+
+// One AdamW update of params[N] from grads[N] * step.grad_scale and moments m, v. With
+// grad_sum_of_squares, the gradients are also scaled by clip_scale(sqrt(sum), clip)
+// (gradient_clipping.h): global-norm clipping from a norm that never leaves the device. With
+// params_copy, the updated parameters are also written there in its dtype (the bf16 weight copies
+// products read).
+struct AdamW {
+  Tensor params, grads, m, v;  // [N] fp32
+  Tensor grad_sum_of_squares;  // [1] fp64, optional
+  Tensor params_copy;          // [N] bf16, optional
+  AdamWStep step;
+  float clip = 0.0f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(params, Access::kReadWrite), f(grads, Access::kRead), f(m, Access::kReadWrite);
+    f(v, Access::kReadWrite), f(grad_sum_of_squares, Access::kRead);
+    f(params_copy, Access::kWrite);
+  }
+};
+
+}  // namespace switchyard::backend::ops
+
+// Every op, as X(StructName, snake_case_name). Composite ops (LinearGelu, AddLayerNorm) have
+// composing defaults in Backend; every other op falls back to the CPU reference on the host.
+#define SWITCHYARD_OPS(X)                          \
+  X(Embedding, embedding)                          \
+  X(EmbeddingBackward, embedding_backward)         \
+  X(LayerNorm, layernorm)                          \
+  X(LayerNormBackward, layernorm_backward)         \
+  X(AddLayerNorm, add_layernorm)                   \
+  X(Linear, linear)                                \
+  X(LinearBackward, linear_backward)               \
+  X(LinearGelu, linear_gelu)                       \
+  X(Gelu, gelu)                                    \
+  X(GeluBackward, gelu_backward)                   \
+  X(Add, add)                                      \
+  X(Accumulate, accumulate)                        \
+  X(Cast, cast)                                    \
+  X(Attention, attention)                          \
+  X(AttentionBackward, attention_backward)         \
+  X(KvCacheWrite, kv_cache_write)                  \
+  X(PagedAttention, paged_attention)               \
+  X(AttentionDecode, attention_decode)             \
+  X(CrossEntropy, cross_entropy)                   \
+  X(CrossEntropyBackward, cross_entropy_backward)  \
+  X(SumOfSquares, sum_of_squares)                  \
+  X(AccumulateSum, accumulate_sum)                 \
+  X(AdamW, adamw)
+
+namespace switchyard::backend {
+
+// One value per op, in list order.
+enum class OpKind {
+#define SWITCHYARD_OP_KIND(Op, name) k##Op,
+  SWITCHYARD_OPS(SWITCHYARD_OP_KIND)
+#undef SWITCHYARD_OP_KIND
+};
+
+// "linear", "attention_backward", ...
+const char* op_name(OpKind kind);
+
+template <typename Op>
+struct OpTraits;
+#define SWITCHYARD_OP_TRAITS(Op, name)                 \
+  template <>                                          \
+  struct OpTraits<ops::Op> {                           \
+    static constexpr OpKind kind = OpKind::k##Op;      \
+    static constexpr const char* kName = #name;        \
+  };
+SWITCHYARD_OPS(SWITCHYARD_OP_TRAITS)
+#undef SWITCHYARD_OP_TRAITS
+
+}  // namespace switchyard::backend

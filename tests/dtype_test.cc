@@ -1,0 +1,112 @@
+// The one dtype enum: names, sizes, and the MXFP4 block format against the OCP Microscaling rules
+// worked out independently here.
+#include "core/dtype.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace switchyard {
+namespace {
+
+TEST(DType, NamesRoundTrip) {
+  for (DType d : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kF8E4M3, DType::kF8E5M2,
+                  DType::kMXFP4, DType::kI32, DType::kI64, DType::kU8, DType::kU16}) {
+    EXPECT_EQ(parse_dtype(dtype_name(d)), d) << dtype_name(d);
+    EXPECT_EQ(parse_dtype(nki_dtype_name(d)), d) << nki_dtype_name(d);
+    if (d != DType::kMXFP4) {
+      EXPECT_EQ(dtype_from_safetensors_name(safetensors_dtype_name(d)), d);
+    }
+  }
+  EXPECT_EQ(parse_dtype("fp8"), DType::kF8E4M3);
+  EXPECT_THROW(parse_dtype("fp4"), Error);
+  EXPECT_THROW(safetensors_dtype_name(DType::kMXFP4), Error);
+  EXPECT_THROW(dtype_from_safetensors_name("C64"), Error);
+}
+
+TEST(DType, Sizes) {
+  EXPECT_EQ(dtype_bytes(DType::kF32), 4);
+  EXPECT_EQ(dtype_bytes(DType::kBF16), 2);
+  EXPECT_EQ(dtype_bytes(DType::kF8E5M2), 1);
+  EXPECT_EQ(dtype_bytes(DType::kI64), 8);
+  EXPECT_THROW(dtype_bytes(DType::kMXFP4), Error);
+  EXPECT_EQ(dtype_bits(DType::kMXFP4), 4);
+  EXPECT_EQ(dtype_block_elements(DType::kMXFP4), 32);
+  EXPECT_EQ(storage_bytes(DType::kMXFP4, 2880 * 32), 2880u * 16);
+  EXPECT_EQ(storage_bytes(DType::kBF16, 3), 6u);
+  EXPECT_TRUE(is_float(DType::kMXFP4));
+  EXPECT_FALSE(is_float(DType::kI32));
+}
+
+// E2M1 from its definition: 1 sign bit, 2 exponent bits (bias 1), 1 mantissa bit; exponent field
+// 0 is subnormal (0.m x 2^0).
+float e2m1_from_bits(int code) {
+  const int sign = (code >> 3) & 1, exponent = (code >> 1) & 3, mantissa = code & 1;
+  const float magnitude = exponent == 0 ? 0.5f * mantissa
+                                        : std::ldexp(1.0f + 0.5f * mantissa, exponent - 1);
+  return sign ? -magnitude : magnitude;
+}
+
+TEST(DType, Fp4E2M1Table) {
+  for (int code = 0; code < 16; ++code) {
+    EXPECT_EQ(kFp4E2M1Values[code], e2m1_from_bits(code)) << code;
+    EXPECT_EQ(std::signbit(kFp4E2M1Values[code]), code >= 8) << code;
+  }
+}
+
+TEST(DType, E8M0Scale) {
+  EXPECT_EQ(e8m0_to_float(127), 1.0f);
+  EXPECT_EQ(e8m0_to_float(128), 2.0f);
+  EXPECT_EQ(e8m0_to_float(120), 1.0f / 128);
+  EXPECT_EQ(e8m0_to_float(0), std::ldexp(1.0f, -127));
+  EXPECT_TRUE(std::isnan(e8m0_to_float(255)));
+}
+
+TEST(DType, DecodesMxfp4BlocksLowNibbleFirst) {
+  uint8_t codes[16];
+  for (int i = 0; i < 16; ++i) codes[i] = static_cast<uint8_t>((i & 0xF) | ((15 - i) << 4));
+  float out[32];
+  decode_mxfp4_block(codes, 125, out);  // scale 2^-2
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(out[2 * i], e2m1_from_bits(i) * 0.25f) << i;
+    EXPECT_EQ(out[2 * i + 1], e2m1_from_bits(15 - i) * 0.25f) << i;
+  }
+}
+
+TEST(DType, EncodesMxfp4WithTheOcpScaleRule) {
+  // Largest magnitude 5.0: floor(log2 5) = 2, minus E2M1's largest exponent 2: scale 2^0. Values on
+  // the E2M1 grid come back exactly; 5.0 lies halfway between 4 and 6 and goes to the even code (4).
+  std::vector<float> values(32, 0.0f);
+  const float grid[] = {0.5f, -1.0f, 1.5f, 2.0f, -3.0f, 4.0f, 0.0f, -0.5f};
+  for (int i = 0; i < 8; ++i) values[i] = grid[i];
+  values[31] = 5.0f;
+  uint8_t codes[16], scale;
+  encode_mxfp4_block(values.data(), codes, &scale);
+  EXPECT_EQ(scale, 127);
+  float back[32];
+  decode_mxfp4_block(codes, scale, back);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(back[i], grid[i]) << i;
+  EXPECT_EQ(back[31], 4.0f);
+
+  // Largest 100: floor(log2 100) = 6, scale 2^4 = 16; 100 / 16 = 6.25 saturates to 6 (96).
+  std::vector<float> big(32, 1.0f);
+  big[3] = 100.0f;
+  big[4] = -40.0f;  // 40 / 16 = 2.5: halfway between 2 and 3, even code is 2 -> -32
+  encode_mxfp4_block(big.data(), codes, &scale);
+  EXPECT_EQ(scale, 127 + 4);
+  decode_mxfp4_block(codes, scale, back);
+  EXPECT_EQ(back[3], 96.0f);
+  EXPECT_EQ(back[4], -32.0f);
+  EXPECT_EQ(back[0], 0.0f);  // 1 / 16 = 0.0625 rounds to 0
+
+  std::vector<float> zeros(32, 0.0f);
+  encode_mxfp4_block(zeros.data(), codes, &scale);
+  decode_mxfp4_block(codes, scale, back);
+  for (float v : back) EXPECT_EQ(v, 0.0f);
+}
+
+}  // namespace
+}  // namespace switchyard
