@@ -27,13 +27,14 @@ View Launch::hbm(void* data, DType dtype, const std::vector<int64_t>& shape, con
 }
 
 View Launch::hbm(const Tensor& t, const char* name, std::vector<int64_t> shape) {
-  require(t.is_contiguous(), "{}: {} must be dense, got {}", core_.kernel(), name, t.describe());
+  require(t.is_contiguous(), "simulator launch: {} must be dense, got {}", name, t.describe());
   if (shape.empty()) shape.assign(t.shape.begin(), t.shape.begin() + t.rank);
   if (shape.empty()) shape = {1};  // a scalar is one row of one element
   int64_t elements = 1;
   for (int64_t s : shape) elements *= s;
-  require(elements == t.numel(), "{}: {} has {} elements, not the {} of the shape it is used as",
-          core_.kernel(), name, t.numel(), elements);
+  require(elements == t.numel(),
+          "simulator launch: {} has {} elements, not the {} of the shape it is used as", name,
+          t.numel(), elements);
   return hbm(t.data, t.dtype, shape, name);
 }
 
