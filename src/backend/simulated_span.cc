@@ -75,9 +75,14 @@ std::string describe_span(const SimulatedSpan& span, const SimulationReport& rep
   }
   text += fmt::format("; busiest: {}; {:.1f} TFLOPS ({:.1f}% of peak), HBM {:.0f} GB/s",
                       span.bottleneck, span.tflops, span.percent_of_peak, span.hbm_gbps);
-  for (size_t i = 0; i < span.unsimulated_ops.size(); ++i) {
-    text += fmt::format("{}{} x{}", i ? ", " : "; not simulated (ran on the host): ",
-                        span.unsimulated_ops[i].first, span.unsimulated_ops[i].second);
+  return text + describe_unsimulated(span.unsimulated_ops);
+}
+
+std::string describe_unsimulated(const std::vector<std::pair<std::string, int64_t>>& ops) {
+  std::string text;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    text += fmt::format("{}{} x{}", i ? ", " : "; not simulated (ran on the host): ", ops[i].first,
+                        ops[i].second);
   }
   return text;
 }

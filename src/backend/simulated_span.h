@@ -57,5 +57,8 @@ class SimulatedClock {
 // the host): paged_attention x12, ...".
 std::string describe_span(const SimulatedSpan& span, const SimulationReport& report,
                           const char* unit);
+// "; not simulated (ran on the host): paged_attention x12, ..." for ops that ran on the host, or
+// "" when there were none.
+std::string describe_unsimulated(const std::vector<std::pair<std::string, int64_t>>& ops);
 
 }  // namespace switchyard::backend
