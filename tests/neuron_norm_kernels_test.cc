@@ -314,7 +314,8 @@ void check_embedding(const Mode& mode, const EmbeddingCase& e, uint64_t seed) {
   View dwte = random_tensor(core, {e.V, e.C}, DType::kF32, "dwte", rng);
   View dwpe = positions ? random_tensor(core, {e.max_t, e.C}, DType::kF32, "dwpe", rng) : View();
   Host hwte = read(core, wte), d = read(core, dout), ref_dwte = read(core, dwte);
-  Host hwpe = positions ? read(core, wpe) : Host(), ref_dwpe = positions ? read(core, dwpe) : Host();
+  Host hwpe = positions ? read(core, wpe) : Host();
+  Host ref_dwpe = positions ? read(core, dwpe) : Host();
 
   embedding_forward(core, out, tokens, wte, position_ids, wpe, mode.compute);
   embedding_backward(core, dwte, dwpe, dout, tokens, position_ids, mode.compute);

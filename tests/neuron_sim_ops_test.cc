@@ -348,7 +348,8 @@ TEST(NeuronSimOps, ErrorsNameTheOpAndTheOperand) {
   const Tensor weight = sim.floats(DType::kF32, {6, 5}, random_floats(30, 44));
   expect_error([&] { sim->run(ops::Linear{.out = x, .inp = x, .weight = weight, .bias = {}}); },
                {"trn2-sim linear", "inp", "[*, 5]"});
-  expect_error([&] { sim->run(ops::Gelu{.out = {}, .inp = x}); }, {"trn2-sim gelu", "out", "missing"});
+  expect_error([&] { sim->run(ops::Gelu{.out = {}, .inp = x}); },
+               {"trn2-sim gelu", "out", "missing"});
   const Tensor table = sim.floats(DType::kF32, {3, 8}, random_floats(24, 45));
   expect_error(
       [&] {

@@ -154,7 +154,8 @@ void embedding_backward(NeuronCore& core, const View& dtable, const View& dposit
   // after another whatever queues they are on (each reads and writes the table); those into the
   // two tables overlap.
   std::array<View, 2> d;
-  for (int i = 0; i < 2; ++i) d[i] = pool.sbuf(P, {C}, compute, "embedding.dout" + std::to_string(i));
+  for (int i = 0; i < 2; ++i)
+    d[i] = pool.sbuf(P, {C}, compute, "embedding.dout" + std::to_string(i));
   auto load_tile = [&](int64_t t) {
     split_copy(core, d[t % 2].rows(0, rows_of(t)), dout.rows(t * kPartitions, rows_of(t)),
                queues.loads(), [&] { return queues.load(); });

@@ -1,4 +1,5 @@
-// LayerNorm forward and backward as NeuronCore tile programs (the ops of ops.h; epsilon 1e-5 unless given).
+// LayerNorm forward and backward as NeuronCore tile programs (the LayerNorm ops of ops.h; epsilon
+// 1e-5 unless given).
 //
 // Rows go on the 128 partitions, one row tile (128 rows x C) at a time, double buffered: the next
 // tile's loads are issued before this tile's compute. Row statistics are per-partition columns in

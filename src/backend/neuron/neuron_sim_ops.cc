@@ -60,6 +60,13 @@ void require_ids(const std::string& at, const Tensor& t, int64_t n, int64_t limi
   }
 }
 
+// The attention record: `floats` dense fp32 values at least (Backend::attention_record_floats).
+void require_record(const std::string& at, const Tensor& record, size_t floats) {
+  require(record.numel() >= static_cast<int64_t>(floats),
+          "{}: the record must hold {} fp32 values, got {}", at, floats, record.describe());
+  require_dense(at, record, "record");
+}
+
 // The shape the attention tile programs take: GPT-2's packed projection. q, k and v are
 // [N, heads, head_dim] views of one dense [N, 3C] tensor (C = heads * head_dim; q | k | v side by
 // side in each row), in one dtype.
@@ -315,10 +322,7 @@ void NeuronSimBackend::run(const ops::Attention& op) {
   check_operand_dtypes(op);
   const std::string at = op_label("attention");
   const int64_t lse = N * spec.heads;
-  require(op.record.numel() >= static_cast<int64_t>(attention_record_floats(spec, op.batch, op.seq)),
-          "{}: the record must hold {} fp32 values, got {}", at,
-          attention_record_floats(spec, op.batch, op.seq), op.record.describe());
-  require_dense(at, op.record, "record");
+  require_record(at, op.record, attention_record_floats(spec, op.batch, op.seq));
   Launch l(*core_);
   // The flash kernels keep one log-sum-exp per (sequence, head, row) at the start of the record.
   kernels::attention_forward(*core_, l.hbm(op.out, "out"),
@@ -340,10 +344,7 @@ void NeuronSimBackend::run(const ops::AttentionBackward& op) {
   check_operand_dtypes(op);
   const std::string at = op_label("attention_backward");
   const int64_t lse = N * spec.heads;
-  require(op.record.numel() >= static_cast<int64_t>(attention_record_floats(spec, op.batch, op.seq)),
-          "{}: the record must hold {} fp32 values, got {}", at,
-          attention_record_floats(spec, op.batch, op.seq), op.record.describe());
-  require_dense(at, op.record, "record");
+  require_record(at, op.record, attention_record_floats(spec, op.batch, op.seq));
   Launch l(*core_);
   // `out` is not read: the kernel recomputes what it needs from q, k, v and the log-sum-exps, and
   // needs no scratch.

@@ -25,9 +25,9 @@ double sum_of_elements(NeuronCore& core, const View& x);
 // One AdamW update of params[N] (in place, as m[N] and v[N]) from grads[N] * step.grad_scale, as
 // the AdamW op (ops.h) and cpu::adamw_update: decoupled weight decay, bias corrections. All four
 // tensors fp32 in HBM with N contiguous elements each. With params_copy (N contiguous elements of
-// any float dtype, e.g. bf16) the updated parameters are also stored there, rounded. HBM-bound on the chip: 28 bytes move per
-// element, and the 10-11 instructions per block are split between VectorE, ScalarE and GpSimd so
-// that none of them is the bottleneck.
+// any float dtype, e.g. bf16) the updated parameters are also stored there, rounded. HBM-bound on
+// the chip: 28 bytes move per element (plus the copy's), and the 10-11 instructions per block are
+// split between VectorE, ScalarE and GpSimd so that none of them is the bottleneck.
 void adamw_update(NeuronCore& core, const View& params, const View& grads, const View& m,
                   const View& v, int64_t N, const AdamWStep& step,
                   const View& params_copy = View());

@@ -33,15 +33,17 @@ constexpr OperandRule kGeluBackward[] = {{"dinp", kFloat}, {"inp", kFloat}, {"do
 constexpr OperandRule kAdd[] = {{"out", kFloat}, {"a", kFloat}, {"b", kFloat}};
 constexpr OperandRule kAccumulate[] = {{"dst", kFloat}, {"src", kFloat}};
 constexpr OperandRule kCast[] = {{"out", kFloat}, {"inp", kFloat}};
-constexpr OperandRule kAttention[] = {{"out", kFloat}, {"record", kF32}, {"q", kFloat},
-                                      {"k", kFloat},   {"v", kFloat},    {"sinks", kF32, kOptional}};
+constexpr OperandRule kAttention[] = {{"out", kFloat}, {"record", kF32},
+                                      {"q", kFloat},   {"k", kFloat},
+                                      {"v", kFloat},   {"sinks", kF32, kOptional}};
 constexpr OperandRule kAttentionBackward[] = {
     {"dq", kFloat},   {"dk", kFloat},      {"dv", kFloat},   {"dsinks", kF32, kOptional},
     {"scratch", kF32, kOptional},          {"dout", kFloat}, {"out", kFloat},
     {"record", kF32}, {"q", kFloat},       {"k", kFloat},    {"v", kFloat},
     {"sinks", kF32, kOptional}};
-constexpr OperandRule kAttentionDecode[] = {{"out", kFloat}, {"q", kFloat},       {"k", kFloat},
-                                            {"v", kFloat},   {"k_cache", kFloat}, {"v_cache", kFloat}};
+constexpr OperandRule kAttentionDecode[] = {{"out", kFloat},     {"q", kFloat},
+                                            {"k", kFloat},       {"v", kFloat},
+                                            {"k_cache", kFloat}, {"v_cache", kFloat}};
 constexpr OperandRule kCrossEntropy[] = {{"losses", kF32}, {"logits", kFloat}, {"targets", kI32}};
 constexpr OperandRule kCrossEntropyBackward[] = {
     {"dlogits", kFloat}, {"logits", kFloat}, {"targets", kI32}};
