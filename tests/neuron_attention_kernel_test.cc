@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/attention_kernels.h"
 #include "backend/neuron/attention_decode_kernel.h"
 #include "backend/neuron/attention_kernel.h"
 #include "core/rng.h"
@@ -36,6 +36,33 @@ std::vector<float> random_values(size_t n, uint64_t seed, float stddev) {
 }
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+// The CPU reference kernels on GPT-2's packed layout: q | k | v side by side in rows of 3C.
+cpu::AttentionGeometry packed_geometry(const Shape& s) {
+  cpu::AttentionGeometry g;
+  g.batch = s.B;
+  g.seq = s.T;
+  g.heads = g.kv_heads = s.NH;
+  g.head_dim = s.C / s.NH;
+  g.ldq = g.ldk = g.ldv = 3 * int64_t{s.C};
+  g.ldo = s.C;
+  return g;
+}
+double packed_scale(const Shape& s) { return 1.0 / std::sqrt(static_cast<double>(s.C / s.NH)); }
+
+// out = attention(qkv); att[B, NH, T, T] the probabilities.
+void reference_forward(double* out, double* att, const double* qkv, const Shape& s) {
+  cpu::attention_forward<double>(out, att, qkv, qkv + s.C, qkv + 2 * s.C, nullptr,
+                                 packed_geometry(s), packed_scale(s));
+}
+
+// dqkv += the gradient of attention(qkv) given dout and the forward's probabilities.
+void reference_backward(double* dqkv, double* scratch, const double* dout, const double* qkv,
+                        const double* att, const Shape& s) {
+  cpu::attention_backward<double>(dqkv, dqkv + s.C, dqkv + 2 * s.C, nullptr, scratch, dout, att,
+                                  qkv, qkv + s.C, qkv + 2 * s.C, nullptr, packed_geometry(s),
+                                  packed_scale(s));
+}
 
 // lse[b, h, t] = log sum_{j <= t} exp(q_t . k_j / sqrt(hs)), straight from the definition.
 std::vector<double> reference_lse(const std::vector<double>& qkv, const Shape& s) {
@@ -79,7 +106,7 @@ ForwardResult run_forward(const Shape& s, DType hbm, DType compute, uint64_t see
   const std::vector<double> x = to_double(core.read(qkv));  // as stored (rounded)
   std::vector<double> ref_out(static_cast<size_t>(out.elements()));
   std::vector<double> att(static_cast<size_t>(s.B) * s.NH * s.T * s.T);
-  cpu::attention_forward<double>(ref_out.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
+  reference_forward(ref_out.data(), att.data(), x.data(), s);
   const ForwardResult r{relative_error(core.read(out), ref_out),
                         relative_error(core.read(lse), reference_lse(x, s))};
   std::printf("forward B=%d T=%d C=%d NH=%d %s: relative error out %.2e, lse %.2e\n", s.B, s.T,
@@ -115,9 +142,8 @@ double run_backward(const Shape& s, DType hbm, DType compute, uint64_t seed,
   std::vector<double> out(static_cast<size_t>(N) * s.C);
   std::vector<double> att(static_cast<size_t>(s.B) * s.NH * s.T * s.T);
   std::vector<double> scratch(att.size());
-  cpu::attention_forward<double>(out.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
-  cpu::attention_backward<double>(ref.data(), scratch.data(), dy.data(), x.data(), att.data(), s.B,
-                                  s.T, s.C, s.NH);
+  reference_forward(out.data(), att.data(), x.data(), s);
+  reference_backward(ref.data(), scratch.data(), dy.data(), x.data(), att.data(), s);
   const double error = relative_error(core.read(dqkv), ref);
   std::printf("backward B=%d T=%d C=%d NH=%d %s: relative error dqkv %.2e\n", s.B, s.T, s.C, s.NH,
               nki_dtype_name(compute), error);
@@ -165,7 +191,7 @@ TEST(NeuronAttention, ForwardScoresFarApartStayFinite) {
   attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, DType::kF32);
   const std::vector<double> x = to_double(core.read(qkv));
   std::vector<double> ref(20 * 8), att(400);
-  cpu::attention_forward<double>(ref.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
+  reference_forward(ref.data(), att.data(), x.data(), s);
   EXPECT_LT(relative_error(core.read(out), ref), 1e-5);
   EXPECT_LT(relative_error(core.read(lse), reference_lse(x, s)), 1e-6);
 }
@@ -215,7 +241,9 @@ double run_decode(int B, int pos, int max_T, int C, int NH, DType hbm, DType cac
           cache_dtype, static_cast<float>(x[static_cast<size_t>(b) * 3 * C + i]));
   attention_decode(core, out, qkv, kc, vc, B, pos, max_T, C, NH, compute);
   std::vector<double> ref(static_cast<size_t>(B) * C);
-  cpu::attention_decode<double>(ref.data(), xk.data(), k.data(), v.data(), B, pos, max_T, C, NH);
+  cpu::attention_decode<double>(ref.data(), C, xk.data(), 3 * int64_t{C}, xk.data() + C,
+                                3 * int64_t{C}, xk.data() + 2 * C, 3 * int64_t{C}, k.data(),
+                                v.data(), B, pos, max_T, NH, hs);
   std::vector<double> caches = k;
   caches.insert(caches.end(), v.begin(), v.end());
   std::vector<float> got_caches = core.read(kc);

@@ -1,4 +1,4 @@
-// The trn*-sim backend's layernorm, gelu, residual and encoder tile programs against the CPU
+// The trn*-sim backend's layernorm, gelu, residual and embedding tile programs against the CPU
 // kernel templates (cpu_kernels.h) run in double on the same (rounded) inputs: fp32 tensors with
 // fp32 compute agree to fp32 rounding, bf16 activations with bf16 compute to bf16 rounding.
 // Backward kernels are checked to accumulate into pre-filled gradients. The gpt2-124m-sized cases
@@ -266,57 +266,98 @@ TEST(NeuronResidual, RejectsBadShapes) {
   accumulate(core, m, a, DType::kF32);  // a 2-D tensor of 64 elements is fine
 }
 
-// ---- encoder ----
+// ---- embedding ----
 
-struct EncoderCase {
-  int B, T, C, V, max_t;
+// How the position ids of a case are laid out.
+enum class Positions {
+  kWindows,  // row b * T + t is at position t (a training window)
+  kSame,     // every row at position max_t - 1 (one decoding step)
+  kRandom,   // any position in [0, max_t) (a flat batch of sequences at different points)
+  kNone,     // no position table: a plain row gather
 };
 
-void check_encoder(const Mode& mode, const EncoderCase& e, uint64_t seed) {
-  SCOPED_TRACE(label(mode, "encoder B=" + std::to_string(e.B) + " T=" + std::to_string(e.T) +
-                               " C=" + std::to_string(e.C) + " V=" + std::to_string(e.V)));
+struct EmbeddingCase {
+  int B, T, C, V, max_t;
+  Positions positions = Positions::kWindows;
+};
+
+// int32 ids as an HBM tensor [n, 1], and the same ids on the host.
+View id_tensor(NeuronCore& core, const std::vector<int32_t>& ids, const char* name) {
+  View v = core.hbm_alloc({static_cast<int64_t>(ids.size()), 1}, DType::kI32, name);
+  core.write(v, std::vector<float>(ids.begin(), ids.end()));
+  return v;
+}
+
+void check_embedding(const Mode& mode, const EmbeddingCase& e, uint64_t seed) {
+  SCOPED_TRACE(label(mode, "embedding B=" + std::to_string(e.B) + " T=" + std::to_string(e.T) +
+                               " C=" + std::to_string(e.C) + " V=" + std::to_string(e.V) +
+                               " positions " + std::to_string(static_cast<int>(e.positions))));
   NeuronCore core(trn2_config());
   Rng rng(seed);
   const int64_t n = static_cast<int64_t>(e.B) * e.T;
-  View tokens = core.hbm_alloc({n, 1}, DType::kI32, "tokens");
-  std::vector<float> ids(static_cast<size_t>(n));
-  for (float& id : ids) id = static_cast<float>(rng.next_u64() % static_cast<uint64_t>(e.V));
-  core.write(tokens, ids);
-  std::vector<int32_t> tok(ids.begin(), ids.end());
+  std::vector<int32_t> tok(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
+  for (int32_t& id : tok) id = static_cast<int32_t>(rng.next_u64() % static_cast<uint64_t>(e.V));
+  for (int64_t i = 0; i < n; ++i) {
+    switch (e.positions) {
+      case Positions::kWindows: pos[i] = static_cast<int32_t>(i % e.T); break;
+      case Positions::kSame: pos[i] = e.max_t - 1; break;
+      default: pos[i] = static_cast<int32_t>(rng.next_u64() % static_cast<uint64_t>(e.max_t));
+    }
+  }
+  const bool positions = e.positions != Positions::kNone;
+  View tokens = id_tensor(core, tok, "tokens");
+  View position_ids = positions ? id_tensor(core, pos, "positions") : View();
   View wte = random_tensor(core, {e.V, e.C}, DType::kF32, "wte", rng);
-  View wpe = random_tensor(core, {e.max_t, e.C}, DType::kF32, "wpe", rng);
+  View wpe = positions ? random_tensor(core, {e.max_t, e.C}, DType::kF32, "wpe", rng) : View();
   View out = core.hbm_alloc({n, e.C}, mode.act, "out");
   View dout = random_tensor(core, {n, e.C}, mode.act, "dout", rng);
   View dwte = random_tensor(core, {e.V, e.C}, DType::kF32, "dwte", rng);
-  View dwpe = random_tensor(core, {e.max_t, e.C}, DType::kF32, "dwpe", rng);
-  Host hwte = read(core, wte), hwpe = read(core, wpe), d = read(core, dout);
-  Host ref_dwte = read(core, dwte), ref_dwpe = read(core, dwpe);
+  View dwpe = positions ? random_tensor(core, {e.max_t, e.C}, DType::kF32, "dwpe", rng) : View();
+  Host hwte = read(core, wte), d = read(core, dout), ref_dwte = read(core, dwte);
+  Host hwpe = positions ? read(core, wpe) : Host();
+  Host ref_dwpe = positions ? read(core, dwpe) : Host();
 
-  encoder_forward(core, out, tokens, wte, wpe, e.B, e.T, mode.compute);
-  encoder_backward(core, dwte, dwpe, dout, tokens, e.B, e.T, mode.compute);
+  embedding_forward(core, out, tokens, wte, position_ids, wpe, mode.compute);
+  embedding_backward(core, dwte, dwpe, dout, tokens, position_ids, mode.compute);
 
   Host ref_out(static_cast<size_t>(n * e.C));
-  cpu::encoder_forward<double>(ref_out.data(), tok.data(), hwte.data(), hwpe.data(), e.B, e.T, e.C);
-  // Rows of dwpe from T on are not the kernel's: the reference leaves them too.
-  cpu::encoder_backward<double>(ref_dwte.data(), ref_dwpe.data(), d.data(), tok.data(), e.B, e.T,
-                                e.C);
+  cpu::embedding_forward<double>(ref_out.data(), tok.data(), hwte.data(),
+                                 positions ? pos.data() : nullptr,
+                                 positions ? hwpe.data() : nullptr, static_cast<int>(n), e.C);
+  cpu::embedding_backward<double>(ref_dwte.data(), positions ? ref_dwpe.data() : nullptr, d.data(),
+                                  tok.data(), positions ? pos.data() : nullptr,
+                                  static_cast<int>(n), e.C);
   EXPECT_LT(relative_error(read(core, out), ref_out), mode.tol);
   // Gradients are summed in fp32 from the compute-dtype dout the kernel read.
   EXPECT_LT(relative_error(read(core, dwte), ref_dwte), 1e-6);
-  EXPECT_LT(relative_error(read(core, dwpe), ref_dwpe), 1e-6);
+  if (positions) {
+    EXPECT_LT(relative_error(read(core, dwpe), ref_dwpe), 1e-6);
+  }
 }
 
-TEST(NeuronEncoder, ForwardAndBackwardMatchCpuReference) {
-  check_encoder(kFp32, {3, 13, 54, 211, 16}, 21);    // positions gathered by computed index
-  check_encoder(kFp32, {4, 64, 96, 1000, 64}, 22);   // one shared position tile of two runs
-  check_encoder(kFp32, {2, 200, 40, 50, 256}, 23);   // two position blocks, runs per tile
-  check_encoder(kFp32, {300, 1, 8, 17, 4}, 24);      // T = 1: every row is position 0
-  check_encoder(kFp32, {3, 150, 3000, 40, 150}, 25); // batches summed in chunks of two
-  check_encoder(kBf16, {3, 13, 54, 211, 16}, 26);
-  check_encoder(kBf16, {4, 64, 96, 1000, 64}, 27);
+TEST(NeuronEmbedding, ForwardAndBackwardMatchCpuReference) {
+  check_embedding(kFp32, {3, 13, 54, 211, 16}, 21);    // a partial row tile
+  check_embedding(kFp32, {4, 64, 96, 1000, 64}, 22);   // two full tiles
+  check_embedding(kFp32, {2, 200, 40, 50, 256}, 23);   // positions beyond a tile's 128
+  check_embedding(kFp32, {300, 1, 8, 17, 4}, 24);      // T = 1: every row at position 0
+  check_embedding(kFp32, {3, 150, 3000, 40, 150}, 25); // wide rows
+  check_embedding(kBf16, {3, 13, 54, 211, 16}, 26);
+  check_embedding(kBf16, {4, 64, 96, 1000, 64}, 27);
 }
 
-TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
+TEST(NeuronEmbedding, PositionsAreGatheredById) {
+  // Decoding: every sequence at the same position; repeated position ids add up in the backward
+  // pass, 130 rows of them across two tiles.
+  check_embedding(kFp32, {130, 1, 24, 300, 40, Positions::kSame}, 41);
+  // A flat batch whose rows sit anywhere in the context.
+  check_embedding(kFp32, {1, 300, 32, 500, 1024, Positions::kRandom}, 42);
+  check_embedding(kBf16, {1, 300, 32, 500, 1024, Positions::kRandom}, 43);
+  // No position table: rows of the table gathered as they are.
+  check_embedding(kFp32, {2, 90, 20, 60, 1, Positions::kNone}, 44);
+  check_embedding(kBf16, {2, 90, 20, 60, 1, Positions::kNone}, 45);
+}
+
+TEST(NeuronEmbedding, RepeatedTokensWithinOneScatterAddUp) {
   // The simulator's accumulating scatter adds rows in partition order, so duplicates in one
   // instruction all land (no lost updates).
   NeuronCore core(trn2_config());
@@ -332,17 +373,20 @@ TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
   // Through the kernel: 200 rows over 3 tokens, so every tile repeats each token many times.
   NeuronCore core2(trn2_config());
   const int B = 2, T = 100, C = 5;
-  View tokens = core2.hbm_alloc({B * T, 1}, DType::kI32, "tokens");
-  std::vector<float> ids(B * T);
-  for (int i = 0; i < B * T; ++i) ids[i] = static_cast<float>(i % 3);
-  core2.write(tokens, ids);
+  std::vector<int32_t> ids(B * T), positions(B * T);
+  for (int i = 0; i < B * T; ++i) {
+    ids[i] = i % 3;
+    positions[i] = i % T;
+  }
+  View tokens = id_tensor(core2, ids, "tokens");
+  View position_ids = id_tensor(core2, positions, "positions");
   View dout = core2.hbm_alloc({B * T, C}, DType::kF32, "dout");
   core2.write(dout, std::vector<float>(B * T * C, 1.0f));
   View dwte = core2.hbm_alloc({3, C}, DType::kF32, "dwte");
   core2.write(dwte, std::vector<float>(3 * C, 0.5f));
   View dwpe = core2.hbm_alloc({T, C}, DType::kF32, "dwpe");
   core2.write(dwpe, std::vector<float>(T * C, 0.0f));
-  encoder_backward(core2, dwte, dwpe, dout, tokens, B, T, DType::kF32);
+  embedding_backward(core2, dwte, dwpe, dout, tokens, position_ids, DType::kF32);
   Host got = read(core2, dwte);
   for (int v = 0; v < 3; ++v) {
     const double count = (B * T - v + 2) / 3;  // rows i < 200 with i % 3 == v
@@ -351,26 +395,35 @@ TEST(NeuronEncoder, RepeatedTokensWithinOneScatterAddUp) {
   for (double x : read(core2, dwpe)) EXPECT_EQ(x, 2.0);
 }
 
-TEST(NeuronEncoder, RejectsBadShapes) {
+TEST(NeuronEmbedding, RejectsBadShapes) {
   NeuronCore core(trn1_config());
   View tokens = core.hbm_alloc({6, 1}, DType::kI32, "tokens");
+  View positions = core.hbm_alloc({6, 1}, DType::kI32, "positions");
   View float_tokens = core.hbm_alloc({6, 1}, DType::kF32, "float_tokens");
+  View short_positions = core.hbm_alloc({5, 1}, DType::kI32, "short_positions");
   View wte = core.hbm_alloc({10, 4}, DType::kF32, "wte");
   View wpe = core.hbm_alloc({2, 4}, DType::kF32, "wpe");
   View out = core.hbm_alloc({6, 4}, DType::kF32, "out");
   View narrow_wte = core.hbm_alloc({10, 5}, DType::kF32, "narrow_wte");
-  expect_error([&] { encoder_forward(core, out, float_tokens, wte, wpe, 2, 3, DType::kF32); },
-               {"encoder_forward", "tokens", "int32"});
-  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 2, 3, DType::kF32); },
-               {"encoder_forward", "wpe", ">= 3"});
-  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 3, DType::kF32); },
-               {"encoder_forward", "tokens", "9"});
-  expect_error([&] { encoder_backward(core, narrow_wte, wpe, out, tokens, 3, 2, DType::kF32); },
-               {"encoder_backward", "dwte", "4]"});
-  // Token ids outside the table are caught by the gather.
+  core.write(positions, std::vector<float>{0, 1, 0, 1, 0, 1});
+  expect_error([&] { embedding_forward(core, out, float_tokens, wte, positions, wpe, DType::kF32); },
+               {"embedding_forward", "ids", "int32"});
+  expect_error(
+      [&] { embedding_forward(core, out, tokens, wte, short_positions, wpe, DType::kF32); },
+      {"embedding_forward", "position_ids", "6"});
+  expect_error([&] { embedding_forward(core, out, tokens, wte, positions, View(), DType::kF32); },
+               {"embedding_forward", "position_ids", "together"});
+  expect_error(
+      [&] { embedding_backward(core, narrow_wte, wpe, out, tokens, positions, DType::kF32); },
+      {"embedding_backward", "dtable", "4]"});
+  // Ids outside their table are caught by the gather.
   core.write(tokens, std::vector<float>{0, 1, 2, 3, 4, 10});
-  expect_error([&] { encoder_forward(core, out, tokens, wte, wpe, 3, 2, DType::kF32); },
+  expect_error([&] { embedding_forward(core, out, tokens, wte, positions, wpe, DType::kF32); },
                {"index 10", "wte"});
+  core.write(tokens, std::vector<float>{0, 1, 2, 3, 4, 5});
+  core.write(positions, std::vector<float>{0, 1, 2, 0, 1, 0});
+  expect_error([&] { embedding_forward(core, out, tokens, wte, positions, wpe, DType::kF32); },
+               {"index 2", "wpe"});
 }
 
 // ---- gpt2-124m sizes: simulated time and host time (printed, not asserted) ----
@@ -440,10 +493,13 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
   {
     NeuronCore core(trn2_config());
     Rng rng(33);
-    View tokens = core.hbm_alloc({N, 1}, DType::kI32, "tokens");
-    std::vector<float> ids(N);
-    for (float& id : ids) id = static_cast<float>(rng.next_u64() % V);
-    core.write(tokens, ids);
+    std::vector<int32_t> ids(N), positions(N);
+    for (int i = 0; i < N; ++i) {
+      ids[i] = static_cast<int32_t>(rng.next_u64() % V);
+      positions[i] = i % T;
+    }
+    View tokens = id_tensor(core, ids, "tokens");
+    View position_ids = id_tensor(core, positions, "positions");
     View wte = core.hbm_alloc({V, C}, DType::kF32, "wte");
     core.write(wte, std::vector<float>(static_cast<size_t>(V) * C, 0.01f));
     View wpe = random_tensor(core, {1024, C}, DType::kF32, "wpe", rng);
@@ -453,10 +509,12 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
     core.write(dwte, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
     View dwpe = core.hbm_alloc({1024, C}, DType::kF32, "dwpe");
     core.write(dwpe, std::vector<float>(1024 * C, 0.0f));
-    report(core, "encoder_forward B=4 T=64 C=768",
-           [&] { encoder_forward(core, out, tokens, wte, wpe, B, T, compute); });
-    report(core, "encoder_backward B=4 T=64 C=768 V=50257",
-           [&] { encoder_backward(core, dwte, dwpe, dout, tokens, B, T, compute); });
+    report(core, "embedding_forward B=4 T=64 C=768", [&] {
+      embedding_forward(core, out, tokens, wte, position_ids, wpe, compute);
+    });
+    report(core, "embedding_backward B=4 T=64 C=768 V=50257", [&] {
+      embedding_backward(core, dwte, dwpe, dout, tokens, position_ids, compute);
+    });
     for (double x : read(core, out)) ASSERT_TRUE(std::isfinite(x));
   }
 }

@@ -74,8 +74,8 @@ TEST(NeuronSimBackend, Bf16ModeStaysWithinBf16OfTheCpuBackend) {
 
 TEST(NeuronSimBackend, SimulatedTimeIsDeterministicAndAccountsForEveryEngine) {
   auto backend = backend::create_backend("trn2-sim");
-  ASSERT_TRUE(backend->simulation_report().has_value());
-  EXPECT_DOUBLE_EQ(backend->simulation_report()->total_ns, 0.0);
+  ASSERT_TRUE(backend::simulation_report(*backend).has_value());
+  EXPECT_DOUBLE_EQ(backend::simulation_report(*backend)->total_ns, 0.0);
   model::Gpt gpt(*backend, small_config());
   gpt.init_random(4);
   std::vector<int32_t> tokens(2 * 32, 7);
@@ -83,13 +83,13 @@ TEST(NeuronSimBackend, SimulatedTimeIsDeterministicAndAccountsForEveryEngine) {
   gpt.forward(tokens.data(), tokens.data(), 2, 32);
   std::vector<double> spans;
   for (int rep = 0; rep < 2; ++rep) {
-    const double before = backend->simulation_report()->total_ns;
+    const double before = backend::simulation_report(*backend)->total_ns;
     gpt.forward(tokens.data(), tokens.data(), 2, 32);
-    spans.push_back(backend->simulation_report()->total_ns - before);
+    spans.push_back(backend::simulation_report(*backend)->total_ns - before);
   }
   EXPECT_GT(spans[0], 0.0);
   EXPECT_NEAR(spans[0], spans[1], 1e-9 * spans[0]);  // equal up to rounding of absolute times
-  const backend::SimulationReport report = *backend->simulation_report();
+  const backend::SimulationReport report = *backend::simulation_report(*backend);
   EXPECT_EQ(report.target, "trn2");
   EXPECT_EQ(report.cores_per_chip, 8);
   EXPECT_GT(report.matmul_flops, 0.0);
@@ -97,7 +97,7 @@ TEST(NeuronSimBackend, SimulatedTimeIsDeterministicAndAccountsForEveryEngine) {
   for (const auto& engine : report.engines) {
     EXPECT_LE(engine.busy_ns, report.total_ns + 1e-6) << engine.name;
   }
-  EXPECT_EQ(backend::create_backend("cpu")->simulation_report(), std::nullopt);
+  EXPECT_EQ(backend::simulation_report(*backend::create_backend("cpu")), std::nullopt);
 }
 
 class NeuronSimBackendFiles : public TempDirTest {};
@@ -107,23 +107,23 @@ TEST_F(NeuronSimBackendFiles, TraceHasEveryKernelOfAStep) {
   model::Gpt gpt(*backend, small_config());
   gpt.init_random(4);
   std::vector<int32_t> tokens(2 * 16, 5);
-  backend->start_trace();
+  backend::require_simulator(*backend, "a trace").start_trace();
   gpt.forward(tokens.data(), tokens.data(), 2, 16);
   gpt.zero_grad();
   gpt.backward();
   gpt.adamw_step(model::AdamWConfig{}, 1e-3f, 1);
   const std::string trace_path = path("step.json");
-  backend->finish_trace(trace_path);
+  backend::require_simulator(*backend, "a trace").finish_trace(trace_path);
   std::ifstream in(trace_path);
   const nlohmann::json trace = nlohmann::json::parse(in);
   std::string names;
   for (const auto& event : trace["traceEvents"]) {
     if (event.contains("name")) names += event["name"].get<std::string>() + " ";
   }
-  for (const char* kernel : {"encoder_forward", "layernorm_forward", "linear_forward",
+  for (const char* kernel : {"embedding_forward", "layernorm_forward", "linear_forward",
                              "attention_forward", "gelu_forward", "cross_entropy_forward",
                              "cross_entropy_backward", "linear_backward", "attention_backward",
-                             "layernorm_backward", "encoder_backward", "adamw"}) {
+                             "layernorm_backward", "embedding_backward", "adamw"}) {
     EXPECT_NE(names.find(kernel), std::string::npos) << kernel;
   }
 }
@@ -132,7 +132,8 @@ TEST(NeuronSimBackend, ErrorsNameTheProblem) {
   auto backend = backend::create_backend("trn2-sim");
   const std::string too_big = error_of([&] { backend->allocate(size_t{13} << 30); });
   EXPECT_NE(too_big.find("HBM"), std::string::npos) << too_big;
-  const std::string not_sim = error_of([] { backend::create_backend("cpu")->start_trace(); });
+  const std::string not_sim = error_of(
+      [] { backend::require_simulator(*backend::create_backend("cpu"), "--trace").start_trace(); });
   EXPECT_NE(not_sim.find("not a simulator"), std::string::npos) << not_sim;
   const std::string unknown = error_of([] { backend::create_backend("trn3-sim"); });
   EXPECT_NE(unknown.find("trn2-sim"), std::string::npos) << unknown;

@@ -75,7 +75,7 @@ class Backend {
   // Waits for all queued work (no-op where kernels run synchronously).
   virtual void synchronize() {}
   // True where device memory is host memory (the CPU and the simulators): the host fallback then
-  // runs the CPU reference on the tensors in place.
+  // runs the CPU reference on the tensors in place (when it takes their dtypes; host_fallback.h).
   virtual bool device_memory_is_host_memory() const { return false; }
   // Most device memory held at once so far (allocations and the backend's own scratch), on
   // devices with memory of their own; nullopt where device memory is host memory.

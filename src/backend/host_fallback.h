@@ -1,11 +1,13 @@
 // Running an op with the CPU reference on the host, for a backend that does not implement it.
 //
-// Where device memory is host memory the reference runs on the tensors in place. Elsewhere every
-// operand is staged: the device ranges the operands cover are merged where they overlap (q, k and
-// v as views of one projection; an output that aliases an input), each merged range is copied to
-// the host once (bf16 and fp16 widened to fp32, which the reference computes in), the operands are
-// re-pointed into those copies with their strides kept, the reference runs, and the ranges an
-// output touches are copied back (narrowed again).
+// Where device memory is host memory and the reference takes the operands' dtypes as they are
+// (CpuBackend::supports), the reference runs on the tensors in place. Otherwise (device memory of
+// its own, or bf16 operands the reference does not compute in) every operand is staged: the
+// device ranges the operands cover are merged where they overlap (q, k and v as views of one
+// projection; an output that aliases an input), each merged range is copied to the host once
+// (bf16 and fp16 widened to fp32, which the reference computes in), the operands are re-pointed
+// into those copies with their strides kept, the reference runs, and the ranges an output touches
+// are copied back (narrowed again).
 #pragma once
 
 #include <cstdint>
@@ -50,7 +52,7 @@ template <typename Op>
 void Backend::run_on_host(const Op& op) {
   on_host_fallback(OpTraits<Op>::kind);
   Backend& reference = host_reference_backend();
-  if (device_memory_is_host_memory()) {
+  if (device_memory_is_host_memory() && reference.supports(op)) {
     reference.run(op);
     return;
   }

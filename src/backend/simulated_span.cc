@@ -36,6 +36,13 @@ SimulatedSpan simulated_span(const SimulationReport& before, const SimulationRep
   if (queues > 0) {
     span.engines.push_back({"DMA", dma_busy / queues / 1e6, ns > 0 ? dma_busy / queues / ns : 0});
   }
+  for (const auto& [name, calls] : after.unsimulated_ops) {
+    int64_t earlier = 0;
+    for (const auto& [before_name, before_calls] : before.unsimulated_ops) {
+      if (before_name == name) earlier = before_calls;
+    }
+    if (calls > earlier) span.unsimulated_ops.emplace_back(name, calls - earlier);
+  }
   double best = -1;
   for (const SimulatedSpan::Engine& e : span.engines) {
     if (e.utilization > best) {
@@ -68,6 +75,15 @@ std::string describe_span(const SimulatedSpan& span, const SimulationReport& rep
   }
   text += fmt::format("; busiest: {}; {:.1f} TFLOPS ({:.1f}% of peak), HBM {:.0f} GB/s",
                       span.bottleneck, span.tflops, span.percent_of_peak, span.hbm_gbps);
+  return text + describe_unsimulated(span.unsimulated_ops);
+}
+
+std::string describe_unsimulated(const std::vector<std::pair<std::string, int64_t>>& ops) {
+  std::string text;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    text += fmt::format("{}{} x{}", i ? ", " : "; not simulated (ran on the host): ", ops[i].first,
+                        ops[i].second);
+  }
   return text;
 }
 

@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -29,6 +30,9 @@ struct SimulatedSpan {
   double tflops = 0;
   double percent_of_peak = 0;
   int64_t instructions = 0;  // simulated instructions issued in the span
+  // Ops the simulator ran on the host during the span (no tile program for them, or not in the
+  // form it handles): their work is not in `ms`. Name and calls.
+  std::vector<std::pair<std::string, int64_t>> unsimulated_ops;
 };
 
 SimulatedSpan simulated_span(const SimulationReport& before, const SimulationReport& after,
@@ -49,8 +53,12 @@ class SimulatedClock {
 };
 
 // "simulated trn2: 12.34 ms/step, 20747 tokens/s per core, 165976 per chip (8 cores); TensorE 41%,
-// VectorE 22%, ..., bound by DMA".
+// VectorE 22%, ..., bound by DMA", then, when some ops ran on the host, "; not simulated (ran on
+// the host): paged_attention x12, ...".
 std::string describe_span(const SimulatedSpan& span, const SimulationReport& report,
                           const char* unit);
+// "; not simulated (ran on the host): paged_attention x12, ..." for ops that ran on the host, or
+// "" when there were none.
+std::string describe_unsimulated(const std::vector<std::pair<std::string, int64_t>>& ops);
 
 }  // namespace switchyard::backend

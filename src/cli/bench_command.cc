@@ -118,6 +118,9 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
                      {"bottleneck", sim.bottleneck}, {"simulated_tflops", sim.tflops},
                      {"percent_of_peak", sim.percent_of_peak}, {"simulated_hbm_gbps", sim.hbm_gbps},
                      {"simulated_instructions_per_step", sim.instructions}};
+    nlohmann::json unsimulated = nlohmann::json::object();
+    for (const auto& [name, calls] : sim.unsimulated_ops) unsimulated[name] = calls;
+    result["unsimulated_ops"] = unsimulated;  // ran on the host: not in simulated_ms_per_step
     if (opened.profiler) result["kernel_ms_per_step"] = kernels;
     print_json_line(result);
   }

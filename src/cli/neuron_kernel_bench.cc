@@ -73,6 +73,15 @@ struct Bench {
     core.write(v, values);
     return v;
   }
+  // Position t of the t-th token of each of B sequences of T tokens (a training window).
+  View positions(int64_t B, int64_t T, const char* name) {
+    SetupTimer timer(setup_seconds);
+    View v = core.hbm_alloc({B * T, 1}, DType::kI32, name);
+    std::vector<float> values(static_cast<size_t>(B * T));
+    for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(static_cast<int64_t>(i) % T);
+    core.write(v, values);
+    return v;
+  }
   int dim(int i) const { return static_cast<int>(dims[i]); }
 };
 
@@ -189,18 +198,20 @@ const std::vector<KernelSpec>& kernel_specs() {
       {"embedding", "BxTxCxV", "4x64x768x50257",
        [](Bench& b) {
          const int B = b.dim(0), T = b.dim(1);
-         k::encoder_forward(b.core, b.zeros({int64_t{B} * T, b.dims[2]}, b.activations, "out"),
-                            b.tokens(int64_t{B} * T, b.dims[3], "tokens"),
-                            b.random({b.dims[3], b.dims[2]}, DType::kF32, "wte", 0.02f),
-                            b.random({T, b.dims[2]}, DType::kF32, "wpe", 0.01f), B, T, b.compute);
+         k::embedding_forward(b.core, b.zeros({int64_t{B} * T, b.dims[2]}, b.activations, "out"),
+                              b.tokens(int64_t{B} * T, b.dims[3], "tokens"),
+                              b.random({b.dims[3], b.dims[2]}, DType::kF32, "wte", 0.02f),
+                              b.positions(B, T, "positions"),
+                              b.random({T, b.dims[2]}, DType::kF32, "wpe", 0.01f), b.compute);
        }},
       {"embedding_backward", "BxTxCxV", "4x64x768x50257",
        [](Bench& b) {
          const int B = b.dim(0), T = b.dim(1);
-         k::encoder_backward(b.core, b.zeros({b.dims[3], b.dims[2]}, DType::kF32, "dwte"),
-                             b.zeros({T, b.dims[2]}, DType::kF32, "dwpe"),
-                             b.random({int64_t{B} * T, b.dims[2]}, b.activations, "dout", 0.01f),
-                             b.tokens(int64_t{B} * T, b.dims[3], "tokens"), B, T, b.compute);
+         k::embedding_backward(b.core, b.zeros({b.dims[3], b.dims[2]}, DType::kF32, "dwte"),
+                               b.zeros({T, b.dims[2]}, DType::kF32, "dwpe"),
+                               b.random({int64_t{B} * T, b.dims[2]}, b.activations, "dout", 0.01f),
+                               b.tokens(int64_t{B} * T, b.dims[3], "tokens"),
+                               b.positions(B, T, "positions"), b.compute);
        }},
       {"adamw", "N", "124439808",
        [](Bench& b) {

@@ -252,9 +252,10 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     const backend::SimulationReport report = *backend::simulation_report(model.backend());
     const double sim_s = sim_ms_total / 1000.0;
     result.simulated_seconds = sim_s;
-    std::fprintf(stderr, "simulated %s %s: %.3f s for those steps, %.0f tokens/s per core, %.0f per chip (%d cores)\n",
+    std::fprintf(stderr, "simulated %s %s: %.3f s for those steps, %.0f tokens/s per core, %.0f per chip (%d cores)%s\n",
                  report.target.c_str(), report.core.c_str(), sim_s, tokens_per_step * (step - first_step) / sim_s,
-                 tokens_per_step * (step - first_step) / sim_s * report.cores_per_chip, report.cores_per_chip);
+                 tokens_per_step * (step - first_step) / sim_s * report.cores_per_chip, report.cores_per_chip,
+                 backend::describe_unsimulated(report.unsimulated_ops).c_str());
   }
   return result;
 }

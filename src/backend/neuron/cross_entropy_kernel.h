@@ -1,5 +1,5 @@
-// Softmax cross-entropy of the trn*-sim backend as tile programs (Backend::cross_entropy_forward
-// and cross_entropy_backward).
+// Softmax cross-entropy of the trn*-sim backend as tile programs (the CrossEntropy and
+// CrossEntropyBackward ops of ops.h).
 //
 // Rows on partitions, 128 at a time. The vocabulary is far wider than SBUF holds for 128 rows
 // (50257 fp32 logits are 196 KiB per partition), so each row tile streams vocabulary chunks:

@@ -1,29 +1,28 @@
-// Token + position embedding (the encoder) forward and backward as NeuronCore tile programs
-// (backend.h semantics: the backward pass accumulates into dwte and dwpe).
-//
-// Rows (b, t) go on the partitions, 128 per tile; the token ids of all tiles are read once into
-// an SBUF int32 [128, tiles] tile whose columns index the DMA gathers (forward) and accumulating
-// scatters (backward) of wte rows. A tile's position rows are at most two contiguous runs of wpe
-// (plain DMAs) when T is large; otherwise GpSimd computes each row's position (b*T + t) mod T with
-// iota and arithmetic and a gather fetches them. When T divides 128 every tile has the same
-// positions, so that tile is built once. dwpe sums dout over the batch: for each block of up to
-// 128 positions, the B rows of dout at those positions load side by side ([t, b, C]) and VectorE
-// adds them in halves (a tree), in fp32.
+// Embedding tile programs: rows of a table gathered by id (the token embedding, optionally plus a
+// position embedding gathered the same way), and their gradients scattered back.
 #pragma once
 
 #include "backend/neuron/kernel_support.h"
 
 namespace switchyard::backend::neuron {
 
-// out[B*T, C] = wte[tokens[b*T + t]] + wpe[t]. tokens: HBM int32 tensor of B*T contiguous ids in
-// [0, V); wte: HBM [V, C]; wpe: HBM [maxT, C] with maxT >= T; out: HBM [B*T, C]. `compute` is the
-// dtype of the row tiles in SBUF (kBF16 or kF32).
-void encoder_forward(NeuronCore& core, const View& out, const View& tokens, const View& wte,
-                     const View& wpe, int B, int T, DType compute);
+// out[N, C] = table[ids[n]] + position_table[position_ids[n]] (the second term only when
+// position_table is given; position_ids then too, else both are empty View()s).
+//   ids, position_ids  HBM int32 tensors of N contiguous ids; an id outside its table is an Error
+//   table              HBM [rows, C] float tensor with contiguous rows (fp32 parameters, or an
+//                      activation when the op selects rows)
+//   position_table     HBM [positions, C] float tensor with contiguous rows
+//   out                HBM [N, C]
+// `compute` is the dtype of the row tiles in SBUF (kBF16 or kF32): both rows are rounded to it,
+// added, and stored.
+void embedding_forward(NeuronCore& core, const View& out, const View& ids, const View& table,
+                       const View& position_ids, const View& position_table, DType compute);
 
-// dwte[tokens[b*T + t]] += dout[b*T + t] (repeated tokens add up) and dwpe[t] += sum over b of
-// dout[b*T + t]. dwte: HBM [V, C], dwpe: HBM [maxT, C] (rows T.. untouched), dout: HBM [B*T, C].
-void encoder_backward(NeuronCore& core, const View& dwte, const View& dwpe, const View& dout,
-                      const View& tokens, int B, int T, DType compute);
+// dtable[ids[n]] += dout[n] and dposition_table[position_ids[n]] += dout[n] (repeated ids add up,
+// in row order). dposition_table and position_ids are optional (empty View()s together).
+// dtable: HBM [rows, C], dposition_table: HBM [positions, C], dout: HBM [N, C].
+void embedding_backward(NeuronCore& core, const View& dtable, const View& dposition_table,
+                        const View& dout, const View& ids, const View& position_ids,
+                        DType compute);
 
 }  // namespace switchyard::backend::neuron

@@ -1,5 +1,5 @@
-// GELU (tanh approximation) forward and backward as NeuronCore tile programs (backend.h
-// semantics: the backward pass accumulates into dinp).
+// GELU (tanh approximation) forward and backward as NeuronCore tile programs (the Gelu and
+// GeluBackward ops of ops.h: the backward pass accumulates into dinp).
 //
 // Both are elementwise over a flat tensor, cut by flat_blocks into [128, F] blocks (F up to
 // kGeluBlockCols; kGeluBackwardBlockCols for the backward pass, which keeps three blocks in

@@ -1,25 +1,11 @@
 #include "backend/neuron/kernel_launch.h"
 
-#include <span>
-
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
 
-namespace {
-
-int64_t element_count(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
-  return n;
-}
-
-}  // namespace
-
-Launch::Launch(NeuronCore& core, DType activations) : core_(core), activations_(activations) {}
-
 Launch::~Launch() {
-  for (auto it = tensors_.rbegin(); it != tensors_.rend(); ++it) {
+  for (auto it = presented_.rbegin(); it != presented_.rend(); ++it) {
     try {
       core_.release(it->view);
     } catch (const std::exception&) {
@@ -28,59 +14,32 @@ Launch::~Launch() {
   }
 }
 
-View Launch::present(const void* data, std::vector<int64_t> shape, DType dtype, const char* name,
-                     bool staged, bool output, bool load) {
-  const int64_t elements = element_count(shape);
-  for (Tensor& t : tensors_) {
-    if (t.data == data && t.elements == elements && t.view.dtype() == dtype) {
-      t.output = t.output || output;
-      return t.view;
-    }
+View Launch::hbm(void* data, DType dtype, const std::vector<int64_t>& shape, const char* name) {
+  for (const Presented& p : presented_) {
+    if (p.data == data && p.shape == shape && p.view.dtype() == dtype) return p.view;
   }
-  Tensor t;
-  t.data = data;
-  t.elements = elements;
-  t.staged = staged;
-  t.output = output;
-  if (staged) {
-    t.view = core_.hbm_alloc(shape, dtype, name);
-    if (load) {
-      core_.write(t.view, std::span<const float>(static_cast<const float*>(data),
-                                                 static_cast<size_t>(elements)));
-    }
-  } else {
-    t.view = core_.hbm_attach(const_cast<void*>(data), shape, dtype, name);
-  }
-  tensors_.push_back(t);
-  return t.view;
+  Presented p;
+  p.view = core_.hbm_attach(data, shape, dtype, name);
+  p.data = data;
+  p.shape = shape;
+  presented_.push_back(std::move(p));
+  return presented_.back().view;
 }
 
-View Launch::fp32(const float* data, std::vector<int64_t> shape, const char* name) {
-  return present(data, std::move(shape), DType::kF32, name, false, false, false);
+View Launch::hbm(const Tensor& t, const char* name, std::vector<int64_t> shape) {
+  require(t.is_contiguous(), "simulator launch: {} must be dense, got {}", name, t.describe());
+  if (shape.empty()) shape.assign(t.shape.begin(), t.shape.begin() + t.rank);
+  if (shape.empty()) shape = {1};  // a scalar is one row of one element
+  int64_t elements = 1;
+  for (int64_t s : shape) elements *= s;
+  require(elements == t.numel(),
+          "simulator launch: {} has {} elements, not the {} of the shape it is used as", name,
+          t.numel(), elements);
+  return hbm(t.data, t.dtype, shape, name);
 }
 
-View Launch::int32(const int32_t* data, std::vector<int64_t> shape, const char* name) {
-  return present(data, std::move(shape), DType::kI32, name, false, false, false);
-}
-
-View Launch::activation_in(const float* data, std::vector<int64_t> shape, const char* name) {
-  const bool staged = activations_ != DType::kF32;
-  return present(data, std::move(shape), activations_, name, staged, false, true);
-}
-
-View Launch::activation_out(float* data, std::vector<int64_t> shape, const char* name,
-                            bool accumulate) {
-  const bool staged = activations_ != DType::kF32;
-  return present(data, std::move(shape), activations_, name, staged, true, accumulate);
-}
-
-void Launch::finish() {
-  for (const Tensor& t : tensors_) {
-    if (!t.staged || !t.output) continue;
-    core_.read(t.view, std::span<float>(static_cast<float*>(const_cast<void*>(t.data)),
-                                        static_cast<size_t>(t.elements)));
-  }
-  core_.fence();
+View Launch::optional(const Tensor& t, const char* name, std::vector<int64_t> shape) {
+  return t.empty() ? View() : hbm(t, name, std::move(shape));
 }
 
 }  // namespace switchyard::backend::neuron

@@ -1,10 +1,10 @@
 // Shared pieces of the trn1-sim / trn2-sim backend's tile programs.
 //
-// Every kernel of the backend kernel set (backend.h) is a free function that issues a tile program
-// on a simulated NeuronCore: it reads its inputs from HBM views, computes in SBUF/PSUM and writes
-// its outputs back to HBM views, with the semantics backend.h gives the kernel (backward kernels
-// accumulate). HBM views may be bf16 or fp32 (the backend chooses what the hardware would store;
-// DMA casts on the way in and out). `compute` names the dtype of activation tiles in SBUF and of
+// Every tile program behind an op of the op list (backend/ops.h) is a free function that issues
+// instructions on a simulated NeuronCore: it reads its inputs from HBM views, computes in SBUF/PSUM
+// and writes its outputs back to HBM views, with the semantics ops.h gives the op (backward ops
+// accumulate). HBM views may be bf16 or fp32 (whatever dtype the tensor is stored in; DMA casts on
+// the way in and out). `compute` names the dtype of activation tiles in SBUF and of
 // matmul operands: kBF16 as the hardware would run, or kF32 for the fp32 parity mode. Statistics,
 // PSUM accumulators and optimizer state are always fp32.
 #pragma once
@@ -34,6 +34,9 @@ inline constexpr int64_t kPartitions = 128;      // SBUF/PSUM partitions, PE arr
 inline constexpr int64_t kPsumBankFloats = 512;  // one 2 KiB PSUM bank of fp32 per partition
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Whether an optional operand was given (an empty View() marks one that is absent).
+inline bool present(const View& v) { return v.allocation() >= 0; }
 
 // A piece of a flat N-element tensor seen as [rows, cols]: rows of `cols` contiguous elements,
 // `row_stride` elements apart, starting at element `offset`.

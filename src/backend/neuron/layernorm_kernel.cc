@@ -55,7 +55,8 @@ void copy_stats(NeuronCore& core, const View& hbm, const View& tile, int64_t n, 
 }  // namespace
 
 void layernorm_forward(NeuronCore& core, const View& out, const View& mean, const View& rstd,
-                       const View& inp, const View& weight, const View& bias, DType compute) {
+                       const View& inp, const View& weight, const View& bias, DType compute,
+                       float epsilon) {
   const char* kName = "layernorm_forward";
   require_compute(kName, compute);
   const int64_t N = inp.partitions();
@@ -118,7 +119,7 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
     // rstd = 1 / sqrt(var + eps).
     core.activation_reduce(squares.rows(0, r), Activation::kSquare, xt, col(sq_sum), 1.0f,
                            col(neg_mean));
-    core.activation(col(rstd_all), Activation::kRsqrt, col(sq_sum), inv_c, kLayerNormEpsilon);
+    core.activation(col(rstd_all), Activation::kRsqrt, col(sq_sum), inv_c, epsilon);
     core.tensor_tensor(col(shift), col(neg_mean), AluOp::kMultiply, col(rstd_all));
   };
   auto output = [&](int64_t t) {

@@ -1,4 +1,5 @@
-// LayerNorm forward and backward as NeuronCore tile programs (backend.h semantics, epsilon 1e-5).
+// LayerNorm forward and backward as NeuronCore tile programs (the LayerNorm ops of ops.h; epsilon
+// 1e-5 unless given).
 //
 // Rows go on the 128 partitions, one row tile (128 rows x C) at a time, double buffered: the next
 // tile's loads are issued before this tile's compute. Row statistics are per-partition columns in
@@ -17,9 +18,11 @@ inline constexpr float kLayerNormEpsilon = 1e-5f;
 
 // out[N,C] = (inp - mean) * rstd * weight + bias per row; mean[N] and rstd[N] (1-row views, fp32
 // in the backend) receive the row statistics. inp and out are HBM [N, C] views; weight and bias
-// 1-row views of C elements. `compute` is the dtype of the row tiles in SBUF (kBF16 or kF32).
+// 1-row views of C elements. `compute` is the dtype of the row tiles in SBUF (kBF16 or kF32);
+// rstd = 1 / sqrt(variance + epsilon).
 void layernorm_forward(NeuronCore& core, const View& out, const View& mean, const View& rstd,
-                       const View& inp, const View& weight, const View& bias, DType compute);
+                       const View& inp, const View& weight, const View& bias, DType compute,
+                       float epsilon = kLayerNormEpsilon);
 
 // Accumulates the gradients of layernorm_forward:
 //   dinp[N,C] += rstd * (dnorm - mean_c(dnorm) - xhat * mean_c(dnorm * xhat)),

@@ -407,8 +407,6 @@ void require_shape(const char* kernel, const char* name, const View& v, int64_t 
           kernel, name, v.partitions(), v.free_size(), expected, rows, cols);
 }
 
-bool present(const View& v) { return v.allocation() >= 0; }
-
 }  // namespace
 
 void linear_forward(NeuronCore& core, const View& out, const View& inp, const View& weight,

@@ -1,4 +1,4 @@
-// The linear layer (backend.h matmul_forward / matmul_backward) as tile programs.
+// The linear layer (the Linear and LinearBackward ops of ops.h) as tile programs.
 //
 // Every product is a GEMM streamed through TensorE: out[M, N] (+)= A^T[K, M]^T @ B[K, N] with K
 // on the 128 partitions, M <= 128 output rows per matmul (the stationary operand) and N <= 512

@@ -1,18 +1,24 @@
-// trn1-sim / trn2-sim: the backend kernel set run as tile programs on a simulated NeuronCore.
+// trn1-sim / trn2-sim: the op list (backend/ops.h) run as tile programs on a simulated NeuronCore.
 //
-// Device memory is host memory holding fp32 values (the Backend interface is fp32), capped at the
-// simulated core's share of HBM. Each kernel call is one launch (kernel_launch.h): activations
-// cross kernel boundaries as bf16 in bf16 mode, as the hardware would store them, while
-// parameters, gradients of parameters, AdamW state and statistics stay fp32 (master weights).
-// Matmul operands and activation tiles are bf16 (or fp32 in the fp32 mode used to check the
-// kernels against the CPU backend). Every launch advances the core's simulated clock;
-// simulation_report() says how far and where the time went.
+// Device memory is host memory, capped at the simulated core's share of HBM, and holds every
+// tensor in its own dtype, as HBM would: activations (and their gradients, logits, the KV cache)
+// as bf16 on trn*-sim, fp32 on trn*-sim-fp32 (the mode that checks the kernels against the CPU
+// backend); parameters, their gradients, AdamW state and statistics as fp32 (master weights, which
+// the matmuls read and round to bf16 on the chip). Each op with a tile program is one launch
+// (kernel_launch.h) over its tensors in place, and advances the core's simulated clock;
+// simulation_report() says how far and where the time went. Ops without a tile program, and forms
+// of attention the tile programs do not handle (grouped-query, windows, sinks, layouts other than
+// GPT-2's packed q, k, v), run on the host through the CPU reference: the report names them, as
+// work the simulated clock did not see.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
-#include <map>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/neuron/kernel_support.h"
@@ -22,7 +28,7 @@ namespace switchyard::backend::neuron {
 
 enum class SimPrecision { kBf16, kFp32 };
 
-class NeuronSimBackend final : public Backend {
+class NeuronSimBackend final : public Backend, public SimulatorBackend {
  public:
   // target: "trn1" or "trn2".
   NeuronSimBackend(const std::string& target, SimPrecision precision);
@@ -36,55 +42,59 @@ class NeuronSimBackend final : public Backend {
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
   void fill_zero(void* ptr, size_t bytes) override;
+  bool device_memory_is_host_memory() const override { return true; }
+  Precision precision() const override;
 
-  std::optional<SimulationReport> simulation_report() const override;
+  // The ops with a tile program, for the dtypes sim_operands.h lists. Attention and its backward
+  // pass run natively only in GPT-2's form, which dtypes alone cannot tell; run() decides.
+  bool supports(OpKind kind, std::span<const DType> dtypes) const override;
+  using Backend::run;
+  void run(const ops::Embedding& op) override;
+  void run(const ops::EmbeddingBackward& op) override;
+  void run(const ops::LayerNorm& op) override;
+  void run(const ops::LayerNormBackward& op) override;
+  void run(const ops::Linear& op) override;
+  void run(const ops::LinearBackward& op) override;
+  void run(const ops::Gelu& op) override;
+  void run(const ops::GeluBackward& op) override;
+  void run(const ops::Add& op) override;
+  void run(const ops::Accumulate& op) override;
+  void run(const ops::Cast& op) override;
+  void run(const ops::Attention& op) override;
+  void run(const ops::AttentionBackward& op) override;
+  void run(const ops::AttentionDecode& op) override;
+  void run(const ops::CrossEntropy& op) override;
+  void run(const ops::CrossEntropyBackward& op) override;
+  void run(const ops::SumOfSquares& op) override;
+  void run(const ops::AccumulateSum& op) override;
+  void run(const ops::AdamW& op) override;
+
+  SimulatorBackend* simulator() override { return this; }
+  SimulationReport simulation_report() const override;
   void start_trace() override;
   void finish_trace(const std::string& path) override;
 
-  void encoder_forward(float* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
-                       int T, int C) override;
-  void encoder_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens, int B,
-                        int T, int C) override;
-  void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                         const float* weight, const float* bias, int N, int C) override;
-  void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                          const float* inp, const float* weight, const float* mean,
-                          const float* rstd, int N, int C) override;
-  void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                      int C, int OC) override;
-  void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                       const float* inp, const float* weight, int N, int C, int OC) override;
-  void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
-                         int NH) override;
-  void attention_backward(float* dqkv, float* scratch, const float* dout, const float* out,
-                          const float* qkv, const float* att, int B, int T, int C,
-                          int NH) override;
-  void gelu_forward(float* out, const float* inp, size_t N) override;
-  void gelu_backward(float* dinp, const float* inp, const float* dout, size_t N) override;
-  void residual_forward(float* out, const float* a, const float* b, size_t N) override;
-  void accumulate(float* dst, const float* src, size_t N) override;
-  void cross_entropy_forward(float* losses, const float* logits, const int32_t* targets, int N,
-                             int V) override;
-  void cross_entropy_backward(float* dlogits, const float* logits, const int32_t* targets,
-                              float dloss, int N, int V) override;
-  double sum_of_squares(const float* x, size_t N) override;
-  void adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
-                    const AdamWStep& step) override;
-  void attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache, int B,
-                        int pos, int max_T, int C, int NH) override;
+ protected:
+  void on_host_fallback(OpKind kind) override;
 
  private:
+  // Throws Error naming the op and the operand unless every operand's dtype is one the op's tile
+  // program takes (sim_operands.h) and every operand it needs is there.
+  template <typename Op>
+  void check_operand_dtypes(const Op& op) const;
+  // "trn2-sim attention": the prefix of this backend's errors about an op.
+  std::string op_label(const char* op) const;
+
   std::string target_;
   SimPrecision precision_;
-  DType compute_;      // matmul operands and activation tiles
-  DType activations_;  // activations in HBM
+  DType compute_;  // matmul operands and activation tiles in SBUF
   std::unique_ptr<NeuronCore> core_;
-  // Rows of `cols` floats from `row0` to the end of its device allocation: the extent of a table
-  // (the token embedding) whose row count the kernel interface does not pass.
-  int64_t rows_to_allocation_end(const float* row0, int cols) const;
-
-  std::map<const char*, size_t> allocations_;  // start -> bytes
+  std::map<const char*, size_t> allocations_;  // start -> bytes, for release() and the HBM cap
   size_t allocated_bytes_ = 0;
+  // Calls of each op that ran on the host, by OpKind.
+#define SWITCHYARD_COUNT_OP(Op, name) +1
+  std::array<int64_t, 0 SWITCHYARD_OPS(SWITCHYARD_COUNT_OP)> host_calls_{};
+#undef SWITCHYARD_COUNT_OP
 };
 
 // "trn2-sim" -> ("trn2", bf16); "trn2-sim-fp32" -> ("trn2", fp32). False for other names.

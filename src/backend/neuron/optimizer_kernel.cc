@@ -36,29 +36,32 @@ void require_fp32(const View& view, const char* kernel, const char* name) {
 
 }  // namespace
 
-double sum_of_squares(NeuronCore& core, const View& x) {
-  const int64_t n = contiguous_elements(x, "sum_of_squares", "x");
-  require(is_float(x.dtype()), "sum_of_squares: x must be a float tensor, got {}",
+namespace {
+
+// The sum of function(x[i]) over x (kSquare or kIdentity), as sum_of_squares describes.
+double reduce_sum(NeuronCore& core, const View& x, Activation function, const char* kernel) {
+  const int64_t n = contiguous_elements(x, kernel, "x");
+  require(is_float(x.dtype()), "{}: x must be a float tensor, got {}", kernel,
           nki_dtype_name(x.dtype()));
   const std::vector<FlatBlock> blocks = contiguous_blocks(n, kSquaresCols);
   if (blocks.empty()) return 0.0;
   const int64_t block_count = static_cast<int64_t>(blocks.size());
   const int64_t partial_cols = std::min(block_count, kMaxPartials);
 
-  KernelScope scope(core, "sum_of_squares");
+  KernelScope scope(core, kernel);
   TilePool pool(core);
   std::vector<View> buf;
   for (int i = 0; i < kSquaresBuffers; ++i)
     buf.push_back(pool.sbuf(kPartitions, {kSquaresCols}, DType::kF32,
-                            "sum_of_squares.x" + std::to_string(i)));
+                            std::string(kernel) + ".x" + std::to_string(i)));
   // Tail blocks cover fewer partitions; zeros elsewhere keep their columns summable.
   const View partial =
-      pool.sbuf(kPartitions, {partial_cols}, DType::kF32, "sum_of_squares.partial");
-  const View running = pool.sbuf(kPartitions, {1}, DType::kF32, "sum_of_squares.running");
-  const View folded = pool.sbuf(kPartitions, {1}, DType::kF32, "sum_of_squares.folded");
-  const View ones = pool.sbuf(kPartitions, {1}, DType::kF32, "sum_of_squares.ones");
-  const View total_psum = pool.psum(1, {1}, DType::kF32, "sum_of_squares.total_psum");
-  const View total = pool.sbuf(1, {1}, DType::kF32, "sum_of_squares.total");
+      pool.sbuf(kPartitions, {partial_cols}, DType::kF32, std::string(kernel) + ".partial");
+  const View running = pool.sbuf(kPartitions, {1}, DType::kF32, std::string(kernel) + ".running");
+  const View folded = pool.sbuf(kPartitions, {1}, DType::kF32, std::string(kernel) + ".folded");
+  const View ones = pool.sbuf(kPartitions, {1}, DType::kF32, std::string(kernel) + ".ones");
+  const View total_psum = pool.psum(1, {1}, DType::kF32, std::string(kernel) + ".total_psum");
+  const View total = pool.sbuf(1, {1}, DType::kF32, std::string(kernel) + ".total");
   core.memset(partial, 0.0f, Engine::kGpSimd);
   core.memset(running, 0.0f, Engine::kGpSimd);
   core.memset(ones, 1.0f, Engine::kGpSimd);
@@ -82,21 +85,31 @@ double sum_of_squares(NeuronCore& core, const View& x) {
     const int64_t col = b % partial_cols;
     if (col == 0 && b > 0) fold();
     const View t = tile(b);
-    // The squares themselves are not needed: written back over the block in place.
-    core.activation_reduce(t, Activation::kSquare, t, partial.rows(0, blocks[b].rows).cols(col, 1));
+    // The function's values themselves are not needed: written back over the block in place.
+    core.activation_reduce(t, function, t, partial.rows(0, blocks[b].rows).cols(col, 1));
   }
   fold();
   core.matmul(total_psum, ones, running, true, true);
   core.tensor_copy(total, total_psum);
-  const View result = core.hbm_alloc({1}, DType::kF32, "sum_of_squares.result");
+  const View result = core.hbm_alloc({1}, DType::kF32, std::string(kernel) + ".result");
   core.dma_copy(result, total, loads.next_queue());
   const float value = core.read(result)[0];
   core.release(result);
   return static_cast<double>(value);
 }
 
+}  // namespace
+
+double sum_of_squares(NeuronCore& core, const View& x) {
+  return reduce_sum(core, x, Activation::kSquare, "sum_of_squares");
+}
+
+double sum_of_elements(NeuronCore& core, const View& x) {
+  return reduce_sum(core, x, Activation::kIdentity, "sum_of_elements");
+}
+
 void adamw_update(NeuronCore& core, const View& params, const View& grads, const View& m,
-                  const View& v, int64_t N, const AdamWStep& step) {
+                  const View& v, int64_t N, const AdamWStep& step, const View& params_copy) {
   const char* kernel = "adamw_update";
   require(N >= 0, "{}: N must be >= 0, got {}", kernel, N);
   const std::array<const View*, 4> tensors = {&params, &grads, &m, &v};
@@ -105,6 +118,12 @@ void adamw_update(NeuronCore& core, const View& params, const View& grads, const
     const int64_t n = contiguous_elements(*tensors[i], kernel, names[i]);
     require_fp32(*tensors[i], kernel, names[i]);
     require(n == N, "{}: {} has {} elements, expected N = {}", kernel, names[i], n, N);
+  }
+  if (present(params_copy)) {
+    const int64_t n = contiguous_elements(params_copy, kernel, "params_copy");
+    require(is_float(params_copy.dtype()) && n == N,
+            "{}: params_copy must be a float tensor of N = {} elements, got {}", kernel, N,
+            params_copy.describe());
   }
   require(step.step >= 1, "{}: step must be >= 1 (1-based), got {}", kernel, step.step);
   require(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1,
@@ -185,6 +204,8 @@ void adamw_update(NeuronCore& core, const View& params, const View& grads, const
     if (decay != 1.0f) core.activation(p, Activation::kIdentity, p, decay);
     core.tensor_tensor(p, p, AluOp::kSubtract, t, Engine::kGpSimd);
     stores.copy(block_view(params, blocks[b]), p);
+    // The copy products read (bf16), rounded from the same tile on its way out.
+    if (present(params_copy)) stores.copy(block_view(params_copy, blocks[b]), p);
   }
 }
 

@@ -18,12 +18,18 @@ namespace switchyard::backend::neuron {
 // fp32 on the chip (expect ~1e-6 relative error against a double sum), returned as double.
 double sum_of_squares(NeuronCore& core, const View& x);
 
+// Sum of x[i] over x, by the same tile program as sum_of_squares (ScalarE's identity in place of
+// the square): a micro-batch's loss summed on the chip.
+double sum_of_elements(NeuronCore& core, const View& x);
+
 // One AdamW update of params[N] (in place, as m[N] and v[N]) from grads[N] * step.grad_scale, as
-// Backend::adamw_update and cpu::adamw_update: decoupled weight decay, bias corrections. All four
-// tensors fp32 in HBM with N contiguous elements each. HBM-bound on the chip: 28 bytes move per
-// element, and the 10-11 instructions per block are split between VectorE, ScalarE and GpSimd so
-// that none of them is the bottleneck.
+// the AdamW op (ops.h) and cpu::adamw_update: decoupled weight decay, bias corrections. All four
+// tensors fp32 in HBM with N contiguous elements each. With params_copy (N contiguous elements of
+// any float dtype, e.g. bf16) the updated parameters are also stored there, rounded. HBM-bound on
+// the chip: 28 bytes move per element (plus the copy's), and the 10-11 instructions per block are
+// split between VectorE, ScalarE and GpSimd so that none of them is the bottleneck.
 void adamw_update(NeuronCore& core, const View& params, const View& grads, const View& m,
-                  const View& v, int64_t N, const AdamWStep& step);
+                  const View& v, int64_t N, const AdamWStep& step,
+                  const View& params_copy = View());
 
 }  // namespace switchyard::backend::neuron

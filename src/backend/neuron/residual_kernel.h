@@ -1,4 +1,5 @@
-// Residual add and gradient accumulation as NeuronCore tile programs (backend.h semantics).
+// Residual add and gradient accumulation as NeuronCore tile programs (the Add and Accumulate ops
+// of ops.h).
 //
 // Elementwise over flat tensors cut by flat_blocks into [128, F] blocks (F up to
 // kResidualBlockCols) plus a tail row: both operands of a block load spread over several DMA

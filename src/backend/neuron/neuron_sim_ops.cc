@@ -1,0 +1,478 @@
+// NeuronSimBackend's ops: check the operands, present them to one launch over device memory in
+// place (kernel_launch.h), and run the op's tile program.
+#include <cmath>
+#include <string>
+
+#include "backend/gradient_clipping.h"
+#include "backend/host_fallback.h"
+#include "backend/neuron/attention_decode_kernel.h"
+#include "backend/neuron/attention_kernel.h"
+#include "backend/neuron/cast_kernel.h"
+#include "backend/neuron/cross_entropy_kernel.h"
+#include "backend/neuron/embedding_kernel.h"
+#include "backend/neuron/gelu_kernel.h"
+#include "backend/neuron/kernel_launch.h"
+#include "backend/neuron/layernorm_kernel.h"
+#include "backend/neuron/linear_kernel.h"
+#include "backend/neuron/neuron_sim_backend.h"
+#include "backend/neuron/optimizer_kernel.h"
+#include "backend/neuron/residual_kernel.h"
+#include "backend/neuron/sim_operands.h"
+#include "core/error.h"
+
+namespace switchyard::backend::neuron {
+
+// Tile programs, named apart from the Backend members that launch them.
+namespace kernels = ::switchyard::backend::neuron;
+
+namespace {
+
+// ---- operand checks: `at` names the device and the op ("trn2-sim layernorm") ----
+
+void require_dense(const std::string& at, const Tensor& t, const char* what) {
+  require(t.is_contiguous(), "{}: {} must be dense, got {}", at, what, t.describe());
+}
+
+// A dense [rows, cols] tensor; -1 matches any size.
+void require_matrix(const std::string& at, const Tensor& t, int64_t rows, int64_t cols,
+                    const char* what) {
+  require(t.rank == 2 && (rows < 0 || t.shape[0] == rows) && (cols < 0 || t.shape[1] == cols),
+          "{}: {} must be [{}, {}], got {}", at, what, rows < 0 ? "*" : std::to_string(rows),
+          cols < 0 ? "*" : std::to_string(cols), t.describe());
+  require_dense(at, t, what);
+}
+
+// A dense tensor of n elements.
+void require_elements(const std::string& at, const Tensor& t, int64_t n, const char* what) {
+  require(t.numel() == n, "{}: {} must have {} elements, got {}", at, what, n, t.describe());
+  require_dense(at, t, what);
+}
+
+// n dense int32 ids, each in [0, limit). Device memory is host memory, so they are read here,
+// for an error that names the row (the gather would reject them too, less helpfully).
+void require_ids(const std::string& at, const Tensor& t, int64_t n, int64_t limit,
+                 const char* what) {
+  require_elements(at, t, n, what);
+  const int32_t* ids = t.as<const int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    require(ids[i] >= 0 && ids[i] < limit, "{}: {} {} at row {} is outside [0, {})", at, what,
+            ids[i], i, limit);
+  }
+}
+
+// The attention record: `floats` dense fp32 values at least (Backend::attention_record_floats).
+void require_record(const std::string& at, const Tensor& record, size_t floats) {
+  require(record.numel() >= static_cast<int64_t>(floats),
+          "{}: the record must hold {} fp32 values, got {}", at, floats, record.describe());
+  require_dense(at, record, "record");
+}
+
+// The shape the attention tile programs take: GPT-2's packed projection. q, k and v are
+// [N, heads, head_dim] views of one dense [N, 3C] tensor (C = heads * head_dim; q | k | v side by
+// side in each row), in one dtype.
+bool packed_qkv(const Tensor& q, const Tensor& k, const Tensor& v, int64_t rows,
+                const ops::AttentionSpec& spec) {
+  const int64_t C = int64_t{spec.heads} * spec.head_dim;
+  auto is_part = [&](const Tensor& t, int part) {
+    return t.rank == 3 && t.dtype == q.dtype && t.shape[0] == rows && t.shape[1] == spec.heads &&
+           t.shape[2] == spec.head_dim && t.strides[2] == 1 && t.strides[1] == spec.head_dim &&
+           (rows == 1 || t.strides[0] == 3 * C) &&
+           t.data == static_cast<const char*>(q.data) + part * C * dtype_bytes(q.dtype);
+  };
+  return !q.empty() && !k.empty() && !v.empty() && is_part(q, 0) && is_part(k, 1) &&
+         is_part(v, 2);
+}
+
+// Multi-head causal attention with no window and the usual scale: what the tile programs compute.
+bool plain_multi_head(const ops::AttentionSpec& spec) {
+  const float usual = 1.0f / std::sqrt(static_cast<float>(spec.head_dim));
+  return spec.heads > 0 && spec.heads == spec.kv_heads && spec.head_dim > 0 &&
+         spec.head_dim <= kPartitions && spec.window == 0 &&
+         (spec.scale == 0.0f || spec.scale == usual);
+}
+
+// A dense [rows, cols] activation of the attention ops (out, dout), in q's dtype.
+bool dense_rows(const Tensor& t, int64_t rows, int64_t cols, DType dtype) {
+  return t.rank == 2 && t.shape[0] == rows && t.shape[1] == cols && t.is_contiguous() &&
+         t.dtype == dtype;
+}
+
+}  // namespace
+
+std::string NeuronSimBackend::op_label(const char* op) const { return name() + " " + op; }
+
+template <typename Op>
+void NeuronSimBackend::check_operand_dtypes(const Op& op) const {
+  const std::span<const OperandRule> rules = native_operands(OpTraits<Op>::kind);
+  const std::string at = op_label(OpTraits<Op>::kName);
+  size_t i = 0;
+  op.for_each_tensor([&](const Tensor& t, ops::Access) {
+    const OperandRule& rule = rules[i++];
+    if (t.empty()) {
+      require(rule.optional, "{}: {} is missing", at, rule.name);
+      return;
+    }
+    require(accepts(rule.dtypes, t.dtype), "{}: {} must be {}, got {}", at, rule.name,
+            describe(rule.dtypes), t.describe());
+  });
+}
+
+// ---- embeddings ----
+
+void NeuronSimBackend::run(const ops::Embedding& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("embedding");
+  require_matrix(at, op.table, -1, -1, "table");
+  const int64_t N = op.ids.numel(), C = op.table.shape[1];
+  require_matrix(at, op.out, N, C, "out");
+  require_ids(at, op.ids, N, op.table.shape[0], "ids");
+  require(op.position_ids.empty() == op.position_table.empty(),
+          "{}: position_ids and position_table come together (both or neither)", at);
+  if (!op.position_table.empty()) {
+    require_matrix(at, op.position_table, -1, C, "position_table");
+    require_ids(at, op.position_ids, N, op.position_table.shape[0], "position_ids");
+  }
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::embedding_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.ids, "ids"),
+                             l.hbm(op.table, "table"), l.optional(op.position_ids, "position_ids"),
+                             l.optional(op.position_table, "position_table"), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::EmbeddingBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("embedding_backward");
+  require_matrix(at, op.dtable, -1, -1, "dtable");
+  const int64_t N = op.ids.numel(), C = op.dtable.shape[1];
+  require_matrix(at, op.dout, N, C, "dout");
+  require_ids(at, op.ids, N, op.dtable.shape[0], "ids");
+  require(op.position_ids.empty() == op.dposition_table.empty(),
+          "{}: position_ids and dposition_table come together (both or neither)", at);
+  if (!op.dposition_table.empty()) {
+    require_matrix(at, op.dposition_table, -1, C, "dposition_table");
+    require_ids(at, op.position_ids, N, op.dposition_table.shape[0], "position_ids");
+  }
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::embedding_backward(*core_, l.hbm(op.dtable, "dtable"),
+                              l.optional(op.dposition_table, "dposition_table"),
+                              l.hbm(op.dout, "dout"), l.hbm(op.ids, "ids"),
+                              l.optional(op.position_ids, "position_ids"), compute_);
+  l.finish();
+}
+
+// ---- normalisation ----
+
+void NeuronSimBackend::run(const ops::LayerNorm& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("layernorm");
+  require_matrix(at, op.inp, -1, -1, "inp");
+  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
+  require(C > 0, "{}: rows must have channels, got {}", at, op.inp.describe());
+  require_matrix(at, op.out, N, C, "out");
+  require_elements(at, op.mean, N, "mean");
+  require_elements(at, op.rstd, N, "rstd");
+  require_elements(at, op.weight, C, "weight");
+  require_elements(at, op.bias, C, "bias");
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::layernorm_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.mean, "mean", {N}),
+                             l.hbm(op.rstd, "rstd", {N}), l.hbm(op.inp, "inp"),
+                             l.hbm(op.weight, "weight", {C}), l.hbm(op.bias, "bias", {C}),
+                             compute_, op.epsilon);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::LayerNormBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("layernorm_backward");
+  require_matrix(at, op.inp, -1, -1, "inp");
+  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
+  require(C > 0, "{}: rows must have channels, got {}", at, op.inp.describe());
+  require_matrix(at, op.dinp, N, C, "dinp");
+  require_matrix(at, op.dout, N, C, "dout");
+  require_elements(at, op.mean, N, "mean");
+  require_elements(at, op.rstd, N, "rstd");
+  require_elements(at, op.weight, C, "weight");
+  require_elements(at, op.dweight, C, "dweight");
+  require_elements(at, op.dbias, C, "dbias");
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::layernorm_backward(*core_, l.hbm(op.dinp, "dinp"), l.hbm(op.dweight, "dweight", {C}),
+                              l.hbm(op.dbias, "dbias", {C}), l.hbm(op.dout, "dout"),
+                              l.hbm(op.inp, "inp"), l.hbm(op.weight, "weight", {C}),
+                              l.hbm(op.mean, "mean", {N}), l.hbm(op.rstd, "rstd", {N}), compute_);
+  l.finish();
+}
+
+// ---- linear layers ----
+
+void NeuronSimBackend::run(const ops::Linear& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("linear");
+  require_matrix(at, op.weight, -1, -1, "weight");
+  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
+  require_matrix(at, op.inp, -1, C, "inp");
+  const int64_t N = op.inp.shape[0];
+  require_matrix(at, op.out, N, OC, "out");
+  if (!op.bias.empty()) require_elements(at, op.bias, OC, "bias");
+  if (N == 0 || OC == 0) return;
+  Launch l(*core_);
+  kernels::linear_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.inp, "inp"),
+                          l.hbm(op.weight, "weight"), l.optional(op.bias, "bias", {OC}),
+                          compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::LinearBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("linear_backward");
+  require_matrix(at, op.weight, -1, -1, "weight");
+  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
+  require_matrix(at, op.inp, -1, C, "inp");
+  const int64_t N = op.inp.shape[0];
+  require_matrix(at, op.dout, N, OC, "dout");
+  require_matrix(at, op.dweight, OC, C, "dweight");
+  if (!op.dinp.empty()) require_matrix(at, op.dinp, N, C, "dinp");
+  if (!op.dbias.empty()) require_elements(at, op.dbias, OC, "dbias");
+  if (N == 0 || OC == 0 || C == 0) return;
+  Launch l(*core_);
+  kernels::linear_backward(*core_, l.optional(op.dinp, "dinp"), l.hbm(op.dweight, "dweight"),
+                           l.optional(op.dbias, "dbias", {OC}), l.hbm(op.dout, "dout"),
+                           l.hbm(op.inp, "inp"), l.hbm(op.weight, "weight"), compute_);
+  l.finish();
+}
+
+// ---- elementwise: every operand seen as a flat run of n elements ----
+
+void NeuronSimBackend::run(const ops::Gelu& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("gelu");
+  const int64_t n = op.inp.numel();
+  require_elements(at, op.inp, n, "inp");
+  require_elements(at, op.out, n, "out");
+  if (n == 0) return;
+  Launch l(*core_);
+  kernels::gelu_forward(*core_, l.hbm(op.out, "out", {n}), l.hbm(op.inp, "inp", {n}), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::GeluBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("gelu_backward");
+  const int64_t n = op.inp.numel();
+  require_elements(at, op.inp, n, "inp");
+  require_elements(at, op.dinp, n, "dinp");
+  require_elements(at, op.dout, n, "dout");
+  if (n == 0) return;
+  Launch l(*core_);
+  kernels::gelu_backward(*core_, l.hbm(op.dinp, "dinp", {n}), l.hbm(op.inp, "inp", {n}),
+                         l.hbm(op.dout, "dout", {n}), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::Add& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("add");
+  const int64_t n = op.a.numel();
+  require_elements(at, op.a, n, "a");
+  require_elements(at, op.b, n, "b");
+  require_elements(at, op.out, n, "out");
+  if (n == 0) return;
+  Launch l(*core_);
+  kernels::residual_forward(*core_, l.hbm(op.out, "out", {n}), l.hbm(op.a, "a", {n}),
+                            l.hbm(op.b, "b", {n}), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::Accumulate& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("accumulate");
+  const int64_t n = op.src.numel();
+  require_elements(at, op.src, n, "src");
+  require_elements(at, op.dst, n, "dst");
+  if (n == 0) return;
+  Launch l(*core_);
+  kernels::accumulate(*core_, l.hbm(op.dst, "dst", {n}), l.hbm(op.src, "src", {n}), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::Cast& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("cast");
+  const int64_t n = op.inp.numel();
+  require_elements(at, op.inp, n, "inp");
+  require_elements(at, op.out, n, "out");
+  if (n == 0) return;
+  Launch l(*core_);
+  kernels::cast(*core_, l.hbm(op.out, "out", {n}), l.hbm(op.inp, "inp", {n}));
+  l.finish();
+}
+
+// ---- attention: GPT-2's form natively, every other form on the host ----
+
+void NeuronSimBackend::run(const ops::Attention& op) {
+  const ops::AttentionSpec& spec = op.spec;
+  const int64_t N = int64_t{op.batch} * op.seq, C = int64_t{spec.heads} * spec.head_dim;
+  const bool native = op.batch > 0 && op.seq > 0 && plain_multi_head(spec) && op.sinks.empty() &&
+                      packed_qkv(op.q, op.k, op.v, N, spec) &&
+                      dense_rows(op.out, N, C, op.q.dtype);
+  if (!native) return run_on_host(op);
+  check_operand_dtypes(op);
+  const std::string at = op_label("attention");
+  const int64_t lse = N * spec.heads;
+  require_record(at, op.record, attention_record_floats(spec, op.batch, op.seq));
+  Launch l(*core_);
+  // The flash kernels keep one log-sum-exp per (sequence, head, row) at the start of the record.
+  kernels::attention_forward(*core_, l.hbm(op.out, "out"),
+                             l.hbm(op.record.data, DType::kF32, {lse}, "lse"),
+                             l.hbm(op.q.data, op.q.dtype, {N, 3 * C}, "qkv"), op.batch, op.seq,
+                             static_cast<int>(C), spec.heads, compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::AttentionBackward& op) {
+  const ops::AttentionSpec& spec = op.spec;
+  const int64_t N = int64_t{op.batch} * op.seq, C = int64_t{spec.heads} * spec.head_dim;
+  const bool native = op.batch > 0 && op.seq > 0 && plain_multi_head(spec) && op.sinks.empty() &&
+                      op.dsinks.empty() && packed_qkv(op.q, op.k, op.v, N, spec) &&
+                      packed_qkv(op.dq, op.dk, op.dv, N, spec) && op.dq.dtype == op.q.dtype &&
+                      dense_rows(op.dout, N, C, op.q.dtype) &&
+                      dense_rows(op.out, N, C, op.q.dtype);
+  if (!native) return run_on_host(op);
+  check_operand_dtypes(op);
+  const std::string at = op_label("attention_backward");
+  const int64_t lse = N * spec.heads;
+  require_record(at, op.record, attention_record_floats(spec, op.batch, op.seq));
+  Launch l(*core_);
+  // `out` is not read: the kernel recomputes what it needs from q, k, v and the log-sum-exps, and
+  // needs no scratch.
+  kernels::attention_backward(*core_, l.hbm(op.dq.data, op.dq.dtype, {N, 3 * C}, "dqkv"),
+                              l.hbm(op.dout, "dout"),
+                              l.hbm(op.q.data, op.q.dtype, {N, 3 * C}, "qkv"),
+                              l.hbm(op.record.data, DType::kF32, {lse}, "lse"), op.batch, op.seq,
+                              static_cast<int>(C), spec.heads, compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::AttentionDecode& op) {
+  const ops::AttentionSpec& spec = op.spec;
+  const Tensor& cache = op.k_cache;
+  const bool cache_ok = cache.rank == 4 && cache.shape[1] == spec.heads &&
+                        cache.shape[3] == spec.head_dim && cache.is_contiguous() &&
+                        op.v_cache.rank == 4 && op.v_cache.shape == cache.shape &&
+                        op.v_cache.is_contiguous() && op.v_cache.dtype == cache.dtype;
+  const int64_t B = cache_ok ? cache.shape[0] : 0, max_T = cache_ok ? cache.shape[2] : 0;
+  const int64_t C = int64_t{spec.heads} * spec.head_dim;
+  const bool native = cache_ok && B > 0 && plain_multi_head(spec) &&
+                      packed_qkv(op.q, op.k, op.v, B, spec) &&
+                      dense_rows(op.out, B, C, op.q.dtype);
+  if (!native) return run_on_host(op);
+  check_operand_dtypes(op);
+  const std::string at = op_label("attention_decode");
+  require(op.pos >= 0 && op.pos < max_T, "{}: position {} is outside the KV cache [0, {})", at,
+          op.pos, max_T);
+  const int64_t cache_rows = B * spec.heads * max_T;
+  Launch l(*core_);
+  kernels::attention_decode(*core_, l.hbm(op.out, "out"),
+                            l.hbm(op.q.data, op.q.dtype, {B, 3 * C}, "qkv"),
+                            l.hbm(op.k_cache, "k_cache", {cache_rows, spec.head_dim}),
+                            l.hbm(op.v_cache, "v_cache", {cache_rows, spec.head_dim}),
+                            static_cast<int>(B), op.pos, static_cast<int>(max_T),
+                            static_cast<int>(C), spec.heads, compute_);
+  l.finish();
+}
+
+// ---- loss ----
+
+void NeuronSimBackend::run(const ops::CrossEntropy& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("cross_entropy");
+  require_matrix(at, op.logits, -1, -1, "logits");
+  const int64_t N = op.logits.shape[0], V = op.logits.shape[1];
+  require(V > 0, "{}: logits must have a vocabulary, got {}", at, op.logits.describe());
+  require_elements(at, op.losses, N, "losses");
+  require_elements(at, op.targets, N, "targets");
+  if (N == 0) return;
+  Launch l(*core_);
+  // The kernel checks every target against V.
+  kernels::cross_entropy_forward(*core_, l.hbm(op.losses, "losses", {N}),
+                                 l.hbm(op.logits, "logits"), l.hbm(op.targets, "targets", {N, 1}),
+                                 static_cast<int>(N), static_cast<int>(V), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::CrossEntropyBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("cross_entropy_backward");
+  require_matrix(at, op.logits, -1, -1, "logits");
+  const int64_t N = op.logits.shape[0], V = op.logits.shape[1];
+  require(V > 0, "{}: logits must have a vocabulary, got {}", at, op.logits.describe());
+  require_matrix(at, op.dlogits, N, V, "dlogits");
+  require_elements(at, op.targets, N, "targets");
+  if (N == 0) return;
+  Launch l(*core_);
+  // dlogits may be logits itself: the launch then presents one tensor, read before it is written.
+  const View logits = l.hbm(op.logits, "logits");
+  kernels::cross_entropy_backward(*core_, l.hbm(op.dlogits, "dlogits"), logits,
+                                  l.hbm(op.targets, "targets", {N, 1}), op.dloss,
+                                  static_cast<int>(N), static_cast<int>(V), compute_);
+  l.finish();
+}
+
+// ---- optimizer and step statistics: sums come back to the host, as the kernels return them ----
+
+void NeuronSimBackend::run(const ops::SumOfSquares& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("sum_of_squares");
+  require_elements(at, op.total, 1, "total");
+  require_dense(at, op.x, "x");
+  double sum = 0.0;
+  if (op.x.numel() > 0) {
+    Launch l(*core_);
+    sum = kernels::sum_of_squares(*core_, l.hbm(op.x, "x", {op.x.numel()}));
+    l.finish();
+  }
+  *op.total.as<double>() = sum;
+}
+
+void NeuronSimBackend::run(const ops::AccumulateSum& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("accumulate_sum");
+  require_elements(at, op.total, 1, "total");
+  require_dense(at, op.x, "x");
+  double sum = 0.0;
+  if (op.x.numel() > 0) {
+    Launch l(*core_);
+    sum = kernels::sum_of_elements(*core_, l.hbm(op.x, "x", {op.x.numel()}));
+    l.finish();
+  }
+  *op.total.as<double>() += op.scale * sum;
+}
+
+void NeuronSimBackend::run(const ops::AdamW& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("adamw");
+  const int64_t N = op.params.numel();
+  require_elements(at, op.params, N, "params");
+  require_elements(at, op.grads, N, "grads");
+  require_elements(at, op.m, N, "m");
+  require_elements(at, op.v, N, "v");
+  if (!op.params_copy.empty()) require_elements(at, op.params_copy, N, "params_copy");
+  ops::AdamWStep step = op.step;
+  if (!op.grad_sum_of_squares.empty()) {
+    // Global-norm clipping from the sum of squares in device memory (which the host can read).
+    require_elements(at, op.grad_sum_of_squares, 1, "grad_sum_of_squares");
+    const double sum = *op.grad_sum_of_squares.as<const double>();
+    step.grad_scale *= clip_scale(global_norm(sum), op.clip);
+  }
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::adamw_update(*core_, l.hbm(op.params, "params", {N}), l.hbm(op.grads, "grads", {N}),
+                        l.hbm(op.m, "m", {N}), l.hbm(op.v, "v", {N}), N, step,
+                        l.optional(op.params_copy, "params_copy", {N}));
+  l.finish();
+}
+
+}  // namespace switchyard::backend::neuron

@@ -1,0 +1,111 @@
+#include "backend/neuron/sim_operands.h"
+
+namespace switchyard::backend::neuron {
+
+namespace {
+
+constexpr OperandDtypes kFloat = OperandDtypes::kFloat, kF32 = OperandDtypes::kF32,
+                        kI32 = OperandDtypes::kI32, kF64 = OperandDtypes::kF64;
+constexpr bool kOptional = true;
+
+constexpr OperandRule kEmbedding[] = {{"out", kFloat},
+                                      {"ids", kI32},
+                                      {"table", kFloat},
+                                      {"position_ids", kI32, kOptional},
+                                      {"position_table", kFloat, kOptional}};
+constexpr OperandRule kEmbeddingBackward[] = {{"dtable", kF32},
+                                              {"dposition_table", kF32, kOptional},
+                                              {"dout", kFloat},
+                                              {"ids", kI32},
+                                              {"position_ids", kI32, kOptional}};
+constexpr OperandRule kLayerNorm[] = {{"out", kFloat}, {"mean", kF32},   {"rstd", kF32},
+                                      {"inp", kFloat}, {"weight", kF32}, {"bias", kF32}};
+constexpr OperandRule kLayerNormBackward[] = {
+    {"dinp", kFloat}, {"dweight", kF32}, {"dbias", kF32}, {"dout", kFloat},
+    {"inp", kFloat},  {"weight", kF32},  {"mean", kF32},  {"rstd", kF32}};
+constexpr OperandRule kLinear[] = {
+    {"out", kFloat}, {"inp", kFloat}, {"weight", kFloat}, {"bias", kF32, kOptional}};
+constexpr OperandRule kLinearBackward[] = {
+    {"dinp", kFloat, kOptional}, {"dweight", kF32}, {"dbias", kF32, kOptional},
+    {"dout", kFloat},            {"inp", kFloat},   {"weight", kFloat}};
+constexpr OperandRule kGelu[] = {{"out", kFloat}, {"inp", kFloat}};
+constexpr OperandRule kGeluBackward[] = {{"dinp", kFloat}, {"inp", kFloat}, {"dout", kFloat}};
+constexpr OperandRule kAdd[] = {{"out", kFloat}, {"a", kFloat}, {"b", kFloat}};
+constexpr OperandRule kAccumulate[] = {{"dst", kFloat}, {"src", kFloat}};
+constexpr OperandRule kCast[] = {{"out", kFloat}, {"inp", kFloat}};
+constexpr OperandRule kAttention[] = {{"out", kFloat}, {"record", kF32},
+                                      {"q", kFloat},   {"k", kFloat},
+                                      {"v", kFloat},   {"sinks", kF32, kOptional}};
+constexpr OperandRule kAttentionBackward[] = {
+    {"dq", kFloat},   {"dk", kFloat},      {"dv", kFloat},   {"dsinks", kF32, kOptional},
+    {"scratch", kF32, kOptional},          {"dout", kFloat}, {"out", kFloat},
+    {"record", kF32}, {"q", kFloat},       {"k", kFloat},    {"v", kFloat},
+    {"sinks", kF32, kOptional}};
+constexpr OperandRule kAttentionDecode[] = {{"out", kFloat},     {"q", kFloat},
+                                            {"k", kFloat},       {"v", kFloat},
+                                            {"k_cache", kFloat}, {"v_cache", kFloat}};
+constexpr OperandRule kCrossEntropy[] = {{"losses", kF32}, {"logits", kFloat}, {"targets", kI32}};
+constexpr OperandRule kCrossEntropyBackward[] = {
+    {"dlogits", kFloat}, {"logits", kFloat}, {"targets", kI32}};
+constexpr OperandRule kSumOfSquares[] = {{"total", kF64}, {"x", kF32}};
+constexpr OperandRule kAccumulateSum[] = {{"total", kF64}, {"x", kF32}};
+constexpr OperandRule kAdamW[] = {{"params", kF32},
+                                  {"grads", kF32},
+                                  {"m", kF32},
+                                  {"v", kF32},
+                                  {"grad_sum_of_squares", kF64, kOptional},
+                                  {"params_copy", kFloat, kOptional}};
+
+}  // namespace
+
+std::span<const OperandRule> native_operands(OpKind kind) {
+  switch (kind) {
+    case OpKind::kEmbedding: return kEmbedding;
+    case OpKind::kEmbeddingBackward: return kEmbeddingBackward;
+    case OpKind::kLayerNorm: return kLayerNorm;
+    case OpKind::kLayerNormBackward: return kLayerNormBackward;
+    case OpKind::kLinear: return kLinear;
+    case OpKind::kLinearBackward: return kLinearBackward;
+    case OpKind::kGelu: return kGelu;
+    case OpKind::kGeluBackward: return kGeluBackward;
+    case OpKind::kAdd: return kAdd;
+    case OpKind::kAccumulate: return kAccumulate;
+    case OpKind::kCast: return kCast;
+    case OpKind::kAttention: return kAttention;
+    case OpKind::kAttentionBackward: return kAttentionBackward;
+    case OpKind::kAttentionDecode: return kAttentionDecode;
+    case OpKind::kCrossEntropy: return kCrossEntropy;
+    case OpKind::kCrossEntropyBackward: return kCrossEntropyBackward;
+    case OpKind::kSumOfSquares: return kSumOfSquares;
+    case OpKind::kAccumulateSum: return kAccumulateSum;
+    case OpKind::kAdamW: return kAdamW;
+    case OpKind::kAddLayerNorm:
+    case OpKind::kLinearGelu:
+    case OpKind::kKvCacheWrite:
+    case OpKind::kPagedAttention:
+      return {};
+  }
+  return {};
+}
+
+bool accepts(OperandDtypes rule, DType dtype) {
+  switch (rule) {
+    case OperandDtypes::kFloat: return dtype == DType::kF32 || dtype == DType::kBF16;
+    case OperandDtypes::kF32: return dtype == DType::kF32;
+    case OperandDtypes::kI32: return dtype == DType::kI32;
+    case OperandDtypes::kF64: return dtype == DType::kF64;
+  }
+  return false;
+}
+
+const char* describe(OperandDtypes rule) {
+  switch (rule) {
+    case OperandDtypes::kFloat: return "fp32 or bf16";
+    case OperandDtypes::kF32: return "fp32";
+    case OperandDtypes::kI32: return "int32";
+    case OperandDtypes::kF64: return "fp64";
+  }
+  return "?";
+}
+
+}  // namespace switchyard::backend::neuron
