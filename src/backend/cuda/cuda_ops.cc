@@ -372,9 +372,10 @@ void CudaBackend::run(const ops::AddLayerNorm& op) {
 // ---- linear layers ----
 
 // Row-major out[N,OC] = inp[N,C] @ weight[OC,C]^T is, column-major, out^T[OC,N] = W^T' inp^T:
-// A is the weight matrix read transposed (m = OC, k = C), B the inputs (n = N). The bias is fp32;
-// where cuBLASLt has no epilogue for an fp32 bias with bf16 outputs, a bf16 copy of it is made in
-// scratch memory first (one small kernel).
+// A is the weight matrix read transposed (m = OC, k = C), B the inputs (n = N). The epilogue adds
+// a bias of the output's dtype (cuBLASLt refuses an fp32 bias with bf16 outputs), so in bf16 mode
+// the fp32 bias is first rounded to bf16 in scratch memory: one small kernel per product, and the
+// numbers of the products before the op list, which read the bias from the bf16 weight copy.
 bool CudaBackend::linear(void* out, const void* inp, const void* weight, const float* bias, int N,
                          int C, int OC, void* gelu_pre) {
   const MatrixType type = bf16_mode() ? MatrixType::kBF16 : MatrixType::kF32;
@@ -394,15 +395,13 @@ bool CudaBackend::linear(void* out, const void* inp, const void* weight, const f
   }
   if (!bias) return matmul_->run(call);  // a plain product: throws if cuBLASLt has none
   call.bias = bias;
-  call.bias_type = MatrixType::kF32;
-  if (matmul_->run(call)) return true;
+  call.bias_type = type;
   if (bf16_mode()) {
     bf16* bias_copy = static_cast<bf16*>(workspace(static_cast<size_t>(OC) * sizeof(bf16)));
     convert_to_bf16(bias_copy, bias, static_cast<size_t>(OC), stream_);
     call.bias = bias_copy;
-    call.bias_type = MatrixType::kBF16;
-    if (matmul_->run(call)) return true;
   }
+  if (matmul_->run(call)) return true;
   require(gelu_pre != nullptr,
           "cuBLASLt has no algorithm for a {}x{}x{} product with a bias (transposes 1/0, leading "
           "dimensions {}/{}/{})",
