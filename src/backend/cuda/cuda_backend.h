@@ -2,9 +2,10 @@
 //
 // Matrix products go through cuBLASLt (cuda_matmul.h) with the bias, and in bf16 mode the GELU,
 // fused into the product's epilogue; everything else is this folder's kernels (*_kernels.cu).
-// cuda_ops.cc checks each op's operands and runs it natively, or, for forms the kernels do not
-// handle (grouped-query attention, windows, sinks, layouts other than GPT-2's packed qkv, weights
-// of another dtype), through the CPU reference on the host (Backend::run_on_host).
+// cuda_ops.cc and cuda_attention_ops.cc check each op's operands and run it natively, or, for
+// forms the kernels do not handle (grouped-query attention, windows, sinks, layouts other than
+// GPT-2's packed qkv, weights of another dtype), through the CPU reference on the host
+// (Backend::run_on_host).
 // All work is queued on one stream; the host waits only where the interface hands a value back
 // (copies to the host), on synchronize(), and for large copies to the device (small ones, such as
 // a batch's tokens, are staged in page-locked memory and do not wait). A training step
@@ -63,7 +64,8 @@ class CudaBackend final : public Backend {
   size_t attention_scratch_floats(const ops::AttentionSpec& spec, int batch,
                                   int seq) const override;
 
-  // By dtypes alone; attention also needs GPT-2's form (see cuda_ops.cc) to run natively.
+  // By dtypes alone; attention also needs GPT-2's form (see cuda_attention_ops.cc) to run
+  // natively.
   bool supports(OpKind kind, std::span<const DType> dtypes) const override;
   using Backend::run;
   void run(const ops::Embedding& op) override;
