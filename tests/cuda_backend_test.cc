@@ -1,13 +1,16 @@
 // The CUDA backends ("cuda": bf16 mixed precision, "cuda-fp32": fp32 throughout) against the CPU
-// backend, kernel by kernel on awkward sizes (nothing a multiple of 32, 64 or 128), then a whole
-// GPT-2 step. Every test skips, saying why, on machines without a usable GPU or in builds without
-// the CUDA toolkit; the one test that runs everywhere checks that message.
+// backend, op by op on awkward sizes (nothing a multiple of 32, 64 or 128), then a whole GPT-2
+// step. Every test skips, saying why, on machines without a usable GPU or in builds without the
+// CUDA toolkit; the one test that runs everywhere checks that message.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -23,6 +26,7 @@ namespace switchyard {
 namespace {
 
 using backend::Backend;
+namespace ops = backend::ops;
 
 // Why `device` cannot run here, or "" when it can.
 std::string unavailable_reason(const std::string& device) {
@@ -41,57 +45,92 @@ TEST(CudaBackend, SaysWhyItCannotRunWhereThereIsNoGpu) {
   }
 }
 
-// One tensor on a backend: fp32 tensors (parameters, gradients, statistics, losses) move with
-// copy_to_*, activation tensors with activations_to/from_host, which convert on bf16 devices.
-class Tensor {
+// One dense tensor in a backend's memory. Float values move as fp32 on the host (bf16 tensors
+// are rounded on the way in and widened on the way out); int32 ids are copied as they are.
+class DeviceTensor {
  public:
-  enum Kind { kFp32, kActivation };
-  Tensor(Backend& backend, Kind kind, const std::vector<float>& values)
-      : backend_(backend), kind_(kind), count_(values.size()) {
-    ptr_ = static_cast<float*>(backend.allocate(bytes()));
+  DeviceTensor(Backend& backend, DType dtype, std::initializer_list<int64_t> shape)
+      : backend_(backend) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    data_ = backend.allocate(std::max<size_t>(1, storage_bytes(dtype, n)));
+    tensor_ = Tensor::dense(data_, dtype, shape);
+  }
+  DeviceTensor(Backend& backend, DType dtype, std::initializer_list<int64_t> shape,
+               const std::vector<float>& values)
+      : DeviceTensor(backend, dtype, shape) {
     write(values);
   }
-  Tensor(Backend& backend, Kind kind, size_t count, float fill = 0.0f)
-      : Tensor(backend, kind, std::vector<float>(count, fill)) {}
-  Tensor(const Tensor&) = delete;
-  ~Tensor() { backend_.release(ptr_); }
-
-  float* get() const { return ptr_; }
-  void write(const std::vector<float>& values) {
-    if (kind_ == kFp32) {
-      backend_.copy_to_device(ptr_, values.data(), values.size() * sizeof(float));
-    } else {
-      backend_.activations_from_host(ptr_, values.data(), values.size());
-    }
+  DeviceTensor(Backend& backend, const std::vector<int32_t>& ids)
+      : DeviceTensor(backend, DType::kI32, {static_cast<int64_t>(ids.size())}) {
+    backend.copy_to_device(data_, ids.data(), ids.size() * sizeof(int32_t));
   }
-  std::vector<float> read() const {
-    std::vector<float> values(count_);
-    if (kind_ == kFp32) {
-      backend_.copy_to_host(values.data(), ptr_, count_ * sizeof(float));
-    } else {
-      backend_.activations_to_host(values.data(), ptr_, count_);
-    }
-    return values;
+  DeviceTensor(const DeviceTensor&) = delete;
+  DeviceTensor& operator=(const DeviceTensor&) = delete;
+  ~DeviceTensor() { backend_.release(data_); }
+
+  const Tensor& tensor() const { return tensor_; }
+  // The same memory as a flat [numel] tensor (for AdamW, SumOfSquares).
+  Tensor flat() const { return Tensor::dense(data_, tensor_.dtype, {tensor_.numel()}); }
+  void zero() { backend_.fill_zero(data_, std::max<size_t>(1, tensor_.bytes())); }
+  void write(const std::vector<float>& values) {
+    ASSERT_EQ(static_cast<int64_t>(values.size()), tensor_.numel());
+    backend::from_host_f32(backend_, tensor_, values.data());
+  }
+  std::vector<float> read() const { return backend::to_host_f32(backend_, tensor_); }
+  double read_f64() const {
+    double value = 0;
+    backend_.copy_to_host(&value, data_, sizeof(double));
+    return value;
   }
 
  private:
-  size_t bytes() const {
-    return std::max<size_t>(1, count_ * (kind_ == kFp32 ? sizeof(float) : backend_.activation_bytes()));
-  }
   Backend& backend_;
-  Kind kind_;
-  size_t count_;
-  float* ptr_ = nullptr;
+  void* data_ = nullptr;
+  Tensor tensor_;
 };
 
 // The same tensor on the GPU and on the CPU reference. The CPU gets the values as the GPU holds
 // them (rounded to bf16 in bf16 mode), so that both compute from the same inputs.
 struct Pair {
-  Tensor gpu, cpu;
-  Pair(Backend& g, Backend& c, Tensor::Kind kind, const std::vector<float>& values)
-      : gpu(g, kind, values), cpu(c, kind, gpu.read()) {}
+  DeviceTensor gpu, cpu;
+  Pair(Backend& g, Backend& c, DType gpu_dtype, std::initializer_list<int64_t> shape,
+       const std::vector<float>& values)
+      : gpu(g, gpu_dtype, shape, values), cpu(c, DType::kF32, shape, gpu.read()) {}
+  Pair(Backend& g, Backend& c, const std::vector<int32_t>& ids) : gpu(g, ids), cpu(c, ids) {}
+  // Zeros of `dtype` on both (fp64 step statistics).
+  Pair(Backend& g, Backend& c, DType dtype, std::initializer_list<int64_t> shape)
+      : gpu(g, dtype, shape), cpu(c, dtype, shape) {
+    gpu.zero();
+    cpu.zero();
+  }
   double error() const { return relative_error(gpu.read(), cpu.read()); }
 };
+
+// [rows, heads, head_dim] view of columns col0 .. col0 + heads * head_dim of a [rows, width]
+// tensor (q, k or v inside a packed projection).
+Tensor heads_view(const Tensor& t, int64_t col0, int64_t heads, int64_t head_dim) {
+  Tensor view = Tensor::dense(t.data, t.dtype, {t.shape[0], heads, head_dim});
+  view.strides[0] = t.shape[1];
+  view.data = static_cast<char*>(t.data) + col0 * dtype_bytes(t.dtype);
+  return view;
+}
+
+struct QkvViews {
+  Tensor q, k, v;
+};
+// GPT-2's packed projection [N, 3C] as q, k, v views.
+QkvViews qkv_views(const Tensor& qkv, int C, int NH) {
+  return {heads_view(qkv, 0, NH, C / NH), heads_view(qkv, C, NH, C / NH),
+          heads_view(qkv, 2 * C, NH, C / NH)};
+}
+
+ops::AttentionSpec mha(int C, int NH) {
+  return {.heads = NH, .kv_heads = NH, .head_dim = C / NH};
+}
+
+// x rounded to bf16 and widened again.
+float bf16_rounded(float x) { return bf16_to_float(float_to_bf16(x)); }
 
 class CudaKernels : public ::testing::TestWithParam<std::string> {
  protected:
@@ -104,73 +143,120 @@ class CudaKernels : public ::testing::TestWithParam<std::string> {
   bool bf16() const { return GetParam() == "cuda"; }
   // What the activation type allows: fp32 to within reordering of sums, bf16 to its 8 bits.
   double tol() const { return bf16() ? 2e-2 : 1e-5; }
-  Pair act(const std::vector<float>& v) { return Pair(*gpu_, *cpu_, Tensor::kActivation, v); }
-  Pair fp32(const std::vector<float>& v) { return Pair(*gpu_, *cpu_, Tensor::kFp32, v); }
-  // Token ids live in device memory of the model's activation buffer; 4 bytes each on every device.
-  Pair ids(const std::vector<int32_t>& t) {
-    std::vector<float> bits(t.size());
-    std::memcpy(bits.data(), t.data(), t.size() * sizeof(int32_t));
-    return fp32(bits);
+  DType act_dtype() const { return gpu_->precision().activations; }
+  Pair act(std::initializer_list<int64_t> shape, const std::vector<float>& v) {
+    return Pair(*gpu_, *cpu_, act_dtype(), shape, v);
   }
-  const int32_t* as_ids(const Tensor& t) const { return reinterpret_cast<const int32_t*>(t.get()); }
+  Pair fp32(std::initializer_list<int64_t> shape, const std::vector<float>& v) {
+    return Pair(*gpu_, *cpu_, DType::kF32, shape, v);
+  }
+  // Linear weights as the products read them (the bf16 copy in bf16 mode).
+  Pair weights(std::initializer_list<int64_t> shape, const std::vector<float>& v) {
+    return Pair(*gpu_, *cpu_, gpu_->precision().matmul_weights, shape, v);
+  }
+  Pair ids(const std::vector<int32_t>& t) { return Pair(*gpu_, *cpu_, t); }
+  // Runs the op make(on) builds on each backend, `on` picking that backend's tensor of a Pair.
+  template <typename MakeOp>
+  void run_both(MakeOp make) {
+    gpu_->run(make([](const Pair& p) { return p.gpu.tensor(); }));
+    cpu_->run(make([](const Pair& p) { return p.cpu.tensor(); }));
+  }
 
   std::unique_ptr<Backend> gpu_, cpu_;
 };
 
 TEST_P(CudaKernels, EncoderForwardAndBackward) {
   const int B = 3, T = 13, C = 54, V = 211;
+  const int64_t N = B * T;
   // Repeated tokens, so that the scatter of the backward pass sums several positions per row.
-  std::vector<int32_t> tokens = random_tokens(B * T, 17, 1);
+  std::vector<int32_t> tokens = random_tokens(N, 17, 1);
   tokens[0] = V - 1;
-  auto tok = ids(tokens);
-  auto wte = fp32(random_floats(V * C, 2)), wpe = fp32(random_floats(T * C, 3));
-  auto out = act(std::vector<float>(B * T * C, 7.0f));
-  gpu_->encoder_forward(out.gpu.get(), as_ids(tok.gpu), wte.gpu.get(), wpe.gpu.get(), B, T, C);
-  cpu_->encoder_forward(out.cpu.get(), tokens.data(), wte.cpu.get(), wpe.cpu.get(), B, T, C);
+  std::vector<int32_t> positions(N);
+  for (int64_t n = 0; n < N; ++n) positions[n] = static_cast<int32_t>(n % T);  // GPT-2's
+  auto tok = ids(tokens), pos = ids(positions);
+  auto wte = fp32({V, C}, random_floats(V * C, 2)), wpe = fp32({T, C}, random_floats(T * C, 3));
+  auto out = act({N, C}, std::vector<float>(N * C, 7.0f));
+  run_both([&](auto on) {
+    return ops::Embedding{.out = on(out), .ids = on(tok), .table = on(wte),
+                          .position_ids = on(pos), .position_table = on(wpe)};
+  });
   EXPECT_LT(out.error(), tol());
 
-  auto dout = act(random_floats(B * T * C, 4));
-  auto dwte = fp32(random_floats(V * C, 5)), dwpe = fp32(random_floats(T * C, 6));  // accumulates
-  gpu_->encoder_backward(dwte.gpu.get(), dwpe.gpu.get(), dout.gpu.get(), as_ids(tok.gpu), B, T, C);
-  cpu_->encoder_backward(dwte.cpu.get(), dwpe.cpu.get(), dout.cpu.get(), tokens.data(), B, T, C);
+  auto dout = act({N, C}, random_floats(N * C, 4));
+  auto dwte = fp32({V, C}, random_floats(V * C, 5)), dwpe = fp32({T, C}, random_floats(T * C, 6));
+  run_both([&](auto on) {  // accumulates
+    return ops::EmbeddingBackward{.dtable = on(dwte), .dposition_table = on(dwpe),
+                                  .dout = on(dout), .ids = on(tok), .position_ids = on(pos)};
+  });
   EXPECT_LT(dwte.error(), tol());
   EXPECT_LT(dwpe.error(), tol());
+
+  // Positions of a flat batch (any order, repeated, a table of another length), and the plain
+  // row gather without a position table.
+  const int P = 40;
+  auto scattered = ids(random_tokens(N, P, 7));
+  auto table = fp32({P, C}, random_floats(P * C, 8)), dtable = fp32({P, C}, random_floats(P * C, 9));
+  run_both([&](auto on) {
+    return ops::Embedding{.out = on(out), .ids = on(tok), .table = on(wte),
+                          .position_ids = on(scattered), .position_table = on(table)};
+  });
+  EXPECT_LT(out.error(), tol());
+  run_both([&](auto on) {
+    return ops::EmbeddingBackward{.dtable = on(dwte), .dposition_table = on(dtable),
+                                  .dout = on(dout), .ids = on(tok),
+                                  .position_ids = on(scattered)};
+  });
+  EXPECT_LT(dwte.error(), tol());
+  EXPECT_LT(dtable.error(), tol());
+  run_both([&](auto on) {
+    return ops::Embedding{.out = on(out), .ids = on(tok), .table = on(wte)};
+  });
+  EXPECT_LT(out.error(), tol());
+  run_both([&](auto on) {
+    return ops::EmbeddingBackward{.dtable = on(dwte), .dout = on(dout), .ids = on(tok)};
+  });
+  EXPECT_LT(dwte.error(), tol());
 }
 
 TEST_P(CudaKernels, LayernormForwardBackwardAndTheFusedResidualForm) {
   const int N = 39, C = 54;
   // A large mean: the variance must not be computed as E[x^2] - E[x]^2.
-  auto inp = act(random_floats(N * C, 10, 3.0f, 100.0f));
-  auto w = fp32(random_floats(C, 11)), b = fp32(random_floats(C, 12));
-  auto out = act(std::vector<float>(N * C)), mean = fp32(std::vector<float>(N)),
-       rstd = fp32(std::vector<float>(N));
-  gpu_->layernorm_forward(out.gpu.get(), mean.gpu.get(), rstd.gpu.get(), inp.gpu.get(), w.gpu.get(),
-                          b.gpu.get(), N, C);
-  cpu_->layernorm_forward(out.cpu.get(), mean.cpu.get(), rstd.cpu.get(), inp.cpu.get(), w.cpu.get(),
-                          b.cpu.get(), N, C);
+  auto inp = act({N, C}, random_floats(N * C, 10, 3.0f, 100.0f));
+  auto w = fp32({C}, random_floats(C, 11)), b = fp32({C}, random_floats(C, 12));
+  auto out = act({N, C}, std::vector<float>(N * C)), mean = fp32({N}, std::vector<float>(N)),
+       rstd = fp32({N}, std::vector<float>(N));
+  auto layernorm = [&](float epsilon) {
+    run_both([&](auto on) {
+      return ops::LayerNorm{.out = on(out), .mean = on(mean), .rstd = on(rstd), .inp = on(inp),
+                            .weight = on(w), .bias = on(b), .epsilon = epsilon};
+    });
+  };
+  layernorm(1e-3f);  // an epsilon of another model reaches the kernel
+  EXPECT_LT(rstd.error(), bf16() ? 1e-2 : 1e-5);
+  layernorm(1e-5f);
   EXPECT_LT(out.error(), tol());
   EXPECT_LT(mean.error(), bf16() ? 1e-2 : 1e-6);
   EXPECT_LT(rstd.error(), bf16() ? 1e-2 : 1e-5);
 
-  auto dout = act(random_floats(N * C, 13));
-  auto dinp = act(random_floats(N * C, 14));  // accumulates
-  auto dw = fp32(random_floats(C, 15)), db = fp32(random_floats(C, 16));
-  gpu_->layernorm_backward(dinp.gpu.get(), dw.gpu.get(), db.gpu.get(), dout.gpu.get(),
-                           inp.gpu.get(), w.gpu.get(), mean.gpu.get(), rstd.gpu.get(), N, C);
-  cpu_->layernorm_backward(dinp.cpu.get(), dw.cpu.get(), db.cpu.get(), dout.cpu.get(),
-                           inp.cpu.get(), w.cpu.get(), mean.cpu.get(), rstd.cpu.get(), N, C);
+  auto dout = act({N, C}, random_floats(N * C, 13));
+  auto dinp = act({N, C}, random_floats(N * C, 14));  // accumulates
+  auto dw = fp32({C}, random_floats(C, 15)), db = fp32({C}, random_floats(C, 16));
+  run_both([&](auto on) {
+    return ops::LayerNormBackward{.dinp = on(dinp), .dweight = on(dw), .dbias = on(db),
+                                  .dout = on(dout), .inp = on(inp), .weight = on(w),
+                                  .mean = on(mean), .rstd = on(rstd)};
+  });
   EXPECT_LT(dinp.error(), tol());
   EXPECT_LT(dw.error(), tol());
   EXPECT_LT(db.error(), tol());
 
-  auto a = act(random_floats(N * C, 17)), bb = act(random_floats(N * C, 18));
-  auto residual = act(std::vector<float>(N * C));
-  gpu_->residual_layernorm_forward(residual.gpu.get(), out.gpu.get(), mean.gpu.get(),
-                                   rstd.gpu.get(), a.gpu.get(), bb.gpu.get(), w.gpu.get(),
-                                   b.gpu.get(), N, C);
-  cpu_->residual_layernorm_forward(residual.cpu.get(), out.cpu.get(), mean.cpu.get(),
-                                   rstd.cpu.get(), a.cpu.get(), bb.cpu.get(), w.cpu.get(),
-                                   b.cpu.get(), N, C);
+  auto a = act({N, C}, random_floats(N * C, 17)), bb = act({N, C}, random_floats(N * C, 18));
+  auto residual = act({N, C}, std::vector<float>(N * C));
+  run_both([&](auto on) {
+    return ops::AddLayerNorm{.residual = on(residual), .out = on(out), .mean = on(mean),
+                             .rstd = on(rstd), .a = on(a), .b = on(bb), .weight = on(w),
+                             .bias = on(b)};
+  });
   EXPECT_LT(residual.error(), tol());
   EXPECT_LT(out.error(), tol());
 }
@@ -181,94 +267,157 @@ TEST_P(CudaKernels, MatmulForwardAndBackward) {
   for (const auto [N, C, OC] : {std::array{39, 54, 162}, std::array{39, 54, 211},
                                 std::array{1, 54, 216}, std::array{77, 216, 54}}) {
     SCOPED_TRACE(testing::Message() << "N " << N << " C " << C << " OC " << OC);
-    auto inp = act(random_floats(N * C, 20)), w = fp32(random_floats(OC * C, 21, 0.2f)),
-         bias = fp32(random_floats(OC, 22));
-    auto out = act(std::vector<float>(N * OC, 3.0f));
-    gpu_->matmul_forward(out.gpu.get(), inp.gpu.get(), w.gpu.get(), bias.gpu.get(), N, C, OC);
-    cpu_->matmul_forward(out.cpu.get(), inp.cpu.get(), w.cpu.get(), bias.cpu.get(), N, C, OC);
+    auto inp = act({N, C}, random_floats(N * C, 20)),
+         w = weights({OC, C}, random_floats(OC * C, 21, 0.2f)),
+         bias = fp32({OC}, random_floats(OC, 22));
+    auto out = act({N, OC}, std::vector<float>(N * OC, 3.0f));
+    run_both([&](auto on) {
+      return ops::Linear{.out = on(out), .inp = on(inp), .weight = on(w), .bias = on(bias)};
+    });
     EXPECT_LT(out.error(), tol());
-    gpu_->matmul_forward(out.gpu.get(), inp.gpu.get(), w.gpu.get(), nullptr, N, C, OC);
-    cpu_->matmul_forward(out.cpu.get(), inp.cpu.get(), w.cpu.get(), nullptr, N, C, OC);
+    run_both([&](auto on) { return ops::Linear{.out = on(out), .inp = on(inp), .weight = on(w)}; });
     EXPECT_LT(out.error(), tol());
 
-    auto dout = act(random_floats(N * OC, 23));
-    auto dinp = act(random_floats(N * C, 24));  // all three accumulate
-    auto dw = fp32(random_floats(OC * C, 25)), db = fp32(random_floats(OC, 26));
-    gpu_->matmul_backward(dinp.gpu.get(), dw.gpu.get(), db.gpu.get(), dout.gpu.get(),
-                          inp.gpu.get(), w.gpu.get(), N, C, OC);
-    cpu_->matmul_backward(dinp.cpu.get(), dw.cpu.get(), db.cpu.get(), dout.cpu.get(),
-                          inp.cpu.get(), w.cpu.get(), N, C, OC);
+    auto dout = act({N, OC}, random_floats(N * OC, 23));
+    auto dinp = act({N, C}, random_floats(N * C, 24));  // all three accumulate
+    auto dw = fp32({OC, C}, random_floats(OC * C, 25)), db = fp32({OC}, random_floats(OC, 26));
+    run_both([&](auto on) {
+      return ops::LinearBackward{.dinp = on(dinp), .dweight = on(dw), .dbias = on(db),
+                                 .dout = on(dout), .inp = on(inp), .weight = on(w)};
+    });
     EXPECT_LT(dinp.error(), tol());
     EXPECT_LT(dw.error(), tol());
     EXPECT_LT(db.error(), tol());
     // No input gradient and no bias, as for the vocabulary projection.
-    gpu_->matmul_backward(nullptr, dw.gpu.get(), nullptr, dout.gpu.get(), inp.gpu.get(),
-                          w.gpu.get(), N, C, OC);
-    cpu_->matmul_backward(nullptr, dw.cpu.get(), nullptr, dout.cpu.get(), inp.cpu.get(),
-                          w.cpu.get(), N, C, OC);
+    run_both([&](auto on) {
+      return ops::LinearBackward{.dweight = on(dw), .dout = on(dout), .inp = on(inp),
+                                 .weight = on(w)};
+    });
     EXPECT_LT(dw.error(), tol());
   }
 }
 
 TEST_P(CudaKernels, MatmulWithGelu) {
   const int N = 39, C = 54, OC = 216;
-  auto inp = act(random_floats(N * C, 30)), w = fp32(random_floats(OC * C, 31, 0.3f)),
-       bias = fp32(random_floats(OC, 32));
-  auto pre = act(std::vector<float>(N * OC)), out = act(std::vector<float>(N * OC));
-  gpu_->matmul_gelu_forward(pre.gpu.get(), out.gpu.get(), inp.gpu.get(), w.gpu.get(),
-                            bias.gpu.get(), N, C, OC);
-  cpu_->matmul_gelu_forward(pre.cpu.get(), out.cpu.get(), inp.cpu.get(), w.cpu.get(),
-                            bias.cpu.get(), N, C, OC);
+  auto inp = act({N, C}, random_floats(N * C, 30)),
+       w = weights({OC, C}, random_floats(OC * C, 31, 0.3f)),
+       bias = fp32({OC}, random_floats(OC, 32));
+  auto pre = act({N, OC}, std::vector<float>(N * OC)),
+       out = act({N, OC}, std::vector<float>(N * OC));
+  run_both([&](auto on) {
+    return ops::LinearGelu{.pre = on(pre), .out = on(out), .inp = on(inp), .weight = on(w),
+                           .bias = on(bias)};
+  });
   EXPECT_LT(pre.error(), tol());
   EXPECT_LT(out.error(), tol());
 }
 
 TEST_P(CudaKernels, WeightsChangedByAdamWReachTheProducts) {
-  // bf16 mode multiplies by a bf16 copy of the weights: it must follow every update.
+  // The products read the weight copy the model keeps (bf16 in bf16 mode; the fp32 masters
+  // themselves otherwise): AdamW must write it with every update, and a Cast after a load from the
+  // host refreshes it, as the model runs them.
   const int N = 9, C = 54, OC = 30;
-  auto inp = act(random_floats(N * C, 40));
-  auto w = fp32(random_floats(OC * C, 41)), g = fp32(random_floats(OC * C, 42));
-  auto m = fp32(std::vector<float>(OC * C)), v = fp32(std::vector<float>(OC * C));
-  auto out = act(std::vector<float>(N * OC));
-  gpu_->matmul_forward(out.gpu.get(), inp.gpu.get(), w.gpu.get(), nullptr, N, C, OC);  // makes it
+  auto inp = act({N, C}, random_floats(N * C, 40));
+  auto w = fp32({OC, C}, random_floats(OC * C, 41)), g = fp32({OC, C}, random_floats(OC * C, 42));
+  auto m = fp32({OC, C}, std::vector<float>(OC * C)), v = fp32({OC, C}, std::vector<float>(OC * C));
+  auto out = act({N, OC}, std::vector<float>(N * OC));
+  std::unique_ptr<DeviceTensor> copy;
+  if (gpu_->precision().matmul_weights != DType::kF32) {
+    copy = std::make_unique<DeviceTensor>(*gpu_, gpu_->precision().matmul_weights,
+                                          std::initializer_list<int64_t>{OC, C});
+  }
+  const Tensor products = copy ? copy->tensor() : w.gpu.tensor();
+  auto refresh_copy = [&] {
+    if (copy) gpu_->run(ops::Cast{.out = copy->tensor(), .inp = w.gpu.tensor()});
+  };
+  auto expect_copy_current = [&] {
+    if (!copy) return;
+    std::vector<float> want = w.gpu.read();
+    for (float& x : want) x = bf16_rounded(x);
+    EXPECT_EQ(copy->read(), want);
+  };
+  refresh_copy();
+  gpu_->run(ops::Linear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(), .weight = products});
   backend::AdamWStep step;
   step.learning_rate = 0.05f;
   step.weight_decay = 0.1f;
-  gpu_->adamw_update(w.gpu.get(), g.gpu.get(), m.gpu.get(), v.gpu.get(), OC * C, step);
-  cpu_->adamw_update(w.cpu.get(), g.cpu.get(), m.cpu.get(), v.cpu.get(), OC * C, step);
+  gpu_->run(ops::AdamW{.params = w.gpu.flat(), .grads = g.gpu.flat(), .m = m.gpu.flat(),
+                       .v = v.gpu.flat(), .params_copy = copy ? copy->flat() : Tensor{},
+                       .step = step});
+  cpu_->run(ops::AdamW{.params = w.cpu.flat(), .grads = g.cpu.flat(), .m = m.cpu.flat(),
+                       .v = v.cpu.flat(), .step = step});
   EXPECT_LT(w.error(), 1e-6);
-  gpu_->matmul_forward(out.gpu.get(), inp.gpu.get(), w.gpu.get(), nullptr, N, C, OC);
-  cpu_->matmul_forward(out.cpu.get(), inp.cpu.get(), w.cpu.get(), nullptr, N, C, OC);
+  expect_copy_current();
+  gpu_->run(ops::Linear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(), .weight = products});
+  cpu_->run(ops::Linear{.out = out.cpu.tensor(), .inp = inp.cpu.tensor(), .weight = w.cpu.tensor()});
   EXPECT_LT(out.error(), tol());
   // And a copy from the host (a checkpoint load) too.
   w.gpu.write(random_floats(OC * C, 43));
   w.cpu.write(random_floats(OC * C, 43));
-  gpu_->matmul_forward(out.gpu.get(), inp.gpu.get(), w.gpu.get(), nullptr, N, C, OC);
-  cpu_->matmul_forward(out.cpu.get(), inp.cpu.get(), w.cpu.get(), nullptr, N, C, OC);
+  refresh_copy();
+  expect_copy_current();
+  gpu_->run(ops::Linear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(), .weight = products});
+  cpu_->run(ops::Linear{.out = out.cpu.tensor(), .inp = inp.cpu.tensor(), .weight = w.cpu.tensor()});
   EXPECT_LT(out.error(), tol());
+}
+
+TEST_P(CudaKernels, CastBetweenFp32AndBf16) {
+  const int64_t N = 1001;
+  std::vector<float> values = random_floats(N, 44, 100.0f);
+  values[0] = 1.0f + 0x1p-8f;  // a tie, to even
+  values[1] = -0.0f;
+  auto f = fp32({N}, values);
+  DeviceTensor b_gpu(*gpu_, DType::kBF16, {N}), b_cpu(*cpu_, DType::kBF16, {N});
+  gpu_->run(ops::Cast{.out = b_gpu.tensor(), .inp = f.gpu.tensor()});
+  cpu_->run(ops::Cast{.out = b_cpu.tensor(), .inp = f.cpu.tensor()});
+  EXPECT_EQ(b_gpu.read(), b_cpu.read());
+  auto back = fp32({N}, std::vector<float>(N));
+  gpu_->run(ops::Cast{.out = back.gpu.tensor(), .inp = b_gpu.tensor()});
+  EXPECT_EQ(back.gpu.read(), b_cpu.read());
+  gpu_->run(ops::Cast{.out = back.gpu.tensor(), .inp = f.gpu.tensor()});  // same dtype: a copy
+  EXPECT_EQ(back.gpu.read(), values);
 }
 
 // The attention record differs between backends (probabilities on the CPU, row statistics here),
 // so each keeps its own and only out and dqkv are compared.
-void check_attention(Backend& gpu, Backend& cpu, int B, int T, int C, int NH,
-                     double tol) {
+void check_attention(Backend& gpu, Backend& cpu, int B, int T, int C, int NH, double tol) {
   SCOPED_TRACE(testing::Message() << "B " << B << " T " << T << " C " << C << " NH " << NH);
-  auto qkv = Pair(gpu, cpu, Tensor::kActivation, random_floats(size_t(B) * T * 3 * C, 50, 2.0f));
-  auto out = Pair(gpu, cpu, Tensor::kActivation, std::vector<float>(size_t(B) * T * C, 5.0f));
-  Tensor att_g(gpu, Tensor::kFp32, gpu.attention_record_floats(B, T, NH));
-  Tensor att_c(cpu, Tensor::kFp32, cpu.attention_record_floats(B, T, NH));
-  gpu.attention_forward(out.gpu.get(), att_g.get(), qkv.gpu.get(), B, T, C, NH);
-  cpu.attention_forward(out.cpu.get(), att_c.get(), qkv.cpu.get(), B, T, C, NH);
+  const int64_t N = static_cast<int64_t>(B) * T;
+  const ops::AttentionSpec spec = mha(C, NH);
+  const DType act = gpu.precision().activations;
+  auto qkv = Pair(gpu, cpu, act, {N, 3 * C}, random_floats(N * 3 * C, 50, 2.0f));
+  auto out = Pair(gpu, cpu, act, {N, C}, std::vector<float>(N * C, 5.0f));
+  DeviceTensor att_g(gpu, DType::kF32,
+                     {static_cast<int64_t>(gpu.attention_record_floats(spec, B, T))});
+  DeviceTensor att_c(cpu, DType::kF32,
+                     {static_cast<int64_t>(cpu.attention_record_floats(spec, B, T))});
+  auto forward = [&](Backend& k, const DeviceTensor& o, const DeviceTensor& att,
+                     const DeviceTensor& x) {
+    const QkvViews v = qkv_views(x.tensor(), C, NH);
+    k.run(ops::Attention{.out = o.tensor(), .record = att.tensor(), .q = v.q, .k = v.k, .v = v.v,
+                         .batch = B, .seq = T, .spec = spec});
+  };
+  forward(gpu, out.gpu, att_g, qkv.gpu);
+  forward(cpu, out.cpu, att_c, qkv.cpu);
   EXPECT_LT(out.error(), tol);
 
-  auto dout = Pair(gpu, cpu, Tensor::kActivation, random_floats(size_t(B) * T * C, 51));
-  auto dqkv = Pair(gpu, cpu, Tensor::kActivation, random_floats(size_t(B) * T * 3 * C, 52));
-  Tensor scratch_g(gpu, Tensor::kFp32, gpu.attention_scratch_floats(B, T, NH));
-  Tensor scratch_c(cpu, Tensor::kFp32, cpu.attention_scratch_floats(B, T, NH));
-  gpu.attention_backward(dqkv.gpu.get(), scratch_g.get(), dout.gpu.get(), out.gpu.get(),
-                         qkv.gpu.get(), att_g.get(), B, T, C, NH);
-  cpu.attention_backward(dqkv.cpu.get(), scratch_c.get(), dout.cpu.get(), out.cpu.get(),
-                         qkv.cpu.get(), att_c.get(), B, T, C, NH);
+  auto dout = Pair(gpu, cpu, act, {N, C}, random_floats(N * C, 51));
+  auto dqkv = Pair(gpu, cpu, act, {N, 3 * C}, random_floats(N * 3 * C, 52));
+  DeviceTensor scratch_g(gpu, DType::kF32,
+                         {static_cast<int64_t>(gpu.attention_scratch_floats(spec, B, T))});
+  DeviceTensor scratch_c(cpu, DType::kF32,
+                         {static_cast<int64_t>(cpu.attention_scratch_floats(spec, B, T))});
+  auto backward = [&](Backend& k, const DeviceTensor& dx, const DeviceTensor& scratch,
+                      const DeviceTensor& d, const DeviceTensor& o, const DeviceTensor& att,
+                      const DeviceTensor& x) {
+    const QkvViews v = qkv_views(x.tensor(), C, NH), dv = qkv_views(dx.tensor(), C, NH);
+    k.run(ops::AttentionBackward{.dq = dv.q, .dk = dv.k, .dv = dv.v, .scratch = scratch.tensor(),
+                                 .dout = d.tensor(), .out = o.tensor(), .record = att.tensor(),
+                                 .q = v.q, .k = v.k, .v = v.v, .batch = B, .seq = T,
+                                 .spec = spec});
+  };
+  backward(gpu, dqkv.gpu, scratch_g, dout.gpu, out.gpu, att_g, qkv.gpu);
+  backward(cpu, dqkv.cpu, scratch_c, dout.cpu, out.cpu, att_c, qkv.cpu);
   EXPECT_LT(dqkv.error(), tol);
 }
 
@@ -280,107 +429,205 @@ TEST_P(CudaKernels, AttentionForwardAndBackward) {
 }
 
 TEST_P(CudaKernels, AttentionDecodeReproducesTheForwardPass) {
-  const int B = 2, T = 37, C = 128, NH = 2, max_T = 45;
+  const int B = 2, T = 37, C = 128, NH = 2, max_T = 45, hs = C / NH;
+  const ops::AttentionSpec spec = mha(C, NH);
   const std::vector<float> qkv_h = random_floats(size_t(B) * T * 3 * C, 60, 2.0f);
-  auto qkv = act(qkv_h);
-  auto full = act(std::vector<float>(size_t(B) * T * C));
-  Tensor att(*cpu_, Tensor::kFp32, cpu_->attention_record_floats(B, T, NH));
-  cpu_->attention_forward(full.cpu.get(), att.get(), qkv.cpu.get(), B, T, C, NH);
+  auto qkv = act({B * T, 3 * C}, qkv_h);
+  auto full = act({B * T, C}, std::vector<float>(size_t(B) * T * C));
+  DeviceTensor att(*cpu_, DType::kF32,
+                   {static_cast<int64_t>(cpu_->attention_record_floats(spec, B, T))});
+  const QkvViews all = qkv_views(qkv.cpu.tensor(), C, NH);
+  cpu_->run(ops::Attention{.out = full.cpu.tensor(), .record = att.tensor(), .q = all.q,
+                           .k = all.k, .v = all.v, .batch = B, .seq = T, .spec = spec});
   const std::vector<float> expected = full.cpu.read();
-  Tensor k_cache(*gpu_, Tensor::kActivation, size_t(B) * max_T * C),
-      v_cache(*gpu_, Tensor::kActivation, size_t(B) * max_T * C);
+  const std::vector<float> zeros(size_t(B) * NH * max_T * hs);
+  DeviceTensor k_cache(*gpu_, act_dtype(), {B, NH, max_T, hs}, zeros),
+      v_cache(*gpu_, act_dtype(), {B, NH, max_T, hs}, zeros);
   for (int pos = 0; pos < T; ++pos) {
     std::vector<float> step(size_t(B) * 3 * C), want(size_t(B) * C);
     for (int b = 0; b < B; ++b) {
       std::copy_n(qkv_h.begin() + (size_t(b) * T + pos) * 3 * C, 3 * C, step.begin() + b * 3 * C);
       std::copy_n(expected.begin() + (size_t(b) * T + pos) * C, C, want.begin() + b * C);
     }
-    Tensor step_g(*gpu_, Tensor::kActivation, step), out_g(*gpu_, Tensor::kActivation, B * C);
-    gpu_->attention_decode(out_g.get(), step_g.get(), k_cache.get(), v_cache.get(), B, pos, max_T,
-                           C, NH);
+    DeviceTensor step_g(*gpu_, act_dtype(), {B, 3 * C}, step), out_g(*gpu_, act_dtype(), {B, C});
+    const QkvViews v = qkv_views(step_g.tensor(), C, NH);
+    gpu_->run(ops::AttentionDecode{.out = out_g.tensor(), .q = v.q, .k = v.k, .v = v.v,
+                                   .k_cache = k_cache.tensor(), .v_cache = v_cache.tensor(),
+                                   .pos = pos, .spec = spec});
     EXPECT_LT(relative_error(out_g.read(), want), tol()) << "position " << pos;
   }
 }
 
+// The paged cache against the CPU reference: three sequences (a whole prompt, one decode step, a
+// chunk of a prompt) whose blocks are scattered through the cache, with grouped-query heads, and
+// with and without a window and sinks.
+TEST_P(CudaKernels, PagedCacheWriteAndAttention) {
+  const int H = 6, KV = 2, hd = 40, bs = 5, blocks = 23;
+  const std::vector<int> context = {37, 5, 18}, rows = {37, 1, 6};
+  const int S = static_cast<int>(context.size()), max_blocks = 8;
+  // Each sequence's blocks, drawn without repeats from a shuffled pool.
+  std::vector<int32_t> pool(blocks);
+  std::iota(pool.begin(), pool.end(), 0);
+  Rng rng(70);
+  for (int i = blocks - 1; i > 0; --i) std::swap(pool[i], pool[rng.next_u64() % (i + 1)]);
+  std::vector<int32_t> tables(S * max_blocks, -1), slots, query_start = {0};
+  size_t next = 0;
+  for (int s = 0; s < S; ++s) {
+    for (int blk = 0; blk * bs < context[s]; ++blk) tables[s * max_blocks + blk] = pool[next++];
+    for (int p = 0; p < context[s]; ++p) {
+      slots.push_back(tables[s * max_blocks + p / bs] * bs + p % bs);
+    }
+    query_start.push_back(query_start.back() + rows[s]);
+  }
+  slots.push_back(-1);  // a row that is not stored
+  const int64_t W = int64_t{KV} * hd, P = int64_t{H + 2 * KV} * hd;  // a row of the cache, of qkv
+  const int64_t written = static_cast<int64_t>(slots.size());
+  const std::vector<float> cache_zeros(size_t(blocks) * bs * W);
+  auto k_cache = act({blocks, bs, KV, hd}, cache_zeros), v_cache = act({blocks, bs, KV, hd}, cache_zeros);
+  // The keys and values come from a packed projection (q | k | v per row): strided rows.
+  auto kv_source = act({written, P}, random_floats(written * P, 71));
+  auto slot_ids = ids(slots);
+  run_both([&](auto on) {
+    return ops::KvCacheWrite{.k_cache = on(k_cache), .v_cache = on(v_cache),
+                             .k = heads_view(on(kv_source), int64_t{H} * hd, KV, hd),
+                             .v = heads_view(on(kv_source), int64_t{H + KV} * hd, KV, hd),
+                             .slots = on(slot_ids)};
+  });
+  EXPECT_EQ(k_cache.gpu.read(), k_cache.cpu.read());
+  EXPECT_EQ(v_cache.gpu.read(), v_cache.cpu.read());
+
+  const int64_t N = query_start.back();
+  auto q_source = act({N, P}, random_floats(N * P, 72, 2.0f));
+  auto table_ids = Pair(*gpu_, *cpu_, tables), starts = ids(query_start), lengths = ids(
+      std::vector<int32_t>(context.begin(), context.end()));
+  auto sinks = fp32({H}, random_floats(H, 73));
+  auto out = act({N, int64_t{H} * hd}, std::vector<float>(N * H * hd, 9.0f));
+  for (const auto [window, with_sinks] : {std::pair{0, false}, std::pair{7, true}}) {
+    SCOPED_TRACE(testing::Message() << "window " << window << (with_sinks ? ", sinks" : ""));
+    run_both([&](auto on) {
+      ops::PagedAttention op{.out = on(out), .q = heads_view(on(q_source), 0, H, hd),
+                             .k_cache = on(k_cache), .v_cache = on(v_cache),
+                             .block_tables = on(table_ids), .query_start = on(starts),
+                             .context_len = on(lengths), .max_query_len = 37,
+                             .max_context_len = 37,
+                             .spec = {.heads = H, .kv_heads = KV, .head_dim = hd, .window = window}};
+      op.block_tables = op.block_tables.reshape({S, max_blocks});
+      if (with_sinks) op.sinks = on(sinks);
+      return op;
+    });
+    EXPECT_LT(out.error(), tol());
+  }
+}
+
 TEST_P(CudaKernels, ElementwiseKernels) {
-  const size_t N = 1000003;
-  auto x = act(random_floats(N, 70, 4.0f)), y = act(random_floats(N, 71));
-  auto out = act(std::vector<float>(N));
-  gpu_->gelu_forward(out.gpu.get(), x.gpu.get(), N);
-  cpu_->gelu_forward(out.cpu.get(), x.cpu.get(), N);
+  const int64_t N = 1000003;
+  auto x = act({N}, random_floats(N, 70, 4.0f)), y = act({N}, random_floats(N, 71));
+  auto out = act({N}, std::vector<float>(N));
+  run_both([&](auto on) { return ops::Gelu{.out = on(out), .inp = on(x)}; });
   EXPECT_LT(out.error(), tol());
-  auto dinp = act(random_floats(N, 72));  // accumulates
-  gpu_->gelu_backward(dinp.gpu.get(), x.gpu.get(), y.gpu.get(), N);
-  cpu_->gelu_backward(dinp.cpu.get(), x.cpu.get(), y.cpu.get(), N);
+  auto dinp = act({N}, random_floats(N, 72));  // accumulates
+  run_both([&](auto on) { return ops::GeluBackward{.dinp = on(dinp), .inp = on(x), .dout = on(y)}; });
   EXPECT_LT(dinp.error(), tol());
-  gpu_->residual_forward(out.gpu.get(), x.gpu.get(), y.gpu.get(), N);
-  cpu_->residual_forward(out.cpu.get(), x.cpu.get(), y.cpu.get(), N);
+  run_both([&](auto on) { return ops::Add{.out = on(out), .a = on(x), .b = on(y)}; });
   EXPECT_LT(out.error(), tol());
-  gpu_->accumulate(out.gpu.get(), y.gpu.get(), N);
-  cpu_->accumulate(out.cpu.get(), y.cpu.get(), N);
+  run_both([&](auto on) { return ops::Accumulate{.dst = on(out), .src = on(y)}; });
   EXPECT_LT(out.error(), tol());
 }
 
 TEST_P(CudaKernels, CrossEntropyForwardAndBackwardInPlace) {
   for (const auto [N, V] : {std::array{13, 211}, std::array{5, 50257}, std::array{3, 1}}) {
     SCOPED_TRACE(testing::Message() << "N " << N << " V " << V);
-    const std::vector<int32_t> targets = random_tokens(N, V, 80);
-    auto tgt = ids(targets);
-    auto logits = act(random_floats(size_t(N) * V, 81, 8.0f));
-    auto losses = fp32(std::vector<float>(N));
-    gpu_->cross_entropy_forward(losses.gpu.get(), logits.gpu.get(), as_ids(tgt.gpu), N, V);
-    cpu_->cross_entropy_forward(losses.cpu.get(), logits.cpu.get(), targets.data(), N, V);
+    auto targets = ids(random_tokens(N, V, 80));
+    auto logits = act({N, V}, random_floats(size_t(N) * V, 81, 8.0f));
+    auto losses = fp32({N}, std::vector<float>(N));
+    run_both([&](auto on) {
+      return ops::CrossEntropy{.losses = on(losses), .logits = on(logits), .targets = on(targets)};
+    });
     EXPECT_LT(losses.error(), bf16() ? 1e-2 : 1e-6);
     // dlogits overwrite the logits, as the model runs it.
-    gpu_->cross_entropy_backward(logits.gpu.get(), logits.gpu.get(), as_ids(tgt.gpu), 0.25f, N, V);
-    cpu_->cross_entropy_backward(logits.cpu.get(), logits.cpu.get(), targets.data(), 0.25f, N, V);
+    run_both([&](auto on) {
+      return ops::CrossEntropyBackward{.dlogits = on(logits), .logits = on(logits),
+                                       .targets = on(targets), .dloss = 0.25f};
+    });
     EXPECT_LT(logits.error(), tol());
   }
 }
 
 TEST_P(CudaKernels, SumOfSquaresAndAdamW) {
-  const size_t N = 3000017;
-  auto p = fp32(random_floats(N, 90)), g = fp32(random_floats(N, 91, 3.0f));
-  EXPECT_NEAR(gpu_->sum_of_squares(g.gpu.get(), N), cpu_->sum_of_squares(g.cpu.get(), N),
-              1e-9 * cpu_->sum_of_squares(g.cpu.get(), N));
-  auto m = fp32(std::vector<float>(N)), v = fp32(std::vector<float>(N));
+  const int64_t N = 3000017;
+  auto p = fp32({N}, random_floats(N, 90)), g = fp32({N}, random_floats(N, 91, 3.0f));
+  auto total = Pair(*gpu_, *cpu_, DType::kF64, {1});
+  run_both([&](auto on) { return ops::SumOfSquares{.total = on(total), .x = on(g)}; });
+  const double want = total.cpu.read_f64();
+  EXPECT_NEAR(total.gpu.read_f64(), want, 1e-9 * want);
+  // A micro-batch's loss added to the step's total, on the device.
+  run_both([&](auto on) { return ops::AccumulateSum{.total = on(total), .x = on(p), .scale = 0.5}; });
+  EXPECT_NEAR(total.gpu.read_f64(), total.cpu.read_f64(), 1e-9 * want);
+
+  auto m = fp32({N}, std::vector<float>(N)), v = fp32({N}, std::vector<float>(N));
   backend::AdamWStep step;
   step.learning_rate = 1e-3f;
   step.weight_decay = 0.1f;
   step.grad_scale = 0.5f;
   for (step.step = 1; step.step <= 3; ++step.step) {
-    gpu_->adamw_update(p.gpu.get(), g.gpu.get(), m.gpu.get(), v.gpu.get(), N, step);
-    cpu_->adamw_update(p.cpu.get(), g.cpu.get(), m.cpu.get(), v.cpu.get(), N, step);
+    run_both([&](auto on) {
+      return ops::AdamW{.params = on(p), .grads = on(g), .m = on(m), .v = on(v), .step = step};
+    });
   }
   // Master weights and moments are fp32 in both modes.
   EXPECT_LT(p.error(), 1e-6);
   EXPECT_LT(m.error(), 1e-6);
   EXPECT_LT(v.error(), 1e-6);
+  // Clipped by the norm of the gradients' sum of squares, which stays on the device.
+  run_both([&](auto on) { return ops::SumOfSquares{.total = on(total), .x = on(g)}; });
+  run_both([&](auto on) {
+    return ops::AdamW{.params = on(p), .grads = on(g), .m = on(m), .v = on(v),
+                      .grad_sum_of_squares = on(total), .step = step, .clip = 1.0f};
+  });
+  EXPECT_LT(p.error(), 1e-6);
+  EXPECT_LT(m.error(), 1e-6);
 }
 
 TEST_P(CudaKernels, BackwardKernelsAreDeterministic) {
   const int B = 2, T = 131, C = 128, NH = 2, V = 211;
-  const std::vector<int32_t> tokens = random_tokens(B * T, 11, 100);  // many repeats
-  auto tok = ids(tokens);
-  const std::vector<float> qkv_h = random_floats(size_t(B) * T * 3 * C, 101),
-                           dout_h = random_floats(size_t(B) * T * C, 102);
-  Tensor qkv(*gpu_, Tensor::kActivation, qkv_h), out(*gpu_, Tensor::kActivation, B * T * C),
-      dout(*gpu_, Tensor::kActivation, dout_h);
-  Tensor att(*gpu_, Tensor::kFp32, gpu_->attention_record_floats(B, T, NH)),
-      scratch(*gpu_, Tensor::kFp32, gpu_->attention_scratch_floats(B, T, NH));
-  gpu_->attention_forward(out.get(), att.get(), qkv.get(), B, T, C, NH);
+  const int64_t N = B * T;
+  const ops::AttentionSpec spec = mha(C, NH);
+  std::vector<int32_t> positions(N);
+  for (int64_t n = 0; n < N; ++n) positions[n] = static_cast<int32_t>(n % T);
+  DeviceTensor tok(*gpu_, random_tokens(N, 11, 100)), pos(*gpu_, positions);  // many repeats
+  const DType a = act_dtype();
+  DeviceTensor qkv(*gpu_, a, {N, 3 * C}, random_floats(N * 3 * C, 101)), out(*gpu_, a, {N, C}),
+      dout(*gpu_, a, {N, C}, random_floats(N * C, 102));
+  DeviceTensor att(*gpu_, DType::kF32,
+                   {static_cast<int64_t>(gpu_->attention_record_floats(spec, B, T))});
+  DeviceTensor scratch(*gpu_, DType::kF32,
+                       {static_cast<int64_t>(gpu_->attention_scratch_floats(spec, B, T))});
+  const QkvViews v = qkv_views(qkv.tensor(), C, NH);
+  gpu_->run(ops::Attention{.out = out.tensor(), .record = att.tensor(), .q = v.q, .k = v.k,
+                           .v = v.v, .batch = B, .seq = T, .spec = spec});
   std::vector<float> first_dqkv, first_dwte, first_dw;
   for (int run = 0; run < 2; ++run) {
-    Tensor dqkv(*gpu_, Tensor::kActivation, size_t(B) * T * 3 * C);
-    gpu_->attention_backward(dqkv.get(), scratch.get(), dout.get(), out.get(), qkv.get(), att.get(),
-                             B, T, C, NH);
-    Tensor dwte(*gpu_, Tensor::kFp32, size_t(V) * C), dwpe(*gpu_, Tensor::kFp32, size_t(T) * C);
-    gpu_->encoder_backward(dwte.get(), dwpe.get(), dout.get(), as_ids(tok.gpu), B, T, C);
-    Tensor dw(*gpu_, Tensor::kFp32, C), db(*gpu_, Tensor::kFp32, C),
-        dinp(*gpu_, Tensor::kActivation, size_t(B) * T * C), w(*gpu_, Tensor::kFp32, C, 1.0f),
-        mean(*gpu_, Tensor::kFp32, B * T), rstd(*gpu_, Tensor::kFp32, B * T, 1.0f);
-    gpu_->layernorm_backward(dinp.get(), dw.get(), db.get(), dout.get(), out.get(), w.get(),
-                             mean.get(), rstd.get(), B * T, C);
+    DeviceTensor dqkv(*gpu_, a, {N, 3 * C}, std::vector<float>(N * 3 * C));
+    const QkvViews dv = qkv_views(dqkv.tensor(), C, NH);
+    gpu_->run(ops::AttentionBackward{.dq = dv.q, .dk = dv.k, .dv = dv.v,
+                                     .scratch = scratch.tensor(), .dout = dout.tensor(),
+                                     .out = out.tensor(), .record = att.tensor(), .q = v.q,
+                                     .k = v.k, .v = v.v, .batch = B, .seq = T, .spec = spec});
+    DeviceTensor dwte(*gpu_, DType::kF32, {V, C}, std::vector<float>(V * C)),
+        dwpe(*gpu_, DType::kF32, {T, C}, std::vector<float>(T * C));
+    gpu_->run(ops::EmbeddingBackward{.dtable = dwte.tensor(), .dposition_table = dwpe.tensor(),
+                                     .dout = dout.tensor(), .ids = tok.tensor(),
+                                     .position_ids = pos.tensor()});
+    DeviceTensor dw(*gpu_, DType::kF32, {C}, std::vector<float>(C)),
+        db(*gpu_, DType::kF32, {C}, std::vector<float>(C)),
+        dinp(*gpu_, a, {N, C}, std::vector<float>(N * C)),
+        w(*gpu_, DType::kF32, {C}, std::vector<float>(C, 1.0f)),
+        mean(*gpu_, DType::kF32, {N}, std::vector<float>(N)),
+        rstd(*gpu_, DType::kF32, {N}, std::vector<float>(N, 1.0f));
+    gpu_->run(ops::LayerNormBackward{.dinp = dinp.tensor(), .dweight = dw.tensor(),
+                                     .dbias = db.tensor(), .dout = dout.tensor(),
+                                     .inp = out.tensor(), .weight = w.tensor(),
+                                     .mean = mean.tensor(), .rstd = rstd.tensor()});
     if (run == 0) {
       first_dqkv = dqkv.read();
       first_dwte = dwte.read();
@@ -393,11 +640,108 @@ TEST_P(CudaKernels, BackwardKernelsAreDeterministic) {
   }
 }
 
+// Forms the kernels do not handle run the CPU reference on the host (through copies), with the
+// CPU's numbers: grouped-query attention with a window and sinks, a head size above the kernels'
+// 128, and weights of another dtype than the products read.
+TEST_P(CudaKernels, FormsTheKernelsLackRunOnTheHost) {
+  {
+    SCOPED_TRACE("grouped-query attention with a window and sinks");
+    const int B = 2, T = 9, H = 4, KV = 2, hd = 16;
+    const int64_t N = B * T, P = int64_t{H + 2 * KV} * hd;
+    const ops::AttentionSpec spec{.heads = H, .kv_heads = KV, .head_dim = hd, .window = 4};
+    auto proj = act({N, P}, random_floats(N * P, 110, 2.0f));
+    auto dproj = act({N, P}, random_floats(N * P, 111));
+    auto out = act({N, int64_t{H} * hd}, std::vector<float>(N * H * hd));
+    auto dout = act({N, int64_t{H} * hd}, random_floats(N * H * hd, 112));
+    auto sinks = fp32({H}, random_floats(H, 113)), dsinks = fp32({H}, std::vector<float>(H));
+    const int64_t record = static_cast<int64_t>(gpu_->attention_record_floats(spec, B, T));
+    EXPECT_EQ(record, static_cast<int64_t>(cpu_->attention_record_floats(spec, B, T)));
+    auto att = fp32({record}, std::vector<float>(record)), scratch = fp32({record}, std::vector<float>(record));
+    auto view = [&](const Tensor& t, int part) {
+      const int64_t col = part == 0 ? 0 : part == 1 ? int64_t{H} * hd : int64_t{H + KV} * hd;
+      return heads_view(t, col, part == 0 ? H : KV, hd);
+    };
+    run_both([&](auto on) {
+      return ops::Attention{.out = on(out), .record = on(att), .q = view(on(proj), 0),
+                            .k = view(on(proj), 1), .v = view(on(proj), 2), .sinks = on(sinks),
+                            .batch = B, .seq = T, .spec = spec};
+    });
+    EXPECT_LT(out.error(), tol());
+    run_both([&](auto on) {
+      return ops::AttentionBackward{
+          .dq = view(on(dproj), 0), .dk = view(on(dproj), 1), .dv = view(on(dproj), 2),
+          .dsinks = on(dsinks), .scratch = on(scratch), .dout = on(dout), .out = on(out),
+          .record = on(att), .q = view(on(proj), 0), .k = view(on(proj), 1),
+          .v = view(on(proj), 2), .sinks = on(sinks), .batch = B, .seq = T, .spec = spec};
+    });
+    EXPECT_LT(dproj.error(), tol());
+    EXPECT_LT(dsinks.error(), tol());
+  }
+  {
+    SCOPED_TRACE("head size 258");
+    const int B = 1, T = 3, C = 258, NH = 1;
+    const ops::AttentionSpec spec = mha(C, NH);
+    auto qkv = act({B * T, 3 * C}, random_floats(B * T * 3 * C, 114));
+    auto out = act({B * T, C}, std::vector<float>(B * T * C));
+    const int64_t record = static_cast<int64_t>(gpu_->attention_record_floats(spec, B, T));
+    auto att = fp32({record}, std::vector<float>(record));
+    run_both([&](auto on) {
+      const QkvViews v = qkv_views(on(qkv), C, NH);
+      return ops::Attention{.out = on(out), .record = on(att), .q = v.q, .k = v.k, .v = v.v,
+                            .batch = B, .seq = T, .spec = spec};
+    });
+    EXPECT_LT(out.error(), tol());
+  }
+  {
+    SCOPED_TRACE("fp32 weights");
+    const int N = 7, C = 30, OC = 11;
+    auto inp = act({N, C}, random_floats(N * C, 115)), w = fp32({OC, C}, random_floats(OC * C, 116));
+    auto bias = fp32({OC}, random_floats(OC, 117));
+    auto out = act({N, OC}, std::vector<float>(N * OC));
+    const ops::Linear gpu_op{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(),
+                             .weight = w.gpu.tensor(), .bias = bias.gpu.tensor()};
+    EXPECT_EQ(gpu_->supports(gpu_op), !bf16());  // bf16 products read bf16 weights
+    run_both([&](auto on) {
+      return ops::Linear{.out = on(out), .inp = on(inp), .weight = on(w), .bias = on(bias)};
+    });
+    EXPECT_LT(out.error(), tol());
+  }
+}
+
+TEST_P(CudaKernels, SaysWhichOpsRunNatively) {
+  const DType a = act_dtype(), other = bf16() ? DType::kF32 : DType::kBF16;
+  auto t = [](DType dtype) { Tensor x; x.dtype = dtype; return x; };
+  const Tensor f32 = t(DType::kF32), i32 = t(DType::kI32), f64 = t(DType::kF64);
+  EXPECT_TRUE(gpu_->supports(ops::Linear{.out = t(a), .inp = t(a), .weight = t(a), .bias = f32}));
+  EXPECT_TRUE(gpu_->supports(ops::Embedding{.out = t(a), .ids = i32, .table = f32}));
+  EXPECT_TRUE(gpu_->supports(ops::Gelu{.out = t(a), .inp = t(a)}));
+  EXPECT_FALSE(gpu_->supports(ops::Gelu{.out = t(other), .inp = t(other)}));
+  EXPECT_TRUE(gpu_->supports(ops::Cast{.out = t(DType::kBF16), .inp = f32}));
+  EXPECT_TRUE(gpu_->supports(ops::AdamW{.params = f32, .grads = f32, .m = f32, .v = f32,
+                                        .grad_sum_of_squares = f64,
+                                        .params_copy = t(DType::kBF16)}));
+  EXPECT_TRUE(gpu_->supports(ops::PagedAttention{.out = t(a), .q = t(a), .k_cache = t(a),
+                                                 .v_cache = t(a), .block_tables = i32,
+                                                 .query_start = i32, .context_len = i32}));
+  EXPECT_FALSE(gpu_->supports(ops::Cast{.out = t(DType::kF8E4M3), .inp = f32}));
+}
+
 TEST_P(CudaKernels, ClearErrors) {
   expect_error([&] { gpu_->allocate(size_t{1} << 52); }, {"out of GPU memory", "GiB"});
-  Tensor x(*gpu_, Tensor::kActivation, 3 * 258);
-  expect_error([&] { gpu_->attention_forward(x.get(), x.get(), x.get(), 1, 1, 258, 1); },
-               {"head size 258"});
+  // Activations must be of the device's activation dtype.
+  const DType other = bf16() ? DType::kF32 : DType::kBF16;
+  DeviceTensor x(*gpu_, other, {3, 258});
+  expect_error([&] { gpu_->run(ops::Gelu{.out = x.tensor(), .inp = x.tensor()}); },
+               {"cuda gelu", "out", dtype_name(act_dtype())});
+  // An attention record smaller than attention_record_floats says.
+  const ops::AttentionSpec spec = mha(54, 3);
+  DeviceTensor qkv(*gpu_, act_dtype(), {4, 3 * 54}), out(*gpu_, act_dtype(), {4, 54}),
+      record(*gpu_, DType::kF32, {5});
+  const QkvViews v = qkv_views(qkv.tensor(), 54, 3);
+  expect_error([&] {
+    gpu_->run(ops::Attention{.out = out.tensor(), .record = record.tensor(), .q = v.q, .k = v.k,
+                             .v = v.v, .batch = 2, .seq = 2, .spec = spec});
+  }, {"cuda attention", "record"});
   float host = 0;
   expect_error([&] { gpu_->fill_zero(&host, sizeof(host)); }, {"not in memory this device"});
 }

@@ -6,9 +6,9 @@
 // check and exits 1 if any fails.
 //
 // Usage: kernel_checks [--quick] [section...]
-//   sections: emulator elementwise layernorm cross_entropy encoder optimizer attention (default
-//   all); --quick runs fewer sizes, still every kernel, instantiation and path (for the slow
-//   ThreadSanitizer build).
+//   sections: emulator elementwise layernorm cross_entropy encoder optimizer attention paged
+//   (default all); --quick runs fewer sizes, still every kernel, instantiation and path (for the
+//   slow ThreadSanitizer build).
 #include <cuda_bf16.h>
 #include <fmt/format.h>
 
@@ -22,13 +22,16 @@
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 // Built without OpenMP, the CPU kernels leave their `parallel` flags unused.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-variable"
+#include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/cpu_kernels.h"
 #pragma GCC diagnostic pop
 #include "backend/cuda/attention_kernels.h"
@@ -38,16 +41,19 @@
 #include "backend/cuda/encoder_kernels.h"
 #include "backend/cuda/layernorm_kernels.h"
 #include "backend/cuda/optimizer_kernels.h"
+#include "backend/cuda/paged_attention_kernels.h"
 #include "backend/gradient_clipping.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "emulator.h"
 
-// The double instances of the CPU kernels, the references below. cpu_kernels.h declares all its
-// instances extern (cpu_kernels.cc holds them, and needs oneDNN for the float ones); instantiating
-// the double ones here needs nothing but the header.
+// The double instances of the CPU kernels, the references below. cpu_kernels.h and
+// attention_kernels.h declare all their instances extern (the CPU backend's .cc files hold them,
+// and need oneDNN for the float ones); instantiating the double ones here needs nothing but the
+// headers.
 namespace switchyard::backend::cpu {
 SWITCHYARD_CPU_KERNEL_INSTANCES(, double)
+SWITCHYARD_CPU_ATTENTION_INSTANCES(, double)
 }  // namespace switchyard::backend::cpu
 
 // The emulated cudaGetLastError behind the backend's error checks (cuda_check.cc needs the CUDA
@@ -640,7 +646,30 @@ void check_convert_to_bf16(size_t n) {
         });
 }
 
+void check_convert_to_f32() {
+  check("convert_to_f32 (every bf16 bit pattern, exact)", [&](Verdict& v) {
+    const size_t n = 65536;
+    for (const auto& o : kElementwiseOffsets) {
+      Buffer<bf16> src(n, o.a);
+      for (size_t i = 0; i < n; ++i) src[i] = bf16_from_bits(static_cast<uint16_t>(i));
+      Buffer<float> dst(n, o.out);
+      cuda::convert_to_f32(dst.data(), src.data(), n, nullptr);
+      v.require(dst.guard_intact(), "wrote past the end");
+      size_t wrong = 0, first_wrong = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const float want = switchyard::bf16_to_float(static_cast<uint16_t>(i));
+        const bool ok = std::isnan(want) ? std::isnan(dst[i])
+                                         : std::memcmp(&dst[i], &want, sizeof(float)) == 0;
+        if (!ok && wrong++ == 0) first_wrong = i;
+      }
+      v.require(wrong == 0, fmt::format("offsets {}/{}: {} patterns differ, first {:#06x}", o.out,
+                                        o.a, wrong, first_wrong));
+    }
+  });
+}
+
 void check_elementwise() {
+  check_convert_to_f32();
   for (size_t n : cases<size_t>({1, 7, 8, 9, 1000, 4099}, {9, 4099})) {
     check_gelu<float>(n);
     check_gelu<bf16>(n);
@@ -662,6 +691,7 @@ void check_elementwise() {
     cuda::bias_backward<float>(nullptr, nullptr, 0, 5, nullptr, nullptr);
     cuda::bias_backward<float>(nullptr, nullptr, 5, 0, nullptr, nullptr);
     cuda::gelu_forward<float>(nullptr, nullptr, 0, nullptr);
+    cuda::convert_to_f32(nullptr, nullptr, 0, nullptr);
     v.require(emu::counters().launches == before, "launched");
   });
 }
@@ -720,20 +750,20 @@ LayernormTolerance layernorm_tolerance(const std::vector<double>& x, const std::
 }
 
 template <typename Act>
-void check_layernorm_forward(int N, int C) {
+void check_layernorm_forward(int N, int C, float epsilon = 1e-5f) {
   const size_t n = static_cast<size_t>(N) * C;
   const std::vector<double> x = rounded<Act>(layernorm_rows(N, C, 51 + C, 2));
   const std::vector<double> w = rounded<float>(random_values(C, 0.5, 1.5, 52 + C));
   const std::vector<double> b = rounded<float>(random_values(C, -1, 1, 53 + C));
   std::vector<double> out(n), mean(N), rstd(N);
   cpu::layernorm_forward<double>(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(),
-                                 N, C);
+                                 N, C, epsilon);
   const LayernormTolerance tol = layernorm_tolerance<Act>(x, w, b, out, mean, rstd, N, C);
   auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
 
   check(
-      fmt::format("layernorm_forward {} N={} C={} (alignments, null stats, in place)",
-                  type_name<Act>(), N, C),
+      fmt::format("layernorm_forward {} N={} C={} eps={} (alignments, null stats, in place)",
+                  type_name<Act>(), N, C, epsilon),
       [&](Verdict& v) {
         std::unique_ptr<Buffer<Act>> first;
         std::unique_ptr<Buffer<float>> first_mean, first_rstd;
@@ -741,7 +771,7 @@ void check_layernorm_forward(int N, int C) {
           Buffer<Act> in(x, o.in), y(n, o.out);
           Buffer<float> weight(w, o.weight), bias(b, o.bias), m(N, o.out), s(N, o.out);
           cuda::layernorm_forward<Act>(y.data(), m.data(), s.data(), in.data(), weight.data(),
-                                       bias.data(), N, C, nullptr);
+                                       bias.data(), N, C, epsilon, nullptr);
           const std::string at = fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.bias);
           v.within(compare(y.values(), out, within(tol.out)), "out, " + at);
           v.within(compare(m.values(), mean, within(tol.mean)), "mean, " + at);
@@ -759,10 +789,10 @@ void check_layernorm_forward(int N, int C) {
                     "results depend on alignment (" + at + ")");
           Buffer<Act> y2(n, o.out);
           cuda::layernorm_forward<Act>(y2.data(), nullptr, nullptr, in.data(), weight.data(),
-                                       bias.data(), N, C, nullptr);
+                                       bias.data(), N, C, epsilon, nullptr);
           v.require(y2.same_bits(*first), "null mean and rstd change out");
           cuda::layernorm_forward<Act>(in.data(), nullptr, nullptr, in.data(), weight.data(),
-                                       bias.data(), N, C, nullptr);
+                                       bias.data(), N, C, epsilon, nullptr);
           v.require(in.same_bits(*first), "in place (out == inp) differs");
         }
       });
@@ -781,14 +811,16 @@ void check_layernorm_forward(int N, int C) {
         Buffer<Act> res_plain(sum, 0), y_plain(n, 0);
         Buffer<float> m_plain(N), s_plain(N);
         cuda::layernorm_forward<Act>(y_plain.data(), m_plain.data(), s_plain.data(),
-                                     res_plain.data(), weight.data(), bias.data(), N, C, nullptr);
+                                     res_plain.data(), weight.data(), bias.data(), N, C, epsilon,
+                                     nullptr);
         for (const auto& o : kLayernormOffsets) {
           const std::string at = fmt::format("offsets {}/{}", o.in, o.out);
           Buffer<Act> ba(a, o.in), bb_(bb, o.in), res(n, o.out), y(n, o.out);
           Buffer<float> m(N, o.out), s(N, o.out);
           Buffer<float> wo(w, o.weight), bo(b, o.bias);
           cuda::residual_layernorm_forward<Act>(res.data(), y.data(), m.data(), s.data(), ba.data(),
-                                                bb_.data(), wo.data(), bo.data(), N, C, nullptr);
+                                                bb_.data(), wo.data(), bo.data(), N, C, epsilon,
+                                                nullptr);
           v.within(compare(res.values(), sum, 0, 0), "residual, " + at);
           v.require(y.same_bits(y_plain) && m.same_bits(m_plain) && s.same_bits(s_plain),
                     "out, mean or rstd differ from layernorm_forward of the residual, " + at);
@@ -796,11 +828,13 @@ void check_layernorm_forward(int N, int C) {
           // In place: the residual stream is a or b.
           Buffer<Act> y2(n, o.out), y3(n, o.out);
           cuda::residual_layernorm_forward<Act>(ba.data(), y2.data(), nullptr, nullptr, ba.data(),
-                                                bb_.data(), wo.data(), bo.data(), N, C, nullptr);
+                                                bb_.data(), wo.data(), bo.data(), N, C, epsilon,
+                                                nullptr);
           v.require(ba.same_bits(res) && y2.same_bits(y_plain), "residual == a differs, " + at);
           Buffer<Act> ba2(a, o.in);
           cuda::residual_layernorm_forward<Act>(bb_.data(), y3.data(), nullptr, nullptr, ba2.data(),
-                                                bb_.data(), wo.data(), bo.data(), N, C, nullptr);
+                                                bb_.data(), wo.data(), bo.data(), N, C, epsilon,
+                                                nullptr);
           v.require(bb_.same_bits(res) && y3.same_bits(y_plain), "residual == b differs, " + at);
         }
       });
@@ -825,7 +859,7 @@ void check_layernorm_backward(int N, int C) {
         Buffer<Act> in0(x, 0), y0(n, 0);
         Buffer<float> weight0(w, 0), bias0(b, 0), m0(N), s0(N);
         cuda::layernorm_forward<Act>(y0.data(), m0.data(), s0.data(), in0.data(), weight0.data(),
-                                     bias0.data(), N, C, nullptr);
+                                     bias0.data(), N, C, 1e-5f, nullptr);
         const std::vector<double> mean = m0.values(), rstd = s0.values();
         std::vector<double> dinp = dinp0, dw = dw0, db = db0;
         cpu::layernorm_backward<double>(dinp.data(), dw.data(), db.data(), dout.data(), x.data(),
@@ -908,6 +942,9 @@ void check_layernorm() {
     check_layernorm_backward<bf16>(N, C);
   }
   if (!g_quick) check_layernorm_backward<float>(200, 54);  // several chunks of rows
+  // Another model's epsilon (large enough to matter for the rows of spread 0.01).
+  check_layernorm_forward<float>(17, 54, 0.25f);
+  check_layernorm_forward<bf16>(17, 300, 0.25f);
 }
 
 // ---- cross_entropy_kernels.cu ----
@@ -991,28 +1028,48 @@ void check_cross_entropy(int N, int V, double spread, bool poisoned) {
 
 // ---- encoder_kernels.cu ----
 
+// The position ids of an encoder check: GPT-2's (row n of B windows of T tokens is at position
+// n % T), ids scattered over a table of T + 3 rows (a flat batch's positions: repeats, any
+// order), or no position table at all (a plain row gather).
+enum class Positions { kGpt2, kScattered, kNone };
+
 template <typename Act>
-void check_encoder(int B, int T, int C, int V, bool one_token) {
+void check_encoder(int B, int T, int C, int V, bool one_token, Positions kind) {
   const int count = B * T;
   const size_t n = static_cast<size_t>(count) * C;
   std::vector<int32_t> tokens(count);
   std::mt19937 rng(81 + C);
   for (auto& t : tokens) t = one_token ? V - 1 : std::uniform_int_distribution<int>(0, V - 1)(rng);
+  const bool with_positions = kind != Positions::kNone;
+  const int P = kind == Positions::kScattered ? T + 3 : T;  // rows of the position table
+  std::vector<int32_t> positions(count);
+  for (int i = 0; i < count; ++i) {
+    positions[i] = kind == Positions::kScattered
+                       ? std::uniform_int_distribution<int>(0, P - 1)(rng)
+                       : i % T;
+  }
   const std::vector<double> wte =
       rounded<float>(random_values(static_cast<size_t>(V) * C, -1, 1, 82 + C));
   const std::vector<double> wpe =
-      rounded<float>(random_values(static_cast<size_t>(T) * C, -1, 1, 83 + C));
-  const std::string name = fmt::format("encoder {} B={} T={} C={} V={}{}", type_name<Act>(), B, T,
-                                       C, V, one_token ? " (one token)" : "");
+      rounded<float>(random_values(static_cast<size_t>(P) * C, -1, 1, 83 + C));
+  const char* kind_name = kind == Positions::kGpt2        ? ""
+                          : kind == Positions::kScattered ? " (scattered positions)"
+                                                          : " (no positions)";
+  const std::string name = fmt::format("encoder {} B={} T={} C={} V={}{}{}", type_name<Act>(), B,
+                                       T, C, V, one_token ? " (one token)" : "", kind_name);
   check(name + " forward (bit-exact)", [&](Verdict& v) {
     std::vector<double> want(n);
-    cpu::encoder_forward<double>(want.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+    cpu::embedding_forward<double>(want.data(), tokens.data(), wte.data(),
+                                   with_positions ? positions.data() : nullptr,
+                                   with_positions ? wpe.data() : nullptr, count, C);
     for (auto& e : want) e = stored<Act>(e);
-    Buffer<int32_t> tok(tokens, 0);
+    Buffer<int32_t> tok(tokens, 0), pos(positions, 0);
     for (size_t offset : {0, 1}) {
       Buffer<float> e(wte, offset), p(wpe, 1 - offset);
       Buffer<Act> out(n, offset);
-      cuda::encoder_forward<Act>(out.data(), tok.data(), e.data(), p.data(), B, T, C, nullptr);
+      cuda::encoder_forward<Act>(out.data(), tok.data(), e.data(),
+                                 with_positions ? pos.data() : nullptr,
+                                 with_positions ? p.data() : nullptr, count, C, nullptr);
       v.within(compare(out.values(), want, 0, 0), fmt::format("offset {}", offset));
       v.require(out.guard_intact(), "wrote past the end");
     }
@@ -1022,30 +1079,32 @@ void check_encoder(int B, int T, int C, int V, bool one_token) {
     const std::vector<double> dwte0 = rounded<float>(random_values(wte.size(), -1, 1, 85 + C));
     const std::vector<double> dwpe0 = rounded<float>(random_values(wpe.size(), -1, 1, 86 + C));
     std::vector<double> dwte = dwte0, dwpe = dwpe0;
-    cpu::encoder_backward<double>(dwte.data(), dwpe.data(), dout.data(), tokens.data(), B, T, C);
-    // The contract: float sums in position order (b * T + t), as the CPU kernel adds them.
+    cpu::embedding_backward<double>(dwte.data(), with_positions ? dwpe.data() : nullptr,
+                                    dout.data(), tokens.data(), positions.data(), count, C);
+    // The contract: float sums in row order, as the CPU kernel adds them.
     std::vector<float> exact_wte(dwte0.begin(), dwte0.end()), exact_wpe(dwpe0.begin(), dwpe0.end());
-    for (int bt = 0; bt < count; ++bt) {
+    for (int row = 0; row < count; ++row) {
       for (int c = 0; c < C; ++c) {
-        const float d = static_cast<float>(dout[static_cast<size_t>(bt) * C + c]);
-        exact_wte[static_cast<size_t>(tokens[bt]) * C + c] += d;
-        exact_wpe[static_cast<size_t>(bt % T) * C + c] += d;
+        const float d = static_cast<float>(dout[static_cast<size_t>(row) * C + c]);
+        exact_wte[static_cast<size_t>(tokens[row]) * C + c] += d;
+        if (with_positions) exact_wpe[static_cast<size_t>(positions[row]) * C + c] += d;
       }
     }
     const std::vector<double> want_wte(exact_wte.begin(), exact_wte.end());
     const std::vector<double> want_wpe(exact_wpe.begin(), exact_wpe.end());
     const double sum_error = kF32 * (2 + count);
-    Buffer<int32_t> tok(tokens, 0);
-    const size_t ws = cuda::encoder_backward_workspace_bytes(B, T);
+    Buffer<int32_t> tok(tokens, 0), pos(positions, 0);
+    const size_t ws = cuda::encoder_backward_workspace_bytes(count, V, with_positions ? P : 0);
     for (size_t offset : {0, 1}) {
       Buffer<Act> d(dout, offset);
       Buffer<float> gw(dwte0, offset), gp(dwpe0, offset);
       Buffer<unsigned char> work(ws, 3 * offset);  // any alignment
-      cuda::encoder_backward<Act>(gw.data(), gp.data(), d.data(), tok.data(), B, T, C, work.data(),
-                                  nullptr);
+      cuda::encoder_backward<Act>(gw.data(), V, with_positions ? gp.data() : nullptr, P, d.data(),
+                                  tok.data(), pos.data(), count, C, work.data(), nullptr);
       const std::string at = fmt::format("offset {}", offset);
       v.within(compare(gw.values(), want_wte, 0, 0), "dwte, " + at);
-      v.within(compare(gp.values(), want_wpe, 0, 0), "dwpe, " + at);
+      v.within(compare(gp.values(), want_wpe, 0, 0),
+               (with_positions ? "dwpe, " : "dwpe untouched, ") + at);
       v.within(compare(gw.values(), dwte, sum_error, sum_error), "dwte vs double, " + at);
       v.within(compare(gp.values(), dwpe, sum_error, sum_error), "dwpe vs double, " + at);
       v.require(gw.guard_intact() && gp.guard_intact() && work.guard_intact(),
@@ -1086,7 +1145,7 @@ void adamw_reference_float(std::vector<float>& p, const std::vector<float>& g,
 }
 
 void check_adamw(size_t n) {
-  check(fmt::format("adamw_update N={} x3 steps (bit-exact unfused; shadow; alignments)", n),
+  check(fmt::format("adamw_update N={} x3 steps (bit-exact unfused; bf16 copy; alignments)", n),
         [&](Verdict& verdict) {
           const AdamWSettings s;
           std::vector<double> g = random_values(n, -1, 1, 91 + n);
@@ -1121,21 +1180,21 @@ void check_adamw(size_t n) {
           };
           const std::vector<double> want_p(fp.begin(), fp.end()), want_m(fm.begin(), fm.end()),
               want_v(fv.begin(), fv.end());
-          // (params, grads, m, v) offsets, and the shadow's: null, aligned, 2 and 8 bytes past.
+          // (params, grads, m, v) offsets, and the bf16 copy's: null, aligned, 2 and 8 bytes past.
           struct Run {
             size_t p, g, m, v;
-            int shadow;  // -1: no shadow
+            int copy;  // -1: no copy
           };
           const Run runs[] = {{0, 0, 0, 0, -1}, {0, 0, 0, 0, 0}, {1, 1, 1, 1, 1},
                               {0, 0, 0, 2, 0},  {0, 0, 0, 0, 4}, {0, 0, 0, 0, 1}};
           for (const Run& r : runs) {
             const std::string at =
-                fmt::format("offsets {}/{}/{}/{} shadow {}", r.p, r.g, r.m, r.v, r.shadow);
+                fmt::format("offsets {}/{}/{}/{} copy {}", r.p, r.g, r.m, r.v, r.copy);
             Buffer<float> p(p0, r.p), gr(g, r.g), m(m0, r.m), v(v0, r.v);
-            Buffer<bf16> shadow(n, r.shadow < 0 ? 0 : r.shadow);
+            Buffer<bf16> copy(n, r.copy < 0 ? 0 : r.copy);
             for (int step = 1; step <= 3; ++step) {
               cuda::adamw_update(p.data(), gr.data(), m.data(), v.data(),
-                                 r.shadow < 0 ? nullptr : shadow.data(), n, s.lr, s.beta1, s.beta2,
+                                 r.copy < 0 ? nullptr : copy.data(), n, s.lr, s.beta1, s.beta2,
                                  s.eps, s.wd, step, s.grad_scale, nullptr, 0.0f, nullptr);
             }
             verdict.within(compare(p.values(), want_p, 0, 0), "params, " + at);
@@ -1144,17 +1203,17 @@ void check_adamw(size_t n) {
             verdict.within(compare(p.values(), dp, within(tol_p)), "params vs double, " + at);
             verdict.within(compare(m.values(), dm, within(tol_m)), "m vs double, " + at);
             verdict.within(compare(v.values(), dv, within(tol_v)), "v vs double, " + at);
-            if (r.shadow >= 0) {
+            if (r.copy >= 0) {
               size_t wrong = 0;
               for (size_t i = 0; i < n; ++i) {
-                wrong += bits_of(shadow[i]) != switchyard::float_to_bf16(p[i]);
+                wrong += bits_of(copy[i]) != switchyard::float_to_bf16(p[i]);
               }
-              verdict.require(wrong == 0, fmt::format("{} shadow elements are not params "
+              verdict.require(wrong == 0, fmt::format("{} copy elements are not params "
                                                       "rounded to bf16, {}",
                                                       wrong, at));
             }
             verdict.require(
-                p.guard_intact() && m.guard_intact() && v.guard_intact() && shadow.guard_intact(),
+                p.guard_intact() && m.guard_intact() && v.guard_intact() && copy.guard_intact(),
                 "wrote past the end");
           }
         });
@@ -1279,19 +1338,30 @@ void check_encoder_all() {
   struct Case {
     int B, T, C, V;
     bool one_token;
+    Positions positions;
   };
-  const Case cases[] = {{3, 5, 1, 11, false},    {3, 5, 54, 11, false},  {2, 7, 768, 5, false},
-                        {4, 25, 20, 1000, true}, {2, 3, 1100, 3, false}, {1, 1, 8, 2, false},
-                        {4, 64, 72, 50, false}};
+  const Case cases[] = {{3, 5, 1, 11, false, Positions::kGpt2},
+                        {3, 5, 54, 11, false, Positions::kGpt2},
+                        {2, 7, 768, 5, false, Positions::kGpt2},
+                        {4, 25, 20, 1000, true, Positions::kGpt2},
+                        {2, 3, 1100, 3, false, Positions::kGpt2},
+                        {1, 1, 8, 2, false, Positions::kGpt2},
+                        {4, 64, 72, 50, false, Positions::kGpt2},
+                        {3, 9, 20, 50257, false, Positions::kGpt2},  // 16 key bits
+                        {4, 25, 20, 1000, false, Positions::kScattered},
+                        {2, 7, 54, 11, true, Positions::kScattered},
+                        {3, 5, 54, 11, false, Positions::kNone},
+                        {4, 25, 20, 1000, true, Positions::kNone}};
   for (const Case& c : cases) {
-    check_encoder<float>(c.B, c.T, c.C, c.V, c.one_token);
-    check_encoder<bf16>(c.B, c.T, c.C, c.V, c.one_token);
+    check_encoder<float>(c.B, c.T, c.C, c.V, c.one_token, c.positions);
+    check_encoder<bf16>(c.B, c.T, c.C, c.V, c.one_token, c.positions);
   }
   check("encoder B*T=0 (no launch, no workspace)", [](Verdict& v) {
-    v.require(cuda::encoder_backward_workspace_bytes(0, 5) == 0, "workspace for B=0");
+    v.require(cuda::encoder_backward_workspace_bytes(0, 5, 5) == 0, "workspace for N=0");
     const long long before = emu::counters().launches;
-    cuda::encoder_forward<float>(nullptr, nullptr, nullptr, nullptr, 0, 5, 8, nullptr);
-    cuda::encoder_backward<float>(nullptr, nullptr, nullptr, nullptr, 0, 5, 8, nullptr, nullptr);
+    cuda::encoder_forward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, nullptr);
+    cuda::encoder_backward<float>(nullptr, 5, nullptr, 5, nullptr, nullptr, nullptr, 0, 8, nullptr,
+                                  nullptr);
     v.require(emu::counters().launches == before, "launched");
   });
 }
@@ -1307,6 +1377,34 @@ void check_optimizer() {
 }
 
 // ---- attention_kernels.cu ----
+
+// The CPU kernels in double on GPT-2's packed qkv [B*T, 3C] (q | k | v per row, each [NH, hs]),
+// the layout the CUDA kernels read.
+cpu::AttentionGeometry packed_geometry(int B, int T, int C, int NH) {
+  cpu::AttentionGeometry g;
+  g.batch = B;
+  g.seq = T;
+  g.heads = g.kv_heads = NH;
+  g.head_dim = C / NH;
+  g.ldq = g.ldk = g.ldv = 3 * static_cast<int64_t>(C);
+  g.ldo = C;
+  return g;
+}
+
+double default_scale(int C, int NH) { return 1 / std::sqrt(static_cast<double>(C / NH)); }
+
+void cpu_attention_forward(double* out, double* att, const double* qkv, int B, int T, int C,
+                           int NH) {
+  cpu::attention_forward<double>(out, att, qkv, qkv + C, qkv + 2 * C, nullptr,
+                                 packed_geometry(B, T, C, NH), default_scale(C, NH));
+}
+
+void cpu_attention_backward(double* dqkv, double* scratch, const double* dout, const double* qkv,
+                            const double* att, int B, int T, int C, int NH) {
+  cpu::attention_backward<double>(dqkv, dqkv + C, dqkv + 2 * C, nullptr, scratch, dout, att, qkv,
+                                  qkv + C, qkv + 2 * C, nullptr, packed_geometry(B, T, C, NH),
+                                  default_scale(C, NH));
+}
 
 // The causal attention of qkv[B,T,3C] in double: out and the probabilities from the CPU kernel;
 // from a plain loop, lse = log sum exp of each row's scaled scores, the largest score magnitude
@@ -1327,7 +1425,7 @@ AttentionForward attention_forward_reference(const std::vector<double>& qkv, int
   r.magnitude.assign(r.out.size(), 0.0);
   r.att.resize(static_cast<size_t>(B) * NH * T * T);
   r.lse.resize(static_cast<size_t>(B) * NH * T);
-  cpu::attention_forward<double>(r.out.data(), r.att.data(), qkv.data(), B, T, C, NH);
+  cpu_attention_forward(r.out.data(), r.att.data(), qkv.data(), B, T, C, NH);
   const double scale = 1 / std::sqrt(static_cast<double>(hs));
   std::vector<double> scores(T);
   for (int b = 0; b < B; ++b) {
@@ -1382,8 +1480,8 @@ AttentionBackward attention_backward_reference(const std::vector<double>& qkv,
   r.dqkv.assign(qkv.size(), 0.0);
   r.magnitude.assign(qkv.size(), 0.0);
   std::vector<double> scratch(fwd.att.size());
-  cpu::attention_backward<double>(r.dqkv.data(), scratch.data(), dout.data(), qkv.data(),
-                                  fwd.att.data(), B, T, C, NH);
+  cpu_attention_backward(r.dqkv.data(), scratch.data(), dout.data(), qkv.data(), fwd.att.data(), B,
+                         T, C, NH);
   const double scale = 1 / std::sqrt(static_cast<double>(hs));
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
@@ -1558,8 +1656,9 @@ void check_attention_decode(int B, int pos, int max_T, int C, int NH, uint32_t s
           const std::vector<double> qkv =
               rounded<Act>(random_values(static_cast<size_t>(B) * 3 * C, -1.7, 1.7, seed + 2));
           std::vector<double> want(static_cast<size_t>(B) * C), want_k = k0, want_v = v0;
-          cpu::attention_decode<double>(want.data(), qkv.data(), want_k.data(), want_v.data(), B,
-                                        pos, max_T, C, NH);
+          cpu::attention_decode<double>(want.data(), C, qkv.data(), 3 * C, qkv.data() + C, 3 * C,
+                                        qkv.data() + 2 * C, 3 * C, want_k.data(), want_v.data(),
+                                        B, pos, max_T, NH, C / NH);
           // The largest score magnitude and, per output, the magnitudes of its terms, as above.
           const int hs = C / NH;
           double score_magnitude = 0;
@@ -1649,6 +1748,294 @@ void check_attention_all() {
     if (c.quick || !g_quick) check_attention_decode<bf16>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
   }
 }
+
+// ---- paged_attention_kernels.cu ----
+
+template <typename Act>
+void check_kv_cache_write(int N, int KV, int hd, int bs, int blocks, size_t offset,
+                          uint32_t seed) {
+  check(fmt::format("kv_cache_write {} N={} kv_heads={} head_dim={} block_size={} offset {} "
+                    "(strided rows, skipped slots; bit-exact)",
+                    type_name<Act>(), N, KV, hd, bs, offset),
+        [&](Verdict& v) {
+          const int64_t width = int64_t{KV} * hd, ld = width + 3;  // rows of a wider projection
+          const int64_t capacity = int64_t{blocks} * bs;
+          const size_t cache = static_cast<size_t>(capacity * width);
+          const std::vector<double> k0 = rounded<Act>(random_values(cache, -1, 1, seed));
+          const std::vector<double> v0 = rounded<Act>(random_values(cache, -1, 1, seed + 1));
+          const size_t rows = static_cast<size_t>(N) * ld;
+          const std::vector<double> k = rounded<Act>(random_values(rows, -2, 2, seed + 2));
+          const std::vector<double> vv = rounded<Act>(random_values(rows, -2, 2, seed + 3));
+          // Distinct slots in random order; one negative and one past the cache, both skipped.
+          std::vector<int32_t> slots(capacity);
+          std::iota(slots.begin(), slots.end(), 0);
+          std::shuffle(slots.begin(), slots.end(), std::mt19937(seed + 4));
+          slots.resize(N);
+          std::vector<int32_t> reference_slots = slots;
+          if (N > 2) {
+            slots[N / 2] = reference_slots[N / 2] = -1;
+            slots[N - 1] = static_cast<int32_t>(capacity);
+            reference_slots[N - 1] = -1;
+          }
+          std::vector<double> want_k = k0, want_v = v0;
+          cpu::kv_cache_write<double>(want_k.data(), want_v.data(), k.data(), ld, vv.data(), ld,
+                                      reference_slots.data(), N, KV, hd);
+          Buffer<Act> kc(k0, offset), vc(v0, 0), kin(k, offset), vin(vv, 1);
+          Buffer<int32_t> sl(slots, 0);
+          cuda::kv_cache_write<Act>(kc.data(), vc.data(), kin.data(), ld, vin.data(), ld,
+                                    sl.data(), N, capacity, KV, hd, nullptr);
+          v.within(compare(kc.values(), want_k, 0, 0), "k_cache");
+          v.within(compare(vc.values(), want_v, 0, 0), "v_cache");
+          v.require(kc.guard_intact() && vc.guard_intact(), "wrote past the end");
+        });
+}
+
+struct PagedCase {
+  int H, KV, hd, bs;
+  std::vector<int> context, rows;  // per sequence
+  int window;
+  bool sinks;
+  size_t offset;  // elements q and out lie past 16-byte alignment
+  bool quick;     // also run under --quick
+};
+
+// A paged layout for the sequences of a case: each sequence's blocks drawn without repeats from
+// a shuffled pool (two more blocks than needed, never used), block tables with -1 past each
+// context and, with a window, for blocks no row of the sequence can see.
+struct PagedLayout {
+  int sequences = 0, max_blocks = 0, blocks = 0, rows = 0, max_context = 0;
+  std::vector<int32_t> tables, query_start, context;
+};
+
+PagedLayout paged_layout(const PagedCase& c, uint32_t seed) {
+  PagedLayout l;
+  l.sequences = static_cast<int>(c.context.size());
+  for (int ctx : c.context) {
+    l.max_blocks = std::max(l.max_blocks, (ctx + c.bs - 1) / c.bs);
+    l.blocks += (ctx + c.bs - 1) / c.bs;
+    l.max_context = std::max(l.max_context, ctx);
+  }
+  l.max_blocks += 1;
+  l.blocks += 2;
+  std::vector<int32_t> pool(l.blocks);
+  std::iota(pool.begin(), pool.end(), 0);
+  std::shuffle(pool.begin(), pool.end(), std::mt19937(seed));
+  l.tables.assign(static_cast<size_t>(l.sequences) * l.max_blocks, -1);
+  l.query_start = {0};
+  size_t next = 0;
+  for (int s = 0; s < l.sequences; ++s) {
+    const int ctx = c.context[s], first = ctx - c.rows[s];
+    const int lo = c.window > 0 ? std::max(0, first - c.window + 1) : 0;
+    for (int blk = 0; blk * c.bs < ctx; ++blk) {
+      const int32_t id = pool[next++];
+      if ((blk + 1) * c.bs > lo) l.tables[static_cast<size_t>(s) * l.max_blocks + blk] = id;
+    }
+    l.query_start.push_back(l.query_start.back() + c.rows[s]);
+    l.context.push_back(ctx);
+  }
+  l.rows = l.query_start.back();
+  return l;
+}
+
+template <typename Act>
+void check_paged_attention(const PagedCase& c, uint32_t seed) {
+  const PagedLayout l = paged_layout(c, seed);
+  std::string shape;
+  for (size_t s = 0; s < c.context.size(); ++s) {
+    shape += fmt::format("{}{}/{}", s ? " " : "", c.rows[s], c.context[s]);
+  }
+  check(fmt::format("paged_attention {} heads {}/{} hd {} block {} rows/context {}{}{}{}",
+                    type_name<Act>(), c.H, c.KV, c.hd, c.bs, shape,
+                    c.window ? fmt::format(" window {}", c.window) : "", c.sinks ? " sinks" : "",
+                    c.offset ? fmt::format(" offset {}", c.offset) : ""),
+        [&](Verdict& v) {
+          const int64_t width = int64_t{c.KV} * c.hd, ldq = int64_t{c.H} * c.hd + 5,
+                        ldo = int64_t{c.H} * c.hd;
+          const size_t cache = static_cast<size_t>(l.blocks) * c.bs * width;
+          const std::vector<double> kc = rounded<Act>(random_values(cache, -1.7, 1.7, seed + 1));
+          const std::vector<double> vc = rounded<Act>(random_values(cache, -1.7, 1.7, seed + 2));
+          const std::vector<double> q =
+              rounded<Act>(random_values(static_cast<size_t>(l.rows) * ldq, -1.7, 1.7, seed + 3));
+          const std::vector<double> sinks = rounded<float>(random_values(c.H, -1, 2, seed + 4));
+          const double scale = 1 / std::sqrt(static_cast<double>(c.hd));
+          std::vector<double> want(static_cast<size_t>(l.rows) * ldo);
+          cpu::PagedGeometry g;
+          g.heads = c.H;
+          g.kv_heads = c.KV;
+          g.head_dim = c.hd;
+          g.window = c.window;
+          g.block_size = c.bs;
+          g.sequences = l.sequences;
+          g.max_blocks = l.max_blocks;
+          g.ldq = ldq;
+          g.ldo = ldo;
+          cpu::paged_attention<double>(want.data(), q.data(), kc.data(), vc.data(),
+                                       l.tables.data(), l.query_start.data(), l.context.data(),
+                                       c.sinks ? std::vector<float>(sinks.begin(), sinks.end()).data()
+                                               : nullptr,
+                                       g, scale);
+          // The largest score magnitude and, per output, the magnitudes of its terms (see
+          // attention_tolerance).
+          double score_magnitude = 0;
+          std::vector<double> magnitude(want.size(), 0.0);
+          for (int s = 0; s < l.sequences; ++s) {
+            for (int r = 0; r < c.rows[s]; ++r) {
+              const int row = l.query_start[s] + r, pos = c.context[s] - c.rows[s] + r;
+              const int lo = c.window > 0 ? std::max(0, pos - c.window + 1) : 0;
+              for (int h = 0; h < c.H; ++h) {
+                const int kvh = h / (c.H / c.KV);
+                auto key = [&](const std::vector<double>& cache_values, int j) {
+                  const int32_t block = l.tables[static_cast<size_t>(s) * l.max_blocks + j / c.bs];
+                  return &cache_values[(static_cast<size_t>(block) * c.bs + j % c.bs) * width +
+                                       static_cast<size_t>(kvh) * c.hd];
+                };
+                const double* qr = &q[static_cast<size_t>(row) * ldq + static_cast<size_t>(h) * c.hd];
+                std::vector<double> scores;
+                double max = c.sinks ? sinks[h] : -INFINITY;
+                for (int j = lo; j <= pos; ++j) {
+                  double dot = 0, dot_magnitude = 0;
+                  for (int i = 0; i < c.hd; ++i) {
+                    dot += qr[i] * key(kc, j)[i];
+                    dot_magnitude += std::fabs(qr[i] * key(kc, j)[i]);
+                  }
+                  scores.push_back(dot * scale);
+                  max = std::max(max, dot * scale);
+                  score_magnitude = std::max(score_magnitude, dot_magnitude * scale);
+                }
+                double sum = c.sinks ? std::exp(sinks[h] - max) : 0;
+                for (double x : scores) sum += std::exp(x - max);
+                double* mag = &magnitude[static_cast<size_t>(row) * ldo +
+                                         static_cast<size_t>(h) * c.hd];
+                for (int j = lo; j <= pos; ++j) {
+                  const double p = std::exp(scores[j - lo] - max) / sum;
+                  for (int i = 0; i < c.hd; ++i) mag[i] += p * std::fabs(key(vc, j)[i]);
+                }
+              }
+            }
+          }
+          Buffer<Act> qb(q, c.offset), kb(kc, 0), vb(vc, 0), out(want.size(), c.offset);
+          Buffer<int32_t> tb(l.tables, 0), sb(l.query_start, 0), cb(l.context, 0);
+          Buffer<float> sk(sinks, 0);
+          cuda::PagedAttentionShape shape;
+          shape.rows = l.rows;
+          shape.heads = c.H;
+          shape.kv_heads = c.KV;
+          shape.head_dim = c.hd;
+          shape.window = c.window;
+          shape.block_size = c.bs;
+          shape.blocks = l.blocks;
+          shape.sequences = l.sequences;
+          shape.max_blocks = l.max_blocks;
+          shape.ldq = ldq;
+          shape.ldo = ldo;
+          shape.scale = static_cast<float>(scale);
+          cuda::paged_attention<Act>(out.data(), qb.data(), kb.data(), vb.data(), tb.data(),
+                                     sb.data(), cb.data(), c.sinks ? sk.data() : nullptr, shape,
+                                     nullptr);
+          attention_close(v, out.values(), want, magnitude,
+                          attention_tolerance<Act>(l.max_context, score_magnitude), "out");
+          v.require(out.guard_intact(), "wrote past the end");
+        });
+}
+
+// Metadata out of range: a block id beyond the cache, a context longer than the block table, and
+// a slot beyond the cache. The rows they touch come out NaN (nothing outside the cache is read);
+// the other sequences' rows are unaffected.
+template <typename Act>
+void check_paged_bad_metadata(uint32_t seed) {
+  check(fmt::format("paged_attention {} bad metadata (NaN rows, other rows intact)",
+                    type_name<Act>()),
+        [&](Verdict& v) {
+          const PagedCase c{4, 2, 32, 4, {10, 7, 9}, {2, 1, 3}, 0, false, 0, true};
+          PagedLayout l = paged_layout(c, seed);
+          const int64_t width = int64_t{c.KV} * c.hd, ld = int64_t{c.H} * c.hd;
+          const size_t cache = static_cast<size_t>(l.blocks) * c.bs * width;
+          const std::vector<double> kc = rounded<Act>(random_values(cache, -1, 1, seed + 1));
+          const std::vector<double> vc = rounded<Act>(random_values(cache, -1, 1, seed + 2));
+          const std::vector<double> q =
+              rounded<Act>(random_values(static_cast<size_t>(l.rows) * ld, -1, 1, seed + 3));
+          std::vector<double> want(static_cast<size_t>(l.rows) * ld);
+          cpu::PagedGeometry g;
+          g.heads = c.H;
+          g.kv_heads = c.KV;
+          g.head_dim = c.hd;
+          g.block_size = c.bs;
+          g.sequences = l.sequences;
+          g.max_blocks = l.max_blocks;
+          g.ldq = g.ldo = ld;
+          cpu::paged_attention<double>(want.data(), q.data(), kc.data(), vc.data(),
+                                       l.tables.data(), l.query_start.data(), l.context.data(),
+                                       nullptr, g, 1 / std::sqrt(static_cast<double>(c.hd)));
+          l.tables[static_cast<size_t>(1) * l.max_blocks] = l.blocks + 3;  // sequence 1
+          l.context[2] = l.max_blocks * c.bs + 1;                            // sequence 2
+          Buffer<Act> qb(q, 0), kb(kc, 0), vb(vc, 0), out(want.size(), 0);
+          Buffer<int32_t> tb(l.tables, 0), sb(l.query_start, 0), cb(l.context, 0);
+          cuda::PagedAttentionShape shape;
+          shape.rows = l.rows;
+          shape.heads = c.H;
+          shape.kv_heads = c.KV;
+          shape.head_dim = c.hd;
+          shape.block_size = c.bs;
+          shape.blocks = l.blocks;
+          shape.sequences = l.sequences;
+          shape.max_blocks = l.max_blocks;
+          shape.ldq = shape.ldo = ld;
+          shape.scale = static_cast<float>(1 / std::sqrt(static_cast<double>(c.hd)));
+          cuda::paged_attention<Act>(out.data(), qb.data(), kb.data(), vb.data(), tb.data(),
+                                     sb.data(), cb.data(), nullptr, shape, nullptr);
+          const std::vector<double> got = out.values();
+          const size_t good_end = static_cast<size_t>(l.query_start[1]) * ld;
+          size_t not_nan = 0;
+          for (size_t i = good_end; i < got.size(); ++i) not_nan += !std::isnan(got[i]);
+          v.require(not_nan == 0, fmt::format("{} outputs of the bad sequences are not NaN",
+                                              not_nan));
+          const std::vector<double> good(got.begin(), got.begin() + good_end);
+          const std::vector<double> want_good(want.begin(), want.begin() + good_end);
+          v.within(compare(good, want_good, 8 * storage_tolerance<Act>(), 1e-5),
+                   "the good sequence's rows");
+          v.require(out.guard_intact(), "wrote past the end");
+        });
+}
+
+void check_paged_all() {
+  uint32_t seed = 3000;
+  for (const auto& [N, KV, hd, bs, offset, quick] :
+       {std::tuple{7, 2, 40, 5, size_t{0}, true}, std::tuple{1, 1, 64, 16, size_t{1}, false},
+        std::tuple{40, 8, 128, 16, size_t{0}, false}, std::tuple{12, 3, 3, 1, size_t{2}, true}}) {
+    seed += 10;
+    if (!quick && g_quick) continue;
+    check_kv_cache_write<float>(N, KV, hd, bs, 2 * N, offset, seed);
+    check_kv_cache_write<bf16>(N, KV, hd, bs, 2 * N, offset, seed);
+  }
+  // Every head-size bucket (32, 64, 128) and sizes between; multi-head, grouped-query and
+  // multi-query heads; decode rows, whole prompts and prompt chunks; a sequence with no rows;
+  // block sizes of 1 to 16; windows; sinks; misaligned q and out.
+  const PagedCase cases[] = {
+      {4, 4, 32, 16, {1, 17, 40}, {1, 1, 1}, 0, false, 0, true},
+      {6, 2, 40, 5, {37, 5, 18}, {37, 1, 6}, 0, true, 0, true},
+      {8, 1, 64, 16, {70, 33}, {20, 33}, 16, true, 0, false},
+      {2, 2, 100, 3, {9, 4, 20}, {3, 0, 20}, 0, false, 1, true},
+      {3, 1, 128, 1, {12}, {12}, 5, true, 0, false},
+      {2, 2, 8, 7, {300}, {2}, 0, false, 3, false},
+      {4, 2, 64, 16, {129, 64}, {1, 1}, 100, true, 0, true},
+  };
+  for (const PagedCase& c : cases) {
+    seed += 10;
+    if (!c.quick && g_quick) continue;
+    check_paged_attention<float>(c, seed);
+    check_paged_attention<bf16>(c, seed);
+  }
+  check_paged_bad_metadata<float>(seed + 1);
+  check_paged_bad_metadata<bf16>(seed + 2);
+  check("paged kernels with no rows (no launch)", [](Verdict& v) {
+    const long long before = emu::counters().launches;
+    cuda::kv_cache_write<float>(nullptr, nullptr, nullptr, 0, nullptr, 0, nullptr, 0, 0, 1, 8,
+                                nullptr);
+    cuda::paged_attention<float>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                 nullptr, cuda::PagedAttentionShape{}, nullptr);
+    v.require(emu::counters().launches == before, "launched");
+  });
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1669,7 +2056,7 @@ int main(int argc, char** argv) {
       {"emulator", check_emulator},       {"elementwise", check_elementwise},
       {"layernorm", check_layernorm},     {"cross_entropy", check_cross_entropy_all},
       {"encoder", check_encoder_all},     {"optimizer", check_optimizer},
-      {"attention", check_attention_all},
+      {"attention", check_attention_all}, {"paged", check_paged_all},
   };
   for (const auto& s : sections) {
     bool known = false;

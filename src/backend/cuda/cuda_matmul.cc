@@ -87,7 +87,7 @@ Matmul::Plan* Matmul::plan_for(const GemmCall& c, const Key& key) {
         c.epilogue == Epilogue::kBias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_GELU_AUX_BIAS;
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue);
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-             static_cast<int32_t>(data_type(c.d_type)));
+             static_cast<int32_t>(data_type(c.bias_type)));
     set_desc(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, c.bias);
     if (c.epilogue == Epilogue::kGeluAuxBias) {
       set_desc(plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, c.aux);
@@ -137,7 +137,8 @@ bool Matmul::run(const GemmCall& c) {
                 c.beta == 0.0f, static_cast<int>(c.epilogue), c.aux_ld,
                 static_cast<int>(alignment(c.a)), static_cast<int>(alignment(c.b)),
                 static_cast<int>(alignment(c.d)),
-                static_cast<int>(std::min(alignment(c.bias), alignment(c.aux)))};
+                static_cast<int>(std::min(alignment(c.bias), alignment(c.aux))),
+                static_cast<int>(c.bias_type)};
   Plan* plan = plan_for(c, key);
   if (!plan->has_algo) {
     require(c.epilogue != Epilogue::kNone,

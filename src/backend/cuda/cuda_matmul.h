@@ -19,7 +19,7 @@ enum class MatrixType { kF32, kBF16 };
 
 enum class Epilogue {
   kNone,
-  kBias,         // D += bias[m] broadcast over columns (bias has D's type)
+  kBias,         // D += bias[m] broadcast over columns (bias of GemmCall::bias_type)
   kGeluAuxBias,  // aux = op(A) op(B) + bias; D = gelu(aux) (aux has D's type)
 };
 
@@ -39,6 +39,7 @@ struct GemmCall {
   float beta = 0;
   Epilogue epilogue = Epilogue::kNone;
   const void* bias = nullptr;
+  MatrixType bias_type = MatrixType::kF32;
   void* aux = nullptr;
   int aux_ld = 0;
 };
@@ -62,7 +63,7 @@ class Matmul {
  private:
   struct Plan;
   using Key = std::tuple<bool, bool, int, int, int, int, int, int, int, int, int, bool, int, int,
-                         int, int, int, int>;
+                         int, int, int, int, int>;
   Plan* plan_for(const GemmCall& call, const Key& key);
 
   cudaStream_t stream_;

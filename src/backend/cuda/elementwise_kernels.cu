@@ -227,6 +227,10 @@ void convert_to_bf16(bf16* dst, const float* src, size_t N, cudaStream_t stream)
   launch_map<Convert, bf16, float>("convert_to_bf16", {}, dst, src, nullptr, N, stream);
 }
 
+void convert_to_f32(float* dst, const bf16* src, size_t N, cudaStream_t stream) {
+  launch_map<Convert, float, bf16>("convert_to_f32", {}, dst, src, nullptr, N, stream);
+}
+
 #define SWITCHYARD_ELEMENTWISE_INSTANCES(Act)                                                    \
   template void gelu_forward<Act>(Act*, const Act*, size_t, cudaStream_t);                       \
   template void gelu_backward<Act>(Act*, const Act*, const Act*, size_t, cudaStream_t);          \

@@ -1,5 +1,5 @@
 // Elementwise CUDA kernels: GELU and its backward pass, residual adds, bias gradients (column
-// sums) and the fp32 -> bf16 conversion.
+// sums) and the conversions between fp32 and bf16.
 //
 // Act is the activation storage type (float or bf16); arithmetic is fp32 in registers, rounded to
 // Act (to nearest even) on store. Pointers are device pointers with only element alignment
@@ -47,7 +47,11 @@ template <typename Act>
 void bias_backward(float* dbias, const Act* dout, int N, int OC, void* workspace,
                    cudaStream_t stream);
 
-// dst[N] = src[N] rounded to nearest even bf16 (the weights' copy the matrix products read).
+// dst[N] = src[N] rounded to nearest even bf16 (ops::Cast; the weights' copy the matrix products
+// read). dst must not overlap src.
 void convert_to_bf16(bf16* dst, const float* src, size_t N, cudaStream_t stream);
+
+// dst[N] = src[N] widened to fp32 (exact). dst must not overlap src.
+void convert_to_f32(float* dst, const bf16* src, size_t N, cudaStream_t stream);
 
 }  // namespace switchyard::backend::cuda

@@ -1,5 +1,7 @@
 #include "backend/cuda/encoder_kernels.h"
 
+#include <algorithm>
+
 #include <cub/device/device_radix_sort.cuh>
 
 #include "backend/cuda/cuda_check.h"
@@ -13,29 +15,32 @@ using device::kWarp;
 
 // ---- forward ----
 
-// One warp per (b, t) row, lane l handling packs l, l + 32, ... of the row.
+// One warp per row, lane l handling packs l, l + 32, ... of the row.
 constexpr int kRowsPerBlock = 8;
 constexpr int kForwardThreads = kRowsPerBlock * kWarp;
 
 template <typename Act>
 __global__ void __launch_bounds__(kForwardThreads)
-    encoder_forward_kernel(Act* out, const int32_t* tokens, const float* wte, const float* wpe,
-                           int64_t rows, int T, int C) {
+    encoder_forward_kernel(Act* out, const int32_t* tokens, const float* wte,
+                           const int32_t* positions, const float* wpe, int64_t rows, int C) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   if (row >= rows) return;
   const int lane = threadIdx.x % kWarp;
   const float* e = wte + static_cast<size_t>(tokens[row]) * C;
-  const float* p = wpe + static_cast<size_t>(row % T) * C;
+  const float* p = wpe != nullptr ? wpe + static_cast<size_t>(positions[row]) * C : nullptr;
   Act* o = out + static_cast<size_t>(row) * C;
   const bool e_vector = device::aligned16_device(e);
   const bool p_vector = device::aligned16_device(p);
   const bool o_vector = device::aligned16_device(o);
   for (int c = lane * kPack; c < C; c += kWarp * kPack) {
-    float ve[kPack], vp[kPack];
+    float ve[kPack];
     device::load_pack_checked(e, c, C, e_vector, ve);
-    device::load_pack_checked(p, c, C, p_vector, vp);
+    if (p != nullptr) {
+      float vp[kPack];
+      device::load_pack_checked(p, c, C, p_vector, vp);
 #pragma unroll
-    for (int k = 0; k < kPack; ++k) ve[k] += vp[k];
+      for (int k = 0; k < kPack; ++k) ve[k] += vp[k];
+    }
     device::store_pack_checked(o, c, C, o_vector, ve);
   }
 }
@@ -44,65 +49,43 @@ __global__ void __launch_bounds__(kForwardThreads)
 
 constexpr unsigned kThreads = 256;
 
-// dwpe[T*C] += sum over b of dout[b][T*C], b in order, one pack of 8 elements per thread. `vector`:
-// dwpe and dout are 16-byte aligned and T*C % 8 == 0, so every batch's pack is aligned too.
-template <typename Act>
-__global__ void __launch_bounds__(kThreads)
-    encoder_backward_wpe_kernel(float* dwpe, const Act* dout, int B, size_t TC, bool vector) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  const size_t packs = (TC + kPack - 1) / kPack;
-  for (size_t u = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < packs;
-       u += stride) {
-    const size_t i = u * kPack;
-    float acc[kPack];
-    device::load_pack_checked(dwpe, i, TC, vector, acc);
-    for (int b = 0; b < B; ++b) {
-      float d[kPack];
-      device::load_pack_checked(dout + static_cast<size_t>(b) * TC, i, TC, vector, d);
-#pragma unroll
-      for (int k = 0; k < kPack; ++k) acc[k] += d[k];
-    }
-    device::store_pack_checked(dwpe, i, TC, vector, acc);
-  }
-}
-
-// positions[i] = i: the values that the sort carries along with the tokens.
-__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* positions, int count) {
+// rows[i] = i: the values that each sort carries along with the ids.
+__global__ void __launch_bounds__(kThreads) iota_kernel(int32_t* rows, int count) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
        i += stride) {
-    positions[i] = static_cast<int32_t>(i);
+    rows[i] = static_cast<int32_t>(i);
   }
 }
 
 // Rows of dout whose loads a thread issues before adding them in order (hides the latency of the
-// dependent load of each position).
+// dependent load of each row).
 constexpr int kBatch = 4;
 constexpr unsigned kWteThreads = 128;
 
-// Block i looks at sorted entry i. Unless it starts a run of equal tokens it leaves at once;
-// otherwise it finds the run's end by binary search and adds the run's rows of dout, in position
-// order, onto the token's row of dwte (thread t owning packs t, t + kWteThreads, ... of the row).
-// Runs have distinct tokens, so no two blocks write the same row.
+// Block i looks at sorted entry i. Unless it starts a run of equal ids it leaves at once;
+// otherwise it finds the run's end by binary search and adds the run's rows of dout, in row
+// order, onto the id's row of the table (thread t owning packs t, t + kWteThreads, ... of the
+// row). Runs have distinct ids, so no two blocks write the same row.
 template <typename Act>
 __global__ void __launch_bounds__(kWteThreads)
-    encoder_backward_wte_kernel(float* dwte, const Act* dout, const uint32_t* sorted_tokens,
-                                const int32_t* sorted_positions, int count, int C) {
+    encoder_backward_scatter_kernel(float* dtable, const Act* dout, const uint32_t* sorted_ids,
+                                    const int32_t* sorted_rows, int count, int C) {
   const int start = blockIdx.x;
-  const uint32_t token = sorted_tokens[start];
-  if (start > 0 && sorted_tokens[start - 1] == token) return;  // the whole block leaves
+  const uint32_t token = sorted_ids[start];
+  if (start > 0 && sorted_ids[start - 1] == token) return;  // the whole block leaves
   int lo = start + 1;
   int hi = count;
   while (lo < hi) {  // first entry after start with a larger token
     const int mid = lo + (hi - lo) / 2;
-    if (sorted_tokens[mid] == token) {
+    if (sorted_ids[mid] == token) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
   const int end = lo;
-  float* w = dwte + static_cast<size_t>(token) * C;
+  float* w = dtable + static_cast<size_t>(token) * C;
   const bool w_vector = device::aligned16_device(w);
   for (int c = threadIdx.x * kPack; c < C; c += kWteThreads * kPack) {
     float acc[kPack];
@@ -112,7 +95,7 @@ __global__ void __launch_bounds__(kWteThreads)
 #pragma unroll
       for (int q = 0; q < kBatch; ++q) {
         if (j0 + q < end) {
-          const Act* row = dout + static_cast<size_t>(sorted_positions[j0 + q]) * C;
+          const Act* row = dout + static_cast<size_t>(sorted_rows[j0 + q]) * C;
           device::load_pack_checked(row, c, C, device::aligned16_device(row), d[q]);
         }
       }
@@ -128,30 +111,42 @@ __global__ void __launch_bounds__(kWteThreads)
   }
 }
 
-// Tokens are non-negative int32, so as uint32 keys their bit 31 is clear: sort bits [0, 31).
-constexpr int kSortBits = 31;
+// The key bits ids of a table of `rows` rows use (ids are in [0, rows), so as uint32 keys only
+// bits [0, sort_bits) can be set): fewer bits, fewer radix passes. At least 1, at most 31.
+int sort_bits(int rows) {
+  int bits = 1;
+  while (bits < 31 && (int64_t{1} << bits) < rows) ++bits;
+  return bits;
+}
 
-// CUB's scratch bytes for sorting `count` (token, position) pairs.
-size_t sort_bytes(int count) {
+// CUB's scratch bytes for sorting `count` (id, row) pairs on `bits` key bits.
+size_t sort_bytes(int count, int bits) {
   size_t bytes = 0;
   check_cuda(cub::DeviceRadixSort::SortPairs(nullptr, bytes, static_cast<const uint32_t*>(nullptr),
                                              static_cast<uint32_t*>(nullptr),
                                              static_cast<const int32_t*>(nullptr),
-                                             static_cast<int32_t*>(nullptr), count, 0, kSortBits),
+                                             static_cast<int32_t*>(nullptr), count, 0, bits),
              "cub::DeviceRadixSort::SortPairs (workspace size)");
   return bytes;
+}
+
+// CUB's scratch for both sorts, the tokens' (V rows) and, unless P is 0, the positions'.
+size_t sort_storage_bytes(int count, int V, int P) {
+  const size_t tokens = sort_bytes(count, sort_bits(V));
+  return P > 0 ? std::max(tokens, sort_bytes(count, sort_bits(P))) : tokens;
 }
 
 constexpr size_t kAlign = 256;
 
 size_t align_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
 
-// The workspace, from its first 256-byte boundary: sorted tokens, positions, sorted positions
-// (count int32 each, each padded to 256 bytes), then CUB's scratch.
+// The workspace, from its first 256-byte boundary: sorted ids, row numbers, sorted row numbers
+// (count int32 each, each padded to 256 bytes), then CUB's scratch. Both tables' sorts use it in
+// turn (the stream orders them).
 struct Workspace {
-  uint32_t* sorted_tokens;
-  int32_t* positions;
-  int32_t* sorted_positions;
+  uint32_t* sorted_ids;
+  int32_t* rows;
+  int32_t* sorted_rows;
   void* sort_storage;
   size_t sort_storage_bytes;
 };
@@ -169,61 +164,59 @@ Workspace carve(void* workspace, int count, size_t sort_storage_bytes) {
           reinterpret_cast<int32_t*>(p + 2 * array), p + 3 * array, sort_storage_bytes};
 }
 
+// Adds the rows of dout onto the rows of dtable[rows, C] that ids name (see the header).
+template <typename Act>
+void scatter_rows(float* dtable, int rows, const Act* dout, const int32_t* ids, int count, int C,
+                  const Workspace& ws, cudaStream_t stream) {
+  const int bits = sort_bits(rows);
+  size_t storage_bytes = ws.sort_storage_bytes;
+  check_cuda(cub::DeviceRadixSort::SortPairs(ws.sort_storage, storage_bytes,
+                                             reinterpret_cast<const uint32_t*>(ids), ws.sorted_ids,
+                                             ws.rows, ws.sorted_rows, count, 0, bits, stream),
+             "cub::DeviceRadixSort::SortPairs");
+  check_launch("encoder_backward (sort)");
+  encoder_backward_scatter_kernel<Act><<<count, kWteThreads, 0, stream>>>(
+      dtable, dout, ws.sorted_ids, ws.sorted_rows, count, C);
+  check_launch("encoder_backward (scatter)");
+}
+
 }  // namespace
 
 template <typename Act>
-void encoder_forward(Act* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
-                     int T, int C, cudaStream_t stream) {
-  const int64_t rows = static_cast<int64_t>(B) * T;
-  if (rows <= 0 || C <= 0) return;
-  const unsigned grid = static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
-  encoder_forward_kernel<Act><<<grid, kForwardThreads, 0, stream>>>(out, tokens, wte, wpe, rows, T,
-                                                                    C);
+void encoder_forward(Act* out, const int32_t* tokens, const float* wte, const int32_t* positions,
+                     const float* wpe, int N, int C, cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return;
+  const unsigned grid = static_cast<unsigned>((static_cast<int64_t>(N) + kRowsPerBlock - 1) /
+                                              kRowsPerBlock);
+  encoder_forward_kernel<Act><<<grid, kForwardThreads, 0, stream>>>(out, tokens, wte, positions,
+                                                                    wpe, N, C);
   check_launch("encoder_forward");
 }
 
-size_t encoder_backward_workspace_bytes(int B, int T) {
-  const int64_t count = static_cast<int64_t>(B) * T;
-  if (count <= 0) return 0;
-  return workspace_bytes(static_cast<int>(count), sort_bytes(static_cast<int>(count)));
+size_t encoder_backward_workspace_bytes(int N, int V, int P) {
+  if (N <= 0) return 0;
+  return workspace_bytes(N, sort_storage_bytes(N, V, P));
 }
 
 template <typename Act>
-void encoder_backward(float* dwte, float* dwpe, const Act* dout, const int32_t* tokens, int B,
-                      int T, int C, void* workspace, cudaStream_t stream) {
-  const int64_t count64 = static_cast<int64_t>(B) * T;
-  if (count64 <= 0 || C <= 0) return;
-  const int count = static_cast<int>(count64);
-
-  const size_t TC = static_cast<size_t>(T) * C;
-  const bool wpe_vector = device::aligned16(dwpe) && device::aligned16(dout) && TC % kPack == 0;
-  const size_t wpe_packs = (TC + kPack - 1) / kPack;
-  encoder_backward_wpe_kernel<Act><<<device::flat_blocks(wpe_packs, kThreads), kThreads, 0,
-                                     stream>>>(dwpe, dout, B, TC, wpe_vector);
-  check_launch("encoder_backward (dwpe)");
-
-  const Workspace ws = carve(workspace, count, sort_bytes(count));
-  iota_kernel<<<device::flat_blocks(count, kThreads), kThreads, 0, stream>>>(ws.positions, count);
-  check_launch("encoder_backward (positions)");
-  size_t storage_bytes = ws.sort_storage_bytes;
-  check_cuda(cub::DeviceRadixSort::SortPairs(ws.sort_storage, storage_bytes,
-                                             reinterpret_cast<const uint32_t*>(tokens),
-                                             ws.sorted_tokens, ws.positions, ws.sorted_positions,
-                                             count, 0, kSortBits, stream),
-             "cub::DeviceRadixSort::SortPairs");
-  check_launch("encoder_backward (sort)");
-  encoder_backward_wte_kernel<Act><<<count, kWteThreads, 0, stream>>>(
-      dwte, dout, ws.sorted_tokens, ws.sorted_positions, count, C);
-  check_launch("encoder_backward (dwte)");
+void encoder_backward(float* dwte, int V, float* dwpe, int P, const Act* dout,
+                      const int32_t* tokens, const int32_t* positions, int N, int C,
+                      void* workspace, cudaStream_t stream) {
+  if (N <= 0 || C <= 0) return;
+  const Workspace ws = carve(workspace, N, sort_storage_bytes(N, V, dwpe != nullptr ? P : 0));
+  iota_kernel<<<device::flat_blocks(N, kThreads), kThreads, 0, stream>>>(ws.rows, N);
+  check_launch("encoder_backward (row numbers)");
+  scatter_rows(dwte, V, dout, tokens, N, C, ws, stream);
+  if (dwpe != nullptr) scatter_rows(dwpe, P, dout, positions, N, C, ws, stream);
 }
 
-template void encoder_forward<float>(float*, const int32_t*, const float*, const float*, int, int,
-                                     int, cudaStream_t);
-template void encoder_forward<bf16>(bf16*, const int32_t*, const float*, const float*, int, int,
-                                    int, cudaStream_t);
-template void encoder_backward<float>(float*, float*, const float*, const int32_t*, int, int, int,
-                                      void*, cudaStream_t);
-template void encoder_backward<bf16>(float*, float*, const bf16*, const int32_t*, int, int, int,
-                                     void*, cudaStream_t);
+template void encoder_forward<float>(float*, const int32_t*, const float*, const int32_t*,
+                                     const float*, int, int, cudaStream_t);
+template void encoder_forward<bf16>(bf16*, const int32_t*, const float*, const int32_t*,
+                                    const float*, int, int, cudaStream_t);
+template void encoder_backward<float>(float*, int, float*, int, const float*, const int32_t*,
+                                      const int32_t*, int, int, void*, cudaStream_t);
+template void encoder_backward<bf16>(float*, int, float*, int, const bf16*, const int32_t*,
+                                     const int32_t*, int, int, void*, cudaStream_t);
 
 }  // namespace switchyard::backend::cuda

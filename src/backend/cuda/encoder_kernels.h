@@ -1,7 +1,9 @@
-// Embedding CUDA kernels: token plus position embeddings, and their deterministic backward pass.
+// Embedding CUDA kernels (ops::Embedding, ops::EmbeddingBackward): token plus optional position
+// embeddings, and their deterministic backward pass.
 //
 // Act is the activation storage type (float or bf16); the embedding tables and their gradients are
-// fp32. tokens[B,T] are int32 in [0, V), already range-checked by the caller.
+// fp32. Token ids and position ids are int32 row indices of their tables, range-checked by the
+// caller (they live in device memory here).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -13,24 +15,28 @@
 
 namespace switchyard::backend::cuda {
 
-// out[B,T,C] = wte[tokens[b,t], :] + wpe[t, :]. Tokens are already range-checked.
+// out[N,C] = wte[tokens[n], :] + wpe[positions[n], :]; without a position table (wpe null,
+// positions unused) out[N,C] = wte[tokens[n], :].
 template <typename Act>
-void encoder_forward(Act* out, const int32_t* tokens, const float* wte, const float* wpe, int B,
-                     int T, int C, cudaStream_t stream);
+void encoder_forward(Act* out, const int32_t* tokens, const float* wte, const int32_t* positions,
+                     const float* wpe, int N, int C, cudaStream_t stream);
 
-// Scratch bytes encoder_backward needs for B*T tokens (0 when B*T is 0): the sorted tokens and
-// positions plus CUB's radix-sort storage. Asks CUB for its size, so it needs the CUDA runtime and
-// the current device that encoder_backward will run on.
-size_t encoder_backward_workspace_bytes(int B, int T);
+// Scratch bytes encoder_backward needs for N rows, a token table of V rows and a position table of
+// P rows (P = 0: none), 0 when N is 0: the sorted ids and row numbers plus CUB's radix-sort
+// storage. Asks CUB for its size, so it needs the CUDA runtime and the current device that
+// encoder_backward will run on.
+size_t encoder_backward_workspace_bytes(int N, int V, int P);
 
-// dwte[V,C] ACCUMULATES the scatter of dout[B,T,C] by token; dwpe[T,C] ACCUMULATES the sum over the
-// batch of dout[b,t,:]. Deterministic, and for fp32 bit-identical to the CPU kernel: (token,
-// position) pairs are sorted by token with cub::DeviceRadixSort (stable, so positions stay in
-// order) into `workspace` (encoder_backward_workspace_bytes(B, T) bytes, any alignment); one block
-// per distinct token adds its rows of dout in position order onto the token's row of dwte, and
-// dwpe adds b = 0, 1, ... in order. V is not passed (tokens are valid indices).
+// dwte[V,C] ACCUMULATES the scatter of dout[N,C] by token; with dwpe, dwpe[P,C] ACCUMULATES the
+// scatter by position. Deterministic, and for fp32 bit-identical to the CPU kernel: each table's
+// (id, row) pairs are sorted by id with cub::DeviceRadixSort over the bits that V (or P) needs
+// (stable, so rows stay in order) in `workspace` (encoder_backward_workspace_bytes(N, V, P)
+// bytes, P = 0 without dwpe; any alignment); one block per distinct id adds its rows of dout in
+// row order onto the id's row of the table. With GPT-2's positions (n % T) that is the sum over
+// the batch in order, as the CPU adds it.
 template <typename Act>
-void encoder_backward(float* dwte, float* dwpe, const Act* dout, const int32_t* tokens, int B,
-                      int T, int C, void* workspace, cudaStream_t stream);
+void encoder_backward(float* dwte, int V, float* dwpe, int P, const Act* dout,
+                      const int32_t* tokens, const int32_t* positions, int N, int C,
+                      void* workspace, cudaStream_t stream);
 
 }  // namespace switchyard::backend::cuda

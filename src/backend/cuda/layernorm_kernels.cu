@@ -9,8 +9,6 @@ namespace {
 using device::kPack;
 using device::kWarp;
 
-constexpr float kEpsilon = 1e-5f;  // as torch.nn.LayerNorm
-
 // Row kernels: one warp per row, kRowsPerBlock rows per block. Lane l owns the packs
 // l, l + 32, l + 64, ... of its row, i.e. columns [8 (l + 32 j), +8) for j = 0, 1, ...
 constexpr int kRowsPerBlock = 8;
@@ -36,7 +34,8 @@ int cached_packs(int C) {
 template <typename Act, int kPacks, bool kResidual>
 __global__ void __launch_bounds__(kRowThreadsPerBlock)
     layernorm_forward_kernel(Act* out, float* mean, float* rstd, Act* residual, const Act* a,
-                             const Act* b, const float* weight, const float* bias, int N, int C) {
+                             const Act* b, const float* weight, const float* bias, int N, int C,
+                             float epsilon) {
   const int row = blockIdx.x * kRowsPerBlock + threadIdx.x / kWarp;
   if (row >= N) return;  // whole warps leave; no block-wide barrier follows
   const int lane = threadIdx.x % kWarp;
@@ -112,7 +111,7 @@ __global__ void __launch_bounds__(kRowThreadsPerBlock)
   const float correction = device::warp_sum(deviation) / C;
   const float m = rough_mean + correction;
   const float var = fmaxf(device::warp_sum(squares) / C - correction * correction, 0.0f);
-  const float s = 1.0f / sqrtf(var + kEpsilon);
+  const float s = 1.0f / sqrtf(var + epsilon);
 
 #pragma unroll
   for (int j = 0; j < steps; ++j) {
@@ -135,12 +134,12 @@ __global__ void __launch_bounds__(kRowThreadsPerBlock)
 template <typename Act, bool kResidual>
 void launch_forward(const char* name, Act* out, float* mean, float* rstd, Act* residual,
                     const Act* a, const Act* b, const float* weight, const float* bias, int N,
-                    int C, cudaStream_t stream) {
+                    int C, float epsilon, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return;
   const unsigned grid = (N + kRowsPerBlock - 1) / kRowsPerBlock;
 #define SWITCHYARD_LAUNCH(PACKS)                                                       \
   layernorm_forward_kernel<Act, PACKS, kResidual><<<grid, kRowThreadsPerBlock, 0, stream>>>( \
-      out, mean, rstd, residual, a, b, weight, bias, N, C)
+      out, mean, rstd, residual, a, b, weight, bias, N, C, epsilon)
   switch (cached_packs(C)) {
     case 1: SWITCHYARD_LAUNCH(1); break;
     case 2: SWITCHYARD_LAUNCH(2); break;
@@ -334,17 +333,17 @@ __global__ void __launch_bounds__(kColumnThreads * kChunkThreads)
 
 template <typename Act>
 void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* weight,
-                       const float* bias, int N, int C, cudaStream_t stream) {
+                       const float* bias, int N, int C, float epsilon, cudaStream_t stream) {
   launch_forward<Act, false>("layernorm_forward", out, mean, rstd, nullptr, inp, nullptr, weight,
-                             bias, N, C, stream);
+                             bias, N, C, epsilon, stream);
 }
 
 template <typename Act>
 void residual_layernorm_forward(Act* residual, Act* out, float* mean, float* rstd, const Act* a,
                                 const Act* b, const float* weight, const float* bias, int N, int C,
-                                cudaStream_t stream) {
+                                float epsilon, cudaStream_t stream) {
   launch_forward<Act, true>("residual_layernorm_forward", out, mean, rstd, residual, a, b, weight,
-                            bias, N, C, stream);
+                            bias, N, C, epsilon, stream);
 }
 
 size_t layernorm_backward_workspace_bytes(int N, int C) {
@@ -390,10 +389,10 @@ void layernorm_backward(Act* dinp, float* dweight, float* dbias, const Act* dout
 
 #define SWITCHYARD_LAYERNORM_INSTANCES(Act)                                                      \
   template void layernorm_forward<Act>(Act*, float*, float*, const Act*, const float*,           \
-                                       const float*, int, int, cudaStream_t);                    \
+                                       const float*, int, int, float, cudaStream_t);             \
   template void residual_layernorm_forward<Act>(Act*, Act*, float*, float*, const Act*,          \
                                                 const Act*, const float*, const float*, int, int, \
-                                                cudaStream_t);                                   \
+                                                float, cudaStream_t);                            \
   template void layernorm_backward<Act>(Act*, float*, float*, const Act*, const Act*,            \
                                         const float*, const float*, const float*, int, int,      \
                                         void*, cudaStream_t);

@@ -18,12 +18,12 @@ namespace switchyard::backend::cuda {
 
 // out[N,C] = (inp - mean) * rstd * weight[C] + bias[C] per row, with mean and biased variance
 // computed in fp32 by the corrected two-pass algorithm (accurate for rows whose mean is large next
-// to their spread) and rstd = 1 / sqrt(var + 1e-5) as torch.nn.LayerNorm. Writes mean[N] and
-// rstd[N] (fp32) unless they are null. out may be inp (each element is read before the same thread
-// overwrites it).
+// to their spread) and rstd = 1 / sqrt(var + epsilon) as torch.nn.LayerNorm (whose epsilon is
+// 1e-5). Writes mean[N] and rstd[N] (fp32) unless they are null. out may be inp (each element is
+// read before the same thread overwrites it).
 template <typename Act>
 void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const float* weight,
-                       const float* bias, int N, int C, cudaStream_t stream);
+                       const float* bias, int N, int C, float epsilon, cudaStream_t stream);
 
 // residual[N,C] = a + b (rounded to Act), then out = layernorm(residual) exactly as
 // layernorm_forward computes it from the stored (rounded) residual, bit for bit. One pass over a
@@ -31,7 +31,7 @@ void layernorm_forward(Act* out, float* mean, float* rstd, const Act* inp, const
 template <typename Act>
 void residual_layernorm_forward(Act* residual, Act* out, float* mean, float* rstd, const Act* a,
                                 const Act* b, const float* weight, const float* bias, int N, int C,
-                                cudaStream_t stream);
+                                float epsilon, cudaStream_t stream);
 
 // Scratch bytes layernorm_backward needs for these sizes (0 when N or C is 0).
 size_t layernorm_backward_workspace_bytes(int N, int C);

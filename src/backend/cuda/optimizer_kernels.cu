@@ -50,12 +50,13 @@ __device__ __forceinline__ unsigned bf16_bits(float x) {
 }
 
 // Thread work items are quads of 4 elements; with `vector` (params, grads, m, v 16-byte aligned,
-// shadow 8-byte aligned or null) a whole quad moves in 16-byte accesses (8 for shadow).
+// params_copy 8-byte aligned or null) a whole quad moves in 16-byte accesses (8 for the copy).
 // With grad_sum_of_squares (a device double), the gradients are also scaled by the clipping
 // factor of that norm, worked out by every thread from the same value, so identically.
 __global__ void __launch_bounds__(kThreads)
-    adamw_kernel(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
-                 AdamWFactors f, bool vector, const double* grad_sum_of_squares, float clip) {
+    adamw_kernel(float* params, const float* grads, float* m, float* v, bf16* params_copy,
+                 size_t N, AdamWFactors f, bool vector, const double* grad_sum_of_squares,
+                 float clip) {
   if (grad_sum_of_squares != nullptr) {
     f.grad_scale =
         __fmul_rn(f.grad_scale, clip_scale(global_norm(*grad_sum_of_squares), clip));
@@ -77,8 +78,8 @@ __global__ void __launch_bounds__(kThreads)
       *reinterpret_cast<float4*>(params + i) = p4;
       *reinterpret_cast<float4*>(m + i) = m4;
       *reinterpret_cast<float4*>(v + i) = v4;
-      if (shadow != nullptr) {
-        *reinterpret_cast<uint2*>(shadow + i) =
+      if (params_copy != nullptr) {
+        *reinterpret_cast<uint2*>(params_copy + i) =
             make_uint2(bf16_bits(p4.x) | (bf16_bits(p4.y) << 16),
                        bf16_bits(p4.z) | (bf16_bits(p4.w) << 16));
       }
@@ -90,7 +91,7 @@ __global__ void __launch_bounds__(kThreads)
         params[k] = pk;
         m[k] = mk;
         v[k] = vk;
-        if (shadow != nullptr) shadow[k] = __float2bfloat16_rn(pk);
+        if (params_copy != nullptr) params_copy[k] = __float2bfloat16_rn(pk);
       }
     }
   }
@@ -181,10 +182,10 @@ void sum(double* result, const float* x, size_t N, double scale, bool accumulate
 
 }  // namespace
 
-void adamw_update(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
-                  float learning_rate, float beta1, float beta2, float epsilon, float weight_decay,
-                  int step, float grad_scale, const double* grad_sum_of_squares, float clip,
-                  cudaStream_t stream) {
+void adamw_update(float* params, const float* grads, float* m, float* v, bf16* params_copy,
+                  size_t N, float learning_rate, float beta1, float beta2, float epsilon,
+                  float weight_decay, int step, float grad_scale,
+                  const double* grad_sum_of_squares, float clip, cudaStream_t stream) {
   if (N == 0) return;
   // As cpu::adamw_update: factors in double from the float hyper-parameters, then rounded.
   const double lr = learning_rate, wd = weight_decay;
@@ -201,10 +202,10 @@ void adamw_update(float* params, const float* grads, float* m, float* v, bf16* s
   f.grad_scale = grad_scale;
   const bool vector = device::aligned16(params) && device::aligned16(grads) &&
                       device::aligned16(m) && device::aligned16(v) &&
-                      reinterpret_cast<uintptr_t>(shadow) % 8 == 0;
+                      reinterpret_cast<uintptr_t>(params_copy) % 8 == 0;
   const size_t quads = (N + kQuad - 1) / kQuad;
   adamw_kernel<<<device::flat_blocks(quads, kThreads), kThreads, 0, stream>>>(
-      params, grads, m, v, shadow, N, f, vector, grad_sum_of_squares, clip);
+      params, grads, m, v, params_copy, N, f, vector, grad_sum_of_squares, clip);
   check_launch("adamw_update");
 }
 

@@ -22,14 +22,15 @@ namespace switchyard::backend::cuda {
 // does. Each float operation is rounded separately (no fused multiply-adds), so the result is that
 // formula's unfused evaluation bit for bit; the CPU build may fuse multiply-adds, so CPU and GPU
 // agree to a few ulps, not bit for bit. step is 1-based and must be >= 1; betas in [0, 1). If
-// shadow is non-null it also receives the updated params rounded to bf16 (the copy the matmuls
-// read). With grad_sum_of_squares (a device double; may be null) g is further multiplied by
+// params_copy is non-null it also receives the updated params rounded to bf16 (the model's bf16
+// weight copy that the matrix products read, ops::AdamW::params_copy). With grad_sum_of_squares
+// (a device double; may be null) g is further multiplied by
 // clip_scale(global_norm(*grad_sum_of_squares), clip) (gradient_clipping.h), so clipping needs
-// no trip to the host. One pass: reads params, grads, m, v; writes params, m, v and shadow.
-void adamw_update(float* params, const float* grads, float* m, float* v, bf16* shadow, size_t N,
-                  float learning_rate, float beta1, float beta2, float epsilon, float weight_decay,
-                  int step, float grad_scale, const double* grad_sum_of_squares, float clip,
-                  cudaStream_t stream);
+// no trip to the host. One pass: reads params, grads, m, v; writes params, m, v and params_copy.
+void adamw_update(float* params, const float* grads, float* m, float* v, bf16* params_copy,
+                  size_t N, float learning_rate, float beta1, float beta2, float epsilon,
+                  float weight_decay, int step, float grad_scale,
+                  const double* grad_sum_of_squares, float clip, cudaStream_t stream);
 
 // Scratch bytes sum_of_squares and accumulate_sum need for N elements (0 for N = 0).
 size_t sum_workspace_bytes(size_t N);
