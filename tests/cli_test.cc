@@ -190,8 +190,8 @@ TEST_F(Cli, BenchTrainProfileTimesEveryKernel) {
   ASSERT_TRUE(j.contains("kernel_ms_per_step")) << r.output;
   double total = 0;
   for (const auto& [kernel, ms] : j["kernel_ms_per_step"].items()) total += ms.get<double>();
-  for (const char* kernel : {"matmul_forward", "matmul_backward", "adamw_update", "sum_of_squares",
-                             "attention_forward", "cross_entropy_backward"}) {
+  for (const char* kernel : {"linear", "linear_backward", "adamw", "sum_of_squares", "attention",
+                             "cross_entropy_backward"}) {
     EXPECT_GT(j["kernel_ms_per_step"].value(kernel, 0.0), 0) << kernel;
   }
   EXPECT_GT(total, 0);

@@ -1,9 +1,11 @@
-// CpuBackend through the virtual Backend interface: memory, every kernel end to end on small shapes
-// (against the double-precision kernel templates, which cpu_kernels_test checks independently),
-// argument errors, and the registry.
+// CpuBackend through the Backend interface: memory, every op end to end on small shapes (against
+// the double-precision kernel templates, which cpu_kernels_test checks independently), operand
+// errors, and the registry.
 #include "backend/cpu/cpu_backend.h"
 
 #include <gtest/gtest.h>
+
+#include "gpt2_cpu_kernels.h"
 
 #include <cmath>
 #include <cstdint>
@@ -13,6 +15,8 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/ops.h"
+#include "core/tensor.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "core/rng.h"
@@ -22,6 +26,7 @@ namespace switchyard::backend {
 namespace {
 
 using switchyard::random_floats;
+namespace gpt2 = switchyard::gpt2_kernels;
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
@@ -113,12 +118,35 @@ TEST(CpuBackend, PeakRssIsPlausible) {
   EXPECT_GE(cpu::CpuBackend::peak_rss_bytes(), touched.size());
 }
 
-// A GPT-2 block's worth of kernels through the interface, each compared with the double kernels.
-TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
+Tensor f32(DeviceBuffer& b, std::initializer_list<int64_t> shape) {
+  return Tensor::dense(b.get(), DType::kF32, shape);
+}
+Tensor i32(const std::vector<int32_t>& ids) {
+  return Tensor::dense(ids.data(), DType::kI32, {static_cast<int64_t>(ids.size())});
+}
+
+// q, k and v as [N, NH, hs] views of a packed [N, 3C] projection.
+struct Qkv {
+  Tensor q, k, v;
+};
+Qkv packed(float* qkv, int64_t N, int C, int NH) {
+  Qkv views;
+  Tensor* parts[] = {&views.q, &views.k, &views.v};
+  for (int i = 0; i < 3; ++i) {
+    *parts[i] = Tensor::dense(qkv + i * C, DType::kF32, {N, NH, C / NH});
+    parts[i]->strides[0] = 3 * C;
+  }
+  return views;
+}
+
+// A GPT-2 block's worth of ops through the interface, each compared with the double kernels.
+TEST(CpuBackend, OpsEndToEndMatchDoubleReference) {
   cpu::CpuBackend backend;
   Backend& be = backend;
   const int B = 2, T = 6, C = 16, NH = 4, V = 23, N = B * T, OC = 3 * C;
+  const ops::AttentionSpec spec{.heads = NH, .kv_heads = NH, .head_dim = C / NH};
   const std::vector<int32_t> tokens = {0, 5, 22, 5, 9, 1, 3, 3, 17, 8, 21, 0};
+  const std::vector<int32_t> positions = gpt2::window_positions(B, T);
   const std::vector<float> wte_h = random_floats(V * C, 1), wpe_h = random_floats(T * C, 2),
                            lnw_h = random_floats(C, 3), lnb_h = random_floats(C, 4),
                            w_h = random_floats(OC * C, 5), b_h = random_floats(OC, 6),
@@ -128,12 +156,17 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
       bias(be, b_h);
   DeviceBuffer x(be, N * C), ln(be, N * C), mean(be, N), rstd(be, N), qkv(be, N * OC),
       att(be, B * NH * T * T), y(be, N * C), g(be, N * C), r(be, N * C);
-  be.encoder_forward(x.get(), tokens.data(), wte.get(), wpe.get(), B, T, C);
-  be.layernorm_forward(ln.get(), mean.get(), rstd.get(), x.get(), lnw.get(), lnb.get(), N, C);
-  be.matmul_forward(qkv.get(), ln.get(), w.get(), bias.get(), N, C, OC);
-  be.attention_forward(y.get(), att.get(), qkv.get(), B, T, C, NH);
-  be.gelu_forward(g.get(), y.get(), N * C);
-  be.residual_forward(r.get(), g.get(), x.get(), N * C);
+  be.run(ops::Embedding{.out = f32(x, {N, C}), .ids = i32(tokens), .table = f32(wte, {V, C}),
+                        .position_ids = i32(positions), .position_table = f32(wpe, {T, C})});
+  be.run(ops::LayerNorm{.out = f32(ln, {N, C}), .mean = f32(mean, {N}), .rstd = f32(rstd, {N}),
+                        .inp = f32(x, {N, C}), .weight = f32(lnw, {C}), .bias = f32(lnb, {C})});
+  be.run(ops::Linear{.out = f32(qkv, {N, OC}), .inp = f32(ln, {N, C}), .weight = f32(w, {OC, C}),
+                     .bias = f32(bias, {OC})});
+  const Qkv views = packed(qkv.get(), N, C, NH);
+  be.run(ops::Attention{.out = f32(y, {N, C}), .record = f32(att, {B * NH * T * T}), .q = views.q,
+                        .k = views.k, .v = views.v, .batch = B, .seq = T, .spec = spec});
+  be.run(ops::Gelu{.out = f32(g, {N * C}), .inp = f32(y, {N * C})});
+  be.run(ops::Add{.out = f32(r, {N * C}), .a = f32(g, {N * C}), .b = f32(x, {N * C})});
   be.synchronize();
 
   // The same forward pass in double.
@@ -142,11 +175,11 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   const auto wted = to_double(wte_h), wped = to_double(wpe_h), lnwd = to_double(lnw_h),
              lnbd = to_double(lnb_h), wd = to_double(w_h), bd = to_double(b_h),
              dyd = to_double(dy_h);
-  cpu::encoder_forward(xd.data(), tokens.data(), wted.data(), wped.data(), B, T, C);
+  gpt2::encoder_forward(xd.data(), tokens.data(), wted.data(), wped.data(), B, T, C);
   cpu::layernorm_forward(lnd.data(), meand.data(), rstdd.data(), xd.data(), lnwd.data(),
                          lnbd.data(), N, C);
   cpu::matmul_forward(qkvd.data(), lnd.data(), wd.data(), bd.data(), N, C, OC);
-  cpu::attention_forward(yd.data(), attd.data(), qkvd.data(), B, T, C, NH);
+  gpt2::attention_forward(yd.data(), attd.data(), qkvd.data(), B, T, C, NH);
   cpu::gelu_forward(gd.data(), yd.data(), N * C);
   cpu::residual_forward(rd.data(), gd.data(), xd.data(), N * C);
   EXPECT_LT(max_rel_error(x.read(), xd), 1e-6);
@@ -155,32 +188,43 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   EXPECT_LT(max_rel_error(att.read(), attd), 1e-5);
   EXPECT_LT(max_rel_error(r.read(), rd), 1e-5);
 
-  // Backward through the same kernels, from dy at the residual's output.
+  // Backward through the same ops, from dy at the residual's output.
   DeviceBuffer dy(be, dy_h), dg(be, N * C), dx(be, N * C), dqkv(be, N * OC),
       scratch(be, B * NH * T * T), dln(be, N * C), dw(be, OC * C), db(be, OC), dlnw(be, C),
       dlnb(be, C), dwte(be, V * C), dwpe(be, T * C);
-  be.accumulate(dg.get(), dy.get(), N * C);  // residual: both branches get dy
-  be.accumulate(dx.get(), dy.get(), N * C);
+  be.run(ops::Accumulate{.dst = f32(dg, {N * C}), .src = f32(dy, {N * C})});  // both branches
+  be.run(ops::Accumulate{.dst = f32(dx, {N * C}), .src = f32(dy, {N * C})});
   DeviceBuffer dyy(be, N * C);
-  be.gelu_backward(dyy.get(), y.get(), dg.get(), N * C);
-  be.attention_backward(dqkv.get(), scratch.get(), dyy.get(), y.get(), qkv.get(), att.get(), B, T, C,
-                        NH);
-  be.matmul_backward(dln.get(), dw.get(), db.get(), dqkv.get(), ln.get(), w.get(), N, C, OC);
-  be.layernorm_backward(dx.get(), dlnw.get(), dlnb.get(), dln.get(), x.get(), lnw.get(), mean.get(),
-                        rstd.get(), N, C);
-  be.encoder_backward(dwte.get(), dwpe.get(), dx.get(), tokens.data(), B, T, C);
+  be.run(ops::GeluBackward{.dinp = f32(dyy, {N * C}), .inp = f32(y, {N * C}),
+                           .dout = f32(dg, {N * C})});
+  const Qkv grads = packed(dqkv.get(), N, C, NH);
+  be.run(ops::AttentionBackward{.dq = grads.q, .dk = grads.k, .dv = grads.v,
+                                .scratch = f32(scratch, {B * NH * T * T}),
+                                .dout = f32(dyy, {N, C}), .out = f32(y, {N, C}),
+                                .record = f32(att, {B * NH * T * T}), .q = views.q,
+                                .k = views.k, .v = views.v, .batch = B, .seq = T, .spec = spec});
+  be.run(ops::LinearBackward{.dinp = f32(dln, {N, C}), .dweight = f32(dw, {OC, C}),
+                             .dbias = f32(db, {OC}), .dout = f32(dqkv, {N, OC}),
+                             .inp = f32(ln, {N, C}), .weight = f32(w, {OC, C})});
+  be.run(ops::LayerNormBackward{.dinp = f32(dx, {N, C}), .dweight = f32(dlnw, {C}),
+                                .dbias = f32(dlnb, {C}), .dout = f32(dln, {N, C}),
+                                .inp = f32(x, {N, C}), .weight = f32(lnw, {C}),
+                                .mean = f32(mean, {N}), .rstd = f32(rstd, {N})});
+  be.run(ops::EmbeddingBackward{.dtable = f32(dwte, {V, C}), .dposition_table = f32(dwpe, {T, C}),
+                                .dout = f32(dx, {N, C}), .ids = i32(tokens),
+                                .position_ids = i32(positions)});
 
   std::vector<double> dgd(dyd), dxd(dyd), dyyd(N * C, 0.0), dqkvd(N * OC, 0.0),
       scratchd(attd.size()), dlnd(N * C, 0.0), dwd(OC * C, 0.0), dbd(OC, 0.0), dlnwd(C, 0.0),
       dlnbd(C, 0.0), dwted(V * C, 0.0), dwped(T * C, 0.0);
   cpu::gelu_backward(dyyd.data(), yd.data(), dgd.data(), N * C);
-  cpu::attention_backward(dqkvd.data(), scratchd.data(), dyyd.data(), qkvd.data(), attd.data(), B,
+  gpt2::attention_backward(dqkvd.data(), scratchd.data(), dyyd.data(), qkvd.data(), attd.data(), B,
                           T, C, NH);
   cpu::matmul_backward(dlnd.data(), dwd.data(), dbd.data(), dqkvd.data(), lnd.data(), wd.data(), N,
                        C, OC);
   cpu::layernorm_backward(dxd.data(), dlnwd.data(), dlnbd.data(), dlnd.data(), xd.data(),
                           lnwd.data(), meand.data(), rstdd.data(), N, C);
-  cpu::encoder_backward(dwted.data(), dwped.data(), dxd.data(), tokens.data(), B, T, C);
+  gpt2::encoder_backward(dwted.data(), dwped.data(), dxd.data(), tokens.data(), B, T, C);
   EXPECT_LT(max_rel_error(dqkv.read(), dqkvd), 1e-4);
   EXPECT_LT(max_rel_error(dw.read(), dwd), 1e-4);
   EXPECT_LT(max_rel_error(db.read(), dbd), 1e-4);
@@ -193,8 +237,11 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   const int LV = 13;  // vocabulary of the toy loss
   DeviceBuffer logits(be, random_floats(N * LV, 8)), losses(be, N);
   const auto logits_d = to_double(logits.read());
-  be.cross_entropy_forward(losses.get(), logits.get(), targets.data(), N, LV);
-  be.cross_entropy_backward(logits.get(), logits.get(), targets.data(), 1.0f / N, N, LV);
+  be.run(ops::CrossEntropy{.losses = f32(losses, {N}), .logits = f32(logits, {N, LV}),
+                           .targets = i32(targets)});
+  be.run(ops::CrossEntropyBackward{.dlogits = f32(logits, {N, LV}),
+                                   .logits = f32(logits, {N, LV}), .targets = i32(targets),
+                                   .dloss = 1.0f / N});
   std::vector<double> losses_d(N), dlogits_d(N * LV);
   cpu::cross_entropy_forward(losses_d.data(), logits_d.data(), targets.data(), N, LV);
   cpu::cross_entropy_backward(dlogits_d.data(), logits_d.data(), targets.data(), 1.0 / N, N, LV);
@@ -204,14 +251,15 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
   const std::vector<float> dw_h = dw.read();
   double expected_norm2 = 0;
   for (float v : dw_h) expected_norm2 += static_cast<double>(v) * v;
-  EXPECT_NEAR(be.sum_of_squares(dw.get(), dw_h.size()), expected_norm2, 1e-9 * expected_norm2);
+  double norm2 = 0;
+  be.run(ops::SumOfSquares{.total = Tensor::dense(&norm2, DType::kF64, {1}),
+                           .x = f32(dw, {OC * C})});
+  EXPECT_NEAR(norm2, expected_norm2, 1e-9 * expected_norm2);
 
   DeviceBuffer m(be, OC * C), v(be, OC * C);
-  AdamWStep step;
-  step.learning_rate = 1e-3f;
-  step.weight_decay = 0.1f;
-  step.grad_scale = 0.5f;
-  be.adamw_update(w.get(), dw.get(), m.get(), v.get(), dw_h.size(), step);
+  ops::AdamWStep step{.learning_rate = 1e-3f, .weight_decay = 0.1f, .grad_scale = 0.5f};
+  be.run(ops::AdamW{.params = f32(w, {OC * C}), .grads = f32(dw, {OC * C}),
+                    .m = f32(m, {OC * C}), .v = f32(v, {OC * C}), .step = step});
   std::vector<double> wd2 = wd, md(wd.size(), 0.0), vd(wd.size(), 0.0);
   const auto dw_d = to_double(dw_h);
   cpu::adamw_update(wd2.data(), dw_d.data(), md.data(), vd.data(), wd.size(), 1e-3, 0.9, 0.95, 1e-8,
@@ -221,45 +269,73 @@ TEST(CpuBackend, KernelsEndToEndMatchDoubleReference) {
 
 TEST(CpuBackend, DecodeThroughInterfaceMatchesForward) {
   cpu::CpuBackend backend;
-  const int B = 2, T = 7, C = 24, NH = 3, max_T = 9;
+  const int B = 2, T = 7, C = 24, NH = 3, max_T = 9, hs = C / NH;
+  const ops::AttentionSpec spec{.heads = NH, .kv_heads = NH, .head_dim = hs};
   const std::vector<float> qkv_h = random_floats(B * T * 3 * C, 20);
   DeviceBuffer qkv(backend, qkv_h), out(backend, B * T * C), att(backend, B * NH * T * T);
-  backend.attention_forward(out.get(), att.get(), qkv.get(), B, T, C, NH);
+  const Qkv views = packed(qkv.get(), B * T, C, NH);
+  backend.run(ops::Attention{.out = f32(out, {B * T, C}), .record = f32(att, {B * NH * T * T}),
+                             .q = views.q, .k = views.k, .v = views.v, .batch = B, .seq = T,
+                             .spec = spec});
   const std::vector<float> full = out.read();
-  DeviceBuffer k_cache(backend, B * NH * max_T * (C / NH)),
-      v_cache(backend, B * NH * max_T * (C / NH)), step(backend, B * 3 * C), dec(backend, B * C);
+  DeviceBuffer k_cache(backend, B * NH * max_T * hs), v_cache(backend, B * NH * max_T * hs),
+      step(backend, B * 3 * C), dec(backend, B * C);
+  const Qkv step_views = packed(step.get(), B, C, NH);
+  auto decode = [&](int pos) {
+    backend.run(ops::AttentionDecode{.out = f32(dec, {B, C}), .q = step_views.q,
+                                     .k = step_views.k, .v = step_views.v,
+                                     .k_cache = f32(k_cache, {B, NH, max_T, hs}),
+                                     .v_cache = f32(v_cache, {B, NH, max_T, hs}), .pos = pos,
+                                     .spec = spec});
+  };
   for (int pos = 0; pos < T; ++pos) {
     for (int b = 0; b < B; ++b) {
       backend.copy_to_device(step.get() + b * 3 * C, qkv_h.data() + (b * T + pos) * 3 * C,
                              3 * C * sizeof(float));
     }
-    backend.attention_decode(dec.get(), step.get(), k_cache.get(), v_cache.get(), B, pos, max_T, C,
-                             NH);
+    decode(pos);
     const std::vector<float> got = dec.read();
     for (int b = 0; b < B; ++b)
       for (int c = 0; c < C; ++c) EXPECT_NEAR(got[b * C + c], full[(b * T + pos) * C + c], 1e-5);
   }
-  EXPECT_THROW(backend.attention_decode(dec.get(), step.get(), k_cache.get(), v_cache.get(), B,
-                                        max_T, max_T, C, NH),
-               Error);
+  EXPECT_THROW(decode(max_T), Error);
 }
 
-TEST(CpuBackend, BadArgumentsAreErrors) {
+TEST(CpuBackend, BadOperandsAreErrorsNamingTheOpAndOperand) {
   cpu::CpuBackend backend;
   std::vector<float> buf(64);
   const std::vector<int32_t> bad_targets = {0, 5};
+  auto t = [&](std::initializer_list<int64_t> shape) {
+    return Tensor::dense(buf.data(), DType::kF32, shape);
+  };
   try {
-    backend.cross_entropy_forward(buf.data(), buf.data(), bad_targets.data(), 2, 5);
+    backend.run(ops::CrossEntropy{.losses = t({2}), .logits = t({2, 5}),
+                                  .targets = i32(bad_targets)});
     FAIL() << "target 5 with V = 5 accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("target 5"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(backend.attention_forward(buf.data(), buf.data(), buf.data(), 1, 2, 10, 3), Error);
-  EXPECT_THROW(backend.matmul_forward(buf.data(), buf.data(), buf.data(), nullptr, -1, 2, 2),
+  // 10 channels do not split into 3 heads of a whole size.
+  const ops::AttentionSpec bad{.heads = 3, .kv_heads = 2, .head_dim = 3};
+  EXPECT_THROW(backend.run(ops::Attention{.out = t({2, 9}), .record = t({12}), .q = t({2, 3, 3}),
+                                          .k = t({2, 2, 3}), .v = t({2, 2, 3}), .batch = 1,
+                                          .seq = 2, .spec = bad}),
                Error);
-  AdamWStep step;
+  try {
+    backend.run(ops::Linear{.out = t({2, 3}), .inp = t({2, 4}), .weight = t({3, 5})});
+    FAIL() << "mismatched shapes accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu linear: inp must be [*, 5]"), std::string::npos)
+        << e.what();
+  }
+  std::vector<uint16_t> half(8);
+  EXPECT_THROW(backend.run(ops::Gelu{.out = t({8}),
+                                     .inp = Tensor::dense(half.data(), DType::kBF16, {8})}),
+               Error);
+  ops::AdamWStep step;
   step.step = 0;
-  EXPECT_THROW(backend.adamw_update(buf.data(), buf.data(), buf.data(), buf.data(), 4, step),
+  EXPECT_THROW(backend.run(ops::AdamW{.params = t({4}), .grads = t({4}), .m = t({4}), .v = t({4}),
+                                      .step = step}),
                Error);
 }
 

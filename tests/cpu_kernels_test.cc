@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "gpt2_cpu_kernels.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include "core/rng.h"
 
 namespace cpu = switchyard::backend::cpu;
+namespace gpt2 = switchyard::gpt2_kernels;
 
 namespace {
 
@@ -85,19 +88,19 @@ TEST(CpuKernels, EncoderForwardAndGradients) {
                                        7, 1, 12, 5, 0};  // repeats: scatter must add
   Vec wte = random_vec(kV * kC, 1), wpe = random_vec(kT * kC, 2), w = random_vec(kB * kT * kC, 3);
   Vec out(kB * kT * kC);
-  cpu::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
+  gpt2::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
   for (int b = 0; b < kB; ++b)
     for (int t = 0; t < kT; ++t)
       for (int c = 0; c < kC; ++c)
         ASSERT_EQ(out[(b * kT + t) * kC + c], wte[tokens[b * kT + t] * kC + c] + wpe[t * kC + c]);
 
   auto loss = [&] {
-    cpu::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
+    gpt2::encoder_forward(out.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
     return dot(out, w);
   };
   const Vec prior_wte = random_vec(wte.size(), 4), prior_wpe = random_vec(wpe.size(), 5);
   Vec dwte = prior_wte, dwpe = prior_wpe;
-  cpu::encoder_backward(dwte.data(), dwpe.data(), w.data(), tokens.data(), kB, kT, kC);
+  gpt2::encoder_backward(dwte.data(), dwpe.data(), w.data(), tokens.data(), kB, kT, kC);
   expect_grad(dwte, prior_wte, numeric_grad(wte, loss), "dwte");
   expect_grad(dwpe, prior_wpe, numeric_grad(wpe, loss), "dwpe");
 }
@@ -285,7 +288,7 @@ Vec naive_attention(const Vec& qkv, int B, int T, int C, int NH) {
 TEST(CpuKernels, AttentionForwardMatchesNaive) {
   const Vec qkv = random_vec(kB * kT * 3 * kC, 70, 2.0);
   Vec out(kB * kT * kC), att(kB * kNH * kT * kT, 99.0);
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
+  gpt2::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
   EXPECT_LT(rel_error(out, naive_attention(qkv, kB, kT, kC, kNH)), 1e-12);
   for (int bh = 0; bh < kB * kNH; ++bh) {
     for (int t = 0; t < kT; ++t) {
@@ -307,13 +310,13 @@ TEST(CpuKernels, AttentionBackwardMatchesFiniteDifferences) {
   const Vec w = random_vec(kB * kT * kC, 81);
   Vec out(kB * kT * kC), att(kB * kNH * kT * kT), scratch(att.size(), 7.0);
   auto loss = [&] {
-    cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
+    gpt2::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
     return dot(out, w);
   };
   loss();
   const Vec prior = random_vec(qkv.size(), 82);
   Vec dqkv = prior;
-  cpu::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), kB, kT, kC,
+  gpt2::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), kB, kT, kC,
                           kNH);
   expect_grad(dqkv, prior, numeric_grad(qkv, loss), "dqkv");
 }
@@ -326,16 +329,16 @@ TEST(CpuKernels, AttentionAcrossRowBlocks) {
   Vec qkv = random_vec(B * T * 3 * C, 83, 2.0);
   const Vec w = random_vec(B * T * C, 84);
   Vec out(B * T * C), att(B * NH * T * T), scratch(att.size(), 7.0);
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+  gpt2::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
   const Vec expected = naive_attention(qkv, B, T, C, NH);
   EXPECT_LT(rel_error(out, expected), 1e-12);
 
   Vec dqkv(qkv.size(), 0.0);
-  cpu::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), B, T, C,
+  gpt2::attention_backward(dqkv.data(), scratch.data(), w.data(), qkv.data(), att.data(), B, T, C,
                           NH);
   auto loss = [&](const Vec& x) {
     Vec o(out.size()), a(att.size());
-    cpu::attention_forward(o.data(), a.data(), x.data(), B, T, C, NH);
+    gpt2::attention_forward(o.data(), a.data(), x.data(), B, T, C, NH);
     return dot(o, w);
   };
   for (uint64_t seed = 85; seed < 88; ++seed) {
@@ -353,8 +356,8 @@ TEST(CpuKernels, AttentionAcrossRowBlocks) {
   const std::vector<float> qkv_f = to_float(qkv), w_f = to_float(w);
   std::vector<float> out_f(out.size()), att_f(att.size()), scratch_f(att.size()),
       dqkv_f(qkv.size(), 0.0f);
-  cpu::attention_forward(out_f.data(), att_f.data(), qkv_f.data(), B, T, C, NH);
-  cpu::attention_backward(dqkv_f.data(), scratch_f.data(), w_f.data(), qkv_f.data(), att_f.data(),
+  gpt2::attention_forward(out_f.data(), att_f.data(), qkv_f.data(), B, T, C, NH);
+  gpt2::attention_backward(dqkv_f.data(), scratch_f.data(), w_f.data(), qkv_f.data(), att_f.data(),
                           B, T, C, NH);
   EXPECT_LT(rel_error(out_f, expected), 1e-5);
   EXPECT_LT(rel_error(dqkv_f, dqkv), 1e-5);
@@ -364,18 +367,18 @@ TEST(CpuKernels, AttentionDecodeReproducesForward) {
   const int max_T = kT + 3;  // a cache longer than the sequence
   const Vec qkv = random_vec(kB * kT * 3 * kC, 90, 2.0);
   Vec out(kB * kT * kC), att(kB * kNH * kT * kT);
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
+  gpt2::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
   Vec k_cache(kB * kNH * max_T * (kC / kNH), 0.0), v_cache(k_cache.size(), 0.0);
   std::vector<float> kf(k_cache.size()), vf(k_cache.size());
   for (int pos = 0; pos < kT; ++pos) {
     Vec step(kB * 3 * kC), dec(kB * kC);
     for (int b = 0; b < kB; ++b)
       for (int i = 0; i < 3 * kC; ++i) step[b * 3 * kC + i] = qkv[(b * kT + pos) * 3 * kC + i];
-    cpu::attention_decode(dec.data(), step.data(), k_cache.data(), v_cache.data(), kB, pos, max_T,
+    gpt2::attention_decode(dec.data(), step.data(), k_cache.data(), v_cache.data(), kB, pos, max_T,
                           kC, kNH);
     std::vector<float> dec_f(dec.size());
     const std::vector<float> step_f = to_float(step);
-    cpu::attention_decode(dec_f.data(), step_f.data(), kf.data(), vf.data(), kB, pos, max_T, kC,
+    gpt2::attention_decode(dec_f.data(), step_f.data(), kf.data(), vf.data(), kB, pos, max_T, kC,
                           kNH);
     Vec expected(kB * kC);
     for (int b = 0; b < kB; ++b)
@@ -533,14 +536,14 @@ TEST(CpuKernels, FloatInstantiationsAgreeWithDouble) {
 
   // attention forward and backward
   Vec out(N * kC), att(kB * kNH * kT * kT), scratch(att.size()), dqkv(qkv.size(), 0.0);
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
-  cpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), kB, kT,
+  gpt2::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
+  gpt2::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), kB, kT,
                           kC, kNH);
   std::vector<float> out_f(out.size()), att_f(att.size()), scratch_f(att.size()),
       dqkv_f(qkv.size(), 0.0f);
   const std::vector<float> qkv_f = to_float(qkv), dout_f = to_float(dout);
-  cpu::attention_forward(out_f.data(), att_f.data(), qkv_f.data(), kB, kT, kC, kNH);
-  cpu::attention_backward(dqkv_f.data(), scratch_f.data(), dout_f.data(), qkv_f.data(),
+  gpt2::attention_forward(out_f.data(), att_f.data(), qkv_f.data(), kB, kT, kC, kNH);
+  gpt2::attention_backward(dqkv_f.data(), scratch_f.data(), dout_f.data(), qkv_f.data(),
                           att_f.data(), kB, kT, kC, kNH);
   EXPECT_LT(rel_error(out_f, out), 1e-5);
   EXPECT_LT(rel_error(att_f, att), 1e-5);
@@ -578,12 +581,12 @@ TEST(CpuKernels, FloatInstantiationsAgreeWithDouble) {
 
   // encoder
   Vec enc(N * kC), dwte(kV * kC, 0.0), dwpe(kT * kC, 0.0);
-  cpu::encoder_forward(enc.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
-  cpu::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), kB, kT, kC);
+  gpt2::encoder_forward(enc.data(), tokens.data(), wte.data(), wpe.data(), kB, kT, kC);
+  gpt2::encoder_backward(dwte.data(), dwpe.data(), dout.data(), tokens.data(), kB, kT, kC);
   std::vector<float> enc_f(enc.size()), dwte_f(dwte.size(), 0.0f), dwpe_f(dwpe.size(), 0.0f);
   const std::vector<float> wte_f = to_float(wte), wpe_f = to_float(wpe);
-  cpu::encoder_forward(enc_f.data(), tokens.data(), wte_f.data(), wpe_f.data(), kB, kT, kC);
-  cpu::encoder_backward(dwte_f.data(), dwpe_f.data(), dout_f.data(), tokens.data(), kB, kT, kC);
+  gpt2::encoder_forward(enc_f.data(), tokens.data(), wte_f.data(), wpe_f.data(), kB, kT, kC);
+  gpt2::encoder_backward(dwte_f.data(), dwpe_f.data(), dout_f.data(), tokens.data(), kB, kT, kC);
   EXPECT_LT(rel_error(enc_f, enc), 1e-6);
   EXPECT_LT(rel_error(dwte_f, dwte), 1e-6);
   EXPECT_LT(rel_error(dwpe_f, dwpe), 1e-6);
@@ -615,7 +618,7 @@ TEST(CpuKernels, NanInputsGiveNanOutputs) {
 
   std::vector<float> qkv(1 * 2 * 3 * 4, 0.25f), out(2 * 4), att(2 * 2 * 2);
   qkv[0] = nan;  // q of position 0, head 0
-  cpu::attention_forward(out.data(), att.data(), qkv.data(), 1, 2, 4, 2);
+  gpt2::attention_forward(out.data(), att.data(), qkv.data(), 1, 2, 4, 2);
   EXPECT_TRUE(std::isnan(out[0]));
   EXPECT_FALSE(std::isnan(out[2]));  // head 1 is untouched
 
@@ -693,10 +696,10 @@ TEST(CpuKernels, BackwardKernelsAccumulate) {
   }
   {  // attention
     Vec out(kB * kT * kC), att(kB * kNH * kT * kT), scratch(att.size()), dqkv(qkv.size(), 0.0);
-    cpu::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
+    gpt2::attention_forward(out.data(), att.data(), qkv.data(), kB, kT, kC, kNH);
     twice(
         [&] {
-          cpu::attention_backward(dqkv.data(), scratch.data(), dattn.data(), qkv.data(), att.data(),
+          gpt2::attention_backward(dqkv.data(), scratch.data(), dattn.data(), qkv.data(), att.data(),
                                   kB, kT, kC, kNH);
         },
         [&] { return dqkv; });
@@ -707,7 +710,7 @@ TEST(CpuKernels, BackwardKernelsAccumulate) {
     twice([&] { cpu::gelu_backward(dg.data(), x.data(), x.data(), x.size()); }, [&] { return dg; });
     twice(
         [&] {
-          cpu::encoder_backward(dwte.data(), dwpe.data(), d.data(), tokens.data(), kB, kT, kC);
+          gpt2::encoder_backward(dwte.data(), dwpe.data(), d.data(), tokens.data(), kB, kT, kC);
         },
         [&] {
           Vec all = dwte;

@@ -150,7 +150,7 @@ TEST(KvCache, SlidingWindowGroupsFreeWhatNoQueryWillRead) {
   c.kv_heads = 1;
   c.head_dim = 2;
   c.block_size = 4;
-  c.groups = {{.window = 0, .layers = {1}, .blocks = 16}, {.window = 6, .layers = {0}, .blocks = 4}};
+  c.groups = {{.window = 0, .layers = {1}, .blocks = 64}, {.window = 6, .layers = {0}, .blocks = 4}};
   KvCache cache(cpu, c);
   EXPECT_EQ(cache.group_of_layer(0), 1);
   EXPECT_EQ(cache.group_of_layer(1), 0);

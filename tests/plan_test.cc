@@ -115,62 +115,11 @@ class CountingBackend final : public backend::Backend {
   void copy_to_device(void* d, const void* s, size_t n) override { cpu_.copy_to_device(d, s, n); }
   void copy_to_host(void* d, const void* s, size_t n) override { cpu_.copy_to_host(d, s, n); }
   void fill_zero(void* p, size_t n) override { cpu_.fill_zero(p, n); }
-  void encoder_forward(float* o, const int32_t* t, const float* wte, const float* wpe, int B, int T,
-                       int C) override {
-    cpu_.encoder_forward(o, t, wte, wpe, B, T, C);
-  }
-  void encoder_backward(float* dwte, float* dwpe, const float* d, const int32_t* t, int B, int T,
-                        int C) override {
-    cpu_.encoder_backward(dwte, dwpe, d, t, B, T, C);
-  }
-  void layernorm_forward(float* o, float* m, float* r, const float* i, const float* w,
-                         const float* b, int N, int C) override {
-    cpu_.layernorm_forward(o, m, r, i, w, b, N, C);
-  }
-  void layernorm_backward(float* di, float* dw, float* db, const float* d, const float* i,
-                          const float* w, const float* m, const float* r, int N, int C) override {
-    cpu_.layernorm_backward(di, dw, db, d, i, w, m, r, N, C);
-  }
-  void matmul_forward(float* o, const float* i, const float* w, const float* b, int N, int C,
-                      int OC) override {
-    cpu_.matmul_forward(o, i, w, b, N, C, OC);
-  }
-  void matmul_backward(float* di, float* dw, float* db, const float* d, const float* i,
-                       const float* w, int N, int C, int OC) override {
-    cpu_.matmul_backward(di, dw, db, d, i, w, N, C, OC);
-  }
-  void attention_forward(float* o, float* a, const float* qkv, int B, int T, int C,
-                         int NH) override {
-    cpu_.attention_forward(o, a, qkv, B, T, C, NH);
-  }
-  void attention_backward(float* dqkv, float* s, const float* d, const float* o, const float* qkv,
-                          const float* a, int B, int T, int C, int NH) override {
-    cpu_.attention_backward(dqkv, s, d, o, qkv, a, B, T, C, NH);
-  }
-  void gelu_forward(float* o, const float* i, size_t N) override { cpu_.gelu_forward(o, i, N); }
-  void gelu_backward(float* di, const float* i, const float* d, size_t N) override {
-    cpu_.gelu_backward(di, i, d, N);
-  }
-  void residual_forward(float* o, const float* a, const float* b, size_t N) override {
-    cpu_.residual_forward(o, a, b, N);
-  }
-  void accumulate(float* d, const float* s, size_t N) override { cpu_.accumulate(d, s, N); }
-  void cross_entropy_forward(float* l, const float* lo, const int32_t* t, int N, int V) override {
-    cpu_.cross_entropy_forward(l, lo, t, N, V);
-  }
-  void cross_entropy_backward(float* d, const float* lo, const int32_t* t, float dl, int N,
-                              int V) override {
-    cpu_.cross_entropy_backward(d, lo, t, dl, N, V);
-  }
-  double sum_of_squares(const float* x, size_t N) override { return cpu_.sum_of_squares(x, N); }
-  void adamw_update(float* p, const float* g, float* m, float* v, size_t N,
-                    const backend::AdamWStep& s) override {
-    cpu_.adamw_update(p, g, m, v, N, s);
-  }
-  void attention_decode(float* o, const float* qkv, float* k, float* v, int B, int pos, int maxT,
-                        int C, int NH) override {
-    cpu_.attention_decode(o, qkv, k, v, B, pos, maxT, C, NH);
-  }
+  bool device_memory_is_host_memory() const override { return true; }
+#define SWITCHYARD_COUNTING_RUN(Op, name) \
+  void run(const backend::ops::Op& op) override { cpu_.run(op); }
+  SWITCHYARD_OPS(SWITCHYARD_COUNTING_RUN)
+#undef SWITCHYARD_COUNTING_RUN
 
   size_t peak() const { return peak_; }
   size_t live() const { return live_; }

@@ -218,8 +218,8 @@ TEST(Safetensors, RejectsEntriesWithMissingOrMistypedFields) {
 }
 
 TEST(Safetensors, RejectsUnknownDtypesAndBadShapes) {
-  expect_parse_error(R"({"w": {"dtype": "F64", "shape": [1], "data_offsets": [0, 8]}})",
-                     std::vector<uint8_t>(8), {"tensor 'w'", "unknown dtype 'F64'"});
+  expect_parse_error(R"({"w": {"dtype": "C64", "shape": [1], "data_offsets": [0, 8]}})",
+                     std::vector<uint8_t>(8), {"tensor 'w'", "unknown dtype 'C64'"});
   expect_parse_error(R"({"w": {"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 8]}})",
                      std::vector<uint8_t>(8), {"tensor 'w'", "negative dimension -1"});
   expect_parse_error(R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 12]}})",
