@@ -46,5 +46,20 @@ TEST(CliThreads, SaysHowManyThreadsAndWhy) {
       << own;
 }
 
+TEST(CliThreads, VerboseSaysHowTheProcessRunsBeforeOrAfterTheCommand) {
+  for (const char* args : {"--verbose devices --json", "devices --json -v"}) {
+    const std::string command = std::string("env OMP_NUM_THREADS=1 ") + SWITCHYARD_CLI + " " + args +
+                                " 2>&1 >/dev/null";
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string err;
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) err.append(buffer, n);
+    EXPECT_EQ(pclose(pipe), 0) << args;
+    EXPECT_NE(err.find("1 OpenMP thread (OMP_NUM_THREADS=1;"), std::string::npos) << args << ": " << err;
+  }
+}
+
 }  // namespace
 }  // namespace switchyard

@@ -9,6 +9,7 @@
 #include "backend/cpu/thread_budget.h"
 #include "cli/commands.h"
 #include "cli/openmp_environment.h"
+#include "cli/process_description.h"
 #include "cli/usage_error.h"
 #include "core/error.h"
 
@@ -27,6 +28,14 @@ int main(int argc, char** argv) {
   switchyard::backend::cpu::apply_thread_budget();
   CLI::App app{"Switchyard: train and serve GPT-class models on CPUs, GPUs and NeuronCores"};
   app.require_subcommand(1);
+  // --verbose works before or after the command (fallthrough), and says how the process runs
+  // before the command starts.
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "say how this process runs (threads, and why) before the command");
+  app.fallthrough();
+  app.parse_complete_callback([&verbose] {
+    if (verbose) std::fprintf(stderr, "%s\n", switchyard::cli::describe_process().c_str());
+  });
   switchyard::cli::add_devices_command(app);
   switchyard::cli::add_tokenize_command(app);
   switchyard::cli::add_prepare_command(app);
