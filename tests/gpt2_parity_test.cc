@@ -73,15 +73,17 @@ struct Tolerance {
   double logits, loss, grads, adamw_losses, params;
 };
 
-// One bar for every fp32 backend: 10x the worst of the three rows above.
+// One bar for the fp32 backends: 10x the worst of the three rows above. The CPU backend keeps
+// its parameter bar of 1e-5 (6x its 1.7e-6; 1.8e-6 on the Zen 3 VM), which is tighter.
 constexpr Tolerance kFp32Tolerance{4e-6, 1e-6, 1e-5, 3e-6, 3e-5};
 
 Tolerance tolerance_for(const std::string& backend) {
+  if (backend == "cpu") return {4e-6, 1e-6, 1e-5, 3e-6, 1e-5};
   // Logits, gradients and parameters keep the bars of the bf16 backends' design (2e-2, 2e-2,
   // 1e-2 or 2e-2: 10x the measurement would be looser); loss and AdamW losses are 10x measured.
   if (backend.ends_with("-sim")) return {2e-2, 4e-4, 2e-2, 1.2e-3, 1e-2};
   if (backend == "cuda") return {2e-2, 2e-4, 2e-2, 2e-3, 2e-2};
-  return kFp32Tolerance;  // cpu, cuda-fp32, trn*-sim-fp32
+  return kFp32Tolerance;  // cuda-fp32, trn*-sim-fp32
 }
 
 class Gpt2Parity : public ::testing::TestWithParam<std::string> {};
