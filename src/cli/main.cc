@@ -11,7 +11,6 @@
 
 #include "backend/cpu/thread_budget.h"
 #include "cli/commands.h"
-#include "cli/openmp_environment.h"
 #include "cli/process_description.h"
 #include "cli/usage_error.h"
 #include "core/error.h"
@@ -27,7 +26,6 @@ int report_runtime_error(const char* message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  switchyard::cli::ensure_openmp_wait_policy(argv);
   switchyard::backend::cpu::apply_thread_budget();
   CLI::App app{"Switchyard: train and serve GPT-class models on CPUs, GPUs and NeuronCores"};
   app.require_subcommand(1);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/thread_adapter.h"
 #include "core/error.h"
 
 namespace switchyard::backend::cpu {
@@ -127,18 +128,21 @@ void CpuBackend::layernorm_backward(float* dinp, float* dweight, float* dbias, c
 
 void CpuBackend::matmul_forward(float* out, const float* inp, const float* weight,
                                 const float* bias, int N, int C, int OC) {
+  adapt_threads();
   check_shape(N >= 0 && C >= 0 && OC >= 0, "matmul_forward", "N, C, OC >= 0");
   cpu::matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
 void CpuBackend::matmul_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                  const float* inp, const float* weight, int N, int C, int OC) {
+  adapt_threads();
   check_shape(N >= 0 && C >= 0 && OC >= 0, "matmul_backward", "N, C, OC >= 0");
   cpu::matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 void CpuBackend::attention_forward(float* out, float* att, const float* qkv, int B, int T, int C,
                                    int NH) {
+  adapt_threads();
   check_shape(B >= 0 && T >= 0 && NH > 0 && C > 0 && C % NH == 0, "attention_forward",
               "B, T >= 0 and C a positive multiple of NH");
   cpu::attention_forward(out, att, qkv, B, T, C, NH);
@@ -148,6 +152,7 @@ void CpuBackend::attention_backward(float* dqkv, float* scratch, const float* do
                                     const float* /*out: the record holds the probabilities*/,
                                     const float* qkv, const float* att, int B, int T, int C,
                                     int NH) {
+  adapt_threads();
   check_shape(B >= 0 && T >= 0 && NH > 0 && C > 0 && C % NH == 0, "attention_backward",
               "B, T >= 0 and C a positive multiple of NH");
   cpu::attention_backward(dqkv, scratch, dout, qkv, att, B, T, C, NH);
@@ -181,6 +186,7 @@ void check_targets(const char* kernel, const int32_t* targets, int N, int V) {
 
 void CpuBackend::cross_entropy_forward(float* losses, const float* logits, const int32_t* targets,
                                        int N, int V) {
+  adapt_threads();
   check_targets("cross_entropy_forward", targets, N, V);
   cpu::cross_entropy_forward(losses, logits, targets, N, V);
 }
@@ -195,6 +201,7 @@ double CpuBackend::sum_of_squares(const float* x, size_t N) { return cpu::sum_of
 
 void CpuBackend::adamw_update(float* params, const float* grads, float* m, float* v, size_t N,
                               const AdamWStep& step) {
+  adapt_threads();
   require(step.step >= 1, "cpu adamw_update: step must be >= 1 (1-based), got {}", step.step);
   require(step.beta1 >= 0 && step.beta1 < 1 && step.beta2 >= 0 && step.beta2 < 1,
           "cpu adamw_update: betas must be in [0, 1), got {} and {}", step.beta1, step.beta2);
@@ -208,6 +215,7 @@ void CpuBackend::adamw_update(float* params, const float* grads, float* m, float
 
 void CpuBackend::attention_decode(float* out, const float* qkv, float* k_cache, float* v_cache,
                                   int B, int pos, int max_T, int C, int NH) {
+  adapt_threads();
   check_shape(B >= 0 && NH > 0 && C > 0 && C % NH == 0, "attention_decode",
               "B >= 0 and C a positive multiple of NH");
   require(pos >= 0 && pos < max_T,
