@@ -15,6 +15,7 @@
 #include "backend/neuron/attention_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "gpt2_cpu_kernels.h"
 #include "relative_error.h"
 #include "neuron/config.h"
 
@@ -363,8 +364,8 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   std::vector<double> ref_out(static_cast<size_t>(out.elements()));
   std::vector<double> att(static_cast<size_t>(s.B) * s.NH * s.T * s.T), scratch(att.size());
   std::vector<double> ref_dqkv(static_cast<size_t>(dqkv.elements()), 0.0);
-  cpu::attention_forward<double>(ref_out.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
-  cpu::attention_backward<double>(ref_dqkv.data(), scratch.data(), dy.data(), x.data(), att.data(),
+  gpt2_kernels::attention_forward<double>(ref_out.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
+  gpt2_kernels::attention_backward<double>(ref_dqkv.data(), scratch.data(), dy.data(), x.data(), att.data(),
                                   s.B, s.T, s.C, s.NH);
   const double out_error = relative_error(core.read(out), ref_out);
   const double lse_error = relative_error(core.read(lse), reference_lse(x, s));
@@ -386,7 +387,7 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   const double dec_host = ms(Clock::now() - t0);
   // qkv is bf16 already, so its k and v go into the bf16 caches unchanged.
   std::vector<double> dec_ref(static_cast<size_t>(s.B) * s.C);
-  cpu::attention_decode<double>(dec_ref.data(), dec_x.data(), dec_k.data(), dec_v.data(), s.B, pos,
+  gpt2_kernels::attention_decode<double>(dec_ref.data(), dec_x.data(), dec_k.data(), dec_v.data(), s.B, pos,
                                 max_T, s.C, s.NH);
   const double decode_error = relative_error(dec.read(dout1), dec_ref);
 

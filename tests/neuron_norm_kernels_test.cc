@@ -545,10 +545,14 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
     core.write(dwte, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
     View dwpe = core.hbm_alloc({1024, C}, DType::kF32, "dwpe");
     core.write(dwpe, std::vector<float>(1024 * C, 0.0f));
-    report(core, "encoder_forward B=4 T=64 C=768",
-           [&] { encoder_forward(core, out, tokens, wte, wpe, B, T, compute); });
-    report(core, "encoder_backward B=4 T=64 C=768 V=50257",
-           [&] { encoder_backward(core, dwte, dwpe, dout, tokens, B, T, compute); });
+    View positions = core.hbm_alloc({N, 1}, DType::kI32, "positions");
+    std::vector<float> position_ids(N);
+    for (int i = 0; i < N; ++i) position_ids[i] = static_cast<float>(i % T);  // GPT-2's windows
+    core.write(positions, position_ids);
+    report(core, "embedding_forward B=4 T=64 C=768",
+           [&] { embedding_forward(core, out, tokens, wte, positions, wpe, compute); });
+    report(core, "embedding_backward B=4 T=64 C=768 V=50257",
+           [&] { embedding_backward(core, dwte, dwpe, dout, tokens, positions, compute); });
     // A plain reference: out[b, t] = wte[token] + wpe[t]; each dout row summed into its token's
     // row of dwte and its position's row of dwpe; every other row stays zero.
     const Host hwpe = read(core, wpe), d = read(core, dout);
@@ -563,10 +567,10 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
         ref_dwpe[t * C + c] += d[at];
       }
     }
-    EXPECT_LT(checked(core, out, ref_out, "encoder_forward out"), 1e-2);  // 2.5e-3
+    EXPECT_LT(checked(core, out, ref_out, "embedding_forward out"), 1e-2);  // 2.5e-3
     // fp32 sums of a few bf16 rows each: measured 0 (dwte) and 2.4e-10 (dwpe).
-    EXPECT_LT(checked(core, dwte, ref_dwte, "encoder_backward dwte"), 1e-7);
-    EXPECT_LT(checked(core, dwpe, ref_dwpe, "encoder_backward dwpe"), 1e-7);
+    EXPECT_LT(checked(core, dwte, ref_dwte, "embedding_backward dwte"), 1e-7);
+    EXPECT_LT(checked(core, dwpe, ref_dwpe, "embedding_backward dwpe"), 1e-7);
   }
 }
 
