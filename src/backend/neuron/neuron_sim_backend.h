@@ -63,6 +63,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void run(const ops::Attention& op) override;
   void run(const ops::AttentionBackward& op) override;
   void run(const ops::AttentionDecode& op) override;
+  void run(const ops::KvCacheWrite& op) override;
+  void run(const ops::PagedAttention& op) override;
   void run(const ops::CrossEntropy& op) override;
   void run(const ops::CrossEntropyBackward& op) override;
   void run(const ops::SumOfSquares& op) override;
