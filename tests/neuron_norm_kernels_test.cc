@@ -545,10 +545,14 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
     core.write(dwte, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
     View dwpe = core.hbm_alloc({1024, C}, DType::kF32, "dwpe");
     core.write(dwpe, std::vector<float>(1024 * C, 0.0f));
+    View positions = core.hbm_alloc({N, 1}, DType::kI32, "positions");
+    std::vector<float> pos(N);
+    for (int i = 0; i < N; ++i) pos[i] = static_cast<float>(i % T);
+    core.write(positions, pos);
     report(core, "encoder_forward B=4 T=64 C=768",
-           [&] { encoder_forward(core, out, tokens, wte, wpe, B, T, compute); });
+           [&] { embedding_forward(core, out, tokens, wte, positions, wpe, compute); });
     report(core, "encoder_backward B=4 T=64 C=768 V=50257",
-           [&] { encoder_backward(core, dwte, dwpe, dout, tokens, B, T, compute); });
+           [&] { embedding_backward(core, dwte, dwpe, dout, tokens, positions, compute); });
     // A plain reference: out[b, t] = wte[token] + wpe[t]; each dout row summed into its token's
     // row of dwte and its position's row of dwpe; every other row stays zero.
     const Host hwpe = read(core, wpe), d = read(core, dout);
