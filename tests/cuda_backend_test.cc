@@ -748,8 +748,8 @@ TEST_P(CudaKernels, ClearErrors) {
 
 // ---- the whole model ----
 
-model::GptConfig small_config() {
-  model::GptConfig c;
+model::ModelConfig small_config() {
+  model::ModelConfig c;
   c.num_layers = 2;
   c.num_heads = 3;
   c.channels = 96;

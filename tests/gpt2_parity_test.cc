@@ -24,7 +24,7 @@ const std::string kReference = std::string(SWITCHYARD_TEST_DATA) + "/gpt2_refere
 
 struct Reference {
   model::SafetensorsFile file;
-  model::GptConfig config;
+  model::ModelConfig config;
   int B, T;
   model::AdamWConfig adamw;
   float lr;

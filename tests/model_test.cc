@@ -30,8 +30,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-model::GptConfig small_config() {
-  model::GptConfig c;
+model::ModelConfig small_config() {
+  model::ModelConfig c;
   c.max_seq_len = 11;
   c.vocab_size = 37;
   c.num_layers = 2;
@@ -47,7 +47,7 @@ fs::path temp_dir(const std::string& name) {
   return dir;
 }
 
-TEST(GptConfig, PresetsHaveThePublishedSizes) {
+TEST(ModelConfig, PresetsHaveThePublishedSizes) {
   EXPECT_EQ(model::preset("gpt2-124m").num_parameters(), 124439808);
   EXPECT_EQ(model::preset("gpt2-350m").num_parameters(), 354823168);
   EXPECT_EQ(model::preset("gpt2-774m").num_parameters(), 774030080);
@@ -63,8 +63,8 @@ TEST(GptConfig, PresetsHaveThePublishedSizes) {
   }
 }
 
-TEST(GptConfig, ParameterLayoutCoversEveryParameter) {
-  model::GptConfig c = small_config();
+TEST(ModelConfig, ParameterLayoutCoversEveryParameter) {
+  model::ModelConfig c = small_config();
   model::ParameterLayout layout(c);
   size_t sum = 0;
   for (const auto& t : layout.tensors()) sum += t.numel;
@@ -72,17 +72,17 @@ TEST(GptConfig, ParameterLayoutCoversEveryParameter) {
   EXPECT_EQ(layout.tensors().size(), size_t(2 + 12 * c.num_layers + 2));
 }
 
-TEST(GptConfig, ForwardFlopsMatchAHandCount) {
-  model::GptConfig c;
+TEST(ModelConfig, ForwardFlopsMatchAHandCount) {
+  model::ModelConfig c;
   c.max_seq_len = 8, c.vocab_size = 10, c.num_layers = 1, c.num_heads = 2, c.channels = 4;
   // Per token: qkv 4x12, proj 4x4, fc 4x16, fc_proj 16x4 = 192 multiply-adds; LM head 4x10 = 40;
   // attention with T = 3: average 2 keys, q.k and att.v each 4 multiply-adds per key = 16.
   EXPECT_DOUBLE_EQ(c.forward_flops_per_token(3), 2.0 * (192 + 40 + 16));
 }
 
-TEST(GptConfig, JsonRoundTripAndErrors) {
-  model::GptConfig c = small_config();
-  model::GptConfig back = model::config_from_json(model::config_to_json(c));
+TEST(ModelConfig, JsonRoundTripAndErrors) {
+  model::ModelConfig c = small_config();
+  model::ModelConfig back = model::config_from_json(model::config_to_json(c));
   EXPECT_EQ(back.channels, c.channels);
   EXPECT_EQ(back.max_seq_len, c.max_seq_len);
   nlohmann::json bad = model::config_to_json(c);
@@ -202,7 +202,7 @@ TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
 
 TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
+  model::ModelConfig c = small_config();
   model::Gpt gpt(*backend, c);
   gpt.init_random(9);
   const int T = c.max_seq_len;
@@ -224,7 +224,7 @@ TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {
 
 TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
+  model::ModelConfig c = small_config();
   model::Gpt gpt(*backend, c);
   gpt.init_random(11);
   fs::path dir = temp_dir("roundtrip");
@@ -250,7 +250,7 @@ TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {
 
 TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
+  model::ModelConfig c = small_config();
   model::Gpt gpt(*backend, c);
   gpt.init_random(12);
   fs::path dir = temp_dir("half");
@@ -276,7 +276,7 @@ TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
 
 TEST(Checkpoint, BadCheckpointsGiveClearErrors) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
+  model::ModelConfig c = small_config();
   model::Gpt gpt(*backend, c);
   gpt.init_random(13);
   fs::path dir = temp_dir("bad");
@@ -285,7 +285,7 @@ TEST(Checkpoint, BadCheckpointsGiveClearErrors) {
   EXPECT_NE(error_of([&] { model::read_config((dir / "nope").string()); }).find("does not exist"), std::string::npos);
 
   // A config.json that disagrees with the tensors.
-  model::GptConfig wider = c;
+  model::ModelConfig wider = c;
   wider.channels = 21;
   model::Gpt other(*backend, wider);
   std::string message = error_of([&] { model::load_weights(other, dir.string()); });

@@ -24,8 +24,8 @@ namespace {
 using StepResult = TrainingRun;
 
 // Big enough for several row tiles (B*T = 160 > 128) and a vocabulary of several chunks' edge.
-model::GptConfig small_config() {
-  model::GptConfig c;
+model::ModelConfig small_config() {
+  model::ModelConfig c;
   c.num_layers = 2;
   c.num_heads = 4;
   c.channels = 64;

@@ -23,7 +23,7 @@ struct TrainingRun {
 };
 
 struct TrainingPlan {
-  model::GptConfig config;
+  model::ModelConfig config;
   int B = 2, T = 16;
   int adamw_steps = 3;  // the first uses the recorded gradients; each later one records a loss
   int device_steps = 2;  // then whole steps with the statistics kept on the device

@@ -129,7 +129,7 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
 void run_bench_train(const BenchFlags& f) {
   OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
   model::Gpt& gpt = *opened.model;
-  const model::GptConfig& config = gpt.config();
+  const model::ModelConfig& config = gpt.config();
   require(f.seq <= config.max_seq_len, "--seq {} exceeds the model's context of {}", f.seq, config.max_seq_len);
   const size_t BT = static_cast<size_t>(f.batch) * f.seq;
   std::vector<int32_t> tokens(BT), targets(BT);
@@ -200,7 +200,7 @@ void run_bench_train(const BenchFlags& f) {
 void run_bench_generate(const BenchFlags& f) {
   OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
   model::Gpt& gpt = *opened.model;
-  const model::GptConfig& config = gpt.config();
+  const model::ModelConfig& config = gpt.config();
   require(f.tokens < config.max_seq_len, "--tokens {} must be below the model's context of {}", f.tokens,
           config.max_seq_len);
   gpt.start_decoding(1);

@@ -96,7 +96,7 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
 
   OpenedModel opened = open_model(source, /*load_tokenizer=*/true);
   o.model_info = opened.info;
-  const model::GptConfig& c = opened.model->config();
+  const model::ModelConfig& c = opened.model->config();
   // Shape mistakes are reported before the (possibly long) tokenisation of the data.
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
   prepare_data(flags, *opened.tokenizer);

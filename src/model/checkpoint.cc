@@ -81,7 +81,7 @@ void stage_model(const Gpt& model, FileSetCommit& commit, const nlohmann::json& 
 
 }  // namespace
 
-GptConfig read_config(const std::string& directory) {
+ModelConfig read_config(const std::string& directory) {
   std::string path = (fs::path(directory) / kConfigFile).string();
   if (!fs::is_directory(directory)) fail("model directory {} does not exist", directory);
   recover_file_set(directory);

@@ -19,13 +19,13 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "model/gpt.h"
-#include "model/gpt_config.h"
+#include "model/model_config.h"
 #include "model/safetensors.h"
 
 namespace switchyard::model {
 
 // Reads and validates <dir>/config.json. Throws Error naming the file and the problem.
-GptConfig read_config(const std::string& directory);
+ModelConfig read_config(const std::string& directory);
 // Reads <dir>/config.json's "switchyard" section (tokenizer name and other run facts), or an empty
 // map if there is none. Values that are not strings come as their JSON text.
 std::map<std::string, std::string> read_switchyard_info(const std::string& directory);
