@@ -65,7 +65,7 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     opened.profiler = std::make_unique<backend::ProfilingBackend>(*opened.backend);
     device = opened.profiler.get();
   }
-  opened.model = std::make_unique<model::Gpt>(*device, config);
+  opened.model = model::Model::create(*device, config);
   if (opened.from_checkpoint) {
     model::load_weights(*opened.model, source.model);
   } else {

@@ -102,7 +102,7 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
   prepare_data(flags, *opened.tokenizer);
   std::fprintf(stderr, "model: %d layers, %d heads, %d channels, vocabulary %d, context %d (%.2fM parameters) on %s\n",
                c.num_layers, c.num_heads, c.channels, c.vocab_size, c.max_seq_len,
-               c.num_parameters() / 1e6, opened.backend->description().c_str());
+               opened.model->shape().num_parameters() / 1e6, opened.backend->description().c_str());
 
   StopSignals signals;
   o.stop_requested = [] { return StopSignals::requested(); };

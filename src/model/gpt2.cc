@@ -9,6 +9,8 @@
 
 namespace switchyard::model {
 
+namespace ops = backend::ops;
+
 ParameterLayout gpt2_layout(const ModelConfig& config) {
   const int64_t C = config.channels, V = config.vocab_size, maxT = config.max_seq_len;
   const int L = config.num_layers;

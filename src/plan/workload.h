@@ -57,7 +57,7 @@ struct MemoryEstimate {
   }
 };
 
-// Mirrors what model::Gpt allocates (one allocation each for parameters, gradients, AdamW m and v,
+// Mirrors what model::Model allocates (one allocation each for parameters, gradients, AdamW m and v,
 // the forward activations of one batch and the backward pass's one-layer scratch), generalised to
 // tensor parallelism, ZeRO-1, recomputation and narrower types.
 MemoryEstimate estimate_memory(const ModelShape& shape, const Precision& precision,

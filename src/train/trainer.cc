@@ -46,7 +46,7 @@ size_t parse_size(const std::map<std::string, std::string>& values, const std::s
   }
 }
 
-void save_checkpoint(const model::Gpt& model, const TrainOptions& o, int steps_done,
+void save_checkpoint(const model::Model& model, const TrainOptions& o, int steps_done,
                      const data::LoaderPosition& position) {
   nlohmann::json info = o.model_info;
   info["step"] = steps_done;
@@ -61,7 +61,7 @@ void save_checkpoint(const model::Gpt& model, const TrainOptions& o, int steps_d
 }
 
 // Loads the checkpoint in o.out_dir into `model` and `loader`; returns its step.
-int load_checkpoint(model::Gpt& model, const TrainOptions& o, data::BatchLoader& loader) {
+int load_checkpoint(model::Model& model, const TrainOptions& o, data::BatchLoader& loader) {
   model::load_weights(model, o.out_dir);
   model::TrainingState state = model::load_training_state(model, o.out_dir);
   std::vector<std::string> differences;
@@ -88,7 +88,7 @@ bool stop_requested(const TrainOptions& o) { return o.stop_requested && o.stop_r
 
 }  // namespace
 
-TrainResult train(model::Gpt& model, const TrainOptions& o) {
+TrainResult train(model::Model& model, const TrainOptions& o) {
   require(o.batch > 0 && o.seq > 0 && o.grad_accum > 0 && o.steps > 0,
           "batch, seq, grad-accum and steps must be positive");
   require(o.seq <= model.config().max_seq_len, "--seq {} exceeds the model's context of {} tokens",
@@ -197,7 +197,7 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
       break;
     }
     const float lr = schedule.at(step);
-    const model::Gpt::StepResult stats = model.finish_step(o.adamw, lr, step + 1, o.clip);
+    const model::Model::StepResult stats = model.finish_step(o.adamw, lr, step + 1, o.clip);
     const float loss = stats.loss, norm = stats.grad_norm;
     if (!std::isfinite(loss)) {
       progress.finish();

@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/gpt.h"
+#include "model/model.h"
 
 namespace switchyard::train {
 
@@ -67,6 +67,6 @@ struct TrainResult {
 // Trains `model` in place. With options.resume, first loads weights, optimizer state and data
 // position from options.out_dir and checks that the settings that shape the numbers (batch, seq,
 // grad-accum, lr, warmup) match; every mismatch is named in one Error.
-TrainResult train(model::Gpt& model, const TrainOptions& options);
+TrainResult train(model::Model& model, const TrainOptions& options);
 
 }  // namespace switchyard::train
