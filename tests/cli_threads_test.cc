@@ -1,5 +1,5 @@
-// The CLI chooses how OpenMP threads wait before the runtime starts, and says what it chose; a
-// user's own setting wins.
+// The CLI says how many threads it uses and why, how they wait, and that it uses fewer while other
+// work keeps the CPUs busy; a user's own settings win and are named.
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
@@ -28,8 +28,10 @@ std::string cpu_row(const std::string& env_prefix) {
   return output.substr(begin + 1, output.find('\n', begin + 1) - begin - 1);
 }
 
-TEST(CliThreads, WaitsPassivelyUnlessTheUserChose) {
-  EXPECT_NE(cpu_row("").find("passive waiting"), std::string::npos) << cpu_row("");
+TEST(CliThreads, SaysHowThreadsWaitAndThatTheyAdapt) {
+  const std::string own = cpu_row("");
+  EXPECT_NE(own.find("OpenMP default waiting"), std::string::npos) << own;
+  EXPECT_NE(own.find("fewer while other work keeps the CPUs busy"), std::string::npos) << own;
   const std::string active = cpu_row("OMP_WAIT_POLICY=active");
   EXPECT_NE(active.find("active waiting"), std::string::npos) << active;
   const std::string spin = cpu_row("GOMP_SPINCOUNT=1000");
@@ -44,6 +46,21 @@ TEST(CliThreads, SaysHowManyThreadsAndWhy) {
               own.find("affinity mask") != std::string::npos ||
               own.find("cgroup CPU quota") != std::string::npos)
       << own;
+}
+
+TEST(CliThreads, VerboseSaysHowTheProcessRunsBeforeOrAfterTheCommand) {
+  for (const char* args : {"--verbose devices --json", "devices --json -v"}) {
+    const std::string command = std::string("env OMP_NUM_THREADS=1 ") + SWITCHYARD_CLI + " " + args +
+                                " 2>&1 >/dev/null";
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string err;
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) err.append(buffer, n);
+    EXPECT_EQ(pclose(pipe), 0) << args;
+    EXPECT_NE(err.find("1 OpenMP thread (OMP_NUM_THREADS=1;"), std::string::npos) << args << ": " << err;
+  }
 }
 
 }  // namespace

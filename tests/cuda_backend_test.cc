@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/dtype.h"
 #include "core/rng.h"
 #include "expect_error.h"
 #include "model/gpt.h"
@@ -132,6 +134,12 @@ ops::AttentionSpec mha(int C, int NH) {
 // x rounded to bf16 and widened again.
 float bf16_rounded(float x) { return bf16_to_float(float_to_bf16(x)); }
 
+// Prints a measured error (the test's name says where it comes from) and returns it.
+double measured(const char* what, double error) {
+  std::printf("  %-10s relative error %.2e\n", what, error);
+  return error;
+}
+
 class CudaKernels : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -180,7 +188,7 @@ TEST_P(CudaKernels, EncoderForwardAndBackward) {
     return ops::Embedding{.out = on(out), .ids = on(tok), .table = on(wte),
                           .position_ids = on(pos), .position_table = on(wpe)};
   });
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
 
   auto dout = act({N, C}, random_floats(N * C, 4));
   auto dwte = fp32({V, C}, random_floats(V * C, 5)), dwpe = fp32({T, C}, random_floats(T * C, 6));
@@ -188,8 +196,8 @@ TEST_P(CudaKernels, EncoderForwardAndBackward) {
     return ops::EmbeddingBackward{.dtable = on(dwte), .dposition_table = on(dwpe),
                                   .dout = on(dout), .ids = on(tok), .position_ids = on(pos)};
   });
-  EXPECT_LT(dwte.error(), tol());
-  EXPECT_LT(dwpe.error(), tol());
+  EXPECT_LT(measured("dwte", dwte.error()), tol());
+  EXPECT_LT(measured("dwpe", dwpe.error()), tol());
 
   // Positions of a flat batch (any order, repeated, a table of another length), and the plain
   // row gather without a position table.
@@ -200,22 +208,22 @@ TEST_P(CudaKernels, EncoderForwardAndBackward) {
     return ops::Embedding{.out = on(out), .ids = on(tok), .table = on(wte),
                           .position_ids = on(scattered), .position_table = on(table)};
   });
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
   run_both([&](auto on) {
     return ops::EmbeddingBackward{.dtable = on(dwte), .dposition_table = on(dtable),
                                   .dout = on(dout), .ids = on(tok),
                                   .position_ids = on(scattered)};
   });
-  EXPECT_LT(dwte.error(), tol());
-  EXPECT_LT(dtable.error(), tol());
+  EXPECT_LT(measured("dwte", dwte.error()), tol());
+  EXPECT_LT(measured("dtable", dtable.error()), tol());
   run_both([&](auto on) {
     return ops::Embedding{.out = on(out), .ids = on(tok), .table = on(wte)};
   });
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
   run_both([&](auto on) {
     return ops::EmbeddingBackward{.dtable = on(dwte), .dout = on(dout), .ids = on(tok)};
   });
-  EXPECT_LT(dwte.error(), tol());
+  EXPECT_LT(measured("dwte", dwte.error()), tol());
 }
 
 TEST_P(CudaKernels, LayernormForwardBackwardAndTheFusedResidualForm) {
@@ -232,11 +240,11 @@ TEST_P(CudaKernels, LayernormForwardBackwardAndTheFusedResidualForm) {
     });
   };
   layernorm(1e-3f);  // an epsilon of another model reaches the kernel
-  EXPECT_LT(rstd.error(), bf16() ? 1e-2 : 1e-5);
+  EXPECT_LT(measured("rstd", rstd.error()), bf16() ? 1e-2 : 1e-5);
   layernorm(1e-5f);
-  EXPECT_LT(out.error(), tol());
-  EXPECT_LT(mean.error(), bf16() ? 1e-2 : 1e-6);
-  EXPECT_LT(rstd.error(), bf16() ? 1e-2 : 1e-5);
+  EXPECT_LT(measured("out", out.error()), tol());
+  EXPECT_LT(measured("mean", mean.error()), bf16() ? 1e-2 : 1e-6);
+  EXPECT_LT(measured("rstd", rstd.error()), bf16() ? 1e-2 : 1e-5);
 
   auto dout = act({N, C}, random_floats(N * C, 13));
   auto dinp = act({N, C}, random_floats(N * C, 14));  // accumulates
@@ -246,9 +254,9 @@ TEST_P(CudaKernels, LayernormForwardBackwardAndTheFusedResidualForm) {
                                   .dout = on(dout), .inp = on(inp), .weight = on(w),
                                   .mean = on(mean), .rstd = on(rstd)};
   });
-  EXPECT_LT(dinp.error(), tol());
-  EXPECT_LT(dw.error(), tol());
-  EXPECT_LT(db.error(), tol());
+  EXPECT_LT(measured("dinp", dinp.error()), tol());
+  EXPECT_LT(measured("dw", dw.error()), tol());
+  EXPECT_LT(measured("db", db.error()), tol());
 
   auto a = act({N, C}, random_floats(N * C, 17)), bb = act({N, C}, random_floats(N * C, 18));
   auto residual = act({N, C}, std::vector<float>(N * C));
@@ -257,8 +265,8 @@ TEST_P(CudaKernels, LayernormForwardBackwardAndTheFusedResidualForm) {
                              .rstd = on(rstd), .a = on(a), .b = on(bb), .weight = on(w),
                              .bias = on(b)};
   });
-  EXPECT_LT(residual.error(), tol());
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("residual", residual.error()), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
 }
 
 TEST_P(CudaKernels, MatmulForwardAndBackward) {
@@ -274,9 +282,9 @@ TEST_P(CudaKernels, MatmulForwardAndBackward) {
     run_both([&](auto on) {
       return ops::Linear{.out = on(out), .inp = on(inp), .weight = on(w), .bias = on(bias)};
     });
-    EXPECT_LT(out.error(), tol());
+    EXPECT_LT(measured("out", out.error()), tol());
     run_both([&](auto on) { return ops::Linear{.out = on(out), .inp = on(inp), .weight = on(w)}; });
-    EXPECT_LT(out.error(), tol());
+    EXPECT_LT(measured("out", out.error()), tol());
 
     auto dout = act({N, OC}, random_floats(N * OC, 23));
     auto dinp = act({N, C}, random_floats(N * C, 24));  // all three accumulate
@@ -285,15 +293,15 @@ TEST_P(CudaKernels, MatmulForwardAndBackward) {
       return ops::LinearBackward{.dinp = on(dinp), .dweight = on(dw), .dbias = on(db),
                                  .dout = on(dout), .inp = on(inp), .weight = on(w)};
     });
-    EXPECT_LT(dinp.error(), tol());
-    EXPECT_LT(dw.error(), tol());
-    EXPECT_LT(db.error(), tol());
+    EXPECT_LT(measured("dinp", dinp.error()), tol());
+    EXPECT_LT(measured("dw", dw.error()), tol());
+    EXPECT_LT(measured("db", db.error()), tol());
     // No input gradient and no bias, as for the vocabulary projection.
     run_both([&](auto on) {
       return ops::LinearBackward{.dweight = on(dw), .dout = on(dout), .inp = on(inp),
                                  .weight = on(w)};
     });
-    EXPECT_LT(dw.error(), tol());
+    EXPECT_LT(measured("dw", dw.error()), tol());
   }
 }
 
@@ -308,8 +316,8 @@ TEST_P(CudaKernels, MatmulWithGelu) {
     return ops::LinearGelu{.pre = on(pre), .out = on(out), .inp = on(inp), .weight = on(w),
                            .bias = on(bias)};
   });
-  EXPECT_LT(pre.error(), tol());
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("pre", pre.error()), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
 }
 
 TEST_P(CudaKernels, WeightsChangedByAdamWReachTheProducts) {
@@ -346,11 +354,11 @@ TEST_P(CudaKernels, WeightsChangedByAdamWReachTheProducts) {
                        .step = step});
   cpu_->run(ops::AdamW{.params = w.cpu.flat(), .grads = g.cpu.flat(), .m = m.cpu.flat(),
                        .v = v.cpu.flat(), .step = step});
-  EXPECT_LT(w.error(), 1e-6);
+  EXPECT_LT(measured("w", w.error()), 1e-6);
   expect_copy_current();
   gpu_->run(ops::Linear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(), .weight = products});
   cpu_->run(ops::Linear{.out = out.cpu.tensor(), .inp = inp.cpu.tensor(), .weight = w.cpu.tensor()});
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
   // And a copy from the host (a checkpoint load) too.
   w.gpu.write(random_floats(OC * C, 43));
   w.cpu.write(random_floats(OC * C, 43));
@@ -358,7 +366,7 @@ TEST_P(CudaKernels, WeightsChangedByAdamWReachTheProducts) {
   expect_copy_current();
   gpu_->run(ops::Linear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(), .weight = products});
   cpu_->run(ops::Linear{.out = out.cpu.tensor(), .inp = inp.cpu.tensor(), .weight = w.cpu.tensor()});
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
 }
 
 TEST_P(CudaKernels, CastBetweenFp32AndBf16) {
@@ -399,7 +407,7 @@ void check_attention(Backend& gpu, Backend& cpu, int B, int T, int C, int NH, do
   };
   forward(gpu, out.gpu, att_g, qkv.gpu);
   forward(cpu, out.cpu, att_c, qkv.cpu);
-  EXPECT_LT(out.error(), tol);
+  EXPECT_LT(measured("out", out.error()), tol);
 
   auto dout = Pair(gpu, cpu, act, {N, C}, random_floats(N * C, 51));
   auto dqkv = Pair(gpu, cpu, act, {N, 3 * C}, random_floats(N * 3 * C, 52));
@@ -418,7 +426,7 @@ void check_attention(Backend& gpu, Backend& cpu, int B, int T, int C, int NH, do
   };
   backward(gpu, dqkv.gpu, scratch_g, dout.gpu, out.gpu, att_g, qkv.gpu);
   backward(cpu, dqkv.cpu, scratch_c, dout.cpu, out.cpu, att_c, qkv.cpu);
-  EXPECT_LT(dqkv.error(), tol);
+  EXPECT_LT(measured("dqkv", dqkv.error()), tol);
 }
 
 TEST_P(CudaKernels, AttentionForwardAndBackward) {
@@ -515,7 +523,7 @@ TEST_P(CudaKernels, PagedCacheWriteAndAttention) {
       if (with_sinks) op.sinks = on(sinks);
       return op;
     });
-    EXPECT_LT(out.error(), tol());
+    EXPECT_LT(measured("out", out.error()), tol());
   }
 }
 
@@ -524,14 +532,14 @@ TEST_P(CudaKernels, ElementwiseKernels) {
   auto x = act({N}, random_floats(N, 70, 4.0f)), y = act({N}, random_floats(N, 71));
   auto out = act({N}, std::vector<float>(N));
   run_both([&](auto on) { return ops::Gelu{.out = on(out), .inp = on(x)}; });
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
   auto dinp = act({N}, random_floats(N, 72));  // accumulates
   run_both([&](auto on) { return ops::GeluBackward{.dinp = on(dinp), .inp = on(x), .dout = on(y)}; });
-  EXPECT_LT(dinp.error(), tol());
+  EXPECT_LT(measured("dinp", dinp.error()), tol());
   run_both([&](auto on) { return ops::Add{.out = on(out), .a = on(x), .b = on(y)}; });
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
   run_both([&](auto on) { return ops::Accumulate{.dst = on(out), .src = on(y)}; });
-  EXPECT_LT(out.error(), tol());
+  EXPECT_LT(measured("out", out.error()), tol());
 }
 
 TEST_P(CudaKernels, CrossEntropyForwardAndBackwardInPlace) {
@@ -543,13 +551,13 @@ TEST_P(CudaKernels, CrossEntropyForwardAndBackwardInPlace) {
     run_both([&](auto on) {
       return ops::CrossEntropy{.losses = on(losses), .logits = on(logits), .targets = on(targets)};
     });
-    EXPECT_LT(losses.error(), bf16() ? 1e-2 : 1e-6);
+    EXPECT_LT(measured("losses", losses.error()), bf16() ? 1e-2 : 1e-6);
     // dlogits overwrite the logits, as the model runs it.
     run_both([&](auto on) {
       return ops::CrossEntropyBackward{.dlogits = on(logits), .logits = on(logits),
                                        .targets = on(targets), .dloss = 0.25f};
     });
-    EXPECT_LT(logits.error(), tol());
+    EXPECT_LT(measured("logits", logits.error()), tol());
   }
 }
 
@@ -575,17 +583,17 @@ TEST_P(CudaKernels, SumOfSquaresAndAdamW) {
     });
   }
   // Master weights and moments are fp32 in both modes.
-  EXPECT_LT(p.error(), 1e-6);
-  EXPECT_LT(m.error(), 1e-6);
-  EXPECT_LT(v.error(), 1e-6);
+  EXPECT_LT(measured("p", p.error()), 1e-6);
+  EXPECT_LT(measured("m", m.error()), 1e-6);
+  EXPECT_LT(measured("v", v.error()), 1e-6);
   // Clipped by the norm of the gradients' sum of squares, which stays on the device.
   run_both([&](auto on) { return ops::SumOfSquares{.total = on(total), .x = on(g)}; });
   run_both([&](auto on) {
     return ops::AdamW{.params = on(p), .grads = on(g), .m = on(m), .v = on(v),
                       .grad_sum_of_squares = on(total), .step = step, .clip = 1.0f};
   });
-  EXPECT_LT(p.error(), 1e-6);
-  EXPECT_LT(m.error(), 1e-6);
+  EXPECT_LT(measured("p", p.error()), 1e-6);
+  EXPECT_LT(measured("m", m.error()), 1e-6);
 }
 
 TEST_P(CudaKernels, BackwardKernelsAreDeterministic) {
@@ -666,7 +674,7 @@ TEST_P(CudaKernels, FormsTheKernelsLackRunOnTheHost) {
                             .k = view(on(proj), 1), .v = view(on(proj), 2), .sinks = on(sinks),
                             .batch = B, .seq = T, .spec = spec};
     });
-    EXPECT_LT(out.error(), tol());
+    EXPECT_LT(measured("out", out.error()), tol());
     run_both([&](auto on) {
       return ops::AttentionBackward{
           .dq = view(on(dproj), 0), .dk = view(on(dproj), 1), .dv = view(on(dproj), 2),
@@ -674,8 +682,8 @@ TEST_P(CudaKernels, FormsTheKernelsLackRunOnTheHost) {
           .record = on(att), .q = view(on(proj), 0), .k = view(on(proj), 1),
           .v = view(on(proj), 2), .sinks = on(sinks), .batch = B, .seq = T, .spec = spec};
     });
-    EXPECT_LT(dproj.error(), tol());
-    EXPECT_LT(dsinks.error(), tol());
+    EXPECT_LT(measured("dproj", dproj.error()), tol());
+    EXPECT_LT(measured("dsinks", dsinks.error()), tol());
   }
   {
     SCOPED_TRACE("head size 258");
@@ -690,7 +698,7 @@ TEST_P(CudaKernels, FormsTheKernelsLackRunOnTheHost) {
       return ops::Attention{.out = on(out), .record = on(att), .q = v.q, .k = v.k, .v = v.v,
                             .batch = B, .seq = T, .spec = spec};
     });
-    EXPECT_LT(out.error(), tol());
+    EXPECT_LT(measured("out", out.error()), tol());
   }
   {
     SCOPED_TRACE("fp32 weights");
@@ -704,7 +712,7 @@ TEST_P(CudaKernels, FormsTheKernelsLackRunOnTheHost) {
     run_both([&](auto on) {
       return ops::Linear{.out = on(out), .inp = on(inp), .weight = on(w), .bias = on(bias)};
     });
-    EXPECT_LT(out.error(), tol());
+    EXPECT_LT(measured("out", out.error()), tol());
   }
 }
 
@@ -769,20 +777,61 @@ TrainingRun run_steps(const std::string& device) {
   return run_training(device, plan);
 }
 
+double worst_relative(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size() && i < want.size(); ++i)
+    worst = std::max(worst, std::abs(double(got[i]) - want[i]) / std::abs(double(want[i])));
+  return worst;
+}
+
+// Whether v is a bf16 value: its low 16 bits are zero.
+bool is_bf16(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  return (bits & 0xffffu) == 0;
+}
+
+size_t count_bf16(const std::vector<float>& values) {
+  return static_cast<size_t>(std::count_if(values.begin(), values.end(), is_bf16));
+}
+
 TEST_P(CudaKernels, TrainingStepsMatchTheCpuBackendAndRepeatExactly) {
   const TrainingRun cpu = run_steps("cpu");
   const TrainingRun gpu = run_steps(GetParam());
+  const double loss = std::abs(double(gpu.loss) - cpu.loss) / std::abs(double(cpu.loss));
+  const double logits = relative_error(gpu.logits, cpu.logits);
+  const double grads = relative_error(gpu.grads, cpu.grads);
+  const double later_losses = worst_relative(gpu.later_losses, cpu.later_losses);
+  const double step_losses = relative_error(gpu.step_losses, cpu.step_losses);
+  const double step_norms = relative_error(gpu.step_norms, cpu.step_norms);
+  const double decode_logits = relative_error(gpu.decode_logits, cpu.decode_logits);
+  std::printf("%s vs cpu: loss %.2e, logits %.2e, gradients %.2e, AdamW losses %.2e, step losses "
+              "%.2e, step norms %.2e, decode logits %.2e\n",
+              GetParam().c_str(), loss, logits, grads, later_losses, step_losses, step_norms,
+              decode_logits);
+  // The bars the backend was built to: bf16 within 2e-2 (losses 1e-2), fp32 within 1e-4.
   const double tol = bf16() ? 2e-2 : 1e-4;
-  EXPECT_NEAR(gpu.loss, cpu.loss, tol * std::abs(cpu.loss));
-  EXPECT_LT(relative_error(gpu.logits, cpu.logits), tol);
-  EXPECT_LT(relative_error(gpu.grads, cpu.grads), tol);
-  ASSERT_EQ(gpu.later_losses.size(), cpu.later_losses.size());
-  for (size_t i = 0; i < cpu.later_losses.size(); ++i) {
-    EXPECT_NEAR(gpu.later_losses[i], cpu.later_losses[i], (bf16() ? 1e-2 : 1e-4) * cpu.later_losses[i]);
+  const double loss_tol = bf16() ? 1e-2 : 1e-4;
+  EXPECT_LT(loss, loss_tol);
+  EXPECT_LT(logits, tol);
+  EXPECT_LT(grads, tol);
+  EXPECT_LT(later_losses, loss_tol);
+  EXPECT_LT(step_losses, loss_tol);
+  EXPECT_LT(step_norms, tol);
+  EXPECT_LT(decode_logits, tol);
+  if (bf16()) {
+    // bf16 really is in use: logits are bf16 activations, so every one is a bf16 value (the CPU
+    // backend's fp32 logits almost never are), and they are further from the fp32 logits than
+    // rounding those to bf16 alone would put them.
+    EXPECT_EQ(count_bf16(gpu.logits), gpu.logits.size());
+    EXPECT_EQ(count_bf16(gpu.decode_logits), gpu.decode_logits.size());
+    EXPECT_LT(count_bf16(cpu.logits), cpu.logits.size() / 100);
+    std::vector<float> rounded(cpu.logits.size());
+    for (size_t i = 0; i < cpu.logits.size(); ++i)
+      rounded[i] = bf16_to_float(float_to_bf16(cpu.logits[i]));
+    EXPECT_GT(logits, relative_error(rounded, cpu.logits));
   }
-  EXPECT_LT(relative_error(gpu.step_losses, cpu.step_losses), bf16() ? 1e-2 : 1e-4);
-  EXPECT_LT(relative_error(gpu.step_norms, cpu.step_norms), tol);
-  EXPECT_LT(relative_error(gpu.decode_logits, cpu.decode_logits), tol);
   // Deterministic: a second run gives the same bits.
   const TrainingRun again = run_steps(GetParam());
   EXPECT_EQ(again.loss, gpu.loss);

@@ -158,8 +158,8 @@ TEST(NeuronAttention, ForwardParitySizesFp32) {
 
 TEST(NeuronAttention, ForwardParitySizesBf16) {
   const ForwardResult r = run_forward({3, 13, 54, 3}, DType::kBF16, DType::kBF16, 2);
-  EXPECT_LT(r.out_error, 1e-2);
-  EXPECT_LT(r.lse_error, 1e-2);
+  EXPECT_LT(r.out_error, 1e-2);  // measured 2.0e-3 (bf16's bar)
+  EXPECT_LT(r.lse_error, 6e-3);  // measured 5.2e-4
 }
 
 TEST(NeuronAttention, ForwardMultiTileFp32) {
@@ -176,8 +176,8 @@ TEST(NeuronAttention, ForwardTwoKeyBlocksOnlineSoftmax) {
   EXPECT_LT(r.lse_error, 1e-6);
   // Odd length with a partial last block and chunk, in bf16.
   const ForwardResult q = run_forward({1, 700, 36, 2}, DType::kBF16, DType::kBF16, 5);
-  EXPECT_LT(q.out_error, 1e-2);
-  EXPECT_LT(q.lse_error, 1e-2);
+  EXPECT_LT(q.out_error, 1e-2);    // measured 2.5e-3 (bf16's bar)
+  EXPECT_LT(q.lse_error, 1.5e-3);  // measured 1.1e-4
 }
 
 TEST(NeuronAttention, ForwardScoresFarApartStayFinite) {
@@ -197,7 +197,7 @@ TEST(NeuronAttention, ForwardScoresFarApartStayFinite) {
 }
 
 TEST(NeuronAttention, BackwardParitySizesAccumulatesFp32) {
-  EXPECT_LT(run_backward({3, 13, 54, 3}, DType::kF32, DType::kF32, 10), 1e-5);
+  EXPECT_LT(run_backward({3, 13, 54, 3}, DType::kF32, DType::kF32, 10), 2e-6);  // measured 1.4e-7
 }
 
 TEST(NeuronAttention, BackwardParitySizesBf16) {
@@ -205,12 +205,12 @@ TEST(NeuronAttention, BackwardParitySizesBf16) {
 }
 
 TEST(NeuronAttention, BackwardMultiTileFp32) {
-  EXPECT_LT(run_backward({2, 300, 128, 2}, DType::kF32, DType::kF32, 12), 1e-5);
+  EXPECT_LT(run_backward({2, 300, 128, 2}, DType::kF32, DType::kF32, 12), 2e-6);  // 1.3e-7
 }
 
 TEST(NeuronAttention, BackwardLongSequenceWithForwardLse) {
   // T = 1024, hs = 64: eight query tiles, two key blocks, several PSUM evacuations per row.
-  EXPECT_LT(run_backward({1, 1024, 128, 2}, DType::kF32, DType::kF32, 13, true), 1e-5);
+  EXPECT_LT(run_backward({1, 1024, 128, 2}, DType::kF32, DType::kF32, 13, true), 2e-6);  // 1.1e-7
 }
 
 TEST(NeuronAttention, BackwardOddLongBf16WithForwardLse) {
@@ -328,7 +328,8 @@ TEST(NeuronAttention, TooLongSequencesAreErrors) {
                {"attention_forward", "T = 40000 is too long"});
 }
 
-// Simulated and host time of gpt2-124m-sized calls (B=4, T=64, C=768, NH=12) on trn2, bf16.
+// Simulated and host time of gpt2-124m-sized calls (B=4, T=64, C=768, NH=12) on trn2, bf16
+// (printed, not asserted), and their results against the CPU kernels.
 TEST(NeuronAttention, Gpt2SizedTiming) {
   const Shape s{4, 64, 768, 12};
   NeuronCore core(trn2_config());
@@ -357,6 +358,18 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   const double bwd_ns = st.total_ns - fwd_ns;
   if (std::getenv("ATTN_TRACE")) core.write_trace(std::getenv("ATTN_TRACE"));
 
+  // The results at this size, against the CPU kernels in double on the stored (bf16) inputs.
+  const std::vector<double> x = to_double(core.read(qkv)), dy = to_double(core.read(dout));
+  std::vector<double> ref_out(static_cast<size_t>(out.elements()));
+  std::vector<double> att(static_cast<size_t>(s.B) * s.NH * s.T * s.T), scratch(att.size());
+  std::vector<double> ref_dqkv(static_cast<size_t>(dqkv.elements()), 0.0);
+  cpu::attention_forward<double>(ref_out.data(), att.data(), x.data(), s.B, s.T, s.C, s.NH);
+  cpu::attention_backward<double>(ref_dqkv.data(), scratch.data(), dy.data(), x.data(), att.data(),
+                                  s.B, s.T, s.C, s.NH);
+  const double out_error = relative_error(core.read(out), ref_out);
+  const double lse_error = relative_error(core.read(lse), reference_lse(x, s));
+  const double dqkv_error = relative_error(core.read(dqkv), ref_dqkv);
+
   NeuronCore dec(trn2_config());
   const int max_T = 1024, pos = 1023, hs = s.C / s.NH;
   View dq = dec.hbm_alloc({s.B, 3 * int64_t{s.C}}, DType::kBF16, "qkv");
@@ -366,9 +379,16 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   dec.write(dq, random_values(static_cast<size_t>(dq.elements()), 32, 1.0f));
   dec.write(kc, random_values(static_cast<size_t>(kc.elements()), 33, 1.0f));
   dec.write(vc, random_values(static_cast<size_t>(vc.elements()), 34, 1.0f));
+  const std::vector<double> dec_x = to_double(dec.read(dq));
+  std::vector<double> dec_k = to_double(dec.read(kc)), dec_v = to_double(dec.read(vc));
   t0 = Clock::now();
   attention_decode(dec, dout1, dq, kc, vc, s.B, pos, max_T, s.C, s.NH, DType::kBF16);
   const double dec_host = ms(Clock::now() - t0);
+  // qkv is bf16 already, so its k and v go into the bf16 caches unchanged.
+  std::vector<double> dec_ref(static_cast<size_t>(s.B) * s.C);
+  cpu::attention_decode<double>(dec_ref.data(), dec_x.data(), dec_k.data(), dec_v.data(), s.B, pos,
+                                max_T, s.C, s.NH);
+  const double decode_error = relative_error(dec.read(dout1), dec_ref);
 
   std::printf("gpt2-124m attention on trn2 (bf16), B=4 T=64 C=768 NH=12:\n");
   std::printf("  forward : simulated %.2f us, host %.1f ms, %lld instructions\n", fwd_ns / 1e3,
@@ -384,8 +404,14 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   std::printf("  decode at pos %d of %d: simulated %.2f us, host %.1f ms, %lld instructions\n",
               pos, max_T, dec.now_ns() / 1e3, dec_host,
               static_cast<long long>(dec.stats().instructions));
-  EXPECT_GT(fwd_ns, 0);
-  EXPECT_GT(bwd_ns, 0);
+  std::printf("  relative errors: out %.2e, lse %.2e, dqkv %.2e, decode out %.2e\n", out_error,
+              lse_error, dqkv_error, decode_error);
+  // Measured 2026-12-04: out 1.9e-3, lse 4.2e-8 (fp32 sums of exact products of bf16 inputs),
+  // dqkv 2.6e-3, decode 2.3e-3. bf16 results keep the file's bf16 bar (10x would be looser).
+  EXPECT_LT(out_error, 1e-2);
+  EXPECT_LT(lse_error, 5e-7);
+  EXPECT_LT(dqkv_error, 1e-2);
+  EXPECT_LT(decode_error, 1e-2);
 }
 
 }  // namespace

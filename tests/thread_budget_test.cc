@@ -1,5 +1,6 @@
 // The CPU thread budget: cgroup parsing and the choice between affinity, quota and OMP_NUM_THREADS.
 #include "backend/cpu/thread_budget.h"
+#include "backend/cpu/thread_adapter.h"
 
 #include <gtest/gtest.h>
 
@@ -73,6 +74,41 @@ TEST(ThreadBudget, ReadsThisProcess) {
   const ThreadBudget applied = apply_thread_budget();
   EXPECT_GE(applied.threads, 1);
   EXPECT_EQ(current_thread_budget().threads, applied.threads);
+}
+
+TEST(ThreadAdapter, ReadsEachCpusBusyTime) {
+  const char* stat =
+      "cpu  300 0 100 900 5 0 2 0 0 0\n"
+      "cpu0 100 0 50 400 1 0 1 0 0 0\n"
+      "cpu1 200 10 50 500 4 3 1 7 0 0\n"
+      "intr 1 2 3\nctxt 99\n";
+  const std::vector<double> busy = parse_proc_stat_busy(stat, 100.0);
+  ASSERT_EQ(busy.size(), 2u);
+  EXPECT_DOUBLE_EQ(busy[0], (100 + 0 + 50 + 0 + 1 + 0) / 100.0);
+  EXPECT_DOUBLE_EQ(busy[1], (200 + 10 + 50 + 3 + 1 + 7) / 100.0);  // steal counts as taken
+}
+
+TEST(ThreadAdapter, OthersAreTheBusyTimeThatIsNotOurs) {
+  const CpuTimes before{.busy = 10.0, .self = 4.0, .wall = 100.0};
+  const CpuTimes after{.busy = 10.8, .self = 4.3, .wall = 100.5};  // 1.6 cores busy, 0.6 ours
+  EXPECT_NEAR(other_cores(before, after), 1.0, 1e-12);
+  EXPECT_EQ(other_cores(after, after), 0.0);
+  const CpuTimes odd{.busy = 10.0, .self = 4.5, .wall = 100.5};  // tick rounding: never negative
+  EXPECT_EQ(other_cores(before, odd), 0.0);
+}
+
+TEST(ThreadAdapter, UsesTheFreeCoresWithAMarginAgainstFlapping) {
+  // Two threads: one busy core elsewhere leaves one.
+  EXPECT_EQ(adapted_threads(2, 2, 1.0), 1);
+  EXPECT_EQ(adapted_threads(2, 2, 0.6), 1);
+  EXPECT_EQ(adapted_threads(2, 2, 0.2), 2);   // a little noise changes nothing
+  // Back up only when clearly free.
+  EXPECT_EQ(adapted_threads(2, 1, 0.4), 1);
+  EXPECT_EQ(adapted_threads(2, 1, 0.1), 2);
+  // Never below one, never above the budget.
+  EXPECT_EQ(adapted_threads(2, 1, 5.0), 1);
+  EXPECT_EQ(adapted_threads(16, 4, 0.0), 16);
+  EXPECT_EQ(adapted_threads(16, 16, 6.0), 10);
 }
 
 }  // namespace

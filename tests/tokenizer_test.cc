@@ -29,6 +29,8 @@ namespace fs = std::filesystem;
 const std::string kTestData = SWITCHYARD_TEST_DATA;
 const std::string kSharedData = SWITCHYARD_SHARED_DATA;
 const std::string kVocabDir = kSharedData + "/gpt2";
+const std::string kMissingVocabulary =
+    "missing " + kVocabDir + "/encoder.json (the GPT-2 vocabulary of the shared data directory)";
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -75,7 +77,7 @@ class Gpt2Test : public ::testing::Test {
     tokenizer_ = nullptr;
   }
   void SetUp() override {
-    if (tokenizer_ == nullptr) GTEST_SKIP() << "no GPT-2 vocabulary at " << kVocabDir;
+    if (tokenizer_ == nullptr) GTEST_SKIP() << kMissingVocabulary;
   }
   static Gpt2Tokenizer* tokenizer_;
 };
@@ -94,7 +96,7 @@ TEST_F(Gpt2Test, VocabularyFacts) {
 
 TEST_F(Gpt2Test, MatchesReferenceOnTinyShakespeare) {
   const std::string text_path = kSharedData + "/tinyshakespeare.txt";
-  if (!fs::exists(text_path)) GTEST_SKIP() << "no " << text_path;
+  if (!fs::exists(text_path)) GTEST_SKIP() << "missing " << text_path;
   const std::string text = read_file(text_path);
   const std::string raw = read_file(kTestData + "/tokenizer_tinyshakespeare_ids.u16");
   ASSERT_EQ(raw.size() % 2, 0u);
@@ -432,7 +434,7 @@ TEST(TokenizeText, RunsTheCommandLogic) {
   unknown.tokenizer = "sentencepiece";
   EXPECT_NE(error_message([&] { run_tokenize(unknown, ""); }).find("sentencepiece"), std::string::npos);
 
-  if (!fs::exists(kVocabDir + "/encoder.json")) GTEST_SKIP() << "no GPT-2 vocabulary at " << kVocabDir;
+  if (!fs::exists(kVocabDir + "/encoder.json")) GTEST_SKIP() << kMissingVocabulary;
   TokenizeOptions gpt2;
   gpt2.vocab_directory = kVocabDir;
   EXPECT_EQ(run_tokenize(gpt2, "Hello world"), "15496 995\n");

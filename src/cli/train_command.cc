@@ -23,6 +23,7 @@
 #include "data/text_to_shards.h"
 #include "model/checkpoint.h"
 #include "model/file_set_commit.h"
+#include "train/loss_curve.h"
 #include "train/trainer.h"
 
 namespace switchyard::cli {
@@ -137,6 +138,9 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
             o.out_dir);
     ResumePlan plan = take_recorded_settings(flags, given, model::read_switchyard_section(o.out_dir), o.out_dir);
     if (plan.complete) {
+      // A run killed after its last checkpoint may not have drawn its loss curve yet.
+      train::write_loss_curve((fs::path(o.out_dir) / "log.jsonl").string(),
+                              (fs::path(o.out_dir) / "loss.svg").string());
       std::fprintf(stderr, "the run in %s is complete (step %d of %d); give --steps above %d to train it further\n",
                    o.out_dir.c_str(), plan.checkpoint_step, o.steps, plan.checkpoint_step);
       return 0;

@@ -7,8 +7,9 @@
 //
 // Usage: kernel_checks [--quick] [section...]
 //   sections: emulator elementwise layernorm cross_entropy encoder optimizer attention paged
-//   (default all); --quick runs fewer sizes, still every kernel, instantiation and path (for the
-//   slow ThreadSanitizer build).
+//   (default all), or attention's parts attention_f32, attention_bf16, attention_decode; --quick
+//   runs fewer sizes, still every kernel, instantiation and path (for the slow ThreadSanitizer
+//   build).
 #include <cuda_bf16.h>
 #include <fmt/format.h>
 
@@ -1701,7 +1702,14 @@ void check_attention_decode(int B, int pos, int max_T, int C, int NH, uint32_t s
         });
 }
 
-void check_attention_all() {
+// Which attention cases to run: the training kernels in fp32 or bf16, and decoding (split so that
+// ctest can run the long sections side by side). Seeds follow the case's place in the whole list,
+// so each case sees the same data whichever part runs.
+struct AttentionParts {
+  bool f32, bf16, decode;
+};
+
+void check_attention_parts(AttentionParts parts) {
   struct Case {
     int B, T, C, NH;
     double qscale;
@@ -1724,11 +1732,13 @@ void check_attention_all() {
   uint32_t seed = 1000;
   for (const Case& c : f32_cases) {
     seed += 10;
-    if (c.quick || !g_quick) check_attention<float>(c.B, c.T, c.C, c.NH, c.qscale, c.offset, seed);
+    if (parts.f32 && (c.quick || !g_quick))
+      check_attention<float>(c.B, c.T, c.C, c.NH, c.qscale, c.offset, seed);
   }
   for (const Case& c : bf16_cases) {
     seed += 10;
-    if (c.quick || !g_quick) check_attention<bf16>(c.B, c.T, c.C, c.NH, c.qscale, c.offset, seed);
+    if (parts.bf16 && (c.quick || !g_quick))
+      check_attention<bf16>(c.B, c.T, c.C, c.NH, c.qscale, c.offset, seed);
   }
   struct Decode {
     int B, pos, max_T, C, NH;
@@ -1741,11 +1751,13 @@ void check_attention_all() {
       {2, 37, 64, 128, 2, true}, {1, 1023, 1024, 128, 1, false}, {2, 5, 8, 54, 3, false}};
   for (const Decode& c : f32_decode) {
     seed += 10;
-    if (c.quick || !g_quick) check_attention_decode<float>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
+    if (parts.decode && (c.quick || !g_quick))
+      check_attention_decode<float>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
   }
   for (const Decode& c : bf16_decode) {
     seed += 10;
-    if (c.quick || !g_quick) check_attention_decode<bf16>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
+    if (parts.decode && (c.quick || !g_quick))
+      check_attention_decode<bf16>(c.B, c.pos, c.max_T, c.C, c.NH, seed);
   }
 }
 
@@ -2036,6 +2048,11 @@ void check_paged_all() {
     v.require(emu::counters().launches == before, "launched");
   });
 }
+
+void check_attention_all() { check_attention_parts({true, true, true}); }
+void check_attention_f32() { check_attention_parts({true, false, false}); }
+void check_attention_bf16() { check_attention_parts({false, true, false}); }
+void check_attention_decode_all() { check_attention_parts({false, false, true}); }
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -2051,12 +2068,17 @@ int main(int argc, char** argv) {
   struct Section {
     const char* name;
     void (*run)();
+    bool part = false;  // a part of another section: runs only when named
   };
   const Section all[] = {
       {"emulator", check_emulator},       {"elementwise", check_elementwise},
       {"layernorm", check_layernorm},     {"cross_entropy", check_cross_entropy_all},
       {"encoder", check_encoder_all},     {"optimizer", check_optimizer},
       {"attention", check_attention_all}, {"paged", check_paged_all},
+      // The parts of "attention", for running side by side.
+      {"attention_f32", check_attention_f32, true},
+      {"attention_bf16", check_attention_bf16, true},
+      {"attention_decode", check_attention_decode_all, true},
   };
   for (const auto& s : sections) {
     bool known = false;
@@ -2068,8 +2090,8 @@ int main(int argc, char** argv) {
   }
   const auto start = std::chrono::steady_clock::now();
   for (const auto& a : all) {
-    if (!sections.empty() &&
-        std::find(sections.begin(), sections.end(), a.name) == sections.end()) {
+    if (sections.empty() ? a.part
+                         : std::find(sections.begin(), sections.end(), a.name) == sections.end()) {
       continue;
     }
     const auto t0 = std::chrono::steady_clock::now();

@@ -2,6 +2,7 @@
 // of linear layers (bias fused), oneDNN's sgemm for the rest, and a weight-streaming loop for the
 // few-row products of decoding, where packing costs more than it saves.
 #include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
 
 #include <map>
 #include <mutex>
@@ -61,7 +62,9 @@ class LinearPrimitives {
     dnnl::matmul* primitive;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto key = std::make_tuple(N, C, OC, bias != nullptr);
+      // oneDNN plans a primitive's work split for the thread count when it is built: one built for
+      // one thread would keep running on one after the thread adapter raised the count again.
+      auto key = std::make_tuple(N, C, OC, bias != nullptr, omp_get_max_threads());
       auto it = cache_.find(key);
       if (it == cache_.end()) {
         const dnnl::matmul::desc desc =
@@ -85,7 +88,7 @@ class LinearPrimitives {
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::mutex mutex_;
-  std::map<std::tuple<int, int, int, bool>, dnnl::matmul> cache_;
+  std::map<std::tuple<int, int, int, bool, int>, dnnl::matmul> cache_;
 };
 
 // out[n, o0..o0+R) for all N rows against R consecutive weight rows: R independent accumulators

@@ -6,6 +6,7 @@
 #include "backend/cpu/cpu_adamw.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/thread_adapter.h"
 #include "backend/gradient_clipping.h"
 #include "core/error.h"
 
@@ -202,6 +203,7 @@ void CpuBackend::run(const ops::AddLayerNorm& op) { Backend::run(op); }
 // ---- linear layers ----
 
 void CpuBackend::run(const ops::Linear& op) {
+  adapt_threads();
   const char* name = "linear";
   require_matrix(op.weight, -1, -1, name, "weight");
   const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
@@ -215,6 +217,7 @@ void CpuBackend::run(const ops::Linear& op) {
 }
 
 void CpuBackend::run(const ops::LinearBackward& op) {
+  adapt_threads();
   const char* name = "linear_backward";
   require_matrix(op.weight, -1, -1, name, "weight");
   const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
@@ -291,6 +294,7 @@ void CpuBackend::run(const ops::Cast& op) {
 // ---- attention ----
 
 void CpuBackend::run(const ops::Attention& op) {
+  adapt_threads();
   const char* name = "attention";
   require_spec(op.spec, name);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
@@ -312,6 +316,7 @@ void CpuBackend::run(const ops::Attention& op) {
 }
 
 void CpuBackend::run(const ops::AttentionBackward& op) {
+  adapt_threads();
   const char* name = "attention_backward";
   require_spec(op.spec, name);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
@@ -344,6 +349,7 @@ void CpuBackend::run(const ops::AttentionBackward& op) {
 }
 
 void CpuBackend::run(const ops::AttentionDecode& op) {
+  adapt_threads();
   const char* name = "attention_decode";
   require_spec(op.spec, name);
   require(op.spec.heads == op.spec.kv_heads && op.spec.window == 0,
@@ -406,6 +412,7 @@ void CpuBackend::run(const ops::KvCacheWrite& op) {
 }
 
 void CpuBackend::run(const ops::PagedAttention& op) {
+  adapt_threads();
   const char* name = "paged_attention";
   require_spec(op.spec, name);
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
@@ -462,6 +469,7 @@ void CpuBackend::run(const ops::PagedAttention& op) {
 // ---- loss ----
 
 void CpuBackend::run(const ops::CrossEntropy& op) {
+  adapt_threads();
   const char* name = "cross_entropy";
   require_matrix(op.logits, -1, -1, name, "logits");
   const int64_t N = op.logits.shape[0], V = op.logits.shape[1];
@@ -504,6 +512,7 @@ void CpuBackend::run(const ops::AccumulateSum& op) {
 }
 
 void CpuBackend::run(const ops::AdamW& op) {
+  adapt_threads();
   const char* name = "adamw";
   const ops::AdamWStep& step = op.step;
   require(step.step >= 1, "cpu adamw: step must be >= 1 (1-based), got {}", step.step);

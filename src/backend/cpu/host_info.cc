@@ -84,7 +84,7 @@ std::string describe_host_cpu() {
       info.logical > 0 ? info.logical : static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   const int physical = info.physical > 0 ? info.physical : logical;
   const ThreadBudget budget = current_thread_budget();
-  return fmt::format("{}, {} cores / {} threads, {}, {:.1f} GiB RAM, {} OpenMP thread{} ({}; {} waiting)",
+  return fmt::format("{}, {} cores / {} threads, {}, {:.1f} GiB RAM, {} OpenMP thread{} ({}; fewer while other work keeps the CPUs busy; {} waiting)",
                      info.model.empty() ? "unknown CPU" : info.model, physical, logical,
                      isa_level(), memory_gib, budget.threads, budget.threads == 1 ? "" : "s", budget.reason, openmp_wait_policy());
 }

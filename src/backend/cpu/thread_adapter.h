@@ -1,0 +1,40 @@
+// Lowers the CPU backend's OpenMP thread count while other processes keep this process's CPUs
+// busy, and raises it again when they stop.
+//
+// OpenMP's threads meet at the end of every parallel loop. On an idle machine they spin there for
+// a moment, which is the fastest way to start the next loop; but when another process wants a
+// core, one of our threads runs only in that core's spare turns, every loop waits for it, and its
+// partner's spinning takes the time it needs: throughput collapses. With no more threads than
+// free cores nothing waits. So the CPU backend's heavy ops call adapt_threads(), which at most
+// every kSampleSeconds reads how busy the CPUs of the affinity mask were (/proc/stat), subtracts
+// this process's own CPU time (getrusage), and sets the thread count to the cores left over: at
+// least one, at most the budget (thread_budget.h), with a margin against flapping. A budget the
+// user fixed with OMP_NUM_THREADS is left alone.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace switchyard::backend::cpu {
+
+inline constexpr double kSampleSeconds = 0.2;
+
+// CPU time, in seconds, of the given CPUs busy (user, nice, system, irq, softirq and the
+// hypervisor's steal) and of this process, at wall time `wall`.
+struct CpuTimes {
+  double busy = 0, self = 0, wall = 0;
+};
+CpuTimes read_cpu_times(const std::vector<int>& cpus);
+// Busy time per CPU from /proc/stat's contents, seconds per line "cpuN ...", in CPU order.
+std::vector<double> parse_proc_stat_busy(const std::string& proc_stat, double ticks_per_second);
+// Cores that other processes used between two samples (never negative).
+double other_cores(const CpuTimes& before, const CpuTimes& after);
+// The thread count for a budget of `budget` threads when others use `other` cores, moving from
+// `current` only when the free cores clearly call for it.
+int adapted_threads(int budget, int current, double other);
+
+// Samples when due and applies the adapted count (see the header comment). Cheap between samples.
+// The first sample is taken kSampleSeconds after the first call; until then every thread runs.
+void adapt_threads();
+
+}  // namespace switchyard::backend::cpu
