@@ -19,7 +19,7 @@
 #include "core/dtype.h"
 #include "core/rng.h"
 #include "expect_error.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "random_data.h"
 #include "relative_error.h"
 #include "training_run.h"

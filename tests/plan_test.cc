@@ -24,7 +24,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "plan/catalog.h"
 #include "plan/collectives.h"
 #include "plan/evidence.h"
@@ -57,7 +57,8 @@ TEST(PlanWorkload, Gpt2FlopsEqualHandCountAndEngine) {
   const double hand = 4.0 * (393216.0 + 65792.0) + 65536.0;
   EXPECT_DOUBLE_EQ(s.forward_flops_per_token(256), hand);
   EXPECT_DOUBLE_EQ(s.training_flops_per_token(256), 3.0 * hand);
-  EXPECT_DOUBLE_EQ(s.training_flops_per_token(100), tiny.training_flops_per_token(100));
+  EXPECT_DOUBLE_EQ(s.training_flops_per_token(100),
+                   model::ModelShape::of(tiny).training_flops_per_token(100));
 }
 
 TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
@@ -77,19 +78,26 @@ TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
   EXPECT_EQ(s.num_parameters(), 2 * (8192 + 4096 + 18432 + 128) + 12800 + 64);
 }
 
-TEST(PlanWorkload, GenericFormulaAgreesWithGptConfigForGpt2Shapes) {
+// The shape's counts against the engine's own parameter tensors and GPT-2's FLOPs written out.
+TEST(PlanWorkload, GenericFormulaAgreesWithTheEngineForGpt2Shapes) {
   for (const std::string& name :
        {std::string("tiny"), std::string("gpt2-124m"), std::string("gpt2-1558m")}) {
     model::ModelConfig config = model::preset(name);
-    ModelShape exact = shape_from_config(config, name);
-    ModelShape generic = exact;
-    generic.gpt.reset();  // use the generic formulas on the same shape
-    EXPECT_EQ(generic.num_parameters(), config.num_parameters()) << name;
-    EXPECT_NEAR(generic.forward_flops_per_token(777) / config.forward_flops_per_token(777), 1.0,
-                1e-12)
-        << name;
+    ModelShape shape = shape_from_config(config, name);
+    int64_t engine_parameters = 0;
+    const model::ParameterLayout layout = model::gpt2_layout(config);
+    for (const model::ParameterTensor& t : layout.tensors()) {
+      engine_parameters += static_cast<int64_t>(t.numel);
+    }
+    EXPECT_EQ(shape.num_parameters(), engine_parameters) << name;
+    // Per layer: qkv C x 3C, projection C x C, MLP C x 4C and 4C x C; causal attention at
+    // (T + 1) / 2 keys per query for q.k and att.v; the LM head C x V.
+    const double C = config.channels, L = config.num_layers, V = config.vocab_size, T = 777;
+    const double gpt2 =
+        L * (2.0 * (3 * C * C + C * C + 8 * C * C) + 2.0 * 2.0 * C * (T + 1) / 2.0) + 2.0 * C * V;
+    EXPECT_NEAR(shape.forward_flops_per_token(777) / gpt2, 1.0, 1e-12) << name;
   }
-  EXPECT_EQ(num_parameters(shape_from_config(model::preset("gpt2-124m"), "x")), 124439808);
+  EXPECT_EQ(shape_from_config(model::preset("gpt2-124m"), "x").num_parameters(), 124439808);
 }
 
 // ---- memory against the engine's own allocations ----
@@ -135,7 +143,7 @@ class CountingBackend final : public backend::Backend {
 size_t engine_peak_bytes(const model::ModelConfig& config, int B, int T) {
   CountingBackend backend;
   {
-    model::Gpt gpt(backend, config);
+    model::Gpt2 gpt(backend, config);
     gpt.init_random(3);
     std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
     Rng rng(5);
@@ -445,7 +453,8 @@ TEST(PlanPlanner, OneInstanceThroughputIsPeakTimesThePublishedMfu) {
   ASSERT_TRUE(row.planned());
   EXPECT_EQ(row.evidence, EvidenceKind::kPublished);  // the hopper MFU comes from H100 runs
   const double per_chip = 989.4e12 * catalog.family("hopper")->mfu.value /
-                          model::preset("gpt2-124m").training_flops_per_token(1024);
+                          model::ModelShape::of(model::preset("gpt2-124m"))
+                              .training_flops_per_token(1024);
   // Eight chips at the roofline rate; communication can only slow it down, and only a little here.
   EXPECT_LE(row.tokens_per_s, 8 * per_chip * (1 + 1e-9));
   EXPECT_GE(row.tokens_per_s, 0.9 * 8 * per_chip);
