@@ -227,8 +227,9 @@ TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {
         EXPECT_NEAR(step[b][v], logits[(size_t(b) * T + pos) * c.vocab_size + v], 1e-4)
             << "b " << b << " pos " << pos << " v " << v;
   }
-  // Beyond the context.
+  // Beyond the context: refused, and the sequence keeps its length.
   EXPECT_THROW(generator.run({{.sequence = sequences[0], .tokens = {0}}}), Error);
+  EXPECT_EQ(generator.cache().length(sequences[0]), T);
 }
 
 TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {

@@ -20,9 +20,15 @@ Generator::Generator(Model& model, int max_sequences, int max_tokens, int block_
 
 std::vector<std::vector<float>> Generator::run(const std::vector<Chunk>& chunks) {
   require(!chunks.empty(), "nothing to run");
-  // Check room first, so that a full cache changes nothing.
+  // Check the context and the room first, so that a chunk that cannot run changes nothing.
+  const int context = model_.config().max_seq_len;
   std::vector<std::pair<SequenceId, int>> appends;
-  for (const Chunk& c : chunks) appends.emplace_back(c.sequence, static_cast<int>(c.tokens.size()));
+  for (const Chunk& c : chunks) {
+    const int length = cache_->length(c.sequence) + static_cast<int>(c.tokens.size());
+    require(length <= context, "sequence {} would hold {} tokens, but the model's context is {}",
+            c.sequence, length, context);
+    appends.emplace_back(c.sequence, static_cast<int>(c.tokens.size()));
+  }
   int missing = 0;
   if (!cache_->can_append(appends, &missing)) {
     const int free = cache_->free_blocks(0);

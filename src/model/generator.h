@@ -33,7 +33,8 @@ class Generator {
     bool logits = true;           // whether the last of them gets logits
   };
   // One forward pass over the chunks; returns the logits [V] of each chunk that asked, in order.
-  // Throws KvCacheFull (running nothing) when the cache cannot take them all.
+  // Throws KvCacheFull when the cache cannot take them all, and Error when a sequence would outgrow
+  // the model's context, running and changing nothing.
   std::vector<std::vector<float>> run(const std::vector<Chunk>& chunks);
 
   // A new sequence holding `prompt`, run in chunks of at most `chunk` tokens (0: one pass); returns

@@ -31,6 +31,9 @@ struct BlockContext {
   Tensor act(const void* data, std::initializer_list<int64_t> shape) const {
     return Tensor::dense(data, activations, shape);
   }
+  // Rows over a cache belong to sequences that must get the same numbers alone or batched with
+  // others, so their products are asked to be batch-invariant (ops::Linear::batch_invariant).
+  bool batch_invariant() const { return cache != nullptr; }
   // Zeroes a dense tensor (gradients accumulate, so their buffers start at zero).
   void zero(const Tensor& t) const { backend.fill_zero(t.data, t.bytes()); }
 };

@@ -5,7 +5,8 @@ namespace switchyard::model::blocks {
 void dense_mlp_forward(const BlockContext& c, const DenseMlp& m, const Tensor& out,
                        const Tensor& inp, const MlpActivations& acts) {
   c.backend.run(ops::LinearGelu{.pre = acts.pre, .out = acts.act, .inp = inp,
-                                .weight = m.fc.weight.weight, .bias = m.fc.bias.value});
+                                .weight = m.fc.weight.weight, .bias = m.fc.bias.value,
+                                .batch_invariant = c.batch_invariant()});
   linear_forward(c, m.proj, out, acts.act);
 }
 
