@@ -1,6 +1,7 @@
-// The model above the kernels (family gpt2): the initialisation stream, configuration, parameter counts and
-// FLOPs, checkpoints (round trip, Hugging Face layout, bad files), gradient accumulation, training
-// steps that keep their statistics on the device, the KV cache and sampling.
+// The model above the kernels (family gpt2): the initialisation stream, configuration, parameter
+// counts and FLOPs, checkpoints (round trip, Hugging Face layout, bad files), gradient
+// accumulation, training steps that keep their statistics on the device, decoding over the paged
+// KV cache and sampling.
 #include <gtest/gtest.h>
 
 #include "expect_error.h"
