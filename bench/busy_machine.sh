@@ -13,7 +13,11 @@
 #   STEPS, TOKENS   timed training steps, generated tokens (default: 5, 64)
 #
 # Prints one line per case and, per workload, the busy/idle ratio of each policy. The target: busy
-# keeps >= 40% of idle, and the default loses nothing on an idle machine (within 3%).
+# keeps >= 40% of idle, and the default loses nothing on an idle machine (within 3%). Generation is
+# bound by memory bandwidth, which on a shared host drifts by 10-20% from one run to the next, so
+# its cases also give the median fraction of the weight-streaming bound that each run measured in
+# the same process (bench generate probes the bandwidth just before it generates): on an idle
+# machine that is the fairer comparison of the two policies.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,10 +52,11 @@ run_once() {
     cmd=("$bin" bench generate --model gpt2-124m --tokens "$tokens" --json)
   fi
   "${env[@]}" "${cmd[@]}" 2>/dev/null | tail -n 1 |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens_per_s"])'
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print(str(d["tokens_per_s"]) + ":" + str(d.get("fraction_of_bound", 0)))'
 }
 
-# median_pair WORKLOAD: "switchyard_median fixed_median" over REPEATS runs of each, alternating, so
+# median_pair WORKLOAD: "switchyard_median fixed_median switchyard_fraction fixed_fraction" (tokens/s,
+# and for generation the fraction of the bound) over REPEATS runs of each, alternating, so
 # that a drift of the machine (memory bandwidth on a shared host varies by 20% from minute to
 # minute) reaches both policies alike.
 median_pair() {
@@ -60,31 +65,45 @@ median_pair() {
     a+=("$(run_once "$1" switchyard)")
     b+=("$(run_once "$1" fixed)")
   done
-  python3 -c 'import sys, statistics as s; n=int(sys.argv[1]); v=list(map(float, sys.argv[2:])); print(s.median(v[:n]), s.median(v[n:]))' \
-    "$repeats" "${a[@]}" "${b[@]}"
+  python3 - "$repeats" "${a[@]}" "${b[@]}" <<'PY'
+import statistics as s, sys
+n = int(sys.argv[1])
+runs = [tuple(map(float, r.split(":"))) for r in sys.argv[2:]]
+a, b = runs[:n], runs[n:]
+print(s.median(r[0] for r in a), s.median(r[0] for r in b), s.median(r[1] for r in a), s.median(r[1] for r in b))
+PY
 }
 
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
 "$bin" devices | grep '^cpu '
-declare -A result
+declare -A result fraction
 for load in idle busy; do
   [[ "$load" == busy ]] && start_burners
   for workload in train generate; do
-    read -r result[$workload.switchyard.$load] result[$workload.fixed.$load] < <(median_pair "$workload")
+    read -r result[$workload.switchyard.$load] result[$workload.fixed.$load] \
+      fraction[$workload.switchyard.$load] fraction[$workload.fixed.$load] < <(median_pair "$workload")
     for policy in switchyard fixed; do
-      printf '%-8s %-9s %-10s %10.1f tokens/s\n' "$load" "$workload" "$policy" \
+      printf '%-8s %-9s %-10s %10.1f tokens/s' "$load" "$workload" "$policy" \
         "${result[$workload.$policy.$load]}"
+      [[ "$workload" == generate ]] &&
+        printf ', %.1f%% of the weight-streaming bound' "$(python3 -c "print(100 * ${fraction[$workload.$policy.$load]})")"
+      echo
     done
   done
   stop_burners
 done
 for workload in train generate; do
   python3 - "$workload" "${result[$workload.switchyard.idle]}" "${result[$workload.switchyard.busy]}" \
-    "${result[$workload.fixed.idle]}" "${result[$workload.fixed.busy]}" "$burners" <<'PY'
+    "${result[$workload.fixed.idle]}" "${result[$workload.fixed.busy]}" "$burners" \
+    "${fraction[$workload.switchyard.idle]}" "${fraction[$workload.fixed.idle]}" <<'PY'
 import sys
 w, si, sb, pi, pb, n = sys.argv[1], *map(float, sys.argv[2:6]), sys.argv[6]
-print(f"{w}: with {n} burner(s) switchyard keeps {100 * sb / si:.0f}% of idle, fixed threads "
-      f"{100 * pb / pi:.0f}%; idle switchyard / fixed = {si / pi:.3f}; busy switchyard / fixed = {sb / pb:.2f}x")
+fs, fp = map(float, sys.argv[7:9])
+line = (f"{w}: with {n} burner(s) switchyard keeps {100 * sb / si:.0f}% of idle, fixed threads "
+        f"{100 * pb / pi:.0f}%; idle switchyard / fixed = {si / pi:.3f}")
+if fp > 0:
+    line += f" (fraction of the bound {fs / fp:.3f})"
+print(line + f"; busy switchyard / fixed = {sb / pb:.2f}x")
 PY
 done

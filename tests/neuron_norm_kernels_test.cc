@@ -531,13 +531,11 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
   {
     NeuronCore core(trn2_config());
     Rng rng(33);
-    std::vector<int32_t> tok(N), positions(N);
-    for (int i = 0; i < N; ++i) {
-      tok[i] = static_cast<int32_t>(rng.next_u64() % V);
-      positions[i] = i % T;
-    }
-    View tokens = id_tensor(core, tok, "tokens");
-    View position_ids = id_tensor(core, positions, "positions");
+    View tokens = core.hbm_alloc({N, 1}, DType::kI32, "tokens");
+    std::vector<float> ids(N);
+    for (float& id : ids) id = static_cast<float>(rng.next_u64() % V);
+    core.write(tokens, ids);
+    const std::vector<int32_t> tok(ids.begin(), ids.end());
     View wte = core.hbm_alloc({V, C}, DType::kF32, "wte");
     core.write(wte, std::vector<float>(static_cast<size_t>(V) * C, 0.01f));
     View wpe = random_tensor(core, {1024, C}, DType::kF32, "wpe", rng);
@@ -547,12 +545,14 @@ TEST(NeuronNormKernels, Gpt2SizedTimings) {
     core.write(dwte, std::vector<float>(static_cast<size_t>(V) * C, 0.0f));
     View dwpe = core.hbm_alloc({1024, C}, DType::kF32, "dwpe");
     core.write(dwpe, std::vector<float>(1024 * C, 0.0f));
-    report(core, "embedding_forward B=4 T=64 C=768", [&] {
-      embedding_forward(core, out, tokens, wte, position_ids, wpe, compute);
-    });
-    report(core, "embedding_backward B=4 T=64 C=768 V=50257", [&] {
-      embedding_backward(core, dwte, dwpe, dout, tokens, position_ids, compute);
-    });
+    View positions = core.hbm_alloc({N, 1}, DType::kI32, "positions");
+    std::vector<float> position_ids(N);
+    for (int i = 0; i < N; ++i) position_ids[i] = static_cast<float>(i % T);  // GPT-2's windows
+    core.write(positions, position_ids);
+    report(core, "embedding_forward B=4 T=64 C=768",
+           [&] { embedding_forward(core, out, tokens, wte, positions, wpe, compute); });
+    report(core, "embedding_backward B=4 T=64 C=768 V=50257",
+           [&] { embedding_backward(core, dwte, dwpe, dout, tokens, positions, compute); });
     // A plain reference: out[b, t] = wte[token] + wpe[t]; each dout row summed into its token's
     // row of dwte and its position's row of dwpe; every other row stays zero.
     const Host hwpe = read(core, wpe), d = read(core, dout);

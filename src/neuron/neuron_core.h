@@ -37,6 +37,9 @@ namespace switchyard::neuron {
 // Use any DMA queue (round-robin).
 inline constexpr int kAnyQueue = -1;
 
+// What an indirect store does with a negative row index: reject it, or skip the row.
+enum class NegativeIndex { kError, kSkip };
+
 struct EngineStats {
   std::string name;        // "TensorE", ..., "DMA3"
   double busy_ns = 0;      // time spent executing instructions
@@ -119,9 +122,11 @@ class NeuronCore {
   // Embedding gather: dst row p = table row indices[p] (table: HBM view whose rows are the
   // table rows; indices: SBUF int32 [P, 1]; dst: SBUF [P, row size]).
   void dma_gather(const View& dst, const View& table, const View& indices, int queue = kAnyQueue);
-  // Scatter: table row indices[p] = (or += with accumulate) src row p, in partition order.
+  // Scatter: table row indices[p] = (or += with accumulate) src row p, in partition order. With
+  // NegativeIndex::kSkip a negative index drops its row (its descriptor writes nothing), as an
+  // indirect store skips rows marked absent; otherwise every index must be a row of the table.
   void dma_scatter(const View& table, const View& src, const View& indices, bool accumulate,
-                   int queue = kAnyQueue);
+                   int queue = kAnyQueue, NegativeIndex negative = NegativeIndex::kError);
 
   // ---- TensorE.
   // out[M, N] (+)= stationary[K, M]^T @ moving[K, N]: K <= 128 partitions, M <= 128, N <= 512,

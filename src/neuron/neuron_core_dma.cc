@@ -100,7 +100,7 @@ void NeuronCore::dma_gather(const View& dst, const View& table, const View& indi
 }
 
 void NeuronCore::dma_scatter(const View& table, const View& src, const View& indices,
-                             bool accumulate, int queue) {
+                             bool accumulate, int queue, NegativeIndex negative) {
   const char* op = accumulate ? "dma_scatter_add" : "dma_scatter";
   check_view(op, "table", table, true);
   check_view(op, "source", src, false);
@@ -118,9 +118,12 @@ void NeuronCore::dma_scatter(const View& table, const View& src, const View& ind
   int64_t f = src.free_size();
   std::span<float> row = scratch(0, f);
   std::span<float> current = scratch(1, f);
+  int64_t written = 0;  // rows
   for (int64_t p = 0; p < indices.partitions(); ++p) {
     int32_t index;
     std::memcpy(&index, element_base(indices, p), 4);
+    if (index < 0 && negative == NegativeIndex::kSkip) continue;
+    ++written;
     if (index < 0 || index >= table.partitions())
       rule_error(op, fmt::format("index {} at partition {} is outside table '{}' of {} rows", index,
                                  p, allocation_name(table), table.partitions()));
@@ -136,7 +139,8 @@ void NeuronCore::dma_scatter(const View& table, const View& src, const View& ind
   acc.read(region_of(src));
   acc.read(region_of(indices));
   acc.write(region_of(table));
-  int64_t n = src.elements();
+  // Only the rows written move (a skipped row's descriptor carries nothing).
+  int64_t n = written * f;
   int64_t table_bytes = n * dtype_bytes(table.dtype());
   int64_t bytes = n * std::max(dtype_bytes(table.dtype()), dtype_bytes(src.dtype()));
   schedule_dma(op, queue, acc, bytes, accumulate ? table_bytes : 0, table_bytes, 1.0);

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <fstream>

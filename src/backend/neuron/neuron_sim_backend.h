@@ -7,9 +7,10 @@
 // the matmuls read and round to bf16 on the chip). Each op with a tile program is one launch
 // (kernel_launch.h) over its tensors in place, and advances the core's simulated clock;
 // simulation_report() says how far and where the time went. Ops without a tile program, and forms
-// of attention the tile programs do not handle (grouped-query, windows, sinks, layouts other than
-// GPT-2's packed q, k, v), run on the host through the CPU reference: the report names them, as
-// work the simulated clock did not see.
+// the tile programs do not handle (training attention that is grouped-query, windowed, with sinks
+// or in a layout other than GPT-2's packed q, k, v; paged attention with heads over 128
+// dimensions), run on the host through the CPU reference: the report names them, as work the
+// simulated clock did not see.
 #pragma once
 
 #include <array>
@@ -46,7 +47,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   Precision precision() const override;
 
   // The ops with a tile program, for the dtypes sim_operands.h lists. Attention and its backward
-  // pass run natively only in GPT-2's form, which dtypes alone cannot tell; run() decides.
+  // pass run natively only in GPT-2's form, and the paged cache ops only in the forms their
+  // kernels take, which dtypes alone cannot tell; run() decides.
   bool supports(OpKind kind, std::span<const DType> dtypes) const override;
   using Backend::run;
   void run(const ops::Embedding& op) override;
@@ -63,6 +65,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void run(const ops::Attention& op) override;
   void run(const ops::AttentionBackward& op) override;
   void run(const ops::AttentionDecode& op) override;
+  void run(const ops::KvCacheWrite& op) override;
+  void run(const ops::PagedAttention& op) override;
   void run(const ops::CrossEntropy& op) override;
   void run(const ops::CrossEntropyBackward& op) override;
   void run(const ops::SumOfSquares& op) override;

@@ -1,7 +1,9 @@
 // NeuronSimBackend's ops: check the operands, present them to one launch over device memory in
 // place (kernel_launch.h), and run the op's tile program.
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "backend/gradient_clipping.h"
 #include "backend/host_fallback.h"
@@ -12,10 +14,12 @@
 #include "backend/neuron/embedding_kernel.h"
 #include "backend/neuron/gelu_kernel.h"
 #include "backend/neuron/kernel_launch.h"
+#include "backend/neuron/kv_cache_write_kernel.h"
 #include "backend/neuron/layernorm_kernel.h"
 #include "backend/neuron/linear_kernel.h"
 #include "backend/neuron/neuron_sim_backend.h"
 #include "backend/neuron/optimizer_kernel.h"
+#include "backend/neuron/paged_attention_kernel.h"
 #include "backend/neuron/residual_kernel.h"
 #include "backend/neuron/sim_operands.h"
 #include "core/error.h"
@@ -96,6 +100,30 @@ bool dense_rows(const Tensor& t, int64_t rows, int64_t cols, DType dtype) {
   return t.rank == 2 && t.shape[0] == rows && t.shape[1] == cols && t.is_contiguous() &&
          t.dtype == dtype;
 }
+
+// A [rows, heads, head_dim] view whose heads are dense (the paged cache ops' k, v and q): rows
+// of heads * head_dim contiguous elements, any row stride.
+bool dense_heads(const Tensor& t, int64_t rows, int64_t heads, int64_t head_dim) {
+  return t.rank == 3 && t.shape[0] == rows && t.shape[1] == heads && t.shape[2] == head_dim &&
+         t.strides[2] == 1 && t.strides[1] == head_dim && t.strides[0] >= heads * head_dim;
+}
+
+// A dense [blocks, block_size, kv_heads, head_dim] paged cache.
+bool paged_cache(const Tensor& t, int64_t kv_heads, int64_t head_dim) {
+  return t.rank == 4 && t.shape[2] == kv_heads && t.shape[3] == head_dim && t.shape[1] > 0 &&
+         t.is_contiguous();
+}
+
+// Rows [rows, width] of `t`, `stride` elements apart, as an HBM view: the memory from the first
+// row's start to the last row's end is presented once and the rows are a pattern over it.
+View strided_rows(Launch& l, const Tensor& t, int64_t rows, int64_t width, int64_t stride,
+                  const char* name) {
+  const View all = l.hbm(t.data, t.dtype, {(rows - 1) * stride + width}, name);
+  return all.pattern(0, Dim{rows, stride}, {Dim{width, 1}});
+}
+
+// Slot ids of the paged cache fit int32 tiles and pass through fp32 exactly below 2^24.
+constexpr int64_t kMaxCacheRows = int64_t{1} << 24;
 
 }  // namespace
 
@@ -381,6 +409,105 @@ void NeuronSimBackend::run(const ops::AttentionDecode& op) {
                             l.hbm(op.v_cache, "v_cache", {cache_rows, spec.head_dim}),
                             static_cast<int>(B), op.pos, static_cast<int>(max_T),
                             static_cast<int>(C), spec.heads, compute_);
+  l.finish();
+}
+
+// ---- the paged KV cache ----
+
+void NeuronSimBackend::run(const ops::KvCacheWrite& op) {
+  const Tensor& cache = op.k_cache;
+  const int64_t N = op.slots.numel();
+  const int64_t KV = cache.rank == 4 ? cache.shape[2] : 0, hd = cache.rank == 4 ? cache.shape[3] : 0;
+  const bool native = paged_cache(cache, KV, hd) && paged_cache(op.v_cache, KV, hd) &&
+                      op.v_cache.shape == cache.shape && op.v_cache.dtype == cache.dtype &&
+                      cache.shape[0] * cache.shape[1] <= kMaxCacheRows &&
+                      dense_heads(op.k, N, KV, hd) && dense_heads(op.v, N, KV, hd);
+  if (!native) return run_on_host(op);
+  check_operand_dtypes(op);
+  const std::string at = op_label("kv_cache_write");
+  require_elements(at, op.slots, N, "slots");
+  const int64_t capacity = cache.shape[0] * cache.shape[1];
+  const int32_t* slots = op.slots.as<const int32_t>();
+  for (int64_t n = 0; n < N; ++n) {
+    require(slots[n] < capacity, "{}: slot {} of row {} is beyond the cache's {}", at, slots[n], n,
+            capacity);
+  }
+  if (N == 0) return;
+  const int64_t W = KV * hd;
+  Launch l(*core_);
+  kernels::kv_cache_write(*core_, l.hbm(op.k_cache, "k_cache", {capacity, W}),
+                          l.hbm(op.v_cache, "v_cache", {capacity, W}),
+                          strided_rows(l, op.k, N, W, op.k.strides[0], "k"),
+                          strided_rows(l, op.v, N, W, op.v.strides[0], "v"),
+                          l.hbm(op.slots, "slots", {N, 1}));
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::PagedAttention& op) {
+  const ops::AttentionSpec& spec = op.spec;
+  const std::string at = op_label("paged_attention");
+  require(spec.heads > 0 && spec.kv_heads > 0 && spec.head_dim > 0 &&
+              spec.heads % spec.kv_heads == 0 && spec.window >= 0,
+          "{}: heads {} must be a positive multiple of kv_heads {}, head_dim {} positive and "
+          "window {} >= 0",
+          at, spec.heads, spec.kv_heads, spec.head_dim, spec.window);
+  const int64_t H = spec.heads, KV = spec.kv_heads, hd = spec.head_dim;
+  const int64_t N = op.q.rank > 0 ? op.q.shape[0] : 0;
+  const Tensor& cache = op.k_cache;
+  kernels::PagedAttentionShape shape{.heads = spec.heads, .kv_heads = spec.kv_heads,
+                                     .head_dim = spec.head_dim,
+                                     .block_size = cache.rank == 4 ? static_cast<int>(cache.shape[1]) : 0,
+                                     .window = spec.window, .scale = spec.effective_scale()};
+  const bool native =
+      hd <= kPartitions && shape.scale > 0.0f && paged_cache(cache, KV, hd) &&
+      paged_cache(op.v_cache, KV, hd) && op.v_cache.shape == cache.shape &&
+      cache.shape[1] <= 256 && cache.shape[0] * cache.shape[1] <= kMaxCacheRows &&
+      dense_heads(op.q, N, H, hd) && op.out.rank == 2 && op.out.shape[0] == N &&
+      op.out.shape[1] == H * hd && op.out.strides[1] == 1 && op.out.strides[0] >= H * hd &&
+      kernels::paged_attention_sbuf_bytes(shape, compute_) <= core_->sbuf_largest_free();
+  if (!native) return run_on_host(op);
+  check_operand_dtypes(op);
+  // The sequences' lengths size the launch; every block a query will read must be in the cache.
+  require(op.block_tables.rank == 2 && op.block_tables.is_contiguous(),
+          "{}: block_tables must be a dense [sequences, blocks] tensor, got {}", at,
+          op.block_tables.describe());
+  const int64_t S = op.block_tables.shape[0], max_blocks = op.block_tables.shape[1];
+  require_elements(at, op.query_start, S + 1, "query_start");
+  require_elements(at, op.context_len, S, "context_len");
+  if (!op.sinks.empty()) require_elements(at, op.sinks, H, "sinks");
+  const int32_t* tables = op.block_tables.as<const int32_t>();
+  const int32_t* starts = op.query_start.as<const int32_t>();
+  const int32_t* contexts = op.context_len.as<const int32_t>();
+  const int64_t bs = cache.shape[1], blocks = cache.shape[0];
+  require(starts[0] == 0 && starts[S] == N, "{}: query_start must run from 0 to {} rows, got {} to {}",
+          at, N, starts[0], starts[S]);
+  std::vector<kernels::PagedSequence> sequences(S);
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t rows = starts[s + 1] - starts[s], ctx = contexts[s];
+    require(rows >= 0 && ctx >= rows && ctx <= max_blocks * bs,
+            "{}: sequence {} has {} query rows and a context of {} (at most {})", at, s, rows, ctx,
+            max_blocks * bs);
+    sequences[s] = {.first_row = starts[s], .rows = rows, .context = ctx};
+    if (rows == 0) continue;
+    const int64_t first = ctx - rows;
+    const int64_t lo = spec.window > 0 ? std::max<int64_t>(0, first - spec.window + 1) : 0;
+    for (int64_t blk = lo / bs; blk <= (ctx - 1) / bs; ++blk) {
+      const int32_t id = tables[s * max_blocks + blk];
+      require(id >= 0 && id < blocks,
+              "{}: sequence {} needs block {} of its table, which holds {} (the cache has {} "
+              "blocks)",
+              at, s, blk, id, blocks);
+    }
+  }
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::paged_attention(
+      *core_, strided_rows(l, op.out, N, H * hd, op.out.strides[0], "out"),
+      strided_rows(l, op.q, N, H * hd, op.q.strides[0], "q"),
+      l.hbm(op.k_cache, "k_cache", {blocks * bs, KV * hd}),
+      l.hbm(op.v_cache, "v_cache", {blocks * bs, KV * hd}),
+      l.hbm(op.block_tables, "block_tables", {S, max_blocks}), l.optional(op.sinks, "sinks", {1, H}),
+      sequences, shape, compute_);
   l.finish();
 }
 

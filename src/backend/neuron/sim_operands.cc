@@ -44,6 +44,12 @@ constexpr OperandRule kAttentionBackward[] = {
 constexpr OperandRule kAttentionDecode[] = {{"out", kFloat},     {"q", kFloat},
                                             {"k", kFloat},       {"v", kFloat},
                                             {"k_cache", kFloat}, {"v_cache", kFloat}};
+constexpr OperandRule kKvCacheWrite[] = {
+    {"k_cache", kFloat}, {"v_cache", kFloat}, {"k", kFloat}, {"v", kFloat}, {"slots", kI32}};
+constexpr OperandRule kPagedAttention[] = {
+    {"out", kFloat},         {"q", kFloat},           {"k_cache", kFloat},
+    {"v_cache", kFloat},     {"block_tables", kI32},  {"query_start", kI32},
+    {"context_len", kI32},   {"sinks", kF32, kOptional}};
 constexpr OperandRule kCrossEntropy[] = {{"losses", kF32}, {"logits", kFloat}, {"targets", kI32}};
 constexpr OperandRule kCrossEntropyBackward[] = {
     {"dlogits", kFloat}, {"logits", kFloat}, {"targets", kI32}};
@@ -74,6 +80,8 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kAttention: return kAttention;
     case OpKind::kAttentionBackward: return kAttentionBackward;
     case OpKind::kAttentionDecode: return kAttentionDecode;
+    case OpKind::kKvCacheWrite: return kKvCacheWrite;
+    case OpKind::kPagedAttention: return kPagedAttention;
     case OpKind::kCrossEntropy: return kCrossEntropy;
     case OpKind::kCrossEntropyBackward: return kCrossEntropyBackward;
     case OpKind::kSumOfSquares: return kSumOfSquares;
@@ -81,8 +89,6 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kAdamW: return kAdamW;
     case OpKind::kAddLayerNorm:
     case OpKind::kLinearGelu:
-    case OpKind::kKvCacheWrite:
-    case OpKind::kPagedAttention:
       return {};
   }
   return {};
