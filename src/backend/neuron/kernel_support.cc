@@ -39,6 +39,16 @@ void require_compute(const char* kernel, DType compute) {
           "{}: compute dtype must be bfloat16 or float32, got {}", kernel, nki_dtype_name(compute));
 }
 
+void require_rows(const char* kernel, const char* what, const View& view, int64_t rows,
+                  int64_t width) {
+  require(view.memory() == Memory::kHbm && view.free_dims() == 1 && view.partitions() == rows &&
+              view.free_size() == width && view.free_dim(0).stride == 1,
+          "{}: {} must be HBM rows [{}, {}] of contiguous elements, got {}", kernel, what, rows,
+          width, view.describe());
+  require(view.dtype() == DType::kBF16 || view.dtype() == DType::kF32,
+          "{}: {} must be bfloat16 or float32, got {}", kernel, what, nki_dtype_name(view.dtype()));
+}
+
 void require_flat(const char* kernel, const char* name, const View& v, int64_t n) {
   const bool contiguous = v.free_dims() == 1 && v.free_dim(0).stride == 1 &&
                           (v.partitions() == 1 || v.partition_stride() == v.free_size());

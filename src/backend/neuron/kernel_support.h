@@ -62,6 +62,9 @@ View block_view(const View& flat, const FlatBlock& block);
 void require_compute(const char* kernel, DType compute);
 // `v` must be an HBM float tensor of n contiguous elements (1-D, or rows packed back to back).
 void require_flat(const char* kernel, const char* name, const View& v, int64_t n);
+// `view` must be HBM rows [rows, width] of contiguous bf16 or fp32 elements.
+void require_rows(const char* kernel, const char* what, const View& view, int64_t rows,
+                  int64_t width);
 
 // An HBM row [1, n] read by every one of `partitions` rows (row stride 0), for loading a weight or
 // bias vector into all partitions with one DMA.

@@ -3,23 +3,10 @@
 #include <algorithm>
 #include <string>
 
+#include "backend/neuron/kernel_support.h"
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
-
-namespace {
-
-void require_rows(const char* kernel, const char* what, const View& view, int64_t rows,
-                  int64_t width) {
-  require(view.memory() == Memory::kHbm && view.free_dims() == 1 && view.partitions() == rows &&
-              view.free_size() == width && view.free_dim(0).stride == 1,
-          "{}: {} must be HBM rows [{}, {}] of contiguous elements, got {}", kernel, what, rows,
-          width, view.describe());
-  require(view.dtype() == DType::kBF16 || view.dtype() == DType::kF32,
-          "{}: {} must be bfloat16 or float32, got {}", kernel, what, nki_dtype_name(view.dtype()));
-}
-
-}  // namespace
 
 void kv_cache_write(NeuronCore& core, const View& k_cache, const View& v_cache, const View& k,
                     const View& v, const View& slots) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backend/neuron/dma_queues.h"
+#include "backend/neuron/kernel_support.h"
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
@@ -338,16 +339,6 @@ class PagedAttentionProgram {
   Slot slots_[2];
   int64_t kt_turn_ = 0;
 };
-
-void require_rows(const char* kernel, const char* what, const View& view, int64_t rows,
-                  int64_t width) {
-  require(view.memory() == Memory::kHbm && view.free_dims() == 1 && view.partitions() == rows &&
-              view.free_size() == width && view.free_dim(0).stride == 1,
-          "{}: {} must be HBM rows [{}, {}] of contiguous elements, got {}", kernel, what, rows,
-          width, view.describe());
-  require(view.dtype() == DType::kBF16 || view.dtype() == DType::kF32,
-          "{}: {} must be bfloat16 or float32, got {}", kernel, what, nki_dtype_name(view.dtype()));
-}
 
 }  // namespace
 
