@@ -36,7 +36,7 @@ def progress(msg):
 
 
 def training_flops_per_token(cfg, seq):
-    """Switchyard's GptConfig::training_flops_per_token: causal attention counted at (T+1)/2."""
+    """Switchyard's ModelConfig::training_flops_per_token: causal attention counted at (T+1)/2."""
     C, L, V = cfg.n_embd, cfg.n_layer, cfg.vocab_size
     forward = L * 24 * C * C + L * 4 * C * (seq + 1) / 2 + 2 * C * V
     return 3 * forward

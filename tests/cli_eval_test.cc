@@ -19,7 +19,7 @@
 #include "backend/backend.h"
 #include "data/token_shard.h"
 #include "model/checkpoint.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "temp_dir_test_base.h"
 
 namespace switchyard {
@@ -60,7 +60,7 @@ struct Reference {
 // predicts [iT+1, (i+1)T+1)), one window per forward pass, -log softmax(logits)[target] in double.
 Reference reference_eval(const std::string& model_dir, const std::vector<uint16_t>& tokens, int T) {
   auto backend = backend::create_backend("cpu");
-  model::Gpt gpt(*backend, model::read_config(model_dir));
+  model::Gpt2 gpt(*backend, model::read_config(model_dir));
   model::load_weights(gpt, model_dir);
   const int V = gpt.config().vocab_size;
   Reference r;

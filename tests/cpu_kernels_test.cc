@@ -220,6 +220,33 @@ TEST(CpuKernels, FloatMatmulMatchesDoubleOnOddShapes) {
   }
 }
 
+// Batch-invariant products: against the double loops, and every row with the same bits whatever
+// the number of rows around it (1 to 130: single rows, tiles of four and their remainders, several
+// row blocks of 64), with C and OC not multiples of the kernel's lanes or tiles.
+TEST(CpuKernels, BatchInvariantMatmulRowsDoNotDependOnTheOtherRows) {
+  const int C = 67, OC = 37, max_rows = 130;
+  const Vec inp = random_vec(max_rows * C, 54), weight = random_vec(OC * C, 55),
+            bias = random_vec(OC, 56);
+  const std::vector<float> inp_f = to_float(inp), weight_f = to_float(weight),
+                           bias_f = to_float(bias);
+  Vec want(static_cast<size_t>(max_rows) * OC);
+  cpu::matmul_forward(want.data(), inp.data(), weight.data(), bias.data(), max_rows, C, OC);
+  std::vector<float> all(want.size());
+  cpu::matmul_forward(all.data(), inp_f.data(), weight_f.data(), bias_f.data(), max_rows, C, OC,
+                      true);
+  EXPECT_LT(rel_error(all, want), 1e-5);
+  for (const int N : {1, 2, 3, 4, 5, 8, 63, 64, 65, 129}) {
+    for (const int first : {0, max_rows - N}) {
+      std::vector<float> out(static_cast<size_t>(N) * OC);
+      cpu::matmul_forward(out.data(), inp_f.data() + static_cast<size_t>(first) * C,
+                          weight_f.data(), bias_f.data(), N, C, OC, true);
+      const std::vector<float> rows(all.begin() + static_cast<std::ptrdiff_t>(first) * OC,
+                                    all.begin() + static_cast<std::ptrdiff_t>(first + N) * OC);
+      EXPECT_EQ(out, rows) << "N=" << N << " from row " << first;
+    }
+  }
+}
+
 TEST(CpuKernels, SgemmHonoursTransposesAndBeta) {
   const int M = 5, N = 7, K = 3;
   const Vec a = random_vec(M * K, 60), b = random_vec(K * N, 61), c0 = random_vec(M * N, 62);

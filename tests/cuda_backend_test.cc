@@ -19,7 +19,7 @@
 #include "core/dtype.h"
 #include "core/rng.h"
 #include "expect_error.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "random_data.h"
 #include "relative_error.h"
 #include "training_run.h"
@@ -756,8 +756,8 @@ TEST_P(CudaKernels, ClearErrors) {
 
 // ---- the whole model ----
 
-model::GptConfig small_config() {
-  model::GptConfig c;
+model::ModelConfig small_config() {
+  model::ModelConfig c;
   c.num_layers = 2;
   c.num_heads = 3;
   c.channels = 96;

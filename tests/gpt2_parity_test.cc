@@ -12,7 +12,7 @@
 
 #include "backend/backend.h"
 #include "model/checkpoint.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "model/safetensors.h"
 
 #include "relative_error.h"
@@ -24,7 +24,7 @@ const std::string kReference = std::string(SWITCHYARD_TEST_DATA) + "/gpt2_refere
 
 struct Reference {
   model::SafetensorsFile file;
-  model::GptConfig config;
+  model::ModelConfig config;
   int B, T;
   model::AdamWConfig adamw;
   float lr;
@@ -92,7 +92,7 @@ TEST_P(Gpt2Parity, MatchesPyTorch) {
   Reference ref(kReference);
   const Tolerance tol = tolerance_for(GetParam());
   auto backend = backend::create_backend(GetParam());
-  model::Gpt gpt(*backend, ref.config);
+  model::Gpt2 gpt(*backend, ref.config);
   gpt.parameters_from_host(model::read_hf_tensors(gpt.layout(), ref.file, ""));
   std::vector<int32_t> inputs = ref.ints("inputs"), targets = ref.ints("targets");
   ASSERT_EQ(inputs.size(), size_t(ref.B * ref.T));
@@ -147,7 +147,7 @@ TEST_P(Gpt2Parity, MatchesPyTorch) {
 TEST_P(Gpt2Parity, AdamWDecaysTheMatricesOnly) {
   Reference ref(kReference);
   auto backend = backend::create_backend(GetParam());
-  model::Gpt gpt(*backend, ref.config);
+  model::Gpt2 gpt(*backend, ref.config);
   const std::vector<float> before = model::read_hf_tensors(gpt.layout(), ref.file, "");
   gpt.parameters_from_host(before);
   gpt.zero_grad();

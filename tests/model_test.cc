@@ -1,6 +1,7 @@
-// GPT model above the kernels: the initialisation stream, configuration, parameter counts and
-// FLOPs, checkpoints (round trip, Hugging Face layout, bad files), gradient accumulation, training
-// steps that keep their statistics on the device, the KV cache and sampling.
+// The model above the kernels (family gpt2): the initialisation stream, configuration, parameter
+// counts and FLOPs, checkpoints (round trip, Hugging Face layout, bad files), gradient
+// accumulation, training steps that keep their statistics on the device, decoding over the paged
+// KV cache and sampling.
 #include <gtest/gtest.h>
 
 #include "expect_error.h"
@@ -20,7 +21,8 @@
 #include "core/rng.h"
 #include "random_data.h"
 #include "model/checkpoint.h"
-#include "model/gpt.h"
+#include "model/generator.h"
+#include "model/gpt2.h"
 #include "model/safetensors.h"
 #include "model/sampler.h"
 #include "train/lr_schedule.h"
@@ -30,8 +32,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-model::GptConfig small_config() {
-  model::GptConfig c;
+model::ModelConfig small_config() {
+  model::ModelConfig c;
   c.max_seq_len = 11;
   c.vocab_size = 37;
   c.num_layers = 2;
@@ -47,12 +49,15 @@ fs::path temp_dir(const std::string& name) {
   return dir;
 }
 
-TEST(GptConfig, PresetsHaveThePublishedSizes) {
-  EXPECT_EQ(model::preset("gpt2-124m").num_parameters(), 124439808);
-  EXPECT_EQ(model::preset("gpt2-350m").num_parameters(), 354823168);
-  EXPECT_EQ(model::preset("gpt2-774m").num_parameters(), 774030080);
-  EXPECT_EQ(model::preset("gpt2-1558m").num_parameters(), 1557611200);
-  int64_t tiny = model::preset("tiny").num_parameters();
+TEST(ModelConfig, PresetsHaveThePublishedSizes) {
+  auto parameters = [](const std::string& name) {
+    return model::ModelShape::of(model::preset(name)).num_parameters();
+  };
+  EXPECT_EQ(parameters("gpt2-124m"), 124439808);
+  EXPECT_EQ(parameters("gpt2-350m"), 354823168);
+  EXPECT_EQ(parameters("gpt2-774m"), 774030080);
+  EXPECT_EQ(parameters("gpt2-1558m"), 1557611200);
+  int64_t tiny = parameters("tiny");
   EXPECT_GT(tiny, 500000);
   EXPECT_LT(tiny, 1500000);
   EXPECT_THROW(model::preset("gpt5"), Error);
@@ -63,26 +68,26 @@ TEST(GptConfig, PresetsHaveThePublishedSizes) {
   }
 }
 
-TEST(GptConfig, ParameterLayoutCoversEveryParameter) {
-  model::GptConfig c = small_config();
-  model::ParameterLayout layout(c);
+TEST(ModelConfig, ParameterLayoutCoversEveryParameter) {
+  model::ModelConfig c = small_config();
+  model::ParameterLayout layout = model::gpt2_layout(c);
   size_t sum = 0;
   for (const auto& t : layout.tensors()) sum += t.numel;
-  EXPECT_EQ(int64_t(sum), c.num_parameters());
+  EXPECT_EQ(int64_t(sum), model::ModelShape::of(c).num_parameters());
   EXPECT_EQ(layout.tensors().size(), size_t(2 + 12 * c.num_layers + 2));
 }
 
-TEST(GptConfig, ForwardFlopsMatchAHandCount) {
-  model::GptConfig c;
+TEST(ModelConfig, ForwardFlopsMatchAHandCount) {
+  model::ModelConfig c;
   c.max_seq_len = 8, c.vocab_size = 10, c.num_layers = 1, c.num_heads = 2, c.channels = 4;
   // Per token: qkv 4x12, proj 4x4, fc 4x16, fc_proj 16x4 = 192 multiply-adds; LM head 4x10 = 40;
   // attention with T = 3: average 2 keys, q.k and att.v each 4 multiply-adds per key = 16.
-  EXPECT_DOUBLE_EQ(c.forward_flops_per_token(3), 2.0 * (192 + 40 + 16));
+  EXPECT_DOUBLE_EQ(model::ModelShape::of(c).forward_flops_per_token(3), 2.0 * (192 + 40 + 16));
 }
 
-TEST(GptConfig, JsonRoundTripAndErrors) {
-  model::GptConfig c = small_config();
-  model::GptConfig back = model::config_from_json(model::config_to_json(c));
+TEST(ModelConfig, JsonRoundTripAndErrors) {
+  model::ModelConfig c = small_config();
+  model::ModelConfig back = model::config_from_json(model::config_to_json(c));
   EXPECT_EQ(back.channels, c.channels);
   EXPECT_EQ(back.max_seq_len, c.max_seq_len);
   nlohmann::json bad = model::config_to_json(c);
@@ -127,7 +132,7 @@ TEST(Rng, NormalStreamIsPinnedAndFillNormalDrawsTheSameValues) {
 
 TEST(Gpt, RejectsTokensOutsideTheVocabularyAndLongSequences) {
   auto backend = backend::create_backend("cpu");
-  model::Gpt gpt(*backend, small_config());
+  model::Gpt2 gpt(*backend, small_config());
   gpt.init_random(1);
   std::vector<int32_t> tokens = random_tokens(6, 37, 2);
   tokens[4] = 37;
@@ -140,7 +145,7 @@ TEST(Gpt, RejectsTokensOutsideTheVocabularyAndLongSequences) {
 
 TEST(Gpt, GradientAccumulationEqualsOneLargeBatch) {
   auto backend = backend::create_backend("cpu");
-  model::Gpt gpt(*backend, small_config());
+  model::Gpt2 gpt(*backend, small_config());
   gpt.init_random(5);
   const int B = 4, T = 7;
   std::vector<int32_t> x = random_tokens(B * T, 37, 6), y = random_tokens(B * T, 37, 7);
@@ -167,7 +172,7 @@ TEST(Gpt, GradientAccumulationEqualsOneLargeBatch) {
 // they must do exactly what the step's pieces do with the clipping factor worked out on the host.
 TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
   auto backend = backend::create_backend("cpu");
-  model::Gpt pieces(*backend, small_config()), fused(*backend, small_config());
+  model::Gpt2 pieces(*backend, small_config()), fused(*backend, small_config());
   pieces.init_random(5);
   fused.init_random(5);
   const int B = 4, T = 7, half = B / 2;
@@ -189,12 +194,12 @@ TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
     for (int micro = 0; micro < 2; ++micro) {
       fused.forward_backward(x.data() + micro * half * T, y.data() + micro * half * T, half, T, 0.5f);
     }
-    const model::Gpt::StepResult result = fused.finish_step(adamw, 1e-2f, step, clip);
+    const model::Model::StepResult result = fused.finish_step(adamw, 1e-2f, step, clip);
     EXPECT_EQ(result.grad_norm, norm) << "step " << step;
     EXPECT_NEAR(result.loss, loss, 1e-6 * loss) << "step " << step;
     EXPECT_EQ(fused.parameters_to_host(), pieces.parameters_to_host()) << "step " << step;
   }
-  model::Gpt fresh(*backend, small_config());
+  model::Gpt2 fresh(*backend, small_config());
   expect_error([&] { fresh.forward_backward(x.data(), y.data(), B, T); }, {"begin_step"});
   fresh.begin_step();
   expect_error([&] { fresh.forward_backward(x.data(), nullptr, B, T); }, {"targets"});
@@ -202,30 +207,36 @@ TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
 
 TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
-  model::Gpt gpt(*backend, c);
+  model::ModelConfig c = small_config();
+  model::Gpt2 gpt(*backend, c);
   gpt.init_random(9);
   const int T = c.max_seq_len;
   std::vector<int32_t> x = random_tokens(2 * T, c.vocab_size, 10);
   gpt.forward(x.data(), nullptr, 2, T);
   std::vector<float> logits = gpt.logits_to_host();
-  gpt.start_decoding(2);
+  // Two sequences over a paged cache, one token of each per decode step.
+  model::Generator generator(gpt, 2, T);
+  const model::SequenceId sequences[2] = {generator.cache().add_sequence(),
+                                          generator.cache().add_sequence()};
   for (int pos = 0; pos < T; ++pos) {
-    int32_t step_tokens[2] = {x[pos], x[T + pos]};
-    std::vector<float> step = gpt.decode(step_tokens, pos);
+    const std::vector<std::vector<float>> step =
+        generator.run({{.sequence = sequences[0], .tokens = {x[pos]}},
+                       {.sequence = sequences[1], .tokens = {x[T + pos]}}});
+    ASSERT_EQ(step.size(), 2u);
     for (int b = 0; b < 2; ++b)
       for (int v = 0; v < c.vocab_size; ++v)
-        EXPECT_NEAR(step[b * c.vocab_size + v], logits[(size_t(b) * T + pos) * c.vocab_size + v], 1e-4)
+        EXPECT_NEAR(step[b][v], logits[(size_t(b) * T + pos) * c.vocab_size + v], 1e-4)
             << "b " << b << " pos " << pos << " v " << v;
   }
-  int32_t more[2] = {0, 0};
-  EXPECT_THROW(gpt.decode(more, T), Error);  // beyond the context
+  // Beyond the context: refused, and the sequence keeps its length.
+  EXPECT_THROW(generator.run({{.sequence = sequences[0], .tokens = {0}}}), Error);
+  EXPECT_EQ(generator.cache().length(sequences[0]), T);
 }
 
 TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
-  model::Gpt gpt(*backend, c);
+  model::ModelConfig c = small_config();
+  model::Gpt2 gpt(*backend, c);
   gpt.init_random(11);
   fs::path dir = temp_dir("roundtrip");
   model::save_model(gpt, dir.string(), {{"tokenizer", "byte"}});
@@ -237,11 +248,11 @@ TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {
   EXPECT_EQ(qkv->shape, (std::vector<int64_t>{c.channels, 3 * c.channels}));
   std::vector<float> params = gpt.parameters_to_host();
   std::vector<float> file_qkv = file.read_f32("transformer.h.1.attn.c_attn.weight");
-  size_t offset = gpt.layout().layers[1].qkv_w;
+  size_t offset = gpt.layout().find("h.1.attn.c_attn.weight")->offset;
   // Element [in = 2, out = 5] of the file is row 5, column 2 of our [out, in] matrix.
   EXPECT_EQ(file_qkv[2 * 3 * c.channels + 5], params[offset + 5 * c.channels + 2]);
 
-  model::Gpt loaded(*backend, model::read_config(dir.string()));
+  model::Gpt2 loaded(*backend, model::read_config(dir.string()));
   model::load_weights(loaded, dir.string());
   EXPECT_EQ(loaded.parameters_to_host(), params);
   EXPECT_EQ(model::read_switchyard_info(dir.string()).at("tokenizer"), "byte");
@@ -250,8 +261,8 @@ TEST(Checkpoint, SaveLoadRoundTripUsesHuggingFaceLayout) {
 
 TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
-  model::Gpt gpt(*backend, c);
+  model::ModelConfig c = small_config();
+  model::Gpt2 gpt(*backend, c);
   gpt.init_random(12);
   fs::path dir = temp_dir("half");
   model::save_model(gpt, dir.string(), {});
@@ -267,7 +278,7 @@ TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
   std::vector<float> mask(c.max_seq_len * c.max_seq_len, 1.0f);
   writer.add_f32("h.0.attn.bias", {1, 1, c.max_seq_len, c.max_seq_len}, mask.data());  // HF buffer
   writer.write((dir / "model.safetensors").string());
-  model::Gpt loaded(*backend, c);
+  model::Gpt2 loaded(*backend, c);
   model::load_weights(loaded, dir.string());
   std::vector<float> want = gpt.parameters_to_host(), got = loaded.parameters_to_host();
   for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], bf16_to_float(float_to_bf16(want[i])));
@@ -276,8 +287,8 @@ TEST(Checkpoint, AcceptsHalfPrecisionAndNamesWithoutPrefix) {
 
 TEST(Checkpoint, BadCheckpointsGiveClearErrors) {
   auto backend = backend::create_backend("cpu");
-  model::GptConfig c = small_config();
-  model::Gpt gpt(*backend, c);
+  model::ModelConfig c = small_config();
+  model::Gpt2 gpt(*backend, c);
   gpt.init_random(13);
   fs::path dir = temp_dir("bad");
   model::save_model(gpt, dir.string(), {});
@@ -285,9 +296,9 @@ TEST(Checkpoint, BadCheckpointsGiveClearErrors) {
   EXPECT_NE(error_of([&] { model::read_config((dir / "nope").string()); }).find("does not exist"), std::string::npos);
 
   // A config.json that disagrees with the tensors.
-  model::GptConfig wider = c;
+  model::ModelConfig wider = c;
   wider.channels = 21;
-  model::Gpt other(*backend, wider);
+  model::Gpt2 other(*backend, wider);
   std::string message = error_of([&] { model::load_weights(other, dir.string()); });
   EXPECT_NE(message.find("shape"), std::string::npos) << message;
 

@@ -19,7 +19,7 @@
 #include "core/rng.h"
 #include "expect_error.h"
 #include "relative_error.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "temp_dir_test_base.h"
 #include "training_run.h"
 
@@ -29,8 +29,8 @@ namespace {
 using StepResult = TrainingRun;
 
 // Big enough for several row tiles (B*T = 160 > 128) and a vocabulary of several chunks' edge.
-model::GptConfig small_config() {
-  model::GptConfig c;
+model::ModelConfig small_config() {
+  model::ModelConfig c;
   c.num_layers = 2;
   c.num_heads = 4;
   c.channels = 64;
@@ -131,7 +131,7 @@ TEST(NeuronSimBackend, SimulatedTimeIsDeterministicAndAccountsForEveryEngine) {
   auto backend = backend::create_backend("trn2-sim");
   ASSERT_TRUE(backend::simulation_report(*backend).has_value());
   EXPECT_DOUBLE_EQ(backend::simulation_report(*backend)->total_ns, 0.0);
-  model::Gpt gpt(*backend, small_config());
+  model::Gpt2 gpt(*backend, small_config());
   gpt.init_random(4);
   std::vector<int32_t> tokens(2 * 32, 7);
   // The first forward pass also zero-fills the activation buffers it allocates; time the next two.
@@ -159,7 +159,7 @@ class NeuronSimBackendFiles : public TempDirTest {};
 
 TEST_F(NeuronSimBackendFiles, TraceHasEveryKernelOfAStep) {
   auto backend = backend::create_backend("trn1-sim");
-  model::Gpt gpt(*backend, small_config());
+  model::Gpt2 gpt(*backend, small_config());
   gpt.init_random(4);
   std::vector<int32_t> tokens(2 * 16, 5);
   backend::require_simulator(*backend, "a trace").start_trace();

@@ -24,7 +24,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "core/error.h"
 #include "core/rng.h"
-#include "model/gpt.h"
+#include "model/gpt2.h"
 #include "plan/catalog.h"
 #include "plan/collectives.h"
 #include "plan/evidence.h"
@@ -49,19 +49,20 @@ Catalog repo_catalog() {
 // ---- FLOPs and parameters ----
 
 TEST(PlanWorkload, Gpt2FlopsEqualHandCountAndEngine) {
-  model::GptConfig tiny = model::preset("tiny");  // T=256, V=256, L=4, NH=4, C=128
-  DecoderShape s = shape_from_gpt(tiny, "tiny");
+  model::ModelConfig tiny = model::preset("tiny");  // T=256, V=256, L=4, NH=4, C=128
+  ModelShape s = shape_from_config(tiny, "tiny");
   // Per layer: 2 x (3C^2 + C^2 + 4C^2 + 4C^2) = 24 C^2 = 393,216 for the products and
   // 2 x 2 x C x (T + 1) / 2 = 256 x 257 = 65,792 for causal attention at T = 256;
   // 4 layers plus the LM head 2 x C x V = 65,536.
   const double hand = 4.0 * (393216.0 + 65792.0) + 65536.0;
-  EXPECT_DOUBLE_EQ(forward_flops_per_token(s, 256), hand);
-  EXPECT_DOUBLE_EQ(training_flops_per_token(s, 256), 3.0 * hand);
-  EXPECT_DOUBLE_EQ(training_flops_per_token(s, 100), tiny.training_flops_per_token(100));
+  EXPECT_DOUBLE_EQ(s.forward_flops_per_token(256), hand);
+  EXPECT_DOUBLE_EQ(s.training_flops_per_token(256), 3.0 * hand);
+  EXPECT_DOUBLE_EQ(s.training_flops_per_token(100),
+                   model::ModelShape::of(tiny).training_flops_per_token(100));
 }
 
 TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
-  DecoderShape s = shape_from_json(json{{"name", "toy"},
+  ModelShape s = shape_from_json(json{{"name", "toy"},
                                         {"layers", 2},
                                         {"hidden", 64},
                                         {"heads", 4},
@@ -72,24 +73,31 @@ TEST(PlanWorkload, GenericGatedGqaFlopsEqualHandCount) {
                                    "test");
   // qkv width 64 + 2 x 2 x 16 = 128; products 2 x (64x128 + 64x64 + 3x64x96) = 61,440 per layer;
   // attention at T = 10: 2 x 64 x 11 = 1,408 per layer; head 2 x 64 x 100 = 12,800.
-  EXPECT_DOUBLE_EQ(forward_flops_per_token(s, 10), 2 * (61440.0 + 1408.0) + 12800.0);
+  EXPECT_DOUBLE_EQ(s.forward_flops_per_token(10), 2 * (61440.0 + 1408.0) + 12800.0);
   // Parameters: 2 layers x (64x128 + 64x64 + 3x64x96 + 2x64 norm gains) + untied 2 x 100 x 64 + 64.
-  EXPECT_EQ(num_parameters(s), 2 * (8192 + 4096 + 18432 + 128) + 12800 + 64);
+  EXPECT_EQ(s.num_parameters(), 2 * (8192 + 4096 + 18432 + 128) + 12800 + 64);
 }
 
-TEST(PlanWorkload, GenericFormulaAgreesWithGptConfigForGpt2Shapes) {
+// The shape's counts against the engine's own parameter tensors and GPT-2's FLOPs written out.
+TEST(PlanWorkload, GenericFormulaAgreesWithTheEngineForGpt2Shapes) {
   for (const std::string& name :
        {std::string("tiny"), std::string("gpt2-124m"), std::string("gpt2-1558m")}) {
-    model::GptConfig config = model::preset(name);
-    DecoderShape exact = shape_from_gpt(config, name);
-    DecoderShape generic = exact;
-    generic.gpt.reset();  // use the generic formulas on the same shape
-    EXPECT_EQ(num_parameters(generic), config.num_parameters()) << name;
-    EXPECT_NEAR(forward_flops_per_token(generic, 777) / config.forward_flops_per_token(777), 1.0,
-                1e-12)
-        << name;
+    model::ModelConfig config = model::preset(name);
+    ModelShape shape = shape_from_config(config, name);
+    int64_t engine_parameters = 0;
+    const model::ParameterLayout layout = model::gpt2_layout(config);
+    for (const model::ParameterTensor& t : layout.tensors()) {
+      engine_parameters += static_cast<int64_t>(t.numel);
+    }
+    EXPECT_EQ(shape.num_parameters(), engine_parameters) << name;
+    // Per layer: qkv C x 3C, projection C x C, MLP C x 4C and 4C x C; causal attention at
+    // (T + 1) / 2 keys per query for q.k and att.v; the LM head C x V.
+    const double C = config.channels, L = config.num_layers, V = config.vocab_size, T = 777;
+    const double gpt2 =
+        L * (2.0 * (3 * C * C + C * C + 8 * C * C) + 2.0 * 2.0 * C * (T + 1) / 2.0) + 2.0 * C * V;
+    EXPECT_NEAR(shape.forward_flops_per_token(777) / gpt2, 1.0, 1e-12) << name;
   }
-  EXPECT_EQ(num_parameters(shape_from_gpt(model::preset("gpt2-124m"), "x")), 124439808);
+  EXPECT_EQ(shape_from_config(model::preset("gpt2-124m"), "x").num_parameters(), 124439808);
 }
 
 // ---- memory against the engine's own allocations ----
@@ -132,10 +140,10 @@ class CountingBackend final : public backend::Backend {
 
 // One training step (forward, backward, AdamW) on the CPU backend; returns the peak bytes
 // allocated.
-size_t engine_peak_bytes(const model::GptConfig& config, int B, int T) {
+size_t engine_peak_bytes(const model::ModelConfig& config, int B, int T) {
   CountingBackend backend;
   {
-    model::Gpt gpt(backend, config);
+    model::Gpt2 gpt(backend, config);
     gpt.init_random(3);
     std::vector<int32_t> tokens(static_cast<size_t>(B) * T), targets(tokens.size());
     Rng rng(5);
@@ -153,22 +161,22 @@ size_t engine_peak_bytes(const model::GptConfig& config, int B, int T) {
   return backend.peak();
 }
 
-double planner_bytes(const model::GptConfig& config, int B, int T) {
+double planner_bytes(const model::ModelConfig& config, int B, int T) {
   MemoryLayout layout;
   layout.micro_batch = B;
   layout.seq_len = T;
-  return estimate_memory(shape_from_gpt(config, "test"), engine_fp32(), layout).total();
+  return estimate_memory(shape_from_config(config, "test"), engine_fp32(), layout).total();
 }
 
 TEST(PlanMemory, EstimateMatchesEngineAllocationOnCpu) {
   struct Case {
-    model::GptConfig config;
+    model::ModelConfig config;
     int B, T;
   };
   const Case cases[] = {
       {model::preset("tiny"), 2, 64},
       {model::preset("tiny"), 1, 256},                // attention matrix dominates
-      {model::GptConfig{128, 512, 2, 2, 64}, 4, 32},  // logits dominate
+      {model::ModelConfig{128, 512, 2, 2, 64}, 4, 32},  // logits dominate
   };
   for (const Case& c : cases) {
     double engine = static_cast<double>(engine_peak_bytes(c.config, c.B, c.T));
@@ -182,13 +190,13 @@ TEST(PlanMemory, EstimateMatchesEngineAllocationOnCpu) {
 }
 
 TEST(PlanMemory, ShardingAndRecomputationReduceWhatTheyShould) {
-  DecoderShape s = shape_from_gpt(model::preset("gpt2-350m"), "gpt2-350m");
+  ModelShape s = shape_from_config(model::preset("gpt2-350m"), "gpt2-350m");
   MemoryLayout base;
   base.micro_batch = 4;
   base.seq_len = 1024;
   base.data_parallel = 8;
   MemoryEstimate plain = estimate_memory(s, mixed_bf16(), base);
-  const double P = static_cast<double>(num_parameters(s));
+  const double P = static_cast<double>(s.num_parameters());
   EXPECT_DOUBLE_EQ(plain.parameters, 2 * P);
   EXPECT_DOUBLE_EQ(plain.gradients, 2 * P);
   EXPECT_DOUBLE_EQ(plain.optimizer, 12 * P);
@@ -395,7 +403,7 @@ TEST(PlanCatalog, FamilyMeasuredOnAgreesWithThePublishedRuns) {
 
 PlanRequest gpt2_request(double tokens) {
   PlanRequest r;
-  r.shape = shape_from_gpt(model::preset("gpt2-124m"), "gpt2-124m");
+  r.shape = shape_from_config(model::preset("gpt2-124m"), "gpt2-124m");
   r.seq_len = 1024;
   r.tokens = tokens;
   r.max_chips = 64;
@@ -445,7 +453,8 @@ TEST(PlanPlanner, OneInstanceThroughputIsPeakTimesThePublishedMfu) {
   ASSERT_TRUE(row.planned());
   EXPECT_EQ(row.evidence, EvidenceKind::kPublished);  // the hopper MFU comes from H100 runs
   const double per_chip = 989.4e12 * catalog.family("hopper")->mfu.value /
-                          model::preset("gpt2-124m").training_flops_per_token(1024);
+                          model::ModelShape::of(model::preset("gpt2-124m"))
+                              .training_flops_per_token(1024);
   // Eight chips at the roofline rate; communication can only slow it down, and only a little here.
   EXPECT_LE(row.tokens_per_s, 8 * per_chip * (1 + 1e-9));
   EXPECT_GE(row.tokens_per_s, 0.9 * 8 * per_chip);

@@ -1,6 +1,6 @@
 // A short training run through the model on any backend, recorded for comparing backends: one
 // forward and backward pass (loss, logits, every gradient), further AdamW steps on the same batch
-// (their losses), then greedy decoding of a few positions (their logits).
+// (their losses), then decoding of a few positions one token at a time (their logits).
 #pragma once
 
 #include <algorithm>
@@ -9,7 +9,8 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "model/gpt.h"
+#include "model/generator.h"
+#include "model/gpt2.h"
 #include "random_data.h"
 
 namespace switchyard {
@@ -17,13 +18,13 @@ namespace switchyard {
 struct TrainingRun {
   float loss = 0;
   std::vector<float> logits, grads, later_losses, decode_logits;
-  // Steps through Gpt::begin_step .. finish_step (two micro-batches each, clipped): their losses
+  // Steps through Model::begin_step .. finish_step (two micro-batches each, clipped): their losses
   // and gradient norms, worked out on the device.
   std::vector<float> step_losses, step_norms;
 };
 
 struct TrainingPlan {
-  model::GptConfig config;
+  model::ModelConfig config;
   int B = 2, T = 16;
   int adamw_steps = 3;  // the first uses the recorded gradients; each later one records a loss
   int device_steps = 2;  // then whole steps with the statistics kept on the device
@@ -35,7 +36,7 @@ struct TrainingPlan {
 
 inline TrainingRun run_training(const std::string& device, const TrainingPlan& plan) {
   auto backend = backend::create_backend(device);
-  model::Gpt gpt(*backend, plan.config);
+  model::Gpt2 gpt(*backend, plan.config);
   gpt.init_random(plan.init_seed);
   const size_t n = static_cast<size_t>(plan.B) * plan.T;
   const std::vector<int32_t> inputs = random_tokens(n, plan.config.vocab_size, plan.data_seed),
@@ -63,14 +64,17 @@ inline TrainingRun run_training(const std::string& device, const TrainingPlan& p
       const size_t at = static_cast<size_t>(micro) * half * plan.T;
       gpt.forward_backward(inputs.data() + at, targets.data() + at, half, plan.T, 0.5f);
     }
-    const model::Gpt::StepResult result =
+    const model::Model::StepResult result =
         gpt.finish_step(adamw, 1e-3f, plan.adamw_steps + step, plan.clip);
     r.step_losses.push_back(result.loss);
     r.step_norms.push_back(result.grad_norm);
   }
-  gpt.start_decoding(1);
+  // One token at a time through the paged KV cache.
+  model::Generator generator(gpt, 1, plan.decode_positions);
+  const model::SequenceId sequence = generator.cache().add_sequence();
   for (int pos = 0; pos < plan.decode_positions; ++pos) {
-    const std::vector<float> logits = gpt.decode(&inputs[pos], pos);
+    const std::vector<float> logits =
+        generator.run({{.sequence = sequence, .tokens = {inputs[pos]}}}).front();
     r.decode_logits.insert(r.decode_logits.end(), logits.begin(), logits.end());
   }
   return r;

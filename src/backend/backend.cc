@@ -31,7 +31,8 @@ bool Backend::supports(OpKind, std::span<const DType>) const { return false; }
 // ---- default ops: composites compose, everything else runs the CPU reference ----
 
 void Backend::run(const ops::LinearGelu& op) {
-  run(ops::Linear{.out = op.pre, .inp = op.inp, .weight = op.weight, .bias = op.bias});
+  run(ops::Linear{.out = op.pre, .inp = op.inp, .weight = op.weight, .bias = op.bias,
+                  .batch_invariant = op.batch_invariant});
   run(ops::Gelu{.out = op.out, .inp = op.pre});
 }
 

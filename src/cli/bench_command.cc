@@ -17,6 +17,7 @@
 #include "core/rng.h"
 #include "backend/simulated_span.h"
 #include "model/device_buffer.h"
+#include "model/generator.h"
 
 namespace switchyard::cli {
 
@@ -128,8 +129,8 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
 
 void run_bench_train(const BenchFlags& f) {
   OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
-  model::Gpt& gpt = *opened.model;
-  const model::GptConfig& config = gpt.config();
+  model::Model& gpt = *opened.model;
+  const model::ModelConfig& config = gpt.config();
   require(f.seq <= config.max_seq_len, "--seq {} exceeds the model's context of {}", f.seq, config.max_seq_len);
   const size_t BT = static_cast<size_t>(f.batch) * f.seq;
   std::vector<int32_t> tokens(BT), targets(BT);
@@ -163,7 +164,7 @@ void run_bench_train(const BenchFlags& f) {
   }
   std::sort(step_ms.begin(), step_ms.end());
   double ms = step_ms[step_ms.size() / 2];  // median: robust to a busy machine
-  double flops = config.training_flops_per_token(f.seq) * static_cast<double>(BT);
+  double flops = gpt.shape().training_flops_per_token(f.seq) * static_cast<double>(BT);
   // With --profile: where the wall time of the steps went (on a simulator, the host time of
   // simulating each kernel).
   nlohmann::json kernels = nlohmann::json::object();
@@ -199,18 +200,19 @@ void run_bench_train(const BenchFlags& f) {
 
 void run_bench_generate(const BenchFlags& f) {
   OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
-  model::Gpt& gpt = *opened.model;
-  const model::GptConfig& config = gpt.config();
+  model::Model& gpt = *opened.model;
+  const model::ModelConfig& config = gpt.config();
   require(f.tokens < config.max_seq_len, "--tokens {} must be below the model's context of {}", f.tokens,
           config.max_seq_len);
-  gpt.start_decoding(1);
-  int32_t token = 0;
-  std::vector<float> logits = gpt.decode(&token, 0);  // first position: warms caches and allocations
+  // The first position warms caches and allocations; the timed steps decode one token each.
+  model::Generator generator(gpt, 1, f.tokens + 1);
+  auto [sequence, logits] = generator.start({0});
   backend::SimulatedClock sim_clock(gpt.backend());
   auto t0 = Clock::now();
   for (int pos = 1; pos <= f.tokens; ++pos) {
-    token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    logits = gpt.decode(&token, pos);
+    const int32_t token =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    logits = std::move(generator.run({{.sequence = sequence, .tokens = {token}}}).front());
   }
   double ms_per_token = ms_since(t0) / f.tokens;
   if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(f.tokens)) {
@@ -243,9 +245,9 @@ void run_bench_generate(const BenchFlags& f) {
     }
     return;
   }
-  // Weights read per token: every parameter except the position table (one row of it is read).
-  double weight_bytes = 4.0 * static_cast<double>(config.num_parameters() -
-                                                  int64_t{config.max_seq_len - 1} * config.channels);
+  // Weights read per token: every parameter but the rows of embedding tables no product reads.
+  const double weight_bytes =
+      4.0 * static_cast<double>(gpt.shape().parameters_read_per_token());
   double bandwidth = measure_read_bandwidth();
   double bound_tokens_per_s = bandwidth / weight_bytes;
   double peak_mib = peak_rss_bytes() / 1048576.0;
@@ -263,6 +265,60 @@ void run_bench_generate(const BenchFlags& f) {
                      {"fraction_of_bound", tokens_per_s / bound_tokens_per_s},
                      {"peak_rss_mib", peak_mib}});
   }
+}
+
+// One prompt of --tokens tokens run in one pass over the KV cache, as generate and the server
+// run prompts: tokens/s and the pass's FLOP rate against the backend's measured GEMM rate.
+void run_bench_prefill(const BenchFlags& f) {
+  OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
+  model::Model& m = *opened.model;
+  require(f.tokens <= m.config().max_seq_len, "--tokens {} exceeds the model's context of {}",
+          f.tokens, m.config().max_seq_len);
+  std::vector<int32_t> prompt(static_cast<size_t>(f.tokens));
+  Rng rng(f.source.seed);
+  for (int32_t& t : prompt) t = static_cast<int32_t>(rng.next_u64() % m.config().vocab_size);
+  model::Generator generator(m, 1, f.tokens);
+  std::vector<double> pass_ms;
+  backend::SimulatedClock sim_clock(m.backend());
+  std::optional<backend::SimulatedSpan> sim_pass;
+  for (int rep = 0; rep < f.warmup + f.steps; ++rep) {
+    sim_clock.restart();
+    const auto t0 = Clock::now();
+    const model::SequenceId sequence = generator.start(prompt).first;
+    m.backend().synchronize();
+    const double ms = ms_since(t0);
+    generator.finish(sequence);
+    if (rep < f.warmup) continue;
+    pass_ms.push_back(ms);
+    sim_pass = sim_clock.lap(static_cast<double>(f.tokens));
+  }
+  std::sort(pass_ms.begin(), pass_ms.end());
+  const double ms = pass_ms[pass_ms.size() / 2];
+  // The prompt's own FLOPs: every product for every token, attention at the causal average.
+  const double flops = m.shape().forward_flops_per_token(f.tokens) * f.tokens;
+  const double tokens_per_s = f.tokens / (ms / 1000);
+  nlohmann::json result = {{"mode", "prefill"},       {"model", f.source.model},
+                           {"device", opened.backend->name()}, {"tokens", f.tokens},
+                           {"ms", ms},                {"tokens_per_s", tokens_per_s},
+                           {"gflops", flops / (ms * 1e6)}};
+  if (sim_pass) {
+    const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
+    std::printf("prefill %s on %s: %d tokens: %.1f ms of wall time to simulate\n  %s\n",
+                f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms,
+                backend::describe_span(*sim_pass, report, "prompt").c_str());
+    result["simulated_ms"] = sim_pass->ms;
+    result["simulated_tokens_per_s_per_core"] = sim_pass->tokens_per_s_per_core;
+  } else {
+    const double gemm_gflops = measure_gemm_gflops(*opened.backend);
+    std::printf("prefill %s on %s: %d tokens in one pass: %.1f ms, %.0f tokens/s, %.1f GFLOP/s = "
+                "%.0f%% of the GEMM rate (%.1f GFLOP/s)\n",
+                f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms, tokens_per_s,
+                flops / (ms * 1e6), 100 * flops / (ms * 1e6) / gemm_gflops, gemm_gflops);
+    result["gemm_gflops"] = gemm_gflops;
+    result["fraction_of_gemm_rate"] = flops / (ms * 1e6) / gemm_gflops;
+  }
+  result["peak_rss_mib"] = peak_rss_bytes() / 1048576.0;
+  if (f.json) print_json_line(result);
 }
 
 }  // namespace
@@ -288,6 +344,14 @@ void add_bench_command(CLI::App& app) {
   generate->add_option("--tokens", flags->tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   generate->add_flag("--json", flags->json, "print one JSON object as the last line");
   generate->callback([flags] { run_bench_generate(*flags); });
+
+  CLI::App* prefill = bench->add_subcommand("prefill", "time one prompt run in one pass over the KV cache");
+  add_model_flags(prefill, flags->source);
+  prefill->add_option("--tokens", flags->tokens, "prompt tokens")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  prefill->add_option("--repeats", flags->steps, "timed passes (the median is reported)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  prefill->add_option("--warmup", flags->warmup, "untimed passes first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  prefill->add_flag("--json", flags->json, "print one JSON object as the last line");
+  prefill->callback([flags] { run_bench_prefill(*flags); });
 }
 
 }  // namespace switchyard::cli

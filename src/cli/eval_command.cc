@@ -40,7 +40,7 @@ std::vector<uint16_t> load_eval_tokens(const std::string& path, const tokenizer:
 
 void run_eval(const EvalFlags& flags) {
   OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/!flags.data.ends_with(".bin"));
-  const model::GptConfig& config = opened.model->config();
+  const model::ModelConfig& config = opened.model->config();
   int T = flags.seq > 0 ? flags.seq : config.max_seq_len;
   require(T <= config.max_seq_len, "--seq {} exceeds the model's context of {} tokens", T, config.max_seq_len);
   std::vector<uint16_t> tokens = load_eval_tokens(flags.data, opened.tokenizer ? *opened.tokenizer : *tokenizer::make_byte_tokenizer());

@@ -1,4 +1,4 @@
-// switchyard generate: prompt in, streamed text out, with a KV cache.
+// switchyard generate: prompt in (prefilled in one pass), streamed text out, over a paged KV cache.
 #include <chrono>
 #include <cstdio>
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include "cli/model_source.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "model/generator.h"
 #include "model/sampler.h"
 
 namespace switchyard::cli {
@@ -39,9 +40,8 @@ void run_generate(const GenerateFlags& flags) {
   model::validate(flags.sampling);
   OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/true);
   if (!opened.from_checkpoint) warn_untrained(flags.source);
-  model::Gpt& gpt = *opened.model;
+  model::Model& m = *opened.model;
   const tokenizer::Tokenizer& tok = *opened.tokenizer;
-  const int context = gpt.config().max_seq_len;
 
   std::vector<int32_t> prompt = tok.encode(flags.prompt);
   if (prompt.empty()) {
@@ -49,54 +49,49 @@ void run_generate(const GenerateFlags& flags) {
             tok.name());
     prompt.push_back(tok.end_of_text());
   }
-  require(static_cast<int>(prompt.size()) < context,
+  require(static_cast<int>(prompt.size()) < m.config().max_seq_len,
           "prompt is {} tokens, but the model's context is {} (it needs room for at least one new token)",
-          prompt.size(), context);
+          prompt.size(), m.config().max_seq_len);
 
   std::fwrite(flags.prompt.data(), 1, flags.prompt.size(), stdout);
   std::fflush(stdout);
   Rng rng(flags.source.seed);
-  gpt.start_decoding(1);
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits;
-  for (size_t i = 0; i < prompt.size(); ++i) logits = gpt.decode(&prompt[i], static_cast<int>(i));
-  auto t_prompt = std::chrono::steady_clock::now();
-  backend::SimulatedClock sim_clock(gpt.backend());  // simulator devices: time the generated tokens
-
-  int pos = static_cast<int>(prompt.size());
-  int generated = 0;
-  bool hit_context = false;
-  while (generated < flags.max_new_tokens) {
-    int32_t next = model::sample_token(logits, flags.sampling, rng);
-    ++generated;
-    if (next == tok.end_of_text()) break;
-    std::string text = tok.decode(std::span<const int32_t>(&next, 1));
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-    if (generated == flags.max_new_tokens) break;
-    if (pos >= context) {
-      hit_context = true;
-      break;
-    }
-    logits = gpt.decode(&next, pos++);
-  }
-  auto t_end = std::chrono::steady_clock::now();
+  model::Generator generator(m, 1, static_cast<int>(prompt.size()) + flags.max_new_tokens);
+  model::GenerateOptions options{.max_new_tokens = flags.max_new_tokens,
+                                 .sampling = flags.sampling,
+                                 .end_of_text = tok.end_of_text()};
+  std::optional<backend::SimulatedClock> sim_clock;
+  const model::GenerateResult result =
+      model::generate(generator, prompt, options, rng, [&](int32_t token) {
+        // Simulator devices time the generated tokens, not the prompt: the clock starts at the
+        // first sampled token.
+        if (!sim_clock) sim_clock.emplace(m.backend());
+        if (token == tok.end_of_text()) return;
+        const std::string text = tok.decode(std::span<const int32_t>(&token, 1));
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fflush(stdout);
+      });
   std::printf("\n");
   std::fflush(stdout);  // the text ends before the statistics on stderr begin
-  double prompt_s = std::chrono::duration<double>(t_prompt - t0).count();
-  double gen_s = std::chrono::duration<double>(t_end - t_prompt).count();
-  if (hit_context) std::fprintf(stderr, "stopped at the model's context of %d tokens\n", context);
-  std::fprintf(stderr, "prompt: %zu tokens in %.2f s; generated %d tokens in %.2f s (%.1f tokens/s)\n",
-               prompt.size(), prompt_s, generated, gen_s, generated > 0 ? generated / gen_s : 0.0);
+  const int generated = static_cast<int>(result.tokens.size());
+  const double gen_s = result.generate_seconds;
+  if (result.hit_context) {
+    std::fprintf(stderr, "stopped at the model's context of %d tokens\n", m.config().max_seq_len);
+  }
+  std::fprintf(stderr, "prompt: %zu tokens in %.2f s (one pass); generated %d tokens in %.2f s (%.1f tokens/s)\n",
+               prompt.size(), result.prompt_seconds, generated, gen_s,
+               generated > 0 && gen_s > 0 ? generated / gen_s : 0.0);
   nlohmann::json json{{"prompt_tokens", prompt.size()},
                       {"generated_tokens", generated},
                       {"tokens_per_s", gen_s > 0 ? generated / gen_s : 0.0}};
-  // The last sampled token is not decoded, so generated - 1 decode steps ran after the prompt.
-  if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(std::max(generated - 1, 0))) {
-    const backend::SimulationReport report = *backend::simulation_report(gpt.backend());
-    std::fprintf(stderr, "%s\n", backend::describe_span(*sim, report, "generation").c_str());
-    json["simulated_ms"] = sim->ms;
-    json["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;
+  // The last sampled token is not run, so generated - 1 decode steps ran after the prompt.
+  if (sim_clock) {
+    if (std::optional<backend::SimulatedSpan> sim = sim_clock->lap(std::max(generated - 1, 0))) {
+      const backend::SimulationReport report = *backend::simulation_report(m.backend());
+      std::fprintf(stderr, "%s\n", backend::describe_span(*sim, report, "generation").c_str());
+      json["simulated_ms"] = sim->ms;
+      json["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;
+    }
   }
   if (flags.json) std::printf("%s\n", json.dump().c_str());
 }

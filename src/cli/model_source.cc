@@ -29,7 +29,7 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   require(!source.model.empty(), "no model given: pass --model with a preset ({}) or a checkpoint directory",
           fmt::join(model::preset_names(), ", "));
   OpenedModel opened;
-  model::GptConfig config;
+  model::ModelConfig config;
   std::string tokenizer_name = source.tokenizer;
   if (is_checkpoint_dir(source.model)) {
     require(source.layers == 0 && source.heads == 0 && source.channels == 0 && source.context == 0 &&
@@ -65,7 +65,7 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     opened.profiler = std::make_unique<backend::ProfilingBackend>(*opened.backend);
     device = opened.profiler.get();
   }
-  opened.model = std::make_unique<model::Gpt>(*device, config);
+  opened.model = model::Model::create(*device, config);
   if (opened.from_checkpoint) {
     model::load_weights(*opened.model, source.model);
   } else {

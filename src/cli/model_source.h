@@ -8,7 +8,7 @@
 
 #include "backend/backend.h"
 #include "backend/profiling_backend.h"
-#include "model/gpt.h"
+#include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
 namespace CLI {
@@ -32,7 +32,7 @@ struct ModelSource {
 struct OpenedModel {
   std::unique_ptr<backend::Backend> backend;
   std::unique_ptr<backend::ProfilingBackend> profiler;  // wraps `backend` when source.profile
-  std::unique_ptr<model::Gpt> model;
+  std::unique_ptr<model::Model> model;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null unless requested
   bool from_checkpoint = false;
   std::map<std::string, std::string> info;  // what to write into config.json's "switchyard" section

@@ -50,20 +50,20 @@ plan::Catalog open_catalog(const PlanFlags& f) {
 
 // --model: a GPT-2 preset, a checkpoint directory (config.json), or a JSON file holding a generic
 // decoder shape (see plan/workload.h) for models the engine does not train, such as Llama.
-plan::DecoderShape open_shape(const std::string& model, int64_t* default_seq) {
+plan::ModelShape open_shape(const std::string& model, int64_t* default_seq) {
   namespace fs = std::filesystem;
   if (fs::is_regular_file(model)) {
     nlohmann::json json = plan::read_json_file(model);
-    plan::DecoderShape shape = plan::shape_from_json(json, model);
+    plan::ModelShape shape = plan::shape_from_json(json, model);
     if (json.contains("seq_len") && json["seq_len"].is_number_integer()) {
       *default_seq = json["seq_len"].get<int64_t>();
     }
     return shape;
   }
-  model::GptConfig config =
+  model::ModelConfig config =
       is_checkpoint_dir(model) ? model::read_config(model) : model::preset(model);
   *default_seq = config.max_seq_len;
-  return plan::shape_from_gpt(config, model);
+  return plan::shape_from_config(config, model);
 }
 
 void run_plan(const PlanFlags& f) {
@@ -108,8 +108,8 @@ void run_plan(const PlanFlags& f) {
         "plan for {}: {:.4g} tokens at T={}, global batch {} tokens requested, {:.3g} model FLOPs "
         "per token ({:.3g} parameters)",
         f.model, f.tokens, request.seq_len, plan::group_digits(request.global_batch_tokens),
-        plan::training_flops_per_token(request.shape, request.seq_len),
-        static_cast<double>(plan::num_parameters(request.shape)));
+        request.shape.training_flops_per_token(request.seq_len),
+        static_cast<double>(request.shape.num_parameters()));
     std::printf("%s", plan::format_table(rows, heading).c_str());
   }
 }

@@ -8,10 +8,15 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <set>
 
+#include <fmt/format.h>
+
+#include "backend/simulated_span.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
+#include "cli/progress_line.h"
 #include "cli/stop_signals.h"
 #include "cli/train_settings.h"
 #include "core/error.h"
@@ -69,6 +74,60 @@ void prepare_data(TrainFlags& flags, const tokenizer::Tokenizer& tokenizer) {
   o.val_shard = prepared.val_path;
 }
 
+// The run's events as the CLI shows them: a live progress line (started at the first step, whose
+// report says where a resumed run began), validations and notes on lines of their own.
+class TrainDisplay {
+ public:
+  explicit TrainDisplay(int every) : every_(every) {}
+  train::TrainEvents events() {
+    train::TrainEvents e;
+    e.step = [this](const train::StepReport& r) { on_step(r); };
+    e.evaluated = [this](const train::EvalReport& r) {
+      finish();
+      std::fprintf(stderr, "step %d: validation loss %.4f (perplexity %.2f, %zu tokens)\n", r.step,
+                   r.loss, r.perplexity, r.tokens);
+    };
+    e.note = [this](const std::string& text) {
+      finish();
+      std::fprintf(stderr, "%s\n", text.c_str());
+    };
+    return e;
+  }
+  void finish() {
+    if (line_) line_->finish();
+  }
+
+ private:
+  void on_step(const train::StepReport& r) {
+    if (!line_) line_.emplace(r.first_step, r.total, every_);
+    std::string text = fmt::format("loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms", r.loss,
+                                   r.learning_rate, r.grad_norm, r.ms);
+    if (r.simulated) {
+      text += fmt::format(" | sim {:.2f} ms, {:.0f} tok/s/core", r.simulated->ms,
+                          r.simulated->tokens_per_s_per_core);
+    }
+    line_->update(r.step - 1, r.tokens * (r.step - r.first_step), text);
+  }
+
+  int every_;
+  std::optional<ProgressLine> line_;
+};
+
+void report_summary(const train::TrainResult& result, const train::TrainOptions& o,
+                    const model::Model& model) {
+  const int steps = result.steps_done - result.first_step;
+  std::fprintf(stderr, "trained %d steps in %s (%.0f tokens/s); checkpoint in %s\n", steps,
+               format_duration(result.seconds).c_str(), result.tokens_per_s, o.out_dir.c_str());
+  const std::optional<backend::SimulationReport> report = backend::simulation_report(model.backend());
+  if (!report || steps <= 0 || result.simulated_seconds <= 0) return;
+  const double tokens = static_cast<double>(o.batch) * o.seq * o.grad_accum * steps;
+  const double per_core = tokens / result.simulated_seconds;
+  std::fprintf(stderr, "simulated %s %s: %.3f s for those steps, %.0f tokens/s per core, %.0f per chip (%d cores)%s\n",
+               report->target.c_str(), report->core.c_str(), result.simulated_seconds, per_core,
+               per_core * report->cores_per_chip, report->cores_per_chip,
+               backend::describe_unsimulated(report->unsimulated_ops).c_str());
+}
+
 // Runs the training; returns the process's exit status (0, or 128 + the signal that stopped it).
 int run_train(TrainFlags& flags, const std::set<std::string>& given) {
   train::TrainOptions& o = flags.options;
@@ -100,17 +159,21 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
 
   OpenedModel opened = open_model(source, /*load_tokenizer=*/true);
   o.model_info = opened.info;
-  const model::GptConfig& c = opened.model->config();
+  const model::ModelConfig& c = opened.model->config();
   // Shape mistakes are reported before the (possibly long) tokenisation of the data.
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
   prepare_data(flags, *opened.tokenizer);
   std::fprintf(stderr, "model: %d layers, %d heads, %d channels, vocabulary %d, context %d (%.2fM parameters) on %s\n",
                c.num_layers, c.num_heads, c.channels, c.vocab_size, c.max_seq_len,
-               c.num_parameters() / 1e6, opened.backend->description().c_str());
+               opened.model->shape().num_parameters() / 1e6, opened.backend->description().c_str());
 
   StopSignals signals;
   o.stop_requested = [] { return StopSignals::requested(); };
+  TrainDisplay display(flags.log_every);
+  o.events = display.events();
   const train::TrainResult result = train::train(*opened.model, o);
+  display.finish();
+  report_summary(result, o, *opened.model);
   const std::string resume_command = program_name() + " train --out " + shell_quote(o.out_dir) + " --resume";
   if (result.timed_out) std::fprintf(stderr, "continue with: %s\n", resume_command.c_str());
   if (!result.stopped) return 0;
@@ -150,7 +213,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--checkpoint-minutes", o.checkpoint_minutes, "minutes of wall time between checkpoints (0: none by time)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--time-limit", o.time_limit_s, "stop after this many seconds, with a checkpoint (0: none)")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--log-every", o.log_every, "progress line cadence when stderr is not a terminal")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  cmd->add_option("--log-every", flags->log_every, "progress line cadence when stderr is not a terminal")->check(CLI::Range(1, 1 << 30))->capture_default_str();
   cmd->add_flag("--resume", o.resume, "continue the run checkpointed in --out, with its recorded settings");
   cmd->callback([flags, cmd] {
     if (flags->source.model.empty() && !flags->options.resume) {

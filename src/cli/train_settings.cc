@@ -89,7 +89,7 @@ std::vector<Setting> settings_of(TrainFlags& f) {
       bind("checkpoint-every", may_change, o.checkpoint_every),
       bind("checkpoint-minutes", may_change, o.checkpoint_minutes),
       bind("time-limit", may_change, o.time_limit_s),
-      bind("log-every", may_change, o.log_every),
+      bind("log-every", may_change, f.log_every),
   };
 }
 

@@ -25,6 +25,7 @@ struct TrainFlags {
   std::vector<std::string> data;
   std::string val_data;
   double val_fraction = 0.1;
+  int log_every = 10;  // progress line cadence when stderr is not a terminal
   train::TrainOptions options;
 };
 

@@ -53,7 +53,7 @@ void write_text_file(const std::string& path, const std::string& text) {
 }
 
 // config.json and model.safetensors, staged in `commit`.
-void stage_model(const Gpt& model, FileSetCommit& commit, const nlohmann::json& info) {
+void stage_model(const Model& model, FileSetCommit& commit, const nlohmann::json& info) {
   nlohmann::json config = config_to_json(model.config());
   if (!info.empty()) config["switchyard"] = info;
   write_text_file(commit.stage(kConfigFile), config.dump(2) + "\n");
@@ -81,7 +81,7 @@ void stage_model(const Gpt& model, FileSetCommit& commit, const nlohmann::json& 
 
 }  // namespace
 
-GptConfig read_config(const std::string& directory) {
+ModelConfig read_config(const std::string& directory) {
   std::string path = (fs::path(directory) / kConfigFile).string();
   if (!fs::is_directory(directory)) fail("model directory {} does not exist", directory);
   recover_file_set(directory);
@@ -138,7 +138,7 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
   return values;
 }
 
-void load_weights(Gpt& model, const std::string& directory) {
+void load_weights(Model& model, const std::string& directory) {
   recover_file_set(directory);
   SafetensorsFile file = SafetensorsFile::open((fs::path(directory) / kWeightsFile).string());
   const ParameterLayout& layout = model.layout();
@@ -155,14 +155,14 @@ void load_weights(Gpt& model, const std::string& directory) {
   model.parameters_from_host(read_hf_tensors(layout, file, ""));
 }
 
-void save_model(const Gpt& model, const std::string& directory,
+void save_model(const Model& model, const std::string& directory,
                 const std::map<std::string, std::string>& info) {
   FileSetCommit commit(directory);
   stage_model(model, commit, info.empty() ? nlohmann::json::object() : nlohmann::json(info));
   commit.commit();
 }
 
-void save_training_checkpoint(const Gpt& model, const std::string& directory, const nlohmann::json& info,
+void save_training_checkpoint(const Model& model, const std::string& directory, const nlohmann::json& info,
                               const TrainingState& state) {
   FileSetCommit commit(directory);
   stage_model(model, commit, info);
@@ -177,7 +177,7 @@ void save_training_checkpoint(const Gpt& model, const std::string& directory, co
   commit.commit();
 }
 
-TrainingState load_training_state(Gpt& model, const std::string& directory) {
+TrainingState load_training_state(Model& model, const std::string& directory) {
   recover_file_set(directory);
   std::string path = (fs::path(directory) / kStateFile).string();
   SafetensorsFile file = SafetensorsFile::open(path);

@@ -18,14 +18,14 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "model/gpt.h"
-#include "model/gpt_config.h"
+#include "model/model.h"
+#include "model/model_config.h"
 #include "model/safetensors.h"
 
 namespace switchyard::model {
 
 // Reads and validates <dir>/config.json. Throws Error naming the file and the problem.
-GptConfig read_config(const std::string& directory);
+ModelConfig read_config(const std::string& directory);
 // Reads <dir>/config.json's "switchyard" section (tokenizer name and other run facts), or an empty
 // map if there is none. Values that are not strings come as their JSON text.
 std::map<std::string, std::string> read_switchyard_info(const std::string& directory);
@@ -38,9 +38,9 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
                                    const std::string& prefix);
 // Loads <dir>/model.safetensors into `model`, whose config must equal the directory's config.json.
 // Throws Error for a missing, unknown or wrongly shaped tensor, or a tensor of another dtype.
-void load_weights(Gpt& model, const std::string& directory);
+void load_weights(Model& model, const std::string& directory);
 // Writes config.json (with `info` as its "switchyard" section) and model.safetensors (fp32), as one set.
-void save_model(const Gpt& model, const std::string& directory,
+void save_model(const Model& model, const std::string& directory,
                 const std::map<std::string, std::string>& info);
 
 struct TrainingState {
@@ -49,10 +49,10 @@ struct TrainingState {
 };
 // Writes config.json (with the JSON object `info` as its "switchyard" section), model.safetensors
 // and training_state.safetensors (moments and `state`) as one set.
-void save_training_checkpoint(const Gpt& model, const std::string& directory, const nlohmann::json& info,
+void save_training_checkpoint(const Model& model, const std::string& directory, const nlohmann::json& info,
                               const TrainingState& state);
 // Loads the moments into `model` and returns the state. Throws Error if missing or inconsistent.
-TrainingState load_training_state(Gpt& model, const std::string& directory);
+TrainingState load_training_state(Model& model, const std::string& directory);
 // The state's values (and "step") without a model. Reads the whole file.
 std::map<std::string, std::string> read_training_state_values(const std::string& directory);
 

@@ -158,14 +158,20 @@ int KvCache::blocks_needed(const Sequence& s, int group, int tokens) const {
                          static_cast<int>(s.tables[group].size()));
 }
 
-bool KvCache::can_append(SequenceId id, int tokens) const {
-  const Sequence& s = sequence(id);
+bool KvCache::can_append(SequenceId id, int tokens) const { return can_append({{id, tokens}}); }
+
+bool KvCache::can_append(const std::vector<std::pair<SequenceId, int>>& appends,
+                         int* missing) const {
+  int short_by = 0;
   for (size_t g = 0; g < pools_.size(); ++g) {
-    if (blocks_needed(s, static_cast<int>(g), tokens) > free_blocks(static_cast<int>(g))) {
-      return false;
+    int needed = 0;
+    for (const auto& [id, tokens] : appends) {
+      needed += blocks_needed(sequence(id), static_cast<int>(g), tokens);
     }
+    short_by = std::max(short_by, needed - free_blocks(static_cast<int>(g)));
   }
-  return true;
+  if (missing) *missing = short_by;
+  return short_by <= 0;
 }
 
 std::vector<std::vector<int32_t>> KvCache::append(SequenceId id,

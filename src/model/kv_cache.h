@@ -77,6 +77,10 @@ class KvCache {
   // ---- growing ----
   // Whether `tokens` more tokens of sequence `id` fit in every group's pool now.
   bool can_append(SequenceId id, int tokens) const;
+  // Whether all of these (sequence, tokens) appends fit together; otherwise the blocks missing in
+  // the shortest pool, through `missing` when given.
+  bool can_append(const std::vector<std::pair<SequenceId, int>>& appends,
+                  int* missing = nullptr) const;
   // Makes room for `tokens` more tokens (their ids, for prefix registration) and returns, per
   // group, each new token's slot (block * block_size + offset). Throws KvCacheFull, changing
   // nothing, when a pool is short.

@@ -1,10 +1,12 @@
-// Where every GPT-2 parameter lives inside the one parameter allocation.
+// Where every parameter lives inside the one parameter allocation, its Hugging Face name, and how
+// it is initialised.
 //
-// Parameters, their gradients and both AdamW moments use this same layout, each in one allocation.
-// Tensors that take weight decay (every matrix, including both embeddings) come first, the others
-// (biases, LayerNorm gains and shifts) after, so the optimizer is two calls, not one per tensor.
-// Linear weights are stored [out, in] (nn.Linear layout); Hugging Face's GPT-2 stores them [in, out]
-// (Conv1D), which `hf_transposed` marks for the checkpoint code.
+// Parameters, their gradients and both AdamW moments use this same layout, each in one fp32
+// allocation. Tensors that take weight decay (every matrix, embeddings included) come first, the
+// others (biases, norm gains and shifts) after, so the optimizer is two calls, not one per tensor.
+// Linear weights are stored [out, in] (nn.Linear layout); a family whose checkpoints store a
+// tensor [in, out] (GPT-2's Conv1D) marks it `hf_transposed` for the checkpoint code. Each family
+// builds its layout (the table of its Hugging Face names) in its own file.
 #pragma once
 
 #include <cstddef>
@@ -12,28 +14,27 @@
 #include <string>
 #include <vector>
 
-#include "model/gpt_config.h"
-
 namespace switchyard::model {
 
+// How a freshly created model fills a tensor.
+enum class Init { kZero, kOne, kNormal };
+
 struct ParameterTensor {
-  std::string name;            // Hugging Face GPT-2 name without the "transformer." prefix
+  std::string name;            // Hugging Face name (GPT-2: without the "transformer." prefix)
   std::vector<int64_t> shape;  // shape in our layout
   size_t offset = 0;           // in floats, from the start of the allocation
   size_t numel = 0;
   bool hf_transposed = false;  // stored [in, out] in Hugging Face checkpoints
   bool decay = false;          // takes weight decay
-};
-
-// Float offsets of one transformer block's tensors.
-struct LayerOffsets {
-  size_t ln1_w, ln1_b, qkv_w, qkv_b, attn_proj_w, attn_proj_b;
-  size_t ln2_w, ln2_b, fc_w, fc_b, fc_proj_w, fc_proj_b;
+  Init init = Init::kZero;
+  float init_std = 0.0f;       // for Init::kNormal
 };
 
 class ParameterLayout {
  public:
-  explicit ParameterLayout(const GptConfig& config);
+  // Appends a tensor (64-byte aligned) and returns its offset. Decayed tensors must all come first.
+  size_t add(const std::string& name, std::vector<int64_t> shape, bool hf_transposed, bool decay,
+             Init init, float init_std = 0.0f);
 
   const std::vector<ParameterTensor>& tensors() const { return tensors_; }
   // Null when no tensor has that name.
@@ -42,11 +43,7 @@ class ParameterLayout {
   // Floats [0, decay_end) take weight decay; [decay_end, total) do not.
   size_t decay_end() const { return decay_end_; }
 
-  size_t wte = 0, wpe = 0, lnf_w = 0, lnf_b = 0;
-  std::vector<LayerOffsets> layers;
-
  private:
-  size_t add(const std::string& name, std::vector<int64_t> shape, bool hf_transposed, bool decay);
   std::vector<ParameterTensor> tensors_;
   size_t total_ = 0;
   size_t decay_end_ = 0;

@@ -38,7 +38,7 @@ struct StepEvidence {
   int64_t batch = 0, seq = 0;
   double ms_per_step = 0;  // measured, or simulated when kind == kSimulated
   double flops_per_step =
-      0;  // model FLOPs of the step (GptConfig::training_flops_per_token * B * T)
+      0;  // model FLOPs of the step (ModelShape::training_flops_per_token * B * T)
   double flops_per_second() const { return flops_per_step / (ms_per_step / 1000.0); }
 };
 

@@ -21,7 +21,7 @@ struct Option {
 constexpr Option kOptions[] = {{false, false}, {true, false}, {true, true}};
 
 // Largest power-of-two micro-batch (>= 1) whose memory fits; 0 if even 1 does not.
-int64_t largest_micro_batch(const DecoderShape& shape, const Precision& precision,
+int64_t largest_micro_batch(const ModelShape& shape, const Precision& precision,
                             MemoryLayout layout, double capacity, int64_t max_micro, double* used) {
   int64_t best = 0;
   for (int64_t mb = 1; mb <= max_micro; mb *= 2) {
@@ -36,7 +36,7 @@ int64_t largest_micro_batch(const DecoderShape& shape, const Precision& precisio
 
 void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec& inst,
                  const ComputeRate& rate, PlanRow& row) {
-  const DecoderShape& s = r.shape;
+  const ModelShape& s = r.shape;
   const double T = static_cast<double>(r.seq_len);
   const double tokens_per_micro = static_cast<double>(row.micro_batch) * T;
   const double replica_tokens = tokens_per_micro * static_cast<double>(row.data_parallel);
@@ -61,7 +61,7 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
                   row.accumulation, step);
   }
 
-  const double flops_micro = tokens_per_micro * training_flops_per_token(s, r.seq_len) /
+  const double flops_micro = tokens_per_micro * s.training_flops_per_token(r.seq_len) /
                              static_cast<double>(row.tensor_parallel);
   row.compute_s = flops_micro / rate.flops_per_second * (row.recompute ? 4.0 / 3.0 : 1.0);
 
@@ -79,7 +79,7 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   }
   // Gradient all-reduce (or ZeRO-1 reduce-scatter + all-gather: the same bytes), once per step.
   const double grad_bytes =
-      static_cast<double>(num_parameters(s)) / row.tensor_parallel * r.precision.grad_bytes;
+      static_cast<double>(s.num_parameters()) / row.tensor_parallel * r.precision.grad_bytes;
   if (row.data_parallel > 1) {
     if (row.instances == 1) {
       row.dp_comm_s =
@@ -271,10 +271,9 @@ std::vector<PlanRow> make_plan(const Catalog& catalog, const PlanRequest& r) {
   require(r.assumed_mfu > 0 && r.assumed_mfu <= 1, "assumed MFU must be in (0, 1], got {}",
           r.assumed_mfu);
   r.shape.validate();
-  if (r.shape.gpt) {
-    require(r.seq_len <= r.shape.gpt->max_seq_len,
-            "sequence length {} exceeds the model's context of {}", r.seq_len,
-            r.shape.gpt->max_seq_len);
+  if (r.shape.context > 0) {
+    require(r.seq_len <= r.shape.context, "sequence length {} exceeds the model's context of {}",
+            r.seq_len, r.shape.context);
   }
   for (const StepEvidence& e : r.evidence) catalog.chip(e.chip);  // unknown chips are errors
 

@@ -36,7 +36,7 @@
 namespace switchyard::plan {
 
 struct PlanRequest {
-  DecoderShape shape;
+  ModelShape shape;
   int64_t seq_len = 1024;
   double tokens = 0;               // tokens to train on
   std::vector<std::string> chips;  // empty: every chip in the catalog

@@ -81,7 +81,7 @@ ValidationReport validate_published(const Catalog& catalog, const std::vector<Pu
     families.insert(chip.family);
     ValidationRow row;
     row.run = run;
-    row.flops_per_token = training_flops_per_token(run.shape, run.seq_len);
+    row.flops_per_token = run.shape.training_flops_per_token(run.seq_len);
     const double peak = chip.bf16_tflops.value * 1e12;
     row.measured_mfu = run.tokens_per_s_per_chip * row.flops_per_token / peak;
     row.predicted = peak * family->mfu.value / row.flops_per_token;

@@ -22,13 +22,13 @@ struct PublishedRun {
   std::string name;
   std::string chip;  // catalog chip
   int64_t chips = 0;
-  DecoderShape shape;
+  ModelShape shape;
   int64_t seq_len = 0;
   double tokens_per_s_per_chip = 0;  // measured
   std::string source, date, note;
 };
 
-// {"runs": [{"name", "chip", "chips", "model": DecoderShape json, "seq_len",
+// {"runs": [{"name", "chip", "chips", "model": ModelShape json, "seq_len",
 //   "tokens_per_s_per_chip" | "sequences_per_s" (whole run), "source", "date", "note"?}]}
 std::vector<PublishedRun> parse_published(const nlohmann::json& json, const std::string& what);
 

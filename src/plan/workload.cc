@@ -29,23 +29,23 @@ bool bool_field(const nlohmann::json& json, const char* key, const std::string& 
 }
 
 // Elements of forward activations per token for one layer, on one chip of a tensor-parallel group
-// before the division by the group size: the tensors model::Gpt keeps per layer (ln1, qkv, atty,
+// before the division by the group size: the tensors the GPT-2 family keeps per layer (ln1, qkv, atty,
 // attn_proj, residual2, ln2, fc, fc activation, fc_proj, residual3, four LayerNorm statistics) and,
 // unless attention is fused, the attention probabilities (NH x T per token).
-double layer_activation_elements(const DecoderShape& s, int64_t T, bool attention_matrix) {
+double layer_activation_elements(const ModelShape& s, int64_t T, bool attention_matrix) {
   const double C = s.hidden, F = s.ffn;
-  const double qkv = C + 2.0 * s.kv_heads * s.head_size();
+  const double qkv = static_cast<double>(s.qkv_width());
   double elements = C /*ln1*/ + qkv + C /*atty*/ + C /*attn_proj*/ + C /*residual2*/ + C /*ln2*/ +
                     (s.gated ? 3.0 : 2.0) * F + C /*fc_proj*/ + C /*residual3*/ + 4.0 /*stats*/;
   if (attention_matrix) elements += static_cast<double>(s.heads) * T;
   return elements;
 }
 
-// Backward scratch per token for the one layer being differentiated (model::Gpt::Scratch):
+// Backward scratch per token for the one layer being differentiated (the GPT-2 family's scratch):
 // d_residual, d_ln, d_qkv, d_atty, d_att, d_fch, d_fch_gelu and d_lnf.
-double backward_scratch_elements(const DecoderShape& s, int64_t T, bool attention_matrix) {
+double backward_scratch_elements(const ModelShape& s, int64_t T, bool attention_matrix) {
   const double C = s.hidden, F = s.ffn;
-  const double qkv = C + 2.0 * s.kv_heads * s.head_size();
+  const double qkv = static_cast<double>(s.qkv_width());
   double elements = C + C + qkv + C + (s.gated ? 3.0 : 2.0) * F + C;
   if (attention_matrix) elements += static_cast<double>(s.heads) * T;
   return elements;
@@ -53,42 +53,13 @@ double backward_scratch_elements(const DecoderShape& s, int64_t T, bool attentio
 
 }  // namespace
 
-void DecoderShape::validate() const {
-  std::string what = name.empty() ? "model shape" : "model shape '" + name + "'";
-  require(layers > 0, "{}: layers must be positive, got {}", what, layers);
-  require(hidden > 0, "{}: hidden must be positive, got {}", what, hidden);
-  require(heads > 0, "{}: heads must be positive, got {}", what, heads);
-  require(hidden % heads == 0, "{}: hidden ({}) must be divisible by heads ({})", what, hidden,
-          heads);
-  require(kv_heads > 0 && kv_heads <= heads && heads % kv_heads == 0,
-          "{}: kv_heads ({}) must divide heads ({})", what, kv_heads, heads);
-  require(vocab > 0, "{}: vocab must be positive, got {}", what, vocab);
-  require(ffn > 0, "{}: ffn must be positive, got {}", what, ffn);
-  require(learned_positions >= 0, "{}: learned_positions must be >= 0, got {}", what,
-          learned_positions);
+ModelShape shape_from_config(const model::ModelConfig& config, const std::string& name) {
+  return ModelShape::of(config, name);
 }
 
-DecoderShape shape_from_gpt(const model::GptConfig& config, const std::string& name) {
-  config.validate();
-  DecoderShape s;
-  s.name = name;
-  s.layers = config.num_layers;
-  s.hidden = config.channels;
-  s.heads = config.num_heads;
-  s.kv_heads = config.num_heads;
-  s.vocab = config.vocab_size;
-  s.ffn = 4 * static_cast<int64_t>(config.channels);
-  s.gated = false;
-  s.tied_embeddings = true;
-  s.learned_positions = config.max_seq_len;
-  s.biases = true;
-  s.gpt = config;
-  return s;
-}
-
-DecoderShape shape_from_json(const nlohmann::json& json, const std::string& where) {
+ModelShape shape_from_json(const nlohmann::json& json, const std::string& where) {
   if (!json.is_object()) fail("{}: expected a model shape object", where);
-  DecoderShape s;
+  ModelShape s;
   if (!json.contains("name") || !json["name"].is_string()) {
     fail("{}: missing string field 'name'", where);
   }
@@ -97,6 +68,7 @@ DecoderShape shape_from_json(const nlohmann::json& json, const std::string& wher
   s.hidden = int_field(json, "hidden", where);
   s.heads = int_field(json, "heads", where);
   s.kv_heads = int_field(json, "kv_heads", where, s.heads);
+  s.head_dim = int_field(json, "head_dim", where, 0);
   s.vocab = int_field(json, "vocab", where);
   s.ffn = int_field(json, "ffn", where);
   s.gated = bool_field(json, "gated", where, false);
@@ -105,36 +77,6 @@ DecoderShape shape_from_json(const nlohmann::json& json, const std::string& wher
   s.biases = bool_field(json, "biases", where, false);
   s.validate();
   return s;
-}
-
-int64_t num_parameters(const DecoderShape& s) {
-  if (s.gpt) return s.gpt->num_parameters();
-  const int64_t C = s.hidden, F = s.ffn;
-  const int64_t qkv = C + 2 * s.kv_heads * s.head_size();
-  int64_t per_layer = C * qkv + C * C + (s.gated ? 3 : 2) * C * F;
-  per_layer += s.biases ? 4 * C : 2 * C;  // two norms: gains (and shifts with biases)
-  if (s.biases) per_layer += qkv + C + (s.gated ? 2 : 1) * F + C;
-  int64_t total = s.layers * per_layer + s.vocab * C * (s.tied_embeddings ? 1 : 2) +
-                  s.learned_positions * C + (s.biases ? 2 * C : C);
-  return total;
-}
-
-double forward_flops_per_token(const DecoderShape& s, int64_t T) {
-  require(T > 0, "sequence length must be positive, got {}", T);
-  if (s.gpt) return s.gpt->forward_flops_per_token(static_cast<int>(T));
-  const double C = s.hidden, F = s.ffn, V = s.vocab, L = s.layers;
-  const double qkv = C + 2.0 * s.kv_heads * s.head_size();
-  double matmul_per_layer = 2.0 * (C * qkv + C * C + (s.gated ? 3.0 : 2.0) * C * F);
-  double attention_per_layer = 2.0 * 2.0 * C * (T + 1) / 2.0;
-  return L * (matmul_per_layer + attention_per_layer) + 2.0 * C * V;
-}
-
-double training_flops_per_token(const DecoderShape& s, int64_t T) {
-  if (s.gpt) {
-    require(T > 0, "sequence length must be positive, got {}", T);
-    return s.gpt->training_flops_per_token(static_cast<int>(T));
-  }
-  return 3.0 * forward_flops_per_token(s, T);
 }
 
 Precision engine_fp32() { return Precision{}; }
@@ -149,13 +91,13 @@ Precision mixed_bf16() {
   return p;
 }
 
-MemoryEstimate estimate_memory(const DecoderShape& s, const Precision& p, const MemoryLayout& m) {
+MemoryEstimate estimate_memory(const ModelShape& s, const Precision& p, const MemoryLayout& m) {
   require(m.micro_batch > 0, "micro batch must be positive, got {}", m.micro_batch);
   require(m.seq_len > 0, "sequence length must be positive, got {}", m.seq_len);
   require(m.tensor_parallel > 0 && m.data_parallel > 0,
           "parallel degrees must be positive (tensor {}, data {})", m.tensor_parallel,
           m.data_parallel);
-  const double params = static_cast<double>(num_parameters(s)) / m.tensor_parallel;
+  const double params = static_cast<double>(s.num_parameters()) / m.tensor_parallel;
   const double tokens = static_cast<double>(m.micro_batch) * m.seq_len;
   const double t = static_cast<double>(m.tensor_parallel);
   const bool att = p.stores_attention_matrix;

@@ -1,5 +1,5 @@
 // The training workload as the planner sees it: FLOPs per token, parameter count and memory per
-// chip of a decoder-only transformer, for GPT-2 (from the engine's own GptConfig) and for generic
+// chip of a decoder-only transformer, for GPT-2 (from the engine's own ModelConfig) and for generic
 // decoders (Llama-style gated FFN, grouped-query attention, untied heads) so that published runs of
 // larger models can be predicted with the same code.
 #pragma once
@@ -10,44 +10,21 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "model/gpt_config.h"
+#include "model/model_config.h"
+#include "model/model_shape.h"
 
 namespace switchyard::plan {
 
-struct DecoderShape {
-  std::string name;
-  int64_t layers = 0;
-  int64_t hidden = 0;
-  int64_t heads = 0;
-  int64_t kv_heads = 0;  // grouped-query attention; equals heads for multi-head attention
-  int64_t vocab = 0;
-  int64_t ffn = 0;     // FFN inner size
-  bool gated = false;  // SwiGLU-style: three FFN matrices instead of two
-  bool tied_embeddings = true;
-  int64_t learned_positions = 0;  // rows of a learned position table (0: rotary/ALiBi)
-  bool biases = false;            // linear layers carry biases (GPT-2)
-  // Set for GPT-2 shapes: FLOPs and parameters come from the engine's GptConfig, exactly.
-  std::optional<model::GptConfig> gpt;
+// The planner's model shapes are the engine's (model/model_shape.h): the same counts for a model
+// this engine builds and for a published one described in a catalog.
+using model::ModelShape;
 
-  // Throws Error naming the first invalid field.
-  void validate() const;
-  int64_t head_size() const { return hidden / heads; }
-};
-
-// GPT-2 as the engine builds it (GptConfig presets or a checkpoint's config.json).
-DecoderShape shape_from_gpt(const model::GptConfig& config, const std::string& name);
+// GPT-2 as the engine builds it (ModelConfig presets or a checkpoint's config.json).
+ModelShape shape_from_config(const model::ModelConfig& config, const std::string& name);
 // A generic decoder from JSON: {"name", "layers", "hidden", "heads", "vocab", "ffn", "gated",
-// "kv_heads"?, "tied_embeddings"?, "learned_positions"?, "biases"?}. Throws Error naming the field.
-DecoderShape shape_from_json(const nlohmann::json& json, const std::string& where);
-
-int64_t num_parameters(const DecoderShape& shape);
-// Forward FLOPs per token at sequence length T: 2 per multiply-add for every matrix product, causal
-// attention (q.k and att.v) at the average (T + 1) / 2 keys per query, and the LM head. For GPT-2
-// this is GptConfig::forward_flops_per_token.
-double forward_flops_per_token(const DecoderShape& shape, int64_t T);
-// Forward + backward (3x forward); GptConfig::training_flops_per_token for GPT-2. Recomputation is
-// not counted here: it is hardware work, not model work.
-double training_flops_per_token(const DecoderShape& shape, int64_t T);
+// "kv_heads"?, "head_dim"?, "tied_embeddings"?, "learned_positions"?, "biases"?}. Throws Error
+// naming the field.
+ModelShape shape_from_json(const nlohmann::json& json, const std::string& where);
 
 // How the state and activations are stored.
 struct Precision {
@@ -80,10 +57,10 @@ struct MemoryEstimate {
   }
 };
 
-// Mirrors what model::Gpt allocates (one allocation each for parameters, gradients, AdamW m and v,
+// Mirrors what model::Model allocates (one allocation each for parameters, gradients, AdamW m and v,
 // the forward activations of one batch and the backward pass's one-layer scratch), generalised to
 // tensor parallelism, ZeRO-1, recomputation and narrower types.
-MemoryEstimate estimate_memory(const DecoderShape& shape, const Precision& precision,
+MemoryEstimate estimate_memory(const ModelShape& shape, const Precision& precision,
                                const MemoryLayout& layout);
 
 }  // namespace switchyard::plan

@@ -9,7 +9,7 @@
 
 namespace switchyard::train {
 
-EvalResult evaluate(model::Gpt& model, std::span<const uint16_t> tokens, int T, size_t max_windows,
+EvalResult evaluate(model::Model& model, std::span<const uint16_t> tokens, int T, size_t max_windows,
                     int batch) {
   require(T > 0, "evaluation sequence length must be positive, got {}", T);
   require(batch > 0, "evaluation batch must be positive, got {}", batch);
@@ -31,7 +31,8 @@ EvalResult evaluate(model::Gpt& model, std::span<const uint16_t> tokens, int T, 
         targets[b * T + t] = tokens[start + t + 1];
       }
     }
-    model.forward(inputs.data(), targets.data(), B, T);
+    // Inference: no activations kept for a backward pass.
+    model.forward(model::Batch::windows(inputs.data(), targets.data(), B, T));
     for (float loss : model.losses_to_host()) loss_sum += loss;
   }
   result.windows = windows;

@@ -18,7 +18,6 @@
 #include "train/evaluate.h"
 #include "train/loss_curve.h"
 #include "train/lr_schedule.h"
-#include "train/progress.h"
 #include "train/run_log.h"
 
 namespace switchyard::train {
@@ -46,7 +45,7 @@ size_t parse_size(const std::map<std::string, std::string>& values, const std::s
   }
 }
 
-void save_checkpoint(const model::Gpt& model, const TrainOptions& o, int steps_done,
+void save_checkpoint(const model::Model& model, const TrainOptions& o, int steps_done,
                      const data::LoaderPosition& position) {
   nlohmann::json info = o.model_info;
   info["step"] = steps_done;
@@ -61,7 +60,7 @@ void save_checkpoint(const model::Gpt& model, const TrainOptions& o, int steps_d
 }
 
 // Loads the checkpoint in o.out_dir into `model` and `loader`; returns its step.
-int load_checkpoint(model::Gpt& model, const TrainOptions& o, data::BatchLoader& loader) {
+int load_checkpoint(model::Model& model, const TrainOptions& o, data::BatchLoader& loader) {
   model::load_weights(model, o.out_dir);
   model::TrainingState state = model::load_training_state(model, o.out_dir);
   std::vector<std::string> differences;
@@ -88,7 +87,7 @@ bool stop_requested(const TrainOptions& o) { return o.stop_requested && o.stop_r
 
 }  // namespace
 
-TrainResult train(model::Gpt& model, const TrainOptions& o) {
+TrainResult train(model::Model& model, const TrainOptions& o) {
   require(o.batch > 0 && o.seq > 0 && o.grad_accum > 0 && o.steps > 0,
           "batch, seq, grad-accum and steps must be positive");
   require(o.seq <= model.config().max_seq_len, "--seq {} exceeds the model's context of {} tokens",
@@ -125,15 +124,19 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     const LogCut cut = cut_log_back(log_path, first_step, evaluates_at(first_step));
     if (cut.validation_at_step) last_eval_step = first_step;
     if (cut.training_lines != first_step) {
-      std::fprintf(stderr, "note: %s holds %d of the %d training steps up to the checkpoint; the others are lost\n",
-                   log_path.c_str(), cut.training_lines, first_step);
+      o.events.on_note(fmt::format("note: {} holds {} of the {} training steps up to the checkpoint; "
+                                   "the others are lost",
+                                   log_path, cut.training_lines, first_step));
     }
   }
   RunLog log(log_path, o.resume);
 
   LrSchedule schedule{o.lr, o.lr * o.min_lr_ratio, o.warmup, o.steps};
   const size_t tokens_per_step = static_cast<size_t>(o.batch) * o.seq * o.grad_accum;
-  ProgressLine progress(first_step, o.steps, o.log_every);
+  const auto started = std::chrono::steady_clock::now();
+  auto elapsed_seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
   std::vector<int32_t> inputs, targets;
   TrainResult result;
   result.first_step = first_step;
@@ -144,9 +147,8 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     EvalResult eval = evaluate(model, val_tokens, o.seq, o.eval_windows, o.batch);
     result.val_loss = static_cast<float>(eval.loss);
     log.write(nlohmann::json{{"step", at_step}, {"val_loss", eval.loss}});
-    progress.finish();
-    std::fprintf(stderr, "step %d: validation loss %.4f (perplexity %.2f, %zu tokens)\n", at_step,
-                 eval.loss, eval.perplexity, eval.tokens);
+    o.events.on_eval({.step = at_step, .loss = eval.loss, .perplexity = eval.perplexity,
+                      .tokens = eval.tokens});
   };
   auto checkpoint_clock = std::chrono::steady_clock::now();
   auto checkpoint = [&] {
@@ -197,10 +199,9 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
       break;
     }
     const float lr = schedule.at(step);
-    const model::Gpt::StepResult stats = model.finish_step(o.adamw, lr, step + 1, o.clip);
+    const model::Model::StepResult stats = model.finish_step(o.adamw, lr, step + 1, o.clip);
     const float loss = stats.loss, norm = stats.grad_norm;
     if (!std::isfinite(loss)) {
-      progress.finish();
       fail("training diverged: loss is {} at step {} (try a lower --lr)", loss, step + 1);
     }
     double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -209,17 +210,18 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     result.last_loss = loss;
     nlohmann::json entry{{"step", step},  {"loss", loss}, {"lr", lr},
                          {"grad_norm", norm}, {"ms", ms},   {"tokens_per_s", tokens_per_step / (ms / 1000.0)}};
-    std::string sim_text;
-    if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(static_cast<double>(tokens_per_step))) {
+    const std::optional<backend::SimulatedSpan> sim =
+        sim_clock.lap(static_cast<double>(tokens_per_step));
+    if (sim) {
       entry["simulated_ms"] = sim->ms;
       entry["simulated_tokens_per_s_per_core"] = sim->tokens_per_s_per_core;
       entry["simulated_tokens_per_s_per_chip"] = sim->tokens_per_s_per_chip;
       sim_ms_total += sim->ms;
-      sim_text = fmt::format(" | sim {:.2f} ms, {:.0f} tok/s/core", sim->ms, sim->tokens_per_s_per_core);
     }
     log.write(entry);
-    progress.update(step - 1, static_cast<double>(tokens_per_step) * (step - first_step),
-                    fmt::format("loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms{}", loss, lr, norm, ms, sim_text));
+    o.events.on_step({.step = step, .first_step = first_step, .total = o.steps, .loss = loss,
+                      .learning_rate = lr, .grad_norm = norm, .ms = ms,
+                      .tokens = static_cast<double>(tokens_per_step), .simulated = sim});
 
     if (step == o.steps) break;  // the end of the run evaluates and checkpoints below
     if (stop_requested(o)) {  // skip this step's evaluation: a resumed run makes it first
@@ -228,15 +230,13 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
     }
     if (evaluates_at(step)) run_eval(step);
     if (checkpoint_due()) checkpoint();
-    if (o.time_limit_s > 0 && progress.elapsed_seconds() >= o.time_limit_s) {
-      progress.finish();
-      std::fprintf(stderr, "time limit of %.0f s reached after step %d of %d\n", o.time_limit_s, step,
-                   o.steps);
+    if (o.time_limit_s > 0 && elapsed_seconds() >= o.time_limit_s) {
+      o.events.on_note(fmt::format("time limit of {:.0f} s reached after step {} of {}",
+                                   o.time_limit_s, step, o.steps));
       result.timed_out = true;
       break;
     }
   }
-  progress.finish();
   // The last step is evaluated; so is a time limit's stop, to show where the run got to.
   if ((step == o.steps || result.timed_out) && last_eval_step != step) run_eval(step);
   if (last_checkpoint_step != step) checkpoint();
@@ -244,19 +244,9 @@ TrainResult train(model::Gpt& model, const TrainOptions& o) {
   write_loss_curve(log_path, (fs::path(o.out_dir) / "loss.svg").string());
 
   result.steps_done = step;
-  result.seconds = progress.elapsed_seconds();
+  result.seconds = elapsed_seconds();
   result.tokens_per_s = result.seconds > 0 ? tokens_per_step * (step - first_step) / result.seconds : 0;
-  std::fprintf(stderr, "trained %d steps in %s (%.0f tokens/s); checkpoint in %s\n", step - first_step,
-               format_duration(result.seconds).c_str(), result.tokens_per_s, o.out_dir.c_str());
-  if (sim_clock.active() && step > first_step) {
-    const backend::SimulationReport report = *backend::simulation_report(model.backend());
-    const double sim_s = sim_ms_total / 1000.0;
-    result.simulated_seconds = sim_s;
-    std::fprintf(stderr, "simulated %s %s: %.3f s for those steps, %.0f tokens/s per core, %.0f per chip (%d cores)%s\n",
-                 report.target.c_str(), report.core.c_str(), sim_s, tokens_per_step * (step - first_step) / sim_s,
-                 tokens_per_step * (step - first_step) / sim_s * report.cores_per_chip, report.cores_per_chip,
-                 backend::describe_unsimulated(report.unsimulated_ops).c_str());
-  }
+  if (sim_clock.active() && step > first_step) result.simulated_seconds = sim_ms_total / 1000.0;
   return result;
 }
 

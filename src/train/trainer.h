@@ -1,5 +1,6 @@
 // The training loop: AdamW with warmup + cosine schedule, global-norm clipping, gradient
-// accumulation, periodic validation and checkpoints, exact resume, progress line and JSON-lines log.
+// accumulation, periodic validation and checkpoints, exact resume, a JSON-lines log and a loss plot.
+// What happens as it runs is reported through TrainEvents; the loop prints nothing.
 //
 // A run can be stopped at any time and resumed to the same numbers: checkpoints are atomic sets
 // (model/file_set_commit.h) written every checkpoint_every steps, every checkpoint_minutes and when
@@ -15,7 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/gpt.h"
+#include "model/model.h"
+#include "train/train_events.h"
 
 namespace switchyard::train {
 
@@ -39,7 +41,6 @@ struct TrainOptions {
   int checkpoint_every = 0;         // steps between checkpoints; 0: none by step count
   double checkpoint_minutes = 10;   // wall-clock minutes between checkpoints; 0: none by time
   double time_limit_s = 0;   // stop (and checkpoint) after this much wall time; 0: no limit
-  int log_every = 10;        // progress line cadence when stderr is not a terminal
   bool resume = false;       // continue from the checkpoint in out_dir
   std::map<std::string, std::string> model_info;  // written into config.json (tokenizer, ...)
   // Written into config.json's "switchyard" section as "run" (with "step", the checkpoint's step):
@@ -50,6 +51,7 @@ struct TrainOptions {
   // returns with TrainResult::stopped set. A signal handler's flag belongs here; the library
   // installs no handlers.
   std::function<bool()> stop_requested;
+  TrainEvents events;
 };
 
 struct TrainResult {
@@ -67,6 +69,6 @@ struct TrainResult {
 // Trains `model` in place. With options.resume, first loads weights, optimizer state and data
 // position from options.out_dir and checks that the settings that shape the numbers (batch, seq,
 // grad-accum, lr, warmup) match; every mismatch is named in one Error.
-TrainResult train(model::Gpt& model, const TrainOptions& options);
+TrainResult train(model::Model& model, const TrainOptions& options);
 
 }  // namespace switchyard::train

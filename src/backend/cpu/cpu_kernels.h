@@ -35,7 +35,8 @@ namespace switchyard::backend::cpu {
 
 // Loops shorter than this run on one thread: waking the team costs more than the work.
 inline constexpr size_t kParallelThreshold = 1 << 15;
-// Matrix products with at most this many rows go to gemv_rows (weight streaming) instead of sgemm.
+// Matrix products with at most this many rows go to batch_invariant_linear (weight streaming)
+// instead of oneDNN.
 inline constexpr int kGemvMaxRows = 4;
 
 // ---- matrix products ----
@@ -50,9 +51,11 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);
 
-// out[N,OC] = inp[N,C] @ weight[OC,C]^T for small N: reads each weight row once for all N rows, so
-// decoding streams the weights at memory bandwidth (cpu_gemm.cc).
-void gemv_rows(float* out, const float* inp, const float* weight, int N, int C, int OC);
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T with every sum in one fixed order, so that a row's result
+// never depends on the number of rows, the other rows or the thread count (cpu_gemm.cc). Few rows
+// read each weight row once for all of them: decoding streams the weights at memory bandwidth.
+void batch_invariant_linear(float* out, const float* inp, const float* weight, int N, int C,
+                            int OC);
 
 // The same contract as sgemm, by plain loops: the double path of the tests and the reference that
 // the oneDNN path is checked against.
@@ -257,15 +260,18 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 
 // ---- linear layers ----
 
-// out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be null).
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be null). With batch_invariant, each
+// row's result is independent of the other rows (ops::Linear::batch_invariant); the double path
+// always is.
 template <typename T>
-void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC) {
+void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N, int C, int OC,
+                    bool batch_invariant = false) {
   if constexpr (std::is_same_v<T, float>) {
-    if (N > kGemvMaxRows) {
+    if (N > kGemvMaxRows && !batch_invariant) {
       linear_forward(out, inp, weight, bias, N, C, OC);
       return;
     }
-    gemv_rows(out, inp, weight, N, C, OC);
+    batch_invariant_linear(out, inp, weight, N, C, OC);
   } else {
     gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
   }
@@ -485,7 +491,7 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
   PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, T);\
   PREFIX template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
                                              const T*, int, int);                                 \
-  PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int);        \
+  PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool); \
   PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int,     \
                                           int);                                                   \
   PREFIX template void gelu_forward<T>(T*, const T*, size_t);                                     \

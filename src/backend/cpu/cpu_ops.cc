@@ -213,7 +213,8 @@ void CpuBackend::run(const ops::Linear& op) {
   if (!op.bias.empty()) require_numel(op.bias, OC, name, "bias");
   matmul_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"),
                  f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"),
-                 to_int(N, name, "inp"), to_int(C, name, "weight"), to_int(OC, name, "weight"));
+                 to_int(N, name, "inp"), to_int(C, name, "weight"), to_int(OC, name, "weight"),
+                 op.batch_invariant);
 }
 
 void CpuBackend::run(const ops::LinearBackward& op) {

@@ -9,7 +9,7 @@
 // All work is queued on one stream; the host waits only where the interface hands a value back
 // (copies to the host), on synchronize(), and for large copies to the device (small ones, such as
 // a batch's tokens, are staged in page-locked memory and do not wait). A training step
-// (Gpt::begin_step .. finish_step) therefore waits once, at its end.
+// (Model::begin_step .. finish_step) therefore waits once, at its end.
 //
 // Precision. "cuda" is bf16 mixed precision: precision() is {activations bf16, matmul_weights
 // bf16}, so activations are stored as bf16 and linear layers read the bf16 weight copy the model

@@ -1,4 +1,4 @@
-#include "train/progress.h"
+#include "cli/progress_line.h"
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-namespace switchyard::train {
+namespace switchyard::cli {
 
 std::string format_duration(double seconds) {
   if (!(seconds >= 0) || seconds > 1e8) return "?";
@@ -47,4 +47,4 @@ void ProgressLine::finish() {
   dirty_ = false;
 }
 
-}  // namespace switchyard::train
+}  // namespace switchyard::cli

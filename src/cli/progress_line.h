@@ -5,7 +5,7 @@
 #include <chrono>
 #include <string>
 
-namespace switchyard::train {
+namespace switchyard::cli {
 
 // "1:02:03" style duration.
 std::string format_duration(double seconds);
@@ -27,4 +27,4 @@ class ProgressLine {
   bool dirty_ = false;
 };
 
-}  // namespace switchyard::train
+}  // namespace switchyard::cli

@@ -1,4 +1,4 @@
-#include "model/gpt_config.h"
+#include "model/model_config.h"
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +10,7 @@ namespace {
 
 struct Preset {
   const char* name;
-  GptConfig config;
+  ModelConfig config;
 };
 
 // The four published GPT-2 sizes, and a ~1M-parameter model for quick runs (byte vocabulary).
@@ -33,7 +33,7 @@ int json_int(const nlohmann::json& json, const char* key) {
 
 }  // namespace
 
-void GptConfig::validate() const {
+void ModelConfig::validate() const {
   require(max_seq_len > 0, "model config: n_positions must be positive, got {}", max_seq_len);
   require(vocab_size > 0, "model config: vocab_size must be positive, got {}", vocab_size);
   require(num_layers > 0, "model config: n_layer must be positive, got {}", num_layers);
@@ -48,32 +48,13 @@ void GptConfig::validate() const {
           vocab_size);
 }
 
-int64_t GptConfig::num_parameters() const {
-  int64_t C = channels, L = num_layers;
-  int64_t per_layer = 2 * C                 // ln_1
-                      + C * 3 * C + 3 * C   // c_attn
-                      + C * C + C           // attn c_proj
-                      + 2 * C               // ln_2
-                      + C * 4 * C + 4 * C   // c_fc
-                      + 4 * C * C + C;      // mlp c_proj
-  return int64_t{vocab_size} * C + int64_t{max_seq_len} * C + L * per_layer + 2 * C;
-}
-
-double GptConfig::forward_flops_per_token(int T) const {
-  double C = channels, L = num_layers, V = vocab_size;
-  double matmul_per_layer = 2.0 * (C * 3 * C + C * C + C * 4 * C + 4 * C * C);
-  // Causal attention: on average (T + 1) / 2 keys per query, for q.k and att.v.
-  double attention_per_layer = 2.0 * 2.0 * C * (T + 1) / 2.0;
-  return L * (matmul_per_layer + attention_per_layer) + 2.0 * C * V;
-}
-
 std::vector<std::string> preset_names() {
   std::vector<std::string> names;
   for (const Preset& p : kPresets) names.push_back(p.name);
   return names;
 }
 
-GptConfig preset(const std::string& name) {
+ModelConfig preset(const std::string& name) {
   for (const Preset& p : kPresets) {
     if (name == p.name) return p.config;
   }
@@ -82,12 +63,12 @@ GptConfig preset(const std::string& name) {
   fail("unknown model preset '{}' (known: {})", name, known);
 }
 
-GptConfig config_from_json(const nlohmann::json& json) {
+ModelConfig config_from_json(const nlohmann::json& json) {
   if (!json.is_object()) fail("config.json: expected a JSON object");
   if (json.contains("model_type") && json["model_type"] != "gpt2") {
     fail("config.json: model_type {} is not supported (expected \"gpt2\")", json["model_type"].dump());
   }
-  GptConfig config;
+  ModelConfig config;
   config.max_seq_len = json_int(json, "n_positions");
   config.vocab_size = json_int(json, "vocab_size");
   config.num_layers = json_int(json, "n_layer");
@@ -103,7 +84,7 @@ GptConfig config_from_json(const nlohmann::json& json) {
   return config;
 }
 
-nlohmann::json config_to_json(const GptConfig& config) {
+nlohmann::json config_to_json(const ModelConfig& config) {
   return {
       {"model_type", "gpt2"},
       {"architectures", {"GPT2LMHeadModel"}},

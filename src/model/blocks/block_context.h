@@ -1,0 +1,41 @@
+// What the shared blocks (embeddings, norms, attention, MLPs, heads) work with: the backend, the
+// batch's index tensors on the device, the KV cache when the batch runs over one, and parameter
+// references.
+#pragma once
+
+#include <initializer_list>
+
+#include "backend/backend.h"
+#include "core/tensor.h"
+#include "model/batch_on_device.h"
+#include "model/kv_cache.h"
+
+namespace switchyard::model::blocks {
+
+namespace ops = backend::ops;
+
+// One parameter tensor: its fp32 value and gradient, and the form linear layers read (the value
+// itself, or its copy in the backend's matmul weight dtype).
+struct ParamRef {
+  Tensor value, grad, weight;
+  bool present() const { return !value.empty(); }
+};
+
+struct BlockContext {
+  backend::Backend& backend;
+  DType activations;             // the backend's activation dtype
+  const BatchOnDevice& batch;
+  KvCache* cache = nullptr;      // set when the batch runs over a cache
+
+  // An activation tensor of this context's dtype over `data`.
+  Tensor act(const void* data, std::initializer_list<int64_t> shape) const {
+    return Tensor::dense(data, activations, shape);
+  }
+  // Rows over a cache belong to sequences that must get the same numbers alone or batched with
+  // others, so their products are asked to be batch-invariant (ops::Linear::batch_invariant).
+  bool batch_invariant() const { return cache != nullptr; }
+  // Zeroes a dense tensor (gradients accumulate, so their buffers start at zero).
+  void zero(const Tensor& t) const { backend.fill_zero(t.data, t.bytes()); }
+};
+
+}  // namespace switchyard::model::blocks

@@ -1,0 +1,24 @@
+#include "model/blocks/mlp.h"
+
+namespace switchyard::model::blocks {
+
+void dense_mlp_forward(const BlockContext& c, const DenseMlp& m, const Tensor& out,
+                       const Tensor& inp, const MlpActivations& acts) {
+  c.backend.run(ops::LinearGelu{.pre = acts.pre, .out = acts.act, .inp = inp,
+                                .weight = m.fc.weight.weight, .bias = m.fc.bias.value,
+                                .batch_invariant = c.batch_invariant()});
+  linear_forward(c, m.proj, out, acts.act);
+}
+
+void dense_mlp_backward(const BlockContext& c, const DenseMlp& m, const Tensor& dinp,
+                        const Tensor& dout, const Tensor& inp, const MlpActivations& acts,
+                        const MlpScratch& scratch) {
+  c.zero(scratch.dact);
+  linear_backward(c, m.proj, scratch.dact, dout, acts.act);
+  c.zero(scratch.dpre);
+  c.backend.run(ops::GeluBackward{.dinp = scratch.dpre, .inp = acts.pre, .dout = scratch.dact});
+  c.zero(dinp);
+  linear_backward(c, m.fc, dinp, scratch.dpre, inp);
+}
+
+}  // namespace switchyard::model::blocks

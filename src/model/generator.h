@@ -1,0 +1,71 @@
+// Running sequences through a model over a paged KV cache: prompts prefilled in one pass (or in
+// chunks), then decode steps that take one new token from each of several sequences in one batch.
+//
+// The Generator owns the KvCache; callers own the sequences it returns. generate() is the usual
+// loop over it for one prompt (sample, stop at end of text, at a token budget or at the context)
+// and reports each token through a callback, so the CLI and the server print what they like.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/rng.h"
+#include "model/kv_cache.h"
+#include "model/model.h"
+#include "model/sampler.h"
+
+namespace switchyard::model {
+
+class Generator {
+ public:
+  // A cache with room for `max_sequences` sequences of up to `max_tokens` tokens each (capped at
+  // the model's context).
+  Generator(Model& model, int max_sequences, int max_tokens, int block_size = 16);
+
+  Model& model() { return model_; }
+  KvCache& cache() { return *cache_; }
+
+  struct Chunk {
+    SequenceId sequence;
+    std::vector<int32_t> tokens;  // the sequence's next tokens
+    bool logits = true;           // whether the last of them gets logits
+  };
+  // One forward pass over the chunks; returns the logits [V] of each chunk that asked, in order.
+  // Throws KvCacheFull when the cache cannot take them all, and Error when a sequence would outgrow
+  // the model's context, running and changing nothing.
+  std::vector<std::vector<float>> run(const std::vector<Chunk>& chunks);
+
+  // A new sequence holding `prompt`, run in chunks of at most `chunk` tokens (0: one pass); returns
+  // it and the logits after its last token.
+  std::pair<SequenceId, std::vector<float>> start(const std::vector<int32_t>& prompt,
+                                                   int chunk = 0);
+  void finish(SequenceId sequence) { cache_->free_sequence(sequence); }
+
+ private:
+  Model& model_;
+  std::unique_ptr<KvCache> cache_;
+};
+
+struct GenerateOptions {
+  int max_new_tokens = 100;
+  SamplingOptions sampling;
+  int32_t end_of_text = -1;  // stop when sampled (-1: none)
+  int prefill_chunk = 0;     // 0: the whole prompt in one pass
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated, the end-of-text token included when sampled
+  bool hit_context = false;     // stopped at the model's context
+  double prompt_seconds = 0, generate_seconds = 0;
+};
+
+// Samples up to options.max_new_tokens tokens after `prompt`, calling on_token(token) for each as
+// it is chosen (before the next is computed). Throws Error for a prompt that leaves no room in the
+// context.
+GenerateResult generate(Generator& generator, const std::vector<int32_t>& prompt,
+                        const GenerateOptions& options, Rng& rng,
+                        const std::function<void(int32_t)>& on_token);
+
+}  // namespace switchyard::model

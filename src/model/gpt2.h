@@ -1,0 +1,80 @@
+// The GPT-2 family: token and learned position embeddings, pre-norm blocks of multi-head
+// self-attention and a tanh-GELU MLP (4 x channels), a final LayerNorm, and a head tied to the
+// token embedding. Hugging Face's GPT-2 names are its parameter table (gpt2_layout).
+#pragma once
+
+#include <vector>
+
+#include "model/blocks/attention.h"
+#include "model/blocks/embedding.h"
+#include "model/blocks/head.h"
+#include "model/blocks/mlp.h"
+#include "model/blocks/norm.h"
+#include "model/arena.h"
+#include "model/model.h"
+
+namespace switchyard::model {
+
+// GPT-2's parameters in Hugging Face's names, decayed matrices first; GPT-2's initialisation:
+// weights normal(0, 0.02), residual projections (attn.c_proj, mlp.c_proj) normal(0, 0.02 /
+// sqrt(2 L)), biases 0, LayerNorm gains 1 and shifts 0.
+ParameterLayout gpt2_layout(const ModelConfig& config);
+
+class Gpt2 final : public Model {
+ public:
+  Gpt2(backend::Backend& backend, const ModelConfig& config);
+
+ private:
+  struct Layer {
+    blocks::LayerNorm ln1, ln2;
+    blocks::SelfAttention attention;
+    blocks::DenseMlp mlp;
+  };
+  // One layer's activations. Training keeps one set per layer for the backward pass; inference
+  // runs every layer through one set.
+  struct LayerActivations {
+    Tensor ln1;
+    blocks::NormStats ln1_stats;
+    blocks::AttentionActivations attention;
+    Tensor attn_out, residual2, ln2;
+    blocks::NormStats ln2_stats;
+    blocks::MlpActivations mlp;
+    Tensor mlp_out, residual3;
+  };
+  // Sizes the activations were planned for; views are cut to each batch's rows.
+  struct Plan {
+    int rows = 0, logits = 0;
+    bool per_layer = false;
+    int64_t record = 0, attention_scratch = 0;
+    bool covers(const Plan& need) const;
+  };
+
+  void forward_layers(const blocks::BlockContext& c, bool for_training) override;
+  void backward_layers(const blocks::BlockContext& c, float loss_scale) override;
+  Tensor logits() const override { return head_acts_.logits; }
+  Tensor losses() const override { return head_acts_.losses; }
+
+  // Allocates what a batch of `need` takes (unless the current plan covers it) and cuts the views.
+  void prepare(const Plan& need);
+  // Takes every activation (and, for training, scratch) piece from the arenas in a fixed order.
+  void cut_views(const Plan& need, Arena& activations, Arena& scratch);
+
+  blocks::TokenEmbedding embedding_;
+  std::vector<Layer> layers_;
+  blocks::LayerNorm final_norm_;
+  blocks::LmHead head_;
+
+  Plan plan_;
+  DeviceBuffer activations_, scratch_;
+  Tensor encoded_;
+  std::vector<LayerActivations> acts_;
+  Tensor lnf_;
+  blocks::NormStats lnf_stats_;
+  blocks::HeadActivations head_acts_;
+  // The backward pass's buffers, reused by every layer.
+  Tensor d_residual_, d_ln_, d_lnf_;
+  blocks::AttentionScratch attention_scratch_;
+  blocks::MlpScratch mlp_scratch_;
+};
+
+}  // namespace switchyard::model

@@ -1,0 +1,292 @@
+#include "model/model.h"
+
+#include <cmath>
+#include <limits>
+
+#include "backend/gradient_clipping.h"
+#include "core/error.h"
+#include "core/rng.h"
+#include "model/gpt2.h"
+
+namespace switchyard::model {
+namespace {
+
+namespace ops = backend::ops;
+
+// The two doubles of Model::step_stats_.
+constexpr size_t kStepLoss = 0, kStepGradSumOfSquares = 1;
+
+Tensor f32(const float* data, int64_t n) { return Tensor::dense(data, DType::kF32, {n}); }
+Tensor f64(const double* data) { return Tensor::dense(data, DType::kF64, {1}); }
+int64_t i64(size_t n) { return static_cast<int64_t>(n); }
+
+}  // namespace
+
+std::unique_ptr<Model> Model::create(backend::Backend& backend, const ModelConfig& config) {
+  if (config.family == "gpt2") return std::make_unique<Gpt2>(backend, config);
+  fail("unknown model family '{}' (this build knows: gpt2)", config.family);
+}
+
+Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayout layout)
+    : config_(config),
+      backend_(backend),
+      layout_(std::move(layout)),
+      shape_(ModelShape::of(config)),
+      batch_(backend) {
+  params_ = DeviceBuffer(backend_, layout_.total());
+  grads_ = DeviceBuffer(backend_, layout_.total());
+  // Backends whose products read bf16 weights get a bf16 copy of the parameters, refreshed by
+  // every optimizer step (and on load).
+  const DType weights = backend_.precision().matmul_weights;
+  if (weights != DType::kF32) {
+    weight_copy_ = DeviceBuffer(backend_, (storage_bytes(weights, i64(layout_.total())) + 3) / 4);
+  }
+}
+
+// ---- parameters ----
+
+void Model::init_random(uint64_t seed) {
+  std::vector<float> values(layout_.total(), 0.0f);
+  Rng rng(seed);
+  for (const ParameterTensor& t : layout_.tensors()) {
+    float* p = values.data() + t.offset;
+    if (t.init == Init::kOne) std::fill(p, p + t.numel, 1.0f);
+    if (t.init == Init::kNormal) rng.fill_normal(p, t.numel, t.init_std);
+  }
+  parameters_from_host(values);
+}
+
+std::vector<float> Model::parameters_to_host() const {
+  std::vector<float> values(layout_.total());
+  backend_.copy_to_host(values.data(), params_.get(), values.size() * sizeof(float));
+  return values;
+}
+
+void Model::parameters_from_host(const std::vector<float>& values) {
+  require(values.size() == layout_.total(), "parameter vector has {} values, the model needs {}",
+          values.size(), layout_.total());
+  backend_.copy_to_device(params_.get(), values.data(), values.size() * sizeof(float));
+  refresh_weight_copy();
+}
+
+std::vector<float> Model::gradients_to_host() const {
+  std::vector<float> values(layout_.total());
+  backend_.copy_to_host(values.data(), grads_.get(), values.size() * sizeof(float));
+  return values;
+}
+
+std::vector<float> Model::adam_m_to_host() const {
+  std::vector<float> values(layout_.total(), 0.0f);
+  if (adam_m_.get()) {
+    backend_.copy_to_host(values.data(), adam_m_.get(), values.size() * sizeof(float));
+  }
+  return values;
+}
+
+std::vector<float> Model::adam_v_to_host() const {
+  std::vector<float> values(layout_.total(), 0.0f);
+  if (adam_v_.get()) {
+    backend_.copy_to_host(values.data(), adam_v_.get(), values.size() * sizeof(float));
+  }
+  return values;
+}
+
+void Model::adam_state_from_host(const std::vector<float>& m, const std::vector<float>& v) {
+  require(m.size() == layout_.total() && v.size() == layout_.total(),
+          "optimizer state has {} and {} values, the model needs {}", m.size(), v.size(),
+          layout_.total());
+  if (!adam_m_.get()) {
+    adam_m_ = DeviceBuffer(backend_, layout_.total());
+    adam_v_ = DeviceBuffer(backend_, layout_.total());
+  }
+  backend_.copy_to_device(adam_m_.get(), m.data(), m.size() * sizeof(float));
+  backend_.copy_to_device(adam_v_.get(), v.data(), v.size() * sizeof(float));
+}
+
+void Model::refresh_weight_copy() {
+  if (!weight_copy_.get()) return;
+  const int64_t n = i64(layout_.total());
+  backend_.run(ops::Cast{
+      .out = Tensor::dense(weight_copy_.get(), backend_.precision().matmul_weights, {n}),
+      .inp = f32(params_.get(), n)});
+}
+
+blocks::ParamRef Model::param(size_t offset, std::initializer_list<int64_t> shape) const {
+  blocks::ParamRef ref;
+  ref.value = Tensor::dense(params_.get() + offset, DType::kF32, shape);
+  ref.grad = Tensor::dense(grads_.get() + offset, DType::kF32, shape);
+  ref.weight = ref.value;
+  if (weight_copy_.get()) {
+    const DType dtype = backend_.precision().matmul_weights;
+    const char* base = reinterpret_cast<const char*>(weight_copy_.get());
+    ref.weight = Tensor::dense(base + storage_bytes(dtype, i64(offset)), dtype, shape);
+  }
+  return ref;
+}
+
+blocks::BlockContext Model::context(KvCache* cache) const {
+  return {.backend = backend_, .activations = backend_.precision().activations, .batch = batch_,
+          .cache = cache};
+}
+
+Tensor Model::act(const void* data, std::initializer_list<int64_t> shape) const {
+  return Tensor::dense(data, backend_.precision().activations, shape);
+}
+
+// ---- forward ----
+
+void Model::check_batch(const Batch& batch) const {
+  auto check = [&](const std::vector<int32_t>& ids, const char* what) {
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= config_.vocab_size) {
+        fail("{} {} at position {} is outside the model's vocabulary [0, {})", what, ids[i], i,
+             config_.vocab_size);
+      }
+    }
+  };
+  check(batch.tokens, "token");
+  check(batch.targets, "target");
+  for (const Batch::Sequence& s : batch.sequences) {
+    require(s.context <= config_.max_seq_len,
+            "sequence length {} does not fit the model (n_positions = {})", s.context,
+            config_.max_seq_len);
+  }
+}
+
+float Model::forward(const Batch& batch, KvCache* cache, bool for_training) {
+  check_batch(batch);
+  require(batch.over_cache() == (cache != nullptr),
+          "a batch built over a KV cache runs with that cache, and only such a batch does");
+  require(!for_training || (!batch.targets.empty() && cache == nullptr),
+          "a training forward pass needs windows with targets");
+  batch_.upload(batch);
+  forward_layers(context(cache), for_training);
+  trained_forward_ = for_training;
+  logits_valid_ = true;
+  if (batch.targets.empty()) return std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> values = losses_to_host();
+  double sum = 0;
+  for (float value : values) sum += value;
+  return static_cast<float>(sum / static_cast<double>(values.size()));
+}
+
+float Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
+  return forward(Batch::windows(tokens, targets, B, T), nullptr, targets != nullptr);
+}
+
+std::vector<float> Model::logits_to_host() const {
+  require(logits_valid_, "no logits: run a forward pass first");
+  return backend::to_host_f32(backend_, logits());
+}
+
+std::vector<float> Model::losses_to_host() const {
+  require(!batch_.targets.empty(), "no losses: run a forward pass with targets first");
+  const Tensor l = losses();
+  std::vector<float> values(static_cast<size_t>(l.numel()));
+  backend_.copy_to_host(values.data(), l.data, values.size() * sizeof(float));
+  return values;
+}
+
+KvCacheConfig Model::kv_cache_config(int blocks, int block_size) const {
+  KvCacheConfig c;
+  c.kv_heads = config_.kv_heads();
+  c.head_dim = config_.head_size();
+  c.block_size = block_size;
+  c.dtype = backend_.precision().activations;
+  KvCacheGroup full{.window = 0, .layers = {}, .blocks = blocks};
+  for (int l = 0; l < config_.num_layers; ++l) full.layers.push_back(l);
+  c.groups = {full};
+  return c;
+}
+
+// ---- training ----
+
+void Model::zero_grad() { backend_.fill_zero(grads_.get(), layout_.total() * sizeof(float)); }
+
+void Model::backward(float loss_scale) {
+  require(trained_forward_ && logits_valid_,
+          "backward needs a training forward pass (windows with targets) first");
+  backward_layers(context(nullptr), loss_scale);
+  logits_valid_ = false;  // the logits became their gradient
+}
+
+float Model::gradient_norm() const {
+  DeviceBuffer total(backend_, sizeof(double) / sizeof(float));
+  const double* sum = reinterpret_cast<const double*>(total.get());
+  backend_.run(ops::SumOfSquares{.total = f64(sum), .x = f32(grads_.get(), i64(layout_.total()))});
+  double host = 0;
+  backend_.copy_to_host(&host, sum, sizeof(double));
+  return backend::global_norm(host);
+}
+
+void Model::adamw_step(const AdamWConfig& adamw, float learning_rate, int step,
+                       float grad_scale) {
+  update_parameters(adamw, learning_rate, step, grad_scale, nullptr, 0.0f);
+}
+
+void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int step,
+                              float grad_scale, const double* grad_sum_of_squares, float clip) {
+  require(step >= 1, "optimizer step must be >= 1, got {}", step);
+  if (!adam_m_.get()) {
+    adam_m_ = DeviceBuffer(backend_, layout_.total());
+    adam_v_ = DeviceBuffer(backend_, layout_.total());
+  }
+  ops::AdamWStep update{.learning_rate = learning_rate, .beta1 = adamw.beta1,
+                        .beta2 = adamw.beta2, .epsilon = adamw.epsilon, .step = step,
+                        .grad_scale = grad_scale};
+  const DType copy_dtype = backend_.precision().matmul_weights;
+  auto run = [&](size_t begin, size_t end, float weight_decay) {
+    update.weight_decay = weight_decay;
+    const int64_t n = i64(end - begin);
+    Tensor copy;
+    if (weight_copy_.get()) {
+      const char* base = reinterpret_cast<const char*>(weight_copy_.get());
+      copy = Tensor::dense(base + storage_bytes(copy_dtype, i64(begin)), copy_dtype, {n});
+    }
+    backend_.run(ops::AdamW{.params = f32(params_.get() + begin, n),
+                            .grads = f32(grads_.get() + begin, n),
+                            .m = f32(adam_m_.get() + begin, n), .v = f32(adam_v_.get() + begin, n),
+                            .grad_sum_of_squares = grad_sum_of_squares ? f64(grad_sum_of_squares)
+                                                                       : Tensor{},
+                            .params_copy = copy, .step = update, .clip = clip});
+  };
+  const size_t split = layout_.decay_end();
+  run(0, split, adamw.weight_decay);
+  run(split, layout_.total(), 0.0f);
+}
+
+void Model::begin_step() {
+  if (!step_stats_.get()) step_stats_ = DeviceBuffer(backend_, 2 * sizeof(double) / sizeof(float));
+  zero_grad();
+  backend_.fill_zero(step_stats_.get(), 2 * sizeof(double));
+}
+
+void Model::forward_backward(const int32_t* tokens, const int32_t* targets, int B, int T,
+                             float loss_scale) {
+  require(step_stats_.get() != nullptr, "forward_backward needs begin_step first");
+  require(targets != nullptr, "forward_backward needs targets");
+  const Batch batch = Batch::windows(tokens, targets, B, T);
+  check_batch(batch);
+  batch_.upload(batch);
+  forward_layers(context(nullptr), true);
+  trained_forward_ = logits_valid_ = true;
+  double* stats = reinterpret_cast<double*>(step_stats_.get());
+  const int64_t N = static_cast<int64_t>(B) * T;
+  backend_.run(ops::AccumulateSum{.total = f64(stats + kStepLoss), .x = losses(),
+                                  .scale = static_cast<double>(loss_scale) / static_cast<double>(N)});
+  backward(loss_scale);
+}
+
+Model::StepResult Model::finish_step(const AdamWConfig& adamw, float learning_rate, int step,
+                                     float clip) {
+  require(step_stats_.get() != nullptr, "finish_step needs begin_step first");
+  double* stats = reinterpret_cast<double*>(step_stats_.get());
+  backend_.run(ops::SumOfSquares{.total = f64(stats + kStepGradSumOfSquares),
+                                 .x = f32(grads_.get(), i64(layout_.total()))});
+  update_parameters(adamw, learning_rate, step, 1.0f, stats + kStepGradSumOfSquares, clip);
+  double host[2];
+  backend_.copy_to_host(host, stats, sizeof(host));
+  return {static_cast<float>(host[kStepLoss]), backend::global_norm(host[kStepGradSumOfSquares])};
+}
+
+}  // namespace switchyard::model
