@@ -2,6 +2,7 @@
 #include <climits>
 #include <cstring>
 
+#include "backend/attention_operands.h"
 #include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/cpu_adamw.h"
 #include "backend/cpu/cpu_backend.h"
@@ -67,19 +68,7 @@ void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, c
 void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
                         const char* what) {
   require_dtype(t, DType::kF32, op, what);
-  require(t.rank == 3 && t.shape[0] == rows && t.shape[1] == heads && t.shape[2] == head_dim &&
-              t.strides[2] == 1 && t.strides[1] == head_dim &&
-              t.strides[0] >= static_cast<int64_t>(heads) * head_dim,
-          "cpu {}: {} must be a [{}, {}, {}] view with dense heads, got {}", op, what, rows, heads,
-          head_dim, t.describe());
-}
-
-void require_spec(const ops::AttentionSpec& spec, const char* op) {
-  require(spec.heads > 0 && spec.kv_heads > 0 && spec.head_dim > 0 &&
-              spec.heads % spec.kv_heads == 0 && spec.window >= 0,
-          "cpu {}: heads {} must be a positive multiple of kv_heads {}, head_dim {} positive and "
-          "window {} >= 0",
-          op, spec.heads, spec.kv_heads, spec.head_dim, spec.window);
+  backend::require_heads_view(t, rows, heads, head_dim, "cpu", op, what);
 }
 
 // Row stride of an attention output [N, heads * head_dim].
@@ -297,7 +286,7 @@ void CpuBackend::run(const ops::Cast& op) {
 void CpuBackend::run(const ops::Attention& op) {
   adapt_threads();
   const char* name = "attention";
-  require_spec(op.spec, name);
+  require_attention_spec(op.spec, "cpu", name);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
   require_heads_view(op.q, N, H, hd, name, "q");
@@ -319,7 +308,7 @@ void CpuBackend::run(const ops::Attention& op) {
 void CpuBackend::run(const ops::AttentionBackward& op) {
   adapt_threads();
   const char* name = "attention_backward";
-  require_spec(op.spec, name);
+  require_attention_spec(op.spec, "cpu", name);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
   require_heads_view(op.q, N, H, hd, name, "q");
@@ -352,7 +341,7 @@ void CpuBackend::run(const ops::AttentionBackward& op) {
 void CpuBackend::run(const ops::AttentionDecode& op) {
   adapt_threads();
   const char* name = "attention_decode";
-  require_spec(op.spec, name);
+  require_attention_spec(op.spec, "cpu", name);
   require(op.spec.heads == op.spec.kv_heads && op.spec.window == 0,
           "cpu attention_decode: the dense cache is for full multi-head attention");
   const int H = op.spec.heads, hd = op.spec.head_dim;
@@ -415,7 +404,7 @@ void CpuBackend::run(const ops::KvCacheWrite& op) {
 void CpuBackend::run(const ops::PagedAttention& op) {
   adapt_threads();
   const char* name = "paged_attention";
-  require_spec(op.spec, name);
+  require_attention_spec(op.spec, "cpu", name);
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
   require_cache(op.k_cache, KV, hd, name, "k_cache");
   require_cache(op.v_cache, KV, hd, name, "v_cache");

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backend/attention_operands.h"
 #include "backend/cuda/attention_kernels.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_operands.h"
@@ -52,19 +53,7 @@ bool dense_matrix(const Tensor& t, int64_t rows, int64_t cols) {
 void require_heads_view(const Operands& o, const Tensor& t, int64_t rows, int heads, int head_dim,
                         const char* what) {
   o.act_view(t, what);
-  require(t.rank == 3 && t.shape[0] == rows && t.shape[1] == heads && t.shape[2] == head_dim &&
-              t.strides[2] == 1 && t.strides[1] == head_dim &&
-              t.strides[0] >= static_cast<int64_t>(heads) * head_dim,
-          "cuda {}: {} must be a [{}, {}, {}] view with dense heads, got {}", o.op, what, rows,
-          heads, head_dim, t.describe());
-}
-
-void require_spec(const ops::AttentionSpec& spec, const char* op) {
-  require(spec.heads > 0 && spec.kv_heads > 0 && spec.head_dim > 0 &&
-              spec.heads % spec.kv_heads == 0 && spec.window >= 0,
-          "cuda {}: heads {} must be a positive multiple of kv_heads {}, head_dim {} positive and "
-          "window {} >= 0",
-          op, spec.heads, spec.kv_heads, spec.head_dim, spec.window);
+  backend::require_heads_view(t, rows, heads, head_dim, "cuda", o.op, what);
 }
 
 // [blocks, block_size, kv_heads, head_dim], dense.
@@ -94,7 +83,7 @@ size_t CudaBackend::attention_scratch_floats(const ops::AttentionSpec& spec, int
 
 void CudaBackend::run(const ops::Attention& op) {
   const Operands o{"attention", activation_dtype()};
-  require_spec(op.spec, o.op);
+  require_attention_spec(op.spec, "cuda", o.op);
   require(op.batch >= 0 && op.seq >= 0, "cuda attention: batch {} and seq {} must be >= 0",
           op.batch, op.seq);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
@@ -129,7 +118,7 @@ void CudaBackend::run(const ops::Attention& op) {
 
 void CudaBackend::run(const ops::AttentionBackward& op) {
   const Operands o{"attention_backward", activation_dtype()};
-  require_spec(op.spec, o.op);
+  require_attention_spec(op.spec, "cuda", o.op);
   require(op.batch >= 0 && op.seq >= 0,
           "cuda attention_backward: batch {} and seq {} must be >= 0", op.batch, op.seq);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
@@ -172,7 +161,7 @@ void CudaBackend::run(const ops::AttentionBackward& op) {
 
 void CudaBackend::run(const ops::AttentionDecode& op) {
   const Operands o{"attention_decode", activation_dtype()};
-  require_spec(op.spec, o.op);
+  require_attention_spec(op.spec, "cuda", o.op);
   require(op.spec.heads == op.spec.kv_heads && op.spec.window == 0,
           "cuda attention_decode: the dense cache is for full multi-head attention");
   const int H = op.spec.heads, hd = op.spec.head_dim;
@@ -224,7 +213,7 @@ void CudaBackend::run(const ops::KvCacheWrite& op) {
 
 void CudaBackend::run(const ops::PagedAttention& op) {
   const Operands o{"paged_attention", activation_dtype()};
-  require_spec(op.spec, o.op);
+  require_attention_spec(op.spec, "cuda", o.op);
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
   require_cache(o, op.k_cache, KV, hd, "k_cache");
   require_cache(o, op.v_cache, KV, hd, "v_cache");
