@@ -10,6 +10,7 @@
 #   STEPS    timed training steps, after 1 warmup                                    (default: 5)
 #   TOKENS   generated tokens                                                         (default: 64)
 #   SIM      1 to also time one trn2-sim training step per run                        (default: 0)
+#   PREFILL  1 to also time a 512-token prompt in one pass (bench prefill)           (default: 0)
 #
 # Prints, per case, both medians and new / old. Generation also gives the median fraction of the
 # weight-streaming bound, which bench generate measures in the same process (the host's memory
@@ -21,7 +22,7 @@ old="$1" new="$2"
 for b in "$old" "$new"; do
   [[ -x "$b" ]] || { echo "error: '$b' is not an executable" >&2; exit 1; }
 done
-repeats="${REPEATS:-3}" steps="${STEPS:-5}" tokens="${TOKENS:-64}" sim="${SIM:-0}"
+repeats="${REPEATS:-3}" steps="${STEPS:-5}" tokens="${TOKENS:-64}" sim="${SIM:-0}" prefill="${PREFILL:-0}"
 
 # measure BINARY CASE: the case's last stdout line (a JSON object) reduced to "value[:fraction]".
 measure() {
@@ -30,6 +31,7 @@ measure() {
     train) cmd=("$bin" bench train --model gpt2-124m --batch 4 --seq 64 --steps "$steps" --warmup 1 --json) ;;
     generate) cmd=("$bin" bench generate --model gpt2-124m --tokens "$tokens" --json) ;;
     sim) cmd=("$bin" bench train --model gpt2-124m --device trn2-sim --batch 4 --seq 64 --steps 1 --warmup 1 --json) ;;
+    prefill) cmd=("$bin" bench prefill --model gpt2-124m --tokens 512 --repeats 3 --json) ;;
   esac
   "${cmd[@]}" 2>/dev/null | grep -v '^[[:space:]]*$' | tail -n 1 | python3 -c '
 import json, sys
@@ -39,6 +41,8 @@ if case == "train":
     print(d["tokens_per_s"])
 elif case == "generate":
     print(str(d["tokens_per_s"]) + ":" + str(d["fraction_of_bound"]))
+elif case == "prefill":
+    print(d["tokens_per_s"])
 else:
     print(str(d["ms_per_step"]) + ":" + str(d.get("simulated_ms_per_step", 0)))
 ' "$case"
@@ -50,6 +54,7 @@ echo "old: $old"
 echo "new: $new"
 cases=(train generate)
 [[ "$sim" == 1 ]] && cases+=(sim)
+[[ "$prefill" == 1 ]] && cases+=(prefill)
 for c in "${cases[@]}"; do
   a=() b=()
   for ((r = 0; r < repeats; ++r)); do
@@ -64,6 +69,9 @@ old, new = runs[:n], runs[n:]
 med = lambda rs, i: s.median(r[i] for r in rs)
 if case == "train":
     print(f"train     old {med(old, 0):8.1f} tokens/s  new {med(new, 0):8.1f} tokens/s  new/old {med(new, 0) / med(old, 0):.3f}"
+          f"   (runs old {[r[0] for r in old]}, new {[r[0] for r in new]})")
+elif case == "prefill":
+    print(f"prefill   old {med(old, 0):8.1f} tokens/s  new {med(new, 0):8.1f} tokens/s  new/old {med(new, 0) / med(old, 0):.3f}"
           f"   (runs old {[r[0] for r in old]}, new {[r[0] for r in new]})")
 elif case == "generate":
     print(f"generate  old {med(old, 0):8.1f} tokens/s ({100 * med(old, 1):.1f}% of bound)  new {med(new, 0):8.1f} tokens/s "

@@ -247,6 +247,49 @@ TEST(CpuKernels, BatchInvariantMatmulRowsDoNotDependOnTheOtherRows) {
   }
 }
 
+// The order batch_invariant_linear documents, written out independently: 16 chains over c = l,
+// l + 16, ... (fused multiply-adds from zero), added in a tree of halves, plus the in-order tail.
+float documented_order_sum(const float* x, const float* w, int C) {
+  const int main_part = C - C % 16;
+  float chain[16] = {};
+  for (int l = 0; l < 16; ++l) {
+    for (int c = l; c < main_part; c += 16) chain[l] = std::fma(x[c], w[c], chain[l]);
+  }
+  const float s8[8] = {chain[0] + chain[8], chain[1] + chain[9], chain[2] + chain[10],
+                       chain[3] + chain[11], chain[4] + chain[12], chain[5] + chain[13],
+                       chain[6] + chain[14], chain[7] + chain[15]};
+  const float s4[4] = {s8[0] + s8[4], s8[1] + s8[5], s8[2] + s8[6], s8[3] + s8[7]};
+  const float sum = (s4[0] + s4[2]) + (s4[1] + s4[3]);
+  if (main_part == C) return sum;
+  float tail = 0.0f;
+  for (int c = main_part; c < C; ++c) tail = std::fma(x[c], w[c], tail);
+  return sum + tail;
+}
+
+// Every path of the batch-invariant product (few rows, packed panels, their edge tiles) gives the
+// documented order's bits, for widths below, at and between multiples of 16.
+TEST(CpuKernels, BatchInvariantMatmulFollowsItsDocumentedOrder) {
+  for (const int C : {5, 16, 67, 96, 200}) {
+    for (const int OC : {1, 13, 37}) {
+      for (const int N : {1, 3, 4, 7, 16, 17, 33, 70}) {
+        const std::vector<float> inp = to_float(random_vec(N * C, 57 + C)),
+                                 weight = to_float(random_vec(OC * C, 58 + OC));
+        std::vector<float> out(static_cast<size_t>(N) * OC);
+        cpu::batch_invariant_linear(out.data(), inp.data(), weight.data(), N, C, OC);
+        int mismatches = 0;
+        for (int n = 0; n < N; ++n) {
+          for (int o = 0; o < OC; ++o) {
+            const float want = documented_order_sum(inp.data() + static_cast<size_t>(n) * C,
+                                                    weight.data() + static_cast<size_t>(o) * C, C);
+            mismatches += out[static_cast<size_t>(n) * OC + o] != want;
+          }
+        }
+        EXPECT_EQ(mismatches, 0) << "N=" << N << " C=" << C << " OC=" << OC;
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, SgemmHonoursTransposesAndBeta) {
   const int M = 5, N = 7, K = 3;
   const Vec a = random_vec(M * K, 60), b = random_vec(K * N, 61), c0 = random_vec(M * N, 62);

@@ -83,6 +83,8 @@ TEST(ModelConfig, ForwardFlopsMatchAHandCount) {
   // Per token: qkv 4x12, proj 4x4, fc 4x16, fc_proj 16x4 = 192 multiply-adds; LM head 4x10 = 40;
   // attention with T = 3: average 2 keys, q.k and att.v each 4 multiply-adds per key = 16.
   EXPECT_DOUBLE_EQ(model::ModelShape::of(c).forward_flops_per_token(3), 2.0 * (192 + 40 + 16));
+  // A 3-token prompt: the layers for all three tokens, the LM head for the last one only.
+  EXPECT_DOUBLE_EQ(model::ModelShape::of(c).prompt_flops(3), 2.0 * (3 * (192 + 16) + 40));
 }
 
 TEST(ModelConfig, JsonRoundTripAndErrors) {

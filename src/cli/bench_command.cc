@@ -282,6 +282,7 @@ void run_bench_prefill(const BenchFlags& f) {
   backend::SimulatedClock sim_clock(m.backend());
   std::optional<backend::SimulatedSpan> sim_pass;
   for (int rep = 0; rep < f.warmup + f.steps; ++rep) {
+    if (opened.profiler && rep == f.warmup) opened.profiler->reset();
     sim_clock.restart();
     const auto t0 = Clock::now();
     const model::SequenceId sequence = generator.start(prompt).first;
@@ -294,13 +295,15 @@ void run_bench_prefill(const BenchFlags& f) {
   }
   std::sort(pass_ms.begin(), pass_ms.end());
   const double ms = pass_ms[pass_ms.size() / 2];
-  // The prompt's own FLOPs: every product for every token, attention at the causal average.
-  const double flops = m.shape().forward_flops_per_token(f.tokens) * f.tokens;
+  // The prompt's own FLOPs: every layer's products for every token, attention at the causal
+  // average, the LM head for the last token only (the others' logits are not computed).
+  const double flops = m.shape().prompt_flops(f.tokens);
   const double tokens_per_s = f.tokens / (ms / 1000);
   nlohmann::json result = {{"mode", "prefill"},       {"model", f.source.model},
                            {"device", opened.backend->name()}, {"tokens", f.tokens},
                            {"ms", ms},                {"tokens_per_s", tokens_per_s},
                            {"gflops", flops / (ms * 1e6)}};
+  if (opened.profiler) result["kernel_ms_per_pass"] = report_kernel_times(*opened.profiler, f.steps, ms);
   if (sim_pass) {
     const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
     std::printf("prefill %s on %s: %d tokens: %.1f ms of wall time to simulate\n  %s\n",
@@ -351,6 +354,8 @@ void add_bench_command(CLI::App& app) {
   prefill->add_option("--repeats", flags->steps, "timed passes (the median is reported)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   prefill->add_option("--warmup", flags->warmup, "untimed passes first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
   prefill->add_flag("--json", flags->json, "print one JSON object as the last line");
+  prefill->add_flag("--profile", flags->source.profile,
+                    "time every kernel call and print where the pass goes (waits for the device after each)");
   prefill->callback([flags] { run_bench_prefill(*flags); });
 }
 

@@ -55,8 +55,7 @@ double ModelShape::forward_flops_per_token(int64_t T) const {
   const double attn = static_cast<double>(heads * head_size());
   const double matmul_per_layer = 2.0 * (C * qkv + attn * C + (gated ? 3.0 : 2.0) * C * F);
   const double attention_per_layer = 2.0 * 2.0 * attn * static_cast<double>(T + 1) / 2.0;
-  return static_cast<double>(layers) * (matmul_per_layer + attention_per_layer) +
-         2.0 * C * static_cast<double>(vocab);
+  return static_cast<double>(layers) * (matmul_per_layer + attention_per_layer) + head_flops();
 }
 
 int64_t ModelShape::parameters_read_per_token() const {

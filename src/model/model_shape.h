@@ -41,6 +41,12 @@ struct ModelShape {
   double forward_flops_per_token(int64_t T) const;
   // Forward + backward (backward = 2x forward for every product).
   double training_flops_per_token(int64_t T) const { return 3.0 * forward_flops_per_token(T); }
+  // FLOPs of the LM head for one row of logits (part of forward_flops_per_token).
+  double head_flops() const { return 2.0 * static_cast<double>(hidden) * static_cast<double>(vocab); }
+  // A prompt of T tokens run in one pass: every layer for every token, logits for the last only.
+  double prompt_flops(int64_t T) const {
+    return static_cast<double>(T) * (forward_flops_per_token(T) - head_flops()) + head_flops();
+  }
   // Parameters one decoded token reads: every matrix and vector, but one row of each embedding
   // table that no product reads whole (the position table; the token table when untied).
   int64_t parameters_read_per_token() const;

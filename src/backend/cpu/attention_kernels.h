@@ -228,93 +228,145 @@ void kv_cache_write(T* k_cache, T* v_cache, const T* k, int64_t ldk, const T* v,
   }
 }
 
+// Paged attention works on tiles of up to kPagedRows query rows of one (sequence, head) against
+// chunks of up to kPagedKeys cached positions. Every row's arithmetic is the same whatever tile it
+// sits in (a row's scores, maxima and sums never mix with another row's), so a row gets the same
+// bits in a one-pass prompt, a chunk of one or a decode batch.
+inline constexpr int kPagedRows = 16, kPagedKeys = 16;
+
+template <typename T>
+struct PagedTile {
+  std::vector<T> q;     // [kPagedRows][head_dim]: the tile's queries times scale, zero rows past it
+  std::vector<T> keys;  // [head_dim][kPagedKeys]: a chunk's keys transposed, zeros past the chunk
+  T scores[kPagedRows][kPagedKeys];
+  T max_score[kPagedRows], sum[kPagedRows];
+  explicit PagedTile(int head_dim)
+      : q(static_cast<size_t>(head_dim) * kPagedRows), keys(static_cast<size_t>(head_dim) * kPagedKeys) {}
+};
+
+// keys[d][j] = k[j][d] for the chunk's n positions (rows of stride row), zeros after them.
+template <typename T>
+void transpose_key_chunk(T* keys, const T* k, int n, size_t row, int hd) {
+  for (int d = 0; d < hd; ++d) {
+    T* kd = keys + static_cast<size_t>(d) * kPagedKeys;
+    for (int j = 0; j < kPagedKeys; ++j) kd[j] = j < n ? k[j * row + d] : T(0);
+  }
+}
+
+// scores[r][j] = q[r] . k[j] for every row and position of the tile: head_dim steps, each one
+// vector of positions per row, rows side by side so the sums advance independently.
+template <typename T>
+void chunk_scores(PagedTile<T>& t, int hd) {
+  for (int r = 0; r < kPagedRows; ++r)
+    for (int j = 0; j < kPagedKeys; ++j) t.scores[r][j] = T(0);
+  for (int d = 0; d < hd; ++d) {
+    const T* kd = t.keys.data() + static_cast<size_t>(d) * kPagedKeys;
+    for (int r = 0; r < kPagedRows; ++r) {
+      const T qd = t.q[static_cast<size_t>(r) * hd + d];
+      SWITCHYARD_OMP(omp simd)
+      for (int j = 0; j < kPagedKeys; ++j) t.scores[r][j] += qd * kd[j];
+    }
+  }
+}
+
+// Row r's online softmax over the chunk's positions [j0, j1): raise the running max (rescaling
+// the output and sum), then add exp(score - max) and its share of the values to them.
+template <typename T>
+void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const T* v, size_t row, int hd) {
+  T& m = t.max_score[r];
+  T chunk_max = m;
+  for (int j = j0; j < j1; ++j) chunk_max = std::max(chunk_max, t.scores[r][j]);
+  if (chunk_max > m) {
+    const T shrink = exp_vec(m - chunk_max);  // exp(-inf) = 0 on the first chunk
+    t.sum[r] *= shrink;
+    SWITCHYARD_OMP(omp simd)
+    for (int d = 0; d < hd; ++d) o[d] *= shrink;
+    m = chunk_max;
+  }
+  T p[kPagedKeys];
+  SWITCHYARD_OMP(omp simd)
+  for (int j = 0; j < kPagedKeys; ++j) p[j] = exp_vec(t.scores[r][j] - m);
+  for (int j = j0; j < j1; ++j) t.sum[r] += p[j];
+  // The output in pieces of 16 that stay in registers while the chunk's values pass.
+  constexpr int kPiece = 16;
+  int d0 = 0;
+  for (; d0 + kPiece <= hd; d0 += kPiece) {
+    T acc[kPiece];
+    for (int d = 0; d < kPiece; ++d) acc[d] = o[d0 + d];
+    for (int j = j0; j < j1; ++j) {
+      const T* vj = v + j * row + d0;
+      SWITCHYARD_OMP(omp simd)
+      for (int d = 0; d < kPiece; ++d) acc[d] += p[j] * vj[d];
+    }
+    for (int d = 0; d < kPiece; ++d) o[d0 + d] = acc[d];
+  }
+  for (int j = j0; j < j1; ++j) {
+    for (int d = d0; d < hd; ++d) o[d] += p[j] * v[j * row + d];
+  }
+}
+
 // Attention of each sequence's query rows over its cached context (ops.h PagedAttention). Threads
-// split (sequence, head, tile of up to 16 query rows). A tile walks the cache blocks its rows
-// need; each block's keys are transposed once into kt[head_dim][block] so that a row's scores
-// against the block are head_dim vector FMAs across the block, and each row keeps a running max,
-// sum and output (online softmax) as the blocks go by.
+// split (sequence, head, tile of rows). A tile walks the cache blocks its rows need, a chunk of
+// positions at a time: the chunk's keys are transposed once for all rows, every row's scores come
+// out together, and each row keeps a running max, sum and output (online softmax).
 template <typename T>
 void paged_attention(T* out, const T* q, const T* k_cache, const T* v_cache,
                      const int32_t* block_tables, const int32_t* query_start,
                      const int32_t* context_len, const float* sinks, const PagedGeometry& g,
                      T scale) {
-  constexpr int kRows = 16;
   const int hd = g.head_dim, bs = g.block_size;
   const size_t cache_row = static_cast<size_t>(g.kv_heads) * hd;  // one position's keys
   int max_rows = 0;
   for (int s = 0; s < g.sequences; ++s) {
     max_rows = std::max(max_rows, query_start[s + 1] - query_start[s]);
   }
-  const int row_blocks = (max_rows + kRows - 1) / kRows;
+  const int row_blocks = (max_rows + kPagedRows - 1) / kPagedRows;
   const long tasks = static_cast<long>(g.sequences) * g.heads * row_blocks;
   SWITCHYARD_OMP(omp parallel if (tasks > 1))
   {
-    std::vector<T> kt(static_cast<size_t>(hd) * bs), scores(bs);
-    std::vector<T> max_score(kRows), sum(kRows);
+    PagedTile<T> t(hd);
     SWITCHYARD_OMP(omp for schedule(dynamic, 1))
     for (long task = 0; task < tasks; ++task) {
       const int s = static_cast<int>(task / (static_cast<long>(g.heads) * row_blocks));
       const int h = static_cast<int>(task / row_blocks % g.heads);
       const int nq = query_start[s + 1] - query_start[s];
-      const int r0 = static_cast<int>(task % row_blocks) * kRows, r1 = std::min(nq, r0 + kRows);
-      if (r0 >= r1) continue;
-      const int kvh = h / g.group(), first_pos = context_len[s] - nq;
+      const int r0 = static_cast<int>(task % row_blocks) * kPagedRows;
+      const int rows = std::min(nq - r0, kPagedRows);
+      if (rows <= 0) continue;
+      const int kvh = h / g.group(), first_pos = context_len[s] - nq + r0;
       const int32_t* table = block_tables + static_cast<size_t>(s) * g.max_blocks;
       auto first_key = [&](int pos) { return g.window > 0 ? std::max(0, pos - g.window + 1) : 0; };
       auto row_out = [&](int r) {
-        return out + static_cast<size_t>(query_start[s] + r) * g.ldo + static_cast<size_t>(h) * hd;
+        return out + static_cast<size_t>(query_start[s] + r0 + r) * g.ldo + static_cast<size_t>(h) * hd;
       };
-      for (int r = r0; r < r1; ++r) {
+      for (int r = 0; r < kPagedRows; ++r) {
+        T* qr = t.q.data() + static_cast<size_t>(r) * hd;
+        const T* src = q + static_cast<size_t>(query_start[s] + r0 + r) * g.ldq + static_cast<size_t>(h) * hd;
+        for (int d = 0; d < hd; ++d) qr[d] = r < rows ? src[d] * scale : T(0);
+        if (r >= rows) continue;
         std::fill(row_out(r), row_out(r) + hd, T(0));
-        max_score[r - r0] = sinks ? static_cast<T>(sinks[h]) : -std::numeric_limits<T>::infinity();
-        sum[r - r0] = sinks ? T(1) : T(0);  // the sink's exp(sink - max), with max = sink
+        t.max_score[r] = sinks ? static_cast<T>(sinks[h]) : -std::numeric_limits<T>::infinity();
+        t.sum[r] = sinks ? T(1) : T(0);  // the sink's exp(sink - max), with max = sink
       }
-      const int lo = first_key(first_pos + r0), hi = first_pos + r1 - 1;
+      const int lo = first_key(first_pos), hi = first_pos + rows - 1;
       for (int blk = lo / bs; blk <= hi / bs; ++blk) {
-        const T* kb = k_cache + static_cast<size_t>(table[blk]) * bs * cache_row +
-                      static_cast<size_t>(kvh) * hd;
-        const T* vb = v_cache + static_cast<size_t>(table[blk]) * bs * cache_row +
-                      static_cast<size_t>(kvh) * hd;
-        const int n = std::min(bs, hi + 1 - blk * bs);  // positions of the block anyone needs
-        for (int j = 0; j < n; ++j) {
-          for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * bs + j] = kb[j * cache_row + d];
-        }
-        for (int r = r0; r < r1; ++r) {
-          const int pos = first_pos + r;
-          const int j0 = std::max(0, first_key(pos) - blk * bs);
-          const int j1 = std::min(n, pos + 1 - blk * bs);
-          if (j0 >= j1) continue;
-          const T* qr = q + static_cast<size_t>(query_start[s] + r) * g.ldq +
-                        static_cast<size_t>(h) * hd;
-          std::fill(scores.begin(), scores.begin() + n, T(0));
-          for (int d = 0; d < hd; ++d) {
-            const T qd = qr[d] * scale;
-            const T* row = kt.data() + static_cast<size_t>(d) * bs;
-            SWITCHYARD_OMP(omp simd)
-            for (int j = 0; j < n; ++j) scores[j] += qd * row[j];
-          }
-          T& m = max_score[r - r0];
-          T block_max = m;
-          for (int j = j0; j < j1; ++j) block_max = std::max(block_max, scores[j]);
-          T* o = row_out(r);
-          if (block_max > m) {
-            const T shrink = exp_vec(m - block_max);  // exp(-inf) = 0 on the first block
-            sum[r - r0] *= shrink;
-            SWITCHYARD_OMP(omp simd)
-            for (int d = 0; d < hd; ++d) o[d] *= shrink;
-            m = block_max;
-          }
-          for (int j = j0; j < j1; ++j) {
-            const T w = exp_vec(scores[j] - m);
-            sum[r - r0] += w;
-            const T* vr = vb + j * cache_row;
-            SWITCHYARD_OMP(omp simd)
-            for (int d = 0; d < hd; ++d) o[d] += w * vr[d];
+        const size_t block_start = static_cast<size_t>(table[blk]) * bs * cache_row + static_cast<size_t>(kvh) * hd;
+        const int in_block = std::min(bs, hi + 1 - blk * bs);  // positions anyone needs
+        for (int c0 = 0; c0 < in_block; c0 += kPagedKeys) {
+          const int n = std::min(kPagedKeys, in_block - c0), first = blk * bs + c0;
+          const T* kb = k_cache + block_start + c0 * cache_row;
+          const T* vb = v_cache + block_start + c0 * cache_row;
+          transpose_key_chunk(t.keys.data(), kb, n, cache_row, hd);
+          chunk_scores(t, hd);
+          for (int r = 0; r < rows; ++r) {
+            const int pos = first_pos + r;
+            const int j0 = std::max(0, first_key(pos) - first), j1 = std::min(n, pos + 1 - first);
+            if (j0 < j1) absorb_chunk(t, r, j0, j1, row_out(r), vb, cache_row, hd);
           }
         }
       }
-      for (int r = r0; r < r1; ++r) {
-        const T inv = T(1) / sum[r - r0];
+      for (int r = 0; r < rows; ++r) {
+        const T inv = T(1) / t.sum[r];
         T* o = row_out(r);
         SWITCHYARD_OMP(omp simd)
         for (int d = 0; d < hd; ++d) o[d] *= inv;

@@ -51,9 +51,10 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);
 
-// out[N,OC] = inp[N,C] @ weight[OC,C]^T with every sum in one fixed order, so that a row's result
-// never depends on the number of rows, the other rows or the thread count (cpu_gemm.cc). Few rows
-// read each weight row once for all of them: decoding streams the weights at memory bandwidth.
+// out[N,OC] = inp[N,C] @ weight[OC,C]^T with every output one chain of fused multiply-adds over c
+// in ascending order from zero, so that a row's result never depends on the number of rows, the
+// other rows, the vector width or the thread count (invariant_linear.cc). Few rows stream the
+// weights once (decoding runs at memory bandwidth); many rows run a packed GEMM (prompts).
 void batch_invariant_linear(float* out, const float* inp, const float* weight, int N, int C,
                             int OC);
 

@@ -1,0 +1,369 @@
+// Batch-invariant fp32 products: out[n, o] = sum over c of inp[n, c] * weight[o, c], each sum
+// formed in one order that does not depend on the number of rows, the tile, the vector width or
+// the thread count, so a row gets the same bits alone, in a decode batch or in a 512-token prompt.
+// The order (the contract every path keeps; `ordered_sum` is its definition):
+//   16 chains: chain l = fused multiply-adds from zero over c = l, l + 16, l + 32, ... (ascending)
+//     for c below main = C - C % 16;
+//   the chains added in a fixed tree: chain l + chain l + 8 (l < 8), then those sums l + l + 4
+//     (l < 4), then l + l + 2 (l < 2), then the two left;
+//   then, if C % 16 > 0, plus the tail: fused multiply-adds from zero over c = main .. C - 1.
+// Two kernels keep it at two shapes:
+// - few rows (decoding): dot products along c, a vector of 16 lanes being the 16 chains, so the
+//   weights stream once at memory bandwidth and each row's chains advance 16 values of c a step;
+// - many rows (prompts): the textbook packed GEMM, vectorised over rows: inputs and weights are
+//   packed with c permuted chain by chain (c = 0, 16, 32, ..., then 1, 17, ...), so each chain
+//   is one contiguous segment that a register tile of (2 vectors of rows) x (a few outputs) runs
+//   through; the chains run in the order that lets the tree add them as they finish.
+#include <omp.h>
+
+#if defined(__AVX2__)
+// GCC 12 takes the deliberately undefined pass-through operand inside its AVX-512 extract
+// intrinsics for an uninitialised variable.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "backend/cpu/cpu_kernels.h"
+
+namespace switchyard::backend::cpu {
+namespace {
+
+constexpr int kChains = 16;
+
+// Where the chains stop and the tail starts.
+inline int chains_end(int C) { return C - C % kChains; }
+
+// The 16 chains' values added in the contract's tree, then the tail (if any).
+inline float combine(const float (&chain)[kChains], float tail, int C) {
+  float sum[kChains];
+  std::copy(chain, chain + kChains, sum);
+  for (int half = kChains / 2; half >= 1; half /= 2) {
+    for (int l = 0; l < half; ++l) sum[l] += sum[l + half];
+  }
+  return C % kChains == 0 ? sum[0] : sum[0] + tail;
+}
+
+inline float tail_chain(const float* x, const float* w, int C) {
+  float acc = 0.0f;
+  for (int c = chains_end(C); c < C; ++c) acc = std::fma(x[c], w[c], acc);
+  return acc;
+}
+
+// One output by the definition: the reference every vectorised path matches bit for bit.
+[[maybe_unused]] float ordered_sum(const float* x, const float* w, int C) {
+  float chain[kChains] = {};
+  for (int c = 0; c < chains_end(C); ++c) {
+    chain[c % kChains] = std::fma(x[c], w[c], chain[c % kChains]);
+  }
+  return combine(chain, tail_chain(x, w, C), C);
+}
+
+#if !(defined(__AVX2__) && defined(__FMA__))
+
+void scalar_linear(float* out, const float* inp, const float* weight, int N, int C, int OC) {
+  const bool parallel = static_cast<size_t>(N) * OC * C > kParallelThreshold;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int o = 0; o < OC; ++o) {
+    for (int n = 0; n < N; ++n) {
+      out[static_cast<size_t>(n) * OC + o] =
+          ordered_sum(inp + static_cast<size_t>(n) * C, weight + static_cast<size_t>(o) * C, C);
+    }
+  }
+}
+
+#else
+
+#if defined(__AVX512F__)
+// 16 chains are one vector; a register tile of 32 rows x 12 outputs holds 24 of the 32 vector
+// registers.
+struct Lanes {
+  using V = __m512;
+  static constexpr int kWidth = 16, kPanelOutputs = 12, kDecodeOutputs = 8;  // 2 x 8 chains
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+};
+#else
+// 16 chains are two vectors; a register tile of 16 rows x 6 outputs holds 12 of the 16 vector
+// registers.
+struct Lanes {
+  using V = __m256;
+  static constexpr int kWidth = 8, kPanelOutputs = 6, kDecodeOutputs = 2;  // 2 x 2 x 2 vectors
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+#endif
+
+using V = Lanes::V;
+constexpr int kW = Lanes::kWidth;
+
+// ---- few rows: dot products, the weights streamed once ----
+
+// The 16 chains of one (row, output) pair: 16 / kW vectors.
+struct Chains {
+  V v[kChains / kW];
+  void zero() {
+    for (V& x : v) x = Lanes::zero();
+  }
+  void load(const float* p) {
+    for (int i = 0; i < kChains / kW; ++i) v[i] = Lanes::load(p + i * kW);
+  }
+  void fma(const Chains& a, const Chains& b) {
+    for (int i = 0; i < kChains / kW; ++i) v[i] = Lanes::fma(a.v[i], b.v[i], v[i]);
+  }
+  // The contract's tree over the 16 lanes: halves added until one lane is left.
+  float sum() const {
+#if defined(__AVX512F__)
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v[0]), _mm512_extractf32x8_ps(v[0], 1));
+#else
+    const __m256 s8 = _mm256_add_ps(v[0], v[1]);
+#endif
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+  }
+};
+
+// Rows [n0, n0 + NR) against outputs [o0, o0 + R): NR * R pairs of chains in registers, each
+// weight row's 16 values loaded once for all NR rows.
+template <int NR, int R>
+void dot_tile(float* out, const float* inp, const float* weight, int C, int OC, int n0, int o0) {
+  const float* x[NR];
+  const float* w[R];
+  for (int i = 0; i < NR; ++i) x[i] = inp + static_cast<size_t>(n0 + i) * C;
+  for (int r = 0; r < R; ++r) w[r] = weight + static_cast<size_t>(o0 + r) * C;
+  Chains acc[NR][R];
+  for (int i = 0; i < NR; ++i)
+    for (int r = 0; r < R; ++r) acc[i][r].zero();
+  const int end = chains_end(C);
+  for (int c = 0; c < end; c += kChains) {
+    Chains wv[R];
+    for (int r = 0; r < R; ++r) wv[r].load(w[r] + c);
+    for (int i = 0; i < NR; ++i) {
+      Chains xv;
+      xv.load(x[i] + c);
+      for (int r = 0; r < R; ++r) acc[i][r].fma(wv[r], xv);
+    }
+  }
+  for (int i = 0; i < NR; ++i) {
+    for (int r = 0; r < R; ++r) {
+      const float sum = acc[i][r].sum();
+      out[static_cast<size_t>(n0 + i) * OC + o0 + r] =
+          end == C ? sum : sum + tail_chain(x[i], w[r], C);
+    }
+  }
+}
+
+// Outputs [o0, o1) for every row: R weight rows at a time (they stay in L1) while the rows pass
+// two at a time, then one at a time.
+template <int R>
+void dot_block(float* out, const float* inp, const float* weight, int N, int C, int OC, int o0,
+               int o1) {
+  int o = o0;
+  for (; o + R <= o1; o += R) {
+    int n = 0;
+    for (; n + 2 <= N; n += 2) dot_tile<2, R>(out, inp, weight, C, OC, n, o);
+    for (; n < N; ++n) dot_tile<1, R>(out, inp, weight, C, OC, n, o);
+  }
+  for (; o < o1; ++o) {
+    for (int n = 0; n < N; ++n) dot_tile<1, 1>(out, inp, weight, C, OC, n, o);
+  }
+}
+
+constexpr int kFewRowsMax = 16;
+
+void few_rows_linear(float* out, const float* inp, const float* weight, int N, int C, int OC) {
+  // Tasks of 16 outputs, so that every thread streams its part of the weights.
+  constexpr int kOutputs = 16;
+  const int tasks = (OC + kOutputs - 1) / kOutputs;
+  const bool parallel = static_cast<size_t>(OC) * C > kParallelThreshold;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int t = 0; t < tasks; ++t) {
+    const int o0 = t * kOutputs, o1 = std::min(OC, o0 + kOutputs);
+    dot_block<Lanes::kDecodeOutputs>(out, inp, weight, N, C, OC, o0, o1);
+  }
+}
+
+// ---- many rows: packed panels, c permuted chain by chain ----
+
+constexpr int kPanelRows = 2 * kW, kPanelOutputs = Lanes::kPanelOutputs;
+
+// The packed position k of each c: chain l's values of c (l, l + 16, ...) are positions
+// l * (main / 16) onwards, and the tail keeps its place after them.
+inline int permuted_c(int k, int C) {
+  const int end = chains_end(C), per_chain = end / kChains;
+  return k >= end ? k : (k % per_chain) * kChains + k / per_chain;
+}
+
+// Rows [n0, n0 + kPanelRows) of inp, transposed and permuted: panel[k * kPanelRows + r] =
+// inp[n0 + r][permuted_c(k)], zeros for rows past N (their lanes are computed and never stored).
+void pack_rows(float* panel, const float* inp, int N, int C, int n0) {
+  const int rows = std::min(kPanelRows, N - n0);
+  for (int k = 0; k < C; ++k) {
+    const int c = permuted_c(k, C);
+    float* p = panel + static_cast<size_t>(k) * kPanelRows;
+    for (int r = 0; r < kPanelRows; ++r) p[r] = r < rows ? inp[static_cast<size_t>(n0 + r) * C + c] : 0.0f;
+  }
+}
+
+// Outputs [o0, o0 + kPanelOutputs) interleaved and permuted: panel[k * kPanelOutputs + j] =
+// weight[o0 + j][permuted_c(k)], zeros for outputs past OC.
+void pack_outputs(float* panel, const float* weight, int C, int OC, int o0) {
+  const int outputs = std::min(kPanelOutputs, OC - o0);
+  for (int k = 0; k < C; ++k) {
+    const int c = permuted_c(k, C);
+    float* p = panel + static_cast<size_t>(k) * kPanelOutputs;
+    for (int j = 0; j < kPanelOutputs; ++j) {
+      p[j] = j < outputs ? weight[static_cast<size_t>(o0 + j) * C + c] : 0.0f;
+    }
+  }
+}
+
+// The register tile over packed positions [k0, k1): fresh chains from zero.
+struct Tile {
+  V lo[kPanelOutputs], hi[kPanelOutputs];
+};
+
+inline void run_segment(Tile& t, const float* rows, const float* outputs, int k0, int k1) {
+  for (int j = 0; j < kPanelOutputs; ++j) t.lo[j] = t.hi[j] = Lanes::zero();
+  for (int k = k0; k < k1; ++k) {
+    const V x_lo = Lanes::load(rows + static_cast<size_t>(k) * kPanelRows);
+    const V x_hi = Lanes::load(rows + static_cast<size_t>(k) * kPanelRows + kW);
+    const float* w = outputs + static_cast<size_t>(k) * kPanelOutputs;
+    for (int j = 0; j < kPanelOutputs; ++j) {
+      const V b = Lanes::broadcast(w + j);
+      t.lo[j] = Lanes::fma(x_lo, b, t.lo[j]);
+      t.hi[j] = Lanes::fma(x_hi, b, t.hi[j]);
+    }
+  }
+}
+
+inline void add_tiles(Tile& sum, const Tile& t) {
+  for (int j = 0; j < kPanelOutputs; ++j) {
+    sum.lo[j] = Lanes::add(sum.lo[j], t.lo[j]);
+    sum.hi[j] = Lanes::add(sum.hi[j], t.hi[j]);
+  }
+}
+
+// Chains in bit-reversed order (0, 8, 4, 12, 2, ...): the contract's tree then adds each
+// adjacent pair of finished sums, like a binary counter carrying, with at most four pending.
+constexpr int kChainOrder[kChains] = {0, 8, 4, 12, 2, 10, 6, 14, 1, 9, 5, 13, 3, 11, 7, 15};
+
+// Every sum of a row panel against an output panel: the 16 chains one segment each, added in the
+// tree as they finish, then the tail.
+void panel_tile(float* out, const float* rows, const float* outputs, int N, int C, int OC, int n0,
+                int o0) {
+  const int end = chains_end(C), per_chain = end / kChains;
+  Tile pending[5];  // pending[level]: a sum of 2^level chains waiting for its partner
+  for (int i = 0; i < kChains; ++i) {
+    const int l = kChainOrder[i];
+    Tile t;
+    run_segment(t, rows, outputs, l * per_chain, (l + 1) * per_chain);
+    int level = 0;
+    for (int done = i + 1; done % 2 == 0; done /= 2, ++level) add_tiles(t, pending[level]);
+    pending[level] = t;
+  }
+  Tile& sum = pending[4];
+  if (end < C) {
+    Tile tail;
+    run_segment(tail, rows, outputs, end, C);
+    add_tiles(sum, tail);
+  }
+  alignas(64) float tile[kPanelOutputs][kPanelRows];
+  for (int j = 0; j < kPanelOutputs; ++j) {
+    Lanes::store(tile[j], sum.lo[j]);
+    Lanes::store(tile[j] + kW, sum.hi[j]);
+  }
+  const int valid_rows = std::min(kPanelRows, N - n0);
+  const int valid_outputs = std::min(kPanelOutputs, OC - o0);
+  for (int r = 0; r < valid_rows; ++r) {
+    float* o = out + static_cast<size_t>(n0 + r) * OC + o0;
+    for (int j = 0; j < valid_outputs; ++j) o[j] = tile[j][r];
+  }
+}
+
+// Buffers that grow to the largest product seen and are kept, per calling thread: allocating
+// megabytes per call would cost page faults on every layer.
+std::vector<float>& packed_rows_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+std::vector<float>& packed_outputs_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+
+void many_rows_linear(float* out, const float* inp, const float* weight, int N, int C, int OC) {
+  const int row_panels = (N + kPanelRows - 1) / kPanelRows;
+  const size_t row_panel_size = static_cast<size_t>(kPanelRows) * C;
+  std::vector<float>& rows = packed_rows_buffer();
+  if (rows.size() < row_panels * row_panel_size) rows.resize(row_panels * row_panel_size);
+  // A task packs a few output panels (up to 256 KiB of weights, kept in L2) and runs every row
+  // panel against them.
+  const int panels_per_task =
+      std::clamp(256 * 1024 / static_cast<int>(sizeof(float) * kPanelOutputs * C), 1, 8);
+  const int output_panels = (OC + kPanelOutputs - 1) / kPanelOutputs;
+  const int tasks = (output_panels + panels_per_task - 1) / panels_per_task;
+  const size_t output_panel_size = static_cast<size_t>(kPanelOutputs) * C;
+#pragma omp parallel
+  {
+#pragma omp for schedule(static)
+    for (int p = 0; p < row_panels; ++p) {
+      pack_rows(rows.data() + p * row_panel_size, inp, N, C, p * kPanelRows);
+    }
+    std::vector<float>& outputs = packed_outputs_buffer();
+    if (outputs.size() < panels_per_task * output_panel_size) {
+      outputs.resize(panels_per_task * output_panel_size);
+    }
+#pragma omp for schedule(static)
+    for (int task = 0; task < tasks; ++task) {
+      const int first = task * panels_per_task;
+      const int count = std::min(panels_per_task, output_panels - first);
+      for (int i = 0; i < count; ++i) {
+        pack_outputs(outputs.data() + i * output_panel_size, weight, C, OC,
+                     (first + i) * kPanelOutputs);
+      }
+      for (int p = 0; p < row_panels; ++p) {
+        for (int i = 0; i < count; ++i) {
+          panel_tile(out, rows.data() + p * row_panel_size, outputs.data() + i * output_panel_size,
+                     N, C, OC, p * kPanelRows, (first + i) * kPanelOutputs);
+        }
+      }
+    }
+  }
+}
+
+#endif  // AVX2 and FMA
+
+}  // namespace
+
+void batch_invariant_linear(float* out, const float* inp, const float* weight, int N, int C,
+                            int OC) {
+  if (N == 0 || OC == 0) return;
+#if defined(__AVX2__) && defined(__FMA__)
+  // Up to 16 rows the weights are best streamed once; past that the packed panels, whose row
+  // lanes would be mostly empty below 2 vectors of rows, take over.
+  if (N <= kFewRowsMax) {
+    few_rows_linear(out, inp, weight, N, C, OC);
+  } else {
+    many_rows_linear(out, inp, weight, N, C, OC);
+  }
+#else
+  scalar_linear(out, inp, weight, N, C, OC);
+#endif
+}
+
+}  // namespace switchyard::backend::cpu
