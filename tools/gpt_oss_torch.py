@@ -125,11 +125,11 @@ def yarn_inv_freq(cfg):
 
 
 def rope_cos_sin(cfg, positions):
-    """positions: int64 [N]. Returns (cos, sin) float32 [N, head_dim/2], already multiplied by
-    YaRN's attention factor."""
+    """positions: int64 [N]. Returns (cos, sin) float64 [N, head_dim/2], already multiplied by
+    YaRN's attention factor; the model rounds them once to its own dtype."""
     inv_freq, factor = yarn_inv_freq(cfg)
     angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]
-    return (angles.cos() * factor).float(), (angles.sin() * factor).float()
+    return angles.cos() * factor, angles.sin() * factor
 
 
 def apply_rope(x, cos, sin):
@@ -151,7 +151,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(n))
 
     def forward(self, x):
-        t = x.float()
+        # fp32 for bf16/fp16 activations; a float64 model (the gradient checks) stays float64.
+        t = x.to(torch.promote_types(x.dtype, torch.float32))
         t = t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + self.eps)
         return (t * self.weight).to(x.dtype)
 
@@ -297,7 +298,7 @@ def load_balancing_loss(router_logits, num_experts, k):
     logits = torch.cat(list(router_logits), dim=0)
     p = F.softmax(logits, dim=-1)
     _, chosen = torch.topk(p, k, dim=-1)
-    f = F.one_hot(chosen, num_experts).float().mean(dim=0)
+    f = F.one_hot(chosen, num_experts).to(p.dtype).mean(dim=0)
     P = p.mean(dim=0)
     return (f * P[None, :]).sum() * num_experts
 
