@@ -127,5 +127,18 @@ TEST_F(CliO200k, PrepareWritesVersion2Shards) {
   EXPECT_EQ(header[4], 2);  // version 2, little-endian
 }
 
+TEST_F(CliO200k, GenerateWithTheO200kTokenizer) {
+  // A model must have room for all 201,088 ids.
+  const Result small = run("generate --model tiny --tokenizer o200k --vocab " + kRanks + " --prompt Hi -n 2");
+  EXPECT_EQ(small.exit_code, 1);
+  EXPECT_NE(small.output.find("201088 tokens but the model's vocabulary is only 256"), std::string::npos)
+      << small.output;
+  const Result wide = run("generate --model tiny --vocab-size 201088 --tokenizer o200k --vocab " + kRanks +
+                          " --prompt Hello -n 3");
+  EXPECT_EQ(wide.exit_code, 0) << wide.output;
+  EXPECT_NE(wide.output.find("\nHello"), std::string::npos) << wide.output;  // after the noise warning
+  EXPECT_NE(wide.output.find("generated 3 tokens"), std::string::npos) << wide.output;
+}
+
 }  // namespace
 }  // namespace switchyard

@@ -2,6 +2,7 @@
 // written by tools/o200k_reference.mjs), ids derived by hand from the ranks file, the merge loop
 // against the reference's plain quadratic loop, special tokens, invalid UTF-8, and the
 // tokenizer.json loader.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -206,6 +207,17 @@ TEST(O200k, EncodesTinyShakespeareExactlyBack) {
   ASSERT_GT(text.size(), 1000000u);
   const std::vector<int32_t> ids = o200k().encode(text);
   EXPECT_EQ(o200k().decode(ids), text);
+  // js-tiktoken's ids for the whole text, by count and FNV-1a hash of their little-endian bytes.
+  const nlohmann::json whole = reference()["tinyshakespeare"];
+  EXPECT_EQ(ids.size(), whole["tokens"].get<size_t>());
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const int32_t id : ids) {
+    for (int b = 0; b < 4; ++b) {
+      hash ^= (static_cast<uint32_t>(id) >> (8 * b)) & 0xFF;
+      hash *= 0x100000001b3ULL;
+    }
+  }
+  EXPECT_EQ(fmt::format("{:016x}", hash), whole["fnv1a64"].get<std::string>());
   // The corpus's first 3,000 characters are in the reference; the whole text starts the same way.
   const nlohmann::json cases = reference()["plain"];
   const nlohmann::json& slice = cases.back();

@@ -72,6 +72,20 @@ const withSpecials = [
 ];
 
 const cases = plain.map((text) => ({ text, ids: encoder.encode(text, [], []) }));
+
+// The whole of tinyshakespeare is too long to store; its ids are checked by count and by the
+// 64-bit FNV-1a hash of their little-endian uint32 bytes.
+function fnv1a64(ids) {
+  let hash = 0xcbf29ce484222325n;
+  for (const id of ids) {
+    for (let b = 0; b < 4; ++b) {
+      hash ^= BigInt((id >>> (8 * b)) & 0xff);
+      hash = (hash * 0x100000001b3n) & 0xffffffffffffffffn;
+    }
+  }
+  return hash.toString(16).padStart(16, "0");
+}
+const shakespeareIds = encoder.encode(shakespeare, [], []);
 const specialCases = withSpecials.map((text) => ({ text, ids: encoder.encode(text, "all") }));
 
 // One case per line keeps the file readable and its diffs small.
@@ -79,6 +93,7 @@ const line = (c) => "    " + JSON.stringify(c);
 const json = [
   "{",
   '  "source": "js-tiktoken 1.0.21, o200k_base ranks plus the o200k_harmony chat tokens",',
+  `  "tinyshakespeare": {"tokens": ${shakespeareIds.length}, "fnv1a64": "${fnv1a64(shakespeareIds)}"},`,
   '  "plain": [',
   cases.map(line).join(",\n"),
   "  ],",
