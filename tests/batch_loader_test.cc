@@ -205,8 +205,8 @@ TEST_F(BatchLoaderTest, PrepareTextSplitsAtTheRightToken) {
   EXPECT_EQ(out.val_path, path("out/nested/val.bin"));
   EXPECT_EQ(out.train_tokens, 10u);
   EXPECT_EQ(out.val_tokens, 1u);
-  const std::vector<uint16_t> train = read_shard(out.train_path);
-  const std::vector<uint16_t> val = read_shard(out.val_path);
+  const std::vector<uint32_t> train = read_shard(out.train_path);
+  const std::vector<uint32_t> val = read_shard(out.val_path);
   EXPECT_EQ(std::string(train.begin(), train.end()), "hello worl");
   EXPECT_EQ(std::string(val.begin(), val.end()), "d");
 
@@ -224,8 +224,8 @@ TEST_F(BatchLoaderTest, PrepareTextWithTheLibraryByteTokenizer) {
   const PreparedData out = prepare_text(path("in.txt"), *tok, path("o"), 0.25);
   ASSERT_EQ(out.train_tokens + out.val_tokens, text.size());
   EXPECT_EQ(out.val_tokens, 6u);  // 24 * 0.25
-  std::vector<uint16_t> all = read_shard(out.train_path);
-  const std::vector<uint16_t> val = read_shard(out.val_path);
+  std::vector<uint32_t> all = read_shard(out.train_path);
+  const std::vector<uint32_t> val = read_shard(out.val_path);
   all.insert(all.end(), val.begin(), val.end());
   for (size_t i = 0; i < text.size(); ++i) EXPECT_EQ(all[i], static_cast<unsigned char>(text[i])) << i;
 }
@@ -241,6 +241,23 @@ TEST_F(BatchLoaderTest, PrepareTextKeepsOneTokenOnEachSide) {
   EXPECT_EQ(tiny.val_tokens, 1u);
 }
 
+TEST_F(BatchLoaderTest, PrepareTextWritesUint32ShardsForWideVocabularies) {
+  // Ids up to 65,500 + 255 do not fit the uint16 format: the shards are version 2.
+  TestByteTokenizer wide(65500);
+  write_text("ok.txt", "some text");
+  const PreparedData out = prepare_text(path("ok.txt"), wide, path("w"), 0.5);
+  std::vector<uint32_t> all = read_shard(out.train_path);
+  const std::vector<uint32_t> val = read_shard(out.val_path);
+  all.insert(all.end(), val.begin(), val.end());
+  std::vector<uint32_t> expected;
+  for (const unsigned char c : std::string("some text")) expected.push_back(65500u + c);
+  EXPECT_EQ(all, expected);
+  std::ifstream in(out.train_path, std::ios::binary);
+  int32_t header[2] = {};
+  in.read(reinterpret_cast<char*>(header), sizeof header);
+  EXPECT_EQ(header[1], 2);  // the version field
+}
+
 TEST_F(BatchLoaderTest, PrepareTextErrors) {
   TestByteTokenizer tok;
   expect_error([&] { prepare_text(path("missing.txt"), tok, path("o"), 0.1); },
@@ -254,9 +271,6 @@ TEST_F(BatchLoaderTest, PrepareTextErrors) {
   write_text("ok.txt", "some text");
   expect_error([&] { prepare_text(path("ok.txt"), tok, path("o"), 0.0); }, {"fraction 0"});
   expect_error([&] { prepare_text(path("ok.txt"), tok, path("o"), 1.0); }, {"fraction 1"});
-  // A vocabulary whose ids do not fit the uint16 shard format.
-  TestByteTokenizer wide(65500);
-  expect_error([&] { prepare_text(path("ok.txt"), wide, path("w"), 0.5); }, {"uint16"});
   // The output directory cannot be a file.
   write_text("afile", "x");
   expect_error([&] { prepare_text(path("ok.txt"), tok, path("afile"), 0.5); }, {path("afile")});

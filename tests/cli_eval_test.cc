@@ -58,7 +58,7 @@ struct Reference {
 
 // Mean cross-entropy over consecutive windows of T tokens (window i feeds [iT, (i+1)T) and
 // predicts [iT+1, (i+1)T+1)), one window per forward pass, -log softmax(logits)[target] in double.
-Reference reference_eval(const std::string& model_dir, const std::vector<uint16_t>& tokens, int T) {
+Reference reference_eval(const std::string& model_dir, const std::vector<uint32_t>& tokens, int T) {
   auto backend = backend::create_backend("cpu");
   model::Gpt2 gpt(*backend, model::read_config(model_dir));
   model::load_weights(gpt, model_dir);
@@ -99,7 +99,7 @@ TEST_F(CliEval, LossEqualsAnIndependentComputation) {
                            " --batch 2 --seq 32 --steps 3 --warmup 2 --lr 1e-3 --eval-windows 4");
   ASSERT_EQ(train.exit_code, 0) << train.output;
   const std::string shard = model + "/data/val.bin";
-  const std::vector<uint16_t> tokens = data::read_shard(shard);
+  const std::vector<uint32_t> tokens = data::read_shard(shard);
   const int T = 16;
   const Reference want = reference_eval(model, tokens, T);
   ASSERT_GT(want.windows, 2u);

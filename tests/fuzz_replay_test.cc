@@ -47,12 +47,15 @@ std::vector<std::vector<uint8_t>> safetensors_seeds(Rng& rng) {
 
 std::vector<std::vector<uint8_t>> shard_seeds() {
   std::vector<std::vector<uint8_t>> seeds;
-  for (int count : {0, 1, 7}) {
-    std::vector<uint8_t> bytes(1024 + 2 * count, 0);
-    const int32_t header[3] = {data::kShardMagic, data::kShardVersion, count};
-    std::memcpy(bytes.data(), header, sizeof(header));  // little-endian host, as the format is
-    for (int i = 0; i < 2 * count; ++i) bytes[1024 + i] = static_cast<uint8_t>(i * 37);
-    seeds.push_back(bytes);
+  for (const int32_t version : {data::kShardVersion16, data::kShardVersion32}) {
+    const int width = version == data::kShardVersion16 ? 2 : 4;
+    for (int count : {0, 1, 7}) {
+      std::vector<uint8_t> bytes(1024 + width * count, 0);
+      const int32_t header[3] = {data::kShardMagic, version, count};
+      std::memcpy(bytes.data(), header, sizeof(header));  // little-endian host, as the format is
+      for (int i = 0; i < width * count; ++i) bytes[1024 + i] = static_cast<uint8_t>(i * 37);
+      seeds.push_back(bytes);
+    }
   }
   return seeds;
 }
@@ -154,11 +157,16 @@ TEST(FuzzReplay, ShardParseAcceptsOrThrowsError) {
     for (int m = 0; m < kMutationsPerSeed; ++m) {
       const std::vector<uint8_t> bytes = mutate(seed, 12, rng);
       try {
-        const std::vector<uint16_t> tokens = data::parse_shard(bytes, "mutant");
+        const std::vector<uint32_t> tokens = data::parse_shard(bytes, "mutant");
         ++accepted;
-        ASSERT_EQ(bytes.size(), 1024 + 2 * tokens.size());
+        // Accepted means version 1 (uint16) or 2 (uint32), read from the header by hand.
+        const size_t width = bytes[4] == 1 ? 2 : 4;
+        ASSERT_TRUE((bytes[4] == 1 || bytes[4] == 2) && bytes[5] == 0 && bytes[6] == 0 && bytes[7] == 0);
+        ASSERT_EQ(bytes.size(), 1024 + width * tokens.size());
         for (size_t i = 0; i < tokens.size(); ++i) {
-          ASSERT_EQ(tokens[i], bytes[1024 + 2 * i] | bytes[1024 + 2 * i + 1] << 8);
+          uint32_t expected = 0;
+          for (size_t b = 0; b < width; ++b) expected |= static_cast<uint32_t>(bytes[1024 + width * i + b]) << (8 * b);
+          ASSERT_EQ(tokens[i], expected);
         }
       } catch (const Error&) {
         ++rejected;

@@ -68,16 +68,16 @@ TEST_F(TokenShardTest, ParsesHandBuiltBytes) {
   std::vector<uint8_t> bytes = header(20240520, 1, 3);
   const uint8_t token_bytes[] = {0x34, 0x12, 0x00, 0x00, 0xFE, 0xFF};
   bytes.insert(bytes.end(), std::begin(token_bytes), std::end(token_bytes));
-  EXPECT_EQ(parse_shard(bytes, "mem"), (std::vector<uint16_t>{0x1234, 0, 0xFFFE}));
+  EXPECT_EQ(parse_shard(bytes, "mem"), (std::vector<uint32_t>{0x1234, 0, 0xFFFE}));
   write_bytes(path("h.bin"), bytes);
-  EXPECT_EQ(read_shard(path("h.bin")), (std::vector<uint16_t>{0x1234, 0, 0xFFFE}));
+  EXPECT_EQ(read_shard(path("h.bin")), (std::vector<uint32_t>{0x1234, 0, 0xFFFE}));
 }
 
 TEST_F(TokenShardTest, RoundTripsManyTokensAndAnEmptyShard) {
   std::vector<int32_t> tokens;
   for (int i = 0; i < 100000; ++i) tokens.push_back((i * 7919) % 65536);
   write_shard(path("big.bin"), tokens);
-  const std::vector<uint16_t> back = read_shard(path("big.bin"));
+  const std::vector<uint32_t> back = read_shard(path("big.bin"));
   ASSERT_EQ(back.size(), tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) ASSERT_EQ(back[i], tokens[i]) << "index " << i;
 
@@ -92,6 +92,51 @@ TEST_F(TokenShardTest, WriterRejectsTokensOutsideUint16) {
                {path("x.bin"), "65536", "index 1", "uint16"});
   expect_error([&] { write_shard(path("x.bin"), std::vector<int32_t>{-1}); }, {"-1", "index 0"});
   EXPECT_FALSE(fs::exists(path("x.bin")));
+}
+
+TEST_F(TokenShardTest, Version2WritesTheExactByteLayout) {
+  const std::vector<int32_t> tokens = {1, 65536, 200006, 0x12345678};
+  write_shard(path("v2.bin"), tokens, kShardVersion32);
+  std::vector<uint8_t> expected = header(20240520, 2, 4);
+  const uint8_t token_bytes[] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00,
+                                 0x46, 0x0D, 0x03, 0x00, 0x78, 0x56, 0x34, 0x12};
+  expected.insert(expected.end(), std::begin(token_bytes), std::end(token_bytes));
+  EXPECT_EQ(read_bytes(path("v2.bin")), expected);
+  EXPECT_EQ(read_shard(path("v2.bin")), (std::vector<uint32_t>{1, 65536, 200006, 0x12345678}));
+}
+
+TEST_F(TokenShardTest, Version2RoundTripsO200kSizedIds) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 50000; ++i) tokens.push_back(static_cast<int32_t>((int64_t{i} * 104729) % 201088));
+  write_shard(path("big2.bin"), tokens, kShardVersion32);
+  EXPECT_EQ(fs::file_size(path("big2.bin")), 1024u + 4 * tokens.size());
+  const std::vector<uint32_t> back = read_shard(path("big2.bin"));
+  ASSERT_EQ(back.size(), tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) ASSERT_EQ(back[i], static_cast<uint32_t>(tokens[i])) << "index " << i;
+  expect_error([&] { write_shard(path("neg.bin"), std::vector<int32_t>{7, -2}, kShardVersion32); },
+               {"-2", "index 1"});
+  expect_error([&] { write_shard(path("v3.bin"), std::vector<int32_t>{1}, 3); }, {"version 3"});
+}
+
+TEST_F(TokenShardTest, VersionFollowsTheVocabularySize) {
+  EXPECT_EQ(shard_version_for_vocab(256), 1);
+  EXPECT_EQ(shard_version_for_vocab(50257), 1);
+  EXPECT_EQ(shard_version_for_vocab(65536), 1);
+  EXPECT_EQ(shard_version_for_vocab(65537), 2);
+  EXPECT_EQ(shard_version_for_vocab(201088), 2);
+}
+
+TEST_F(TokenShardTest, TruncatedVersion2) {
+  std::vector<uint8_t> bytes = header(20240520, 2, 3);
+  bytes.resize(1024 + 4 * 2 + 2);  // two whole uint32 tokens and half of a third
+  write_bytes(path("t2.bin"), bytes);
+  expect_error([&] { read_shard(path("t2.bin")); },
+               {path("t2.bin"), "truncated: header says 3 tokens, file holds 2", "version 2"});
+  // A version-1 file of the same size would hold five whole tokens.
+  bytes = header(20240520, 2, 1);
+  bytes.resize(1024 + 6);
+  write_bytes(path("tr2.bin"), bytes);
+  expect_error([&] { read_shard(path("tr2.bin")); }, {path("tr2.bin"), "2 trailing bytes"});
 }
 
 TEST_F(TokenShardTest, WriterNamesAnUnwritablePath) {

@@ -436,7 +436,7 @@ TEST(TokenizeText, RunsTheCommandLogic) {
 
   if (!fs::exists(kVocabDir + "/encoder.json")) GTEST_SKIP() << kMissingVocabulary;
   TokenizeOptions gpt2;
-  gpt2.vocab_directory = kVocabDir;
+  gpt2.vocab = kVocabDir;
   EXPECT_EQ(run_tokenize(gpt2, "Hello world"), "15496 995\n");
   gpt2.decode = true;
   EXPECT_EQ(run_tokenize(gpt2, "15496 995 50256"), "Hello world<|endoftext|>");

@@ -25,7 +25,7 @@ struct EvalFlags {
   bool json = false;
 };
 
-std::vector<uint16_t> load_eval_tokens(const std::string& path, const tokenizer::Tokenizer& tokenizer) {
+std::vector<uint32_t> load_eval_tokens(const std::string& path, const tokenizer::Tokenizer& tokenizer) {
   if (path.ends_with(".bin")) return data::read_shard(path);
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (!file) fail("cannot open evaluation data {}", path);
@@ -35,7 +35,7 @@ std::vector<uint16_t> load_eval_tokens(const std::string& path, const tokenizer:
   while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
   std::fclose(file);
   std::vector<int32_t> ids = tokenizer.encode(text);
-  return std::vector<uint16_t>(ids.begin(), ids.end());
+  return std::vector<uint32_t>(ids.begin(), ids.end());
 }
 
 void run_eval(const EvalFlags& flags) {
@@ -43,9 +43,9 @@ void run_eval(const EvalFlags& flags) {
   const model::ModelConfig& config = opened.model->config();
   int T = flags.seq > 0 ? flags.seq : config.max_seq_len;
   require(T <= config.max_seq_len, "--seq {} exceeds the model's context of {} tokens", T, config.max_seq_len);
-  std::vector<uint16_t> tokens = load_eval_tokens(flags.data, opened.tokenizer ? *opened.tokenizer : *tokenizer::make_byte_tokenizer());
+  std::vector<uint32_t> tokens = load_eval_tokens(flags.data, opened.tokenizer ? *opened.tokenizer : *tokenizer::make_byte_tokenizer());
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] >= config.vocab_size) {
+    if (tokens[i] >= static_cast<uint32_t>(config.vocab_size)) {
       fail("{}: token {} at index {} is outside the model's vocabulary of {}", flags.data, tokens[i], i,
            config.vocab_size);
     }

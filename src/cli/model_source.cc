@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "tokenizer/o200k.h"
 #include "tokenizer/tokenize_text.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
@@ -55,8 +56,8 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     config.validate();
   }
   if (tokenizer_name.empty()) tokenizer_name = config.vocab_size == 256 ? "byte" : "gpt2";
-  require(tokenizer_name == "gpt2" || tokenizer_name == "byte",
-          "unknown tokenizer '{}' (expected gpt2 or byte)", tokenizer_name);
+  require(tokenizer_name == "gpt2" || tokenizer_name == "o200k" || tokenizer_name == "byte",
+          "unknown tokenizer '{}' (expected gpt2, o200k or byte)", tokenizer_name);
   opened.info["tokenizer"] = tokenizer_name;
 
   opened.backend = backend::create_backend(source.device);
@@ -73,10 +74,16 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   }
 
   if (load_tokenizer) {
+    const bool from_model_dir = opened.from_checkpoint && source.vocab_dir.empty();
     if (tokenizer_name == "byte") {
       opened.tokenizer = tokenizer::make_byte_tokenizer();
+    } else if (tokenizer_name == "o200k") {
+      // A gpt-oss checkpoint ships its tokenizer.json.
+      const fs::path shipped = fs::path(source.model) / "tokenizer.json";
+      opened.tokenizer = tokenizer::load_o200k_tokenizer(
+          from_model_dir && fs::exists(shipped) ? shipped.string() : tokenizer::find_o200k_file(source.vocab_dir));
     } else {
-      std::string dir = opened.from_checkpoint && source.vocab_dir.empty() && has_gpt2_vocab(source.model)
+      std::string dir = from_model_dir && has_gpt2_vocab(source.model)
                             ? source.model
                             : tokenizer::find_gpt2_vocab_directory(source.vocab_dir);
       opened.tokenizer = tokenizer::load_gpt2_tokenizer(dir);
@@ -95,11 +102,13 @@ void add_model_flags(CLI::App* command, ModelSource& source, bool model_required
   if (model_required) model->required();
   command->add_option("--device", source.device, "backend to run on (see `switchyard devices`)")
       ->capture_default_str();
-  command->add_option("--tokenizer", source.tokenizer, "gpt2 or byte (default: from the model)")
-      ->check(CLI::IsMember({"gpt2", "byte"}));
+  command->add_option("--tokenizer", source.tokenizer, "gpt2, o200k or byte (default: from the model)")
+      ->check(CLI::IsMember({"gpt2", "o200k", "byte"}));
   command->add_option("--vocab", source.vocab_dir,
-                      "directory with GPT-2's encoder.json + vocab.bpe (default: $SWITCHYARD_GPT2_VOCAB "
-                      "or ../shared/data/gpt2)");
+                      "gpt2: directory with encoder.json + vocab.bpe (default: $SWITCHYARD_GPT2_VOCAB "
+                      "or ../shared/data/gpt2); o200k: ranks file or tokenizer.json (default: the "
+                      "checkpoint's tokenizer.json, $SWITCHYARD_O200K or "
+                      "../shared/data/o200k/o200k_base.tiktoken)");
   command->add_option("--seed", source.seed, "seed for a preset's random initialisation")
       ->capture_default_str();
   // Any other size: start from a preset and change its shape.
@@ -107,7 +116,7 @@ void add_model_flags(CLI::App* command, ModelSource& source, bool model_required
   command->add_option("--n-head", source.heads, "override the preset's number of heads")->check(CLI::Range(1, 4096));
   command->add_option("--n-embd", source.channels, "override the preset's channels")->check(CLI::Range(1, 1 << 16));
   command->add_option("--n-positions", source.context, "override the preset's context length")->check(CLI::Range(1, 1 << 20));
-  command->add_option("--vocab-size", source.vocab_size, "override the preset's vocabulary size")->check(CLI::Range(1, 65536));
+  command->add_option("--vocab-size", source.vocab_size, "override the preset's vocabulary size")->check(CLI::Range(1, 1 << 22));
 }
 
 }  // namespace switchyard::cli

@@ -20,8 +20,8 @@ namespace switchyard::cli {
 struct ModelSource {
   std::string model;      // preset name or checkpoint directory
   std::string device = "cpu";
-  std::string tokenizer;  // "gpt2", "byte" or empty (decided by the checkpoint or preset)
-  std::string vocab_dir;  // GPT-2 vocabulary files; empty: the usual places
+  std::string tokenizer;  // "gpt2", "o200k", "byte" or empty (decided by the checkpoint or preset)
+  std::string vocab_dir;  // GPT-2 vocabulary directory or o200k file; empty: the usual places
   uint64_t seed = 1337;   // initialisation seed for presets
   // Overrides of a preset's shape (0: keep the preset's value).
   int layers = 0, heads = 0, channels = 0, context = 0, vocab_size = 0;

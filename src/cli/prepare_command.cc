@@ -22,9 +22,7 @@ struct PrepareFlags {
 };
 
 void run_prepare(const PrepareFlags& flags) {
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer =
-      flags.tokenizer == "byte" ? tokenizer::make_byte_tokenizer()
-                                : tokenizer::load_gpt2_tokenizer(tokenizer::find_gpt2_vocab_directory(flags.vocab));
+  const std::unique_ptr<tokenizer::Tokenizer> tokenizer = tokenizer::make_tokenizer(flags.tokenizer, flags.vocab);
   const data::PreparedData prepared =
       data::prepare_text(flags.input, *tokenizer, flags.out, flags.val_fraction);
   std::printf("tokenizer %s (vocabulary %d)\n", tokenizer->name().c_str(), tokenizer->vocab_size());
@@ -40,12 +38,14 @@ void add_prepare_command(CLI::App& app) {
       "prepare", "Tokenise a text file into <out>/train.bin and <out>/val.bin token shards");
   command->add_option("--input", flags->input, "text file to tokenise")->required();
   command->add_option("--out", flags->out, "output directory (created if missing)")->required();
-  command->add_option("--tokenizer", flags->tokenizer, "gpt2 (byte-level BPE) or byte")
-      ->check(CLI::IsMember({"gpt2", "byte"}))
+  command->add_option("--tokenizer", flags->tokenizer,
+                      "gpt2 (byte-level BPE), o200k (gpt-oss's o200k_harmony; writes uint32 shards) or byte")
+      ->check(CLI::IsMember({"gpt2", "o200k", "byte"}))
       ->capture_default_str();
   command->add_option("--vocab", flags->vocab,
-                      "GPT-2 vocabulary directory (default: $SWITCHYARD_GPT2_VOCAB, else "
-                      "../shared/data/gpt2)");
+                      "gpt2: vocabulary directory (default: $SWITCHYARD_GPT2_VOCAB, else "
+                      "../shared/data/gpt2); o200k: ranks file or tokenizer.json (default: "
+                      "$SWITCHYARD_O200K, else ../shared/data/o200k/o200k_base.tiktoken)");
   command->add_option("--val-fraction", flags->val_fraction,
                       "share of the tokens, taken from the end, that goes to val.bin")
       ->check(CLI::Range(0.0, 1.0))

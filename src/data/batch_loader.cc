@@ -12,7 +12,7 @@ namespace {
 // Moves `position` forward until a whole batch of `needed` tokens fits at it, skipping shards too
 // small to hold one and wrapping (one more epoch) after the last. The constructor guarantees some
 // shard is large enough, so this terminates within one pass over the shards.
-void settle(const std::vector<std::vector<uint16_t>>& shards, size_t needed,
+void settle(const std::vector<std::vector<uint32_t>>& shards, size_t needed,
             LoaderPosition& position) {
   while (shards[position.shard].size() < position.offset + needed) {
     position.offset = 0;
@@ -35,9 +35,9 @@ BatchLoader::BatchLoader(std::vector<std::string> paths, int B, int T, int vocab
   bool any_fits = false;
   shards_.reserve(paths_.size());
   for (const std::string& path : paths_) {
-    std::vector<uint16_t> tokens = read_shard(path);
+    std::vector<uint32_t> tokens = read_shard(path);
     for (size_t i = 0; i < tokens.size(); ++i) {
-      require(tokens[i] < vocab_size,
+      require(tokens[i] < static_cast<uint32_t>(vocab_size),
               "token shard {}: token at index {} is {}, outside the vocabulary of size {}", path, i,
               tokens[i], vocab_size);
     }
@@ -59,7 +59,7 @@ void BatchLoader::next_batch(std::vector<int32_t>& inputs, std::vector<int32_t>&
   inputs.resize(n);
   targets.resize(n);
   // settle() has already made sure n + 1 tokens are available from the current offset.
-  const uint16_t* tokens = shards_[position_.shard].data() + position_.offset;
+  const uint32_t* tokens = shards_[position_.shard].data() + position_.offset;
   for (size_t i = 0; i < n; ++i) {
     inputs[i] = tokens[i];
     targets[i] = tokens[i + 1];

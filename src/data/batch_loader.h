@@ -37,7 +37,7 @@ class BatchLoader {
 
  private:
   std::vector<std::string> paths_;
-  std::vector<std::vector<uint16_t>> shards_;
+  std::vector<std::vector<uint32_t>> shards_;
   int B_, T_;
   LoaderPosition position_;
 };

@@ -48,8 +48,9 @@ PreparedData prepare_text(const std::string& text_path, const tokenizer::Tokeniz
   result.train_tokens = train_count;
   result.val_tokens = val_count;
   std::span<const int32_t> all(tokens);
-  write_shard(result.train_path, all.subspan(0, train_count));
-  write_shard(result.val_path, all.subspan(train_count));
+  const int32_t version = shard_version_for_vocab(tokenizer.vocab_size());
+  write_shard(result.train_path, all.subspan(0, train_count), version);
+  write_shard(result.val_path, all.subspan(train_count), version);
   return result;
 }
 

@@ -25,9 +25,16 @@ void store_le_i32(uint8_t* p, int32_t value) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
 
+// Bytes per token in a shard of `version` (already validated).
+size_t token_width(int32_t version) { return version == kShardVersion16 ? sizeof(uint16_t) : sizeof(uint32_t); }
+
 }  // namespace
 
-std::vector<uint16_t> parse_shard(std::span<const uint8_t> bytes, const std::string& source) {
+int32_t shard_version_for_vocab(int vocab_size) {
+  return vocab_size <= 0x10000 ? kShardVersion16 : kShardVersion32;
+}
+
+std::vector<uint32_t> parse_shard(std::span<const uint8_t> bytes, const std::string& source) {
   require(bytes.size() >= kHeaderBytes,
           "token shard {}: file is {} bytes, shorter than the {}-byte header", source, bytes.size(),
           kHeaderBytes);
@@ -35,29 +42,34 @@ std::vector<uint16_t> parse_shard(std::span<const uint8_t> bytes, const std::str
   require(magic == kShardMagic, "token shard {}: wrong magic number {} (expected {})", source, magic,
           kShardMagic);
   const int32_t version = load_le_i32(bytes.data() + 4);
-  require(version == kShardVersion, "token shard {}: unknown version {} (expected {})", source,
-          version, kShardVersion);
+  require(version == kShardVersion16 || version == kShardVersion32,
+          "token shard {}: unknown version {} (expected {} for uint16 tokens or {} for uint32)", source,
+          version, kShardVersion16, kShardVersion32);
   const int32_t count = load_le_i32(bytes.data() + 8);
   require(count >= 0, "token shard {}: negative token count {} in header", source, count);
 
+  const size_t width = token_width(version);
   const size_t data_bytes = bytes.size() - kHeaderBytes;
-  const size_t held = data_bytes / sizeof(uint16_t);
+  const size_t held = data_bytes / width;
   const size_t expected = static_cast<size_t>(count);
-  require(expected <= held, "token shard {}: truncated: header says {} tokens, file holds {}", source,
-          expected, held);
-  require(data_bytes == expected * sizeof(uint16_t),
+  require(expected <= held,
+          "token shard {}: truncated: header says {} tokens, file holds {} (version {}, {}-byte tokens)",
+          source, expected, held, version, width);
+  require(data_bytes == expected * width,
           "token shard {}: {} trailing bytes after the {} tokens the header announces", source,
-          data_bytes - expected * sizeof(uint16_t), expected);
+          data_bytes - expected * width, expected);
 
-  std::vector<uint16_t> tokens(expected);
+  std::vector<uint32_t> tokens(expected);
   const uint8_t* p = bytes.data() + kHeaderBytes;
   for (size_t i = 0; i < expected; ++i) {
-    tokens[i] = static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8));
+    uint32_t token = 0;
+    for (size_t b = 0; b < width; ++b) token |= static_cast<uint32_t>(p[width * i + b]) << (8 * b);
+    tokens[i] = token;
   }
   return tokens;
 }
 
-std::vector<uint16_t> read_shard(const std::string& path) {
+std::vector<uint32_t> read_shard(const std::string& path) {
   std::error_code ec;
   require(std::filesystem::is_regular_file(path, ec), "token shard {}: no such file", path);
   std::ifstream in(path, std::ios::binary);
@@ -67,21 +79,26 @@ std::vector<uint16_t> read_shard(const std::string& path) {
   return parse_shard(bytes, path);
 }
 
-void write_shard(const std::string& path, std::span<const int32_t> tokens) {
+void write_shard(const std::string& path, std::span<const int32_t> tokens, int32_t version) {
+  require(version == kShardVersion16 || version == kShardVersion32,
+          "token shard {}: cannot write version {} (expected {} or {})", path, version, kShardVersion16,
+          kShardVersion32);
   require(tokens.size() <= static_cast<size_t>(std::numeric_limits<int32_t>::max()),
           "token shard {}: {} tokens do not fit the int32 count in the header", path, tokens.size());
-  std::vector<uint8_t> bytes(kHeaderBytes + tokens.size() * sizeof(uint16_t), 0);
+  const size_t width = token_width(version);
+  const int64_t largest = version == kShardVersion16 ? 0xFFFF : std::numeric_limits<int32_t>::max();
+  std::vector<uint8_t> bytes(kHeaderBytes + tokens.size() * width, 0);
   store_le_i32(bytes.data(), kShardMagic);
-  store_le_i32(bytes.data() + 4, kShardVersion);
+  store_le_i32(bytes.data() + 4, version);
   store_le_i32(bytes.data() + 8, static_cast<int32_t>(tokens.size()));
   uint8_t* p = bytes.data() + kHeaderBytes;
   for (size_t i = 0; i < tokens.size(); ++i) {
     const int32_t t = tokens[i];
-    require(t >= 0 && t <= 0xFFFF,
-            "token shard {}: token {} at index {} does not fit in uint16 (expected 0..65535)", path,
-            t, i);
-    p[2 * i] = static_cast<uint8_t>(t & 0xFF);
-    p[2 * i + 1] = static_cast<uint8_t>(t >> 8);
+    if (t < 0 || t > largest) {
+      fail("token shard {}: token {} at index {} does not fit in version {}'s uint{} (expected 0..{})",
+           path, t, i, version, 8 * width, largest);
+    }
+    for (size_t b = 0; b < width; ++b) p[width * i + b] = static_cast<uint8_t>(static_cast<uint32_t>(t) >> (8 * b));
   }
 
   // Write to a sibling temporary and rename, so a reader never sees a half-written shard.

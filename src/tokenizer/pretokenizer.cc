@@ -15,9 +15,6 @@ namespace switchyard::tokenizer {
 
 namespace {
 
-constexpr char kPattern[] =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
 // Stand-ins, one per class of the pattern, that every PCRE2 version classes as the reference does.
 // None is ASCII, so none can complete a contraction ('s) or act as the optional leading space.
 constexpr char32_t kLetterStandIn = 0x4E00;  // CJK ideograph one (Lo)
@@ -25,7 +22,9 @@ constexpr char32_t kNumberStandIn = 0x0660;  // Arabic-Indic digit zero (Nd)
 constexpr char32_t kOtherStandIn = 0xE000;   // first private-use code point (Co), like a lone surrogate
 
 // Code points on which PCRE2 10.42 (Unicode 14) and the regex module 2.5 (Unicode 15.0) disagree,
-// with the reference's class: U+180E (PCRE2's \s still includes it) and the letters and numbers
+// with the reference's class. The o200k pattern splits letters by case; its classes hold the Lo
+// stand-in wherever they hold an Lo or Lm letter, which all of these letters are but U+1DF25..
+// U+1DF2A (Ll), whose chunks can differ from the reference's next to an upper-case letter. U+180E (PCRE2's \s still includes it) and the letters and numbers
 // that Unicode 15.0 added. tests/tokenizer_test.cc compares every code point with the reference.
 struct ClassOverride {
   char32_t first;
@@ -87,7 +86,7 @@ std::string pcre2_message(int code) {
 
 }  // namespace
 
-struct Gpt2Pretokenizer::Impl {
+struct Pretokenizer::Impl {
   pcre2_code* code = nullptr;
   pcre2_match_data* match_data = nullptr;
   pcre2_match_context* match_context = nullptr;
@@ -132,19 +131,19 @@ struct Gpt2Pretokenizer::Impl {
   }
 };
 
-Gpt2Pretokenizer::Gpt2Pretokenizer(bool use_jit) : impl_(std::make_unique<Impl>()) {
+Pretokenizer::Pretokenizer(std::string_view pattern, bool use_jit) : impl_(std::make_unique<Impl>()) {
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
-  impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kPattern), PCRE2_ZERO_TERMINATED,
+  impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
                               PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
   if (impl_->code == nullptr) {
-    fail("GPT-2 pre-tokenizer: PCRE2 cannot compile the pattern at offset {}: {}", error_offset,
+    fail("pre-tokenizer: PCRE2 cannot compile the pattern at offset {}: {}", error_offset,
          pcre2_message(error_code));
   }
   impl_->match_data = pcre2_match_data_create_from_pattern(impl_->code, nullptr);
   impl_->match_context = pcre2_match_context_create(nullptr);
   require(impl_->match_data != nullptr && impl_->match_context != nullptr,
-          "GPT-2 pre-tokenizer: out of memory creating PCRE2 match data");
+          "pre-tokenizer: out of memory creating PCRE2 match data");
   // JIT is optional (PCRE2 may be built without it); the interpreter gives the same matches.
   if (use_jit && pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0) {
     impl_->jit_stack = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr);
@@ -155,9 +154,9 @@ Gpt2Pretokenizer::Gpt2Pretokenizer(bool use_jit) : impl_(std::make_unique<Impl>(
   }
 }
 
-Gpt2Pretokenizer::~Gpt2Pretokenizer() = default;
+Pretokenizer::~Pretokenizer() = default;
 
-void Gpt2Pretokenizer::split(std::string_view text, std::vector<Chunk>& chunks) const {
+void Pretokenizer::split(std::string_view text, std::vector<Chunk>& chunks) const {
   chunks.clear();
   Impl& impl = *impl_;
   const size_t plain = plain_prefix_length(text);
@@ -175,13 +174,13 @@ void Gpt2Pretokenizer::split(std::string_view text, std::vector<Chunk>& chunks) 
                                           impl.match_data, impl.match_context);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
-      fail("GPT-2 pre-tokenizer: PCRE2 failed matching at byte {} of {}: {}", offset, subject.size(),
+      fail("pre-tokenizer: PCRE2 failed matching at byte {} of {}: {}", offset, subject.size(),
            pcre2_message(rc));
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(impl.match_data);
     const size_t begin = ovector[0], end = ovector[1];
     // Every alternative of the pattern consumes at least one character.
-    require(end > begin, "GPT-2 pre-tokenizer: empty match at byte {}", begin);
+    require(end > begin, "pre-tokenizer: empty match at byte {}", begin);
     if (transcoded) {
       chunks.push_back({impl.origin[begin], impl.origin[end]});
     } else {

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "tokenizer/o200k.h"
 
 namespace switchyard::tokenizer {
 
@@ -27,10 +28,11 @@ std::string find_gpt2_vocab_directory(const std::string& explicit_directory) {
        fmt::join(tried, ", "));
 }
 
-std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const std::string& vocab_directory) {
-  if (name == "gpt2") return load_gpt2_tokenizer(find_gpt2_vocab_directory(vocab_directory));
+std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const std::string& vocab) {
+  if (name == "gpt2") return load_gpt2_tokenizer(find_gpt2_vocab_directory(vocab));
+  if (name == "o200k") return load_o200k_tokenizer(find_o200k_file(vocab));
   if (name == "byte") return make_byte_tokenizer();
-  fail("unknown tokenizer \"{}\"; expected gpt2 or byte", name);
+  fail("unknown tokenizer \"{}\"; expected gpt2, o200k or byte", name);
 }
 
 std::string format_ids(std::span<const int32_t> ids) {
@@ -71,9 +73,10 @@ std::vector<int32_t> parse_ids(std::string_view text) {
 }
 
 std::string run_tokenize(const TokenizeOptions& options, std::string_view input) {
-  const auto tokenizer = make_tokenizer(options.tokenizer, options.vocab_directory);
+  const auto tokenizer = make_tokenizer(options.tokenizer, options.vocab);
   if (options.decode) return tokenizer->decode(parse_ids(input));
-  return format_ids(tokenizer->encode(input));
+  return format_ids(options.special_tokens ? tokenizer->encode_with_special_tokens(input)
+                                           : tokenizer->encode(input));
 }
 
 }  // namespace switchyard::tokenizer

@@ -17,8 +17,9 @@ namespace switchyard::tokenizer {
 // exists. Throws Error listing the places tried and suggesting --vocab when none does.
 std::string find_gpt2_vocab_directory(const std::string& explicit_directory);
 
-// "gpt2" (loaded from find_gpt2_vocab_directory(vocab_directory)) or "byte"; Error otherwise.
-std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const std::string& vocab_directory);
+// "gpt2" (loaded from find_gpt2_vocab_directory(vocab)), "o200k" (loaded from find_o200k_file(vocab),
+// see o200k.h) or "byte"; Error otherwise.
+std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const std::string& vocab);
 
 // Ids as decimal numbers separated by single spaces, ending in a newline.
 std::string format_ids(std::span<const int32_t> ids);
@@ -27,12 +28,15 @@ std::string format_ids(std::span<const int32_t> ids);
 std::vector<int32_t> parse_ids(std::string_view text);
 
 struct TokenizeOptions {
-  std::string tokenizer = "gpt2";  // "gpt2" or "byte"
-  std::string vocab_directory;     // empty: see find_gpt2_vocab_directory
+  std::string tokenizer = "gpt2";  // "gpt2", "o200k" or "byte"
+  std::string vocab;               // empty: see find_gpt2_vocab_directory, find_o200k_file
   bool decode = false;
+  bool special_tokens = false;     // encode with encode_with_special_tokens
+
 };
 
-// Encodes `input` to format_ids() text, or with options.decode parses ids from `input` and returns
+// Encodes `input` to format_ids() text (recognising special-token strings with
+// options.special_tokens), or with options.decode parses ids from `input` and returns
 // the decoded bytes.
 std::string run_tokenize(const TokenizeOptions& options, std::string_view input);
 

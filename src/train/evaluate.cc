@@ -9,7 +9,7 @@
 
 namespace switchyard::train {
 
-EvalResult evaluate(model::Model& model, std::span<const uint16_t> tokens, int T, size_t max_windows,
+EvalResult evaluate(model::Model& model, std::span<const uint32_t> tokens, int T, size_t max_windows,
                     int batch) {
   require(T > 0, "evaluation sequence length must be positive, got {}", T);
   require(batch > 0, "evaluation batch must be positive, got {}", batch);

@@ -18,7 +18,7 @@ struct EvalResult {
 // Consecutive non-overlapping windows of T tokens: window i feeds tokens [iT, (i+1)T) and predicts
 // [iT+1, (i+1)T+1); a trailing partial window is dropped. At most max_windows windows (0 = all),
 // `batch` windows per forward pass. Throws Error when the data holds no full window.
-EvalResult evaluate(model::Model& model, std::span<const uint16_t> tokens, int T, size_t max_windows,
+EvalResult evaluate(model::Model& model, std::span<const uint32_t> tokens, int T, size_t max_windows,
                     int batch);
 
 }  // namespace switchyard::train

@@ -100,11 +100,11 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
   if (ec) fail("cannot create output directory {}: {}", o.out_dir, ec.message());
 
   data::BatchLoader loader(o.train_shards, o.batch, o.seq, model.config().vocab_size);
-  std::vector<uint16_t> val_tokens;
+  std::vector<uint32_t> val_tokens;
   if (!o.val_shard.empty()) {
     val_tokens = data::read_shard(o.val_shard);
     for (size_t i = 0; i < val_tokens.size(); ++i) {
-      if (val_tokens[i] >= model.config().vocab_size) {
+      if (val_tokens[i] >= static_cast<uint32_t>(model.config().vocab_size)) {
         fail("{}: token {} at index {} is outside the model's vocabulary of {}", o.val_shard,
              val_tokens[i], i, model.config().vocab_size);
       }
