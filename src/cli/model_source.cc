@@ -98,7 +98,7 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required) {
   auto* model = command->add_option("--model", source.model,
                                     "model preset (gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m, tiny) "
-                                    "or checkpoint directory (config.json + model.safetensors)");
+                                    "or checkpoint directory (config.json + model.safetensors, or shards and their index)");
   if (model_required) model->required();
   command->add_option("--device", source.device, "backend to run on (see `switchyard devices`)")
       ->capture_default_str();

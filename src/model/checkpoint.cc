@@ -110,8 +110,12 @@ std::map<std::string, std::string> read_switchyard_info(const std::string& direc
   return info;
 }
 
-std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsFile& file,
-                                   const std::string& prefix) {
+namespace {
+
+// SafetensorsFile and SafetensorsSet alike: find, read_f32 and source.
+template <typename Tensors>
+std::vector<float> read_hf_tensors_from(const ParameterLayout& layout, const Tensors& file,
+                                        const std::string& prefix) {
   std::vector<float> values(layout.total(), 0.0f);
   for (const ParameterTensor& t : layout.tensors()) {
     std::string name = prefix + t.name;
@@ -138,17 +142,29 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
   return values;
 }
 
+}  // namespace
+
+std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsFile& file,
+                                   const std::string& prefix) {
+  return read_hf_tensors_from(layout, file, prefix);
+}
+
+std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsSet& file,
+                                   const std::string& prefix) {
+  return read_hf_tensors_from(layout, file, prefix);
+}
+
 void load_weights(Model& model, const std::string& directory) {
   recover_file_set(directory);
-  SafetensorsFile file = SafetensorsFile::open((fs::path(directory) / kWeightsFile).string());
+  const SafetensorsSet file = SafetensorsSet::open(directory);
   const ParameterLayout& layout = model.layout();
-  // Every tensor in the file must be one the model knows (or a buffer Hugging Face adds).
+  // Every tensor in the files must be one the model knows (or a buffer Hugging Face adds).
   std::set<std::string> seen;
-  for (const TensorInfo& info : file.tensors()) {
-    std::string name = info.name.starts_with(kPrefix) ? info.name.substr(12) : info.name;
+  for (const TensorInfo* info : file.tensors()) {
+    std::string name = info->name.starts_with(kPrefix) ? info->name.substr(12) : info->name;
     if (is_ignorable(name)) continue;
     if (!layout.find(name)) {
-      fail("{}: unexpected tensor '{}' (not part of a GPT-2 model)", file.source(), info.name);
+      fail("{}: unexpected tensor '{}' (not part of a GPT-2 model)", file.source(), info->name);
     }
     if (!seen.insert(name).second) fail("{}: tensor '{}' appears twice", file.source(), name);
   }

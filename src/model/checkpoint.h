@@ -21,6 +21,7 @@
 #include "model/model.h"
 #include "model/model_config.h"
 #include "model/safetensors.h"
+#include "model/safetensors_set.h"
 
 namespace switchyard::model {
 
@@ -36,7 +37,10 @@ nlohmann::json read_switchyard_section(const std::string& directory);
 // (for an empty prefix, also "transformer." + name). Throws Error for a missing or misshapen tensor.
 std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsFile& file,
                                    const std::string& prefix);
-// Loads <dir>/model.safetensors into `model`, whose config must equal the directory's config.json.
+std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsSet& file,
+                                   const std::string& prefix);
+// Loads <dir>/model.safetensors, or the shards model.safetensors.index.json names, into `model`,
+// whose config must equal the directory's config.json.
 // Throws Error for a missing, unknown or wrongly shaped tensor, or a tensor of another dtype.
 void load_weights(Model& model, const std::string& directory);
 // Writes config.json (with `info` as its "switchyard" section) and model.safetensors (fp32), as one set.

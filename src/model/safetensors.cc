@@ -1,6 +1,8 @@
 #include "model/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,17 +179,53 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
+namespace {
+
+// A read-only private mapping of a whole file, unmapped when the last owner lets go.
+std::shared_ptr<const void> map_file(const std::string& path, size_t& size) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  require(fd >= 0, "safetensors {}: cannot open for reading: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("safetensors {}: cannot read its size: {}", path, std::strerror(err));
+  }
+  size = static_cast<size_t>(st.st_size);
+  if (size == 0) {  // mmap refuses empty ranges; the header check reports the empty file
+    ::close(fd);
+    return std::make_shared<std::vector<uint8_t>>();
+  }
+  void* address = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int err = errno;
+  ::close(fd);  // the mapping keeps the file open
+  require(address != MAP_FAILED, "safetensors {}: cannot map {} bytes: {}", path, size,
+          std::strerror(err));
+  return std::shared_ptr<const void>(address, [size](const void* p) {
+    ::munmap(const_cast<void*>(p), size);
+  });
+}
+
+}  // namespace
+
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   std::error_code ec;
   require(std::filesystem::is_regular_file(path, ec), "safetensors {}: no such file", path);
-  std::ifstream in(path, std::ios::binary);
-  require(in.good(), "safetensors {}: cannot open for reading", path);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  require(!in.bad(), "safetensors {}: read error", path);
-  return parse(std::move(bytes), path);
+  size_t size = 0;
+  std::shared_ptr<const void> mapping = map_file(path, size);
+  const auto* begin = size == 0 ? nullptr : static_cast<const uint8_t*>(mapping.get());
+  return parse_bytes(std::move(mapping), std::span<const uint8_t>(begin, size), path);
 }
 
 SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::string& source) {
+  auto owned = std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
+  const std::span<const uint8_t> view(owned->data(), owned->size());
+  return parse_bytes(std::move(owned), view, source);
+}
+
+SafetensorsFile SafetensorsFile::parse_bytes(std::shared_ptr<const void> storage,
+                                             std::span<const uint8_t> bytes,
+                                             const std::string& source) {
   require(bytes.size() >= 8,
           "safetensors {}: file is {} bytes, shorter than the 8-byte header length", source,
           bytes.size());
@@ -230,7 +268,8 @@ SafetensorsFile SafetensorsFile::parse(std::vector<uint8_t> bytes, const std::st
     file.tensors_.push_back(parse_tensor(key, value, data_size, source));
   }
   check_no_overlap(file.tensors_, source);
-  file.bytes_ = std::move(bytes);
+  file.storage_ = std::move(storage);
+  file.bytes_ = bytes;
   return file;
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -28,7 +29,8 @@ struct TensorInfo {
 
 class SafetensorsFile {
  public:
-  // Reads and validates the whole file.
+  // Maps the file into memory read-only (tensor data is not copied: pages are read from the file
+  // as they are touched) and validates its header. The file must not shrink while it is open.
   static SafetensorsFile open(const std::string& path);
   // Validates bytes already in memory; `source` names them in errors. The fuzz target calls this.
   static SafetensorsFile parse(std::vector<uint8_t> bytes, const std::string& source);
@@ -44,8 +46,13 @@ class SafetensorsFile {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
  private:
+  // Validates `bytes` (kept alive by `storage`) and builds the file over them.
+  static SafetensorsFile parse_bytes(std::shared_ptr<const void> storage,
+                                     std::span<const uint8_t> bytes, const std::string& source);
+
   std::string source_;
-  std::vector<uint8_t> bytes_;
+  std::shared_ptr<const void> storage_;  // owns bytes_: a read-only mapping or a vector
+  std::span<const uint8_t> bytes_;
   size_t data_start_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
