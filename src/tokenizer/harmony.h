@@ -39,15 +39,15 @@ struct HarmonyMessage {
   HarmonyRole role = HarmonyRole::kUser;
   // A tool message's author, the tool that answered (e.g. "functions.get_weather"); it takes the
   // role's place in the header. Required for kTool, unused otherwise.
-  std::string tool_name;
+  std::string tool_name{};
   // Whom the message is for: a tool ("functions.get_weather") for an assistant's tool call,
   // "assistant" for a tool's answer.
-  std::optional<std::string> recipient;
-  std::optional<HarmonyChannel> channel;
+  std::optional<std::string> recipient{};
+  std::optional<HarmonyChannel> channel{};
   // Format of the content, e.g. "<|constrain|>json" for JSON tool arguments; the "<|constrain|>"
   // prefix is written as its special token.
-  std::optional<std::string> content_type;
-  std::string text;
+  std::optional<std::string> content_type{};
+  std::string text{};
 };
 
 // A function tool: name, description and JSON-schema parameters (an object schema; absent for a
@@ -63,8 +63,8 @@ struct HarmonyFunction {
 // the namespace "functions".
 struct HarmonyToolNamespace {
   std::string name;
-  std::optional<std::string> description;
-  std::vector<HarmonyFunction> tools;
+  std::optional<std::string> description{};
+  std::vector<HarmonyFunction> tools{};
 };
 
 // The system message. The defaults are those of OpenAI's renderer (SystemContent::new()).
@@ -83,8 +83,8 @@ struct SystemOptions {
 
 // The developer message: what other formats call the system prompt, and the function tools.
 struct DeveloperOptions {
-  std::optional<std::string> instructions;
-  std::vector<HarmonyToolNamespace> tools;
+  std::optional<std::string> instructions{};
+  std::vector<HarmonyToolNamespace> tools{};
 };
 
 // A conversation: the system message, the developer message (each rendered when present) and then
