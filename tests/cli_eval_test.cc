@@ -20,27 +20,15 @@
 #include "data/token_shard.h"
 #include "model/checkpoint.h"
 #include "model/gpt2.h"
+#include "shell_command.h"
 #include "temp_dir_test_base.h"
 
 namespace switchyard {
 namespace {
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using Result = ShellResult;
 
-Result run(const std::string& args) {
-  const std::string command = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+Result run(const std::string& args) { return run_cli(args); }
 
 nlohmann::json last_json_line(const std::string& output) {
   std::istringstream lines(output);

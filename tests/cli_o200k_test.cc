@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "data/token_shard.h"
+#include "shell_command.h"
 #include "temp_dir_test_base.h"
 
 namespace switchyard {
@@ -19,23 +20,9 @@ namespace {
 
 const std::string kRanks = std::string(SWITCHYARD_SHARED_DATA) + "/o200k/o200k_base.tiktoken";
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using Result = ShellResult;
 
-// Runs the CLI with `args`; `prefix` goes before it on the shell line (a cd, variables).
-Result run(const std::string& args, const std::string& prefix = "") {
-  const std::string command = prefix + std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+Result run(const std::string& args, const std::string& prefix = "") { return run_cli(args, prefix); }
 
 std::string ids_line(const std::vector<int32_t>& ids) {
   std::string line;

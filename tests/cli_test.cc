@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/token_shard.h"
+#include "shell_command.h"
 #include "temp_dir_test_base.h"
 
 namespace switchyard {
@@ -23,22 +24,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
+using Result = ShellResult;
 
-Result run(const std::string& args) {
-  std::string command = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {-1, "popen failed"};
-  std::string output;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+Result run(const std::string& args) { return run_cli(args); }
 
 nlohmann::json last_json_line(const std::string& output) {
   std::istringstream lines(output);

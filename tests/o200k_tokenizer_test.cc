@@ -300,10 +300,11 @@ TEST_F(O200kFiles, FullTokenizerJsonEncodesAsTheRanksFile) {
   const auto t = load_o200k_tokenizer(path("tokenizer.json"));
   EXPECT_EQ(t->vocab_size(), 201088);
   EXPECT_EQ(t->end_of_text(), 199999);
-  for (const auto& c : reference()["plain"]) {
+  const nlohmann::json cases = reference();  // held: a range-for over reference()[...] would dangle
+  for (const auto& c : cases["plain"]) {
     EXPECT_EQ(t->encode(c["text"].get<std::string>()), c["ids"].get<std::vector<int32_t>>());
   }
-  for (const auto& c : reference()["with_special_tokens"]) {
+  for (const auto& c : cases["with_special_tokens"]) {
     EXPECT_EQ(t->encode_with_special_tokens(c["text"].get<std::string>()), c["ids"].get<std::vector<int32_t>>());
   }
 }

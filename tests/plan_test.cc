@@ -3,6 +3,8 @@
 // that are deterministic and sensible, the shipped catalogs and validation, and clear errors.
 #include <gtest/gtest.h>
 
+#include "shell_command.h"
+
 #include "expect_error.h"
 
 #include <sys/wait.h>
@@ -933,15 +935,9 @@ TEST(PlanValidation, PublishedRunsArePredictedWithinTwentyPercent) {
 TEST(PlanCli, PrintsOneJsonArrayAndRejectsBadInput) {
   if (!fs::exists(SWITCHYARD_CLI)) GTEST_SKIP() << "CLI not built";
   auto run = [](const std::string& args, int* code) {
-    std::string cmd = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
-    FILE* pipe = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-    int status = pclose(pipe);
-    *code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return out;
+    const ShellResult r = run_cli(args);
+    *code = r.exit_code;
+    return r.output;
   };
   int code = 0;
   std::string out =

@@ -2,13 +2,15 @@
 // and a time budget, so that the learning-rate schedule completes within the budget.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <sstream>
 #include <string>
 
+#include "shell_command.h"
+
 namespace {
+
+using switchyard::run_shell;
+using switchyard::ShellResult;
 
 struct Plan {
   int exit_code = -1;
@@ -18,15 +20,10 @@ struct Plan {
 Plan plan(const std::string& ms_per_step, const std::string& seconds) {
   const std::string command = std::string("bash ") + SWITCHYARD_TEST_DATA + "/../../scripts/quickstart_steps.sh '" +
                               ms_per_step + "' '" + seconds + "' 2>/dev/null";
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {};
-  std::string output;
-  char buffer[256];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-  const int status = pclose(pipe);
+  const ShellResult run = run_shell(command);
+  const std::string& output = run.output;
   Plan p;
-  p.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  p.exit_code = run.exit_code;
   std::istringstream(output) >> p.steps >> p.warmup >> p.eval_every;
   return p;
 }

@@ -1,5 +1,7 @@
 #include "tokenizer/harmony.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 
@@ -59,15 +61,6 @@ void add_text(Pieces& out, std::string_view text) {
   if (!text.empty()) out.push_back({false, std::string(text)});
 }
 
-std::string join(const std::vector<std::string>& parts, std::string_view separator) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i > 0) out += separator;
-    out += parts[i];
-  }
-  return out;
-}
-
 // The lines of `text` as Rust's str::lines gives them (the renderer's): split at '\n', a trailing
 // '\r' dropped, no empty last line after a final '\n'.
 std::vector<std::string> lines_of(std::string_view text) {
@@ -104,7 +97,7 @@ std::string namespace_section(const HarmonyToolNamespace& ns) {
     }
     lines.push_back("} // namespace " + ns.name);
   }
-  return join(lines, "\n");
+  return fmt::to_string(fmt::join(lines, "\n"));
 }
 
 // "# Tools" and a section per namespace, in name order as OpenAI's renderer (a sorted map) has it.
@@ -115,7 +108,7 @@ std::string tools_section(const std::vector<HarmonyToolNamespace>& namespaces) {
   }
   std::vector<std::string> sections = {"# Tools"};
   for (const auto& [name, ns] : by_name) sections.push_back(namespace_section(*ns));
-  return join(sections, "\n\n");
+  return fmt::to_string(fmt::join(sections, "\n\n"));
 }
 
 bool has_functions(const HarmonyConversation& conversation) {
@@ -224,18 +217,18 @@ std::string render_system_content(const SystemOptions& system, bool conversation
   if (system.model_identity) top.push_back(*system.model_identity);
   if (system.knowledge_cutoff) top.push_back("Knowledge cutoff: " + *system.knowledge_cutoff);
   if (system.current_date) top.push_back("Current date: " + *system.current_date);
-  if (!top.empty()) sections.push_back(join(top, "\n"));
+  if (!top.empty()) sections.push_back(fmt::to_string(fmt::join(top, "\n")));
   if (system.reasoning_effort) sections.push_back("Reasoning: " + std::string(effort_name(*system.reasoning_effort)));
   if (!system.tools.empty()) sections.push_back(tools_section(system.tools));
   if (!system.valid_channels.empty()) {
     std::vector<std::string> names;
     for (const HarmonyChannel c : system.valid_channels) names.emplace_back(channel_name(c));
-    std::string channels = "# Valid channels: " + join(names, ", ") + ".";
+    std::string channels = "# Valid channels: " + fmt::to_string(fmt::join(names, ", ")) + ".";
     if (system.channel_required) channels += " Channel must be included for every message.";
     if (conversation_has_functions) channels += "\nCalls to these tools must go to the commentary channel: 'functions'.";
     sections.push_back(channels);
   }
-  return join(sections, "\n\n");
+  return fmt::to_string(fmt::join(sections, "\n\n"));
 }
 
 std::string render_developer_content(const DeveloperOptions& developer) {
@@ -245,7 +238,7 @@ std::string render_developer_content(const DeveloperOptions& developer) {
     sections.push_back(*developer.instructions);
   }
   if (!developer.tools.empty()) sections.push_back(tools_section(developer.tools));
-  return join(sections, "\n\n");
+  return fmt::to_string(fmt::join(sections, "\n\n"));
 }
 
 std::string render_harmony(const HarmonyConversation& conversation, const HarmonyRenderOptions& options) {

@@ -44,15 +44,6 @@ std::string default_comment(const Json& value, bool enum_schema) {
   return "default: " + value.dump();
 }
 
-std::string join(const std::vector<std::string>& parts, std::string_view separator) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i > 0) out += separator;
-    out += parts[i];
-  }
-  return out;
-}
-
 // A variant's type with " | null" added when it is nullable and does not say null already.
 std::string variant_type(const Json& variant, const std::string& indent) {
   std::string type = schema_to_typescript(variant, indent);
@@ -71,7 +62,7 @@ std::string variant_comments(const Json& variant, const std::string* property_de
     comments.push_back(*description);
   }
   if (const Json* value = field(variant, "default")) comments.push_back(default_comment(*value, is_enum(variant)));
-  return comments.empty() ? "" : " // " + join(comments, " ");
+  return comments.empty() ? "" : " // " + fmt::to_string(fmt::join(comments, " "));
 }
 
 // A schema that is itself a oneOf: each variant on a line of its own, starting with " | ".
@@ -161,7 +152,7 @@ std::string named_type(const std::string& type, const Json& schema, const std::s
         if (value.is_string()) literals.push_back(fmt::format("\"{}\"", value.get_ref<const std::string&>()));
       }
     }
-    return literals.empty() ? "string" : join(literals, " | ");
+    return literals.empty() ? "string" : fmt::to_string(fmt::join(literals, " | "));
   }
   if (type == "number" || type == "integer") return "number";
   if (type == "boolean") return "boolean";
@@ -185,7 +176,7 @@ std::string schema_to_typescript(const Json& schema, const std::string& indent) 
     for (const Json& name : *type) {
       if (name.is_string()) names.push_back(name == "integer" ? "number" : name.get<std::string>());
     }
-    if (!names.empty()) return join(names, " | ");
+    if (!names.empty()) return fmt::to_string(fmt::join(names, " | "));
   }
   return type->is_string() ? named_type(type->get<std::string>(), schema, indent) : "any";
 }
