@@ -1,11 +1,9 @@
 #include "tokenizer/o200k.h"
 
-#include <cstdlib>
-#include <filesystem>
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "tokenizer/data_path.h"
 #include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/rank_bpe_tokenizer.h"
@@ -45,21 +43,11 @@ std::vector<SpecialToken> o200k_harmony_special_tokens() {
 }
 
 std::string find_o200k_file(const std::string& explicit_path) {
-  if (!explicit_path.empty()) return explicit_path;
-  std::vector<std::string> tried;
-  if (const char* env = std::getenv("SWITCHYARD_O200K"); env != nullptr && *env != '\0') {
-    if (std::filesystem::is_regular_file(env)) return env;
-    tried.push_back(fmt::format("$SWITCHYARD_O200K={}", env));
-  } else {
-    tried.push_back("$SWITCHYARD_O200K (not set)");
-  }
-  const std::string relative = "../shared/data/o200k/o200k_base.tiktoken";
-  if (std::filesystem::is_regular_file(relative)) return relative;
-  std::error_code ignored;
-  tried.push_back(fmt::format("{} (from {})", relative, std::filesystem::current_path(ignored).string()));
-  fail("no o200k ranks file found; tried {}; pass --vocab FILE (o200k_base.tiktoken, or a gpt-oss "
-       "tokenizer.json)",
-       fmt::join(tried, ", "));
+  return find_data_path(explicit_path,
+                        {.env = "SWITCHYARD_O200K",
+                         .relative = "../shared/data/o200k/o200k_base.tiktoken",
+                         .what = "o200k ranks file",
+                         .hint = "pass --vocab FILE (o200k_base.tiktoken, or a gpt-oss tokenizer.json)"});
 }
 
 std::unique_ptr<Tokenizer> load_o200k_tokenizer(const std::string& path) {

@@ -1,31 +1,21 @@
 #include "tokenizer/tokenize_text.h"
 
 #include <charconv>
-#include <cstdlib>
-#include <filesystem>
-#include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "tokenizer/data_path.h"
 #include "tokenizer/o200k.h"
 
 namespace switchyard::tokenizer {
 
 std::string find_gpt2_vocab_directory(const std::string& explicit_directory) {
-  if (!explicit_directory.empty()) return explicit_directory;
-  std::vector<std::string> tried;
-  if (const char* env = std::getenv("SWITCHYARD_GPT2_VOCAB"); env != nullptr && *env != '\0') {
-    if (std::filesystem::is_directory(env)) return env;
-    tried.push_back(fmt::format("$SWITCHYARD_GPT2_VOCAB={}", env));
-  } else {
-    tried.push_back("$SWITCHYARD_GPT2_VOCAB (not set)");
-  }
-  const std::string relative = "../shared/data/gpt2";
-  if (std::filesystem::is_directory(relative)) return relative;
-  std::error_code ignored;
-  tried.push_back(fmt::format("{} (from {})", relative, std::filesystem::current_path(ignored).string()));
-  fail("no GPT-2 vocabulary directory found; tried {}; pass --vocab DIR (a directory holding "
-       "encoder.json + vocab.bpe or vocab.json + merges.txt)",
-       fmt::join(tried, ", "));
+  return find_data_path(explicit_directory,
+                        {.env = "SWITCHYARD_GPT2_VOCAB",
+                         .relative = "../shared/data/gpt2",
+                         .directory = true,
+                         .what = "GPT-2 vocabulary directory",
+                         .hint = "pass --vocab DIR (a directory holding encoder.json + vocab.bpe or "
+                                 "vocab.json + merges.txt)"});
 }
 
 std::unique_ptr<Tokenizer> make_tokenizer(std::string_view name, const std::string& vocab) {
