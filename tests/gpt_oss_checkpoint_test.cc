@@ -16,7 +16,7 @@ namespace {
 const std::string kData = SWITCHYARD_TEST_DATA;
 const std::string kCheckpoint = kData + "/gpt_oss_reference";
 const std::string kReference = kData + "/gpt_oss_reference.safetensors";
-constexpr int64_t kExperts = 5, kHidden = 64, kIntermediate = 32, kLayers = 3;
+constexpr int64_t kExperts = 5, kHidden = 96, kIntermediate = 32, kLayers = 3;
 
 TEST(GptOssCheckpoint, ShardsOpenThroughTheIndexWithThePublishedDtypesAndShapes) {
   const SafetensorsSet set = SafetensorsSet::open(kCheckpoint);

@@ -33,8 +33,8 @@ Writes, under --data-dir:
                                      lengths 5, 13, 21, each run alone, concatenated
       __metadata__                   config, optimizer settings and decision margins, as strings
 
-The sizes are odd on purpose (6 query heads over 2 kv heads, head_dim 16 with hidden 64, 5 experts,
-vocabulary 211, T = 21 > window 8) so that kernels that assume aligned or power-of-two shapes fail.
+The sizes are odd on purpose (6 query heads over 2 kv heads, head_dim 16 with hidden 96, 5 experts,
+vocabulary 997, T = 21 > window 8) so that kernels that assume aligned or power-of-two shapes fail.
 Every parameter is random, so every gradient is non-trivial. The run is deterministic (seeded, one
 thread). Seeds whose routing or greedy choices are near ties are skipped: a reference whose top-k or
 argmax could flip under fp32 reordering would make a parity test flaky.
@@ -55,10 +55,10 @@ import gpt_oss_torch as go  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-CONFIG = go.GptOssConfig(num_hidden_layers=3, hidden_size=64, num_attention_heads=6,
+CONFIG = go.GptOssConfig(num_hidden_layers=3, hidden_size=96, num_attention_heads=6,
                          num_key_value_heads=2, head_dim=16, num_local_experts=5,
                          num_experts_per_tok=2, intermediate_size=32, sliding_window=8,
-                         vocab_size=211, max_position_embeddings=128)
+                         vocab_size=997, max_position_embeddings=128)
 BATCH, SEQ = 2, 21
 VARLEN = (5, 13, 21)
 PROMPT_LEN, GREEDY_NEW = 12, 64
