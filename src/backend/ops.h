@@ -98,6 +98,30 @@ struct AddLayerNorm {
   }
 };
 
+// out[N, C] = inp * rstd * weight per row, rstd = 1 / sqrt(mean(inp^2) + epsilon) (RMSNorm: no
+// mean subtraction, no shift); rstd[N] is kept for the backward pass.
+struct RmsNorm {
+  Tensor out, rstd;  // [N, C] activation; [N] fp32
+  Tensor inp;        // [N, C] activation
+  Tensor weight;     // [C] fp32
+  float epsilon = 1e-5f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(rstd, Access::kWrite), f(inp, Access::kRead);
+    f(weight, Access::kRead);
+  }
+};
+
+// dinp += d/dinp, dweight += d/dweight of RmsNorm given dout.
+struct RmsNormBackward {
+  Tensor dinp, dweight;      // [N, C] activation; [C] fp32
+  Tensor dout, inp;          // [N, C] activations
+  Tensor weight, rstd;       // [C]; [N] fp32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dinp, Access::kReadWrite), f(dweight, Access::kReadWrite), f(dout, Access::kRead);
+    f(inp, Access::kRead), f(weight, Access::kRead), f(rstd, Access::kRead);
+  }
+};
+
 // ---- linear layers ----
 
 // out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC]. weight is fp32 or, on backends that
@@ -185,6 +209,183 @@ struct Cast {
   Tensor out, inp;
   template <typename F> void for_each_tensor(F&& f) const {
     f(out, Access::kWrite), f(inp, Access::kRead);
+  }
+};
+
+// ---- rotary position embeddings ----
+
+// Rotates x in place by each row's position: for every head, the pair (x[i], x[i + d/2]) of the
+// half-split layout becomes (x[i] c - x[i + d/2] s, x[i + d/2] c + x[i] s) with c = cos[p, i],
+// s = sin[p, i], p = positions[n]. The tables may carry a scale (YaRN's attention factor), so the
+// map is a scaled rotation; `transpose` applies its transpose (c, -s), which is the backward pass
+// of the forward map on a gradient. q and k, side by side in a packed projection, are one view.
+struct Rope {
+  Tensor x;          // [N, heads, head_dim] view, rows may be strided; read and written
+  Tensor cos, sin;   // [positions, head_dim / 2] fp32
+  Tensor positions;  // [N] int32
+  bool transpose = false;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(x, Access::kReadWrite), f(cos, Access::kRead), f(sin, Access::kRead);
+    f(positions, Access::kRead);
+  }
+};
+
+// ---- mixture of experts ----
+//
+// A layer of E experts with top-k routing runs as: router logits (Linear) -> TopKRouting ->
+// GroupByExpert -> the rows gathered in grouped order (Embedding as a row gather) ->
+// ExpertLinear -> ClampedSwiglu -> ExpertLinear -> ExpertCombine. A = N * k assignments; the
+// assignment of row n's j-th choice is a = n * k + j. Grouped order lists the assignments by
+// expert (ascending), and within an expert by assignment, so each expert's rows are one
+// contiguous range offsets[e] .. offsets[e + 1] and its weights stream once per step.
+
+// The k largest logits of each row (largest first; among equal logits the lower expert first) and
+// their weights: a softmax over those k logits only.
+struct TopKRouting {
+  Tensor expert_ids;  // [N, k] int32
+  Tensor weights;     // [N, k] fp32
+  Tensor logits;      // [N, E] activation
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(expert_ids, Access::kWrite), f(weights, Access::kWrite), f(logits, Access::kRead);
+  }
+};
+
+// dlogits[n, expert_ids[n, j]] += the gradient of the softmax over the chosen logits, given
+// dweights.
+struct TopKRoutingBackward {
+  Tensor dlogits;     // [N, E] activation
+  Tensor dweights;    // [N, k] fp32
+  Tensor weights;     // [N, k] fp32
+  Tensor expert_ids;  // [N, k] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dlogits, Access::kReadWrite), f(dweights, Access::kRead), f(weights, Access::kRead);
+    f(expert_ids, Access::kRead);
+  }
+};
+
+// The grouped order of the assignments: order[g] is the assignment at grouped position g,
+// rows[g] = order[g] / k its token row, position[a] the grouped position of assignment a, and
+// offsets[e] the first grouped position of expert e (offsets[E] = A). expert_ids are
+// range-checked by the backend.
+struct GroupByExpert {
+  Tensor order, rows, position;  // [A] int32
+  Tensor offsets;                // [E + 1] int32
+  Tensor expert_ids;             // [N, k] int32
+  int experts = 0;               // E
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(order, Access::kWrite), f(rows, Access::kWrite), f(position, Access::kWrite);
+    f(offsets, Access::kWrite), f(expert_ids, Access::kRead);
+  }
+};
+
+// Every expert's linear layer over its own rows: out[g] = inp[g] @ weight[e]^T + bias[e] for g in
+// [offsets[e], offsets[e + 1]).
+struct ExpertLinear {
+  Tensor out;      // [A, OC] activation, grouped order
+  Tensor inp;      // [A, C] activation, grouped order
+  Tensor weight;   // [E, OC, C]
+  Tensor bias;     // [E, OC] fp32, optional
+  Tensor offsets;  // [E + 1] int32
+  bool batch_invariant = false;  // as Linear's: a row's result never depends on the others
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(inp, Access::kRead), f(weight, Access::kRead);
+    f(bias, Access::kRead), f(offsets, Access::kRead);
+  }
+};
+
+// dinp += dout @ weight[e]; dweight[e] += dout^T @ inp; dbias[e] += column sums of dout, each over
+// expert e's rows. dinp and dbias are optional.
+struct ExpertLinearBackward {
+  Tensor dinp;     // [A, C] activation, optional
+  Tensor dweight;  // [E, OC, C] fp32
+  Tensor dbias;    // [E, OC] fp32, optional
+  Tensor dout;     // [A, OC] activation
+  Tensor inp;      // [A, C] activation
+  Tensor weight;   // [E, OC, C], as ExpertLinear's
+  Tensor offsets;  // [E + 1] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dinp, Access::kReadWrite), f(dweight, Access::kReadWrite), f(dbias, Access::kReadWrite);
+    f(dout, Access::kRead), f(inp, Access::kRead), f(weight, Access::kRead);
+    f(offsets, Access::kRead);
+  }
+};
+
+// gpt-oss's clamped SwiGLU over interleaved gate and up columns (gate = inp[:, 2i], up =
+// inp[:, 2i + 1]): g = min(gate, limit), u = clamp(up, -limit, limit),
+// out[:, i] = (u + 1) * g * sigmoid(alpha * g).
+struct ClampedSwiglu {
+  Tensor out;  // [A, I] activation
+  Tensor inp;  // [A, 2I] activation
+  float alpha = 1.702f;
+  float limit = 7.0f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(inp, Access::kRead);
+  }
+};
+
+// dinp += the gradient of ClampedSwiglu given dout (zero where a clamp held the value; the clamps
+// pass the gradient at their bounds, as torch.clamp does).
+struct ClampedSwigluBackward {
+  Tensor dinp;  // [A, 2I] activation
+  Tensor inp;   // [A, 2I] activation
+  Tensor dout;  // [A, I] activation
+  float alpha = 1.702f;
+  float limit = 7.0f;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dinp, Access::kReadWrite), f(inp, Access::kRead), f(dout, Access::kRead);
+  }
+};
+
+// out[n] = sum over j = 0..k-1 of weights[n, j] * expert_out[position[n * k + j]], summed in that
+// order (so a row's result never depends on the other rows).
+struct ExpertCombine {
+  Tensor out;         // [N, C] activation
+  Tensor expert_out;  // [A, C] activation, grouped order
+  Tensor weights;     // [N, k] fp32
+  Tensor position;    // [A] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(out, Access::kWrite), f(expert_out, Access::kRead), f(weights, Access::kRead);
+    f(position, Access::kRead);
+  }
+};
+
+// dexpert_out[position[a]] += weights[n, j] * dout[n]; dweights[n, j] += dout[n] . expert_out[...].
+struct ExpertCombineBackward {
+  Tensor dexpert_out;  // [A, C] activation
+  Tensor dweights;     // [N, k] fp32
+  Tensor dout;         // [N, C] activation
+  Tensor expert_out;   // [A, C] activation
+  Tensor weights;      // [N, k] fp32
+  Tensor position;     // [A] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dexpert_out, Access::kReadWrite), f(dweights, Access::kReadWrite), f(dout, Access::kRead);
+    f(expert_out, Access::kRead), f(weights, Access::kRead), f(position, Access::kRead);
+  }
+};
+
+// The router's load-balancing statistics (Switch Transformer's auxiliary loss, as gpt-oss trains
+// with it), summed over layers: totals[0, e] += the number of assignments to expert e,
+// totals[1, e] += the sum over rows of softmax(logits[n])[e] (over all E). With R rows over all
+// layers the loss is E / R^2 * sum_e totals[0, e] * totals[1, e].
+struct RouterLoadStats {
+  Tensor totals;      // [2, E] fp64, accumulated
+  Tensor logits;      // [N, E] activation
+  Tensor expert_ids;  // [N, k] int32
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(totals, Access::kReadWrite), f(logits, Access::kRead), f(expert_ids, Access::kRead);
+  }
+};
+
+// dlogits[n] += the gradient of scale * sum_e counts[e] * softmax(logits[n])[e], where counts =
+// totals[0] (fixed: the choice of experts passes no gradient). The model's scale is
+// loss_scale * coefficient * E / R^2.
+struct RouterLoadBackward {
+  Tensor dlogits;  // [N, E] activation
+  Tensor logits;   // [N, E] activation
+  Tensor totals;   // [2, E] fp64, as RouterLoadStats left it over all layers
+  float scale = 0;
+  template <typename F> void for_each_tensor(F&& f) const {
+    f(dlogits, Access::kReadWrite), f(logits, Access::kRead), f(totals, Access::kRead);
   }
 };
 
@@ -371,6 +572,8 @@ struct AdamW {
   X(LayerNorm, layernorm)                          \
   X(LayerNormBackward, layernorm_backward)         \
   X(AddLayerNorm, add_layernorm)                   \
+  X(RmsNorm, rmsnorm)                              \
+  X(RmsNormBackward, rmsnorm_backward)             \
   X(Linear, linear)                                \
   X(LinearBackward, linear_backward)               \
   X(LinearGelu, linear_gelu)                       \
@@ -379,6 +582,18 @@ struct AdamW {
   X(Add, add)                                      \
   X(Accumulate, accumulate)                        \
   X(Cast, cast)                                    \
+  X(Rope, rope)                                    \
+  X(TopKRouting, topk_routing)                     \
+  X(TopKRoutingBackward, topk_routing_backward)    \
+  X(GroupByExpert, group_by_expert)                \
+  X(ExpertLinear, expert_linear)                   \
+  X(ExpertLinearBackward, expert_linear_backward)  \
+  X(ClampedSwiglu, clamped_swiglu)                 \
+  X(ClampedSwigluBackward, clamped_swiglu_backward) \
+  X(ExpertCombine, expert_combine)                 \
+  X(ExpertCombineBackward, expert_combine_backward) \
+  X(RouterLoadStats, router_load_stats)            \
+  X(RouterLoadBackward, router_load_backward)      \
   X(Attention, attention)                          \
   X(AttentionBackward, attention_backward)         \
   X(KvCacheWrite, kv_cache_write)                  \
