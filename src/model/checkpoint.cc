@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "model/file_set_commit.h"
+#include "core/dtype.h"
 #include "model/safetensors.h"
 
 namespace switchyard::model {
@@ -45,6 +46,30 @@ bool is_ignorable(const std::string& name) {
   return name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias") || name == "lm_head.weight";
 }
 
+// GPT-2's names are written with the "transformer." prefix, as transformers saves them; gpt-oss's
+// carry their own ("model.", "lm_head.").
+std::string name_prefix(const ModelConfig& config) { return config.is_gpt_oss() ? "" : kPrefix; }
+
+// A tensor as a stack of matrices over its last two dimensions.
+struct MatrixStack {
+  int64_t count = 1, rows = 0, cols = 0;
+};
+MatrixStack matrix_stack(const std::vector<int64_t>& shape) {
+  MatrixStack m{1, shape[shape.size() - 2], shape[shape.size() - 1]};
+  for (size_t d = 0; d + 2 < shape.size(); ++d) m.count *= shape[d];
+  return m;
+}
+
+// out[k, c, r] = in[k, r, c] for each of `count` [rows, cols] matrices.
+void transpose_matrices(const float* in, float* out, int64_t count, int64_t rows, int64_t cols) {
+  for (int64_t k = 0; k < count; ++k) {
+    const float* a = in + k * rows * cols;
+    float* b = out + k * rows * cols;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) b[c * rows + r] = a[r * cols + c];
+  }
+}
+
 void write_text_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
@@ -62,19 +87,19 @@ void stage_model(const Model& model, FileSetCommit& commit, const nlohmann::json
   std::vector<float> values = model.parameters_to_host();
   SafetensorsWriter writer;
   writer.set_metadata("format", "pt");
+  const std::string prefix = name_prefix(model.config());
   std::vector<float> transposed;
   for (const ParameterTensor& t : layout.tensors()) {
     const float* data = values.data() + t.offset;
     std::vector<int64_t> shape = t.shape;
     if (t.hf_transposed) {
-      const int64_t rows_out = shape[0], cols_in = shape[1];
       transposed.resize(t.numel);
-      for (int64_t o = 0; o < rows_out; ++o)
-        for (int64_t i = 0; i < cols_in; ++i) transposed[i * rows_out + o] = data[o * cols_in + i];
+      const MatrixStack m = matrix_stack(shape);
+      transpose_matrices(data, transposed.data(), m.count, m.rows, m.cols);
       data = transposed.data();
-      std::swap(shape[0], shape[1]);
+      std::swap(shape[shape.size() - 2], shape[shape.size() - 1]);
     }
-    writer.add_f32(kPrefix + t.name, shape, data);
+    writer.add_f32(prefix + t.name, shape, data);
   }
   writer.write_in_place(commit.stage(kWeightsFile));
 }
@@ -112,29 +137,64 @@ std::map<std::string, std::string> read_switchyard_info(const std::string& direc
 
 namespace {
 
-// SafetensorsFile and SafetensorsSet alike: find, read_f32 and source.
+constexpr const char* kBlocksSuffix = "_blocks";
+constexpr const char* kScalesSuffix = "_scales";
+
+// A tensor stored as MXFP4 (gpt-oss's experts): `name`_blocks uint8 [..., rows, cols / 32, 16]
+// and `name`_scales uint8 [..., rows, cols / 32], decoded to [..., rows, cols] (the layout's own
+// orientation, so nothing is transposed).
+template <typename Tensors>
+void read_mxfp4(const Tensors& file, const std::string& name, const ParameterTensor& t, float* out) {
+  const std::string blocks_name = name + kBlocksSuffix, scales_name = name + kScalesSuffix;
+  const TensorInfo* blocks = file.find(blocks_name);
+  const TensorInfo* scales = file.find(scales_name);
+  if (!scales) fail("{}: tensor '{}' has MXFP4 blocks but no '{}'", file.source(), name, scales_name);
+  std::vector<int64_t> groups = t.shape;
+  require(groups.back() % 32 == 0, "{}: tensor '{}' has rows of {} values, not whole MXFP4 blocks",
+          file.source(), name, groups.back());
+  groups.back() /= 32;
+  std::vector<int64_t> codes = groups;
+  codes.push_back(16);
+  if (blocks->dtype != DType::kU8 || blocks->shape != codes) {
+    fail("{}: tensor '{}' is {} {}, but the model config implies U8 {}", file.source(), blocks_name,
+         dtype_name(blocks->dtype), shape_string(blocks->shape), shape_string(codes));
+  }
+  if (scales->dtype != DType::kU8 || scales->shape != groups) {
+    fail("{}: tensor '{}' is {} {}, but the model config implies U8 {}", file.source(), scales_name,
+         dtype_name(scales->dtype), shape_string(scales->shape), shape_string(groups));
+  }
+  const std::span<const uint8_t> code_bytes = file.raw(blocks_name), scale_bytes = file.raw(scales_name);
+  for (size_t b = 0; b < scale_bytes.size(); ++b) {
+    decode_mxfp4_block(code_bytes.data() + 16 * b, scale_bytes[b], out + 32 * b);
+  }
+}
+
+// SafetensorsFile and SafetensorsSet alike: find, read_f32, raw and source.
 template <typename Tensors>
 std::vector<float> read_hf_tensors_from(const ParameterLayout& layout, const Tensors& file,
                                         const std::string& prefix) {
   std::vector<float> values(layout.total(), 0.0f);
   for (const ParameterTensor& t : layout.tensors()) {
     std::string name = prefix + t.name;
+    float* out = values.data() + t.offset;
     const TensorInfo* info = file.find(name);
     if (!info && prefix.empty()) info = file.find(kPrefix + t.name);
+    if (!info && file.find(name + kBlocksSuffix)) {
+      read_mxfp4(file, name, t, out);
+      continue;
+    }
     if (!info) fail("{}: missing tensor '{}'", file.source(), name);
     std::vector<int64_t> expected = t.shape;
-    if (t.hf_transposed) std::swap(expected[0], expected[1]);
+    if (t.hf_transposed) std::swap(expected[expected.size() - 2], expected[expected.size() - 1]);
     if (info->shape != expected) {
       fail("{}: tensor '{}' has shape {}, but the model config implies {}", file.source(), info->name,
            shape_string(info->shape), shape_string(expected));
     }
     std::vector<float> data = file.read_f32(info->name);
-    float* out = values.data() + t.offset;
     if (t.hf_transposed) {
-      // File [in, out] -> memory [out, in].
-      const int64_t rows_in = expected[0], cols_out = expected[1];
-      for (int64_t i = 0; i < rows_in; ++i)
-        for (int64_t o = 0; o < cols_out; ++o) out[o * rows_in + i] = data[i * cols_out + o];
+      // File [..., in, out] -> memory [..., out, in].
+      const MatrixStack m = matrix_stack(expected);
+      transpose_matrices(data.data(), out, m.count, m.rows, m.cols);
     } else {
       std::copy(data.begin(), data.end(), out);
     }
@@ -160,11 +220,21 @@ void load_weights(Model& model, const std::string& directory) {
   const ParameterLayout& layout = model.layout();
   // Every tensor in the files must be one the model knows (or a buffer Hugging Face adds).
   std::set<std::string> seen;
+  const bool gpt_oss = model.config().is_gpt_oss();
   for (const TensorInfo* info : file.tensors()) {
-    std::string name = info->name.starts_with(kPrefix) ? info->name.substr(12) : info->name;
-    if (is_ignorable(name)) continue;
-    if (!layout.find(name)) {
-      fail("{}: unexpected tensor '{}' (not part of a GPT-2 model)", file.source(), info->name);
+    std::string name = info->name;
+    if (!gpt_oss) {
+      if (name.starts_with(kPrefix)) name = name.substr(12);
+      if (is_ignorable(name)) continue;
+    }
+    // An MXFP4 tensor comes as two: its blocks and its scales.
+    std::string base = name;
+    for (const std::string suffix : {kBlocksSuffix, kScalesSuffix}) {
+      if (gpt_oss && name.ends_with(suffix)) base = name.substr(0, name.size() - suffix.size());
+    }
+    if (!layout.find(base)) {
+      fail("{}: unexpected tensor '{}' (not part of a {} model)", file.source(), info->name,
+           gpt_oss ? "gpt-oss" : "GPT-2");
     }
     if (!seen.insert(name).second) fail("{}: tensor '{}' appears twice", file.source(), name);
   }

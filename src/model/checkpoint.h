@@ -1,8 +1,11 @@
-// Model checkpoints as Hugging Face GPT-2 directories: config.json + model.safetensors.
+// Model checkpoints as Hugging Face directories: config.json + model.safetensors (or shards named
+// by model.safetensors.index.json).
 //
-// Tensor names are Hugging Face's GPT-2 names (with or without the "transformer." prefix on load;
-// written with it, as transformers' save_pretrained does). Linear weights are Conv1D [in, out] in the
-// file and transposed to [out, in] in memory. F32, F16 and BF16 tensors are accepted on load.
+// Tensor names are Hugging Face's: GPT-2's (with or without the "transformer." prefix on load;
+// written with it, as transformers' save_pretrained does) and gpt-oss's. Tensors a family marks
+// hf_transposed (GPT-2's Conv1D weights, gpt-oss's unquantised experts) are [..., in, out] in the
+// file and [..., out, in] in memory. F32, F16 and BF16 tensors are accepted on load, and MXFP4 ones
+// (gpt-oss's experts as published: NAME_blocks and NAME_scales), decoded to fp32.
 //
 // A training checkpoint adds training_state.safetensors: AdamW moments, the step, the data loader's
 // position and the run's settings, so a resumed run continues exactly where it stopped.

@@ -60,6 +60,8 @@ Gpt2::Gpt2(backend::Backend& backend, const ModelConfig& config)
                 .bias = p(h(l, "attn.c_attn.bias"), {3 * C})},
         .proj = {.weight = p(h(l, "attn.c_proj.weight"), {C, C}),
                  .bias = p(h(l, "attn.c_proj.bias"), {C})},
+        .sinks = {},  // GPT-2 has neither sinks nor rotary embeddings
+        .rope = {},
         .spec = spec,
         .layer = l};
     layer.mlp = {.fc = {.weight = p(h(l, "mlp.c_fc.weight"), {4 * C, C}),

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -7,6 +8,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "model/gpt2.h"
+#include "model/gpt_oss.h"
 
 namespace switchyard::model {
 namespace {
@@ -24,7 +26,8 @@ int64_t i64(size_t n) { return static_cast<int64_t>(n); }
 
 std::unique_ptr<Model> Model::create(backend::Backend& backend, const ModelConfig& config) {
   if (config.family == "gpt2") return std::make_unique<Gpt2>(backend, config);
-  fail("unknown model family '{}' (this build knows: gpt2)", config.family);
+  if (config.family == "gpt_oss") return std::make_unique<GptOss>(backend, config);
+  fail("unknown model family '{}' (this build knows: gpt2, gpt_oss)", config.family);
 }
 
 Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayout layout)
@@ -193,9 +196,17 @@ KvCacheConfig Model::kv_cache_config(int blocks, int block_size) const {
   c.head_dim = config_.head_size();
   c.block_size = block_size;
   c.dtype = backend_.precision().activations;
-  KvCacheGroup full{.window = 0, .layers = {}, .blocks = blocks};
-  for (int l = 0; l < config_.num_layers; ++l) full.layers.push_back(l);
-  c.groups = {full};
+  // One group per window size (full attention: window 0), so sliding layers hold only theirs.
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const int window = config_.layer_window(l);
+    auto group = std::find_if(c.groups.begin(), c.groups.end(),
+                              [&](const KvCacheGroup& g) { return g.window == window; });
+    if (group == c.groups.end()) {
+      c.groups.push_back({.window = window, .layers = {}, .blocks = blocks});
+      group = c.groups.end() - 1;
+    }
+    group->layers.push_back(l);
+  }
   return c;
 }
 

@@ -71,6 +71,10 @@ class Model {
   std::vector<float> logits_to_host() const;
   // Per-row losses [N] of the last forward pass with targets.
   std::vector<float> losses_to_host() const;
+  // The family's auxiliary training loss of the last forward pass with targets, unweighted (gpt-oss:
+  // the router's load-balancing loss, which training adds times config().router_aux_loss_coef);
+  // 0 for families without one.
+  virtual float auxiliary_loss() const { return 0.0f; }
   // A KvCache configuration for this model (a group per attention kind) with `blocks` blocks in
   // each group's pool.
   KvCacheConfig kv_cache_config(int blocks, int block_size = 16) const;

@@ -23,8 +23,16 @@ struct ModelShape {
   bool gated = false;    // SwiGLU-style: three FFN matrices instead of two
   bool tied_embeddings = true;
   int64_t learned_positions = 0;  // rows of a learned position table (0: rotary/ALiBi)
-  bool biases = false;            // linear layers carry biases (GPT-2)
+  bool biases = false;            // linear layers carry biases (GPT-2, gpt-oss)
+  bool rms_norm = false;          // norms have gains only (RMSNorm), never shifts
   int64_t context = 0;            // longest sequence; 0 where not known
+  // Mixture of experts (gpt-oss): each layer's FFN is `experts` FFNs of `ffn` inner width and a
+  // router (linear with bias over the experts); a token runs experts_per_token of them.
+  int64_t experts = 0;            // 0: a dense FFN
+  int64_t experts_per_token = 0;
+  bool attention_sinks = false;   // one learned logit per query head and layer
+  int64_t sliding_layers = 0;     // layers that attend over the last `window` positions only
+  int64_t window = 0;
 
   // The shape of a model this engine builds.
   static ModelShape of(const ModelConfig& config, const std::string& name = "");
@@ -36,6 +44,8 @@ struct ModelShape {
   int64_t qkv_width() const { return (heads + 2 * kv_heads) * head_size(); }
 
   int64_t num_parameters() const;
+  // Parameters of one FFN (one expert of a mixture): its matrices and biases.
+  int64_t ffn_parameters() const;
   // Forward FLOPs per token at sequence length T: 2 per multiply-add for every matrix product,
   // causal attention (q.k and att.v) at the average (T + 1) / 2 keys per query, and the LM head.
   double forward_flops_per_token(int64_t T) const;
@@ -52,6 +62,11 @@ struct ModelShape {
   int64_t parameters_read_per_token() const;
   // Keys and values one token adds to the cache, over all layers (elements).
   int64_t kv_elements_per_token() const { return 2 * layers * kv_heads * head_size(); }
+  // Keys and values a sequence of T tokens holds in the cache: sliding layers keep only their
+  // window.
+  int64_t kv_elements(int64_t T) const;
+  // Average keys a query attends to over a sequence of T tokens, on a full or a sliding layer.
+  double mean_keys(int64_t T, bool sliding) const;
 };
 
 }  // namespace switchyard::model

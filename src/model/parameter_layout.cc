@@ -6,13 +6,27 @@ namespace switchyard::model {
 
 size_t ParameterLayout::add(const std::string& name, std::vector<int64_t> shape,
                             bool hf_transposed, bool decay, Init init, float init_std) {
+  return append(name, std::move(shape), hf_transposed, decay, init, init_std, true);
+}
+
+size_t ParameterLayout::add_adjacent(const std::string& name, std::vector<int64_t> shape,
+                                     bool hf_transposed, bool decay, Init init, float init_std) {
+  require(!tensors_.empty(), "parameter layout: '{}' has no tensor to follow", name);
+  require(decay == tensors_.back().decay,
+          "parameter layout: '{}' cannot follow a tensor of the other decay group", name);
+  return append(name, std::move(shape), hf_transposed, decay, init, init_std, false);
+}
+
+size_t ParameterLayout::append(const std::string& name, std::vector<int64_t> shape,
+                               bool hf_transposed, bool decay, Init init, float init_std,
+                               bool aligned) {
   require(!decay || decay_end_ == total_,
           "parameter layout: decayed tensor '{}' after tensors without decay", name);
   require(find(name) == nullptr, "parameter layout: tensor '{}' added twice", name);
   size_t numel = 1;
   for (int64_t d : shape) numel *= static_cast<size_t>(d);
   // Keep every tensor 64-byte aligned so vectorised kernels never straddle a cache line start.
-  const size_t offset = (total_ + 15) / 16 * 16;
+  const size_t offset = aligned ? (total_ + 15) / 16 * 16 : total_;
   tensors_.push_back({name, std::move(shape), offset, numel, hf_transposed, decay, init, init_std});
   total_ = offset + numel;
   if (decay) decay_end_ = total_;

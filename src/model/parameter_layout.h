@@ -24,7 +24,8 @@ struct ParameterTensor {
   std::vector<int64_t> shape;  // shape in our layout
   size_t offset = 0;           // in floats, from the start of the allocation
   size_t numel = 0;
-  bool hf_transposed = false;  // stored [in, out] in Hugging Face checkpoints
+  bool hf_transposed = false;  // stored [in, out] in Hugging Face checkpoints (the last two
+                               // dimensions, for a stack of matrices such as experts)
   bool decay = false;          // takes weight decay
   Init init = Init::kZero;
   float init_std = 0.0f;       // for Init::kNormal
@@ -35,6 +36,10 @@ class ParameterLayout {
   // Appends a tensor (64-byte aligned) and returns its offset. Decayed tensors must all come first.
   size_t add(const std::string& name, std::vector<int64_t> shape, bool hf_transposed, bool decay,
              Init init, float init_std = 0.0f);
+  // Appends a tensor right after the previous one, without alignment padding, so that the two
+  // read as one (separately named q, k and v projections as one packed q|k|v projection).
+  size_t add_adjacent(const std::string& name, std::vector<int64_t> shape, bool hf_transposed,
+                      bool decay, Init init, float init_std = 0.0f);
 
   const std::vector<ParameterTensor>& tensors() const { return tensors_; }
   // Null when no tensor has that name.
@@ -44,6 +49,9 @@ class ParameterLayout {
   size_t decay_end() const { return decay_end_; }
 
  private:
+  size_t append(const std::string& name, std::vector<int64_t> shape, bool hf_transposed, bool decay,
+                Init init, float init_std, bool aligned);
+
   std::vector<ParameterTensor> tensors_;
   size_t total_ = 0;
   size_t decay_end_ = 0;

@@ -47,6 +47,21 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kSumOfSquares: pattern = "DF"; break;
     case OpKind::kAccumulateSum: pattern = "DF"; break;
     case OpKind::kAdamW: pattern = "FFFFdb"; break;
+    case OpKind::kRmsNorm:
+    case OpKind::kRmsNormBackward:
+    case OpKind::kRope:
+    case OpKind::kTopKRouting:
+    case OpKind::kTopKRoutingBackward:
+    case OpKind::kGroupByExpert:
+    case OpKind::kExpertLinear:
+    case OpKind::kExpertLinearBackward:
+    case OpKind::kClampedSwiglu:
+    case OpKind::kClampedSwigluBackward:
+    case OpKind::kExpertCombine:
+    case OpKind::kExpertCombineBackward:
+    case OpKind::kRouterLoadStats:
+    case OpKind::kRouterLoadBackward:
+      return false;  // the mixture-of-experts and rotary ops run through the host fallback
     case OpKind::kCast: {
       auto float_type = [](DType d) { return d == DType::kF32 || d == DType::kBF16; };
       return dtypes.size() == 2 && float_type(dtypes[0]) && float_type(dtypes[1]);

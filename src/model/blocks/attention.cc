@@ -13,7 +13,7 @@ QkvViews split_qkv(const Tensor& qkv, const ops::AttentionSpec& spec) {
     return t;
   };
   return {view(0, spec.heads), view(spec.heads, spec.kv_heads),
-          view(spec.heads + spec.kv_heads, spec.kv_heads)};
+          view(spec.heads + spec.kv_heads, spec.kv_heads), view(0, spec.heads + spec.kv_heads)};
 }
 
 namespace {
@@ -21,8 +21,8 @@ namespace {
 void attend_over_windows(const BlockContext& c, const SelfAttention& a, const QkvViews& v,
                          const AttentionActivations& acts) {
   c.backend.run(ops::Attention{.out = acts.heads, .record = acts.record, .q = v.q, .k = v.k,
-                               .v = v.v, .batch = c.batch.windows, .seq = c.batch.window_length,
-                               .spec = a.spec});
+                               .v = v.v, .sinks = a.sinks.value, .batch = c.batch.windows,
+                               .seq = c.batch.window_length, .spec = a.spec});
 }
 
 void attend_over_cache(const BlockContext& c, const SelfAttention& a, const QkvViews& v,
@@ -39,8 +39,15 @@ void attend_over_cache(const BlockContext& c, const SelfAttention& a, const QkvV
                                     .v_cache = values, .block_tables = c.batch.block_tables[group],
                                     .query_start = c.batch.query_start,
                                     .context_len = c.batch.context_len,
-                                    .max_query_len = c.batch.max_query,
+                                    .sinks = a.sinks.value, .max_query_len = c.batch.max_query,
                                     .max_context_len = c.batch.max_context, .spec = a.spec});
+}
+
+// Rotates q and k by their rows' positions (transpose: the backward pass on their gradients).
+void rotate(const BlockContext& c, const SelfAttention& a, const QkvViews& v, bool transpose) {
+  if (!a.rope.present()) return;
+  c.backend.run(ops::Rope{.x = v.qk, .cos = a.rope.cos, .sin = a.rope.sin,
+                          .positions = c.batch.positions, .transpose = transpose});
 }
 
 }  // namespace
@@ -49,6 +56,7 @@ void self_attention_forward(const BlockContext& c, const SelfAttention& a, const
                             const Tensor& inp, const AttentionActivations& acts) {
   linear_forward(c, a.qkv, acts.qkv, inp);
   const QkvViews views = split_qkv(acts.qkv, a.spec);
+  rotate(c, a, views, false);
   if (c.cache) {
     attend_over_cache(c, a, views, acts);
   } else {
@@ -67,10 +75,11 @@ void self_attention_backward(const BlockContext& c, const SelfAttention& a, cons
   const QkvViews views = split_qkv(acts.qkv, a.spec);
   const QkvViews grads = split_qkv(scratch.dqkv, a.spec);
   c.backend.run(ops::AttentionBackward{
-      .dq = grads.q, .dk = grads.k, .dv = grads.v, .scratch = scratch.attention,
-      .dout = scratch.dheads, .out = acts.heads, .record = acts.record, .q = views.q,
-      .k = views.k, .v = views.v, .batch = c.batch.windows, .seq = c.batch.window_length,
-      .spec = a.spec});
+      .dq = grads.q, .dk = grads.k, .dv = grads.v, .dsinks = a.sinks.grad,
+      .scratch = scratch.attention, .dout = scratch.dheads, .out = acts.heads,
+      .record = acts.record, .q = views.q, .k = views.k, .v = views.v, .sinks = a.sinks.value,
+      .batch = c.batch.windows, .seq = c.batch.window_length, .spec = a.spec});
+  rotate(c, a, grads, true);
   c.zero(dinp);
   linear_backward(c, a.qkv, dinp, scratch.dqkv, inp);
 }

@@ -1,4 +1,5 @@
-// Self-attention: a packed q|k|v projection, attention, and the output projection.
+// Self-attention: a packed q|k|v projection, rotary embeddings of q and k (when the model has
+// them), attention (with sinks and a window when the spec has them), the output projection.
 //
 // Over training windows the attention op runs on the batch's own rows; over a KV cache the new
 // rows' keys and values are first written to the cache and the queries attend over each
@@ -9,9 +10,17 @@
 
 namespace switchyard::model::blocks {
 
+// cos and sin of every position (rope.h's tables, on the device); empty without rotary embeddings.
+struct RotaryTables {
+  Tensor cos, sin;  // [positions, head_dim / 2] fp32
+  bool present() const { return !cos.empty(); }
+};
+
 struct SelfAttention {
   Linear qkv;   // [(heads + 2 kv_heads) * head_dim, C]: q | k | v per row
   Linear proj;  // [C, heads * head_dim]
+  ParamRef sinks;  // [heads]: one learned logit per query head; absent without sinks
+  RotaryTables rope;
   ops::AttentionSpec spec;
   int layer = 0;  // the model layer, for its KV cache tensors
 
@@ -34,9 +43,10 @@ struct AttentionScratch {
   Tensor attention;     // AttentionBackward's scratch
 };
 
-// q, k and v as [N, heads, head_dim] views of the packed projection.
+// q, k and v as [N, heads, head_dim] views of the packed projection; qk covers q and k together
+// ([N, heads + kv_heads, head_dim]), which rotary embeddings rotate in one pass.
 struct QkvViews {
-  Tensor q, k, v;
+  Tensor q, k, v, qk;
 };
 QkvViews split_qkv(const Tensor& qkv, const ops::AttentionSpec& spec);
 
