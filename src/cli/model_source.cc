@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include "tokenizer/o200k.h"
 #include "tokenizer/tokenize_text.h"
 #include "core/error.h"
@@ -20,6 +23,53 @@ bool has_gpt2_vocab(const fs::path& dir) {
          (fs::exists(dir / "vocab.json") && fs::exists(dir / "merges.txt"));
 }
 
+bool overrides_shape(const ModelSource& s) {
+  return s.layers || s.heads || s.channels || s.context || s.vocab_size || s.kv_heads ||
+         s.head_dim || s.experts || s.experts_per_token || s.intermediate || s.window;
+}
+
+// A preset with the shape overrides applied. gpt-oss's own fields apply to gpt-oss presets only;
+// a changed layer count keeps the published pattern (sliding even layers, full odd ones).
+model::ModelConfig preset_with_overrides(const ModelSource& source) {
+  model::ModelConfig config = model::preset(source.model);
+  if (source.layers > 0) config.num_layers = source.layers;
+  if (source.heads > 0) config.num_heads = source.heads;
+  if (source.channels > 0) config.channels = source.channels;
+  if (source.context > 0) config.max_seq_len = source.context;
+  if (source.vocab_size > 0) config.vocab_size = source.vocab_size;
+  const bool moe_flags = source.kv_heads || source.head_dim || source.experts ||
+                         source.experts_per_token || source.intermediate || source.window;
+  require(config.is_gpt_oss() || !moe_flags,
+          "--n-kv-head/--head-dim/--experts/--experts-per-token/--intermediate/--window change a "
+          "gpt-oss preset; '{}' is a {} model",
+          source.model, config.family);
+  if (source.kv_heads > 0) config.num_kv_heads = source.kv_heads;
+  if (source.head_dim > 0) config.head_dim = source.head_dim;
+  if (source.experts > 0) config.num_experts = source.experts;
+  if (source.experts_per_token > 0) config.experts_per_token = source.experts_per_token;
+  if (source.intermediate > 0) config.intermediate = source.intermediate;
+  if (source.window > 0) config.sliding_window = source.window;
+  if (config.is_gpt_oss()) {
+    config.layer_types.clear();
+    for (int l = 0; l < config.num_layers; ++l) {
+      config.layer_types.push_back(l % 2 == 0 ? "sliding_attention" : "full_attention");
+    }
+    // Special-token ids beyond a shrunken vocabulary do not exist.
+    if (config.eos_token_id >= config.vocab_size) config.eos_token_id = -1;
+    if (config.pad_token_id >= config.vocab_size) config.pad_token_id = -1;
+  }
+  config.validate();
+  return config;
+}
+
+// The tokenizer a model uses when none is named: o200k for gpt-oss's vocabulary, bytes for 256
+// tokens, GPT-2's otherwise.
+std::string default_tokenizer(const model::ModelConfig& config) {
+  if (config.vocab_size == 256) return "byte";
+  if (config.is_gpt_oss() && config.vocab_size >= tokenizer::kO200kVocabSize) return "o200k";
+  return "gpt2";
+}
+
 }  // namespace
 
 bool is_checkpoint_dir(const std::string& model) {
@@ -33,10 +83,9 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   model::ModelConfig config;
   std::string tokenizer_name = source.tokenizer;
   if (is_checkpoint_dir(source.model)) {
-    require(source.layers == 0 && source.heads == 0 && source.channels == 0 && source.context == 0 &&
-                source.vocab_size == 0,
-            "--n-layer/--n-head/--n-embd/--n-positions/--vocab-size change a preset; the checkpoint {} "
-            "has its own config.json",
+    require(!overrides_shape(source),
+            "the shape flags (--n-layer, --n-head, ...) change a preset; the checkpoint {} has its "
+            "own config.json",
             source.model);
     config = model::read_config(source.model);
     opened.from_checkpoint = true;
@@ -47,15 +96,9 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     require(std::find(presets.begin(), presets.end(), source.model) != presets.end(),
             "unknown model preset '{}' (known: {}), and no checkpoint directory of that name",
             source.model, fmt::join(presets, ", "));
-    config = model::preset(source.model);
-    if (source.layers > 0) config.num_layers = source.layers;
-    if (source.heads > 0) config.num_heads = source.heads;
-    if (source.channels > 0) config.channels = source.channels;
-    if (source.context > 0) config.max_seq_len = source.context;
-    if (source.vocab_size > 0) config.vocab_size = source.vocab_size;
-    config.validate();
+    config = preset_with_overrides(source);
   }
-  if (tokenizer_name.empty()) tokenizer_name = config.vocab_size == 256 ? "byte" : "gpt2";
+  if (tokenizer_name.empty()) tokenizer_name = default_tokenizer(config);
   require(tokenizer_name == "gpt2" || tokenizer_name == "o200k" || tokenizer_name == "byte",
           "unknown tokenizer '{}' (expected gpt2, o200k or byte)", tokenizer_name);
   opened.info["tokenizer"] = tokenizer_name;
@@ -97,8 +140,9 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
 
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required) {
   auto* model = command->add_option("--model", source.model,
-                                    "model preset (gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m, tiny) "
-                                    "or checkpoint directory (config.json + model.safetensors, or shards and their index)");
+                                    fmt::format("model preset ({}) or checkpoint directory (config.json + "
+                                                "model.safetensors, or shards and their index)",
+                                                fmt::join(model::preset_names(), ", ")));
   if (model_required) model->required();
   command->add_option("--device", source.device, "backend to run on (see `switchyard devices`)")
       ->capture_default_str();
@@ -117,6 +161,12 @@ void add_model_flags(CLI::App* command, ModelSource& source, bool model_required
   command->add_option("--n-embd", source.channels, "override the preset's channels")->check(CLI::Range(1, 1 << 16));
   command->add_option("--n-positions", source.context, "override the preset's context length")->check(CLI::Range(1, 1 << 20));
   command->add_option("--vocab-size", source.vocab_size, "override the preset's vocabulary size")->check(CLI::Range(1, 1 << 22));
+  command->add_option("--n-kv-head", source.kv_heads, "gpt-oss: override the key-value heads")->check(CLI::Range(1, 4096));
+  command->add_option("--head-dim", source.head_dim, "gpt-oss: override the head size")->check(CLI::Range(2, 4096));
+  command->add_option("--experts", source.experts, "gpt-oss: override the experts per layer")->check(CLI::Range(1, 4096));
+  command->add_option("--experts-per-token", source.experts_per_token, "gpt-oss: override the experts each token runs")->check(CLI::Range(1, 4096));
+  command->add_option("--intermediate", source.intermediate, "gpt-oss: override each expert's inner width")->check(CLI::Range(1, 1 << 16));
+  command->add_option("--window", source.window, "gpt-oss: override the sliding layers' window")->check(CLI::Range(1, 1 << 20));
 }
 
 }  // namespace switchyard::cli

@@ -23,8 +23,9 @@ struct ModelSource {
   std::string tokenizer;  // "gpt2", "o200k", "byte" or empty (decided by the checkpoint or preset)
   std::string vocab_dir;  // GPT-2 vocabulary directory or o200k file; empty: the usual places
   uint64_t seed = 1337;   // initialisation seed for presets
-  // Overrides of a preset's shape (0: keep the preset's value).
+  // Overrides of a preset's shape (0: keep the preset's value); the second line is gpt-oss's.
   int layers = 0, heads = 0, channels = 0, context = 0, vocab_size = 0;
+  int kv_heads = 0, head_dim = 0, experts = 0, experts_per_token = 0, intermediate = 0, window = 0;
   // Run the model through a ProfilingBackend that times every kernel call.
   bool profile = false;
 };
@@ -44,7 +45,8 @@ bool is_checkpoint_dir(const std::string& model);
 OpenedModel open_model(const ModelSource& source, bool load_tokenizer);
 
 // Adds --model, --device, --tokenizer, --vocab, --seed and the shape overrides (--n-layer, --n-head,
-// --n-embd, --n-positions, --vocab-size) to a subcommand.
+// --n-embd, --n-positions, --vocab-size; for gpt-oss also --n-kv-head, --head-dim, --experts,
+// --experts-per-token, --intermediate, --window) to a subcommand.
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required = true);
 
 }  // namespace switchyard::cli

@@ -93,7 +93,10 @@ GenerateResult generate(Generator& generator, const std::vector<int32_t>& prompt
     const int32_t next = sample_token(logits, options.sampling, rng);
     result.tokens.push_back(next);
     on_token(next);
-    if (next == options.end_of_text) break;
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) !=
+        options.stop_tokens.end()) {
+      break;
+    }
     if (static_cast<int>(result.tokens.size()) == options.max_new_tokens) break;
     if (length >= context) {
       result.hit_context = true;

@@ -51,7 +51,7 @@ class Generator {
 struct GenerateOptions {
   int max_new_tokens = 100;
   SamplingOptions sampling;
-  int32_t end_of_text = -1;  // stop when sampled (-1: none)
+  std::vector<int32_t> stop_tokens;  // stop when one is sampled (it ends the result's tokens)
   int prefill_chunk = 0;     // 0: the whole prompt in one pass
 };
 
