@@ -90,6 +90,22 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kAddLayerNorm:
     case OpKind::kLinearGelu:
       return {};
+    // No tile programs yet: these run on the host.
+    case OpKind::kRmsNorm:
+    case OpKind::kRmsNormBackward:
+    case OpKind::kRope:
+    case OpKind::kTopKRouting:
+    case OpKind::kTopKRoutingBackward:
+    case OpKind::kGroupByExpert:
+    case OpKind::kExpertLinear:
+    case OpKind::kExpertLinearBackward:
+    case OpKind::kClampedSwiglu:
+    case OpKind::kClampedSwigluBackward:
+    case OpKind::kExpertCombine:
+    case OpKind::kExpertCombineBackward:
+    case OpKind::kRouterLoadStats:
+    case OpKind::kRouterLoadBackward:
+      return {};
   }
   return {};
 }
