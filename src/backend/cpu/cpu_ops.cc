@@ -1,5 +1,4 @@
 // CpuBackend's ops: check the operands, then run the float kernels.
-#include <climits>
 #include <cstring>
 
 #include "backend/attention_operands.h"
@@ -7,69 +6,13 @@
 #include "backend/cpu/cpu_adamw.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/operand_checks.h"
 #include "backend/cpu/thread_adapter.h"
 #include "backend/gradient_clipping.h"
 #include "core/error.h"
 
 namespace switchyard::backend::cpu {
 namespace {
-
-// ---- operand checks: each names the op and the operand ----
-
-int to_int(int64_t n, const char* op, const char* what) {
-  require(n >= 0 && n <= INT_MAX, "cpu {}: {} has {} elements along a dimension, more than {}", op,
-          what, n, INT_MAX);
-  return static_cast<int>(n);
-}
-
-void require_dtype(const Tensor& t, DType dtype, const char* op, const char* what) {
-  require(t.dtype == dtype, "cpu {}: {} must be {}, got {}", op, what, dtype_name(dtype),
-          t.describe());
-}
-
-// A dense tensor of `dtype`, as T*.
-template <typename T>
-T* dense(const Tensor& t, DType dtype, const char* op, const char* what) {
-  require(!t.empty(), "cpu {}: {} is missing", op, what);
-  require_dtype(t, dtype, op, what);
-  require(t.is_contiguous(), "cpu {}: {} must be dense, got {}", op, what, t.describe());
-  return static_cast<T*>(t.data);
-}
-float* f32(const Tensor& t, const char* op, const char* what) {
-  return dense<float>(t, DType::kF32, op, what);
-}
-// nullptr when the optional operand is absent.
-float* optional_f32(const Tensor& t, const char* op, const char* what) {
-  return t.empty() ? nullptr : f32(t, op, what);
-}
-const int32_t* i32(const Tensor& t, const char* op, const char* what) {
-  return dense<int32_t>(t, DType::kI32, op, what);
-}
-
-void require_numel(const Tensor& t, int64_t n, const char* op, const char* what) {
-  require(t.numel() == n, "cpu {}: {} must have {} elements, got {}", op, what, n, t.describe());
-}
-
-// [rows, cols] of a 2-D operand, checked against what the others imply (-1: not yet known).
-void require_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* what) {
-  require(t.rank == 2 && (rows < 0 || t.shape[0] == rows) && (cols < 0 || t.shape[1] == cols),
-          "cpu {}: {} must be [{}, {}], got {}", op, what, rows < 0 ? "*" : std::to_string(rows),
-          cols < 0 ? "*" : std::to_string(cols), t.describe());
-}
-
-void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, const char* what) {
-  for (int64_t i = 0; i < n; ++i) {
-    require(ids[i] >= 0 && ids[i] < limit, "cpu {}: {} {} at row {} is outside [0, {})", op, what,
-            ids[i], i, limit);
-  }
-}
-
-// A q/k/v-style view [N, heads, head_dim] with dense heads and rows of stride >= heads*head_dim.
-void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
-                        const char* what) {
-  require_dtype(t, DType::kF32, op, what);
-  backend::require_heads_view(t, rows, heads, head_dim, "cpu", op, what);
-}
 
 // Row stride of an attention output [N, heads * head_dim].
 int64_t output_stride(const Tensor& out, int64_t rows, int width, const char* op,

@@ -47,6 +47,7 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kSumOfSquares: pattern = "DF"; break;
     case OpKind::kAccumulateSum: pattern = "DF"; break;
     case OpKind::kAdamW: pattern = "FFFFdb"; break;
+    // No kernels yet: these run on the host (Backend::run's fallback).
     case OpKind::kRmsNorm:
     case OpKind::kRmsNormBackward:
     case OpKind::kRope:
@@ -61,7 +62,7 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kExpertCombineBackward:
     case OpKind::kRouterLoadStats:
     case OpKind::kRouterLoadBackward:
-      return false;  // the mixture-of-experts and rotary ops run through the host fallback
+      return false;
     case OpKind::kCast: {
       auto float_type = [](DType d) { return d == DType::kF32 || d == DType::kBF16; };
       return dtypes.size() == 2 && float_type(dtypes[0]) && float_type(dtypes[1]);

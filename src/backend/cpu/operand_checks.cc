@@ -1,0 +1,82 @@
+#include "backend/cpu/operand_checks.h"
+
+#include <climits>
+#include <string>
+#include <vector>
+
+#include "backend/attention_operands.h"
+
+namespace switchyard::backend::cpu {
+
+int to_int(int64_t n, const char* op, const char* what) {
+  require(n >= 0 && n <= INT_MAX, "cpu {}: {} has {} elements along a dimension, more than {}", op,
+          what, n, INT_MAX);
+  return static_cast<int>(n);
+}
+
+void require_dtype(const Tensor& t, DType dtype, const char* op, const char* what) {
+  require(t.dtype == dtype, "cpu {}: {} must be {}, got {}", op, what, dtype_name(dtype),
+          t.describe());
+}
+
+float* f32(const Tensor& t, const char* op, const char* what) {
+  return dense<float>(t, DType::kF32, op, what);
+}
+
+float* optional_f32(const Tensor& t, const char* op, const char* what) {
+  return t.empty() ? nullptr : f32(t, op, what);
+}
+
+int32_t* i32(const Tensor& t, const char* op, const char* what) {
+  return dense<int32_t>(t, DType::kI32, op, what);
+}
+
+double* f64(const Tensor& t, const char* op, const char* what) {
+  return dense<double>(t, DType::kF64, op, what);
+}
+
+void require_numel(const Tensor& t, int64_t n, const char* op, const char* what) {
+  require(t.numel() == n, "cpu {}: {} must have {} elements, got {}", op, what, n, t.describe());
+}
+
+void require_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* what) {
+  require(t.rank == 2 && (rows < 0 || t.shape[0] == rows) && (cols < 0 || t.shape[1] == cols),
+          "cpu {}: {} must be [{}, {}], got {}", op, what, rows < 0 ? "*" : std::to_string(rows),
+          cols < 0 ? "*" : std::to_string(cols), t.describe());
+}
+
+void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, const char* what) {
+  for (int64_t i = 0; i < n; ++i) {
+    require(ids[i] >= 0 && ids[i] < limit, "cpu {}: {} {} at row {} is outside [0, {})", op, what,
+            ids[i], i, limit);
+  }
+}
+
+void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
+                        const char* what) {
+  require_dtype(t, DType::kF32, op, what);
+  backend::require_heads_view(t, rows, heads, head_dim, "cpu", op, what);
+}
+
+void require_offsets(const int32_t* offsets, int64_t groups, int64_t rows, const char* op,
+                     const char* what) {
+  require(offsets[0] == 0 && offsets[groups] == rows,
+          "cpu {}: {} must run from 0 to {} rows, got {} to {}", op, what, rows, offsets[0],
+          offsets[groups]);
+  for (int64_t g = 0; g < groups; ++g) {
+    require(offsets[g] <= offsets[g + 1], "cpu {}: {} must not decrease, got {} then {} at {}", op,
+            what, offsets[g], offsets[g + 1], g);
+  }
+}
+
+void require_permutation(const int32_t* p, int64_t n, const char* op, const char* what) {
+  std::vector<bool> seen(static_cast<size_t>(n), false);
+  for (int64_t i = 0; i < n; ++i) {
+    require(p[i] >= 0 && p[i] < n, "cpu {}: {} {} at {} is outside [0, {})", op, what, p[i], i, n);
+    require(!seen[p[i]], "cpu {}: {} {} appears twice (a permutation of [0, {}) is expected)", op,
+            what, p[i], n);
+    seen[p[i]] = true;
+  }
+}
+
+}  // namespace switchyard::backend::cpu

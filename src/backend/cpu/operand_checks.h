@@ -1,0 +1,52 @@
+// The operand checks CpuBackend's ops share. Each throws switchyard::Error with a message that
+// names the op ("cpu linear: ...") and the operand, before any kernel runs.
+#pragma once
+
+#include <cstdint>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace switchyard::backend::cpu {
+
+// n as an int (the kernels' sizes), or an error when it does not fit.
+int to_int(int64_t n, const char* op, const char* what);
+
+void require_dtype(const Tensor& t, DType dtype, const char* op, const char* what);
+
+// A present, dense tensor of `dtype`, as T*.
+template <typename T>
+T* dense(const Tensor& t, DType dtype, const char* op, const char* what) {
+  require(!t.empty(), "cpu {}: {} is missing", op, what);
+  require_dtype(t, dtype, op, what);
+  require(t.is_contiguous(), "cpu {}: {} must be dense, got {}", op, what, t.describe());
+  return static_cast<T*>(t.data);
+}
+float* f32(const Tensor& t, const char* op, const char* what);
+// nullptr when the optional operand is absent.
+float* optional_f32(const Tensor& t, const char* op, const char* what);
+int32_t* i32(const Tensor& t, const char* op, const char* what);
+double* f64(const Tensor& t, const char* op, const char* what);
+
+void require_numel(const Tensor& t, int64_t n, const char* op, const char* what);
+
+// [rows, cols] of a 2-D operand, checked against what the others imply (-1: not yet known).
+void require_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op, const char* what);
+
+// Every ids[i] in [0, limit); the message calls each one `what` ("target 5 at row 1 ...").
+void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, const char* what);
+
+// A q/k/v-style fp32 view [rows, heads, head_dim] with dense heads and rows of stride >=
+// heads * head_dim.
+void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
+                        const char* what);
+
+// Group boundaries of `groups` groups over `rows` rows: offsets[0] = 0, never decreasing,
+// offsets[groups] = rows.
+void require_offsets(const int32_t* offsets, int64_t groups, int64_t rows, const char* op,
+                     const char* what);
+
+// p[0..n) holds every index of [0, n) exactly once.
+void require_permutation(const int32_t* p, int64_t n, const char* op, const char* what);
+
+}  // namespace switchyard::backend::cpu
