@@ -98,7 +98,7 @@ TEST_F(GptOssParity, EveryGradientMatchesTheReference) {
     EXPECT_LT(relative_error(hf_gradient(grads, t), want), kTolerance) << t.name;
     ++checked;
   }
-  EXPECT_EQ(checked, 3 * 16 + 3);  // 16 tensors per layer; embeddings, final norm, head
+  EXPECT_EQ(checked, 3 * 17 + 3);  // 17 tensors per layer; embeddings, final norm, head
 }
 
 TEST_F(GptOssParity, TenAdamWStepsFollowTheReferenceLosses) {

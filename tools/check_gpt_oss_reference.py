@@ -380,7 +380,8 @@ def main():
         e = max_rel(ref["grad." + n], prm.grad.numpy())
         if e > worst:
             worst_name, worst = n, e
-    check("every stored gradient vs float64 autograd", worst < 1e-3,
+    # The generator computes in float64 and stores float32: only that rounding may differ.
+    check("every stored gradient vs float64 autograd", worst < 1e-6,
           f"worst max rel err {worst:.1e} ({worst_name})")
     probes = [("model.layers.0.self_attn.sinks", (3,)),
               ("model.layers.1.self_attn.q_proj.bias", (17,)),
@@ -438,7 +439,7 @@ def main():
             bound = np.abs(p[n]) * 2.0 ** -8
         ok &= bool(np.all(diff <= bound))
     check("decoded weights lie within half a step of the fp32 weights", ok)
-    qm = model_from({n: t.numpy() for n, t in qstate.items()}, cfg)
+    qm = model_from({n: t.numpy() for n, t in qstate.items()}, cfg).double()
     with torch.no_grad():
         qlogits = qm(torch.from_numpy(inputs))[0].numpy()
     check("mxfp4.logits from the shards", max_rel(ref["mxfp4.logits"], qlogits) < 1e-6,

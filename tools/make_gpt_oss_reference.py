@@ -15,7 +15,8 @@ Writes, under --data-dir:
   gpt_oss_reference_fp32/            the same model unquantised: config.json and model.safetensors,
                                      every tensor fp32, experts as gate_up_proj [E, hidden, 2I] and
                                      down_proj [E, I, hidden] (Hugging Face's unquantised layout)
-  gpt_oss_reference.safetensors      the numbers (float32 unless noted):
+  gpt_oss_reference.safetensors      the numbers (computed in float64 from the float32 weights,
+                                     stored as float32 unless noted):
       inputs, targets                [B, T] int32
       logits                         [B, T, V] of the fp32 model
       loss.lm, loss.aux, loss.total  [1] mean cross-entropy, load-balancing loss (over all layers),
@@ -280,7 +281,7 @@ def write_quantized_checkpoint(directory, cfg, tensors):
 
 def write_fp32_checkpoint(directory, cfg, model):
     os.makedirs(directory, exist_ok=True)
-    tensors = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+    tensors = {n: p.detach().to(torch.float32).numpy().copy() for n, p in model.state_dict().items()}
     write_safetensors(os.path.join(directory, "model.safetensors"), tensors, {"format": "pt"})
     write_json(os.path.join(directory, "config.json"), hf_config(cfg, quantized=False))
 
@@ -324,6 +325,10 @@ def build(seed):
     qtensors = quantized_tensors(model)
     qmodel = go.GptOss(cfg)
     qmodel.load_state_dict(dequantized_state(qtensors))
+    # The numbers are computed in float64 from the float32 weights (exactly representable), so
+    # that the reference is the exact result and not one more float32 rounding of it: some
+    # gradients (biases whose effect softmax nearly cancels) lose ~1e-5 to float32 summation.
+    model, qmodel = model.double(), qmodel.double()
 
     margins = {"router": [], "greedy": []}
     greedy = {}
@@ -359,7 +364,7 @@ def build(seed):
     for n, p in model.named_parameters():
         if p.grad is None or not torch.any(p.grad != 0):
             raise RuntimeError(f"gradient of {n} is missing or all zero")
-        grads[n] = p.grad.detach().numpy().copy()
+        grads[n] = p.grad.detach().numpy().astype(np.float32)
     with torch.no_grad():
         qlogits, _, _ = qmodel(inputs)
         varlen_logits = [model(seq)[0][0] for seq in varlen]
