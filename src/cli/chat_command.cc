@@ -119,9 +119,10 @@ void run_chat(const ChatFlags& flags) {
   if (source.tokenizer.empty()) source.tokenizer = "o200k";
   require(source.tokenizer == "o200k", "chat speaks the harmony format, which needs the o200k tokenizer, not {}",
           source.tokenizer);
-  OpenedModel opened = open_model(source, /*load_tokenizer=*/true);
+  OpenedModel opened = open_model(source, /*load_tokenizer=*/false);
   require(opened.model->config().is_gpt_oss(), "chat needs a gpt-oss model; {} is a {} model",
           source.model, opened.model->config().family);
+  opened.tokenizer = open_tokenizer(source, opened);
   const tokenizer::Tokenizer& tok = *opened.tokenizer;
 
   tokenizer::HarmonyConversation conversation;

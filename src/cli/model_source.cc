@@ -116,26 +116,33 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     opened.model->init_random(source.seed);
   }
 
-  if (load_tokenizer) {
-    const bool from_model_dir = opened.from_checkpoint && source.vocab_dir.empty();
-    if (tokenizer_name == "byte") {
-      opened.tokenizer = tokenizer::make_byte_tokenizer();
-    } else if (tokenizer_name == "o200k") {
-      // A gpt-oss checkpoint ships its tokenizer.json.
-      const fs::path shipped = fs::path(source.model) / "tokenizer.json";
-      opened.tokenizer = tokenizer::load_o200k_tokenizer(
-          from_model_dir && fs::exists(shipped) ? shipped.string() : tokenizer::find_o200k_file(source.vocab_dir));
-    } else {
-      std::string dir = from_model_dir && has_gpt2_vocab(source.model)
-                            ? source.model
-                            : tokenizer::find_gpt2_vocab_directory(source.vocab_dir);
-      opened.tokenizer = tokenizer::load_gpt2_tokenizer(dir);
-    }
-    require(opened.tokenizer->vocab_size() <= config.vocab_size,
-            "the {} tokenizer has {} tokens but the model's vocabulary is only {}", tokenizer_name,
-            opened.tokenizer->vocab_size(), config.vocab_size);
-  }
+  if (load_tokenizer) opened.tokenizer = open_tokenizer(source, opened);
   return opened;
+}
+
+std::unique_ptr<tokenizer::Tokenizer> open_tokenizer(const ModelSource& source,
+                                                     const OpenedModel& opened) {
+  const std::string tokenizer_name = opened.info.at("tokenizer");
+  const model::ModelConfig& config = opened.model->config();
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  const bool from_model_dir = opened.from_checkpoint && source.vocab_dir.empty();
+  if (tokenizer_name == "byte") {
+    tok = tokenizer::make_byte_tokenizer();
+  } else if (tokenizer_name == "o200k") {
+    // A gpt-oss checkpoint ships its tokenizer.json.
+    const fs::path shipped = fs::path(source.model) / "tokenizer.json";
+    tok = tokenizer::load_o200k_tokenizer(
+        from_model_dir && fs::exists(shipped) ? shipped.string() : tokenizer::find_o200k_file(source.vocab_dir));
+  } else {
+    std::string dir = from_model_dir && has_gpt2_vocab(source.model)
+                          ? source.model
+                          : tokenizer::find_gpt2_vocab_directory(source.vocab_dir);
+    tok = tokenizer::load_gpt2_tokenizer(dir);
+  }
+  require(tok->vocab_size() <= config.vocab_size,
+          "the {} tokenizer has {} tokens but the model's vocabulary is only {}", tokenizer_name,
+          tok->vocab_size(), config.vocab_size);
+  return tok;
 }
 
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required) {

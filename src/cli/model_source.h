@@ -43,6 +43,8 @@ struct OpenedModel {
 bool is_checkpoint_dir(const std::string& model);
 // Throws Error naming the problem (unknown preset, missing checkpoint, unknown device, ...).
 OpenedModel open_model(const ModelSource& source, bool load_tokenizer);
+// The tokenizer of a model opened without one (open_model's load_tokenizer does the same).
+std::unique_ptr<tokenizer::Tokenizer> open_tokenizer(const ModelSource& source, const OpenedModel& opened);
 
 // Adds --model, --device, --tokenizer, --vocab, --seed and the shape overrides (--n-layer, --n-head,
 // --n-embd, --n-positions, --vocab-size; for gpt-oss also --n-kv-head, --head-dim, --experts,

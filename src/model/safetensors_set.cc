@@ -50,10 +50,11 @@ SafetensorsSet SafetensorsSet::open(const std::string& directory) {
   set.directory_ = directory;
   const fs::path dir(directory);
   std::error_code ec;
+  std::map<std::string, std::string> weight_map;
   if (!fs::exists(dir / kIndexFile, ec)) {
     set.files_.push_back(SafetensorsFile::open((dir / kSingleFile).string()));
   } else {
-    const std::map<std::string, std::string> weight_map = read_weight_map(dir / kIndexFile);
+    weight_map = read_weight_map(dir / kIndexFile);
     std::map<std::string, size_t> shard_index;
     for (const auto& [name, shard] : weight_map) {
       if (shard_index.count(shard)) continue;
@@ -68,6 +69,10 @@ SafetensorsSet SafetensorsSet::open(const std::string& directory) {
   }
   for (size_t i = 0; i < set.files_.size(); ++i) {
     for (const TensorInfo& t : set.files_[i].tensors()) {
+      // A tensor the index does not list would be loaded or ignored by chance: refuse it.
+      require(weight_map.empty() || weight_map.count(t.name) != 0,
+              "{}: {} holds tensor '{}', which the index does not list",
+              (dir / kIndexFile).string(), set.files_[i].source(), t.name);
       const auto [it, added] = set.file_index_.emplace(t.name, i);
       require(added, "{}: tensor '{}' is stored in both {} and {}", directory, t.name,
               set.files_[it->second].source(), set.files_[i].source());
