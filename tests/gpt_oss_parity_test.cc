@@ -70,6 +70,12 @@ class GptOssParity : public ::testing::Test {
     return transposed;
   }
 
+  // The same checkpoint as an inference-only model, its weights as stored.
+  std::unique_ptr<model::Model> load_frozen(const std::string& directory) {
+    return model::Model::create_frozen(*backend_, model::read_config(directory),
+                                       model::WeightSource{.checkpoint = directory});
+  }
+
   std::unique_ptr<backend::Backend> backend_;
   std::unique_ptr<model::SafetensorsFile> reference_;
   std::vector<int32_t> inputs_, targets_;
@@ -139,6 +145,20 @@ TEST_F(GptOssParity, GreedyDecodingGivesTheReferenceIds) {
   EXPECT_EQ(greedy(*fp32, prompt, 64), read_i32(*reference_, "greedy.fp32"));
   auto published = load(kPublished);
   EXPECT_EQ(greedy(*published, prompt, 64), read_i32(*reference_, "greedy.mxfp4"));
+}
+
+TEST_F(GptOssParity, FrozenWeightsGiveTheSameNumbersAsTrainableOnes) {
+  auto trainable = load(kFp32);
+  auto frozen = load_frozen(kFp32);
+  EXPECT_TRUE(frozen->frozen());
+  const float lm = trainable->forward(inputs_.data(), targets_.data(), kB, kT);
+  EXPECT_EQ(frozen->forward(inputs_.data(), targets_.data(), kB, kT), lm);
+  EXPECT_EQ(frozen->logits_to_host(), trainable->logits_to_host());
+  EXPECT_EQ(frozen->auxiliary_loss(), trainable->auxiliary_loss());
+  const std::vector<int32_t> prompt = read_i32(*reference_, "greedy.prompt");
+  EXPECT_EQ(greedy(*frozen, prompt, 64), read_i32(*reference_, "greedy.fp32"));
+  EXPECT_THROW(frozen->zero_grad(), Error);
+  EXPECT_THROW(frozen->parameters_to_host(), Error);
 }
 
 // Every position's logits of the sequences given, all prefilled in one batch over a fresh cache.

@@ -169,35 +169,41 @@ void read_mxfp4(const Tensors& file, const std::string& name, const ParameterTen
   }
 }
 
-// SafetensorsFile and SafetensorsSet alike: find, read_f32, raw and source.
+// SafetensorsFile and SafetensorsSet alike: find, read_f32, raw and source. Writes tensor t (in
+// the layout's orientation) to out.
+template <typename Tensors>
+void read_hf_tensor_into(const ParameterTensor& t, const Tensors& file, const std::string& prefix,
+                         float* out) {
+  std::string name = prefix + t.name;
+  const TensorInfo* info = file.find(name);
+  if (!info && prefix.empty()) info = file.find(kPrefix + t.name);
+  if (!info && file.find(name + kBlocksSuffix)) {
+    read_mxfp4(file, name, t, out);
+    return;
+  }
+  if (!info) fail("{}: missing tensor '{}'", file.source(), name);
+  std::vector<int64_t> expected = t.shape;
+  if (t.hf_transposed) std::swap(expected[expected.size() - 2], expected[expected.size() - 1]);
+  if (info->shape != expected) {
+    fail("{}: tensor '{}' has shape {}, but the model config implies {}", file.source(), info->name,
+         shape_string(info->shape), shape_string(expected));
+  }
+  std::vector<float> data = file.read_f32(info->name);
+  if (t.hf_transposed) {
+    // File [..., in, out] -> memory [..., out, in].
+    const MatrixStack m = matrix_stack(expected);
+    transpose_matrices(data.data(), out, m.count, m.rows, m.cols);
+  } else {
+    std::copy(data.begin(), data.end(), out);
+  }
+}
+
 template <typename Tensors>
 std::vector<float> read_hf_tensors_from(const ParameterLayout& layout, const Tensors& file,
                                         const std::string& prefix) {
   std::vector<float> values(layout.total(), 0.0f);
   for (const ParameterTensor& t : layout.tensors()) {
-    std::string name = prefix + t.name;
-    float* out = values.data() + t.offset;
-    const TensorInfo* info = file.find(name);
-    if (!info && prefix.empty()) info = file.find(kPrefix + t.name);
-    if (!info && file.find(name + kBlocksSuffix)) {
-      read_mxfp4(file, name, t, out);
-      continue;
-    }
-    if (!info) fail("{}: missing tensor '{}'", file.source(), name);
-    std::vector<int64_t> expected = t.shape;
-    if (t.hf_transposed) std::swap(expected[expected.size() - 2], expected[expected.size() - 1]);
-    if (info->shape != expected) {
-      fail("{}: tensor '{}' has shape {}, but the model config implies {}", file.source(), info->name,
-           shape_string(info->shape), shape_string(expected));
-    }
-    std::vector<float> data = file.read_f32(info->name);
-    if (t.hf_transposed) {
-      // File [..., in, out] -> memory [..., out, in].
-      const MatrixStack m = matrix_stack(expected);
-      transpose_matrices(data.data(), out, m.count, m.rows, m.cols);
-    } else {
-      std::copy(data.begin(), data.end(), out);
-    }
+    read_hf_tensor_into(t, file, prefix, values.data() + t.offset);
   }
   return values;
 }
@@ -212,6 +218,12 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
 std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsSet& file,
                                    const std::string& prefix) {
   return read_hf_tensors_from(layout, file, prefix);
+}
+
+std::vector<float> read_hf_tensor(const ParameterTensor& t, const SafetensorsSet& file) {
+  std::vector<float> values(t.numel);
+  read_hf_tensor_into(t, file, "", values.data());
+  return values;
 }
 
 void load_weights(Model& model, const std::string& directory) {

@@ -42,6 +42,9 @@ std::vector<float> read_hf_tensors(const ParameterLayout& layout, const Safetens
                                    const std::string& prefix);
 std::vector<float> read_hf_tensors(const ParameterLayout& layout, const SafetensorsSet& file,
                                    const std::string& prefix);
+// One tensor of a layout (in the layout's orientation, as fp32) from `file`. Throws Error as
+// read_hf_tensors does.
+std::vector<float> read_hf_tensor(const ParameterTensor& t, const SafetensorsSet& file);
 // Loads <dir>/model.safetensors, or the shards model.safetensors.index.json names, into `model`,
 // whose config must equal the directory's config.json.
 // Throws Error for a missing, unknown or wrongly shaped tensor, or a tensor of another dtype.

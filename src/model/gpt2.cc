@@ -41,8 +41,8 @@ ParameterLayout gpt2_layout(const ModelConfig& config) {
   return layout;
 }
 
-Gpt2::Gpt2(backend::Backend& backend, const ModelConfig& config)
-    : Model(backend, config, gpt2_layout(config)) {
+Gpt2::Gpt2(backend::Backend& backend, const ModelConfig& config, const WeightSource* frozen)
+    : Model(backend, config, gpt2_layout(config), frozen) {
   const int64_t C = config.channels, V = config.vocab_size, maxT = config.max_seq_len;
   auto p = [&](const std::string& name, std::initializer_list<int64_t> shape) {
     return param(layout().find(name)->offset, shape);

@@ -22,7 +22,8 @@ ParameterLayout gpt2_layout(const ModelConfig& config);
 
 class Gpt2 final : public Model {
  public:
-  Gpt2(backend::Backend& backend, const ModelConfig& config);
+  // frozen: inference-only weights as stored (Model::create_frozen), or null.
+  Gpt2(backend::Backend& backend, const ModelConfig& config, const WeightSource* frozen = nullptr);
 
  private:
   struct Layer {

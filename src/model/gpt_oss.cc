@@ -66,8 +66,8 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config) {
   return layout;
 }
 
-GptOss::GptOss(backend::Backend& backend, const ModelConfig& config)
-    : Model(backend, config, gpt_oss_layout(config)) {
+GptOss::GptOss(backend::Backend& backend, const ModelConfig& config, const WeightSource* frozen)
+    : Model(backend, config, gpt_oss_layout(config), frozen) {
   upload_rope_tables();
   build_layers();
 }
@@ -94,7 +94,7 @@ void GptOss::build_layers() {
   const blocks::RotaryTables rope{
       .cos = Tensor::dense(rope_buffer_.get(), DType::kF32, {positions, pairs}),
       .sin = Tensor::dense(rope_buffer_.get() + positions * pairs, DType::kF32, {positions, pairs})};
-  embedding_ = {.tokens = p("model.embed_tokens.weight", {V, C})};
+  embedding_ = {.tokens = p("model.embed_tokens.weight", {V, C}), .positions = {}};  // RoPE instead
   const int64_t qkv = (H + 2 * KV) * D;
   for (int l = 0; l < c.num_layers; ++l) {
     Layer layer;

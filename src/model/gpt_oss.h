@@ -29,7 +29,8 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config);
 
 class GptOss final : public Model {
  public:
-  GptOss(backend::Backend& backend, const ModelConfig& config);
+  // frozen: inference-only weights as stored (Model::create_frozen), or null.
+  GptOss(backend::Backend& backend, const ModelConfig& config, const WeightSource* frozen = nullptr);
 
   float auxiliary_loss() const override;
 

@@ -24,18 +24,38 @@ int64_t i64(size_t n) { return static_cast<int64_t>(n); }
 
 }  // namespace
 
-std::unique_ptr<Model> Model::create(backend::Backend& backend, const ModelConfig& config) {
-  if (config.family == "gpt2") return std::make_unique<Gpt2>(backend, config);
-  if (config.family == "gpt_oss") return std::make_unique<GptOss>(backend, config);
+namespace {
+
+std::unique_ptr<Model> create_family(backend::Backend& backend, const ModelConfig& config,
+                                     const WeightSource* frozen) {
+  if (config.family == "gpt2") return std::make_unique<Gpt2>(backend, config, frozen);
+  if (config.family == "gpt_oss") return std::make_unique<GptOss>(backend, config, frozen);
   fail("unknown model family '{}' (this build knows: gpt2, gpt_oss)", config.family);
 }
 
-Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayout layout)
+}  // namespace
+
+std::unique_ptr<Model> Model::create(backend::Backend& backend, const ModelConfig& config) {
+  return create_family(backend, config, nullptr);
+}
+
+std::unique_ptr<Model> Model::create_frozen(backend::Backend& backend, const ModelConfig& config,
+                                            const WeightSource& weights) {
+  return create_family(backend, config, &weights);
+}
+
+Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayout layout,
+             const WeightSource* frozen)
     : config_(config),
       backend_(backend),
       layout_(std::move(layout)),
       shape_(ModelShape::of(config)),
       batch_(backend) {
+  if (frozen) {
+    frozen_ = std::make_unique<FrozenWeights>(backend_, layout_, *frozen);
+    for (size_t i = 0; i < layout_.tensors().size(); ++i) frozen_index_[layout_.tensors()[i].offset] = i;
+    return;
+  }
   params_ = DeviceBuffer(backend_, layout_.total());
   grads_ = DeviceBuffer(backend_, layout_.total());
   // Backends whose products read bf16 weights get a bf16 copy of the parameters, refreshed by
@@ -48,7 +68,16 @@ Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayo
 
 // ---- parameters ----
 
+void Model::require_trainable(const char* what) const {
+  require(!frozen_, "{}: this model is inference-only (its weights are kept as stored)", what);
+}
+
+int64_t Model::weight_bytes() const {
+  return frozen_ ? frozen_->bytes() : static_cast<int64_t>(layout_.total() * sizeof(float));
+}
+
 void Model::init_random(uint64_t seed) {
+  require_trainable("random initialisation");
   std::vector<float> values(layout_.total(), 0.0f);
   Rng rng(seed);
   for (const ParameterTensor& t : layout_.tensors()) {
@@ -60,12 +89,14 @@ void Model::init_random(uint64_t seed) {
 }
 
 std::vector<float> Model::parameters_to_host() const {
+  require_trainable("reading the parameters");
   std::vector<float> values(layout_.total());
   backend_.copy_to_host(values.data(), params_.get(), values.size() * sizeof(float));
   return values;
 }
 
 void Model::parameters_from_host(const std::vector<float>& values) {
+  require_trainable("setting the parameters");
   require(values.size() == layout_.total(), "parameter vector has {} values, the model needs {}",
           values.size(), layout_.total());
   backend_.copy_to_device(params_.get(), values.data(), values.size() * sizeof(float));
@@ -73,6 +104,7 @@ void Model::parameters_from_host(const std::vector<float>& values) {
 }
 
 std::vector<float> Model::gradients_to_host() const {
+  require_trainable("reading the gradients");
   std::vector<float> values(layout_.total());
   backend_.copy_to_host(values.data(), grads_.get(), values.size() * sizeof(float));
   return values;
@@ -95,6 +127,7 @@ std::vector<float> Model::adam_v_to_host() const {
 }
 
 void Model::adam_state_from_host(const std::vector<float>& m, const std::vector<float>& v) {
+  require_trainable("setting optimizer state");
   require(m.size() == layout_.total() && v.size() == layout_.total(),
           "optimizer state has {} and {} values, the model needs {}", m.size(), v.size(),
           layout_.total());
@@ -116,6 +149,15 @@ void Model::refresh_weight_copy() {
 
 blocks::ParamRef Model::param(size_t offset, std::initializer_list<int64_t> shape) const {
   blocks::ParamRef ref;
+  if (frozen_) {
+    // The tensor as stored, viewed with the shape asked for (q's offset with the packed q|k|v
+    // shape covers k and v, which the frozen store keeps right after it).
+    const Tensor& stored = frozen_->tensor(frozen_index_.at(offset));
+    ref.value = Tensor::dense(stored.data, stored.dtype, shape);
+    ref.value.scales = stored.scales;
+    ref.weight = ref.value;
+    return ref;
+  }
   ref.value = Tensor::dense(params_.get() + offset, DType::kF32, shape);
   ref.grad = Tensor::dense(grads_.get() + offset, DType::kF32, shape);
   ref.weight = ref.value;
@@ -162,6 +204,7 @@ float Model::forward(const Batch& batch, KvCache* cache, bool for_training) {
           "a batch built over a KV cache runs with that cache, and only such a batch does");
   require(!for_training || (!batch.targets.empty() && cache == nullptr),
           "a training forward pass needs windows with targets");
+  if (for_training) require_trainable("a training forward pass");
   batch_.upload(batch);
   forward_layers(context(cache), for_training);
   trained_forward_ = for_training;
@@ -174,7 +217,7 @@ float Model::forward(const Batch& batch, KvCache* cache, bool for_training) {
 }
 
 float Model::forward(const int32_t* tokens, const int32_t* targets, int B, int T) {
-  return forward(Batch::windows(tokens, targets, B, T), nullptr, targets != nullptr);
+  return forward(Batch::windows(tokens, targets, B, T), nullptr, targets != nullptr && !frozen());
 }
 
 std::vector<float> Model::logits_to_host() const {
@@ -212,7 +255,10 @@ KvCacheConfig Model::kv_cache_config(int blocks, int block_size) const {
 
 // ---- training ----
 
-void Model::zero_grad() { backend_.fill_zero(grads_.get(), layout_.total() * sizeof(float)); }
+void Model::zero_grad() {
+  require_trainable("zero_grad");
+  backend_.fill_zero(grads_.get(), layout_.total() * sizeof(float));
+}
 
 void Model::backward(float loss_scale) {
   require(trained_forward_ && logits_valid_,
@@ -222,6 +268,7 @@ void Model::backward(float loss_scale) {
 }
 
 float Model::gradient_norm() const {
+  require_trainable("gradient_norm");
   DeviceBuffer total(backend_, sizeof(double) / sizeof(float));
   const double* sum = reinterpret_cast<const double*>(total.get());
   backend_.run(ops::SumOfSquares{.total = f64(sum), .x = f32(grads_.get(), i64(layout_.total()))});
@@ -237,6 +284,7 @@ void Model::adamw_step(const AdamWConfig& adamw, float learning_rate, int step,
 
 void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int step,
                               float grad_scale, const double* grad_sum_of_squares, float clip) {
+  require_trainable("an optimizer step");
   require(step >= 1, "optimizer step must be >= 1, got {}", step);
   if (!adam_m_.get()) {
     adam_m_ = DeviceBuffer(backend_, layout_.total());
@@ -267,6 +315,7 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
 }
 
 void Model::begin_step() {
+  require_trainable("a training step");
   if (!step_stats_.get()) step_stats_ = DeviceBuffer(backend_, 2 * sizeof(double) / sizeof(float));
   zero_grad();
   backend_.fill_zero(step_stats_.get(), 2 * sizeof(double));

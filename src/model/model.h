@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
@@ -21,6 +22,7 @@
 #include "model/batch_on_device.h"
 #include "model/blocks/block_context.h"
 #include "model/device_buffer.h"
+#include "model/frozen_weights.h"
 #include "model/kv_cache.h"
 #include "model/model_config.h"
 #include "model/model_shape.h"
@@ -39,6 +41,10 @@ class Model {
  public:
   // The family named by config.family; throws Error for an unknown family.
   static std::unique_ptr<Model> create(backend::Backend& backend, const ModelConfig& config);
+  // An inference-only model whose weights keep the dtypes they are stored in (frozen_weights.h):
+  // no gradients, no optimizer, no training forward pass.
+  static std::unique_ptr<Model> create_frozen(backend::Backend& backend, const ModelConfig& config,
+                                              const WeightSource& weights);
   virtual ~Model() = default;
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -47,6 +53,10 @@ class Model {
   const ModelShape& shape() const { return shape_; }
   const ParameterLayout& layout() const { return layout_; }
   backend::Backend& backend() const { return backend_; }
+  // Inference-only, with weights as stored (create_frozen).
+  bool frozen() const { return frozen_ != nullptr; }
+  // Bytes the weights take in memory (the fp32 parameters, or the frozen weights as stored).
+  int64_t weight_bytes() const;
 
   // Fills every parameter by its layout's rule; deterministic per seed.
   void init_random(uint64_t seed);
@@ -102,7 +112,9 @@ class Model {
   StepResult finish_step(const AdamWConfig& adamw, float learning_rate, int step, float clip);
 
  protected:
-  Model(backend::Backend& backend, const ModelConfig& config, ParameterLayout layout);
+  // frozen: the weights of an inference-only model (create_frozen), else null.
+  Model(backend::Backend& backend, const ModelConfig& config, ParameterLayout layout,
+        const WeightSource* frozen);
 
   // The family's passes. forward_layers fills the head's logits (and losses with targets);
   // backward_layers adds the gradients of the last forward pass.
@@ -123,6 +135,8 @@ class Model {
 
  private:
   void check_batch(const Batch& batch) const;
+  // Throws Error naming `what` for a frozen model.
+  void require_trainable(const char* what) const;
   void refresh_weight_copy();
   void update_parameters(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale,
                          const double* grad_sum_of_squares, float clip);
@@ -133,6 +147,8 @@ class Model {
   DeviceBuffer params_, grads_, adam_m_, adam_v_;
   DeviceBuffer weight_copy_;  // the parameters in Precision::matmul_weights, where not fp32
   DeviceBuffer step_stats_;   // two device doubles: the step's loss so far, the gradients' norm^2
+  std::unique_ptr<FrozenWeights> frozen_;      // inference-only weights, instead of params_
+  std::unordered_map<size_t, size_t> frozen_index_;  // layout offset -> tensor index
   BatchOnDevice batch_;
   bool trained_forward_ = false;  // the last forward kept what backward reads
   bool logits_valid_ = false;

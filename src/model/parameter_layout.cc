@@ -27,7 +27,8 @@ size_t ParameterLayout::append(const std::string& name, std::vector<int64_t> sha
   for (int64_t d : shape) numel *= static_cast<size_t>(d);
   // Keep every tensor 64-byte aligned so vectorised kernels never straddle a cache line start.
   const size_t offset = aligned ? (total_ + 15) / 16 * 16 : total_;
-  tensors_.push_back({name, std::move(shape), offset, numel, hf_transposed, decay, init, init_std});
+  tensors_.push_back(
+      {name, std::move(shape), offset, numel, hf_transposed, decay, !aligned, init, init_std});
   total_ = offset + numel;
   if (decay) decay_end_ = total_;
   return offset;

@@ -27,6 +27,7 @@ struct ParameterTensor {
   bool hf_transposed = false;  // stored [in, out] in Hugging Face checkpoints (the last two
                                // dimensions, for a stack of matrices such as experts)
   bool decay = false;          // takes weight decay
+  bool follows_previous = false;  // placed right after the previous tensor (add_adjacent)
   Init init = Init::kZero;
   float init_std = 0.0f;       // for Init::kNormal
 };
