@@ -513,7 +513,8 @@ TEST(MoeOps, BadOperandsAreErrorsNamingTheOpAndOperand) {
   ids[9] = kE;  // row 4, choice 1
   expect_error([&] {
     backend.run(ops::GroupByExpert{.order = i32(order, {kA}), .rows = i32(rows, {kA}),
-                                   .position = i32(position, {kA}), .offsets = i32(offsets, {kE + 1}),
+                                   .position = i32(position, {kA}),
+                                   .offsets = i32(offsets, {kE + 1}),
                                    .expert_ids = i32(ids, {kN, kK}), .experts = kE});
   }, {"cpu group_by_expert", "expert id 5 of row 4 (choice 1)", "[0, 5)"});
   expect_error([&] {
@@ -527,13 +528,15 @@ TEST(MoeOps, BadOperandsAreErrorsNamingTheOpAndOperand) {
   expect_error([&] {
     std::vector<float> float_ids(kA);
     backend.run(ops::GroupByExpert{.order = i32(order, {kA}), .rows = i32(rows, {kA}),
-                                   .position = i32(position, {kA}), .offsets = i32(offsets, {kE + 1}),
+                                   .position = i32(position, {kA}),
+                                   .offsets = i32(offsets, {kE + 1}),
                                    .expert_ids = f32(float_ids, {kN, kK}), .experts = kE});
   }, {"cpu group_by_expert", "expert_ids must be int32"});
 
   auto expert_linear = [&](std::vector<int32_t> bounds) {
     backend.run(ops::ExpertLinear{.out = f32(out, {kA, kC}), .inp = f32(x, {kA, kC}),
-                                  .weight = f32(w, {kE, kC, kC}), .offsets = i32(bounds, {kE + 1})});
+                                  .weight = f32(w, {kE, kC, kC}),
+                                  .offsets = i32(bounds, {kE + 1})});
   };
   expect_error([&] { expert_linear({0, 3, 3, 9, 12, 13}); },
                {"cpu expert_linear", "offsets must run from 0 to 14 rows", "0 to 13"});

@@ -65,7 +65,8 @@ TEST(RmsNorm, BackwardMatchesFiniteDifferencesAndAccumulates) {
 
 TEST(RmsNorm, FloatAgreesWithDouble) {
   const int N = 37, C = 129;  // parallel-sized rows and a remainder past the vector width
-  const Vec inp = random_vec(N * C, 20, 4.0), weight = random_vec(C, 21), dout = random_vec(N * C, 22);
+  const Vec inp = random_vec(N * C, 20, 4.0), weight = random_vec(C, 21),
+            dout = random_vec(N * C, 22);
   Vec out(N * C), rstd(N), dinp(N * C, 0.5), dweight(C, -0.25);
   rmsnorm_forward(out.data(), rstd.data(), inp.data(), weight.data(), N, C, kEps);
   rmsnorm_backward(dinp.data(), dweight.data(), dout.data(), inp.data(), weight.data(),
