@@ -254,6 +254,50 @@ TEST(ExpertLinear, BackwardMatchesFiniteDifferencesAndAccumulates) {
   EXPECT_LT(rel_error(dbias_f, dbias), 1e-6);
 }
 
+// The float products (oneDNN, the batch-invariant kernels) against the double loops, forward with
+// both kinds of product and backward.
+void expect_float_experts_agree(int E, int C, int OC, const std::vector<int32_t>& rows_per_expert) {
+  const std::vector<int32_t> offsets = offsets_of(rows_per_expert);
+  const int A = offsets[E];
+  const Vec inp = random_vec(A * C, 27), weight = random_vec(E * OC * C, 28),
+            bias = random_vec(E * OC, 29), dout = random_vec(A * OC, 30);
+  Vec out(A * OC), dinp(A * C, 0.5), dweight(weight.size(), -0.25), dbias(bias.size(), 1.0);
+  expert_linear_forward(out.data(), inp.data(), weight.data(), bias.data(), offsets.data(), E, C,
+                        OC, false);
+  expert_linear_backward(dinp.data(), dweight.data(), dbias.data(), dout.data(), inp.data(),
+                         weight.data(), offsets.data(), E, C, OC);
+  const std::vector<float> inp_f = to_float(inp), weight_f = to_float(weight),
+                           bias_f = to_float(bias), dout_f = to_float(dout);
+  for (const bool invariant : {false, true}) {
+    std::vector<float> out_f(out.size());
+    expert_linear_forward(out_f.data(), inp_f.data(), weight_f.data(), bias_f.data(),
+                          offsets.data(), E, C, OC, invariant);
+    EXPECT_LT(rel_error(out_f, out), 1e-5) << "batch_invariant " << invariant;
+  }
+  std::vector<float> dinp_f(dinp.size(), 0.5f), dweight_f(dweight.size(), -0.25f),
+      dbias_f(dbias.size(), 1.0f);
+  expert_linear_backward(dinp_f.data(), dweight_f.data(), dbias_f.data(), dout_f.data(),
+                         inp_f.data(), weight_f.data(), offsets.data(), E, C, OC);
+  EXPECT_LT(rel_error(dinp_f, dinp), 1e-5);
+  EXPECT_LT(rel_error(dweight_f, dweight), 1e-5);
+  EXPECT_LT(rel_error(dbias_f, dbias), 1e-5);
+}
+
+// Experts past kSmallExpertWeights run one at a time, each product on every thread.
+TEST(ExpertLinear, LargeExpertsAgreeWithDouble) {
+  ASSERT_GT(size_t{203} * 170, kSmallExpertWeights);
+  expect_float_experts_agree(kE, 203, 170, kRowsPerExpert);
+}
+
+// Many small experts with enough rows in all run side by side, one per thread.
+TEST(ExpertLinear, SmallExpertsSideBySideAgreeWithDouble) {
+  std::vector<int32_t> rows = random_tokens(16, 40, 31);
+  rows[3] = rows[11] = 0;
+  rows[7] = 1;
+  ASSERT_GT(std::accumulate(rows.begin(), rows.end(), 0) * size_t{40} * 24, kParallelThreshold);
+  expect_float_experts_agree(16, 40, 24, rows);
+}
+
 // ---- clamped SwiGLU ----
 
 constexpr double kAlpha = 1.702, kLimit = 7.0;
