@@ -124,6 +124,12 @@ TEST(TopKRouting, BackwardMatchesFiniteDifferencesAndAccumulates) {
   const Vec numeric = numeric_grad(logits, loss);
   EXPECT_EQ(ids, chosen) << "the steps changed the choice";
   expect_grad(dlogits, prior, numeric, "dlogits");
+  loss();  // the weights of the unperturbed logits again
+  std::vector<float> dlogits_f(prior.begin(), prior.end());
+  const std::vector<float> dweights_f = to_float(dweights), weights_f = to_float(weights);
+  topk_routing_backward(dlogits_f.data(), dweights_f.data(), weights_f.data(), ids.data(), kN, kE,
+                        k);
+  EXPECT_LT(rel_error(dlogits_f, dlogits), 1e-6);
   for (int n = 0; n < kN; ++n) {  // experts not chosen get nothing
     for (int e = 0; e < kE; ++e) {
       if (std::find(chosen.begin() + n * k, chosen.begin() + n * k + k, e) ==
