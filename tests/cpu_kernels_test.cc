@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "gpt2_cpu_kernels.h"
+#include "gradient_check.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,63 +21,18 @@
 namespace cpu = switchyard::backend::cpu;
 namespace gpt2 = switchyard::gpt2_kernels;
 
+using switchyard::dot;
+using switchyard::expect_grad;
+using switchyard::numeric_grad;
+using switchyard::random_vec;
+using switchyard::rel_error;
+using switchyard::to_float;
+using switchyard::Vec;
+
 namespace {
 
 // Awkward sizes: nothing a multiple of the vector width.
 constexpr int kB = 2, kT = 5, kC = 12, kNH = 3, kN = 7, kOC = 11, kV = 13;
-
-using Vec = std::vector<double>;
-
-Vec random_vec(size_t n, uint64_t seed, double scale = 1.0) {
-  switchyard::Rng rng(seed);
-  Vec v(n);
-  for (double& x : v) x = scale * (2.0 * rng.uniform() - 1.0);
-  return v;
-}
-
-std::vector<float> to_float(const Vec& v) { return std::vector<float>(v.begin(), v.end()); }
-
-double dot(const Vec& a, const Vec& b) {
-  double s = 0;
-  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
-  return s;
-}
-
-// max |a - b| / max(max |b|, floor): a relative error that does not blow up on tiny entries.
-double rel_error(const Vec& a, const Vec& b, double floor = 1e-3) {
-  double diff = 0, scale = floor;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, std::abs(a[i] - b[i]));
-    scale = std::max(scale, std::abs(b[i]));
-  }
-  return diff / scale;
-}
-
-double rel_error(const std::vector<float>& a, const Vec& b, double floor = 1e-3) {
-  return rel_error(Vec(a.begin(), a.end()), b, floor);
-}
-
-// Central differences of loss() with respect to every element of x (restored afterwards).
-Vec numeric_grad(Vec& x, const std::function<double()>& loss, double h = 1e-5) {
-  Vec g(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const double saved = x[i];
-    x[i] = saved + h;
-    const double plus = loss();
-    x[i] = saved - h;
-    const double minus = loss();
-    x[i] = saved;
-    g[i] = (plus - minus) / (2 * h);
-  }
-  return g;
-}
-
-// The analytic gradient accumulated on top of `prior` must equal prior + numeric.
-void expect_grad(const Vec& accumulated, const Vec& prior, const Vec& numeric, const char* what) {
-  Vec analytic(accumulated.size());
-  for (size_t i = 0; i < analytic.size(); ++i) analytic[i] = accumulated[i] - prior[i];
-  EXPECT_LT(rel_error(analytic, numeric), 1e-6) << what;
-}
 
 }  // namespace
 

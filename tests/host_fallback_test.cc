@@ -153,6 +153,94 @@ TEST(HostFallback, AnOutputThatAliasesItsInputIsStagedOnce) {
   device.release(targets);
 }
 
+// The mixture-of-experts routing ops write int32 and read-modify fp64 operands, and RoPE writes a
+// strided bf16 view: all staged and copied back as the reference on the host computes them.
+TEST(HostFallback, RoutingAndRopeOverStagedCopies) {
+  const int N = 5, E = 4, k = 2, A = N * k, heads = 3, head_dim = 6, row = 4 * head_dim;
+  StagingDevice device;
+  Backend& be = device;
+  auto upload = [&](const void* host, size_t bytes) {
+    void* p = device.allocate(bytes);
+    std::memcpy(p, host, bytes);
+    return p;
+  };
+  const std::vector<uint16_t> logits_bits = to_bf16(random_floats(N * E, 20, 3.0f));
+  const std::vector<double> prior = {1, 0, 2, 0, 0.5, 0.25, 0, 1};
+  void* logits = upload(logits_bits.data(), logits_bits.size() * 2);
+  void* totals = upload(prior.data(), prior.size() * 8);
+  void* ids = device.allocate(A * 4);
+  void* weights = device.allocate(A * 4);
+  void* grouped = device.allocate(4 * A * 4 + (E + 1) * 4);  // order, rows, position, offsets
+  auto i32 = [](void* p, std::initializer_list<int64_t> shape) {
+    return Tensor::dense(p, DType::kI32, shape);
+  };
+  int32_t* g = static_cast<int32_t*>(grouped);
+  const Tensor logits_t = Tensor::dense(logits, DType::kBF16, {N, E});
+  be.run(ops::TopKRouting{.expert_ids = i32(ids, {N, k}),
+                          .weights = Tensor::dense(weights, DType::kF32, {N, k}),
+                          .logits = logits_t});
+  be.run(ops::GroupByExpert{.order = i32(g, {A}), .rows = i32(g + A, {A}),
+                            .position = i32(g + 2 * A, {A}), .offsets = i32(g + 3 * A, {E + 1}),
+                            .expert_ids = i32(ids, {N, k}), .experts = E});
+  be.run(ops::RouterLoadStats{.totals = Tensor::dense(totals, DType::kF64, {2, E}),
+                              .logits = logits_t, .expert_ids = i32(ids, {N, k})});
+
+  const std::vector<uint16_t> qkv_bits = to_bf16(random_floats(N * row, 21));
+  void* qkv = upload(qkv_bits.data(), qkv_bits.size() * 2);
+  Tensor qk = Tensor::dense(qkv, DType::kBF16, {N, heads, head_dim});  // 3 of 4 heads per row
+  qk.strides[0] = row;
+  std::vector<float> cos = random_floats(7 * head_dim / 2, 22),
+                     sin = random_floats(7 * head_dim / 2, 23);
+  const std::vector<int32_t> positions = {6, 0, 3, 3, 1};
+  be.run(ops::Rope{.x = qk, .cos = Tensor::dense(cos.data(), DType::kF32, {7, head_dim / 2}),
+                   .sin = Tensor::dense(sin.data(), DType::kF32, {7, head_dim / 2}),
+                   .positions = Tensor::dense(positions.data(), DType::kI32, {N})});
+  for (OpKind kind : {OpKind::kTopKRouting, OpKind::kGroupByExpert, OpKind::kRouterLoadStats,
+                      OpKind::kRope}) {
+    EXPECT_EQ(device.fallbacks[kind], 1) << op_name(kind);
+  }
+
+  // The reference on the widened values.
+  cpu::CpuBackend cpu;
+  std::vector<float> logits_f = widen(logits_bits), weights_f(A), qkv_f = widen(qkv_bits);
+  std::vector<int32_t> ids_f(A), grouped_f(4 * A + E + 1);
+  std::vector<double> totals_f = prior;
+  int32_t* gf = grouped_f.data();
+  const Tensor logits_ft = Tensor::dense(logits_f.data(), DType::kF32, {N, E});
+  cpu.run(ops::TopKRouting{.expert_ids = i32(ids_f.data(), {N, k}),
+                           .weights = Tensor::dense(weights_f.data(), DType::kF32, {N, k}),
+                           .logits = logits_ft});
+  cpu.run(ops::GroupByExpert{.order = i32(gf, {A}), .rows = i32(gf + A, {A}),
+                             .position = i32(gf + 2 * A, {A}), .offsets = i32(gf + 3 * A, {E + 1}),
+                             .expert_ids = i32(ids_f.data(), {N, k}), .experts = E});
+  cpu.run(ops::RouterLoadStats{.totals = Tensor::dense(totals_f.data(), DType::kF64, {2, E}),
+                               .logits = logits_ft, .expert_ids = i32(ids_f.data(), {N, k})});
+  Tensor qk_f = Tensor::dense(qkv_f.data(), DType::kF32, {N, heads, head_dim});
+  qk_f.strides[0] = row;
+  cpu.run(ops::Rope{.x = qk_f, .cos = Tensor::dense(cos.data(), DType::kF32, {7, head_dim / 2}),
+                    .sin = Tensor::dense(sin.data(), DType::kF32, {7, head_dim / 2}),
+                    .positions = Tensor::dense(positions.data(), DType::kI32, {N})});
+  const int32_t* ids_out = static_cast<const int32_t*>(ids);
+  EXPECT_EQ(std::vector<int32_t>(ids_out, ids_out + A), ids_f);
+  EXPECT_EQ(std::vector<float>(static_cast<float*>(weights), static_cast<float*>(weights) + A),
+            weights_f);
+  EXPECT_EQ(std::vector<int32_t>(g, g + 4 * A + E + 1), grouped_f);
+  EXPECT_EQ(std::vector<double>(static_cast<double*>(totals), static_cast<double*>(totals) + 2 * E),
+            totals_f);
+  const uint16_t* qkv_out = static_cast<const uint16_t*>(qkv);
+  for (int n = 0; n < N; ++n) {
+    for (int i = 0; i < row; ++i) {
+      const int at = n * row + i;
+      if (i < heads * head_dim) {
+        ASSERT_EQ(qkv_out[at], float_to_bf16(qkv_f[at])) << at;
+      } else {
+        ASSERT_EQ(qkv_out[at], qkv_bits[at]) << "the fourth head of row " << n << " was written";
+      }
+    }
+  }
+  for (void* p : {logits, totals, ids, weights, grouped, qkv}) device.release(p);
+}
+
 TEST(HostFallback, CompositeOpsComposeFromTheirParts) {
   StagingDevice device;
   const int N = 2, C = 4, OC = 3;

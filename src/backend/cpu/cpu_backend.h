@@ -1,9 +1,11 @@
 // The CPU backend: every op on the host, with host memory as "device" memory.
 //
-// Each op runs the float instantiation of the templates in cpu_kernels.h and attention_kernels.h
-// (oneDNN for the matrix products, OpenMP across cores). Ops run synchronously, so synchronize()
-// is a no-op. Operands are checked (dtypes, shapes that fit together, token ids, cache slots) and
-// mistakes reported as switchyard::Error before any kernel runs.
+// Each op runs the float instantiation of the templates in cpu_kernels.h, attention_kernels.h,
+// norm_rope_kernels.h, moe_kernels.h and expert_linear_kernels.h (oneDNN for the matrix products,
+// OpenMP across cores); cpu_ops.cc, cpu_norm_rope_ops.cc and cpu_moe_ops.cc hold the ops. Ops run
+// synchronously, so synchronize() is a no-op. Operands are checked (operand_checks.h: dtypes,
+// shapes that fit together, token ids, cache slots, expert ids and offsets) and mistakes reported
+// as switchyard::Error before any kernel runs.
 #pragma once
 
 #include <cstddef>
