@@ -32,6 +32,7 @@ struct BenchFlags {
   int steps = 5;
   int warmup = 1;
   int tokens = 64;
+  int context = 0;  // generate: positions the KV cache holds (0: the tokens generated)
   bool json = false;
   std::string trace;  // simulator devices: Chrome trace of the last timed step
 };
@@ -199,13 +200,18 @@ void run_bench_train(const BenchFlags& f) {
 }
 
 void run_bench_generate(const BenchFlags& f) {
-  OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
+  ModelSource source = f.source;
+  source.inference_only = true;
+  OpenedModel opened = open_model(source, /*load_tokenizer=*/false);
   model::Model& gpt = *opened.model;
   const model::ModelConfig& config = gpt.config();
   require(f.tokens < config.max_seq_len, "--tokens {} must be below the model's context of {}", f.tokens,
           config.max_seq_len);
+  require(f.context == 0 || (f.context > f.tokens && f.context <= config.max_seq_len),
+          "--context {} must exceed --tokens {} and fit the model's context of {}", f.context,
+          f.tokens, config.max_seq_len);
   // The first position warms caches and allocations; the timed steps decode one token each.
-  model::Generator generator(gpt, 1, f.tokens + 1);
+  model::Generator generator(gpt, 1, f.context > 0 ? f.context : f.tokens + 1);
   auto [sequence, logits] = generator.start({0});
   backend::SimulatedClock sim_clock(gpt.backend());
   auto t0 = Clock::now();
@@ -245,9 +251,9 @@ void run_bench_generate(const BenchFlags& f) {
     }
     return;
   }
-  // Weights read per token: every parameter but the rows of embedding tables no product reads.
-  const double weight_bytes =
-      4.0 * static_cast<double>(gpt.shape().parameters_read_per_token());
+  // Weights read per token, in the dtypes they are held in: every tensor but the rows of embedding
+  // tables no product reads and the experts not chosen.
+  const double weight_bytes = gpt.weight_bytes_read_per_token();
   double bandwidth = measure_read_bandwidth();
   double bound_tokens_per_s = bandwidth / weight_bytes;
   double peak_mib = peak_rss_bytes() / 1048576.0;
@@ -270,7 +276,9 @@ void run_bench_generate(const BenchFlags& f) {
 // One prompt of --tokens tokens run in one pass over the KV cache, as generate and the server
 // run prompts: tokens/s and the pass's FLOP rate against the backend's measured GEMM rate.
 void run_bench_prefill(const BenchFlags& f) {
-  OpenedModel opened = open_model(f.source, /*load_tokenizer=*/false);
+  ModelSource source = f.source;
+  source.inference_only = true;
+  OpenedModel opened = open_model(source, /*load_tokenizer=*/false);
   model::Model& m = *opened.model;
   require(f.tokens <= m.config().max_seq_len, "--tokens {} exceeds the model's context of {}",
           f.tokens, m.config().max_seq_len);
@@ -345,6 +353,9 @@ void add_bench_command(CLI::App& app) {
   CLI::App* generate = bench->add_subcommand("generate", "time greedy decoding with the KV cache, batch 1");
   add_model_flags(generate, flags->source);
   generate->add_option("--tokens", flags->tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  generate->add_option("--context", flags->context,
+                       "positions the KV cache is sized for (default: the tokens generated), for memory figures")
+      ->check(CLI::Range(2, 1 << 24));
   generate->add_flag("--json", flags->json, "print one JSON object as the last line");
   generate->callback([flags] { run_bench_generate(*flags); });
 

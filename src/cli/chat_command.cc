@@ -116,6 +116,7 @@ std::string channel_text(const std::vector<tokenizer::HarmonyMessage>& messages,
 void run_chat(const ChatFlags& flags) {
   model::validate(flags.sampling);
   ModelSource source = flags.source;
+  source.inference_only = true;
   if (source.tokenizer.empty()) source.tokenizer = "o200k";
   require(source.tokenizer == "o200k", "chat speaks the harmony format, which needs the o200k tokenizer, not {}",
           source.tokenizer);

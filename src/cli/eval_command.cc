@@ -39,7 +39,9 @@ std::vector<uint32_t> load_eval_tokens(const std::string& path, const tokenizer:
 }
 
 void run_eval(const EvalFlags& flags) {
-  OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/!flags.data.ends_with(".bin"));
+  ModelSource source = flags.source;
+  source.inference_only = true;
+  OpenedModel opened = open_model(source, /*load_tokenizer=*/!flags.data.ends_with(".bin"));
   const model::ModelConfig& config = opened.model->config();
   int T = flags.seq > 0 ? flags.seq : config.max_seq_len;
   require(T <= config.max_seq_len, "--seq {} exceeds the model's context of {} tokens", T, config.max_seq_len);

@@ -80,7 +80,9 @@ void run_generate(const GenerateFlags& flags) {
   model::validate(flags.sampling);
   const bool by_ids = !flags.prompt_ids.empty();
   require(!by_ids || flags.prompt.empty(), "pass --prompt or --prompt-ids, not both");
-  OpenedModel opened = open_model(flags.source, /*load_tokenizer=*/!by_ids);
+  ModelSource source = flags.source;
+  source.inference_only = true;
+  OpenedModel opened = open_model(source, /*load_tokenizer=*/!by_ids);
   if (!opened.from_checkpoint) warn_untrained(flags.source);
   model::Model& m = *opened.model;
   const tokenizer::Tokenizer* tok = opened.tokenizer.get();

@@ -109,11 +109,17 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
     opened.profiler = std::make_unique<backend::ProfilingBackend>(*opened.backend);
     device = opened.profiler.get();
   }
-  opened.model = model::Model::create(*device, config);
-  if (opened.from_checkpoint) {
-    model::load_weights(*opened.model, source.model);
+  if (source.inference_only && config.is_gpt_oss()) {
+    opened.model = model::Model::create_frozen(
+        *device, config,
+        {.checkpoint = opened.from_checkpoint ? source.model : std::string(), .seed = source.seed});
   } else {
-    opened.model->init_random(source.seed);
+    opened.model = model::Model::create(*device, config);
+    if (opened.from_checkpoint) {
+      model::load_weights(*opened.model, source.model);
+    } else {
+      opened.model->init_random(source.seed);
+    }
   }
 
   if (load_tokenizer) opened.tokenizer = open_tokenizer(source, opened);

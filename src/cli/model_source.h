@@ -28,6 +28,9 @@ struct ModelSource {
   int kv_heads = 0, head_dim = 0, experts = 0, experts_per_token = 0, intermediate = 0, window = 0;
   // Run the model through a ProfilingBackend that times every kernel call.
   bool profile = false;
+  // The command only runs the model forward (generate, chat, eval, bench generate/prefill):
+  // gpt-oss then keeps its weights as stored (Model::create_frozen), bf16 and MXFP4 included.
+  bool inference_only = false;
 };
 
 struct OpenedModel {

@@ -38,6 +38,7 @@ ParameterLayout gpt2_layout(const ModelConfig& config) {
   }
   layout.add("ln_f.weight", {C}, false, false, Init::kOne);
   layout.add("ln_f.bias", {C}, false, false, Init::kZero);
+  layout.set_read("wpe.weight", ReadPerToken::kOneRow);  // wte is also the head: read whole
   return layout;
 }
 

@@ -63,6 +63,13 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config) {
     add("mlp.experts.down_proj_bias", {E, C}, Init::kZero);
   }
   layout.add("model.norm.weight", {C}, false, false, Init::kOne);
+  layout.set_read("model.embed_tokens.weight", ReadPerToken::kOneRow);
+  for (int l = 0; l < L; ++l) {
+    for (const char* name : {"mlp.experts.gate_up_proj", "mlp.experts.down_proj",
+                             "mlp.experts.gate_up_proj_bias", "mlp.experts.down_proj_bias"}) {
+      layout.set_read(layer_name(l, name), ReadPerToken::kChosenExperts);
+    }
+  }
   return layout;
 }
 

@@ -76,6 +76,23 @@ int64_t Model::weight_bytes() const {
   return frozen_ ? frozen_->bytes() : static_cast<int64_t>(layout_.total() * sizeof(float));
 }
 
+double Model::weight_bytes_read_per_token() const {
+  double total = 0;
+  const std::vector<ParameterTensor>& tensors = layout_.tensors();
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const ParameterTensor& t = tensors[i];
+    const DType dtype = frozen_ ? frozen_->tensor(i).dtype : DType::kF32;
+    double bytes = static_cast<double>(storage_bytes(dtype, static_cast<int64_t>(t.numel)));
+    if (dtype == DType::kMXFP4) bytes += static_cast<double>(t.numel) / 32.0;  // the scales
+    if (t.read == ReadPerToken::kOneRow) bytes /= static_cast<double>(t.shape[0]);
+    if (t.read == ReadPerToken::kChosenExperts) {
+      bytes *= static_cast<double>(config_.experts_per_token) / static_cast<double>(config_.num_experts);
+    }
+    total += bytes;
+  }
+  return total;
+}
+
 void Model::init_random(uint64_t seed) {
   require_trainable("random initialisation");
   std::vector<float> values(layout_.total(), 0.0f);

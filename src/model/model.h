@@ -57,6 +57,9 @@ class Model {
   bool frozen() const { return frozen_ != nullptr; }
   // Bytes the weights take in memory (the fp32 parameters, or the frozen weights as stored).
   int64_t weight_bytes() const;
+  // Bytes of weights one decoded token reads, in the dtypes they are held in: every tensor but
+  // one row of tables no product reads whole and the unchosen experts (ParameterTensor::read).
+  double weight_bytes_read_per_token() const;
 
   // Fills every parameter by its layout's rule; deterministic per seed.
   void init_random(uint64_t seed);

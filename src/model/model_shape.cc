@@ -110,6 +110,14 @@ int64_t ModelShape::parameters_read_per_token() const {
   return num_parameters() - unread;
 }
 
+double ModelShape::weight_bytes_read_per_token(double expert_bits, double other_bits) const {
+  const double expert_matrices = experts > 0 ? static_cast<double>(layers * experts_per_token) *
+                                                   (gated ? 3.0 : 2.0) * static_cast<double>(hidden * ffn)
+                                             : 0.0;
+  const double others = static_cast<double>(parameters_read_per_token()) - expert_matrices;
+  return (expert_matrices * expert_bits + others * other_bits) / 8.0;
+}
+
 int64_t ModelShape::kv_elements(int64_t T) const {
   const int64_t per_position = 2 * kv_heads * head_size();
   const int64_t sliding_positions = window > 0 ? std::min(T, window) : T;

@@ -60,6 +60,10 @@ struct ModelShape {
   // Parameters one decoded token reads: every matrix and vector, but one row of each embedding
   // table that no product reads whole (the position table; the token table when untied).
   int64_t parameters_read_per_token() const;
+  // Bytes of weights one decoded token reads (parameters_read_per_token) with the expert
+  // matrices held at expert_bits per parameter (MXFP4: 4.25, its scales included) and every
+  // other parameter at other_bits (bf16: 16).
+  double weight_bytes_read_per_token(double expert_bits, double other_bits) const;
   // Keys and values one token adds to the cache, over all layers (elements).
   int64_t kv_elements_per_token() const { return 2 * layers * kv_heads * head_size(); }
   // Keys and values a sequence of T tokens holds in the cache: sliding layers keep only their

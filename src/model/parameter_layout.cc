@@ -34,6 +34,16 @@ size_t ParameterLayout::append(const std::string& name, std::vector<int64_t> sha
   return offset;
 }
 
+void ParameterLayout::set_read(const std::string& name, ReadPerToken read) {
+  for (ParameterTensor& t : tensors_) {
+    if (t.name == name) {
+      t.read = read;
+      return;
+    }
+  }
+  fail("parameter layout: no tensor '{}'", name);
+}
+
 const ParameterTensor* ParameterLayout::find(const std::string& name) const {
   for (const ParameterTensor& t : tensors_) {
     if (t.name == name) return &t;

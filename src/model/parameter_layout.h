@@ -19,6 +19,10 @@ namespace switchyard::model {
 // How a freshly created model fills a tensor.
 enum class Init { kZero, kOne, kNormal };
 
+// How much of a tensor one decoded token reads: all of it, one row (an embedding table no
+// product reads whole), or the chosen experts' share of a stack over experts (dimension 0).
+enum class ReadPerToken { kAll, kOneRow, kChosenExperts };
+
 struct ParameterTensor {
   std::string name;            // Hugging Face name (GPT-2: without the "transformer." prefix)
   std::vector<int64_t> shape;  // shape in our layout
@@ -30,6 +34,7 @@ struct ParameterTensor {
   bool follows_previous = false;  // placed right after the previous tensor (add_adjacent)
   Init init = Init::kZero;
   float init_std = 0.0f;       // for Init::kNormal
+  ReadPerToken read = ReadPerToken::kAll;
 };
 
 class ParameterLayout {
@@ -41,6 +46,9 @@ class ParameterLayout {
   // read as one (separately named q, k and v projections as one packed q|k|v projection).
   size_t add_adjacent(const std::string& name, std::vector<int64_t> shape, bool hf_transposed,
                       bool decay, Init init, float init_std = 0.0f);
+
+  // Marks how much of tensor `name` a decoded token reads (default: all).
+  void set_read(const std::string& name, ReadPerToken read);
 
   const std::vector<ParameterTensor>& tensors() const { return tensors_; }
   // Null when no tensor has that name.
