@@ -14,8 +14,10 @@ std::string format_duration(double seconds) {
   return fmt::format("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
 }
 
-ProgressLine::ProgressLine(int first_step, int total, int every)
-    : start_(std::chrono::steady_clock::now()),
+ProgressLine::ProgressLine(int first_step, int total, int every, double elapsed_s)
+    : start_(std::chrono::steady_clock::now() -
+             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(elapsed_s))),
       first_step_(first_step),
       total_(total),
       every_(every < 1 ? 1 : every),

@@ -12,8 +12,9 @@ std::string format_duration(double seconds);
 
 class ProgressLine {
  public:
-  // `total` steps of work starting now; steps counted from `first_step` (for resumed runs).
-  ProgressLine(int first_step, int total, int every);
+  // `total` steps of work that started `elapsed_s` seconds ago (a line made once the first step
+  // has run counts that step's time); steps counted from `first_step` (for resumed runs).
+  ProgressLine(int first_step, int total, int every, double elapsed_s = 0);
   // Reports that step `step` (0-based) finished with `text` describing it; computes rate and ETA.
   void update(int step, double tokens_done_since_start, const std::string& text);
   // Ends the line on a terminal.

@@ -99,7 +99,7 @@ class TrainDisplay {
 
  private:
   void on_step(const train::StepReport& r) {
-    if (!line_) line_.emplace(r.first_step, r.total, every_);
+    if (!line_) line_.emplace(r.first_step, r.total, every_, r.ms / 1000.0);
     std::string text = fmt::format("loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} ms", r.loss,
                                    r.learning_rate, r.grad_norm, r.ms);
     if (r.simulated) {
@@ -163,9 +163,12 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
   // Shape mistakes are reported before the (possibly long) tokenisation of the data.
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
   prepare_data(flags, *opened.tokenizer);
-  std::fprintf(stderr, "model: %d layers, %d heads, %d channels, vocabulary %d, context %d (%.2fM parameters) on %s\n",
-               c.num_layers, c.num_heads, c.channels, c.vocab_size, c.max_seq_len,
-               opened.model->shape().num_parameters() / 1e6, opened.backend->description().c_str());
+  const std::string experts =
+      c.num_experts > 0 ? fmt::format(", {} experts (top {})", c.num_experts, c.experts_per_token) : "";
+  std::fprintf(stderr, "model: %s, %d layers, %d heads, %d channels%s, vocabulary %d, context %d (%.2fM parameters) on %s\n",
+               c.family.c_str(), c.num_layers, c.num_heads, c.channels, experts.c_str(), c.vocab_size,
+               c.max_seq_len, opened.model->shape().num_parameters() / 1e6,
+               opened.backend->description().c_str());
 
   StopSignals signals;
   o.stop_requested = [] { return StopSignals::requested(); };
