@@ -596,9 +596,9 @@ TEST(MoeOps, BadOperandsAreErrorsNamingTheOpAndOperand) {
     std::vector<uint16_t> half(kE * kC * kC);
     std::vector<int32_t> bounds = {0, 3, 3, 9, 12, 14};
     backend.run(ops::ExpertLinear{.out = f32(out, {kA, kC}), .inp = f32(x, {kA, kC}),
-                                  .weight = Tensor::dense(half.data(), DType::kBF16, {kE, kC, kC}),
+                                  .weight = Tensor::dense(half.data(), DType::kF16, {kE, kC, kC}),
                                   .offsets = i32(bounds, {kE + 1})});
-  }, {"cpu expert_linear", "weight must be fp32"});
+  }, {"cpu expert_linear", "weight must be fp32, bf16 or mxfp4", "fp16"});
   expect_error([&] {
     std::vector<int32_t> bounds = {0, 3, 3, 9, 12, 14};
     std::vector<float> dw(kE * kC * kC), dout(kA * kC);

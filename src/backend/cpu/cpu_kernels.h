@@ -19,6 +19,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "core/dtype.h"
+
 // `#pragma omp ...` spelled so that files compiled without OpenMP (which only call the kernels and
 // link to the instances in cpu_kernels.cc, compiled with it) see nothing rather than an unknown
 // pragma. SWITCHYARD_OMP_FOR(clauses) is `#pragma omp parallel for clauses`.
@@ -56,6 +58,32 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 // other rows, the vector width or the thread count (invariant_linear.cc). Few rows stream the
 // weights once (decoding runs at memory bandwidth); many rows run a packed GEMM (prompts).
 void batch_invariant_linear(float* out, const float* inp, const float* weight, int N, int C,
+                            int OC);
+
+// A weight matrix [OC, C], row-major, in the dtype it is stored in: fp32, bf16, or MXFP4 (C a
+// multiple of 32; `data` the codes, C / 2 bytes a row, `scales` the E8M0 bytes, C / 32 a row).
+// Inference models keep checkpoint weights this way and the products decode them as they read.
+struct WeightMatrix {
+  DType dtype = DType::kF32;
+  const void* data = nullptr;
+  const uint8_t* scales = nullptr;  // MXFP4 only
+
+  // The matrix that starts `rows` rows of C further on (expert e of [E, OC, C]: rows = e * OC).
+  WeightMatrix rows_from(int64_t rows, int64_t C) const {
+    const int64_t elements = rows * C;
+    WeightMatrix w = *this;
+    w.data = static_cast<const uint8_t*>(data) + storage_bytes(dtype, elements);
+    if (scales) w.scales = scales + elements / dtype_block_elements(dtype);
+    return w;
+  }
+};
+
+// batch_invariant_linear over weights stored as fp32, bf16 or MXFP4: the same summation order
+// over the weights' values, so the bits equal the fp32 product over the decoded weights (decoding
+// is exact). The weights are decoded in registers as they stream (few rows) or as the packed GEMM
+// packs them (many rows). Throws Error for another dtype, or MXFP4 without scales or with C not a
+// multiple of 32.
+void batch_invariant_linear(float* out, const float* inp, const WeightMatrix& weight, int N, int C,
                             int OC);
 
 // The same contract as sgemm, by plain loops: the double path of the tests and the reference that
@@ -152,6 +180,11 @@ void embedding_forward(T* out, const int32_t* ids, const T* table, const int32_t
     }
   }
 }
+
+// embedding_forward over a bf16 table (an inference checkpoint's): out[N,C] fp32 = table[ids[n], :]
+// widened (exact) (+ position_table[position_ids[n], :] in fp32 when position_table is not null).
+void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table,
+                            const int32_t* position_ids, const float* position_table, int N, int C);
 
 // dtable[ids[n], :] += dout[n, :]; dposition_table[position_ids[n], :] += dout[n, :] when
 // dposition_table is not null. Threads split the channels, so repeated ids never race.
@@ -261,6 +294,19 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 
 // ---- linear layers ----
 
+// out[N,OC] += bias[OC] for every row; nothing when bias is null.
+template <typename T>
+void add_bias(T* out, const T* bias, int N, int OC) {
+  if (bias == nullptr) return;
+  const bool parallel = static_cast<size_t>(N) * OC > kParallelThreshold;
+  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
+  for (int n = 0; n < N; ++n) {
+    T* o = out + static_cast<size_t>(n) * OC;
+    SWITCHYARD_OMP(omp simd)
+    for (int oc = 0; oc < OC; ++oc) o[oc] += bias[oc];
+  }
+}
+
 // out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be null). With batch_invariant, each
 // row's result is independent of the other rows (ops::Linear::batch_invariant); the double path
 // always is.
@@ -276,15 +322,14 @@ void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N,
   } else {
     gemm<T>(false, true, N, OC, C, 1, inp, C, weight, C, 0, out, OC);
   }
-  if (bias == nullptr) return;
-  const bool parallel = static_cast<size_t>(N) * OC > kParallelThreshold;
-  SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
-  for (int n = 0; n < N; ++n) {
-    T* o = out + static_cast<size_t>(n) * OC;
-    SWITCHYARD_OMP(omp simd)
-    for (int oc = 0; oc < OC; ++oc) o[oc] += bias[oc];
-  }
+  add_bias(out, bias, N, OC);
 }
+
+// matmul_forward over weights stored as fp32, bf16 or MXFP4 (WeightMatrix): always the
+// batch-invariant product, then the bias added as above, so a row gets the bits of the fp32
+// batch-invariant matmul_forward over the decoded weights.
+void matmul_forward(float* out, const float* inp, const WeightMatrix& weight, const float* bias,
+                    int N, int C, int OC);
 
 // dinp[N,C] += dout[N,OC] @ weight[OC,C] (skipped when dinp is null);
 // dweight[OC,C] += dout^T @ inp[N,C]; dbias[OC] += column sums of dout (skipped when null).
@@ -492,6 +537,7 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
   PREFIX template void layernorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, T);\
   PREFIX template void layernorm_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,  \
                                              const T*, int, int);                                 \
+  PREFIX template void add_bias<T>(T*, const T*, int, int);                                      \
   PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool); \
   PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int,     \
                                           int);                                                   \

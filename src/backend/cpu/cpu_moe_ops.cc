@@ -107,6 +107,13 @@ void CpuBackend::run(const ops::ExpertLinear& op) {
   require_numel(op.offsets, E + 1, name, "offsets");
   const int32_t* offsets = i32(op.offsets, name, "offsets");
   require_offsets(offsets, E, A, name, "offsets");
+  const WeightMatrix weight = weight_matrix(op.weight, name, "weight");
+  if (weight.dtype != DType::kF32) {  // inference weights: always the batch-invariant product
+    expert_linear_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"), weight,
+                          optional_f32(op.bias, name, "bias"), offsets, to_int(E, name, "weight"),
+                          to_int(C, name, "weight"), to_int(OC, name, "weight"));
+    return;
+  }
   expert_linear_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"),
                         f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"),
                         offsets, to_int(E, name, "weight"), to_int(C, name, "weight"),
@@ -129,7 +136,8 @@ void CpuBackend::run(const ops::ExpertLinearBackward& op) {
   require_offsets(offsets, E, A, name, "offsets");
   expert_linear_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                          optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
-                         f32(op.inp, name, "inp"), f32(op.weight, name, "weight"), offsets,
+                         f32(op.inp, name, "inp"), trainable_weight(op.weight, name, "weight"),
+                         offsets,
                          to_int(E, name, "weight"), to_int(C, name, "weight"),
                          to_int(OC, name, "weight"));
 }

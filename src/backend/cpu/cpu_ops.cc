@@ -42,10 +42,35 @@ AttentionGeometry geometry(const ops::AttentionSpec& spec, int batch, int seq, c
 
 }  // namespace
 
+namespace {
+
+// Where an op takes an inference model's weights as they are stored: the operand (in
+// for_each_tensor order; -1 for none) and its dtypes other than fp32. Products read bf16 and
+// MXFP4 matrices, the embedding a bf16 table.
+int inference_weight_operand(OpKind kind) {
+  switch (kind) {
+    case OpKind::kEmbedding:  // out, ids, table, ...
+    case OpKind::kLinear:        // out, inp, weight, bias
+    case OpKind::kExpertLinear:  // out, inp, weight, bias, offsets
+      return 2;
+    default:
+      return -1;
+  }
+}
+
+bool inference_weight_dtype(OpKind kind, DType d) {
+  return d == DType::kBF16 || (d == DType::kMXFP4 && kind != OpKind::kEmbedding);
+}
+
+}  // namespace
+
 bool CpuBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
-  for (DType d : dtypes) {
+  const int weight = inference_weight_operand(kind);
+  for (size_t i = 0; i < dtypes.size(); ++i) {
+    const DType d = dtypes[i];
     const bool ok = d == DType::kF32 || d == DType::kI32 || d == DType::kF64 ||
-                    (d == DType::kBF16 && (kind == OpKind::kCast || kind == OpKind::kAdamW));
+                    (d == DType::kBF16 && (kind == OpKind::kCast || kind == OpKind::kAdamW)) ||
+                    (static_cast<int>(i) == weight && inference_weight_dtype(kind, d));
     if (!ok) return false;
   }
   return true;
@@ -69,6 +94,12 @@ void CpuBackend::run(const ops::Embedding& op) {
     require_numel(op.position_ids, N, name, "position_ids");
     require_ids(position_ids, N, op.position_table.shape[0], name, "position");
     position_table = f32(op.position_table, name, "position_table");
+  }
+  if (table.dtype == DType::kBF16) {  // an inference checkpoint's table, widened row by row
+    embedding_forward_bf16(f32(op.out, name, "out"), ids,
+                           dense<const uint16_t>(table, DType::kBF16, name, "table"), position_ids,
+                           position_table, to_int(N, name, "ids"), to_int(C, name, "table"));
+    return;
   }
   embedding_forward(f32(op.out, name, "out"), ids, f32(table, name, "table"), position_ids,
                     position_table, to_int(N, name, "ids"), to_int(C, name, "table"));
@@ -143,6 +174,13 @@ void CpuBackend::run(const ops::Linear& op) {
   const int64_t N = op.inp.shape[0];
   require_matrix(op.out, N, OC, name, "out");
   if (!op.bias.empty()) require_numel(op.bias, OC, name, "bias");
+  const WeightMatrix weight = weight_matrix(op.weight, name, "weight");
+  if (weight.dtype != DType::kF32) {  // inference weights: always the batch-invariant product
+    matmul_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"), weight,
+                   optional_f32(op.bias, name, "bias"), to_int(N, name, "inp"),
+                   to_int(C, name, "weight"), to_int(OC, name, "weight"));
+    return;
+  }
   matmul_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"),
                  f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"),
                  to_int(N, name, "inp"), to_int(C, name, "weight"), to_int(OC, name, "weight"),
@@ -162,7 +200,8 @@ void CpuBackend::run(const ops::LinearBackward& op) {
   if (!op.dbias.empty()) require_numel(op.dbias, OC, name, "dbias");
   matmul_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                   optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
-                  f32(op.inp, name, "inp"), f32(op.weight, name, "weight"), to_int(N, name, "inp"),
+                  f32(op.inp, name, "inp"), trainable_weight(op.weight, name, "weight"),
+                  to_int(N, name, "inp"),
                   to_int(C, name, "weight"), to_int(OC, name, "weight"));
 }
 

@@ -70,6 +70,12 @@ void expert_linear_forward(T* out, const T* inp, const T* weight, const T* bias,
   });
 }
 
+// expert_linear_forward over weights [E, OC, C] stored as fp32, bf16 or MXFP4 (WeightMatrix):
+// always the batch-invariant product (matmul_forward's WeightMatrix overload), so an expert's row
+// gets the bits of ops::Linear over that row and that expert's weights.
+void expert_linear_forward(float* out, const float* inp, const WeightMatrix& weight,
+                           const float* bias, const int32_t* offsets, int E, int C, int OC);
+
 // Per expert e over its rows: dinp += dout @ weight[e] (skipped when dinp is null); dweight[e] +=
 // dout^T @ inp; dbias[e] += column sums of dout (skipped when dbias is null). An expert without
 // rows gets no gradient.

@@ -14,6 +14,10 @@
 //   packed with c permuted chain by chain (c = 0, 16, 32, ..., then 1, 17, ...), so each chain
 //   is one contiguous segment that a register tile of (2 vectors of rows) x (a few outputs) runs
 //   through; the chains run in the order that lets the tree add them as they finish.
+// Weights stored as bf16 or MXFP4 (WeightMatrix) keep the same order over their values: the few-rows
+// kernel decodes them in registers as they stream (weight_decode.h), the packed GEMM as it packs
+// them, and the scalar path a row at a time; every decoded weight is exact, so the bits are the
+// fp32 product's over the decoded weights.
 #include <omp.h>
 
 #if defined(__AVX2__)
@@ -27,12 +31,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/weight_decode.h"
+#include "core/error.h"
 
 namespace switchyard::backend::cpu {
 namespace {
+
+using weight_decode::Bf16Rows;
+using weight_decode::F32Rows;
+using weight_decode::Mxfp4Rows;
 
 constexpr int kChains = 16;
 
@@ -49,9 +60,10 @@ inline float combine(const float (&chain)[kChains], float tail, int C) {
   return C % kChains == 0 ? sum[0] : sum[0] + tail;
 }
 
-inline float tail_chain(const float* x, const float* w, int C) {
+template <typename W>
+float tail_chain(const float* x, typename W::Row w, int C) {
   float acc = 0.0f;
-  for (int c = chains_end(C); c < C; ++c) acc = std::fma(x[c], w[c], acc);
+  for (int c = chains_end(C); c < C; ++c) acc = std::fma(x[c], W::value(w, c), acc);
   return acc;
 }
 
@@ -61,53 +73,53 @@ inline float tail_chain(const float* x, const float* w, int C) {
   for (int c = 0; c < chains_end(C); ++c) {
     chain[c % kChains] = std::fma(x[c], w[c], chain[c % kChains]);
   }
-  return combine(chain, tail_chain(x, w, C), C);
+  return combine(chain, tail_chain<F32Rows>(x, w, C), C);
+}
+
+// Row o of the weights as fp32: in place for fp32, otherwise decoded into `decoded`.
+template <typename W>
+const float* row_values(const W& weights, int o, int C, std::vector<float>& decoded) {
+  if constexpr (std::is_same_v<W, F32Rows>) {
+    return weights.row(o);
+  } else {
+    decoded.resize(C);
+    const typename W::Row w = weights.row(o);
+    for (int c = 0; c < C; ++c) decoded[c] = W::value(w, c);
+    return decoded.data();
+  }
 }
 
 #if !(defined(__AVX2__) && defined(__FMA__))
 
-void scalar_linear(float* out, const float* inp, const float* weight, int N, int C, int OC) {
+template <typename W>
+void scalar_linear(float* out, const float* inp, const W& weights, int N, int C, int OC) {
   const bool parallel = static_cast<size_t>(N) * OC * C > kParallelThreshold;
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int o = 0; o < OC; ++o) {
-    for (int n = 0; n < N; ++n) {
-      out[static_cast<size_t>(n) * OC + o] =
-          ordered_sum(inp + static_cast<size_t>(n) * C, weight + static_cast<size_t>(o) * C, C);
+#pragma omp parallel if (parallel)
+  {
+    std::vector<float> decoded;
+#pragma omp for schedule(static)
+    for (int o = 0; o < OC; ++o) {
+      const float* w = row_values(weights, o, C, decoded);
+      for (int n = 0; n < N; ++n) {
+        out[static_cast<size_t>(n) * OC + o] = ordered_sum(inp + static_cast<size_t>(n) * C, w, C);
+      }
     }
   }
 }
 
 #else
 
+using weight_decode::Lanes;
+
+// Register tiles: with 32 vector registers (AVX-512), 32 rows x 12 outputs for the packed GEMM
+// (24 registers) and 2 rows x 8 outputs for dot products; with 16 (AVX2), 16 x 6 (12) and 2 x 2.
 #if defined(__AVX512F__)
-// 16 chains are one vector; a register tile of 32 rows x 12 outputs holds 24 of the 32 vector
-// registers.
-struct Lanes {
-  using V = __m512;
-  static constexpr int kWidth = 16, kPanelOutputs = 12, kDecodeOutputs = 8;  // 2 x 8 chains
-  static V zero() { return _mm512_setzero_ps(); }
-  static V load(const float* p) { return _mm512_loadu_ps(p); }
-  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
-  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm512_add_ps(a, b); }
-  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-};
+constexpr int kPanelTileOutputs = 12, kDecodeOutputs = 8;
 #else
-// 16 chains are two vectors; a register tile of 16 rows x 6 outputs holds 12 of the 16 vector
-// registers.
-struct Lanes {
-  using V = __m256;
-  static constexpr int kWidth = 8, kPanelOutputs = 6, kDecodeOutputs = 2;  // 2 x 2 x 2 vectors
-  static V zero() { return _mm256_setzero_ps(); }
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-};
+constexpr int kPanelTileOutputs = 6, kDecodeOutputs = 2;
 #endif
 
-using V = Lanes::V;
+using V = weight_decode::V;
 constexpr int kW = Lanes::kWidth;
 
 // ---- few rows: dot products, the weights streamed once ----
@@ -120,6 +132,11 @@ struct Chains {
   }
   void load(const float* p) {
     for (int i = 0; i < kChains / kW; ++i) v[i] = Lanes::load(p + i * kW);
+  }
+  // Weights c .. c + 15 of row w, decoded to fp32.
+  template <typename W>
+  void decode(typename W::Row w, int c) {
+    W::decode16(w, c, v);
   }
   void fma(const Chains& a, const Chains& b) {
     for (int i = 0; i < kChains / kW; ++i) v[i] = Lanes::fma(a.v[i], b.v[i], v[i]);
@@ -139,19 +156,19 @@ struct Chains {
 
 // Rows [n0, n0 + NR) against outputs [o0, o0 + R): NR * R pairs of chains in registers, each
 // weight row's 16 values loaded once for all NR rows.
-template <int NR, int R>
-void dot_tile(float* out, const float* inp, const float* weight, int C, int OC, int n0, int o0) {
+template <int NR, int R, typename W>
+void dot_tile(float* out, const float* inp, const W& weights, int C, int OC, int n0, int o0) {
   const float* x[NR];
-  const float* w[R];
+  typename W::Row w[R];
   for (int i = 0; i < NR; ++i) x[i] = inp + static_cast<size_t>(n0 + i) * C;
-  for (int r = 0; r < R; ++r) w[r] = weight + static_cast<size_t>(o0 + r) * C;
+  for (int r = 0; r < R; ++r) w[r] = weights.row(o0 + r);
   Chains acc[NR][R];
   for (int i = 0; i < NR; ++i)
     for (int r = 0; r < R; ++r) acc[i][r].zero();
   const int end = chains_end(C);
   for (int c = 0; c < end; c += kChains) {
     Chains wv[R];
-    for (int r = 0; r < R; ++r) wv[r].load(w[r] + c);
+    for (int r = 0; r < R; ++r) wv[r].template decode<W>(w[r], c);
     for (int i = 0; i < NR; ++i) {
       Chains xv;
       xv.load(x[i] + c);
@@ -162,30 +179,31 @@ void dot_tile(float* out, const float* inp, const float* weight, int C, int OC, 
     for (int r = 0; r < R; ++r) {
       const float sum = acc[i][r].sum();
       out[static_cast<size_t>(n0 + i) * OC + o0 + r] =
-          end == C ? sum : sum + tail_chain(x[i], w[r], C);
+          end == C ? sum : sum + tail_chain<W>(x[i], w[r], C);
     }
   }
 }
 
 // Outputs [o0, o1) for every row: R weight rows at a time (they stay in L1) while the rows pass
 // two at a time, then one at a time.
-template <int R>
-void dot_block(float* out, const float* inp, const float* weight, int N, int C, int OC, int o0,
+template <int R, typename W>
+void dot_block(float* out, const float* inp, const W& weights, int N, int C, int OC, int o0,
                int o1) {
   int o = o0;
   for (; o + R <= o1; o += R) {
     int n = 0;
-    for (; n + 2 <= N; n += 2) dot_tile<2, R>(out, inp, weight, C, OC, n, o);
-    for (; n < N; ++n) dot_tile<1, R>(out, inp, weight, C, OC, n, o);
+    for (; n + 2 <= N; n += 2) dot_tile<2, R>(out, inp, weights, C, OC, n, o);
+    for (; n < N; ++n) dot_tile<1, R>(out, inp, weights, C, OC, n, o);
   }
   for (; o < o1; ++o) {
-    for (int n = 0; n < N; ++n) dot_tile<1, 1>(out, inp, weight, C, OC, n, o);
+    for (int n = 0; n < N; ++n) dot_tile<1, 1>(out, inp, weights, C, OC, n, o);
   }
 }
 
 constexpr int kFewRowsMax = 16;
 
-void few_rows_linear(float* out, const float* inp, const float* weight, int N, int C, int OC) {
+template <typename W>
+void few_rows_linear(float* out, const float* inp, const W& weights, int N, int C, int OC) {
   // Tasks of 16 outputs, so that every thread streams its part of the weights.
   constexpr int kOutputs = 16;
   const int tasks = (OC + kOutputs - 1) / kOutputs;
@@ -193,13 +211,13 @@ void few_rows_linear(float* out, const float* inp, const float* weight, int N, i
 #pragma omp parallel for schedule(static) if (parallel)
   for (int t = 0; t < tasks; ++t) {
     const int o0 = t * kOutputs, o1 = std::min(OC, o0 + kOutputs);
-    dot_block<Lanes::kDecodeOutputs>(out, inp, weight, N, C, OC, o0, o1);
+    dot_block<kDecodeOutputs>(out, inp, weights, N, C, OC, o0, o1);
   }
 }
 
 // ---- many rows: packed panels, c permuted chain by chain ----
 
-constexpr int kPanelRows = 2 * kW, kPanelOutputs = Lanes::kPanelOutputs;
+constexpr int kPanelRows = 2 * kW, kPanelOutputs = kPanelTileOutputs;
 
 // The packed position k of each c: chain l's values of c (l, l + 16, ...) are positions
 // l * (main / 16) onwards, and the tail keeps its place after them.
@@ -229,6 +247,31 @@ void pack_outputs(float* panel, const float* weight, int C, int OC, int o0) {
     for (int j = 0; j < kPanelOutputs; ++j) {
       p[j] = j < outputs ? weight[static_cast<size_t>(o0 + j) * C + c] : 0.0f;
     }
+  }
+}
+
+// Outputs [o0, o0 + kPanelOutputs) of weights in any dtype, packed as pack_outputs packs fp32:
+// rows other than fp32 are decoded into `decoded` first (16 weights at a time, as the few-rows
+// kernel decodes them), a cost the packed GEMM spreads over all its rows.
+template <typename W>
+void pack_weights(float* panel, const W& weights, int C, int OC, int o0,
+                  std::vector<float>& decoded) {
+  if constexpr (std::is_same_v<W, F32Rows>) {
+    pack_outputs(panel, weights.data, C, OC, o0);
+  } else {
+    const int outputs = std::min(kPanelOutputs, OC - o0), end = chains_end(C);
+    decoded.resize(static_cast<size_t>(outputs) * C);
+    for (int j = 0; j < outputs; ++j) {
+      const typename W::Row w = weights.row(o0 + j);
+      float* row = decoded.data() + static_cast<size_t>(j) * C;
+      for (int c = 0; c < end; c += kChains) {
+        Chains values;
+        values.template decode<W>(w, c);
+        for (int i = 0; i < kChains / kW; ++i) Lanes::store(row + c + i * kW, values.v[i]);
+      }
+      for (int c = end; c < C; ++c) row[c] = W::value(w, c);
+    }
+    pack_outputs(panel, decoded.data(), C, outputs, 0);
   }
 }
 
@@ -305,8 +348,13 @@ std::vector<float>& packed_outputs_buffer() {
   thread_local std::vector<float> buffer;
   return buffer;
 }
+std::vector<float>& decoded_outputs_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
 
-void many_rows_linear(float* out, const float* inp, const float* weight, int N, int C, int OC) {
+template <typename W>
+void many_rows_linear(float* out, const float* inp, const W& weights, int N, int C, int OC) {
   const int row_panels = (N + kPanelRows - 1) / kPanelRows;
   const size_t row_panel_size = static_cast<size_t>(kPanelRows) * C;
   std::vector<float>& rows = packed_rows_buffer();
@@ -328,13 +376,14 @@ void many_rows_linear(float* out, const float* inp, const float* weight, int N, 
     if (outputs.size() < panels_per_task * output_panel_size) {
       outputs.resize(panels_per_task * output_panel_size);
     }
+    std::vector<float>& decoded = decoded_outputs_buffer();
 #pragma omp for schedule(static)
     for (int task = 0; task < tasks; ++task) {
       const int first = task * panels_per_task;
       const int count = std::min(panels_per_task, output_panels - first);
       for (int i = 0; i < count; ++i) {
-        pack_outputs(outputs.data() + i * output_panel_size, weight, C, OC,
-                     (first + i) * kPanelOutputs);
+        pack_weights(outputs.data() + i * output_panel_size, weights, C, OC,
+                     (first + i) * kPanelOutputs, decoded);
       }
       for (int p = 0; p < row_panels; ++p) {
         for (int i = 0; i < count; ++i) {
@@ -348,22 +397,51 @@ void many_rows_linear(float* out, const float* inp, const float* weight, int N, 
 
 #endif  // AVX2 and FMA
 
-}  // namespace
-
-void batch_invariant_linear(float* out, const float* inp, const float* weight, int N, int C,
-                            int OC) {
+template <typename W>
+void invariant_product(float* out, const float* inp, const W& weights, int N, int C, int OC) {
   if (N == 0 || OC == 0) return;
 #if defined(__AVX2__) && defined(__FMA__)
   // Up to 16 rows the weights are best streamed once; past that the packed panels, whose row
   // lanes would be mostly empty below 2 vectors of rows, take over.
   if (N <= kFewRowsMax) {
-    few_rows_linear(out, inp, weight, N, C, OC);
+    few_rows_linear(out, inp, weights, N, C, OC);
   } else {
-    many_rows_linear(out, inp, weight, N, C, OC);
+    many_rows_linear(out, inp, weights, N, C, OC);
   }
 #else
-  scalar_linear(out, inp, weight, N, C, OC);
+  scalar_linear(out, inp, weights, N, C, OC);
 #endif
+}
+
+}  // namespace
+
+void batch_invariant_linear(float* out, const float* inp, const float* weight, int N, int C,
+                            int OC) {
+  invariant_product(out, inp, F32Rows{weight, C}, N, C, OC);
+}
+
+void batch_invariant_linear(float* out, const float* inp, const WeightMatrix& weight, int N, int C,
+                            int OC) {
+  switch (weight.dtype) {
+    case DType::kF32:
+      invariant_product(out, inp, F32Rows{static_cast<const float*>(weight.data), C}, N, C, OC);
+      return;
+    case DType::kBF16:
+      invariant_product(out, inp, Bf16Rows{static_cast<const uint16_t*>(weight.data), C}, N, C,
+                        OC);
+      return;
+    case DType::kMXFP4:
+      require(C % 32 == 0 && weight.scales != nullptr,
+              "batch_invariant_linear: MXFP4 weights need C a multiple of 32 (got {}) and scales",
+              C);
+      invariant_product(
+          out, inp, Mxfp4Rows{static_cast<const uint8_t*>(weight.data), weight.scales, C}, N, C,
+          OC);
+      return;
+    default:
+      fail("batch_invariant_linear: weights must be fp32, bf16 or mxfp4, got {}",
+           dtype_name(weight.dtype));
+  }
 }
 
 }  // namespace switchyard::backend::cpu

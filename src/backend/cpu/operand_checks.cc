@@ -35,6 +35,31 @@ double* f64(const Tensor& t, const char* op, const char* what) {
   return dense<double>(t, DType::kF64, op, what);
 }
 
+WeightMatrix weight_matrix(const Tensor& t, const char* op, const char* what) {
+  require(!t.empty(), "cpu {}: {} is missing", op, what);
+  require(t.dtype == DType::kF32 || t.dtype == DType::kBF16 || t.dtype == DType::kMXFP4,
+          "cpu {}: {} must be fp32, bf16 or mxfp4, got {}", op, what, t.describe());
+  require(t.is_contiguous(), "cpu {}: {} must be dense, got {}", op, what, t.describe());
+  if (t.dtype == DType::kMXFP4) {
+    const int64_t block = dtype_block_elements(DType::kMXFP4);
+    require(t.rank >= 1 && t.shape[t.rank - 1] % block == 0,
+            "cpu {}: {} in mxfp4 needs rows of whole {}-value blocks (C a multiple of {}), got {}",
+            op, what, block, block, t.describe());
+    require(t.scales != nullptr,
+            "cpu {}: {} in mxfp4 has no scales (one E8M0 byte per {} values), got {}", op, what,
+            block, t.describe());
+  }
+  return WeightMatrix{t.dtype, t.data, t.scales};
+}
+
+const float* trainable_weight(const Tensor& t, const char* op, const char* what) {
+  require(t.dtype != DType::kBF16 && t.dtype != DType::kMXFP4,
+          "cpu {}: {} is {}: inference weights (bf16, mxfp4) have no backward pass on the CPU; "
+          "training needs fp32 weights",
+          op, what, t.describe());
+  return f32(t, op, what);
+}
+
 void require_numel(const Tensor& t, int64_t n, const char* op, const char* what) {
   require(t.numel() == n, "cpu {}: {} must have {} elements, got {}", op, what, n, t.describe());
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -27,6 +28,12 @@ float* f32(const Tensor& t, const char* op, const char* what);
 float* optional_f32(const Tensor& t, const char* op, const char* what);
 int32_t* i32(const Tensor& t, const char* op, const char* what);
 double* f64(const Tensor& t, const char* op, const char* what);
+
+// A present, dense weight operand (a matrix, or a stack of them such as [E, OC, C]) stored as fp32,
+// bf16 or MXFP4; MXFP4 with its scales and rows of whole 32-value blocks.
+WeightMatrix weight_matrix(const Tensor& t, const char* op, const char* what);
+// A weight a backward pass can use: fp32. Inference weights (bf16, MXFP4) are an error that says so.
+const float* trainable_weight(const Tensor& t, const char* op, const char* what);
 
 void require_numel(const Tensor& t, int64_t n, const char* op, const char* what);
 
