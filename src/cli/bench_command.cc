@@ -213,6 +213,7 @@ void run_bench_generate(const BenchFlags& f) {
   // The first position warms caches and allocations; the timed steps decode one token each.
   model::Generator generator(gpt, 1, f.context > 0 ? f.context : f.tokens + 1);
   auto [sequence, logits] = generator.start({0});
+  if (opened.profiler) opened.profiler->reset();  // the timed decode steps only
   backend::SimulatedClock sim_clock(gpt.backend());
   auto t0 = Clock::now();
   for (int pos = 1; pos <= f.tokens; ++pos) {
@@ -251,6 +252,7 @@ void run_bench_generate(const BenchFlags& f) {
     }
     return;
   }
+  if (opened.profiler) report_kernel_times(*opened.profiler, f.tokens, ms_per_token);
   // Weights read per token, in the dtypes they are held in: every tensor but the rows of embedding
   // tables no product reads and the experts not chosen.
   const double weight_bytes = gpt.weight_bytes_read_per_token();
@@ -357,6 +359,8 @@ void add_bench_command(CLI::App& app) {
                        "positions the KV cache is sized for (default: the tokens generated), for memory figures")
       ->check(CLI::Range(2, 1 << 24));
   generate->add_flag("--json", flags->json, "print one JSON object as the last line");
+  generate->add_flag("--profile", flags->source.profile,
+                     "time every kernel call and print where a decoded token goes");
   generate->callback([flags] { run_bench_generate(*flags); });
 
   CLI::App* prefill = bench->add_subcommand("prefill", "time one prompt run in one pass over the KV cache");
