@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/weight_decode.h"
 #include "backend/ops.h"
 #include "core/dtype.h"
 #include "core/rng.h"
@@ -170,6 +171,18 @@ TEST(QuantizedWeights, Mxfp4NanScaleMakesItsOutputsNan) {
         EXPECT_EQ(std::isnan(out[static_cast<size_t>(n) * OC + o]), o == 2)
             << "N=" << N << " row " << n << " output " << o;
       }
+    }
+  }
+}
+
+// The kernels' scale table, built from the bits, against core's e8m0_to_float, for every byte.
+TEST(QuantizedWeights, ScaleTableIsE8M0) {
+  for (int bits = 0; bits < 256; ++bits) {
+    const float got = weight_decode::kE8M0Scales[bits], want = e8m0_to_float(static_cast<uint8_t>(bits));
+    if (bits == 255) {
+      EXPECT_TRUE(std::isnan(got));
+    } else {
+      EXPECT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want)) << "scale byte " << bits;
     }
   }
 }
