@@ -14,10 +14,10 @@
 //   packed with c permuted chain by chain (c = 0, 16, 32, ..., then 1, 17, ...), so each chain
 //   is one contiguous segment that a register tile of (2 vectors of rows) x (a few outputs) runs
 //   through; the chains run in the order that lets the tree add them as they finish.
-// Weights stored as bf16 or MXFP4 (WeightMatrix) keep the same order over their values: the few-rows
-// kernel decodes them in registers as they stream (weight_decode.h), the packed GEMM as it packs
-// them, and the scalar path a row at a time; every decoded weight is exact, so the bits are the
-// fp32 product's over the decoded weights.
+// Weights stored as bf16 or MXFP4 (WeightMatrix) keep the same order over their values: the
+// few-rows kernel decodes them in registers as they stream (weight_decode.h), the packed GEMM as
+// it packs them, and the scalar path a row at a time; every decoded weight is exact, so the bits
+// are the fp32 product's over the decoded weights.
 #include <omp.h>
 
 #if defined(__AVX2__)
