@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/weight_decode.h"
 #include "backend/ops.h"
 #include "core/dtype.h"
 #include "core/rng.h"
@@ -174,6 +175,20 @@ TEST(QuantizedWeights, Mxfp4NanScaleMakesItsOutputsNan) {
   }
 }
 
+// The kernels' scale table, built from the bits, against core's e8m0_to_float, for every byte.
+TEST(QuantizedWeights, ScaleTableIsE8M0) {
+  for (int bits = 0; bits < 256; ++bits) {
+    const float got = weight_decode::kE8M0Scales[bits];
+    const float want = e8m0_to_float(static_cast<uint8_t>(bits));
+    if (bits == 255) {
+      EXPECT_TRUE(std::isnan(got));
+    } else {
+      EXPECT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want))
+          << "scale byte " << bits;
+    }
+  }
+}
+
 TEST(QuantizedWeights, Fp32WeightMatrixIsThePointerProduct) {
   const int N = 5, C = 67, OC = 45;
   const std::vector<float> weight = random_floats(static_cast<size_t>(OC) * C, 500),
@@ -269,9 +284,9 @@ TEST(QuantizedWeightOps, ExpertLinearEqualsTheFp32ExpertLinearOverDecodedWeights
     // Row 20 (expert 4's only row) by the documented order over expert 4's decoded weights.
     const float* w4 = k.decoded->data() + static_cast<size_t>(4) * OC * C;
     for (int o = 0; o < OC; o += 11) {
-      const float want_o =
-          documented_order(inp.data() + static_cast<size_t>(20) * C, w4 + static_cast<size_t>(o) * C,
-                           C) + bias[4 * OC + o];
+      const float sum = documented_order(inp.data() + static_cast<size_t>(20) * C,
+                                         w4 + static_cast<size_t>(o) * C, C);
+      const float want_o = sum + bias[4 * OC + o];
       EXPECT_EQ(got[static_cast<size_t>(20) * OC + o], want_o) << "output " << o;
     }
   }
@@ -305,7 +320,8 @@ TEST(QuantizedWeightOps, SupportsExactlyTheInferenceWeightDtypes) {
   const Backend& backend = cpu;  // the interface's supports(op)
   std::vector<uint8_t> bytes(64);
   auto t = [&](DType dtype) { return Tensor::dense(bytes.data(), dtype, {1, 32}); };
-  const Tensor fp32 = t(DType::kF32), bf16 = t(DType::kBF16), fp16 = t(DType::kF16), ids = t(DType::kI32);
+  const Tensor fp32 = t(DType::kF32), bf16 = t(DType::kBF16), fp16 = t(DType::kF16);
+  const Tensor ids = t(DType::kI32);
   const Tensor mx = Tensor::mxfp4(bytes.data(), bytes.data(), {1, 32});
   for (const Tensor& w : {bf16, mx}) {
     EXPECT_TRUE(backend.supports(ops::Linear{.out = fp32, .inp = fp32, .weight = w, .bias = fp32}));
@@ -314,12 +330,14 @@ TEST(QuantizedWeightOps, SupportsExactlyTheInferenceWeightDtypes) {
         ops::ExpertLinear{.out = fp32, .inp = fp32, .weight = w, .offsets = ids}));
     EXPECT_FALSE(backend.supports(ops::Linear{.out = w, .inp = fp32, .weight = w}));
     EXPECT_FALSE(backend.supports(ops::Linear{.out = fp32, .inp = w, .weight = fp32}));
-    EXPECT_FALSE(backend.supports(ops::Linear{.out = fp32, .inp = fp32, .weight = fp32, .bias = w}));
+    EXPECT_FALSE(
+        backend.supports(ops::Linear{.out = fp32, .inp = fp32, .weight = fp32, .bias = w}));
     EXPECT_FALSE(backend.supports(ops::LinearBackward{
         .dinp = fp32, .dweight = fp32, .dout = fp32, .inp = fp32, .weight = w}));
     EXPECT_FALSE(backend.supports(ops::ExpertLinearBackward{
         .dweight = fp32, .dout = fp32, .inp = fp32, .weight = w, .offsets = ids}));
-    EXPECT_FALSE(backend.supports(ops::LinearGelu{.pre = fp32, .out = fp32, .inp = fp32, .weight = w}));
+    EXPECT_FALSE(
+        backend.supports(ops::LinearGelu{.pre = fp32, .out = fp32, .inp = fp32, .weight = w}));
   }
   EXPECT_FALSE(backend.supports(ops::Linear{.out = fp32, .inp = fp32, .weight = fp16}));
   EXPECT_TRUE(backend.supports(ops::Embedding{.out = fp32, .ids = ids, .table = bf16}));
@@ -339,7 +357,8 @@ TEST(QuantizedWeightOps, BadInferenceWeightsAreErrorsNamingTheOpAndOperand) {
 
   Tensor no_scales = Tensor::mxfp4(codes.data(), nullptr, {OC, C});
   expect_error([&] {
-    backend.run(ops::Linear{.out = f32(out, {N, OC}), .inp = f32(inp, {N, C}), .weight = no_scales});
+    backend.run(
+        ops::Linear{.out = f32(out, {N, OC}), .inp = f32(inp, {N, C}), .weight = no_scales});
   }, {"cpu linear", "weight", "no scales"});
   expect_error([&] {
     backend.run(ops::ExpertLinear{.out = f32(out, {N, OC}), .inp = f32(inp, {N, C}),
@@ -352,7 +371,8 @@ TEST(QuantizedWeightOps, BadInferenceWeightsAreErrorsNamingTheOpAndOperand) {
   Tensor partial = Tensor::dense(codes.data(), DType::kMXFP4, {OC, 48});
   partial.scales = scales.data();
   expect_error([&] {
-    backend.run(ops::Linear{.out = f32(out, {N, OC}), .inp = f32(inp48, {N, 48}), .weight = partial});
+    backend.run(
+        ops::Linear{.out = f32(out, {N, OC}), .inp = f32(inp48, {N, 48}), .weight = partial});
   }, {"cpu linear", "weight", "multiple of 32"});
   Tensor partial_experts = Tensor::dense(codes.data(), DType::kMXFP4, {E, OC, 48});
   partial_experts.scales = scales.data();

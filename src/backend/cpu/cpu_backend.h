@@ -37,7 +37,9 @@ class CpuBackend final : public Backend {
   bool device_memory_is_host_memory() const override { return true; }
 
   // Every op, for fp32 activations and weights (cpu_ops.cc): the reference the other backends
-  // fall back to.
+  // fall back to. Inference weights also run as they are stored: bf16 or MXFP4 weights in Linear
+  // and ExpertLinear (always the batch-invariant product, decoding as it reads), a bf16 table in
+  // Embedding; they have no backward pass here.
   bool supports(OpKind kind, std::span<const DType> dtypes) const override;
 #define SWITCHYARD_CPU_RUN(Op, name) void run(const ops::Op& op) override;
   SWITCHYARD_OPS(SWITCHYARD_CPU_RUN)

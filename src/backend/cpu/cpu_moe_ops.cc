@@ -124,6 +124,7 @@ void CpuBackend::run(const ops::ExpertLinearBackward& op) {
   adapt_threads();
   const char* name = "expert_linear_backward";
   require_expert_weights(op.weight, -1, -1, -1, name, "weight");
+  const float* weight = trainable_weight(op.weight, name, "weight");
   const int64_t E = op.weight.shape[0], OC = op.weight.shape[1], C = op.weight.shape[2];
   require_matrix(op.inp, -1, C, name, "inp");
   const int64_t A = op.inp.shape[0];
@@ -136,10 +137,8 @@ void CpuBackend::run(const ops::ExpertLinearBackward& op) {
   require_offsets(offsets, E, A, name, "offsets");
   expert_linear_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                          optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
-                         f32(op.inp, name, "inp"), trainable_weight(op.weight, name, "weight"),
-                         offsets,
-                         to_int(E, name, "weight"), to_int(C, name, "weight"),
-                         to_int(OC, name, "weight"));
+                         f32(op.inp, name, "inp"), weight, offsets, to_int(E, name, "weight"),
+                         to_int(C, name, "weight"), to_int(OC, name, "weight"));
 }
 
 // ---- clamped SwiGLU ----

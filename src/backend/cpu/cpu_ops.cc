@@ -40,16 +40,12 @@ AttentionGeometry geometry(const ops::AttentionSpec& spec, int batch, int seq, c
   return g;
 }
 
-}  // namespace
-
-namespace {
-
 // Where an op takes an inference model's weights as they are stored: the operand (in
-// for_each_tensor order; -1 for none) and its dtypes other than fp32. Products read bf16 and
-// MXFP4 matrices, the embedding a bf16 table.
+// for_each_tensor order; -1 for none), and the dtypes besides fp32 it takes there. Products read
+// bf16 and MXFP4 matrices, the embedding a bf16 table.
 int inference_weight_operand(OpKind kind) {
   switch (kind) {
-    case OpKind::kEmbedding:  // out, ids, table, ...
+    case OpKind::kEmbedding:     // out, ids, table, position_ids, position_table
     case OpKind::kLinear:        // out, inp, weight, bias
     case OpKind::kExpertLinear:  // out, inp, weight, bias, offsets
       return 2;
@@ -191,6 +187,7 @@ void CpuBackend::run(const ops::LinearBackward& op) {
   adapt_threads();
   const char* name = "linear_backward";
   require_matrix(op.weight, -1, -1, name, "weight");
+  const float* weight = trainable_weight(op.weight, name, "weight");
   const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
   require_matrix(op.inp, -1, C, name, "inp");
   const int64_t N = op.inp.shape[0];
@@ -200,8 +197,7 @@ void CpuBackend::run(const ops::LinearBackward& op) {
   if (!op.dbias.empty()) require_numel(op.dbias, OC, name, "dbias");
   matmul_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                   optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
-                  f32(op.inp, name, "inp"), trainable_weight(op.weight, name, "weight"),
-                  to_int(N, name, "inp"),
+                  f32(op.inp, name, "inp"), weight, to_int(N, name, "inp"),
                   to_int(C, name, "weight"), to_int(OC, name, "weight"));
 }
 

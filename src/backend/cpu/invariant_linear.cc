@@ -14,10 +14,10 @@
 //   packed with c permuted chain by chain (c = 0, 16, 32, ..., then 1, 17, ...), so each chain
 //   is one contiguous segment that a register tile of (2 vectors of rows) x (a few outputs) runs
 //   through; the chains run in the order that lets the tree add them as they finish.
-// Weights stored as bf16 or MXFP4 (WeightMatrix) keep the same order over their values: the few-rows
-// kernel decodes them in registers as they stream (weight_decode.h), the packed GEMM as it packs
-// them, and the scalar path a row at a time; every decoded weight is exact, so the bits are the
-// fp32 product's over the decoded weights.
+// Weights stored as bf16 or MXFP4 (WeightMatrix) keep the same order over their values: the
+// few-rows kernel decodes them in registers as they stream (weight_decode.h), the packed GEMM as
+// it packs them, and the scalar path a row at a time; every decoded weight is exact, so the bits
+// are the fp32 product's over the decoded weights.
 #include <omp.h>
 
 #if defined(__AVX2__)
@@ -124,7 +124,8 @@ constexpr int kW = Lanes::kWidth;
 
 // ---- few rows: dot products, the weights streamed once ----
 
-// The 16 chains of one (row, output) pair: 16 / kW vectors.
+// The 16 chains of one (row, output) pair: 16 / kW vectors, lane l holding chain l, or, for weights
+// decoded in paired lane order (weight_decode.h), lane 2l chain l and lane 2l + 1 chain l + 8.
 struct Chains {
   V v[kChains / kW];
   void zero() {
@@ -133,19 +134,35 @@ struct Chains {
   void load(const float* p) {
     for (int i = 0; i < kChains / kW; ++i) v[i] = Lanes::load(p + i * kW);
   }
-  // Weights c .. c + 15 of row w, decoded to fp32.
+  // Weights c .. c + 15 of row w, decoded to fp32 in W's lane order.
   template <typename W>
-  void decode(typename W::Row w, int c) {
-    W::decode16(w, c, v);
+  void decode(typename W::Row w, int c, const typename W::Block& block) {
+    W::decode16(w, c, block, v);
+  }
+  // Paired lane order back to element order.
+  void to_element_order() {
+#if defined(__AVX512F__)
+    v[0] = weight_decode::paired_to_element_order(v[0]);
+#endif
   }
   void fma(const Chains& a, const Chains& b) {
     for (int i = 0; i < kChains / kW; ++i) v[i] = Lanes::fma(a.v[i], b.v[i], v[i]);
   }
-  // The contract's tree over the 16 lanes: halves added until one lane is left.
+  // The contract's tree over the 16 chains: halves added until one is left.
+  template <bool kPaired>
   float sum() const {
 #if defined(__AVX512F__)
-    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(v[0]), _mm512_extractf32x8_ps(v[0], 1));
+    __m256 s8;
+    if constexpr (kPaired) {
+      // Chains l and l + 8 are neighbours: each pair added, then the 8 sums gathered in order.
+      const __m512 pairs = _mm512_add_ps(v[0], _mm512_permute_ps(v[0], 0xB1));
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+      s8 = _mm512_castps512_ps256(_mm512_permutexvar_ps(even, pairs));
+    } else {
+      s8 = _mm256_add_ps(_mm512_castps512_ps256(v[0]), _mm512_extractf32x8_ps(v[0], 1));
+    }
 #else
+    static_assert(!kPaired, "paired lanes are an AVX-512 decoding");
     const __m256 s8 = _mm256_add_ps(v[0], v[1]);
 #endif
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -154,32 +171,40 @@ struct Chains {
   }
 };
 
-// Rows [n0, n0 + NR) against outputs [o0, o0 + R): NR * R pairs of chains in registers, each
-// weight row's 16 values loaded once for all NR rows.
+// Rows [n0, n0 + NR) against outputs [o0, o0 + R): NR * R pairs of chains in registers. A step
+// covers W::kStep values of c (16, or a 32-value MXFP4 block): the rows' inputs are loaded, then
+// each weight row's values decoded once for all NR rows. `lanes_inp` is inp in W's lane order.
 template <int NR, int R, typename W>
-void dot_tile(float* out, const float* inp, const W& weights, int C, int OC, int n0, int o0) {
+void dot_tile(float* out, const float* inp, const float* lanes_inp, const W& weights, int C,
+              int OC, int n0, int o0) {
+  constexpr int kSteps = W::kStep / kChains;
   const float* x[NR];
   typename W::Row w[R];
-  for (int i = 0; i < NR; ++i) x[i] = inp + static_cast<size_t>(n0 + i) * C;
+  for (int i = 0; i < NR; ++i) x[i] = lanes_inp + static_cast<size_t>(n0 + i) * C;
   for (int r = 0; r < R; ++r) w[r] = weights.row(o0 + r);
   Chains acc[NR][R];
   for (int i = 0; i < NR; ++i)
     for (int r = 0; r < R; ++r) acc[i][r].zero();
-  const int end = chains_end(C);
-  for (int c = 0; c < end; c += kChains) {
-    Chains wv[R];
-    for (int r = 0; r < R; ++r) wv[r].template decode<W>(w[r], c);
-    for (int i = 0; i < NR; ++i) {
-      Chains xv;
-      xv.load(x[i] + c);
-      for (int r = 0; r < R; ++r) acc[i][r].fma(wv[r], xv);
+  const int end = chains_end(C);  // a multiple of W::kStep (MXFP4: C, a multiple of 32)
+  for (int c = 0; c < end; c += W::kStep) {
+    Chains xv[NR][kSteps];
+    for (int i = 0; i < NR; ++i)
+      for (int s = 0; s < kSteps; ++s) xv[i][s].load(x[i] + c + s * kChains);
+    for (int r = 0; r < R; ++r) {
+      const typename W::Block block = W::block(w[r], c);
+      for (int s = 0; s < kSteps; ++s) {
+        Chains wv;
+        wv.template decode<W>(w[r], c + s * kChains, block);
+        for (int i = 0; i < NR; ++i) acc[i][r].fma(wv, xv[i][s]);
+      }
     }
   }
   for (int i = 0; i < NR; ++i) {
+    const float* row = inp + static_cast<size_t>(n0 + i) * C;
     for (int r = 0; r < R; ++r) {
-      const float sum = acc[i][r].sum();
+      const float sum = acc[i][r].template sum<W::kPairedLanes>();
       out[static_cast<size_t>(n0 + i) * OC + o0 + r] =
-          end == C ? sum : sum + tail_chain<W>(x[i], w[r], C);
+          end == C ? sum : sum + tail_chain<W>(row, w[r], C);
     }
   }
 }
@@ -187,17 +212,34 @@ void dot_tile(float* out, const float* inp, const W& weights, int C, int OC, int
 // Outputs [o0, o1) for every row: R weight rows at a time (they stay in L1) while the rows pass
 // two at a time, then one at a time.
 template <int R, typename W>
-void dot_block(float* out, const float* inp, const W& weights, int N, int C, int OC, int o0,
-               int o1) {
+void dot_block(float* out, const float* inp, const float* lanes_inp, const W& weights, int N,
+               int C, int OC, int o0, int o1) {
   int o = o0;
   for (; o + R <= o1; o += R) {
     int n = 0;
-    for (; n + 2 <= N; n += 2) dot_tile<2, R>(out, inp, weights, C, OC, n, o);
-    for (; n < N; ++n) dot_tile<1, R>(out, inp, weights, C, OC, n, o);
+    for (; n + 2 <= N; n += 2) dot_tile<2, R>(out, inp, lanes_inp, weights, C, OC, n, o);
+    for (; n < N; ++n) dot_tile<1, R>(out, inp, lanes_inp, weights, C, OC, n, o);
   }
   for (; o < o1; ++o) {
-    for (int n = 0; n < N; ++n) dot_tile<1, 1>(out, inp, weights, C, OC, n, o);
+    for (int n = 0; n < N; ++n) dot_tile<1, 1>(out, inp, lanes_inp, weights, C, OC, n, o);
   }
+}
+
+// The inputs in paired lane order: in each group of 16 values of c, position 2k + h holds value
+// 8h + k (the tail, if any, stays as it is). Kept per calling thread, like the packing buffers.
+const float* paired_inputs(const float* inp, int N, int C) {
+  thread_local std::vector<float> buffer;
+  if (buffer.size() < static_cast<size_t>(N) * C) buffer.resize(static_cast<size_t>(N) * C);
+  const int end = chains_end(C);
+  for (int n = 0; n < N; ++n) {
+    const float* x = inp + static_cast<size_t>(n) * C;
+    float* p = buffer.data() + static_cast<size_t>(n) * C;
+    for (int c = 0; c < end; c += kChains) {
+      for (int lane = 0; lane < kChains; ++lane) p[c + lane] = x[c + 8 * (lane % 2) + lane / 2];
+    }
+    std::copy(x + end, x + C, p + end);
+  }
+  return buffer.data();
 }
 
 constexpr int kFewRowsMax = 16;
@@ -208,10 +250,11 @@ void few_rows_linear(float* out, const float* inp, const W& weights, int N, int 
   constexpr int kOutputs = 16;
   const int tasks = (OC + kOutputs - 1) / kOutputs;
   const bool parallel = static_cast<size_t>(OC) * C > kParallelThreshold;
+  const float* lanes_inp = W::kPairedLanes ? paired_inputs(inp, N, C) : inp;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int t = 0; t < tasks; ++t) {
     const int o0 = t * kOutputs, o1 = std::min(OC, o0 + kOutputs);
-    dot_block<kDecodeOutputs>(out, inp, weights, N, C, OC, o0, o1);
+    dot_block<kDecodeOutputs>(out, inp, lanes_inp, weights, N, C, OC, o0, o1);
   }
 }
 
@@ -264,10 +307,14 @@ void pack_weights(float* panel, const W& weights, int C, int OC, int o0,
     for (int j = 0; j < outputs; ++j) {
       const typename W::Row w = weights.row(o0 + j);
       float* row = decoded.data() + static_cast<size_t>(j) * C;
-      for (int c = 0; c < end; c += kChains) {
-        Chains values;
-        values.template decode<W>(w, c);
-        for (int i = 0; i < kChains / kW; ++i) Lanes::store(row + c + i * kW, values.v[i]);
+      for (int c = 0; c < end; c += W::kStep) {
+        const typename W::Block block = W::block(w, c);
+        for (int s = c; s < c + W::kStep; s += kChains) {
+          Chains values;
+          values.template decode<W>(w, s, block);
+          if constexpr (W::kPairedLanes) values.to_element_order();
+          for (int i = 0; i < kChains / kW; ++i) Lanes::store(row + s + i * kW, values.v[i]);
+        }
       }
       for (int c = end; c < C; ++c) row[c] = W::value(w, c);
     }
