@@ -56,14 +56,16 @@ safetensors("mixed", [("a", "BF16", [2], b"\x80\x3f\xc0\x3f"),
                       ("e", "I64", [1], struct.pack("<q", 1 << 40)),
                       ("f", "F32", [1 << 32, 1 << 32, 0], b"")])
 
-def shard(name, tokens):
-    header = struct.pack("<3i", 20240520, 1, len(tokens)) + b"\0" * (4 * 253)
+def shard(name, tokens, version=1):
+    """Version 1 holds uint16 tokens, version 2 uint32."""
+    header = struct.pack("<3i", 20240520, version, len(tokens)) + b"\0" * (4 * 253)
     with open(os.path.join(work, "token_shard", name), "wb") as f:
-        f.write(header + struct.pack("<%dH" % len(tokens), *tokens))
+        f.write(header + struct.pack("<%d%s" % (len(tokens), "H" if version == 1 else "I"), *tokens))
 
 shard("empty", [])
 shard("one", [50256])
 shard("several", [(i * 7919) % 65536 for i in range(100)])
+shard("wide", [200018, 0, 65536, 201087], version=2)
 
 def write_json(target, name, value):
     with open(os.path.join(work, target, name), "w", encoding="utf-8") as f:
