@@ -1,14 +1,21 @@
 // A deterministic, always-on cousin of the libFuzzer targets in tests/fuzz/: thousands of seeded
-// random mutations of valid safetensors files and token shards (bit flips, truncations, random
-// header lengths, spliced bytes) go through both parsers, which must either accept the bytes or
-// throw switchyard::Error, never anything else. Running under the ASan/UBSan build turns any
-// out-of-bounds read or overflow into a failure too.
+// random mutations of valid safetensors files, token shards, checkpoint indexes and tokenizer.json
+// files (bit flips, truncations, random header lengths, spliced bytes; for the JSON files also odd
+// numbers and strings in place of real ones, and repeated slices) go through their parsers, which
+// must either accept the bytes or throw switchyard::Error, never anything else. Running under the
+// ASan/UBSan build turns any out-of-bounds read or overflow into a failure too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -16,6 +23,12 @@
 #include "core/rng.h"
 #include "data/token_shard.h"
 #include "model/safetensors.h"
+#include "model/safetensors_set.h"
+#include "tokenizer/byte_level.h"
+#include "tokenizer/hf_tokenizer_json.h"
+#include "tokenizer/pretokenizer.h"
+#include "tokenizer/rank_bpe_tokenizer.h"
+#include "tokenizer/utf8.h"
 
 namespace switchyard {
 namespace {
@@ -176,6 +189,156 @@ TEST(FuzzReplay, ShardParseAcceptsOrThrowsError) {
     }
   }
   std::printf("shard mutants: %d accepted, %d rejected\n", accepted, rejected);
+  EXPECT_GT(accepted, 50);
+  EXPECT_GT(rejected, 1000);
+}
+
+// JSON text mutated as a whole (mutate() above) or where JSON means something: a number or a string
+// replaced by an odd one, or a slice repeated elsewhere (which can repeat a key or an entry).
+std::string mutate_json(const std::string& text, Rng& rng) {
+  auto below = [&](size_t n) { return n == 0 ? 0 : static_cast<size_t>(rng.next_u64() % n); };
+  // An id near the largest accepted costs a table of that many tokens; the o200k tests check the
+  // limit itself, and 300000 stands for large ids here.
+  static const char* const kNumbers[] = {"-1", "0", "300000", "1048576", "2147483648", "18446744073709551616",
+                                         "1e400", "2.5", "null", "\"7\"", "[]", "{}", "true"};
+  // JSON escapes are written as JSON has them: "\\u0000" is a NUL, "\\\\C" is the regex \C.
+  static const char* const kStrings[] = {"", "\\u0000", "..", "a/b", "\\u0120", "\xff", "Split",
+                                         "ByteLevel", "(", "\\\\C", "a\\\\Kb", "<|endoftext|>", "ab c d",
+                                         "model.safetensors"};
+  std::string out = text;
+  for (int r = 0, rounds = 1 + static_cast<int>(below(2)); r < rounds && !out.empty(); ++r) {
+    const size_t at = below(out.size());
+    switch (below(4)) {
+      case 0: {  // bytes, as for the binary formats
+        const std::vector<uint8_t> bytes =
+            mutate(std::vector<uint8_t>(out.begin(), out.end()), out.size(), rng);
+        out.assign(bytes.begin(), bytes.end());
+        break;
+      }
+      case 1: {  // the number at or after `at`
+        const size_t begin = out.find_first_of("-0123456789", at);
+        if (begin == std::string::npos) break;
+        const size_t end = std::min(out.find_first_not_of("-0123456789", begin), out.size());
+        out.replace(begin, end - begin, kNumbers[below(std::size(kNumbers))]);
+        break;
+      }
+      case 2: {  // the contents of the string that starts at or after `at`
+        const size_t begin = out.find('"', at);
+        const size_t end = begin == std::string::npos ? begin : out.find('"', begin + 1);
+        if (end == std::string::npos) break;
+        out.replace(begin + 1, end - begin - 1, kStrings[below(std::size(kStrings))]);
+        break;
+      }
+      case 3: {  // a slice repeated at another place
+        const std::string slice = out.substr(at, 1 + below(64));
+        out.insert(below(out.size() + 1), slice);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(FuzzReplay, WeightMapParseAcceptsOrThrowsError) {
+  // Each seed with the number of tensors it maps.
+  const std::vector<std::pair<std::string, size_t>> seeds = {
+      {read_text(std::string(SWITCHYARD_TEST_DATA) + "/gpt_oss_reference/model.safetensors.index.json"), 60},
+      {R"({"metadata": {"total_size": 36}, "weight_map": {"a": "model-00001-of-00002.safetensors",)"
+       R"( "b": "model-00001-of-00002.safetensors", "c": "model-00002-of-00002.safetensors"}})",
+       3}};
+  Rng rng(31);
+  int accepted = 0, rejected = 0;
+  for (const auto& [seed, tensors] : seeds) {
+    ASSERT_EQ(model::parse_weight_map(seed, "seed").size(), tensors);
+    for (int m = 0; m < kMutationsPerSeed; ++m) {
+      const std::string text = mutate_json(seed, rng);
+      try {
+        const auto weight_map = model::parse_weight_map(text, "mutant");
+        ++accepted;
+        ASSERT_FALSE(weight_map.empty());
+        for (const auto& [tensor, shard] : weight_map) {
+          ASSERT_TRUE(!shard.empty() && shard != "." && shard != ".." && shard.find('/') == std::string::npos &&
+                      shard.find('\0') == std::string::npos)
+              << "mutation " << m << " maps " << tensor << " to " << shard;
+        }
+      } catch (const Error&) {
+        ++rejected;
+      } catch (const std::exception& e) {
+        FAIL() << "mutation " << m << " threw something other than switchyard::Error: " << e.what();
+      }
+    }
+  }
+  std::printf("weight map mutants: %d accepted, %d rejected\n", accepted, rejected);
+  EXPECT_GT(accepted, 500);
+  EXPECT_GT(rejected, 1000);
+}
+
+// A small tokenizer.json as byte-level files have it: the 256 bytes (id = byte value), merges in
+// the order of the ids they make, added tokens, and either pre-tokenizer form.
+std::string tokenizer_json_seed(bool split_then_byte_level) {
+  using nlohmann::json;
+  const auto spell = [](std::string_view bytes) {
+    std::string spelled;
+    for (const char b : bytes) {
+      tokenizer::append_utf8(tokenizer::byte_to_vocab_char(static_cast<uint8_t>(b)), spelled);
+    }
+    return spelled;
+  };
+  json vocab = json::object(), merges = json::array();
+  for (int b = 0; b < 256; ++b) vocab[spell(std::string(1, static_cast<char>(b)))] = b;
+  const std::pair<std::string, std::string> merged[] = {
+      {"a", "b"}, {"ab", "c"}, {" ", "t"}, {"h", "e"}, {" t", "he"}};
+  for (const auto& [left, right] : merged) {
+    const size_t id = vocab.size();
+    vocab[spell(left + right)] = id;
+    merges.push_back(split_then_byte_level ? json::array({spell(left), spell(right)})
+                                           : json(spell(left) + " " + spell(right)));
+  }
+  const json added = json::array({{{"id", vocab.size()}, {"content", "<|endoftext|>"}},
+                                  {{"id", vocab.size() + 1}, {"content", "<|start|>"}}});
+  const json byte_level = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", !split_then_byte_level}};
+  const json split = {{"type", "Split"}, {"pattern", {{"Regex", tokenizer::kO200kPattern}}},
+                      {"behavior", "Isolated"}, {"invert", false}};
+  const json sequence = {{"type", "Sequence"}, {"pretokenizers", json::array({split, byte_level})}};
+  return json({{"added_tokens", added},
+               {"pre_tokenizer", split_then_byte_level ? sequence : byte_level},
+               {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}})
+      .dump();
+}
+
+TEST(FuzzReplay, TokenizerJsonParseAcceptsOrThrowsError) {
+  // Text with merges, a special token, invalid UTF-8 and a letter outside ASCII.
+  const std::string sample = "abc the\n\nab<|start|>\xff caf\xc3\xa9 12345";
+  Rng rng(97);
+  int accepted = 0, rejected = 0;
+  for (const bool split_then_byte_level : {true, false}) {
+    const std::string seed = tokenizer_json_seed(split_then_byte_level);
+    const tokenizer::RankBpeTokenizer valid("seed", tokenizer::parse_hf_tokenizer_json(seed, "seed"));
+    ASSERT_EQ(valid.encode("abc the"), (std::vector<int32_t>{257, 260}));
+    for (int m = 0; m < kMutationsPerSeed; ++m) {
+      const std::string text = mutate_json(seed, rng);
+      try {
+        const tokenizer::RankBpeTokenizer t("mutant", tokenizer::parse_hf_tokenizer_json(text, "mutant"));
+        // Whatever the vocabulary, decoding gives back the bytes encoded (or encoding throws Error,
+        // where the file's pattern skips some of the text).
+        ASSERT_EQ(t.decode(t.encode(sample)), sample) << "mutation " << m;
+        ASSERT_EQ(t.decode(t.encode_with_special_tokens(sample)), sample) << "mutation " << m;
+        ++accepted;
+      } catch (const Error&) {
+        ++rejected;
+      } catch (const std::exception& e) {
+        FAIL() << "mutation " << m << " threw something other than switchyard::Error: " << e.what();
+      }
+    }
+  }
+  std::printf("tokenizer.json mutants: %d accepted, %d rejected\n", accepted, rejected);
+  // Most mutants of a tokenizer.json break one of its 256 byte tokens, which is rightly refused.
   EXPECT_GT(accepted, 50);
   EXPECT_GT(rejected, 1000);
 }

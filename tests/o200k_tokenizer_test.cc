@@ -13,11 +13,13 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "expect_error.h"
 #include "temp_dir_test_base.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/o200k.h"
 #include "tokenizer/pretokenizer.h"
 #include "tokenizer/rank_bpe.h"
@@ -318,6 +320,129 @@ TEST_F(O200kFiles, MalformedTokenizerJson) {
   no_pre.erase("pre_tokenizer");
   write("no_pre.json", no_pre.dump());
   expect_error([&] { load_o200k_tokenizer(path("no_pre.json")); }, {"no_pre.json", "pre_tokenizer"});
+}
+
+// A merge list of [left, right] pairs (braces alone would make nlohmann build an object).
+nlohmann::json merges(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [left, right] : pairs) list.push_back(nlohmann::json::array({left, right}));
+  return list;
+}
+
+// A tiny valid tokenizer.json: the 256 bytes (ids = byte values), "ab" 256 and "abc" 257 with
+// their merges, and <|endoftext|> 300.
+nlohmann::json tiny_tokenizer_json() {
+  RankMap ranks;
+  for (int b = 0; b < 256; ++b) ranks.emplace(std::string(1, static_cast<char>(b)), b);
+  ranks.emplace("ab", 256);
+  ranks.emplace("abc", 257);
+  nlohmann::json file = tokenizer_json(ranks, {{"<|endoftext|>", 300}}, kO200kPattern);
+  file["model"]["merges"] = merges({{"a", "b"}, {"ab", "c"}});
+  return file;
+}
+
+BpeVocabulary parse(const nlohmann::json& file) { return parse_hf_tokenizer_json(file.dump(), "tok.json"); }
+
+TEST(TokenizerJsonText, ReadsTheTinyFile) {
+  const BpeVocabulary vocabulary = parse(tiny_tokenizer_json());
+  EXPECT_EQ(vocabulary.source, "tok.json");
+  EXPECT_EQ(vocabulary.ranks.size(), 258u);
+  EXPECT_EQ(vocabulary.ranks.at("abc"), 257);
+  EXPECT_EQ(vocabulary.ranks.at("\xff"), 255);
+  ASSERT_EQ(vocabulary.specials.size(), 1u);
+  EXPECT_EQ(vocabulary.specials[0].id, 300);
+  EXPECT_EQ(vocabulary.pattern, kO200kPattern);
+  // Merges may also be written "a b"; and added tokens may be listed in the vocabulary too.
+  nlohmann::json file = tiny_tokenizer_json();
+  file["model"]["merges"] = nlohmann::json::array({"a b", "ab c"});
+  file["model"]["vocab"]["<|endoftext|>"] = 300;
+  EXPECT_EQ(parse(file).ranks.size(), 258u);
+  // A ByteLevel step alone splits by GPT-2's pattern.
+  file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}};
+  EXPECT_EQ(parse(file).pattern, kGpt2Pattern);
+}
+
+TEST(TokenizerJsonText, RefusesBadIdsAndTokens) {
+  for (const nlohmann::json& id : {nlohmann::json(-1), nlohmann::json(kMaxTokenId + 1), nlohmann::json(2.5),
+                                   nlohmann::json("7"), nlohmann::json::array({1, 2})}) {
+    nlohmann::json file = tiny_tokenizer_json();
+    file["model"]["vocab"]["ab"] = id;
+    expect_error([&] { parse(file); }, {"tok.json", "model.vocab \"ab\"", "expected an id from 0 to 1048575"});
+  }
+  nlohmann::json file = tiny_tokenizer_json();
+  file["added_tokens"][0]["id"] = kMaxTokenId;  // the largest id is fine
+  EXPECT_EQ(RankBpeTokenizer("tiny", parse(file)).vocab_size(), kMaxTokenId + 1);
+  file = tiny_tokenizer_json();
+  file["model"]["vocab"]["ab"] = 97;
+  expect_error([&] { parse(file); }, {"tok.json", "\"a\" and \"ab\"", "same id 97"});
+  for (const char* token : {" ", "\u00ad", "x\u0100\u0200"}) {  // space, and characters outside the alphabet
+    file = tiny_tokenizer_json();
+    file["model"]["vocab"][token] = 258;
+    expect_error([&] { parse(file); }, {"tok.json", "byte-level alphabet"});
+  }
+  // A token given twice, which JSON parsers resolve silently.
+  std::string text = tiny_tokenizer_json().dump();
+  text.replace(text.find("\"ab\":256"), 8, "\"ab\":256,\"ab\":258");
+  expect_error([&] { parse_hf_tokenizer_json(text, "tok.json"); }, {"tok.json", "\"ab\"", "twice"});
+  const std::string deep = "{\"model\": " + std::string(200, '[') + std::string(200, ']') + "}";
+  expect_error([&] { parse_hf_tokenizer_json(deep, "tok.json"); }, {"tok.json", "nests deeper"});
+}
+
+TEST(TokenizerJsonText, MergesMustJoinVocabularyTokensInIdOrder) {
+  nlohmann::json file = tiny_tokenizer_json();
+  file["model"]["merges"] = merges({{"a", "b"}, {"a", "x"}});  // "ax" is no token
+  expect_error([&] { parse(file); }, {"tok.json", "model.merges[1]", "\"a\" and \"x\""});
+  file["model"]["merges"] = merges({{"ab", "c"}, {"a", "b"}});
+  expect_error([&] { parse(file); }, {"model.merges[1]", "id 256 after a merge made id 257", "order"});
+  for (const nlohmann::json& merge : {nlohmann::json("a b c"), nlohmann::json("ab"),
+                                      nlohmann::json::array({"a"}), nlohmann::json(3)}) {
+    file["model"]["merges"] = nlohmann::json::array({merge});
+    expect_error([&] { parse(file); }, {"model.merges[0]", "expected \"a b\""});
+  }
+}
+
+TEST(TokenizerJsonText, AddedTokensMustBeDistinct) {
+  nlohmann::json file = tiny_tokenizer_json();
+  file["added_tokens"].push_back({{"id", 301}, {"content", ""}});
+  expect_error([&] { parse(file); }, {"added_tokens[1]", "non-empty \"content\""});
+  file["added_tokens"][1]["content"] = "<|endoftext|>";
+  expect_error([&] { parse(file); }, {"added_tokens[1]", "content of added_tokens[0]"});
+  file["added_tokens"][1] = {{"id", 300}, {"content", "<|start|>"}};
+  expect_error([&] { parse(file); }, {"added_tokens[1]", "id of added_tokens[0]"});
+  file["added_tokens"][1] = {{"id", 256}, {"content", "<|start|>"}};  // 256 is "ab"
+  expect_error([&] { parse(file); }, {"\"<|start|>\"", "id 256", "another token"});
+}
+
+TEST(TokenizerJsonText, RefusesPreTokenizersItCannotFollow) {
+  const nlohmann::json split = tiny_tokenizer_json()["pre_tokenizer"]["pretokenizers"][0];
+  const nlohmann::json byte_level = {{"type", "ByteLevel"}, {"use_regex", false}};
+  nlohmann::json file = tiny_tokenizer_json();
+  // ByteLevel first would split text already mapped to the byte alphabet.
+  file["pre_tokenizer"]["pretokenizers"] = nlohmann::json::array({byte_level, split});
+  expect_error([&] { parse(file); }, {"tok.json", "[ByteLevel, Split]", "not supported"});
+  file["pre_tokenizer"]["pretokenizers"] =
+      nlohmann::json::array({split, {{"type", "ByteLevel"}, {"use_regex", true}}});
+  expect_error([&] { parse(file); }, {"after a Split", "use_regex false"});
+  file["pre_tokenizer"] = byte_level;
+  expect_error([&] { parse(file); }, {"alone", "use_regex true"});
+  file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}};
+  expect_error([&] { parse(file); }, {"add_prefix_space false"});
+  file = tiny_tokenizer_json();
+  for (const char* regex : {"(", "\\C+"}) {  // unbalanced; \C would split a character
+    file["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = regex;
+    expect_error([&] { parse(file); }, {"tok.json", "Split regex", "PCRE2 cannot compile"});
+  }
+}
+
+TEST(TokenizerJsonText, APatternThatSkipsTextIsAnErrorNotALoss) {
+  nlohmann::json file = tiny_tokenizer_json();
+  file["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "a+";
+  const RankBpeTokenizer t("tiny", parse(file));
+  EXPECT_EQ(t.encode("aa"), (std::vector<int32_t>{'a', 'a'}));
+  expect_error([&] { t.encode("aab"); }, {"pattern matches nothing from byte 2"});
+  file["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "a\\Kb|.";
+  const RankBpeTokenizer k("tiny", parse(file));
+  expect_error([&] { k.encode("ab"); }, {"pattern skips bytes 0 to 1"});
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -74,9 +75,10 @@ TEST_F(SafetensorsSetTest, IndexAndShardsMustAgree) {
   write_index(R"({"weight_map": {"a": "model-00001-of-00002.safetensors",
                                  "c": "model-00001-of-00002.safetensors"}})");
   expect_error([&] { SafetensorsSet::open(path("")); }, {"tensor 'c'", "does not hold it"});
-  // The same tensor stored in two shards.
+  // The same tensor stored in two shards (the index lists every tensor, so only that is wrong).
   write_shard("model-00002-of-00002.safetensors", {{"a", 7}, {"d", 8}});
   write_index(R"({"weight_map": {"a": "model-00001-of-00002.safetensors",
+                                 "b": "model-00001-of-00002.safetensors",
                                  "d": "model-00002-of-00002.safetensors"}})");
   expect_error([&] { SafetensorsSet::open(path("")); }, {"tensor 'a'", "both"});
 }
@@ -95,6 +97,35 @@ TEST_F(SafetensorsSetTest, BadIndexesAreClearErrors) {
     write_index(std::string(R"({"weight_map": {"a": ")") + escape + R"("}})");
     expect_error([&] { SafetensorsSet::open(path("")); }, {"not a plain file name"});
   }
+}
+
+TEST(ParseWeightMap, ReadsTheReferenceIndex) {
+  std::ifstream in(std::string(SWITCHYARD_TEST_DATA) + "/gpt_oss_reference/" + SafetensorsSet::kIndexFile);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto weight_map = parse_weight_map(text, "index");
+  // Three layers of 19 tensors (q, k, v and o weights and biases, sinks, two norms, router weight
+  // and bias, six expert tensors), the embedding, the final norm and the head.
+  EXPECT_EQ(weight_map.size(), 3u * 19 + 3);
+  EXPECT_EQ(weight_map.at("model.layers.2.self_attn.sinks"), "model-00002-of-00002.safetensors");
+  EXPECT_EQ(weight_map.at("lm_head.weight"), "model-00002-of-00002.safetensors");
+  EXPECT_EQ(weight_map.at("model.embed_tokens.weight"), "model-00001-of-00002.safetensors");
+}
+
+TEST(ParseWeightMap, RefusesWhatAFileCouldHide) {
+  // A tensor listed twice: JSON parsers would silently keep one of the two shards.
+  expect_error([] { parse_weight_map(R"({"weight_map": {"a": "x.safetensors", "a": "y.safetensors"}})", "idx"); },
+               {"idx", "\"a\"", "twice"});
+  expect_error([] { parse_weight_map(R"({"weight_map": {"a": "x"}, "weight_map": {"a": "y"}})", "idx"); },
+               {"\"weight_map\"", "twice"});
+  // A NUL ends the name the system opens: "x.safetensors\0y" would open x.safetensors.
+  expect_error([] { parse_weight_map(R"({"weight_map": {"a": "x.safetensors\u0000y"}})", "idx"); },
+               {"weight_map['a']", "not a plain file name"});
+  const std::string deep = R"({"metadata": )" + std::string(100, '[') + std::string(100, ']') +
+                           R"(, "weight_map": {"a": "x"}})";
+  expect_error([&] { parse_weight_map(deep, "idx"); }, {"idx", "nests deeper than 64"});
+  expect_error([] { parse_weight_map("{\"weight_map\": {\"a\": \"\xff\"}}", "idx"); }, {"idx", "not valid JSON"});
+  expect_error([] { parse_weight_map(R"({"weight_map": []})", "idx"); }, {"idx", "'weight_map' object"});
+  expect_error([] { parse_weight_map(R"({"weight_map": {"a": ["x"]}})", "idx"); }, {"weight_map['a']", "array"});
 }
 
 }  // namespace

@@ -6,44 +6,64 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/untrusted_json.h"
 
 namespace switchyard::model {
 namespace fs = std::filesystem;
 
 namespace {
 
-// The index's weight_map: tensor name -> shard file name, checked for shape and for names that
-// would leave the directory.
+// An index lists each tensor on a line of about a hundred bytes, a few megabytes for the largest
+// checkpoints; a file far bigger is no index and is refused before it is read into memory.
+constexpr uintmax_t kMaxIndexBytes = 100'000'000;
+
+// A plain file name in the directory: no separator, no "." or "..", and no NUL, which the system
+// would take as the end of the name and so open a different file.
+bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.find('\0') == std::string::npos &&
+         fs::path(name).filename().string() == name;
+}
+
 std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
-  std::ifstream in(index_path);
-  require(in.good(), "{}: cannot open for reading", index_path.string());
+  const std::string where = index_path.string();
+  std::ifstream in(index_path, std::ios::binary);
+  require(in.good(), "{}: cannot open for reading", where);
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(index_path, ec);
+  require(!ec, "{}: cannot read its size: {}", where, ec.message());
+  require(size <= kMaxIndexBytes, "{}: {} bytes, more than an index can be (the limit is {})", where,
+          size, kMaxIndexBytes);
   std::stringstream text;
   text << in.rdbuf();
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(text.str());
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", index_path.string(), e.what());
-  }
-  require(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
-          "{}: expected an object with a 'weight_map' object (tensor name -> shard file)",
-          index_path.string());
-  std::map<std::string, std::string> map;
-  for (const auto& [name, file] : index["weight_map"].items()) {
-    require(file.is_string(), "{}: weight_map['{}'] is a JSON {} (expected a file name)",
-            index_path.string(), name, file.type_name());
-    const std::string shard = file.get<std::string>();
-    require(!shard.empty() && fs::path(shard).filename().string() == shard && shard != "." &&
-                shard != "..",
-            "{}: weight_map['{}'] names '{}', which is not a plain file name in the directory",
-            index_path.string(), name, shard);
-    map[name] = shard;
-  }
-  require(!map.empty(), "{}: weight_map is empty", index_path.string());
-  return map;
+  require(!in.bad(), "{}: read error", where);
+  return parse_weight_map(text.view(), where);
 }
 
 }  // namespace
+
+std::map<std::string, std::string> parse_weight_map(std::string_view json_text, const std::string& where) {
+  nlohmann::json index;
+  try {
+    index = parse_untrusted_json(json_text, where);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", where, e.what());
+  }
+  require(index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+          "{}: expected an object with a 'weight_map' object (tensor name -> shard file)", where);
+  std::map<std::string, std::string> map;
+  for (const auto& [name, file] : index["weight_map"].items()) {
+    require(file.is_string(), "{}: weight_map['{}'] is a JSON {} (expected a file name)", where, name,
+            file.type_name());
+    const std::string& shard = file.get_ref<const std::string&>();
+    // Quoted as JSON: a NUL in the name would end the message for whoever reads it with what().
+    require(is_plain_file_name(shard),
+            "{}: weight_map['{}'] names {}, which is not a plain file name in the directory", where,
+            name, file.dump());
+    map.emplace(name, shard);  // each name once: parse_untrusted_json refuses a repeated key
+  }
+  require(!map.empty(), "{}: weight_map is empty", where);
+  return map;
+}
 
 SafetensorsSet SafetensorsSet::open(const std::string& directory) {
   SafetensorsSet set;

@@ -12,11 +12,19 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/safetensors.h"
 
 namespace switchyard::model {
+
+// The weight_map of a model.safetensors.index.json whose text is `json_text`: tensor name -> shard
+// file name. Throws Error naming `where` (the index's path) when the text is not JSON, names a key
+// twice, lacks a non-empty 'weight_map' object, or maps a tensor to anything but a plain file name
+// in the directory. SafetensorsSet::open reads indexes with it; it takes the text rather than a
+// path so that tests and fuzzers can feed it any bytes.
+std::map<std::string, std::string> parse_weight_map(std::string_view json_text, const std::string& where);
 
 class SafetensorsSet {
  public:

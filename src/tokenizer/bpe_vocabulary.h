@@ -10,6 +10,11 @@
 
 namespace switchyard::tokenizer {
 
+// The largest id the readers accept. Token tables are indexed by id (rank_bpe_tokenizer.h), so a
+// file's largest id sizes one: a few bytes of file could otherwise claim gigabytes. The largest
+// published vocabularies hold about 2^18 tokens; 2^20 leaves four times that, in a table of 32 MB.
+inline constexpr int32_t kMaxTokenId = (1 << 20) - 1;
+
 struct SpecialToken {
   std::string text;  // e.g. "<|endoftext|>"
   int32_t id;

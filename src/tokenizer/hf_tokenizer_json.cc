@@ -1,12 +1,16 @@
 #include "tokenizer/hf_tokenizer_json.h"
 
+#include <fmt/ranges.h>
+
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
-#include <unordered_set>
+#include <sstream>
+#include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
+#include "core/untrusted_json.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pretokenizer.h"
 
@@ -16,118 +20,238 @@ namespace {
 
 using nlohmann::json;
 
-json parse_file(const std::string& path) {
+// The largest tokenizer.json files published (vocabularies of about 2^18 tokens with their merges)
+// are under 40 MB; a file many times that size is refused before it is read into memory.
+constexpr uintmax_t kMaxFileBytes = 256'000'000;
+
+std::string read_file(const std::string& path) {
   std::error_code ec;
   require(std::filesystem::is_regular_file(path, ec), "tokenizer.json {}: no such file", path);
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  require(!ec, "tokenizer.json {}: cannot read its size: {}", path, ec.message());
+  require(size <= kMaxFileBytes,
+          "tokenizer.json {}: {} bytes, more than a tokenizer.json can be (the limit is {})", path, size,
+          kMaxFileBytes);
   std::ifstream in(path, std::ios::binary);
   require(in.good(), "tokenizer.json {}: cannot open for reading", path);
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    fail("tokenizer.json {}: malformed JSON ({})", path, e.what());
-  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  require(!in.bad(), "tokenizer.json {}: read error", path);
+  return std::move(text).str();
 }
 
-int32_t token_id(const json& value, const std::string& path, const std::string& what) {
-  if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
-      value.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-    fail("tokenizer.json {}: {}: expected a non-negative 32-bit id, got {}", path, what, value.dump());
+// A JSON value for a message, cut short: a malformed id can be a large array.
+std::string brief(const json& value) {
+  std::string text = value.dump();
+  if (text.size() > 40) text = text.substr(0, 37) + "...";
+  return text;
+}
+
+// The id `value` holds; when it holds none, throws Error naming the field as what() does (a
+// callable, so that the name is only made for the message).
+template <typename What>
+int32_t token_id(const json& value, const std::string& where, const What& what) {
+  if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > kMaxTokenId) {
+    fail("tokenizer.json {}: {}: expected an id from 0 to {}, got {}", where, what(), kMaxTokenId, brief(value));
   }
   return static_cast<int32_t>(value.get<int64_t>());
 }
 
-void read_vocab(const json& model, const std::string& path, BpeVocabulary& vocabulary) {
+void read_vocab(const json& model, const std::string& where, BpeVocabulary& vocabulary) {
   require(model.is_object() && model.value("type", "BPE") == "BPE",
-          "tokenizer.json {}: model.type must be \"BPE\"", path);
+          "tokenizer.json {}: model.type must be \"BPE\"", where);
   require(model.contains("vocab") && model["vocab"].is_object() && !model["vocab"].empty(),
-          "tokenizer.json {}: model.vocab must be a non-empty object mapping tokens to ids", path);
+          "tokenizer.json {}: model.vocab must be a non-empty object mapping tokens to ids", where);
+  std::unordered_map<int32_t, const std::string*> token_of_id;
   std::string bytes;
-  for (const auto& [token, value] : model["vocab"].items()) {
-    const std::string quoted = json(token).dump();
-    const int32_t id = token_id(value, path, "model.vocab " + quoted);
+  for (const auto& entry : model["vocab"].items()) {
+    const std::string& token = entry.key();
+    const json& value = entry.value();
+    const auto quoted = [&] { return json(token).dump(); };  // for messages only
+    const int32_t id = token_id(value, where, [&] { return "model.vocab " + quoted(); });
     if (token.empty() || !vocab_token_to_bytes(token, bytes)) {
-      fail("tokenizer.json {}: model.vocab token {} is not spelled in the byte-level alphabet", path, quoted);
+      fail("tokenizer.json {}: model.vocab token {} is not spelled in the byte-level alphabet", where, quoted());
     }
-    if (!vocabulary.ranks.emplace(bytes, id).second) {
-      fail("tokenizer.json {}: model.vocab token {} stands for the same bytes as another token", path, quoted);
+    if (const auto [it, added] = token_of_id.emplace(id, &token); !added) {
+      fail("tokenizer.json {}: model.vocab tokens {} and {} have the same id {}", where,
+           json(*it->second).dump(), quoted(), id);
     }
+    // Distinct spellings stand for distinct bytes (the alphabet is one character per byte), and
+    // parse_untrusted_json refuses a spelling given twice.
+    vocabulary.ranks.emplace(bytes, id);
   }
 }
 
-void read_added_tokens(const json& root, const std::string& path, BpeVocabulary& vocabulary) {
+// The id of vocabulary token `token`, or -1 when there is none.
+int64_t vocab_id(const json& vocab, const std::string& token) {
+  const auto it = vocab.find(token);
+  return it == vocab.end() ? -1 : it->get<int64_t>();
+}
+
+// The two tokens of a merge, "a b" or ["a", "b"]; false when it is neither. "a b" splits at its
+// one space: the byte-level alphabet spells a space in a token as U+0120.
+bool merge_parts(const json& merge, std::string& left, std::string& right) {
+  if (merge.is_string()) {
+    const std::string& text = merge.get_ref<const std::string&>();
+    const size_t space = text.find(' ');
+    if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) return false;
+    left = text.substr(0, space);
+    right = text.substr(space + 1);
+    return true;
+  }
+  if (merge.is_array() && merge.size() == 2 && merge[0].is_string() && merge[1].is_string()) {
+    left = merge[0].get<std::string>();
+    right = merge[1].get<std::string>();
+    return true;
+  }
+  return false;
+}
+
+// model.merges (after read_vocab): each "a b" or ["a", "b"] joins two vocabulary tokens into a
+// third, and the merges come in the order of the ids of the tokens they make. Without that order
+// the ids are not the merge ranks, and encoding would differ from the tokenizers library's.
+void check_merges(const json& model, const std::string& where) {
+  if (!model.contains("merges") || model["merges"].is_null()) return;
+  const json& merges = model["merges"];
+  require(merges.is_array(), "tokenizer.json {}: model.merges must be an array", where);
+  const json& vocab = model["vocab"];
+  int64_t previous_id = -1;
+  std::string left, right;
+  for (size_t i = 0; i < merges.size(); ++i) {
+    if (!merge_parts(merges[i], left, right)) {
+      fail("tokenizer.json {}: model.merges[{}] is {}; expected \"a b\" or [\"a\", \"b\"]", where, i,
+           brief(merges[i]));
+    }
+    const int64_t id = vocab_id(vocab, left + right);
+    if (vocab_id(vocab, left) < 0 || vocab_id(vocab, right) < 0 || id < 0) {
+      fail("tokenizer.json {}: model.merges[{}] joins {} and {}, which are not both tokens of model.vocab "
+           "with their join", where, i, json(left).dump(), json(right).dump());
+    }
+    if (id < previous_id) {
+      fail("tokenizer.json {}: model.merges[{}] makes id {} after a merge made id {}; the merges must come "
+           "in the order of the ids they make, which serve as merge ranks", where, i, id, previous_id);
+    }
+    previous_id = id;
+  }
+}
+
+void read_added_tokens(const json& root, const std::string& where, BpeVocabulary& vocabulary) {
   if (!root.contains("added_tokens") || root["added_tokens"].is_null()) return;
   const json& added = root["added_tokens"];
-  require(added.is_array(), "tokenizer.json {}: added_tokens must be an array", path);
+  require(added.is_array(), "tokenizer.json {}: added_tokens must be an array", where);
+  std::unordered_map<std::string, size_t> index_of_content;
+  std::unordered_map<int32_t, size_t> index_of_id;
   for (size_t i = 0; i < added.size(); ++i) {
     const json& token = added[i];
-    const std::string where = "added_tokens[" + std::to_string(i) + "]";
+    const std::string at = "added_tokens[" + std::to_string(i) + "]";
     require(token.is_object() && token.contains("content") && token["content"].is_string() &&
-                token.contains("id"),
-            "tokenizer.json {}: {} must be an object with \"id\" and \"content\"", path, where);
-    vocabulary.specials.push_back({token["content"].get<std::string>(), token_id(token["id"], path, where)});
+                !token["content"].get_ref<const std::string&>().empty() && token.contains("id"),
+            "tokenizer.json {}: {} must be an object with \"id\" and a non-empty \"content\"", where, at);
+    SpecialToken special{token["content"].get<std::string>(), token_id(token["id"], where, [&] { return at; })};
+    if (const auto [it, fresh] = index_of_content.emplace(special.text, i); !fresh) {
+      fail("tokenizer.json {}: {} repeats the content of added_tokens[{}]", where, at, it->second);
+    }
+    if (const auto [it, fresh] = index_of_id.emplace(special.id, i); !fresh) {
+      fail("tokenizer.json {}: {} has the id of added_tokens[{}], {}", where, at, it->second, special.id);
+    }
+    vocabulary.specials.push_back(std::move(special));
   }
 }
 
 // Some files list the added tokens in model.vocab too; they are special only, never BPE results.
-void drop_specials_from_vocab(BpeVocabulary& vocabulary) {
-  std::unordered_set<int32_t> special_ids;
-  for (const SpecialToken& special : vocabulary.specials) special_ids.insert(special.id);
-  std::erase_if(vocabulary.ranks, [&](const auto& entry) { return special_ids.contains(entry.second); });
+// A vocabulary token with a special's id must then be that special's text.
+void drop_specials_from_vocab(const std::string& where, BpeVocabulary& vocabulary) {
+  std::unordered_map<int32_t, const std::string*> special_text;
+  for (const SpecialToken& special : vocabulary.specials) special_text.emplace(special.id, &special.text);
+  for (auto it = vocabulary.ranks.begin(); it != vocabulary.ranks.end();) {
+    const auto special = special_text.find(it->second);
+    if (special == special_text.end()) {
+      ++it;
+      continue;
+    }
+    if (it->first != *special->second) {
+      fail("tokenizer.json {}: added token {} has id {}, which model.vocab gives to another token", where,
+           json(*special->second).dump(), it->second);
+    }
+    it = vocabulary.ranks.erase(it);
+  }
 }
 
-// The Split regex of a Sequence pre-tokenizer, after checking that it is byte-level.
-std::string sequence_pattern(const json& steps, const std::string& path) {
-  std::string pattern;
-  bool byte_level = false;
-  for (const json& step : steps) {
-    const std::string type = step.value("type", "");
-    if (type == "ByteLevel") {
-      byte_level = true;
-      if (step.value("use_regex", true)) pattern = kGpt2Pattern;
-    } else if (type == "Split") {
-      require(step.contains("pattern") && step["pattern"].contains("Regex") &&
-                  step.value("behavior", "") == "Isolated" && !step.value("invert", false),
-              "tokenizer.json {}: only a Split pre-tokenizer by a Regex, \"Isolated\" and not "
-              "inverted, is supported", path);
-      pattern = step["pattern"]["Regex"].get<std::string>();
-    } else {
-      fail("tokenizer.json {}: pre-tokenizer step \"{}\" is not supported (expected Split and ByteLevel)",
-           path, type);
-    }
+// A ByteLevel step: alone, it splits by GPT-2's pattern (use_regex); after a Split, it must not
+// split again. Either way it may not add a space in front of the text.
+void check_byte_level(const json& step, bool alone, const std::string& where) {
+  require(step.value("use_regex", true) == alone && !step.value("add_prefix_space", false),
+          "tokenizer.json {}: the ByteLevel pre-tokenizer {} must have use_regex {} and add_prefix_space "
+          "false", where, alone ? "alone" : "after a Split", alone);
+}
+
+// The regex of a Split step, checked to compile.
+std::string split_pattern(const json& step, const std::string& where) {
+  require(step.contains("pattern") && step["pattern"].is_object() && step["pattern"].contains("Regex") &&
+              step["pattern"]["Regex"].is_string() && step.value("behavior", "") == "Isolated" &&
+              !step.value("invert", false),
+          "tokenizer.json {}: only a Split pre-tokenizer by a Regex, \"Isolated\" and not inverted, is "
+          "supported", where);
+  std::string pattern = step["pattern"]["Regex"].get<std::string>();
+  try {
+    const Pretokenizer compiled(pattern, /*use_jit=*/false);
+  } catch (const Error& e) {
+    fail("tokenizer.json {}: the Split regex: {}", where, e.what());
   }
-  require(byte_level && !pattern.empty(),
-          "tokenizer.json {}: the pre-tokenizer must be byte-level (a ByteLevel step) and split by a "
-          "pattern", path);
   return pattern;
 }
 
-std::string read_pattern(const json& root, const std::string& path) {
+std::string read_pattern(const json& root, const std::string& where) {
   require(root.contains("pre_tokenizer") && root["pre_tokenizer"].is_object(),
-          "tokenizer.json {}: has no pre_tokenizer; expected a byte-level one", path);
+          "tokenizer.json {}: has no pre_tokenizer; expected a byte-level one", where);
   const json& pre = root["pre_tokenizer"];
-  const std::string type = pre.value("type", "");
-  if (type == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
-    return sequence_pattern(pre["pretokenizers"], path);
+  std::vector<const json*> steps;
+  if (pre.value("type", "") == "Sequence" && pre.contains("pretokenizers") && pre["pretokenizers"].is_array()) {
+    for (const json& step : pre["pretokenizers"]) steps.push_back(&step);
+  } else {
+    steps.push_back(&pre);
   }
-  return sequence_pattern(json::array({pre}), path);
+  std::vector<std::string> types;
+  for (const json* step : steps) types.push_back(step->is_object() ? step->value("type", "") : "");
+  if (types == std::vector<std::string>{"ByteLevel"}) {
+    check_byte_level(*steps[0], true, where);
+    return std::string(kGpt2Pattern);
+  }
+  if (types == std::vector<std::string>{"Split", "ByteLevel"}) {
+    check_byte_level(*steps[1], false, where);
+    return split_pattern(*steps[0], where);
+  }
+  fail("tokenizer.json {}: pre-tokenizer steps [{}] are not supported; expected ByteLevel alone, or Split "
+       "then ByteLevel", where, fmt::join(types, ", "));
 }
 
 }  // namespace
 
-BpeVocabulary read_hf_tokenizer_json(const std::string& path) {
-  const json root = parse_file(path);
-  require(root.is_object() && root.contains("model"), "tokenizer.json {}: has no \"model\"", path);
-  BpeVocabulary vocabulary;
-  vocabulary.source = path;
+BpeVocabulary parse_hf_tokenizer_json(std::string_view text, const std::string& where) {
+  json root;
   try {
-    read_vocab(root["model"], path, vocabulary);
-    read_added_tokens(root, path, vocabulary);
-    drop_specials_from_vocab(vocabulary);
-    vocabulary.pattern = read_pattern(root, path);
+    root = parse_untrusted_json(text, "tokenizer.json " + where);
   } catch (const json::exception& e) {
-    fail("tokenizer.json {}: unexpected structure ({})", path, e.what());
+    fail("tokenizer.json {}: malformed JSON ({})", where, e.what());
+  }
+  require(root.is_object() && root.contains("model"), "tokenizer.json {}: has no \"model\"", where);
+  BpeVocabulary vocabulary;
+  vocabulary.source = where;
+  try {
+    const json& model = root["model"];
+    read_vocab(model, where, vocabulary);
+    check_merges(model, where);
+    read_added_tokens(root, where, vocabulary);
+    drop_specials_from_vocab(where, vocabulary);
+    vocabulary.pattern = read_pattern(root, where);
+  } catch (const json::exception& e) {
+    fail("tokenizer.json {}: unexpected structure ({})", where, e.what());
   }
   return vocabulary;
+}
+
+BpeVocabulary read_hf_tokenizer_json(const std::string& path) {
+  return parse_hf_tokenizer_json(read_file(path), path);
 }
 
 }  // namespace switchyard::tokenizer

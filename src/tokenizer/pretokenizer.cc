@@ -135,7 +135,10 @@ Pretokenizer::Pretokenizer(std::string_view pattern, bool use_jit) : impl_(std::
   int error_code = 0;
   PCRE2_SIZE error_offset = 0;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                              PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+                              // \C matches one byte of a character: a chunk could then end inside
+                              // one, where the next match must not start.
+                              PCRE2_UTF | PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C, &error_code,
+                              &error_offset, nullptr);
   if (impl_->code == nullptr) {
     fail("pre-tokenizer: PCRE2 cannot compile the pattern at offset {}: {}", error_offset,
          pcre2_message(error_code));
@@ -172,14 +175,16 @@ void Pretokenizer::split(std::string_view text, std::vector<Chunk>& chunks) cons
                                               impl.match_data, impl.match_context)
                             : pcre2_match(impl.code, data, subject.size(), offset, PCRE2_NO_UTF_CHECK,
                                           impl.match_data, impl.match_context);
-    if (rc == PCRE2_ERROR_NOMATCH) break;
+    // A pattern that skips text would drop it from the encoding (patterns can come from files).
+    require(rc != PCRE2_ERROR_NOMATCH, "pre-tokenizer: the pattern matches nothing from byte {} of {}",
+            offset, subject.size());
     if (rc < 0) {
       fail("pre-tokenizer: PCRE2 failed matching at byte {} of {}: {}", offset, subject.size(),
            pcre2_message(rc));
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(impl.match_data);
     const size_t begin = ovector[0], end = ovector[1];
-    // Every alternative of the pattern consumes at least one character.
+    require(begin == offset, "pre-tokenizer: the pattern skips bytes {} to {}", offset, begin);
     require(end > begin, "pre-tokenizer: empty match at byte {}", begin);
     if (transcoded) {
       chunks.push_back({impl.origin[begin], impl.origin[end]});

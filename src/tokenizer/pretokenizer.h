@@ -45,9 +45,10 @@ struct Chunk {
 
 class Pretokenizer {
  public:
-  // Compiles `pattern`, which must match at least one character at every position of any text;
-  // throws Error if PCRE2 cannot compile it. The JIT is used when PCRE2 has one, unless use_jit is
-  // false (the interpreter gives the same chunks, more slowly; tests compare the two).
+  // Compiles `pattern`, which must match at least one character at every position of any text
+  // (split() throws Error where it does not); throws Error if PCRE2 cannot compile it or it uses
+  // \C (one byte of a character). The JIT is used when PCRE2 has one, unless use_jit is false (the
+  // interpreter gives the same chunks, more slowly; tests compare the two).
   explicit Pretokenizer(std::string_view pattern, bool use_jit = true);
   ~Pretokenizer();
   Pretokenizer(const Pretokenizer&) = delete;

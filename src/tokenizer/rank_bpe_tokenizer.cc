@@ -26,6 +26,8 @@ void RankBpeTokenizer::build_token_table(const BpeVocabulary& vocabulary) {
   int32_t largest = -1;
   for (const auto& [bytes, rank] : ranks_) largest = std::max(largest, rank);
   for (const SpecialToken& special : vocabulary.specials) largest = std::max(largest, special.id);
+  require(largest <= kMaxTokenId, "{}: token id {} is above the largest supported, {}", vocabulary.source,
+          largest, kMaxTokenId);
   token_bytes_.assign(static_cast<size_t>(largest) + 1, std::string());
   for (const auto& [bytes, rank] : ranks_) token_bytes_[static_cast<size_t>(rank)] = bytes;
   std::vector<bool> special_id(token_bytes_.size(), false);

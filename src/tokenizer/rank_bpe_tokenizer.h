@@ -29,9 +29,9 @@ namespace switchyard::tokenizer {
 
 class RankBpeTokenizer final : public Tokenizer {
  public:
-  // Throws Error naming vocabulary.source if a single byte has no token, a special token's id is
-  // that of a different ordinary token, two special tokens share an id, or the pattern does not
-  // compile.
+  // Throws Error naming vocabulary.source if a single byte has no token, an id is above
+  // kMaxTokenId, a special token's id is that of a different ordinary token, or two special tokens
+  // share an id; throws Error if the pattern does not compile.
   RankBpeTokenizer(std::string name, BpeVocabulary vocabulary);
 
   std::string name() const override { return name_; }

@@ -72,7 +72,7 @@ RankMap read_tiktoken_ranks(const std::string& path) {
     int32_t rank = -1;
     const auto [end, error] = std::from_chars(rank_text.data(), rank_text.data() + rank_text.size(), rank);
     if (space == std::string_view::npos || !decode_base64(line.substr(0, space), bytes) ||
-        error != std::errc() || end != rank_text.data() + rank_text.size() || rank < 0) {
+        error != std::errc() || end != rank_text.data() + rank_text.size() || rank < 0 || rank > kMaxTokenId) {
       fail("tiktoken ranks file {}:{}: expected \"<base64 token> <rank>\", got \"{}\"", path,
            line_number, line.substr(0, 80));
     }
