@@ -129,7 +129,7 @@ TEST_F(CliUsage, MissingFlagsAndBadValuesAreUsageErrors) {
 TEST_F(CliUsage, FailuresWhileRunningExitOne) {
   expect_error("eval --model tiny --data " + path("missing.bin"), kRuntime, "missing.bin", false);
   expect_error("generate --model gpt9", kRuntime,
-               "unknown model preset 'gpt9' (known: gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m, tiny), and no "
+               "unknown model preset 'gpt9' (known: gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m, tiny, gpt-oss-20b, gpt-oss-120b, gpt-oss-tiny), and no "
                "checkpoint directory of that name");
   expect_error("generate --model tiny --prompt hi --top-p 1.5", kRuntime, "top-p", false);
   expect_error("generate --model " + path("no_such_dir"), kRuntime, "no_such_dir", false);
