@@ -50,7 +50,17 @@ template <typename Fn>
 void for_each_expert(const int32_t* offsets, int E, int C, int OC, Fn&& fn) {
   const bool small = static_cast<size_t>(OC) * C <= kSmallExpertWeights;
   const size_t work = static_cast<size_t>(offsets[E]) * OC * C;
-  SWITCHYARD_OMP_FOR(schedule(dynamic, 1) if (small && work > kParallelThreshold))
+  if (small && work > kParallelThreshold) {
+    SWITCHYARD_OMP_FOR(schedule(dynamic, 1))
+    for (int e = 0; e < E; ++e) {
+      const int rows = offsets[e + 1] - offsets[e];
+      if (rows > 0) fn(e, offsets[e], rows);
+    }
+    return;
+  }
+  // Not inside a parallel region, not even an inactive one (`if (false)`): the products' own
+  // parallel loops would then be nested teams, which libgomp starts afresh (new threads) each time
+  // instead of waking its pool, costing about a millisecond per product on a VM.
   for (int e = 0; e < E; ++e) {
     const int rows = offsets[e + 1] - offsets[e];
     if (rows > 0) fn(e, offsets[e], rows);
