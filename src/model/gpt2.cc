@@ -75,33 +75,14 @@ Gpt2::Gpt2(backend::Backend& backend, const ModelConfig& config, const WeightSou
   head_ = {.weight = embedding_.tokens};  // tied
 }
 
-bool Gpt2::Plan::covers(const Plan& need) const {
-  return rows >= need.rows && logits >= need.logits && per_layer == need.per_layer &&
-         record >= need.record && attention_scratch >= need.attention_scratch;
-}
-
-void Gpt2::prepare(const Plan& need) {
-  if (!activations_.get() || !plan_.covers(need)) {
-    plan_ = need;
-    acts_.clear();
-    activations_ = DeviceBuffer();
-    scratch_ = DeviceBuffer();
-    Arena count_activations(nullptr), count_scratch(nullptr);
-    cut_views(need, count_activations, count_scratch);
-    activations_ = DeviceBuffer(backend(), (count_activations.used() + 3) / 4);
-    if (count_scratch.used() > 0) scratch_ = DeviceBuffer(backend(), (count_scratch.used() + 3) / 4);
-  }
-  Arena activations(activations_.get()), scratch(scratch_.get());
-  cut_views(need, activations, scratch);
-}
-
-void Gpt2::cut_views(const Plan& need, Arena& arena, Arena& scratch) {
+void Gpt2::cut_views(const ActivationPlan& need, Arena& arena, Arena& scratch) {
   const int64_t C = config_.channels, V = config_.vocab_size, N = need.rows, R = need.logits;
-  const int64_t cap = plan_.rows, cap_logits = plan_.logits;
+  const ActivationPlan& planned = store_.plan();
+  const int64_t cap = planned.rows, cap_logits = planned.logits;
   const DType a = backend().precision().activations, f = DType::kF32;
   const ops::AttentionSpec& spec = layers_.front().attention.spec;
   const int64_t qkv = layers_.front().attention.qkv_width(), width = spec.heads * spec.head_dim;
-  const int sets = plan_.per_layer ? config_.num_layers : 1;
+  const int sets = planned.per_layer ? config_.num_layers : 1;
 
   encoded_ = arena.take(a, cap * C, {N, C});
   acts_.resize(sets);
@@ -110,7 +91,7 @@ void Gpt2::cut_views(const Plan& need, Arena& arena, Arena& scratch) {
     l.ln1_stats = {arena.take(f, cap, {N}), arena.take(f, cap, {N})};
     l.attention.qkv = arena.take(a, cap * qkv, {N, qkv});
     l.attention.heads = arena.take(a, cap * width, {N, width});
-    l.attention.record = plan_.record > 0 ? arena.take(f, plan_.record, {need.record}) : Tensor{};
+    l.attention.record = planned.record > 0 ? arena.take(f, planned.record, {need.record}) : Tensor{};
     l.attn_out = arena.take(a, cap * C, {N, C});
     l.residual2 = arena.take(a, cap * C, {N, C});
     l.ln2 = arena.take(a, cap * C, {N, C});
@@ -126,31 +107,24 @@ void Gpt2::cut_views(const Plan& need, Arena& arena, Arena& scratch) {
   head_acts_.logits = arena.take(a, cap_logits * V, {R, V});
   head_acts_.losses = arena.take(f, cap, {N});
 
-  if (!plan_.per_layer) return;  // only training runs the backward pass
+  if (!planned.per_layer) return;  // only training runs the backward pass
   d_residual_ = scratch.take(a, cap * C, {N, C});
   d_ln_ = scratch.take(a, cap * C, {N, C});
   d_lnf_ = scratch.take(a, cap * C, {N, C});
   attention_scratch_.dqkv = scratch.take(a, cap * qkv, {N, qkv});
   attention_scratch_.dheads = scratch.take(a, cap * width, {N, width});
   attention_scratch_.attention =
-      scratch.take(f, plan_.attention_scratch, {need.attention_scratch});
+      scratch.take(f, planned.attention_scratch, {need.attention_scratch});
   mlp_scratch_.dact = scratch.take(a, cap * 4 * C, {N, 4 * C});
   mlp_scratch_.dpre = scratch.take(a, cap * 4 * C, {N, 4 * C});
 }
 
 void Gpt2::forward_layers(const blocks::BlockContext& c, bool for_training) {
   const BatchOnDevice& batch = c.batch;
-  Plan need{.rows = batch.rows, .logits = batch.logits, .per_layer = for_training};
-  if (batch.windows > 0) {
-    const ops::AttentionSpec& spec = layers_.front().attention.spec;
-    need.record = static_cast<int64_t>(
-        backend().attention_record_floats(spec, batch.windows, batch.window_length));
-    if (for_training) {
-      need.attention_scratch = static_cast<int64_t>(
-          backend().attention_scratch_floats(spec, batch.windows, batch.window_length));
-    }
-  }
-  prepare(need);
+  const ActivationPlan need =
+      ActivationPlan::for_batch(backend(), batch, layers_.front().attention.spec, for_training);
+  store_.prepare(backend(), need,
+                 [this](const ActivationPlan& n, Arena& a, Arena& s) { cut_views(n, a, s); });
 
   blocks::embedding_forward(c, embedding_, encoded_);
   // Each residual add is fused with the LayerNorm that reads its result: the block's ln2, and the

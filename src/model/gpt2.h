@@ -10,6 +10,7 @@
 #include "model/blocks/head.h"
 #include "model/blocks/mlp.h"
 #include "model/blocks/norm.h"
+#include "model/activation_plan.h"
 #include "model/arena.h"
 #include "model/model.h"
 
@@ -42,31 +43,21 @@ class Gpt2 final : public Model {
     blocks::MlpActivations mlp;
     Tensor mlp_out, residual3;
   };
-  // Sizes the activations were planned for; views are cut to each batch's rows.
-  struct Plan {
-    int rows = 0, logits = 0;
-    bool per_layer = false;
-    int64_t record = 0, attention_scratch = 0;
-    bool covers(const Plan& need) const;
-  };
 
   void forward_layers(const blocks::BlockContext& c, bool for_training) override;
   void backward_layers(const blocks::BlockContext& c, float loss_scale) override;
   Tensor logits() const override { return head_acts_.logits; }
   Tensor losses() const override { return head_acts_.losses; }
 
-  // Allocates what a batch of `need` takes (unless the current plan covers it) and cuts the views.
-  void prepare(const Plan& need);
   // Takes every activation (and, for training, scratch) piece from the arenas in a fixed order.
-  void cut_views(const Plan& need, Arena& activations, Arena& scratch);
+  void cut_views(const ActivationPlan& need, Arena& activations, Arena& scratch);
 
   blocks::TokenEmbedding embedding_;
   std::vector<Layer> layers_;
   blocks::LayerNorm final_norm_;
   blocks::LmHead head_;
 
-  Plan plan_;
-  DeviceBuffer activations_, scratch_;
+  ActivationStore store_;
   Tensor encoded_;
   std::vector<LayerActivations> acts_;
   Tensor lnf_;

@@ -135,27 +135,8 @@ void GptOss::build_layers() {
   head_ = {.weight = p("lm_head.weight", {V, C})};
 }
 
-bool GptOss::Plan::covers(const Plan& need) const {
-  return rows >= need.rows && logits >= need.logits && per_layer == need.per_layer &&
-         record >= need.record && attention_scratch >= need.attention_scratch;
-}
-
-void GptOss::prepare(const Plan& need) {
-  if (!activations_.get() || !plan_.covers(need)) {
-    plan_ = need;
-    acts_.clear();
-    activations_ = DeviceBuffer();
-    scratch_ = DeviceBuffer();
-    Arena count_activations(nullptr), count_scratch(nullptr);
-    cut_views(need, count_activations, count_scratch);
-    activations_ = DeviceBuffer(backend(), (count_activations.used() + 3) / 4);
-    if (count_scratch.used() > 0) scratch_ = DeviceBuffer(backend(), (count_scratch.used() + 3) / 4);
-  }
-  Arena activations(activations_.get()), scratch(scratch_.get());
-  cut_views(need, activations, scratch);
-}
-
-void GptOss::cut_layer(LayerActivations& l, int64_t N, int64_t cap, Arena& arena) const {
+void GptOss::cut_layer(LayerActivations& l, const ActivationPlan& need, Arena& arena) const {
+  const int64_t N = need.rows, cap = store_.plan().rows;
   const DType a = backend().precision().activations, f = DType::kF32, i = DType::kI32;
   const int64_t C = config_.channels, E = config_.num_experts, K = config_.experts_per_token;
   const int64_t I = config_.intermediate, A = N * K, capA = cap * K;
@@ -165,7 +146,8 @@ void GptOss::cut_layer(LayerActivations& l, int64_t N, int64_t cap, Arena& arena
   l.rstd1 = arena.take(f, cap, {N});
   l.attention.qkv = arena.take(a, cap * qkv, {N, qkv});
   l.attention.heads = arena.take(a, cap * width, {N, width});
-  l.attention.record = plan_.record > 0 ? arena.take(f, plan_.record, {plan_.record}) : Tensor{};
+  const int64_t record = store_.plan().record;
+  l.attention.record = record > 0 ? arena.take(f, record, {need.record}) : Tensor{};
   l.attn_out = arena.take(a, cap * C, {N, C});
   l.residual2 = arena.take(a, cap * C, {N, C});
   l.norm2 = arena.take(a, cap * C, {N, C});
@@ -186,17 +168,18 @@ void GptOss::cut_layer(LayerActivations& l, int64_t N, int64_t cap, Arena& arena
   l.residual3 = arena.take(a, cap * C, {N, C});
 }
 
-void GptOss::cut_views(const Plan& need, Arena& arena, Arena& scratch) {
+void GptOss::cut_views(const ActivationPlan& need, Arena& arena, Arena& scratch) {
   const int64_t C = config_.channels, V = config_.vocab_size, N = need.rows, R = need.logits;
   const int64_t E = config_.num_experts, K = config_.experts_per_token, I = config_.intermediate;
-  const int64_t cap = plan_.rows, cap_logits = plan_.logits, A = N * K, capA = cap * K;
+  const ActivationPlan& planned = store_.plan();
+  const int64_t cap = planned.rows, cap_logits = planned.logits, A = N * K, capA = cap * K;
   const DType a = backend().precision().activations, f = DType::kF32;
   const blocks::SelfAttention& att = layers_.front().attention;
   const int64_t qkv = att.qkv_width(), width = att.heads_width();
 
   encoded_ = arena.take(a, cap * C, {N, C});
-  acts_.resize(plan_.per_layer ? config_.num_layers : 1);
-  for (LayerActivations& l : acts_) cut_layer(l, N, cap, arena);
+  acts_.resize(store_.plan().per_layer ? config_.num_layers : 1);
+  for (LayerActivations& l : acts_) cut_layer(l, need, arena);
   final_ = arena.take(a, cap * C, {N, C});
   final_rstd_ = arena.take(f, cap, {N});
   head_acts_.gathered = arena.take(a, cap_logits * C, {R, C});
@@ -204,14 +187,14 @@ void GptOss::cut_views(const Plan& need, Arena& arena, Arena& scratch) {
   head_acts_.losses = arena.take(f, cap, {N});
   balance_totals_ = arena.take(DType::kF64, 2 * E, {2, E});
 
-  if (!plan_.per_layer) return;  // only training runs the backward pass
+  if (!store_.plan().per_layer) return;  // only training runs the backward pass
   d_residual_ = scratch.take(a, cap * C, {N, C});
   d_norm_ = scratch.take(a, cap * C, {N, C});
   d_final_ = scratch.take(a, cap * C, {N, C});
   attention_scratch_.dqkv = scratch.take(a, cap * qkv, {N, qkv});
   attention_scratch_.dheads = scratch.take(a, cap * width, {N, width});
   attention_scratch_.attention =
-      scratch.take(f, plan_.attention_scratch, {need.attention_scratch});
+      scratch.take(f, store_.plan().attention_scratch, {need.attention_scratch});
   moe_scratch_.drouter_logits = scratch.take(a, cap * E, {N, E});
   moe_scratch_.dweights = scratch.take(f, capA, {N, K});
   moe_scratch_.dexpert_out = scratch.take(a, capA * C, {A, C});
@@ -234,17 +217,10 @@ void GptOss::run_layer(const blocks::BlockContext& c, int l, const LayerActivati
 
 void GptOss::forward_layers(const blocks::BlockContext& c, bool for_training) {
   const BatchOnDevice& batch = c.batch;
-  Plan need{.rows = batch.rows, .logits = batch.logits, .per_layer = for_training};
-  if (batch.windows > 0) {
-    const ops::AttentionSpec& spec = layers_.front().attention.spec;
-    need.record = static_cast<int64_t>(
-        backend().attention_record_floats(spec, batch.windows, batch.window_length));
-    if (for_training) {
-      need.attention_scratch = static_cast<int64_t>(
-          backend().attention_scratch_floats(spec, batch.windows, batch.window_length));
-    }
-  }
-  prepare(need);
+  const ActivationPlan need =
+      ActivationPlan::for_batch(backend(), batch, layers_.front().attention.spec, for_training);
+  store_.prepare(backend(), need,
+                 [this](const ActivationPlan& n, Arena& a, Arena& s) { cut_views(n, a, s); });
 
   const bool with_targets = !batch.targets.empty();
   if (with_targets) c.zero(balance_totals_);

@@ -15,6 +15,7 @@
 #include "model/blocks/head.h"
 #include "model/blocks/moe.h"
 #include "model/blocks/rms_norm.h"
+#include "model/activation_plan.h"
 #include "model/arena.h"
 #include "model/model.h"
 
@@ -48,12 +49,6 @@ class GptOss final : public Model {
     blocks::MoeActivations moe;
     Tensor moe_out, residual3;
   };
-  struct Plan {
-    int rows = 0, logits = 0;
-    bool per_layer = false;
-    int64_t record = 0, attention_scratch = 0;
-    bool covers(const Plan& need) const;
-  };
 
   void forward_layers(const blocks::BlockContext& c, bool for_training) override;
   void backward_layers(const blocks::BlockContext& c, float loss_scale) override;
@@ -62,9 +57,8 @@ class GptOss final : public Model {
 
   void build_layers();
   void upload_rope_tables();
-  void prepare(const Plan& need);
-  void cut_views(const Plan& need, Arena& activations, Arena& scratch);
-  void cut_layer(LayerActivations& l, int64_t N, int64_t cap, Arena& arena) const;
+  void cut_views(const ActivationPlan& need, Arena& activations, Arena& scratch);
+  void cut_layer(LayerActivations& l, const ActivationPlan& need, Arena& arena) const;
   void run_layer(const blocks::BlockContext& c, int l, const LayerActivations& h, const Tensor& x,
                  bool with_targets);
 
@@ -74,8 +68,7 @@ class GptOss final : public Model {
   blocks::LmHead head_;
   DeviceBuffer rope_buffer_;  // cos | sin tables for every position
 
-  Plan plan_;
-  DeviceBuffer activations_, scratch_;
+  ActivationStore store_;
   Tensor encoded_;
   std::vector<LayerActivations> acts_;
   Tensor final_, final_rstd_;
