@@ -72,6 +72,11 @@ FrozenWeights::FrozenWeights(backend::Backend& backend, const ParameterLayout& l
   }
 }
 
+const TensorInfo* FrozenWeights::stored(const ParameterTensor& t) const {
+  const TensorInfo* info = files_->find(t.name);
+  return info ? info : files_->find(kGpt2Prefix + t.name);
+}
+
 FrozenWeights::Plan FrozenWeights::plan_tensor(const ParameterTensor& t) const {
   if (is_vector(t)) return {DType::kF32, false};
   if (!files_) {
@@ -80,8 +85,7 @@ FrozenWeights::Plan FrozenWeights::plan_tensor(const ParameterTensor& t) const {
   }
   const bool host = backend_.device_memory_is_host_memory();
   if (files_->find(t.name + "_blocks")) return {DType::kMXFP4, host};
-  const TensorInfo* info = files_->find(t.name);
-  if (!info) info = files_->find(kGpt2Prefix + t.name);
+  const TensorInfo* info = stored(t);
   if (!info) fail("{}: missing tensor '{}'", files_->source(), t.name);
   if (t.hf_transposed || (info->dtype != DType::kBF16 && info->dtype != DType::kF32)) {
     return {DType::kF32, false};
@@ -97,7 +101,7 @@ void FrozenWeights::place_group(const std::vector<size_t>& group, const std::vec
   }
   if (group.size() == 1 && plans[group.front()].mapped) {
     const ParameterTensor& t = all[group.front()];
-    const TensorInfo* info = files_->find(t.name);
+    const TensorInfo* info = stored(t);
     if (dtype == DType::kMXFP4) {
       // read_hf_tensor checks the blocks' and scales' shapes and dtypes; its decoded copy is not kept.
       if (!files_->find(t.name + "_scales")) read_hf_tensor(t, *files_);
@@ -112,7 +116,6 @@ void FrozenWeights::place_group(const std::vector<size_t>& group, const std::vec
       tensors_[group.front()] = dense_tensor(files_->raw(t.name + "_blocks").data(),
                                              files_->raw(t.name + "_scales").data(), dtype, t.shape);
     } else {
-      if (!info) info = files_->find(kGpt2Prefix + t.name);
       require(info->shape == t.shape, "{}: tensor '{}' has shape {}, but the model config implies {}",
               files_->source(), info->name, shape_string(info->shape), shape_string(t.shape));
       tensors_[group.front()] = dense_tensor(files_->raw(info->name).data(), nullptr, dtype, t.shape);
@@ -143,8 +146,7 @@ void FrozenWeights::place_group(const std::vector<size_t>& group, const std::vec
 void FrozenWeights::fill_copy(const ParameterTensor& t, const Tensor& dst, uint64_t seed) const {
   const int64_t n = static_cast<int64_t>(t.numel);
   if (files_) {
-    const TensorInfo* info = files_->find(t.name);
-    if (!info) info = files_->find(kGpt2Prefix + t.name);
+    const TensorInfo* info = stored(t);
     if (dst.dtype == DType::kF32) {
       // Decoded, widened and transposed as the layout needs; shapes checked.
       const std::vector<float> values = read_hf_tensor(t, *files_);

@@ -48,6 +48,8 @@ class FrozenWeights {
     bool mapped = false;
   };
   Plan plan_tensor(const ParameterTensor& t) const;
+  // The checkpoint's tensor for t (GPT-2's may carry the "transformer." prefix), or null.
+  const TensorInfo* stored(const ParameterTensor& t) const;
   void place_group(const std::vector<size_t>& group, const std::vector<Plan>& plans);
   void fill_copy(const ParameterTensor& t, const Tensor& dst, uint64_t seed) const;
 
