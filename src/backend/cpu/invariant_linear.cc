@@ -304,15 +304,80 @@ void pack_rows(float* panel, const float* inp, int N, int C, int n0) {
   }
 }
 
+#if defined(__AVX512F__)
+// The 16 x 16 floats r[0..15] transposed in place: r[i] lane j becomes r[j] lane i. Pairs of rows
+// interleave within 128-bit lanes, then quads, then the 128-bit lanes move in two rounds.
+inline void transpose16(__m512 (&r)[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // u[i + m]: rows i .. i + 3 at column m of each 128-bit lane
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int half = 0; half < 16; half += 8) {  // t[half + m], t[half + 4 + m]: lanes 0/2, 1/3
+    for (int m = 0; m < 4; ++m) {
+      t[half + m] = _mm512_shuffle_f32x4(u[half + m], u[half + 4 + m], 0x88);
+      t[half + 4 + m] = _mm512_shuffle_f32x4(u[half + m], u[half + 4 + m], 0xDD);
+    }
+  }
+  for (int m = 0; m < 8; ++m) {
+    const int column = (m % 4) + 4 * (m / 4);  // t[m] holds columns `column` and `column + 8`
+    r[column] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88);
+    r[column + 8] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0xDD);
+  }
+}
+
+// The chains' part of pack_outputs, 16 values of c at a time: the panel's 12 rows of c .. c + 15
+// transposed, so that each chain's value is one store of 12 outputs.
+void pack_output_chains(float* panel, const float* weight, int C, int outputs) {
+  static_assert(kPanelOutputs <= 16);
+  const int per_chain = chains_end(C) / kChains;
+  const __mmask16 store_mask = (1u << kPanelOutputs) - 1;
+  for (int g = 0; g < per_chain; ++g) {
+    __m512 r[16];
+    for (int j = 0; j < 16; ++j) {
+      r[j] = j < outputs ? _mm512_loadu_ps(weight + static_cast<size_t>(j) * C + g * kChains)
+                         : _mm512_setzero_ps();
+    }
+    transpose16(r);
+    for (int l = 0; l < kChains; ++l) {
+      _mm512_mask_storeu_ps(panel + static_cast<size_t>(l * per_chain + g) * kPanelOutputs,
+                            store_mask, r[l]);
+    }
+  }
+}
+#else
+// The chains' part of pack_outputs, chain by chain: position k = l * per_chain + g holds
+// c = g * 16 + l.
+void pack_output_chains(float* panel, const float* weight, int C, int outputs) {
+  const int per_chain = chains_end(C) / kChains;
+  for (int l = 0; l < kChains; ++l) {
+    for (int g = 0; g < per_chain; ++g) {
+      float* p = panel + static_cast<size_t>(l * per_chain + g) * kPanelOutputs;
+      const int c = g * kChains + l;
+      for (int j = 0; j < kPanelOutputs; ++j) {
+        p[j] = j < outputs ? weight[static_cast<size_t>(j) * C + c] : 0.0f;
+      }
+    }
+  }
+}
+#endif
+
 // Outputs [o0, o0 + kPanelOutputs) interleaved and permuted: panel[k * kPanelOutputs + j] =
 // weight[o0 + j][permuted_c(k)], zeros for outputs past OC.
 void pack_outputs(float* panel, const float* weight, int C, int OC, int o0) {
   const int outputs = std::min(kPanelOutputs, OC - o0);
-  for (int k = 0; k < C; ++k) {
-    const int c = permuted_c(k, C);
+  const float* first = weight + static_cast<size_t>(o0) * C;
+  pack_output_chains(panel, first, C, outputs);
+  for (int k = chains_end(C); k < C; ++k) {  // the tail keeps its place
     float* p = panel + static_cast<size_t>(k) * kPanelOutputs;
     for (int j = 0; j < kPanelOutputs; ++j) {
-      p[j] = j < outputs ? weight[static_cast<size_t>(o0 + j) * C + c] : 0.0f;
+      p[j] = j < outputs ? first[static_cast<size_t>(j) * C + k] : 0.0f;
     }
   }
 }
