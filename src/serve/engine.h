@@ -1,0 +1,152 @@
+// The serving engine: continuous batching over the paged KV cache.
+//
+// Requests wait in a queue and join the running batch at the next step; every step is one forward
+// pass (model::Generator::run) over one new token of each decoding sequence plus prompt chunks of
+// sequences still prefilling (at most `prefill_chunk` prompt tokens a step, so running streams keep
+// flowing while long prompts go in). A sequence leaves the batch the step it finishes (a stop
+// token, its token budget, the model's context) or is cancelled, and its blocks go back to the
+// pool at once. When the pool cannot hold the next step, the newest sequences are preempted: their
+// blocks are freed and they wait again at the front of the queue, to recompute their tokens later
+// (sampling continues from the same random state, so the answer does not change). Prompts that
+// share a prefix share its full KV blocks (KvCache::add_sequence_with_prefix).
+//
+// Answers do not depend on batching: the CPU products are batch-invariant and each request samples
+// from its own seeded random stream, so a request returns the same tokens alone or among 31 others.
+//
+// Threading: submit() and cancel() may be called from any thread; step() and run_until_stopped()
+// from one engine thread. Tokens and the end of a request reach its RequestSink on the engine
+// thread, which must not block in them.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/generator.h"
+#include "model/sampler.h"
+
+namespace switchyard::serve {
+
+enum class FinishReason { kStop, kLength, kCancelled };
+std::string_view finish_reason_name(FinishReason reason);  // "stop", "length", "cancelled"
+
+// What a request asks the engine to do, in tokens (text handling is the API layer's).
+struct GenerationRequest {
+  std::vector<int32_t> prompt;          // at least one token, all below the vocabulary size
+  int max_tokens = 16;                  // > 0; capped by the context left after the prompt
+  model::SamplingOptions sampling;      // temperature 0: greedy
+  uint64_t seed = 0;                    // the request's own random stream
+  std::vector<int32_t> stop_tokens;     // end the request (reason stop) when sampled; not emitted
+  int top_logprobs = -1;                // -1: no log-probabilities; 0..20: the chosen token's and
+                                        // this many alternatives'
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;  // natural log of the probability under softmax(logits) (temperature 1)
+};
+
+struct GeneratedToken {
+  int32_t token = 0;
+  std::optional<TokenLogprob> chosen;  // set when the request asked for log-probabilities
+  std::vector<TokenLogprob> top;       // the top_logprobs most likely tokens, most likely first
+};
+
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_prompt_tokens = 0;  // prompt tokens found in the prefix cache
+};
+
+// Receives a request's results on the engine thread.
+class RequestSink {
+ public:
+  virtual ~RequestSink() = default;
+  // One generated token (never a stop token).
+  virtual void on_token(const GeneratedToken& token) = 0;
+  // The request has ended; called exactly once, after its last on_token.
+  virtual void on_finish(FinishReason reason, const Usage& usage) = 0;
+};
+
+struct EngineOptions {
+  int max_sequences = 32;   // sequences in the running batch at most
+  int max_queue = 256;      // waiting requests at most; submit() refuses more
+  int prefill_chunk = 512;  // prompt tokens prefilled per step at most (over all sequences)
+  int kv_blocks = 0;        // blocks per KV pool; 0: room for max_sequences full contexts
+  int block_size = 16;
+};
+
+// Thrown by submit() when max_queue requests are already waiting.
+class QueueFull : public Error {
+ public:
+  QueueFull() : Error("the request queue is full") {}
+};
+
+// A snapshot for /metrics and the tests.
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int64_t finished_stop = 0, finished_length = 0, finished_cancelled = 0;
+  int64_t preemptions = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0;
+  int64_t prefix_cache_hit_tokens = 0;
+  int kv_blocks_used = 0, kv_blocks_free = 0;  // summed over the cache's groups
+  int64_t steps = 0;
+};
+
+using RequestId = int64_t;
+
+class Engine {
+ public:
+  Engine(model::Model& model, const EngineOptions& options);
+  ~Engine();
+
+  // Queues a request. Throws Error naming the problem for an invalid request (empty prompt, token
+  // out of range, prompt leaving no room in the context, max_tokens <= 0, bad sampling options)
+  // and QueueFull when the queue is full.
+  RequestId submit(GenerationRequest request, std::shared_ptr<RequestSink> sink);
+  // Ends a request (waiting or running) at the next step: its blocks are freed and its sink gets
+  // on_finish(kCancelled). Unknown or finished ids are ignored.
+  void cancel(RequestId id);
+
+  // One scheduling step: admit, preempt if needed, one forward pass, sample, retire. Returns false
+  // when there was nothing to do.
+  bool step();
+  // Steps until stop() is called; sleeps while there is no work.
+  void run_until_stopped();
+  // Makes run_until_stopped() return after the current step (from any thread).
+  void stop();
+  // Cancels every waiting and running request (their sinks get kCancelled).
+  void cancel_all();
+
+  EngineStats stats() const;
+  const EngineOptions& options() const { return options_; }
+  model::Model& model() { return generator_.model(); }
+
+ private:
+  struct Active;  // a request's state (engine.cc)
+
+  void admit();
+  bool make_room(int* missing_blocks);
+  void retire(Active& a, FinishReason reason);
+
+  EngineOptions options_;
+  model::Generator generator_;
+  mutable std::mutex mutex_;            // guards the queue, the cancellations and the stats
+  std::condition_variable work_;
+  std::deque<std::unique_ptr<Active>> waiting_;
+  std::vector<std::unique_ptr<Active>> running_;  // engine thread only
+  std::vector<RequestId> cancelled_;
+  RequestId next_id_ = 1;
+  std::atomic<bool> stopping_{false};
+  EngineStats stats_;
+};
+
+}  // namespace switchyard::serve
