@@ -3,6 +3,7 @@
 // back, and frozen (inference-only) weights held in the published dtypes.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -96,6 +97,43 @@ TEST_F(GptOssCheckpoints, SavedCheckpointsLoadBackExactly) {
   const model::SafetensorsSet set = model::SafetensorsSet::open(path("ckpt"));
   EXPECT_EQ(set.find("model.layers.0.mlp.experts.gate_up_proj")->shape,
             (std::vector<int64_t>{5, 96, 128}));
+}
+
+TEST_F(GptOssCheckpoints, LossyCheckpointsKeepTheExactWeightsInTheTrainingState) {
+  auto backend = backend::create_backend("cpu");
+  auto m = model::Model::create(*backend, small_config());
+  m->init_random(7);
+  const std::vector<float> weights = m->parameters_to_host();
+  model::TrainingState state;
+  state.step = 3;
+  const model::SaveFormat lossy{.dtype = DType::kBF16, .mxfp4_experts = true};
+  model::save_training_checkpoint(*m, path("lossy"), nlohmann::json::object(), state, lossy);
+  auto loaded = model::Model::create(*backend, model::read_config(path("lossy")));
+  model::load_weights(*loaded, path("lossy"));
+  EXPECT_NE(loaded->parameters_to_host(), weights);
+  EXPECT_EQ(model::load_training_state(*loaded, path("lossy")).step, 3);
+  EXPECT_EQ(loaded->parameters_to_host(), weights);
+  // An fp32 weights file is exact: the state holds no second copy.
+  model::save_training_checkpoint(*m, path("exact"), nlohmann::json::object(), state);
+  EXPECT_EQ(model::SafetensorsFile::open(path("exact") + "/training_state.safetensors").find("parameters"), nullptr);
+}
+
+TEST_F(GptOssCheckpoints, NonFiniteWeightsAreNamedWhenQuantised) {
+  auto backend = backend::create_backend("cpu");
+  auto m = model::Model::create(*backend, small_config());
+  m->init_random(7);
+  std::vector<float> weights = m->parameters_to_host();
+  // down_proj is [5 experts, 96, 64]: expert 1, row 5, column 7 is row 101 of the stack.
+  const model::ParameterTensor* t = m->layout().find("model.layers.2.mlp.experts.down_proj");
+  weights[t->offset + (96 + 5) * 64 + 7] = INFINITY;
+  m->parameters_from_host(weights);
+  try {
+    model::save_model(*m, path("ckpt"), {}, {.mxfp4_experts = true});
+    FAIL() << "an infinite weight was quantised";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'model.layers.2.mlp.experts.down_proj' holds inf at row 101, column 7"),
+              std::string::npos) << e.what();
+  }
 }
 
 TEST(GptOssFrozen, RandomWeightsTakeThePublishedDtypes) {

@@ -156,12 +156,14 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
   }
   o.seed = flags.source.seed;
   o.run_settings = record_settings(flags);
+  o.save_format = save_format(flags);
 
   OpenedModel opened = open_model(source, /*load_tokenizer=*/true);
   o.model_info = opened.info;
   const model::ModelConfig& c = opened.model->config();
   // Shape mistakes are reported before the (possibly long) tokenisation of the data.
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
+  model::check_save_format(*opened.model, o.save_format);
   prepare_data(flags, *opened.tokenizer);
   const std::string experts =
       c.num_experts > 0 ? fmt::format(", {} experts (top {})", c.num_experts, c.experts_per_token) : "";
@@ -217,6 +219,13 @@ void add_train_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--time-limit", o.time_limit_s, "stop after this many seconds, with a checkpoint (0: none)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--log-every", flags->log_every, "progress line cadence when stderr is not a terminal")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+  cmd->add_option("--save-dtype", flags->save_dtype,
+                  "weights in checkpoints: f32, or bf16 (rounded to nearest even; the training state keeps "
+                  "fp32 weights for --resume)")
+      ->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+  cmd->add_flag("--save-mxfp4", flags->save_mxfp4,
+                "gpt-oss: experts in checkpoints as MXFP4 blocks and scales, as published (with "
+                "--save-dtype bf16: the published layout throughout)");
   cmd->add_flag("--resume", o.resume, "continue the run checkpointed in --out, with its recorded settings");
   cmd->callback([flags, cmd] {
     if (flags->source.model.empty() && !flags->options.resume) {

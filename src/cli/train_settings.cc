@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
 
@@ -90,6 +91,8 @@ std::vector<Setting> settings_of(TrainFlags& f) {
       bind("checkpoint-minutes", may_change, o.checkpoint_minutes),
       bind("time-limit", may_change, o.time_limit_s),
       bind("log-every", may_change, f.log_every),
+      bind("save-dtype", may_change, f.save_dtype),  // the training state keeps exact weights
+      bind("save-mxfp4", may_change, f.save_mxfp4),
   };
 }
 
@@ -176,6 +179,10 @@ void make_paths_absolute(TrainFlags& flags) {
   if (!flags.source.model.empty() && is_checkpoint_dir(flags.source.model)) {
     flags.source.model = absolute(flags.source.model);
   }
+}
+
+model::SaveFormat save_format(const TrainFlags& flags) {
+  return {.dtype = parse_dtype(flags.save_dtype), .mxfp4_experts = flags.save_mxfp4};
 }
 
 nlohmann::json record_settings(TrainFlags& flags) {

@@ -5,8 +5,9 @@
 // On --resume a flag not given takes the recorded value. A flag given may differ from the record
 // only if it leaves the numbers of the steps already taken valid: --steps (any number above the
 // checkpoint's step; the learning-rate schedule is fitted to the new length), the logging,
-// evaluation and checkpoint intervals, the time limit, the device and where the GPT-2 vocabulary
-// lives. Everything else that differs is refused, all of it in one message.
+// evaluation and checkpoint intervals, the time limit, the checkpoints' weight format, the device
+// and where the GPT-2 vocabulary lives. Everything else that differs is refused, all of it in one
+// message.
 #pragma once
 
 #include <set>
@@ -26,8 +27,13 @@ struct TrainFlags {
   std::string val_data;
   double val_fraction = 0.1;
   int log_every = 10;  // progress line cadence when stderr is not a terminal
+  std::string save_dtype = "f32";  // checkpoints' weights: "f32" or "bf16"
+  bool save_mxfp4 = false;         // gpt-oss's experts as MXFP4 in checkpoints
   train::TrainOptions options;
 };
+
+// The checkpoints' weight format that --save-dtype and --save-mxfp4 ask for.
+model::SaveFormat save_format(const TrainFlags& flags);
 
 // Makes the data, validation data, vocabulary and checkpoint-directory model paths absolute, so that
 // the record works from any working directory.

@@ -244,42 +244,4 @@ void decode_mxfp4_block(const uint8_t* codes, uint8_t scale, float* out) {
   }
 }
 
-namespace {
-
-// The E2M1 code nearest to `value` (already divided by the block's scale), ties to the even code,
-// saturating at +-6. E2M1 has one mantissa bit, so "even" means a code whose last bit is 0.
-uint8_t nearest_fp4(float value) {
-  const uint8_t sign = std::signbit(value) ? 0x8 : 0;
-  const float magnitude = std::min(std::fabs(value), 6.0f);
-  uint8_t best = 0;
-  float best_distance = std::numeric_limits<float>::infinity();
-  for (uint8_t code = 0; code < 8; ++code) {
-    const float distance = std::fabs(kFp4E2M1Values[code] - magnitude);
-    if (distance < best_distance || (distance == best_distance && (code & 1) == 0)) {
-      best = code;
-      best_distance = distance;
-    }
-  }
-  return sign | best;
-}
-
-}  // namespace
-
-void encode_mxfp4_block(const float* values, uint8_t* codes, uint8_t* scale) {
-  float largest = 0;
-  for (int i = 0; i < 32; ++i) largest = std::max(largest, std::fabs(values[i]));
-  int exponent = -127;  // an all-zero block takes the smallest scale
-  if (largest > 0) {
-    int e;
-    std::frexp(largest, &e);                        // largest = f * 2^e, f in [0.5, 1)
-    exponent = std::clamp(e - 1 - 2, -127, 127);    // floor(log2(largest)) - emax(E2M1)
-  }
-  *scale = static_cast<uint8_t>(exponent + 127);
-  const float inverse = std::ldexp(1.0f, -exponent);
-  for (int i = 0; i < 16; ++i) {
-    codes[i] = static_cast<uint8_t>(nearest_fp4(values[2 * i] * inverse) |
-                                    (nearest_fp4(values[2 * i + 1] * inverse) << 4));
-  }
-}
-
 }  // namespace switchyard

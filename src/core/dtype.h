@@ -12,8 +12,8 @@
 //   int32           nearest integer (ties to even), saturated; NaN becomes INT32_MIN.
 // MXFP4 (OCP Microscaling, FP4 E2M1 elements) is a block format: each block of 32 consecutive
 // elements of a row is 16 bytes of 4-bit codes (low nibble first) plus one E8M0 scale byte
-// (2^(s - 127)) kept in a separate array. Its values are decoded exactly; encoding is for tests and
-// for quantising trained weights.
+// (2^(s - 127)) kept in a separate array. Its values are decoded exactly; core/mxfp4_quantize.h
+// encodes them.
 #pragma once
 
 #include <cstddef>
@@ -80,9 +80,5 @@ extern const float kFp4E2M1Values[16];
 float e8m0_to_float(uint8_t bits);
 // Decodes one MXFP4 block: 16 bytes of codes (low nibble first) and its scale, into out[32].
 void decode_mxfp4_block(const uint8_t* codes, uint8_t scale, float* out);
-// Encodes 32 values as one MXFP4 block: the scale is the smallest power of two that brings the
-// largest magnitude within FP4's range of 6 (OCP's rule: 2^(floor(log2(max)) - 2)), then each value
-// rounds to the nearest E2M1 code (ties to even), saturating at +-6.
-void encode_mxfp4_block(const float* values, uint8_t* codes, uint8_t* scale);
 
 }  // namespace switchyard

@@ -7,9 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "model/file_set_commit.h"
 #include "core/dtype.h"
+#include "core/error.h"
+#include "core/mxfp4_quantize.h"
+#include "model/file_set_commit.h"
 #include "model/safetensors.h"
 
 namespace switchyard::model {
@@ -22,6 +23,9 @@ constexpr const char* kConfigFile = "config.json";
 constexpr const char* kWeightsFile = "model.safetensors";
 constexpr const char* kStateFile = "training_state.safetensors";
 constexpr const char* kPrefix = "transformer.";
+constexpr const char* kBlocksSuffix = "_blocks";
+constexpr const char* kScalesSuffix = "_scales";
+constexpr const char* kParametersTensor = "parameters";  // fp32 weights beside lossy ones
 
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path);
@@ -77,20 +81,53 @@ void write_text_file(const std::string& path, const std::string& text) {
   if (!out) fail("cannot write {}", path);
 }
 
-// config.json and model.safetensors, staged in `commit`.
-void stage_model(const Model& model, FileSetCommit& commit, const nlohmann::json& info) {
+// What the published MXFP4 checkpoints of gpt-oss say in config.json: the modules left in bf16.
+nlohmann::json published_quantization_config() {
+  return {{"modules_to_not_convert",
+           {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"}},
+          {"quant_method", "mxfp4"}};
+}
+
+// Tensor t (`data`, in the layout's orientation) as NAME_blocks [..., rows, cols / 32, 16] and
+// NAME_scales [..., rows, cols / 32]: the inverse of read_mxfp4 below.
+void add_mxfp4(SafetensorsWriter& writer, const std::string& name, const ParameterTensor& t, const float* data) {
+  const Mxfp4Tensor q = quantize_mxfp4(name, std::span<const float>(data, t.numel), t.shape.back());
+  std::vector<int64_t> scales_shape = t.shape;
+  scales_shape.back() /= 32;
+  std::vector<int64_t> blocks_shape = scales_shape;
+  blocks_shape.push_back(16);
+  writer.add(name + kBlocksSuffix, DType::kU8, blocks_shape, q.blocks.data());
+  writer.add(name + kScalesSuffix, DType::kU8, scales_shape, q.scales.data());
+}
+
+void add_bf16(SafetensorsWriter& writer, const std::string& name, const std::vector<int64_t>& shape,
+              const float* data, size_t numel) {
+  std::vector<uint16_t> bits(numel);
+  for (size_t i = 0; i < numel; ++i) bits[i] = float_to_bf16(data[i]);
+  writer.add(name, DType::kBF16, shape, bits.data());
+}
+
+// config.json and model.safetensors (the parameters `values` in `format`), staged in `commit`.
+void stage_model(const Model& model, const std::vector<float>& values, FileSetCommit& commit,
+                 const nlohmann::json& info, const SaveFormat& format) {
+  check_save_format(model, format);
   nlohmann::json config = config_to_json(model.config());
+  config["torch_dtype"] = format.dtype == DType::kBF16 ? "bfloat16" : "float32";
+  if (format.mxfp4_experts) config["quantization_config"] = published_quantization_config();
   if (!info.empty()) config["switchyard"] = info;
   write_text_file(commit.stage(kConfigFile), config.dump(2) + "\n");
 
   const ParameterLayout& layout = model.layout();
-  std::vector<float> values = model.parameters_to_host();
   SafetensorsWriter writer;
   writer.set_metadata("format", "pt");
   const std::string prefix = name_prefix(model.config());
   std::vector<float> transposed;
   for (const ParameterTensor& t : layout.tensors()) {
     const float* data = values.data() + t.offset;
+    if (format.mxfp4_experts && t.published_mxfp4) {
+      add_mxfp4(writer, prefix + t.name, t, data);
+      continue;
+    }
     std::vector<int64_t> shape = t.shape;
     if (t.hf_transposed) {
       transposed.resize(t.numel);
@@ -99,7 +136,11 @@ void stage_model(const Model& model, FileSetCommit& commit, const nlohmann::json
       data = transposed.data();
       std::swap(shape[shape.size() - 2], shape[shape.size() - 1]);
     }
-    writer.add_f32(prefix + t.name, shape, data);
+    if (format.dtype == DType::kBF16) {
+      add_bf16(writer, prefix + t.name, shape, data, t.numel);
+    } else {
+      writer.add_f32(prefix + t.name, shape, data);
+    }
   }
   writer.write_in_place(commit.stage(kWeightsFile));
 }
@@ -136,9 +177,6 @@ std::map<std::string, std::string> read_switchyard_info(const std::string& direc
 }
 
 namespace {
-
-constexpr const char* kBlocksSuffix = "_blocks";
-constexpr const char* kScalesSuffix = "_scales";
 
 // A tensor stored as MXFP4 (gpt-oss's experts): `name`_blocks uint8 [..., rows, cols / 32, 16]
 // and `name`_scales uint8 [..., rows, cols / 32], decoded to [..., rows, cols] (the layout's own
@@ -253,19 +291,41 @@ void load_weights(Model& model, const std::string& directory) {
   model.parameters_from_host(read_hf_tensors(layout, file, ""));
 }
 
+void check_save_format(const Model& model, const SaveFormat& format) {
+  require(format.dtype == DType::kF32 || format.dtype == DType::kBF16,
+          "checkpoints hold fp32 or bf16 weights, not {}", dtype_name(format.dtype));
+  if (!format.mxfp4_experts) return;
+  bool any = false;
+  for (const ParameterTensor& t : model.layout().tensors()) {
+    if (!t.published_mxfp4) continue;
+    any = true;
+    require(t.shape.back() % 32 == 0,
+            "--save-mxfp4: tensor '{}' has rows of {} values, which do not split into MXFP4 blocks of 32 "
+            "(the hidden and intermediate sizes must be multiples of 32)",
+            t.name, t.shape.back());
+  }
+  require(any, "--save-mxfp4 quantises gpt-oss's expert weights; a {} model has none", model.config().family);
+}
+
 void save_model(const Model& model, const std::string& directory,
-                const std::map<std::string, std::string>& info) {
+                const std::map<std::string, std::string>& info, const SaveFormat& format) {
   FileSetCommit commit(directory);
-  stage_model(model, commit, info.empty() ? nlohmann::json::object() : nlohmann::json(info));
+  stage_model(model, model.parameters_to_host(), commit,
+              info.empty() ? nlohmann::json::object() : nlohmann::json(info), format);
   commit.commit();
 }
 
 void save_training_checkpoint(const Model& model, const std::string& directory, const nlohmann::json& info,
-                              const TrainingState& state) {
+                              const TrainingState& state, const SaveFormat& format) {
   FileSetCommit commit(directory);
-  stage_model(model, commit, info);
   SafetensorsWriter writer;
   const int64_t n = static_cast<int64_t>(model.layout().total());
+  {  // the host copy of the weights goes before the moments come
+    const std::vector<float> parameters = model.parameters_to_host();
+    stage_model(model, parameters, commit, info, format);
+    // The weights file lost precision: a resumed run continues from the exact weights.
+    if (format.lossy()) writer.add_f32(kParametersTensor, {n}, parameters.data());
+  }
   std::vector<float> m = model.adam_m_to_host(), v = model.adam_v_to_host();
   writer.add_f32("adam_m", {n}, m.data());
   writer.add_f32("adam_v", {n}, v.data());
@@ -288,6 +348,13 @@ TrainingState load_training_state(Model& model, const std::string& directory) {
     }
   }
   model.adam_state_from_host(file.read_f32("adam_m"), file.read_f32("adam_v"));
+  if (const TensorInfo* parameters = file.find(kParametersTensor)) {
+    if (parameters->dtype != DType::kF32 || parameters->numel() != static_cast<int64_t>(n)) {
+      fail("{}: tensor '{}' is {} with {} values, the model has {} fp32 parameters", path, kParametersTensor,
+           dtype_name(parameters->dtype), parameters->numel(), n);
+    }
+    model.parameters_from_host(file.read_f32(kParametersTensor));
+  }
   TrainingState state;
   state.values = file.metadata();
   auto it = state.values.find("step");

@@ -69,6 +69,9 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config) {
                              "mlp.experts.gate_up_proj_bias", "mlp.experts.down_proj_bias"}) {
       layout.set_read(layer_name(l, name), ReadPerToken::kChosenExperts);
     }
+    // Published as MXFP4: [E, out, in], each output's row of inputs in blocks of 32.
+    layout.mark_published_mxfp4(layer_name(l, "mlp.experts.gate_up_proj"));
+    layout.mark_published_mxfp4(layer_name(l, "mlp.experts.down_proj"));
   }
   return layout;
 }

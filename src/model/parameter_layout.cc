@@ -34,15 +34,16 @@ size_t ParameterLayout::append(const std::string& name, std::vector<int64_t> sha
   return offset;
 }
 
-void ParameterLayout::set_read(const std::string& name, ReadPerToken read) {
+ParameterTensor& ParameterLayout::at(const std::string& name) {
   for (ParameterTensor& t : tensors_) {
-    if (t.name == name) {
-      t.read = read;
-      return;
-    }
+    if (t.name == name) return t;
   }
   fail("parameter layout: no tensor '{}'", name);
 }
+
+void ParameterLayout::set_read(const std::string& name, ReadPerToken read) { at(name).read = read; }
+
+void ParameterLayout::mark_published_mxfp4(const std::string& name) { at(name).published_mxfp4 = true; }
 
 const ParameterTensor* ParameterLayout::find(const std::string& name) const {
   for (const ParameterTensor& t : tensors_) {

@@ -35,6 +35,8 @@ struct ParameterTensor {
   Init init = Init::kZero;
   float init_std = 0.0f;       // for Init::kNormal
   ReadPerToken read = ReadPerToken::kAll;
+  bool published_mxfp4 = false;  // published checkpoints hold it as MXFP4 (gpt-oss's expert
+                                 // matrices): blocks of 32 along the last dimension of this layout
 };
 
 class ParameterLayout {
@@ -49,6 +51,8 @@ class ParameterLayout {
 
   // Marks how much of tensor `name` a decoded token reads (default: all).
   void set_read(const std::string& name, ReadPerToken read);
+  // Marks tensor `name` as one that published checkpoints hold as MXFP4.
+  void mark_published_mxfp4(const std::string& name);
 
   const std::vector<ParameterTensor>& tensors() const { return tensors_; }
   // Null when no tensor has that name.
@@ -60,6 +64,8 @@ class ParameterLayout {
  private:
   size_t append(const std::string& name, std::vector<int64_t> shape, bool hf_transposed, bool decay,
                 Init init, float init_std, bool aligned);
+  // Throws Error when no tensor has that name.
+  ParameterTensor& at(const std::string& name);
 
   std::vector<ParameterTensor> tensors_;
   size_t total_ = 0;

@@ -56,10 +56,11 @@ void save_checkpoint(const model::Model& model, const TrainOptions& o, int steps
   state.values["loader_shard"] = std::to_string(position.shard);
   state.values["loader_offset"] = std::to_string(position.offset);
   state.values["loader_epoch"] = std::to_string(position.epoch);
-  model::save_training_checkpoint(model, o.out_dir, info, state);
+  model::save_training_checkpoint(model, o.out_dir, info, state, o.save_format);
 }
 
-// Loads the checkpoint in o.out_dir into `model` and `loader`; returns its step.
+// Loads the checkpoint in o.out_dir into `model` (the fp32 weights from the training state where a
+// lossy weights file has them there) and `loader`; returns its step.
 int load_checkpoint(model::Model& model, const TrainOptions& o, data::BatchLoader& loader) {
   model::load_weights(model, o.out_dir);
   model::TrainingState state = model::load_training_state(model, o.out_dir);
@@ -95,6 +96,7 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
   require(o.lr > 0 && std::isfinite(o.lr), "learning rate must be positive, got {}", o.lr);
   require(!o.train_shards.empty(), "no training data given");
   require(!o.out_dir.empty(), "no output directory given");
+  model::check_save_format(model, o.save_format);  // before the run, not at its first checkpoint
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) fail("cannot create output directory {}: {}", o.out_dir, ec.message());

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/checkpoint.h"
 #include "model/model.h"
 #include "train/train_events.h"
 
@@ -42,6 +43,9 @@ struct TrainOptions {
   double checkpoint_minutes = 10;   // wall-clock minutes between checkpoints; 0: none by time
   double time_limit_s = 0;   // stop (and checkpoint) after this much wall time; 0: no limit
   bool resume = false;       // continue from the checkpoint in out_dir
+  // How checkpoints hold the weights; a lossy format keeps the fp32 ones in the training state,
+  // so resuming is exact whatever the format.
+  model::SaveFormat save_format;
   std::map<std::string, std::string> model_info;  // written into config.json (tokenizer, ...)
   // Written into config.json's "switchyard" section as "run" (with "step", the checkpoint's step):
   // whatever the caller needs to resume the run without being told its settings again.
