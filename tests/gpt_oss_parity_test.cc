@@ -5,6 +5,7 @@
 // sequences of different lengths in one batch against each run alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -26,6 +27,13 @@ const std::string kPublished = kData + "/gpt_oss_reference";
 const std::string kReference = kData + "/gpt_oss_reference.safetensors";
 constexpr int kB = 2, kT = 21;
 constexpr double kTolerance = 1e-5;
+
+// The tolerance for a float32 result whose exact value PyTorch's own float32 misses by `float32`
+// (relative; stored in the reference): 1e-5, or twice PyTorch's error where that is more than
+// half of 1e-5. Gradients that are sums of nearly cancelling terms, and AdamW losses after steps
+// that move near-zero-gradient weights by +-lr on a rounding error's sign, are that sensitive to
+// summation order, which differs between vector widths (AVX2 or AVX-512) and libraries.
+double float32_tolerance(double float32) { return std::max(kTolerance, 2 * float32); }
 
 std::vector<int32_t> read_i32(const model::SafetensorsFile& file, const std::string& name) {
   const std::span<const uint8_t> raw = file.raw(name);
@@ -101,7 +109,9 @@ TEST_F(GptOssParity, EveryGradientMatchesTheReference) {
   int checked = 0;
   for (const model::ParameterTensor& t : m->layout().tensors()) {
     const std::vector<float> want = reference_->read_f32("grad." + t.name);
-    EXPECT_LT(relative_error(hf_gradient(grads, t), want), kTolerance) << t.name;
+    const double tolerance =
+        float32_tolerance(reference_->read_f32("float32_error.grad." + t.name).at(0));
+    EXPECT_LT(relative_error(hf_gradient(grads, t), want), tolerance) << t.name;
     ++checked;
   }
   EXPECT_EQ(checked, 3 * 17 + 3);  // 17 tensors per layer; embeddings, final norm, head
@@ -110,13 +120,15 @@ TEST_F(GptOssParity, EveryGradientMatchesTheReference) {
 TEST_F(GptOssParity, TenAdamWStepsFollowTheReferenceLosses) {
   auto m = load(kFp32);
   const std::vector<float> want = reference_->read_f32("adamw_losses");
+  const std::vector<float> float32 = reference_->read_f32("float32_error.adamw_losses");
   const model::AdamWConfig adamw{.beta1 = 0.9f, .beta2 = 0.95f, .epsilon = 1e-8f,
                                  .weight_decay = 0.1f};
   for (size_t step = 0; step < want.size(); ++step) {
     m->zero_grad();
     const float lm = m->forward(inputs_.data(), targets_.data(), kB, kT);
     const float total = lm + m->config().router_aux_loss_coef * m->auxiliary_loss();
-    EXPECT_NEAR(total, want[step], kTolerance * want[step]) << "step " << step;
+    EXPECT_NEAR(total, want[step], float32_tolerance(float32.at(step)) * want[step])
+        << "step " << step;
     m->backward();
     m->adamw_step(adamw, 1e-3f, static_cast<int>(step) + 1);
   }

@@ -23,6 +23,8 @@ Writes, under --data-dir:
                                      and lm + router_aux_loss_coef * aux
       grad.<name>                    gradient of loss.total for every parameter (Hugging Face names)
       adamw_losses                   [10] loss.total before each of 10 AdamW steps on the same batch
+      float32_error.grad.<name> [1], float32_error.adamw_losses [10]: how far PyTorch's float32
+                                     lands from these (relative), the yardstick for float32 error
       rope.inv_freq                  [head_dim/2] YaRN inverse frequencies; rope.attention_factor [1]
       mxfp4.logits                   [B, T, V] of the checkpoint in gpt_oss_reference/ (bf16 and
                                      MXFP4 weights decoded to fp32, computed in fp32)
@@ -310,6 +312,42 @@ def router_margin(model, idx):
 
 # ---------------------------------------------------------------- one attempt
 
+def adamw_run(model, inputs, targets, router_margins):
+    """The total loss before each of ADAMW_STEPS AdamW steps on a copy of `model` (in its dtype),
+    appending each step's routing margin to `router_margins`."""
+    trained = copy.deepcopy(model)
+    opt = torch.optim.AdamW(go.adamw_param_groups(trained, WEIGHT_DECAY), lr=LR,
+                            betas=(BETA1, BETA2), eps=EPS, foreach=False)
+    losses_seen = []
+    for _ in range(ADAMW_STEPS):
+        router_margins.append(router_margin(trained, inputs))
+        opt.zero_grad(set_to_none=True)
+        _, losses, _ = trained(inputs, targets)
+        losses["total"].backward()
+        losses_seen.append(losses["total"].item())
+        opt.step()
+    return losses_seen
+
+
+def float32_errors(model, inputs, targets, adamw_losses):
+    """How far PyTorch's own float32 lands from the exact (float64) results: each gradient's
+    relative error (L2 norms, as the tests measure) and each AdamW loss's. Some gradients here are
+    sums whose terms nearly cancel (biases whose effect a softmax or a norm almost removes), and
+    AdamW moves a weight whose gradient is near zero by about +-lr on the gradient's sign, so a
+    correct float32 computation can land 1e-5 away; the parity tests allow twice this much where
+    it exceeds half their tolerance. `model` must hold its float64 gradients already."""
+    m32 = copy.deepcopy(model).float()
+    m32.zero_grad(set_to_none=True)
+    m32(inputs, targets)[1]["total"].backward()
+    grad_errors = {}
+    for (n, p64), (_, p32) in zip(model.named_parameters(), m32.named_parameters()):
+        grad_errors[n] = ((p32.grad.double() - p64.grad).norm() / p64.grad.norm()).item()
+    m32.zero_grad(set_to_none=True)
+    losses32 = adamw_run(m32, inputs, targets, [])
+    loss_errors = [abs(a - b) / abs(b) for a, b in zip(losses32, adamw_losses)]
+    return grad_errors, loss_errors
+
+
 def build(seed):
     """Everything for one seed. Returns a dict of results, or None when a decision is a near tie."""
     cfg = CONFIG
@@ -342,17 +380,7 @@ def build(seed):
         margins["router"].append(router_margin(m, torch.tensor([prompt + ids[:-1]])))
 
     # Ten AdamW steps (on a copy; the model itself stays at its initial weights).
-    trained = copy.deepcopy(model)
-    opt = torch.optim.AdamW(go.adamw_param_groups(trained, WEIGHT_DECAY), lr=LR,
-                            betas=(BETA1, BETA2), eps=EPS, foreach=False)
-    adamw_losses = []
-    for _ in range(ADAMW_STEPS):
-        margins["router"].append(router_margin(trained, inputs))
-        opt.zero_grad(set_to_none=True)
-        _, losses, _ = trained(inputs, targets)
-        losses["total"].backward()
-        adamw_losses.append(losses["total"].item())
-        opt.step()
+    adamw_losses = adamw_run(model, inputs, targets, margins["router"])
 
     if min(margins["router"]) < MIN_MARGIN or min(margins["greedy"]) < MIN_MARGIN:
         return None
@@ -368,6 +396,7 @@ def build(seed):
     with torch.no_grad():
         qlogits, _, _ = qmodel(inputs)
         varlen_logits = [model(seq)[0][0] for seq in varlen]
+    grad_errors, loss_errors = float32_errors(model, inputs, targets, adamw_losses)
     if adamw_losses[0] != losses["total"].item():
         raise RuntimeError(f"adamw_losses[0] {adamw_losses[0]} != loss {losses['total'].item()}")
     if not adamw_losses[-1] < adamw_losses[0]:
@@ -375,6 +404,7 @@ def build(seed):
     return dict(model=model, qtensors=qtensors, inputs=inputs, targets=targets, varlen=varlen,
                 prompt=prompt, greedy=greedy, logits=logits, losses=losses, grads=grads,
                 qlogits=qlogits, varlen_logits=varlen_logits, adamw_losses=adamw_losses,
+                grad_float32_errors=grad_errors, adamw_float32_errors=loss_errors,
                 margins=margins, dequantized=dequantized_state(qtensors))
 
 
@@ -419,6 +449,9 @@ def main():
     for n, g in r["grads"].items():
         tensors["grad." + n] = g
     tensors["adamw_losses"] = np.array(r["adamw_losses"], dtype=np.float32)
+    for n, e in r["grad_float32_errors"].items():
+        tensors["float32_error.grad." + n] = np.array([e], dtype=np.float32)
+    tensors["float32_error.adamw_losses"] = np.array(r["adamw_float32_errors"], dtype=np.float32)
     tensors["rope.inv_freq"] = inv_freq.numpy().astype(np.float32)
     tensors["rope.attention_factor"] = np.array([attention_factor], dtype=np.float32)
     tensors["mxfp4.logits"] = f32(r["qlogits"])
