@@ -162,6 +162,18 @@ TEST(LoadGenerator, StreamCutShortIsAFailure) {
   }
 }
 
+TEST(LoadGenerator, ErrorEventIsAFailure) {
+  StreamScript script;
+  script.error_after_tokens = 1;
+  ScriptedOpenAiServer server(script);
+  const LoadRun run = run_load(settings_for(server.url(), 2, 4), nullptr);
+  for (const RequestResult& r : run.results) {
+    EXPECT_FALSE(r.success);
+    EXPECT_NE(r.error.find("the server sent an error event"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("the engine stopped"), std::string::npos) << r.error;
+  }
+}
+
 // A port on this machine with nothing listening (bound, then closed).
 int closed_port() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);

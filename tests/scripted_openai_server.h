@@ -30,6 +30,7 @@ struct StreamScript {
   bool crlf = false;                // CR LF line ends instead of LF
   bool comments = false;            // a ": keep-alive" comment before each event
   int abort_after_tokens = -1;      // close the connection after this many chunks (no [DONE])
+  int error_after_tokens = -1;      // send vLLM's error event after this many chunks, then [DONE]
 };
 
 class ScriptedOpenAiServer {
@@ -156,6 +157,13 @@ class ScriptedOpenAiServer {
           for (int i = 0; i < max_tokens; ++i) {
             if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(script_.token_gap_ms));
             if (i == script_.abort_after_tokens) return false;
+            if (i == script_.error_after_tokens) {
+              const nlohmann::json error = {{"object", "error"}, {"message", "the engine stopped"}, {"code", 500}};
+              const std::string end = script_.crlf ? "\r\n" : "\n";
+              if (!write(event(error)) || !write("data: [DONE]" + end + end)) return false;
+              sink.done();
+              return true;
+            }
             const std::string word = "w" + std::to_string(i) + " ";
             const nlohmann::json finish = i + 1 == max_tokens ? nlohmann::json("length") : nlohmann::json();
             nlohmann::json choice = {{"index", 0}, {"finish_reason", finish}};

@@ -42,6 +42,8 @@ struct BenchServeFlags {
 };
 
 constexpr double kMaxConnectTimeoutS = 10;
+// GET /v1/models needs no model to run: a server that does not answer it this soon is not serving.
+constexpr double kMaxPreflightTimeoutS = 30;
 
 // "inf" or a positive number of requests per second.
 double parse_rate(const std::string& text) {
@@ -73,7 +75,8 @@ std::string url_error(const std::string& text) {
 // The model to ask for: the one named, else the first the server lists. Either way the server must
 // answer before the benchmark starts, so that an unreachable one fails at once, not once per request.
 std::string choose_model(const BenchServeFlags& f, const client::ServerUrl& url,
-                         const client::ConnectionSettings& settings) {
+                         client::ConnectionSettings settings) {
+  settings.read_timeout_s = std::min(settings.read_timeout_s, kMaxPreflightTimeoutS);
   client::OpenAiConnection connection(url, settings);
   if (!f.model.empty()) {
     connection.check_reachable();

@@ -121,8 +121,10 @@ class StreamReader {
       error_ = "the server sent an event that is not a JSON object: " + event.data.substr(0, 200);
       return;
     }
-    if (event.type == "error" || chunk.contains("error")) {
-      error_ = "the server sent an error event: " + dump(chunk.contains("error") ? chunk["error"] : chunk).substr(0, 300);
+    // OpenAI's {"error": {...}}, or vLLM's {"object": "error", "message": ...}.
+    const bool has_error = chunk.contains("error") && !chunk["error"].is_null();
+    if (event.type == "error" || has_error || (chunk.contains("object") && chunk["object"] == "error")) {
+      error_ = "the server sent an error event: " + dump(has_error ? chunk["error"] : chunk).substr(0, 300);
       return;
     }
     if (chunk.contains("usage") && chunk["usage"].is_object()) take_usage(chunk["usage"]);
