@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/axis_ticks.h"
 #include "temp_dir_test_base.h"
 #include "train/loss_curve.h"
 

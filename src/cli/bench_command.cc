@@ -1,5 +1,6 @@
-// switchyard bench train|generate: measured speed and memory of the engine on a model, with the
-// bounds this machine sets (GEMM rate for training, memory bandwidth for generation).
+// switchyard bench train|generate|prefill: measured speed and memory of the engine on a model, with
+// the bounds this machine sets (GEMM rate for training, memory bandwidth for generation); and
+// bench serve (bench_serve_command.cc), a load generator for OpenAI-compatible servers.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_serve_command.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
 #include "core/error.h"
@@ -338,7 +340,7 @@ void run_bench_prefill(const BenchFlags& f) {
 
 void add_bench_command(CLI::App& app) {
   auto flags = std::make_shared<BenchFlags>();
-  CLI::App* bench = app.add_subcommand("bench", "measure training or generation speed");
+  CLI::App* bench = app.add_subcommand("bench", "measure training, generation or serving speed");
   bench->require_subcommand(1);
   CLI::App* train = bench->add_subcommand("train", "time forward + backward + AdamW steps on random tokens");
   add_model_flags(train, flags->source);
@@ -372,6 +374,8 @@ void add_bench_command(CLI::App& app) {
   prefill->add_flag("--profile", flags->source.profile,
                     "time every kernel call and print where the pass goes (waits for the device after each)");
   prefill->callback([flags] { run_bench_prefill(*flags); });
+
+  add_bench_serve_command(*bench);
 }
 
 }  // namespace switchyard::cli

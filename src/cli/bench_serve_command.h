@@ -1,0 +1,13 @@
+// switchyard bench serve: a load generator for OpenAI-compatible servers (Switchyard's or any
+// other), measuring time to first token, time per output token, inter-token latency, end-to-end
+// latency and throughput as vLLM's serving benchmark does.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace switchyard::cli {
+
+// Adds "serve" under the `bench` command.
+void add_bench_serve_command(CLI::App& bench);
+
+}  // namespace switchyard::cli

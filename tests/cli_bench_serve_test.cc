@@ -1,0 +1,168 @@
+// switchyard bench serve end to end: the command against a small scripted server in the test
+// (counts, tokens, the model taken from /v1/models, the JSON line, the SVG), and its mistakes: a bad
+// URL or flag (exit 2), nothing listening, a server that never answers, a missing dataset, every
+// request refused (exit 1, one clear line, no hang).
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "scripted_openai_server.h"
+#include "shell_command.h"
+#include "temp_dir_test_base.h"
+
+namespace switchyard {
+namespace {
+
+nlohmann::json last_json_line(const std::string& output) {
+  std::istringstream lines(output);
+  std::string line, last;
+  while (std::getline(lines, line)) {
+    if (!line.empty() && line[0] == '{') last = line;
+  }
+  return nlohmann::json::parse(last);
+}
+
+// A listening socket that never accepts: connections open (the kernel completes them) but nothing
+// is ever answered.
+class SilentListener {
+ public:
+  SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(fd_, 16);
+    socklen_t size = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &size);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
+class CliBenchServe : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    dataset_ = path("book.txt");
+    std::ofstream out(dataset_);
+    for (int i = 0; i < 50; ++i) out << "It was the best of times, it was the worst of times, line " << i << ".\n";
+  }
+  std::string dataset_;
+};
+
+TEST_F(CliBenchServe, MeasuresAScriptedServer) {
+  StreamScript script;
+  script.first_token_delay_ms = 20;
+  script.token_gap_ms = 5;
+  ScriptedOpenAiServer server(script);
+  const std::string svg = path("latency.svg");
+  const ShellResult r = run_cli("bench serve --url " + server.url() + " --dataset " + dataset_ +
+                                " --num-prompts 6 --concurrency 2 --request-rate 50 --output-tokens 3"
+                                " --prompt-tokens 8 --json --svg " + svg);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("TTFT"), std::string::npos) << r.output;
+  const nlohmann::json json = last_json_line(r.output);
+  EXPECT_EQ(json["model"], "scripted-model");  // the first of GET /v1/models
+  EXPECT_EQ(json["completed"], 6);
+  EXPECT_EQ(json["failed"], 0);
+  EXPECT_EQ(json["output_tokens"], 18);
+  EXPECT_EQ(json["output_tokens_counted_from_chunks"], false);
+  EXPECT_EQ(json["ttft_ms"]["count"], 6);
+  EXPECT_EQ(json["itl_ms"]["count"], 12);
+  EXPECT_GE(json["ttft_ms"]["min"].get<double>(), 20);
+  EXPECT_EQ(json["request_rate"], 50.0);
+  EXPECT_EQ(server.requests(), 6);
+  EXPECT_LE(server.max_in_flight(), 2);
+  // Prompts of 8 tokens, at 4 characters each, are whole words up to at least 32 characters.
+  long prompt_words = 0;
+  for (const std::string& prompt : server.prompts()) {
+    EXPECT_GE(prompt.size(), 32u) << prompt;
+    prompt_words += ScriptedOpenAiServer::count_words(prompt);
+  }
+  EXPECT_EQ(json["prompt_tokens"], prompt_words);
+  std::ifstream in(svg);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_NE(text.str().find("<svg"), std::string::npos);
+  for (const char* panel : {"TTFT:", "TPOT:", "ITL:", "E2E:"}) EXPECT_NE(text.str().find(panel), std::string::npos);
+}
+
+TEST_F(CliBenchServe, ChatWithModelAndApiKey) {
+  StreamScript script;
+  script.api_key = "k3y";
+  script.model = "named-model";
+  ScriptedOpenAiServer server(script);
+  const ShellResult r = run_cli("bench serve --url " + server.url() + "/v1 --endpoint chat --model named-model"
+                                " --api-key k3y --dataset " + dataset_ + " --num-prompts 3 --output-tokens 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json json = last_json_line(r.output);
+  EXPECT_EQ(json["endpoint"], "chat");
+  EXPECT_EQ(json["completed"], 3);
+  EXPECT_EQ(json["output_tokens"], 6);
+}
+
+TEST_F(CliBenchServe, EveryRequestRefusedExitsOneAfterTheReport) {
+  ScriptedOpenAiServer server(StreamScript{});
+  const ShellResult r = run_cli("bench serve --url " + server.url() + " --model nope --dataset " + dataset_ +
+                                " --num-prompts 3 --output-tokens 2");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("requests failed          3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("error: all 3 requests failed; the first: HTTP 404: no model named nope"),
+            std::string::npos) << r.output;
+}
+
+TEST_F(CliBenchServe, BadFlagsAreUsageErrors) {
+  for (const std::string& flags : {std::string("--url ftp://127.0.0.1:8000"), std::string("--url 127.0.0.1:8000"),
+                                   std::string("--request-rate 0"), std::string("--request-rate fast"),
+                                   std::string("--endpoint embeddings"), std::string("--concurrency -1")}) {
+    const ShellResult r = run_cli("bench serve --dataset " + dataset_ + " " + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.output;
+    EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << flags << ": " << r.output;
+  }
+  const ShellResult bad_url = run_cli("bench serve --dataset " + dataset_ + " --url ftp://x");
+  EXPECT_NE(bad_url.output.find("bad server URL 'ftp://x'"), std::string::npos) << bad_url.output;
+}
+
+TEST_F(CliBenchServe, NothingListeningIsAClearError) {
+  int port;
+  {
+    SilentListener probe;  // a free port, closed again at once
+    port = probe.port();
+  }
+  const ShellResult r = run_cli("bench serve --url http://127.0.0.1:" + std::to_string(port) + " --dataset " + dataset_);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: cannot connect to http://127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << r.output;
+}
+
+TEST_F(CliBenchServe, ServerThatNeverAnswersTimesOut) {
+  SilentListener listener;
+  const ShellResult r = run_cli("bench serve --url http://127.0.0.1:" + std::to_string(listener.port()) +
+                                " --model m --timeout 1 --dataset " + dataset_);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("nothing came for 1 s"), std::string::npos) << r.output;
+}
+
+TEST_F(CliBenchServe, MissingDatasetIsAClearError) {
+  ScriptedOpenAiServer server(StreamScript{});
+  const ShellResult r = run_cli("bench serve --url " + server.url() + " --dataset " + path("none.txt"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: cannot read the dataset " + path("none.txt")), std::string::npos) << r.output;
+  EXPECT_EQ(server.requests(), 0);
+}
+
+}  // namespace
+}  // namespace switchyard
