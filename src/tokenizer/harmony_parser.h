@@ -22,6 +22,7 @@
 
 #include "tokenizer/harmony.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8_stream.h"
 
 namespace switchyard::tokenizer {
 
@@ -64,8 +65,6 @@ class HarmonyStreamParser {
   void read_header(int32_t token);
   HarmonyDelta read_content(int32_t token);
   void parse_header();
-  // Moves the complete UTF-8 characters of pending_ (all of it when `flush`) into the text.
-  std::string take_text(bool flush);
   HarmonyDelta end_message(HarmonyStop stop);
 
   const Tokenizer& tokenizer_;
@@ -74,7 +73,7 @@ class HarmonyStreamParser {
   HarmonyStop stop_ = HarmonyStop::kNone;
   bool first_message_ = true;  // its role, assistant, was written before the model started
   std::string header_;         // the header so far, special tokens as their strings
-  std::string pending_;        // content bytes not yet reported (an unfinished UTF-8 character)
+  Utf8Stream text_;            // content bytes not yet reported (an unfinished UTF-8 character)
   HarmonyMessage current_;
   std::vector<HarmonyMessage> messages_;
 };
