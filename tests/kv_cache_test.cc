@@ -170,6 +170,42 @@ TEST(KvCache, SlidingWindowGroupsFreeWhatNoQueryWillRead) {
   EXPECT_EQ(cache.used_blocks(0) + cache.used_blocks(1), 0);
 }
 
+// A chunk of prompt leaves blocks behind the window that only the next append releases: the
+// room check counts them as the append will, unless another sequence still shares them.
+TEST(KvCache, RoomChecksCountTheBlocksTheWindowReleases) {
+  backend::cpu::CpuBackend cpu;
+  KvCacheConfig c;
+  c.kv_heads = 1;
+  c.head_dim = 2;
+  c.block_size = 4;
+  c.groups = {{.window = 6, .layers = {0}, .blocks = 3}};
+  KvCache cache(cpu, c);
+  const SequenceId s = cache.add_sequence();
+  cache.append(s, iota_tokens(12));  // blocks 0-2, the whole pool
+  ASSERT_EQ(cache.free_blocks(0), 0);
+  // Position 12 reads keys from 7 on: the block of [0, 4) goes back before the fourth is taken.
+  EXPECT_TRUE(cache.can_append(s, 1));
+  EXPECT_TRUE(cache.can_append(s, 4));   // [12, 16) still fits the block released
+  EXPECT_FALSE(cache.can_append(s, 5));  // a fifth block would need [16, 17) too
+  cache.append(s, {12});
+  EXPECT_EQ(cache.block_table(s, 0)[0], -1);
+  cache.free_sequence(s);
+
+  // The same blocks shared with a sequence that still reads them: nothing comes back.
+  const SequenceId a = cache.add_sequence();
+  cache.append(a, iota_tokens(12));
+  const auto [b, cached] = cache.add_sequence_with_prefix(iota_tokens(9));
+  ASSERT_EQ(cached, 8);  // b holds the blocks of [0, 4) and [4, 8) too
+  ASSERT_EQ(cache.free_blocks(0), 0);
+  EXPECT_FALSE(cache.can_append(a, 1));
+  EXPECT_THROW(cache.append(a, {12}), KvCacheFull);
+  cache.free_sequence(b);
+  EXPECT_TRUE(cache.can_append(a, 1));
+  cache.append(a, {12});
+  cache.free_sequence(a);
+  EXPECT_EQ(cache.used_blocks(0), 0);
+}
+
 TEST(KvCache, BadConfigurationsAreErrors) {
   backend::cpu::CpuBackend cpu;
   KvCacheConfig c = one_group(4);

@@ -18,6 +18,12 @@ Generator::Generator(Model& model, int max_sequences, int max_tokens, int block_
       model.backend(), model.kv_cache_config(max_sequences * blocks_per_sequence, block_size));
 }
 
+Generator::Generator(Model& model, PoolSize pool) : model_(model) {
+  require(pool.blocks > 0, "a KV pool needs at least one block, got {}", pool.blocks);
+  cache_ = std::make_unique<KvCache>(model.backend(),
+                                     model.kv_cache_config(pool.blocks, pool.block_size));
+}
+
 std::vector<std::vector<float>> Generator::run(const std::vector<Chunk>& chunks) {
   require(!chunks.empty(), "nothing to run");
   // Check the context and the room first, so that a chunk that cannot run changes nothing.

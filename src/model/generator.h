@@ -23,9 +23,17 @@ class Generator {
   // A cache with room for `max_sequences` sequences of up to `max_tokens` tokens each (capped at
   // the model's context).
   Generator(Model& model, int max_sequences, int max_tokens, int block_size = 16);
+  // A cache of exactly `blocks` blocks in each layer group's pool, for callers that size the pool
+  // themselves (the serving engine, whose sequences wait for room instead of reserving a context).
+  struct PoolSize {
+    int blocks = 0;
+    int block_size = 16;
+  };
+  Generator(Model& model, PoolSize pool);
 
   Model& model() { return model_; }
   KvCache& cache() { return *cache_; }
+  const KvCache& cache() const { return *cache_; }
 
   struct Chunk {
     SequenceId sequence;

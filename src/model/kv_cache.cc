@@ -164,11 +164,13 @@ bool KvCache::can_append(const std::vector<std::pair<SequenceId, int>>& appends,
                          int* missing) const {
   int short_by = 0;
   for (size_t g = 0; g < pools_.size(); ++g) {
-    int needed = 0;
+    // append() first releases what slid out of the window, so those blocks count as available.
+    int needed = 0, available = free_blocks(static_cast<int>(g));
     for (const auto& [id, tokens] : appends) {
       needed += blocks_needed(sequence(id), static_cast<int>(g), tokens);
+      available += released_before_append(sequence(id), static_cast<int>(g));
     }
-    short_by = std::max(short_by, needed - free_blocks(static_cast<int>(g)));
+    short_by = std::max(short_by, needed - available);
   }
   if (missing) *missing = short_by;
   return short_by <= 0;
@@ -217,14 +219,27 @@ std::vector<std::vector<int32_t>> KvCache::append(SequenceId id,
   return slots;
 }
 
-void KvCache::release_out_of_window(Sequence& s, int group) {
+int KvCache::blocks_out_of_window(const Sequence& s, int group) const {
   const int window = config_.groups[group].window;
-  if (window <= 0) return;
+  if (window <= 0) return 0;
   // The next query sits at position `length` and reads keys from length - window + 1 on.
   const int first_needed = std::max(0, s.length - window + 1);
+  return std::min(first_needed / config_.block_size, static_cast<int>(s.tables[group].size()));
+}
+
+int KvCache::released_before_append(const Sequence& s, int group) const {
+  const std::vector<int32_t>& table = s.tables[group];
+  int released = 0;
+  for (int b = 0; b < blocks_out_of_window(s, group); ++b) {
+    // A block other sequences share stays held when this one lets go of it.
+    if (table[b] >= 0 && pools_[group].blocks[table[b]].refs == 1) ++released;
+  }
+  return released;
+}
+
+void KvCache::release_out_of_window(Sequence& s, int group) {
   std::vector<int32_t>& table = s.tables[group];
-  for (int b = 0; b < static_cast<int>(table.size()); ++b) {
-    if ((b + 1) * config_.block_size > first_needed) break;
+  for (int b = 0; b < blocks_out_of_window(s, group); ++b) {
     if (table[b] >= 0) {
       release_block(group, table[b]);
       table[b] = -1;

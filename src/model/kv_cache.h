@@ -77,8 +77,9 @@ class KvCache {
   // ---- growing ----
   // Whether `tokens` more tokens of sequence `id` fit in every group's pool now.
   bool can_append(SequenceId id, int tokens) const;
-  // Whether all of these (sequence, tokens) appends fit together; otherwise the blocks missing in
-  // the shortest pool, through `missing` when given.
+  // Whether all of these (sequence, tokens) appends fit together (counting the blocks that slide
+  // out of a window as the appends release them); otherwise the blocks missing in the shortest
+  // pool, through `missing` when given.
   bool can_append(const std::vector<std::pair<SequenceId, int>>& appends,
                   int* missing = nullptr) const;
   // Makes room for `tokens` more tokens (their ids, for prefix registration) and returns, per
@@ -123,6 +124,10 @@ class KvCache {
   int blocks_needed(const Sequence& s, int group, int tokens) const;
   int take_block(int group);
   void release_block(int group, int block);
+  // Blocks [0, n) of the group's table lie wholly before the next query's window.
+  int blocks_out_of_window(const Sequence& s, int group) const;
+  // Blocks the next append returns to the group's pool by releasing them first.
+  int released_before_append(const Sequence& s, int group) const;
   void release_out_of_window(Sequence& s, int group);
   const Sequence& sequence(SequenceId id) const;
 

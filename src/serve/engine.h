@@ -13,9 +13,10 @@
 // Answers do not depend on batching: the CPU products are batch-invariant and each request samples
 // from its own seeded random stream, so a request returns the same tokens alone or among 31 others.
 //
-// Threading: submit() and cancel() may be called from any thread; step() and run_until_stopped()
-// from one engine thread. Tokens and the end of a request reach its RequestSink on the engine
-// thread, which must not block in them.
+// Threading: submit(), cancel(), stop() and stats() may be called from any thread; step(),
+// run_until_stopped() and cancel_all() from one engine thread (or while none runs). Tokens and the
+// end of a request reach its RequestSink on the engine thread, which must not block or throw in
+// them.
 #pragma once
 
 #include <atomic>
@@ -41,6 +42,7 @@ std::string_view finish_reason_name(FinishReason reason);  // "stop", "length", 
 struct GenerationRequest {
   std::vector<int32_t> prompt;          // at least one token, all below the vocabulary size
   int max_tokens = 16;                  // > 0; capped by the context left after the prompt
+                                        // (prompt + completion <= the model's context)
   model::SamplingOptions sampling;      // temperature 0: greedy
   uint64_t seed = 0;                    // the request's own random stream
   std::vector<int32_t> stop_tokens;     // end the request (reason stop) when sampled; not emitted
@@ -61,7 +63,7 @@ struct GeneratedToken {
 
 struct Usage {
   int prompt_tokens = 0;
-  int completion_tokens = 0;
+  int completion_tokens = 0;     // tokens sampled, a stop token included
   int cached_prompt_tokens = 0;  // prompt tokens found in the prefix cache
 };
 
@@ -79,7 +81,8 @@ struct EngineOptions {
   int max_sequences = 32;   // sequences in the running batch at most
   int max_queue = 256;      // waiting requests at most; submit() refuses more
   int prefill_chunk = 512;  // prompt tokens prefilled per step at most (over all sequences)
-  int kv_blocks = 0;        // blocks per KV pool; 0: room for max_sequences full contexts
+  int kv_blocks = 0;        // blocks per KV pool; 0: room for max_sequences full contexts. A
+                            // request that could not fit the pool even alone is refused.
   int block_size = 16;
 };
 
@@ -95,8 +98,8 @@ struct EngineStats {
   int waiting = 0;
   int64_t finished_stop = 0, finished_length = 0, finished_cancelled = 0;
   int64_t preemptions = 0;
-  int64_t prompt_tokens = 0, generated_tokens = 0;
-  int64_t prefix_cache_hit_tokens = 0;
+  int64_t prompt_tokens = 0, generated_tokens = 0;  // of admitted requests; sampled tokens
+  int64_t prefix_cache_hit_tokens = 0;  // cached tokens found at each admission (readmissions too)
   int kv_blocks_used = 0, kv_blocks_free = 0;  // summed over the cache's groups
   int64_t steps = 0;
 };
@@ -131,22 +134,44 @@ class Engine {
   model::Model& model() { return generator_.model(); }
 
  private:
-  struct Active;  // a request's state (engine.cc)
+  struct Active;  // a request's state (active_request.h)
+  // A step's share of one running sequence: its next `tokens` uncomputed tokens.
+  struct Planned {
+    Active* active;
+    int tokens;
+  };
 
-  void admit();
-  bool make_room(int* missing_blocks);
+  // The parts of step(), in the order it calls them (engine_schedule.cc).
+  void apply_cancellations();
+  std::vector<Planned> plan_running() const;
+  void make_room(std::vector<Planned>& plan);
+  void admit(std::vector<Planned>& plan);
+  void run(const std::vector<Planned>& plan);
+  // Whether the cache can take the plan's tokens and `extra_tokens` of sequence `extra` (-1: none).
+  bool fits(const std::vector<Planned>& plan, model::SequenceId extra = -1,
+            int extra_tokens = 0) const;
+  int prefill_budget_left(const std::vector<Planned>& plan) const;
+
+  // Sampling and ending requests (engine.cc).
+  void sample(Active& a, const std::vector<float>& logits);
+  void preempt(Active& a);
   void retire(Active& a, FinishReason reason);
+  void end_request(Active& a, FinishReason reason);
+  void remove_retired();
+  void publish_stats();
 
   EngineOptions options_;
   model::Generator generator_;
   mutable std::mutex mutex_;            // guards the queue, the cancellations and the stats
   std::condition_variable work_;
   std::deque<std::unique_ptr<Active>> waiting_;
-  std::vector<std::unique_ptr<Active>> running_;  // engine thread only
+  std::vector<std::unique_ptr<Active>> running_;  // engine thread only; oldest admitted first
   std::vector<RequestId> cancelled_;
   RequestId next_id_ = 1;
+  uint64_t events_ = 0;                 // submits, cancels and stops so far: wakes the idle loop
   std::atomic<bool> stopping_{false};
-  EngineStats stats_;
+  EngineStats counters_;                // engine thread only; published into stats_ each step
+  EngineStats stats_;                   // the snapshot stats() returns
 };
 
 }  // namespace switchyard::serve
