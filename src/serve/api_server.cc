@@ -52,6 +52,12 @@ ApiServer::ApiServer(Engine& engine, const ServedModel& model, ServerOptions opt
   const int threads = o.threads > 0 ? o.threads
                                     : std::min(engine.options().max_sequences + engine.options().max_queue, 1024) + 4;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // SO_REUSEADDR (a restarted server need not wait out TIME_WAIT) but not the library's default
+  // SO_REUSEPORT, with which a second server would silently share a port already taken.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+  });
   http.set_payload_max_length(o.max_body_bytes);
   http.set_read_timeout(o.read_timeout_s, 0);
   http.set_write_timeout(o.write_timeout_s, 0);

@@ -100,8 +100,10 @@ void Generation::take_finish(const StreamEvent& event, Update& update) {
   }
   update.done = done_ = true;
   update.format_error = format_error_;
+  // The engine's count includes a sampled stop token (as OpenAI's and vLLM's do); after a stop
+  // string, the tokens the client was given.
   update.usage = {.prompt_tokens = prompt_tokens_,
-                  .completion_tokens = completion_tokens_,
+                  .completion_tokens = ending_ ? completion_tokens_ : event.usage.completion_tokens,
                   .cached_prompt_tokens = event.usage.cached_prompt_tokens};
   metrics_.count_finished(update.finish_reason);
   metrics_.e2e_request_latency.observe(std::chrono::duration<double>(event.at - arrival_).count());
