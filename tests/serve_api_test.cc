@@ -3,7 +3,11 @@
 // ids, whole and streamed; stop strings across token boundaries; log-probabilities and usage; every
 // error with its status and OpenAI's error body; a full queue; a client leaving mid-stream; and SSE
 // through curl.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -397,6 +401,34 @@ TEST_F(ServeApi, ClientLeavingMidStreamFreesItsBlocks) {
   EXPECT_NE(page.find("switchyard:request_success_total{model_name=\"tiny-gpt2\",finished_reason=\"abort\"} 1\n"),
             std::string::npos)
       << page;
+}
+
+TEST_F(ServeApi, SlowClientIsDroppedAfterTheReadTimeout) {
+  TestServerOptions options;
+  options.server.read_timeout_s = 1;
+  auto server = start(options);
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(server->port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(sock, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  // Headers promise a body that never comes.
+  const std::string partial = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mod";
+  ASSERT_EQ(send(sock, partial.data(), partial.size(), 0), static_cast<ssize_t>(partial.size()));
+  // The server gives up on it and closes the connection (our own limit only bounds the test).
+  timeval limit{.tv_sec = 120, .tv_usec = 0};
+  setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  char buffer[4096];
+  ssize_t n;
+  std::string received;
+  while ((n = recv(sock, buffer, sizeof(buffer), 0)) > 0) received.append(buffer, n);
+  close(sock);
+  EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "the server kept the connection open: " << n << " " << errno;
+  EXPECT_EQ(server->engine().stats().running + server->engine().stats().waiting, 0);
+  // And it still serves others.
+  EXPECT_EQ(server->client().Get("/health")->status, 200);
 }
 
 TEST_F(ServeApi, CurlReadsTheEventStream) {

@@ -50,7 +50,7 @@ ApiServer::ApiServer(Engine& engine, const ServedModel& model, ServerOptions opt
   // Every request of the engine's batch and queue may hold a worker thread while it waits; a few
   // more keep /health and /metrics answering when they are all taken.
   const int threads = o.threads > 0 ? o.threads
-                                    : std::min(engine.options().max_sequences + engine.options().max_queue, 1024) + 4;
+                                    : std::min(engine.options().max_sequences + engine.options().max_queue, 512) + 4;
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // SO_REUSEADDR (a restarted server need not wait out TIME_WAIT) but not the library's default
   // SO_REUSEPORT, with which a second server would silently share a port already taken.
