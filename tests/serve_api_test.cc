@@ -128,6 +128,25 @@ TEST_F(ServeApi, GreedyCompletionEqualsGenerate) {
   EXPECT_EQ(json::parse(res->body)["choices"][0]["text"], text_of(reference(prompt, 16)));
 }
 
+TEST_F(ServeApi, ConcurrentRequestsEachGetTheirOwnAnswer) {
+  // Prompts encoded and replies decoded on several handler threads at once, batched by the engine.
+  auto server = start();
+  const std::vector<std::string> prompts = {"One", "Two words", "A third prompt here", "Four", "Fifth, and",
+                                            "Six and the last"};
+  std::vector<std::string> replies(prompts.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    clients.emplace_back([&, i] {
+      const httplib::Result res = server->post("/v1/completions", completion_body(prompts[i], 8));
+      if (res && res->status == 200) replies[i] = json::parse(res->body)["choices"][0]["text"];
+    });
+  }
+  for (std::thread& c : clients) c.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(replies[i], text_of(reference(tokenizer_->encode(prompts[i]), 8))) << prompts[i];
+  }
+}
+
 TEST_F(ServeApi, LogprobsInBothShapes) {
   auto server = start();
   const std::vector<int32_t> prompt = tokenizer_->encode(kPrompt);
@@ -244,8 +263,8 @@ TEST_F(ServeApi, StopStringsAcrossTokensAreCutAndNeverShown) {
   EXPECT_TRUE(done);
   EXPECT_EQ(streamed, full.substr(0, cut));
   EXPECT_EQ(finish, "stop");
-  // The engine ended both requests at once: nothing runs, every block is free.
-  const EngineStats stats = server->engine().stats();
+  // The engine ended both requests: nothing runs, every block is free.
+  const EngineStats stats = server->idle_stats();
   EXPECT_EQ(stats.running + stats.waiting, 0);
   EXPECT_EQ(stats.kv_blocks_used, 0);
 }
@@ -283,7 +302,7 @@ TEST_F(ServeApi, ErrorsHaveStatusAndOpenAisBody) {
                "larger than this server's limit");
   expect_error(server->client().Get("/v1/engines"), 404, "unknown_url", "", "GET /v1/engines");
   // Nothing was left running by any of them.
-  EXPECT_EQ(server->engine().stats().running, 0);
+  EXPECT_EQ(server->idle_stats().running, 0);
 }
 
 TEST_F(ServeApi, ApiKeyIsCheckedOnV1Only) {
@@ -314,6 +333,7 @@ TEST_F(ServeApi, ModelsHealthAndMetrics) {
   EXPECT_EQ(server->client().Get("/health")->status, 200);
 
   ASSERT_EQ(server->post("/v1/completions", completion_body(kPrompt, 5))->status, 200);
+  server->idle_stats();
   const std::string page = server->client().Get("/metrics")->body;
   const std::string label = "{model_name=\"tiny-gpt2\"";
   const int prompt_tokens = static_cast<int>(tokenizer_->encode(kPrompt).size());
@@ -426,7 +446,7 @@ TEST_F(ServeApi, SlowClientIsDroppedAfterTheReadTimeout) {
   while ((n = recv(sock, buffer, sizeof(buffer), 0)) > 0) received.append(buffer, n);
   close(sock);
   EXPECT_TRUE(n == 0 || errno == ECONNRESET) << "the server kept the connection open: " << n << " " << errno;
-  EXPECT_EQ(server->engine().stats().running + server->engine().stats().waiting, 0);
+  EXPECT_EQ(server->idle_stats().running, 0);
   // And it still serves others.
   EXPECT_EQ(server->client().Get("/health")->status, 200);
 }

@@ -68,7 +68,7 @@ TEST_F(ServeChat, PromptIsTheHarmonyRenderingAndABrokenReplyIsRefused) {
   const json request = {{"model", "oss"}, {"messages", kMessages}, {"reasoning_effort", "low"},
                         {"max_completion_tokens", 6}, {"temperature", 0}};
   const httplib::Result res = server.post("/v1/chat/completions", request);
-  ASSERT_TRUE(res);
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
   EXPECT_EQ(res->status, 500) << res->body;
   const json error = json::parse(res->body)["error"];
   EXPECT_EQ(error["code"], "invalid_model_output");
@@ -85,7 +85,7 @@ TEST_F(ServeChat, PromptIsTheHarmonyRenderingAndABrokenReplyIsRefused) {
       {.role = tokenizer::HarmonyRole::kAssistant, .channel = tokenizer::HarmonyChannel::kFinal, .text = "Blue."},
       {.role = tokenizer::HarmonyRole::kUser, .text = "And grass?"}};
   const size_t prompt = tokenizer::render_harmony_tokens_for_completion(conversation, *tokenizer_).size();
-  EXPECT_EQ(server.engine().stats().prompt_tokens, static_cast<int64_t>(prompt));
+  EXPECT_EQ(server.idle_stats().prompt_tokens, static_cast<int64_t>(prompt));
 
   // Streamed: the role first, then an error event and [DONE].
   json streamed = request;
@@ -99,8 +99,9 @@ TEST_F(ServeChat, PromptIsTheHarmonyRenderingAndABrokenReplyIsRefused) {
   EXPECT_EQ(events.front()["object"], "chat.completion.chunk");
   EXPECT_EQ(events.front()["choices"][0]["delta"], json::parse(R"({"role": "assistant", "content": ""})"));
   EXPECT_EQ(events.back()["error"]["code"], "invalid_model_output");
-  EXPECT_EQ(server.engine().stats().running, 0);
-  EXPECT_EQ(server.engine().stats().kv_blocks_used, 0);
+  const EngineStats idle = server.idle_stats();
+  EXPECT_EQ(idle.running, 0);
+  EXPECT_EQ(idle.kv_blocks_used, 0);
 }
 
 TEST_F(ServeChat, ChatNeedsTheHarmonyTokens) {

@@ -45,6 +45,18 @@ class TestServer {
     http_thread_.join();
   }
 
+  // The engine publishes its statistics at the end of a step, which may come after a client has
+  // its answer: waits (bounded) until they show nothing running or waiting and no block in use,
+  // and returns them.
+  EngineStats idle_stats() {
+    EngineStats stats = engine_.stats();
+    for (int i = 0; i < 6000 && (stats.running + stats.waiting > 0 || stats.kv_blocks_used > 0); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      stats = engine_.stats();
+    }
+    return stats;
+  }
+
   int port() const { return port_; }
   Engine& engine() { return engine_; }
   const ServerMetrics& metrics() const { return server_->metrics(); }

@@ -15,6 +15,7 @@
 #include "serve/response_json.h"
 #include "serve/server_metrics.h"
 #include "serve/stop_matcher.h"
+#include "tokenizer/harmony.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8_stream.h"
 
@@ -115,7 +116,7 @@ TEST(ServeText, HarmonyReplySplitsReasoningFromContent) {
   const std::vector<int32_t> tokens = o200k()->encode_with_special_tokens(
       "<|channel|>analysis<|message|>User greets. Answer briefly.<|end|>"
       "<|start|>assistant<|channel|>final<|message|>Hello there! END more<|return|>");
-  std::unique_ptr<ReplyText> reply = make_harmony_reply(*o200k(), {});
+  std::unique_ptr<ReplyText> reply = make_harmony_reply(*o200k(), tokenizer::harmony_token_ids(*o200k()), {});
   std::string content, reasoning;
   for (const int32_t t : tokens) {
     const ReplyDelta d = reply->add(t);
@@ -127,7 +128,7 @@ TEST(ServeText, HarmonyReplySplitsReasoningFromContent) {
   EXPECT_EQ(content, "Hello there! END more");
 
   // A stop string cuts the content, not the reasoning.
-  std::unique_ptr<ReplyText> stopping = make_harmony_reply(*o200k(), {" END"});
+  std::unique_ptr<ReplyText> stopping = make_harmony_reply(*o200k(), tokenizer::harmony_token_ids(*o200k()), {" END"});
   content.clear();
   reasoning.clear();
   bool stopped = false;
@@ -145,7 +146,7 @@ TEST(ServeText, HarmonyReplySplitsReasoningFromContent) {
   EXPECT_EQ(reasoning, "User greets. Answer briefly.");
 
   // Text where a header belongs is refused, naming the problem.
-  std::unique_ptr<ReplyText> broken = make_harmony_reply(*o200k(), {});
+  std::unique_ptr<ReplyText> broken = make_harmony_reply(*o200k(), tokenizer::harmony_token_ids(*o200k()), {});
   const std::vector<int32_t> junk = o200k()->encode_with_special_tokens("hello<|end|>");
   EXPECT_THROW(
       {

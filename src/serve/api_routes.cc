@@ -79,8 +79,9 @@ void ApiRoutes::generate(Endpoint endpoint, const httplib::Request& req, httplib
   try {
     const ApiRequest request = parse_api_request(endpoint, req.body, model_.limits());
     PreparedRequest prepared = prepare_request(request, model_, new_seed());
-    std::unique_ptr<ReplyText> reply = prepared.harmony ? make_harmony_reply(model_.tokenizer(), request.stop)
-                                                        : make_plain_reply(model_.tokenizer(), request.stop);
+    std::unique_ptr<ReplyText> reply = prepared.harmony
+                                           ? make_harmony_reply(model_.tokenizer(), *model_.harmony(), request.stop)
+                                           : make_plain_reply(model_.tokenizer(), request.stop);
     auto generation = std::make_shared<Generation>(engine_, std::move(prepared), std::move(reply), metrics_, arrival);
     auto builder = std::make_shared<ResponseBuilder>(
         request, ResponseHeader{.id = new_id(endpoint), .created = unix_seconds(), .model = model_.name()},

@@ -37,7 +37,7 @@ tokenizer::HarmonyConversation conversation_of(const ApiRequest& request) {
 
 std::vector<int32_t> completion_prompt(const ApiRequest& request, const ServedModel& model) {
   if (!request.prompt_text) return request.prompt_tokens;
-  std::vector<int32_t> prompt = model.tokenizer().encode(*request.prompt_text);
+  std::vector<int32_t> prompt = model.encode(*request.prompt_text);
   if (prompt.empty()) {
     // An empty prompt starts from the end-of-text token, as GPT-2 was trained to.
     if (model.end_of_text() < 0) {
@@ -58,7 +58,7 @@ PreparedRequest prepare_request(const ApiRequest& request, const ServedModel& mo
   const bool chat = request.endpoint == Endpoint::kChatCompletions;
   if (chat) {
     if (!model.harmony()) throw invalid_request(model.no_chat_format_reason(), "model", "no_chat_format");
-    g.prompt = tokenizer::render_harmony_tokens_for_completion(conversation_of(request), model.tokenizer());
+    g.prompt = model.render_chat(conversation_of(request));
     g.stop_tokens = {model.harmony()->return_, model.harmony()->call};
     prepared.harmony = true;
   } else {

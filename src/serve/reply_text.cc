@@ -32,8 +32,9 @@ class PlainReply : public ReplyText {
 
 class HarmonyReply : public ReplyText {
  public:
-  HarmonyReply(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stops)
-      : parser_(tokenizer), stops_(std::move(stops)) {}
+  HarmonyReply(const tokenizer::Tokenizer& tokenizer, const tokenizer::HarmonyTokenIds& ids,
+               std::vector<std::string> stops)
+      : parser_(tokenizer, ids), stops_(std::move(stops)) {}
 
   ReplyDelta add(int32_t token) override { return route(parser_.process(token)); }
 
@@ -69,8 +70,9 @@ std::unique_ptr<ReplyText> make_plain_reply(const tokenizer::Tokenizer& tokenize
   return std::make_unique<PlainReply>(tokenizer, std::move(stops));
 }
 
-std::unique_ptr<ReplyText> make_harmony_reply(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stops) {
-  return std::make_unique<HarmonyReply>(tokenizer, std::move(stops));
+std::unique_ptr<ReplyText> make_harmony_reply(const tokenizer::Tokenizer& tokenizer,
+                                              const tokenizer::HarmonyTokenIds& ids, std::vector<std::string> stops) {
+  return std::make_unique<HarmonyReply>(tokenizer, ids, std::move(stops));
 }
 
 }  // namespace switchyard::serve

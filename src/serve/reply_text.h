@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tokenizer/harmony.h"
 #include "tokenizer/tokenizer.h"
 
 namespace switchyard::serve {
@@ -32,7 +33,9 @@ class ReplyText {
 // Plain text (completions, and chat formats without channels). The tokenizer must outlive it.
 std::unique_ptr<ReplyText> make_plain_reply(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stops);
 // A gpt-oss reply in the harmony format, read from the token after "<|start|>assistant"; stop
-// strings apply to the content. The tokenizer must have the harmony tokens and outlive it.
-std::unique_ptr<ReplyText> make_harmony_reply(const tokenizer::Tokenizer& tokenizer, std::vector<std::string> stops);
+// strings apply to the content. `ids` are the tokenizer's harmony tokens; the tokenizer must
+// outlive the reply. Both kinds only decode, so they may share a tokenizer across threads.
+std::unique_ptr<ReplyText> make_harmony_reply(const tokenizer::Tokenizer& tokenizer,
+                                              const tokenizer::HarmonyTokenIds& ids, std::vector<std::string> stops);
 
 }  // namespace switchyard::serve

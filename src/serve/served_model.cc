@@ -18,6 +18,16 @@ ServedModel::ServedModel(std::string name, const model::ModelConfig& config, con
   }
 }
 
+std::vector<int32_t> ServedModel::encode(std::string_view text) const {
+  std::lock_guard lock(encode_mutex_);
+  return tokenizer_.encode(text);
+}
+
+std::vector<int32_t> ServedModel::render_chat(const tokenizer::HarmonyConversation& conversation) const {
+  std::lock_guard lock(encode_mutex_);
+  return tokenizer::render_harmony_tokens_for_completion(conversation, tokenizer_);
+}
+
 ServedModelLimits ServedModel::limits() const {
   return {.name = name_, .context_length = config_.max_seq_len, .vocab_size = config_.vocab_size};
 }

@@ -35,7 +35,10 @@ std::string without_to(const std::string& part) { return part.starts_with("to=")
 }  // namespace
 
 HarmonyStreamParser::HarmonyStreamParser(const Tokenizer& tokenizer)
-    : tokenizer_(tokenizer), ids_(harmony_token_ids(tokenizer)) {
+    : HarmonyStreamParser(tokenizer, harmony_token_ids(tokenizer)) {}
+
+HarmonyStreamParser::HarmonyStreamParser(const Tokenizer& tokenizer, const HarmonyTokenIds& ids)
+    : tokenizer_(tokenizer), ids_(ids) {
   current_.role = HarmonyRole::kAssistant;
 }
 

@@ -46,6 +46,9 @@ class HarmonyStreamParser {
   // Reads the tokens the model writes after "<|start|>assistant". Throws Error if `tokenizer`
   // lacks the harmony tokens. The tokenizer must outlive the parser.
   explicit HarmonyStreamParser(const Tokenizer& tokenizer);
+  // The same with the ids already looked up (harmony_token_ids): it then only decodes, which is
+  // safe while other threads use the tokenizer.
+  HarmonyStreamParser(const Tokenizer& tokenizer, const HarmonyTokenIds& ids);
 
   HarmonyDelta process(int32_t token);
   // The tokens ended without a stop token (a length limit): a message whose content had begun is
