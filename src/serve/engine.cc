@@ -53,17 +53,16 @@ Engine::~Engine() {
 RequestId Engine::submit(GenerationRequest request, std::shared_ptr<RequestSink> sink) {
   require(sink != nullptr, "a request needs a sink for its tokens");
   // The model's configuration and the cache's layout never change, so any thread may read them.
-  const int limit = check_request(request, generator_.model().config(), generator_.cache().config());
-  {
-    std::lock_guard lock(mutex_);
-    if (static_cast<int>(waiting_.size()) >= options_.max_queue) throw QueueFull();
-    const RequestId id = next_id_++;
-    waiting_.push_back(std::make_unique<Active>(id, std::move(request), std::move(sink), limit));
-    stats_.waiting = static_cast<int>(waiting_.size());
-    ++events_;
-    work_.notify_all();
-    return id;
-  }
+  const int limit =
+      check_request(request, generator_.model().config(), generator_.cache().config());
+  std::lock_guard lock(mutex_);
+  if (static_cast<int>(waiting_.size()) >= options_.max_queue) throw QueueFull();
+  const RequestId id = next_id_++;
+  waiting_.push_back(std::make_unique<Active>(id, std::move(request), std::move(sink), limit));
+  stats_.waiting = static_cast<int>(waiting_.size());
+  ++events_;
+  work_.notify_all();
+  return id;
 }
 
 void Engine::cancel(RequestId id) {
@@ -147,7 +146,8 @@ void Engine::preempt(Active& a) {
   a.sequence.reset();
   a.computed = 0;
   ++counters_.preemptions;
-  auto it = std::find_if(running_.begin(), running_.end(), [&](const auto& r) { return r.get() == &a; });
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [&](const std::unique_ptr<Active>& r) { return r.get() == &a; });
   std::unique_ptr<Active> owned = std::move(*it);
   running_.erase(it);
   std::lock_guard lock(mutex_);

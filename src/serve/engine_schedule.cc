@@ -110,10 +110,12 @@ void Engine::admit(std::vector<Planned>& plan) {
 void Engine::run(const std::vector<Planned>& plan) {
   std::vector<model::Generator::Chunk> chunks;
   for (const Planned& p : plan) {
-    const auto begin = p.active->tokens.begin() + p.active->computed;
-    chunks.push_back({.sequence = *p.active->sequence,
+    const Active& a = *p.active;
+    const auto begin = a.tokens.begin() + a.computed;
+    // Logits only where the chunk reaches the last token: the next token is sampled from them.
+    chunks.push_back({.sequence = *a.sequence,
                       .tokens = std::vector<int32_t>(begin, begin + p.tokens),
-                      .logits = p.active->computed + p.tokens == static_cast<int>(p.active->tokens.size())});
+                      .logits = a.computed + p.tokens == static_cast<int>(a.tokens.size())});
   }
   std::vector<std::vector<float>> logits;
   try {

@@ -1,5 +1,6 @@
 // Log-probabilities of sampled tokens: log-softmax of the logits at temperature 1 (what the model
-// says, whatever temperature or top-k/top-p the request samples with), as OpenAI's API reports them.
+// says, whatever temperature or top-k/top-p the request samples with), as OpenAI's API reports
+// them.
 #pragma once
 
 #include <cstdint>
