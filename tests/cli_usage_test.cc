@@ -72,15 +72,15 @@ TEST_F(CliUsage, MistypedCommandsGetTheNearestName) {
 TEST_F(CliUsage, CommandsFarFromAnyNameAreListed) {
   expect_error("frobnicate", kUsage,
                "unknown command 'frobnicate'; commands: devices, tokenize, prepare, train, eval, generate, "
-               "chat, bench, neuron, plan");
+               "chat, serve, bench, neuron, plan");
   expect_error("bench speed", kUsage,
                "unknown command 'speed' for 'bench'; commands: train, generate, prefill, serve");
 }
 
 TEST_F(CliUsage, MissingCommandsAreNamed) {
   expect_error("", kUsage,
-               "no command given; commands: devices, tokenize, prepare, train, eval, generate, chat, bench, "
-               "neuron, plan; see 'switchyard --help'");
+               "no command given; commands: devices, tokenize, prepare, train, eval, generate, chat, serve, "
+               "bench, neuron, plan; see 'switchyard --help'");
   expect_error("bench", kUsage, "'bench' needs a command: train, generate, prefill, serve");
   expect_error("neuron", kUsage, "'neuron' needs a command: bench");
 }

@@ -1,8 +1,9 @@
 // A deterministic, always-on cousin of the libFuzzer targets in tests/fuzz/: thousands of seeded
-// random mutations of valid safetensors files, token shards, checkpoint indexes and tokenizer.json
-// files (bit flips, truncations, random header lengths, spliced bytes; for the JSON files also odd
+// random mutations of valid safetensors files, token shards, checkpoint indexes, tokenizer.json
+// files and API request bodies (bit flips, truncations, random header lengths, spliced bytes; for the JSON files also odd
 // numbers and strings in place of real ones, and repeated slices) go through their parsers, which
-// must either accept the bytes or throw switchyard::Error, never anything else. Running under the
+// must either accept the bytes or throw switchyard::Error (the API's parser: serve::ApiError), never
+// anything else. Running under the
 // ASan/UBSan build turns any out-of-bounds read or overflow into a failure too.
 #include <gtest/gtest.h>
 
@@ -24,6 +25,8 @@
 #include "data/token_shard.h"
 #include "model/safetensors.h"
 #include "model/safetensors_set.h"
+#include "serve/api_error.h"
+#include "serve/api_request.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/hf_tokenizer_json.h"
 #include "tokenizer/pretokenizer.h"
@@ -340,6 +343,52 @@ TEST(FuzzReplay, TokenizerJsonParseAcceptsOrThrowsError) {
   std::printf("tokenizer.json mutants: %d accepted, %d rejected\n", accepted, rejected);
   // Most mutants of a tokenizer.json break one of its 256 byte tokens, which is rightly refused.
   EXPECT_GT(accepted, 50);
+  EXPECT_GT(rejected, 1000);
+}
+
+TEST(FuzzReplay, ApiRequestParseAcceptsOrThrowsApiError) {
+  using serve::Endpoint;
+  const serve::ServedModelLimits limits{.name = "tiny", .context_length = 256, .vocab_size = 1000};
+  const std::pair<Endpoint, std::string> seeds[] = {
+      {Endpoint::kCompletions,
+       R"({"model": "tiny", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9,)"
+       R"( "top_k": 40, "seed": 7, "stop": ["\n\n", "END"], "logprobs": 2, "n": 1, "stream": true,)"
+       R"( "stream_options": {"include_usage": true}, "user": "u"})"},
+      {Endpoint::kCompletions, R"({"model": "tiny", "prompt": [1, 2, 999], "stop": "x", "max_tokens": 255})"},
+      {Endpoint::kChatCompletions,
+       R"({"model": "tiny", "messages": [{"role": "system", "content": "Be brief."},)"
+       R"( {"role": "user", "content": [{"type": "text", "text": "Hi"}]}, {"role": "assistant", "content": null},)"
+       R"( {"role": "user", "content": "caf\u00e9"}], "reasoning_effort": "low", "max_completion_tokens": 8,)"
+       R"( "logprobs": true, "top_logprobs": 3})"}};
+  Rng rng(2024);
+  int accepted = 0, rejected = 0;
+  for (const auto& [endpoint, seed] : seeds) {
+    ASSERT_NO_THROW(serve::parse_api_request(endpoint, seed, limits));
+    for (int m = 0; m < kMutationsPerSeed; ++m) {
+      const std::string text = mutate_json(seed, rng);
+      try {
+        const serve::ApiRequest r = serve::parse_api_request(endpoint, text, limits);
+        ++accepted;
+        ASSERT_TRUE(!r.max_tokens || (*r.max_tokens >= 1 && *r.max_tokens < limits.context_length)) << text;
+        ASSERT_LE(r.stop.size(), 4u) << text;
+        for (const std::string& s : r.stop) ASSERT_FALSE(s.empty()) << text;
+        for (const int32_t t : r.prompt_tokens) ASSERT_TRUE(t >= 0 && t < limits.vocab_size) << text;
+        ASSERT_TRUE(r.sampling.temperature >= 0 && r.sampling.temperature <= 2) << text;
+        ASSERT_TRUE(r.sampling.top_p > 0 && r.sampling.top_p <= 1) << text;
+        ASSERT_TRUE(endpoint == Endpoint::kCompletions ? r.prompt_text || !r.prompt_tokens.empty()
+                                                       : !r.messages.empty())
+            << text;
+      } catch (const serve::ApiError& e) {
+        ++rejected;
+        ASSERT_TRUE(e.status == 400 || e.status == 404) << e.status << " for " << text;
+        ASSERT_FALSE(e.message.empty());
+      } catch (const std::exception& e) {
+        FAIL() << "mutation " << m << " threw something other than ApiError: " << e.what();
+      }
+    }
+  }
+  std::printf("API request mutants: %d accepted, %d rejected\n", accepted, rejected);
+  EXPECT_GT(accepted, 500);
   EXPECT_GT(rejected, 1000);
 }
 

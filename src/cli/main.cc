@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   switchyard::cli::add_eval_command(app);
   switchyard::cli::add_generate_command(app);
   switchyard::cli::add_chat_command(app);
+  switchyard::cli::add_serve_command(app);
   switchyard::cli::add_bench_command(app);
   switchyard::cli::add_neuron_command(app);
   switchyard::cli::add_plan_command(app);

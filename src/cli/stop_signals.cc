@@ -16,18 +16,22 @@ static_assert(std::atomic<int>::is_always_lock_free);
 
 struct sigaction g_previous_int, g_previous_term;
 
+// Set before the handlers are installed; the handler only reads it.
+const char* g_message = StopSignals::kTrainingMessage;
+size_t g_message_length = 0;
+
 void on_stop_signal(int signal) {
   if (g_received.exchange(signal) != 0) _exit(StopSignals::exit_code(signal));
-  static const char kMessage[] =
-      "\nstopping: finishing the current step and writing a checkpoint (a second Ctrl-C quits at once)\n";
-  ssize_t ignored = ::write(STDERR_FILENO, kMessage, sizeof(kMessage) - 1);
+  ssize_t ignored = ::write(STDERR_FILENO, g_message, g_message_length);
   (void)ignored;
 }
 
 }  // namespace
 
-StopSignals::StopSignals() {
+StopSignals::StopSignals(const char* message) {
   g_received = 0;
+  g_message = message;
+  g_message_length = std::strlen(message);
   struct sigaction action;
   std::memset(&action, 0, sizeof(action));
   action.sa_handler = on_stop_signal;

@@ -7,8 +7,11 @@ namespace switchyard::cli {
 
 class StopSignals {
  public:
-  // Installs the handlers for SIGINT and SIGTERM. One StopSignals at a time.
-  StopSignals();
+  // Installs the handlers for SIGINT and SIGTERM. One StopSignals at a time. `message` is what the
+  // first signal prints (a string that outlives this object).
+  explicit StopSignals(const char* message = kTrainingMessage);
+  static constexpr const char* kTrainingMessage =
+      "\nstopping: finishing the current step and writing a checkpoint (a second Ctrl-C quits at once)\n";
   // Restores the handlers that were there before.
   ~StopSignals();
   StopSignals(const StopSignals&) = delete;

@@ -22,6 +22,7 @@
 
 #include "tokenizer/harmony.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8_stream.h"
 
 namespace switchyard::tokenizer {
 
@@ -45,6 +46,9 @@ class HarmonyStreamParser {
   // Reads the tokens the model writes after "<|start|>assistant". Throws Error if `tokenizer`
   // lacks the harmony tokens. The tokenizer must outlive the parser.
   explicit HarmonyStreamParser(const Tokenizer& tokenizer);
+  // The same with the ids already looked up (harmony_token_ids): it then only decodes, which is
+  // safe while other threads use the tokenizer.
+  HarmonyStreamParser(const Tokenizer& tokenizer, const HarmonyTokenIds& ids);
 
   HarmonyDelta process(int32_t token);
   // The tokens ended without a stop token (a length limit): a message whose content had begun is
@@ -64,8 +68,6 @@ class HarmonyStreamParser {
   void read_header(int32_t token);
   HarmonyDelta read_content(int32_t token);
   void parse_header();
-  // Moves the complete UTF-8 characters of pending_ (all of it when `flush`) into the text.
-  std::string take_text(bool flush);
   HarmonyDelta end_message(HarmonyStop stop);
 
   const Tokenizer& tokenizer_;
@@ -74,7 +76,7 @@ class HarmonyStreamParser {
   HarmonyStop stop_ = HarmonyStop::kNone;
   bool first_message_ = true;  // its role, assistant, was written before the model started
   std::string header_;         // the header so far, special tokens as their strings
-  std::string pending_;        // content bytes not yet reported (an unfinished UTF-8 character)
+  Utf8Stream text_;            // content bytes not yet reported (an unfinished UTF-8 character)
   HarmonyMessage current_;
   std::vector<HarmonyMessage> messages_;
 };

@@ -14,7 +14,7 @@ seconds="${1:-60}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${2:-$root/build-fuzz}"
 jobs="${FUZZ_JOBS:-2}"
-read -r -a targets <<<"${FUZZ_TARGETS:-safetensors token_shard safetensors_index tokenizer_json}"
+read -r -a targets <<<"${FUZZ_TARGETS:-safetensors token_shard safetensors_index tokenizer_json api_request}"
 
 # tests/CMakeLists.txt compiles each fuzzer together with its parser's sources, instrumented.
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -23,7 +23,7 @@ cmake --build "$build" --target "${targets[@]/%/_fuzzer}" -j"$jobs"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/switchyard_fuzz.XXXXXX")"
 if [[ -z "${FUZZ_KEEP:-}" ]]; then trap 'rm -rf "$work"' EXIT; else echo "corpus kept in $work"; fi
-mkdir -p "$work/safetensors" "$work/token_shard" "$work/safetensors_index" "$work/tokenizer_json" \
+mkdir -p "$work/safetensors" "$work/token_shard" "$work/safetensors_index" "$work/tokenizer_json" "$work/api_request" \
   "$build/fuzz-artifacts"
 cp "$root/tests/data/gpt_oss_reference/model.safetensors.index.json" "$work/safetensors_index/gpt_oss_reference"
 
@@ -115,6 +115,19 @@ tokenizer("split_then_byte_level", merged,
           "pair")
 tokenizer("byte_level_alone", merged[:3], {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
           "string", specials_in_vocab=True)
+
+# Request bodies of both endpoints, every field the parser reads in use.
+write_json("api_request", "completion", {
+    "model": "tiny", "prompt": "Once upon a time", "max_tokens": 16, "temperature": 0.7, "top_p": 0.9,
+    "top_k": 40, "seed": 7, "stop": ["\n\n", "END"], "logprobs": 2, "n": 1, "stream": True,
+    "stream_options": {"include_usage": True}, "user": "u"})
+write_json("api_request", "completion_ids", {"model": "tiny", "prompt": [1, 2, 999], "stop": "x"})
+write_json("api_request", "chat", {
+    "model": "tiny", "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": None}, {"role": "user", "content": "caf\u00e9"}],
+    "reasoning_effort": "low", "max_completion_tokens": 8, "logprobs": True, "top_logprobs": 3})
 EOF
 
 cat >"$work/safetensors.dict" <<'EOF'
@@ -179,6 +192,28 @@ cat >"$work/tokenizer_json.dict" <<'EOF'
 "(?<="
 "(*"
 "<|endoftext|>"
+EOF
+
+cat >"$work/api_request.dict" <<'EOF'
+"\"model\""
+"\"prompt\""
+"\"messages\""
+"\"role\""
+"\"content\""
+"\"max_tokens\""
+"\"max_completion_tokens\""
+"\"temperature\""
+"\"top_p\""
+"\"stop\""
+"\"logprobs\""
+"\"top_logprobs\""
+"\"stream_options\""
+"\"include_usage\""
+"\"reasoning_effort\""
+"null"
+"true"
+"-1"
+"18446744073709551616"
 EOF
 
 # A tokenizer.json holds its 256 single-byte tokens before anything else: a few kilobytes.
