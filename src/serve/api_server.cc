@@ -58,6 +58,12 @@ ApiServer::ApiServer(Engine& engine, const ServedModel& model, ServerOptions opt
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
   });
+  // A streamed token is a small write: without TCP_NODELAY it waits for the client's delayed
+  // acknowledgement (tens of milliseconds) before it leaves.
+  http.set_tcp_nodelay(true);
+  // The library closes a kept-alive connection after 5 requests by default; a client (a
+  // benchmark's worker) reuses its connection for many more.
+  http.set_keep_alive_max_count(1 << 20);
   http.set_payload_max_length(o.max_body_bytes);
   http.set_read_timeout(o.read_timeout_s, 0);
   http.set_write_timeout(o.write_timeout_s, 0);

@@ -5,18 +5,20 @@
 // refused with an OpenAI error. Exits 0 when every check passes, 1 when any fails (each failure is
 // printed), 2 for a wrong command line.
 //
-// Usage: node client_test.mjs BASE_URL MODEL [--max-tokens N] [--api-key KEY]
+// Usage: node client_test.mjs BASE_URL MODEL [--max-tokens N] [--api-key KEY] [--no-chat-format]
 //   BASE_URL: the server, with or without /v1 (http://127.0.0.1:8000)
+//   --no-chat-format: the model has no chat format, so chat requests must be refused with a 400
+//     and an OpenAI error body instead of answered
 import OpenAI from "openai";
 import { VERSION } from "openai/version";
 
 function usage(message) {
-  console.error(`error: ${message}\nusage: node client_test.mjs BASE_URL MODEL [--max-tokens N] [--api-key KEY]`);
+  console.error(`error: ${message}\nusage: node client_test.mjs BASE_URL MODEL [--max-tokens N] [--api-key KEY] [--no-chat-format]`);
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const options = { maxTokens: 16, apiKey: process.env.OPENAI_API_KEY || "unused" };
+  const options = { maxTokens: 16, apiKey: process.env.OPENAI_API_KEY || "unused", chatFormat: true };
   const positional = [];
   for (let i = 0; i < argv.length; ++i) {
     if (argv[i] === "--max-tokens") {
@@ -25,6 +27,8 @@ function parseArgs(argv) {
     } else if (argv[i] === "--api-key") {
       options.apiKey = argv[++i];
       if (!options.apiKey) usage("--api-key needs a value");
+    } else if (argv[i] === "--no-chat-format") {
+      options.chatFormat = false;
     } else if (argv[i].startsWith("--")) {
       usage(`unknown flag ${argv[i]}`);
     } else {
@@ -166,6 +170,17 @@ async function checkChat(client, model, maxTokens) {
         "chat stream: the same usage as returned whole", { streamed: streamed.usage, whole: whole.usage });
 }
 
+async function checkChatRefused(client, model) {
+  try {
+    await client.chat.completions.create({ model, messages: [{ role: "user", content: "Hello" }], max_tokens: 4 });
+    check(false, "chat: a model without a chat format refuses chat requests");
+  } catch (e) {
+    check(e instanceof OpenAI.BadRequestError, "chat: refused with a 400 (BadRequestError)", e?.status);
+    check(typeof e.error?.message === "string" && e.error.message.length > 0,
+          "chat: the refusal carries an OpenAI error body with a message", e.error);
+  }
+}
+
 async function checkUnknownModel(client) {
   try {
     await client.completions.create({ model: "no-such-model-here", prompt: "hi", max_tokens: 2 });
@@ -179,11 +194,12 @@ async function checkUnknownModel(client) {
 }
 
 async function main() {
-  const { baseURL, model, maxTokens, apiKey } = parseArgs(process.argv.slice(2));
+  const { baseURL, model, maxTokens, apiKey, chatFormat } = parseArgs(process.argv.slice(2));
   const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 300_000 });
   const steps = [["models", () => checkModels(client, model)],
                  ["completions", () => checkCompletions(client, model, maxTokens)],
-                 ["chat completions", () => checkChat(client, model, maxTokens)],
+                 ["chat completions", () => chatFormat ? checkChat(client, model, maxTokens)
+                                                       : checkChatRefused(client, model)],
                  ["unknown model", () => checkUnknownModel(client)]];
   for (const [name, step] of steps) {
     try {
