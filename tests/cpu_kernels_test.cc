@@ -227,7 +227,7 @@ float documented_order_sum(const float* x, const float* w, int C) {
 TEST(CpuKernels, BatchInvariantMatmulFollowsItsDocumentedOrder) {
   for (const int C : {5, 16, 67, 96, 200}) {
     for (const int OC : {1, 13, 37}) {
-      for (const int N : {1, 3, 4, 7, 16, 17, 33, 70}) {
+      for (const int N : {1, 2, 3, 4, 6, 7, 16, 17, 33, 64, 65, 70}) {
         const std::vector<float> inp = to_float(random_vec(N * C, 57 + C)),
                                  weight = to_float(random_vec(OC * C, 58 + OC));
         std::vector<float> out(static_cast<size_t>(N) * OC);

@@ -18,9 +18,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/transpose16.h"
 
 namespace switchyard::backend::cpu {
 
@@ -247,21 +249,38 @@ struct PagedTile {
 // keys[d][j] = k[j][d] for the chunk's n positions (rows of stride row), zeros after them.
 template <typename T>
 void transpose_key_chunk(T* keys, const T* k, int n, size_t row, int hd) {
+#if defined(__AVX512F__)
+  // A full chunk of fp32 keys: 16 x 16 blocks transposed in registers, not one float at a time
+  // (a decoded token transposes every key of its context once per head).
+  if constexpr (std::is_same_v<T, float>) {
+    if (n == kPagedKeys && hd % 16 == 0) {
+      static_assert(kPagedKeys == 16);
+      for (int d0 = 0; d0 < hd; d0 += 16) {
+        __m512 r[16];
+        for (int j = 0; j < 16; ++j) r[j] = _mm512_loadu_ps(k + j * row + d0);
+        transpose16(r);
+        for (int d = 0; d < 16; ++d) _mm512_storeu_ps(keys + static_cast<size_t>(d0 + d) * 16, r[d]);
+      }
+      return;
+    }
+  }
+#endif
   for (int d = 0; d < hd; ++d) {
     T* kd = keys + static_cast<size_t>(d) * kPagedKeys;
     for (int j = 0; j < kPagedKeys; ++j) kd[j] = j < n ? k[j * row + d] : T(0);
   }
 }
 
-// scores[r][j] = q[r] . k[j] for every row and position of the tile: head_dim steps, each one
-// vector of positions per row, rows side by side so the sums advance independently.
+// scores[r][j] = q[r] . k[j] for the tile's first `rows` rows and every position: head_dim steps,
+// each one vector of positions per row, rows side by side so the sums advance independently. Rows
+// past `rows` are not computed: a decode tile has one row of its 16.
 template <typename T>
-void chunk_scores(PagedTile<T>& t, int hd) {
-  for (int r = 0; r < kPagedRows; ++r)
+void chunk_scores(PagedTile<T>& t, int hd, int rows) {
+  for (int r = 0; r < rows; ++r)
     for (int j = 0; j < kPagedKeys; ++j) t.scores[r][j] = T(0);
   for (int d = 0; d < hd; ++d) {
     const T* kd = t.keys.data() + static_cast<size_t>(d) * kPagedKeys;
-    for (int r = 0; r < kPagedRows; ++r) {
+    for (int r = 0; r < rows; ++r) {
       const T qd = t.q[static_cast<size_t>(r) * hd + d];
       SWITCHYARD_OMP(omp simd)
       for (int j = 0; j < kPagedKeys; ++j) t.scores[r][j] += qd * kd[j];
@@ -302,6 +321,24 @@ void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const T* v, size
   }
   for (int j = j0; j < j1; ++j) {
     for (int d = d0; d < hd; ++d) o[d] += p[j] * v[j * row + d];
+  }
+}
+
+// Asks for one head's keys and values of a cache block ahead of their use. A head's part of a
+// position is a short run (head_dim values) a whole position's width away from the next, too
+// short and too scattered for the hardware prefetcher: without this a decode step waits on memory
+// latency for every key and value it reads.
+template <typename T>
+void prefetch_cache_block(const T* k_cache, const T* v_cache, size_t block_start, int bs,
+                          size_t cache_row, int hd) {
+  const size_t bytes = sizeof(T) * static_cast<size_t>(hd);
+  for (int j = 0; j < bs; ++j) {
+    const char* k = reinterpret_cast<const char*>(k_cache + block_start + j * cache_row);
+    const char* v = reinterpret_cast<const char*>(v_cache + block_start + j * cache_row);
+    for (size_t b = 0; b < bytes; b += 64) {
+      __builtin_prefetch(k + b);
+      __builtin_prefetch(v + b);
+    }
   }
 }
 
@@ -349,15 +386,22 @@ void paged_attention(T* out, const T* q, const T* k_cache, const T* v_cache,
         t.sum[r] = sinks ? T(1) : T(0);  // the sink's exp(sink - max), with max = sink
       }
       const int lo = first_key(first_pos), hi = first_pos + rows - 1;
+      auto block_start_of = [&](int blk) {
+        return static_cast<size_t>(table[blk]) * bs * cache_row + static_cast<size_t>(kvh) * hd;
+      };
+      prefetch_cache_block(k_cache, v_cache, block_start_of(lo / bs), bs, cache_row, hd);
       for (int blk = lo / bs; blk <= hi / bs; ++blk) {
-        const size_t block_start = static_cast<size_t>(table[blk]) * bs * cache_row + static_cast<size_t>(kvh) * hd;
+        const size_t block_start = block_start_of(blk);
+        if (blk < hi / bs) {
+          prefetch_cache_block(k_cache, v_cache, block_start_of(blk + 1), bs, cache_row, hd);
+        }
         const int in_block = std::min(bs, hi + 1 - blk * bs);  // positions anyone needs
         for (int c0 = 0; c0 < in_block; c0 += kPagedKeys) {
           const int n = std::min(kPagedKeys, in_block - c0), first = blk * bs + c0;
           const T* kb = k_cache + block_start + c0 * cache_row;
           const T* vb = v_cache + block_start + c0 * cache_row;
           transpose_key_chunk(t.keys.data(), kb, n, cache_row, hd);
-          chunk_scores(t, hd);
+          chunk_scores(t, hd, rows);
           for (int r = 0; r < rows; ++r) {
             const int pos = first_pos + r;
             const int j0 = std::max(0, first_key(pos) - first), j1 = std::min(n, pos + 1 - first);

@@ -1,0 +1,78 @@
+// The batch-invariant product (cpu_kernels.h batch_invariant_linear) on the shapes a GPT-2 124M
+// decode step runs, at the row counts decoding and serving give it: 1 (one stream) to 64 (a
+// continuous batch). Counters: GFLOP/s and the weights' read rate in GB/s (each weight byte is
+// read once per call, whatever the rows). Calls rotate over copies of the weights that together
+// outgrow the last-level cache, so every call streams its weights from memory as a decode step
+// over a whole model does.
+//
+//   build/switchyard_kernel_bench --benchmark_filter=InvariantLinear
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "backend/cpu/cpu_kernels.h"
+#include "core/rng.h"
+
+namespace {
+
+using switchyard::backend::cpu::batch_invariant_linear;
+
+// Values on 64-byte boundaries, as the engine's buffers are (a vector load across two cache lines
+// costs two).
+struct AlignedValues {
+  std::unique_ptr<float[], decltype(&std::free)> data{nullptr, &std::free};
+  float* get() const { return data.get(); }
+};
+
+AlignedValues random_values(size_t n, uint64_t seed) {
+  AlignedValues v;
+  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+  v.data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  switchyard::Rng rng(seed);
+  rng.fill_normal(v.get(), n, 0.02f);
+  return v;
+}
+
+// Arguments: rows N, inputs C, outputs OC.
+void InvariantLinear(benchmark::State& state) {
+  const int N = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1)),
+            OC = static_cast<int>(state.range(2));
+  const AlignedValues inp = random_values(static_cast<size_t>(N) * C, 1);
+  const size_t weight_size = static_cast<size_t>(OC) * C;
+  constexpr size_t kStreamedBytes = size_t{512} << 20;
+  const size_t copies = std::max<size_t>(2, kStreamedBytes / (weight_size * sizeof(float)));
+  const AlignedValues weights = random_values(copies * weight_size, 2);
+  std::vector<float> out(static_cast<size_t>(N) * OC);
+  size_t next = 0;
+  for (auto _ : state) {
+    const float* weight = weights.get() + next * weight_size;
+    next = (next + 1) % copies;
+    batch_invariant_linear(out.data(), inp.get(), weight, N, C, OC);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double calls = static_cast<double>(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.counters["weight_GB/s"] = benchmark::Counter(4.0 * C * OC * calls / 1e9,
+                                                     benchmark::Counter::kIsRate);
+}
+
+void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
+  for (int rows : {1, 8, 16, 24, 32, 48, 64}) {
+    b->Args({rows, 768, 2304});    // attention q, k, v
+    b->Args({rows, 768, 3072});    // MLP up
+    b->Args({rows, 3072, 768});    // MLP down
+    b->Args({rows, 768, 50257});   // the logits
+  }
+}
+
+BENCHMARK(InvariantLinear)->Apply(Gpt2DecodeShapes)->ArgNames({"N", "C", "OC"})->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
