@@ -13,10 +13,12 @@
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/norm_rope_kernels.h"
 #include "backend/neuron/embedding_kernel.h"
 #include "backend/neuron/gelu_kernel.h"
 #include "backend/neuron/layernorm_kernel.h"
 #include "backend/neuron/residual_kernel.h"
+#include "backend/neuron/rmsnorm_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
 #include "relative_error.h"
@@ -137,6 +139,84 @@ TEST(NeuronLayerNorm, BackwardAccumulatesLikeCpuReference) {
 TEST(NeuronLayerNorm, BackwardWideRowsSumOutsidePsum) {
   // 2C > 8 PSUM banks of 512: the column sums are closed per tile and added in SBUF.
   check_layernorm_backward(kFp32, 130, 2100);
+}
+
+// ---- rmsnorm ----
+
+void check_rmsnorm_forward(const Mode& mode, int64_t N, int64_t C) {
+  SCOPED_TRACE(label(mode, "rmsnorm_forward N=" + std::to_string(N) + " C=" + std::to_string(C)));
+  NeuronCore core(trn2_config());
+  Rng rng(21);
+  View inp = random_tensor(core, {N, C}, mode.act, "inp", rng, 2.0f, 0.7f);
+  View weight = random_tensor(core, {C}, DType::kF32, "weight", rng, 0.5f, 1.0f);
+  View out = core.hbm_alloc({N, C}, mode.act, "out");
+  View rstd = core.hbm_alloc({N}, DType::kF32, "rstd");
+  rmsnorm_forward(core, out, rstd, inp, weight, mode.compute, 1e-5f);
+
+  Host x = read(core, inp), w = read(core, weight);
+  Host ref(static_cast<size_t>(N * C)), ref_rstd(static_cast<size_t>(N));
+  cpu::rmsnorm_forward<double>(ref.data(), ref_rstd.data(), x.data(), w.data(),
+                               static_cast<int>(N), static_cast<int>(C), 1e-5);
+  EXPECT_LT(relative_error(read(core, out), ref), mode.tol);
+  EXPECT_LT(relative_error(read(core, rstd), ref_rstd), 1e-5);  // fp32 whatever the mode
+}
+
+TEST(NeuronRmsNorm, ForwardMatchesCpuReference) {
+  check_rmsnorm_forward(kFp32, 39, 54);    // one partial tile
+  check_rmsnorm_forward(kFp32, 300, 200);  // two full tiles and a partial one
+  check_rmsnorm_forward(kBf16, 39, 54);
+  check_rmsnorm_forward(kBf16, 257, 2880);  // gpt-oss-20b's width
+}
+
+void check_rmsnorm_backward(const Mode& mode, int64_t N, int64_t C) {
+  SCOPED_TRACE(label(mode, "rmsnorm_backward N=" + std::to_string(N) + " C=" + std::to_string(C)));
+  NeuronCore core(trn2_config());
+  Rng rng(22);
+  View inp = random_tensor(core, {N, C}, mode.act, "inp", rng, 1.5f, -0.4f);
+  View dout = random_tensor(core, {N, C}, mode.act, "dout", rng);
+  View weight = random_tensor(core, {C}, DType::kF32, "weight", rng, 0.5f, 1.0f);
+  // Pre-filled gradients: the kernel must add to them.
+  View dinp = random_tensor(core, {N, C}, mode.act, "dinp", rng);
+  View dweight = random_tensor(core, {C}, DType::kF32, "dweight", rng);
+  // The rstd the forward pass would have saved, in fp32.
+  Host x = read(core, inp), w = read(core, weight);
+  Host fwd(static_cast<size_t>(N * C)), s(static_cast<size_t>(N));
+  cpu::rmsnorm_forward<double>(fwd.data(), s.data(), x.data(), w.data(), static_cast<int>(N),
+                               static_cast<int>(C), 1e-5);
+  View rstd = core.hbm_alloc({1, N}, DType::kF32, "rstd");
+  core.write(rstd, std::vector<float>(s.begin(), s.end()));
+
+  Host ref_dinp = read(core, dinp), ref_dw = read(core, dweight);
+  Host d = read(core, dout), sh = read(core, rstd);
+  rmsnorm_backward(core, dinp, dweight, dout, inp, weight, rstd, mode.compute);
+  cpu::rmsnorm_backward<double>(ref_dinp.data(), ref_dw.data(), d.data(), x.data(), w.data(),
+                                sh.data(), static_cast<int>(N), static_cast<int>(C));
+  EXPECT_LT(relative_error(read(core, dinp), ref_dinp), mode.tol);
+  const double param_tol = mode.compute == DType::kF32 ? 1e-5 : 5e-3;
+  EXPECT_LT(relative_error(read(core, dweight), ref_dw), param_tol);
+}
+
+TEST(NeuronRmsNorm, BackwardAccumulatesLikeCpuReference) {
+  check_rmsnorm_backward(kFp32, 39, 54);
+  check_rmsnorm_backward(kFp32, 300, 600);  // dweight in two PSUM chunks
+  check_rmsnorm_backward(kBf16, 39, 54);
+  check_rmsnorm_backward(kBf16, 257, 768);
+}
+
+TEST(NeuronRmsNorm, RejectsBadShapes) {
+  NeuronCore core(trn1_config());
+  View inp = core.hbm_alloc({10, 8}, DType::kF32, "inp");
+  View out = core.hbm_alloc({10, 9}, DType::kF32, "out");
+  View good_out = core.hbm_alloc({10, 8}, DType::kF32, "good_out");
+  View stat = core.hbm_alloc({10}, DType::kF32, "stat");
+  View short_stat = core.hbm_alloc({9}, DType::kF32, "short_stat");
+  View w = core.hbm_alloc({8}, DType::kF32, "w");
+  expect_error([&] { rmsnorm_forward(core, out, stat, inp, w, DType::kF32, 1e-5f); },
+               {"rmsnorm_forward", "out", "[10, 8]"});
+  expect_error([&] { rmsnorm_forward(core, good_out, short_stat, inp, w, DType::kF32, 1e-5f); },
+               {"rmsnorm_forward", "rstd", "10 elements"});
+  expect_error([&] { rmsnorm_backward(core, good_out, w, out, inp, w, stat, DType::kF32); },
+               {"rmsnorm_backward", "dout", "[10, 8]"});
 }
 
 TEST(NeuronLayerNorm, RejectsBadShapes) {

@@ -57,4 +57,35 @@ void require_flat(const char* kernel, const char* name, const View& v, int64_t n
           v.describe());
 }
 
+void require_dense_matrix(const char* kernel, const char* name, const View& v, int64_t rows,
+                          int64_t cols) {
+  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && v.free_dims() == 1 &&
+              v.free_dim(0).stride == 1 && v.partitions() == rows && v.free_size() == cols,
+          "{}: {} must be an HBM float tensor [{}, {}] with contiguous rows, got {}", kernel, name,
+          rows, cols, v.describe());
+}
+
+void require_dense_row(const char* kernel, const char* name, const View& v, int64_t n) {
+  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && v.partitions() == 1 &&
+              v.free_dims() == 1 && v.free_dim(0).stride == 1 && v.free_size() == n,
+          "{}: {} must be one contiguous HBM float row of {} elements, got {}", kernel, name, n,
+          v.describe());
+}
+
+void copy_row_statistics(NeuronCore& core, const View& hbm, const View& tile, int64_t n,
+                         bool to_hbm, int queue) {
+  const int64_t full = n / kPartitions;
+  const int64_t rest = n % kPartitions;
+  if (full > 0) {
+    const View h = hbm.pattern(0, Dim{kPartitions, 1}, {Dim{full, kPartitions}});
+    const View s = tile.cols(0, full);
+    to_hbm ? core.dma_copy(h, s, queue) : core.dma_copy(s, h, queue);
+  }
+  if (rest > 0) {
+    const View h = hbm.pattern(full * kPartitions, Dim{rest, 1}, {Dim{1, 1}});
+    const View s = tile.rows(0, rest).cols(full, 1);
+    to_hbm ? core.dma_copy(h, s, queue) : core.dma_copy(s, h, queue);
+  }
+}
+
 }  // namespace switchyard::backend::neuron

@@ -66,8 +66,20 @@ void require_flat(const char* kernel, const char* name, const View& v, int64_t n
 void require_rows(const char* kernel, const char* what, const View& view, int64_t rows,
                   int64_t width);
 
+// `v` must be an HBM float tensor [rows, cols] whose rows are contiguous.
+void require_dense_matrix(const char* kernel, const char* name, const View& v, int64_t rows,
+                          int64_t cols);
+// `v` must be one HBM row of n contiguous float elements.
+void require_dense_row(const char* kernel, const char* name, const View& v, int64_t n);
+
 // An HBM row [1, n] read by every one of `partitions` rows (row stride 0), for loading a weight or
 // bias vector into all partitions with one DMA.
 View broadcast_rows(const View& row, int64_t partitions);
+
+// Per-row statistics of N rows live in SBUF as [128, tiles] fp32 columns (row t * 128 + p at
+// partition p, column t); these move them between that layout and a flat HBM row with at most
+// two DMAs (the full tiles, then the last partial one).
+void copy_row_statistics(NeuronCore& core, const View& hbm, const View& tile, int64_t n,
+                         bool to_hbm, int queue);
 
 }  // namespace switchyard::backend::neuron

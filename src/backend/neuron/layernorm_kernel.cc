@@ -9,51 +9,6 @@
 
 namespace switchyard::backend::neuron {
 
-namespace {
-
-using ::switchyard::dtype_bytes;
-using ::switchyard::nki_dtype_name;
-using ::switchyard::is_float;
-
-
-// An HBM [rows, cols] float tensor whose rows are contiguous.
-void require_matrix(const char* kernel, const char* name, const View& v, int64_t rows,
-                    int64_t cols) {
-  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && v.free_dims() == 1 &&
-              v.free_dim(0).stride == 1 && v.partitions() == rows && v.free_size() == cols,
-          "{}: {} must be an HBM float tensor [{}, {}] with contiguous rows, got {}", kernel, name,
-          rows, cols, v.describe());
-}
-
-// One HBM row of n contiguous float elements.
-void require_row(const char* kernel, const char* name, const View& v, int64_t n) {
-  require(v.memory() == Memory::kHbm && is_float(v.dtype()) && v.partitions() == 1 &&
-              v.free_dims() == 1 && v.free_dim(0).stride == 1 && v.free_size() == n,
-          "{}: {} must be one contiguous HBM float row of {} elements, got {}", kernel, name, n,
-          v.describe());
-}
-
-// Per-row statistics of N rows live in SBUF as [128, tiles] fp32 columns (row t * 128 + p at
-// partition p, column t); these move them between that layout and a flat HBM row with at most
-// two DMAs (the full tiles, then the last partial one).
-void copy_stats(NeuronCore& core, const View& hbm, const View& tile, int64_t n, bool to_hbm,
-                int queue) {
-  const int64_t full = n / kPartitions;
-  const int64_t rest = n % kPartitions;
-  if (full > 0) {
-    const View h = hbm.pattern(0, Dim{kPartitions, 1}, {Dim{full, kPartitions}});
-    const View s = tile.cols(0, full);
-    to_hbm ? core.dma_copy(h, s, queue) : core.dma_copy(s, h, queue);
-  }
-  if (rest > 0) {
-    const View h = hbm.pattern(full * kPartitions, Dim{rest, 1}, {Dim{1, 1}});
-    const View s = tile.rows(0, rest).cols(full, 1);
-    to_hbm ? core.dma_copy(h, s, queue) : core.dma_copy(s, h, queue);
-  }
-}
-
-}  // namespace
-
 void layernorm_forward(NeuronCore& core, const View& out, const View& mean, const View& rstd,
                        const View& inp, const View& weight, const View& bias, DType compute,
                        float epsilon) {
@@ -63,12 +18,12 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
   const int64_t C = inp.free_size();
   require(N >= 1 && C >= 1, "{}: inp must have at least one row and column, got {}", kName,
           inp.describe());
-  require_matrix(kName, "inp", inp, N, C);
-  require_matrix(kName, "out", out, N, C);
-  require_row(kName, "mean", mean, N);
-  require_row(kName, "rstd", rstd, N);
-  require_row(kName, "weight", weight, C);
-  require_row(kName, "bias", bias, C);
+  require_dense_matrix(kName, "inp", inp, N, C);
+  require_dense_matrix(kName, "out", out, N, C);
+  require_dense_row(kName, "mean", mean, N);
+  require_dense_row(kName, "rstd", rstd, N);
+  require_dense_row(kName, "weight", weight, C);
+  require_dense_row(kName, "bias", bias, C);
 
   KernelScope scope(core, kName);
   TilePool pool(core);
@@ -138,8 +93,8 @@ void layernorm_forward(NeuronCore& core, const View& out, const View& mean, cons
     if (t + 1 < tiles) statistics(t + 1);
     output(t);
   }
-  copy_stats(core, mean, mean_all, N, true, queues.store());
-  copy_stats(core, rstd, rstd_all, N, true, queues.store());
+  copy_row_statistics(core, mean, mean_all, N, true, queues.store());
+  copy_row_statistics(core, rstd, rstd_all, N, true, queues.store());
 }
 
 void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
@@ -151,14 +106,14 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
   const int64_t C = inp.free_size();
   require(N >= 1 && C >= 1, "{}: inp must have at least one row and column, got {}", kName,
           inp.describe());
-  require_matrix(kName, "inp", inp, N, C);
-  require_matrix(kName, "dout", dout, N, C);
-  require_matrix(kName, "dinp", dinp, N, C);
-  require_row(kName, "weight", weight, C);
-  require_row(kName, "dweight", dweight, C);
-  require_row(kName, "dbias", dbias, C);
-  require_row(kName, "mean", mean, N);
-  require_row(kName, "rstd", rstd, N);
+  require_dense_matrix(kName, "inp", inp, N, C);
+  require_dense_matrix(kName, "dout", dout, N, C);
+  require_dense_matrix(kName, "dinp", dinp, N, C);
+  require_dense_row(kName, "weight", weight, C);
+  require_dense_row(kName, "dweight", dweight, C);
+  require_dense_row(kName, "dbias", dbias, C);
+  require_dense_row(kName, "mean", mean, N);
+  require_dense_row(kName, "rstd", rstd, N);
 
   KernelScope scope(core, kName);
   TilePool pool(core);
@@ -195,8 +150,8 @@ void layernorm_backward(NeuronCore& core, const View& dinp, const View& dweight,
     core.memset(mean_all, 0.0f, Engine::kGpSimd);
     core.memset(rstd_all, 0.0f, Engine::kGpSimd);
   }
-  copy_stats(core, mean, mean_all, N, false, queues.load());
-  copy_stats(core, rstd, rstd_all, N, false, queues.load());
+  copy_row_statistics(core, mean, mean_all, N, false, queues.load());
+  copy_row_statistics(core, rstd, rstd_all, N, false, queues.load());
   load_tile(0);
   const View w = pool.sbuf(P, {C}, compute, "layernorm.weight");
   split_copy(core, w, broadcast_rows(weight, P), queues.loads(), load_queue);

@@ -55,6 +55,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void run(const ops::EmbeddingBackward& op) override;
   void run(const ops::LayerNorm& op) override;
   void run(const ops::LayerNormBackward& op) override;
+  void run(const ops::RmsNorm& op) override;
+  void run(const ops::RmsNormBackward& op) override;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
   void run(const ops::Gelu& op) override;

@@ -21,6 +21,7 @@
 #include "backend/neuron/optimizer_kernel.h"
 #include "backend/neuron/paged_attention_kernel.h"
 #include "backend/neuron/residual_kernel.h"
+#include "backend/neuron/rmsnorm_kernel.h"
 #include "backend/neuron/sim_operands.h"
 #include "core/error.h"
 
@@ -231,6 +232,42 @@ void NeuronSimBackend::run(const ops::LayerNormBackward& op) {
                               l.hbm(op.dbias, "dbias", {C}), l.hbm(op.dout, "dout"),
                               l.hbm(op.inp, "inp"), l.hbm(op.weight, "weight", {C}),
                               l.hbm(op.mean, "mean", {N}), l.hbm(op.rstd, "rstd", {N}), compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::RmsNorm& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("rmsnorm");
+  require_matrix(at, op.inp, -1, -1, "inp");
+  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
+  require(C > 0, "{}: rows must have channels, got {}", at, op.inp.describe());
+  require_matrix(at, op.out, N, C, "out");
+  require_elements(at, op.rstd, N, "rstd");
+  require_elements(at, op.weight, C, "weight");
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::rmsnorm_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.rstd, "rstd", {N}),
+                           l.hbm(op.inp, "inp"), l.hbm(op.weight, "weight", {C}), compute_,
+                           op.epsilon);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::RmsNormBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("rmsnorm_backward");
+  require_matrix(at, op.inp, -1, -1, "inp");
+  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
+  require(C > 0, "{}: rows must have channels, got {}", at, op.inp.describe());
+  require_matrix(at, op.dinp, N, C, "dinp");
+  require_matrix(at, op.dout, N, C, "dout");
+  require_elements(at, op.rstd, N, "rstd");
+  require_elements(at, op.weight, C, "weight");
+  require_elements(at, op.dweight, C, "dweight");
+  if (N == 0) return;
+  Launch l(*core_);
+  kernels::rmsnorm_backward(*core_, l.hbm(op.dinp, "dinp"), l.hbm(op.dweight, "dweight", {C}),
+                            l.hbm(op.dout, "dout"), l.hbm(op.inp, "inp"),
+                            l.hbm(op.weight, "weight", {C}), l.hbm(op.rstd, "rstd", {N}), compute_);
   l.finish();
 }
 

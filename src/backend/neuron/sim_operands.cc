@@ -23,6 +23,11 @@ constexpr OperandRule kLayerNorm[] = {{"out", kFloat}, {"mean", kF32},   {"rstd"
 constexpr OperandRule kLayerNormBackward[] = {
     {"dinp", kFloat}, {"dweight", kF32}, {"dbias", kF32}, {"dout", kFloat},
     {"inp", kFloat},  {"weight", kF32},  {"mean", kF32},  {"rstd", kF32}};
+constexpr OperandRule kRmsNorm[] = {
+    {"out", kFloat}, {"rstd", kF32}, {"inp", kFloat}, {"weight", kF32}};
+constexpr OperandRule kRmsNormBackward[] = {{"dinp", kFloat}, {"dweight", kF32},
+                                            {"dout", kFloat}, {"inp", kFloat},
+                                            {"weight", kF32}, {"rstd", kF32}};
 constexpr OperandRule kLinear[] = {
     {"out", kFloat}, {"inp", kFloat}, {"weight", kFloat}, {"bias", kF32, kOptional}};
 constexpr OperandRule kLinearBackward[] = {
@@ -70,6 +75,8 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kEmbeddingBackward: return kEmbeddingBackward;
     case OpKind::kLayerNorm: return kLayerNorm;
     case OpKind::kLayerNormBackward: return kLayerNormBackward;
+    case OpKind::kRmsNorm: return kRmsNorm;
+    case OpKind::kRmsNormBackward: return kRmsNormBackward;
     case OpKind::kLinear: return kLinear;
     case OpKind::kLinearBackward: return kLinearBackward;
     case OpKind::kGelu: return kGelu;
@@ -91,8 +98,6 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kLinearGelu:
       return {};
     // No tile programs yet: these run on the host.
-    case OpKind::kRmsNorm:
-    case OpKind::kRmsNormBackward:
     case OpKind::kRope:
     case OpKind::kTopKRouting:
     case OpKind::kTopKRoutingBackward:
