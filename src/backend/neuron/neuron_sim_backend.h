@@ -59,6 +59,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void run(const ops::RmsNormBackward& op) override;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
+  void run(const ops::ClampedSwiglu& op) override;
+  void run(const ops::ClampedSwigluBackward& op) override;
   void run(const ops::Gelu& op) override;
   void run(const ops::GeluBackward& op) override;
   void run(const ops::Add& op) override;

@@ -10,6 +10,7 @@
 #include "backend/neuron/attention_decode_kernel.h"
 #include "backend/neuron/attention_kernel.h"
 #include "backend/neuron/cast_kernel.h"
+#include "backend/neuron/clamped_swiglu_kernel.h"
 #include "backend/neuron/cross_entropy_kernel.h"
 #include "backend/neuron/embedding_kernel.h"
 #include "backend/neuron/gelu_kernel.h"
@@ -268,6 +269,48 @@ void NeuronSimBackend::run(const ops::RmsNormBackward& op) {
   kernels::rmsnorm_backward(*core_, l.hbm(op.dinp, "dinp"), l.hbm(op.dweight, "dweight", {C}),
                             l.hbm(op.dout, "dout"), l.hbm(op.inp, "inp"),
                             l.hbm(op.weight, "weight", {C}), l.hbm(op.rstd, "rstd", {N}), compute_);
+  l.finish();
+}
+
+// ---- gpt-oss's clamped SwiGLU ----
+
+namespace {
+
+// inp [A, 2I]: returns I.
+int64_t swiglu_width(const std::string& at, const Tensor& inp, float alpha, float limit) {
+  require(std::isfinite(alpha) && std::isfinite(limit) && limit > 0,
+          "{}: alpha must be finite and limit finite and positive, got alpha {} and limit {}", at,
+          alpha, limit);
+  require_matrix(at, inp, -1, -1, "inp");
+  require(inp.shape[1] % 2 == 0 && inp.shape[1] > 0,
+          "{}: inp must be [A, 2I] (gate and up interleaved), got {}", at, inp.describe());
+  return inp.shape[1] / 2;
+}
+
+}  // namespace
+
+void NeuronSimBackend::run(const ops::ClampedSwiglu& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("clamped_swiglu");
+  const int64_t I = swiglu_width(at, op.inp, op.alpha, op.limit), A = op.inp.shape[0];
+  require_matrix(at, op.out, A, I, "out");
+  if (A == 0) return;
+  Launch l(*core_);
+  kernels::clamped_swiglu_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.inp, "inp"), op.alpha,
+                                  op.limit, compute_);
+  l.finish();
+}
+
+void NeuronSimBackend::run(const ops::ClampedSwigluBackward& op) {
+  check_operand_dtypes(op);
+  const std::string at = op_label("clamped_swiglu_backward");
+  const int64_t I = swiglu_width(at, op.inp, op.alpha, op.limit), A = op.inp.shape[0];
+  require_matrix(at, op.dinp, A, 2 * I, "dinp");
+  require_matrix(at, op.dout, A, I, "dout");
+  if (A == 0) return;
+  Launch l(*core_);
+  kernels::clamped_swiglu_backward(*core_, l.hbm(op.dinp, "dinp"), l.hbm(op.inp, "inp"),
+                                   l.hbm(op.dout, "dout"), op.alpha, op.limit, compute_);
   l.finish();
 }
 

@@ -28,6 +28,9 @@ constexpr OperandRule kRmsNorm[] = {
 constexpr OperandRule kRmsNormBackward[] = {{"dinp", kFloat}, {"dweight", kF32},
                                             {"dout", kFloat}, {"inp", kFloat},
                                             {"weight", kF32}, {"rstd", kF32}};
+constexpr OperandRule kClampedSwiglu[] = {{"out", kFloat}, {"inp", kFloat}};
+constexpr OperandRule kClampedSwigluBackward[] = {
+    {"dinp", kFloat}, {"inp", kFloat}, {"dout", kFloat}};
 constexpr OperandRule kLinear[] = {
     {"out", kFloat}, {"inp", kFloat}, {"weight", kFloat}, {"bias", kF32, kOptional}};
 constexpr OperandRule kLinearBackward[] = {
@@ -77,6 +80,8 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kLayerNormBackward: return kLayerNormBackward;
     case OpKind::kRmsNorm: return kRmsNorm;
     case OpKind::kRmsNormBackward: return kRmsNormBackward;
+    case OpKind::kClampedSwiglu: return kClampedSwiglu;
+    case OpKind::kClampedSwigluBackward: return kClampedSwigluBackward;
     case OpKind::kLinear: return kLinear;
     case OpKind::kLinearBackward: return kLinearBackward;
     case OpKind::kGelu: return kGelu;
@@ -104,8 +109,6 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kGroupByExpert:
     case OpKind::kExpertLinear:
     case OpKind::kExpertLinearBackward:
-    case OpKind::kClampedSwiglu:
-    case OpKind::kClampedSwigluBackward:
     case OpKind::kExpertCombine:
     case OpKind::kExpertCombineBackward:
     case OpKind::kRouterLoadStats:
