@@ -1,5 +1,7 @@
 // switchyard bench serve end to end: the command against a small scripted server in the test
-// (counts, tokens, the model taken from /v1/models, the JSON line, the SVG), and its mistakes: a bad
+// (counts, tokens, the model taken from /v1/models, the JSON line, the SVG), against `switchyard
+// serve` on a simulator device (the simulated throughput from its /metrics) and on the CPU (none),
+// and its mistakes: a bad
 // URL or flag (exit 2), nothing listening, a server that never answers, a missing dataset, every
 // request refused (exit 1, one clear line, no hang).
 #include <gtest/gtest.h>
@@ -8,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -15,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "scripted_openai_server.h"
+#include "serve_process.h"
 #include "shell_command.h"
 #include "temp_dir_test_base.h"
 
@@ -98,6 +102,62 @@ TEST_F(CliBenchServe, MeasuresAScriptedServer) {
   text << in.rdbuf();
   EXPECT_NE(text.str().find("<svg"), std::string::npos);
   for (const char* panel : {"TTFT:", "TPOT:", "ITL:", "E2E:"}) EXPECT_NE(text.str().find(panel), std::string::npos);
+}
+
+// The value of `name` (one series, any labels) on a /metrics page; NaN when absent.
+double metric(const std::string& page, const std::string& name) {
+  const size_t at = page.find("\n" + name + "{");
+  if (at == std::string::npos) return std::nan("");
+  return std::stod(page.substr(page.find("} ", at) + 2));
+}
+
+std::string metrics_page(int port) {
+  httplib::Client client("127.0.0.1", port);
+  const httplib::Result res = client.Get("/metrics");
+  return res ? res->body : "";
+}
+
+// Against a server on a simulated Trainium2: the run's output tokens over the simulated seconds its
+// steps took, per core and for the chip's 8 cores; the figures agree with the server's own /metrics.
+TEST_F(CliBenchServe, ReportsTheSimulatedThroughputOfASimulatorDevice) {
+  ServeProcess server("--model tiny --n-layer 2 --device trn2-sim --port 0");
+  ASSERT_GT(server.port(), 0) << server.first_line() << server.stderr_text();
+  const std::string url = "http://127.0.0.1:" + std::to_string(server.port());
+  const ShellResult r = run_cli("bench serve --url " + url + " --dataset " + dataset_ +
+                                " --num-prompts 4 --concurrency 2 --prompt-tokens 4 --output-tokens 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json json = last_json_line(r.output);
+  ASSERT_EQ(json["completed"], 4) << r.output;
+  ASSERT_TRUE(json.contains("simulated_seconds")) << r.output;
+  EXPECT_EQ(json["simulated_device"], "trn2-sim");
+  EXPECT_EQ(json["cores_per_chip"], 8);
+  // The server was fresh: its counters hold this run only.
+  const std::string page = metrics_page(server.port());
+  const double seconds = metric(page, "switchyard:simulated_seconds_total");
+  EXPECT_GT(seconds, 0) << page;
+  EXPECT_NEAR(json["simulated_seconds"].get<double>(), seconds, 1e-9 * seconds);
+  EXPECT_EQ(json["simulated_output_tokens"], metric(page, "switchyard:generation_tokens_total"));
+  EXPECT_EQ(json["simulated_output_tokens"], json["output_tokens"]);
+  const double per_core = json["simulated_output_tokens_per_s_per_core"].get<double>();
+  EXPECT_NEAR(per_core, json["output_tokens"].get<double>() / seconds, 1e-9 * per_core);
+  EXPECT_NEAR(json["simulated_output_tokens_per_s_per_chip"].get<double>(), 8 * per_core, 8e-9 * per_core);
+  EXPECT_NE(r.output.find("simulated device         trn2-sim, 8 cores per chip\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("simulated throughput     "), std::string::npos) << r.output;
+}
+
+// A server without simulated time (on the CPU; the scripted one has no /metrics at all): nothing
+// simulated in the report, and no failure.
+TEST_F(CliBenchServe, ReportsNoSimulatedThroughputWithoutASimulatorDevice) {
+  ServeProcess cpu("--model tiny --n-layer 2 --port 0");
+  ASSERT_GT(cpu.port(), 0) << cpu.first_line() << cpu.stderr_text();
+  ScriptedOpenAiServer scripted(StreamScript{});
+  for (const std::string& url : {"http://127.0.0.1:" + std::to_string(cpu.port()), scripted.url()}) {
+    const ShellResult r = run_cli("bench serve --url " + url + " --dataset " + dataset_ +
+                                  " --num-prompts 2 --prompt-tokens 4 --output-tokens 2 --json");
+    ASSERT_EQ(r.exit_code, 0) << url << ": " << r.output;
+    EXPECT_EQ(last_json_line(r.output)["completed"], 2) << r.output;
+    EXPECT_EQ(r.output.find("simulated"), std::string::npos) << url << ": " << r.output;
+  }
 }
 
 TEST_F(CliBenchServe, ChatWithModelAndApiKey) {

@@ -123,6 +123,43 @@ TEST_F(NeuronCli, BenchTrainProfileOnASimulatedDevice) {
   EXPECT_GT(j["kernel_ms_per_step"].value("adamw", 0.0), 0);
 }
 
+// bench generate on a simulated chip: the simulated figures of a decode step at batch 1 and at
+// batch 3. Three sequences a step share one read of the weights, so the simulated core turns out
+// more tokens a second than at batch 1 (a loop of batch-1 steps would not).
+TEST_F(NeuronCli, BenchGenerateOnASimulatedDeviceAtBatchOneAndThree) {
+  CliRun one = run_cli("bench generate --model tiny --device trn2-sim --tokens 2 --json");
+  ASSERT_EQ(one.status, 0) << one.output;
+  EXPECT_NE(one.output.find("generate tiny on trn2-sim: batch 1, 2 tokens: "), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find("ms/2 tokens, "), std::string::npos) << one.output;
+  nlohmann::json j1 = last_json_line(one.output);
+  EXPECT_EQ(j1["batch"], 1);
+  EXPECT_EQ(j1["simulated_ms_per_token"], j1["simulated_ms_per_step"]);
+  EXPECT_EQ(j1["ms_per_token"], j1["ms_per_step"]);
+
+  CliRun three = run_cli("bench generate --model tiny --device trn2-sim --batch 3 --tokens 2 --json");
+  ASSERT_EQ(three.status, 0) << three.output;
+  EXPECT_NE(three.output.find("generate tiny on trn2-sim: batch 3, 2 tokens each: "), std::string::npos)
+      << three.output;
+  EXPECT_NE(three.output.find("ms/2 steps, "), std::string::npos) << three.output;
+  nlohmann::json j3 = last_json_line(three.output);
+  EXPECT_EQ(j3["device"], "trn2-sim");
+  EXPECT_EQ(j3["batch"], 3);
+  EXPECT_FALSE(j3.contains("ms_per_token")) << j3;
+  EXPECT_FALSE(j3.contains("simulated_ms_per_token")) << j3;
+  const double step_ms = j3["simulated_ms_per_step"].get<double>();
+  ASSERT_GT(step_ms, 0);
+  const double per_core = j3["simulated_tokens_per_s_per_core"].get<double>();
+  EXPECT_NEAR(per_core, 3 / (step_ms / 1e3), 1e-6 * per_core);
+  EXPECT_EQ(j3["cores_per_chip"], 8);  // Trainium2: 8 NeuronCores a chip
+  EXPECT_NEAR(j3["simulated_tokens_per_s_per_chip"].get<double>(), 8 * per_core, 1e-6 * 8 * per_core);
+  EXPECT_GT(j3["utilization"]["TensorE"].get<double>(), 0);
+  EXPECT_FALSE(j3["bottleneck"].get<std::string>().empty());
+  EXPECT_GT(j3["simulated_hbm_gbps"].get<double>(), 0);
+  EXPECT_TRUE(j3.contains("unsimulated_ops")) << j3;
+  EXPECT_GT(per_core, j1["simulated_tokens_per_s_per_core"].get<double>());
+  EXPECT_GE(step_ms, j1["simulated_ms_per_step"].get<double>());
+}
+
 TEST_F(NeuronCli, ClearErrors) {
   CliRun r = run_cli("neuron bench matmul --target trn9 --shape 128x128x128");
   EXPECT_NE(r.status, 0);

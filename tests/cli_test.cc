@@ -194,5 +194,56 @@ TEST_F(Cli, BenchPrintsOneJsonObject) {
   }
 }
 
+// bench generate at batch 1 keeps its line and fields; at --batch N a step decodes N tokens, and
+// the figures say so: tokens/s is N per step, and the memory bound is N tokens per read of the
+// weights.
+TEST_F(Cli, BenchGenerateAtBatchOneAndBatchThree) {
+  Result one = run("bench generate --model tiny --tokens 4 --json");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_NE(one.output.find("generate tiny on cpu: batch 1, 4 tokens: "), std::string::npos) << one.output;
+  EXPECT_NE(one.output.find(" ms/token, "), std::string::npos) << one.output;
+  nlohmann::json j1 = last_json_line(one.output);
+  EXPECT_EQ(j1["batch"], 1);
+  EXPECT_EQ(j1["tokens"], 4);
+  EXPECT_EQ(j1["ms_per_token"], j1["ms_per_step"]);
+  EXPECT_NEAR(j1["tokens_per_s"].get<double>(), 1000 / j1["ms_per_token"].get<double>(),
+              1e-9 * j1["tokens_per_s"].get<double>());
+  for (const char* key : {"read_bandwidth_gbs", "weight_bytes", "bound_tokens_per_s", "fraction_of_bound",
+                          "peak_rss_mib"}) {
+    EXPECT_GT(j1[key].get<double>(), 0) << key;
+  }
+
+  Result three = run("bench generate --model tiny --batch 3 --tokens 4 --json");
+  ASSERT_EQ(three.exit_code, 0) << three.output;
+  EXPECT_NE(three.output.find("generate tiny on cpu: batch 3, 4 tokens each: "), std::string::npos) << three.output;
+  EXPECT_NE(three.output.find(" ms/step, "), std::string::npos) << three.output;
+  nlohmann::json j3 = last_json_line(three.output);
+  EXPECT_EQ(j3["batch"], 3);
+  EXPECT_FALSE(j3.contains("ms_per_token")) << j3;  // a step is not a token
+  const double ms = j3["ms_per_step"].get<double>();
+  ASSERT_GT(ms, 0);
+  EXPECT_NEAR(j3["tokens_per_s"].get<double>(), 3 * 1000 / ms, 1e-9 * j3["tokens_per_s"].get<double>());
+  const double bound = 3 * j3["read_bandwidth_gbs"].get<double>() * 1e9 / j3["weight_bytes"].get<double>();
+  EXPECT_NEAR(j3["bound_tokens_per_s"].get<double>(), bound, 1e-9 * bound);
+  EXPECT_EQ(j3["weight_bytes"], j1["weight_bytes"]);
+}
+
+TEST_F(Cli, BenchGenerateRefusesABadBatch) {
+  for (const char* batch : {"0", "-2", "4097", "two"}) {
+    Result r = run(std::string("bench generate --model tiny --tokens 2 --batch ") + batch);
+    EXPECT_EQ(r.exit_code, 2) << batch << ": " << r.output;
+    EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << batch << ": " << r.output;
+    EXPECT_NE(r.output.find("--batch"), std::string::npos) << batch << ": " << r.output;
+  }
+  // 4096 sequences of 65,536 positions: 256 GiB of keys for each layer, more than any host here.
+  Result r = run("bench generate --model tiny --n-embd 256 --n-positions 65536 --context 65536 --tokens 2 "
+                 "--batch 4096");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("error: --batch 4096: the KV cache of 4096 sequences of 65536 positions (2048.00 GiB) "
+                          "does not fit on cpu: out of host memory"),
+            std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace switchyard

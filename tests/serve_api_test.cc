@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -345,9 +346,55 @@ TEST_F(ServeApi, ModelsHealthAndMetrics) {
            "switchyard:kv_blocks_used" + label + "} 0",
            "switchyard:time_to_first_token_seconds_count" + label + "} 1",
            "switchyard:time_per_output_token_seconds_count" + label + "} 4",
-           "switchyard:e2e_request_latency_seconds_count" + label + "} 1"}) {
+           "switchyard:e2e_request_latency_seconds_count" + label + "} 1",
+           "switchyard:engine_step_seconds_count" + label + "} " + std::to_string(server->engine().stats().steps)}) {
     EXPECT_NE(page.find(line + "\n"), std::string::npos) << "missing: " << line << "\n" << page;
   }
+  // A real device has no simulated time: the series are absent, not zero.
+  EXPECT_EQ(page.find("simulated"), std::string::npos) << page;
+}
+
+// The value of the series `name{labels}` on a /metrics page; NaN when it is not there.
+double metric(const std::string& page, const std::string& name_and_labels) {
+  const size_t at = page.find("\n" + name_and_labels + " ");
+  if (at == std::string::npos) return std::nan("");
+  return std::stod(page.substr(at + name_and_labels.size() + 2));
+}
+
+// On a simulator device /metrics carries the simulated time of the engine's steps: the counter is
+// what the engine recorded, the histogram has a step's worth in each observation, and the info
+// series names the device.
+TEST(ServeApiSimulated, MetricsCarryTheSimulatedTimeOfTheSteps) {
+  const std::unique_ptr<backend::Backend> sim = backend::create_backend("trn2-sim");
+  model::ModelConfig config = model::preset("tiny");
+  config.num_layers = 2;
+  const std::unique_ptr<model::Model> m = model::Model::create(*sim, config);
+  m->init_random(9);
+  const std::unique_ptr<tokenizer::Tokenizer> bytes = tokenizer::make_byte_tokenizer();
+  TestServer server(*m, *bytes, "tiny-sim");
+  for (const char* prompt : {"To be", "or not to be"}) {
+    const json body = {{"model", "tiny-sim"}, {"prompt", prompt}, {"max_tokens", 3}, {"temperature", 0}};
+    const httplib::Result res = server.post("/v1/completions", body);
+    ASSERT_EQ(res->status, 200) << res->body;
+  }
+  const EngineStats stats = server.idle_stats();
+  ASSERT_TRUE(stats.simulated_seconds.has_value());
+  const std::string page = server.client().Get("/metrics")->body;
+  const std::string label = "{model_name=\"tiny-sim\"}";
+  const double seconds = metric(page, "switchyard:simulated_seconds_total" + label);
+  EXPECT_GT(seconds, 0) << page;
+  EXPECT_EQ(seconds, *stats.simulated_seconds);
+  EXPECT_NEAR(metric(page, "switchyard:engine_step_simulated_seconds_sum" + label), seconds, 1e-9 * seconds);
+  EXPECT_EQ(metric(page, "switchyard:engine_step_simulated_seconds_count" + label), stats.steps);
+  EXPECT_EQ(metric(page, "switchyard:engine_steps_total" + label), stats.steps);
+  EXPECT_EQ(metric(page, "switchyard:generation_tokens_total" + label), 6);
+  EXPECT_EQ(metric(page, "switchyard:simulated_device_info{model_name=\"tiny-sim\",device=\"trn2-sim\","
+                         "target=\"trn2\",core=\"" + server.engine().step_times().simulated_device()->core +
+                         "\",cores_per_chip=\"8\"}"),
+            1)
+      << page;
+  EXPECT_NE(page.find("# TYPE switchyard:simulated_seconds_total counter\n"), std::string::npos) << page;
+  EXPECT_NE(page.find("# TYPE switchyard:engine_step_simulated_seconds histogram\n"), std::string::npos) << page;
 }
 
 TEST_F(ServeApi, FullQueueIs429WithRetryAfter) {

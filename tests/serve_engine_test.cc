@@ -580,6 +580,67 @@ TEST_F(ServeEngine, RunsOnItsOwnThreadWithSubmitsFromOthers) {
   expect_idle(engine);
 }
 
+// The simulated seconds the device's own clock advanced while `engine` stepped to idle (every
+// device operation of a step is in its forward pass), and the steps it took.
+std::pair<double, int64_t> step_to_idle_on_the_clock(Engine& engine, const backend::Backend& device) {
+  double seconds = 0;
+  int64_t steps = 0;
+  for (;;) {
+    const double before = backend::simulation_report(device)->total_ns;
+    if (!engine.step()) break;
+    seconds += (backend::simulation_report(device)->total_ns - before) * 1e-9;
+    ++steps;
+  }
+  return {seconds, steps};
+}
+
+// On a simulator device the engine records each step's simulated time beside its wall time: the
+// total is what the device's clock advanced over the steps, and each histogram holds one
+// observation a step.
+TEST_F(ServeEngine, RecordsTheSimulatedTimeOfEachStepOnASimulatorDevice) {
+  const std::unique_ptr<backend::Backend> sim = backend::create_backend("trn2-sim");
+  model::ModelConfig config = model::preset("tiny");
+  config.num_layers = 2;
+  const std::unique_ptr<model::Model> m = model::Model::create(*sim, config);
+  m->init_random(3);
+  Engine engine(*m, {.max_sequences = 4, .prefill_chunk = 8});
+  Sinks sinks;
+  for (int i = 0; i < 3; ++i) {
+    sinks.push_back(std::make_shared<Collected>());
+    engine.submit(request(random_tokens(3 + 5 * i, config.vocab_size, 70 + i), 3), sinks.back());
+  }
+  const auto [clock_seconds, steps] = step_to_idle_on_the_clock(engine, *sim);
+  for (const auto& sink : sinks) EXPECT_EQ(sink->ids().size(), 3u);
+  const serve::EngineStats stats = engine.stats();
+  EXPECT_EQ(stats.steps, steps);
+  ASSERT_TRUE(stats.simulated_seconds.has_value());
+  EXPECT_GT(*stats.simulated_seconds, 0);
+  EXPECT_NEAR(*stats.simulated_seconds, clock_seconds, 1e-9 * clock_seconds);
+  const serve::StepTimes& times = engine.step_times();
+  ASSERT_TRUE(times.simulated_device().has_value());
+  EXPECT_EQ(times.simulated_device()->device, "trn2-sim");
+  EXPECT_EQ(times.simulated_device()->target, "trn2");
+  EXPECT_EQ(times.simulated_device()->cores_per_chip, 8);
+  ASSERT_NE(times.simulated_seconds(), nullptr);
+  const serve::Histogram::Snapshot simulated = times.simulated_seconds()->snapshot();
+  EXPECT_EQ(simulated.count, static_cast<uint64_t>(steps));
+  EXPECT_NEAR(simulated.sum, clock_seconds, 1e-9 * clock_seconds);
+  const serve::Histogram::Snapshot wall = times.wall_seconds().snapshot();
+  EXPECT_EQ(wall.count, static_cast<uint64_t>(steps));
+  EXPECT_GT(wall.sum, 0);
+}
+
+TEST_F(ServeEngine, RecordsNoSimulatedTimeOnARealDevice) {
+  model::Model& m = gpt2();
+  Engine engine(m, {});
+  serve_all(engine, {request(random_tokens(6, m.config().vocab_size, 80), 4)});
+  const serve::EngineStats stats = engine.stats();
+  EXPECT_FALSE(stats.simulated_seconds.has_value());
+  EXPECT_FALSE(engine.step_times().simulated_device().has_value());
+  EXPECT_EQ(engine.step_times().simulated_seconds(), nullptr);
+  EXPECT_EQ(engine.step_times().wall_seconds().snapshot().count, static_cast<uint64_t>(stats.steps));
+}
+
 TEST(ServeFinishReason, Names) {
   EXPECT_EQ(serve::finish_reason_name(FinishReason::kStop), "stop");
   EXPECT_EQ(serve::finish_reason_name(FinishReason::kLength), "length");

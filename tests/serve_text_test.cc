@@ -216,7 +216,9 @@ TEST(ServeText, MetricsPage) {
   engine.kv_blocks_used = 3;
   engine.kv_blocks_free = 13;
   engine.prompt_tokens = 40;
-  const std::string page = render_metrics("my \"model\"", engine, server);
+  StepTimes steps(std::nullopt);
+  steps.record(0.02, std::nullopt);
+  const std::string page = render_metrics("my \"model\"", engine, server, steps);
   const std::string label = "{model_name=\"my \\\"model\\\"\"";
   for (const std::string& line : std::vector<std::string>{
            "# TYPE switchyard:num_requests_running gauge", "switchyard:num_requests_running" + label + "} 2",
@@ -230,8 +232,39 @@ TEST(ServeText, MetricsPage) {
         "switchyard:time_to_first_token_seconds_bucket" + label + ",le=\"0.005\"} 1",
         "switchyard:time_to_first_token_seconds_bucket" + label + ",le=\"+Inf\"} 1",
         "switchyard:time_to_first_token_seconds_count" + label + "} 1",
-        "switchyard:e2e_request_latency_seconds_count" + label + "} 0"}) {
+        "switchyard:e2e_request_latency_seconds_count" + label + "} 0",
+        "switchyard:engine_step_seconds_bucket" + label + ",le=\"0.01\"} 0",
+        "switchyard:engine_step_seconds_bucket" + label + ",le=\"0.025\"} 1",
+        "switchyard:engine_step_seconds_count" + label + "} 1"}) {
     EXPECT_NE(page.find(line + "\n"), std::string::npos) << "missing: " << line;
+  }
+  EXPECT_EQ(page.find("simulated"), std::string::npos) << page;  // a real device: none of them
+}
+
+// On a simulator device: the device as labels of an info series, the total of the steps' simulated
+// seconds (the engine's, published with its other counters) and their histogram.
+TEST(ServeText, MetricsPageOfASimulatorDevice) {
+  StepTimes steps(model::SimulatedDevice{.device = "trn2-sim", .target = "trn2", .core = "NeuronCore-v3",
+                                         .cores_per_chip = 8});
+  steps.record(1.5, 0.0005);
+  steps.record(2.5, 0.003);
+  EngineStats engine;
+  engine.simulated_seconds = steps.simulated_total();
+  const std::string page = render_metrics("m", engine, ServerMetrics(), steps);
+  const std::string label = "{model_name=\"m\"";
+  for (const std::string& line : std::vector<std::string>{
+           "# TYPE switchyard:simulated_device_info gauge",
+           "switchyard:simulated_device_info" + label +
+               ",device=\"trn2-sim\",target=\"trn2\",core=\"NeuronCore-v3\",cores_per_chip=\"8\"} 1",
+           "# TYPE switchyard:simulated_seconds_total counter",
+           "switchyard:simulated_seconds_total" + label + "} 0.0035",
+           "# TYPE switchyard:engine_step_simulated_seconds histogram",
+           "switchyard:engine_step_simulated_seconds_bucket" + label + ",le=\"0.0005\"} 1",
+           "switchyard:engine_step_simulated_seconds_bucket" + label + ",le=\"0.0025\"} 1",
+           "switchyard:engine_step_simulated_seconds_bucket" + label + ",le=\"0.005\"} 2",
+           "switchyard:engine_step_simulated_seconds_count" + label + "} 2",
+           "switchyard:engine_step_seconds_count" + label + "} 2"}) {
+    EXPECT_NE(page.find(line + "\n"), std::string::npos) << "missing: " << line << "\n" << page;
   }
 }
 

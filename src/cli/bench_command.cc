@@ -1,6 +1,7 @@
-// switchyard bench train|generate|prefill: measured speed and memory of the engine on a model, with
-// the bounds this machine sets (GEMM rate for training, memory bandwidth for generation); and
-// bench serve (bench_serve_command.cc), a load generator for OpenAI-compatible servers.
+// switchyard bench train|prefill: measured speed and memory of the engine on a model, with the
+// bounds this machine sets (the GEMM rate); bench generate (bench_generate_command.cc), decoding
+// against the memory bandwidth; and bench serve (bench_serve_command.cc), a load generator for
+// OpenAI-compatible servers.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -10,11 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_generate_command.h"
+#include "cli/bench_output.h"
 #include "cli/bench_serve_command.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
 #include "core/error.h"
-#include "core/memory_bandwidth.h"
 #include "core/process_stats.h"
 #include "core/rng.h"
 #include "backend/simulated_span.h"
@@ -34,7 +36,6 @@ struct BenchFlags {
   int steps = 5;
   int warmup = 1;
   int tokens = 64;
-  int context = 0;  // generate: positions the KV cache holds (0: the tokens generated)
   bool json = false;
   std::string trace;  // simulator devices: Chrome trace of the last timed step
 };
@@ -74,27 +75,6 @@ double measure_gemm_gflops(backend::Backend& backend) {
     best_ms = std::min(best_ms, ms_since(t0));
   }
   return 2.0 * n * n * n / (best_ms * 1e6);
-}
-
-void print_json_line(const nlohmann::json& json) { std::printf("%s\n", json.dump().c_str()); }
-
-// Prints where the timed steps went, kernel by kernel (time per step, share of the median step,
-// calls per step), and returns the same as {kernel: ms per step}.
-nlohmann::json report_kernel_times(const backend::ProfilingBackend& profiler, int steps,
-                                   double step_ms) {
-  nlohmann::json per_step = nlohmann::json::object();
-  double total = 0;
-  std::printf("%-28s %10s %7s %9s\n", "kernel", "ms/step", "share", "calls");
-  for (const backend::KernelTime& t : profiler.kernel_times()) {
-    const double ms = t.ms / steps;
-    total += ms;
-    per_step[t.kernel] = ms;
-    std::printf("%-28s %10.2f %6.1f%% %9lld\n", t.kernel.c_str(), ms, 100 * ms / step_ms,
-                static_cast<long long>(t.calls / steps));
-  }
-  std::printf("%-28s %10.2f %6.1f%%  (the rest of the step is host code between kernels)\n",
-              "all kernels", total, 100 * total / step_ms);
-  return per_step;
 }
 
 // Simulator devices: the simulated step beside the wall-clock time of simulating it (the host's
@@ -201,82 +181,6 @@ void run_bench_train(const BenchFlags& f) {
   }
 }
 
-void run_bench_generate(const BenchFlags& f) {
-  ModelSource source = f.source;
-  source.inference_only = true;
-  OpenedModel opened = open_model(source, /*load_tokenizer=*/false);
-  model::Model& gpt = *opened.model;
-  const model::ModelConfig& config = gpt.config();
-  require(f.tokens < config.max_seq_len, "--tokens {} must be below the model's context of {}", f.tokens,
-          config.max_seq_len);
-  require(f.context == 0 || (f.context > f.tokens && f.context <= config.max_seq_len),
-          "--context {} must exceed --tokens {} and fit the model's context of {}", f.context,
-          f.tokens, config.max_seq_len);
-  // The first position warms caches and allocations; the timed steps decode one token each.
-  model::Generator generator(gpt, 1, f.context > 0 ? f.context : f.tokens + 1);
-  auto [sequence, logits] = generator.start({0});
-  if (opened.profiler) opened.profiler->reset();  // the timed decode steps only
-  backend::SimulatedClock sim_clock(gpt.backend());
-  auto t0 = Clock::now();
-  for (int pos = 1; pos <= f.tokens; ++pos) {
-    const int32_t token =
-        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    logits = std::move(generator.run({{.sequence = sequence, .tokens = {token}}}).front());
-  }
-  double ms_per_token = ms_since(t0) / f.tokens;
-  if (std::optional<backend::SimulatedSpan> sim = sim_clock.lap(f.tokens)) {
-    const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
-    std::printf("generate %s on %s: batch 1, %d tokens: %.1f ms/token of wall time to simulate\n  %s\n",
-                f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token,
-                backend::describe_span(*sim, report, (std::to_string(f.tokens) + " tokens").c_str()).c_str());
-    if (f.json) {
-      print_json_line({{"mode", "generate"}, {"model", f.source.model}, {"device", opened.backend->name()},
-                       {"tokens", f.tokens}, {"ms_per_token", ms_per_token},
-                       {"simulated_ms_per_token", sim->ms / f.tokens},
-                       {"simulated_tokens_per_s_per_core", sim->tokens_per_s_per_core},
-                       {"bottleneck", sim->bottleneck}, {"simulated_hbm_gbps", sim->hbm_gbps}});
-    }
-    return;
-  }
-  const double tokens_per_s = 1000.0 / ms_per_token;
-  if (std::optional<size_t> device_peak = opened.backend->device_memory_peak_bytes()) {
-    // A GPU streams the weights from its own memory: the host's bandwidth bounds nothing here.
-    std::printf("generate %s on %s: batch 1, %d tokens: %.3f ms/token, %.1f tokens/s; peak device "
-                "memory %.0f MiB\n",
-                f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token,
-                tokens_per_s, *device_peak / 1048576.0);
-    if (f.json) {
-      print_json_line({{"mode", "generate"}, {"model", f.source.model},
-                       {"device", opened.backend->name()}, {"tokens", f.tokens},
-                       {"ms_per_token", ms_per_token}, {"tokens_per_s", tokens_per_s},
-                       {"peak_device_mib", *device_peak / 1048576.0},
-                       {"peak_rss_mib", peak_rss_bytes() / 1048576.0}});
-    }
-    return;
-  }
-  if (opened.profiler) report_kernel_times(*opened.profiler, f.tokens, ms_per_token);
-  // Weights read per token, in the dtypes they are held in: every tensor but the rows of embedding
-  // tables no product reads and the experts not chosen.
-  const double weight_bytes = gpt.weight_bytes_read_per_token();
-  double bandwidth = measure_read_bandwidth();
-  double bound_tokens_per_s = bandwidth / weight_bytes;
-  double peak_mib = peak_rss_bytes() / 1048576.0;
-  std::printf("generate %s on %s: batch 1, %d tokens: %.2f ms/token, %.1f tokens/s; memory read %.1f GB/s "
-              "over %.0f MB of weights bounds it at %.1f tokens/s (%.0f%% of bound); peak RSS %.0f MiB\n",
-              f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms_per_token, tokens_per_s,
-              bandwidth / 1e9, weight_bytes / 1e6, bound_tokens_per_s, 100 * tokens_per_s / bound_tokens_per_s,
-              peak_mib);
-  if (f.json) {
-    print_json_line({{"mode", "generate"},        {"model", f.source.model},
-                     {"device", opened.backend->name()}, {"tokens", f.tokens},
-                     {"ms_per_token", ms_per_token}, {"tokens_per_s", tokens_per_s},
-                     {"read_bandwidth_gbs", bandwidth / 1e9}, {"weight_bytes", weight_bytes},
-                     {"bound_tokens_per_s", bound_tokens_per_s},
-                     {"fraction_of_bound", tokens_per_s / bound_tokens_per_s},
-                     {"peak_rss_mib", peak_mib}});
-  }
-}
-
 // One prompt of --tokens tokens run in one pass over the KV cache, as generate and the server
 // run prompts: tokens/s and the pass's FLOP rate against the backend's measured GEMM rate.
 void run_bench_prefill(const BenchFlags& f) {
@@ -354,16 +258,7 @@ void add_bench_command(CLI::App& app) {
   train->add_option("--trace", flags->trace, "simulator devices: write a Chrome trace (Perfetto) of the last step");
   train->callback([flags] { run_bench_train(*flags); });
 
-  CLI::App* generate = bench->add_subcommand("generate", "time greedy decoding with the KV cache, batch 1");
-  add_model_flags(generate, flags->source);
-  generate->add_option("--tokens", flags->tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  generate->add_option("--context", flags->context,
-                       "positions the KV cache is sized for (default: the tokens generated), for memory figures")
-      ->check(CLI::Range(2, 1 << 24));
-  generate->add_flag("--json", flags->json, "print one JSON object as the last line");
-  generate->add_flag("--profile", flags->source.profile,
-                     "time every kernel call and print where a decoded token goes");
-  generate->callback([flags] { run_bench_generate(*flags); });
+  add_bench_generate_command(*bench);
 
   CLI::App* prefill = bench->add_subcommand("prefill", "time one prompt run in one pass over the KV cache");
   add_model_flags(prefill, flags->source);

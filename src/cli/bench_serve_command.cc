@@ -2,12 +2,15 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,6 +20,7 @@
 #include "client/load_generator.h"
 #include "client/prompt_dataset.h"
 #include "client/server_url.h"
+#include "client/simulated_throughput.h"
 #include "cli/progress_line.h"
 #include "core/error.h"
 
@@ -44,6 +48,12 @@ struct BenchServeFlags {
 constexpr double kMaxConnectTimeoutS = 10;
 // GET /v1/models needs no model to run: a server that does not answer it this soon is not serving.
 constexpr double kMaxPreflightTimeoutS = 30;
+
+// GET /metrics, which a server need not have: one that does not answer this soon has none to give.
+constexpr double kMetricsTimeoutS = 10;
+// A server publishes its counters at the end of an engine step, which may come just after a client
+// has its last token: after the run, it gets this long to show no request in its engine.
+constexpr double kSettleTimeoutS = 5;
 
 // "inf" or a positive number of requests per second.
 double parse_rate(const std::string& text) {
@@ -85,6 +95,31 @@ std::string choose_model(const BenchServeFlags& f, const client::ServerUrl& url,
   const std::vector<std::string> models = connection.list_models();
   require(!models.empty(), "{}{} lists no models; name one with --model", url.origin(), url.path("/v1/models"));
   return models.front();
+}
+
+// The simulated counters of the server's /metrics; nullopt when it has none (a real device,
+// another kind of server, no /metrics at all).
+std::optional<client::SimulatedCounters> scrape_simulated(const client::ServerUrl& url,
+                                                          client::ConnectionSettings settings) {
+  settings.read_timeout_s = std::min(settings.read_timeout_s, kMetricsTimeoutS);
+  client::OpenAiConnection connection(url, settings);
+  const std::optional<std::string> page = connection.metrics_page();
+  if (!page) return std::nullopt;
+  return client::read_simulated_counters(*page);
+}
+
+// The same once the server's engine holds no request (or at the deadline, when other clients keep
+// it busy), so that the counters include the run's last step.
+std::optional<client::SimulatedCounters> scrape_simulated_when_settled(const client::ServerUrl& url,
+                                                                       const client::ConnectionSettings& settings) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kSettleTimeoutS);
+  for (;;) {
+    std::optional<client::SimulatedCounters> counters = scrape_simulated(url, settings);
+    if (!counters || counters->requests_in_engine == 0 || std::chrono::steady_clock::now() >= deadline) {
+      return counters;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 // Progress on stderr: redrawn in place on a terminal, else a line per tenth of the requests.
@@ -134,6 +169,30 @@ void print_report(const client::BenchReport& r) {
   for (const auto& [message, count] : r.errors) std::printf("failed %d x: %s\n", count, message.c_str());
 }
 
+void print_simulated(const client::SimulatedThroughput& s) {
+  if (s.cores_per_chip > 0) {
+    std::printf("%-24s %s, %d cores per chip\n", "simulated device", s.device.c_str(), s.cores_per_chip);
+  } else {
+    std::printf("%-24s %s\n", "simulated device", s.device.c_str());
+  }
+  std::printf("%-24s %.6g s for %ld output tokens (the server's count)\n", "simulated time", s.seconds,
+              s.output_tokens);
+  std::printf("%-24s %.1f output tok/s per core", "simulated throughput", s.tokens_per_s_per_core);
+  if (s.cores_per_chip > 0) std::printf(", %.1f per chip", s.tokens_per_s_per_chip);
+  std::printf("\n");
+}
+
+void add_simulated_json(const client::SimulatedThroughput& s, nlohmann::json& json) {
+  json["simulated_device"] = s.device;
+  json["simulated_seconds"] = s.seconds;
+  json["simulated_output_tokens"] = s.output_tokens;
+  json["simulated_output_tokens_per_s_per_core"] = s.tokens_per_s_per_core;
+  if (s.cores_per_chip > 0) {
+    json["cores_per_chip"] = s.cores_per_chip;
+    json["simulated_output_tokens_per_s_per_chip"] = s.tokens_per_s_per_chip;
+  }
+}
+
 void write_svg(const std::string& path, const client::LoadRun& run, const std::string& title) {
   client::LatencySamples s = client::latency_samples(run);
   const std::string svg = client::latency_histograms_svg(
@@ -170,12 +229,21 @@ void run_bench_serve(const BenchServeFlags& f) {
       f.output_tokens);
   std::fprintf(stderr, "bench serve: %s\n", shape.c_str());
   LoadProgressPrinter progress(f.num_prompts);
+  // A server on a simulator device tells its simulated time: read before and after the run.
+  const std::optional<client::SimulatedCounters> simulated_before = scrape_simulated(url, settings.connection);
   const client::LoadRun run =
       client::run_load(settings, [&progress](const client::LoadProgress& p) { progress.update(p); });
   const client::BenchReport report = client::summarize(run, settings.prompts);
+  std::optional<client::SimulatedThroughput> simulated;
+  if (simulated_before) {
+    if (const auto after = scrape_simulated_when_settled(url, settings.connection)) {
+      simulated = client::simulated_throughput(*simulated_before, *after);
+    }
+  }
 
   std::printf("serving benchmark: %s\n", shape.c_str());
   print_report(report);
+  if (simulated) print_simulated(*simulated);
   if (!f.svg.empty()) {
     write_svg(f.svg, run, fmt::format("Switchyard serving benchmark: {} ({}), {} requests", settings.model,
                                       client::endpoint_name(settings.endpoint), f.num_prompts));
@@ -193,6 +261,7 @@ void run_bench_serve(const BenchServeFlags& f) {
     json["concurrency"] = f.concurrency;
     json["output_tokens_requested"] = f.output_tokens;
     json["seed"] = f.seed;
+    if (simulated) add_simulated_json(*simulated, json);
     std::printf("%s\n", json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   }
   require(report.completed > 0, "all {} requests failed; the first: {}", report.failed,

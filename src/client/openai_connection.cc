@@ -281,4 +281,10 @@ std::vector<std::string> OpenAiConnection::list_models() {
 
 void OpenAiConnection::check_reachable() { impl_->get("/v1/models"); }
 
+std::optional<std::string> OpenAiConnection::metrics_page() {
+  const httplib::Result response = impl_->client.Get(impl_->url.path("/metrics"));
+  if (!response || response->status != 200) return std::nullopt;
+  return response->body;
+}
+
 }  // namespace switchyard::client

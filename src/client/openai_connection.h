@@ -72,6 +72,10 @@ class OpenAiConnection {
   // request.
   void check_reachable();
 
+  // GET /metrics (under the URL's base path, beside /v1): the page, or nullopt when the server
+  // answers anything but 200 or nothing at all (it has no metrics, or is another kind of server).
+  std::optional<std::string> metrics_page();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

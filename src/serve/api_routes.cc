@@ -71,7 +71,7 @@ void ApiRoutes::models(httplib::Response& res) {
 }
 
 void ApiRoutes::metrics_page(httplib::Response& res) {
-  res.set_content(render_metrics(model_.name(), engine_.stats(), metrics_), "text/plain; version=0.0.4");
+  res.set_content(render_metrics(model_.name(), engine_.stats(), metrics_, engine_.step_times()), "text/plain; version=0.0.4");
 }
 
 void ApiRoutes::generate(Endpoint endpoint, const httplib::Request& req, httplib::Response& res) {

@@ -38,7 +38,8 @@ std::string_view finish_reason_name(FinishReason reason) {
 }
 
 Engine::Engine(model::Model& model, const EngineOptions& options)
-    : options_(options), generator_(model, pool_size(model, options)) {
+    : options_(options), generator_(model, pool_size(model, options)),
+      step_times_(model::simulated_device(model)) {
   publish_stats();
 }
 
@@ -179,6 +180,7 @@ void Engine::remove_retired() {
 
 void Engine::publish_stats() {
   EngineStats s = counters_;
+  s.simulated_seconds = step_times_.simulated_total();
   s.running = static_cast<int>(running_.size());
   const model::KvCache& cache = generator_.cache();
   for (int g = 0; g < static_cast<int>(cache.config().groups.size()); ++g) {

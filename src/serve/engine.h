@@ -32,6 +32,7 @@
 #include "core/error.h"
 #include "model/generator.h"
 #include "model/sampler.h"
+#include "serve/step_times.h"
 
 namespace switchyard::serve {
 
@@ -102,6 +103,7 @@ struct EngineStats {
   int64_t prefix_cache_hit_tokens = 0;  // cached tokens found at each admission (readmissions too)
   int kv_blocks_used = 0, kv_blocks_free = 0;  // summed over the cache's groups
   int64_t steps = 0;
+  std::optional<double> simulated_seconds;  // simulator devices: of all steps; nullopt elsewhere
 };
 
 using RequestId = int64_t;
@@ -132,6 +134,8 @@ class Engine {
   EngineStats stats() const;
   const EngineOptions& options() const { return options_; }
   model::Model& model() { return generator_.model(); }
+  // The wall and (on a simulator device) simulated seconds of each step's forward pass.
+  const StepTimes& step_times() const { return step_times_; }
 
  private:
   struct Active;  // a request's state (active_request.h)
@@ -172,6 +176,7 @@ class Engine {
   std::atomic<bool> stopping_{false};
   EngineStats counters_;                // engine thread only; published into stats_ each step
   EngineStats stats_;                   // the snapshot stats() returns
+  StepTimes step_times_;
 };
 
 }  // namespace switchyard::serve

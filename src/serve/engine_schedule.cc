@@ -118,6 +118,7 @@ void Engine::run(const std::vector<Planned>& plan) {
                       .logits = a.computed + p.tokens == static_cast<int>(a.tokens.size())});
   }
   std::vector<std::vector<float>> logits;
+  const PassTimer timer(generator_.model());
   try {
     logits = generator_.run(chunks);
   } catch (...) {
@@ -126,6 +127,7 @@ void Engine::run(const std::vector<Planned>& plan) {
     while (!running_.empty()) preempt(*running_.back());
     throw;
   }
+  step_times_.record(timer.wall_seconds(), timer.simulated_seconds());
   size_t next = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     plan[i].active->computed += plan[i].tokens;

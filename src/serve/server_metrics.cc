@@ -78,7 +78,8 @@ void ServerMetrics::count_finished(std::string_view finish_reason) {
   }
 }
 
-std::string render_metrics(std::string_view model_name, const EngineStats& e, const ServerMetrics& s) {
+std::string render_metrics(std::string_view model_name, const EngineStats& e, const ServerMetrics& s,
+                           const StepTimes& steps) {
   Page page(model_name);
   page.series("num_requests_running", "gauge", "Requests in the running batch.", e.running);
   page.series("num_requests_waiting", "gauge", "Requests waiting to join the batch.", e.waiting);
@@ -104,6 +105,19 @@ std::string render_metrics(std::string_view model_name, const EngineStats& e, co
   page.histogram("time_per_output_token_seconds", "Seconds between consecutive tokens of a request.",
                  s.time_per_output_token);
   page.histogram("e2e_request_latency_seconds", "Seconds from a request's arrival to its end.", s.e2e_request_latency);
+  page.histogram("engine_step_seconds", "Wall seconds of each engine step's forward pass.", steps.wall_seconds());
+  if (const std::optional<model::SimulatedDevice>& device = steps.simulated_device()) {
+    page.head("simulated_device_info", "gauge", "The simulator device the engine runs on (labels); always 1.");
+    page.labelled("simulated_device_info",
+                  fmt::format("device=\"{}\",target=\"{}\",core=\"{}\",cores_per_chip=\"{}\"", escaped(device->device),
+                              escaped(device->target), escaped(device->core), device->cores_per_chip),
+                  1);
+    page.series("simulated_seconds_total", "counter",
+                "Simulated seconds of the device for all engine steps (one NeuronCore's time).",
+                e.simulated_seconds.value_or(0.0));
+    page.histogram("engine_step_simulated_seconds", "Simulated seconds of each engine step's forward pass.",
+                   *steps.simulated_seconds());
+  }
   return page.take();
 }
 

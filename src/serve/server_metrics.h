@@ -1,7 +1,8 @@
 // What /metrics reports, in Prometheus's text format with vLLM's kind of names (docs/serving.md
-// lists them). The engine's counters and gauges come from Engine::stats(); ServerMetrics adds what
-// only the HTTP layer sees: how each request ended for its client (a stop string is "stop" here,
-// though the engine saw a cancellation), disconnects, and the latencies a client observes.
+// lists them). The engine's counters and gauges come from Engine::stats() and the time of its
+// steps from Engine::step_times(); ServerMetrics adds what only the HTTP layer sees: how each
+// request ended for its client (a stop string is "stop" here, though the engine saw a
+// cancellation), disconnects, and the latencies a client observes.
 #pragma once
 
 #include <atomic>
@@ -11,6 +12,7 @@
 
 #include "serve/engine.h"
 #include "serve/histogram.h"
+#include "serve/step_times.h"
 
 namespace switchyard::serve {
 
@@ -37,7 +39,9 @@ class ServerMetrics {
   std::atomic<int64_t> client_disconnects_{0};
 };
 
-// The /metrics page for `model_name` (a label on every series).
-std::string render_metrics(std::string_view model_name, const EngineStats& engine, const ServerMetrics& server);
+// The /metrics page for `model_name` (a label on every series). The simulated series appear only
+// when the engine runs on a simulator device (`steps` has a simulated device).
+std::string render_metrics(std::string_view model_name, const EngineStats& engine, const ServerMetrics& server,
+                           const StepTimes& steps);
 
 }  // namespace switchyard::serve
