@@ -1,6 +1,7 @@
 #include "serve/api_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 
@@ -40,6 +41,7 @@ struct ApiServer::Impl {
   ApiRoutes routes;
   httplib::Server http;
   int port = -1;
+  socket_t listening = -1;  // the socket set_socket_options saw, for widening its backlog
 };
 
 ApiServer::ApiServer(Engine& engine, const ServedModel& model, ServerOptions options)
@@ -54,9 +56,10 @@ ApiServer::ApiServer(Engine& engine, const ServedModel& model, ServerOptions opt
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // SO_REUSEADDR (a restarted server need not wait out TIME_WAIT) but not the library's default
   // SO_REUSEPORT, with which a second server would silently share a port already taken.
-  http.set_socket_options([](socket_t sock) {
+  http.set_socket_options([&impl](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof(yes));
+    impl.listening = sock;
   });
   // A streamed token is a small write: without TCP_NODELAY it waits for the client's delayed
   // acknowledgement (tens of milliseconds) before it leaves.
@@ -118,6 +121,10 @@ int ApiServer::bind() {
   }
   require(impl_->port > 0, "cannot listen on {}:{} (is the port taken, or the address not this machine's?)", o.host,
           o.port);
+  // The library listens with a backlog of 5 connections: a burst of clients connecting at once
+  // (a benchmark's 128 requests) overflows it, and the kernel drops connections it cannot queue.
+  // Calling listen again on the bound socket widens the queue to the system's limit.
+  if (impl_->listening >= 0) ::listen(impl_->listening, SOMAXCONN);
   return impl_->port;
 }
 
