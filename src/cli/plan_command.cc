@@ -1,4 +1,5 @@
-// switchyard plan: what training N tokens of a model costs on each chip the catalogs know, and
+// switchyard plan: what training N tokens of a model costs on each chip the catalogs know;
+// switchyard plan serve (plan_serve_command.cc): what serving a request load costs; and
 // switchyard plan validate: the planner's predictions beside published measured throughputs.
 #include <cstdio>
 #include <fstream>
@@ -9,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/plan_inputs.h"
+#include "cli/plan_serve_command.h"
 #include "core/error.h"
 #include "plan/catalog.h"
 #include "plan/planner.h"
@@ -183,9 +185,10 @@ void add_plan_command(CLI::App& app) {
   validate->add_flag("--json", flags->json, "print JSON");
   add_catalog_flags(validate, *flags);
   validate->callback([flags] { run_validate(*flags); });
+  CLI::App* serve = add_plan_serve_command(*cmd);
 
-  cmd->callback([flags, validate] {
-    if (validate->parsed()) return;
+  cmd->callback([flags, validate, serve] {
+    if (validate->parsed() || serve->parsed()) return;
     run_plan(*flags);
   });
 }
