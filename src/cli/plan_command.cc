@@ -1,20 +1,22 @@
-// switchyard plan: what training N tokens of a model costs on each chip the catalogs know, and
+// switchyard plan: what training N tokens of a model costs on each chip the catalogs know;
+// switchyard plan serve (plan_serve_command.cc): what serving a request load costs; and
 // switchyard plan validate: the planner's predictions beside published measured throughputs.
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/model_source.h"
+#include "cli/plan_inputs.h"
+#include "cli/plan_serve_command.h"
 #include "core/error.h"
-#include "model/checkpoint.h"
 #include "plan/catalog.h"
 #include "plan/planner.h"
 #include "plan/report.h"
 #include "plan/units.h"
+#include "plan/serving_validation.h"
 #include "plan/validation.h"
 
 namespace switchyard::cli {
@@ -38,32 +40,7 @@ struct PlanFlags {
 };
 
 plan::Catalog open_catalog(const PlanFlags& f) {
-  std::string dir = f.catalog_dir;
-  if (dir.empty() && (f.chips_catalog.empty() || f.instances_catalog.empty())) {
-    dir = plan::default_catalog_dir();
-  }
-  std::string chips = f.chips_catalog.empty() ? dir + "/chips.json" : f.chips_catalog;
-  std::string instances =
-      f.instances_catalog.empty() ? dir + "/instances.json" : f.instances_catalog;
-  return plan::load_catalog(chips, instances);
-}
-
-// --model: a GPT-2 preset, a checkpoint directory (config.json), or a JSON file holding a generic
-// decoder shape (see plan/workload.h) for models the engine does not train, such as Llama.
-plan::ModelShape open_shape(const std::string& model, int64_t* default_seq) {
-  namespace fs = std::filesystem;
-  if (fs::is_regular_file(model)) {
-    nlohmann::json json = plan::read_json_file(model);
-    plan::ModelShape shape = plan::shape_from_json(json, model);
-    if (json.contains("seq_len") && json["seq_len"].is_number_integer()) {
-      *default_seq = json["seq_len"].get<int64_t>();
-    }
-    return shape;
-  }
-  model::ModelConfig config =
-      is_checkpoint_dir(model) ? model::read_config(model) : model::preset(model);
-  *default_seq = config.max_seq_len;
-  return plan::shape_from_config(config, model);
+  return open_plan_catalog(f.catalog_dir, f.chips_catalog, f.instances_catalog);
 }
 
 void run_plan(const PlanFlags& f) {
@@ -73,7 +50,7 @@ void run_plan(const PlanFlags& f) {
   plan::Catalog catalog = open_catalog(f);
   plan::PlanRequest request;
   int64_t default_seq = 0;
-  request.shape = open_shape(f.model, &default_seq);
+  request.shape = open_plan_model(f.model, &default_seq);
   request.seq_len = f.seq > 0 ? f.seq : default_seq;
   require(request.seq_len > 0, "--seq is needed: {} names no sequence length", f.model);
   request.tokens = f.tokens;
@@ -114,39 +91,47 @@ void run_plan(const PlanFlags& f) {
   }
 }
 
+nlohmann::json training_validation_json(const plan::ValidationReport& report) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const plan::ValidationRow& r : report.rows) {
+    rows.push_back({{"name", r.run.name},
+                    {"chip", r.run.chip},
+                    {"chips", r.run.chips},
+                    {"measured_tokens_per_s_per_chip", r.run.tokens_per_s_per_chip},
+                    {"predicted_tokens_per_s_per_chip", r.predicted},
+                    {"error_pct", r.error_pct},
+                    {"loo_predicted_tokens_per_s_per_chip",
+                     r.has_loo ? nlohmann::json(r.loo_predicted) : nullptr},
+                    {"loo_error_pct", r.has_loo ? nlohmann::json(r.loo_error_pct) : nullptr},
+                    {"measured_mfu", r.measured_mfu},
+                    {"source", r.run.source}});
+  }
+  return {{"runs", rows},
+          {"mape_pct", report.mape},
+          {"loo_mape_pct", report.loo_mape},
+          {"families", report.families}};
+}
+
+// Training runs always; serving runs when published.json has a "serving" section.
 void run_validate(const PlanFlags& f) {
   plan::Catalog catalog = open_catalog(f);
-  std::string path = f.published;
-  if (path.empty()) {
-    path =
-        (f.catalog_dir.empty() ? plan::default_catalog_dir() : f.catalog_dir) + "/published.json";
+  const std::string path =
+      f.published.empty() ? plan_catalog_dir(f.catalog_dir) + "/published.json" : f.published;
+  const nlohmann::json published = plan::read_json_file(path);
+  plan::ValidationReport report =
+      plan::validate_published(catalog, plan::parse_published(published, path));
+  std::optional<plan::ServingValidationReport> serving;
+  if (published.contains("serving")) {
+    serving = plan::validate_serving(catalog, plan::parse_published_serving(published, path));
   }
-  std::vector<plan::PublishedRun> runs = plan::parse_published(plan::read_json_file(path), path);
-  plan::ValidationReport report = plan::validate_published(catalog, runs);
   if (f.json) {
-    nlohmann::json rows = nlohmann::json::array();
-    for (const plan::ValidationRow& r : report.rows) {
-      rows.push_back({{"name", r.run.name},
-                      {"chip", r.run.chip},
-                      {"chips", r.run.chips},
-                      {"measured_tokens_per_s_per_chip", r.run.tokens_per_s_per_chip},
-                      {"predicted_tokens_per_s_per_chip", r.predicted},
-                      {"error_pct", r.error_pct},
-                      {"loo_predicted_tokens_per_s_per_chip",
-                       r.has_loo ? nlohmann::json(r.loo_predicted) : nullptr},
-                      {"loo_error_pct", r.has_loo ? nlohmann::json(r.loo_error_pct) : nullptr},
-                      {"measured_mfu", r.measured_mfu},
-                      {"source", r.run.source}});
-    }
-    std::printf("%s\n", nlohmann::json{{"runs", rows},
-                                       {"mape_pct", report.mape},
-                                       {"loo_mape_pct", report.loo_mape},
-                                       {"families", report.families}}
-                            .dump(2)
-                            .c_str());
-  } else {
-    std::printf("%s", plan::format_validation(report).c_str());
+    nlohmann::json out = training_validation_json(report);
+    if (serving) out["serving"] = plan::serving_validation_to_json(*serving);
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
   }
+  std::printf("%s", plan::format_validation(report).c_str());
+  if (serving) std::printf("\n%s", plan::format_serving_validation(*serving).c_str());
 }
 
 void add_catalog_flags(CLI::App* cmd, PlanFlags& f) {
@@ -193,16 +178,17 @@ void add_plan_command(CLI::App& app) {
                   "write cost against time (Pareto front marked) to this SVG file");
   add_catalog_flags(cmd, *flags);
 
-  CLI::App* validate =
-      cmd->add_subcommand("validate", "predictions beside published training throughputs");
+  CLI::App* validate = cmd->add_subcommand(
+      "validate", "predictions beside published training and serving throughputs");
   validate->add_option("--published", flags->published,
                        "published measurements JSON (default: catalog's published.json)");
   validate->add_flag("--json", flags->json, "print JSON");
   add_catalog_flags(validate, *flags);
   validate->callback([flags] { run_validate(*flags); });
+  CLI::App* serve = add_plan_serve_command(*cmd);
 
-  cmd->callback([flags, validate] {
-    if (validate->parsed()) return;
+  cmd->callback([flags, validate, serve] {
+    if (validate->parsed() || serve->parsed()) return;
     run_plan(*flags);
   });
 }

@@ -67,6 +67,35 @@ const json& array_field(const json& object, const char* key, const std::string& 
   return value;
 }
 
+// The chip names of a family's 'measured_on' list.
+std::vector<std::string> chip_names(const json& object, const std::string& where) {
+  std::vector<std::string> names;
+  for (const json& chip : array_field(object, "measured_on", where)) {
+    if (!chip.is_string() || chip.get<std::string>().empty()) {
+      fail("{}: 'measured_on' must list chip names, got {}", where, chip.dump());
+    }
+    names.push_back(chip.get<std::string>());
+  }
+  return names;
+}
+
+// Every chip in `measured_on` is in the catalog and of `family`.
+void check_measured_on(const Catalog& catalog, const std::string& what, const std::string& family,
+                       const std::vector<std::string>& measured_on) {
+  for (const std::string& name : measured_on) {
+    const ChipSpec* chip = nullptr;
+    for (const ChipSpec& c : catalog.chips) {
+      if (c.name == name) chip = &c;
+    }
+    require(chip != nullptr,
+            "chip catalog: {} '{}' is measured_on chip '{}', which is not in the catalog", what,
+            family, name);
+    require(chip->family == family,
+            "chip catalog: {} '{}' is measured_on chip '{}', which is of family '{}'", what, family,
+            name, chip->family);
+  }
+}
+
 }  // namespace
 
 const ChipSpec& Catalog::chip(const std::string& name) const {
@@ -113,19 +142,26 @@ void Catalog::validate() const {
     require(f.mfu.value > 0 && f.mfu.value <= 1,
             "chip catalog: family '{}' has MFU {} (expected a fraction in (0, 1])", f.family,
             f.mfu.value);
-    for (const std::string& name : f.measured_on) {
-      const ChipSpec* chip = nullptr;
-      for (const ChipSpec& c : chips) {
-        if (c.name == name) chip = &c;
-      }
-      require(chip != nullptr,
-              "chip catalog: family '{}' is measured_on chip '{}', which is not in the catalog",
-              f.family, name);
-      require(chip->family == f.family,
-              "chip catalog: family '{}' is measured_on chip '{}', which is of family '{}'",
-              f.family, name, chip->family);
-    }
+    check_measured_on(*this, "family", f.family, f.measured_on);
   }
+  std::set<std::string> serving_seen;
+  for (const ServingFamily& f : serving_families) {
+    require(serving_seen.insert(f.family).second,
+            "chip catalog: serving family '{}' is listed twice", f.family);
+    require(f.efficiency.value > 0 && f.efficiency.value <= 1,
+            "chip catalog: serving family '{}' has efficiency {} (expected a fraction in (0, 1])",
+            f.family, f.efficiency.value);
+    require(!f.measured_on.empty(), "chip catalog: serving family '{}' names no measured_on chip",
+            f.family);
+    check_measured_on(*this, "serving family", f.family, f.measured_on);
+  }
+}
+
+const ServingFamily* Catalog::serving_family(const std::string& name) const {
+  for (const ServingFamily& f : serving_families) {
+    if (f.family == name) return &f;
+  }
+  return nullptr;
 }
 
 void parse_chips(const json& root, const std::string& what, Catalog& catalog) {
@@ -137,16 +173,19 @@ void parse_chips(const json& root, const std::string& what, Catalog& catalog) {
       FamilyEfficiency f;
       f.family = string_field(families[i], "family", where);
       f.mfu = figure_field(families[i], "mfu", where);
-      if (families[i].contains("measured_on")) {
-        const json& chips = array_field(families[i], "measured_on", where);
-        for (const json& chip : chips) {
-          if (!chip.is_string() || chip.get<std::string>().empty()) {
-            fail("{}: 'measured_on' must list chip names, got {}", where, chip.dump());
-          }
-          f.measured_on.push_back(chip.get<std::string>());
-        }
-      }
+      if (families[i].contains("measured_on")) f.measured_on = chip_names(families[i], where);
       catalog.families.push_back(std::move(f));
+    }
+  }
+  if (root.contains("serving_families")) {
+    const json& families = array_field(root, "serving_families", what);
+    for (size_t i = 0; i < families.size(); ++i) {
+      std::string where = fmt::format("{}: serving_families[{}]", what, i);
+      ServingFamily f;
+      f.family = string_field(families[i], "family", where);
+      f.efficiency = figure_field(families[i], "efficiency", where);
+      f.measured_on = chip_names(families[i], where);
+      catalog.serving_families.push_back(std::move(f));
     }
   }
   const json& chips = array_field(root, "chips", what);
@@ -161,6 +200,7 @@ void parse_chips(const json& root, const std::string& what, Catalog& catalog) {
     chip.bf16_tflops = figure_field(c, "bf16_tflops", where);
     chip.fp8_tflops = optional_figure(c, "fp8_tflops", where);
     chip.fp32_tflops = optional_figure(c, "fp32_tflops", where);
+    chip.mxfp4_tflops = optional_figure(c, "mxfp4_tflops", where);
     chip.memory_gib = figure_field(c, "memory_gib", where);
     chip.memory_gbs = figure_field(c, "memory_gbs", where);
     chip.chip_to_chip_gbs = figure_field(c, "chip_to_chip_gbs", where);

@@ -40,11 +40,22 @@ struct ChipSpec {
   Figure bf16_tflops;   // dense (no sparsity)
   std::optional<Figure> fp8_tflops;
   std::optional<Figure> fp32_tflops;
+  // Products with MXFP4 weights (blocks of 32 FP4 values with an E8M0 scale) run natively at this
+  // rate; absent where the chip has no MXFP4 products (the weights are then decoded to bf16).
+  std::optional<Figure> mxfp4_tflops;
   Figure memory_gib;        // device memory per chip
   Figure memory_gbs;        // device memory bandwidth, GB/s
   Figure chip_to_chip_gbs;  // aggregate chip-to-chip bandwidth per chip, GB/s, as published
   bool chip_to_chip_bidirectional = true;  // whether the published figure counts both directions
   std::optional<Figure> power_w;  // board/chip power (TDP) in watts; absent where unpublished
+};
+
+// Share of the serving roofline (plan/serving_model.h) a family's chips reach, from published
+// serving runs on the chips `measured_on`; the same for the rest of the family, borrowed.
+struct ServingFamily {
+  std::string family;
+  Figure efficiency;  // fraction of the roofline step, e.g. 0.36
+  std::vector<std::string> measured_on;
 };
 
 struct InstanceSpec {
@@ -61,11 +72,14 @@ class Catalog {
   std::vector<ChipSpec> chips;
   std::vector<InstanceSpec> instances;
   std::vector<FamilyEfficiency> families;
+  std::vector<ServingFamily> serving_families;
 
   // Throws Error listing the known chips for an unknown name.
   const ChipSpec& chip(const std::string& name) const;
   // Null when the family has no stated efficiency.
   const FamilyEfficiency* family(const std::string& name) const;
+  // Null when the family has no serving efficiency.
+  const ServingFamily* serving_family(const std::string& name) const;
   std::vector<const InstanceSpec*> instances_of(const std::string& chip) const;
   // Checks cross references (instance -> chip, family measured_on -> chip of that family) and
   // duplicate names; throws Error.
@@ -74,6 +88,7 @@ class Catalog {
 
 // Parse catalogs from JSON; `what` names the source in error messages (usually the file path).
 // chips.json: {"families": [{"family", "mfu": Figure, "measured_on"?: [chip]}],
+//              "serving_families"?: [{"family", "efficiency": Figure, "measured_on": [chip]}],
 //              "chips": [ChipSpec fields]}.
 // instances.json: {"instances": [InstanceSpec fields]}.
 void parse_chips(const nlohmann::json& json, const std::string& what, Catalog& catalog);

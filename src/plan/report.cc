@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "plan/report_text.h"
 #include "plan/units.h"
 
 namespace switchyard::plan {
@@ -13,55 +14,6 @@ namespace switchyard::plan {
 namespace {
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
-// Numbered notes under the table, one per distinct text, in order of first reference.
-class Notes {
- public:
-  std::string ref(const std::string& text) {
-    auto it = std::find(texts_.begin(), texts_.end(), text);
-    if (it == texts_.end()) it = texts_.insert(texts_.end(), text);
-    return fmt::format("[{}]", it - texts_.begin() + 1);
-  }
-  std::string format() const {
-    std::string out;
-    for (size_t i = 0; i < texts_.size(); ++i) out += fmt::format("  [{}] {}\n", i + 1, texts_[i]);
-    return out;
-  }
-  bool empty() const { return texts_.empty(); }
-
- private:
-  std::vector<std::string> texts_;
-};
 
 // "trn2, 16 x trn2.48xlarge (256 chips), 2.6 min, $24.75, evidence borrowed:trn1" and, when the
 // batch changed, the batch it used.
@@ -87,23 +39,6 @@ std::vector<std::string> summary_parts(const std::vector<PlanRow>& rows) {
   }
   return {"cheapest: " + describe_plan(*summary.cheapest),
           "fastest: " + describe_plan(*summary.fastest)};
-}
-
-std::string aligned(const std::vector<std::vector<std::string>>& cells) {
-  std::vector<size_t> width(cells[0].size(), 0);
-  for (const auto& row : cells) {
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
-  }
-  std::string out;
-  for (const auto& row : cells) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i] + std::string(width[i] - row[i].size() + (i + 1 < row.size() ? 2 : 0), ' ');
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
-  return out;
 }
 
 nlohmann::json nullable(double x) {
@@ -373,29 +308,21 @@ std::string plan_to_svg(const std::vector<PlanRow>& rows, const std::string& tit
     sy += 15;
   }
   // Decades get a grid line and a label; 2x and 5x get a lighter line and a small label.
-  for (double e = lx0; e <= lx1; e += 1) {
-    for (double m : {1.0, 2.0, 5.0}) {
-      const double v = m * std::pow(10, e);
-      if (std::log10(v) > lx1 + 1e-9) break;
-      const double x = X(v);
-      s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"{}\"/>\n", x,
-                       top, x, H - bottom, m == 1.0 ? "#ccc" : "#eee");
-      s += fmt::format(
-          "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\">{:g}</text>\n", x,
-          H - bottom + 18, m == 1.0 ? 12 : 9, v);
-    }
+  for (const LogTick& tick : log_ticks(lx0, lx1)) {
+    const double x = X(tick.value);
+    s += fmt::format("<line x1=\"{:.1f}\" y1=\"{}\" x2=\"{:.1f}\" y2=\"{}\" stroke=\"{}\"/>\n", x,
+                     top, x, H - bottom, tick.major ? "#ccc" : "#eee");
+    s += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" font-size=\"{}\">{:g}</text>\n", x,
+        H - bottom + 18, tick.major ? 12 : 9, tick.value);
   }
-  for (double e = ly0; e <= ly1; e += 1) {
-    for (double m : {1.0, 2.0, 5.0}) {
-      const double v = m * std::pow(10, e);
-      if (std::log10(v) > ly1 + 1e-9) break;
-      const double y = Y(v);
-      s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"{}\"/>\n",
-                       left, y, W - right, y, m == 1.0 ? "#ccc" : "#eee");
-      s += fmt::format(
-          "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"{}\">${:g}</text>\n",
-          left - 6, y + 4, m == 1.0 ? 12 : 9, v);
-    }
+  for (const LogTick& tick : log_ticks(ly0, ly1)) {
+    const double y = Y(tick.value);
+    s += fmt::format("<line x1=\"{}\" y1=\"{:.1f}\" x2=\"{}\" y2=\"{:.1f}\" stroke=\"{}\"/>\n",
+                     left, y, W - right, y, tick.major ? "#ccc" : "#eee");
+    s += fmt::format(
+        "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"{}\">${:g}</text>\n",
+        left - 6, y + 4, tick.major ? 12 : 9, tick.value);
   }
   s += fmt::format(
       "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">wall time ({}, log scale)</text>\n",
