@@ -22,15 +22,18 @@ int64_t extent_bytes(const View& v, bool include_rows) {
   return (last + 1) * dtype_bytes(v.dtype());
 }
 
-Memories::Memories(const CoreConfig& config)
+Memories::Memories(const CoreConfig& config, bool hold_values)
     : config_(config),
+      hold_values_(hold_values),
       hbm_allocator_(config.hbm_core_bytes()),
       sbuf_allocator_(config.sbuf_partition_bytes),
       psum_allocator_(config.psum_partition_bytes, config.psum_bank_bytes) {
-  sbuf_.assign(static_cast<size_t>(config_.partitions * partition_stride_bytes(Memory::kSbuf)),
-               0xFF);
-  psum_.assign(static_cast<size_t>(config_.partitions * partition_stride_bytes(Memory::kPsum)),
-               0xFF);
+  if (hold_values_) {
+    sbuf_.assign(static_cast<size_t>(config_.partitions * partition_stride_bytes(Memory::kSbuf)),
+                 0xFF);
+    psum_.assign(static_cast<size_t>(config_.partitions * partition_stride_bytes(Memory::kPsum)),
+                 0xFF);
+  }
 }
 
 int64_t Memories::partition_stride_bytes(Memory memory) const {
@@ -76,7 +79,7 @@ View Memories::allocate(Memory memory, int64_t partitions, const std::vector<int
             hbm_allocator_.largest_free());
     if (external) {
       a.hbm_external = external;
-    } else {
+    } else if (hold_values_) {
       a.hbm_data = take_spare_hbm_buffer(a.bytes);
       a.hbm_data.assign(static_cast<size_t>(a.bytes), 0xFF);  // NaN in every float dtype
     }
@@ -92,10 +95,12 @@ View Memories::allocate(Memory memory, int64_t partitions, const std::vector<int
             "partition free (largest free block {} bytes)",
             memory == Memory::kSbuf ? "SBUF" : "PSUM", name, bytes, on_chip.free_bytes(),
             on_chip.capacity(), on_chip.largest_free());
-    std::vector<uint8_t>& host = memory == Memory::kSbuf ? sbuf_ : psum_;
-    const int64_t stride = partition_stride_bytes(memory);
-    for (int64_t p = 0; p < config_.partitions; ++p) {
-      std::memset(host.data() + p * stride + a.offset, 0xFF, static_cast<size_t>(bytes));
+    if (hold_values_) {
+      std::vector<uint8_t>& host = memory == Memory::kSbuf ? sbuf_ : psum_;
+      const int64_t stride = partition_stride_bytes(memory);
+      for (int64_t p = 0; p < config_.partitions; ++p) {
+        std::memset(host.data() + p * stride + a.offset, 0xFF, static_cast<size_t>(bytes));
+      }
     }
   }
   int32_t slot;

@@ -5,8 +5,10 @@
 // released allocations are reused (a long training run makes millions of allocations), and the
 // generation tells a view of the released allocation from one of the slot's new tenant.
 //
-// SBUF and PSUM are host arrays and each HBM tensor has host bytes (or the caller's, when
-// attached), filled with all-ones bytes (NaN in every float dtype) when allocated.
+// Memories that hold values (ExecutionMode::kFunctional) keep SBUF and PSUM as host arrays and
+// give each HBM tensor host bytes, filled with all-ones bytes (NaN in every float dtype) when
+// allocated. Memories that do not (kTimingOnly) keep only the allocators and the allocation
+// records; an HBM tensor attached from caller memory still points at it.
 #pragma once
 
 #include <cstdint>
@@ -34,14 +36,16 @@ class Memories {
     int64_t partitions = 0;
     bool live = false;
     int32_t generation = 0;           // bumped each time the slot is reused
-    std::vector<uint8_t> hbm_data;    // HBM only: owned bytes
+    std::vector<uint8_t> hbm_data;    // HBM only: owned bytes (none without values)
     uint8_t* hbm_external = nullptr;  // HBM only: the caller's bytes (attach)
     uint8_t* hbm_bytes() { return hbm_external ? hbm_external : hbm_data.data(); }
   };
 
-  explicit Memories(const CoreConfig& config);
+  Memories(const CoreConfig& config, bool hold_values);
   Memories(const Memories&) = delete;
   Memories& operator=(const Memories&) = delete;
+
+  bool hold_values() const { return hold_values_; }
 
   // A fresh allocation of `partitions` x free_shape elements of `dtype` in `memory` (HBM: the
   // caller's bytes when `external` is given). Throws Error when the dtype is not storable, a
@@ -69,7 +73,12 @@ class Memories {
   Region region_of(const View& v) const;
   Region whole_region(int32_t id) const;
 
-  // Host address of element 0 of partition (row) p of a view.
+  // Whether the view's elements have host bytes: always when memories hold values; otherwise
+  // only for HBM tensors attached from caller memory.
+  bool has_bytes(const View& v) const {
+    return hold_values_ || (v.memory() == Memory::kHbm && allocation_of(v).hbm_external);
+  }
+  // Host address of element 0 of partition (row) p of a view whose memory has bytes.
   uint8_t* element_base(const View& v, int64_t partition) const;
   // Host bytes between consecutive partitions of SBUF / PSUM (the partition size plus padding).
   int64_t partition_stride_bytes(Memory memory) const;
@@ -88,6 +97,7 @@ class Memories {
   void keep_spare_hbm_buffer(std::vector<uint8_t> buffer);
 
   const CoreConfig& config_;
+  bool hold_values_;
   std::vector<Allocation> allocations_;  // by slot
   std::vector<int32_t> free_slots_;
   // Owned HBM buffers of released tensors, kept for the next allocations: a fresh buffer per
@@ -96,8 +106,8 @@ class Memories {
   RangeAllocator hbm_allocator_;
   RangeAllocator sbuf_allocator_;
   RangeAllocator psum_allocator_;
-  std::vector<uint8_t> sbuf_;  // partitions x partition_stride_bytes(kSbuf)
-  std::vector<uint8_t> psum_;  // partitions x partition_stride_bytes(kPsum)
+  std::vector<uint8_t> sbuf_;  // partitions x partition_stride_bytes(kSbuf), when holding values
+  std::vector<uint8_t> psum_;  // partitions x partition_stride_bytes(kPsum), when holding values
 };
 
 }  // namespace switchyard::neuron

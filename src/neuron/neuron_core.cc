@@ -1,5 +1,5 @@
-// NeuronCore: the facade. Each instruction passes the rules, executes and is scheduled, in that
-// order.
+// NeuronCore: the facade. Each instruction passes the rules, executes (functional mode) and is
+// scheduled, in that order.
 #include "neuron/neuron_core.h"
 
 #include <algorithm>
@@ -8,9 +8,10 @@
 
 namespace switchyard::neuron {
 
-NeuronCore::NeuronCore(CoreConfig config)
+NeuronCore::NeuronCore(CoreConfig config, ExecutionMode mode)
     : config_(std::move(config)),
-      memories_(config_),
+      mode_(mode),
+      memories_(config_, mode == ExecutionMode::kFunctional),
       rules_(config_, memories_, context_),
       executor_(memories_, rules_),
       scheduler_(config_, memories_, context_, trace_) {}
@@ -75,7 +76,11 @@ void NeuronCore::read(const View& view, std::span<float> out) const {
   require(static_cast<int64_t>(out.size()) == view.elements(),
           "host read of '{}' {}: room for {} values, the view holds {}", allocation_name(view),
           view.describe(), out.size(), view.elements());
-  executor_.load(view, out.data());
+  if (memories_.has_bytes(view)) {
+    executor_.load(view, out.data());
+  } else {
+    std::fill(out.begin(), out.end(), 0.0f);
+  }
 }
 
 void NeuronCore::write(const View& view, std::span<const float> values) {
@@ -83,20 +88,20 @@ void NeuronCore::write(const View& view, std::span<const float> values) {
   require(static_cast<int64_t>(values.size()) == view.elements(),
           "host write to '{}' {}: got {} values, the view holds {}", allocation_name(view),
           view.describe(), values.size(), view.elements());
-  executor_.store(view, values.data());
+  if (memories_.has_bytes(view)) executor_.store(view, values.data());
 }
 
 // ---- DMA.
 
 void NeuronCore::dma_copy(const View& dst, const View& src, int queue) {
   rules_.dma_copy(dst, src, queue);
-  executor_.dma_copy(dst, src);
+  if (executes()) executor_.dma_copy(dst, src);
   scheduler_.dma_copy(dst, src, queue);
 }
 
 void NeuronCore::dma_gather(const View& dst, const View& table, const View& indices, int queue) {
   rules_.dma_gather(dst, table, indices, queue);
-  executor_.dma_gather(dst, table, indices);
+  if (executes()) executor_.dma_gather(dst, table, indices);
   scheduler_.dma_gather(dst, table, indices, queue);
 }
 
@@ -104,7 +109,10 @@ void NeuronCore::dma_scatter(const View& table, const View& src, const View& ind
                              bool accumulate, int queue, NegativeIndex negative) {
   const char* op = accumulate ? "dma_scatter_add" : "dma_scatter";
   rules_.dma_scatter(op, table, src, indices, queue);
-  const int64_t rows = executor_.dma_scatter(op, table, src, indices, accumulate, negative);
+  // Without values every row counts as written: which indices are negative is data.
+  const int64_t rows =
+      executes() ? executor_.dma_scatter(op, table, src, indices, accumulate, negative)
+                 : indices.partitions();
   scheduler_.dma_scatter(op, table, src, indices, accumulate, queue, rows);
 }
 
@@ -113,13 +121,13 @@ void NeuronCore::dma_scatter(const View& table, const View& src, const View& ind
 void NeuronCore::matmul(const View& out, const View& stationary, const View& moving, bool start,
                         bool stop) {
   rules_.matmul(out, stationary, moving, start, stop);
-  executor_.matmul(out, stationary, moving, start);
+  if (executes()) executor_.matmul(out, stationary, moving, start);
   scheduler_.matmul(out, stationary, moving, start);
 }
 
 void NeuronCore::transpose(const View& out, const View& in) {
   rules_.transpose(out, in);
-  executor_.transpose(out, in);
+  if (executes()) executor_.transpose(out, in);
   scheduler_.transpose(out, in);
 }
 
@@ -129,7 +137,7 @@ void NeuronCore::activation(const View& out, Activation function, const View& in
                             Operand bias) {
   const char* op = "activation";
   rules_.activation(op, out, in, nullptr, scale, bias);
-  executor_.activation(out, function, in, nullptr, scale, bias);
+  if (executes()) executor_.activation(out, function, in, nullptr, scale, bias);
   scheduler_.activation(op, out, in, nullptr, scale, bias);
 }
 
@@ -137,7 +145,7 @@ void NeuronCore::activation_reduce(const View& out, Activation function, const V
                                    const View& reduce_out, Operand scale, Operand bias) {
   const char* op = "activation_reduce";
   rules_.activation(op, out, in, &reduce_out, scale, bias);
-  executor_.activation(out, function, in, &reduce_out, scale, bias);
+  if (executes()) executor_.activation(out, function, in, &reduce_out, scale, bias);
   scheduler_.activation(op, out, in, &reduce_out, scale, bias);
 }
 
@@ -146,46 +154,46 @@ void NeuronCore::activation_reduce(const View& out, Activation function, const V
 void NeuronCore::tensor_tensor(const View& out, const View& a, AluOp op, const View& b,
                                Engine engine) {
   rules_.tensor_tensor(out, a, op, b, engine);
-  executor_.tensor_tensor(out, a, op, b);
+  if (executes()) executor_.tensor_tensor(out, a, op, b);
   scheduler_.tensor_tensor(out, a, op, b, engine);
 }
 
 void NeuronCore::tensor_scalar(const View& out, const View& in, AluOp op0, Operand s0, AluOp op1,
                                Operand s1, Engine engine) {
   rules_.tensor_scalar(out, in, s0, s1, engine);
-  executor_.tensor_scalar(out, in, op0, s0, op1, s1);
+  if (executes()) executor_.tensor_scalar(out, in, op0, s0, op1, s1);
   scheduler_.tensor_scalar(out, in, s0, s1, engine);
 }
 
 void NeuronCore::tensor_reduce(const View& out, AluOp op, const View& in, int axes,
                                Engine engine) {
   rules_.tensor_reduce(out, op, in, axes, engine);
-  executor_.tensor_reduce(out, op, in, axes);
+  if (executes()) executor_.tensor_reduce(out, op, in, axes);
   scheduler_.tensor_reduce(out, op, in, engine);
 }
 
 void NeuronCore::tensor_copy(const View& out, const View& in, Engine engine) {
   rules_.tensor_copy(out, in, engine);
-  executor_.tensor_copy(out, in);
+  if (executes()) executor_.tensor_copy(out, in);
   scheduler_.tensor_copy(out, in, engine);
 }
 
 void NeuronCore::reciprocal(const View& out, const View& in, Engine engine) {
   rules_.reciprocal(out, in, engine);
-  executor_.reciprocal(out, in);
+  if (executes()) executor_.reciprocal(out, in);
   scheduler_.reciprocal(out, in, engine);
 }
 
 void NeuronCore::memset(const View& out, float value, Engine engine) {
   rules_.memset(out, engine);
-  executor_.memset(out, value);
+  if (executes()) executor_.memset(out, value);
   scheduler_.memset(out, engine);
 }
 
 void NeuronCore::select(const View& out, const View& predicate, const View& on_true,
                         const View& on_false, Engine engine) {
   rules_.select(out, predicate, on_true, on_false, engine);
-  executor_.select(out, predicate, on_true, on_false);
+  if (executes()) executor_.select(out, predicate, on_true, on_false);
   scheduler_.select(out, predicate, on_true, on_false, engine);
 }
 
@@ -194,14 +202,14 @@ void NeuronCore::select(const View& out, const View& predicate, const View& on_t
 void NeuronCore::iota(const View& out, float base, float partition_step,
                       const std::vector<float>& free_steps) {
   rules_.iota(out, free_steps);
-  executor_.iota(out, base, partition_step, free_steps);
+  if (executes()) executor_.iota(out, base, partition_step, free_steps);
   scheduler_.iota(out);
 }
 
 void NeuronCore::affine_select(const View& out, const View& in, float base, float partition_step,
                                const std::vector<float>& free_steps, AluOp cmp, float fill) {
   rules_.affine_select(out, in, free_steps, cmp);
-  executor_.affine_select(out, in, base, partition_step, free_steps, cmp, fill);
+  if (executes()) executor_.affine_select(out, in, base, partition_step, free_steps, cmp, fill);
   scheduler_.affine_select(out, in);
 }
 

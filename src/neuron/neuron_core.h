@@ -5,9 +5,9 @@
 // VectorE and GpSimd (elementwise, reductions, memset, iota, select). Each instruction
 //   1. is checked against the hardware rules (rules.h), which throw switchyard::Error naming the
 //      kernel, the instruction and the rule it breaks;
-//   2. executes at once on real values (executor.h: fp32 internally, results rounded to the
-//      destination dtype with round-to-nearest-even), so the host can read results back
-//      immediately;
+//   2. in functional mode, executes at once on real values (executor.h: fp32 internally, results
+//      rounded to the destination dtype with round-to-nearest-even), so the host can read
+//      results back immediately; in timing-only mode (execution_mode.h) it computes nothing;
 //   3. is scheduled (scheduler.h): it starts when its engine (each engine and DMA queue runs its
 //      own queue in order) is free and the instructions whose memory it reads or overwrites are
 //      done (dependencies are tracked automatically by address range), and costs what the
@@ -16,7 +16,7 @@
 // writes a Chrome trace-event JSON (trace.h) that Perfetto opens. The memories and their
 // allocations are in memories.h.
 //
-// Memory is filled with NaN when allocated, so a kernel reading memory it
+// In functional mode memory is filled with NaN when allocated, so a kernel reading memory it
 // never wrote sees NaN. The host-side read()/write() move data without taking simulated time.
 #pragma once
 
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "neuron/config.h"
+#include "neuron/execution_mode.h"
 #include "neuron/executor.h"
 #include "neuron/isa.h"
 #include "neuron/kernel_context.h"
@@ -40,11 +41,12 @@ namespace switchyard::neuron {
 
 class NeuronCore {
  public:
-  explicit NeuronCore(CoreConfig config);
+  explicit NeuronCore(CoreConfig config, ExecutionMode mode = ExecutionMode::kFunctional);
   NeuronCore(const NeuronCore&) = delete;
   NeuronCore& operator=(const NeuronCore&) = delete;
 
   const CoreConfig& config() const { return config_; }
+  ExecutionMode mode() const { return mode_; }
 
   // Names the kernel that the following instructions belong to (errors and trace use it).
   void set_kernel(std::string name) { context_.set_kernel(std::move(name)); }
@@ -75,6 +77,8 @@ class NeuronCore {
   int64_t psum_largest_free() const { return memories_.allocator(Memory::kPsum).largest_free(); }
 
   // Host access (no simulated time): values as fp32, partition-major then free dims row-major.
+  // In timing-only mode the core's memories hold no values: reads give zeros and writes are
+  // dropped, except for HBM tensors attached from caller memory, which are read and written.
   std::vector<float> read(const View& view) const;
   void read(const View& view, std::span<float> out) const;  // out holds view.elements() values
   void write(const View& view, std::span<const float> values);  // rounds to the view's dtype
@@ -153,8 +157,11 @@ class NeuronCore {
                 DType dtype, const std::string& name, uint8_t* external = nullptr);
   View hbm_tensor(const std::vector<int64_t>& shape, DType dtype, const std::string& name,
                   uint8_t* external);
+  bool executes() const { return mode_ == ExecutionMode::kFunctional; }
+
   // Declared in construction order: each part refers to those above it.
   CoreConfig config_;
+  ExecutionMode mode_;
   KernelContext context_;
   Memories memories_;
   Rules rules_;
