@@ -130,9 +130,12 @@ TEST_F(NeuronCli, ClearErrors) {
   r = run_cli("neuron bench matmul --target trn1 --shape 128x12a");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("bad --shape '128x12a'"), std::string::npos) << r.output;
-  r = run_cli("neuron bench matmul --target trn1 --shape 128x100000x128");
+  // A alone (32 GiB) exceeds a trn1 core's 16 GiB share of HBM.
+  r = run_cli("neuron bench matmul --target trn1 --shape 131072x131072x128");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("does not fit"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("HBM allocation 'A' of 34359738368 bytes does not fit"),
+            std::string::npos)
+      << r.output;
   r = run_cli("neuron bench softmax --target trn1");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("unknown neuron bench kernel 'softmax'"), std::string::npos) << r.output;
