@@ -23,6 +23,10 @@ constexpr int64_t kResidentBytes = 48 * 1024;
 constexpr int64_t kStepRingBytes = 64 * 1024;
 // DMA pieces: a transfer under 32 KiB costs a queue as much as 32 KiB, so pieces are >= 64 KiB.
 constexpr int64_t kPieceBytes = 64 * 1024;
+// Stores of output tiles in one 128-row band of out wait for each other (dependencies compare
+// bounding boxes, and two tiles of a band overlap in theirs), in chains of one per row range:
+// stores are cut into the smallest pieces that still move at full speed, so each link is short.
+constexpr int64_t kStorePieceBytes = 32 * 1024;
 constexpr int64_t kMaxPieces = 8;
 // HBM bytes of streamed operands requested ahead of TensorE: enough to keep every DMA queue
 // (16 x ~27 GB/s) busy across the 600 ns DMA latency and the wait for a ring slot.
@@ -32,17 +36,17 @@ constexpr int64_t kMaxPrefetchSteps = 16;
 constexpr int64_t kMaxOldBlocksAhead = 4;
 
 // Issues DMA copies round-robin over all queues, each split by rows into pieces of at least
-// kPieceBytes, so that big loads spread over the queues and small ones waste no queue time.
+// `piece_bytes`, so that big loads spread over the queues and small ones waste no queue time.
 class DmaSpreader {
  public:
   explicit DmaSpreader(NeuronCore& core) : core_(core), queues_(core.config().dma_queues) {}
 
-  void copy(const View& dst, const View& src) {
+  void copy(const View& dst, const View& src, int64_t piece_bytes = kPieceBytes) {
     const int64_t rows = dst.partitions();
     const int64_t bytes =
         dst.elements() * std::max(dtype_bytes(dst.dtype()), dtype_bytes(src.dtype()));
     const int64_t pieces =
-        std::clamp<int64_t>(bytes / kPieceBytes, 1, std::min<int64_t>(kMaxPieces, rows));
+        std::clamp<int64_t>(bytes / piece_bytes, 1, std::min<int64_t>(kMaxPieces, rows));
     const int64_t per_piece = ceil_div(rows, pieces);
     for (int64_t r = 0; r < rows; r += per_piece) {
       const int64_t n = std::min(per_piece, rows - r);
@@ -354,7 +358,7 @@ void run_gemm(NeuronCore& core, const GemmJob& job, GemmPlan& plan) {
         core.activation(wide, Activation::kIdentity, acc);
         core.tensor_tensor(staged, wide, AluOp::kAdd, staged, Engine::kGpSimd);
       }
-      dma.copy(job.out.rows(mt * kTileM, ms).cols(nt * kTileN, ns), staged);
+      dma.copy(job.out.rows(mt * kTileM, ms).cols(nt * kTileN, ns), staged, kStorePieceBytes);
     }
     if (has_sums && b.n0 == 0) {
       for (int64_t mt = b.m0; mt < b.m0 + b.mc; ++mt) {
