@@ -1,5 +1,5 @@
-// `switchyard neuron bench` (matmul and the model kernels) and `bench train` on a simulated device,
-// end to end: JSON output, traces and clear errors.
+// `switchyard neuron bench` (matmul and the model kernels), `bench train` and `bench generate` on a
+// simulated device (also timing only), end to end: JSON output, traces and clear errors.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -167,9 +167,12 @@ TEST_F(NeuronCli, ClearErrors) {
   r = run_cli("neuron bench matmul --target trn1 --shape 128x12a");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("bad --shape '128x12a'"), std::string::npos) << r.output;
-  r = run_cli("neuron bench matmul --target trn1 --shape 128x100000x128");
+  // A alone (32 GiB) exceeds a trn1 core's 16 GiB share of HBM.
+  r = run_cli("neuron bench matmul --target trn1 --shape 131072x131072x128");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("does not fit"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("HBM allocation 'A' of 34359738368 bytes does not fit"),
+            std::string::npos)
+      << r.output;
   r = run_cli("neuron bench softmax --target trn1");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("unknown neuron bench kernel 'softmax'"), std::string::npos) << r.output;
@@ -182,6 +185,30 @@ TEST_F(NeuronCli, ClearErrors) {
   r = run_cli("neuron bench matmul --target trn1 --shape 128x128x128 --dtype int4");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("unknown dtype 'int4'"), std::string::npos) << r.output;
+}
+
+// A ":timing" device: the same simulated figures as the functional device, without arithmetic;
+// `devices` says how to ask for one and that its outputs are unspecified.
+TEST_F(NeuronCli, TimingOnlyDeviceGivesTheSameSimulatedTimes) {
+  auto generate = [](const std::string& device) {
+    CliRun r = run_cli("bench generate --model tiny --device " + device + " --tokens 3 --json");
+    EXPECT_EQ(r.status, 0) << r.output;
+    return last_json_line(r.output);
+  };
+  const nlohmann::json functional = generate("trn2-sim");
+  const nlohmann::json timing = generate("trn2-sim:timing");
+  EXPECT_EQ(timing["device"], "trn2-sim:timing");
+  EXPECT_GT(functional["simulated_ms_per_token"].get<double>(), 0);
+  EXPECT_EQ(timing["simulated_ms_per_token"], functional["simulated_ms_per_token"]);
+  EXPECT_EQ(timing["simulated_hbm_gbps"], functional["simulated_hbm_gbps"]);
+
+  CliRun devices = run_cli("devices");
+  ASSERT_EQ(devices.status, 0) << devices.output;
+  EXPECT_NE(devices.output.find("trn2-sim:timing"), std::string::npos) << devices.output;
+  EXPECT_NE(devices.output.find("outputs unspecified"), std::string::npos) << devices.output;
+  CliRun bad = run_cli("bench generate --model tiny --device trn2-sim:fast --tokens 1");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.output.find("trn2-sim:fast"), std::string::npos) << bad.output;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
-// The tiled GEMM kernel: exact results against a double reference of the rounded inputs, for
-// shapes with partial edge tiles, and a plausible simulated efficiency.
+// The GEMM tile program (the one the linear layers run) as C = A @ B: exact results against a
+// double reference of the rounded inputs, for shapes with partial edge tiles and a deep K that
+// streams both operands, and a plausible simulated efficiency.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -76,19 +77,35 @@ TEST(NeuronGemm, SimulatedEfficiencyIsHighButNotAbovePeak) {
   EXPECT_GT(r.stats.engines[0].utilization, 0.5);
 }
 
-TEST(NeuronGemm, RejectsShapesThatDoNotFit) {
+TEST(NeuronGemm, DeepKStreamsBothOperands) {
+  // K = 40000: neither A^T nor B fits in SBUF; both stream k-tile by k-tile.
+  Result r = run_gemm(trn1_config(), 130, 40000, 140, DType::kBF16, DType::kF32, 7);
+  EXPECT_LT(r.max_error, 1e-5);  // fp32 sums of 40000 exact products
+  EXPECT_EQ(r.plan.k_tiles, 313);
+  EXPECT_FALSE(r.plan.other_resident);
+  EXPECT_EQ(r.stats.matmul_flops, 2.0 * 130 * 40000 * 140);
+}
+
+TEST(NeuronGemm, RejectsMismatchedShapes) {
   NeuronCore core(trn1_config());
-  View a = core.hbm_alloc({128, 40000}, DType::kBF16, "A");
-  View b = core.hbm_alloc({40000, 128}, DType::kBF16, "B");
+  View a = core.hbm_alloc({128, 256}, DType::kBF16, "A");
+  View b = core.hbm_alloc({256, 128}, DType::kBF16, "B");
   View c = core.hbm_alloc({128, 128}, DType::kBF16, "C");
+  View wrong = core.hbm_alloc({64, 128}, DType::kBF16, "wrong");
   try {
-    gemm(core, c, a, b);
+    gemm(core, c, a, wrong);
     FAIL() << "expected an Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("K = 40000 does not fit"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("B has 64 rows (expected 256)"), std::string::npos)
+        << e.what();
   }
-  View wrong = core.hbm_alloc({64, 128}, DType::kBF16, "wrong");
-  EXPECT_THROW(gemm(core, c, a, wrong), Error);
+  EXPECT_THROW(gemm(core, wrong, a, b), Error);
+  GemmJob job;
+  job.stationary = {a, true};
+  job.moving = {b, false};
+  job.out = c;
+  job.bias = wrong;
+  EXPECT_THROW(gemm(core, job), Error);
 }
 
 }  // namespace

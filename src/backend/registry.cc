@@ -42,10 +42,8 @@ std::unique_ptr<Backend> create_backend(const std::string& name) {
     fail("device '{}' is {}", name, kCudaNotBuilt);
 #endif
   }
-  std::string target;
-  neuron::SimPrecision precision;
-  if (neuron::parse_sim_device(name, target, precision)) {
-    return std::make_unique<neuron::NeuronSimBackend>(target, precision);
+  if (const std::optional<neuron::SimDevice> sim = neuron::parse_sim_device(name)) {
+    return std::make_unique<neuron::NeuronSimBackend>(sim->target, sim->precision, sim->mode);
   }
   std::string known;
   for (const BackendInfo& info : list_backends()) known += (known.empty() ? "" : ", ") + info.name;

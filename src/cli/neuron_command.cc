@@ -1,6 +1,7 @@
-// `switchyard neuron bench matmul`: runs the tiled GEMM kernel on the NeuronCore simulator from
-// HBM to HBM on random inputs, checks it against a double-precision reference of the rounded
-// inputs, and reports simulated time, TFLOPS, percent of peak and engine utilisation.
+// `switchyard neuron bench matmul`: runs the GEMM tile program (neuron/gemm_kernel.h, the one the
+// trn*-sim backend's linear layers run) on the NeuronCore simulator from HBM to HBM on random
+// inputs, checks it against a double-precision reference of the rounded inputs, and reports
+// simulated time, TFLOPS, percent of peak and engine utilisation.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -122,10 +123,11 @@ void run_bench_matmul(const NeuronBenchFlags& f) {
              config.target, config.core_name, shape.m, shape.n, shape.m, shape.k, shape.k, shape.n,
              nki_dtype_name(dtype), nki_dtype_name(out_dtype));
   fmt::print(
-      "  plan: {} x {} x {} tiles (M x K x N), {} M tiles per resident A block, {} A "
-      "buffer(s), {} bytes of SBUF per partition\n",
-      plan.m_tiles, plan.k_tiles, plan.n_tiles, plan.m_block_tiles, plan.a_buffers,
-      plan.sbuf_bytes_per_partition);
+      "  plan: {} x {} x {} tiles (M x K x N); {} streams, {} {}; blocks of {} x {} output "
+      "tiles; {} k-steps ahead; {} bytes of SBUF per partition\n",
+      plan.m_tiles, plan.k_tiles, plan.n_tiles, plan.moving_streams ? "B" : "A^T",
+      plan.moving_streams ? "A^T" : "B", plan.other_resident ? "stays resident" : "streams too",
+      plan.block_m_tiles, plan.block_n_tiles, plan.prefetch_steps, plan.sbuf_bytes_per_partition);
   fmt::print("  check            max |C - ref| / max |ref| = {:.3e} over {} elements ({})\n",
              rel_error, checks, full ? "all" : "random sample");
   print_neuron_run(config, stats, dtype, wall_s, f.trace);

@@ -10,6 +10,12 @@ enum class Engine { kTensor, kVector, kScalar, kGpSimd };
 inline constexpr int kComputeEngines = 4;
 const char* engine_name(Engine engine);  // "TensorE", "VectorE", "ScalarE", "GpSimd"
 
+// Use any DMA queue (round-robin).
+inline constexpr int kAnyQueue = -1;
+
+// What an indirect store does with a negative row index: reject it, or skip the row.
+enum class NegativeIndex { kError, kSkip };
+
 // Arithmetic/logic ops of VectorE and GpSimd (nl.add, nl.subtract, ...). Comparisons give 1 or 0.
 enum class AluOp {
   kBypass,  // no operation: the first operand passes through (second op of tensor_scalar)

@@ -1,13 +1,12 @@
 // The linear layer (the Linear and LinearBackward ops of ops.h) as tile programs.
 //
-// Every product is a GEMM streamed through TensorE: out[M, N] (+)= A^T[K, M]^T @ B[K, N] with K
-// on the 128 partitions, M <= 128 output rows per matmul (the stationary operand) and N <= 512
-// output columns (the moving operand, one PSUM bank of fp32). The operand that fits stays resident
-// in SBUF; the other is streamed k-tile by k-tile, several steps ahead of TensorE and spread over
-// all DMA queues, while up to four output tiles accumulate over the whole K in open PSUM groups.
-// At gpt2-124m sizes (N = B*T = 256 rows) every linear layer is bound by reading the fp32 weight
-// (or, for dweight, reading and writing the fp32 gradient) from HBM, so the program's job is to
-// read each of those exactly once and keep the HBM busy from start to end.
+// Every product is the core's GEMM tile program (neuron/gemm_kernel.h), which streams the bigger
+// operand through TensorE once and keeps the smaller one in SBUF. At gpt2-124m sizes (N = B*T =
+// 256 rows) every linear layer is bound by reading the fp32 weight (or, for dweight, reading and
+// writing the fp32 gradient) from HBM, so the program's job is to read each of those exactly once
+// and keep the HBM busy from start to end. The forward pass reads inp and the weight transposed
+// (K = C on partitions); dinp reads dout transposed; dweight takes dout and inp as they are
+// (K = N on partitions) and adds dbias as the column sums of dout.
 //
 // Shapes: N rows (tokens), C input channels, OC output channels; 2-D HBM views [rows, cols].
 // Activations (inp, out, dout, dinp) may be bf16 or fp32 in HBM; weight, bias and their gradients

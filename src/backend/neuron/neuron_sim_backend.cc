@@ -20,19 +20,31 @@ namespace kernels = ::switchyard::backend::neuron;
 namespace {
 
 constexpr size_t kAlignment = 64;
+constexpr const char* kTimingSuffix = ":timing";
 
 }  // namespace
 
-bool parse_sim_device(const std::string& name, std::string& target, SimPrecision& precision) {
+std::optional<SimDevice> parse_sim_device(const std::string& name) {
+  SimDevice device;
+  std::string base = name;
+  if (base.ends_with(kTimingSuffix)) {
+    base.resize(base.size() - std::string(kTimingSuffix).size());
+    device.mode = ExecutionMode::kTimingOnly;
+  }
   for (const char* t : {"trn1", "trn2"}) {
-    const std::string base = std::string(t) + "-sim";
-    if (name == base || name == base + "-fp32") {
-      target = t;
-      precision = name == base ? SimPrecision::kBf16 : SimPrecision::kFp32;
-      return true;
+    const std::string sim = std::string(t) + "-sim";
+    if (base == sim || base == sim + "-fp32") {
+      device.target = t;
+      device.precision = base == sim ? SimPrecision::kBf16 : SimPrecision::kFp32;
+      return device;
     }
   }
-  return false;
+  return std::nullopt;
+}
+
+std::string sim_device_name(const SimDevice& device) {
+  return device.target + "-sim" + (device.precision == SimPrecision::kFp32 ? "-fp32" : "") +
+         (device.mode == ExecutionMode::kTimingOnly ? kTimingSuffix : "");
 }
 
 const std::vector<std::string>& sim_device_names() {
@@ -42,29 +54,36 @@ const std::vector<std::string>& sim_device_names() {
 }
 
 std::string describe_sim_device(const std::string& name) {
-  std::string target;
-  SimPrecision precision;
-  require(parse_sim_device(name, target, precision), "'{}' is not a simulator device", name);
-  const auto c = ::switchyard::neuron::config_for_target(target);
+  const std::optional<SimDevice> device = parse_sim_device(name);
+  require(device.has_value(), "'{}' is not a simulator device", name);
+  const auto c = ::switchyard::neuron::config_for_target(device->target);
+  const std::string mode =
+      device->mode == ExecutionMode::kTimingOnly
+          ? "timing only: simulated times without arithmetic, outputs unspecified"
+          : fmt::format("{}{} times it without arithmetic (outputs unspecified)", name,
+                        kTimingSuffix);
   return fmt::format(
-      "simulated {} ({}, 1 of {} cores per chip, {:.0f} GiB HBM share), {}", c.core_name,
+      "simulated {} ({}, 1 of {} cores per chip, {:.0f} GiB HBM share), {}; {}", c.core_name,
       c.target, c.cores_per_chip, static_cast<double>(c.hbm_core_bytes()) / (1 << 30),
-      precision == SimPrecision::kBf16 ? "bf16 compute, fp32 master weights"
-                                       : "fp32 compute (parity mode)");
+      device->precision == SimPrecision::kBf16 ? "bf16 compute, fp32 master weights"
+                                               : "fp32 compute (parity mode)",
+      mode);
 }
 
-NeuronSimBackend::NeuronSimBackend(const std::string& target, SimPrecision precision)
+NeuronSimBackend::NeuronSimBackend(const std::string& target, SimPrecision precision,
+                                   ExecutionMode mode)
     : target_(target),
       precision_(precision),
+      mode_(mode),
       compute_(precision == SimPrecision::kBf16 ? DType::kBF16 : DType::kF32),
-      core_(std::make_unique<NeuronCore>(::switchyard::neuron::config_for_target(target))) {}
+      core_(std::make_unique<NeuronCore>(::switchyard::neuron::config_for_target(target), mode)) {}
 
 NeuronSimBackend::~NeuronSimBackend() {
-  for (auto& [ptr, bytes] : allocations_) std::free(const_cast<char*>(ptr));
+  for (auto& [ptr, block] : allocations_) std::free(block.base);
 }
 
 std::string NeuronSimBackend::name() const {
-  return target_ + "-sim" + (precision_ == SimPrecision::kFp32 ? "-fp32" : "");
+  return sim_device_name({target_, precision_, mode_});
 }
 
 std::string NeuronSimBackend::description() const { return describe_sim_device(name()); }
@@ -76,9 +95,17 @@ void* NeuronSimBackend::allocate(size_t bytes) {
           "HBM are in use",
           name(), bytes, allocated_bytes_, capacity);
   const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
-  void* ptr = std::aligned_alloc(kAlignment, rounded);
-  if (!ptr) fail("{}: host memory for {} bytes of device memory is exhausted", name(), bytes);
-  allocations_[static_cast<const char*>(ptr)] = bytes;
+  // Timing-only kernels write nothing, yet what host code reads back must be defined: that
+  // memory starts zeroed (calloc maps large blocks as zero pages, which cost nothing until used).
+  void* base = mode_ == ExecutionMode::kTimingOnly ? std::calloc(rounded + kAlignment, 1)
+                                                   : std::aligned_alloc(kAlignment, rounded);
+  if (!base) fail("{}: host memory for {} bytes of device memory is exhausted", name(), bytes);
+  void* ptr = base;
+  if (mode_ == ExecutionMode::kTimingOnly) {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(base);
+    ptr = reinterpret_cast<void*>((address + kAlignment - 1) / kAlignment * kAlignment);
+  }
+  allocations_[static_cast<const char*>(ptr)] = {bytes, base};
   allocated_bytes_ += bytes;
   return ptr;
 }
@@ -87,9 +114,10 @@ void NeuronSimBackend::release(void* ptr) {
   if (!ptr) return;
   auto it = allocations_.find(static_cast<const char*>(ptr));
   require(it != allocations_.end(), "{}: release of memory this device did not allocate", name());
-  allocated_bytes_ -= it->second;
+  allocated_bytes_ -= it->second.bytes;
+  void* base = it->second.base;
   allocations_.erase(it);
-  std::free(ptr);
+  std::free(base);
 }
 
 void NeuronSimBackend::copy_to_device(void* dst, const void* src, size_t bytes) {

@@ -11,6 +11,12 @@
 // or in a layout other than GPT-2's packed q, k, v; paged attention with heads over 128
 // dimensions), run on the host through the CPU reference: the report names them, as work the
 // simulated clock did not see.
+//
+// A ":timing" suffix (trn2-sim:timing) runs the core in timing-only mode (neuron/execution_mode.h):
+// the same tile programs, instructions, rules and simulated times, without arithmetic. What the
+// ops write is then unspecified: device memory is zeroed when allocated and kernels leave it as it
+// is, so host code reading results (sampling from logits) sees zeros or stale values, never
+// uninitialised memory. Ops that run on the host still compute, on those values.
 #pragma once
 
 #include <array>
@@ -18,21 +24,32 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/neuron/kernel_support.h"
 #include "neuron/config.h"
+#include "neuron/execution_mode.h"
 
 namespace switchyard::backend::neuron {
 
 enum class SimPrecision { kBf16, kFp32 };
+using ::switchyard::neuron::ExecutionMode;
+
+// A simulator device as its name gives it.
+struct SimDevice {
+  std::string target;  // "trn1" or "trn2"
+  SimPrecision precision = SimPrecision::kBf16;
+  ExecutionMode mode = ExecutionMode::kFunctional;
+};
 
 class NeuronSimBackend final : public Backend, public SimulatorBackend {
  public:
   // target: "trn1" or "trn2".
-  NeuronSimBackend(const std::string& target, SimPrecision precision);
+  NeuronSimBackend(const std::string& target, SimPrecision precision,
+                   ExecutionMode mode = ExecutionMode::kFunctional);
   ~NeuronSimBackend() override;
 
   std::string name() const override;
@@ -95,9 +112,14 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
 
   std::string target_;
   SimPrecision precision_;
+  ExecutionMode mode_;
   DType compute_;  // matmul operands and activation tiles in SBUF
   std::unique_ptr<NeuronCore> core_;
-  std::map<const char*, size_t> allocations_;  // start -> bytes, for release() and the HBM cap
+  struct HostBlock {
+    size_t bytes = 0;       // what was asked, for the HBM cap
+    void* base = nullptr;   // what std::free takes (before alignment)
+  };
+  std::map<const char*, HostBlock> allocations_;  // aligned start -> block
   size_t allocated_bytes_ = 0;
   // Calls of each op that ran on the host, by OpKind.
 #define SWITCHYARD_COUNT_OP(Op, name) +1
@@ -105,11 +127,14 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
 #undef SWITCHYARD_COUNT_OP
 };
 
-// "trn2-sim" -> ("trn2", bf16); "trn2-sim-fp32" -> ("trn2", fp32). False for other names.
-bool parse_sim_device(const std::string& name, std::string& target, SimPrecision& precision);
+// "trn2-sim" -> (trn2, bf16, functional); "trn2-sim-fp32" -> (trn2, fp32, functional); either
+// with the suffix ":timing" (trn2-sim:timing) -> timing-only. nullopt for other names.
+std::optional<SimDevice> parse_sim_device(const std::string& name);
+// The device's name (the inverse of parse_sim_device).
+std::string sim_device_name(const SimDevice& device);
 // One line describing a simulator device by name, without creating it.
 std::string describe_sim_device(const std::string& name);
-// The simulator devices the registry lists.
+// The simulator devices the registry lists (the functional ones; each also runs with ":timing").
 const std::vector<std::string>& sim_device_names();
 
 }  // namespace switchyard::backend::neuron
