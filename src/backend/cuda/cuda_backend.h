@@ -73,6 +73,8 @@ class CudaBackend final : public Backend {
   void run(const ops::LayerNorm& op) override;
   void run(const ops::LayerNormBackward& op) override;
   void run(const ops::AddLayerNorm& op) override;
+  void run(const ops::RmsNorm& op) override;
+  void run(const ops::RmsNormBackward& op) override;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
   void run(const ops::LinearGelu& op) override;
@@ -81,6 +83,7 @@ class CudaBackend final : public Backend {
   void run(const ops::Add& op) override;
   void run(const ops::Accumulate& op) override;
   void run(const ops::Cast& op) override;
+  void run(const ops::Rope& op) override;
   void run(const ops::Attention& op) override;
   void run(const ops::AttentionBackward& op) override;
   void run(const ops::KvCacheWrite& op) override;

@@ -1,5 +1,7 @@
-// CudaBackend's ops other than attention: check the operands as cpu_ops.cc does, then queue the
-// kernels, or run the CPU reference on the host for forms the kernels do not handle.
+// CudaBackend's ops other than attention, RMSNorm and RoPE (which have files of their own), and
+// supports() for all of them: check the operands as cpu_ops.cc does,
+// then queue the kernels, or run the CPU reference on the host for forms the kernels do not
+// handle.
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -21,8 +23,9 @@ namespace switchyard::backend::cuda {
 
 bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
   // One letter per operand in for_each_tensor order: A activation (and matmul weights), F fp32,
-  // I int32, D fp64, B bf16; lower case marks an optional operand, which may also be absent (an
-  // empty Tensor reads as fp32).
+  // I int32, D fp64, B bf16, T fp32 or bf16 (tables, trainable expert weights), X fp32 or the
+  // activation dtype (a table's gradient), W fp32, bf16 or mxfp4 (expert weights); lower case
+  // marks an optional operand, which may also be absent (an empty Tensor reads as fp32).
   const char* pattern = nullptr;
   switch (kind) {
     case OpKind::kEmbedding: pattern = "AIFif"; break;
@@ -30,6 +33,8 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kLayerNorm: pattern = "AFFAFF"; break;
     case OpKind::kLayerNormBackward: pattern = "AFFAAFFF"; break;
     case OpKind::kAddLayerNorm: pattern = "AAFFAAFF"; break;
+    case OpKind::kRmsNorm: pattern = "AFAF"; break;
+    case OpKind::kRmsNormBackward: pattern = "AFAAFF"; break;
     case OpKind::kLinear: pattern = "AAAf"; break;
     case OpKind::kLinearBackward: pattern = "aFfAAA"; break;
     case OpKind::kLinearGelu: pattern = "AAAAf"; break;
@@ -37,6 +42,7 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kGeluBackward: pattern = "AAA"; break;
     case OpKind::kAdd: pattern = "AAA"; break;
     case OpKind::kAccumulate: pattern = "AA"; break;
+    case OpKind::kRope: pattern = "AFFI"; break;
     case OpKind::kAttention: pattern = "AFAAAf"; break;
     case OpKind::kAttentionBackward: pattern = "AAAfFAAFAAAf"; break;
     case OpKind::kKvCacheWrite: pattern = "AAAAI"; break;
@@ -48,9 +54,6 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kAccumulateSum: pattern = "DF"; break;
     case OpKind::kAdamW: pattern = "FFFFdb"; break;
     // No kernels yet: these run on the host (Backend::run's fallback).
-    case OpKind::kRmsNorm:
-    case OpKind::kRmsNormBackward:
-    case OpKind::kRope:
     case OpKind::kTopKRouting:
     case OpKind::kTopKRoutingBackward:
     case OpKind::kGroupByExpert:
@@ -69,18 +72,25 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     }
   }
   if (pattern == nullptr || std::strlen(pattern) != dtypes.size()) return false;
+  const DType act = activation_dtype();
+  auto matches = [act](char letter, DType d) {
+    switch (letter) {
+      case 'A': return d == act;
+      case 'F': return d == DType::kF32;
+      case 'I': return d == DType::kI32;
+      case 'D': return d == DType::kF64;
+      case 'B': return d == DType::kBF16;
+      case 'T': return d == DType::kF32 || d == DType::kBF16;
+      case 'X': return d == DType::kF32 || d == act;
+      case 'W': return d == DType::kF32 || d == DType::kBF16 || d == DType::kMXFP4;
+    }
+    return false;
+  };
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const char letter = pattern[i];
     const bool optional = std::islower(static_cast<unsigned char>(letter)) != 0;
-    DType want = DType::kF32;
-    switch (std::toupper(static_cast<unsigned char>(letter))) {
-      case 'A': want = activation_dtype(); break;
-      case 'F': want = DType::kF32; break;
-      case 'I': want = DType::kI32; break;
-      case 'D': want = DType::kF64; break;
-      case 'B': want = DType::kBF16; break;
-    }
-    if (dtypes[i] != want && !(optional && dtypes[i] == DType::kF32)) return false;
+    const char upper = static_cast<char>(std::toupper(static_cast<unsigned char>(letter)));
+    if (!matches(upper, dtypes[i]) && !(optional && dtypes[i] == DType::kF32)) return false;
   }
   return true;
 }

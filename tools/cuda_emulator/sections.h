@@ -1,0 +1,9 @@
+// The sections of the kernel checks that live in files of their own, one function each
+// (kernel_checks.cc's main runs them by name).
+#pragma once
+
+namespace checks {
+
+void check_norm_rope();       // norm_rope_checks.cc: norm_rope_kernels.cu
+
+}  // namespace checks
