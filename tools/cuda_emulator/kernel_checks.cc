@@ -8,7 +8,7 @@
 //
 // Usage: kernel_checks [--quick] [section...]
 //   sections: emulator elementwise layernorm cross_entropy encoder optimizer attention paged
-//   norm_rope (default all), or attention's parts attention_f32, attention_bf16,
+//   norm_rope moe (default all), or attention's parts attention_f32, attention_bf16,
 //   attention_decode; --quick
 //   runs fewer sizes, still every kernel, instantiation and path (for the slow ThreadSanitizer
 //   build).
@@ -1122,9 +1122,9 @@ void check_encoder_all() {
   check("encoder B*T=0 (no launch, no workspace)", [](Verdict& v) {
     v.require(cuda::encoder_backward_workspace_bytes(0, 5, 5) == 0, "workspace for N=0");
     const long long before = emu::counters().launches;
-    cuda::encoder_forward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, nullptr);
-    cuda::encoder_backward<float>(nullptr, 5, nullptr, 5, nullptr, nullptr, nullptr, 0, 8, nullptr,
-                                  nullptr);
+    cuda::encoder_forward<float, float>(nullptr, nullptr, nullptr, nullptr, nullptr, 0, 8, nullptr);
+    cuda::encoder_backward<float, float>(nullptr, 5, nullptr, 5, nullptr, nullptr, nullptr, 0, 8,
+                                         nullptr, nullptr);
     v.require(emu::counters().launches == before, "launched");
   });
 }
@@ -1797,7 +1797,7 @@ int main(int argc, char** argv) {
       {"layernorm", check_layernorm},     {"cross_entropy", check_cross_entropy_all},
       {"encoder", check_encoder_all},     {"optimizer", check_optimizer},
       {"attention", check_attention_all}, {"paged", check_paged_all},
-      {"norm_rope", check_norm_rope},
+      {"norm_rope", check_norm_rope}, {"moe", check_moe},
       // The parts of "attention", for running side by side.
       {"attention_f32", check_attention_f32, true},
       {"attention_bf16", check_attention_bf16, true},

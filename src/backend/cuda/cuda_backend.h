@@ -84,6 +84,15 @@ class CudaBackend final : public Backend {
   void run(const ops::Accumulate& op) override;
   void run(const ops::Cast& op) override;
   void run(const ops::Rope& op) override;
+  void run(const ops::TopKRouting& op) override;
+  void run(const ops::TopKRoutingBackward& op) override;
+  void run(const ops::GroupByExpert& op) override;
+  void run(const ops::ClampedSwiglu& op) override;
+  void run(const ops::ClampedSwigluBackward& op) override;
+  void run(const ops::ExpertCombine& op) override;
+  void run(const ops::ExpertCombineBackward& op) override;
+  void run(const ops::RouterLoadStats& op) override;
+  void run(const ops::RouterLoadBackward& op) override;
   void run(const ops::Attention& op) override;
   void run(const ops::AttentionBackward& op) override;
   void run(const ops::KvCacheWrite& op) override;

@@ -1,5 +1,5 @@
-// CudaBackend's ops other than attention, RMSNorm and RoPE (which have files of their own), and
-// supports() for all of them: check the operands as cpu_ops.cc does,
+// CudaBackend's ops other than attention, RMSNorm, RoPE and the mixture of experts (which have
+// files of their own), and supports() for all of them: check the operands as cpu_ops.cc does,
 // then queue the kernels, or run the CPU reference on the host for forms the kernels do not
 // handle.
 #include <cctype>
@@ -28,8 +28,8 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
   // marks an optional operand, which may also be absent (an empty Tensor reads as fp32).
   const char* pattern = nullptr;
   switch (kind) {
-    case OpKind::kEmbedding: pattern = "AIFif"; break;
-    case OpKind::kEmbeddingBackward: pattern = "FfAIi"; break;
+    case OpKind::kEmbedding: pattern = "AITif"; break;
+    case OpKind::kEmbeddingBackward: pattern = "XfAIi"; break;
     case OpKind::kLayerNorm: pattern = "AFFAFF"; break;
     case OpKind::kLayerNormBackward: pattern = "AFFAAFFF"; break;
     case OpKind::kAddLayerNorm: pattern = "AAFFAAFF"; break;
@@ -43,6 +43,15 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kAdd: pattern = "AAA"; break;
     case OpKind::kAccumulate: pattern = "AA"; break;
     case OpKind::kRope: pattern = "AFFI"; break;
+    case OpKind::kTopKRouting: pattern = "IFA"; break;
+    case OpKind::kTopKRoutingBackward: pattern = "AFFI"; break;
+    case OpKind::kGroupByExpert: pattern = "IIIII"; break;
+    case OpKind::kClampedSwiglu: pattern = "AA"; break;
+    case OpKind::kClampedSwigluBackward: pattern = "AAA"; break;
+    case OpKind::kExpertCombine: pattern = "AAFI"; break;
+    case OpKind::kExpertCombineBackward: pattern = "AFAAFI"; break;
+    case OpKind::kRouterLoadStats: pattern = "DAI"; break;
+    case OpKind::kRouterLoadBackward: pattern = "AAD"; break;
     case OpKind::kAttention: pattern = "AFAAAf"; break;
     case OpKind::kAttentionBackward: pattern = "AAAfFAAFAAAf"; break;
     case OpKind::kKvCacheWrite: pattern = "AAAAI"; break;
@@ -54,17 +63,8 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kAccumulateSum: pattern = "DF"; break;
     case OpKind::kAdamW: pattern = "FFFFdb"; break;
     // No kernels yet: these run on the host (Backend::run's fallback).
-    case OpKind::kTopKRouting:
-    case OpKind::kTopKRoutingBackward:
-    case OpKind::kGroupByExpert:
     case OpKind::kExpertLinear:
     case OpKind::kExpertLinearBackward:
-    case OpKind::kClampedSwiglu:
-    case OpKind::kClampedSwigluBackward:
-    case OpKind::kExpertCombine:
-    case OpKind::kExpertCombineBackward:
-    case OpKind::kRouterLoadStats:
-    case OpKind::kRouterLoadBackward:
       return false;
     case OpKind::kCast: {
       auto float_type = [](DType d) { return d == DType::kF32 || d == DType::kBF16; };
@@ -97,15 +97,17 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
 
 // ---- embeddings ----
 
+// A table of fp32 parameters, or of bf16 (a frozen checkpoint's, or activations when the op
+// gathers rows); position tables are fp32 parameters.
 void CudaBackend::run(const ops::Embedding& op) {
   const Operands o{"embedding", activation_dtype()};
   o.act(op.out, "out");
-  // A gather of activations reads a table of another dtype than the kernel's fp32.
-  if (op.table.dtype != DType::kF32 ||
+  if ((op.table.dtype != DType::kF32 && op.table.dtype != DType::kBF16) ||
       (!op.position_table.empty() && op.position_table.dtype != DType::kF32)) {
     return run_on_host(op);
   }
   o.matrix(op.table, -1, -1, "table");
+  o.dense(op.table, "table");
   const int64_t N = op.ids.numel(), C = op.table.shape[1];
   o.matrix(op.out, N, C, "out");
   const int32_t* positions = nullptr;
@@ -118,15 +120,26 @@ void CudaBackend::run(const ops::Embedding& op) {
   }
   void* out = o.act(op.out, "out");
   const int32_t* ids = o.i32(op.ids, "ids");
-  const float* table = o.f32(op.table, "table");
-  SWITCHYARD_WITH_ACT(encoder_forward<Act>(static_cast<Act*>(out), ids, table, positions,
-                                           position_table, o.to_int(N, "ids"),
-                                           o.to_int(C, "table"), stream_));
+  const int n = o.to_int(N, "ids"), c = o.to_int(C, "table");
+  if (op.table.dtype == DType::kBF16) {
+    const bf16* table = static_cast<const bf16*>(op.table.data);
+    SWITCHYARD_WITH_ACT(encoder_forward<Act>(static_cast<Act*>(out), ids, table, positions,
+                                             position_table, n, c, stream_));
+  } else {
+    const float* table = static_cast<const float*>(op.table.data);
+    SWITCHYARD_WITH_ACT(encoder_forward<Act>(static_cast<Act*>(out), ids, table, positions,
+                                             position_table, n, c, stream_));
+  }
 }
 
+// The table's gradient is fp32 (parameters), or of the activation dtype when the forward pass
+// gathered rows of activations (a scatter-add onto their gradient).
 void CudaBackend::run(const ops::EmbeddingBackward& op) {
   const Operands o{"embedding_backward", activation_dtype()};
   o.matrix(op.dtable, -1, -1, "dtable");
+  const bool activation_rows = op.dtable.dtype == activation_dtype() && bf16_mode();
+  if (!activation_rows) o.dtype(op.dtable, DType::kF32, "dtable");
+  o.dense(op.dtable, "dtable");
   const int64_t N = op.ids.numel(), C = op.dtable.shape[1];
   o.matrix(op.dout, N, C, "dout");
   float* dposition_table = o.optional_f32(op.dposition_table, "dposition_table");
@@ -138,15 +151,20 @@ void CudaBackend::run(const ops::EmbeddingBackward& op) {
     positions = o.i32(op.position_ids, "position_ids");
     P = op.dposition_table.shape[0];
   }
-  float* dtable = o.f32(op.dtable, "dtable");
   const void* dout = o.act(op.dout, "dout");
   const int32_t* ids = o.i32(op.ids, "ids");
   const int n = o.to_int(N, "ids"), V = o.to_int(op.dtable.shape[0], "dtable");
-  const int p = o.to_int(P, "dposition_table");
+  const int p = o.to_int(P, "dposition_table"), c = o.to_int(C, "dtable");
   void* ws = workspace(encoder_backward_workspace_bytes(n, V, p));
+  if (activation_rows) {
+    encoder_backward<bf16>(static_cast<bf16*>(op.dtable.data), V, dposition_table, p,
+                           static_cast<const bf16*>(dout), ids, positions, n, c, ws, stream_);
+    return;
+  }
+  float* dtable = static_cast<float*>(op.dtable.data);
   SWITCHYARD_WITH_ACT(encoder_backward<Act>(dtable, V, dposition_table, p,
-                                            static_cast<const Act*>(dout), ids, positions, n,
-                                            o.to_int(C, "dtable"), ws, stream_));
+                                            static_cast<const Act*>(dout), ids, positions, n, c,
+                                            ws, stream_));
 }
 
 // ---- normalisation ----
