@@ -87,6 +87,8 @@ class CudaBackend final : public Backend {
   void run(const ops::TopKRouting& op) override;
   void run(const ops::TopKRoutingBackward& op) override;
   void run(const ops::GroupByExpert& op) override;
+  void run(const ops::ExpertLinear& op) override;
+  void run(const ops::ExpertLinearBackward& op) override;
   void run(const ops::ClampedSwiglu& op) override;
   void run(const ops::ClampedSwigluBackward& op) override;
   void run(const ops::ExpertCombine& op) override;

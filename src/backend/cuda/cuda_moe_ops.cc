@@ -1,11 +1,14 @@
 // CudaBackend's mixture-of-experts ops: the operand checks of cpu_moe_ops.cc that need no look at
-// device data (shapes, dtypes, density), then the kernels of moe_kernels.h. Expert ids and grouped
-// positions live in device memory, where the CPU backend's checks of their values would make the
-// host wait; the kernels stay inside their operands for bad values instead (moe_kernels.h).
+// device data (shapes, dtypes, density), then the kernels of moe_kernels.h and
+// expert_linear_kernels.h. Expert ids, grouped positions and offsets live in device memory, where
+// the CPU backend's checks of their values would make the host wait; the kernels stay inside their
+// operands for bad values instead (moe_kernels.h, expert_linear_kernels.h).
 #include <cmath>
+#include <string>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_operands.h"
+#include "backend/cuda/expert_linear_kernels.h"
 #include "backend/cuda/moe_kernels.h"
 #include "backend/host_fallback.h"
 #include "core/error.h"
@@ -19,6 +22,38 @@ int64_t choices(const Operands& o, const Tensor& t, int64_t N, const char* what)
   require(t.shape[1] >= 1, "cuda {}: {} needs at least one choice per row, got {}", o.op, what,
           t.describe());
   return t.shape[1];
+}
+
+// [E, OC, C] per-expert weights, dense (-1: any size).
+void require_expert_weights(const Operands& o, const Tensor& t, int64_t E, int64_t OC, int64_t C,
+                            const char* what) {
+  auto dim = [](int64_t n) { return n < 0 ? std::string("*") : std::to_string(n); };
+  o.present(t, what);
+  require(t.rank == 3 && (E < 0 || t.shape[0] == E) && (OC < 0 || t.shape[1] == OC) &&
+              (C < 0 || t.shape[2] == C),
+          "cuda {}: {} must be [{}, {}, {}] (experts, outputs, inputs), got {}", o.op, what,
+          dim(E), dim(OC), dim(C), t.describe());
+  o.dense(t, what);
+}
+
+// The stored weights as the product kernels read them: fp32, bf16 or MXFP4 (whole 32-value
+// blocks along C, with their scales).
+ExpertWeights expert_weights(const Operands& o, const Tensor& t) {
+  switch (t.dtype) {
+    case DType::kF32: return {WeightFormat::kF32, t.data, nullptr};
+    case DType::kBF16: return {WeightFormat::kBF16, t.data, nullptr};
+    case DType::kMXFP4:
+      require(t.shape[2] % dtype_block_elements(DType::kMXFP4) == 0,
+              "cuda {}: weight in mxfp4 needs rows of whole 32-value blocks (C a multiple of "
+              "32), got {}",
+              o.op, t.describe());
+      require(t.scales != nullptr,
+              "cuda {}: weight in mxfp4 has no scales (one E8M0 byte per 32 values), got {}", o.op,
+              t.describe());
+      return {WeightFormat::kMXFP4, t.data, t.scales};
+    default:
+      fail("cuda {}: weight must be fp32, bf16 or mxfp4, got {}", o.op, t.describe());
+  }
 }
 
 // I from inp [A, 2I].
@@ -87,6 +122,53 @@ void CudaBackend::run(const ops::GroupByExpert& op) {
   const int32_t* ids = o.i32(op.expert_ids, "expert_ids");
   void* ws = workspace(group_by_expert_workspace_bytes(A, E));
   group_by_expert(order, rows, position, offsets, ids, A, static_cast<int>(k), E, ws, stream_);
+}
+
+// ---- expert products ----
+
+void CudaBackend::run(const ops::ExpertLinear& op) {
+  const Operands o{"expert_linear", activation_dtype()};
+  require_expert_weights(o, op.weight, -1, -1, -1, "weight");
+  const int64_t E = op.weight.shape[0], OC = op.weight.shape[1], C = op.weight.shape[2];
+  o.matrix(op.inp, -1, C, "inp");
+  const int64_t A = op.inp.shape[0];
+  o.matrix(op.out, A, OC, "out");
+  if (!op.bias.empty()) o.matrix(op.bias, E, OC, "bias");
+  o.numel(op.offsets, E + 1, "offsets");
+  const ExpertWeights weight = expert_weights(o, op.weight);
+  void* out = o.act(op.out, "out");
+  const void* inp = o.act(op.inp, "inp");
+  // Every row's products are the same whatever the other rows (batch_invariant holds anyway).
+  SWITCHYARD_WITH_ACT(expert_linear_forward<Act>(
+      static_cast<Act*>(out), static_cast<const Act*>(inp), weight,
+      o.optional_f32(op.bias, "bias"), o.i32(op.offsets, "offsets"), o.to_int(A, "inp"),
+      o.to_int(E, "weight"), o.to_int(C, "weight"), o.to_int(OC, "weight"), stream_));
+}
+
+void CudaBackend::run(const ops::ExpertLinearBackward& op) {
+  const Operands o{"expert_linear_backward", activation_dtype()};
+  require_expert_weights(o, op.weight, -1, -1, -1, "weight");
+  require(op.weight.dtype == DType::kF32 || op.weight.dtype == DType::kBF16,
+          "cuda expert_linear_backward: weight is {}: mxfp4 weights are for inference and have no "
+          "backward pass; training needs fp32 weights (or their bf16 copy)",
+          op.weight.describe());
+  const int64_t E = op.weight.shape[0], OC = op.weight.shape[1], C = op.weight.shape[2];
+  o.matrix(op.inp, -1, C, "inp");
+  const int64_t A = op.inp.shape[0];
+  o.matrix(op.dout, A, OC, "dout");
+  require_expert_weights(o, op.dweight, E, OC, C, "dweight");
+  if (!op.dinp.empty()) o.matrix(op.dinp, A, C, "dinp");
+  if (!op.dbias.empty()) o.matrix(op.dbias, E, OC, "dbias");
+  o.numel(op.offsets, E + 1, "offsets");
+  const ExpertWeights weight = expert_weights(o, op.weight);
+  void* dinp = op.dinp.empty() ? nullptr : o.act(op.dinp, "dinp");
+  const void* dout = o.act(op.dout, "dout");
+  const void* inp = o.act(op.inp, "inp");
+  SWITCHYARD_WITH_ACT(expert_linear_backward<Act>(
+      static_cast<Act*>(dinp), o.f32(op.dweight, "dweight"), o.optional_f32(op.dbias, "dbias"),
+      static_cast<const Act*>(dout), static_cast<const Act*>(inp), weight,
+      o.i32(op.offsets, "offsets"), o.to_int(A, "inp"), o.to_int(E, "weight"),
+      o.to_int(C, "weight"), o.to_int(OC, "weight"), stream_));
 }
 
 // ---- clamped SwiGLU ----

@@ -46,6 +46,8 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kTopKRouting: pattern = "IFA"; break;
     case OpKind::kTopKRoutingBackward: pattern = "AFFI"; break;
     case OpKind::kGroupByExpert: pattern = "IIIII"; break;
+    case OpKind::kExpertLinear: pattern = "AAWfI"; break;
+    case OpKind::kExpertLinearBackward: pattern = "aFfAATI"; break;
     case OpKind::kClampedSwiglu: pattern = "AA"; break;
     case OpKind::kClampedSwigluBackward: pattern = "AAA"; break;
     case OpKind::kExpertCombine: pattern = "AAFI"; break;
@@ -62,10 +64,6 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kSumOfSquares: pattern = "DF"; break;
     case OpKind::kAccumulateSum: pattern = "DF"; break;
     case OpKind::kAdamW: pattern = "FFFFdb"; break;
-    // No kernels yet: these run on the host (Backend::run's fallback).
-    case OpKind::kExpertLinear:
-    case OpKind::kExpertLinearBackward:
-      return false;
     case OpKind::kCast: {
       auto float_type = [](DType d) { return d == DType::kF32 || d == DType::kBF16; };
       return dtypes.size() == 2 && float_type(dtypes[0]) && float_type(dtypes[1]);
