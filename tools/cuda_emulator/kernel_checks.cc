@@ -8,8 +8,8 @@
 //
 // Usage: kernel_checks [--quick] [section...]
 //   sections: emulator elementwise layernorm cross_entropy encoder optimizer attention paged
-//   norm_rope moe expert_linear (default all), or attention's parts attention_f32, attention_bf16,
-//   attention_decode; --quick
+//   norm_rope moe expert_linear attention_gqa (default all), or attention's parts attention_f32,
+//   attention_bf16, attention_decode; --quick
 //   runs fewer sizes, still every kernel, instantiation and path (for the slow ThreadSanitizer
 //   build).
 #include <cuda_bf16.h>
@@ -1797,7 +1797,8 @@ int main(int argc, char** argv) {
       {"layernorm", check_layernorm},     {"cross_entropy", check_cross_entropy_all},
       {"encoder", check_encoder_all},     {"optimizer", check_optimizer},
       {"attention", check_attention_all}, {"paged", check_paged_all},
-      {"norm_rope", check_norm_rope}, {"moe", check_moe}, {"expert_linear", check_expert_linear},
+      {"norm_rope", check_norm_rope},     {"moe", check_moe},
+      {"expert_linear", check_expert_linear}, {"attention_gqa", check_attention_gqa},
       // The parts of "attention", for running side by side.
       {"attention_f32", check_attention_f32, true},
       {"attention_bf16", check_attention_bf16, true},

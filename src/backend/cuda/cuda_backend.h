@@ -1,10 +1,11 @@
 // "cuda" and "cuda-fp32": the op list (backend/ops.h) on an NVIDIA GPU.
 //
 // Matrix products go through cuBLASLt (cuda_matmul.h) with the bias, and in bf16 mode the GELU,
-// fused into the product's epilogue; everything else is this folder's kernels (*_kernels.cu).
-// cuda_ops.cc and cuda_attention_ops.cc check each op's operands and run it natively, or, for
-// forms the kernels do not handle (grouped-query attention, windows, sinks, layouts other than
-// GPT-2's packed qkv, weights of another dtype), through the CPU reference on the host
+// fused into the product's epilogue; the experts' grouped products and everything else are this
+// folder's kernels (*_kernels.cu). cuda_ops.cc, cuda_norm_rope_ops.cc, cuda_moe_ops.cc and
+// cuda_attention_ops.cc check each op's operands and run it natively, or, for the few forms the
+// kernels do not handle (attention heads over 128 dims, linear weights of another dtype than the
+// products read, more than 32 routing choices), through the CPU reference on the host
 // (Backend::run_on_host).
 // All work is queued on one stream; the host waits only where the interface hands a value back
 // (copies to the host), on synchronize(), and for large copies to the device (small ones, such as
