@@ -4,9 +4,10 @@
 // fused into the product's epilogue; the experts' grouped products and everything else are this
 // folder's kernels (*_kernels.cu). cuda_ops.cc, cuda_norm_rope_ops.cc, cuda_moe_ops.cc and
 // cuda_attention_ops.cc check each op's operands and run it natively, or, for the few forms the
-// kernels do not handle (attention heads over 128 dims, linear weights of another dtype than the
-// products read, more than 32 routing choices), through the CPU reference on the host
-// (Backend::run_on_host).
+// kernels do not handle (attention heads over 128 dims, the backward pass of linear weights of
+// another dtype than the products read, more than 32 routing choices), through the CPU reference
+// on the host (Backend::run_on_host). Linear weights of the other float dtype (a frozen
+// checkpoint's) are converted on the device, a slice at a time.
 // All work is queued on one stream; the host waits only where the interface hands a value back
 // (copies to the host), on synchronize(), and for large copies to the device (small ones, such as
 // a batch's tokens, are staged in page-locked memory and do not wait). A training step
@@ -124,6 +125,10 @@ class CudaBackend final : public Backend {
   // nothing, when the fused GELU was asked for and cuBLASLt has none.
   bool linear(void* out, const void* inp, const void* weight, const float* bias, int N, int C,
               int OC, void* gelu_pre);
+  // linear() for weights [OC, C] of the other float dtype than the products read, converted a
+  // slice of rows at a time in scratch memory.
+  void linear_converting_weights(void* out, const void* inp, const Tensor& weight,
+                                 const float* bias, int N, int C, int OC);
 
   CudaPrecision precision_;
   std::string description_;

@@ -2,6 +2,7 @@
 // files of their own), and supports() for all of them: check the operands as cpu_ops.cc does,
 // then queue the kernels, or run the CPU reference on the host for forms the kernels do not
 // handle.
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -35,7 +36,7 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kAddLayerNorm: pattern = "AAFFAAFF"; break;
     case OpKind::kRmsNorm: pattern = "AFAF"; break;
     case OpKind::kRmsNormBackward: pattern = "AFAAFF"; break;
-    case OpKind::kLinear: pattern = "AAAf"; break;
+    case OpKind::kLinear: pattern = "AATf"; break;
     case OpKind::kLinearBackward: pattern = "aFfAAA"; break;
     case OpKind::kLinearGelu: pattern = "AAAAf"; break;
     case OpKind::kGelu: pattern = "AA"; break;
@@ -280,18 +281,75 @@ void CudaBackend::run(const ops::Linear& op) {
   const Operands o{"linear", activation_dtype()};
   o.act(op.out, "out");
   o.act(op.inp, "inp");
-  // Weights of another dtype than the products read (fp32 masters in bf16 mode, say).
-  if (op.weight.dtype != activation_dtype()) return run_on_host(op);
+  // Block formats (MXFP4) have no product here: the CPU reference decodes them.
+  if (op.weight.dtype != DType::kF32 && op.weight.dtype != DType::kBF16) return run_on_host(op);
   o.matrix(op.weight, -1, -1, "weight");
+  o.dense(op.weight, "weight");
   const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
   require(C > 0, "cuda linear: weight must have input channels, got {}", op.weight.describe());
   o.matrix(op.inp, -1, C, "inp");
   const int64_t N = op.inp.shape[0];
   o.matrix(op.out, N, OC, "out");
   if (!op.bias.empty()) o.numel(op.bias, OC, "bias");
-  linear(o.act(op.out, "out"), o.act(op.inp, "inp"), o.act(op.weight, "weight"),
-         o.optional_f32(op.bias, "bias"), o.to_int(N, "inp"), o.to_int(C, "weight"),
-         o.to_int(OC, "weight"), nullptr);
+  void* out = o.act(op.out, "out");
+  const void* inp = o.act(op.inp, "inp");
+  const float* bias = o.optional_f32(op.bias, "bias");
+  const int n = o.to_int(N, "inp"), c = o.to_int(C, "weight"), oc = o.to_int(OC, "weight");
+  if (op.weight.dtype != activation_dtype()) {
+    linear_converting_weights(out, inp, op.weight, bias, n, c, oc);
+    return;
+  }
+  linear(out, inp, op.weight.data, bias, n, c, oc, nullptr);
+}
+
+// Weights stored in the other float dtype than the products read: a frozen checkpoint's bf16 in
+// fp32 mode, or fp32 in bf16 mode. Slices of the weight's rows are converted into scratch memory
+// (widened exactly, or rounded to nearest even as the bf16 copies of trainable weights are) and
+// multiplied into the matching columns of out, so the scratch stays small whatever the layer.
+void CudaBackend::linear_converting_weights(void* out, const void* inp, const Tensor& weight,
+                                            const float* bias, int N, int C, int OC) {
+  constexpr int64_t kSliceElements = int64_t{1} << 22;
+  // Rows per slice, a multiple of 8 so that every slice's columns of out start 16-byte aligned.
+  const int rows = static_cast<int>(
+      std::min<int64_t>(OC, std::max<int64_t>(8, kSliceElements / C / 8 * 8)));
+  const MatrixType type = bf16_mode() ? MatrixType::kBF16 : MatrixType::kF32;
+  const size_t element = bf16_mode() ? sizeof(bf16) : sizeof(float);
+  const size_t slice_bytes = (static_cast<size_t>(rows) * C * element + 255) / 256 * 256;
+  const size_t bias_bytes = bias && bf16_mode() ? static_cast<size_t>(OC) * sizeof(bf16) : 0;
+  char* scratch = static_cast<char*>(workspace(slice_bytes + bias_bytes));
+  void* slice = scratch;
+  const void* device_bias = bias;
+  if (bias_bytes > 0) {  // cuBLASLt's epilogue takes a bias of the output's dtype
+    convert_to_bf16(reinterpret_cast<bf16*>(scratch + slice_bytes), bias,
+                    static_cast<size_t>(OC), stream_);
+    device_bias = scratch + slice_bytes;
+  }
+  for (int o0 = 0; o0 < OC; o0 += rows) {
+    const int m = std::min(rows, OC - o0);
+    const size_t count = static_cast<size_t>(m) * C, first = static_cast<size_t>(o0) * C;
+    if (bf16_mode()) {
+      convert_to_bf16(static_cast<bf16*>(slice), static_cast<const float*>(weight.data) + first,
+                      count, stream_);
+    } else {
+      convert_to_f32(static_cast<float*>(slice), static_cast<const bf16*>(weight.data) + first,
+                     count, stream_);
+    }
+    GemmCall call{.trans_a = true, .m = m, .n = N, .k = C,
+                  .a = slice, .lda = C, .a_type = type,
+                  .b = inp, .ldb = C, .b_type = type,
+                  .d = static_cast<char*>(out) + static_cast<size_t>(o0) * element, .ldd = OC,
+                  .d_type = type};
+    if (device_bias) {
+      call.epilogue = Epilogue::kBias;
+      call.bias = static_cast<const char*>(device_bias) + static_cast<size_t>(o0) * element;
+      call.bias_type = type;
+      require(matmul_->run(call),
+              "cuBLASLt has no algorithm for a {}x{}x{} product with a bias (converted weights)", m,
+              N, C);
+    } else {
+      matmul_->run(call);  // a plain product: throws if cuBLASLt has none
+    }
+  }
 }
 
 void CudaBackend::run(const ops::LinearGelu& op) {
