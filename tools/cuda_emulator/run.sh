@@ -79,8 +79,10 @@ for source in "$build"/src/backend/cuda/*.cu; do
   name=${source##*/}
   compile "$build/obj/${name%.cu}.o" "${kernel_includes[@]}" -x c++ "$source"
 done
-compile "$build/obj/kernel_checks.o" -I "$here" -I "$repo/src" -I "$cuda_include" \
-  "$here/kernel_checks.cc"
+for source in "$here"/*_checks.cc; do
+  name=${source##*/}
+  compile "$build/obj/${name%.cc}.o" -I "$here" -I "$repo/src" -I "$cuda_include" "$source"
+done
 compile "$build/obj/dtype.o" -I "$repo/src" "$repo/src/core/dtype.cc"
 for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
 g++ "${flags[@]}" -o "$build/kernel_checks" "$build"/obj/*.o -lfmt

@@ -151,87 +151,107 @@ __device__ __forceinline__ void load_tile(float* tile, const Act* src, size_t st
 
 // ---- forward (SIMT) ----
 
+// The key-value head that query head h reads.
+__device__ __forceinline__ int kv_head_of(const AttentionViews& g, int h) {
+  return h / (g.heads / g.kv_heads);
+}
+
+// The first key a query at position t sees (negative: none cut off).
+__device__ __forceinline__ int first_key(const AttentionViews& g, int t) {
+  return g.window > 0 ? t - g.window + 1 : 0;
+}
+
 // One block per (block of kQueryRows queries, batch, head); blockIdx.x = tile * BH + bh, with the
 // query blocks in descending order so that the longest (last) ones start first. kGroup threads per
 // query (row mapping above). Each thread keeps its q dims and output accumulator in registers and
-// streams K and V tiles through shared memory, keeping the running max m (log2 units) and sum l.
-// Rows past T compute as row T-1 (so every value stays finite) and store nothing.
+// streams the K and V tiles its block's queries can see through shared memory, keeping the
+// running max m (log2 units) and sum l; a sink starts them at its logit and 1. Rows past T compute
+// as row T-1 (so every value stays finite) and store nothing.
 template <typename Act, int kHeadMax>
 __global__ void __launch_bounds__(kQueryRows * (kHeadMax / 32))
     attention_forward_kernel(Act* __restrict__ out, float* __restrict__ lse,
-                             const Act* __restrict__ qkv, int BH, int T, int C, int NH,
-                             float scale_log2) {
+                             const Act* __restrict__ q, const Act* __restrict__ k,
+                             const Act* __restrict__ v, const float* __restrict__ sinks,
+                             AttentionViews g, float scale_log2) {
   constexpr int kGroup = kHeadMax / 32;
   constexpr int kThreads = kQueryRows * kGroup;
   extern __shared__ float4 attention_smem[];
   float* k_tile = reinterpret_cast<float*>(attention_smem);  // [kKeyTile][kHeadMax]
   float* v_tile = k_tile + kKeyTile * kHeadMax;               // [kKeyTile][kHeadMax]
 
-  const int hs = C / NH;
+  const int hs = g.head_dim, T = g.seq;
+  const int BH = g.batch * g.heads;
   const int bh = blockIdx.x % BH;
-  const int b = bh / NH;
-  const int h = bh % NH;
+  const int b = bh / g.heads;
+  const int h = bh % g.heads;
+  const int kv = kv_head_of(g, h);
   const int n_query_blocks = (T + kQueryRows - 1) / kQueryRows;
   const int q0 = (n_query_blocks - 1 - static_cast<int>(blockIdx.x / BH)) * kQueryRows;
-  const int g = threadIdx.x % kGroup;
+  const int gl = threadIdx.x % kGroup;
   const int t = q0 + static_cast<int>(threadIdx.x) / kGroup;
   const int t_row = min(t, T - 1);  // the row this thread computes
-  const size_t C3 = 3 * static_cast<size_t>(C);
-  const Act* head = qkv + static_cast<size_t>(b) * T * C3 + static_cast<size_t>(h) * hs;
+  const size_t first_row = static_cast<size_t>(b) * T;
+  const Act* k_head = k + first_row * g.ldk + static_cast<size_t>(kv) * hs;
+  const Act* v_head = v + first_row * g.ldv + static_cast<size_t>(kv) * hs;
 
-  float q[kLaneDims];
-  load_lane_dims<kGroup>(q, head + t_row * C3, g, hs);
+  float qd[kLaneDims];
+  load_lane_dims<kGroup>(qd, q + (first_row + t_row) * g.ldq + static_cast<size_t>(h) * hs, gl,
+                         hs);
   float acc[kLaneDims];
 #pragma unroll
   for (int i = 0; i < kLaneDims; ++i) acc[i] = 0.0f;
-  float m = -INFINITY;  // running max of the scaled scores, log2 units
-  float l = 0.0f;       // running sum of exp2(score - m)
+  const bool sink = sinks != nullptr;
+  float m = sink ? sinks[h] * kLog2e : -INFINITY;  // running max of the scaled scores, log2 units
+  float l = sink ? 1.0f : 0.0f;                    // running sum of exp2(score - m)
 
+  const int row_first_key = first_key(g, t_row);
   const int key_end = min(q0 + kQueryRows, T);
-  for (int k0 = 0; k0 < key_end; k0 += kKeyTile) {
+  for (int k0 = max(0, first_key(g, q0)); k0 < key_end; k0 += kKeyTile) {
     __syncthreads();  // everyone is done with the previous tiles
-    load_tile<kKeyTile, kHeadMax, kThreads>(k_tile, head + C, C3, k0, T, hs);
-    load_tile<kKeyTile, kHeadMax, kThreads>(v_tile, head + 2 * static_cast<size_t>(C), C3, k0, T,
-                                            hs);
+    load_tile<kKeyTile, kHeadMax, kThreads>(k_tile, k_head, g.ldk, k0, T, hs);
+    load_tile<kKeyTile, kHeadMax, kThreads>(v_tile, v_head, g.ldv, k0, T, hs);
     __syncthreads();
 
     float s[kKeyTile];
     float tile_max = -INFINITY;
 #pragma unroll
     for (int j = 0; j < kKeyTile; ++j) {
-      const float dot = group_sum<kGroup>(lane_dot<kGroup>(q, k_tile + j * kHeadMax, g));
-      s[j] = k0 + j <= t_row ? dot * scale_log2 : -INFINITY;
+      const float dot = group_sum<kGroup>(lane_dot<kGroup>(qd, k_tile + j * kHeadMax, gl));
+      const int key = k0 + j;
+      s[j] = key <= t_row && key >= row_first_key ? dot * scale_log2 : -INFINITY;
       tile_max = fmaxf(tile_max, s[j]);
     }
-    // Finite: the first tile holds key 0, which every row attends to, so m is finite from then on
-    // and exp2f never sees -inf - -inf; masked keys give exp2f(-inf) = 0.
+    // Until a row has seen a key or a sink (a window's first tiles can hold none of its keys) its
+    // max stays -inf; subtracting 0 instead keeps exp2f from -inf - -inf, and masked keys give
+    // exp2f(-inf) = 0. Once the max is finite (from the first tile on without a window) this is
+    // the plain online softmax.
     const float m_new = fmaxf(m, tile_max);
-    const float alpha = exp2f(m - m_new);  // 0 on the first tile
+    const float m_ref = m_new == -INFINITY ? 0.0f : m_new;
+    const float alpha = exp2f(m - m_ref);  // 0 while nothing was seen
     l *= alpha;
 #pragma unroll
     for (int i = 0; i < kLaneDims; ++i) acc[i] *= alpha;
 #pragma unroll
     for (int j = 0; j < kKeyTile; ++j) {
-      const float p = exp2f(s[j] - m_new);
+      const float p = exp2f(s[j] - m_ref);
       l += p;
-      lane_axpy<kGroup>(acc, p, v_tile + j * kHeadMax, g);
+      lane_axpy<kGroup>(acc, p, v_tile + j * kHeadMax, gl);
     }
     m = m_new;
   }
 
   if (t < T) {
-    const size_t row = static_cast<size_t>(b) * T + t;
-    Act* o = out + row * C + static_cast<size_t>(h) * hs;
+    Act* o = out + (first_row + t) * g.ldo + static_cast<size_t>(h) * hs;
     const float inv_l = 1.0f / l;
 #pragma unroll
     for (int c = 0; c < kLaneChunks; ++c) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int d = 4 * (g + kGroup * c) + e;
+        const int d = 4 * (gl + kGroup * c) + e;
         if (d < hs) o[d] = from_float<Act>(acc[4 * c + e] * inv_l);
       }
     }
-    if (g == 0) lse[static_cast<size_t>(bh) * T + t] = (m + log2f(l)) * kLn2;
+    if (gl == 0) lse[static_cast<size_t>(bh) * T + t] = (m + log2f(l)) * kLn2;
   }
 }
 
@@ -524,40 +544,45 @@ __global__ void __launch_bounds__(kMmaWarps * 32)
 // ---- backward (SIMT) ----
 
 // row_dot[b,h,t] = sum_i dout[b,t,h*hs+i] * out[b,t,h*hs+i]. One warp per (b, t, h), taken in
-// memory order (row = (b*T + t)*NH + h) so that neighbouring warps read neighbouring heads.
+// memory order (row = (b*T + t)*H + h) so that neighbouring warps read neighbouring heads.
 template <typename Act>
 __global__ void __launch_bounds__(kRowDotWarps * 32)
     attention_row_dot_kernel(float* __restrict__ row_dot, const Act* __restrict__ dout,
-                             const Act* __restrict__ out, size_t rows, int T, int C, int NH) {
+                             const Act* __restrict__ out, AttentionViews g) {
+  const size_t rows = static_cast<size_t>(g.batch) * g.seq * g.heads;
   const size_t row = static_cast<size_t>(blockIdx.x) * kRowDotWarps + threadIdx.x / 32;
   if (row >= rows) return;  // uniform per warp: the shuffles below see whole warps
   const int lane = threadIdx.x % 32;
-  const int hs = C / NH;
-  const int h = static_cast<int>(row % NH);
-  const size_t bt = row / NH;
-  const size_t offset = bt * C + static_cast<size_t>(h) * hs;
+  const int hs = g.head_dim;
+  const int h = static_cast<int>(row % g.heads);
+  const size_t bt = row / g.heads;
+  const Act* d = dout + bt * g.ld_dout + static_cast<size_t>(h) * hs;
+  const Act* o = out + bt * g.ldo + static_cast<size_t>(h) * hs;
   float sum = 0.0f;
-  for (int i = lane; i < hs; i += 32) sum += to_float(dout[offset + i]) * to_float(out[offset + i]);
+  for (int i = lane; i < hs; i += 32) sum += to_float(d[i]) * to_float(o[i]);
   sum = group_sum<32>(sum);
   if (lane == 0) {
-    const size_t b = bt / T;
-    const size_t t = bt % T;
-    row_dot[(b * NH + h) * T + t] = sum;
+    const size_t b = bt / g.seq;
+    const size_t t = bt % g.seq;
+    row_dot[(b * g.heads + h) * g.seq + t] = sum;
   }
 }
 
-// dK and dV for one block of kKeyRows keys of one (batch, head); blockIdx.x = key block * BH + bh
-// (the first key blocks, which see the most queries, start first). kGroup threads per key. Each
-// thread keeps its key's k, v, dk, dv dims in registers and streams the queries at or after the
-// block's first key through shared memory, kQueryTile at a time, with their lse and row_dot:
+// dK and dV for one block of kKeyRows keys of one (batch, key-value head); blockIdx.x = key block
+// * (B * kv_heads) + the pair (the first key blocks, which see the most queries, start first).
+// kGroup threads per key. Each thread keeps its key's k, v, dk, dv dims in registers and, for each
+// query head of the group in turn, streams the queries that can see the block's keys (from its
+// first key to a window past its last) through shared memory, kQueryTile at a time, with their
+// lse and row_dot:
 //   p = exp(s - lse), dv += p dout_i, dk += p (dout_i . v - row_dot_i) q_i   (scale applied last).
 // Each key's gradient is summed by one thread in a fixed order: deterministic without atomics.
 template <typename Act, int kHeadMax>
 __global__ void __launch_bounds__(kKeyRows * (kHeadMax / 32))
-    attention_backward_kv_kernel(Act* __restrict__ dqkv, const Act* __restrict__ dout,
-                                 const Act* __restrict__ qkv, const float* __restrict__ lse,
-                                 const float* __restrict__ row_dot, int BH, int T, int C, int NH,
-                                 float scale, float scale_log2) {
+    attention_backward_kv_kernel(Act* __restrict__ dk_out, Act* __restrict__ dv_out,
+                                 const Act* __restrict__ dout, const Act* __restrict__ q,
+                                 const Act* __restrict__ k, const Act* __restrict__ v,
+                                 const float* __restrict__ lse, const float* __restrict__ row_dot,
+                                 AttentionViews g, float scale, float scale_log2) {
   constexpr int kGroup = kHeadMax / 32;
   constexpr int kThreads = kKeyRows * kGroup;
   extern __shared__ float4 attention_smem[];
@@ -566,121 +591,165 @@ __global__ void __launch_bounds__(kKeyRows * (kHeadMax / 32))
   float* lse_tile = do_tile + kQueryTile * kHeadMax;          // [kQueryTile], log2 units
   float* row_dot_tile = lse_tile + kQueryTile;                // [kQueryTile]
 
-  const int hs = C / NH;
-  const int bh = blockIdx.x % BH;
-  const int b = bh / NH;
-  const int h = bh % NH;
-  const int k0 = static_cast<int>(blockIdx.x / BH) * kKeyRows;
-  const int g = threadIdx.x % kGroup;
+  const int hs = g.head_dim, T = g.seq;
+  const int BKV = g.batch * g.kv_heads;
+  const int pair = blockIdx.x % BKV;
+  const int b = pair / g.kv_heads;
+  const int kv = pair % g.kv_heads;
+  const int group = g.heads / g.kv_heads;
+  const int k0 = static_cast<int>(blockIdx.x / BKV) * kKeyRows;
+  const int gl = threadIdx.x % kGroup;
   const int j = k0 + static_cast<int>(threadIdx.x) / kGroup;  // this thread's key
   const int j_row = min(j, T - 1);
-  const size_t C3 = 3 * static_cast<size_t>(C);
-  const Act* q_head = qkv + static_cast<size_t>(b) * T * C3 + static_cast<size_t>(h) * hs;
-  const Act* do_head = dout + static_cast<size_t>(b) * T * C + static_cast<size_t>(h) * hs;
-  const float* lse_head = lse + static_cast<size_t>(bh) * T;
-  const float* row_dot_head = row_dot + static_cast<size_t>(bh) * T;
+  const size_t first_row = static_cast<size_t>(b) * T;
 
-  float k[kLaneDims], v[kLaneDims], dk[kLaneDims], dv[kLaneDims];
-  load_lane_dims<kGroup>(k, q_head + j_row * C3 + C, g, hs);
-  load_lane_dims<kGroup>(v, q_head + j_row * C3 + 2 * static_cast<size_t>(C), g, hs);
+  float kd[kLaneDims], vd[kLaneDims], dk[kLaneDims], dv[kLaneDims];
+  load_lane_dims<kGroup>(kd, k + (first_row + j_row) * g.ldk + static_cast<size_t>(kv) * hs, gl,
+                         hs);
+  load_lane_dims<kGroup>(vd, v + (first_row + j_row) * g.ldv + static_cast<size_t>(kv) * hs, gl,
+                         hs);
 #pragma unroll
   for (int i = 0; i < kLaneDims; ++i) dk[i] = dv[i] = 0.0f;
 
-  // Queries before k0 attend to none of this block's keys.
-  for (int q0 = k0; q0 < T; q0 += kQueryTile) {
-    __syncthreads();  // everyone is done with the previous tiles
-    load_tile<kQueryTile, kHeadMax, kThreads>(q_tile, q_head, C3, q0, T, hs);
-    load_tile<kQueryTile, kHeadMax, kThreads>(do_tile, do_head, C, q0, T, hs);
-    for (int r = threadIdx.x; r < kQueryTile; r += kThreads) {
-      const int i = q0 + r;
-      lse_tile[r] = i < T ? lse_head[i] * kLog2e : 0.0f;
-      row_dot_tile[r] = i < T ? row_dot_head[i] : 0.0f;
-    }
-    __syncthreads();
+  // Queries before k0 attend to none of this block's keys, nor do those a window or more past
+  // its last key.
+  const int q_end = g.window > 0 ? min(T, k0 + kKeyRows - 1 + g.window) : T;
+  for (int h = kv * group; h < (kv + 1) * group; ++h) {
+    const Act* q_head = q + first_row * g.ldq + static_cast<size_t>(h) * hs;
+    const Act* do_head = dout + first_row * g.ld_dout + static_cast<size_t>(h) * hs;
+    const float* lse_head = lse + (static_cast<size_t>(b) * g.heads + h) * T;
+    const float* row_dot_head = row_dot + (static_cast<size_t>(b) * g.heads + h) * T;
+    for (int q0 = k0; q0 < q_end; q0 += kQueryTile) {
+      __syncthreads();  // everyone is done with the previous tiles
+      load_tile<kQueryTile, kHeadMax, kThreads>(q_tile, q_head, g.ldq, q0, T, hs);
+      load_tile<kQueryTile, kHeadMax, kThreads>(do_tile, do_head, g.ld_dout, q0, T, hs);
+      for (int r = threadIdx.x; r < kQueryTile; r += kThreads) {
+        const int i = q0 + r;
+        lse_tile[r] = i < T ? lse_head[i] * kLog2e : 0.0f;
+        row_dot_tile[r] = i < T ? row_dot_head[i] : 0.0f;
+      }
+      __syncthreads();
 
-    const int n = min(kQueryTile, T - q0);  // uniform over the block
+      const int n = min(kQueryTile, q_end - q0);  // uniform over the block
 #pragma unroll 2
-    for (int r = 0; r < n; ++r) {
-      const float* q_row = q_tile + r * kHeadMax;
-      const float* do_row = do_tile + r * kHeadMax;
-      const float s = group_sum<kGroup>(lane_dot<kGroup>(k, q_row, g));
-      const float dp = group_sum<kGroup>(lane_dot<kGroup>(v, do_row, g));
-      // j < T as well: keys past T are padding (their k and v are row T-1's).
-      const bool attends = j <= q0 + r && j < T;
-      const float p = attends ? exp2f(s * scale_log2 - lse_tile[r]) : 0.0f;
-      const float ds = p * (dp - row_dot_tile[r]);
-      lane_axpy<kGroup>(dv, p, do_row, g);
-      lane_axpy<kGroup>(dk, ds, q_row, g);
+      for (int r = 0; r < n; ++r) {
+        const float* q_row = q_tile + r * kHeadMax;
+        const float* do_row = do_tile + r * kHeadMax;
+        const float s = group_sum<kGroup>(lane_dot<kGroup>(kd, q_row, gl));
+        const float dp = group_sum<kGroup>(lane_dot<kGroup>(vd, do_row, gl));
+        // j < T as well: keys past T are padding (their k and v are row T-1's).
+        const int i = q0 + r;
+        const bool attends = j <= i && j < T && j >= first_key(g, i);
+        const float p = attends ? exp2f(s * scale_log2 - lse_tile[r]) : 0.0f;
+        const float ds = p * (dp - row_dot_tile[r]);
+        lane_axpy<kGroup>(dv, p, do_row, gl);
+        lane_axpy<kGroup>(dk, ds, q_row, gl);
+      }
     }
   }
 
   if (j < T) {
-    Act* dk_row = dqkv + (static_cast<size_t>(b) * T + j) * C3 + C + static_cast<size_t>(h) * hs;
-    add_lane_dims<kGroup>(dk_row, dk, scale, g, hs);
-    add_lane_dims<kGroup>(dk_row + C, dv, 1.0f, g, hs);
+    add_lane_dims<kGroup>(dk_out + (first_row + j) * g.ldk + static_cast<size_t>(kv) * hs, dk,
+                          scale, gl, hs);
+    add_lane_dims<kGroup>(dv_out + (first_row + j) * g.ldv + static_cast<size_t>(kv) * hs, dv,
+                          1.0f, gl, hs);
   }
 }
 
 // dQ for one block of kQueryRows queries of one (batch, head); blockIdx.x = tile * BH + bh, query
 // blocks in descending order (longest first). kGroup threads per query, holding q, dout and dq
-// dims in registers; K and V tiles of the keys at or before the block's last query stream through
-// shared memory:  p = exp(s - lse), dq += p (dout . v_j - row_dot) k_j   (scale applied last).
+// dims in registers; K and V tiles of the keys the block's queries can see stream through shared
+// memory:  p = exp(s - lse), dq += p (dout . v_j - row_dot) k_j   (scale applied last).
 template <typename Act, int kHeadMax>
 __global__ void __launch_bounds__(kQueryRows * (kHeadMax / 32))
-    attention_backward_q_kernel(Act* __restrict__ dqkv, const Act* __restrict__ dout,
-                                const Act* __restrict__ qkv, const float* __restrict__ lse,
-                                const float* __restrict__ row_dot, int BH, int T, int C, int NH,
-                                float scale, float scale_log2) {
+    attention_backward_q_kernel(Act* __restrict__ dq_out, const Act* __restrict__ dout,
+                                const Act* __restrict__ q, const Act* __restrict__ k,
+                                const Act* __restrict__ v, const float* __restrict__ lse,
+                                const float* __restrict__ row_dot, AttentionViews g, float scale,
+                                float scale_log2) {
   constexpr int kGroup = kHeadMax / 32;
   constexpr int kThreads = kQueryRows * kGroup;
   extern __shared__ float4 attention_smem[];
   float* k_tile = reinterpret_cast<float*>(attention_smem);  // [kKeyTile][kHeadMax]
   float* v_tile = k_tile + kKeyTile * kHeadMax;               // [kKeyTile][kHeadMax]
 
-  const int hs = C / NH;
+  const int hs = g.head_dim, T = g.seq;
+  const int BH = g.batch * g.heads;
   const int bh = blockIdx.x % BH;
-  const int b = bh / NH;
-  const int h = bh % NH;
+  const int b = bh / g.heads;
+  const int h = bh % g.heads;
+  const int kv = kv_head_of(g, h);
   const int n_query_blocks = (T + kQueryRows - 1) / kQueryRows;
   const int q0 = (n_query_blocks - 1 - static_cast<int>(blockIdx.x / BH)) * kQueryRows;
-  const int g = threadIdx.x % kGroup;
+  const int gl = threadIdx.x % kGroup;
   const int t = q0 + static_cast<int>(threadIdx.x) / kGroup;  // this thread's query
   const int t_row = min(t, T - 1);
-  const size_t C3 = 3 * static_cast<size_t>(C);
-  const Act* head = qkv + static_cast<size_t>(b) * T * C3 + static_cast<size_t>(h) * hs;
+  const size_t first_row = static_cast<size_t>(b) * T;
+  const Act* k_head = k + first_row * g.ldk + static_cast<size_t>(kv) * hs;
+  const Act* v_head = v + first_row * g.ldv + static_cast<size_t>(kv) * hs;
 
-  float q[kLaneDims], d_out[kLaneDims], dq[kLaneDims];
-  load_lane_dims<kGroup>(q, head + t_row * C3, g, hs);
-  load_lane_dims<kGroup>(
-      d_out, dout + (static_cast<size_t>(b) * T + t_row) * C + static_cast<size_t>(h) * hs, g, hs);
+  float qd[kLaneDims], d_out[kLaneDims], dq[kLaneDims];
+  load_lane_dims<kGroup>(qd, q + (first_row + t_row) * g.ldq + static_cast<size_t>(h) * hs, gl,
+                         hs);
+  load_lane_dims<kGroup>(d_out,
+                         dout + (first_row + t_row) * g.ld_dout + static_cast<size_t>(h) * hs, gl,
+                         hs);
 #pragma unroll
   for (int i = 0; i < kLaneDims; ++i) dq[i] = 0.0f;
   const float row_lse = lse[static_cast<size_t>(bh) * T + t_row] * kLog2e;
   const float row_d = row_dot[static_cast<size_t>(bh) * T + t_row];
+  const int row_first_key = first_key(g, t_row);
 
   const int key_end = min(q0 + kQueryRows, T);
-  for (int k0 = 0; k0 < key_end; k0 += kKeyTile) {
+  for (int k0 = max(0, first_key(g, q0)); k0 < key_end; k0 += kKeyTile) {
     __syncthreads();  // everyone is done with the previous tiles
-    load_tile<kKeyTile, kHeadMax, kThreads>(k_tile, head + C, C3, k0, T, hs);
-    load_tile<kKeyTile, kHeadMax, kThreads>(v_tile, head + 2 * static_cast<size_t>(C), C3, k0, T,
-                                            hs);
+    load_tile<kKeyTile, kHeadMax, kThreads>(k_tile, k_head, g.ldk, k0, T, hs);
+    load_tile<kKeyTile, kHeadMax, kThreads>(v_tile, v_head, g.ldv, k0, T, hs);
     __syncthreads();
 
     const int n = min(kKeyTile, key_end - k0);  // uniform over the block
 #pragma unroll 2
     for (int r = 0; r < n; ++r) {
       const float* k_row = k_tile + r * kHeadMax;
-      const float s = group_sum<kGroup>(lane_dot<kGroup>(q, k_row, g));
-      const float dp = group_sum<kGroup>(lane_dot<kGroup>(d_out, v_tile + r * kHeadMax, g));
-      const float p = k0 + r <= t_row ? exp2f(s * scale_log2 - row_lse) : 0.0f;
-      lane_axpy<kGroup>(dq, p * (dp - row_d), k_row, g);
+      const float s = group_sum<kGroup>(lane_dot<kGroup>(qd, k_row, gl));
+      const float dp = group_sum<kGroup>(lane_dot<kGroup>(d_out, v_tile + r * kHeadMax, gl));
+      const int key = k0 + r;
+      const bool attends = key <= t_row && key >= row_first_key;
+      const float p = attends ? exp2f(s * scale_log2 - row_lse) : 0.0f;
+      lane_axpy<kGroup>(dq, p * (dp - row_d), k_row, gl);
     }
   }
 
   if (t < T) {
-    Act* dq_row = dqkv + (static_cast<size_t>(b) * T + t) * C3 + static_cast<size_t>(h) * hs;
-    add_lane_dims<kGroup>(dq_row, dq, scale, g, hs);
+    add_lane_dims<kGroup>(dq_out + (first_row + t) * g.ldq + static_cast<size_t>(h) * hs, dq, scale,
+                          gl, hs);
   }
+}
+
+constexpr int kSinkThreads = 256;
+
+// dsinks[h] += -sum over rows (b, t) of p_sink(b, h, t) * row_dot[b, h, t], with p_sink =
+// exp(sinks[h] - lse): a sink's logit gets the softmax's gradient with no value behind it. One
+// block per head; threads take rows in strides, then a tree of fp64 sums in shared memory, always
+// in the same order.
+__global__ void __launch_bounds__(kSinkThreads)
+    attention_sinks_backward_kernel(float* __restrict__ dsinks, const float* __restrict__ sinks,
+                                    const float* __restrict__ lse,
+                                    const float* __restrict__ row_dot, AttentionViews g) {
+  __shared__ double sums[kSinkThreads];
+  const int h = blockIdx.x;
+  const int rows = g.batch * g.seq;
+  double sum = 0.0;
+  for (int r = threadIdx.x; r < rows; r += kSinkThreads) {
+    const size_t at = (static_cast<size_t>(r / g.seq) * g.heads + h) * g.seq + r % g.seq;
+    sum += static_cast<double>(expf(sinks[h] - lse[at]) * row_dot[at]);
+  }
+  sums[threadIdx.x] = sum;
+  for (int half = kSinkThreads / 2; half > 0; half /= 2) {
+    __syncthreads();
+    if (static_cast<int>(threadIdx.x) < half) sums[threadIdx.x] += sums[threadIdx.x + half];
+  }
+  if (threadIdx.x == 0) dsinks[h] = static_cast<float>(dsinks[h] - sums[0]);
 }
 
 // ---- backward on tensor cores (bf16, hs a multiple of 16, at most 64) ----
@@ -1059,6 +1128,63 @@ bool aligned_16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0
 // log2(e) / sqrt(hs): scores in log2 units, so that the softmax uses exp2f.
 float scale_log2_for(int hs) { return kLog2e / std::sqrt(static_cast<float>(hs)); }
 
+// GPT-2's packed projection qkv[B,T,3C] and out[B,T,C] as views for the SIMT kernels.
+AttentionViews packed_views(int B, int T, int C, int NH) {
+  AttentionViews g;
+  g.batch = B;
+  g.seq = T;
+  g.heads = g.kv_heads = NH;
+  g.head_dim = C / NH;
+  g.ldq = g.ldk = g.ldv = 3 * static_cast<int64_t>(C);
+  g.ldo = g.ld_dout = C;
+  g.scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
+  return g;
+}
+
+template <typename Act>
+void forward_simt(Act* out, float* lse, const Act* q, const Act* k, const Act* v,
+                  const float* sinks, const AttentionViews& g, float scale_log2,
+                  cudaStream_t stream) {
+  const unsigned blocks = static_cast<unsigned>(ceil_div(g.seq, kQueryRows)) * g.batch * g.heads;
+  with_head_bucket(g.head_dim, [&]<int kHeadMax>() {
+    const size_t smem = 2 * kKeyTile * kHeadMax * sizeof(float);
+    attention_forward_kernel<Act, kHeadMax><<<blocks, kQueryRows * (kHeadMax / 32), smem, stream>>>(
+        out, lse, q, k, v, sinks, g, scale_log2);
+    check_launch("attention_forward");
+  });
+}
+
+// D = rowsum(dout * out) into row_dot, then the SIMT dK/dV and dQ kernels.
+template <typename Act>
+void backward_simt(Act* dq, Act* dk, Act* dv, float* row_dot, const Act* dout, const Act* q,
+                   const Act* k, const Act* v, const float* lse, const AttentionViews& g,
+                   float scale, float scale_log2, cudaStream_t stream) {
+  const unsigned kv_blocks =
+      static_cast<unsigned>(ceil_div(g.seq, kKeyRows)) * g.batch * g.kv_heads;
+  const unsigned q_blocks = static_cast<unsigned>(ceil_div(g.seq, kQueryRows)) * g.batch * g.heads;
+  with_head_bucket(g.head_dim, [&]<int kHeadMax>() {
+    constexpr int kGroup = kHeadMax / 32;
+    const size_t kv_smem = (2 * kQueryTile * kHeadMax + 2 * kQueryTile) * sizeof(float);
+    attention_backward_kv_kernel<Act, kHeadMax><<<kv_blocks, kKeyRows * kGroup, kv_smem, stream>>>(
+        dk, dv, dout, q, k, v, lse, row_dot, g, scale, scale_log2);
+    check_launch("attention_backward_kv");
+
+    const size_t q_smem = 2 * kKeyTile * kHeadMax * sizeof(float);
+    attention_backward_q_kernel<Act, kHeadMax><<<q_blocks, kQueryRows * kGroup, q_smem, stream>>>(
+        dq, dout, q, k, v, lse, row_dot, g, scale, scale_log2);
+    check_launch("attention_backward_q");
+  });
+}
+
+template <typename Act>
+void row_dots(float* row_dot, const Act* dout, const Act* out, const AttentionViews& g,
+              cudaStream_t stream) {
+  const size_t rows = static_cast<size_t>(g.batch) * g.seq * g.heads;
+  const unsigned blocks = static_cast<unsigned>((rows + kRowDotWarps - 1) / kRowDotWarps);
+  attention_row_dot_kernel<Act><<<blocks, kRowDotWarps * 32, 0, stream>>>(row_dot, dout, out, g);
+  check_launch("attention_row_dot");
+}
+
 }  // namespace
 
 template <typename Act>
@@ -1079,12 +1205,16 @@ void attention_forward(Act* out, float* lse, const Act* qkv, int B, int T, int C
       return;
     }
   }
-  with_head_bucket(hs, [&]<int kHeadMax>() {
-    const size_t smem = 2 * kKeyTile * kHeadMax * sizeof(float);
-    attention_forward_kernel<Act, kHeadMax><<<blocks, kQueryRows * (kHeadMax / 32), smem, stream>>>(
-        out, lse, qkv, BH, T, C, NH, scale_log2_for(hs));
-    check_launch("attention_forward");
-  });
+  forward_simt(out, lse, qkv, qkv + C, qkv + 2 * static_cast<size_t>(C),
+               static_cast<const float*>(nullptr), packed_views(B, T, C, NH), scale_log2_for(hs),
+               stream);
+}
+
+template <typename Act>
+void attention_forward(Act* out, float* lse, const Act* q, const Act* k, const Act* v,
+                       const float* sinks, const AttentionViews& views, cudaStream_t stream) {
+  if (views.batch <= 0 || views.seq <= 0 || views.heads <= 0) return;
+  forward_simt(out, lse, q, k, v, sinks, views, views.scale * kLog2e, stream);
 }
 
 size_t attention_backward_workspace_bytes(int B, int T, int NH) {
@@ -1098,12 +1228,9 @@ void attention_backward(Act* dqkv, void* workspace, const Act* dout, const Act* 
   if (B <= 0 || T <= 0 || NH <= 0) return;
   const int hs = C / NH;
   const int BH = B * NH;
+  const AttentionViews g = packed_views(B, T, C, NH);
   float* row_dot = static_cast<float*>(workspace);
-  const size_t rows = static_cast<size_t>(B) * T * NH;
-  const unsigned row_blocks = static_cast<unsigned>((rows + kRowDotWarps - 1) / kRowDotWarps);
-  attention_row_dot_kernel<Act><<<row_blocks, kRowDotWarps * 32, 0, stream>>>(row_dot, dout, out,
-                                                                             rows, T, C, NH);
-  check_launch("attention_row_dot");
+  row_dots(row_dot, dout, out, g, stream);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
   const float scale_log2 = scale_log2_for(hs);
@@ -1127,18 +1254,26 @@ void attention_backward(Act* dqkv, void* workspace, const Act* dout, const Act* 
       return;
     }
   }
-  with_head_bucket(hs, [&]<int kHeadMax>() {
-    constexpr int kGroup = kHeadMax / 32;
-    const size_t kv_smem = (2 * kQueryTile * kHeadMax + 2 * kQueryTile) * sizeof(float);
-    attention_backward_kv_kernel<Act, kHeadMax><<<kv_blocks, kKeyRows * kGroup, kv_smem, stream>>>(
-        dqkv, dout, qkv, lse, row_dot, BH, T, C, NH, scale, scale_log2);
-    check_launch("attention_backward_kv");
+  const size_t c = static_cast<size_t>(C);
+  backward_simt(dqkv, dqkv + c, dqkv + 2 * c, row_dot, dout, qkv, qkv + c, qkv + 2 * c, lse, g,
+                scale, scale_log2, stream);
+}
 
-    const size_t q_smem = 2 * kKeyTile * kHeadMax * sizeof(float);
-    attention_backward_q_kernel<Act, kHeadMax><<<q_blocks, kQueryRows * kGroup, q_smem, stream>>>(
-        dqkv, dout, qkv, lse, row_dot, BH, T, C, NH, scale, scale_log2);
-    check_launch("attention_backward_q");
-  });
+template <typename Act>
+void attention_backward(Act* dq, Act* dk, Act* dv, float* dsinks, void* workspace,
+                        const Act* dout, const Act* out, const Act* q, const Act* k, const Act* v,
+                        const float* sinks, const float* lse, const AttentionViews& views,
+                        cudaStream_t stream) {
+  if (views.batch <= 0 || views.seq <= 0 || views.heads <= 0) return;
+  float* row_dot = static_cast<float*>(workspace);
+  row_dots(row_dot, dout, out, views, stream);
+  backward_simt(dq, dk, dv, row_dot, dout, q, k, v, lse, views, views.scale,
+                views.scale * kLog2e, stream);
+  if (sinks != nullptr && dsinks != nullptr) {
+    attention_sinks_backward_kernel<<<views.heads, kSinkThreads, 0, stream>>>(dsinks, sinks, lse,
+                                                                              row_dot, views);
+    check_launch("attention_backward (sinks)");
+  }
 }
 
 template <typename Act>
@@ -1158,8 +1293,13 @@ void attention_decode(Act* out, const Act* qkv, Act* k_cache, Act* v_cache, int 
 #define SWITCHYARD_ATTENTION_INSTANCES(Act)                                                       \
   template void attention_forward<Act>(Act*, float*, const Act*, int, int, int, int,             \
                                        cudaStream_t);                                            \
+  template void attention_forward<Act>(Act*, float*, const Act*, const Act*, const Act*,         \
+                                       const float*, const AttentionViews&, cudaStream_t);       \
   template void attention_backward<Act>(Act*, void*, const Act*, const Act*, const Act*,         \
                                         const float*, int, int, int, int, cudaStream_t);         \
+  template void attention_backward<Act>(Act*, Act*, Act*, float*, void*, const Act*, const Act*, \
+                                        const Act*, const Act*, const Act*, const float*,        \
+                                        const float*, const AttentionViews&, cudaStream_t);      \
   template void attention_decode<Act>(Act*, const Act*, Act*, Act*, int, int, int, int, int,     \
                                       cudaStream_t);
 

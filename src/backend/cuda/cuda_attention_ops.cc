@@ -1,6 +1,7 @@
 // CudaBackend's attention ops: GPT-2's form (q, k, v views of one packed projection, full causal
-// multi-head attention) on the flash kernels, the paged cache on its kernels, and every other
-// form through the CPU reference on the host.
+// multi-head attention) on the flash kernels with their tensor-core paths; every other spec
+// (grouped-query heads, windows, sinks, any views) with head sizes up to 128 on the same kernels'
+// SIMT form; the paged cache on its kernels; larger heads through the CPU reference on the host.
 #include <cmath>
 #include <cstdint>
 
@@ -66,17 +67,52 @@ void require_cache(const Operands& o, const Tensor& cache, int kv_heads, int hea
           head_dim, cache.describe());
 }
 
+// A spec the kernels over windows run (any heads, windows and sinks; head sizes up to 128): their
+// record is one log-sum-exp per query row and head.
+bool kernel_spec(const ops::AttentionSpec& s) {
+  return s.heads > 0 && s.kv_heads > 0 && s.heads % s.kv_heads == 0 && s.window >= 0 &&
+         s.head_dim >= 1 && s.head_dim <= kAttentionMaxHeadSize;
+}
+
+// [rows, cols] with dense rows (attention outputs and their gradients may have wider rows).
+void require_rows(const Operands& o, const Tensor& t, int64_t rows, int64_t cols,
+                  const char* what) {
+  o.act_view(t, what);
+  require(t.rank == 2 && t.shape[0] == rows && t.shape[1] == cols && t.strides[1] == 1 &&
+              t.strides[0] >= cols,
+          "cuda {}: {} must be [{}, {}] with dense rows, got {}", o.op, what, rows, cols,
+          t.describe());
+}
+
+AttentionViews views_of(const ops::AttentionSpec& spec, int batch, int seq, const Tensor& q,
+                        const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& dout) {
+  AttentionViews g;
+  g.batch = batch;
+  g.seq = seq;
+  g.heads = spec.heads;
+  g.kv_heads = spec.kv_heads;
+  g.head_dim = spec.head_dim;
+  g.window = spec.window;
+  g.ldq = q.strides[0];
+  g.ldk = k.strides[0];
+  g.ldv = v.strides[0];
+  g.ldo = out.strides[0];
+  g.ld_dout = dout.empty() ? 0 : dout.strides[0];
+  g.scale = spec.effective_scale();
+  return g;
+}
+
 }  // namespace
 
 size_t CudaBackend::attention_record_floats(const ops::AttentionSpec& spec, int batch,
                                             int seq) const {
-  if (!flash_spec(spec)) return Backend::attention_record_floats(spec, batch, seq);
+  if (!kernel_spec(spec)) return Backend::attention_record_floats(spec, batch, seq);
   return static_cast<size_t>(batch) * spec.heads * seq;  // the log-sum-exp of each query row
 }
 
 size_t CudaBackend::attention_scratch_floats(const ops::AttentionSpec& spec, int batch,
                                              int seq) const {
-  if (!flash_spec(spec)) return Backend::attention_scratch_floats(spec, batch, seq);
+  if (!kernel_spec(spec)) return Backend::attention_scratch_floats(spec, batch, seq);
   return (attention_backward_workspace_bytes(batch, seq, spec.heads) + sizeof(float) - 1) /
          sizeof(float);
 }
@@ -97,23 +133,24 @@ void CudaBackend::run(const ops::Attention& op) {
   require(op.record.numel() >= static_cast<int64_t>(record),
           "cuda attention: the record must hold {} fp32 values (attention_record_floats), got {}",
           record, op.record.describe());
-  const void* qkv = flash_spec(op.spec) && op.sinks.empty() ? packed_qkv(op.q, op.k, op.v, N, op.spec)
-                                                            : nullptr;
-  if (!qkv || !dense_matrix(op.out, N, static_cast<int64_t>(H) * hd)) {
-    // The host's reference keeps the full probabilities, which a record sized for the flash
-    // kernels cannot hold.
-    require(!flash_spec(op.spec) || op.seq <= 1,
-            "cuda attention: q, k and v must be views of one packed [N, 3C] projection (and out "
-            "a dense [N, C]) with this spec: its record holds row statistics for the GPU "
-            "kernels, not the probabilities the host's reference keeps (q {}, k {}, v {}, out {}{})",
-            op.q.describe(), op.k.describe(), op.v.describe(), op.out.describe(),
-            op.sinks.empty() ? "" : ", with sinks");
-    return run_on_host(op);
-  }
+  const float* sinks = o.optional_f32(op.sinks, "sinks");
+  if (sinks) o.numel(op.sinks, H, "sinks");
+  // Head sizes over the kernels' 128: the host's reference, whose record holds the probabilities.
+  if (!kernel_spec(op.spec)) return run_on_host(op);
   float* lse = o.f32(op.record, "record");
-  SWITCHYARD_WITH_ACT(attention_forward<Act>(static_cast<Act*>(op.out.data), lse,
-                                             static_cast<const Act*>(qkv), op.batch, op.seq,
-                                             H * hd, H, stream_));
+  const void* qkv = flash_spec(op.spec) && !sinks ? packed_qkv(op.q, op.k, op.v, N, op.spec)
+                                                  : nullptr;
+  if (qkv && dense_matrix(op.out, N, static_cast<int64_t>(H) * hd)) {
+    SWITCHYARD_WITH_ACT(attention_forward<Act>(static_cast<Act*>(op.out.data), lse,
+                                               static_cast<const Act*>(qkv), op.batch, op.seq,
+                                               H * hd, H, stream_));
+    return;
+  }
+  require_rows(o, op.out, N, static_cast<int64_t>(H) * hd, "out");
+  const AttentionViews g = views_of(op.spec, op.batch, op.seq, op.q, op.k, op.v, op.out, {});
+  SWITCHYARD_WITH_ACT(attention_forward<Act>(
+      static_cast<Act*>(op.out.data), lse, static_cast<const Act*>(op.q.data),
+      static_cast<const Act*>(op.k.data), static_cast<const Act*>(op.v.data), sinks, g, stream_));
 }
 
 void CudaBackend::run(const ops::AttentionBackward& op) {
@@ -129,6 +166,9 @@ void CudaBackend::run(const ops::AttentionBackward& op) {
   require_heads_view(o, op.dq, N, H, hd, "dq");
   require_heads_view(o, op.dk, N, KV, hd, "dk");
   require_heads_view(o, op.dv, N, KV, hd, "dv");
+  require(op.dq.strides[0] == op.q.strides[0] && op.dk.strides[0] == op.k.strides[0] &&
+              op.dv.strides[0] == op.v.strides[0],
+          "cuda attention_backward: dq, dk, dv must be laid out as q, k, v");
   o.act_view(op.out, "out");
   o.act_view(op.dout, "dout");
   o.dtype(op.record, DType::kF32, "record");
@@ -140,23 +180,32 @@ void CudaBackend::run(const ops::AttentionBackward& op) {
           "cuda attention_backward: record and scratch must hold {} and {} fp32 values "
           "(attention_record_floats, attention_scratch_floats), got {} and {}",
           record, scratch, op.record.describe(), op.scratch.describe());
-  const bool flash = flash_spec(op.spec) && op.sinks.empty();
+  const float* sinks = o.optional_f32(op.sinks, "sinks");
+  float* dsinks = o.optional_f32(op.dsinks, "dsinks");
+  require(!sinks || (op.sinks.numel() == H && dsinks && op.dsinks.numel() == H),
+          "cuda attention_backward: sinks and dsinks must both hold {} values", H);
+  if (!kernel_spec(op.spec)) return run_on_host(op);
+  float* lse = o.f32(op.record, "record");
+  float* ws = o.f32(op.scratch, "scratch");
+  const bool flash = flash_spec(op.spec) && !sinks;
   const void* qkv = flash ? packed_qkv(op.q, op.k, op.v, N, op.spec) : nullptr;
   const void* dqkv = flash ? packed_qkv(op.dq, op.dk, op.dv, N, op.spec) : nullptr;
   const int64_t C = static_cast<int64_t>(H) * hd;
-  if (!qkv || !dqkv || !dense_matrix(op.out, N, C) || !dense_matrix(op.dout, N, C)) {
-    require(!flash_spec(op.spec) || op.seq <= 1,
-            "cuda attention_backward: q, k, v and dq, dk, dv must be views of packed [N, 3C] "
-            "projections (and out, dout dense [N, C]) with this spec: its record holds row "
-            "statistics for the GPU kernels, not the probabilities the host's reference reads");
-    return run_on_host(op);
+  if (qkv && dqkv && dense_matrix(op.out, N, C) && dense_matrix(op.dout, N, C)) {
+    SWITCHYARD_WITH_ACT(attention_backward<Act>(
+        static_cast<Act*>(const_cast<void*>(dqkv)), ws, static_cast<const Act*>(op.dout.data),
+        static_cast<const Act*>(op.out.data), static_cast<const Act*>(qkv), lse, op.batch,
+        op.seq, static_cast<int>(C), H, stream_));
+    return;
   }
-  float* lse = o.f32(op.record, "record");
-  float* ws = o.f32(op.scratch, "scratch");
+  require_rows(o, op.out, N, C, "out");
+  require_rows(o, op.dout, N, C, "dout");
+  const AttentionViews g = views_of(op.spec, op.batch, op.seq, op.q, op.k, op.v, op.out, op.dout);
   SWITCHYARD_WITH_ACT(attention_backward<Act>(
-      static_cast<Act*>(const_cast<void*>(dqkv)), ws, static_cast<const Act*>(op.dout.data),
-      static_cast<const Act*>(op.out.data), static_cast<const Act*>(qkv), lse, op.batch, op.seq,
-      static_cast<int>(C), H, stream_));
+      static_cast<Act*>(op.dq.data), static_cast<Act*>(op.dk.data), static_cast<Act*>(op.dv.data),
+      dsinks, ws, static_cast<const Act*>(op.dout.data), static_cast<const Act*>(op.out.data),
+      static_cast<const Act*>(op.q.data), static_cast<const Act*>(op.k.data),
+      static_cast<const Act*>(op.v.data), sinks, lse, g, stream_));
 }
 
 void CudaBackend::run(const ops::AttentionDecode& op) {

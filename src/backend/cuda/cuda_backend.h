@@ -1,11 +1,13 @@
 // "cuda" and "cuda-fp32": the op list (backend/ops.h) on an NVIDIA GPU.
 //
 // Matrix products go through cuBLASLt (cuda_matmul.h) with the bias, and in bf16 mode the GELU,
-// fused into the product's epilogue; everything else is this folder's kernels (*_kernels.cu).
-// cuda_ops.cc and cuda_attention_ops.cc check each op's operands and run it natively, or, for
-// forms the kernels do not handle (grouped-query attention, windows, sinks, layouts other than
-// GPT-2's packed qkv, weights of another dtype), through the CPU reference on the host
-// (Backend::run_on_host).
+// fused into the product's epilogue; the experts' grouped products and everything else are this
+// folder's kernels (*_kernels.cu). cuda_ops.cc, cuda_norm_rope_ops.cc, cuda_moe_ops.cc and
+// cuda_attention_ops.cc check each op's operands and run it natively, or, for the few forms the
+// kernels do not handle (attention heads over 128 dims, the backward pass of linear weights of
+// another dtype than the products read, more than 32 routing choices), through the CPU reference
+// on the host (Backend::run_on_host). Linear weights of the other float dtype (a frozen
+// checkpoint's) are converted on the device, a slice at a time.
 // All work is queued on one stream; the host waits only where the interface hands a value back
 // (copies to the host), on synchronize(), and for large copies to the device (small ones, such as
 // a batch's tokens, are staged in page-locked memory and do not wait). A training step
@@ -73,6 +75,8 @@ class CudaBackend final : public Backend {
   void run(const ops::LayerNorm& op) override;
   void run(const ops::LayerNormBackward& op) override;
   void run(const ops::AddLayerNorm& op) override;
+  void run(const ops::RmsNorm& op) override;
+  void run(const ops::RmsNormBackward& op) override;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
   void run(const ops::LinearGelu& op) override;
@@ -81,6 +85,18 @@ class CudaBackend final : public Backend {
   void run(const ops::Add& op) override;
   void run(const ops::Accumulate& op) override;
   void run(const ops::Cast& op) override;
+  void run(const ops::Rope& op) override;
+  void run(const ops::TopKRouting& op) override;
+  void run(const ops::TopKRoutingBackward& op) override;
+  void run(const ops::GroupByExpert& op) override;
+  void run(const ops::ExpertLinear& op) override;
+  void run(const ops::ExpertLinearBackward& op) override;
+  void run(const ops::ClampedSwiglu& op) override;
+  void run(const ops::ClampedSwigluBackward& op) override;
+  void run(const ops::ExpertCombine& op) override;
+  void run(const ops::ExpertCombineBackward& op) override;
+  void run(const ops::RouterLoadStats& op) override;
+  void run(const ops::RouterLoadBackward& op) override;
   void run(const ops::Attention& op) override;
   void run(const ops::AttentionBackward& op) override;
   void run(const ops::KvCacheWrite& op) override;
@@ -109,6 +125,10 @@ class CudaBackend final : public Backend {
   // nothing, when the fused GELU was asked for and cuBLASLt has none.
   bool linear(void* out, const void* inp, const void* weight, const float* bias, int N, int C,
               int OC, void* gelu_pre);
+  // linear() for weights [OC, C] of the other float dtype than the products read, converted a
+  // slice of rows at a time in scratch memory.
+  void linear_converting_weights(void* out, const void* inp, const Tensor& weight,
+                                 const float* bias, int N, int C, int OC);
 
   CudaPrecision precision_;
   std::string description_;

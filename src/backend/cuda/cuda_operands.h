@@ -54,6 +54,10 @@ struct Operands {
   const int32_t* i32(const Tensor& t, const char* what) const {
     return typed<const int32_t>(t, DType::kI32, what);
   }
+  // An int32 output (ids, positions, offsets a kernel writes).
+  int32_t* i32_out(const Tensor& t, const char* what) const {
+    return typed<int32_t>(t, DType::kI32, what);
+  }
   double* f64(const Tensor& t, const char* what) const {
     return typed<double>(t, DType::kF64, what);
   }

@@ -1,5 +1,8 @@
-// CudaBackend's ops other than attention: check the operands as cpu_ops.cc does, then queue the
-// kernels, or run the CPU reference on the host for forms the kernels do not handle.
+// CudaBackend's ops other than attention, RMSNorm, RoPE and the mixture of experts (which have
+// files of their own), and supports() for all of them: check the operands as cpu_ops.cc does,
+// then queue the kernels, or run the CPU reference on the host for forms the kernels do not
+// handle.
+#include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -21,22 +24,37 @@ namespace switchyard::backend::cuda {
 
 bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
   // One letter per operand in for_each_tensor order: A activation (and matmul weights), F fp32,
-  // I int32, D fp64, B bf16; lower case marks an optional operand, which may also be absent (an
-  // empty Tensor reads as fp32).
+  // I int32, D fp64, B bf16, T fp32 or bf16 (tables, trainable expert weights), X fp32 or the
+  // activation dtype (a table's gradient), W fp32, bf16 or mxfp4 (expert weights); lower case
+  // marks an optional operand, which may also be absent (an empty Tensor reads as fp32).
   const char* pattern = nullptr;
   switch (kind) {
-    case OpKind::kEmbedding: pattern = "AIFif"; break;
-    case OpKind::kEmbeddingBackward: pattern = "FfAIi"; break;
+    case OpKind::kEmbedding: pattern = "AITif"; break;
+    case OpKind::kEmbeddingBackward: pattern = "XfAIi"; break;
     case OpKind::kLayerNorm: pattern = "AFFAFF"; break;
     case OpKind::kLayerNormBackward: pattern = "AFFAAFFF"; break;
     case OpKind::kAddLayerNorm: pattern = "AAFFAAFF"; break;
-    case OpKind::kLinear: pattern = "AAAf"; break;
+    case OpKind::kRmsNorm: pattern = "AFAF"; break;
+    case OpKind::kRmsNormBackward: pattern = "AFAAFF"; break;
+    case OpKind::kLinear: pattern = "AATf"; break;
     case OpKind::kLinearBackward: pattern = "aFfAAA"; break;
     case OpKind::kLinearGelu: pattern = "AAAAf"; break;
     case OpKind::kGelu: pattern = "AA"; break;
     case OpKind::kGeluBackward: pattern = "AAA"; break;
     case OpKind::kAdd: pattern = "AAA"; break;
     case OpKind::kAccumulate: pattern = "AA"; break;
+    case OpKind::kRope: pattern = "AFFI"; break;
+    case OpKind::kTopKRouting: pattern = "IFA"; break;
+    case OpKind::kTopKRoutingBackward: pattern = "AFFI"; break;
+    case OpKind::kGroupByExpert: pattern = "IIIII"; break;
+    case OpKind::kExpertLinear: pattern = "AAWfI"; break;
+    case OpKind::kExpertLinearBackward: pattern = "aFfAATI"; break;
+    case OpKind::kClampedSwiglu: pattern = "AA"; break;
+    case OpKind::kClampedSwigluBackward: pattern = "AAA"; break;
+    case OpKind::kExpertCombine: pattern = "AAFI"; break;
+    case OpKind::kExpertCombineBackward: pattern = "AFAAFI"; break;
+    case OpKind::kRouterLoadStats: pattern = "DAI"; break;
+    case OpKind::kRouterLoadBackward: pattern = "AAD"; break;
     case OpKind::kAttention: pattern = "AFAAAf"; break;
     case OpKind::kAttentionBackward: pattern = "AAAfFAAFAAAf"; break;
     case OpKind::kKvCacheWrite: pattern = "AAAAI"; break;
@@ -47,55 +65,48 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kSumOfSquares: pattern = "DF"; break;
     case OpKind::kAccumulateSum: pattern = "DF"; break;
     case OpKind::kAdamW: pattern = "FFFFdb"; break;
-    // No kernels yet: these run on the host (Backend::run's fallback).
-    case OpKind::kRmsNorm:
-    case OpKind::kRmsNormBackward:
-    case OpKind::kRope:
-    case OpKind::kTopKRouting:
-    case OpKind::kTopKRoutingBackward:
-    case OpKind::kGroupByExpert:
-    case OpKind::kExpertLinear:
-    case OpKind::kExpertLinearBackward:
-    case OpKind::kClampedSwiglu:
-    case OpKind::kClampedSwigluBackward:
-    case OpKind::kExpertCombine:
-    case OpKind::kExpertCombineBackward:
-    case OpKind::kRouterLoadStats:
-    case OpKind::kRouterLoadBackward:
-      return false;
     case OpKind::kCast: {
       auto float_type = [](DType d) { return d == DType::kF32 || d == DType::kBF16; };
       return dtypes.size() == 2 && float_type(dtypes[0]) && float_type(dtypes[1]);
     }
   }
   if (pattern == nullptr || std::strlen(pattern) != dtypes.size()) return false;
+  const DType act = activation_dtype();
+  auto matches = [act](char letter, DType d) {
+    switch (letter) {
+      case 'A': return d == act;
+      case 'F': return d == DType::kF32;
+      case 'I': return d == DType::kI32;
+      case 'D': return d == DType::kF64;
+      case 'B': return d == DType::kBF16;
+      case 'T': return d == DType::kF32 || d == DType::kBF16;
+      case 'X': return d == DType::kF32 || d == act;
+      case 'W': return d == DType::kF32 || d == DType::kBF16 || d == DType::kMXFP4;
+    }
+    return false;
+  };
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const char letter = pattern[i];
     const bool optional = std::islower(static_cast<unsigned char>(letter)) != 0;
-    DType want = DType::kF32;
-    switch (std::toupper(static_cast<unsigned char>(letter))) {
-      case 'A': want = activation_dtype(); break;
-      case 'F': want = DType::kF32; break;
-      case 'I': want = DType::kI32; break;
-      case 'D': want = DType::kF64; break;
-      case 'B': want = DType::kBF16; break;
-    }
-    if (dtypes[i] != want && !(optional && dtypes[i] == DType::kF32)) return false;
+    const char upper = static_cast<char>(std::toupper(static_cast<unsigned char>(letter)));
+    if (!matches(upper, dtypes[i]) && !(optional && dtypes[i] == DType::kF32)) return false;
   }
   return true;
 }
 
 // ---- embeddings ----
 
+// A table of fp32 parameters, or of bf16 (a frozen checkpoint's, or activations when the op
+// gathers rows); position tables are fp32 parameters.
 void CudaBackend::run(const ops::Embedding& op) {
   const Operands o{"embedding", activation_dtype()};
   o.act(op.out, "out");
-  // A gather of activations reads a table of another dtype than the kernel's fp32.
-  if (op.table.dtype != DType::kF32 ||
+  if ((op.table.dtype != DType::kF32 && op.table.dtype != DType::kBF16) ||
       (!op.position_table.empty() && op.position_table.dtype != DType::kF32)) {
     return run_on_host(op);
   }
   o.matrix(op.table, -1, -1, "table");
+  o.dense(op.table, "table");
   const int64_t N = op.ids.numel(), C = op.table.shape[1];
   o.matrix(op.out, N, C, "out");
   const int32_t* positions = nullptr;
@@ -108,15 +119,26 @@ void CudaBackend::run(const ops::Embedding& op) {
   }
   void* out = o.act(op.out, "out");
   const int32_t* ids = o.i32(op.ids, "ids");
-  const float* table = o.f32(op.table, "table");
-  SWITCHYARD_WITH_ACT(encoder_forward<Act>(static_cast<Act*>(out), ids, table, positions,
-                                           position_table, o.to_int(N, "ids"),
-                                           o.to_int(C, "table"), stream_));
+  const int n = o.to_int(N, "ids"), c = o.to_int(C, "table");
+  if (op.table.dtype == DType::kBF16) {
+    const bf16* table = static_cast<const bf16*>(op.table.data);
+    SWITCHYARD_WITH_ACT(encoder_forward<Act>(static_cast<Act*>(out), ids, table, positions,
+                                             position_table, n, c, stream_));
+  } else {
+    const float* table = static_cast<const float*>(op.table.data);
+    SWITCHYARD_WITH_ACT(encoder_forward<Act>(static_cast<Act*>(out), ids, table, positions,
+                                             position_table, n, c, stream_));
+  }
 }
 
+// The table's gradient is fp32 (parameters), or of the activation dtype when the forward pass
+// gathered rows of activations (a scatter-add onto their gradient).
 void CudaBackend::run(const ops::EmbeddingBackward& op) {
   const Operands o{"embedding_backward", activation_dtype()};
   o.matrix(op.dtable, -1, -1, "dtable");
+  const bool activation_rows = op.dtable.dtype == activation_dtype() && bf16_mode();
+  if (!activation_rows) o.dtype(op.dtable, DType::kF32, "dtable");
+  o.dense(op.dtable, "dtable");
   const int64_t N = op.ids.numel(), C = op.dtable.shape[1];
   o.matrix(op.dout, N, C, "dout");
   float* dposition_table = o.optional_f32(op.dposition_table, "dposition_table");
@@ -128,15 +150,20 @@ void CudaBackend::run(const ops::EmbeddingBackward& op) {
     positions = o.i32(op.position_ids, "position_ids");
     P = op.dposition_table.shape[0];
   }
-  float* dtable = o.f32(op.dtable, "dtable");
   const void* dout = o.act(op.dout, "dout");
   const int32_t* ids = o.i32(op.ids, "ids");
   const int n = o.to_int(N, "ids"), V = o.to_int(op.dtable.shape[0], "dtable");
-  const int p = o.to_int(P, "dposition_table");
+  const int p = o.to_int(P, "dposition_table"), c = o.to_int(C, "dtable");
   void* ws = workspace(encoder_backward_workspace_bytes(n, V, p));
+  if (activation_rows) {
+    encoder_backward<bf16>(static_cast<bf16*>(op.dtable.data), V, dposition_table, p,
+                           static_cast<const bf16*>(dout), ids, positions, n, c, ws, stream_);
+    return;
+  }
+  float* dtable = static_cast<float*>(op.dtable.data);
   SWITCHYARD_WITH_ACT(encoder_backward<Act>(dtable, V, dposition_table, p,
-                                            static_cast<const Act*>(dout), ids, positions, n,
-                                            o.to_int(C, "dtable"), ws, stream_));
+                                            static_cast<const Act*>(dout), ids, positions, n, c,
+                                            ws, stream_));
 }
 
 // ---- normalisation ----
@@ -254,18 +281,75 @@ void CudaBackend::run(const ops::Linear& op) {
   const Operands o{"linear", activation_dtype()};
   o.act(op.out, "out");
   o.act(op.inp, "inp");
-  // Weights of another dtype than the products read (fp32 masters in bf16 mode, say).
-  if (op.weight.dtype != activation_dtype()) return run_on_host(op);
+  // Block formats (MXFP4) have no product here: the CPU reference decodes them.
+  if (op.weight.dtype != DType::kF32 && op.weight.dtype != DType::kBF16) return run_on_host(op);
   o.matrix(op.weight, -1, -1, "weight");
+  o.dense(op.weight, "weight");
   const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
   require(C > 0, "cuda linear: weight must have input channels, got {}", op.weight.describe());
   o.matrix(op.inp, -1, C, "inp");
   const int64_t N = op.inp.shape[0];
   o.matrix(op.out, N, OC, "out");
   if (!op.bias.empty()) o.numel(op.bias, OC, "bias");
-  linear(o.act(op.out, "out"), o.act(op.inp, "inp"), o.act(op.weight, "weight"),
-         o.optional_f32(op.bias, "bias"), o.to_int(N, "inp"), o.to_int(C, "weight"),
-         o.to_int(OC, "weight"), nullptr);
+  void* out = o.act(op.out, "out");
+  const void* inp = o.act(op.inp, "inp");
+  const float* bias = o.optional_f32(op.bias, "bias");
+  const int n = o.to_int(N, "inp"), c = o.to_int(C, "weight"), oc = o.to_int(OC, "weight");
+  if (op.weight.dtype != activation_dtype()) {
+    linear_converting_weights(out, inp, op.weight, bias, n, c, oc);
+    return;
+  }
+  linear(out, inp, op.weight.data, bias, n, c, oc, nullptr);
+}
+
+// Weights stored in the other float dtype than the products read: a frozen checkpoint's bf16 in
+// fp32 mode, or fp32 in bf16 mode. Slices of the weight's rows are converted into scratch memory
+// (widened exactly, or rounded to nearest even as the bf16 copies of trainable weights are) and
+// multiplied into the matching columns of out, so the scratch stays small whatever the layer.
+void CudaBackend::linear_converting_weights(void* out, const void* inp, const Tensor& weight,
+                                            const float* bias, int N, int C, int OC) {
+  constexpr int64_t kSliceElements = int64_t{1} << 22;
+  // Rows per slice, a multiple of 8 so that every slice's columns of out start 16-byte aligned.
+  const int rows = static_cast<int>(
+      std::min<int64_t>(OC, std::max<int64_t>(8, kSliceElements / C / 8 * 8)));
+  const MatrixType type = bf16_mode() ? MatrixType::kBF16 : MatrixType::kF32;
+  const size_t element = bf16_mode() ? sizeof(bf16) : sizeof(float);
+  const size_t slice_bytes = (static_cast<size_t>(rows) * C * element + 255) / 256 * 256;
+  const size_t bias_bytes = bias && bf16_mode() ? static_cast<size_t>(OC) * sizeof(bf16) : 0;
+  char* scratch = static_cast<char*>(workspace(slice_bytes + bias_bytes));
+  void* slice = scratch;
+  const void* device_bias = bias;
+  if (bias_bytes > 0) {  // cuBLASLt's epilogue takes a bias of the output's dtype
+    convert_to_bf16(reinterpret_cast<bf16*>(scratch + slice_bytes), bias,
+                    static_cast<size_t>(OC), stream_);
+    device_bias = scratch + slice_bytes;
+  }
+  for (int o0 = 0; o0 < OC; o0 += rows) {
+    const int m = std::min(rows, OC - o0);
+    const size_t count = static_cast<size_t>(m) * C, first = static_cast<size_t>(o0) * C;
+    if (bf16_mode()) {
+      convert_to_bf16(static_cast<bf16*>(slice), static_cast<const float*>(weight.data) + first,
+                      count, stream_);
+    } else {
+      convert_to_f32(static_cast<float*>(slice), static_cast<const bf16*>(weight.data) + first,
+                     count, stream_);
+    }
+    GemmCall call{.trans_a = true, .m = m, .n = N, .k = C,
+                  .a = slice, .lda = C, .a_type = type,
+                  .b = inp, .ldb = C, .b_type = type,
+                  .d = static_cast<char*>(out) + static_cast<size_t>(o0) * element, .ldd = OC,
+                  .d_type = type};
+    if (device_bias) {
+      call.epilogue = Epilogue::kBias;
+      call.bias = static_cast<const char*>(device_bias) + static_cast<size_t>(o0) * element;
+      call.bias_type = type;
+      require(matmul_->run(call),
+              "cuBLASLt has no algorithm for a {}x{}x{} product with a bias (converted weights)", m,
+              N, C);
+    } else {
+      matmul_->run(call);  // a plain product: throws if cuBLASLt has none
+    }
+  }
 }
 
 void CudaBackend::run(const ops::LinearGelu& op) {

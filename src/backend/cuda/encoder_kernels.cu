@@ -19,14 +19,14 @@ using device::kWarp;
 constexpr int kRowsPerBlock = 8;
 constexpr int kForwardThreads = kRowsPerBlock * kWarp;
 
-template <typename Act>
+template <typename Act, typename Table>
 __global__ void __launch_bounds__(kForwardThreads)
-    encoder_forward_kernel(Act* out, const int32_t* tokens, const float* wte,
+    encoder_forward_kernel(Act* out, const int32_t* tokens, const Table* wte,
                            const int32_t* positions, const float* wpe, int64_t rows, int C) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarp;
   if (row >= rows) return;
   const int lane = threadIdx.x % kWarp;
-  const float* e = wte + static_cast<size_t>(tokens[row]) * C;
+  const Table* e = wte + static_cast<size_t>(tokens[row]) * C;
   const float* p = wpe != nullptr ? wpe + static_cast<size_t>(positions[row]) * C : nullptr;
   Act* o = out + static_cast<size_t>(row) * C;
   const bool e_vector = device::aligned16_device(e);
@@ -67,9 +67,9 @@ constexpr unsigned kWteThreads = 128;
 // otherwise it finds the run's end by binary search and adds the run's rows of dout, in row
 // order, onto the id's row of the table (thread t owning packs t, t + kWteThreads, ... of the
 // row). Runs have distinct ids, so no two blocks write the same row.
-template <typename Act>
+template <typename Act, typename Table>
 __global__ void __launch_bounds__(kWteThreads)
-    encoder_backward_scatter_kernel(float* dtable, const Act* dout, const uint32_t* sorted_ids,
+    encoder_backward_scatter_kernel(Table* dtable, const Act* dout, const uint32_t* sorted_ids,
                                     const int32_t* sorted_rows, int count, int C) {
   const int start = blockIdx.x;
   const uint32_t token = sorted_ids[start];
@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kWteThreads)
     }
   }
   const int end = lo;
-  float* w = dtable + static_cast<size_t>(token) * C;
+  Table* w = dtable + static_cast<size_t>(token) * C;
   const bool w_vector = device::aligned16_device(w);
   for (int c = threadIdx.x * kPack; c < C; c += kWteThreads * kPack) {
     float acc[kPack];
@@ -165,8 +165,8 @@ Workspace carve(void* workspace, int count, size_t sort_storage_bytes) {
 }
 
 // Adds the rows of dout onto the rows of dtable[rows, C] that ids name (see the header).
-template <typename Act>
-void scatter_rows(float* dtable, int rows, const Act* dout, const int32_t* ids, int count, int C,
+template <typename Act, typename Table>
+void scatter_rows(Table* dtable, int rows, const Act* dout, const int32_t* ids, int count, int C,
                   const Workspace& ws, cudaStream_t stream) {
   const int bits = sort_bits(rows);
   size_t storage_bytes = ws.sort_storage_bytes;
@@ -175,21 +175,21 @@ void scatter_rows(float* dtable, int rows, const Act* dout, const int32_t* ids, 
                                              ws.rows, ws.sorted_rows, count, 0, bits, stream),
              "cub::DeviceRadixSort::SortPairs");
   check_launch("encoder_backward (sort)");
-  encoder_backward_scatter_kernel<Act><<<count, kWteThreads, 0, stream>>>(
+  encoder_backward_scatter_kernel<Act, Table><<<count, kWteThreads, 0, stream>>>(
       dtable, dout, ws.sorted_ids, ws.sorted_rows, count, C);
   check_launch("encoder_backward (scatter)");
 }
 
 }  // namespace
 
-template <typename Act>
-void encoder_forward(Act* out, const int32_t* tokens, const float* wte, const int32_t* positions,
+template <typename Act, typename Table>
+void encoder_forward(Act* out, const int32_t* tokens, const Table* wte, const int32_t* positions,
                      const float* wpe, int N, int C, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return;
   const unsigned grid = static_cast<unsigned>((static_cast<int64_t>(N) + kRowsPerBlock - 1) /
                                               kRowsPerBlock);
-  encoder_forward_kernel<Act><<<grid, kForwardThreads, 0, stream>>>(out, tokens, wte, positions,
-                                                                    wpe, N, C);
+  encoder_forward_kernel<Act, Table><<<grid, kForwardThreads, 0, stream>>>(out, tokens, wte,
+                                                                           positions, wpe, N, C);
   check_launch("encoder_forward");
 }
 
@@ -198,8 +198,8 @@ size_t encoder_backward_workspace_bytes(int N, int V, int P) {
   return workspace_bytes(N, sort_storage_bytes(N, V, P));
 }
 
-template <typename Act>
-void encoder_backward(float* dwte, int V, float* dwpe, int P, const Act* dout,
+template <typename Act, typename Table>
+void encoder_backward(Table* dwte, int V, float* dwpe, int P, const Act* dout,
                       const int32_t* tokens, const int32_t* positions, int N, int C,
                       void* workspace, cudaStream_t stream) {
   if (N <= 0 || C <= 0) return;
@@ -210,13 +210,25 @@ void encoder_backward(float* dwte, int V, float* dwpe, int P, const Act* dout,
   if (dwpe != nullptr) scatter_rows(dwpe, P, dout, positions, N, C, ws, stream);
 }
 
-template void encoder_forward<float>(float*, const int32_t*, const float*, const int32_t*,
-                                     const float*, int, int, cudaStream_t);
-template void encoder_forward<bf16>(bf16*, const int32_t*, const float*, const int32_t*,
-                                    const float*, int, int, cudaStream_t);
-template void encoder_backward<float>(float*, int, float*, int, const float*, const int32_t*,
-                                      const int32_t*, int, int, void*, cudaStream_t);
-template void encoder_backward<bf16>(float*, int, float*, int, const bf16*, const int32_t*,
-                                     const int32_t*, int, int, void*, cudaStream_t);
+#define SWITCHYARD_ENCODER_FORWARD(Act, Table)                                                    \
+  template void encoder_forward<Act, Table>(Act*, const int32_t*, const Table*, const int32_t*,   \
+                                            const float*, int, int, cudaStream_t);
+#define SWITCHYARD_ENCODER_BACKWARD(Act, Table)                                                   \
+  template void encoder_backward<Act, Table>(Table*, int, float*, int, const Act*,                \
+                                             const int32_t*, const int32_t*, int, int, void*,     \
+                                             cudaStream_t);
+
+// fp32 tables; bf16 tables (frozen checkpoints, rows of bf16 activations) for either activation
+// type; gradients of fp32 tables, and of bf16 activation rows.
+SWITCHYARD_ENCODER_FORWARD(float, float)
+SWITCHYARD_ENCODER_FORWARD(bf16, float)
+SWITCHYARD_ENCODER_FORWARD(float, bf16)
+SWITCHYARD_ENCODER_FORWARD(bf16, bf16)
+SWITCHYARD_ENCODER_BACKWARD(float, float)
+SWITCHYARD_ENCODER_BACKWARD(bf16, float)
+SWITCHYARD_ENCODER_BACKWARD(bf16, bf16)
+
+#undef SWITCHYARD_ENCODER_FORWARD
+#undef SWITCHYARD_ENCODER_BACKWARD
 
 }  // namespace switchyard::backend::cuda
