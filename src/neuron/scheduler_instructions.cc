@@ -1,5 +1,6 @@
 // Scheduler: the memory each instruction reads and writes, and what it costs (instruction_costs.h).
 #include <algorithm>
+#include <initializer_list>
 
 #include "neuron/instruction_costs.h"
 #include "neuron/scheduler.h"
