@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU session's checks, in one call on a lent GPU machine (see scripts/gpu_pack.sh, which makes
-# the bundle here): unpacks the prebuilt binaries, runs the CUDA test suite and the PyTorch parity
-# suite on the GPU, compute-sanitizer memcheck over the kernel tests, then bench/compare_cuda.sh.
+# the bundle here): unpacks the prebuilt binaries, runs the CUDA test suite (GPT-2's ops and model,
+# and gpt-oss's ops and reference checkpoints against the CPU backend with every op on the GPU)
+# and the PyTorch parity suite on the GPU, compute-sanitizer memcheck over the kernel tests, then
+# bench/compare_cuda.sh.
 # Logs go to $OUT (or ./gpu-out); a summary is printed last.
 #
 # Usage on the GPU machine, from the repository root:  scripts/gpu_check.sh [tests|bench|all]
@@ -43,10 +45,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 run build/switchyard devices
 if [[ "$what" == tests || "$what" == all ]]; then
   step cuda_backend_test 120 build/tests/cuda_backend_test
+  step cuda_gpt_oss_test 120 build/tests/cuda_gpt_oss_test
   step parity 60 build/tests/gpt2_parity_test --gtest_filter='*cuda*'
   # ClearErrors provokes an out-of-memory error on purpose, which memcheck would report.
   step memcheck 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
     build/tests/cuda_backend_test --gtest_filter='*:-*Training*:*Determin*:*ClearErrors*'
+  step memcheck_gpt_oss 180 compute-sanitizer --tool memcheck --error-exitcode 1 \
+    build/tests/cuda_gpt_oss_test
 fi
 if [[ "$what" == bench || "$what" == all ]]; then
   echo "== compare_cuda"

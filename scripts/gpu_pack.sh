@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
-binaries=(build/switchyard build/tests/cuda_backend_test build/tests/gpt2_parity_test)
+binaries=(build/switchyard build/tests/cuda_backend_test build/tests/cuda_gpt_oss_test
+          build/tests/gpt2_parity_test)
 for b in "${binaries[@]}"; do
   [[ -x "$b" ]] || { echo "error: $b was not built (is nvcc installed?)" >&2; exit 1; }
 done

@@ -136,8 +136,9 @@ void check_forward(WeightFormat format, const std::vector<int>& rows, int C, int
           Buffer<Act> in(x, 1), out(want.size(), 0);
           Buffer<float> bb(b, 2);
           Buffer<int32_t> off(offsets, 0);
-          cuda::expert_linear_forward<Act>(out.data(), in.data(), wb.view, bias ? bb.data() : nullptr,
-                                           off.data(), A, E, C, OC, nullptr);
+          cuda::expert_linear_forward<Act>(out.data(), in.data(), wb.view,
+                                           bias ? bb.data() : nullptr, off.data(), A, E, C, OC,
+                                           nullptr);
           v.within(compare(out.values(), want, [&](size_t i) { return tol[i]; }), "out");
           v.require(out.guard_intact(), "wrote past the end");
           // Batch invariance: the last expert with rows, given only its last row, gives that row
@@ -156,8 +157,8 @@ void check_forward(WeightFormat format, const std::vector<int>& rows, int C, int
                                            nullptr);
           bool same = true;
           for (int o = 0; o < OC; ++o) {
-            same = same && std::memcmp(&out1[o], &out[static_cast<size_t>(g) * OC + o],
-                                       sizeof(Act)) == 0;
+            same = same &&
+                   std::memcmp(&out1[o], &out[static_cast<size_t>(g) * OC + o], sizeof(Act)) == 0;
           }
           v.require(same, "a row alone differs from the same row among others");
         });
@@ -213,7 +214,8 @@ void check_backward(WeightFormat format, const std::vector<int>& rows, int C, in
               for (int c = 0; c < C; ++c) {
                 double sum = 0, terms = 0;
                 for (int g = first; g < end; ++g) {
-                  const double t = d[static_cast<size_t>(g) * OC + o] * x[static_cast<size_t>(g) * C + c];
+                  const double t =
+                      d[static_cast<size_t>(g) * OC + o] * x[static_cast<size_t>(g) * C + c];
                   sum += t;
                   terms += std::fabs(t);
                 }
@@ -232,15 +234,19 @@ void check_backward(WeightFormat format, const std::vector<int>& rows, int C, in
                                             wb.view, off.data(), A, E, C, OC, nullptr);
           if (!dinp) want_dx = dx0;
           if (!dbias) want_db = db0;
-          auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
+          auto within = [](const std::vector<double>& t) {
+            return [&t](size_t i) { return t[i]; };
+          };
           v.within(compare(dx.values(), want_dx, within(tol_dx)), dinp ? "dinp" : "dinp untouched");
           v.within(compare(dw.values(), want_dw, within(tol_dw)), "dweight");
-          v.within(compare(db.values(), want_db, within(tol_db)), dbias ? "dbias" : "dbias untouched");
+          v.within(compare(db.values(), want_db, within(tol_db)),
+                   dbias ? "dbias" : "dbias untouched");
           // An expert without rows keeps its gradients bit for bit.
           bool idle_kept = true;
           for (int e = 0; e < E; ++e) {
             if (rows[e] != 0) continue;
-            for (size_t i = static_cast<size_t>(e) * OC * C; i < static_cast<size_t>(e + 1) * OC * C; ++i) {
+            for (size_t i = static_cast<size_t>(e) * OC * C;
+                 i < static_cast<size_t>(e + 1) * OC * C; ++i) {
               idle_kept = idle_kept && static_cast<double>(dw[i]) == dw0[i];
             }
           }
@@ -262,8 +268,8 @@ void check_bad_offsets() {
     Buffer<float> dx(static_cast<size_t>(A) * C, 0), dw(static_cast<size_t>(E) * OC * C, 0);
     Buffer<float> dout(std::vector<double>(static_cast<size_t>(A) * OC, 1.0), 0);
     Buffer<int32_t> off(offsets, 0);
-    cuda::expert_linear_forward<float>(out.data(), in.data(), wb.view, nullptr, off.data(), A, E,
-                                       C, OC, nullptr);
+    cuda::expert_linear_forward<float>(out.data(), in.data(), wb.view, nullptr, off.data(), A, E, C,
+                                       OC, nullptr);
     const StoredWeights w32 = make_weights(WeightFormat::kF32, E, OC, C, 193);
     const WeightBuffers wb32 = place(w32, 0);
     cuda::expert_linear_backward<float>(dx.data(), dw.data(), nullptr, dout.data(), in.data(),

@@ -67,8 +67,8 @@ void check_topk_routing(int N, int E, int k) {
           v.within(compare(w.values(), want_w, (24 + 2 * k) * kF32, 1e-30), "weights");
           v.require(ids.guard_intact() && w.guard_intact(), "wrote past the end");
         });
-  check(fmt::format("topk_routing_backward {} N={} E={} k={} (accumulates)", type_name<Act>(), N,
-                    E, k),
+  check(fmt::format("topk_routing_backward {} N={} E={} k={} (accumulates)", type_name<Act>(), N, E,
+                    k),
         [&](Verdict& v) {
           // Distinct ids per row, as the forward pass gives them, and one out of range (skipped).
           std::vector<int32_t> ids(static_cast<size_t>(N) * k);
@@ -101,8 +101,8 @@ void check_topk_routing(int N, int E, int k) {
             for (int j = 0; j < k; ++j) weighted += std::fabs(w[n * k + j] * dw[n * k + j]);
             for (int e = 0; e < E; ++e) {
               tol[static_cast<size_t>(n) * E + e] =
-                  (4 + k) * kF32 * (weighted + 1) + storage_tolerance<Act>() *
-                                                        std::fabs(want[static_cast<size_t>(n) * E + e]);
+                  (4 + k) * kF32 * (weighted + 1) +
+                  storage_tolerance<Act>() * std::fabs(want[static_cast<size_t>(n) * E + e]);
             }
           }
           Buffer<Act> d(d0, 3);
@@ -140,15 +140,14 @@ Grouping group_reference(const std::vector<int32_t>& ids, int k, int E) {
   return g;
 }
 
-void check_group_by_expert(const std::string& what, const std::vector<int32_t>& ids, int k,
-                           int E) {
+void check_group_by_expert(const std::string& what, const std::vector<int32_t>& ids, int k, int E) {
   const int A = static_cast<int>(ids.size());
   check(fmt::format("group_by_expert A={} k={} E={} ({})", A, k, E, what), [&](Verdict& v) {
     const Grouping want = group_reference(ids, k, E);
     Buffer<int32_t> in(ids, 1), order(A, 0), rows(A, 1), position(A, 2), offsets(E + 1, 3);
     Buffer<unsigned char> work(cuda::group_by_expert_workspace_bytes(A, E), 4);
-    cuda::group_by_expert(order.data(), rows.data(), position.data(), offsets.data(), in.data(),
-                          A, k, E, work.data(), nullptr);
+    cuda::group_by_expert(order.data(), rows.data(), position.data(), offsets.data(), in.data(), A,
+                          k, E, work.data(), nullptr);
     auto same = [](Buffer<int32_t>& got, const std::vector<int32_t>& w) {
       for (size_t i = 0; i < w.size(); ++i) {
         if (got[i] != w[i]) return false;
@@ -214,7 +213,8 @@ void check_clamped_swiglu(int A, int I, float alpha, float limit) {
           auto tol = [&](size_t i) {
             const double g = std::min(x[2 * i], static_cast<double>(limit));
             return ((8 + 2 * std::fabs(alpha * g)) * kF32 + storage_tolerance<Act>()) *
-                       std::fabs(want[i]) + 1e-30;
+                       std::fabs(want[i]) +
+                   1e-30;
           };
           Buffer<Act> in(x, 1), out(n, 0);
           cuda::clamped_swiglu_forward<Act>(out.data(), in.data(), A, I, alpha, limit, nullptr);
@@ -232,11 +232,12 @@ void check_clamped_swiglu(int A, int I, float alpha, float limit) {
           std::vector<double> tol(want.size());
           for (size_t i = 0; i < n; ++i) {
             const double g = std::min(x[2 * i], static_cast<double>(limit));
-            const double u = std::clamp(x[2 * i + 1], -static_cast<double>(limit),
-                                        static_cast<double>(limit));
+            const double u =
+                std::clamp(x[2 * i + 1], -static_cast<double>(limit), static_cast<double>(limit));
             const double s = 1 / (1 + std::exp(std::min(-alpha * g, 700.0)));
-            const double terms = std::fabs(dout[i]) * (std::fabs(u + 1) * (s + std::fabs(alpha * g) * s) +
-                                                       std::fabs(g) * s);
+            const double terms =
+                std::fabs(dout[i]) *
+                (std::fabs(u + 1) * (s + std::fabs(alpha * g) * s) + std::fabs(g) * s);
             const double rel = (16 + 4 * std::fabs(alpha * g)) * kF32;
             for (size_t e : {2 * i, 2 * i + 1}) {
               tol[e] = rel * terms + storage_tolerance<Act>() * std::fabs(want[e]) + 1e-30;
@@ -299,7 +300,8 @@ void check_expert_combine(int N, int C, int k) {
                                                expert_out.data(), w.data(), g.position.data(), N, C,
                                                k);
           auto tol_dx = [&](size_t i) {
-            return 4 * kF32 * (std::fabs(dx0[i]) + 1) + storage_tolerance<Act>() * std::fabs(want_dx[i]);
+            return 4 * kF32 * (std::fabs(dx0[i]) + 1) +
+                   storage_tolerance<Act>() * std::fabs(want_dx[i]);
           };
           std::vector<double> tol_dw(A);
           for (int a = 0; a < A; ++a) {
@@ -348,10 +350,11 @@ void check_router_load(int N, int E, int k) {
           v.within(compare(std::vector<double>(got.begin(), got.begin() + E),
                            std::vector<double>(want.begin(), want.begin() + E), 0, 0),
                    "counts (exact)");
-          v.within(compare(std::vector<double>(got.begin() + E, got.end()),
-                           std::vector<double>(want.begin() + E, want.end()),
-                           [&](size_t e) { return p_error * (want[E + e] - totals0[E + e]) + 1e-12; }),
-                   "probability sums");
+          v.within(
+              compare(std::vector<double>(got.begin() + E, got.end()),
+                      std::vector<double>(want.begin() + E, want.end()),
+                      [&](size_t e) { return p_error * (want[E + e] - totals0[E + e]) + 1e-12; }),
+              "probability sums");
           v.require(totals.guard_intact() && work.guard_intact(), "wrote past the end");
         });
   check(fmt::format("router_load_backward {} N={} E={} (accumulates)", type_name<Act>(), N, E),
@@ -374,8 +377,8 @@ void check_router_load(int N, int E, int k) {
             for (int e = 0; e < E; ++e) {
               const size_t i = static_cast<size_t>(n) * E + e;
               const double p = std::exp(l[e] - max) / sum;
-              tol[i] = scale * 3 * p_error * p * (totals[e] + expected) + 2 * kF32 * std::fabs(d0[i]) +
-                       storage_tolerance<Act>() * std::fabs(want[i]);
+              tol[i] = scale * 3 * p_error * p * (totals[e] + expected) +
+                       2 * kF32 * std::fabs(d0[i]) + storage_tolerance<Act>() * std::fabs(want[i]);
             }
           }
           Buffer<Act> d(d0, 1), l(logits, 3);
@@ -475,8 +478,8 @@ void check_moe() {
     cuda::clamped_swiglu_forward<float>(nullptr, nullptr, 0, 4, 1, 1, nullptr);
     cuda::clamped_swiglu_backward<float>(nullptr, nullptr, nullptr, 0, 4, 1, 1, nullptr);
     cuda::expert_combine_forward<float>(nullptr, nullptr, nullptr, nullptr, 0, 4, 2, nullptr);
-    cuda::expert_combine_backward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0,
-                                         4, 2, nullptr);
+    cuda::expert_combine_backward<float>(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 4,
+                                         2, nullptr);
     cuda::router_load_stats<float>(nullptr, nullptr, nullptr, 0, 4, 2, nullptr, nullptr);
     cuda::router_load_backward<float>(nullptr, nullptr, nullptr, 1, 0, 4, nullptr);
     v.require(emu::counters().launches == before, "launched");

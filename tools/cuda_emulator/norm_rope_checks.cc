@@ -66,7 +66,8 @@ void check_rmsnorm_forward(int N, int C, float epsilon) {
           auto tol_rstd = [&](size_t i) { return rstd_error * rstd[i]; };
           std::unique_ptr<Buffer<Act>> first;
           for (const auto& o : kNormOffsets) {
-            const std::string at = fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.rstd);
+            const std::string at =
+                fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.rstd);
             Buffer<Act> in(x, o.in), y(n, o.out);
             Buffer<float> weight(w, o.weight), s(N, o.rstd);
             cuda::rmsnorm_forward<Act>(y.data(), s.data(), in.data(), weight.data(), N, C, epsilon,
@@ -79,8 +80,8 @@ void check_rmsnorm_forward(int N, int C, float epsilon) {
               first->copy_from(y);
             }
             v.require(y.same_bits(*first), "results depend on alignment (" + at + ")");
-            cuda::rmsnorm_forward<Act>(in.data(), s.data(), in.data(), weight.data(), N, C,
-                                       epsilon, nullptr);
+            cuda::rmsnorm_forward<Act>(in.data(), s.data(), in.data(), weight.data(), N, C, epsilon,
+                                       nullptr);
             v.require(in.same_bits(*first), "in place (out == inp) differs");
           }
         });
@@ -88,74 +89,75 @@ void check_rmsnorm_forward(int N, int C, float epsilon) {
 
 template <typename Act>
 void check_rmsnorm_backward(int N, int C) {
-  check(fmt::format("rmsnorm_backward {} N={} C={} (accumulates; alignment-independent, "
-                    "repeatable)",
-                    type_name<Act>(), N, C),
-        [&](Verdict& v) {
-          const size_t n = static_cast<size_t>(N) * C;
-          const std::vector<double> x = rounded<Act>(norm_rows(N, C, 91 + C));
-          const std::vector<double> w = rounded<float>(random_values(C, 0.5, 1.5, 92 + C));
-          const std::vector<double> dout = rounded<Act>(random_values(n, -1, 1, 93 + C));
-          const std::vector<double> dinp0 = rounded<Act>(random_values(n, -1, 1, 94 + C));
-          const std::vector<double> dw0 = rounded<float>(random_values(C, -1, 1, 95 + C));
-          // The saved rstd is an input: the double reference's, rounded to float.
-          std::vector<double> out(n), rstd(N);
-          cpu::rmsnorm_forward<double>(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
-          rstd = rounded<float>(rstd);
-          std::vector<double> dinp = dinp0, dw = dw0;
-          cpu::rmsnorm_backward<double>(dinp.data(), dw.data(), dout.data(), x.data(), w.data(),
-                                        rstd.data(), N, C);
-          // dinp: s (w d - x s^2 proj / C): a float sum of C terms (proj) of any sign, so its
-          // error is relative to the sum of their magnitudes; then one rounding to Act.
-          // dweight: float sums of N terms.
-          const double sum_error = kF32 * (8 + 2 * std::sqrt(static_cast<double>(C)) + C / 32.0);
-          std::vector<double> tol_dinp(n), tol_dw(C);
-          for (int c = 0; c < C; ++c) tol_dw[c] = std::fabs(dw0[c]);
-          for (int r = 0; r < N; ++r) {
-            const double s = rstd[r];
-            double projection = 0;
-            for (int c = 0; c < C; ++c) {
-              const size_t i = static_cast<size_t>(r) * C + c;
-              projection += std::fabs(w[c] * dout[i] * x[i]);
-              tol_dw[c] += std::fabs(x[i] * s * dout[i]);
-            }
-            for (int c = 0; c < C; ++c) {
-              const size_t i = static_cast<size_t>(r) * C + c;
-              tol_dinp[i] = s * (8 * kF32 * std::fabs(w[c] * dout[i]) +
-                                 std::fabs(x[i]) * s * s * projection / C * sum_error) +
-                            (4 * kF32 + storage_tolerance<Act>()) * std::fabs(dinp[i]);
-            }
+  check(
+      fmt::format("rmsnorm_backward {} N={} C={} (accumulates; alignment-independent, "
+                  "repeatable)",
+                  type_name<Act>(), N, C),
+      [&](Verdict& v) {
+        const size_t n = static_cast<size_t>(N) * C;
+        const std::vector<double> x = rounded<Act>(norm_rows(N, C, 91 + C));
+        const std::vector<double> w = rounded<float>(random_values(C, 0.5, 1.5, 92 + C));
+        const std::vector<double> dout = rounded<Act>(random_values(n, -1, 1, 93 + C));
+        const std::vector<double> dinp0 = rounded<Act>(random_values(n, -1, 1, 94 + C));
+        const std::vector<double> dw0 = rounded<float>(random_values(C, -1, 1, 95 + C));
+        // The saved rstd is an input: the double reference's, rounded to float.
+        std::vector<double> out(n), rstd(N);
+        cpu::rmsnorm_forward<double>(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5);
+        rstd = rounded<float>(rstd);
+        std::vector<double> dinp = dinp0, dw = dw0;
+        cpu::rmsnorm_backward<double>(dinp.data(), dw.data(), dout.data(), x.data(), w.data(),
+                                      rstd.data(), N, C);
+        // dinp: s (w d - x s^2 proj / C): a float sum of C terms (proj) of any sign, so its
+        // error is relative to the sum of their magnitudes; then one rounding to Act.
+        // dweight: float sums of N terms.
+        const double sum_error = kF32 * (8 + 2 * std::sqrt(static_cast<double>(C)) + C / 32.0);
+        std::vector<double> tol_dinp(n), tol_dw(C);
+        for (int c = 0; c < C; ++c) tol_dw[c] = std::fabs(dw0[c]);
+        for (int r = 0; r < N; ++r) {
+          const double s = rstd[r];
+          double projection = 0;
+          for (int c = 0; c < C; ++c) {
+            const size_t i = static_cast<size_t>(r) * C + c;
+            projection += std::fabs(w[c] * dout[i] * x[i]);
+            tol_dw[c] += std::fabs(x[i] * s * dout[i]);
           }
-          const double rows_error = kF32 * (8 + N / 4.0);
-          for (int c = 0; c < C; ++c) tol_dw[c] *= rows_error;
-          auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
-          const size_t ws = cuda::rmsnorm_backward_workspace_bytes(N, C);
-          std::unique_ptr<Buffer<Act>> first;
-          std::unique_ptr<Buffer<float>> first_dw;
-          const NormOffsets runs[] = {kNormOffsets[0], kNormOffsets[1], kNormOffsets[2],
-                                      kNormOffsets[0]};
-          for (const auto& o : runs) {
-            const std::string at = fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.rstd);
-            Buffer<Act> in(x, o.in), d(dout, o.in), dx(dinp0, o.out);
-            Buffer<float> weight(w, o.weight), s(rstd, o.rstd), dweight(dw0, o.weight);
-            Buffer<unsigned char> work(ws, 4 * o.out);
-            cuda::rmsnorm_backward<Act>(dx.data(), dweight.data(), d.data(), in.data(),
-                                        weight.data(), s.data(), N, C, work.data(), nullptr);
-            v.within(compare(dx.values(), dinp, within(tol_dinp)), "dinp, " + at);
-            v.within(compare(dweight.values(), dw, within(tol_dw)), "dweight, " + at);
-            v.require(dx.guard_intact() && dweight.guard_intact() && work.guard_intact(),
-                      "wrote past the end");
-            if (!first) {
-              first = std::make_unique<Buffer<Act>>(n);
-              first_dw = std::make_unique<Buffer<float>>(C);
-              first->copy_from(dx);
-              first_dw->copy_from(dweight);
-            }
-            v.require(dx.same_bits(*first) && dweight.same_bits(*first_dw),
-                      "results depend on alignment or run (" + at + ")");
+          for (int c = 0; c < C; ++c) {
+            const size_t i = static_cast<size_t>(r) * C + c;
+            tol_dinp[i] = s * (8 * kF32 * std::fabs(w[c] * dout[i]) +
+                               std::fabs(x[i]) * s * s * projection / C * sum_error) +
+                          (4 * kF32 + storage_tolerance<Act>()) * std::fabs(dinp[i]);
           }
-          v.note(fmt::format("chunks: {}", ws / sizeof(float) / C));
-        });
+        }
+        const double rows_error = kF32 * (8 + N / 4.0);
+        for (int c = 0; c < C; ++c) tol_dw[c] *= rows_error;
+        auto within = [](const std::vector<double>& t) { return [&t](size_t i) { return t[i]; }; };
+        const size_t ws = cuda::rmsnorm_backward_workspace_bytes(N, C);
+        std::unique_ptr<Buffer<Act>> first;
+        std::unique_ptr<Buffer<float>> first_dw;
+        const NormOffsets runs[] = {kNormOffsets[0], kNormOffsets[1], kNormOffsets[2],
+                                    kNormOffsets[0]};
+        for (const auto& o : runs) {
+          const std::string at = fmt::format("offsets {}/{}/{}/{}", o.in, o.out, o.weight, o.rstd);
+          Buffer<Act> in(x, o.in), d(dout, o.in), dx(dinp0, o.out);
+          Buffer<float> weight(w, o.weight), s(rstd, o.rstd), dweight(dw0, o.weight);
+          Buffer<unsigned char> work(ws, 4 * o.out);
+          cuda::rmsnorm_backward<Act>(dx.data(), dweight.data(), d.data(), in.data(), weight.data(),
+                                      s.data(), N, C, work.data(), nullptr);
+          v.within(compare(dx.values(), dinp, within(tol_dinp)), "dinp, " + at);
+          v.within(compare(dweight.values(), dw, within(tol_dw)), "dweight, " + at);
+          v.require(dx.guard_intact() && dweight.guard_intact() && work.guard_intact(),
+                    "wrote past the end");
+          if (!first) {
+            first = std::make_unique<Buffer<Act>>(n);
+            first_dw = std::make_unique<Buffer<float>>(C);
+            first->copy_from(dx);
+            first_dw->copy_from(dweight);
+          }
+          v.require(dx.same_bits(*first) && dweight.same_bits(*first_dw),
+                    "results depend on alignment or run (" + at + ")");
+        }
+        v.note(fmt::format("chunks: {}", ws / sizeof(float) / C));
+      });
 }
 
 // Tables of `rows` positions: the rotation angles p / 10000^(2i / head_dim) times a YaRN-like
@@ -187,8 +189,8 @@ void check_rope(int N, int heads, int head_dim, int extra, size_t offset, bool t
           const int half = head_dim / 2, table_rows = 40;
           const int64_t ldx = int64_t{heads} * head_dim + extra;
           const RopeTables t = rope_tables(table_rows, half);
-          std::vector<double> x = rounded<Act>(random_values(static_cast<size_t>(N) * ldx, -3, 3,
-                                                             101 + N + head_dim));
+          std::vector<double> x =
+              rounded<Act>(random_values(static_cast<size_t>(N) * ldx, -3, 3, 101 + N + head_dim));
           std::vector<int32_t> positions(N);
           std::mt19937 rng(102 + N);
           for (int n = 0; n < N; ++n) {
@@ -207,7 +209,8 @@ void check_rope(int N, int heads, int head_dim, int extra, size_t offset, bool t
             const bool bad = positions[n] < 0 || positions[n] >= table_rows;
             for (int h = 0; h < heads; ++h) {
               for (int i = 0; i < half; ++i) {
-                const size_t lo = static_cast<size_t>(n) * ldx + static_cast<size_t>(h) * head_dim + i;
+                const size_t lo =
+                    static_cast<size_t>(n) * ldx + static_cast<size_t>(h) * head_dim + i;
                 const size_t hi = lo + half;
                 const size_t at = static_cast<size_t>(valid[n]) * half + i;
                 const double terms = std::fabs(x[lo] * t.cos[at]) + std::fabs(x[hi] * t.sin[at]);
@@ -246,7 +249,7 @@ void check_norm_rope() {
   for (bool transpose : {false, true}) {
     check_rope<float>(9, 3, 64, 5, 0, transpose);
     check_rope<bf16>(9, 3, 64, 5, 1, transpose);
-    check_rope<float>(1, 1, 2, 0, 0, transpose);  // a single row, one pair
+    check_rope<float>(1, 1, 2, 0, 0, transpose);                  // a single row, one pair
     if (!g_quick) check_rope<bf16>(17, 6, 30, 96, 3, transpose);  // q and k in a wider projection
   }
   check("rmsnorm and rope with no rows (no launch, no workspace)", [](Verdict& v) {

@@ -32,11 +32,12 @@ size_t encoder_backward_workspace_bytes(int N, int V, int P);
 
 // dwte[V,C] ACCUMULATES the scatter of dout[N,C] by token; with dwpe, dwpe[P,C] ACCUMULATES the
 // scatter by position. Table is float, or bf16 (with bf16 dout) when dwte is an activation
-// gradient: each row's sum is then formed in fp32 and rounded to bf16 once. Deterministic, and for fp32 bit-identical to the CPU kernel: each table's
-// (id, row) pairs are sorted by id with cub::DeviceRadixSort over the bits that V (or P) needs
-// (stable, so rows stay in order) in `workspace` (encoder_backward_workspace_bytes(N, V, P)
-// bytes, P = 0 without dwpe; any alignment); one block per distinct id adds its rows of dout in
-// row order onto the id's row of the table. With GPT-2's positions (n % T) that is the sum over
+// gradient: each row's sum is then formed in fp32 and rounded to bf16 once. Deterministic, and for
+// fp32 bit-identical to the CPU kernel: each table's (id, row) pairs are sorted by id with
+// cub::DeviceRadixSort over the bits that V (or P) needs (stable, so rows stay in order) in
+// `workspace` (encoder_backward_workspace_bytes(N, V, P) bytes, P = 0 without dwpe; any
+// alignment); one block per distinct id adds its rows of dout in row order onto the id's row of
+// the table. With GPT-2's positions (n % T) that is the sum over
 // the batch in order, as the CPU adds it.
 template <typename Act, typename Table>
 void encoder_backward(Table* dwte, int V, float* dwpe, int P, const Act* dout,

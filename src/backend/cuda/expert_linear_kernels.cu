@@ -220,8 +220,9 @@ __global__ void __launch_bounds__(kThreads)
       const int k = idx / kTile, m = idx % kTile;
       const int g = g0 + k;
       const bool row = g < rows.end;
-      d_tile[k][m] = row && o0 + m < OC ? to_float(dout[static_cast<size_t>(g) * OC + o0 + m]) : 0.0f;
-      x_tile[k][m] = row && c0 + m < C ? to_float(inp[static_cast<size_t>(g) * C + c0 + m]) : 0.0f;
+      const size_t at = static_cast<size_t>(g);
+      d_tile[k][m] = row && o0 + m < OC ? to_float(dout[at * OC + o0 + m]) : 0.0f;
+      x_tile[k][m] = row && c0 + m < C ? to_float(inp[at * C + c0 + m]) : 0.0f;
     }
     __syncthreads();
 #pragma unroll 4
@@ -263,7 +264,9 @@ __global__ void __launch_bounds__(kBiasThreads)
   const ExpertRange rows = expert_range(offsets, e, A);
   if (rows.first == rows.end) return;
   float sum = 0.0f;
-  for (int g = rows.first; g < rows.end; ++g) sum += to_float(dout[static_cast<size_t>(g) * OC + o]);
+  for (int g = rows.first; g < rows.end; ++g) {
+    sum += to_float(dout[static_cast<size_t>(g) * OC + o]);
+  }
   dbias[static_cast<size_t>(e) * OC + o] += sum;
 }
 
