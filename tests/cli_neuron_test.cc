@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -158,6 +159,44 @@ TEST_F(NeuronCli, BenchGenerateOnASimulatedDeviceAtBatchOneAndThree) {
   EXPECT_TRUE(j3.contains("unsimulated_ops")) << j3;
   EXPECT_GT(per_core, j1["simulated_tokens_per_s_per_core"].get<double>());
   EXPECT_GE(step_ms, j1["simulated_ms_per_step"].get<double>());
+}
+
+// One core's shard of a tensor-parallel group, decoding at a long context without a simulated
+// prefill: the layout sentence, per-core figures over the group, and the ring's waits in the trace.
+TEST_F(NeuronCli, TensorParallelShardDecodesAtALongContext) {
+  const std::string trace = ::testing::TempDir() + "neuron_cli_tp_trace.json";
+  CliRun r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim:timing --tensor-parallel 2 "
+                     "--batch 2 --tokens 2 --start-at 100 --trace " + trace + " --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("tensor-parallel over 2 cores, each holding 2 of 4 query heads, 1 of 2 key-value "
+                          "heads, 64 of 128 columns"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("decoding at positions 101-102 of each sequence"), std::string::npos) << r.output;
+  nlohmann::json j = last_json_line(r.output);
+  EXPECT_EQ(j["tensor_parallel"], 2);
+  EXPECT_EQ(j["start_at"], 100);
+  const double step_ms = j["simulated_ms_per_step"].get<double>();
+  // 2 tokens a step over the group's 2 cores; the step holds 9 all-reduces of 2 (R - 1) waits.
+  EXPECT_NEAR(j["simulated_tokens_per_s_per_core"].get<double>(), 2 / (step_ms / 1e3) / 2, 1e-6 * 2e3 / step_ms);
+  EXPECT_GT(step_ms, 10 * 2 * 0.005);
+  std::ifstream in(trace);
+  ASSERT_TRUE(in.good()) << trace;
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("wait_for_peers"), std::string::npos);
+  EXPECT_NE(text.find("ring_all_reduce"), std::string::npos);
+  std::filesystem::remove(trace);
+
+  r = run_cli("bench generate --model gpt-oss-tiny --device cpu --tensor-parallel 2 --tokens 2");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--tensor-parallel times one core's shard on a simulator device"), std::string::npos)
+      << r.output;
+  r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim:timing --tensor-parallel 3 --tokens 2");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("degree 3 must divide the 4 query heads"), std::string::npos) << r.output;
+  r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim --start-at 10 --tokens 2");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("only a timing-only simulator device"), std::string::npos) << r.output;
 }
 
 TEST_F(NeuronCli, ClearErrors) {

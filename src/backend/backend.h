@@ -41,6 +41,7 @@ struct SimulationReport {
   double matmul_flops = 0;
   int64_t instructions = 0;  // issued so far, over all engines and DMA queues
   double peak_tflops = 0;   // per core, for the dtype the backend's matmuls use
+  double peak_hbm_gbps = 0; // per core: its share of the chip's HBM bandwidth
   // Ops the backend has no tile program for, run on the host instead: their time is not in the
   // simulated clock. Name and calls.
   std::vector<std::pair<std::string, int64_t>> unsimulated_ops;
@@ -128,6 +129,12 @@ class SimulatorBackend {
   // by finish_trace().
   virtual void start_trace() = 0;
   virtual void finish_trace(const std::string& path) = 0;
+  // True when the simulator times instructions without computing them (outputs unspecified).
+  virtual bool timing_only() const = 0;
+  // Advances the simulated clock by this core's part of a ring all-reduce of `bytes` over
+  // `ranks` cores of one chip, as if the other ranks ran alongside. The model's tensors are not
+  // touched: the ring moves scratch buffers.
+  virtual void simulate_all_reduce(int64_t bytes, int ranks) = 0;
 };
 
 // A tensor's elements copied to the host as fp32 (bf16 and fp16 widened), and back (rounded to

@@ -47,8 +47,13 @@ SimulatedSpan simulated_span(const SimulationReport& before, const SimulationRep
   for (const SimulatedSpan::Engine& e : span.engines) {
     if (e.utilization > best) {
       best = e.utilization;
-      span.bottleneck = e.name;
+      span.busiest = e.name;
     }
+  }
+  if (after.peak_hbm_gbps > 0 && span.hbm_gbps >= kHbmBound * after.peak_hbm_gbps) {
+    span.bottleneck = "HBM bandwidth";
+  } else {
+    span.bottleneck = best >= kEngineBound ? span.busiest : "latency";
   }
   return span;
 }
@@ -74,7 +79,11 @@ std::string describe_span(const SimulatedSpan& span, const SimulationReport& rep
                         100 * span.engines[i].utilization);
   }
   text += fmt::format("; busiest: {}; {:.1f} TFLOPS ({:.1f}% of peak), HBM {:.0f} GB/s",
-                      span.bottleneck, span.tflops, span.percent_of_peak, span.hbm_gbps);
+                      span.busiest, span.tflops, span.percent_of_peak, span.hbm_gbps);
+  if (report.peak_hbm_gbps > 0) {
+    text += fmt::format(" ({:.0f}% of the core's share)", 100 * span.hbm_gbps / report.peak_hbm_gbps);
+  }
+  text += fmt::format("; bound by {}", span.bottleneck);
   return text + describe_unsimulated(span.unsimulated_ops);
 }
 

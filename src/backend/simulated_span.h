@@ -25,7 +25,11 @@ struct SimulatedSpan {
   };
   // TensorE, VectorE, ScalarE, GpSimd, then "DMA" (the queues' busy time averaged over queues).
   std::vector<Engine> engines;
-  std::string bottleneck;  // the engine with the highest utilisation
+  std::string busiest;     // the engine with the highest utilisation
+  // What bounds the span: "HBM bandwidth" (at least kHbmBound of the core's share of the chip's
+  // peak), else the busiest engine when it is busy at least kEngineBound of the span, else
+  // "latency" (dependent instructions waiting on each other, DMA latency, waits for other cores).
+  std::string bottleneck;
   double hbm_gbps = 0;
   double tflops = 0;
   double percent_of_peak = 0;
@@ -34,6 +38,8 @@ struct SimulatedSpan {
   // form it handles): their work is not in `ms`. Name and calls.
   std::vector<std::pair<std::string, int64_t>> unsimulated_ops;
 };
+
+inline constexpr double kHbmBound = 0.7, kEngineBound = 0.6;
 
 SimulatedSpan simulated_span(const SimulationReport& before, const SimulationReport& after,
                              double tokens);

@@ -16,6 +16,7 @@
 #include "cli/bench_serve_command.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
+#include "cli/simulated_collectives.h"
 #include "core/error.h"
 #include "core/process_stats.h"
 #include "core/rng.h"
@@ -202,12 +203,14 @@ void run_bench_prefill(const BenchFlags& f) {
     sim_clock.restart();
     const auto t0 = Clock::now();
     const model::SequenceId sequence = generator.start(prompt).first;
+    simulate_step_collectives(m.backend(), m.config(), f.source.tensor_parallel, f.tokens);
     m.backend().synchronize();
     const double ms = ms_since(t0);
     generator.finish(sequence);
     if (rep < f.warmup) continue;
     pass_ms.push_back(ms);
-    sim_pass = sim_clock.lap(static_cast<double>(f.tokens));
+    // Per core of a tensor-parallel group: its degree of cores take the prompt together.
+    sim_pass = sim_clock.lap(static_cast<double>(f.tokens) / f.source.tensor_parallel);
   }
   std::sort(pass_ms.begin(), pass_ms.end());
   const double ms = pass_ms[pass_ms.size() / 2];
@@ -225,8 +228,12 @@ void run_bench_prefill(const BenchFlags& f) {
     std::printf("prefill %s on %s: %d tokens: %.1f ms of wall time to simulate\n  %s\n",
                 f.source.model.c_str(), opened.backend->name().c_str(), f.tokens, ms,
                 backend::describe_span(*sim_pass, report, "prompt").c_str());
+    if (!opened.shard_layout.empty()) std::printf("  %s\n", opened.shard_layout.c_str());
     result["simulated_ms"] = sim_pass->ms;
     result["simulated_tokens_per_s_per_core"] = sim_pass->tokens_per_s_per_core;
+    result["simulated_tokens_per_s_per_chip"] = sim_pass->tokens_per_s_per_chip;
+    result["bottleneck"] = sim_pass->bottleneck;
+    result["tensor_parallel"] = f.source.tensor_parallel;
   } else {
     const double gemm_gflops = measure_gemm_gflops(*opened.backend);
     std::printf("prefill %s on %s: %d tokens in one pass: %.1f ms, %.0f tokens/s, %.1f GFLOP/s = "
@@ -265,6 +272,7 @@ void add_bench_command(CLI::App& app) {
   prefill->add_option("--tokens", flags->tokens, "prompt tokens")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   prefill->add_option("--repeats", flags->steps, "timed passes (the median is reported)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   prefill->add_option("--warmup", flags->warmup, "untimed passes first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  add_tensor_parallel_flag(prefill, flags->source);
   prefill->add_flag("--json", flags->json, "print one JSON object as the last line");
   prefill->add_flag("--profile", flags->source.profile,
                     "time every kernel call and print where the pass goes (waits for the device after each)");

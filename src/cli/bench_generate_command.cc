@@ -19,6 +19,7 @@
 #include "backend/simulated_span.h"
 #include "cli/bench_output.h"
 #include "cli/model_source.h"
+#include "cli/simulated_collectives.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/memory_bandwidth.h"
@@ -40,6 +41,8 @@ struct GenerateFlags {
   int batch = 1;
   int tokens = 64;
   int context = 0;  // positions the KV cache holds per sequence (0: the tokens generated)
+  int start_at = 0;  // timing-only simulators: positions taken as already in the cache
+  std::string trace;  // simulator devices: Chrome trace of the last decode step
   bool json = false;
 };
 
@@ -87,10 +90,30 @@ int32_t greedy(const std::vector<float>& logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
+// Marks the first --start-at positions of each sequence as cached without computing them: on a
+// timing-only simulator no value is computed anyway, and decoding at a long context then needs no
+// simulated prefill. Each sequence gets its own filler ids, so no blocks are shared.
+void skip_to_start(model::KvCache& cache, const std::vector<model::Generator::Chunk>& chunks, int start_at) {
+  for (const model::Generator::Chunk& chunk : chunks) {
+    const std::vector<int32_t> filler(static_cast<size_t>(start_at), static_cast<int32_t>(chunk.sequence));
+    cache.append(chunk.sequence, filler);
+  }
+}
+
+// One decode step of every sequence (greedy), with a tensor-parallel group's collectives.
+std::vector<std::vector<float>> decode_step(model::Generator& generator, std::vector<model::Generator::Chunk>& chunks,
+                                            const std::vector<std::vector<float>>& logits, const GenerateFlags& f) {
+  for (size_t i = 0; i < chunks.size(); ++i) chunks[i].tokens = {greedy(logits[i])};
+  std::vector<std::vector<float>> next = generator.run(chunks);
+  simulate_step_collectives(generator.model().backend(), generator.model().config(), f.source.tensor_parallel,
+                            f.batch);
+  return next;
+}
+
 // Decodes --tokens tokens of each of --batch sequences and times the steps.
 DecodeRun time_decode(const GenerateFlags& f, const OpenedModel& opened) {
   model::Model& m = *opened.model;
-  const int context = f.context > 0 ? f.context : f.tokens + 1;
+  const int context = f.context > 0 ? f.context : f.start_at + f.tokens + 1;
   std::unique_ptr<model::Generator> generator = make_generator(m, f.batch, context);
   // The first position of every sequence, in one pass, warms caches and allocations for steps of
   // this batch; the timed steps then decode one token of each.
@@ -98,17 +121,21 @@ DecodeRun time_decode(const GenerateFlags& f, const OpenedModel& opened) {
   for (const int32_t token : first_tokens(f.batch, m.config().vocab_size, f.source.seed)) {
     chunks.push_back({.sequence = generator->cache().add_sequence(), .tokens = {token}, .logits = true});
   }
+  skip_to_start(generator->cache(), chunks, f.start_at);
   std::vector<std::vector<float>> logits = generator->run(chunks);
   if (opened.profiler) opened.profiler->reset();  // the timed decode steps only
   backend::SimulatedClock sim_clock(m.backend());
   const auto t0 = Clock::now();
-  for (int pos = 1; pos <= f.tokens; ++pos) {
-    for (size_t i = 0; i < chunks.size(); ++i) chunks[i].tokens = {greedy(logits[i])};
-    logits = generator->run(chunks);
+  for (int step = 1; step <= f.tokens; ++step) {
+    const bool traced = step == f.tokens && !f.trace.empty();
+    if (traced) backend::require_simulator(m.backend(), "--trace").start_trace();
+    logits = decode_step(*generator, chunks, logits, f);
+    if (traced) backend::require_simulator(m.backend(), "--trace").finish_trace(f.trace);
   }
   DecodeRun run;
   run.ms_per_step = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / f.tokens;
-  run.sim = sim_clock.lap(static_cast<double>(f.batch) * f.tokens);
+  // Per core of a tensor-parallel group: its degree of cores produce the step's tokens.
+  run.sim = sim_clock.lap(static_cast<double>(f.batch) * f.tokens / f.source.tensor_parallel);
   return run;
 }
 
@@ -139,6 +166,12 @@ void report_simulated(const GenerateFlags& f, const OpenedModel& opened, const D
   std::printf("%s: %.1f ms/%s of wall time to simulate", headline(f, opened).c_str(), run.ms_per_step, step_unit(f));
   if (f.batch > 1) std::printf("; simulated %.3f ms/step", sim.ms / f.tokens);
   std::printf("\n  %s\n", backend::describe_span(sim, report, unit.c_str()).c_str());
+  if (!opened.shard_layout.empty()) {
+    std::printf("  %s; tokens/s per core and per chip count the group's %d cores as one replica\n",
+                opened.shard_layout.c_str(), f.source.tensor_parallel);
+  }
+  if (f.start_at > 0) std::printf("  decoding at positions %d-%d of each sequence\n", f.start_at + 1, f.start_at + f.tokens);
+  if (!f.trace.empty()) std::printf("  trace of the last decode step: %s\n", f.trace.c_str());
   if (!f.json) return;
   nlohmann::json json = common_json(f, opened, run.ms_per_step);
   json["simulated_ms_per_step"] = sim.ms / f.tokens;
@@ -150,6 +183,9 @@ void report_simulated(const GenerateFlags& f, const OpenedModel& opened, const D
   for (const backend::SimulatedSpan::Engine& e : sim.engines) utilization[e.name] = e.utilization;
   json["utilization"] = utilization;
   json["bottleneck"] = sim.bottleneck;
+  json["tensor_parallel"] = f.source.tensor_parallel;
+  json["start_at"] = f.start_at;
+  if (!opened.shard_layout.empty()) json["layout"] = opened.shard_layout;
   json["simulated_hbm_gbps"] = sim.hbm_gbps;
   nlohmann::json unsimulated = nlohmann::json::object();
   for (const auto& [name, calls] : sim.unsimulated_ops) unsimulated[name] = calls;
@@ -200,9 +236,17 @@ void run_bench_generate(const GenerateFlags& f) {
   const model::ModelConfig& config = opened.model->config();
   require(f.tokens < config.max_seq_len, "--tokens {} must be below the model's context of {}", f.tokens,
           config.max_seq_len);
-  require(f.context == 0 || (f.context > f.tokens && f.context <= config.max_seq_len),
-          "--context {} must exceed --tokens {} and fit the model's context of {}", f.context, f.tokens,
-          config.max_seq_len);
+  require(f.context == 0 || (f.context > f.start_at + f.tokens && f.context <= config.max_seq_len),
+          "--context {} must exceed --start-at {} plus --tokens {} and fit the model's context of {}", f.context,
+          f.start_at, f.tokens, config.max_seq_len);
+  require(f.start_at == 0 || (opened.backend->simulator() && opened.backend->simulator()->timing_only()),
+          "--start-at takes cached positions as filled without computing them, which only a timing-only "
+          "simulator device (trn1-sim:timing, trn2-sim:timing) may do, not '{}'",
+          opened.backend->name());
+  require(f.trace.empty() || opened.backend->simulator(),
+          "--trace needs a simulator device (trn1-sim, trn2-sim), not '{}'", opened.backend->name());
+  require(f.start_at + f.tokens < config.max_seq_len, "--start-at {} plus --tokens {} must be below the model's context of {}",
+          f.start_at, f.tokens, config.max_seq_len);
   const DecodeRun run = time_decode(f, opened);
   if (run.sim) {
     report_simulated(f, opened, run);
@@ -231,6 +275,13 @@ void add_bench_generate_command(CLI::App& bench) {
   generate->add_option("--context", flags->context,
                        "positions the KV cache is sized for (default: the tokens generated), for memory figures")
       ->check(CLI::Range(2, 1 << 24));
+  generate->add_option("--start-at", flags->start_at,
+                       "timing-only simulators: decode from this position, the earlier ones taken as cached "
+                       "(not computed), to time steps at a long context without simulating a prefill")
+      ->check(CLI::Range(0, 1 << 24))
+      ->capture_default_str();
+  generate->add_option("--trace", flags->trace, "simulator devices: write a Chrome trace (Perfetto) of the last decode step");
+  add_tensor_parallel_flag(generate, flags->source);
   generate->add_flag("--json", flags->json, "print one JSON object as the last line");
   generate->add_flag("--profile", flags->source.profile, "time every kernel call and print where a decode step goes");
   generate->callback([flags] { run_bench_generate(*flags); });

@@ -11,6 +11,7 @@
 #include "tokenizer/tokenize_text.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
+#include "model/tensor_parallel_shard.h"
 
 namespace switchyard::cli {
 
@@ -104,6 +105,19 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   opened.info["tokenizer"] = tokenizer_name;
 
   opened.backend = backend::create_backend(source.device);
+  if (source.tensor_parallel > 1) {
+    require(!opened.from_checkpoint,
+            "--tensor-parallel times one core's shard of a preset with random weights; slicing the "
+            "checkpoint {} is not supported",
+            source.model);
+    require(opened.backend->simulator() != nullptr,
+            "--tensor-parallel times one core's shard on a simulator device (trn1-sim, trn2-sim), "
+            "not '{}'",
+            source.device);
+    const model::ModelConfig shard = model::tensor_parallel_shard(config, source.tensor_parallel);
+    opened.shard_layout = model::describe_shard(config, shard, source.tensor_parallel);
+    config = shard;
+  }
   backend::Backend* device = opened.backend.get();
   if (source.profile) {
     opened.profiler = std::make_unique<backend::ProfilingBackend>(*opened.backend);
@@ -180,6 +194,16 @@ void add_model_flags(CLI::App* command, ModelSource& source, bool model_required
   command->add_option("--experts-per-token", source.experts_per_token, "gpt-oss: override the experts each token runs")->check(CLI::Range(1, 4096));
   command->add_option("--intermediate", source.intermediate, "gpt-oss: override each expert's inner width")->check(CLI::Range(1, 1 << 16));
   command->add_option("--window", source.window, "gpt-oss: override the sliding layers' window")->check(CLI::Range(1, 1 << 20));
+}
+
+void add_tensor_parallel_flag(CLI::App* command, ModelSource& source) {
+  command
+      ->add_option("--tensor-parallel", source.tensor_parallel,
+                   "simulator devices, gpt-oss presets: time the shard one core of a group of this "
+                   "many cores holds (heads, expert widths and vocabulary split; weights random), "
+                   "with the group's all-reduces")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
 }
 
 }  // namespace switchyard::cli

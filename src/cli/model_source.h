@@ -26,6 +26,9 @@ struct ModelSource {
   // Overrides of a preset's shape (0: keep the preset's value); the second line is gpt-oss's.
   int layers = 0, heads = 0, channels = 0, context = 0, vocab_size = 0;
   int kv_heads = 0, head_dim = 0, experts = 0, experts_per_token = 0, intermediate = 0, window = 0;
+  // Tensor-parallel degree (bench generate/prefill on simulator devices): the model opened is the
+  // shard one core of the group holds (model/tensor_parallel_shard.h).
+  int tensor_parallel = 1;
   // Run the model through a ProfilingBackend that times every kernel call.
   bool profile = false;
   // The command only runs the model forward (generate, chat, eval, bench generate/prefill):
@@ -40,6 +43,7 @@ struct OpenedModel {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;  // null unless requested
   bool from_checkpoint = false;
   std::map<std::string, std::string> info;  // what to write into config.json's "switchyard" section
+  std::string shard_layout;  // with --tensor-parallel: model::describe_shard's sentence
 };
 
 // True when `model` names a directory rather than a preset.
@@ -53,5 +57,7 @@ std::unique_ptr<tokenizer::Tokenizer> open_tokenizer(const ModelSource& source, 
 // --n-embd, --n-positions, --vocab-size; for gpt-oss also --n-kv-head, --head-dim, --experts,
 // --experts-per-token, --intermediate, --window) to a subcommand.
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required = true);
+// Adds --tensor-parallel (bench generate and prefill).
+void add_tensor_parallel_flag(CLI::App* command, ModelSource& source);
 
 }  // namespace switchyard::cli

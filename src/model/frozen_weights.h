@@ -9,7 +9,8 @@
 // neighbour (q, k and v as one projection), in their stored dtype.
 //
 // Random weights (no checkpoint) take the published layout's dtypes: MXFP4 for stacks of expert
-// matrices, bf16 for the other matrices, fp32 vectors; for benchmarks that need no download.
+// matrices, bf16 for the other matrices, fp32 vectors; for benchmarks that need no download. On a
+// timing-only simulator they are left as allocated (zero): nothing reads their values there.
 #pragma once
 
 #include <cstdint>

@@ -142,6 +142,8 @@ class NeuronCore {
   // A kernel-launch boundary: every instruction issued after the fence starts once everything
   // issued before it is done (as when a host launches kernels one after another).
   void fence() { scheduler_.fence(); }
+  // A fence, then `ns` of waiting on other cores (a collective's handshake): scheduler.h.
+  void wait_for_peers(double ns) { scheduler_.wait_for_peers(ns); }
 
   // ---- Results.
   double now_ns() const { return scheduler_.now_ns(); }

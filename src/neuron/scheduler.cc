@@ -142,6 +142,14 @@ void Scheduler::fence() {
   hbm_ledger_.forget_before(total_ns_);
 }
 
+void Scheduler::wait_for_peers(double ns) {
+  fence();
+  const double start = total_ns_;
+  total_ns_ += ns;
+  trace_.add(context_.kernel_id(), track_of(Engine::kGpSimd), "wait_for_peers", start, total_ns_);
+  fence();
+}
+
 RunStats Scheduler::stats() const {
   RunStats s;
   s.total_ns = total_ns_;

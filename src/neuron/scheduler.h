@@ -57,6 +57,10 @@ class Scheduler {
   void on_release(int32_t id);
   // Every instruction issued after the fence starts once everything issued before it is done.
   void fence();
+  // Everything issued so far finishes, then the core waits `ns` for other cores (a collective's
+  // handshake) before anything issued later starts. Shown in the trace on GpSimd's track; no
+  // engine counts it as busy.
+  void wait_for_peers(double ns);
 
   double now_ns() const { return total_ns_; }
   const InstructionTiming& last_timing() const { return last_timing_; }

@@ -1,11 +1,14 @@
 #include "backend/neuron/neuron_sim_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "backend/neuron/all_reduce_kernel.h"
 #include "backend/neuron/fill_kernel.h"
 #include "backend/neuron/kernel_launch.h"
 #include "backend/neuron/sim_operands.h"
@@ -172,6 +175,7 @@ SimulationReport NeuronSimBackend::simulation_report() const {
   report.matmul_flops = stats.matmul_flops;
   report.instructions = stats.instructions;
   report.peak_tflops = config.peak_tflops(compute_);
+  report.peak_hbm_gbps = config.hbm_core_gbps();
   for (size_t kind = 0; kind < host_calls_.size(); ++kind) {
     if (host_calls_[kind] == 0) continue;
     report.unsimulated_ops.emplace_back(op_name(static_cast<OpKind>(kind)), host_calls_[kind]);
@@ -187,6 +191,26 @@ void NeuronSimBackend::start_trace() {
 void NeuronSimBackend::finish_trace(const std::string& path) {
   core_->record_trace(false);
   core_->write_trace(path);
+}
+
+void NeuronSimBackend::simulate_all_reduce(int64_t bytes, int ranks) {
+  require(bytes > 0 && ranks >= 2, "{}: an all-reduce needs bytes > 0 and 2 or more ranks, got {} and {}",
+          name(), bytes, ranks);
+  // The ring's buffers in the activations' dtype; zeroed in functional mode so that the adds
+  // read defined values (their sums are never used).
+  const int64_t n = std::max<int64_t>(1, bytes / static_cast<int64_t>(dtype_bytes(compute_)));
+  const View own = core_->hbm_alloc({n}, compute_, "all_reduce.own");
+  const View peer = core_->hbm_alloc({n}, compute_, "all_reduce.peer");
+  if (mode_ == ExecutionMode::kFunctional) {
+    const std::vector<float> zeros(static_cast<size_t>(n), 0.0f);
+    core_->write(own, zeros);
+    core_->write(peer, zeros);
+  }
+  core_->fence();
+  kernels::ring_all_reduce(*core_, own, peer, ranks, compute_);
+  core_->fence();
+  core_->release(peer);
+  core_->release(own);
 }
 
 }  // namespace switchyard::backend::neuron

@@ -98,6 +98,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   SimulationReport simulation_report() const override;
   void start_trace() override;
   void finish_trace(const std::string& path) override;
+  bool timing_only() const override { return mode_ == ExecutionMode::kTimingOnly; }
+  void simulate_all_reduce(int64_t bytes, int ranks) override;
 
  protected:
   void on_host_fallback(OpKind kind) override;
