@@ -1,0 +1,42 @@
+// Combining the experts' outputs, and its backward pass, as NeuronCore tile programs (the
+// ExpertCombine and ExpertCombineBackward ops of ops.h).
+//
+// Both stack a row tile's k choices on partitions: choice j of row n sits at partition j * r + n
+// (r = floor(128 / k) rows a tile, so at k = 4 a 32-row decode step fills all 128 partitions), and
+// one indirect DMA gathers the k * r grouped rows expert_out[position[n * k + j]] onto them.
+//
+// Forward: out[n] = sum_j w[n, j] x[j * r + n] is one TensorE matmul per 512 columns: the
+// stationary operand W [k * r, r] holds w[n, j] at (j * r + n, n) and zeros elsewhere (a stack of
+// k identities scaled by the weights as a per-partition column), so the PE array sums each row's k
+// products in PSUM in order j = 0..k-1, in fp32, from operands in the compute dtype. A row's sum
+// reads only its own products; the zeros of W meet the other rows' values, so a non-finite value
+// in another row's expert output (0 x inf) would reach this row too, as in any product-based
+// combine.
+//
+// Backward: dout rows are loaded k times onto the same stacked partitions; VectorE forms each
+// choice's dot product dout[n] . x[j * r + n] for dweights, and w * dout, which an accumulating
+// indirect DMA adds into the grouped rows of dexpert_out. The scatters of successive row tiles
+// write one tensor and so run one after another.
+//
+// Columns are cut into pieces of at most 4096 elements (the gathers take column slices of the
+// grouped rows). The instruction stream depends on the shapes only, not on the positions.
+#pragma once
+
+#include "backend/neuron/kernel_support.h"
+
+namespace switchyard::backend::neuron {
+
+// out [N, C] (fp32 or bf16) = sum_j weights[n, j] * expert_out[position[n * k + j]], from
+// expert_out [A, C], weights [N, k] fp32 and position [N, k] int32 (A = N * k), dense HBM
+// tensors; 1 <= k <= 128. Positions must be rows of expert_out (the gather rejects others).
+void expert_combine_forward(NeuronCore& core, const View& out, const View& expert_out,
+                            const View& weights, const View& position, DType compute);
+
+// dexpert_out[position[a]] += weights[a] * dout[n] and dweights[a] += dout[n] .
+// expert_out[position[a]] for a = n * k + j. dexpert_out [A, C] and dout [N, C] fp32 or bf16,
+// dweights [N, k] fp32. Positions are a permutation (the backend checks it).
+void expert_combine_backward(NeuronCore& core, const View& dexpert_out, const View& dweights,
+                             const View& dout, const View& expert_out, const View& weights,
+                             const View& position, DType compute);
+
+}  // namespace switchyard::backend::neuron
