@@ -173,7 +173,7 @@ void check_grouping(int64_t N, int64_t k, int64_t E, uint64_t seed) {
   const View ids = upload(core, {N, k}, DType::kI32, random_ids(A, E, seed), "ids");
   const View order = core.hbm_alloc({A, 1}, DType::kI32, "order");
   const View rows = core.hbm_alloc({A, 1}, DType::kI32, "rows");
-  const View position = core.hbm_alloc({N, k}, DType::kI32, "position");
+  const View position = core.hbm_alloc({A, 1}, DType::kI32, "position");
   const View offsets = core.hbm_alloc({1, E + 1}, DType::kI32, "offsets");
   group_by_expert(core, order, rows, position, offsets, ids, E);
   const std::vector<int32_t> id_values = read_ids(core, ids);
@@ -200,12 +200,11 @@ TEST(NeuronGroupByExpert, RejectsWhatTheKernelCannotTake) {
   NeuronCore core(trn2_config());
   const View ids = core.hbm_alloc({4, 2}, DType::kI32, "ids");
   const View flat = core.hbm_alloc({8, 1}, DType::kI32, "flat");
-  const View position = core.hbm_alloc({4, 2}, DType::kI32, "position");
   const View offsets = core.hbm_alloc({1, 601}, DType::kI32, "offsets");
-  expect_error([&] { group_by_expert(core, flat, flat, position, offsets, ids, 600); },
+  expect_error([&] { group_by_expert(core, flat, flat, flat, offsets, ids, 600); },
                {"group_by_expert", "experts must be in [1, 512]"});
   const View short_offsets = core.hbm_alloc({1, 4}, DType::kI32, "short");
-  expect_error([&] { group_by_expert(core, flat, flat, position, short_offsets, ids, 4); },
+  expect_error([&] { group_by_expert(core, flat, flat, flat, short_offsets, ids, 4); },
                {"offsets", "[1, 5]"});
 }
 

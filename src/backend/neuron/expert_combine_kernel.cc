@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/neuron/dma_queues.h"
+#include "backend/neuron/fill_kernel.h"
 #include "backend/neuron/routing_tiles.h"
 #include "core/error.h"
 
@@ -13,8 +14,11 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-constexpr int64_t kMaxPieceCols = 4096;  // columns of a gathered piece (8-16 KiB per partition)
+// Columns of a gathered piece: a decode step's 2880 columns go in three pieces, so that the
+// products of one piece run while the next is gathered and the last is stored.
+constexpr int64_t kMaxPieceCols = 1024;
 constexpr int kPsumBuffers = 4;
+constexpr int kGatherBuffers = 3;  // a decode step's three pieces gathered at once
 
 // Sizes of a combine: N rows of C columns, k choices each, tiles of floor(128 / k) rows.
 struct CombineShape {
@@ -46,11 +50,12 @@ CombineShape check_combine(const char* kernel, const View& rows, const char* row
 
 // Column j of rows [first, first + r) of `t` ([N, k]) onto partitions j * r .. j * r + r - 1 of
 // `column` (to_hbm: the other way).
+template <typename NextQueue>
 void copy_stacked(NeuronCore& core, const View& column, const View& t, int64_t first, int64_t r,
-                  bool to_hbm, DmaQueues& queues) {
+                  bool to_hbm, NextQueue&& next_queue) {
   for (int64_t j = 0; j < t.free_size(); ++j) {
     const View part = column.rows(j * r, r), hbm = t.rows(first, r).cols(j, 1);
-    to_hbm ? core.dma_copy(hbm, part, queues.store()) : core.dma_copy(part, hbm, queues.load());
+    to_hbm ? core.dma_copy(hbm, part, next_queue()) : core.dma_copy(part, hbm, next_queue());
   }
 }
 
@@ -115,15 +120,22 @@ void expert_combine_forward(NeuronCore& core, const View& out, const View& exper
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core, 0.5);
+  // Loads and stores take turns over every queue, in the order the pieces need them.
+  const int queues = core.config().dma_queues;
+  DmaSpreader spread(core, 0, queues);
+  auto next_queue = [&] { return spread.next_queue(); };
   const std::map<int64_t, View> stacks = identity_stacks(core, pool, s, compute);
   std::array<StackedColumns, 2> columns;
-  std::array<View, 2> mixing, gathered, combined;
+  std::array<View, 2> mixing, combined;
+  std::array<View, kGatherBuffers> gathered;
+  for (int i = 0; i < kGatherBuffers; ++i)
+    gathered[i] = pool.sbuf(P, {s.width}, compute, "combine.gathered" + std::to_string(i));
   for (int i = 0; i < 2; ++i) {
     columns[i] = stacked_columns(pool, P, i);
     mixing[i] = pool.sbuf(P, {R}, compute, "combine.mixing" + std::to_string(i));  // W
-    gathered[i] = pool.sbuf(P, {s.width}, compute, "combine.gathered" + std::to_string(i));
-    combined[i] = pool.sbuf(R, {s.width}, compute, "combine.out" + std::to_string(i));
+    // A whole row tile: stores of column pieces would write overlapping HBM ranges (row by row)
+    // and so run one after another; the tile goes out at once, cut by rows.
+    combined[i] = pool.sbuf(R, {s.C}, compute, "combine.out" + std::to_string(i));
   }
   std::vector<View> psum;
   for (int i = 0; i < kPsumBuffers; ++i)
@@ -133,8 +145,8 @@ void expert_combine_forward(NeuronCore& core, const View& out, const View& exper
   auto prepare_tile = [&](int64_t t) {
     const int64_t r = s.tiles.rows(t), first = s.tiles.first(t);
     const StackedColumns& c = columns[t % 2];
-    copy_stacked(core, c.index.rows(0, k * r), position, first, r, false, queues);
-    copy_stacked(core, c.weight.rows(0, k * r), weights, first, r, false, queues);
+    copy_stacked(core, c.index.rows(0, k * r), position, first, r, false, next_queue);
+    copy_stacked(core, c.weight.rows(0, k * r), weights, first, r, false, next_queue);
     core.tensor_scalar(mixing[t % 2].rows(0, k * r).cols(0, r), stacks.at(r), AluOp::kMultiply,
                        c.weight.rows(0, k * r), AluOp::kBypass, 0.0f, Engine::kGpSimd);
   };
@@ -142,24 +154,28 @@ void expert_combine_forward(NeuronCore& core, const View& out, const View& exper
   auto gather = [&](size_t i) {
     const Step& step = steps[i];
     const int64_t r = s.tiles.rows(step.tile), cols = s.piece_cols(step.piece);
-    split_gather(core, gathered[i % 2].rows(0, k * r).cols(0, cols),
+    split_gather(core, gathered[i % kGatherBuffers].rows(0, k * r).cols(0, cols),
                  expert_out.cols(step.piece * s.width, cols),
-                 columns[step.tile % 2].index.rows(0, k * r), queues.loads(),
-                 [&] { return queues.load(); });
+                 columns[step.tile % 2].index.rows(0, k * r), queues, next_queue);
   };
-  prepare_tile(0);
-  gather(0);
+  // Gathers run up to kGatherBuffers steps ahead of the products.
+  size_t gathered_steps = 0;
+  auto gather_ahead = [&](size_t until) {
+    for (; gathered_steps < std::min(until, steps.size()); ++gathered_steps) {
+      const Step& next = steps[gathered_steps];
+      if (gathered_steps == 0 || steps[gathered_steps - 1].tile != next.tile)
+        prepare_tile(next.tile);
+      gather(gathered_steps);
+    }
+  };
   int64_t chunk_count = 0;
   for (size_t i = 0; i < steps.size(); ++i) {
+    gather_ahead(i + kGatherBuffers);
     const Step& step = steps[i];
-    if (i + 1 < steps.size()) {
-      if (steps[i + 1].tile != step.tile) prepare_tile(steps[i + 1].tile);
-      gather(i + 1);
-    }
     const int64_t r = s.tiles.rows(step.tile), cols = s.piece_cols(step.piece);
     const View w = mixing[step.tile % 2].rows(0, k * r).cols(0, r);
-    const View x = gathered[i % 2].rows(0, k * r);
-    const View y = combined[i % 2].rows(0, r);
+    const View x = gathered[i % kGatherBuffers].rows(0, k * r);
+    const View y = combined[step.tile % 2].rows(0, r).cols(step.piece * s.width, cols);
     // One matmul per PSUM bank of columns; the evacuations alternate ScalarE and VectorE.
     for (int64_t c0 = 0; c0 < cols; c0 += kPsumBankFloats, ++chunk_count) {
       const int64_t n = std::min(kPsumBankFloats, cols - c0);
@@ -171,8 +187,10 @@ void expert_combine_forward(NeuronCore& core, const View& out, const View& exper
         core.tensor_copy(y.cols(c0, n), acc);
       }
     }
-    split_copy(core, out.rows(s.tiles.first(step.tile), r).cols(step.piece * s.width, cols),
-               y.cols(0, cols), queues.stores(), [&] { return queues.store(); });
+    if (step.piece + 1 == s.pieces) {
+      split_copy(core, out.rows(s.tiles.first(step.tile), r), combined[step.tile % 2].rows(0, r),
+                 queues, next_queue);
+    }
   }
 }
 
@@ -190,6 +208,7 @@ void expert_combine_backward(NeuronCore& core, const View& dexpert_out, const Vi
   KernelScope scope(core, kName);
   TilePool pool(core);
   DmaQueues queues(core, 0.25);
+  auto load_queue = [&] { return queues.load(); };
   // An fp32 dexpert_out keeps the scaled rows in fp32.
   const DType scaled_dtype = dexpert_out.dtype() == DType::kF32 ? DType::kF32 : compute;
   const StackedColumns columns = stacked_columns(pool, P, 0);
@@ -207,9 +226,9 @@ void expert_combine_backward(NeuronCore& core, const View& dexpert_out, const Vi
   for (int64_t t = 0; t < s.tiles.count(); ++t) {
     const int64_t r = s.tiles.rows(t), first = s.tiles.first(t), p = k * r;
     const View index = columns.index.rows(0, p), weight = columns.weight.rows(0, p);
-    copy_stacked(core, index, position, first, r, false, queues);
-    copy_stacked(core, weight, weights, first, r, false, queues);
-    copy_stacked(core, dw.rows(0, p), dweights, first, r, false, queues);
+    copy_stacked(core, index, position, first, r, false, load_queue);
+    copy_stacked(core, weight, weights, first, r, false, load_queue);
+    copy_stacked(core, dw.rows(0, p), dweights, first, r, false, load_queue);
     for (int64_t piece = 0; piece < s.pieces; ++piece, ++step) {
       const int64_t c0 = piece * s.width, cols = s.piece_cols(piece);
       auto part = [&](const std::array<View, 2>& v) { return v[step % 2].rows(0, p).cols(0, cols); };
@@ -227,7 +246,7 @@ void expert_combine_backward(NeuronCore& core, const View& dexpert_out, const Vi
       core.activation(y, Activation::kIdentity, dt, weight);
       core.dma_scatter(dexpert_out.cols(c0, cols), y, index, /*accumulate=*/true, queues.store());
     }
-    copy_stacked(core, dw.rows(0, p), dweights, first, r, true, queues);
+    copy_stacked(core, dw.rows(0, p), dweights, first, r, true, [&] { return queues.store(); });
   }
 }
 

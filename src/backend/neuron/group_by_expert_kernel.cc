@@ -12,8 +12,10 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-// Fields of an assignment, side by side in the int32 tiles the scatters read.
-constexpr int64_t kGroupedPosition = 0, kAssignment = 1, kRow = 2, kFields = 3;
+// Fields of an assignment in assignment order, side by side in the int32 tile the stores read.
+constexpr int64_t kGroupedPosition = 0, kRow = 1, kAssignment = 2, kFields = 3;
+// The fields restacked by TensorE (the assignment number is an iota there).
+constexpr int64_t kMovedFields = 2;
 
 // out[p, f] = 1 where p + offset < f, else 0 (out already holds ones).
 void strictly_before(NeuronCore& core, const View& out, int64_t offset) {
@@ -30,20 +32,21 @@ struct GroupingTiles {
   View before;       // [P, P]: [n' < n]
   std::vector<View> experts_before;  // per chunk of 128 experts c: [128, E], [c * 128 + p < e]
   View running;      // [P, E] R: the offsets in row 0, then the counts of the tiles done
+  View placement;    // [P, k, k * P]: [p == n * k + j], choice j of row n onto partition p
 };
 
 // One row tile's tiles (two sets alternate).
 struct RowTileTiles {
-  View ids;       // [P, k] int32
-  View by_expert; // [P, E, k] one-hot
-  View counts;    // [P, E] C
-  View prefix;    // [P, E] X, in SBUF
-  View by_choice; // [P, k, E] one-hot, then the picked X values
-  View base;      // [P, k] X at each choice
-  View same;      // [P, k, k] choices of a row that are the same expert, then those before j
-  View earlier;   // [P, k]
-  View fields;    // [P, k, kFields] int32: grouped position, assignment, row
-  View stacked;   // [k * P, kFields] int32: the fields with choice j of row n at j * rows + n
+  View ids;        // [P, k] int32
+  View by_expert;  // [P, E, k] one-hot
+  View counts;     // [P, E] C
+  View prefix;     // [P, E] X, in SBUF
+  View by_choice;  // [P, k, E] one-hot, then the picked X values
+  View base;       // [P, k] X at each choice
+  View same;       // [P, k, k] choices of a row that are the same expert, then those before j
+  View earlier;    // [P, k]
+  View fields;     // [P, k, kMovedFields] fp32: grouped position and row of each choice
+  View stacked;    // [k * P, kFields] int32: the fields of assignment first * k + p at partition p
 };
 
 RowTileTiles row_tile_tiles(TilePool& pool, int64_t P, int64_t E, int64_t k, int i) {
@@ -57,9 +60,37 @@ RowTileTiles row_tile_tiles(TilePool& pool, int64_t P, int64_t E, int64_t k, int
   t.base = pool.sbuf(P, {k}, DType::kF32, name("base"));
   t.same = pool.sbuf(P, {k, k}, DType::kF32, name("same"));
   t.earlier = pool.sbuf(P, {k}, DType::kF32, name("earlier"));
-  t.fields = pool.sbuf(P, {k, kFields}, DType::kI32, name("fields"));
+  t.fields = pool.sbuf(P, {k, kMovedFields}, DType::kF32, name("fields"));
   t.stacked = pool.sbuf(k * P, {kFields}, DType::kI32, name("stacked"));
   return t;
+}
+
+GroupingTiles grouping_tiles(NeuronCore& core, TilePool& pool, int64_t P, int64_t E, int64_t k) {
+  GroupingTiles g;
+  g.experts = pool.sbuf(P, {E}, DType::kF32, "group.experts");
+  expert_iota(core, g.experts);
+  g.ones_column = pool.sbuf(P, {1}, DType::kF32, "group.ones_column");
+  core.memset(g.ones_column, 1.0f, Engine::kGpSimd);
+  g.ones = pool.sbuf(P, {P}, DType::kF32, "group.ones");
+  core.memset(g.ones, 1.0f, Engine::kGpSimd);
+  g.before = pool.sbuf(P, {P}, DType::kF32, "group.before");
+  core.memset(g.before, 1.0f, Engine::kGpSimd);
+  strictly_before(core, g.before, 0);
+  for (int64_t c = 0; c * kPartitions < E; ++c) {
+    const int64_t experts = std::min(kPartitions, E - c * kPartitions);
+    const View t = pool.sbuf(experts, {E}, DType::kF32, fmt::format("group.experts_before{}", c));
+    core.memset(t, 1.0f, Engine::kGpSimd);
+    strictly_before(core, t, c * kPartitions);
+    g.experts_before.push_back(t);
+  }
+  g.running = pool.sbuf(P, {E}, DType::kF32, "group.running");
+  core.memset(g.running, 0.0f);
+  g.placement = pool.sbuf(P, {k, k * P}, DType::kF32, "group.placement");
+  core.memset(g.placement, 1.0f, Engine::kGpSimd);
+  // Keeps p - k n - j == 0.
+  core.affine_select(g.placement, g.placement, 0.0f, static_cast<float>(-k), {-1.0f, 1.0f},
+                     AluOp::kIsEqual, 0.0f);
+  return g;
 }
 
 // C[n, e]: how many of row n's choices are expert e.
@@ -67,6 +98,27 @@ void count_choices(NeuronCore& core, const GroupingTiles& g, const RowTileTiles&
   one_hot(core, t.by_expert.rows(0, r), g.experts.rows(0, r), t.ids.rows(0, r),
           OneHotLayout::kExpertMajor, Engine::kGpSimd);
   core.tensor_reduce(t.counts.rows(0, r), AluOp::kAdd, t.by_expert.rows(0, r), 1);
+}
+
+// base[n, j] = X[n, ids[n, j]], from X in PSUM and the choice-major one-hot tile.
+void pick_prefix(NeuronCore& core, const RowTileTiles& s, const View& x, int64_t r) {
+  auto in = [&](const View& v) { return v.rows(0, r); };
+  const int64_t E = s.prefix.free_size(), k = s.ids.free_size();
+  core.activation(in(s.prefix), Activation::kIdentity, x);
+  core.tensor_tensor(in(s.by_choice), in(s.by_choice), AluOp::kMultiply,
+                     in(s.prefix).split(0, E).broadcast(0, k));
+  core.tensor_reduce(in(s.base), AluOp::kAdd, in(s.by_choice), 1);
+}
+
+// earlier[n, j] = how many of choices 0..j-1 of row n are the same expert as choice j.
+void count_earlier_choices(NeuronCore& core, const RowTileTiles& s, int64_t r) {
+  const int64_t k = s.ids.free_size();
+  const View ids = s.ids.rows(0, r), same = s.same.rows(0, r);
+  core.tensor_tensor(same, ids.split(0, 1).broadcast(1, k), AluOp::kIsEqual,
+                     ids.split(0, k).broadcast(0, k), Engine::kGpSimd);
+  // Keeps same[n, j, j'] where j - j' - 1 >= 0.
+  core.affine_select(same, same, -1.0f, 0.0f, {1.0f, -1.0f}, AluOp::kIsGreaterEqual, 0.0f);
+  core.tensor_reduce(s.earlier.rows(0, r), AluOp::kAdd, same, 1);
 }
 
 }  // namespace
@@ -82,7 +134,7 @@ void group_by_expert(NeuronCore& core, const View& order, const View& rows, cons
           "{} assignments",
           kName, expert_ids.describe(), kPartitions, kMaxOneHotCells, kMaxAssignments);
   require_packed(kName, "expert_ids", expert_ids, N, k, true);
-  require_packed(kName, "position", position, N, k, true);
+  require_packed(kName, "position", position, A, 1, true);
   require_packed(kName, "order", order, A, 1, true);
   require_packed(kName, "rows", rows, A, 1, true);
   require_packed(kName, "offsets", offsets, 1, E + 1, true);
@@ -95,26 +147,7 @@ void group_by_expert(NeuronCore& core, const View& order, const View& rows, cons
   const int64_t P = tiles.partitions(), T = tiles.count();
   const int64_t chunks = ceil_div(E, kPartitions);
   auto chunk_experts = [&](int64_t c) { return std::min(kPartitions, E - c * kPartitions); };
-
-  GroupingTiles g;
-  g.experts = pool.sbuf(P, {E}, DType::kF32, "group.experts");
-  expert_iota(core, g.experts);
-  g.ones_column = pool.sbuf(P, {1}, DType::kF32, "group.ones_column");
-  core.memset(g.ones_column, 1.0f, Engine::kGpSimd);
-  g.ones = pool.sbuf(P, {P}, DType::kF32, "group.ones");
-  core.memset(g.ones, 1.0f, Engine::kGpSimd);
-  g.before = pool.sbuf(P, {P}, DType::kF32, "group.before");
-  core.memset(g.before, 1.0f, Engine::kGpSimd);
-  strictly_before(core, g.before, 0);
-  for (int64_t c = 0; c < chunks; ++c) {
-    const View t = pool.sbuf(chunk_experts(c), {E}, DType::kF32, fmt::format("group.experts_before{}", c));
-    core.memset(t, 1.0f, Engine::kGpSimd);
-    strictly_before(core, t, c * kPartitions);
-    g.experts_before.push_back(t);
-  }
-  g.running = pool.sbuf(P, {E}, DType::kF32, "group.running");
-  core.memset(g.running, 0.0f);
-
+  const GroupingTiles g = grouping_tiles(core, pool, P, E, k);
   const std::array<RowTileTiles, 2> sets = {row_tile_tiles(pool, P, E, k, 0),
                                             row_tile_tiles(pool, P, E, k, 1)};
   auto load_ids = [&](int64_t t) {
@@ -151,44 +184,41 @@ void group_by_expert(NeuronCore& core, const View& order, const View& rows, cons
   core.tensor_copy(g.running.rows(0, 1), offsets_psum);
 
   // 2. Per row tile: X = offsets + earlier rows' choices, then each choice's grouped position.
+  // With one or two row tiles, their ids and counts are still in the two sets.
+  const bool reload = T > 2;
   const View prefix_psum = pool.psum(P, {E}, DType::kF32, "group.prefix_psum");
-  load_ids(0);
+  const View stacked_psum = pool.psum(k * P, {kMovedFields}, DType::kF32, "group.stacked_psum");
+  if (reload) load_ids(0);
   for (int64_t t = 0; t < T; ++t) {
-    if (t + 1 < T) load_ids(t + 1);
+    if (reload && t + 1 < T) load_ids(t + 1);
     const RowTileTiles& s = sets[t % 2];
     const int64_t r = tiles.rows(t), first = tiles.first(t);
     auto in = [&](const View& v) { return v.rows(0, r); };
-    count_choices(core, g, s, r);
+    if (reload) count_choices(core, g, s, r);
+    // What does not need X first, so that it runs while the prefix sums wait for their inputs.
+    const View f = in(s.fields);
+    core.iota(f.slice(1, kRow, 1), static_cast<float>(first), 1.0f, {0.0f, 0.0f});
+    count_earlier_choices(core, s, r);
+    one_hot(core, in(s.by_choice), in(g.experts), in(s.ids), OneHotLayout::kChoiceMajor,
+            Engine::kGpSimd);
     const View x = in(prefix_psum);
     core.matmul(x, g.before.rows(0, r).cols(0, r), in(s.counts), true, false);
     core.matmul(x, g.ones.cols(0, r), g.running, false, true);
     core.tensor_tensor(in(g.running), in(g.running), AluOp::kAdd, in(s.counts), Engine::kGpSimd);
-    core.activation(in(s.prefix), Activation::kIdentity, x);
-    // X at each choice's expert.
-    one_hot(core, in(s.by_choice), in(g.experts), in(s.ids), OneHotLayout::kChoiceMajor,
-            Engine::kGpSimd);
-    core.tensor_tensor(in(s.by_choice), in(s.by_choice), AluOp::kMultiply,
-                       in(s.prefix).split(0, E).broadcast(0, k));
-    core.tensor_reduce(in(s.base), AluOp::kAdd, in(s.by_choice), 1);
-    // Earlier choices of the same row with the same expert: same[n, j, j'] for j' < j.
-    const View ids = in(s.ids);
-    core.tensor_tensor(in(s.same), ids.split(0, 1).broadcast(1, k), AluOp::kIsEqual,
-                       ids.split(0, k).broadcast(0, k), Engine::kGpSimd);
-    core.affine_select(in(s.same), in(s.same), -1.0f, 0.0f, {1.0f, -1.0f},
-                       AluOp::kIsGreaterEqual, 0.0f);
-    core.tensor_reduce(in(s.earlier), AluOp::kAdd, in(s.same), 1);
-    // The fields: g = base + earlier; a = n * k + j; n.
-    const View f = in(s.fields);
+    pick_prefix(core, s, x, r);
+    // Grouped position g = base + earlier and row n of each choice, restacked by TensorE onto
+    // partition n * k + j (assignment first * k + p), where the assignment is an iota.
     core.tensor_tensor(f.slice(1, kGroupedPosition, 1), in(s.base), AluOp::kAdd, in(s.earlier));
-    core.iota(f.slice(1, kAssignment, 1), static_cast<float>(first * k), static_cast<float>(k),
-              {1.0f, 0.0f});
-    core.iota(f.slice(1, kRow, 1), static_cast<float>(first), 1.0f, {0.0f, 0.0f});
-    core.dma_copy(position.rows(first, r), f.slice(1, kGroupedPosition, 1), queues.store());
-    // Restacked (choice j of row n at partition j * r + n), then one scatter per output.
-    for (int64_t j = 0; j < k; ++j)
-      core.dma_copy(s.stacked.rows(j * r, r), f.slice(0, j, 1), queues.load());
+    const View moved = stacked_psum.rows(0, k * r);
+    for (int64_t j = 0; j < k; ++j) {
+      core.matmul(moved, g.placement.rows(0, r).slice(0, j, 1).cols(0, k * r), f.slice(0, j, 1),
+                  j == 0, j == k - 1);
+    }
     const View stacked = s.stacked.rows(0, k * r);
+    core.tensor_copy(stacked.cols(0, kMovedFields), moved);
+    core.iota(stacked.cols(kAssignment, 1), static_cast<float>(first * k), 1.0f, {0.0f});
     const View grouped = stacked.cols(kGroupedPosition, 1);
+    core.dma_copy(position.rows(first * k, k * r), grouped, queues.store());
     core.dma_scatter(order, stacked.cols(kAssignment, 1), grouped, false, queues.store());
     core.dma_scatter(rows, stacked.cols(kRow, 1), grouped, false, queues.store());
   }

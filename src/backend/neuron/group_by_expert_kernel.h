@@ -15,12 +15,13 @@
 //   3. g[n, j] = X[n, ids[n, j]] (a one-hot tile [n, j, e] times X, summed over e) plus how many of
 //      choices 0..j-1 of row n are the same expert (a [k, k] compare, masked to j' < j by GpSimd's
 //      affine_select).
-// position[a] = g is stored row by row; order[g] = a and rows[g] = n are indirect stores (DMA
-// scatters of one element per assignment). For them the [n, j] values are first restacked by
-// SBUF-to-SBUF DMAs onto k * rows partitions (choice j of row n at partition j * rows + n), so
-// that each row tile's assignments go out in one scatter per output rather than k; a row tile is
-// therefore floor(128 / k) rows. Counts, offsets and positions pass through fp32 (PSUM) and are
-// exact: the matmuls take fp32 operands because bf16 holds integers exactly only up to 256.
+// Then g, the row n and the assignment a of each choice go out: position[a] = g by a plain store,
+// order[g] = a and rows[g] = n by indirect stores (DMA scatters of one element per assignment).
+// For them the [n, j] values are first restacked onto partition n * k + j (assignment order) by
+// k small TensorE matmuls against a constant placement matrix, so that each row tile's
+// assignments go out in one DMA per output rather than k; a row tile is therefore floor(128 / k)
+// rows. Counts, offsets and positions pass through fp32 (PSUM) and are exact: the matmuls take
+// fp32 operands because bf16 holds integers exactly only up to 256.
 //
 // Why TensorE rather than a scalar loop on GpSimd: the sort's sequential form is O(A) dependent
 // steps, each an instruction on an engine built for 128-lane work; the prefix sums as matmuls are
@@ -33,7 +34,7 @@
 
 namespace switchyard::backend::neuron {
 
-// order [A, 1], rows [A, 1], position [N, k] (A = N * k, position[n * k + j]) and offsets
+// order [A, 1], rows [A, 1], position [A, 1] (A = N * k, assignment a = n * k + j) and offsets
 // [1, E + 1], all int32 dense HBM tensors, from expert_ids [N, k] int32, each id in [0, E) (the
 // backend checks them on the host: an id outside matches no expert and would leave positions
 // undefined). 1 <= E <= kMaxExperts, 1 <= k <= 128, A < 2^24.

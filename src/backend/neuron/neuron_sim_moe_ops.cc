@@ -151,7 +151,7 @@ void NeuronSimBackend::run(const ops::GroupByExpert& op) {
   }
   Launch l(*core_);
   kernels::group_by_expert(*core_, l.hbm(op.order, "order", {A, 1}), l.hbm(op.rows, "rows", {A, 1}),
-                           l.hbm(op.position, "position", {N, k}),
+                           l.hbm(op.position, "position", {A, 1}),
                            l.hbm(op.offsets, "offsets", {1, E + 1}),
                            l.hbm(op.expert_ids, "expert_ids"), E);
   l.finish();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/neuron/dma_queues.h"
+#include "backend/neuron/fill_kernel.h"
 #include "backend/neuron/routing_tiles.h"
 #include "core/error.h"
 
@@ -14,6 +15,8 @@ namespace switchyard::backend::neuron {
 namespace {
 
 constexpr int64_t kMaxFree = 4096;  // elements of x per partition
+// Tiles of up to this many rows move a row per DMA (two rounds over 16 queues at most).
+constexpr int64_t kMaxRowMajorRows = 32;
 
 // How rows and heads map onto partitions (see the header).
 struct RopeLayout {
@@ -21,6 +24,7 @@ struct RopeLayout {
   int64_t heads_per_group = 1;  // H / G
   int64_t width = 0;            // elements per partition: heads_per_group * head_dim
   RowTiles tiles;               // min(N, 128 / G) rows a tile
+  bool row_major = false;       // see transfers()
 };
 
 std::vector<int64_t> divisors(int64_t n) {
@@ -50,33 +54,57 @@ RopeLayout rope_layout(int64_t N, int64_t H, int64_t D) {
   layout.heads_per_group = H / G;
   layout.width = (H / G) * D;
   layout.tiles = RowTiles{N, std::max<int64_t>(1, std::min(N, kPartitions / G))};
+  layout.row_major = G > 1 && layout.tiles.partitions() <= kMaxRowMajorRows;
   return layout;
 }
 
-// One DMA's worth of a row tile: partitions [partition, partition + count) and the x elements and
-// positions they hold.
+// One DMA's worth of x in a row tile: partitions [partition, partition + count) and the elements
+// they hold.
 struct Transfer {
   int64_t partition = 0, count = 0;
-  View x, position;
+  View x;
 };
 
-// A tile of r rows takes G * r partitions: group-major (partition g * r + i: one DMA per group)
-// when there are at least as many rows as groups, else row-major (partition i * G + g: one DMA
-// per row, the groups of a row being consecutive in it).
-std::vector<Transfer> transfers(const RopeLayout& layout, const View& x, const View& positions,
-                                int64_t first, int64_t r) {
+// A tile of r rows takes G * r partitions, group-major (partition g * r + i: one DMA per group)
+// or row-major (partition i * G + g: one DMA per row, the row's groups consecutive in it). The
+// simulator orders DMA writes by the bounding box of their HBM bytes, and every group's rows span
+// the others', so the stores of a group-major tile run one after another: for the few rows of a
+// decode step a DMA per row, all at once, is faster.
+std::vector<Transfer> transfers(const RopeLayout& layout, const View& x, int64_t first,
+                                int64_t r) {
   const int64_t G = layout.groups, W = layout.width;
   std::vector<Transfer> all;
-  if (G <= r) {
-    for (int64_t g = 0; g < G; ++g)
-      all.push_back({g * r, r, x.rows(first, r).cols(g * W, W), positions.rows(first, r)});
+  if (!layout.row_major) {
+    for (int64_t g = 0; g < G; ++g) all.push_back({g * r, r, x.rows(first, r).cols(g * W, W)});
   } else {
-    for (int64_t i = 0; i < r; ++i) {
-      all.push_back({i * G, G, x.rows(first + i, 1).pattern(0, Dim{G, W}, {Dim{W, 1}}),
-                     positions.rows(first + i, 1).pattern(0, Dim{G, 0}, {Dim{1, 1}})});
-    }
+    for (int64_t i = 0; i < r; ++i)
+      all.push_back({i * G, G, x.rows(first + i, 1).pattern(0, Dim{G, W}, {Dim{W, 1}})});
   }
   return all;
+}
+
+// Row-major tiles take each row's position on G consecutive partitions: the r positions come in
+// by one DMA and TensorE repeats them, against expand[i, p] = 1 where p / G == i.
+struct PositionExpansion {
+  View expand;     // [R, G * R] fp32
+  View rows;       // [R, 1] int32, then fp32
+  View rows_f32;   // [R, 1]
+  View repeated;   // PSUM [G * R, 1]
+};
+
+PositionExpansion position_expansion(NeuronCore& core, TilePool& pool, int64_t R, int64_t G) {
+  PositionExpansion e;
+  e.expand = pool.sbuf(R, {G * R}, DType::kF32, "rope.expand");
+  core.memset(e.expand, 1.0f, Engine::kGpSimd);
+  // Keeps p - G i >= 0 and G i + G - 1 - p >= 0.
+  core.affine_select(e.expand, e.expand, 0.0f, static_cast<float>(-G), {1.0f},
+                     AluOp::kIsGreaterEqual, 0.0f);
+  core.affine_select(e.expand, e.expand, static_cast<float>(G - 1), static_cast<float>(G), {-1.0f},
+                     AluOp::kIsGreaterEqual, 0.0f);
+  e.rows = pool.sbuf(R, {1}, DType::kI32, "rope.row_positions");
+  e.rows_f32 = pool.sbuf(R, {1}, DType::kF32, "rope.row_positions_f32");
+  e.repeated = pool.psum(G * R, {1}, DType::kF32, "rope.repeated_positions");
+  return e;
 }
 
 struct RopeTiles {
@@ -108,12 +136,15 @@ void rotate(NeuronCore& core, const RopeTiles& t, int64_t partitions, int64_t he
   const View t1 = in(t.t1).split(0, half), t2 = in(t.t2).split(0, half);
   const AluOp lo_op = transpose ? AluOp::kAdd : AluOp::kSubtract;
   const AluOp hi_op = transpose ? AluOp::kSubtract : AluOp::kAdd;
-  core.tensor_tensor(hi(t.y), hi(t.x), AluOp::kMultiply, c);
+  // GpSimd forms the sin products into tiles of their own while VectorE forms the cos products in
+  // y; VectorE alone writes y, whose halves interleave (two engines writing it would wait for
+  // each other: dependencies are tracked by bounding box).
+  core.tensor_tensor(t1, hi(t.x), AluOp::kMultiply, s, Engine::kGpSimd);
   core.tensor_tensor(t2, lo(t.x), AluOp::kMultiply, s, Engine::kGpSimd);
-  core.tensor_tensor(hi(t.y), hi(t.y), hi_op, t2, Engine::kGpSimd);
   core.tensor_tensor(lo(t.y), lo(t.x), AluOp::kMultiply, c);
-  core.tensor_tensor(t1, hi(t.x), AluOp::kMultiply, s);
+  core.tensor_tensor(hi(t.y), hi(t.x), AluOp::kMultiply, c);
   core.tensor_tensor(lo(t.y), lo(t.y), lo_op, t1);
+  core.tensor_tensor(hi(t.y), hi(t.y), hi_op, t2);
 }
 
 }  // namespace
@@ -141,32 +172,50 @@ void rope(NeuronCore& core, const View& x, const View& cos, const View& sin,
 
   KernelScope scope(core, kName);
   TilePool pool(core);
-  DmaQueues queues(core, 0.5);
+  // Every queue takes loads and stores alike: a decode step's loads all come before its stores.
+  DmaSpreader spread(core, 0, core.config().dma_queues);
+  const int queues = core.config().dma_queues;
+  auto next_queue = [&] { return spread.next_queue(); };
   const RopeLayout layout = rope_layout(N, heads, head_dim);
   const RowTiles& tiles = layout.tiles;
   const int64_t P = layout.groups * tiles.partitions();
   const std::array<RopeTiles, 2> sets = {rope_tiles(pool, P, half, layout.width, compute, 0),
                                          rope_tiles(pool, P, half, layout.width, compute, 1)};
+  PositionExpansion expansion;
+  if (layout.row_major) expansion = position_expansion(core, pool, tiles.partitions(), layout.groups);
+  // Each partition's position into s.index: positions are ids below 2^24, exact in fp32.
+  auto load_positions = [&](const RopeTiles& s, int64_t first, int64_t r) {
+    const int64_t G = layout.groups;
+    if (!layout.row_major) {
+      for (int64_t g = 0; g < G; ++g)
+        core.dma_copy(s.index.rows(g * r, r), positions.rows(first, r), next_queue());
+      return;
+    }
+    const PositionExpansion& e = expansion;
+    core.dma_copy(e.rows.rows(0, r), positions.rows(first, r), next_queue());
+    core.tensor_copy(e.rows_f32.rows(0, r), e.rows.rows(0, r));
+    core.matmul(e.repeated.rows(0, G * r), e.expand.rows(0, r).cols(0, G * r), e.rows_f32.rows(0, r),
+                true, true);
+    core.tensor_copy(s.index.rows(0, G * r), e.repeated.rows(0, G * r));
+  };
+  // The positions first, so that the table gathers they feed start early, and the gathers after
+  // the x loads, so that no load waits in a queue behind a gather waiting for its positions.
   auto load = [&](int64_t t) {
     const RopeTiles& s = sets[t % 2];
-    for (const Transfer& m : transfers(layout, x, positions, tiles.first(t), tiles.rows(t))) {
-      core.dma_copy(s.index.rows(m.partition, m.count), m.position, queues.load());
-      split_copy(core, s.x.rows(m.partition, m.count), m.x, queues.loads(),
-                 [&] { return queues.load(); });
-    }
-    const int64_t p = layout.groups * tiles.rows(t);
-    core.dma_gather(s.cos.rows(0, p), cos, s.index.rows(0, p), queues.load());
-    core.dma_gather(s.sin.rows(0, p), sin, s.index.rows(0, p), queues.load());
+    const int64_t r = tiles.rows(t), p = layout.groups * r;
+    load_positions(s, tiles.first(t), r);
+    for (const Transfer& m : transfers(layout, x, tiles.first(t), r))
+      split_copy(core, s.x.rows(m.partition, m.count), m.x, queues, next_queue);
+    core.dma_gather(s.cos.rows(0, p), cos, s.index.rows(0, p), next_queue());
+    core.dma_gather(s.sin.rows(0, p), sin, s.index.rows(0, p), next_queue());
   };
   load(0);
   for (int64_t t = 0; t < tiles.count(); ++t) {
     if (t + 1 < tiles.count()) load(t + 1);
     const RopeTiles& s = sets[t % 2];
     rotate(core, s, layout.groups * tiles.rows(t), layout.heads_per_group, head_dim, transpose);
-    for (const Transfer& m : transfers(layout, x, positions, tiles.first(t), tiles.rows(t))) {
-      split_copy(core, m.x, s.y.rows(m.partition, m.count), queues.stores(),
-                 [&] { return queues.store(); });
-    }
+    for (const Transfer& m : transfers(layout, x, tiles.first(t), tiles.rows(t)))
+      split_copy(core, m.x, s.y.rows(m.partition, m.count), queues, next_queue);
   }
 }
 

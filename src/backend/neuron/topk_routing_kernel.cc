@@ -39,6 +39,8 @@ ChoiceTiles rows_of(const ChoiceTiles& t, int64_t r) {
           t.weights.rows(0, r), t.neg_max.rows(0, r), t.sum.rows(0, r)};
 }
 
+Engine other(Engine engine) { return engine == Engine::kVector ? Engine::kGpSimd : Engine::kVector; }
+
 // Row-wide constants of the forward pass, [P, E].
 struct ChoiceConstants {
   View reverse_index;  // E - e
@@ -46,13 +48,12 @@ struct ChoiceConstants {
   View struck;         // kStruck
 };
 
-// NaN -> kLowest (x == x fails only for NaN), then -inf -> kLowest: every candidate is finite and
-// above a struck-out expert.
+// NaN and -inf -> kLowest (x >= kLowest fails for both): every candidate is finite and above a
+// struck-out expert.
 void sanitize(NeuronCore& core, const ChoiceTiles& t, const ChoiceConstants& c, Engine engine) {
   const int64_t r = t.x.partitions();
-  core.tensor_tensor(t.mask, t.x, AluOp::kIsEqual, t.x, engine);
+  core.tensor_scalar(t.mask, t.x, AluOp::kIsGreaterEqual, kLowest, AluOp::kBypass, 0.0f, engine);
   core.select(t.x, t.mask, t.x, c.lowest.rows(0, r), engine);
-  core.tensor_scalar(t.x, t.x, AluOp::kMax, kLowest, AluOp::kBypass, 0.0f, engine);
 }
 
 // Round j: the largest remaining logit and E - (the lowest expert holding it); the expert is
@@ -63,6 +64,9 @@ void choose(NeuronCore& core, const ChoiceTiles& t, const ChoiceConstants& c, in
   const View m = t.maxima.cols(j, 1), key_max = t.keys.cols(j, 1);
   const View reverse = c.reverse_index.rows(0, r);
   core.tensor_reduce(m, AluOp::kMax, t.x, ::switchyard::neuron::kMaxFreeDims, engine);
+  // The softmax's bias, -max, beside the rounds on the other engine.
+  if (j == 0) core.tensor_scalar(t.neg_max, m, AluOp::kMultiply, -1.0f, AluOp::kBypass, 0.0f,
+                                 other(engine));
   core.tensor_scalar(t.mask, t.x, AluOp::kIsEqual, m, AluOp::kBypass, 0.0f, engine);
   core.tensor_tensor(t.key, t.mask, AluOp::kMultiply, reverse, engine);
   core.tensor_reduce(key_max, AluOp::kMax, t.key, ::switchyard::neuron::kMaxFreeDims, engine);
@@ -71,12 +75,11 @@ void choose(NeuronCore& core, const ChoiceTiles& t, const ChoiceConstants& c, in
   core.select(t.x, t.mask, c.struck.rows(0, r), t.x, engine);
 }
 
-// ids = E - keys; weights = softmax over the maxima (the first is the largest).
+// ids = E - keys (on the other engine); weights = softmax over the maxima (the first is the
+// largest).
 void finish_choices(NeuronCore& core, const ChoiceTiles& t, int64_t E, Engine engine) {
   core.tensor_scalar(t.ids, t.keys, AluOp::kMultiply, -1.0f, AluOp::kAdd,
-                     static_cast<float>(E), engine);
-  core.tensor_scalar(t.neg_max, t.maxima.cols(0, 1), AluOp::kMultiply, -1.0f, AluOp::kBypass,
-                     0.0f, engine);
+                     static_cast<float>(E), other(engine));
   core.activation_reduce(t.weights, Activation::kExp, t.maxima, t.sum, 1.0f, t.neg_max);
   core.tensor_scalar(t.weights, t.weights, AluOp::kDivide, t.sum, AluOp::kBypass, 0.0f, engine);
 }
