@@ -242,6 +242,7 @@ TEST(NeuronExpertCombine, SumsEachRowsWeightedExpertOutputs) {
   check_combine(kFp32, 37, 4, 70);    // two row tiles, the last of 5 rows
   check_combine(kFp32, 5, 3, 4500);   // two column pieces, odd partitions (15)
   check_combine(kFp32, 200, 1, 9);    // k = 1: two tiles of 128 and 72 rows
+  check_combine(kFp32, 256, 2, 128);  // gpt-oss-tiny's training step: four row tiles of 64
 }
 
 void check_combine_backward(const Mode& mode, int64_t N, int64_t k, int64_t C) {
@@ -270,6 +271,7 @@ TEST(NeuronExpertCombine, BackwardAccumulatesBothGradients) {
   check_combine_backward(kFp32, 37, 4, 70);
   check_combine_backward(kBf16, 32, 4, 2880);
   check_combine_backward(kFp32, 5, 3, 4500);
+  check_combine_backward(kFp32, 256, 2, 128);
 }
 
 TEST(NeuronExpertCombine, RejectsPositionsOutsideTheGroupedRows) {

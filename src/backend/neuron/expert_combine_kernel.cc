@@ -158,11 +158,14 @@ void expert_combine_forward(NeuronCore& core, const View& out, const View& exper
                  expert_out.cols(step.piece * s.width, cols),
                  columns[step.tile % 2].index.rows(0, k * r), queues, next_queue);
   };
-  // Gathers run up to kGatherBuffers steps ahead of the products.
+  // Gathers run up to kGatherBuffers steps ahead of the products, and at most into the next row
+  // tile (the per-tile columns and W have two sets).
   size_t gathered_steps = 0;
-  auto gather_ahead = [&](size_t until) {
-    for (; gathered_steps < std::min(until, steps.size()); ++gathered_steps) {
+  auto gather_ahead = [&](size_t current) {
+    const size_t until = std::min(current + kGatherBuffers, steps.size());
+    for (; gathered_steps < until; ++gathered_steps) {
       const Step& next = steps[gathered_steps];
+      if (next.tile > steps[current].tile + 1) break;
       if (gathered_steps == 0 || steps[gathered_steps - 1].tile != next.tile)
         prepare_tile(next.tile);
       gather(gathered_steps);
@@ -170,7 +173,7 @@ void expert_combine_forward(NeuronCore& core, const View& out, const View& exper
   };
   int64_t chunk_count = 0;
   for (size_t i = 0; i < steps.size(); ++i) {
-    gather_ahead(i + kGatherBuffers);
+    gather_ahead(i);
     const Step& step = steps[i];
     const int64_t r = s.tiles.rows(step.tile), cols = s.piece_cols(step.piece);
     const View w = mixing[step.tile % 2].rows(0, k * r).cols(0, r);

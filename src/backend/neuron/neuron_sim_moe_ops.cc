@@ -7,11 +7,14 @@
 // program's instructions follow from the shapes alone), so they time as in a functional run. The
 // checks that read values still run on what device memory holds (zeros, or what the host wrote),
 // except the permutation check of the grouped positions, which zeros fail: it runs in functional
-// mode only.
+// mode only. GroupByExpert's outputs are the one result host code and later launches depend on
+// (the expert products' offsets): in timing-only mode the host also computes them, from the ids
+// memory holds (all zeros unless the host wrote them: every assignment to expert 0).
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "backend/host_fallback.h"
 #include "backend/neuron/expert_combine_kernel.h"
 #include "backend/neuron/group_by_expert_kernel.h"
 #include "backend/neuron/kernel_launch.h"
@@ -155,6 +158,10 @@ void NeuronSimBackend::run(const ops::GroupByExpert& op) {
                            l.hbm(op.offsets, "offsets", {1, E + 1}),
                            l.hbm(op.expert_ids, "expert_ids"), E);
   l.finish();
+  // A timing-only core writes nothing, yet what reads the grouping must find a valid one: the
+  // expert products size their launch from the offsets (and their host fallback checks them). So
+  // the host computes it from the ids memory holds, at no simulated cost.
+  if (mode_ == ExecutionMode::kTimingOnly) host_reference_backend().run(op);
 }
 
 // ---- combining the experts' outputs ----
