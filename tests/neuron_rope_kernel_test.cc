@@ -1,9 +1,9 @@
 // The trn*-sim backend's rotary-embedding tile program against the CPU kernel template
 // (norm_rope_kernels.h) run in double on the same rounded inputs, on strided rows (q and k inside
 // a packed projection whose v columns must stay untouched), forward and transposed, for the
-// partition layouts the program chooses: heads grouped per partition for decode-sized batches
-// (one DMA per group, or per row when there are fewer rows than groups) and row tiles of up to
-// 128 rows for larger ones.
+// partition layouts the program chooses: a row's head groups on consecutive partitions for
+// decode-sized tiles (a DMA per row), a group's rows on consecutive partitions for larger ones (a
+// DMA per group), and whole rows in tiles of up to 128 rows.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -90,11 +90,11 @@ void check_rope(const Mode& mode, int64_t N, int64_t H, int64_t V, int64_t D, bo
 }
 
 TEST(NeuronRope, RotatesStridedRowsLikeTheReference) {
-  check_rope(kBf16, 32, 72, 8, 64, false);   // gpt-oss-20b decode: 4 head groups x 32 rows
-  check_rope(kFp32, 5, 3, 1, 6, false);      // odd sizes: 3 groups x 5 rows
-  check_rope(kFp32, 2, 72, 8, 64, true);     // fewer rows than groups: a DMA per row
-  check_rope(kFp32, 130, 10, 5, 16, true);   // two row tiles of up to 128 rows
-  check_rope(kBf16, 130, 72, 8, 64, false);  // two groups of 36 heads, tiles of 64 rows
+  check_rope(kBf16, 32, 72, 8, 64, false);   // gpt-oss-20b decode: 32 rows x 4 head groups
+  check_rope(kFp32, 5, 3, 1, 6, false);      // odd sizes: 5 rows x 3 groups
+  check_rope(kFp32, 2, 72, 8, 64, true);     // 2 rows x 36 groups
+  check_rope(kFp32, 130, 10, 5, 16, true);   // whole rows, two row tiles of up to 128 rows
+  check_rope(kBf16, 130, 72, 8, 64, false);  // a DMA per group of 36 heads, tiles of 64 rows
 }
 
 TEST(NeuronRope, TransposeUndoesAnUnscaledRotation) {

@@ -11,8 +11,9 @@
 // or in a layout other than GPT-2's packed q, k, v; paged attention with heads over 128
 // dimensions), run on the host through the CPU reference: the report names them, as work the
 // simulated clock did not see. So do the routing ops' forms past their kernels' limits (more than
-// 512 experts; more than 128 choices per row, or k * E over 4096, where a one-hot tile is needed)
-// and rotary embeddings whose heads do not fit 128 partitions of at most 4096 elements.
+// 512 experts; more than 128 choices per row, or k * E over 4096, where a one-hot tile is needed;
+// combining rows of more than 8192 columns) and rotary embeddings whose heads do not fit 128
+// partitions of at most 4096 elements.
 //
 // A ":timing" suffix (trn2-sim:timing) runs the core in timing-only mode (neuron/execution_mode.h):
 // the same tile programs, instructions, rules and simulated times, without arithmetic. What the

@@ -176,7 +176,7 @@ void NeuronSimBackend::run(const ops::ExpertCombine& op) {
   const int64_t C = op.out.shape[1];
   require_matrix(at, op.expert_out, A, C, "expert_out");
   require_permutation(at, op.position, A, mode_);
-  if (k > kPartitions) return run_on_host(op);
+  if (k > kPartitions || C > kernels::kMaxCombineColumns) return run_on_host(op);
   if (N == 0 || C == 0) return;
   Launch l(*core_);
   kernels::expert_combine_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.expert_out, "expert_out"),
@@ -198,7 +198,7 @@ void NeuronSimBackend::run(const ops::ExpertCombineBackward& op) {
   require_matrix(at, op.dexpert_out, A, C, "dexpert_out");
   // A repeated position would also make two assignments add into one grouped row.
   require_permutation(at, op.position, A, mode_);
-  if (k > kPartitions) return run_on_host(op);
+  if (k > kPartitions || C > kernels::kMaxCombineColumns) return run_on_host(op);
   if (N == 0 || C == 0) return;
   Launch l(*core_);
   kernels::expert_combine_backward(

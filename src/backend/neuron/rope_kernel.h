@@ -5,10 +5,14 @@
 // decode steps have few rows (32 rows of gpt-oss-20b's 64 + 8 rotated heads become 128 partitions
 // of 18 heads each), so the engines' lanes fill, and a partition's free size stays at most 4096
 // elements. G is the smallest divisor of H that keeps that size, raised to the largest divisor
-// that still fits 128 / N partitions when N < 128. The cos and sin rows come in by indirect DMA
-// (a gather by each partition's position). The rotation of each head's halves (lo, hi) is six
-// products and sums over [partitions, heads, head_dim / 2] views, the cos and sin rows broadcast
-// over the heads: four on VectorE, two on GpSimd, so the two engines finish together:
+// that still fits 128 / N partitions when N < 128. Tiles of up to 32 rows put a row's groups on
+// consecutive partitions and move a row per DMA (all at once over the 16 queues); larger tiles
+// put a group's rows on consecutive partitions and move a group per DMA (see rope_kernel.cc for
+// why the choice). The cos and sin rows come in by indirect DMA (a gather by each partition's
+// position; in the row-per-DMA layout TensorE first repeats the rows' positions onto their
+// groups' partitions). The rotation of each head's halves (lo, hi) is six products and sums over
+// [partitions, heads, head_dim / 2] views, the cos and sin rows broadcast over the heads: GpSimd
+// forms the two sin products, VectorE the rest:
 //   forward:    lo' = lo c - hi s,  hi' = hi c + lo s
 //   transposed: lo' = lo c + hi s,  hi' = hi c - lo s
 // in the compute dtype (bf16 products, as the model's reference computes them).
