@@ -22,6 +22,7 @@
 #include "backend/neuron/topk_routing_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "neuron_kernel_inputs.h"
 #include "neuron/config.h"
 #include "relative_error.h"
 
@@ -32,22 +33,8 @@ namespace cpu = ::switchyard::backend::cpu;
 using ::switchyard::neuron::trn2_config;
 using Host = std::vector<double>;
 
-struct Mode {
-  DType act, compute;
-  double tol;
-  const char* name;
-};
-constexpr Mode kFp32{DType::kF32, DType::kF32, 1e-5, "fp32"};
-constexpr Mode kBf16{DType::kBF16, DType::kBF16, 2e-2, "bf16"};
 // Routing weights, sums and gradients computed in fp32 tiles whatever the activations' dtype.
 constexpr double kFp32Results = 1e-5;
-
-View upload(NeuronCore& core, const std::vector<int64_t>& shape, DType dtype,
-            const std::vector<float>& values, const std::string& name) {
-  View v = core.hbm_alloc(shape, dtype, name);
-  core.write(v, values);
-  return v;
-}
 
 std::vector<float> normal(size_t n, uint64_t seed, float scale) {
   Rng rng(seed);
@@ -76,11 +63,6 @@ std::vector<float> permutation(int64_t n, uint64_t seed) {
   std::iota(p.begin(), p.end(), 0);
   std::shuffle(p.begin(), p.end(), std::mt19937_64(seed));
   return std::vector<float>(p.begin(), p.end());
-}
-
-Host read(const NeuronCore& core, const View& v) {
-  const std::vector<float> f = core.read(v);
-  return Host(f.begin(), f.end());
 }
 
 std::vector<int32_t> read_ids(const NeuronCore& core, const View& v) {

@@ -14,6 +14,7 @@
 #include "backend/neuron/rope_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "neuron_kernel_inputs.h"
 #include "neuron/config.h"
 #include "relative_error.h"
 
@@ -25,26 +26,6 @@ using ::switchyard::neuron::trn2_config;
 using Host = std::vector<double>;
 
 constexpr int64_t kPositions = 50;
-
-struct Mode {
-  DType act, compute;
-  double tol;
-  const char* name;
-};
-constexpr Mode kFp32{DType::kF32, DType::kF32, 1e-5, "fp32"};
-constexpr Mode kBf16{DType::kBF16, DType::kBF16, 2e-2, "bf16"};
-
-View upload(NeuronCore& core, const std::vector<int64_t>& shape, DType dtype,
-            const std::vector<float>& values, const std::string& name) {
-  View v = core.hbm_alloc(shape, dtype, name);
-  core.write(v, values);
-  return v;
-}
-
-Host read(const NeuronCore& core, const View& v) {
-  const std::vector<float> f = core.read(v);
-  return Host(f.begin(), f.end());
-}
 
 // cos and sin of a rotation scaled by 1.2 (a YaRN-like attention factor), [kPositions, D / 2].
 void rotation_tables(int64_t D, std::vector<float>& cos, std::vector<float>& sin) {

@@ -166,45 +166,60 @@ void NeuronSimBackend::run(const ops::GroupByExpert& op) {
 
 // ---- combining the experts' outputs ----
 
+namespace {
+
+// The sizes of a combine or its backward pass: N rows of C columns (`rows`: out or dout), k
+// choices (weights [N, k]), expert_out [A = N * k, C], and the grouped positions.
+struct CombineSizes {
+  int64_t N = 0, k = 0, A = 0, C = 0;
+};
+
+CombineSizes combine_sizes(const std::string& at, const Tensor& weights, const Tensor& rows,
+                           const char* rows_name, const Tensor& expert_out, const Tensor& position,
+                           ExecutionMode mode) {
+  CombineSizes s;
+  require_matrix(at, weights, -1, -1, "weights");
+  s.N = weights.shape[0];
+  s.k = choices(at, weights, s.N, "weights");
+  s.A = s.N * s.k;
+  require_matrix(at, rows, s.N, -1, rows_name);
+  s.C = rows.shape[1];
+  require_matrix(at, expert_out, s.A, s.C, "expert_out");
+  // Also in the backward pass: a repeated position would add two assignments into one row.
+  require_permutation(at, position, s.A, mode);
+  return s;
+}
+
+}  // namespace
+
 void NeuronSimBackend::run(const ops::ExpertCombine& op) {
   check_operand_dtypes(op);
   const std::string at = op_label("expert_combine");
-  require_matrix(at, op.weights, -1, -1, "weights");
-  const int64_t N = op.weights.shape[0];
-  const int64_t k = choices(at, op.weights, N, "weights"), A = N * k;
-  require_matrix(at, op.out, N, -1, "out");
-  const int64_t C = op.out.shape[1];
-  require_matrix(at, op.expert_out, A, C, "expert_out");
-  require_permutation(at, op.position, A, mode_);
-  if (k > kPartitions || C > kernels::kMaxCombineColumns) return run_on_host(op);
-  if (N == 0 || C == 0) return;
+  const CombineSizes s =
+      combine_sizes(at, op.weights, op.out, "out", op.expert_out, op.position, mode_);
+  if (s.k > kPartitions || s.C > kernels::kMaxCombineColumns) return run_on_host(op);
+  if (s.N == 0 || s.C == 0) return;
   Launch l(*core_);
   kernels::expert_combine_forward(*core_, l.hbm(op.out, "out"), l.hbm(op.expert_out, "expert_out"),
                                   l.hbm(op.weights, "weights"),
-                                  l.hbm(op.position, "position", {N, k}), compute_);
+                                  l.hbm(op.position, "position", {s.N, s.k}), compute_);
   l.finish();
 }
 
 void NeuronSimBackend::run(const ops::ExpertCombineBackward& op) {
   check_operand_dtypes(op);
   const std::string at = op_label("expert_combine_backward");
-  require_matrix(at, op.weights, -1, -1, "weights");
-  const int64_t N = op.weights.shape[0];
-  const int64_t k = choices(at, op.weights, N, "weights"), A = N * k;
-  require_matrix(at, op.dweights, N, k, "dweights");
-  require_matrix(at, op.dout, N, -1, "dout");
-  const int64_t C = op.dout.shape[1];
-  require_matrix(at, op.expert_out, A, C, "expert_out");
-  require_matrix(at, op.dexpert_out, A, C, "dexpert_out");
-  // A repeated position would also make two assignments add into one grouped row.
-  require_permutation(at, op.position, A, mode_);
-  if (k > kPartitions || C > kernels::kMaxCombineColumns) return run_on_host(op);
-  if (N == 0 || C == 0) return;
+  const CombineSizes s =
+      combine_sizes(at, op.weights, op.dout, "dout", op.expert_out, op.position, mode_);
+  require_matrix(at, op.dweights, s.N, s.k, "dweights");
+  require_matrix(at, op.dexpert_out, s.A, s.C, "dexpert_out");
+  if (s.k > kPartitions || s.C > kernels::kMaxCombineColumns) return run_on_host(op);
+  if (s.N == 0 || s.C == 0) return;
   Launch l(*core_);
   kernels::expert_combine_backward(
       *core_, l.hbm(op.dexpert_out, "dexpert_out"), l.hbm(op.dweights, "dweights"),
       l.hbm(op.dout, "dout"), l.hbm(op.expert_out, "expert_out"), l.hbm(op.weights, "weights"),
-      l.hbm(op.position, "position", {N, k}), compute_);
+      l.hbm(op.position, "position", {s.N, s.k}), compute_);
   l.finish();
 }
 
