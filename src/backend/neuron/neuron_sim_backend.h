@@ -19,7 +19,8 @@
 // the same tile programs, instructions, rules and simulated times, without arithmetic. What the
 // ops write is then unspecified: device memory is zeroed when allocated and kernels leave it as it
 // is, so host code reading results (sampling from logits) sees zeros or stale values, never
-// uninitialised memory. Ops that run on the host still compute, on those values.
+// uninitialised memory. Ops that run on the host still compute, on those values, and so does the
+// grouping by expert (from the ids memory holds): later launches are sized from its offsets.
 #pragma once
 
 #include <array>
