@@ -11,6 +11,7 @@
 #include "backend/neuron/clamped_swiglu_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "neuron_kernel_inputs.h"
 #include "neuron/config.h"
 #include "relative_error.h"
 
@@ -21,14 +22,6 @@ namespace cpu = ::switchyard::backend::cpu;
 using ::switchyard::neuron::trn2_config;
 using Host = std::vector<double>;
 
-struct Mode {
-  DType act, compute;
-  double tol;
-  const char* name;
-};
-constexpr Mode kFp32{DType::kF32, DType::kF32, 1e-5, "fp32"};
-constexpr Mode kBf16{DType::kBF16, DType::kBF16, 2e-2, "bf16"};
-
 constexpr float kAlpha = 1.702f, kLimit = 7.0f;
 
 View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, DType dtype,
@@ -38,11 +31,6 @@ View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, DType dt
   for (float& x : values) x = scale * rng.normal();
   core.write(v, values);
   return v;
-}
-
-Host read(const NeuronCore& core, const View& v) {
-  std::vector<float> f = core.read(v);
-  return Host(f.begin(), f.end());
 }
 
 void check_swiglu_forward(const Mode& mode, int64_t A, int64_t I) {

@@ -10,13 +10,17 @@
 // the tile programs do not handle (training attention that is grouped-query, windowed, with sinks
 // or in a layout other than GPT-2's packed q, k, v; paged attention with heads over 128
 // dimensions), run on the host through the CPU reference: the report names them, as work the
-// simulated clock did not see.
+// simulated clock did not see. So do the routing ops' forms past their kernels' limits (more than
+// 512 experts; more than 128 choices per row, or k * E over 4096, where a one-hot tile is needed;
+// combining rows of more than 8192 columns) and rotary embeddings whose heads do not fit 128
+// partitions of at most 4096 elements.
 //
 // A ":timing" suffix (trn2-sim:timing) runs the core in timing-only mode (neuron/execution_mode.h):
 // the same tile programs, instructions, rules and simulated times, without arithmetic. What the
 // ops write is then unspecified: device memory is zeroed when allocated and kernels leave it as it
 // is, so host code reading results (sampling from logits) sees zeros or stale values, never
-// uninitialised memory. Ops that run on the host still compute, on those values.
+// uninitialised memory. Ops that run on the host still compute, on those values, and so does the
+// grouping by expert (from the ids memory holds): later launches are sized from its offsets.
 #pragma once
 
 #include <array>
@@ -78,6 +82,15 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void run(const ops::LinearBackward& op) override;
   void run(const ops::ClampedSwiglu& op) override;
   void run(const ops::ClampedSwigluBackward& op) override;
+  // Rotary embeddings and the mixture-of-experts routing: neuron_sim_moe_ops.cc.
+  void run(const ops::Rope& op) override;
+  void run(const ops::TopKRouting& op) override;
+  void run(const ops::TopKRoutingBackward& op) override;
+  void run(const ops::GroupByExpert& op) override;
+  void run(const ops::ExpertCombine& op) override;
+  void run(const ops::ExpertCombineBackward& op) override;
+  void run(const ops::RouterLoadStats& op) override;
+  void run(const ops::RouterLoadBackward& op) override;
   void run(const ops::Gelu& op) override;
   void run(const ops::GeluBackward& op) override;
   void run(const ops::Add& op) override;

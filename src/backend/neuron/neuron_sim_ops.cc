@@ -23,6 +23,7 @@
 #include "backend/neuron/paged_attention_kernel.h"
 #include "backend/neuron/residual_kernel.h"
 #include "backend/neuron/rmsnorm_kernel.h"
+#include "backend/neuron/sim_op_checks.h"
 #include "backend/neuron/sim_operands.h"
 #include "core/error.h"
 
@@ -34,37 +35,6 @@ namespace kernels = ::switchyard::backend::neuron;
 namespace {
 
 // ---- operand checks: `at` names the device and the op ("trn2-sim layernorm") ----
-
-void require_dense(const std::string& at, const Tensor& t, const char* what) {
-  require(t.is_contiguous(), "{}: {} must be dense, got {}", at, what, t.describe());
-}
-
-// A dense [rows, cols] tensor; -1 matches any size.
-void require_matrix(const std::string& at, const Tensor& t, int64_t rows, int64_t cols,
-                    const char* what) {
-  require(t.rank == 2 && (rows < 0 || t.shape[0] == rows) && (cols < 0 || t.shape[1] == cols),
-          "{}: {} must be [{}, {}], got {}", at, what, rows < 0 ? "*" : std::to_string(rows),
-          cols < 0 ? "*" : std::to_string(cols), t.describe());
-  require_dense(at, t, what);
-}
-
-// A dense tensor of n elements.
-void require_elements(const std::string& at, const Tensor& t, int64_t n, const char* what) {
-  require(t.numel() == n, "{}: {} must have {} elements, got {}", at, what, n, t.describe());
-  require_dense(at, t, what);
-}
-
-// n dense int32 ids, each in [0, limit). Device memory is host memory, so they are read here,
-// for an error that names the row (the gather would reject them too, less helpfully).
-void require_ids(const std::string& at, const Tensor& t, int64_t n, int64_t limit,
-                 const char* what) {
-  require_elements(at, t, n, what);
-  const int32_t* ids = t.as<const int32_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    require(ids[i] >= 0 && ids[i] < limit, "{}: {} {} at row {} is outside [0, {})", at, what,
-            ids[i], i, limit);
-  }
-}
 
 // The attention record: `floats` dense fp32 values at least (Backend::attention_record_floats).
 void require_record(const std::string& at, const Tensor& record, size_t floats) {
@@ -116,36 +86,12 @@ bool paged_cache(const Tensor& t, int64_t kv_heads, int64_t head_dim) {
          t.is_contiguous();
 }
 
-// Rows [rows, width] of `t`, `stride` elements apart, as an HBM view: the memory from the first
-// row's start to the last row's end is presented once and the rows are a pattern over it.
-View strided_rows(Launch& l, const Tensor& t, int64_t rows, int64_t width, int64_t stride,
-                  const char* name) {
-  const View all = l.hbm(t.data, t.dtype, {(rows - 1) * stride + width}, name);
-  return all.pattern(0, Dim{rows, stride}, {Dim{width, 1}});
-}
-
 // Slot ids of the paged cache fit int32 tiles and pass through fp32 exactly below 2^24.
 constexpr int64_t kMaxCacheRows = int64_t{1} << 24;
 
 }  // namespace
 
 std::string NeuronSimBackend::op_label(const char* op) const { return name() + " " + op; }
-
-template <typename Op>
-void NeuronSimBackend::check_operand_dtypes(const Op& op) const {
-  const std::span<const OperandRule> rules = native_operands(OpTraits<Op>::kind);
-  const std::string at = op_label(OpTraits<Op>::kName);
-  size_t i = 0;
-  op.for_each_tensor([&](const Tensor& t, ops::Access) {
-    const OperandRule& rule = rules[i++];
-    if (t.empty()) {
-      require(rule.optional, "{}: {} is missing", at, rule.name);
-      return;
-    }
-    require(accepts(rule.dtypes, t.dtype), "{}: {} must be {}, got {}", at, rule.name,
-            describe(rule.dtypes), t.describe());
-  });
-}
 
 // ---- embeddings ----
 

@@ -58,6 +58,26 @@ constexpr OperandRule kPagedAttention[] = {
     {"out", kFloat},         {"q", kFloat},           {"k_cache", kFloat},
     {"v_cache", kFloat},     {"block_tables", kI32},  {"query_start", kI32},
     {"context_len", kI32},   {"sinks", kF32, kOptional}};
+constexpr OperandRule kRope[] = {
+    {"x", kFloat}, {"cos", kF32}, {"sin", kF32}, {"positions", kI32}};
+constexpr OperandRule kTopKRouting[] = {
+    {"expert_ids", kI32}, {"weights", kF32}, {"logits", kFloat}};
+constexpr OperandRule kTopKRoutingBackward[] = {
+    {"dlogits", kFloat}, {"dweights", kF32}, {"weights", kF32}, {"expert_ids", kI32}};
+constexpr OperandRule kGroupByExpert[] = {{"order", kI32},
+                                          {"rows", kI32},
+                                          {"position", kI32},
+                                          {"offsets", kI32},
+                                          {"expert_ids", kI32}};
+constexpr OperandRule kExpertCombine[] = {
+    {"out", kFloat}, {"expert_out", kFloat}, {"weights", kF32}, {"position", kI32}};
+constexpr OperandRule kExpertCombineBackward[] = {
+    {"dexpert_out", kFloat}, {"dweights", kF32}, {"dout", kFloat},
+    {"expert_out", kFloat},  {"weights", kF32},  {"position", kI32}};
+constexpr OperandRule kRouterLoadStats[] = {
+    {"totals", kF64}, {"logits", kFloat}, {"expert_ids", kI32}};
+constexpr OperandRule kRouterLoadBackward[] = {
+    {"dlogits", kFloat}, {"logits", kFloat}, {"totals", kF64}};
 constexpr OperandRule kCrossEntropy[] = {{"losses", kF32}, {"logits", kFloat}, {"targets", kI32}};
 constexpr OperandRule kCrossEntropyBackward[] = {
     {"dlogits", kFloat}, {"logits", kFloat}, {"targets", kI32}};
@@ -99,20 +119,20 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kSumOfSquares: return kSumOfSquares;
     case OpKind::kAccumulateSum: return kAccumulateSum;
     case OpKind::kAdamW: return kAdamW;
+    case OpKind::kRope: return kRope;
+    case OpKind::kTopKRouting: return kTopKRouting;
+    case OpKind::kTopKRoutingBackward: return kTopKRoutingBackward;
+    case OpKind::kGroupByExpert: return kGroupByExpert;
+    case OpKind::kExpertCombine: return kExpertCombine;
+    case OpKind::kExpertCombineBackward: return kExpertCombineBackward;
+    case OpKind::kRouterLoadStats: return kRouterLoadStats;
+    case OpKind::kRouterLoadBackward: return kRouterLoadBackward;
     case OpKind::kAddLayerNorm:
     case OpKind::kLinearGelu:
       return {};
     // No tile programs yet: these run on the host.
-    case OpKind::kRope:
-    case OpKind::kTopKRouting:
-    case OpKind::kTopKRoutingBackward:
-    case OpKind::kGroupByExpert:
     case OpKind::kExpertLinear:
     case OpKind::kExpertLinearBackward:
-    case OpKind::kExpertCombine:
-    case OpKind::kExpertCombineBackward:
-    case OpKind::kRouterLoadStats:
-    case OpKind::kRouterLoadBackward:
       return {};
   }
   return {};
