@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -308,6 +309,43 @@ TEST(NeuronMoeOpsTiming, Gpt20bDecodeShapesRunNativelyInTimingOnlyMode) {
     // The instruction stream does not depend on the values: the same time either way.
     EXPECT_DOUBLE_EQ(timing[i].second, functional[i].second) << timing[i].first;
   }
+}
+
+// Timing-only mode routes each token to k distinct experts uniformly (zero logits would send all
+// to the same ones), and groups the assignments on the host so that later launches see valid
+// offsets.
+TEST(NeuronMoeOpsTiming, TimingOnlyRoutingIsUniformAndTheGroupingFollowsIt) {
+  auto sim = backend::create_backend("trn2-sim:timing");
+  const int N = 4096, E = 32, k = 4, A = N * k;
+  DeviceTensor logits(*sim, sim->precision().activations, {N, E});
+  logits.zero();
+  DeviceTensor weights(*sim, DType::kF32, {N, k}), expert_ids(*sim, DType::kI32, {A});
+  DeviceTensor order(*sim, DType::kI32, {A}), rows(*sim, DType::kI32, {A});
+  DeviceTensor position(*sim, DType::kI32, {A}), offsets(*sim, DType::kI32, {E + 1});
+  const Tensor choices = expert_ids.tensor().reshape({N, k});
+  sim->run(ops::TopKRouting{.expert_ids = choices, .weights = weights.tensor(),
+                            .logits = logits.tensor()});
+  sim->run(ops::GroupByExpert{.order = order.tensor(), .rows = rows.tensor(),
+                              .position = position.tensor(), .offsets = offsets.tensor(),
+                              .expert_ids = choices, .experts = E});
+  const std::vector<int32_t> ids = expert_ids.read_i32();
+  const std::vector<float> w = weights.read();
+  std::vector<int> counts(E, 0);
+  for (int n = 0; n < N; ++n) {
+    std::set<int32_t> distinct(ids.begin() + n * k, ids.begin() + (n + 1) * k);
+    ASSERT_EQ(distinct.size(), static_cast<size_t>(k)) << "row " << n;
+    for (int j = 0; j < k; ++j) {
+      ASSERT_GE(ids[n * k + j], 0);
+      ASSERT_LT(ids[n * k + j], E);
+      ++counts[ids[n * k + j]];
+      EXPECT_EQ(w[n * k + j], 0.25f);
+    }
+  }
+  // 512 assignments per expert expected, a standard deviation of about 21.
+  for (int e = 0; e < E; ++e) EXPECT_NEAR(counts[e], A / E, 100) << "expert " << e;
+  const std::vector<int32_t> off = offsets.read_i32();
+  for (int e = 0; e < E; ++e) EXPECT_EQ(off[e + 1] - off[e], counts[e]) << "expert " << e;
+  EXPECT_EQ(off[E], A);
 }
 
 }  // namespace

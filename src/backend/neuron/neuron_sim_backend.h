@@ -136,6 +136,7 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   };
   std::map<const char*, HostBlock> allocations_;  // aligned start -> block
   size_t allocated_bytes_ = 0;
+  uint64_t routing_calls_ = 0;  // seeds timing-only mode's uniform routing
   // Calls of each op that ran on the host, by OpKind.
 #define SWITCHYARD_COUNT_OP(Op, name) +1
   std::array<int64_t, 0 SWITCHYARD_OPS(SWITCHYARD_COUNT_OP)> host_calls_{};

@@ -7,9 +7,9 @@
 // program's instructions follow from the shapes alone), so they time as in a functional run. The
 // checks that read values still run on what device memory holds (zeros, or what the host wrote),
 // except the permutation check of the grouped positions, which zeros fail: it runs in functional
-// mode only. GroupByExpert's outputs are the one result host code and later launches depend on
-// (the expert products' offsets): in timing-only mode the host also computes them, from the ids
-// memory holds (all zeros unless the host wrote them: every assignment to expert 0).
+// mode only. The routing decides what later launches do (which experts' weights stream), so in
+// timing-only mode the host writes TopKRouting's choices (uniform, timing_only_routing.h) and
+// computes GroupByExpert's outputs (the expert products' offsets) from the ids memory holds.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -23,6 +23,7 @@
 #include "backend/neuron/router_load_kernel.h"
 #include "backend/neuron/routing_tiles.h"
 #include "backend/neuron/sim_op_checks.h"
+#include "backend/neuron/timing_only_routing.h"
 #include "backend/neuron/topk_routing_kernel.h"
 #include "core/error.h"
 
@@ -113,6 +114,11 @@ void NeuronSimBackend::run(const ops::TopKRouting& op) {
   kernels::topk_routing_forward(*core_, l.hbm(op.expert_ids, "expert_ids"),
                                 l.hbm(op.weights, "weights"), l.hbm(op.logits, "logits"));
   l.finish();
+  // Zero logits would route every token to the same experts: timing-only runs assume uniform
+  // routing instead (timing_only_routing.h).
+  if (mode_ == ExecutionMode::kTimingOnly) {
+    write_uniform_routing(op.expert_ids, op.weights, static_cast<int>(E), ++routing_calls_);
+  }
 }
 
 void NeuronSimBackend::run(const ops::TopKRoutingBackward& op) {
