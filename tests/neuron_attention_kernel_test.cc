@@ -13,9 +13,9 @@
 #include "backend/cpu/attention_kernels.h"
 #include "backend/neuron/attention_decode_kernel.h"
 #include "backend/neuron/attention_kernel.h"
-#include "core/rng.h"
 #include "expect_error.h"
 #include "gpt2_cpu_kernels.h"
+#include "random_data.h"
 #include "relative_error.h"
 #include "neuron/config.h"
 
@@ -28,13 +28,6 @@ using ::switchyard::neuron::trn2_config;
 struct Shape {
   int B, T, C, NH;
 };
-
-std::vector<float> random_values(size_t n, uint64_t seed, float stddev) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = stddev * rng.normal();
-  return v;
-}
 
 std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
@@ -101,7 +94,7 @@ ForwardResult run_forward(const Shape& s, DType hbm, DType compute, uint64_t see
   View qkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, hbm, "qkv");
   View out = core.hbm_alloc({N, int64_t{s.C}}, hbm, "out");
   View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, DType::kF32, "lse");
-  core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), seed, 1.0f));
+  core.write(qkv, normal_floats(static_cast<size_t>(qkv.elements()), seed, 1.0f));
   attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, compute);
 
   const std::vector<double> x = to_double(core.read(qkv));  // as stored (rounded)
@@ -125,9 +118,9 @@ double run_backward(const Shape& s, DType hbm, DType compute, uint64_t seed,
   View dqkv = core.hbm_alloc({N, 3 * int64_t{s.C}}, hbm, "dqkv");
   View dout = core.hbm_alloc({N, int64_t{s.C}}, hbm, "dout");
   View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, DType::kF32, "lse");
-  core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), seed, 1.0f));
-  core.write(dout, random_values(static_cast<size_t>(dout.elements()), seed + 1, 1.0f));
-  core.write(dqkv, random_values(static_cast<size_t>(dqkv.elements()), seed + 2, 0.5f));
+  core.write(qkv, normal_floats(static_cast<size_t>(qkv.elements()), seed, 1.0f));
+  core.write(dout, normal_floats(static_cast<size_t>(dout.elements()), seed + 1, 1.0f));
+  core.write(dqkv, normal_floats(static_cast<size_t>(dqkv.elements()), seed + 2, 0.5f));
   const std::vector<double> x = to_double(core.read(qkv));
   const std::vector<double> dy = to_double(core.read(dout));
   std::vector<double> ref = to_double(core.read(dqkv));
@@ -188,7 +181,7 @@ TEST(NeuronAttention, ForwardScoresFarApartStayFinite) {
   View qkv = core.hbm_alloc({20, 24}, DType::kF32, "qkv");
   View out = core.hbm_alloc({20, 8}, DType::kF32, "out");
   View lse = core.hbm_alloc({20}, DType::kF32, "lse");
-  core.write(qkv, random_values(20 * 24, 9, 30.0f));
+  core.write(qkv, normal_floats(20 * 24, 9, 30.0f));
   attention_forward(core, out, lse, qkv, s.B, s.T, s.C, s.NH, DType::kF32);
   const std::vector<double> x = to_double(core.read(qkv));
   std::vector<double> ref(20 * 8), att(400);
@@ -228,9 +221,9 @@ double run_decode(int B, int pos, int max_T, int C, int NH, DType hbm, DType cac
   View out = core.hbm_alloc({B, int64_t{C}}, hbm, "out");
   View kc = core.hbm_alloc({rows, int64_t{hs}}, cache_dtype, "k_cache");
   View vc = core.hbm_alloc({rows, int64_t{hs}}, cache_dtype, "v_cache");
-  core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), seed, 1.0f));
-  core.write(kc, random_values(static_cast<size_t>(kc.elements()), seed + 1, 1.0f));
-  core.write(vc, random_values(static_cast<size_t>(vc.elements()), seed + 2, 1.0f));
+  core.write(qkv, normal_floats(static_cast<size_t>(qkv.elements()), seed, 1.0f));
+  core.write(kc, normal_floats(static_cast<size_t>(kc.elements()), seed + 1, 1.0f));
+  core.write(vc, normal_floats(static_cast<size_t>(vc.elements()), seed + 2, 1.0f));
   std::vector<double> x = to_double(core.read(qkv));
   std::vector<double> k = to_double(core.read(kc));
   std::vector<double> v = to_double(core.read(vc));
@@ -340,8 +333,8 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   View out = core.hbm_alloc({N, int64_t{s.C}}, DType::kBF16, "out");
   View dout = core.hbm_alloc({N, int64_t{s.C}}, DType::kBF16, "dout");
   View lse = core.hbm_alloc({int64_t{s.B} * s.NH * s.T}, DType::kF32, "lse");
-  core.write(qkv, random_values(static_cast<size_t>(qkv.elements()), 30, 1.0f));
-  core.write(dout, random_values(static_cast<size_t>(dout.elements()), 31, 1.0f));
+  core.write(qkv, normal_floats(static_cast<size_t>(qkv.elements()), 30, 1.0f));
+  core.write(dout, normal_floats(static_cast<size_t>(dout.elements()), 31, 1.0f));
   core.write(dqkv, std::vector<float>(static_cast<size_t>(dqkv.elements()), 0.0f));
   using Clock = std::chrono::steady_clock;
   auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
@@ -377,9 +370,9 @@ TEST(NeuronAttention, Gpt2SizedTiming) {
   View dout1 = dec.hbm_alloc({s.B, int64_t{s.C}}, DType::kBF16, "out");
   View kc = dec.hbm_alloc({int64_t{s.B} * s.NH * max_T, hs}, DType::kBF16, "k_cache");
   View vc = dec.hbm_alloc({int64_t{s.B} * s.NH * max_T, hs}, DType::kBF16, "v_cache");
-  dec.write(dq, random_values(static_cast<size_t>(dq.elements()), 32, 1.0f));
-  dec.write(kc, random_values(static_cast<size_t>(kc.elements()), 33, 1.0f));
-  dec.write(vc, random_values(static_cast<size_t>(vc.elements()), 34, 1.0f));
+  dec.write(dq, normal_floats(static_cast<size_t>(dq.elements()), 32, 1.0f));
+  dec.write(kc, normal_floats(static_cast<size_t>(kc.elements()), 33, 1.0f));
+  dec.write(vc, normal_floats(static_cast<size_t>(vc.elements()), 34, 1.0f));
   const std::vector<double> dec_x = to_double(dec.read(dq));
   std::vector<double> dec_k = to_double(dec.read(kc)), dec_v = to_double(dec.read(vc));
   t0 = Clock::now();

@@ -184,7 +184,7 @@ TEST(NeuronSimOps, PagedCacheFormsWithoutATileProgramRunOnTheHostAndAreReported)
       << line;
 }
 
-TEST(NeuronSimOps, AttentionRunsNativelyOnlyInGpt2sForm) {
+TEST(NeuronSimOps, AttentionRunsNativelyOnPackedProjections) {
   const int B = 2, T = 5, H = 4, hd = 8, C = H * hd, N = B * T;
   const std::vector<float> qkv_values = random_floats(N * 3 * C, 7);
   const ops::AttentionSpec gpt2{.heads = H, .kv_heads = H, .head_dim = hd};

@@ -1,9 +1,10 @@
 // Timing-only execution: the same kernels run in functional and in timing-only mode give the same
 // simulated times, engine busy times, instruction counts, HBM traffic, FLOPs and trace, on the
 // simulated core directly (GEMM, instructions with every engine) and through the trn*-sim backend
-// (linear, layernorm, attention prefill, KV-cache write and paged decode attention, and a whole
-// small model: training step, prefill and decode). Timing-only mode keeps the rules and does no
-// arithmetic: it leaves outputs alone, and what the host reads back is defined (zeros).
+// (linear, layernorm, attention prefill, grouped-query training attention, KV-cache write and
+// paged decode attention, and a whole small model: training step, prefill and decode).
+// Timing-only mode keeps the rules and does no arithmetic: it leaves outputs alone, and what the
+// host reads back is defined (zeros).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -319,6 +320,34 @@ TEST(NeuronTimingOnly, AttentionPrefillTimesAsFunctional) {
       return backend::to_host_f32(*d, out);
     });
   }
+}
+
+TEST(NeuronTimingOnly, GroupedQueryTrainingAttentionTimesAsFunctional) {
+  // gpt-oss's form: 4 query heads over 2 kv heads in one packed projection, sinks, a window;
+  // forward and backward.
+  expect_same_on_backend("trn2-sim", [](Device& d) {
+    const DType act = d->precision().activations;
+    const int B = 2, T = 70, H = 4, KV = 2, hd = 16, C = H * hd, width = (H + 2 * KV) * hd;
+    const ops::AttentionSpec spec{.heads = H, .kv_heads = KV, .head_dim = hd, .window = 24};
+    const Tensor qkv = d.random(act, {B * T, width}, 11), dqkv = d.random(act, {B * T, width}, 12);
+    const Tensor out = d.allocate(act, {B * T, C}), dout = d.random(act, {B * T, C}, 13);
+    const Tensor sinks = d.random(DType::kF32, {H}, 14), dsinks = d.random(DType::kF32, {H}, 15);
+    const size_t record = d->attention_record_floats(spec, B, T);
+    const Tensor rec = d.allocate(DType::kF32, {static_cast<int64_t>(record)});
+    auto q = [&](const Tensor& t) { return heads_view(t, 0, H, hd); };
+    auto k = [&](const Tensor& t) { return heads_view(t, C, KV, hd); };
+    auto v = [&](const Tensor& t) { return heads_view(t, C + KV * hd, KV, hd); };
+    d->run(ops::Attention{.out = out, .record = rec, .q = q(qkv), .k = k(qkv), .v = v(qkv),
+                          .sinks = sinks, .batch = B, .seq = T, .spec = spec});
+    d->run(ops::AttentionBackward{.dq = q(dqkv), .dk = k(dqkv), .dv = v(dqkv), .dsinks = dsinks,
+                                  .scratch = Tensor{}, .dout = dout, .out = out, .record = rec,
+                                  .q = q(qkv), .k = k(qkv), .v = v(qkv), .sinks = sinks,
+                                  .batch = B, .seq = T, .spec = spec});
+    std::vector<float> outputs = backend::to_host_f32(*d, dqkv);
+    const std::vector<float> grads = backend::to_host_f32(*d, dsinks);
+    outputs.insert(outputs.end(), grads.begin(), grads.end());
+    return outputs;
+  });
 }
 
 TEST(NeuronTimingOnly, KvCacheWriteAndPagedDecodeTimeAsFunctional) {

@@ -18,6 +18,14 @@ inline std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1
   return v;
 }
 
+// n floats from a normal distribution of mean 0 and standard deviation `stddev`.
+inline std::vector<float> normal_floats(size_t n, uint64_t seed, float stddev = 1.0f) {
+  Rng rng(seed);
+  std::vector<float> v(n);
+  for (float& x : v) x = stddev * rng.normal();
+  return v;
+}
+
 // n token ids uniform in [0, vocab).
 inline std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
   Rng rng(seed);

@@ -7,13 +7,13 @@
 // the matmuls read and round to bf16 on the chip). Each op with a tile program is one launch
 // (kernel_launch.h) over its tensors in place, and advances the core's simulated clock;
 // simulation_report() says how far and where the time went. Ops without a tile program, and forms
-// the tile programs do not handle (training attention that is grouped-query, windowed, with sinks
-// or in a layout other than GPT-2's packed q, k, v; paged attention with heads over 128
-// dimensions), run on the host through the CPU reference: the report names them, as work the
-// simulated clock did not see. So do the routing ops' forms past their kernels' limits (more than
-// 512 experts; more than 128 choices per row, or k * E over 4096, where a one-hot tile is needed;
-// combining rows of more than 8192 columns) and rotary embeddings whose heads do not fit 128
-// partitions of at most 4096 elements.
+// the tile programs do not handle (training attention with heads over 128 dimensions or q, k, v
+// not packed in one projection; paged attention with heads over 128 dimensions), run on the host
+// through the CPU reference: the report names them, as work the simulated clock did not see. So
+// do the routing ops' forms past their kernels' limits (more than 512 experts; more than 128
+// choices per row, or k * E over 4096, where a one-hot tile is needed; combining rows of more than
+// 8192 columns) and rotary embeddings whose heads do not fit 128 partitions of at most 4096
+// elements.
 //
 // A ":timing" suffix (trn2-sim:timing) runs the core in timing-only mode (neuron/execution_mode.h):
 // the same tile programs, instructions, rules and simulated times, without arithmetic. What the

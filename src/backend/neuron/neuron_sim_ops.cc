@@ -43,23 +43,25 @@ void require_record(const std::string& at, const Tensor& record, size_t floats) 
   require_dense(at, record, "record");
 }
 
-// The shape the attention tile programs take: GPT-2's packed projection. q, k and v are
-// [N, heads, head_dim] views of one dense [N, 3C] tensor (C = heads * head_dim; q | k | v side by
-// side in each row), in one dtype.
+// The layout the attention tile programs take: q, k and v are [N, heads or kv_heads, head_dim]
+// views of one packed projection [N, (heads + 2 kv_heads) head_dim], each row q | k | v (GPT-2's
+// [N, 3C] when kv_heads = heads), in one dtype.
 bool packed_qkv(const Tensor& q, const Tensor& k, const Tensor& v, int64_t rows,
                 const ops::AttentionSpec& spec) {
-  const int64_t C = int64_t{spec.heads} * spec.head_dim;
-  auto is_part = [&](const Tensor& t, int part) {
-    return t.rank == 3 && t.dtype == q.dtype && t.shape[0] == rows && t.shape[1] == spec.heads &&
-           t.shape[2] == spec.head_dim && t.strides[2] == 1 && t.strides[1] == spec.head_dim &&
-           (rows == 1 || t.strides[0] == 3 * C) &&
-           t.data == static_cast<const char*>(q.data) + part * C * dtype_bytes(q.dtype);
+  const int64_t hd = spec.head_dim, H = spec.heads, KV = spec.kv_heads;
+  const int64_t width = (H + 2 * KV) * hd;
+  auto is_part = [&](const Tensor& t, int64_t heads, int64_t col) {
+    return t.rank == 3 && t.dtype == q.dtype && t.shape[0] == rows && t.shape[1] == heads &&
+           t.shape[2] == hd && t.strides[2] == 1 && t.strides[1] == hd &&
+           (rows == 1 || t.strides[0] == width) &&
+           t.data == static_cast<const char*>(q.data) + col * dtype_bytes(q.dtype);
   };
-  return !q.empty() && !k.empty() && !v.empty() && is_part(q, 0) && is_part(k, 1) &&
-         is_part(v, 2);
+  return !q.empty() && !k.empty() && !v.empty() && is_part(q, H, 0) && is_part(k, KV, H * hd) &&
+         is_part(v, KV, (H + KV) * hd);
 }
 
-// Multi-head causal attention with no window and the usual scale: what the tile programs compute.
+// Multi-head causal attention with no window and the usual scale: what the decode tile program
+// computes.
 bool plain_multi_head(const ops::AttentionSpec& spec) {
   const float usual = 1.0f / std::sqrt(static_cast<float>(spec.head_dim));
   return spec.heads > 0 && spec.heads == spec.kv_heads && spec.head_dim > 0 &&
@@ -71,6 +73,29 @@ bool plain_multi_head(const ops::AttentionSpec& spec) {
 bool dense_rows(const Tensor& t, int64_t rows, int64_t cols, DType dtype) {
   return t.rank == 2 && t.shape[0] == rows && t.shape[1] == cols && t.is_contiguous() &&
          t.dtype == dtype;
+}
+
+// Training attention in a form the tile programs take: grouped-query heads of at most 128
+// dimensions, any window and a positive scale, q, k, v packed, out dense and sinks absent or one
+// fp32 value per head. Forward and backward decide by these operands alone, so that the backward
+// pass reads the record the way the forward pass wrote it (log-sum-exps or probabilities).
+bool native_training_attention(const ops::AttentionSpec& spec, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const Tensor& sinks, const Tensor& out,
+                               int batch, int seq) {
+  const int64_t N = int64_t{batch} * seq;
+  const float scale = spec.effective_scale();
+  return batch > 0 && seq > 0 && spec.heads > 0 && spec.kv_heads > 0 &&
+         spec.heads % spec.kv_heads == 0 && spec.head_dim > 0 &&
+         spec.head_dim <= kPartitions && spec.window >= 0 && scale > 0.0f &&
+         std::isfinite(scale) && packed_qkv(q, k, v, N, spec) &&
+         dense_rows(out, N, int64_t{spec.heads} * spec.head_dim, q.dtype) &&
+         (sinks.empty() || (sinks.dtype == DType::kF32 && sinks.numel() == spec.heads &&
+                            sinks.is_contiguous()));
+}
+
+kernels::AttentionShape attention_shape(const ops::AttentionSpec& spec, int batch, int seq) {
+  return {.batch = batch, .seq = seq, .heads = spec.heads, .kv_heads = spec.kv_heads,
+          .head_dim = spec.head_dim, .window = spec.window, .scale = spec.effective_scale()};
 }
 
 // A [rows, heads, head_dim] view whose heads are dense (the paged cache ops' k, v and q): rows
@@ -364,49 +389,57 @@ void NeuronSimBackend::run(const ops::Cast& op) {
   l.finish();
 }
 
-// ---- attention: GPT-2's form natively, every other form on the host ----
+// ---- attention over training windows: tile programs where the form allows, else the host ----
 
 void NeuronSimBackend::run(const ops::Attention& op) {
   const ops::AttentionSpec& spec = op.spec;
-  const int64_t N = int64_t{op.batch} * op.seq, C = int64_t{spec.heads} * spec.head_dim;
-  const bool native = op.batch > 0 && op.seq > 0 && plain_multi_head(spec) && op.sinks.empty() &&
-                      packed_qkv(op.q, op.k, op.v, N, spec) &&
-                      dense_rows(op.out, N, C, op.q.dtype);
-  if (!native) return run_on_host(op);
+  if (!native_training_attention(spec, op.q, op.k, op.v, op.sinks, op.out, op.batch, op.seq)) {
+    return run_on_host(op);
+  }
   check_operand_dtypes(op);
   const std::string at = op_label("attention");
-  const int64_t lse = N * spec.heads;
+  const int64_t N = int64_t{op.batch} * op.seq, H = spec.heads;
+  const int64_t width = (H + 2 * int64_t{spec.kv_heads}) * spec.head_dim;
   require_record(at, op.record, attention_record_floats(spec, op.batch, op.seq));
   Launch l(*core_);
   // The flash kernels keep one log-sum-exp per (sequence, head, row) at the start of the record.
   kernels::attention_forward(*core_, l.hbm(op.out, "out"),
-                             l.hbm(op.record.data, DType::kF32, {lse}, "lse"),
-                             l.hbm(op.q.data, op.q.dtype, {N, 3 * C}, "qkv"), op.batch, op.seq,
-                             static_cast<int>(C), spec.heads, compute_);
+                             l.hbm(op.record.data, DType::kF32, {N * H}, "lse"),
+                             l.hbm(op.q.data, op.q.dtype, {N, width}, "qkv"),
+                             l.optional(op.sinks, "sinks", {1, H}),
+                             attention_shape(spec, op.batch, op.seq), compute_);
   l.finish();
 }
 
 void NeuronSimBackend::run(const ops::AttentionBackward& op) {
   const ops::AttentionSpec& spec = op.spec;
-  const int64_t N = int64_t{op.batch} * op.seq, C = int64_t{spec.heads} * spec.head_dim;
-  const bool native = op.batch > 0 && op.seq > 0 && plain_multi_head(spec) && op.sinks.empty() &&
-                      op.dsinks.empty() && packed_qkv(op.q, op.k, op.v, N, spec) &&
-                      packed_qkv(op.dq, op.dk, op.dv, N, spec) && op.dq.dtype == op.q.dtype &&
-                      dense_rows(op.dout, N, C, op.q.dtype) &&
-                      dense_rows(op.out, N, C, op.q.dtype);
-  if (!native) return run_on_host(op);
+  if (!native_training_attention(spec, op.q, op.k, op.v, op.sinks, op.out, op.batch, op.seq)) {
+    return run_on_host(op);
+  }
   check_operand_dtypes(op);
   const std::string at = op_label("attention_backward");
-  const int64_t lse = N * spec.heads;
+  const int64_t N = int64_t{op.batch} * op.seq, H = spec.heads;
+  const int64_t width = (H + 2 * int64_t{spec.kv_heads}) * spec.head_dim;
+  // The forward pass ran as a tile program and left log-sum-exps, which only the tile program
+  // reads: the gradients must come in the layout it takes.
+  require(packed_qkv(op.dq, op.dk, op.dv, N, spec) && op.dq.dtype == op.q.dtype,
+          "{}: dq, dk, dv must be views of one packed [{}, {}] gradient in q's dtype, like q, k "
+          "and v; got {}, {}, {}",
+          at, N, width, op.dq.describe(), op.dk.describe(), op.dv.describe());
+  require(dense_rows(op.dout, N, H * spec.head_dim, op.q.dtype),
+          "{}: dout must be a dense [{}, {}] tensor in q's dtype, got {}", at, N,
+          H * spec.head_dim, op.dout.describe());
+  if (!op.sinks.empty()) require_elements(at, op.dsinks, H, "dsinks");
   require_record(at, op.record, attention_record_floats(spec, op.batch, op.seq));
   Launch l(*core_);
   // `out` is not read: the kernel recomputes what it needs from q, k, v and the log-sum-exps, and
   // needs no scratch.
-  kernels::attention_backward(*core_, l.hbm(op.dq.data, op.dq.dtype, {N, 3 * C}, "dqkv"),
-                              l.hbm(op.dout, "dout"),
-                              l.hbm(op.q.data, op.q.dtype, {N, 3 * C}, "qkv"),
-                              l.hbm(op.record.data, DType::kF32, {lse}, "lse"), op.batch, op.seq,
-                              static_cast<int>(C), spec.heads, compute_);
+  kernels::attention_backward(*core_, l.hbm(op.dq.data, op.dq.dtype, {N, width}, "dqkv"),
+                              l.optional(op.dsinks, "dsinks", {1, H}), l.hbm(op.dout, "dout"),
+                              l.hbm(op.q.data, op.q.dtype, {N, width}, "qkv"),
+                              l.hbm(op.record.data, DType::kF32, {N * H}, "lse"),
+                              l.optional(op.sinks, "sinks", {1, H}),
+                              attention_shape(spec, op.batch, op.seq), compute_);
   l.finish();
 }
 
