@@ -21,6 +21,7 @@
 #include "backend/neuron/rmsnorm_kernel.h"
 #include "core/rng.h"
 #include "expect_error.h"
+#include "neuron_test_tensors.h"
 #include "relative_error.h"
 #include "neuron/config.h"
 
@@ -28,6 +29,9 @@ namespace switchyard::backend::neuron {
 namespace {
 
 namespace cpu = ::switchyard::backend::cpu;
+using ::switchyard::neuron::Host;
+using ::switchyard::neuron::random_tensor;
+using ::switchyard::neuron::read;
 using ::switchyard::neuron::trn1_config;
 using ::switchyard::neuron::trn2_config;
 
@@ -40,24 +44,6 @@ struct Mode {
 };
 constexpr Mode kFp32{DType::kF32, DType::kF32, 1e-5, "fp32"};
 constexpr Mode kBf16{DType::kBF16, DType::kBF16, 1e-2, "bf16"};
-
-using Host = std::vector<double>;
-
-// HBM tensor of `shape` filled with normal(shift, scale) values.
-View random_tensor(NeuronCore& core, const std::vector<int64_t>& shape, DType dtype,
-                   const std::string& name, Rng& rng, float scale = 1.0f, float shift = 0.0f) {
-  View v = core.hbm_alloc(shape, dtype, name);
-  std::vector<float> values(static_cast<size_t>(v.elements()));
-  for (float& x : values) x = shift + scale * rng.normal();
-  core.write(v, values);
-  return v;
-}
-
-// A tensor's stored values (after rounding to its dtype), in double.
-Host read(const NeuronCore& core, const View& v) {
-  std::vector<float> f = core.read(v);
-  return Host(f.begin(), f.end());
-}
 
 std::string label(const Mode& mode, const std::string& what) {
   return std::string(mode.name) + " " + what;

@@ -112,7 +112,7 @@ TEST(NeuronTimingOnly, GemmTimesAsFunctional) {
 }
 
 // Every instruction kind on every engine that runs it, with dependencies between them, v2 port
-// conflicts (trn1), an indirect gather and an accumulating scatter.
+// conflicts (trn1), an indirect gather, an accumulating scatter and MXFP4 decodes.
 void every_instruction(neuron::NeuronCore& core) {
   using neuron::Activation;
   using neuron::AluOp;
@@ -145,6 +145,12 @@ void every_instruction(neuron::NeuronCore& core) {
   core.select(y, y, y, y);
   core.iota(y.cols(0, 8), 0.0f, 1.0f, {0.5f});
   core.affine_select(y, y, 0.0f, 1.0f, {-1.0f}, AluOp::kIsGreaterEqual, -1e30f);
+  const neuron::View codes = core.sbuf_alloc(128, {48}, DType::kU8, "codes");
+  const neuron::View scales = core.sbuf_alloc(128, {3}, DType::kU8, "scales");
+  core.memset(codes, 0x5A, Engine::kGpSimd);
+  core.memset(scales, 127.0f);
+  core.mxfp4_decode(x, codes, scales, Engine::kGpSimd);
+  core.mxfp4_decode(x, codes, scales);
   core.tensor_copy(x, y);
   core.activation(x, Activation::kGeluTanh, x, col, 0.0f);
   core.fence();

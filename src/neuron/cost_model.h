@@ -43,6 +43,18 @@ inline constexpr int64_t kScalarFixedLatencyCycles = 100;
 // 150 + N per input tensor (the same form; no separate figure is published).
 inline constexpr int64_t kGpSimdFixedCycles = 150;
 
+// MXFP4 decode (mxfp4_decode), assumed: no figure is published, because NeuronCore-v2/v3 have no
+// FP4 support (v4's TensorE multiplies MXFP4 itself, nki.isa.nc_matmul_mx, and needs no decode).
+// On v2/v3 a kernel needs three element passes over the decoded values, so the instruction costs
+// three elementwise passes of N (the decoded values per partition) on its engine, without fast
+// mode (its inputs are uint8):
+//   1. unpack: each byte's low and high nibble into a code of its own (a shift and a mask),
+//   2. map: each 4-bit E2M1 code to its value (a 16-entry table lookup),
+//   3. scale: multiply by the block's 2^(s - 127), the E8M0 byte broadcast along its block.
+// Optimistic for VectorE, which has no table lookup and would map codes arithmetically in more
+// passes; GpSimd's SIMD cores look up 16-entry tables with a byte shuffle.
+inline constexpr int64_t kMxfp4DecodePasses = 3;
+
 // SBUF/PSUM access: an innermost stride over 16 bytes halves engine bandwidth (perf guide).
 inline constexpr int64_t kWideStrideBytes = 16;
 inline constexpr int64_t kWideStrideFactor = 2;

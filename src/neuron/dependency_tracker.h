@@ -6,9 +6,14 @@
 // Bounding boxes are conservative: interleaved views of one tile may wait for each other.
 //
 // Records are kept per allocation and pruned when a later write covers them (that write already
-// waited for them, so nothing after it needs them). When an allocation is freed its latest times
-// are kept as a "retired" barrier, so a new allocation over the same bytes waits for the old
-// tile's last users.
+// waited for them, so nothing after it needs them), or a later read covers the newest one. When an
+// allocation is freed its latest times are kept as a "retired" barrier, so a new allocation over
+// the same bytes waits for the old tile's last users.
+//
+// A tensor read piece by piece and never written (weights streaming from HBM) piles up read
+// records no write prunes: committing a read looks at the newest record only, and an access skips
+// an allocation's list when none of its records could delay it, so that neither costs time in the
+// length of the list.
 #pragma once
 
 #include <cstdint>
@@ -67,7 +72,15 @@ class DependencyTracker {
     Region region;
     double done;
   };
-  std::vector<std::vector<Record>> records_;  // by allocation id
+  // An allocation's records, with the latest done times among them (of all, of the writes).
+  struct Records {
+    std::vector<Record> list;
+    double latest = 0.0;
+    double latest_write = 0.0;
+    void add(const Record& r);
+    void clear();
+  };
+  std::vector<Records> records_;  // by allocation id
   std::vector<Retired> retired_;
 };
 

@@ -1,6 +1,7 @@
 #include "neuron/dtype.h"
 
 #include <array>
+#include <cmath>
 #include <cstring>
 
 #include "core/dtype.h"
@@ -18,6 +19,13 @@ const float* decode_table() {
     return t;
   }();
   return table.data();
+}
+
+// Nearest integer (ties to even), saturated to 0..255; NaN becomes 0.
+uint8_t float_to_uint8(float value) {
+  if (!(value > 0.0f)) return 0;
+  if (value >= 255.0f) return 255;
+  return static_cast<uint8_t>(std::nearbyint(value));
 }
 
 }  // namespace
@@ -51,6 +59,8 @@ float load_element_slow(DType dtype, const uint8_t* bytes) {
       std::memcpy(&v, bytes, 4);
       return static_cast<float>(v);
     }
+    case DType::kU8:
+      return static_cast<float>(*bytes);
     default:
       fail("the simulated NeuronCore has no {} memory", nki_dtype_name(dtype));
   }
@@ -82,6 +92,9 @@ void store_element_slow(DType dtype, uint8_t* bytes, float value) {
       std::memcpy(bytes, &v, 4);
       return;
     }
+    case DType::kU8:
+      *bytes = float_to_uint8(value);
+      return;
     default:
       fail("the simulated NeuronCore has no {} memory", nki_dtype_name(dtype));
   }

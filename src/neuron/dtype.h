@@ -3,7 +3,11 @@
 // Every store into simulated memory rounds the fp32 result to the destination type with the rules
 // of core/dtype.h, so values read back are exactly what the hardware format can hold. Fresh
 // memory is filled with all-ones bytes, which reads as NaN in every float type (and as -1 in
-// int32), so a kernel that reads memory it never wrote gets NaN.
+// int32, 255 in uint8), so a kernel that reads memory it never wrote gets NaN.
+//
+// uint8 holds raw bytes: packed MXFP4 codes and E8M0 scales, which DMA copies bit for bit and
+// mxfp4_decode reads (an engine reading them as numbers sees 0..255; storing rounds to the
+// nearest integer, saturated to 0..255, NaN to 0).
 #pragma once
 
 #include <bit>
@@ -16,7 +20,8 @@ namespace switchyard::neuron {
 
 using ::switchyard::DType;
 
-// The element types the simulated memories hold: fp32, bf16, fp16, both fp8 formats and int32.
+// The element types the simulated memories hold: fp32, bf16, fp16, both fp8 formats, int32 and
+// uint8.
 inline bool is_storable(DType dtype) {
   switch (dtype) {
     case DType::kF32:
@@ -25,6 +30,7 @@ inline bool is_storable(DType dtype) {
     case DType::kF8E4M3:
     case DType::kF8E5M2:
     case DType::kI32:
+    case DType::kU8:
       return true;
     default:
       return false;

@@ -44,6 +44,7 @@ class Executor {
   void reciprocal(const View& out, const View& in);
   void memset(const View& out, float value);
   void select(const View& out, const View& predicate, const View& on_true, const View& on_false);
+  void mxfp4_decode(const View& out, const View& codes, const View& scales);
   void iota(const View& out, float base, float partition_step, const std::vector<float>& free_steps);
   void affine_select(const View& out, const View& in, float base, float partition_step,
                      const std::vector<float>& free_steps, AluOp cmp, float fill);

@@ -53,6 +53,8 @@ LoadRun load_run_for(DType d) {
       return load_run<DType::kF8E5M2>;
     case DType::kI32:
       return load_run<DType::kI32>;
+    case DType::kU8:
+      return load_run<DType::kU8>;
     default:
       fail("the simulated NeuronCore has no {} memory", nki_dtype_name(d));
   }
@@ -72,6 +74,8 @@ StoreRun store_run_for(DType d) {
       return store_run<DType::kF8E5M2>;
     case DType::kI32:
       return store_run<DType::kI32>;
+    case DType::kU8:
+      return store_run<DType::kU8>;
     default:
       fail("the simulated NeuronCore has no {} memory", nki_dtype_name(d));
   }

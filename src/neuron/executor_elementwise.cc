@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/dtype.h"
 #include "neuron/executor.h"
 #include "neuron/parallel.h"
 
@@ -125,6 +126,31 @@ void Executor::select(const View& out, const View& predicate, const View& on_tru
   load(on_false, f.data());
   for (int64_t i = 0; i < n; ++i) t[i] = c[i] != 0.0f ? t[i] : f[i];
   store(out, t.data());
+}
+
+void Executor::mxfp4_decode(const View& out, const View& codes, const View& scales) {
+  // Value v of a partition is the E2M1 code in nibble v % 2 (low first) of code byte v / 2, times
+  // 2^(s - 127) for the scale byte s of its run: the very product decode_mxfp4_block forms.
+  const int64_t P = out.partitions();
+  const int64_t F = out.free_size();
+  const int64_t groups = scales.free_size();
+  const int64_t group = F / groups;
+  std::span<float> result = scratch(0, P * F);
+  auto* code_bytes = reinterpret_cast<uint8_t*>(scratch(1, (P * F / 2 + 3) / 4).data());
+  auto* scale_bytes = reinterpret_cast<uint8_t*>(scratch(2, (P * groups + 3) / 4).data());
+  compute_rows(out, {&codes, &scales}, result.data(), [&](int64_t p, float* row) {
+    uint8_t* c = code_bytes + p * (F / 2);
+    uint8_t* s = scale_bytes + p * groups;
+    gather_partition_bytes(codes, p, c);
+    gather_partition_bytes(scales, p, s);
+    for (int64_t g = 0; g < groups; ++g) {
+      const float scale = e8m0_to_float(s[g]);
+      for (int64_t v = g * group; v < (g + 1) * group; v += 2) {
+        row[v] = kFp4E2M1Values[c[v / 2] & 0xF] * scale;
+        row[v + 1] = kFp4E2M1Values[c[v / 2] >> 4] * scale;
+      }
+    }
+  });
 }
 
 namespace {

@@ -117,6 +117,12 @@ double activation_cycles(const CoreConfig& config, const View& out, const View& 
   return cycles;
 }
 
+double mxfp4_decode_cycles(const CoreConfig& config, const View& out, const View& codes,
+                           const View& scales, Engine engine) {
+  return elementwise_cycles(config, engine, kMxfp4DecodePasses * out.free_size(), 1,
+                            {&out, &codes, &scales}, false);
+}
+
 double engine_latency_cycles(Engine engine) {
   return engine == Engine::kVector   ? kVectorFixedLatencyCycles
          : engine == Engine::kScalar ? kScalarFixedLatencyCycles

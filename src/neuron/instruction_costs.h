@@ -36,6 +36,9 @@ double select_cycles(const CoreConfig& config, const View& out, const View& pred
 double gpsimd_affine_cycles(const View& out);
 double activation_cycles(const CoreConfig& config, const View& out, const View& in,
                          bool reduces);
+// mxfp4_decode on VectorE or GpSimd: kMxfp4DecodePasses elementwise passes over out's elements.
+double mxfp4_decode_cycles(const CoreConfig& config, const View& out, const View& codes,
+                           const View& scales, Engine engine);
 // Cycles after an engine instruction ends until its result is visible to others.
 double engine_latency_cycles(Engine engine);
 

@@ -197,6 +197,15 @@ void NeuronCore::select(const View& out, const View& predicate, const View& on_t
   scheduler_.select(out, predicate, on_true, on_false, engine);
 }
 
+// ---- MXFP4 decode.
+
+void NeuronCore::mxfp4_decode(const View& out, const View& codes, const View& scales,
+                              Engine engine) {
+  rules_.mxfp4_decode(out, codes, scales, engine);
+  if (executes()) executor_.mxfp4_decode(out, codes, scales);
+  scheduler_.mxfp4_decode(out, codes, scales, engine);
+}
+
 // ---- GpSimd.
 
 void NeuronCore::iota(const View& out, float base, float partition_step,

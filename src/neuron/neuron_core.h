@@ -130,6 +130,17 @@ class NeuronCore {
   void select(const View& out, const View& predicate, const View& on_true, const View& on_false,
               Engine engine = Engine::kVector);
 
+  // ---- MXFP4 decode (VectorE or GpSimd), what NeuronCore-v2/v3 need to multiply MXFP4 weights:
+  // their TensorE takes no FP4 (v4's multiplies MXFP4 directly and needs no decode step).
+  // out[p, v] = E2M1(nibble v % 2, low first, of codes[p, v / 2]) * 2^(scales[p, v / run] - 127),
+  // run = out's free size / scales' free size (even; an MXFP4 block is 32), over the views'
+  // elements in order. codes and scales are uint8 SBUF tiles (bytes as DMA brought them from
+  // HBM), out an SBUF float tile; an E8M0 byte of 255 gives NaN. Decoding to bf16 or fp32 is
+  // exact: every value is the product core/dtype.h's decode_mxfp4_block forms. Costs
+  // cost::kMxfp4DecodePasses elementwise passes over out.
+  void mxfp4_decode(const View& out, const View& codes, const View& scales,
+                    Engine engine = Engine::kVector);
+
   // ---- GpSimd.
   // out[p, i0..i3] = base + partition_step * p + sum_d free_steps[d] * i_d (p counts from 0).
   void iota(const View& out, float base, float partition_step,

@@ -60,6 +60,7 @@ class Rules {
   void memset(const View& out, Engine engine) const;
   void select(const View& out, const View& predicate, const View& on_true, const View& on_false,
               Engine engine) const;
+  void mxfp4_decode(const View& out, const View& codes, const View& scales, Engine engine) const;
   void iota(const View& out, const std::vector<float>& free_steps) const;
   void affine_select(const View& out, const View& in, const std::vector<float>& free_steps,
                      AluOp cmp) const;

@@ -14,7 +14,8 @@ bool is_comparison(AluOp op) {
          op == AluOp::kIsGreaterEqual || op == AluOp::kIsLess || op == AluOp::kIsLessEqual;
 }
 
-bool is_matmul_dtype(DType d) { return d != DType::kI32; }
+// Float types only: integer tiles (int32 ids, uint8 MXFP4 codes) are not numbers TensorE takes.
+bool is_matmul_dtype(DType d) { return is_float(d); }
 
 bool vector_or_gpsimd(Engine engine) {
   return engine == Engine::kVector || engine == Engine::kGpSimd;
@@ -88,7 +89,8 @@ void Rules::matmul(const View& out, const View& stationary, const View& moving, 
   if (stationary.memory() != Memory::kSbuf || moving.memory() != Memory::kSbuf)
     fail(op, "stationary and moving operands must be in SBUF");
   if (!is_matmul_dtype(stationary.dtype()) || !is_matmul_dtype(moving.dtype()))
-    fail(op, "matmul inputs must be fp8 (e4m3/e5m2), bf16, fp16 or fp32, not int32");
+    fail(op, "matmul inputs must be fp8 (e4m3/e5m2), bf16, fp16 or fp32, not int32 or uint8 "
+             "(MXFP4 codes are decoded with mxfp4_decode first)");
   bool both_fp8 = is_fp8(stationary.dtype()) && is_fp8(moving.dtype());
   if (stationary.dtype() != moving.dtype() && !both_fp8)
     fail(op, fmt::format("stationary ({}) and moving ({}) must have the same dtype",
@@ -148,7 +150,8 @@ void Rules::transpose(const View& out, const View& in) const {
   check_engine_operand(op, "in", Engine::kTensor, in, false);
   if (out.memory() != Memory::kPsum || in.memory() != Memory::kSbuf)
     fail(op, "TensorE transposes an SBUF tile into PSUM");
-  if (in.dtype() == DType::kI32 || (out.dtype() != DType::kF32 && out.dtype() != in.dtype()))
+  if (!is_matmul_dtype(in.dtype()) ||
+      (out.dtype() != DType::kF32 && out.dtype() != in.dtype()))
     fail(op, fmt::format("transpose of {} into {}: input must be a float type and out "
                          "fp32 or the input's dtype",
                          nki_dtype_name(in.dtype()), nki_dtype_name(out.dtype())));
@@ -264,6 +267,38 @@ void Rules::select(const View& out, const View& predicate, const View& on_true,
     if (v->partitions() != out.partitions() || v->free_size() != out.free_size())
       fail(op, fmt::format("operand {} does not match out {}", v->describe(), out.describe()));
   }
+}
+
+void Rules::mxfp4_decode(const View& out, const View& codes, const View& scales,
+                         Engine engine) const {
+  const char* op = "mxfp4_decode";
+  check_engine(op, engine, vector_or_gpsimd(engine));
+  check_engine_operand(op, "out", engine, out, true);
+  check_engine_operand(op, "codes", engine, codes, false);
+  check_engine_operand(op, "scales", engine, scales, false);
+  for (const View* v : {&out, &codes, &scales}) {
+    if (v->memory() != Memory::kSbuf)
+      fail(op, fmt::format("{} must be in SBUF (the decode reads and writes SBUF tiles)",
+                           v->describe()));
+  }
+  if (codes.dtype() != DType::kU8 || scales.dtype() != DType::kU8)
+    fail(op, fmt::format("codes {} and scales {} must be uint8 (packed E2M1 codes, E8M0 scales)",
+                         codes.describe(), scales.describe()));
+  if (!is_float(out.dtype()))
+    fail(op, fmt::format("out {} must be a float type", out.describe()));
+  const int64_t values = out.free_size();
+  if (codes.partitions() != out.partitions() || scales.partitions() != out.partitions())
+    fail(op, fmt::format("codes {}, scales {} and out {} must cover the same partitions",
+                         codes.describe(), scales.describe(), out.describe()));
+  if (codes.free_size() * 2 != values)
+    fail(op, fmt::format("codes {} must hold one byte per two values of out {} ({} bytes)",
+                         codes.describe(), out.describe(), values / 2));
+  // Each scale covers a run of consecutive values of whole bytes (32 in MXFP4's blocks).
+  const int64_t group = values / scales.free_size();
+  if (group * scales.free_size() != values || group % 2 != 0)
+    fail(op, fmt::format("scales {} must split the {} values of out {} into equal runs of an "
+                         "even length",
+                         scales.describe(), values, out.describe()));
 }
 
 void Rules::iota(const View& out, const std::vector<float>& free_steps) const {

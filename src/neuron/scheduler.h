@@ -49,6 +49,7 @@ class Scheduler {
   void memset(const View& out, Engine engine);
   void select(const View& out, const View& predicate, const View& on_true, const View& on_false,
               Engine engine);
+  void mxfp4_decode(const View& out, const View& codes, const View& scales, Engine engine);
   void iota(const View& out);
   void affine_select(const View& out, const View& in);
 

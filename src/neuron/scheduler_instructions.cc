@@ -156,6 +156,16 @@ void Scheduler::select(const View& out, const View& predicate, const View& on_tr
                        cost::select_cycles(config_, out, predicate, on_true, on_false, engine));
 }
 
+void Scheduler::mxfp4_decode(const View& out, const View& codes, const View& scales,
+                             Engine engine) {
+  Accesses acc;
+  acc.read(region_of(codes));
+  acc.read(region_of(scales));
+  acc.write(region_of(out));
+  schedule_elementwise("mxfp4_decode", engine, acc,
+                       cost::mxfp4_decode_cycles(config_, out, codes, scales, engine));
+}
+
 void Scheduler::iota(const View& out) {
   Accesses acc;
   acc.write(region_of(out));

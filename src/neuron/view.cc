@@ -7,6 +7,10 @@
 
 namespace switchyard::neuron {
 
+// The checks of the view methods call fail() rather than require(): kernels call these methods for
+// nearly every instruction, and require() would format the description (describe()) even when the
+// check passes.
+
 const char* memory_name(Memory memory) {
   switch (memory) {
     case Memory::kHbm:
@@ -53,9 +57,9 @@ int64_t View::free_size() const {
 }
 
 View View::rows(int64_t start, int64_t count) const {
-  require(start >= 0 && count > 0 && start + count <= partitions_,
-          "rows({}, {}) is outside {} (which has {} partitions)", start, count, describe(),
-          partitions_);
+  if (start < 0 || count <= 0 || start + count > partitions_)
+    fail("rows({}, {}) is outside {} (which has {} partitions)", start, count, describe(),
+         partitions_);
   View v = *this;
   if (memory_ == Memory::kHbm) {
     v.offset_bytes_ += start * partition_stride_ * dtype_bytes(dtype_);
@@ -67,11 +71,11 @@ View View::rows(int64_t start, int64_t count) const {
 }
 
 View View::slice(int dim, int64_t start, int64_t count, int64_t step) const {
-  require(dim >= 0 && dim < free_dims_, "slice: free dimension {} does not exist in {}", dim,
-          describe());
-  require(step >= 1 && start >= 0 && count > 0 && start + (count - 1) * step < free_[dim].size,
-          "slice(dim {}, start {}, count {}, step {}) is outside {} (size {})", dim, start, count,
-          step, describe(), free_[dim].size);
+  if (dim < 0 || dim >= free_dims_)
+    fail("slice: free dimension {} does not exist in {}", dim, describe());
+  if (step < 1 || start < 0 || count <= 0 || start + (count - 1) * step >= free_[dim].size)
+    fail("slice(dim {}, start {}, count {}, step {}) is outside {} (size {})", dim, start, count,
+         step, describe(), free_[dim].size);
   View v = *this;
   v.offset_bytes_ += start * free_[dim].stride * dtype_bytes(dtype_);
   v.free_[dim] = Dim{count, free_[dim].stride * step};
@@ -79,15 +83,15 @@ View View::slice(int dim, int64_t start, int64_t count, int64_t step) const {
 }
 
 View View::cols(int64_t start, int64_t count) const {
-  require(free_dims_ >= 1, "cols: {} has no free dimension", describe());
+  if (free_dims_ < 1) fail("cols: {} has no free dimension", describe());
   return slice(free_dims_ - 1, start, count);
 }
 
 View View::split(int dim, int64_t inner) const {
-  require(dim >= 0 && dim < free_dims_, "split: free dimension {} does not exist in {}", dim,
-          describe());
-  require(free_dims_ < kMaxFreeDims, "split: {} already has {} free dimensions", describe(),
-          kMaxFreeDims);
+  if (dim < 0 || dim >= free_dims_)
+    fail("split: free dimension {} does not exist in {}", dim, describe());
+  if (free_dims_ >= kMaxFreeDims)
+    fail("split: {} already has {} free dimensions", describe(), kMaxFreeDims);
   require(inner > 0 && free_[dim].size % inner == 0,
           "split: dimension {} of size {} is not a multiple of {}", dim, free_[dim].size, inner);
   View v = *this;
@@ -102,8 +106,8 @@ View View::flatten() const {
   View v = *this;
   if (free_dims_ <= 1) return v;
   for (int d = 0; d + 1 < free_dims_; ++d) {
-    require(free_[d].stride == free_[d + 1].stride * free_[d + 1].size,
-            "flatten: free dimensions of {} are not contiguous with each other", describe());
+    if (free_[d].stride != free_[d + 1].stride * free_[d + 1].size)
+      fail("flatten: free dimensions of {} are not contiguous with each other", describe());
   }
   v.free_[0] = Dim{free_size(), free_[free_dims_ - 1].stride};
   v.free_dims_ = 1;
@@ -111,18 +115,18 @@ View View::flatten() const {
 }
 
 View View::broadcast(int dim, int64_t size) const {
-  require(dim >= 0 && dim < free_dims_ && free_[dim].size == 1 && size >= 1,
-          "broadcast: dimension {} of {} must exist and have size 1", dim, describe());
+  if (dim < 0 || dim >= free_dims_ || free_[dim].size != 1 || size < 1)
+    fail("broadcast: dimension {} of {} must exist and have size 1", dim, describe());
   View v = *this;
   v.free_[dim] = Dim{size, 0};
   return v;
 }
 
 View View::transposed() const {
-  require(memory_ == Memory::kHbm && free_dims_ == 1,
-          "transposed: needs an HBM view with one free dimension, got {} (transpose on-chip data "
-          "with NeuronCore::transpose)",
-          describe());
+  if (memory_ != Memory::kHbm || free_dims_ != 1)
+    fail("transposed: needs an HBM view with one free dimension, got {} (transpose on-chip data "
+         "with NeuronCore::transpose)",
+         describe());
   View v = *this;
   v.partitions_ = free_[0].size;
   v.partition_stride_ = free_[0].stride;
@@ -131,8 +135,8 @@ View View::transposed() const {
 }
 
 View View::pattern(int64_t element_offset, Dim rows, const std::vector<Dim>& free) const {
-  require(memory_ == Memory::kHbm, "pattern: only HBM views take raw access patterns, got {}",
-          describe());
+  if (memory_ != Memory::kHbm)
+    fail("pattern: only HBM views take raw access patterns, got {}", describe());
   require(free.size() <= kMaxFreeDims, "pattern: at most {} free dimensions, got {}", kMaxFreeDims,
           free.size());
   require(element_offset >= 0 && rows.size >= 1 && rows.stride >= 0,

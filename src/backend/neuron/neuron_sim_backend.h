@@ -80,6 +80,9 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void run(const ops::RmsNormBackward& op) override;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
+  // neuron_sim_expert_ops.cc: the grouped expert products (MXFP4 weights decoded on the chip).
+  void run(const ops::ExpertLinear& op) override;
+  void run(const ops::ExpertLinearBackward& op) override;
   void run(const ops::ClampedSwiglu& op) override;
   void run(const ops::ClampedSwigluBackward& op) override;
   // Rotary embeddings and the mixture-of-experts routing: neuron_sim_moe_ops.cc.

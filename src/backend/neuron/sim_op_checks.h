@@ -32,18 +32,7 @@ View strided_rows(Launch& l, const Tensor& t, int64_t rows, int64_t width, int64
 
 template <typename Op>
 void NeuronSimBackend::check_operand_dtypes(const Op& op) const {
-  const std::span<const OperandRule> rules = native_operands(OpTraits<Op>::kind);
-  const std::string at = op_label(OpTraits<Op>::kName);
-  size_t i = 0;
-  op.for_each_tensor([&](const Tensor& t, ops::Access) {
-    const OperandRule& rule = rules[i++];
-    if (t.empty()) {
-      require(rule.optional, "{}: {} is missing", at, rule.name);
-      return;
-    }
-    require(accepts(rule.dtypes, t.dtype), "{}: {} must be {}, got {}", at, rule.name,
-            describe(rule.dtypes), t.describe());
-  });
+  require_native_operands(op_label(OpTraits<Op>::kName), op);
 }
 
 }  // namespace switchyard::backend::neuron

@@ -5,7 +5,8 @@ namespace switchyard::backend::neuron {
 namespace {
 
 constexpr OperandDtypes kFloat = OperandDtypes::kFloat, kF32 = OperandDtypes::kF32,
-                        kI32 = OperandDtypes::kI32, kF64 = OperandDtypes::kF64;
+                        kI32 = OperandDtypes::kI32, kF64 = OperandDtypes::kF64,
+                        kFloatOrMxfp4 = OperandDtypes::kFloatOrMxfp4;
 constexpr bool kOptional = true;
 
 constexpr OperandRule kEmbedding[] = {{"out", kFloat},
@@ -36,6 +37,15 @@ constexpr OperandRule kLinear[] = {
 constexpr OperandRule kLinearBackward[] = {
     {"dinp", kFloat, kOptional}, {"dweight", kF32}, {"dbias", kF32, kOptional},
     {"dout", kFloat},            {"inp", kFloat},   {"weight", kFloat}};
+constexpr OperandRule kExpertLinear[] = {{"out", kFloat},
+                                         {"inp", kFloat},
+                                         {"weight", kFloatOrMxfp4},
+                                         {"bias", kF32, kOptional},
+                                         {"offsets", kI32}};
+// MXFP4 weights are frozen: no backward pass.
+constexpr OperandRule kExpertLinearBackward[] = {
+    {"dinp", kFloat, kOptional}, {"dweight", kF32}, {"dbias", kF32, kOptional}, {"dout", kFloat},
+    {"inp", kFloat},             {"weight", kFloat}, {"offsets", kI32}};
 constexpr OperandRule kGelu[] = {{"out", kFloat}, {"inp", kFloat}};
 constexpr OperandRule kGeluBackward[] = {{"dinp", kFloat}, {"inp", kFloat}, {"dout", kFloat}};
 constexpr OperandRule kAdd[] = {{"out", kFloat}, {"a", kFloat}, {"b", kFloat}};
@@ -104,6 +114,8 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kClampedSwigluBackward: return kClampedSwigluBackward;
     case OpKind::kLinear: return kLinear;
     case OpKind::kLinearBackward: return kLinearBackward;
+    case OpKind::kExpertLinear: return kExpertLinear;
+    case OpKind::kExpertLinearBackward: return kExpertLinearBackward;
     case OpKind::kGelu: return kGelu;
     case OpKind::kGeluBackward: return kGeluBackward;
     case OpKind::kAdd: return kAdd;
@@ -130,10 +142,6 @@ std::span<const OperandRule> native_operands(OpKind kind) {
     case OpKind::kAddLayerNorm:
     case OpKind::kLinearGelu:
       return {};
-    // No tile programs yet: these run on the host.
-    case OpKind::kExpertLinear:
-    case OpKind::kExpertLinearBackward:
-      return {};
   }
   return {};
 }
@@ -141,6 +149,8 @@ std::span<const OperandRule> native_operands(OpKind kind) {
 bool accepts(OperandDtypes rule, DType dtype) {
   switch (rule) {
     case OperandDtypes::kFloat: return dtype == DType::kF32 || dtype == DType::kBF16;
+    case OperandDtypes::kFloatOrMxfp4:
+      return dtype == DType::kF32 || dtype == DType::kBF16 || dtype == DType::kMXFP4;
     case OperandDtypes::kF32: return dtype == DType::kF32;
     case OperandDtypes::kI32: return dtype == DType::kI32;
     case OperandDtypes::kF64: return dtype == DType::kF64;
@@ -151,6 +161,7 @@ bool accepts(OperandDtypes rule, DType dtype) {
 const char* describe(OperandDtypes rule) {
   switch (rule) {
     case OperandDtypes::kFloat: return "fp32 or bf16";
+    case OperandDtypes::kFloatOrMxfp4: return "fp32, bf16 or mxfp4";
     case OperandDtypes::kF32: return "fp32";
     case OperandDtypes::kI32: return "int32";
     case OperandDtypes::kF64: return "fp64";
