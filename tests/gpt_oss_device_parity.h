@@ -1,7 +1,8 @@
 // gpt-oss's whole-model checks of a device against the CPU backend, shared by the GPU and the
 // simulator suites: the parity suite's reference checkpoints (tests/data,
 // tools/make_gpt_oss_reference.py) trained and decoded over the paged cache on both, with every
-// op native on the device (NativeOpsRecorder names the ones that went through the host fallback).
+// op native on the device (NativeOpsRecorder names the ones that went through the host fallback);
+// bf16 devices held to what bf16 storage alone costs (HostReferenceOnDevice).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -13,9 +14,11 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/host_fallback.h"
 #include "device_tensors.h"
 #include "model/checkpoint.h"
 #include "model/generator.h"
@@ -120,26 +123,71 @@ inline std::vector<float> decode_logits(model::Model& m, const std::vector<int32
   return all;
 }
 
-// The fp32 reference checkpoint trained and decoded on both. In bf16 mode the routers are replaced
-// by fixed ones (zero weights, biases 0.5 apart): the reference's closest routing decision is 0.02
-// apart on router logits up to 10, about one bf16 step there, so bf16 rounding may choose another
-// expert for some rows, which the comparison below would take for an error. The experts, routing,
-// grouping and combining still all run; three experts sit idle.
-inline void check_reference_model_trains_and_decodes(Backend& device_backend, Backend& cpu, bool bf16) {
+// A device whose every op runs the CPU reference on the device's memory (Backend::run_on_host):
+// fp32 arithmetic on operands as the device stores them (bf16 activations widened) and results
+// rounded back. What it gets wrong against the CPU is the error bf16 storage alone causes, the
+// baseline a bf16 device's own kernels are held to.
+class HostReferenceOnDevice final : public Backend {
+ public:
+  explicit HostReferenceOnDevice(Backend& inner) : inner_(inner) {}
+  std::string name() const override { return inner_.name() + " (host reference)"; }
+  std::string description() const override { return inner_.description(); }
+  void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
+  void release(void* ptr) override { inner_.release(ptr); }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    inner_.copy_to_device(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    inner_.copy_to_host(dst, src, bytes);
+  }
+  void fill_zero(void* ptr, size_t bytes) override { inner_.fill_zero(ptr, bytes); }
+  void synchronize() override { inner_.synchronize(); }
+  bool device_memory_is_host_memory() const override {
+    return inner_.device_memory_is_host_memory();
+  }
+  backend::Precision precision() const override { return inner_.precision(); }
+  size_t attention_record_floats(const ops::AttentionSpec& spec, int batch,
+                                 int seq) const override {
+    return backend::host_reference_backend().attention_record_floats(spec, batch, seq);
+  }
+  size_t attention_scratch_floats(const ops::AttentionSpec& spec, int batch,
+                                  int seq) const override {
+    return backend::host_reference_backend().attention_scratch_floats(spec, batch, seq);
+  }
+#define SWITCHYARD_HOST_RUN(Op, name) \
+  void run(const ops::Op& op) override { run_on_host(op); }
+  SWITCHYARD_OPS(SWITCHYARD_HOST_RUN)
+#undef SWITCHYARD_HOST_RUN
+
+ private:
+  Backend& inner_;
+};
+
+// Relative errors of one device against the CPU on the reference checkpoint (below).
+struct ReferenceErrors {
+  double loss = 0, aux_loss = 0, logits = 0, gradients = 0, decode = 0;
+};
+
+// The fp32 reference checkpoint trained and decoded on `device` and on `cpu`. With fixed_routers
+// the routers are replaced by fixed ones (zero weights, biases 0.5 apart): the reference's closest
+// routing decision is 0.02 apart on router logits up to 10, about one bf16 step there, so bf16
+// rounding may choose another expert for some rows, which the comparison would take for an
+// error. The experts, routing, grouping and combining still all run; three experts sit idle.
+inline ReferenceErrors reference_model_errors(Backend& device, Backend& cpu, bool fixed_routers) {
   const std::string dir = kGptOssData + "/gpt_oss_reference_fp32";
   const model::ModelConfig config = model::read_config(dir);
-  NativeOpsRecorder device(device_backend);
   auto on_device = model::Model::create(device, config);
   auto on_cpu = model::Model::create(cpu, config);
   model::load_weights(*on_device, dir);
   model::load_weights(*on_cpu, dir);
-  if (bf16) {
+  if (fixed_routers) {
     std::vector<float> params = on_cpu->parameters_to_host();
     for (int l = 0; l < config.num_layers; ++l) {
       const std::string layer = "model.layers." + std::to_string(l) + ".mlp.router.";
       const model::ParameterTensor* w = on_cpu->layout().find(layer + "weight");
       const model::ParameterTensor* b = on_cpu->layout().find(layer + "bias");
-      ASSERT_TRUE(w && b);
+      EXPECT_TRUE(w && b);
+      if (!w || !b) return {};
       std::fill_n(params.begin() + static_cast<int64_t>(w->offset), w->numel, 0.0f);
       for (int e = 0; e < config.num_experts; ++e) {
         params[b->offset + e] = 0.5f * (config.num_experts - e);
@@ -151,41 +199,58 @@ inline void check_reference_model_trains_and_decodes(Backend& device_backend, Ba
   const model::SafetensorsFile ref =
       model::SafetensorsFile::open(kGptOssData + "/gpt_oss_reference.safetensors");
   const std::vector<int32_t> inputs = read_i32(ref, "inputs"), targets = read_i32(ref, "targets");
-  // The bars the backend was built to: bf16 within 2e-2 (losses 1e-2), fp32 within 1e-4.
-  const double bar = bf16 ? 2e-2 : 1e-4, loss_bar = bf16 ? 1e-2 : 1e-4;
-
+  ReferenceErrors e;
   const float lm_device = on_device->forward(inputs.data(), targets.data(), kReferenceB, kReferenceT);
   const float lm_cpu = on_cpu->forward(inputs.data(), targets.data(), kReferenceB, kReferenceT);
-  EXPECT_LT(measured("loss", relative(lm_device, lm_cpu)), loss_bar);
-  EXPECT_LT(measured("aux loss", relative(on_device->auxiliary_loss(), on_cpu->auxiliary_loss())),
-            loss_bar);
-  EXPECT_LT(measured("logits", relative_error(on_device->logits_to_host(), on_cpu->logits_to_host())),
-            bar);
+  e.loss = relative(lm_device, lm_cpu);
+  e.aux_loss = relative(on_device->auxiliary_loss(), on_cpu->auxiliary_loss());
+  e.logits = relative_error(on_device->logits_to_host(), on_cpu->logits_to_host());
   on_device->zero_grad();
   on_cpu->zero_grad();
   on_device->backward();
   on_cpu->backward();
-  EXPECT_LT(measured("gradients",
-                     relative_error(on_device->gradients_to_host(), on_cpu->gradients_to_host())),
-            bar);
-
+  e.gradients = relative_error(on_device->gradients_to_host(), on_cpu->gradients_to_host());
   const std::vector<int32_t> prompt = read_i32(ref, "greedy.prompt");
   const std::vector<int32_t> greedy = read_i32(ref, "greedy.fp32");
   const std::vector<int32_t> next(greedy.begin(), greedy.begin() + 6);
-  EXPECT_LT(measured("decode", relative_error(decode_logits(*on_device, prompt, next),
-                                              decode_logits(*on_cpu, prompt, next))),
-            bar);
+  e.decode = relative_error(decode_logits(*on_device, prompt, next), decode_logits(*on_cpu, prompt, next));
+  return e;
+}
+
+// fp32 mode: every error within 1e-4. bf16 mode: within 1.5x what bf16 storage alone causes
+// (HostReferenceOnDevice on the same device), or bf16's usual bar of 2e-2 (losses 1e-2) where
+// that is looser. On this three-layer reference bf16 storage alone moves the gradients by ~9%:
+// small activations rounded at every op, summed over few rows, so 2e-2 is out of reach there
+// whatever the kernels do.
+inline void check_reference_model_trains_and_decodes(Backend& device_backend, Backend& cpu, bool bf16) {
+  NativeOpsRecorder device(device_backend);
+  const ReferenceErrors got = reference_model_errors(device, cpu, bf16);
+  ReferenceErrors bar{1e-4, 1e-4, 1e-4, 1e-4, 1e-4};
+  if (bf16) {
+    HostReferenceOnDevice storage_only(device_backend);
+    const ReferenceErrors base = reference_model_errors(storage_only, cpu, true);
+    auto within = [](double base_error, double usual) { return std::max(1.5 * base_error, usual); };
+    bar = {within(base.loss, 1e-2), within(base.aux_loss, 1e-2), within(base.logits, 2e-2),
+           within(base.gradients, 2e-2), within(base.decode, 2e-2)};
+    std::printf("  bf16 storage alone: loss %.2e, logits %.2e, gradients %.2e, decode %.2e\n",
+                base.loss, base.logits, base.gradients, base.decode);
+  }
+  EXPECT_LT(measured("loss", got.loss), bar.loss);
+  EXPECT_LT(measured("aux loss", got.aux_loss), bar.aux_loss);
+  EXPECT_LT(measured("logits", got.logits), bar.logits);
+  EXPECT_LT(measured("gradients", got.gradients), bar.gradients);
+  EXPECT_LT(measured("decode", got.decode), bar.decode);
   EXPECT_TRUE(device.host_ops().empty()) << "ran on the host: " << joined(device.host_ops());
 }
 
 // The published layout (bf16 matrices, MXFP4 experts, sharded) as inference-only weights, kept as
-// stored on the device. fp32 mode widens the bf16 matrices for its products; bf16 mode reads them as
-// they are. The routers are the reference's: in bf16 a close routing decision may go the other
-// way for a few rows (see above), so bf16 is held to its bar on the median row.
-inline void check_published_mxfp4_checkpoint_runs(Backend& device_backend, Backend& cpu, bool bf16) {
+// stored on the device: the relative errors of its logits and of teacher-forced decoding against
+// the CPU. `median_rows`: each [V] row's error, the median over rows (bf16: the routers are the
+// reference's, and a close routing decision may go the other way for a few rows, see above).
+inline std::pair<double, double> published_checkpoint_errors(Backend& device, Backend& cpu,
+                                                             bool median_rows) {
   const std::string dir = kGptOssData + "/gpt_oss_reference";
   const model::ModelConfig config = model::read_config(dir);
-  NativeOpsRecorder device(device_backend);
   const model::WeightSource source{.checkpoint = dir};
   auto on_device = model::Model::create_frozen(device, config, source);
   auto on_cpu = model::Model::create_frozen(cpu, config, source);
@@ -200,13 +265,27 @@ inline void check_published_mxfp4_checkpoint_runs(Backend& device_backend, Backe
   const std::vector<int32_t> next(greedy.begin(), greedy.begin() + 6);
   const std::vector<float> decoded = decode_logits(*on_device, prompt, next);
   const std::vector<float> decoded_cpu = decode_logits(*on_cpu, prompt, next);
+  if (!median_rows) return {relative_error(got, want), relative_error(decoded, decoded_cpu)};
+  return {median_row_error(got, want, config.vocab_size),
+          median_row_error(decoded, decoded_cpu, config.vocab_size)};
+}
+
+// fp32 mode widens the bf16 matrices for its products and is held to 1e-4; bf16 mode reads them
+// as they are, held to 1.5x what bf16 storage alone costs or 2e-2, whichever is looser.
+inline void check_published_mxfp4_checkpoint_runs(Backend& device_backend, Backend& cpu, bool bf16) {
+  NativeOpsRecorder device(device_backend);
+  const auto [logits, decode] = published_checkpoint_errors(device, cpu, bf16);
+  double logits_bar = 1e-4, decode_bar = 1e-4;
   if (bf16) {
-    EXPECT_LT(measured("logits", median_row_error(got, want, config.vocab_size)), 2e-2);
-    EXPECT_LT(measured("decode", median_row_error(decoded, decoded_cpu, config.vocab_size)), 2e-2);
-  } else {
-    EXPECT_LT(measured("logits", relative_error(got, want)), 1e-4);
-    EXPECT_LT(measured("decode", relative_error(decoded, decoded_cpu)), 1e-4);
+    HostReferenceOnDevice storage_only(device_backend);
+    const auto [base_logits, base_decode] = published_checkpoint_errors(storage_only, cpu, true);
+    std::printf("  bf16 storage alone: logits %.2e, decode %.2e (median rows)\n", base_logits,
+                base_decode);
+    logits_bar = std::max(1.5 * base_logits, 2e-2);
+    decode_bar = std::max(1.5 * base_decode, 2e-2);
   }
+  EXPECT_LT(measured("logits", logits), logits_bar);
+  EXPECT_LT(measured("decode", decode), decode_bar);
   EXPECT_TRUE(device.host_ops().empty()) << "ran on the host: " << joined(device.host_ops());
 }
 

@@ -14,7 +14,9 @@ constexpr OperandRule kEmbedding[] = {{"out", kFloat},
                                       {"table", kFloat},
                                       {"position_ids", kI32, kOptional},
                                       {"position_table", kFloat, kOptional}};
-constexpr OperandRule kEmbeddingBackward[] = {{"dtable", kF32},
+// dtable may be an activation gradient (the experts' row gather in bf16 mode: moe.cc), which the
+// scatter accumulates into in its own dtype.
+constexpr OperandRule kEmbeddingBackward[] = {{"dtable", kFloat},
                                               {"dposition_table", kF32, kOptional},
                                               {"dout", kFloat},
                                               {"ids", kI32},
