@@ -9,7 +9,8 @@
 # Usage: bench/sim_gpt_oss.sh [OUT_DIR]        (default OUT_DIR: a new temporary directory)
 # Environment (all optional):
 #   SWITCHYARD_BIN  the CLI                                     (default: <repo>/build/switchyard)
-#   RUNS            "model:target:degree ..." to time            (default below)
+#   RUNS            "model:target:degree:experts ..." to time    (default below; experts: the
+#                   expert weights' format, mxfp4 as published or bf16)
 #   BATCHES         decode batches                              (default: "1 8 32 128")
 #   CONTEXT         positions already cached when decoding      (default: 1024)
 #   TOKENS          decode steps timed per batch                (default: 2)
@@ -23,7 +24,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SWITCHYARD_BIN:-$root/build/switchyard}"
-runs="${RUNS:-gpt-oss-20b:trn2:2 gpt-oss-20b:trn1:2 gpt-oss-120b:trn2:8}"
+runs="${RUNS:-gpt-oss-20b:trn2:2:mxfp4 gpt-oss-20b:trn2:4:bf16 gpt-oss-20b:trn1:2:mxfp4 gpt-oss-120b:trn2:8:mxfp4}"
 batches="${BATCHES:-1 8 32 128}"
 context="${CONTEXT:-1024}"
 tokens="${TOKENS:-2}"
@@ -37,12 +38,13 @@ echo "cpu:  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 echo "out:  $out"
 
 for run in $runs; do
-  IFS=: read -r model target degree <<<"$run"
-  tag="${target}_${model}_tp${degree}"
+  IFS=: read -r model target degree experts <<<"$run"
+  experts="${experts:-mxfp4}"
+  tag="${target}_${model}_tp${degree}_${experts}"
   : >"$out/$tag.jsonl"
   for batch in $batches; do
     cmd=("$bin" bench generate --model "$model" --device "$target-sim:timing" --tensor-parallel "$degree"
-         --batch "$batch" --tokens "$tokens" --start-at "$context" --json)
+         --expert-weights "$experts" --batch "$batch" --tokens "$tokens" --start-at "$context" --json)
     [[ "$batch" == 1 || "$batch" == 32 ]] && cmd+=(--trace "$out/${tag}_b${batch}_decode_step.json")
     echo "+ ${cmd[*]}"
     start=$SECONDS
@@ -51,26 +53,26 @@ for run in $runs; do
     tail -n1 "$out/$tag.b$batch.txt" | python3 -c 'import json,sys; j=json.load(sys.stdin); j["wall_s"]=float(sys.argv[1]); print(json.dumps(j))' "$wall" >>"$out/$tag.jsonl"
   done
   cmd=("$bin" bench prefill --model "$model" --device "$target-sim:timing" --tensor-parallel "$degree"
-       --tokens "$prompt" --repeats 1 --warmup 0 --json)
+       --expert-weights "$experts" --tokens "$prompt" --repeats 1 --warmup 0 --json)
   echo "+ ${cmd[*]}"
   "${cmd[@]}" | tee "$out/$tag.prefill.txt"
-  python3 - "$out/$tag.jsonl" "$out/$tag.prefill.txt" "$out/$tag.step_times.json" "$model" "$target" "$degree" "$context" <<'PY'
+  python3 - "$out/$tag.jsonl" "$out/$tag.prefill.txt" "$out/$tag.step_times.json" "$model" "$target" "$degree" "$context" "$experts" <<'PY'
 import json, sys, datetime
-steps_path, prefill_path, out_path, model, target, degree, context = sys.argv[1:]
+steps_path, prefill_path, out_path, model, target, degree, context, experts = sys.argv[1:]
 degree = int(degree)
 rows = [json.loads(l) for l in open(steps_path) if l.strip()]
 prefill = json.loads(open(prefill_path).read().strip().splitlines()[-1])
 cores = rows[0]["cores_per_chip"]
 groups = max(1, cores // degree)          # groups a chip runs side by side
 chip_degree = max(1, degree // cores)     # chips one group spans
-table = {"chip": target, "model": model, "kind": "simulated", "precision": "mxfp4",
-         "source": f"{target}-sim:timing, bench generate --tensor-parallel {degree} --start-at {context} "
+table = {"chip": target, "model": model, "kind": "simulated", "precision": experts,
+         "source": f"{target}-sim:timing, bench generate --tensor-parallel {degree} --expert-weights {experts} --start-at {context} "
                    f"(one core's shard; {groups} groups of {degree} cores a chip)",
          "date": datetime.date.today().isoformat(), "tensor_parallel": chip_degree,
          "context": int(context),
          "steps": [{"batch": r["batch"] * groups, "ms": r["simulated_ms_per_step"]} for r in rows]}
 json.dump(table, open(out_path, "w"), indent=1)
-print(f"\n{model} on {target}: tensor-parallel {degree} ({groups} groups a chip), context {context}")
+print(f"\n{model} on {target}, {experts} experts: tensor-parallel {degree} ({groups} groups a chip), context {context}")
 print("batch  sim ms/step  tok/s/core  tok/s/chip  bound by         HBM GB/s  wall s/step")
 for r in rows:
     print(f"{r['batch']:5d}  {r['simulated_ms_per_step']:11.3f}  {r['simulated_tokens_per_s_per_core']:10.1f}  "

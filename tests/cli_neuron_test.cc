@@ -194,6 +194,16 @@ TEST_F(NeuronCli, TensorParallelShardDecodesAtALongContext) {
   r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim:timing --tensor-parallel 3 --tokens 2");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("degree 3 must divide the 4 query heads"), std::string::npos) << r.output;
+  r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim:timing --tensor-parallel 2 "
+              "--expert-weights bf16 --tokens 1 --json");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(last_json_line(r.output)["expert_weights"], "bf16");
+  EXPECT_NE(r.output.find("64 of 128 columns of every expert and"), std::string::npos) << r.output;
+  r = run_cli("bench generate --model tiny --device trn2-sim:timing --expert-weights bf16 --tokens 1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--expert-weights chooses the format of a gpt-oss preset's random experts; tiny has no experts"),
+            std::string::npos)
+      << r.output;
   r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim --start-at 10 --tokens 2");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("only a timing-only simulator device"), std::string::npos) << r.output;

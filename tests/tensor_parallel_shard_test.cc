@@ -32,6 +32,8 @@ TEST(TensorParallelShard, SplitsHeadsExpertWidthsAndVocabulary) {
   EXPECT_EQ(eight.kv_heads(), 1);
   EXPECT_EQ(eight.intermediate, 384);
   EXPECT_EQ(eight.vocab_size, 25136);
+  // bf16 experts split evenly.
+  EXPECT_EQ(model::tensor_parallel_shard(full, 8, /*mxfp4_experts=*/false).intermediate, 360);
   EXPECT_EQ(model::tensor_parallel_all_reduces(full, 8), 49);
   EXPECT_EQ(model::tensor_parallel_all_reduces(full, 1), 0);
   EXPECT_EQ(model::tensor_parallel_shard(full, 1).num_heads, 64);

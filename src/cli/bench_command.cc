@@ -234,6 +234,7 @@ void run_bench_prefill(const BenchFlags& f) {
     result["simulated_tokens_per_s_per_chip"] = sim_pass->tokens_per_s_per_chip;
     result["bottleneck"] = sim_pass->bottleneck;
     result["tensor_parallel"] = f.source.tensor_parallel;
+    result["expert_weights"] = f.source.expert_weights;
   } else {
     const double gemm_gflops = measure_gemm_gflops(*opened.backend);
     std::printf("prefill %s on %s: %d tokens in one pass: %.1f ms, %.0f tokens/s, %.1f GFLOP/s = "

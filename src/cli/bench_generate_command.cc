@@ -184,6 +184,7 @@ void report_simulated(const GenerateFlags& f, const OpenedModel& opened, const D
   json["utilization"] = utilization;
   json["bottleneck"] = sim.bottleneck;
   json["tensor_parallel"] = f.source.tensor_parallel;
+  json["expert_weights"] = f.source.expert_weights;
   json["start_at"] = f.start_at;
   if (!opened.shard_layout.empty()) json["layout"] = opened.shard_layout;
   json["simulated_hbm_gbps"] = sim.hbm_gbps;

@@ -105,6 +105,9 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   opened.info["tokenizer"] = tokenizer_name;
 
   opened.backend = backend::create_backend(source.device);
+  require(source.expert_weights == "mxfp4" || (!opened.from_checkpoint && config.is_gpt_oss()),
+          "--expert-weights chooses the format of a gpt-oss preset's random experts; {} {}",
+          source.model, opened.from_checkpoint ? "is a checkpoint with its own" : "has no experts");
   if (source.tensor_parallel > 1) {
     require(!opened.from_checkpoint,
             "--tensor-parallel times one core's shard of a preset with random weights; slicing the "
@@ -114,8 +117,9 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
             "--tensor-parallel times one core's shard on a simulator device (trn1-sim, trn2-sim), "
             "not '{}'",
             source.device);
-    const model::ModelConfig shard = model::tensor_parallel_shard(config, source.tensor_parallel);
-    opened.shard_layout = model::describe_shard(config, shard, source.tensor_parallel);
+    const bool mxfp4 = source.expert_weights == "mxfp4";
+    const model::ModelConfig shard = model::tensor_parallel_shard(config, source.tensor_parallel, mxfp4);
+    opened.shard_layout = model::describe_shard(config, shard, source.tensor_parallel, mxfp4);
     config = shard;
   }
   backend::Backend* device = opened.backend.get();
@@ -126,7 +130,9 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer) {
   if (source.inference_only && config.is_gpt_oss()) {
     opened.model = model::Model::create_frozen(
         *device, config,
-        {.checkpoint = opened.from_checkpoint ? source.model : std::string(), .seed = source.seed});
+        {.checkpoint = opened.from_checkpoint ? source.model : std::string(),
+         .seed = source.seed,
+         .random_expert_dtype = source.expert_weights == "bf16" ? DType::kBF16 : DType::kMXFP4});
   } else {
     opened.model = model::Model::create(*device, config);
     if (opened.from_checkpoint) {
@@ -203,6 +209,11 @@ void add_tensor_parallel_flag(CLI::App* command, ModelSource& source) {
                    "many cores holds (heads, expert widths and vocabulary split; weights random), "
                    "with the group's all-reduces")
       ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  command
+      ->add_option("--expert-weights", source.expert_weights,
+                   "gpt-oss presets (random weights): the experts' format, mxfp4 as published or bf16")
+      ->check(CLI::IsMember({"mxfp4", "bf16"}))
       ->capture_default_str();
 }
 

@@ -29,6 +29,8 @@ struct ModelSource {
   // Tensor-parallel degree (bench generate/prefill on simulator devices): the model opened is the
   // shard one core of the group holds (model/tensor_parallel_shard.h).
   int tensor_parallel = 1;
+  // Random gpt-oss weights' expert stacks (bench generate/prefill): "mxfp4" as published, or "bf16".
+  std::string expert_weights = "mxfp4";
   // Run the model through a ProfilingBackend that times every kernel call.
   bool profile = false;
   // The command only runs the model forward (generate, chat, eval, bench generate/prefill):
@@ -57,7 +59,7 @@ std::unique_ptr<tokenizer::Tokenizer> open_tokenizer(const ModelSource& source, 
 // --n-embd, --n-positions, --vocab-size; for gpt-oss also --n-kv-head, --head-dim, --experts,
 // --experts-per-token, --intermediate, --window) to a subcommand.
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required = true);
-// Adds --tensor-parallel (bench generate and prefill).
+// Adds --tensor-parallel and --expert-weights (bench generate and prefill).
 void add_tensor_parallel_flag(CLI::App* command, ModelSource& source);
 
 }  // namespace switchyard::cli

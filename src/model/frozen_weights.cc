@@ -81,7 +81,7 @@ FrozenWeights::Plan FrozenWeights::plan_tensor(const ParameterTensor& t) const {
   if (is_vector(t)) return {DType::kF32, false};
   if (!files_) {
     const bool experts = t.shape.size() == 3 && t.shape.back() % 32 == 0;
-    return {experts ? DType::kMXFP4 : DType::kBF16, false};
+    return {experts ? source_.random_expert_dtype : DType::kBF16, false};
   }
   const bool host = backend_.device_memory_is_host_memory();
   if (files_->find(t.name + "_blocks")) return {DType::kMXFP4, host};

@@ -29,6 +29,7 @@ namespace switchyard::model {
 struct WeightSource {
   std::string checkpoint;  // a checkpoint directory; empty: random weights
   uint64_t seed = 1337;    // for random weights
+  DType random_expert_dtype = DType::kMXFP4;  // random weights' expert stacks: MXFP4 or bf16
 };
 
 class FrozenWeights {

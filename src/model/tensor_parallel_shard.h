@@ -21,10 +21,11 @@
 
 namespace switchyard::model {
 
-// One device's shard of `config` at degree `degree` (>= 1; 1 returns the config unchanged).
+// One device's shard of `config` at degree `degree` (>= 1; 1 returns the config unchanged);
+// mxfp4_experts: the expert widths split in whole MXFP4 blocks (above), else evenly (rounded up).
 // Throws Error naming the field that does not divide: heads and key-value heads must divide by
 // the degree.
-ModelConfig tensor_parallel_shard(const ModelConfig& config, int degree);
+ModelConfig tensor_parallel_shard(const ModelConfig& config, int degree, bool mxfp4_experts = true);
 
 // All-reduces of a [tokens, channels] activation per step of the whole model (2 per layer plus
 // the embedding's); the sampled token's reduction over vocabulary shards is one more, of a few
@@ -34,6 +35,7 @@ int tensor_parallel_all_reduces(const ModelConfig& config, int degree);
 // "tensor-parallel over 8 cores, each holding 8 of 64 query heads, 1 of 8 key-value heads, 384 of
 // 2880 expert columns (whole MXFP4 blocks) and 25136 of 201088 vocabulary rows; 49 all-reduces of
 // the activations and one of the sampled tokens a step".
-std::string describe_shard(const ModelConfig& full, const ModelConfig& shard, int degree);
+std::string describe_shard(const ModelConfig& full, const ModelConfig& shard, int degree,
+                           bool mxfp4_experts = true);
 
 }  // namespace switchyard::model
