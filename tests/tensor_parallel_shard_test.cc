@@ -80,6 +80,9 @@ TEST(SimulatedAllReduce, TakesItsWaitsAndAtLeastItsTrafficOverHbm) {
   EXPECT_LT(big, 6 * wait + 4 * traffic_ns);
   // More ranks: more waits, a little less traffic.
   EXPECT_GT(all_reduce_ns("trn2-sim:timing", 256, 8), tiny);
+  // Fewer elements than ranks (the sampled tokens' reduction at batch 1): empty chunks move
+  // nothing, and the waits remain.
+  EXPECT_GE(all_reduce_ns("trn2-sim:timing", 8, 8), 14 * wait);
 }
 
 TEST(SimulatedAllReduce, TimingOnlyTakesTheFunctionalTime) {

@@ -10,11 +10,14 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-// Chunk c of R over n elements: [c n / R, (c + 1) n / R).
+// Elements [c n / R, (c + 1) n / R) of chunk c of R over n elements: none when n < R for some c.
+int64_t chunk_begin(int64_t n, int64_t c, int ranks) { return c * n / ranks; }
+int64_t chunk_size(int64_t n, int64_t c, int ranks) {
+  return chunk_begin(n, c + 1, ranks) - chunk_begin(n, c, ranks);
+}
 View chunk(const View& flat, int64_t c, int ranks) {
   const int64_t n = flat.elements();
-  const int64_t begin = c * n / ranks, end = (c + 1) * n / ranks;
-  return flat.cols(begin, end - begin);
+  return flat.cols(chunk_begin(n, c, ranks), chunk_size(n, c, ranks));
 }
 
 constexpr int64_t kCopyBlockCols = 4096;
@@ -44,14 +47,12 @@ void ring_all_reduce(NeuronCore& core, const View& own, const View& peer, int ra
   for (int s = 0; s + 1 < ranks; ++s) {
     core.wait_for_peers(kRingStepWaitNs);
     const int64_t c = ranks - 1 - s;
-    if (chunk(own, c, ranks).elements() > 0) {
-      accumulate(core, chunk(own, c, ranks), chunk(peer, c, ranks), compute);
-    }
+    if (chunk_size(n, c, ranks) > 0) accumulate(core, chunk(own, c, ranks), chunk(peer, c, ranks), compute);
   }
   for (int s = 0; s + 1 < ranks; ++s) {
     core.wait_for_peers(kRingStepWaitNs);
     const int64_t c = (ranks - s) % ranks;
-    copy_chunk(core, chunk(own, c, ranks), chunk(peer, c, ranks));
+    if (chunk_size(n, c, ranks) > 0) copy_chunk(core, chunk(own, c, ranks), chunk(peer, c, ranks));
   }
 }
 
