@@ -258,6 +258,53 @@ TEST(NeuronPagedKernels, LongerContextsCostMoreSimulatedTime) {
   }
 }
 
+TEST(NeuronPagedKernels, DecodeRowsPackEightHeadsOfAKvHeadOntoPartitions) {
+  // G = 8: one decode row's 32 heads are one set of four 8-row lanes; ragged contexts, one of
+  // them a single position and one past a 512-key block.
+  const std::vector<Sequence> batch{{1, 1}, {1, 530}, {1, 77}, {1, 1025}, {1, 16}};
+  expect_case({"trn2-sim-fp32", 32, 4, 64, 16, 0, true, batch}, kFp32Bound);
+  expect_case({"trn2-sim", 32, 4, 64, 16, 0, true, batch}, kBf16Bound);
+  expect_case({"trn2-sim-fp32", 32, 4, 64, 16, 128, true, batch}, kFp32Bound);
+  // G = 8 with two sets of four kv heads each, no sinks, a window smaller than a table block.
+  expect_case({"trn2-sim-fp32", 64, 8, 32, 16, 5, false, {{1, 40}, {1, 3}, {1, 600}}}, kFp32Bound);
+}
+
+TEST(NeuronPagedKernels, DecodeRowsWithoutGroupingAndWithWideGroups) {
+  // G = 1: four one-row lanes a set, three sets.
+  expect_case({"trn2-sim-fp32", 12, 12, 32, 16, 0, true, {{1, 20}, {1, 513}, {1, 2}}}, kFp32Bound);
+  // G = 48: one lane of 48 heads at a stride of 64; G = 3: lanes of 3 heads.
+  expect_case({"trn2-sim-fp32", 96, 2, 16, 4, 0, true, {{1, 9}, {1, 130}}}, kFp32Bound);
+  expect_case({"trn1-sim", 6, 2, 16, 4, 7, true, {{1, 9}, {1, 130}}}, kBf16Bound);
+}
+
+TEST(NeuronPagedKernels, DecodeAndPrefillRowsInOneLaunch) {
+  // mq = 1 units (packed heads) next to prefill units of 2, 33 and 130 rows (one head a lane at
+  // strides 32, 64 and 128), with windows that cut some prefill rows' keys and not others.
+  const std::vector<Sequence> mixed{{1, 300}, {2, 2}, {33, 90}, {1, 5}, {130, 700}, {1, 64}};
+  expect_case({"trn2-sim-fp32", 8, 2, 32, 16, 0, true, mixed}, kFp32Bound);
+  expect_case({"trn2-sim-fp32", 8, 2, 32, 16, 50, true, mixed}, kFp32Bound);
+  expect_case({"trn2-sim", 8, 1, 32, 16, 50, false, mixed}, kBf16Bound);
+}
+
+// One layer of gpt-oss-20b's tensor-parallel shard (32 query heads over 4 kv heads of 64, sinks,
+// 16-position blocks), decoding at a context of 1025: full attention and the 128-position window
+// of the sliding layers (printed for the record; the results are checked like the other cases).
+TEST(NeuronPagedKernels, GptOssShardDecodeLayer) {
+  for (int batch : {1, 32}) {
+    for (int window : {0, 128}) {
+      const Case c{"trn2-sim", 32, 4, 64, 16, window, true,
+                   std::vector<Sequence>(batch, Sequence{1, 1025})};
+      const Outcome r = run_case(c);
+      std::printf("gpt-oss-20b TP=2 shard decode on trn2-sim (batch %d, context 1025, window %d, "
+                  "bf16), per layer: paged_attention %.2f us; out error %.2e\n",
+                  batch, window, r.attention_ns / 1e3, r.out_error);
+      EXPECT_LT(r.out_error, kBf16Bound);
+      EXPECT_TRUE(r.caches_equal);
+      EXPECT_EQ(r.unsimulated, Calls{});
+    }
+  }
+}
+
 // gpt2-124m's attention in one decode step: batch 8 at context 512, 12 heads of 64, bf16, 16-position
 // blocks (printed for the record; the results are checked like the other cases).
 TEST(NeuronPagedKernels, Gpt2SizedDecodeStep) {

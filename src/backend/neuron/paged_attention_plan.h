@@ -1,0 +1,89 @@
+// The host-side plan of the paged-attention tile program (paged_attention_kernel.h): which query
+// rows share the partitions of one step, which key blocks each unit walks, and the steps' order.
+// It depends only on the launch's sequence lengths and the attention shape, never on values.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend/neuron/kernel_support.h"
+#include "backend/neuron/paged_attention_kernel.h"
+
+namespace switchyard::backend::neuron {
+
+inline constexpr int64_t kPagedKeyBlock = 512;  // keys per score block: one PSUM bank of fp32
+inline constexpr int64_t kPagedMaxLanes = 4;    // lanes of a set: 128 partitions / 32
+
+// Positions [k0, k0 + nk) of one sequence, cut into chunks of up to 128 (keys on partitions).
+struct PagedKeyBlock {
+  int64_t sequence = 0, k0 = 0, nk = 0;
+  int64_t chunks() const { return ceil_div(nk, kPartitions); }
+  int64_t chunk_rows(int64_t c) const { return std::min(kPartitions, nk - c * kPartitions); }
+};
+
+// Where a unit's query rows sit on partitions.
+//
+// A lane is `heads_per_lane` query heads of one kv head times the unit's `rows` query rows,
+// head-major (row r of head j of the lane at partition j * rows + r), so that one matmul against
+// that kv head's K^T gives all of the lane's scores. A lane starts at a multiple of `stride`, the
+// partition alignment a tile of its rows needs (32, 64 or 128), and a set is up to
+// `lanes_per_set` consecutive lanes: the rows of one step, whose softmax runs as one instruction
+// per stage over all of them. Heads share a lane only for single-row units (decode), whose rows
+// all sit at one position; with one head per lane, row r sits at the unit's first position + r.
+// Either way the causal and window masks stay affine in the partition.
+struct PagedRowLayout {
+  int64_t heads_per_lane = 1, rows = 1, stride = kPartitions, lanes_per_set = 1, lanes = 0;
+
+  int64_t lane_rows() const { return heads_per_lane * rows; }
+  int64_t sets() const { return ceil_div(lanes, lanes_per_set); }
+  int64_t lanes_in(int64_t set) const {
+    return std::min(lanes_per_set, lanes - set * lanes_per_set);
+  }
+  // Rows computed for lane `lane` of `set`: the whole stride but for the set's last lane, so
+  // that the set's partitions [0, partitions(set)) are all written (rows past a lane's own are
+  // padding: finite, never stored).
+  int64_t computed_rows(int64_t set, int64_t lane) const {
+    return lane + 1 < lanes_in(set) ? stride : lane_rows();
+  }
+  int64_t partitions(int64_t set) const { return (lanes_in(set) - 1) * stride + lane_rows(); }
+  int64_t first_head(int64_t set, int64_t lane) const {
+    return (set * lanes_per_set + lane) * heads_per_lane;
+  }
+  // Sets that have a lane at position `lane`.
+  int64_t sets_with_lane(int64_t lane) const {
+    return lane < lanes ? ceil_div(lanes - lane, lanes_per_set) : 0;
+  }
+  // Each lane's rows sit in the natural [rows, heads * head_dim] layout of the output.
+  bool natural() const { return lanes_per_set == 1 && heads_per_lane == 1; }
+  bool operator==(const PagedRowLayout&) const = default;
+};
+
+// The layout of a unit of `rows` query rows.
+PagedRowLayout paged_row_layout(int64_t rows, const PagedAttentionShape& shape);
+
+// Up to 128 query rows of one sequence, at positions [pos0, pos0 + mq).
+struct PagedUnit {
+  int64_t sequence = 0, row0 = 0, mq = 0, pos0 = 0;
+  size_t first_block = 0, blocks = 0;  // its key blocks in the plan's list
+  size_t layout = 0;                   // index into the plan's layouts
+};
+
+// One (unit, key block, row set): scores, softmax and P V of the set's rows over the block.
+struct PagedStep {
+  size_t unit = 0, block = 0;
+  int64_t kb = 0, set = 0;  // block within the unit, row set
+};
+
+struct PagedAttentionPlan {
+  std::vector<PagedUnit> units;
+  std::vector<PagedKeyBlock> blocks;
+  std::vector<PagedStep> steps;           // unit-major, then key block, then set
+  std::vector<PagedRowLayout> layouts;    // the distinct layouts of the units
+};
+
+PagedAttentionPlan plan_paged_attention(std::span<const PagedSequence> sequences,
+                                        const PagedAttentionShape& shape);
+
+}  // namespace switchyard::backend::neuron
