@@ -16,15 +16,32 @@ namespace {
 constexpr int64_t kKeyBlock = kPagedKeyBlock;
 constexpr int64_t kChunks = kKeyBlock / kPartitions;  // 128-key chunks per block
 constexpr float kMaskFill = -1e30f;  // added to masked scores: exp(scale * (s + fill) + nb) = 0
-// Key blocks gathered at once: the one being read and those fetched ahead of it, so that a
-// block's gathers (two DMA latencies in a row) overlap the steps of the blocks before it. Block
-// table entries are loaded one block further ahead, so that the instructions computing a block's
-// cache rows never wait on an engine's in-order queue for their DMA.
-constexpr size_t kBlockBuffers = 3;
-constexpr size_t kTableBuffers = kBlockBuffers + 1;
-// K^T tiles, reused round-robin: a set reads at most kPagedMaxLanes kv heads and the set before
+// Key blocks are gathered kGatherAhead blocks ahead of the one being read, so that their gathers
+// (a few DMA latencies in a row) overlap the steps of the blocks before. The buffers also hold
+// the blocks whose values are still to be issued, so that a gather never overwrites them. Block table entries are loaded one block further ahead still, so that the
+// instructions computing a block's cache rows never wait in an engine's in-order queue for them.
+constexpr size_t kGatherAhead = 3;
+// A step's values are issued kValuesLag steps after its scores and softmax, so that the engines
+// have the next steps' independent work queued ahead of each P V (which waits for the whole
+// softmax chain). Tiles a step's values read live that much longer: a step's P and statistics,
+// a unit's state, a block's V.
+constexpr size_t kValuesLag = 1;
+constexpr size_t kStepBuffers = kValuesLag + 1;
+constexpr size_t kUnitBuffers = kValuesLag + 1;
+constexpr size_t kBlockBuffers = kGatherAhead + 1 + kValuesLag;
+constexpr size_t kLocateAhead = kGatherAhead + 1;
+constexpr size_t kTableBuffers = kLocateAhead + 1;
+// K^T tiles, reused round-robin: a set reads at most kPagedMaxLanes of them and the set before
 // it as many, so a tile is never overwritten while a set that needs it is still to be issued.
 constexpr int64_t kKeyTiles = 2 * kPagedMaxLanes;
+
+// Partitions a head's K^T (and Q^T) rows take in a key tile: its head_dim, aligned.
+int64_t head_slot(int64_t head_dim) { return head_dim <= 32 ? 32 : head_dim <= 64 ? 64 : 128; }
+
+// Whether a tile of `rows` partitions may start at partition `start`.
+bool aligned(int64_t start, int64_t rows) {
+  return rows <= 32 ? start % 32 == 0 : rows <= 64 ? start % 64 == 0 : start == 0;
+}
 constexpr int64_t kAllocations = 64;  // an upper bound on the tiles allocate() makes
 constexpr int64_t kSlack = kAllocations * 64;  // per-partition alignment slack of the pool
 
@@ -41,6 +58,8 @@ class PagedAttentionProgram {
         tables_(block_tables), sinks_(sinks), sequences_(sequences), shape_(shape),
         compute_(compute), H_(shape.heads), KV_(shape.kv_heads), hd_(shape.head_dim),
         bs_(shape.block_size), W_(int64_t{shape.kv_heads} * shape.head_dim),
+        slot_(head_slot(shape.head_dim)),
+        tile_heads_(std::min<int64_t>(kPartitions / slot_, shape.kv_heads)),
         queues_(core, 0.25) {}
 
   void run() {
@@ -48,23 +67,28 @@ class PagedAttentionProgram {
     const std::vector<PagedStep>& steps = plan_.steps;
     if (steps.empty()) return;
     allocate();
-    for (size_t b = 0; b < kTableBuffers - 1; ++b) locate_block(b);
-    for (size_t b = 0; b < kBlockBuffers - 1; ++b) gather_block(b);
+    for (size_t b = 0; b < kLocateAhead; ++b) locate_block(b);
+    for (size_t b = 0; b < kGatherAhead; ++b) gather_block(b);
     load_queries(0);
-    for (size_t i = 0; i <= steps.size(); ++i) {
+    transpose_keys(steps[0]);
+    for (size_t i = 0; i < steps.size() + kValuesLag; ++i) {
+      const bool new_block = i < steps.size() && starts_block(i);
+      if (new_block) {
+        locate_block(steps[i].block + kLocateAhead);
+        gather_block(steps[i].block + kGatherAhead);
+        build_mask(steps[i]);
+      }
+      // Engines run their instructions in issue order, so each goes in after the work that will
+      // be ready before it: the next step's K^T (its gathers are long done), an earlier step's
+      // values and later blocks' gathers before this step's softmax, whose every stage waits
+      // for the one before.
       if (i < steps.size()) {
-        if (starts_block(i)) build_mask(steps[i]);
-        transpose_keys(steps[i]);
         scores(i);
-        softmax(i);
+        if (i + 1 < steps.size()) transpose_keys(steps[i + 1]);
       }
-      if (i >= 1) values(i - 1);
-      // Buffers of the block and unit before step i's are free once step i - 1's values are
-      // issued: fetch later ones into them.
-      if (i < steps.size() && starts_block(i)) {
-        locate_block(steps[i].block + kTableBuffers - 1);
-        gather_block(steps[i].block + kBlockBuffers - 1);
-      }
+      if (i >= kValuesLag) values(i - kValuesLag);
+      if (i < steps.size()) softmax(i);
+      // The Q^T buffer of the unit before step i's is free once step i's scores are issued.
       if (i < steps.size() && starts_unit(i)) load_queries(steps[i].unit + 1);
     }
   }
@@ -82,9 +106,17 @@ class PagedAttentionProgram {
     View nb[2];
     View out;
   };
-  // One step's working tiles: scores, P, P^T, columns (block max, correction, block sum).
-  struct Slot {
-    View s, p, pt, cols, s_ps, pt_ps, o_ps;
+  // A step's scores (in PSUM, and masked in SBUF), read by its softmax.
+  struct ScoreTiles {
+    View s_ps, s;
+  };
+  // A step's P and columns (block max, correction, block sum), read by its values.
+  struct ProbTiles {
+    View p, cols;
+  };
+  // Working tiles of one step's values: P^T (PSUM, SBUF) and P V.
+  struct ValueTiles {
+    View pt_ps, pt, o_ps;
   };
 
   int64_t group() const { return H_ / KV_; }
@@ -101,6 +133,13 @@ class PagedAttentionProgram {
   int64_t kv_head(const PagedRowLayout& l, int64_t set, int64_t lane) const {
     return l.first_head(set, lane) / group();
   }
+  // A key tile holds the K^T of tile_heads_ consecutive kv heads, each at a multiple of slot_
+  // partitions, so that one matmul scores lanes of several kv heads (their Q^T columns zero
+  // outside their own head's partitions) and one copy moves several heads' K^T.
+  int64_t key_tile(int64_t kvh) const { return kvh / tile_heads_; }
+  int64_t key_row(int64_t kvh) const { return kvh % tile_heads_ * slot_; }
+  int64_t tile_heads(int64_t tile) const { return std::min(tile_heads_, KV_ - tile * tile_heads_); }
+  int64_t tile_rows(int64_t tile) const { return (tile_heads(tile) - 1) * slot_ + hd_; }
   // Whether some row of unit u must not see some key of block kb: the block crosses the
   // diagonal, or the window's start of the unit's last row.
   bool future(const PagedUnit& u, const PagedKeyBlock& kb) const {
@@ -132,37 +171,34 @@ class PagedAttentionProgram {
                   pool_.sbuf(kPartitions, {kChunks * W_}, compute_, n + ".v")};
     }
     for (int64_t i = 0; i < kKeyTiles; ++i)
-      kt_[i] = pool_.sbuf(hd_, {kKeyBlock}, compute_, "paged.kT" + std::to_string(i));
-    kt_slot_.assign(static_cast<size_t>(KV_), -1);
-    for (int i = 0; i < 2; ++i) {
-      const std::string n = "paged." + std::to_string(i);
-      qt_[i] = pool_.sbuf(hd_, {H_, kPartitions}, compute_, n + ".qT");
+      kt_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, compute_, "paged.kT" + std::to_string(i));
+    kt_slot_.assign(static_cast<size_t>(ceil_div(KV_, tile_heads_)), -1);
+    for (size_t i = 0; i < kUnitBuffers; ++i) {
+      const std::string n = "paged.unit" + std::to_string(i);
       state_[i] = {pool_.sbuf(kPartitions, {H_ * hd_}, DType::kF32, n + ".o"),
                    pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".l"),
                    {pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".nb0"),
                     pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".nb1")},
                    pool_.sbuf(kPartitions, {H_ * hd_}, out_.dtype(), n + ".out")};
+    }
+    for (size_t i = 0; i < kStepBuffers; ++i) {
+      const std::string n = "paged.step" + std::to_string(i);
+      probs_[i] = {pool_.sbuf(kPartitions, {kKeyBlock}, compute_, n + ".p"),
+                   pool_.sbuf(kPartitions, {3}, DType::kF32, n + ".cols")};
+    }
+    for (int i = 0; i < 2; ++i) {
+      const std::string n = "paged." + std::to_string(i);
+      qt_[i] = pool_.sbuf(kPartitions, {H_, kPartitions}, compute_, n + ".qT");
       mask_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".mask");
-      slots_[i] = {pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".s"),
-                   pool_.sbuf(kPartitions, {kKeyBlock}, compute_, n + ".p"),
-                   pool_.sbuf(kPartitions, {kChunks * kPartitions}, compute_, n + ".pT"),
-                   pool_.sbuf(kPartitions, {3}, DType::kF32, n + ".cols"),
-                   pool_.psum(kPartitions, {kKeyBlock}, DType::kF32, n + ".ps.s"),
-                   pool_.psum(kPartitions, {kChunks * kPartitions}, compute_, n + ".ps.pT"),
-                   pool_.psum(kPartitions, {hd_}, DType::kF32, n + ".ps.o")};
-      kt_ps_[i] = pool_.psum(hd_, {kKeyBlock}, compute_, n + ".ps.kT");
-      zero_query_padding(qt_[i]);
+      score_tiles_[i] = {pool_.psum(kPartitions, {kKeyBlock}, DType::kF32, n + ".ps.s"),
+                         pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".s")};
+      value_tiles_[i] = {pool_.psum(kPartitions, {kChunks * kPartitions}, compute_, n + ".ps.pT"),
+                         pool_.sbuf(kPartitions, {kChunks * kPartitions}, compute_, n + ".pT"),
+                         pool_.psum(kPartitions, {hd_}, DType::kF32, n + ".ps.o")};
+      kt_ps_[i] = pool_.psum(kPartitions, {kKeyBlock}, compute_, n + ".ps.kT");
+      // Rows between the heads of a key tile are never written by transposes: keep them finite.
+      if (hd_ < slot_ && tile_heads_ > 1) core_.memset(kt_ps_[i], 0.0f);
     }
-  }
-
-  // Lanes of a multi-lane set compute their padding rows too (a whole stride); their Q^T columns
-  // are zeroed once so that those rows stay finite. Loads only ever write real rows' columns.
-  void zero_query_padding(const View& qt) {
-    int64_t sets = 0;
-    for (const PagedRowLayout& l : plan_.layouts) {
-      if (l.lanes_per_set > 1) sets = std::max(sets, l.sets());
-    }
-    if (sets > 0) core_.memset(qt.slice(0, 0, sets), 0.0f, Engine::kGpSimd);
   }
 
   // -sink of each row's head, a column per set of each arrangement of heads on partitions: a
@@ -232,25 +268,55 @@ class PagedAttentionProgram {
     }
   }
 
-  // Q^T [head_dim, set, lane rows] of unit u: one transposing DMA per lane position, covering
-  // that lane of every set (the heads of a set's lanes are consecutive).
+  // Q^T of unit u: set s's lane l in columns [l * stride, (l + 1) * stride) of qT[:, s], on the
+  // partitions of its kv head in a key tile; zero elsewhere, including the padding columns of
+  // lanes that compute a whole stride (so that their rows stay finite). The zeros are written
+  // when a buffer first holds a layout; loads of that layout write only the same Q^T places.
   void load_queries(size_t u) {
     if (u >= plan_.units.size()) return;
     const PagedUnit& un = plan_.units[u];
     const PagedRowLayout& l = layout_of(un);
-    const int64_t row = sequences_[un.sequence].first_row + un.row0;
-    const int64_t ldq = q_.partition_stride();
-    for (int64_t lane = 0; lane < l.lanes_per_set; ++lane) {
-      const int64_t sets = l.sets_with_lane(lane);
-      if (sets == 0) continue;
-      const View dst =
-          qt_[u % 2].slice(0, 0, sets).slice(1, lane * l.stride, l.lane_rows()).split(1, un.mq);
-      core_.dma_copy(dst,
-                     q_.pattern(row * ldq + l.first_head(0, lane) * hd_, Dim{hd_, 1},
-                                {Dim{sets, l.lanes_per_set * l.heads_per_lane * hd_},
-                                 Dim{l.heads_per_lane, hd_}, Dim{un.mq, ldq}}),
-                     queues_.load());
+    const View qt = qt_[u % 2];
+    if (qt_layout_[u % 2] != un.layout) {
+      core_.memset(qt.slice(0, 0, l.sets()), 0.0f, Engine::kGpSimd);
+      qt_layout_[u % 2] = un.layout;
     }
+    for (int64_t set = 0; set < l.sets(); ++set) {
+      // One DMA per run of lanes at one key row, evenly spaced (a decode set alternates rows).
+      std::vector<bool> loaded(static_cast<size_t>(l.lanes_in(set)), false);
+      for (int64_t a = 0; a < l.lanes_in(set); ++a) {
+        if (loaded[a]) continue;
+        const int64_t row = key_row(kv_head(l, set, a));
+        int64_t step = 0, count = 1;
+        for (int64_t b = a + 1; b < l.lanes_in(set); ++b) {
+          if (loaded[b] || key_row(kv_head(l, set, b)) != row) continue;
+          if (step == 0) step = b - a;
+          if (b != a + count * step) break;
+          ++count;
+        }
+        for (int64_t k = 0; k < count; ++k) loaded[a + k * std::max<int64_t>(step, 1)] = true;
+        load_query_lanes(un, set, a, count, std::max<int64_t>(step, 1), row, qt);
+      }
+    }
+  }
+
+  // Lanes first, first + step, ... (count of them) of a set of unit un, at partition `row`.
+  void load_query_lanes(const PagedUnit& un, int64_t set, int64_t first, int64_t count,
+                        int64_t step, int64_t row, const View& qt) {
+    const PagedRowLayout& l = layout_of(un);
+    const View dst = qt.rows(row, hd_)
+                         .slice(0, set, 1)
+                         .split(1, l.stride)
+                         .slice(1, first, count, step)
+                         .slice(2, 0, l.lane_rows())
+                         .split(2, un.mq);
+    const int64_t q_row = sequences_[un.sequence].first_row + un.row0;
+    const int64_t ldq = q_.partition_stride();
+    core_.dma_copy(dst,
+                   q_.pattern(q_row * ldq + l.first_head(set, first) * hd_, Dim{hd_, 1},
+                              {Dim{count, step * l.heads_per_lane * hd_},
+                               Dim{l.heads_per_lane, hd_}, Dim{un.mq, ldq}}),
+                   queues_.load());
   }
 
   // The 0 / -1e30 mask of a unit's rows over key block st.block, built once per block for its
@@ -278,41 +344,67 @@ class PagedAttentionProgram {
     }
   }
 
-  // Step 2: K^T of each kv head step st's set reads, unless already made for its key block.
+  // Step 2: the key tiles step st's set reads, unless already made for its key block.
   void transpose_keys(const PagedStep& st) {
     if (st.block != kt_block_) {
       std::fill(kt_slot_.begin(), kt_slot_.end(), -1);
       kt_block_ = st.block;
     }
     const PagedRowLayout& l = layout_of(plan_.units[st.unit]);
-    const PagedKeyBlock& kb = plan_.blocks[st.block];
-    const Rows& r = rows_[st.block % kBlockBuffers];
     for (int64_t lane = 0; lane < l.lanes_in(st.set); ++lane) {
-      const int64_t kvh = kv_head(l, st.set, lane);
-      if (kt_slot_[kvh] >= 0) continue;
-      const View ps = kt_ps_[kt_next_ % 2];
-      for (int64_t c = 0; c < kb.chunks(); ++c) {
-        const int64_t ck = kb.chunk_rows(c);
-        core_.transpose(ps.cols(c * kPartitions, ck), r.k.rows(0, ck).cols(c * W_ + kvh * hd_, hd_));
-      }
-      kt_slot_[kvh] = kt_next_ % kKeyTiles;
-      core_.tensor_copy(kt_[kt_slot_[kvh]].cols(0, kb.nk), ps.cols(0, kb.nk), Engine::kScalar);
-      ++kt_next_;
+      const int64_t tile = key_tile(kv_head(l, st.set, lane));
+      if (kt_slot_[tile] < 0) make_key_tile(st.block, tile);
     }
   }
 
-  // Step 3: per lane, S = Q K^T of its kv head, masked where some row must not see some key.
+  void make_key_tile(size_t block, int64_t tile) {
+    const PagedKeyBlock& kb = plan_.blocks[block];
+    const Rows& r = rows_[block % kBlockBuffers];
+    const View ps = kt_ps_[kt_next_ % 2];
+    const int64_t first = tile * tile_heads_, n = tile_heads(tile);
+    for (int64_t c = 0; c < kb.chunks(); ++c) {
+      const int64_t ck = kb.chunk_rows(c);
+      const View k = r.k.rows(0, ck).cols(c * W_ + first * hd_, n * hd_);
+      if (hd_ == slot_) {  // the heads' columns land on their rows in one transpose
+        core_.transpose(ps.rows(0, n * hd_).cols(c * kPartitions, ck), k);
+        continue;
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        core_.transpose(ps.rows(j * slot_, hd_).cols(c * kPartitions, ck),
+                        k.cols(j * hd_, hd_));
+      }
+    }
+    kt_slot_[tile] = kt_next_ % kKeyTiles;
+    const int64_t rows = tile_rows(tile);
+    core_.tensor_copy(kt_[kt_slot_[tile]].rows(0, rows).cols(0, kb.nk),
+                      ps.rows(0, rows).cols(0, kb.nk), Engine::kScalar);
+    ++kt_next_;
+  }
+
+  // Step 3: S = Q K^T, a matmul per run of lanes whose kv heads share a key tile, masked where
+  // some row must not see some key.
   void scores(size_t i) {
     const PagedStep& st = steps()[i];
     const PagedUnit& u = plan_.units[st.unit];
     const PagedKeyBlock& kb = plan_.blocks[st.block];
     const PagedRowLayout& l = layout_of(u);
-    const Slot& w = slots_[i % 2];
-    const View qt = qt_[st.unit % 2].slice(0, st.set, 1);
-    for (int64_t lane = 0; lane < l.lanes_in(st.set); ++lane) {
-      const int64_t off = lane * l.stride, rows = l.computed_rows(st.set, lane);
-      core_.matmul(w.s_ps.rows(off, rows).cols(0, kb.nk), qt.slice(1, off, rows),
-                   kt_[kt_slot_[kv_head(l, st.set, lane)]].cols(0, kb.nk), true, true);
+    const ScoreTiles& w = score_tiles_[i % 2];
+    const int64_t n = l.lanes_in(st.set);
+    for (int64_t a = 0, b = 0; a < n; a = b) {
+      const int64_t tile = key_tile(kv_head(l, st.set, a));
+      int64_t k_rows = 0;
+      for (b = a; b < n && key_tile(kv_head(l, st.set, b)) == tile; ++b)
+        k_rows = std::max(k_rows, key_row(kv_head(l, st.set, b)) + hd_);
+      const int64_t start = a * l.stride;
+      const int64_t rows = (b - 1 - a) * l.stride + l.computed_rows(st.set, b - 1);
+      if (aligned(start, rows)) {
+        score_rows(w, st, start, rows, k_rows, kt_[kt_slot_[tile]], kb.nk);
+        continue;
+      }
+      for (int64_t lane = a; lane < b; ++lane) {  // one lane at a time is always aligned
+        score_rows(w, st, lane * l.stride, l.computed_rows(st.set, lane),
+                   key_row(kv_head(l, st.set, lane)) + hd_, kt_[kt_slot_[tile]], kb.nk);
+      }
     }
     const int64_t P = l.partitions(st.set);
     const View s_ps = w.s_ps.rows(0, P).cols(0, kb.nk);
@@ -323,19 +415,28 @@ class PagedAttentionProgram {
     scores_[i % 2] = s;
   }
 
+  // Scores of a set's rows [start, start + rows) against key tile kt, contracting over its
+  // first k_rows partitions.
+  void score_rows(const ScoreTiles& w, const PagedStep& st, int64_t start, int64_t rows,
+                  int64_t k_rows, const View& kt, int64_t nk) {
+    core_.matmul(w.s_ps.rows(start, rows).cols(0, nk),
+                 qt_[st.unit % 2].rows(0, k_rows).slice(0, st.set, 1).slice(1, start, rows),
+                 kt.rows(0, k_rows).cols(0, nk), true, true);
+  }
+
   // Step 4: the online softmax's statistics and P for step i's rows.
   void softmax(size_t i) {
     const PagedStep& st = steps()[i];
     const PagedUnit& u = plan_.units[st.unit];
     const PagedKeyBlock& kb = plan_.blocks[st.block];
     const int64_t P = layout_of(u).partitions(st.set);
-    const Slot& w = slots_[i % 2];
-    const State& state = state_[st.unit % 2];
+    const ProbTiles& w = probs_[i % kStepBuffers];
+    const State& state = state_[st.unit % kUnitBuffers];
     auto col = [&](const View& tile, int64_t c) { return tile.rows(0, P).cols(c, 1); };
     const View block_max = col(w.cols, 0), corr = col(w.cols, 1), sum = col(w.cols, 2);
     const View l = col(state.l, st.set);
     const View nb = col(state.nb[st.kb % 2], st.set);
-    const View src = scores_[i % 2];
+    const View src = scores_[i % 2];  // the step's scores, as scores() left them
     const View p = w.p.rows(0, P).cols(0, kb.nk);
     core_.tensor_reduce(block_max, AluOp::kMax, src);
     const float scale = shape_.scale;
@@ -362,11 +463,12 @@ class PagedAttentionProgram {
     const PagedUnit& u = plan_.units[st.unit];
     const PagedKeyBlock& kb = plan_.blocks[st.block];
     const PagedRowLayout& l = layout_of(u);
-    const Slot& w = slots_[i % 2];
-    const State& state = state_[st.unit % 2];
+    const ProbTiles& pr = probs_[i % kStepBuffers];
+    const ValueTiles& w = value_tiles_[i % 2];
+    const State& state = state_[st.unit % kUnitBuffers];
     const Rows& r = rows_[st.block % kBlockBuffers];
     const int64_t P = l.partitions(st.set), nc = kb.chunks(), full = kb.nk / kPartitions;
-    const View p = w.p.rows(0, P);
+    const View p = pr.p.rows(0, P);
     for (int64_t c = 0; c < nc; ++c) {
       core_.transpose(w.pt_ps.rows(0, kb.chunk_rows(c)).cols(c * P, P),
                       p.cols(c * kPartitions, kb.chunk_rows(c)));
@@ -390,7 +492,7 @@ class PagedAttentionProgram {
     if (st.kb == 0) {
       core_.tensor_copy(o, o_ps, Engine::kScalar);
     } else {
-      core_.tensor_scalar(o, o, AluOp::kMultiply, w.cols.rows(0, P).cols(1, 1), AluOp::kBypass,
+      core_.tensor_scalar(o, o, AluOp::kMultiply, pr.cols.rows(0, P).cols(1, 1), AluOp::kBypass,
                           0.0f, Engine::kGpSimd);
       core_.tensor_tensor(o, o, AluOp::kAdd, o_ps);
     }
@@ -428,17 +530,21 @@ class PagedAttentionProgram {
   PagedAttentionShape shape_;
   DType compute_;
   int64_t H_, KV_, hd_, bs_, W_;
+  int64_t slot_, tile_heads_;  // partitions per head in a key tile, kv heads per key tile
   DmaQueues queues_;
   PagedAttentionPlan plan_;
   View nsinks_, slots_ps_, slot_weights_;
   View located_[kTableBuffers];
   View qt_[2], scores_[2], mask_[2], kt_ps_[2];
+  ScoreTiles score_tiles_[2];
+  ValueTiles value_tiles_[2];
+  ProbTiles probs_[kStepBuffers];
   View kt_[kKeyTiles];
   Rows rows_[kBlockBuffers];
-  State state_[2];
-  Slot slots_[2];
+  State state_[kUnitBuffers];
   std::vector<int64_t> sink_column_;  // layout -> its first column of nsinks_
-  std::vector<int64_t> kt_slot_;  // kv head -> its K^T tile for key block kt_block_, or -1
+  std::vector<int64_t> kt_slot_;  // key tile -> its buffer for key block kt_block_, or -1
+  size_t qt_layout_[2] = {SIZE_MAX, SIZE_MAX};  // the layout each Q^T buffer was zeroed for
   size_t kt_block_ = SIZE_MAX;
   int64_t kt_next_ = 0;
 };
@@ -453,12 +559,13 @@ int64_t paged_attention_sbuf_bytes(const PagedAttentionShape& shape, DType compu
   const int64_t sinks = 4 * H * 4;
   const int64_t block = kChunks * 4 + 2 * kChunks * W * e;
   const int64_t key_tiles = kKeyTiles * kKeyBlock * e;
-  const int64_t per_unit = H * kPartitions * e + H * hd * 4 + 3 * H * 4 + H * hd * 4;
-  const int64_t per_step = kKeyBlock * 4 + kKeyBlock * 4 + kKeyBlock * e +
-                           kChunks * kPartitions * e + 3 * 4;
+  const int64_t state = H * hd * 4 + 3 * H * 4 + H * hd * 4;        // o, l, nb x2, out
+  const int64_t probs = kKeyBlock * e + 3 * 4;                         // p, cols
+  const int64_t pairs = H * kPartitions * e + kKeyBlock * 4 * 2 + kChunks * kPartitions * e;
   return static_cast<int64_t>(kTableBuffers) * table * bs * 4 + 4 + sinks +
          static_cast<int64_t>(kBlockBuffers) * block + key_tiles +
-         2 * per_unit + 2 * per_step + kSlack;
+         static_cast<int64_t>(kUnitBuffers) * state + static_cast<int64_t>(kStepBuffers) * probs +
+         2 * pairs + kSlack;
 }
 
 void paged_attention(NeuronCore& core, const View& out, const View& q, const View& k_cache,
