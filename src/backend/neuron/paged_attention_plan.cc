@@ -16,6 +16,28 @@ size_t layout_index(std::vector<PagedRowLayout>& layouts, const PagedRowLayout& 
   return layouts.size() - 1;
 }
 
+// Puts unit `u` (the plan's last) in the last group, or in a new one.
+void join_group(PagedAttentionPlan& plan, std::span<const PagedSequence> sequences,
+                const PagedAttentionShape& shape) {
+  PagedUnit& u = plan.units.back();
+  auto row = [&](const PagedUnit& x) { return sequences[x.sequence].first_row + x.row0; };
+  if (plan.units.size() >= 2 && !plan.groups.empty()) {
+    const PagedUnit& prev = plan.units[plan.units.size() - 2];
+    PagedUnitGroup& g = plan.groups.back();
+    const int64_t cap = std::min<int64_t>(
+        kPagedMaxGroup, shape.heads / plan.layouts[u.layout].sets());
+    if (u.mq == 1 && prev.mq == 1 && u.layout == prev.layout && row(u) == row(prev) + 1 &&
+        static_cast<int64_t>(g.units) < cap) {
+      u.group = plan.groups.size() - 1;
+      u.member = static_cast<int64_t>(g.units++);
+      return;
+    }
+  }
+  u.group = plan.groups.size();
+  u.member = 0;
+  plan.groups.push_back({plan.units.size() - 1, 1});
+}
+
 }  // namespace
 
 PagedRowLayout paged_row_layout(int64_t rows, const PagedAttentionShape& shape) {
@@ -60,6 +82,7 @@ PagedAttentionPlan plan_paged_attention(std::span<const PagedSequence> sequences
           plan.steps.push_back({plan.units.size(), u.first_block + b, static_cast<int64_t>(b), set});
       }
       plan.units.push_back(u);
+      join_group(plan, sequences, shape);
     }
   }
   return plan;

@@ -15,6 +15,7 @@ namespace switchyard::backend::neuron {
 
 inline constexpr int64_t kPagedKeyBlock = 512;  // keys per score block: one PSUM bank of fp32
 inline constexpr int64_t kPagedMaxLanes = 4;    // lanes of a set: 128 partitions / 32
+inline constexpr int64_t kPagedMaxGroup = 32;   // units of a group
 
 // Positions [k0, k0 + nk) of one sequence, cut into chunks of up to 128 (keys on partitions).
 struct PagedKeyBlock {
@@ -68,6 +69,16 @@ struct PagedUnit {
   int64_t sequence = 0, row0 = 0, mq = 0, pos0 = 0;
   size_t first_block = 0, blocks = 0;  // its key blocks in the plan's list
   size_t layout = 0;                   // index into the plan's layouts
+  size_t group = 0;                    // its group in the plan's list, and its place there
+  int64_t member = 0;
+};
+
+// Consecutive units whose queries load and whose outputs store together, one DMA per lane
+// pattern for all of them: decode units (one row each, the same layout) on consecutive rows of
+// q and out, at most as many as keep members * sets <= heads (the tiles a unit of one head per
+// set needs then hold a whole group). Any other unit is a group by itself.
+struct PagedUnitGroup {
+  size_t first_unit = 0, units = 0;
 };
 
 // One (unit, key block, row set): scores, softmax and P V of the set's rows over the block.
@@ -81,6 +92,7 @@ struct PagedAttentionPlan {
   std::vector<PagedKeyBlock> blocks;
   std::vector<PagedStep> steps;           // unit-major, then key block, then set
   std::vector<PagedRowLayout> layouts;    // the distinct layouts of the units
+  std::vector<PagedUnitGroup> groups;
 };
 
 PagedAttentionPlan plan_paged_attention(std::span<const PagedSequence> sequences,
