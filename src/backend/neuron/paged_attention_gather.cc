@@ -10,9 +10,14 @@ int64_t PagedKeyBlockGatherer::scratch_columns(int64_t block_size) {
   return ceil_div(block_size - 1 + kPagedKeyBlock, block_size) * block_size + kPartitions;
 }
 
+// Enough of x % block_size for (s + p) with s < block_size and p < 128, whole table blocks.
+int64_t PagedKeyBlockGatherer::offsets_row(int64_t block_size) {
+  return ceil_div(kPartitions + block_size - 1, block_size) * block_size;
+}
+
 int64_t PagedKeyBlockGatherer::sbuf_bytes(int64_t block_size, int64_t width, DType compute) {
   const int64_t e = ::switchyard::dtype_bytes(compute);
-  return scratch_columns(block_size) * 4 + block_size * 4 +
+  return offsets_row(block_size) * 4 + block_size * 4 +
          static_cast<int64_t>(kTableBuffers) * kChunks * 4 +
          static_cast<int64_t>(kKeyBuffers) * (kChunks * 4 + kChunks * width * e) +
          static_cast<int64_t>(kValueBuffers) * kChunks * width * e;
@@ -28,7 +33,7 @@ PagedKeyBlockGatherer::PagedKeyBlockGatherer(NeuronCore& core, TilePool& pool, D
   scratch_ = core_.hbm_alloc({static_cast<int64_t>(kTableBuffers) + 1, scratch_columns(bs_)},
                              DType::kF32, "paged.scratch");
   offsets_ = pool.sbuf(kPartitions, {bs_}, DType::kF32, "paged.offsets");
-  build_offsets_row_ = pool.sbuf(1, {scratch_columns(bs_)}, DType::kF32, "paged.offsets_row");
+  build_offsets_row_ = pool.sbuf(1, {offsets_row(bs_)}, DType::kF32, "paged.offsets_row");
   build_offsets();
   for (size_t i = 0; i < kTableBuffers; ++i)
     entries_[i] = pool.sbuf(kPartitions, {kChunks}, DType::kF32, "paged.entries" + std::to_string(i));
@@ -52,10 +57,9 @@ PagedKeyBlockGatherer::~PagedKeyBlockGatherer() {
 // offsets[p, s] = (s + p) % block_size: x % block_size along one partition, out to the scratch's
 // last row and back with positions on partitions.
 void PagedKeyBlockGatherer::build_offsets() {
-  const int64_t cols = scratch_columns(bs_);
-  const View row = build_offsets_row_.cols(0, cols / bs_ * bs_);
+  const View row = build_offsets_row_;
   core_.iota(row.split(0, bs_), 0.0f, 0.0f, {0.0f, 1.0f});
-  const int64_t last = static_cast<int64_t>(kTableBuffers) * cols;
+  const int64_t last = static_cast<int64_t>(kTableBuffers) * scratch_columns(bs_);
   core_.dma_copy(scratch_.pattern(last, Dim{1, 1}, {Dim{row.free_size(), 1}}), row,
                  queues_.store());
   core_.dma_copy(offsets_, scratch_.pattern(last, Dim{kPartitions, 1}, {Dim{bs_, 1}}),

@@ -60,6 +60,7 @@ class PagedKeyBlockGatherer {
   static constexpr int64_t kChunks = kPagedKeyBlock / kPartitions;
 
   static int64_t scratch_columns(int64_t block_size);
+  static int64_t offsets_row(int64_t block_size);
   void build_offsets();
   // Brings block b's table entries onto partitions; then computes its cache rows and gathers
   // its K and V rows. Both are no-ops past the last block.

@@ -8,6 +8,7 @@
 #include "backend/neuron/kernel_support.h"
 #include "backend/neuron/paged_attention_gather.h"
 #include "backend/neuron/paged_attention_plan.h"
+#include "backend/neuron/paged_attention_rows.h"
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
@@ -30,16 +31,14 @@ constexpr size_t kColumnBuffers = kValueStage - kSoftmaxStage + 1;
 // Scores are read by the softmax's exp, the last instruction of its chain: one more buffer lets
 // the scores two steps on start before it finishes.
 constexpr size_t kScoreBuffers = kSoftmaxStage + 2;
-constexpr size_t kUnitBuffers = kValueStage;  // a unit's first softmax comes >= 3 steps after
-                                             // the P V of the unit 3 before
+// A unit's first softmax is issued at least kValueStage + 1 iterations after the last P V of
+// the unit kValueStage units before it.
+constexpr size_t kUnitBuffers = kValueStage;
 // K^T tiles, reused round-robin: a set reads at most kPagedMaxLanes of them and the set before
 // it as many, so a tile is never overwritten while a set that needs it is still to be issued.
 constexpr int64_t kKeyTiles = 2 * kPagedMaxLanes;
 constexpr int64_t kAllocations = 96;  // an upper bound on the tiles the program allocates
 constexpr int64_t kSlack = kAllocations * 64;  // per-partition alignment slack of the pool
-
-// Partitions a head's K^T (and Q^T) rows take in a key tile: its head_dim, aligned.
-int64_t head_slot(int64_t head_dim) { return head_dim <= 32 ? 32 : head_dim <= 64 ? 64 : 128; }
 
 // Whether a tile of `rows` partitions may start at partition `start`.
 bool aligned(int64_t start, int64_t rows) {
@@ -55,20 +54,21 @@ class PagedAttentionProgram {
       : core_(core), pool_(core), out_(out), q_(q), k_cache_(k_cache), v_cache_(v_cache),
         tables_(block_tables), sinks_(sinks), sequences_(sequences), shape_(shape),
         compute_(compute), H_(shape.heads), KV_(shape.kv_heads), hd_(shape.head_dim),
-        W_(int64_t{shape.kv_heads} * shape.head_dim), slot_(head_slot(shape.head_dim)),
-        tile_heads_(std::min<int64_t>(kPartitions / slot_, shape.kv_heads)),
-        queues_(core, 0.25) {}
+        W_(int64_t{shape.kv_heads} * shape.head_dim), tiles_(shape), queues_(core, 0.25) {}
 
   void run() {
     plan_ = plan_paged_attention(sequences_, shape_);
     const size_t n = plan_.steps.size();
     if (n == 0) return;
+    PagedRowTransfers rows(core_, pool_, queues_, q_, out_, sinks_, sequences_, plan_, tiles_,
+                           shape_, compute_);
+    rows_ = &rows;
+    rows.load_queries(0);  // first on its DMA queue: the first scores wait for it
     allocate();
     PagedKeyBlockGatherer blocks(core_, pool_, queues_, k_cache_, v_cache_, tables_, plan_.blocks,
                                  shape_.block_size, compute_);
     blocks_ = &blocks;
     blocks.begin();
-    load_queries(0);
     transpose_keys(0);
     for (size_t t = 0; t < n + kValueStage; ++t) {
       if (t < n && starts_block(t)) {
@@ -82,7 +82,7 @@ class PagedAttentionProgram {
       if (t >= kValueStage && t - kValueStage < n) multiply_values(t - kValueStage);
       if (t >= kSoftmaxStage && t - kSoftmaxStage < n) softmax_exp(t - kSoftmaxStage);
       // The Q^T buffer of the group before step t's is free once step t's scores are issued.
-      if (t < n && starts_group(t)) load_queries(group_of(t) + 1);
+      if (t < n && starts_group(t)) rows.load_queries(group_of(t) + 1);
     }
   }
 
@@ -92,10 +92,6 @@ class PagedAttentionProgram {
   struct State {
     View o, l;
     View nb[2];
-  };
-  // A step's P and columns (block max, correction, block sum).
-  struct ProbTiles {
-    View p, cols;
   };
 
   int64_t group() const { return H_ / KV_; }
@@ -107,23 +103,13 @@ class PagedAttentionProgram {
   bool starts_block(size_t t) const { return t == 0 || step(t).block != step(t - 1).block; }
   size_t group_of(size_t t) const { return unit_of(t).group; }
   bool starts_group(size_t t) const { return t == 0 || group_of(t) != group_of(t - 1); }
-  int64_t first_row(const PagedUnit& u) const {
-    return sequences_[u.sequence].first_row + u.row0;
-  }
   bool last_block(const PagedStep& st) const {
     return st.kb + 1 == static_cast<int64_t>(plan_.units[st.unit].blocks);
   }
   bool has_state(const PagedStep& st) const { return st.kb > 0 || present(sinks_); }
   int64_t kv_head(const PagedRowLayout& l, int64_t set, int64_t lane) const {
-    return l.first_head(set, lane) / group();
+    return l.kv_head(set, lane, group());
   }
-  // A key tile holds the K^T of tile_heads_ consecutive kv heads, each at a multiple of slot_
-  // partitions, so that one matmul scores lanes of several kv heads (their Q^T columns zero
-  // outside their own head's partitions) and one copy moves several heads' K^T.
-  int64_t key_tile(int64_t kvh) const { return kvh / tile_heads_; }
-  int64_t key_row(int64_t kvh) const { return kvh % tile_heads_ * slot_; }
-  int64_t tile_heads(int64_t tile) const { return std::min(tile_heads_, KV_ - tile * tile_heads_); }
-  int64_t tile_rows(int64_t tile) const { return (tile_heads(tile) - 1) * slot_ + hd_; }
   // Whether some row of unit u must not see some key of block kb: the block crosses the
   // diagonal, or the window's start of the unit's last row.
   bool future(const PagedUnit& u, const PagedKeyBlock& kb) const {
@@ -136,10 +122,9 @@ class PagedAttentionProgram {
   int64_t partitions(size_t t) const { return layout_of(unit_of(t)).partitions(step(t).set); }
 
   void allocate() {
-    if (present(sinks_)) load_sinks();
     for (int64_t i = 0; i < kKeyTiles; ++i)
       kt_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, compute_, "paged.kT" + std::to_string(i));
-    kt_slot_.assign(static_cast<size_t>(ceil_div(KV_, tile_heads_)), -1);
+    kt_slot_.assign(static_cast<size_t>(tiles_.tiles()), -1);
     for (size_t i = 0; i < kUnitBuffers; ++i) {
       const std::string n = "paged.unit" + std::to_string(i);
       state_[i] = {pool_.sbuf(kPartitions, {H_ * hd_}, DType::kF32, n + ".o"),
@@ -156,8 +141,6 @@ class PagedAttentionProgram {
     }
     for (int i = 0; i < 2; ++i) {
       const std::string n = "paged." + std::to_string(i);
-      qt_[i] = pool_.sbuf(kPartitions, {H_, kPartitions}, compute_, n + ".qT");
-      outs_[i] = pool_.sbuf(kPartitions, {H_ * hd_}, out_.dtype(), n + ".out");
       mask_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".mask");
       p_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, compute_, n + ".p");
       pt_ps_[i] = pool_.psum(kPartitions, {kChunks * kPartitions}, compute_, n + ".ps.pT");
@@ -165,98 +148,8 @@ class PagedAttentionProgram {
       o_ps_[i] = pool_.psum(kPartitions, {hd_}, DType::kF32, n + ".ps.o");
       kt_ps_[i] = pool_.psum(kPartitions, {kKeyBlock}, compute_, n + ".ps.kT");
       // Rows between the heads of a key tile are never written by transposes: keep them finite.
-      if (hd_ < slot_ && tile_heads_ > 1) core_.memset(kt_ps_[i], 0.0f);
+      if (hd_ < tiles_.slot && tiles_.heads > 1) core_.memset(kt_ps_[i], 0.0f);
     }
-  }
-
-  // -sink of each row's head, a column per set of each arrangement of heads on partitions: a
-  // lane of one head has its sink on every row of its stride; a lane of several heads, on each
-  // head's row (padding rows 0). Layouts that differ only in rows per head share columns.
-  void load_sinks() {
-    std::vector<PagedRowLayout> arrangements;
-    for (const PagedRowLayout& l : plan_.layouts) {
-      PagedRowLayout a = l;
-      a.rows = 1;
-      auto it = std::find(arrangements.begin(), arrangements.end(), a);
-      if (it == arrangements.end()) it = arrangements.insert(arrangements.end(), a);
-      sink_column_.push_back((it - arrangements.begin()) * H_);
-    }
-    nsinks_ = pool_.sbuf(kPartitions, {static_cast<int64_t>(arrangements.size()) * H_},
-                         DType::kF32, "paged.nsinks");
-    core_.memset(nsinks_, 0.0f, Engine::kGpSimd);
-    for (size_t a = 0; a < arrangements.size(); ++a) {
-      const PagedRowLayout& l = arrangements[a];
-      for (int64_t lane = 0; lane < l.lanes_per_set; ++lane) {
-        const int64_t sets = l.sets_with_lane(lane);
-        if (sets == 0) continue;
-        const bool one_head = l.heads_per_lane == 1;
-        const int64_t rows = one_head ? l.stride : l.heads_per_lane;
-        core_.dma_copy(
-            nsinks_.rows(lane * l.stride, rows).cols(static_cast<int64_t>(a) * H_, sets),
-            sinks_.pattern(l.first_head(0, lane), Dim{rows, one_head ? 0 : 1},
-                           {Dim{sets, l.lanes_per_set * l.heads_per_lane}}),
-            queues_.load());
-      }
-    }
-    core_.tensor_scalar(nsinks_, nsinks_, AluOp::kMultiply, -1.0f);
-  }
-
-  // Q^T of group g: a member's set s in column block member * sets + s of its buffer, lane l
-  // of the set in columns [l * stride, (l + 1) * stride), on the partitions of its kv head in a
-  // key tile; zero elsewhere, including the padding columns of lanes that compute a whole stride
-  // (so that their rows stay finite). The zeros are written when a buffer first holds a layout
-  // (or more members of it); loads of that layout write only the same Q^T places.
-  void load_queries(size_t g) {
-    if (g >= plan_.groups.size()) return;
-    const PagedUnitGroup& group = plan_.groups[g];
-    const PagedUnit& un = plan_.units[group.first_unit];
-    const PagedRowLayout& l = layout_of(un);
-    const View qt = qt_[g % 2];
-    const int64_t blocks = static_cast<int64_t>(group.units) * l.sets();
-    QueryZeros& zeros = qt_zeros_[g % 2];
-    if (zeros.layout != un.layout || zeros.blocks < blocks) {
-      core_.memset(qt.slice(0, 0, blocks), 0.0f, Engine::kGpSimd);
-      zeros = {un.layout, blocks};
-    }
-    for (int64_t set = 0; set < l.sets(); ++set) {
-      // One DMA per run of lanes at one key row, evenly spaced (a decode set alternates rows).
-      std::vector<bool> loaded(static_cast<size_t>(l.lanes_in(set)), false);
-      for (int64_t a = 0; a < l.lanes_in(set); ++a) {
-        if (loaded[a]) continue;
-        const int64_t row = key_row(kv_head(l, set, a));
-        int64_t step = 0, count = 1;
-        for (int64_t b = a + 1; b < l.lanes_in(set); ++b) {
-          if (loaded[b] || key_row(kv_head(l, set, b)) != row) continue;
-          if (step == 0) step = b - a;
-          if (b != a + count * step) break;
-          ++count;
-        }
-        step = std::max<int64_t>(step, 1);
-        for (int64_t k = 0; k < count; ++k) loaded[a + k * step] = true;
-        load_query_lanes(group, set, a, count, step, row, qt);
-      }
-    }
-  }
-
-  // Lanes first, first + step, ... (count of them) of a set of every member of a group, at
-  // partition `row`. Members sit on consecutive rows of q (or there is one).
-  void load_query_lanes(const PagedUnitGroup& group, int64_t set, int64_t first, int64_t count,
-                        int64_t step, int64_t row, const View& qt) {
-    const PagedUnit& un = plan_.units[group.first_unit];
-    const PagedRowLayout& l = layout_of(un);
-    const int64_t members = static_cast<int64_t>(group.units);
-    const View dst = qt.rows(row, hd_)
-                         .slice(0, set, members, l.sets())
-                         .split(1, l.stride)
-                         .slice(1, first, count, step)
-                         .slice(2, 0, l.lane_rows())
-                         .split(2, un.mq);
-    const int64_t ldq = q_.partition_stride();
-    core_.dma_copy(dst,
-                   q_.pattern(first_row(un) * ldq + l.first_head(set, first) * hd_, Dim{hd_, 1},
-                              {Dim{members, ldq}, Dim{count, step * l.heads_per_lane * hd_},
-                               Dim{l.heads_per_lane, hd_}, Dim{un.mq, ldq}}),
-                   queues_.load());
   }
 
   // The 0 / -1e30 mask of a unit's rows over key block t's block, built once per block for its
@@ -292,7 +185,7 @@ class PagedAttentionProgram {
     }
     const PagedRowLayout& l = layout_of(unit_of(t));
     for (int64_t lane = 0; lane < l.lanes_in(step(t).set); ++lane) {
-      const int64_t tile = key_tile(kv_head(l, step(t).set, lane));
+      const int64_t tile = tiles_.tile_of(kv_head(l, step(t).set, lane));
       if (kt_slot_[tile] < 0) make_key_tile(step(t).block, tile);
     }
   }
@@ -301,21 +194,21 @@ class PagedAttentionProgram {
     const PagedKeyBlock& kb = plan_.blocks[block];
     const View keys = blocks_->k(block);
     const View ps = kt_ps_[kt_next_ % 2];
-    const int64_t first = tile * tile_heads_, n = tile_heads(tile);
+    const int64_t first = tile * tiles_.heads, n = tiles_.heads_in(tile);
     for (int64_t c = 0; c < kb.chunks(); ++c) {
       const int64_t ck = kb.chunk_rows(c);
       const View k = keys.rows(0, ck).cols(c * W_ + first * hd_, n * hd_);
-      if (hd_ == slot_) {  // the heads' columns land on their rows in one transpose
+      if (hd_ == tiles_.slot) {  // the heads' columns land on their rows in one transpose
         core_.transpose(ps.rows(0, n * hd_).cols(c * kPartitions, ck), k);
         continue;
       }
       for (int64_t j = 0; j < n; ++j) {
-        core_.transpose(ps.rows(j * slot_, hd_).cols(c * kPartitions, ck),
+        core_.transpose(ps.rows(j * tiles_.slot, hd_).cols(c * kPartitions, ck),
                         k.cols(j * hd_, hd_));
       }
     }
     kt_slot_[tile] = kt_next_ % kKeyTiles;
-    const int64_t rows = tile_rows(tile);
+    const int64_t rows = tiles_.rows(tile);
     core_.tensor_copy(kt_[kt_slot_[tile]].rows(0, rows).cols(0, kb.nk),
                       ps.rows(0, rows).cols(0, kb.nk), Engine::kScalar);
     ++kt_next_;
@@ -329,10 +222,10 @@ class PagedAttentionProgram {
     const PagedRowLayout& l = layout_of(u);
     const int64_t set = step(t).set, n = l.lanes_in(set);
     for (int64_t a = 0, b = 0; a < n; a = b) {
-      const int64_t tile = key_tile(kv_head(l, set, a));
+      const int64_t tile = tiles_.tile_of(kv_head(l, set, a));
       int64_t k_rows = 0;
-      for (b = a; b < n && key_tile(kv_head(l, set, b)) == tile; ++b)
-        k_rows = std::max(k_rows, key_row(kv_head(l, set, b)) + hd_);
+      for (b = a; b < n && tiles_.tile_of(kv_head(l, set, b)) == tile; ++b)
+        k_rows = std::max(k_rows, tiles_.row_of(kv_head(l, set, b)) + hd_);
       const int64_t start = a * l.stride;
       const int64_t rows = (b - 1 - a) * l.stride + l.computed_rows(set, b - 1);
       if (aligned(start, rows)) {
@@ -341,7 +234,7 @@ class PagedAttentionProgram {
       }
       for (int64_t lane = a; lane < b; ++lane) {  // one lane at a time is always aligned
         score_rows(t, lane * l.stride, l.computed_rows(set, lane),
-                   key_row(kv_head(l, set, lane)) + hd_, kt_[kt_slot_[tile]]);
+                   tiles_.row_of(kv_head(l, set, lane)) + hd_, kt_[kt_slot_[tile]]);
       }
     }
     const int64_t P = l.partitions(set);
@@ -359,10 +252,7 @@ class PagedAttentionProgram {
     const PagedUnit& u = unit_of(t);
     const int64_t nk = block_of(t).nk;
     core_.matmul(s_ps_[t % kScoreBuffers].rows(start, rows).cols(0, nk),
-                 qt_[u.group % 2]
-                     .rows(0, k_rows)
-                     .slice(0, u.member * layout_of(u).sets() + step(t).set, 1)
-                     .slice(1, start, rows),
+                 rows_->queries(u.group, u, step(t).set).rows(0, k_rows).slice(1, start, rows),
                  kt.rows(0, k_rows).cols(0, nk), true, true);
   }
 
@@ -388,7 +278,7 @@ class PagedAttentionProgram {
     const PagedStep& st = step(t);
     const int64_t P = partitions(t);
     if (st.kb > 0) return state_[st.unit % kUnitBuffers].nb[(st.kb - 1) % 2].rows(0, P).cols(st.set, 1);
-    return nsinks_.rows(0, P).cols(sink_column_[unit_of(t).layout] + st.set, 1);
+    return rows_->negative_sinks(unit_of(t), st.set, P);
   }
 
   // Second half: P = exp(scale S + nb) with its row sum, the correction and l.
@@ -459,38 +349,12 @@ class PagedAttentionProgram {
       core_.tensor_tensor(o, o, AluOp::kAdd, o_ps.rows(0, P));
     }
     if (!last_block(st)) return;
-    const View out = outs_[u.group % 2];
+    const View out = rows_->staged(u.group);
     core_.tensor_scalar(out.rows(0, P).cols((u.member * l.sets() + st.set) * hd_, hd_), o,
                         AluOp::kDivide, state.l.rows(0, P).cols(st.set, 1));
     const PagedUnitGroup& g = plan_.groups[u.group];
-    if (st.unit + 1 == g.first_unit + g.units && st.set + 1 == l.sets()) store_outputs(g, out);
-  }
-
-  // A finished group's rows to `out`: a natural layout's unit all at once, otherwise each lane
-  // of each set (one row's heads, or one head's rows) of all members at once.
-  void store_outputs(const PagedUnitGroup& g, const View& staged) {
-    const PagedUnit& u = plan_.units[g.first_unit];
-    const PagedRowLayout& l = layout_of(u);
-    const int64_t row = first_row(u);
-    if (l.natural()) {
-      split_copy(core_, out_.rows(row, u.mq), staged.rows(0, u.mq).cols(0, l.sets() * hd_),
-                 queues_.stores(), [&] { return queues_.store(); });
-      return;
-    }
-    const int64_t ldo = out_.partition_stride();
-    const int64_t row_step = l.heads_per_lane > 1 ? hd_ : ldo;  // next head, or next row
-    const int64_t members = static_cast<int64_t>(g.units);
-    for (int64_t set = 0; set < l.sets(); ++set) {
-      for (int64_t lane = 0; lane < l.lanes_in(set); ++lane) {
-        const View src = staged.rows(lane * l.stride, l.lane_rows())
-                             .cols(0, members * l.sets() * hd_)
-                             .split(0, l.sets() * hd_)
-                             .slice(1, set * hd_, hd_);
-        core_.dma_copy(out_.pattern(row * ldo + l.first_head(set, lane) * hd_,
-                                    Dim{l.lane_rows(), row_step}, {Dim{members, ldo}, Dim{hd_, 1}}),
-                       src, queues_.store());
-      }
-    }
+    if (st.unit + 1 == g.first_unit + g.units && st.set + 1 == l.sets())
+      rows_->store_outputs(u.group);
   }
 
   NeuronCore& core_;
@@ -500,27 +364,21 @@ class PagedAttentionProgram {
   PagedAttentionShape shape_;
   DType compute_;
   int64_t H_, KV_, hd_, W_;
-  int64_t slot_, tile_heads_;  // partitions per head in a key tile, kv heads per key tile
+  PagedKeyTiles tiles_;
   DmaQueues queues_;
   PagedAttentionPlan plan_;
+  PagedRowTransfers* rows_ = nullptr;
   PagedKeyBlockGatherer* blocks_ = nullptr;
-  View nsinks_;
-  // By group: Q^T, staged outputs. By block: mask. By step: scores (PSUM, masked in SBUF, and
-  // whichever softmax reads), P, P^T (PSUM, SBUF), P V (PSUM); K^T transposes.
-  View qt_[2], outs_[2], mask_[2], p_[2], pt_ps_[2], pt_[2], o_ps_[2], kt_ps_[2];
+  // By block: mask. By step: scores (PSUM, masked in SBUF, and whichever softmax reads), P, P^T
+  // (PSUM, SBUF), P V (PSUM); K^T transposes.
+  View mask_[2], p_[2], pt_ps_[2], pt_[2], o_ps_[2], kt_ps_[2];
   View s_ps_[kScoreBuffers], s_[kScoreBuffers], scores_[kScoreBuffers];
   View cols_[kColumnBuffers];
   View kt_[kKeyTiles];
   State state_[kUnitBuffers];
-  std::vector<int64_t> sink_column_;  // layout -> its first column of nsinks_
   std::vector<int64_t> kt_slot_;      // key tile -> its buffer for key block kt_block_, or -1
   size_t kt_block_ = SIZE_MAX;
   int64_t kt_next_ = 0;
-  struct QueryZeros {  // the layout a Q^T buffer was zeroed for, and how many column blocks
-    size_t layout = SIZE_MAX;
-    int64_t blocks = 0;
-  };
-  QueryZeros qt_zeros_[2];
 };
 
 }  // namespace
@@ -528,16 +386,14 @@ class PagedAttentionProgram {
 int64_t paged_attention_sbuf_bytes(const PagedAttentionShape& shape, DType compute) {
   const int64_t e = dtype_bytes(compute), H = shape.heads, hd = shape.head_dim;
   const int64_t W = int64_t{shape.kv_heads} * hd;
-  // At most four arrangements of sinks: decode rows, and one-head lanes at strides 32, 64, 128.
-  const int64_t sinks = 4 * H * 4;
   const int64_t key_tiles = kKeyTiles * kKeyBlock * e;
   const int64_t state = H * hd * 4 + 3 * H * 4;  // o, l, nb x2
-  const int64_t pairs = H * kPartitions * e + H * hd * 4 + kKeyBlock * 4 + kKeyBlock * e +
-                        kChunks * kPartitions * e;  // qT, out, mask, p, pT
-  return PagedKeyBlockGatherer::sbuf_bytes(shape.block_size, W, compute) + sinks + key_tiles +
+  const int64_t pairs = kKeyBlock * 4 + kKeyBlock * e + kChunks * kPartitions * e;  // mask, p, pT
+  // The output's dtype is not known here: fp32 is the wider.
+  return PagedKeyBlockGatherer::sbuf_bytes(shape.block_size, W, compute) +
+         PagedRowTransfers::sbuf_bytes(shape, compute, DType::kF32) + key_tiles +
          static_cast<int64_t>(kUnitBuffers) * state + static_cast<int64_t>(kColumnBuffers) * 3 * 4 +
-         static_cast<int64_t>(kScoreBuffers) * kKeyBlock * 4 +
-         2 * pairs + kSlack;
+         static_cast<int64_t>(kScoreBuffers) * kKeyBlock * 4 + 2 * pairs + kSlack;
 }
 
 void paged_attention(NeuronCore& core, const View& out, const View& q, const View& k_cache,

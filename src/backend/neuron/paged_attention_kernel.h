@@ -12,26 +12,27 @@
 // the window's start when there is a window) in key blocks of up to 512 positions, one step per
 // (unit, key block, set), with an online softmax per row (a running max, kept as
 // nb = -scale * max, and sum, fp32) so that scores never leave the chip:
-//   1. gather_block: the block table entries of the key block come into SBUF by DMA; each
-//      position's cache row (block_tables[s, p / block_size] * block_size + p % block_size) is
-//      computed on VectorE along one partition and turned onto partitions by TensorE transposes;
-//      indirect DMA gathers then bring the K and V rows of every kv head, 128 positions per
-//      chunk with positions on partitions, cast to the compute dtype. Blocks are gathered
-//      several ahead of the step that reads them.
-//   2. transpose_keys: K^T [head_dim, keys] of each kv head a set reads, by TensorE transposes,
-//      once per key block.
-//   3. scores: per lane, S = Q_lane K^T into the lane's partitions of one PSUM bank; blocks that
-//      cross the diagonal or the window's start get a 0 / -1e30 mask (GpSimd affine_select,
-//      built once per key block) added on the way out.
-//   4. softmax, once for the set's rows: block max, nb, P = exp(scale S + nb) with its row sum
-//      fused (ScalarE), the correction exp(nb_new - nb_old) and l = l * corr + sum. With sinks,
-//      the state starts at nb = -sink of the row's head, l = 1: the sink's exp joins the
-//      denominator and adds nothing to the output.
-//   5. values: P^T per 128-key chunk through TensorE (all lanes at once), per lane O_block = P V
-//      of its kv head accumulated in PSUM, and O = O * corr + O_block in SBUF (fp32) for the
-//      set; after the last block out = O / l, stored to each lane's heads and rows of `out`.
-// Steps 3-4 of one step are issued before step 5 of the previous one, and the next key block's
-// gathers and the next unit's Q^T load right after, so every engine has independent work queued.
+//   1. gather (paged_attention_gather.h): each key block's cache rows, from its block table
+//      entries, and its K and V rows of every kv head by indirect DMA, positions on partitions,
+//      several blocks ahead of the step that reads them.
+//   2. transpose_keys: K^T [head_dim, keys] once per key block and kv head, by TensorE
+//      transposes; a key tile holds two kv heads (head_dim <= 64; four for <= 32) at 64- (32-)
+//      partition offsets, with each lane's Q^T on its head's partitions and zeros elsewhere, so
+//      that one transpose, one PSUM copy and one scores matmul serve two kv heads.
+//   3. scores: S = Q K^T into the set's partitions of one PSUM bank, a matmul per run of lanes
+//      sharing a key tile; blocks that cross the diagonal or the window's start get a 0 / -1e30
+//      mask (GpSimd affine_select, built once per key block) added on the way out.
+//   4. softmax, one instruction per stage for all of the set's rows: block max, nb,
+//      P = exp(scale S + nb) with its row sum fused (ScalarE), the correction exp(nb_new - nb_old)
+//      and l = l * corr + sum. With sinks, the state starts at nb = -sink of the row's head,
+//      l = 1: the sink's exp joins the denominator and adds nothing to the output.
+//   5. values: P^T per 128-key chunk through TensorE (all lanes at once); per lane O_block = P V
+//      of its kv head accumulated in PSUM; O = O * corr + O_block in SBUF (fp32) for the set.
+//      After a unit's last block out = O / l, staged and stored to each lane's heads and rows of
+//      `out`, once for a group of decode units on consecutive rows.
+// Engines run their instructions in issue order, so the loop is software-pipelined: iteration t
+// issues the scores of step t, the softmax of step t - 1, the P^T of step t - 2 and the P V of
+// step t - 3 (and the K^T of step t + 1), each reading what earlier iterations produced.
 //
 // Shapes: q [N, heads * head_dim] and out [N, heads * head_dim] HBM rows (contiguous within a
 // row, any row stride), bf16 or fp32; k_cache, v_cache [blocks * block_size, kv_heads * head_dim]

@@ -52,6 +52,10 @@ struct PagedRowLayout {
   int64_t first_head(int64_t set, int64_t lane) const {
     return (set * lanes_per_set + lane) * heads_per_lane;
   }
+  // The kv head of a lane, with `group` query heads per kv head.
+  int64_t kv_head(int64_t set, int64_t lane, int64_t group) const {
+    return first_head(set, lane) / group;
+  }
   // Sets that have a lane at position `lane`.
   int64_t sets_with_lane(int64_t lane) const {
     return lane < lanes ? ceil_div(lanes - lane, lanes_per_set) : 0;
@@ -63,6 +67,23 @@ struct PagedRowLayout {
 
 // The layout of a unit of `rows` query rows.
 PagedRowLayout paged_row_layout(int64_t rows, const PagedAttentionShape& shape);
+
+// How kv heads share K^T tiles: a tile holds `heads` consecutive kv heads, each `slot`
+// partitions apart (head_dim rounded up to 32, 64 or 128), so that one transpose, one copy and
+// one scores matmul serve all of them. A lane's Q^T sits on its kv head's partitions.
+struct PagedKeyTiles {
+  int64_t kv_heads = 0, head_dim = 0, slot = 0, heads = 0;
+
+  explicit PagedKeyTiles(const PagedAttentionShape& shape)
+      : kv_heads(shape.kv_heads), head_dim(shape.head_dim),
+        slot(shape.head_dim <= 32 ? 32 : shape.head_dim <= 64 ? 64 : kPartitions),
+        heads(std::min<int64_t>(kPartitions / slot, shape.kv_heads)) {}
+  int64_t tiles() const { return ceil_div(kv_heads, heads); }
+  int64_t tile_of(int64_t kvh) const { return kvh / heads; }
+  int64_t row_of(int64_t kvh) const { return kvh % heads * slot; }  // first partition
+  int64_t heads_in(int64_t tile) const { return std::min(heads, kv_heads - tile * heads); }
+  int64_t rows(int64_t tile) const { return (heads_in(tile) - 1) * slot + head_dim; }
+};
 
 // Up to 128 query rows of one sequence, at positions [pos0, pos0 + mq).
 struct PagedUnit {
