@@ -289,6 +289,13 @@ TEST(NeuronPagedKernels, DecodeAndPrefillRowsInOneLaunch) {
   expect_case({"trn2-sim", 8, 1, 32, 16, 50, false, mixed}, kBf16Bound);
 }
 
+TEST(NeuronPagedKernels, WideHeadsInFp32TakeShorterKeyBlocks) {
+  // 12 kv heads of 64 in fp32 tiles: 512-key blocks' buffers do not fit trn1's SBUF, shorter
+  // blocks do (the op still runs as a tile program), across several blocks and a window.
+  expect_case({"trn1-sim-fp32", 12, 12, 64, 16, 300, true, {{1, 700}, {5, 600}, {1, 40}}},
+              kFp32Bound);
+}
+
 // One layer of gpt-oss-20b's tensor-parallel shard (32 query heads over 4 kv heads of 64, sinks,
 // 16-position blocks), decoding at a context of 1025: full attention and the 128-position window
 // of the sliding layers (printed for the record; the results are checked like the other cases).

@@ -5,9 +5,9 @@
 namespace switchyard::backend::neuron {
 
 // A scratch row holds a key block's positions from the start of its first table block: up to
-// block_size - 1 before the block, 512 in it, and the rest of the last chunk's 128.
-int64_t PagedKeyBlockGatherer::scratch_columns(int64_t block_size) {
-  return ceil_div(block_size - 1 + kPagedKeyBlock, block_size) * block_size + kPartitions;
+// block_size - 1 before the block, the block's, and the rest of its last chunk's 128.
+int64_t PagedKeyBlockGatherer::scratch_columns(int64_t key_block, int64_t block_size) {
+  return ceil_div(block_size - 1 + key_block, block_size) * block_size + kPartitions;
 }
 
 // Enough of x % block_size for (s + p) with s < block_size and p < 128, whole table blocks.
@@ -15,35 +15,38 @@ int64_t PagedKeyBlockGatherer::offsets_row(int64_t block_size) {
   return ceil_div(kPartitions + block_size - 1, block_size) * block_size;
 }
 
-int64_t PagedKeyBlockGatherer::sbuf_bytes(int64_t block_size, int64_t width, DType compute) {
-  const int64_t e = ::switchyard::dtype_bytes(compute);
+int64_t PagedKeyBlockGatherer::sbuf_bytes(int64_t key_block, int64_t block_size, int64_t width,
+                                          DType compute) {
+  const int64_t e = ::switchyard::dtype_bytes(compute), chunks = key_block / kPartitions;
   return offsets_row(block_size) * 4 + block_size * 4 +
-         static_cast<int64_t>(kTableBuffers) * kChunks * 4 +
-         static_cast<int64_t>(kKeyBuffers) * (kChunks * 4 + kChunks * width * e) +
-         static_cast<int64_t>(kValueBuffers) * kChunks * width * e;
+         static_cast<int64_t>(kTableBuffers) * chunks * 4 +
+         static_cast<int64_t>(kKeyBuffers) * (chunks * 4 + chunks * width * e) +
+         static_cast<int64_t>(kValueBuffers) * chunks * width * e;
 }
 
 PagedKeyBlockGatherer::PagedKeyBlockGatherer(NeuronCore& core, TilePool& pool, DmaQueues& queues,
                                              const View& k_cache, const View& v_cache,
                                              const View& block_tables,
                                              std::span<const PagedKeyBlock> blocks,
-                                             int64_t block_size, DType compute)
+                                             int64_t key_block, int64_t block_size, DType compute)
     : core_(core), queues_(queues), k_cache_(k_cache), v_cache_(v_cache), tables_(block_tables),
-      blocks_(blocks), bs_(block_size), width_(k_cache.free_size()) {
-  scratch_ = core_.hbm_alloc({static_cast<int64_t>(kTableBuffers) + 1, scratch_columns(bs_)},
-                             DType::kF32, "paged.scratch");
+      blocks_(blocks), key_block_(key_block), chunks_(key_block / kPartitions), bs_(block_size),
+      width_(k_cache.free_size()) {
+  scratch_ = core_.hbm_alloc(
+      {static_cast<int64_t>(kTableBuffers) + 1, scratch_columns(key_block_, bs_)}, DType::kF32,
+      "paged.scratch");
   offsets_ = pool.sbuf(kPartitions, {bs_}, DType::kF32, "paged.offsets");
   build_offsets_row_ = pool.sbuf(1, {offsets_row(bs_)}, DType::kF32, "paged.offsets_row");
   build_offsets();
   for (size_t i = 0; i < kTableBuffers; ++i)
-    entries_[i] = pool.sbuf(kPartitions, {kChunks}, DType::kF32, "paged.entries" + std::to_string(i));
+    entries_[i] = pool.sbuf(kPartitions, {chunks_}, DType::kF32, "paged.entries" + std::to_string(i));
   for (size_t i = 0; i < kKeyBuffers; ++i) {
     const std::string n = "paged.block" + std::to_string(i);
-    slots_[i] = pool.sbuf(kPartitions, {kChunks}, DType::kI32, n + ".slots");
-    k_[i] = pool.sbuf(kPartitions, {kChunks * width_}, compute, n + ".k");
+    slots_[i] = pool.sbuf(kPartitions, {chunks_}, DType::kI32, n + ".slots");
+    k_[i] = pool.sbuf(kPartitions, {chunks_ * width_}, compute, n + ".k");
   }
   for (size_t i = 0; i < kValueBuffers; ++i)
-    v_[i] = pool.sbuf(kPartitions, {kChunks * width_}, compute, "paged.v" + std::to_string(i));
+    v_[i] = pool.sbuf(kPartitions, {chunks_ * width_}, compute, "paged.v" + std::to_string(i));
 }
 
 PagedKeyBlockGatherer::~PagedKeyBlockGatherer() {
@@ -59,7 +62,7 @@ PagedKeyBlockGatherer::~PagedKeyBlockGatherer() {
 void PagedKeyBlockGatherer::build_offsets() {
   const View row = build_offsets_row_;
   core_.iota(row.split(0, bs_), 0.0f, 0.0f, {0.0f, 1.0f});
-  const int64_t last = static_cast<int64_t>(kTableBuffers) * scratch_columns(bs_);
+  const int64_t last = static_cast<int64_t>(kTableBuffers) * scratch_columns(key_block_, bs_);
   core_.dma_copy(scratch_.pattern(last, Dim{1, 1}, {Dim{row.free_size(), 1}}), row,
                  queues_.store());
   core_.dma_copy(offsets_, scratch_.pattern(last, Dim{kPartitions, 1}, {Dim{bs_, 1}}),
@@ -86,7 +89,7 @@ void PagedKeyBlockGatherer::locate(size_t b) {
   const PagedKeyBlock& kb = blocks_[b];
   const int64_t b_first = kb.k0 / bs_, nblk = (kb.k0 + kb.nk - 1) / bs_ - b_first + 1;
   const int64_t max_blocks = tables_.free_size();
-  const int64_t row = static_cast<int64_t>(b % kTableBuffers) * scratch_columns(bs_);
+  const int64_t row = static_cast<int64_t>(b % kTableBuffers) * scratch_columns(key_block_, bs_);
   // On the store queues: stores are few, so these never wait behind the gathers.
   core_.dma_copy(scratch_.pattern(row, Dim{1, 1}, {Dim{nblk * bs_, 1}}),
                  tables_.pattern(kb.sequence * max_blocks + b_first, Dim{1, 1},

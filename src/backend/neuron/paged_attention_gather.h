@@ -32,7 +32,8 @@ class PagedKeyBlockGatherer {
   // Allocates its SBUF tiles from `pool` and an HBM scratch tensor it releases when destroyed.
   PagedKeyBlockGatherer(NeuronCore& core, TilePool& pool, DmaQueues& queues, const View& k_cache,
                         const View& v_cache, const View& block_tables,
-                        std::span<const PagedKeyBlock> blocks, int64_t block_size, DType compute);
+                        std::span<const PagedKeyBlock> blocks, int64_t key_block,
+                        int64_t block_size, DType compute);
   ~PagedKeyBlockGatherer();
   PagedKeyBlockGatherer(const PagedKeyBlockGatherer&) = delete;
   PagedKeyBlockGatherer& operator=(const PagedKeyBlockGatherer&) = delete;
@@ -48,8 +49,8 @@ class PagedKeyBlockGatherer {
   View k(size_t b) const { return k_[b % kKeyBuffers]; }
   View v(size_t b) const { return v_[b % kValueBuffers]; }
 
-  // SBUF bytes per partition of the gatherer's tiles.
-  static int64_t sbuf_bytes(int64_t block_size, int64_t width, DType compute);
+  // SBUF bytes per partition of the gatherer's tiles for key blocks of `key_block` positions.
+  static int64_t sbuf_bytes(int64_t key_block, int64_t block_size, int64_t width, DType compute);
 
  private:
   // A gather into a ring slot is issued kGatherAhead blocks ahead of the block being read: the
@@ -57,9 +58,8 @@ class PagedKeyBlockGatherer {
   static constexpr size_t kKeyBuffers = kPagedGatherAhead + 1;
   static constexpr size_t kValueBuffers = kPagedGatherAhead + 1 + kPagedValueLag;
   static constexpr size_t kTableBuffers = kPagedLocateAhead - kPagedGatherAhead + 1;
-  static constexpr int64_t kChunks = kPagedKeyBlock / kPartitions;
 
-  static int64_t scratch_columns(int64_t block_size);
+  static int64_t scratch_columns(int64_t key_block, int64_t block_size);
   static int64_t offsets_row(int64_t block_size);
   void build_offsets();
   // Brings block b's table entries onto partitions; then computes its cache rows and gathers
@@ -71,7 +71,7 @@ class PagedKeyBlockGatherer {
   DmaQueues& queues_;
   View k_cache_, v_cache_, tables_;
   std::span<const PagedKeyBlock> blocks_;
-  int64_t bs_, width_;
+  int64_t key_block_, chunks_, bs_, width_;
   View scratch_;   // HBM [kTableBuffers + 1, columns]: replicated entries; the last row offsets
   View offsets_;   // [128, block_size]: column s holds (s + p) % block_size
   View build_offsets_row_;  // x % block_size along one partition, on the way to offsets_

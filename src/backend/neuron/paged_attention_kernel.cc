@@ -15,8 +15,6 @@ namespace switchyard::backend::neuron {
 
 namespace {
 
-constexpr int64_t kKeyBlock = kPagedKeyBlock;
-constexpr int64_t kChunks = kKeyBlock / kPartitions;  // 128-key chunks per block
 constexpr float kMaskFill = -1e30f;  // added to masked scores: exp(scale * (s + fill) + nb) = 0
 
 // The loop issues, in iteration t, stage k of step t - k: scores (0), softmax (1), P^T (2) and
@@ -50,14 +48,29 @@ class PagedAttentionProgram {
   PagedAttentionProgram(NeuronCore& core, const View& out, const View& q, const View& k_cache,
                         const View& v_cache, const View& block_tables, const View& sinks,
                         std::span<const PagedSequence> sequences, const PagedAttentionShape& shape,
-                        DType compute)
+                        int64_t key_block, DType compute)
       : core_(core), pool_(core), out_(out), q_(q), k_cache_(k_cache), v_cache_(v_cache),
         tables_(block_tables), sinks_(sinks), sequences_(sequences), shape_(shape),
         compute_(compute), H_(shape.heads), KV_(shape.kv_heads), hd_(shape.head_dim),
-        W_(int64_t{shape.kv_heads} * shape.head_dim), tiles_(shape), queues_(core, 0.25) {}
+        W_(int64_t{shape.kv_heads} * shape.head_dim), key_block_(key_block), tiles_(shape),
+        queues_(core, 0.25) {}
+
+  // SBUF bytes per partition the program's tiles take with key blocks of `key_block` positions.
+  static int64_t sbuf_bytes(const PagedAttentionShape& shape, DType compute, int64_t key_block) {
+    const int64_t e = dtype_bytes(compute), H = shape.heads, hd = shape.head_dim;
+    const int64_t W = int64_t{shape.kv_heads} * hd;
+    const int64_t state = H * hd * 4 + 3 * H * 4;                   // o, l, nb x2
+    const int64_t pairs = key_block * (4 + e + e);                  // mask, p, pT
+    // The output's dtype is not known here: fp32 is the wider.
+    return PagedKeyBlockGatherer::sbuf_bytes(key_block, shape.block_size, W, compute) +
+           PagedRowTransfers::sbuf_bytes(shape, compute, DType::kF32) +
+           kKeyTiles * key_block * e + static_cast<int64_t>(kUnitBuffers) * state +
+           static_cast<int64_t>(kColumnBuffers) * 3 * 4 +
+           static_cast<int64_t>(kScoreBuffers) * key_block * 4 + 2 * pairs + kSlack;
+  }
 
   void run() {
-    plan_ = plan_paged_attention(sequences_, shape_);
+    plan_ = plan_paged_attention(sequences_, shape_, key_block_);
     const size_t n = plan_.steps.size();
     if (n == 0) return;
     PagedRowTransfers rows(core_, pool_, queues_, q_, out_, sinks_, sequences_, plan_, tiles_,
@@ -66,7 +79,7 @@ class PagedAttentionProgram {
     rows.load_queries(0);  // first on its DMA queue: the first scores wait for it
     allocate();
     PagedKeyBlockGatherer blocks(core_, pool_, queues_, k_cache_, v_cache_, tables_, plan_.blocks,
-                                 shape_.block_size, compute_);
+                                 key_block_, shape_.block_size, compute_);
     blocks_ = &blocks;
     blocks.begin();
     transpose_keys(0);
@@ -123,7 +136,7 @@ class PagedAttentionProgram {
 
   void allocate() {
     for (int64_t i = 0; i < kKeyTiles; ++i)
-      kt_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, compute_, "paged.kT" + std::to_string(i));
+      kt_[i] = pool_.sbuf(kPartitions, {key_block_}, compute_, "paged.kT" + std::to_string(i));
     kt_slot_.assign(static_cast<size_t>(tiles_.tiles()), -1);
     for (size_t i = 0; i < kUnitBuffers; ++i) {
       const std::string n = "paged.unit" + std::to_string(i);
@@ -136,17 +149,17 @@ class PagedAttentionProgram {
       cols_[i] = pool_.sbuf(kPartitions, {3}, DType::kF32, "paged.cols" + std::to_string(i));
     for (size_t i = 0; i < kScoreBuffers; ++i) {
       const std::string n = "paged.scores" + std::to_string(i);
-      s_ps_[i] = pool_.psum(kPartitions, {kKeyBlock}, DType::kF32, n + ".ps");
-      s_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n);
+      s_ps_[i] = pool_.psum(kPartitions, {key_block_}, DType::kF32, n + ".ps");
+      s_[i] = pool_.sbuf(kPartitions, {key_block_}, DType::kF32, n);
     }
     for (int i = 0; i < 2; ++i) {
       const std::string n = "paged." + std::to_string(i);
-      mask_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".mask");
-      p_[i] = pool_.sbuf(kPartitions, {kKeyBlock}, compute_, n + ".p");
-      pt_ps_[i] = pool_.psum(kPartitions, {kChunks * kPartitions}, compute_, n + ".ps.pT");
-      pt_[i] = pool_.sbuf(kPartitions, {kChunks * kPartitions}, compute_, n + ".pT");
+      mask_[i] = pool_.sbuf(kPartitions, {key_block_}, DType::kF32, n + ".mask");
+      p_[i] = pool_.sbuf(kPartitions, {key_block_}, compute_, n + ".p");
+      pt_ps_[i] = pool_.psum(kPartitions, {key_block_}, compute_, n + ".ps.pT");
+      pt_[i] = pool_.sbuf(kPartitions, {key_block_}, compute_, n + ".pT");
       o_ps_[i] = pool_.psum(kPartitions, {hd_}, DType::kF32, n + ".ps.o");
-      kt_ps_[i] = pool_.psum(kPartitions, {kKeyBlock}, compute_, n + ".ps.kT");
+      kt_ps_[i] = pool_.psum(kPartitions, {key_block_}, compute_, n + ".ps.kT");
       // Rows between the heads of a key tile are never written by transposes: keep them finite.
       if (hd_ < tiles_.slot && tiles_.heads > 1) core_.memset(kt_ps_[i], 0.0f);
     }
@@ -364,6 +377,7 @@ class PagedAttentionProgram {
   PagedAttentionShape shape_;
   DType compute_;
   int64_t H_, KV_, hd_, W_;
+  int64_t key_block_;
   PagedKeyTiles tiles_;
   DmaQueues queues_;
   PagedAttentionPlan plan_;
@@ -384,16 +398,7 @@ class PagedAttentionProgram {
 }  // namespace
 
 int64_t paged_attention_sbuf_bytes(const PagedAttentionShape& shape, DType compute) {
-  const int64_t e = dtype_bytes(compute), H = shape.heads, hd = shape.head_dim;
-  const int64_t W = int64_t{shape.kv_heads} * hd;
-  const int64_t key_tiles = kKeyTiles * kKeyBlock * e;
-  const int64_t state = H * hd * 4 + 3 * H * 4;  // o, l, nb x2
-  const int64_t pairs = kKeyBlock * 4 + kKeyBlock * e + kChunks * kPartitions * e;  // mask, p, pT
-  // The output's dtype is not known here: fp32 is the wider.
-  return PagedKeyBlockGatherer::sbuf_bytes(shape.block_size, W, compute) +
-         PagedRowTransfers::sbuf_bytes(shape, compute, DType::kF32) + key_tiles +
-         static_cast<int64_t>(kUnitBuffers) * state + static_cast<int64_t>(kColumnBuffers) * 3 * 4 +
-         static_cast<int64_t>(kScoreBuffers) * kKeyBlock * 4 + 2 * pairs + kSlack;
+  return PagedAttentionProgram::sbuf_bytes(shape, compute, kPagedMinKeyBlock);
 }
 
 void paged_attention(NeuronCore& core, const View& out, const View& q, const View& k_cache,
@@ -434,12 +439,17 @@ void paged_attention(NeuronCore& core, const View& out, const View& q, const Vie
             name, s.rows, s.first_row, s.context, q.partitions());
   }
   KernelScope scope(core, name);
-  const int64_t need = paged_attention_sbuf_bytes(shape, compute);
-  require(need <= core.sbuf_largest_free(),
+  const int64_t need = paged_attention_sbuf_bytes(shape, compute), free = core.sbuf_largest_free();
+  require(need <= free,
           "{}: {} heads of {} and {} kv heads need {} bytes per SBUF partition and {} are free",
-          name, shape.heads, shape.head_dim, shape.kv_heads, need, core.sbuf_largest_free());
+          name, shape.heads, shape.head_dim, shape.kv_heads, need, free);
+  // The longest key blocks whose tiles fit: fewer, longer steps.
+  int64_t key_block = kPagedMaxKeyBlock;
+  while (key_block > kPagedMinKeyBlock &&
+         PagedAttentionProgram::sbuf_bytes(shape, compute, key_block) > free)
+    key_block /= 2;
   PagedAttentionProgram(core, out, q, k_cache, v_cache, block_tables, sinks, sequences, shape,
-                        compute)
+                        key_block, compute)
       .run();
 }
 

@@ -9,9 +9,10 @@
 // partition alignment their size needs (32, 64 or 128), and a set of up to 128 / alignment lanes
 // is the rows of one step: for gpt-oss's 32 heads over 4 kv heads, one decode row's 32 heads
 // are one set of four lanes of 8. A unit walks the key positions its rows may see (causal; from
-// the window's start when there is a window) in key blocks of up to 512 positions, one step per
-// (unit, key block, set), with an online softmax per row (a running max, kept as
-// nb = -scale * max, and sum, fp32) so that scores never leave the chip:
+// the window's start when there is a window) in key blocks of 512 positions (256 or 128 where
+// a wide shape's tiles would not fit SBUF otherwise), one step per (unit, key block, set), with
+// an online softmax per row (a running max, kept as nb = -scale * max, and sum, fp32) so that
+// scores never leave the chip:
 //   1. gather (paged_attention_gather.h): each key block's cache rows, from its block table
 //      entries, and its K and V rows of every kv head by indirect DMA, positions on partitions,
 //      several blocks ahead of the step that reads them.
@@ -62,8 +63,8 @@ struct PagedAttentionShape {
   float scale = 0.0f;
 };
 
-// SBUF bytes per partition the kernel needs for this shape (the backend runs it only where they
-// are free).
+// SBUF bytes per partition the kernel needs for this shape with its shortest key blocks (the
+// backend runs it only where they are free; with more free it uses longer blocks, up to 512).
 int64_t paged_attention_sbuf_bytes(const PagedAttentionShape& shape, DType compute);
 
 void paged_attention(NeuronCore& core, const View& out, const View& q, const View& k_cache,

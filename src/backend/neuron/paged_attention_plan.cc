@@ -60,8 +60,9 @@ PagedRowLayout paged_row_layout(int64_t rows, const PagedAttentionShape& shape) 
 }
 
 PagedAttentionPlan plan_paged_attention(std::span<const PagedSequence> sequences,
-                                        const PagedAttentionShape& shape) {
+                                        const PagedAttentionShape& shape, int64_t key_block) {
   PagedAttentionPlan plan;
+  plan.key_block = key_block;
   for (size_t s = 0; s < sequences.size(); ++s) {
     const PagedSequence& seq = sequences[s];
     const int64_t first_pos = seq.context - seq.rows;
@@ -74,8 +75,8 @@ PagedAttentionPlan plan_paged_attention(std::span<const PagedSequence> sequences
       const int64_t lo = shape.window > 0 ? std::max<int64_t>(0, u.pos0 - shape.window + 1) : 0;
       const int64_t hi = u.pos0 + u.mq;
       u.first_block = plan.blocks.size();
-      for (int64_t k0 = lo; k0 < hi; k0 += kPagedKeyBlock)
-        plan.blocks.push_back({u.sequence, k0, std::min(kPagedKeyBlock, hi - k0)});
+      for (int64_t k0 = lo; k0 < hi; k0 += key_block)
+        plan.blocks.push_back({u.sequence, k0, std::min(key_block, hi - k0)});
       u.blocks = plan.blocks.size() - u.first_block;
       for (size_t b = 0; b < u.blocks; ++b) {
         for (int64_t set = 0; set < layout.sets(); ++set)

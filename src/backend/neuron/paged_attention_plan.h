@@ -13,7 +13,10 @@
 
 namespace switchyard::backend::neuron {
 
-inline constexpr int64_t kPagedKeyBlock = 512;  // keys per score block: one PSUM bank of fp32
+// Keys per score block: at most one PSUM bank of fp32, and as many 128-key chunks as the tiles
+// of a launch's shape fit in SBUF (paged_attention_kernel.cc picks).
+inline constexpr int64_t kPagedMaxKeyBlock = 512;
+inline constexpr int64_t kPagedMinKeyBlock = 128;
 inline constexpr int64_t kPagedMaxLanes = 4;    // lanes of a set: 128 partitions / 32
 inline constexpr int64_t kPagedMaxGroup = 32;   // units of a group
 
@@ -109,6 +112,7 @@ struct PagedStep {
 };
 
 struct PagedAttentionPlan {
+  int64_t key_block = kPagedMaxKeyBlock;  // keys per block: 128, 256 or 512
   std::vector<PagedUnit> units;
   std::vector<PagedKeyBlock> blocks;
   std::vector<PagedStep> steps;           // unit-major, then key block, then set
@@ -117,6 +121,7 @@ struct PagedAttentionPlan {
 };
 
 PagedAttentionPlan plan_paged_attention(std::span<const PagedSequence> sequences,
-                                        const PagedAttentionShape& shape);
+                                        const PagedAttentionShape& shape,
+                                        int64_t key_block = kPagedMaxKeyBlock);
 
 }  // namespace switchyard::backend::neuron
