@@ -1,7 +1,9 @@
 // The paged KV cache ops (KvCacheWrite, PagedAttention) as tile programs on trn*-sim, through the
 // Backend interface, against the CPU reference kernels in double on the stored values: block
-// sizes 1, 5 and 16, ragged sequences over scattered blocks, grouped-query heads, sliding windows,
-// sinks, bf16 and fp32 tiles; the simulated clock sees them and longer contexts cost more.
+// sizes 1, 4, 5 and 16, ragged sequences over scattered blocks, grouped-query heads (groups of 1,
+// 3, 4, 8 and 48 heads), decode and prefill rows in one launch, sliding windows, sinks, bf16 and
+// fp32 tiles; the simulated clock sees them and longer contexts cost more. The plan that lays rows
+// out on partitions is checked on its own at the end.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/neuron/paged_attention_plan.h"
 #include "backend/cpu/attention_kernels.h"
 #include "core/rng.h"
 #include "random_data.h"
@@ -258,6 +261,60 @@ TEST(NeuronPagedKernels, LongerContextsCostMoreSimulatedTime) {
   }
 }
 
+TEST(NeuronPagedKernels, DecodeRowsPackEightHeadsOfAKvHeadOntoPartitions) {
+  // G = 8: one decode row's 32 heads are one set of four 8-row lanes; ragged contexts, one of
+  // them a single position and one past a 512-key block.
+  const std::vector<Sequence> batch{{1, 1}, {1, 530}, {1, 77}, {1, 1025}, {1, 16}};
+  expect_case({"trn2-sim-fp32", 32, 4, 64, 16, 0, true, batch}, kFp32Bound);
+  expect_case({"trn2-sim", 32, 4, 64, 16, 0, true, batch}, kBf16Bound);
+  expect_case({"trn2-sim-fp32", 32, 4, 64, 16, 128, true, batch}, kFp32Bound);
+  // G = 8 with two sets of four kv heads each, no sinks, a window smaller than a table block.
+  expect_case({"trn2-sim-fp32", 64, 8, 32, 16, 5, false, {{1, 40}, {1, 3}, {1, 600}}}, kFp32Bound);
+}
+
+TEST(NeuronPagedKernels, DecodeRowsWithoutGroupingAndWithWideGroups) {
+  // G = 1: four one-row lanes a set, three sets.
+  expect_case({"trn2-sim-fp32", 12, 12, 32, 16, 0, true, {{1, 20}, {1, 513}, {1, 2}}}, kFp32Bound);
+  // G = 48: one lane of 48 heads at a stride of 64; G = 3: lanes of 3 heads.
+  expect_case({"trn2-sim-fp32", 96, 2, 16, 4, 0, true, {{1, 9}, {1, 130}}}, kFp32Bound);
+  expect_case({"trn1-sim", 6, 2, 16, 4, 7, true, {{1, 9}, {1, 130}}}, kBf16Bound);
+}
+
+TEST(NeuronPagedKernels, DecodeAndPrefillRowsInOneLaunch) {
+  // mq = 1 units (packed heads) next to prefill units of 2, 33 and 130 rows (one head a lane at
+  // strides 32, 64 and 128), with windows that cut some prefill rows' keys and not others.
+  const std::vector<Sequence> mixed{{1, 300}, {2, 2}, {33, 90}, {1, 5}, {130, 700}, {1, 64}};
+  expect_case({"trn2-sim-fp32", 8, 2, 32, 16, 0, true, mixed}, kFp32Bound);
+  expect_case({"trn2-sim-fp32", 8, 2, 32, 16, 50, true, mixed}, kFp32Bound);
+  expect_case({"trn2-sim", 8, 1, 32, 16, 50, false, mixed}, kBf16Bound);
+}
+
+TEST(NeuronPagedKernels, WideHeadsInFp32TakeShorterKeyBlocks) {
+  // 12 kv heads of 64 in fp32 tiles: 512-key blocks' buffers do not fit trn1's SBUF, shorter
+  // blocks do (the op still runs as a tile program), across several blocks and a window.
+  expect_case({"trn1-sim-fp32", 12, 12, 64, 16, 300, true, {{1, 700}, {5, 600}, {1, 40}}},
+              kFp32Bound);
+}
+
+// One layer of gpt-oss-20b's tensor-parallel shard (32 query heads over 4 kv heads of 64, sinks,
+// 16-position blocks), decoding at a context of 1025: full attention and the 128-position window
+// of the sliding layers (printed for the record; the results are checked like the other cases).
+TEST(NeuronPagedKernels, GptOssShardDecodeLayer) {
+  for (int batch : {1, 4}) {
+    for (int window : {0, 128}) {
+      const Case c{"trn2-sim", 32, 4, 64, 16, window, true,
+                   std::vector<Sequence>(batch, Sequence{1, 1025})};
+      const Outcome r = run_case(c);
+      std::printf("gpt-oss-20b TP=2 shard decode on trn2-sim (batch %d, context 1025, window %d, "
+                  "bf16), per layer: paged_attention %.2f us; out error %.2e\n",
+                  batch, window, r.attention_ns / 1e3, r.out_error);
+      EXPECT_LT(r.out_error, kBf16Bound);
+      EXPECT_TRUE(r.caches_equal);
+      EXPECT_EQ(r.unsimulated, Calls{});
+    }
+  }
+}
+
 // gpt2-124m's attention in one decode step: batch 8 at context 512, 12 heads of 64, bf16, 16-position
 // blocks (printed for the record; the results are checked like the other cases).
 TEST(NeuronPagedKernels, Gpt2SizedDecodeStep) {
@@ -273,6 +330,55 @@ TEST(NeuronPagedKernels, Gpt2SizedDecodeStep) {
     EXPECT_TRUE(r.caches_equal);
     EXPECT_EQ(r.unsimulated, Calls{});
   }
+}
+
+namespace kernels = backend::neuron;
+
+TEST(NeuronPagedPlan, DecodeRowsPackAKvHeadsQueryHeadsIntoOneLane) {
+  const kernels::PagedAttentionShape gpt_oss_shard{.heads = 32, .kv_heads = 4, .head_dim = 64,
+                                                   .block_size = 16};
+  const kernels::PagedRowLayout decode = kernels::paged_row_layout(1, gpt_oss_shard);
+  EXPECT_EQ(decode.heads_per_lane, 8);
+  EXPECT_EQ(decode.stride, 32);
+  EXPECT_EQ(decode.lanes, 4);
+  EXPECT_EQ(decode.sets(), 1);
+  EXPECT_EQ(decode.partitions(0), 3 * 32 + 8);
+  EXPECT_EQ(decode.first_head(0, 2), 16);
+  // Prefill rows: one head a lane, at the alignment their count needs.
+  const kernels::PagedRowLayout chunk = kernels::paged_row_layout(33, gpt_oss_shard);
+  EXPECT_EQ(chunk.heads_per_lane, 1);
+  EXPECT_EQ(chunk.stride, 64);
+  EXPECT_EQ(chunk.sets(), 16);
+  EXPECT_EQ(kernels::paged_row_layout(130, gpt_oss_shard).stride, 128);
+  EXPECT_TRUE(kernels::paged_row_layout(100, gpt_oss_shard).natural());
+  // A group of more than 128 heads splits into lanes of the largest divisor that fits.
+  const kernels::PagedAttentionShape wide{.heads = 192, .kv_heads = 1, .head_dim = 64,
+                                          .block_size = 16};
+  EXPECT_EQ(kernels::paged_row_layout(1, wide).heads_per_lane, 96);
+}
+
+TEST(NeuronPagedPlan, UnitsBlocksStepsAndGroups) {
+  const kernels::PagedAttentionShape shape{.heads = 32, .kv_heads = 4, .head_dim = 64,
+                                           .block_size = 16, .window = 128};
+  // Three decode rows on consecutive rows, a prefill chunk of 3, then a decode row.
+  const std::vector<kernels::PagedSequence> seqs{{0, 1, 1025}, {1, 1, 40}, {2, 1, 600},
+                                                 {3, 3, 700}, {6, 1, 9}};
+  const kernels::PagedAttentionPlan plan = kernels::plan_paged_attention(seqs, shape);
+  ASSERT_EQ(plan.units.size(), 5u);
+  ASSERT_EQ(plan.groups.size(), 3u);
+  EXPECT_EQ(plan.groups[0].units, 3u);
+  EXPECT_EQ(plan.units[2].member, 2);
+  EXPECT_EQ(plan.groups[1].first_unit, 3u);
+  EXPECT_EQ(plan.groups[2].units, 1u);
+  // The window keeps one 128-key block for each decode row past its first 128 positions; the
+  // prefill rows (positions 697..699) see keys from 570 on.
+  EXPECT_EQ(plan.blocks[plan.units[0].first_block].k0, 1024 - 127);
+  EXPECT_EQ(plan.blocks[plan.units[0].first_block].nk, 128);
+  EXPECT_EQ(plan.blocks[plan.units[3].first_block].k0, 697 - 127);
+  EXPECT_EQ(plan.blocks[plan.units[3].first_block].nk, 130);
+  // Steps: one set for each decode block, 32 / 4 = 8 sets for each prefill block.
+  EXPECT_EQ(plan.steps.size(), 4u + 8u);
+  EXPECT_EQ(plan.layouts.size(), 2u);
 }
 
 }  // namespace

@@ -6,267 +6,310 @@
 
 #include "backend/neuron/dma_queues.h"
 #include "backend/neuron/kernel_support.h"
+#include "backend/neuron/paged_attention_gather.h"
+#include "backend/neuron/paged_attention_plan.h"
+#include "backend/neuron/paged_attention_rows.h"
 #include "core/error.h"
 
 namespace switchyard::backend::neuron {
 
 namespace {
 
-constexpr int64_t kKeyBlock = 512;  // keys per score block: one PSUM bank of fp32
-constexpr int64_t kChunks = kKeyBlock / kPartitions;  // 128-key chunks per block
 constexpr float kMaskFill = -1e30f;  // added to masked scores: exp(scale * (s + fill) + nb) = 0
-constexpr int64_t kSlack = 64 * 64;  // per-partition alignment slack of the pool's allocations
 
-// Positions of one key block: [k0, k0 + nk).
-struct KeyBlock {
-  int64_t sequence = 0, k0 = 0, nk = 0;
-  int64_t chunks() const { return ceil_div(nk, kPartitions); }
-  int64_t chunk_rows(int64_t c) const { return std::min(kPartitions, nk - c * kPartitions); }
-};
+// The loop issues, in iteration t, stage k of step t - k: scores (0), softmax (1), P^T (2) and
+// P V (3), plus the next step's K^T. Engines run their instructions in issue order, so each
+// stage's inputs come from earlier iterations and are ready (or nearly) when its instructions
+// reach the head of their queues; no engine idles behind a step's long dependent chain while
+// other steps' work waits behind it. Tiles live from the stage that writes them to the last
+// that reads them: scores 0-1, P 1-2, P^T 2-3, the softmax columns (the correction) 1-3, a
+// unit's state from its first step's softmax to its last step's P V.
+constexpr size_t kSoftmaxStage = 1, kProbStage = 2, kValueStage = kPagedValueLag;
+constexpr size_t kColumnBuffers = kValueStage - kSoftmaxStage + 1;
+// Scores are read by the softmax's exp, the last instruction of its chain: one more buffer lets
+// the scores two steps on start before it finishes.
+constexpr size_t kScoreBuffers = kSoftmaxStage + 2;
+// A unit's first softmax is issued at least kValueStage + 1 iterations after the last P V of
+// the unit kValueStage units before it.
+constexpr size_t kUnitBuffers = kValueStage;
+// K^T tiles, reused round-robin: a set reads at most kPagedMaxLanes of them and the set before
+// it as many, so a tile is never overwritten while a set that needs it is still to be issued.
+constexpr int64_t kKeyTiles = 2 * kPagedMaxLanes;
+constexpr int64_t kAllocations = 96;  // an upper bound on the tiles the program allocates
+constexpr int64_t kSlack = kAllocations * 64;  // per-partition alignment slack of the pool
 
-// Up to 128 query rows of one sequence, at positions [pos0, pos0 + mq).
-struct Unit {
-  int64_t sequence = 0, row0 = 0, mq = 0, pos0 = 0;
-  size_t first_block = 0, blocks = 0;  // its key blocks in the kernel's list
-};
-
-// One (unit, key block, query head): steps 3-5 of the header.
-struct Step {
-  size_t unit = 0, block = 0;
-  int64_t kb = 0, h = 0;  // block within the unit, query head
-};
-
-// Table-row slack: a key block of 512 positions starting inside a block spans this many blocks.
-int64_t max_table_blocks(int64_t bs) { return ceil_div(kKeyBlock + bs - 1, bs) + 1; }
+// Whether a tile of `rows` partitions may start at partition `start`.
+bool aligned(int64_t start, int64_t rows) {
+  return rows <= 32 ? start % 32 == 0 : rows <= 64 ? start % 64 == 0 : start == 0;
+}
 
 class PagedAttentionProgram {
  public:
   PagedAttentionProgram(NeuronCore& core, const View& out, const View& q, const View& k_cache,
                         const View& v_cache, const View& block_tables, const View& sinks,
                         std::span<const PagedSequence> sequences, const PagedAttentionShape& shape,
-                        DType compute)
+                        int64_t key_block, DType compute)
       : core_(core), pool_(core), out_(out), q_(q), k_cache_(k_cache), v_cache_(v_cache),
         tables_(block_tables), sinks_(sinks), sequences_(sequences), shape_(shape),
         compute_(compute), H_(shape.heads), KV_(shape.kv_heads), hd_(shape.head_dim),
-        bs_(shape.block_size), W_(int64_t{shape.kv_heads} * shape.head_dim),
+        W_(int64_t{shape.kv_heads} * shape.head_dim), key_block_(key_block), tiles_(shape),
         queues_(core, 0.25) {}
 
+  // SBUF bytes per partition the program's tiles take with key blocks of `key_block` positions.
+  static int64_t sbuf_bytes(const PagedAttentionShape& shape, DType compute, int64_t key_block) {
+    const int64_t e = dtype_bytes(compute), H = shape.heads, hd = shape.head_dim;
+    const int64_t W = int64_t{shape.kv_heads} * hd;
+    const int64_t state = H * hd * 4 + 3 * H * 4;                   // o, l, nb x2
+    const int64_t pairs = key_block * (4 + e + e);                  // mask, p, pT
+    // The output's dtype is not known here: fp32 is the wider.
+    return PagedKeyBlockGatherer::sbuf_bytes(key_block, shape.block_size, W, compute) +
+           PagedRowTransfers::sbuf_bytes(shape, compute, DType::kF32) +
+           kKeyTiles * key_block * e + static_cast<int64_t>(kUnitBuffers) * state +
+           static_cast<int64_t>(kColumnBuffers) * 3 * 4 +
+           static_cast<int64_t>(kScoreBuffers) * key_block * 4 + 2 * pairs + kSlack;
+  }
+
   void run() {
-    plan();
-    if (steps_.empty()) return;
+    plan_ = plan_paged_attention(sequences_, shape_, key_block_);
+    const size_t n = plan_.steps.size();
+    if (n == 0) return;
+    PagedRowTransfers rows(core_, pool_, queues_, q_, out_, sinks_, sequences_, plan_, tiles_,
+                           shape_, compute_);
+    rows_ = &rows;
+    rows.load_queries(0);  // first on its DMA queue: the first scores wait for it
     allocate();
-    prefetch_block(0);
-    load_queries(0);
-    for (size_t i = 0; i <= steps_.size(); ++i) {
-      if (i < steps_.size()) {
-        const Step& st = steps_[i];
-        if (starts_group(i)) transpose_keys(st.block, st.h / group());
-        scores(i);
-        softmax(i);
+    PagedKeyBlockGatherer blocks(core_, pool_, queues_, k_cache_, v_cache_, tables_, plan_.blocks,
+                                 key_block_, shape_.block_size, compute_);
+    blocks_ = &blocks;
+    blocks.begin();
+    transpose_keys(0);
+    for (size_t t = 0; t < n + kValueStage; ++t) {
+      if (t < n && starts_block(t)) {
+        blocks.ahead_of(steps()[t].block);
+        build_mask(t);
       }
-      if (i >= 1) values(i - 1);
-      // Buffers of the block and unit before step i's are free once step i - 1's values are
-      // issued: fetch the next ones into them.
-      if (i < steps_.size() && starts_block(i)) prefetch_block(steps_[i].block + 1);
-      if (i < steps_.size() && starts_unit(i)) load_queries(steps_[i].unit + 1);
+      if (t < n) scores(t);
+      if (t >= kSoftmaxStage && t - kSoftmaxStage < n) softmax_max(t - kSoftmaxStage);
+      if (t >= kProbStage && t - kProbStage < n) transpose_probs(t - kProbStage);
+      if (t + 1 < n) transpose_keys(t + 1);
+      if (t >= kValueStage && t - kValueStage < n) multiply_values(t - kValueStage);
+      if (t >= kSoftmaxStage && t - kSoftmaxStage < n) softmax_exp(t - kSoftmaxStage);
+      // The Q^T buffer of the group before step t's is free once step t's scores are issued.
+      if (t < n && starts_group(t)) rows.load_queries(group_of(t) + 1);
     }
   }
 
  private:
-  // Gathered key-block rows: block table entries, cache rows (along one partition, then one
-  // column per 128-key chunk), and K, V rows [128, chunk, kv_heads * head_dim].
-  struct Rows {
-    View table, slots_row, slots, k, v;
-  };
-  // A unit's running output, sum and nb (ping-pong by key block) per head, and its output tile.
+  // A unit's running output, sum and nb (ping-pong by key block) per set (a column or head_dim
+  // columns each).
   struct State {
     View o, l;
     View nb[2];
-    View out;
-  };
-  // One step's working tiles: scores, mask, P, P^T, columns (block max, correction, block sum).
-  struct Slot {
-    View s, mask, p, pt, cols, s_ps, pt_ps, o_ps;
   };
 
   int64_t group() const { return H_ / KV_; }
-  bool starts_block(size_t i) const { return i == 0 || steps_[i].block != steps_[i - 1].block; }
-  bool starts_unit(size_t i) const { return i == 0 || steps_[i].unit != steps_[i - 1].unit; }
-  bool starts_group(size_t i) const { return starts_block(i) || steps_[i].h % group() == 0; }
-  bool last_block(const Step& st) const { return st.kb + 1 == int64_t(units_[st.unit].blocks); }
-  bool has_state(const Step& st) const { return st.kb > 0 || present(sinks_); }
+  const std::vector<PagedStep>& steps() const { return plan_.steps; }
+  const PagedStep& step(size_t t) const { return plan_.steps[t]; }
+  const PagedUnit& unit_of(size_t t) const { return plan_.units[step(t).unit]; }
+  const PagedKeyBlock& block_of(size_t t) const { return plan_.blocks[step(t).block]; }
+  const PagedRowLayout& layout_of(const PagedUnit& u) const { return plan_.layouts[u.layout]; }
+  bool starts_block(size_t t) const { return t == 0 || step(t).block != step(t - 1).block; }
+  size_t group_of(size_t t) const { return unit_of(t).group; }
+  bool starts_group(size_t t) const { return t == 0 || group_of(t) != group_of(t - 1); }
+  bool last_block(const PagedStep& st) const {
+    return st.kb + 1 == static_cast<int64_t>(plan_.units[st.unit].blocks);
+  }
+  bool has_state(const PagedStep& st) const { return st.kb > 0 || present(sinks_); }
+  int64_t kv_head(const PagedRowLayout& l, int64_t set, int64_t lane) const {
+    return l.kv_head(set, lane, group());
+  }
+  // Whether some row of unit u must not see some key of block kb: the block crosses the
+  // diagonal, or the window's start of the unit's last row.
+  bool future(const PagedUnit& u, const PagedKeyBlock& kb) const {
+    return kb.k0 + kb.nk - 1 > u.pos0;
+  }
+  bool past(const PagedUnit& u, const PagedKeyBlock& kb) const {
+    return shape_.window > 0 && kb.k0 <= u.pos0 + u.mq - 1 - shape_.window;
+  }
+  // Step t's rows: partitions [0, partitions(t)).
+  int64_t partitions(size_t t) const { return layout_of(unit_of(t)).partitions(step(t).set); }
 
-  // Units, their key blocks and the steps, from the host-side sequence lengths.
-  void plan() {
-    for (size_t s = 0; s < sequences_.size(); ++s) {
-      const PagedSequence& seq = sequences_[s];
-      const int64_t first_pos = seq.context - seq.rows;
-      for (int64_t r0 = 0; r0 < seq.rows; r0 += kPartitions) {
-        Unit u{static_cast<int64_t>(s), r0, std::min(kPartitions, seq.rows - r0), first_pos + r0};
-        const int64_t lo = shape_.window > 0 ? std::max<int64_t>(0, u.pos0 - shape_.window + 1) : 0;
-        const int64_t hi = u.pos0 + u.mq;
-        u.first_block = blocks_.size();
-        for (int64_t k0 = lo; k0 < hi; k0 += kKeyBlock)
-          blocks_.push_back({u.sequence, k0, std::min(kKeyBlock, hi - k0)});
-        u.blocks = blocks_.size() - u.first_block;
-        for (size_t b = 0; b < u.blocks; ++b)
-          for (int64_t h = 0; h < H_; ++h)
-            steps_.push_back({units_.size(), u.first_block + b, static_cast<int64_t>(b), h});
-        units_.push_back(u);
+  void allocate() {
+    for (int64_t i = 0; i < kKeyTiles; ++i)
+      kt_[i] = pool_.sbuf(kPartitions, {key_block_}, compute_, "paged.kT" + std::to_string(i));
+    kt_slot_.assign(static_cast<size_t>(tiles_.tiles()), -1);
+    for (size_t i = 0; i < kUnitBuffers; ++i) {
+      const std::string n = "paged.unit" + std::to_string(i);
+      state_[i] = {pool_.sbuf(kPartitions, {H_ * hd_}, DType::kF32, n + ".o"),
+                   pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".l"),
+                   {pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".nb0"),
+                    pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".nb1")}};
+    }
+    for (size_t i = 0; i < kColumnBuffers; ++i)
+      cols_[i] = pool_.sbuf(kPartitions, {3}, DType::kF32, "paged.cols" + std::to_string(i));
+    for (size_t i = 0; i < kScoreBuffers; ++i) {
+      const std::string n = "paged.scores" + std::to_string(i);
+      s_ps_[i] = pool_.psum(kPartitions, {key_block_}, DType::kF32, n + ".ps");
+      s_[i] = pool_.sbuf(kPartitions, {key_block_}, DType::kF32, n);
+    }
+    for (int i = 0; i < 2; ++i) {
+      const std::string n = "paged." + std::to_string(i);
+      mask_[i] = pool_.sbuf(kPartitions, {key_block_}, DType::kF32, n + ".mask");
+      p_[i] = pool_.sbuf(kPartitions, {key_block_}, compute_, n + ".p");
+      pt_ps_[i] = pool_.psum(kPartitions, {key_block_}, compute_, n + ".ps.pT");
+      pt_[i] = pool_.sbuf(kPartitions, {key_block_}, compute_, n + ".pT");
+      o_ps_[i] = pool_.psum(kPartitions, {hd_}, DType::kF32, n + ".ps.o");
+      kt_ps_[i] = pool_.psum(kPartitions, {key_block_}, compute_, n + ".ps.kT");
+      // Rows between the heads of a key tile are never written by transposes: keep them finite.
+      if (hd_ < tiles_.slot && tiles_.heads > 1) core_.memset(kt_ps_[i], 0.0f);
+    }
+  }
+
+  // The 0 / -1e30 mask of a unit's rows over key block t's block, built once per block for its
+  // first set, the widest (every set of a unit has the same lanes, rows and positions).
+  void build_mask(size_t t) {
+    const PagedUnit& u = unit_of(t);
+    const PagedKeyBlock& kb = block_of(t);
+    const bool fut = future(u, kb), pst = past(u, kb);
+    if (!fut && !pst) return;
+    const PagedRowLayout& l = layout_of(u);
+    const View mask = mask_[step(t).block % 2].cols(0, kb.nk);
+    core_.memset(mask.rows(0, l.partitions(0)), 0.0f, Engine::kGpSimd);
+    // Row r of a one-head lane sits at pos0 + r; all rows of a many-head lane at pos0.
+    const float ps = l.heads_per_lane == 1 ? 1.0f : 0.0f;
+    for (int64_t lane = 0; lane < l.lanes_in(0); ++lane) {
+      const View m = mask.rows(lane * l.stride, l.computed_rows(0, lane));
+      if (fut) {  // keep key k0 + j for row r where pos0 + r - (k0 + j) >= 0
+        core_.affine_select(m, m, static_cast<float>(u.pos0 - kb.k0), ps, {-1.0f},
+                            AluOp::kIsGreaterEqual, kMaskFill);
+      }
+      if (pst) {  // keep where (k0 + j) - (pos0 + r) + window - 1 >= 0
+        core_.affine_select(m, m, static_cast<float>(kb.k0 - u.pos0 + shape_.window - 1), -ps,
+                            {1.0f}, AluOp::kIsGreaterEqual, kMaskFill);
       }
     }
   }
 
-  void allocate() {
-    const int64_t table_cols = max_table_blocks(bs_);
-    offsets_ = pool_.sbuf(1, {table_cols * bs_}, DType::kF32, "paged.offsets");
-    core_.iota(offsets_.split(0, bs_), 0.0f, 0.0f, {0.0f, 1.0f});  // position within its block
-    if (present(sinks_)) {
-      nsinks_ = pool_.sbuf(kPartitions, {H_}, DType::kF32, "paged.nsinks");
-      core_.dma_copy(nsinks_, broadcast_rows(sinks_, kPartitions), queues_.load());
-      core_.tensor_scalar(nsinks_, nsinks_, AluOp::kMultiply, -1.0f);
+  // Step 2: the key tiles step t's set reads, unless already made for its key block.
+  void transpose_keys(size_t t) {
+    if (step(t).block != kt_block_) {
+      std::fill(kt_slot_.begin(), kt_slot_.end(), -1);
+      kt_block_ = step(t).block;
     }
-    for (int i = 0; i < 2; ++i) {
-      const std::string n = "paged." + std::to_string(i);
-      rows_[i] = {pool_.sbuf(1, {table_cols}, DType::kF32, n + ".table"),
-                  pool_.sbuf(1, {table_cols * bs_}, DType::kF32, n + ".slots_row"),
-                  pool_.sbuf(kPartitions, {kChunks}, DType::kI32, n + ".slots"),
-                  pool_.sbuf(kPartitions, {kChunks * W_}, compute_, n + ".k"),
-                  pool_.sbuf(kPartitions, {kChunks * W_}, compute_, n + ".v")};
-      kt_[i] = pool_.sbuf(hd_, {kKeyBlock}, compute_, n + ".kT");
-      qt_[i] = pool_.sbuf(hd_, {H_, kPartitions}, compute_, n + ".qT");
-      state_[i] = {pool_.sbuf(kPartitions, {H_ * hd_}, DType::kF32, n + ".o"),
-                   pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".l"),
-                   {pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".nb0"),
-                    pool_.sbuf(kPartitions, {H_}, DType::kF32, n + ".nb1")},
-                   pool_.sbuf(kPartitions, {H_ * hd_}, out_.dtype(), n + ".out")};
-      slots_[i] = {pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".s"),
-                   pool_.sbuf(kPartitions, {kKeyBlock}, DType::kF32, n + ".mask"),
-                   pool_.sbuf(kPartitions, {kKeyBlock}, compute_, n + ".p"),
-                   pool_.sbuf(kPartitions, {kChunks * kPartitions}, compute_, n + ".pT"),
-                   pool_.sbuf(kPartitions, {3}, DType::kF32, n + ".cols"),
-                   pool_.psum(kPartitions, {kKeyBlock}, DType::kF32, n + ".ps.s"),
-                   pool_.psum(kPartitions, {kChunks * kPartitions}, compute_, n + ".ps.pT"),
-                   pool_.psum(kPartitions, {hd_}, DType::kF32, n + ".ps.o")};
-    }
-    kt_ps_ = pool_.psum(hd_, {kKeyBlock}, compute_, "paged.ps.kT");
-    slots_ps_ = pool_.psum(kPartitions, {kChunks}, DType::kF32, "paged.ps.slots");
-  }
-
-  // Step 1: cache rows of key block b's positions, then its K and V rows (all kv heads).
-  void prefetch_block(size_t b) {
-    if (b >= blocks_.size()) return;
-    const KeyBlock& kb = blocks_[b];
-    const Rows& r = rows_[b % 2];
-    const int64_t b_first = kb.k0 / bs_, nblk = (kb.k0 + kb.nk - 1) / bs_ - b_first + 1;
-    const int64_t max_blocks = tables_.free_size();
-    core_.dma_copy(r.table.cols(0, nblk),
-                   tables_.pattern(kb.sequence * max_blocks + b_first, Dim{1, 1}, {Dim{nblk, 1}}),
-                   queues_.load());
-    // slot = table[block] * block_size + offset, for the positions of blocks b_first.. in order.
-    const View slots = r.slots_row.cols(0, nblk * bs_).split(0, bs_);
-    core_.tensor_scalar(slots, r.table.cols(0, nblk).split(0, 1).broadcast(1, bs_),
-                        AluOp::kMultiply, static_cast<float>(bs_));
-    core_.tensor_tensor(slots, slots, AluOp::kAdd, offsets_.cols(0, nblk * bs_).split(0, bs_));
-    const int64_t skip = kb.k0 - b_first * bs_;
-    for (int64_t c = 0; c < kb.chunks(); ++c) {
-      core_.transpose(slots_ps_.rows(0, kb.chunk_rows(c)).cols(c, 1),
-                      r.slots_row.cols(skip + c * kPartitions, kb.chunk_rows(c)));
-    }
-    const int64_t full = kb.nk / kPartitions;
-    if (full > 0) core_.tensor_copy(r.slots.cols(0, full), slots_ps_.cols(0, full));
-    if (full < kb.chunks()) {
-      core_.tensor_copy(r.slots.rows(0, kb.chunk_rows(full)).cols(full, 1),
-                        slots_ps_.rows(0, kb.chunk_rows(full)).cols(full, 1));
-    }
-    for (int64_t c = 0; c < kb.chunks(); ++c) {
-      const View ids = r.slots.rows(0, kb.chunk_rows(c)).cols(c, 1);
-      auto queue = [&] { return queues_.load(); };
-      split_gather(core_, r.k.rows(0, kb.chunk_rows(c)).cols(c * W_, W_), k_cache_, ids,
-                   queues_.loads(), queue);
-      split_gather(core_, r.v.rows(0, kb.chunk_rows(c)).cols(c * W_, W_), v_cache_, ids,
-                   queues_.loads(), queue);
+    const PagedRowLayout& l = layout_of(unit_of(t));
+    for (int64_t lane = 0; lane < l.lanes_in(step(t).set); ++lane) {
+      const int64_t tile = tiles_.tile_of(kv_head(l, step(t).set, lane));
+      if (kt_slot_[tile] < 0) make_key_tile(step(t).block, tile);
     }
   }
 
-  // Q^T [head_dim, heads, rows] of unit u, by one transposing DMA.
-  void load_queries(size_t u) {
-    if (u >= units_.size()) return;
-    const Unit& un = units_[u];
-    const int64_t row = sequences_[un.sequence].first_row + un.row0;
-    const int64_t ldq = q_.partition_stride();
-    core_.dma_copy(qt_[u % 2].slice(1, 0, un.mq),
-                   q_.pattern(row * ldq, Dim{hd_, 1}, {Dim{H_, hd_}, Dim{un.mq, ldq}}),
-                   queues_.load());
-  }
-
-  // Step 2: K^T of kv head `kvh` for key block b.
-  void transpose_keys(size_t b, int64_t kvh) {
-    const KeyBlock& kb = blocks_[b];
-    const Rows& r = rows_[b % 2];
+  void make_key_tile(size_t block, int64_t tile) {
+    const PagedKeyBlock& kb = plan_.blocks[block];
+    const View keys = blocks_->k(block);
+    const View ps = kt_ps_[kt_next_ % 2];
+    const int64_t first = tile * tiles_.heads, n = tiles_.heads_in(tile);
     for (int64_t c = 0; c < kb.chunks(); ++c) {
       const int64_t ck = kb.chunk_rows(c);
-      core_.transpose(kt_ps_.cols(c * kPartitions, ck),
-                      r.k.rows(0, ck).cols(c * W_ + kvh * hd_, hd_));
+      const View k = keys.rows(0, ck).cols(c * W_ + first * hd_, n * hd_);
+      if (hd_ == tiles_.slot) {  // the heads' columns land on their rows in one transpose
+        core_.transpose(ps.rows(0, n * hd_).cols(c * kPartitions, ck), k);
+        continue;
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        core_.transpose(ps.rows(j * tiles_.slot, hd_).cols(c * kPartitions, ck),
+                        k.cols(j * hd_, hd_));
+      }
     }
-    const View kt = kt_[kt_turn_++ % 2];
-    core_.tensor_copy(kt.cols(0, kb.nk), kt_ps_.cols(0, kb.nk), Engine::kScalar);
-    kt_current_ = kt;
+    kt_slot_[tile] = kt_next_ % kKeyTiles;
+    const int64_t rows = tiles_.rows(tile);
+    core_.tensor_copy(kt_[kt_slot_[tile]].rows(0, rows).cols(0, kb.nk),
+                      ps.rows(0, rows).cols(0, kb.nk), Engine::kScalar);
+    ++kt_next_;
   }
 
-  // Step 3: S = Q K^T for step i's head, masked where some row must not see some key.
-  void scores(size_t i) {
-    const Step& st = steps_[i];
-    const Unit& u = units_[st.unit];
-    const KeyBlock& kb = blocks_[st.block];
-    const Slot& w = slots_[i % 2];
-    const View s_ps = w.s_ps.rows(0, u.mq).cols(0, kb.nk);
-    core_.matmul(s_ps, qt_[st.unit % 2].slice(0, st.h, 1).slice(1, 0, u.mq),
-                 kt_current_.cols(0, kb.nk), true, true);
-    const bool future = kb.k0 + kb.nk - 1 > u.pos0;
-    const bool past = shape_.window > 0 && kb.k0 <= u.pos0 + u.mq - 1 - shape_.window;
-    scores_[i % 2] = s_ps;
-    if (!future && !past) return;
-    const View mask = w.mask.rows(0, u.mq).cols(0, kb.nk);
-    core_.memset(mask, 0.0f, Engine::kGpSimd);
-    if (future) {  // keep key k0 + j for row p where pos0 + p - (k0 + j) >= 0
-      core_.affine_select(mask, mask, static_cast<float>(u.pos0 - kb.k0), 1.0f, {-1.0f},
-                          AluOp::kIsGreaterEqual, kMaskFill);
+  // Step 3: S = Q K^T, a matmul per run of lanes whose kv heads share a key tile, masked where
+  // some row must not see some key.
+  void scores(size_t t) {
+    const PagedUnit& u = unit_of(t);
+    const PagedKeyBlock& kb = block_of(t);
+    const PagedRowLayout& l = layout_of(u);
+    const int64_t set = step(t).set, n = l.lanes_in(set);
+    for (int64_t a = 0, b = 0; a < n; a = b) {
+      const int64_t tile = tiles_.tile_of(kv_head(l, set, a));
+      int64_t k_rows = 0;
+      for (b = a; b < n && tiles_.tile_of(kv_head(l, set, b)) == tile; ++b)
+        k_rows = std::max(k_rows, tiles_.row_of(kv_head(l, set, b)) + hd_);
+      const int64_t start = a * l.stride;
+      const int64_t rows = (b - 1 - a) * l.stride + l.computed_rows(set, b - 1);
+      if (aligned(start, rows)) {
+        score_rows(t, start, rows, k_rows, kt_[kt_slot_[tile]]);
+        continue;
+      }
+      for (int64_t lane = a; lane < b; ++lane) {  // one lane at a time is always aligned
+        score_rows(t, lane * l.stride, l.computed_rows(set, lane),
+                   tiles_.row_of(kv_head(l, set, lane)) + hd_, kt_[kt_slot_[tile]]);
+      }
     }
-    if (past) {  // keep where (k0 + j) - (pos0 + p) + window - 1 >= 0
-      core_.affine_select(mask, mask, static_cast<float>(kb.k0 - u.pos0 + shape_.window - 1),
-                          -1.0f, {1.0f}, AluOp::kIsGreaterEqual, kMaskFill);
-    }
-    const View s = w.s.rows(0, u.mq).cols(0, kb.nk);
-    core_.tensor_tensor(s, s_ps, AluOp::kAdd, mask);
-    scores_[i % 2] = s;
+    const int64_t P = l.partitions(set);
+    const View s_ps = s_ps_[t % kScoreBuffers].rows(0, P).cols(0, kb.nk);
+    scores_[t % kScoreBuffers] = s_ps;
+    if (!future(u, kb) && !past(u, kb)) return;
+    const View s = s_[t % kScoreBuffers].rows(0, P).cols(0, kb.nk);
+    core_.tensor_tensor(s, s_ps, AluOp::kAdd, mask_[step(t).block % 2].rows(0, P).cols(0, kb.nk));
+    scores_[t % kScoreBuffers] = s;
   }
 
-  // Step 4: the online softmax's statistics and P for step i.
-  void softmax(size_t i) {
-    const Step& st = steps_[i];
-    const Unit& u = units_[st.unit];
-    const KeyBlock& kb = blocks_[st.block];
-    const Slot& w = slots_[i % 2];
-    const State& state = state_[st.unit % 2];
-    auto col = [&](const View& tile, int64_t c) { return tile.rows(0, u.mq).cols(c, 1); };
-    const View block_max = col(w.cols, 0), corr = col(w.cols, 1), sum = col(w.cols, 2);
-    const View l = col(state.l, st.h);
-    const View nb = col(state.nb[st.kb % 2], st.h);
-    const View src = scores_[i % 2];
-    core_.tensor_reduce(block_max, AluOp::kMax, src);
-    const float scale = shape_.scale;
+  // Scores of step t's rows [start, start + rows) against key tile kt, contracting over its
+  // first k_rows partitions.
+  void score_rows(size_t t, int64_t start, int64_t rows, int64_t k_rows, const View& kt) {
+    const PagedUnit& u = unit_of(t);
+    const int64_t nk = block_of(t).nk;
+    core_.matmul(s_ps_[t % kScoreBuffers].rows(start, rows).cols(0, nk),
+                 rows_->queries(u.group, u, step(t).set).rows(0, k_rows).slice(1, start, rows),
+                 kt.rows(0, k_rows).cols(0, nk), true, true);
+  }
+
+  // Step 4 (the online softmax), first half: the block max and nb.
+  void softmax_max(size_t t) {
+    const PagedStep& st = step(t);
+    const int64_t P = partitions(t);
+    const View cols = cols_[t % kColumnBuffers].rows(0, P);
+    const State& state = state_[st.unit % kUnitBuffers];
+    const View block_max = cols.cols(0, 1);
+    const View nb = state.nb[st.kb % 2].rows(0, P).cols(st.set, 1);
+    core_.tensor_reduce(block_max, AluOp::kMax, scores_[t % kScoreBuffers]);
     if (!has_state(st)) {
-      core_.tensor_scalar(nb, block_max, AluOp::kMultiply, -scale);
-      core_.activation_reduce(w.p.rows(0, u.mq).cols(0, kb.nk), Activation::kExp, src, l, scale,
-                              nb);
+      core_.tensor_scalar(nb, block_max, AluOp::kMultiply, -shape_.scale);
       return;
     }
-    const View nb_old = st.kb > 0 ? col(state.nb[(st.kb - 1) % 2], st.h) : col(nsinks_, st.h);
-    core_.tensor_scalar(nb, block_max, AluOp::kMultiply, -scale, AluOp::kMin, nb_old);
-    core_.activation_reduce(w.p.rows(0, u.mq).cols(0, kb.nk), Activation::kExp, src, sum, scale,
-                            nb);
-    core_.activation(corr, Activation::kExp, nb_old, -1.0f, nb);
+    core_.tensor_scalar(nb, block_max, AluOp::kMultiply, -shape_.scale, AluOp::kMin,
+                        old_nb(t));
+  }
+
+  // nb before step t's block: the previous block's, or -sink (with l = 1) before the first.
+  View old_nb(size_t t) const {
+    const PagedStep& st = step(t);
+    const int64_t P = partitions(t);
+    if (st.kb > 0) return state_[st.unit % kUnitBuffers].nb[(st.kb - 1) % 2].rows(0, P).cols(st.set, 1);
+    return rows_->negative_sinks(unit_of(t), st.set, P);
+  }
+
+  // Second half: P = exp(scale S + nb) with its row sum, the correction and l.
+  void softmax_exp(size_t t) {
+    const PagedStep& st = step(t);
+    const int64_t P = partitions(t);
+    const View cols = cols_[t % kColumnBuffers].rows(0, P);
+    const View corr = cols.cols(1, 1), sum = cols.cols(2, 1);
+    const State& state = state_[st.unit % kUnitBuffers];
+    const View l = state.l.rows(0, P).cols(st.set, 1);
+    const View nb = state.nb[st.kb % 2].rows(0, P).cols(st.set, 1);
+    const View p = p_[t % 2].rows(0, P).cols(0, block_of(t).nk);
+    if (!has_state(st)) {
+      core_.activation_reduce(p, Activation::kExp, scores_[t % kScoreBuffers], l, shape_.scale, nb);
+      return;
+    }
+    core_.activation_reduce(p, Activation::kExp, scores_[t % kScoreBuffers], sum, shape_.scale, nb);
+    core_.activation(corr, Activation::kExp, old_nb(t), -1.0f, nb);
     if (st.kb == 0) {
       core_.tensor_scalar(l, corr, AluOp::kAdd, sum);  // the sink's l = 1, rescaled
     } else {
@@ -274,51 +317,57 @@ class PagedAttentionProgram {
     }
   }
 
-  // Step 5: O = O * corr + P V for step i; after the unit's last block, out = O / l.
-  void values(size_t i) {
-    const Step& st = steps_[i];
-    const Unit& u = units_[st.unit];
-    const KeyBlock& kb = blocks_[st.block];
-    const Slot& w = slots_[i % 2];
-    const State& state = state_[st.unit % 2];
-    const Rows& r = rows_[st.block % 2];
-    const int64_t mq = u.mq, nc = kb.chunks(), full = kb.nk / kPartitions;
-    const View p = w.p.rows(0, mq);
+  // Step 5, first half: P^T per 128-key chunk through TensorE, for all of the set's lanes.
+  void transpose_probs(size_t t) {
+    const PagedKeyBlock& kb = block_of(t);
+    const int64_t P = partitions(t), nc = kb.chunks(), full = kb.nk / kPartitions;
+    const View p = p_[t % 2].rows(0, P);
+    const View pt_ps = pt_ps_[t % 2], pt = pt_[t % 2];
     for (int64_t c = 0; c < nc; ++c) {
-      core_.transpose(w.pt_ps.rows(0, kb.chunk_rows(c)).cols(c * mq, mq),
+      core_.transpose(pt_ps.rows(0, kb.chunk_rows(c)).cols(c * P, P),
                       p.cols(c * kPartitions, kb.chunk_rows(c)));
     }
-    if (full > 0) core_.tensor_copy(w.pt.cols(0, full * mq), w.pt_ps.cols(0, full * mq));
+    if (full > 0) core_.tensor_copy(pt.cols(0, full * P), pt_ps.cols(0, full * P));
     if (full < nc) {
       const int64_t ck = kb.chunk_rows(full);
-      core_.tensor_copy(w.pt.rows(0, ck).cols(full * mq, mq),
-                        w.pt_ps.rows(0, ck).cols(full * mq, mq));
+      core_.tensor_copy(pt.rows(0, ck).cols(full * P, P), pt_ps.rows(0, ck).cols(full * P, P));
     }
-    const View o_ps = w.o_ps.rows(0, mq);
-    const int64_t kvh = st.h / group();
-    for (int64_t c = 0; c < nc; ++c) {
-      const int64_t ck = kb.chunk_rows(c);
-      core_.matmul(o_ps, w.pt.rows(0, ck).cols(c * mq, mq),
-                   r.v.rows(0, ck).cols(c * W_ + kvh * hd_, hd_), c == 0, c + 1 == nc);
-    }
-    const View o = state.o.rows(0, mq).cols(st.h * hd_, hd_);
-    if (st.kb == 0) {
-      core_.tensor_copy(o, o_ps, Engine::kScalar);
-    } else {
-      core_.tensor_scalar(o, o, AluOp::kMultiply, w.cols.rows(0, mq).cols(1, 1), AluOp::kBypass,
-                          0.0f, Engine::kGpSimd);
-      core_.tensor_tensor(o, o, AluOp::kAdd, o_ps);
-    }
-    if (!last_block(st)) return;
-    core_.tensor_scalar(state.out.rows(0, mq).cols(st.h * hd_, hd_), o, AluOp::kDivide,
-                        state.l.rows(0, mq).cols(st.h, 1));
-    if (st.h + 1 == H_) store_output(u, state);
   }
 
-  void store_output(const Unit& u, const State& state) {
-    const int64_t row = sequences_[u.sequence].first_row + u.row0;
-    split_copy(core_, out_.rows(row, u.mq), state.out.rows(0, u.mq), queues_.stores(),
-               [&] { return queues_.store(); });
+  // Second half: per lane O_block = P V of its kv head, O = O * corr + O_block; after the
+  // unit's last block, out = O / l.
+  void multiply_values(size_t t) {
+    const PagedStep& st = step(t);
+    const PagedUnit& u = unit_of(t);
+    const PagedKeyBlock& kb = block_of(t);
+    const PagedRowLayout& l = layout_of(u);
+    const State& state = state_[st.unit % kUnitBuffers];
+    const View values = blocks_->v(st.block), pt = pt_[t % 2], o_ps = o_ps_[t % 2];
+    const int64_t P = l.partitions(st.set), nc = kb.chunks();
+    for (int64_t lane = 0; lane < l.lanes_in(st.set); ++lane) {
+      const int64_t off = lane * l.stride, rows = l.computed_rows(st.set, lane);
+      const int64_t kvh = kv_head(l, st.set, lane);
+      for (int64_t c = 0; c < nc; ++c) {
+        const int64_t ck = kb.chunk_rows(c);
+        core_.matmul(o_ps.rows(off, rows), pt.rows(0, ck).cols(c * P + off, rows),
+                     values.rows(0, ck).cols(c * W_ + kvh * hd_, hd_), c == 0, c + 1 == nc);
+      }
+    }
+    const View o = state.o.rows(0, P).cols(st.set * hd_, hd_);
+    if (st.kb == 0) {
+      core_.tensor_copy(o, o_ps.rows(0, P), Engine::kScalar);
+    } else {
+      core_.tensor_scalar(o, o, AluOp::kMultiply, cols_[t % kColumnBuffers].rows(0, P).cols(1, 1),
+                          AluOp::kBypass, 0.0f, Engine::kGpSimd);
+      core_.tensor_tensor(o, o, AluOp::kAdd, o_ps.rows(0, P));
+    }
+    if (!last_block(st)) return;
+    const View out = rows_->staged(u.group);
+    core_.tensor_scalar(out.rows(0, P).cols((u.member * l.sets() + st.set) * hd_, hd_), o,
+                        AluOp::kDivide, state.l.rows(0, P).cols(st.set, 1));
+    const PagedUnitGroup& g = plan_.groups[u.group];
+    if (st.unit + 1 == g.first_unit + g.units && st.set + 1 == l.sets())
+      rows_->store_outputs(u.group);
   }
 
   NeuronCore& core_;
@@ -327,30 +376,29 @@ class PagedAttentionProgram {
   std::span<const PagedSequence> sequences_;
   PagedAttentionShape shape_;
   DType compute_;
-  int64_t H_, KV_, hd_, bs_, W_;
+  int64_t H_, KV_, hd_, W_;
+  int64_t key_block_;
+  PagedKeyTiles tiles_;
   DmaQueues queues_;
-  std::vector<Unit> units_;
-  std::vector<KeyBlock> blocks_;
-  std::vector<Step> steps_;
-  View offsets_, nsinks_, kt_ps_, slots_ps_, kt_current_;
-  View kt_[2], qt_[2], scores_[2];
-  Rows rows_[2];
-  State state_[2];
-  Slot slots_[2];
-  int64_t kt_turn_ = 0;
+  PagedAttentionPlan plan_;
+  PagedRowTransfers* rows_ = nullptr;
+  PagedKeyBlockGatherer* blocks_ = nullptr;
+  // By block: mask. By step: scores (PSUM, masked in SBUF, and whichever softmax reads), P, P^T
+  // (PSUM, SBUF), P V (PSUM); K^T transposes.
+  View mask_[2], p_[2], pt_ps_[2], pt_[2], o_ps_[2], kt_ps_[2];
+  View s_ps_[kScoreBuffers], s_[kScoreBuffers], scores_[kScoreBuffers];
+  View cols_[kColumnBuffers];
+  View kt_[kKeyTiles];
+  State state_[kUnitBuffers];
+  std::vector<int64_t> kt_slot_;      // key tile -> its buffer for key block kt_block_, or -1
+  size_t kt_block_ = SIZE_MAX;
+  int64_t kt_next_ = 0;
 };
 
 }  // namespace
 
 int64_t paged_attention_sbuf_bytes(const PagedAttentionShape& shape, DType compute) {
-  const int64_t e = dtype_bytes(compute), H = shape.heads, hd = shape.head_dim;
-  const int64_t W = int64_t{shape.kv_heads} * hd, bs = shape.block_size;
-  const int64_t table = max_table_blocks(bs);
-  const int64_t per_buffer = table * 4 + table * bs * 4 + kChunks * 4 + 2 * kChunks * W * e +
-                             kKeyBlock * e + H * kPartitions * e + H * hd * 4 + 3 * H * 4 +
-                             H * hd * 4 + kKeyBlock * (4 + 4 + e) + kChunks * kPartitions * e +
-                             3 * 4;
-  return table * bs * 4 + H * 4 + 2 * per_buffer + kSlack;
+  return PagedAttentionProgram::sbuf_bytes(shape, compute, kPagedMinKeyBlock);
 }
 
 void paged_attention(NeuronCore& core, const View& out, const View& q, const View& k_cache,
@@ -391,12 +439,17 @@ void paged_attention(NeuronCore& core, const View& out, const View& q, const Vie
             name, s.rows, s.first_row, s.context, q.partitions());
   }
   KernelScope scope(core, name);
-  const int64_t need = paged_attention_sbuf_bytes(shape, compute);
-  require(need <= core.sbuf_largest_free(),
+  const int64_t need = paged_attention_sbuf_bytes(shape, compute), free = core.sbuf_largest_free();
+  require(need <= free,
           "{}: {} heads of {} and {} kv heads need {} bytes per SBUF partition and {} are free",
-          name, shape.heads, shape.head_dim, shape.kv_heads, need, core.sbuf_largest_free());
+          name, shape.heads, shape.head_dim, shape.kv_heads, need, free);
+  // The longest key blocks whose tiles fit: fewer, longer steps.
+  int64_t key_block = kPagedMaxKeyBlock;
+  while (key_block > kPagedMinKeyBlock &&
+         PagedAttentionProgram::sbuf_bytes(shape, compute, key_block) > free)
+    key_block /= 2;
   PagedAttentionProgram(core, out, q, k_cache, v_cache, block_tables, sinks, sequences, shape,
-                        compute)
+                        key_block, compute)
       .run();
 }
 
