@@ -30,12 +30,10 @@ namespace switchyard {
 
 namespace ops = backend::ops;
 
-class NativeOpsRecorder final : public Backend {
+// A backend whose memory is another's: what both wrappers below pass on unchanged.
+class MemoryOf : public Backend {
  public:
-  explicit NativeOpsRecorder(Backend& inner) : inner_(inner) {}
-  const std::set<std::string>& host_ops() const { return host_ops_; }
-
-  std::string name() const override { return inner_.name(); }
+  explicit MemoryOf(Backend& inner) : inner_(inner) {}
   std::string description() const override { return inner_.description(); }
   void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
   void release(void* ptr) override { inner_.release(ptr); }
@@ -50,10 +48,21 @@ class NativeOpsRecorder final : public Backend {
   bool device_memory_is_host_memory() const override {
     return inner_.device_memory_is_host_memory();
   }
+  backend::Precision precision() const override { return inner_.precision(); }
+
+ protected:
+  Backend& inner_;
+};
+
+class NativeOpsRecorder final : public MemoryOf {
+ public:
+  explicit NativeOpsRecorder(Backend& inner) : MemoryOf(inner) {}
+  const std::set<std::string>& host_ops() const { return host_ops_; }
+
+  std::string name() const override { return inner_.name(); }
   std::optional<size_t> device_memory_peak_bytes() const override {
     return inner_.device_memory_peak_bytes();
   }
-  backend::Precision precision() const override { return inner_.precision(); }
   size_t attention_record_floats(const ops::AttentionSpec& spec, int batch,
                                  int seq) const override {
     return inner_.attention_record_floats(spec, batch, seq);
@@ -75,7 +84,6 @@ class NativeOpsRecorder final : public Backend {
 #undef SWITCHYARD_RECORDED_RUN
 
  private:
-  Backend& inner_;
   std::set<std::string> host_ops_;
 };
 
@@ -127,25 +135,10 @@ inline std::vector<float> decode_logits(model::Model& m, const std::vector<int32
 // fp32 arithmetic on operands as the device stores them (bf16 activations widened) and results
 // rounded back. What it gets wrong against the CPU is the error bf16 storage alone causes, the
 // baseline a bf16 device's own kernels are held to.
-class HostReferenceOnDevice final : public Backend {
+class HostReferenceOnDevice final : public MemoryOf {
  public:
-  explicit HostReferenceOnDevice(Backend& inner) : inner_(inner) {}
+  explicit HostReferenceOnDevice(Backend& inner) : MemoryOf(inner) {}
   std::string name() const override { return inner_.name() + " (host reference)"; }
-  std::string description() const override { return inner_.description(); }
-  void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
-  void release(void* ptr) override { inner_.release(ptr); }
-  void copy_to_device(void* dst, const void* src, size_t bytes) override {
-    inner_.copy_to_device(dst, src, bytes);
-  }
-  void copy_to_host(void* dst, const void* src, size_t bytes) override {
-    inner_.copy_to_host(dst, src, bytes);
-  }
-  void fill_zero(void* ptr, size_t bytes) override { inner_.fill_zero(ptr, bytes); }
-  void synchronize() override { inner_.synchronize(); }
-  bool device_memory_is_host_memory() const override {
-    return inner_.device_memory_is_host_memory();
-  }
-  backend::Precision precision() const override { return inner_.precision(); }
   size_t attention_record_floats(const ops::AttentionSpec& spec, int batch,
                                  int seq) const override {
     return backend::host_reference_backend().attention_record_floats(spec, batch, seq);
@@ -158,9 +151,6 @@ class HostReferenceOnDevice final : public Backend {
   void run(const ops::Op& op) override { run_on_host(op); }
   SWITCHYARD_OPS(SWITCHYARD_HOST_RUN)
 #undef SWITCHYARD_HOST_RUN
-
- private:
-  Backend& inner_;
 };
 
 // Relative errors of one device against the CPU on the reference checkpoint (below).
