@@ -42,6 +42,7 @@ struct SimulationReport {
   int64_t instructions = 0;  // issued so far, over all engines and DMA queues
   double peak_tflops = 0;   // per core, for the dtype the backend's matmuls use
   double peak_hbm_gbps = 0; // per core: its share of the chip's HBM bandwidth
+  bool shared_sbuf_port = false;  // VectorE and GpSimd take turns on one SBUF port (trn1)
   // Ops the backend has no tile program for, run on the host instead: their time is not in the
   // simulated clock. Name and calls.
   std::vector<std::pair<std::string, int64_t>> unsimulated_ops;

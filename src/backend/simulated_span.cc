@@ -43,12 +43,17 @@ SimulatedSpan simulated_span(const SimulationReport& before, const SimulationRep
     }
     if (calls > earlier) span.unsimulated_ops.emplace_back(name, calls - earlier);
   }
-  double best = -1;
+  double best = -1, shared_port = 0;
   for (const SimulatedSpan::Engine& e : span.engines) {
+    if (e.name == "VectorE" || e.name == "GpSimd") shared_port += e.utilization;
     if (e.utilization > best) {
       best = e.utilization;
       span.busiest = e.name;
     }
+  }
+  if (after.shared_sbuf_port && shared_port > best) {
+    best = shared_port;
+    span.busiest = "VectorE + GpSimd";
   }
   if (after.peak_hbm_gbps > 0 && span.hbm_gbps >= kHbmBound * after.peak_hbm_gbps) {
     span.bottleneck = "HBM bandwidth";

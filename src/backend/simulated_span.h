@@ -27,7 +27,8 @@ struct SimulatedSpan {
   std::vector<Engine> engines;
   std::string busiest;     // the engine with the highest utilisation
   // What bounds the span: "HBM bandwidth" (at least kHbmBound of the core's share of the chip's
-  // peak), else the busiest engine when it is busy at least kEngineBound of the span, else
+  // peak), else the busiest engine when it is busy at least kEngineBound of the span ("VectorE +
+  // GpSimd" where the two share an SBUF port and so take turns: their busy times add), else
   // "latency" (dependent instructions waiting on each other, DMA latency, waits for other cores).
   std::string bottleneck;
   double hbm_gbps = 0;

@@ -127,13 +127,13 @@ DecodeRun time_decode(const GenerateFlags& f, const OpenedModel& opened) {
   backend::SimulatedClock sim_clock(m.backend());
   const auto t0 = Clock::now();
   for (int step = 1; step <= f.tokens; ++step) {
-    const bool traced = step == f.tokens && !f.trace.empty();
-    if (traced) backend::require_simulator(m.backend(), "--trace").start_trace();
+    if (step == f.tokens && !f.trace.empty()) backend::require_simulator(m.backend(), "--trace").start_trace();
     logits = decode_step(*generator, chunks, logits, f);
-    if (traced) backend::require_simulator(m.backend(), "--trace").finish_trace(f.trace);
   }
   DecodeRun run;
   run.ms_per_step = std::chrono::duration<double, std::milli>(Clock::now() - t0).count() / f.tokens;
+  // Written after the clock stops: a long step's trace takes seconds to write.
+  if (!f.trace.empty()) backend::require_simulator(m.backend(), "--trace").finish_trace(f.trace);
   // Per core of a tensor-parallel group: its degree of cores produce the step's tokens.
   run.sim = sim_clock.lap(static_cast<double>(f.batch) * f.tokens / f.source.tensor_parallel);
   return run;

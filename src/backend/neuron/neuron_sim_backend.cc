@@ -176,6 +176,7 @@ SimulationReport NeuronSimBackend::simulation_report() const {
   report.instructions = stats.instructions;
   report.peak_tflops = config.peak_tflops(compute_);
   report.peak_hbm_gbps = config.hbm_core_gbps();
+  report.shared_sbuf_port = config.port_conflicts;
   for (size_t kind = 0; kind < host_calls_.size(); ++kind) {
     if (host_calls_[kind] == 0) continue;
     report.unsimulated_ops.emplace_back(op_name(static_cast<OpKind>(kind)), host_calls_[kind]);
