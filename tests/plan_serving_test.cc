@@ -175,6 +175,27 @@ TEST(PlanServing, SimulatedStepTimesReplaceTheRooflineForTheirChip) {
   EXPECT_DOUBLE_EQ(row.plan.step_s, r.step_times[0].seconds(row.plan.batch));
   EXPECT_DOUBLE_EQ(r.step_times[0].seconds(64), 12e-3);
   EXPECT_DOUBLE_EQ(r.step_times[0].seconds(160), 21e-3);  // halfway from 64 to 256
+  {
+    // Past a table's largest batch (8 here) the roofline is scaled to meet the table's last
+    // step, and the plan is still labelled simulated.
+    json short_table = table;
+    short_table["steps"] = {{{"batch", 1}, {"ms", 8.0}}, {{"batch", 8}, {"ms", 9.0}}};
+    ServeRequest wide = r;
+    wide.step_times = {parse_step_times(short_table, "short.json")};
+    const ServeRow far = make_serving_plan(catalog, wide)[0];
+    ASSERT_EQ(far.status, ServeStatus::kPlanned) << far.why_not;
+    ASSERT_GT(far.plan.batch, 8);
+    EXPECT_EQ(far.evidence, EvidenceKind::kSimulated);
+    Rebuilt rb(catalog, wide, far);
+    ServingRate timed_rate = rb.rate;
+    timed_rate.table = &wide.step_times[0];
+    const ReplicaModel roof(rb.model, rb.chip, rb.rate, wide.mix, wide.step_overhead_s, 1);
+    const ReplicaModel timed(rb.model, rb.chip, timed_rate, wide.mix, wide.step_overhead_s, 1);
+    EXPECT_DOUBLE_EQ(timed.decode_step_s(8), 9e-3);
+    const double ratio = timed.decode_step_s(8) / roof.decode_step_s(8);
+    EXPECT_NEAR(timed.decode_step_s(far.plan.batch), ratio * roof.decode_step_s(far.plan.batch), 1e-12);
+    EXPECT_NEAR(far.plan.step_s, timed.decode_step_s(far.plan.batch), 1e-12);
+  }
   // Without the table: the roofline, labelled as such.
   r.step_times.clear();
   EXPECT_EQ(make_serving_plan(catalog, r)[0].evidence, EvidenceKind::kRoofline);

@@ -7,7 +7,7 @@
 //   roofline   the roofline at an assumed efficiency (--assumed-efficiency), no run behind it.
 //
 // A step-time file replaces the roofline's decode steps for its chip, model and tensor-parallel
-// degree, up to the largest batch it times:
+// degree (past the largest batch it times, the roofline scaled to meet its last step):
 //   {"chip": "trn2", "model": "gpt-oss-20b", "kind": "simulated" | "measured",
 //    "source": "...", "date"?: "...", "precision"?: "mxfp4", "tensor_parallel"?: 1,
 //    "context": 1024,                       // tokens each sequence held in the timed steps

@@ -27,20 +27,26 @@ ReplicaModel::ReplicaModel(const ServedModel& model, const ServingChip& chip,
 }
 
 bool ReplicaModel::timed(int64_t batch) const {
-  return rate_.table && rate_.table->tensor_parallel == tp_ && batch <= rate_.table->max_batch();
+  (void)batch;  // every batch: past the largest timed one the timed steps scale the roofline
+  return rate_.table && rate_.table->tensor_parallel == tp_;
 }
 
-int64_t ReplicaModel::table_limit() const {
-  return rate_.table && rate_.table->tensor_parallel == tp_ ? rate_.table->max_batch() : 0;
-}
-
-double ReplicaModel::decode_step_s(int64_t batch) const {
-  if (!timed(batch)) return decode_step(model_, chip_, knobs_, batch, context_, tp_).total();
+double ReplicaModel::timed_step_s(int64_t batch) const {
   // The timed step, plus the roofline's time for the cache this context reads beyond the timed one.
   const double extra_cache = static_cast<double>(batch) *
                              (model_.kv_bytes(context_) - model_.kv_bytes(rate_.table->context));
   return rate_.table->seconds(batch) +
          extra_cache / static_cast<double>(tp_) / chip_.memory_bytes_per_s / knobs_.efficiency;
+}
+
+double ReplicaModel::decode_step_s(int64_t batch) const {
+  auto roofline = [&](int64_t b) { return decode_step(model_, chip_, knobs_, b, context_, tp_).total(); };
+  if (!timed(batch)) return roofline(batch);
+  const int64_t last = rate_.table->max_batch();
+  if (batch <= last) return timed_step_s(batch);
+  // Past the largest timed batch the roofline keeps its shape, held at the timed step's distance
+  // from it there: a table twice as slow as the roofline at its last batch stays twice as slow.
+  return roofline(batch) * timed_step_s(last) / roofline(last);
 }
 
 double ReplicaModel::tpot_s(int64_t batch) const {

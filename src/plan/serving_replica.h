@@ -34,10 +34,9 @@ class ReplicaModel {
                const RequestMix& mix, double step_overhead_s, int64_t tensor_parallel);
 
   int64_t tensor_parallel() const { return tp_; }
-  // Whether the decode step at this batch comes from a step-time table.
+  // Whether the decode step at this batch comes from a step-time table (up to its largest batch,
+  // and scaled from it beyond: decode_step_s).
   bool timed(int64_t batch) const;
-  // Largest batch the table allows at this degree (no limit without a table: 0).
-  int64_t table_limit() const;
   double decode_step_s(int64_t batch) const;
   double prefill_s() const { return prefill_s_; }
   double tpot_s(int64_t batch) const;
@@ -54,6 +53,9 @@ class ReplicaModel {
   int64_t memory_batch_limit(double usable_bytes, bool reserve_whole_requests = false) const;
 
  private:
+  // The table's step at a batch it covers, with the roofline's cache reads for another context.
+  double timed_step_s(int64_t batch) const;
+
   const ServedModel& model_;
   ServingChip chip_;
   const ServingRate& rate_;
