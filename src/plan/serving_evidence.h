@@ -7,7 +7,8 @@
 //   roofline   the roofline at an assumed efficiency (--assumed-efficiency), no run behind it.
 //
 // A step-time file replaces the roofline's decode steps for its chip, model and tensor-parallel
-// degree (past the largest batch it times, the roofline scaled to meet its last step):
+// degree up to the largest batch it times, and calibrates the chip's roofline elsewhere (scaled
+// by the ratio of its last step to the roofline's there):
 //   {"chip": "trn2", "model": "gpt-oss-20b", "kind": "simulated" | "measured",
 //    "source": "...", "date"?: "...", "precision"?: "mxfp4", "tensor_parallel"?: 1,
 //    "context": 1024,                       // tokens each sequence held in the timed steps

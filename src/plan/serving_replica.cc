@@ -27,26 +27,32 @@ ReplicaModel::ReplicaModel(const ServedModel& model, const ServingChip& chip,
 }
 
 bool ReplicaModel::timed(int64_t batch) const {
-  (void)batch;  // every batch: past the largest timed one the timed steps scale the roofline
-  return rate_.table && rate_.table->tensor_parallel == tp_;
+  (void)batch;  // every batch and degree: the timed steps calibrate the roofline beyond them
+  return rate_.table != nullptr;
+}
+
+double ReplicaModel::roofline_step_s(int64_t batch, int64_t tensor_parallel) const {
+  return decode_step(model_, chip_, knobs_, batch, context_, tensor_parallel).total();
 }
 
 double ReplicaModel::timed_step_s(int64_t batch) const {
   // The timed step, plus the roofline's time for the cache this context reads beyond the timed one.
-  const double extra_cache = static_cast<double>(batch) *
-                             (model_.kv_bytes(context_) - model_.kv_bytes(rate_.table->context));
-  return rate_.table->seconds(batch) +
-         extra_cache / static_cast<double>(tp_) / chip_.memory_bytes_per_s / knobs_.efficiency;
+  const StepTimeTable& t = *rate_.table;
+  const double extra_cache =
+      static_cast<double>(batch) * (model_.kv_bytes(context_) - model_.kv_bytes(t.context));
+  return t.seconds(batch) + extra_cache / static_cast<double>(t.tensor_parallel) /
+                                chip_.memory_bytes_per_s / knobs_.efficiency;
 }
 
 double ReplicaModel::decode_step_s(int64_t batch) const {
-  auto roofline = [&](int64_t b) { return decode_step(model_, chip_, knobs_, b, context_, tp_).total(); };
-  if (!timed(batch)) return roofline(batch);
-  const int64_t last = rate_.table->max_batch();
-  if (batch <= last) return timed_step_s(batch);
-  // Past the largest timed batch the roofline keeps its shape, held at the timed step's distance
-  // from it there: a table twice as slow as the roofline at its last batch stays twice as slow.
-  return roofline(batch) * timed_step_s(last) / roofline(last);
+  if (!rate_.table) return roofline_step_s(batch, tp_);
+  const StepTimeTable& t = *rate_.table;
+  if (t.tensor_parallel == tp_ && batch <= t.max_batch()) return timed_step_s(batch);
+  // Past the largest timed batch, or at another degree, the roofline keeps its shape, held at the
+  // distance the timed steps keep from it at their largest batch: a table twice as slow as the
+  // roofline there makes every other step twice as slow too.
+  const int64_t last = t.max_batch();
+  return roofline_step_s(batch, tp_) * timed_step_s(last) / roofline_step_s(last, t.tensor_parallel);
 }
 
 double ReplicaModel::tpot_s(int64_t batch) const {

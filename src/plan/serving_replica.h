@@ -34,8 +34,8 @@ class ReplicaModel {
                const RequestMix& mix, double step_overhead_s, int64_t tensor_parallel);
 
   int64_t tensor_parallel() const { return tp_; }
-  // Whether the decode step at this batch comes from a step-time table (up to its largest batch,
-  // and scaled from it beyond: decode_step_s).
+  // Whether the decode step at this batch comes from a step-time table: timed at its degree up to
+  // its largest batch, the roofline calibrated by it elsewhere (decode_step_s).
   bool timed(int64_t batch) const;
   double decode_step_s(int64_t batch) const;
   double prefill_s() const { return prefill_s_; }
@@ -55,6 +55,7 @@ class ReplicaModel {
  private:
   // The table's step at a batch it covers, with the roofline's cache reads for another context.
   double timed_step_s(int64_t batch) const;
+  double roofline_step_s(int64_t batch, int64_t tensor_parallel) const;
 
   const ServedModel& model_;
   ServingChip chip_;
