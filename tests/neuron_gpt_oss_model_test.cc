@@ -23,7 +23,8 @@ class NeuronGptOss : public ::testing::TestWithParam<std::string> {
   // Ops the simulated clock did not see, as "name xCalls, ...".
   std::string host_ops() const {
     std::string text;
-    for (const auto& [name, calls] : backend::simulation_report(*device_)->unsimulated_ops) {
+    const backend::SimulationReport report = *backend::simulation_report(*device_);
+    for (const auto& [name, calls] : report.unsimulated_ops) {
       text += (text.empty() ? "" : ", ") + name + " x" + std::to_string(calls);
     }
     return text;
