@@ -142,7 +142,8 @@ ServingRate choose_serving_rate(const Catalog& catalog, const ChipSpec& chip,
       rate.source_chips.clear();
       rate.table = &t;
       rate.detail = fmt::format(
-          "{} decode steps from {} ({}: batch {}..{}, TP={}, context {:g}); prefill: {}",
+          "{} decode steps from {} ({}: batch {}..{}, TP={}, context {:g}; other batches and "
+          "degrees: the roofline scaled to the file's last step); prefill: {}",
           evidence_name(kind), t.origin, t.source, t.steps.front().first, t.max_batch(),
           t.tensor_parallel, t.context, roof);
       return rate;

@@ -129,7 +129,8 @@ std::string evidence_lines(const std::vector<ServeRow>& rows) {
                        r.weight_format);
   }
   return out +
-         "  kinds: measured / simulated = decode step times from a file (--step-times);\n"
+         "  kinds: measured / simulated = decode step times from a file (--step-times), which\n"
+         "    also calibrates the chip's roofline at batches and degrees it does not time;\n"
          "    published = the roofline at the efficiency of published serving runs on this chip;\n"
          "    borrowed:X = the same from runs on chip X; roofline = an assumed efficiency\n";
 }
