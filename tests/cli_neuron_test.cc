@@ -204,6 +204,13 @@ TEST_F(NeuronCli, TensorParallelShardDecodesAtALongContext) {
   EXPECT_NE(r.output.find("--expert-weights chooses the format of a gpt-oss preset's random experts; tiny has no experts"),
             std::string::npos)
       << r.output;
+  r = run_cli(std::string("bench generate --model ") + SWITCHYARD_TEST_DATA +
+              "/gpt_oss_reference --device trn2-sim:timing --tensor-parallel 2 --tokens 1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("slicing the checkpoint"), std::string::npos) << r.output;
+  r = run_cli("bench generate --model gpt-oss-tiny --device cpu --tokens 1 --trace /tmp/never.json");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("--trace needs a simulator device"), std::string::npos) << r.output;
   r = run_cli("bench generate --model gpt-oss-tiny --device trn2-sim --start-at 10 --tokens 2");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("only a timing-only simulator device"), std::string::npos) << r.output;

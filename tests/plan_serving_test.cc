@@ -198,7 +198,7 @@ TEST(PlanServing, SimulatedStepTimesReplaceTheRooflineForTheirChip) {
     // At another degree, the same calibration of that degree's roofline.
     const ReplicaModel roof2(rb.model, rb.chip, rb.rate, wide.mix, wide.step_overhead_s, 2);
     const ReplicaModel timed2(rb.model, rb.chip, timed_rate, wide.mix, wide.step_overhead_s, 2);
-    EXPECT_TRUE(timed2.timed(4));
+    EXPECT_TRUE(timed2.timed());
     EXPECT_NEAR(timed2.decode_step_s(4), ratio * roof2.decode_step_s(4), 1e-12);
   }
   // Without the table: the roofline, labelled as such.

@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace switchyard::model {
 
 namespace {
-
-constexpr int kMxfp4Block = 32;
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
@@ -32,7 +31,7 @@ ModelConfig tensor_parallel_shard(const ModelConfig& config, int degree, bool mx
   ModelConfig shard = config;
   shard.num_heads = heads / degree;
   shard.num_kv_heads = kv_heads / degree;
-  shard.intermediate = widest_shard(config.mlp_hidden(), degree, mxfp4_experts ? kMxfp4Block : 1);
+  shard.intermediate = widest_shard(config.mlp_hidden(), degree, mxfp4_experts ? static_cast<int>(dtype_block_elements(DType::kMXFP4)) : 1);
   shard.vocab_size = ceil_div(config.vocab_size, degree);
   // Special tokens belong to one vocabulary shard; the shard's own ids are local.
   shard.eos_token_id = shard.pad_token_id = -1;

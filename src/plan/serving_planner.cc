@@ -90,7 +90,7 @@ ServePoint make_point(const ServeRequest& r, const ReplicaModel& rep, const Grou
   p.prefill_wait_s = t.prefill_wait_s;
   p.utilisation = t.utilisation;
   p.meets_tpot = t.tpot_s <= r.tpot_s;
-  p.timed = rep.timed(batch);
+  p.timed = rep.timed();
   p.capacity_tokens_per_s_per_chip =
       static_cast<double>(batch) / t.tpot_s / static_cast<double>(p.tensor_parallel);
   const double output_per_s = r.requests_per_s * r.mix.mean_output();

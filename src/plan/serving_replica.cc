@@ -26,10 +26,7 @@ ReplicaModel::ReplicaModel(const ServedModel& model, const ServingChip& chip,
   prefill_s_ = prefill;
 }
 
-bool ReplicaModel::timed(int64_t batch) const {
-  (void)batch;  // every batch and degree: the timed steps calibrate the roofline beyond them
-  return rate_.table != nullptr;
-}
+bool ReplicaModel::timed() const { return rate_.table != nullptr; }
 
 double ReplicaModel::roofline_step_s(int64_t batch, int64_t tensor_parallel) const {
   return decode_step(model_, chip_, knobs_, batch, context_, tensor_parallel).total();
@@ -45,7 +42,7 @@ double ReplicaModel::timed_step_s(int64_t batch) const {
 }
 
 double ReplicaModel::decode_step_s(int64_t batch) const {
-  if (!rate_.table) return roofline_step_s(batch, tp_);
+  if (!timed()) return roofline_step_s(batch, tp_);
   const StepTimeTable& t = *rate_.table;
   if (t.tensor_parallel == tp_ && batch <= t.max_batch()) return timed_step_s(batch);
   // Past the largest timed batch, or at another degree, the roofline keeps its shape, held at the

@@ -34,9 +34,9 @@ class ReplicaModel {
                const RequestMix& mix, double step_overhead_s, int64_t tensor_parallel);
 
   int64_t tensor_parallel() const { return tp_; }
-  // Whether the decode step at this batch comes from a step-time table: timed at its degree up to
-  // its largest batch, the roofline calibrated by it elsewhere (decode_step_s).
-  bool timed(int64_t batch) const;
+  // Whether the decode steps come from a step-time table: timed at its degree up to its largest
+  // batch, the roofline calibrated by it elsewhere (decode_step_s).
+  bool timed() const;
   double decode_step_s(int64_t batch) const;
   double prefill_s() const { return prefill_s_; }
   double tpot_s(int64_t batch) const;
