@@ -20,7 +20,8 @@ install_openai_client() {
 }
 
 packages=(cmake ninja-build g++ pkg-config libdnnl-dev libpcre2-dev nlohmann-json3-dev
-          libcli11-dev libfmt-dev libgtest-dev libcpp-httplib-dev libbenchmark-dev)
+          libcli11-dev libfmt-dev libgtest-dev libcpp-httplib-dev libbenchmark-dev
+          libopenmpi-dev openmpi-bin)
 if [[ "${1:-}" == "--with-torch" ]]; then
   # OpenBLAS: Debian's torch multiplies through the system libblas.so.3, which is otherwise the slow
   # netlib reference BLAS; the peer benchmark must not be handicapped by it.

@@ -21,12 +21,15 @@ ParameterLayout gpt2_layout(const ModelConfig& config) {
   layout.add("wte.weight", {V, C}, false, true, Init::kNormal, std);
   layout.add("wpe.weight", {maxT, C}, false, true, Init::kNormal, std);
   for (int l = 0; l < L; ++l) {
+    layout.begin_layer(l);
     layout.add(name(l, "attn.c_attn.weight"), {3 * C, C}, true, true, Init::kNormal, std);
     layout.add(name(l, "attn.c_proj.weight"), {C, C}, true, true, Init::kNormal, residual_std);
     layout.add(name(l, "mlp.c_fc.weight"), {4 * C, C}, true, true, Init::kNormal, std);
     layout.add(name(l, "mlp.c_proj.weight"), {C, 4 * C}, true, true, Init::kNormal, residual_std);
   }
+  layout.end_layers();
   for (int l = 0; l < L; ++l) {
+    layout.begin_layer(l);
     layout.add(name(l, "ln_1.weight"), {C}, false, false, Init::kOne);
     layout.add(name(l, "ln_1.bias"), {C}, false, false, Init::kZero);
     layout.add(name(l, "attn.c_attn.bias"), {3 * C}, false, false, Init::kZero);
@@ -36,6 +39,7 @@ ParameterLayout gpt2_layout(const ModelConfig& config) {
     layout.add(name(l, "mlp.c_fc.bias"), {4 * C}, false, false, Init::kZero);
     layout.add(name(l, "mlp.c_proj.bias"), {C}, false, false, Init::kZero);
   }
+  layout.end_layers();
   layout.add("ln_f.weight", {C}, false, false, Init::kOne);
   layout.add("ln_f.bias", {C}, false, false, Init::kZero);
   layout.set_read("wpe.weight", ReadPerToken::kOneRow);  // wte is also the head: read whole

@@ -33,6 +33,7 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config) {
   // Decayed matrices first.
   layout.add("model.embed_tokens.weight", {V, C}, false, true, Init::kNormal, std);
   for (int l = 0; l < L; ++l) {
+    layout.begin_layer(l);
     auto add = [&](const char* name, std::vector<int64_t> shape, bool transposed = false) {
       layout.add(layer_name(l, name), std::move(shape), transposed, true, Init::kNormal, std);
     };
@@ -46,8 +47,10 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config) {
     add("mlp.experts.gate_up_proj", {E, 2 * I, C}, true);
     add("mlp.experts.down_proj", {E, C, I}, true);
   }
+  layout.end_layers();
   layout.add("lm_head.weight", {V, C}, false, true, Init::kNormal, std);
   for (int l = 0; l < L; ++l) {
+    layout.begin_layer(l);
     auto add = [&](const char* name, std::vector<int64_t> shape, Init init) {
       layout.add(layer_name(l, name), std::move(shape), false, false, init, std);
     };
@@ -62,6 +65,7 @@ ParameterLayout gpt_oss_layout(const ModelConfig& config) {
     add("mlp.experts.gate_up_proj_bias", {E, 2 * I}, Init::kZero);
     add("mlp.experts.down_proj_bias", {E, C}, Init::kZero);
   }
+  layout.end_layers();
   layout.add("model.norm.weight", {C}, false, false, Init::kOne);
   layout.set_read("model.embed_tokens.weight", ReadPerToken::kOneRow);
   for (int l = 0; l < L; ++l) {

@@ -29,6 +29,7 @@ size_t ParameterLayout::append(const std::string& name, std::vector<int64_t> sha
   const size_t offset = aligned ? (total_ + 15) / 16 * 16 : total_;
   tensors_.push_back(
       {name, std::move(shape), offset, numel, hf_transposed, decay, !aligned, init, init_std});
+  tensors_.back().layer = current_layer_;
   total_ = offset + numel;
   if (decay) decay_end_ = total_;
   return offset;

@@ -37,6 +37,7 @@ struct ParameterTensor {
   ReadPerToken read = ReadPerToken::kAll;
   bool published_mxfp4 = false;  // published checkpoints hold it as MXFP4 (gpt-oss's expert
                                  // matrices): blocks of 32 along the last dimension of this layout
+  int layer = -1;  // the transformer layer it belongs to; -1 for the embeddings, head and final norm
 };
 
 class ParameterLayout {
@@ -48,6 +49,12 @@ class ParameterLayout {
   // read as one (separately named q, k and v projections as one packed q|k|v projection).
   size_t add_adjacent(const std::string& name, std::vector<int64_t> shape, bool hf_transposed,
                       bool decay, Init init, float init_std = 0.0f);
+
+  // Tensors added after begin_layer(l) belong to layer l (ParameterTensor::layer), until the next
+  // begin_layer or end_layers. Data-parallel training sends a layer's gradients as soon as the
+  // backward pass has finished that layer (train/gradient_buckets.h).
+  void begin_layer(int layer) { current_layer_ = layer; }
+  void end_layers() { current_layer_ = -1; }
 
   // Marks how much of tensor `name` a decoded token reads (default: all).
   void set_read(const std::string& name, ReadPerToken read);
@@ -70,6 +77,7 @@ class ParameterLayout {
   std::vector<ParameterTensor> tensors_;
   size_t total_ = 0;
   size_t decay_end_ = 0;
+  int current_layer_ = -1;
 };
 
 }  // namespace switchyard::model
