@@ -168,6 +168,7 @@ void Gpt2::backward_layers(const blocks::BlockContext& c, float loss_scale) {
     blocks::self_attention_backward(c, layer.attention, d_ln_, d_residual_, h.ln1, h.attention,
                                     attention_scratch_);
     blocks::layernorm_backward(c, layer.ln1, d_residual_, d_ln_, x, h.ln1_stats);
+    layer_gradients_done(l);
   }
   blocks::embedding_backward(c, embedding_, d_residual_);
 }

@@ -265,6 +265,7 @@ void GptOss::backward_layers(const blocks::BlockContext& c, float loss_scale) {
     blocks::self_attention_backward(c, layer.attention, d_norm_, d_residual_, h.norm1,
                                     h.attention, attention_scratch_);
     blocks::rmsnorm_backward(c, layer.norm1, d_residual_, d_norm_, x, h.rstd1);
+    layer_gradients_done(l);
   }
   blocks::embedding_backward(c, embedding_, d_residual_);
 }

@@ -58,6 +58,7 @@ Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayo
   }
   params_ = DeviceBuffer(backend_, layout_.total());
   grads_ = DeviceBuffer(backend_, layout_.total());
+  owned_ = {{0, layout_.decay_end(), true}, {layout_.decay_end(), layout_.total(), false}};
   // Backends whose products read bf16 weights get a bf16 copy of the parameters, refreshed by
   // every optimizer step (and on load).
   const DType weights = backend_.precision().matmul_weights;
@@ -127,19 +128,42 @@ std::vector<float> Model::gradients_to_host() const {
   return values;
 }
 
+namespace {
+
+// Copies the owned ranges between a whole-layout vector and their packed form on the device.
+void owned_to_host(backend::Backend& backend, const std::vector<FloatRange>& owned,
+                   const float* packed, std::vector<float>& whole) {
+  for (const FloatRange& r : owned) {
+    backend.copy_to_host(whole.data() + r.begin, packed, r.size() * sizeof(float));
+    packed += r.size();
+  }
+}
+
+void owned_to_device(backend::Backend& backend, const std::vector<FloatRange>& owned,
+                     const std::vector<float>& whole, float* packed) {
+  for (const FloatRange& r : owned) {
+    backend.copy_to_device(packed, whole.data() + r.begin, r.size() * sizeof(float));
+    packed += r.size();
+  }
+}
+
+size_t owned_floats(const std::vector<FloatRange>& owned) {
+  size_t n = 0;
+  for (const FloatRange& r : owned) n += r.size();
+  return n;
+}
+
+}  // namespace
+
 std::vector<float> Model::adam_m_to_host() const {
   std::vector<float> values(layout_.total(), 0.0f);
-  if (adam_m_.get()) {
-    backend_.copy_to_host(values.data(), adam_m_.get(), values.size() * sizeof(float));
-  }
+  if (adam_m_.get()) owned_to_host(backend_, owned_, adam_m_.get(), values);
   return values;
 }
 
 std::vector<float> Model::adam_v_to_host() const {
   std::vector<float> values(layout_.total(), 0.0f);
-  if (adam_v_.get()) {
-    backend_.copy_to_host(values.data(), adam_v_.get(), values.size() * sizeof(float));
-  }
+  if (adam_v_.get()) owned_to_host(backend_, owned_, adam_v_.get(), values);
   return values;
 }
 
@@ -148,12 +172,46 @@ void Model::adam_state_from_host(const std::vector<float>& m, const std::vector<
   require(m.size() == layout_.total() && v.size() == layout_.total(),
           "optimizer state has {} and {} values, the model needs {}", m.size(), v.size(),
           layout_.total());
-  if (!adam_m_.get()) {
-    adam_m_ = DeviceBuffer(backend_, layout_.total());
-    adam_v_ = DeviceBuffer(backend_, layout_.total());
+  allocate_moments();
+  owned_to_device(backend_, owned_, m, adam_m_.get());
+  owned_to_device(backend_, owned_, v, adam_v_.get());
+}
+
+void Model::allocate_moments() {
+  if (adam_m_.get()) return;
+  const size_t n = owned_floats(owned_);
+  adam_m_ = DeviceBuffer(backend_, n);
+  adam_v_ = DeviceBuffer(backend_, n);
+  backend_.fill_zero(adam_m_.get(), n * sizeof(float));
+  backend_.fill_zero(adam_v_.get(), n * sizeof(float));
+}
+
+size_t Model::optimizer_state_bytes() const {
+  return adam_m_.get() ? 2 * owned_floats(owned_) * sizeof(float) : 0;
+}
+
+void Model::set_step_sync(StepSync* sync) {
+  require_trainable("data-parallel training");
+  require(!adam_m_.get(), "set_step_sync: the optimizer state already exists");
+  sync_ = sync;
+  owned_ = sync ? sync->owned_ranges()
+                : std::vector<FloatRange>{{0, layout_.decay_end(), true},
+                                          {layout_.decay_end(), layout_.total(), false}};
+  for (const FloatRange& r : owned_) {
+    require(r.begin <= r.end && r.end <= layout_.total() &&
+                (r.decay ? r.end <= layout_.decay_end() : r.begin >= layout_.decay_end()),
+            "owned range [{}, {}) does not fit the layout", r.begin, r.end);
   }
-  backend_.copy_to_device(adam_m_.get(), m.data(), m.size() * sizeof(float));
-  backend_.copy_to_device(adam_v_.get(), v.data(), v.size() * sizeof(float));
+}
+
+Tensor Model::parameter_range(const FloatRange& range) const {
+  require_trainable("a parameter range");
+  return Tensor::dense(params_.get() + range.begin, DType::kF32, {i64(range.size())});
+}
+
+Tensor Model::gradient_range(const FloatRange& range) const {
+  require_trainable("a gradient range");
+  return Tensor::dense(grads_.get() + range.begin, DType::kF32, {i64(range.size())});
 }
 
 void Model::refresh_weight_copy() {
@@ -281,6 +339,7 @@ void Model::backward(float loss_scale) {
   require(trained_forward_ && logits_valid_,
           "backward needs a training forward pass (windows with targets) first");
   backward_layers(context(nullptr), loss_scale);
+  layer_gradients_done(-1);
   logits_valid_ = false;  // the logits became their gradient
 }
 
@@ -303,32 +362,28 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
                               float grad_scale, const double* grad_sum_of_squares, float clip) {
   require_trainable("an optimizer step");
   require(step >= 1, "optimizer step must be >= 1, got {}", step);
-  if (!adam_m_.get()) {
-    adam_m_ = DeviceBuffer(backend_, layout_.total());
-    adam_v_ = DeviceBuffer(backend_, layout_.total());
-  }
+  allocate_moments();
   ops::AdamWStep update{.learning_rate = learning_rate, .beta1 = adamw.beta1,
                         .beta2 = adamw.beta2, .epsilon = adamw.epsilon, .step = step,
                         .grad_scale = grad_scale};
   const DType copy_dtype = backend_.precision().matmul_weights;
-  auto run = [&](size_t begin, size_t end, float weight_decay) {
-    update.weight_decay = weight_decay;
-    const int64_t n = i64(end - begin);
+  size_t moments = 0;  // where the range's moments start in the packed buffers
+  for (const FloatRange& r : owned_) {
+    update.weight_decay = r.decay ? adamw.weight_decay : 0.0f;
+    const int64_t n = i64(r.size());
     Tensor copy;
     if (weight_copy_.get()) {
       const char* base = reinterpret_cast<const char*>(weight_copy_.get());
-      copy = Tensor::dense(base + storage_bytes(copy_dtype, i64(begin)), copy_dtype, {n});
+      copy = Tensor::dense(base + storage_bytes(copy_dtype, i64(r.begin)), copy_dtype, {n});
     }
-    backend_.run(ops::AdamW{.params = f32(params_.get() + begin, n),
-                            .grads = f32(grads_.get() + begin, n),
-                            .m = f32(adam_m_.get() + begin, n), .v = f32(adam_v_.get() + begin, n),
+    backend_.run(ops::AdamW{.params = f32(params_.get() + r.begin, n),
+                            .grads = f32(grads_.get() + r.begin, n),
+                            .m = f32(adam_m_.get() + moments, n), .v = f32(adam_v_.get() + moments, n),
                             .grad_sum_of_squares = grad_sum_of_squares ? f64(grad_sum_of_squares)
                                                                        : Tensor{},
                             .params_copy = copy, .step = update, .clip = clip});
-  };
-  const size_t split = layout_.decay_end();
-  run(0, split, adamw.weight_decay);
-  run(split, layout_.total(), 0.0f);
+    moments += r.size();
+  }
 }
 
 void Model::begin_step() {
@@ -358,12 +413,37 @@ Model::StepResult Model::finish_step(const AdamWConfig& adamw, float learning_ra
                                      float clip) {
   require(step_stats_.get() != nullptr, "finish_step needs begin_step first");
   double* stats = reinterpret_cast<double*>(step_stats_.get());
-  backend_.run(ops::SumOfSquares{.total = f64(stats + kStepGradSumOfSquares),
-                                 .x = f32(grads_.get(), i64(layout_.total()))});
-  update_parameters(adamw, learning_rate, step, 1.0f, stats + kStepGradSumOfSquares, clip);
   double host[2];
-  backend_.copy_to_host(host, stats, sizeof(host));
+  if (sync_) {
+    synchronize_statistics(stats, host);
+  } else {
+    backend_.run(ops::SumOfSquares{.total = f64(stats + kStepGradSumOfSquares),
+                                   .x = f32(grads_.get(), i64(layout_.total()))});
+  }
+  update_parameters(adamw, learning_rate, step, 1.0f, stats + kStepGradSumOfSquares, clip);
+  if (sync_) {
+    sync_->parameters_updated();
+    refresh_weight_copy();  // the ranges other replicas updated
+  } else {
+    backend_.copy_to_host(host, stats, sizeof(host));
+  }
   return {static_cast<float>(host[kStepLoss]), backend::global_norm(host[kStepGradSumOfSquares])};
+}
+
+void Model::synchronize_statistics(double* device_stats, double host_stats[2]) {
+  sync_->gradients_reduced();
+  DeviceBuffer squares(backend_, owned_.size() * sizeof(double) / sizeof(float));
+  double* piece_squares = reinterpret_cast<double*>(squares.get());
+  for (size_t i = 0; i < owned_.size(); ++i) {
+    backend_.run(ops::SumOfSquares{.total = f64(piece_squares + i), .x = gradient_range(owned_[i])});
+  }
+  std::vector<double> host(owned_.size());
+  backend_.copy_to_host(host.data(), piece_squares, host.size() * sizeof(double));
+  backend_.copy_to_host(&host_stats[kStepLoss], device_stats + kStepLoss, sizeof(double));
+  host_stats[kStepGradSumOfSquares] = 0;
+  for (double value : host) host_stats[kStepGradSumOfSquares] += value;
+  sync_->sum_statistics(Tensor::dense(host_stats, DType::kF64, {2}));
+  backend_.copy_to_device(device_stats, host_stats, 2 * sizeof(double));
 }
 
 }  // namespace switchyard::model

@@ -27,6 +27,7 @@
 #include "model/model_config.h"
 #include "model/model_shape.h"
 #include "model/parameter_layout.h"
+#include "model/step_sync.h"
 
 namespace switchyard::model {
 
@@ -67,10 +68,21 @@ class Model {
   std::vector<float> parameters_to_host() const;
   void parameters_from_host(const std::vector<float>& values);
   std::vector<float> gradients_to_host() const;
-  // AdamW moments (zeros before the first step).
+  // AdamW moments, whole-layout vectors (zeros before the first step, and outside the ranges this
+  // replica owns under a StepSync); setting them keeps only the owned ranges.
   std::vector<float> adam_m_to_host() const;
   std::vector<float> adam_v_to_host() const;
   void adam_state_from_host(const std::vector<float>& m, const std::vector<float>& v);
+  // Bytes the AdamW moments take on the device (0 before they are allocated).
+  size_t optimizer_state_bytes() const;
+
+  // Joins this replica's training steps to others' (data parallelism); null trains alone. Set it
+  // before the moments exist (the first update or adam_state_from_host): they are allocated for
+  // its owned ranges only. The caller keeps `sync` alive while the model trains.
+  void set_step_sync(StepSync* sync);
+  // Device views (fp32) of a range of the parameters and of the gradients, for the collectives.
+  Tensor parameter_range(const FloatRange& range) const;
+  Tensor gradient_range(const FloatRange& range) const;
 
   // ---- forward ----
   // Runs the model over `batch`, over `cache` when the batch was built on one (BatchBuilder).
@@ -133,6 +145,10 @@ class Model {
   Tensor act(const void* data, std::initializer_list<int64_t> shape) const;
   // The last forward pass's batch on the device.
   const BatchOnDevice& batch() const { return batch_; }
+  // Families call it as their backward pass finishes each layer's gradients (from the last down).
+  void layer_gradients_done(int layer) const {
+    if (sync_) sync_->layer_gradients_done(layer);
+  }
 
   ModelConfig config_;
 
@@ -143,11 +159,18 @@ class Model {
   void refresh_weight_copy();
   void update_parameters(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale,
                          const double* grad_sum_of_squares, float clip);
+  void allocate_moments();
+  // finish_step's statistics with a StepSync: the owned gradients' squares summed piece by piece,
+  // then both statistics summed over the replicas; the total squares go back to the device.
+  void synchronize_statistics(double* device_stats, double host_stats[2]);
 
   backend::Backend& backend_;
   ParameterLayout layout_;
   ModelShape shape_;
-  DeviceBuffer params_, grads_, adam_m_, adam_v_;
+  DeviceBuffer params_, grads_;
+  DeviceBuffer adam_m_, adam_v_;  // the owned ranges' moments, one after another
+  StepSync* sync_ = nullptr;
+  std::vector<FloatRange> owned_;  // what this replica updates: the whole layout without a sync
   DeviceBuffer weight_copy_;  // the parameters in Precision::matmul_weights, where not fp32
   DeviceBuffer step_stats_;   // two device doubles: the step's loss so far, the gradients' norm^2
   std::unique_ptr<FrozenWeights> frozen_;      // inference-only weights, instead of params_

@@ -40,6 +40,14 @@ struct ParameterTensor {
   int layer = -1;  // the transformer layer it belongs to; -1 for the embeddings, head and final norm
 };
 
+// Floats [begin, end) of the flat parameter (and gradient) vector.
+struct FloatRange {
+  size_t begin = 0;
+  size_t end = 0;
+  bool decay = false;  // inside the decayed region
+  size_t size() const { return end - begin; }
+};
+
 class ParameterLayout {
  public:
   // Appends a tensor (64-byte aligned) and returns its offset. Decayed tensors must all come first.

@@ -18,13 +18,7 @@
 
 namespace switchyard::train {
 
-// Floats [begin, end) of the flat parameter (and gradient) vector.
-struct FloatRange {
-  size_t begin = 0;
-  size_t end = 0;
-  bool decay = false;  // inside ParameterLayout's decayed region
-  size_t size() const { return end - begin; }
-};
+using model::FloatRange;
 
 struct GradientBucket {
   int first_layer = -1;  // the layers it holds, first_layer <= l <= last_layer;
