@@ -17,6 +17,7 @@
 
 #include "cli_process.h"
 #include "model/safetensors.h"
+#include "mpi_sanitizer_environment.h"
 #include "shell_command.h"
 #include "temp_dir_test_base.h"
 
@@ -30,6 +31,7 @@ class DataParallelCli : public TempDirTest {
  protected:
   void SetUp() override {
     if (kMpirun.empty()) GTEST_SKIP() << "built without MPI";
+    set_mpi_sanitizer_environment();
     TempDirTest::SetUp();
   }
   // `train` on `ranks` processes (1: no launcher) writing to `out`; constant learning rate, so

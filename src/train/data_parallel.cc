@@ -1,5 +1,6 @@
 #include "train/data_parallel.h"
 
+#include <chrono>
 #include <utility>
 
 #include "core/error.h"
@@ -7,6 +8,12 @@
 namespace switchyard::train {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
 
 // The pieces of `span` on every rank (piece_of's split, which owned_pieces uses too).
 std::vector<int64_t> piece_counts(const model::FloatRange& span, int ranks) {
@@ -61,8 +68,10 @@ void DataParallelSync::gradients_reduced() {
   require(next_bucket_ == buckets_.size(),
           "data-parallel step: the backward pass reported {} of {} gradient buckets", next_bucket_,
           buckets_.size());
+  const auto waiting = Clock::now();
   std::unique_lock lock(mutex_);
   changed_.wait(lock, [&] { return in_flight_ == 0; });
+  timing_ = {.reduce_ms = std::exchange(reduce_ms_, 0.0), .waited_ms = ms_since(waiting)};
   next_bucket_ = 0;
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
@@ -71,13 +80,17 @@ void DataParallelSync::sum_statistics(const Tensor& statistics) {
   comm_.all_reduce_sum(statistics);
 }
 
+DataParallelSync::StepTiming DataParallelSync::last_step_timing() const { return timing_; }
+
 void DataParallelSync::parameters_updated() {
+  const auto gathering = Clock::now();
   model_.backend().synchronize();
   for (const GradientBucket& bucket : buckets_) {
     for (const model::FloatRange& span : bucket.spans) {
       comm_.all_gather(model_.parameter_range(span), piece_counts(span, comm_.size()));
     }
   }
+  timing_.gather_ms = ms_since(gathering);
 }
 
 std::vector<float> DataParallelSync::gather_pieces(std::vector<float> whole) const {
@@ -107,12 +120,15 @@ void DataParallelSync::send_buckets() {
     const bool failed_before = error_ != nullptr;  // the rest of the step is abandoned
     lock.unlock();
     std::exception_ptr error;
+    const auto reducing = Clock::now();
     try {
       if (!failed_before) reduce_bucket(buckets_[b]);
     } catch (...) {
       error = std::current_exception();
     }
+    const double ms = ms_since(reducing);
     lock.lock();
+    reduce_ms_ += ms;
     if (error && !error_) error_ = error;
     in_flight_ -= 1;
     changed_.notify_all();

@@ -41,6 +41,15 @@ class DataParallelSync : public model::StepSync {
 
   const std::vector<GradientBucket>& buckets() const { return buckets_; }
 
+  // Where the last step's communication time went: the reductions (on their thread, mostly while
+  // the backward pass ran), the part of them the step waited for, and the parameters' all-gather
+  // (which the step always waits for).
+  struct StepTiming {
+    double reduce_ms = 0, waited_ms = 0, gather_ms = 0;
+    double exposed_ms() const { return waited_ms + gather_ms; }
+  };
+  StepTiming last_step_timing() const;
+
   // model::StepSync
   std::vector<model::FloatRange> owned_ranges() const override;
   void layer_gradients_done(int layer) override;
@@ -64,6 +73,8 @@ class DataParallelSync : public model::StepSync {
   size_t in_flight_ = 0;      // queued or being reduced
   bool stopping_ = false;
   std::exception_ptr error_;  // the thread's failure, rethrown by gradients_reduced
+  double reduce_ms_ = 0;      // the step's reductions so far (the thread's time)
+  StepTiming timing_;         // of the last whole step
   std::thread thread_;
 };
 

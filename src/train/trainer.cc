@@ -294,6 +294,11 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
       entry["simulated_tokens_per_s_per_chip"] = sim->tokens_per_s_per_chip;
       sim_ms_total += sim->ms;
     }
+    if (sync) {
+      const DataParallelSync::StepTiming comm = sync->last_step_timing();
+      entry["comm_ms"] = comm.reduce_ms + comm.gather_ms;
+      entry["comm_exposed_ms"] = comm.exposed_ms();
+    }
     if (log) log->write(entry);
     events.on_step({.step = step, .first_step = first_step, .total = o.steps, .loss = loss,
                     .learning_rate = lr, .grad_norm = norm, .ms = ms,
