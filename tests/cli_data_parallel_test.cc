@@ -19,6 +19,7 @@
 #include "model/safetensors.h"
 #include "mpi_sanitizer_environment.h"
 #include "shell_command.h"
+#include "relative_error.h"
 #include "temp_dir_test_base.h"
 
 namespace switchyard {
@@ -70,15 +71,6 @@ std::vector<float> weights(const std::string& out) {
   return all;
 }
 
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 void expect_same_curve(const std::vector<double>& got, const std::vector<double>& want) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t s = 0; s < want.size(); ++s) {
@@ -94,7 +86,7 @@ TEST_F(DataParallelCli, TwoRanksTrainAsOneProcessOnTheWholeBatch) {
   EXPECT_NE(ranks.output.find("data-parallel over 2 ranks"), std::string::npos) << ranks.output;
   expect_same_curve(losses(path("ranks")), losses(path("alone")));
   ASSERT_EQ(losses(path("ranks")).size(), 20u);
-  EXPECT_LT(relative_l2(weights(path("ranks")), weights(path("alone"))), 1e-6);
+  EXPECT_LT(relative_error(weights(path("ranks")), weights(path("alone"))), 1e-6);
 }
 
 TEST_F(DataParallelCli, ACheckpointOfTwoRanksResumesOnOneAndOnTwo) {

@@ -16,6 +16,7 @@
 #include "model/model.h"
 #include "model/model_config.h"
 #include "train/data_parallel.h"
+#include "relative_error.h"
 
 namespace switchyard {
 namespace {
@@ -117,15 +118,6 @@ Trained train_tiny(bool data_parallel, int steps, int grad_accum) {
   return out;
 }
 
-double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    norm += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 void expect_same_training(int grad_accum) {
   const Trained alone = train_tiny(false, 20, grad_accum);
   const Trained ranks = train_tiny(true, 20, grad_accum);
@@ -133,7 +125,7 @@ void expect_same_training(int grad_accum) {
     EXPECT_NEAR(ranks.losses[s], alone.losses[s], 1e-6 * std::fabs(alone.losses[s])) << "step " << s + 1;
     EXPECT_NEAR(ranks.norms[s], alone.norms[s], 1e-5 * alone.norms[s]) << "step " << s + 1;
   }
-  const double parameters_apart = relative_l2(ranks.parameters, alone.parameters);
+  const double parameters_apart = relative_error(ranks.parameters, alone.parameters);
   EXPECT_LT(parameters_apart, 1e-6);
   if (comm->rank() == 0) std::printf("final parameters %.3g apart (relative L2)\n", parameters_apart);
   // Every rank holds the same parameters: rank 0's, broadcast, are everyone's.
