@@ -42,6 +42,9 @@ class Communicator {
   virtual void barrier() = 0;
   // Every rank's `mine`, by rank (host strings: settings to compare, host names and process ids).
   virtual std::vector<std::string> all_gather_text(const std::string& mine) = 0;
+  // The same ranks, for buffers in host memory (statistics, checkpoint gathers): this one where
+  // device memory is host memory, the MPI job under NCCL.
+  virtual Communicator& host() { return *this; }
 };
 
 // Splits n elements into `ranks` consecutive pieces, the first n % ranks one longer.

@@ -77,7 +77,7 @@ void DataParallelSync::gradients_reduced() {
 }
 
 void DataParallelSync::sum_statistics(const Tensor& statistics) {
-  comm_.all_reduce_sum(statistics);
+  comm_.host().all_reduce_sum(statistics);
 }
 
 DataParallelSync::StepTiming DataParallelSync::last_step_timing() const { return timing_; }
@@ -96,7 +96,7 @@ void DataParallelSync::parameters_updated() {
 std::vector<float> DataParallelSync::gather_pieces(std::vector<float> whole) const {
   for (const GradientBucket& bucket : buckets_) {
     for (const model::FloatRange& span : bucket.spans) {
-      comm_.all_gather(Tensor::dense(whole.data() + span.begin, DType::kF32,
+      comm_.host().all_gather(Tensor::dense(whole.data() + span.begin, DType::kF32,
                                      {static_cast<int64_t>(span.size())}),
                        piece_counts(span, comm_.size()));
     }

@@ -127,7 +127,7 @@ StepEnd agree(dist::Communicator* comm, StepEnd mine) {
   const bool first = comm->rank() == 0;
   double votes[3] = {mine.stop ? 1.0 : 0.0, first && mine.checkpoint ? 1.0 : 0.0,
                      first && mine.time_up ? 1.0 : 0.0};
-  comm->all_reduce_sum(Tensor::dense(votes, DType::kF64, {3}));
+  comm->host().all_reduce_sum(Tensor::dense(votes, DType::kF64, {3}));
   return {votes[0] > 0, votes[1] > 0, votes[2] > 0};
 }
 

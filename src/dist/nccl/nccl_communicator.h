@@ -37,6 +37,7 @@ class NcclCommunicator : public Communicator {
   std::vector<std::string> all_gather_text(const std::string& mine) override {
     return mpi_.all_gather_text(mine);
   }
+  Communicator& host() override { return mpi_; }
 
  private:
   struct State;  // the NCCL communicator and its stream
