@@ -17,7 +17,7 @@ median_ms() {
   python3 -c '
 import json, statistics, sys
 steps = [json.loads(l) for l in open(sys.argv[1]) if "\"loss\"" in l][1:]
-line = f"{statistics.median(s[\"ms\"] for s in steps):.1f}"
+line = "%.1f ms" % statistics.median(s["ms"] for s in steps)
 if "comm_ms" in steps[0]:
     line += " (communication %.1f ms, %.1f ms of it exposed)" % (
         statistics.median(s["comm_ms"] for s in steps), statistics.median(s["comm_exposed_ms"] for s in steps))
@@ -37,5 +37,5 @@ echo "gpt2-124m, global batch $batch x $seq, $steps steps; median ms/step (first
 for i in $(seq "$runs"); do
   one=$(train env)
   two=$(train mpirun --allow-run-as-root -np 2)
-  echo "pair $i: one process ${one} ms, two ranks ${two} ms, ratio $(python3 -c "print(f'{${one%% *}/${two%% *}:.3f}')") (one / two)"
+  echo "pair $i: one process ${one}, two ranks ${two}, ratio $(python3 -c "print(f'{${one%% *}/${two%% *}:.3f}')") (one / two)"
 done
