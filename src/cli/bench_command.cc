@@ -293,7 +293,11 @@ void add_bench_command(CLI::App& app) {
   train->add_flag("--profile", flags->source.profile,
                   "time every kernel call and print where the step goes (waits for the device after each)");
   train->add_option("--trace", flags->trace, "simulator devices: write a Chrome trace (Perfetto) of the last step");
-  add_cores_flag(train, flags->cores);
+  add_cores_flag(train, flags->cores,
+                 "The run is core 0's: its share of the batch and its 1/N of the optimizer step; "
+                 "the other cores are not computed, so with N > 1 the parameters outside its share "
+                 "keep their values and the losses after the first step are those of that partly "
+                 "updated model");
   train->callback([flags, train] {
     flags->cores_given = train->count("--cores") > 0;
     run_bench_train(*flags);

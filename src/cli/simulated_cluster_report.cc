@@ -21,13 +21,14 @@ std::string timing_device(const std::string& device) {
 
 }  // namespace
 
-void add_cores_flag(CLI::App* command, int& cores) {
+void add_cores_flag(CLI::App* command, int& cores, const char* what_runs) {
   command->add_option("--cores", cores,
                       "trn1-sim/trn2-sim: time a data-parallel step on this many NeuronCores "
                       "(physical cores: 2 a trn1 chip, 8 a trn2 chip, which LNC=2 shows as 4; "
                       "beyond one chip whole chips, beyond one instance of 16 chips whole "
                       "instances). --batch is the global batch: each core takes batch / cores "
-                      "sequences. Collectives: ZeRO-1 over a model of the links (docs/simulated_cluster.md)")
+                      "sequences; ZeRO-1 collectives on a model of the links "
+                      "(docs/simulated_cluster.md). " + std::string(what_runs))
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
 }
@@ -119,6 +120,21 @@ TimedStep time_step_on_timing_copy(const ModelSource& source, int batch_per_core
   timed.ms = clock.lap(static_cast<double>(tokens.size()) * micro_batches)->ms;
   if (cluster) timed.collectives = cluster->last_step();
   return timed;
+}
+
+std::string describe_training_cluster(const ModelSource& source, const backend::Backend& device,
+                                      int batch, int seq, int micro_batches, int cores) {
+  ClusterFigures figures;
+  const int per_core = per_core_batch(device, batch, cores);
+  figures.links = interconnect_of_device(device);
+  figures.layout = dist::layout_cores(figures.links, cores, "--cores");
+  const TimedStep step = time_step_on_timing_copy(source, per_core, seq, micro_batches, cores);
+  figures.step_ms = step.ms;
+  figures.collectives = step.collectives;
+  figures.single_core_ms =
+      cores == 1 ? step.ms : time_step_on_timing_copy(source, per_core, seq, micro_batches, 1).ms;
+  figures.tokens_per_core = static_cast<double>(per_core) * seq * micro_batches;
+  return describe_cluster(figures);
 }
 
 }  // namespace switchyard::cli

@@ -20,8 +20,8 @@ class App;
 
 namespace switchyard::cli {
 
-// Adds --cores to a subcommand.
-void add_cores_flag(CLI::App* command, int& cores);
+// Adds --cores to a subcommand; `what_runs` says what the run computes with it.
+void add_cores_flag(CLI::App* command, int& cores, const char* what_runs);
 // The sequences each core takes of a global `batch` over `cores`: throws Error unless `device` is
 // a simulator and `batch` splits evenly (what names the batch flag).
 int per_core_batch(const backend::Backend& device, int batch, int cores);
@@ -59,5 +59,11 @@ struct TimedStep {
 };
 TimedStep time_step_on_timing_copy(const ModelSource& source, int batch_per_core, int seq,
                                    int micro_batches, int cores);
+
+// train --cores: the cluster's step for a run of global `batch` x `seq` in `micro_batches`
+// micro-batches on `device` (a simulator), timed on timing-only copies (N cores, and one alone),
+// described as describe_cluster does.
+std::string describe_training_cluster(const ModelSource& source, const backend::Backend& device,
+                                      int batch, int seq, int micro_batches, int cores);
 
 }  // namespace switchyard::cli
