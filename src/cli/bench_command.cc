@@ -177,6 +177,7 @@ void run_bench_train(const BenchFlags& f) {
       figures->layout = dist::layout_cores(figures->links, f.cores, "--cores");
       figures->step_ms = figures->single_core_ms = sim_step->ms;
       figures->tokens_per_core = static_cast<double>(BT);
+      figures->gradient_bytes = static_cast<double>(gpt.layout().total()) * sizeof(float);
       if (cluster) {
         figures->collectives = cluster->last_step();
         figures->single_core_ms = time_step_on_timing_copy(f.source, batch, f.seq, 1, 1).ms;

@@ -89,7 +89,8 @@ nlohmann::json cluster_json(const ClusterFigures& f) {
           {"exposed_reduce_scatter_ms", c.exposed_reduce_scatter_ms},
           {"statistics_all_reduce_ms", c.statistics_ms},
           {"all_gather_ms", c.all_gather_ms},
-          {"gradient_buckets", c.buckets}};
+          {"gradient_buckets", c.buckets},
+          {"gradient_bytes", f.gradient_bytes}};
 }
 
 TimedStep time_step_on_timing_copy(const ModelSource& source, int batch_per_core, int seq,

@@ -35,6 +35,7 @@ struct ClusterFigures {
   double single_core_ms = 0;  // one core alone, same per-core batch
   train::ClusterCollectives collectives;
   double tokens_per_core = 0;  // per step
+  double gradient_bytes = 0;   // what the reduce-scatters move a step (fp32 gradients)
   double tokens_per_s_per_core() const { return tokens_per_core / (step_ms / 1e3); }
   double tokens_per_s_per_chip() const { return tokens_per_s_per_core() * layout.per_chip; }
   double tokens_per_s_per_instance() const {
