@@ -4,31 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "shell_command.h"
+
 namespace {
 
-struct CliRun {
-  int status;
-  std::string output;
-};
-
-CliRun run_cli(const std::string& args) {
-  std::string command = std::string(SWITCHYARD_CLI) + " " + args + " 2>&1";
-  CliRun r{0, ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return {-1, ""};
-  std::array<char, 4096> buffer;
-  size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.output.append(buffer.data(), n);
-  r.status = pclose(pipe);
-  return r;
-}
+using switchyard::run_cli;
 
 nlohmann::json last_json_line(const std::string& output) {
   std::string trimmed = output.substr(0, output.find_last_not_of('\n') + 1);
@@ -37,11 +22,11 @@ nlohmann::json last_json_line(const std::string& output) {
 
 // One timed step of the tiny preset, `per_core` sequences of 16 tokens on each of `cores` cores.
 nlohmann::json bench(const std::string& device, int cores, int per_core, const std::string& extra = "") {
-  CliRun r = run_cli("bench train --model tiny --device " + device + " --seq 16 --steps 1 --warmup 1 --json --batch " +
+  switchyard::ShellResult r = run_cli("bench train --model tiny --device " + device + " --seq 16 --steps 1 --warmup 1 --json --batch " +
                      std::to_string(per_core * std::max(cores, 1)) + (cores > 0 ? " --cores " + std::to_string(cores) : "") +
                      " " + extra);
-  EXPECT_EQ(r.status, 0) << r.output;
-  return r.status == 0 ? last_json_line(r.output) : nlohmann::json::object();
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return r.exit_code == 0 ? last_json_line(r.output) : nlohmann::json::object();
 }
 
 class SimulatedClusterCli : public ::testing::Test {
@@ -125,22 +110,22 @@ TEST_F(SimulatedClusterCli, TheTraceShowsTheCollectivesOnTheirOwnTrack) {
 
 TEST_F(SimulatedClusterCli, BadFlagsSayWhy) {
   const std::string base = "bench train --model tiny --seq 16 --steps 1 --warmup 0 ";
-  CliRun r = run_cli(base + "--device trn2-sim --batch 2 --cores 0");
-  EXPECT_NE(r.status, 0);
+  switchyard::ShellResult r = run_cli(base + "--device trn2-sim --batch 2 --cores 0");
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--cores: Value 0 not in range"), std::string::npos) << r.output;
   r = run_cli(base + "--device cpu --batch 2 --cores 2");
-  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--cores needs a simulator device"), std::string::npos) << r.output;
   r = run_cli(base + "--device trn2-sim:timing --batch 3 --cores 2");
-  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--batch 3 does not split over --cores 2"), std::string::npos) << r.output;
   r = run_cli(base + "--device trn2-sim:timing --batch 12 --cores 12");
-  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("--cores 12: more cores than one trn2 chip holds (8) must fill whole chips"),
             std::string::npos)
       << r.output;
   r = run_cli(base + "--device trn1-sim:timing --batch 48 --cores 48");
-  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("must fill whole instances: 32, 64"), std::string::npos) << r.output;
 }
 
@@ -157,10 +142,10 @@ TEST_F(SimulatedClusterCli, TrainWithCoresTrainsTheSameModel) {
   }
   const std::string common = "train --model tiny --data " + text +
                              " --batch 4 --seq 16 --steps 2 --eval-windows 1 --out ";
-  CliRun alone = run_cli(common + (dir / "alone").string() + " --device trn2-sim");
-  ASSERT_EQ(alone.status, 0) << alone.output;
-  CliRun cluster = run_cli(common + (dir / "cluster").string() + " --device trn2-sim --cores 4");
-  ASSERT_EQ(cluster.status, 0) << cluster.output;
+  switchyard::ShellResult alone = run_cli(common + (dir / "alone").string() + " --device trn2-sim");
+  ASSERT_EQ(alone.exit_code, 0) << alone.output;
+  switchyard::ShellResult cluster = run_cli(common + (dir / "cluster").string() + " --device trn2-sim --cores 4");
+  ASSERT_EQ(cluster.exit_code, 0) << cluster.output;
   EXPECT_NE(cluster.output.find("simulated data parallel on 4 trn2 cores"), std::string::npos)
       << cluster.output;
   auto losses = [](const std::filesystem::path& out) {
@@ -174,8 +159,8 @@ TEST_F(SimulatedClusterCli, TrainWithCoresTrainsTheSameModel) {
   };
   EXPECT_EQ(losses(dir / "alone"), losses(dir / "cluster"));
   EXPECT_EQ(losses(dir / "alone").size(), 2u);
-  CliRun cpu = run_cli(common + (dir / "cpu").string() + " --device cpu --cores 2");
-  EXPECT_NE(cpu.status, 0);
+  switchyard::ShellResult cpu = run_cli(common + (dir / "cpu").string() + " --device cpu --cores 2");
+  EXPECT_NE(cpu.exit_code, 0);
   EXPECT_NE(cpu.output.find("--cores needs a simulator device"), std::string::npos) << cpu.output;
 }
 

@@ -3,6 +3,11 @@
 // SIGINT or SIGTERM stops the run after the step in progress with a checkpoint, and exits 130 or 143
 // with the command that continues it; `train --out DIR --resume` takes the run's settings from its
 // checkpoint (train_settings.h).
+//
+// Started by mpirun or srun as N processes, it trains data-parallel (train/data_parallel.h): rank 0
+// prepares the data, prints and writes; a rank that dies stops the others (dist/peer_watch.h).
+#include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +27,8 @@
 #include "cli/train_settings.h"
 #include "core/error.h"
 #include "data/text_to_shards.h"
+#include "dist/job.h"
+#include "dist/peer_watch.h"
 #include "model/checkpoint.h"
 #include "model/file_set_commit.h"
 #include "train/loss_curve.h"
@@ -53,7 +60,9 @@ std::string shell_quote(const std::string& text) {
 
 // Fills o.train_shards and o.val_shard: a text file is tokenised once into out/data/{train,val}.bin
 // (a resumed run finds them there); shards are used as they are.
-void prepare_data(TrainFlags& flags, const tokenizer::Tokenizer& tokenizer) {
+// Of several ranks, rank 0 (`writer`) tokenises; the others wait for it at the barrier and take
+// its files.
+void prepare_data(TrainFlags& flags, const tokenizer::Tokenizer& tokenizer, dist::Communicator& comm) {
   train::TrainOptions& o = flags.options;
   const bool is_text = flags.data.size() == 1 && !flags.data[0].ends_with(".bin");
   if (!is_text) {
@@ -63,14 +72,16 @@ void prepare_data(TrainFlags& flags, const tokenizer::Tokenizer& tokenizer) {
   }
   fs::path data_dir = fs::path(o.out_dir) / "data";
   data::PreparedData prepared;
-  if (o.resume && fs::exists(data_dir / "train.bin")) {
-    prepared.train_path = (data_dir / "train.bin").string();
-    prepared.val_path = (data_dir / "val.bin").string();
-  } else {
+  const bool reuse = o.resume && fs::exists(data_dir / "train.bin");
+  if (comm.rank() == 0 && !reuse) {
     prepared = data::prepare_text(flags.data[0], tokenizer, data_dir.string(), flags.val_fraction);
     std::fprintf(stderr, "tokenised %s with the %s tokenizer: %zu training and %zu validation tokens\n",
                  flags.data[0].c_str(), tokenizer.name().c_str(), prepared.train_tokens, prepared.val_tokens);
+  } else {
+    prepared.train_path = (data_dir / "train.bin").string();
+    prepared.val_path = (data_dir / "val.bin").string();
   }
+  if (comm.size() > 1) comm.barrier();  // the other ranks read what rank 0 wrote
   o.train_shards = {prepared.train_path};
   o.val_shard = prepared.val_path;
 }
@@ -129,24 +140,31 @@ void report_summary(const train::TrainResult& result, const train::TrainOptions&
                backend::describe_unsimulated(report->unsimulated_ops).c_str());
 }
 
-// Runs the training; returns the process's exit status (0, or 128 + the signal that stopped it).
-int run_train(TrainFlags& flags, const std::set<std::string>& given) {
+// Runs the training as rank comm.rank() of comm.size(); returns the process's exit status (0, or
+// 128 + the signal that stopped it).
+int train_as_rank(TrainFlags& flags, const std::set<std::string>& given, dist::Communicator& comm) {
   train::TrainOptions& o = flags.options;
+  const bool first = comm.rank() == 0;  // the rank that prints
   make_paths_absolute(flags);
   if (o.resume) {
-    model::recover_file_set(o.out_dir);  // a checkpoint committed just before a crash counts
+    // A checkpoint committed just before a crash counts; rank 0 finishes committing it.
+    if (first) model::recover_file_set(o.out_dir);
+    if (comm.size() > 1) comm.barrier();
     require(fs::exists(fs::path(o.out_dir) / "config.json"), "--resume: no checkpoint in {} (config.json is missing)",
             o.out_dir);
     ResumePlan plan = take_recorded_settings(flags, given, model::read_switchyard_section(o.out_dir), o.out_dir);
     if (plan.complete) {
       // A run killed after its last checkpoint may not have drawn its loss curve yet.
+      if (!first) return 0;
       train::write_loss_curve((fs::path(o.out_dir) / "log.jsonl").string(),
                               (fs::path(o.out_dir) / "loss.svg").string());
       std::fprintf(stderr, "the run in %s is complete (step %d of %d); give --steps above %d to train it further\n",
                    o.out_dir.c_str(), plan.checkpoint_step, o.steps, plan.checkpoint_step);
       return 0;
     }
-    for (const std::string& note : plan.notes) std::fprintf(stderr, "%s\n", note.c_str());
+    for (const std::string& note : plan.notes) {
+      if (first) std::fprintf(stderr, "%s\n", note.c_str());
+    }
   } else if (flags.data.empty()) {
     throw CLI::RequiredError("--data");
   }
@@ -166,31 +184,73 @@ int run_train(TrainFlags& flags, const std::set<std::string>& given) {
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
   model::check_save_format(*opened.model, o.save_format);
   if (given.contains("cores") || flags.cores > 1) {  // a resumed run keeps its recorded --cores
+    require(comm.size() == 1,
+            "--cores simulates a cluster in one process; run it without mpirun (this job has {} ranks)",
+            comm.size());
     std::fprintf(stderr, "%s\n", describe_training_cluster(source, *opened.backend, o.batch, o.seq,
                                                            o.grad_accum, flags.cores).c_str());
   }
-  prepare_data(flags, *opened.tokenizer);
+  prepare_data(flags, *opened.tokenizer, comm);
   const std::string experts =
       c.num_experts > 0 ? fmt::format(", {} experts (top {})", c.num_experts, c.experts_per_token) : "";
-  std::fprintf(stderr, "model: %s, %d layers, %d heads, %d channels%s, vocabulary %d, context %d (%.2fM parameters) on %s\n",
+  if (first) {
+    std::fprintf(stderr, "model: %s, %d layers, %d heads, %d channels%s, vocabulary %d, context %d (%.2fM parameters) on %s\n",
                c.family.c_str(), c.num_layers, c.num_heads, c.channels, experts.c_str(), c.vocab_size,
                c.max_seq_len, opened.model->shape().num_parameters() / 1e6,
                opened.backend->description().c_str());
+  }
+  if (first && comm.size() > 1) {
+    std::fprintf(stderr, "data-parallel over %d ranks (%s): batch %d per rank, optimizer state sharded\n",
+                 comm.size(), comm.description().c_str(), o.batch / std::max(1, comm.size()));
+  }
 
   StopSignals signals;
   o.stop_requested = [] { return StopSignals::requested(); };
   TrainDisplay display(flags.log_every);
   o.events = display.events();
+  const std::string resume_command = program_name() + " train --out " + shell_quote(o.out_dir) + " --resume";
+  std::optional<dist::PeerWatch> watch;
+  if (comm.size() > 1) {
+    o.comm = &comm;
+    watch.emplace(comm, [resume_command](const std::string& message) {
+      std::fprintf(stderr, "\n%s; the last checkpoint continues the run: %s\n", message.c_str(),
+                   resume_command.c_str());
+      std::fflush(stderr);
+      std::_Exit(1);  // another rank's collective can never complete: nothing to unwind to
+    });
+  }
   const train::TrainResult result = train::train(*opened.model, o);
+  if (watch) {
+    watch->stop();  // every rank stops watching before any leaves
+    comm.barrier();
+  }
+  // A stop asked of one rank stops all; the others exit as if the signal were theirs.
+  const int signal = StopSignals::received() != 0 ? StopSignals::received() : SIGTERM;
+  if (!first) return result.stopped ? StopSignals::exit_code(signal) : 0;
   display.finish();
   report_summary(result, o, *opened.model);
-  const std::string resume_command = program_name() + " train --out " + shell_quote(o.out_dir) + " --resume";
   if (result.timed_out) std::fprintf(stderr, "continue with: %s\n", resume_command.c_str());
   if (!result.stopped) return 0;
-  const int signal = StopSignals::received();
   std::fprintf(stderr, "stopped by %s at step %d of %d with a checkpoint in %s; continue with: %s\n",
                StopSignals::name(signal), result.steps_done, o.steps, o.out_dir.c_str(), resume_command.c_str());
   return StopSignals::exit_code(signal);
+}
+
+// Joins the job the launcher started (one process alone: a job of one) and trains in it.
+int run_train(TrainFlags& flags, const std::set<std::string>& given) {
+  const dist::Transport transport =
+      flags.source.device.starts_with("cuda") ? dist::Transport::kCuda : dist::Transport::kHostMemory;
+  std::unique_ptr<dist::Communicator> comm = dist::join_job(transport);
+  if (comm->size() == 1) return train_as_rank(flags, given, *comm);
+  try {
+    return train_as_rank(flags, given, *comm);
+  } catch (const std::exception& e) {
+    // A failing rank leaves at once, without MPI's orderly end (which would wait for the others
+    // in their next collective): they see it gone (PeerWatch) or the launcher ends them.
+    std::fprintf(stderr, "error: rank %d: %s\n", comm->rank(), e.what());
+    std::fflush(stderr);
+    std::_Exit(1);
+  }
 }
 
 }  // namespace

@@ -5,9 +5,10 @@
 // order with the same shapes; they return when this rank's part is done. Implementations: one rank
 // (nothing to do), Open MPI for CPU processes (mpi/), NCCL for GPUs (nccl/).
 //
-// Sums are exact functions of the inputs, whatever the transport: every element is summed in rank
-// order, ((x_0 + x_1) + x_2) + ..., so that every rank and every run get the same bits, and a
-// two-rank sum equals the one a single process makes accumulating the same two halves.
+// Sums over MPI are exact functions of the inputs, whatever algorithm MPI picks: every element is
+// summed in rank order, ((x_0 + x_1) + x_2) + ..., so that every rank and every run get the same
+// bits, and a two-rank sum equals the one a single process makes accumulating the same two
+// halves. NCCL sums in its own (fixed) order.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +40,8 @@ class Communicator {
   // x becomes root's x on every rank.
   virtual void broadcast(const Tensor& x, int root) = 0;
   virtual void barrier() = 0;
+  // Every rank's `mine`, by rank (host strings: settings to compare, host names and process ids).
+  virtual std::vector<std::string> all_gather_text(const std::string& mine) = 0;
 };
 
 // Splits n elements into `ranks` consecutive pieces, the first n % ranks one longer.
@@ -54,6 +57,7 @@ class SingleRankCommunicator : public Communicator {
   void all_gather(const Tensor&, std::span<const int64_t>) override {}
   void broadcast(const Tensor&, int) override {}
   void barrier() override {}
+  std::vector<std::string> all_gather_text(const std::string& mine) override { return {mine}; }
 };
 
 }  // namespace switchyard::dist

@@ -316,7 +316,8 @@ void save_model(const Model& model, const std::string& directory,
 }
 
 void save_training_checkpoint(const Model& model, const std::string& directory, const nlohmann::json& info,
-                              const TrainingState& state, const SaveFormat& format) {
+                              const TrainingState& state, const SaveFormat& format,
+                              const OptimizerMoments* moments) {
   FileSetCommit commit(directory);
   SafetensorsWriter writer;
   const int64_t n = static_cast<int64_t>(model.layout().total());
@@ -326,9 +327,16 @@ void save_training_checkpoint(const Model& model, const std::string& directory, 
     // The weights file lost precision: a resumed run continues from the exact weights.
     if (format.lossy()) writer.add_f32(kParametersTensor, {n}, parameters.data());
   }
-  std::vector<float> m = model.adam_m_to_host(), v = model.adam_v_to_host();
-  writer.add_f32("adam_m", {n}, m.data());
-  writer.add_f32("adam_v", {n}, v.data());
+  OptimizerMoments own;
+  if (!moments) {
+    own = {model.adam_m_to_host(), model.adam_v_to_host()};
+    moments = &own;
+  }
+  require(moments->m.size() == static_cast<size_t>(n) && moments->v.size() == static_cast<size_t>(n),
+          "optimizer moments of {} and {} values for {} parameters", moments->m.size(),
+          moments->v.size(), n);
+  writer.add_f32("adam_m", {n}, moments->m.data());
+  writer.add_f32("adam_v", {n}, moments->v.data());
   writer.set_metadata("step", std::to_string(state.step));
   for (const auto& [key, value] : state.values) writer.set_metadata(key, value);
   writer.write_in_place(commit.stage(kStateFile));

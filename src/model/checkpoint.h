@@ -75,11 +75,17 @@ struct TrainingState {
   int step = 0;  // optimizer steps completed
   std::map<std::string, std::string> values;  // loader position, rng state, settings
 };
+// AdamW moments over the whole layout, where the model holds only its own ranges of them
+// (data-parallel ranks gather theirs first).
+struct OptimizerMoments {
+  std::vector<float> m, v;
+};
 // Writes config.json (with the JSON object `info` as its "switchyard" section), model.safetensors
 // (in `format`) and training_state.safetensors (moments, `state`, and the fp32 weights when the
-// format is lossy) as one set.
+// format is lossy) as one set. The moments are the model's own unless `moments` is given.
 void save_training_checkpoint(const Model& model, const std::string& directory, const nlohmann::json& info,
-                              const TrainingState& state, const SaveFormat& format = {});
+                              const TrainingState& state, const SaveFormat& format = {},
+                              const OptimizerMoments* moments = nullptr);
 // Loads the moments into `model`, and the fp32 weights where the state holds them (after
 // load_weights, they replace the lossy ones), and returns the state. Throws Error if missing or
 // inconsistent.

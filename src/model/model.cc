@@ -192,6 +192,10 @@ size_t Model::optimizer_state_bytes() const {
 
 void Model::set_step_sync(StepSync* sync) {
   require_trainable("data-parallel training");
+  if (!sync) {  // the owned ranges' moments are no use to a model on its own
+    adam_m_ = DeviceBuffer();
+    adam_v_ = DeviceBuffer();
+  }
   require(!adam_m_.get(), "set_step_sync: the optimizer state already exists");
   sync_ = sync;
   owned_ = sync ? sync->owned_ranges()

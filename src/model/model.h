@@ -76,9 +76,10 @@ class Model {
   // Bytes the AdamW moments take on the device (0 before they are allocated).
   size_t optimizer_state_bytes() const;
 
-  // Joins this replica's training steps to others' (data parallelism); null trains alone. Set it
-  // before the moments exist (the first update or adam_state_from_host): they are allocated for
-  // its owned ranges only. The caller keeps `sync` alive while the model trains.
+  // Joins this replica's training steps to others' (data parallelism); null trains alone again
+  // (and drops the moments). Set it before the moments exist (the first update or
+  // adam_state_from_host): they are allocated for its owned ranges only. The caller keeps `sync`
+  // alive while it is set.
   void set_step_sync(StepSync* sync);
   // Device views (fp32) of a range of the parameters and of the gradients, for the collectives.
   Tensor parameter_range(const FloatRange& range) const;

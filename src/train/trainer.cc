@@ -15,10 +15,13 @@
 #include "data/batch_loader.h"
 #include "data/token_shard.h"
 #include "model/checkpoint.h"
+#include "model/model_config.h"
 #include "train/evaluate.h"
 #include "train/loss_curve.h"
 #include "train/lr_schedule.h"
 #include "train/run_log.h"
+#include "train/same_run_check.h"
+#include "train/data_parallel.h"
 
 namespace switchyard::train {
 
@@ -46,7 +49,7 @@ size_t parse_size(const std::map<std::string, std::string>& values, const std::s
 }
 
 void save_checkpoint(const model::Model& model, const TrainOptions& o, int steps_done,
-                     const data::LoaderPosition& position) {
+                     const data::LoaderPosition& position, const model::OptimizerMoments* moments) {
   nlohmann::json info = o.model_info;
   info["step"] = steps_done;
   if (o.run_settings.is_object()) info["run"] = o.run_settings;
@@ -56,7 +59,33 @@ void save_checkpoint(const model::Model& model, const TrainOptions& o, int steps
   state.values["loader_shard"] = std::to_string(position.shard);
   state.values["loader_offset"] = std::to_string(position.offset);
   state.values["loader_epoch"] = std::to_string(position.epoch);
-  model::save_training_checkpoint(model, o.out_dir, info, state, o.save_format);
+  model::save_training_checkpoint(model, o.out_dir, info, state, o.save_format, moments);
+}
+
+// What every rank of a data-parallel run must agree on: the model, the device, the data and every
+// setting that shapes the numbers or the schedule of collectives.
+std::map<std::string, std::string> same_run_settings(const model::Model& model, const TrainOptions& o) {
+  std::map<std::string, std::string> settings = run_settings(o);
+  settings["model"] = model::config_to_json(model.config()).dump();
+  settings["device"] = model.backend().name();
+  std::string shards;
+  for (const std::string& shard : o.train_shards) {
+    std::error_code ec;
+    shards += fmt::format("{} ({} bytes) ", shard, fs::file_size(shard, ec));
+  }
+  settings["data"] = shards;
+  settings["val_data"] = o.val_shard;
+  settings["out"] = o.out_dir;
+  settings["resume"] = o.resume ? "yes" : "no";
+  settings["seed"] = std::to_string(o.seed);
+  settings["clip"] = fmt::format("{}", o.clip);
+  settings["adamw"] = fmt::format("{} {} {} {}", o.adamw.beta1, o.adamw.beta2, o.adamw.epsilon,
+                                  o.adamw.weight_decay);
+  settings["min_lr_ratio"] = fmt::format("{}", o.min_lr_ratio);
+  settings["eval"] = fmt::format("every {}, {} windows", o.eval_every, o.eval_windows);
+  settings["checkpoints"] = fmt::format("every {} steps, {} minutes, limit {} s", o.checkpoint_every,
+                                        o.checkpoint_minutes, o.time_limit_s);
+  return settings;
 }
 
 // Loads the checkpoint in o.out_dir into `model` (the fp32 weights from the training state where a
@@ -86,6 +115,29 @@ int load_checkpoint(model::Model& model, const TrainOptions& o, data::BatchLoade
 
 bool stop_requested(const TrainOptions& o) { return o.stop_requested && o.stop_requested(); }
 
+// What a step's end decides, the same on every rank: whether to stop, checkpoint, end on time.
+struct StepEnd {
+  bool stop = false, checkpoint = false, time_up = false;
+};
+
+// Each rank's view of the step's end made common: any rank's stop request stops all; rank 0's
+// clock decides checkpoints and the time limit (ranks' clocks differ).
+StepEnd agree(dist::Communicator* comm, StepEnd mine) {
+  if (!comm || comm->size() == 1) return mine;
+  const bool first = comm->rank() == 0;
+  double votes[3] = {mine.stop ? 1.0 : 0.0, first && mine.checkpoint ? 1.0 : 0.0,
+                     first && mine.time_up ? 1.0 : 0.0};
+  comm->all_reduce_sum(Tensor::dense(votes, DType::kF64, {3}));
+  return {votes[0] > 0, votes[1] > 0, votes[2] > 0};
+}
+
+// Rank 0's parameters on every rank, so that all start from the same weights whatever each
+// loaded or drew.
+void share_parameters(model::Model& model, dist::Communicator& comm) {
+  comm.broadcast(model.parameter_range({0, model.layout().total(), false}), 0);
+  model.parameters_from_host(model.parameters_to_host());  // refreshes any weight copy
+}
+
 }  // namespace
 
 TrainResult train(model::Model& model, const TrainOptions& o) {
@@ -96,14 +148,23 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
   require(o.lr > 0 && std::isfinite(o.lr), "learning rate must be positive, got {}", o.lr);
   require(!o.train_shards.empty(), "no training data given");
   require(!o.out_dir.empty(), "no output directory given");
+  const int ranks = o.comm ? o.comm->size() : 1;
+  const bool writer = !o.comm || o.comm->rank() == 0;  // logs, checkpoints, evaluates, reports
+  require(o.batch % ranks == 0, "--batch {} does not split evenly over {} ranks", o.batch, ranks);
   model::check_save_format(model, o.save_format);  // before the run, not at its first checkpoint
   std::error_code ec;
   fs::create_directories(o.out_dir, ec);
   if (ec) fail("cannot create output directory {}: {}", o.out_dir, ec.message());
 
+  std::optional<DataParallelSync> sync;  // before any optimizer state exists: it holds 1/N
+  if (ranks > 1) {
+    check_same_run(*o.comm, same_run_settings(model, o));
+    sync.emplace(model, *o.comm, o.bucket_floats);
+  }
+  const TrainEvents events = writer ? o.events : TrainEvents{};
   data::BatchLoader loader(o.train_shards, o.batch, o.seq, model.config().vocab_size);
   std::vector<uint32_t> val_tokens;
-  if (!o.val_shard.empty()) {
+  if (!o.val_shard.empty() && writer) {
     val_tokens = data::read_shard(o.val_shard);
     for (size_t i = 0; i < val_tokens.size(); ++i) {
       if (val_tokens[i] >= static_cast<uint32_t>(model.config().vocab_size)) {
@@ -119,22 +180,26 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
   };
   const std::string log_path = (fs::path(o.out_dir) / "log.jsonl").string();
   const int first_step = o.resume ? load_checkpoint(model, o, loader) : 0;
+  if (sync) share_parameters(model, *o.comm);
   int last_eval_step = -1, last_checkpoint_step = o.resume ? first_step : -1;
-  if (o.resume) {
+  if (o.resume && writer) {
     // The log may run past the checkpoint (a crash) or hold an evaluation the uninterrupted run
     // would not have made (a time limit's); both go, so that what follows continues it exactly.
     const LogCut cut = cut_log_back(log_path, first_step, evaluates_at(first_step));
     if (cut.validation_at_step) last_eval_step = first_step;
     if (cut.training_lines != first_step) {
-      o.events.on_note(fmt::format("note: {} holds {} of the {} training steps up to the checkpoint; "
-                                   "the others are lost",
-                                   log_path, cut.training_lines, first_step));
+      events.on_note(fmt::format("note: {} holds {} of the {} training steps up to the checkpoint; "
+                                 "the others are lost",
+                                 log_path, cut.training_lines, first_step));
     }
   }
-  RunLog log(log_path, o.resume);
+  std::optional<RunLog> log;
+  if (writer) log.emplace(log_path, o.resume);
 
   LrSchedule schedule{o.lr, o.lr * o.min_lr_ratio, o.warmup, o.steps};
   const size_t tokens_per_step = static_cast<size_t>(o.batch) * o.seq * o.grad_accum;
+  const int rank_batch = o.batch / ranks;  // this rank's windows of each batch
+  const size_t rank_offset = static_cast<size_t>(o.comm ? o.comm->rank() : 0) * rank_batch * o.seq;
   const auto started = std::chrono::steady_clock::now();
   auto elapsed_seconds = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -148,14 +213,21 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
     if (val_tokens.empty()) return;
     EvalResult eval = evaluate(model, val_tokens, o.seq, o.eval_windows, o.batch);
     result.val_loss = static_cast<float>(eval.loss);
-    log.write(nlohmann::json{{"step", at_step}, {"val_loss", eval.loss}});
-    o.events.on_eval({.step = at_step, .loss = eval.loss, .perplexity = eval.perplexity,
-                      .tokens = eval.tokens});
+    log->write(nlohmann::json{{"step", at_step}, {"val_loss", eval.loss}});
+    events.on_eval({.step = at_step, .loss = eval.loss, .perplexity = eval.perplexity,
+                    .tokens = eval.tokens});
   };
   auto checkpoint_clock = std::chrono::steady_clock::now();
   auto checkpoint = [&] {
-    log.sync();  // the log reaches the checkpoint's step before the checkpoint exists
-    save_checkpoint(model, o, step, loader.position());
+    std::optional<model::OptimizerMoments> moments;  // ranks hold pieces: gathered, collectively
+    if (sync) {
+      moments = model::OptimizerMoments{sync->gather_pieces(model.adam_m_to_host()),
+                                        sync->gather_pieces(model.adam_v_to_host())};
+    }
+    if (writer) {
+      log->sync();  // the log reaches the checkpoint's step before the checkpoint exists
+      save_checkpoint(model, o, step, loader.position(), moments ? &*moments : nullptr);
+    }
     last_checkpoint_step = step;
     checkpoint_clock = std::chrono::steady_clock::now();
   };
@@ -167,13 +239,14 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
   };
 
   // A checkpoint of an interrupted run can predate the evaluation at its own step; make it now.
-  if (step < o.steps && evaluates_at(step) && last_eval_step != step) run_eval(step);
+  if (writer && step < o.steps && evaluates_at(step) && last_eval_step != step) run_eval(step);
 
   // On a simulator device every step also reports its simulated time on the chip.
   backend::SimulatedClock sim_clock(model.backend());
   double sim_ms_total = 0;
   while (step < o.steps) {
-    if (stop_requested(o)) {
+    // Several ranks agree on a stop at the end of each step (below) instead.
+    if (!sync && stop_requested(o)) {
       result.stopped = true;
       break;
     }
@@ -187,13 +260,14 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
     model.begin_step();
     bool abandoned = false;
     for (int micro = 0; micro < o.grad_accum; ++micro) {
-      if (micro > 0 && stop_requested(o)) {
+      if (!sync && micro > 0 && stop_requested(o)) {
         abandoned = true;
         break;
       }
       loader.next_batch(inputs, targets);
-      model.forward_backward(inputs.data(), targets.data(), o.batch, o.seq,
-                             1.0f / static_cast<float>(o.grad_accum));
+      if (sync) sync->begin_micro_batch(micro == o.grad_accum - 1);
+      model.forward_backward(inputs.data() + rank_offset, targets.data() + rank_offset, rank_batch,
+                             o.seq, 1.0f / static_cast<float>(o.grad_accum * ranks));
     }
     if (abandoned) {
       loader.seek(step_start);
@@ -220,35 +294,40 @@ TrainResult train(model::Model& model, const TrainOptions& o) {
       entry["simulated_tokens_per_s_per_chip"] = sim->tokens_per_s_per_chip;
       sim_ms_total += sim->ms;
     }
-    log.write(entry);
-    o.events.on_step({.step = step, .first_step = first_step, .total = o.steps, .loss = loss,
-                      .learning_rate = lr, .grad_norm = norm, .ms = ms,
-                      .tokens = static_cast<double>(tokens_per_step), .simulated = sim});
+    if (log) log->write(entry);
+    events.on_step({.step = step, .first_step = first_step, .total = o.steps, .loss = loss,
+                    .learning_rate = lr, .grad_norm = norm, .ms = ms,
+                    .tokens = static_cast<double>(tokens_per_step), .simulated = sim});
 
     if (step == o.steps) break;  // the end of the run evaluates and checkpoints below
-    if (stop_requested(o)) {  // skip this step's evaluation: a resumed run makes it first
+    const StepEnd end = agree(o.comm, {.stop = stop_requested(o), .checkpoint = checkpoint_due(),
+                                       .time_up = o.time_limit_s > 0 && elapsed_seconds() >= o.time_limit_s});
+    if (end.stop) {  // skip this step's evaluation: a resumed run makes it first
       result.stopped = true;
       break;
     }
-    if (evaluates_at(step)) run_eval(step);
-    if (checkpoint_due()) checkpoint();
-    if (o.time_limit_s > 0 && elapsed_seconds() >= o.time_limit_s) {
-      o.events.on_note(fmt::format("time limit of {:.0f} s reached after step {} of {}",
-                                   o.time_limit_s, step, o.steps));
+    if (writer && evaluates_at(step)) run_eval(step);
+    if (end.checkpoint) checkpoint();
+    if (end.time_up) {
+      events.on_note(fmt::format("time limit of {:.0f} s reached after step {} of {}",
+                                 o.time_limit_s, step, o.steps));
       result.timed_out = true;
       break;
     }
   }
   // The last step is evaluated; so is a time limit's stop, to show where the run got to.
-  if ((step == o.steps || result.timed_out) && last_eval_step != step) run_eval(step);
+  if (writer && (step == o.steps || result.timed_out) && last_eval_step != step) run_eval(step);
   if (last_checkpoint_step != step) checkpoint();
-  log.sync();
-  write_loss_curve(log_path, (fs::path(o.out_dir) / "loss.svg").string());
+  if (writer) {
+    log->sync();
+    write_loss_curve(log_path, (fs::path(o.out_dir) / "loss.svg").string());
+  }
 
   result.steps_done = step;
   result.seconds = elapsed_seconds();
   result.tokens_per_s = result.seconds > 0 ? tokens_per_step * (step - first_step) / result.seconds : 0;
   if (sim_clock.active() && step > first_step) result.simulated_seconds = sim_ms_total / 1000.0;
+  result.optimizer_state_bytes = model.optimizer_state_bytes();
   return result;
 }
 

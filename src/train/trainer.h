@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dist/communicator.h"
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "train/train_events.h"
@@ -56,6 +57,13 @@ struct TrainOptions {
   // installs no handlers.
   std::function<bool()> stop_requested;
   TrainEvents events;
+  // The ranks that share every step (data parallelism, train/data_parallel.h); null: this process
+  // alone. `batch` is then the global batch: rank r trains on windows [r B / N, (r + 1) B / N) of
+  // each one. All ranks must be given the same options (checked at start). Rank 0 alone writes
+  // the log and the checkpoints, evaluates, and reports events; a stop, a checkpoint and a time
+  // limit take effect on every rank at the same step.
+  dist::Communicator* comm = nullptr;
+  size_t bucket_floats = size_t{1} << 22;  // gradients per reduction bucket, at least (whole layers)
 };
 
 struct TrainResult {
@@ -68,11 +76,13 @@ struct TrainResult {
   double seconds = 0;
   double tokens_per_s = 0;
   double simulated_seconds = 0;  // simulator devices: simulated time of the steps run
+  size_t optimizer_state_bytes = 0;  // this rank's AdamW moments (1/N of them on N ranks)
 };
 
 // Trains `model` in place. With options.resume, first loads weights, optimizer state and data
 // position from options.out_dir and checks that the settings that shape the numbers (batch, seq,
-// grad-accum, lr, warmup) match; every mismatch is named in one Error.
+// grad-accum, lr, warmup) match; every mismatch is named in one Error. A checkpoint holds the
+// whole optimizer state whatever the number of ranks that wrote it, so it resumes on any number.
 TrainResult train(model::Model& model, const TrainOptions& options);
 
 }  // namespace switchyard::train

@@ -1,0 +1,164 @@
+// Run by mpirun as 2 (or more) processes (tests/CMakeLists.txt): the MPI Communicator's
+// collectives, and data-parallel training with the sharded optimizer against one process training
+// on the whole batch. Every test is collective: all ranks run them in the same order.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <numeric>
+#include <vector>
+
+#include "backend/backend.h"
+#include "dist/mpi/mpi_communicator.h"
+#include "model/model.h"
+#include "model/model_config.h"
+#include "random_data.h"
+#include "train/data_parallel.h"
+
+namespace switchyard {
+namespace {
+
+dist::Communicator* comm = nullptr;  // set by main
+
+// What rank q contributes at element i: distinct per rank and element, with rounding to matter.
+float contribution(int q, int64_t i) { return 0.1f * static_cast<float>(q + 1) + 1e-3f * static_cast<float>(i % 97); }
+
+TEST(MpiCommunicator, ReduceScatterSumsEachPieceInRankOrderOnItsOwner) {
+  const int n = comm->size(), me = comm->rank();
+  const std::vector<int64_t> counts = dist::even_counts(1001, n);
+  std::vector<float> x(1001);
+  for (int64_t i = 0; i < 1001; ++i) x[static_cast<size_t>(i)] = contribution(me, i);
+  comm->reduce_scatter_sum(Tensor::dense(x.data(), DType::kF32, {1001}), counts);
+  const int64_t begin = std::accumulate(counts.begin(), counts.begin() + me, int64_t{0});
+  for (int64_t i = begin; i < begin + counts[static_cast<size_t>(me)]; ++i) {
+    float expected = contribution(0, i);
+    for (int q = 1; q < n; ++q) expected += contribution(q, i);
+    ASSERT_EQ(x[static_cast<size_t>(i)], expected) << "element " << i;  // bit for bit
+  }
+}
+
+TEST(MpiCommunicator, AllGatherAllReduceBroadcastAndText) {
+  const int n = comm->size(), me = comm->rank();
+  const std::vector<int64_t> counts = dist::even_counts(37, n);
+  std::vector<double> x(37, -1.0);
+  const int64_t begin = std::accumulate(counts.begin(), counts.begin() + me, int64_t{0});
+  for (int64_t i = begin; i < begin + counts[static_cast<size_t>(me)]; ++i) x[static_cast<size_t>(i)] = 2.0 * i;
+  comm->all_gather(Tensor::dense(x.data(), DType::kF64, {37}), counts);
+  for (int64_t i = 0; i < 37; ++i) EXPECT_EQ(x[static_cast<size_t>(i)], 2.0 * i);
+
+  std::vector<float> y(5, static_cast<float>(me + 1));
+  comm->all_reduce_sum(Tensor::dense(y.data(), DType::kF32, {5}));
+  for (float v : y) EXPECT_EQ(v, static_cast<float>(n * (n + 1) / 2));
+
+  std::vector<float> z(3, static_cast<float>(me));
+  comm->broadcast(Tensor::dense(z.data(), DType::kF32, {3}), n - 1);
+  for (float v : z) EXPECT_EQ(v, static_cast<float>(n - 1));
+
+  const std::vector<std::string> texts = comm->all_gather_text(std::string(static_cast<size_t>(me), 'r'));
+  ASSERT_EQ(texts.size(), static_cast<size_t>(n));
+  for (int q = 0; q < n; ++q) EXPECT_EQ(texts[static_cast<size_t>(q)], std::string(static_cast<size_t>(q), 'r'));
+}
+
+TEST(MpiCommunicator, PiecesThatDoNotAddUpAreAnError) {
+  std::vector<float> x(10);
+  const std::vector<int64_t> counts = dist::even_counts(9, comm->size());
+  EXPECT_THROW(comm->reduce_scatter_sum(Tensor::dense(x.data(), DType::kF32, {10}), counts), Error);
+}
+
+// A small GPT-2 trained for `steps` steps on the same random batches, with the statistics of every
+// step: by one process on the whole batch, or by this rank on its share with DataParallelSync.
+struct Trained {
+  std::vector<float> losses, norms, parameters;
+  size_t optimizer_bytes = 0;
+};
+
+Trained train_tiny(bool data_parallel, int steps, int grad_accum) {
+  model::ModelConfig config = model::preset("tiny");
+  config.num_layers = 3;  // odd: buckets and pieces that do not split evenly
+  auto backend = backend::create_backend("cpu");
+  auto gpt = model::Model::create(*backend, config);
+  gpt->init_random(5);
+  std::unique_ptr<train::DataParallelSync> sync;
+  const int ranks = data_parallel ? comm->size() : 1;
+  if (data_parallel) sync = std::make_unique<train::DataParallelSync>(*gpt, *comm, 20000);
+  const int B = 2 * comm->size(), T = 32, rows = B / ranks;
+  const size_t offset = static_cast<size_t>(data_parallel ? comm->rank() : 0) * rows * T;
+  model::AdamWConfig adamw;
+  Trained out;
+  for (int step = 1; step <= steps; ++step) {
+    gpt->begin_step();
+    for (int micro = 0; micro < grad_accum; ++micro) {
+      const uint64_t seed = static_cast<uint64_t>(100 * step + micro);
+      const std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(B) * T, config.vocab_size, seed),
+                                 targets = random_tokens(static_cast<size_t>(B) * T, config.vocab_size, seed + 7);
+      if (sync) sync->begin_micro_batch(micro == grad_accum - 1);
+      gpt->forward_backward(tokens.data() + offset, targets.data() + offset, rows, T,
+                            1.0f / static_cast<float>(grad_accum * ranks));
+    }
+    const model::Model::StepResult r = gpt->finish_step(adamw, 6e-4f, step, 1.0f);
+    out.losses.push_back(r.loss);
+    out.norms.push_back(r.grad_norm);
+  }
+  out.parameters = gpt->parameters_to_host();
+  out.optimizer_bytes = gpt->optimizer_state_bytes();
+  return out;
+}
+
+double relative_l2(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+void expect_same_training(int grad_accum) {
+  const Trained alone = train_tiny(false, 20, grad_accum);
+  const Trained ranks = train_tiny(true, 20, grad_accum);
+  for (size_t s = 0; s < alone.losses.size(); ++s) {
+    EXPECT_NEAR(ranks.losses[s], alone.losses[s], 1e-6 * std::fabs(alone.losses[s])) << "step " << s + 1;
+    EXPECT_NEAR(ranks.norms[s], alone.norms[s], 1e-5 * alone.norms[s]) << "step " << s + 1;
+  }
+  EXPECT_LT(relative_l2(ranks.parameters, alone.parameters), 1e-6);
+  // Every rank holds the same parameters: rank 0's, broadcast, are everyone's.
+  std::vector<float> first = ranks.parameters;
+  comm->broadcast(Tensor::dense(first.data(), DType::kF32, {static_cast<int64_t>(first.size())}), 0);
+  EXPECT_EQ(first, ranks.parameters);
+}
+
+TEST(DataParallel, TwentyStepsMatchOneProcessOnTheWholeBatch) { expect_same_training(1); }
+
+TEST(DataParallel, GradientAccumulationToo) { expect_same_training(2); }
+
+TEST(DataParallel, EachRankHoldsItsShareOfTheOptimizerState) {
+  const Trained alone = train_tiny(false, 1, 1);
+  const Trained ranks = train_tiny(true, 1, 1);
+  // Pieces differ by at most one float per span between ranks; together they are the whole.
+  double total = static_cast<double>(ranks.optimizer_bytes);
+  comm->all_reduce_sum(Tensor::dense(&total, DType::kF64, {1}));
+  const size_t whole_layout = alone.optimizer_bytes;
+  EXPECT_LE(total, static_cast<double>(whole_layout));  // the alignment gaps between spans are nobody's
+  EXPECT_GT(total, 0.999 * static_cast<double>(whole_layout));
+  EXPECT_NEAR(static_cast<double>(ranks.optimizer_bytes),
+              static_cast<double>(whole_layout) / comm->size(), 0.002 * static_cast<double>(whole_layout));
+}
+
+}  // namespace
+}  // namespace switchyard
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  switchyard::dist::MpiCommunicator mpi;
+  switchyard::comm = &mpi;
+  // Only rank 0 prints gtest's report; every rank's failures still fail the job.
+  if (mpi.rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int failed = RUN_ALL_TESTS();
+  double failures = failed;
+  mpi.all_reduce_sum(switchyard::Tensor::dense(&failures, switchyard::DType::kF64, {1}));
+  return failures > 0 ? 1 : 0;
+}
