@@ -4,7 +4,8 @@
 // core stands for all of them: it runs its share of the batch as any single core would, and this
 // StepSync puts on its clock what the others and the links add (ZeRO-1, as llm.c does it):
 //
-//   - as the backward pass finishes each gradient bucket (train/gradient_buckets.h), that bucket's
+//   - as the backward pass finishes each gradient bucket (train/gradient_buckets.h; the buckets of
+//     the MPI engine, train/data_parallel.h, by default), that bucket's
 //     reduce-scatter starts on the simulated interconnect (dist/simulated_interconnect.h), one
 //     after another, beside the core's own work on the layers before it;
 //   - after the backward pass the core waits for whatever part of them is still running (the
@@ -35,11 +36,9 @@
 #include "model/model.h"
 #include "model/step_sync.h"
 #include "train/gradient_buckets.h"
+#include "train/trainer.h"
 
 namespace switchyard::train {
-
-// PyTorch DDP's default gradient bucket, 25 MiB, in fp32 gradients.
-inline constexpr size_t kSimulatedBucketFloats = 25u * 1024 * 1024 / sizeof(float);
 
 // What the collectives of one step cost, in simulated milliseconds on core 0's clock.
 struct ClusterCollectives {
@@ -58,7 +57,8 @@ class SimulatedCluster final : public model::StepSync {
   // simulator, with `micro_batches` forward-backward passes per optimizer step. Install it with
   // model.set_step_sync(this) before the first step; it must outlive the training.
   SimulatedCluster(model::Model& model, const dist::Interconnect& links, int cores,
-                   int micro_batches, size_t min_bucket_floats = kSimulatedBucketFloats);
+                   int micro_batches,
+                   size_t min_bucket_floats = TrainOptions{}.bucket_floats);  // as mpirun's
 
   std::vector<model::FloatRange> owned_ranges() const override;
   void layer_gradients_done(int layer) override;
