@@ -136,6 +136,12 @@ class SimulatorBackend {
   // `ranks` cores of one chip, as if the other ranks ran alongside. The model's tensors are not
   // touched: the ring moves scratch buffers.
   virtual void simulate_all_reduce(int64_t bytes, int ranks) = 0;
+  // A data-parallel step's waits for collectives on the simulated interconnect
+  // (train/simulated_cluster.h): the core idles `ns`, shown in the trace as the kernel `what`.
+  virtual void wait_for_peers(double ns, const std::string& what) = 0;
+  // A collective that ran beside the core from start_ns to end_ns of its simulated clock, drawn
+  // on the trace's collectives track while a trace records; the clock does not move.
+  virtual void trace_collective(const std::string& name, double start_ns, double end_ns) = 0;
 };
 
 // A tensor's elements copied to the host as fp32 (bf16 and fp16 widened), and back (rounded to

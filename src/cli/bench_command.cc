@@ -16,6 +16,7 @@
 #include "cli/bench_serve_command.h"
 #include "cli/commands.h"
 #include "cli/model_source.h"
+#include "cli/simulated_cluster_report.h"
 #include "cli/simulated_collectives.h"
 #include "core/error.h"
 #include "core/process_stats.h"
@@ -39,6 +40,8 @@ struct BenchFlags {
   int tokens = 64;
   bool json = false;
   std::string trace;  // simulator devices: Chrome trace of the last timed step
+  int cores = 1;      // bench train on a simulator: data-parallel cores (simulated_cluster_report.h)
+  bool cores_given = false;
 };
 
 double ms_since(Clock::time_point start) {
@@ -80,14 +83,18 @@ double measure_gemm_gflops(backend::Backend& backend) {
 
 // Simulator devices: the simulated step beside the wall-clock time of simulating it (the host's
 // GEMM bound says nothing about a simulated chip, so it is not measured).
+// With --cores, `cluster` holds the data-parallel figures; `sim` is then core 0's step, its waits for
+// the collectives included.
 void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, const backend::SimulatedSpan& sim,
-                            double wall_ms, double flops, const nlohmann::json& kernels) {
-  const size_t BT = static_cast<size_t>(f.batch) * f.seq;
+                            double wall_ms, double flops, const nlohmann::json& kernels,
+                            const std::optional<ClusterFigures>& cluster) {
+  const size_t BT = static_cast<size_t>(f.batch / f.cores) * f.seq;  // what this run computed
   const backend::SimulationReport report = *backend::simulation_report(*opened.backend);
   double peak_mib = peak_rss_bytes() / 1048576.0;
   std::printf("train %s on %s: batch %d x seq %d: %.1f ms/step of wall time to simulate; peak RSS %.0f MiB\n",
               f.source.model.c_str(), opened.backend->name().c_str(), f.batch, f.seq, wall_ms, peak_mib);
   std::printf("  %s\n", backend::describe_span(sim, report, "step").c_str());
+  if (cluster) std::printf("  %s\n", describe_cluster(*cluster).c_str());
   if (!f.trace.empty()) std::printf("  trace of the last step: %s\n", f.trace.c_str());
   if (f.json) {
     nlohmann::json utilization = nlohmann::json::object();
@@ -106,6 +113,7 @@ void report_simulated_train(const BenchFlags& f, const OpenedModel& opened, cons
     nlohmann::json unsimulated = nlohmann::json::object();
     for (const auto& [name, calls] : sim.unsimulated_ops) unsimulated[name] = calls;
     result["unsimulated_ops"] = unsimulated;  // ran on the host: not in simulated_ms_per_step
+    if (cluster) result.update(cluster_json(*cluster));
     if (opened.profiler) result["kernel_ms_per_step"] = kernels;
     print_json_line(result);
   }
@@ -116,7 +124,14 @@ void run_bench_train(const BenchFlags& f) {
   model::Model& gpt = *opened.model;
   const model::ModelConfig& config = gpt.config();
   require(f.seq <= config.max_seq_len, "--seq {} exceeds the model's context of {}", f.seq, config.max_seq_len);
-  const size_t BT = static_cast<size_t>(f.batch) * f.seq;
+  // With --cores this process is core 0 of the cluster: it computes its share of the global batch.
+  const int batch = f.cores_given ? per_core_batch(gpt.backend(), f.batch, f.cores) : f.batch;
+  std::optional<train::SimulatedCluster> cluster;
+  if (f.cores > 1) {
+    cluster.emplace(gpt, interconnect_of_device(gpt.backend()), f.cores, /*micro_batches=*/1);
+    gpt.set_step_sync(&*cluster);
+  }
+  const size_t BT = static_cast<size_t>(batch) * f.seq;
   std::vector<int32_t> tokens(BT), targets(BT);
   Rng rng(f.source.seed);
   for (size_t i = 0; i < BT; ++i) {
@@ -136,7 +151,7 @@ void run_bench_train(const BenchFlags& f) {
     sim_clock.restart();
     auto t0 = Clock::now();
     gpt.begin_step();
-    gpt.forward_backward(tokens.data(), targets.data(), f.batch, f.seq);
+    gpt.forward_backward(tokens.data(), targets.data(), batch, f.seq);
     const float loss = gpt.finish_step(adamw, 6e-4f, step + 1, /*clip=*/1.0f).loss;
     double ms = ms_since(t0);
     bool warm = step < f.warmup;
@@ -148,13 +163,27 @@ void run_bench_train(const BenchFlags& f) {
   }
   std::sort(step_ms.begin(), step_ms.end());
   double ms = step_ms[step_ms.size() / 2];  // median: robust to a busy machine
-  double flops = gpt.shape().training_flops_per_token(f.seq) * static_cast<double>(BT);
+  // The whole cluster's model FLOPs (the planner's evidence divides them among its chips).
+  double flops = gpt.shape().training_flops_per_token(f.seq) * static_cast<double>(f.batch) * f.seq;
   // With --profile: where the wall time of the steps went (on a simulator, the host time of
   // simulating each kernel).
   nlohmann::json kernels = nlohmann::json::object();
   if (opened.profiler) kernels = report_kernel_times(*opened.profiler, f.steps, ms);
   if (sim_step) {
-    report_simulated_train(f, opened, *sim_step, ms, flops, kernels);
+    std::optional<ClusterFigures> figures;
+    if (f.cores_given) {
+      figures.emplace();
+      figures->links = interconnect_of_device(gpt.backend());
+      figures->layout = dist::layout_cores(figures->links, f.cores, "--cores");
+      figures->step_ms = figures->single_core_ms = sim_step->ms;
+      figures->tokens_per_core = static_cast<double>(BT);
+      figures->gradient_bytes = static_cast<double>(gpt.layout().total()) * sizeof(float);
+      if (cluster) {
+        figures->collectives = cluster->last_step();
+        figures->single_core_ms = time_step_on_timing_copy(f.source, batch, f.seq, 1, 1).ms;
+      }
+    }
+    report_simulated_train(f, opened, *sim_step, ms, flops, kernels, figures);
     return;
   }
   const std::optional<size_t> device_peak = opened.backend->device_memory_peak_bytes();
@@ -256,7 +285,8 @@ void add_bench_command(CLI::App& app) {
   bench->require_subcommand(1);
   CLI::App* train = bench->add_subcommand("train", "time forward + backward + AdamW steps on random tokens");
   add_model_flags(train, flags->source);
-  train->add_option("--batch", flags->batch, "batch size")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  train->add_option("--batch", flags->batch, "sequences per step (with --cores: the global batch, split evenly over the cores)")
+      ->check(CLI::Range(1, 1 << 16))->capture_default_str();
   train->add_option("--seq", flags->seq, "sequence length")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   train->add_option("--steps", flags->steps, "timed steps")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   train->add_option("--warmup", flags->warmup, "untimed steps first")->check(CLI::Range(0, 1 << 20))->capture_default_str();
@@ -264,7 +294,15 @@ void add_bench_command(CLI::App& app) {
   train->add_flag("--profile", flags->source.profile,
                   "time every kernel call and print where the step goes (waits for the device after each)");
   train->add_option("--trace", flags->trace, "simulator devices: write a Chrome trace (Perfetto) of the last step");
-  train->callback([flags] { run_bench_train(*flags); });
+  add_cores_flag(train, flags->cores,
+                 "The run is core 0's: its share of the batch and its 1/N of the optimizer step; "
+                 "the other cores are not computed, so with N > 1 the parameters outside its share "
+                 "keep their values and the losses after the first step are those of that partly "
+                 "updated model");
+  train->callback([flags, train] {
+    flags->cores_given = train->count("--cores") > 0;
+    run_bench_train(*flags);
+  });
 
   add_bench_generate_command(*bench);
 

@@ -22,6 +22,7 @@
 #include "cli/commands.h"
 #include "cli/model_source.h"
 #include "cli/progress_line.h"
+#include "cli/simulated_cluster_report.h"
 #include "cli/stop_signals.h"
 #include "cli/train_settings.h"
 #include "core/error.h"
@@ -182,6 +183,13 @@ int train_as_rank(TrainFlags& flags, const std::set<std::string>& given, dist::C
   // Shape mistakes are reported before the (possibly long) tokenisation of the data.
   require(o.seq <= c.max_seq_len, "--seq {} exceeds the model's context of {} tokens", o.seq, c.max_seq_len);
   model::check_save_format(*opened.model, o.save_format);
+  if (given.contains("cores") || flags.cores > 1) {  // a resumed run keeps its recorded --cores
+    require(comm.size() == 1,
+            "--cores simulates a cluster in one process; run it without mpirun (this job has {} ranks)",
+            comm.size());
+    std::fprintf(stderr, "%s\n", describe_training_cluster(source, *opened.backend, o.batch, o.seq,
+                                                           o.grad_accum, flags.cores).c_str());
+  }
   prepare_data(flags, *opened.tokenizer, comm);
   const std::string experts =
       c.num_experts > 0 ? fmt::format(", {} experts (top {})", c.num_experts, c.experts_per_token) : "";
@@ -257,7 +265,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--val-fraction", flags->val_fraction, "share of a text file kept for validation")
       ->check(CLI::Range(0.0, 0.5))->capture_default_str();
   cmd->add_option("--out", o.out_dir, "directory for checkpoints, log.jsonl and loss.svg")->required();
-  cmd->add_option("--batch", o.batch, "sequences per micro-batch")->check(CLI::Range(1, 1 << 16))->capture_default_str();
+  cmd->add_option("--batch", o.batch, "sequences per micro-batch (with --cores: the global one, split over the cores)")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   cmd->add_option("--seq", o.seq, "tokens per sequence")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--grad-accum", o.grad_accum, "micro-batches per optimizer step")->check(CLI::Range(1, 1 << 16))->capture_default_str();
   cmd->add_option("--steps", o.steps, "optimizer steps (on --resume: may change, to more than the checkpoint's step)")
@@ -284,6 +292,10 @@ void add_train_command(CLI::App& app) {
                 "gpt-oss: experts in checkpoints as MXFP4 blocks and scales, as published (with "
                 "--save-dtype bf16: the published layout throughout)");
   cmd->add_flag("--resume", o.resume, "continue the run checkpointed in --out, with its recorded settings");
+  add_cores_flag(cmd, flags->cores,
+                 "train computes the global batch on one simulated core, exactly as without "
+                 "--cores (the cluster's reduced gradient is the mean over the global batch); the "
+                 "cluster's step is timed once on timing-only copies and printed before training");
   cmd->callback([flags, cmd] {
     if (flags->source.model.empty() && !flags->options.resume) {
       throw CLI::RequiredError("--model");

@@ -93,6 +93,7 @@ std::vector<Setting> settings_of(TrainFlags& f) {
       bind("log-every", may_change, f.log_every),
       bind("save-dtype", may_change, f.save_dtype),  // the training state keeps exact weights
       bind("save-mxfp4", may_change, f.save_mxfp4),
+      bind("cores", may_change, f.cores),  // times the step; changes no number of the run
   };
 }
 

@@ -29,6 +29,7 @@ struct TrainFlags {
   int log_every = 10;  // progress line cadence when stderr is not a terminal
   std::string save_dtype = "f32";  // checkpoints' weights: "f32" or "bf16"
   bool save_mxfp4 = false;         // gpt-oss's experts as MXFP4 in checkpoints
+  int cores = 1;                   // simulator devices: data-parallel cores the step is timed on
   train::TrainOptions options;
 };
 

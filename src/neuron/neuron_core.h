@@ -164,6 +164,11 @@ class NeuronCore {
   void record_trace(bool on) { trace_.record(on); }
   void clear_trace() { trace_.clear(); }
   void write_trace(const std::string& path) const { trace_.write(path, config_, context_); }
+  // A collective that ran beside this core from start_ns to end_ns of its clock (a data-parallel
+  // step's, on the simulated interconnect): a slice on the trace's collectives track, nothing more.
+  void trace_collective(std::string name, double start_ns, double end_ns) {
+    trace_.add_collective(std::move(name), start_ns, end_ns);
+  }
 
  private:
   View allocate(Memory memory, int64_t partitions, const std::vector<int64_t>& free_shape,

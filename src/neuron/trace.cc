@@ -35,6 +35,17 @@ void Trace::write(const std::string& path, const CoreConfig& config,
                     {"name", "process_name"},
                     {"pid", 0},
                     {"args", {{"name", fmt::format("{} {}", config.target, config.core_name)}}}});
+  if (!collectives_.empty()) {
+    events.push_back({{"ph", "M"}, {"name", "thread_name"}, {"pid", 0}, {"tid", tracks},
+                      {"args", {{"name", "collectives (simulated interconnect)"}}}});
+    events.push_back({{"ph", "M"}, {"name", "thread_sort_index"}, {"pid", 0}, {"tid", tracks},
+                      {"args", {{"sort_index", tracks}}}});
+    for (const Collective& c : collectives_) {
+      events.push_back({{"ph", "X"}, {"name", c.name}, {"cat", "collective"}, {"pid", 0},
+                        {"tid", tracks}, {"ts", c.start_ns / 1e3},
+                        {"dur", (c.end_ns - c.start_ns) / 1e3}});
+    }
+  }
   for (const Event& e : events_) {
     const std::string& kernel = kernels.name_of(e.kernel);
     events.push_back({{"ph", "X"},

@@ -82,6 +82,19 @@ StepEvidence parse_evidence(const nlohmann::json& json, const std::string& chip,
     e.ms_per_step = positive_number(json, "ms_per_step", what);
   }
   e.flops_per_step = positive_number(json, "flops_per_step", what);
+  if (e.kind == EvidenceKind::kSimulated && json.contains("cores_per_chip")) {
+    e.cores_per_chip = static_cast<int64_t>(positive_number(json, "cores_per_chip", what));
+  }
+  if (json.contains("cores")) e.cores = static_cast<int64_t>(positive_number(json, "cores", what));
+  if (e.cores > 1) {
+    require(e.kind == EvidenceKind::kSimulated, "{}: 'cores' {} in a run that is not simulated", what,
+            e.cores);
+    e.collective_ms = positive_number(json, "collective_ms", what);
+    e.exposed_collective_ms = json.value("exposed_collective_ms", 0.0);
+    require(e.exposed_collective_ms >= 0 && e.exposed_collective_ms < e.ms_per_step,
+            "{}: 'exposed_collective_ms' must be at least 0 and less than the step", what);
+    e.gradient_bytes = positive_number(json, "gradient_bytes", what);
+  }
   return e;
 }
 
@@ -130,9 +143,13 @@ ComputeRate choose_rate(const Catalog& catalog, const ChipSpec& chip, const std:
       rate.kind = kind;
       rate.flops_per_second = best->flops_per_second();
       rate.detail =
-          fmt::format("{} {} of {} (B={}, T={}): {:.1f} ms/step, {:.3g} TFLOP/s{}",
+          fmt::format("{} {} of {} (B={}, T={}{}): {:.1f} ms/step, {:.3g} TFLOP/s per chip{}{}",
                       evidence_name(kind), best->origin, best->model, best->batch, best->seq,
+                      best->cores > 1 ? fmt::format(", {} cores", best->cores) : "",
                       best->ms_per_step, rate.flops_per_second / 1e12,
+                      best->cores_per_chip > 0
+                          ? fmt::format(" (a core's rate x the chip's {} cores)", best->cores_per_chip)
+                          : "",
                       best->model == model_name ? "" : "; other model, FLOP rate carried over");
       return rate;
     }

@@ -10,7 +10,12 @@
 //
 // Measured and simulated runs are reduced to the model-FLOP rate they achieved on one chip
 // (flops_per_step / step time); the planner applies that rate to the planned model, and says so
-// when the run was of another model.
+// when the run was of another model. A simulator run times cores, not chips: its rate is one
+// core's (the whole step's FLOPs over its cores, in the time the core computed, its exposed
+// collectives left out) times the chip's cores. A simulated cluster (`bench train --cores N`,
+// whole chips) also gives the planner its collectives: rows with as many chips, data parallel
+// only, take the cluster's simulated gradient collectives (scaled to the planned model's gradient
+// bytes) instead of the ring formulas.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +44,24 @@ struct StepEvidence {
   double ms_per_step = 0;  // measured, or simulated when kind == kSimulated
   double flops_per_step =
       0;  // model FLOPs of the step (ModelShape::training_flops_per_token * B * T)
-  double flops_per_second() const { return flops_per_step / (ms_per_step / 1000.0); }
+  // Simulator runs: the chip's cores (0 where the file does not say: the rate is then the chip's)
+  // and the cores that ran the step (1 without --cores).
+  int64_t cores_per_chip = 0, cores = 1;
+  // Simulated clusters (cores > 1): their gradient collectives a step, all and the part the
+  // backward pass did not hide, and the gradient bytes they moved.
+  double collective_ms = 0, exposed_collective_ms = 0, gradient_bytes = 0;
+  // A cluster of whole chips: how many (0 otherwise).
+  int64_t cluster_chips() const {
+    return cores > 1 && cores_per_chip > 0 && cores % cores_per_chip == 0 ? cores / cores_per_chip
+                                                                          : 0;
+  }
+  // Model FLOP/s of one chip (see the top of the file).
+  double flops_per_second() const {
+    const double compute_s = (ms_per_step - exposed_collective_ms) / 1000.0;
+    if (cores_per_chip == 0) return flops_per_step / compute_s;
+    return flops_per_step / static_cast<double>(cores) * static_cast<double>(cores_per_chip) /
+           compute_s;
+  }
 };
 
 // From one `bench train --json` object. `chip` overrides the object's own "chip" field; one of them

@@ -34,6 +34,18 @@ int64_t largest_micro_batch(const ModelShape& shape, const Precision& precision,
   return best;
 }
 
+// A simulated cluster of this chip with as many chips as the row, for a data-parallel row: its
+// collectives replace the ring formulas (a run of the planned model first, then the first given).
+const StepEvidence* simulated_cluster(const PlanRequest& r, const ChipSpec& chip, const PlanRow& row) {
+  if (row.tensor_parallel != 1) return nullptr;
+  const StepEvidence* best = nullptr;
+  for (const StepEvidence& e : r.evidence) {
+    if (e.kind != EvidenceKind::kSimulated || e.chip != chip.name || e.cluster_chips() != row.chips) continue;
+    if (!best || (e.model == r.shape.name && best->model != r.shape.name)) best = &e;
+  }
+  return best;
+}
+
 void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec& inst,
                  const ComputeRate& rate, PlanRow& row) {
   const ModelShape& s = r.shape;
@@ -97,6 +109,17 @@ void fill_timing(const PlanRequest& r, const ChipSpec& chip, const InstanceSpec&
   }
   const double hidden_by_backward = row.compute_s * (2.0 / 3.0);
   row.exposed_dp_comm_s = std::max(0.0, row.dp_comm_s - hidden_by_backward);
+  if (const StepEvidence* cluster = simulated_cluster(r, chip, row)) {
+    // The simulated collectives, in proportion to the gradient bytes (the simulator moves fp32).
+    const double scale = grad_bytes / cluster->gradient_bytes;
+    row.dp_comm_s = cluster->collective_ms / 1000.0 * scale;
+    row.exposed_dp_comm_s = cluster->exposed_collective_ms / 1000.0 * scale;
+    row.evidence_detail += fmt::format(
+        "; collectives simulated on {} cores ({} chips) in {}: {:.3f} ms a step, {:.3f} ms exposed, "
+        "scaled by gradient bytes x{:.3g}",
+        cluster->cores, row.chips, cluster->origin, cluster->collective_ms,
+        cluster->exposed_collective_ms, scale);
+  }
   row.step_s = static_cast<double>(row.accumulation) * (row.compute_s + row.tp_comm_s) +
                row.exposed_dp_comm_s;
 

@@ -214,4 +214,14 @@ void NeuronSimBackend::simulate_all_reduce(int64_t bytes, int ranks) {
   core_->release(own);
 }
 
+void NeuronSimBackend::wait_for_peers(double ns, const std::string& what) {
+  require(ns >= 0, "{}: a wait of {} ns", name(), ns);
+  KernelScope scope(*core_, what);
+  core_->wait_for_peers(ns);
+}
+
+void NeuronSimBackend::trace_collective(const std::string& name, double start_ns, double end_ns) {
+  core_->trace_collective(name, start_ns, end_ns);
+}
+
 }  // namespace switchyard::backend::neuron

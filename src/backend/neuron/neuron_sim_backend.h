@@ -116,6 +116,8 @@ class NeuronSimBackend final : public Backend, public SimulatorBackend {
   void finish_trace(const std::string& path) override;
   bool timing_only() const override { return mode_ == ExecutionMode::kTimingOnly; }
   void simulate_all_reduce(int64_t bytes, int ranks) override;
+  void wait_for_peers(double ns, const std::string& what) override;
+  void trace_collective(const std::string& name, double start_ns, double end_ns) override;
 
  protected:
   void on_host_fallback(OpKind kind) override;
