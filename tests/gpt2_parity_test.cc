@@ -57,7 +57,8 @@ struct Reference {
 // Tolerances per backend, each about 10x the error measured (relative L2 norm; the loss and each
 // AdamW loss as |got - want| / |want|), so that a real bug fails while a different CPU's rounding
 // passes. Where 10x the measurement would be looser than the bar the backend was built to, the bar
-// stays. Measured 2026-12-04 (CPU backend and simulators on the development VM; CUDA on an H200):
+// stays. Measured 2026-12-04 (CPU backend and simulators on the development VM; CUDA on an H200;
+// cpu-bf16 2026-12-05 on an AMD EPYC (Zen 5) with AVX-512 BF16, no AMX):
 //
 //   backend             logits   loss     worst grad  worst AdamW loss  params after AdamW
 //   cpu                 3.3e-7   8.9e-8   5.3e-7      1.1e-7            1.7e-6
@@ -65,6 +66,7 @@ struct Reference {
 //   cuda-fp32           3.1e-7   8.9e-8   9.4e-7      2.2e-7            2.9e-6
 //   trn*-sim (bf16)     5.6e-3   3.8e-5   1.15e-2     1.2e-4            2.9e-3
 //   cuda (bf16)         5.0e-3   2.0e-5   9.9e-3      1.6e-4            2.6e-3
+//   cpu-bf16            4.6e-3   3.3e-5   8.1e-3      8.4e-5            2.4e-3
 //
 // Dropping weight decay moves the fp32 backends' worst AdamW loss to 1.9e-4 and their parameters
 // to 2.9e-4 (tried): far outside the fp32 bars, but inside bf16's noise, so the bf16 backends'
@@ -81,7 +83,7 @@ Tolerance tolerance_for(const std::string& backend) {
   if (backend == "cpu") return {4e-6, 1e-6, 1e-5, 3e-6, 1e-5};
   // Logits, gradients and parameters keep the bars of the bf16 backends' design (2e-2, 2e-2,
   // 1e-2 or 2e-2: 10x the measurement would be looser); loss and AdamW losses are 10x measured.
-  if (backend.ends_with("-sim")) return {2e-2, 4e-4, 2e-2, 1.2e-3, 1e-2};
+  if (backend.ends_with("-sim") || backend == "cpu-bf16") return {2e-2, 4e-4, 2e-2, 1.2e-3, 1e-2};
   if (backend == "cuda") return {2e-2, 2e-4, 2e-2, 2e-3, 2e-2};
   return kFp32Tolerance;  // cuda-fp32, trn*-sim-fp32
 }

@@ -56,21 +56,31 @@ void HostStaging::add(const Tensor& t, ops::Access access) {
 }
 
 void HostStaging::load() {
+  const bool host_memory = device_.device_memory_is_host_memory();
   for (Range& r : ranges_) {
     const size_t bytes = r.end - r.begin;
-    std::vector<uint8_t> raw(bytes);
-    device_.copy_to_host(raw.data(), reinterpret_cast<const void*>(r.begin), bytes);
+    const void* device = reinterpret_cast<const void*>(r.begin);
     if (!widens(r.dtype)) {
-      r.host = std::move(raw);
+      r.in_place = host_memory;
+      if (r.in_place) continue;
+      r.host.reset(new uint8_t[bytes]);
+      device_.copy_to_host(r.host.get(), device, bytes);
       continue;
     }
     const size_t count = bytes / 2;
-    r.host.resize(count * sizeof(float));
-    float* out = reinterpret_cast<float*>(r.host.data());
-    for (size_t i = 0; i < count; ++i) {
-      uint16_t bits;
-      std::memcpy(&bits, raw.data() + 2 * i, 2);
-      out[i] = r.dtype == DType::kBF16 ? bf16_to_float(bits) : fp16_to_float(bits);
+    std::unique_ptr<uint16_t[]> copy;
+    const uint16_t* raw = static_cast<const uint16_t*>(device);
+    if (!host_memory) {
+      copy.reset(new uint16_t[count]);
+      device_.copy_to_host(copy.get(), device, bytes);
+      raw = copy.get();
+    }
+    r.host.reset(new uint8_t[count * sizeof(float)]);
+    float* out = reinterpret_cast<float*>(r.host.get());
+    if (r.dtype == DType::kBF16) {
+      bf16_to_float(raw, out, count);
+    } else {
+      for (size_t i = 0; i < count; ++i) out[i] = fp16_to_float(raw[i]);
     }
   }
 }
@@ -89,34 +99,43 @@ Tensor HostStaging::host_view(const Tensor& t) const {
   const Range& r = range_of(address);
   const size_t offset = address - r.begin;
   if (widens(r.dtype)) {
-    host.data = const_cast<uint8_t*>(r.host.data()) + offset / 2 * sizeof(float);
+    host.data = r.host.get() + offset / 2 * sizeof(float);
     host.dtype = DType::kF32;
-  } else {
-    host.data = const_cast<uint8_t*>(r.host.data()) + offset;
+  } else if (!r.in_place) {
+    host.data = r.host.get() + offset;
   }
   if (t.scales) {
     const uintptr_t scales = reinterpret_cast<uintptr_t>(t.scales);
     const Range& s = range_of(scales);
-    host.scales = s.host.data() + (scales - s.begin);
+    if (!s.in_place) host.scales = s.host.get() + (scales - s.begin);
   }
   return host;
 }
 
 void HostStaging::store() {
+  const bool host_memory = device_.device_memory_is_host_memory();
   for (const Range& r : ranges_) {
-    if (!r.written) continue;
+    if (!r.written || r.in_place) continue;
     const size_t bytes = r.end - r.begin;
+    void* device = reinterpret_cast<void*>(r.begin);
     if (!widens(r.dtype)) {
-      device_.copy_to_device(reinterpret_cast<void*>(r.begin), r.host.data(), bytes);
+      device_.copy_to_device(device, r.host.get(), bytes);
       continue;
     }
-    std::vector<uint8_t> raw(bytes);
-    const float* in = reinterpret_cast<const float*>(r.host.data());
-    for (size_t i = 0; i < bytes / 2; ++i) {
-      const uint16_t bits = r.dtype == DType::kBF16 ? float_to_bf16(in[i]) : float_to_fp16(in[i]);
-      std::memcpy(raw.data() + 2 * i, &bits, 2);
+    const size_t count = bytes / 2;
+    std::unique_ptr<uint16_t[]> copy;
+    uint16_t* raw = static_cast<uint16_t*>(device);
+    if (!host_memory) {
+      copy.reset(new uint16_t[count]);
+      raw = copy.get();
     }
-    device_.copy_to_device(reinterpret_cast<void*>(r.begin), raw.data(), bytes);
+    const float* in = reinterpret_cast<const float*>(r.host.get());
+    if (r.dtype == DType::kBF16) {
+      float_to_bf16(in, raw, count);
+    } else {
+      for (size_t i = 0; i < count; ++i) raw[i] = float_to_fp16(in[i]);
+    }
+    if (!host_memory) device_.copy_to_device(device, raw, bytes);
   }
 }
 

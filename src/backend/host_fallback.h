@@ -7,7 +7,8 @@
 // projection; an output that aliases an input), each merged range is copied to the host once
 // (bf16 and fp16 widened to fp32, which the reference computes in), the operands are re-pointed
 // into those copies with their strides kept, the reference runs, and the ranges an output touches
-// are copied back (narrowed again).
+// are copied back (narrowed again). On host memory only the ranges that widen are copied: the
+// others (fp32 statistics, int32 ids, an attention record) are used where they are.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +40,8 @@ class HostStaging {
     uintptr_t begin = 0, end = 0;  // device bytes [begin, end)
     DType dtype = DType::kU8;      // element type of the memory (the first operand's)
     bool written = false;
-    std::vector<uint8_t> host;     // widened to fp32 for bf16 and fp16
+    bool in_place = false;         // device memory is host memory and needs no widening
+    std::unique_ptr<uint8_t[]> host;  // widened to fp32 for bf16 and fp16
   };
   const Range& range_of(uintptr_t address) const;
   static bool widens(DType dtype) { return dtype == DType::kBF16 || dtype == DType::kF16; }

@@ -112,6 +112,21 @@ uint16_t float_to_bf16(float value) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
+namespace {
+// Below this many values one thread converts faster than a team can be woken.
+constexpr size_t kParallelConversion = size_t{1} << 16;
+}  // namespace
+
+void bf16_to_float(const uint16_t* bits, float* values, size_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelConversion)
+  for (size_t i = 0; i < n; ++i) values[i] = bf16_to_float(bits[i]);
+}
+
+void float_to_bf16(const float* values, uint16_t* bits, size_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelConversion)
+  for (size_t i = 0; i < n; ++i) bits[i] = float_to_bf16(values[i]);
+}
+
 float fp16_to_float(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
   uint32_t exponent = (h >> 10) & 0x1F;

@@ -65,6 +65,10 @@ DType parse_dtype(const std::string& name);
 
 float bf16_to_float(uint16_t bits);
 uint16_t float_to_bf16(float value);
+// n values at once, rounded as above, split across OpenMP threads when there are many (staging
+// and casting whole activations).
+void bf16_to_float(const uint16_t* bits, float* values, size_t n);
+void float_to_bf16(const float* values, uint16_t* bits, size_t n);
 float fp16_to_float(uint16_t bits);
 uint16_t float_to_fp16(float value);
 uint8_t float_to_fp8_e4m3(float value);

@@ -1,6 +1,6 @@
-// fp32 matrix products for the CPU backend through oneDNN: its matmul primitive for the forward
-// products of linear layers (bias fused), its sgemm for the rest. The batch-invariant products
-// are in invariant_linear.cc.
+// Matrix products for the CPU backend through oneDNN: its matmul primitive for the forward
+// products of linear layers (bias fused) and for every bf16 product, its sgemm for the other fp32
+// products. The batch-invariant products are in invariant_linear.cc.
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
@@ -39,57 +39,107 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
 
 namespace {
 
-// oneDNN matmul primitives for out[N,OC] = inp[N,C] @ weight[OC,C]^T (+ bias), one per shape.
-// Building one costs far more than running a small product, and a model uses a handful of shapes,
-// so they are kept for the life of the process. On AVX-512 machines they run the forward products
-// of GPT-2 about 20% faster than sgemm (its transposed-B path packs the weights on every call).
-class LinearPrimitives {
+using dnnl::memory;
+
+// One product's shapes, dtypes and layouts: C[M,N] (+)= op(A)[M,K] @ op(B)[K,N] (+ bias[N]).
+struct MatmulKey {
+  int M, N, K;
+  memory::data_type ab, c;  // operands; result
+  int64_t lda, ldb, ldc;
+  bool trans_a, trans_b, bias, accumulate;
+  int threads;
+  auto tie() const {
+    return std::tie(M, N, K, ab, c, lda, ldb, ldc, trans_a, trans_b, bias, accumulate, threads);
+  }
+  bool operator<(const MatmulKey& o) const { return tie() < o.tie(); }
+};
+
+// oneDNN matmul primitives, one per MatmulKey. Building one costs far more than running a small
+// product, and a model uses a handful of shapes, so they are kept for the life of the process. On
+// AVX-512 machines they run the forward products of GPT-2 about 20% faster than sgemm (its
+// transposed-B path packs the weights on every call); in bf16 they use AVX-512 BF16 or AMX
+// where the CPU has them, accumulating in fp32.
+class MatmulPrimitives {
  public:
-  static LinearPrimitives& instance() {
-    static LinearPrimitives primitives;
+  static MatmulPrimitives& instance() {
+    static MatmulPrimitives primitives;
     return primitives;
   }
 
-  void run(float* out, const float* inp, const float* weight, const float* bias, int N, int C,
-           int OC) {
-    using dnnl::memory;
-    const memory::desc src({N, C}, memory::data_type::f32, memory::dims{C, 1});
-    const memory::desc wei({C, OC}, memory::data_type::f32, memory::dims{1, C});  // weight^T
-    const memory::desc dst({N, OC}, memory::data_type::f32, memory::dims{OC, 1});
-    const memory::desc bia({1, OC}, memory::data_type::f32, memory::dims{OC, 1});
+  void run(const MatmulKey& key, void* c, const void* a, const void* b, const float* bias) {
+    const memory::desc a_desc({key.M, key.K}, key.ab,
+                              key.trans_a ? memory::dims{1, key.lda} : memory::dims{key.lda, 1});
+    const memory::desc b_desc({key.K, key.N}, key.ab,
+                              key.trans_b ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1});
+    const memory::desc c_desc({key.M, key.N}, key.c, memory::dims{key.ldc, 1});
+    const memory::desc bias_desc({1, key.N}, memory::data_type::f32, memory::dims{key.N, 1});
     dnnl::matmul* primitive;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      // oneDNN plans a primitive's work split for the thread count when it is built: one built for
-      // one thread would keep running on one after the thread adapter raised the count again.
-      auto key = std::make_tuple(N, C, OC, bias != nullptr, omp_get_max_threads());
       auto it = cache_.find(key);
       if (it == cache_.end()) {
-        const dnnl::matmul::desc desc =
-            bias ? dnnl::matmul::desc(src, wei, bia, dst) : dnnl::matmul::desc(src, wei, dst);
-        it = cache_.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(desc, engine_))).first;
+        const dnnl::matmul::desc desc = key.bias ? dnnl::matmul::desc(a_desc, b_desc, bias_desc, c_desc)
+                                                 : dnnl::matmul::desc(a_desc, b_desc, c_desc);
+        dnnl::primitive_attr attr;
+        if (key.accumulate) {  // C += product: oneDNN's sum post-op reads C before writing it
+          dnnl::post_ops post;
+          post.append_sum(1.0f);
+          attr.set_post_ops(post);
+        }
+        it = cache_.emplace(key, dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, engine_)))
+                 .first;
       }
       primitive = &it->second;
     }
     std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, memory(src, engine_, const_cast<float*>(inp))},
-        {DNNL_ARG_WEIGHTS, memory(wei, engine_, const_cast<float*>(weight))},
-        {DNNL_ARG_DST, memory(dst, engine_, out)}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, memory(bia, engine_, const_cast<float*>(bias)));
+        {DNNL_ARG_SRC, memory(a_desc, engine_, const_cast<void*>(a))},
+        {DNNL_ARG_WEIGHTS, memory(b_desc, engine_, const_cast<void*>(b))},
+        {DNNL_ARG_DST, memory(c_desc, engine_, c)}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(bias_desc, engine_, const_cast<float*>(bias)));
     primitive->execute(stream_, args);
     stream_.wait();
   }
 
  private:
-  LinearPrimitives() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
+  MatmulPrimitives() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
 
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::mutex mutex_;
-  std::map<std::tuple<int, int, int, bool, int>, dnnl::matmul> cache_;
+  std::map<MatmulKey, dnnl::matmul> cache_;
 };
 
+void run_matmul(const MatmulKey& key, void* c, const void* a, const void* b, const float* bias) {
+  try {
+    MatmulPrimitives::instance().run(key, c, a, b, bias);
+  } catch (const dnnl::error& e) {
+    fail("oneDNN matmul failed ({}) for M={} N={} K={}", e.what(), key.M, key.N, key.K);
+  }
+}
+
+// oneDNN plans a primitive's work split for the thread count when it is built: one built for one
+// thread would keep running on one after the thread adapter raised the count again.
+MatmulKey key_for(bool trans_a, bool trans_b, int M, int N, int K, memory::data_type ab,
+                  memory::data_type c, int lda, int ldb, int ldc, bool bias, bool accumulate) {
+  return {M, N, K, ab, c, lda, ldb, ldc, trans_a, trans_b, bias, accumulate,
+          omp_get_max_threads()};
+}
+
 }  // namespace
+
+void bf16_gemm(bool trans_a, bool trans_b, int M, int N, int K, const uint16_t* A, int lda,
+               const uint16_t* B, int ldb, void* C, DType c_dtype, int ldc, bool accumulate,
+               const float* bias) {
+  if (M == 0 || N == 0) return;
+  require(c_dtype == DType::kBF16 || c_dtype == DType::kF32,
+          "bf16_gemm: the result must be bf16 or fp32, got {}", dtype_name(c_dtype));
+  require(K > 0, "bf16_gemm: empty products (K = 0) are not supported");
+  const memory::data_type c =
+      c_dtype == DType::kBF16 ? memory::data_type::bf16 : memory::data_type::f32;
+  run_matmul(key_for(trans_a, trans_b, M, N, K, memory::data_type::bf16, c, lda, ldb, ldc,
+                     bias != nullptr, accumulate),
+             C, A, B, bias);
+}
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC) {
@@ -100,11 +150,10 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
     }
     return;
   }
-  try {
-    LinearPrimitives::instance().run(out, inp, weight, bias, N, C, OC);
-  } catch (const dnnl::error& e) {
-    fail("oneDNN matmul failed ({}) for N={} C={} OC={}", e.what(), N, C, OC);
-  }
+  // out = inp @ weight^T: weight [OC, C] read as its transpose [C, OC].
+  run_matmul(key_for(false, true, N, OC, C, memory::data_type::f32, memory::data_type::f32, C, C,
+                     OC, bias != nullptr, false),
+             out, inp, weight, bias);
 }
 
 }  // namespace switchyard::backend::cpu

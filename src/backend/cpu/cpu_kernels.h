@@ -53,6 +53,13 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int C, int OC);
 
+// C[M,N] = op(A) @ op(B) (+ bias[N]; + C when accumulate), A and B bf16 (the raw bits), C bf16
+// or fp32, row-major as sgemm; products accumulate in fp32 (oneDNN's bf16 matmul: AVX-512 BF16 or
+// AMX where present, emulated otherwise). K must be positive.
+void bf16_gemm(bool trans_a, bool trans_b, int M, int N, int K, const uint16_t* A, int lda,
+               const uint16_t* B, int ldb, void* C, DType c_dtype, int ldc, bool accumulate,
+               const float* bias);
+
 // out[N,OC] = inp[N,C] @ weight[OC,C]^T with every output one chain of fused multiply-adds over c
 // in ascending order from zero, so that a row's result never depends on the number of rows, the
 // other rows, the vector width or the thread count (invariant_linear.cc). Few rows stream the

@@ -1,0 +1,59 @@
+// "cpu-bf16": the CPU backend in bf16 mixed precision, as "cuda" is on NVIDIA GPUs.
+//
+// precision() is {activations bf16, matmul_weights bf16}: activations, their gradients, logits
+// and the KV cache are stored as bf16, and linear layers read the bf16 weight copy the model
+// keeps (AdamW refreshes it through params_copy); parameters, their gradients, AdamW's moments,
+// statistics, softmaxes and losses stay fp32. Memory is host memory, as CpuBackend's.
+//
+// The matrix products run natively (cpu_bf16_ops.cc): Linear and LinearBackward through oneDNN's
+// bf16 matmul (AMX or AVX-512 BF16 where the CPU has them, fp32 accumulation; a few rows stream
+// the bf16 weights instead, as decoding does). Every other op runs CpuBackend's fp32 kernels:
+// directly where its operands are fp32 (the optimizer, gradient norms), otherwise over fp32
+// copies of its bf16 operands, widened and narrowed again in parallel (Backend::run_on_host,
+// host_fallback.h), so the math inside (norms, attention, GELU, cross-entropy) is fp32.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+
+namespace switchyard::backend::cpu {
+
+// Where the CPU computes bf16 products natively, from its feature flags.
+enum class Bf16Units { kAmx, kAvx512Bf16, kNone };
+Bf16Units host_bf16_units();
+// "AMX", "AVX-512 BF16 (no AMX)" or a sentence saying that products are emulated.
+std::string describe_bf16_units(Bf16Units units);
+
+class CpuBf16Backend final : public Backend {
+ public:
+  std::string name() const override { return "cpu-bf16"; }
+  std::string description() const override;
+  Precision precision() const override { return {DType::kBF16, DType::kBF16}; }
+
+  void* allocate(size_t bytes) override { return host_.allocate(bytes); }
+  void release(void* ptr) override { host_.release(ptr); }
+  void copy_to_device(void* dst, const void* src, size_t bytes) override {
+    host_.copy_to_device(dst, src, bytes);
+  }
+  void copy_to_host(void* dst, const void* src, size_t bytes) override {
+    host_.copy_to_host(dst, src, bytes);
+  }
+  void fill_zero(void* ptr, size_t bytes) override { host_.fill_zero(ptr, bytes); }
+  bool device_memory_is_host_memory() const override { return true; }
+
+  // CpuBackend's forms, and Linear and LinearBackward over bf16 activations and weights.
+  bool supports(OpKind kind, std::span<const DType> dtypes) const override;
+  using Backend::run;
+  void run(const ops::Linear& op) override;
+  void run(const ops::LinearBackward& op) override;
+
+ private:
+  CpuBackend host_;
+  std::vector<float> scratch_;  // fp32 rows of few-row products (the weight-streaming path)
+};
+
+}  // namespace switchyard::backend::cpu

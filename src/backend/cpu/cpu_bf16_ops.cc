@@ -1,0 +1,125 @@
+// CpuBf16Backend's native ops: the linear layers' products in bf16 through oneDNN. Operands in
+// other forms (an fp32 weight of a frozen checkpoint, MXFP4 experts) take the fp32 reference over
+// widened copies, as every other op does (cpu_bf16_backend.h).
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cpu/cpu_bf16_backend.h"
+#include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/operand_checks.h"
+#include "backend/cpu/thread_adapter.h"
+#include "backend/host_fallback.h"
+
+namespace switchyard::backend::cpu {
+namespace {
+
+bool is_bf16(const Tensor& t) { return t.dtype == DType::kBF16; }
+// An optional fp32 operand (bias, dbias) absent or present.
+bool absent_or_f32(const Tensor& t) { return t.empty() || t.dtype == DType::kF32; }
+
+const uint16_t* bf16(const Tensor& t, const char* op, const char* what) {
+  return dense<const uint16_t>(t, DType::kBF16, op, what);
+}
+
+// The forms run natively here, by operand dtypes in for_each_tensor order.
+bool native_linear(std::span<const DType> d) {  // out, inp, weight, bias
+  return d.size() == 4 && d[0] == DType::kBF16 && d[1] == DType::kBF16 && d[2] == DType::kBF16 &&
+         d[3] == DType::kF32;
+}
+bool native_linear_backward(std::span<const DType> d) {  // dinp, dweight, dbias, dout, inp, weight
+  return d.size() == 6 && d[0] == DType::kBF16 && d[1] == DType::kF32 && d[2] == DType::kF32 &&
+         d[3] == DType::kBF16 && d[4] == DType::kBF16 && d[5] == DType::kBF16;
+}
+
+// dbias[OC] += column sums of dout[N, OC] (bf16), in fp32: threads take blocks of columns, so each
+// sum runs down its rows in order.
+void bias_backward(float* dbias, const uint16_t* dout, int N, int OC) {
+  constexpr int kBlock = 256;
+  const int blocks = (OC + kBlock - 1) / kBlock;
+  SWITCHYARD_OMP_FOR(schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold))
+  for (int blk = 0; blk < blocks; ++blk) {
+    const int o0 = blk * kBlock, o1 = std::min(OC, o0 + kBlock);
+    float sums[kBlock] = {};
+    for (int n = 0; n < N; ++n) {
+      const uint16_t* d = dout + static_cast<size_t>(n) * OC;
+      SWITCHYARD_OMP(omp simd)
+      for (int o = o0; o < o1; ++o) sums[o - o0] += bf16_to_float(d[o]);
+    }
+    for (int o = o0; o < o1; ++o) dbias[o] += sums[o - o0];
+  }
+}
+
+}  // namespace
+
+bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const {
+  if (host_.supports(kind, dtypes)) return true;
+  if (kind == OpKind::kLinear) return native_linear(dtypes);
+  if (kind == OpKind::kLinearBackward) return native_linear_backward(dtypes);
+  return false;
+}
+
+void CpuBf16Backend::run(const ops::Linear& op) {
+  if (!is_bf16(op.out) || !is_bf16(op.inp) || !is_bf16(op.weight) || !absent_or_f32(op.bias)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const char* name = "linear";
+  require_matrix(op.weight, -1, -1, name, "weight");
+  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
+  require_matrix(op.inp, -1, C, name, "inp");
+  const int64_t N = op.inp.shape[0];
+  require_matrix(op.out, N, OC, name, "out");
+  const float* bias = optional_f32(op.bias, name, "bias");
+  if (bias) require_numel(op.bias, OC, name, "bias");
+  const int n = to_int(N, name, "inp"), c = to_int(C, name, "weight"), oc = to_int(OC, name, "weight");
+  const uint16_t* inp = bf16(op.inp, name, "inp");
+  const uint16_t* weight = bf16(op.weight, name, "weight");
+  uint16_t* out = const_cast<uint16_t*>(bf16(op.out, name, "out"));
+  if (n == 0 || oc == 0) return;
+  if (n <= kGemvMaxRows || c == 0) {
+    // Decoding: stream the bf16 weights once (the batch-invariant product, which also takes
+    // empty rows) over the few rows widened to fp32.
+    scratch_.resize(static_cast<size_t>(n) * (c + oc));
+    float* wide_inp = scratch_.data();
+    float* wide_out = wide_inp + static_cast<size_t>(n) * c;
+    bf16_to_float(inp, wide_inp, static_cast<size_t>(n) * c);
+    matmul_forward(wide_out, wide_inp, WeightMatrix{.dtype = DType::kBF16, .data = weight}, bias,
+                   n, c, oc);
+    float_to_bf16(wide_out, out, static_cast<size_t>(n) * oc);
+    return;
+  }
+  // out = inp @ weight^T: weight [OC, C] read as its transpose.
+  bf16_gemm(false, true, n, oc, c, inp, c, weight, c, out, DType::kBF16, oc, false, bias);
+}
+
+void CpuBf16Backend::run(const ops::LinearBackward& op) {
+  if (!(op.dinp.empty() || is_bf16(op.dinp)) || op.dweight.dtype != DType::kF32 ||
+      !absent_or_f32(op.dbias) || !is_bf16(op.dout) || !is_bf16(op.inp) || !is_bf16(op.weight)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const char* name = "linear_backward";
+  require_matrix(op.weight, -1, -1, name, "weight");
+  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
+  require_matrix(op.inp, -1, C, name, "inp");
+  const int64_t N = op.inp.shape[0];
+  require_matrix(op.dout, N, OC, name, "dout");
+  require_matrix(op.dweight, OC, C, name, "dweight");
+  if (!op.dinp.empty()) require_matrix(op.dinp, N, C, name, "dinp");
+  if (!op.dbias.empty()) require_numel(op.dbias, OC, name, "dbias");
+  const int n = to_int(N, name, "inp"), c = to_int(C, name, "weight"), oc = to_int(OC, name, "weight");
+  const uint16_t* dout = bf16(op.dout, name, "dout");
+  if (n == 0 || c == 0 || oc == 0) return;  // empty sums: every gradient keeps its value
+  if (!op.dinp.empty()) {  // dinp[N, C] += dout[N, OC] @ weight[OC, C]
+    bf16_gemm(false, false, n, c, oc, dout, oc, bf16(op.weight, name, "weight"), c,
+              const_cast<uint16_t*>(bf16(op.dinp, name, "dinp")), DType::kBF16, c, true, nullptr);
+  }
+  // dweight[OC, C] += dout^T @ inp[N, C], into the fp32 gradient
+  bf16_gemm(true, false, oc, c, n, dout, oc, bf16(op.inp, name, "inp"), c,
+            f32(op.dweight, name, "dweight"), DType::kF32, c, true, nullptr);
+  if (float* dbias = optional_f32(op.dbias, name, "dbias")) bias_backward(dbias, dout, n, oc);
+}
+
+}  // namespace switchyard::backend::cpu

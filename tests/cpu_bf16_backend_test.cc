@@ -1,0 +1,145 @@
+// cpu-bf16 against the fp32 CPU reference: its native bf16 products (oneDNN for many rows, weight
+// streaming for few), the ops it runs over widened copies, and what it says about itself.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_bf16_backend.h"
+#include "device_tensors.h"
+
+namespace switchyard {
+namespace {
+
+namespace ops = backend::ops;
+
+std::vector<float> random_values(size_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> values(n);
+  for (float& v : values) v = normal(gen);
+  return values;
+}
+
+// Each value rounded to bf16 and widened again: what an fp32 result becomes when stored as bf16.
+std::vector<float> rounded_to_bf16(std::vector<float> values) {
+  for (float& v : values) v = bf16_to_float(float_to_bf16(v));
+  return values;
+}
+
+class CpuBf16 : public ::testing::Test {
+ protected:
+  std::unique_ptr<Backend> bf16_ = backend::create_backend("cpu-bf16");
+  std::unique_ptr<Backend> cpu_ = backend::create_backend("cpu");
+};
+
+TEST_F(CpuBf16, ComputesInBf16WithBf16WeightCopies) {
+  EXPECT_EQ(bf16_->name(), "cpu-bf16");
+  EXPECT_EQ(bf16_->precision().activations, DType::kBF16);
+  EXPECT_EQ(bf16_->precision().matmul_weights, DType::kBF16);
+  EXPECT_TRUE(bf16_->device_memory_is_host_memory());
+  const std::vector<DType> linear{DType::kBF16, DType::kBF16, DType::kBF16, DType::kF32};
+  EXPECT_TRUE(bf16_->supports(backend::OpKind::kLinear, linear));
+  EXPECT_FALSE(cpu_->supports(backend::OpKind::kLinear, std::vector<DType>{
+                                                            DType::kBF16, DType::kBF16,
+                                                            DType::kBF16, DType::kF32}));
+  const std::vector<DType> gelu{DType::kBF16, DType::kBF16};
+  EXPECT_FALSE(bf16_->supports(backend::OpKind::kGelu, gelu));  // runs over widened copies
+}
+
+TEST_F(CpuBf16, DevicesNameTheDefaultAndTheBf16Units) {
+  bool listed = false;
+  for (const backend::BackendInfo& info : backend::list_backends()) {
+    if (info.name == "cpu") {
+      EXPECT_NE(info.detail.find("default"), std::string::npos) << info.detail;
+    }
+    if (info.name != "cpu-bf16") continue;
+    listed = true;
+    EXPECT_TRUE(info.available);
+    EXPECT_NE(info.detail.find(backend::cpu::describe_bf16_units(backend::cpu::host_bf16_units())),
+              std::string::npos)
+        << info.detail;
+  }
+  EXPECT_TRUE(listed);
+}
+
+// out = inp @ weight^T + bias for few rows (the weight-streaming path) and many (oneDNN), against
+// the fp32 product of the same bf16 values: only the output's rounding to bf16 and the order of
+// the fp32 sums differ.
+TEST_F(CpuBf16, LinearMatchesTheFp32ProductOfItsInputs) {
+  const int C = 72, OC = 40;
+  for (int N : {1, 4, 5, 37}) {
+    Pair inp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(size_t(N) * C, 1));
+    Pair weight(*bf16_, *cpu_, DType::kBF16, {OC, C}, random_values(size_t(OC) * C, 2, 0.1f));
+    Pair bias(*bf16_, *cpu_, DType::kF32, {OC}, random_values(OC, 3));
+    Pair out(*bf16_, *cpu_, DType::kBF16, {N, OC}, std::vector<float>(size_t(N) * OC));
+    for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+      auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+      backend->run(ops::Linear{.out = t(out), .inp = t(inp), .weight = t(weight), .bias = t(bias)});
+    }
+    // bf16 rounding of the outputs (2^-9 relative at most) dominates.
+    EXPECT_LT(relative_error(out.gpu.read(), out.cpu.read()), 4e-3) << N << " rows";
+  }
+}
+
+// The three products of the backward pass accumulate onto what the gradients hold: dinp in bf16,
+// dweight and dbias in fp32.
+TEST_F(CpuBf16, LinearBackwardAccumulatesEveryGradient) {
+  const int N = 37, C = 72, OC = 40;
+  Pair dout(*bf16_, *cpu_, DType::kBF16, {N, OC}, random_values(size_t(N) * OC, 4));
+  Pair inp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(size_t(N) * C, 5));
+  Pair weight(*bf16_, *cpu_, DType::kBF16, {OC, C}, random_values(size_t(OC) * C, 6, 0.1f));
+  Pair dinp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(size_t(N) * C, 7));
+  Pair dweight(*bf16_, *cpu_, DType::kF32, {OC, C}, random_values(size_t(OC) * C, 8));
+  Pair dbias(*bf16_, *cpu_, DType::kF32, {OC}, random_values(OC, 9));
+  for (bool with_dinp : {true, false}) {
+    for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+      auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+      backend->run(ops::LinearBackward{.dinp = with_dinp ? t(dinp) : Tensor{},
+                                       .dweight = t(dweight), .dbias = t(dbias), .dout = t(dout),
+                                       .inp = t(inp), .weight = t(weight)});
+    }
+  }
+  EXPECT_LT(dinp.error(), 4e-3);
+  EXPECT_LT(dweight.error(), 1e-5);  // fp32 sums of the same bf16 products, in another order
+  EXPECT_LT(dbias.error(), 1e-6);
+}
+
+// An op without a bf16 kernel computes in fp32 over its widened operands: the fp32 reference's
+// results over the same values, outputs rounded to bf16 and fp32 statistics exact.
+TEST_F(CpuBf16, OtherOpsComputeInFp32OverWidenedOperands) {
+  const int N = 300, C = 96;  // enough values to convert in parallel
+  Pair inp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(size_t(N) * C, 10));
+  Pair weight(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 11));
+  Pair bias(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 12));
+  Pair out(*bf16_, *cpu_, DType::kBF16, {N, C}, std::vector<float>(size_t(N) * C));
+  Pair mean(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
+  Pair rstd(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
+  for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+    auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+    backend->run(ops::LayerNorm{.out = t(out), .mean = t(mean), .rstd = t(rstd), .inp = t(inp),
+                                .weight = t(weight), .bias = t(bias)});
+  }
+  EXPECT_EQ(out.gpu.read(), rounded_to_bf16(out.cpu.read()));
+  EXPECT_EQ(mean.gpu.read(), mean.cpu.read());
+  EXPECT_EQ(rstd.gpu.read(), rstd.cpu.read());
+}
+
+// A frozen fp32 checkpoint served in bf16: fp32 weights with bf16 activations take the fp32
+// product over widened rows.
+TEST_F(CpuBf16, LinearTakesFp32WeightsToo) {
+  const int N = 9, C = 32, OC = 24;
+  Pair inp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(size_t(N) * C, 13));
+  Pair weight(*bf16_, *cpu_, DType::kF32, {OC, C}, random_values(size_t(OC) * C, 14));
+  Pair out(*bf16_, *cpu_, DType::kBF16, {N, OC}, std::vector<float>(size_t(N) * OC));
+  bf16_->run(ops::Linear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(),
+                         .weight = weight.gpu.tensor(), .bias = {}});
+  cpu_->run(ops::Linear{.out = out.cpu.tensor(), .inp = inp.cpu.tensor(),
+                        .weight = weight.cpu.tensor(), .bias = {}});
+  EXPECT_EQ(out.gpu.read(), rounded_to_bf16(out.cpu.read()));
+}
+
+}  // namespace
+}  // namespace switchyard
