@@ -50,6 +50,33 @@ TEST(CpuAdamW, StreamingMatchesThePlainKernel) {
   }
 }
 
+// The bf16 weight copy written in the same pass: the updated parameters rounded as float_to_bf16
+// rounds them (ties to even, NaN kept a NaN), vector lanes and the scalar tail alike.
+TEST(CpuAdamW, WritesTheBf16CopyOfTheUpdatedParameters) {
+  const size_t n = 1003;
+  Rng rng(11);
+  std::vector<float> s[4];
+  float* a[4];
+  for (int k = 0; k < 4; ++k) {
+    s[k].resize(n + 16);
+    a[k] = align64(s[k]);
+    for (size_t i = 0; i < n; ++i) a[k][i] = k == 3 ? rng.uniform() * 0.01f : rng.normal() * 0.1f;
+  }
+  a[0][5] = NAN;  // a NaN parameter in a vector lane
+  std::vector<uint16_t> copy(n + 8);
+  uint16_t* c = copy.data() + (16 - reinterpret_cast<uintptr_t>(copy.data()) % 16) % 16 / 2;
+  if (!adamw_update_streaming(a[0], a[1], a[2], a[3], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1.0f, c)) {
+    GTEST_SKIP() << "built without AVX2";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (i == 5) {
+      EXPECT_TRUE(std::isnan(bf16_to_float(c[i])));
+      continue;
+    }
+    ASSERT_EQ(c[i], float_to_bf16(a[0][i])) << "index " << i;
+  }
+}
+
 TEST(CpuAdamW, DeclinesMisalignedArrays) {
   std::vector<float> s(64, 0.5f);
   float* base = align64(s);

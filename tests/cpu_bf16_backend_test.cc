@@ -127,6 +127,26 @@ TEST_F(CpuBf16, OtherOpsComputeInFp32OverWidenedOperands) {
   EXPECT_EQ(rstd.gpu.read(), rstd.cpu.read());
 }
 
+// The loss over bf16 logits a row at a time, in fp32: the reference's losses exactly, and its
+// gradient rounded to bf16, here written over the logits themselves (as the model does).
+TEST_F(CpuBf16, CrossEntropyComputesInFp32OverBf16Logits) {
+  const int N = 6, V = 40000;  // rows long enough to run in parallel
+  std::vector<int32_t> ids(N);
+  for (int n = 0; n < N; ++n) ids[n] = (n * 7919) % V;
+  Pair logits(*bf16_, *cpu_, DType::kBF16, {N, V}, random_values(size_t(N) * V, 15, 3.0f));
+  Pair targets(*bf16_, *cpu_, ids);
+  Pair losses(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
+  for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+    auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+    backend->run(ops::CrossEntropy{.losses = t(losses), .logits = t(logits), .targets = t(targets)});
+    backend->run(ops::CrossEntropyBackward{.dlogits = t(logits), .logits = t(logits),
+                                           .targets = t(targets), .dloss = 0.25f});
+  }
+  EXPECT_EQ(losses.gpu.read(), losses.cpu.read());
+  EXPECT_EQ(logits.gpu.read(), rounded_to_bf16(logits.cpu.read()));
+  EXPECT_GT(losses.cpu.read()[0], 0.0f);
+}
+
 // A frozen fp32 checkpoint served in bf16: fp32 weights with bf16 activations take the fp32
 // product over widened rows.
 TEST_F(CpuBf16, LinearTakesFp32WeightsToo) {

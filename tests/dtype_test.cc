@@ -76,5 +76,25 @@ TEST(DType, DecodesMxfp4BlocksLowNibbleFirst) {
   }
 }
 
+// The bulk conversions (parallel, vectorised) give the scalar ones' bits: ties to even, NaN kept
+// a quiet NaN, infinities and the largest finite values at the rounding edge.
+TEST(DType, BulkBf16ConversionsMatchTheScalarOnes) {
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, -1.5f, INFINITY, -INFINITY, NAN, 3.4e38f,
+                               -3.4e38f, 1e-40f, 1.00390625f /* a tie */, 1.01171875f};
+  for (int i = 0; i < 200000; ++i) values.push_back(std::ldexp(float(i % 997) - 498.0f, i % 60 - 30));
+  std::vector<uint16_t> bits(values.size());
+  float_to_bf16(values.data(), bits.data(), values.size());
+  std::vector<float> back(values.size());
+  bf16_to_float(bits.data(), back.data(), bits.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(bits[i], float_to_bf16(values[i])) << values[i];
+    if (std::isnan(values[i])) {
+      EXPECT_TRUE(std::isnan(back[i]));
+    } else {
+      ASSERT_EQ(back[i], bf16_to_float(bits[i])) << values[i];
+    }
+  }
+}
+
 }  // namespace
 }  // namespace switchyard

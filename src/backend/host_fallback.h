@@ -22,6 +22,25 @@ namespace switchyard::backend {
 // The CPU backend every fallback runs on.
 Backend& host_reference_backend();
 
+// A host buffer for staging, taken from the calling thread's pool of released ones where one fits:
+// the same activations are staged op after op, step after step, and a fresh buffer would fault
+// its pages in (the kernel zeroing each) every time, which costs more than the widening itself.
+// Released buffers are kept up to a cap (host_fallback.cc), larger leftovers freed.
+class StagingBuffer {
+ public:
+  StagingBuffer() = default;
+  explicit StagingBuffer(size_t bytes);
+  StagingBuffer(StagingBuffer&&) = default;
+  StagingBuffer& operator=(StagingBuffer&& other);
+  ~StagingBuffer();
+  uint8_t* get() const { return data_.get(); }
+
+ private:
+  void release();
+  std::unique_ptr<uint8_t[]> data_;
+  size_t bytes_ = 0;
+};
+
 // Host copies of the device memory a set of operands covers.
 class HostStaging {
  public:
@@ -41,7 +60,7 @@ class HostStaging {
     DType dtype = DType::kU8;      // element type of the memory (the first operand's)
     bool written = false;
     bool in_place = false;         // device memory is host memory and needs no widening
-    std::unique_ptr<uint8_t[]> host;  // widened to fp32 for bf16 and fp16
+    StagingBuffer host;            // widened to fp32 for bf16 and fp16
   };
   const Range& range_of(uintptr_t address) const;
   static bool widens(DType dtype) { return dtype == DType::kBF16 || dtype == DType::kF16; }

@@ -8,13 +8,17 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace switchyard::backend::cpu {
 
-// Returns false (doing nothing) when this build has no AVX2 or the arrays are not 32-byte aligned;
-// the caller then uses cpu::adamw_update.
+// Returns false (doing nothing) when this build has no AVX2 or the arrays are not 32-byte aligned
+// (params_bf16: 16-byte); the caller then uses cpu::adamw_update. params_bf16, when not null,
+// receives the updated parameters rounded to bf16 (to nearest even, as float_to_bf16): the weight
+// copy bf16 products read, written in the same pass rather than by a second one over params.
 bool adamw_update_streaming(float* params, const float* grads, float* m, float* v, size_t N,
                             float learning_rate, float beta1, float beta2, float epsilon,
-                            float weight_decay, int step, float grad_scale);
+                            float weight_decay, int step, float grad_scale,
+                            uint16_t* params_bf16 = nullptr);
 
 }  // namespace switchyard::backend::cpu

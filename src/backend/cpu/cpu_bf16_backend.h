@@ -5,9 +5,11 @@
 // keeps (AdamW refreshes it through params_copy); parameters, their gradients, AdamW's moments,
 // statistics, softmaxes and losses stay fp32. Memory is host memory, as CpuBackend's.
 //
-// The matrix products run natively (cpu_bf16_ops.cc): Linear and LinearBackward through oneDNN's
-// bf16 matmul (AMX or AVX-512 BF16 where the CPU has them, fp32 accumulation; a few rows stream
-// the bf16 weights instead, as decoding does). Every other op runs CpuBackend's fp32 kernels:
+// Native here (cpu_bf16_ops.cc): Linear and LinearBackward through oneDNN's bf16 matmul (AMX or
+// AVX-512 BF16 where the CPU has them, fp32 accumulation; a few rows stream the bf16 weights
+// instead, as decoding does), and the cross-entropy over bf16 logits a row at a time (logits are
+// the largest activations: widening them whole would double the step's peak memory). Every
+// other op runs CpuBackend's fp32 kernels:
 // directly where its operands are fp32 (the optimizer, gradient norms), otherwise over fp32
 // copies of its bf16 operands, widened and narrowed again in parallel (Backend::run_on_host,
 // host_fallback.h), so the math inside (norms, attention, GELU, cross-entropy) is fp32.
@@ -50,6 +52,8 @@ class CpuBf16Backend final : public Backend {
   using Backend::run;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
+  void run(const ops::CrossEntropy& op) override;
+  void run(const ops::CrossEntropyBackward& op) override;
 
  private:
   CpuBackend host_;

@@ -49,13 +49,86 @@ void bias_backward(float* dbias, const uint16_t* dout, int N, int OC) {
   }
 }
 
+// Runs row_fn(n, row) for every row of bf16 logits [N, V], `row` the row widened to fp32 in the
+// thread's own buffer (V floats: logits are the largest activations, too large to widen whole).
+template <typename RowFn>
+void for_each_widened_row(const uint16_t* logits, int N, int V, RowFn&& row_fn) {
+  SWITCHYARD_OMP(omp parallel if (static_cast<size_t>(N) * V > kParallelThreshold))
+  {
+    std::vector<float> row(static_cast<size_t>(V));
+    SWITCHYARD_OMP(omp for schedule(static))
+    for (int n = 0; n < N; ++n) {
+      bf16_to_float(logits + static_cast<size_t>(n) * V, row.data(), static_cast<size_t>(V));
+      row_fn(n, row.data());
+    }
+  }
+}
+
+// The loss ops' operands: logits [N, V] and N targets in [0, V).
+struct LossOperands {
+  int N = 0, V = 0;
+  const int32_t* targets = nullptr;
+};
+
+LossOperands loss_operands(const Tensor& logits, const Tensor& targets, const char* name) {
+  require_matrix(logits, -1, -1, name, "logits");
+  const int64_t N = logits.shape[0], V = logits.shape[1];
+  require(V > 0, "cpu-bf16 {}: logits must have a vocabulary, got {}", name, logits.describe());
+  require_numel(targets, N, name, "targets");
+  const int32_t* ids = i32(targets, name, "targets");
+  require_ids(ids, N, V, name, "target");
+  return {to_int(N, name, "logits"), to_int(V, name, "logits"), ids};
+}
+
 }  // namespace
 
 bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const {
   if (host_.supports(kind, dtypes)) return true;
   if (kind == OpKind::kLinear) return native_linear(dtypes);
   if (kind == OpKind::kLinearBackward) return native_linear_backward(dtypes);
+  if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
+    return dtypes.size() == 3 && dtypes[0] == DType::kF32 && dtypes[1] == DType::kBF16 &&
+           dtypes[2] == DType::kI32;
+  }
+  if (kind == OpKind::kCrossEntropyBackward) {  // dlogits, logits, targets
+    return dtypes.size() == 3 && dtypes[0] == DType::kBF16 && dtypes[1] == DType::kBF16 &&
+           dtypes[2] == DType::kI32;
+  }
   return false;
+}
+
+// The fp32 kernels over one widened row at a time: the softmax and the loss in fp32, as in fp32
+// mode, from logits stored as bf16.
+void CpuBf16Backend::run(const ops::CrossEntropy& op) {
+  if (!is_bf16(op.logits)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const char* name = "cross_entropy";
+  const LossOperands l = loss_operands(op.logits, op.targets, name);
+  require_numel(op.losses, l.N, name, "losses");
+  float* losses = f32(op.losses, name, "losses");
+  for_each_widened_row(bf16(op.logits, name, "logits"), l.N, l.V, [&](int n, const float* row) {
+    cross_entropy_forward(losses + n, row, l.targets + n, 1, l.V);
+  });
+}
+
+void CpuBf16Backend::run(const ops::CrossEntropyBackward& op) {
+  if (!is_bf16(op.logits) || !is_bf16(op.dlogits)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const char* name = "cross_entropy_backward";
+  const LossOperands l = loss_operands(op.logits, op.targets, name);
+  require_matrix(op.dlogits, l.N, l.V, name, "dlogits");
+  uint16_t* dlogits = const_cast<uint16_t*>(bf16(op.dlogits, name, "dlogits"));
+  // The row is widened before its gradient is written, so dlogits may be logits itself.
+  for_each_widened_row(bf16(op.logits, name, "logits"), l.N, l.V, [&](int n, float* row) {
+    cross_entropy_backward(row, row, l.targets + n, op.dloss, 1, l.V);
+    float_to_bf16(row, dlogits + static_cast<size_t>(n) * l.V, static_cast<size_t>(l.V));
+  });
 }
 
 void CpuBf16Backend::run(const ops::Linear& op) {

@@ -242,17 +242,11 @@ void CpuBackend::run(const ops::Cast& op) {
     return;
   }
   if (op.inp.dtype == DType::kF32 && op.out.dtype == DType::kBF16) {
-    const float* in = static_cast<const float*>(op.inp.data);
-    uint16_t* out = static_cast<uint16_t*>(op.out.data);
-    SWITCHYARD_OMP_FOR(schedule(static) if (n > kParallelThreshold))
-    for (size_t i = 0; i < n; ++i) out[i] = float_to_bf16(in[i]);
+    float_to_bf16(static_cast<const float*>(op.inp.data), static_cast<uint16_t*>(op.out.data), n);
     return;
   }
   if (op.inp.dtype == DType::kBF16 && op.out.dtype == DType::kF32) {
-    const uint16_t* in = static_cast<const uint16_t*>(op.inp.data);
-    float* out = static_cast<float*>(op.out.data);
-    SWITCHYARD_OMP_FOR(schedule(static) if (n > kParallelThreshold))
-    for (size_t i = 0; i < n; ++i) out[i] = bf16_to_float(in[i]);
+    bf16_to_float(static_cast<const uint16_t*>(op.inp.data), static_cast<float*>(op.out.data), n);
     return;
   }
   fail("cpu cast: from {} to {} is not supported (fp32 and bf16 only)", op.inp.describe(),
@@ -499,13 +493,22 @@ void CpuBackend::run(const ops::AdamW& op) {
     grad_scale *= clip_scale(global_norm(*sum), op.clip);
   }
   const size_t n = static_cast<size_t>(N);
-  if (!adamw_update_streaming(params, grads, m, v, n, step.learning_rate, step.beta1, step.beta2,
-                              step.epsilon, step.weight_decay, step.step, grad_scale)) {
+  // A bf16 weight copy (bf16 products' weights) is written in the update's own pass where it can.
+  uint16_t* copy = nullptr;
+  if (!op.params_copy.empty()) {
+    require_numel(op.params_copy, N, name, "params_copy");
+    if (op.params_copy.dtype == DType::kBF16 && op.params_copy.is_contiguous()) {
+      copy = static_cast<uint16_t*>(op.params_copy.data);
+    }
+  }
+  const bool streamed = adamw_update_streaming(params, grads, m, v, n, step.learning_rate,
+                                               step.beta1, step.beta2, step.epsilon,
+                                               step.weight_decay, step.step, grad_scale, copy);
+  if (!streamed) {
     adamw_update(params, grads, m, v, n, step.learning_rate, step.beta1, step.beta2, step.epsilon,
                  step.weight_decay, step.step, grad_scale);
   }
-  if (!op.params_copy.empty()) {
-    require_numel(op.params_copy, N, name, "params_copy");
+  if (!op.params_copy.empty() && !(streamed && copy)) {
     run(ops::Cast{.out = op.params_copy, .inp = op.params});
   }
 }
