@@ -80,9 +80,12 @@ int64_t Model::weight_bytes() const {
 double Model::weight_bytes_read_per_token() const {
   double total = 0;
   const std::vector<ParameterTensor>& tensors = layout_.tensors();
+  // A trainable model's forward reads the bf16 weight copy where the backend keeps one (its
+  // products' weights; the norms' few values are read from it or the fp32 masters alike).
+  const DType trained = weight_copy_.get() ? backend_.precision().matmul_weights : DType::kF32;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const ParameterTensor& t = tensors[i];
-    const DType dtype = frozen_ ? frozen_->tensor(i).dtype : DType::kF32;
+    const DType dtype = frozen_ ? frozen_->tensor(i).dtype : trained;
     double bytes = static_cast<double>(storage_bytes(dtype, static_cast<int64_t>(t.numel)));
     if (dtype == DType::kMXFP4) bytes += static_cast<double>(t.numel) / 32.0;  // the scales
     if (t.read == ReadPerToken::kOneRow) bytes /= static_cast<double>(t.shape[0]);
