@@ -45,6 +45,9 @@ TEST_F(CpuBf16, ComputesInBf16WithBf16WeightCopies) {
   EXPECT_FALSE(cpu_->supports(backend::OpKind::kLinear, std::vector<DType>{
                                                             DType::kBF16, DType::kBF16,
                                                             DType::kBF16, DType::kF32}));
+  const std::vector<DType> paged{DType::kBF16, DType::kBF16, DType::kBF16, DType::kBF16,
+                                 DType::kI32,  DType::kI32,  DType::kI32,  DType::kF32};
+  EXPECT_TRUE(bf16_->supports(backend::OpKind::kPagedAttention, paged));  // the cache read in place
   const std::vector<DType> gelu{DType::kBF16, DType::kBF16};
   EXPECT_FALSE(bf16_->supports(backend::OpKind::kGelu, gelu));  // runs over widened copies
 }
@@ -145,6 +148,48 @@ TEST_F(CpuBf16, CrossEntropyComputesInFp32OverBf16Logits) {
   EXPECT_EQ(losses.gpu.read(), losses.cpu.read());
   EXPECT_EQ(logits.gpu.read(), rounded_to_bf16(logits.cpu.read()));
   EXPECT_GT(losses.cpu.read()[0], 0.0f);
+}
+
+// The paged KV cache kept in bf16: rows written as they are, attention over the cache read in
+// place, against the fp32 kernels over the same values (grouped-query heads, two sequences, one
+// spanning two blocks).
+TEST_F(CpuBf16, PagedAttentionReadsTheBf16Cache) {
+  const int H = 4, KV = 2, hd = 16, blocks = 4, bs = 16, N = 23;  // 20 + 3 query rows
+  const std::vector<int32_t> slots = [] {
+    std::vector<int32_t> s;
+    for (int i = 0; i < 20; ++i) s.push_back(i < 16 ? 16 + i : 48 + i - 16);  // blocks 1, 3
+    for (int i = 0; i < 3; ++i) s.push_back(i);                                // block 0
+    return s;
+  }();
+  Pair qkv(*bf16_, *cpu_, DType::kBF16, {N, (H + 2 * KV) * hd},
+           random_values(size_t(N) * (H + 2 * KV) * hd, 16));
+  Pair k_cache(*bf16_, *cpu_, DType::kBF16, {blocks, bs, KV, hd},
+               std::vector<float>(size_t(blocks) * bs * KV * hd));
+  Pair v_cache(*bf16_, *cpu_, DType::kBF16, {blocks, bs, KV, hd},
+               std::vector<float>(size_t(blocks) * bs * KV * hd));
+  Pair slot_ids(*bf16_, *cpu_, slots);
+  Pair tables(*bf16_, *cpu_, std::vector<int32_t>{1, 3, 0, 0});  // [2 sequences, 2 blocks]
+  Pair starts(*bf16_, *cpu_, std::vector<int32_t>{0, 20, 23});
+  Pair contexts(*bf16_, *cpu_, std::vector<int32_t>{20, 3});
+  Pair out(*bf16_, *cpu_, DType::kBF16, {N, H * hd}, std::vector<float>(size_t(N) * H * hd));
+  for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+    auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+    backend->run(ops::KvCacheWrite{.k_cache = t(k_cache), .v_cache = t(v_cache),
+                                   .k = heads_view(t(qkv), H * hd, KV, hd),
+                                   .v = heads_view(t(qkv), (H + KV) * hd, KV, hd),
+                                   .slots = t(slot_ids)});
+    Tensor block_tables = t(tables);
+    block_tables = Tensor::dense(block_tables.data, DType::kI32, {2, 2});
+    backend->run(ops::PagedAttention{.out = t(out), .q = heads_view(t(qkv), 0, H, hd),
+                                     .k_cache = t(k_cache), .v_cache = t(v_cache),
+                                     .block_tables = block_tables, .query_start = t(starts),
+                                     .context_len = t(contexts), .sinks = {},
+                                     .max_query_len = 20, .max_context_len = 20,
+                                     .spec = {.heads = H, .kv_heads = KV, .head_dim = hd}});
+  }
+  EXPECT_EQ(k_cache.gpu.read(), k_cache.cpu.read());  // the bf16 values, copied
+  EXPECT_EQ(v_cache.gpu.read(), v_cache.cpu.read());
+  EXPECT_LT(out.error(), 4e-3);  // the output's rounding to bf16
 }
 
 // A frozen fp32 checkpoint served in bf16: fp32 weights with bf16 activations take the fp32

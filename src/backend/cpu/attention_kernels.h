@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -230,6 +231,17 @@ void kv_cache_write(T* k_cache, T* v_cache, const T* k, int64_t ldk, const T* v,
   }
 }
 
+// A cached key or value element as T: the paged cache holds T itself, or bf16 bits (uint16_t) in
+// bf16 mode, widened as they are read.
+template <typename T, typename C>
+inline T cached(C x) {
+  if constexpr (std::is_same_v<C, uint16_t>) {
+    return static_cast<T>(std::bit_cast<float>(static_cast<uint32_t>(x) << 16));
+  } else {
+    return x;
+  }
+}
+
 // Paged attention works on tiles of up to kPagedRows query rows of one (sequence, head) against
 // chunks of up to kPagedKeys cached positions. Every row's arithmetic is the same whatever tile it
 // sits in (a row's scores, maxima and sums never mix with another row's), so a row gets the same
@@ -247,12 +259,12 @@ struct PagedTile {
 };
 
 // keys[d][j] = k[j][d] for the chunk's n positions (rows of stride row), zeros after them.
-template <typename T>
-void transpose_key_chunk(T* keys, const T* k, int n, size_t row, int hd) {
+template <typename T, typename C>
+void transpose_key_chunk(T* keys, const C* k, int n, size_t row, int hd) {
 #if defined(__AVX512F__)
   // A full chunk of fp32 keys: 16 x 16 blocks transposed in registers, not one float at a time
   // (a decoded token transposes every key of its context once per head).
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<C, float>) {
     if (n == kPagedKeys && hd % 16 == 0) {
       static_assert(kPagedKeys == 16);
       for (int d0 = 0; d0 < hd; d0 += 16) {
@@ -267,7 +279,7 @@ void transpose_key_chunk(T* keys, const T* k, int n, size_t row, int hd) {
 #endif
   for (int d = 0; d < hd; ++d) {
     T* kd = keys + static_cast<size_t>(d) * kPagedKeys;
-    for (int j = 0; j < kPagedKeys; ++j) kd[j] = j < n ? k[j * row + d] : T(0);
+    for (int j = 0; j < kPagedKeys; ++j) kd[j] = j < n ? cached<T>(k[j * row + d]) : T(0);
   }
 }
 
@@ -290,8 +302,8 @@ void chunk_scores(PagedTile<T>& t, int hd, int rows) {
 
 // Row r's online softmax over the chunk's positions [j0, j1): raise the running max (rescaling
 // the output and sum), then add exp(score - max) and its share of the values to them.
-template <typename T>
-void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const T* v, size_t row, int hd) {
+template <typename T, typename C>
+void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const C* v, size_t row, int hd) {
   T& m = t.max_score[r];
   T chunk_max = m;
   for (int j = j0; j < j1; ++j) chunk_max = std::max(chunk_max, t.scores[r][j]);
@@ -313,14 +325,14 @@ void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const T* v, size
     T acc[kPiece];
     for (int d = 0; d < kPiece; ++d) acc[d] = o[d0 + d];
     for (int j = j0; j < j1; ++j) {
-      const T* vj = v + j * row + d0;
+      const C* vj = v + j * row + d0;
       SWITCHYARD_OMP(omp simd)
-      for (int d = 0; d < kPiece; ++d) acc[d] += p[j] * vj[d];
+      for (int d = 0; d < kPiece; ++d) acc[d] += p[j] * cached<T>(vj[d]);
     }
     for (int d = 0; d < kPiece; ++d) o[d0 + d] = acc[d];
   }
   for (int j = j0; j < j1; ++j) {
-    for (int d = d0; d < hd; ++d) o[d] += p[j] * v[j * row + d];
+    for (int d = d0; d < hd; ++d) o[d] += p[j] * cached<T>(v[j * row + d]);
   }
 }
 
@@ -328,10 +340,10 @@ void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const T* v, size
 // position is a short run (head_dim values) a whole position's width away from the next, too
 // short and too scattered for the hardware prefetcher: without this a decode step waits on memory
 // latency for every key and value it reads.
-template <typename T>
-void prefetch_cache_block(const T* k_cache, const T* v_cache, size_t block_start, int bs,
+template <typename C>
+void prefetch_cache_block(const C* k_cache, const C* v_cache, size_t block_start, int bs,
                           size_t cache_row, int hd) {
-  const size_t bytes = sizeof(T) * static_cast<size_t>(hd);
+  const size_t bytes = sizeof(C) * static_cast<size_t>(hd);
   for (int j = 0; j < bs; ++j) {
     const char* k = reinterpret_cast<const char*>(k_cache + block_start + j * cache_row);
     const char* v = reinterpret_cast<const char*>(v_cache + block_start + j * cache_row);
@@ -345,9 +357,10 @@ void prefetch_cache_block(const T* k_cache, const T* v_cache, size_t block_start
 // Attention of each sequence's query rows over its cached context (ops.h PagedAttention). Threads
 // split (sequence, head, tile of rows). A tile walks the cache blocks its rows need, a chunk of
 // positions at a time: the chunk's keys are transposed once for all rows, every row's scores come
-// out together, and each row keeps a running max, sum and output (online softmax).
-template <typename T>
-void paged_attention(T* out, const T* q, const T* k_cache, const T* v_cache,
+// out together, and each row keeps a running max, sum and output (online softmax). The cache holds
+// T, or bf16 bits (C = uint16_t, bf16 mode) widened as they are read.
+template <typename T, typename C = T>
+void paged_attention(T* out, const T* q, const C* k_cache, const C* v_cache,
                      const int32_t* block_tables, const int32_t* query_start,
                      const int32_t* context_len, const float* sinks, const PagedGeometry& g,
                      T scale) {
@@ -398,8 +411,8 @@ void paged_attention(T* out, const T* q, const T* k_cache, const T* v_cache,
         const int in_block = std::min(bs, hi + 1 - blk * bs);  // positions anyone needs
         for (int c0 = 0; c0 < in_block; c0 += kPagedKeys) {
           const int n = std::min(kPagedKeys, in_block - c0), first = blk * bs + c0;
-          const T* kb = k_cache + block_start + c0 * cache_row;
-          const T* vb = v_cache + block_start + c0 * cache_row;
+          const C* kb = k_cache + block_start + c0 * cache_row;
+          const C* vb = v_cache + block_start + c0 * cache_row;
           transpose_key_chunk(t.keys.data(), kb, n, cache_row, hd);
           chunk_scores(t, hd, rows);
           for (int r = 0; r < rows; ++r) {
@@ -430,7 +443,7 @@ void paged_attention(T* out, const T* q, const T* k_cache, const T* v_cache,
                                            const T*, int64_t, T*, T*, int, int, int, int, int);   \
   PREFIX template void kv_cache_write<T>(T*, T*, const T*, int64_t, const T*, int64_t,            \
                                          const int32_t*, int, int, int);                          \
-  PREFIX template void paged_attention<T>(T*, const T*, const T*, const T*, const int32_t*,       \
+  PREFIX template void paged_attention<T, T>(T*, const T*, const T*, const T*, const int32_t*,    \
                                           const int32_t*, const int32_t*, const float*,           \
                                           const PagedGeometry&, T);
 

@@ -7,9 +7,11 @@
 //
 // Native here (cpu_bf16_ops.cc): Linear and LinearBackward through oneDNN's bf16 matmul (AMX or
 // AVX-512 BF16 where the CPU has them, fp32 accumulation; a few rows stream the bf16 weights
-// instead, as decoding does), and the cross-entropy over bf16 logits a row at a time (logits are
-// the largest activations: widening them whole would double the step's peak memory). Every
-// other op runs CpuBackend's fp32 kernels:
+// instead, as decoding does), the cross-entropy over bf16 logits a row at a time (logits are the
+// largest activations: widening them whole would double the step's peak memory), and the paged KV
+// cache kept in bf16 (paged attention widens each key and value as it reads it, so a decode step
+// reads the cache's bf16 bytes, not an fp32 copy of the whole pool). Every other op runs
+// CpuBackend's fp32 kernels:
 // directly where its operands are fp32 (the optimizer, gradient norms), otherwise over fp32
 // copies of its bf16 operands, widened and narrowed again in parallel (Backend::run_on_host,
 // host_fallback.h), so the math inside (norms, attention, GELU, cross-entropy) is fp32.
@@ -49,9 +51,12 @@ class CpuBf16Backend final : public Backend {
 
   // CpuBackend's forms, and Linear and LinearBackward over bf16 activations and weights.
   bool supports(OpKind kind, std::span<const DType> dtypes) const override;
+  using Backend::supports;
   using Backend::run;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
+  void run(const ops::KvCacheWrite& op) override;
+  void run(const ops::PagedAttention& op) override;
   void run(const ops::CrossEntropy& op) override;
   void run(const ops::CrossEntropyBackward& op) override;
 

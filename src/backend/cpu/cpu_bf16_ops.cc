@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
@@ -29,6 +30,13 @@ bool native_linear(std::span<const DType> d) {  // out, inp, weight, bias
 bool native_linear_backward(std::span<const DType> d) {  // dinp, dweight, dbias, dout, inp, weight
   return d.size() == 6 && d[0] == DType::kBF16 && d[1] == DType::kF32 && d[2] == DType::kF32 &&
          d[3] == DType::kBF16 && d[4] == DType::kBF16 && d[5] == DType::kBF16;
+}
+
+// out, q, k_cache, v_cache, block_tables, query_start, context_len, sinks (ops.h PagedAttention)
+bool paged_in_bf16(std::span<const DType> d) {
+  return d.size() == 8 && d[0] == DType::kBF16 && d[1] == DType::kBF16 && d[2] == DType::kBF16 &&
+         d[3] == DType::kBF16 && d[4] == DType::kI32 && d[5] == DType::kI32 &&
+         d[6] == DType::kI32 && d[7] == DType::kF32;
 }
 
 // dbias[OC] += column sums of dout[N, OC] (bf16), in fp32: threads take blocks of columns, so each
@@ -86,6 +94,12 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
   if (host_.supports(kind, dtypes)) return true;
   if (kind == OpKind::kLinear) return native_linear(dtypes);
   if (kind == OpKind::kLinearBackward) return native_linear_backward(dtypes);
+  if (kind == OpKind::kKvCacheWrite) {  // k_cache, v_cache, k, v, slots
+    return dtypes.size() == 5 && std::all_of(dtypes.begin(), dtypes.begin() + 4, [](DType d) {
+             return d == DType::kBF16;
+           }) && dtypes[4] == DType::kI32;
+  }
+  if (kind == OpKind::kPagedAttention) return paged_in_bf16(dtypes);
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
     return dtypes.size() == 3 && dtypes[0] == DType::kF32 && dtypes[1] == DType::kBF16 &&
            dtypes[2] == DType::kI32;
@@ -95,6 +109,53 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
            dtypes[2] == DType::kI32;
   }
   return false;
+}
+
+// The cache's rows as they are: bf16 bits copied.
+void CpuBf16Backend::run(const ops::KvCacheWrite& op) {
+  if (!supports(op)) {
+    run_on_host(op);
+    return;
+  }
+  const KvCacheWriteShape shape = check_kv_cache_write(op, DType::kBF16);
+  kv_cache_write(static_cast<uint16_t*>(op.k_cache.data), static_cast<uint16_t*>(op.v_cache.data),
+                 static_cast<const uint16_t*>(op.k.data), op.k.strides[0],
+                 static_cast<const uint16_t*>(op.v.data), op.v.strides[0],
+                 static_cast<const int32_t*>(op.slots.data), shape.rows, shape.kv_heads,
+                 shape.head_dim);
+}
+
+// The fp32 kernel reading the bf16 cache in place (widening each key and value as it reads it):
+// only the queries and the output, a few rows, pass through fp32 copies.
+void CpuBf16Backend::run(const ops::PagedAttention& op) {
+  if (!supports(op)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  PagedGeometry g = check_paged_attention(op, DType::kBF16);
+  const int rows = static_cast<int>(op.q.shape[0]), width = g.heads * g.head_dim;
+  const size_t values = static_cast<size_t>(rows) * width;
+  scratch_.resize(2 * values);
+  float* q = scratch_.data();
+  float* out = q + values;
+  for (int r = 0; r < rows; ++r) {
+    bf16_to_float(static_cast<const uint16_t*>(op.q.data) + static_cast<size_t>(r) * g.ldq,
+                  q + static_cast<size_t>(r) * width, static_cast<size_t>(width));
+  }
+  const int64_t ldo = g.ldo;
+  g.ldq = g.ldo = width;
+  paged_attention(out, q, static_cast<const uint16_t*>(op.k_cache.data),
+                  static_cast<const uint16_t*>(op.v_cache.data),
+                  static_cast<const int32_t*>(op.block_tables.data),
+                  static_cast<const int32_t*>(op.query_start.data),
+                  static_cast<const int32_t*>(op.context_len.data),
+                  static_cast<const float*>(op.sinks.data), g, op.spec.effective_scale());
+  for (int r = 0; r < rows; ++r) {
+    float_to_bf16(out + static_cast<size_t>(r) * width,
+                  static_cast<uint16_t*>(op.out.data) + static_cast<size_t>(r) * ldo,
+                  static_cast<size_t>(width));
+  }
 }
 
 // The fp32 kernels over one widened row at a time: the softmax and the loss in fp32, as in fp32

@@ -16,8 +16,8 @@ namespace {
 
 // Row stride of an attention output [N, heads * head_dim].
 int64_t output_stride(const Tensor& out, int64_t rows, int width, const char* op,
-                      const char* what) {
-  require_dtype(out, DType::kF32, op, what);
+                      const char* what, DType dtype = DType::kF32) {
+  require_dtype(out, dtype, op, what);
   require(out.rank == 2 && out.shape[0] == rows && out.shape[1] == width && out.strides[1] == 1,
           "cpu {}: {} must be [{}, {}] with dense rows, got {}", op, what, rows, width,
           out.describe());
@@ -339,50 +339,55 @@ namespace {
 
 // [blocks, block_size, kv_heads, head_dim]
 void require_cache(const Tensor& cache, int kv_heads, int head_dim, const char* op,
-                   const char* what) {
+                   const char* what, DType dtype) {
   require(cache.rank == 4 && cache.shape[2] == kv_heads && cache.shape[3] == head_dim &&
               cache.shape[1] > 0 && cache.shape[1] <= 256,
           "cpu {}: {} must be [blocks, block_size <= 256, {}, {}], got {}", op, what, kv_heads,
           head_dim, cache.describe());
-  f32(cache, op, what);
+  dense<void>(cache, dtype, op, what);
 }
 
 }  // namespace
 
-void CpuBackend::run(const ops::KvCacheWrite& op) {
+KvCacheWriteShape check_kv_cache_write(const ops::KvCacheWrite& op, DType dtype) {
   const char* name = "kv_cache_write";
   require(op.k_cache.rank == 4, "cpu kv_cache_write: k_cache must be 4-D, got {}",
           op.k_cache.describe());
   const int KV = static_cast<int>(op.k_cache.shape[2]), hd = static_cast<int>(op.k_cache.shape[3]);
-  require_cache(op.k_cache, KV, hd, name, "k_cache");
-  require_cache(op.v_cache, KV, hd, name, "v_cache");
+  require_cache(op.k_cache, KV, hd, name, "k_cache", dtype);
+  require_cache(op.v_cache, KV, hd, name, "v_cache", dtype);
   require(op.v_cache.shape[0] == op.k_cache.shape[0] && op.v_cache.shape[1] == op.k_cache.shape[1],
           "cpu kv_cache_write: k_cache and v_cache differ");
   const int64_t N = op.slots.numel();
-  require_heads_view(op.k, N, KV, hd, name, "k");
-  require_heads_view(op.v, N, KV, hd, name, "v");
+  require_heads_view(op.k, N, KV, hd, name, "k", dtype);
+  require_heads_view(op.v, N, KV, hd, name, "v", dtype);
   const int32_t* slots = i32(op.slots, name, "slots");
   const int64_t capacity = op.k_cache.shape[0] * op.k_cache.shape[1];
   for (int64_t n = 0; n < N; ++n) {
     require(slots[n] < capacity, "cpu kv_cache_write: slot {} of row {} is beyond the cache's {}",
             slots[n], n, capacity);
   }
-  kv_cache_write(static_cast<float*>(op.k_cache.data), static_cast<float*>(op.v_cache.data),
-                 static_cast<const float*>(op.k.data), op.k.strides[0],
-                 static_cast<const float*>(op.v.data), op.v.strides[0], slots,
-                 to_int(N, name, "slots"), KV, hd);
+  return {to_int(N, name, "slots"), KV, hd};
 }
 
-void CpuBackend::run(const ops::PagedAttention& op) {
-  adapt_threads();
+void CpuBackend::run(const ops::KvCacheWrite& op) {
+  const KvCacheWriteShape shape = check_kv_cache_write(op, DType::kF32);
+  kv_cache_write(static_cast<float*>(op.k_cache.data), static_cast<float*>(op.v_cache.data),
+                 static_cast<const float*>(op.k.data), op.k.strides[0],
+                 static_cast<const float*>(op.v.data), op.v.strides[0],
+                 static_cast<const int32_t*>(op.slots.data), shape.rows, shape.kv_heads,
+                 shape.head_dim);
+}
+
+PagedGeometry check_paged_attention(const ops::PagedAttention& op, DType dtype) {
   const char* name = "paged_attention";
   require_attention_spec(op.spec, "cpu", name);
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
-  require_cache(op.k_cache, KV, hd, name, "k_cache");
-  require_cache(op.v_cache, KV, hd, name, "v_cache");
+  require_cache(op.k_cache, KV, hd, name, "k_cache", dtype);
+  require_cache(op.v_cache, KV, hd, name, "v_cache", dtype);
   const int64_t N = op.q.rank > 0 ? op.q.shape[0] : 0;
-  require_heads_view(op.q, N, H, hd, name, "q");
-  const int64_t ldo = output_stride(op.out, N, H * hd, name, "out");
+  require_heads_view(op.q, N, H, hd, name, "q", dtype);
+  const int64_t ldo = output_stride(op.out, N, H * hd, name, "out", dtype);
   require(op.block_tables.rank == 2, "cpu paged_attention: block_tables must be [sequences, "
           "blocks], got {}", op.block_tables.describe());
   const int S = to_int(op.block_tables.shape[0], name, "block_tables");
@@ -410,8 +415,7 @@ void CpuBackend::run(const ops::PagedAttention& op) {
               "table, which holds {} (the cache has {} blocks)", s, blk, id, blocks);
     }
   }
-  const float* sinks = optional_f32(op.sinks, name, "sinks");
-  if (sinks) require_numel(op.sinks, H, name, "sinks");
+  if (optional_f32(op.sinks, name, "sinks")) require_numel(op.sinks, H, name, "sinks");
   PagedGeometry g;
   g.heads = H;
   g.kv_heads = KV;
@@ -422,10 +426,19 @@ void CpuBackend::run(const ops::PagedAttention& op) {
   g.max_blocks = max_blocks;
   g.ldq = op.q.strides[0];
   g.ldo = ldo;
+  return g;
+}
+
+void CpuBackend::run(const ops::PagedAttention& op) {
+  adapt_threads();
+  const PagedGeometry g = check_paged_attention(op, DType::kF32);
   paged_attention(static_cast<float*>(op.out.data), static_cast<const float*>(op.q.data),
                   static_cast<const float*>(op.k_cache.data),
-                  static_cast<const float*>(op.v_cache.data), tables, starts, contexts, sinks, g,
-                  op.spec.effective_scale());
+                  static_cast<const float*>(op.v_cache.data),
+                  static_cast<const int32_t*>(op.block_tables.data),
+                  static_cast<const int32_t*>(op.query_start.data),
+                  static_cast<const int32_t*>(op.context_len.data),
+                  static_cast<const float*>(op.sinks.data), g, op.spec.effective_scale());
 }
 
 // ---- loss ----

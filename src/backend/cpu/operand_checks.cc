@@ -78,8 +78,8 @@ void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, c
 }
 
 void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
-                        const char* what) {
-  require_dtype(t, DType::kF32, op, what);
+                        const char* what, DType dtype) {
+  require_dtype(t, dtype, op, what);
   backend::require_heads_view(t, rows, heads, head_dim, "cpu", op, what);
 }
 

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 
+#include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/ops.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -43,15 +45,23 @@ void require_matrix(const Tensor& t, int64_t rows, int64_t cols, const char* op,
 // Every ids[i] in [0, limit); the message calls each one `what` ("target 5 at row 1 ...").
 void require_ids(const int32_t* ids, int64_t n, int64_t limit, const char* op, const char* what);
 
-// A q/k/v-style fp32 view [rows, heads, head_dim] with dense heads and rows of stride >=
+// A q/k/v-style view [rows, heads, head_dim] of `dtype` with dense heads and rows of stride >=
 // heads * head_dim.
 void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, const char* op,
-                        const char* what);
+                        const char* what, DType dtype = DType::kF32);
 
 // Group boundaries of `groups` groups over `rows` rows: offsets[0] = 0, never decreasing,
 // offsets[groups] = rows.
 void require_offsets(const int32_t* offsets, int64_t groups, int64_t rows, const char* op,
                      const char* what);
+
+// The paged cache's ops, their rows and cache of `dtype` (fp32; bf16 in bf16 mode) checked, as
+// their kernels take them (defined in cpu_ops.cc).
+struct KvCacheWriteShape {
+  int rows = 0, kv_heads = 0, head_dim = 0;
+};
+KvCacheWriteShape check_kv_cache_write(const ops::KvCacheWrite& op, DType dtype);
+PagedGeometry check_paged_attention(const ops::PagedAttention& op, DType dtype);
 
 // p[0..n) holds every index of [0, n) exactly once.
 void require_permutation(const int32_t* p, int64_t n, const char* op, const char* what);
