@@ -199,14 +199,8 @@ void CpuBf16Backend::run(const ops::Linear& op) {
   }
   adapt_threads();
   const char* name = "linear";
-  require_matrix(op.weight, -1, -1, name, "weight");
-  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
-  require_matrix(op.inp, -1, C, name, "inp");
-  const int64_t N = op.inp.shape[0];
-  require_matrix(op.out, N, OC, name, "out");
+  const auto [n, c, oc] = check_linear(op);
   const float* bias = optional_f32(op.bias, name, "bias");
-  if (bias) require_numel(op.bias, OC, name, "bias");
-  const int n = to_int(N, name, "inp"), c = to_int(C, name, "weight"), oc = to_int(OC, name, "weight");
   const uint16_t* inp = bf16(op.inp, name, "inp");
   const uint16_t* weight = bf16(op.weight, name, "weight");
   uint16_t* out = const_cast<uint16_t*>(bf16(op.out, name, "out"));
@@ -235,15 +229,7 @@ void CpuBf16Backend::run(const ops::LinearBackward& op) {
   }
   adapt_threads();
   const char* name = "linear_backward";
-  require_matrix(op.weight, -1, -1, name, "weight");
-  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
-  require_matrix(op.inp, -1, C, name, "inp");
-  const int64_t N = op.inp.shape[0];
-  require_matrix(op.dout, N, OC, name, "dout");
-  require_matrix(op.dweight, OC, C, name, "dweight");
-  if (!op.dinp.empty()) require_matrix(op.dinp, N, C, name, "dinp");
-  if (!op.dbias.empty()) require_numel(op.dbias, OC, name, "dbias");
-  const int n = to_int(N, name, "inp"), c = to_int(C, name, "weight"), oc = to_int(OC, name, "weight");
+  const auto [n, c, oc] = check_linear_backward(op);
   const uint16_t* dout = bf16(op.dout, name, "dout");
   if (n == 0 || c == 0 || oc == 0) return;  // empty sums: every gradient keeps its value
   if (!op.dinp.empty()) {  // dinp[N, C] += dout[N, OC] @ weight[OC, C]

@@ -164,41 +164,26 @@ void CpuBackend::run(const ops::AddLayerNorm& op) { Backend::run(op); }
 void CpuBackend::run(const ops::Linear& op) {
   adapt_threads();
   const char* name = "linear";
-  require_matrix(op.weight, -1, -1, name, "weight");
-  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
-  require_matrix(op.inp, -1, C, name, "inp");
-  const int64_t N = op.inp.shape[0];
-  require_matrix(op.out, N, OC, name, "out");
-  if (!op.bias.empty()) require_numel(op.bias, OC, name, "bias");
+  const LinearShape s = check_linear(op);
   const WeightMatrix weight = weight_matrix(op.weight, name, "weight");
   if (weight.dtype != DType::kF32) {  // inference weights: always the batch-invariant product
     matmul_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"), weight,
-                   optional_f32(op.bias, name, "bias"), to_int(N, name, "inp"),
-                   to_int(C, name, "weight"), to_int(OC, name, "weight"));
+                   optional_f32(op.bias, name, "bias"), s.N, s.C, s.OC);
     return;
   }
   matmul_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"),
-                 f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"),
-                 to_int(N, name, "inp"), to_int(C, name, "weight"), to_int(OC, name, "weight"),
-                 op.batch_invariant);
+                 f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"), s.N, s.C,
+                 s.OC, op.batch_invariant);
 }
 
 void CpuBackend::run(const ops::LinearBackward& op) {
   adapt_threads();
   const char* name = "linear_backward";
-  require_matrix(op.weight, -1, -1, name, "weight");
   const float* weight = trainable_weight(op.weight, name, "weight");
-  const int64_t OC = op.weight.shape[0], C = op.weight.shape[1];
-  require_matrix(op.inp, -1, C, name, "inp");
-  const int64_t N = op.inp.shape[0];
-  require_matrix(op.dout, N, OC, name, "dout");
-  require_matrix(op.dweight, OC, C, name, "dweight");
-  if (!op.dinp.empty()) require_matrix(op.dinp, N, C, name, "dinp");
-  if (!op.dbias.empty()) require_numel(op.dbias, OC, name, "dbias");
+  const LinearShape s = check_linear_backward(op);
   matmul_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                   optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
-                  f32(op.inp, name, "inp"), weight, to_int(N, name, "inp"),
-                  to_int(C, name, "weight"), to_int(OC, name, "weight"));
+                  f32(op.inp, name, "inp"), weight, s.N, s.C, s.OC);
 }
 
 void CpuBackend::run(const ops::LinearGelu& op) { Backend::run(op); }

@@ -83,6 +83,35 @@ void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, 
   backend::require_heads_view(t, rows, heads, head_dim, "cpu", op, what);
 }
 
+namespace {
+
+// weight [OC, C] and inp [N, C]: the sizes, N and OC checked against `out` [N, OC] and `bias`.
+LinearShape linear_shape(const Tensor& weight, const Tensor& inp, const Tensor& out,
+                         const Tensor& bias, const char* op, const char* out_name,
+                         const char* bias_name) {
+  require_matrix(weight, -1, -1, op, "weight");
+  const int64_t OC = weight.shape[0], C = weight.shape[1];
+  require_matrix(inp, -1, C, op, "inp");
+  const int64_t N = inp.shape[0];
+  require_matrix(out, N, OC, op, out_name);
+  if (!bias.empty()) require_numel(bias, OC, op, bias_name);
+  return {to_int(N, op, "inp"), to_int(C, op, "weight"), to_int(OC, op, "weight")};
+}
+
+}  // namespace
+
+LinearShape check_linear(const ops::Linear& op) {
+  return linear_shape(op.weight, op.inp, op.out, op.bias, "linear", "out", "bias");
+}
+
+LinearShape check_linear_backward(const ops::LinearBackward& op) {
+  const char* name = "linear_backward";
+  const LinearShape s = linear_shape(op.weight, op.inp, op.dout, op.dbias, name, "dout", "dbias");
+  require_matrix(op.dweight, s.OC, s.C, name, "dweight");
+  if (!op.dinp.empty()) require_matrix(op.dinp, s.N, s.C, name, "dinp");
+  return s;
+}
+
 void require_offsets(const int32_t* offsets, int64_t groups, int64_t rows, const char* op,
                      const char* what) {
   require(offsets[0] == 0 && offsets[groups] == rows,

@@ -55,6 +55,15 @@ void require_heads_view(const Tensor& t, int64_t rows, int heads, int head_dim, 
 void require_offsets(const int32_t* offsets, int64_t groups, int64_t rows, const char* op,
                      const char* what);
 
+// A linear layer's sizes, its operands' shapes checked (not their dtypes): weight [OC, C], inp
+// [N, C], out [N, OC], bias [OC] when present; for the backward pass also dout [N, OC], dweight
+// [OC, C], dinp [N, C] and dbias [OC] when present.
+struct LinearShape {
+  int N = 0, C = 0, OC = 0;
+};
+LinearShape check_linear(const ops::Linear& op);
+LinearShape check_linear_backward(const ops::LinearBackward& op);
+
 // The paged cache's ops, their rows and cache of `dtype` (fp32; bf16 in bf16 mode) checked, as
 // their kernels take them (defined in cpu_ops.cc).
 struct KvCacheWriteShape {
