@@ -146,6 +146,20 @@ TEST_F(DataParallelCli, AKilledRankStopsTheOtherNamingItWithinThirtySeconds) {
   EXPECT_EQ(losses(out).size(), 30u);
 }
 
+// Under Slurm: srun starts the ranks (Open MPI joins them through PMIx). Runs where a Slurm
+// controller answers on this machine; skipped elsewhere (CI has none).
+TEST_F(DataParallelCli, SrunTasksTrainAsRanks) {
+  if (run_shell("timeout 10 sinfo -h -o %t 2>/dev/null | grep -q idle").exit_code != 0) {
+    GTEST_SKIP() << "no idle Slurm node here";
+  }
+  ASSERT_EQ(run_shell(train_command(1, path("alone"), 6)).exit_code, 0);
+  const std::string command = "timeout 120 srun -n 2 --mpi=pmix " + train_command(1, path("srun"), 6);
+  const ShellResult srun = run_shell(command);
+  ASSERT_EQ(srun.exit_code, 0) << srun.output;
+  EXPECT_NE(srun.output.find("data-parallel over 2 ranks"), std::string::npos) << srun.output;
+  expect_same_curve(losses(path("srun")), losses(path("alone")));
+}
+
 TEST_F(DataParallelCli, RanksStartedDifferentlyAreRefusedNamingTheDifference) {
   const std::string common = std::string(SWITCHYARD_CLI) + " train --model tiny --data " + kCorpus +
                              " --out " + path("mixed") + " --seq 32 --steps 5";
