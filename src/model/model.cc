@@ -201,6 +201,7 @@ void Model::set_step_sync(StepSync* sync) {
   }
   require(!adam_m_.get(), "set_step_sync: the optimizer state already exists");
   sync_ = sync;
+  owned_squares_ = DeviceBuffer();  // sized for the new owned ranges at the next step
   owned_ = sync ? sync->owned_ranges()
                 : std::vector<FloatRange>{{0, layout_.decay_end(), true},
                                           {layout_.decay_end(), layout_.total(), false}};
@@ -439,8 +440,10 @@ Model::StepResult Model::finish_step(const AdamWConfig& adamw, float learning_ra
 
 void Model::synchronize_statistics(double* device_stats, double host_stats[2]) {
   sync_->gradients_reduced();
-  DeviceBuffer squares(backend_, owned_.size() * sizeof(double) / sizeof(float));
-  double* piece_squares = reinterpret_cast<double*>(squares.get());
+  if (!owned_squares_.get()) {
+    owned_squares_ = DeviceBuffer(backend_, owned_.size() * sizeof(double) / sizeof(float));
+  }
+  double* piece_squares = reinterpret_cast<double*>(owned_squares_.get());
   for (size_t i = 0; i < owned_.size(); ++i) {
     backend_.run(ops::SumOfSquares{.total = f64(piece_squares + i), .x = gradient_range(owned_[i])});
   }

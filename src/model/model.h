@@ -172,6 +172,7 @@ class Model {
   DeviceBuffer adam_m_, adam_v_;  // the owned ranges' moments, one after another
   StepSync* sync_ = nullptr;
   std::vector<FloatRange> owned_;  // what this replica updates: the whole layout without a sync
+  DeviceBuffer owned_squares_;     // a double per owned range: its gradients' sum of squares
   DeviceBuffer weight_copy_;  // the parameters in Precision::matmul_weights, where not fp32
   DeviceBuffer step_stats_;   // two device doubles: the step's loss so far, the gradients' norm^2
   std::unique_ptr<FrozenWeights> frozen_;      // inference-only weights, instead of params_

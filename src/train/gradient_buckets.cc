@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "dist/communicator.h"
 
 namespace switchyard::train {
 
@@ -60,11 +61,12 @@ std::vector<GradientBucket> plan_gradient_buckets(const model::ParameterLayout& 
 }
 
 FloatRange piece_of(const FloatRange& span, int rank, int ranks) {
-  require(ranks > 0 && rank >= 0 && rank < ranks, "rank {} of {} ranks", rank, ranks);
-  const size_t n = static_cast<size_t>(ranks), r = static_cast<size_t>(rank);
-  const size_t base = span.size() / n, longer = span.size() % n;
-  const size_t begin = span.begin + r * base + std::min(r, longer);
-  return {begin, begin + base + (r < longer ? 1 : 0), span.decay};
+  require(rank >= 0 && rank < ranks, "rank {} of {} ranks", rank, ranks);
+  // The split the collectives use (dist::even_counts), so that the pieces are theirs.
+  const std::vector<int64_t> counts = dist::even_counts(static_cast<int64_t>(span.size()), ranks);
+  size_t begin = span.begin;
+  for (int r = 0; r < rank; ++r) begin += static_cast<size_t>(counts[static_cast<size_t>(r)]);
+  return {begin, begin + static_cast<size_t>(counts[static_cast<size_t>(rank)]), span.decay};
 }
 
 std::vector<FloatRange> owned_pieces(const std::vector<GradientBucket>& buckets, int rank,

@@ -33,8 +33,8 @@ struct GradientBucket {
 std::vector<GradientBucket> plan_gradient_buckets(const model::ParameterLayout& layout,
                                                   size_t min_bucket_floats);
 
-// Rank `rank`'s piece of `span` among `ranks`: contiguous, the first span.size() % ranks pieces one
-// float longer than the others.
+// Rank `rank`'s piece of `span` among `ranks`: contiguous, split as dist::even_counts splits (the
+// first span.size() % ranks pieces one float longer than the others).
 FloatRange piece_of(const FloatRange& span, int rank, int ranks);
 
 // Every piece `rank` owns, bucket by bucket and span by span: the ranges whose optimizer state it
