@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Side-by-side CPU benchmark: Switchyard against PyTorch (eager fp32, bench/pytorch_gpt2.py) on the
-# same machine, same model (GPT-2 124M), same shapes and the same thread count, in one invocation.
+# Side-by-side CPU benchmark: Switchyard against PyTorch (eager, bench/pytorch_gpt2.py) on the same
+# machine, same model (GPT-2 124M), same shapes and the same thread count, in one invocation; in
+# fp32 and in bf16 mixed precision (Switchyard --dtype bf16 against PyTorch under bf16 autocast).
 #
 # Usage: bench/compare_cpu.sh
 # Environment (all optional):
@@ -9,12 +10,15 @@
 #   THREADS         threads for both                         (default: nproc)
 #   STEPS           timed training steps (after 1 warmup)    (default: 5)
 #   TOKENS          generated tokens                         (default: 32)
+#   SHAPES          training shapes, BxT                     (default: "4x64 8x256")
+#   DTYPES          precisions                               (default: "fp32 bf16")
 #   TORCH_BLAS_DIR  folder holding an OpenBLAS libblas.so.3, put first on LD_LIBRARY_PATH for the
 #                   PyTorch runs only (Debian's torch uses the system libblas; see bench/README.md)
 #
-# Prints the date, the CPU, both results, the ratio switchyard tokens/s over pytorch tokens/s for
-# training and for generation, and the exact commands. Exits non-zero if any run fails or its last
-# stdout line is not a JSON object with the expected fields.
+# Prints the date, the CPU and its bf16 units, a table of tokens/s, ms, peak RSS and the ratio
+# switchyard over pytorch for each shape and precision and for generation (against PyTorch's fp32),
+# Switchyard's and PyTorch's bf16 over fp32, the raw results and the exact commands. Exits non-zero
+# if any run fails or its last stdout line is not a JSON object with a numeric tokens_per_s.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,8 +27,6 @@ torch_python="${TORCH_PYTHON:-/usr/bin/python3}"
 threads="${THREADS:-$(nproc)}"
 steps="${STEPS:-5}"
 tokens="${TOKENS:-32}"
-batch=4
-seq=64
 
 if [[ ! -x "$bin" ]]; then
   echo "error: Switchyard binary '$bin' not found or not executable (build it, or set SWITCHYARD_BIN)" >&2
@@ -43,13 +45,30 @@ if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
   torch_env+=("LD_LIBRARY_PATH=$TORCH_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
 fi
 
-cmd_sy_train=(env "OMP_NUM_THREADS=$threads" "$bin" bench train --model gpt2-124m --batch "$batch"
-              --seq "$seq" --steps "$steps" --warmup 1 --json)
-cmd_sy_gen=(env "OMP_NUM_THREADS=$threads" "$bin" bench generate --model gpt2-124m --tokens "$tokens" --json)
-cmd_pt_train=("${torch_env[@]}" "$torch_python" "$root/bench/pytorch_gpt2.py" train --preset gpt2-124m
-              --batch "$batch" --seq "$seq" --steps "$steps" --warmup 1 --threads "$threads")
-cmd_pt_gen=("${torch_env[@]}" "$torch_python" "$root/bench/pytorch_gpt2.py" generate --preset gpt2-124m
-            --tokens "$tokens" --threads "$threads")
+shapes=(${SHAPES:-4x64 8x256})
+dtypes=(${DTYPES:-fp32 bf16})
+
+# Each run: a name that says what the summary compares, and its command.
+names=()
+declare -A commands
+quote() { local out="" a; for a in "$@"; do out+="$(printf '%q' "$a") "; done; echo "${out% }"; }
+add_run() { local name="$1"; shift; names+=("$name"); commands[$name]="$(quote "$@")"; }
+for shape in "${shapes[@]}"; do
+  b=${shape%x*} t=${shape#*x}
+  for dtype in "${dtypes[@]}"; do
+    add_run "switchyard_train_${dtype}_${shape}" env "OMP_NUM_THREADS=$threads" "$bin" bench train \
+      --model gpt2-124m --dtype "$dtype" --batch "$b" --seq "$t" --steps "$steps" --warmup 1 --json
+    add_run "pytorch_train_${dtype}_${shape}" "${torch_env[@]}" "$torch_python" "$root/bench/pytorch_gpt2.py" \
+      train --preset gpt2-124m --autocast "$dtype" --batch "$b" --seq "$t" --steps "$steps" --warmup 1 \
+      --threads "$threads"
+  done
+done
+for dtype in "${dtypes[@]}"; do
+  add_run "switchyard_generate_${dtype}" env "OMP_NUM_THREADS=$threads" "$bin" bench generate \
+    --model gpt2-124m --dtype "$dtype" --tokens "$tokens" --json
+done
+add_run pytorch_generate_fp32 "${torch_env[@]}" "$torch_python" "$root/bench/pytorch_gpt2.py" generate \
+  --preset gpt2-124m --tokens "$tokens" --threads "$threads"
 
 # run NAME CMD...: runs CMD (progress on stderr goes to the terminal), keeps the last non-empty
 # stdout line in $work/NAME.json.
@@ -75,39 +94,21 @@ if not isinstance(obj, dict) or not isinstance(obj.get("tokens_per_s"), (int, fl
 ' "$work/$name.json" "$name"
 }
 
-run switchyard_train "${cmd_sy_train[@]}"
-run switchyard_generate "${cmd_sy_gen[@]}"
-run pytorch_train "${cmd_pt_train[@]}"
-run pytorch_generate "${cmd_pt_gen[@]}"
-
-quote() { local out="" a; for a in "$@"; do out+="$(printf '%q' "$a") "; done; echo "${out% }"; }
+for name in "${names[@]}"; do eval "run $name ${commands[$name]}"; done
 
 cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
-python3 - "$work" "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "${cpu:-unknown}" "$(nproc)" "$threads" \
-  "$(quote "${cmd_sy_train[@]}")" "$(quote "${cmd_sy_gen[@]}")" \
-  "$(quote "${cmd_pt_train[@]}")" "$(quote "${cmd_pt_gen[@]}")" <<'EOF'
+units="$(grep -o -w 'amx_bf16\|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+for name in "${names[@]}"; do echo "$name ${commands[$name]}"; done > "$work/commands.txt"
+python3 - "$work" "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "${cpu:-unknown}" "${units:-none}" "$(nproc)" \
+  "$threads" <<'EOF'
 import json, os, sys
 
-work, date, cpu, nproc, threads = sys.argv[1:6]
-commands = sys.argv[6:10]
-need = {"switchyard_train": ["ms_per_step", "tokens_per_s"],
-        "switchyard_generate": ["tokens_per_s"],
-        "pytorch_train": ["ms_per_step", "tokens_per_s", "peak_rss_mib"],
-        "pytorch_generate": ["ms_per_token", "tokens_per_s", "peak_rss_mib"]}
+work, date, cpu, units, nproc, threads = sys.argv[1:7]
+commands = [line.rstrip("\n").split(" ", 1) for line in open(os.path.join(work, "commands.txt"))]
 res = {}
-for name, fields in need.items():
+for name, _ in commands:
     with open(os.path.join(work, name + ".json")) as f:
-        line = f.read().strip()
-    try:
-        obj = json.loads(line)
-    except ValueError:
-        sys.exit(f"error: {name}: last stdout line is not JSON: {line[:200]!r}")
-    if not isinstance(obj, dict):
-        sys.exit(f"error: {name}: last stdout line is JSON but not an object: {line[:200]!r}")
-    for k in fields:
-        if not isinstance(obj.get(k), (int, float)) or obj[k] <= 0:
-            sys.exit(f"error: {name}: expected a positive number in field '{k}', got {obj.get(k)!r}")
-    res[name] = obj
+        res[name] = json.loads(f.read().strip())  # run() checked: an object with tokens_per_s
 
 
 def num(obj, key, fmt="{:.2f}"):
@@ -115,38 +116,44 @@ def num(obj, key, fmt="{:.2f}"):
     return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
 
-def ms_per_token(obj):
-    if isinstance(obj.get("ms_per_token"), (int, float)):
-        return obj["ms_per_token"]
-    return 1e3 / obj["tokens_per_s"]
+def ratio(a, b):
+    return f"{res[a]['tokens_per_s'] / res[b]['tokens_per_s']:.2f}" if a in res and b in res else "-"
 
 
-sy_t, sy_g = res["switchyard_train"], res["switchyard_generate"]
-pt_t, pt_g = res["pytorch_train"], res["pytorch_generate"]
+def peer_of(name):
+    """PyTorch's run of the same shape and precision (generation: PyTorch's fp32)."""
+    peer = name.replace("switchyard", "pytorch")
+    return peer if peer in res else peer.replace("_bf16", "_fp32")
+
+
+torch_run = next(r for n, r in res.items() if n.startswith("pytorch"))
 print(f"date:    {date}")
-print(f"machine: {cpu}, {nproc} CPUs online; {threads} threads for both")
-print(f"pytorch: torch {pt_t.get('torch', '?')}, BLAS {pt_t.get('blas', '?')}")
+print(f"machine: {cpu}, {nproc} CPUs online; {threads} threads for both; bf16 units: {units}")
+print(f"pytorch: torch {torch_run.get('torch', '?')}, BLAS {torch_run.get('blas', '?')}")
 print()
-print(f"{'':22}{'switchyard':>14}{'pytorch':>14}{'ratio sy/pt':>14}")
-rows = [
-    ("train tokens/s", num(sy_t, "tokens_per_s"), num(pt_t, "tokens_per_s"),
-     f"{sy_t['tokens_per_s'] / pt_t['tokens_per_s']:.2f}"),
-    ("train ms/step", num(sy_t, "ms_per_step", "{:.1f}"), num(pt_t, "ms_per_step", "{:.1f}"), ""),
-    ("train GFLOP/s", num(sy_t, "gflops"), num(pt_t, "gflops"), ""),
-    ("train peak RSS MiB", num(sy_t, "peak_rss_mib", "{:.0f}"), num(pt_t, "peak_rss_mib", "{:.0f}"), ""),
-    ("generate tokens/s", num(sy_g, "tokens_per_s"), num(pt_g, "tokens_per_s"),
-     f"{sy_g['tokens_per_s'] / pt_g['tokens_per_s']:.2f}"),
-    ("generate ms/token", f"{ms_per_token(sy_g):.1f}", f"{ms_per_token(pt_g):.1f}", ""),
-    ("generate peak RSS MiB", num(sy_g, "peak_rss_mib", "{:.0f}"), num(pt_g, "peak_rss_mib", "{:.0f}"), ""),
-]
-for label, a, b, r in rows:
-    print(f"{label:22}{a:>14}{b:>14}{r:>14}")
+print(f"{'tokens/s':24}{'switchyard':>12}{'pytorch':>12}{'sy/pt':>8}{'sy ms':>10}{'pt ms':>10}"
+      f"{'sy RSS':>9}{'pt RSS':>9}")
+for name, _ in commands:
+    if not name.startswith("switchyard"):
+        continue
+    peer = peer_of(name)
+    sy, pt = res[name], res.get(peer, {})
+    ms = "ms_per_step" if "train" in name else "ms_per_token"
+    print(f"{name[len('switchyard_'):].replace('_', ' '):24}{sy['tokens_per_s']:>12.1f}"
+          f"{num(pt, 'tokens_per_s', '{:.1f}'):>12}{ratio(name, peer):>8}{num(sy, ms, '{:.1f}'):>10}"
+          f"{num(pt, ms, '{:.1f}'):>10}{num(sy, 'peak_rss_mib', '{:.0f}'):>9}"
+          f"{num(pt, 'peak_rss_mib', '{:.0f}'):>9}")
+print()
+print("bf16 over fp32, tokens/s:")
+for name, _ in commands:
+    if "_bf16" in name:
+        print(f"  {name}: {ratio(name, name.replace('_bf16', '_fp32'))}x")
 print()
 print("raw results:")
-for name in need:
+for name, _ in commands:
     print(f"  {name}: {json.dumps(res[name])}")
 print()
 print("commands:")
-for c in commands:
-    print(f"  {c}")
+for _, command in commands:
+    print(f"  {command}")
 EOF

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""PyTorch peer benchmark for Switchyard: the same GPT-2 (tools/gpt2_torch.py), eager fp32 on CPU.
+"""PyTorch peer benchmark for Switchyard: the same GPT-2 (tools/gpt2_torch.py), eager on CPU, in fp32
+or (--autocast bf16) under torch.autocast's bf16 mixed precision.
 
 Usage (with the Debian PyTorch at /usr/bin/python3):
-    bench/pytorch_gpt2.py train --preset gpt2-124m|tiny --batch 4 --seq 64 --steps 5 --warmup 1 --threads 2
+    bench/pytorch_gpt2.py train --preset gpt2-124m|tiny --batch 4 --seq 64 --steps 5 --warmup 1 --threads 2 [--autocast bf16]
     bench/pytorch_gpt2.py generate --preset gpt2-124m --tokens 32 --threads 2 [--prompt 1] [--sample]
 
 train: random tokens, forward + backward + AdamW step (lr 6e-4, betas 0.9/0.95, eps 1e-8, weight
@@ -77,6 +78,12 @@ def progress(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def autocast(args):
+    """fp32: no autocast. bf16: PyTorch's CPU mixed precision (products in bf16 through oneDNN,
+    master weights, optimizer and the ops autocast keeps fp32 in fp32)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast == "bf16")
+
+
 def bench_train(args, cfg):
     if args.seq > cfg.n_positions:
         sys.exit(f"error: --seq {args.seq} exceeds the preset's n_positions {cfg.n_positions}")
@@ -93,7 +100,8 @@ def bench_train(args, cfg):
         y = torch.randint(0, cfg.vocab_size, (args.batch, args.seq))
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        _, loss, _ = model(x, y)
+        with autocast(args):  # the forward and loss; backward runs in the dtypes they chose
+            _, loss, _ = model(x, y)
         loss.backward()
         opt.step()
         dt = time.perf_counter() - t0
@@ -110,7 +118,7 @@ def bench_train(args, cfg):
             "ms_per_step": s * 1e3, "ms_per_step_min": min(times) * 1e3,
             "tokens_per_s": tokens / s, "gflops": flops / s / 1e9, "final_loss": loss.item(),
             "params": n_params, "peak_rss_mib": peak_rss_mib(), "threads": args.threads,
-            "torch": torch.__version__}
+            "autocast": args.autocast, "torch": torch.__version__}
 
 
 def generate(model, prompt, n_tokens, sample, gen, timed):
@@ -166,7 +174,7 @@ def bench_generate(args, cfg):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="PyTorch GPT-2 peer benchmark (CPU, fp32, eager).")
+    ap = argparse.ArgumentParser(description="PyTorch GPT-2 peer benchmark (CPU, eager; fp32 or bf16 autocast).")
     sub = ap.add_subparsers(dest="mode", required=True)
     for mode in ("train", "generate"):
         p = sub.add_parser(mode)
@@ -178,6 +186,8 @@ def main():
             p.add_argument("--seq", type=int, default=64)
             p.add_argument("--steps", type=int, default=5)
             p.add_argument("--warmup", type=int, default=1)
+            p.add_argument("--autocast", choices=("fp32", "bf16"), default="fp32",
+                           help="bf16: train under torch.autocast('cpu', dtype=torch.bfloat16)")
         else:
             p.add_argument("--tokens", type=int, default=32)
             p.add_argument("--prompt", type=int, default=1, help="prompt length in (random) tokens")

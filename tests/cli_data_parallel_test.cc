@@ -36,9 +36,10 @@ class DataParallelCli : public TempDirTest {
     TempDirTest::SetUp();
   }
   // `train` on `ranks` processes (1: no launcher) writing to `out`; constant learning rate, so
-  // that a run continued with more --steps follows the same curve as one given them at once.
+  // that a run continued with more --steps follows the same curve as one given them at once. In
+  // fp32, where a rank's share of the batch gives the same sums as the whole batch in one process.
   std::string train_command(int ranks, const std::string& out, int steps, int batch = 4) {
-    return launcher(ranks) + SWITCHYARD_CLI + " train --model tiny --data " + kCorpus + " --out " +
+    return launcher(ranks) + SWITCHYARD_CLI + " train --model tiny --dtype fp32 --data " + kCorpus + " --out " +
            out + " --batch " + std::to_string(batch) +
            " --seq 32 --min-lr-ratio 1 --log-every 1000 --steps " + std::to_string(steps) + " 2>&1";
   }

@@ -95,8 +95,8 @@ TEST_F(CliEval, LossEqualsAnIndependentComputation) {
   // Several batch sizes: one window per pass, a batch that leaves a partial last batch, the default.
   for (const std::string batch : {" --batch 1", " --batch 3", ""}) {
     const Result eval =
-        run("eval --model " + model + " --data " + shard + " --seq " + std::to_string(T) + batch +
-            " --json");
+        run("eval --model " + model + " --dtype fp32 --data " + shard + " --seq " + std::to_string(T) +
+            batch + " --json");
     ASSERT_EQ(eval.exit_code, 0) << eval.output;
     const nlohmann::json e = last_json_line(eval.output);
     const double loss = e["loss"].get<double>();

@@ -72,7 +72,7 @@ TEST_F(CliGptOss, GreedyIdsFromBothCheckpointsMatchTheReference) {
   const std::string prompt = joined(reference_ids("greedy.prompt"));
   for (const auto& [dir, want] : {std::pair{kFp32, "greedy.fp32"}, std::pair{kPublished, "greedy.mxfp4"}}) {
     const ShellResult r = run_cli("generate --model " + dir + " --prompt-ids " + prompt +
-                                  " --temperature 0 -n 64 --json");
+                                  " --dtype fp32 --temperature 0 -n 64 --json");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const nlohmann::json j = last_json_line(r.output);
     EXPECT_EQ(j["prompt_ids"].get<std::vector<int32_t>>(), reference_ids("greedy.prompt"));

@@ -198,7 +198,7 @@ TEST_F(Cli, BenchPrintsOneJsonObject) {
 // the figures say so: tokens/s is N per step, and the memory bound is N tokens per read of the
 // weights.
 TEST_F(Cli, BenchGenerateAtBatchOneAndBatchThree) {
-  Result one = run("bench generate --model tiny --tokens 4 --json");
+  Result one = run("bench generate --model tiny --dtype fp32 --tokens 4 --json");
   ASSERT_EQ(one.exit_code, 0) << one.output;
   EXPECT_NE(one.output.find("generate tiny on cpu: batch 1, 4 tokens: "), std::string::npos) << one.output;
   EXPECT_NE(one.output.find(" ms/token, "), std::string::npos) << one.output;
@@ -213,7 +213,7 @@ TEST_F(Cli, BenchGenerateAtBatchOneAndBatchThree) {
     EXPECT_GT(j1[key].get<double>(), 0) << key;
   }
 
-  Result three = run("bench generate --model tiny --batch 3 --tokens 4 --json");
+  Result three = run("bench generate --model tiny --dtype fp32 --batch 3 --tokens 4 --json");
   ASSERT_EQ(three.exit_code, 0) << three.output;
   EXPECT_NE(three.output.find("generate tiny on cpu: batch 3, 4 tokens each: "), std::string::npos) << three.output;
   EXPECT_NE(three.output.find(" ms/step, "), std::string::npos) << three.output;
@@ -236,7 +236,7 @@ TEST_F(Cli, BenchGenerateRefusesABadBatch) {
     EXPECT_NE(r.output.find("--batch"), std::string::npos) << batch << ": " << r.output;
   }
   // 4096 sequences of 65,536 positions: 256 GiB of keys for each layer, more than any host here.
-  Result r = run("bench generate --model tiny --n-embd 256 --n-positions 65536 --context 65536 --tokens 2 "
+  Result r = run("bench generate --model tiny --dtype fp32 --n-embd 256 --n-positions 65536 --context 65536 --tokens 2 "
                  "--batch 4096");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("error: --batch 4096: the KV cache of 4096 sequences of 65536 positions (2048.00 GiB) "

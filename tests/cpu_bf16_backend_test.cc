@@ -2,6 +2,7 @@
 // streaming for few), the ops it runs over widened copies, and what it says about itself.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <random>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "device_tensors.h"
+#include "expect_error.h"
 
 namespace switchyard {
 namespace {
@@ -49,14 +51,16 @@ TEST_F(CpuBf16, ComputesInBf16WithBf16WeightCopies) {
                                  DType::kI32,  DType::kI32,  DType::kI32,  DType::kF32};
   EXPECT_TRUE(bf16_->supports(backend::OpKind::kPagedAttention, paged));  // the cache read in place
   const std::vector<DType> gelu{DType::kBF16, DType::kBF16};
-  EXPECT_FALSE(bf16_->supports(backend::OpKind::kGelu, gelu));  // runs over widened copies
+  EXPECT_TRUE(bf16_->supports(backend::OpKind::kGelu, gelu));  // over L1-sized widened chunks
+  const std::vector<DType> rmsnorm{DType::kBF16, DType::kF32, DType::kBF16, DType::kF32};
+  EXPECT_FALSE(bf16_->supports(backend::OpKind::kRmsNorm, rmsnorm));  // over widened copies
 }
 
 TEST_F(CpuBf16, DevicesNameTheDefaultAndTheBf16Units) {
   bool listed = false;
   for (const backend::BackendInfo& info : backend::list_backends()) {
-    if (info.name == "cpu") {
-      EXPECT_NE(info.detail.find("default"), std::string::npos) << info.detail;
+    if (info.name == "cpu") {  // says what `--device cpu` runs here, and why
+      EXPECT_NE(info.detail.find(backend::cpu_default_dtype().reason), std::string::npos) << info.detail;
     }
     if (info.name != "cpu-bf16") continue;
     listed = true;
@@ -71,6 +75,35 @@ TEST_F(CpuBf16, DevicesNameTheDefaultAndTheBf16Units) {
 // out = inp @ weight^T + bias for few rows (the weight-streaming path) and many (oneDNN), against
 // the fp32 product of the same bf16 values: only the output's rounding to bf16 and the order of
 // the fp32 sums differ.
+// `--dtype`: bf16 by default on the CPU only where it computes bf16 natively; fp32 and bf16 pick
+// that form of any device; a name that already says the other precision is refused with the fix.
+TEST(DeviceDtype, ResolvesEachDeviceAndRefusesContradictions) {
+  const bool native = backend::cpu::host_bf16_units() != backend::cpu::Bf16Units::kNone;
+  EXPECT_EQ(backend::cpu_default_dtype().dtype, native ? DType::kBF16 : DType::kF32);
+  EXPECT_EQ(backend::device_for_dtype("cpu", "auto"), native ? "cpu-bf16" : "cpu");
+  const std::vector<std::array<std::string, 3>> cases = {
+      {"cpu", "fp32", "cpu"},                    {"cpu", "bf16", "cpu-bf16"},
+      {"cpu-bf16", "auto", "cpu-bf16"},          {"cpu-bf16", "bf16", "cpu-bf16"},
+      {"cuda", "auto", "cuda"},                  {"cuda", "fp32", "cuda-fp32"},
+      {"cuda-fp32", "auto", "cuda-fp32"},        {"cuda-fp32", "fp32", "cuda-fp32"},
+      {"trn2-sim", "auto", "trn2-sim"},          {"trn2-sim", "fp32", "trn2-sim-fp32"},
+      {"trn1-sim:timing", "fp32", "trn1-sim-fp32:timing"},
+      {"trn2-sim-fp32", "auto", "trn2-sim-fp32"}, {"tpu", "bf16", "tpu"},  // create_backend names it
+  };
+  for (const auto& [device, dtype, want] : cases) {
+    EXPECT_EQ(backend::device_for_dtype(device, dtype), want) << device << " --dtype " << dtype;
+  }
+  expect_error([] { backend::device_for_dtype("cpu-bf16", "fp32"); },
+               {"device 'cpu-bf16' is bf16", "--device cpu --dtype fp32"});
+  expect_error([] { backend::device_for_dtype("cuda-fp32", "bf16"); }, {"--device cuda --dtype bf16"});
+  expect_error([] { backend::device_for_dtype("trn2-sim-fp32:timing", "bf16"); },
+               {"--device trn2-sim:timing --dtype bf16"});
+  expect_error([] { backend::device_for_dtype("cpu", "fp16"); }, {"unknown dtype 'fp16'"});
+  EXPECT_EQ(backend::plain_device_name("cpu-bf16"), "cpu");
+  EXPECT_EQ(backend::plain_device_name("cuda-fp32"), "cuda");
+  EXPECT_EQ(backend::plain_device_name("trn2-sim-fp32:timing"), "trn2-sim:timing");
+}
+
 TEST_F(CpuBf16, LinearMatchesTheFp32ProductOfItsInputs) {
   const int C = 72, OC = 40;
   for (int N : {1, 4, 5, 37}) {
@@ -116,18 +149,55 @@ TEST_F(CpuBf16, OtherOpsComputeInFp32OverWidenedOperands) {
   const int N = 300, C = 96;  // enough values to convert in parallel
   Pair inp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(size_t(N) * C, 10));
   Pair weight(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 11));
-  Pair bias(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 12));
   Pair out(*bf16_, *cpu_, DType::kBF16, {N, C}, std::vector<float>(size_t(N) * C));
-  Pair mean(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
   Pair rstd(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
   for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
     auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
-    backend->run(ops::LayerNorm{.out = t(out), .mean = t(mean), .rstd = t(rstd), .inp = t(inp),
-                                .weight = t(weight), .bias = t(bias)});
+    backend->run(ops::RmsNorm{.out = t(out), .rstd = t(rstd), .inp = t(inp), .weight = t(weight)});
   }
   EXPECT_EQ(out.gpu.read(), rounded_to_bf16(out.cpu.read()));
-  EXPECT_EQ(mean.gpu.read(), mean.cpu.read());
   EXPECT_EQ(rstd.gpu.read(), rstd.cpu.read());
+}
+
+// LayerNorm, GELU and the residual adds, forward and backward, over bf16 activations: the fp32
+// kernels' results over the same values, the bf16 outputs within their rounding and the fp32
+// statistics and parameter gradients as the reference sums them. Rows narrower and wider than a
+// thread's chunk (2,048 values), with enough values to run in parallel.
+TEST_F(CpuBf16, LayerNormGeluAndAddsMatchTheFp32Kernels) {
+  for (const auto [N, C] : {std::pair{300, 96}, std::pair{13, 2880}}) {
+    const size_t values = size_t(N) * C;
+    Pair inp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(values, 10));
+    Pair dout(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(values, 11));
+    Pair dinp(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(values, 12));
+    Pair weight(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 13));
+    Pair bias(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 14));
+    Pair dweight(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 15));
+    Pair dbias(*bf16_, *cpu_, DType::kF32, {C}, random_values(C, 16));
+    Pair out(*bf16_, *cpu_, DType::kBF16, {N, C}, std::vector<float>(values));
+    Pair act(*bf16_, *cpu_, DType::kBF16, {N, C}, std::vector<float>(values));
+    Pair dact(*bf16_, *cpu_, DType::kBF16, {N, C}, random_values(values, 17));
+    Pair mean(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
+    Pair rstd(*bf16_, *cpu_, DType::kF32, {N}, std::vector<float>(N));
+    for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+      auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+      backend->run(ops::LayerNorm{.out = t(out), .mean = t(mean), .rstd = t(rstd), .inp = t(inp),
+                                  .weight = t(weight), .bias = t(bias)});
+      backend->run(ops::LayerNormBackward{.dinp = t(dinp), .dweight = t(dweight), .dbias = t(dbias),
+                                          .dout = t(dout), .inp = t(inp), .weight = t(weight),
+                                          .mean = t(mean), .rstd = t(rstd)});
+      backend->run(ops::Gelu{.out = t(act), .inp = t(out)});
+      backend->run(ops::GeluBackward{.dinp = t(dact), .inp = t(out), .dout = t(dout)});
+      backend->run(ops::Add{.out = t(out), .a = t(out), .b = t(inp)});  // in place, as residuals
+      backend->run(ops::Accumulate{.dst = t(dinp), .src = t(dact)});
+    }
+    EXPECT_EQ(mean.gpu.read(), mean.cpu.read()) << C;
+    EXPECT_EQ(rstd.gpu.read(), rstd.cpu.read()) << C;
+    // Outputs read by the next op were rounded to bf16 on one side only: errors stay within a few
+    // bf16 roundings (2^-9 relative each).
+    for (const Pair* p : {&out, &act, &dact, &dinp}) EXPECT_LT(p->error(), 8e-3) << C;
+    EXPECT_LT(dweight.error(), 1e-5) << C;
+    EXPECT_LT(dbias.error(), 1e-6) << C;
+  }
 }
 
 // The loss over bf16 logits a row at a time, in fp32: the reference's losses exactly, and its

@@ -177,6 +177,22 @@ struct BackendInfo {
 
 // Every backend built into this binary.
 std::vector<BackendInfo> list_backends();
+// The device a run takes for `--device device --dtype dtype` (dtype: "auto", "fp32" or "bf16"):
+// "auto" keeps the device's own precision, except that "cpu" becomes "cpu-bf16" where the CPU
+// computes bf16 products natively (cpu_default_dtype); "fp32"/"bf16" pick that precision's form of
+// the device (cuda -> cuda-fp32, trn2-sim -> trn2-sim-fp32, cpu -> cpu-bf16, ...). Throws Error for
+// an unknown dtype, or a device name that already says the other precision (cpu-bf16 with fp32).
+std::string device_for_dtype(const std::string& device, const std::string& dtype);
+// The device's name without a precision (cpu-bf16 -> cpu, cuda-fp32 -> cuda, trn2-sim-fp32 ->
+// trn2-sim): what device_for_dtype takes when a recorded device meets a new --dtype.
+std::string plain_device_name(const std::string& device);
+// What `--device cpu` runs in by default on this machine, and why, for `devices`.
+struct CpuDefaultDtype {
+  DType dtype;
+  std::string reason;
+};
+CpuDefaultDtype cpu_default_dtype();
+
 // Creates a backend by name; throws Error for an unknown name (listing the known ones) or one that
 // cannot run on this machine (saying why).
 std::unique_ptr<Backend> create_backend(const std::string& name);

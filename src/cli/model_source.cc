@@ -179,6 +179,22 @@ void add_model_flags(CLI::App* command, ModelSource& source, bool model_required
   if (model_required) model->required();
   command->add_option("--device", source.device, "backend to run on (see `switchyard devices`)")
       ->capture_default_str();
+  command
+      ->add_option("--dtype", source.dtype,
+                   "precision: fp32, bf16 (mixed: fp32 master weights, reductions and losses) or "
+                   "auto (the device's default; for cpu, bf16 where the CPU computes it natively, "
+                   "see `switchyard devices`)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
+      ->capture_default_str();
+  // Everything after parsing (checkpoint settings, same-run checks, the backend) sees the device
+  // the run takes; a device that contradicts --dtype is a mistake in the command line.
+  command->parse_complete_callback([&source] {
+    try {
+      source.device = backend::device_for_dtype(source.device, source.dtype);
+    } catch (const Error& e) {
+      throw CLI::ValidationError("--dtype", e.what());
+    }
+  });
   command->add_option("--tokenizer", source.tokenizer, "gpt2, o200k or byte (default: from the model)")
       ->check(CLI::IsMember({"gpt2", "o200k", "byte"}));
   command->add_option("--vocab", source.vocab_dir,

@@ -19,7 +19,8 @@ namespace switchyard::cli {
 
 struct ModelSource {
   std::string model;      // preset name or checkpoint directory
-  std::string device = "cpu";
+  std::string device = "cpu";  // after parsing: the device --dtype resolved it to (cpu-bf16, ...)
+  std::string dtype = "auto";   // --dtype: auto, fp32 or bf16 (backend::device_for_dtype)
   std::string tokenizer;  // "gpt2", "o200k", "byte" or empty (decided by the checkpoint or preset)
   std::string vocab_dir;  // GPT-2 vocabulary directory or o200k file; empty: the usual places
   uint64_t seed = 1337;   // initialisation seed for presets
@@ -55,7 +56,7 @@ OpenedModel open_model(const ModelSource& source, bool load_tokenizer);
 // The tokenizer of a model opened without one (open_model's load_tokenizer does the same).
 std::unique_ptr<tokenizer::Tokenizer> open_tokenizer(const ModelSource& source, const OpenedModel& opened);
 
-// Adds --model, --device, --tokenizer, --vocab, --seed and the shape overrides (--n-layer, --n-head,
+// Adds --model, --device, --dtype, --tokenizer, --vocab, --seed and the shape overrides (--n-layer, --n-head,
 // --n-embd, --n-positions, --vocab-size; for gpt-oss also --n-kv-head, --head-dim, --experts,
 // --experts-per-token, --intermediate, --window) to a subcommand.
 void add_model_flags(CLI::App* command, ModelSource& source, bool model_required = true);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "backend/backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
@@ -70,7 +71,8 @@ std::vector<Setting> settings_of(TrainFlags& f) {
       bind("tokenizer", fixed, s.tokenizer),
       bind("vocab", may_change, s.vocab_dir),
       bind("seed", fixed, s.seed),
-      bind("device", may_change, s.device),
+      bind("device", may_change, s.device),  // as --dtype resolved it
+      bind("dtype", may_change, s.dtype),
       bind("data", fixed, f.data),
       bind("val-data", fixed, f.val_data),
       bind("val-fraction", fixed, f.val_fraction),
@@ -211,6 +213,10 @@ ResumePlan take_recorded_settings(TrainFlags& flags, const std::set<std::string>
   Recorded recorded = plan.recorded ? take_run_record(flags, given, section, checkpoint_dir)
                                     : take_older_state(flags, given, checkpoint_dir);
   plan.checkpoint_step = recorded.checkpoint_step;
+  if (given.contains("dtype") && !given.contains("device")) {  // the recorded device in that dtype
+    flags.source.device = backend::device_for_dtype(backend::plain_device_name(flags.source.device),
+                                                    flags.source.dtype);
+  }
   const int steps = flags.options.steps;
   if (given.contains("steps") && steps <= plan.checkpoint_step) {
     recorded.refused.push_back(fmt::format("--steps {} (the checkpoint is already at step {}; give more than that)",

@@ -10,11 +10,12 @@
 // instead, as decoding does), the cross-entropy over bf16 logits a row at a time (logits are the
 // largest activations: widening them whole would double the step's peak memory), and the paged KV
 // cache kept in bf16 (paged attention widens each key and value as it reads it, so a decode step
-// reads the cache's bf16 bytes, not an fp32 copy of the whole pool). Every other op runs
-// CpuBackend's fp32 kernels:
-// directly where its operands are fp32 (the optimizer, gradient norms), otherwise over fp32
-// copies of its bf16 operands, widened and narrowed again in parallel (Backend::run_on_host,
-// host_fallback.h), so the math inside (norms, attention, GELU, cross-entropy) is fp32.
+// reads the cache's bf16 bytes, not an fp32 copy of the whole pool). LayerNorm, GELU and the
+// residual adds, forward and backward (cpu_bf16_rowwise.cc), run the fp32 kernels over chunks a
+// thread widens into L1 and narrows back. Every other op runs CpuBackend's fp32 kernels: directly
+// where its operands are fp32 (the optimizer, gradient norms), otherwise over fp32 copies of its
+// bf16 operands, widened and narrowed again in parallel (Backend::run_on_host, host_fallback.h),
+// so the math inside (attention, RMSNorm, RoPE, the MoE ops) is fp32.
 #pragma once
 
 #include <span>
@@ -59,8 +60,18 @@ class CpuBf16Backend final : public Backend {
   void run(const ops::PagedAttention& op) override;
   void run(const ops::CrossEntropy& op) override;
   void run(const ops::CrossEntropyBackward& op) override;
+  // cpu_bf16_rowwise.cc: the fp32 kernels over L1-sized widened chunks of bf16 activations.
+  void run(const ops::Gelu& op) override;
+  void run(const ops::GeluBackward& op) override;
+  void run(const ops::Add& op) override;
+  void run(const ops::Accumulate& op) override;
+  void run(const ops::LayerNorm& op) override;
+  void run(const ops::LayerNormBackward& op) override;
 
  private:
+  // The operand dtypes cpu_bf16_rowwise.cc runs natively.
+  bool native_rowwise(OpKind kind, std::span<const DType> dtypes) const;
+
   CpuBackend host_;
   std::vector<float> scratch_;  // fp32 rows of few-row products (the weight-streaming path)
 };

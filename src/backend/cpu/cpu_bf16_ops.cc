@@ -100,6 +100,7 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
            }) && dtypes[4] == DType::kI32;
   }
   if (kind == OpKind::kPagedAttention) return paged_in_bf16(dtypes);
+  if (native_rowwise(kind, dtypes)) return true;
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
     return dtypes.size() == 3 && dtypes[0] == DType::kF32 && dtypes[1] == DType::kBF16 &&
            dtypes[2] == DType::kI32;
