@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bf16 against fp32 on the CPU (issue 18), in the same run: `bench train` of gpt2-124m at each
-# shape and `bench generate` at batch 1, on --device cpu (fp32) and cpu-bf16, alternating the two
+# shape and `bench generate` at batch 1, in --dtype fp32 and --dtype bf16 on the CPU, alternating the two
 # RUNS times. Prints each run's figures (ms/step, GEMM rate and bound, peak RSS; tokens/s and the
 # weight-streaming bound) and the bf16 / fp32 ratio of each pair.
 # Usage: bench/cpu_bf16.sh [RUNS] [SHAPES...]   (shapes as BxT; default 4x64 8x256)
@@ -22,8 +22,8 @@ for shape in "${shapes[@]}"; do
   b=${shape%x*} t=${shape#*x}
   echo "== bench train --model gpt2-124m --batch $b --seq $t --steps 5 --warmup 1"
   for i in $(seq "$runs"); do
-    fp32=$("$bin" bench train --model gpt2-124m --batch "$b" --seq "$t" --steps 5 --json --device cpu | last_json)
-    bf16=$("$bin" bench train --model gpt2-124m --batch "$b" --seq "$t" --steps 5 --json --device cpu-bf16 | last_json)
+    fp32=$("$bin" bench train --model gpt2-124m --batch "$b" --seq "$t" --steps 5 --json --dtype fp32 | last_json)
+    bf16=$("$bin" bench train --model gpt2-124m --batch "$b" --seq "$t" --steps 5 --json --dtype bf16 | last_json)
     python3 - "$fp32" "$bf16" <<'PY'
 import json, sys
 f, b = (json.loads(a) for a in sys.argv[1:])
@@ -38,8 +38,8 @@ done
 
 echo "== bench generate --model gpt2-124m --tokens 64 (batch 1)"
 for i in $(seq "$runs"); do
-  fp32=$("$bin" bench generate --model gpt2-124m --tokens 64 --json --device cpu | last_json)
-  bf16=$("$bin" bench generate --model gpt2-124m --tokens 64 --json --device cpu-bf16 | last_json)
+  fp32=$("$bin" bench generate --model gpt2-124m --tokens 64 --json --dtype fp32 | last_json)
+  bf16=$("$bin" bench generate --model gpt2-124m --tokens 64 --json --dtype bf16 | last_json)
   python3 - "$fp32" "$bf16" <<'PY'
 import json, sys
 f, b = (json.loads(a) for a in sys.argv[1:])

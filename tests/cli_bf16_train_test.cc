@@ -98,5 +98,30 @@ TEST_F(Bf16TrainingCli, ItsCheckpointEvaluatesTheSameInFp32OnEveryDevice) {
   }
 }
 
+// --dtype picks the device's precision and is recorded with the run; on --resume a new --dtype
+// switches the recorded device; a device that says the other precision is a usage error.
+TEST_F(Bf16TrainingCli, DtypeIsRecordedAndSwitchedOnResume) {
+  const std::string out = path("switch");
+  ShellResult r = run_cli("train --model tiny --n-layer 1 --data " + kCorpus + " --out " + out +
+                          " --dtype bf16 --batch 2 --seq 16 --steps 2 --eval-windows 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto recorded = [&] {
+    std::ifstream in(out + "/config.json");
+    const nlohmann::json run = nlohmann::json::parse(in)["switchyard"]["run"];
+    return run["device"].get<std::string>() + " " + run["dtype"].get<std::string>();
+  };
+  EXPECT_EQ(recorded(), "cpu-bf16 bf16");
+  r = run_cli("train --out " + out + " --resume --steps 3 --dtype fp32");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(recorded(), "cpu fp32");
+
+  r = run_cli("generate --model tiny --device cpu-bf16 --dtype fp32 --prompt-ids 1 -n 1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --dtype: device 'cpu-bf16' is bf16, but --dtype asks for fp32: use "
+                          "--device cpu --dtype fp32"),
+            std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace switchyard

@@ -80,7 +80,9 @@ class CliSaveFormat : public TempDirTest {
   }
   // A tiny gpt-oss whose hidden (64) and intermediate (32) sizes are whole MXFP4 blocks.
   std::string train_args(const std::string& out, int steps) const {
-    return "train --model gpt-oss-tiny --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --head-dim 16"
+    // fp32: the resumed run must repeat the losses exactly, which needs sums that do not depend
+    // on the thread count.
+    return "train --model gpt-oss-tiny --dtype fp32 --n-layer 2 --n-embd 64 --n-head 4 --n-kv-head 2 --head-dim 16"
            " --experts 3 --experts-per-token 2 --intermediate 32 --window 16 --n-positions 64 --data " +
            text_ + " --out " + out + " --batch 2 --seq 32 --warmup 1 --lr 3e-3 --steps " + std::to_string(steps);
   }

@@ -100,6 +100,9 @@ TEST(DeviceDtype, ResolvesEachDeviceAndRefusesContradictions) {
                {"--device trn2-sim:timing --dtype bf16"});
   expect_error([] { backend::device_for_dtype("cpu", "fp16"); }, {"unknown dtype 'fp16'"});
   EXPECT_EQ(backend::plain_device_name("cpu-bf16"), "cpu");
+  EXPECT_EQ(backend::plain_device_name("cpu"), "cpu");
+  EXPECT_EQ(backend::plain_device_name("cuda"), "cuda");
+  EXPECT_EQ(backend::plain_device_name("trn2-sim"), "trn2-sim");
   EXPECT_EQ(backend::plain_device_name("cuda-fp32"), "cuda");
   EXPECT_EQ(backend::plain_device_name("trn2-sim-fp32:timing"), "trn2-sim:timing");
 }

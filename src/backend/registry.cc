@@ -77,9 +77,9 @@ std::string device_for_dtype(const std::string& device, const std::string& dtype
 }
 
 std::string plain_device_name(const std::string& device) {
-  if (device == "cpu-bf16") return "cpu";
   const std::optional<PrecisionForms> forms = precision_forms(device);
-  return forms ? forms->bf16 : device;  // cuda and the simulators are bf16 by default
+  if (!forms) return device;
+  return forms->fp32 == "cpu" ? "cpu" : forms->bf16;  // cuda and the simulators are bf16 by default
 }
 
 std::vector<BackendInfo> list_backends() {
