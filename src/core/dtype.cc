@@ -119,18 +119,12 @@ constexpr size_t kParallelConversion = size_t{1} << 16;
 
 void bf16_to_float(const uint16_t* bits, float* values, size_t n) {
 #pragma omp parallel for schedule(static) if (n > kParallelConversion)
-  for (size_t i = 0; i < n; ++i) values[i] = bf16_to_float(bits[i]);
+  for (size_t i = 0; i < n; ++i) values[i] = widen_bf16_bits(bits[i]);
 }
 
 void float_to_bf16(const float* values, uint16_t* bits, size_t n) {
-  // float_to_bf16(float) without its branch, so that the loop vectorises.
 #pragma omp parallel for schedule(static) if (n > kParallelConversion)
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t b = std::bit_cast<uint32_t>(values[i]);
-    const uint32_t rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16;
-    const uint32_t quiet = (b >> 16) | 0x40;
-    bits[i] = static_cast<uint16_t>((b & 0x7FFFFFFF) > 0x7F800000 ? quiet : rounded);
-  }
+  for (size_t i = 0; i < n; ++i) bits[i] = narrow_to_bf16_bits(values[i]);
 }
 
 float fp16_to_float(uint16_t h) {

@@ -16,6 +16,8 @@
 // encodes them.
 #pragma once
 
+#include <bit>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -65,6 +67,17 @@ DType parse_dtype(const std::string& name);
 
 float bf16_to_float(uint16_t bits);
 uint16_t float_to_bf16(float value);
+// The same two conversions inline and without a branch, for loops that must vectorise (the float
+// rounded to nearest even; a NaN stays a quiet NaN).
+inline float widen_bf16_bits(uint16_t bits) {
+  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
+}
+inline uint16_t narrow_to_bf16_bits(float value) {
+  const uint32_t b = std::bit_cast<uint32_t>(value);
+  const uint32_t rounded = (b + 0x7FFF + ((b >> 16) & 1)) >> 16;
+  const uint32_t quiet = (b >> 16) | 0x40;
+  return static_cast<uint16_t>((b & 0x7FFFFFFF) > 0x7F800000 ? quiet : rounded);
+}
 // n values at once, rounded as above, split across OpenMP threads when there are many (staging
 // and casting whole activations).
 void bf16_to_float(const uint16_t* bits, float* values, size_t n);

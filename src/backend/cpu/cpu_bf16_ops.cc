@@ -51,7 +51,7 @@ void bias_backward(float* dbias, const uint16_t* dout, int N, int OC) {
     for (int n = 0; n < N; ++n) {
       const uint16_t* d = dout + static_cast<size_t>(n) * OC;
       SWITCHYARD_OMP(omp simd)
-      for (int o = o0; o < o1; ++o) sums[o - o0] += bf16_to_float(d[o]);
+      for (int o = o0; o < o1; ++o) sums[o - o0] += widen_bf16_bits(d[o]);  // inline: vectorises
     }
     for (int o = o0; o < o1; ++o) dbias[o] += sums[o - o0];
   }

@@ -1,8 +1,10 @@
 // CpuBf16Backend's elementwise and LayerNorm ops over bf16 activations. Each thread widens a chunk
-// (or a few rows) into fp32 buffers of its own, small enough to stay in L1, runs CpuBackend's fp32
-// kernel on it and narrows the result: the math is the fp32 reference's, and the activations make
-// one pass through memory instead of the host fallback's three (widen whole, compute, narrow whole)
-// through staging buffers as large as the tensors.
+// (or a row) into fp32 buffers of its own, small enough to stay in L1, runs the fp32 kernels'
+// per-value and per-row functions (cpu_kernels.h) on it and narrows the result: the math is the
+// fp32 reference's, and the activations make one pass through memory instead of the host
+// fallback's three (widen whole, compute, narrow whole) through staging buffers as large as the
+// tensors. Nothing inside a thread's loop opens an OpenMP region of its own: a nested region,
+// even an inactive one, costs microseconds, thousands of times per op.
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -10,12 +12,11 @@
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
-#include "backend/cpu/weight_decode.h"
 
 namespace switchyard::backend::cpu {
 namespace {
 
-// Floats a thread widens per stream at a time: 8 KiB, so that three streams stay in L1.
+// Floats a thread widens per stream at a time: 8 KiB on its stack, so that three streams stay in L1.
 constexpr size_t kChunk = 2048;
 
 // Strided views (none of the model's ops passes one here) take the host fallback, which keeps
@@ -38,33 +39,33 @@ const uint16_t* bf16_in(const Tensor& t, const char* op, const char* what) {
   return dense<const uint16_t>(t, DType::kBF16, op, what);
 }
 
-// fn(begin, count, buffers) over blocks of `count` items of `width` values (rows, or chunks of a
-// flat tensor with width 1), in parallel; buffers holds `streams` fp32 blocks of the thread's own.
-template <typename Fn>
-void for_each_block(size_t items, size_t width, int streams, Fn&& fn) {
-  const size_t per_block = std::max<size_t>(1, kChunk / width);
-  const size_t blocks = (items + per_block - 1) / per_block;
-  SWITCHYARD_OMP(omp parallel if (items * width > kParallelThreshold))
-  {
-    std::vector<float> buffer(static_cast<size_t>(streams) * per_block * width);
-    SWITCHYARD_OMP(omp for schedule(static))
-    for (size_t b = 0; b < blocks; ++b) {
-      const size_t begin = b * per_block;
-      fn(begin, std::min(per_block, items - begin), buffer.data(), per_block * width);
-    }
-  }
+void widen(const uint16_t* bits, float* values, size_t n) {
+  SWITCHYARD_OMP(omp simd)
+  for (size_t i = 0; i < n; ++i) values[i] = widen_bf16_bits(bits[i]);
+}
+void narrow(const float* values, uint16_t* bits, size_t n) {
+  SWITCHYARD_OMP(omp simd)
+  for (size_t i = 0; i < n; ++i) bits[i] = narrow_to_bf16_bits(values[i]);
 }
 
-// out = f(in...) elementwise over n values: each operand's chunk widened into its stream.
+// fn(begin, count) over the chunks of n values, in parallel.
 template <typename Fn>
-void elementwise(size_t n, std::initializer_list<const uint16_t*> inputs, uint16_t* out, Fn&& fn) {
-  const int streams = static_cast<int>(inputs.size());
-  for_each_block(n, 1, streams, [&](size_t begin, size_t count, float* buf, size_t stride) {
-    int s = 0;
-    for (const uint16_t* in : inputs) bf16_to_float(in + begin, buf + stride * s++, count);
-    fn(buf, stride, count);
-    float_to_bf16(buf, out + begin, count);  // the first stream holds the result
-  });
+void for_each_chunk(size_t n, Fn&& fn) {
+  const size_t chunks = (n + kChunk - 1) / kChunk;
+  SWITCHYARD_OMP_FOR(schedule(static) if (n > kParallelThreshold))
+  for (size_t c = 0; c < chunks; ++c) fn(c * kChunk, std::min(kChunk, n - c * kChunk));
+}
+
+// fn(row, buffers) for each of N rows of C values, in parallel; buffers holds `streams` rows of
+// fp32 of the thread's own.
+template <typename Fn>
+void for_each_row(int N, int C, int streams, Fn&& fn) {
+  SWITCHYARD_OMP(omp parallel if (static_cast<size_t>(N) * C > kParallelThreshold))
+  {
+    std::vector<float> buffers(static_cast<size_t>(streams) * C);
+    SWITCHYARD_OMP(omp for schedule(static))
+    for (int n = 0; n < N; ++n) fn(n, buffers.data());
+  }
 }
 
 // dweight += sum_n norm * dout, dbias += sum_n dout over bf16 rows, summed as the fp32 reference
@@ -83,8 +84,8 @@ void layernorm_parameter_gradients(float* dweight, float* dbias, const uint16_t*
       const uint16_t* d = dout + static_cast<size_t>(n) * C;
       SWITCHYARD_OMP(omp simd)
       for (int c = c0; c < c1; ++c) {
-        const float dc = weight_decode::widen_bf16(d[c]);
-        dweight[c] += (weight_decode::widen_bf16(x[c]) - mean[n]) * rstd[n] * dc;
+        const float dc = widen_bf16_bits(d[c]);
+        dweight[c] += (widen_bf16_bits(x[c]) - mean[n]) * rstd[n] * dc;
         dbias[c] += dc;
       }
     }
@@ -116,9 +117,15 @@ bool CpuBf16Backend::native_rowwise(OpKind kind, std::span<const DType> dtypes) 
 void CpuBf16Backend::run(const ops::Gelu& op) {
   if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   require_numel(op.out, op.inp.numel(), "gelu", "out");
-  elementwise(static_cast<size_t>(op.inp.numel()), {bf16_in(op.inp, "gelu", "inp")},
-              bf16_out(op.out, "gelu", "out"),
-              [](float* x, size_t, size_t n) { gelu_forward(x, x, n); });
+  const uint16_t* inp = bf16_in(op.inp, "gelu", "inp");
+  uint16_t* out = bf16_out(op.out, "gelu", "out");
+  for_each_chunk(static_cast<size_t>(op.inp.numel()), [&](size_t begin, size_t n) {
+    float x[kChunk];
+    widen(inp + begin, x, n);
+    SWITCHYARD_OMP(omp simd)
+    for (size_t i = 0; i < n; ++i) x[i] = gelu(x[i]);
+    narrow(x, out + begin, n);
+  });
 }
 
 void CpuBf16Backend::run(const ops::GeluBackward& op) {
@@ -127,26 +134,49 @@ void CpuBf16Backend::run(const ops::GeluBackward& op) {
   require_numel(op.dinp, op.inp.numel(), name, "dinp");
   require_numel(op.dout, op.inp.numel(), name, "dout");
   uint16_t* dinp = bf16_out(op.dinp, name, "dinp");
-  elementwise(static_cast<size_t>(op.inp.numel()),
-              {dinp, bf16_in(op.inp, name, "inp"), bf16_in(op.dout, name, "dout")}, dinp,
-              [](float* b, size_t s, size_t n) { gelu_backward(b, b + s, b + 2 * s, n); });
+  const uint16_t* inp = bf16_in(op.inp, name, "inp");
+  const uint16_t* dout = bf16_in(op.dout, name, "dout");
+  for_each_chunk(static_cast<size_t>(op.inp.numel()), [&](size_t begin, size_t n) {
+    float dx[kChunk], x[kChunk], d[kChunk];
+    widen(dinp + begin, dx, n);
+    widen(inp + begin, x, n);
+    widen(dout + begin, d, n);
+    SWITCHYARD_OMP(omp simd)
+    for (size_t i = 0; i < n; ++i) dx[i] += gelu_derivative(x[i]) * d[i];
+    narrow(dx, dinp + begin, n);
+  });
 }
 
 void CpuBf16Backend::run(const ops::Add& op) {
   if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   require_numel(op.b, op.a.numel(), "add", "b");
   require_numel(op.out, op.a.numel(), "add", "out");
-  elementwise(static_cast<size_t>(op.a.numel()), {bf16_in(op.a, "add", "a"), bf16_in(op.b, "add", "b")},
-              bf16_out(op.out, "add", "out"),
-              [](float* b, size_t s, size_t n) { residual_forward(b, b, b + s, n); });
+  const uint16_t* a = bf16_in(op.a, "add", "a");
+  const uint16_t* b = bf16_in(op.b, "add", "b");
+  uint16_t* out = bf16_out(op.out, "add", "out");  // may be a or b
+  for_each_chunk(static_cast<size_t>(op.a.numel()), [&](size_t begin, size_t n) {
+    float x[kChunk], y[kChunk];
+    widen(a + begin, x, n);
+    widen(b + begin, y, n);
+    SWITCHYARD_OMP(omp simd)
+    for (size_t i = 0; i < n; ++i) x[i] += y[i];
+    narrow(x, out + begin, n);
+  });
 }
 
 void CpuBf16Backend::run(const ops::Accumulate& op) {
   if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   require_numel(op.dst, op.src.numel(), "accumulate", "dst");
   uint16_t* dst = bf16_out(op.dst, "accumulate", "dst");
-  elementwise(static_cast<size_t>(op.src.numel()), {dst, bf16_in(op.src, "accumulate", "src")}, dst,
-              [](float* b, size_t s, size_t n) { accumulate(b, b + s, n); });
+  const uint16_t* src = bf16_in(op.src, "accumulate", "src");
+  for_each_chunk(static_cast<size_t>(op.src.numel()), [&](size_t begin, size_t n) {
+    float x[kChunk], y[kChunk];
+    widen(dst + begin, x, n);
+    widen(src + begin, y, n);
+    SWITCHYARD_OMP(omp simd)
+    for (size_t i = 0; i < n; ++i) x[i] += y[i];
+    narrow(x, dst + begin, n);
+  });
 }
 
 void CpuBf16Backend::run(const ops::LayerNorm& op) {
@@ -167,16 +197,15 @@ void CpuBf16Backend::run(const ops::LayerNorm& op) {
   const float* weight = f32(op.weight, name, "weight");
   const float* bias = f32(op.bias, name, "bias");
   const size_t width = static_cast<size_t>(C);
-  for_each_block(static_cast<size_t>(N), width, 1, [&](size_t n0, size_t rows, float* x, size_t) {
-    bf16_to_float(inp + n0 * width, x, rows * width);
-    layernorm_forward(x, mean + n0, rstd + n0, x, weight, bias, static_cast<int>(rows),
-                      static_cast<int>(C), op.epsilon);
-    float_to_bf16(x, out + n0 * width, rows * width);
+  for_each_row(static_cast<int>(N), static_cast<int>(C), 1, [&](int n, float* x) {
+    widen(inp + n * width, x, width);
+    layernorm_row(x, mean[n], rstd[n], x, weight, bias, static_cast<int>(C), op.epsilon);
+    narrow(x, out + n * width, width);
   });
 }
 
-// dinp a few rows at a time over widened rows (the reference kernel, its parameter gradients sent
-// to scratch rows), then dweight and dbias over the whole batch, in the reference's order.
+// dinp a row at a time over widened rows, then dweight and dbias over the whole batch, in the
+// reference's order.
 void CpuBf16Backend::run(const ops::LayerNormBackward& op) {
   if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   const char* name = "layernorm_backward";
@@ -197,18 +226,13 @@ void CpuBf16Backend::run(const ops::LayerNormBackward& op) {
   const float* mean = f32(op.mean, name, "mean");
   const float* rstd = f32(op.rstd, name, "rstd");
   const size_t width = static_cast<size_t>(C);
-  // Three row streams, then the discarded parameter gradients (a row each).
-  for_each_block(static_cast<size_t>(N), width, 5, [&](size_t n0, size_t rows, float* b, size_t s) {
-    const size_t values = rows * width;
-    float *dx = b, *d = b + s, *x = b + 2 * s, *dweight = b + 3 * s, *dbias = b + 4 * s;
-    bf16_to_float(dinp + n0 * width, dx, values);
-    bf16_to_float(dout + n0 * width, d, values);
-    bf16_to_float(inp + n0 * width, x, values);
-    std::fill(dweight, dweight + width, 0.0f);
-    std::fill(dbias, dbias + width, 0.0f);
-    layernorm_backward(dx, dweight, dbias, d, x, weight, mean + n0, rstd + n0,
-                       static_cast<int>(rows), static_cast<int>(C));
-    float_to_bf16(dx, dinp + n0 * width, values);
+  for_each_row(static_cast<int>(N), static_cast<int>(C), 3, [&](int n, float* b) {
+    float *dx = b, *d = b + width, *x = b + 2 * width;
+    widen(dinp + n * width, dx, width);
+    widen(dout + n * width, d, width);
+    widen(inp + n * width, x, width);
+    layernorm_row_backward(dx, d, x, weight, mean[n], rstd[n], static_cast<int>(C));
+    narrow(dx, dinp + n * width, width);
   });
   layernorm_parameter_gradients(f32(op.dweight, name, "dweight"), f32(op.dbias, name, "dbias"), dout,
                                 inp, mean, rstd, static_cast<int>(N), static_cast<int>(C));

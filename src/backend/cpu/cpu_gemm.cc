@@ -136,9 +136,21 @@ void bf16_gemm(bool trans_a, bool trans_b, int M, int N, int K, const uint16_t* 
   require(K > 0, "bf16_gemm: empty products (K = 0) are not supported");
   const memory::data_type c =
       c_dtype == DType::kBF16 ? memory::data_type::bf16 : memory::data_type::f32;
-  run_matmul(key_for(trans_a, trans_b, M, N, K, memory::data_type::bf16, c, lda, ldb, ldc,
-                     bias != nullptr, accumulate),
-             C, A, B, bias);
+  // A transposed A of many rows (the vocabulary's weight gradient, dout^T @ inp with M = 50,257)
+  // runs at half the rate in one oneDNN 2.6 call as in row blocks of 8,192 (measured on AVX-512
+  // BF16: 383 against 720 GFLOP/s at K = 2,048, 321 against 646 at K = 256); each block is the
+  // same product over its rows, so the results do not change.
+  constexpr int kTransposedRowBlock = 8192;
+  const int block = trans_a ? kTransposedRowBlock : M;
+  const size_t c_bytes = c_dtype == DType::kBF16 ? 2 : 4;
+  for (int m0 = 0; m0 < M; m0 += block) {
+    const int rows = std::min(block, M - m0);
+    const uint16_t* a = trans_a ? A + m0 : A + static_cast<size_t>(m0) * lda;
+    void* c_rows = static_cast<char*>(C) + static_cast<size_t>(m0) * ldc * c_bytes;
+    run_matmul(key_for(trans_a, trans_b, rows, N, K, memory::data_type::bf16, c, lda, ldb, ldc,
+                       bias != nullptr, accumulate),
+               c_rows, a, B, bias);
+  }
 }
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,

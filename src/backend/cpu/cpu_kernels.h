@@ -221,30 +221,57 @@ void embedding_backward(T* dtable, T* dposition_table, const T* dout, const int3
 
 // ---- layernorm ----
 
+// One row of layernorm_forward: o[C] from x[C] (o may be x), returning the row's mean and rstd.
+template <typename T>
+inline void layernorm_row(T* o, T& mean, T& rstd, const T* x, const T* weight, const T* bias, int C,
+                          T epsilon) {
+  T sum = 0;
+  SWITCHYARD_OMP(omp simd reduction(+ : sum))
+  for (int c = 0; c < C; ++c) sum += x[c];
+  const T m = sum / C;
+  T var = 0;  // two passes: no cancellation when |mean| >> std
+  SWITCHYARD_OMP(omp simd reduction(+ : var))
+  for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
+  const T s = T(1) / std::sqrt(var / C + epsilon);
+  SWITCHYARD_OMP(omp simd)
+  for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+  mean = m;
+  rstd = s;
+}
+
 // out[N,C] = (inp - mean) * rstd * weight + bias per row, biased variance (as torch), rstd =
 // 1 / sqrt(variance + epsilon).
 // mean[N] and rstd[N] are saved for the backward pass.
 template <typename T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias,
                        int N, int C, T epsilon = T(1e-5)) {
-  const T kEps = epsilon;
   const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
   SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
-    const T* x = inp + static_cast<size_t>(n) * C;
-    T sum = 0;
-    SWITCHYARD_OMP(omp simd reduction(+ : sum))
-    for (int c = 0; c < C; ++c) sum += x[c];
-    const T m = sum / C;
-    T var = 0;  // two passes: no cancellation when |mean| >> std
-    SWITCHYARD_OMP(omp simd reduction(+ : var))
-    for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
-    const T s = T(1) / std::sqrt(var / C + kEps);
-    T* o = out + static_cast<size_t>(n) * C;
-    SWITCHYARD_OMP(omp simd)
-    for (int c = 0; c < C; ++c) o[c] = (x[c] - m) * s * weight[c] + bias[c];
-    mean[n] = m;
-    rstd[n] = s;
+    const size_t row = static_cast<size_t>(n) * C;
+    layernorm_row(out + row, mean[n], rstd[n], inp + row, weight, bias, C, epsilon);
+  }
+}
+
+// One row of layernorm_backward's input gradient: dx[C] += d/dx given d[C], the row x[C] and its
+// mean m and rstd s. dL/dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm =
+// weight * dout.
+template <typename T>
+inline void layernorm_row_backward(T* dx, const T* d, const T* x, const T* weight, T m, T s, int C) {
+  T dnorm_mean = 0;
+  T dnorm_norm_mean = 0;
+  SWITCHYARD_OMP(omp simd reduction(+ : dnorm_mean, dnorm_norm_mean))
+  for (int c = 0; c < C; ++c) {
+    const T dnorm = weight[c] * d[c];
+    dnorm_mean += dnorm;
+    dnorm_norm_mean += dnorm * (x[c] - m) * s;
+  }
+  dnorm_mean /= C;
+  dnorm_norm_mean /= C;
+  SWITCHYARD_OMP(omp simd)
+  for (int c = 0; c < C; ++c) {
+    const T norm = (x[c] - m) * s;
+    dx[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
   }
 }
 
@@ -257,27 +284,8 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
   const bool parallel = static_cast<size_t>(N) * C > kParallelThreshold;
   SWITCHYARD_OMP_FOR(schedule(static) if (parallel))
   for (int n = 0; n < N; ++n) {
-    const T* x = inp + static_cast<size_t>(n) * C;
-    const T* d = dout + static_cast<size_t>(n) * C;
-    const T m = mean[n];
-    const T s = rstd[n];
-    // dL/dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = weight * dout.
-    T dnorm_mean = 0;
-    T dnorm_norm_mean = 0;
-    SWITCHYARD_OMP(omp simd reduction(+ : dnorm_mean, dnorm_norm_mean))
-    for (int c = 0; c < C; ++c) {
-      const T dnorm = weight[c] * d[c];
-      dnorm_mean += dnorm;
-      dnorm_norm_mean += dnorm * (x[c] - m) * s;
-    }
-    dnorm_mean /= C;
-    dnorm_norm_mean /= C;
-    T* dx = dinp + static_cast<size_t>(n) * C;
-    SWITCHYARD_OMP(omp simd)
-    for (int c = 0; c < C; ++c) {
-      const T norm = (x[c] - m) * s;
-      dx[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * s;
-    }
+    const size_t row = static_cast<size_t>(n) * C;
+    layernorm_row_backward(dinp + row, dout + row, inp + row, weight, mean[n], rstd[n], C);
   }
   constexpr int kBlock = 64;
   const int blocks = (C + kBlock - 1) / kBlock;
@@ -394,30 +402,35 @@ inline void gelu_sigmoid(T x, T& s, T& one_minus_s) {
   one_minus_s = e * s;
 }
 
+// gelu(x), and gelu'(x) the exact derivative of the tanh form:
+// d/dx [x s] = s + x s (1 - s) 2 u'(x), s = sigmoid(2u), u'(x) = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+template <typename T>
+inline T gelu(T x) {
+  T s, one_minus_s;
+  gelu_sigmoid(x, s, one_minus_s);
+  return x * s;
+}
+template <typename T>
+inline T gelu_derivative(T x) {
+  constexpr T kSqrt2OverPi = T(0.7978845608028654);
+  T s, one_minus_s;
+  gelu_sigmoid(x, s, one_minus_s);
+  const T du = kSqrt2OverPi * (T(1) + T(3 * 0.044715) * x * x);
+  return s + T(2) * x * s * one_minus_s * du;
+}
+
 // out[N] = gelu(inp[N]).
 template <typename T>
 void gelu_forward(T* out, const T* inp, size_t N) {
   SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
-  for (size_t i = 0; i < N; ++i) {
-    T s, one_minus_s;
-    gelu_sigmoid(inp[i], s, one_minus_s);
-    out[i] = inp[i] * s;
-  }
+  for (size_t i = 0; i < N; ++i) out[i] = gelu(inp[i]);
 }
 
-// dinp[N] += gelu'(inp) * dout, the exact derivative of the tanh form:
-// d/dx [x s] = s + x s (1 - s) 2 u'(x), s = sigmoid(2u), u'(x) = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+// dinp[N] += gelu'(inp) * dout.
 template <typename T>
 void gelu_backward(T* dinp, const T* inp, const T* dout, size_t N) {
-  constexpr T kSqrt2OverPi = T(0.7978845608028654);
   SWITCHYARD_OMP_FOR(simd schedule(static) if (N > kParallelThreshold))
-  for (size_t i = 0; i < N; ++i) {
-    const T x = inp[i];
-    T s, one_minus_s;
-    gelu_sigmoid(x, s, one_minus_s);
-    const T du = kSqrt2OverPi * (T(1) + T(3 * 0.044715) * x * x);
-    dinp[i] += (s + T(2) * x * s * one_minus_s * du) * dout[i];
-  }
+  for (size_t i = 0; i < N; ++i) dinp[i] += gelu_derivative(inp[i]) * dout[i];
 }
 
 // ---- residual ----
