@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cpu/attention_kernels.h"
+#include "backend/cpu/bf16_rows.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
@@ -66,7 +67,7 @@ void for_each_widened_row(const uint16_t* logits, int N, int V, RowFn&& row_fn) 
     std::vector<float> row(static_cast<size_t>(V));
     SWITCHYARD_OMP(omp for schedule(static))
     for (int n = 0; n < N; ++n) {
-      bf16_to_float(logits + static_cast<size_t>(n) * V, row.data(), static_cast<size_t>(V));
+      widen_bf16_row(logits + static_cast<size_t>(n) * V, row.data(), static_cast<size_t>(V));
       row_fn(n, row.data());
     }
   }
@@ -189,7 +190,7 @@ void CpuBf16Backend::run(const ops::CrossEntropyBackward& op) {
   // The row is widened before its gradient is written, so dlogits may be logits itself.
   for_each_widened_row(bf16(op.logits, name, "logits"), l.N, l.V, [&](int n, float* row) {
     cross_entropy_backward(row, row, l.targets + n, op.dloss, 1, l.V);
-    float_to_bf16(row, dlogits + static_cast<size_t>(n) * l.V, static_cast<size_t>(l.V));
+    narrow_bf16_row(row, dlogits + static_cast<size_t>(n) * l.V, static_cast<size_t>(l.V));
   });
 }
 

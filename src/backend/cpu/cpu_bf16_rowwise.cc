@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/bf16_rows.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
@@ -37,15 +38,6 @@ uint16_t* bf16_out(const Tensor& t, const char* op, const char* what) {
 }
 const uint16_t* bf16_in(const Tensor& t, const char* op, const char* what) {
   return dense<const uint16_t>(t, DType::kBF16, op, what);
-}
-
-void widen(const uint16_t* bits, float* values, size_t n) {
-  SWITCHYARD_OMP(omp simd)
-  for (size_t i = 0; i < n; ++i) values[i] = widen_bf16_bits(bits[i]);
-}
-void narrow(const float* values, uint16_t* bits, size_t n) {
-  SWITCHYARD_OMP(omp simd)
-  for (size_t i = 0; i < n; ++i) bits[i] = narrow_to_bf16_bits(values[i]);
 }
 
 // fn(begin, count) over the chunks of n values, in parallel.
@@ -121,10 +113,10 @@ void CpuBf16Backend::run(const ops::Gelu& op) {
   uint16_t* out = bf16_out(op.out, "gelu", "out");
   for_each_chunk(static_cast<size_t>(op.inp.numel()), [&](size_t begin, size_t n) {
     float x[kChunk];
-    widen(inp + begin, x, n);
+    widen_bf16_row(inp + begin, x, n);
     SWITCHYARD_OMP(omp simd)
     for (size_t i = 0; i < n; ++i) x[i] = gelu(x[i]);
-    narrow(x, out + begin, n);
+    narrow_bf16_row(x, out + begin, n);
   });
 }
 
@@ -138,12 +130,12 @@ void CpuBf16Backend::run(const ops::GeluBackward& op) {
   const uint16_t* dout = bf16_in(op.dout, name, "dout");
   for_each_chunk(static_cast<size_t>(op.inp.numel()), [&](size_t begin, size_t n) {
     float dx[kChunk], x[kChunk], d[kChunk];
-    widen(dinp + begin, dx, n);
-    widen(inp + begin, x, n);
-    widen(dout + begin, d, n);
+    widen_bf16_row(dinp + begin, dx, n);
+    widen_bf16_row(inp + begin, x, n);
+    widen_bf16_row(dout + begin, d, n);
     SWITCHYARD_OMP(omp simd)
     for (size_t i = 0; i < n; ++i) dx[i] += gelu_derivative(x[i]) * d[i];
-    narrow(dx, dinp + begin, n);
+    narrow_bf16_row(dx, dinp + begin, n);
   });
 }
 
@@ -156,11 +148,11 @@ void CpuBf16Backend::run(const ops::Add& op) {
   uint16_t* out = bf16_out(op.out, "add", "out");  // may be a or b
   for_each_chunk(static_cast<size_t>(op.a.numel()), [&](size_t begin, size_t n) {
     float x[kChunk], y[kChunk];
-    widen(a + begin, x, n);
-    widen(b + begin, y, n);
+    widen_bf16_row(a + begin, x, n);
+    widen_bf16_row(b + begin, y, n);
     SWITCHYARD_OMP(omp simd)
     for (size_t i = 0; i < n; ++i) x[i] += y[i];
-    narrow(x, out + begin, n);
+    narrow_bf16_row(x, out + begin, n);
   });
 }
 
@@ -171,11 +163,11 @@ void CpuBf16Backend::run(const ops::Accumulate& op) {
   const uint16_t* src = bf16_in(op.src, "accumulate", "src");
   for_each_chunk(static_cast<size_t>(op.src.numel()), [&](size_t begin, size_t n) {
     float x[kChunk], y[kChunk];
-    widen(dst + begin, x, n);
-    widen(src + begin, y, n);
+    widen_bf16_row(dst + begin, x, n);
+    widen_bf16_row(src + begin, y, n);
     SWITCHYARD_OMP(omp simd)
     for (size_t i = 0; i < n; ++i) x[i] += y[i];
-    narrow(x, dst + begin, n);
+    narrow_bf16_row(x, dst + begin, n);
   });
 }
 
@@ -198,9 +190,9 @@ void CpuBf16Backend::run(const ops::LayerNorm& op) {
   const float* bias = f32(op.bias, name, "bias");
   const size_t width = static_cast<size_t>(C);
   for_each_row(static_cast<int>(N), static_cast<int>(C), 1, [&](int n, float* x) {
-    widen(inp + n * width, x, width);
+    widen_bf16_row(inp + n * width, x, width);
     layernorm_row(x, mean[n], rstd[n], x, weight, bias, static_cast<int>(C), op.epsilon);
-    narrow(x, out + n * width, width);
+    narrow_bf16_row(x, out + n * width, width);
   });
 }
 
@@ -228,11 +220,11 @@ void CpuBf16Backend::run(const ops::LayerNormBackward& op) {
   const size_t width = static_cast<size_t>(C);
   for_each_row(static_cast<int>(N), static_cast<int>(C), 3, [&](int n, float* b) {
     float *dx = b, *d = b + width, *x = b + 2 * width;
-    widen(dinp + n * width, dx, width);
-    widen(dout + n * width, d, width);
-    widen(inp + n * width, x, width);
+    widen_bf16_row(dinp + n * width, dx, width);
+    widen_bf16_row(dout + n * width, d, width);
+    widen_bf16_row(inp + n * width, x, width);
     layernorm_row_backward(dx, d, x, weight, mean[n], rstd[n], static_cast<int>(C));
-    narrow(dx, dinp + n * width, width);
+    narrow_bf16_row(dx, dinp + n * width, width);
   });
   layernorm_parameter_gradients(f32(op.dweight, name, "dweight"), f32(op.dbias, name, "dbias"), dout,
                                 inp, mean, rstd, static_cast<int>(N), static_cast<int>(C));
