@@ -157,31 +157,14 @@ void CpuBf16Backend::run(const ops::Add& op) {
 }
 
 void CpuBf16Backend::run(const ops::Accumulate& op) {
-  if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   require_numel(op.dst, op.src.numel(), "accumulate", "dst");
-  uint16_t* dst = bf16_out(op.dst, "accumulate", "dst");
-  const uint16_t* src = bf16_in(op.src, "accumulate", "src");
-  for_each_chunk(static_cast<size_t>(op.src.numel()), [&](size_t begin, size_t n) {
-    float x[kChunk], y[kChunk];
-    widen_bf16_row(dst + begin, x, n);
-    widen_bf16_row(src + begin, y, n);
-    SWITCHYARD_OMP(omp simd)
-    for (size_t i = 0; i < n; ++i) x[i] += y[i];
-    narrow_bf16_row(x, dst + begin, n);
-  });
+  run(ops::Add{.out = op.dst, .a = op.dst, .b = op.src});
 }
 
 void CpuBf16Backend::run(const ops::LayerNorm& op) {
   if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   const char* name = "layernorm";
-  require_matrix(op.inp, -1, -1, name, "inp");
-  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
-  require(C > 0, "cpu-bf16 layernorm: rows must have channels, got {}", op.inp.describe());
-  require_matrix(op.out, N, C, name, "out");
-  require_numel(op.mean, N, name, "mean");
-  require_numel(op.rstd, N, name, "rstd");
-  require_numel(op.weight, C, name, "weight");
-  require_numel(op.bias, C, name, "bias");
+  const auto [N, C] = check_layernorm(op);
   const uint16_t* inp = bf16_in(op.inp, name, "inp");
   uint16_t* out = bf16_out(op.out, name, "out");
   float* mean = f32(op.mean, name, "mean");
@@ -189,9 +172,9 @@ void CpuBf16Backend::run(const ops::LayerNorm& op) {
   const float* weight = f32(op.weight, name, "weight");
   const float* bias = f32(op.bias, name, "bias");
   const size_t width = static_cast<size_t>(C);
-  for_each_row(static_cast<int>(N), static_cast<int>(C), 1, [&](int n, float* x) {
+  for_each_row(N, C, 1, [&](int n, float* x) {
     widen_bf16_row(inp + n * width, x, width);
-    layernorm_row(x, mean[n], rstd[n], x, weight, bias, static_cast<int>(C), op.epsilon);
+    layernorm_row(x, mean[n], rstd[n], x, weight, bias, C, op.epsilon);
     narrow_bf16_row(x, out + n * width, width);
   });
 }
@@ -201,16 +184,7 @@ void CpuBf16Backend::run(const ops::LayerNorm& op) {
 void CpuBf16Backend::run(const ops::LayerNormBackward& op) {
   if (!supports(op) || !dense_operands(op)) return run_on_host(op);
   const char* name = "layernorm_backward";
-  require_matrix(op.inp, -1, -1, name, "inp");
-  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
-  require(C > 0, "cpu-bf16 layernorm_backward: rows must have channels, got {}", op.inp.describe());
-  require_matrix(op.dinp, N, C, name, "dinp");
-  require_matrix(op.dout, N, C, name, "dout");
-  require_numel(op.mean, N, name, "mean");
-  require_numel(op.rstd, N, name, "rstd");
-  require_numel(op.weight, C, name, "weight");
-  require_numel(op.dweight, C, name, "dweight");
-  require_numel(op.dbias, C, name, "dbias");
+  const auto [N, C] = check_layernorm_backward(op);
   uint16_t* dinp = bf16_out(op.dinp, name, "dinp");
   const uint16_t* dout = bf16_in(op.dout, name, "dout");
   const uint16_t* inp = bf16_in(op.inp, name, "inp");
@@ -218,16 +192,16 @@ void CpuBf16Backend::run(const ops::LayerNormBackward& op) {
   const float* mean = f32(op.mean, name, "mean");
   const float* rstd = f32(op.rstd, name, "rstd");
   const size_t width = static_cast<size_t>(C);
-  for_each_row(static_cast<int>(N), static_cast<int>(C), 3, [&](int n, float* b) {
+  for_each_row(N, C, 3, [&](int n, float* b) {
     float *dx = b, *d = b + width, *x = b + 2 * width;
     widen_bf16_row(dinp + n * width, dx, width);
     widen_bf16_row(dout + n * width, d, width);
     widen_bf16_row(inp + n * width, x, width);
-    layernorm_row_backward(dx, d, x, weight, mean[n], rstd[n], static_cast<int>(C));
+    layernorm_row_backward(dx, d, x, weight, mean[n], rstd[n], C);
     narrow_bf16_row(dx, dinp + n * width, width);
   });
   layernorm_parameter_gradients(f32(op.dweight, name, "dweight"), f32(op.dbias, name, "dbias"), dout,
-                                inp, mean, rstd, static_cast<int>(N), static_cast<int>(C));
+                                inp, mean, rstd, N, C);
 }
 
 }  // namespace switchyard::backend::cpu

@@ -124,37 +124,20 @@ void CpuBackend::run(const ops::EmbeddingBackward& op) {
 
 void CpuBackend::run(const ops::LayerNorm& op) {
   const char* name = "layernorm";
-  require_matrix(op.inp, -1, -1, name, "inp");
-  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
-  require(C > 0, "cpu layernorm: rows must have channels, got {}", op.inp.describe());
-  require_matrix(op.out, N, C, name, "out");
-  require_numel(op.mean, N, name, "mean");
-  require_numel(op.rstd, N, name, "rstd");
-  require_numel(op.weight, C, name, "weight");
-  require_numel(op.bias, C, name, "bias");
+  const RowsShape s = check_layernorm(op);
   layernorm_forward(f32(op.out, name, "out"), f32(op.mean, name, "mean"),
                     f32(op.rstd, name, "rstd"), f32(op.inp, name, "inp"),
-                    f32(op.weight, name, "weight"), f32(op.bias, name, "bias"),
-                    to_int(N, name, "inp"), to_int(C, name, "inp"), op.epsilon);
+                    f32(op.weight, name, "weight"), f32(op.bias, name, "bias"), s.N, s.C,
+                    op.epsilon);
 }
 
 void CpuBackend::run(const ops::LayerNormBackward& op) {
   const char* name = "layernorm_backward";
-  require_matrix(op.inp, -1, -1, name, "inp");
-  const int64_t N = op.inp.shape[0], C = op.inp.shape[1];
-  require(C > 0, "cpu layernorm_backward: rows must have channels, got {}", op.inp.describe());
-  require_matrix(op.dinp, N, C, name, "dinp");
-  require_matrix(op.dout, N, C, name, "dout");
-  require_numel(op.mean, N, name, "mean");
-  require_numel(op.rstd, N, name, "rstd");
-  require_numel(op.weight, C, name, "weight");
-  require_numel(op.dweight, C, name, "dweight");
-  require_numel(op.dbias, C, name, "dbias");
+  const RowsShape s = check_layernorm_backward(op);
   layernorm_backward(f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                      f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
                      f32(op.inp, name, "inp"), f32(op.weight, name, "weight"),
-                     f32(op.mean, name, "mean"), f32(op.rstd, name, "rstd"),
-                     to_int(N, name, "inp"), to_int(C, name, "inp"));
+                     f32(op.mean, name, "mean"), f32(op.rstd, name, "rstd"), s.N, s.C);
 }
 
 void CpuBackend::run(const ops::AddLayerNorm& op) { Backend::run(op); }

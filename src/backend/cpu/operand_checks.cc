@@ -112,6 +112,40 @@ LinearShape check_linear_backward(const ops::LinearBackward& op) {
   return s;
 }
 
+namespace {
+
+// inp [N, C] with C > 0, and the per-row statistics [N] and per-channel weight [C] beside it.
+RowsShape normalised_rows(const Tensor& inp, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& weight, const char* name) {
+  require_matrix(inp, -1, -1, name, "inp");
+  const int64_t N = inp.shape[0], C = inp.shape[1];
+  require(C > 0, "cpu {}: rows must have channels, got {}", name, inp.describe());
+  require_numel(mean, N, name, "mean");
+  require_numel(rstd, N, name, "rstd");
+  require_numel(weight, C, name, "weight");
+  return {to_int(N, name, "inp"), to_int(C, name, "inp")};
+}
+
+}  // namespace
+
+RowsShape check_layernorm(const ops::LayerNorm& op) {
+  const char* name = "layernorm";
+  const RowsShape s = normalised_rows(op.inp, op.mean, op.rstd, op.weight, name);
+  require_matrix(op.out, s.N, s.C, name, "out");
+  require_numel(op.bias, s.C, name, "bias");
+  return s;
+}
+
+RowsShape check_layernorm_backward(const ops::LayerNormBackward& op) {
+  const char* name = "layernorm_backward";
+  const RowsShape s = normalised_rows(op.inp, op.mean, op.rstd, op.weight, name);
+  require_matrix(op.dinp, s.N, s.C, name, "dinp");
+  require_matrix(op.dout, s.N, s.C, name, "dout");
+  require_numel(op.dweight, s.C, name, "dweight");
+  require_numel(op.dbias, s.C, name, "dbias");
+  return s;
+}
+
 void require_offsets(const int32_t* offsets, int64_t groups, int64_t rows, const char* op,
                      const char* what) {
   require(offsets[0] == 0 && offsets[groups] == rows,

@@ -64,6 +64,14 @@ struct LinearShape {
 LinearShape check_linear(const ops::Linear& op);
 LinearShape check_linear_backward(const ops::LinearBackward& op);
 
+// LayerNorm's rows N and channels C, its operands' shapes checked (not their dtypes): inp, out
+// (dinp, dout) [N, C], mean and rstd [N], weight and bias (dweight, dbias) [C].
+struct RowsShape {
+  int N = 0, C = 0;
+};
+RowsShape check_layernorm(const ops::LayerNorm& op);
+RowsShape check_layernorm_backward(const ops::LayerNormBackward& op);
+
 // The paged cache's ops, their rows and cache of `dtype` (fp32; bf16 in bf16 mode) checked, as
 // their kernels take them (defined in cpu_ops.cc).
 struct KvCacheWriteShape {
