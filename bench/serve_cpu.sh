@@ -6,6 +6,8 @@
 # Environment (all optional):
 #   SWITCHYARD_BIN  the CLI to measure                         (default: <repo>/build/switchyard)
 #   MODEL           model preset or checkpoint                  (default: gpt2-124m)
+#   DTYPE           --dtype of the server and the peer: auto, fp32 or bf16 (default: auto, i.e.
+#                   bf16 on a CPU with bf16 units, fp32 elsewhere)
 #   DATASET         prompts (a text file or a JSON list)        (default: ../shared/data/tinyshakespeare.txt)
 #   PROMPT_TOKENS   prompt length cut from a text file          (default: 8)
 #   OUTPUT_TOKENS   max_tokens of each request                  (default: 128)
@@ -25,6 +27,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SWITCHYARD_BIN:-$root/build/switchyard}"
 model="${MODEL:-gpt2-124m}"
+dtype="${DTYPE:-auto}"
 dataset="${DATASET:-$root/../shared/data/tinyshakespeare.txt}"
 prompt_tokens="${PROMPT_TOKENS:-8}"
 output_tokens="${OUTPUT_TOKENS:-128}"
@@ -47,7 +50,7 @@ trap cleanup EXIT
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-serve_cmd=("$bin" serve --model "$model" --port "$port" --max-seqs "$concurrency")
+serve_cmd=("$bin" serve --model "$model" --dtype "$dtype" --port "$port" --max-seqs "$concurrency")
 echo "server: ${serve_cmd[*]}"
 "${serve_cmd[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -91,10 +94,10 @@ http_tpot=(); generate_ms=()
 for i in $(seq "$pairs"); do
   load "pair$i" --concurrency 1 --num-prompts 2
   http_tpot+=("$(field "pair$i" "tpot_ms['mean']")")
-  generate_ms+=("$("$bin" bench generate --model "$model" --tokens "$positions" --json | tail -1 |
+  generate_ms+=("$("$bin" bench generate --model "$model" --dtype "$dtype" --tokens "$positions" --json | tail -1 |
                    python3 -c 'import json,sys; print(json.load(sys.stdin)["ms_per_token"])')")
 done
-echo "peer: $bin bench generate --model $model --tokens $positions (x$pairs, alternating with the pairs' single stream)"
+echo "peer: $bin bench generate --model $model --dtype $dtype --tokens $positions (x$pairs, alternating with the pairs' single stream)"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 http_median=$(median "${http_tpot[@]}")
