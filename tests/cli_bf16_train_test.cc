@@ -121,6 +121,9 @@ TEST_F(Bf16TrainingCli, DtypeIsRecordedAndSwitchedOnResume) {
                           "--device cpu --dtype fp32"),
             std::string::npos)
       << r.output;
+  r = run_cli("generate --model tiny --dtype fp16 --prompt-ids 1 -n 1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: --dtype: fp16 not in {auto,fp32,bf16}"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -56,6 +56,12 @@ CpuDefaultDtype cpu_default_dtype() {
                                     units == cpu::Bf16Units::kAmx ? "AMX" : "AVX-512 BF16")};
 }
 
+std::string plain_device_name(const std::string& device) {
+  const std::optional<PrecisionForms> forms = precision_forms(device);
+  if (!forms) return device;
+  return forms->fp32 == "cpu" ? "cpu" : forms->bf16;  // cuda and the simulators are bf16 by default
+}
+
 std::string device_for_dtype(const std::string& device, const std::string& dtype) {
   require(dtype == "auto" || dtype == "fp32" || dtype == "bf16",
           "unknown dtype '{}' (auto, fp32 or bf16)", dtype);
@@ -69,17 +75,10 @@ std::string device_for_dtype(const std::string& device, const std::string& dtype
   const std::string& other = dtype == "fp32" ? forms->bf16 : forms->fp32;
   // "cpu", "cuda" and "trn2-sim" name the device and take either precision; "cpu-bf16",
   // "cuda-fp32" and "trn2-sim-fp32" name a precision too.
-  const bool names_precision = device == other && (device.find("-bf16") != std::string::npos ||
-                                                   device.find("-fp32") != std::string::npos);
+  const bool names_precision = device == other && device != plain_device_name(device);
   require(!names_precision, "device '{}' is {}, but --dtype asks for {}: use --device {} --dtype {}", device,
           dtype == "fp32" ? "bf16" : "fp32", dtype, wanted, dtype);
   return wanted;
-}
-
-std::string plain_device_name(const std::string& device) {
-  const std::optional<PrecisionForms> forms = precision_forms(device);
-  if (!forms) return device;
-  return forms->fp32 == "cpu" ? "cpu" : forms->bf16;  // cuda and the simulators are bf16 by default
 }
 
 std::vector<BackendInfo> list_backends() {

@@ -103,7 +103,7 @@ DType parse_dtype(const std::string& name) {
   fail("unknown dtype '{}' (expected fp32, bf16, fp16, fp8 (e4m3), fp8_e5m2, mxfp4 or int32)", name);
 }
 
-float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+float bf16_to_float(uint16_t bits) { return widen_bf16_bits(bits); }
 
 uint16_t float_to_bf16(float value) {
   uint32_t bits = std::bit_cast<uint32_t>(value);

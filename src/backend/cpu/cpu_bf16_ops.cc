@@ -62,15 +62,10 @@ void bias_backward(float* dbias, const uint16_t* dout, int N, int OC) {
 // thread's own buffer (V floats: logits are the largest activations, too large to widen whole).
 template <typename RowFn>
 void for_each_widened_row(const uint16_t* logits, int N, int V, RowFn&& row_fn) {
-  SWITCHYARD_OMP(omp parallel if (static_cast<size_t>(N) * V > kParallelThreshold))
-  {
-    std::vector<float> row(static_cast<size_t>(V));
-    SWITCHYARD_OMP(omp for schedule(static))
-    for (int n = 0; n < N; ++n) {
-      widen_bf16_row(logits + static_cast<size_t>(n) * V, row.data(), static_cast<size_t>(V));
-      row_fn(n, row.data());
-    }
-  }
+  for_each_row(N, V, 1, [&](int n, float* row) {
+    widen_bf16_row(logits + static_cast<size_t>(n) * V, row, static_cast<size_t>(V));
+    row_fn(n, row);
+  });
 }
 
 // The loss ops' operands: logits [N, V] and N targets in [0, V).

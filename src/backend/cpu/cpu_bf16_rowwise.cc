@@ -48,18 +48,6 @@ void for_each_chunk(size_t n, Fn&& fn) {
   for (size_t c = 0; c < chunks; ++c) fn(c * kChunk, std::min(kChunk, n - c * kChunk));
 }
 
-// fn(row, buffers) for each of N rows of C values, in parallel; buffers holds `streams` rows of
-// fp32 of the thread's own.
-template <typename Fn>
-void for_each_row(int N, int C, int streams, Fn&& fn) {
-  SWITCHYARD_OMP(omp parallel if (static_cast<size_t>(N) * C > kParallelThreshold))
-  {
-    std::vector<float> buffers(static_cast<size_t>(streams) * C);
-    SWITCHYARD_OMP(omp for schedule(static))
-    for (int n = 0; n < N; ++n) fn(n, buffers.data());
-  }
-}
-
 // dweight += sum_n norm * dout, dbias += sum_n dout over bf16 rows, summed as the fp32 reference
 // does (layernorm_backward): threads take blocks of channels and run down the rows in order, so
 // the sums do not depend on the thread count.

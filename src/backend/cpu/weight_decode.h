@@ -69,9 +69,6 @@ inline constexpr std::array<float, 256> kE8M0Scales = [] {
   return scales;
 }();
 
-inline float widen_bf16(uint16_t bits) {
-  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-}
 
 // Each kind of rows below gives:
 //   Row, row(o): where output o's weights are;
@@ -110,7 +107,7 @@ struct Bf16Rows {
   int C;
 
   Row row(int o) const { return data + static_cast<size_t>(o) * C; }
-  static float value(Row w, int c) { return widen_bf16(w[c]); }
+  static float value(Row w, int c) { return widen_bf16_bits(w[c]); }
 #ifdef SWITCHYARD_WEIGHT_DECODE_VECTORS
   static constexpr int kStep = 16;
   static constexpr bool kPairedLanes = false;
