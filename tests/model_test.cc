@@ -6,6 +6,7 @@
 
 #include "expect_error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -205,6 +206,42 @@ TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
   expect_error([&] { fresh.forward_backward(x.data(), y.data(), B, T); }, {"begin_step"});
   fresh.begin_step();
   expect_error([&] { fresh.forward_backward(x.data(), nullptr, B, T); }, {"targets"});
+}
+
+// begin_step leaves the gradients unzeroed until each one's first write (model/gradient_ledger.h):
+// a step whose gradient buffer still holds the last step's values must give the gradients of
+// zero_grad + forward + backward, bit for bit, in both families and both CPU precisions.
+TEST(Model, DeferredZeroingGivesTheGradientsOfZeroGrad) {
+  model::ModelConfig oss = model::preset("gpt-oss-tiny");
+  oss.num_layers = 2;
+  oss.max_seq_len = 16;
+  oss.sliding_window = 4;
+  oss.layer_types = {"sliding_attention", "full_attention"};
+  for (const char* device : {"cpu", "cpu-bf16"}) {
+    for (const model::ModelConfig& config : {small_config(), oss}) {
+      SCOPED_TRACE(std::string(device) + " " + (config.is_gpt_oss() ? "gpt-oss" : "gpt-2"));
+      auto backend = backend::create_backend(device);
+      auto eager = model::Model::create(*backend, config), deferred = model::Model::create(*backend, config);
+      eager->init_random(5);
+      deferred->init_random(5);
+      const int B = 2, T = 7;
+      const std::vector<int32_t> x = random_tokens(B * T, 37, 6), y = random_tokens(B * T, 37, 7);
+      for (model::Model* m : {eager.get(), deferred.get()}) {  // gradients left from a first pass
+        m->zero_grad();
+        m->forward(y.data(), x.data(), B, T);
+        m->backward();
+      }
+      eager->zero_grad();
+      eager->forward(x.data(), y.data(), B, T);
+      eager->backward();
+      deferred->begin_step();
+      deferred->forward_backward(x.data(), y.data(), B, T);
+      const std::vector<float> expected = eager->gradients_to_host();
+      EXPECT_GT(std::count_if(expected.begin(), expected.end(), [](float g) { return g != 0; }),
+                static_cast<long>(expected.size() / 2));
+      EXPECT_EQ(deferred->gradients_to_host(), expected);
+    }
+  }
 }
 
 TEST(Gpt, KvCacheDecodingReproducesTheFullForwardPass) {

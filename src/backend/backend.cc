@@ -96,6 +96,17 @@ SimulatorBackend& require_simulator(Backend& backend, const char* what) {
   return *simulator;
 }
 
+void Backend::zero_overwritten(const ops::LinearBackward& op) {
+  auto zero = [&](const Tensor& t) {
+    if (t.empty() || t.numel() == 0) return;
+    require(t.is_contiguous(), "linear_backward: an overwritten gradient must be dense, got {}",
+            t.describe());
+    fill_zero(t.data, t.bytes());
+  };
+  if (op.overwrite_dinp) zero(op.dinp);
+  if (op.overwrite_param_grads) zero(op.dweight), zero(op.dbias);
+}
+
 // ---- host copies ----
 
 std::vector<float> to_host_f32(Backend& backend, const Tensor& t) {

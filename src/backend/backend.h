@@ -117,6 +117,8 @@ class Backend {
   template <typename Op>
   void run_on_host(const Op& op);
   virtual void on_host_fallback(OpKind kind) { (void)kind; }
+  // Zeroes the gradients `op` asks to overwrite, for backends whose programs only add to them.
+  void zero_overwritten(const ops::LinearBackward& op);
 
 };
 

@@ -143,7 +143,9 @@ struct Linear {
 };
 
 // dinp[N, C] += dout @ weight; dweight[OC, C] += dout^T @ inp; dbias[OC] += column sums of dout.
-// dinp and dbias are optional.
+// dinp and dbias are optional. The overwrite flags make `+=` an `=` (an empty sum then writes
+// zeros): for dinp when its buffer holds no earlier sum, for dweight and dbias on their first write
+// in a training step. Each saves a pass zeroing the buffer and the product's read of it.
 struct LinearBackward {
   Tensor dinp;     // [N, C] activation, optional
   Tensor dweight;  // [OC, C] fp32
@@ -151,6 +153,8 @@ struct LinearBackward {
   Tensor dout;     // [N, OC] activation
   Tensor inp;      // [N, C] activation
   Tensor weight;   // [OC, C], as Linear's
+  bool overwrite_dinp = false;
+  bool overwrite_param_grads = false;  // dweight and dbias
   template <typename F> void for_each_tensor(F&& f) const {
     f(dinp, Access::kReadWrite), f(dweight, Access::kReadWrite), f(dbias, Access::kReadWrite);
     f(dout, Access::kRead), f(inp, Access::kRead), f(weight, Access::kRead);

@@ -126,6 +126,7 @@ void Model::parameters_from_host(const std::vector<float>& values) {
 
 std::vector<float> Model::gradients_to_host() const {
   require_trainable("reading the gradients");
+  settle_gradients();
   std::vector<float> values(layout_.total());
   backend_.copy_to_host(values.data(), grads_.get(), values.size() * sizeof(float));
   return values;
@@ -219,6 +220,7 @@ Tensor Model::parameter_range(const FloatRange& range) const {
 
 Tensor Model::gradient_range(const FloatRange& range) const {
   require_trainable("a gradient range");
+  settle_gradients();
   return Tensor::dense(grads_.get() + range.begin, DType::kF32, {i64(range.size())});
 }
 
@@ -253,8 +255,10 @@ blocks::ParamRef Model::param(size_t offset, std::initializer_list<int64_t> shap
 }
 
 blocks::BlockContext Model::context(KvCache* cache) const {
+  GradientLedger* gradients = cache == nullptr && unwritten_grads_.is_open() ? &unwritten_grads_
+                                                                             : nullptr;
   return {.backend = backend_, .activations = backend_.precision().activations, .batch = batch_,
-          .cache = cache};
+          .cache = cache, .gradients = gradients};
 }
 
 Tensor Model::act(const void* data, std::initializer_list<int64_t> shape) const {
@@ -340,6 +344,7 @@ KvCacheConfig Model::kv_cache_config(int blocks, int block_size) const {
 
 void Model::zero_grad() {
   require_trainable("zero_grad");
+  unwritten_grads_.close();
   backend_.fill_zero(grads_.get(), layout_.total() * sizeof(float));
 }
 
@@ -347,12 +352,14 @@ void Model::backward(float loss_scale) {
   require(trained_forward_ && logits_valid_,
           "backward needs a training forward pass (windows with targets) first");
   backward_layers(context(nullptr), loss_scale);
+  settle_gradients();  // what no op wrote in a step begun without zero_grad
   layer_gradients_done(-1);
   logits_valid_ = false;  // the logits became their gradient
 }
 
 float Model::gradient_norm() const {
   require_trainable("gradient_norm");
+  settle_gradients();
   DeviceBuffer total(backend_, sizeof(double) / sizeof(float));
   const double* sum = reinterpret_cast<const double*>(total.get());
   backend_.run(ops::SumOfSquares{.total = f64(sum), .x = f32(grads_.get(), i64(layout_.total()))});
@@ -370,6 +377,7 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
                               float grad_scale, const double* grad_sum_of_squares, float clip) {
   require_trainable("an optimizer step");
   require(step >= 1, "optimizer step must be >= 1, got {}", step);
+  settle_gradients();
   allocate_moments();
   ops::AdamWStep update{.learning_rate = learning_rate, .beta1 = adamw.beta1,
                         .beta2 = adamw.beta2, .epsilon = adamw.epsilon, .step = step,
@@ -397,7 +405,14 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
 void Model::begin_step() {
   require_trainable("a training step");
   if (!step_stats_.get()) step_stats_ = DeviceBuffer(backend_, 2 * sizeof(double) / sizeof(float));
-  zero_grad();
+  // Without replicas the zeroing waits for the backward pass: each gradient's first write sets it
+  // (GradientLedger). With them, layers' gradients are reduced as the pass finishes each layer,
+  // so all of them are zeroed now.
+  if (sync_) {
+    zero_grad();
+  } else {
+    unwritten_grads_.open(backend_, grads_.get(), layout_.total() * sizeof(float));
+  }
   backend_.fill_zero(step_stats_.get(), 2 * sizeof(double));
 }
 
@@ -420,6 +435,7 @@ void Model::forward_backward(const int32_t* tokens, const int32_t* targets, int 
 Model::StepResult Model::finish_step(const AdamWConfig& adamw, float learning_rate, int step,
                                      float clip) {
   require(step_stats_.get() != nullptr, "finish_step needs begin_step first");
+  settle_gradients();
   double* stats = reinterpret_cast<double*>(step_stats_.get());
   double host[2];
   if (sync_) {

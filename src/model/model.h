@@ -23,6 +23,7 @@
 #include "model/blocks/block_context.h"
 #include "model/device_buffer.h"
 #include "model/frozen_weights.h"
+#include "model/gradient_ledger.h"
 #include "model/kv_cache.h"
 #include "model/model_config.h"
 #include "model/model_shape.h"
@@ -158,6 +159,9 @@ class Model {
   // Throws Error naming `what` for a frozen model.
   void require_trainable(const char* what) const;
   void refresh_weight_copy();
+  // Zeroes the gradients an open ledger still owes (begin_step's deferred zero_grad), before
+  // anything reads them.
+  void settle_gradients() const { unwritten_grads_.settle(); }
   void update_parameters(const AdamWConfig& adamw, float learning_rate, int step, float grad_scale,
                          const double* grad_sum_of_squares, float clip);
   void allocate_moments();
@@ -175,6 +179,9 @@ class Model {
   DeviceBuffer owned_squares_;     // a double per owned range: its gradients' sum of squares
   DeviceBuffer weight_copy_;  // the parameters in Precision::matmul_weights, where not fp32
   DeviceBuffer step_stats_;   // two device doubles: the step's loss so far, the gradients' norm^2
+  // Open from begin_step to the end of the step's first backward pass, in place of zero_grad:
+  // the gradients each op writes first are set rather than zeroed and added to.
+  mutable GradientLedger unwritten_grads_;
   std::unique_ptr<FrozenWeights> frozen_;      // inference-only weights, instead of params_
   std::unordered_map<size_t, size_t> frozen_index_;  // layout offset -> tensor index
   BatchOnDevice batch_;

@@ -40,9 +40,9 @@ bool paged_in_bf16(std::span<const DType> d) {
          d[6] == DType::kI32 && d[7] == DType::kF32;
 }
 
-// dbias[OC] += column sums of dout[N, OC] (bf16), in fp32: threads take blocks of columns, so each
-// sum runs down its rows in order.
-void bias_backward(float* dbias, const uint16_t* dout, int N, int OC) {
+// dbias[OC] += column sums of dout[N, OC] (bf16), in fp32 (`=` when overwrite): threads take blocks
+// of columns, so each sum runs down its rows in order.
+void bias_backward(float* dbias, const uint16_t* dout, int N, int OC, bool overwrite) {
   constexpr int kBlock = 256;
   const int blocks = (OC + kBlock - 1) / kBlock;
   SWITCHYARD_OMP_FOR(schedule(static) if (static_cast<size_t>(N) * OC > kParallelThreshold))
@@ -54,7 +54,7 @@ void bias_backward(float* dbias, const uint16_t* dout, int N, int OC) {
       SWITCHYARD_OMP(omp simd)
       for (int o = o0; o < o1; ++o) sums[o - o0] += widen_bf16_bits(d[o]);  // inline: vectorises
     }
-    for (int o = o0; o < o1; ++o) dbias[o] += sums[o - o0];
+    for (int o = o0; o < o1; ++o) dbias[o] = overwrite ? sums[o - o0] : dbias[o] + sums[o - o0];
   }
 }
 
@@ -228,15 +228,21 @@ void CpuBf16Backend::run(const ops::LinearBackward& op) {
   const char* name = "linear_backward";
   const auto [n, c, oc] = check_linear_backward(op);
   const uint16_t* dout = bf16(op.dout, name, "dout");
-  if (n == 0 || c == 0 || oc == 0) return;  // empty sums: every gradient keeps its value
-  if (!op.dinp.empty()) {  // dinp[N, C] += dout[N, OC] @ weight[OC, C]
-    bf16_gemm(false, false, n, c, oc, dout, oc, bf16(op.weight, name, "weight"), c,
-              const_cast<uint16_t*>(bf16(op.dinp, name, "dinp")), DType::kBF16, c, true, nullptr);
+  float* dbias = optional_f32(op.dbias, name, "dbias");
+  if (n == 0 || c == 0 || oc == 0) {  // empty products: a gradient keeps its value or becomes zeros
+    zero_overwritten(op);
+    if (dbias) bias_backward(dbias, dout, n, oc, false);  // dout's columns, none if N = 0
+    return;
   }
-  // dweight[OC, C] += dout^T @ inp[N, C], into the fp32 gradient
+  if (!op.dinp.empty()) {  // dinp[N, C] (+)= dout[N, OC] @ weight[OC, C]
+    bf16_gemm(false, false, n, c, oc, dout, oc, bf16(op.weight, name, "weight"), c,
+              const_cast<uint16_t*>(bf16(op.dinp, name, "dinp")), DType::kBF16, c,
+              !op.overwrite_dinp, nullptr);
+  }
+  // dweight[OC, C] (+)= dout^T @ inp[N, C], into the fp32 gradient
   bf16_gemm(true, false, oc, c, n, dout, oc, bf16(op.inp, name, "inp"), c,
-            f32(op.dweight, name, "dweight"), DType::kF32, c, true, nullptr);
-  if (float* dbias = optional_f32(op.dbias, name, "dbias")) bias_backward(dbias, dout, n, oc);
+            f32(op.dweight, name, "dweight"), DType::kF32, c, !op.overwrite_param_grads, nullptr);
+  if (dbias) bias_backward(dbias, dout, n, oc, op.overwrite_param_grads);
 }
 
 }  // namespace switchyard::backend::cpu

@@ -7,7 +7,8 @@
 // compiler vectorises the inner loop. Nothing here allocates or throws: CpuBackend validates
 // arguments before calling.
 //
-// Backward kernels accumulate (+=) into gradients, except cross_entropy_backward (see backend.h).
+// Backward kernels accumulate (+=) into gradients, except cross_entropy_backward and matmul_backward
+// where asked to overwrite (ops::LinearBackward).
 #pragma once
 
 #include <algorithm>
@@ -346,14 +347,24 @@ void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int N,
 void matmul_forward(float* out, const float* inp, const WeightMatrix& weight, const float* bias,
                     int N, int C, int OC);
 
+// Which of a linear layer's gradients are set rather than added to (ops::LinearBackward's
+// overwrite flags): the input's, and the parameters' (weight and bias together).
+struct GradientOverwrite {
+  bool dinp = false;
+  bool params = false;
+};
+
 // dinp[N,C] += dout[N,OC] @ weight[OC,C] (skipped when dinp is null);
-// dweight[OC,C] += dout^T @ inp[N,C]; dbias[OC] += column sums of dout (skipped when null).
+// dweight[OC,C] += dout^T @ inp[N,C]; dbias[OC] += column sums of dout (skipped when null);
+// `=` instead of `+=` where `overwrite` says (an overwritten buffer is not read).
 template <typename T>
 void matmul_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
-                     int N, int C, int OC) {
-  if (dinp != nullptr) gemm<T>(false, false, N, C, OC, 1, dout, OC, weight, C, 1, dinp, C);
-  gemm<T>(true, false, OC, C, N, 1, dout, OC, inp, C, 1, dweight, C);
+                     int N, int C, int OC, GradientOverwrite overwrite = {}) {
+  const T dinp_beta = overwrite.dinp ? 0 : 1, params_beta = overwrite.params ? 0 : 1;
+  if (dinp != nullptr) gemm<T>(false, false, N, C, OC, 1, dout, OC, weight, C, dinp_beta, dinp, C);
+  gemm<T>(true, false, OC, C, N, 1, dout, OC, inp, C, params_beta, dweight, C);
   if (dbias == nullptr) return;
+  if (overwrite.params) std::fill(dbias, dbias + OC, T(0));
   constexpr int kBlock = 256;
   const int blocks = (OC + kBlock - 1) / kBlock;
   const bool parallel = static_cast<size_t>(N) * OC > kParallelThreshold;
@@ -560,7 +571,7 @@ void adamw_update(T* params, const T* grads, T* m, T* v, size_t N, double learni
   PREFIX template void add_bias<T>(T*, const T*, int, int);                                      \
   PREFIX template void matmul_forward<T>(T*, const T*, const T*, const T*, int, int, int, bool); \
   PREFIX template void matmul_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int,     \
-                                          int);                                                   \
+                                          int, GradientOverwrite);                                \
   PREFIX template void gelu_forward<T>(T*, const T*, size_t);                                     \
   PREFIX template void gelu_backward<T>(T*, const T*, const T*, size_t);                          \
   PREFIX template void residual_forward<T>(T*, const T*, const T*, size_t);                       \

@@ -166,7 +166,8 @@ void CpuBackend::run(const ops::LinearBackward& op) {
   const LinearShape s = check_linear_backward(op);
   matmul_backward(optional_f32(op.dinp, name, "dinp"), f32(op.dweight, name, "dweight"),
                   optional_f32(op.dbias, name, "dbias"), f32(op.dout, name, "dout"),
-                  f32(op.inp, name, "inp"), weight, s.N, s.C, s.OC);
+                  f32(op.inp, name, "inp"), weight, s.N, s.C, s.OC,
+                  {.dinp = op.overwrite_dinp, .params = op.overwrite_param_grads});
 }
 
 void CpuBackend::run(const ops::LinearGelu& op) { Backend::run(op); }

@@ -401,6 +401,7 @@ void CudaBackend::run(const ops::LinearBackward& op) {
   const void* inp = o.act(op.inp, "inp");
   float* dweight = o.f32(op.dweight, "dweight");
   const int n = o.to_int(N, "inp"), c = o.to_int(C, "weight"), oc = o.to_int(OC, "weight");
+  zero_overwritten(op);  // a memset at the GPU's bandwidth; the products below add
   if (!op.dinp.empty()) {
     // dinp^T[C,N] += W^T[C,OC] dout^T[OC,N]: the row-major weight is W^T column-major.
     matmul_->run({.m = c, .n = n, .k = oc,

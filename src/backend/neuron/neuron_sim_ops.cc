@@ -315,6 +315,7 @@ void NeuronSimBackend::run(const ops::LinearBackward& op) {
   require_matrix(at, op.dweight, OC, C, "dweight");
   if (!op.dinp.empty()) require_matrix(at, op.dinp, N, C, "dinp");
   if (!op.dbias.empty()) require_elements(at, op.dbias, OC, "dbias");
+  zero_overwritten(op);  // the tile program accumulates into what the buffers hold
   if (N == 0 || OC == 0 || C == 0) return;
   Launch l(*core_);
   kernels::linear_backward(*core_, l.optional(op.dinp, "dinp"), l.hbm(op.dweight, "dweight"),

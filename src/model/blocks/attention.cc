@@ -69,19 +69,18 @@ void self_attention_backward(const BlockContext& c, const SelfAttention& a, cons
                              const Tensor& dout, const Tensor& inp,
                              const AttentionActivations& acts, const AttentionScratch& scratch) {
   require(c.cache == nullptr, "the backward pass runs over training windows, not a KV cache");
-  c.zero(scratch.dheads);
-  linear_backward(c, a.proj, scratch.dheads, dout, acts.heads);
+  linear_backward(c, a.proj, scratch.dheads, dout, acts.heads, GradientWrite::kSet);
   c.zero(scratch.dqkv);
   const QkvViews views = split_qkv(acts.qkv, a.spec);
   const QkvViews grads = split_qkv(scratch.dqkv, a.spec);
+  c.ready_to_add(a.sinks.grad);
   c.backend.run(ops::AttentionBackward{
       .dq = grads.q, .dk = grads.k, .dv = grads.v, .dsinks = a.sinks.grad,
       .scratch = scratch.attention, .dout = scratch.dheads, .out = acts.heads,
       .record = acts.record, .q = views.q, .k = views.k, .v = views.v, .sinks = a.sinks.value,
       .batch = c.batch.windows, .seq = c.batch.window_length, .spec = a.spec});
   rotate(c, a, grads, true);
-  c.zero(dinp);
-  linear_backward(c, a.qkv, dinp, scratch.dqkv, inp);
+  linear_backward(c, a.qkv, dinp, scratch.dqkv, inp, GradientWrite::kSet);
 }
 
 }  // namespace switchyard::model::blocks

@@ -8,6 +8,7 @@
 #include "backend/backend.h"
 #include "core/tensor.h"
 #include "model/batch_on_device.h"
+#include "model/gradient_ledger.h"
 #include "model/kv_cache.h"
 
 namespace switchyard::model::blocks {
@@ -26,6 +27,8 @@ struct BlockContext {
   DType activations;             // the backend's activation dtype
   const BatchOnDevice& batch;
   KvCache* cache = nullptr;      // set when the batch runs over a cache
+  // Set in a training step whose gradients were not zeroed up front (Model::begin_step).
+  GradientLedger* gradients = nullptr;
 
   // An activation tensor of this context's dtype over `data`.
   Tensor act(const void* data, std::initializer_list<int64_t> shape) const {
@@ -36,6 +39,12 @@ struct BlockContext {
   bool batch_invariant() const { return cache != nullptr; }
   // Zeroes a dense tensor (gradients accumulate, so their buffers start at zero).
   void zero(const Tensor& t) const { backend.fill_zero(t.data, t.bytes()); }
+  // A parameter gradient's first write in a step that did not zero them: the op may set it.
+  bool first_write(const Tensor& grad) const { return gradients && gradients->claim(grad); }
+  // Before an op adds to a parameter gradient: zeroes it on its first write in such a step.
+  void ready_to_add(const Tensor& grad) const {
+    if (first_write(grad)) zero(grad);
+  }
 };
 
 }  // namespace switchyard::model::blocks

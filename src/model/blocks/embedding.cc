@@ -11,6 +11,8 @@ void embedding_forward(const BlockContext& c, const TokenEmbedding& e, const Ten
 
 void embedding_backward(const BlockContext& c, const TokenEmbedding& e, const Tensor& dout) {
   const bool positions = e.positions.present();
+  c.ready_to_add(e.tokens.grad);
+  c.ready_to_add(e.positions.grad);
   c.backend.run(ops::EmbeddingBackward{.dtable = e.tokens.grad,
                                        .dposition_table = e.positions.grad, .dout = dout,
                                        .ids = c.batch.tokens,

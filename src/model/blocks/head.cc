@@ -28,8 +28,7 @@ void lm_head_backward(const BlockContext& c, const LmHead& h, const Tensor& dinp
   c.backend.run(ops::CrossEntropyBackward{.dlogits = acts.logits, .logits = acts.logits,
                                           .targets = c.batch.targets,
                                           .dloss = loss_scale / static_cast<float>(c.batch.rows)});
-  c.zero(dinp);
-  linear_backward(c, Linear{.weight = h.weight}, dinp, acts.logits, inp);
+  linear_backward(c, Linear{.weight = h.weight}, dinp, acts.logits, inp, GradientWrite::kSet);
 }
 
 }  // namespace switchyard::model::blocks

@@ -10,10 +10,14 @@ struct Linear {
   ParamRef bias;    // [out]; absent when the layer has none
 };
 
+// Whether a backward pass adds an input's gradient to what its buffer holds or sets the buffer.
+enum class GradientWrite { kAdd, kSet };
+
 void linear_forward(const BlockContext& c, const Linear& l, const Tensor& out, const Tensor& inp);
-// dinp (optional: empty when the input needs no gradient) += dout @ weight; the weight's and the
-// bias's gradients += their parts.
+// dinp (optional: empty when the input needs no gradient) += dout @ weight, or = with kSet; the
+// weight's and the bias's gradients += their parts (set on their first write in a step that did
+// not zero them, BlockContext::first_write).
 void linear_backward(const BlockContext& c, const Linear& l, const Tensor& dinp, const Tensor& dout,
-                     const Tensor& inp);
+                     const Tensor& inp, GradientWrite dinp_write);
 
 }  // namespace switchyard::model::blocks

@@ -13,12 +13,10 @@ void dense_mlp_forward(const BlockContext& c, const DenseMlp& m, const Tensor& o
 void dense_mlp_backward(const BlockContext& c, const DenseMlp& m, const Tensor& dinp,
                         const Tensor& dout, const Tensor& inp, const MlpActivations& acts,
                         const MlpScratch& scratch) {
-  c.zero(scratch.dact);
-  linear_backward(c, m.proj, scratch.dact, dout, acts.act);
+  linear_backward(c, m.proj, scratch.dact, dout, acts.act, GradientWrite::kSet);
   c.zero(scratch.dpre);
   c.backend.run(ops::GeluBackward{.dinp = scratch.dpre, .inp = acts.pre, .dout = scratch.dact});
-  c.zero(dinp);
-  linear_backward(c, m.fc, dinp, scratch.dpre, inp);
+  linear_backward(c, m.fc, dinp, scratch.dpre, inp, GradientWrite::kSet);
 }
 
 }  // namespace switchyard::model::blocks

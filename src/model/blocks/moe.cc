@@ -55,6 +55,8 @@ void moe_backward(const BlockContext& c, const MixtureOfExperts& m, const Tensor
                                            .dout = dout, .expert_out = acts.expert_out,
                                            .weights = acts.weights, .position = acts.position});
   c.zero(s.dact);
+  c.ready_to_add(m.down.grad);
+  c.ready_to_add(m.down_bias.grad);
   c.backend.run(ops::ExpertLinearBackward{.dinp = s.dact, .dweight = m.down.grad,
                                           .dbias = m.down_bias.grad, .dout = s.dexpert_out,
                                           .inp = acts.act, .weight = m.down.weight,
@@ -63,6 +65,8 @@ void moe_backward(const BlockContext& c, const MixtureOfExperts& m, const Tensor
   c.backend.run(ops::ClampedSwigluBackward{.dinp = s.dgate_up, .inp = acts.gate_up,
                                            .dout = s.dact, .alpha = m.alpha, .limit = m.limit});
   c.zero(s.dgathered);
+  c.ready_to_add(m.gate_up.grad);
+  c.ready_to_add(m.gate_up_bias.grad);
   c.backend.run(ops::ExpertLinearBackward{.dinp = s.dgathered, .dweight = m.gate_up.grad,
                                           .dbias = m.gate_up_bias.grad, .dout = s.dgate_up,
                                           .inp = acts.gathered, .weight = m.gate_up.weight,
@@ -79,7 +83,7 @@ void moe_backward(const BlockContext& c, const MixtureOfExperts& m, const Tensor
                                           .logits = acts.router_logits, .totals = balance.totals,
                                           .scale = balance.scale});
   }
-  linear_backward(c, m.router, dinp, s.drouter_logits, inp);
+  linear_backward(c, m.router, dinp, s.drouter_logits, inp, GradientWrite::kAdd);
 }
 
 }  // namespace switchyard::model::blocks

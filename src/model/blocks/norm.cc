@@ -19,6 +19,8 @@ void add_layernorm_forward(const BlockContext& c, const LayerNorm& n, const Tens
 
 void layernorm_backward(const BlockContext& c, const LayerNorm& n, const Tensor& dinp,
                         const Tensor& dout, const Tensor& inp, const NormStats& stats) {
+  c.ready_to_add(n.weight.grad);
+  c.ready_to_add(n.bias.grad);
   c.backend.run(ops::LayerNormBackward{.dinp = dinp, .dweight = n.weight.grad,
                                        .dbias = n.bias.grad, .dout = dout, .inp = inp,
                                        .weight = n.weight.value, .mean = stats.mean,

@@ -10,6 +10,7 @@ void rmsnorm_forward(const BlockContext& c, const RmsNorm& n, const Tensor& out,
 
 void rmsnorm_backward(const BlockContext& c, const RmsNorm& n, const Tensor& dinp,
                       const Tensor& dout, const Tensor& inp, const Tensor& rstd) {
+  c.ready_to_add(n.weight.grad);
   c.backend.run(ops::RmsNormBackward{.dinp = dinp, .dweight = n.weight.grad, .dout = dout,
                                      .inp = inp, .weight = n.weight.value, .rstd = rstd});
 }
