@@ -1,6 +1,6 @@
-// The batch-invariant product (cpu_kernels.h batch_invariant_linear) on the shapes a GPT-2 124M
-// decode step runs, at the row counts decoding and serving give it: 1 (one stream) to 64 (a
-// continuous batch). Counters: GFLOP/s and the weights' read rate in GB/s (each weight byte is
+// The batch-invariant product (cpu_kernels.h batch_invariant_linear; matmul_forward over bf16
+// weights) on the shapes a GPT-2 124M decode step runs, at the row counts decoding and serving
+// give it: 1 (one stream) to 64 (a continuous batch). Counters: GFLOP/s and the weights' read rate in GB/s (each weight byte is
 // read once per call, whatever the rows). Calls rotate over copies of the weights that together
 // outgrow the last-level cache, so every call streams its weights from memory as a decode step
 // over a whole model does.
@@ -15,11 +15,14 @@
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "core/dtype.h"
 #include "core/rng.h"
 
 namespace {
 
 using switchyard::backend::cpu::batch_invariant_linear;
+using switchyard::backend::cpu::matmul_forward;
+using switchyard::backend::cpu::WeightMatrix;
 
 // Values on 64-byte boundaries, as the engine's buffers are (a vector load across two cache lines
 // costs two).
@@ -62,6 +65,39 @@ void InvariantLinear(benchmark::State& state) {
                                                      benchmark::Counter::kIsRate);
 }
 
+// The same products over bf16 weights (matmul_forward over a WeightMatrix: decoded in registers
+// as they stream), at half the bytes a call.
+void InvariantLinearBf16(benchmark::State& state) {
+  const int N = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1)),
+            OC = static_cast<int>(state.range(2));
+  const AlignedValues inp = random_values(static_cast<size_t>(N) * C, 1);
+  const size_t weight_size = static_cast<size_t>(OC) * C;
+  constexpr size_t kStreamedBytes = size_t{512} << 20;
+  const size_t copies = std::max<size_t>(2, kStreamedBytes / (weight_size * sizeof(uint16_t)));
+  std::vector<uint16_t> weights(copies * weight_size);
+  {
+    const AlignedValues values = random_values(weight_size, 2);
+    for (size_t i = 0; i < weights.size(); ++i) {
+      weights[i] = switchyard::narrow_to_bf16_bits(values.get()[i % weight_size]);
+    }
+  }
+  std::vector<float> out(static_cast<size_t>(N) * OC);
+  size_t next = 0;
+  for (auto _ : state) {
+    const WeightMatrix weight{.dtype = switchyard::DType::kBF16,
+                              .data = weights.data() + next * weight_size};
+    next = (next + 1) % copies;
+    matmul_forward(out.data(), inp.get(), weight, nullptr, N, C, OC);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double calls = static_cast<double>(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.counters["weight_GB/s"] = benchmark::Counter(2.0 * C * OC * calls / 1e9,
+                                                     benchmark::Counter::kIsRate);
+}
+
 void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
   for (int rows : {1, 8, 16, 24, 32, 48, 64}) {
     b->Args({rows, 768, 2304});    // attention q, k, v
@@ -72,6 +108,7 @@ void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK(InvariantLinear)->Apply(Gpt2DecodeShapes)->ArgNames({"N", "C", "OC"})->UseRealTime();
+BENCHMARK(InvariantLinearBf16)->Apply(Gpt2DecodeShapes)->ArgNames({"N", "C", "OC"})->UseRealTime();
 
 }  // namespace
 
