@@ -8,27 +8,19 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "device_tensors.h"
 #include "expect_error.h"
+#include "random_data.h"
 #include "model/gradient_ledger.h"
 
 namespace switchyard {
 namespace {
 
 namespace ops = backend::ops;
-
-std::vector<float> random_values(size_t n, unsigned seed, float scale = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> values(n);
-  for (float& v : values) v = normal(gen);
-  return values;
-}
 
 // Bit-for-bit equality (NaN in either fails).
 void expect_same_bits(const std::vector<float>& got, const std::vector<float>& expected,
@@ -57,16 +49,16 @@ TEST_P(LinearBackwardOverwrite, SetsWhatAccumulatingOntoZerosGives) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   for (const auto [N, C, OC] : {std::array{37, 72, 40}, std::array{0, 16, 8}}) {
     const size_t n = size_t(N) * C, w = size_t(OC) * C;
-    DeviceTensor dout(be, act, {N, OC}, random_values(size_t(N) * OC, 1));
-    DeviceTensor inp(be, act, {N, C}, random_values(n, 2));
-    DeviceTensor weight(be, weights, {OC, C}, random_values(w, 3, 0.1f));
+    DeviceTensor dout(be, act, {N, OC}, normal_floats(size_t(N) * OC, 1));
+    DeviceTensor inp(be, act, {N, C}, normal_floats(n, 2));
+    DeviceTensor weight(be, weights, {OC, C}, normal_floats(w, 3, 0.1f));
     for (const auto& [set_dinp, set_params] : {std::pair{true, false}, std::pair{false, true},
                                               std::pair{true, true}}) {
       SCOPED_TRACE(testing::Message() << "N=" << N << " set dinp " << set_dinp << ", params "
                                       << set_params);
       // What each gradient holds before: NaN where it is set, a running sum where it is added to.
-      const std::vector<float> dinp_before = random_values(n, 4), dw_before = random_values(w, 5),
-                               db_before = random_values(OC, 6);
+      const std::vector<float> dinp_before = normal_floats(n, 4), dw_before = normal_floats(w, 5),
+                               db_before = normal_floats(OC, 6);
       auto start = [&](const std::vector<float>& held, bool set) {
         return set ? std::vector<float>(held.size(), nan) : held;
       };

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
@@ -26,76 +27,74 @@ using switchyard::backend::cpu::WeightMatrix;
 
 // Values on 64-byte boundaries, as the engine's buffers are (a vector load across two cache lines
 // costs two).
-struct AlignedValues {
-  std::unique_ptr<float[], decltype(&std::free)> data{nullptr, &std::free};
-  float* get() const { return data.get(); }
-};
+template <typename T>
+using AlignedArray = std::unique_ptr<T[], decltype(&std::free)>;
 
-AlignedValues random_values(size_t n, uint64_t seed) {
-  AlignedValues v;
-  const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-  v.data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+template <typename T>
+AlignedArray<T> aligned_array(size_t n) {
+  const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+  return AlignedArray<T>(static_cast<T*>(std::aligned_alloc(64, bytes)), &std::free);
+}
+
+AlignedArray<float> random_values(size_t n, uint64_t seed) {
+  AlignedArray<float> v = aligned_array<float>(n);
   switchyard::Rng rng(seed);
   rng.fill_normal(v.get(), n, 0.02f);
   return v;
 }
 
-// Arguments: rows N, inputs C, outputs OC.
-void InvariantLinear(benchmark::State& state) {
+// Times product(out, inp, copy) with the weights in `Weight` (float or bf16 bits), rotating over
+// copies that together outgrow the last-level cache. Arguments: rows N, inputs C, outputs OC.
+template <typename Weight, typename Product>
+void time_streamed_product(benchmark::State& state, Product&& product) {
   const int N = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1)),
             OC = static_cast<int>(state.range(2));
-  const AlignedValues inp = random_values(static_cast<size_t>(N) * C, 1);
+  const AlignedArray<float> inp = random_values(static_cast<size_t>(N) * C, 1);
   const size_t weight_size = static_cast<size_t>(OC) * C;
   constexpr size_t kStreamedBytes = size_t{512} << 20;
-  const size_t copies = std::max<size_t>(2, kStreamedBytes / (weight_size * sizeof(float)));
-  const AlignedValues weights = random_values(copies * weight_size, 2);
-  std::vector<float> out(static_cast<size_t>(N) * OC);
-  size_t next = 0;
-  for (auto _ : state) {
-    const float* weight = weights.get() + next * weight_size;
-    next = (next + 1) % copies;
-    batch_invariant_linear(out.data(), inp.get(), weight, N, C, OC);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  const double calls = static_cast<double>(state.iterations());
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
-                                                 benchmark::Counter::kIsRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(4.0 * C * OC * calls / 1e9,
-                                                     benchmark::Counter::kIsRate);
-}
-
-// The same products over bf16 weights (matmul_forward over a WeightMatrix: decoded in registers
-// as they stream), at half the bytes a call.
-void InvariantLinearBf16(benchmark::State& state) {
-  const int N = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1)),
-            OC = static_cast<int>(state.range(2));
-  const AlignedValues inp = random_values(static_cast<size_t>(N) * C, 1);
-  const size_t weight_size = static_cast<size_t>(OC) * C;
-  constexpr size_t kStreamedBytes = size_t{512} << 20;
-  const size_t copies = std::max<size_t>(2, kStreamedBytes / (weight_size * sizeof(uint16_t)));
-  std::vector<uint16_t> weights(copies * weight_size);
+  const size_t copies = std::max<size_t>(2, kStreamedBytes / (weight_size * sizeof(Weight)));
+  AlignedArray<Weight> weights = aligned_array<Weight>(copies * weight_size);
   {
-    const AlignedValues values = random_values(weight_size, 2);
-    for (size_t i = 0; i < weights.size(); ++i) {
-      weights[i] = switchyard::narrow_to_bf16_bits(values.get()[i % weight_size]);
+    const AlignedArray<float> values = random_values(weight_size, 2);
+    for (size_t i = 0; i < copies * weight_size; ++i) {
+      const float value = values.get()[i % weight_size];
+      if constexpr (std::is_same_v<Weight, float>) {
+        weights[i] = value;
+      } else {
+        weights[i] = switchyard::narrow_to_bf16_bits(value);
+      }
     }
   }
   std::vector<float> out(static_cast<size_t>(N) * OC);
   size_t next = 0;
   for (auto _ : state) {
-    const WeightMatrix weight{.dtype = switchyard::DType::kBF16,
-                              .data = weights.data() + next * weight_size};
+    product(out.data(), inp.get(), weights.get() + next * weight_size, N, C, OC);
     next = (next + 1) % copies;
-    matmul_forward(out.data(), inp.get(), weight, nullptr, N, C, OC);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
   const double calls = static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
                                                  benchmark::Counter::kIsRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(2.0 * C * OC * calls / 1e9,
-                                                     benchmark::Counter::kIsRate);
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      static_cast<double>(sizeof(Weight)) * C * OC * calls / 1e9, benchmark::Counter::kIsRate);
+}
+
+void InvariantLinear(benchmark::State& state) {
+  time_streamed_product<float>(
+      state, [](float* out, const float* inp, const float* weights, int N, int C, int OC) {
+        batch_invariant_linear(out, inp, weights, N, C, OC);
+      });
+}
+
+// The same products over bf16 weights (matmul_forward over a WeightMatrix: decoded in registers
+// as they stream), at half the bytes a call.
+void InvariantLinearBf16(benchmark::State& state) {
+  time_streamed_product<uint16_t>(
+      state, [](float* out, const float* inp, const uint16_t* weights, int N, int C, int OC) {
+        matmul_forward(out, inp, WeightMatrix{.dtype = switchyard::DType::kBF16, .data = weights},
+                       nullptr, N, C, OC);
+      });
 }
 
 void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
