@@ -185,6 +185,25 @@ TEST_F(Cli, BenchTrainProfileTimesEveryKernel) {
   EXPECT_LE(total, 1.05 * j["ms_per_step"].get<double>());
 }
 
+// The bench lines say how many OpenMP threads the CPU backend ran with, and whether the adapter
+// lowered them for other work: a fixed OMP_NUM_THREADS is a budget it leaves alone.
+TEST_F(Cli, BenchReportsTheCpuThreads) {
+  Result adapted = run("bench train --model tiny --batch 2 --seq 16 --steps 2 --json");
+  ASSERT_EQ(adapted.exit_code, 0) << adapted.output;
+  const nlohmann::json t = last_json_line(adapted.output)["cpu_threads"];
+  ASSERT_TRUE(t.is_object()) << adapted.output;
+  EXPECT_GE(t["budget"].get<int>(), 1);
+  EXPECT_LE(t["reduced_samples"].get<int>(), t["samples"].get<int>());
+  EXPECT_GE(t["fewest"].get<int>(), 1);
+  EXPECT_LE(t["fewest"].get<int>(), t["budget"].get<int>());
+  Result one = run_cli("bench generate --model tiny --dtype fp32 --tokens 2 --json", "OMP_NUM_THREADS=1 ");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const nlohmann::json f = last_json_line(one.output)["cpu_threads"];
+  EXPECT_EQ(f["budget"], 1);
+  EXPECT_EQ(f["adapted"], false);
+  EXPECT_EQ(f["reduced_samples"], 0);
+}
+
 TEST_F(Cli, BenchPrintsOneJsonObject) {
   Result r = run("bench train --model tiny --batch 2 --seq 16 --steps 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;

@@ -207,7 +207,10 @@ void run_bench_train(const BenchFlags& f) {
                              {"ratio_to_gemm_bound", ms / bound_ms}, {"peak_rss_mib", peak_mib}};
     if (opened.profiler) result["kernel_ms_per_step"] = kernels;
     if (device_peak) result["peak_device_mib"] = *device_peak / 1048576.0;
+    report_cpu_threads(&result);
     print_json_line(result);
+  } else {
+    report_cpu_threads(nullptr);
   }
 }
 
@@ -274,6 +277,7 @@ void run_bench_prefill(const BenchFlags& f) {
     result["fraction_of_gemm_rate"] = flops / (ms * 1e6) / gemm_gflops;
   }
   result["peak_rss_mib"] = peak_rss_bytes() / 1048576.0;
+  report_cpu_threads(&result);
   if (f.json) print_json_line(result);
 }
 

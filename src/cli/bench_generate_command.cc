@@ -220,13 +220,14 @@ void report_host(const GenerateFlags& f, const OpenedModel& opened, const Decode
               "tokens/s (%.0f%% of bound); peak RSS %.0f MiB\n",
               headline(f, opened).c_str(), run.ms_per_step, step_unit(f), tokens_per_s, bandwidth / 1e9,
               weight_bytes / 1e6, bound_tokens_per_s, 100 * tokens_per_s / bound_tokens_per_s, peak_mib);
-  if (!f.json) return;
+  if (!f.json) return report_cpu_threads(nullptr);
   nlohmann::json json = common_json(f, opened, run.ms_per_step);
   json["read_bandwidth_gbs"] = bandwidth / 1e9;
   json["weight_bytes"] = weight_bytes;
   json["bound_tokens_per_s"] = bound_tokens_per_s;
   json["fraction_of_bound"] = tokens_per_s / bound_tokens_per_s;
   json["peak_rss_mib"] = peak_mib;
+  report_cpu_threads(&json);
   print_json_line(json);
 }
 

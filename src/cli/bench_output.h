@@ -14,4 +14,9 @@ void print_json_line(const nlohmann::json& json);
 // calls per step), and returns the same as {kernel: ms per step}.
 nlohmann::json report_kernel_times(const backend::ProfilingBackend& profiler, int steps, double step_ms);
 
+// The CPU backend's OpenMP threads over the run (backend/cpu/thread_adapter.h): where the adapter
+// ran fewer than the budget because other processes kept the CPUs busy, prints a line saying so,
+// since the figures then measured a shared machine; adds "cpu_threads" to `json` when given.
+void report_cpu_threads(nlohmann::json* json);
+
 }  // namespace switchyard::cli

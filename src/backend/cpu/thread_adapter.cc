@@ -44,6 +44,7 @@ struct Adapter {
   bool enabled = false;
   std::vector<int> cpus;
   int current = 1;
+  int samples = 0, reduced = 0, fewest = 1;
   CpuTimes last;
   std::chrono::steady_clock::time_point next_sample;
 };
@@ -55,7 +56,7 @@ Adapter& adapter() {
     a.budget = budget.threads;
     a.enabled = budget.threads > 1 && budget.reason.rfind("OMP_NUM_THREADS", 0) != 0;
     a.cpus = affinity_cpus();
-    a.current = a.budget;
+    a.current = a.fewest = a.budget;
     if (a.enabled) a.last = read_cpu_times(a.cpus);
     a.next_sample = std::chrono::steady_clock::now() +
                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -124,10 +125,19 @@ void adapt_threads() {
   const CpuTimes sample = read_cpu_times(a.cpus);
   const int threads = adapted_threads(a.budget, a.current, other_cores(a.last, sample));
   a.last = sample;
+  ++a.samples;
+  if (threads < a.budget) ++a.reduced;
+  a.fewest = std::min(a.fewest, threads);
   if (threads != a.current) {
     a.current = threads;
     omp_set_num_threads(threads);
   }
+}
+
+AdapterHistory adapter_history() {
+  const Adapter& a = adapter();
+  return {.budget = a.budget, .enabled = a.enabled, .samples = a.samples, .reduced = a.reduced,
+          .fewest = a.fewest};
 }
 
 }  // namespace switchyard::backend::cpu

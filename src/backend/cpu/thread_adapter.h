@@ -37,4 +37,14 @@ int adapted_threads(int budget, int current, double other);
 // The first sample is taken kSampleSeconds after the first call; until then every thread runs.
 void adapt_threads();
 
+// What the adapter has done in this process so far, for benchmarks to report beside their figures:
+// the budget, whether it adapts at all, the samples taken, how many of them set fewer threads than
+// the budget, and the fewest set.
+struct AdapterHistory {
+  int budget = 1;
+  bool enabled = false;
+  int samples = 0, reduced = 0, fewest = 1;
+};
+AdapterHistory adapter_history();
+
 }  // namespace switchyard::backend::cpu
