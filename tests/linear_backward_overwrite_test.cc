@@ -96,7 +96,8 @@ INSTANTIATE_TEST_SUITE_P(Devices, LinearBackwardOverwrite,
                          });
 
 // The ledger over a 16-float buffer: claims of untouched ranges are fresh; a claim overlapping
-// earlier ones zeroes only the parts still owed; settle zeroes the rest and closes.
+// earlier ones zeroes only the parts still owed; settling a part zeroes what it still owes;
+// settle() zeroes the rest and closes.
 TEST(GradientLedger, ZeroesOnlyWhatNoClaimCovered) {
   auto be = backend::create_backend("cpu");
   DeviceTensor grads(*be, DType::kF32, {16}, std::vector<float>(16, 7.0f));
@@ -114,6 +115,11 @@ TEST(GradientLedger, ZeroesOnlyWhatNoClaimCovered) {
   EXPECT_FALSE(ledger.claim(view(1, 2)));  // inside a claimed range: nothing to zero
   EXPECT_TRUE(ledger.claim(view(12, 2)));  // [12, 14)
   base[12] = base[13] = 2.0f;
+  // A part complete before the step ends (a layer's, for replicas): [11, 13) becomes [0 owed, 2].
+  ledger.settle(11 * sizeof(float), 2 * sizeof(float));
+  EXPECT_EQ(grads.read()[11], 0.0f);
+  EXPECT_EQ(grads.read()[10], 7.0f);  // outside the settled part: still owed
+  EXPECT_FALSE(ledger.claim(view(11, 1)));  // settled parts count as written
   ledger.settle();
   EXPECT_FALSE(ledger.is_open());
   EXPECT_EQ(grads.read(), (std::vector<float>{0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 2, 2, 0, 0}));

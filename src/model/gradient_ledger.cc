@@ -19,7 +19,11 @@ bool GradientLedger::claim(const Tensor& grad) {
   const char* data = static_cast<const char*>(grad.data);
   require(grad.is_contiguous() && data >= base_ && data + grad.bytes() <= base_ + bytes_,
           "gradient ledger: {} is not a dense view of the model's gradients", grad.describe());
-  const size_t begin = static_cast<size_t>(data - base_), end = begin + grad.bytes();
+  const size_t begin = static_cast<size_t>(data - base_);
+  return claim_bytes(begin, begin + grad.bytes());
+}
+
+bool GradientLedger::claim_bytes(size_t begin, size_t end) {
   // The claimed ranges that overlap [begin, end), in order: the first may start before it.
   auto first = written_.upper_bound(begin);
   if (first != written_.begin() && std::prev(first)->second > begin) --first;
@@ -36,6 +40,13 @@ bool GradientLedger::claim(const Tensor& grad) {
   written_.erase(first, last);
   written_.emplace(union_begin, union_end);
   return fresh;
+}
+
+void GradientLedger::settle(size_t offset, size_t bytes) {
+  if (!is_open() || bytes == 0) return;
+  require(offset + bytes <= bytes_, "gradient ledger: bytes [{}, {}) are outside the {} of the buffer",
+          offset, offset + bytes, bytes_);
+  if (claim_bytes(offset, offset + bytes)) zero(offset, offset + bytes);
 }
 
 void GradientLedger::settle() {

@@ -23,12 +23,17 @@ class GradientLedger {
   // was written before in this step: the op may set it whole. Otherwise zeroes the parts still
   // owed, so that an op adding to it adds to zeros there, and returns false.
   bool claim(const Tensor& grad);
+  // Zeroes the parts of bytes [offset, offset + bytes) of the buffer no op claimed, and claims them:
+  // a part of the gradients that is complete before the step ends (a layer's, for replicas).
+  void settle(size_t offset, size_t bytes);
   // Zeroes every part no op claimed and closes the ledger.
   void settle();
   // Closes the ledger without zeroing (the caller zeroed the whole buffer).
   void close();
 
  private:
+  // claim() over bytes [begin, end) of the buffer.
+  bool claim_bytes(size_t begin, size_t end);
   void zero(size_t begin, size_t end);
 
   backend::Backend* backend_ = nullptr;

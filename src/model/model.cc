@@ -342,6 +342,28 @@ KvCacheConfig Model::kv_cache_config(int blocks, int block_size) const {
 
 // ---- training ----
 
+void Model::layer_gradients_done(int layer) const {
+  if (!sync_) return;
+  // The replicas reduce the layer's gradients from now on: what of them no op wrote (and the
+  // alignment padding between them) must be zeros first.
+  if (layer >= 0 && unwritten_grads_.is_open()) {
+    const std::vector<ParameterTensor>& tensors = layout_.tensors();
+    for (size_t i = 0; i < tensors.size();) {
+      if (tensors[i].layer != layer) {
+        ++i;
+        continue;
+      }
+      size_t end = i + 1;  // a run of the layer's tensors, with no other tensor between
+      while (end < tensors.size() && tensors[end].layer == layer) ++end;
+      const size_t begin_float = tensors[i].offset;
+      const size_t end_float = tensors[end - 1].offset + tensors[end - 1].numel;
+      unwritten_grads_.settle(begin_float * sizeof(float), (end_float - begin_float) * sizeof(float));
+      i = end;
+    }
+  }
+  sync_->layer_gradients_done(layer);
+}
+
 void Model::zero_grad() {
   require_trainable("zero_grad");
   unwritten_grads_.close();
@@ -405,14 +427,10 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
 void Model::begin_step() {
   require_trainable("a training step");
   if (!step_stats_.get()) step_stats_ = DeviceBuffer(backend_, 2 * sizeof(double) / sizeof(float));
-  // Without replicas the zeroing waits for the backward pass: each gradient's first write sets it
-  // (GradientLedger). With them, layers' gradients are reduced as the pass finishes each layer,
-  // so all of them are zeroed now.
-  if (sync_) {
-    zero_grad();
-  } else {
-    unwritten_grads_.open(backend_, grads_.get(), layout_.total() * sizeof(float));
-  }
+  // The zeroing waits for the backward pass: each gradient's first write sets it
+  // (GradientLedger); with replicas, each layer's are settled before they are reduced
+  // (layer_gradients_done).
+  unwritten_grads_.open(backend_, grads_.get(), layout_.total() * sizeof(float));
   backend_.fill_zero(step_stats_.get(), 2 * sizeof(double));
 }
 

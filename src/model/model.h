@@ -148,9 +148,7 @@ class Model {
   // The last forward pass's batch on the device.
   const BatchOnDevice& batch() const { return batch_; }
   // Families call it as their backward pass finishes each layer's gradients (from the last down).
-  void layer_gradients_done(int layer) const {
-    if (sync_) sync_->layer_gradients_done(layer);
-  }
+  void layer_gradients_done(int layer) const;
 
   ModelConfig config_;
 

@@ -226,7 +226,8 @@ void run_gemm(NeuronCore& core, const GemmJob& job, GemmPlan& plan) {
 
   // Column sums of the stationary operand (dbias): TensorE sums its K partitions against a
   // ones column, into one PSUM column per m tile; the running totals live in an SBUF column per
-  // m tile, starting from the previous values, and go back to HBM once at the end.
+  // m tile, starting from the previous values (from zeros without accumulate), and go back to HBM
+  // once at the end.
   View sums_psum, sums_acc, ones_col;
   const int64_t full_m_tiles = M / kTileM;
   const int64_t m_tail = M - full_m_tiles * kTileM;
@@ -249,7 +250,11 @@ void run_gemm(NeuronCore& core, const GemmJob& job, GemmPlan& plan) {
     sums_acc = pool.sbuf(kTileM, {m_tiles}, DType::kF32, job.name + ".sums");
     ones_col = pool.sbuf(kTileK, {1}, dt, job.name + ".ones_col");
     core.memset(ones_col, 1.0f, Engine::kGpSimd);
-    sums_transfer(false);
+    if (job.accumulate) {
+      sums_transfer(false);
+    } else {
+      core.memset(sums_acc, 0.0f, Engine::kGpSimd);
+    }
   }
 
   plan.sbuf_bytes_per_partition = sbuf_before - core.sbuf_largest_free();

@@ -52,7 +52,8 @@ struct GemmJob {
   View out;                   // HBM [M, N]
   bool accumulate = false;    // out += the product (otherwise out = the product)
   View bias;                  // HBM [1, N] added to every output row, or an empty View()
-  View column_sums;  // HBM [1, M] += sums over K of the stationary operand, or an empty View()
+  // HBM [1, M] += sums over K of the stationary operand (= without accumulate), or an empty View()
+  View column_sums;
   DType compute = DType::kBF16;  // dtype of the operand tiles in SBUF (DMA casts on the way in)
 };
 

@@ -53,7 +53,8 @@ void linear_forward(NeuronCore& core, const View& out, const View& inp, const Vi
 }
 
 void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
-                     const View& dout, const View& inp, const View& weight, DType compute) {
+                     const View& dout, const View& inp, const View& weight, DType compute,
+                     LinearGradientWrites overwrite) {
   const char* kernel = "linear_backward";
   require_compute(kernel, compute);
   require_matrix(kernel, "dout", dout);
@@ -76,7 +77,7 @@ void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, co
     job.stationary = {dout, true};   // dout^T [OC, N]
     job.moving = {weight, false};    // weight [OC, C]
     job.out = dinp;
-    job.accumulate = true;
+    job.accumulate = !overwrite.set_dinp;
     job.compute = compute;
     ::switchyard::neuron::gemm(core, job);
   }
@@ -85,7 +86,7 @@ void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, co
   job.stationary = {dout, false};  // dout [N, OC]
   job.moving = {inp, false};       // inp [N, C]
   job.out = dweight;
-  job.accumulate = true;
+  job.accumulate = !overwrite.set_params;
   job.column_sums = dbias;
   job.compute = compute;
   ::switchyard::neuron::gemm(core, job);

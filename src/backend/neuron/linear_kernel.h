@@ -25,9 +25,15 @@ void linear_forward(NeuronCore& core, const View& out, const View& inp, const Vi
                     const View& bias, DType compute);
 
 // dinp[N, C] += dout[N, OC] @ weight[OC, C]; dweight[OC, C] += dout^T @ inp[N, C];
-// dbias[1, OC] += column sums of dout. All three accumulate into what the views hold. `dinp`
-// and `dbias` may be empty View()s (not needed).
+// dbias[1, OC] += column sums of dout. They accumulate into what the views hold, except where
+// `overwrite` says to set them (ops::LinearBackward's flags: then the old values are not read).
+// `dinp` and `dbias` may be empty View()s (not needed).
+struct LinearGradientWrites {
+  bool set_dinp = false;
+  bool set_params = false;  // dweight and dbias
+};
 void linear_backward(NeuronCore& core, const View& dinp, const View& dweight, const View& dbias,
-                     const View& dout, const View& inp, const View& weight, DType compute);
+                     const View& dout, const View& inp, const View& weight, DType compute,
+                     LinearGradientWrites overwrite = {});
 
 }  // namespace switchyard::backend::neuron

@@ -315,12 +315,15 @@ void NeuronSimBackend::run(const ops::LinearBackward& op) {
   require_matrix(at, op.dweight, OC, C, "dweight");
   if (!op.dinp.empty()) require_matrix(at, op.dinp, N, C, "dinp");
   if (!op.dbias.empty()) require_elements(at, op.dbias, OC, "dbias");
-  zero_overwritten(op);  // the tile program accumulates into what the buffers hold
-  if (N == 0 || OC == 0 || C == 0) return;
+  if (N == 0 || OC == 0 || C == 0) {  // empty products: a gradient keeps its value or is zeroed
+    zero_overwritten(op);
+    return;
+  }
   Launch l(*core_);
   kernels::linear_backward(*core_, l.optional(op.dinp, "dinp"), l.hbm(op.dweight, "dweight"),
                            l.optional(op.dbias, "dbias", {OC}), l.hbm(op.dout, "dout"),
-                           l.hbm(op.inp, "inp"), l.hbm(op.weight, "weight"), compute_);
+                           l.hbm(op.inp, "inp"), l.hbm(op.weight, "weight"), compute_,
+                           {.set_dinp = op.overwrite_dinp, .set_params = op.overwrite_param_grads});
   l.finish();
 }
 
