@@ -118,7 +118,9 @@ class Model {
   // Training steps whose loss and gradient norm stay on the device until the step ends:
   // begin_step(), forward_backward() for each micro-batch, then finish_step(). The gradients, norm
   // and update are exactly those of zero_grad, forward, backward, gradient_norm and adamw_step
-  // with clip_scale's grad_scale; the loss is the same up to the order it is summed in.
+  // with clip_scale's grad_scale; the loss is the same up to the order it is summed in. Unlike
+  // zero_grad, begin_step does not zero the gradients: the first micro-batch's backward pass sets
+  // each one as it first writes it (GradientLedger), which saves a pass over all of them.
   struct StepResult {
     float loss;       // mean over the micro-batches of their mean loss (loss_scale-weighted)
     float grad_norm;  // global L2 norm of the gradients, before clipping
