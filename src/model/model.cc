@@ -345,7 +345,7 @@ KvCacheConfig Model::kv_cache_config(int blocks, int block_size) const {
 void Model::layer_gradients_done(int layer) const {
   if (!sync_) return;
   // The replicas reduce the layer's gradients from now on: what of them no op wrote (and the
-  // alignment padding between them) must be zeros first.
+  // alignment padding after each, which a bucket of several layers spans) must be zeros first.
   if (layer >= 0 && unwritten_grads_.is_open()) {
     const std::vector<ParameterTensor>& tensors = layout_.tensors();
     for (size_t i = 0; i < tensors.size();) {
@@ -356,7 +356,7 @@ void Model::layer_gradients_done(int layer) const {
       size_t end = i + 1;  // a run of the layer's tensors, with no other tensor between
       while (end < tensors.size() && tensors[end].layer == layer) ++end;
       const size_t begin_float = tensors[i].offset;
-      const size_t end_float = tensors[end - 1].offset + tensors[end - 1].numel;
+      const size_t end_float = end < tensors.size() ? tensors[end].offset : layout_.total();
       unwritten_grads_.settle(begin_float * sizeof(float), (end_float - begin_float) * sizeof(float));
       i = end;
     }
