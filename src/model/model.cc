@@ -220,7 +220,8 @@ Tensor Model::parameter_range(const FloatRange& range) const {
 
 Tensor Model::gradient_range(const FloatRange& range) const {
   require_trainable("a gradient range");
-  settle_gradients();
+  // Not settled here: replicas' reductions read ranges from their own thread while the backward
+  // pass goes on, and layer_gradients_done has settled each layer before its ranges are reduced.
   return Tensor::dense(grads_.get() + range.begin, DType::kF32, {i64(range.size())});
 }
 
