@@ -8,8 +8,10 @@
 #include <cmath>
 #include <functional>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/rng.h"
 
 namespace switchyard::backend::cpu {
@@ -222,6 +224,73 @@ TEST(PagedAttention, EqualsWindowedAttentionOverTheSameKeys) {
     }
   }
   EXPECT_LT(max_abs_diff(got, want), 1e-12);
+}
+
+// fp32 (and a bf16 cache widened as it is read): a row gets the same bits whether its sequence's
+// rows arrive in one pass, in chunks or one at a time (decoding), whatever tile of rows and group
+// of cache chunks the kernel computes it in. Head sizes with and without a whole number of
+// vectors, blocks of the kernel's chunk and smaller ones, a window, sinks and grouped heads.
+template <typename Cached>
+void expect_the_same_bits_whatever_the_chunk(int hd, int bs, int window) {
+  const int T = 83, H = 4, KV = 2, blocks_per_seq = (T + bs - 1) / bs;
+  const size_t q_row = static_cast<size_t>(H) * hd, kv_row = static_cast<size_t>(KV) * hd;
+  Rng rng(31);
+  std::vector<float> q(T * q_row), k(T * kv_row), v(T * kv_row);
+  for (float& x : q) x = static_cast<float>(2.0 * rng.uniform() - 1.0);
+  for (float& x : k) x = static_cast<float>(2.0 * rng.uniform() - 1.0);
+  for (float& x : v) x = static_cast<float>(2.0 * rng.uniform() - 1.0);
+  std::vector<Cached> k_cache(static_cast<size_t>(blocks_per_seq + 2) * bs * kv_row);
+  std::vector<Cached> v_cache(k_cache.size());
+  std::vector<int32_t> table(blocks_per_seq);
+  for (int j = 0; j < blocks_per_seq; ++j) table[j] = blocks_per_seq + 1 - j;  // reversed
+  for (int t = 0; t < T; ++t) {
+    const size_t slot = static_cast<size_t>(table[t / bs]) * bs + t % bs;
+    for (size_t i = 0; i < kv_row; ++i) {
+      if constexpr (std::is_same_v<Cached, float>) {
+        k_cache[slot * kv_row + i] = k[t * kv_row + i];
+        v_cache[slot * kv_row + i] = v[t * kv_row + i];
+      } else {
+        k_cache[slot * kv_row + i] = narrow_to_bf16_bits(k[t * kv_row + i]);
+        v_cache[slot * kv_row + i] = narrow_to_bf16_bits(v[t * kv_row + i]);
+      }
+    }
+  }
+  const float sinks[H] = {0.5f, -1.0f, 0.25f, 2.0f};
+  auto run_in_chunks = [&](int chunk) {
+    std::vector<float> out(T * q_row, 0.0f);
+    for (int done = 0; done < T; done += chunk) {
+      const int rows = std::min(chunk, T - done);
+      const int32_t starts[] = {0, rows}, context[] = {done + rows};
+      PagedGeometry g;
+      g.heads = H;
+      g.kv_heads = KV;
+      g.head_dim = hd;
+      g.window = window;
+      g.block_size = bs;
+      g.sequences = 1;
+      g.max_blocks = blocks_per_seq;
+      g.ldq = g.ldo = static_cast<int64_t>(q_row);
+      paged_attention<float, Cached>(out.data() + done * q_row, q.data() + done * q_row,
+                                     k_cache.data(), v_cache.data(), table.data(), starts,
+                                     context, sinks, g, 0.125f);
+    }
+    return out;
+  };
+  const std::vector<float> one_pass = run_in_chunks(T);
+  for (int chunk : {1, 5, 16, 17}) EXPECT_EQ(run_in_chunks(chunk), one_pass) << "chunks of " << chunk;
+}
+
+TEST(PagedAttention, ARowGetsTheSameBitsWhateverItsChunk) {
+  for (int hd : {64, 24}) {
+    for (int bs : {16, 4}) {
+      for (int window : {0, 37}) {
+        SCOPED_TRACE(testing::Message() << "head_dim " << hd << ", blocks of " << bs
+                                        << ", window " << window);
+        expect_the_same_bits_whatever_the_chunk<float>(hd, bs, window);
+        expect_the_same_bits_whatever_the_chunk<uint16_t>(hd, bs, window);
+      }
+    }
+  }
 }
 
 }  // namespace
