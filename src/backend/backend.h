@@ -70,6 +70,14 @@ class Backend {
   // ---- memory ----
   // Allocates `bytes` of device memory (64-byte aligned); throws Error naming the size on failure.
   virtual void* allocate(size_t bytes) = 0;
+  // allocate() of memory that reads as zeros. The CPU backend hands out large buffers as fresh
+  // pages, zero without being written, so that a pool (the KV cache) costs resident memory only
+  // as it is used.
+  virtual void* allocate_zeroed(size_t bytes) {
+    void* ptr = allocate(bytes);
+    fill_zero(ptr, bytes);
+    return ptr;
+  }
   virtual void release(void* ptr) = 0;
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;

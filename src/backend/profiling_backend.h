@@ -32,6 +32,7 @@ class ProfilingBackend final : public Backend {
   std::string name() const override { return inner_.name(); }
   std::string description() const override { return inner_.description(); }
   void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
+  void* allocate_zeroed(size_t bytes) override { return inner_.allocate_zeroed(bytes); }
   void release(void* ptr) override { inner_.release(ptr); }
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;

@@ -14,8 +14,7 @@ class DeviceBuffer {
   // Allocates `floats` zeroed floats on `backend`.
   DeviceBuffer(backend::Backend& backend, size_t floats) : backend_(&backend), floats_(floats) {
     if (floats == 0) return;
-    data_ = static_cast<float*>(backend.allocate(floats * sizeof(float)));
-    backend.fill_zero(data_, floats * sizeof(float));
+    data_ = static_cast<float*>(backend.allocate_zeroed(floats * sizeof(float)));
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;

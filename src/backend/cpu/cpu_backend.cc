@@ -1,5 +1,6 @@
 #include "backend/cpu/cpu_backend.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,10 @@ namespace switchyard::backend::cpu {
 namespace {
 
 constexpr size_t kAlignment = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
+// Zeroed buffers from this size on are mapped pages of their own (allocate_zeroed); below,
+// rounding up to whole 2 MiB pages would waste too much.
+constexpr size_t kMappedBytes = size_t{4} << 20;
 // Copies and fills above this size are split across threads; below it one core saturates memory.
 constexpr size_t kParallelCopyBytes = size_t{8} << 20;
 
@@ -26,6 +31,17 @@ size_t physical_memory_bytes() {
   const long page_size = sysconf(_SC_PAGE_SIZE);
   if (pages <= 0 || page_size <= 0) return 0;
   return static_cast<size_t>(pages) * static_cast<size_t>(page_size);
+}
+
+// Refuses what cannot fit in RAM up front: with overcommit an allocation could "succeed" and the
+// process die later when it touches the pages, and sanitizer allocators abort on absurd sizes.
+void check_fits_in_memory(size_t bytes) {
+  const size_t physical = physical_memory_bytes();
+  if ((bytes > physical && physical != 0) || bytes > SIZE_MAX - kHugePage) {
+    fail(
+        "out of host memory: could not allocate {} bytes ({:.2f} GiB); this machine has {:.2f} GiB",
+        bytes, gib(bytes), gib(physical));
+  }
 }
 
 template <typename Fn>
@@ -60,14 +76,7 @@ size_t CpuBackend::peak_rss_bytes() {
 std::string CpuBackend::description() const { return describe_host_cpu(); }
 
 void* CpuBackend::allocate(size_t bytes) {
-  // Refuse what cannot fit in RAM up front: with overcommit the allocation could "succeed" and the
-  // process die later when it touches the pages, and sanitizer allocators abort on absurd sizes.
-  const size_t physical = physical_memory_bytes();
-  if ((bytes > physical && physical != 0) || bytes > SIZE_MAX - kAlignment) {
-    fail(
-        "out of host memory: could not allocate {} bytes ({:.2f} GiB); this machine has {:.2f} GiB",
-        bytes, gib(bytes), gib(physical));
-  }
+  check_fits_in_memory(bytes);
   const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
   void* ptr = std::aligned_alloc(kAlignment, rounded);
   if (ptr == nullptr) {
@@ -76,7 +85,41 @@ void* CpuBackend::allocate(size_t bytes) {
   return ptr;
 }
 
-void CpuBackend::release(void* ptr) { std::free(ptr); }
+void* CpuBackend::allocate_zeroed(size_t bytes) {
+  if (bytes < kMappedBytes) {
+    void* ptr = allocate(bytes);
+    std::memset(ptr, 0, bytes);
+    return ptr;
+  }
+  check_fits_in_memory(bytes);
+  // Fresh pages of its own, zero until written, so a pool costs resident memory only as it is
+  // used. These buffers live long and the kernels stream them (weights, gradients, moments, the KV
+  // cache): on 4 KiB pages every 4 KiB streamed costs a TLB miss, whose page walk is
+  // two-dimensional, and slow, in a virtual machine, so 2 MiB pages are asked for (transparent huge
+  // pages in "madvise" mode give them only on request; the advice may be refused harmlessly).
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* ptr = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (ptr == MAP_FAILED) {
+    fail("out of host memory: could not map {} bytes ({:.2f} GiB)", bytes, gib(bytes));
+  }
+  madvise(ptr, rounded, MADV_HUGEPAGE);
+  std::lock_guard lock(mapped_mutex_);
+  mapped_.emplace(ptr, rounded);
+  return ptr;
+}
+
+void CpuBackend::release(void* ptr) {
+  {
+    std::lock_guard lock(mapped_mutex_);
+    const auto it = mapped_.find(ptr);
+    if (it != mapped_.end()) {
+      munmap(ptr, it->second);
+      mapped_.erase(it);
+      return;
+    }
+  }
+  std::free(ptr);
+}
 
 void CpuBackend::copy_to_device(void* dst, const void* src, size_t bytes) {
   split_bytes(bytes, [&](size_t begin, size_t n) {

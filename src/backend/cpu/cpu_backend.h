@@ -10,7 +10,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include "backend/backend.h"
 
@@ -29,7 +31,11 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   std::string description() const override;
 
+  // Zeroed buffers of 4 MiB or more (the model's parameters, gradients and moments, the KV cache)
+  // are mapped pages of their own, on 2 MiB pages where the kernel gives them, never written by
+  // allocate_zeroed (fresh pages read as zeros); everything else comes from the heap.
   void* allocate(size_t bytes) override;
+  void* allocate_zeroed(size_t bytes) override;
   void release(void* ptr) override;
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
@@ -44,6 +50,10 @@ class CpuBackend final : public Backend {
 #define SWITCHYARD_CPU_RUN(Op, name) void run(const ops::Op& op) override;
   SWITCHYARD_OPS(SWITCHYARD_CPU_RUN)
 #undef SWITCHYARD_CPU_RUN
+
+ private:
+  std::mutex mapped_mutex_;
+  std::unordered_map<void*, size_t> mapped_;  // mapped buffers and their lengths
 };
 
 }  // namespace switchyard::backend::cpu

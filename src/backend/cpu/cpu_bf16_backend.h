@@ -40,6 +40,7 @@ class CpuBf16Backend final : public Backend {
   Precision precision() const override { return {DType::kBF16, DType::kBF16}; }
 
   void* allocate(size_t bytes) override { return host_.allocate(bytes); }
+  void* allocate_zeroed(size_t bytes) override { return host_.allocate_zeroed(bytes); }
   void release(void* ptr) override { host_.release(ptr); }
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
     host_.copy_to_device(dst, src, bytes);

@@ -292,14 +292,20 @@ constexpr int few_rows_max() {
   return std::is_same_v<W, F32Rows> ? 64 : 16;
 }
 
-// Tasks of a few register tiles' outputs, so that every thread streams its part of the weights.
+// Tasks of a few register tiles' outputs, handed out in pieces of consecutive tasks: a thread
+// streams each piece's weights front to back, and a thread that another process preempts (a
+// server's HTTP thread waking for every token on a machine whose cores all compute) leaves its
+// later pieces to the others instead of making them wait at the barrier for its half.
+constexpr int kPiecesPerThread = 8;
+
 template <int NR, int R, typename W>
 void dot_tasks(float* out, const float* inp, const float* lanes_inp, const W& weights, int N,
                int C, int OC) {
   constexpr int kOutputs = 2 * R;
   const int tasks = (OC + kOutputs - 1) / kOutputs;
   const bool parallel = static_cast<size_t>(OC) * C > kParallelThreshold;
-#pragma omp parallel for schedule(static) if (parallel)
+  const int piece = std::max(1, tasks / (kPiecesPerThread * omp_get_max_threads()));
+#pragma omp parallel for schedule(dynamic, piece) if (parallel)
   for (int t = 0; t < tasks; ++t) {
     const int o0 = t * kOutputs, o1 = std::min(OC, o0 + kOutputs);
     dot_block<NR, R>(out, inp, lanes_inp, weights, N, C, OC, o0, o1);
