@@ -261,15 +261,9 @@ void expect_the_same_bits_whatever_the_chunk(int hd, int bs, int window) {
     for (int done = 0; done < T; done += chunk) {
       const int rows = std::min(chunk, T - done);
       const int32_t starts[] = {0, rows}, context[] = {done + rows};
-      PagedGeometry g;
-      g.heads = H;
-      g.kv_heads = KV;
-      g.head_dim = hd;
-      g.window = window;
-      g.block_size = bs;
-      g.sequences = 1;
-      g.max_blocks = blocks_per_seq;
-      g.ldq = g.ldo = static_cast<int64_t>(q_row);
+      const PagedGeometry g{.heads = H, .kv_heads = KV, .head_dim = hd, .window = window,
+                            .block_size = bs, .sequences = 1, .max_blocks = blocks_per_seq,
+                            .ldq = static_cast<int64_t>(q_row), .ldo = static_cast<int64_t>(q_row)};
       paged_attention<float, Cached>(out.data() + done * q_row, q.data() + done * q_row,
                                      k_cache.data(), v_cache.data(), table.data(), starts,
                                      context, sinks, g, 0.125f);
