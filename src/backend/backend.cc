@@ -120,10 +120,19 @@ std::vector<float> to_host_f32(Backend& backend, const Tensor& t) {
   }
   require(t.dtype == DType::kBF16 || t.dtype == DType::kF16, "to_host_f32: {} is not a float",
           t.describe());
-  std::vector<uint16_t> bits(count);
-  backend.copy_to_host(bits.data(), t.data, count * sizeof(uint16_t));
-  for (size_t i = 0; i < count; ++i) {
-    values[i] = t.dtype == DType::kBF16 ? bf16_to_float(bits[i]) : fp16_to_float(bits[i]);
+  // Where device memory is host memory the bits are widened where they lie (a decode step's logits
+  // are megabytes: a copy first would double the traffic).
+  std::vector<uint16_t> copied;
+  const uint16_t* bits = static_cast<const uint16_t*>(t.data);
+  if (!backend.device_memory_is_host_memory()) {
+    copied.resize(count);
+    backend.copy_to_host(copied.data(), t.data, count * sizeof(uint16_t));
+    bits = copied.data();
+  }
+  if (t.dtype == DType::kBF16) {
+    bf16_to_float(bits, values.data(), count);
+  } else {
+    for (size_t i = 0; i < count; ++i) values[i] = fp16_to_float(bits[i]);
   }
   return values;
 }
