@@ -7,6 +7,7 @@
 
 #include "gpt2_cpu_kernels.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -107,6 +108,30 @@ TEST(CpuBackend, AbsurdAllocationIsAnError) {
     EXPECT_NE(message.find("out of host memory"), std::string::npos) << message;
     EXPECT_NE(message.find("4611686018427387904 bytes"), std::string::npos) << message;
     EXPECT_NE(message.find("GiB"), std::string::npos) << message;
+  }
+}
+
+// Zeroed buffers, from the heap below 4 MiB and as mapped pages from there on: zeros even where
+// the same sizes were written and released just before, and an absurd size is the same error as
+// allocate's.
+TEST(CpuBackend, ZeroedBuffersReadAsZeros) {
+  cpu::CpuBackend backend;
+  for (size_t bytes : {size_t{100}, (size_t{4} << 20) - 1, size_t{4} << 20, (size_t{9} << 20) + 7}) {
+    SCOPED_TRACE(bytes);
+    for (int round = 0; round < 2; ++round) {
+      auto* ptr = static_cast<unsigned char*>(backend.allocate_zeroed(bytes));
+      ASSERT_NE(ptr, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(ptr) % 64, 0u);
+      EXPECT_EQ(std::count(ptr, ptr + bytes, 0), static_cast<std::ptrdiff_t>(bytes));
+      std::fill(ptr, ptr + bytes, 0xAB);  // dirty memory for the next round to be handed
+      backend.release(ptr);
+    }
+  }
+  try {
+    backend.allocate_zeroed(size_t{1} << 62);
+    FAIL() << "allocating 2^62 zeroed bytes succeeded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of host memory"), std::string::npos) << e.what();
   }
 }
 

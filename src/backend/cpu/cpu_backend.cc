@@ -86,11 +86,7 @@ void* CpuBackend::allocate(size_t bytes) {
 }
 
 void* CpuBackend::allocate_zeroed(size_t bytes) {
-  if (bytes < kMappedBytes) {
-    void* ptr = allocate(bytes);
-    std::memset(ptr, 0, bytes);
-    return ptr;
-  }
+  if (bytes < kMappedBytes) return Backend::allocate_zeroed(bytes);
   check_fits_in_memory(bytes);
   // Fresh pages of its own, zero until written, so a pool costs resident memory only as it is
   // used. These buffers live long and the kernels stream them (weights, gradients, moments, the KV

@@ -79,7 +79,7 @@ struct CacheChunk {
 
 template <typename T>
 struct PagedTile {
-  std::vector<T> q;     // [kPagedRows][head_dim]: the tile's queries times scale, zero rows past it
+  std::vector<T> q;     // [kPagedRows][head_dim]: the tile's queries times scale
   std::vector<T> keys;  // [kChunkGroup][head_dim][kPagedKeys]: chunks' keys transposed, zeros past n
   T scores[kPagedRows][kChunkGroup][kPagedKeys];
   T max_score[kPagedRows], sum[kPagedRows];
@@ -304,17 +304,13 @@ void absorb_group(PagedTile<T>& t, const CacheChunk<C>* group, int chunks, const
   }
 }
 
-// The tile's queries times scale into t.q (zero rows past `rows`), its outputs zeroed, and each
-// row's running max and sum started (from the head's sink, if any).
+// The tile's queries times scale into t.q, its outputs zeroed, and each row's running max and sum
+// started (from the head's sink, if any). Rows past `rows` are left as they are: nothing reads them.
 template <typename T, typename RowIn, typename RowOut>
 void start_tile(PagedTile<T>& t, int rows, int hd, T scale, const float* sinks, int h,
                 RowIn&& row_in, RowOut&& row_out) {
-  for (int r = 0; r < kPagedRows; ++r) {
+  for (int r = 0; r < rows; ++r) {
     T* qr = t.q.data() + static_cast<size_t>(r) * hd;
-    if (r >= rows) {
-      std::fill(qr, qr + hd, T(0));
-      continue;
-    }
     const T* src = row_in(r);
     for (int d = 0; d < hd; ++d) qr[d] = src[d] * scale;
     std::fill(row_out(r), row_out(r) + hd, T(0));
