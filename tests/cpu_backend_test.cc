@@ -15,6 +15,9 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "backend/backend.h"
 #include "backend/ops.h"
 #include "core/tensor.h"
@@ -133,6 +136,41 @@ TEST(CpuBackend, ZeroedBuffersReadAsZeros) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("out of host memory"), std::string::npos) << e.what();
   }
+}
+
+// Pages of [ptr, ptr + bytes) that are resident, as mincore reports them.
+size_t resident_pages(const void* ptr, size_t bytes) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), pages = (bytes + page - 1) / page;
+  std::vector<unsigned char> flags(pages);
+  if (mincore(const_cast<void*>(ptr), bytes, flags.data()) != 0) return 0;
+  return static_cast<size_t>(std::count_if(flags.begin(), flags.end(), [](unsigned char f) { return f & 1; }));
+}
+
+// make_resident faults in the front of a mapped buffer as asked, keeps what was written there,
+// never reaches past the mapping, and reports heap buffers as resident already.
+TEST(CpuBackend, MakeResidentFaultsInTheFrontAndKeepsTheContents) {
+  cpu::CpuBackend backend;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = size_t{16} << 20, front = size_t{6} << 20;
+  auto* ptr = static_cast<unsigned char*>(backend.allocate_zeroed(bytes));
+  ptr[5] = 7;
+  ptr[front - 1] = 9;
+  EXPECT_LT(resident_pages(ptr + page, front - 2 * page), (front - 2 * page) / page)
+      << "pages nobody wrote should not be resident yet";
+  EXPECT_EQ(backend.make_resident(ptr, front), front);
+  EXPECT_EQ(resident_pages(ptr, front), front / page);
+  EXPECT_EQ(ptr[5], 7);
+  EXPECT_EQ(ptr[front - 1], 9);
+  EXPECT_EQ(std::count(ptr, ptr + bytes, 0), static_cast<std::ptrdiff_t>(bytes - 2));
+  // Asked for more than the buffer holds: the whole (rounded) mapping at most, and no crash.
+  const size_t whole = backend.make_resident(ptr, bytes * 4);
+  EXPECT_GE(whole, bytes);
+  EXPECT_LT(whole, bytes * 4);
+  backend.release(ptr);
+
+  auto* small = static_cast<unsigned char*>(backend.allocate_zeroed(1000));
+  EXPECT_EQ(backend.make_resident(small, 1000), 1000u);
+  backend.release(small);
 }
 
 TEST(CpuBackend, PeakRssIsPlausible) {

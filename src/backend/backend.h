@@ -78,6 +78,15 @@ class Backend {
     fill_zero(ptr, bytes);
     return ptr;
   }
+  // Asks for the first `bytes` of an allocate_zeroed buffer (ptr: its start) to be backed by
+  // memory now, its contents kept, so that the first writes later (a KV cache's fresh blocks, in
+  // the middle of a decode step) do not stop for page faults. Returns how many of those bytes are
+  // resident: all of them where memory is committed when allocated (the default), fewer where
+  // the backend keeps a budget.
+  virtual size_t make_resident(void* ptr, size_t bytes) {
+    (void)ptr;
+    return bytes;
+  }
   virtual void release(void* ptr) = 0;
   virtual void copy_to_device(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;

@@ -33,6 +33,9 @@ class ProfilingBackend final : public Backend {
   std::string description() const override { return inner_.description(); }
   void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
   void* allocate_zeroed(size_t bytes) override { return inner_.allocate_zeroed(bytes); }
+  size_t make_resident(void* ptr, size_t bytes) override {
+    return inner_.make_resident(ptr, bytes);
+  }
   void release(void* ptr) override { inner_.release(ptr); }
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;

@@ -30,6 +30,8 @@ class DeviceBuffer {
   }
 
   float* get() const { return data_; }
+  // Backend::make_resident over the buffer's first `bytes`; returns how many of them are resident.
+  size_t make_resident(size_t bytes) { return data_ ? backend_->make_resident(data_, bytes) : bytes; }
   size_t size() const { return floats_; }
 
  private:

@@ -67,6 +67,29 @@ KvCache::KvCache(backend::Backend& backend, const KvCacheConfig& config)
   }
   for (int l = 0; l < layers; ++l) {
     require(layer_group_[l] >= 0, "KV cache: layer {} is in no group", l);
+  }  make_pools_resident();
+}
+
+void KvCache::make_pools_resident() {
+  // Blocks are taken from the front of each pool: every buffer's front is made resident, a
+  // slice more in each round, until the backend's budget runs out or the pools are whole.
+  constexpr int kBlocksPerRound = 64;
+  const size_t block_bytes = static_cast<size_t>(config_.block_size) * config_.kv_heads *
+                             config_.head_dim * dtype_bytes(config_.dtype);
+  std::vector<int> blocks(keys_.size());
+  for (size_t l = 0; l < layer_slot_.size(); ++l) {
+    blocks[layer_slot_[l]] = config_.groups[layer_group_[l]].blocks;
+  }
+  for (int round = 1;; ++round) {
+    bool more = false;
+    for (size_t i = 0; i < keys_.size(); ++i) {
+      const size_t wanted = block_bytes * std::min(blocks[i], round * kBlocksPerRound);
+      for (DeviceBuffer* b : {&keys_[i], &values_[i]}) {
+        if (b->make_resident(wanted) < wanted) return;
+      }
+      more |= round * kBlocksPerRound < blocks[i];
+    }
+    if (!more) return;
   }
 }
 

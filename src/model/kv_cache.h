@@ -103,6 +103,7 @@ class KvCache {
   int64_t prefix_hits() const { return prefix_hit_tokens_; }
 
  private:
+  void make_pools_resident();
   struct Block {
     int refs = 0;
     std::optional<uint64_t> hash;            // set once the block is full and registered

@@ -100,8 +100,35 @@ void* CpuBackend::allocate_zeroed(size_t bytes) {
   }
   madvise(ptr, rounded, MADV_HUGEPAGE);
   std::lock_guard lock(mapped_mutex_);
-  mapped_.emplace(ptr, rounded);
+  mapped_.emplace(ptr, Mapping{.length = rounded});
   return ptr;
+}
+
+size_t CpuBackend::make_resident(void* ptr, size_t bytes) {
+  constexpr size_t kPage = 4096;  // mapped buffers start on a page; 2 MiB pages fault at one touch
+  size_t from = 0, to = 0;
+  {
+    std::lock_guard lock(mapped_mutex_);
+    const auto it = mapped_.find(ptr);
+    if (it == mapped_.end()) return bytes;
+    Mapping& m = it->second;
+    const size_t limit = physical_memory_bytes() / 8, wanted = std::min(bytes, m.length);
+    const size_t room = limit > resident_ ? limit - resident_ : 0;
+    from = m.resident;
+    to = std::max(from, std::min(wanted, from + room));
+    to = std::min(m.length, (to + kPage - 1) / kPage * kPage);  // whole pages, from a page on
+    resident_ += to - from;
+    m.resident = to;
+  }
+  char* base = static_cast<char*>(ptr) + from;
+  split_bytes(to - from, [&](size_t begin, size_t n) {
+    // An atomic or of zero is a write (it faults the page in for writing at once, where a read
+    // would map the shared zero page first) that leaves the byte as it was.
+    for (size_t at = begin; at < begin + n; at += kPage) {
+      __atomic_fetch_or(base + at, char{0}, __ATOMIC_RELAXED);
+    }
+  });
+  return std::min(to, bytes);
 }
 
 void CpuBackend::release(void* ptr) {
@@ -109,7 +136,8 @@ void CpuBackend::release(void* ptr) {
     std::lock_guard lock(mapped_mutex_);
     const auto it = mapped_.find(ptr);
     if (it != mapped_.end()) {
-      munmap(ptr, it->second);
+      munmap(ptr, it->second.length);
+      resident_ -= it->second.resident;
       mapped_.erase(it);
       return;
     }

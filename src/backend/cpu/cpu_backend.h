@@ -36,6 +36,11 @@ class CpuBackend final : public Backend {
   // allocate_zeroed (fresh pages read as zeros); everything else comes from the heap.
   void* allocate(size_t bytes) override;
   void* allocate_zeroed(size_t bytes) override;
+  // Touches every page of a mapped buffer from its start (a write that keeps each byte touched),
+  // on as many threads as copies use, within a budget: an eighth of the machine's memory for
+  // all buffers held at once, so that a pool sized for long contexts (a server's) still costs
+  // memory only as it is used. Heap buffers are resident already.
+  size_t make_resident(void* ptr, size_t bytes) override;
   void release(void* ptr) override;
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
@@ -53,7 +58,12 @@ class CpuBackend final : public Backend {
 
  private:
   std::mutex mapped_mutex_;
-  std::unordered_map<void*, size_t> mapped_;  // mapped buffers and their lengths
+  struct Mapping {
+    size_t length = 0;
+    size_t resident = 0;  // bytes make_resident touched
+  };
+  std::unordered_map<void*, Mapping> mapped_;  // mapped buffers
+  size_t resident_ = 0;                        // the mapped buffers' resident bytes, summed
 };
 
 }  // namespace switchyard::backend::cpu

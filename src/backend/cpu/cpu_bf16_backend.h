@@ -41,6 +41,9 @@ class CpuBf16Backend final : public Backend {
 
   void* allocate(size_t bytes) override { return host_.allocate(bytes); }
   void* allocate_zeroed(size_t bytes) override { return host_.allocate_zeroed(bytes); }
+  size_t make_resident(void* ptr, size_t bytes) override {
+    return host_.make_resident(ptr, bytes);
+  }
   void release(void* ptr) override { host_.release(ptr); }
   void copy_to_device(void* dst, const void* src, size_t bytes) override {
     host_.copy_to_device(dst, src, bytes);
