@@ -372,6 +372,27 @@ TEST(Checkpoint, BadCheckpointsGiveClearErrors) {
   fs::remove_all(dir);
 }
 
+// Greedy sampling picks what std::max_element picks (the first greatest value; a NaN only where
+// it comes first) at every length around the vectorised passes' 16 lanes, with ties, NaNs and
+// signed zeros.
+TEST(Sampler, GreedyPicksTheFirstGreatestAsMaxElementDoes) {
+  Rng rng(7);
+  const float nan = std::nanf("");
+  for (int n : {1, 2, 15, 16, 17, 31, 32, 33, 100, 50257}) {
+    for (int variant = 0; variant < 6; ++variant) {
+      std::vector<float> x(static_cast<size_t>(n));
+      rng.fill_normal(x.data(), x.size(), 1.0f);
+      if (variant == 1) std::fill(x.begin(), x.end(), 0.5f);                 // all tied
+      if (variant == 2) x[static_cast<size_t>(n) / 2] = nan;                  // a NaN in the middle
+      if (variant == 3) x[0] = nan;                                           // a NaN first
+      if (variant == 4) for (float& v : x) v = (v > 0 ? -0.0f : 0.0f) - 1.0f; // ties at -1
+      if (variant == 5) { std::fill(x.begin(), x.end(), -1.0f); x.back() = -0.0f; if (n > 1) x[0] = 0.0f; }
+      const auto expected = std::max_element(x.begin(), x.end()) - x.begin();
+      EXPECT_EQ(model::sample_token(x, {0.0f, 0, 1.0f}, rng), expected) << "n " << n << " variant " << variant;
+    }
+  }
+}
+
 TEST(Sampler, GreedyTopKAndTopP) {
   std::vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f};
   Rng rng(1);

@@ -126,8 +126,14 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
-void Engine::sample(Active& a, const std::vector<float>& logits) {
+GeneratedToken Engine::choose(Active& a, const std::vector<float>& logits) {
   const int32_t token = model::sample_token(logits, a.request.sampling, a.rng);
+  return a.request.top_logprobs >= 0 ? token_with_logprobs(logits, token, a.request.top_logprobs)
+                                     : GeneratedToken{.token = token, .chosen = {}, .top = {}};
+}
+
+void Engine::accept(Active& a, GeneratedToken chosen) {
+  const int32_t token = chosen.token;
   a.tokens.push_back(token);
   ++counters_.generated_tokens;
   const auto& stops = a.request.stop_tokens;
@@ -135,9 +141,7 @@ void Engine::sample(Active& a, const std::vector<float>& logits) {
     retire(a, FinishReason::kStop);
     return;
   }
-  a.sink->on_token(a.request.top_logprobs >= 0
-                       ? token_with_logprobs(logits, token, a.request.top_logprobs)
-                       : GeneratedToken{.token = token, .chosen = {}, .top = {}});
+  a.sink->on_token(std::move(chosen));
   if (a.generated() == a.completion_limit) retire(a, FinishReason::kLength);
 }
 

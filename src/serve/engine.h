@@ -157,7 +157,11 @@ class Engine {
   int prefill_budget_left(const std::vector<Planned>& plan) const;
 
   // Sampling and ending requests (engine.cc).
-  void sample(Active& a, const std::vector<float>& logits);
+  // The next token of `a` from its logits (with log-probabilities where asked). It touches only
+  // a's own random state, so the sequences of a step choose theirs in parallel.
+  static GeneratedToken choose(Active& a, const std::vector<float>& logits);
+  // Takes a chosen token: the request's tokens, its stream, and its end at a stop token or limit.
+  void accept(Active& a, GeneratedToken chosen);
   void preempt(Active& a);
   void retire(Active& a, FinishReason reason);
   void end_request(Active& a, FinishReason reason);
