@@ -71,8 +71,8 @@ class Backend {
   // Allocates `bytes` of device memory (64-byte aligned); throws Error naming the size on failure.
   virtual void* allocate(size_t bytes) = 0;
   // allocate() of memory that reads as zeros. The CPU backend hands out large buffers as fresh
-  // pages, zero without being written, so that a pool (the KV cache) costs resident memory only
-  // as it is used.
+  // pages, zero without being written, so that a buffer costs resident memory only as it is used
+  // (or as make_resident asks).
   virtual void* allocate_zeroed(size_t bytes) {
     void* ptr = allocate(bytes);
     fill_zero(ptr, bytes);

@@ -88,7 +88,7 @@ void* CpuBackend::allocate(size_t bytes) {
 void* CpuBackend::allocate_zeroed(size_t bytes) {
   if (bytes < kMappedBytes) return Backend::allocate_zeroed(bytes);
   check_fits_in_memory(bytes);
-  // Fresh pages of its own, zero until written, so a pool costs resident memory only as it is
+  // Fresh pages of its own, zero until written, so a buffer costs resident memory only as it is
   // used. These buffers live long and the kernels stream them (weights, gradients, moments, the KV
   // cache): on 4 KiB pages every 4 KiB streamed costs a TLB miss, whose page walk is
   // two-dimensional, and slow, in a virtual machine, so 2 MiB pages are asked for (transparent huge
