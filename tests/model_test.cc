@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <numeric>
 
 #include <unistd.h>
 
@@ -389,6 +390,54 @@ TEST(Sampler, GreedyPicksTheFirstGreatestAsMaxElementDoes) {
       if (variant == 5) { std::fill(x.begin(), x.end(), -1.0f); x.back() = -0.0f; if (n > 1) x[0] = 0.0f; }
       const auto expected = std::max_element(x.begin(), x.end()) - x.begin();
       EXPECT_EQ(model::sample_token(x, {0.0f, 0, 1.0f}, rng), expected) << "n " << n << " variant " << variant;
+    }
+  }
+}
+
+// Top-p draws by the definition: every token sorted (most likely first, ties by id), the shares
+// added in that order until they reach top_p, one uniform draw over what is kept.
+int32_t top_p_by_definition(const std::vector<float>& logits, float temperature, float top_p, Rng& rng) {
+  const int V = static_cast<int>(logits.size());
+  std::vector<int32_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  const double max_logit = logits[order[0]];
+  std::vector<double> weights(V);
+  double total = 0;
+  for (int i = 0; i < V; ++i) total += weights[i] = std::exp((logits[i] - max_logit) / temperature);
+  double cumulative = 0, kept = 0;
+  size_t keep = order.size();
+  for (size_t i = 0; i < order.size(); ++i) {
+    cumulative += weights[order[i]] / total;
+    if (cumulative >= top_p) {
+      keep = i + 1;
+      break;
+    }
+  }
+  for (size_t i = 0; i < keep; ++i) kept += weights[order[i]];
+  double r = static_cast<double>(rng.uniform()) * kept;
+  for (size_t i = 0; i < keep; ++i) {
+    r -= weights[order[i]];
+    if (r < 0) return order[i];
+  }
+  return order[keep - 1];
+}
+
+// Top-p without top-k selects its candidates instead of sorting the vocabulary: the same tokens as
+// the definition, for nuclei of a few tokens to nearly all of them.
+TEST(Sampler, TopPDrawsWhatTheDefinitionDraws) {
+  Rng values(3);
+  for (float spread : {0.2f, 2.0f, 8.0f}) {
+    for (float top_p : {0.5f, 0.9f, 0.999f}) {
+      std::vector<float> logits(5000);
+      values.fill_normal(logits.data(), logits.size(), spread);
+      Rng a(11), b(11);
+      for (int draw = 0; draw < 100; ++draw) {
+        ASSERT_EQ(model::sample_token(logits, {0.8f, 0, top_p}, a), top_p_by_definition(logits, 0.8f, top_p, b))
+            << "spread " << spread << ", top_p " << top_p << ", draw " << draw;
+      }
     }
   }
 }

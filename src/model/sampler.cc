@@ -40,31 +40,69 @@ int32_t first_greatest(std::span<const float> x) {
   return static_cast<int32_t>(i);
 }
 
+// The candidates of a top-p draw without top-k, most likely first (ties: lower id first): as many
+// of them as hold the nucleus (`nucleus` of the `total` weight), found by selection and then
+// sorted, 256 at first and 4x more until they hold it. A trained model's nucleus is a few hundred
+// tokens; sorting all 50,257 of GPT-2's vocabulary for every token (what a near-uniform
+// distribution still needs) took 9 ms as a heap's partial sort.
+template <typename ByLogit>
+std::vector<int32_t> nucleus_candidates(const std::vector<double>& weights, double nucleus,
+                                        ByLogit by_logit) {
+  std::vector<int32_t> order(weights.size());
+  std::iota(order.begin(), order.end(), 0);
+  for (size_t c = 256;; c *= 4) {
+    if (c >= order.size()) {
+      std::sort(order.begin(), order.end(), by_logit);
+      return order;
+    }
+    std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(c), order.end(), by_logit);
+    double held = 0;
+    for (size_t i = 0; i < c; ++i) held += weights[order[i]];
+    // A margin for the walk's own rounding (it adds shares in another order).
+    if (held >= nucleus * (1 + 1e-9)) {
+      order.resize(c);
+      std::sort(order.begin(), order.end(), by_logit);
+      return order;
+    }
+  }
+}
+
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {
   const int V = static_cast<int>(logits.size());
   if (o.temperature == 0.0f) return first_greatest(logits);
-  // Candidates sorted by logit, highest first; only the top k need ordering.
-  std::vector<int32_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  int k = (o.top_k > 0 && o.top_k < V) ? o.top_k : V;
+  const double max_logit = logits[first_greatest(logits)];
+  auto weight = [&](int32_t i) { return std::exp((static_cast<double>(logits[i]) - max_logit) / o.temperature); };
   auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
-  if (k < V || o.top_p < 1.0f) {
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), by_logit);
+  // The candidates in the order the draw walks them: the top k most likely first; without top-k,
+  // the nucleus's most likely first for top-p; otherwise every token in id order.
+  std::vector<int32_t> order;
+  std::vector<double> probs;  // the candidates' weights, in that order
+  double total = 0;           // the weight of every candidate, the softmax's normaliser
+  if (o.top_k > 0 && o.top_k < V) {
+    order.resize(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + o.top_k, order.end(), by_logit);
+    order.resize(o.top_k);
+    for (int32_t i : order) total += probs.emplace_back(weight(i));
+  } else {
+    std::vector<double> weights(V);
+    for (int i = 0; i < V; ++i) total += weights[i] = weight(i);
+    if (o.top_p < 1.0f) {
+      order = nucleus_candidates(weights, o.top_p * total, by_logit);
+      for (int32_t i : order) probs.push_back(weights[i]);
+    } else {
+      order.resize(V);
+      std::iota(order.begin(), order.end(), 0);
+      probs = std::move(weights);
+    }
   }
-  order.resize(k);
-  float max_logit = logits[order[0]];
-  if (k == V && o.top_p >= 1.0f) max_logit = *std::max_element(logits.begin(), logits.end());
-  std::vector<double> probs(k);
-  double sum = 0;
-  for (int i = 0; i < k; ++i) {
-    probs[i] = std::exp((static_cast<double>(logits[order[i]]) - max_logit) / o.temperature);
-    sum += probs[i];
-  }
+  double sum = total;
   if (o.top_p < 1.0f) {
+    // The smallest most-likely-first set whose share reaches top_p.
     double cumulative = 0;
-    int keep = k;
-    for (int i = 0; i < k; ++i) {
-      cumulative += probs[i] / sum;
+    size_t keep = order.size();
+    for (size_t i = 0; i < order.size(); ++i) {
+      cumulative += probs[i] / total;
       if (cumulative >= o.top_p) {
         keep = i + 1;
         break;
