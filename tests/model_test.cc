@@ -425,6 +425,22 @@ int32_t top_p_by_definition(const std::vector<float>& logits, float temperature,
   return order[keep - 1];
 }
 
+// Logits with NaNs (a broken model's) give some token id in range at every setting, never a crash.
+TEST(Sampler, NanLogitsGiveATokenInRange) {
+  Rng values(5);
+  std::vector<float> logits(3000);
+  values.fill_normal(logits.data(), logits.size(), 2.0f);
+  for (size_t i = 0; i < logits.size(); i += 7) logits[i] = std::nanf("");
+  Rng rng(1);
+  for (const model::SamplingOptions& o : {model::SamplingOptions{0.0f, 0, 1.0f}, {1.0f, 0, 1.0f},
+                                          {1.0f, 50, 1.0f}, {1.0f, 0, 0.9f}, {0.7f, 40, 0.95f}}) {
+    for (int draw = 0; draw < 20; ++draw) {
+      const int32_t t = model::sample_token(logits, o, rng);
+      EXPECT_TRUE(t >= 0 && t < 3000) << t;
+    }
+  }
+}
+
 // Top-p without top-k selects its candidates instead of sorting the vocabulary: the same tokens as
 // the definition, for nuclei of a few tokens to nearly all of them.
 TEST(Sampler, TopPDrawsWhatTheDefinitionDraws) {

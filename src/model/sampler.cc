@@ -72,7 +72,10 @@ int32_t sample_token(std::span<const float> logits, const SamplingOptions& o, Rn
   if (o.temperature == 0.0f) return first_greatest(logits);
   const double max_logit = logits[first_greatest(logits)];
   auto weight = [&](int32_t i) { return std::exp((static_cast<double>(logits[i]) - max_logit) / o.temperature); };
-  auto by_logit = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  // Most likely first, ties by id; a NaN (a broken model's) ranks last, so that the order stays a
+  // strict weak one, which sorting and selection need not to run off the array.
+  auto rank = [&](int32_t i) { return std::isnan(logits[i]) ? -HUGE_VALF : logits[i]; };
+  auto by_logit = [&](int32_t a, int32_t b) { return rank(a) > rank(b) || (rank(a) == rank(b) && a < b); };
   // The candidates in the order the draw walks them: the top k most likely first; without top-k,
   // the nucleus's most likely first for top-p; otherwise every token in id order.
   std::vector<int32_t> order;
