@@ -67,7 +67,9 @@ KvCache::KvCache(backend::Backend& backend, const KvCacheConfig& config)
   }
   for (int l = 0; l < layers; ++l) {
     require(layer_group_[l] >= 0, "KV cache: layer {} is in no group", l);
-  }  make_pools_resident();
+  }
+  // Otherwise each fresh block faults in at its first write, in the middle of a decode step.
+  make_pools_resident();
 }
 
 void KvCache::make_pools_resident() {

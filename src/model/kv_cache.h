@@ -103,7 +103,9 @@ class KvCache {
   int64_t prefix_hits() const { return prefix_hit_tokens_; }
 
  private:
+  // Asks the backend to back the pools with memory now (Backend::make_resident), front first.
   void make_pools_resident();
+
   struct Block {
     int refs = 0;
     std::optional<uint64_t> hash;            // set once the block is full and registered
