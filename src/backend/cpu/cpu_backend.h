@@ -39,7 +39,8 @@ class CpuBackend final : public Backend {
   // Touches every page of a mapped buffer from its start (a write that keeps each byte touched),
   // on as many threads as copies use, within a budget: an eighth of the machine's memory for
   // all buffers held at once, so that a pool sized for long contexts (a server's) still costs
-  // memory only as it is used. Heap buffers are resident already.
+  // memory only as it is used. Other buffers are left alone and reported resident (the heap
+  // buffers allocate_zeroed hands out are written by it).
   size_t make_resident(void* ptr, size_t bytes) override;
   void release(void* ptr) override;
   void copy_to_device(void* dst, const void* src, size_t bytes) override;
