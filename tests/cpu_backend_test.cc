@@ -15,9 +15,6 @@
 #include <string>
 #include <vector>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "backend/backend.h"
 #include "backend/ops.h"
 #include "core/tensor.h"
@@ -25,6 +22,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "random_data.h"
+#include "resident_pages.h"
 
 namespace switchyard::backend {
 namespace {
@@ -138,19 +136,11 @@ TEST(CpuBackend, ZeroedBuffersReadAsZeros) {
   }
 }
 
-// Pages of [ptr, ptr + bytes) that are resident, as mincore reports them.
-size_t resident_pages(const void* ptr, size_t bytes) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), pages = (bytes + page - 1) / page;
-  std::vector<unsigned char> flags(pages);
-  if (mincore(const_cast<void*>(ptr), bytes, flags.data()) != 0) return 0;
-  return static_cast<size_t>(std::count_if(flags.begin(), flags.end(), [](unsigned char f) { return f & 1; }));
-}
-
 // make_resident faults in the front of a mapped buffer as asked, keeps what was written there,
 // never reaches past the mapping, and reports heap buffers as resident already.
 TEST(CpuBackend, MakeResidentFaultsInTheFrontAndKeepsTheContents) {
   cpu::CpuBackend backend;
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t page = page_bytes();
   const size_t bytes = size_t{16} << 20, front = size_t{6} << 20;
   auto* ptr = static_cast<unsigned char*>(backend.allocate_zeroed(bytes));
   ptr[5] = 7;

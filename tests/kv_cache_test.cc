@@ -4,15 +4,13 @@
 
 #include <gtest/gtest.h>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <numeric>
 #include <set>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "resident_pages.h"
 
 namespace switchyard::model {
 namespace {
@@ -32,14 +30,6 @@ KvCacheConfig one_group(int blocks, int block_size = 4) {
   return c;
 }
 
-// Pages of [ptr, ptr + bytes) that are resident, as mincore reports them.
-size_t resident_pages(const void* ptr, size_t bytes) {
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE)), pages = (bytes + page - 1) / page;
-  std::vector<unsigned char> flags(pages);
-  if (mincore(const_cast<void*>(ptr), bytes, flags.data()) != 0) return 0;
-  return static_cast<size_t>(std::count_if(flags.begin(), flags.end(), [](unsigned char f) { return f & 1; }));
-}
-
 // The pools are resident once built (the CPU backend maps pools this large as fresh pages that
 // would otherwise fault in at the first write to each block, in the middle of decode steps).
 TEST(KvCache, PoolsAreResidentOnceBuilt) {
@@ -50,7 +40,7 @@ TEST(KvCache, PoolsAreResidentOnceBuilt) {
   const size_t block_bytes = 16 * 12 * 64 * sizeof(float);
   c.groups[0].blocks = static_cast<int>((size_t{9} << 20) / block_bytes);  // 9 MiB per buffer
   KvCache cache(cpu, c);
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t page = page_bytes();
   const size_t bytes = static_cast<size_t>(c.groups[0].blocks) * block_bytes;
   for (int layer : {0, 1}) {
     EXPECT_EQ(resident_pages(cache.keys(layer).data, bytes), bytes / page) << "layer " << layer;
