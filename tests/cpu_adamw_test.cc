@@ -1,12 +1,16 @@
 // The streaming AdamW must compute what the plain AdamW kernel computes, for aligned tensors of any
-// length, and decline misaligned ones.
+// length, and decline misaligned ones; over parameters held as fp32 halves, exactly what it
+// computes over the fp32 values, at any alignment.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "backend/cpu/cpu_adamw.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "core/fp32_halves.h"
 #include "core/rng.h"
 
 namespace switchyard::backend::cpu {
@@ -81,6 +85,47 @@ TEST(CpuAdamW, DeclinesMisalignedArrays) {
   std::vector<float> s(64, 0.5f);
   float* base = align64(s);
   EXPECT_FALSE(adamw_update_streaming(base + 1, base, base, base, 8, 1e-3f, 0.9f, 0.95f, 1e-8f, 0, 1, 1));
+}
+
+// The halves joined after each step are the fp32 update's parameters bit for bit (the same
+// arithmetic on the same values: splitting loses nothing), and m and v are the same too; the
+// high halves are the parameters rounded to nearest bf16. Offsets 0 and 3 take the streaming
+// and the unaligned vector loops; lengths off a multiple of 8 the scalar tail.
+TEST(CpuAdamW, HalvesUpdateAsTheFp32ValuesDo) {
+  for (size_t offset : {size_t{0}, size_t{3}}) {
+    for (size_t n : {size_t{5}, size_t{1003}, size_t{100000}}) {
+      Rng rng(n + offset);
+      std::vector<float> s[4];
+      float* a[4];
+      for (int k = 0; k < 4; ++k) {
+        s[k].resize(n + 32);
+        a[k] = align64(s[k]);
+        for (size_t i = 0; i < n; ++i) a[k][i] = k == 3 ? rng.uniform() * 0.01f : rng.normal() * 0.1f;
+      }
+      std::vector<uint16_t> high(n + offset + 32), low(n + offset + 32);
+      uint16_t* h = high.data() + (32 - reinterpret_cast<uintptr_t>(high.data()) % 32) % 32 / 2 + offset;
+      uint16_t* l = low.data() + (32 - reinterpret_cast<uintptr_t>(low.data()) % 32) % 32 / 2 + offset;
+      split_fp32(a[0], h, l, n);
+      std::vector<float> m(a[2], a[2] + n), v(a[3], a[3] + n);
+      for (int step = 1; step <= 3; ++step) {
+        adamw_update_halves(h, l, a[1], m.data(), v.data(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
+        if (!adamw_update_streaming(a[0], a[1], a[2], a[3], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f)) {
+          GTEST_SKIP() << "built without AVX2";
+        }
+        std::vector<float> joined(n);
+        join_fp32(h, l, joined.data(), n);
+        for (size_t i = 0; i < n; ++i) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(joined[i]), std::bit_cast<uint32_t>(a[0][i]))
+              << "offset " << offset << " n " << n << " index " << i << " step " << step;
+          ASSERT_EQ(m[i], a[2][i]) << "index " << i;
+          ASSERT_EQ(v[i], a[3][i]) << "index " << i;
+          const float rounded = bf16_to_float(h[i]);
+          ASSERT_LE(std::abs(rounded - a[0][i]), std::abs(bf16_to_float(float_to_bf16(a[0][i])) - a[0][i]))
+              << "index " << i;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

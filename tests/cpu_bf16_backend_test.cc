@@ -3,12 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_bf16_backend.h"
+#include "core/fp32_halves.h"
 #include "device_tensors.h"
 #include "expect_error.h"
 #include "gpt_oss_device_parity.h"
@@ -150,6 +152,47 @@ TEST_F(CpuBf16, LinearBackwardAccumulatesEveryGradient) {
   }
 }
 
+// A trained model's embeddings are held as fp32 halves (model/parameter_storage.h): both CPU
+// backends read them as the exact fp32 tables, cpu-bf16 into bf16 rows (the fp32 sums rounded),
+// the fp32 backend into fp32 ones; a table held as halves needs its position table so too.
+TEST_F(CpuBf16, EmbeddingReadsTablesHeldAsHalves) {
+  const int V = 50, P = 16, C = 72, N = 9;
+  const std::vector<float> table = random_values(size_t(V) * C, 20), positions = random_values(size_t(P) * C, 21);
+  std::vector<uint16_t> table_high(table.size()), table_low(table.size()), positions_high(positions.size()),
+      positions_low(positions.size());
+  split_fp32(table.data(), table_high.data(), table_low.data(), table.size());
+  split_fp32(positions.data(), positions_high.data(), positions_low.data(), positions.size());
+  const std::vector<int32_t> ids{0, 49, 3, 3, 17, 25, 8, 49, 1}, position_ids{0, 1, 2, 3, 4, 5, 15, 14, 0};
+  std::vector<float> expected(size_t(N) * C), fp32_rows(size_t(N) * C);
+  std::vector<uint16_t> bf16_rows(size_t(N) * C);
+  const Tensor ids_t = Tensor::dense(ids.data(), DType::kI32, {N});
+  const Tensor position_ids_t = Tensor::dense(position_ids.data(), DType::kI32, {N});
+  cpu_->run(ops::Embedding{.out = Tensor::dense(expected.data(), DType::kF32, {N, C}), .ids = ids_t,
+                           .table = Tensor::dense(table.data(), DType::kF32, {V, C}),
+                           .position_ids = position_ids_t,
+                           .position_table = Tensor::dense(positions.data(), DType::kF32, {P, C})});
+  ops::Embedding halves{.ids = ids_t,
+                        .table = Tensor::dense(table_high.data(), DType::kBF16, {V, C}),
+                        .position_ids = position_ids_t,
+                        .position_table = Tensor::dense(positions_high.data(), DType::kBF16, {P, C}),
+                        .table_low = Tensor::dense(table_low.data(), DType::kU16, {V, C}),
+                        .position_low = Tensor::dense(positions_low.data(), DType::kU16, {P, C})};
+  halves.out = Tensor::dense(bf16_rows.data(), DType::kBF16, {N, C});
+  EXPECT_TRUE(bf16_->supports(halves));
+  bf16_->run(halves);
+  std::vector<float> widened(bf16_rows.size());
+  bf16_to_float(bf16_rows.data(), widened.data(), widened.size());
+  EXPECT_EQ(widened, rounded_to_bf16(expected));
+  halves.out = Tensor::dense(fp32_rows.data(), DType::kF32, {N, C});
+  cpu_->run(halves);
+  EXPECT_EQ(fp32_rows, expected);
+
+  ops::Embedding fp32_positions = halves;
+  fp32_positions.position_table = Tensor::dense(positions.data(), DType::kF32, {P, C});
+  fp32_positions.position_low = Tensor{};
+  expect_error([&] { cpu_->run(fp32_positions); }, {"position_table must be too"});
+}
+
 // An op without a bf16 kernel computes in fp32 over its widened operands: the fp32 reference's
 // results over the same values, outputs rounded to bf16 and fp32 statistics exact.
 TEST_F(CpuBf16, OtherOpsComputeInFp32OverWidenedOperands) {
@@ -225,6 +268,33 @@ TEST_F(CpuBf16, CrossEntropyComputesInFp32OverBf16Logits) {
   EXPECT_EQ(losses.gpu.read(), losses.cpu.read());
   EXPECT_EQ(logits.gpu.read(), rounded_to_bf16(logits.cpu.read()));
   EXPECT_GT(losses.cpu.read()[0], 0.0f);
+}
+
+// Given the forward pass's losses, the backward pass takes each row's log-sum-exp from them (one
+// pass over the row instead of three): the same gradient up to the rounding of the last bf16 bit,
+// a poisoned row (a NaN logit) poisoned as before.
+TEST_F(CpuBf16, CrossEntropyBackwardFromTheForwardLosses) {
+  const int N = 6, V = 40000;
+  std::vector<int32_t> ids(N);
+  for (int n = 0; n < N; ++n) ids[n] = (n * 7919) % V;
+  std::vector<float> values = random_values(size_t(N) * V, 15, 3.0f);
+  values[size_t(3) * V + 17] = NAN;
+  DeviceTensor summed(*bf16_, DType::kBF16, {N, V}, values), from_losses(*bf16_, DType::kBF16, {N, V}, values);
+  DeviceTensor targets(*bf16_, ids), losses(*bf16_, DType::kF32, {N}, std::vector<float>(N));
+  bf16_->run(ops::CrossEntropy{.losses = losses.tensor(), .logits = summed.tensor(), .targets = targets.tensor()});
+  bf16_->run(ops::CrossEntropyBackward{.dlogits = summed.tensor(), .logits = summed.tensor(),
+                                       .targets = targets.tensor(), .dloss = 0.25f});
+  bf16_->run(ops::CrossEntropyBackward{.dlogits = from_losses.tensor(), .logits = from_losses.tensor(),
+                                       .targets = targets.tensor(), .losses = losses.tensor(),
+                                       .dloss = 0.25f});
+  const std::vector<float> a = summed.read(), b = from_losses.read();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (i / V == 3) {
+      ASSERT_TRUE(std::isnan(a[i]) && std::isnan(b[i])) << i << " " << a[i] << " " << b[i];
+      continue;
+    }
+    ASSERT_NEAR(b[i], a[i], std::abs(a[i]) * 0x1p-7f + 1e-30f) << i;
+  }
 }
 
 // The paged KV cache kept in bf16: rows written as they are, attention over the cache read in

@@ -7,6 +7,7 @@
 #include "expect_error.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -20,11 +21,13 @@
 #include "backend/backend.h"
 #include "backend/gradient_clipping.h"
 #include "core/error.h"
+#include "core/fp32_halves.h"
 #include "core/rng.h"
 #include "random_data.h"
 #include "model/checkpoint.h"
 #include "model/generator.h"
 #include "model/gpt2.h"
+#include "model/parameter_storage.h"
 #include "model/safetensors.h"
 #include "model/sampler.h"
 #include "train/lr_schedule.h"
@@ -207,6 +210,44 @@ TEST(Gpt, DeviceResidentStepEqualsItsPieces) {
   expect_error([&] { fresh.forward_backward(x.data(), y.data(), B, T); }, {"begin_step"});
   fresh.begin_step();
   expect_error([&] { fresh.forward_backward(x.data(), nullptr, B, T); }, {"targets"});
+}
+
+// Where products read bf16 weights and the backend updates fp32 halves (cpu-bf16), a model holds
+// its decayed tensors as halves and the rest as fp32 (model/parameter_storage.h): 4 bytes a
+// parameter, no copy. Any fp32 vector set is read back bit for bit, and views of the decayed
+// region come as high and low halves, the high halves the values rounded to nearest bf16 (the
+// weights products read).
+TEST(Model, Bf16ModelsHoldTheirMatricesAsFp32Halves) {
+  const model::ModelConfig config = small_config();
+  auto bf16 = backend::create_backend("cpu-bf16"), fp32 = backend::create_backend("cpu");
+  auto model = model::Model::create(*bf16, config);
+  const model::ParameterLayout& layout = model->layout();
+  EXPECT_EQ(model::ParameterStorage(*bf16, layout).form(), model::ParameterStorage::Form::kHalves);
+  EXPECT_EQ(model::ParameterStorage(*fp32, layout).form(), model::ParameterStorage::Form::kF32);
+  Rng rng(3);
+  std::vector<float> values(layout.total());
+  rng.fill_normal(values.data(), values.size(), 0.05f);
+  values[1] = -0.0f, values[2] = 1e-42f, values[3] = std::bit_cast<float>(0x3F808000u);  // a tie
+  model->parameters_from_host(values);
+  const std::vector<float> back = model->parameters_to_host();
+  ASSERT_EQ(back.size(), values.size());
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(back[i]), std::bit_cast<uint32_t>(values[i])) << i;
+  }
+  const size_t decayed = layout.decay_end();
+  const std::vector<Tensor> halves = model->parameter_views({0, decayed, true});
+  ASSERT_EQ(halves.size(), 2u);
+  EXPECT_EQ(halves[0].dtype, DType::kBF16);
+  EXPECT_EQ(halves[1].dtype, DType::kU16);
+  const uint16_t* high = static_cast<const uint16_t*>(halves[0].data);
+  for (size_t i = 0; i < decayed; i += 97) {
+    ASSERT_EQ(high[i], fp32_high_half(std::bit_cast<uint32_t>(values[i]))) << i;
+  }
+  const std::vector<Tensor> rest = model->parameter_views({decayed, layout.total(), false});
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].dtype, DType::kF32);
+  expect_error([&] { model->parameter_views({decayed - 1, decayed + 1, false}); },
+               {"does not lie inside one decay region"});
 }
 
 // begin_step leaves the gradients unzeroed until each one's first write (model/gradient_ledger.h):

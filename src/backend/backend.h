@@ -52,7 +52,8 @@ class SimulatorBackend;
 
 // The element types a backend computes in. Activations (and their gradients, logits, the KV
 // cache) are stored as `activations`; linear layers read their weights as `matmul_weights`: fp32
-// master weights, or bf16 copies the model keeps next to them (AdamW refreshes them).
+// master weights, or bf16 ones, which the model keeps as a copy or as the high halves of its
+// master weights (model/parameter_storage.h).
 struct Precision {
   DType activations = DType::kF32;
   DType matmul_weights = DType::kF32;

@@ -33,15 +33,21 @@ enum class Access { kRead, kWrite, kReadWrite };
 // out[N, C] = table[ids[n], :] + position_table[position_ids[n], :] (the second term only when
 // position_table is present). Also a row gather: out[r] = table[ids[r]] selects rows of any
 // activation. ids (and position_ids) are range-checked by the caller.
+// With table_low (position_low), the table is a parameter held as fp32 halves
+// (core/fp32_halves.h): `table` [rows, C] bf16 their high halves, table_low [rows, C] u16 their low
+// ones, together the exact fp32 values.
 struct Embedding {
   Tensor out;             // [N, C] activation
   Tensor ids;             // [N] int32
   Tensor table;           // [rows, C] fp32 parameter, or an activation when gathering rows
   Tensor position_ids;    // [N] int32, optional
   Tensor position_table;  // [positions, C] fp32, optional
+  Tensor table_low;       // [rows, C] u16, optional
+  Tensor position_low;    // [positions, C] u16, optional
   template <typename F> void for_each_tensor(F&& f) const {
     f(out, Access::kWrite), f(ids, Access::kRead), f(table, Access::kRead);
     f(position_ids, Access::kRead), f(position_table, Access::kRead);
+    f(table_low, Access::kRead), f(position_low, Access::kRead);
   }
 };
 
@@ -125,7 +131,7 @@ struct RmsNormBackward {
 // ---- linear layers ----
 
 // out[N, OC] = inp[N, C] @ weight[OC, C]^T + bias[OC]. weight is fp32 or, on backends that
-// compute in bf16, a bf16 copy (Backend::precision().matmul_weights); bias is fp32.
+// compute in bf16, bf16 (Backend::precision().matmul_weights); bias is fp32.
 struct Linear {
   Tensor out;     // [N, OC] activation
   Tensor inp;     // [N, C] activation
@@ -508,11 +514,15 @@ struct CrossEntropy {
 };
 
 // dlogits = (softmax(logits) - onehot(targets)) * dloss. Overwrites; dlogits may alias logits.
+// losses, when given, are the forward pass's over these logits: a backend may take each row's
+// log-sum-exp from them (losses[n] + logits[n, targets[n]]) rather than sum the row again.
 struct CrossEntropyBackward {
   Tensor dlogits, logits, targets;
+  Tensor losses;  // [N] fp32, optional
   float dloss = 1.0f;
   template <typename F> void for_each_tensor(F&& f) const {
     f(dlogits, Access::kWrite), f(logits, Access::kRead), f(targets, Access::kRead);
+    f(losses, Access::kRead);
   }
 };
 
@@ -552,17 +562,20 @@ struct AdamWStep {
 // grad_sum_of_squares, the gradients are also scaled by clip_scale(sqrt(sum), clip)
 // (gradient_clipping.h): global-norm clipping from a norm that never leaves the device. With
 // params_copy, the updated parameters are also written there in its dtype (the bf16 weight copies
-// products read).
+// products read). With params_low, the parameters are held as fp32 halves (core/fp32_halves.h):
+// params [N] bf16 holds their high halves (the weights bf16 products read) and params_low their low
+// ones; the update reads and writes both, exactly as it would the fp32 values.
 struct AdamW {
-  Tensor params, grads, m, v;  // [N] fp32
+  Tensor params, grads, m, v;  // [N] fp32 (params: bf16 with params_low)
   Tensor grad_sum_of_squares;  // [1] fp64, optional
   Tensor params_copy;          // [N] bf16, optional
+  Tensor params_low;           // [N] u16, optional
   AdamWStep step;
   float clip = 0.0f;
   template <typename F> void for_each_tensor(F&& f) const {
     f(params, Access::kReadWrite), f(grads, Access::kRead), f(m, Access::kReadWrite);
     f(v, Access::kReadWrite), f(grad_sum_of_squares, Access::kRead);
-    f(params_copy, Access::kWrite);
+    f(params_copy, Access::kWrite), f(params_low, Access::kReadWrite);
   }
 };
 

@@ -56,15 +56,9 @@ Model::Model(backend::Backend& backend, const ModelConfig& config, ParameterLayo
     for (size_t i = 0; i < layout_.tensors().size(); ++i) frozen_index_[layout_.tensors()[i].offset] = i;
     return;
   }
-  params_ = DeviceBuffer(backend_, layout_.total());
+  params_.emplace(backend_, layout_);
   grads_ = DeviceBuffer(backend_, layout_.total());
   owned_ = {{0, layout_.decay_end(), true}, {layout_.decay_end(), layout_.total(), false}};
-  // Backends whose products read bf16 weights get a bf16 copy of the parameters, refreshed by
-  // every optimizer step (and on load).
-  const DType weights = backend_.precision().matmul_weights;
-  if (weights != DType::kF32) {
-    weight_copy_ = DeviceBuffer(backend_, (storage_bytes(weights, i64(layout_.total())) + 3) / 4);
-  }
 }
 
 // ---- parameters ----
@@ -80,12 +74,9 @@ int64_t Model::weight_bytes() const {
 double Model::weight_bytes_read_per_token() const {
   double total = 0;
   const std::vector<ParameterTensor>& tensors = layout_.tensors();
-  // A trainable model's forward reads the bf16 weight copy where the backend keeps one (its
-  // products' weights; the norms' few values are read from it or the fp32 masters alike).
-  const DType trained = weight_copy_.get() ? backend_.precision().matmul_weights : DType::kF32;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const ParameterTensor& t = tensors[i];
-    const DType dtype = frozen_ ? frozen_->tensor(i).dtype : trained;
+    const DType dtype = frozen_ ? frozen_->tensor(i).dtype : params_->read_dtype(t.offset);
     double bytes = static_cast<double>(storage_bytes(dtype, static_cast<int64_t>(t.numel)));
     if (dtype == DType::kMXFP4) bytes += static_cast<double>(t.numel) / 32.0;  // the scales
     if (t.read == ReadPerToken::kOneRow) bytes /= static_cast<double>(t.shape[0]);
@@ -111,17 +102,12 @@ void Model::init_random(uint64_t seed) {
 
 std::vector<float> Model::parameters_to_host() const {
   require_trainable("reading the parameters");
-  std::vector<float> values(layout_.total());
-  backend_.copy_to_host(values.data(), params_.get(), values.size() * sizeof(float));
-  return values;
+  return params_->to_host();
 }
 
 void Model::parameters_from_host(const std::vector<float>& values) {
   require_trainable("setting the parameters");
-  require(values.size() == layout_.total(), "parameter vector has {} values, the model needs {}",
-          values.size(), layout_.total());
-  backend_.copy_to_device(params_.get(), values.data(), values.size() * sizeof(float));
-  refresh_weight_copy();
+  params_->from_host(values);
 }
 
 std::vector<float> Model::gradients_to_host() const {
@@ -213,9 +199,9 @@ void Model::set_step_sync(StepSync* sync) {
   }
 }
 
-Tensor Model::parameter_range(const FloatRange& range) const {
+std::vector<Tensor> Model::parameter_views(const FloatRange& range) const {
   require_trainable("a parameter range");
-  return Tensor::dense(params_.get() + range.begin, DType::kF32, {i64(range.size())});
+  return params_->views(range);
 }
 
 Tensor Model::gradient_range(const FloatRange& range) const {
@@ -223,14 +209,6 @@ Tensor Model::gradient_range(const FloatRange& range) const {
   // Not settled here: replicas' reductions read ranges from their own thread while the backward
   // pass goes on, and layer_gradients_done has settled each layer before its ranges are reduced.
   return Tensor::dense(grads_.get() + range.begin, DType::kF32, {i64(range.size())});
-}
-
-void Model::refresh_weight_copy() {
-  if (!weight_copy_.get()) return;
-  const int64_t n = i64(layout_.total());
-  backend_.run(ops::Cast{
-      .out = Tensor::dense(weight_copy_.get(), backend_.precision().matmul_weights, {n}),
-      .inp = f32(params_.get(), n)});
 }
 
 blocks::ParamRef Model::param(size_t offset, std::initializer_list<int64_t> shape) const {
@@ -244,14 +222,8 @@ blocks::ParamRef Model::param(size_t offset, std::initializer_list<int64_t> shap
     ref.weight = ref.value;
     return ref;
   }
-  ref.value = Tensor::dense(params_.get() + offset, DType::kF32, shape);
+  params_->view(offset, shape, ref);
   ref.grad = Tensor::dense(grads_.get() + offset, DType::kF32, shape);
-  ref.weight = ref.value;
-  if (weight_copy_.get()) {
-    const DType dtype = backend_.precision().matmul_weights;
-    const char* base = reinterpret_cast<const char*>(weight_copy_.get());
-    ref.weight = Tensor::dense(base + storage_bytes(dtype, i64(offset)), dtype, shape);
-  }
   return ref;
 }
 
@@ -405,22 +377,17 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
   ops::AdamWStep update{.learning_rate = learning_rate, .beta1 = adamw.beta1,
                         .beta2 = adamw.beta2, .epsilon = adamw.epsilon, .step = step,
                         .grad_scale = grad_scale};
-  const DType copy_dtype = backend_.precision().matmul_weights;
   size_t moments = 0;  // where the range's moments start in the packed buffers
   for (const FloatRange& r : owned_) {
+    if (r.size() == 0) continue;
     update.weight_decay = r.decay ? adamw.weight_decay : 0.0f;
     const int64_t n = i64(r.size());
-    Tensor copy;
-    if (weight_copy_.get()) {
-      const char* base = reinterpret_cast<const char*>(weight_copy_.get());
-      copy = Tensor::dense(base + storage_bytes(copy_dtype, i64(r.begin)), copy_dtype, {n});
-    }
-    backend_.run(ops::AdamW{.params = f32(params_.get() + r.begin, n),
-                            .grads = f32(grads_.get() + r.begin, n),
-                            .m = f32(adam_m_.get() + moments, n), .v = f32(adam_v_.get() + moments, n),
-                            .grad_sum_of_squares = grad_sum_of_squares ? f64(grad_sum_of_squares)
-                                                                       : Tensor{},
-                            .params_copy = copy, .step = update, .clip = clip});
+    ops::AdamW op{.grads = f32(grads_.get() + r.begin, n),
+                  .m = f32(adam_m_.get() + moments, n), .v = f32(adam_v_.get() + moments, n),
+                  .grad_sum_of_squares = grad_sum_of_squares ? f64(grad_sum_of_squares) : Tensor{},
+                  .step = update, .clip = clip};
+    params_->set_update_operands(r, op);
+    backend_.run(op);
     moments += r.size();
   }
 }
@@ -466,7 +433,7 @@ Model::StepResult Model::finish_step(const AdamWConfig& adamw, float learning_ra
   update_parameters(adamw, learning_rate, step, 1.0f, stats + kStepGradSumOfSquares, clip);
   if (sync_) {
     sync_->parameters_updated();
-    refresh_weight_copy();  // the ranges other replicas updated
+    params_->refresh_copy();  // the ranges other replicas updated
   } else {
     backend_.copy_to_host(host, stats, sizeof(host));
   }

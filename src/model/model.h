@@ -1,9 +1,8 @@
 // A language model written once against the backend's ops: the parts every family shares.
 //
-// A Model owns its parameters and their gradients (one fp32 allocation each, laid out by the
-// family's ParameterLayout), the AdamW moments (allocated on the first optimizer step), the
-// parameters' copy in the backend's matmul weight dtype where that is not fp32, and the
-// statistics of the training step in flight. A family (gpt2.h) adds its layers: it plans its
+// A Model owns its parameters (in the form the backend computes with: parameter_storage.h) and
+// their fp32 gradients, each laid out by the family's ParameterLayout, the AdamW moments
+// (allocated on the first optimizer step), and the statistics of the training step in flight. A family (gpt2.h) adds its layers: it plans its
 // activations and runs the forward and backward passes from shared blocks (model/blocks).
 //
 // Every forward pass takes a Batch: B training windows (with targets, for a loss and a backward
@@ -13,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -28,6 +28,7 @@
 #include "model/model_config.h"
 #include "model/model_shape.h"
 #include "model/parameter_layout.h"
+#include "model/parameter_storage.h"
 #include "model/step_sync.h"
 
 namespace switchyard::model {
@@ -82,8 +83,9 @@ class Model {
   // adam_state_from_host): they are allocated for its owned ranges only. The caller keeps `sync`
   // alive while it is set.
   void set_step_sync(StepSync* sync);
-  // Device views (fp32) of a range of the parameters and of the gradients, for the collectives.
-  Tensor parameter_range(const FloatRange& range) const;
+  // Device views of a range of the parameters inside one decay region (ParameterStorage::views:
+  // fp32, or the high and low halves), and of the gradients (fp32), for the collectives.
+  std::vector<Tensor> parameter_views(const FloatRange& range) const;
   Tensor gradient_range(const FloatRange& range) const;
 
   // ---- forward ----
@@ -158,7 +160,6 @@ class Model {
   void check_batch(const Batch& batch) const;
   // Throws Error naming `what` for a frozen model.
   void require_trainable(const char* what) const;
-  void refresh_weight_copy();
   // Zeroes the gradients an open ledger still owes (begin_step's deferred zero_grad), before
   // anything reads them.
   void settle_gradients() const { unwritten_grads_.settle(); }
@@ -172,12 +173,12 @@ class Model {
   backend::Backend& backend_;
   ParameterLayout layout_;
   ModelShape shape_;
-  DeviceBuffer params_, grads_;
+  std::optional<ParameterStorage> params_;  // absent in an inference-only model
+  DeviceBuffer grads_;
   DeviceBuffer adam_m_, adam_v_;  // the owned ranges' moments, one after another
   StepSync* sync_ = nullptr;
   std::vector<FloatRange> owned_;  // what this replica updates: the whole layout without a sync
   DeviceBuffer owned_squares_;     // a double per owned range: its gradients' sum of squares
-  DeviceBuffer weight_copy_;  // the parameters in Precision::matmul_weights, where not fp32
   DeviceBuffer step_stats_;   // two device doubles: the step's loss so far, the gradients' norm^2
   // Open from begin_step to the end of the step's first backward pass, in place of zero_grad:
   // the gradients each op writes first are set rather than zeroed and added to.

@@ -87,7 +87,9 @@ void DataParallelSync::parameters_updated() {
   model_.backend().synchronize();
   for (const GradientBucket& bucket : buckets_) {
     for (const model::FloatRange& span : bucket.spans) {
-      comm_.all_gather(model_.parameter_range(span), piece_counts(span, comm_.size()));
+      for (const Tensor& view : model_.parameter_views(span)) {
+        comm_.all_gather(view, piece_counts(span, comm_.size()));
+      }
     }
   }
   timing_.gather_ms = ms_since(gathering);

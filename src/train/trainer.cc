@@ -134,7 +134,11 @@ StepEnd agree(dist::Communicator* comm, StepEnd mine) {
 // Rank 0's parameters on every rank, so that all start from the same weights whatever each
 // loaded or drew.
 void share_parameters(model::Model& model, dist::Communicator& comm) {
-  comm.broadcast(model.parameter_range({0, model.layout().total(), false}), 0);
+  const size_t decay_end = model.layout().decay_end(), total = model.layout().total();
+  for (const model::FloatRange& region :
+       {model::FloatRange{0, decay_end, true}, model::FloatRange{decay_end, total, false}}) {
+    for (const Tensor& view : model.parameter_views(region)) comm.broadcast(view, 0);
+  }
   model.parameters_from_host(model.parameters_to_host());  // refreshes any weight copy
 }
 

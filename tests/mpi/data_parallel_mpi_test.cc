@@ -57,6 +57,17 @@ TEST(MpiCommunicator, AllGatherAllReduceBroadcastAndText) {
   comm->broadcast(Tensor::dense(z.data(), DType::kF32, {3}), n - 1);
   for (float v : z) EXPECT_EQ(v, static_cast<float>(n - 1));
 
+  // 16-bit elements (bf16, and the low halves of parameters held as fp32 halves) move as they are.
+  std::vector<uint16_t> halves(37, 0);
+  for (int64_t i = begin; i < begin + counts[static_cast<size_t>(me)]; ++i) {
+    halves[static_cast<size_t>(i)] = static_cast<uint16_t>(0xFF00 + i);
+  }
+  comm->all_gather(Tensor::dense(halves.data(), DType::kU16, {37}), counts);
+  for (int64_t i = 0; i < 37; ++i) EXPECT_EQ(halves[static_cast<size_t>(i)], 0xFF00 + i);
+  std::vector<uint16_t> high(4, static_cast<uint16_t>(me));
+  comm->broadcast(Tensor::dense(high.data(), DType::kBF16, {4}), n - 1);
+  for (uint16_t v : high) EXPECT_EQ(v, n - 1);
+
   const std::vector<std::string> texts = comm->all_gather_text(std::string(static_cast<size_t>(me), 'r'));
   ASSERT_EQ(texts.size(), static_cast<size_t>(n));
   for (int q = 0; q < n; ++q) EXPECT_EQ(texts[static_cast<size_t>(q)], std::string(static_cast<size_t>(q), 'r'));
@@ -87,11 +98,11 @@ struct Trained {
   size_t optimizer_bytes = 0;
 };
 
-Trained train_tiny(bool data_parallel, int steps, int grad_accum) {
+Trained train_tiny(bool data_parallel, int steps, int grad_accum, const char* device = "cpu") {
   model::ModelConfig config = model::preset("tiny");
   config.num_layers = 3;  // odd: buckets and pieces that do not split evenly
   config.channels = 72;   // vectors of 72 floats: alignment padding after each, inside the buckets
-  auto backend = backend::create_backend("cpu");
+  auto backend = backend::create_backend(device);
   auto gpt = model::Model::create(*backend, config);
   gpt->init_random(5);
   std::unique_ptr<train::DataParallelSync> sync;
@@ -138,6 +149,21 @@ void expect_same_training(int grad_accum) {
 TEST(DataParallel, TwentyStepsMatchOneProcessOnTheWholeBatch) { expect_same_training(1); }
 
 TEST(DataParallel, GradientAccumulationToo) { expect_same_training(2); }
+
+// In bf16 the matrices are held as fp32 halves (model/parameter_storage.h), gathered as two 16-bit
+// pieces: every rank ends with rank 0's parameters bit for bit, and the run follows the single
+// process's within what bf16 products over different row counts allow.
+TEST(DataParallel, Bf16ParametersHeldAsHalvesGatherWhole) {
+  const Trained alone = train_tiny(false, 5, 1, "cpu-bf16");
+  const Trained ranks = train_tiny(true, 5, 1, "cpu-bf16");
+  for (size_t s = 0; s < alone.losses.size(); ++s) {
+    EXPECT_NEAR(ranks.losses[s], alone.losses[s], 1e-2 * std::fabs(alone.losses[s])) << "step " << s + 1;
+  }
+  EXPECT_LT(relative_error(ranks.parameters, alone.parameters), 1e-2);
+  std::vector<float> first = ranks.parameters;
+  comm->broadcast(Tensor::dense(first.data(), DType::kF32, {static_cast<int64_t>(first.size())}), 0);
+  EXPECT_EQ(first, ranks.parameters);
+}
 
 TEST(DataParallel, EachRankHoldsItsShareOfTheOptimizerState) {
   const Trained alone = train_tiny(false, 1, 1);

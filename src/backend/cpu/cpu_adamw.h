@@ -1,4 +1,4 @@
-// AdamW over large fp32 tensors with non-temporal stores.
+// AdamW over large fp32 tensors (or fp32 halves) with non-temporal stores.
 //
 // The update streams seven arrays through memory (reads p, g, m, v; writes p, m, v), far more than
 // any cache holds, so it runs at memory bandwidth. Ordinary stores first read each destination line
@@ -20,5 +20,13 @@ bool adamw_update_streaming(float* params, const float* grads, float* m, float* 
                             float learning_rate, float beta1, float beta2, float epsilon,
                             float weight_decay, int step, float grad_scale,
                             uint16_t* params_bf16 = nullptr);
+
+// The same update over parameters held as fp32 halves (core/fp32_halves.h), read and written in
+// place: high[N] (the bf16 weights products read) and low[N]. Any alignment (streaming stores
+// where every array allows them) and any build (a scalar loop without AVX2); the arithmetic is
+// adamw_update_streaming's, so the joined parameters come out bit for bit as its fp32 ones do.
+void adamw_update_halves(uint16_t* high, uint16_t* low, const float* grads, float* m, float* v,
+                         size_t N, float learning_rate, float beta1, float beta2, float epsilon,
+                         float weight_decay, int step, float grad_scale);
 
 }  // namespace switchyard::backend::cpu

@@ -37,8 +37,8 @@ std::string describe_bf16_units(Bf16Units units) {
 }
 
 std::string CpuBf16Backend::description() const {
-  return "bf16 mixed precision (bf16 activations and weight copies, fp32 master weights and "
-         "reductions), " + describe_bf16_units(host_bf16_units()) + "; " + describe_host_cpu();
+  return "bf16 mixed precision (bf16 activations, fp32 master weights held as bf16 weights and "
+         "their low halves, fp32 reductions), " + describe_bf16_units(host_bf16_units()) + "; " + describe_host_cpu();
 }
 
 }  // namespace switchyard::backend::cpu

@@ -1,9 +1,10 @@
 // "cpu-bf16": the CPU backend in bf16 mixed precision, as "cuda" is on NVIDIA GPUs.
 //
 // precision() is {activations bf16, matmul_weights bf16}: activations, their gradients, logits
-// and the KV cache are stored as bf16, and linear layers read the bf16 weight copy the model
-// keeps (AdamW refreshes it through params_copy); parameters, their gradients, AdamW's moments,
-// statistics, softmaxes and losses stay fp32. Memory is host memory, as CpuBackend's.
+// and the KV cache are stored as bf16, and linear layers read bf16 weights: a trained model's
+// matrices are fp32 held as halves (model/parameter_storage.h), whose high halves are those
+// weights; AdamW (CpuBackend's) updates the halves in place and the embedding here reads them.
+// Gradients, AdamW's moments, statistics, softmaxes and losses stay fp32. Memory is host memory, as CpuBackend's.
 //
 // Native here (cpu_bf16_ops.cc): Linear and LinearBackward through oneDNN's bf16 matmul (AMX or
 // AVX-512 BF16 where the CPU has them, fp32 accumulation; a few rows stream the bf16 weights
@@ -60,6 +61,8 @@ class CpuBf16Backend final : public Backend {
   using Backend::run;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
+  // The embedding over tables held as fp32 halves (a trained model's), into bf16 rows.
+  void run(const ops::Embedding& op) override;
   void run(const ops::KvCacheWrite& op) override;
   void run(const ops::PagedAttention& op) override;
   void run(const ops::CrossEntropy& op) override;

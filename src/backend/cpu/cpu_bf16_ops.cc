@@ -40,6 +40,17 @@ bool paged_in_bf16(std::span<const DType> d) {
          d[6] == DType::kI32 && d[7] == DType::kF32;
 }
 
+// out, ids, table, position_ids, position_table, table_low, position_low (ops.h Embedding): bf16
+// rows from tables held as fp32 halves, the position table absent (read as fp32) or halves too.
+bool embedding_in_halves(std::span<const DType> d) {
+  if (d.size() != 7 || d[0] != DType::kBF16 || d[1] != DType::kI32 || d[2] != DType::kBF16 ||
+      d[5] != DType::kU16) {
+    return false;
+  }
+  const bool no_positions = d[3] == DType::kF32 && d[4] == DType::kF32 && d[6] == DType::kF32;
+  return no_positions || (d[3] == DType::kI32 && d[4] == DType::kBF16 && d[6] == DType::kU16);
+}
+
 // dbias[OC] += column sums of dout[N, OC] (bf16), in fp32 (`=` when overwrite): threads take blocks
 // of columns, so each sum runs down its rows in order.
 void bias_backward(float* dbias, const uint16_t* dout, int N, int OC, bool overwrite) {
@@ -96,16 +107,29 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
            }) && dtypes[4] == DType::kI32;
   }
   if (kind == OpKind::kPagedAttention) return paged_in_bf16(dtypes);
+  if (kind == OpKind::kEmbedding) return embedding_in_halves(dtypes);
   if (native_rowwise(kind, dtypes)) return true;
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
     return dtypes.size() == 3 && dtypes[0] == DType::kF32 && dtypes[1] == DType::kBF16 &&
            dtypes[2] == DType::kI32;
   }
-  if (kind == OpKind::kCrossEntropyBackward) {  // dlogits, logits, targets
-    return dtypes.size() == 3 && dtypes[0] == DType::kBF16 && dtypes[1] == DType::kBF16 &&
-           dtypes[2] == DType::kI32;
+  if (kind == OpKind::kCrossEntropyBackward) {  // dlogits, logits, targets, losses (optional)
+    return dtypes.size() == 4 && dtypes[0] == DType::kBF16 && dtypes[1] == DType::kBF16 &&
+           dtypes[2] == DType::kI32 && dtypes[3] == DType::kF32;
   }
   return false;
+}
+
+void CpuBf16Backend::run(const ops::Embedding& op) {
+  if (!supports(op)) {
+    run_on_host(op);
+    return;
+  }
+  const EmbeddingShape s = check_embedding(op);
+  const std::optional<EmbeddingHalves> halves = embedding_halves(op);
+  require(halves.has_value(), "cpu-bf16 embedding: the tables' low halves are missing");
+  embedding_forward_halves(nullptr, dense<uint16_t>(op.out, DType::kBF16, "embedding", "out"),
+                           s.ids, halves->table, s.position_ids, halves->positions, s.N, s.C);
 }
 
 // The cache's rows as they are: bf16 bits copied.
@@ -182,9 +206,15 @@ void CpuBf16Backend::run(const ops::CrossEntropyBackward& op) {
   const LossOperands l = loss_operands(op.logits, op.targets, name);
   require_matrix(op.dlogits, l.N, l.V, name, "dlogits");
   uint16_t* dlogits = const_cast<uint16_t*>(bf16(op.dlogits, name, "dlogits"));
+  const float* losses = optional_f32(op.losses, name, "losses");
+  if (losses) require_numel(op.losses, l.N, name, "losses");
   // The row is widened before its gradient is written, so dlogits may be logits itself.
   for_each_widened_row(bf16(op.logits, name, "logits"), l.N, l.V, [&](int n, float* row) {
-    cross_entropy_backward(row, row, l.targets + n, op.dloss, 1, l.V);
+    if (losses) {
+      cross_entropy_backward_row_from_loss(row, row, l.targets[n], losses[n], op.dloss, l.V);
+    } else {
+      cross_entropy_backward(row, row, l.targets + n, op.dloss, 1, l.V);
+    }
     narrow_bf16_row(row, dlogits + static_cast<size_t>(n) * l.V, static_cast<size_t>(l.V));
   });
 }

@@ -194,6 +194,18 @@ void embedding_forward(T* out, const int32_t* ids, const T* table, const int32_t
 void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table,
                             const int32_t* position_ids, const float* position_table, int N, int C);
 
+// A [rows, C] parameter table held as fp32 halves (core/fp32_halves.h); high null for none.
+struct HalvesTable {
+  const uint16_t* high = nullptr;
+  const uint16_t* low = nullptr;
+};
+// embedding_forward over tables held as halves: out[N,C] = table[ids[n], :] (+ positions'
+// [position_ids[n], :] where positions.high is not null), summed in fp32 from the exact values,
+// into fp32 (out) or bf16 (out_bf16, rounded to nearest even; the other pointer null).
+void embedding_forward_halves(float* out, uint16_t* out_bf16, const int32_t* ids,
+                              HalvesTable table, const int32_t* position_ids,
+                              HalvesTable positions, int N, int C);
+
 // dtable[ids[n], :] += dout[n, :]; dposition_table[position_ids[n], :] += dout[n, :] when
 // dposition_table is not null. Threads split the channels, so repeated ids never race.
 template <typename T>
@@ -514,6 +526,21 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* targets,
     for (int i = 0; i < V; ++i) d[i] = exp_vec(l[i] - max_logit) * scale;
     d[targets[n]] -= dloss;
   }
+}
+
+// One row of cross_entropy_backward given the row's loss from the forward pass: its log-sum-exp is
+// loss + l[target], so the row is read and exponentiated once rather than three times and twice.
+// d may be l itself.
+template <typename T>
+inline void cross_entropy_backward_row_from_loss(T* d, const T* l, int32_t target, T loss, T dloss,
+                                                 int V) {
+  const T log_sum_exp = loss + l[target];
+  // A row the forward pass found poisoned (a NaN or infinite logit: a NaN loss) stays NaN here
+  // too; exp_vec clamps its argument, which would turn a NaN into a number.
+  const T scale = dloss + log_sum_exp * T(0);
+  SWITCHYARD_OMP(omp simd)
+  for (int i = 0; i < V; ++i) d[i] = exp_vec(l[i] - log_sum_exp) * scale;
+  d[target] -= dloss;
 }
 
 // ---- optimizer ----

@@ -58,6 +58,17 @@ bool inference_weight_dtype(OpKind kind, DType d) {
   return d == DType::kBF16 || (d == DType::kMXFP4 && kind != OpKind::kEmbedding);
 }
 
+// Where an op takes a parameter held as fp32 halves (core/fp32_halves.h): its high halves are
+// bf16, its low halves the u16 operands. AdamW's params (0) with params_low (6); the embedding's
+// position table (4) with position_low (6), its table (2, a bf16 weight already) with table_low (5).
+bool halves_operand(OpKind kind, size_t i, DType d) {
+  if (kind == OpKind::kAdamW) return (i == 0 && d == DType::kBF16) || (i == 6 && d == DType::kU16);
+  if (kind == OpKind::kEmbedding) {
+    return (i == 4 && d == DType::kBF16) || ((i == 5 || i == 6) && d == DType::kU16);
+  }
+  return false;
+}
+
 }  // namespace
 
 bool CpuBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
@@ -66,7 +77,8 @@ bool CpuBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     const DType d = dtypes[i];
     const bool ok = d == DType::kF32 || d == DType::kI32 || d == DType::kF64 ||
                     (d == DType::kBF16 && (kind == OpKind::kCast || kind == OpKind::kAdamW)) ||
-                    (static_cast<int>(i) == weight && inference_weight_dtype(kind, d));
+                    (static_cast<int>(i) == weight && inference_weight_dtype(kind, d)) ||
+                    halves_operand(kind, i, d);
     if (!ok) return false;
   }
   return true;
@@ -76,29 +88,22 @@ bool CpuBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
 
 void CpuBackend::run(const ops::Embedding& op) {
   const char* name = "embedding";
-  const Tensor& table = op.table;
-  require_matrix(table, -1, -1, name, "table");
-  const int64_t N = op.ids.numel(), C = table.shape[1];
-  require_matrix(op.out, N, C, name, "out");
-  const int32_t* ids = i32(op.ids, name, "ids");
-  require_ids(ids, N, table.shape[0], name, "id");
-  const int32_t* position_ids = nullptr;
-  const float* position_table = nullptr;
-  if (!op.position_table.empty()) {
-    require_matrix(op.position_table, -1, C, name, "position_table");
-    position_ids = i32(op.position_ids, name, "position_ids");
-    require_numel(op.position_ids, N, name, "position_ids");
-    require_ids(position_ids, N, op.position_table.shape[0], name, "position");
-    position_table = f32(op.position_table, name, "position_table");
-  }
-  if (table.dtype == DType::kBF16) {  // an inference checkpoint's table, widened row by row
-    embedding_forward_bf16(f32(op.out, name, "out"), ids,
-                           dense<const uint16_t>(table, DType::kBF16, name, "table"), position_ids,
-                           position_table, to_int(N, name, "ids"), to_int(C, name, "table"));
+  const EmbeddingShape s = check_embedding(op);
+  float* out = f32(op.out, name, "out");
+  if (const auto halves = embedding_halves(op)) {  // a bf16 model's tables, as training keeps them
+    embedding_forward_halves(out, nullptr, s.ids, halves->table, s.position_ids, halves->positions,
+                             s.N, s.C);
     return;
   }
-  embedding_forward(f32(op.out, name, "out"), ids, f32(table, name, "table"), position_ids,
-                    position_table, to_int(N, name, "ids"), to_int(C, name, "table"));
+  const float* position_table =
+      op.position_table.empty() ? nullptr : f32(op.position_table, name, "position_table");
+  if (op.table.dtype == DType::kBF16) {  // an inference checkpoint's table, widened row by row
+    embedding_forward_bf16(out, s.ids, dense<const uint16_t>(op.table, DType::kBF16, name, "table"),
+                           s.position_ids, position_table, s.N, s.C);
+    return;
+  }
+  embedding_forward(out, s.ids, f32(op.table, name, "table"), s.position_ids, position_table, s.N,
+                    s.C);
 }
 
 void CpuBackend::run(const ops::EmbeddingBackward& op) {
@@ -464,7 +469,6 @@ void CpuBackend::run(const ops::AdamW& op) {
           "cpu adamw: betas must be in [0, 1), got {} and {}", step.beta1, step.beta2);
   const int64_t N = op.params.numel();
   for (const Tensor* t : {&op.grads, &op.m, &op.v}) require_numel(*t, N, name, "grads, m and v");
-  float* params = f32(op.params, name, "params");
   const float* grads = f32(op.grads, name, "grads");
   float* m = f32(op.m, name, "m");
   float* v = f32(op.v, name, "v");
@@ -475,6 +479,16 @@ void CpuBackend::run(const ops::AdamW& op) {
     grad_scale *= clip_scale(global_norm(*sum), op.clip);
   }
   const size_t n = static_cast<size_t>(N);
+  if (!op.params_low.empty()) {  // parameters held as fp32 halves
+    require(op.params_copy.empty(), "cpu {}: parameters held as halves need no params_copy", name);
+    require_numel(op.params_low, N, name, "params_low");
+    adamw_update_halves(dense<uint16_t>(op.params, DType::kBF16, name, "params (high halves)"),
+                        dense<uint16_t>(op.params_low, DType::kU16, name, "params_low"), grads, m,
+                        v, n, step.learning_rate, step.beta1, step.beta2, step.epsilon,
+                        step.weight_decay, step.step, grad_scale);
+    return;
+  }
+  float* params = f32(op.params, name, "params");
   // A bf16 weight copy (bf16 products' weights) is written in the update's own pass where it can.
   uint16_t* copy = nullptr;
   if (!op.params_copy.empty()) {

@@ -112,6 +112,49 @@ LinearShape check_linear_backward(const ops::LinearBackward& op) {
   return s;
 }
 
+EmbeddingShape check_embedding(const ops::Embedding& op) {
+  const char* name = "embedding";
+  const Tensor& table = op.table;
+  require_matrix(table, -1, -1, name, "table");
+  const int64_t N = op.ids.numel(), C = table.shape[1];
+  require_matrix(op.out, N, C, name, "out");
+  EmbeddingShape shape{.N = to_int(N, name, "ids"), .C = to_int(C, name, "table"),
+                       .ids = i32(op.ids, name, "ids")};
+  require_ids(shape.ids, N, table.shape[0], name, "id");
+  if (!op.position_table.empty()) {
+    require_matrix(op.position_table, -1, C, name, "position_table");
+    shape.position_ids = i32(op.position_ids, name, "position_ids");
+    require_numel(op.position_ids, N, name, "position_ids");
+    require_ids(shape.position_ids, N, op.position_table.shape[0], name, "position");
+  }
+  return shape;
+}
+
+namespace {
+
+HalvesTable halves_table(const Tensor& high, const Tensor& low, const char* op, const char* what) {
+  require_matrix(low, high.shape[0], high.shape[1], op, "the low halves");
+  return {.high = dense<const uint16_t>(high, DType::kBF16, op, what),
+          .low = dense<const uint16_t>(low, DType::kU16, op, "the low halves")};
+}
+
+}  // namespace
+
+std::optional<EmbeddingHalves> embedding_halves(const ops::Embedding& op) {
+  const char* name = "embedding";
+  if (op.table_low.empty()) {
+    require(op.position_low.empty(), "cpu {}: position_low needs a table held as halves too", name);
+    return std::nullopt;
+  }
+  EmbeddingHalves halves{.table = halves_table(op.table, op.table_low, name, "table")};
+  if (!op.position_table.empty()) {
+    require(!op.position_low.empty(),
+            "cpu {}: the table is held as fp32 halves, so position_table must be too", name);
+    halves.positions = halves_table(op.position_table, op.position_low, name, "position_table");
+  }
+  return halves;
+}
+
 namespace {
 
 // inp [N, C] with C > 0, and the per-row statistics [N] and per-channel weight [C] beside it.

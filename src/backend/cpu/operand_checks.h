@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/cpu_kernels.h"
@@ -63,6 +64,23 @@ struct LinearShape {
 };
 LinearShape check_linear(const ops::Linear& op);
 LinearShape check_linear_backward(const ops::LinearBackward& op);
+
+// An embedding's sizes and indices, its operands' shapes checked (not their dtypes): out [N, C],
+// table [rows, C] and every id in [0, rows); position_table [positions, C] and position_ids [N]
+// in range when present (position_ids null otherwise).
+struct EmbeddingShape {
+  int N = 0, C = 0;
+  const int32_t* ids = nullptr;
+  const int32_t* position_ids = nullptr;
+};
+EmbeddingShape check_embedding(const ops::Embedding& op);
+// The embedding's parameter tables where they are held as fp32 halves (table_low present; nullopt
+// otherwise), checked: bf16 high halves and u16 low halves of the same shapes, for the position
+// table (when present) as well as the table.
+struct EmbeddingHalves {
+  HalvesTable table, positions;  // positions.high null without a position table
+};
+std::optional<EmbeddingHalves> embedding_halves(const ops::Embedding& op);
 
 // LayerNorm's rows N and channels C, its operands' shapes checked (not their dtypes): inp, out
 // (dinp, dout) [N, C], mean and rstd [N], weight and bias (dweight, dbias) [C].

@@ -25,11 +25,12 @@ namespace switchyard::backend::cuda {
 bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
   // One letter per operand in for_each_tensor order: A activation (and matmul weights), F fp32,
   // I int32, D fp64, B bf16, T fp32 or bf16 (tables, trainable expert weights), X fp32 or the
-  // activation dtype (a table's gradient), W fp32, bf16 or mxfp4 (expert weights); lower case
-  // marks an optional operand, which may also be absent (an empty Tensor reads as fp32).
+  // activation dtype (a table's gradient), W fp32, bf16 or mxfp4 (expert weights), N nothing (an
+  // operand this backend does not take: fp32 halves' low halves); lower case marks an optional
+  // operand, which may also be absent (an empty Tensor reads as fp32).
   const char* pattern = nullptr;
   switch (kind) {
-    case OpKind::kEmbedding: pattern = "AITif"; break;
+    case OpKind::kEmbedding: pattern = "AITifnn"; break;
     case OpKind::kEmbeddingBackward: pattern = "XfAIi"; break;
     case OpKind::kLayerNorm: pattern = "AFFAFF"; break;
     case OpKind::kLayerNormBackward: pattern = "AFFAAFFF"; break;
@@ -61,10 +62,10 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
     case OpKind::kPagedAttention: pattern = "AAAAIIIf"; break;
     case OpKind::kAttentionDecode: pattern = "AAAAAA"; break;
     case OpKind::kCrossEntropy: pattern = "FAI"; break;
-    case OpKind::kCrossEntropyBackward: pattern = "AAI"; break;
+    case OpKind::kCrossEntropyBackward: pattern = "AAIf"; break;
     case OpKind::kSumOfSquares: pattern = "DF"; break;
     case OpKind::kAccumulateSum: pattern = "DF"; break;
-    case OpKind::kAdamW: pattern = "FFFFdb"; break;
+    case OpKind::kAdamW: pattern = "FFFFdbn"; break;
     case OpKind::kCast: {
       auto float_type = [](DType d) { return d == DType::kF32 || d == DType::kBF16; };
       return dtypes.size() == 2 && float_type(dtypes[0]) && float_type(dtypes[1]);
@@ -82,6 +83,7 @@ bool CudaBackend::supports(OpKind kind, std::span<const DType> dtypes) const {
       case 'T': return d == DType::kF32 || d == DType::kBF16;
       case 'X': return d == DType::kF32 || d == act;
       case 'W': return d == DType::kF32 || d == DType::kBF16 || d == DType::kMXFP4;
+      case 'N': return false;
     }
     return false;
   };

@@ -6,14 +6,17 @@ namespace {
 
 constexpr OperandDtypes kFloat = OperandDtypes::kFloat, kF32 = OperandDtypes::kF32,
                         kI32 = OperandDtypes::kI32, kF64 = OperandDtypes::kF64,
-                        kFloatOrMxfp4 = OperandDtypes::kFloatOrMxfp4;
+                        kFloatOrMxfp4 = OperandDtypes::kFloatOrMxfp4,
+                        kNone = OperandDtypes::kNone;
 constexpr bool kOptional = true;
 
 constexpr OperandRule kEmbedding[] = {{"out", kFloat},
                                       {"ids", kI32},
                                       {"table", kFloat},
                                       {"position_ids", kI32, kOptional},
-                                      {"position_table", kFloat, kOptional}};
+                                      {"position_table", kFloat, kOptional},
+                                      {"table_low", kNone, kOptional},
+                                      {"position_low", kNone, kOptional}};
 // dtable may be an activation gradient (the experts' row gather in bf16 mode: moe.cc), which the
 // scatter accumulates into in its own dtype.
 constexpr OperandRule kEmbeddingBackward[] = {{"dtable", kFloat},
@@ -92,7 +95,7 @@ constexpr OperandRule kRouterLoadBackward[] = {
     {"dlogits", kFloat}, {"logits", kFloat}, {"totals", kF64}};
 constexpr OperandRule kCrossEntropy[] = {{"losses", kF32}, {"logits", kFloat}, {"targets", kI32}};
 constexpr OperandRule kCrossEntropyBackward[] = {
-    {"dlogits", kFloat}, {"logits", kFloat}, {"targets", kI32}};
+    {"dlogits", kFloat}, {"logits", kFloat}, {"targets", kI32}, {"losses", kF32, kOptional}};
 constexpr OperandRule kSumOfSquares[] = {{"total", kF64}, {"x", kF32}};
 constexpr OperandRule kAccumulateSum[] = {{"total", kF64}, {"x", kF32}};
 constexpr OperandRule kAdamW[] = {{"params", kF32},
@@ -100,7 +103,8 @@ constexpr OperandRule kAdamW[] = {{"params", kF32},
                                   {"m", kF32},
                                   {"v", kF32},
                                   {"grad_sum_of_squares", kF64, kOptional},
-                                  {"params_copy", kFloat, kOptional}};
+                                  {"params_copy", kFloat, kOptional},
+                                  {"params_low", kNone, kOptional}};
 
 }  // namespace
 
@@ -156,6 +160,7 @@ bool accepts(OperandDtypes rule, DType dtype) {
     case OperandDtypes::kF32: return dtype == DType::kF32;
     case OperandDtypes::kI32: return dtype == DType::kI32;
     case OperandDtypes::kF64: return dtype == DType::kF64;
+    case OperandDtypes::kNone: return false;
   }
   return false;
 }
@@ -167,6 +172,7 @@ const char* describe(OperandDtypes rule) {
     case OperandDtypes::kF32: return "fp32";
     case OperandDtypes::kI32: return "int32";
     case OperandDtypes::kF64: return "fp64";
+    case OperandDtypes::kNone: return "absent";
   }
   return "?";
 }

@@ -23,6 +23,7 @@ enum class OperandDtypes : uint8_t {
   kF32,
   kI32,
   kF64,
+  kNone,  // nothing: an optional operand the simulator does not take (fp32 halves' low halves)
 };
 
 struct OperandRule {

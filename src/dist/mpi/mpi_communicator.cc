@@ -23,10 +23,13 @@ void check(int code, const char* call) {
   fail("{} failed: {}", call, std::string(text, static_cast<size_t>(length)));
 }
 
+// Sums take fp32 or f64; gathers and broadcasts also move 16-bit elements (bf16, and the low
+// halves of parameters held as fp32 halves) as they are.
 MPI_Datatype mpi_type(const Tensor& x) {
   if (x.dtype == DType::kF32) return MPI_FLOAT;
   if (x.dtype == DType::kF64) return MPI_DOUBLE;
-  fail("MPI collectives take fp32 or f64 buffers, not {}", dtype_name(x.dtype));
+  if (x.dtype == DType::kBF16 || x.dtype == DType::kU16) return MPI_UINT16_T;
+  fail("MPI collectives take fp32, f64 or 16-bit buffers, not {}", dtype_name(x.dtype));
 }
 
 // MPI counts and displacements are ints: one per rank, from counts whose sum must be x's size.
@@ -83,6 +86,8 @@ MpiCommunicator::MpiCommunicator() {
 MpiCommunicator::~MpiCommunicator() { MPI_Finalize(); }
 
 void MpiCommunicator::reduce_scatter_sum(const Tensor& x, std::span<const int64_t> counts) {
+  require(x.dtype == DType::kF32 || x.dtype == DType::kF64, "MPI sums take fp32 or f64 buffers, not {}",
+          dtype_name(x.dtype));
   const std::vector<int> send_counts = int_counts(x, counts, size_);
   if (size_ == 1) return;
   const std::vector<int> send_displs = displacements(send_counts);

@@ -16,9 +16,12 @@ namespace switchyard::model::blocks {
 namespace ops = backend::ops;
 
 // One parameter tensor: its fp32 value and gradient, and the form linear layers read (the value
-// itself, or its copy in the backend's matmul weight dtype).
+// itself, or its copy in the backend's matmul weight dtype). A value held as fp32 halves
+// (core/fp32_halves.h; Model) is two tensors: `value` and `weight` bf16, its high halves, and `low`
+// its low halves, which the ops that read the exact value (the embedding) take beside it.
 struct ParamRef {
   Tensor value, grad, weight;
+  Tensor low;  // u16, where the value is held as halves; empty otherwise
   bool present() const { return !value.empty(); }
 };
 

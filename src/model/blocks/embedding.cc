@@ -6,7 +6,8 @@ void embedding_forward(const BlockContext& c, const TokenEmbedding& e, const Ten
   const bool positions = e.positions.present();
   c.backend.run(ops::Embedding{.out = out, .ids = c.batch.tokens, .table = e.tokens.value,
                                .position_ids = positions ? c.batch.positions : Tensor{},
-                               .position_table = e.positions.value});
+                               .position_table = e.positions.value,
+                               .table_low = e.tokens.low, .position_low = e.positions.low});
 }
 
 void embedding_backward(const BlockContext& c, const TokenEmbedding& e, const Tensor& dout) {

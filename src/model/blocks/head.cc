@@ -26,7 +26,7 @@ void lm_head_backward(const BlockContext& c, const LmHead& h, const Tensor& dinp
   require(!c.batch.targets.empty(), "the backward pass needs a forward pass with targets");
   // Loss = mean over the N rows, so each row's loss has weight loss_scale / N.
   c.backend.run(ops::CrossEntropyBackward{.dlogits = acts.logits, .logits = acts.logits,
-                                          .targets = c.batch.targets,
+                                          .targets = c.batch.targets, .losses = acts.losses,
                                           .dloss = loss_scale / static_cast<float>(c.batch.rows)});
   linear_backward(c, Linear{.weight = h.weight}, dinp, acts.logits, inp, GradientWrite::kSet);
 }
