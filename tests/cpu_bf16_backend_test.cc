@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/blocked_weights.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "core/fp32_halves.h"
 #include "device_tensors.h"
@@ -268,6 +269,58 @@ TEST_F(CpuBf16, CrossEntropyComputesInFp32OverBf16Logits) {
   EXPECT_EQ(losses.gpu.read(), losses.cpu.read());
   EXPECT_EQ(logits.gpu.read(), rounded_to_bf16(logits.cpu.read()));
   EXPECT_GT(losses.cpu.read()[0], 0.0f);
+}
+
+// A stamped weight (ops::Linear::weight_stamp) at a continuous batch's row counts goes through its
+// oneDNN blocked copy: the same product within bf16's rounding; the copy stays while the stamp
+// does (the stamp's promise: the values have not changed) and is remade for a new stamp; beyond
+// BlockedWeights::kMaxRows rows and without a stamp the plain product runs, bit for bit as before;
+// with no budget for copies, the plain product too.
+TEST_F(CpuBf16, StampedWeightsUseABlockedCopyUntilTheStampChanges) {
+  const int C = 96, OC = 200;
+  std::vector<uint16_t> weight(size_t(OC) * C);
+  const std::vector<float> w = random_values(weight.size(), 30);
+  float_to_bf16(w.data(), weight.data(), weight.size());
+  auto negate_in_place = [&] {
+    for (uint16_t& bits : weight) bits ^= 0x8000;
+  };
+  const std::vector<float> bias = random_values(OC, 31);
+  for (const int N : {5, 32, 64, 65}) {
+    SCOPED_TRACE(N);
+    std::vector<uint16_t> inp(size_t(N) * C);
+    const std::vector<float> x = random_values(inp.size(), 32 + N);
+    float_to_bf16(x.data(), inp.data(), inp.size());
+    auto product = [&](uint64_t stamp) {
+      std::vector<uint16_t> out(size_t(N) * OC);
+      bf16_->run(ops::Linear{.out = Tensor::dense(out.data(), DType::kBF16, {N, OC}),
+                             .inp = Tensor::dense(inp.data(), DType::kBF16, {N, C}),
+                             .weight = Tensor::dense(weight.data(), DType::kBF16, {OC, C}),
+                             .bias = Tensor::dense(bias.data(), DType::kF32, {OC}),
+                             .batch_invariant = true, .weight_stamp = stamp});
+      std::vector<float> values(out.size());
+      bf16_to_float(out.data(), values.data(), values.size());
+      return values;
+    };
+    const std::vector<float> plain = product(0);
+    const uint64_t first = 1000 + N, second = 2000 + N;
+    const std::vector<float> blocked = product(first);
+    if (N > backend::cpu::BlockedWeights::kMaxRows) {
+      EXPECT_EQ(blocked, plain);
+      continue;
+    }
+    for (size_t i = 0; i < plain.size(); ++i) ASSERT_NEAR(blocked[i], plain[i], 0x1p-7f * std::abs(plain[i]) + 1e-3f) << i;
+    negate_in_place();  // new values behind the same stamp: the copy is still used
+    EXPECT_EQ(product(first), blocked);
+    const std::vector<float> renewed = product(second), renewed_plain = product(0);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      ASSERT_NEAR(renewed[i], renewed_plain[i], 0x1p-7f * std::abs(renewed_plain[i]) + 1e-3f) << i;
+    }
+    negate_in_place();
+  }
+  backend::cpu::BlockedWeights none(0);
+  std::vector<uint16_t> inp(size_t(32) * C), out(size_t(32) * OC);
+  EXPECT_FALSE(none.linear(out.data(), inp.data(), weight.data(), nullptr, 32, C, OC, 7));
+  EXPECT_EQ(none.bytes(), 0u);
 }
 
 // Given the forward pass's losses, the backward pass takes each row's log-sum-exp from them (one

@@ -250,6 +250,39 @@ TEST(Model, Bf16ModelsHoldTheirMatricesAsFp32Halves) {
                {"does not lie inside one decay region"});
 }
 
+// Serving's products may keep rearranged copies of a model's weights, keyed by a stamp the model
+// renews whenever its weights change (ops::Linear::weight_stamp): a bf16 model over a cache,
+// given new parameters or an optimizer step, computes with the new weights: what a model created
+// with them computes.
+TEST(Model, ProductsOverACacheFollowTheWeightsAsTheyChange) {
+  model::ModelConfig config = small_config();
+  config.max_seq_len = 40;
+  auto backend = backend::create_backend("cpu-bf16");
+  auto changed = model::Model::create(*backend, config), fresh = model::Model::create(*backend, config);
+  changed->init_random(1);
+  fresh->init_random(2);
+  const std::vector<int32_t> prompt = random_tokens(32, config.vocab_size, 3);  // 32 rows a product
+  auto prefill = [&](model::Model& m) {
+    model::Generator generator(m, 1, config.max_seq_len);
+    return generator.start(prompt).second;
+  };
+  const std::vector<float> before = prefill(*changed);
+  changed->parameters_from_host(fresh->parameters_to_host());
+  const std::vector<float> expected = prefill(*fresh);
+  EXPECT_NE(before, expected);
+  EXPECT_EQ(prefill(*changed), expected);
+  // An optimizer step changes the weights too.
+  const std::vector<int32_t> x = random_tokens(2 * 8, config.vocab_size, 4), y = random_tokens(2 * 8, config.vocab_size, 5);
+  for (model::Model* m : {changed.get(), fresh.get()}) {
+    m->begin_step();
+    m->forward_backward(x.data(), y.data(), 2, 8);
+    m->finish_step({}, 1e-2f, 1, 1.0f);
+  }
+  const std::vector<float> stepped = prefill(*fresh);
+  EXPECT_NE(stepped, expected);
+  EXPECT_EQ(prefill(*changed), stepped);
+}
+
 // begin_step leaves the gradients unzeroed until each one's first write (model/gradient_ledger.h):
 // a step whose gradient buffer still holds the last step's values must give the gradients of
 // zero_grad + forward + backward, bit for bit, in both families and both CPU precisions.

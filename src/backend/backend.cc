@@ -32,7 +32,7 @@ bool Backend::supports(OpKind, std::span<const DType>) const { return false; }
 
 void Backend::run(const ops::LinearGelu& op) {
   run(ops::Linear{.out = op.pre, .inp = op.inp, .weight = op.weight, .bias = op.bias,
-                  .batch_invariant = op.batch_invariant});
+                  .batch_invariant = op.batch_invariant, .weight_stamp = op.weight_stamp});
   run(ops::Gelu{.out = op.out, .inp = op.pre});
 }
 

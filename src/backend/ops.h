@@ -143,6 +143,11 @@ struct Linear {
   // ignore it; the CPU's fp32 products honour it (one summation order per output whatever the
   // rows, backend/cpu/invariant_linear.cc) at 70-90% of oneDNN's speed for many rows.
   bool batch_invariant = false;
+  // Nonzero: the weight holds the same values whenever an op carries this stamp for it (the model
+  // takes a new stamp whenever it changes its weights: model/weight_stamp.h), so a backend may keep
+  // a rearranged copy of it and reuse that while the stamp stays (cpu-bf16: oneDNN's blocked
+  // layout for a continuous batch's products). Zero: nothing may be assumed.
+  uint64_t weight_stamp = 0;
   template <typename F> void for_each_tensor(F&& f) const {
     f(out, Access::kWrite), f(inp, Access::kRead), f(weight, Access::kRead), f(bias, Access::kRead);
   }
@@ -174,6 +179,7 @@ struct LinearGelu {
   Tensor weight;    // [OC, C]
   Tensor bias;      // [OC], optional
   bool batch_invariant = false;  // as Linear's
+  uint64_t weight_stamp = 0;     // as Linear's
   template <typename F> void for_each_tensor(F&& f) const {
     f(pre, Access::kWrite), f(out, Access::kWrite), f(inp, Access::kRead);
     f(weight, Access::kRead), f(bias, Access::kRead);

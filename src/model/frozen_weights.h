@@ -23,6 +23,7 @@
 #include "model/device_buffer.h"
 #include "model/parameter_layout.h"
 #include "model/safetensors_set.h"
+#include "model/weight_stamp.h"
 
 namespace switchyard::model {
 
@@ -41,9 +42,12 @@ class FrozenWeights {
   const Tensor& tensor(size_t index) const { return tensors_.at(index); }
   // Bytes of weights in memory (mapped ones included) and of those copied.
   int64_t bytes() const { return bytes_; }
+  // The weights' stamp (model/weight_stamp.h): one for their whole life, as they never change.
+  const uint64_t* stamp() const { return &stamp_; }
   int64_t copied_bytes() const { return copied_bytes_; }
 
  private:
+  uint64_t stamp_ = new_weight_stamp();
   // The dtype tensor t takes, and whether it is read in place from the checkpoint.
   struct Plan {
     DType dtype = DType::kF32;

@@ -220,10 +220,12 @@ blocks::ParamRef Model::param(size_t offset, std::initializer_list<int64_t> shap
     ref.value = Tensor::dense(stored.data, stored.dtype, shape);
     ref.value.scales = stored.scales;
     ref.weight = ref.value;
+    ref.stamp = frozen_->stamp();
     return ref;
   }
   params_->view(offset, shape, ref);
   ref.grad = Tensor::dense(grads_.get() + offset, DType::kF32, shape);
+  ref.stamp = params_->stamp();
   return ref;
 }
 
@@ -390,6 +392,7 @@ void Model::update_parameters(const AdamWConfig& adamw, float learning_rate, int
     backend_.run(op);
     moments += r.size();
   }
+  params_->renew_stamp();
 }
 
 void Model::begin_step() {
@@ -434,6 +437,7 @@ Model::StepResult Model::finish_step(const AdamWConfig& adamw, float learning_ra
   if (sync_) {
     sync_->parameters_updated();
     params_->refresh_copy();  // the ranges other replicas updated
+    params_->renew_stamp();
   } else {
     backend_.copy_to_host(host, stats, sizeof(host));
   }

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/fp32_halves.h"
+#include "model/weight_stamp.h"
 
 namespace switchyard::model {
 namespace {
@@ -39,7 +40,7 @@ constexpr size_t kHostChunk = size_t{1} << 20;
 
 ParameterStorage::ParameterStorage(backend::Backend& backend, const ParameterLayout& layout)
     : backend_(backend), form_(form_for(backend)), total_(layout.total()),
-      values_(backend, layout.total()) {
+      values_(backend, layout.total()), stamp_(new_weight_stamp()) {
   if (form_ == Form::kHalves) halves_end_ = layout.decay_end();
   if (form_ == Form::kF32WithCopy) {
     const DType weights = backend_.precision().matmul_weights;
@@ -98,7 +99,10 @@ void ParameterStorage::from_host(const std::vector<float>& values) {
   backend_.copy_to_device(values_.get() + halves_end_, values.data() + halves_end_,
                           (total_ - halves_end_) * sizeof(float));
   refresh_copy();
+  renew_stamp();
 }
+
+void ParameterStorage::renew_stamp() { stamp_ = new_weight_stamp(); }
 
 std::vector<Tensor> ParameterStorage::views(const FloatRange& range) const {
   require(range.begin <= range.end && range.end <= total_ &&

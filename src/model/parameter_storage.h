@@ -58,6 +58,9 @@ class ParameterStorage {
   // Writes the bf16 copy from the fp32 values (kF32WithCopy; nothing in the other forms), after
   // anything but the optimizer has changed the values (collectives).
   void refresh_copy();
+  // The values' stamp (model/weight_stamp.h); renew_stamp() after every change.
+  const uint64_t* stamp() const { return &stamp_; }
+  void renew_stamp();
 
  private:
   uint16_t* high_halves() const { return reinterpret_cast<uint16_t*>(values_.get()); }
@@ -70,6 +73,7 @@ class ParameterStorage {
   size_t halves_end_ = 0;  // floats [0, halves_end_) are held as halves (the decayed region)
   DeviceBuffer values_;
   DeviceBuffer copy_;  // kF32WithCopy's bf16 copy
+  uint64_t stamp_ = 0;
 };
 
 }  // namespace switchyard::model

@@ -1,5 +1,7 @@
 #include "backend/cpu/cpu_bf16_backend.h"
 
+#include "backend/cpu/blocked_weights.h"
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -35,6 +37,9 @@ std::string describe_bf16_units(Bf16Units units) {
   }
   return "no native bf16 products on this CPU: oneDNN emulates them (correct, slower than fp32)";
 }
+
+CpuBf16Backend::CpuBf16Backend() : blocked_(std::make_unique<BlockedWeights>()) {}
+CpuBf16Backend::~CpuBf16Backend() = default;
 
 std::string CpuBf16Backend::description() const {
   return "bf16 mixed precision (bf16 activations, fp32 master weights held as bf16 weights and "

@@ -19,6 +19,7 @@
 // so the math inside (attention, RMSNorm, RoPE, the MoE ops) is fp32.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,8 +35,12 @@ Bf16Units host_bf16_units();
 // "AMX", "AVX-512 BF16 (no AMX)" or a sentence saying that products are emulated.
 std::string describe_bf16_units(Bf16Units units);
 
+class BlockedWeights;
+
 class CpuBf16Backend final : public Backend {
  public:
+  CpuBf16Backend();
+  ~CpuBf16Backend() override;
   std::string name() const override { return "cpu-bf16"; }
   std::string description() const override;
   Precision precision() const override { return {DType::kBF16, DType::kBF16}; }
@@ -80,6 +85,8 @@ class CpuBf16Backend final : public Backend {
   bool native_rowwise(OpKind kind, std::span<const DType> dtypes) const;
 
   CpuBackend host_;
+  // Blocked copies of stamped weights for a continuous batch's products (blocked_weights.h).
+  std::unique_ptr<BlockedWeights> blocked_;
   std::vector<float> scratch_;  // fp32 rows of few-row products (the weight-streaming path)
 };
 

@@ -6,6 +6,7 @@
 
 #include "backend/cpu/attention_kernels.h"
 #include "backend/cpu/bf16_rows.h"
+#include "backend/cpu/blocked_weights.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
@@ -244,6 +245,8 @@ void CpuBf16Backend::run(const ops::Linear& op) {
     float_to_bf16(wide_out, out, static_cast<size_t>(n) * oc);
     return;
   }
+  // A continuous batch over weights that stay put: their blocked copy, where one can be kept.
+  if (blocked_->linear(out, inp, weight, bias, n, c, oc, op.weight_stamp)) return;
   // out = inp @ weight^T: weight [OC, C] read as its transpose.
   bf16_gemm(false, true, n, oc, c, inp, c, weight, c, out, DType::kBF16, oc, false, bias);
 }

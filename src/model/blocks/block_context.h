@@ -3,6 +3,7 @@
 // references.
 #pragma once
 
+#include <cstdint>
 #include <initializer_list>
 
 #include "backend/backend.h"
@@ -22,7 +23,10 @@ namespace ops = backend::ops;
 struct ParamRef {
   Tensor value, grad, weight;
   Tensor low;  // u16, where the value is held as halves; empty otherwise
+  // The model's current stamp for its weights (model/weight_stamp.h), read when an op runs.
+  const uint64_t* stamp = nullptr;
   bool present() const { return !value.empty(); }
+  uint64_t current_stamp() const { return stamp ? *stamp : 0; }
 };
 
 struct BlockContext {
@@ -40,6 +44,11 @@ struct BlockContext {
   // Rows over a cache belong to sequences that must get the same numbers alone or batched with
   // others, so their products are asked to be batch-invariant (ops::Linear::batch_invariant).
   bool batch_invariant() const { return cache != nullptr; }
+  // The stamp a product over `weight` carries: its current one over a cache (serving, whose
+  // weights stay put), none in training, where every step changes them.
+  uint64_t weight_stamp(const ParamRef& weight) const {
+    return cache != nullptr ? weight.current_stamp() : 0;
+  }
   // Zeroes a dense tensor (gradients accumulate, so their buffers start at zero).
   void zero(const Tensor& t) const { backend.fill_zero(t.data, t.bytes()); }
   // A parameter gradient's first write in a step that did not zero them: the op may set it.

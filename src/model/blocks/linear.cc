@@ -4,7 +4,8 @@ namespace switchyard::model::blocks {
 
 void linear_forward(const BlockContext& c, const Linear& l, const Tensor& out, const Tensor& inp) {
   c.backend.run(ops::Linear{.out = out, .inp = inp, .weight = l.weight.weight,
-                            .bias = l.bias.value, .batch_invariant = c.batch_invariant()});
+                            .bias = l.bias.value, .batch_invariant = c.batch_invariant(),
+                            .weight_stamp = c.weight_stamp(l.weight)});
 }
 
 void linear_backward(const BlockContext& c, const Linear& l, const Tensor& dinp, const Tensor& dout,

@@ -6,7 +6,8 @@ void dense_mlp_forward(const BlockContext& c, const DenseMlp& m, const Tensor& o
                        const Tensor& inp, const MlpActivations& acts) {
   c.backend.run(ops::LinearGelu{.pre = acts.pre, .out = acts.act, .inp = inp,
                                 .weight = m.fc.weight.weight, .bias = m.fc.bias.value,
-                                .batch_invariant = c.batch_invariant()});
+                                .batch_invariant = c.batch_invariant(),
+                                .weight_stamp = c.weight_stamp(m.fc.weight)});
   linear_forward(c, m.proj, out, acts.act);
 }
 
