@@ -16,27 +16,33 @@
 namespace switchyard::backend::cpu {
 namespace {
 
-struct Arrays {
-  std::vector<float> p, g, m, v;
-};
-
 // 64-byte-aligned copies live inside over-allocated vectors.
 float* align64(std::vector<float>& storage) {
   auto address = reinterpret_cast<uintptr_t>(storage.data());
   return storage.data() + ((64 - address % 64) % 64) / sizeof(float);
 }
 
+// AdamW's four arrays of n values, 64-byte aligned: a[0] parameters, a[1] gradients, a[2] m (all
+// normal), a[3] v (uniform, positive).
+struct AlignedState {
+  std::vector<float> storage[4];
+  float* a[4];
+  AlignedState(size_t n, Rng& rng) {
+    for (int k = 0; k < 4; ++k) {
+      storage[k].resize(n + 16);
+      a[k] = align64(storage[k]);
+      for (size_t i = 0; i < n; ++i) a[k][i] = k == 3 ? rng.uniform() * 0.01f : rng.normal() * 0.1f;
+    }
+  }
+};
+
 TEST(CpuAdamW, StreamingMatchesThePlainKernel) {
   for (size_t n : {size_t{1}, size_t{7}, size_t{8}, size_t{1003}, size_t{100000}}) {
     Rng rng(n);
-    std::vector<float> s[4], r[4];
-    float* a[4];
-    for (int k = 0; k < 4; ++k) {
-      s[k].resize(n + 16);
-      a[k] = align64(s[k]);
-      for (size_t i = 0; i < n; ++i) a[k][i] = k == 3 ? rng.uniform() * 0.01f : rng.normal() * 0.1f;
-      r[k].assign(a[k], a[k] + n);
-    }
+    AlignedState state(n, rng);
+    float** a = state.a;
+    std::vector<float> r[4];
+    for (int k = 0; k < 4; ++k) r[k].assign(a[k], a[k] + n);
     for (int step = 1; step <= 3; ++step) {
       bool used = adamw_update_streaming(a[0], a[1], a[2], a[3], n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, step, 0.5f);
       adamw_update<float>(r[0].data(), r[1].data(), r[2].data(), r[3].data(), n, 1e-3f, 0.9f, 0.95f,
@@ -59,13 +65,8 @@ TEST(CpuAdamW, StreamingMatchesThePlainKernel) {
 TEST(CpuAdamW, WritesTheBf16CopyOfTheUpdatedParameters) {
   const size_t n = 1003;
   Rng rng(11);
-  std::vector<float> s[4];
-  float* a[4];
-  for (int k = 0; k < 4; ++k) {
-    s[k].resize(n + 16);
-    a[k] = align64(s[k]);
-    for (size_t i = 0; i < n; ++i) a[k][i] = k == 3 ? rng.uniform() * 0.01f : rng.normal() * 0.1f;
-  }
+  AlignedState state(n, rng);
+  float** a = state.a;
   a[0][5] = NAN;  // a NaN parameter in a vector lane
   std::vector<uint16_t> copy(n + 8);
   uint16_t* c = copy.data() + (16 - reinterpret_cast<uintptr_t>(copy.data()) % 16) % 16 / 2;
@@ -95,13 +96,8 @@ TEST(CpuAdamW, HalvesUpdateAsTheFp32ValuesDo) {
   for (size_t offset : {size_t{0}, size_t{3}}) {
     for (size_t n : {size_t{5}, size_t{1003}, size_t{100000}}) {
       Rng rng(n + offset);
-      std::vector<float> s[4];
-      float* a[4];
-      for (int k = 0; k < 4; ++k) {
-        s[k].resize(n + 32);
-        a[k] = align64(s[k]);
-        for (size_t i = 0; i < n; ++i) a[k][i] = k == 3 ? rng.uniform() * 0.01f : rng.normal() * 0.1f;
-      }
+      AlignedState state(n, rng);
+      float** a = state.a;
       std::vector<uint16_t> high(n + offset + 32), low(n + offset + 32);
       uint16_t* h = high.data() + (32 - reinterpret_cast<uintptr_t>(high.data()) % 32) % 32 / 2 + offset;
       uint16_t* l = low.data() + (32 - reinterpret_cast<uintptr_t>(low.data()) % 32) % 32 / 2 + offset;

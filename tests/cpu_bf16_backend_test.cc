@@ -192,6 +192,26 @@ TEST_F(CpuBf16, EmbeddingReadsTablesHeldAsHalves) {
   fp32_positions.position_table = Tensor::dense(positions.data(), DType::kF32, {P, C});
   fp32_positions.position_low = Tensor{};
   expect_error([&] { cpu_->run(fp32_positions); }, {"position_table must be too"});
+  ops::Embedding fp32_table = fp32_positions;
+  fp32_table.table = Tensor::dense(table.data(), DType::kF32, {V, C});
+  fp32_table.table_low = Tensor{};
+  fp32_table.position_low = halves.position_low;
+  expect_error([&] { cpu_->run(fp32_table); }, {"position_low needs a table held as halves"});
+}
+
+// AdamW over halves takes no bf16 copy beside them (the high halves are the bf16 weights).
+TEST_F(CpuBf16, AdamWOverHalvesRefusesACopy) {
+  const int n = 16;
+  std::vector<uint16_t> high(n, 0x3F80), low(n, 0), copy(n);
+  std::vector<float> grads(n, 0.5f), m(n), v(n);
+  const ops::AdamW update{.params = Tensor::dense(high.data(), DType::kBF16, {n}),
+                          .grads = Tensor::dense(grads.data(), DType::kF32, {n}),
+                          .m = Tensor::dense(m.data(), DType::kF32, {n}),
+                          .v = Tensor::dense(v.data(), DType::kF32, {n}),
+                          .params_copy = Tensor::dense(copy.data(), DType::kBF16, {n}),
+                          .params_low = Tensor::dense(low.data(), DType::kU16, {n}),
+                          .step = {.learning_rate = 1e-3f}};
+  expect_error([&] { bf16_->run(update); }, {"adamw", "need no params_copy"});
 }
 
 // An op without a bf16 kernel computes in fp32 over its widened operands: the fp32 reference's

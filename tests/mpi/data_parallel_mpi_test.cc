@@ -77,6 +77,9 @@ TEST(MpiCommunicator, PiecesThatDoNotAddUpAreAnError) {
   std::vector<float> x(10);
   const std::vector<int64_t> counts = dist::even_counts(9, comm->size());
   EXPECT_THROW(comm->reduce_scatter_sum(Tensor::dense(x.data(), DType::kF32, {10}), counts), Error);
+  // 16-bit elements move in gathers and broadcasts but are not summed.
+  std::vector<uint16_t> halves(9);
+  EXPECT_THROW(comm->reduce_scatter_sum(Tensor::dense(halves.data(), DType::kU16, {9}), counts), Error);
 }
 
 // The corpus as byte tokens (the tiny preset's vocabulary), read once.
