@@ -412,6 +412,48 @@ TEST_F(CpuBf16, PagedAttentionReadsTheBf16Cache) {
   EXPECT_LT(out.error(), 4e-3);  // the output's rounding to bf16
 }
 
+// Attention over windows with bf16 q, k, v and out (training, evaluation): each task widens its
+// own heads and runs the fp32 kernel on them, so the results are the fp32 kernel's over the same
+// values, rounded to bf16 where stored as bf16, and the fp32 record, scratch and sinks' gradient
+// are its own. Grouped heads, a window, sinks, and windows longer than the kernel's block of 64
+// query rows; the gradients are added to what the buffers held.
+TEST_F(CpuBf16, AttentionWidensEachTaskHeadsAsTheFp32KernelReadsThem) {
+  const int B = 2, T = 70, H = 4, KV = 2, hd = 16, N = B * T, width = (H + 2 * KV) * hd;
+  const ops::AttentionSpec spec{.heads = H, .kv_heads = KV, .head_dim = hd, .window = 40};
+  const size_t probabilities = size_t(B) * H * T * T;
+  Pair qkv(*bf16_, *cpu_, DType::kBF16, {N, width}, random_values(size_t(N) * width, 30));
+  Pair dqkv(*bf16_, *cpu_, DType::kBF16, {N, width}, random_values(size_t(N) * width, 31));
+  Pair dout(*bf16_, *cpu_, DType::kBF16, {N, H * hd}, random_values(size_t(N) * H * hd, 32));
+  Pair out(*bf16_, *cpu_, DType::kBF16, {N, H * hd}, std::vector<float>(size_t(N) * H * hd));
+  Pair sinks(*bf16_, *cpu_, DType::kF32, {H}, random_values(H, 33));
+  Pair dsinks(*bf16_, *cpu_, DType::kF32, {H}, random_values(H, 34));
+  Pair record(*bf16_, *cpu_, DType::kF32, {int64_t(probabilities)},
+              std::vector<float>(probabilities));
+  Pair scratch(*bf16_, *cpu_, DType::kF32, {int64_t(probabilities)},
+               std::vector<float>(probabilities));
+  for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+    auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+    const Tensor q = heads_view(t(qkv), 0, H, hd), k = heads_view(t(qkv), H * hd, KV, hd),
+                 v = heads_view(t(qkv), (H + KV) * hd, KV, hd);
+    const ops::Attention forward{.out = t(out), .record = t(record), .q = q, .k = k, .v = v,
+                                 .sinks = t(sinks), .batch = B, .seq = T, .spec = spec};
+    EXPECT_EQ(backend->supports(forward), true) << backend->name();
+    backend->run(forward);
+    const ops::AttentionBackward backward{
+        .dq = heads_view(t(dqkv), 0, H, hd), .dk = heads_view(t(dqkv), H * hd, KV, hd),
+        .dv = heads_view(t(dqkv), (H + KV) * hd, KV, hd), .dsinks = t(dsinks),
+        .scratch = t(scratch), .dout = t(dout), .out = t(out), .record = t(record), .q = q,
+        .k = k, .v = v, .sinks = t(sinks), .batch = B, .seq = T, .spec = spec};
+    EXPECT_EQ(backend->supports(backward), true) << backend->name();
+    backend->run(backward);
+  }
+  EXPECT_EQ(record.gpu.read(), record.cpu.read());
+  EXPECT_EQ(out.gpu.read(), rounded_to_bf16(out.cpu.read()));
+  EXPECT_EQ(scratch.gpu.read(), scratch.cpu.read());
+  EXPECT_EQ(dqkv.gpu.read(), rounded_to_bf16(dqkv.cpu.read()));
+  EXPECT_LT(dsinks.error(), 1e-6);  // the windows' shares are added as their tasks finish
+}
+
 // A frozen fp32 checkpoint served in bf16: fp32 weights with bf16 activations take the fp32
 // product over widened rows.
 TEST_F(CpuBf16, LinearTakesFp32WeightsToo) {

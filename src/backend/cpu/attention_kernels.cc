@@ -6,9 +6,6 @@ namespace switchyard::backend::cpu {
 
 SWITCHYARD_CPU_ATTENTION_INSTANCES(, float)
 SWITCHYARD_CPU_ATTENTION_INSTANCES(, double)
-template void paged_attention<float, uint16_t>(float*, const float*, const uint16_t*,
-                                               const uint16_t*, const int32_t*, const int32_t*,
-                                               const int32_t*, const float*, const PagedGeometry&,
-                                               float);
+SWITCHYARD_CPU_BF16_ATTENTION_INSTANCES()
 
 }  // namespace switchyard::backend::cpu

@@ -11,7 +11,8 @@
 // instead, as decoding does), the cross-entropy over bf16 logits a row at a time (logits are the
 // largest activations: widening them whole would double the step's peak memory), and the paged KV
 // cache kept in bf16 (paged attention widens each key and value as it reads it, so a decode step
-// reads the cache's bf16 bytes, not an fp32 copy of the whole pool). LayerNorm, GELU and the
+// reads the cache's bf16 bytes, not an fp32 copy of the whole pool); attention over windows
+// widens each task's heads (in L1 and L2) and runs the fp32 kernel on them. LayerNorm, GELU and the
 // residual adds, forward and backward (cpu_bf16_rowwise.cc), run the fp32 kernels over chunks a
 // thread widens into L1 and narrows back. Every other op runs CpuBackend's fp32 kernels: directly
 // where its operands are fp32 (the optimizer, gradient norms), otherwise over fp32 copies of its
@@ -70,6 +71,10 @@ class CpuBf16Backend final : public Backend {
   void run(const ops::Embedding& op) override;
   void run(const ops::KvCacheWrite& op) override;
   void run(const ops::PagedAttention& op) override;
+  // Attention over windows (training, evaluation) over bf16 q, k, v and out, each task widening
+  // its own heads: the math is CpuBackend's fp32 kernel's.
+  void run(const ops::Attention& op) override;
+  void run(const ops::AttentionBackward& op) override;
   void run(const ops::CrossEntropy& op) override;
   void run(const ops::CrossEntropyBackward& op) override;
   // cpu_bf16_rowwise.cc: the fp32 kernels over L1-sized widened chunks of bf16 activations.

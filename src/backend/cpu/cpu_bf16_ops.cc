@@ -41,6 +41,24 @@ bool paged_in_bf16(std::span<const DType> d) {
          d[6] == DType::kI32 && d[7] == DType::kF32;
 }
 
+// out, record, q, k, v, sinks (ops.h Attention)
+bool attention_in_bf16(std::span<const DType> d) {
+  return d.size() == 6 && d[0] == DType::kBF16 && d[1] == DType::kF32 && d[2] == DType::kBF16 &&
+         d[3] == DType::kBF16 && d[4] == DType::kBF16 && d[5] == DType::kF32;
+}
+
+// dq, dk, dv, dsinks, scratch, dout, out, record, q, k, v, sinks (ops.h AttentionBackward); out
+// is not read here, so it may be absent.
+bool attention_backward_in_bf16(std::span<const DType> d) {
+  if (d.size() != 12) return false;
+  for (size_t i : {0, 1, 2, 5, 8, 9, 10}) {
+    if (d[i] != DType::kBF16) return false;
+  }
+  return d[3] == DType::kF32 && d[4] == DType::kF32 &&
+         (d[6] == DType::kBF16 || d[6] == DType::kF32) && d[7] == DType::kF32 &&
+         d[11] == DType::kF32;
+}
+
 // out, ids, table, position_ids, position_table, table_low, position_low (ops.h Embedding): bf16
 // rows from tables held as fp32 halves, the position table absent (read as fp32) or halves too.
 bool embedding_in_halves(std::span<const DType> d) {
@@ -108,6 +126,8 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
            }) && dtypes[4] == DType::kI32;
   }
   if (kind == OpKind::kPagedAttention) return paged_in_bf16(dtypes);
+  if (kind == OpKind::kAttention) return attention_in_bf16(dtypes);
+  if (kind == OpKind::kAttentionBackward) return attention_backward_in_bf16(dtypes);
   if (kind == OpKind::kEmbedding) return embedding_in_halves(dtypes);
   if (native_rowwise(kind, dtypes)) return true;
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
@@ -145,6 +165,37 @@ void CpuBf16Backend::run(const ops::KvCacheWrite& op) {
                  static_cast<const uint16_t*>(op.v.data), op.v.strides[0],
                  static_cast<const int32_t*>(op.slots.data), shape.rows, shape.kv_heads,
                  shape.head_dim);
+}
+
+void CpuBf16Backend::run(const ops::Attention& op) {
+  if (!supports(op)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const AttentionOperands a =
+      check_attention(op, DType::kBF16, attention_record_floats(op.spec, op.batch, op.seq));
+  attention_forward(static_cast<uint16_t*>(op.out.data), static_cast<float*>(op.record.data),
+                    static_cast<const uint16_t*>(op.q.data), static_cast<const uint16_t*>(op.k.data),
+                    static_cast<const uint16_t*>(op.v.data), a.sinks, a.geometry,
+                    op.spec.effective_scale());
+}
+
+void CpuBf16Backend::run(const ops::AttentionBackward& op) {
+  if (!supports(op)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const AttentionOperands a = check_attention_backward(
+      op, DType::kBF16, attention_record_floats(op.spec, op.batch, op.seq));
+  attention_backward(static_cast<uint16_t*>(op.dq.data), static_cast<uint16_t*>(op.dk.data),
+                     static_cast<uint16_t*>(op.dv.data), a.dsinks,
+                     static_cast<float*>(op.scratch.data), static_cast<const uint16_t*>(op.dout.data),
+                     static_cast<const float*>(op.record.data),
+                     static_cast<const uint16_t*>(op.q.data), static_cast<const uint16_t*>(op.k.data),
+                     static_cast<const uint16_t*>(op.v.data), a.sinks, a.geometry,
+                     op.spec.effective_scale());
 }
 
 // The fp32 kernel reading the bf16 cache in place (widening each key and value as it reads it):

@@ -229,58 +229,72 @@ void CpuBackend::run(const ops::Cast& op) {
 
 // ---- attention ----
 
-void CpuBackend::run(const ops::Attention& op) {
-  adapt_threads();
+AttentionOperands check_attention(const ops::Attention& op, DType dtype, size_t record_floats) {
   const char* name = "attention";
   require_attention_spec(op.spec, "cpu", name);
   const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
   const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
-  require_heads_view(op.q, N, H, hd, name, "q");
-  require_heads_view(op.k, N, KV, hd, name, "k");
-  require_heads_view(op.v, N, KV, hd, name, "v");
-  const int64_t ldo = output_stride(op.out, N, H * hd, name, "out");
-  require(op.record.numel() >= static_cast<int64_t>(attention_record_floats(op.spec, op.batch, op.seq)),
+  require_heads_view(op.q, N, H, hd, name, "q", dtype);
+  require_heads_view(op.k, N, KV, hd, name, "k", dtype);
+  require_heads_view(op.v, N, KV, hd, name, "v", dtype);
+  const int64_t ldo = output_stride(op.out, N, H * hd, name, "out", dtype);
+  require(op.record.numel() >= static_cast<int64_t>(record_floats),
           "cpu attention: the record must hold [batch, heads, seq, seq] fp32, got {}",
           op.record.describe());
+  f32(op.record, name, "record");
   const float* sinks = optional_f32(op.sinks, name, "sinks");
   if (sinks) require_numel(op.sinks, H, name, "sinks");
-  attention_forward(static_cast<float*>(op.out.data), f32(op.record, name, "record"),
+  return {geometry(op.spec, op.batch, op.seq, op.q, op.k, op.v, ldo), sinks, nullptr};
+}
+
+AttentionOperands check_attention_backward(const ops::AttentionBackward& op, DType dtype,
+                                           size_t record_floats) {
+  const char* name = "attention_backward";
+  require_attention_spec(op.spec, "cpu", name);
+  const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
+  const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
+  require_heads_view(op.q, N, H, hd, name, "q", dtype);
+  require_heads_view(op.k, N, KV, hd, name, "k", dtype);
+  require_heads_view(op.v, N, KV, hd, name, "v", dtype);
+  require_heads_view(op.dq, N, H, hd, name, "dq", dtype);
+  require_heads_view(op.dk, N, KV, hd, name, "dk", dtype);
+  require_heads_view(op.dv, N, KV, hd, name, "dv", dtype);
+  require(op.dq.strides[0] == op.q.strides[0] && op.dk.strides[0] == op.k.strides[0] &&
+              op.dv.strides[0] == op.v.strides[0],
+          "cpu attention_backward: dq, dk, dv must be laid out as q, k, v");
+  const int64_t ldo = output_stride(op.dout, N, H * hd, name, "dout", dtype);
+  require(op.record.numel() >= static_cast<int64_t>(record_floats) &&
+              op.scratch.numel() >= static_cast<int64_t>(record_floats),
+          "cpu attention_backward: record and scratch must hold [batch, heads, seq, seq] fp32");
+  f32(op.record, name, "record");
+  f32(op.scratch, name, "scratch");
+  const float* sinks = optional_f32(op.sinks, name, "sinks");
+  float* dsinks = optional_f32(op.dsinks, name, "dsinks");
+  require(!sinks || (op.sinks.numel() == H && dsinks && op.dsinks.numel() == H),
+          "cpu attention_backward: sinks and dsinks must both hold {} values", H);
+  return {geometry(op.spec, op.batch, op.seq, op.q, op.k, op.v, ldo), sinks, dsinks};
+}
+
+void CpuBackend::run(const ops::Attention& op) {
+  adapt_threads();
+  const AttentionOperands a =
+      check_attention(op, DType::kF32, attention_record_floats(op.spec, op.batch, op.seq));
+  attention_forward(static_cast<float*>(op.out.data), static_cast<float*>(op.record.data),
                     static_cast<const float*>(op.q.data), static_cast<const float*>(op.k.data),
-                    static_cast<const float*>(op.v.data), sinks,
-                    geometry(op.spec, op.batch, op.seq, op.q, op.k, op.v, ldo),
+                    static_cast<const float*>(op.v.data), a.sinks, a.geometry,
                     op.spec.effective_scale());
 }
 
 void CpuBackend::run(const ops::AttentionBackward& op) {
   adapt_threads();
-  const char* name = "attention_backward";
-  require_attention_spec(op.spec, "cpu", name);
-  const int64_t N = static_cast<int64_t>(op.batch) * op.seq;
-  const int H = op.spec.heads, KV = op.spec.kv_heads, hd = op.spec.head_dim;
-  require_heads_view(op.q, N, H, hd, name, "q");
-  require_heads_view(op.k, N, KV, hd, name, "k");
-  require_heads_view(op.v, N, KV, hd, name, "v");
-  require_heads_view(op.dq, N, H, hd, name, "dq");
-  require_heads_view(op.dk, N, KV, hd, name, "dk");
-  require_heads_view(op.dv, N, KV, hd, name, "dv");
-  require(op.dq.strides[0] == op.q.strides[0] && op.dk.strides[0] == op.k.strides[0] &&
-              op.dv.strides[0] == op.v.strides[0],
-          "cpu attention_backward: dq, dk, dv must be laid out as q, k, v");
-  const int64_t ldo = output_stride(op.dout, N, H * hd, name, "dout");
-  const size_t probabilities = attention_record_floats(op.spec, op.batch, op.seq);
-  require(op.record.numel() >= static_cast<int64_t>(probabilities) &&
-              op.scratch.numel() >= static_cast<int64_t>(probabilities),
-          "cpu attention_backward: record and scratch must hold [batch, heads, seq, seq] fp32");
-  const float* sinks = optional_f32(op.sinks, name, "sinks");
-  float* dsinks = optional_f32(op.dsinks, name, "dsinks");
-  require(!sinks || (op.sinks.numel() == H && dsinks && op.dsinks.numel() == H),
-          "cpu attention_backward: sinks and dsinks must both hold {} values", H);
+  const AttentionOperands a = check_attention_backward(
+      op, DType::kF32, attention_record_floats(op.spec, op.batch, op.seq));
   attention_backward(static_cast<float*>(op.dq.data), static_cast<float*>(op.dk.data),
-                     static_cast<float*>(op.dv.data), dsinks, f32(op.scratch, name, "scratch"),
-                     static_cast<const float*>(op.dout.data), f32(op.record, name, "record"),
+                     static_cast<float*>(op.dv.data), a.dsinks, static_cast<float*>(op.scratch.data),
+                     static_cast<const float*>(op.dout.data),
+                     static_cast<const float*>(op.record.data),
                      static_cast<const float*>(op.q.data), static_cast<const float*>(op.k.data),
-                     static_cast<const float*>(op.v.data), sinks,
-                     geometry(op.spec, op.batch, op.seq, op.q, op.k, op.v, ldo),
+                     static_cast<const float*>(op.v.data), a.sinks, a.geometry,
                      op.spec.effective_scale());
 }
 

@@ -98,6 +98,19 @@ struct KvCacheWriteShape {
 KvCacheWriteShape check_kv_cache_write(const ops::KvCacheWrite& op, DType dtype);
 PagedGeometry check_paged_attention(const ops::PagedAttention& op, DType dtype);
 
+// The windowed attention ops' operands checked, as their kernels take them (defined in
+// cpu_ops.cc): q, k, v and out (dq, dk, dv, dout) of `dtype` (fp32; bf16 in bf16 mode), the record
+// (and scratch) fp32 of at least record_floats values, sinks (and dsinks) fp32 of heads values
+// when present.
+struct AttentionOperands {
+  AttentionGeometry geometry;
+  const float* sinks = nullptr;
+  float* dsinks = nullptr;
+};
+AttentionOperands check_attention(const ops::Attention& op, DType dtype, size_t record_floats);
+AttentionOperands check_attention_backward(const ops::AttentionBackward& op, DType dtype,
+                                           size_t record_floats);
+
 // p[0..n) holds every index of [0, n) exactly once.
 void require_permutation(const int32_t* p, int64_t n, const char* op, const char* what);
 
