@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backend/cpu/bf16_dot_linear.h"
 #include "backend/cpu/cpu_kernels.h"
 #include "core/dtype.h"
 #include "core/rng.h"
@@ -22,6 +23,8 @@
 namespace {
 
 using switchyard::backend::cpu::batch_invariant_linear;
+using switchyard::backend::cpu::bf16_dot_linear;
+using switchyard::backend::cpu::bf16_dot_linear_available;
 using switchyard::backend::cpu::matmul_forward;
 using switchyard::backend::cpu::WeightMatrix;
 
@@ -97,6 +100,27 @@ void InvariantLinearBf16(benchmark::State& state) {
       });
 }
 
+// cpu-bf16's decoding product (bf16_dot_linear.h): bf16 inputs (the fp32 inputs rounded) and
+// outputs, the weights through the bf16 dot-product instruction, at 1 to 4 rows.
+void DotLinearBf16(benchmark::State& state) {
+  if (!bf16_dot_linear_available()) {
+    state.SkipWithError("this build's CPU kernels have no AVX-512 BF16");
+    return;
+  }
+  std::vector<uint16_t> inp_bits, out_bits;
+  time_streamed_product<uint16_t>(
+      state, [&](float*, const float* inp, const uint16_t* weights, int N, int C, int OC) {
+        if (inp_bits.empty()) {
+          inp_bits.resize(static_cast<size_t>(N) * C);
+          for (size_t i = 0; i < inp_bits.size(); ++i) {
+            inp_bits[i] = switchyard::narrow_to_bf16_bits(inp[i]);
+          }
+          out_bits.resize(static_cast<size_t>(N) * OC);
+        }
+        bf16_dot_linear(out_bits.data(), inp_bits.data(), weights, nullptr, N, C, OC);
+      });
+}
+
 void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
   for (int rows : {1, 8, 16, 24, 32, 48, 64}) {
     b->Args({rows, 768, 2304});    // attention q, k, v
@@ -108,6 +132,12 @@ void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(InvariantLinear)->Apply(Gpt2DecodeShapes)->ArgNames({"N", "C", "OC"})->UseRealTime();
 BENCHMARK(InvariantLinearBf16)->Apply(Gpt2DecodeShapes)->ArgNames({"N", "C", "OC"})->UseRealTime();
+BENCHMARK(DotLinearBf16)
+    ->ArgsProduct({{1, 4}, {768}, {2304, 3072, 50257}})
+    ->Args({1, 3072, 768})
+    ->Args({4, 3072, 768})
+    ->ArgNames({"N", "C", "OC"})
+    ->UseRealTime();
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "backend/cpu/attention_kernels.h"
+#include "backend/cpu/bf16_dot_linear.h"
 #include "backend/cpu/bf16_rows.h"
 #include "backend/cpu/blocked_weights.h"
 #include "backend/cpu/cpu_bf16_backend.h"
@@ -284,9 +285,14 @@ void CpuBf16Backend::run(const ops::Linear& op) {
   const uint16_t* weight = bf16(op.weight, name, "weight");
   uint16_t* out = const_cast<uint16_t*>(bf16(op.out, name, "out"));
   if (n == 0 || oc == 0) return;
+  if (n <= kGemvMaxRows && bf16_dot_linear_available()) {
+    // Decoding: the weights streamed once through the bf16 dot-product instruction.
+    bf16_dot_linear(out, inp, weight, bias, n, c, oc);
+    return;
+  }
   if (n <= kGemvMaxRows || c == 0) {
-    // Decoding: stream the bf16 weights once (the batch-invariant product, which also takes
-    // empty rows) over the few rows widened to fp32.
+    // Decoding without that instruction: stream the bf16 weights once (the batch-invariant
+    // product, which also takes empty rows) over the few rows widened to fp32.
     scratch_.resize(static_cast<size_t>(n) * (c + oc));
     float* wide_inp = scratch_.data();
     float* wide_out = wide_inp + static_cast<size_t>(n) * c;

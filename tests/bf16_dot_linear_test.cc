@@ -1,0 +1,84 @@
+// cpu-bf16's decoding product (bf16_dot_linear.h) against a double-precision reference over the
+// same bf16 values: within fp32 summation's error and one rounding to bf16; a row's result the
+// same alone and among others; the tail of a row shorter than a vector and outputs past the last
+// whole tile included.
+#include "backend/cpu/bf16_dot_linear.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace switchyard::backend::cpu {
+namespace {
+
+std::vector<uint16_t> random_bf16(size_t n, unsigned seed, float scale) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<uint16_t> bits(n);
+  for (uint16_t& b : bits) b = narrow_to_bf16_bits(normal(gen));
+  return bits;
+}
+
+class Bf16DotLinear : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!bf16_dot_linear_available()) {
+      GTEST_SKIP() << "this build's CPU kernels have no AVX-512 BF16";
+    }
+  }
+};
+
+TEST_F(Bf16DotLinear, MatchesTheExactProductWithinOneBf16Rounding) {
+  for (const auto [N, C, OC] : {std::array{1, 768, 45}, std::array{2, 70, 37}, std::array{3, 31, 13},
+                                std::array{4, 96, 50}, std::array{1, 0, 5}}) {
+    const std::vector<uint16_t> inp = random_bf16(size_t(N) * C, 1, 1.0f);
+    const std::vector<uint16_t> weight = random_bf16(size_t(OC) * C, 2, 0.1f);
+    std::vector<float> bias(OC);
+    for (int o = 0; o < OC; ++o) bias[o] = 0.01f * static_cast<float>(o - OC / 2);
+    for (const bool with_bias : {false, true}) {
+      std::vector<uint16_t> out(size_t(N) * OC, 0xFFFF);
+      bf16_dot_linear(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N,
+                      C, OC);
+      for (int n = 0; n < N; ++n) {
+        for (int o = 0; o < OC; ++o) {
+          double exact = with_bias ? bias[o] : 0.0, magnitude = std::fabs(exact);
+          for (int c = 0; c < C; ++c) {
+            const double p = double(widen_bf16_bits(inp[size_t(n) * C + c])) *
+                             double(widen_bf16_bits(weight[size_t(o) * C + c]));
+            exact += p;
+            magnitude += std::fabs(p);
+          }
+          const double got = widen_bf16_bits(out[size_t(n) * OC + o]);
+          // fp32 sums of C + 1 terms, then one rounding to bf16 (2^-9 relative).
+          const double bound = std::fabs(exact) * std::ldexp(1.0, -8) +
+                               magnitude * (C + 2) * std::ldexp(1.0, -23);
+          EXPECT_LE(std::fabs(got - exact), bound)
+              << "N " << N << " C " << C << " row " << n << " output " << o;
+        }
+      }
+    }
+  }
+}
+
+TEST_F(Bf16DotLinear, ARowGetsTheSameBitsAloneOrAmongOthers) {
+  const int C = 200, OC = 29;
+  const std::vector<uint16_t> inp = random_bf16(size_t(4) * C, 3, 1.0f);
+  const std::vector<uint16_t> weight = random_bf16(size_t(OC) * C, 4, 0.1f);
+  std::vector<uint16_t> together(size_t(4) * OC);
+  bf16_dot_linear(together.data(), inp.data(), weight.data(), nullptr, 4, C, OC);
+  for (int n = 0; n < 4; ++n) {
+    std::vector<uint16_t> alone(OC);
+    bf16_dot_linear(alone.data(), inp.data() + size_t(n) * C, weight.data(), nullptr, 1, C, OC);
+    EXPECT_EQ(alone, std::vector<uint16_t>(together.begin() + size_t(n) * OC,
+                                           together.begin() + size_t(n + 1) * OC))
+        << "row " << n;
+  }
+}
+
+}  // namespace
+}  // namespace switchyard::backend::cpu
