@@ -122,7 +122,7 @@ void DotLinearBf16(benchmark::State& state) {
 }
 
 void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
-  for (int rows : {1, 8, 16, 24, 32, 48, 64}) {
+  for (int rows : {1, 4, 8, 16, 24, 32, 48, 64}) {
     b->Args({rows, 768, 2304});    // attention q, k, v
     b->Args({rows, 768, 3072});    // MLP up
     b->Args({rows, 3072, 768});    // MLP down
