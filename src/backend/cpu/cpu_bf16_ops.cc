@@ -12,6 +12,7 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
 #include "backend/cpu/thread_adapter.h"
+#include "backend/cpu/windowed_attention.h"
 #include "backend/host_fallback.h"
 
 namespace switchyard::backend::cpu {
@@ -174,12 +175,8 @@ void CpuBf16Backend::run(const ops::Attention& op) {
     return;
   }
   adapt_threads();
-  const AttentionOperands a =
-      check_attention(op, DType::kBF16, attention_record_floats(op.spec, op.batch, op.seq));
-  attention_forward(static_cast<uint16_t*>(op.out.data), static_cast<float*>(op.record.data),
-                    static_cast<const uint16_t*>(op.q.data), static_cast<const uint16_t*>(op.k.data),
-                    static_cast<const uint16_t*>(op.v.data), a.sinks, a.geometry,
-                    op.spec.effective_scale());
+  run_windowed_attention<uint16_t>(op, DType::kBF16,
+                                   attention_record_floats(op.spec, op.batch, op.seq));
 }
 
 void CpuBf16Backend::run(const ops::AttentionBackward& op) {
@@ -188,15 +185,8 @@ void CpuBf16Backend::run(const ops::AttentionBackward& op) {
     return;
   }
   adapt_threads();
-  const AttentionOperands a = check_attention_backward(
-      op, DType::kBF16, attention_record_floats(op.spec, op.batch, op.seq));
-  attention_backward(static_cast<uint16_t*>(op.dq.data), static_cast<uint16_t*>(op.dk.data),
-                     static_cast<uint16_t*>(op.dv.data), a.dsinks,
-                     static_cast<float*>(op.scratch.data), static_cast<const uint16_t*>(op.dout.data),
-                     static_cast<const float*>(op.record.data),
-                     static_cast<const uint16_t*>(op.q.data), static_cast<const uint16_t*>(op.k.data),
-                     static_cast<const uint16_t*>(op.v.data), a.sinks, a.geometry,
-                     op.spec.effective_scale());
+  run_windowed_attention_backward<uint16_t>(op, DType::kBF16,
+                                            attention_record_floats(op.spec, op.batch, op.seq));
 }
 
 // The fp32 kernel reading the bf16 cache in place (widening each key and value as it reads it):

@@ -8,6 +8,7 @@
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/operand_checks.h"
 #include "backend/cpu/thread_adapter.h"
+#include "backend/cpu/windowed_attention.h"
 #include "backend/gradient_clipping.h"
 #include "core/error.h"
 
@@ -277,25 +278,14 @@ AttentionOperands check_attention_backward(const ops::AttentionBackward& op, DTy
 
 void CpuBackend::run(const ops::Attention& op) {
   adapt_threads();
-  const AttentionOperands a =
-      check_attention(op, DType::kF32, attention_record_floats(op.spec, op.batch, op.seq));
-  attention_forward(static_cast<float*>(op.out.data), static_cast<float*>(op.record.data),
-                    static_cast<const float*>(op.q.data), static_cast<const float*>(op.k.data),
-                    static_cast<const float*>(op.v.data), a.sinks, a.geometry,
-                    op.spec.effective_scale());
+  run_windowed_attention<float>(op, DType::kF32,
+                                attention_record_floats(op.spec, op.batch, op.seq));
 }
 
 void CpuBackend::run(const ops::AttentionBackward& op) {
   adapt_threads();
-  const AttentionOperands a = check_attention_backward(
-      op, DType::kF32, attention_record_floats(op.spec, op.batch, op.seq));
-  attention_backward(static_cast<float*>(op.dq.data), static_cast<float*>(op.dk.data),
-                     static_cast<float*>(op.dv.data), a.dsinks, static_cast<float*>(op.scratch.data),
-                     static_cast<const float*>(op.dout.data),
-                     static_cast<const float*>(op.record.data),
-                     static_cast<const float*>(op.q.data), static_cast<const float*>(op.k.data),
-                     static_cast<const float*>(op.v.data), a.sinks, a.geometry,
-                     op.spec.effective_scale());
+  run_windowed_attention_backward<float>(op, DType::kF32,
+                                         attention_record_floats(op.spec, op.batch, op.seq));
 }
 
 void CpuBackend::run(const ops::AttentionDecode& op) {
