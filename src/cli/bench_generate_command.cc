@@ -18,6 +18,7 @@
 
 #include "backend/simulated_span.h"
 #include "cli/bench_output.h"
+#include "cli/heap_settings.h"
 #include "cli/model_source.h"
 #include "cli/simulated_collectives.h"
 #include "core/dtype.h"
@@ -232,6 +233,7 @@ void report_host(const GenerateFlags& f, const OpenedModel& opened, const Decode
 }
 
 void run_bench_generate(const GenerateFlags& f) {
+  keep_freed_memory_for_reuse();
   ModelSource source = f.source;
   source.inference_only = true;
   OpenedModel opened = open_model(source, /*load_tokenizer=*/false);

@@ -5,7 +5,6 @@
 // thread waits for SIGINT or SIGTERM. Then the server stops accepting connections, the requests in flight
 // get --shutdown-timeout seconds to finish, those still running are cancelled (their clients get
 // finish_reason "abort"), and the process exits 0.
-#include <malloc.h>
 #include <signal.h>
 
 #include <atomic>
@@ -17,6 +16,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/heap_settings.h"
 #include "cli/model_source.h"
 #include "cli/stop_signals.h"
 #include "core/error.h"
@@ -54,16 +54,6 @@ class ScopedThread {
  private:
   std::thread thread_;
 };
-
-// Every engine step allocates and frees host vectors of megabytes (the logits of each sequence
-// that samples, widened from bf16). glibc returns such memory at the top of its heap to the system
-// when freed and takes it back, page fault by page fault, on the next step: in some processes, by
-// where those blocks happen to lie, that doubled a step at 32 sequences. Keeping freed memory
-// (up to a bound) and serving these sizes from the heap avoids it.
-void keep_freed_memory_for_reuse() {
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-}
 
 void run_serve(ServeFlags flags) {
   keep_freed_memory_for_reuse();
