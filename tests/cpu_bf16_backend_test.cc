@@ -2,6 +2,7 @@
 // streaming for few), the ops it runs over widened copies, and what it says about itself.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <random>
@@ -197,6 +198,46 @@ TEST_F(CpuBf16, EmbeddingReadsTablesHeldAsHalves) {
   fp32_table.table_low = Tensor{};
   fp32_table.position_low = halves.position_low;
   expect_error([&] { cpu_->run(fp32_table); }, {"position_low needs a table held as halves"});
+}
+
+// A frozen checkpoint's bf16 tables, without low halves, are read where they lie: a row is the
+// table's bf16 row as it is; with a bf16 position table, the two widened, added in fp32 and
+// rounded once, as the fp32 reference over the widened tables gives.
+TEST_F(CpuBf16, EmbeddingReadsFrozenBf16TablesInPlace) {
+  const int V = 50, P = 16, C = 72, N = 5;
+  std::vector<uint16_t> table(size_t(V) * C), positions(size_t(P) * C);
+  const std::vector<float> table_values = random_values(table.size(), 22);
+  const std::vector<float> position_values = random_values(positions.size(), 23);
+  for (size_t i = 0; i < table.size(); ++i) table[i] = float_to_bf16(table_values[i]);
+  for (size_t i = 0; i < positions.size(); ++i) positions[i] = float_to_bf16(position_values[i]);
+  const std::vector<int32_t> ids{0, 49, 3, 3, 17}, position_ids{0, 1, 2, 15, 0};
+  std::vector<uint16_t> rows(size_t(N) * C);
+  ops::Embedding op{.out = Tensor::dense(rows.data(), DType::kBF16, {N, C}),
+                    .ids = Tensor::dense(ids.data(), DType::kI32, {N}),
+                    .table = Tensor::dense(table.data(), DType::kBF16, {V, C})};
+  EXPECT_TRUE(bf16_->supports(op));
+  bf16_->run(op);
+  for (int n = 0; n < N; ++n) {
+    EXPECT_TRUE(std::equal(rows.begin() + size_t(n) * C, rows.begin() + size_t(n + 1) * C,
+                           table.begin() + size_t(ids[n]) * C))
+        << "row " << n;
+  }
+
+  op.position_ids = Tensor::dense(position_ids.data(), DType::kI32, {N});
+  op.position_table = Tensor::dense(positions.data(), DType::kBF16, {P, C});
+  EXPECT_TRUE(bf16_->supports(op));
+  bf16_->run(op);
+  std::vector<float> wide_table(table.size()), wide_positions(positions.size()), expected(size_t(N) * C);
+  bf16_to_float(table.data(), wide_table.data(), table.size());
+  bf16_to_float(positions.data(), wide_positions.data(), positions.size());
+  cpu_->run(ops::Embedding{.out = Tensor::dense(expected.data(), DType::kF32, {N, C}),
+                           .ids = op.ids,
+                           .table = Tensor::dense(wide_table.data(), DType::kF32, {V, C}),
+                           .position_ids = op.position_ids,
+                           .position_table = Tensor::dense(wide_positions.data(), DType::kF32, {P, C})});
+  std::vector<float> widened(rows.size());
+  bf16_to_float(rows.data(), widened.data(), rows.size());
+  EXPECT_EQ(widened, rounded_to_bf16(expected));
 }
 
 // AdamW over halves takes no bf16 copy beside them (the high halves are the bf16 weights).

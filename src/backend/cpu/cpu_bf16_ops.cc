@@ -62,14 +62,16 @@ bool attention_backward_in_bf16(std::span<const DType> d) {
 }
 
 // out, ids, table, position_ids, position_table, table_low, position_low (ops.h Embedding): bf16
-// rows from tables held as fp32 halves, the position table absent (read as fp32) or halves too.
-bool embedding_in_halves(std::span<const DType> d) {
+// rows from bf16 tables, held as fp32 halves (a trained model's: the low halves u16) or as bf16
+// alone (a frozen checkpoint's, low halves absent); the position table absent or in the table's
+// form.
+bool embedding_of_bf16_tables(std::span<const DType> d) {
   if (d.size() != 7 || d[0] != DType::kBF16 || d[1] != DType::kI32 || d[2] != DType::kBF16 ||
-      d[5] != DType::kU16) {
+      (d[5] != DType::kU16 && d[5] != DType::kF32)) {
     return false;
   }
   const bool no_positions = d[3] == DType::kF32 && d[4] == DType::kF32 && d[6] == DType::kF32;
-  return no_positions || (d[3] == DType::kI32 && d[4] == DType::kBF16 && d[6] == DType::kU16);
+  return no_positions || (d[3] == DType::kI32 && d[4] == DType::kBF16 && d[6] == d[5]);
 }
 
 // dbias[OC] += column sums of dout[N, OC] (bf16), in fp32 (`=` when overwrite): threads take blocks
@@ -130,7 +132,7 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
   if (kind == OpKind::kPagedAttention) return paged_in_bf16(dtypes);
   if (kind == OpKind::kAttention) return attention_in_bf16(dtypes);
   if (kind == OpKind::kAttentionBackward) return attention_backward_in_bf16(dtypes);
-  if (kind == OpKind::kEmbedding) return embedding_in_halves(dtypes);
+  if (kind == OpKind::kEmbedding) return embedding_of_bf16_tables(dtypes);
   if (native_rowwise(kind, dtypes)) return true;
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
     return dtypes.size() == 3 && dtypes[0] == DType::kF32 && dtypes[1] == DType::kBF16 &&
@@ -143,16 +145,26 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
   return false;
 }
 
+// Rows of the bf16 tables, summed with the position table's in fp32 and rounded once: a frozen
+// checkpoint's table is read where it lies (widening it whole, 1.2 GB for gpt-oss, would cost
+// seconds a token).
 void CpuBf16Backend::run(const ops::Embedding& op) {
   if (!supports(op)) {
     run_on_host(op);
     return;
   }
+  const char* name = "embedding";
   const EmbeddingShape s = check_embedding(op);
   const std::optional<EmbeddingHalves> halves = embedding_halves(op);
-  require(halves.has_value(), "cpu-bf16 embedding: the tables' low halves are missing");
-  embedding_forward_halves(nullptr, dense<uint16_t>(op.out, DType::kBF16, "embedding", "out"),
-                           s.ids, halves->table, s.position_ids, halves->positions, s.N, s.C);
+  const EmbeddingHalves tables =
+      halves ? *halves
+             : EmbeddingHalves{.table = {.high = bf16(op.table, name, "table")},
+                               .positions = {.high = op.position_table.empty()
+                                                         ? nullptr
+                                                         : bf16(op.position_table, name,
+                                                                "position_table")}};
+  embedding_forward_halves(nullptr, dense<uint16_t>(op.out, DType::kBF16, name, "out"), s.ids,
+                           tables.table, s.position_ids, tables.positions, s.N, s.C);
 }
 
 // The cache's rows as they are: bf16 bits copied.

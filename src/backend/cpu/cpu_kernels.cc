@@ -43,10 +43,8 @@ void embedding_forward_halves(float* out, uint16_t* out_bf16, const int32_t* ids
     const size_t position_row = positions.high ? static_cast<size_t>(position_ids[n]) * C : 0;
     const size_t o = static_cast<size_t>(n) * C;
     for (int c = 0; c < C; ++c) {
-      float value = fp32_from_halves(table.high[row + c], table.low[row + c]);
-      if (positions.high) {
-        value += fp32_from_halves(positions.high[position_row + c], positions.low[position_row + c]);
-      }
+      float value = table.value(row + c);
+      if (positions.high) value += positions.value(position_row + c);
       if (out) out[o + c] = value;
       if (out_bf16) out_bf16[o + c] = float_to_bf16(value);
     }

@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "core/dtype.h"
+#include "core/fp32_halves.h"
 
 // `#pragma omp ...` spelled so that files compiled without OpenMP (which only call the kernels and
 // link to the instances in cpu_kernels.cc, compiled with it) see nothing rather than an unknown
@@ -194,12 +195,16 @@ void embedding_forward(T* out, const int32_t* ids, const T* table, const int32_t
 void embedding_forward_bf16(float* out, const int32_t* ids, const uint16_t* table,
                             const int32_t* position_ids, const float* position_table, int N, int C);
 
-// A [rows, C] parameter table held as fp32 halves (core/fp32_halves.h); high null for none.
+// A [rows, C] parameter table held as fp32 halves (core/fp32_halves.h), or as bf16 alone (low null:
+// a frozen checkpoint's table as stored); high null for none.
 struct HalvesTable {
   const uint16_t* high = nullptr;
   const uint16_t* low = nullptr;
+  float value(size_t i) const {
+    return low ? fp32_from_halves(high[i], low[i]) : widen_bf16_bits(high[i]);
+  }
 };
-// embedding_forward over tables held as halves: out[N,C] = table[ids[n], :] (+ positions'
+// embedding_forward over tables held as halves or bf16: out[N,C] = table[ids[n], :] (+ positions'
 // [position_ids[n], :] where positions.high is not null), summed in fp32 from the exact values,
 // into fp32 (out) or bf16 (out_bf16, rounded to nearest even; the other pointer null).
 void embedding_forward_halves(float* out, uint16_t* out_bf16, const int32_t* ids,
