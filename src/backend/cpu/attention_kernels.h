@@ -7,7 +7,8 @@
 //
 //   attention_forward / attention_backward: windows of `seq` tokens for training and evaluation,
 //     through small matrix products per (window, head) and block of query rows; the full
-//     probabilities are the record the backward pass reads.
+//     probabilities are the record the backward pass reads. q, k, v, out and their gradients
+//     hold the scalar type, or bf16 bits that each task widens for its own heads (bf16 mode).
 //   attention_decode: one new position per sequence over GPT-2's dense per-layer cache.
 //   kv_cache_write / paged_attention: the paged cache (ops.h KvCacheWrite, PagedAttention), an
 //     online softmax over chunks of cached positions (paged_attention_kernels.h).
