@@ -495,6 +495,26 @@ TEST_F(CpuBf16, AttentionWidensEachTaskHeadsAsTheFp32KernelReadsThem) {
   EXPECT_LT(dsinks.error(), 1e-6);  // the windows' shares are added as their tasks finish
 }
 
+// Expert products over bf16 weights run here, not over fp32 copies of every expert: each expert's
+// rows against its weights, a few rows (expert 0) and more (expert 2) alike, an expert without
+// rows (1) left alone; the fp32 product of the same values, within the outputs' bf16 rounding.
+TEST_F(CpuBf16, ExpertLinearOverBf16WeightsRunsEachExpertsProduct) {
+  const int E = 3, C = 40, OC = 24, A = 9;
+  Pair inp(*bf16_, *cpu_, DType::kBF16, {A, C}, random_values(size_t(A) * C, 40));
+  Pair weight(*bf16_, *cpu_, DType::kBF16, {E, OC, C}, random_values(size_t(E) * OC * C, 41, 0.1f));
+  Pair bias(*bf16_, *cpu_, DType::kF32, {E, OC}, random_values(size_t(E) * OC, 42));
+  Pair offsets(*bf16_, *cpu_, std::vector<int32_t>{0, 2, 2, 9});
+  Pair out(*bf16_, *cpu_, DType::kBF16, {A, OC}, std::vector<float>(size_t(A) * OC));
+  for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+    auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+    const ops::ExpertLinear op{.out = t(out), .inp = t(inp), .weight = t(weight), .bias = t(bias),
+                               .offsets = t(offsets)};
+    EXPECT_TRUE(backend->supports(op)) << backend->name();
+    backend->run(op);
+  }
+  EXPECT_LT(out.error(), 4e-3);  // the outputs' rounding to bf16
+}
+
 // A frozen fp32 checkpoint served in bf16: fp32 weights with bf16 activations take the fp32
 // product over widened rows.
 TEST_F(CpuBf16, LinearTakesFp32WeightsToo) {

@@ -68,6 +68,8 @@ class CpuBf16Backend final : public Backend {
   using Backend::run;
   void run(const ops::Linear& op) override;
   void run(const ops::LinearBackward& op) override;
+  // Expert products over bf16 weights (MXFP4 ones take the fp32 reference).
+  void run(const ops::ExpertLinear& op) override;
   // The embedding over tables held as fp32 halves (a trained model's), into bf16 rows.
   void run(const ops::Embedding& op) override;
   void run(const ops::KvCacheWrite& op) override;

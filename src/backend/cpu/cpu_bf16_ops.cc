@@ -133,6 +133,10 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
   if (kind == OpKind::kAttention) return attention_in_bf16(dtypes);
   if (kind == OpKind::kAttentionBackward) return attention_backward_in_bf16(dtypes);
   if (kind == OpKind::kEmbedding) return embedding_of_bf16_tables(dtypes);
+  if (kind == OpKind::kExpertLinear) {  // out, inp, weight, bias, offsets: bf16 weights
+    return dtypes.size() == 5 && dtypes[0] == DType::kBF16 && dtypes[1] == DType::kBF16 &&
+           dtypes[2] == DType::kBF16 && dtypes[3] == DType::kF32 && dtypes[4] == DType::kI32;
+  }
   if (native_rowwise(kind, dtypes)) return true;
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
     return dtypes.size() == 3 && dtypes[0] == DType::kF32 && dtypes[1] == DType::kBF16 &&
@@ -308,6 +312,38 @@ void CpuBf16Backend::run(const ops::Linear& op) {
   if (blocked_->linear(out, inp, weight, bias, n, c, oc, op.weight_stamp)) return;
   // out = inp @ weight^T: weight [OC, C] read as its transpose.
   bf16_gemm(false, true, n, oc, c, inp, c, weight, c, out, DType::kBF16, oc, false, bias);
+}
+
+// Each expert's rows against its bf16 weights, as Linear multiplies: a few rows through the bf16
+// dot-product instruction, more through oneDNN's bf16 matmul. MXFP4 experts (the published
+// checkpoints) take the fp32 reference, which widens only the activations; bf16 experts there
+// would be widened whole, every call.
+void CpuBf16Backend::run(const ops::ExpertLinear& op) {
+  if (!supports(op)) {
+    run_on_host(op);
+    return;
+  }
+  adapt_threads();
+  const char* name = "expert_linear";
+  const auto [E, C, OC, offsets] = check_expert_linear(op);
+  const uint16_t* inp = bf16(op.inp, name, "inp");
+  const uint16_t* weight = bf16(op.weight, name, "weight");
+  uint16_t* out = const_cast<uint16_t*>(bf16(op.out, name, "out"));
+  const float* bias = optional_f32(op.bias, name, "bias");
+  for (int e = 0; e < E; ++e) {
+    const int rows = offsets[e + 1] - offsets[e];
+    if (rows == 0 || OC == 0) continue;
+    const uint16_t* x = inp + static_cast<size_t>(offsets[e]) * C;
+    const uint16_t* w = weight + static_cast<size_t>(e) * OC * C;
+    uint16_t* y = out + static_cast<size_t>(offsets[e]) * OC;
+    const float* b = bias ? bias + static_cast<size_t>(e) * OC : nullptr;
+    if (rows <= kGemvMaxRows && bf16_dot_linear_available()) {
+      bf16_dot_linear(y, x, w, b, rows, C, OC);
+    } else {
+      require(C > 0, "cpu-bf16 {}: experts without inputs (C = 0) are not supported", name);
+      bf16_gemm(false, true, rows, OC, C, x, C, w, C, y, DType::kBF16, OC, false, b);
+    }
+  }
 }
 
 void CpuBf16Backend::run(const ops::LinearBackward& op) {

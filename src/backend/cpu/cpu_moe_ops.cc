@@ -95,8 +95,7 @@ void CpuBackend::run(const ops::GroupByExpert& op) {
 
 // ---- expert products ----
 
-void CpuBackend::run(const ops::ExpertLinear& op) {
-  adapt_threads();
+ExpertLinearShape check_expert_linear(const ops::ExpertLinear& op) {
   const char* name = "expert_linear";
   require_expert_weights(op.weight, -1, -1, -1, name, "weight");
   const int64_t E = op.weight.shape[0], OC = op.weight.shape[1], C = op.weight.shape[2];
@@ -107,17 +106,23 @@ void CpuBackend::run(const ops::ExpertLinear& op) {
   require_numel(op.offsets, E + 1, name, "offsets");
   const int32_t* offsets = i32(op.offsets, name, "offsets");
   require_offsets(offsets, E, A, name, "offsets");
+  return {to_int(E, name, "weight"), to_int(C, name, "weight"), to_int(OC, name, "weight"),
+          offsets};
+}
+
+void CpuBackend::run(const ops::ExpertLinear& op) {
+  adapt_threads();
+  const char* name = "expert_linear";
+  const auto [E, C, OC, offsets] = check_expert_linear(op);
   const WeightMatrix weight = weight_matrix(op.weight, name, "weight");
   if (weight.dtype != DType::kF32) {  // inference weights: always the batch-invariant product
     expert_linear_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"), weight,
-                          optional_f32(op.bias, name, "bias"), offsets, to_int(E, name, "weight"),
-                          to_int(C, name, "weight"), to_int(OC, name, "weight"));
+                          optional_f32(op.bias, name, "bias"), offsets, E, C, OC);
     return;
   }
   expert_linear_forward(f32(op.out, name, "out"), f32(op.inp, name, "inp"),
                         f32(op.weight, name, "weight"), optional_f32(op.bias, name, "bias"),
-                        offsets, to_int(E, name, "weight"), to_int(C, name, "weight"),
-                        to_int(OC, name, "weight"), op.batch_invariant);
+                        offsets, E, C, OC, op.batch_invariant);
 }
 
 void CpuBackend::run(const ops::ExpertLinearBackward& op) {

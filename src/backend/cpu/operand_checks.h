@@ -65,6 +65,15 @@ struct LinearShape {
 LinearShape check_linear(const ops::Linear& op);
 LinearShape check_linear_backward(const ops::LinearBackward& op);
 
+// An expert product's sizes and row groups, its operands' shapes checked (not their dtypes):
+// weight [E, OC, C], inp [A, C], out [A, OC], bias [E, OC] when present, offsets [E + 1] groups of
+// the A rows (defined in cpu_moe_ops.cc).
+struct ExpertLinearShape {
+  int E = 0, C = 0, OC = 0;
+  const int32_t* offsets = nullptr;
+};
+ExpertLinearShape check_expert_linear(const ops::ExpertLinear& op);
+
 // An embedding's sizes and indices, its operands' shapes checked (not their dtypes): out [N, C],
 // table [rows, C] and every id in [0, rows); position_table [positions, C] and position_ids [N]
 // in range when present (position_ids null otherwise).
