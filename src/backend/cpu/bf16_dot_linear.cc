@@ -65,6 +65,7 @@ void dot_tile(uint16_t* out, const uint16_t* inp, const uint16_t* weight, const 
   }
   for (int i = 0; i < NR; ++i) {
     for (int r = 0; r < R; ++r) {
+      static_assert(kChains == 4, "the sums are added as (0 + 1) + (2 + 3)");
       const __m512* s = sums[i][r];
       const __m512 all = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3]));
       const float sum = _mm512_reduce_add_ps(all) + (bias ? bias[o0 + r] : 0.0f);
@@ -73,16 +74,17 @@ void dot_tile(uint16_t* out, const uint16_t* inp, const uint16_t* weight, const 
   }
 }
 
-// Every row against weight rows [o0, o0 + kOutputs): two rows at a time, then the last one. The
-// weight rows stay in L1 between the pairs.
-constexpr int kOutputs = 2;
-
+// Every row against weight rows [o0, o0 + R): two rows at a time, then the last one. The weight
+// rows stay in L1 between the pairs.
+template <int R>
 void rows_against(uint16_t* out, const uint16_t* inp, const uint16_t* weight, const float* bias,
                   int N, int C, int OC, int o0) {
   int n = 0;
-  for (; n + 2 <= N; n += 2) dot_tile<2, kOutputs>(out, inp, weight, bias, C, OC, n, o0);
-  if (n < N) dot_tile<1, kOutputs>(out, inp, weight, bias, C, OC, n, o0);
+  for (; n + 2 <= N; n += 2) dot_tile<2, R>(out, inp, weight, bias, C, OC, n, o0);
+  if (n < N) dot_tile<1, R>(out, inp, weight, bias, C, OC, n, o0);
 }
+
+constexpr int kOutputs = 2;  // weight rows a tile
 
 // Weight rows [o0, o1) asked for ahead of their use: rows of a few kilobytes are too short for the
 // hardware prefetcher to reach bandwidth on each (as in the batch-invariant product).
@@ -105,13 +107,9 @@ void product(uint16_t* out, const uint16_t* inp, const uint16_t* weight, const f
   for (int t = 0; t < tiles; ++t) {
     const int o0 = t * kOutputs;
     prefetch_rows(weight, C, std::min(o0 + 2 * kOutputs, OC), std::min(o0 + 3 * kOutputs, OC));
-    rows_against(out, inp, weight, bias, N, C, OC, o0);
+    rows_against<kOutputs>(out, inp, weight, bias, N, C, OC, o0);
   }
-  if (OC % kOutputs != 0) {
-    int n = 0;
-    for (; n + 2 <= N; n += 2) dot_tile<2, 1>(out, inp, weight, bias, C, OC, n, OC - 1);
-    if (n < N) dot_tile<1, 1>(out, inp, weight, bias, C, OC, n, OC - 1);
-  }
+  if (OC % kOutputs != 0) rows_against<1>(out, inp, weight, bias, N, C, OC, OC - 1);
 }
 
 }  // namespace
