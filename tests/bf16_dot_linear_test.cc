@@ -1,7 +1,7 @@
 // cpu-bf16's decoding product (bf16_dot_linear.h) against a double-precision reference over the
-// same bf16 values: within fp32 summation's error and one rounding to bf16; a row's result the
-// same alone and among others; the tail of a row shorter than a vector and outputs past the last
-// whole tile included.
+// same bf16 values (and over MXFP4 weights, the values core's decoder gives): within fp32
+// summation's error and one rounding to bf16; a row's result the same alone and among others; the
+// tail of a row shorter than a vector and outputs past the last whole tile included.
 #include "backend/cpu/bf16_dot_linear.h"
 
 #include <gtest/gtest.h>
@@ -11,7 +11,9 @@
 #include <random>
 #include <vector>
 
+#include "backend/cpu/cpu_kernels.h"
 #include "core/dtype.h"
+#include "core/error.h"
 
 namespace switchyard::backend::cpu {
 namespace {
@@ -78,6 +80,76 @@ TEST_F(Bf16DotLinear, ARowGetsTheSameBitsAloneOrAmongOthers) {
                                            together.begin() + size_t(n + 1) * OC))
         << "row " << n;
   }
+}
+
+// Random MXFP4 weights [OC, C]: every code, and scales from 2^-12 to 2^3.
+struct Mxfp4Matrix {
+  std::vector<uint8_t> codes, scales;
+  WeightMatrix matrix() const {
+    return {.dtype = DType::kMXFP4, .data = codes.data(), .scales = scales.data()};
+  }
+  float value(int o, int c, int C) const {
+    float block[32];
+    const size_t first = size_t(o) * C + c / 32 * 32;
+    decode_mxfp4_block(codes.data() + first / 2, scales[first / 32], block);
+    return block[c % 32];
+  }
+};
+
+Mxfp4Matrix random_mxfp4(int OC, int C, unsigned seed) {
+  std::mt19937 gen(seed);
+  Mxfp4Matrix m{std::vector<uint8_t>(size_t(OC) * C / 2), std::vector<uint8_t>(size_t(OC) * C / 32)};
+  for (uint8_t& b : m.codes) b = static_cast<uint8_t>(gen());
+  for (uint8_t& s : m.scales) s = static_cast<uint8_t>(115 + gen() % 16);
+  return m;
+}
+
+TEST_F(Bf16DotLinear, OverMxfp4WeightsMatchesTheExactProductOfTheDecodedValues) {
+  for (const auto [N, C, OC] : {std::array{1, 2880, 9}, std::array{2, 96, 37}, std::array{3, 32, 5},
+                                std::array{4, 160, 50}}) {
+    const std::vector<uint16_t> inp = random_bf16(size_t(N) * C, 5, 1.0f);
+    const Mxfp4Matrix weight = random_mxfp4(OC, C, 6);
+    std::vector<float> bias(OC);
+    for (int o = 0; o < OC; ++o) bias[o] = 0.25f * static_cast<float>(o - OC / 2);
+    std::vector<uint16_t> out(size_t(N) * OC, 0xFFFF);
+    bf16_dot_linear(out.data(), inp.data(), weight.matrix(), bias.data(), N, C, OC);
+    for (int n = 0; n < N; ++n) {
+      for (int o = 0; o < OC; ++o) {
+        double exact = bias[o], magnitude = std::fabs(exact);
+        for (int c = 0; c < C; ++c) {
+          const double p = double(widen_bf16_bits(inp[size_t(n) * C + c])) * weight.value(o, c, C);
+          exact += p;
+          magnitude += std::fabs(p);
+        }
+        const double got = widen_bf16_bits(out[size_t(n) * OC + o]);
+        const double bound =
+            std::fabs(exact) * std::ldexp(1.0, -8) + magnitude * (C + 2) * std::ldexp(1.0, -23);
+        EXPECT_LE(std::fabs(got - exact), bound)
+            << "N " << N << " C " << C << " row " << n << " output " << o;
+      }
+    }
+  }
+}
+
+TEST_F(Bf16DotLinear, OverMxfp4WeightsARowGetsTheSameBitsAloneOrAmongOthers) {
+  const int C = 320, OC = 23;
+  const std::vector<uint16_t> inp = random_bf16(size_t(4) * C, 7, 1.0f);
+  const Mxfp4Matrix weight = random_mxfp4(OC, C, 8);
+  std::vector<uint16_t> together(size_t(4) * OC);
+  bf16_dot_linear(together.data(), inp.data(), weight.matrix(), nullptr, 4, C, OC);
+  for (int n = 0; n < 4; ++n) {
+    std::vector<uint16_t> alone(OC);
+    bf16_dot_linear(alone.data(), inp.data() + size_t(n) * C, weight.matrix(), nullptr, 1, C, OC);
+    EXPECT_EQ(alone, std::vector<uint16_t>(together.begin() + size_t(n) * OC,
+                                           together.begin() + size_t(n + 1) * OC))
+        << "row " << n;
+  }
+}
+
+TEST_F(Bf16DotLinear, RejectsMxfp4RowsThatAreNotWholeBlocks) {
+  const Mxfp4Matrix weight = random_mxfp4(2, 64, 9);
+  std::vector<uint16_t> inp(48), out(2);
+  EXPECT_THROW(bf16_dot_linear(out.data(), inp.data(), weight.matrix(), nullptr, 1, 48, 2), Error);
 }
 
 }  // namespace

@@ -10,9 +10,11 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/bf16_dot_linear.h"
 #include "backend/cpu/blocked_weights.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "core/fp32_halves.h"
+#include "core/rng.h"
 #include "device_tensors.h"
 #include "expect_error.h"
 #include "gpt_oss_device_parity.h"
@@ -513,6 +515,36 @@ TEST_F(CpuBf16, ExpertLinearOverBf16WeightsRunsEachExpertsProduct) {
     backend->run(op);
   }
   EXPECT_LT(out.error(), 4e-3);  // the outputs' rounding to bf16
+}
+
+// MXFP4 experts as the published checkpoints store them, read as they lie on both sides: experts
+// of 3 rows (the decoding kernel, blocks decoded in registers) and of 9 (panels decoded to bf16
+// for oneDNN; the second shape's 1,100 outputs split into two panels) against the fp32 CPU's
+// product over the same values.
+TEST_F(CpuBf16, ExpertLinearOverMxfp4WeightsRunsEachExpertsProduct) {
+  if (!backend::cpu::bf16_dot_linear_available()) GTEST_SKIP() << "mxfp4 experts take the host fallback here";
+  for (const auto [C, OC] : {std::pair{64, 37}, std::pair{1024, 1100}}) {
+    const int E = 3, A = 12;
+    Rng rng(50 + C);
+    std::vector<uint8_t> codes(size_t(E) * OC * C / 2), scales(size_t(E) * OC * C / 32);
+    for (uint8_t& b : codes) b = static_cast<uint8_t>(rng.next_u64());
+    for (uint8_t& b : scales) b = static_cast<uint8_t>(118 + rng.next_u64() % 8);
+    const Tensor weight = Tensor::mxfp4(codes.data(), scales.data(), {E, OC, C});
+    Pair inp(*bf16_, *cpu_, DType::kBF16, {A, C}, random_values(size_t(A) * C, 51));
+    Pair bias(*bf16_, *cpu_, DType::kF32, {E, OC}, random_values(size_t(E) * OC, 52));
+    Pair offsets(*bf16_, *cpu_, std::vector<int32_t>{0, 3, 3, 12});
+    Pair out(*bf16_, *cpu_, DType::kBF16, {A, OC}, std::vector<float>(size_t(A) * OC));
+    for (auto [backend, side] : {std::pair{bf16_.get(), 0}, std::pair{cpu_.get(), 1}}) {
+      auto t = [&](const Pair& p) { return side == 0 ? p.gpu.tensor() : p.cpu.tensor(); };
+      const ops::ExpertLinear op{.out = t(out), .inp = t(inp), .weight = weight, .bias = t(bias),
+                                 .offsets = t(offsets)};
+      backend->run(op);
+    }
+    EXPECT_TRUE(bf16_->supports(ops::ExpertLinear{.out = out.gpu.tensor(), .inp = inp.gpu.tensor(),
+                                                  .weight = weight, .bias = bias.gpu.tensor(),
+                                                  .offsets = offsets.gpu.tensor()}));
+    EXPECT_LT(out.error(), 4e-3) << "C " << C << " OC " << OC;  // the outputs' rounding to bf16
+  }
 }
 
 // A frozen fp32 checkpoint served in bf16: fp32 weights with bf16 activations take the fp32

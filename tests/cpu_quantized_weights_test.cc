@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/mxfp4_bf16_gemm.h"
 #include "backend/cpu/weight_decode.h"
 #include "backend/ops.h"
 #include "core/dtype.h"
@@ -173,6 +174,34 @@ TEST(QuantizedWeights, Mxfp4NanScaleMakesItsOutputsNan) {
       }
     }
   }
+}
+
+// cpu-bf16's panels (mxfp4_bf16_gemm.h): every block decoded to bf16 is its values exactly, for
+// every scale byte, NaN's included; rows from the middle of the matrix.
+TEST(QuantizedWeights, Mxfp4DecodedToBf16IsEveryValueExactly) {
+  const int C = 64, OC = 256;
+  Mxfp4Weights w = random_mxfp4(OC, C, 450, 0, 255);
+  for (int b = 0; b < 256; ++b) w.scales[b] = static_cast<uint8_t>(b);  // one block of each
+  for (size_t i = 0; i < w.decoded.size(); i += 32) {
+    decode_mxfp4_block(w.codes.data() + 16 * (i / 32), w.scales[i / 32],
+                       w.decoded.data() + i / 32 * 32);
+  }
+  const int first = 5, rows = 200;
+  std::vector<uint16_t> bits(static_cast<size_t>(rows) * C);
+  decode_mxfp4_rows_to_bf16(bits.data(), {DType::kMXFP4, w.codes.data(), w.scales.data()}, first,
+                            rows, C);
+  for (size_t i = 0; i < bits.size(); ++i) {
+    const float expected = w.decoded[static_cast<size_t>(first) * C + i];
+    const float got = bf16_to_float(bits[i]);
+    if (std::isnan(expected)) {
+      EXPECT_TRUE(std::isnan(got)) << "value " << i;
+    } else {
+      EXPECT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(expected)) << "value " << i;
+    }
+  }
+  expect_error(
+      [&] { decode_mxfp4_rows_to_bf16(bits.data(), {DType::kBF16, w.codes.data()}, 0, 1, C); },
+      {"decode_mxfp4_rows_to_bf16", "mxfp4 weights", "bf16"});
 }
 
 // The kernels' scale table, built from the bits, against core's e8m0_to_float, for every byte.

@@ -121,6 +121,70 @@ void DotLinearBf16(benchmark::State& state) {
       });
 }
 
+// MXFP4 weights [OC, C] (random codes, scales around 2^-4), rotating over copies that together
+// outgrow the last-level cache; `product` gets each copy as a WeightMatrix. The weights' read rate
+// counts codes and scales (17 bytes a block of 32).
+template <typename Product>
+void time_streamed_mxfp4_product(benchmark::State& state, Product&& product) {
+  const int N = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1)),
+            OC = static_cast<int>(state.range(2));
+  const AlignedArray<float> inp = random_values(static_cast<size_t>(N) * C, 1);
+  const size_t code_bytes = static_cast<size_t>(OC) * C / 2, scale_bytes = code_bytes / 16;
+  constexpr size_t kStreamedBytes = size_t{512} << 20;
+  const size_t copies = std::max<size_t>(2, kStreamedBytes / (code_bytes + scale_bytes));
+  AlignedArray<uint8_t> codes = aligned_array<uint8_t>(copies * code_bytes);
+  AlignedArray<uint8_t> scales = aligned_array<uint8_t>(copies * scale_bytes);
+  switchyard::Rng rng(3);
+  for (size_t i = 0; i < copies * code_bytes; ++i) codes[i] = static_cast<uint8_t>(rng.next_u64());
+  for (size_t i = 0; i < copies * scale_bytes; ++i) {
+    scales[i] = static_cast<uint8_t>(119 + rng.next_u64() % 6);
+  }
+  std::vector<float> out(static_cast<size_t>(N) * OC);
+  size_t next = 0;
+  for (auto _ : state) {
+    const WeightMatrix weight{.dtype = switchyard::DType::kMXFP4,
+                              .data = codes.get() + next * code_bytes,
+                              .scales = scales.get() + next * scale_bytes};
+    product(out.data(), inp.get(), weight, N, C, OC);
+    next = (next + 1) % copies;
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  const double calls = static_cast<double>(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.counters["weight_GB/s"] = benchmark::Counter(
+      static_cast<double>(code_bytes + scale_bytes) * calls / 1e9, benchmark::Counter::kIsRate);
+}
+
+// fp32 mode's product over MXFP4 weights: decoded to fp32 in registers as they stream.
+void InvariantLinearMxfp4(benchmark::State& state) {
+  time_streamed_mxfp4_product(
+      state, [](float* out, const float* inp, const WeightMatrix& weight, int N, int C, int OC) {
+        matmul_forward(out, inp, weight, nullptr, N, C, OC);
+      });
+}
+
+// cpu-bf16's decoding product over MXFP4 weights: each block decoded to bf16 in registers.
+void DotLinearMxfp4(benchmark::State& state) {
+  if (!bf16_dot_linear_available()) {
+    state.SkipWithError("this build's CPU kernels have no AVX-512 BF16");
+    return;
+  }
+  std::vector<uint16_t> inp_bits, out_bits;
+  time_streamed_mxfp4_product(
+      state, [&](float*, const float* inp, const WeightMatrix& weight, int N, int C, int OC) {
+        if (inp_bits.empty()) {
+          inp_bits.resize(static_cast<size_t>(N) * C);
+          for (size_t i = 0; i < inp_bits.size(); ++i) {
+            inp_bits[i] = switchyard::narrow_to_bf16_bits(inp[i]);
+          }
+          out_bits.resize(static_cast<size_t>(N) * OC);
+        }
+        bf16_dot_linear(out_bits.data(), inp_bits.data(), weight, nullptr, N, C, OC);
+      });
+}
+
 void Gpt2DecodeShapes(benchmark::internal::Benchmark* b) {
   for (int rows : {1, 4, 8, 16, 24, 32, 48, 64}) {
     b->Args({rows, 768, 2304});    // attention q, k, v
@@ -136,6 +200,15 @@ BENCHMARK(DotLinearBf16)
     ->ArgsProduct({{1, 4}, {768}, {2304, 3072, 50257}})
     ->Args({1, 3072, 768})
     ->Args({4, 3072, 768})
+    ->ArgNames({"N", "C", "OC"})
+    ->UseRealTime();
+// gpt-oss-20b's expert products (gate and up interleaved, then down) at 1 and 4 rows.
+BENCHMARK(InvariantLinearMxfp4)
+    ->ArgsProduct({{1, 4}, {2880}, {5760, 2880}})
+    ->ArgNames({"N", "C", "OC"})
+    ->UseRealTime();
+BENCHMARK(DotLinearMxfp4)
+    ->ArgsProduct({{1, 4}, {2880}, {5760, 2880}})
     ->ArgNames({"N", "C", "OC"})
     ->UseRealTime();
 

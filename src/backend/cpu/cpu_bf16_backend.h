@@ -9,7 +9,10 @@
 // Native here (cpu_bf16_ops.cc): Linear and LinearBackward through oneDNN's bf16 matmul (AMX or
 // AVX-512 BF16 where the CPU has them, fp32 accumulation; a few rows, as decoding has, stream the
 // bf16 weights instead: through the bf16 dot-product instruction where the build has it,
-// bf16_dot_linear.h, otherwise widened to fp32 by the batch-invariant product), the cross-entropy over bf16 logits a row at a time (logits are the
+// bf16_dot_linear.h, otherwise widened to fp32 by the batch-invariant product); the experts'
+// products the same way over bf16 weights, and over MXFP4 ones where the build has that
+// instruction (a few rows decode the blocks in registers, more decode panels of them to bf16 for
+// oneDNN: mxfp4_bf16_gemm.h); the cross-entropy over bf16 logits a row at a time (logits are the
 // largest activations: widening them whole would double the step's peak memory), and the paged KV
 // cache kept in bf16 (paged attention widens each key and value as it reads it, so a decode step
 // reads the cache's bf16 bytes, not an fp32 copy of the whole pool); attention over windows

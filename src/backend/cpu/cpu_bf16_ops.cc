@@ -1,6 +1,6 @@
 // CpuBf16Backend's native ops: the linear layers' products in bf16 through oneDNN. Operands in
-// other forms (an fp32 weight of a frozen checkpoint, MXFP4 experts) take the fp32 reference over
-// widened copies, as every other op does (cpu_bf16_backend.h).
+// other forms (an fp32 weight of a frozen checkpoint) take the fp32 reference over widened copies,
+// as every other op does (cpu_bf16_backend.h).
 #include <algorithm>
 #include <cstdint>
 
@@ -10,6 +10,7 @@
 #include "backend/cpu/blocked_weights.h"
 #include "backend/cpu/cpu_bf16_backend.h"
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/mxfp4_bf16_gemm.h"
 #include "backend/cpu/operand_checks.h"
 #include "backend/cpu/thread_adapter.h"
 #include "backend/cpu/windowed_attention.h"
@@ -133,9 +134,14 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
   if (kind == OpKind::kAttention) return attention_in_bf16(dtypes);
   if (kind == OpKind::kAttentionBackward) return attention_backward_in_bf16(dtypes);
   if (kind == OpKind::kEmbedding) return embedding_of_bf16_tables(dtypes);
-  if (kind == OpKind::kExpertLinear) {  // out, inp, weight, bias, offsets: bf16 weights
-    return dtypes.size() == 5 && dtypes[0] == DType::kBF16 && dtypes[1] == DType::kBF16 &&
-           dtypes[2] == DType::kBF16 && dtypes[3] == DType::kF32 && dtypes[4] == DType::kI32;
+  if (kind == OpKind::kExpertLinear) {  // out, inp, weight, bias, offsets: bf16 or MXFP4 weights
+    // MXFP4 only with the decoding kernel: without it, the fp32 kernel streaming the blocks once
+    // beats decoding them whole for oneDNN at every token.
+    const bool weights = dtypes.size() == 5 && (dtypes[2] == DType::kBF16 ||
+                                                (dtypes[2] == DType::kMXFP4 &&
+                                                 bf16_dot_linear_available()));
+    return weights && dtypes[0] == DType::kBF16 && dtypes[1] == DType::kBF16 &&
+           dtypes[3] == DType::kF32 && dtypes[4] == DType::kI32;
   }
   if (native_rowwise(kind, dtypes)) return true;
   if (kind == OpKind::kCrossEntropy) {  // losses, logits, targets
@@ -327,20 +333,23 @@ void CpuBf16Backend::run(const ops::ExpertLinear& op) {
   const char* name = "expert_linear";
   const auto [E, C, OC, offsets] = check_expert_linear(op);
   const uint16_t* inp = bf16(op.inp, name, "inp");
-  const uint16_t* weight = bf16(op.weight, name, "weight");
+  const WeightMatrix weight = weight_matrix(op.weight, name, "weight");
   uint16_t* out = const_cast<uint16_t*>(bf16(op.out, name, "out"));
   const float* bias = optional_f32(op.bias, name, "bias");
   for (int e = 0; e < E; ++e) {
     const int rows = offsets[e + 1] - offsets[e];
     if (rows == 0 || OC == 0) continue;
     const uint16_t* x = inp + static_cast<size_t>(offsets[e]) * C;
-    const uint16_t* w = weight + static_cast<size_t>(e) * OC * C;
+    const WeightMatrix w = weight.rows_from(static_cast<int64_t>(e) * OC, C);
     uint16_t* y = out + static_cast<size_t>(offsets[e]) * OC;
     const float* b = bias ? bias + static_cast<size_t>(e) * OC : nullptr;
     if (rows <= kGemvMaxRows && bf16_dot_linear_available()) {
       bf16_dot_linear(y, x, w, b, rows, C, OC);
+    } else if (w.dtype == DType::kMXFP4) {
+      mxfp4_bf16_gemm(y, x, w, b, rows, C, OC);
     } else {
-      bf16_gemm(false, true, rows, OC, C, x, C, w, C, y, DType::kBF16, OC, false, b);
+      bf16_gemm(false, true, rows, OC, C, x, C, static_cast<const uint16_t*>(w.data), C, y,
+                DType::kBF16, OC, false, b);
     }
   }
 }
