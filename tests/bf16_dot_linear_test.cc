@@ -67,19 +67,29 @@ TEST_F(Bf16DotLinear, MatchesTheExactProductWithinOneBf16Rounding) {
   }
 }
 
-TEST_F(Bf16DotLinear, ARowGetsTheSameBitsAloneOrAmongOthers) {
-  const int C = 200, OC = 29;
-  const std::vector<uint16_t> inp = random_bf16(size_t(4) * C, 3, 1.0f);
-  const std::vector<uint16_t> weight = random_bf16(size_t(OC) * C, 4, 0.1f);
+// product(out, inp, N) for 4 rows together, then each row alone: the same bits.
+template <typename Product>
+void expect_rows_independent(Product&& product, int C, int OC, unsigned seed) {
+  const std::vector<uint16_t> inp = random_bf16(size_t(4) * C, seed, 1.0f);
   std::vector<uint16_t> together(size_t(4) * OC);
-  bf16_dot_linear(together.data(), inp.data(), weight.data(), nullptr, 4, C, OC);
+  product(together.data(), inp.data(), 4);
   for (int n = 0; n < 4; ++n) {
     std::vector<uint16_t> alone(OC);
-    bf16_dot_linear(alone.data(), inp.data() + size_t(n) * C, weight.data(), nullptr, 1, C, OC);
+    product(alone.data(), inp.data() + size_t(n) * C, 1);
     EXPECT_EQ(alone, std::vector<uint16_t>(together.begin() + size_t(n) * OC,
                                            together.begin() + size_t(n + 1) * OC))
         << "row " << n;
   }
+}
+
+TEST_F(Bf16DotLinear, ARowGetsTheSameBitsAloneOrAmongOthers) {
+  const int C = 200, OC = 29;
+  const std::vector<uint16_t> weight = random_bf16(size_t(OC) * C, 4, 0.1f);
+  expect_rows_independent(
+      [&](uint16_t* out, const uint16_t* inp, int N) {
+        bf16_dot_linear(out, inp, weight.data(), nullptr, N, C, OC);
+      },
+      C, OC, 3);
 }
 
 // Random MXFP4 weights [OC, C]: every code, and scales from 2^-12 to 2^3.
@@ -133,17 +143,12 @@ TEST_F(Bf16DotLinear, OverMxfp4WeightsMatchesTheExactProductOfTheDecodedValues) 
 
 TEST_F(Bf16DotLinear, OverMxfp4WeightsARowGetsTheSameBitsAloneOrAmongOthers) {
   const int C = 320, OC = 23;
-  const std::vector<uint16_t> inp = random_bf16(size_t(4) * C, 7, 1.0f);
   const Mxfp4Matrix weight = random_mxfp4(OC, C, 8);
-  std::vector<uint16_t> together(size_t(4) * OC);
-  bf16_dot_linear(together.data(), inp.data(), weight.matrix(), nullptr, 4, C, OC);
-  for (int n = 0; n < 4; ++n) {
-    std::vector<uint16_t> alone(OC);
-    bf16_dot_linear(alone.data(), inp.data() + size_t(n) * C, weight.matrix(), nullptr, 1, C, OC);
-    EXPECT_EQ(alone, std::vector<uint16_t>(together.begin() + size_t(n) * OC,
-                                           together.begin() + size_t(n + 1) * OC))
-        << "row " << n;
-  }
+  expect_rows_independent(
+      [&](uint16_t* out, const uint16_t* inp, int N) {
+        bf16_dot_linear(out, inp, weight.matrix(), nullptr, N, C, OC);
+      },
+      C, OC, 7);
 }
 
 TEST_F(Bf16DotLinear, RejectsMxfp4RowsThatAreNotWholeBlocks) {

@@ -46,6 +46,31 @@ AlignedArray<float> random_values(size_t n, uint64_t seed) {
   return v;
 }
 
+// Runs call(copy) for copies 0, 1, ..., copies - 1, 0, ... and reports GFLOP/s of an [N, C] x
+// [C, OC] product a call and the weights' read rate (weight_bytes a call).
+template <typename Call>
+void time_rotating_calls(benchmark::State& state, size_t copies, double weight_bytes, int N, int C,
+                         int OC, Call&& call) {
+  size_t next = 0;
+  for (auto _ : state) {
+    call(next);
+    next = (next + 1) % copies;
+    benchmark::ClobberMemory();
+  }
+  const double calls = static_cast<double>(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.counters["weight_GB/s"] =
+      benchmark::Counter(weight_bytes * calls / 1e9, benchmark::Counter::kIsRate);
+}
+
+// The inputs as bf16 bits (rounded), for cpu-bf16's products.
+std::vector<uint16_t> narrowed(const float* values, size_t n) {
+  std::vector<uint16_t> bits(n);
+  for (size_t i = 0; i < n; ++i) bits[i] = switchyard::narrow_to_bf16_bits(values[i]);
+  return bits;
+}
+
 // Times product(out, inp, copy) with the weights in `Weight` (float or bf16 bits), rotating over
 // copies that together outgrow the last-level cache. Arguments: rows N, inputs C, outputs OC.
 template <typename Weight, typename Product>
@@ -69,18 +94,12 @@ void time_streamed_product(benchmark::State& state, Product&& product) {
     }
   }
   std::vector<float> out(static_cast<size_t>(N) * OC);
-  size_t next = 0;
-  for (auto _ : state) {
-    product(out.data(), inp.get(), weights.get() + next * weight_size, N, C, OC);
-    next = (next + 1) % copies;
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  const double calls = static_cast<double>(state.iterations());
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
-                                                 benchmark::Counter::kIsRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(
-      static_cast<double>(sizeof(Weight)) * C * OC * calls / 1e9, benchmark::Counter::kIsRate);
+  time_rotating_calls(state, copies, static_cast<double>(sizeof(Weight)) * C * OC, N, C, OC,
+                      [&](size_t copy) {
+                        const Weight* copy_weights = weights.get() + copy * weight_size;
+                        product(out.data(), inp.get(), copy_weights, N, C, OC);
+                        benchmark::DoNotOptimize(out.data());
+                      });
 }
 
 void InvariantLinear(benchmark::State& state) {
@@ -111,10 +130,7 @@ void DotLinearBf16(benchmark::State& state) {
   time_streamed_product<uint16_t>(
       state, [&](float*, const float* inp, const uint16_t* weights, int N, int C, int OC) {
         if (inp_bits.empty()) {
-          inp_bits.resize(static_cast<size_t>(N) * C);
-          for (size_t i = 0; i < inp_bits.size(); ++i) {
-            inp_bits[i] = switchyard::narrow_to_bf16_bits(inp[i]);
-          }
+          inp_bits = narrowed(inp, static_cast<size_t>(N) * C);
           out_bits.resize(static_cast<size_t>(N) * OC);
         }
         bf16_dot_linear(out_bits.data(), inp_bits.data(), weights, nullptr, N, C, OC);
@@ -140,21 +156,14 @@ void time_streamed_mxfp4_product(benchmark::State& state, Product&& product) {
     scales[i] = static_cast<uint8_t>(119 + rng.next_u64() % 6);
   }
   std::vector<float> out(static_cast<size_t>(N) * OC);
-  size_t next = 0;
-  for (auto _ : state) {
-    const WeightMatrix weight{.dtype = switchyard::DType::kMXFP4,
-                              .data = codes.get() + next * code_bytes,
-                              .scales = scales.get() + next * scale_bytes};
-    product(out.data(), inp.get(), weight, N, C, OC);
-    next = (next + 1) % copies;
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  const double calls = static_cast<double>(state.iterations());
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * C * OC * calls / 1e9,
-                                                 benchmark::Counter::kIsRate);
-  state.counters["weight_GB/s"] = benchmark::Counter(
-      static_cast<double>(code_bytes + scale_bytes) * calls / 1e9, benchmark::Counter::kIsRate);
+  time_rotating_calls(state, copies, static_cast<double>(code_bytes + scale_bytes), N, C, OC,
+                      [&](size_t copy) {
+                        const WeightMatrix weight{.dtype = switchyard::DType::kMXFP4,
+                                                  .data = codes.get() + copy * code_bytes,
+                                                  .scales = scales.get() + copy * scale_bytes};
+                        product(out.data(), inp.get(), weight, N, C, OC);
+                        benchmark::DoNotOptimize(out.data());
+                      });
 }
 
 // fp32 mode's product over MXFP4 weights: decoded to fp32 in registers as they stream.
@@ -175,10 +184,7 @@ void DotLinearMxfp4(benchmark::State& state) {
   time_streamed_mxfp4_product(
       state, [&](float*, const float* inp, const WeightMatrix& weight, int N, int C, int OC) {
         if (inp_bits.empty()) {
-          inp_bits.resize(static_cast<size_t>(N) * C);
-          for (size_t i = 0; i < inp_bits.size(); ++i) {
-            inp_bits[i] = switchyard::narrow_to_bf16_bits(inp[i]);
-          }
+          inp_bits = narrowed(inp, static_cast<size_t>(N) * C);
           out_bits.resize(static_cast<size_t>(N) * OC);
         }
         bf16_dot_linear(out_bits.data(), inp_bits.data(), weight, nullptr, N, C, OC);
