@@ -135,8 +135,8 @@ void expert_product(uint16_t* out, const uint16_t* inp, const WeightMatrix& weig
 // expert_product over the rows rounded up to a multiple of kExpertRowStep, through zero-padded
 // copies. oneDNN builds (JIT-compiles) a matmul primitive for each row count and keeps it; a
 // prompt's experts see a different row count almost every time. gpt-oss-20b's first 512-token
-// prefill spent 6.7 s in its expert products unpadded, 5.9-6.2 s padded; once the primitives were
-// built, 5.5 s unpadded against 5.1-5.5 s padded (the padding's extra rows cost no measurable time).
+// prefill spent 6.7 s in its expert products unpadded, 5.9-6.2 s padded; once the primitives
+// were built, 5.5 s unpadded against 5.1-5.5 s padded (the extra rows cost no measurable time).
 constexpr int kExpertRowStep = 16;
 
 void padded_expert_product(uint16_t* out, const uint16_t* inp, const WeightMatrix& weight,
