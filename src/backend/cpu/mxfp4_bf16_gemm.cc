@@ -42,7 +42,8 @@ void decode_row(uint16_t* out, const uint8_t* codes, const uint8_t* scales, int 
 // cache while the product reads them), in multiples of 16 rows, and at least kMinPanelRows. oneDNN
 // 2.6's bf16 matmul ran far slower on narrow panels (AVX-512 BF16, gpt-oss-20b's experts, 64 rows:
 // ~250 GFLOP/s at 256-720 outputs a panel, 420-500 at 1,024, 550-610 at 1,440, the same product
-// over weights decoded beforehand ~510; kernel bench ExpertProduct).
+// over weights decoded beforehand ~510; kernel bench ExpertProduct). The buffer is therefore
+// 1,024 rows of C at least: 16 MiB at C = 8,192.
 int panel_rows(int C, int OC) {
   constexpr size_t kPanelBytes = size_t{8} << 20;
   constexpr size_t kMinPanelRows = 1024;
