@@ -519,11 +519,13 @@ TEST_F(CpuBf16, ExpertLinearOverBf16WeightsRunsEachExpertsProduct) {
 
 // MXFP4 experts as the published checkpoints store them, read as they lie on both sides: experts
 // of 3 rows (the decoding kernel, blocks decoded in registers) and of 9 (panels decoded to bf16
-// for oneDNN; the second shape's 1,100 outputs split into two panels) against the fp32 CPU's
-// product over the same values.
+// for oneDNN; the second shape's 2,100 outputs of 2,048 inputs are two panels of about 8 MiB)
+// against the fp32 CPU's product over the same values.
 TEST_F(CpuBf16, ExpertLinearOverMxfp4WeightsRunsEachExpertsProduct) {
-  if (!backend::cpu::bf16_dot_linear_available()) GTEST_SKIP() << "mxfp4 experts take the host fallback here";
-  for (const auto [C, OC] : {std::pair{64, 37}, std::pair{1024, 1100}}) {
+  if (!backend::cpu::bf16_dot_linear_available()) {
+    GTEST_SKIP() << "mxfp4 experts take the host fallback here";
+  }
+  for (const auto [C, OC] : {std::pair{64, 37}, std::pair{2048, 2100}}) {
     const int E = 3, A = 12;
     Rng rng(50 + C);
     std::vector<uint8_t> codes(size_t(E) * OC * C / 2), scales(size_t(E) * OC * C / 32);
