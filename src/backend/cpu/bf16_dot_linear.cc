@@ -140,7 +140,6 @@ void rows_against(uint16_t* out, const uint16_t* inp, const Weights& weights, co
   if (n < N) dot_tile<1, R>(out, inp, weights, bias, C, OC, n, o0);
 }
 
-
 // Weight rows [o0, o1) asked for ahead of their use: rows of a few kilobytes are too short for the
 // hardware prefetcher to reach bandwidth on each (as in the batch-invariant product). An MXFP4
 // row's scales (one byte a block) are left to the prefetcher: they are a thirty-second of its

@@ -148,8 +148,9 @@ void padded_expert_product(uint16_t* out, const uint16_t* inp, const WeightMatri
   }
   thread_local std::vector<uint16_t> padded_inp, padded_out;
   const size_t inp_values = static_cast<size_t>(rows) * C;
-  padded_inp.assign(static_cast<size_t>(padded) * C, 0);
+  padded_inp.resize(static_cast<size_t>(padded) * C);
   std::copy(inp, inp + inp_values, padded_inp.begin());
+  std::fill(padded_inp.begin() + inp_values, padded_inp.end(), uint16_t{0});  // the extra rows
   padded_out.resize(static_cast<size_t>(padded) * OC);
   expert_product(padded_out.data(), padded_inp.data(), weight, bias, padded, C, OC);
   std::copy(padded_out.begin(), padded_out.begin() + static_cast<size_t>(rows) * OC, out);
@@ -171,8 +172,8 @@ bool CpuBf16Backend::supports(OpKind kind, std::span<const DType> dtypes) const 
   if (kind == OpKind::kAttentionBackward) return attention_backward_in_bf16(dtypes);
   if (kind == OpKind::kEmbedding) return embedding_of_bf16_tables(dtypes);
   if (kind == OpKind::kExpertLinear) {  // out, inp, weight, bias, offsets: bf16 or MXFP4 weights
-    // MXFP4 only with the decoding kernel: without it, the fp32 kernel streaming the blocks once
-    // beats decoding them whole for oneDNN at every token.
+    // MXFP4 only with the decoding kernel: without it, a decoded token would decode whole panels
+    // for oneDNN, where the fp32 reference streams the blocks once.
     const bool weights = dtypes.size() == 5 && (dtypes[2] == DType::kBF16 ||
                                                 (dtypes[2] == DType::kMXFP4 &&
                                                  bf16_dot_linear_available()));
