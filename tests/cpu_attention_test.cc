@@ -275,7 +275,7 @@ void expect_the_same_bits_whatever_the_chunk(int hd, int bs, int window) {
 }
 
 TEST(PagedAttention, ARowGetsTheSameBitsWhateverItsChunk) {
-  for (int hd : {64, 24}) {
+  for (int hd : {64, 48, 24}) {
     for (int bs : {16, 4}) {
       for (int window : {0, 37}) {
         SCOPED_TRACE(testing::Message() << "head_dim " << hd << ", blocks of " << bs

@@ -2,9 +2,9 @@
 // and attention of each sequence's query rows over its cached context, an online softmax over
 // chunks of up to 16 cached positions. Part of attention_kernels.h, which includes it.
 //
-// A row's arithmetic is the same whatever tile of rows or group of chunks it is computed in (its
-// scores, maxima, sums and outputs never mix with another row's, and each sum runs in one fixed
-// order), so a row gets the same bits in a one-pass prompt, a chunk of one, a decode batch or a
+// A row's arithmetic is the same whatever tile of rows it is computed in (its scores, maxima, sums
+// and outputs never mix with another row's, chunks start at fixed cache positions, and each sum
+// runs in one fixed order), so a row gets the same bits in a one-pass prompt, a chunk of one, a decode batch or a
 // recomputation after preemption.
 #pragma once
 
@@ -21,7 +21,7 @@
 #endif
 
 #include "backend/cpu/cpu_kernels.h"
-#include "backend/cpu/transpose16.h"
+#include "backend/cpu/paged_attention_avx512.h"
 
 namespace switchyard::backend::cpu {
 
@@ -63,10 +63,8 @@ inline T cached(C x) {
 }
 
 // Paged attention works on tiles of up to kPagedRows query rows of one (sequence, head) against
-// groups of up to kChunkGroup chunks of up to kPagedKeys cached positions. A group's scores are
-// computed together: a decoded token's tile has one row, whose score sums would otherwise be one
-// chain of head_dim dependent multiply-adds per chunk, waiting on each other's latency.
-inline constexpr int kPagedRows = 16, kPagedKeys = 16, kChunkGroup = 4;
+// chunks of up to kPagedKeys cached positions.
+inline constexpr int kPagedRows = 16, kPagedKeys = 16;
 
 // Cached positions [first, first + n) of one head, n <= kPagedKeys: their keys and values, one
 // position a cache row apart.
@@ -79,22 +77,20 @@ struct CacheChunk {
 
 template <typename T>
 struct PagedTile {
-  std::vector<T> q;     // [kPagedRows][head_dim]: the tile's queries times scale
-  std::vector<T> keys;  // [kChunkGroup][head_dim][kPagedKeys]: chunks' keys transposed, zeros past n
-  T scores[kPagedRows][kChunkGroup][kPagedKeys];
-  T max_score[kPagedRows], sum[kPagedRows];
-  explicit PagedTile(int head_dim)
-      : q(static_cast<size_t>(head_dim) * kPagedRows),
-        keys(static_cast<size_t>(head_dim) * kPagedKeys * kChunkGroup) {}
-  T* chunk_keys(int g, int hd) { return keys.data() + static_cast<size_t>(g) * hd * kPagedKeys; }
+  std::vector<T> q;  // [kPagedRows][head_dim]: the tile's queries times scale
+  T scores[kPagedRows][kPagedKeys] = {};
+  T max_score[kPagedRows] = {}, sum[kPagedRows] = {};
+  explicit PagedTile(int head_dim) : q(static_cast<size_t>(head_dim) * kPagedRows) {}
+  const T* q_row(int r, int hd) const { return q.data() + static_cast<size_t>(r) * hd; }
 };
 
-// The AVX-512 kernels below take fp32 math with head_dim a whole number of vectors; any other
-// case (double, AVX2 builds, odd head sizes) takes the portable loops. The choice depends on the
-// types and the head size only, never on a tile's rows, so every row of a run takes the same one.
+// The AVX-512 steps (paged_attention_avx512.h) take fp32 math with head_dim a whole number of
+// vectors; any other case (double, builds without AVX-512, odd head sizes) takes the portable
+// loops. The choice depends on the types and the head size only, never on a tile's rows, so every
+// row of a run takes the same one.
 template <typename T>
 inline bool vector_head(int hd) {
-#if defined(__AVX512F__)
+#if defined(SWITCHYARD_PAGED_AVX512)
   return std::is_same_v<T, float> && hd % 16 == 0;
 #else
   (void)hd;
@@ -102,104 +98,21 @@ inline bool vector_head(int hd) {
 #endif
 }
 
-#if defined(__AVX512F__)
-// 16 cached values from p, widened to fp32 (bf16 bits shift into the high half).
-template <typename C>
-inline __m512 load_cached16(const C* p) {
-  if constexpr (std::is_same_v<C, uint16_t>) {
-    const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
-  } else {
-    return _mm512_loadu_ps(p);
-  }
-}
-#endif
-
-// keys[d][j] = k[j][d] for the chunk's n positions (rows of stride row), zeros after them.
+// scores[j] = q . k[j] for a chunk's n positions (rows `row` apart), 0 after them. The portable
+// form sums each score in one chain of fused multiply-adds over d = 0 .. hd - 1.
 template <typename T, typename C>
-void transpose_key_chunk(T* keys, const C* k, int n, size_t row, int hd) {
-#if defined(__AVX512F__)
+void chunk_scores(const T* q, const C* k, int n, size_t row, int hd, T* scores) {
+#if defined(SWITCHYARD_PAGED_AVX512)
   if constexpr (std::is_same_v<T, float>) {
-    if (vector_head<T>(hd)) {  // 16 x 16 blocks transposed in registers
-      static_assert(kPagedKeys == 16);
-      for (int d0 = 0; d0 < hd; d0 += 16) {
-        __m512 r[16];
-        for (int j = 0; j < 16; ++j) r[j] = j < n ? load_cached16(k + j * row + d0) : _mm512_setzero_ps();
-        transpose16(r);
-        for (int d = 0; d < 16; ++d) _mm512_storeu_ps(keys + static_cast<size_t>(d0 + d) * 16, r[d]);
-      }
-      return;
-    }
+    if (vector_head<T>(hd)) return vector_chunk_scores(q, k, n, row, hd, scores);
   }
 #endif
-  for (int d = 0; d < hd; ++d) {
-    T* kd = keys + static_cast<size_t>(d) * kPagedKeys;
-    for (int j = 0; j < kPagedKeys; ++j) kd[j] = j < n ? cached<T>(k[j * row + d]) : T(0);
-  }
-}
-
-#if defined(__AVX512F__)
-// Scores of NR rows from q against G transposed chunks: NR * G sums side by side, each a chain of
-// fused multiply-adds from zero over d = 0 .. hd - 1.
-template <int NR, int G>
-void vector_scores(PagedTile<float>& t, int r0, int hd) {
-  __m512 acc[NR][G];
-  for (int i = 0; i < NR; ++i)
-    for (int g = 0; g < G; ++g) acc[i][g] = _mm512_setzero_ps();
-  const float* q = t.q.data() + static_cast<size_t>(r0) * hd;
-  const float* keys = t.keys.data();
-  const size_t chunk_stride = static_cast<size_t>(hd) * kPagedKeys;
-  for (int d = 0; d < hd; ++d) {
-    for (int i = 0; i < NR; ++i) {
-      const __m512 qd = _mm512_set1_ps(q[static_cast<size_t>(i) * hd + d]);
-      for (int g = 0; g < G; ++g) {
-        const __m512 kd = _mm512_loadu_ps(keys + g * chunk_stride + static_cast<size_t>(d) * kPagedKeys);
-        acc[i][g] = _mm512_fmadd_ps(qd, kd, acc[i][g]);
-      }
+  for (int j = 0; j < kPagedKeys; ++j) {
+    T s = T(0);
+    if (j < n) {
+      for (int d = 0; d < hd; ++d) s = std::fma(q[d], cached<T>(k[j * row + d]), s);
     }
-  }
-  for (int i = 0; i < NR; ++i)
-    for (int g = 0; g < G; ++g) _mm512_storeu_ps(t.scores[r0 + i][g], acc[i][g]);
-}
-
-// Rows two at a time, then the last one alone.
-template <int G>
-void vector_scores_for_rows(PagedTile<float>& t, int hd, int rows) {
-  int r = 0;
-  for (; r + 2 <= rows; r += 2) vector_scores<2, G>(t, r, hd);
-  if (r < rows) vector_scores<1, G>(t, r, hd);
-}
-#endif
-
-// scores[r][g][j] = q[r] . keys of chunk g's position j, for the tile's first `rows` rows and the
-// group's first `chunks` chunks (the rest of the tile's 16 rows are not computed: a decode tile
-// has one row).
-template <typename T>
-void group_scores(PagedTile<T>& t, int hd, int rows, int chunks) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>) {
-    if (vector_head<T>(hd)) {
-      static_assert(kChunkGroup == 4);
-      switch (chunks) {
-        case 1: vector_scores_for_rows<1>(t, hd, rows); return;
-        case 2: vector_scores_for_rows<2>(t, hd, rows); return;
-        case 3: vector_scores_for_rows<3>(t, hd, rows); return;
-        default: vector_scores_for_rows<4>(t, hd, rows); return;
-      }
-    }
-  }
-#endif
-  for (int r = 0; r < rows; ++r) {
-    for (int g = 0; g < chunks; ++g) {
-      const T* keys = t.chunk_keys(g, hd);
-      T* s = t.scores[r][g];
-      for (int j = 0; j < kPagedKeys; ++j) s[j] = T(0);
-      for (int d = 0; d < hd; ++d) {
-        const T qd = t.q[static_cast<size_t>(r) * hd + d];
-        const T* kd = keys + static_cast<size_t>(d) * kPagedKeys;
-        for (int j = 0; j < kPagedKeys; ++j) s[j] = std::fma(qd, kd[j], s[j]);
-      }
-    }
+    scores[j] = s;
   }
 }
 
@@ -207,29 +120,9 @@ void group_scores(PagedTile<T>& t, int hd, int rows, int chunks) {
 // step one fused multiply-add.
 template <typename T, typename C>
 void absorb_values(T* o, T shrink, const T* p, int j0, int j1, const C* v, size_t row, int hd) {
-#if defined(__AVX512F__)
+#if defined(SWITCHYARD_PAGED_AVX512)
   if constexpr (std::is_same_v<T, float>) {
-    if (vector_head<T>(hd)) {
-      constexpr int kVectors = 4;  // 64 outputs in registers while the chunk's values pass
-      const __m512 scale = _mm512_set1_ps(shrink);
-      for (int d0 = 0; d0 < hd; d0 += 16 * kVectors) {
-        const int vectors = std::min(kVectors, (hd - d0) / 16);
-        __m512 acc[kVectors];
-        for (int i = 0; i < kVectors; ++i) {
-          acc[i] = i < vectors ? _mm512_mul_ps(_mm512_loadu_ps(o + d0 + 16 * i), scale)
-                               : _mm512_setzero_ps();
-        }
-        for (int j = j0; j < j1; ++j) {
-          const __m512 pj = _mm512_set1_ps(p[j]);
-          const C* vj = v + j * row + d0;
-          for (int i = 0; i < kVectors; ++i) {
-            if (i < vectors) acc[i] = _mm512_fmadd_ps(pj, load_cached16(vj + 16 * i), acc[i]);
-          }
-        }
-        for (int i = 0; i < vectors; ++i) _mm512_storeu_ps(o + d0 + 16 * i, acc[i]);
-      }
-      return;
-    }
+    if (vector_head<T>(hd)) return vector_absorb_values(o, shrink, p, j0, j1, v, row, hd);
   }
 #endif
   for (int d = 0; d < hd; ++d) {
@@ -239,15 +132,39 @@ void absorb_values(T* o, T shrink, const T* p, int j0, int j1, const C* v, size_
   }
 }
 
-// Row r's online softmax over chunk g's positions [j0, j1): raise the running max (rescaling the
+// The greatest of scores[j0 .. j1), and the sum of p[j0 .. j1): in ascending j in the portable
+// form, in a fixed tree in the vector one.
+template <typename T>
+T max_of(const T* scores, int j0, int j1, int hd) {
+#if defined(SWITCHYARD_PAGED_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    if (vector_head<T>(hd)) return vector_max_of(scores, j0, j1);
+  }
+#endif
+  T greatest = scores[j0];
+  for (int j = j0 + 1; j < j1; ++j) greatest = std::max(greatest, scores[j]);
+  return greatest;
+}
+
+template <typename T>
+T sum_of(const T* p, int j0, int j1, int hd) {
+#if defined(SWITCHYARD_PAGED_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    if (vector_head<T>(hd)) return vector_sum_of(p, j0, j1);
+  }
+#endif
+  T sum = T(0);
+  for (int j = j0; j < j1; ++j) sum += p[j];
+  return sum;
+}
+
+// Row r's online softmax over the chunk's positions [j0, j1): raise the running max (rescaling the
 // output and sum), then add exp(score - max) and its share of the values to them.
 template <typename T, typename C>
-void absorb_chunk(PagedTile<T>& t, int r, int g, int j0, int j1, T* o, const C* v, size_t row,
-                  int hd) {
-  const T* scores = t.scores[r][g];
+void absorb_chunk(PagedTile<T>& t, int r, int j0, int j1, T* o, const C* v, size_t row, int hd) {
+  const T* scores = t.scores[r];
   T& m = t.max_score[r];
-  T chunk_max = m;
-  for (int j = j0; j < j1; ++j) chunk_max = std::max(chunk_max, scores[j]);
+  const T chunk_max = std::max(m, max_of(scores, j0, j1, hd));
   T shrink = T(1);
   if (chunk_max > m) {
     shrink = exp_vec(m - chunk_max);  // exp(-inf) = 0 on the first chunk
@@ -257,7 +174,7 @@ void absorb_chunk(PagedTile<T>& t, int r, int g, int j0, int j1, T* o, const C* 
   T p[kPagedKeys];
   SWITCHYARD_OMP(omp simd)
   for (int j = 0; j < kPagedKeys; ++j) p[j] = exp_vec(scores[j] - m);
-  for (int j = j0; j < j1; ++j) t.sum[r] += p[j];
+  t.sum[r] += sum_of(p, j0, j1, hd);
   absorb_values(o, shrink, p, j0, j1, v, row, hd);
 }
 
@@ -284,23 +201,19 @@ struct TileRows {
   int first_key(int pos) const { return window > 0 ? std::max(0, pos - window + 1) : 0; }
 };
 
-// A group of chunks against the tile's rows: keys transposed once for all rows, every row's
-// scores computed together, then each row absorbs the chunks in position order.
+// A chunk against the tile's rows: every row's scores, then each row absorbs the positions it
+// sees.
 template <typename T, typename C, typename RowOut>
-void absorb_group(PagedTile<T>& t, const CacheChunk<C>* group, int chunks, const TileRows& tile,
-                  size_t cache_row, int hd, RowOut&& row_out) {
-  for (int g = 0; g < chunks; ++g) {
-    transpose_key_chunk(t.chunk_keys(g, hd), group[g].k, group[g].n, cache_row, hd);
+void absorb_chunk_in_rows(PagedTile<T>& t, const CacheChunk<C>& chunk, const TileRows& tile,
+                          size_t cache_row, int hd, RowOut&& row_out) {
+  for (int r = 0; r < tile.rows; ++r) {
+    chunk_scores(t.q_row(r, hd), chunk.k, chunk.n, cache_row, hd, t.scores[r]);
   }
-  group_scores(t, hd, tile.rows, chunks);
   for (int r = 0; r < tile.rows; ++r) {
     const int pos = tile.first_pos + r;
-    for (int g = 0; g < chunks; ++g) {
-      const CacheChunk<C>& chunk = group[g];
-      const int j0 = std::max(0, tile.first_key(pos) - chunk.first);
-      const int j1 = std::min(chunk.n, pos + 1 - chunk.first);
-      if (j0 < j1) absorb_chunk(t, r, g, j0, j1, row_out(r), chunk.v, cache_row, hd);
-    }
+    const int j0 = std::max(0, tile.first_key(pos) - chunk.first);
+    const int j1 = std::min(chunk.n, pos + 1 - chunk.first);
+    if (j0 < j1) absorb_chunk(t, r, j0, j1, row_out(r), chunk.v, cache_row, hd);
   }
 }
 
@@ -336,10 +249,10 @@ inline int heads_per_task(int heads, long row_tiles) {
 }
 
 // Attention of each sequence's query rows over its cached context (ops.h PagedAttention). Threads
-// split (sequence, tile of rows, group of heads). A task walks the cache blocks its rows need,
-// a group of chunks of positions at a time, and runs each of its heads over the group
-// (absorb_group), each row keeping a running max, sum and output (online softmax). The cache holds
-// T, or bf16 bits (C = uint16_t, bf16 mode) widened as they are read.
+// split (sequence, tile of rows, group of heads). A task walks the cache blocks its rows need, a
+// chunk of positions at a time, and runs each of its heads over the chunk (absorb_chunk_in_rows),
+// each row keeping a running max, sum and output (online softmax). The cache holds T, or bf16 bits
+// (C = uint16_t, bf16 mode) widened as they are read.
 template <typename T, typename C = T>
 void paged_attention(T* out, const T* q, const C* k_cache, const C* v_cache,
                      const int32_t* block_tables, const int32_t* query_start,
@@ -386,21 +299,15 @@ void paged_attention(T* out, const T* q, const C* k_cache, const C* v_cache,
       auto block_start_of = [&](int blk) {
         return static_cast<size_t>(table[blk]) * bs * cache_row + static_cast<size_t>(kv0) * hd;
       };
-      auto absorb = [&](const CacheChunk<C>* chunks, int count) {
+      auto absorb = [&](const CacheChunk<C>& chunk) {
         for (int h = h0; h < h1; ++h) {
           const size_t head_offset = static_cast<size_t>(h / g.group() - kv0) * hd;
-          CacheChunk<C> head_chunks[kChunkGroup];
-          for (int i = 0; i < count; ++i) {
-            head_chunks[i] = {chunks[i].k + head_offset, chunks[i].v + head_offset, chunks[i].n,
-                              chunks[i].first};
-          }
-          absorb_group(tiles[h - h0], head_chunks, count, tile, cache_row, hd,
-                       row_of(out, g.ldo, h));
+          const CacheChunk<C> head_chunk{chunk.k + head_offset, chunk.v + head_offset, chunk.n,
+                                         chunk.first};
+          absorb_chunk_in_rows(tiles[h - h0], head_chunk, tile, cache_row, hd, row_of(out, g.ldo, h));
         }
       };
       prefetch_cache_rows(k_cache, v_cache, block_start_of(lo / bs), bs, cache_row, task_bytes);
-      CacheChunk<C> group[kChunkGroup];
-      int chunks = 0;
       for (int blk = lo / bs; blk <= hi / bs; ++blk) {
         const size_t block_start = block_start_of(blk);
         if (blk < hi / bs) {
@@ -409,16 +316,10 @@ void paged_attention(T* out, const T* q, const C* k_cache, const C* v_cache,
         }
         const int in_block = std::min(bs, hi + 1 - blk * bs);  // positions anyone needs
         for (int c0 = 0; c0 < in_block; c0 += kPagedKeys) {
-          group[chunks++] = {k_cache + block_start + c0 * cache_row,
-                             v_cache + block_start + c0 * cache_row,
-                             std::min(kPagedKeys, in_block - c0), blk * bs + c0};
-          if (chunks == kChunkGroup) {
-            absorb(group, chunks);
-            chunks = 0;
-          }
+          absorb({k_cache + block_start + c0 * cache_row, v_cache + block_start + c0 * cache_row,
+                  std::min(kPagedKeys, in_block - c0), blk * bs + c0});
         }
       }
-      if (chunks > 0) absorb(group, chunks);
       for (int h = h0; h < h1; ++h) {
         const auto row_out = row_of(out, g.ldo, h);
         for (int r = 0; r < rows; ++r) {

@@ -1,5 +1,5 @@
 // A 16 x 16 block of floats transposed in AVX-512 registers, for kernels that need a matrix's
-// columns as vectors (packing GEMM panels, a chunk of attention keys).
+// columns as vectors (packing GEMM panels).
 #pragma once
 
 #if defined(__AVX512F__)
