@@ -12,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <numeric>
+#include <span>
 
 #include <unistd.h>
 
@@ -530,6 +532,36 @@ TEST(Sampler, TopPDrawsWhatTheDefinitionDraws) {
       }
     }
   }
+}
+
+// The draws' weights agree with std::exp's to a few ulp over the whole range a softmax weight
+// takes (e^0 down to past double's normal range), at any temperature and length; -inf gives 0 and
+// a NaN logit a NaN total.
+TEST(Sampler, SoftmaxWeightsAreTheExponentialsToAFewUlp) {
+  std::vector<float> logits;
+  for (float x = -760.0f; x <= 0.0f; x += 0.37f) logits.push_back(x);
+  Rng rng(9);
+  for (int i = 0; i < 1000; ++i) logits.push_back(static_cast<float>(-40.0 * rng.uniform()));
+  logits.push_back(0.0f);
+  logits.push_back(-std::numeric_limits<float>::infinity());
+  for (const double temperature : {1.0, 0.7, 2.5}) {
+    for (const size_t n : {logits.size(), size_t{13}, size_t{3}}) {
+      const std::span<const float> part(logits.data() + logits.size() - n, n);
+      std::vector<double> weights(n);
+      const double total = model::softmax_weights(part, 0.0, temperature, weights);
+      double want_total = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const double x = part[i] / temperature;
+        const double want = x < -708.0 ? 0.0 : std::exp(x);
+        want_total += want;
+        ASSERT_NEAR(weights[i], want, 4e-16 * want) << "x " << x;
+      }
+      EXPECT_NEAR(total, want_total, 1e-14 * want_total) << "temperature " << temperature;
+    }
+  }
+  std::vector<float> with_nan = {0.0f, -1.0f, std::nanf(""), -2.0f};
+  std::vector<double> weights(with_nan.size());
+  EXPECT_TRUE(std::isnan(model::softmax_weights(with_nan, 0.0, 1.0, weights)));
 }
 
 TEST(Sampler, GreedyTopKAndTopP) {

@@ -17,6 +17,12 @@ struct SamplingOptions {
 
 // Throws Error for a negative temperature, negative top_k or top_p outside (0, 1].
 void validate(const SamplingOptions& options);
+// weights[i] = exp((logits[i] - max_logit) / temperature), each within a few ulp of std::exp's (0
+// for -inf or below e^-708), and their total (NaN if any logit is NaN). max_logit must be the
+// greatest logit, so that no weight exceeds 1.
+double softmax_weights(std::span<const float> logits, double max_logit, double temperature,
+                       std::span<double> weights);
+
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& options, Rng& rng);
 
 }  // namespace switchyard::model
