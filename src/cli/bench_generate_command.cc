@@ -5,7 +5,6 @@
 // chip's time, engines and bottleneck (simulator devices).
 #include "cli/bench_generate_command.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -27,6 +26,7 @@
 #include "core/process_stats.h"
 #include "core/rng.h"
 #include "model/generator.h"
+#include "model/sampler.h"
 
 namespace switchyard::cli {
 
@@ -87,10 +87,6 @@ std::unique_ptr<model::Generator> make_generator(model::Model& m, int batch, int
   }
 }
 
-int32_t greedy(const std::vector<float>& logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-}
-
 // Marks the first --start-at positions of each sequence as cached without computing them: on a
 // timing-only simulator no value is computed anyway, and decoding at a long context then needs no
 // simulated prefill. Each sequence gets its own filler ids, so no blocks are shared.
@@ -101,11 +97,12 @@ void skip_to_start(model::KvCache& cache, const std::vector<model::Generator::Ch
   }
 }
 
-// One decode step of every sequence (greedy), with a tensor-parallel group's collectives.
-std::vector<std::vector<float>> decode_step(model::Generator& generator, std::vector<model::Generator::Chunk>& chunks,
-                                            const std::vector<std::vector<float>>& logits, const GenerateFlags& f) {
-  for (size_t i = 0; i < chunks.size(); ++i) chunks[i].tokens = {greedy(logits[i])};
-  std::vector<std::vector<float>> next = generator.run(chunks);
+// One decode step of every sequence (greedy, the server's pick), with a tensor-parallel group's
+// collectives.
+model::Generator::LogitRows decode_step(model::Generator& generator, std::vector<model::Generator::Chunk>& chunks,
+                                        const model::Generator::LogitRows& logits, const GenerateFlags& f) {
+  for (size_t i = 0; i < chunks.size(); ++i) chunks[i].tokens = {model::first_greatest(logits.row(i))};
+  model::Generator::LogitRows next = generator.run_rows(chunks);
   simulate_step_collectives(generator.model().backend(), generator.model().config(), f.source.tensor_parallel,
                             f.batch);
   return next;
@@ -123,7 +120,7 @@ DecodeRun time_decode(const GenerateFlags& f, const OpenedModel& opened) {
     chunks.push_back({.sequence = generator->cache().add_sequence(), .tokens = {token}, .logits = true});
   }
   skip_to_start(generator->cache(), chunks, f.start_at);
-  std::vector<std::vector<float>> logits = generator->run(chunks);
+  model::Generator::LogitRows logits = generator->run_rows(chunks);
   if (opened.profiler) opened.profiler->reset();  // the timed decode steps only
   backend::SimulatedClock sim_clock(m.backend());
   const auto t0 = Clock::now();

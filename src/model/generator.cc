@@ -24,7 +24,7 @@ Generator::Generator(Model& model, PoolSize pool) : model_(model) {
                                      model.kv_cache_config(pool.blocks, pool.block_size));
 }
 
-std::vector<std::vector<float>> Generator::run(const std::vector<Chunk>& chunks) {
+Generator::LogitRows Generator::run_rows(const std::vector<Chunk>& chunks) {
   require(!chunks.empty(), "nothing to run");
   // Check the context and the room first, so that a chunk that cannot run changes nothing.
   const int context = model_.config().max_seq_len;
@@ -44,13 +44,15 @@ std::vector<std::vector<float>> Generator::run(const std::vector<Chunk>& chunks)
   for (const Chunk& c : chunks) builder.add(c.sequence, c.tokens, c.logits);
   const Batch batch = builder.build();
   model_.forward(batch, cache_.get());
-  const std::vector<float> all = model_.logits_to_host();
-  const size_t V = static_cast<size_t>(model_.config().vocab_size);
+  return {.values = model_.logits_to_host(),
+          .rows = batch.logits_rows.size(),
+          .vocab = static_cast<size_t>(model_.config().vocab_size)};
+}
+
+std::vector<std::vector<float>> Generator::run(const std::vector<Chunk>& chunks) {
+  const LogitRows all = run_rows(chunks);
   std::vector<std::vector<float>> logits;
-  for (size_t r = 0; r < batch.logits_rows.size(); ++r) {
-    logits.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(r * V),
-                        all.begin() + static_cast<std::ptrdiff_t>((r + 1) * V));
-  }
+  for (size_t r = 0; r < all.rows; ++r) logits.emplace_back(all.row(r).begin(), all.row(r).end());
   return logits;
 }
 

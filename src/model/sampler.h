@@ -17,6 +17,10 @@ struct SamplingOptions {
 
 // Throws Error for a negative temperature, negative top_k or top_p outside (0, 1].
 void validate(const SamplingOptions& options);
+// Greedy's pick: the index of the first greatest value, as std::max_element gives it (a NaN only
+// where it comes first), in two passes the compiler vectorises.
+int32_t first_greatest(std::span<const float> x);
+
 // weights[i] = exp((logits[i] - max_logit) / temperature), each within a few ulp of std::exp's (0
 // for -inf or below e^-708), and their total (NaN if any logit is NaN). max_logit must be the
 // greatest logit, so that no weight exceeds 1.

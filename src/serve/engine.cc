@@ -126,7 +126,7 @@ EngineStats Engine::stats() const {
   return stats_;
 }
 
-GeneratedToken Engine::choose(Active& a, const std::vector<float>& logits) {
+GeneratedToken Engine::choose(Active& a, std::span<const float> logits) {
   const int32_t token = model::sample_token(logits, a.request.sampling, a.rng);
   return a.request.top_logprobs >= 0 ? token_with_logprobs(logits, token, a.request.top_logprobs)
                                      : GeneratedToken{.token = token, .chosen = {}, .top = {}};

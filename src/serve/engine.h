@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -159,7 +160,7 @@ class Engine {
   // Sampling and ending requests (engine.cc).
   // The next token of `a` from its logits (with log-probabilities where asked). It touches only
   // a's own random state, so the sequences of a step choose theirs in parallel.
-  static GeneratedToken choose(Active& a, const std::vector<float>& logits);
+  static GeneratedToken choose(Active& a, std::span<const float> logits);
   // Takes a chosen token: the request's tokens, its stream, and its end at a stop token or limit.
   void accept(Active& a, GeneratedToken chosen);
   void preempt(Active& a);

@@ -118,10 +118,10 @@ void Engine::run(const std::vector<Planned>& plan) {
                       .tokens = std::vector<int32_t>(begin, begin + p.tokens),
                       .logits = a.computed + p.tokens == static_cast<int>(a.tokens.size())});
   }
-  std::vector<std::vector<float>> logits;
+  model::Generator::LogitRows logits;
   const PassTimer timer(generator_.model());
   try {
-    logits = generator_.run(chunks);
+    logits = generator_.run_rows(chunks);
   } catch (...) {
     // The pass may have stored part of the step's keys: every sequence starts over from its
     // tokens, which leaves the engine consistent for the caller to decide what to do.
@@ -144,7 +144,7 @@ void Engine::run(const std::vector<Planned>& plan) {
   for (int i = 0; i < static_cast<int>(plan.size()); ++i) {
     if (row[i] < 0) continue;
     try {
-      chosen[i] = choose(*plan[i].active, logits[row[i]]);
+      chosen[i] = choose(*plan[i].active, logits.row(row[i]));
     } catch (...) {
       failed[i] = std::current_exception();
     }
