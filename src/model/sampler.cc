@@ -102,26 +102,6 @@ namespace {
   return x < -708.0 ? 0.0 : (x != x ? x : y);
 }
 
-}  // namespace
-
-// Built for three x86-64 levels and picked at load time: the model library is compiled for the
-// baseline (two doubles a vector), and AVX-512's eight make a temperature draw several times faster.
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#endif
-double softmax_weights(std::span<const float> logits, double max_logit, double temperature,
-                       std::span<double> weights) {
-  const float* x = logits.data();
-  double* w = weights.data();
-  double total = 0;
-#pragma omp simd reduction(+ : total)
-  for (size_t i = 0; i < logits.size(); ++i) {
-    w[i] = exp_of_nonpositive((static_cast<double>(x[i]) - max_logit) / temperature);
-    total += w[i];
-  }
-  return total;
-}
-
 // The first i at which the running sum of weights[0 .. i] passes r (the last one if none does).
 // Whole blocks are passed by their sums first: one chain of dependent subtractions over a whole
 // vocabulary (a draw without top-k or top-p) took as long as computing its weights.
@@ -140,6 +120,26 @@ size_t first_past(const std::vector<double>& weights, double r) {
     if (r < 0) return i;
   }
   return weights.size() - 1;
+}
+
+}  // namespace
+
+// Built for three x86-64 levels and picked at load time: the model library is compiled for the
+// baseline (two doubles a vector), and AVX-512's eight make a temperature draw several times faster.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
+double softmax_weights(std::span<const float> logits, double max_logit, double temperature,
+                       std::span<double> weights) {
+  const float* x = logits.data();
+  double* w = weights.data();
+  double total = 0;
+#pragma omp simd reduction(+ : total)
+  for (size_t i = 0; i < logits.size(); ++i) {
+    w[i] = exp_of_nonpositive((static_cast<double>(x[i]) - max_logit) / temperature);
+    total += w[i];
+  }
+  return total;
 }
 
 int32_t sample_token(std::span<const float> logits, const SamplingOptions& o, Rng& rng) {

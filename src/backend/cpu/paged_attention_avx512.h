@@ -1,7 +1,7 @@
 // The AVX-512 steps of paged attention (paged_attention_kernels.h): a chunk's scores read straight
-// from the cache rows, without transposing the keys first, and a chunk's values absorbed into a
-// row's output. Both take fp32 math with head_dim a whole number of vectors; the cache holds fp32
-// or bf16 bits (C = uint16_t), widened as they are read.
+// from the cache rows, without transposing the keys first, its max and sum, and its values
+// absorbed into a row's output. They take fp32 math with head_dim a whole number of vectors; the
+// cache holds fp32 or bf16 bits (C = uint16_t), widened as they are read.
 #pragma once
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)

@@ -4,8 +4,8 @@
 //
 // A row's arithmetic is the same whatever tile of rows it is computed in (its scores, maxima, sums
 // and outputs never mix with another row's, chunks start at fixed cache positions, and each sum
-// runs in one fixed order), so a row gets the same bits in a one-pass prompt, a chunk of one, a decode batch or a
-// recomputation after preemption.
+// runs in one fixed order), so a row gets the same bits in a one-pass prompt, a chunk of one, a
+// decode batch or a recomputation after preemption.
 #pragma once
 
 #include <algorithm>
