@@ -138,16 +138,19 @@ void DotLinearBf16(benchmark::State& state) {
 }
 
 // MXFP4 weights [OC, C] (random codes, scales around 2^-4), rotating over copies that together
-// outgrow the last-level cache; `product` gets each copy as a WeightMatrix. The weights' read rate
+// outgrow the last-level cache, or (a fourth argument of 0) one copy that stays in the cache, which
+// times the decoding alone; `product` gets each copy as a WeightMatrix. The weights' read rate
 // counts codes and scales (17 bytes a block of 32).
 template <typename Product>
 void time_streamed_mxfp4_product(benchmark::State& state, Product&& product) {
   const int N = static_cast<int>(state.range(0)), C = static_cast<int>(state.range(1)),
             OC = static_cast<int>(state.range(2));
+  const bool streamed = state.range(3) != 0;
   const AlignedArray<float> inp = random_values(static_cast<size_t>(N) * C, 1);
   const size_t code_bytes = static_cast<size_t>(OC) * C / 2, scale_bytes = code_bytes / 16;
   constexpr size_t kStreamedBytes = size_t{512} << 20;
-  const size_t copies = std::max<size_t>(2, kStreamedBytes / (code_bytes + scale_bytes));
+  const size_t copies =
+      streamed ? std::max<size_t>(2, kStreamedBytes / (code_bytes + scale_bytes)) : 1;
   AlignedArray<uint8_t> codes = aligned_array<uint8_t>(copies * code_bytes);
   AlignedArray<uint8_t> scales = aligned_array<uint8_t>(copies * scale_bytes);
   switchyard::Rng rng(3);
@@ -208,14 +211,17 @@ BENCHMARK(DotLinearBf16)
     ->Args({4, 3072, 768})
     ->ArgNames({"N", "C", "OC"})
     ->UseRealTime();
-// gpt-oss-20b's expert products (gate and up interleaved, then down) at 1 and 4 rows.
+// gpt-oss-20b's expert products (gate and up interleaved, then down) at 1 and 4 rows, streamed;
+// and 256 outputs of them in cache (368 KiB), where the decoding bounds the rate.
 BENCHMARK(InvariantLinearMxfp4)
-    ->ArgsProduct({{1, 4}, {2880}, {5760, 2880}})
-    ->ArgNames({"N", "C", "OC"})
+    ->ArgsProduct({{1, 4}, {2880}, {5760, 2880}, {1}})
+    ->ArgsProduct({{1}, {2880}, {256}, {0}})
+    ->ArgNames({"N", "C", "OC", "streamed"})
     ->UseRealTime();
 BENCHMARK(DotLinearMxfp4)
-    ->ArgsProduct({{1, 4}, {2880}, {5760, 2880}})
-    ->ArgNames({"N", "C", "OC"})
+    ->ArgsProduct({{1, 4}, {2880}, {5760, 2880}, {1}})
+    ->ArgsProduct({{1, 4}, {2880}, {256}, {0}})
+    ->ArgNames({"N", "C", "OC", "streamed"})
     ->UseRealTime();
 
 }  // namespace

@@ -14,7 +14,9 @@
 // from it in fp32's last bits before the rounding to bf16: bf16 mode's tolerance, not fp32's
 // exact batch invariance. A row's result does not depend on the other rows. Over MXFP4 weights
 // each block's 16 lanes are summed unscaled into a fresh vector, which is then multiplied by the
-// block's scale (a power of two: exact) and added to the sum its 32 values go to.
+// block's scale (a power of two: exact) and added to the sum its 32 values go to; the inputs are
+// first put in the order a block decodes into most cheaply (mxfp4_bf16_decode.h's lane order), so
+// lane l of 128-bit lane L pairs values 8m + L and 8m + 4 + L of the block (l = 4L + m).
 #pragma once
 
 #include <cstdint>
