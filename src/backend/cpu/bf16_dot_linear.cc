@@ -202,17 +202,21 @@ void product(uint16_t* out, const uint16_t* inp, const Weights& weights, const f
 }
 
 // inp [N, C] (C a multiple of 32) with each block of 32 values put in lane order, in a buffer
-// of the calling thread's that the next call reuses.
+// of the calling thread's that the next call reuses. Its vectors lie on cache lines: a load across
+// two lines costs two.
 const uint16_t* in_lane_order(const uint16_t* inp, int N, int C) {
-  thread_local std::vector<uint16_t> permuted;
-  const size_t count = static_cast<size_t>(N) * C;
-  if (permuted.size() < count) permuted.resize(count);
+  struct alignas(64) Vector {
+    uint16_t values[kValues];
+  };
+  thread_local std::vector<Vector> permuted;
+  const size_t vectors = static_cast<size_t>(N) * C / kValues;
+  if (permuted.size() < vectors) permuted.resize(vectors);
   const __m512i indices = mxfp4_bf16::lane_order_indices();
-  for (size_t i = 0; i < count; i += kValues) {
-    const __m512i values = _mm512_loadu_si512(inp + i);
-    _mm512_storeu_si512(permuted.data() + i, mxfp4_bf16::permute_to_lane_order(values, indices));
+  for (size_t v = 0; v < vectors; ++v) {
+    const __m512i values = _mm512_loadu_si512(inp + v * kValues);
+    _mm512_store_si512(permuted[v].values, mxfp4_bf16::permute_to_lane_order(values, indices));
   }
-  return permuted.data();
+  return permuted.data()->values;
 }
 
 }  // namespace
