@@ -141,6 +141,41 @@ TEST_F(Bf16DotLinear, OverMxfp4WeightsMatchesTheExactProductOfTheDecodedValues) 
   }
 }
 
+// Scales far from a checkpoint's, at the ends of E8M0's range and between: 2^-127 and 2^-126,
+// whose rows sum to fp32's subnormals, 2^-60 and 2^113. The kernel sums each block unscaled and
+// scales it in fp32 afterwards, so every output is still the exact product to bf16's rounding
+// (scaling the bf16 values first would have the instruction flush the smallest products to zero).
+TEST_F(Bf16DotLinear, OverMxfp4WeightsWithExtremeScalesMatchesTheExactProduct) {
+  const int N = 3, C = 96, OC = 9;
+  const std::vector<uint16_t> inp = random_bf16(size_t(N) * C, 11, 1.0f);
+  Mxfp4Matrix weight = random_mxfp4(OC, C, 12);
+  const int blocks = C / 32;
+  for (int b = 0; b < blocks; ++b) {
+    weight.scales[size_t(2) * blocks + b] = 0;    // row 2: 2^-127
+    weight.scales[size_t(5) * blocks + b] = 67;   // row 5: 2^-60
+    weight.scales[size_t(6) * blocks + b] = 240;  // row 6: 2^113
+  }
+  weight.scales[size_t(8) * blocks + 1] = 1;  // the odd last output, one block at 2^-126
+  std::vector<uint16_t> out(size_t(N) * OC, 0xFFFF);
+  bf16_dot_linear(out.data(), inp.data(), weight.matrix(), nullptr, N, C, OC);
+  for (int n = 0; n < N; ++n) {
+    for (int o = 0; o < OC; ++o) {
+      double exact = 0, magnitude = 0;
+      for (int c = 0; c < C; ++c) {
+        const double p = double(widen_bf16_bits(inp[size_t(n) * C + c])) * weight.value(o, c, C);
+        exact += p;
+        magnitude += std::fabs(p);
+      }
+      const double got = widen_bf16_bits(out[size_t(n) * OC + o]);
+      // In the subnormals a rounding to bf16 may miss by half its smallest step, 2^-134.
+      const double bound = std::fabs(exact) * std::ldexp(1.0, -8) +
+                           magnitude * (C + 2) * std::ldexp(1.0, -23) + std::ldexp(1.0, -134);
+      EXPECT_LE(std::fabs(got - exact), bound) << "row " << n << " output " << o;
+      EXPECT_NE(got, 0.0) << "row " << n << " output " << o;
+    }
+  }
+}
+
 TEST_F(Bf16DotLinear, OverMxfp4WeightsARowGetsTheSameBitsAloneOrAmongOthers) {
   const int C = 320, OC = 23;
   const Mxfp4Matrix weight = random_mxfp4(OC, C, 8);
