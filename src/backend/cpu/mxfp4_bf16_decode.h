@@ -1,7 +1,7 @@
 // MXFP4 blocks decoded to bf16 in vector registers, for cpu-bf16's products over MXFP4 weights
 // (bf16_dot_linear.cc streams them, mxfp4_bf16_gemm.cc decodes panels for oneDNN). A block's 16
-// code bytes become 32 bf16 values in element order (value 2j is byte j's low nibble, 2j + 1 its
-// high one), each value one table lookup. Exact: an E2M1 value has one mantissa bit, so it, and
+// code bytes become 32 bf16 values, each one table lookup: in element order for the panels (value
+// 2j is byte j's low nibble, 2j + 1 its high one), in lane order for the streamed product. Exact: an E2M1 value has one mantissa bit, so it, and
 // its product with the block's power-of-two scale, is a bf16 value (the upper half of the fp32).
 // Needs AVX-512 BW (16-bit permutes); the includer is compiled for the native ISA.
 #pragma once
