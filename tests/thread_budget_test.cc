@@ -111,5 +111,19 @@ TEST(ThreadAdapter, UsesTheFreeCoresWithAMarginAgainstFlapping) {
   EXPECT_EQ(adapted_threads(16, 16, 6.0), 10);
 }
 
+TEST(ThreadAdapter, LowersTheThreadsOnlyForLoadTwoSamplesInARowSaw) {
+  // One busy sample (another process's short burst) leaves both threads.
+  EXPECT_EQ(next_threads(2, 2, 0.0, 1.0), 2);
+  // The same load in the next sample too: one thread.
+  EXPECT_EQ(next_threads(2, 2, 1.0, 1.0), 1);
+  // Lowered by the lesser of the two: a burst on top of lighter load counts as the lighter load.
+  EXPECT_EQ(next_threads(16, 16, 2.0, 6.0), 14);
+  // Back up at the first clearly quiet sample, and not for a dip the margin covers.
+  EXPECT_EQ(next_threads(2, 1, 1.0, 0.1), 2);
+  EXPECT_EQ(next_threads(2, 1, 1.0, 0.4), 1);
+  // Staying down while the load lasts.
+  EXPECT_EQ(next_threads(2, 1, 1.0, 1.0), 1);
+}
+
 }  // namespace
 }  // namespace switchyard::backend::cpu

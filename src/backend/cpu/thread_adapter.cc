@@ -46,6 +46,7 @@ struct Adapter {
   int current = 1;
   int samples = 0, reduced = 0, fewest = 1;
   CpuTimes last;
+  double last_other = 0;  // other cores in the last sample
   std::chrono::steady_clock::time_point next_sample;
 };
 
@@ -115,6 +116,10 @@ int adapted_threads(int budget, int current, double other) {
   return current;
 }
 
+int next_threads(int budget, int current, double previous_other, double other) {
+  return adapted_threads(budget, current, std::min(previous_other, other));
+}
+
 void adapt_threads() {
   Adapter& a = adapter();
   if (!a.enabled) return;
@@ -123,8 +128,10 @@ void adapt_threads() {
   a.next_sample = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                             std::chrono::duration<double>(kSampleSeconds));
   const CpuTimes sample = read_cpu_times(a.cpus);
-  const int threads = adapted_threads(a.budget, a.current, other_cores(a.last, sample));
+  const double other = other_cores(a.last, sample);
+  const int threads = next_threads(a.budget, a.current, a.last_other, other);
   a.last = sample;
+  a.last_other = other;
   ++a.samples;
   if (threads < a.budget) ++a.reduced;
   a.fewest = std::min(a.fewest, threads);

@@ -8,8 +8,11 @@
 // free cores nothing waits. So the CPU backend's heavy ops call adapt_threads(), which at most
 // every kSampleSeconds reads how busy the CPUs of the affinity mask were (/proc/stat), subtracts
 // this process's own CPU time (getrusage), and sets the thread count to the cores left over: at
-// least one, at most the budget (thread_budget.h), with a margin against flapping. A budget the
-// user fixed with OMP_NUM_THREADS is left alone.
+// least one, at most the budget (thread_budget.h), with a margin against flapping. It lowers the
+// count only for load seen in two samples in a row: a burst shorter than that (a client process
+// starting up and reading its dataset, a shell command) would otherwise halve a memory-bound
+// decode for a whole sample. It raises the count again at the first clearly quiet sample. A
+// budget the user fixed with OMP_NUM_THREADS is left alone.
 #pragma once
 
 #include <string>
@@ -32,6 +35,8 @@ double other_cores(const CpuTimes& before, const CpuTimes& after);
 // The thread count for a budget of `budget` threads when others use `other` cores, moving from
 // `current` only when the free cores clearly call for it.
 int adapted_threads(int budget, int current, double other);
+// The next thread count from the last two samples' other cores: lowered only for load both saw.
+int next_threads(int budget, int current, double previous_other, double other);
 
 // Samples when due and applies the adapted count (see the header comment). Cheap between samples.
 // The first sample is taken kSampleSeconds after the first call; until then every thread runs.
