@@ -12,19 +12,12 @@
 #include <vector>
 
 #include "backend/cpu/cpu_kernels.h"
+#include "bf16_product_check.h"
 #include "core/dtype.h"
 #include "core/error.h"
 
 namespace switchyard::backend::cpu {
 namespace {
-
-std::vector<uint16_t> random_bf16(size_t n, unsigned seed, float scale) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<uint16_t> bits(n);
-  for (uint16_t& b : bits) b = narrow_to_bf16_bits(normal(gen));
-  return bits;
-}
 
 class Bf16DotLinear : public ::testing::Test {
  protected:
@@ -46,23 +39,7 @@ TEST_F(Bf16DotLinear, MatchesTheExactProductWithinOneBf16Rounding) {
       std::vector<uint16_t> out(size_t(N) * OC, 0xFFFF);
       bf16_dot_linear(out.data(), inp.data(), weight.data(), with_bias ? bias.data() : nullptr, N,
                       C, OC);
-      for (int n = 0; n < N; ++n) {
-        for (int o = 0; o < OC; ++o) {
-          double exact = with_bias ? bias[o] : 0.0, magnitude = std::fabs(exact);
-          for (int c = 0; c < C; ++c) {
-            const double p = double(widen_bf16_bits(inp[size_t(n) * C + c])) *
-                             double(widen_bf16_bits(weight[size_t(o) * C + c]));
-            exact += p;
-            magnitude += std::fabs(p);
-          }
-          const double got = widen_bf16_bits(out[size_t(n) * OC + o]);
-          // fp32 sums of C + 1 terms, then one rounding to bf16 (2^-9 relative).
-          const double bound = std::fabs(exact) * std::ldexp(1.0, -8) +
-                               magnitude * (C + 2) * std::ldexp(1.0, -23);
-          EXPECT_LE(std::fabs(got - exact), bound)
-              << "N " << N << " C " << C << " row " << n << " output " << o;
-        }
-      }
+      expect_bf16_product(out, inp, weight, with_bias ? bias.data() : nullptr, N, C, OC);
     }
   }
 }

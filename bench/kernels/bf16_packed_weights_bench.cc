@@ -4,8 +4,9 @@
 // form could be made once. Both forms are timed on GPT-2 124M's decode shapes at the row counts of
 // a continuous batch beyond the weight-streaming kernel's (cpu_kernels.h kGemvMaxRows), rotating
 // over weight copies that outgrow the last-level cache, as a decode step over a whole model does.
-// The counter is GFLOP/s. Nothing in the engine uses the blocked form yet: this measures the
-// headroom (BENCHMARKS.md, issue 15).
+// The counter is GFLOP/s. Layout 2 is the column panels of bf16_panel_linear.h, multiplied by
+// its kernel (what the engine runs where the CPU has AVX-512 BF16); layout 1 is what it runs
+// elsewhere (BENCHMARKS.md, issue 15).
 //
 //   build/switchyard_kernel_bench --benchmark_filter=Bf16DecodeWeights
 #include <benchmark/benchmark.h>
@@ -16,17 +17,53 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/cpu/bf16_panel_linear.h"
+
 namespace {
 
 using dnnl::memory;
 using Type = memory::data_type;
 
-enum Layout : int64_t { kAsStored, kBlocked };
+enum Layout : int64_t { kAsStored, kBlocked, kPanels };
+
+constexpr int64_t kStreamedBytes = int64_t{512} << 20;
+
+// The panel kernel over copies of the weights packed as it reads them.
+void time_panels(benchmark::State& state, int64_t M, int64_t C, int64_t OC) {
+  using namespace switchyard::backend::cpu;
+  if (!bf16_panel_linear_available()) {
+    state.SkipWithError("this build's CPU kernels have no AVX-512 BF16");
+    return;
+  }
+  const int64_t copies = std::max<int64_t>(2, kStreamedBytes / (2 * C * OC));
+  const std::vector<uint16_t> stored(static_cast<size_t>(C * OC), 0x3C23);
+  std::vector<std::vector<uint16_t>> panels(static_cast<size_t>(copies));
+  for (std::vector<uint16_t>& p : panels) {
+    p.resize(bf16_panel_values(int(C), int(OC)));
+    pack_bf16_panels(p.data(), stored.data(), int(C), int(OC));
+  }
+  std::vector<uint16_t> inp(static_cast<size_t>(M * C), 0x3C00), out(static_cast<size_t>(M * OC));
+  size_t next = 0;
+  for (auto _ : state) {
+    bf16_panel_linear(out.data(), inp.data(), panels[next].data(), nullptr, int(M), int(C), int(OC));
+    next = (next + 1) % panels.size();
+  }
+}
 
 // Arguments: the layout, rows M, inputs C, outputs OC.
 void Bf16DecodeWeights(benchmark::State& state) {
   const auto layout = static_cast<Layout>(state.range(0));
   const int64_t M = state.range(1), C = state.range(2), OC = state.range(3);
+  const auto rate = [&] {
+    state.counters["GFLOP/s"] = benchmark::Counter(
+        2.0 * static_cast<double>(M * C * OC) * static_cast<double>(state.iterations()) / 1e9,
+        benchmark::Counter::kIsRate);
+  };
+  if (layout == kPanels) {
+    time_panels(state, M, C, OC);
+    rate();
+    return;
+  }
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(engine);
   const memory::desc inp_desc({M, C}, Type::bf16, {C, 1});
@@ -37,7 +74,6 @@ void Bf16DecodeWeights(benchmark::State& state) {
   const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(inp_desc, weight_desc, out_desc), engine);
   const dnnl::matmul product(pd);
 
-  constexpr int64_t kStreamedBytes = int64_t{512} << 20;
   const int64_t copies = std::max<int64_t>(2, kStreamedBytes / (2 * C * OC));
   std::vector<uint16_t> inp(static_cast<size_t>(M * C), 0x3C00), out(static_cast<size_t>(M * OC));
   std::vector<std::vector<uint16_t>> stored(static_cast<size_t>(copies),
@@ -62,13 +98,11 @@ void Bf16DecodeWeights(benchmark::State& state) {
     stream.wait();
     next = (next + 1) % weights.size();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(
-      2.0 * static_cast<double>(M * C * OC) * static_cast<double>(state.iterations()) / 1e9,
-      benchmark::Counter::kIsRate);
+  rate();
 }
 
 void DecodeShapes(benchmark::internal::Benchmark* b) {
-  for (int64_t layout : {kAsStored, kBlocked}) {
+  for (int64_t layout : {kAsStored, kBlocked, kPanels}) {
     for (int64_t rows : {32, 64}) {
       b->Args({layout, rows, 768, 2304});   // attention q, k, v
       b->Args({layout, rows, 768, 3072});   // MLP up
@@ -78,6 +112,6 @@ void DecodeShapes(benchmark::internal::Benchmark* b) {
   }
 }
 
-BENCHMARK(Bf16DecodeWeights)->Apply(DecodeShapes)->ArgNames({"blocked", "M", "C", "OC"})->UseRealTime();
+BENCHMARK(Bf16DecodeWeights)->Apply(DecodeShapes)->ArgNames({"layout", "M", "C", "OC"})->UseRealTime();
 
 }  // namespace

@@ -5,6 +5,8 @@
 
 #include <utility>
 
+#include "backend/cpu/bf16_panel_linear.h"
+
 namespace switchyard::backend::cpu {
 namespace {
 
@@ -34,34 +36,49 @@ const BlockedWeights::Copy* BlockedWeights::copy_for(const uint16_t* weight, int
                                                       uint64_t stamp) {
   auto it = copies_.find(weight);
   if (it != copies_.end() && it->second.stamp == stamp && it->second.C == C && it->second.OC == OC) {
-    return it->second.blocked ? &it->second : nullptr;
+    return it->second.usable() ? &it->second : nullptr;
   }
   if (it != copies_.end()) {  // another state of these weights, or other weights at this address
     bytes_ -= it->second.bytes;
     copies_.erase(it);
   }
-  Copy copy{.stamp = stamp, .C = C, .OC = OC};
+  Copy copy;
+  copy.stamp = stamp;
+  copy.C = C;
+  copy.OC = OC;
+  make_copy(copy, weight);
+  bytes_ += copy.bytes;
+  const Copy& placed = copies_[weight] = std::move(copy);
+  return placed.usable() ? &placed : nullptr;
+}
+
+void BlockedWeights::make_copy(Copy& copy, const uint16_t* weight) {
+  const int C = copy.C, OC = copy.OC;
+  if (bf16_panel_linear_available() && C % 2 == 0) {
+    const size_t values = bf16_panel_values(C, OC);
+    if (bytes_ + values * sizeof(uint16_t) > budget_) return;
+    copy.panels.resize(values);
+    pack_bf16_panels(copy.panels.data(), weight, C, OC);
+    copy.bytes = values * sizeof(uint16_t);
+    return;
+  }
   try {
     const memory::desc any({C, OC}, Type::bf16, memory::format_tag::any);
     const dnnl::matmul::primitive_desc pd(
         dnnl::matmul::desc(rows_desc(kReferenceRows, C), any, rows_desc(kReferenceRows, OC)), engine_);
     const memory::desc blocked = pd.weights_desc();
-    if (bytes_ + blocked.get_size() <= budget_) {
-      // The weights as stored, [OC, C] row-major: the product's [C, OC] operand transposed.
-      memory stored(memory::desc({C, OC}, Type::bf16, memory::dims{1, C}), engine_,
-                    const_cast<uint16_t*>(weight));
-      copy.blocked = memory(blocked, engine_);
-      dnnl::reorder(stored, copy.blocked).execute(stream_, stored, copy.blocked);
-      stream_.wait();
-      copy.bytes = blocked.get_size();
-    }
+    if (bytes_ + blocked.get_size() > budget_) return;
+    // The weights as stored, [OC, C] row-major: the product's [C, OC] operand transposed.
+    memory stored(memory::desc({C, OC}, Type::bf16, memory::dims{1, C}), engine_,
+                  const_cast<uint16_t*>(weight));
+    copy.blocked = memory(blocked, engine_);
+    dnnl::reorder(stored, copy.blocked).execute(stream_, stored, copy.blocked);
+    stream_.wait();
+    copy.bytes = blocked.get_size();
   } catch (const dnnl::error&) {  // no blocked form for this shape: remembered as such
     copy.blocked = memory();
     copy.bytes = 0;
   }
-  bytes_ += copy.bytes;
-  const Copy& placed = copies_[weight] = std::move(copy);
-  return placed.blocked ? &placed : nullptr;
 }
 
 dnnl::matmul* BlockedWeights::primitive(const memory::desc& blocked, int M, int C, int OC,
@@ -89,6 +106,10 @@ bool BlockedWeights::linear(uint16_t* out, const uint16_t* inp, const uint16_t* 
   std::lock_guard<std::mutex> lock(mutex_);
   const Copy* copy = copy_for(weight, C, OC, stamp);
   if (copy == nullptr) return false;
+  if (!copy->panels.empty()) {
+    bf16_panel_linear(out, inp, copy->panels.data(), bias, M, C, OC);
+    return true;
+  }
   dnnl::matmul* product = primitive(copy->blocked.get_desc(), M, C, OC, bias != nullptr);
   if (product == nullptr) return false;
   std::unordered_map<int, memory> args = {

@@ -1,12 +1,14 @@
-// bf16 products of a continuous batch over weights kept in oneDNN's blocked layout.
+// bf16 products of a continuous batch over weights kept in a layout made for them: column panels
+// for bf16_panel_linear.h's kernel where the CPU has AVX-512 BF16 (and C is even), oneDNN's blocked
+// layout otherwise.
 //
 // Handed the weights as stored ([OC, C] row-major), oneDNN's matmul rearranges them inside every
 // call; at a decode batch's few dozen rows that costs about as much as the arithmetic
 // (bench/kernels/bf16_packed_weights_bench.cc: 1.6-1.9x the rate at 32 rows on AVX-512 BF16).
 // Serving's weights stay put, so the rearranged copy is made once per weight and stamp
 // (ops::Linear::weight_stamp) and reused until the stamp changes. The copies cost memory, as much
-// as the weights they copy, within a budget: beyond it, and for shapes oneDNN has no blocked form
-// for, the caller runs the plain product.
+// as the weights they copy, within a budget: beyond it, and for shapes neither layout takes, the
+// caller runs the plain product.
 #pragma once
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -18,6 +20,7 @@
 #include <optional>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 namespace switchyard::backend::cpu {
 
@@ -43,9 +46,13 @@ class BlockedWeights {
   struct Copy {
     uint64_t stamp = 0;
     int C = 0, OC = 0;
-    dnnl::memory blocked;  // empty where oneDNN has no blocked form for the shape
+    std::vector<uint16_t> panels;  // bf16_panel_linear.h's layout, where its kernel runs
+    dnnl::memory blocked;          // otherwise oneDNN's; both empty where neither takes the shape
     size_t bytes = 0;
+    bool usable() const { return !panels.empty() || bool(blocked); }
   };
+  // The copy in bf16_panel_linear.h's layout, or oneDNN's blocked one, within the budget.
+  void make_copy(Copy& copy, const uint16_t* weight);
   // The weight's usable copy for `stamp`, or null.
   const Copy* copy_for(const uint16_t* weight, int C, int OC, uint64_t stamp);
   // The product of M rows over a blocked weight of this shape; null where oneDNN has none.
