@@ -8,9 +8,8 @@
 // two vectors, multiply each broadcast pair. A panel's 12 outputs x 32 rows stay in 24 registers
 // while the panel's weights pass once, front to back: the weights stream exactly once per 32 rows,
 // in order, which the hardware prefetcher and one software prefetch a few KB ahead keep up with.
-// (The oneDNN matmul over its blocked layout that this replaces re-reads blocks of weights for
-// each group of rows: 530-590 GFLOP/s at 32 rows on a 2-core Zen 5, against 600-700 here;
-// BENCHMARKS.md, issue 15.)
+// (oneDNN's matmul over its own blocked layout, which this replaces on such CPUs, ran 500-590
+// GFLOP/s at 32 rows on a 2-core Zen 5 where this runs 600-790; BENCHMARKS.md, issue 15.)
 //
 // Numbers: each lane sums its row's products in c order, two at a time (vdpbf16ps: both products
 // exact in fp32, added one after the other with fp32 rounding), then adds the bias and rounds to
