@@ -22,27 +22,38 @@ inline std::vector<uint16_t> random_bf16(size_t n, unsigned seed, float scale) {
   return bits;
 }
 
-// out [N, OC] = inp [N, C] @ weight [OC, C]^T (+ bias, if not null), all bf16 but the bias.
-inline void expect_bf16_product(const std::vector<uint16_t>& out, const std::vector<uint16_t>& inp,
-                                const std::vector<uint16_t>& weight, const float* bias, int N,
-                                int C, int OC) {
+// out [N, OC] against the exact product of inp [N, C] (bf16) with the weights weight_value(o, c)
+// gives, plus bias (if not null): within fp32 summation's error and one rounding to bf16, and
+// `absolute` more.
+template <typename WeightValue>
+void expect_exact_product(const std::vector<uint16_t>& out, const std::vector<uint16_t>& inp,
+                          WeightValue&& weight_value, const float* bias, int N, int C, int OC,
+                          double absolute = 0.0) {
   for (int n = 0; n < N; ++n) {
     for (int o = 0; o < OC; ++o) {
       double exact = bias ? bias[o] : 0.0, magnitude = std::fabs(exact);
       for (int c = 0; c < C; ++c) {
-        const double p = double(widen_bf16_bits(inp[size_t(n) * C + c])) *
-                         double(widen_bf16_bits(weight[size_t(o) * C + c]));
+        const double p = double(widen_bf16_bits(inp[size_t(n) * C + c])) * double(weight_value(o, c));
         exact += p;
         magnitude += std::fabs(p);
       }
       const double got = widen_bf16_bits(out[size_t(n) * OC + o]);
       // fp32 sums of C + 1 terms, then one rounding to bf16 (2^-9 relative).
-      const double bound =
-          std::fabs(exact) * std::ldexp(1.0, -8) + magnitude * (C + 2) * std::ldexp(1.0, -23);
-      ASSERT_LE(std::fabs(got - exact), bound)
+      const double bound = std::fabs(exact) * std::ldexp(1.0, -8) +
+                           magnitude * (C + 2) * std::ldexp(1.0, -23) + absolute;
+      EXPECT_LE(std::fabs(got - exact), bound)
           << "N " << N << " C " << C << " row " << n << " output " << o;
     }
   }
+}
+
+// The same over bf16 weights [OC, C].
+inline void expect_bf16_product(const std::vector<uint16_t>& out, const std::vector<uint16_t>& inp,
+                                const std::vector<uint16_t>& weight, const float* bias, int N,
+                                int C, int OC) {
+  expect_exact_product(
+      out, inp, [&](int o, int c) { return widen_bf16_bits(weight[size_t(o) * C + c]); }, bias, N,
+      C, OC);
 }
 
 }  // namespace switchyard::backend::cpu

@@ -15,24 +15,33 @@
 
 namespace switchyard::backend::cpu {
 
+namespace {
+
+int panel_count(int OC) { return (OC + kPanelColumns - 1) / kPanelColumns; }
+// Values one panel holds: kPanelColumns outputs' C weights.
+size_t panel_values(int C) { return static_cast<size_t>(C) * kPanelColumns; }
+
+}  // namespace
+
 size_t bf16_panel_values(int C, int OC) {
-  const size_t panels = static_cast<size_t>((OC + kPanelColumns - 1) / kPanelColumns);
-  return panels * static_cast<size_t>(C) * kPanelColumns;
+  return static_cast<size_t>(panel_count(OC)) * panel_values(C);
 }
 
 void pack_bf16_panels(uint16_t* panels, const uint16_t* weight, int C, int OC) {
   require(C % 2 == 0, "bf16 panels: C = {} must be even", C);
-  const int pairs = C / 2, count = (OC + kPanelColumns - 1) / kPanelColumns;
+  const int pairs = C / 2, count = panel_count(OC);
   SWITCHYARD_OMP_FOR(schedule(static))
   for (int p = 0; p < count; ++p) {
-    uint16_t* panel = panels + static_cast<size_t>(p) * pairs * kPanelColumns * 2;
+    uint16_t* panel = panels + static_cast<size_t>(p) * panel_values(C);
     for (int k = 0; k < pairs; ++k) {
       for (int j = 0; j < kPanelColumns; ++j) {
         const int o = p * kPanelColumns + j;
         uint16_t* to = panel + (static_cast<size_t>(k) * kPanelColumns + j) * 2;
-        const uint16_t* from = weight + static_cast<size_t>(o) * C + 2 * k;
-        to[0] = o < OC ? from[0] : 0;
-        to[1] = o < OC ? from[1] : 0;
+        if (o < OC) {
+          std::memcpy(to, weight + static_cast<size_t>(o) * C + 2 * k, 2 * sizeof(uint16_t));
+        } else {
+          to[0] = to[1] = 0;
+        }
       }
     }
   }
@@ -114,8 +123,7 @@ void panel_product(uint16_t* out, const uint16_t* rows, const uint16_t* panels, 
                    int count, int C, int OC, int p) {
   const int pairs = C / 2;
   __m512 acc[kVectors][kPanelColumns];
-  accumulate_panel<kVectors>(acc, rows, panels + static_cast<size_t>(p) * pairs * kPanelColumns * 2,
-                             pairs);
+  accumulate_panel<kVectors>(acc, rows, panels + static_cast<size_t>(p) * panel_values(C), pairs);
   const int o0 = p * kPanelColumns;
   store_panel<kVectors>(out, acc, bias, count, OC, o0, std::min(kPanelColumns, OC - o0));
 }
@@ -127,11 +135,11 @@ template <int kVectors>
 void pass(uint16_t* out, const uint16_t* rows, const uint16_t* panels, const float* bias,
           int count, int C, int OC) {
   constexpr int kPiecesPerThread = 8;
-  const int panel_count = (OC + kPanelColumns - 1) / kPanelColumns;
+  const int panels_in_all = panel_count(OC);
   const bool parallel = static_cast<size_t>(OC) * C > kParallelThreshold;
-  const int piece = std::max(1, panel_count / (kPiecesPerThread * omp_get_max_threads()));
+  const int piece = std::max(1, panels_in_all / (kPiecesPerThread * omp_get_max_threads()));
 #pragma omp parallel for schedule(dynamic, piece) if (parallel)
-  for (int p = 0; p < panel_count; ++p) {
+  for (int p = 0; p < panels_in_all; ++p) {
     panel_product<kVectors>(out, rows, panels, bias, count, C, OC, p);
   }
 }
