@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "serve/api_error.h"
 #include "serve/api_routes.h"
+#include "serve/futex_hash.h"
 #include "serve/response_json.h"
 
 namespace switchyard::serve {
@@ -53,6 +54,7 @@ ApiServer::ApiServer(Engine& engine, const ServedModel& model, ServerOptions opt
   // more keep /health and /metrics answering when they are all taken.
   const int threads = o.threads > 0 ? o.threads
                                     : std::min(engine.options().max_sequences + engine.options().max_queue, 512) + 4;
+  widen_futex_hash(threads);  // the pool's threads all wait on one futex (futex_hash.h)
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // SO_REUSEADDR (a restarted server need not wait out TIME_WAIT) but not the library's default
   // SO_REUSEPORT, with which a second server would silently share a port already taken.
