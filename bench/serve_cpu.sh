@@ -12,9 +12,9 @@
 #   PROMPT_TOKENS   prompt length cut from a text file          (default: 8)
 #   OUTPUT_TOKENS   max_tokens of each request                  (default: 128)
 #   CONCURRENCY     the batched load's concurrency              (default: 32)
-#   PAIRS           alternating single-stream / bench generate runs, for the overhead figure
-#                   (default: 5; the median of each is compared, as a shared host's memory bandwidth
-#                   moves single runs by 20% or more)
+#   PAIRS           alternating single-stream / bench generate runs, for the overhead figure, each
+#                   single stream on a fresh server (default: 5; the median of each is compared, as
+#                   a shared host's memory bandwidth moves single runs by 20% or more)
 #   PORT            the server's port                           (default: 8199)
 #
 # Measures, in order: the single stream (concurrency 1) and the batched load (concurrency N) with
@@ -52,13 +52,23 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //
 
 serve_cmd=("$bin" serve --model "$model" --dtype "$dtype" --port "$port" --max-seqs "$concurrency")
 echo "server: ${serve_cmd[*]}"
-"${serve_cmd[@]}" >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 300); do
-  curl -sf "$url/health" >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "error: the server exited" >&2; exit 1; }
-  sleep 0.2
-done
+# Starts a fresh server and waits until it answers.
+start_server() {
+  "${serve_cmd[@]}" >"$work/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 300); do
+    curl -sf "$url/health" >/dev/null 2>&1 && return 0
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; echo "error: the server exited" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "error: the server did not answer /health within a minute" >&2; exit 1
+}
+stop_server() {
+  kill -TERM "$server_pid" 2>/dev/null
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+start_server
 
 # bench serve with the given extra flags; its JSON line goes to $work/$1.json.
 load() {
@@ -86,18 +96,24 @@ half_rate=$(python3 -c "print(f'{$saturating_rate / 2:.3f}')")
 load half_rate --request-rate "$half_rate" --num-prompts $((4 * concurrency)) --seed 1
 
 # The overhead pairs: single-stream TPOT through HTTP, then bench generate over the same number of
-# positions (prompt + output), alternating.
+# positions (prompt + output), alternating. Each pair starts a fresh server, as each bench generate
+# is a fresh process: on this VM one process of the same binary decodes up to 10% faster than
+# another, for its whole life, and which one is random from start to start (where the memory
+# landed), so one server against five peers would compare one draw with a median of five.
 positions=$(python3 -c "
 import json; r=json.load(open('$work/single.json'))
 print(round((r['prompt_tokens'] + r['output_tokens']) / r['completed']))")
 http_tpot=(); generate_ms=()
 for i in $(seq "$pairs"); do
+  stop_server
+  start_server
+  load "pair${i}_warmup" --concurrency 1 --num-prompts 1
   load "pair$i" --concurrency 1 --num-prompts 2
   http_tpot+=("$(field "pair$i" "tpot_ms['mean']")")
   generate_ms+=("$("$bin" bench generate --model "$model" --dtype "$dtype" --tokens "$positions" --json | tail -1 |
                    python3 -c 'import json,sys; print(json.load(sys.stdin)["ms_per_token"])')")
 done
-echo "peer: $bin bench generate --model $model --dtype $dtype --tokens $positions (x$pairs, alternating with the pairs' single stream)"
+echo "peer: $bin bench generate --model $model --dtype $dtype --tokens $positions (x$pairs, alternating with the pairs' single stream, each pair on a fresh server)"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 http_median=$(median "${http_tpot[@]}")
