@@ -213,7 +213,7 @@ BENCHMARK(DotLinearBf16)
     ->UseRealTime();
 // gpt-oss-20b's expert products (gate and up interleaved, then down) at 1 and 4 rows, streamed;
 // and 256 outputs of them in cache (368 KiB), where the decoding bounds the rate. fp32 mode also
-// at 1,024 outputs (1.4 MiB, in the cores' L2) and 5,760 (8.3 MiB, in L3): the rate its
+// at 1,024 outputs (1.5 MiB, half in each core's L2) and 5,760 (8.4 MiB, in L3): the rate its
 // instructions allow once the fork and join of a call no longer weigh, against which the streamed
 // rate shows how much of the memory wait the prefetches hide.
 BENCHMARK(InvariantLinearMxfp4)
