@@ -13,8 +13,8 @@
 #   OUTPUT_TOKENS   max_tokens of each request                  (default: 128)
 #   CONCURRENCY     the batched load's concurrency              (default: 32)
 #   PAIRS           alternating single-stream / bench generate runs, for the overhead figure, each
-#                   single stream on a fresh server (default: 5; the median of each is compared, as
-#                   a shared host's memory bandwidth moves single runs by 20% or more)
+#                   single stream on a fresh server (default: 15; the median of each is compared, as
+#                   one pair's ratio moved from 0.81 to 1.26 within one run on a shared host)
 #   PORT            the server's port                           (default: 8199)
 #
 # Measures, in order: the single stream (concurrency 1) and the batched load (concurrency N) with
@@ -32,7 +32,7 @@ dataset="${DATASET:-$root/../shared/data/tinyshakespeare.txt}"
 prompt_tokens="${PROMPT_TOKENS:-8}"
 output_tokens="${OUTPUT_TOKENS:-128}"
 concurrency="${CONCURRENCY:-32}"
-pairs="${PAIRS:-5}"
+pairs="${PAIRS:-15}"
 port="${PORT:-8199}"
 url="http://127.0.0.1:$port"
 
@@ -96,19 +96,21 @@ half_rate=$(python3 -c "print(f'{$saturating_rate / 2:.3f}')")
 load half_rate --request-rate "$half_rate" --num-prompts $((4 * concurrency)) --seed 1
 
 # The overhead pairs: single-stream TPOT through HTTP, then bench generate over the same number of
-# positions (prompt + output), alternating. Each pair starts a fresh server, as each bench generate
-# is a fresh process: on this VM one process of the same binary decodes up to 10% faster than
-# another, for its whole life, and which one is random from start to start (where the memory
-# landed), so one server against five peers would compare one draw with a median of five.
+# positions (prompt + output), alternating, each alone on the machine (the server stopped before
+# its peer runs). Each pair starts a fresh server, as each bench generate is a fresh process: on
+# this VM one process of the same binary decodes up to 10% faster than another, for its whole
+# life, and which one is random from start to start (where the memory landed), so one server
+# against many peers would compare one draw with a median of many.
 positions=$(python3 -c "
 import json; r=json.load(open('$work/single.json'))
 print(round((r['prompt_tokens'] + r['output_tokens']) / r['completed']))")
 http_tpot=(); generate_ms=()
+stop_server
 for i in $(seq "$pairs"); do
-  stop_server
   start_server
   load "pair${i}_warmup" --concurrency 1 --num-prompts 1
   load "pair$i" --concurrency 1 --num-prompts 2
+  stop_server
   http_tpot+=("$(field "pair$i" "tpot_ms['mean']")")
   generate_ms+=("$("$bin" bench generate --model "$model" --dtype "$dtype" --tokens "$positions" --json | tail -1 |
                    python3 -c 'import json,sys; print(json.load(sys.stdin)["ms_per_token"])')")
@@ -135,4 +137,9 @@ printf 'half that rate:         %8.3f req/s Poisson: TTFT mean %.1f ms, p99 %.1f
   "$(field half_rate "tpot_ms['mean']")"
 printf 'HTTP single stream:     TPOT median %.2f ms over %d runs (%s)\n' "$http_median" "$pairs" "${http_tpot[*]}"
 printf 'bench generate:         %.2f ms/token median over %d runs (%s)\n' "$generate_median" "$pairs" "${generate_ms[*]}"
+ratios=()
+for i in $(seq 0 $((pairs - 1))); do
+  ratios+=("$(python3 -c "print(f'{${generate_ms[$i]} / ${http_tpot[$i]}:.3f}')")")
+done
+printf 'each pair, HTTP rate / bench generate rate: %s\n' "${ratios[*]}"
 printf 'HTTP rate / bench generate rate: %.3f\n' "$(python3 -c "print($generate_median / $http_median)")"
