@@ -12,13 +12,15 @@
 #   PROMPT_TOKENS   prompt length cut from a text file          (default: 8)
 #   OUTPUT_TOKENS   max_tokens of each request                  (default: 128)
 #   CONCURRENCY     the batched load's concurrency              (default: 32)
+#   ROUNDS          alternating single-stream / batched loads, for their ratio (default: 5; the
+#                   medians are compared, as a slow minute moved one batched load by 15%)
 #   PAIRS           alternating single-stream / bench generate runs, for the overhead figure, each
 #                   single stream on a fresh server (default: 15; the median of each is compared, as
 #                   one pair's ratio moved from 0.81 to 1.26 within one run on a shared host)
 #   PORT            the server's port                           (default: 8199)
 #
-# Measures, in order: the single stream (concurrency 1) and the batched load (concurrency N) with
-# their ratio; the saturating request rate (every request sent at once, at most N running) and then
+# Measures, in order: the single stream (concurrency 1) and the batched load (concurrency N),
+# alternating ROUNDS times, with the ratio of their medians; the saturating request rate (every request sent at once, at most N running) and then
 # Poisson arrivals at half that rate for its time to first token; the single stream through HTTP
 # against bench generate, PAIRS times alternating. Prints the machine, the date, every command and a
 # summary; exits non-zero when a run fails.
@@ -33,6 +35,7 @@ prompt_tokens="${PROMPT_TOKENS:-8}"
 output_tokens="${OUTPUT_TOKENS:-128}"
 concurrency="${CONCURRENCY:-32}"
 pairs="${PAIRS:-15}"
+rounds="${ROUNDS:-5}"
 port="${PORT:-8199}"
 url="http://127.0.0.1:$port"
 
@@ -87,9 +90,21 @@ if r['failed'] > 0:
 }
 field() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, r))" "$work/$1.json" "$2"; }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+# The median over the rounds' runs named $1<round> of the expression $2 of each run's JSON.
+round_median() {
+  local values=()
+  for i in $(seq "$rounds"); do values+=("$(field "$1$i" "$2")"); done
+  median "${values[@]}"
+}
+
 load warmup --concurrency 1 --num-prompts 1
-load single --concurrency 1 --num-prompts 4
-load batched --concurrency "$concurrency" --num-prompts $((2 * concurrency))
+round_ratios=()
+for i in $(seq "$rounds"); do
+  load "single$i" --concurrency 1 --num-prompts 4
+  load "batched$i" --concurrency "$concurrency" --num-prompts $((2 * concurrency))
+  round_ratios+=("$(python3 -c "print(f'{$(field "batched$i" output_throughput) / $(field "single$i" output_throughput):.2f}')")")
+done
 load saturated --num-prompts $((4 * concurrency))
 saturating_rate=$(field saturated "request_throughput")
 half_rate=$(python3 -c "print(f'{$saturating_rate / 2:.3f}')")
@@ -102,7 +117,7 @@ load half_rate --request-rate "$half_rate" --num-prompts $((4 * concurrency)) --
 # life, and which one is random from start to start (where the memory landed), so one server
 # against many peers would compare one draw with a median of many.
 positions=$(python3 -c "
-import json; r=json.load(open('$work/single.json'))
+import json; r=json.load(open('$work/single1.json'))
 print(round((r['prompt_tokens'] + r['output_tokens']) / r['completed']))")
 http_tpot=(); generate_ms=()
 stop_server
@@ -117,19 +132,20 @@ for i in $(seq "$pairs"); do
 done
 echo "peer: $bin bench generate --model $model --dtype $dtype --tokens $positions (x$pairs, alternating with the pairs' single stream, each pair on a fresh server)"
 
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
 http_median=$(median "${http_tpot[@]}")
 generate_median=$(median "${generate_ms[@]}")
 
-single=$(field single "output_throughput")
-batched=$(field batched "output_throughput")
+single=$(round_median single "output_throughput")
+batched=$(round_median batched "output_throughput")
 echo
 echo "model $model, prompts of ~$prompt_tokens tokens from $(basename "$dataset"), $output_tokens output tokens"
+echo "medians over $rounds rounds of a single stream (4 requests) then concurrency $concurrency ($((2 * concurrency)) requests):"
 printf 'single stream:          %8.1f output tok/s, TPOT mean %.2f ms, TTFT p99 %.1f ms\n' \
-  "$single" "$(field single "tpot_ms['mean']")" "$(field single "ttft_ms['p99']")"
+  "$single" "$(round_median single "tpot_ms['mean']")" "$(round_median single "ttft_ms['p99']")"
 printf 'concurrency %-3d         %8.1f output tok/s (%.2fx the single stream), TPOT mean %.2f ms, p99 %.2f ms\n' \
   "$concurrency" "$batched" "$(python3 -c "print($batched / $single)")" \
-  "$(field batched "tpot_ms['mean']")" "$(field batched "tpot_ms['p99']")"
+  "$(round_median batched "tpot_ms['mean']")" "$(round_median batched "tpot_ms['p99']")"
+printf 'each round, concurrency %d / single stream: %s\n' "$concurrency" "${round_ratios[*]}"
 printf 'saturating rate:        %8.3f req/s (%d requests at once, at most %d running), %.1f output tok/s\n' \
   "$saturating_rate" $((4 * concurrency)) "$concurrency" "$(field saturated "output_throughput")"
 printf 'half that rate:         %8.3f req/s Poisson: TTFT mean %.1f ms, p99 %.1f ms; TPOT mean %.2f ms\n' \
