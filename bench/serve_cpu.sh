@@ -20,10 +20,10 @@
 #   PORT            the server's port                           (default: 8199)
 #
 # Measures, in order: the single stream (concurrency 1) and the batched load (concurrency N),
-# alternating ROUNDS times, with the ratio of their medians; the saturating request rate (every request sent at once, at most N running) and then
-# Poisson arrivals at half that rate for its time to first token; the single stream through HTTP
-# against bench generate, PAIRS times alternating. Prints the machine, the date, every command and a
-# summary; exits non-zero when a run fails.
+# alternating ROUNDS times, with the ratio of their medians; the saturating request rate (every
+# request sent at once, at most N running) and then Poisson arrivals at half that rate for its time
+# to first token; the single stream through HTTP against bench generate, PAIRS times alternating.
+# Prints the machine, the date, every command and a summary; exits non-zero when a run fails.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +40,8 @@ port="${PORT:-8199}"
 url="http://127.0.0.1:$port"
 
 [[ -x "$bin" ]] || { echo "error: '$bin' not found or not executable (build it, or set SWITCHYARD_BIN)" >&2; exit 1; }
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "error: ROUNDS must be a whole number >= 1, got '$rounds'" >&2; exit 1; }
+[[ "$pairs" =~ ^[1-9][0-9]*$ ]] || { echo "error: PAIRS must be a whole number >= 1, got '$pairs'" >&2; exit 1; }
 [[ -r "$dataset" ]] || { echo "error: dataset '$dataset' not readable (set DATASET)" >&2; exit 1; }
 
 work="$(mktemp -d)"
