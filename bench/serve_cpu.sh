@@ -101,11 +101,9 @@ round_median() {
 }
 
 load warmup --concurrency 1 --num-prompts 1
-round_ratios=()
 for i in $(seq "$rounds"); do
   load "single$i" --concurrency 1 --num-prompts 4
   load "batched$i" --concurrency "$concurrency" --num-prompts $((2 * concurrency))
-  round_ratios+=("$(python3 -c "print(f'{$(field "batched$i" output_throughput) / $(field "single$i" output_throughput):.2f}')")")
 done
 load saturated --num-prompts $((4 * concurrency))
 saturating_rate=$(field saturated "request_throughput")
@@ -132,7 +130,7 @@ for i in $(seq "$pairs"); do
   generate_ms+=("$("$bin" bench generate --model "$model" --dtype "$dtype" --tokens "$positions" --json | tail -1 |
                    python3 -c 'import json,sys; print(json.load(sys.stdin)["ms_per_token"])')")
 done
-echo "peer: $bin bench generate --model $model --dtype $dtype --tokens $positions (x$pairs, alternating with the pairs' single stream, each pair on a fresh server)"
+echo "peer: $bin bench generate --model $model --dtype $dtype --tokens $positions (x$pairs, alternating with the pairs' single stream, each pair on a fresh server stopped before its peer)"
 
 http_median=$(median "${http_tpot[@]}")
 generate_median=$(median "${generate_ms[@]}")
@@ -147,6 +145,10 @@ printf 'single stream:          %8.1f output tok/s, TPOT mean %.2f ms, TTFT p99 
 printf 'concurrency %-3d         %8.1f output tok/s (%.2fx the single stream), TPOT mean %.2f ms, p99 %.2f ms\n' \
   "$concurrency" "$batched" "$(python3 -c "print($batched / $single)")" \
   "$(round_median batched "tpot_ms['mean']")" "$(round_median batched "tpot_ms['p99']")"
+round_ratios=()
+for i in $(seq "$rounds"); do
+  round_ratios+=("$(python3 -c "print(f'{$(field "batched$i" output_throughput) / $(field "single$i" output_throughput):.2f}')")")
+done
 printf 'each round, concurrency %d / single stream: %s\n' "$concurrency" "${round_ratios[*]}"
 printf 'saturating rate:        %8.3f req/s (%d requests at once, at most %d running), %.1f output tok/s\n' \
   "$saturating_rate" $((4 * concurrency)) "$concurrency" "$(field saturated "output_throughput")"
